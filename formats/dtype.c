@@ -1,0 +1,200 @@
+#include "tc/dtype.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "tc/checked.h"
+
+static const struct {
+    const char *name;
+    uint64_t block_elems, block_bytes;
+} info[TC_DTYPE_COUNT] = {
+    [TC_F32] = {"F32", 1, 4},      [TC_F16] = {"F16", 1, 2},     [TC_BF16] = {"BF16", 1, 2},
+    [TC_F64] = {"F64", 1, 8},      [TC_I8] = {"I8", 1, 1},       [TC_U8] = {"U8", 1, 1},
+    [TC_I16] = {"I16", 1, 2},      [TC_I32] = {"I32", 1, 4},     [TC_I64] = {"I64", 1, 8},
+    [TC_BOOL] = {"BOOL", 1, 1},    [TC_Q8_0] = {"Q8_0", 32, 34}, [TC_TQ1_0] = {"TQ1_0", 256, 54},
+    [TC_TQ2_0] = {"TQ2_0", 256, 66},
+};
+
+const char *tc_dtype_name(tc_dtype t)
+{
+    return (unsigned)t < TC_DTYPE_COUNT ? info[t].name : "?";
+}
+
+int tc_dtype_from_name(const char *s, tc_dtype *out)
+{
+    for (int t = 0; t < TC_DTYPE_COUNT; t++) {
+        if (strcmp(s, info[t].name) == 0) {
+            *out = (tc_dtype)t;
+            return TC_OK;
+        }
+    }
+    return TC_ERR;
+}
+
+uint64_t tc_dtype_block_elems(tc_dtype t)
+{
+    return info[t].block_elems;
+}
+
+uint64_t tc_dtype_block_bytes(tc_dtype t)
+{
+    return info[t].block_bytes;
+}
+
+int tc_dtype_span(tc_dtype t, uint64_t n, uint64_t *bytes, tc_error *err)
+{
+    if ((unsigned)t >= TC_DTYPE_COUNT)
+        return tc_err(err, "unknown dtype %d", (int)t);
+    uint64_t be = info[t].block_elems;
+    if (n % be != 0)
+        return tc_err(err, "%llu elements is not a whole number of %s blocks of %llu",
+                      (unsigned long long)n, info[t].name, (unsigned long long)be);
+    if (tc_mul_u64(n / be, info[t].block_bytes, bytes))
+        return tc_err(err, "%llu elements of %s overflow a 64-bit byte count", (unsigned long long)n,
+                      info[t].name);
+    return TC_OK;
+}
+
+int tc_dtype_is_float_convertible(tc_dtype t)
+{
+    return t == TC_F32 || t == TC_F16 || t == TC_BF16 || t == TC_F64 || t == TC_Q8_0;
+}
+
+float tc_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: renormalise */
+            int e = -1;
+            do {
+                e++;
+                man <<= 1;
+            } while (!(man & 0x400));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t tc_f32_to_f16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t exp = (x >> 23) & 0xff;
+    uint32_t man = x & 0x7fffff;
+    if (exp == 0xff) /* inf or nan (keep nan quiet and non-zero) */
+        return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
+    int e = (int)exp - 127 + 15;
+    if (e >= 31)
+        return (uint16_t)(sign | 0x7c00);
+    if (e <= 0) { /* subnormal or zero in f16 */
+        if (e < -10)
+            return (uint16_t)sign;
+        man |= 0x800000;
+        int shift = 14 - e;
+        uint32_t half = man >> shift;
+        uint32_t rem = man & ((1u << shift) - 1);
+        uint32_t mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1)))
+            half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t h = ((uint32_t)e << 10) | (man >> 13);
+    uint32_t rem = man & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1)))
+        h++; /* may carry into the exponent, which is the right rounding */
+    return (uint16_t)(sign | h);
+}
+
+float tc_bf16_to_f32(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t tc_f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffff) > 0x7f800000) /* nan: keep it nan */
+        return (uint16_t)((x >> 16) | 0x40);
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+static uint16_t load_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+int tc_convert_to_f32(tc_dtype t, const void *src, uint64_t n, float *dst, tc_error *err)
+{
+    const uint8_t *p = src;
+    switch (t) {
+    case TC_F32:
+        memcpy(dst, p, (size_t)n * 4);
+        return TC_OK;
+    case TC_F16:
+        for (uint64_t i = 0; i < n; i++)
+            dst[i] = tc_f16_to_f32(load_u16(p + 2 * i));
+        return TC_OK;
+    case TC_BF16:
+        for (uint64_t i = 0; i < n; i++)
+            dst[i] = tc_bf16_to_f32(load_u16(p + 2 * i));
+        return TC_OK;
+    case TC_F64:
+        for (uint64_t i = 0; i < n; i++) {
+            double d;
+            memcpy(&d, p + 8 * i, 8);
+            dst[i] = (float)d;
+        }
+        return TC_OK;
+    case TC_Q8_0:
+        if (n % 32)
+            return tc_err(err, "Q8_0 tensor of %llu elements is not whole blocks", (unsigned long long)n);
+        for (uint64_t b = 0; b < n / 32; b++) {
+            const uint8_t *blk = p + 34 * b;
+            float d = tc_f16_to_f32(load_u16(blk));
+            for (int i = 0; i < 32; i++)
+                dst[32 * b + (uint64_t)i] = d * (float)(int8_t)blk[2 + i];
+        }
+        return TC_OK;
+    default:
+        return tc_err(err, "cannot convert %s to fp32", tc_dtype_name(t));
+    }
+}
+
+int tc_convert_from_f32(tc_dtype t, const float *src, uint64_t n, void *dst, tc_error *err)
+{
+    uint8_t *p = dst;
+    switch (t) {
+    case TC_F32:
+        memcpy(p, src, (size_t)n * 4);
+        return TC_OK;
+    case TC_F16:
+    case TC_BF16:
+        for (uint64_t i = 0; i < n; i++) {
+            uint16_t h = t == TC_F16 ? tc_f32_to_f16(src[i]) : tc_f32_to_bf16(src[i]);
+            p[2 * i] = (uint8_t)h;
+            p[2 * i + 1] = (uint8_t)(h >> 8);
+        }
+        return TC_OK;
+    default:
+        return tc_err(err, "cannot write %s from fp32", tc_dtype_name(t));
+    }
+}

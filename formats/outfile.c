@@ -1,0 +1,97 @@
+#include "tc/outfile.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int tc_outfile_open(tc_outfile *o, const char *path, tc_error *err)
+{
+    memset(o, 0, sizeof *o);
+    size_t n = strlen(path);
+    o->path = strdup(path);
+    o->tmp = malloc(n + 16);
+    if (!o->path || !o->tmp) {
+        tc_outfile_abort(o);
+        return tc_err(err, "%s: out of memory", path);
+    }
+    /* mkstemp in the target's directory, so the final rename never crosses filesystems. */
+    snprintf(o->tmp, n + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(o->tmp);
+    if (fd < 0) {
+        int e = errno;
+        free(o->tmp);
+        o->tmp = NULL;
+        tc_outfile_abort(o);
+        return tc_err(err, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
+    }
+    fchmod(fd, 0644);
+    o->f = fdopen(fd, "wb");
+    if (!o->f) {
+        int e = errno;
+        close(fd);
+        tc_outfile_abort(o);
+        return tc_err(err, "%s: cannot open temporary file: %s", path, strerror(e));
+    }
+    return TC_OK;
+}
+
+int tc_outfile_write(tc_outfile *o, const void *p, size_t n, tc_error *err)
+{
+    if (n == 0)
+        return TC_OK;
+    if (fwrite(p, 1, n, o->f) != n)
+        return tc_err(err, "%s: write failed: %s", o->path, strerror(errno));
+    o->written += n;
+    return TC_OK;
+}
+
+int tc_outfile_pad(tc_outfile *o, uint64_t align, tc_error *err)
+{
+    static const uint8_t zeros[64];
+    uint64_t pad = align ? (align - o->written % align) % align : 0;
+    while (pad > 0) {
+        size_t k = pad > sizeof zeros ? sizeof zeros : (size_t)pad;
+        if (tc_outfile_write(o, zeros, k, err))
+            return TC_ERR;
+        pad -= k;
+    }
+    return TC_OK;
+}
+
+int tc_outfile_commit(tc_outfile *o, tc_error *err)
+{
+    if (fflush(o->f) != 0 || fsync(fileno(o->f)) != 0)
+        return tc_err(err, "%s: write failed: %s", o->path, strerror(errno));
+    int rc = fclose(o->f);
+    o->f = NULL;
+    if (rc != 0)
+        return tc_err(err, "%s: write failed: %s", o->path, strerror(errno));
+    if (rename(o->tmp, o->path) != 0)
+        return tc_err(err, "%s: cannot move the finished file into place: %s", o->path, strerror(errno));
+    free(o->tmp);
+    o->tmp = NULL;
+    free(o->path);
+    o->path = NULL;
+    return TC_OK;
+}
+
+void tc_outfile_abort(tc_outfile *o)
+{
+    if (o->f)
+        fclose(o->f);
+    if (o->tmp)
+        unlink(o->tmp);
+    free(o->tmp);
+    free(o->path);
+    memset(o, 0, sizeof *o);
+}
+
+int tc_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) != 0 || stat(b, &sb) != 0)
+        return 0;
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}

@@ -1,0 +1,179 @@
+#include "tc/tensordir.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tc/checked.h"
+
+void tc_tensordir_init(tc_tensordir *d)
+{
+    memset(d, 0, sizeof *d);
+}
+
+void tc_tensordir_free(tc_tensordir *d)
+{
+    for (size_t i = 0; i < d->n_tensors; i++)
+        free(d->tensors[i].name);
+    free(d->tensors);
+    for (size_t i = 0; i < d->n_maps; i++)
+        tc_mapfile_close(&d->maps[i]);
+    free(d->maps);
+    for (size_t i = 0; i < d->n_buffers; i++)
+        free(d->buffers[i]);
+    free(d->buffers);
+    memset(d, 0, sizeof *d);
+}
+
+int tc_tensordir_adopt_map(tc_tensordir *d, tc_mapfile *m, size_t *index, tc_error *err)
+{
+    tc_mapfile *p = realloc(d->maps, (d->n_maps + 1) * sizeof *p);
+    if (!p)
+        return tc_err(err, "%s: out of memory", m->path);
+    d->maps = p;
+    d->maps[d->n_maps] = *m;
+    memset(m, 0, sizeof *m);
+    if (index)
+        *index = d->n_maps;
+    d->n_maps++;
+    return TC_OK;
+}
+
+int tc_tensordir_adopt_buffer(tc_tensordir *d, void *buf, tc_error *err)
+{
+    void **p = realloc(d->buffers, (d->n_buffers + 1) * sizeof *p);
+    if (!p) {
+        free(buf);
+        return tc_err(err, "out of memory");
+    }
+    d->buffers = p;
+    d->buffers[d->n_buffers++] = buf;
+    return TC_OK;
+}
+
+const tc_tensor *tc_tensordir_find(const tc_tensordir *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_tensors; i++)
+        if (strcmp(d->tensors[i].name, name) == 0)
+            return &d->tensors[i];
+    return NULL;
+}
+
+int tc_span_check(uint64_t off, uint64_t len, uint64_t file_size, const char *file,
+                  const char *what, tc_error *err)
+{
+    uint64_t end;
+    if (tc_add_u64(off, len, &end) || end > file_size)
+        return tc_err(err, "%s: %s spans bytes %llu..%llu beyond the end of the file (%llu bytes)", file,
+                      what, (unsigned long long)off, (unsigned long long)off + len,
+                      (unsigned long long)file_size);
+    return TC_OK;
+}
+
+static int shape_elements(const char *file, const char *name, int n_dims, const int64_t *shape,
+                          uint64_t *n, tc_error *err)
+{
+    if (n_dims < 0 || n_dims > TC_MAX_DIMS)
+        return tc_err(err, "%s: tensor '%s' has %d dimensions (at most %d supported)", file, name, n_dims,
+                      TC_MAX_DIMS);
+    uint64_t count = 1;
+    for (int i = 0; i < n_dims; i++) {
+        if (shape[i] < 0)
+            return tc_err(err, "%s: tensor '%s' has a negative dimension", file, name);
+        if (tc_mul_u64(count, (uint64_t)shape[i], &count))
+            return tc_err(err, "%s: tensor '%s' element count overflows", file, name);
+    }
+    *n = count;
+    return TC_OK;
+}
+
+int tc_tensordir_add(tc_tensordir *d, const char *name, tc_dtype dtype, int n_dims,
+                     const int64_t *shape, const uint8_t *data, uint64_t nbytes,
+                     const char *file, tc_error *err)
+{
+    if (!file)
+        file = "(memory)";
+    if (!name || !name[0])
+        return tc_err(err, "%s: a tensor has an empty name", file);
+    if (tc_tensordir_find(d, name))
+        return tc_err(err, "%s: duplicate tensor name '%s'", file, name);
+    uint64_t n = 0, want;
+    if (shape_elements(file, name, n_dims, shape, &n, err))
+        return TC_ERR;
+    if (tc_dtype_span(dtype, n, &want, err))
+        return tc_err_prefix(err, "%s: tensor '%s'", file, name);
+    if (want != nbytes)
+        return tc_err(err, "%s: tensor '%s' holds %llu bytes but its shape and dtype %s need %llu", file,
+                      name, (unsigned long long)nbytes, tc_dtype_name(dtype), (unsigned long long)want);
+    if (d->n_tensors == d->cap_tensors) {
+        size_t cap = d->cap_tensors ? 2 * d->cap_tensors : 64;
+        tc_tensor *p = realloc(d->tensors, cap * sizeof *p);
+        if (!p)
+            return tc_err(err, "%s: out of memory", file);
+        d->tensors = p;
+        d->cap_tensors = cap;
+    }
+    tc_tensor *t = &d->tensors[d->n_tensors];
+    memset(t, 0, sizeof *t);
+    t->name = strdup(name);
+    if (!t->name)
+        return tc_err(err, "%s: out of memory", file);
+    t->dtype = dtype;
+    t->n_dims = n_dims;
+    for (int i = 0; i < n_dims; i++)
+        t->shape[i] = shape[i];
+    t->n_elements = n;
+    t->data = data;
+    t->nbytes = nbytes;
+    t->file = file;
+    d->n_tensors++;
+    return TC_OK;
+}
+
+int tc_tensor_to_f32(const tc_tensor *t, float *dst, tc_error *err)
+{
+    if (tc_convert_to_f32(t->dtype, t->data, t->n_elements, dst, err))
+        return tc_err_prefix(err, "%s: tensor '%s'", t->file, t->name);
+    return TC_OK;
+}
+
+int tc_tensor_load_f32(const tc_tensor *t, float **out, tc_error *err)
+{
+    uint64_t bytes;
+    *out = NULL;
+    if (tc_mul_u64(t->n_elements, sizeof(float), &bytes) || bytes > SIZE_MAX)
+        return tc_err(err, "%s: tensor '%s' is too large to convert", t->file, t->name);
+    float *p = malloc(bytes ? (size_t)bytes : 1);
+    if (!p)
+        return tc_err(err, "%s: tensor '%s': out of memory for %llu bytes", t->file, t->name,
+                      (unsigned long long)bytes);
+    if (tc_tensor_to_f32(t, p, err)) {
+        free(p);
+        return TC_ERR;
+    }
+    *out = p;
+    return TC_OK;
+}
+
+int tc_out_tensor_nbytes(const tc_out_tensor *t, uint64_t *nbytes, tc_error *err)
+{
+    uint64_t n = 0;
+    if (shape_elements("output", t->name, t->n_dims, t->shape, &n, err))
+        return TC_ERR;
+    if (tc_dtype_span(t->dtype, n, nbytes, err))
+        return tc_err_prefix(err, "output tensor '%s'", t->name);
+    return TC_OK;
+}
+
+int tc_out_tensor_produce(const tc_out_tensor *t, void *dst, tc_error *err)
+{
+    uint64_t n;
+    if (tc_out_tensor_nbytes(t, &n, err))
+        return TC_ERR;
+    if (t->data) {
+        memcpy(dst, t->data, (size_t)n);
+        return TC_OK;
+    }
+    if (!t->fill)
+        return tc_err(err, "output tensor '%s' has neither data nor a fill function", t->name);
+    return t->fill(t->ctx, t, dst, err);
+}

@@ -1,0 +1,97 @@
+/* GGUF v2/v3: reading (every metadata value type, nested arrays, tensor
+ * infos, general.alignment) and writing files stock llama.cpp loads. */
+#ifndef TC_GGUF_H
+#define TC_GGUF_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "tc/error.h"
+#include "tc/tensordir.h"
+
+typedef enum tc_gguf_type {
+    TC_GGUF_U8 = 0,
+    TC_GGUF_I8 = 1,
+    TC_GGUF_U16 = 2,
+    TC_GGUF_I16 = 3,
+    TC_GGUF_U32 = 4,
+    TC_GGUF_I32 = 5,
+    TC_GGUF_F32 = 6,
+    TC_GGUF_BOOL = 7,
+    TC_GGUF_STRING = 8,
+    TC_GGUF_ARRAY = 9,
+    TC_GGUF_U64 = 10,
+    TC_GGUF_I64 = 11,
+    TC_GGUF_F64 = 12,
+} tc_gguf_type;
+
+/* A string inside the file (not NUL-terminated). */
+typedef struct tc_gguf_str {
+    const char *ptr;
+    uint64_t len;
+} tc_gguf_str;
+
+typedef struct tc_gguf_value tc_gguf_value;
+struct tc_gguf_value {
+    tc_gguf_type type;
+    union {
+        uint64_t u;     /* U8, U16, U32, U64, BOOL */
+        int64_t i;      /* I8, I16, I32, I64 */
+        double f;       /* F32, F64 */
+        tc_gguf_str s;  /* STRING */
+        struct {
+            tc_gguf_type type; /* element type */
+            uint64_t n;
+            tc_gguf_value *items; /* n decoded elements (owned by the file) */
+        } arr;
+    } v;
+};
+
+typedef struct tc_gguf_kv {
+    tc_gguf_str key;
+    tc_gguf_value value;
+} tc_gguf_kv;
+
+typedef struct tc_gguf {
+    char *path;
+    uint32_t version;
+    uint64_t alignment;
+    tc_gguf_kv *kvs;
+    uint64_t n_kv;
+    uint64_t data_offset; /* start of the tensor data section */
+    tc_tensordir dir;     /* tensors, shapes outermost first, mapping owned here */
+    void *priv;           /* reader's allocations */
+} tc_gguf;
+
+int tc_gguf_open(tc_gguf *g, const char *path, tc_error *err);
+void tc_gguf_close(tc_gguf *g);
+
+/* Lookup by key; NULL when absent. */
+const tc_gguf_value *tc_gguf_find(const tc_gguf *g, const char *key);
+/* Typed getters: TC_ERR (message names the key and file) when absent or of
+ * an incompatible type.  Integer getters accept any integer type whose value
+ * fits; the float getter accepts F32/F64 and integers. */
+int tc_gguf_get_u32(const tc_gguf *g, const char *key, uint32_t *out, tc_error *err);
+int tc_gguf_get_u64(const tc_gguf *g, const char *key, uint64_t *out, tc_error *err);
+int tc_gguf_get_f32(const tc_gguf *g, const char *key, float *out, tc_error *err);
+int tc_gguf_get_bool(const tc_gguf *g, const char *key, int *out, tc_error *err);
+/* Copies a string value into a new malloc'd NUL-terminated buffer. */
+int tc_gguf_get_str(const tc_gguf *g, const char *key, char **out, tc_error *err);
+
+/* ---- Writing ---------------------------------------------------------------
+ * Metadata to write: the caller builds values (strings by pointer+length,
+ * arrays by items) and the writer serialises them in order. */
+typedef struct tc_gguf_writer_kv {
+    const char *key;
+    tc_gguf_value value;
+} tc_gguf_writer_kv;
+
+/* Writes a GGUF v3 file atomically (temporary beside path, then rename).
+ * Tensor dtypes F32, F16, BF16, Q8_0, TQ1_0, TQ2_0; shapes outermost first
+ * (the writer stores ne[] innermost first).  alignment 0 means 32; when it is
+ * not 32 the writer adds general.alignment itself. */
+int tc_gguf_write(const char *path, const tc_gguf_writer_kv *kvs, size_t n_kv,
+                  const tc_out_tensor *tensors, size_t n_tensors, uint32_t alignment,
+                  tc_error *err);
+
+#endif

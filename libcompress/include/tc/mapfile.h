@@ -1,0 +1,24 @@
+/* A read-only memory mapping of a whole file: weights are never read() into
+ * memory, so opening a 7B checkpoint costs address space, not RAM. */
+#ifndef TC_MAPFILE_H
+#define TC_MAPFILE_H
+
+#include <stdint.h>
+
+#include "tc/error.h"
+
+typedef struct tc_mapfile {
+    char *path;          /* owned copy, for messages */
+    const uint8_t *data; /* NULL for an empty file */
+    uint64_t size;
+} tc_mapfile;
+
+/* Maps path read-only; a directory, a missing file or an unreadable one is an error. */
+int tc_mapfile_open(tc_mapfile *m, const char *path, tc_error *err);
+void tc_mapfile_close(tc_mapfile *m);
+
+/* Reads a whole small text file (config.json, an index) into a NUL-terminated
+ * heap buffer; refuses files larger than max_bytes. */
+int tc_read_small_file(const char *path, uint64_t max_bytes, char **out, uint64_t *len, tc_error *err);
+
+#endif

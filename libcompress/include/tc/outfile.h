@@ -1,0 +1,34 @@
+/* Atomic output: bytes go to a temporary file beside the target, which is
+ * renamed into place only when everything was written and synced.  A failed
+ * or interrupted run leaves the target as it was (absent or the old file). */
+#ifndef TC_OUTFILE_H
+#define TC_OUTFILE_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "tc/error.h"
+
+typedef struct tc_outfile {
+    char *path;  /* the target */
+    char *tmp;   /* the temporary beside it */
+    FILE *f;
+    uint64_t written;
+} tc_outfile;
+
+int tc_outfile_open(tc_outfile *o, const char *path, tc_error *err);
+int tc_outfile_write(tc_outfile *o, const void *p, size_t n, tc_error *err);
+/* Writes zero bytes up to the next multiple of align. */
+int tc_outfile_pad(tc_outfile *o, uint64_t align, tc_error *err);
+/* Flushes, syncs, renames into place and releases o. */
+int tc_outfile_commit(tc_outfile *o, tc_error *err);
+/* Removes the temporary and releases o; safe to call after commit or on a
+ * zeroed struct. */
+void tc_outfile_abort(tc_outfile *o);
+
+/* Whether two paths name the same existing file (so a tool can refuse to
+ * overwrite its input). */
+int tc_same_file(const char *a, const char *b);
+
+#endif

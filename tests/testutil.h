@@ -1,0 +1,110 @@
+/* Tiny test harness shared by every test program.
+ *
+ * CHECK(cond) records a failure and goes on; the program's exit code is the
+ * verdict (0 pass, 1 fail, 77 skipped).  Assets are found through TC_ASSETS;
+ * a test that needs one that is missing calls tu_skip(), which reports
+ * "skipped" to ctest rather than passing. */
+#ifndef TC_TESTUTIL_H
+#define TC_TESTUTIL_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int tu_failures;
+static int tu_checks;
+
+#define CHECK(cond)                                                                          \
+    do {                                                                                     \
+        tu_checks++;                                                                         \
+        if (!(cond)) {                                                                       \
+            tu_failures++;                                                                   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);          \
+        }                                                                                    \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                                 \
+    do {                                                                                     \
+        tu_checks++;                                                                         \
+        if (!(cond)) {                                                                       \
+            tu_failures++;                                                                   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);          \
+            fprintf(stderr, __VA_ARGS__);                                                    \
+            fputc('\n', stderr);                                                             \
+        }                                                                                    \
+    } while (0)
+
+/* A call that must succeed: prints the library's message when it does not. */
+#define CHECK_OK(call, errp)                                                                 \
+    do {                                                                                     \
+        tu_checks++;                                                                         \
+        if ((call) != 0) {                                                                   \
+            tu_failures++;                                                                   \
+            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, (errp)->msg); \
+        }                                                                                    \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                                \
+    do {                                                                                     \
+        double tu_a = (a), tu_b = (b);                                                       \
+        tu_checks++;                                                                         \
+        if (!(fabs(tu_a - tu_b) <= (tol))) {                                                 \
+            tu_failures++;                                                                   \
+            fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s = %.9g, %s = %.9g (tol %g)\n",     \
+                    __FILE__, __LINE__, #a, tu_a, #b, tu_b, (double)(tol));                  \
+        }                                                                                    \
+    } while (0)
+
+/* The asset folder, or NULL when absent. */
+static inline const char *tu_assets(void)
+{
+    const char *a = getenv("TC_ASSETS");
+    if (!a || !*a)
+        a = "../shared/assets";
+    struct stat st;
+    if (stat(a, &st) != 0 || !S_ISDIR(st.st_mode))
+        return NULL;
+    return a;
+}
+
+/* Joins the asset folder and a relative path into buf; returns NULL when the
+ * file is absent. */
+static inline const char *tu_asset(char *buf, size_t n, const char *rel)
+{
+    const char *a = tu_assets();
+    if (!a)
+        return NULL;
+    snprintf(buf, n, "%s/%s", a, rel);
+    struct stat st;
+    return stat(buf, &st) == 0 ? buf : NULL;
+}
+
+/* A fresh temporary directory (removed by the OS's tmp cleaning; tests keep
+ * their files small). */
+static inline const char *tu_tmpdir(char *buf, size_t n)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(buf, n, "%s/tc-test-XXXXXX", base && *base ? base : "/tmp");
+    return mkdtemp(buf);
+}
+
+static inline int tu_skip(const char *why)
+{
+    printf("SKIPPED: %s\n", why);
+    return 77;
+}
+
+static inline int tu_finish(const char *name)
+{
+    if (tu_failures) {
+        fprintf(stderr, "%s: %d of %d checks failed\n", name, tu_failures, tu_checks);
+        return 1;
+    }
+    printf("%s: all %d checks passed\n", name, tu_checks);
+    return 0;
+}
+
+#endif
