@@ -83,6 +83,7 @@ typedef struct tc_model {
     tc_layer *layers;          /* n_layers */
     uint64_t file_bytes;       /* total size of the files read */
     void *handle;              /* the format's own reader (tc_gguf, tc_hfdir, ...) */
+    void (*close_handle)(void *handle);
 } tc_model;
 
 /* Opens a checkpoint: a Hugging Face directory (or a .safetensors file inside

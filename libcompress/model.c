@@ -1,0 +1,364 @@
+/* The model view over a tensor directory: roles, shape checks, one layer in
+ * fp32 at a time.  Opening files by format lives in model_open.c. */
+#include "tc/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tc/checked.h"
+#include "model_internal.h"
+
+static const char *const role_names[TC_N_ROLES] = {
+    "attn_norm", "wq", "wk", "wv", "wo", "bq", "bk", "bv", "ffn_norm", "w_gate", "w_up", "w_down",
+};
+
+const char *tc_role_name(tc_role r)
+{
+    return (unsigned)r < TC_N_ROLES ? role_names[r] : "?";
+}
+
+const char *tc_format_name(tc_format f)
+{
+    switch (f) {
+    case TC_FORMAT_HF: return "hf";
+    case TC_FORMAT_GGUF: return "gguf";
+    case TC_FORMAT_LLAMA2C: return "llama2c";
+    case TC_FORMAT_MEMORY: return "memory";
+    }
+    return "?";
+}
+
+const char *tc_arch_name(tc_arch a)
+{
+    switch (a) {
+    case TC_ARCH_LLAMA: return "llama";
+    case TC_ARCH_MISTRAL: return "mistral";
+    case TC_ARCH_QWEN2: return "qwen2";
+    }
+    return "?";
+}
+
+const char *tc_rope_layout_name(tc_rope_layout r)
+{
+    return r == TC_ROPE_ADJACENT ? "adjacent" : "half";
+}
+
+/* Tensor names of each family of files.  "%d" is the layer index. */
+const tc_naming tc_naming_hf = {
+    .tok_embd = "model.embed_tokens.weight",
+    .out_norm = "model.norm.weight",
+    .output = "lm_head.weight",
+    .role = {
+        "model.layers.%d.input_layernorm.weight", "model.layers.%d.self_attn.q_proj.weight",
+        "model.layers.%d.self_attn.k_proj.weight", "model.layers.%d.self_attn.v_proj.weight",
+        "model.layers.%d.self_attn.o_proj.weight", "model.layers.%d.self_attn.q_proj.bias",
+        "model.layers.%d.self_attn.k_proj.bias", "model.layers.%d.self_attn.v_proj.bias",
+        "model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
+        "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight",
+    },
+};
+
+const tc_naming tc_naming_gguf = {
+    .tok_embd = "token_embd.weight",
+    .out_norm = "output_norm.weight",
+    .output = "output.weight",
+    .role = {
+        "blk.%d.attn_norm.weight", "blk.%d.attn_q.weight", "blk.%d.attn_k.weight",
+        "blk.%d.attn_v.weight", "blk.%d.attn_output.weight", "blk.%d.attn_q.bias",
+        "blk.%d.attn_k.bias", "blk.%d.attn_v.bias", "blk.%d.ffn_norm.weight",
+        "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight", "blk.%d.ffn_down.weight",
+    },
+};
+
+const tc_naming tc_naming_llama2c = {
+    .tok_embd = "tok_embeddings.weight",
+    .out_norm = "norm.weight",
+    .output = "output.weight",
+    .role = {
+        "layers.%d.attention_norm.weight", "layers.%d.attention.wq.weight",
+        "layers.%d.attention.wk.weight", "layers.%d.attention.wv.weight",
+        "layers.%d.attention.wo.weight", NULL, NULL, NULL, "layers.%d.ffn_norm.weight",
+        "layers.%d.feed_forward.w1.weight", "layers.%d.feed_forward.w3.weight",
+        "layers.%d.feed_forward.w2.weight",
+    },
+};
+
+void tc_naming_format(const tc_naming *nm, tc_role r, int layer, char *buf, size_t n)
+{
+    if (!nm->role[r]) {
+        buf[0] = '\0';
+        return;
+    }
+    snprintf(buf, n, nm->role[r], layer);
+}
+
+/* The shape a role must have, outermost first; n_dims 0 when the role has no
+ * tensor in this config. */
+static int role_shape(const tc_config *c, tc_role r, int64_t shape[2])
+{
+    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    switch (r) {
+    case TC_ATTN_NORM:
+    case TC_FFN_NORM: shape[0] = c->dim; return 1;
+    case TC_WQ: shape[0] = q; shape[1] = c->dim; return 2;
+    case TC_WK:
+    case TC_WV: shape[0] = kv; shape[1] = c->dim; return 2;
+    case TC_WO: shape[0] = c->dim; shape[1] = q; return 2;
+    case TC_BQ: shape[0] = q; return 1;
+    case TC_BK:
+    case TC_BV: shape[0] = kv; return 1;
+    case TC_W_GATE:
+    case TC_W_UP: shape[0] = c->ffn_dim; shape[1] = c->dim; return 2;
+    case TC_W_DOWN: shape[0] = c->dim; shape[1] = c->ffn_dim; return 2;
+    default: return 0;
+    }
+}
+
+static int check_shape(const tc_model *m, const tc_tensor *t, int n_dims, const int64_t *shape,
+                       tc_error *err)
+{
+    int ok = t->n_dims == n_dims;
+    for (int i = 0; ok && i < n_dims; i++)
+        ok = t->shape[i] == shape[i];
+    /* A 1-D tensor stored as [1][n] (some exporters) is accepted too. */
+    if (!ok && n_dims == 1 && t->n_dims == 2 && t->shape[0] == 1 && t->shape[1] == shape[0])
+        ok = 1;
+    if (ok)
+        return TC_OK;
+    char want[64], got[64];
+    if (n_dims == 1)
+        snprintf(want, sizeof want, "[%lld]", (long long)shape[0]);
+    else
+        snprintf(want, sizeof want, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
+    int k = snprintf(got, sizeof got, "[");
+    for (int i = 0; i < t->n_dims && k < (int)sizeof got; i++)
+        k += snprintf(got + k, sizeof got - (size_t)k, i ? ", %lld" : "%lld", (long long)t->shape[i]);
+    if (k < (int)sizeof got)
+        snprintf(got + k, sizeof got - (size_t)k, "]");
+    return tc_err(err, "%s: tensor '%s' has shape %s but the config needs %s", m->path, t->name, got,
+                  want);
+}
+
+static int check_config(const tc_model *m, tc_error *err)
+{
+    const tc_config *c = &m->cfg;
+    if (c->n_layers <= 0 || c->dim <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0 ||
+        c->ffn_dim <= 0 || c->vocab_size <= 0)
+        return tc_err(err, "%s: the config has a zero or negative size (layers %d, dim %d, heads %d, "
+                      "kv heads %d, head dim %d, ffn %d, vocab %d)", m->path, c->n_layers, c->dim,
+                      c->n_heads, c->n_kv_heads, c->head_dim, c->ffn_dim, c->vocab_size);
+    if (c->n_layers > 4096 || c->dim > (1 << 20) || c->ffn_dim > (1 << 22) || c->n_heads > 4096 ||
+        c->head_dim > 4096 || c->vocab_size > (1 << 24))
+        return tc_err(err, "%s: the config's sizes are beyond what tc supports", m->path);
+    if (c->n_heads % c->n_kv_heads != 0)
+        return tc_err(err, "%s: %d attention heads are not a multiple of %d key/value heads", m->path,
+                      c->n_heads, c->n_kv_heads);
+    if (c->head_dim % 2 != 0)
+        return tc_err(err, "%s: head dimension %d is odd; RoPE needs pairs", m->path, c->head_dim);
+    if (!(c->norm_eps > 0) || !(c->rope_theta > 0))
+        return tc_err(err, "%s: norm epsilon and rope theta must be positive", m->path);
+    return TC_OK;
+}
+
+static int bind_global(tc_model *m, const tc_naming *nm, tc_error *err)
+{
+    const tc_config *c = &m->cfg;
+    int64_t emb[2] = {c->vocab_size, c->dim}, norm[1] = {c->dim};
+    m->tok_embd = tc_tensordir_find(m->dir, nm->tok_embd);
+    if (!m->tok_embd)
+        return tc_err(err, "%s: missing tensor '%s' (token embedding)", m->path, nm->tok_embd);
+    if (check_shape(m, m->tok_embd, 2, emb, err))
+        return TC_ERR;
+    m->out_norm = tc_tensordir_find(m->dir, nm->out_norm);
+    if (!m->out_norm)
+        return tc_err(err, "%s: missing tensor '%s' (final norm)", m->path, nm->out_norm);
+    if (check_shape(m, m->out_norm, 1, norm, err))
+        return TC_ERR;
+    const tc_tensor *out = tc_tensordir_find(m->dir, nm->output);
+    if (out && !m->cfg.tied_embeddings) {
+        if (check_shape(m, out, 2, emb, err))
+            return TC_ERR;
+        m->output = out;
+    } else if (!out && !m->cfg.tied_embeddings) {
+        return tc_err(err, "%s: missing tensor '%s' (output head) and the config does not tie it to "
+                      "the embedding", m->path, nm->output);
+    } else {
+        m->output = m->tok_embd;
+    }
+    return TC_OK;
+}
+
+/* drop_attn / drop_mlp: per-layer flags saying the sub-layer was pruned away
+ * (its tensors must then be absent); NULL when none were. */
+int tc_model_bind(tc_model *m, const tc_naming *nm, const uint8_t *drop_attn, const uint8_t *drop_mlp,
+                  tc_error *err)
+{
+    if (check_config(m, err))
+        return TC_ERR;
+    if (bind_global(m, nm, err))
+        return TC_ERR;
+    m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
+    if (!m->layers)
+        return tc_err(err, "%s: out of memory", m->path);
+    static const tc_role attn_roles[] = {TC_ATTN_NORM, TC_WQ, TC_WK, TC_WV, TC_WO};
+    static const tc_role mlp_roles[] = {TC_FFN_NORM, TC_W_GATE, TC_W_UP, TC_W_DOWN};
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        tc_layer *L = &m->layers[l];
+        char name[160];
+        for (int r = 0; r < TC_N_ROLES; r++) {
+            tc_naming_format(nm, (tc_role)r, l, name, sizeof name);
+            if (!name[0])
+                continue;
+            const tc_tensor *t = tc_tensordir_find(m->dir, name);
+            if (!t)
+                continue;
+            int64_t shape[2];
+            int nd = role_shape(&m->cfg, (tc_role)r, shape);
+            if (check_shape(m, t, nd, shape, err))
+                return TC_ERR;
+            L->w[r] = t;
+        }
+        L->has_attn = !(drop_attn && drop_attn[l]);
+        L->has_mlp = !(drop_mlp && drop_mlp[l]);
+        const tc_role *roles[2] = {attn_roles, mlp_roles};
+        const size_t counts[2] = {5, 4};
+        const int present[2] = {L->has_attn, L->has_mlp};
+        for (int s = 0; s < 2; s++) {
+            for (size_t i = 0; i < counts[s]; i++) {
+                tc_role r = roles[s][i];
+                tc_naming_format(nm, r, l, name, sizeof name);
+                if (present[s] && !L->w[r])
+                    return tc_err(err, "%s: missing tensor '%s' (layer %d %s)", m->path, name, l,
+                                  tc_role_name(r));
+                if (!present[s] && L->w[r])
+                    return tc_err(err, "%s: tensor '%s' is present but the config marks layer %d's %s "
+                                  "as dropped", m->path, name, l, s ? "MLP" : "attention");
+            }
+        }
+        if (m->cfg.qkv_bias && L->has_attn) {
+            for (int r = TC_BQ; r <= TC_BV; r++) {
+                if (!L->w[r]) {
+                    tc_naming_format(nm, (tc_role)r, l, name, sizeof name);
+                    return tc_err(err, "%s: missing tensor '%s' (the architecture has q/k/v biases)",
+                                  m->path, name);
+                }
+            }
+        }
+    }
+    return TC_OK;
+}
+
+static void free_memory_handle(void *h)
+{
+    tc_tensordir *d = h;
+    tc_tensordir_free(d);
+    free(d);
+}
+
+int tc_model_from_memory(tc_model *m, tc_tensordir *dir, const tc_config *cfg, tc_error *err)
+{
+    memset(m, 0, sizeof *m);
+    m->format = TC_FORMAT_MEMORY;
+    m->cfg = *cfg;
+    m->path = strdup("(synthetic)");
+    tc_tensordir *own = malloc(sizeof *own);
+    if (!m->path || !own) {
+        free(own);
+        free(m->path);
+        tc_tensordir_free(dir);
+        return tc_err(err, "out of memory");
+    }
+    *own = *dir;
+    memset(dir, 0, sizeof *dir);
+    m->handle = own;
+    m->close_handle = free_memory_handle;
+    m->dir = own;
+    if (tc_model_bind(m, &tc_naming_hf, NULL, NULL, err)) {
+        tc_model_close(m);
+        return TC_ERR;
+    }
+    return TC_OK;
+}
+
+void tc_model_close(tc_model *m)
+{
+    if (m->close_handle && m->handle)
+        m->close_handle(m->handle);
+    free(m->layers);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+}
+
+int tc_model_load_layer(const tc_model *m, int layer, tc_layer_f32 *out, tc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (layer < 0 || layer >= m->cfg.n_layers)
+        return tc_err(err, "%s: layer %d out of range", m->path, layer);
+    const tc_layer *L = &m->layers[layer];
+    for (int r = 0; r < TC_N_ROLES; r++) {
+        if (!L->w[r])
+            continue;
+        if (tc_tensor_load_f32(L->w[r], &out->w[r], err)) {
+            tc_layer_f32_free(out);
+            return TC_ERR;
+        }
+    }
+    return TC_OK;
+}
+
+void tc_layer_f32_free(tc_layer_f32 *w)
+{
+    for (int r = 0; r < TC_N_ROLES; r++)
+        free(w->w[r]);
+    memset(w, 0, sizeof *w);
+}
+
+int tc_model_embed(const tc_model *m, int token, float *out, tc_error *err)
+{
+    const tc_tensor *t = m->tok_embd;
+    if (token < 0 || token >= m->cfg.vocab_size)
+        return tc_err(err, "%s: token id %d is outside the vocabulary (%d)", m->path, token,
+                      m->cfg.vocab_size);
+    uint64_t row_bytes = t->nbytes / (uint64_t)m->cfg.vocab_size;
+    uint64_t dim = (uint64_t)m->cfg.dim;
+    if (tc_convert_to_f32(t->dtype, t->data + row_bytes * (uint64_t)token, dim, out, err))
+        return tc_err_prefix(err, "%s: tensor '%s'", m->path, t->name);
+    return TC_OK;
+}
+
+uint64_t tc_model_n_params(const tc_model *m)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < m->dir->n_tensors; i++)
+        n += m->dir->tensors[i].n_elements;
+    return n;
+}
+
+struct tc_gguf *tc_model_gguf(const tc_model *m)
+{
+    return m->format == TC_FORMAT_GGUF ? m->handle : NULL;
+}
+
+struct tc_hfdir *tc_model_hfdir(const tc_model *m)
+{
+    return m->format == TC_FORMAT_HF ? m->handle : NULL;
+}
+
+void tc_rope_permute_rows(const float *src, float *dst, int n_heads, int head_dim, int cols,
+                          tc_rope_layout from, tc_rope_layout to)
+{
+    size_t row = (size_t)cols, hd = (size_t)head_dim, half = hd / 2;
+    for (int h = 0; h < n_heads; h++) {
+        const float *s = src + (size_t)h * hd * row;
+        float *d = dst + (size_t)h * hd * row;
+        for (size_t i = 0; i < half; i++) {
+            /* Pair i: adjacent rows (2i, 2i+1) <-> half rows (i, i+hd/2). */
+            size_t a0 = 2 * i, a1 = 2 * i + 1, h0 = i, h1 = i + half;
+            size_t s0 = from == TC_ROPE_ADJACENT ? a0 : h0, s1 = from == TC_ROPE_ADJACENT ? a1 : h1;
+            size_t d0 = to == TC_ROPE_ADJACENT ? a0 : h0, d1 = to == TC_ROPE_ADJACENT ? a1 : h1;
+            memcpy(d + d0 * row, s + s0 * row, row * sizeof *d);
+            memcpy(d + d1 * row, s + s1 * row, row * sizeof *d);
+        }
+    }
+}
