@@ -169,9 +169,12 @@ static int check_file_size(const char *path, const tc_llama2c_header *h, uint64_
     char d[200];
     describe(d, sizeof d, h);
     if (size < want)
-        return tc_err(err, "%s: truncated llama2.c checkpoint: its header (%s) needs %llu bytes but the file has %llu",
+        return tc_err(err,
+                      "%s: truncated llama2.c checkpoint: its header (%s) needs %llu bytes but the file has %llu",
                       path, d, (unsigned long long)want, (unsigned long long)size);
-    return tc_err(err, "%s: llama2.c checkpoint has %llu trailing bytes: its header (%s) needs %llu bytes but the file has %llu",
+    return tc_err(err,
+                  "%s: llama2.c checkpoint has %llu trailing bytes: its header (%s) needs %llu bytes but the "
+                  "file has %llu",
                   path, (unsigned long long)(size - want), d, (unsigned long long)want,
                   (unsigned long long)size);
 }
@@ -278,9 +281,15 @@ static int check_out_shape(const char *path, const tc_out_tensor *t, const secti
     int same = t->n_dims == s->n_dims;
     for (int i = 0; same && i < s->n_dims; i++)
         same = t->shape[i] == s->shape[i];
-    if (!same)
-        return tc_err(err, "%s: tensor '%s' does not have the shape the llama2.c header implies (%lld x %lld)",
-                      path, t->name, (long long)s->shape[0], (long long)(s->n_dims == 2 ? s->shape[1] : 1));
+    if (!same) {
+        char want[64];
+        if (s->n_dims == 1)
+            snprintf(want, sizeof want, "[%lld]", (long long)s->shape[0]);
+        else
+            snprintf(want, sizeof want, "[%lld x %lld]", (long long)s->shape[0], (long long)s->shape[1]);
+        return tc_err(err, "%s: tensor '%s' does not have the shape %s that the llama2.c header implies", path,
+                      t->name, want);
+    }
     return TC_OK;
 }
 
