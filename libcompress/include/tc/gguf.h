@@ -47,6 +47,12 @@ struct tc_gguf_value {
     } v;
 };
 
+/* Limits the reader puts on metadata: nesting of arrays inside arrays, and
+ * decoded array elements in all (each takes a tc_gguf_value in memory; real
+ * vocabularies hold a few hundred thousand). */
+#define TC_GGUF_MAX_DEPTH 8
+#define TC_GGUF_MAX_ITEMS ((uint64_t)1 << 26)
+
 typedef struct tc_gguf_kv {
     tc_gguf_str key;
     tc_gguf_value value;
@@ -63,6 +69,13 @@ typedef struct tc_gguf {
     void *priv;           /* reader's allocations */
 } tc_gguf;
 
+/* Opens and checks a file.  Besides the layout itself the reader refuses:
+ * duplicate keys or tensor names, empty keys or names, names holding a NUL
+ * byte, arrays nested deeper than TC_GGUF_MAX_DEPTH, more than
+ * TC_GGUF_MAX_ITEMS array elements in all, BOOL bytes other than 0/1, a
+ * general.alignment that is not a non-zero power-of-two u32, tensor offsets
+ * not aligned to it, spans beyond the file or overlapping each other, rows
+ * that are not whole blocks, and ggml types without a tc dtype. */
 int tc_gguf_open(tc_gguf *g, const char *path, tc_error *err);
 void tc_gguf_close(tc_gguf *g);
 
@@ -78,6 +91,17 @@ int tc_gguf_get_bool(const tc_gguf *g, const char *key, int *out, tc_error *err)
 /* Copies a string value into a new malloc'd NUL-terminated buffer. */
 int tc_gguf_get_str(const tc_gguf *g, const char *key, char **out, tc_error *err);
 
+/* "u8", "string", "array", ... ("?" when unknown). */
+const char *tc_gguf_type_name(tc_gguf_type t);
+
+/* ggml tensor type ids and tc dtypes: F32 0, F16 1, Q8_0 8, I8 24, I16 25,
+ * I32 26, I64 27, F64 28, BF16 30, TQ1_0 34, TQ2_0 35.  Each returns TC_ERR
+ * when there is no counterpart. */
+int tc_gguf_dtype_from_ggml(uint32_t ggml_type, tc_dtype *out);
+int tc_gguf_ggml_from_dtype(tc_dtype t, uint32_t *out);
+/* ggml's name for a type id ("Q4_K"), for messages; "?" when unknown. */
+const char *tc_gguf_ggml_type_name(uint32_t ggml_type);
+
 /* ---- Writing ---------------------------------------------------------------
  * Metadata to write: the caller builds values (strings by pointer+length,
  * arrays by items) and the writer serialises them in order. */
@@ -87,9 +111,13 @@ typedef struct tc_gguf_writer_kv {
 } tc_gguf_writer_kv;
 
 /* Writes a GGUF v3 file atomically (temporary beside path, then rename).
- * Tensor dtypes F32, F16, BF16, Q8_0, TQ1_0, TQ2_0; shapes outermost first
- * (the writer stores ne[] innermost first).  alignment 0 means 32; when it is
- * not 32 the writer adds general.alignment itself. */
+ * Tensor dtypes F32, F16, BF16, Q8_0, TQ1_0, TQ2_0 (and the plain integer
+ * types and F64 ggml has ids for); shapes outermost first (the writer stores
+ * ne[] innermost first); names shorter than 64 bytes, as ggml requires.
+ * alignment 0 means 32; when it is not 32 the writer adds general.alignment
+ * itself (a general.alignment among kvs must be a u32 equal to it).  Every
+ * tensor's data starts at a multiple of the alignment and is padded with
+ * zeros to the next one; tensors are produced one at a time. */
 int tc_gguf_write(const char *path, const tc_gguf_writer_kv *kvs, size_t n_kv,
                   const tc_out_tensor *tensors, size_t n_tensors, uint32_t alignment,
                   tc_error *err);
