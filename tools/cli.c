@@ -93,3 +93,25 @@ long cli_parse_long(const char *s, long min, long max)
         return -1;
     return v;
 }
+
+int cli_common_option(const char *tool, int code, const char *arg, cli_common *c, void (*usage)(void),
+                      int *exit_code)
+{
+    switch (code) {
+    case CLI_OPT_INFO: c->info = 1; return 0;
+    case CLI_OPT_JSON: c->json = 1; return 0;
+    case 'q': c->quiet = 1; return 0;
+    case CLI_OPT_TOKENIZER: c->tokenizer = arg; return 0;
+    case CLI_OPT_THREADS:
+        c->threads = (int)cli_parse_long(arg, 1, 1024);
+        if (c->threads < 0) {
+            *exit_code = cli_usage_error(tool, "--threads needs a number from 1 to 1024, not '%s'", arg);
+            return 1;
+        }
+        return 0;
+    case 'h': usage(); *exit_code = TC_EXIT_OK; return 1;
+    case CLI_OPT_VERSION: printf("%s %s\n", tool, TC_VERSION); *exit_code = TC_EXIT_OK; return 1;
+    case '?': *exit_code = cli_usage_error(tool, "invalid option or missing value"); return 1;
+    default: return -1;
+    }
+}

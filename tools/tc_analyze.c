@@ -1,7 +1,6 @@
 /* tc-analyze: how much each attention, MLP and block changes the hidden state. */
 #include <getopt.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "cli.h"
 
@@ -17,43 +16,25 @@ static void usage(void)
            "\n"
            "MODEL is a Hugging Face directory (config.json + safetensors), a GGUF file or a\n"
            "llama2.c checkpoint.\n"
-           "\n"
-           "Options:\n"
-           "  --info             print what the checkpoint holds and exit\n"
-           "  --json             machine-readable output on stdout\n"
-           "  --tokenizer FILE   tokenizer for a checkpoint without one (llama2.c)\n"
-           "  -q, --quiet        no progress or log lines on stderr\n"
-           "  -h, --help         this help\n"
-           "      --version      print the version\n"
-           "\n"
-           "Exit codes: 0 success, 1 failure (bad file, write error), 2 bad command line.\n",
+           "\n" CLI_COMMON_HELP,
            TOOL, TOOL);
 }
 
 int main(int argc, char **argv)
 {
-    enum { OPT_VERSION = 256, OPT_TOKENIZER };
-    static const struct option opts[] = {
-        {"info", no_argument, 0, 'i'},       {"json", no_argument, 0, 'j'},
-        {"quiet", no_argument, 0, 'q'},      {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, OPT_VERSION}, {"tokenizer", required_argument, 0, OPT_TOKENIZER},
-        {0, 0, 0, 0},
-    };
-    int info = 0, json = 0, c;
+    static const struct option opts[] = {CLI_COMMON_LONG_OPTIONS, {0, 0, 0, 0}};
+    cli_common com = {0};
+    int c, code;
     while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'i': info = 1; break;
-        case 'j': json = 1; break;
-        case 'q': break;
-        case 'h': usage(); return TC_EXIT_OK;
-        case OPT_VERSION: printf("%s %s\n", TOOL, TC_VERSION); return TC_EXIT_OK;
-        case OPT_TOKENIZER: break;
-        default: return cli_usage_error(TOOL, "unknown option");
-        }
+        int r = cli_common_option(TOOL, c, optarg, &com, usage, &code);
+        if (r == 1)
+            return code;
+        if (r < 0)
+            return cli_usage_error(TOOL, "unknown option");
     }
     if (optind != argc - 1)
         return cli_usage_error(TOOL, "expected one MODEL argument");
-    if (info)
-        return cli_info(TOOL, argv[optind], json);
-    return cli_usage_error(TOOL, "analysis is not available yet; use --info");
+    if (com.info)
+        return cli_info(TOOL, argv[optind], com.json);
+    return cli_usage_error(TOOL, "only --info is available in this version");
 }
