@@ -11,9 +11,10 @@
 #include "tc/cursor.h"
 #include "tc/outfile.h"
 
-/* The reference implementation refuses headers above 100 MB; a larger one is
- * not a checkpoint but an attempt to make us allocate. */
-#define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
+/* Real headers stay far below 1 MiB even for the largest models; cJSON's tree
+ * costs about 40 bytes per header byte, so 16 MiB bounds what a hostile header
+ * can make us allocate (the reference implementation allows 100 MB). */
+#define ST_MAX_HEADER ((uint64_t)16 << 20)
 /* Integers beyond 2^53 - 1 have no exact double, and cJSON parses to double. */
 #define ST_MAX_EXACT_INT 9007199254740991.0
 
@@ -320,8 +321,7 @@ static int read_entries(const char *path, const cJSON *root, uint64_t data_size,
 /* Removes the tensors added since n0, so a failed open leaves dir as it was. */
 static void rollback(tc_tensordir *dir, size_t n0)
 {
-    while (dir->n_tensors > n0)
-        free(dir->tensors[--dir->n_tensors].name);
+    tc_tensordir_truncate(dir, n0);
 }
 
 static int add_entries(tc_tensordir *dir, const tc_mapfile *m, tc_cursor *data, const st_entry *e, size_t n,
