@@ -308,7 +308,7 @@ static int read_alignment(tc_gguf *g, tc_error *err)
     if (!v)
         return TC_OK;
     if (v->type != TC_GGUF_U32)
-        return tc_err(err, "%s: general.alignment is a %s, not a u32", g->path, tc_gguf_type_name(v->type));
+        return tc_err(err, "%s: general.alignment has type %s, not u32", g->path, tc_gguf_type_name(v->type));
     if (v->v.u == 0 || (v->v.u & (v->v.u - 1)) != 0)
         return tc_err(err, "%s: general.alignment %llu is not a non-zero power of two", g->path,
                       (unsigned long long)v->v.u);
