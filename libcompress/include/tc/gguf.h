@@ -117,7 +117,8 @@ typedef struct tc_gguf_writer_kv {
  * alignment 0 means 32; when it is not 32 the writer adds general.alignment
  * itself (a general.alignment among kvs must be a u32 equal to it).  Every
  * tensor's data starts at a multiple of the alignment and is padded with
- * zeros to the next one; tensors are produced one at a time. */
+ * zeros to the next one; tensors are produced one at a time.  (Stock ggml
+ * reads every value type but arrays of arrays, which it refuses.) */
 int tc_gguf_write(const char *path, const tc_gguf_writer_kv *kvs, size_t n_kv,
                   const tc_out_tensor *tensors, size_t n_tensors, uint32_t alignment,
                   tc_error *err);
