@@ -406,6 +406,11 @@ int tc_calib_docs_read(tc_calib_docs *d, const char *path, tc_calib_format fmt, 
     free(buf);
     if (rc == TC_OK && d->n_docs == before)
         rc = tc_err(err, "%s: no calibration text in the file", path);
+    if (rc && d->offsets) {
+        d->n_docs = before; /* a failed file adds nothing */
+        if (d->text)
+            d->text[d->offsets[before]] = '\0';
+    }
     return rc;
 }
 

@@ -107,7 +107,9 @@ static void test_plain(void)
     tc_calib_docs_free(&d);
 
     const char *bad = write_text("bad-utf8.txt", "ok\nfine\nbroken \xc3\x28 here\n");
+    CHECK_OK(tc_calib_docs_read(&d, write_text("c.txt", "kept\n"), TC_CALIB_AUTO, NULL, &err), &err);
     CHECK(tc_calib_docs_read(&d, bad, TC_CALIB_TEXT, NULL, &err) == TC_ERR);
+    CHECK(d.n_docs == 1 && doc_is(&d, 0, "kept")); /* the failed file added nothing */
     CHECK(err_says(&err, bad, "line 3") && err_says(&err, NULL, "UTF-8"));
     tc_calib_docs_free(&d);
     const char *overlong = write_text("overlong.txt", "\xc0\xaf\n");

@@ -81,7 +81,8 @@ typedef struct tc_calib_opts {
 tc_calib_opts tc_calib_default_opts(size_t model_context, int32_t bos_id);
 
 /* Reads path's documents and appends them to d (zero d first; several files
- * may be read into one set).  text_field: the JSON Lines field, NULL = "text". */
+ * may be read into one set).  text_field: the JSON Lines field, NULL = "text".
+ * A file that fails adds no documents. */
 int tc_calib_docs_read(tc_calib_docs *d, const char *path, tc_calib_format fmt,
                        const char *text_field, tc_error *err);
 /* Appends one document (copied). */
