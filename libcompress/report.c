@@ -243,8 +243,10 @@ typedef struct where {
 static const cJSON *field(const where *w, const cJSON *obj, const char *key, tc_error *err)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v)
-        tc_err(err, "%s: %s%shas no \"%s\" field", w->file, w->path, w->path[0] ? " " : "", key);
+    if (!v && w->path[0])
+        tc_err(err, "%s: %s has no \"%s\" field", w->file, w->path, key);
+    else if (!v)
+        tc_err(err, "%s: the report has no \"%s\" field", w->file, key);
     return v;
 }
 

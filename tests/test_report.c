@@ -249,6 +249,13 @@ static void test_json_roundtrip(void)
     CHECK(m2 && c2 && cJSON_Compare(model, m2, 1) && cJSON_Compare(cal, c2, 1));
     CHECK(b.layers && b.layers[3].heads == NULL && !b.layers[2].mod[TC_MOD_MLP].present);
     CHECK(b.layers && !b.layers[1].mod[TC_MOD_ATTN].measured && b.layers[0].mod[TC_MOD_ATTN].measured);
+    /* Read back and written again: the same bytes. */
+    const char *p2 = path_of("again.json");
+    CHECK_OK(tc_report_write_json(p2, &b, m2, c2, &err), &err);
+    char *t1 = slurp(p), *t2 = slurp(p2);
+    CHECK(t1 && t2 && strcmp(t1, t2) == 0);
+    free(t1);
+    free(t2);
     tc_analysis_free(&b);
     cJSON_Delete(m2);
     cJSON_Delete(c2);
