@@ -146,7 +146,7 @@ static cJSON *copy_object(const cJSON *o)
 
 static int check_analysis(const tc_analysis *a, tc_error *err)
 {
-    if (a->n_layers < 0 || a->n_layers > TC_REPORT_MAX_LAYERS || (a->n_layers > 0 && !a->layers))
+    if (a->n_layers < 1 || a->n_layers > TC_REPORT_MAX_LAYERS || !a->layers)
         return tc_err(err, "report: invalid layer count %d", a->n_layers);
     if (a->n_heads < 0 || a->n_heads > TC_REPORT_MAX_HEADS)
         return tc_err(err, "report: invalid head count %d", a->n_heads);

@@ -282,6 +282,14 @@ static void test_json_roundtrip(void)
         cJSON_Delete(root);
     }
 
+    /* An empty result is refused rather than written as an unreadable report. */
+    tc_analysis none = {0};
+    char *txt = NULL;
+    CHECK(tc_report_to_json(&none, NULL, NULL, &err) == NULL);
+    CHECK(tc_report_table(&none, &txt, &err) == TC_ERR && txt == NULL);
+    CHECK(tc_report_write_json(path_of("none.json"), &none, NULL, NULL, &err) == TC_ERR);
+    CHECK(strstr(err.msg, "none.json") && access(path_of("none.json"), F_OK) != 0);
+
     /* NULL info objects are written as empty objects. */
     cJSON *t = tc_report_to_json(&a, NULL, NULL, &err);
     CHECK(t && cJSON_IsObject(cJSON_GetObjectItem(t, "model")) && !cJSON_GetObjectItem(t, "model")->child);
