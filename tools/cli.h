@@ -1,12 +1,75 @@
-/* What every tool shares: option helpers, --info, exit codes. */
+/* What every tool shares: exit codes, --info, error printing, progress bar. */
 #ifndef TC_TOOLS_CLI_H
 #define TC_TOOLS_CLI_H
+
+#include <stdio.h>
+
+#include "tc/error.h"
 
 /* Exit codes, documented in README.md. */
 enum {
     TC_EXIT_OK = 0,
-    TC_EXIT_FAIL = 1,   /* the work failed: bad input file, write error, ... */
-    TC_EXIT_USAGE = 2,  /* bad command line */
+    TC_EXIT_FAIL = 1,  /* the work failed: bad input file, write error, ... */
+    TC_EXIT_USAGE = 2, /* bad command line */
 };
+
+/* Prints "tool: message" on stderr and returns TC_EXIT_FAIL. */
+int cli_fail(const char *tool, const tc_error *err);
+/* Prints "tool: message" and a hint to --help; returns TC_EXIT_USAGE. */
+int cli_usage_error(const char *tool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* --info MODEL [--json]: the shared implementation of every tool. */
+int cli_info(const char *tool, const char *model_path, int json);
+
+/* A progress bar on stderr, drawn only when stderr is a terminal and not --quiet. */
+typedef struct cli_progress {
+    const char *label;
+    int enabled;
+    int last_permille;
+} cli_progress;
+
+void cli_progress_init(cli_progress *p, const char *label, int quiet);
+void cli_progress_update(void *p, double fraction);
+void cli_progress_done(cli_progress *p);
+
+/* Options every tool takes.  Each tool's getopt_long table starts with
+ * CLI_COMMON_LONG_OPTIONS and hands unknown codes to cli_common_option(). */
+typedef struct cli_common {
+    int info, json, quiet, threads;
+    const char *tokenizer;
+} cli_common;
+
+enum { CLI_OPT_INFO = 1000, CLI_OPT_JSON, CLI_OPT_VERSION, CLI_OPT_TOKENIZER, CLI_OPT_THREADS,
+       CLI_OPT_TOOL_BASE = 1100 };
+
+#define CLI_COMMON_LONG_OPTIONS                                                  \
+    {"info", no_argument, 0, CLI_OPT_INFO}, {"json", no_argument, 0, CLI_OPT_JSON}, \
+    {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},               \
+    {"version", no_argument, 0, CLI_OPT_VERSION},                                \
+    {"tokenizer", required_argument, 0, CLI_OPT_TOKENIZER},                      \
+    {"threads", required_argument, 0, CLI_OPT_THREADS}
+
+#define CLI_COMMON_HELP                                                                  \
+    "Common options:\n"                                                                  \
+    "  --info             print what the checkpoint holds (shapes, parameters, bytes by\n" \
+    "                     dtype, bits per weight) and exit\n"                             \
+    "  --json             machine-readable output on stdout\n"                           \
+    "  --tokenizer FILE   tokenizer for a checkpoint without one (llama2.c)\n"           \
+    "  --threads N        worker threads (default: all cores)\n"                         \
+    "  -q, --quiet        no progress bar or log lines on stderr\n"                      \
+    "  -h, --help         this help\n"                                                   \
+    "      --version      print the version\n"                                           \
+    "\n"                                                                                 \
+    "Exit codes: 0 success, 1 the work failed (bad input file, write error, ...),\n"     \
+    "2 bad command line.\n"
+
+/* Handles a common option: returns 0 when handled and the tool goes on, 1
+ * when it should exit with *exit_code (help, version, bad value), -1 when the
+ * option is not a common one. */
+int cli_common_option(const char *tool, int code, const char *arg, cli_common *c, void (*usage)(void),
+                      int *exit_code);
+
+/* Parses a positive integer option value; returns -1 on error. */
+long cli_parse_long(const char *s, long min, long max);
 
 #endif

@@ -1,0 +1,19 @@
+/* `--info`: what a checkpoint holds, as text for people and JSON for programs. */
+#ifndef TC_INFO_H
+#define TC_INFO_H
+
+#include <cjson/cJSON.h>
+
+#include "tc/model.h"
+
+/* Keys: format, path, arch, n_layers, dim, n_heads, n_kv_heads, head_dim,
+ * ffn_dim, vocab_size, max_seq_len, norm_eps, rope_theta, rope_layout,
+ * tied_embeddings, qkv_bias, n_params, n_params_linear, file_bytes,
+ * bits_per_weight, bytes_by_dtype {dtype: bytes}, params_by_dtype,
+ * dropped_attn [layers], dropped_mlp [layers]. */
+cJSON *tc_model_info_json(const tc_model *m);
+
+/* The same as aligned text lines (malloc'd). */
+char *tc_model_info_text(const tc_model *m);
+
+#endif

@@ -1,0 +1,55 @@
+/* Writing a Llama-family model in any supported format, one tensor at a time
+ * (the source produces fp32 values on demand, so nothing holds the model). */
+#ifndef TC_MODEL_WRITE_H
+#define TC_MODEL_WRITE_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "tc/dtype.h"
+#include "tc/error.h"
+#include "tc/model.h"
+
+struct tc_gguf;
+
+/* The tensors that belong to no layer. */
+typedef enum tc_global {
+    TC_G_EMBD,     /* token embedding [vocab][dim] */
+    TC_G_OUT_NORM, /* final norm [dim] */
+    TC_G_OUTPUT,   /* output head [vocab][dim] (only when not tied) */
+} tc_global;
+
+/* Fills n fp32 values of a tensor: a role of `layer`, or (layer == -1) the
+ * global tensor `which`.  Values are in the source's rope layout. */
+typedef int (*tc_model_fill_fn)(void *ctx, int layer, int which, float *dst, uint64_t n, tc_error *err);
+
+typedef struct tc_model_src {
+    tc_config cfg;              /* the model as written (n_layers after any block drop) */
+    const uint8_t *drop_attn;   /* per layer: attention pruned away (NULL: none) */
+    const uint8_t *drop_mlp;    /* per layer: MLP pruned away (NULL: none) */
+    tc_dtype dtype;             /* matrices: F32, F16 or BF16; norms and biases stay F32 */
+    tc_model_fill_fn fill;
+    void *ctx;
+    const struct tc_gguf *gguf_vocab; /* GGUF output: tokenizer.* keys copied from here (optional) */
+    const cJSON *hf_config;     /* HF output: fields kept from this config.json (optional) */
+    const char *name;           /* general.name (optional) */
+} tc_model_src;
+
+/* Writes src as fmt (TC_FORMAT_HF: a directory; TC_FORMAT_GGUF; TC_FORMAT_LLAMA2C)
+ * atomically.  Rope layouts are converted to the target's convention. */
+int tc_model_write(const char *path, tc_format fmt, const tc_model_src *src, tc_error *err);
+
+/* A source reading from an open model (optionally keeping only some of its
+ * layers: keep[i] = source layer of output layer i). */
+typedef struct tc_model_copy {
+    const tc_model *model;
+    const int *keep; /* NULL: every layer */
+} tc_model_copy;
+
+int tc_model_copy_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_error *err);
+
+/* The rope layout a format stores Q/K rows in. */
+tc_rope_layout tc_format_rope_layout(tc_format fmt, tc_arch arch);
+
+#endif

@@ -1,0 +1,38 @@
+/* Synthetic Llama-family checkpoints for tests and benchmarks: any shape,
+ * seeded, optionally with planted redundancy (chosen layers whose attention
+ * or MLP output projection is scaled close to zero, so the right answer of an
+ * analysis is known) or with weights that are already ternary. */
+#ifndef TC_SYNTH_H
+#define TC_SYNTH_H
+
+#include <stdint.h>
+
+#include "tc/model.h"
+#include "tc/model_write.h"
+
+typedef struct tc_synth_spec {
+    tc_config cfg;          /* shapes (values are generated in rotate-half order) */
+    uint64_t seed;
+    const uint8_t *weak_attn; /* per layer: scale wo by weak_scale (NULL: none) */
+    const uint8_t *weak_mlp;  /* per layer: scale w_down by weak_scale (NULL: none) */
+    float weak_scale;         /* e.g. 1e-3 */
+    int ternary;              /* linear weights in {-g, 0, +g}, g per output row */
+} tc_synth_spec;
+
+/* A config with the given shape and sensible defaults (llama, theta 10000,
+ * eps 1e-5, HF rope layout, tied embeddings, bos 1, eos 2). */
+tc_config tc_synth_config(int n_layers, int dim, int n_heads, int n_kv_heads, int ffn_dim, int vocab);
+
+/* Fills one tensor's values (the tc_model_fill_fn of a synthetic source):
+ * each tensor is generated from (seed, layer, role) alone, so any tensor can
+ * be produced in any order without holding the others. */
+int tc_synth_fill(void *spec, int layer, int which, float *dst, uint64_t n, tc_error *err);
+
+/* The model in memory (fp32). */
+int tc_synth_model(tc_model *m, const tc_synth_spec *s, tc_error *err);
+
+/* Writes the model to disk in fmt with matrices stored as dtype, one tensor at
+ * a time (a 7B-shaped F16 checkpoint needs memory for one tensor only). */
+int tc_synth_write(const char *path, tc_format fmt, tc_dtype dtype, const tc_synth_spec *s, tc_error *err);
+
+#endif

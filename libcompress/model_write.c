@@ -1,0 +1,388 @@
+/* One writer for every format: builds the list of output tensors with fill
+ * callbacks (names from the target's naming, dtype conversion, rope layout
+ * conversion) and hands it to the format's container writer. */
+#include "tc/model_write.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_internal.h"
+#include "tc/checked.h"
+#include "tc/gguf.h"
+#include "tc/hfdir.h"
+#include "tc/llama2c.h"
+
+tc_rope_layout tc_format_rope_layout(tc_format fmt, tc_arch arch)
+{
+    if (fmt == TC_FORMAT_HF || fmt == TC_FORMAT_MEMORY)
+        return TC_ROPE_HALF;
+    if (fmt == TC_FORMAT_GGUF && arch == TC_ARCH_QWEN2)
+        return TC_ROPE_HALF;
+    return TC_ROPE_ADJACENT;
+}
+
+/* One output tensor's provenance. */
+typedef struct out_item {
+    const tc_model_src *src;
+    int layer, which; /* which: a tc_role, or a tc_global when layer == -1 */
+    tc_rope_layout to;
+    char name[160];
+} out_item;
+
+static int fill_item(void *ctx, const tc_out_tensor *t, void *dst, tc_error *err)
+{
+    const out_item *it = ctx;
+    const tc_model_src *s = it->src;
+    uint64_t n = 1, bytes;
+    for (int i = 0; i < t->n_dims; i++)
+        n *= (uint64_t)t->shape[i];
+    if (tc_mul_u64(n, sizeof(float), &bytes) || bytes > SIZE_MAX)
+        return tc_err(err, "tensor '%s' is too large", t->name);
+    float *f = malloc(bytes ? (size_t)bytes : 1);
+    if (!f)
+        return tc_err(err, "tensor '%s': out of memory", t->name);
+    int rc = s->fill(s->ctx, it->layer, it->which, f, n, err);
+    int is_qk = it->layer >= 0 && (it->which == TC_WQ || it->which == TC_WK || it->which == TC_BQ ||
+                                   it->which == TC_BK);
+    if (rc == TC_OK && is_qk && s->cfg.rope_layout != it->to) {
+        float *p = malloc(bytes ? (size_t)bytes : 1);
+        if (!p) {
+            rc = tc_err(err, "tensor '%s': out of memory", t->name);
+        } else {
+            int heads = it->which == TC_WQ || it->which == TC_BQ ? s->cfg.n_heads : s->cfg.n_kv_heads;
+            int cols = t->n_dims == 2 ? (int)t->shape[1] : 1;
+            tc_rope_permute_rows(f, p, heads, s->cfg.head_dim, cols, s->cfg.rope_layout, it->to);
+            free(f);
+            f = p;
+        }
+    }
+    if (rc == TC_OK)
+        rc = tc_convert_from_f32(t->dtype, f, n, dst, err);
+    free(f);
+    return rc;
+}
+
+static void role_dims(const tc_config *c, int role, int *nd, int64_t *shape)
+{
+    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    *nd = 2;
+    switch (role) {
+    case TC_ATTN_NORM: case TC_FFN_NORM: *nd = 1; shape[0] = c->dim; break;
+    case TC_WQ: shape[0] = q; shape[1] = c->dim; break;
+    case TC_WK: case TC_WV: shape[0] = kv; shape[1] = c->dim; break;
+    case TC_WO: shape[0] = c->dim; shape[1] = q; break;
+    case TC_BQ: *nd = 1; shape[0] = q; break;
+    case TC_BK: case TC_BV: *nd = 1; shape[0] = kv; break;
+    case TC_W_GATE: case TC_W_UP: shape[0] = c->ffn_dim; shape[1] = c->dim; break;
+    case TC_W_DOWN: shape[0] = c->dim; shape[1] = c->ffn_dim; break;
+    }
+}
+
+static int role_kept(const tc_model_src *s, int l, int r)
+{
+    int attn = r >= TC_ATTN_NORM && r <= TC_BV;
+    if (r >= TC_BQ && r <= TC_BV && !s->cfg.qkv_bias)
+        return 0;
+    if (attn)
+        return !(s->drop_attn && s->drop_attn[l]);
+    return !(s->drop_mlp && s->drop_mlp[l]);
+}
+
+/* Builds the output tensor list in the target's naming.  llama2.c order is
+ * imposed by its writer; HF and GGUF get embeddings, layers, then head. */
+static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout to, tc_out_tensor **out,
+                      out_item **items, size_t *count, tc_error *err)
+{
+    size_t cap = 3 + (size_t)s->cfg.n_layers * TC_N_ROLES, n = 0;
+    tc_out_tensor *t = calloc(cap, sizeof *t);
+    out_item *it = calloc(cap, sizeof *it);
+    if (!t || !it) {
+        free(t);
+        free(it);
+        return tc_err(err, "out of memory");
+    }
+    /* Norms stay fp32 in every format: llama.cpp and transformers both accept it. */
+    const tc_dtype norm_dt = TC_F32;
+    /* Globals first. */
+    for (int g = TC_G_EMBD; g <= TC_G_OUTPUT; g++) {
+        if (g == TC_G_OUTPUT && s->cfg.tied_embeddings)
+            continue;
+        const char *name = g == TC_G_EMBD ? nm->tok_embd : g == TC_G_OUT_NORM ? nm->out_norm : nm->output;
+        out_item *x = &it[n];
+        x->src = s;
+        x->layer = -1;
+        x->which = g;
+        x->to = to;
+        snprintf(x->name, sizeof x->name, "%s", name);
+        tc_out_tensor *o = &t[n++];
+        o->name = x->name;
+        o->dtype = g == TC_G_OUT_NORM ? norm_dt : s->dtype;
+        if (g == TC_G_OUT_NORM) {
+            o->n_dims = 1;
+            o->shape[0] = s->cfg.dim;
+        } else {
+            o->n_dims = 2;
+            o->shape[0] = s->cfg.vocab_size;
+            o->shape[1] = s->cfg.dim;
+        }
+        o->fill = fill_item;
+        o->ctx = x;
+    }
+    for (int l = 0; l < s->cfg.n_layers; l++) {
+        for (int r = 0; r < TC_N_ROLES; r++) {
+            if (!role_kept(s, l, r) || !nm->role[r])
+                continue;
+            out_item *x = &it[n];
+            x->src = s;
+            x->layer = l;
+            x->which = r;
+            x->to = to;
+            tc_naming_format(nm, (tc_role)r, l, x->name, sizeof x->name);
+            tc_out_tensor *o = &t[n++];
+            o->name = x->name;
+            role_dims(&s->cfg, r, &o->n_dims, o->shape);
+            o->dtype = o->n_dims == 1 ? norm_dt : s->dtype;
+            o->fill = fill_item;
+            o->ctx = x;
+        }
+    }
+    *out = t;
+    *items = it;
+    *count = n;
+    return TC_OK;
+}
+
+/* ---- HF ---- */
+
+static int write_hf(const char *path, const tc_model_src *s, const tc_out_tensor *t, size_t n, tc_error *err)
+{
+    cJSON *cfg = s->hf_config ? cJSON_Duplicate(s->hf_config, 1) : cJSON_CreateObject();
+    if (!cfg)
+        return tc_err(err, "%s: out of memory", path);
+    const tc_config *c = &s->cfg;
+    const char *mt = tc_arch_name(c->arch);
+    const char *cls = c->arch == TC_ARCH_QWEN2 ? "Qwen2ForCausalLM"
+                      : c->arch == TC_ARCH_MISTRAL ? "MistralForCausalLM" : "LlamaForCausalLM";
+#define SET(key, item) (cJSON_DeleteItemFromObjectCaseSensitive(cfg, key), cJSON_AddItemToObject(cfg, key, item))
+    cJSON *archs = cJSON_CreateArray();
+    cJSON_AddItemToArray(archs, cJSON_CreateString(cls));
+    SET("architectures", archs);
+    SET("model_type", cJSON_CreateString(mt));
+    SET("hidden_size", cJSON_CreateNumber(c->dim));
+    SET("intermediate_size", cJSON_CreateNumber(c->ffn_dim));
+    SET("num_hidden_layers", cJSON_CreateNumber(c->n_layers));
+    SET("num_attention_heads", cJSON_CreateNumber(c->n_heads));
+    SET("num_key_value_heads", cJSON_CreateNumber(c->n_kv_heads));
+    SET("head_dim", cJSON_CreateNumber(c->head_dim));
+    SET("vocab_size", cJSON_CreateNumber(c->vocab_size));
+    SET("max_position_embeddings", cJSON_CreateNumber(c->max_seq_len));
+    SET("rms_norm_eps", cJSON_CreateNumber(c->norm_eps));
+    SET("rope_theta", cJSON_CreateNumber(c->rope_theta));
+    SET("tie_word_embeddings", cJSON_CreateBool(c->tied_embeddings));
+    SET("hidden_act", cJSON_CreateString("silu"));
+    if (c->arch != TC_ARCH_QWEN2)
+        SET("attention_bias", cJSON_CreateBool(c->qkv_bias));
+    SET("torch_dtype", cJSON_CreateString(s->dtype == TC_F16 ? "float16" : s->dtype == TC_BF16 ? "bfloat16"
+                                                                                              : "float32"));
+    if (c->bos_id >= 0)
+        SET("bos_token_id", cJSON_CreateNumber(c->bos_id));
+    if (c->eos_id >= 0)
+        SET("eos_token_id", cJSON_CreateNumber(c->eos_id));
+    /* rope_parameters, when present, would shadow rope_theta in newer transformers. */
+    cJSON_DeleteItemFromObjectCaseSensitive(cfg, "rope_parameters");
+    cJSON_DeleteItemFromObjectCaseSensitive(cfg, "drop_attn_list");
+    cJSON_DeleteItemFromObjectCaseSensitive(cfg, "drop_mlp_list");
+    const uint8_t *drops[2] = {s->drop_attn, s->drop_mlp};
+    const char *keys[2] = {"drop_attn_list", "drop_mlp_list"};
+    for (int k = 0; k < 2; k++) {
+        if (!drops[k])
+            continue;
+        cJSON *list = cJSON_CreateArray();
+        for (int l = 0; l < c->n_layers; l++)
+            if (drops[k][l])
+                cJSON_AddItemToArray(list, cJSON_CreateNumber(l));
+        if (cJSON_GetArraySize(list) > 0)
+            cJSON_AddItemToObject(cfg, keys[k], list);
+        else
+            cJSON_Delete(list);
+    }
+#undef SET
+    int rc = tc_hfdir_write(path, cfg, t, n, 0, err);
+    cJSON_Delete(cfg);
+    return rc;
+}
+
+/* ---- GGUF ---- */
+
+static tc_gguf_value gv_u32(uint32_t x)
+{
+    tc_gguf_value v = {.type = TC_GGUF_U32};
+    v.v.u = x;
+    return v;
+}
+
+static tc_gguf_value gv_f32(float x)
+{
+    tc_gguf_value v = {.type = TC_GGUF_F32};
+    v.v.f = x;
+    return v;
+}
+
+static tc_gguf_value gv_str(const char *s)
+{
+    tc_gguf_value v = {.type = TC_GGUF_STRING};
+    v.v.s.ptr = s;
+    v.v.s.len = strlen(s);
+    return v;
+}
+
+static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tensor *t, size_t n,
+                      tc_error *err)
+{
+    const tc_config *c = &s->cfg;
+    int deci = (s->drop_attn || s->drop_mlp);
+    const char *arch = c->arch == TC_ARCH_QWEN2 ? "qwen2" : deci ? "deci" : "llama";
+    size_t cap = 32 + (s->gguf_vocab ? (size_t)s->gguf_vocab->n_kv : 0);
+    tc_gguf_writer_kv *kv = calloc(cap, sizeof *kv);
+    char (*keys)[96] = calloc(16, sizeof *keys);
+    tc_gguf_value *arrays = calloc(3 * (size_t)c->n_layers, sizeof *arrays);
+    if (!kv || !keys || !arrays) {
+        free(kv);
+        free(keys);
+        free(arrays);
+        return tc_err(err, "%s: out of memory", path);
+    }
+    size_t k = 0, nk = 0;
+    kv[k].key = "general.architecture";
+    kv[k++].value = gv_str(arch);
+    kv[k].key = "general.name";
+    kv[k++].value = gv_str(s->name ? s->name : "tc");
+#define ARCH_KV(suffix, val)                                                   \
+    do {                                                                       \
+        snprintf(keys[nk], sizeof keys[nk], "%s.%s", arch, suffix);            \
+        kv[k].key = keys[nk++];                                                \
+        kv[k++].value = (val);                                                 \
+    } while (0)
+    ARCH_KV("context_length", gv_u32((uint32_t)c->max_seq_len));
+    ARCH_KV("embedding_length", gv_u32((uint32_t)c->dim));
+    ARCH_KV("block_count", gv_u32((uint32_t)c->n_layers));
+    if (deci) {
+        /* Per-layer arrays: 0 marks a dropped sub-layer. */
+        tc_gguf_value *heads = arrays, *kvh = arrays + c->n_layers, *ffn = arrays + 2 * c->n_layers;
+        for (int l = 0; l < c->n_layers; l++) {
+            int da = s->drop_attn && s->drop_attn[l], dm = s->drop_mlp && s->drop_mlp[l];
+            heads[l] = gv_u32(da ? 0 : (uint32_t)c->n_heads);
+            kvh[l] = gv_u32(da ? 0 : (uint32_t)c->n_kv_heads);
+            ffn[l] = gv_u32(dm ? 0 : (uint32_t)c->ffn_dim);
+        }
+        tc_gguf_value a = {.type = TC_GGUF_ARRAY};
+        a.v.arr.type = TC_GGUF_U32;
+        a.v.arr.n = (uint64_t)c->n_layers;
+        a.v.arr.items = heads;
+        ARCH_KV("attention.head_count", a);
+        a.v.arr.items = kvh;
+        ARCH_KV("attention.head_count_kv", a);
+        a.v.arr.items = ffn;
+        ARCH_KV("feed_forward_length", a);
+    } else {
+        ARCH_KV("feed_forward_length", gv_u32((uint32_t)c->ffn_dim));
+        ARCH_KV("attention.head_count", gv_u32((uint32_t)c->n_heads));
+        ARCH_KV("attention.head_count_kv", gv_u32((uint32_t)c->n_kv_heads));
+    }
+    ARCH_KV("rope.dimension_count", gv_u32((uint32_t)c->head_dim));
+    ARCH_KV("attention.key_length", gv_u32((uint32_t)c->head_dim));
+    ARCH_KV("attention.value_length", gv_u32((uint32_t)c->head_dim));
+    ARCH_KV("attention.layer_norm_rms_epsilon", gv_f32(c->norm_eps));
+    ARCH_KV("rope.freq_base", gv_f32(c->rope_theta));
+    ARCH_KV("vocab_size", gv_u32((uint32_t)c->vocab_size));
+#undef ARCH_KV
+    kv[k].key = "general.file_type"; /* llama_ftype: 0 all F32, 1 mostly F16, 32 mostly BF16 */
+    kv[k++].value = gv_u32(s->dtype == TC_F16 ? 1 : s->dtype == TC_BF16 ? 32 : 0);
+    if (s->gguf_vocab) {
+        for (uint64_t i = 0; i < s->gguf_vocab->n_kv; i++) {
+            const tc_gguf_kv *src = &s->gguf_vocab->kvs[i];
+            if (src->key.len > 10 && memcmp(src->key.ptr, "tokenizer.", 10) == 0 && k < cap) {
+                /* Keys in the source are not NUL-terminated: copy into the key buffer pool. */
+                char *name = malloc((size_t)src->key.len + 1);
+                if (!name)
+                    continue;
+                memcpy(name, src->key.ptr, (size_t)src->key.len);
+                name[src->key.len] = '\0';
+                kv[k].key = name;
+                kv[k++].value = src->value;
+            }
+        }
+    }
+    int rc = tc_gguf_write(path, kv, k, t, n, 32, err);
+    for (size_t i = 0; i < k; i++)
+        if (kv[i].key && strncmp(kv[i].key, "tokenizer.", 10) == 0)
+            free((char *)kv[i].key);
+    free(kv);
+    free(keys);
+    free(arrays);
+    return rc;
+}
+
+/* ---- llama2.c ---- */
+
+static int write_llama2c(const char *path, const tc_model_src *s, const tc_out_tensor *t, size_t n,
+                         tc_error *err)
+{
+    const tc_config *c = &s->cfg;
+    if (s->drop_attn || s->drop_mlp)
+        return tc_err(err, "%s: llama2.c checkpoints cannot hold a model with dropped attention or MLP "
+                      "sub-layers; drop whole blocks, or write HF or GGUF", path);
+    if (s->dtype != TC_F32 || c->qkv_bias || c->head_dim * c->n_heads != c->dim || c->arch == TC_ARCH_QWEN2)
+        return tc_err(err, "%s: llama2.c checkpoints hold only fp32 llama models without biases and with "
+                      "head_dim * heads == dim", path);
+    tc_llama2c_header h = {
+        .dim = c->dim, .hidden_dim = c->ffn_dim, .n_layers = c->n_layers, .n_heads = c->n_heads,
+        .n_kv_heads = c->n_kv_heads, .vocab_size = c->vocab_size, .seq_len = c->max_seq_len,
+        .shared_classifier = c->tied_embeddings,
+    };
+    return tc_llama2c_write(path, &h, t, n, err);
+}
+
+int tc_model_write(const char *path, tc_format fmt, const tc_model_src *s, tc_error *err)
+{
+    const tc_naming *nm = fmt == TC_FORMAT_HF ? &tc_naming_hf
+                          : fmt == TC_FORMAT_GGUF ? &tc_naming_gguf
+                          : fmt == TC_FORMAT_LLAMA2C ? &tc_naming_llama2c : NULL;
+    if (!nm)
+        return tc_err(err, "%s: cannot write models in the %s format", path, tc_format_name(fmt));
+    if (s->dtype != TC_F32 && s->dtype != TC_F16 && s->dtype != TC_BF16)
+        return tc_err(err, "%s: models are written in F32, F16 or BF16, not %s", path, tc_dtype_name(s->dtype));
+    tc_out_tensor *t = NULL;
+    out_item *items = NULL;
+    size_t n = 0;
+    if (build_list(s, nm, tc_format_rope_layout(fmt, s->cfg.arch), &t, &items, &n, err))
+        return TC_ERR;
+    int rc = fmt == TC_FORMAT_HF     ? write_hf(path, s, t, n, err)
+             : fmt == TC_FORMAT_GGUF ? write_gguf(path, s, t, n, err)
+                                     : write_llama2c(path, s, t, n, err);
+    free(t);
+    free(items);
+    return rc;
+}
+
+int tc_model_copy_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_error *err)
+{
+    const tc_model_copy *cp = ctx;
+    const tc_model *m = cp->model;
+    const tc_tensor *t;
+    if (layer < 0) {
+        t = which == TC_G_EMBD ? m->tok_embd : which == TC_G_OUT_NORM ? m->out_norm : m->output;
+    } else {
+        int src_layer = cp->keep ? cp->keep[layer] : layer;
+        t = m->layers[src_layer].w[which];
+    }
+    if (!t)
+        return tc_err(err, "%s: no tensor for layer %d %s", m->path, layer,
+                      layer < 0 ? "global" : tc_role_name((tc_role)which));
+    if (t->n_elements != n)
+        return tc_err(err, "%s: tensor '%s' has %llu elements, expected %llu", m->path, t->name,
+                      (unsigned long long)t->n_elements, (unsigned long long)n);
+    return tc_tensor_to_f32(t, dst, err);
+}

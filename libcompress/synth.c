@@ -1,0 +1,141 @@
+#include "tc/synth.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_internal.h"
+#include "tc/checked.h"
+
+tc_config tc_synth_config(int n_layers, int dim, int n_heads, int n_kv_heads, int ffn_dim, int vocab)
+{
+    tc_config c = {
+        .arch = TC_ARCH_LLAMA, .n_layers = n_layers, .dim = dim, .n_heads = n_heads,
+        .n_kv_heads = n_kv_heads, .head_dim = dim / n_heads, .ffn_dim = ffn_dim, .vocab_size = vocab,
+        .max_seq_len = 512, .norm_eps = 1e-5f, .rope_theta = 10000.0f, .rope_layout = TC_ROPE_HALF,
+        .tied_embeddings = 1, .qkv_bias = 0, .bos_id = 1, .eos_id = 2,
+    };
+    return c;
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [-1, 1). */
+static float uniform(uint64_t *s)
+{
+    return (float)((double)(splitmix64(s) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+static int fan_in(const tc_config *c, int layer, int which)
+{
+    if (layer < 0)
+        return c->dim;
+    return which == TC_WO ? c->n_heads * c->head_dim : which == TC_W_DOWN ? c->ffn_dim : c->dim;
+}
+
+int tc_synth_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_error *err)
+{
+    const tc_synth_spec *s = ctx;
+    const tc_config *c = &s->cfg;
+    uint64_t state = s->seed * 0x100000001b3ull + (uint64_t)(layer + 1) * 131 + (uint64_t)which;
+    splitmix64(&state);
+    int is_norm = layer >= 0 ? (which == TC_ATTN_NORM || which == TC_FFN_NORM) : which == TC_G_OUT_NORM;
+    int is_bias = layer >= 0 && which >= TC_BQ && which <= TC_BV;
+    if (is_norm) {
+        for (uint64_t i = 0; i < n; i++)
+            dst[i] = 1.0f + 0.1f * uniform(&state);
+        return TC_OK;
+    }
+    /* Uniform with variance 1/fan_in keeps activations at unit scale through
+     * the layers; embeddings get unit variance. */
+    float a = layer < 0 ? sqrtf(3.0f) : sqrtf(3.0f / (float)fan_in(c, layer, which));
+    if (is_bias)
+        a = 0.1f;
+    float scale = 1.0f;
+    if (layer >= 0 && which == TC_WO && s->weak_attn && s->weak_attn[layer])
+        scale = s->weak_scale;
+    if (layer >= 0 && which == TC_W_DOWN && s->weak_mlp && s->weak_mlp[layer])
+        scale = s->weak_scale;
+    if (s->ternary && layer >= 0 && !is_bias) {
+        /* Rows of {-g, 0, +g}: each weight zero with probability 1/3. */
+        uint64_t cols = (uint64_t)fan_in(c, layer, which), rows = cols ? n / cols : 0;
+        for (uint64_t r = 0; r < rows; r++) {
+            float g = scale * a * (0.75f + 0.25f * uniform(&state));
+            for (uint64_t k = 0; k < cols; k++) {
+                uint64_t x = splitmix64(&state) % 3;
+                dst[r * cols + k] = x == 0 ? 0.0f : x == 1 ? g : -g;
+            }
+        }
+        return TC_OK;
+    }
+    for (uint64_t i = 0; i < n; i++)
+        dst[i] = scale * a * uniform(&state);
+    (void)err;
+    return TC_OK;
+}
+
+/* Adds one fp32 tensor, generated, to an in-memory directory. */
+static int add_tensor(tc_tensordir *d, const tc_synth_spec *s, const char *name, int layer, int which,
+                      int n_dims, int64_t r, int64_t c, tc_error *err)
+{
+    uint64_t n = (uint64_t)r * (uint64_t)(n_dims == 2 ? c : 1), bytes;
+    if (tc_mul_u64(n, 4, &bytes) || bytes > SIZE_MAX)
+        return tc_err(err, "synthetic tensor '%s' is too large", name);
+    float *buf = malloc(bytes ? (size_t)bytes : 1);
+    if (!buf)
+        return tc_err(err, "synthetic tensor '%s': out of memory", name);
+    if (tc_synth_fill((void *)s, layer, which, buf, n, err) || tc_tensordir_adopt_buffer(d, buf, err))
+        return TC_ERR;
+    int64_t shape[2] = {r, c};
+    return tc_tensordir_add(d, name, TC_F32, n_dims, shape, (const uint8_t *)buf, bytes, "(synthetic)", err);
+}
+
+int tc_synth_model(tc_model *m, const tc_synth_spec *s, tc_error *err)
+{
+    const tc_config *c = &s->cfg;
+    tc_tensordir d;
+    tc_tensordir_init(&d);
+    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    int rc = add_tensor(&d, s, tc_naming_hf.tok_embd, -1, TC_G_EMBD, 2, c->vocab_size, c->dim, err);
+    if (rc == TC_OK)
+        rc = add_tensor(&d, s, tc_naming_hf.out_norm, -1, TC_G_OUT_NORM, 1, c->dim, 0, err);
+    if (rc == TC_OK && !c->tied_embeddings)
+        rc = add_tensor(&d, s, tc_naming_hf.output, -1, TC_G_OUTPUT, 2, c->vocab_size, c->dim, err);
+    const int64_t shapes[TC_N_ROLES][2] = {
+        [TC_ATTN_NORM] = {c->dim, 0}, [TC_WQ] = {q, c->dim}, [TC_WK] = {kv, c->dim}, [TC_WV] = {kv, c->dim},
+        [TC_WO] = {c->dim, q}, [TC_BQ] = {q, 0}, [TC_BK] = {kv, 0}, [TC_BV] = {kv, 0},
+        [TC_FFN_NORM] = {c->dim, 0}, [TC_W_GATE] = {c->ffn_dim, c->dim}, [TC_W_UP] = {c->ffn_dim, c->dim},
+        [TC_W_DOWN] = {c->dim, c->ffn_dim},
+    };
+    for (int l = 0; rc == TC_OK && l < c->n_layers; l++) {
+        for (int r = 0; rc == TC_OK && r < TC_N_ROLES; r++) {
+            if (r >= TC_BQ && r <= TC_BV && !c->qkv_bias)
+                continue;
+            char name[160];
+            tc_naming_format(&tc_naming_hf, (tc_role)r, l, name, sizeof name);
+            rc = add_tensor(&d, s, name, l, r, shapes[r][1] ? 2 : 1, shapes[r][0], shapes[r][1], err);
+        }
+    }
+    if (rc != TC_OK) {
+        tc_tensordir_free(&d);
+        return TC_ERR;
+    }
+    tc_config cfg = *c;
+    cfg.rope_layout = TC_ROPE_HALF; /* the memory model uses HF names and order */
+    return tc_model_from_memory(m, &d, &cfg, err);
+}
+
+int tc_synth_write(const char *path, tc_format fmt, tc_dtype dtype, const tc_synth_spec *s, tc_error *err)
+{
+    tc_model_src src = {
+        .cfg = s->cfg, .dtype = dtype, .fill = tc_synth_fill, .ctx = (void *)s, .name = "tc-synthetic",
+    };
+    return tc_model_write(path, fmt, &src, err);
+}
