@@ -124,8 +124,9 @@ int tc_ternary_absmean(const float *W, int64_t M, int64_t K, const tc_tgroup *g,
 /* ---- optimal: exact least-squares threshold ------------------------------ */
 
 /* Sorts non-negative float bit patterns ascending (as integers they order
- * like the floats). LSD radix, 8 bits a pass, skipping passes where every key
- * shares the digit; insertion sort for short spans. */
+ * like the floats). LSD radix, 8 bits a pass, with all four histograms taken
+ * in one read and passes skipped where every key shares the digit; insertion
+ * sort for short spans. */
 static void sort_keys(uint32_t *a, uint32_t *tmp, size_t n)
 {
     if (n < 64) {
@@ -138,21 +139,25 @@ static void sort_keys(uint32_t *a, uint32_t *tmp, size_t n)
         }
         return;
     }
+    size_t count[4][256];
+    memset(count, 0, sizeof count);
+    for (size_t i = 0; i < n; i++)
+        for (int d = 0; d < 4; d++)
+            count[d][(a[i] >> 8 * d) & 255]++;
     uint32_t *src = a, *dst = tmp;
-    for (int shift = 0; shift < 32; shift += 8) {
-        size_t count[256] = {0};
-        for (size_t i = 0; i < n; i++)
-            count[(src[i] >> shift) & 255]++;
-        if (count[(src[0] >> shift) & 255] == n)
+    for (int d = 0; d < 4; d++) {
+        int shift = 8 * d;
+        size_t *c = count[d];
+        if (c[(src[0] >> shift) & 255] == n)
             continue;
         size_t pos = 0;
-        for (int d = 0; d < 256; d++) {
-            size_t c = count[d];
-            count[d] = pos;
-            pos += c;
+        for (int v = 0; v < 256; v++) {
+            size_t k = c[v];
+            c[v] = pos;
+            pos += k;
         }
         for (size_t i = 0; i < n; i++)
-            dst[count[(src[i] >> shift) & 255]++] = src[i];
+            dst[c[(src[i] >> shift) & 255]++] = src[i];
         uint32_t *t = src;
         src = dst;
         dst = t;
@@ -185,7 +190,9 @@ static float best_threshold(const float *w, size_t n, uint32_t *keys, uint32_t *
     for (size_t i = 0; i < n; i++)
         keys[i] = abs_bits(w[i]);
     sort_keys(keys, tmp, n);
-    double sum = 0, best = 0;
+    /* v_k = S_k^2 / k compared as S_k^2 * k_best > S_best^2 * k: no division
+     * in the scan. */
+    double sum = 0, best_sum = 0, best_sq = 0, best_k = 1;
     float thr = INFINITY;
     *alpha = 0;
     for (size_t k = 1; k <= n; k++) {
@@ -194,13 +201,15 @@ static float best_threshold(const float *w, size_t n, uint32_t *keys, uint32_t *
         sum += a;
         if (i > 0 && keys[i - 1] == keys[i])
             continue;
-        double v = sum * sum / (double)k;
-        if (v > best) {
-            best = v;
+        if (sum * sum * best_k > best_sq * (double)k) {
+            best_sum = sum;
+            best_sq = sum * sum;
+            best_k = (double)k;
             thr = a;
-            *alpha = sum / (double)k;
         }
     }
+    if (thr < INFINITY)
+        *alpha = best_sum / best_k;
     return thr;
 }
 
