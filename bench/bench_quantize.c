@@ -94,6 +94,9 @@ int main(int argc, char **argv)
         }
         float *W = malloc(n * sizeof *W), *scales = malloc((size_t)ns * sizeof *scales);
         int8_t *codes = malloc(n);
+        /* Touch the outputs first so no quantizer pays for page faults. */
+        memset(codes, 0, n);
+        memset(scales, 0, (size_t)ns * sizeof *scales);
         for (size_t i = 0; i < n; i++)
             W[i] = 0.02f * gauss();
 

@@ -215,10 +215,10 @@ static float best_threshold(const float *w, size_t n, uint32_t *keys, uint32_t *
 
 static void threshold_span(const float *w, size_t n, float thr, int8_t *codes)
 {
-    for (size_t i = 0; i < n; i++) {
-        float a = fabsf(w[i]);
-        codes[i] = (int8_t)(a >= thr ? (w[i] > 0) - (w[i] < 0) : 0);
-    }
+    /* Branch-free: whether a weight clears the threshold is a coin flip to
+     * the branch predictor. */
+    for (size_t i = 0; i < n; i++)
+        codes[i] = (int8_t)((fabsf(w[i]) >= thr) * ((w[i] > 0) - (w[i] < 0)));
 }
 
 int tc_ternary_optimal(const float *W, int64_t M, int64_t K, const tc_tgroup *g, int8_t *codes,

@@ -404,6 +404,35 @@ static void test_calibrated(void)
     }
 }
 
+/* Every awkward shape and grouping goes through the calibrated sweep (K of
+ * 1, K below the block, blocks that do not divide K). */
+static void test_calibrated_shapes(void)
+{
+    tc_error err;
+    for (int si = 0; si < N_SHAPES; si++)
+        for (int gi = 0; gi < N_GROUPS; gi++) {
+            int64_t M = SHAPES[si][0], K = SHAPES[si][1], N = 16;
+            const tc_tgroup *g = &GROUPS[gi];
+            int64_t ng = n_groups(g, M, K);
+            float *W = random_weight(M, K), *X = correlated_activations(N, K, K / 2);
+            double *H = calloc((size_t)(K * K), sizeof *H);
+            int8_t *c = malloc((size_t)(M * K));
+            float *sc = malloc((size_t)ng * sizeof *sc);
+            tc_ternary_calib_opts o = {0, 48, TC_TSCALE_OPTIMAL};
+            CHECK_OK(tc_ternary_hessian_add(X, N, K, H, &err), &err);
+            CHECK_OK(tc_ternary_calibrated(W, M, K, g, H, &o, c, sc, &err), &err);
+            int valid = 1;
+            for (int64_t i = 0; i < M * K; i++)
+                valid &= c[i] >= -1 && c[i] <= 1;
+            CHECK(valid);
+            free(W);
+            free(X);
+            free(H);
+            free(c);
+            free(sc);
+        }
+}
+
 /* GPTQ as first written (optimal brain surgeon updates on an explicit
  * inverse, fp64, no Cholesky factor, no blocks): an independent reference
  * for the factorised, blocked sweep. */
@@ -584,6 +613,7 @@ int main(void)
     test_lossless();
     test_hessian_add();
     test_calibrated();
+    test_calibrated_shapes();
     test_calibrated_reference();
     test_calibrated_identity();
     test_output_error();
