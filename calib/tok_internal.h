@@ -81,7 +81,7 @@ struct tc_tokenizer {
      * every piece into matches and the text between them. */
     pcre2_code **regex;
     int n_regex;
-    int nfc; /* source declares NFC normalization (not applied: see tokenizer.c) */
+    int nfc; /* text is put in Unicode NFC first */
 
     /* Tokens matched as whole text before the model sees it. */
     int32_t *special; /* sorted by text length, longest first */
@@ -152,8 +152,10 @@ typedef struct tok_work {
     size_t out_len, out_cap;
     size_t *span[2]; /* pre-token (start, len) pairs, double-buffered */
     size_t span_len[2], span_cap[2];
-    char *buf; /* escaped text */
+    char *buf; /* escaped or normalized text */
     size_t buf_cap;
+    uint32_t *cps; /* code points, for normalization */
+    size_t cps_cap;
     pcre2_match_data *md;
     int prev_unk; /* the last token pushed stands for unknown text */
 } tok_work;

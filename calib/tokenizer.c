@@ -1,6 +1,7 @@
 /* The tokenizer's vocabulary, the builder the loaders fill it through, and
  * the public encode/decode entry points. */
 #include "tok_internal.h"
+#include "tok_nfc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -529,6 +530,7 @@ void tok_work_free(tok_work *w)
     free(w->span[0]);
     free(w->span[1]);
     free(w->buf);
+    free(w->cps);
     pcre2_match_data_free(w->md);
     free(w);
 }
@@ -650,7 +652,16 @@ static int encode_run(const tc_tokenizer *t, tok_work *w, const char *s, size_t 
         return TC_OK;
     if (t->family == TOK_FAMILY_SPM)
         return encode_spm_run(t, w, s, n, offset, at_start, err);
-    return tok_pretokenize(t, w, s, n, tok_bytelevel_word, err);
+    if (!t->nfc)
+        return tok_pretokenize(t, w, s, n, tok_bytelevel_word, err);
+    size_t m;
+    long rc = tok_nfc(s, n, &w->buf, &w->buf_cap, &m, &w->cps, &w->cps_cap);
+    if (rc < 0)
+        return tc_err(err, "%s: out of memory normalizing %lu bytes", t->source, (unsigned long)n);
+    if (rc > 0)
+        return tc_err(err, "%s: the text is not valid UTF-8 (near byte %lu)", t->source,
+                      (unsigned long)(offset + (size_t)rc - 1));
+    return tok_pretokenize(t, w, w->buf, m, tok_bytelevel_word, err);
 }
 
 int tc_tokenizer_encode(const tc_tokenizer *t, const char *text, size_t len, unsigned flags,

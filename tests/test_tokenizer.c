@@ -10,6 +10,8 @@
 #include "tc/mapfile.h"
 #include "tc/tokenizer.h"
 
+#include "../calib/tok_nfc.h"
+
 static int tested_any;
 
 /* ---- case files ------------------------------------------------------- */
@@ -149,6 +151,20 @@ static void run_cases(const tc_tokenizer *t, const char *inp_rel, const char *ou
     cases_free(&c);
 }
 
+/* Large vocabularies are loaded once per run and shared by the tests. */
+static struct {
+    const char *rel;
+    tc_tokenizer *t;
+} cache[16];
+
+static tc_tokenizer *shared_asset(const char *rel);
+
+static void cache_free(void)
+{
+    for (size_t i = 0; i < sizeof cache / sizeof cache[0]; i++)
+        tc_tokenizer_free(cache[i].t);
+}
+
 static tc_tokenizer *open_asset(const char *rel)
 {
     char p[1024];
@@ -162,32 +178,47 @@ static tc_tokenizer *open_asset(const char *rel)
     return t;
 }
 
+static tc_tokenizer *shared_asset(const char *rel)
+{
+    size_t i = 0;
+    for (; i < sizeof cache / sizeof cache[0] && cache[i].rel; i++)
+        if (strcmp(cache[i].rel, rel) == 0)
+            return cache[i].t;
+    if (i == sizeof cache / sizeof cache[0])
+        return NULL;
+    cache[i].rel = rel;
+    cache[i].t = open_asset(rel);
+    return cache[i].t;
+}
+
 static void test_case_file(const char *vocab, const char *inp, const char *out)
 {
-    tc_tokenizer *t = open_asset(vocab);
-    if (!t)
-        return;
-    run_cases(t, inp, out);
-    tc_tokenizer_free(t);
+    tc_tokenizer *t = shared_asset(vocab);
+    if (t)
+        run_cases(t, inp, out);
 }
 
 static void test_case_files(void)
 {
+    static char v_names[16][256];
+    size_t nv = 0;
     static const char *ll[] = {"llama-spm", "phi-3", "gpt-2", "deepseek-coder", "falcon",
                                "llama-bpe", "qwen2"};
     char v[256], i[300], o[300];
     for (size_t k = 0; k < sizeof ll / sizeof ll[0]; k++) {
         snprintf(v, sizeof v, "tokenizers/llamacpp/ggml-vocab-%s.gguf", ll[k]);
+        strcpy(v_names[nv], v);
         snprintf(i, sizeof i, "%s.inp", v);
         snprintf(o, sizeof o, "%s.out", v);
-        test_case_file(v, i, o);
+        test_case_file(v_names[nv++], i, o);
     }
     static const char *hf[] = {"llama3", "qwen2", "mistral"};
     for (size_t k = 0; k < sizeof hf / sizeof hf[0]; k++) {
         snprintf(v, sizeof v, "tokenizers/hf/%s/tokenizer.json", hf[k]);
+        strcpy(v_names[nv], v);
         snprintf(i, sizeof i, "tokenizers/hf/%s/cases.inp", hf[k]);
         snprintf(o, sizeof o, "tokenizers/hf/%s/cases.out", hf[k]);
-        test_case_file(v, i, o);
+        test_case_file(v_names[nv++], i, o);
     }
     test_case_file("tokenizers/llama2c/llama2-tokenizer.bin", "tokenizers/llama2c/llama2-cases.inp",
                    "tokenizers/llama2c/llama2-cases.out");
@@ -433,7 +464,7 @@ static void test_forms_agree(void)
 
 static void test_special_tokens(void)
 {
-    tc_tokenizer *t = open_asset("tokenizers/llamacpp/ggml-vocab-llama-spm.gguf");
+    tc_tokenizer *t = shared_asset("tokenizers/llamacpp/ggml-vocab-llama-spm.gguf");
     if (t) {
         tc_error err;
         /* "<s>" is text unless asked: then the BOS token, and the text after
@@ -462,9 +493,8 @@ static void test_special_tokens(void)
         CHECK(len == 6 && memcmp(piece, " Hello", 6) == 0);
         CHECK_OK(tc_tokenizer_piece(t, 15043, 3 + 0x41, &piece, &len, &err), &err);
         CHECK(len == 1 && piece[0] == 'A');
-        tc_tokenizer_free(t);
     }
-    t = open_asset("tokenizers/hf/llama3/tokenizer.json");
+    t = shared_asset("tokenizers/hf/llama3/tokenizer.json");
     if (t) {
         const char *s = "<|begin_of_text|>Hi";
         int32_t *a, *b;
@@ -483,7 +513,6 @@ static void test_special_tokens(void)
         CHECK_OK(tc_tokenizer_decode(t, ids, 3, &back, &len, &err), &err);
         CHECK(strcmp(back, "Hi world") == 0);
         free(back);
-        tc_tokenizer_free(t);
     }
 }
 
@@ -515,6 +544,56 @@ static void test_unknown_characters(void)
     }
     tc_tokenizer_free(js);
     tc_tokenizer_free(bin);
+}
+
+/* ---- Unicode NFC ----------------------------------------------------------- */
+
+static int nfc_is(const char *in, const char *want)
+{
+    char *out = NULL;
+    size_t cap = 0, len;
+    uint32_t *cps = NULL;
+    size_t cps_cap = 0;
+    long rc = tok_nfc(in, strlen(in), &out, &cap, &len, &cps, &cps_cap);
+    int ok = rc == 0 && len == strlen(want) && memcmp(out, want, len) == 0;
+    free(out);
+    free(cps);
+    return ok;
+}
+
+static void test_nfc(void)
+{
+    CHECK(nfc_is("plain ASCII", "plain ASCII"));
+    CHECK(nfc_is("e\xcc\x81", "\xc3\xa9"));                     /* e + acute -> é */
+    CHECK(nfc_is("\xe2\x84\xab", "\xc3\x85"));                 /* Angstrom sign -> Å */
+    CHECK(nfc_is("\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8", "\xea\xb0\x81")); /* jamo -> 각 */
+    CHECK(nfc_is("\xe0\xa5\x98", "\xe0\xa4\x95\xe0\xa4\xbc")); /* excluded: stays apart */
+    /* marks reorder by class: dot below (220) before acute (230), then compose */
+    CHECK(nfc_is("a\xcc\x81\xcc\xa3", "\xe1\xba\xa1\xcc\x81"));
+    char *out = NULL;
+    size_t cap = 0, len;
+    uint32_t *cps = NULL;
+    size_t cps_cap = 0;
+    CHECK(tok_nfc("ab\xc3", 3, &out, &cap, &len, &cps, &cps_cap) == 1 + 2);
+    free(out);
+    free(cps);
+
+    /* Qwen's tokenizer.json declares NFC: decomposed and composed text agree */
+    tc_tokenizer *t = shared_asset("tokenizers/hf/qwen2/tokenizer.json");
+    if (t) {
+        const char *a = "Fu\xcc\x88hrer \xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8";
+        const char *b = "F\xc3\xbchrer \xea\xb0\x81";
+        int32_t *ia, *ib;
+        size_t na, nb;
+        tc_error err;
+        CHECK_OK(tc_tokenizer_encode(t, a, strlen(a), 0, &ia, &na, &err), &err);
+        CHECK_OK(tc_tokenizer_encode(t, b, strlen(b), 0, &ib, &nb, &err), &err);
+        CHECK(na == nb && memcmp(ia, ib, na * sizeof *ia) == 0);
+        free(ia);
+        free(ib);
+        CHECK(tc_tokenizer_encode(t, "ab\xff", 3, 0, &ia, &na, &err) == TC_ERR &&
+              strstr(err.msg, "UTF-8"));
+    }
 }
 
 /* ---- synthetic vocabularies: merge order, hostile files ------------------ */
@@ -785,6 +864,8 @@ int main(void)
     test_forms_agree();
     test_special_tokens();
     test_unknown_characters();
+    test_nfc();
+    cache_free();
     if (!tested_any)
         return tu_skip("no tokenizer assets found");
     return tu_finish("test_tokenizer");
