@@ -72,6 +72,7 @@ struct tc_tokenizer {
     char space[8];         /* the piece text standing for ' ' (U+2581, or ' ' in llama2.c) */
     size_t space_len;
     int prefix;            /* TOK_PREFIX_* */
+    int prefix_first_only; /* HF Metaspace "first": only where the input starts */
     int split_on_space;    /* HF Metaspace split: each word merged on its own */
     int words_separable;   /* no merge can cross into a space symbol after text */
     int strip_decoded_space;
@@ -84,8 +85,10 @@ struct tc_tokenizer {
     int nfc; /* text is put in Unicode NFC first */
 
     /* Tokens matched as whole text before the model sees it. */
-    int32_t *special; /* sorted by text length, longest first */
+    int32_t *special; /* grouped by first byte, longest text first */
     int n_special;
+    int n_user;                /* how many of them are always matched */
+    int32_t special_first[257]; /* special[special_first[b] ..] start with byte b */
 
     int32_t bos, eos, unk;
     unsigned default_flags;

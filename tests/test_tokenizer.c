@@ -664,6 +664,14 @@ static void test_synthetic_merges(const char *dir)
     CHECK(encode_eq(t, "xyza", 0, unk, 3));
     tc_tokenizer_free(t);
 
+    /* a max_token_length of 123 starts the file with '{': still tokenizer.bin */
+    put_i32(buf, 123);
+    CHECK(write_file(path, buf, n) == 0);
+    CHECK_OK(tc_tokenizer_open(&t, path, &err), &err);
+    if (t)
+        CHECK(encode_eq(t, "bb", 0, bb, 2));
+    tc_tokenizer_free(t);
+
     /* a vocabulary size larger than the file holds, or smaller, read exactly */
     CHECK(tc_tokenizer_from_llama2c(&t, path, 100000, &err) == TC_ERR);
     CHECK(strstr(err.msg, "small.bin") != NULL);
@@ -746,6 +754,30 @@ static void test_json(const char *dir)
         CHECK(tc_tokenizer_bos(t) == 1 && tc_tokenizer_eos(t) == 2 && tc_tokenizer_unk(t) == 0);
         tc_tokenizer_free(t);
     }
+    /* Metaspace: no second prefix before a space; with "first", none after
+     * a special token either */
+    static const char meta_always[] =
+        "\"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\":"
+        " \"\\u2581\", \"prepend_scheme\": \"always\", \"split\": false}}";
+    char doc[4096];
+    const char *at = strstr(good_json, "\"normalizer\"");
+    for (int first = 0; first < 2; first++) {
+        snprintf(doc, sizeof doc, "%.*s%s", (int)(at - good_json), good_json, meta_always);
+        if (first)
+            memcpy(strstr(doc, "always"), "first\" ", 7);
+        CHECK(write_file(path, doc, strlen(doc)) == 0);
+        t = NULL;
+        CHECK_OK(tc_tokenizer_open(&t, path, &err), &err);
+        if (!t)
+            continue;
+        const int32_t sp[] = {3, 7};
+        CHECK(encode_eq(t, " ab", 0, sp, 2));
+        const int32_t after_always[] = {3, 7, 1, 3, 7};
+        const int32_t after_first[] = {3, 7, 1, 7};
+        CHECK(encode_eq(t, "ab<s>ab", TC_TOK_PARSE_SPECIAL, first ? after_first : after_always,
+                        first ? 4 : 5));
+        tc_tokenizer_free(t);
+    }
     /* every truncation is invalid JSON, refused with the file's name */
     size_t n = strlen(good_json);
     int refused = 0, cuts = 0;
@@ -771,8 +803,7 @@ static void test_json(const char *dir)
         {"\"merges\": [", "\"merges\": [17, ", "not a pair"},
     };
     for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
-        const char *at = strstr(good_json, edits[k].from);
-        char doc[4096];
+        at = strstr(good_json, edits[k].from);
         snprintf(doc, sizeof doc, "%.*s%s%s", (int)(at - good_json), good_json, edits[k].to,
                  at + strlen(edits[k].from));
         CHECK(write_file(path, doc, strlen(doc)) == 0);
@@ -833,6 +864,13 @@ static void test_hostile_gguf(const char *dir)
     CHECK(tc_gguf_write(path, kv, 3, NULL, 0, 0, &err) == TC_OK);
     CHECK_OK(tc_tokenizer_open(&t, path, &err), &err);
     tc_tokenizer_free(t);
+    tc_gguf_writer_kv kv5[4];
+    memcpy(kv5, kv, 3 * sizeof *kv);
+    kv5[3].key = "tokenizer.ggml.bos_token_id";
+    kv5[3].value.type = TC_GGUF_U32;
+    kv5[3].value.v.u = 99;
+    CHECK(tc_gguf_write(path, kv5, 4, NULL, 0, 0, &err) == TC_OK);
+    CHECK(tc_tokenizer_open(&t, path, &err) == TC_ERR && strstr(err.msg, "BOS"));
     types[1].v.i = 9;
     CHECK(tc_gguf_write(path, kv, 3, NULL, 0, 0, &err) == TC_OK);
     CHECK(tc_tokenizer_open(&t, path, &err) == TC_ERR && strstr(err.msg, "type"));
