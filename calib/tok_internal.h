@@ -138,7 +138,7 @@ typedef struct tok_sym {
  * both still have the lengths recorded here.  Lower key merges first; ties
  * go to the leftmost pair. */
 typedef struct tok_cand {
-    float key;
+    double key; /* a merge rank, or minus a score: both exact in a double */
     int32_t left;
     uint32_t llen, rlen;
     int32_t id;

@@ -773,13 +773,14 @@ int tc_tokenizer_decode(const tc_tokenizer *t, const int32_t *ids, size_t n, cha
 {
     *text = NULL;
     *len = 0;
-    size_t total = 0;
+    uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (check_id(t, ids[i], err))
             return TC_ERR;
-        total += t->dec[ids[i]].len;
+        if (tc_add_u64(total, t->dec[ids[i]].len, &total))
+            return tc_err(err, "%s: decoded text too long", t->source);
     }
-    char *out = malloc(total + 1);
+    char *out = total < SIZE_MAX ? malloc((size_t)total + 1) : NULL;
     if (!out)
         return tc_err(err, "%s: out of memory decoding %lu tokens", t->source, (unsigned long)n);
     size_t o = 0;

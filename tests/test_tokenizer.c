@@ -546,6 +546,74 @@ static void test_unknown_characters(void)
     tc_tokenizer_free(bin);
 }
 
+/* ---- arbitrary bytes ------------------------------------------------------ */
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+
+static uint32_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+
+/* With byte fallback every byte string encodes and decodes back exactly,
+ * valid UTF-8 or not (but for a literal U+2581, which decodes as a space, as
+ * in SentencePiece, and so is left out of the alphabet); byte-level BPE refuses invalid UTF-8 cleanly and
+ * restores valid text exactly. */
+static void test_arbitrary_bytes(void)
+{
+    tc_tokenizer *spm = shared_asset("tokenizers/llamacpp/ggml-vocab-llama-spm.gguf");
+    tc_tokenizer *bl = shared_asset("tokenizers/llamacpp/ggml-vocab-gpt-2.gguf");
+    static const char *const alphabet[] = {"a", "b", " ", "  ", "\n", "\t", "\xc3\xa9",
+                                           "\xf0\x9f\xa6\x99", "1", "'s", ".", "\xe4\xb8\xad", "<s>"};
+    char text[512];
+    int spm_ok = 1, bl_ok = 1, bl_refused = 1;
+    for (int round = 0; round < 300; round++) {
+        size_t n = 0;
+        int raw = round % 3 == 0;
+        while (n < 200) {
+            if (raw) {
+                text[n++] = (char)(rng() & 0xff);
+            } else {
+                const char *a = alphabet[rng() % (sizeof alphabet / sizeof alphabet[0])];
+                memcpy(text + n, a, strlen(a));
+                n += strlen(a);
+            }
+        }
+        for (int k = 0; k < 2; k++) {
+            tc_tokenizer *t = k ? bl : spm;
+            if (!t)
+                continue;
+            int32_t *ids;
+            size_t m;
+            tc_error err;
+            int rc = tc_tokenizer_encode(t, text, n, 0, &ids, &m, &err);
+            if (k && raw) {
+                bl_refused &= rc == TC_ERR && strstr(err.msg, "UTF-8") != NULL;
+                if (rc == TC_OK)
+                    free(ids);
+                continue;
+            }
+            char *back = NULL;
+            size_t blen = 0;
+            int ok = rc == TC_OK && tc_tokenizer_decode(t, ids, m, &back, &blen, &err) == TC_OK &&
+                     blen == n && memcmp(back, text, n) == 0;
+            if (k)
+                bl_ok &= ok;
+            else
+                spm_ok &= ok;
+            if (rc == TC_OK)
+                free(ids);
+            free(back);
+        }
+    }
+    CHECK(spm_ok);
+    CHECK(bl_ok);
+    CHECK(bl_refused);
+}
+
 /* ---- Unicode NFC ----------------------------------------------------------- */
 
 static int nfc_is(const char *in, const char *want)
@@ -903,6 +971,7 @@ int main(void)
     test_special_tokens();
     test_unknown_characters();
     test_nfc();
+    test_arbitrary_bytes();
     cache_free();
     if (!tested_any)
         return tu_skip("no tokenizer assets found");
