@@ -491,10 +491,15 @@ static int read_tensors(reader *r, tc_gguf *g, const tc_mapfile *map, uint64_t n
     int rc = TC_OK;
     for (uint64_t i = 0; i < n && rc == TC_OK; i++)
         rc = read_tensor_info(r, g, i, &ts[i], err);
-    /* The data section starts at the next multiple of the alignment; a file
-     * without tensor bytes may end before it. */
+    /* The data section starts at the next multiple of the alignment, or,
+     * as ggml has it, right after the header in a file without tensors
+     * (vocabulary files end there, unpadded). */
+    if (rc == TC_OK && n == 0)
+        g->data_offset = r->c.pos;
+    if (rc == TC_OK && n > 0)
+        rc = tc_cursor_align(&r->c, g->alignment, "the padding before the tensor data", err);
     if (rc == TC_OK)
-        g->data_offset = (r->c.pos + g->alignment - 1) / g->alignment * g->alignment;
+        g->data_offset = r->c.pos;
     if (rc == TC_OK)
         rc = check_spans(g, map->size, ts, n, err);
     if (rc == TC_OK)

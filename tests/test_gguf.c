@@ -218,6 +218,9 @@ static void test_vocab_files(void)
         if (!g.path)
             continue;
         opened++;
+        /* Vocabulary files end with their header, unpadded. */
+        struct stat st;
+        CHECK(g.dir.n_tensors == 0 && stat(path, &st) == 0 && g.data_offset == (uint64_t)st.st_size);
         const tc_gguf_value *tok = tc_gguf_find(&g, "tokenizer.ggml.tokens");
         CHECK(tok && tok->type == TC_GGUF_ARRAY && tok->v.arr.type == TC_GGUF_STRING &&
               tok->v.arr.n >= 30000);
@@ -803,6 +806,31 @@ static void test_hostile(const char *tmp)
             }
         } else {
             expect_refused(path, "nested arrays", "deeper");
+        }
+    }
+
+    /* More array elements in all than the reader decodes, though the file
+     * holds every byte of them. */
+    {
+        const size_t n = (size_t)TC_GGUF_MAX_ITEMS + 1;
+        bytes head;
+        head.n = 0;
+        memcpy(head.p, "GGUF", 4);
+        head.n = 4;
+        put(&head, 3, 4);
+        put(&head, 0, 8);
+        put(&head, 1, 8);
+        put_s(&head, "big");
+        put(&head, TC_GGUF_ARRAY, 4);
+        put(&head, TC_GGUF_U8, 4);
+        put(&head, n, 8);
+        uint8_t *big = calloc(head.n + n, 1);
+        CHECK(big != NULL);
+        if (big) {
+            memcpy(big, head.p, head.n);
+            CHECK(write_bytes(path, big, head.n + n) == 0);
+            expect_refused(path, "too many array elements", "array elements in all");
+            free(big);
         }
     }
 
