@@ -380,6 +380,14 @@ static int configure(tc_tokenizer *t, const json_setup *s, const cJSON *root, co
             return tc_err(err, "%s: unsupported mix of byte-level and Metaspace steps", t->source);
         t->nfc = s->nfc;
     }
+    const char *cont = str_of(model, "continuing_subword_prefix");
+    const char *suffix = str_of(model, "end_of_word_suffix");
+    const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
+    if ((cont && *cont) || (suffix && *suffix))
+        return tc_err(err, "%s: unsupported BPE with a subword prefix or word suffix", t->source);
+    if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0)
+        return tc_err(err, "%s: unsupported BPE dropout (encoding would not be deterministic)",
+                      t->source);
     t->fuse_unk = bool_of(model, "fuse_unk", 0);
     t->ignore_merges = bool_of(model, "ignore_merges", 0);
     const char *unk = str_of(model, "unk_token");

@@ -869,6 +869,10 @@ static void test_json(const char *dir)
         {"\"Prepend\"", "\"Lowercase\"", "unsupported normalizer"},
         {"\"unk_token\": \"<unk>\"", "\"unk_token\": \"<nope>\"", "unk_token"},
         {"\"merges\": [", "\"merges\": [17, ", "not a pair"},
+        {"\"byte_fallback\": true", "\"dropout\": 0.1", "dropout"},
+        {"\"byte_fallback\": true", "\"end_of_word_suffix\": \"</w>\"", "suffix"},
+        {"\"vocab\": {", "\"vocab\": [", "JSON"},
+        {"\"vocab\": {", "\"vocab\": 3, \"x\": {", "not an object"},
     };
     for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
         at = strstr(good_json, edits[k].from);
