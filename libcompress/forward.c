@@ -242,17 +242,37 @@ static void rmsnorm_rows(const float *x, const float *w, float *out, size_t n, i
 
 /* ---- Attention over (sequence, head) tasks --------------------------------------------- */
 
-/* Sum of the largest ceil(n/10) of p[0..n) (p is clobbered). */
-static int cmp_desc(const void *a, const void *b)
+static void swap_f(float *a, float *b)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x < y) - (x > y);
+    float t = *a;
+    *a = *b;
+    *b = t;
 }
 
+/* Sum of the largest ceil(n/10) of p[0..n): a three-way quickselect moves
+ * them to the front in linear expected time (p is clobbered).  A full sort
+ * per query would dominate the pass. */
 static double top10_mass(float *p, size_t n)
 {
-    size_t k = (n + 9) / 10;
-    qsort(p, n, sizeof *p, cmp_desc);
+    size_t k = (n + 9) / 10, lo = 0, hi = n;
+    while (hi - lo > 1) {
+        float pivot = p[lo + (hi - lo) / 2];
+        size_t lt = lo, i = lo, gt = hi; /* [lo,lt) > pivot, [lt,gt) == pivot, [gt,hi) < pivot */
+        while (i < gt) {
+            if (p[i] > pivot)
+                swap_f(&p[lt++], &p[i++]);
+            else if (p[i] < pivot)
+                swap_f(&p[i], &p[--gt]);
+            else
+                i++;
+        }
+        if (k <= lt)
+            hi = lt;
+        else if (k <= gt)
+            break;
+        else
+            lo = gt;
+    }
     double s = 0.0;
     for (size_t i = 0; i < k; i++)
         s += p[i];
