@@ -12,6 +12,7 @@
 
 #include "forward_math.h"
 #include "tc/checked.h"
+#include "tc/parallel.h"
 
 /* ---- Whole-model fp32 weights ---------------------------------------------- */
 
@@ -91,6 +92,7 @@ typedef struct pass {
     int qdim, kvdim;
     int want_heads;
     float *rope;       /* [max_len][head_dim/2][cos, sin] */
+    uint32_t *pos;     /* [n]: each token's position in its sequence */
     float *x;          /* residual stream [n][dim] */
     float *xn;         /* normed rows [n][dim] */
     float *q, *k, *v;  /* [n][qdim], [n][kvdim] x 2 */
@@ -107,6 +109,7 @@ typedef struct pass {
 static void pass_free(pass *p)
 {
     free(p->rope);
+    free(p->pos);
     free(p->x);
     free(p->xn);
     free(p->q);
@@ -178,6 +181,12 @@ static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_for
         alloc_floats(&p->u, p->chunk, ffn, "up", m, err) ||
         alloc_floats(&p->scratch, (size_t)p->n_threads, p->scratch_per_thread, "scores", m, err))
         return TC_ERR;
+    p->pos = malloc(n * sizeof *p->pos);
+    if (!p->pos)
+        return tc_err(err, "%s: out of memory for token positions", m->path);
+    for (size_t s = 0; s < b->n_seqs; s++)
+        for (size_t t = b->offsets[s]; t < b->offsets[s + 1]; t++)
+            p->pos[t] = (uint32_t)(t - b->offsets[s]);
     for (size_t pos = 0; pos < p->max_len; pos++)
         tc_fm_rope_angles(pos, c->head_dim, c->rope_theta, p->rope + pos * (size_t)c->head_dim);
     if (p->want_heads) {
@@ -235,10 +244,28 @@ static void add_bias(float *y, const float *bias, size_t n, int cols)
             y[t * cols + j] += bias[j];
 }
 
-static void rmsnorm_rows(const float *x, const float *w, float *out, size_t n, int dim, float eps)
+/* Element-wise work is split over tokens; below this many tokens per thread
+ * starting threads costs more than it saves. */
+#define MIN_TOKENS_PER_THREAD 64
+
+typedef struct norm_job {
+    const float *x, *w;
+    float *out;
+    int dim;
+    float eps;
+} norm_job;
+
+static void norm_range(void *ctx, size_t begin, size_t end)
 {
-    for (size_t t = 0; t < n; t++)
-        tc_fm_rmsnorm(x + t * dim, w, out + t * dim, dim, eps);
+    const norm_job *j = ctx;
+    for (size_t t = begin; t < end; t++)
+        tc_fm_rmsnorm(j->x + t * j->dim, j->w, j->out + t * j->dim, j->dim, j->eps);
+}
+
+static void rmsnorm_rows(const pass *p, const float *x, const float *w, float *out, size_t n)
+{
+    norm_job j = {x, w, out, p->c->dim, p->c->norm_eps};
+    tc_parallel_for(p->n_threads, n, MIN_TOKENS_PER_THREAD, norm_range, &j);
 }
 
 /* ---- Attention over (sequence, head) tasks --------------------------------------------- */
@@ -388,22 +415,20 @@ static int observe_heads(pass *p, int layer, tc_error *err)
 
 /* ---- Sub-layers -------------------------------------------------------------------------- */
 
-static size_t token_pos(const pass *p, size_t *seq, size_t t)
+static void rope_range(void *ctx, size_t begin, size_t end)
 {
-    while (t >= p->b->offsets[*seq + 1])
-        (*seq)++;
-    return t - p->b->offsets[*seq];
+    pass *p = ctx;
+    const tc_config *c = p->c;
+    for (size_t t = begin; t < end; t++) {
+        const float *cs = p->rope + (size_t)p->pos[t] * (size_t)c->head_dim;
+        tc_fm_rope(p->q + t * p->qdim, c->n_heads, c->head_dim, c->rope_layout, cs);
+        tc_fm_rope(p->k + t * p->kvdim, c->n_kv_heads, c->head_dim, c->rope_layout, cs);
+    }
 }
 
 static void apply_rope(pass *p)
 {
-    const tc_config *c = p->c;
-    size_t seq = 0;
-    for (size_t t = 0; t < p->n; t++) {
-        const float *cs = p->rope + token_pos(p, &seq, t) * (size_t)c->head_dim;
-        tc_fm_rope(p->q + t * p->qdim, c->n_heads, c->head_dim, c->rope_layout, cs);
-        tc_fm_rope(p->k + t * p->kvdim, c->n_kv_heads, c->head_dim, c->rope_layout, cs);
-    }
+    tc_parallel_for(p->n_threads, p->n, MIN_TOKENS_PER_THREAD, rope_range, p);
 }
 
 /* x += Attn(RMSNorm(x)) over every token. */
@@ -411,7 +436,7 @@ static int attention_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_erro
 {
     const tc_config *c = p->c;
     size_t n = p->n;
-    rmsnorm_rows(p->x, w->w[TC_ATTN_NORM], p->xn, n, c->dim, c->norm_eps);
+    rmsnorm_rows(p, p->x, w->w[TC_ATTN_NORM], p->xn, n);
     if (observe_input(p, layer, TC_IN_QKV, p->xn, 0, n, c->dim, err))
         return TC_ERR;
     linear(p->xn, w->w[TC_WQ], p->q, n, c->dim, p->qdim, 0);
@@ -430,6 +455,14 @@ static int attention_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_erro
     return TC_OK;
 }
 
+static void swiglu_range(void *ctx, size_t begin, size_t end)
+{
+    pass *p = ctx;
+    size_t ffn = (size_t)p->c->ffn_dim;
+    for (size_t i = begin * ffn; i < end * ffn; i++)
+        p->g[i] = tc_fm_silu(p->g[i]) * p->u[i];
+}
+
 /* x += MLP(RMSNorm(x)), chunk by chunk of tokens so that the ffn-wide
  * activations stay bounded. */
 static int mlp_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_error *err)
@@ -439,14 +472,12 @@ static int mlp_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_error *err
     for (size_t t0 = 0; t0 < p->n; t0 += p->chunk) {
         size_t cn = p->n - t0 < p->chunk ? p->n - t0 : p->chunk;
         float *x = p->x + t0 * dim, *xn = p->xn + t0 * dim;
-        rmsnorm_rows(x, w->w[TC_FFN_NORM], xn, cn, dim, c->norm_eps);
+        rmsnorm_rows(p, x, w->w[TC_FFN_NORM], xn, cn);
         if (observe_input(p, layer, TC_IN_GATE_UP, xn, t0, cn, dim, err))
             return TC_ERR;
         linear(xn, w->w[TC_W_GATE], p->g, cn, dim, ffn, 0);
         linear(xn, w->w[TC_W_UP], p->u, cn, dim, ffn, 0);
-        size_t cells = cn * (size_t)ffn;
-        for (size_t i = 0; i < cells; i++)
-            p->g[i] = tc_fm_silu(p->g[i]) * p->u[i];
+        tc_parallel_for(p->n_threads, cn, MIN_TOKENS_PER_THREAD, swiglu_range, p);
         if (observe_input(p, layer, TC_IN_DOWN, p->g, t0, cn, ffn, err))
             return TC_ERR;
         linear(p->g, w->w[TC_W_DOWN], x, cn, ffn, dim, 1);
@@ -512,7 +543,7 @@ static int run_head(pass *p, tc_error *err)
         goto done;
     for (size_t t0 = 0; t0 < p->n; t0 += chunk) {
         size_t cn = p->n - t0 < chunk ? p->n - t0 : chunk;
-        rmsnorm_rows(p->x + t0 * c->dim, normw, p->xn, cn, c->dim, c->norm_eps);
+        rmsnorm_rows(p, p->x + t0 * c->dim, normw, p->xn, cn);
         linear(p->xn, outw, p->logits, cn, c->dim, c->vocab_size, 0);
         for (size_t i = 0; i < p->o->n_observers; i++) {
             const tc_observer *ob = &p->o->observers[i];
