@@ -161,6 +161,7 @@ int tc_perplexity(const tc_model *m, const int32_t *tokens, const size_t *offset
     double nll = 0.0;
     uint64_t pred = 0;
     int rc = TC_OK;
+    tc_forward_ws *ws = tc_forward_ws_new(); /* NULL only costs speed */
     for (size_t s0 = 0; s0 < n_seqs && !rc;) {
         size_t s1 = batch_end(offsets, n_seqs, s0, budget);
         tc_batch b;
@@ -172,6 +173,7 @@ int tc_perplexity(const tc_model *m, const int32_t *tokens, const size_t *offset
         fo.n_threads = opts->n_threads;
         fo.skip = opts->skip;
         fo.weights = opts->weights;
+        fo.ws = ws;
         fo.observers = &ob;
         fo.n_observers = 1;
         rc = tc_forward(m, &b, &fo, err);
@@ -182,6 +184,7 @@ int tc_perplexity(const tc_model *m, const int32_t *tokens, const size_t *offset
         s0 = s1;
     }
     free(off);
+    tc_forward_ws_free(ws);
     if (rc)
         return TC_ERR;
     out->n_tokens = n;
@@ -206,6 +209,7 @@ typedef struct analysis_run {
     tc_skip *skip;        /* [L]: the mask of the current rerun */
     uint8_t (*present)[TC_N_MODULES];
     const tc_weights *weights;
+    tc_forward_ws *ws;    /* buffers shared by every pass, or NULL */
     /* The current batch. */
     tc_batch b;
     size_t n;
@@ -410,6 +414,7 @@ static int rerun(analysis_run *r, int l, tc_module mod, int first, const float *
     fo.n_threads = r->o->n_threads;
     fo.skip = r->skip;
     fo.weights = r->weights;
+    fo.ws = r->ws;
     fo.observers = &ob;
     fo.n_observers = 1;
     r->cur_l = l;
@@ -455,6 +460,7 @@ static int baseline_batch(analysis_run *r, tc_error *err)
     fo.n_threads = r->o->n_threads;
     fo.skip = r->base_skip;
     fo.weights = r->weights;
+    fo.ws = r->ws;
     fo.observers = &ob;
     fo.n_observers = 1;
     if (tc_forward(r->m, &r->b, &fo, err))
@@ -495,6 +501,7 @@ static void run_free(analysis_run *r)
     free(r->kl);
     free(r->val);
     free(r->val2);
+    tc_forward_ws_free(r->ws);
 }
 
 static int alloc_array(void **p, uint64_t a, uint64_t b, uint64_t c, const tc_model *m,
@@ -546,6 +553,7 @@ static int run_init(analysis_run *r, const tc_model *m, const tc_analyze_opts *o
         alloc_array((void **)&r->val, T, sizeof(double), 1, m, err) ||
         alloc_array((void **)&r->val2, T, sizeof(double), 1, m, err))
         return TC_ERR;
+    r->ws = tc_forward_ws_new(); /* without one each pass allocates its own */
     if (o->skip)
         memcpy(r->base_skip, o->skip, (size_t)L * sizeof *r->base_skip);
     memcpy(r->skip, r->base_skip, (size_t)L * sizeof *r->skip);

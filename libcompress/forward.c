@@ -81,11 +81,66 @@ int tc_batch_check(const tc_model *m, const tc_batch *b, const char *what, tc_er
 
 /* ---- The pass ------------------------------------------------------------------ */
 
+/* Every buffer of a pass, kept in a workspace so that callers running many
+ * passes (the analysis reruns) reuse memory instead of faulting in fresh
+ * pages each time. */
+enum {
+    BUF_ROPE, BUF_POS, BUF_X, BUF_XN, BUF_Q, BUF_K, BUF_V, BUF_ATT, BUF_G, BUF_U, BUF_LOGITS,
+    BUF_SCRATCH, BUF_ENT, BUF_TOP, BUF_HEAD_SUM, N_BUFS
+};
+
+struct tc_forward_ws {
+    void *buf[N_BUFS];
+    size_t cap[N_BUFS]; /* bytes */
+};
+
+tc_forward_ws *tc_forward_ws_new(void)
+{
+    return calloc(1, sizeof(tc_forward_ws));
+}
+
+static void ws_release(tc_forward_ws *ws)
+{
+    for (int i = 0; i < N_BUFS; i++)
+        free(ws->buf[i]);
+    memset(ws, 0, sizeof *ws);
+}
+
+void tc_forward_ws_free(tc_forward_ws *ws)
+{
+    if (!ws)
+        return;
+    ws_release(ws);
+    free(ws);
+}
+
+/* Buffer `slot` with room for a x b elements of elem bytes (contents undefined). */
+static int ws_get(tc_forward_ws *ws, int slot, size_t a, size_t b, size_t elem, void *out,
+                  const char *what, const tc_model *m, tc_error *err)
+{
+    uint64_t n;
+    if (tc_mul_u64(a, b, &n) || tc_mul_u64(n, elem, &n) || n > SIZE_MAX)
+        return tc_err(err, "%s: %s buffer of %zu x %zu elements is too large", m->path, what, a, b);
+    if (n > ws->cap[slot] || !ws->buf[slot]) {
+        free(ws->buf[slot]);
+        ws->cap[slot] = 0;
+        ws->buf[slot] = malloc(n ? (size_t)n : 1);
+        if (!ws->buf[slot])
+            return tc_err(err, "%s: out of memory for the %s buffer (%llu bytes)", m->path, what,
+                          (unsigned long long)n);
+        ws->cap[slot] = (size_t)n;
+    }
+    memcpy(out, &ws->buf[slot], sizeof(void *));
+    return TC_OK;
+}
+
 typedef struct pass {
     const tc_model *m;
     const tc_config *c;
     const tc_batch *b;
     const tc_forward_opts *o;
+    tc_forward_ws local;  /* used when the caller lends no workspace */
+    tc_forward_ws *ws;
     int n_threads;
     size_t n;          /* tokens */
     size_t max_len;    /* longest sequence */
@@ -97,51 +152,52 @@ typedef struct pass {
     float *xn;         /* normed rows [n][dim] */
     float *q, *k, *v;  /* [n][qdim], [n][kvdim] x 2 */
     float *att;        /* attention output [n][qdim] */
-    size_t chunk;      /* tokens per MLP / logits chunk */
+    size_t chunk;      /* tokens per MLP chunk */
     float *g, *u;      /* [chunk][ffn_dim] */
-    float *logits;     /* [chunk][vocab] */
     float *scratch;    /* per thread: (head_dim + 2) * max_len */
     size_t scratch_per_thread;
-    double *ent, *top; /* [n_seqs][n_heads] head statistics */
+    double *ent, *top; /* [n_seqs][n_heads] head statistics, every cell written */
     double *head_sum;  /* [2][n_heads]: the batch's sums handed to observers */
 } pass;
 
 static void pass_free(pass *p)
 {
-    free(p->rope);
-    free(p->pos);
-    free(p->x);
-    free(p->xn);
-    free(p->q);
-    free(p->k);
-    free(p->v);
-    free(p->att);
-    free(p->g);
-    free(p->u);
-    free(p->logits);
-    free(p->scratch);
-    free(p->ent);
-    free(p->top);
-    free(p->head_sum);
-}
-
-/* malloc of a x b floats with the product checked. */
-static int alloc_floats(float **out, size_t a, size_t b, const char *what, const tc_model *m,
-                        tc_error *err)
-{
-    uint64_t n;
-    if (tc_mul_u64(a, b, &n) || tc_mul_u64(n, sizeof(float), &n) || n > SIZE_MAX)
-        return tc_err(err, "%s: %s buffer of %zu x %zu floats is too large", m->path, what, a, b);
-    *out = malloc(n ? (size_t)n : 1);
-    if (!*out)
-        return tc_err(err, "%s: out of memory for the %s buffer (%llu bytes)", m->path, what,
-                      (unsigned long long)n);
-    return TC_OK;
+    ws_release(&p->local);
 }
 
 static size_t clamp_size(size_t v, size_t lo, size_t hi)
 {
     return v < lo ? lo : v > hi ? hi : v;
+}
+
+static int pass_buffers(pass *p, tc_error *err)
+{
+    const tc_config *c = p->c;
+    const tc_model *m = p->m;
+    tc_forward_ws *ws = p->ws;
+    size_t n = p->n ? p->n : 1, ffn = (size_t)c->ffn_dim, len = p->max_len ? p->max_len : 1;
+    size_t f = sizeof(float);
+    if (ws_get(ws, BUF_ROPE, len, (size_t)c->head_dim, f, &p->rope, "rope", m, err) ||
+        ws_get(ws, BUF_POS, n, 1, sizeof(uint32_t), &p->pos, "position", m, err) ||
+        ws_get(ws, BUF_X, n, (size_t)c->dim, f, &p->x, "hidden", m, err) ||
+        ws_get(ws, BUF_XN, n, (size_t)c->dim, f, &p->xn, "norm", m, err) ||
+        ws_get(ws, BUF_Q, n, (size_t)p->qdim, f, &p->q, "query", m, err) ||
+        ws_get(ws, BUF_K, n, (size_t)p->kvdim, f, &p->k, "key", m, err) ||
+        ws_get(ws, BUF_V, n, (size_t)p->kvdim, f, &p->v, "value", m, err) ||
+        ws_get(ws, BUF_ATT, n, (size_t)p->qdim, f, &p->att, "attention", m, err) ||
+        ws_get(ws, BUF_G, p->chunk, ffn, f, &p->g, "gate", m, err) ||
+        ws_get(ws, BUF_U, p->chunk, ffn, f, &p->u, "up", m, err) ||
+        ws_get(ws, BUF_SCRATCH, (size_t)p->n_threads, p->scratch_per_thread, f, &p->scratch,
+               "scores", m, err))
+        return TC_ERR;
+    if (!p->want_heads)
+        return TC_OK;
+    size_t seqs = p->b->n_seqs ? p->b->n_seqs : 1, nh = (size_t)c->n_heads;
+    if (ws_get(ws, BUF_ENT, seqs, nh, sizeof(double), &p->ent, "head statistics", m, err) ||
+        ws_get(ws, BUF_TOP, seqs, nh, sizeof(double), &p->top, "head statistics", m, err) ||
+        ws_get(ws, BUF_HEAD_SUM, 2, nh, sizeof(double), &p->head_sum, "head statistics", m, err))
+        return TC_ERR;
+    return TC_OK;
 }
 
 static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_forward_opts *o,
@@ -153,50 +209,30 @@ static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_for
     p->c = c;
     p->b = b;
     p->o = o;
+    p->ws = o->ws ? o->ws : &p->local;
     p->n_threads = o->n_threads > 0 ? o->n_threads : 1;
     p->n = tc_batch_tokens(b);
     p->qdim = c->n_heads * c->head_dim;
     p->kvdim = c->n_kv_heads * c->head_dim;
     if (c->n_heads <= 0 || c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads || c->head_dim <= 0 ||
-        c->head_dim % 2)
-        return tc_err(err, "%s: unsupported attention shape (%d heads, %d kv heads, head_dim %d)",
-                      m->path, c->n_heads, c->n_kv_heads, c->head_dim);
+        c->head_dim % 2 || c->ffn_dim <= 0)
+        return tc_err(err, "%s: unsupported shape (%d heads, %d kv heads, head_dim %d, ffn %d)",
+                      m->path, c->n_heads, c->n_kv_heads, c->head_dim, c->ffn_dim);
     for (size_t s = 0; s < b->n_seqs; s++)
         if (b->offsets[s + 1] - b->offsets[s] > p->max_len)
             p->max_len = b->offsets[s + 1] - b->offsets[s];
     for (size_t i = 0; i < o->n_observers; i++)
         if (o->observers[i].want_head_stats && o->observers[i].head_stats)
             p->want_heads = 1;
-    size_t n = p->n ? p->n : 1, ffn = c->ffn_dim > 0 ? (size_t)c->ffn_dim : 1;
-    p->chunk = clamp_size((size_t)(1u << 23) / ffn, 16, n);
+    p->chunk = clamp_size((size_t)(1u << 23) / (size_t)c->ffn_dim, 16, p->n ? p->n : 1);
     p->scratch_per_thread = ((size_t)c->head_dim + 2) * (p->max_len ? p->max_len : 1);
-    if (alloc_floats(&p->rope, p->max_len ? p->max_len : 1, (size_t)c->head_dim, "rope", m, err) ||
-        alloc_floats(&p->x, n, (size_t)c->dim, "hidden", m, err) ||
-        alloc_floats(&p->xn, n, (size_t)c->dim, "norm", m, err) ||
-        alloc_floats(&p->q, n, (size_t)p->qdim, "query", m, err) ||
-        alloc_floats(&p->k, n, (size_t)p->kvdim, "key", m, err) ||
-        alloc_floats(&p->v, n, (size_t)p->kvdim, "value", m, err) ||
-        alloc_floats(&p->att, n, (size_t)p->qdim, "attention", m, err) ||
-        alloc_floats(&p->g, p->chunk, ffn, "gate", m, err) ||
-        alloc_floats(&p->u, p->chunk, ffn, "up", m, err) ||
-        alloc_floats(&p->scratch, (size_t)p->n_threads, p->scratch_per_thread, "scores", m, err))
+    if (pass_buffers(p, err))
         return TC_ERR;
-    p->pos = malloc(n * sizeof *p->pos);
-    if (!p->pos)
-        return tc_err(err, "%s: out of memory for token positions", m->path);
     for (size_t s = 0; s < b->n_seqs; s++)
         for (size_t t = b->offsets[s]; t < b->offsets[s + 1]; t++)
             p->pos[t] = (uint32_t)(t - b->offsets[s]);
     for (size_t pos = 0; pos < p->max_len; pos++)
         tc_fm_rope_angles(pos, c->head_dim, c->rope_theta, p->rope + pos * (size_t)c->head_dim);
-    if (p->want_heads) {
-        size_t cells = (b->n_seqs ? b->n_seqs : 1) * (size_t)c->n_heads;
-        p->ent = calloc(cells, sizeof *p->ent);
-        p->top = calloc(cells, sizeof *p->top);
-        p->head_sum = calloc(2 * (size_t)c->n_heads, sizeof *p->head_sum);
-        if (!p->ent || !p->top || !p->head_sum)
-            return tc_err(err, "%s: out of memory for attention statistics", m->path);
-    }
     return TC_OK;
 }
 
@@ -521,7 +557,7 @@ static int run_layer(pass *p, int l, tc_error *err)
 static int run_head(pass *p, tc_error *err)
 {
     const tc_config *c = p->c;
-    float *norm = NULL, *out = NULL;
+    float *norm = NULL, *out = NULL, *logits = NULL;
     const float *normw, *outw;
     int rc = TC_ERR;
     if (p->o->weights) {
@@ -539,15 +575,16 @@ static int run_head(pass *p, tc_error *err)
                                                    8192);
     if (chunk > p->n)
         chunk = p->n ? p->n : 1;
-    if (alloc_floats(&p->logits, chunk, (size_t)c->vocab_size, "logits", p->m, err))
+    if (ws_get(p->ws, BUF_LOGITS, chunk, (size_t)c->vocab_size, sizeof(float), &logits, "logits",
+               p->m, err))
         goto done;
     for (size_t t0 = 0; t0 < p->n; t0 += chunk) {
         size_t cn = p->n - t0 < chunk ? p->n - t0 : chunk;
         rmsnorm_rows(p, p->x + t0 * c->dim, normw, p->xn, cn);
-        linear(p->xn, outw, p->logits, cn, c->dim, c->vocab_size, 0);
+        linear(p->xn, outw, logits, cn, c->dim, c->vocab_size, 0);
         for (size_t i = 0; i < p->o->n_observers; i++) {
             const tc_observer *ob = &p->o->observers[i];
-            if (ob->logits && ob->logits(ob->ctx, p->logits, t0, cn, c->vocab_size, err))
+            if (ob->logits && ob->logits(ob->ctx, logits, t0, cn, c->vocab_size, err))
                 goto done;
         }
     }

@@ -476,6 +476,26 @@ static void test_invariance_large(void)
     CHECK_OK(run(&m, &tail, 3, NULL, &rt, 0, &err), &err);
     CHECK(max_diff(rt.logits, r1.logits + 2 * LEN * c.vocab_size, 5 * LEN * c.vocab_size) < 1e-5);
     rec_free(&rt);
+    /* One workspace lent to passes of growing and shrinking size. */
+    tc_forward_ws *ws = tc_forward_ws_new();
+    CHECK(ws != NULL);
+    const tc_batch *order[3] = {&tail, &b, &tail};
+    for (int i = 0; i < 3; i++) {
+        rec rw;
+        rec_init(&rw, &m, tc_batch_tokens(order[i]));
+        tc_observer ob = rec_observer(&rw, 1);
+        tc_forward_opts o = {0};
+        o.n_threads = 1;
+        o.observers = &ob;
+        o.n_observers = 1;
+        o.logits_chunk = 5;
+        o.ws = ws;
+        CHECK_OK(tc_forward(&m, order[i], &o, &err), &err);
+        const float *want = order[i] == &b ? r1.logits : r1.logits + 2 * LEN * c.vocab_size;
+        CHECK(max_diff(rw.logits, want, tc_batch_tokens(order[i]) * c.vocab_size) < 1e-5);
+        rec_free(&rw);
+    }
+    tc_forward_ws_free(ws);
     rec_free(&r1);
     rec_free(&r4);
     tc_model_close(&m);
