@@ -308,7 +308,7 @@ static int read_alignment(tc_gguf *g, tc_error *err)
     if (!v)
         return TC_OK;
     if (v->type != TC_GGUF_U32)
-        return tc_err(err, "%s: general.alignment is a %s, not a u32", g->path, tc_gguf_type_name(v->type));
+        return tc_err(err, "%s: general.alignment has type %s, not u32", g->path, tc_gguf_type_name(v->type));
     if (v->v.u == 0 || (v->v.u & (v->v.u - 1)) != 0)
         return tc_err(err, "%s: general.alignment %llu is not a non-zero power of two", g->path,
                       (unsigned long long)v->v.u);
@@ -491,10 +491,15 @@ static int read_tensors(reader *r, tc_gguf *g, const tc_mapfile *map, uint64_t n
     int rc = TC_OK;
     for (uint64_t i = 0; i < n && rc == TC_OK; i++)
         rc = read_tensor_info(r, g, i, &ts[i], err);
-    /* The data section starts at the next multiple of the alignment; a file
-     * without tensor bytes may end before it. */
+    /* The data section starts at the next multiple of the alignment, or,
+     * as ggml has it, right after the header in a file without tensors
+     * (vocabulary files end there, unpadded). */
+    if (rc == TC_OK && n == 0)
+        g->data_offset = r->c.pos;
+    if (rc == TC_OK && n > 0)
+        rc = tc_cursor_align(&r->c, g->alignment, "the padding before the tensor data", err);
     if (rc == TC_OK)
-        g->data_offset = (r->c.pos + g->alignment - 1) / g->alignment * g->alignment;
+        g->data_offset = r->c.pos;
     if (rc == TC_OK)
         rc = check_spans(g, map->size, ts, n, err);
     if (rc == TC_OK)

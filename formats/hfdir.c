@@ -165,7 +165,7 @@ static int open_shards(hf_index *ix, const char *dirpath, tc_tensordir *dir, tc_
         if (!p)
             rc = tc_err(err, "%s: out of memory", ix->path);
         else if (tc_safetensors_add(dir, p, NULL, err))
-            rc = tc_err_prefix(err, "%s: shard %s", ix->path, shards[i]);
+            rc = tc_err_prefix(err, "%s", ix->path);
         else
             rc = match_shard(ix, dir, from, shards[i], err);
         free(p);

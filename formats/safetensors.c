@@ -11,9 +11,10 @@
 #include "tc/cursor.h"
 #include "tc/outfile.h"
 
-/* The reference implementation refuses headers above 100 MB; a larger one is
- * not a checkpoint but an attempt to make us allocate. */
-#define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
+/* Real headers stay far below 1 MiB even for the largest models; cJSON's tree
+ * costs about 40 bytes per header byte, so 16 MiB bounds what a hostile header
+ * can make us allocate (the reference implementation allows 100 MB). */
+#define ST_MAX_HEADER ((uint64_t)16 << 20)
 /* Integers beyond 2^53 - 1 have no exact double, and cJSON parses to double. */
 #define ST_MAX_EXACT_INT 9007199254740991.0
 
@@ -212,21 +213,40 @@ static int read_entry(const char *path, const cJSON *item, st_entry *e, tc_error
     return read_offsets(path, name, cJSON_GetObjectItemCaseSensitive(item, "data_offsets"), e, err);
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* cJSON keeps repeated keys (reading) and writes them without complaint
+ * (writing); sorting finds them in n log n. */
+static int check_unique(const char *path, const char **names, size_t n, const char *what, tc_error *err)
+{
+    qsort(names, n, sizeof *names, by_name);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            return tc_err(err, "%s: %s '%s' appears twice", path, what, names[i]);
+    return TC_OK;
+}
+
 static int read_metadata(const char *path, const cJSON *md, tc_safetensors *info, tc_error *err)
 {
     if (!cJSON_IsObject(md))
         return tc_err(err, "%s: \"__metadata__\" is not an object", path);
     size_t n = 0;
-    for (const cJSON *kv = md->child; kv; kv = kv->next) {
+    for (const cJSON *kv = md->child; kv; kv = kv->next, n++)
         if (!cJSON_IsString(kv))
             return tc_err(err, "%s: metadata value '%s' is not a string", path, kv->string);
-        for (const cJSON *prev = md->child; prev != kv; prev = prev->next)
-            if (strcmp(prev->string, kv->string) == 0)
-                return tc_err(err, "%s: duplicate metadata key '%s'", path, kv->string);
-        n++;
-    }
-    if (!info)
-        return TC_OK;
+    const char **keys = malloc((n ? n : 1) * sizeof *keys);
+    if (!keys)
+        return tc_err(err, "%s: out of memory", path);
+    n = 0;
+    for (const cJSON *kv = md->child; kv; kv = kv->next)
+        keys[n++] = kv->string;
+    int rc = check_unique(path, keys, n, "metadata key", err);
+    free(keys);
+    if (rc || !info)
+        return rc;
     info->metadata = calloc(n ? n : 1, sizeof *info->metadata);
     if (!info->metadata)
         return tc_err(err, "%s: out of memory", path);
@@ -301,8 +321,7 @@ static int read_entries(const char *path, const cJSON *root, uint64_t data_size,
 /* Removes the tensors added since n0, so a failed open leaves dir as it was. */
 static void rollback(tc_tensordir *dir, size_t n0)
 {
-    while (dir->n_tensors > n0)
-        free(dir->tensors[--dir->n_tensors].name);
+    tc_tensordir_truncate(dir, n0);
 }
 
 static int add_entries(tc_tensordir *dir, const tc_mapfile *m, tc_cursor *data, const st_entry *e, size_t n,
@@ -452,21 +471,6 @@ static int check_out_tensor(const char *path, const tc_out_tensor *t, tc_error *
     if (!st_known(t->dtype))
         return tc_err(err, "%s: tensor '%s' has dtype %s, which safetensors cannot hold", path, t->name,
                       (unsigned)t->dtype < TC_DTYPE_COUNT ? tc_dtype_name(t->dtype) : "(invalid)");
-    return TC_OK;
-}
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* cJSON would happily write a duplicate key that every reader then refuses. */
-static int check_unique(const char *path, const char **names, size_t n, const char *what, tc_error *err)
-{
-    qsort(names, n, sizeof *names, by_name);
-    for (size_t i = 1; i < n; i++)
-        if (strcmp(names[i - 1], names[i]) == 0)
-            return tc_err(err, "%s: %s '%s' appears twice", path, what, names[i]);
     return TC_OK;
 }
 

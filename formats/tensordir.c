@@ -21,7 +21,49 @@ void tc_tensordir_free(tc_tensordir *d)
     for (size_t i = 0; i < d->n_buffers; i++)
         free(d->buffers[i]);
     free(d->buffers);
+    free(d->index);
     memset(d, 0, sizeof *d);
+}
+
+/* FNV-1a: names are short and trusted only as bytes. */
+static size_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return (size_t)h;
+}
+
+static void index_insert(size_t *index, size_t cap, const char *name, size_t slot_value)
+{
+    size_t i = name_hash(name) & (cap - 1);
+    while (index[i])
+        i = (i + 1) & (cap - 1);
+    index[i] = slot_value;
+}
+
+static int index_rebuild(tc_tensordir *d, size_t cap)
+{
+    size_t *index = calloc(cap, sizeof *index);
+    if (!index)
+        return TC_ERR;
+    for (size_t t = 0; t < d->n_tensors; t++)
+        index_insert(index, cap, d->tensors[t].name, t + 1);
+    free(d->index);
+    d->index = index;
+    d->index_cap = cap;
+    return TC_OK;
+}
+
+void tc_tensordir_truncate(tc_tensordir *d, size_t n)
+{
+    while (d->n_tensors > n)
+        free(d->tensors[--d->n_tensors].name);
+    if (d->index_cap && index_rebuild(d, d->index_cap) != TC_OK) {
+        free(d->index);
+        d->index = NULL;
+        d->index_cap = 0;
+    }
 }
 
 int tc_tensordir_adopt_map(tc_tensordir *d, tc_mapfile *m, size_t *index, tc_error *err)
@@ -52,9 +94,15 @@ int tc_tensordir_adopt_buffer(tc_tensordir *d, void *buf, tc_error *err)
 
 const tc_tensor *tc_tensordir_find(const tc_tensordir *d, const char *name)
 {
-    for (size_t i = 0; i < d->n_tensors; i++)
-        if (strcmp(d->tensors[i].name, name) == 0)
-            return &d->tensors[i];
+    if (!d->index_cap) {
+        for (size_t i = 0; i < d->n_tensors; i++)
+            if (strcmp(d->tensors[i].name, name) == 0)
+                return &d->tensors[i];
+        return NULL;
+    }
+    for (size_t i = name_hash(name) & (d->index_cap - 1); d->index[i]; i = (i + 1) & (d->index_cap - 1))
+        if (strcmp(d->tensors[d->index[i] - 1].name, name) == 0)
+            return &d->tensors[d->index[i] - 1];
     return NULL;
 }
 
@@ -126,6 +174,15 @@ int tc_tensordir_add(tc_tensordir *d, const char *name, tc_dtype dtype, int n_di
     t->nbytes = nbytes;
     t->file = file;
     d->n_tensors++;
+    if (2 * d->n_tensors > d->index_cap) {
+        if (index_rebuild(d, d->index_cap ? 2 * d->index_cap : 128)) {
+            free(t->name);
+            d->n_tensors--;
+            return tc_err(err, "%s: out of memory", file);
+        }
+    } else {
+        index_insert(d->index, d->index_cap, t->name, d->n_tensors);
+    }
     return TC_OK;
 }
 

@@ -24,7 +24,7 @@ typedef struct sm_model {
     float *w[SM_MAX_LAYERS][TC_N_ROLES]; /* NULL where absent */
 } sm_model;
 
-static uint64_t sm_rng(uint64_t *s)
+static inline uint64_t sm_rng(uint64_t *s)
 {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -33,12 +33,12 @@ static uint64_t sm_rng(uint64_t *s)
 }
 
 /* Uniform in [-1, 1). */
-static float sm_uniform(uint64_t *s)
+static inline float sm_uniform(uint64_t *s)
 {
     return (float)((double)(sm_rng(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
 }
 
-static void sm_role_shape(const tc_config *c, tc_role r, int64_t *rows, int64_t *cols)
+static inline void sm_role_shape(const tc_config *c, tc_role r, int64_t *rows, int64_t *cols)
 {
     int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     *cols = 1;
@@ -59,24 +59,24 @@ static void sm_role_shape(const tc_config *c, tc_role r, int64_t *rows, int64_t 
     }
 }
 
-static size_t sm_role_elems(const tc_config *c, tc_role r)
+static inline size_t sm_role_elems(const tc_config *c, tc_role r)
 {
     int64_t rows, cols;
     sm_role_shape(c, r, &rows, &cols);
     return (size_t)(rows * cols);
 }
 
-static int sm_is_norm(tc_role r)
+static inline int sm_is_norm(tc_role r)
 {
     return r == TC_ATTN_NORM || r == TC_FFN_NORM;
 }
 
-static int sm_is_bias(tc_role r)
+static inline int sm_is_bias(tc_role r)
 {
     return r == TC_BQ || r == TC_BK || r == TC_BV;
 }
 
-static float *sm_fill(size_t n, float center, float spread, uint64_t *s)
+static inline float *sm_fill(size_t n, float center, float spread, uint64_t *s)
 {
     float *p = malloc(n * sizeof *p);
     for (size_t i = 0; i < n; i++)
@@ -85,7 +85,7 @@ static float *sm_fill(size_t n, float center, float spread, uint64_t *s)
 }
 
 /* Weights scaled like a trained model's (~1/sqrt(fan-in)), so activations stay O(1). */
-static void sm_init(sm_model *sm, const tc_config *cfg, uint64_t seed)
+static inline void sm_init(sm_model *sm, const tc_config *cfg, uint64_t seed)
 {
     memset(sm, 0, sizeof *sm);
     sm->cfg = *cfg;
@@ -109,7 +109,7 @@ static void sm_init(sm_model *sm, const tc_config *cfg, uint64_t seed)
     }
 }
 
-static void sm_copy(sm_model *dst, const sm_model *src)
+static inline void sm_copy(sm_model *dst, const sm_model *src)
 {
     const tc_config *c = &src->cfg;
     size_t ve = (size_t)c->vocab_size * c->dim;
@@ -132,7 +132,7 @@ static void sm_copy(sm_model *dst, const sm_model *src)
             }
 }
 
-static void sm_free(sm_model *sm)
+static inline void sm_free(sm_model *sm)
 {
     free(sm->emb);
     free(sm->norm);
@@ -150,7 +150,7 @@ static const char *const sm_names[TC_N_ROLES] = {
     "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
 };
 
-static int sm_add(tc_tensordir *d, const char *name, const float *src, int64_t rows, int64_t cols,
+static inline int sm_add(tc_tensordir *d, const char *name, const float *src, int64_t rows, int64_t cols,
                   tc_error *err)
 {
     size_t n = (size_t)(rows * cols);
@@ -166,7 +166,7 @@ static int sm_add(tc_tensordir *d, const char *name, const float *src, int64_t r
 }
 
 /* Binds a copy of the arrays as an in-memory model with Hugging Face names. */
-static int sm_bind(const sm_model *sm, tc_model *m, tc_error *err)
+static inline int sm_bind(const sm_model *sm, tc_model *m, tc_error *err)
 {
     const tc_config *c = &sm->cfg;
     tc_tensordir d;
@@ -195,7 +195,7 @@ static int sm_bind(const sm_model *sm, tc_model *m, tc_error *err)
 
 /* The awkward little shapes every test uses: dim 24, 3 heads sharing 1 kv
  * head of 8, ffn 40, vocab 37. */
-static tc_config sm_config_small(void)
+static inline tc_config sm_config_small(void)
 {
     tc_config c;
     memset(&c, 0, sizeof c);
@@ -220,7 +220,7 @@ static tc_config sm_config_small(void)
 
 /* Qwen2-like: q/k/v biases, separate output head, rotate-half RoPE, 4 heads
  * over 2 kv heads of 6, a larger theta. */
-static tc_config sm_config_biased(void)
+static inline tc_config sm_config_biased(void)
 {
     tc_config c = sm_config_small();
     c.arch = TC_ARCH_QWEN2;

@@ -104,6 +104,27 @@ static void test_tensordir(void)
     CHECK(tc_span_check(UINT64_MAX, 2, 19, "f", "x", &err) == TC_ERR);
     CHECK(tc_span_check(9, 10, 19, "f", "x", &err) == TC_OK);
     tc_tensordir_free(&d);
+
+    /* Many tensors: every name found, truncation forgets the removed ones. */
+    tc_tensordir_init(&d);
+    int64_t one[1] = {1};
+    char name[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(name, sizeof name, "t.%d", i);
+        CHECK_OK(tc_tensordir_add(&d, name, TC_F32, 1, one, (const uint8_t *)data, 4, "f", &err), &err);
+    }
+    int found = 0;
+    for (int i = 0; i < 5000; i++) {
+        snprintf(name, sizeof name, "t.%d", i);
+        const tc_tensor *x = tc_tensordir_find(&d, name);
+        found += x && strcmp(x->name, name) == 0;
+    }
+    CHECK(found == 5000);
+    CHECK(tc_tensordir_find(&d, "t.5000") == NULL);
+    tc_tensordir_truncate(&d, 100);
+    CHECK(d.n_tensors == 100 && tc_tensordir_find(&d, "t.99") && !tc_tensordir_find(&d, "t.100"));
+    CHECK_OK(tc_tensordir_add(&d, "t.100", TC_F32, 1, one, (const uint8_t *)data, 4, "f", &err), &err);
+    tc_tensordir_free(&d);
 }
 
 static void test_outfile(void)

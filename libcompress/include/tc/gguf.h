@@ -48,10 +48,11 @@ struct tc_gguf_value {
 };
 
 /* Limits the reader puts on metadata: nesting of arrays inside arrays, and
- * decoded array elements in all (each takes a tc_gguf_value in memory; real
- * vocabularies hold a few hundred thousand). */
+ * decoded array elements in all (each takes a tc_gguf_value, 32 bytes, in
+ * memory, so this bounds what one file can make the reader allocate; real
+ * vocabularies hold well under a million). */
 #define TC_GGUF_MAX_DEPTH 8
-#define TC_GGUF_MAX_ITEMS ((uint64_t)1 << 26)
+#define TC_GGUF_MAX_ITEMS ((uint64_t)1 << 24)
 
 typedef struct tc_gguf_kv {
     tc_gguf_str key;
@@ -64,7 +65,8 @@ typedef struct tc_gguf {
     uint64_t alignment;
     tc_gguf_kv *kvs;
     uint64_t n_kv;
-    uint64_t data_offset; /* start of the tensor data section */
+    uint64_t data_offset; /* start of the tensor data section (the end of the
+                             header in a file without tensors) */
     tc_tensordir dir;     /* tensors, shapes outermost first, mapping owned here */
     void *priv;           /* reader's allocations */
 } tc_gguf;
@@ -117,7 +119,8 @@ typedef struct tc_gguf_writer_kv {
  * alignment 0 means 32; when it is not 32 the writer adds general.alignment
  * itself (a general.alignment among kvs must be a u32 equal to it).  Every
  * tensor's data starts at a multiple of the alignment and is padded with
- * zeros to the next one; tensors are produced one at a time. */
+ * zeros to the next one; tensors are produced one at a time.  (Stock ggml
+ * reads every value type but arrays of arrays, which it refuses.) */
 int tc_gguf_write(const char *path, const tc_gguf_writer_kv *kvs, size_t n_kv,
                   const tc_out_tensor *tensors, size_t n_tensors, uint32_t alignment,
                   tc_error *err);

@@ -37,6 +37,8 @@ typedef struct tc_tensordir {
     size_t n_maps;
     void **buffers;                /* owned heap buffers (synthetic models) */
     size_t n_buffers;
+    size_t *index;                 /* open-addressing hash of names: tensor index + 1, 0 empty */
+    size_t index_cap;              /* a power of two, at least twice n_tensors */
 } tc_tensordir;
 
 void tc_tensordir_init(tc_tensordir *d);
@@ -56,7 +58,11 @@ int tc_tensordir_add(tc_tensordir *d, const char *name, tc_dtype dtype, int n_di
                      const int64_t *shape, const uint8_t *data, uint64_t nbytes,
                      const char *file, tc_error *err);
 
+/* Lookup by name in constant expected time (files may hold 10^5 tensors). */
 const tc_tensor *tc_tensordir_find(const tc_tensordir *d, const char *name);
+
+/* Removes the tensors added after the first n (a reader undoing a failed file). */
+void tc_tensordir_truncate(tc_tensordir *d, size_t n);
 
 /* Converts a tensor to fp32 into dst, which holds n_elements floats. */
 int tc_tensor_to_f32(const tc_tensor *t, float *dst, tc_error *err);
