@@ -1,8 +1,7 @@
 /* Pruning plans: choosing what goes, costing it, and writing the result. */
 #include "tc/prune.h"
 
-#include <errno.h>
-#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -432,5 +431,103 @@ int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, 
     free(keep);
     free(da);
     free(dm);
+    return rc;
+}
+
+/* ---- Evaluation ---------------------------------------------------------------- */
+
+typedef struct logits_buf {
+    float *v;
+    size_t n;
+} logits_buf;
+
+static int keep_logits(void *ctx, const float *lg, size_t tok0, size_t n, int vocab, tc_error *err)
+{
+    (void)err;
+    logits_buf *b = ctx;
+    memcpy(b->v + tok0 * (size_t)vocab, lg, n * (size_t)vocab * sizeof *lg);
+    return TC_OK;
+}
+
+static int seq_logits(const tc_model *m, const tc_skip *skip, const int32_t *tokens, size_t n, int n_threads,
+                      float *dst, tc_error *err)
+{
+    size_t offs[2] = {0, n};
+    tc_batch b = {tokens, offs, 1};
+    logits_buf buf = {dst, n};
+    tc_observer ob = {.ctx = &buf, .logits = keep_logits};
+    tc_forward_opts fo = {.n_threads = n_threads, .skip = skip, .observers = &ob, .n_observers = 1};
+    return tc_forward(m, &b, &fo, err);
+}
+
+/* log-softmax of x into out (fp64); returns the index of the maximum. */
+static int log_softmax(const float *x, int n, double *out)
+{
+    int arg = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[arg])
+            arg = i;
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += exp((double)x[i] - x[arg]);
+    double lse = x[arg] + log(s);
+    for (int i = 0; i < n; i++)
+        out[i] = x[i] - lse;
+    return arg;
+}
+
+int tc_prune_evaluate(const tc_model *ref, const tc_skip *ref_skip, const tc_model *pruned,
+                      const tc_skip *pruned_skip, const int32_t *tokens, const size_t *offsets, size_t n_seqs,
+                      int n_threads, tc_prune_eval *out, tc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const int V = ref->cfg.vocab_size;
+    if (pruned->cfg.vocab_size != V)
+        return tc_err(err, "%s: vocabulary of %d tokens, but %s has %d", pruned->path, pruned->cfg.vocab_size,
+                      ref->path, V);
+    size_t longest = 0;
+    for (size_t s = 0; s < n_seqs; s++)
+        if (offsets[s + 1] - offsets[s] > longest)
+            longest = offsets[s + 1] - offsets[s];
+    float *a = malloc((longest ? longest : 1) * (size_t)V * sizeof *a);
+    float *b = malloc((longest ? longest : 1) * (size_t)V * sizeof *b);
+    double *la = malloc((size_t)V * sizeof *la), *lb = malloc((size_t)V * sizeof *lb);
+    int rc = TC_OK;
+    if (!a || !b || !la || !lb)
+        rc = tc_err(err, "out of memory");
+    double nll_a = 0, nll_b = 0, kl = 0;
+    uint64_t agree = 0, n_pred = 0;
+    for (size_t s = 0; s < n_seqs && rc == TC_OK; s++) {
+        const int32_t *t = tokens + offsets[s];
+        size_t n = offsets[s + 1] - offsets[s];
+        if (n < 2)
+            continue;
+        rc = seq_logits(ref, ref_skip, t, n, n_threads, a, err);
+        if (rc == TC_OK)
+            rc = seq_logits(pruned, pruned_skip, t, n, n_threads, b, err);
+        for (size_t i = 0; rc == TC_OK && i + 1 < n; i++) {
+            int ia = log_softmax(a + i * (size_t)V, V, la), ib = log_softmax(b + i * (size_t)V, V, lb);
+            nll_a -= la[t[i + 1]];
+            nll_b -= lb[t[i + 1]];
+            double d = 0;
+            for (int v = 0; v < V; v++)
+                d += exp(la[v]) * (la[v] - lb[v]);
+            kl += d;
+            agree += ia == ib;
+            n_pred++;
+        }
+    }
+    if (rc == TC_OK && n_pred == 0)
+        rc = tc_err(err, "no sequence has two tokens: nothing to evaluate");
+    if (rc == TC_OK) {
+        out->n_predicted = n_pred;
+        out->nll_ref = nll_a / (double)n_pred;
+        out->nll = nll_b / (double)n_pred;
+        out->ppl_ref = exp(out->nll_ref);
+        out->ppl = exp(out->nll);
+        out->kl = kl / (double)n_pred;
+        out->top1 = (double)agree / (double)n_pred;
+    }
+    free(a), free(b), free(la), free(lb);
     return rc;
 }

@@ -354,6 +354,13 @@ static void check_pruned(const char *dir, const char *in, tc_format fmt, const c
     size_t cells = (size_t)NTOK * (size_t)m.cfg.vocab_size;
     CHECK_MSG(max_diff(want, got, cells) < 1e-5, "%s: logits differ by %g", out, max_diff(want, got, cells));
     CHECK(max_diff(full, got, cells) > 1e-4); /* the drop did change something */
+    /* The same through the evaluator: against the skipped original nothing
+     * differs; against the full original something does. */
+    tc_prune_eval ev;
+    CHECK_OK(tc_prune_evaluate(&m, sk, &q, NULL, TOKS, OFFS, 2, 1, &ev, &err), &err);
+    CHECK(ev.n_predicted == NTOK - 2 && ev.kl < 1e-9 && ev.top1 == 1.0 && fabs(ev.nll - ev.nll_ref) < 1e-6);
+    CHECK_OK(tc_prune_evaluate(&m, NULL, &q, NULL, TOKS, OFFS, 2, 1, &ev, &err), &err);
+    CHECK(ev.kl > 1e-6 && ev.ppl > 0 && ev.ppl_ref > 0);
     free(want), free(got), free(full), free(sk);
     tc_model_close(&q);
     tc_prune_plan_free(&p);

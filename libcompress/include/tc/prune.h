@@ -93,4 +93,20 @@ void tc_prune_skip_mask(const tc_prune_plan *p, tc_skip *skip);
 int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, tc_format fmt,
                    tc_error *err);
 
+/* A pruned model against its original on the same sequences: every
+ * position t < n-1 of a sequence predicts token t+1. */
+typedef struct tc_prune_eval {
+    double nll_ref, nll;   /* mean NLL per prediction (nats): reference, pruned */
+    double ppl_ref, ppl;   /* exp of those */
+    double kl;             /* mean KL(reference || pruned) of the next-token distributions */
+    double top1;           /* share of positions whose most likely token agrees */
+    uint64_t n_predicted;
+} tc_prune_eval;
+
+/* Runs both models (each with its skip mask, or NULL) over the sequences
+ * tokens[offsets[s] .. offsets[s+1]), one sequence at a time. */
+int tc_prune_evaluate(const tc_model *ref, const tc_skip *ref_skip, const tc_model *pruned,
+                      const tc_skip *pruned_skip, const int32_t *tokens, const size_t *offsets, size_t n_seqs,
+                      int n_threads, tc_prune_eval *out, tc_error *err);
+
 #endif
