@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "testutil.h"
+#include "tc/analyze.h"
 #include "tc/forward.h"
 #include "tc/gguf.h"
 #include "tc/hfdir.h"
@@ -495,6 +496,93 @@ static void test_costs(void)
     tc_model_close(&m);
 }
 
+/* ---- Planted redundancy --------------------------------------------------------------- */
+
+/* Random token windows for a synthetic model. */
+static void windows(int32_t *tok, size_t *offs, size_t n_seqs, size_t len, int vocab)
+{
+    uint64_t st = 99;
+    for (size_t i = 0; i < n_seqs * len; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        tok[i] = (int32_t)((st >> 33) % (uint64_t)vocab);
+    }
+    for (size_t s = 0; s <= n_seqs; s++)
+        offs[s] = s * len;
+}
+
+typedef struct real_measurer {
+    const tc_model *m;
+    const int32_t *tok;
+    const size_t *offs;
+    size_t n_seqs;
+    int calls;
+} real_measurer;
+
+static int real_measure(void *ctx, const tc_prune_plan *p, tc_analysis *out, tc_error *err)
+{
+    real_measurer *r = ctx;
+    tc_skip sk[8];
+    tc_prune_skip_mask(p, sk);
+    tc_analyze_opts o = {.n_threads = 1, .no_head_stats = 1, .skip = sk};
+    r->calls++;
+    return tc_analyze(r->m, r->tok, r->offs, r->n_seqs, &o, out, err);
+}
+
+/* A model whose attention 1 and MLP 3 are planted near-zero: every criterion,
+ * one-shot and iterative, drops exactly those, and the written file computes
+ * what the original does with them skipped. */
+static void test_planted(const char *dir)
+{
+    tc_error err = {{0}};
+    static const uint8_t weak_attn[5] = {0, 1, 0, 0, 0}, weak_mlp[5] = {0, 0, 0, 1, 0};
+    tc_synth_spec s = {.cfg = tc_synth_config(5, 32, 4, 2, 48, 61), .seed = 5, .weak_attn = weak_attn,
+                       .weak_mlp = weak_mlp, .weak_scale = 1e-3f};
+    tc_model m;
+    CHECK_OK(tc_synth_model(&m, &s, &err), &err);
+    enum { NS = 4, LEN = 24 };
+    int32_t tok[NS * LEN];
+    size_t offs[NS + 1];
+    windows(tok, offs, NS, LEN, 61);
+    tc_analysis a;
+    tc_analyze_opts ao = {.n_threads = 1, .no_head_stats = 1};
+    if (tc_analyze(&m, tok, offs, NS, &ao, &a, &err)) {
+        CHECK_MSG(0, "%s", err.msg);
+        tc_model_close(&m);
+        return;
+    }
+    for (int c = TC_CRIT_COS; c <= TC_CRIT_KL; c++) {
+        tc_prune_plan p;
+        tc_prune_opts o = {.criterion = (tc_prune_criterion)c, .drop_attn = 1, .drop_mlp = 1};
+        CHECK_OK(tc_prune_plan_init(&p, 5, &err), &err);
+        CHECK_OK(tc_prune_select(&p, &a, &m, &o, &err), &err);
+        CHECK_MSG(p.drop[TC_MOD_ATTN][1] && p.drop[TC_MOD_MLP][3] && tc_prune_plan_count(&p, TC_MOD_ATTN) == 1 &&
+                  tc_prune_plan_count(&p, TC_MOD_MLP) == 1, "criterion %s", tc_prune_criterion_name(c));
+        tc_prune_plan_free(&p);
+        /* joint: the two planted modules rank first */
+        o = (tc_prune_opts){.criterion = (tc_prune_criterion)c, .joint = 2};
+        CHECK_OK(tc_prune_plan_init(&p, 5, &err), &err);
+        CHECK_OK(tc_prune_select(&p, &a, &m, &o, &err), &err);
+        CHECK_MSG(p.drop[TC_MOD_ATTN][1] && p.drop[TC_MOD_MLP][3], "joint, criterion %s",
+                  tc_prune_criterion_name(c));
+        tc_prune_plan_free(&p);
+    }
+    tc_analysis_free(&a);
+
+    real_measurer r = {&m, tok, offs, NS, 0};
+    tc_prune_plan p;
+    tc_prune_opts o = {.criterion = TC_CRIT_KL, .drop_attn = 1, .drop_mlp = 1};
+    CHECK_OK(tc_prune_plan_init(&p, 5, &err), &err);
+    CHECK_OK(tc_prune_select_iterative(&p, &m, &o, real_measure, &r, &err), &err);
+    CHECK(r.calls == 2 && p.drop[TC_MOD_ATTN][1] && p.drop[TC_MOD_MLP][3]);
+    /* The planted modules removed from a GGUF: only they are gone. */
+    char in[512];
+    snprintf(in, sizeof in, "%s/planted.gguf", dir);
+    CHECK_OK(tc_synth_write(in, TC_FORMAT_GGUF, TC_F32, &s, &err), &err);
+    tc_prune_plan_free(&p);
+    tc_model_close(&m);
+    check_pruned(dir, in, TC_FORMAT_GGUF, "attn:1,mlp:3", 5, "blk.1.attn_q.weight");
+}
+
 int main(void)
 {
     char dir[256];
@@ -505,5 +593,6 @@ int main(void)
     if (!tu_tmpdir(dir, sizeof dir))
         return tu_skip("no temporary directory");
     test_writers(dir);
+    test_planted(dir);
     return tu_finish("test_prune");
 }

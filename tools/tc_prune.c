@@ -363,8 +363,6 @@ static tc_format out_format(const args *a, const tc_model *m)
 
 static int choose(const args *a, const tc_model *m, tc_prune_plan *p, tc_error *err)
 {
-    if (a->layers && tc_prune_parse_list(p, a->layers, "--layers", err))
-        return TC_ERR;
     if (a->report) {
         tc_analysis an;
         if (tc_report_read(a->report, &an, NULL, NULL, err))
@@ -468,6 +466,12 @@ int main(int argc, char **argv)
     tc_prune_plan p;
     cJSON *json = NULL;
     int rc = tc_prune_plan_init(&p, m.cfg.n_layers, &err);
+    if (rc == TC_OK && a.layers && tc_prune_parse_list(&p, a.layers, "--layers", &err)) {
+        /* A bad list is a bad command line. */
+        tc_prune_plan_free(&p);
+        tc_model_close(&m);
+        return cli_usage_error(TOOL, "%s", err.msg);
+    }
     if (rc == TC_OK)
         rc = choose(&a, &m, &p, &err);
     if (rc == TC_OK) {
