@@ -448,6 +448,36 @@ static void test_writers(const char *dir)
     } else {
         CHECK_MSG(0, "%s", err.msg);
     }
+    /* The MLP stand-in is recognised only with a zero down projection: any
+     * other width-1 MLP is a layer of its own width, which tc refuses. */
+    {
+        uint64_t off = 0;
+        if (tc_gguf_open(&g, out, &err) == TC_OK) {
+            const tc_tensor *down = tc_tensordir_find(&g.dir, "blk.2.ffn_down.weight");
+            if (down)
+                off = (uint64_t)(down->data - g.dir.maps[0].data) + 4 * 5;
+            tc_gguf_close(&g);
+        }
+        char bad[600];
+        snprintf(bad, sizeof bad, "%s/stand-in-nonzero.gguf", dir);
+        FILE *src = fopen(out, "rb"), *dst = fopen(bad, "wb");
+        int ch;
+        uint64_t at = 0;
+        while (src && dst && (ch = fgetc(src)) != EOF) {
+            if (at >= off && at < off + 4) /* 1.0f, little-endian */
+                ch = (int)((0x3f800000u >> (8 * (at - off))) & 0xff);
+            fputc(ch, dst);
+            at++;
+        }
+        if (src)
+            fclose(src);
+        if (dst)
+            fclose(dst);
+        tc_model bm;
+        CHECK(off > 0);
+        CHECK(tc_model_open(&bm, bad, &err) == TC_ERR && strstr(err.msg, "layer 2 has its own") &&
+              strstr(err.msg, bad));
+    }
     /* A pruned file pruned again keeps what the first pass removed. */
     tc_model q;
     CHECK_OK(tc_model_open(&q, out, &err), &err);
