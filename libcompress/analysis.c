@@ -20,24 +20,7 @@
 #define BUDGET_BYTES ((uint64_t)256 << 20)
 #define PRELOAD_LIMIT ((uint64_t)1 << 30)
 
-const char *tc_module_name(tc_module m)
-{
-    switch (m) {
-    case TC_MOD_ATTN: return "attn";
-    case TC_MOD_MLP: return "mlp";
-    case TC_MOD_BLOCK: return "block";
-    default: return "?";
-    }
-}
-
-void tc_analysis_free(tc_analysis *a)
-{
-    if (a->layers)
-        for (int l = 0; l < a->n_layers; l++)
-            free(a->layers[l].heads);
-    free(a->layers);
-    memset(a, 0, sizeof *a);
-}
+/* tc_module_name and tc_analysis_free live in analysis_result.c. */
 
 /* ---- Pieces shared by both runners ----------------------------------------------- */
 

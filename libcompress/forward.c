@@ -98,7 +98,8 @@ typedef struct pass {
     size_t chunk;      /* tokens per MLP / logits chunk */
     float *g, *u;      /* [chunk][ffn_dim] */
     float *logits;     /* [chunk][vocab] */
-    float *scratch;    /* per thread: 2 * max_len */
+    float *scratch;    /* per thread: (head_dim + 2) * max_len */
+    size_t scratch_per_thread;
     double *ent, *top; /* [n_seqs][n_heads] head statistics */
     double *head_sum;  /* [2][n_heads]: the batch's sums handed to observers */
 } pass;
@@ -165,6 +166,7 @@ static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_for
             p->want_heads = 1;
     size_t n = p->n ? p->n : 1, ffn = c->ffn_dim > 0 ? (size_t)c->ffn_dim : 1;
     p->chunk = clamp_size((size_t)(1u << 23) / ffn, 16, n);
+    p->scratch_per_thread = ((size_t)c->head_dim + 2) * (p->max_len ? p->max_len : 1);
     if (alloc_floats(&p->rope, p->max_len ? p->max_len : 1, (size_t)c->head_dim, "rope", m, err) ||
         alloc_floats(&p->x, n, (size_t)c->dim, "hidden", m, err) ||
         alloc_floats(&p->xn, n, (size_t)c->dim, "norm", m, err) ||
@@ -174,8 +176,7 @@ static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_for
         alloc_floats(&p->att, n, (size_t)p->qdim, "attention", m, err) ||
         alloc_floats(&p->g, p->chunk, ffn, "gate", m, err) ||
         alloc_floats(&p->u, p->chunk, ffn, "up", m, err) ||
-        alloc_floats(&p->scratch, (size_t)p->n_threads, 2 * (p->max_len ? p->max_len : 1), "scores",
-                     m, err))
+        alloc_floats(&p->scratch, (size_t)p->n_threads, p->scratch_per_thread, "scores", m, err))
         return TC_ERR;
     for (size_t pos = 0; pos < p->max_len; pos++)
         tc_fm_rope_angles(pos, c->head_dim, c->rope_theta, p->rope + pos * (size_t)c->head_dim);
@@ -242,17 +243,37 @@ static void rmsnorm_rows(const float *x, const float *w, float *out, size_t n, i
 
 /* ---- Attention over (sequence, head) tasks --------------------------------------------- */
 
-/* Sum of the largest ceil(n/10) of p[0..n) (p is clobbered). */
-static int cmp_desc(const void *a, const void *b)
+static void swap_f(float *a, float *b)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x < y) - (x > y);
+    float t = *a;
+    *a = *b;
+    *b = t;
 }
 
+/* Sum of the largest ceil(n/10) of p[0..n): a three-way quickselect moves
+ * them to the front in linear expected time (p is clobbered).  A full sort
+ * per query would dominate the pass. */
 static double top10_mass(float *p, size_t n)
 {
-    size_t k = (n + 9) / 10;
-    qsort(p, n, sizeof *p, cmp_desc);
+    size_t k = (n + 9) / 10, lo = 0, hi = n;
+    while (hi - lo > 1) {
+        float pivot = p[lo + (hi - lo) / 2];
+        size_t lt = lo, i = lo, gt = hi; /* [lo,lt) > pivot, [lt,gt) == pivot, [gt,hi) < pivot */
+        while (i < gt) {
+            if (p[i] > pivot)
+                swap_f(&p[lt++], &p[i++]);
+            else if (p[i] < pivot)
+                swap_f(&p[i], &p[--gt]);
+            else
+                i++;
+        }
+        if (k <= lt)
+            hi = lt;
+        else if (k <= gt)
+            break;
+        else
+            lo = gt;
+    }
     double s = 0.0;
     for (size_t i = 0; i < k; i++)
         s += p[i];
@@ -266,12 +287,15 @@ static void attention_task(pass *p, size_t s, int h, float *scratch)
     size_t o = p->b->offsets[s], len = p->b->offsets[s + 1] - o;
     const float *kbase = p->k + o * p->kvdim + (size_t)kvh * hd;
     const float *vbase = p->v + o * p->kvdim + (size_t)kvh * hd;
-    float *probs = scratch, *sorted = scratch + p->max_len;
+    float *probs = scratch, *sorted = scratch + p->max_len, *kt = scratch + 2 * p->max_len;
+    for (size_t j = 0; j < len; j++)
+        for (int d = 0; d < hd; d++)
+            kt[(size_t)d * len + j] = kbase[j * p->kvdim + d];
     double ent = 0.0, top = 0.0;
     for (size_t i = 0; i < len; i++) {
         const float *qi = p->q + (o + i) * p->qdim + (size_t)h * hd;
         float *out = p->att + (o + i) * p->qdim + (size_t)h * hd;
-        tc_fm_attend(qi, kbase, vbase, (size_t)p->kvdim, i + 1, hd, probs, out);
+        tc_fm_attend(qi, kt, len, vbase, (size_t)p->kvdim, i + 1, hd, probs, out);
         if (!p->want_heads)
             continue;
         for (size_t j = 0; j <= i; j++)
@@ -330,7 +354,7 @@ static void attention_all(pass *p)
     int started = 0;
     for (int i = 1; i < nt; i++) {
         w[i].job = &job;
-        w[i].scratch = p->scratch + (size_t)i * 2 * (p->max_len ? p->max_len : 1);
+        w[i].scratch = p->scratch + (size_t)i * p->scratch_per_thread;
         if (pthread_create(&tid[started + 1], NULL, attention_worker, &w[i]) != 0)
             break;
         started++;

@@ -10,6 +10,7 @@
 #include "testutil.h"
 #include "tc/forward.h"
 #include "tc/model.h"
+#include "tc/tokenizer.h"
 
 /* ---- The reference: one token at a time, plain loops, fp64 ------------------ */
 
@@ -746,6 +747,44 @@ static int greedy_from_file(const char *path, int32_t *out, size_t n, float *log
     return rc;
 }
 
+/* llama2.c streams piece(prev, next) for every generated token; the same
+ * bytes must come out as its published greedy text. */
+static void check_greedy_text(const int32_t *ids, size_t n)
+{
+    char tok_path[1024], want_path[1024];
+    if (!tu_asset(tok_path, sizeof tok_path, "models/stories260K/tok512.bin") ||
+        !tu_asset(want_path, sizeof want_path, "models/stories260K/greedy200_expected.txt")) {
+        printf("tokenizer or expected text absent: text check skipped\n");
+        return;
+    }
+    tc_tokenizer *tok = NULL;
+    tc_error err = {{0}};
+    CHECK_OK(tc_tokenizer_from_llama2c(&tok, tok_path, 512, &err), &err);
+    if (!tok)
+        return;
+    char got[8192];
+    size_t len = 0;
+    int32_t prev = 1;
+    for (size_t i = 0; i < n; i++) {
+        const char *piece;
+        size_t pl;
+        CHECK_OK(tc_tokenizer_piece(tok, prev, ids[i], &piece, &pl, &err), &err);
+        if (len + pl < sizeof got) {
+            memcpy(got + len, piece, pl);
+            len += pl;
+        }
+        prev = ids[i];
+    }
+    tc_tokenizer_free(tok);
+    char want[8192];
+    FILE *f = fopen(want_path, "rb");
+    size_t wl = f ? fread(want, 1, sizeof want, f) : 0;
+    if (f)
+        fclose(f);
+    CHECK_MSG(wl == len && memcmp(want, got, len) == 0, "greedy text differs:\n%.*s", (int)len,
+              got);
+}
+
 static int test_stories260k(void)
 {
     static const char *const files[3] = {"models/stories260K/stories260K.bin",
@@ -771,6 +810,7 @@ static int test_stories260k(void)
             CHECK(max_diff(lg[0], lg[i], 512) < 1e-4);
         }
     if (have[0]) {
+        check_greedy_text(got[0], 200);
         /* Not a degenerate loop of one token. */
         int distinct = 0;
         for (int i = 1; i < 200; i++)
