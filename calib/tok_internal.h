@@ -73,6 +73,7 @@ struct tc_tokenizer {
     size_t space_len;
     int prefix;            /* TOK_PREFIX_* */
     int split_on_space;    /* HF Metaspace split: each word merged on its own */
+    int words_separable;   /* no merge can cross into a space symbol after text */
     int strip_decoded_space;
     int fuse_unk;
 

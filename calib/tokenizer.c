@@ -336,6 +336,24 @@ static int collect_specials(tc_tokenizer *t)
     return TC_OK;
 }
 
+/* True when every token that merges may form has space symbols only in a
+ * leading run: then no merge can join text to a following space symbol. */
+static int words_separable(const tc_tokenizer *t)
+{
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        if (!is_mergeable(t, id))
+            continue;
+        const char *s = t->arena + t->key[id].off;
+        size_t n = t->key[id].len, i = 0;
+        while (n - i >= t->space_len && memcmp(s + i, t->space, t->space_len) == 0)
+            i += t->space_len;
+        for (; i + t->space_len <= n; i++)
+            if (memcmp(s + i, t->space, t->space_len) == 0)
+                return 0;
+    }
+    return 1;
+}
+
 int tok_finish(tc_tokenizer *t, tc_error *err)
 {
     for (int32_t id = 0; id < t->n_vocab; id++)
@@ -361,6 +379,7 @@ int tok_finish(tc_tokenizer *t, tc_error *err)
     }
     if (collect_specials(t))
         return tc_err(err, "%s: out of memory", t->source);
+    t->words_separable = t->family == TOK_FAMILY_SPM && words_separable(t);
     for (int i = 0; i < 3; i++) {
         int32_t *p = i == 0 ? &t->bos : i == 1 ? &t->eos : &t->unk;
         if (*p >= t->n_vocab)
@@ -586,18 +605,36 @@ static int spm_escape(const tc_tokenizer *t, tok_work *w, const char *s, size_t 
     return TC_OK;
 }
 
+static int is_space_at(const tc_tokenizer *t, const char *s, size_t n, size_t i)
+{
+    return n - i >= t->space_len && memcmp(s + i, t->space, t->space_len) == 0;
+}
+
+/* Where a word may end: before every space symbol (HF Metaspace split), or,
+ * when no token has a space symbol after other text (see words_separable),
+ * before a space symbol that follows other text: no merge can cross there,
+ * so merging words one by one gives the same tokens as merging the whole
+ * run, and keeps the heap small. */
+static int word_ends_at(const tc_tokenizer *t, const char *s, size_t n, size_t i)
+{
+    if (!is_space_at(t, s, n, i))
+        return 0;
+    if (t->split_on_space)
+        return 1;
+    return t->words_separable && i >= t->space_len && !is_space_at(t, s, n, i - t->space_len);
+}
+
 static int encode_spm_run(const tc_tokenizer *t, tok_work *w, const char *s, size_t n,
                           size_t offset, int at_start, tc_error *err)
 {
     size_t m;
     if (spm_escape(t, w, s, n, at_start, &m))
         return tc_err(err, "%s: out of memory encoding %lu bytes", t->source, (unsigned long)n);
-    if (!t->split_on_space)
+    if (!t->split_on_space && !t->words_separable)
         return tok_spm_word(t, w, w->buf, m, offset, err);
-    /* each word starts at a space symbol and is merged on its own */
     size_t start = 0;
     for (size_t i = 1; i <= m; i++) {
-        if (i == m || (m - i >= t->space_len && memcmp(w->buf + i, t->space, t->space_len) == 0)) {
+        if (i == m || word_ends_at(t, w->buf, m, i)) {
             if (tok_spm_word(t, w, w->buf + start, i - start, offset, err))
                 return TC_ERR;
             start = i;
