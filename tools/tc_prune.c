@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -12,7 +11,6 @@
 #include "tc/calib.h"
 #include "tc/prune.h"
 #include "tc/report.h"
-#include "tc/tokenizer.h"
 
 static const char *const TOOL = "tc-prune";
 
@@ -42,13 +40,8 @@ static void usage(void)
            "  --iterative        drop one module at a time, analysing the pruned model again\n"
            "                     before each choice (needs --calib)\n"
            "\n"
-           "Where the ranking comes from (one of):\n"
-           "  --report FILE      a JSON report written by tc-analyze\n"
-           "  --calib FILE       calibration text analysed now (repeatable; plain text with\n"
-           "                     paragraphs, .jsonl with a \"text\" field, or gzip of either)\n"
-           "  --samples N        calibration windows (default 64)\n"
-           "  --seq-len L        tokens per window (default min(256, the model's context))\n"
-           "  --seed S           window sampling seed (default 0)\n"
+           "Where the ranking comes from: --report FILE (a JSON report written by tc-analyze)\n"
+           "or calibration data analysed now (below).\n"
            "\n"
            "Output:\n"
            "  -o, --output OUT   the pruned checkpoint (a directory for HF); never the input\n"
@@ -58,34 +51,29 @@ static void usage(void)
            "  --context N        context length the FLOPs estimate assumes (default: the model's)\n"
            "  --eval FILE        after writing, compare the pruned checkpoint with the original on\n"
            "                     this text: perplexity of both, mean KL(original || pruned) and\n"
-           "                     top-1 agreement over every next-token prediction of the windows\n"
-           "                     sampled as for --calib (--samples, --seq-len, --seed)\n"
+           "                     top-1 agreement over every next-token prediction of windows\n"
+           "                     sampled from it as calibration windows are (--samples,\n"
+           "                     --seq-len, --seed); with --dry-run the plan is applied virtually\n"
            "\n"
            "Savings: parameters and bytes as stored; FLOPs per token = 2 x parameters of the\n"
            "linear layers (output head included) + 4 x heads x head_dim x context per attention\n"
            "layer; KV cache per token = 2 x kv_heads x head_dim x 2 bytes (fp16) per attention\n"
            "layer.\n"
-           "\n" CLI_COMMON_HELP,
+           "\n" CLI_CALIB_HELP "\n" CLI_COMMON_HELP,
            TOOL, TOOL);
 }
 
 enum {
     OPT_DROP_ATTN = CLI_OPT_TOOL_BASE, OPT_DROP_MLP, OPT_DROP_BLOCKS, OPT_JOINT, OPT_LAYERS, OPT_KEEP_FIRST,
-    OPT_KEEP_LAST, OPT_CRITERION, OPT_ITERATIVE, OPT_REPORT, OPT_CALIB, OPT_SAMPLES, OPT_SEQ_LEN, OPT_SEED,
-    OPT_FORMAT, OPT_DRY_RUN, OPT_CONTEXT, OPT_EVAL,
+    OPT_KEEP_LAST, OPT_CRITERION, OPT_ITERATIVE, OPT_REPORT, OPT_FORMAT, OPT_DRY_RUN, OPT_CONTEXT, OPT_EVAL,
 };
-
-#define MAX_CALIB 16
 
 typedef struct args {
     cli_common com;
+    cli_calib cal;
     const char *model, *output, *layers, *report, *eval, *format;
-    const char *calib[MAX_CALIB];
-    int n_calib;
     tc_prune_opts po;
-    int iterative, dry_run, context;
-    long samples, seq_len;
-    unsigned long long seed;
+    int iterative, dry_run, context, have_calib;
 } args;
 
 static int parse_count(const char *opt, const char *v, int *out)
@@ -104,6 +92,7 @@ static int parse_args(int argc, char **argv, args *a)
 {
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
+        CLI_CALIB_LONG_OPTIONS,
         {"output", required_argument, 0, 'o'},
         {"drop-attn", required_argument, 0, OPT_DROP_ATTN},
         {"drop-mlp", required_argument, 0, OPT_DROP_MLP},
@@ -115,10 +104,6 @@ static int parse_args(int argc, char **argv, args *a)
         {"criterion", required_argument, 0, OPT_CRITERION},
         {"iterative", no_argument, 0, OPT_ITERATIVE},
         {"report", required_argument, 0, OPT_REPORT},
-        {"calib", required_argument, 0, OPT_CALIB},
-        {"samples", required_argument, 0, OPT_SAMPLES},
-        {"seq-len", required_argument, 0, OPT_SEQ_LEN},
-        {"seed", required_argument, 0, OPT_SEED},
         {"format", required_argument, 0, OPT_FORMAT},
         {"dry-run", no_argument, 0, OPT_DRY_RUN},
         {"context", required_argument, 0, OPT_CONTEXT},
@@ -128,6 +113,11 @@ static int parse_args(int argc, char **argv, args *a)
     int c, code;
     while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
         int r = cli_common_option(TOOL, c, optarg, &a->com, usage, &code);
+        if (r == 1)
+            return code;
+        if (r == 0)
+            continue;
+        r = cli_calib_option(TOOL, c, optarg, &a->cal, &code);
         if (r == 1)
             return code;
         if (r == 0)
@@ -148,26 +138,6 @@ static int parse_args(int argc, char **argv, args *a)
             break;
         case OPT_ITERATIVE: a->iterative = 1; break;
         case OPT_REPORT: a->report = optarg; break;
-        case OPT_CALIB:
-            if (a->n_calib == MAX_CALIB)
-                return cli_usage_error(TOOL, "at most %d --calib files", MAX_CALIB);
-            a->calib[a->n_calib++] = optarg;
-            break;
-        case OPT_SAMPLES:
-            if ((a->samples = cli_parse_long(optarg, 1, 1 << 20)) < 0)
-                return cli_usage_error(TOOL, "--samples needs a number from 1 to %d, not '%s'", 1 << 20, optarg);
-            break;
-        case OPT_SEQ_LEN:
-            if ((a->seq_len = cli_parse_long(optarg, 2, 1 << 20)) < 0)
-                return cli_usage_error(TOOL, "--seq-len needs a number from 2 to %d, not '%s'", 1 << 20, optarg);
-            break;
-        case OPT_SEED: {
-            char *end;
-            a->seed = strtoull(optarg, &end, 10);
-            if (end == optarg || *end)
-                return cli_usage_error(TOOL, "--seed needs a non-negative integer, not '%s'", optarg);
-            break;
-        }
         case OPT_FORMAT: a->format = optarg; break;
         case OPT_DRY_RUN: a->dry_run = 1; break;
         case OPT_EVAL: a->eval = optarg; break;
@@ -177,80 +147,41 @@ static int parse_args(int argc, char **argv, args *a)
     if (optind != argc - 1)
         return cli_usage_error(TOOL, "expected one MODEL argument");
     a->model = argv[optind];
+    a->have_calib = a->cal.text || a->cal.tokens;
     if (a->com.info)
         return -1;
     if (!a->output && !a->dry_run)
         return cli_usage_error(TOOL, "-o OUT is required (or --dry-run)");
-    if (a->report && a->n_calib)
+    if (a->report && a->have_calib)
         return cli_usage_error(TOOL, "give either --report or --calib, not both");
-    if (a->iterative && !a->n_calib)
+    if (a->iterative && !a->have_calib)
         return cli_usage_error(TOOL, "--iterative analyses the model again after each drop: it needs --calib");
     int counts = a->po.drop_attn + a->po.drop_mlp + a->po.drop_blocks + a->po.joint;
     if (!counts && !a->layers)
         return cli_usage_error(TOOL, "nothing to drop: give --drop-attn, --drop-mlp, --drop-blocks, --joint "
                                "or --layers");
-    if (counts && !a->report && !a->n_calib)
+    if (counts && !a->report && !a->have_calib)
         return cli_usage_error(TOOL, "choosing what to drop needs --report FILE or --calib FILE");
     if (a->format && strcmp(a->format, "hf") && strcmp(a->format, "gguf") && strcmp(a->format, "llama2c"))
         return cli_usage_error(TOOL, "--format is hf, gguf or llama2c, not '%s'", a->format);
     return -1;
 }
 
-/* ---- Tokenizer and calibration windows -------------------------------------------- */
+/* ---- Calibration windows ----------------------------------------------------------- */
 
-static int file_exists(const char *p)
+/* cal's windows, or with text != NULL windows of that text sampled the same way. */
+static int load_windows(const args *a, const tc_model *m, const char *text, tc_calib_set *set, tc_error *err)
 {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* The model's own vocabulary (GGUF, tokenizer.json beside an HF
- * checkpoint), or --tokenizer. */
-static int open_tokenizer(const tc_model *m, const char *given, tc_tokenizer **t, tc_error *err)
-{
-    if (given)
-        return tc_tokenizer_open(t, given, err);
-    if (tc_model_gguf(m))
-        return tc_tokenizer_from_gguf(t, tc_model_gguf(m), err);
-    if (m->format == TC_FORMAT_HF) {
-        char p[4096];
-        snprintf(p, sizeof p, "%s/tokenizer.json", m->path);
-        if (file_exists(p))
-            return tc_tokenizer_from_hf_json(t, p, err);
+    cli_calib c = a->cal;
+    if (text) {
+        c.text = text;
+        c.tokens = NULL;
     }
-    return tc_err(err, "%s: the checkpoint has no tokenizer of its own; give one with --tokenizer FILE", m->path);
-}
-
-static int encode(void *ctx, const char *text, size_t len, int32_t **ids, size_t *n, tc_error *err)
-{
-    return tc_tokenizer_encode(ctx, text, len, 0, ids, n, err);
-}
-
-static int load_windows(const args *a, const tc_model *m, const char *const *files, int n_files, tc_calib_set *set,
-                        tc_error *err)
-{
-    tc_tokenizer *tok = NULL;
-    if (open_tokenizer(m, a->com.tokenizer, &tok, err))
+    if (cli_calib_load(&c, m, a->com.tokenizer, set, err))
         return TC_ERR;
-    tc_calib_docs docs;
-    memset(&docs, 0, sizeof docs);
-    int rc = TC_OK;
-    for (int i = 0; i < n_files && rc == TC_OK; i++)
-        rc = tc_calib_docs_read(&docs, files[i], TC_CALIB_AUTO, NULL, err);
-    if (rc == TC_OK) {
-        tc_calib_opts o = tc_calib_default_opts((size_t)m->cfg.max_seq_len, tc_tokenizer_bos(tok));
-        if (a->samples > 0)
-            o.n_samples = (size_t)a->samples;
-        if (a->seq_len > 0)
-            o.seq_len = (size_t)a->seq_len;
-        o.seed = a->seed;
-        rc = tc_calib_sample(&docs, encode, tok, &o, set, err);
-        if (rc == TC_OK && set->warning[0] && !a->com.quiet)
-            fprintf(stderr, "%s: %s\n", TOOL, set->warning);
-    }
-    tc_calib_docs_free(&docs);
-    tc_tokenizer_free(tok);
-    return rc;
+    if (set->warning[0] && !a->com.quiet)
+        fprintf(stderr, "%s: %s\n", TOOL, set->warning);
+    return TC_OK;
 }
 
 /* ---- Analysis ------------------------------------------------------------------------ */
@@ -376,13 +307,13 @@ static int choose(const args *a, const tc_model *m, tc_prune_plan *p, tc_error *
         tc_analysis_free(&an);
         return rc;
     }
-    if (!a->n_calib)
+    if (!a->have_calib)
         return tc_prune_select(p, NULL, m, &a->po, err);
     tc_calib_set set;
     memset(&set, 0, sizeof set);
-    if (load_windows(a, m, a->calib, a->n_calib, &set, err))
+    if (load_windows(a, m, NULL, &set, err))
         return TC_ERR;
-    measurer me = {.m = m, .set = &set, .threads = a->com.threads, .quiet = a->com.quiet,
+    measurer me = {.m = m, .set = &set, .threads = a->com.threads > 0 ? a->com.threads : cli_default_threads(), .quiet = a->com.quiet,
                    .need_measure = a->po.criterion != TC_CRIT_COS};
     int rc;
     if (a->iterative) {
@@ -403,8 +334,7 @@ static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, cJ
 {
     tc_calib_set set;
     memset(&set, 0, sizeof set);
-    const char *files[1] = {a->eval};
-    if (load_windows(a, m, files, 1, &set, err))
+    if (load_windows(a, m, a->eval, &set, err))
         return TC_ERR;
     tc_model q;
     tc_skip *skip = NULL;
@@ -422,7 +352,8 @@ static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, cJ
     }
     tc_prune_eval ev;
     if (rc == TC_OK)
-        rc = tc_prune_evaluate(m, NULL, pruned, skip, set.tokens, set.offsets, set.n_seqs, a->com.threads, &ev, err);
+        rc = tc_prune_evaluate(m, NULL, pruned, skip, set.tokens, set.offsets, set.n_seqs,
+                               a->com.threads > 0 ? a->com.threads : cli_default_threads(), &ev, err);
     if (rc == TC_OK) {
         if (json) {
             cJSON *e = cJSON_CreateObject();
