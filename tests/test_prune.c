@@ -403,6 +403,41 @@ static void test_writers(const char *dir)
         check_pruned(dir, in, fmts[i], "mlp:0,attn:2,block:3", 3, hf ? "model.layers.0.post_attention_layernorm.weight" : "blk.2.attn_q.weight");
     }
 
+    /* Half precision stays half precision, value for value. */
+    char f16[512];
+    if (tu_asset(f16, sizeof f16, "models/stories260K-hf-f16-sharded")) {
+        check_pruned(dir, f16, TC_FORMAT_HF, "block:1,attn:3", 4, "model.layers.2.self_attn.o_proj.weight");
+        char o16[600];
+        snprintf(o16, sizeof o16, "%s/pruned-block_1_attn_3-hf", dir);
+        tc_model h16;
+        if (tc_model_open(&h16, o16, &err) == TC_OK) {
+            CHECK(h16.layers[0].w[TC_WQ]->dtype == TC_F16 && h16.tok_embd->dtype == TC_F16);
+            tc_model_close(&h16);
+        } else {
+            CHECK_MSG(0, "%s", err.msg);
+        }
+    }
+
+    /* q/k/v biases (qwen2) cannot go into llama.cpp's deci graph. */
+    {
+        tc_synth_spec qs = spec();
+        qs.cfg.arch = TC_ARCH_QWEN2;
+        qs.cfg.qkv_bias = 1;
+        tc_model qm;
+        tc_prune_plan qp;
+        char qo[600];
+        snprintf(qo, sizeof qo, "%s/qwen.gguf", dir);
+        CHECK_OK(tc_synth_model(&qm, &qs, &err), &err);
+        CHECK_OK(tc_prune_plan_init(&qp, 4, &err), &err);
+        qp.drop[TC_MOD_MLP][1] = 1;
+        CHECK(tc_prune_write(&qm, &qp, qo, TC_FORMAT_GGUF, &err) == TC_ERR && strstr(err.msg, "biases"));
+        qp.drop[TC_MOD_MLP][1] = 0;
+        qp.drop[TC_MOD_BLOCK][1] = 1;
+        CHECK_OK(tc_prune_write(&qm, &qp, qo, TC_FORMAT_GGUF, &err), &err);
+        tc_prune_plan_free(&qp);
+        tc_model_close(&qm);
+    }
+
     /* HF config lists and the GGUF `deci` arrays. */
     char in[512], out[512];
     snprintf(in, sizeof in, "%s/synth.gguf", dir);
