@@ -28,7 +28,7 @@ typedef struct out_item {
     const tc_model_src *src;
     int layer, which; /* which: a tc_role, or a tc_global when layer == -1 */
     tc_rope_layout to;
-    int stub;         /* a GGUF stand-in for a dropped MLP (see mlp_stub) */
+    int stub;         /* a GGUF stand-in for a dropped sub-layer (see stand_in) */
     char name[160];
 } out_item;
 
@@ -47,7 +47,7 @@ static int fill_item(void *ctx, const tc_out_tensor *t, void *dst, tc_error *err
     int rc = TC_OK;
     if (it->stub) {
         for (uint64_t i = 0; i < n; i++)
-            f[i] = it->which == TC_FFN_NORM ? 1.0f : 0.0f;
+            f[i] = it->which == TC_FFN_NORM || it->which == TC_ATTN_NORM ? 1.0f : 0.0f;
     } else {
         rc = s->fill(s->ctx, it->layer, it->which, f, n, err);
     }
@@ -87,14 +87,22 @@ static void role_dims(const tc_config *c, int role, int *nd, int64_t *shape)
     }
 }
 
-/* llama.cpp's `deci` graph treats a layer whose feed_forward_length is 0 as
- * contributing nothing at all (its attention output is discarded too), so a
- * dropped MLP is written as an MLP of width 1 whose down projection is zero:
- * it adds exactly 0 to the residual.  tc's reader recognises the stand-in
- * and reads the MLP as dropped. */
-static int mlp_stub(const tc_model_src *s, int stubs, int l, int r)
+/* Stand-ins for llama.cpp's `deci` graph, which tc's reader recognises and
+ * reads as dropped sub-layers:
+ *  - MLP: a layer whose feed_forward_length is 0 contributes nothing at all
+ *    (its attention output is discarded too), so a dropped MLP is written as
+ *    an MLP of width 1 whose down projection is zero: it adds exactly 0.
+ *  - attention of layer 0: llama.cpp takes the head size and RoPE width from
+ *    layer 0's head count, so that layer cannot have 0 heads; its dropped
+ *    attention is written as deci's "linear attention" (heads, no kv heads:
+ *    attn_norm and a [dim][dim] attn_output) with a zero output projection. */
+static int stand_in(const tc_model_src *s, int stubs, int l, int r)
 {
-    return stubs && r >= TC_FFN_NORM && s->drop_mlp && s->drop_mlp[l];
+    if (!stubs)
+        return 0;
+    if (r >= TC_FFN_NORM)
+        return s->drop_mlp && s->drop_mlp[l];
+    return l == 0 && s->drop_attn && s->drop_attn[0] && (r == TC_ATTN_NORM || r == TC_WO);
 }
 
 static int role_kept(const tc_model_src *s, int l, int r)
@@ -149,7 +157,7 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
     }
     for (int l = 0; l < s->cfg.n_layers; l++) {
         for (int r = 0; r < TC_N_ROLES; r++) {
-            int stub = mlp_stub(s, stubs, l, r);
+            int stub = stand_in(s, stubs, l, r);
             if ((!role_kept(s, l, r) && !stub) || !nm->role[r])
                 continue;
             out_item *x = &it[n];
@@ -161,9 +169,11 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
             tc_naming_format(nm, (tc_role)r, l, x->name, sizeof x->name);
             tc_out_tensor *o = &t[n++];
             o->name = x->name;
-            tc_config width1 = s->cfg;
-            width1.ffn_dim = 1;
-            role_dims(stub ? &width1 : &s->cfg, r, &o->n_dims, o->shape);
+            role_dims(&s->cfg, r, &o->n_dims, o->shape);
+            if (stub && r == TC_WO)
+                o->shape[1] = s->cfg.dim;
+            else if (stub && r >= TC_W_GATE)
+                o->shape[r == TC_W_DOWN ? 1 : 0] = 1;
             o->dtype = o->n_dims == 1 ? norm_dt : s->dtype;
             o->fill = fill_item;
             o->ctx = x;
@@ -290,11 +300,12 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
     ARCH_KV("embedding_length", gv_u32((uint32_t)c->dim));
     ARCH_KV("block_count", gv_u32((uint32_t)c->n_layers));
     if (deci) {
-        /* Per-layer arrays: 0 heads mark a dropped attention, width 1 an MLP stand-in. */
+        /* Per-layer arrays: 0 heads mark a dropped attention, 0 kv heads the
+         * stand-in of layer 0, width 1 an MLP stand-in. */
         tc_gguf_value *heads = arrays, *kvh = arrays + c->n_layers, *ffn = arrays + 2 * c->n_layers;
         for (int l = 0; l < c->n_layers; l++) {
             int da = s->drop_attn && s->drop_attn[l], dm = s->drop_mlp && s->drop_mlp[l];
-            heads[l] = gv_u32(da ? 0 : (uint32_t)c->n_heads);
+            heads[l] = gv_u32(da && l > 0 ? 0 : (uint32_t)c->n_heads); /* layer 0: see stand_in */
             kvh[l] = gv_u32(da ? 0 : (uint32_t)c->n_kv_heads);
             ffn[l] = gv_u32(dm ? 1 : (uint32_t)c->ffn_dim); /* 1: the stand-in of mlp_stub */
         }

@@ -85,6 +85,7 @@ static const variant VARIANTS[] = {
     {"mlp2", "mlp:2"},
     {"mlp0_3", "mlp:0,mlp:3"},
     {"mixed", "mlp:0,attn:4,block:2"},
+    {"attn0", "attn:0,mlp:4"}, /* layer 0 needs its own stand-in */
 };
 #define N_VARIANTS (sizeof VARIANTS / sizeof VARIANTS[0])
 

@@ -398,7 +398,7 @@ static void test_writers(const char *dir)
         }
         const int hf = fmts[i] == TC_FORMAT_HF;
         check_pruned(dir, in, fmts[i], "attn:1", 4, hf ? "model.layers.1.self_attn.q_proj.weight" : "blk.1.attn_q.weight");
-        check_pruned(dir, in, fmts[i], "attn:0,attn:3", 4, hf ? "model.layers.0.input_layernorm.weight" : "blk.0.attn_norm.weight");
+        check_pruned(dir, in, fmts[i], "attn:0,attn:3", 4, hf ? "model.layers.0.input_layernorm.weight" : "blk.0.attn_q.weight");
         check_pruned(dir, in, fmts[i], "mlp:2", 4, hf ? "model.layers.2.mlp.down_proj.weight" : NULL);
         check_pruned(dir, in, fmts[i], "mlp:0,attn:2,block:3", 3, hf ? "model.layers.0.post_attention_layernorm.weight" : "blk.2.attn_q.weight");
     }
