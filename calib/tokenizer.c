@@ -606,10 +606,10 @@ static int32_t special_at(const tc_tokenizer *t, const char *s, size_t n, unsign
 
 /* Writes the SPM form of a run of text into w->buf: the dummy prefix, then
  * every space as the space symbol. */
-static int spm_escape(const tc_tokenizer *t, tok_work *w, const char *s, size_t n, int at_start,
+static int spm_escape(const tc_tokenizer *t, tok_work *w, const char *s, size_t n, int prefixed,
                       size_t *out_len)
 {
-    int prefix = at_start && (t->prefix == TOK_PREFIX_ALWAYS ||
+    int prefix = prefixed && (t->prefix == TOK_PREFIX_ALWAYS ||
                               (t->prefix == TOK_PREFIX_UNLESS_SPACE && s[0] != ' '));
     uint64_t need;
     if (tc_mul_u64(n + 1, t->space_len, &need))
@@ -653,10 +653,10 @@ static int word_ends_at(const tc_tokenizer *t, const char *s, size_t n, size_t i
 }
 
 static int encode_spm_run(const tc_tokenizer *t, tok_work *w, const char *s, size_t n,
-                          size_t offset, int at_start, tc_error *err)
+                          size_t offset, int prefixed, tc_error *err)
 {
     size_t m;
-    if (spm_escape(t, w, s, n, at_start, &m))
+    if (spm_escape(t, w, s, n, prefixed, &m))
         return tc_err(err, "%s: out of memory encoding %lu bytes", t->source, (unsigned long)n);
     if (!t->split_on_space && !t->words_separable)
         return tok_spm_word(t, w, w->buf, m, offset, err);
@@ -671,14 +671,16 @@ static int encode_spm_run(const tc_tokenizer *t, tok_work *w, const char *s, siz
     return TC_OK;
 }
 
+/* Encodes a run of plain text.  Every run starts the input or follows a
+ * special token, and each gets the dummy prefix there, as llama.cpp and the
+ * Prepend normalizer do (Metaspace "first": only the run at offset 0). */
 static int encode_run(const tc_tokenizer *t, tok_work *w, const char *s, size_t n, size_t offset,
-                      int at_start, tc_error *err)
+                      tc_error *err)
 {
     if (n == 0)
         return TC_OK;
     if (t->family == TOK_FAMILY_SPM)
-        return encode_spm_run(t, w, s, n, offset, at_start && (!t->prefix_first_only || !offset),
-                              err);
+        return encode_spm_run(t, w, s, n, offset, !t->prefix_first_only || offset == 0, err);
     if (!t->nfc)
         return tok_pretokenize(t, w, s, n, tok_bytelevel_word, err);
     size_t m;
@@ -696,6 +698,7 @@ int tc_tokenizer_encode(const tc_tokenizer *t, const char *text, size_t len, uns
 {
     *ids = NULL;
     *n_ids = 0;
+    tc_err_clear(err); /* so that a failure below without a message reads as out of memory */
     if ((flags & TC_TOK_BOS) && t->bos < 0)
         return tc_err(err, "%s: BOS requested but the vocabulary has no BOS token", t->source);
     if ((flags & TC_TOK_EOS) && t->eos < 0)
@@ -709,7 +712,6 @@ int tc_tokenizer_encode(const tc_tokenizer *t, const char *text, size_t len, uns
     if (flags & TC_TOK_BOS)
         rc = tok_out_push(w, t->bos);
     size_t run = 0;
-    int after_special = 1;
     int scan = t->n_user > 0 || (t->n_special > 0 && (flags & TC_TOK_PARSE_SPECIAL));
     for (size_t i = 0; i < len && rc == TC_OK;) {
         int32_t sp = scan ? special_at(t, text + i, len - i, flags) : -1;
@@ -717,15 +719,14 @@ int tc_tokenizer_encode(const tc_tokenizer *t, const char *text, size_t len, uns
             i++;
             continue;
         }
-        rc = encode_run(t, w, text + run, i - run, run, after_special || run == i, err);
+        rc = encode_run(t, w, text + run, i - run, run, err);
         if (rc == TC_OK)
             rc = tok_out_push(w, sp);
-        after_special = 1;
         i += t->text[sp].len;
         run = i;
     }
     if (rc == TC_OK)
-        rc = encode_run(t, w, text + run, len - run, run, after_special, err);
+        rc = encode_run(t, w, text + run, len - run, run, err);
     if (rc == TC_OK && (flags & TC_TOK_EOS))
         rc = tok_out_push(w, t->eos);
     if (rc == TC_OK) {

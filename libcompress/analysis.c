@@ -196,8 +196,11 @@ int tc_perplexity(const tc_model *m, const int32_t *tokens, const size_t *offset
 
 /* ---- The analysis ------------------------------------------------------------------------ */
 
+/* Running mean and sum of squared deviations (Welford): cosines of nearly
+ * redundant modules sit within 1e-6 of 1, where sum-of-squares minus the
+ * squared mean would cancel. */
 typedef struct cos_acc {
-    double sum, sumsq, min;
+    double mean, m2, min;
     uint64_t n;
 } cos_acc;
 
@@ -271,9 +274,10 @@ static void cos_add(analysis_run *r, cos_acc *c, const float *a, const float *b,
         double v = r->val[t];
         if (c->n == 0 || v < c->min)
             c->min = v;
-        c->sum += v;
-        c->sumsq += v * v;
         c->n++;
+        double delta = v - c->mean;
+        c->mean += delta / (double)c->n;
+        c->m2 += delta * (v - c->mean);
     }
 }
 
@@ -574,8 +578,8 @@ static void finish_module(const analysis_run *r, int l, tc_module mod, tc_module
     if (!st->present)
         return;
     if (c->n) {
-        double mean = c->sum / (double)c->n, var = c->sumsq / (double)c->n - mean * mean;
-        st->cos_mean = mean;
+        double var = c->m2 / (double)c->n;
+        st->cos_mean = c->mean;
         st->cos_std = var > 0.0 ? sqrt(var) : 0.0;
         st->cos_min = c->min;
     }

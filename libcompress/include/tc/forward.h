@@ -109,7 +109,7 @@ tc_forward_ws *tc_forward_ws_new(void); /* NULL when out of memory */
 void tc_forward_ws_free(tc_forward_ws *ws);
 
 typedef struct tc_forward_opts {
-    int n_threads;                 /* <= 0: 1 */
+    int n_threads;                 /* <= 0: 1; also sets OpenBLAS's (process-wide) thread count */
     const tc_skip *skip;           /* n_layers entries, or NULL */
     const tc_observer *observers;  /* n_observers entries */
     size_t n_observers;
