@@ -123,7 +123,12 @@ static int hf_config(const cJSON *cfg, const char *path, tc_config *c, tc_error 
     if (scaling && !cJSON_IsNull(scaling))
         return tc_err(err, "%s/config.json: rope_scaling is not supported yet", path);
     c->tied_embeddings = json_bool(cfg, "tie_word_embeddings", 0);
-    c->qkv_bias = c->arch == TC_ARCH_QWEN2 ? 1 : json_bool(cfg, "attention_bias", 0);
+    /* Qwen2 biases q, k and v; Llama's attention_bias biases the output
+     * projection too, which tc's model has no role for. */
+    c->qkv_bias = c->arch == TC_ARCH_QWEN2;
+    if (c->arch != TC_ARCH_QWEN2 && json_bool(cfg, "attention_bias", 0))
+        return tc_err(err, "%s/config.json: attention_bias (biases on q, k, v and the output projection) is "
+                      "not supported for %s", path, tc_arch_name(c->arch));
     if (json_bool(cfg, "mlp_bias", 0))
         return tc_err(err, "%s/config.json: MLP biases are not supported", path);
     c->rope_layout = TC_ROPE_HALF;

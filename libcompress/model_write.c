@@ -214,7 +214,7 @@ static int write_hf(const char *path, const tc_model_src *s, const tc_out_tensor
     SET("tie_word_embeddings", cJSON_CreateBool(c->tied_embeddings));
     SET("hidden_act", cJSON_CreateString("silu"));
     if (c->arch != TC_ARCH_QWEN2)
-        SET("attention_bias", cJSON_CreateBool(c->qkv_bias));
+        SET("attention_bias", cJSON_CreateBool(0));
     SET("torch_dtype", cJSON_CreateString(s->dtype == TC_F16 ? "float16" : s->dtype == TC_BF16 ? "bfloat16"
                                                                                               : "float32"));
     if (c->bos_id >= 0)
@@ -384,6 +384,8 @@ int tc_model_write(const char *path, tc_format fmt, const tc_model_src *s, tc_er
                           : fmt == TC_FORMAT_LLAMA2C ? &tc_naming_llama2c : NULL;
     if (!nm)
         return tc_err(err, "%s: cannot write models in the %s format", path, tc_format_name(fmt));
+    if (s->cfg.qkv_bias && s->cfg.arch != TC_ARCH_QWEN2)
+        return tc_err(err, "%s: q/k/v biases are written only for qwen2 models", path);
     if (s->dtype != TC_F32 && s->dtype != TC_F16 && s->dtype != TC_BF16)
         return tc_err(err, "%s: models are written in F32, F16 or BF16, not %s", path, tc_dtype_name(s->dtype));
     tc_out_tensor *t = NULL;

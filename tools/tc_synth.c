@@ -18,7 +18,7 @@ static void usage(void)
            "\n"
            "Shape (defaults in brackets):\n"
            "  --layers N [4]  --dim N [64]  --heads N [4]  --kv-heads N [2]  --ffn N [172]\n"
-           "  --vocab N [512]  --context N [512]  --untied  --qkv-bias\n"
+           "  --vocab N [512]  --context N [512]  --untied  --qkv-bias (a qwen2 model)\n"
            "Content:\n"
            "  --seed S [1]\n"
            "  --weak-attn L,L,...   layers whose attention output projection is scaled by 1e-3\n"
@@ -118,6 +118,8 @@ int main(int argc, char **argv)
     s.cfg.max_seq_len = (int)v[6];
     s.cfg.tied_embeddings = !untied;
     s.cfg.qkv_bias = bias;
+    if (bias) /* q/k/v biases are Qwen2's architecture */
+        s.cfg.arch = TC_ARCH_QWEN2;
     uint8_t *wa = calloc((size_t)v[0], 1), *wm = calloc((size_t)v[0], 1);
     if (!wa || !wm || (weak_attn && parse_layers(weak_attn, (int)v[0], wa)) ||
         (weak_mlp && parse_layers(weak_mlp, (int)v[0], wm))) {
