@@ -13,13 +13,19 @@ mkdir -p "$out"
 if [ -f "$assets/models/stories260K/stories260K.gguf" ]; then
   model=$assets/models/stories260K/stories260K.gguf
   text=$assets/text/tinystories_valid_1000.txt
+  # Disjoint parts: the last stories calibrate, the first ones evaluate.
+  tail -n 2000 "$text" > "$out/calib.txt"
+  head -n 6000 "$text" > "$out/eval.txt"
   echo "== model: $model"
   "$bin/tc-analyze" --info "$model"
-  echo "== analysis on $text"
-  "$bin/tc-analyze" "$model" --calib "$text" --samples 32 --seq-len 256 \
+  echo "== analysis on $out/calib.txt"
+  "$bin/tc-analyze" "$model" --calib "$out/calib.txt" --samples 32 --seq-len 256 \
       --report "$out/report.json" --html "$out/report.html"
-  echo "== greedy generation"
-  "$bin/tc-run" "$model" --generate "" -n 120
+  echo "== prune: the most redundant attention sub-layer, judged on held-out text"
+  "$bin/tc-prune" "$model" --report "$out/report.json" --drop-attn 1 -o "$out/pruned.gguf" \
+      --eval "$out/eval.txt" --samples 64
+  echo "== greedy generation from the pruned model"
+  "$bin/tc-run" "$out/pruned.gguf" --generate "" -n 120
   echo
 else
   echo "== no assets at $assets: a synthetic checkpoint with planted redundancy (layers 1 and 2)"
