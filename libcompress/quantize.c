@@ -587,6 +587,9 @@ static int write_packed(qdrv *d, const char *path, tc_error *err)
             d->rep.linear_params += (uint64_t)(t->shape[0] * t->shape[1]);
         }
     }
+    for (size_t i = 0; i < d->rep.n_tensors; i++)
+        if (!d->rep.tensors[i].ternary)
+            d->rep.tensors[i].why = "embedding and output head stay float (see --quantize-embeddings)";
     if (d->o->verify) {
         if (packed_verify(d, path, err))
             return TC_ERR;
