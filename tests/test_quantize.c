@@ -142,10 +142,18 @@ static void test_gguf_exact(const char *dir)
     char in[512], out[512];
     snprintf(in, sizeof in, "%s/wide_t.gguf", dir);
     CHECK_OK(write_wide_gguf(in, 1, &err), &err);
+    for (int src = 0; src < 2; src++) {
+    /* src 0: the GGUF file (adjacent rope rows); src 1: the same model in memory in
+     * Hugging Face order, so Q and K rows must be reordered on the way out. */
     tc_model m;
-    CHECK_OK(tc_model_open(&m, in, &err), &err);
+    if (src == 0) {
+        CHECK_OK(tc_model_open(&m, in, &err), &err);
+    } else {
+        tc_synth_spec s = {.cfg = tc_synth_config(2, 256, 4, 2, 768, 512), .seed = 11, .ternary = 1};
+        CHECK_OK(tc_synth_model(&m, &s, &err), &err);
+    }
     for (int f = TC_QFORMAT_GGUF_TQ1; f <= TC_QFORMAT_GGUF_TQ2; f++) {
-        snprintf(out, sizeof out, "%s/wide_t_%d.gguf", dir, f);
+        snprintf(out, sizeof out, "%s/wide_t_%d_%d.gguf", dir, src, f);
         tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_I2, TC_TGROUP_ROW, 0, (tc_qformat)f);
         tc_quantize_report rep;
         CHECK_OK(tc_quantize_model(&m, out, &o, &rep, &err), &err);
@@ -170,14 +178,29 @@ static void test_gguf_exact(const char *dir)
                 float *v = malloc((size_t)(M * K) * sizeof *v);
                 for (int64_t r = 0; r < M; r++)
                     CHECK_OK(tc_ggml_ternary_dequantize(want, t->data + (uint64_t)r * rb, K, v + r * K, &err), &err);
-                CHECK(memcmp(v, w.w[linear[i]], (size_t)(M * K) * sizeof *v) == 0);
+                const float *want_w = w.w[linear[i]];
+                float *perm = NULL;
+                if (m.cfg.rope_layout != q.cfg.rope_layout && (linear[i] == TC_WQ || linear[i] == TC_WK)) {
+                    perm = malloc((size_t)(M * K) * sizeof *perm);
+                    tc_rope_permute_rows(want_w, perm, linear[i] == TC_WQ ? 4 : 2, 64, (int)K,
+                                         m.cfg.rope_layout, q.cfg.rope_layout);
+                    want_w = perm;
+                }
+                /* The F16 file holds f16 values, so its scales survive exactly; the fp32
+                 * model's scales are rounded to f16 (relative 2^-11). */
+                int ok = 1;
+                for (int64_t e = 0; e < M * K; e++)
+                    ok &= src == 0 ? v[e] == want_w[e]
+                                   : (v[e] == 0) == (want_w[e] == 0) && fabsf(v[e] - want_w[e]) <= 5e-4f * fabsf(want_w[e]);
+                CHECK_MSG(ok, "source %d layer %d %s", src, l, tc_role_name((tc_role)linear[i]));
+                free(perm);
                 free(v);
             }
             tc_layer_f32_free(&w);
         }
         tc_gguf *g = tc_model_gguf(&q);
         char vb[512];
-        if (tu_asset(vb, sizeof vb, "models/stories260K/stories260K.gguf"))
+        if (src == 0 && tu_asset(vb, sizeof vb, "models/stories260K/stories260K.gguf"))
             CHECK(g && tc_gguf_find(g, "tokenizer.ggml.tokens") != NULL);
         uint32_t ft = 0;
         CHECK_OK(tc_gguf_get_u32(g, "general.file_type", &ft, &err), &err);
@@ -185,6 +208,7 @@ static void test_gguf_exact(const char *dir)
         tc_model_close(&q);
     }
     tc_model_close(&m);
+    }
 }
 
 /* Random input: GGUF blocks decode to the packed file's codes, with the row's scale as d. */
