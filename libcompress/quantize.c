@@ -270,7 +270,7 @@ static int role_ternary(const qdrv *d, int64_t K)
  * or the original one. */
 static int advance_stream(qdrv *d, int l, tc_error *err)
 {
-    if (d->o->q.sequential) {
+    if (d->o->q.sequential && d->o->q.method == TC_TMETHOD_CALIBRATED) {
         tc_layer_f32 q = d->w;
         float *own[TC_N_ROLES] = {0};
         int rc = TC_OK;

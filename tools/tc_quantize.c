@@ -259,6 +259,8 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "no output: give -o OUT");
     if (qo.q.method == TC_TMETHOD_CALIBRATED && !cal.text && !cal.tokens)
         return cli_usage_error(TOOL, "--method calibrated needs --calib FILE or --calib-tokens FILE");
+    if (qo.q.sequential && qo.q.method != TC_TMETHOD_CALIBRATED)
+        return cli_usage_error(TOOL, "--sequential applies to --method calibrated only");
     if (qo.quantize_embeddings && qo.format != TC_QFORMAT_PACKED)
         return cli_usage_error(TOOL, "--quantize-embeddings is only available with --format packed");
 
