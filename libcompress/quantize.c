@@ -4,6 +4,7 @@
 #include "tc/quantize.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,6 +299,98 @@ static int advance_stream(qdrv *d, int l, tc_error *err)
     return TC_OK;
 }
 
+/* The seven matrices of a layer are independent: absmean and optimal run
+ * them on worker threads (calibrated spends its time in OpenBLAS, which has
+ * its own threads, so it runs them in turn). */
+typedef struct qjob {
+    qdrv *d;
+    int role, ri;
+    int64_t M, K;
+    const double *H;
+    double seconds;
+    int rc;
+    tc_error err;
+} qjob;
+
+typedef struct qpool {
+    qjob *jobs;
+    int n, next;
+    pthread_mutex_t mu;
+} qpool;
+
+static void run_job(qjob *j)
+{
+    qdrv *d = j->d;
+    double t0 = now_s();
+    j->rc = quantize_matrix(d, d->w.w[j->role], j->M, j->K, d->o->q.method, j->H, &d->codes[j->role],
+                            &d->scales[j->role], &j->err);
+    j->seconds = now_s() - t0;
+}
+
+static void *pool_worker(void *arg)
+{
+    qpool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        int i = p->next < p->n ? p->next++ : -1;
+        pthread_mutex_unlock(&p->mu);
+        if (i < 0)
+            return NULL;
+        run_job(&p->jobs[i]);
+    }
+}
+
+static void run_jobs(qjob *jobs, int n, int threads)
+{
+    if (threads > n)
+        threads = n;
+    if (threads <= 1) {
+        for (int i = 0; i < n; i++)
+            run_job(&jobs[i]);
+        return;
+    }
+    qpool p = {.jobs = jobs, .n = n};
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_t th[N_LINEAR];
+    int started = 0;
+    for (int i = 0; i < threads - 1; i++)
+        if (pthread_create(&th[started], NULL, pool_worker, &p) == 0)
+            started++;
+    pool_worker(&p);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&p.mu);
+}
+
+static int quantize_matrices(qdrv *d, int l, int calib, tc_error *err)
+{
+    qjob jobs[N_LINEAR];
+    int n = 0;
+    for (int i = 0; i < N_LINEAR; i++) {
+        int r = linear_roles[i];
+        const tc_tensor *t = d->m->layers[l].w[r];
+        int ri = report_index(d, l, r);
+        if (!t || !d->w.w[r] || ri < 0 || !role_ternary(d, t->shape[1]))
+            continue;
+        jobs[n++] = (qjob){.d = d, .role = r, .ri = ri, .M = t->shape[0], .K = t->shape[1],
+                           .H = calib ? d->H[input_of(r)] : NULL};
+    }
+    int threads = d->o->q.method == TC_TMETHOD_CALIBRATED ? 1 : d->o->n_threads;
+    run_jobs(jobs, n, threads);
+    for (int i = 0; i < n; i++) {
+        qjob *j = &jobs[i];
+        tc_lin_input in = input_of(j->role);
+        if (j->rc) {
+            *err = j->err;
+            return tc_err_prefix(err, "%s: layer %d %s", d->m->path, l, tc_role_name((tc_role)j->role));
+        }
+        if (report_matrix(d, j->ri, d->w.w[j->role], d->codes[j->role], d->scales[j->role], j->M, j->K,
+                          calib ? d->smp[in] : NULL, calib ? d->smp_n[in] : 0, now_s() - j->seconds, err))
+            return tc_err_prefix(err, "%s: layer %d %s", d->m->path, l, tc_role_name((tc_role)j->role));
+    }
+    return TC_OK;
+}
+
 static int quantize_layer(qdrv *d, int l, tc_error *err)
 {
     release_layer(d);
@@ -312,21 +405,8 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
         if (run_layer(d, l, &d->w, 1, err))
             return TC_ERR;
     }
-    for (int i = 0; i < N_LINEAR; i++) {
-        int r = linear_roles[i];
-        const tc_tensor *t = d->m->layers[l].w[r];
-        int ri = report_index(d, l, r);
-        if (!t || !d->w.w[r] || ri < 0 || !role_ternary(d, t->shape[1]))
-            continue;
-        int64_t M = t->shape[0], K = t->shape[1];
-        tc_lin_input in = input_of(r);
-        double t0 = now_s();
-        if (quantize_matrix(d, d->w.w[r], M, K, d->o->q.method, calib ? d->H[in] : NULL, &d->codes[r],
-                            &d->scales[r], err) ||
-            report_matrix(d, ri, d->w.w[r], d->codes[r], d->scales[r], M, K, calib ? d->smp[in] : NULL,
-                          calib ? d->smp_n[in] : 0, t0, err))
-            return tc_err_prefix(err, "%s: layer %d %s", d->m->path, l, tc_role_name((tc_role)r));
-    }
+    if (quantize_matrices(d, l, calib, err))
+        return TC_ERR;
     if (calib) {
         reset_stats(d);
         if (advance_stream(d, l, err))

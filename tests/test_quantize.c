@@ -71,6 +71,29 @@ static void test_lossless(const char *dir)
         }
         tc_tmodel_close(&t);
     }
+    /* Worker threads change nothing in the output. */
+    {
+        tc_synth_spec r = {.cfg = tc_synth_config(2, 64, 4, 2, 96, 80), .seed = 8};
+        tc_model rm;
+        CHECK_OK(tc_synth_model(&rm, &r, &err), &err);
+        char p1[600], p4[600];
+        snprintf(p1, sizeof p1, "%s/t1.tmodel", dir);
+        snprintf(p4, sizeof p4, "%s/t4.tmodel", dir);
+        tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_TL2, TC_TGROUP_COLS, 48, TC_QFORMAT_PACKED);
+        tc_quantize_report rep;
+        CHECK_OK(tc_quantize_model(&rm, p1, &o, &rep, &err), &err);
+        tc_quantize_report_free(&rep);
+        o.n_threads = 4;
+        CHECK_OK(tc_quantize_model(&rm, p4, &o, &rep, &err), &err);
+        tc_quantize_report_free(&rep);
+        tc_mapfile a, b;
+        CHECK_OK(tc_mapfile_open(&a, p1, &err), &err);
+        CHECK_OK(tc_mapfile_open(&b, p4, &err), &err);
+        CHECK(a.size == b.size && a.size > 0 && memcmp(a.data, b.data, (size_t)a.size) == 0);
+        tc_mapfile_close(&a);
+        tc_mapfile_close(&b);
+        tc_model_close(&rm);
+    }
     /* Ternary embeddings: the synthetic embedding is not ternary, so only a fit. */
     tc_quantize_opts o = opts_of(TC_TMETHOD_ABSMEAN, TC_TPACK_I2, TC_TGROUP_COLS, 32, TC_QFORMAT_PACKED);
     o.quantize_embeddings = 1;
