@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "tc/checked.h"
+#include "tc/ggml_ternary.h"
 
 static const struct {
     const char *name;
@@ -58,7 +59,8 @@ int tc_dtype_span(tc_dtype t, uint64_t n, uint64_t *bytes, tc_error *err)
 
 int tc_dtype_is_float_convertible(tc_dtype t)
 {
-    return t == TC_F32 || t == TC_F16 || t == TC_BF16 || t == TC_F64 || t == TC_Q8_0;
+    return t == TC_F32 || t == TC_F16 || t == TC_BF16 || t == TC_F64 || t == TC_Q8_0 || t == TC_TQ1_0 ||
+           t == TC_TQ2_0;
 }
 
 float tc_f16_to_f32(uint16_t h)
@@ -174,6 +176,12 @@ int tc_convert_to_f32(tc_dtype t, const void *src, uint64_t n, float *dst, tc_er
                 dst[32 * b + (uint64_t)i] = d * (float)(int8_t)blk[2 + i];
         }
         return TC_OK;
+    case TC_TQ1_0:
+    case TC_TQ2_0:
+        /* Blocks are independent, so the tensor decodes as one long row. */
+        if (n > INT64_MAX)
+            return tc_err(err, "%s tensor is too large", tc_dtype_name(t));
+        return tc_ggml_ternary_dequantize(t, p, (int64_t)n, dst, err);
     default:
         return tc_err(err, "cannot convert %s to fp32", tc_dtype_name(t));
     }

@@ -1,0 +1,105 @@
+/* Running stock llama.cpp from tests: the prebuilt binaries of the npm
+ * package node-llama-cpp, driven by tests/llamacpp/greedy.mjs.
+ * TC_NODE_LLAMA_CPP names the node_modules folder holding the package
+ * (default: $TC_SOURCE/build/node_modules, then $TC_SOURCE/node_modules). */
+#ifndef TC_TESTS_LLAMACPP_H
+#define TC_TESTS_LLAMACPP_H
+
+#include "testutil.h"
+
+#include <stdint.h>
+#include <sys/wait.h>
+
+static const char *llamacpp_package(char *buf, size_t n)
+{
+    const char *env = getenv("TC_NODE_LLAMA_CPP");
+    const char *src = getenv("TC_SOURCE");
+    char probe[1200], c1[1024], c2[1024];
+    const char *cands[3] = {env && *env ? env : NULL, NULL, NULL};
+    if (src && *src) {
+        snprintf(c1, sizeof c1, "%s/build/node_modules", src);
+        snprintf(c2, sizeof c2, "%s/node_modules", src);
+        cands[1] = c1;
+        cands[2] = c2;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!cands[i])
+            continue;
+        snprintf(probe, sizeof probe, "%s/node-llama-cpp/dist/index.js", cands[i]);
+        if (access(probe, R_OK) == 0) {
+            snprintf(buf, n, "%s", cands[i]);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+static int llamacpp_have_node(void)
+{
+    FILE *p = popen("node --version 2>/dev/null", "r");
+    if (!p)
+        return 0;
+    char line[64] = "";
+    int ok = fgets(line, sizeof line, p) && line[0] == 'v';
+    return pclose(p) == 0 && ok;
+}
+
+/* Why llama.cpp cannot be run here, or NULL when it can; fills pkg and script. */
+static const char *llamacpp_unavailable(char *pkg, size_t npkg, char *script, size_t nscript)
+{
+    if (!llamacpp_have_node())
+        return "node is not installed";
+    if (!llamacpp_package(pkg, npkg))
+        return "node-llama-cpp is not installed (set TC_NODE_LLAMA_CPP to its node_modules folder)";
+    const char *src = getenv("TC_SOURCE");
+    snprintf(script, nscript, "%s/tests/llamacpp/greedy.mjs", src && *src ? src : ".");
+    if (access(script, R_OK) != 0)
+        return "tests/llamacpp/greedy.mjs not found (set TC_SOURCE)";
+    return NULL;
+}
+
+/* Greedy continuations of BOS (token 1) by llama.cpp for n_models files:
+ * out[i] receives up to n_gen ids, n_out[i] how many (-1 when llama.cpp
+ * refused the file; its message goes to stderr).  Returns 0 when node ran. */
+static int llamacpp_greedy(const char *pkg, const char *script, int n_gen, const char *const *models,
+                           size_t n_models, int32_t *const *out, int *n_out)
+{
+    size_t cmd_len = 4096;
+    for (size_t i = 0; i < n_models; i++)
+        cmd_len += strlen(models[i]) + 4;
+    char *cmd = malloc(cmd_len);
+    int k = snprintf(cmd, cmd_len, "node '%s' '%s' %d 1", script, pkg, n_gen);
+    for (size_t i = 0; i < n_models; i++)
+        k += snprintf(cmd + k, cmd_len - (size_t)k, " '%s'", models[i]);
+    snprintf(cmd + k, cmd_len - (size_t)k, " 2>&1");
+    FILE *pipe = popen(cmd, "r");
+    free(cmd);
+    if (!pipe)
+        return -1;
+    char line[16384];
+    size_t i = 0;
+    while (i < n_models && fgets(line, sizeof line, pipe)) {
+        if (strncmp(line, "ok ", 3) != 0 && strncmp(line, "error ", 6) != 0)
+            continue; /* llama.cpp's own log lines */
+        n_out[i] = -1;
+        if (strncmp(line, "ok ", 3) == 0) {
+            int n = 0;
+            char *s = line + 3, *end;
+            while (n < n_gen) {
+                long v = strtol(s, &end, 10);
+                if (end == s)
+                    break;
+                out[i][n++] = (int32_t)v;
+                s = end;
+            }
+            n_out[i] = n;
+        } else {
+            fprintf(stderr, "llama.cpp: %s: %s", models[i], line);
+        }
+        i++;
+    }
+    int st = pclose(pipe);
+    return i == n_models && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+#endif
