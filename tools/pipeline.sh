@@ -27,6 +27,9 @@ if [ -f "$assets/models/stories260K/stories260K.gguf" ]; then
   echo "== greedy generation from the pruned model"
   "$bin/tc-run" "$out/pruned.gguf" --generate "" -n 120
   echo
+  echo "== ternary quantization of the pruned model (calibrated, TL2 tiles)"
+  "$bin/tc-quantize" "$out/pruned.gguf" -o "$out/quantized.tcq" --method calibrated \
+      --calib "$out/calib.txt" --samples 16 --layout tl2
 else
   echo "== no assets at $assets: a synthetic checkpoint with planted redundancy (layers 1 and 2)"
   model=$out/synthetic.gguf
