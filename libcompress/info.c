@@ -15,6 +15,19 @@ static uint64_t linear_params(const tc_model *m)
     return n;
 }
 
+/* The last component of the path, without a trailing slash: a file name or
+ * a Hugging Face directory's name. */
+static void model_name(const char *path, char *buf, size_t cap)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    size_t start = n;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    snprintf(buf, cap, "%.*s", (int)(n - start), path + start);
+}
+
 cJSON *tc_model_info_json(const tc_model *m)
 {
     const tc_config *c = &m->cfg;
@@ -23,6 +36,9 @@ cJSON *tc_model_info_json(const tc_model *m)
         return NULL;
     cJSON_AddStringToObject(o, "format", tc_format_name(m->format));
     cJSON_AddStringToObject(o, "path", m->path);
+    char name[256];
+    model_name(m->path, name, sizeof name);
+    cJSON_AddStringToObject(o, "name", name);
     cJSON_AddStringToObject(o, "arch", tc_arch_name(c->arch));
     cJSON_AddNumberToObject(o, "n_layers", c->n_layers);
     cJSON_AddNumberToObject(o, "dim", c->dim);
