@@ -1,0 +1,681 @@
+/* The packed ternary model file: preamble, JSON header, aligned tensor data.
+ *
+ * Preamble (24 bytes, little-endian): magic "TCTMODEL", u32 version, u32
+ * flags (0), u64 header length.  The header follows, then zero padding to a
+ * multiple of 64 where the data section starts.  Tensor offsets are relative
+ * to the data section; see docs/PACKED_FORMAT.md. */
+#include "tc/tmodel.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <zlib.h>
+
+#include "tc/checked.h"
+#include "tc/cursor.h"
+#include "tc/outfile.h"
+
+#define PREAMBLE_BYTES 24
+#define HEADER_MAX (64u << 20) /* a 100k-tensor table fits comfortably */
+#define MAX_LAYERS 4096
+#define JSON_INT_MAX 9007199254740992.0 /* 2^53: integers a double holds exactly */
+
+static uint32_t crc_of(const uint8_t *p, uint64_t n)
+{
+    uLong c = crc32(0L, Z_NULL, 0);
+    while (n > 0) {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        c = crc32(c, p, k);
+        p += k;
+        n -= k;
+    }
+    return (uint32_t)c;
+}
+
+static const char *global_role_name(int g)
+{
+    return g == TC_G_EMBD ? "token_embd" : g == TC_G_OUT_NORM ? "output_norm" : "output";
+}
+
+static const char *store_name(const tc_tmodel_tensor *t)
+{
+    if (t->ternary)
+        return tc_tpack_layout_name(t->plan.layout);
+    return t->dtype == TC_F16 ? "f16" : "f32";
+}
+
+/* ---- Header: building -------------------------------------------------- */
+
+static cJSON *group_json(const tc_tgroup *g)
+{
+    if (g->kind == TC_TGROUP_TENSOR)
+        return cJSON_CreateString("tensor");
+    if (g->kind == TC_TGROUP_ROW)
+        return cJSON_CreateString("row");
+    return cJSON_CreateNumber(g->cols);
+}
+
+static cJSON *config_json(const tc_config *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "arch", tc_arch_name(c->arch));
+    cJSON_AddNumberToObject(o, "n_layers", c->n_layers);
+    cJSON_AddNumberToObject(o, "dim", c->dim);
+    cJSON_AddNumberToObject(o, "n_heads", c->n_heads);
+    cJSON_AddNumberToObject(o, "n_kv_heads", c->n_kv_heads);
+    cJSON_AddNumberToObject(o, "head_dim", c->head_dim);
+    cJSON_AddNumberToObject(o, "ffn_dim", c->ffn_dim);
+    cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(o, "max_seq_len", c->max_seq_len);
+    cJSON_AddNumberToObject(o, "norm_eps", c->norm_eps);
+    cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
+    cJSON_AddStringToObject(o, "rope_layout", tc_rope_layout_name(c->rope_layout));
+    cJSON_AddBoolToObject(o, "tied_embeddings", c->tied_embeddings);
+    cJSON_AddBoolToObject(o, "qkv_bias", c->qkv_bias);
+    cJSON_AddNumberToObject(o, "bos_id", c->bos_id);
+    cJSON_AddNumberToObject(o, "eos_id", c->eos_id);
+    return o;
+}
+
+static cJSON *quant_json(const tc_tquant_settings *q)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "method", tc_tmethod_name(q->method));
+    cJSON_AddStringToObject(o, "layout", tc_tpack_layout_name(q->layout));
+    cJSON_AddItemToObject(o, "group", group_json(&q->group));
+    cJSON_AddNumberToObject(o, "calib_tokens", (double)q->calib_tokens);
+    cJSON_AddBoolToObject(o, "sequential", q->sequential);
+    cJSON_AddNumberToObject(o, "damp_frac", q->damp_frac);
+    return o;
+}
+
+static cJSON *tensor_json(const tc_tmodel_tensor *t)
+{
+    char name[64], crc[16];
+    tc_tmodel_tensor_name(t, name, sizeof name);
+    snprintf(crc, sizeof crc, "%08x", (unsigned)t->crc32);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", name);
+    cJSON_AddNumberToObject(o, "layer", t->layer);
+    cJSON_AddStringToObject(o, "role", t->layer >= 0 ? tc_role_name((tc_role)t->role)
+                                                     : global_role_name(t->role));
+    cJSON_AddStringToObject(o, "layout", store_name(t));
+    cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+    for (int d = 0; d < t->n_dims; d++)
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+    if (t->ternary)
+        cJSON_AddItemToObject(o, "group", group_json(&t->plan.group));
+    cJSON_AddNumberToObject(o, "offset", (double)t->offset);
+    cJSON_AddNumberToObject(o, "size", (double)t->nbytes);
+    cJSON_AddStringToObject(o, "crc32", crc);
+    return o;
+}
+
+static char *header_text(const tc_tmodel *m)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "format", "tc-tmodel");
+    cJSON_AddNumberToObject(root, "version", TC_TMODEL_VERSION);
+    if (m->source)
+        cJSON_AddStringToObject(root, "source", m->source);
+    cJSON_AddItemToObject(root, "config", config_json(&m->cfg));
+    cJSON_AddItemToObject(root, "quantization", quant_json(&m->quant));
+    cJSON *arr = cJSON_AddArrayToObject(root, "tensors");
+    for (size_t i = 0; i < m->n_tensors; i++)
+        cJSON_AddItemToArray(arr, tensor_json(&m->tensors[i]));
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+/* ---- Writing ------------------------------------------------------------ */
+
+static int expected_bytes(const tc_tmodel_tensor *t, uint64_t *bytes, tc_error *err)
+{
+    if (t->ternary)
+        return *bytes = t->plan.total_bytes, TC_OK;
+    uint64_t n = t->n_dims == 2 ? (uint64_t)t->shape[0] * (uint64_t)t->shape[1] : (uint64_t)t->shape[0];
+    return tc_dtype_span(t->dtype, n, bytes, err);
+}
+
+static int write_preamble(tc_outfile *o, uint64_t header_len, tc_error *err)
+{
+    uint8_t p[PREAMBLE_BYTES];
+    memcpy(p, TC_TMODEL_MAGIC, 8);
+    uint32_t v = TC_TMODEL_VERSION;
+    for (int i = 0; i < 4; i++)
+        p[8 + i] = (uint8_t)(v >> (8 * i)), p[12 + i] = 0;
+    for (int i = 0; i < 8; i++)
+        p[16 + i] = (uint8_t)(header_len >> (8 * i));
+    return tc_outfile_write(o, p, sizeof p, err);
+}
+
+/* Offsets are known before any byte is produced (sizes follow from plans),
+ * CRCs only after: the header is written with zero CRCs (fixed-width hex, so
+ * the same length) and rewritten in place at the end. */
+static int plan_offsets(tc_tmodel *m, tc_error *err)
+{
+    uint64_t off = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        tc_tmodel_tensor *t = &m->tensors[i];
+        uint64_t want;
+        if (expected_bytes(t, &want, err))
+            return TC_ERR;
+        if (t->nbytes != want)
+            return tc_err(err, "tensor %zu holds %llu bytes but its layout needs %llu", i,
+                          (unsigned long long)t->nbytes, (unsigned long long)want);
+        off = (off + TC_TMODEL_ALIGN - 1) / TC_TMODEL_ALIGN * TC_TMODEL_ALIGN;
+        t->offset = off;
+        t->crc32 = 0;
+        if (tc_add_u64(off, t->nbytes, &off))
+            return tc_err(err, "tensor sizes overflow");
+    }
+    return TC_OK;
+}
+
+static int write_tensors(tc_outfile *o, tc_tmodel *m, uint64_t data_off, tc_tmodel_fill_fn fill,
+                         void *ctx, tc_error *err)
+{
+    uint8_t *buf = NULL;
+    int rc = TC_OK;
+    for (size_t i = 0; i < m->n_tensors && rc == TC_OK; i++) {
+        tc_tmodel_tensor *t = &m->tensors[i];
+        const uint8_t *src = t->data;
+        if (!src) {
+            if (!fill || t->nbytes > SIZE_MAX)
+                return free(buf), tc_err(err, "tensor %zu has no data", i);
+            free(buf);
+            buf = malloc(t->nbytes ? (size_t)t->nbytes : 1);
+            if (!buf)
+                return tc_err(err, "out of memory for tensor %zu", i);
+            if (fill(ctx, i, buf, err))
+                return free(buf), TC_ERR;
+            src = buf;
+        }
+        t->crc32 = crc_of(src, t->nbytes);
+        rc = tc_outfile_pad(o, TC_TMODEL_ALIGN, err);
+        if (rc == TC_OK && o->written != data_off + t->offset)
+            rc = tc_err(err, "internal error: tensor %zu lands at the wrong offset", i);
+        if (rc == TC_OK)
+            rc = tc_outfile_write(o, src, (size_t)t->nbytes, err);
+        if (src == buf) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+static int rewrite_header(tc_outfile *o, const char *text, size_t len, tc_error *err)
+{
+    long end = ftell(o->f);
+    uint64_t written = o->written;
+    if (end < 0 || fseek(o->f, PREAMBLE_BYTES, SEEK_SET) != 0)
+        return tc_err(err, "%s: cannot seek in the output", o->path);
+    if (tc_outfile_write(o, text, len, err))
+        return TC_ERR;
+    if (fseek(o->f, end, SEEK_SET) != 0)
+        return tc_err(err, "%s: cannot seek in the output", o->path);
+    o->written = written;
+    return TC_OK;
+}
+
+int tc_tmodel_write(const char *path, tc_tmodel *m, tc_tmodel_fill_fn fill, void *ctx, tc_error *err)
+{
+    if (plan_offsets(m, err))
+        return tc_err_prefix(err, "%s", path);
+    char *h0 = header_text(m);
+    if (!h0)
+        return tc_err(err, "%s: out of memory building the header", path);
+    size_t len = strlen(h0);
+    uint64_t data_off = (PREAMBLE_BYTES + len + TC_TMODEL_ALIGN - 1) / TC_TMODEL_ALIGN * TC_TMODEL_ALIGN;
+    tc_outfile o;
+    int rc = tc_outfile_open(&o, path, err);
+    if (rc == TC_OK)
+        rc = write_preamble(&o, len, err);
+    if (rc == TC_OK)
+        rc = tc_outfile_write(&o, h0, len, err);
+    free(h0);
+    if (rc == TC_OK)
+        rc = tc_outfile_pad(&o, TC_TMODEL_ALIGN, err);
+    if (rc == TC_OK)
+        rc = write_tensors(&o, m, data_off, fill, ctx, err);
+    if (rc == TC_OK) {
+        char *h1 = header_text(m);
+        if (!h1 || strlen(h1) != len)
+            rc = tc_err(err, "%s: internal error: the header changed size", path);
+        else
+            rc = rewrite_header(&o, h1, len, err);
+        free(h1);
+    }
+    if (rc == TC_OK)
+        rc = tc_outfile_commit(&o, err);
+    if (rc != TC_OK) {
+        tc_outfile_abort(&o);
+        if (strncmp(err->msg, path, strlen(path)) != 0)
+            tc_err_prefix(err, "%s", path);
+    }
+    return rc;
+}
+
+/* ---- Reading ------------------------------------------------------------ */
+
+typedef struct reader {
+    const char *path;
+    tc_error *err;
+} reader;
+
+static int get_num(const reader *r, const cJSON *o, const char *key, double lo, double hi, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v))
+        return tc_err(r->err, "%s: header field '%s' is missing or not a number", r->path, key);
+    double x = v->valuedouble;
+    if (!isfinite(x) || x < lo || x > hi)
+        return tc_err(r->err, "%s: header field '%s' = %g is out of range", r->path, key, x);
+    *out = x;
+    return TC_OK;
+}
+
+static int get_int(const reader *r, const cJSON *o, const char *key, double lo, double hi, int64_t *out)
+{
+    double x = 0;
+    if (get_num(r, o, key, lo, hi, &x))
+        return TC_ERR;
+    if (x != floor(x))
+        return tc_err(r->err, "%s: header field '%s' = %g is not an integer", r->path, key, x);
+    *out = (int64_t)x;
+    return TC_OK;
+}
+
+static int get_i(const reader *r, const cJSON *o, const char *key, double lo, double hi, int *out)
+{
+    int64_t v;
+    if (get_int(r, o, key, lo, hi, &v))
+        return TC_ERR;
+    *out = (int)v;
+    return TC_OK;
+}
+
+static const char *get_str(const reader *r, const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsString(v)) {
+        tc_err(r->err, "%s: header field '%s' is missing or not a string", r->path, key);
+        return NULL;
+    }
+    return v->valuestring;
+}
+
+static int get_bool(const reader *r, const cJSON *o, const char *key, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsBool(v))
+        return tc_err(r->err, "%s: header field '%s' is missing or not a boolean", r->path, key);
+    *out = cJSON_IsTrue(v);
+    return TC_OK;
+}
+
+static int parse_group(const reader *r, const cJSON *v, tc_tgroup *g)
+{
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "tensor") == 0)
+        return g->kind = TC_TGROUP_TENSOR, g->cols = 0, TC_OK;
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "row") == 0)
+        return g->kind = TC_TGROUP_ROW, g->cols = 0, TC_OK;
+    if (cJSON_IsNumber(v) && v->valuedouble >= TC_TGROUP_COLS_MIN && v->valuedouble <= TC_TGROUP_COLS_MAX &&
+        v->valuedouble == floor(v->valuedouble))
+        return g->kind = TC_TGROUP_COLS, g->cols = (int32_t)v->valuedouble, TC_OK;
+    return tc_err(r->err, "%s: unknown scale grouping in the header (expected \"tensor\", \"row\" "
+                  "or a column count in %d..%d)", r->path, TC_TGROUP_COLS_MIN, TC_TGROUP_COLS_MAX);
+}
+
+static int parse_config(const reader *r, const cJSON *o, tc_config *c)
+{
+    if (!cJSON_IsObject(o))
+        return tc_err(r->err, "%s: header has no 'config' object", r->path);
+    memset(c, 0, sizeof *c);
+    const char *arch = get_str(r, o, "arch");
+    if (!arch)
+        return TC_ERR;
+    int found = 0;
+    for (int a = TC_ARCH_LLAMA; a <= TC_ARCH_QWEN2; a++)
+        if (strcmp(arch, tc_arch_name((tc_arch)a)) == 0)
+            c->arch = (tc_arch)a, found = 1;
+    if (!found)
+        return tc_err(r->err, "%s: unknown architecture '%s'", r->path, arch);
+    double eps = 0, theta = 0;
+    if (get_i(r, o, "n_layers", 1, MAX_LAYERS, &c->n_layers) || get_i(r, o, "dim", 1, 1 << 20, &c->dim) ||
+        get_i(r, o, "n_heads", 1, 1 << 16, &c->n_heads) ||
+        get_i(r, o, "n_kv_heads", 1, 1 << 16, &c->n_kv_heads) ||
+        get_i(r, o, "head_dim", 1, 1 << 16, &c->head_dim) ||
+        get_i(r, o, "ffn_dim", 1, 1 << 24, &c->ffn_dim) ||
+        get_i(r, o, "vocab_size", 1, 1 << 24, &c->vocab_size) ||
+        get_i(r, o, "max_seq_len", 1, 1 << 26, &c->max_seq_len) ||
+        get_num(r, o, "norm_eps", 0, 1, &eps) || get_num(r, o, "rope_theta", 0, 1e12, &theta) ||
+        get_bool(r, o, "tied_embeddings", &c->tied_embeddings) ||
+        get_bool(r, o, "qkv_bias", &c->qkv_bias) ||
+        get_i(r, o, "bos_id", -1, c->vocab_size - 1, &c->bos_id) ||
+        get_i(r, o, "eos_id", -1, c->vocab_size - 1, &c->eos_id))
+        return TC_ERR;
+    c->norm_eps = (float)eps;
+    c->rope_theta = (float)theta;
+    const char *rl = get_str(r, o, "rope_layout");
+    if (!rl)
+        return TC_ERR;
+    if (strcmp(rl, "adjacent") == 0)
+        c->rope_layout = TC_ROPE_ADJACENT;
+    else if (strcmp(rl, "half") == 0)
+        c->rope_layout = TC_ROPE_HALF;
+    else
+        return tc_err(r->err, "%s: unknown rope layout '%s'", r->path, rl);
+    if (c->n_heads % c->n_kv_heads != 0 || (int64_t)c->n_heads * c->head_dim > (1 << 24))
+        return tc_err(r->err, "%s: config heads (%d query, %d key/value, head_dim %d) are inconsistent",
+                      r->path, c->n_heads, c->n_kv_heads, c->head_dim);
+    return TC_OK;
+}
+
+static int parse_quant(const reader *r, const cJSON *o, tc_tquant_settings *q)
+{
+    if (!cJSON_IsObject(o))
+        return tc_err(r->err, "%s: header has no 'quantization' object", r->path);
+    const char *meth = get_str(r, o, "method"), *lay = meth ? get_str(r, o, "layout") : NULL;
+    if (!lay)
+        return TC_ERR;
+    if (tc_tmethod_from_name(meth, &q->method))
+        return tc_err(r->err, "%s: unknown quantization method '%s'", r->path, meth);
+    if (tc_tpack_layout_from_name(lay, &q->layout))
+        return tc_err(r->err, "%s: unknown layout '%s'", r->path, lay);
+    int64_t ct;
+    if (parse_group(r, cJSON_GetObjectItemCaseSensitive(o, "group"), &q->group) ||
+        get_int(r, o, "calib_tokens", 0, JSON_INT_MAX, &ct) || get_bool(r, o, "sequential", &q->sequential) ||
+        get_num(r, o, "damp_frac", 0, 1e6, &q->damp_frac))
+        return TC_ERR;
+    q->calib_tokens = (uint64_t)ct;
+    return TC_OK;
+}
+
+static int parse_role(const reader *r, const char *s, int layer, int *role)
+{
+    if (layer >= 0) {
+        for (int i = 0; i < TC_N_ROLES; i++)
+            if (strcmp(s, tc_role_name((tc_role)i)) == 0)
+                return *role = i, TC_OK;
+    } else {
+        for (int g = TC_G_EMBD; g <= TC_G_OUTPUT; g++)
+            if (strcmp(s, global_role_name(g)) == 0)
+                return *role = g, TC_OK;
+    }
+    return tc_err(r->err, "%s: unknown tensor role '%s'", r->path, s);
+}
+
+static int parse_store(const reader *r, const char *name, const char *s, tc_tmodel_tensor *t)
+{
+    tc_tpack_layout l;
+    if (strcmp(s, "f32") == 0)
+        return t->dtype = TC_F32, TC_OK;
+    if (strcmp(s, "f16") == 0)
+        return t->dtype = TC_F16, TC_OK;
+    if (tc_tpack_layout_from_name(s, &l) == TC_OK)
+        return t->ternary = 1, t->plan.layout = l, TC_OK;
+    return tc_err(r->err, "%s: tensor '%s' has unknown layout '%s'", r->path, name, s);
+}
+
+static int parse_shape(const reader *r, const char *name, const cJSON *o, const tc_config *c,
+                       tc_tmodel_tensor *t)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "shape");
+    int64_t want[2];
+    int nd = tc_tmodel_expected_shape(c, t->layer, t->role, want);
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != nd)
+        return tc_err(r->err, "%s: tensor '%s' must have a %d-dimensional shape", r->path, name, nd);
+    for (int d = 0; d < nd; d++) {
+        const cJSON *v = cJSON_GetArrayItem(a, d);
+        if (!cJSON_IsNumber(v) || v->valuedouble != (double)want[d])
+            return tc_err(r->err, "%s: tensor '%s' has a shape that does not match the config "
+                          "(dimension %d should be %lld)", r->path, name, d, (long long)want[d]);
+        t->shape[d] = want[d];
+    }
+    t->n_dims = nd;
+    if (t->ternary && nd != 2)
+        return tc_err(r->err, "%s: tensor '%s' is a vector and cannot be ternary", r->path, name);
+    return TC_OK;
+}
+
+static int parse_tensor(const reader *r, const cJSON *o, const tc_config *c, uint64_t data_size,
+                        tc_tmodel_tensor *t)
+{
+    if (!cJSON_IsObject(o))
+        return tc_err(r->err, "%s: a tensor table entry is not an object", r->path);
+    memset(t, 0, sizeof *t);
+    const char *name = get_str(r, o, "name");
+    if (!name || get_i(r, o, "layer", -1, c->n_layers - 1, &t->layer))
+        return TC_ERR;
+    const char *role = get_str(r, o, "role");
+    if (!role || parse_role(r, role, t->layer, &t->role))
+        return TC_ERR;
+    char canon[64];
+    tc_tmodel_tensor_name(t, canon, sizeof canon);
+    if (strcmp(canon, name) != 0)
+        return tc_err(r->err, "%s: tensor '%s' is named inconsistently with its layer and role (%s)",
+                      r->path, name, canon);
+    const char *lay = get_str(r, o, "layout");
+    if (!lay || parse_store(r, name, lay, t) || parse_shape(r, name, o, c, t))
+        return TC_ERR;
+    if (t->ternary) {
+        tc_tgroup g;
+        if (parse_group(r, cJSON_GetObjectItemCaseSensitive(o, "group"), &g))
+            return TC_ERR;
+        if (tc_tpack_plan_make(t->plan.layout, t->shape[0], t->shape[1], &g, &t->plan, r->err))
+            return tc_err_prefix(r->err, "%s: tensor '%s'", r->path, name);
+    }
+    int64_t off, size;
+    if (get_int(r, o, "offset", 0, JSON_INT_MAX, &off) || get_int(r, o, "size", 0, JSON_INT_MAX, &size))
+        return TC_ERR;
+    uint64_t want;
+    if (expected_bytes(t, &want, r->err))
+        return tc_err_prefix(r->err, "%s: tensor '%s'", r->path, name);
+    if ((uint64_t)size != want)
+        return tc_err(r->err, "%s: tensor '%s' declares %lld bytes but its shape and layout need %llu",
+                      r->path, name, (long long)size, (unsigned long long)want);
+    if ((uint64_t)off % TC_TMODEL_ALIGN != 0)
+        return tc_err(r->err, "%s: tensor '%s' is not %d-byte aligned", r->path, name, TC_TMODEL_ALIGN);
+    if ((uint64_t)off > data_size || (uint64_t)size > data_size - (uint64_t)off)
+        return tc_err(r->err, "%s: tensor '%s' extends past the end of the file (truncated?)", r->path, name);
+    t->offset = (uint64_t)off;
+    t->nbytes = (uint64_t)size;
+    const char *crc = get_str(r, o, "crc32");
+    char *end;
+    if (!crc)
+        return TC_ERR;
+    unsigned long v = strtoul(crc, &end, 16);
+    if (strlen(crc) != 8 || *end)
+        return tc_err(r->err, "%s: tensor '%s' has a malformed crc32", r->path, name);
+    t->crc32 = (uint32_t)v;
+    return TC_OK;
+}
+
+static int cmp_offset(const void *a, const void *b)
+{
+    const tc_tmodel_tensor *x = *(const tc_tmodel_tensor *const *)a, *y = *(const tc_tmodel_tensor *const *)b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static int check_overlaps(const reader *r, const tc_tmodel *m)
+{
+    const tc_tmodel_tensor **s = malloc((m->n_tensors ? m->n_tensors : 1) * sizeof *s);
+    if (!s)
+        return tc_err(r->err, "%s: out of memory", r->path);
+    for (size_t i = 0; i < m->n_tensors; i++)
+        s[i] = &m->tensors[i];
+    qsort(s, m->n_tensors, sizeof *s, cmp_offset);
+    int rc = TC_OK;
+    for (size_t i = 1; i < m->n_tensors && rc == TC_OK; i++)
+        if (s[i - 1]->offset + s[i - 1]->nbytes > s[i]->offset) {
+            char a[64], b[64];
+            tc_tmodel_tensor_name(s[i - 1], a, sizeof a);
+            tc_tmodel_tensor_name(s[i], b, sizeof b);
+            rc = tc_err(r->err, "%s: tensors '%s' and '%s' overlap", r->path, a, b);
+        }
+    free(s);
+    return rc;
+}
+
+/* Every needed tensor present once; a sub-layer is all there or all absent. */
+static int check_complete(const reader *r, const tc_tmodel *m)
+{
+    const tc_config *c = &m->cfg;
+    for (size_t i = 0; i < m->n_tensors; i++)
+        for (size_t j = 0; j < i; j++)
+            if (m->tensors[i].layer == m->tensors[j].layer && m->tensors[i].role == m->tensors[j].role) {
+                char n[64];
+                tc_tmodel_tensor_name(&m->tensors[i], n, sizeof n);
+                return tc_err(r->err, "%s: tensor '%s' appears twice", r->path, n);
+            }
+    if (!tc_tmodel_find(m, -1, TC_G_EMBD) || !tc_tmodel_find(m, -1, TC_G_OUT_NORM))
+        return tc_err(r->err, "%s: the token embedding or the final norm is missing", r->path);
+    if (!c->tied_embeddings && !tc_tmodel_find(m, -1, TC_G_OUTPUT))
+        return tc_err(r->err, "%s: the output head is missing (embeddings are not tied)", r->path);
+    if (c->tied_embeddings && tc_tmodel_find(m, -1, TC_G_OUTPUT))
+        return tc_err(r->err, "%s: an output head is stored although embeddings are tied", r->path);
+    static const int attn[] = {TC_ATTN_NORM, TC_WQ, TC_WK, TC_WV, TC_WO};
+    static const int mlp[] = {TC_FFN_NORM, TC_W_GATE, TC_W_UP, TC_W_DOWN};
+    for (int l = 0; l < c->n_layers; l++) {
+        int na = 0, nm = 0, nb = 0;
+        for (int k = 0; k < 5; k++)
+            na += tc_tmodel_find(m, l, attn[k]) != NULL;
+        for (int k = 0; k < 4; k++)
+            nm += tc_tmodel_find(m, l, mlp[k]) != NULL;
+        for (int k = TC_BQ; k <= TC_BV; k++)
+            nb += tc_tmodel_find(m, l, k) != NULL;
+        if ((na != 0 && na != 5) || (nm != 0 && nm != 4))
+            return tc_err(r->err, "%s: layer %d has an incomplete attention or MLP", r->path, l);
+        if (nb != (c->qkv_bias && na ? 3 : 0))
+            return tc_err(r->err, "%s: layer %d's q/k/v biases do not match the config", r->path, l);
+    }
+    return TC_OK;
+}
+
+static int check_crcs(const reader *r, const tc_tmodel *m)
+{
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const tc_tmodel_tensor *t = &m->tensors[i];
+        if (crc_of(t->data, t->nbytes) != t->crc32) {
+            char n[64];
+            tc_tmodel_tensor_name(t, n, sizeof n);
+            return tc_err(r->err, "%s: tensor '%s' fails its CRC check (the file is corrupt)", r->path, n);
+        }
+    }
+    return TC_OK;
+}
+
+static int parse_header(const reader *r, tc_tmodel *m, const char *text, size_t len)
+{
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return tc_err(r->err, "%s: the header is not valid JSON", r->path);
+    }
+    int64_t ver;
+    int rc = get_int(r, root, "version", 0, JSON_INT_MAX, &ver);
+    if (rc == TC_OK && ver != TC_TMODEL_VERSION)
+        rc = tc_err(r->err, "%s: header version %lld is not supported (this build reads %d)", r->path,
+                    (long long)ver, TC_TMODEL_VERSION);
+    if (rc == TC_OK)
+        rc = parse_config(r, cJSON_GetObjectItemCaseSensitive(root, "config"), &m->cfg);
+    if (rc == TC_OK)
+        rc = parse_quant(r, cJSON_GetObjectItemCaseSensitive(root, "quantization"), &m->quant);
+    const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "source");
+    if (rc == TC_OK && cJSON_IsString(src) && !(m->source = strdup(src->valuestring)))
+        rc = tc_err(r->err, "%s: out of memory", r->path);
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "tensors");
+    if (rc == TC_OK && !cJSON_IsArray(arr))
+        rc = tc_err(r->err, "%s: header has no 'tensors' array", r->path);
+    if (rc == TC_OK) {
+        int n = cJSON_GetArraySize(arr);
+        int64_t cap = (int64_t)m->cfg.n_layers * TC_N_ROLES + 3;
+        if (n < 1 || n > cap)
+            rc = tc_err(r->err, "%s: the tensor table lists %d tensors (expected 1..%lld)", r->path, n,
+                        (long long)cap);
+        else if (!(m->tensors = calloc((size_t)n, sizeof *m->tensors)))
+            rc = tc_err(r->err, "%s: out of memory", r->path);
+        uint64_t data_size = m->map.size - m->data_offset;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, arr)
+        {
+            if (rc != TC_OK)
+                break;
+            tc_tmodel_tensor *t = &m->tensors[m->n_tensors];
+            rc = parse_tensor(r, it, &m->cfg, data_size, t);
+            if (rc == TC_OK) {
+                t->data = m->map.data + m->data_offset + t->offset;
+                m->n_tensors++;
+            }
+        }
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+int tc_tmodel_open(tc_tmodel *m, const char *path, tc_error *err)
+{
+    memset(m, 0, sizeof *m);
+    reader r = {path, err};
+    if (tc_mapfile_open(&m->map, path, err))
+        return TC_ERR;
+    if (!(m->path = strdup(path))) {
+        tc_tmodel_close(m);
+        return tc_err(err, "%s: out of memory", path);
+    }
+    tc_cursor c;
+    tc_cursor_init(&c, m->map.data, m->map.size, path);
+    const uint8_t *magic, *text;
+    uint32_t ver, flags;
+    uint64_t hlen;
+    int rc = tc_cursor_bytes(&c, 8, &magic, "magic", err);
+    if (rc == TC_OK && memcmp(magic, TC_TMODEL_MAGIC, 8) != 0)
+        rc = tc_err(err, "%s: not a packed ternary model (bad magic)", path);
+    if (rc == TC_OK)
+        rc = tc_cursor_u32(&c, &ver, "version", err);
+    if (rc == TC_OK && ver != TC_TMODEL_VERSION)
+        rc = tc_err(err, "%s: packed file version %u is not supported (this build reads %d)", path, ver,
+                    TC_TMODEL_VERSION);
+    if (rc == TC_OK)
+        rc = tc_cursor_u32(&c, &flags, "flags", err);
+    if (rc == TC_OK && flags != 0)
+        rc = tc_err(err, "%s: unknown flags 0x%x in the preamble", path, flags);
+    if (rc == TC_OK)
+        rc = tc_cursor_u64(&c, &hlen, "header length", err);
+    if (rc == TC_OK && hlen > HEADER_MAX)
+        rc = tc_err(err, "%s: header length %llu is absurd", path, (unsigned long long)hlen);
+    if (rc == TC_OK)
+        rc = tc_cursor_bytes(&c, hlen, &text, "header", err);
+    if (rc == TC_OK) {
+        m->data_offset = (PREAMBLE_BYTES + hlen + TC_TMODEL_ALIGN - 1) / TC_TMODEL_ALIGN * TC_TMODEL_ALIGN;
+        if (m->data_offset > m->map.size)
+            rc = tc_err(err, "%s: the file ends before its data section", path);
+    }
+    if (rc == TC_OK)
+        rc = parse_header(&r, m, (const char *)text, (size_t)hlen);
+    if (rc == TC_OK)
+        rc = check_complete(&r, m);
+    if (rc == TC_OK)
+        rc = check_overlaps(&r, m);
+    if (rc == TC_OK)
+        rc = check_crcs(&r, m);
+    if (rc != TC_OK)
+        tc_tmodel_close(m);
+    return rc;
+}
+
+void tc_tmodel_close(tc_tmodel *m)
+{
+    tc_mapfile_close(&m->map);
+    free(m->tensors);
+    free(m->source);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+}

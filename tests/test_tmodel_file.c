@@ -1,0 +1,406 @@
+/* The packed ternary model file: round trip of every layout and grouping,
+ * and refusal of corrupt or hostile variants. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "testutil.h"
+#include "tc/synth.h"
+#include "tc/tmodel.h"
+
+/* A seeded model held in memory: ternary matrices, F32 norms, F16 embedding. */
+typedef struct fixture {
+    tc_tmodel m;
+    uint8_t **bufs;
+    int8_t **codes;
+    float **scales;
+} fixture;
+
+static uint64_t rng(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return *s >> 33;
+}
+
+static int build(fixture *f, tc_tpack_layout layout, const tc_tgroup *g, int tied, tc_error *err)
+{
+    memset(f, 0, sizeof *f);
+    tc_config c = tc_synth_config(2, 64, 4, 2, 96, 80);
+    c.tied_embeddings = tied;
+    f->m.cfg = c;
+    f->m.quant.method = TC_TMETHOD_OPTIMAL;
+    f->m.quant.layout = layout;
+    f->m.quant.group = *g;
+    size_t cap = (size_t)c.n_layers * TC_N_ROLES + 3;
+    f->m.tensors = calloc(cap, sizeof *f->m.tensors);
+    f->bufs = calloc(cap, sizeof *f->bufs);
+    f->codes = calloc(cap, sizeof *f->codes);
+    f->scales = calloc(cap, sizeof *f->scales);
+    uint64_t seed = 42;
+    static const int roles[] = {TC_ATTN_NORM, TC_WQ, TC_WK, TC_WV, TC_WO, TC_FFN_NORM, TC_W_GATE, TC_W_UP, TC_W_DOWN};
+    for (int l = -1; l < c.n_layers; l++) {
+        int nr = l < 0 ? (tied ? 2 : 3) : 9;
+        for (int k = 0; k < nr; k++) {
+            size_t i = f->m.n_tensors++;
+            tc_tmodel_tensor *t = &f->m.tensors[i];
+            t->layer = l;
+            t->role = l < 0 ? k : roles[k];
+            t->n_dims = tc_tmodel_expected_shape(&c, l, t->role, t->shape);
+            uint64_t n = t->n_dims == 2 ? (uint64_t)(t->shape[0] * t->shape[1]) : (uint64_t)t->shape[0];
+            if (t->n_dims == 2 && l >= 0) {
+                t->ternary = 1;
+                if (tc_tpack_plan_make(layout, t->shape[0], t->shape[1], g, &t->plan, err))
+                    return TC_ERR;
+                f->codes[i] = malloc(n);
+                f->scales[i] = malloc((size_t)t->plan.n_scales * sizeof(float));
+                for (uint64_t e = 0; e < n; e++)
+                    f->codes[i][e] = (int8_t)((int)(rng(&seed) % 3) - 1);
+                for (int64_t s = 0; s < t->plan.n_scales; s++)
+                    f->scales[i][s] = 0.01f + (float)(rng(&seed) % 1000) * 1e-4f;
+                f->bufs[i] = malloc(t->plan.total_bytes);
+                if (tc_tpack_pack(&t->plan, f->codes[i], f->scales[i], f->bufs[i], err))
+                    return TC_ERR;
+                t->nbytes = t->plan.total_bytes;
+            } else {
+                t->dtype = t->n_dims == 2 ? TC_F16 : TC_F32;
+                float *v = malloc(n * sizeof *v);
+                for (uint64_t e = 0; e < n; e++)
+                    v[e] = (float)((int)(rng(&seed) % 2001) - 1000) / 512.0f;
+                if (tc_dtype_span(t->dtype, n, &t->nbytes, err))
+                    return TC_ERR;
+                f->bufs[i] = malloc(t->nbytes);
+                if (tc_convert_from_f32(t->dtype, v, n, f->bufs[i], err))
+                    return TC_ERR;
+                free(v);
+            }
+            t->data = f->bufs[i];
+        }
+    }
+    return TC_OK;
+}
+
+static void fixture_free(fixture *f)
+{
+    for (size_t i = 0; i < f->m.n_tensors; i++) {
+        free(f->bufs[i]);
+        free(f->codes[i]);
+        free(f->scales[i]);
+    }
+    free(f->bufs);
+    free(f->codes);
+    free(f->scales);
+    free(f->m.tensors);
+}
+
+/* Half the tensors come from the fill callback, to test both paths. */
+static int fill_from_fixture(void *ctx, size_t i, uint8_t *dst, tc_error *err)
+{
+    (void)err;
+    const fixture *f = ctx;
+    memcpy(dst, f->bufs[i], f->m.tensors[i].nbytes);
+    return TC_OK;
+}
+
+static void check_round_trip(fixture *f, const char *path)
+{
+    tc_error err = {{0}};
+    tc_tmodel r;
+    CHECK_OK(tc_tmodel_open(&r, path, &err), &err);
+    CHECK(r.n_tensors == f->m.n_tensors);
+    CHECK(r.cfg.dim == f->m.cfg.dim && r.cfg.n_layers == f->m.cfg.n_layers && r.cfg.ffn_dim == f->m.cfg.ffn_dim);
+    CHECK(r.cfg.tied_embeddings == f->m.cfg.tied_embeddings && r.cfg.rope_layout == f->m.cfg.rope_layout);
+    CHECK(r.quant.layout == f->m.quant.layout && r.quant.group.kind == f->m.quant.group.kind &&
+          r.quant.group.cols == f->m.quant.group.cols && r.quant.method == TC_TMETHOD_OPTIMAL);
+    for (size_t i = 0; i < f->m.n_tensors && i < r.n_tensors; i++) {
+        const tc_tmodel_tensor *a = &f->m.tensors[i], *b = tc_tmodel_find(&r, a->layer, a->role);
+        CHECK(b != NULL);
+        if (!b)
+            continue;
+        CHECK(b->offset % TC_TMODEL_ALIGN == 0);
+        CHECK(b->nbytes == a->nbytes && memcmp(b->data, f->bufs[i], a->nbytes) == 0);
+        CHECK(b->crc32 == a->crc32);
+        if (a->ternary) {
+            uint64_t n = (uint64_t)(a->shape[0] * a->shape[1]);
+            int8_t *codes = malloc(n);
+            float *scales = malloc((size_t)a->plan.n_scales * sizeof(float));
+            CHECK_OK(tc_tmodel_tensor_unpack(b, codes, scales, &err), &err);
+            CHECK(memcmp(codes, f->codes[i], n) == 0);
+            CHECK(memcmp(scales, f->scales[i], (size_t)a->plan.n_scales * sizeof(float)) == 0);
+            float *w = malloc(n * sizeof *w);
+            CHECK_OK(tc_tmodel_tensor_f32(b, w, &err), &err);
+            int64_t K = a->shape[1];
+            CHECK(w[K + 1] == f->codes[i][K + 1] * f->scales[i][tc_ternary_scale_index(&a->plan.group, K, 1, 1)]);
+            free(w);
+            free(codes);
+            free(scales);
+        }
+    }
+    tc_tmodel_size sz;
+    tc_tmodel_size_of(&r, &sz);
+    CHECK(sz.ternary_params == 2ull * (64 * 64 * 2 + 32 * 64 * 2 + 96 * 64 * 3));
+    tc_tmodel_close(&r);
+}
+
+/* ---- Corrupt variants -------------------------------------------------- */
+
+typedef struct blob {
+    uint8_t *p;
+    size_t n;
+} blob;
+
+static blob slurp(const char *path)
+{
+    blob b = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return b;
+    fseek(f, 0, SEEK_END);
+    b.n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    b.p = malloc(b.n);
+    if (fread(b.p, 1, b.n, f) != b.n)
+        b.n = 0;
+    fclose(f);
+    return b;
+}
+
+static void spit(const char *path, const uint8_t *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(p, 1, n, f);
+        fclose(f);
+    }
+}
+
+static uint64_t header_len(const blob *b)
+{
+    uint64_t h = 0;
+    for (int i = 7; i >= 0; i--)
+        h = h << 8 | b->p[16 + i];
+    return h;
+}
+
+static uint64_t align64(uint64_t x)
+{
+    return (x + 63) / 64 * 64;
+}
+
+/* Rebuilds the file around a new header text, keeping the data section. */
+static void write_with_header(const char *path, const blob *b, const char *text)
+{
+    uint64_t old_data = align64(24 + header_len(b)), len = strlen(text);
+    uint64_t new_data = align64(24 + len);
+    size_t n = (size_t)(new_data + (b->n - old_data));
+    uint8_t *p = calloc(1, n);
+    memcpy(p, b->p, 16);
+    for (int i = 0; i < 8; i++)
+        p[16 + i] = (uint8_t)(len >> (8 * i));
+    memcpy(p + 24, text, len);
+    memcpy(p + new_data, b->p + old_data, b->n - old_data);
+    spit(path, p, n);
+    free(p);
+}
+
+static cJSON *header_json(const blob *b)
+{
+    return cJSON_ParseWithLength((const char *)b->p + 24, (size_t)header_len(b));
+}
+
+static void expect_refused(const char *path, const char *what, const char *needle)
+{
+    tc_error err = {{0}};
+    tc_tmodel r;
+    int rc = tc_tmodel_open(&r, path, &err);
+    CHECK_MSG(rc == TC_ERR, "%s was accepted", what);
+    if (rc == TC_OK) {
+        tc_tmodel_close(&r);
+        return;
+    }
+    CHECK_MSG(strstr(err.msg, path) != NULL, "%s: message does not name the file: %s", what, err.msg);
+    if (needle)
+        CHECK_MSG(strstr(err.msg, needle) != NULL, "%s: message lacks '%s': %s", what, needle, err.msg);
+}
+
+/* Edits one tensor entry (by index) or the whole header, writes the variant. */
+typedef void (*edit_fn)(cJSON *root);
+
+static void variant(const char *dir, const blob *b, const char *what, edit_fn edit, const char *needle)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/bad.tmodel", dir);
+    cJSON *root = header_json(b);
+    edit(root);
+    char *text = cJSON_PrintUnformatted(root);
+    write_with_header(path, b, text);
+    free(text);
+    cJSON_Delete(root);
+    expect_refused(path, what, needle);
+}
+
+static cJSON *tensor_at(cJSON *root, int i)
+{
+    return cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "tensors"), i);
+}
+
+static void set_num(cJSON *o, const char *k, double v)
+{
+    cJSON_ReplaceItemInObjectCaseSensitive(o, k, cJSON_CreateNumber(v));
+}
+
+static void set_str(cJSON *o, const char *k, const char *v)
+{
+    cJSON_ReplaceItemInObjectCaseSensitive(o, k, cJSON_CreateString(v));
+}
+
+/* Tensor 0 is the embedding, 1 the final norm, 2 blk.0.attn_norm, 3 blk.0.wq. */
+static void e_layout(cJSON *r) { set_str(tensor_at(r, 3), "layout", "tl9"); }
+static void e_offset(cJSON *r) { set_num(tensor_at(r, 3), "offset", 1099511627776.0); }
+static void e_size(cJSON *r) { set_num(tensor_at(r, 3), "size", 1099511627776.0); }
+static void e_unaligned(cJSON *r) { set_num(tensor_at(r, 3), "offset", 65); }
+static void e_overlap(cJSON *r)
+{
+    /* Two F32 vectors of the same size: the second on top of the first. */
+    double off = cJSON_GetObjectItem(tensor_at(r, 1), "offset")->valuedouble;
+    set_num(tensor_at(r, 2), "offset", off);
+}
+static void e_shape(cJSON *r)
+{
+    cJSON *s = cJSON_GetObjectItem(tensor_at(r, 3), "shape");
+    cJSON_ReplaceItemInArray(s, 0, cJSON_CreateNumber(1ll << 40));
+}
+static void e_group(cJSON *r) { cJSON_ReplaceItemInObject(tensor_at(r, 3), "group", cJSON_CreateNumber(7)); }
+static void e_version(cJSON *r) { set_num(r, "version", 2); }
+static void e_role(cJSON *r) { set_str(tensor_at(r, 3), "role", "wz"); }
+static void e_name(cJSON *r) { set_str(tensor_at(r, 3), "name", "blk.1.wq"); }
+static void e_dup(cJSON *r)
+{
+    cJSON *t = tensor_at(r, 4);
+    set_str(t, "role", "wq");
+    set_str(t, "name", "blk.0.wq");
+}
+static void e_missing(cJSON *r) { cJSON_DeleteItemFromArray(cJSON_GetObjectItem(r, "tensors"), 3); }
+static void e_layers(cJSON *r) { set_num(cJSON_GetObjectItem(r, "config"), "n_layers", 1e9); }
+static void e_crcfmt(cJSON *r) { set_str(tensor_at(r, 3), "crc32", "xyz"); }
+static void e_count(cJSON *r)
+{
+    cJSON *a = cJSON_GetObjectItem(r, "tensors");
+    for (int i = 0; i < 40; i++)
+        cJSON_AddItemToArray(a, cJSON_Duplicate(tensor_at(r, 3), 1));
+}
+
+static void corrupt_tests(const char *dir, const char *good)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/bad.tmodel", dir);
+    blob b = slurp(good);
+    CHECK(b.n > 0);
+    if (!b.n)
+        return;
+    uint8_t *p = malloc(b.n);
+
+    /* A flipped bit in the last tensor's bytes. */
+    memcpy(p, b.p, b.n);
+    p[b.n - 1] ^= 0x10;
+    spit(path, p, b.n);
+    expect_refused(path, "flipped data bit", "CRC");
+
+    memcpy(p, b.p, b.n);
+    p[0] = 'X';
+    spit(path, p, b.n);
+    expect_refused(path, "bad magic", "magic");
+
+    memcpy(p, b.p, b.n);
+    p[8] = 9;
+    spit(path, p, b.n);
+    expect_refused(path, "preamble version", "version");
+
+    memcpy(p, b.p, b.n);
+    p[23] = 0x40; /* header length near 2^62 */
+    spit(path, p, b.n);
+    expect_refused(path, "absurd header length", NULL);
+
+    /* Truncated everywhere in the preamble and header, then in the data. */
+    uint64_t data_off = align64(24 + header_len(&b));
+    for (size_t cut = 0; cut < data_off; cut += cut < 32 ? 1 : 97) {
+        spit(path, b.p, cut);
+        expect_refused(path, "truncated header", NULL);
+    }
+    for (size_t cut = (size_t)data_off; cut < b.n; cut += (b.n - (size_t)data_off) / 7 + 1) {
+        spit(path, b.p, cut);
+        expect_refused(path, "truncated data", NULL);
+    }
+
+    /* Header text that is not JSON. */
+    {
+        size_t hl = (size_t)header_len(&b);
+        char *t = malloc(hl + 1);
+        memcpy(t, b.p + 24, hl);
+        t[hl] = 0;
+        t[hl / 2] = '\0';
+        write_with_header(path, &b, t);
+        expect_refused(path, "cut JSON", "JSON");
+        write_with_header(path, &b, "[1,2,3]");
+        expect_refused(path, "JSON array", "JSON");
+        free(t);
+    }
+
+    variant(dir, &b, "unknown layout", e_layout, "layout");
+    variant(dir, &b, "offset past the end", e_offset, NULL);
+    variant(dir, &b, "absurd size", e_size, NULL);
+    variant(dir, &b, "unaligned offset", e_unaligned, "aligned");
+    variant(dir, &b, "overlapping tensors", e_overlap, "overlap");
+    variant(dir, &b, "2^40 rows", e_shape, "shape");
+    variant(dir, &b, "bad grouping", e_group, "grouping");
+    variant(dir, &b, "header version", e_version, "version");
+    variant(dir, &b, "unknown role", e_role, "role");
+    variant(dir, &b, "inconsistent name", e_name, "named");
+    variant(dir, &b, "duplicate tensor", e_dup, NULL);
+    variant(dir, &b, "missing tensor", e_missing, "incomplete");
+    variant(dir, &b, "absurd layer count", e_layers, "n_layers");
+    variant(dir, &b, "malformed crc", e_crcfmt, "crc32");
+    variant(dir, &b, "too many tensors", e_count, NULL);
+    free(p);
+    free(b.p);
+}
+
+int main(void)
+{
+    char dir[256], path[512];
+    if (!tu_tmpdir(dir, sizeof dir))
+        return 1;
+    snprintf(path, sizeof path, "%s/m.tmodel", dir);
+    tc_error err = {{0}};
+    const tc_tgroup groups[] = {{TC_TGROUP_TENSOR, 0}, {TC_TGROUP_ROW, 0}, {TC_TGROUP_COLS, 48}};
+    for (int l = 0; l < TC_TPACK_LAYOUT_COUNT; l++)
+        for (int g = 0; g < 3; g++) {
+            fixture f;
+            int tied = (l + g) % 2;
+            CHECK_OK(build(&f, (tc_tpack_layout)l, &groups[g], tied, &err), &err);
+            /* Every other tensor is produced by the fill callback. */
+            for (size_t i = 0; i < f.m.n_tensors; i += 2)
+                f.m.tensors[i].data = NULL;
+            CHECK_OK(tc_tmodel_write(path, &f.m, fill_from_fixture, &f, &err), &err);
+            check_round_trip(&f, path);
+            fixture_free(&f);
+        }
+
+    /* A tensor whose byte count disagrees with its plan is refused at write. */
+    {
+        fixture f;
+        CHECK_OK(build(&f, TC_TPACK_TL2, &groups[1], 1, &err), &err);
+        f.m.tensors[3].nbytes -= 1;
+        char p2[600];
+        snprintf(p2, sizeof p2, "%s/never.tmodel", dir);
+        CHECK(tc_tmodel_write(p2, &f.m, NULL, NULL, &err) == TC_ERR);
+        CHECK(access(p2, F_OK) != 0);
+        f.m.tensors[3].nbytes += 1;
+        CHECK_OK(tc_tmodel_write(path, &f.m, NULL, NULL, &err), &err);
+        fixture_free(&f);
+    }
+    corrupt_tests(dir, path);
+    return tu_finish("test_tmodel_file");
+}
