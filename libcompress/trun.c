@@ -32,7 +32,16 @@ typedef struct tlayer {
     int has_attn, has_mlp;
 } tlayer;
 
+struct tc_trun_trace {
+    int8_t *q;
+    float *s;
+    size_t nq, ns, capq, caps; /* used and allocated */
+    size_t rq, rs;             /* replay positions */
+};
+
 struct tc_trun {
+    tc_trun_trace *trace;
+    int replay;
     const tc_tmodel *m;
     tc_config c;
     tc_trun_mode mode;
@@ -256,21 +265,96 @@ int tc_trun_pos(const tc_trun *r)
     return r->pos;
 }
 
+/* ---- traces -------------------------------------------------------------- */
+
+tc_trun_trace *tc_trun_trace_new(void)
+{
+    return calloc(1, sizeof(tc_trun_trace));
+}
+
+void tc_trun_trace_free(tc_trun_trace *t)
+{
+    if (!t)
+        return;
+    free(t->q);
+    free(t->s);
+    free(t);
+}
+
+void tc_trun_set_trace(tc_trun *r, tc_trun_trace *t, int replay)
+{
+    r->trace = t;
+    r->replay = replay;
+    if (t) {
+        t->rq = 0;
+        t->rs = 0;
+    }
+}
+
+static int trace_put(tc_trun_trace *t, const int8_t *q, const float *s, size_t nq, size_t ns)
+{
+    if (t->nq + nq > t->capq) {
+        size_t cap = (t->nq + nq) * 2;
+        int8_t *p = realloc(t->q, cap);
+        if (!p)
+            return -1;
+        t->q = p;
+        t->capq = cap;
+    }
+    if (t->ns + ns > t->caps) {
+        size_t cap = (t->ns + ns) * 2;
+        float *p = realloc(t->s, cap * sizeof *p);
+        if (!p)
+            return -1;
+        t->s = p;
+        t->caps = cap;
+    }
+    memcpy(t->q + t->nq, q, nq);
+    memcpy(t->s + t->ns, s, ns * sizeof *s);
+    t->nq += nq;
+    t->ns += ns;
+    return 0;
+}
+
+static int trace_get(tc_trun_trace *t, int8_t *q, float *s, size_t nq, size_t ns)
+{
+    if (t->rq + nq > t->nq || t->rs + ns > t->ns)
+        return -1;
+    memcpy(q, t->q + t->rq, nq);
+    memcpy(s, t->s + t->rs, ns * sizeof *s);
+    t->rq += nq;
+    t->rs += ns;
+    return 0;
+}
+
 /* ---- one linear layer ---------------------------------------------------- */
 
 /* Quantizes T rows of K activations to int8 per token (and, for REF, back to
- * fp32 as x_q / s): done once for every layer sharing the input. */
-static void quantize_rows(tc_trun *r, const float *in, int T, int K)
+ * fp32 as x_q / s): done once for every layer sharing the input. With a
+ * trace, records them or takes them from it. */
+static int quantize_rows(tc_trun *r, const float *in, int T, int K, tc_error *err)
 {
+    size_t nq = (size_t)T * (size_t)K;
+    if (r->trace && r->replay) {
+        if (trace_get(r->trace, r->xq, r->act_s, nq, (size_t)T))
+            return tc_err(err, "%s: the activation trace ends before this run's calls",
+                          path_of(r->m));
+    } else {
+        for (int t = 0; t < T; t++)
+            r->act_s[t] = tc_tpack_quantize_act(in + (size_t)t * (size_t)K, K,
+                                                r->xq + (size_t)t * (size_t)K);
+        if (r->trace && trace_put(r->trace, r->xq, r->act_s, nq, (size_t)T))
+            return tc_err(err, "%s: out of memory for the activation trace", path_of(r->m));
+    }
     for (int t = 0; t < T; t++) {
         int8_t *xq = r->xq + (size_t)t * (size_t)K;
-        r->act_s[t] = tc_tpack_quantize_act(in + (size_t)t * (size_t)K, K, xq);
         if (r->mode == TC_TRUN_REF) {
             float inv = 1.0f / r->act_s[t];
             for (int k = 0; k < K; k++)
                 r->xd[(size_t)t * (size_t)K + (size_t)k] = (float)xq[k] * inv;
         }
     }
+    return TC_OK;
 }
 
 /* out[T][rows] = layer(in[T][cols]); quantize_rows(in) must have run. */
@@ -336,7 +420,8 @@ static int attention(tc_trun *r, int l, int T, tc_error *err)
 {
     const tlayer *L = &r->layers[l];
     norm_rows(r, r->x, L->vec[TC_ATTN_NORM], r->xn, T);
-    quantize_rows(r, r->xn, T, r->c.dim);
+    if (quantize_rows(r, r->xn, T, r->c.dim, err))
+        return TC_ERR;
     if (apply(r, &L->w[TC_WQ], r->xn, T, r->q, err) ||
         apply(r, &L->w[TC_WK], r->xn, T, r->kb, err) ||
         apply(r, &L->w[TC_WV], r->xn, T, r->vb, err))
@@ -345,7 +430,8 @@ static int attention(tc_trun *r, int l, int T, tc_error *err)
     add_bias(r->kb, L->vec[TC_BK], T, r->kvdim);
     add_bias(r->vb, L->vec[TC_BV], T, r->kvdim);
     attend_rows(r, l, T);
-    quantize_rows(r, r->att, T, r->qdim);
+    if (quantize_rows(r, r->att, T, r->qdim, err))
+        return TC_ERR;
     if (apply(r, &L->w[TC_WO], r->att, T, r->tmp, err))
         return TC_ERR;
     add_rows(r->x, r->tmp, T, r->c.dim);
@@ -357,13 +443,15 @@ static int mlp(tc_trun *r, int l, int T, tc_error *err)
     const tlayer *L = &r->layers[l];
     int F = r->c.ffn_dim;
     norm_rows(r, r->x, L->vec[TC_FFN_NORM], r->xn, T);
-    quantize_rows(r, r->xn, T, r->c.dim);
+    if (quantize_rows(r, r->xn, T, r->c.dim, err))
+        return TC_ERR;
     if (apply(r, &L->w[TC_W_GATE], r->xn, T, r->g, err) ||
         apply(r, &L->w[TC_W_UP], r->xn, T, r->u, err))
         return TC_ERR;
     for (size_t i = 0; i < (size_t)T * (size_t)F; i++)
         r->g[i] = tc_fm_silu(r->g[i]) * r->u[i];
-    quantize_rows(r, r->g, T, F);
+    if (quantize_rows(r, r->g, T, F, err))
+        return TC_ERR;
     if (apply(r, &L->w[TC_W_DOWN], r->g, T, r->tmp, err))
         return TC_ERR;
     add_rows(r->x, r->tmp, T, r->c.dim);

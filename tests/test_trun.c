@@ -1,8 +1,9 @@
 /* The ternary runner on synthetic models whose linear weights are already
  * ternary, so quantization is lossless and the only difference to the fp32
  * model is the int8 activation quantization:
- *   - LUT logits equal the dequantized fp32 reference (same int8
- *     activations) within 1e-4 relative, for every layout and grouping;
+ *   - LUT logits equal the dequantized fp32 reference fed the same int8
+ *     activations (replayed from the LUT run) within 1e-4 relative, for
+ *     every layout and grouping;
  *   - every kernel path and thread count gives bitwise the same logits;
  *   - LUT logits equal the fp32 decoder's within the int8 activation error
  *     (relative RMS < 2e-2; measured 1.3e-2 to 1.5e-2 on these 64-wide models);
@@ -96,17 +97,22 @@ static void test_model(int qkv_bias, tc_tpack_layout layout, tc_tgroup g)
     tc_tmodel_mem mm;
     CHECK_OK(tc_tmodel_mem_quantize(&mm, &m, layout, &g, &err), &err);
 
+    /* The LUT run records its int8 activations; the reference replays them. */
     tc_trun *r;
-    tc_trun_opts o = {TC_TRUN_REF, TC_KPATH_AUTO, 1, 0};
+    tc_trun_trace *trace = tc_trun_trace_new();
+    tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_SCALAR, 1, 0};
     CHECK_OK(tc_trun_new(&r, &mm.m, &o, &err), &err);
-    CHECK_OK(run_steps(r, ref, V, &err), &err);
-    tc_trun_free(r);
-
-    o.mode = TC_TRUN_LUT;
-    o.kernel = TC_KPATH_SCALAR;
-    CHECK_OK(tc_trun_new(&r, &mm.m, &o, &err), &err);
+    tc_trun_set_trace(r, trace, 0);
     CHECK_OK(run_steps(r, lut, V, &err), &err);
     tc_trun_free(r);
+    o.mode = TC_TRUN_REF;
+    CHECK_OK(tc_trun_new(&r, &mm.m, &o, &err), &err);
+    tc_trun_set_trace(r, trace, 1);
+    CHECK_OK(run_steps(r, ref, V, &err), &err);
+    /* one call more than was recorded: refused */
+    CHECK(tc_trun_step(r, 1, NULL, &err) == TC_ERR && strstr(err.msg, "trace"));
+    tc_trun_free(r);
+    tc_trun_trace_free(trace);
 
     double scale = max_abs(ref, n);
     double d_ref = max_diff(lut, ref, n) / scale, d_fp = rel_rms(lut, want, n);
@@ -119,6 +125,7 @@ static void test_model(int qkv_bias, tc_tpack_layout layout, tc_tgroup g)
     CHECK(d_fp > 0); /* the activations are quantized: the paths are not identical */
 
     /* Every other path and thread count: bitwise the same logits. */
+    o.mode = TC_TRUN_LUT;
     for (int p = TC_KPATH_AVX2; p < TC_KPATH_COUNT; p++)
         for (int th = 1; th <= 3; th += 2) {
             if (!tc_kpath_available((tc_kpath)p))

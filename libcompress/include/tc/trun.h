@@ -8,9 +8,13 @@
  * fp32 (the head and any linear stored as F32/F16 take fp32 inputs).
  *
  * TC_TRUN_REF runs the same arithmetic with the ternary weights dequantized
- * to fp32 (scale x code) and multiplied by the same dequantized int8
- * activations through BLAS: the reference the LUT path is verified against
- * (equal up to float summation order). */
+ * to fp32 (scale x code) and multiplied by the dequantized int8 activations
+ * through BLAS: the reference the LUT path is verified against. Rounding to
+ * int8 is discontinuous: a float difference of 1e-7 between two paths can
+ * move an activation by one step and the logits by ~1e-2, so the comparison
+ * feeds the reference the LUT path's own int8 activations (a trace recorded
+ * by the LUT run and replayed by the reference run); then the two differ
+ * only by float summation order. */
 #ifndef TC_TRUN_H
 #define TC_TRUN_H
 
@@ -40,6 +44,18 @@ typedef struct tc_trun tc_trun;
  * forward pass needs or with an unsupported attention shape. */
 int tc_trun_new(tc_trun **out, const tc_tmodel *m, const tc_trun_opts *opts, tc_error *err);
 void tc_trun_free(tc_trun *r);
+
+/* The int8 activations (and their scales) of every ternary linear layer of a
+ * run, in call order. */
+typedef struct tc_trun_trace tc_trun_trace;
+tc_trun_trace *tc_trun_trace_new(void);
+void tc_trun_trace_free(tc_trun_trace *t);
+
+/* From now on, record into the trace (replay = 0) or take the int8
+ * activations from it instead of quantizing (replay = 1; a replaying run
+ * must make the same calls as the recording one: same tokens, same feed
+ * sizes, or it fails). NULL stops. The trace must outlive its use. */
+void tc_trun_set_trace(tc_trun *r, tc_trun_trace *t, int replay);
 
 /* The kernel path in use ("scalar", "avx2", "avx512"). */
 const tc_kernels *tc_trun_kernels(const tc_trun *r);
