@@ -8,10 +8,17 @@
  *   - LUT logits equal the fp32 decoder's within the int8 activation error
  *     (relative RMS < 2e-2; measured 1.3e-2 to 1.5e-2 on these 64-wide models);
  *   - feeding a sequence at once equals feeding it token by token;
- *   - the batch interface, generation, and the refusals. */
+ *   - the batch interface, generation, and the refusals;
+ *   - with the assets: tc-run on a packed stories260K (--verify passes;
+ *     --compare's original perplexity equals tc-run --ppl's and
+ *     tc-analyze's on the same windows; a truncated file fails with exit 1
+ *     and a sentence naming it). */
 #include "testutil.h"
 
 #include <stdint.h>
+#include <sys/wait.h>
+
+#include <cjson/cJSON.h>
 
 #include "tc/forward.h"
 #include "tc/synth.h"
@@ -247,6 +254,116 @@ static void test_random_model(void)
     }
 }
 
+/* ---- the tool, on a real model ------------------------------------------- */
+
+static int run_cmd(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t cap = 1 << 16, len = 0, k;
+    char *buf = malloc(cap);
+    while ((k = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += k;
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static double json_num(const char *text, const char *key)
+{
+    cJSON *j = cJSON_Parse(text);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    cJSON_Delete(j);
+    return d;
+}
+
+/* The first paragraphs of the evaluation text (about 6000 bytes). */
+static int write_head(const char *src, const char *dst)
+{
+    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+    char buf[6000];
+    size_t n = in ? fread(buf, 1, sizeof buf, in) : 0;
+    int ok = in && out && n > 0 && fwrite(buf, 1, n, out) == n;
+    if (in)
+        fclose(in);
+    if (out && fclose(out))
+        ok = 0;
+    return ok ? 0 : -1;
+}
+
+static int test_tool(void)
+{
+    char model[512], text[512], dir[512], packed[1100], eval[1100], cmd[4096], *out;
+    const char *bin = getenv("TC_BIN");
+    if (!tu_asset(model, sizeof model, "models/stories260K/stories260K.gguf") ||
+        !tu_asset(text, sizeof text, "text/tinystories_valid_1000.txt") || !bin || !*bin) {
+        printf("stories260K, its text or TC_BIN is missing: tc-run not tested\n");
+        return 0;
+    }
+    tc_error err;
+    tc_model m;
+    tc_tmodel_mem mm;
+    tc_tgroup g = {TC_TGROUP_COLS, 64};
+    CHECK(tu_tmpdir(dir, sizeof dir) != NULL);
+    snprintf(packed, sizeof packed, "%s/s260.tmodel", dir);
+    snprintf(eval, sizeof eval, "%s/eval.txt", dir);
+    CHECK(write_head(text, eval) == 0);
+    CHECK_OK(tc_model_open(&m, model, &err), &err);
+    CHECK_OK(tc_tmodel_mem_quantize(&mm, &m, TC_TPACK_TL2, &g, &err), &err);
+    mm.m.quant.layout = TC_TPACK_TL2;
+    mm.m.quant.group = g;
+    mm.m.quant.method = TC_TMETHOD_OPTIMAL;
+    CHECK_OK(tc_tmodel_write(packed, &mm.m, NULL, NULL, &err), &err);
+    tc_tmodel_mem_free(&mm);
+    tc_model_close(&m);
+
+    snprintf(cmd, sizeof cmd, "%s/tc-run %s --verify --threads 2", bin, packed);
+    CHECK(run_cmd(cmd, &out) == 0);
+    CHECK(strstr(out, "verify: OK") && strstr(out, " 0 mismatches"));
+    free(out);
+
+    snprintf(cmd, sizeof cmd, "%s/tc-run %s --compare %s --eval %s --seq-len 64 --json -q", bin,
+             packed, model, eval);
+    CHECK(run_cmd(cmd, &out) == 0);
+    double ppl_cmp = json_num(out, "ppl_original"), ppl_q = json_num(out, "ppl_packed");
+    double kl = json_num(out, "kl_mean"), top = json_num(out, "top1_agreement");
+    CHECK(ppl_q > 1 && kl >= 0 && top >= 0 && top <= 1);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/tc-run %s --ppl %s --seq-len 64 --json -q", bin, model, eval);
+    CHECK(run_cmd(cmd, &out) == 0);
+    double ppl_run = json_num(out, "ppl");
+    free(out);
+    snprintf(cmd, sizeof cmd,
+             "%s/tc-analyze %s --calib %s --samples 100000 --seq-len 64 --no-measured --json -q "
+             "2>/dev/null",
+             bin, model, eval);
+    CHECK(run_cmd(cmd, &out) == 0);
+    double ppl_an = json_num(out, "ppl");
+    free(out);
+    printf("stories260K fp32 perplexity: tc-run %.6f, tc-analyze %.6f, tc-run --compare %.6f; "
+           "packed TL2 %.3f\n",
+           ppl_run, ppl_an, ppl_cmp, ppl_q);
+    CHECK_NEAR(ppl_run, ppl_an, 1e-6 * ppl_an);
+    CHECK_NEAR(ppl_cmp, ppl_an, 1e-5 * ppl_an);
+
+    /* A truncated packed file: exit 1 and one sentence naming it. */
+    snprintf(cmd, sizeof cmd, "truncate -s 5000 %s && %s/tc-run %s --verify 2>&1", packed, bin,
+             packed);
+    CHECK(run_cmd(cmd, &out) == 1);
+    CHECK(strstr(out, packed) != NULL);
+    free(out);
+    remove(packed);
+    remove(eval);
+    rmdir(dir);
+    return 1;
+}
+
 int main(void)
 {
     const tc_tgroup row = {TC_TGROUP_ROW, 0}, cols = {TC_TGROUP_COLS, 32},
@@ -258,5 +375,7 @@ int main(void)
     test_model(0, TC_TPACK_TL1, tensor);
     test_batch_and_generate();
     test_random_model();
+    if (!test_tool())
+        printf("tool checks skipped\n");
     return tu_finish("test_trun");
 }
