@@ -14,6 +14,12 @@
 #include <immintrin.h>
 #include <string.h>
 
+/* Weights stream from DRAM once per token and the lookups keep the core
+ * busy, so the hardware prefetcher alone leaves the stream short of DRAM
+ * speed: prefetch this far ahead (row blocks are contiguous, so near the end
+ * of one block this fetches the next). */
+#define PREFETCH_AHEAD 1024
+
 #define TL2_FLUSH_AVX2 10   /* 8 triples per chunk and lane, |entry| <= 384 */
 #define TL2_FLUSH_AVX512 20 /* 4 triples per chunk and lane */
 
@@ -38,6 +44,7 @@ __attribute__((target("avx2"))) static void pairs_avx2(const uint8_t *w, int64_t
         int64_t end = n - c > TC_KPAIR_FLUSH ? c + TC_KPAIR_FLUSH : n;
         __m256i s0 = _mm256_setzero_si256(), s1 = s0;
         for (; c < end; c++) {
+            _mm_prefetch((const char *)(w + c * 32 + PREFETCH_AHEAD), _MM_HINT_T0);
             __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(w + c * 32));
             __m256i lo = _mm256_and_si256(v, m4);
             __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
@@ -84,6 +91,9 @@ __attribute__((target("avx2"))) static void tl2_avx2(const uint8_t *w, int64_t n
         __m256i s0 = _mm256_setzero_si256(), s1 = s0;
         for (; c < end; c++) {
             const uint8_t *cw = w + c * 160, *tb = tab + c * 256;
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 64), _MM_HINT_T0);
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 128), _MM_HINT_T0);
             for (int p = 0; p < 4; p++) {
                 __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(cw + 32 * p));
                 __m256i idx[2] = {_mm256_and_si256(v, m4),
@@ -141,6 +151,7 @@ __attribute__((target(AVX512))) static void pairs_avx512(const uint8_t *w, int64
         __m512i s0 = _mm512_setzero_si512(), s1 = s0;
         for (; q < end; q++) {
             const uint8_t *src = w + q * 64;
+            _mm_prefetch((const char *)(src + PREFETCH_AHEAD), _MM_HINT_T0);
             /* an odd last chunk: its partner's tables are zero, its bytes not read */
             __m512i v = 2 * q + 1 < n ? _mm512_loadu_si512(src)
                                       : _mm512_maskz_loadu_epi8(0xffffffffull, src);
@@ -183,6 +194,9 @@ __attribute__((target(AVX512))) static void tl2_avx512(const uint8_t *w, int64_t
         __m512i s0 = _mm512_setzero_si512(), s1 = s0;
         for (; c < end; c++) {
             const uint8_t *cw = w + c * 160, *tb = tab + c * 512;
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 64), _MM_HINT_T0);
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 128), _MM_HINT_T0);
             uint32_t mk[8];
             _mm256_storeu_si256(
                 (__m256i *)(void *)mk,
