@@ -256,7 +256,7 @@ int tc_tmodel_write(const char *path, tc_tmodel *m, tc_tmodel_fill_fn fill, void
         rc = tc_outfile_commit(&o, err);
     if (rc != TC_OK) {
         tc_outfile_abort(&o);
-        if (strncmp(err->msg, path, strlen(path)) != 0)
+        if (err && strncmp(err->msg, path, strlen(path)) != 0)
             tc_err_prefix(err, "%s", path);
     }
     return rc;

@@ -35,6 +35,12 @@ static int fill_item(void *ctx, const tc_out_tensor *t, void *dst, tc_error *err
 {
     const out_item *it = ctx;
     const tc_model_src *s = it->src;
+    if (t->dtype != s->dtype && t->n_dims == 2 && s->encode) {
+        uint64_t nb;
+        if (tc_out_tensor_nbytes(t, &nb, err))
+            return TC_ERR;
+        return s->encode(s->ctx, it->layer, it->which, it->to, dst, nb, err);
+    }
     uint64_t n = 1, bytes;
     for (int i = 0; i < t->n_dims; i++)
         n *= (uint64_t)t->shape[i];
@@ -126,6 +132,8 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
             o->n_dims = 2;
             o->shape[0] = s->cfg.vocab_size;
             o->shape[1] = s->cfg.dim;
+            if (s->dtype_of)
+                o->dtype = s->dtype_of(s->ctx, -1, g);
         }
         o->fill = fill_item;
         o->ctx = x;
@@ -143,7 +151,7 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
             tc_out_tensor *o = &t[n++];
             o->name = x->name;
             role_dims(&s->cfg, r, &o->n_dims, o->shape);
-            o->dtype = o->n_dims == 1 ? norm_dt : s->dtype;
+            o->dtype = o->n_dims == 1 ? norm_dt : s->dtype_of ? s->dtype_of(s->ctx, l, r) : s->dtype;
             o->fill = fill_item;
             o->ctx = x;
         }
@@ -298,8 +306,13 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
     ARCH_KV("rope.freq_base", gv_f32(c->rope_theta));
     ARCH_KV("vocab_size", gv_u32((uint32_t)c->vocab_size));
 #undef ARCH_KV
-    kv[k].key = "general.file_type"; /* llama_ftype: 0 all F32, 1 mostly F16, 32 mostly BF16 */
-    kv[k++].value = gv_u32(s->dtype == TC_F16 ? 1 : s->dtype == TC_BF16 ? 32 : 0);
+    /* llama_ftype: 0 all F32, 1 mostly F16, 32 mostly BF16, 36 mostly TQ1_0, 37 mostly TQ2_0 */
+    uint32_t ftype = s->dtype == TC_F16 ? 1 : s->dtype == TC_BF16 ? 32 : 0;
+    for (size_t i = 0; i < n; i++)
+        if (t[i].dtype == TC_TQ1_0 || t[i].dtype == TC_TQ2_0)
+            ftype = t[i].dtype == TC_TQ1_0 ? 36 : 37;
+    kv[k].key = "general.file_type";
+    kv[k++].value = gv_u32(ftype);
     if (s->gguf_vocab) {
         for (uint64_t i = 0; i < s->gguf_vocab->n_kv; i++) {
             const tc_gguf_kv *src = &s->gguf_vocab->kvs[i];

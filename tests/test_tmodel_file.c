@@ -398,6 +398,8 @@ int main(void)
         CHECK(tc_tmodel_write(p2, &f.m, NULL, NULL, &err) == TC_ERR);
         CHECK(access(p2, F_OK) != 0);
         f.m.tensors[3].nbytes += 1;
+        snprintf(p2, sizeof p2, "%s/no/such/dir/x.tmodel", dir);
+        CHECK(tc_tmodel_write(p2, &f.m, NULL, NULL, &err) == TC_ERR && strstr(err.msg, p2));
         CHECK_OK(tc_tmodel_write(path, &f.m, NULL, NULL, &err), &err);
         fixture_free(&f);
     }

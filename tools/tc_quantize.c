@@ -1,40 +1,314 @@
 /* tc-quantize: post-training ternary quantization and LUT-ready packing. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "tc/calib.h"
+#include "tc/model.h"
+#include "tc/quantize.h"
 
 static const char *const TOOL = "tc-quantize";
 
 static void usage(void)
 {
-    printf("Usage: %s [OPTIONS] MODEL\n"
+    printf("Usage: %s [OPTIONS] MODEL -o OUT\n"
            "       %s --info MODEL [--json]\n"
            "\n"
-           "Quantizes the linear weights to ternary values {-1, 0, +1} with scales and packs\n"
-           "them into lookup-table-ready tiles.\n"
+           "Quantizes the linear weights of every block (q, k, v, o, gate, up, down) to ternary\n"
+           "values {-1, 0, +1} with scales, one layer at a time, and writes either the packed\n"
+           "file (lookup-table-ready tiles, docs/PACKED_FORMAT.md) or a GGUF with ggml TQ1_0 /\n"
+           "TQ2_0 blocks that llama.cpp runs.  Norms, biases, the embedding and the output head\n"
+           "stay in float.  The written file is reopened and checked unless --no-verify.\n"
            "\n"
            "MODEL is a Hugging Face directory (config.json + safetensors), a GGUF file or a\n"
            "llama2.c checkpoint.\n"
-           "\n" CLI_COMMON_HELP,
+           "\n"
+           "Quantization:\n"
+           "  -o, --output OUT      the file to write (required)\n"
+           "  --method M            absmean (BitNet b1.58 rule), optimal (least-squares fit per\n"
+           "                        group; default) or calibrated (GPTQ on the ternary grid;\n"
+           "                        needs --calib or --calib-tokens)\n"
+           "  --group G             scale groups: tensor, row (default) or N = one scale per N\n"
+           "                        input columns of a row, 32 <= N <= 256\n"
+           "  --layout L            packed tile layout: i2, tl1 or tl2 (default tl2)\n"
+           "  --format F            packed (default), gguf-tq1 or gguf-tq2\n"
+           "  --sequential          calibrated: take each layer's inputs through the layers\n"
+           "                        already quantized (default: through the original model)\n"
+           "  --damp F              calibrated: damping as a fraction of mean diag(X^T X)\n"
+           "                        (default 0.01)\n"
+           "  --f32                 keep float tensors in F32 rather than F16\n"
+           "  --quantize-embeddings packed format only: the embedding and output head become\n"
+           "                        ternary too (optimal fit, or absmean with --method absmean)\n"
+           "  --strict              GGUF: fail when some linear weight cannot be ternary (rows\n"
+           "                        must be a multiple of 256 long) instead of keeping it F16\n"
+           "  --no-verify           skip the check of the written file\n"
+           "\n"
+           "GGUF notes: each 256-weight block gets one scale, the mean of the group scales over\n"
+           "its nonzero codes (exact with --group row, tensor or 256).  Tokenizer keys are\n"
+           "copied from a GGUF input; for Hugging Face or llama2.c inputs no vocabulary is\n"
+           "written (converting tokenizer.json to GGUF keys is not supported), so llama.cpp\n"
+           "cannot load the result.\n"
+           "\n"
+           "Calibration data gives every tensor its relative output error; it is optional\n"
+           "except for --method calibrated.\n"
+           "\n"
+           "Output: a per-tensor table on stderr (unless --quiet), a summary on stdout (JSON\n"
+           "with --json).\n"
+           "\n" CLI_CALIB_HELP "\n" CLI_COMMON_HELP,
            TOOL, TOOL);
+}
+
+static int parse_group(const char *s, tc_tgroup *g)
+{
+    if (strcmp(s, "tensor") == 0)
+        return g->kind = TC_TGROUP_TENSOR, 0;
+    if (strcmp(s, "row") == 0)
+        return g->kind = TC_TGROUP_ROW, 0;
+    long n = cli_parse_long(s, TC_TGROUP_COLS_MIN, TC_TGROUP_COLS_MAX);
+    if (n < 0)
+        return -1;
+    g->kind = TC_TGROUP_COLS;
+    g->cols = (int32_t)n;
+    return 0;
+}
+
+static const char *group_text(const tc_tgroup *g, char *buf, size_t n)
+{
+    if (g->kind == TC_TGROUP_TENSOR)
+        return "tensor";
+    if (g->kind == TC_TGROUP_ROW)
+        return "row";
+    snprintf(buf, n, "%d", g->cols);
+    return buf;
+}
+
+static void print_table(const tc_quantize_report *r)
+{
+    fprintf(stderr, "%-16s %11s %8s %8s %9s %9s %8s\n", "tensor", "shape", "zeros", "w.err", "out.err",
+            "bytes", "seconds");
+    for (size_t i = 0; i < r->n_tensors; i++) {
+        const tc_qtensor_report *t = &r->tensors[i];
+        char shape[32];
+        snprintf(shape, sizeof shape, "%lldx%lld", (long long)t->rows, (long long)t->cols);
+        if (!t->ternary) {
+            fprintf(stderr, "%-16s %11s  kept in float: %s\n", t->name, shape, t->why ? t->why : "not quantized");
+            continue;
+        }
+        char oe[16] = "-";
+        if (t->rel_output_error >= 0)
+            snprintf(oe, sizeof oe, "%.4f", t->rel_output_error);
+        fprintf(stderr, "%-16s %11s %7.1f%% %8.4f %9s %9llu %8.3f\n", t->name, shape, 100 * t->zero_share,
+                t->rel_weight_error, oe, (unsigned long long)t->bytes, t->seconds);
+    }
+}
+
+static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *o, const char *in,
+                           const char *out)
+{
+    char gb[16];
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "input", in);
+    cJSON_AddStringToObject(j, "output", out);
+    cJSON_AddStringToObject(j, "format", tc_qformat_name(o->format));
+    cJSON_AddStringToObject(j, "method", tc_tmethod_name(o->q.method));
+    if (o->format == TC_QFORMAT_PACKED)
+        cJSON_AddStringToObject(j, "layout", tc_tpack_layout_name(o->q.layout));
+    cJSON_AddStringToObject(j, "group", group_text(&o->q.group, gb, sizeof gb));
+    cJSON_AddNumberToObject(j, "calib_tokens", (double)r->calib_tokens);
+    cJSON_AddBoolToObject(j, "sequential", o->q.sequential);
+    cJSON_AddNumberToObject(j, "zero_share", r->zero_share);
+    cJSON_AddNumberToObject(j, "rel_weight_error", r->rel_weight_error);
+    if (r->rel_output_error >= 0)
+        cJSON_AddNumberToObject(j, "rel_output_error", r->rel_output_error);
+    else
+        cJSON_AddNullToObject(j, "rel_output_error");
+    cJSON_AddNumberToObject(j, "file_bytes", (double)r->file_bytes);
+    cJSON_AddNumberToObject(j, "params", (double)r->params);
+    cJSON_AddNumberToObject(j, "bits_per_weight", r->bpw_file);
+    cJSON_AddNumberToObject(j, "linear_params", (double)r->linear_params);
+    cJSON_AddNumberToObject(j, "linear_bytes", (double)r->linear_bytes);
+    cJSON_AddNumberToObject(j, "linear_bits_per_weight", r->bpw_linear);
+    cJSON_AddNumberToObject(j, "kept_float", r->n_kept_float);
+    cJSON_AddBoolToObject(j, "verified", r->verified);
+    cJSON_AddNumberToObject(j, "seconds", r->seconds);
+    cJSON *arr = cJSON_AddArrayToObject(j, "tensors");
+    for (size_t i = 0; i < r->n_tensors; i++) {
+        const tc_qtensor_report *t = &r->tensors[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", t->name);
+        cJSON *sh = cJSON_AddArrayToObject(e, "shape");
+        cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->rows));
+        cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->cols));
+        cJSON_AddBoolToObject(e, "ternary", t->ternary);
+        if (t->ternary) {
+            cJSON_AddNumberToObject(e, "zero_share", t->zero_share);
+            cJSON_AddNumberToObject(e, "rel_weight_error", t->rel_weight_error);
+            if (t->rel_output_error >= 0)
+                cJSON_AddNumberToObject(e, "rel_output_error", t->rel_output_error);
+            cJSON_AddNumberToObject(e, "seconds", t->seconds);
+        } else if (t->why) {
+            cJSON_AddStringToObject(e, "kept_float_because", t->why);
+        }
+        cJSON_AddNumberToObject(e, "bytes", (double)t->bytes);
+        cJSON_AddItemToArray(arr, e);
+    }
+    return j;
+}
+
+static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o, const char *out)
+{
+    char gb[16];
+    printf("%s: %s, method %s, group %s%s%s\n", out, tc_qformat_name(o->format), tc_tmethod_name(o->q.method),
+           group_text(&o->q.group, gb, sizeof gb), o->format == TC_QFORMAT_PACKED ? ", layout " : "",
+           o->format == TC_QFORMAT_PACKED ? tc_tpack_layout_name(o->q.layout) : "");
+    printf("  zeros %.1f %%, relative weight error %.4f", 100 * r->zero_share, r->rel_weight_error);
+    if (r->rel_output_error >= 0)
+        printf(", mean relative output error %.4f (%llu calibration tokens)", r->rel_output_error,
+               (unsigned long long)r->calib_tokens);
+    printf("\n  file %llu bytes, %.3f bits per weight; linear layers %.3f bits per weight\n",
+           (unsigned long long)r->file_bytes, r->bpw_file, r->bpw_linear);
+    if (r->n_kept_float)
+        printf("  %d linear weights kept in float (rows not a multiple of 256)\n", r->n_kept_float);
+    printf("  %s in %.1f s\n", r->verified ? "verified" : "not verified", r->seconds);
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_LONG_OPTIONS, {0, 0, 0, 0}};
+    enum { OPT_METHOD = CLI_OPT_TOOL_BASE, OPT_GROUP, OPT_LAYOUT, OPT_FORMAT, OPT_SEQ, OPT_DAMP, OPT_F32,
+           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY };
+    static const struct option opts[] = {
+        CLI_COMMON_LONG_OPTIONS,
+        CLI_CALIB_LONG_OPTIONS,
+        {"output", required_argument, 0, 'o'},
+        {"method", required_argument, 0, OPT_METHOD},
+        {"group", required_argument, 0, OPT_GROUP},
+        {"layout", required_argument, 0, OPT_LAYOUT},
+        {"format", required_argument, 0, OPT_FORMAT},
+        {"sequential", no_argument, 0, OPT_SEQ},
+        {"damp", required_argument, 0, OPT_DAMP},
+        {"f32", no_argument, 0, OPT_F32},
+        {"quantize-embeddings", no_argument, 0, OPT_QEMB},
+        {"strict", no_argument, 0, OPT_STRICT},
+        {"no-verify", no_argument, 0, OPT_NOVERIFY},
+        {0, 0, 0, 0},
+    };
     cli_common com = {0};
+    cli_calib cal = {0};
+    const char *out = NULL;
+    tc_quantize_opts qo = {.q = {.method = TC_TMETHOD_OPTIMAL, .layout = TC_TPACK_TL2,
+                                 .group = {TC_TGROUP_ROW, 0}},
+                           .format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .verify = 1};
     int c, code;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
         int r = cli_common_option(TOOL, c, optarg, &com, usage, &code);
+        if (r < 0)
+            r = cli_calib_option(TOOL, c, optarg, &cal, &code);
         if (r == 1)
             return code;
-        if (r < 0)
-            return cli_usage_error(TOOL, "unknown option");
+        if (r == 0)
+            continue;
+        switch (c) {
+        case 'o': out = optarg; break;
+        case OPT_METHOD:
+            if (tc_tmethod_from_name(optarg, &qo.q.method))
+                return cli_usage_error(TOOL, "--method must be absmean, optimal or calibrated");
+            break;
+        case OPT_GROUP:
+            if (parse_group(optarg, &qo.q.group))
+                return cli_usage_error(TOOL, "--group must be tensor, row or a number in %d..%d",
+                                       TC_TGROUP_COLS_MIN, TC_TGROUP_COLS_MAX);
+            break;
+        case OPT_LAYOUT:
+            if (tc_tpack_layout_from_name(optarg, &qo.q.layout))
+                return cli_usage_error(TOOL, "--layout must be i2, tl1 or tl2");
+            break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "packed") == 0)
+                qo.format = TC_QFORMAT_PACKED;
+            else if (strcmp(optarg, "gguf-tq1") == 0)
+                qo.format = TC_QFORMAT_GGUF_TQ1;
+            else if (strcmp(optarg, "gguf-tq2") == 0)
+                qo.format = TC_QFORMAT_GGUF_TQ2;
+            else
+                return cli_usage_error(TOOL, "--format must be packed, gguf-tq1 or gguf-tq2");
+            break;
+        case OPT_SEQ: qo.q.sequential = 1; break;
+        case OPT_DAMP: {
+            char *end;
+            qo.q.damp_frac = strtod(optarg, &end);
+            if (*end || !(qo.q.damp_frac > 0 && qo.q.damp_frac <= 10))
+                return cli_usage_error(TOOL, "--damp must be a number in (0, 10]");
+            break;
+        }
+        case OPT_F32: qo.float_dtype = TC_F32; break;
+        case OPT_QEMB: qo.quantize_embeddings = 1; break;
+        case OPT_STRICT: qo.strict = 1; break;
+        case OPT_NOVERIFY: qo.verify = 0; break;
+        default: return cli_usage_error(TOOL, "unknown option");
+        }
     }
     if (optind != argc - 1)
         return cli_usage_error(TOOL, "expected one MODEL argument");
     if (com.info)
         return cli_info(TOOL, argv[optind], com.json);
-    return cli_usage_error(TOOL, "only --info is available in this version");
+    if (!out)
+        return cli_usage_error(TOOL, "no output: give -o OUT");
+    if (qo.q.method == TC_TMETHOD_CALIBRATED && !cal.text && !cal.tokens)
+        return cli_usage_error(TOOL, "--method calibrated needs --calib FILE or --calib-tokens FILE");
+    if (qo.q.sequential && qo.q.method != TC_TMETHOD_CALIBRATED)
+        return cli_usage_error(TOOL, "--sequential applies to --method calibrated only");
+    if (qo.quantize_embeddings && qo.format != TC_QFORMAT_PACKED)
+        return cli_usage_error(TOOL, "--quantize-embeddings is only available with --format packed");
+
+    tc_error err = {{0}};
+    tc_model m;
+    if (tc_model_open(&m, argv[optind], &err))
+        return cli_fail(TOOL, &err);
+    tc_calib_set set = {0};
+    tc_batch batch;
+    int have_calib = cal.text || cal.tokens;
+    if (have_calib) {
+        if (cli_calib_load(&cal, &m, com.tokenizer, &set, &err)) {
+            tc_model_close(&m);
+            return cli_fail(TOOL, &err);
+        }
+        if (!com.quiet) {
+            if (set.warning[0])
+                fprintf(stderr, "%s: %s\n", TOOL, set.warning);
+            fprintf(stderr, "%s: calibration: %zu sequences, %zu tokens\n", TOOL, set.n_seqs, set.n_tokens);
+        }
+        batch = (tc_batch){set.tokens, set.offsets, set.n_seqs};
+        qo.calib = &batch;
+    }
+    cli_progress bar;
+    cli_progress_init(&bar, "quantize", com.quiet);
+    qo.n_threads = com.threads > 0 ? com.threads : cli_default_threads();
+    qo.progress = cli_progress_update;
+    qo.progress_ctx = &bar;
+    tc_quantize_report rep;
+    int rc = tc_quantize_model(&m, out, &qo, &rep, &err);
+    cli_progress_done(&bar);
+    if (rc == TC_OK) {
+        if (!com.quiet)
+            print_table(&rep);
+        if (com.json) {
+            cJSON *j = summary_json(&rep, &qo, argv[optind], out);
+            char *s = cJSON_Print(j);
+            if (s)
+                printf("%s\n", s);
+            free(s);
+            cJSON_Delete(j);
+        } else {
+            print_summary(&rep, &qo, out);
+        }
+        tc_quantize_report_free(&rep);
+    }
+    if (have_calib)
+        tc_calib_set_free(&set);
+    tc_model_close(&m);
+    return rc == TC_OK ? TC_EXIT_OK : cli_fail(TOOL, &err);
 }

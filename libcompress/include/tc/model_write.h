@@ -34,6 +34,13 @@ typedef struct tc_model_src {
     const struct tc_gguf *gguf_vocab; /* GGUF output: tokenizer.* keys copied from here (optional) */
     const cJSON *hf_config;     /* HF output: fields kept from this config.json (optional) */
     const char *name;           /* general.name (optional) */
+    /* Optional, for matrices the source encodes itself (ternary GGUF blocks):
+     * dtype_of gives the stored dtype of a 2-D tensor (layer -1: a global), or
+     * `dtype` for the float path; encode then writes nbytes bytes of that type
+     * with Q/K rows already in the target's rope layout `to`. */
+    tc_dtype (*dtype_of)(void *ctx, int layer, int which);
+    int (*encode)(void *ctx, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
+                  tc_error *err);
 } tc_model_src;
 
 /* Writes src as fmt (TC_FORMAT_HF: a directory; TC_FORMAT_GGUF; TC_FORMAT_LLAMA2C)

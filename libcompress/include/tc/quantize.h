@@ -1,0 +1,105 @@
+/* Ternary quantization of a whole model, one layer at a time.
+ *
+ * Every linear weight of the blocks (wq, wk, wv, wo, w_gate, w_up, w_down) is
+ * quantized with the chosen method and scale grouping, then packed into a
+ * LUT-ready layout (the packed file, tc/tmodel.h) or encoded as ggml TQ1_0 /
+ * TQ2_0 blocks (a GGUF file stock llama.cpp runs).  Norms, biases, the
+ * embedding and the output head keep float values (F16 by default).
+ *
+ * Memory holds one layer of fp32 weights plus, with calibration data, the
+ * hidden state of every calibration token and the X^T X statistics of one
+ * layer's linear inputs.
+ *
+ * The calibrated method needs calibration sequences: their activations are
+ * run through the model layer by layer; H = X^T X of each linear input feeds
+ * tc_ternary_calibrated.  With `sequential`, layer l's inputs come from the
+ * already quantized layers 0..l-1 (GPTQ's usual order), otherwise from the
+ * original model.  With any method, calibration data also yields each
+ * tensor's relative output error.
+ *
+ * GGUF export: ggml's ternary blocks carry one f16 scale per 256 weights of a
+ * row.  The codes are the quantizer's; each block's scale is the mean of the
+ * quantizer's scales over the block's nonzero codes (so with tensor, row or
+ * 256-column grouping the GGUF weights equal ours up to f16 rounding of the
+ * scale).  A matrix whose rows are not a multiple of 256 long cannot be a
+ * ternary GGUF tensor: it is kept in float (the report says so), or refused
+ * with `strict`. */
+#ifndef TC_QUANTIZE_H
+#define TC_QUANTIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tc/error.h"
+#include "tc/forward.h"
+#include "tc/model.h"
+#include "tc/tmodel.h"
+
+typedef enum tc_qformat {
+    TC_QFORMAT_PACKED,   /* the packed ternary file (docs/PACKED_FORMAT.md) */
+    TC_QFORMAT_GGUF_TQ1, /* GGUF with TQ1_0 blocks (1.69 bits per weight) */
+    TC_QFORMAT_GGUF_TQ2, /* GGUF with TQ2_0 blocks (2.06 bits per weight) */
+} tc_qformat;
+
+const char *tc_qformat_name(tc_qformat f); /* "packed", "gguf-tq1", "gguf-tq2" */
+
+typedef struct tc_quantize_opts {
+    tc_tquant_settings q;         /* method, layout (packed), group, damp_frac, sequential */
+    tc_qformat format;
+    tc_dtype float_dtype;         /* F16 (0 means F16) or F32 for the tensors kept in float */
+    int quantize_embeddings;      /* packed only: embedding and output head ternary too (optimal,
+                                     or absmean with absmean) */
+    const tc_batch *calib;        /* calibration sequences (required by calibrated), or NULL */
+    size_t error_sample_tokens;   /* activations kept per linear input for output errors
+                                     (0: 256) */
+    int strict;                   /* GGUF: refuse when some linear weight cannot be ternary */
+    int verify;                   /* reopen the output and check every ternary tensor */
+    int n_threads;
+    /* Called after each layer (and once at the start with 0). */
+    void (*progress)(void *ctx, double fraction);
+    void *progress_ctx;
+} tc_quantize_opts;
+
+/* One quantized (or kept) tensor. */
+typedef struct tc_qtensor_report {
+    char name[64];           /* blk.L.role, token_embd, output */
+    int layer, role;
+    int64_t rows, cols;
+    int ternary;             /* 0: kept in float (why says why) */
+    const char *why;         /* static text, or NULL */
+    double zero_share;
+    double rel_weight_error;
+    double rel_output_error; /* -1 without calibration data */
+    double seconds;
+    uint64_t bytes;          /* as stored */
+} tc_qtensor_report;
+
+typedef struct tc_quantize_report {
+    tc_qtensor_report *tensors;  /* the matrices only (linear weights, embedding, head) */
+    size_t n_tensors;
+    double zero_share;           /* over the ternary weights */
+    double rel_weight_error;     /* sqrt(sum ||W - W_hat||^2 / sum ||W||^2) over ternary tensors */
+    double rel_output_error;     /* mean over ternary tensors (-1 without calibration data) */
+    double seconds;
+    uint64_t file_bytes;         /* the whole output file */
+    uint64_t params;             /* every parameter of the output model */
+    uint64_t linear_params, linear_bytes; /* the blocks' linear weights as stored */
+    double bpw_file;             /* 8 * file_bytes / params */
+    double bpw_linear;           /* 8 * linear_bytes / linear_params */
+    uint64_t calib_tokens;
+    int verified;                /* 1 when the written file was checked */
+    int n_kept_float;            /* GGUF: linear weights that could not be ternary */
+} tc_quantize_report;
+
+/* Quantizes m into out_path (written atomically).  rep may be NULL. */
+int tc_quantize_model(const tc_model *m, const char *out_path, const tc_quantize_opts *opts,
+                      tc_quantize_report *rep, tc_error *err);
+
+void tc_quantize_report_free(tc_quantize_report *r);
+
+/* A ggml block scale per 256 columns of each row from codes and group scales
+ * (the rule above): d[M][K/256].  K must be a multiple of 256. */
+void tc_quantize_block_scales(const int8_t *codes, const float *scales, int64_t M, int64_t K,
+                              const tc_tgroup *g, float *d);
+
+#endif

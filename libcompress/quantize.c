@@ -1,0 +1,937 @@
+/* The model quantizer: one layer at a time, from the source model to a packed
+ * ternary file or a ternary GGUF, with per-tensor reports and a verification
+ * pass over the written file. */
+#include "tc/quantize.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <zlib.h>
+
+#include "model_internal.h"
+#include "tc/checked.h"
+#include "tc/ggml_ternary.h"
+#include "tc/gguf.h"
+#include "tc/model_write.h"
+#include "tc/outfile.h"
+
+static const int linear_roles[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
+#define N_LINEAR 7
+
+const char *tc_qformat_name(tc_qformat f)
+{
+    return f == TC_QFORMAT_GGUF_TQ1 ? "gguf-tq1" : f == TC_QFORMAT_GGUF_TQ2 ? "gguf-tq2" : "packed";
+}
+
+static int is_linear(int role)
+{
+    for (int i = 0; i < N_LINEAR; i++)
+        if (linear_roles[i] == role)
+            return 1;
+    return 0;
+}
+
+static tc_lin_input input_of(int role)
+{
+    switch (role) {
+    case TC_WQ: case TC_WK: case TC_WV: return TC_IN_QKV;
+    case TC_WO: return TC_IN_WO;
+    case TC_W_GATE: case TC_W_UP: return TC_IN_GATE_UP;
+    default: return TC_IN_DOWN;
+    }
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint32_t crc_bytes(const void *p, uint64_t n)
+{
+    uLong c = crc32(0L, Z_NULL, 0);
+    const uint8_t *b = p;
+    while (n > 0) {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        c = crc32(c, b, k);
+        b += k;
+        n -= k;
+    }
+    return (uint32_t)c;
+}
+
+void tc_quantize_block_scales(const int8_t *codes, const float *scales, int64_t M, int64_t K,
+                              const tc_tgroup *g, float *d)
+{
+    int64_t nb = K / TC_TQ_BLOCK_ELEMS;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t b = 0; b < nb; b++) {
+            double sum = 0;
+            int64_t nz = 0, k0 = b * TC_TQ_BLOCK_ELEMS;
+            for (int64_t k = k0; k < k0 + TC_TQ_BLOCK_ELEMS; k++)
+                if (codes[m * K + k]) {
+                    sum += scales[tc_ternary_scale_index(g, K, m, k)];
+                    nz++;
+                }
+            /* An all-zero block decodes to zeros whatever d is: keep its group's scale. */
+            d[m * nb + b] = nz ? (float)(sum / (double)nz) : scales[tc_ternary_scale_index(g, K, m, k0)];
+        }
+}
+
+/* ---- Driver state ------------------------------------------------------- */
+
+typedef struct fingerprint {
+    uint32_t codes, scales;
+} fingerprint;
+
+typedef struct qdrv {
+    const tc_model *m;
+    const tc_quantize_opts *o;
+    tc_dtype fdt;
+    tc_dtype tq;        /* TC_TQ1_0 / TC_TQ2_0 for GGUF, else TC_F32 (unused) */
+    int gguf;
+    tc_quantize_report rep;
+    fingerprint *fp;    /* per report tensor */
+    double w2, e2;      /* sums of ||W||^2 and ||W - W_hat||^2 */
+    double oe_sum;
+    int oe_n;
+    uint64_t zeros, tern_params;
+    /* The layer in hand. */
+    int cur;
+    tc_layer_f32 w;
+    int8_t *codes[TC_N_ROLES];
+    float *scales[TC_N_ROLES];
+    tc_tgroup group;
+    /* Calibration. */
+    size_t n_tok;
+    float *x, *y;
+    double *H[TC_N_LIN_INPUTS];
+    float *smp[TC_N_LIN_INPUTS];
+    size_t smp_n[TC_N_LIN_INPUTS], smp_cap;
+    int in_cols[TC_N_LIN_INPUTS];
+    int collect_h, collect_smp, observe_layer;
+    tc_layer_f32 *wl;  /* n_layers, all empty except the layer run */
+    tc_skip *skip;
+    /* Packed output. */
+    tc_tmodel tm;
+} qdrv;
+
+static int report_index(const qdrv *d, int layer, int role)
+{
+    for (size_t i = 0; i < d->rep.n_tensors; i++)
+        if (d->rep.tensors[i].layer == layer && d->rep.tensors[i].role == role)
+            return (int)i;
+    return -1;
+}
+
+/* ---- Running one layer over the calibration tokens ---------------------- */
+
+static int obs_input(void *ctx, int layer, tc_lin_input which, const float *x, size_t tok0,
+                     size_t n, int cols, tc_error *err)
+{
+    (void)tok0;
+    qdrv *d = ctx;
+    if (layer != d->observe_layer)
+        return TC_OK;
+    d->in_cols[which] = cols;
+    if (d->collect_h) {
+        if (!d->H[which] && !(d->H[which] = calloc((size_t)cols * (size_t)cols, sizeof(double))))
+            return tc_err(err, "out of memory for the statistics of a %d-wide input", cols);
+        if (tc_ternary_hessian_add(x, (int64_t)n, cols, d->H[which], err))
+            return TC_ERR;
+    }
+    if (d->collect_smp && d->smp_n[which] < d->smp_cap) {
+        if (!d->smp[which] && !(d->smp[which] = malloc(d->smp_cap * (size_t)cols * sizeof(float))))
+            return tc_err(err, "out of memory for activation samples");
+        size_t k = d->smp_cap - d->smp_n[which] < n ? d->smp_cap - d->smp_n[which] : n;
+        memcpy(d->smp[which] + d->smp_n[which] * (size_t)cols, x, k * (size_t)cols * sizeof(float));
+        d->smp_n[which] += k;
+    }
+    return TC_OK;
+}
+
+static int obs_hidden(void *ctx, int layer, tc_point at, const float *x, size_t n, int dim, tc_error *err)
+{
+    (void)err;
+    qdrv *d = ctx;
+    if (layer == d->observe_layer && at == TC_AT_MLP_OUT)
+        memcpy(d->y, x, n * (size_t)dim * sizeof(float));
+    return TC_OK;
+}
+
+/* d->y = layer l applied to d->x with weights w (every other layer skipped). */
+static int run_layer(qdrv *d, int l, const tc_layer_f32 *w, int collect, tc_error *err)
+{
+    const tc_model *m = d->m;
+    for (int i = 0; i < m->cfg.n_layers; i++)
+        d->skip[i].attn = d->skip[i].mlp = (uint8_t)(i != l);
+    d->wl[l] = *w;
+    tc_weights wts = {.n_layers = m->cfg.n_layers, .layers = d->wl};
+    tc_observer ob = {.ctx = d, .hidden = obs_hidden, .linear_input = collect ? obs_input : NULL};
+    tc_forward_opts fo = {.n_threads = d->o->n_threads, .skip = d->skip, .observers = &ob,
+                          .n_observers = 1, .weights = &wts, .no_logits = 1};
+    d->observe_layer = l;
+    int rc = tc_forward_from(m, d->o->calib, l, d->x, &fo, err);
+    memset(&d->wl[l], 0, sizeof d->wl[l]);
+    return rc;
+}
+
+static void reset_stats(qdrv *d)
+{
+    for (int i = 0; i < TC_N_LIN_INPUTS; i++) {
+        free(d->H[i]);
+        free(d->smp[i]);
+        d->H[i] = NULL;
+        d->smp[i] = NULL;
+        d->smp_n[i] = 0;
+    }
+}
+
+/* ---- Quantizing one matrix ----------------------------------------------- */
+
+static int quantize_matrix(qdrv *d, const float *W, int64_t M, int64_t K, tc_tmethod method,
+                           const double *H, int8_t **codes, float **scales, tc_error *err)
+{
+    int64_t ns;
+    if (tc_ternary_scale_count(&d->group, M, K, &ns, err))
+        return TC_ERR;
+    *codes = malloc((size_t)(M * K));
+    *scales = malloc((size_t)ns * sizeof(float));
+    if (!*codes || !*scales)
+        return tc_err(err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K);
+    if (method == TC_TMETHOD_ABSMEAN)
+        return tc_ternary_absmean(W, M, K, &d->group, *codes, *scales, err);
+    if (method == TC_TMETHOD_OPTIMAL || !H)
+        return tc_ternary_optimal(W, M, K, &d->group, *codes, *scales, err);
+    tc_ternary_calib_opts co = {.damp_frac = d->o->q.damp_frac};
+    return tc_ternary_calibrated(W, M, K, &d->group, H, &co, *codes, *scales, err);
+}
+
+static double sumsq(const float *W, uint64_t n)
+{
+    double s = 0;
+    for (uint64_t i = 0; i < n; i++)
+        s += (double)W[i] * W[i];
+    return s;
+}
+
+/* Fills the report of a quantized matrix; X (N rows) may be NULL. */
+static int report_matrix(qdrv *d, int ri, const float *W, const int8_t *codes, const float *scales,
+                         int64_t M, int64_t K, const float *X, size_t N, double t0, tc_error *err)
+{
+    tc_qtensor_report *r = &d->rep.tensors[ri];
+    tc_ternary_report tr;
+    tc_ternary_report_make(W, codes, scales, M, K, &d->group, &tr);
+    r->ternary = 1;
+    r->zero_share = tr.zero_share;
+    r->rel_weight_error = tr.rel_weight_error;
+    r->rel_output_error = -1;
+    if (X && N > 0) {
+        if (tc_ternary_output_error(W, codes, scales, M, K, &d->group, X, (int64_t)N,
+                                    &r->rel_output_error, err))
+            return TC_ERR;
+        d->oe_sum += r->rel_output_error;
+        d->oe_n++;
+    }
+    double w2 = sumsq(W, (uint64_t)(M * K));
+    d->w2 += w2;
+    d->e2 += tr.rel_weight_error * tr.rel_weight_error * w2;
+    d->zeros += (uint64_t)llround(tr.zero_share * (double)(M * K));
+    d->tern_params += (uint64_t)(M * K);
+    r->seconds = now_s() - t0;
+    d->fp[ri].codes = crc_bytes(codes, (uint64_t)(M * K));
+    return TC_OK;
+}
+
+/* ---- One layer ---------------------------------------------------------- */
+
+static void release_layer(qdrv *d)
+{
+    for (int r = 0; r < TC_N_ROLES; r++) {
+        free(d->codes[r]);
+        free(d->scales[r]);
+        d->codes[r] = NULL;
+        d->scales[r] = NULL;
+    }
+    tc_layer_f32_free(&d->w);
+}
+
+static int role_ternary(const qdrv *d, int64_t K)
+{
+    return !d->gguf || K % TC_TQ_BLOCK_ELEMS == 0;
+}
+
+/* The calibration stream moves on: through the quantized layer (sequential)
+ * or the original one. */
+static int advance_stream(qdrv *d, int l, tc_error *err)
+{
+    if (d->o->q.sequential && d->o->q.method == TC_TMETHOD_CALIBRATED) {
+        tc_layer_f32 q = d->w;
+        float *own[TC_N_ROLES] = {0};
+        int rc = TC_OK;
+        for (int r = 0; r < TC_N_ROLES && rc == TC_OK; r++) {
+            if (!d->codes[r])
+                continue;
+            const tc_tensor *t = d->m->layers[l].w[r];
+            int64_t M = t->shape[0], K = t->shape[1];
+            if (!(own[r] = malloc((size_t)(M * K) * sizeof(float))))
+                rc = tc_err(err, "out of memory");
+            else
+                tc_ternary_dequantize(d->codes[r], d->scales[r], M, K, &d->group, own[r]);
+            q.w[r] = own[r];
+        }
+        if (rc == TC_OK)
+            rc = run_layer(d, l, &q, 0, err);
+        for (int r = 0; r < TC_N_ROLES; r++)
+            free(own[r]);
+        if (rc)
+            return TC_ERR;
+    }
+    float *t = d->x;
+    d->x = d->y;
+    d->y = t;
+    return TC_OK;
+}
+
+/* The seven matrices of a layer are independent: absmean and optimal run
+ * them on worker threads (calibrated spends its time in OpenBLAS, which has
+ * its own threads, so it runs them in turn). */
+typedef struct qjob {
+    qdrv *d;
+    int role, ri;
+    int64_t M, K;
+    const double *H;
+    double seconds;
+    int rc;
+    tc_error err;
+} qjob;
+
+typedef struct qpool {
+    qjob *jobs;
+    int n, next;
+    pthread_mutex_t mu;
+} qpool;
+
+static void run_job(qjob *j)
+{
+    qdrv *d = j->d;
+    double t0 = now_s();
+    j->rc = quantize_matrix(d, d->w.w[j->role], j->M, j->K, d->o->q.method, j->H, &d->codes[j->role],
+                            &d->scales[j->role], &j->err);
+    j->seconds = now_s() - t0;
+}
+
+static void *pool_worker(void *arg)
+{
+    qpool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        int i = p->next < p->n ? p->next++ : -1;
+        pthread_mutex_unlock(&p->mu);
+        if (i < 0)
+            return NULL;
+        run_job(&p->jobs[i]);
+    }
+}
+
+static void run_jobs(qjob *jobs, int n, int threads)
+{
+    if (threads > n)
+        threads = n;
+    if (threads <= 1) {
+        for (int i = 0; i < n; i++)
+            run_job(&jobs[i]);
+        return;
+    }
+    qpool p = {.jobs = jobs, .n = n};
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_t th[N_LINEAR];
+    int started = 0;
+    for (int i = 0; i < threads - 1; i++)
+        if (pthread_create(&th[started], NULL, pool_worker, &p) == 0)
+            started++;
+    pool_worker(&p);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&p.mu);
+}
+
+static int quantize_matrices(qdrv *d, int l, int calib, tc_error *err)
+{
+    qjob jobs[N_LINEAR];
+    int n = 0;
+    for (int i = 0; i < N_LINEAR; i++) {
+        int r = linear_roles[i];
+        const tc_tensor *t = d->m->layers[l].w[r];
+        int ri = report_index(d, l, r);
+        if (!t || !d->w.w[r] || ri < 0 || !role_ternary(d, t->shape[1]))
+            continue;
+        jobs[n++] = (qjob){.d = d, .role = r, .ri = ri, .M = t->shape[0], .K = t->shape[1],
+                           .H = calib ? d->H[input_of(r)] : NULL};
+    }
+    int threads = d->o->q.method == TC_TMETHOD_CALIBRATED ? 1 : d->o->n_threads;
+    run_jobs(jobs, n, threads);
+    for (int i = 0; i < n; i++) {
+        qjob *j = &jobs[i];
+        tc_lin_input in = input_of(j->role);
+        if (j->rc) {
+            *err = j->err;
+            return tc_err_prefix(err, "%s: layer %d %s", d->m->path, l, tc_role_name((tc_role)j->role));
+        }
+        if (report_matrix(d, j->ri, d->w.w[j->role], d->codes[j->role], d->scales[j->role], j->M, j->K,
+                          calib ? d->smp[in] : NULL, calib ? d->smp_n[in] : 0, now_s() - j->seconds, err))
+            return tc_err_prefix(err, "%s: layer %d %s", d->m->path, l, tc_role_name((tc_role)j->role));
+    }
+    return TC_OK;
+}
+
+static int quantize_layer(qdrv *d, int l, tc_error *err)
+{
+    release_layer(d);
+    d->cur = l;
+    if (tc_model_load_layer(d->m, l, &d->w, err))
+        return TC_ERR;
+    int calib = d->o->calib && d->n_tok > 0;
+    if (calib) {
+        reset_stats(d);
+        d->collect_h = d->o->q.method == TC_TMETHOD_CALIBRATED;
+        d->collect_smp = 1;
+        if (run_layer(d, l, &d->w, 1, err))
+            return TC_ERR;
+    }
+    if (quantize_matrices(d, l, calib, err))
+        return TC_ERR;
+    if (calib) {
+        reset_stats(d);
+        if (advance_stream(d, l, err))
+            return TC_ERR;
+    }
+    if (d->o->progress)
+        d->o->progress(d->o->progress_ctx, (double)(l + 1) / d->m->cfg.n_layers);
+    return TC_OK;
+}
+
+/* Layers are produced in order; a layer without tensors still moves the
+ * calibration stream. */
+static int ensure_layer(qdrv *d, int l, tc_error *err)
+{
+    while (d->cur < l)
+        if (quantize_layer(d, d->cur + 1, err))
+            return TC_ERR;
+    return TC_OK;
+}
+
+/* ---- Setup and teardown ------------------------------------------------- */
+
+static int add_report(qdrv *d, int layer, int role, int64_t M, int64_t K)
+{
+    tc_qtensor_report *r = &d->rep.tensors[d->rep.n_tensors++];
+    memset(r, 0, sizeof *r);
+    r->layer = layer;
+    r->role = role;
+    r->rows = M;
+    r->cols = K;
+    r->rel_output_error = -1;
+    tc_tmodel_tensor t = {.layer = layer, .role = role};
+    tc_tmodel_tensor_name(&t, r->name, sizeof r->name);
+    return TC_OK;
+}
+
+static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_error *err)
+{
+    memset(d, 0, sizeof *d);
+    d->m = m;
+    d->o = o;
+    d->cur = -1;
+    d->group = o->q.group;
+    d->fdt = o->float_dtype == TC_F32 ? TC_F32 : TC_F16;
+    d->gguf = o->format != TC_QFORMAT_PACKED;
+    d->tq = o->format == TC_QFORMAT_GGUF_TQ1 ? TC_TQ1_0 : TC_TQ2_0;
+    const tc_config *c = &m->cfg;
+    if (o->q.method == TC_TMETHOD_CALIBRATED && (!o->calib || tc_batch_tokens(o->calib) == 0))
+        return tc_err(err, "%s: the calibrated method needs calibration data", m->path);
+    if (d->gguf && o->quantize_embeddings)
+        return tc_err(err, "%s: ternary embeddings are only available in the packed format", m->path);
+    size_t cap = (size_t)c->n_layers * N_LINEAR + 2;
+    d->rep.tensors = calloc(cap, sizeof *d->rep.tensors);
+    d->fp = calloc(cap, sizeof *d->fp);
+    d->wl = calloc((size_t)c->n_layers, sizeof *d->wl);
+    d->skip = calloc((size_t)c->n_layers, sizeof *d->skip);
+    if (!d->rep.tensors || !d->fp || !d->wl || !d->skip)
+        return tc_err(err, "out of memory");
+    add_report(d, -1, TC_G_EMBD, c->vocab_size, c->dim);
+    if (!c->tied_embeddings)
+        add_report(d, -1, TC_G_OUTPUT, c->vocab_size, c->dim);
+    for (int l = 0; l < c->n_layers; l++)
+        for (int i = 0; i < N_LINEAR; i++) {
+            const tc_tensor *t = m->layers[l].w[linear_roles[i]];
+            if (t)
+                add_report(d, l, linear_roles[i], t->shape[0], t->shape[1]);
+        }
+    if (o->calib) {
+        d->n_tok = tc_batch_tokens(o->calib);
+        if (tc_batch_check(m, o->calib, "calibration data", err))
+            return TC_ERR;
+        uint64_t nx;
+        if (tc_mul_u64((uint64_t)d->n_tok, (uint64_t)c->dim * sizeof(float), &nx) || nx > SIZE_MAX / 2)
+            return tc_err(err, "calibration data too large");
+        d->x = malloc(nx ? (size_t)nx : 1);
+        d->y = malloc(nx ? (size_t)nx : 1);
+        if (!d->x || !d->y)
+            return tc_err(err, "out of memory for the calibration activations");
+        for (size_t t = 0; t < d->n_tok; t++)
+            if (tc_model_embed(m, o->calib->tokens[t], d->x + t * (size_t)c->dim, err))
+                return TC_ERR;
+        d->smp_cap = o->error_sample_tokens ? o->error_sample_tokens : 256;
+        d->rep.calib_tokens = d->n_tok;
+    }
+    return TC_OK;
+}
+
+static void drv_free(qdrv *d)
+{
+    release_layer(d);
+    reset_stats(d);
+    free(d->x);
+    free(d->y);
+    free(d->wl);
+    free(d->skip);
+    free(d->fp);
+    free(d->tm.tensors);
+    free(d->rep.tensors);
+}
+
+/* ---- Global matrices (embedding, output head) ----------------------------- */
+
+static const tc_tensor *global_tensor(const tc_model *m, int which)
+{
+    return which == TC_G_EMBD ? m->tok_embd : which == TC_G_OUT_NORM ? m->out_norm : m->output;
+}
+
+/* Quantizes a global matrix (packed, --quantize-embeddings) into packed bytes. */
+static int global_ternary(qdrv *d, const tc_tmodel_tensor *t, uint8_t *dst, tc_error *err)
+{
+    float *W = NULL;
+    int8_t *codes = NULL;
+    float *scales = NULL;
+    int ri = report_index(d, -1, t->role);
+    double t0 = now_s();
+    tc_tmethod meth = d->o->q.method == TC_TMETHOD_ABSMEAN ? TC_TMETHOD_ABSMEAN : TC_TMETHOD_OPTIMAL;
+    int rc = tc_tensor_load_f32(global_tensor(d->m, t->role), &W, err);
+    if (rc == TC_OK)
+        rc = quantize_matrix(d, W, t->shape[0], t->shape[1], meth, NULL, &codes, &scales, err);
+    if (rc == TC_OK)
+        rc = report_matrix(d, ri, W, codes, scales, t->shape[0], t->shape[1], NULL, 0, t0, err);
+    if (rc == TC_OK)
+        rc = tc_tpack_pack(&t->plan, codes, scales, dst, err);
+    if (rc == TC_OK)
+        d->fp[ri].scales = crc_bytes(scales, (uint64_t)t->plan.n_scales * sizeof(float));
+    free(W);
+    free(codes);
+    free(scales);
+    return rc;
+}
+
+/* ---- Packed output -------------------------------------------------------- */
+
+static int packed_fill(void *ctx, size_t i, uint8_t *dst, tc_error *err)
+{
+    qdrv *d = ctx;
+    const tc_tmodel_tensor *t = &d->tm.tensors[i];
+    uint64_t n = t->n_dims == 2 ? (uint64_t)(t->shape[0] * t->shape[1]) : (uint64_t)t->shape[0];
+    if (t->layer < 0) {
+        if (t->ternary)
+            return global_ternary(d, t, dst, err);
+        float *v = NULL;
+        int rc = tc_tensor_load_f32(global_tensor(d->m, t->role), &v, err);
+        if (rc == TC_OK)
+            rc = tc_convert_from_f32(t->dtype, v, n, dst, err);
+        free(v);
+        return rc;
+    }
+    if (ensure_layer(d, t->layer, err))
+        return TC_ERR;
+    if (!t->ternary)
+        return tc_convert_from_f32(t->dtype, d->w.w[t->role], n, dst, err);
+    int ri = report_index(d, t->layer, t->role);
+    d->fp[ri].scales = crc_bytes(d->scales[t->role], (uint64_t)t->plan.n_scales * sizeof(float));
+    d->rep.tensors[ri].bytes = t->nbytes;
+    return tc_tpack_pack(&t->plan, d->codes[t->role], d->scales[t->role], dst, err);
+}
+
+static int packed_add(qdrv *d, int layer, int role, int ternary, tc_error *err)
+{
+    tc_tmodel_tensor *t = &d->tm.tensors[d->tm.n_tensors++];
+    memset(t, 0, sizeof *t);
+    t->layer = layer;
+    t->role = role;
+    t->n_dims = tc_tmodel_expected_shape(&d->m->cfg, layer, role, t->shape);
+    t->ternary = ternary;
+    if (ternary) {
+        if (tc_tpack_plan_make(d->o->q.layout, t->shape[0], t->shape[1], &d->group, &t->plan, err))
+            return TC_ERR;
+        t->nbytes = t->plan.total_bytes;
+        return TC_OK;
+    }
+    /* Vectors (norms, biases) are tiny: always F32. */
+    t->dtype = t->n_dims == 1 ? TC_F32 : d->fdt;
+    uint64_t n = t->n_dims == 2 ? (uint64_t)(t->shape[0] * t->shape[1]) : (uint64_t)t->shape[0];
+    return tc_dtype_span(t->dtype, n, &t->nbytes, err);
+}
+
+static int packed_build(qdrv *d, tc_error *err)
+{
+    const tc_model *m = d->m;
+    const tc_config *c = &m->cfg;
+    d->tm.tensors = calloc((size_t)c->n_layers * TC_N_ROLES + 3, sizeof *d->tm.tensors);
+    if (!d->tm.tensors)
+        return tc_err(err, "out of memory");
+    d->tm.cfg = *c;
+    d->tm.quant = d->o->q;
+    d->tm.quant.calib_tokens = d->n_tok;
+    if (d->o->q.method != TC_TMETHOD_CALIBRATED) {
+        d->tm.quant.sequential = 0;
+        d->tm.quant.damp_frac = 0;
+    } else if (d->tm.quant.damp_frac <= 0) {
+        d->tm.quant.damp_frac = 0.01;
+    }
+    d->tm.source = m->path;
+    int te = d->o->quantize_embeddings;
+    if (packed_add(d, -1, TC_G_EMBD, te, err) || packed_add(d, -1, TC_G_OUT_NORM, 0, err) ||
+        (!c->tied_embeddings && packed_add(d, -1, TC_G_OUTPUT, te, err)))
+        return TC_ERR;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int r = 0; r < TC_N_ROLES; r++)
+            if (m->layers[l].w[r] && packed_add(d, l, r, is_linear(r), err))
+                return TC_ERR;
+    return TC_OK;
+}
+
+static int packed_verify(qdrv *d, const char *path, tc_error *err)
+{
+    tc_tmodel r;
+    if (tc_tmodel_open(&r, path, err))
+        return tc_err_prefix(err, "verification");
+    int rc = TC_OK;
+    for (size_t i = 0; i < d->tm.n_tensors && rc == TC_OK; i++) {
+        const tc_tmodel_tensor *w = &d->tm.tensors[i], *t = tc_tmodel_find(&r, w->layer, w->role);
+        char name[64];
+        tc_tmodel_tensor_name(w, name, sizeof name);
+        if (!t || t->crc32 != w->crc32) {
+            rc = tc_err(err, "%s: verification: tensor '%s' differs from what was written", path, name);
+            break;
+        }
+        if (!t->ternary)
+            continue;
+        int ri = report_index(d, w->layer, w->role);
+        uint64_t n = (uint64_t)(t->shape[0] * t->shape[1]);
+        int8_t *codes = malloc(n);
+        float *scales = malloc((size_t)t->plan.n_scales * sizeof(float));
+        if (!codes || !scales)
+            rc = tc_err(err, "%s: verification: out of memory", path);
+        else if (tc_tmodel_tensor_unpack(t, codes, scales, err))
+            rc = tc_err_prefix(err, "%s: verification", path);
+        else if (ri < 0 || crc_bytes(codes, n) != d->fp[ri].codes ||
+                 crc_bytes(scales, (uint64_t)t->plan.n_scales * sizeof(float)) != d->fp[ri].scales)
+            rc = tc_err(err, "%s: verification: tensor '%s' does not unpack to the computed codes and "
+                        "scales", path, name);
+        free(codes);
+        free(scales);
+    }
+    tc_tmodel_close(&r);
+    return rc;
+}
+
+static int write_packed(qdrv *d, const char *path, tc_error *err)
+{
+    if (packed_build(d, err) || tc_tmodel_write(path, &d->tm, packed_fill, d, err))
+        return TC_ERR;
+    if (ensure_layer(d, d->m->cfg.n_layers - 1, err))
+        return TC_ERR;
+    tc_tmodel_size sz;
+    tc_tmodel_size_of(&d->tm, &sz);
+    d->rep.params = sz.params;
+    for (size_t i = 0; i < d->tm.n_tensors; i++) {
+        const tc_tmodel_tensor *t = &d->tm.tensors[i];
+        int ri = report_index(d, t->layer, t->role);
+        if (ri >= 0)
+            d->rep.tensors[ri].bytes = t->nbytes;
+        if (t->layer >= 0 && is_linear(t->role)) {
+            d->rep.linear_bytes += t->nbytes;
+            d->rep.linear_params += (uint64_t)(t->shape[0] * t->shape[1]);
+        }
+    }
+    for (size_t i = 0; i < d->rep.n_tensors; i++)
+        if (!d->rep.tensors[i].ternary)
+            d->rep.tensors[i].why = "embedding and output head stay float (see --quantize-embeddings)";
+    if (d->o->verify) {
+        if (packed_verify(d, path, err))
+            return TC_ERR;
+        d->rep.verified = 1;
+    }
+    return TC_OK;
+}
+
+/* ---- GGUF output ---------------------------------------------------------- */
+
+static int gguf_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_error *err)
+{
+    qdrv *d = ctx;
+    if (layer < 0) {
+        tc_model_copy cp = {.model = d->m};
+        return tc_model_copy_fill(&cp, layer, which, dst, n, err);
+    }
+    if (ensure_layer(d, layer, err))
+        return TC_ERR;
+    if (!d->w.w[which])
+        return tc_err(err, "%s: layer %d has no %s", d->m->path, layer, tc_role_name((tc_role)which));
+    memcpy(dst, d->w.w[which], n * sizeof(float));
+    return TC_OK;
+}
+
+static tc_dtype gguf_dtype_of(void *ctx, int layer, int which)
+{
+    qdrv *d = ctx;
+    int64_t shape[2];
+    if (layer < 0 || !is_linear(which))
+        return d->fdt;
+    tc_tmodel_expected_shape(&d->m->cfg, layer, which, shape);
+    return role_ternary(d, shape[1]) ? d->tq : d->fdt;
+}
+
+/* Row order of a Q or K weight in the target layout: out row i is source row perm[i]. */
+static int rope_perm(const qdrv *d, int which, int64_t M, tc_rope_layout to, int64_t **perm, tc_error *err)
+{
+    *perm = NULL;
+    const tc_config *c = &d->m->cfg;
+    if ((which != TC_WQ && which != TC_WK) || c->rope_layout == to)
+        return TC_OK;
+    float *src = malloc((size_t)M * sizeof *src), *dst = malloc((size_t)M * sizeof *dst);
+    *perm = malloc((size_t)M * sizeof **perm);
+    int rc = TC_OK;
+    if (!src || !dst || !*perm) {
+        rc = tc_err(err, "out of memory");
+    } else {
+        for (int64_t i = 0; i < M; i++)
+            src[i] = (float)i;
+        tc_rope_permute_rows(src, dst, which == TC_WQ ? c->n_heads : c->n_kv_heads, c->head_dim, 1,
+                             c->rope_layout, to);
+        for (int64_t i = 0; i < M; i++)
+            (*perm)[i] = (int64_t)dst[i];
+    }
+    free(src);
+    free(dst);
+    if (rc) {
+        free(*perm);
+        *perm = NULL;
+    }
+    return rc;
+}
+
+static int gguf_encode(void *ctx, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
+                       tc_error *err)
+{
+    qdrv *d = ctx;
+    if (ensure_layer(d, layer, err))
+        return TC_ERR;
+    const tc_tensor *t = d->m->layers[layer].w[which];
+    int64_t M = t->shape[0], K = t->shape[1], nb = K / TC_TQ_BLOCK_ELEMS;
+    uint64_t row_bytes;
+    if (tc_ggml_ternary_row_bytes(d->tq, K, &row_bytes, err))
+        return TC_ERR;
+    if (row_bytes * (uint64_t)M != nbytes || !d->codes[which])
+        return tc_err(err, "%s: internal error: layer %d %s has no ternary encoding", d->m->path, layer,
+                      tc_role_name((tc_role)which));
+    float *bs = malloc((size_t)(M * nb) * sizeof *bs);
+    int8_t *rowc = malloc((size_t)K);
+    int64_t *perm = NULL;
+    int rc = !bs || !rowc ? tc_err(err, "out of memory") : rope_perm(d, which, M, to, &perm, err);
+    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0);
+    if (rc == TC_OK) {
+        tc_quantize_block_scales(d->codes[which], d->scales[which], M, K, &d->group, bs);
+        for (int64_t i = 0; i < M && rc == TC_OK; i++) {
+            int64_t sr = perm ? perm[i] : i;
+            memcpy(rowc, d->codes[which] + sr * K, (size_t)K);
+            float *dr = bs + sr * nb;
+            rc = tc_ggml_ternary_encode(d->tq, rowc, dr, K, (uint8_t *)dst + (uint64_t)i * row_bytes, err);
+            cc = crc32(cc, (const Bytef *)rowc, (uInt)K);
+            for (int64_t b = 0; b < nb; b++) {
+                float f = tc_f16_to_f32(tc_f32_to_f16(dr[b]));
+                cs = crc32(cs, (const Bytef *)&f, sizeof f);
+            }
+        }
+    }
+    int ri = report_index(d, layer, which);
+    if (rc == TC_OK && ri >= 0) {
+        d->fp[ri].codes = (uint32_t)cc;
+        d->fp[ri].scales = (uint32_t)cs;
+        d->rep.tensors[ri].bytes = nbytes;
+    }
+    free(bs);
+    free(rowc);
+    free(perm);
+    return rc;
+}
+
+static int gguf_verify_tensor(qdrv *d, const tc_gguf *g, const tc_qtensor_report *r, int ri, tc_error *err)
+{
+    char name[160];
+    tc_naming_format(&tc_naming_gguf, (tc_role)r->role, r->layer, name, sizeof name);
+    const tc_tensor *t = tc_tensordir_find(&g->dir, name);
+    if (!t || t->dtype != d->tq || t->n_dims != 2 || t->shape[0] != r->rows || t->shape[1] != r->cols)
+        return tc_err(err, "%s: verification: tensor '%s' is missing or not %s", g->path, name,
+                      tc_dtype_name(d->tq));
+    int64_t K = r->cols, nb = K / TC_TQ_BLOCK_ELEMS;
+    uint64_t row_bytes;
+    if (tc_ggml_ternary_row_bytes(d->tq, K, &row_bytes, err))
+        return TC_ERR;
+    int8_t *codes = malloc((size_t)K);
+    float *bs = malloc((size_t)nb * sizeof *bs);
+    int rc = !codes || !bs ? tc_err(err, "out of memory") : TC_OK;
+    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0);
+    for (int64_t i = 0; i < r->rows && rc == TC_OK; i++) {
+        rc = tc_ggml_ternary_decode(d->tq, t->data + (uint64_t)i * row_bytes, K, codes, bs, err);
+        cc = crc32(cc, (const Bytef *)codes, (uInt)K);
+        cs = crc32(cs, (const Bytef *)bs, (uInt)((size_t)nb * sizeof *bs));
+    }
+    if (rc == TC_OK && ((uint32_t)cc != d->fp[ri].codes || (uint32_t)cs != d->fp[ri].scales))
+        rc = tc_err(err, "%s: verification: tensor '%s' does not decode to the computed codes and scales",
+                    g->path, name);
+    free(codes);
+    free(bs);
+    return rc;
+}
+
+static int gguf_verify(qdrv *d, const char *path, tc_error *err)
+{
+    tc_gguf g;
+    if (tc_gguf_open(&g, path, err))
+        return tc_err_prefix(err, "verification");
+    int rc = TC_OK;
+    for (size_t i = 0; i < d->rep.n_tensors && rc == TC_OK; i++)
+        if (d->rep.tensors[i].ternary)
+            rc = gguf_verify_tensor(d, &g, &d->rep.tensors[i], (int)i, err);
+    tc_gguf_close(&g);
+    return rc;
+}
+
+static int write_gguf_tq(qdrv *d, const char *path, tc_error *err)
+{
+    const tc_model *m = d->m;
+    const tc_config *c = &m->cfg;
+    int kept = 0;
+    char first[64] = "";
+    for (size_t i = 0; i < d->rep.n_tensors; i++) {
+        tc_qtensor_report *r = &d->rep.tensors[i];
+        if (r->layer < 0) {
+            r->why = "embedding and output head stay float in GGUF";
+            continue;
+        }
+        if (!role_ternary(d, r->cols)) {
+            r->why = "row length is not a multiple of 256 (ggml ternary block size)";
+            if (!kept++)
+                snprintf(first, sizeof first, "%s", r->name);
+        }
+    }
+    d->rep.n_kept_float = kept;
+    if (kept && d->o->strict)
+        return tc_err(err, "%s: %d linear weights (first '%s') have rows that are not a multiple of 256 "
+                      "long and cannot be stored as %s; not writing a partly ternary file (strict)",
+                      m->path, kept, first, tc_dtype_name(d->tq));
+    uint8_t *drop_a = NULL, *drop_m = NULL;
+    int any_drop = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        any_drop |= !m->layers[l].has_attn || !m->layers[l].has_mlp;
+    if (any_drop) {
+        drop_a = calloc((size_t)c->n_layers, 1);
+        drop_m = calloc((size_t)c->n_layers, 1);
+        if (!drop_a || !drop_m) {
+            free(drop_a);
+            free(drop_m);
+            return tc_err(err, "out of memory");
+        }
+        for (int l = 0; l < c->n_layers; l++) {
+            drop_a[l] = !m->layers[l].has_attn;
+            drop_m[l] = !m->layers[l].has_mlp;
+        }
+    }
+    tc_model_src src = {.cfg = *c, .drop_attn = drop_a, .drop_mlp = drop_m, .dtype = d->fdt,
+                        .fill = gguf_fill, .ctx = d, .gguf_vocab = tc_model_gguf(m), .name = "tc ternary",
+                        .dtype_of = gguf_dtype_of, .encode = gguf_encode};
+    int rc = tc_model_write(path, TC_FORMAT_GGUF, &src, err);
+    free(drop_a);
+    free(drop_m);
+    if (rc == TC_OK)
+        rc = ensure_layer(d, c->n_layers - 1, err);
+    if (rc)
+        return TC_ERR;
+    d->rep.params = tc_model_n_params(m);
+    for (size_t i = 0; i < d->rep.n_tensors; i++) {
+        tc_qtensor_report *r = &d->rep.tensors[i];
+        if (!r->ternary)
+            r->bytes = (uint64_t)(r->rows * r->cols) * (d->fdt == TC_F32 ? 4u : 2u);
+        if (r->layer >= 0) {
+            d->rep.linear_bytes += r->bytes;
+            d->rep.linear_params += (uint64_t)(r->rows * r->cols);
+        }
+    }
+    if (d->o->verify) {
+        if (gguf_verify(d, path, err))
+            return TC_ERR;
+        d->rep.verified = 1;
+    }
+    return TC_OK;
+}
+
+/* ---- Entry ---------------------------------------------------------------- */
+
+static void finish_report(qdrv *d, const char *path, double t0)
+{
+    tc_quantize_report *r = &d->rep;
+    struct stat st;
+    if (stat(path, &st) == 0)
+        r->file_bytes = (uint64_t)st.st_size;
+    r->zero_share = d->tern_params ? (double)d->zeros / (double)d->tern_params : 0;
+    r->rel_weight_error = d->w2 > 0 ? sqrt(d->e2 / d->w2) : 0;
+    r->rel_output_error = d->oe_n ? d->oe_sum / d->oe_n : -1;
+    r->bpw_file = r->params ? 8.0 * (double)r->file_bytes / (double)r->params : 0;
+    r->bpw_linear = r->linear_params ? 8.0 * (double)r->linear_bytes / (double)r->linear_params : 0;
+    r->seconds = now_s() - t0;
+}
+
+int tc_quantize_model(const tc_model *m, const char *out_path, const tc_quantize_opts *opts,
+                      tc_quantize_report *rep, tc_error *err)
+{
+    double t0 = now_s();
+    if (rep)
+        memset(rep, 0, sizeof *rep);
+    if (tc_same_file(m->path, out_path))
+        return tc_err(err, "%s: refusing to overwrite the input model", out_path);
+    qdrv d;
+    int rc = drv_init(&d, m, opts, err);
+    if (rc == TC_OK && opts->progress)
+        opts->progress(opts->progress_ctx, 0.0);
+    if (rc == TC_OK)
+        rc = d.gguf ? write_gguf_tq(&d, out_path, err) : write_packed(&d, out_path, err);
+    if (rc == TC_OK) {
+        finish_report(&d, out_path, t0);
+        if (rep) {
+            *rep = d.rep;
+            d.rep.tensors = NULL;
+        }
+    }
+    drv_free(&d);
+    return rc;
+}
+
+void tc_quantize_report_free(tc_quantize_report *r)
+{
+    free(r->tensors);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,418 @@
+/* Whole-model quantization: lossless on already-ternary weights, packed and
+ * GGUF outputs decode to the computed codes and scales, the calibrated
+ * method on a real model, the tool end to end. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <cjson/cJSON.h>
+
+#include "testutil.h"
+#include "tc/ggml_ternary.h"
+#include "tc/gguf.h"
+#include "tc/model.h"
+#include "tc/quantize.h"
+#include "tc/synth.h"
+#include "tc/tmodel.h"
+
+static const int linear[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
+
+static tc_quantize_opts opts_of(tc_tmethod meth, tc_tpack_layout lay, tc_tgroup_kind g, int cols, tc_qformat f)
+{
+    tc_quantize_opts o = {.q = {.method = meth, .layout = lay, .group = {g, cols}}, .format = f,
+                          .verify = 1, .n_threads = 1};
+    return o;
+}
+
+/* Already ternary weights come back exactly with the optimal fit, in every layout. */
+static void test_lossless(const char *dir)
+{
+    tc_error err = {{0}};
+    tc_synth_spec s = {.cfg = tc_synth_config(2, 64, 4, 2, 96, 80), .seed = 7, .ternary = 1};
+    tc_model m;
+    CHECK_OK(tc_synth_model(&m, &s, &err), &err);
+    char path[512];
+    snprintf(path, sizeof path, "%s/lossless.tmodel", dir);
+    for (int lay = 0; lay < TC_TPACK_LAYOUT_COUNT; lay++) {
+        tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, (tc_tpack_layout)lay, TC_TGROUP_ROW, 0, TC_QFORMAT_PACKED);
+        o.float_dtype = TC_F32;
+        tc_quantize_report rep;
+        CHECK_OK(tc_quantize_model(&m, path, &o, &rep, &err), &err);
+        CHECK(rep.verified == 1);
+        CHECK(rep.n_tensors == 1 + 2 * 7);
+        CHECK(rep.rel_weight_error < 1e-7);
+        CHECK(rep.rel_output_error == -1);
+        CHECK(rep.linear_params == 2ull * (64 * 64 * 2 + 32 * 64 * 2 + 96 * 64 * 3));
+        CHECK(rep.bpw_linear > 1.5 && rep.bpw_linear < 3.5);
+        tc_quantize_report_free(&rep);
+        tc_tmodel t;
+        CHECK_OK(tc_tmodel_open(&t, path, &err), &err);
+        CHECK(t.quant.layout == (tc_tpack_layout)lay && t.quant.method == TC_TMETHOD_OPTIMAL);
+        for (int l = 0; l < 2; l++) {
+            tc_layer_f32 w;
+            CHECK_OK(tc_model_load_layer(&m, l, &w, &err), &err);
+            for (int i = 0; i < 7; i++) {
+                const tc_tmodel_tensor *q = tc_tmodel_find(&t, l, linear[i]);
+                CHECK(q && q->ternary);
+                if (!q)
+                    continue;
+                size_t n = (size_t)(q->shape[0] * q->shape[1]);
+                float *v = malloc(n * sizeof *v);
+                CHECK_OK(tc_tmodel_tensor_f32(q, v, &err), &err);
+                CHECK(memcmp(v, w.w[linear[i]], n * sizeof *v) == 0);
+                free(v);
+            }
+            const tc_tmodel_tensor *nrm = tc_tmodel_find(&t, l, TC_ATTN_NORM);
+            CHECK(nrm && !nrm->ternary && nrm->dtype == TC_F32 &&
+                  memcmp(nrm->data, w.w[TC_ATTN_NORM], 64 * sizeof(float)) == 0);
+            tc_layer_f32_free(&w);
+        }
+        tc_tmodel_close(&t);
+    }
+    /* Worker threads change nothing in the output. */
+    {
+        tc_synth_spec r = {.cfg = tc_synth_config(2, 64, 4, 2, 96, 80), .seed = 8};
+        tc_model rm;
+        CHECK_OK(tc_synth_model(&rm, &r, &err), &err);
+        char p1[600], p4[600];
+        snprintf(p1, sizeof p1, "%s/t1.tmodel", dir);
+        snprintf(p4, sizeof p4, "%s/t4.tmodel", dir);
+        tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_TL2, TC_TGROUP_COLS, 48, TC_QFORMAT_PACKED);
+        tc_quantize_report rep;
+        CHECK_OK(tc_quantize_model(&rm, p1, &o, &rep, &err), &err);
+        tc_quantize_report_free(&rep);
+        o.n_threads = 4;
+        CHECK_OK(tc_quantize_model(&rm, p4, &o, &rep, &err), &err);
+        tc_quantize_report_free(&rep);
+        tc_mapfile a, b;
+        CHECK_OK(tc_mapfile_open(&a, p1, &err), &err);
+        CHECK_OK(tc_mapfile_open(&b, p4, &err), &err);
+        CHECK(a.size == b.size && a.size > 0 && memcmp(a.data, b.data, (size_t)a.size) == 0);
+        tc_mapfile_close(&a);
+        tc_mapfile_close(&b);
+        tc_model_close(&rm);
+    }
+    /* Ternary embeddings: the synthetic embedding is not ternary, so only a fit. */
+    tc_quantize_opts o = opts_of(TC_TMETHOD_ABSMEAN, TC_TPACK_I2, TC_TGROUP_COLS, 32, TC_QFORMAT_PACKED);
+    o.quantize_embeddings = 1;
+    tc_quantize_report rep;
+    CHECK_OK(tc_quantize_model(&m, path, &o, &rep, &err), &err);
+    CHECK(rep.verified && rep.tensors[0].ternary && strcmp(rep.tensors[0].name, "token_embd") == 0);
+    CHECK(rep.tensors[0].rel_weight_error > 0 && rep.tensors[0].rel_weight_error < 1);
+    tc_quantize_report_free(&rep);
+    tc_tmodel t;
+    CHECK_OK(tc_tmodel_open(&t, path, &err), &err);
+    const tc_tmodel_tensor *e = tc_tmodel_find(&t, -1, TC_G_EMBD);
+    CHECK(e && e->ternary && e->plan.group.cols == 32);
+    tc_tmodel_close(&t);
+
+    /* GGUF needs rows of 256: a 64-wide model keeps every linear weight float, or fails strict. */
+    snprintf(path, sizeof path, "%s/narrow.gguf", dir);
+    o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_I2, TC_TGROUP_ROW, 0, TC_QFORMAT_GGUF_TQ2);
+    CHECK_OK(tc_quantize_model(&m, path, &o, &rep, &err), &err);
+    CHECK(rep.n_kept_float == 14);
+    CHECK(rep.tensors[1].why && strstr(rep.tensors[1].why, "256"));
+    tc_quantize_report_free(&rep);
+    o.strict = 1;
+    snprintf(path, sizeof path, "%s/strict.gguf", dir);
+    CHECK(tc_quantize_model(&m, path, &o, &rep, &err) == TC_ERR);
+    CHECK(strstr(err.msg, "256") != NULL);
+    CHECK(access(path, F_OK) != 0);
+    /* Calibrated without data is refused. */
+    o = opts_of(TC_TMETHOD_CALIBRATED, TC_TPACK_I2, TC_TGROUP_ROW, 0, TC_QFORMAT_PACKED);
+    CHECK(tc_quantize_model(&m, path, &o, &rep, &err) == TC_ERR);
+    tc_model_close(&m);
+}
+
+static void test_block_scales(void)
+{
+    /* One row of 512: groups of 128 with scales 1, 2, 3, 4; block 0 has codes only in group 0
+     * (scale 1) and one in group 1 (scale 2); block 1 is all zero. */
+    int8_t codes[512] = {0};
+    float scales[4] = {1, 2, 3, 4}, d[2];
+    codes[0] = 1;
+    codes[1] = -1;
+    codes[130] = 1;
+    tc_tgroup g = {TC_TGROUP_COLS, 128};
+    tc_quantize_block_scales(codes, scales, 1, 512, &g, d);
+    CHECK_NEAR(d[0], 4.0 / 3.0, 1e-6);
+    CHECK(d[1] == 3.0f);
+}
+
+/* A 256-wide synthetic checkpoint as GGUF, with the stories260K vocabulary when available. */
+static int write_wide_gguf(const char *path, int ternary, tc_error *err)
+{
+    static tc_synth_spec s;
+    s = (tc_synth_spec){.cfg = tc_synth_config(2, 256, 4, 2, 768, 512), .seed = 11, .ternary = ternary};
+    char vb[512];
+    const char *vocab = tu_asset(vb, sizeof vb, "models/stories260K/stories260K.gguf");
+    tc_gguf g;
+    int have = vocab && tc_gguf_open(&g, vocab, err) == TC_OK;
+    tc_model_src src = {.cfg = s.cfg, .dtype = TC_F16, .fill = tc_synth_fill, .ctx = &s,
+                        .gguf_vocab = have ? &g : NULL, .name = "wide"};
+    int rc = tc_model_write(path, TC_FORMAT_GGUF, &src, err);
+    if (have)
+        tc_gguf_close(&g);
+    return rc;
+}
+
+/* Ternary input: the TQ GGUF dequantizes (ggml's rule) to exactly the input weights. */
+static void test_gguf_exact(const char *dir)
+{
+    tc_error err = {{0}};
+    char in[512], out[512];
+    snprintf(in, sizeof in, "%s/wide_t.gguf", dir);
+    CHECK_OK(write_wide_gguf(in, 1, &err), &err);
+    for (int src = 0; src < 2; src++) {
+    /* src 0: the GGUF file (adjacent rope rows); src 1: the same model in memory in
+     * Hugging Face order, so Q and K rows must be reordered on the way out. */
+    tc_model m;
+    if (src == 0) {
+        CHECK_OK(tc_model_open(&m, in, &err), &err);
+    } else {
+        tc_synth_spec s = {.cfg = tc_synth_config(2, 256, 4, 2, 768, 512), .seed = 11, .ternary = 1};
+        CHECK_OK(tc_synth_model(&m, &s, &err), &err);
+    }
+    for (int f = TC_QFORMAT_GGUF_TQ1; f <= TC_QFORMAT_GGUF_TQ2; f++) {
+        snprintf(out, sizeof out, "%s/wide_t_%d_%d.gguf", dir, src, f);
+        tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_I2, TC_TGROUP_ROW, 0, (tc_qformat)f);
+        tc_quantize_report rep;
+        CHECK_OK(tc_quantize_model(&m, out, &o, &rep, &err), &err);
+        CHECK(rep.verified && rep.n_kept_float == 0);
+        CHECK(rep.bpw_linear > (f == TC_QFORMAT_GGUF_TQ1 ? 1.68 : 2.06) &&
+              rep.bpw_linear < (f == TC_QFORMAT_GGUF_TQ1 ? 1.70 : 2.07));
+        tc_quantize_report_free(&rep);
+        tc_model q;
+        CHECK_OK(tc_model_open(&q, out, &err), &err);
+        tc_dtype want = f == TC_QFORMAT_GGUF_TQ1 ? TC_TQ1_0 : TC_TQ2_0;
+        for (int l = 0; l < 2; l++) {
+            tc_layer_f32 w;
+            CHECK_OK(tc_model_load_layer(&m, l, &w, &err), &err);
+            for (int i = 0; i < 7; i++) {
+                const tc_tensor *t = q.layers[l].w[linear[i]];
+                CHECK(t && t->dtype == want);
+                if (!t)
+                    continue;
+                int64_t M = t->shape[0], K = t->shape[1];
+                uint64_t rb;
+                CHECK_OK(tc_ggml_ternary_row_bytes(want, K, &rb, &err), &err);
+                float *v = malloc((size_t)(M * K) * sizeof *v);
+                for (int64_t r = 0; r < M; r++)
+                    CHECK_OK(tc_ggml_ternary_dequantize(want, t->data + (uint64_t)r * rb, K, v + r * K, &err), &err);
+                const float *want_w = w.w[linear[i]];
+                float *perm = NULL;
+                if (m.cfg.rope_layout != q.cfg.rope_layout && (linear[i] == TC_WQ || linear[i] == TC_WK)) {
+                    perm = malloc((size_t)(M * K) * sizeof *perm);
+                    tc_rope_permute_rows(want_w, perm, linear[i] == TC_WQ ? 4 : 2, 64, (int)K,
+                                         m.cfg.rope_layout, q.cfg.rope_layout);
+                    want_w = perm;
+                }
+                /* The F16 file holds f16 values, so its scales survive exactly; the fp32
+                 * model's scales are rounded to f16 (relative 2^-11). */
+                int ok = 1;
+                for (int64_t e = 0; e < M * K; e++)
+                    ok &= src == 0 ? v[e] == want_w[e]
+                                   : (v[e] == 0) == (want_w[e] == 0) && fabsf(v[e] - want_w[e]) <= 5e-4f * fabsf(want_w[e]);
+                CHECK_MSG(ok, "source %d layer %d %s", src, l, tc_role_name((tc_role)linear[i]));
+                free(perm);
+                free(v);
+            }
+            tc_layer_f32_free(&w);
+        }
+        tc_gguf *g = tc_model_gguf(&q);
+        char vb[512];
+        if (src == 0 && tu_asset(vb, sizeof vb, "models/stories260K/stories260K.gguf"))
+            CHECK(g && tc_gguf_find(g, "tokenizer.ggml.tokens") != NULL);
+        uint32_t ft = 0;
+        CHECK_OK(tc_gguf_get_u32(g, "general.file_type", &ft, &err), &err);
+        CHECK(ft == (f == TC_QFORMAT_GGUF_TQ1 ? 36u : 37u));
+        tc_model_close(&q);
+    }
+    tc_model_close(&m);
+    }
+}
+
+/* Random input: GGUF blocks decode to the packed file's codes, with the row's scale as d. */
+static void test_gguf_matches_packed(const char *dir)
+{
+    tc_error err = {{0}};
+    char in[512], pk[512], gg[512];
+    snprintf(in, sizeof in, "%s/wide_r.gguf", dir);
+    snprintf(pk, sizeof pk, "%s/wide_r.tmodel", dir);
+    snprintf(gg, sizeof gg, "%s/wide_r_tq.gguf", dir);
+    CHECK_OK(write_wide_gguf(in, 0, &err), &err);
+    tc_model m;
+    CHECK_OK(tc_model_open(&m, in, &err), &err);
+    tc_quantize_opts o = opts_of(TC_TMETHOD_ABSMEAN, TC_TPACK_TL1, TC_TGROUP_ROW, 0, TC_QFORMAT_PACKED);
+    tc_quantize_report rep;
+    CHECK_OK(tc_quantize_model(&m, pk, &o, &rep, &err), &err);
+    CHECK(rep.zero_share > 0.1 && rep.zero_share < 0.7);
+    tc_quantize_report_free(&rep);
+    o.format = TC_QFORMAT_GGUF_TQ1;
+    CHECK_OK(tc_quantize_model(&m, gg, &o, &rep, &err), &err);
+    tc_quantize_report_free(&rep);
+    tc_tmodel t;
+    tc_gguf g;
+    CHECK_OK(tc_tmodel_open(&t, pk, &err), &err);
+    CHECK_OK(tc_gguf_open(&g, gg, &err), &err);
+    static const char *names[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    for (int l = 0; l < 2; l++)
+        for (int i = 0; i < 7; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, names[i]);
+            const tc_tensor *gt = tc_tensordir_find(&g.dir, name);
+            const tc_tmodel_tensor *pt = tc_tmodel_find(&t, l, linear[i]);
+            CHECK(gt && pt);
+            if (!gt || !pt)
+                continue;
+            int64_t M = pt->shape[0], K = pt->shape[1], nb = K / 256;
+            int8_t *c1 = malloc((size_t)(M * K)), *c2 = malloc((size_t)K);
+            float *s1 = malloc((size_t)M * sizeof *s1), *d = malloc((size_t)nb * sizeof *d);
+            CHECK_OK(tc_tmodel_tensor_unpack(pt, c1, s1, &err), &err);
+            uint64_t rb;
+            CHECK_OK(tc_ggml_ternary_row_bytes(TC_TQ1_0, K, &rb, &err), &err);
+            int same = 1;
+            for (int64_t r = 0; r < M; r++) {
+                CHECK_OK(tc_ggml_ternary_decode(TC_TQ1_0, gt->data + (uint64_t)r * rb, K, c2, d, &err), &err);
+                same &= memcmp(c1 + r * K, c2, (size_t)K) == 0;
+                for (int64_t b = 0; b < nb; b++)
+                    same &= d[b] == tc_f16_to_f32(tc_f32_to_f16(s1[r]));
+            }
+            CHECK_MSG(same, "%s", name);
+            free(c1);
+            free(c2);
+            free(s1);
+            free(d);
+        }
+    tc_gguf_close(&g);
+    tc_tmodel_close(&t);
+    tc_model_close(&m);
+}
+
+/* Calibrated on a real model: it beats the uncalibrated fit on the calibration activations. */
+static void test_calibrated(const char *dir)
+{
+    char mp[512], out[512];
+    if (!tu_asset(mp, sizeof mp, "models/stories260K/stories260K.gguf")) {
+        printf("stories260K missing: calibrated test skipped\n");
+        return;
+    }
+    tc_error err = {{0}};
+    tc_model m;
+    CHECK_OK(tc_model_open(&m, mp, &err), &err);
+    enum { NS = 4, L = 48 };
+    int32_t tokens[NS * L];
+    size_t offsets[NS + 1];
+    uint64_t st = 5;
+    for (int i = 0; i < NS * L; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        tokens[i] = i % L == 0 ? 1 : (int32_t)(3 + (st >> 33) % 509);
+    }
+    for (int s = 0; s <= NS; s++)
+        offsets[s] = (size_t)s * L;
+    tc_batch b = {tokens, offsets, NS};
+    snprintf(out, sizeof out, "%s/stories_q.tmodel", dir);
+    double err_opt = 0, err_cal = 0;
+    for (int k = 0; k < 3; k++) {
+        tc_quantize_opts o = opts_of(k == 0 ? TC_TMETHOD_OPTIMAL : TC_TMETHOD_CALIBRATED, TC_TPACK_TL2,
+                                     TC_TGROUP_COLS, 32, TC_QFORMAT_PACKED);
+        o.calib = &b;
+        o.q.sequential = k == 2;
+        tc_quantize_report rep;
+        CHECK_OK(tc_quantize_model(&m, out, &o, &rep, &err), &err);
+        CHECK(rep.verified && rep.calib_tokens == NS * L);
+        CHECK(rep.rel_output_error > 0 && rep.rel_output_error < 1);
+        size_t n_lin = 0;
+        for (size_t i = 0; i < rep.n_tensors; i++) {
+            const tc_qtensor_report *r = &rep.tensors[i];
+            n_lin += r->layer >= 0;
+            CHECK(r->layer < 0 ? !r->ternary && r->why : r->ternary && r->rel_output_error >= 0);
+        }
+        CHECK(n_lin == 5 * 7);
+        if (k == 0)
+            err_opt = rep.rel_output_error;
+        if (k == 1)
+            err_cal = rep.rel_output_error;
+        tc_quantize_report_free(&rep);
+        tc_tmodel t;
+        CHECK_OK(tc_tmodel_open(&t, out, &err), &err);
+        CHECK(t.quant.method == o.q.method && t.quant.sequential == (k == 2));
+        CHECK(t.quant.calib_tokens == (k ? NS * L : NS * L));
+        tc_tmodel_close(&t);
+    }
+    CHECK_MSG(err_cal < err_opt, "calibrated %.4f vs optimal %.4f", err_cal, err_opt);
+    tc_model_close(&m);
+}
+
+static int run(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t cap = 1 << 16, len = 0, k;
+    char *buf = malloc(cap);
+    while ((k = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += k;
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_tool(const char *dir)
+{
+    char mp[512], tp[512], cmd[2048], *out;
+    const char *bin = getenv("TC_BIN");
+    if (!bin || !*bin)
+        bin = "./build";
+    if (!tu_asset(mp, sizeof mp, "models/stories260K/stories260K.gguf") ||
+        !tu_asset(tp, sizeof tp, "text/tinystories_valid_1000.txt")) {
+        printf("assets missing: tool test skipped\n");
+        return;
+    }
+    snprintf(cmd, sizeof cmd,
+             "%s/tc-quantize %s -o %s/tool.tmodel --method calibrated --calib %s --samples 3 --seq-len 32 "
+             "--group 64 --layout i2 --json -q --threads 1",
+             bin, mp, dir, tp);
+    CHECK(run(cmd, &out) == 0);
+    cJSON *j = cJSON_Parse(out);
+    CHECK(j != NULL);
+    if (j) {
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "verified")));
+        CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(j, "tensors")) >= 36);
+        CHECK(cJSON_GetObjectItem(j, "calib_tokens")->valuedouble == 96);
+        double bpw = cJSON_GetObjectItem(j, "linear_bits_per_weight")->valuedouble;
+        CHECK(bpw > 2 && bpw < 4);
+        CHECK(strcmp(cJSON_GetObjectItem(j, "method")->valuestring, "calibrated") == 0);
+    }
+    cJSON_Delete(j);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/tool.tmodel --method calibrated 2>&1", bin, mp, dir);
+    CHECK(run(cmd, &out) == 2);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/tool.gguf --format gguf-tq2 --strict -q 2>&1", bin, mp, dir);
+    CHECK(run(cmd, &out) == 1 && strstr(out, "256"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s/tool.tmodel -o %s/x.tmodel 2>&1", bin, dir, dir);
+    CHECK(run(cmd, &out) == 1);
+    free(out);
+}
+
+int main(void)
+{
+    char dir[256];
+    if (!tu_tmpdir(dir, sizeof dir))
+        return 1;
+    test_block_scales();
+    test_lossless(dir);
+    test_gguf_exact(dir);
+    test_gguf_matches_packed(dir);
+    test_calibrated(dir);
+    test_tool(dir);
+    return tu_finish("test_quantize");
+}
