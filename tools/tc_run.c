@@ -14,6 +14,8 @@
 #include "tc/forward.h"
 #include "tc/model.h"
 #include "tc/model_tokenizer.h"
+#include "tc/tmodel.h"
+#include "tc/trun.h"
 
 static const char *const TOOL = "tc-run";
 
@@ -21,13 +23,15 @@ static void usage(void)
 {
     printf("Usage: %s MODEL --generate PROMPT [-n N] [--temp T] [--seed S]\n"
            "       %s MODEL --ppl FILE [--seq-len L]\n"
+           "       %s PACKED --verify | --compare ORIGINAL --eval FILE | --generate PROMPT\n"
            "       %s --info MODEL [--json]\n"
            "\n"
            "Runs a model: generation from a prompt (an empty prompt starts from BOS) and\n"
            "perplexity of a text.\n"
            "\n"
            "MODEL is a Hugging Face directory (config.json + safetensors), a GGUF file or a\n"
-           "llama2.c checkpoint.\n"
+           "llama2.c checkpoint. PACKED is a ternary model file (.tmodel, detected from\n"
+           "its first bytes), run through the LUT kernels on int8 activations.\n"
            "\n"
            "Generation:\n"
            "  --generate PROMPT   text to continue (\"\" starts from BOS alone)\n"
@@ -45,8 +49,24 @@ static void usage(void)
            "                      min(256, context)); every position but a window's first\n"
            "                      is scored\n"
            "  --seq-len L         window length\n"
+           "\n"
+           "Packed ternary models:\n"
+           "  --kernel PATH       scalar, avx2, avx512 or auto (default; also the TC_KERNEL\n"
+           "                      environment variable)\n"
+           "  --verify            every fast kernel's int32 sums equal the scalar kernel's on\n"
+           "                      every layer shape of the model and on awkward random shapes,\n"
+           "                      and the model's logits equal the dequantized fp32 reference\n"
+           "                      (same int8 activations) within 1e-4 relative; exit 1 if not\n"
+           "  --compare ORIGINAL  with --eval FILE: perplexity of ORIGINAL (fp32) and of the\n"
+           "                      packed model, and the KL divergence KL(original || packed)\n"
+           "                      per position: mean, max, 99th percentile; top-1 agreement\n"
+           "                      (same argmax, reported as \"same top p\" like\n"
+           "                      llama-perplexity). Windows as for --ppl: every position but a\n"
+           "                      window's first is scored. ORIGINAL also supplies the\n"
+           "                      tokenizer for --generate.\n"
+           "  --eval FILE         the text of --compare\n"
            "\n" CLI_COMMON_HELP,
-           TOOL, TOOL, TOOL);
+           TOOL, TOOL, TOOL, TOOL);
 }
 
 static double now(void)
@@ -171,9 +191,575 @@ static int perplexity(const tc_model *m, const char *file, long seq_len, const c
     return rc;
 }
 
+/* ---- packed ternary models ------------------------------------------------ */
+
+static int is_packed(const char *path)
+{
+    char magic[8];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t n = fread(magic, 1, sizeof magic, f);
+    fclose(f);
+    return n == sizeof magic && memcmp(magic, TC_TMODEL_MAGIC, sizeof magic) == 0;
+}
+
+typedef struct run_cfg {
+    tc_kpath kernel;
+    int threads;
+} run_cfg;
+
+static uint64_t vstate = 0x2545f4914f6cdd1dull;
+
+static uint64_t vrand(void)
+{
+    vstate ^= vstate << 13;
+    vstate ^= vstate >> 7;
+    vstate ^= vstate << 17;
+    return vstate;
+}
+
+typedef struct vcount {
+    long shapes, checks, mismatches;
+} vcount;
+
+/* The int32 sums of every available fast path against the scalar path on
+ * n_tok random tokens; with codes, the scalar path also against the plain
+ * integer matvec per group. */
+static int verify_weight(const tc_tpack_plan *p, const uint8_t *data, const int8_t *codes,
+                         vcount *vc, tc_error *err)
+{
+    int64_t ng = tc_kern_groups(p), n_tok = 3;
+    size_t ny = (size_t)(n_tok * p->rows * ng);
+    int8_t *x = malloc((size_t)(n_tok * p->cols));
+    int32_t *want = malloc(ny * 4), *got = malloc(ny * 4);
+    tc_kwork *w = tc_kwork_new();
+    int rc = x && want && got && w ? TC_OK : tc_err(err, "out of memory verifying kernels");
+    for (int64_t i = 0; rc == TC_OK && i < n_tok * p->cols; i++)
+        x[i] = i < p->cols ? (i % 2 ? -128 : 127) : (int8_t)(vrand() & 0xff);
+    tc_kernels ks;
+    if (rc == TC_OK)
+        rc = tc_kernels_init(&ks, TC_KPATH_SCALAR, err);
+    if (rc == TC_OK)
+        rc = tc_kern_matmul_i32(&ks, NULL, w, p, data, p->weight_bytes, x, n_tok, want, err);
+    if (rc == TC_OK && codes) {
+        int64_t G = p->group.kind == TC_TGROUP_COLS ? p->group.cols : p->cols;
+        for (int64_t t = 0; t < n_tok; t++)
+            for (int64_t m = 0; m < p->rows; m++)
+                for (int64_t g = 0; g < ng; g++) {
+                    int32_t s = 0;
+                    for (int64_t k = g * G; k < p->cols && k < (g + 1) * G; k++)
+                        s += codes[m * p->cols + k] * x[t * p->cols + k];
+                    vc->checks++;
+                    if (s != want[(t * p->rows + m) * ng + g])
+                        vc->mismatches++;
+                }
+    }
+    for (int path = TC_KPATH_AVX2; rc == TC_OK && path < TC_KPATH_COUNT; path++) {
+        tc_kernels k;
+        if (!tc_kpath_available((tc_kpath)path) || tc_kernels_init(&k, (tc_kpath)path, err))
+            continue;
+        rc = tc_kern_matmul_i32(&k, NULL, w, p, data, p->weight_bytes, x, n_tok, got, err);
+        vc->checks++;
+        if (rc == TC_OK && memcmp(want, got, ny * 4) != 0)
+            vc->mismatches++;
+    }
+    vc->shapes++;
+    tc_kwork_free(w);
+    free(x);
+    free(want);
+    free(got);
+    return rc;
+}
+
+static int verify_random_shapes(vcount *vc, tc_error *err)
+{
+    static const int64_t shapes[][2] = {{1, 1},   {1, 7},   {5, 3},    {31, 23},  {33, 25},
+                                        {64, 97}, {97, 64}, {130, 301}, {3, 1001}, {47, 4099}};
+    const tc_tgroup groups[] = {{TC_TGROUP_TENSOR, 0}, {TC_TGROUP_ROW, 0},
+                                {TC_TGROUP_COLS, 32}, {TC_TGROUP_COLS, 100}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int l = 0; l < TC_TPACK_LAYOUT_COUNT; l++)
+            for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+                tc_tpack_plan p;
+                if (tc_tpack_plan_make((tc_tpack_layout)l, shapes[s][0], shapes[s][1], &groups[g],
+                                       &p, err))
+                    return TC_ERR;
+                int8_t *codes = malloc((size_t)(p.rows * p.cols));
+                float *sc = calloc((size_t)p.n_scales, sizeof(float));
+                uint8_t *data = malloc(p.total_bytes);
+                int rc = codes && sc && data ? TC_OK : tc_err(err, "out of memory");
+                for (int64_t i = 0; rc == TC_OK && i < p.rows * p.cols; i++)
+                    codes[i] = (int8_t)((int)(vrand() % 3) - 1);
+                if (rc == TC_OK)
+                    rc = tc_tpack_pack(&p, codes, sc, data, err);
+                if (rc == TC_OK)
+                    rc = verify_weight(&p, data, codes, vc, err);
+                free(codes);
+                free(sc);
+                free(data);
+                if (rc)
+                    return TC_ERR;
+            }
+    return TC_OK;
+}
+
+static int same_plan(const tc_tpack_plan *a, const tc_tpack_plan *b)
+{
+    return a->layout == b->layout && a->rows == b->rows && a->cols == b->cols &&
+           a->group.kind == b->group.kind && a->group.cols == b->group.cols;
+}
+
+/* Logits of a seeded token sequence on the LUT path and on the dequantized
+ * reference fed the LUT run's own int8 activations: max |difference| / max
+ * |reference|. */
+static int verify_logits(const tc_tmodel *tm, const run_cfg *rc_, double *rel, size_t *n_tok,
+                         tc_error *err)
+{
+    size_t n = tm->cfg.max_seq_len > 0 && tm->cfg.max_seq_len < 24 ? (size_t)tm->cfg.max_seq_len
+                                                                   : 24;
+    size_t V = (size_t)tm->cfg.vocab_size;
+    int32_t tokens[24];
+    for (size_t i = 0; i < n; i++)
+        tokens[i] = i == 0 && tm->cfg.bos_id >= 0 ? tm->cfg.bos_id
+                                                  : (int32_t)(vrand() % (uint64_t)V);
+    float *a = malloc(n * V * sizeof(float)), *b = malloc(n * V * sizeof(float));
+    tc_trun *lut = NULL, *ref = NULL;
+    tc_trun_trace *trace = tc_trun_trace_new();
+    tc_trun_opts ol = {TC_TRUN_LUT, rc_->kernel, rc_->threads, (int)n};
+    tc_trun_opts orf = {TC_TRUN_REF, TC_KPATH_SCALAR, rc_->threads, (int)n};
+    int rc = a && b && trace ? TC_OK : tc_err(err, "out of memory for logits");
+    if (rc == TC_OK)
+        rc = tc_trun_new(&lut, tm, &ol, err);
+    if (rc == TC_OK)
+        rc = tc_trun_new(&ref, tm, &orf, err);
+    if (rc == TC_OK) {
+        tc_trun_set_trace(lut, trace, 0);
+        tc_trun_set_trace(ref, trace, 1);
+    }
+    /* a prompt of 9 tokens at once, then token by token, the same calls on both */
+    for (int pass = 0; rc == TC_OK && pass < 2; pass++) {
+        tc_trun *r = pass ? ref : lut;
+        float *out = pass ? b : a;
+        size_t first = n < 9 ? n : 9;
+        rc = tc_trun_feed(r, tokens, first, out, 1, err);
+        for (size_t i = first; rc == TC_OK && i < n; i++)
+            rc = tc_trun_step(r, tokens[i], out + i * V, err);
+    }
+    double dmax = 0, scale = 0;
+    for (size_t i = 0; rc == TC_OK && i < n * V; i++) {
+        dmax = fmax(dmax, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs(b[i]));
+    }
+    *rel = scale > 0 ? dmax / scale : dmax;
+    *n_tok = n;
+    tc_trun_free(lut);
+    tc_trun_free(ref);
+    tc_trun_trace_free(trace);
+    free(a);
+    free(b);
+    return rc;
+}
+
+static int verify(const tc_tmodel *tm, const run_cfg *rcfg, const cli_common *com, tc_error *err)
+{
+    vcount model = {0, 0, 0}, rnd = {0, 0, 0};
+    tc_tpack_plan seen[64];
+    int n_seen = 0, rc = TC_OK;
+    for (size_t i = 0; rc == TC_OK && i < tm->n_tensors; i++) {
+        const tc_tmodel_tensor *t = &tm->tensors[i];
+        if (!t->ternary)
+            continue;
+        int dup = 0;
+        for (int j = 0; j < n_seen; j++)
+            dup |= same_plan(&seen[j], &t->plan);
+        if (dup)
+            continue;
+        if (n_seen < 64)
+            seen[n_seen++] = t->plan;
+        int8_t *codes = malloc((size_t)(t->plan.rows * t->plan.cols));
+        float *sc = malloc((size_t)t->plan.n_scales * sizeof(float));
+        rc = codes && sc ? tc_tmodel_tensor_unpack(t, codes, sc, err) : tc_err(err, "out of memory");
+        if (rc == TC_OK)
+            rc = verify_weight(&t->plan, t->data, codes, &model, err);
+        free(codes);
+        free(sc);
+    }
+    if (rc == TC_OK)
+        rc = verify_random_shapes(&rnd, err);
+    double rel = 0;
+    size_t n_tok = 0;
+    if (rc == TC_OK)
+        rc = verify_logits(tm, rcfg, &rel, &n_tok, err);
+    if (rc)
+        return TC_ERR;
+    tc_kernels k;
+    if (tc_kernels_init(&k, rcfg->kernel, err))
+        return TC_ERR;
+    char paths[64] = "scalar";
+    for (int p = TC_KPATH_AVX2; p < TC_KPATH_COUNT; p++)
+        if (tc_kpath_available((tc_kpath)p)) {
+            strcat(paths, ",");
+            strcat(paths, tc_kpath_name((tc_kpath)p));
+        }
+    int ok = model.mismatches == 0 && rnd.mismatches == 0 && rel <= 1e-4;
+    if (com->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "ok", ok);
+        cJSON_AddStringToObject(o, "paths", paths);
+        cJSON_AddStringToObject(o, "logits_kernel", tc_kpath_name(k.path));
+        cJSON_AddNumberToObject(o, "model_shapes", (double)model.shapes);
+        cJSON_AddNumberToObject(o, "model_checks", (double)model.checks);
+        cJSON_AddNumberToObject(o, "model_mismatches", (double)model.mismatches);
+        cJSON_AddNumberToObject(o, "random_shapes", (double)rnd.shapes);
+        cJSON_AddNumberToObject(o, "random_checks", (double)rnd.checks);
+        cJSON_AddNumberToObject(o, "random_mismatches", (double)rnd.mismatches);
+        cJSON_AddNumberToObject(o, "logits_tokens", (double)n_tok);
+        cJSON_AddNumberToObject(o, "logits_max_rel_diff", rel);
+        char *s = cJSON_Print(o);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(o);
+    } else {
+        printf("kernel paths checked: %s\n", paths);
+        printf("model layer shapes: %ld, %ld checks, %ld mismatches\n", model.shapes, model.checks,
+               model.mismatches);
+        printf("random shapes:      %ld, %ld checks, %ld mismatches\n", rnd.shapes, rnd.checks,
+               rnd.mismatches);
+        printf("logits (%s) vs dequantized reference on the same int8 activations, %zu tokens: "
+               "max relative difference %.3g (limit 1e-4)\n",
+               tc_kpath_name(k.path), n_tok, rel);
+        printf("%s\n", ok ? "verify: OK" : "verify: MISMATCH");
+    }
+    if (!ok)
+        return tc_err(err, "%s: verification failed", tm->path ? tm->path : "model");
+    return TC_OK;
+}
+
+/* ---- --compare: perplexity and KL divergence ------------------------------ */
+
+typedef struct kl_acc {
+    double nll_b, nll_q;
+    double *kl;
+    size_t n, cap;
+    uint64_t same_top;
+    const float *base; /* [window][vocab] logits of the original */
+    const int32_t *tokens;
+    size_t len;        /* window length */
+    double *lp;        /* scratch [2][vocab] */
+} kl_acc;
+
+/* log softmax in double. */
+static void log_softmax(const float *x, int V, double *out)
+{
+    double mx = x[0];
+    for (int i = 1; i < V; i++)
+        mx = fmax(mx, x[i]);
+    double s = 0;
+    for (int i = 0; i < V; i++)
+        s += exp((double)x[i] - mx);
+    double lz = mx + log(s);
+    for (int i = 0; i < V; i++)
+        out[i] = (double)x[i] - lz;
+}
+
+static int argmax(const float *x, int V)
+{
+    int b = 0;
+    for (int i = 1; i < V; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+static int kl_score(kl_acc *a, const float *qlog, size_t pos, int V, tc_error *err)
+{
+    if (pos + 1 >= a->len)
+        return TC_OK; /* the last position predicts nothing within the window */
+    const float *blog = a->base + pos * (size_t)V;
+    double *lb = a->lp, *lq = a->lp + V;
+    log_softmax(blog, V, lb);
+    log_softmax(qlog, V, lq);
+    int32_t next = a->tokens[pos + 1];
+    a->nll_b -= lb[next];
+    a->nll_q -= lq[next];
+    double kl = 0;
+    for (int i = 0; i < V; i++)
+        kl += exp(lb[i]) * (lb[i] - lq[i]);
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? 2 * a->cap : 4096;
+        double *p = realloc(a->kl, cap * sizeof *p);
+        if (!p)
+            return tc_err(err, "out of memory for KL values");
+        a->kl = p;
+        a->cap = cap;
+    }
+    a->kl[a->n++] = kl;
+    a->same_top += argmax(blog, V) == argmax(qlog, V);
+    return TC_OK;
+}
+
+typedef struct base_rec {
+    float *dst;
+} base_rec;
+
+static int on_base_logits(void *ctx, const float *lg, size_t tok0, size_t n, int V, tc_error *err)
+{
+    base_rec *b = ctx;
+    memcpy(b->dst + tok0 * (size_t)V, lg, n * (size_t)V * sizeof(float));
+    return TC_OK;
+}
+
+typedef struct q_rec {
+    kl_acc *a;
+    size_t first; /* batch index of the window's first token */
+} q_rec;
+
+static int on_q_logits(void *ctx, const float *lg, size_t tok0, size_t n, int V, tc_error *err)
+{
+    q_rec *q = ctx;
+    for (size_t i = 0; i < n; i++)
+        if (kl_score(q->a, lg + i * (size_t)V, tok0 - q->first + i, V, err))
+            return TC_ERR;
+    return TC_OK;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+static int compare(const tc_tmodel *tm, const char *orig_path, const char *eval, long seq_len,
+                   const run_cfg *rcfg, const cli_common *com, tc_error *err)
+{
+    tc_model om;
+    if (tc_model_open(&om, orig_path, err))
+        return TC_ERR;
+    int V = om.cfg.vocab_size, rc = TC_OK;
+    if (V != tm->cfg.vocab_size || om.cfg.dim != tm->cfg.dim) {
+        tc_model_close(&om);
+        return tc_err(err, "%s: vocabulary or width differs from the packed model's", orig_path);
+    }
+    cli_calib c = {.text = eval, .samples = 1L << 30, .seq_len = seq_len};
+    tc_calib_set set;
+    memset(&set, 0, sizeof set);
+    if (cli_calib_load(&c, &om, com->tokenizer, &set, err)) {
+        tc_model_close(&om);
+        return TC_ERR;
+    }
+    size_t win = 0;
+    for (size_t s = 0; s < set.n_seqs; s++)
+        win = set.offsets[s + 1] - set.offsets[s] > win ? set.offsets[s + 1] - set.offsets[s] : win;
+    kl_acc a;
+    memset(&a, 0, sizeof a);
+    float *base = malloc((win ? win : 1) * (size_t)V * sizeof(float));
+    a.lp = malloc(2 * (size_t)V * sizeof(double));
+    tc_trun *r = NULL;
+    tc_trun_opts o = {TC_TRUN_LUT, rcfg->kernel, rcfg->threads, (int)win};
+    if (!base || !a.lp)
+        rc = tc_err(err, "out of memory for %zu x %d logits", win, V);
+    if (rc == TC_OK)
+        rc = tc_trun_new(&r, tm, &o, err);
+    cli_progress bar;
+    cli_progress_init(&bar, "compare", com->quiet);
+    for (size_t s = 0; rc == TC_OK && s < set.n_seqs; s++) {
+        size_t len = set.offsets[s + 1] - set.offsets[s], offs[2] = {0, len};
+        tc_batch b = {set.tokens + set.offsets[s], offs, 1};
+        base_rec br = {base};
+        tc_observer ob = {.ctx = &br, .logits = on_base_logits};
+        tc_forward_opts fo = {.n_threads = rcfg->threads, .observers = &ob, .n_observers = 1};
+        rc = tc_forward(&om, &b, &fo, err);
+        a.base = base;
+        a.tokens = b.tokens;
+        a.len = len;
+        q_rec q = {&a, 0};
+        if (rc == TC_OK)
+            rc = tc_trun_batch(r, &b, on_q_logits, &q, err);
+        cli_progress_update(&bar, (double)(s + 1) / (double)set.n_seqs);
+    }
+    cli_progress_done(&bar);
+    if (rc == TC_OK && a.n == 0)
+        rc = tc_err(err, "%s: no position to score", eval);
+    if (rc == TC_OK) {
+        double sum = 0;
+        for (size_t i = 0; i < a.n; i++)
+            sum += a.kl[i];
+        qsort(a.kl, a.n, sizeof *a.kl, cmp_double);
+        double mean = sum / (double)a.n, mx = a.kl[a.n - 1];
+        double p99 = a.kl[(size_t)floor(0.99 * (double)(a.n - 1))];
+        double top = (double)a.same_top / (double)a.n;
+        double top_se = sqrt(top * (1 - top) / (double)a.n);
+        double ppl_b = exp(a.nll_b / (double)a.n), ppl_q = exp(a.nll_q / (double)a.n);
+        if (com->json) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "original", orig_path);
+            cJSON_AddStringToObject(j, "packed", tm->path ? tm->path : "");
+            cJSON_AddStringToObject(j, "eval", eval);
+            cJSON_AddStringToObject(j, "kernel", tc_kpath_name(tc_trun_kernels(r)->path));
+            cJSON_AddNumberToObject(j, "n_windows", (double)set.n_seqs);
+            cJSON_AddNumberToObject(j, "window", (double)win);
+            cJSON_AddStringToObject(j, "scored", "every position but each window's first");
+            cJSON_AddNumberToObject(j, "n_scored", (double)a.n);
+            cJSON_AddNumberToObject(j, "ppl_original", ppl_b);
+            cJSON_AddNumberToObject(j, "ppl_packed", ppl_q);
+            cJSON_AddNumberToObject(j, "kl_mean", mean);
+            cJSON_AddNumberToObject(j, "kl_max", mx);
+            cJSON_AddNumberToObject(j, "kl_p99", p99);
+            cJSON_AddNumberToObject(j, "top1_agreement", top);
+            cJSON_AddNumberToObject(j, "same_top_p_percent", 100 * top);
+            cJSON_AddNumberToObject(j, "same_top_p_stderr_percent", 100 * top_se);
+            char *str = cJSON_Print(j);
+            printf("%s\n", str);
+            free(str);
+            cJSON_Delete(j);
+        } else {
+            printf("%zu windows of %zu tokens, %zu positions scored (all but each window's "
+                   "first)\n",
+                   set.n_seqs, win, a.n);
+            printf("perplexity: original %.6f, packed %.6f (ratio %.4f)\n", ppl_b, ppl_q,
+                   ppl_q / ppl_b);
+            printf("KL divergence (original || packed): mean %.6f, max %.6f, 99%% %.6f\n", mean,
+                   mx, p99);
+            printf("top-1 agreement (same top p): %.3f +- %.3f %%\n", 100 * top, 100 * top_se);
+        }
+    }
+    tc_trun_free(r);
+    free(base);
+    free(a.lp);
+    free(a.kl);
+    tc_calib_set_free(&set);
+    tc_model_close(&om);
+    return rc;
+}
+
+/* ---- generation on a packed model ----------------------------------------- */
+
+static int generate_packed(const tc_tmodel *tm, tc_tokenizer *tok, const char *prompt, long steps,
+                           float temp, unsigned long long seed, const run_cfg *rcfg,
+                           const cli_common *com, tc_error *err)
+{
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    int32_t bos = tc_tokenizer_bos(tok) >= 0 ? tc_tokenizer_bos(tok) : tm->cfg.bos_id;
+    if (tc_tokenizer_encode(tok, prompt, strlen(prompt), 0, &ids, &n_ids, err))
+        return TC_ERR;
+    int32_t *pids = malloc((n_ids + 1) * sizeof *pids);
+    if (!pids) {
+        free(ids);
+        return tc_err(err, "out of memory");
+    }
+    size_t n_prompt = 0;
+    if (bos >= 0)
+        pids[n_prompt++] = bos;
+    memcpy(pids + n_prompt, ids, n_ids * sizeof *ids);
+    n_prompt += n_ids;
+    free(ids);
+    int max_len = tm->cfg.max_seq_len > 0 ? tm->cfg.max_seq_len : 2048;
+    steps = steps - (long)n_prompt + 1;
+    if ((long)n_prompt + steps > max_len)
+        steps = max_len - (long)n_prompt;
+    if (steps < 0)
+        steps = 0;
+    tc_trun *r = NULL;
+    tc_trun_opts o = {TC_TRUN_LUT, rcfg->kernel, rcfg->threads, max_len};
+    float *logits = malloc((size_t)tm->cfg.vocab_size * sizeof *logits);
+    int rc = n_prompt == 0 ? tc_err(err, "the prompt is empty and the model has no BOS token")
+             : !logits     ? tc_err(err, "out of memory")
+                           : tc_trun_new(&r, tm, &o, err);
+    tc_rng rng;
+    tc_rng_seed(&rng, seed);
+    double t0 = now();
+    if (rc == TC_OK)
+        rc = tc_trun_feed(r, pids, n_prompt, logits, 0, err);
+    double t1 = now();
+    long made = 0;
+    int32_t prev = n_prompt ? pids[n_prompt - 1] : 0;
+    if (rc == TC_OK)
+        fputs(prompt, stdout);
+    for (; rc == TC_OK && made < steps; made++) {
+        int32_t next = tc_sample(logits, tm->cfg.vocab_size, temp, &rng);
+        if (next == tm->cfg.eos_id || next == tc_tokenizer_eos(tok))
+            break;
+        const char *piece;
+        size_t len;
+        if (tc_tokenizer_piece(tok, prev, next, &piece, &len, err) == TC_OK)
+            fwrite(piece, 1, len, stdout);
+        fflush(stdout);
+        prev = next;
+        if (made + 1 < steps)
+            rc = tc_trun_step(r, next, logits, err);
+    }
+    double t2 = now();
+    if (rc == TC_OK && !com->quiet)
+        fprintf(stderr,
+                "\n%s: %s kernels, %d thread%s: prompt %zu tokens at %.1f tokens/s; generated %ld "
+                "tokens at %.1f tokens/s\n",
+                TOOL, tc_kpath_name(tc_trun_kernels(r)->path), rcfg->threads,
+                rcfg->threads > 1 ? "s" : "", n_prompt,
+                (double)n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), made,
+                (double)made / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
+    tc_trun_free(r);
+    free(logits);
+    free(pids);
+    return rc;
+}
+
+typedef struct packed_args {
+    const char *path, *prompt, *compare, *eval, *ppl;
+    long steps, seq_len;
+    float temp;
+    unsigned long long seed;
+    int verify;
+    run_cfg rc;
+} packed_args;
+
+static int run_packed(const packed_args *pa, const cli_common *com)
+{
+    tc_error err = {{0}};
+    if (pa->ppl)
+        return cli_usage_error(TOOL, "for a packed model use --compare ORIGINAL --eval FILE");
+    if (!pa->verify && !pa->compare && !pa->prompt)
+        return cli_usage_error(TOOL, "nothing to do: give --verify, --compare ORIGINAL --eval "
+                                     "FILE or --generate PROMPT");
+    if (pa->compare && !pa->eval && !pa->prompt)
+        return cli_usage_error(TOOL, "--compare needs --eval FILE");
+    if (pa->prompt && !pa->compare && !com->tokenizer)
+        return cli_usage_error(TOOL, "--generate on a packed model needs a tokenizer: "
+                                     "--compare ORIGINAL or --tokenizer FILE");
+    tc_tmodel tm;
+    if (tc_tmodel_open(&tm, pa->path, &err))
+        return cli_fail(TOOL, &err);
+    int rc = TC_OK;
+    if (pa->verify)
+        rc = verify(&tm, &pa->rc, com, &err);
+    if (rc == TC_OK && pa->compare && pa->eval)
+        rc = compare(&tm, pa->compare, pa->eval, pa->seq_len, &pa->rc, com, &err);
+    if (rc == TC_OK && pa->prompt) {
+        tc_tokenizer *tok = NULL;
+        if (pa->compare) {
+            tc_model om;
+            rc = tc_model_open(&om, pa->compare, &err);
+            if (rc == TC_OK) {
+                rc = tc_model_tokenizer(&om, com->tokenizer, &tok, &err);
+                tc_model_close(&om);
+            }
+        } else {
+            rc = tc_tokenizer_open(&tok, com->tokenizer, &err);
+        }
+        if (rc == TC_OK)
+            rc = generate_packed(&tm, tok, pa->prompt, pa->steps, pa->temp, pa->seed, &pa->rc, com,
+                                 &err);
+        tc_tokenizer_free(tok);
+    }
+    tc_tmodel_close(&tm);
+    return rc == TC_OK ? TC_EXIT_OK : cli_fail(TOOL, &err);
+}
+
 int main(int argc, char **argv)
 {
-    enum { OPT_GENERATE = CLI_OPT_TOOL_BASE, OPT_TEMP, OPT_SEED, OPT_PPL, OPT_SEQ_LEN };
+    enum { OPT_GENERATE = CLI_OPT_TOOL_BASE, OPT_TEMP, OPT_SEED, OPT_PPL, OPT_SEQ_LEN, OPT_KERNEL,
+           OPT_VERIFY, OPT_COMPARE, OPT_EVAL };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         {"generate", required_argument, 0, OPT_GENERATE},
@@ -182,10 +768,16 @@ int main(int argc, char **argv)
         {"seed", required_argument, 0, OPT_SEED},
         {"ppl", required_argument, 0, OPT_PPL},
         {"seq-len", required_argument, 0, OPT_SEQ_LEN},
+        {"kernel", required_argument, 0, OPT_KERNEL},
+        {"verify", no_argument, 0, OPT_VERIFY},
+        {"compare", required_argument, 0, OPT_COMPARE},
+        {"eval", required_argument, 0, OPT_EVAL},
         {0, 0, 0, 0},
     };
     cli_common com = {0};
-    const char *prompt = NULL, *ppl_file = NULL;
+    const char *prompt = NULL, *ppl_file = NULL, *compare_path = NULL, *eval_file = NULL;
+    const char *kernel = getenv("TC_KERNEL");
+    int verify_flag = 0;
     long steps = 256, seq_len = 0;
     float temp = 0.0f;
     unsigned long long seed = 0;
@@ -214,6 +806,10 @@ int main(int argc, char **argv)
                 return cli_usage_error(TOOL, "--seed needs a number, not '%s'", optarg);
             break;
         case OPT_PPL: ppl_file = optarg; break;
+        case OPT_KERNEL: kernel = optarg; break;
+        case OPT_VERIFY: verify_flag = 1; break;
+        case OPT_COMPARE: compare_path = optarg; break;
+        case OPT_EVAL: eval_file = optarg; break;
         case OPT_SEQ_LEN:
             if ((seq_len = cli_parse_long(optarg, 2, 1L << 24)) < 0)
                 return cli_usage_error(TOOL, "--seq-len needs a number >= 2, not '%s'", optarg);
@@ -225,6 +821,20 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "expected one MODEL argument");
     if (com.info)
         return cli_info(TOOL, argv[optind], com.json);
+    tc_kpath kpath = TC_KPATH_AUTO;
+    if (kernel && *kernel) {
+        tc_error kerr;
+        if (tc_kpath_parse(kernel, &kpath, &kerr))
+            return cli_usage_error(TOOL, "%s", kerr.msg);
+    }
+    if (is_packed(argv[optind])) {
+        packed_args pa = {argv[optind], prompt, compare_path, eval_file, ppl_file, steps, seq_len,
+                          temp, seed, verify_flag,
+                          {kpath, com.threads > 0 ? com.threads : cli_default_threads()}};
+        return run_packed(&pa, &com);
+    }
+    if (verify_flag || compare_path || eval_file)
+        return cli_usage_error(TOOL, "--verify, --compare and --eval need a packed ternary model");
     if (!prompt && !ppl_file)
         return cli_usage_error(TOOL, "nothing to do: give --generate PROMPT or --ppl FILE");
     tc_error err = {{0}};

@@ -1,0 +1,521 @@
+/* Kernel dispatch, the thread pool, activation tables, the row-block driver
+ * and the portable scalar kernels. The SIMD kernels are in kernels_x86.c. */
+#include "tc/kernels.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels_internal.h"
+#include "tc/checked.h"
+
+#define TILE TC_TPACK_TILE_ROWS
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+const char *tc_kpath_name(tc_kpath path)
+{
+    static const char *names[] = {"auto", "scalar", "avx2", "avx512"};
+    return (unsigned)path < TC_KPATH_COUNT ? names[path] : "?";
+}
+
+int tc_kpath_parse(const char *name, tc_kpath *path, tc_error *err)
+{
+    for (int p = 0; p < TC_KPATH_COUNT; p++)
+        if (strcmp(name, tc_kpath_name((tc_kpath)p)) == 0) {
+            *path = (tc_kpath)p;
+            return TC_OK;
+        }
+    return tc_err(err, "kernel path '%s' is none of auto, scalar, avx2, avx512", name);
+}
+
+int tc_kpath_available(tc_kpath path)
+{
+    switch (path) {
+    case TC_KPATH_AUTO:
+    case TC_KPATH_SCALAR:
+        return 1;
+#ifdef TC_KERNELS_X86
+    case TC_KPATH_AVX2:
+        return __builtin_cpu_supports("avx2");
+    case TC_KPATH_AVX512:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl");
+#endif
+    default:
+        return 0;
+    }
+}
+
+static void pairs_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
+static void tl2_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
+
+static const struct tc_kimpl kimpl_scalar = {TC_KTAB_I16, pairs_scalar, tl2_scalar};
+
+static const struct tc_kimpl *impl_of(tc_kpath path)
+{
+    switch (path) {
+#ifdef TC_KERNELS_X86
+    case TC_KPATH_AVX2:
+        return &tc_kimpl_avx2;
+    case TC_KPATH_AVX512:
+        return &tc_kimpl_avx512;
+#endif
+    default:
+        return &kimpl_scalar;
+    }
+}
+
+int tc_kernels_init(tc_kernels *k, tc_kpath want, tc_error *err)
+{
+    if ((unsigned)want >= TC_KPATH_COUNT)
+        return tc_err(err, "kernel path %d is unknown", (int)want);
+    if (want == TC_KPATH_AUTO)
+        want = tc_kpath_available(TC_KPATH_AVX512) ? TC_KPATH_AVX512
+               : tc_kpath_available(TC_KPATH_AVX2) ? TC_KPATH_AVX2
+                                                   : TC_KPATH_SCALAR;
+    if (!tc_kpath_available(want))
+        return tc_err(err, "kernel path %s is not supported by this CPU", tc_kpath_name(want));
+    k->path = want;
+    k->impl = impl_of(want);
+    return TC_OK;
+}
+
+/* ---- thread pool --------------------------------------------------------- */
+
+struct tc_kpool {
+    int n;
+    pthread_t *threads;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t generation;
+    int pending, quit;
+    void (*fn)(void *, int, int);
+    void *ctx;
+};
+
+typedef struct pool_arg {
+    tc_kpool *pool;
+    int worker;
+} pool_arg;
+
+static void *pool_main(void *arg)
+{
+    tc_kpool *p = ((pool_arg *)arg)->pool;
+    int w = ((pool_arg *)arg)->worker;
+    free(arg);
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->quit && p->generation == seen)
+            pthread_cond_wait(&p->go, &p->mu);
+        if (p->quit)
+            break;
+        seen = p->generation;
+        void (*fn)(void *, int, int) = p->fn;
+        void *ctx = p->ctx;
+        pthread_mutex_unlock(&p->mu);
+        fn(ctx, w, p->n);
+        pthread_mutex_lock(&p->mu);
+        if (--p->pending == 0)
+            pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+int tc_kpool_new(tc_kpool **out, int n_threads, tc_error *err)
+{
+    *out = NULL;
+    tc_kpool *p = calloc(1, sizeof *p);
+    if (!p)
+        return tc_err(err, "thread pool: out of memory");
+    p->n = n_threads < 1 ? 1 : n_threads > 256 ? 256 : n_threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    if (p->n > 1) {
+        p->threads = calloc((size_t)p->n, sizeof *p->threads);
+        if (!p->threads) {
+            tc_kpool_free(p);
+            return tc_err(err, "thread pool: out of memory");
+        }
+        for (int w = 1; w < p->n; w++) {
+            pool_arg *a = malloc(sizeof *a);
+            if (a) {
+                a->pool = p;
+                a->worker = w;
+            }
+            if (!a || pthread_create(&p->threads[w], NULL, pool_main, a) != 0) {
+                free(a);
+                p->n = w; /* the threads started so far are joined by free */
+                tc_kpool_free(p);
+                return tc_err(err, "thread pool: cannot start thread %d", w);
+            }
+            p->started = w;
+        }
+    }
+    *out = p;
+    return TC_OK;
+}
+
+void tc_kpool_free(tc_kpool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    for (int w = 1; w <= p->started; w++)
+        pthread_join(p->threads[w], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    free(p->threads);
+    free(p);
+}
+
+int tc_kpool_threads(const tc_kpool *p)
+{
+    return p ? p->n : 1;
+}
+
+void tc_kpool_run(tc_kpool *p, void (*fn)(void *ctx, int worker, int n_workers), void *ctx)
+{
+    if (!p || p->n == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->pending = p->n - 1;
+    p->generation++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    fn(ctx, 0, p->n);
+    pthread_mutex_lock(&p->mu);
+    while (p->pending > 0)
+        pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- activation tables --------------------------------------------------- */
+
+/* A run of chunks whose sums form one scale group of every row. */
+typedef struct kseg {
+    int64_t c0, n_chunks; /* chunk range */
+    int64_t k0, k1;       /* the group's columns */
+    size_t tab_off;       /* offset of its tables within one token's tables */
+} kseg;
+
+struct tc_kwork {
+    kseg *segs;
+    size_t segs_cap;
+    uint8_t *tabs;
+    size_t tabs_cap;
+    int32_t *y32; /* int32 sums of the float path */
+    size_t y32_cap;
+};
+
+tc_kwork *tc_kwork_new(void)
+{
+    return calloc(1, sizeof(tc_kwork));
+}
+
+void tc_kwork_free(tc_kwork *w)
+{
+    if (!w)
+        return;
+    free(w->segs);
+    free(w->tabs);
+    free(w->y32);
+    free(w);
+}
+
+static int grow(void **buf, size_t *cap, size_t need, size_t align)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = need + need / 2 + align;
+    n = (n + align - 1) / align * align;
+    void *p = aligned_alloc(align, n);
+    if (!p)
+        return -1;
+    free(*buf);
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
+int64_t tc_kern_groups(const tc_tpack_plan *plan)
+{
+    return plan->group.kind == TC_TGROUP_COLS
+               ? (plan->cols + plan->group.cols - 1) / plan->group.cols
+               : 1;
+}
+
+static size_t tabs_per_chunk(const tc_tpack_plan *p)
+{
+    return p->layout == TC_TPACK_TL2 ? 8 : 2;
+}
+
+/* Bytes of the tables of n chunks in a style. */
+static size_t seg_tab_bytes(tc_ktab_style style, const tc_tpack_plan *p, int64_t n)
+{
+    size_t per = tabs_per_chunk(p) * 32;
+    if (style != TC_KTAB_SPLIT_DUP)
+        return (size_t)n * per;
+    return p->layout == TC_TPACK_TL2 ? (size_t)n * 2 * per : (size_t)(n + 1) / 2 * 2 * 2 * per;
+}
+
+static void pair_values(tc_tpack_layout layout, int x0, int x1, int16_t t[16])
+{
+    for (int i = 0; i < 16; i++) {
+        int a, b, ok;
+        if (layout == TC_TPACK_I2) {
+            a = (i & 3) - 1;
+            b = (i >> 2) - 1;
+            ok = (i & 3) != 3 && (i >> 2) != 3;
+        } else {
+            a = i / 3 - 1;
+            b = i % 3 - 1;
+            ok = i < 9;
+        }
+        t[i] = (int16_t)(ok ? a * x0 + b * x1 : 0);
+    }
+}
+
+static void triple_values(int x0, int x1, int x2, int16_t t[16])
+{
+    for (int i = 0; i < 16; i++) {
+        int v = i + 13;
+        t[i] = (int16_t)(i < 14 ? (v / 9 - 1) * x0 + (v / 3 % 3 - 1) * x1 + (v % 3 - 1) * x2 : 0);
+    }
+}
+
+static void put_split(uint8_t *lo, uint8_t *hi, const int16_t t[16], int copies)
+{
+    for (int c = 0; c < copies; c++)
+        for (int i = 0; i < 16; i++) {
+            uint16_t u = (uint16_t)t[i];
+            lo[16 * c + i] = (uint8_t)(u & 0xff);
+            hi[16 * c + i] = (uint8_t)(u >> 8);
+        }
+}
+
+/* Writes the tables of chunk j of a segment (local index) into dst, the
+ * segment's table start. T holds the chunk's tables as int16. */
+static void emit_chunk(tc_ktab_style style, const tc_tpack_plan *p, int64_t j, int16_t T[8][16],
+                       uint8_t *dst)
+{
+    int nt = (int)tabs_per_chunk(p);
+    if (style == TC_KTAB_I16) {
+        memcpy(dst + (size_t)j * (size_t)nt * 32, T, (size_t)nt * 32);
+    } else if (style == TC_KTAB_SPLIT) {
+        uint8_t *d = dst + (size_t)j * (size_t)nt * 32;
+        for (int t = 0; t < nt; t++)
+            put_split(d + 32 * t, d + 32 * t + 16, T[t], 1);
+    } else if (p->layout != TC_TPACK_TL2) {
+        uint8_t *d = dst + (size_t)(j / 2) * 256 + (size_t)(j % 2) * 32;
+        for (int t = 0; t < 2; t++)
+            put_split(d + 128 * t, d + 128 * t + 64, T[t], 2);
+    } else {
+        uint8_t *d = dst + (size_t)j * 512;
+        for (int q = 0; q < 2; q++)
+            for (int h = 0; h < 2; h++) {
+                uint8_t *b = d + (q * 2 + h) * 128;
+                put_split(b, b + 64, T[4 * q + h], 2);
+                put_split(b + 32, b + 96, T[4 * q + 2 + h], 2);
+            }
+    }
+}
+
+/* Tables of one segment for one token; activations outside [k0, k1) read 0. */
+static void build_seg(tc_ktab_style style, const tc_tpack_plan *p, const kseg *s,
+                      const int8_t *x, uint8_t *dst)
+{
+    if (style == TC_KTAB_SPLIT_DUP)
+        memset(dst, 0, seg_tab_bytes(style, p, s->n_chunks)); /* a missing odd chunk */
+    int64_t cc = p->chunk_cols;
+    for (int64_t j = 0; j < s->n_chunks; j++) {
+        int xv[24];
+        int64_t k = (s->c0 + j) * cc;
+        for (int i = 0; i < cc; i++)
+            xv[i] = k + i >= s->k0 && k + i < s->k1 ? x[k + i] : 0;
+        int16_t T[8][16];
+        if (p->layout == TC_TPACK_TL2)
+            for (int t = 0; t < 8; t++)
+                triple_values(xv[3 * t], xv[3 * t + 1], xv[3 * t + 2], T[t]);
+        else
+            for (int t = 0; t < 2; t++)
+                pair_values(p->layout, xv[2 * t], xv[2 * t + 1], T[t]);
+        emit_chunk(style, p, j, T, dst);
+    }
+}
+
+/* One segment per scale group (or one for the whole row). */
+static int make_segs(tc_kwork *w, const tc_kernels *k, const tc_tpack_plan *p, size_t *per_tok)
+{
+    int64_t ng = tc_kern_groups(p), cc = p->chunk_cols;
+    if (grow((void **)&w->segs, &w->segs_cap, (size_t)ng * sizeof(kseg), 64))
+        return -1;
+    size_t off = 0;
+    for (int64_t g = 0; g < ng; g++) {
+        kseg *s = &w->segs[g];
+        int64_t G = p->group.kind == TC_TGROUP_COLS ? p->group.cols : p->cols;
+        s->k0 = g * G;
+        s->k1 = s->k0 + G < p->cols ? s->k0 + G : p->cols;
+        s->c0 = s->k0 / cc;
+        s->n_chunks = (s->k1 + cc - 1) / cc - s->c0;
+        s->tab_off = off;
+        off += (seg_tab_bytes(k->impl->style, p, s->n_chunks) + 63) / 64 * 64;
+    }
+    *per_tok = off;
+    return 0;
+}
+
+/* ---- driver -------------------------------------------------------------- */
+
+typedef struct kjob {
+    const tc_kernels *k;
+    const tc_tpack_plan *plan;
+    const uint8_t *packed;
+    const kseg *segs;
+    int64_t n_segs, n_tok;
+    const uint8_t *tabs;
+    size_t per_tok;
+    int32_t *y32; /* [n_tok][rows][n_segs] */
+} kjob;
+
+static void kjob_run(void *arg, int worker, int n_workers)
+{
+    const kjob *j = arg;
+    const tc_tpack_plan *p = j->plan;
+    int64_t blocks = p->rows_padded / TILE;
+    int64_t b0 = blocks * worker / n_workers, b1 = blocks * (worker + 1) / n_workers;
+    tc_kblock_fn fn = p->layout == TC_TPACK_TL2 ? j->k->impl->tl2 : j->k->impl->pairs;
+    int32_t out[TILE];
+    for (int64_t rb = b0; rb < b1; rb++) {
+        const uint8_t *block = j->packed + (uint64_t)rb * p->row_block_bytes;
+        int rows = p->rows - rb * TILE < TILE ? (int)(p->rows - rb * TILE) : TILE;
+        for (int64_t t = 0; t < j->n_tok; t++)
+            for (int64_t g = 0; g < j->n_segs; g++) {
+                const kseg *s = &j->segs[g];
+                fn(block + (uint64_t)s->c0 * p->chunk_bytes, s->n_chunks,
+                   j->tabs + (size_t)t * j->per_tok + s->tab_off, out);
+                int32_t *y = j->y32 + ((size_t)t * (size_t)p->rows + (size_t)(rb * TILE)) *
+                                          (size_t)j->n_segs + (size_t)g;
+                for (int r = 0; r < rows; r++)
+                    y[(size_t)r * (size_t)j->n_segs] = out[r];
+            }
+    }
+}
+
+/* Tokens whose tables are built together: enough to reuse each row block
+ * from cache, few enough that the tables stay in L2/L3. */
+#define TOKENS_PER_PASS 8
+
+int tc_kern_matmul_i32(const tc_kernels *k, tc_kpool *pool, tc_kwork *w,
+                       const tc_tpack_plan *plan, const uint8_t *packed, uint64_t len,
+                       const int8_t *xq, int64_t n, int32_t *y32, tc_error *err)
+{
+    if (len < plan->weight_bytes)
+        return tc_err(err, "kernels: %s weight needs %llu bytes but has %llu",
+                      tc_tpack_layout_name(plan->layout), (unsigned long long)plan->weight_bytes,
+                      (unsigned long long)len);
+    size_t per_tok;
+    if (make_segs(w, k, plan, &per_tok) ||
+        grow((void **)&w->tabs, &w->tabs_cap, per_tok * TOKENS_PER_PASS, 64))
+        return tc_err(err, "kernels: out of memory for the activation tables");
+    int64_t ng = tc_kern_groups(plan);
+    for (int64_t t0 = 0; t0 < n; t0 += TOKENS_PER_PASS) {
+        int64_t nt = n - t0 < TOKENS_PER_PASS ? n - t0 : TOKENS_PER_PASS;
+        for (int64_t t = 0; t < nt; t++)
+            for (int64_t g = 0; g < ng; g++)
+                build_seg(k->impl->style, plan, &w->segs[g], xq + (size_t)(t0 + t) * (size_t)plan->cols,
+                          w->tabs + (size_t)t * per_tok + w->segs[g].tab_off);
+        kjob j = {k, plan, packed, w->segs, ng, nt, w->tabs, per_tok,
+                  y32 + (size_t)t0 * (size_t)plan->rows * (size_t)ng};
+        tc_kpool_run(pool, kjob_run, &j);
+    }
+    return TC_OK;
+}
+
+static float scale_at(const uint8_t *packed, const tc_tpack_plan *p, int64_t i)
+{
+    const uint8_t *b = packed + p->scale_offset + 4 * (uint64_t)i;
+    uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+int tc_kern_matmul(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const tc_tpack_plan *plan,
+                   const uint8_t *packed, uint64_t len, const int8_t *xq,
+                   const float *act_scale, int64_t n, float *y, tc_error *err)
+{
+    if (len < plan->total_bytes)
+        return tc_err(err, "kernels: %s weight needs %llu bytes but has %llu",
+                      tc_tpack_layout_name(plan->layout), (unsigned long long)plan->total_bytes,
+                      (unsigned long long)len);
+    int64_t ng = tc_kern_groups(plan), M = plan->rows;
+    uint64_t cnt;
+    if (tc_mul_u64((uint64_t)n * (uint64_t)M, (uint64_t)ng * sizeof(int32_t), &cnt) ||
+        grow((void **)&w->y32, &w->y32_cap, (size_t)cnt, 64))
+        return tc_err(err, "kernels: out of memory for %lld x %lld sums", (long long)n,
+                      (long long)M);
+    int32_t *y32 = w->y32;
+    if (tc_kern_matmul_i32(k, pool, w, plan, packed, len, xq, n, y32, err))
+        return TC_ERR;
+    for (int64_t t = 0; t < n; t++) {
+        float inv = 1.0f / act_scale[t];
+        for (int64_t m = 0; m < M; m++) {
+            const int32_t *s = y32 + ((size_t)t * (size_t)M + (size_t)m) * (size_t)ng;
+            float acc;
+            if (plan->group.kind == TC_TGROUP_COLS) {
+                acc = 0;
+                for (int64_t g = 0; g < ng; g++)
+                    acc += scale_at(packed, plan, m * ng + g) * (float)s[g];
+            } else {
+                acc = scale_at(packed, plan, plan->group.kind == TC_TGROUP_ROW ? m : 0) *
+                      (float)s[0];
+            }
+            y[(size_t)t * (size_t)M + (size_t)m] = acc * inv;
+        }
+    }
+    return TC_OK;
+}
+
+/* ---- scalar kernels ------------------------------------------------------ */
+
+static void pairs_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32])
+{
+    int32_t acc[TILE] = {0};
+    for (int64_t c = 0; c < n; c++) {
+        const int16_t *T = (const int16_t *)(const void *)(tab + (size_t)c * 64);
+        const uint8_t *v = w + (size_t)c * 32;
+        for (int r = 0; r < TILE; r++)
+            acc[r] += T[v[r] & 15] + T[16 + (v[r] >> 4)];
+    }
+    memcpy(out, acc, sizeof acc);
+}
+
+static void tl2_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32])
+{
+    int32_t acc[TILE] = {0};
+    for (int64_t c = 0; c < n; c++) {
+        const int16_t *T = (const int16_t *)(const void *)(tab + (size_t)c * 256);
+        const uint8_t *v = w + (size_t)c * 160;
+        for (int t = 0; t < 8; t++) {
+            const uint8_t *plane = v + (t / 2) * 32, *sg = v + 128 + 4 * t;
+            for (int r = 0; r < TILE; r++) {
+                int32_t e = T[16 * t + (plane[r] >> 4 * (t % 2) & 15)];
+                acc[r] += sg[r / 8] >> (r % 8) & 1 ? -e : e;
+            }
+        }
+    }
+    memcpy(out, acc, sizeof acc);
+}

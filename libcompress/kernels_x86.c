@@ -1,0 +1,239 @@
+/* AVX2 and AVX-512 kernels. Each function carries its own target attribute,
+ * so this file builds without -mavx flags and the library still runs on any
+ * x86-64: tc_kernels_init only picks a path the CPU reports.
+ *
+ * One chunk plane is 32 bytes = 32 rows. Its low and high nibbles index
+ * the low-byte and high-byte tables of a pair or triple (pshufb); the two
+ * lookups interleave (unpacklo/hi) into int16 sums of rows 0-7 and 16-23
+ * (lo) and 8-15 and 24-31 (hi) and are accumulated in int16 as long as no
+ * lane can overflow, then widened to int32. */
+#include "kernels_internal.h"
+
+#ifdef TC_KERNELS_X86
+
+#include <immintrin.h>
+#include <string.h>
+
+/* Weights stream from DRAM once per token and the lookups keep the core
+ * busy, so the hardware prefetcher alone leaves the stream short of DRAM
+ * speed: prefetch this far ahead (row blocks are contiguous, so near the end
+ * of one block this fetches the next). */
+#define PREFETCH_AHEAD 1024
+
+#define TL2_FLUSH_AVX2 10   /* 8 triples per chunk and lane, |entry| <= 384 */
+#define TL2_FLUSH_AVX512 20 /* 4 triples per chunk and lane */
+
+/* Rows of the four int32 accumulators: 0-7, 16-23, 8-15, 24-31. */
+static void store_rows(const int32_t *a, const int32_t *b, const int32_t *c, const int32_t *d,
+                       int32_t out[32])
+{
+    memcpy(out, a, 32);
+    memcpy(out + 16, b, 32);
+    memcpy(out + 8, c, 32);
+    memcpy(out + 24, d, 32);
+}
+
+/* ---- AVX2 ---------------------------------------------------------------- */
+
+__attribute__((target("avx2"))) static void pairs_avx2(const uint8_t *w, int64_t n,
+                                                       const uint8_t *tab, int32_t out[32])
+{
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t c = 0; c < n;) {
+        int64_t end = n - c > TC_KPAIR_FLUSH ? c + TC_KPAIR_FLUSH : n;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+        for (; c < end; c++) {
+            _mm_prefetch((const char *)(w + c * 32 + PREFETCH_AHEAD), _MM_HINT_T0);
+            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(w + c * 32));
+            __m256i lo = _mm256_and_si256(v, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            const __m128i *t = (const __m128i *)(const void *)(tab + c * 64);
+            __m256i t0l = _mm256_broadcastsi128_si256(_mm_loadu_si128(t));
+            __m256i t0h = _mm256_broadcastsi128_si256(_mm_loadu_si128(t + 1));
+            __m256i t1l = _mm256_broadcastsi128_si256(_mm_loadu_si128(t + 2));
+            __m256i t1h = _mm256_broadcastsi128_si256(_mm_loadu_si128(t + 3));
+            __m256i l0 = _mm256_shuffle_epi8(t0l, lo), h0 = _mm256_shuffle_epi8(t0h, lo);
+            __m256i l1 = _mm256_shuffle_epi8(t1l, hi), h1 = _mm256_shuffle_epi8(t1h, hi);
+            s0 = _mm256_add_epi16(s0, _mm256_add_epi16(_mm256_unpacklo_epi8(l0, h0),
+                                                       _mm256_unpacklo_epi8(l1, h1)));
+            s1 = _mm256_add_epi16(s1, _mm256_add_epi16(_mm256_unpackhi_epi8(l0, h0),
+                                                       _mm256_unpackhi_epi8(l1, h1)));
+        }
+        a0 = _mm256_add_epi32(a0, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s0)));
+        a1 = _mm256_add_epi32(a1, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s0, 1)));
+        a2 = _mm256_add_epi32(a2, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s1)));
+        a3 = _mm256_add_epi32(a3, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s1, 1)));
+    }
+    int32_t r0[8], r1[8], r2[8], r3[8];
+    _mm256_storeu_si256((__m256i *)(void *)r0, a0);
+    _mm256_storeu_si256((__m256i *)(void *)r1, a1);
+    _mm256_storeu_si256((__m256i *)(void *)r2, a2);
+    _mm256_storeu_si256((__m256i *)(void *)r3, a3);
+    store_rows(r0, r1, r2, r3, out);
+}
+
+static uint32_t load_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+__attribute__((target("avx2"))) static void tl2_avx2(const uint8_t *w, int64_t n,
+                                                     const uint8_t *tab, int32_t out[32])
+{
+    const __m256i m4 = _mm256_set1_epi8(15);
+    /* lane i of an int16 vector tests bit i of a 16-bit sign mask */
+    const __m256i bit = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048,
+                                          4096, 8192, 16384, (short)-32768);
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t c = 0; c < n;) {
+        int64_t end = n - c > TL2_FLUSH_AVX2 ? c + TL2_FLUSH_AVX2 : n;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+        for (; c < end; c++) {
+            const uint8_t *cw = w + c * 160, *tb = tab + c * 256;
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 64), _MM_HINT_T0);
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 128), _MM_HINT_T0);
+            for (int p = 0; p < 4; p++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(cw + 32 * p));
+                __m256i idx[2] = {_mm256_and_si256(v, m4),
+                                  _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)};
+                for (int h = 0; h < 2; h++) {
+                    int t = 2 * p + h;
+                    const __m128i *tt = (const __m128i *)(const void *)(tb + 32 * t);
+                    __m256i L = _mm256_shuffle_epi8(
+                        _mm256_broadcastsi128_si256(_mm_loadu_si128(tt)), idx[h]);
+                    __m256i H = _mm256_shuffle_epi8(
+                        _mm256_broadcastsi128_si256(_mm_loadu_si128(tt + 1)), idx[h]);
+                    uint32_t sg = load_u32(cw + 128 + 4 * t);
+                    int m0 = (int)((sg & 0xff) | (sg >> 8 & 0xff00));
+                    int m1 = (int)((sg >> 8 & 0xff) | (sg >> 16 & 0xff00));
+                    __m256i n0 = _mm256_cmpeq_epi16(
+                        _mm256_and_si256(_mm256_set1_epi16((short)m0), bit), bit);
+                    __m256i n1 = _mm256_cmpeq_epi16(
+                        _mm256_and_si256(_mm256_set1_epi16((short)m1), bit), bit);
+                    __m256i u0 = _mm256_unpacklo_epi8(L, H), u1 = _mm256_unpackhi_epi8(L, H);
+                    /* (u ^ m) - m negates where m is all ones */
+                    s0 = _mm256_add_epi16(s0, _mm256_sub_epi16(_mm256_xor_si256(u0, n0), n0));
+                    s1 = _mm256_add_epi16(s1, _mm256_sub_epi16(_mm256_xor_si256(u1, n1), n1));
+                }
+            }
+        }
+        a0 = _mm256_add_epi32(a0, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s0)));
+        a1 = _mm256_add_epi32(a1, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s0, 1)));
+        a2 = _mm256_add_epi32(a2, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s1)));
+        a3 = _mm256_add_epi32(a3, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s1, 1)));
+    }
+    int32_t r0[8], r1[8], r2[8], r3[8];
+    _mm256_storeu_si256((__m256i *)(void *)r0, a0);
+    _mm256_storeu_si256((__m256i *)(void *)r1, a1);
+    _mm256_storeu_si256((__m256i *)(void *)r2, a2);
+    _mm256_storeu_si256((__m256i *)(void *)r3, a3);
+    store_rows(r0, r1, r2, r3, out);
+}
+
+/* ---- AVX-512 ------------------------------------------------------------- */
+/* One 512-bit vector holds two 32-byte planes (two chunks for pairs, two
+ * nibble planes for TL2); the duplicated tables give each 128-bit lane its
+ * plane's table. After widening, lanes 0-15 and 16-31 of an int16
+ * accumulator hold the same rows of the two planes, which are added. */
+
+#define AVX512 "avx512f,avx512bw,avx512vl"
+
+__attribute__((target(AVX512))) static void pairs_avx512(const uint8_t *w, int64_t n,
+                                                         const uint8_t *tab, int32_t out[32])
+{
+    const __m512i m4 = _mm512_set1_epi8(15);
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+    int64_t pairs = (n + 1) / 2;
+    for (int64_t q = 0; q < pairs;) {
+        int64_t end = pairs - q > TC_KPAIR_FLUSH ? q + TC_KPAIR_FLUSH : pairs;
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+        for (; q < end; q++) {
+            const uint8_t *src = w + q * 64;
+            _mm_prefetch((const char *)(src + PREFETCH_AHEAD), _MM_HINT_T0);
+            /* an odd last chunk: its partner's tables are zero, its bytes not read */
+            __m512i v = 2 * q + 1 < n ? _mm512_loadu_si512(src)
+                                      : _mm512_maskz_loadu_epi8(0xffffffffull, src);
+            __m512i lo = _mm512_and_si512(v, m4);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            const uint8_t *t = tab + q * 256;
+            __m512i l0 = _mm512_shuffle_epi8(_mm512_loadu_si512(t), lo);
+            __m512i h0 = _mm512_shuffle_epi8(_mm512_loadu_si512(t + 64), lo);
+            __m512i l1 = _mm512_shuffle_epi8(_mm512_loadu_si512(t + 128), hi);
+            __m512i h1 = _mm512_shuffle_epi8(_mm512_loadu_si512(t + 192), hi);
+            s0 = _mm512_add_epi16(s0, _mm512_add_epi16(_mm512_unpacklo_epi8(l0, h0),
+                                                       _mm512_unpacklo_epi8(l1, h1)));
+            s1 = _mm512_add_epi16(s1, _mm512_add_epi16(_mm512_unpackhi_epi8(l0, h0),
+                                                       _mm512_unpackhi_epi8(l1, h1)));
+        }
+        a0 = _mm512_add_epi32(a0, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s0)));
+        a0 = _mm512_add_epi32(a0, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s0, 1)));
+        a1 = _mm512_add_epi32(a1, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s1)));
+        a1 = _mm512_add_epi32(a1, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s1, 1)));
+    }
+    int32_t r0[16], r1[16];
+    _mm512_storeu_si512(r0, a0);
+    _mm512_storeu_si512(r1, a1);
+    store_rows(r0, r0 + 8, r1, r1 + 8, out);
+}
+
+__attribute__((target(AVX512))) static void tl2_avx512(const uint8_t *w, int64_t n,
+                                                       const uint8_t *tab, int32_t out[32])
+{
+    const __m512i m4 = _mm512_set1_epi8(15);
+    /* Sign masks: for plane pair q (128-bit lane q of the sign plane, words
+     * of triples 4q..4q+3), dwords [lo nibble: rows 0-7,16-23 | rows 8-15,
+     * 24-31; hi nibble: the same], each from the sign bytes of triples
+     * 4q+h and 4q+2+h. */
+    const __m256i sel = _mm256_setr_epi8(0, 2, 8, 10, 1, 3, 9, 11, 4, 6, 12, 14, 5, 7, 13, 15, 0,
+                                         2, 8, 10, 1, 3, 9, 11, 4, 6, 12, 14, 5, 7, 13, 15);
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+    for (int64_t c = 0; c < n;) {
+        int64_t end = n - c > TL2_FLUSH_AVX512 ? c + TL2_FLUSH_AVX512 : n;
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+        for (; c < end; c++) {
+            const uint8_t *cw = w + c * 160, *tb = tab + c * 512;
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 64), _MM_HINT_T0);
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 128), _MM_HINT_T0);
+            uint32_t mk[8];
+            _mm256_storeu_si256(
+                (__m256i *)(void *)mk,
+                _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(const void *)(cw + 128)),
+                                    sel));
+            for (int q = 0; q < 2; q++) {
+                __m512i v = _mm512_loadu_si512(cw + 64 * q);
+                __m512i idx[2] = {_mm512_and_si512(v, m4),
+                                  _mm512_and_si512(_mm512_srli_epi16(v, 4), m4)};
+                for (int h = 0; h < 2; h++) {
+                    const uint8_t *t = tb + (q * 2 + h) * 128;
+                    __m512i L = _mm512_shuffle_epi8(_mm512_loadu_si512(t), idx[h]);
+                    __m512i H = _mm512_shuffle_epi8(_mm512_loadu_si512(t + 64), idx[h]);
+                    __m512i u0 = _mm512_unpacklo_epi8(L, H), u1 = _mm512_unpackhi_epi8(L, H);
+                    __m512i z = _mm512_setzero_si512();
+                    u0 = _mm512_mask_sub_epi16(u0, (__mmask32)mk[q * 4 + h * 2], z, u0);
+                    u1 = _mm512_mask_sub_epi16(u1, (__mmask32)mk[q * 4 + h * 2 + 1], z, u1);
+                    s0 = _mm512_add_epi16(s0, u0);
+                    s1 = _mm512_add_epi16(s1, u1);
+                }
+            }
+        }
+        a0 = _mm512_add_epi32(a0, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s0)));
+        a0 = _mm512_add_epi32(a0, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s0, 1)));
+        a1 = _mm512_add_epi32(a1, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s1)));
+        a1 = _mm512_add_epi32(a1, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s1, 1)));
+    }
+    int32_t r0[16], r1[16];
+    _mm512_storeu_si512(r0, a0);
+    _mm512_storeu_si512(r1, a1);
+    store_rows(r0, r0 + 8, r1, r1 + 8, out);
+}
+
+const struct tc_kimpl tc_kimpl_avx2 = {TC_KTAB_SPLIT, pairs_avx2, tl2_avx2};
+const struct tc_kimpl tc_kimpl_avx512 = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512};
+
+#else
+/* Not x86-64: only the scalar path exists (kernels.c). */
+typedef int tc_kernels_x86_unused;
+#endif

@@ -1,0 +1,565 @@
+/* The ternary runner: a KV-cache decoder over a tc_tmodel whose linear
+ * layers go through the LUT kernels on int8 activations. The fp32 arithmetic
+ * around them is forward_math.h's, shared with the fp32 forward pass. */
+#include "tc/trun.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forward_math.h"
+#include "tc/checked.h"
+
+/* Tokens processed together by tc_trun_feed: each weight is streamed once
+ * per group of this many tokens. */
+#define CHUNK 16
+
+static const tc_role LINEAR[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
+#define N_LINEAR (sizeof LINEAR / sizeof LINEAR[0])
+
+typedef struct lin {
+    int present, ternary, rows, cols;
+    tc_tpack_plan plan;
+    const uint8_t *data;
+    uint64_t nbytes;
+    float *dense; /* fp32 [rows][cols]: plain weights, or ternary ones in REF mode */
+} lin;
+
+typedef struct tlayer {
+    lin w[TC_N_ROLES];
+    float *vec[TC_N_ROLES]; /* norms and biases */
+    int has_attn, has_mlp;
+} tlayer;
+
+struct tc_trun_trace {
+    int8_t *q;
+    float *s;
+    size_t nq, ns, capq, caps; /* used and allocated */
+    size_t rq, rs;             /* replay positions */
+};
+
+struct tc_trun {
+    tc_trun_trace *trace;
+    int replay;
+    const tc_tmodel *m;
+    tc_config c;
+    tc_trun_mode mode;
+    tc_kernels k;
+    tc_kpool *pool;
+    tc_kwork *work;
+    int n_threads, max_len, pos, qdim, kvdim, max_k;
+    tlayer *layers;
+    float *embd, *out_norm, *output; /* output == embd when tied */
+    float *kc, *vc;                  /* [n_layers][max_len][kvdim] */
+    float *x, *xn, *xd, *q, *kb, *vb, *att, *g, *u, *tmp, *act_s, *probs, *cs, *logits;
+    int8_t *xq;
+};
+
+static const char *path_of(const tc_tmodel *m)
+{
+    return m->path ? m->path : "ternary model";
+}
+
+static int is_linear(int role)
+{
+    for (size_t i = 0; i < N_LINEAR; i++)
+        if ((int)LINEAR[i] == role)
+            return 1;
+    return 0;
+}
+
+static int to_f32(const tc_tmodel_tensor *t, float **out, tc_error *err)
+{
+    uint64_t n = t->n_dims == 2 ? (uint64_t)t->shape[0] * (uint64_t)t->shape[1]
+                                : (uint64_t)t->shape[0];
+    uint64_t bytes;
+    if (tc_mul_u64(n, sizeof(float), &bytes) || bytes > SIZE_MAX / 2 ||
+        !(*out = malloc(bytes ? (size_t)bytes : 1)))
+        return tc_err(err, "out of memory converting a tensor of %llu values",
+                      (unsigned long long)n);
+    return tc_tmodel_tensor_f32(t, *out, err);
+}
+
+static int load_linear(tc_trun *r, const tc_tmodel_tensor *t, lin *L, tc_error *err)
+{
+    L->present = 1;
+    L->ternary = t->ternary;
+    L->rows = (int)t->shape[0];
+    L->cols = (int)t->shape[1];
+    if (t->ternary) {
+        L->plan = t->plan;
+        L->data = t->data;
+        L->nbytes = t->nbytes;
+    }
+    if (L->cols > r->max_k)
+        r->max_k = L->cols;
+    if (!t->ternary || r->mode == TC_TRUN_REF)
+        return to_f32(t, &L->dense, err);
+    return TC_OK;
+}
+
+static int load_layer(tc_trun *r, int l, tc_error *err)
+{
+    tlayer *L = &r->layers[l];
+    for (int role = 0; role < TC_N_ROLES; role++) {
+        const tc_tmodel_tensor *t = tc_tmodel_find(r->m, l, role);
+        if (!t)
+            continue;
+        int rc = is_linear(role) ? load_linear(r, t, &L->w[role], err) : to_f32(t, &L->vec[role], err);
+        if (rc) {
+            char name[64];
+            tc_tmodel_tensor_name(t, name, sizeof name);
+            return tc_err_prefix(err, "%s: tensor '%s'", path_of(r->m), name);
+        }
+    }
+    L->has_attn = L->vec[TC_ATTN_NORM] && L->w[TC_WQ].present && L->w[TC_WK].present &&
+                  L->w[TC_WV].present && L->w[TC_WO].present;
+    L->has_mlp = L->vec[TC_FFN_NORM] && L->w[TC_W_GATE].present && L->w[TC_W_UP].present &&
+                 L->w[TC_W_DOWN].present;
+    return TC_OK;
+}
+
+static int load_globals(tc_trun *r, tc_error *err)
+{
+    const tc_tmodel_tensor *e = tc_tmodel_find(r->m, -1, TC_G_EMBD);
+    const tc_tmodel_tensor *n = tc_tmodel_find(r->m, -1, TC_G_OUT_NORM);
+    const tc_tmodel_tensor *o = tc_tmodel_find(r->m, -1, TC_G_OUTPUT);
+    if (!e || !n || (!o && !r->c.tied_embeddings))
+        return tc_err(err, "%s: the token embedding, final norm or output head is missing",
+                      path_of(r->m));
+    if (to_f32(e, &r->embd, err) || to_f32(n, &r->out_norm, err))
+        return tc_err_prefix(err, "%s", path_of(r->m));
+    if (!o) {
+        r->output = r->embd;
+        return TC_OK;
+    }
+    if (to_f32(o, &r->output, err))
+        return tc_err_prefix(err, "%s", path_of(r->m));
+    return TC_OK;
+}
+
+static float *alloc_f(size_t n, int *fail)
+{
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (!p)
+        *fail = 1;
+    return p;
+}
+
+static int alloc_buffers(tc_trun *r, tc_error *err)
+{
+    const tc_config *c = &r->c;
+    uint64_t cache;
+    if (tc_mul_u64((uint64_t)c->n_layers, (uint64_t)r->max_len, &cache) ||
+        tc_mul_u64(cache, (uint64_t)r->kvdim, &cache) ||
+        tc_mul_u64(cache, sizeof(float), &cache) || cache > SIZE_MAX / 2)
+        return tc_err(err, "%s: a KV cache of %d positions is too large", path_of(r->m),
+                      r->max_len);
+    int fail = 0;
+    size_t cells = (size_t)cache / sizeof(float), widest = (size_t)r->max_k;
+    if (widest < (size_t)c->dim)
+        widest = (size_t)c->dim;
+    r->kc = alloc_f(cells, &fail);
+    r->vc = alloc_f(cells, &fail);
+    r->x = alloc_f(CHUNK * (size_t)c->dim, &fail);
+    r->xn = alloc_f(CHUNK * (size_t)c->dim, &fail);
+    r->xd = alloc_f(CHUNK * widest, &fail);
+    r->q = alloc_f(CHUNK * (size_t)r->qdim, &fail);
+    r->kb = alloc_f(CHUNK * (size_t)r->kvdim, &fail);
+    r->vb = alloc_f(CHUNK * (size_t)r->kvdim, &fail);
+    r->att = alloc_f(CHUNK * (size_t)r->qdim, &fail);
+    r->g = alloc_f(CHUNK * (size_t)c->ffn_dim, &fail);
+    r->u = alloc_f(CHUNK * (size_t)c->ffn_dim, &fail);
+    r->tmp = alloc_f(CHUNK * (size_t)c->dim, &fail);
+    r->act_s = alloc_f(CHUNK, &fail);
+    r->probs = alloc_f((size_t)r->max_len, &fail);
+    r->cs = alloc_f((size_t)c->head_dim, &fail);
+    r->logits = alloc_f(CHUNK * (size_t)c->vocab_size, &fail);
+    r->xq = malloc(CHUNK * widest);
+    if (fail || !r->xq)
+        return tc_err(err, "%s: out of memory for the runner's buffers", path_of(r->m));
+    return TC_OK;
+}
+
+int tc_trun_new(tc_trun **out, const tc_tmodel *m, const tc_trun_opts *opts, tc_error *err)
+{
+    tc_trun_opts def;
+    memset(&def, 0, sizeof def);
+    if (!opts)
+        opts = &def;
+    *out = NULL;
+    const tc_config *c = &m->cfg;
+    if (c->n_layers < 0 || c->dim <= 0 || c->vocab_size <= 0 || c->n_heads <= 0 ||
+        c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads || c->head_dim <= 0 || c->head_dim % 2)
+        return tc_err(err, "%s: unsupported model shape (%d heads, %d kv heads, head_dim %d)",
+                      path_of(m), c->n_heads, c->n_kv_heads, c->head_dim);
+    tc_trun *r = calloc(1, sizeof *r);
+    if (!r)
+        return tc_err(err, "%s: out of memory for a runner", path_of(m));
+    r->m = m;
+    r->c = *c;
+    r->mode = opts->mode;
+    r->n_threads = opts->n_threads > 0 ? opts->n_threads : 1;
+    r->max_len = opts->max_len > 0 ? opts->max_len : c->max_seq_len > 0 ? c->max_seq_len : 2048;
+    r->qdim = c->n_heads * c->head_dim;
+    r->kvdim = c->n_kv_heads * c->head_dim;
+    r->max_k = c->dim;
+    r->layers = calloc(c->n_layers > 0 ? (size_t)c->n_layers : 1, sizeof *r->layers);
+    r->work = tc_kwork_new();
+    if (!r->layers || !r->work) {
+        tc_err(err, "%s: out of memory for a runner", path_of(m));
+        goto fail;
+    }
+    if (tc_kernels_init(&r->k, opts->kernel, err) ||
+        tc_kpool_new(&r->pool, r->n_threads, err) || load_globals(r, err))
+        goto fail;
+    for (int l = 0; l < c->n_layers; l++)
+        if (load_layer(r, l, err))
+            goto fail;
+    if (alloc_buffers(r, err))
+        goto fail;
+    *out = r;
+    return TC_OK;
+fail:
+    tc_trun_free(r);
+    return TC_ERR;
+}
+
+void tc_trun_free(tc_trun *r)
+{
+    if (!r)
+        return;
+    for (int l = 0; r->layers && l < r->c.n_layers; l++)
+        for (int role = 0; role < TC_N_ROLES; role++) {
+            free(r->layers[l].w[role].dense);
+            free(r->layers[l].vec[role]);
+        }
+    free(r->layers);
+    if (r->output != r->embd)
+        free(r->output);
+    free(r->embd);
+    free(r->out_norm);
+    float *bufs[] = {r->kc, r->vc,  r->x,  r->xn,  r->xd,    r->q,     r->kb,  r->vb,
+                     r->att, r->g,  r->u,  r->tmp, r->act_s, r->probs, r->cs, r->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+    free(r->xq);
+    tc_kwork_free(r->work);
+    tc_kpool_free(r->pool);
+    free(r);
+}
+
+const tc_kernels *tc_trun_kernels(const tc_trun *r)
+{
+    return &r->k;
+}
+
+void tc_trun_reset(tc_trun *r)
+{
+    r->pos = 0;
+}
+
+int tc_trun_pos(const tc_trun *r)
+{
+    return r->pos;
+}
+
+/* ---- traces -------------------------------------------------------------- */
+
+tc_trun_trace *tc_trun_trace_new(void)
+{
+    return calloc(1, sizeof(tc_trun_trace));
+}
+
+void tc_trun_trace_free(tc_trun_trace *t)
+{
+    if (!t)
+        return;
+    free(t->q);
+    free(t->s);
+    free(t);
+}
+
+void tc_trun_set_trace(tc_trun *r, tc_trun_trace *t, int replay)
+{
+    r->trace = t;
+    r->replay = replay;
+    if (t) {
+        t->rq = 0;
+        t->rs = 0;
+    }
+}
+
+static int trace_put(tc_trun_trace *t, const int8_t *q, const float *s, size_t nq, size_t ns)
+{
+    if (t->nq + nq > t->capq) {
+        size_t cap = (t->nq + nq) * 2;
+        int8_t *p = realloc(t->q, cap);
+        if (!p)
+            return -1;
+        t->q = p;
+        t->capq = cap;
+    }
+    if (t->ns + ns > t->caps) {
+        size_t cap = (t->ns + ns) * 2;
+        float *p = realloc(t->s, cap * sizeof *p);
+        if (!p)
+            return -1;
+        t->s = p;
+        t->caps = cap;
+    }
+    memcpy(t->q + t->nq, q, nq);
+    memcpy(t->s + t->ns, s, ns * sizeof *s);
+    t->nq += nq;
+    t->ns += ns;
+    return 0;
+}
+
+static int trace_get(tc_trun_trace *t, int8_t *q, float *s, size_t nq, size_t ns)
+{
+    if (t->rq + nq > t->nq || t->rs + ns > t->ns)
+        return -1;
+    memcpy(q, t->q + t->rq, nq);
+    memcpy(s, t->s + t->rs, ns * sizeof *s);
+    t->rq += nq;
+    t->rs += ns;
+    return 0;
+}
+
+/* ---- one linear layer ---------------------------------------------------- */
+
+/* Quantizes T rows of K activations to int8 per token (and, for REF, back to
+ * fp32 as x_q / s): done once for every layer sharing the input. With a
+ * trace, records them or takes them from it. */
+static int quantize_rows(tc_trun *r, const float *in, int T, int K, tc_error *err)
+{
+    size_t nq = (size_t)T * (size_t)K;
+    if (r->trace && r->replay) {
+        if (trace_get(r->trace, r->xq, r->act_s, nq, (size_t)T))
+            return tc_err(err, "%s: the activation trace ends before this run's calls",
+                          path_of(r->m));
+    } else {
+        for (int t = 0; t < T; t++)
+            r->act_s[t] = tc_tpack_quantize_act(in + (size_t)t * (size_t)K, K,
+                                                r->xq + (size_t)t * (size_t)K);
+        if (r->trace && trace_put(r->trace, r->xq, r->act_s, nq, (size_t)T))
+            return tc_err(err, "%s: out of memory for the activation trace", path_of(r->m));
+    }
+    for (int t = 0; t < T; t++) {
+        int8_t *xq = r->xq + (size_t)t * (size_t)K;
+        if (r->mode == TC_TRUN_REF) {
+            float inv = 1.0f / r->act_s[t];
+            for (int k = 0; k < K; k++)
+                r->xd[(size_t)t * (size_t)K + (size_t)k] = (float)xq[k] * inv;
+        }
+    }
+    return TC_OK;
+}
+
+/* out[T][rows] = layer(in[T][cols]); quantize_rows(in) must have run. */
+static int apply(tc_trun *r, const lin *L, const float *in, int T, float *out, tc_error *err)
+{
+    if (L->ternary && r->mode == TC_TRUN_LUT)
+        return tc_kern_matmul(&r->k, r->pool, r->work, &L->plan, L->data, L->nbytes, r->xq,
+                              r->act_s, T, out, err);
+    const float *x = L->ternary ? r->xd : in;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L->rows, L->cols, 1.0f, x, L->cols,
+                L->dense, L->cols, 0.0f, out, L->rows);
+    return TC_OK;
+}
+
+static void add_bias(float *y, const float *b, int T, int n)
+{
+    if (b)
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < n; i++)
+                y[(size_t)t * (size_t)n + (size_t)i] += b[i];
+}
+
+static void add_rows(float *x, const float *d, int T, int n)
+{
+    for (size_t i = 0; i < (size_t)T * (size_t)n; i++)
+        x[i] += d[i];
+}
+
+/* ---- layers -------------------------------------------------------------- */
+
+static void norm_rows(const tc_trun *r, const float *x, const float *w, float *out, int T)
+{
+    for (int t = 0; t < T; t++)
+        tc_fm_rmsnorm(x + (size_t)t * (size_t)r->c.dim, w, out + (size_t)t * (size_t)r->c.dim,
+                      r->c.dim, r->c.norm_eps);
+}
+
+static void attend_rows(tc_trun *r, int l, int T)
+{
+    const tc_config *c = &r->c;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    size_t layer_off = (size_t)l * (size_t)r->max_len * (size_t)r->kvdim;
+    float *kl = r->kc + layer_off, *vl = r->vc + layer_off;
+    for (int t = 0; t < T; t++) {
+        int p = r->pos + t;
+        float *q = r->q + (size_t)t * (size_t)r->qdim;
+        float *k = kl + (size_t)p * (size_t)r->kvdim, *v = vl + (size_t)p * (size_t)r->kvdim;
+        memcpy(k, r->kb + (size_t)t * (size_t)r->kvdim, (size_t)r->kvdim * sizeof(float));
+        memcpy(v, r->vb + (size_t)t * (size_t)r->kvdim, (size_t)r->kvdim * sizeof(float));
+        tc_fm_rope_angles((size_t)p, hd, c->rope_theta, r->cs);
+        tc_fm_rope(q, c->n_heads, hd, c->rope_layout, r->cs);
+        tc_fm_rope(k, c->n_kv_heads, hd, c->rope_layout, r->cs);
+        for (int h = 0; h < c->n_heads; h++) {
+            size_t kv = (size_t)(h / group) * (size_t)hd;
+            tc_fm_attend(q + (size_t)h * (size_t)hd, kl + kv, vl + kv, (size_t)r->kvdim,
+                         (size_t)p + 1, hd, r->probs,
+                         r->att + (size_t)t * (size_t)r->qdim + (size_t)h * (size_t)hd);
+        }
+    }
+}
+
+static int attention(tc_trun *r, int l, int T, tc_error *err)
+{
+    const tlayer *L = &r->layers[l];
+    norm_rows(r, r->x, L->vec[TC_ATTN_NORM], r->xn, T);
+    if (quantize_rows(r, r->xn, T, r->c.dim, err))
+        return TC_ERR;
+    if (apply(r, &L->w[TC_WQ], r->xn, T, r->q, err) ||
+        apply(r, &L->w[TC_WK], r->xn, T, r->kb, err) ||
+        apply(r, &L->w[TC_WV], r->xn, T, r->vb, err))
+        return TC_ERR;
+    add_bias(r->q, L->vec[TC_BQ], T, r->qdim);
+    add_bias(r->kb, L->vec[TC_BK], T, r->kvdim);
+    add_bias(r->vb, L->vec[TC_BV], T, r->kvdim);
+    attend_rows(r, l, T);
+    if (quantize_rows(r, r->att, T, r->qdim, err))
+        return TC_ERR;
+    if (apply(r, &L->w[TC_WO], r->att, T, r->tmp, err))
+        return TC_ERR;
+    add_rows(r->x, r->tmp, T, r->c.dim);
+    return TC_OK;
+}
+
+static int mlp(tc_trun *r, int l, int T, tc_error *err)
+{
+    const tlayer *L = &r->layers[l];
+    int F = r->c.ffn_dim;
+    norm_rows(r, r->x, L->vec[TC_FFN_NORM], r->xn, T);
+    if (quantize_rows(r, r->xn, T, r->c.dim, err))
+        return TC_ERR;
+    if (apply(r, &L->w[TC_W_GATE], r->xn, T, r->g, err) ||
+        apply(r, &L->w[TC_W_UP], r->xn, T, r->u, err))
+        return TC_ERR;
+    for (size_t i = 0; i < (size_t)T * (size_t)F; i++)
+        r->g[i] = tc_fm_silu(r->g[i]) * r->u[i];
+    if (quantize_rows(r, r->g, T, F, err))
+        return TC_ERR;
+    if (apply(r, &L->w[TC_W_DOWN], r->g, T, r->tmp, err))
+        return TC_ERR;
+    add_rows(r->x, r->tmp, T, r->c.dim);
+    return TC_OK;
+}
+
+/* Runs T <= CHUNK tokens; logits of rows first..T-1 go to out. */
+static int run_chunk(tc_trun *r, const int32_t *tokens, int T, int first, float *out,
+                     tc_error *err)
+{
+    const tc_config *c = &r->c;
+    if (r->pos + T > r->max_len)
+        return tc_err(err, "%s: the runner holds %d positions and %d more do not fit",
+                      path_of(r->m), r->max_len, T);
+    for (int t = 0; t < T; t++) {
+        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
+            return tc_err(err, "%s: token %d is outside the vocabulary of %d", path_of(r->m),
+                          (int)tokens[t], c->vocab_size);
+        memcpy(r->x + (size_t)t * (size_t)c->dim, r->embd + (size_t)tokens[t] * (size_t)c->dim,
+               (size_t)c->dim * sizeof(float));
+    }
+    openblas_set_num_threads(r->n_threads);
+    for (int l = 0; l < c->n_layers; l++) {
+        if (r->layers[l].has_attn && attention(r, l, T, err))
+            return TC_ERR;
+        if (r->layers[l].has_mlp && mlp(r, l, T, err))
+            return TC_ERR;
+    }
+    r->pos += T;
+    if (out && first < T) {
+        int n = T - first;
+        norm_rows(r, r->x + (size_t)first * (size_t)c->dim, r->out_norm, r->xn, n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, c->vocab_size, c->dim, 1.0f,
+                    r->xn, c->dim, r->output, c->dim, 0.0f, out, c->vocab_size);
+    }
+    return TC_OK;
+}
+
+int tc_trun_feed(tc_trun *r, const int32_t *tokens, size_t n, float *logits, int all,
+                 tc_error *err)
+{
+    size_t V = (size_t)r->c.vocab_size;
+    for (size_t i = 0; i < n; i += CHUNK) {
+        int T = n - i < CHUNK ? (int)(n - i) : CHUNK;
+        int last = i + (size_t)T == n;
+        float *out = NULL;
+        int first = T;
+        if (logits && all) {
+            out = logits + i * V;
+            first = 0;
+        } else if (logits && last) {
+            out = logits;
+            first = T - 1;
+        }
+        if (run_chunk(r, tokens + i, T, first, out, err))
+            return TC_ERR;
+    }
+    return TC_OK;
+}
+
+int tc_trun_step(tc_trun *r, int32_t token, float *logits, tc_error *err)
+{
+    return tc_trun_feed(r, &token, 1, logits, 0, err);
+}
+
+int tc_trun_batch(tc_trun *r, const tc_batch *b, tc_trun_logits_fn cb, void *ctx, tc_error *err)
+{
+    int V = r->c.vocab_size;
+    for (size_t s = 0; s < b->n_seqs; s++) {
+        size_t a = b->offsets[s], e = b->offsets[s + 1];
+        if (e < a || e - a > (size_t)r->max_len)
+            return tc_err(err, "%s: sequence %zu has %zu tokens, more than the runner's %d",
+                          path_of(r->m), s, e - a, r->max_len);
+        tc_trun_reset(r);
+        for (size_t i = a; i < e; i += CHUNK) {
+            size_t n = e - i < CHUNK ? e - i : CHUNK;
+            if (tc_trun_feed(r, b->tokens + i, n, r->logits, 1, err) ||
+                (cb && cb(ctx, r->logits, i, n, V, err)))
+                return TC_ERR;
+        }
+    }
+    return TC_OK;
+}
+
+int tc_trun_generate(tc_trun *r, const int32_t *prompt, size_t n_prompt, size_t max_new,
+                     const tc_generate_opts *opts, int32_t *out, size_t *n_out, tc_error *err)
+{
+    tc_generate_opts def = {0.0f, 0, -1};
+    if (!opts)
+        opts = &def;
+    *n_out = 0;
+    if (n_prompt == 0)
+        return tc_err(err, "%s: generation needs at least one prompt token", path_of(r->m));
+    if (n_prompt + (max_new ? max_new - 1 : 0) > (size_t)r->max_len)
+        return tc_err(err, "%s: %zu prompt and %zu new tokens exceed the runner's %d positions",
+                      path_of(r->m), n_prompt, max_new, r->max_len);
+    tc_rng rng;
+    tc_rng_seed(&rng, opts->seed);
+    tc_trun_reset(r);
+    if (tc_trun_feed(r, prompt, n_prompt, r->logits, 0, err))
+        return TC_ERR;
+    for (size_t i = 0; i < max_new; i++) {
+        int32_t tok = tc_sample(r->logits, r->c.vocab_size, opts->temperature, &rng);
+        out[(*n_out)++] = tok;
+        if (tok == opts->stop_token || i + 1 == max_new)
+            break;
+        if (tc_trun_step(r, tok, r->logits, err))
+            return TC_ERR;
+    }
+    return TC_OK;
+}

@@ -1,0 +1,219 @@
+/* Kernels: every path this CPU runs (forced one at a time) gives int32 sums
+ * per row and scale group exactly equal to the plain integer matvec on the
+ * codes, for every layout and grouping, at awkward shapes; the thread count
+ * changes nothing; the float product applies the scales as documented. */
+#include "testutil.h"
+
+#include <stdint.h>
+
+#include "tc/kernels.h"
+#include "tc/tpack.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rng_next(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static const tc_tpack_layout LAYOUTS[] = {TC_TPACK_I2, TC_TPACK_TL1, TC_TPACK_TL2};
+
+/* Sums per row and group straight from the codes. */
+static void ref_groups(const int8_t *codes, int64_t M, int64_t K, const tc_tgroup *g,
+                       const int8_t *x, int32_t *y)
+{
+    int64_t G = g->kind == TC_TGROUP_COLS ? g->cols : K, ng = (K + G - 1) / G;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t j = 0; j < ng; j++) {
+            int32_t s = 0;
+            for (int64_t k = j * G; k < K && k < (j + 1) * G; k++)
+                s += codes[m * K + k] * x[k];
+            y[m * ng + j] = s;
+        }
+}
+
+typedef struct shape {
+    int64_t M, K;
+} shape;
+
+/* One layout, shape, grouping and token count on one path; extreme
+ * activations (all -128, all 127) come first so int16 overflow would show. */
+static int check_case(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, tc_tpack_layout layout,
+                      shape s, tc_tgroup g, int64_t n_tok, int mode)
+{
+    tc_error err;
+    tc_tpack_plan p;
+    if (tc_tpack_plan_make(layout, s.M, s.K, &g, &p, &err))
+        return -1;
+    size_t MK = (size_t)(s.M * s.K);
+    int8_t *codes = malloc(MK), *x = malloc((size_t)(n_tok * s.K));
+    float *scales = malloc((size_t)p.n_scales * sizeof(float));
+    uint8_t *packed = malloc(p.total_bytes);
+    int64_t ng = tc_kern_groups(&p);
+    int32_t *want = malloc((size_t)(n_tok * s.M * ng) * 4), *got = malloc((size_t)(n_tok * s.M * ng) * 4);
+    for (size_t i = 0; i < MK; i++)
+        codes[i] = mode == 1 ? -1 : (int8_t)((int)(rng_next() % 3) - 1);
+    for (int64_t i = 0; i < n_tok * s.K; i++)
+        x[i] = mode == 1 ? -128 : mode == 2 ? 127 : (int8_t)(rng_next() & 0xff);
+    for (int64_t i = 0; i < p.n_scales; i++)
+        scales[i] = 0.5f + (float)(i % 7);
+    int bad = 0;
+    CHECK_OK(tc_tpack_pack(&p, codes, scales, packed, &err), &err);
+    for (int64_t t = 0; t < n_tok; t++)
+        ref_groups(codes, s.M, s.K, &g, x + t * s.K, want + t * s.M * ng);
+    memset(got, 0x5a, (size_t)(n_tok * s.M * ng) * 4);
+    CHECK_OK(tc_kern_matmul_i32(k, pool, w, &p, packed, p.total_bytes, x, n_tok, got, &err), &err);
+    if (memcmp(want, got, (size_t)(n_tok * s.M * ng) * 4) != 0) {
+        bad = 1;
+        fprintf(stderr, "%s %s %lldx%lld group %d/%d tokens %lld mode %d: sums differ\n",
+                tc_kpath_name(k->path), tc_tpack_layout_name(layout), (long long)s.M,
+                (long long)s.K, (int)g.kind, g.cols, (long long)n_tok, mode);
+    }
+    CHECK(!bad);
+    /* The float product: scale x sum / act_scale, per group. */
+    float *y = malloc((size_t)(n_tok * s.M) * sizeof(float)), act[4] = {2.0f, 4.0f, 8.0f, 16.0f};
+    if (n_tok <= 4) {
+        CHECK_OK(tc_kern_matmul(k, pool, w, &p, packed, p.total_bytes, x, act, n_tok, y, &err),
+                 &err);
+        for (int64_t t = 0; t < n_tok; t++)
+            for (int64_t m = 0; m < s.M; m++) {
+                double e = 0;
+                for (int64_t j = 0; j < ng; j++) {
+                    int64_t si = g.kind == TC_TGROUP_TENSOR ? 0 : g.kind == TC_TGROUP_ROW ? m : m * ng + j;
+                    e += (double)scales[si] * want[(t * s.M + m) * ng + j];
+                }
+                e /= act[t];
+                CHECK_NEAR(y[t * s.M + m], e, 1e-5 * (fabs(e) + 1));
+            }
+    }
+    free(y);
+    free(codes);
+    free(x);
+    free(scales);
+    free(packed);
+    free(want);
+    free(got);
+    return bad;
+}
+
+static const shape SHAPES[] = {{1, 1},   {1, 5},    {3, 7},     {31, 23},  {32, 24},
+                               {33, 25}, {64, 128}, {65, 257},  {40, 300}, {7, 1000},
+                               {96, 3 * 24 * 43 + 1}, {2, 4000}, {130, 4096 + 7}};
+
+static void test_path(tc_kpath path)
+{
+    tc_error err;
+    tc_kernels k;
+    CHECK_OK(tc_kernels_init(&k, path, &err), &err);
+    tc_kwork *w = tc_kwork_new();
+    tc_kpool *pool1 = NULL, *pool3 = NULL;
+    CHECK_OK(tc_kpool_new(&pool1, 1, &err), &err);
+    CHECK_OK(tc_kpool_new(&pool3, 3, &err), &err);
+    const tc_tgroup groups[] = {{TC_TGROUP_TENSOR, 0}, {TC_TGROUP_ROW, 0}, {TC_TGROUP_COLS, 32},
+                                {TC_TGROUP_COLS, 33}, {TC_TGROUP_COLS, 128}, {TC_TGROUP_COLS, 256}};
+    int cases = 0, failed = 0;
+    for (size_t l = 0; l < 3; l++)
+        for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++)
+            for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
+                if (groups[gi].kind == TC_TGROUP_COLS && SHAPES[si].K > 2000 && gi != 4)
+                    continue; /* keep the run short */
+                int64_t nt = 1 + (int64_t)((si + gi) % 3);
+                failed += check_case(&k, (si + gi) % 2 ? pool3 : pool1, w, LAYOUTS[l], SHAPES[si],
+                                     groups[gi], nt, 0) != 0;
+                cases++;
+            }
+    /* Overflow guards: long rows of extreme products. */
+    for (size_t l = 0; l < 3; l++)
+        for (int mode = 1; mode <= 2; mode++) {
+            const shape s = {33, 9000};
+            failed += check_case(&k, pool1, w, LAYOUTS[l], s, groups[0], 1, mode) != 0;
+            failed += check_case(&k, pool3, w, LAYOUTS[l], s, groups[5], 2, mode) != 0;
+            cases += 2;
+        }
+    printf("path %s: %d cases, %d failed\n", tc_kpath_name(path), cases, failed);
+    tc_kpool_free(pool1);
+    tc_kpool_free(pool3);
+    tc_kwork_free(w);
+}
+
+/* Same sums whatever the thread count: rows are split, never the sums. */
+static void test_threads(void)
+{
+    tc_error err;
+    tc_kernels k;
+    CHECK_OK(tc_kernels_init(&k, TC_KPATH_AUTO, &err), &err);
+    tc_tgroup g = {TC_TGROUP_COLS, 64};
+    tc_tpack_plan p;
+    CHECK_OK(tc_tpack_plan_make(TC_TPACK_TL2, 300, 500, &g, &p, &err), &err);
+    int8_t *codes = malloc(300 * 500), x[2 * 500];
+    float *sc = calloc((size_t)p.n_scales, sizeof(float));
+    uint8_t *packed = malloc(p.total_bytes);
+    for (int i = 0; i < 300 * 500; i++)
+        codes[i] = (int8_t)((int)(rng_next() % 3) - 1);
+    for (int i = 0; i < 1000; i++)
+        x[i] = (int8_t)(rng_next() & 0xff);
+    CHECK_OK(tc_tpack_pack(&p, codes, sc, packed, &err), &err);
+    int64_t n = 2 * 300 * tc_kern_groups(&p);
+    int32_t *y1 = malloc((size_t)n * 4), *yt = malloc((size_t)n * 4);
+    tc_kwork *w = tc_kwork_new();
+    CHECK_OK(tc_kern_matmul_i32(&k, NULL, w, &p, packed, p.total_bytes, x, 2, y1, &err), &err);
+    for (int t = 2; t <= 11; t += 3) {
+        tc_kpool *pool;
+        CHECK_OK(tc_kpool_new(&pool, t, &err), &err);
+        CHECK(tc_kpool_threads(pool) == t);
+        for (int rep = 0; rep < 3; rep++) {
+            memset(yt, 0, (size_t)n * 4);
+            CHECK_OK(tc_kern_matmul_i32(&k, pool, w, &p, packed, p.total_bytes, x, 2, yt, &err),
+                     &err);
+            CHECK(memcmp(y1, yt, (size_t)n * 4) == 0);
+        }
+        tc_kpool_free(pool);
+    }
+    /* A short buffer is refused. */
+    CHECK(tc_kern_matmul_i32(&k, NULL, w, &p, packed, p.weight_bytes - 1, x, 1, y1, &err) ==
+          TC_ERR);
+    tc_kwork_free(w);
+    free(codes);
+    free(sc);
+    free(packed);
+    free(y1);
+    free(yt);
+}
+
+static void test_dispatch(void)
+{
+    tc_error err;
+    tc_kpath p;
+    CHECK_OK(tc_kpath_parse("avx2", &p, &err), &err);
+    CHECK(p == TC_KPATH_AVX2);
+    CHECK(tc_kpath_parse("sse9", &p, &err) == TC_ERR);
+    CHECK(strstr(err.msg, "sse9") != NULL);
+    tc_kernels k;
+    CHECK_OK(tc_kernels_init(&k, TC_KPATH_AUTO, &err), &err);
+    CHECK(k.path != TC_KPATH_AUTO && tc_kpath_available(k.path));
+    CHECK(tc_kpath_available(TC_KPATH_SCALAR));
+}
+
+int main(void)
+{
+    test_dispatch();
+    const char *ran[TC_KPATH_COUNT];
+    int n_ran = 0;
+    for (int p = TC_KPATH_SCALAR; p < TC_KPATH_COUNT; p++) {
+        if (!tc_kpath_available((tc_kpath)p)) {
+            printf("path %s: not supported by this CPU, not tested\n", tc_kpath_name((tc_kpath)p));
+            continue;
+        }
+        test_path((tc_kpath)p);
+        ran[n_ran++] = tc_kpath_name((tc_kpath)p);
+    }
+    printf("paths tested:");
+    for (int i = 0; i < n_ran; i++)
+        printf(" %s", ran[i]);
+    printf("\n");
+    test_threads();
+    return tu_finish("test_kernels");
+}
