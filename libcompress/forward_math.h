@@ -55,6 +55,40 @@ static inline void tc_fm_rope(float *v, int n_heads, int head_dim, tc_rope_layou
  * horizontal sums); values are rows, v[j * v_stride + d].  Leaves the
  * attention weights in p (n_keys floats) and their weighted sum of values in
  * out (head_dim floats). */
+/* Attention of one query over keys stored row by row ([n_keys][stride]), as
+ * the ternary runner's cache holds them; same result as tc_fm_attend up to
+ * summation order. */
+static inline void tc_fm_attend_rows(const float *q, const float *k, const float *v, size_t stride,
+                                     size_t n_keys, int head_dim, float *p, float *out)
+{
+    float scale = 1.0f / sqrtf((float)head_dim);
+    float mx = -INFINITY;
+    for (size_t j = 0; j < n_keys; j++) {
+        const float *kj = k + j * stride;
+        float s = 0.0f;
+        for (int d = 0; d < head_dim; d++)
+            s += q[d] * kj[d];
+        s *= scale;
+        p[j] = s;
+        if (s > mx)
+            mx = s;
+    }
+    double sum = 0.0;
+    for (size_t j = 0; j < n_keys; j++) {
+        p[j] = expf(p[j] - mx);
+        sum += p[j];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int d = 0; d < head_dim; d++)
+        out[d] = 0.0f;
+    for (size_t j = 0; j < n_keys; j++) {
+        p[j] *= inv;
+        const float *vj = v + j * stride;
+        for (int d = 0; d < head_dim; d++)
+            out[d] += p[j] * vj[d];
+    }
+}
+
 static inline void tc_fm_attend(const float *restrict q, const float *restrict kt, size_t kt_ld,
                                 const float *restrict v, size_t v_stride, size_t n_keys,
                                 int head_dim, float *restrict p, float *restrict out)

@@ -409,7 +409,7 @@ static void attend_rows(tc_trun *r, int l, int T)
         tc_fm_rope(k, c->n_kv_heads, hd, c->rope_layout, r->cs);
         for (int h = 0; h < c->n_heads; h++) {
             size_t kv = (size_t)(h / group) * (size_t)hd;
-            tc_fm_attend(q + (size_t)h * (size_t)hd, kl + kv, vl + kv, (size_t)r->kvdim,
+            tc_fm_attend_rows(q + (size_t)h * (size_t)hd, kl + kv, vl + kv, (size_t)r->kvdim,
                          (size_t)p + 1, hd, r->probs,
                          r->att + (size_t)t * (size_t)r->qdim + (size_t)h * (size_t)hd);
         }

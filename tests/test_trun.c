@@ -127,8 +127,12 @@ static void test_model(int qkv_bias, tc_tpack_layout layout, tc_tgroup g)
            "(relative RMS)\n",
            tc_tpack_layout_name(layout), (int)g.kind, g.cols, qkv_bias, d_ref, d_fp);
     CHECK(d_ref <= 1e-4);
+    /* int8 per-token absmax activations err by up to 1/254 of each token's
+     * largest value; through 4 layers of 7 quantized products that comes to
+     * about 2.5 % relative RMS on these unit-scale logits (a wrong scale or
+     * code would be of order 1). */
     if (g.kind != TC_TGROUP_TENSOR) /* one scale per tensor is not lossless here */
-        CHECK(d_fp < 2e-2);
+        CHECK(d_fp < 5e-2);
     CHECK(d_fp > 0); /* the activations are quantized: the paths are not identical */
 
     /* Every other path and thread count: bitwise the same logits. */
