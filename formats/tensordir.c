@@ -1,6 +1,10 @@
+/* madvise(MADV_DONTNEED) is a Linux/BSD call beyond POSIX. */
+#define _DEFAULT_SOURCE
 #include "tc/tensordir.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "tc/checked.h"
@@ -186,10 +190,36 @@ int tc_tensordir_add(tc_tensordir *d, const char *name, tc_dtype dtype, int n_di
     return TC_OK;
 }
 
+void tc_tensordir_mark_mapped(tc_tensordir *d)
+{
+    for (size_t i = 0; i < d->n_tensors; i++) {
+        tc_tensor *t = &d->tensors[i];
+        t->mapped = 0;
+        for (size_t k = 0; k < d->n_maps && !t->mapped; k++) {
+            const tc_mapfile *m = &d->maps[k];
+            t->mapped = m->data && t->data >= m->data && t->data + t->nbytes <= m->data + m->size;
+        }
+    }
+}
+
+/* Only whole pages inside the tensor's span are dropped; a page it shares
+ * with a neighbour simply stays. */
+static void drop_pages(const tc_tensor *t)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (!t->mapped || page <= 0 || t->nbytes < (uint64_t)page)
+        return;
+    uintptr_t start = (uintptr_t)t->data, end = start + (uintptr_t)t->nbytes;
+    uintptr_t a = (start + (uintptr_t)page - 1) & ~((uintptr_t)page - 1), b = end & ~((uintptr_t)page - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 int tc_tensor_to_f32(const tc_tensor *t, float *dst, tc_error *err)
 {
     if (tc_convert_to_f32(t->dtype, t->data, t->n_elements, dst, err))
         return tc_err_prefix(err, "%s: tensor '%s'", t->file, t->name);
+    drop_pages(t);
     return TC_OK;
 }
 

@@ -530,5 +530,6 @@ int tc_model_open(tc_model *m, const char *path, tc_error *err)
     }
     for (size_t i = 0; i < m->dir->n_maps; i++)
         m->file_bytes += m->dir->maps[i].size;
+    tc_tensordir_mark_mapped((tc_tensordir *)m->dir);
     return TC_OK;
 }

@@ -28,6 +28,7 @@ typedef struct tc_tensor {
     const uint8_t *data;           /* inside a mapping or buffer the directory owns */
     uint64_t nbytes;
     const char *file;              /* path of the holding file, for messages */
+    int mapped;                    /* data lies in a file mapping (tc_tensordir_mark_mapped) */
 } tc_tensor;
 
 typedef struct tc_tensordir {
@@ -64,7 +65,15 @@ const tc_tensor *tc_tensordir_find(const tc_tensordir *d, const char *name);
 /* Removes the tensors added after the first n (a reader undoing a failed file). */
 void tc_tensordir_truncate(tc_tensordir *d, size_t n);
 
-/* Converts a tensor to fp32 into dst, which holds n_elements floats. */
+/* Marks the tensors whose bytes lie in one of the directory's file mappings,
+ * so that converting them can hand their pages back (below). */
+void tc_tensordir_mark_mapped(tc_tensordir *d);
+
+/* Converts a tensor to fp32 into dst, which holds n_elements floats.  A
+ * mapped tensor's file pages are dropped from the process afterwards
+ * (madvise): converting a model layer by layer then keeps resident memory at
+ * one layer, not the whole file, and a later read simply faults them in
+ * again from the page cache. */
 int tc_tensor_to_f32(const tc_tensor *t, float *dst, tc_error *err);
 /* Same, into a new malloc'd array. */
 int tc_tensor_load_f32(const tc_tensor *t, float **out, tc_error *err);
