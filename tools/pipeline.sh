@@ -30,6 +30,13 @@ if [ -f "$assets/models/stories260K/stories260K.gguf" ]; then
   echo "== ternary quantization of the pruned model (calibrated, TL2 tiles)"
   "$bin/tc-quantize" "$out/pruned.gguf" -o "$out/quantized.tcq" --method calibrated \
       --calib "$out/calib.txt" --samples 16 --layout tl2
+  echo "== verify the packed model's kernels, then what compression cost against the original"
+  "$bin/tc-run" "$out/quantized.tcq" --verify
+  head -n 1200 "$out/eval.txt" > "$out/eval-small.txt"
+  "$bin/tc-run" "$out/quantized.tcq" --compare "$model" --eval "$out/eval-small.txt"
+  echo "== greedy generation from the pruned, ternary model"
+  "$bin/tc-run" "$out/quantized.tcq" --compare "$model" --generate "Once upon a time" -n 60
+  echo
 else
   echo "== no assets at $assets: a synthetic checkpoint with planted redundancy (layers 1 and 2)"
   model=$out/synthetic.gguf
