@@ -202,14 +202,14 @@ void tc_tensordir_mark_mapped(tc_tensordir *d)
     }
 }
 
-/* Only whole pages inside the tensor's span are dropped; a page it shares
- * with a neighbour simply stays. */
-static void drop_pages(const tc_tensor *t)
+/* Drops the whole pages inside [p, p+n) from the process; a page shared with
+ * bytes outside the span simply stays. */
+static void drop_pages(const uint8_t *p, uint64_t n)
 {
     long page = sysconf(_SC_PAGESIZE);
-    if (!t->mapped || page <= 0 || t->nbytes < (uint64_t)page)
+    if (page <= 0 || n < (uint64_t)page)
         return;
-    uintptr_t start = (uintptr_t)t->data, end = start + (uintptr_t)t->nbytes;
+    uintptr_t start = (uintptr_t)p, end = start + (uintptr_t)n;
     uintptr_t a = (start + (uintptr_t)page - 1) & ~((uintptr_t)page - 1), b = end & ~((uintptr_t)page - 1);
     if (b > a)
         madvise((void *)a, b - a, MADV_DONTNEED);
@@ -217,9 +217,20 @@ static void drop_pages(const tc_tensor *t)
 
 int tc_tensor_to_f32(const tc_tensor *t, float *dst, tc_error *err)
 {
-    if (tc_convert_to_f32(t->dtype, t->data, t->n_elements, dst, err))
-        return tc_err_prefix(err, "%s: tensor '%s'", t->file, t->name);
-    drop_pages(t);
+    /* A mapped tensor converts in chunks of about 8 MB of file bytes, each
+     * dropped once read, so no more than a chunk of it is ever resident. */
+    uint64_t be = tc_dtype_block_elems(t->dtype), bb = tc_dtype_block_bytes(t->dtype);
+    uint64_t chunk = t->mapped ? ((8u << 20) / bb) * be : t->n_elements;
+    if (chunk == 0)
+        chunk = be;
+    for (uint64_t i = 0; i < t->n_elements; i += chunk) {
+        uint64_t n = t->n_elements - i < chunk ? t->n_elements - i : chunk;
+        const uint8_t *src = t->data + i / be * bb;
+        if (tc_convert_to_f32(t->dtype, src, n, dst + i, err))
+            return tc_err_prefix(err, "%s: tensor '%s'", t->file, t->name);
+        if (t->mapped)
+            drop_pages(src, n / be * bb);
+    }
     return TC_OK;
 }
 
