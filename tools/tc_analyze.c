@@ -24,6 +24,7 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_LONG_OPTIONS, {0, 0, 0, 0}};
     cli_common com = {0};
+    cli_install_signals();
     int c, code;
     while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
         int r = cli_common_option(TOOL, c, optarg, &com, usage, &code);
