@@ -191,6 +191,93 @@ static void handmade(const char *out)
     }
 }
 
+/* A small analysis result, written as the report writer writes it. */
+static void report_seed(const char *out)
+{
+    tc_analysis a;
+    memset(&a, 0, sizeof a);
+    a.n_layers = 3;
+    a.n_heads = 2;
+    a.layers = calloc(3, sizeof *a.layers);
+    if (!a.layers)
+        return;
+    for (int l = 0; l < 3; l++) {
+        for (int m = 0; m < TC_N_MODULES; m++) {
+            tc_module_stats *st = &a.layers[l].mod[m];
+            st->present = !(l == 1 && m == TC_MOD_MLP);
+            st->cos_mean = 0.9 + 0.03 * l;
+            st->cos_std = 0.01;
+            st->cos_min = 0.7;
+            st->measured = l != 2;
+            st->dnll = 0.1 / (l + 1);
+            st->kl = 0.05 / (l + 1);
+        }
+        if (l != 2) {
+            a.layers[l].heads = calloc(2, sizeof *a.layers[l].heads);
+            for (int h = 0; a.layers[l].heads && h < 2; h++) {
+                a.layers[l].heads[h].entropy = 1.5 + h;
+                a.layers[l].heads[h].top10_mass = 0.4;
+            }
+        }
+    }
+    a.nll = 1.5;
+    a.ppl = 4.4816890703380645;
+    a.n_tokens = 512;
+    a.n_predicted = 510;
+    cJSON *model = cJSON_CreateObject(), *cal = cJSON_CreateObject();
+    cJSON_AddStringToObject(model, "format", "gguf");
+    cJSON_AddNumberToObject(cal, "n_samples", 2);
+    tc_error err = {{0}};
+    cJSON *j = tc_report_to_json(&a, model, cal, &err);
+    char *text = j ? cJSON_Print(j) : NULL;
+    if (text)
+        put(out, "report", "synth", text, strlen(text));
+    else
+        fprintf(stderr, "fuzz_seeds: report: %s\n", err.msg);
+    free(text);
+    cJSON_Delete(j);
+    cJSON_Delete(model);
+    cJSON_Delete(cal);
+    tc_analysis_free(&a);
+}
+
+static void tokenizer_seeds(const char *out)
+{
+    /* tokenizer.bin: max_token_length, then score, length, bytes per token. */
+    static const char *const toks[] = {"<unk>", "<s>", "</s>", "<0x41>", ("\xe2\x96\x81" "a"), "b", "ab"};
+    uint8_t b[256];
+    size_t n = 0;
+    int32_t max_len = 8;
+    memcpy(b, &max_len, 4);
+    n = 4;
+    for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
+        float score = -(float)i;
+        int32_t len = (int32_t)strlen(toks[i]);
+        memcpy(b + n, &score, 4);
+        memcpy(b + n + 4, &len, 4);
+        memcpy(b + n + 8, toks[i], (size_t)len);
+        n += 8 + (size_t)len;
+    }
+    put(out, "tokenizer_bin", "hand-7", b, n);
+    static const char json[] =
+        "{\"model\":{\"type\":\"BPE\",\"byte_fallback\":true,\"vocab\":{\"<unk>\":0,\"<s>\":1,"
+        "\"</s>\":2,\"a\":3,\"b\":4,\"ab\":5},\"merges\":[\"a b\"]},"
+        "\"added_tokens\":[{\"id\":1,\"content\":\"<s>\",\"special\":true}],"
+        "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false},"
+        "\"decoder\":{\"type\":\"ByteLevel\"}}";
+    put(out, "tokenizer_json", "hand-bpe", json, sizeof json - 1);
+    /* Calibration: JSON Lines documents, token lines, plain text. */
+    static const char jsonl[] = "{\"text\":\"Once upon a time.\"}\n\n{\"text\":\"\\u00e9t\\u00e9\",\"id\":2}\n"
+                                "{\"text\":\"\"}\n";
+    put(out, "calib", "hand-jsonl", jsonl, sizeof jsonl - 1);
+    static const char tokens[] = "[1, 2, 3, 4]\n[5]\n[511, 0, 7]\n";
+    put(out, "calib", "hand-tokens", tokens, sizeof tokens - 1);
+    static const char text[] = "\xef\xbb\xbf" "First paragraph,\r\nline two.\n \t\nSecond.\n";
+    put(out, "calib", "hand-text", text, sizeof text - 1);
+    static const uint8_t gz[] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    put(out, "calib", "hand-gzip-empty", gz, sizeof gz);
+}
+
 static void real(const char *out, const char *assets)
 {
     static const struct { const char *harness, *name, *rel; } files[] = {
@@ -205,11 +292,19 @@ static void real(const char *out, const char *assets)
         {"hfdir", "stories260K", "models/stories260K-hf/config.json"},
         {"hfdir", "babyllama105", "models/babyllama105-hf/config.json"},
         {"hfdir", "deep16", "models/deep16-hf/config.json"},
+        {"tokenizer_bin", "tok512", "models/stories260K/tok512.bin"},
+        {"tokenizer_bin", "tok105", "models/babyllama105/tok105.bin"},
+        {"tokenizer_json", "stories260K", "models/stories260K-hf/tokenizer.json"},
+        {"tokenizer_json", "babyllama105", "models/babyllama105-hf/tokenizer.json"},
+        {"calib", "tinystories", "text/tinystories_valid_1000.txt"},
+        {"calib", "gutenberg", "text/gutenberg_heldout.txt"},
     };
     char p[1024], q[1024];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", assets, files[i].rel);
-        put_file(out, files[i].harness, files[i].name, p, SEED_PREFIX);
+        /* Calibration texts are long: a few paragraphs are as good a seed. */
+        put_file(out, files[i].harness, files[i].name, p,
+                 strcmp(files[i].harness, "calib") == 0 ? 4096 : SEED_PREFIX);
     }
     snprintf(p, sizeof p, "%s/models/stories260K-hf-f16-sharded/config.json", assets);
     snprintf(q, sizeof q, "%s/models/stories260K-hf-f16-sharded/model.safetensors.index.json", assets);
@@ -229,6 +324,8 @@ int main(int argc, char **argv)
     mkdir(scratch, 0755);
     synthetic(argv[1], scratch);
     handmade(argv[1]);
+    tokenizer_seeds(argv[1]);
+    report_seed(argv[1]);
     struct stat st;
     if (argc == 3 && stat(argv[2], &st) == 0 && S_ISDIR(st.st_mode))
         real(argv[1], argv[2]);

@@ -24,13 +24,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tc/calib.h"
 #include "tc/gguf.h"
 #include "tc/hfdir.h"
 #include "tc/info.h"
 #include "tc/llama2c.h"
 #include "tc/model.h"
+#include "tc/report.h"
 #include "tc/safetensors.h"
 #include "tc/synth.h"
+#include "tc/tokenizer.h"
 
 /* Test-side state only: the scratch directory of this process. */
 static struct fz_scratch {
@@ -59,9 +62,9 @@ static inline void fz_rmdir(const char *dir)
         struct dirent *e;
         char p[512];
         while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+                snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p)
                 continue;
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
             struct stat st;
             if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
                 fz_rmdir(p);
@@ -210,6 +213,52 @@ static inline void fz_decode(const tc_tensordir *d)
     }
 }
 
+/* What every successfully loaded tokenizer is asked: encode texts that reach
+ * byte fallback, special tokens and long words, decode the ids, stream the
+ * pieces, and decode ids at and past the ends of the vocabulary. */
+static inline void fz_use_tokenizer(const tc_tokenizer *t)
+{
+    static const char *const texts[] = {
+        "Once upon a time, there was a little girl named Lily.",
+        "<s>hello</s> <unk>\n\n\t  x",
+        "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 \xff\xfe broken \xe2\x82",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "",
+    };
+    tc_error err = {{0}};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        unsigned flags = i & 1 ? TC_TOK_BOS | TC_TOK_EOS | TC_TOK_PARSE_SPECIAL : tc_tokenizer_default_flags(t);
+        if (tc_tokenizer_encode(t, texts[i], strlen(texts[i]), flags, &ids, &n, &err) != TC_OK)
+            continue;
+        char *text = NULL;
+        size_t len = 0;
+        if (tc_tokenizer_decode(t, ids, n, &text, &len, &err) == TC_OK)
+            free(text);
+        int32_t prev = -1;
+        for (size_t k = 0; k < n; k++) {
+            const char *piece;
+            size_t plen;
+            tc_tokenizer_piece(t, prev, ids[k], &piece, &plen, &err);
+            prev = ids[k];
+        }
+        free(ids);
+    }
+    int32_t v = tc_tokenizer_vocab_size(t);
+    int32_t odd[] = {0, v - 1, v, -1, tc_tokenizer_bos(t), tc_tokenizer_eos(t), tc_tokenizer_unk(t)};
+    char *text = NULL;
+    size_t len = 0;
+    if (tc_tokenizer_decode(t, odd, sizeof odd / sizeof odd[0], &text, &len, &err) == TC_OK)
+        free(text);
+    for (size_t k = 0; k < sizeof odd / sizeof odd[0]; k++) {
+        const char *tt;
+        size_t tl;
+        if (tc_tokenizer_token_text(t, odd[k], &tt, &tl) == TC_OK)
+            tc_tokenizer_find(t, tt, tl);
+    }
+}
+
 static inline int fz_safetensors(const uint8_t *data, size_t size)
 {
     fz_setup();
@@ -250,6 +299,11 @@ static inline int fz_gguf(const uint8_t *data, size_t size)
         tc_gguf_get_f32(&g, "llama.rope.freq_base", &f, &err);
         tc_gguf_get_bool(&g, "tokenizer.ggml.add_bos_token", &b, &err);
         fz_decode(&g.dir);
+        tc_tokenizer *t = NULL;
+        if (tc_tokenizer_from_gguf(&t, &g, &err) == TC_OK) {
+            fz_use_tokenizer(t);
+            tc_tokenizer_free(t);
+        }
         tc_gguf_close(&g);
         fz_model(path);
     } else {
@@ -296,6 +350,117 @@ static inline int fz_hfdir(const uint8_t *data, size_t size)
     else
         fz_check_error(&err, dir);
     fz_model(dir);
+    return 0;
+}
+
+/* A llama2.c tokenizer.bin, read to its end (vocab_size 0) and, when it is
+ * long enough for one, with the size the first token count suggests. */
+static inline int fz_tokenizer_bin(const uint8_t *data, size_t size)
+{
+    fz_setup();
+    char path[300];
+    fz_path(path, sizeof path, fz_s.dir, "tokenizer.bin");
+    fz_write(path, data, size);
+    static const int sizes[] = {0, 3, 512};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        tc_tokenizer *t = NULL;
+        tc_error err = {{0}};
+        if (tc_tokenizer_from_llama2c(&t, path, sizes[i], &err) == TC_OK) {
+            fz_use_tokenizer(t);
+            tc_tokenizer_free(t);
+        } else {
+            fz_check_error(&err, "tokenizer.bin");
+        }
+    }
+    return 0;
+}
+
+static inline int fz_tokenizer_json(const uint8_t *data, size_t size)
+{
+    fz_setup();
+    char path[300];
+    fz_path(path, sizeof path, fz_s.dir, "tokenizer.json");
+    fz_write(path, data, size);
+    tc_tokenizer *t = NULL;
+    tc_error err = {{0}};
+    if (tc_tokenizer_from_hf_json(&t, path, &err) == TC_OK) {
+        fz_use_tokenizer(t);
+        tc_tokenizer_free(t);
+    } else {
+        fz_check_error(&err, "tokenizer.json");
+    }
+    return 0;
+}
+
+/* A splitting "tokenizer" for sampling: one id per byte. */
+static inline int fz_bytes_encode(void *ctx, const char *text, size_t len, int32_t **ids, size_t *n,
+                                  tc_error *err)
+{
+    (void)ctx;
+    *ids = malloc((len ? len : 1) * sizeof **ids);
+    if (!*ids)
+        return tc_err(err, "out of memory");
+    for (size_t i = 0; i < len; i++)
+        (*ids)[i] = (uint8_t)text[i];
+    *n = len;
+    return TC_OK;
+}
+
+/* Calibration files: the input as JSON Lines documents (then sampled into
+ * windows), as plain text, and as token lines. */
+static inline int fz_calib(const uint8_t *data, size_t size)
+{
+    fz_setup();
+    char path[300];
+    fz_path(path, sizeof path, fz_s.dir, "calib.jsonl");
+    fz_write(path, data, size);
+    static const tc_calib_format fmts[] = {TC_CALIB_JSONL, TC_CALIB_TEXT};
+    for (size_t i = 0; i < 2; i++) {
+        tc_calib_docs d;
+        memset(&d, 0, sizeof d);
+        tc_error err = {{0}};
+        if (tc_calib_docs_read(&d, path, fmts[i], i ? NULL : "text", &err) == TC_OK) {
+            tc_calib_opts o = {.n_samples = 4, .seq_len = 8, .seed = 1, .bos_id = 1};
+            tc_calib_set set;
+            memset(&set, 0, sizeof set);
+            if (tc_calib_sample(&d, fz_bytes_encode, NULL, &o, &set, &err) == TC_OK)
+                tc_calib_set_free(&set);
+        } else {
+            fz_check_error(&err, "calib.jsonl");
+        }
+        tc_calib_docs_free(&d);
+    }
+    tc_calib_set set;
+    memset(&set, 0, sizeof set);
+    tc_error err = {{0}};
+    if (tc_calib_read_tokens(path, 512, 64, &set, &err) == TC_OK) {
+        tc_calib_set_pick(&set, 2, 3, &err);
+        tc_calib_set_free(&set);
+    } else {
+        fz_check_error(&err, "calib.jsonl");
+    }
+    return 0;
+}
+
+/* An analysis report (JSON), then the table and the HTML page made from it. */
+static inline int fz_report(const uint8_t *data, size_t size)
+{
+    tc_analysis a;
+    cJSON *model = NULL, *cal = NULL;
+    tc_error err = {{0}};
+    if (tc_report_parse((const char *)data, size, "report.json", &a, &model, &cal, &err) == TC_OK) {
+        char *out = NULL;
+        if (tc_report_table(&a, &out, &err) == TC_OK)
+            free(out);
+        out = NULL;
+        if (tc_report_html(&a, model, cal, &out, &err) == TC_OK)
+            free(out);
+        tc_analysis_free(&a);
+        cJSON_Delete(model);
+        cJSON_Delete(cal);
+    } else {
+        fz_check_error(&err, "report.json");
+    }
     return 0;
 }
 
