@@ -7,7 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tc/calib.h"
 #include "tc/info.h"
+#include "tc/model_tokenizer.h"
 #include "tc/model.h"
 #include "tc/outfile.h"
 
@@ -174,4 +176,77 @@ int cli_common_option(const char *tool, int code, const char *arg, cli_common *c
     case '?': *exit_code = cli_usage_error(tool, "invalid option or missing value"); return 1;
     default: return -1;
     }
+}
+
+int cli_calib_option(const char *tool, int code, const char *arg, cli_calib *c, int *exit_code)
+{
+    switch (code) {
+    case CLI_OPT_CALIB: c->text = arg; return 0;
+    case CLI_OPT_CALIB_TOKENS: c->tokens = arg; return 0;
+    case CLI_OPT_TEXT_FIELD: c->text_field = arg; return 0;
+    case CLI_OPT_SAMPLES:
+        if ((c->samples = cli_parse_long(arg, 1, 1L << 30)) < 0)
+            break;
+        return 0;
+    case CLI_OPT_SEQ_LEN:
+        if ((c->seq_len = cli_parse_long(arg, 2, 1L << 24)) < 0)
+            break;
+        return 0;
+    case CLI_OPT_SEED: {
+        char *end;
+        errno = 0;
+        c->seed = strtoull(arg, &end, 10);
+        if (errno || end == arg || *end || arg[0] == '-')
+            break;
+        return 0;
+    }
+    default: return -1;
+    }
+    *exit_code = cli_usage_error(tool, "bad value '%s' for a calibration option", arg);
+    return 1;
+}
+
+int cli_calib_load(const cli_calib *c, const tc_model *m, const char *tokenizer_path, tc_calib_set *set,
+                   tc_error *err)
+{
+    memset(set, 0, sizeof *set);
+    if (c->tokens && c->text)
+        return tc_err(err, "give either --calib or --calib-tokens, not both");
+    if (c->tokens) {
+        if (tc_calib_read_tokens(c->tokens, m->cfg.vocab_size, (size_t)m->cfg.max_seq_len, set, err))
+            return TC_ERR;
+        if (c->samples > 0 && (size_t)c->samples < set->n_seqs)
+            return tc_calib_set_pick(set, (size_t)c->samples, c->seed, err);
+        return TC_OK;
+    }
+    if (!c->text)
+        return tc_err(err, "no calibration data: give --calib FILE or --calib-tokens FILE");
+    tc_tokenizer *tok;
+    if (tc_model_tokenizer(m, tokenizer_path, &tok, err))
+        return TC_ERR;
+    tc_calib_docs docs = {0};
+    int rc = tc_calib_docs_read(&docs, c->text, TC_CALIB_AUTO, c->text_field ? c->text_field : "text", err);
+    if (rc == TC_OK) {
+        int32_t bos = tc_tokenizer_bos(tok) >= 0 ? tc_tokenizer_bos(tok) : m->cfg.bos_id;
+        tc_calib_opts o = tc_calib_default_opts((size_t)m->cfg.max_seq_len, bos);
+        if (c->samples > 0)
+            o.n_samples = (size_t)c->samples;
+        if (c->seq_len > 0)
+            o.seq_len = (size_t)c->seq_len;
+        o.seed = c->seed;
+        if (o.seq_len > (size_t)m->cfg.max_seq_len)
+            rc = tc_err(err, "--seq-len %zu is longer than the model's context of %d tokens", o.seq_len,
+                        m->cfg.max_seq_len);
+        else
+            rc = tc_calib_sample(&docs, tc_model_tokenizer_encode, tok, &o, set, err);
+    }
+    tc_calib_docs_free(&docs);
+    tc_tokenizer_free(tok);
+    return rc;
+}
+
+int cli_default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < 1024 ? (int)n : 1;
 }

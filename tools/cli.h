@@ -74,6 +74,54 @@ enum { CLI_OPT_INFO = 1000, CLI_OPT_JSON, CLI_OPT_VERSION, CLI_OPT_TOKENIZER, CL
 int cli_common_option(const char *tool, int code, const char *arg, cli_common *c, void (*usage)(void),
                       int *exit_code);
 
+/* Calibration options shared by tc-analyze, tc-prune and tc-quantize. */
+typedef struct cli_calib {
+    const char *text;        /* --calib FILE (text or JSON Lines, optionally gzip) */
+    const char *tokens;      /* --calib-tokens FILE (JSON Lines of id arrays) */
+    const char *text_field;  /* --text-field NAME */
+    long samples, seq_len;   /* --samples N --seq-len L (0: defaults) */
+    unsigned long long seed; /* --seed S */
+} cli_calib;
+
+enum { CLI_OPT_CALIB = 1050, CLI_OPT_CALIB_TOKENS, CLI_OPT_TEXT_FIELD, CLI_OPT_SAMPLES, CLI_OPT_SEQ_LEN,
+       CLI_OPT_SEED };
+
+#define CLI_CALIB_LONG_OPTIONS                                                       \
+    {"calib", required_argument, 0, CLI_OPT_CALIB},                                  \
+    {"calib-tokens", required_argument, 0, CLI_OPT_CALIB_TOKENS},                    \
+    {"text-field", required_argument, 0, CLI_OPT_TEXT_FIELD},                        \
+    {"samples", required_argument, 0, CLI_OPT_SAMPLES},                              \
+    {"seq-len", required_argument, 0, CLI_OPT_SEQ_LEN},                              \
+    {"seed", required_argument, 0, CLI_OPT_SEED}
+
+#define CLI_CALIB_HELP                                                                      \
+    "Calibration data:\n"                                                                   \
+    "  --calib FILE        text (paragraphs separated by blank lines are documents) or\n"   \
+    "                      JSON Lines (.jsonl), either optionally gzip-compressed\n"        \
+    "  --text-field NAME   the JSON Lines field holding the text (default: text)\n"         \
+    "  --calib-tokens FILE pre-tokenized JSON Lines: one array of token ids per line,\n"    \
+    "                      each used as one sequence exactly as given\n"                    \
+    "  --samples N         windows to sample (default 64)\n"                                \
+    "  --seq-len L         tokens per window (default: min(256, model context))\n"          \
+    "  --seed S            sampling seed (default 0)\n"                                     \
+    "  Documents are tokenized, each preceded by BOS, concatenated and cut into\n"         \
+    "  non-overlapping windows of L tokens; N of them are chosen with the seed and\n"      \
+    "  kept in text order (docs/CALIBRATION.md).\n"
+
+/* Handles a calibration option (same contract as cli_common_option). */
+int cli_calib_option(const char *tool, int code, const char *arg, cli_calib *c, int *exit_code);
+
+struct tc_model;
+struct tc_calib_set;
+/* Loads the calibration set for a model: pre-tokenized lines, or text through
+ * the model's tokenizer (tokenizer_path overrides it).  Returns TC_ERR with
+ * err filled; *warning (may be "") says when fewer samples existed. */
+int cli_calib_load(const cli_calib *c, const struct tc_model *m, const char *tokenizer_path,
+                   struct tc_calib_set *set, tc_error *err);
+
+/* The number of online cores (the default for --threads). */
+int cli_default_threads(void);
+
 /* Parses a positive integer option value; returns -1 on error. */
 long cli_parse_long(const char *s, long min, long max);
 

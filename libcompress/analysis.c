@@ -1,0 +1,603 @@
+/* Redundancy analysis and perplexity: observers of the forward pass.
+ *
+ * The baseline pass records, per layer, the cosine similarity of every
+ * module's input and output, the attention statistics and the NLL.  Measured
+ * importance then reruns the model from stored layer inputs with one module
+ * skipped and compares its next-token distributions with the baseline's,
+ * which are kept as log-softmax rows: a batch holds T x vocab floats of them,
+ * and batches are sized to keep that (and the stored hidden states) within
+ * the memory budget.  Recomputing the baseline beside every rerun would halve
+ * the memory but double the work. */
+#include "tc/analyze.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tc/checked.h"
+
+#define BUDGET_BYTES ((uint64_t)256 << 20)
+#define PRELOAD_LIMIT ((uint64_t)1 << 30)
+
+/* tc_module_name and tc_analysis_free live in analysis_result.c. */
+
+/* ---- Pieces shared by both runners ----------------------------------------------- */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* log(sum(exp(row))) in fp64. */
+static double row_lse(const float *x, int n)
+{
+    float mx = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > mx)
+            mx = x[i];
+    double s = 0.0;
+    for (int i = 0; i < n; i++)
+        s += exp((double)x[i] - mx);
+    return mx + log(s);
+}
+
+/* The token that position t predicts, or -1 at the end of its sequence. */
+static void batch_targets(const tc_batch *b, int32_t *tgt)
+{
+    for (size_t s = 0; s < b->n_seqs; s++)
+        for (size_t t = b->offsets[s]; t < b->offsets[s + 1]; t++)
+            tgt[t] = t + 1 < b->offsets[s + 1] ? b->tokens[t + 1] : -1;
+}
+
+/* Sequences [s0, end) form the next batch: as many as fit in budget tokens,
+ * at least one. */
+static size_t batch_end(const size_t *offsets, size_t n_seqs, size_t s0, size_t budget)
+{
+    size_t s1 = s0 + 1;
+    while (s1 < n_seqs && offsets[s1 + 1] - offsets[s0] <= budget)
+        s1++;
+    return s1;
+}
+
+/* The largest batch the splitter will form. */
+static size_t largest_batch(const size_t *offsets, size_t n_seqs, size_t budget)
+{
+    size_t most = 0;
+    for (size_t s0 = 0; s0 < n_seqs;) {
+        size_t s1 = batch_end(offsets, n_seqs, s0, budget);
+        if (offsets[s1] - offsets[s0] > most)
+            most = offsets[s1] - offsets[s0];
+        s0 = s1;
+    }
+    return most;
+}
+
+/* Fills sub with sequences [s0, s1) of the whole, offsets rebased into off. */
+static void sub_batch(const int32_t *tokens, const size_t *offsets, size_t s0, size_t s1,
+                      size_t *off, tc_batch *sub)
+{
+    for (size_t s = s0; s <= s1; s++)
+        off[s - s0] = offsets[s] - offsets[s0];
+    sub->tokens = tokens + offsets[s0];
+    sub->offsets = off;
+    sub->n_seqs = s1 - s0;
+}
+
+static size_t tokens_for_budget(uint64_t bytes_per_token)
+{
+    uint64_t t = BUDGET_BYTES / (bytes_per_token ? bytes_per_token : 1);
+    return t < 1 ? 1 : t > (1u << 30) ? (size_t)1 << 30 : (size_t)t;
+}
+
+/* What one token costs in the forward pass's own buffers. */
+static uint64_t forward_bytes_per_token(const tc_config *c)
+{
+    uint64_t f = 3 * (uint64_t)c->dim + 2 * (uint64_t)c->n_heads * c->head_dim +
+                 2 * (uint64_t)c->n_kv_heads * c->head_dim + 2;
+    return 4 * f;
+}
+
+static int check_input(const tc_model *m, const int32_t *tokens, const size_t *offsets,
+                       size_t n_seqs, tc_error *err)
+{
+    tc_batch all = {tokens, offsets, n_seqs};
+    if (tc_batch_check(m, &all, "calibration tokens", err))
+        return TC_ERR;
+    return TC_OK;
+}
+
+/* ---- Perplexity -------------------------------------------------------------------------- */
+
+static int nll_logits(void *ctx, const float *logits, size_t tok0, size_t n, int vocab,
+                      tc_error *err)
+{
+    tc_nll_observer *acc = ctx;
+    const tc_batch *b = acc->batch;
+    if (tok0 == 0)
+        acc->seq = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t t = tok0 + i;
+        while (t >= b->offsets[acc->seq + 1])
+            acc->seq++;
+        if (t + 1 >= b->offsets[acc->seq + 1])
+            continue;
+        const float *row = logits + i * (size_t)vocab;
+        acc->nll_sum += row_lse(row, vocab) - row[b->tokens[t + 1]];
+        acc->n_predicted++;
+    }
+    return TC_OK;
+}
+
+tc_observer tc_nll_observer_make(tc_nll_observer *acc, const tc_batch *b)
+{
+    memset(acc, 0, sizeof *acc);
+    acc->batch = b;
+    tc_observer o;
+    memset(&o, 0, sizeof o);
+    o.ctx = acc;
+    o.logits = nll_logits;
+    return o;
+}
+
+int tc_perplexity(const tc_model *m, const int32_t *tokens, const size_t *offsets, size_t n_seqs,
+                  const tc_ppl_opts *opts, tc_ppl *out, tc_error *err)
+{
+    tc_ppl_opts def;
+    memset(&def, 0, sizeof def);
+    if (!opts)
+        opts = &def;
+    if (check_input(m, tokens, offsets, n_seqs, err))
+        return TC_ERR;
+    size_t n = offsets[n_seqs];
+    size_t budget = opts->batch_tokens ? opts->batch_tokens
+                                       : tokens_for_budget(forward_bytes_per_token(&m->cfg));
+    size_t *off = malloc((n_seqs + 1) * sizeof *off);
+    if (!off)
+        return tc_err(err, "%s: out of memory for batch offsets", m->path);
+    double nll = 0.0;
+    uint64_t pred = 0;
+    int rc = TC_OK;
+    for (size_t s0 = 0; s0 < n_seqs && !rc;) {
+        size_t s1 = batch_end(offsets, n_seqs, s0, budget);
+        tc_batch b;
+        sub_batch(tokens, offsets, s0, s1, off, &b);
+        tc_nll_observer acc;
+        tc_observer ob = tc_nll_observer_make(&acc, &b);
+        tc_forward_opts fo;
+        memset(&fo, 0, sizeof fo);
+        fo.n_threads = opts->n_threads;
+        fo.skip = opts->skip;
+        fo.weights = opts->weights;
+        fo.observers = &ob;
+        fo.n_observers = 1;
+        rc = tc_forward(m, &b, &fo, err);
+        nll += acc.nll_sum;
+        pred += acc.n_predicted;
+        if (opts->progress && n)
+            opts->progress(opts->progress_ctx, (double)offsets[s1] / (double)n);
+        s0 = s1;
+    }
+    free(off);
+    if (rc)
+        return TC_ERR;
+    out->n_tokens = n;
+    out->n_predicted = pred;
+    out->nll = pred ? nll / (double)pred : NAN;
+    out->ppl = pred ? exp(out->nll) : NAN;
+    return TC_OK;
+}
+
+/* ---- The analysis ------------------------------------------------------------------------ */
+
+typedef struct cos_acc {
+    double sum, sumsq, min;
+    uint64_t n;
+} cos_acc;
+
+typedef struct analysis_run {
+    const tc_model *m;
+    const tc_analyze_opts *o;
+    int L, dim, vocab, n_heads, measure;
+    tc_skip *base_skip;   /* [L]: the caller's mask (or none) */
+    tc_skip *skip;        /* [L]: the mask of the current rerun */
+    uint8_t (*present)[TC_N_MODULES];
+    const tc_weights *weights;
+    /* The current batch. */
+    tc_batch b;
+    size_t n;
+    int32_t *tgt;         /* [Tmax] */
+    float *xs, *hs;       /* [L or 1][Tmax][dim] stored X and H */
+    float *base_lp;       /* [Tmax][vocab] baseline log-softmax, when measuring */
+    size_t budget;        /* tokens per batch */
+    size_t tmax;          /* the largest batch */
+    /* Sums over every batch. */
+    cos_acc (*cos)[TC_N_MODULES];
+    double *ent, *top;    /* [L][n_heads] */
+    uint64_t *queries;    /* [L] */
+    double nll;
+    uint64_t n_pred;
+    double (*nll_skip)[TC_N_MODULES], (*kl)[TC_N_MODULES];
+    int cur_l;
+    tc_module cur_mod;
+    /* Progress in token-layers. */
+    double done, total;
+} analysis_run;
+
+static double cosine(const float *a, const float *b, int n)
+{
+    double ab = 0.0, aa = 0.0, bb = 0.0;
+    for (int i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    if (aa == 0.0 || bb == 0.0)
+        return aa == bb ? 1.0 : 0.0;
+    return ab / sqrt(aa * bb);
+}
+
+static void cos_add(cos_acc *c, const float *a, const float *b, size_t n, int dim)
+{
+    for (size_t t = 0; t < n; t++) {
+        double v = cosine(a + t * dim, b + t * dim, dim);
+        if (c->n == 0 || v < c->min)
+            c->min = v;
+        c->sum += v;
+        c->sumsq += v * v;
+        c->n++;
+    }
+}
+
+static float *stored(const analysis_run *r, float *base, int layer)
+{
+    size_t slot = r->measure ? (size_t)layer : 0;
+    return base + slot * r->tmax * (size_t)r->dim;
+}
+
+static int base_hidden(void *ctx, int layer, tc_point at, const float *x, size_t n, int dim,
+                       tc_error *err)
+{
+    analysis_run *r = ctx;
+    float *xs = stored(r, r->xs, layer), *hs = stored(r, r->hs, layer);
+    const uint8_t *pr = r->present[layer];
+    size_t bytes = n * (size_t)dim * sizeof *x;
+    if (at == TC_AT_ATTN_IN) {
+        memcpy(xs, x, bytes);
+    } else if (at == TC_AT_ATTN_OUT) {
+        if (pr[TC_MOD_ATTN])
+            cos_add(&r->cos[layer][TC_MOD_ATTN], xs, x, n, dim);
+        memcpy(hs, x, bytes);
+    } else {
+        if (pr[TC_MOD_MLP])
+            cos_add(&r->cos[layer][TC_MOD_MLP], hs, x, n, dim);
+        if (pr[TC_MOD_BLOCK])
+            cos_add(&r->cos[layer][TC_MOD_BLOCK], xs, x, n, dim);
+    }
+    return TC_OK;
+}
+
+static int base_logits(void *ctx, const float *logits, size_t tok0, size_t n, int vocab,
+                       tc_error *err)
+{
+    analysis_run *r = ctx;
+    for (size_t i = 0; i < n; i++) {
+        size_t t = tok0 + i;
+        const float *row = logits + i * (size_t)vocab;
+        double lse = row_lse(row, vocab);
+        if (r->tgt[t] >= 0) {
+            r->nll += lse - row[r->tgt[t]];
+            r->n_pred++;
+        }
+        if (r->measure) {
+            float *lp = r->base_lp + t * (size_t)vocab;
+            for (int v = 0; v < vocab; v++)
+                lp[v] = (float)(row[v] - lse);
+        }
+    }
+    return TC_OK;
+}
+
+static int base_heads(void *ctx, int layer, const double *ent, const double *top, uint64_t nq,
+                      int n_heads, tc_error *err)
+{
+    analysis_run *r = ctx;
+    for (int h = 0; h < n_heads; h++) {
+        r->ent[(size_t)layer * n_heads + h] += ent[h];
+        r->top[(size_t)layer * n_heads + h] += top[h];
+    }
+    r->queries[layer] += nq;
+    return TC_OK;
+}
+
+/* NLL and KL(baseline || rerun) of every predicted position of a rerun. */
+static int skip_logits(void *ctx, const float *logits, size_t tok0, size_t n, int vocab,
+                       tc_error *err)
+{
+    analysis_run *r = ctx;
+    double nll = 0.0, kl = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        size_t t = tok0 + i;
+        if (r->tgt[t] < 0)
+            continue;
+        const float *row = logits + i * (size_t)vocab, *lp = r->base_lp + t * (size_t)vocab;
+        double lse = row_lse(row, vocab);
+        nll += lse - row[r->tgt[t]];
+        for (int v = 0; v < vocab; v++) {
+            double lb = lp[v];
+            kl += exp(lb) * (lb - ((double)row[v] - lse));
+        }
+    }
+    r->nll_skip[r->cur_l][r->cur_mod] += nll;
+    r->kl[r->cur_l][r->cur_mod] += kl;
+    return TC_OK;
+}
+
+static void report_progress(analysis_run *r, double token_layers)
+{
+    r->done += token_layers;
+    if (r->o->progress && r->total > 0)
+        r->o->progress(r->o->progress_ctx, r->done < r->total ? r->done / r->total : 1.0);
+}
+
+/* Reruns the batch from hidden state x at layer `first` with module `mod` of
+ * layer l skipped (the caller has set r->skip). */
+static int rerun(analysis_run *r, int l, tc_module mod, int first, const float *x, tc_error *err)
+{
+    tc_observer ob;
+    memset(&ob, 0, sizeof ob);
+    ob.ctx = r;
+    ob.logits = skip_logits;
+    tc_forward_opts fo;
+    memset(&fo, 0, sizeof fo);
+    fo.n_threads = r->o->n_threads;
+    fo.skip = r->skip;
+    fo.weights = r->weights;
+    fo.observers = &ob;
+    fo.n_observers = 1;
+    r->cur_l = l;
+    r->cur_mod = mod;
+    if (tc_forward_from(r->m, &r->b, first, x, &fo, err))
+        return TC_ERR;
+    report_progress(r, (double)r->n * (r->L - first + 1));
+    return TC_OK;
+}
+
+static int measure_batch(analysis_run *r, tc_error *err)
+{
+    for (int l = 0; l < r->L; l++) {
+        const uint8_t *pr = r->present[l];
+        float *xs = stored(r, r->xs, l), *hs = stored(r, r->hs, l);
+        if (pr[TC_MOD_ATTN]) {
+            r->skip[l].attn = 1;
+            int rc = rerun(r, l, TC_MOD_ATTN, l, xs, err);
+            r->skip[l].attn = r->base_skip[l].attn;
+            if (rc)
+                return TC_ERR;
+        }
+        if (pr[TC_MOD_MLP] && rerun(r, l, TC_MOD_MLP, l + 1, hs, err))
+            return TC_ERR;
+        /* With one module present the block is that module: no rerun needed. */
+        if (pr[TC_MOD_ATTN] && pr[TC_MOD_MLP] && rerun(r, l, TC_MOD_BLOCK, l + 1, xs, err))
+            return TC_ERR;
+    }
+    return TC_OK;
+}
+
+static int baseline_batch(analysis_run *r, tc_error *err)
+{
+    tc_observer ob;
+    memset(&ob, 0, sizeof ob);
+    ob.ctx = r;
+    ob.hidden = base_hidden;
+    ob.logits = base_logits;
+    ob.head_stats = base_heads;
+    ob.want_head_stats = !r->o->no_head_stats;
+    tc_forward_opts fo;
+    memset(&fo, 0, sizeof fo);
+    fo.n_threads = r->o->n_threads;
+    fo.skip = r->base_skip;
+    fo.weights = r->weights;
+    fo.observers = &ob;
+    fo.n_observers = 1;
+    if (tc_forward(r->m, &r->b, &fo, err))
+        return TC_ERR;
+    report_progress(r, (double)r->n * (r->L + 1));
+    return TC_OK;
+}
+
+/* Token-layers of work per token: the baseline plus every rerun. */
+static double work_per_token(const analysis_run *r)
+{
+    double w = r->L + 1;
+    if (!r->measure)
+        return w;
+    for (int l = 0; l < r->L; l++) {
+        const uint8_t *pr = r->present[l];
+        w += pr[TC_MOD_ATTN] ? r->L - l + 1 : 0;
+        w += pr[TC_MOD_MLP] ? r->L - l : 0;
+        w += pr[TC_MOD_ATTN] && pr[TC_MOD_MLP] ? r->L - l : 0;
+    }
+    return w;
+}
+
+static void run_free(analysis_run *r)
+{
+    free(r->base_skip);
+    free(r->skip);
+    free(r->present);
+    free(r->tgt);
+    free(r->xs);
+    free(r->hs);
+    free(r->base_lp);
+    free(r->cos);
+    free(r->ent);
+    free(r->top);
+    free(r->queries);
+    free(r->nll_skip);
+    free(r->kl);
+}
+
+static int alloc_array(void **p, uint64_t a, uint64_t b, uint64_t c, const tc_model *m,
+                       tc_error *err)
+{
+    uint64_t n;
+    if (tc_mul_u64(a, b, &n) || tc_mul_u64(n, c, &n) || n > SIZE_MAX)
+        return tc_err(err, "%s: analysis buffers are too large", m->path);
+    *p = calloc(n ? (size_t)n : 1, 1);
+    if (!*p)
+        return tc_err(err, "%s: out of memory for analysis buffers (%llu bytes)", m->path,
+                      (unsigned long long)n);
+    return TC_OK;
+}
+
+static int run_init(analysis_run *r, const tc_model *m, const tc_analyze_opts *o,
+                    const size_t *offsets, size_t n_seqs, tc_error *err)
+{
+    const tc_config *c = &m->cfg;
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->o = o;
+    r->L = c->n_layers;
+    r->dim = c->dim;
+    r->vocab = c->vocab_size;
+    r->n_heads = c->n_heads;
+    r->measure = !o->no_measure;
+    uint64_t L = (uint64_t)r->L, nh = (uint64_t)r->n_heads;
+    uint64_t per_token = forward_bytes_per_token(c) + 4 +
+                         4 * (r->measure ? 2 * L * (uint64_t)c->dim + (uint64_t)c->vocab_size
+                                         : 2 * (uint64_t)c->dim);
+    r->budget = o->batch_tokens ? o->batch_tokens : tokens_for_budget(per_token);
+    r->tmax = largest_batch(offsets, n_seqs, r->budget);
+    uint64_t slots = r->measure ? L : 1, T = r->tmax ? r->tmax : 1;
+    if (alloc_array((void **)&r->base_skip, L, sizeof(tc_skip), 1, m, err) ||
+        alloc_array((void **)&r->skip, L, sizeof(tc_skip), 1, m, err) ||
+        alloc_array((void **)&r->present, L, TC_N_MODULES, 1, m, err) ||
+        alloc_array((void **)&r->tgt, T, sizeof(int32_t), 1, m, err) ||
+        alloc_array((void **)&r->xs, slots * T, (uint64_t)c->dim, sizeof(float), m, err) ||
+        alloc_array((void **)&r->hs, slots * T, (uint64_t)c->dim, sizeof(float), m, err) ||
+        (r->measure &&
+         alloc_array((void **)&r->base_lp, T, (uint64_t)c->vocab_size, sizeof(float), m, err)) ||
+        alloc_array((void **)&r->cos, L, sizeof(cos_acc) * TC_N_MODULES, 1, m, err) ||
+        alloc_array((void **)&r->ent, L, nh, sizeof(double), m, err) ||
+        alloc_array((void **)&r->top, L, nh, sizeof(double), m, err) ||
+        alloc_array((void **)&r->queries, L, sizeof(uint64_t), 1, m, err) ||
+        alloc_array((void **)&r->nll_skip, L, sizeof(double) * TC_N_MODULES, 1, m, err) ||
+        alloc_array((void **)&r->kl, L, sizeof(double) * TC_N_MODULES, 1, m, err))
+        return TC_ERR;
+    if (o->skip)
+        memcpy(r->base_skip, o->skip, (size_t)L * sizeof *r->base_skip);
+    memcpy(r->skip, r->base_skip, (size_t)L * sizeof *r->skip);
+    for (int l = 0; l < r->L; l++) {
+        uint8_t *pr = r->present[l];
+        pr[TC_MOD_ATTN] = m->layers[l].has_attn && !r->base_skip[l].attn;
+        pr[TC_MOD_MLP] = m->layers[l].has_mlp && !r->base_skip[l].mlp;
+        pr[TC_MOD_BLOCK] = pr[TC_MOD_ATTN] || pr[TC_MOD_MLP];
+    }
+    return TC_OK;
+}
+
+static void finish_module(const analysis_run *r, int l, tc_module mod, tc_module_stats *st)
+{
+    const cos_acc *c = &r->cos[l][mod];
+    memset(st, 0, sizeof *st);
+    st->present = r->present[l][mod];
+    if (!st->present)
+        return;
+    if (c->n) {
+        double mean = c->sum / (double)c->n, var = c->sumsq / (double)c->n - mean * mean;
+        st->cos_mean = mean;
+        st->cos_std = var > 0.0 ? sqrt(var) : 0.0;
+        st->cos_min = c->min;
+    }
+    if (!r->measure || !r->n_pred)
+        return;
+    /* The block of a layer with a single module is that module. */
+    tc_module src = mod;
+    if (mod == TC_MOD_BLOCK && !(r->present[l][TC_MOD_ATTN] && r->present[l][TC_MOD_MLP]))
+        src = r->present[l][TC_MOD_ATTN] ? TC_MOD_ATTN : TC_MOD_MLP;
+    st->measured = 1;
+    st->dnll = (r->nll_skip[l][src] - r->nll) / (double)r->n_pred;
+    st->kl = r->kl[l][src] / (double)r->n_pred;
+}
+
+static int finish(const analysis_run *r, tc_analysis *out, tc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->n_layers = r->L;
+    out->n_heads = r->n_heads;
+    out->layers = calloc((size_t)r->L, sizeof *out->layers);
+    if (!out->layers)
+        return tc_err(err, "%s: out of memory for analysis results", r->m->path);
+    for (int l = 0; l < r->L; l++) {
+        tc_layer_stats *ls = &out->layers[l];
+        for (int mod = 0; mod < TC_N_MODULES; mod++)
+            finish_module(r, l, (tc_module)mod, &ls->mod[mod]);
+        if (r->o->no_head_stats || !r->present[l][TC_MOD_ATTN] || !r->queries[l])
+            continue;
+        ls->heads = calloc((size_t)r->n_heads, sizeof *ls->heads);
+        if (!ls->heads) {
+            tc_analysis_free(out);
+            return tc_err(err, "%s: out of memory for analysis results", r->m->path);
+        }
+        for (int h = 0; h < r->n_heads; h++) {
+            ls->heads[h].entropy = r->ent[(size_t)l * r->n_heads + h] / (double)r->queries[l];
+            ls->heads[h].top10_mass = r->top[(size_t)l * r->n_heads + h] / (double)r->queries[l];
+        }
+    }
+    out->nll = r->n_pred ? r->nll / (double)r->n_pred : NAN;
+    out->ppl = r->n_pred ? exp(out->nll) : NAN;
+    out->n_predicted = r->n_pred;
+    return TC_OK;
+}
+
+int tc_analyze(const tc_model *m, const int32_t *tokens, const size_t *offsets, size_t n_seqs,
+               const tc_analyze_opts *opts, tc_analysis *out, tc_error *err)
+{
+    double t0 = now_seconds();
+    tc_analyze_opts def;
+    memset(&def, 0, sizeof def);
+    if (!opts)
+        opts = &def;
+    if (check_input(m, tokens, offsets, n_seqs, err))
+        return TC_ERR;
+    size_t n = offsets[n_seqs];
+    if (n == 0)
+        return tc_err(err, "%s: no calibration tokens to analyse", m->path);
+    analysis_run r;
+    tc_weights w;
+    memset(&w, 0, sizeof w);
+    size_t *off = malloc((n_seqs + 1) * sizeof *off);
+    int rc = off ? run_init(&r, m, opts, offsets, n_seqs, err)
+                 : tc_err(err, "%s: out of memory for batch offsets", m->path);
+    if (!off)
+        memset(&r, 0, sizeof r);
+    if (!rc && r.measure && tc_weights_bytes(m) <= PRELOAD_LIMIT) {
+        rc = tc_weights_load(&w, m, err);
+        r.weights = rc ? NULL : &w;
+    }
+    if (!rc)
+        r.total = (double)n * work_per_token(&r);
+    for (size_t s0 = 0; !rc && s0 < n_seqs;) {
+        size_t s1 = batch_end(offsets, n_seqs, s0, r.budget);
+        sub_batch(tokens, offsets, s0, s1, off, &r.b);
+        r.n = tc_batch_tokens(&r.b);
+        batch_targets(&r.b, r.tgt);
+        rc = baseline_batch(&r, err);
+        if (!rc && r.measure)
+            rc = measure_batch(&r, err);
+        s0 = s1;
+    }
+    if (!rc)
+        rc = finish(&r, out, err);
+    if (!rc) {
+        out->n_tokens = n;
+        out->seconds = now_seconds() - t0;
+    }
+    tc_weights_free(&w);
+    run_free(&r);
+    free(off);
+    return rc;
+}

@@ -1,0 +1,562 @@
+/* The batched fp32 forward pass: one layer at a time over every token of a
+ * batch of sequences, observers called at fixed points. */
+#include "tc/forward.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forward_math.h"
+#include "tc/checked.h"
+
+/* ---- Whole-model fp32 weights ---------------------------------------------- */
+
+uint64_t tc_weights_bytes(const tc_model *m)
+{
+    uint64_t total = 0, elems;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int r = 0; r < TC_N_ROLES; r++)
+            if (m->layers[l].w[r] && tc_add_u64(total, m->layers[l].w[r]->n_elements, &total))
+                return UINT64_MAX;
+    if (tc_add_u64(total, m->out_norm->n_elements, &total) ||
+        tc_add_u64(total, m->output->n_elements, &total) ||
+        tc_mul_u64(total, sizeof(float), &elems))
+        return UINT64_MAX;
+    return elems;
+}
+
+void tc_weights_free(tc_weights *w)
+{
+    if (w->layers)
+        for (int l = 0; l < w->n_layers; l++)
+            tc_layer_f32_free(&w->layers[l]);
+    free(w->layers);
+    free(w->out_norm);
+    free(w->output);
+    memset(w, 0, sizeof *w);
+}
+
+int tc_weights_load(tc_weights *w, const tc_model *m, tc_error *err)
+{
+    memset(w, 0, sizeof *w);
+    w->layers = calloc(m->cfg.n_layers > 0 ? (size_t)m->cfg.n_layers : 1, sizeof *w->layers);
+    if (!w->layers)
+        return tc_err(err, "%s: out of memory for the layer table", m->path);
+    w->n_layers = m->cfg.n_layers;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        if (tc_model_load_layer(m, l, &w->layers[l], err))
+            goto fail;
+    if (tc_tensor_load_f32(m->out_norm, &w->out_norm, err) ||
+        tc_tensor_load_f32(m->output, &w->output, err))
+        goto fail;
+    return TC_OK;
+fail:
+    tc_weights_free(w);
+    return TC_ERR;
+}
+
+/* ---- Batches ----------------------------------------------------------------- */
+
+int tc_batch_check(const tc_model *m, const tc_batch *b, const char *what, tc_error *err)
+{
+    if (!b->offsets || b->offsets[0] != 0)
+        return tc_err(err, "%s: sequence offsets must start at 0", what);
+    for (size_t s = 0; s < b->n_seqs; s++)
+        if (b->offsets[s + 1] < b->offsets[s])
+            return tc_err(err, "%s: sequence %zu ends before it starts", what, s);
+    size_t n = tc_batch_tokens(b);
+    if (n > INT_MAX)
+        return tc_err(err, "%s: %zu tokens in one batch (at most %d)", what, n, INT_MAX);
+    for (size_t t = 0; t < n; t++)
+        if (b->tokens[t] < 0 || b->tokens[t] >= m->cfg.vocab_size)
+            return tc_err(err, "%s: token %zu is %d, outside the vocabulary of %d", what, t,
+                          (int)b->tokens[t], m->cfg.vocab_size);
+    return TC_OK;
+}
+
+/* ---- The pass ------------------------------------------------------------------ */
+
+typedef struct pass {
+    const tc_model *m;
+    const tc_config *c;
+    const tc_batch *b;
+    const tc_forward_opts *o;
+    int n_threads;
+    size_t n;          /* tokens */
+    size_t max_len;    /* longest sequence */
+    int qdim, kvdim;
+    int want_heads;
+    float *rope;       /* [max_len][head_dim/2][cos, sin] */
+    float *x;          /* residual stream [n][dim] */
+    float *xn;         /* normed rows [n][dim] */
+    float *q, *k, *v;  /* [n][qdim], [n][kvdim] x 2 */
+    float *att;        /* attention output [n][qdim] */
+    size_t chunk;      /* tokens per MLP / logits chunk */
+    float *g, *u;      /* [chunk][ffn_dim] */
+    float *logits;     /* [chunk][vocab] */
+    float *scratch;    /* per thread: 2 * max_len */
+    double *ent, *top; /* [n_seqs][n_heads] head statistics */
+    double *head_sum;  /* [2][n_heads]: the batch's sums handed to observers */
+} pass;
+
+static void pass_free(pass *p)
+{
+    free(p->rope);
+    free(p->x);
+    free(p->xn);
+    free(p->q);
+    free(p->k);
+    free(p->v);
+    free(p->att);
+    free(p->g);
+    free(p->u);
+    free(p->logits);
+    free(p->scratch);
+    free(p->ent);
+    free(p->top);
+    free(p->head_sum);
+}
+
+/* malloc of a x b floats with the product checked. */
+static int alloc_floats(float **out, size_t a, size_t b, const char *what, const tc_model *m,
+                        tc_error *err)
+{
+    uint64_t n;
+    if (tc_mul_u64(a, b, &n) || tc_mul_u64(n, sizeof(float), &n) || n > SIZE_MAX)
+        return tc_err(err, "%s: %s buffer of %zu x %zu floats is too large", m->path, what, a, b);
+    *out = malloc(n ? (size_t)n : 1);
+    if (!*out)
+        return tc_err(err, "%s: out of memory for the %s buffer (%llu bytes)", m->path, what,
+                      (unsigned long long)n);
+    return TC_OK;
+}
+
+static size_t clamp_size(size_t v, size_t lo, size_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_forward_opts *o,
+                     tc_error *err)
+{
+    const tc_config *c = &m->cfg;
+    memset(p, 0, sizeof *p);
+    p->m = m;
+    p->c = c;
+    p->b = b;
+    p->o = o;
+    p->n_threads = o->n_threads > 0 ? o->n_threads : 1;
+    p->n = tc_batch_tokens(b);
+    p->qdim = c->n_heads * c->head_dim;
+    p->kvdim = c->n_kv_heads * c->head_dim;
+    if (c->n_heads <= 0 || c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads || c->head_dim <= 0 ||
+        c->head_dim % 2)
+        return tc_err(err, "%s: unsupported attention shape (%d heads, %d kv heads, head_dim %d)",
+                      m->path, c->n_heads, c->n_kv_heads, c->head_dim);
+    for (size_t s = 0; s < b->n_seqs; s++)
+        if (b->offsets[s + 1] - b->offsets[s] > p->max_len)
+            p->max_len = b->offsets[s + 1] - b->offsets[s];
+    for (size_t i = 0; i < o->n_observers; i++)
+        if (o->observers[i].want_head_stats && o->observers[i].head_stats)
+            p->want_heads = 1;
+    size_t n = p->n ? p->n : 1, ffn = c->ffn_dim > 0 ? (size_t)c->ffn_dim : 1;
+    p->chunk = clamp_size((size_t)(1u << 23) / ffn, 16, n);
+    if (alloc_floats(&p->rope, p->max_len ? p->max_len : 1, (size_t)c->head_dim, "rope", m, err) ||
+        alloc_floats(&p->x, n, (size_t)c->dim, "hidden", m, err) ||
+        alloc_floats(&p->xn, n, (size_t)c->dim, "norm", m, err) ||
+        alloc_floats(&p->q, n, (size_t)p->qdim, "query", m, err) ||
+        alloc_floats(&p->k, n, (size_t)p->kvdim, "key", m, err) ||
+        alloc_floats(&p->v, n, (size_t)p->kvdim, "value", m, err) ||
+        alloc_floats(&p->att, n, (size_t)p->qdim, "attention", m, err) ||
+        alloc_floats(&p->g, p->chunk, ffn, "gate", m, err) ||
+        alloc_floats(&p->u, p->chunk, ffn, "up", m, err) ||
+        alloc_floats(&p->scratch, (size_t)p->n_threads, 2 * (p->max_len ? p->max_len : 1), "scores",
+                     m, err))
+        return TC_ERR;
+    for (size_t pos = 0; pos < p->max_len; pos++)
+        tc_fm_rope_angles(pos, c->head_dim, c->rope_theta, p->rope + pos * (size_t)c->head_dim);
+    if (p->want_heads) {
+        size_t cells = (b->n_seqs ? b->n_seqs : 1) * (size_t)c->n_heads;
+        p->ent = calloc(cells, sizeof *p->ent);
+        p->top = calloc(cells, sizeof *p->top);
+        p->head_sum = calloc(2 * (size_t)c->n_heads, sizeof *p->head_sum);
+        if (!p->ent || !p->top || !p->head_sum)
+            return tc_err(err, "%s: out of memory for attention statistics", m->path);
+    }
+    return TC_OK;
+}
+
+/* ---- Observers ------------------------------------------------------------------ */
+
+static int observe_hidden(const pass *p, int layer, tc_point at, tc_error *err)
+{
+    for (size_t i = 0; i < p->o->n_observers; i++) {
+        const tc_observer *ob = &p->o->observers[i];
+        if (ob->hidden && ob->hidden(ob->ctx, layer, at, p->x, p->n, p->c->dim, err))
+            return TC_ERR;
+    }
+    return TC_OK;
+}
+
+static int observe_input(const pass *p, int layer, tc_lin_input which, const float *x, size_t tok0,
+                         size_t n, int cols, tc_error *err)
+{
+    for (size_t i = 0; i < p->o->n_observers; i++) {
+        const tc_observer *ob = &p->o->observers[i];
+        if (ob->linear_input && ob->linear_input(ob->ctx, layer, which, x, tok0, n, cols, err))
+            return TC_ERR;
+    }
+    return TC_OK;
+}
+
+/* ---- Building blocks ---------------------------------------------------------------- */
+
+/* y[n][out] = x[n][in] . w[out][in]^T, added to y when accumulate. */
+static void linear(const float *x, const float *w, float *y, size_t n, int in, int out,
+                   int accumulate)
+{
+    if (n == 0 || in == 0 || out == 0)
+        return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, out, in, 1.0f, x, in, w, in,
+                accumulate ? 1.0f : 0.0f, y, out);
+}
+
+static void add_bias(float *y, const float *bias, size_t n, int cols)
+{
+    if (!bias)
+        return;
+    for (size_t t = 0; t < n; t++)
+        for (int j = 0; j < cols; j++)
+            y[t * cols + j] += bias[j];
+}
+
+static void rmsnorm_rows(const float *x, const float *w, float *out, size_t n, int dim, float eps)
+{
+    for (size_t t = 0; t < n; t++)
+        tc_fm_rmsnorm(x + t * dim, w, out + t * dim, dim, eps);
+}
+
+/* ---- Attention over (sequence, head) tasks --------------------------------------------- */
+
+/* Sum of the largest ceil(n/10) of p[0..n) (p is clobbered). */
+static int cmp_desc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+static double top10_mass(float *p, size_t n)
+{
+    size_t k = (n + 9) / 10;
+    qsort(p, n, sizeof *p, cmp_desc);
+    double s = 0.0;
+    for (size_t i = 0; i < k; i++)
+        s += p[i];
+    return s;
+}
+
+static void attention_task(pass *p, size_t s, int h, float *scratch)
+{
+    const tc_config *c = p->c;
+    int hd = c->head_dim, kvh = h / (c->n_heads / c->n_kv_heads);
+    size_t o = p->b->offsets[s], len = p->b->offsets[s + 1] - o;
+    const float *kbase = p->k + o * p->kvdim + (size_t)kvh * hd;
+    const float *vbase = p->v + o * p->kvdim + (size_t)kvh * hd;
+    float *probs = scratch, *sorted = scratch + p->max_len;
+    double ent = 0.0, top = 0.0;
+    for (size_t i = 0; i < len; i++) {
+        const float *qi = p->q + (o + i) * p->qdim + (size_t)h * hd;
+        float *out = p->att + (o + i) * p->qdim + (size_t)h * hd;
+        tc_fm_attend(qi, kbase, vbase, (size_t)p->kvdim, i + 1, hd, probs, out);
+        if (!p->want_heads)
+            continue;
+        for (size_t j = 0; j <= i; j++)
+            if (probs[j] > 0.0f)
+                ent -= (double)probs[j] * log((double)probs[j]);
+        memcpy(sorted, probs, (i + 1) * sizeof *sorted);
+        top += top10_mass(sorted, i + 1);
+    }
+    if (p->want_heads) {
+        p->ent[s * c->n_heads + h] = ent;
+        p->top[s * c->n_heads + h] = top;
+    }
+}
+
+typedef struct attn_job {
+    pass *p;
+    atomic_size_t next;
+    size_t n_tasks;
+} attn_job;
+
+typedef struct attn_worker {
+    attn_job *job;
+    float *scratch;
+} attn_worker;
+
+static void *attention_worker(void *arg)
+{
+    attn_worker *w = arg;
+    attn_job *job = w->job;
+    int nh = job->p->c->n_heads;
+    for (;;) {
+        size_t t = atomic_fetch_add(&job->next, 1);
+        if (t >= job->n_tasks)
+            break;
+        attention_task(job->p, t / (size_t)nh, (int)(t % (size_t)nh), w->scratch);
+    }
+    return NULL;
+}
+
+/* Each task writes only its own rows and cells, so the result is the same
+ * whichever thread runs it.  A thread that cannot be started leaves its share
+ * to the others. */
+static void attention_all(pass *p)
+{
+    attn_job job;
+    job.p = p;
+    atomic_init(&job.next, 0);
+    job.n_tasks = p->b->n_seqs * (size_t)p->c->n_heads;
+    int nt = p->n_threads;
+    if ((size_t)nt > job.n_tasks)
+        nt = job.n_tasks ? (int)job.n_tasks : 1;
+    pthread_t tid[64];
+    attn_worker w[64];
+    if (nt > 64)
+        nt = 64;
+    int started = 0;
+    for (int i = 1; i < nt; i++) {
+        w[i].job = &job;
+        w[i].scratch = p->scratch + (size_t)i * 2 * (p->max_len ? p->max_len : 1);
+        if (pthread_create(&tid[started + 1], NULL, attention_worker, &w[i]) != 0)
+            break;
+        started++;
+    }
+    w[0].job = &job;
+    w[0].scratch = p->scratch;
+    attention_worker(&w[0]);
+    for (int i = 1; i <= started; i++)
+        pthread_join(tid[i], NULL);
+}
+
+static int observe_heads(pass *p, int layer, tc_error *err)
+{
+    int nh = p->c->n_heads;
+    double *ent = p->head_sum, *top = p->head_sum + nh;
+    for (int h = 0; h < nh; h++) {
+        ent[h] = top[h] = 0.0;
+        for (size_t s = 0; s < p->b->n_seqs; s++) {
+            ent[h] += p->ent[s * nh + h];
+            top[h] += p->top[s * nh + h];
+        }
+    }
+    for (size_t i = 0; i < p->o->n_observers; i++) {
+        const tc_observer *ob = &p->o->observers[i];
+        if (ob->want_head_stats && ob->head_stats &&
+            ob->head_stats(ob->ctx, layer, ent, top, (uint64_t)p->n, nh, err))
+            return TC_ERR;
+    }
+    return TC_OK;
+}
+
+/* ---- Sub-layers -------------------------------------------------------------------------- */
+
+static size_t token_pos(const pass *p, size_t *seq, size_t t)
+{
+    while (t >= p->b->offsets[*seq + 1])
+        (*seq)++;
+    return t - p->b->offsets[*seq];
+}
+
+static void apply_rope(pass *p)
+{
+    const tc_config *c = p->c;
+    size_t seq = 0;
+    for (size_t t = 0; t < p->n; t++) {
+        const float *cs = p->rope + token_pos(p, &seq, t) * (size_t)c->head_dim;
+        tc_fm_rope(p->q + t * p->qdim, c->n_heads, c->head_dim, c->rope_layout, cs);
+        tc_fm_rope(p->k + t * p->kvdim, c->n_kv_heads, c->head_dim, c->rope_layout, cs);
+    }
+}
+
+/* x += Attn(RMSNorm(x)) over every token. */
+static int attention_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_error *err)
+{
+    const tc_config *c = p->c;
+    size_t n = p->n;
+    rmsnorm_rows(p->x, w->w[TC_ATTN_NORM], p->xn, n, c->dim, c->norm_eps);
+    if (observe_input(p, layer, TC_IN_QKV, p->xn, 0, n, c->dim, err))
+        return TC_ERR;
+    linear(p->xn, w->w[TC_WQ], p->q, n, c->dim, p->qdim, 0);
+    linear(p->xn, w->w[TC_WK], p->k, n, c->dim, p->kvdim, 0);
+    linear(p->xn, w->w[TC_WV], p->v, n, c->dim, p->kvdim, 0);
+    add_bias(p->q, w->w[TC_BQ], n, p->qdim);
+    add_bias(p->k, w->w[TC_BK], n, p->kvdim);
+    add_bias(p->v, w->w[TC_BV], n, p->kvdim);
+    apply_rope(p);
+    attention_all(p);
+    if (p->want_heads && observe_heads(p, layer, err))
+        return TC_ERR;
+    if (observe_input(p, layer, TC_IN_WO, p->att, 0, n, p->qdim, err))
+        return TC_ERR;
+    linear(p->att, w->w[TC_WO], p->x, n, p->qdim, c->dim, 1);
+    return TC_OK;
+}
+
+/* x += MLP(RMSNorm(x)), chunk by chunk of tokens so that the ffn-wide
+ * activations stay bounded. */
+static int mlp_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_error *err)
+{
+    const tc_config *c = p->c;
+    int dim = c->dim, ffn = c->ffn_dim;
+    for (size_t t0 = 0; t0 < p->n; t0 += p->chunk) {
+        size_t cn = p->n - t0 < p->chunk ? p->n - t0 : p->chunk;
+        float *x = p->x + t0 * dim, *xn = p->xn + t0 * dim;
+        rmsnorm_rows(x, w->w[TC_FFN_NORM], xn, cn, dim, c->norm_eps);
+        if (observe_input(p, layer, TC_IN_GATE_UP, xn, t0, cn, dim, err))
+            return TC_ERR;
+        linear(xn, w->w[TC_W_GATE], p->g, cn, dim, ffn, 0);
+        linear(xn, w->w[TC_W_UP], p->u, cn, dim, ffn, 0);
+        size_t cells = cn * (size_t)ffn;
+        for (size_t i = 0; i < cells; i++)
+            p->g[i] = tc_fm_silu(p->g[i]) * p->u[i];
+        if (observe_input(p, layer, TC_IN_DOWN, p->g, t0, cn, ffn, err))
+            return TC_ERR;
+        linear(p->g, w->w[TC_W_DOWN], x, cn, ffn, dim, 1);
+    }
+    return TC_OK;
+}
+
+static int run_layer(pass *p, int l, tc_error *err)
+{
+    const tc_layer *lay = &p->m->layers[l];
+    const tc_skip *sk = p->o->skip ? &p->o->skip[l] : NULL;
+    int do_attn = lay->has_attn && !(sk && sk->attn);
+    int do_mlp = lay->has_mlp && !(sk && sk->mlp);
+    tc_layer_f32 own;
+    const tc_layer_f32 *w = NULL;
+    memset(&own, 0, sizeof own);
+    if (do_attn || do_mlp) {
+        if (p->o->weights) {
+            w = &p->o->weights->layers[l];
+        } else {
+            if (tc_model_load_layer(p->m, l, &own, err))
+                return TC_ERR;
+            w = &own;
+        }
+    }
+    int rc = observe_hidden(p, l, TC_AT_ATTN_IN, err);
+    if (!rc && do_attn)
+        rc = attention_sublayer(p, l, w, err);
+    if (!rc)
+        rc = observe_hidden(p, l, TC_AT_ATTN_OUT, err);
+    if (!rc && do_mlp)
+        rc = mlp_sublayer(p, l, w, err);
+    if (!rc)
+        rc = observe_hidden(p, l, TC_AT_MLP_OUT, err);
+    tc_layer_f32_free(&own);
+    return rc;
+}
+
+/* ---- The head ------------------------------------------------------------------------------- */
+
+static int run_head(pass *p, tc_error *err)
+{
+    const tc_config *c = p->c;
+    float *norm = NULL, *out = NULL;
+    const float *normw, *outw;
+    int rc = TC_ERR;
+    if (p->o->weights) {
+        normw = p->o->weights->out_norm;
+        outw = p->o->weights->output;
+    } else {
+        if (tc_tensor_load_f32(p->m->out_norm, &norm, err) ||
+            tc_tensor_load_f32(p->m->output, &out, err))
+            goto done;
+        normw = norm;
+        outw = out;
+    }
+    size_t chunk = p->o->logits_chunk ? p->o->logits_chunk
+                                      : clamp_size((size_t)(1u << 24) / (size_t)c->vocab_size, 16,
+                                                   8192);
+    if (chunk > p->n)
+        chunk = p->n ? p->n : 1;
+    if (alloc_floats(&p->logits, chunk, (size_t)c->vocab_size, "logits", p->m, err))
+        goto done;
+    for (size_t t0 = 0; t0 < p->n; t0 += chunk) {
+        size_t cn = p->n - t0 < chunk ? p->n - t0 : chunk;
+        rmsnorm_rows(p->x + t0 * c->dim, normw, p->xn, cn, c->dim, c->norm_eps);
+        linear(p->xn, outw, p->logits, cn, c->dim, c->vocab_size, 0);
+        for (size_t i = 0; i < p->o->n_observers; i++) {
+            const tc_observer *ob = &p->o->observers[i];
+            if (ob->logits && ob->logits(ob->ctx, p->logits, t0, cn, c->vocab_size, err))
+                goto done;
+        }
+    }
+    rc = TC_OK;
+done:
+    free(norm);
+    free(out);
+    return rc;
+}
+
+/* ---- Entry points ------------------------------------------------------------------------------ */
+
+static int run_from(pass *p, int first_layer, tc_error *err)
+{
+    openblas_set_num_threads(p->n_threads);
+    for (int l = first_layer; l < p->c->n_layers; l++)
+        if (run_layer(p, l, err))
+            return TC_ERR;
+    if (p->o->no_logits)
+        return TC_OK;
+    return run_head(p, err);
+}
+
+static const tc_forward_opts *opts_or_default(const tc_forward_opts *o, tc_forward_opts *def)
+{
+    if (o)
+        return o;
+    memset(def, 0, sizeof *def);
+    return def;
+}
+
+int tc_forward_from(const tc_model *m, const tc_batch *b, int first_layer, const float *x,
+                    const tc_forward_opts *opts, tc_error *err)
+{
+    tc_forward_opts def;
+    opts = opts_or_default(opts, &def);
+    if (first_layer < 0 || first_layer > m->cfg.n_layers)
+        return tc_err(err, "%s: cannot start at layer %d of %d", m->path, first_layer,
+                      m->cfg.n_layers);
+    if (tc_batch_check(m, b, m->path, err))
+        return TC_ERR;
+    pass p;
+    int rc = pass_init(&p, m, b, opts, err);
+    if (!rc) {
+        if (p.n)
+            memcpy(p.x, x, p.n * (size_t)m->cfg.dim * sizeof *x);
+        rc = run_from(&p, first_layer, err);
+    }
+    pass_free(&p);
+    return rc;
+}
+
+int tc_forward(const tc_model *m, const tc_batch *b, const tc_forward_opts *opts, tc_error *err)
+{
+    tc_forward_opts def;
+    opts = opts_or_default(opts, &def);
+    if (tc_batch_check(m, b, m->path, err))
+        return TC_ERR;
+    pass p;
+    int rc = pass_init(&p, m, b, opts, err);
+    for (size_t t = 0; !rc && t < p.n; t++)
+        rc = tc_model_embed(m, b->tokens[t], p.x + t * (size_t)m->cfg.dim, err);
+    if (!rc)
+        rc = run_from(&p, 0, err);
+    pass_free(&p);
+    return rc;
+}

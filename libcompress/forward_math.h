@@ -1,0 +1,91 @@
+/* The arithmetic shared by the batched forward pass and the KV-cache decoder.
+ * Both must compute the same function to float rounding: each step here is
+ * written once so that they cannot drift apart. */
+#ifndef TC_FORWARD_MATH_H
+#define TC_FORWARD_MATH_H
+
+#include <math.h>
+#include <stddef.h>
+
+#include "tc/model.h"
+
+/* out = x / sqrt(mean(x^2) + eps) * w over one row of n. */
+static inline void tc_fm_rmsnorm(const float *x, const float *w, float *out, int n, float eps)
+{
+    double ss = 0.0;
+    for (int i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / n + (double)eps));
+    for (int i = 0; i < n; i++)
+        out[i] = x[i] * scale * w[i];
+}
+
+/* cos/sin of pos * theta^(-2i/hd) for i < hd/2, interleaved: cs[2i], cs[2i+1]. */
+static inline void tc_fm_rope_angles(size_t pos, int head_dim, float theta, float *cs)
+{
+    for (int i = 0; i < head_dim / 2; i++) {
+        double freq = pow((double)theta, -2.0 * i / head_dim);
+        double a = (double)pos * freq;
+        cs[2 * i] = (float)cos(a);
+        cs[2 * i + 1] = (float)sin(a);
+    }
+}
+
+/* Rotates every head of one token's Q or K row; the layout says which two
+ * rows of a head form pair i. */
+static inline void tc_fm_rope(float *v, int n_heads, int head_dim, tc_rope_layout layout,
+                              const float *cs)
+{
+    int half = head_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *hv = v + (size_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            int ia = layout == TC_ROPE_ADJACENT ? 2 * i : i;
+            int ib = layout == TC_ROPE_ADJACENT ? 2 * i + 1 : i + half;
+            float a = hv[ia], b = hv[ib], c = cs[2 * i], s = cs[2 * i + 1];
+            hv[ia] = a * c - b * s;
+            hv[ib] = a * s + b * c;
+        }
+    }
+}
+
+/* One query against n_keys keys: keys and values of one kv head, row j at
+ * k + j*stride.  Leaves the attention weights in p (n_keys floats) and the
+ * weighted sum of values in out (head_dim floats). */
+static inline void tc_fm_attend(const float *q, const float *k, const float *v, size_t stride,
+                                size_t n_keys, int head_dim, float *p, float *out)
+{
+    float scale = 1.0f / sqrtf((float)head_dim);
+    float mx = -INFINITY;
+    for (size_t j = 0; j < n_keys; j++) {
+        const float *kj = k + j * stride;
+        float s = 0.0f;
+        for (int d = 0; d < head_dim; d++)
+            s += q[d] * kj[d];
+        s *= scale;
+        p[j] = s;
+        if (s > mx)
+            mx = s;
+    }
+    double sum = 0.0;
+    for (size_t j = 0; j < n_keys; j++) {
+        p[j] = expf(p[j] - mx);
+        sum += p[j];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int d = 0; d < head_dim; d++)
+        out[d] = 0.0f;
+    for (size_t j = 0; j < n_keys; j++) {
+        p[j] *= inv;
+        const float *vj = v + j * stride;
+        for (int d = 0; d < head_dim; d++)
+            out[d] += p[j] * vj[d];
+    }
+}
+
+static inline float tc_fm_silu(float g)
+{
+    return g / (1.0f + expf(-g));
+}
+
+#endif

@@ -1,0 +1,116 @@
+/* Post-training ternary quantization: a weight W [M][K] (M output rows, K
+ * input columns, fp32 row-major) becomes codes in {-1, 0, +1} [M][K] plus one
+ * fp32 scale per scale group, so that W ~ scale * code.
+ *
+ * Three quantizers share one grouping description and one output shape:
+ *   absmean     the BitNet b1.58 rule (scale = mean |W| of the group),
+ *   optimal     the least-squares ternary fit of each group (exact search),
+ *   calibrated  GPTQ on the ternary grid: rounding errors are pushed onto the
+ *               columns not yet quantized, weighted by H = X^T X of the layer's
+ *               calibration inputs, so that X W^T rather than W is preserved.
+ *
+ * Scales are laid out row-major [M][groups per row] (a single scale for a
+ * per-tensor grouping). */
+#ifndef TC_TERNARY_H
+#define TC_TERNARY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tc/error.h"
+
+typedef enum tc_tgroup_kind {
+    TC_TGROUP_TENSOR, /* one scale for the whole matrix */
+    TC_TGROUP_ROW,    /* one scale per output row: M scales */
+    TC_TGROUP_COLS,   /* one scale per `cols` input columns of a row: M * ceil(K/cols) */
+} tc_tgroup_kind;
+
+#define TC_TGROUP_COLS_MIN 32
+#define TC_TGROUP_COLS_MAX 256
+
+typedef struct tc_tgroup {
+    tc_tgroup_kind kind;
+    int32_t cols; /* TC_TGROUP_COLS only: 32..256, any K (the last group of a row may be short) */
+} tc_tgroup;
+
+/* Checks the grouping against the shape and returns the number of scales.
+ * TC_ERR for a bad grouping, M or K < 1, or an element count that does not
+ * fit in memory. */
+int tc_ternary_scale_count(const tc_tgroup *g, int64_t M, int64_t K, int64_t *n_scales,
+                           tc_error *err);
+
+/* Groups per row (1 for tensor and row groupings: every row has one scale slot
+ * in the sense of tc_ternary_scale_index). */
+int64_t tc_ternary_groups_per_row(const tc_tgroup *g, int64_t K);
+
+/* Index into the scales array of the scale that applies to W[m][k]. */
+static inline int64_t tc_ternary_scale_index(const tc_tgroup *g, int64_t K, int64_t m, int64_t k)
+{
+    switch (g->kind) {
+    case TC_TGROUP_TENSOR:
+        return 0;
+    case TC_TGROUP_ROW:
+        return m;
+    default:
+        return m * ((K + g->cols - 1) / g->cols) + k / g->cols;
+    }
+}
+
+/* BitNet b1.58: per group gamma = max(mean |W|, 1e-5), code = clamp(round(W /
+ * gamma), -1, 1) with round half away from zero, scale = gamma. */
+int tc_ternary_absmean(const float *W, int64_t M, int64_t K, const tc_tgroup *g, int8_t *codes,
+                       float *scales, tc_error *err);
+
+/* Per group, the threshold tau and scale alpha minimising ||W - alpha*T||^2
+ * with T = sign(W) * [|W| > tau], found exactly over all thresholds. Scales
+ * are floored at 1e-5 like absmean's (only all-zero groups reach the floor). */
+int tc_ternary_optimal(const float *W, int64_t M, int64_t K, const tc_tgroup *g, int8_t *codes,
+                       float *scales, tc_error *err);
+
+/* Where the fixed scales of the calibrated quantizer come from. */
+typedef enum tc_tscale_init {
+    TC_TSCALE_OPTIMAL = 0, /* default: least-squares scales of the original W */
+    TC_TSCALE_ABSMEAN,
+} tc_tscale_init;
+
+typedef struct tc_ternary_calib_opts {
+    double damp_frac;          /* lambda = damp_frac * mean(diag H); 0 means 0.01 */
+    int32_t block;             /* columns per lazy-update block; 0 means 128 */
+    tc_tscale_init scale_init; /* TC_TSCALE_OPTIMAL unless told otherwise */
+} tc_ternary_calib_opts;
+
+/* GPTQ on the ternary grid. H is the K x K matrix X^T X (fp64, row-major,
+ * symmetric; only read) accumulated from the layer's calibration inputs X
+ * [N][K]. Scales are fixed first (opts->scale_init on the original W), then
+ * columns are quantized left to right with nearest rounding to {-s, 0, s} and
+ * each column's error is propagated to the remaining columns through the
+ * upper Cholesky factor of (H + lambda I)^-1. Columns with H[k][k] == 0 never
+ * see any input: they are rounded alone and propagate nothing. opts may be
+ * NULL. TC_ERR if H cannot be factorised even after raising the damping. */
+int tc_ternary_calibrated(const float *W, int64_t M, int64_t K, const tc_tgroup *g,
+                          const double *H, const tc_ternary_calib_opts *opts, int8_t *codes,
+                          float *scales, tc_error *err);
+
+/* H += X^T X for a batch of N input rows X [N][K] (fp32); H is K x K fp64,
+ * both triangles updated. */
+int tc_ternary_hessian_add(const float *X, int64_t N, int64_t K, double *H, tc_error *err);
+
+/* W_hat[m][k] = scale(m, k) * code[m][k]. */
+void tc_ternary_dequantize(const int8_t *codes, const float *scales, int64_t M, int64_t K,
+                           const tc_tgroup *g, float *W_hat);
+
+typedef struct tc_ternary_report {
+    double zero_share;       /* share of codes equal to 0 */
+    double rel_weight_error; /* ||W - W_hat|| / ||W|| (0 when W == 0) */
+} tc_ternary_report;
+
+void tc_ternary_report_make(const float *W, const int8_t *codes, const float *scales, int64_t M,
+                            int64_t K, const tc_tgroup *g, tc_ternary_report *out);
+
+/* ||X W^T - X W_hat^T|| / ||X W^T|| for a sample of activations X [N][K]
+ * (0 when X W^T == 0). TC_ERR only when the work buffers cannot be allocated. */
+int tc_ternary_output_error(const float *W, const int8_t *codes, const float *scales, int64_t M,
+                            int64_t K, const tc_tgroup *g, const float *X, int64_t N,
+                            double *rel, tc_error *err);
+
+#endif

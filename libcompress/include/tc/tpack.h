@@ -1,0 +1,88 @@
+/* Packed ternary layouts for lookup-table (LUT) matrix-vector kernels.
+ *
+ * A packed weight is a weight section followed by a scale section:
+ *   weights: row blocks of 32 rows (the last padded with zero rows), each a
+ *            run of column chunks in K order (the last padded with zero
+ *            columns); one chunk holds the same columns of all 32 rows,
+ *            interleaved so one 32-byte vector of index nibbles feeds one
+ *            table lookup for 32 output rows;
+ *   scales:  the quantizer's fp32 scales, little-endian, in its order.
+ * Layouts (byte diagrams in docs/LAYOUTS.md):
+ *   I2   2 bits per weight (code + 1), columns in pairs -> one nibble;
+ *        chunk = 4 columns x 32 rows = 32 bytes.
+ *   TL1  a pair of weights -> index 0..8 into the 9 sums of two activations,
+ *        two indices per byte; chunk = 4 columns x 32 rows = 32 bytes.
+ *   TL2  a triple of weights -> sign bit + index 0..13 into 14 sums of three
+ *        activations (the other 13 are their negatives); index nibbles and
+ *        sign bits in separate planes; chunk = 24 columns x 32 rows = 160
+ *        bytes (1.67 bits per weight).
+ * Padding always encodes the code 0, so a kernel may run over it.
+ *
+ * Each layout has a scalar LUT matvec (the reference the fast kernels are
+ * tested against) computing int32 sums y[m] = sum_k code[m][k] * x[k]. */
+#ifndef TC_TPACK_H
+#define TC_TPACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tc/error.h"
+#include "tc/ternary.h"
+
+#define TC_TPACK_TILE_ROWS 32
+
+typedef enum tc_tpack_layout {
+    TC_TPACK_I2,
+    TC_TPACK_TL1,
+    TC_TPACK_TL2,
+    TC_TPACK_LAYOUT_COUNT
+} tc_tpack_layout;
+
+typedef struct tc_tpack_plan {
+    tc_tpack_layout layout;
+    int64_t rows, cols;               /* M, K of the weight */
+    int64_t rows_padded, cols_padded; /* to the row block and the chunk width */
+    int64_t chunk_cols;               /* 4 (I2, TL1) or 24 (TL2) */
+    uint64_t chunk_bytes;             /* 32 or 160 */
+    uint64_t row_block_bytes;         /* bytes of one 32-row block of weights */
+    tc_tgroup group;
+    int64_t n_scales;
+    uint64_t weight_bytes; /* the weight section, from offset 0 */
+    uint64_t scale_offset; /* == weight_bytes */
+    uint64_t total_bytes;  /* weights + 4 * n_scales */
+} tc_tpack_plan;
+
+/* "i2", "tl1", "tl2". */
+const char *tc_tpack_layout_name(tc_tpack_layout layout);
+
+/* Sizes and offsets of an M x K weight with grouping g. TC_ERR for an unknown
+ * layout, a bad grouping or shape, or a size that overflows. */
+int tc_tpack_plan_make(tc_tpack_layout layout, int64_t M, int64_t K, const tc_tgroup *g,
+                       tc_tpack_plan *plan, tc_error *err);
+
+/* Writes plan->total_bytes bytes at out. Codes must be in {-1, 0, 1}. */
+int tc_tpack_pack(const tc_tpack_plan *plan, const int8_t *codes, const float *scales,
+                  uint8_t *out, tc_error *err);
+
+/* The exact inverse of pack. The packed bytes are checked: TC_ERR if len is
+ * short, an index is outside its table, a zero triple carries a sign, or
+ * padding holds anything but the code 0. */
+int tc_tpack_unpack(const tc_tpack_plan *plan, const uint8_t *packed, uint64_t len,
+                    int8_t *codes, float *scales, tc_error *err);
+
+/* y[m] = sum_k code[m][k] * x[k] through the layout's lookup tables, one
+ * table per pair (I2, TL1) or triple (TL2) of activations. x has plan->cols
+ * entries. Indices outside a table read 0, so arbitrary bytes are safe.
+ * TC_ERR only if len is short. */
+int tc_tpack_matvec_lut(const tc_tpack_plan *plan, const uint8_t *packed, uint64_t len,
+                        const int8_t *x, int32_t *y, tc_error *err);
+
+/* The plain integer matvec on unpacked codes [M][K]. */
+void tc_tpack_matvec_ref(const int8_t *codes, int64_t M, int64_t K, const int8_t *x, int32_t *y);
+
+/* BitNet b1.58 per-token activation quantization: s = 127 / max(absmax, 1e-5),
+ * xq = clamp(round(x * s), -128, 127) (halves away from zero). Returns s, so
+ * x ~ xq / s. */
+float tc_tpack_quantize_act(const float *x, int64_t K, int8_t *xq);
+
+#endif

@@ -1,0 +1,77 @@
+#include "tc/model_tokenizer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tc/gguf.h"
+#include "tc/hfdir.h"
+#include "tc/mapfile.h"
+
+static int file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int has_gguf_magic(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    int ok = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    if (f)
+        fclose(f);
+    return ok;
+}
+
+static int open_user_file(const tc_model *m, const char *path, tc_tokenizer **out, tc_error *err)
+{
+    size_t n = strlen(path);
+    if (n >= 5 && strcmp(path + n - 5, ".json") == 0)
+        return tc_tokenizer_from_hf_json(out, path, err);
+    if (has_gguf_magic(path))
+        return tc_tokenizer_open(out, path, err);
+    /* llama2.c's tokenizer.bin does not store its size: the model says it. */
+    return tc_tokenizer_from_llama2c(out, path, m->cfg.vocab_size, err);
+}
+
+int tc_model_tokenizer(const tc_model *m, const char *path, tc_tokenizer **out, tc_error *err)
+{
+    *out = NULL;
+    int rc;
+    if (path) {
+        rc = open_user_file(m, path, out, err);
+    } else if (m->format == TC_FORMAT_GGUF) {
+        const tc_gguf *g = tc_model_gguf(m);
+        if (!tc_gguf_find(g, "tokenizer.ggml.model"))
+            return tc_err(err, "%s: the GGUF file has no vocabulary; pass --tokenizer FILE", m->path);
+        rc = tc_tokenizer_from_gguf(out, g, err);
+    } else if (m->format == TC_FORMAT_HF) {
+        const tc_hfdir *h = tc_model_hfdir(m);
+        char json[4096];
+        snprintf(json, sizeof json, "%s/tokenizer.json", h->path);
+        if (!file_exists(json))
+            return tc_err(err, "%s: no tokenizer.json in the model directory; pass --tokenizer FILE", h->path);
+        rc = tc_tokenizer_from_hf_json(out, json, err);
+    } else {
+        return tc_err(err, "%s: a llama2.c checkpoint carries no tokenizer; pass --tokenizer FILE "
+                      "(its tokenizer.bin, e.g. tok512.bin for stories260K)", m->path);
+    }
+    if (rc != TC_OK)
+        return TC_ERR;
+    int32_t nv = tc_tokenizer_vocab_size(*out);
+    if (nv > m->cfg.vocab_size) {
+        tc_tokenizer_free(*out);
+        *out = NULL;
+        return tc_err(err, "%s: the tokenizer has %d tokens but the model only %d", path ? path : m->path, nv,
+                      m->cfg.vocab_size);
+    }
+    return TC_OK;
+}
+
+int tc_model_tokenizer_encode(void *tokenizer, const char *text, size_t len, int32_t **ids, size_t *n,
+                              tc_error *err)
+{
+    return tc_tokenizer_encode(tokenizer, text, len, 0, ids, n, err);
+}

@@ -1,0 +1,376 @@
+/* Packing ternary codes into the I2, TL1 and TL2 layouts, their exact
+ * inverses, and the scalar LUT matvecs that define what a kernel computes.
+ *
+ * Index coding:
+ *   I2 nibble  (a, b) -> (a+1) | (b+1) << 2        (digit 3 unused)
+ *   TL1 index  (a, b) -> 3(a+1) + (b+1)            in 0..8
+ *   TL2 index  (a, b, c): v = 9(a+1) + 3(b+1) + (c+1) in 0..26; negation maps
+ *              v to 26 - v and the zero triple is v = 13, so v >= 13 holds the
+ *              zero triple and the 13 triples whose first nonzero is +1.
+ *              index = v - 13 in 0..13 with sign 0, or 13 - v with sign 1. */
+#include "tc/tpack.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "tc/checked.h"
+
+#define TILE TC_TPACK_TILE_ROWS
+#define TL2_TRIPLES 8 /* triples per TL2 chunk */
+#define TL2_SIGNS 128 /* offset of the sign plane in a TL2 chunk */
+
+const char *tc_tpack_layout_name(tc_tpack_layout layout)
+{
+    switch (layout) {
+    case TC_TPACK_I2:
+        return "i2";
+    case TC_TPACK_TL1:
+        return "tl1";
+    case TC_TPACK_TL2:
+        return "tl2";
+    default:
+        return "?";
+    }
+}
+
+int tc_tpack_plan_make(tc_tpack_layout layout, int64_t M, int64_t K, const tc_tgroup *g,
+                       tc_tpack_plan *plan, tc_error *err)
+{
+    tc_tpack_plan p;
+    memset(&p, 0, sizeof p);
+    if ((unsigned)layout >= TC_TPACK_LAYOUT_COUNT)
+        return tc_err(err, "tpack: unknown layout %d", (int)layout);
+    if (tc_ternary_scale_count(g, M, K, &p.n_scales, err))
+        return TC_ERR;
+    p.layout = layout;
+    p.rows = M;
+    p.cols = K;
+    p.group = *g;
+    p.chunk_cols = layout == TC_TPACK_TL2 ? 3 * TL2_TRIPLES : 4;
+    p.chunk_bytes = layout == TC_TPACK_TL2 ? TL2_SIGNS + 4 * TL2_TRIPLES : TILE;
+    /* M and K are already known to fit in memory as fp32, so padding them to
+     * 32 and 24 cannot overflow; the byte products are still checked. */
+    p.rows_padded = (M + TILE - 1) / TILE * TILE;
+    p.cols_padded = (K + p.chunk_cols - 1) / p.chunk_cols * p.chunk_cols;
+    uint64_t chunks = (uint64_t)(p.cols_padded / p.chunk_cols), scale_bytes;
+    if (tc_mul_u64(chunks, p.chunk_bytes, &p.row_block_bytes) ||
+        tc_mul_u64(p.row_block_bytes, (uint64_t)(p.rows_padded / TILE), &p.weight_bytes) ||
+        tc_mul_u64((uint64_t)p.n_scales, 4, &scale_bytes) ||
+        tc_add_u64(p.weight_bytes, scale_bytes, &p.total_bytes))
+        return tc_err(err, "tpack: packed size of a %lld x %lld weight overflows", (long long)M,
+                      (long long)K);
+    p.scale_offset = p.weight_bytes;
+    *plan = p;
+    return TC_OK;
+}
+
+/* ---- index coding -------------------------------------------------------- */
+
+static inline int8_t code_at(const int8_t *codes, const tc_tpack_plan *p, int64_t m, int64_t k)
+{
+    return m < p->rows && k < p->cols ? codes[(size_t)m * (size_t)p->cols + (size_t)k] : 0;
+}
+
+static inline int i2_nibble(int a, int b)
+{
+    return (a + 1) | (b + 1) << 2;
+}
+
+static inline int tl1_index(int a, int b)
+{
+    return 3 * (a + 1) + (b + 1);
+}
+
+static inline int tl2_index(int a, int b, int c, int *sign)
+{
+    int v = 9 * (a + 1) + 3 * (b + 1) + (c + 1);
+    *sign = v < 13;
+    return v < 13 ? 13 - v : v - 13;
+}
+
+/* Decoders: 0 and the digits on success, -1 for an index outside the table. */
+static int i2_pair(int n, int8_t *a, int8_t *b)
+{
+    if ((n & 3) == 3 || (n >> 2) == 3)
+        return -1;
+    *a = (int8_t)((n & 3) - 1);
+    *b = (int8_t)((n >> 2) - 1);
+    return 0;
+}
+
+static int tl1_pair(int n, int8_t *a, int8_t *b)
+{
+    if (n > 8)
+        return -1;
+    *a = (int8_t)(n / 3 - 1);
+    *b = (int8_t)(n % 3 - 1);
+    return 0;
+}
+
+static int tl2_triple(int n, int sign, int8_t t[3])
+{
+    if (n > 13 || (n == 0 && sign))
+        return -1;
+    int v = n + 13, s = sign ? -1 : 1;
+    t[0] = (int8_t)(s * (v / 9 - 1));
+    t[1] = (int8_t)(s * (v / 3 % 3 - 1));
+    t[2] = (int8_t)(s * (v % 3 - 1));
+    return 0;
+}
+
+/* Offset of chunk c of row block rb in the weight section. */
+static uint64_t chunk_off(const tc_tpack_plan *p, int64_t rb, int64_t c)
+{
+    return (uint64_t)rb * p->row_block_bytes + (uint64_t)c * p->chunk_bytes;
+}
+
+/* ---- pack ---------------------------------------------------------------- */
+
+static void pack_pairs_chunk(const tc_tpack_plan *p, const int8_t *codes, int64_t rb, int64_t c,
+                             uint8_t *dst)
+{
+    int64_t k = c * 4;
+    for (int r = 0; r < TILE; r++) {
+        int64_t m = rb * TILE + r;
+        int a = code_at(codes, p, m, k), b = code_at(codes, p, m, k + 1);
+        int e = code_at(codes, p, m, k + 2), f = code_at(codes, p, m, k + 3);
+        int lo = p->layout == TC_TPACK_I2 ? i2_nibble(a, b) : tl1_index(a, b);
+        int hi = p->layout == TC_TPACK_I2 ? i2_nibble(e, f) : tl1_index(e, f);
+        dst[r] = (uint8_t)(lo | hi << 4);
+    }
+}
+
+static void pack_tl2_chunk(const tc_tpack_plan *p, const int8_t *codes, int64_t rb, int64_t c,
+                           uint8_t *dst)
+{
+    memset(dst, 0, p->chunk_bytes);
+    for (int t = 0; t < TL2_TRIPLES; t++) {
+        int64_t k = c * 3 * TL2_TRIPLES + 3 * t;
+        for (int r = 0; r < TILE; r++) {
+            int64_t m = rb * TILE + r;
+            int sign;
+            int n = tl2_index(code_at(codes, p, m, k), code_at(codes, p, m, k + 1),
+                              code_at(codes, p, m, k + 2), &sign);
+            dst[(t / 2) * TILE + r] |= (uint8_t)(n << 4 * (t % 2));
+            dst[TL2_SIGNS + 4 * t + r / 8] |= (uint8_t)(sign << (r % 8));
+        }
+    }
+}
+
+static void put_f32(uint8_t *p, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(u >> 8 * i);
+}
+
+static float get_f32(const uint8_t *p)
+{
+    uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                 (uint32_t)p[3] << 24;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+int tc_tpack_pack(const tc_tpack_plan *plan, const int8_t *codes, const float *scales,
+                  uint8_t *out, tc_error *err)
+{
+    size_t n = (size_t)plan->rows * (size_t)plan->cols;
+    for (size_t i = 0; i < n; i++)
+        if (codes[i] < -1 || codes[i] > 1)
+            return tc_err(err, "tpack: code %d at weight %zu is not -1, 0 or 1", (int)codes[i],
+                          i);
+    int64_t blocks = plan->rows_padded / TILE, chunks = plan->cols_padded / plan->chunk_cols;
+    for (int64_t rb = 0; rb < blocks; rb++)
+        for (int64_t c = 0; c < chunks; c++) {
+            uint8_t *dst = out + chunk_off(plan, rb, c);
+            if (plan->layout == TC_TPACK_TL2)
+                pack_tl2_chunk(plan, codes, rb, c, dst);
+            else
+                pack_pairs_chunk(plan, codes, rb, c, dst);
+        }
+    for (int64_t i = 0; i < plan->n_scales; i++)
+        put_f32(out + plan->scale_offset + 4 * (uint64_t)i, scales[i]);
+    return TC_OK;
+}
+
+/* ---- unpack -------------------------------------------------------------- */
+
+/* Stores a decoded code, or checks that padding decoded to 0. */
+static int put_code(const tc_tpack_plan *p, int8_t *codes, int64_t m, int64_t k, int8_t v)
+{
+    if (m < p->rows && k < p->cols) {
+        codes[(size_t)m * (size_t)p->cols + (size_t)k] = v;
+        return 0;
+    }
+    return v == 0 ? 0 : -1;
+}
+
+static int unpack_pairs_chunk(const tc_tpack_plan *p, const uint8_t *src, int64_t rb, int64_t c,
+                              int8_t *codes)
+{
+    for (int r = 0; r < TILE; r++) {
+        int64_t m = rb * TILE + r;
+        for (int h = 0; h < 2; h++) {
+            int n = src[r] >> 4 * h & 15;
+            int8_t a, b;
+            int bad = p->layout == TC_TPACK_I2 ? i2_pair(n, &a, &b) : tl1_pair(n, &a, &b);
+            int64_t k = c * 4 + 2 * h;
+            if (bad || put_code(p, codes, m, k, a) || put_code(p, codes, m, k + 1, b))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int unpack_tl2_chunk(const tc_tpack_plan *p, const uint8_t *src, int64_t rb, int64_t c,
+                            int8_t *codes)
+{
+    for (int t = 0; t < TL2_TRIPLES; t++) {
+        int64_t k = c * 3 * TL2_TRIPLES + 3 * t;
+        for (int r = 0; r < TILE; r++) {
+            int64_t m = rb * TILE + r;
+            int n = src[(t / 2) * TILE + r] >> 4 * (t % 2) & 15;
+            int sign = src[TL2_SIGNS + 4 * t + r / 8] >> (r % 8) & 1;
+            int8_t v[3];
+            if (tl2_triple(n, sign, v) || put_code(p, codes, m, k, v[0]) ||
+                put_code(p, codes, m, k + 1, v[1]) || put_code(p, codes, m, k + 2, v[2]))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+int tc_tpack_unpack(const tc_tpack_plan *plan, const uint8_t *packed, uint64_t len,
+                    int8_t *codes, float *scales, tc_error *err)
+{
+    if (len < plan->total_bytes)
+        return tc_err(err, "tpack: %s weight needs %llu bytes but has %llu",
+                      tc_tpack_layout_name(plan->layout), (unsigned long long)plan->total_bytes,
+                      (unsigned long long)len);
+    int64_t blocks = plan->rows_padded / TILE, chunks = plan->cols_padded / plan->chunk_cols;
+    for (int64_t rb = 0; rb < blocks; rb++)
+        for (int64_t c = 0; c < chunks; c++) {
+            const uint8_t *src = packed + chunk_off(plan, rb, c);
+            int bad = plan->layout == TC_TPACK_TL2 ? unpack_tl2_chunk(plan, src, rb, c, codes)
+                                                   : unpack_pairs_chunk(plan, src, rb, c, codes);
+            if (bad)
+                return tc_err(err,
+                              "tpack: %s weight has an invalid index or non-zero padding in "
+                              "rows %lld..%lld, chunk %lld",
+                              tc_tpack_layout_name(plan->layout), (long long)(rb * TILE),
+                              (long long)(rb * TILE + TILE - 1), (long long)c);
+        }
+    for (int64_t i = 0; i < plan->n_scales; i++)
+        scales[i] = get_f32(packed + plan->scale_offset + 4 * (uint64_t)i);
+    return TC_OK;
+}
+
+/* ---- LUT matvec ---------------------------------------------------------- */
+
+static inline int32_t x_at(const int8_t *x, int64_t K, int64_t k)
+{
+    return k < K ? x[k] : 0;
+}
+
+/* The 16-entry table of a pair of activations: entry n holds the sum the
+ * nibble n stands for; entries outside the layout's code read 0. */
+static void pair_table(tc_tpack_layout layout, int32_t x0, int32_t x1, int32_t t[16])
+{
+    for (int n = 0; n < 16; n++) {
+        int8_t a, b;
+        int bad = layout == TC_TPACK_I2 ? i2_pair(n, &a, &b) : tl1_pair(n, &a, &b);
+        t[n] = bad ? 0 : a * x0 + b * x1;
+    }
+}
+
+/* The 14 sums of a triple of activations (16 slots, the last two 0). */
+static void triple_table(int32_t x0, int32_t x1, int32_t x2, int32_t t[16])
+{
+    for (int n = 0; n < 16; n++) {
+        int8_t v[3];
+        t[n] = tl2_triple(n, 0, v) ? 0 : v[0] * x0 + v[1] * x1 + v[2] * x2;
+    }
+}
+
+static void lut_pairs_chunk(const tc_tpack_plan *p, const uint8_t *packed, int64_t c,
+                            const int8_t *x, int32_t *y)
+{
+    int32_t lo[16], hi[16];
+    int64_t k = c * 4;
+    pair_table(p->layout, x_at(x, p->cols, k), x_at(x, p->cols, k + 1), lo);
+    pair_table(p->layout, x_at(x, p->cols, k + 2), x_at(x, p->cols, k + 3), hi);
+    for (int64_t rb = 0; rb < p->rows_padded / TILE; rb++) {
+        const uint8_t *src = packed + chunk_off(p, rb, c);
+        int rows = p->rows - rb * TILE < TILE ? (int)(p->rows - rb * TILE) : TILE;
+        for (int r = 0; r < rows; r++)
+            y[rb * TILE + r] += lo[src[r] & 15] + hi[src[r] >> 4];
+    }
+}
+
+static void lut_tl2_chunk(const tc_tpack_plan *p, const uint8_t *packed, int64_t c,
+                          const int8_t *x, int32_t *y)
+{
+    int32_t tab[TL2_TRIPLES][16];
+    for (int t = 0; t < TL2_TRIPLES; t++) {
+        int64_t k = c * 3 * TL2_TRIPLES + 3 * t;
+        triple_table(x_at(x, p->cols, k), x_at(x, p->cols, k + 1), x_at(x, p->cols, k + 2),
+                     tab[t]);
+    }
+    for (int64_t rb = 0; rb < p->rows_padded / TILE; rb++) {
+        const uint8_t *src = packed + chunk_off(p, rb, c);
+        int rows = p->rows - rb * TILE < TILE ? (int)(p->rows - rb * TILE) : TILE;
+        for (int t = 0; t < TL2_TRIPLES; t++)
+            for (int r = 0; r < rows; r++) {
+                int32_t v = tab[t][src[(t / 2) * TILE + r] >> 4 * (t % 2) & 15];
+                int sign = src[TL2_SIGNS + 4 * t + r / 8] >> (r % 8) & 1;
+                y[rb * TILE + r] += sign ? -v : v;
+            }
+    }
+}
+
+/* Column chunks outside, row blocks inside: the tables of one chunk are built
+ * once and serve every row, the order a kernel keeping its tables in L1 would
+ * use. */
+int tc_tpack_matvec_lut(const tc_tpack_plan *plan, const uint8_t *packed, uint64_t len,
+                        const int8_t *x, int32_t *y, tc_error *err)
+{
+    if (len < plan->weight_bytes)
+        return tc_err(err, "tpack: %s weight needs %llu bytes but has %llu",
+                      tc_tpack_layout_name(plan->layout), (unsigned long long)plan->weight_bytes,
+                      (unsigned long long)len);
+    memset(y, 0, (size_t)plan->rows * sizeof *y);
+    for (int64_t c = 0; c < plan->cols_padded / plan->chunk_cols; c++) {
+        if (plan->layout == TC_TPACK_TL2)
+            lut_tl2_chunk(plan, packed, c, x, y);
+        else
+            lut_pairs_chunk(plan, packed, c, x, y);
+    }
+    return TC_OK;
+}
+
+void tc_tpack_matvec_ref(const int8_t *codes, int64_t M, int64_t K, const int8_t *x, int32_t *y)
+{
+    for (int64_t m = 0; m < M; m++) {
+        const int8_t *c = codes + (size_t)m * (size_t)K;
+        int32_t s = 0;
+        for (int64_t k = 0; k < K; k++)
+            s += c[k] * x[k];
+        y[m] = s;
+    }
+}
+
+float tc_tpack_quantize_act(const float *x, int64_t K, int8_t *xq)
+{
+    float amax = 0;
+    for (int64_t k = 0; k < K; k++)
+        amax = fmaxf(amax, fabsf(x[k]));
+    float s = 127.0f / fmaxf(amax, 1e-5f);
+    for (int64_t k = 0; k < K; k++) {
+        float v = roundf(x[k] * s);
+        xq[k] = (int8_t)(v >= 127 ? 127 : v <= -128 ? -128 : v == v ? v : 0); /* NaN -> 0 */
+    }
+    return s;
+}

@@ -1,0 +1,178 @@
+/* tc-run and tc-analyze end to end on the real models: llama2.c's published
+ * greedy output of stories260K from the llama2.c, GGUF and Hugging Face
+ * copies, byte for byte; perplexity equal across the F32 copies and within
+ * 0.5 % for F16/BF16; the JSON report is what docs/REPORT.md promises. */
+#include "testutil.h"
+
+#include <sys/wait.h>
+
+#include <cjson/cJSON.h>
+
+static int run(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    size_t cap = 1 << 16, len = 0, k;
+    char *buf = malloc(cap);
+    while ((k = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += k;
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = calloc(1, (size_t)n + 1);
+    if (fread(s, 1, (size_t)n, f) != (size_t)n)
+        s[0] = '\0';
+    fclose(f);
+    return s;
+}
+
+static const char *bin(void)
+{
+    const char *b = getenv("TC_BIN");
+    return b && *b ? b : "./build";
+}
+
+static void test_greedy(const char *assets)
+{
+    char expected_path[600];
+    snprintf(expected_path, sizeof expected_path, "%s/models/stories260K/greedy200_expected.txt", assets);
+    char *expected = slurp(expected_path);
+    if (!expected)
+        return;
+    const char *models[] = {
+        "models/stories260K/stories260K.bin --tokenizer %s/models/stories260K/tok512.bin",
+        "models/stories260K/stories260K.gguf",
+        "models/stories260K-hf",
+    };
+    for (size_t i = 0; i < 3; i++) {
+        char model[800], cmd[1200], *out;
+        char fmt[300];
+        snprintf(fmt, sizeof fmt, "%%s/%s", models[i]);
+        snprintf(model, sizeof model, fmt, assets, assets);
+        snprintf(cmd, sizeof cmd, "%s/tc-run -q %s --generate '' -n 200 --temp 0", bin(), model);
+        CHECK(run(cmd, &out) == 0);
+        CHECK_MSG(strcmp(out, expected) == 0, "greedy output of %s differs:\n%s", models[i], out);
+        free(out);
+    }
+    free(expected);
+}
+
+static double ppl_of(const char *model, const char *tokenizer, const char *text)
+{
+    char cmd[1500], *out;
+    snprintf(cmd, sizeof cmd, "%s/tc-run -q --json '%s' --tokenizer '%s' --ppl '%s' --seq-len 128", bin(), model,
+             tokenizer, text);
+    double ppl = -1;
+    if (run(cmd, &out) == 0) {
+        cJSON *j = cJSON_Parse(out);
+        cJSON *p = j ? cJSON_GetObjectItem(j, "ppl") : NULL;
+        if (cJSON_IsNumber(p))
+            ppl = p->valuedouble;
+        cJSON_Delete(j);
+    }
+    free(out);
+    return ppl;
+}
+
+static void test_perplexity(const char *assets, const char *dir)
+{
+    /* A small text: the first 120 stories, one tokenizer for every copy. */
+    char src[600], text[600], tok[600];
+    snprintf(src, sizeof src, "%s/text/tinystories_valid_1000.txt", assets);
+    snprintf(text, sizeof text, "%s/small.txt", dir);
+    snprintf(tok, sizeof tok, "%s/models/stories260K/tok512.bin", assets);
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "head -n 600 '%s' > '%s'", src, text);
+    if (system(cmd) != 0)
+        return;
+    static const char *f32[] = {"models/stories260K/stories260K.bin", "models/stories260K/stories260K.gguf",
+                                "models/stories260K-hf"};
+    static const char *half[] = {"models/stories260K-hf-f16-sharded", "models/stories260K-hf-bf16"};
+    char model[800];
+    snprintf(model, sizeof model, "%s/%s", assets, f32[0]);
+    double ref = ppl_of(model, tok, text);
+    CHECK_MSG(ref > 1 && ref < 20, "stories260K perplexity %g", ref);
+    for (size_t i = 1; i < 3; i++) {
+        snprintf(model, sizeof model, "%s/%s", assets, f32[i]);
+        double p = ppl_of(model, tok, text);
+        CHECK_MSG(fabs(p - ref) <= 1e-5 * ref, "%s: perplexity %.9g vs %.9g", f32[i], p, ref);
+    }
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(model, sizeof model, "%s/%s", assets, half[i]);
+        double p = ppl_of(model, tok, text);
+        CHECK_MSG(fabs(p - ref) <= 0.005 * ref && p != ref, "%s: perplexity %.9g vs %.9g", half[i], p, ref);
+    }
+    unlink(text);
+}
+
+static void test_analyze_report(const char *assets, const char *dir)
+{
+    char cmd[1500], report[600], html[600], *out;
+    snprintf(report, sizeof report, "%s/report.json", dir);
+    snprintf(html, sizeof html, "%s/report.html", dir);
+    snprintf(cmd, sizeof cmd,
+             "%s/tc-analyze -q '%s/models/stories260K/stories260K.gguf' --calib '%s/text/tinystories_valid_1000.txt' "
+             "--samples 8 --seq-len 128 --report '%s' --html '%s'",
+             bin(), assets, assets, report, html);
+    CHECK(run(cmd, &out) == 0);
+    CHECK(strstr(out, "rank") != NULL);
+    free(out);
+    char *text = slurp(report);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    CHECK(j != NULL);
+    if (j) {
+        cJSON *layers = cJSON_GetObjectItem(j, "layers");
+        CHECK(cJSON_GetArraySize(layers) == 5);
+        cJSON *l0 = cJSON_GetArrayItem(layers, 0);
+        static const char *mods[] = {"attn", "mlp", "block"};
+        for (int m = 0; m < 3; m++) {
+            cJSON *mod = cJSON_GetObjectItem(l0, mods[m]);
+            CHECK(cJSON_IsNumber(cJSON_GetObjectItem(mod, "cos")));
+            CHECK(cJSON_IsNumber(cJSON_GetObjectItem(mod, "dnll")));
+            CHECK(cJSON_IsNumber(cJSON_GetObjectItem(mod, "kl")));
+        }
+        cJSON *ppl = cJSON_GetObjectItem(j, "ppl");
+        CHECK(cJSON_IsNumber(ppl) && ppl->valuedouble > 1);
+        CHECK(cJSON_GetObjectItem(j, "n_tokens")->valuedouble == 8 * 128);
+    }
+    cJSON_Delete(j);
+    free(text);
+    char *h = slurp(html);
+    CHECK(h && strstr(h, "<svg"));
+    free(h);
+    unlink(report);
+    unlink(html);
+}
+
+int main(void)
+{
+    char probe[600], dir[256];
+    snprintf(probe, sizeof probe, "%s/tc-run", bin());
+    if (access(probe, X_OK) != 0)
+        return tu_skip("the tools are not built (set TC_BIN)");
+    const char *assets = tu_assets();
+    if (!assets)
+        return tu_skip("TC_ASSETS is not set and ../shared/assets is absent");
+    if (!tu_tmpdir(dir, sizeof dir))
+        return 1;
+    test_greedy(assets);
+    test_perplexity(assets, dir);
+    test_analyze_report(assets, dir);
+    rmdir(dir);
+    return tu_finish("test_run_e2e");
+}
