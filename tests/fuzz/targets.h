@@ -25,11 +25,13 @@
 #include <unistd.h>
 
 #include "tc/calib.h"
+#include "tc/forward.h"
 #include "tc/gguf.h"
 #include "tc/hfdir.h"
 #include "tc/info.h"
 #include "tc/llama2c.h"
 #include "tc/model.h"
+#include "tc/model_tokenizer.h"
 #include "tc/report.h"
 #include "tc/safetensors.h"
 #include "tc/synth.h"
@@ -164,7 +166,26 @@ static inline void fz_check_error(const tc_error *err, const char *name)
         fz_die("message does not name the file", err->msg);
 }
 
-/* What every successfully opened model is asked: --info and one layer. */
+/* Two decoding steps (the first and last token ids) of a small model: the
+ * forward pass over whatever config and weights the file holds. */
+static inline void fz_decode_steps(const tc_model *m)
+{
+    if (tc_model_n_params(m) > (1u << 20) || m->cfg.vocab_size <= 0)
+        return;
+    tc_decoder_opts o = {.max_len = 4, .n_threads = 1};
+    tc_decoder *d = NULL;
+    tc_error err = {{0}};
+    if (tc_decoder_new(&d, m, &o, &err) != TC_OK)
+        return;
+    float *logits = malloc((size_t)m->cfg.vocab_size * sizeof *logits);
+    if (logits && tc_decoder_step(d, 0, logits, &err) == TC_OK)
+        tc_decoder_step(d, m->cfg.vocab_size - 1, logits, &err);
+    free(logits);
+    tc_decoder_free(d);
+}
+
+/* What every successfully opened model is asked: --info, one layer, its own
+ * tokenizer, two decoding steps. */
 static inline void fz_use_model(const tc_model *m)
 {
     char *text = tc_model_info_text(m);
@@ -184,6 +205,10 @@ static inline void fz_use_model(const tc_model *m)
             free(row);
         }
     }
+    tc_tokenizer *t = NULL;
+    if (tc_model_tokenizer(m, NULL, &t, &err) == TC_OK)
+        tc_tokenizer_free(t);
+    fz_decode_steps(m);
 }
 
 static inline void fz_model(const char *path)
