@@ -8,6 +8,7 @@
  * appears, then the parent kills or interrupts the child). */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -273,6 +274,38 @@ static void test_hooks_released(void)
     signal(SIGHUP, SIG_DFL);
 }
 
+/* The real tool: tc-analyze on a 16-layer model and a long text, interrupted
+ * after a second (well before it could finish), exits with 130 and leaves
+ * neither its report nor a temporary. */
+static void test_tool_sigint(void)
+{
+    const char *bin = getenv("TC_BIN");
+    char model[600], text[600], tool[600], report[600];
+    if (!bin || !tu_asset(model, sizeof model, "models/deep16-hf/config.json") ||
+        !tu_asset(text, sizeof text, "text/wikitext2_test_raw.txt")) {
+        printf("tc-analyze interruption not tested: TC_BIN or the deep16-hf/wikitext2 assets are missing\n");
+        return;
+    }
+    tu_asset(model, sizeof model, "models/deep16-hf");
+    snprintf(tool, sizeof tool, "%s/tc-analyze", bin);
+    join(report, sizeof report, "report.json");
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        execl(tool, tool, "-q", "--samples", "64", "--report", report, model, text, (char *)NULL);
+        _exit(127);
+    }
+    sleep_us(1000000);
+    kill(pid, SIGINT);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 130, "tc-analyze: status %#x after SIGINT", status);
+    CHECK(!exists(report));
+    CHECK(count_temps(g_dir, "report.json") == 0);
+}
+
 /* ---- Targets that cannot be written ---------------------------------------- */
 
 static const struct { const char *ext; tc_format fmt; } FORMATS[] = {
@@ -403,6 +436,7 @@ int main(void)
     test_hooks_released();
     test_sigkill(input, input_copy);
     test_sigint(input, input_copy);
+    test_tool_sigint();
     if (!tu_failures) {
         char cmd[700];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
