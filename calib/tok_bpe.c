@@ -63,13 +63,13 @@ static int try_pair(const tc_tokenizer *t, tok_work *w, const char *s, int32_t l
         int32_t rank, res;
         if (l->id < 0 || r->id < 0 || !tok_pair_get(t, l->id, r->id, &rank, &res))
             return TC_OK;
-        c.key = (float)rank;
+        c.key = (double)rank;
         c.id = res;
     } else {
         int32_t id = tok_strmap_get(&t->vocab, t, t->key, s + l->start, (size_t)l->len + r->len);
         if (id < 0)
             return TC_OK;
-        c.key = -t->score[id];
+        c.key = -(double)t->score[id];
         c.id = id;
     }
     c.left = left;

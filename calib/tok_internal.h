@@ -72,7 +72,9 @@ struct tc_tokenizer {
     char space[8];         /* the piece text standing for ' ' (U+2581, or ' ' in llama2.c) */
     size_t space_len;
     int prefix;            /* TOK_PREFIX_* */
+    int prefix_first_only; /* HF Metaspace "first": only where the input starts */
     int split_on_space;    /* HF Metaspace split: each word merged on its own */
+    int words_separable;   /* no merge can cross into a space symbol after text */
     int strip_decoded_space;
     int fuse_unk;
 
@@ -80,11 +82,13 @@ struct tc_tokenizer {
      * every piece into matches and the text between them. */
     pcre2_code **regex;
     int n_regex;
-    int nfc; /* source declares NFC normalization (not applied: see tokenizer.c) */
+    int nfc; /* text is put in Unicode NFC first */
 
     /* Tokens matched as whole text before the model sees it. */
-    int32_t *special; /* sorted by text length, longest first */
+    int32_t *special; /* grouped by first byte, longest text first */
     int n_special;
+    int n_user;                /* how many of them are always matched */
+    int32_t special_first[257]; /* special[special_first[b] ..] start with byte b */
 
     int32_t bos, eos, unk;
     unsigned default_flags;
@@ -134,7 +138,7 @@ typedef struct tok_sym {
  * both still have the lengths recorded here.  Lower key merges first; ties
  * go to the leftmost pair. */
 typedef struct tok_cand {
-    float key;
+    double key; /* a merge rank, or minus a score: both exact in a double */
     int32_t left;
     uint32_t llen, rlen;
     int32_t id;
@@ -151,8 +155,10 @@ typedef struct tok_work {
     size_t out_len, out_cap;
     size_t *span[2]; /* pre-token (start, len) pairs, double-buffered */
     size_t span_len[2], span_cap[2];
-    char *buf; /* escaped text */
+    char *buf; /* escaped or normalized text */
     size_t buf_cap;
+    uint32_t *cps; /* code points, for normalization */
+    size_t cps_cap;
     pcre2_match_data *md;
     int prev_unk; /* the last token pushed stands for unknown text */
 } tok_work;

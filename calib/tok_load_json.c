@@ -21,6 +21,7 @@
 /* Settings gathered from the normalizer and pre-tokenizer. */
 typedef struct json_setup {
     int prefix;        /* TOK_PREFIX_* */
+    int first_only;
     int replace_space; /* spaces become the space symbol */
     int split;
     int nfc;
@@ -155,6 +156,7 @@ static int pre_tokenizer(json_setup *s, const cJSON *p, const char *path, tc_err
         if (scheme && strcmp(scheme, "always") && strcmp(scheme, "first") && strcmp(scheme, "never"))
             return tc_err(err, "%s: unsupported Metaspace prepend_scheme \"%s\"", path, scheme);
         s->prefix = prepend ? TOK_PREFIX_UNLESS_SPACE : TOK_PREFIX_NONE;
+        s->first_only = scheme && strcmp(scheme, "first") == 0;
         s->replace_space = 1;
         s->split = bool_of(p, "split", 1);
         return TC_OK;
@@ -370,6 +372,7 @@ static int configure(tc_tokenizer *t, const json_setup *s, const cJSON *root, co
         memcpy(t->space, s->space, n);
         t->space_len = n;
         t->prefix = s->prefix;
+        t->prefix_first_only = s->first_only;
         t->split_on_space = s->split;
         t->strip_decoded_space = s->prefix != TOK_PREFIX_NONE;
     } else {
@@ -377,6 +380,14 @@ static int configure(tc_tokenizer *t, const json_setup *s, const cJSON *root, co
             return tc_err(err, "%s: unsupported mix of byte-level and Metaspace steps", t->source);
         t->nfc = s->nfc;
     }
+    const char *cont = str_of(model, "continuing_subword_prefix");
+    const char *suffix = str_of(model, "end_of_word_suffix");
+    const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");
+    if ((cont && *cont) || (suffix && *suffix))
+        return tc_err(err, "%s: unsupported BPE with a subword prefix or word suffix", t->source);
+    if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0)
+        return tc_err(err, "%s: unsupported BPE dropout (encoding would not be deterministic)",
+                      t->source);
     t->fuse_unk = bool_of(model, "fuse_unk", 0);
     t->ignore_merges = bool_of(model, "ignore_merges", 0);
     const char *unk = str_of(model, "unk_token");

@@ -21,8 +21,10 @@ static int split_piece(const tc_tokenizer *t, tok_work *w, const pcre2_code *re,
 {
     PCRE2_SPTR subject = (PCRE2_SPTR)(s + a);
     size_t off = 0, gap = 0;
+    uint32_t opts = 0; /* the first call checks the piece is UTF-8; the rest need not */
     while (off < len) {
-        int rc = pcre2_match(re, subject, len, off, 0, w->md, NULL);
+        int rc = pcre2_match(re, subject, len, off, opts, w->md, NULL);
+        opts = PCRE2_NO_UTF_CHECK;
         if (rc == PCRE2_ERROR_NOMATCH)
             break;
         if (rc < 0) {

@@ -1,6 +1,7 @@
 /* The tokenizer's vocabulary, the builder the loaders fill it through, and
  * the public encode/decode entry points. */
 #include "tok_internal.h"
+#include "tok_nfc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -306,34 +307,77 @@ static int is_mergeable(const tc_tokenizer *t, int32_t id)
     return type == TOK_NORMAL || type == TOK_UNUSED || type == TOK_BYTE;
 }
 
+static int is_special_type(int type)
+{
+    return type == TOK_CONTROL || type == TOK_USER || type == TOK_UNKNOWN;
+}
+
+typedef struct special_ent {
+    uint64_t key; /* first byte, then longer texts first, then lower ids */
+    int32_t id;
+} special_ent;
+
+static int special_ent_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const special_ent *)a)->key, y = ((const special_ent *)b)->key;
+    return x < y ? -1 : x > y;
+}
+
+/* Special and user-defined tokens grouped by first byte, longest first
+ * within a group, so that the longest text wins at a position and a byte no
+ * special text starts with costs one lookup. */
 static int collect_specials(tc_tokenizer *t)
 {
-    int n = 0;
-    for (int32_t id = 0; id < t->n_vocab; id++) {
-        int type = t->type[id];
-        if ((type == TOK_CONTROL || type == TOK_USER || type == TOK_UNKNOWN) && t->text[id].len)
-            n++;
-    }
-    t->special = malloc((size_t)(n ? n : 1) * sizeof *t->special);
-    if (!t->special)
+    size_t n = 0;
+    for (int32_t id = 0; id < t->n_vocab; id++)
+        n += is_special_type(t->type[id]) && t->text[id].len;
+    special_ent *e = malloc((n ? n : 1) * sizeof *e);
+    t->special = malloc((n ? n : 1) * sizeof *t->special);
+    if (!e || !t->special) {
+        free(e);
         return TC_ERR;
-    t->n_special = 0;
+    }
+    size_t k = 0;
     for (int32_t id = 0; id < t->n_vocab; id++) {
-        int type = t->type[id];
-        if ((type == TOK_CONTROL || type == TOK_USER || type == TOK_UNKNOWN) && t->text[id].len)
-            t->special[t->n_special++] = id;
+        const tok_piece *p = &t->text[id];
+        if (!is_special_type(t->type[id]) || !p->len)
+            continue;
+        uint64_t first = (unsigned char)t->arena[p->off];
+        e[k].key = first << 56 | (uint64_t)(UINT32_MAX - p->len) << 24 | (uint64_t)k;
+        e[k++].id = id;
+        t->n_user += t->type[id] == TOK_USER;
     }
-    /* longest first, so that the longest special text wins at a position */
-    for (int i = 1; i < t->n_special; i++) {
-        int32_t v = t->special[i];
-        int j = i;
-        while (j > 0 && t->text[t->special[j - 1]].len < t->text[v].len) {
-            t->special[j] = t->special[j - 1];
-            j--;
-        }
-        t->special[j] = v;
+    qsort(e, n, sizeof *e, special_ent_cmp);
+    for (int b = 0; b <= 256; b++)
+        t->special_first[b] = (int32_t)n;
+    for (size_t i = n; i-- > 0;) {
+        t->special[i] = e[i].id;
+        t->special_first[e[i].key >> 56] = (int32_t)i;
     }
+    for (int b = 255; b >= 0; b--)
+        if (t->special_first[b] > t->special_first[b + 1])
+            t->special_first[b] = t->special_first[b + 1];
+    t->n_special = (int)n;
+    free(e);
     return TC_OK;
+}
+
+/* True when every token that merges may form has space symbols only in a
+ * leading run: then no merge can join text to a following space symbol. */
+static int words_separable(const tc_tokenizer *t)
+{
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        if (!is_mergeable(t, id))
+            continue;
+        const char *s = t->arena + t->key[id].off;
+        size_t n = t->key[id].len, i = 0;
+        while (n - i >= t->space_len && memcmp(s + i, t->space, t->space_len) == 0)
+            i += t->space_len;
+        for (; i + t->space_len <= n; i++)
+            if (memcmp(s + i, t->space, t->space_len) == 0)
+                return 0;
+    }
+    return 1;
 }
 
 int tok_finish(tc_tokenizer *t, tc_error *err)
@@ -361,6 +405,7 @@ int tok_finish(tc_tokenizer *t, tc_error *err)
     }
     if (collect_specials(t))
         return tc_err(err, "%s: out of memory", t->source);
+    t->words_separable = t->family == TOK_FAMILY_SPM && words_separable(t);
     for (int i = 0; i < 3; i++) {
         int32_t *p = i == 0 ? &t->bos : i == 1 ? &t->eos : &t->unk;
         if (*p >= t->n_vocab)
@@ -510,6 +555,7 @@ void tok_work_free(tok_work *w)
     free(w->span[0]);
     free(w->span[1]);
     free(w->buf);
+    free(w->cps);
     pcre2_match_data_free(w->md);
     free(w);
 }
@@ -544,7 +590,8 @@ int tok_out_push(tok_work *w, int32_t id)
 /* The special token whose text starts s (longest first), or -1. */
 static int32_t special_at(const tc_tokenizer *t, const char *s, size_t n, unsigned flags)
 {
-    for (int i = 0; i < t->n_special; i++) {
+    unsigned b = (unsigned char)s[0];
+    for (int32_t i = t->special_first[b]; i < t->special_first[b + 1]; i++) {
         int32_t id = t->special[i];
         const tok_piece *p = &t->text[id];
         if (p->len > n || (unsigned char)t->arena[p->off] != (unsigned char)s[0])
@@ -559,10 +606,10 @@ static int32_t special_at(const tc_tokenizer *t, const char *s, size_t n, unsign
 
 /* Writes the SPM form of a run of text into w->buf: the dummy prefix, then
  * every space as the space symbol. */
-static int spm_escape(const tc_tokenizer *t, tok_work *w, const char *s, size_t n, int at_start,
+static int spm_escape(const tc_tokenizer *t, tok_work *w, const char *s, size_t n, int prefixed,
                       size_t *out_len)
 {
-    int prefix = at_start && (t->prefix == TOK_PREFIX_ALWAYS ||
+    int prefix = prefixed && (t->prefix == TOK_PREFIX_ALWAYS ||
                               (t->prefix == TOK_PREFIX_UNLESS_SPACE && s[0] != ' '));
     uint64_t need;
     if (tc_mul_u64(n + 1, t->space_len, &need))
@@ -586,18 +633,36 @@ static int spm_escape(const tc_tokenizer *t, tok_work *w, const char *s, size_t 
     return TC_OK;
 }
 
+static int is_space_at(const tc_tokenizer *t, const char *s, size_t n, size_t i)
+{
+    return n - i >= t->space_len && memcmp(s + i, t->space, t->space_len) == 0;
+}
+
+/* Where a word may end: before every space symbol (HF Metaspace split), or,
+ * when no token has a space symbol after other text (see words_separable),
+ * before a space symbol that follows other text: no merge can cross there,
+ * so merging words one by one gives the same tokens as merging the whole
+ * run, and keeps the heap small. */
+static int word_ends_at(const tc_tokenizer *t, const char *s, size_t n, size_t i)
+{
+    if (!is_space_at(t, s, n, i))
+        return 0;
+    if (t->split_on_space)
+        return 1;
+    return t->words_separable && i >= t->space_len && !is_space_at(t, s, n, i - t->space_len);
+}
+
 static int encode_spm_run(const tc_tokenizer *t, tok_work *w, const char *s, size_t n,
-                          size_t offset, int at_start, tc_error *err)
+                          size_t offset, int prefixed, tc_error *err)
 {
     size_t m;
-    if (spm_escape(t, w, s, n, at_start, &m))
+    if (spm_escape(t, w, s, n, prefixed, &m))
         return tc_err(err, "%s: out of memory encoding %lu bytes", t->source, (unsigned long)n);
-    if (!t->split_on_space)
+    if (!t->split_on_space && !t->words_separable)
         return tok_spm_word(t, w, w->buf, m, offset, err);
-    /* each word starts at a space symbol and is merged on its own */
     size_t start = 0;
     for (size_t i = 1; i <= m; i++) {
-        if (i == m || (m - i >= t->space_len && memcmp(w->buf + i, t->space, t->space_len) == 0)) {
+        if (i == m || word_ends_at(t, w->buf, m, i)) {
             if (tok_spm_word(t, w, w->buf + start, i - start, offset, err))
                 return TC_ERR;
             start = i;
@@ -606,14 +671,26 @@ static int encode_spm_run(const tc_tokenizer *t, tok_work *w, const char *s, siz
     return TC_OK;
 }
 
+/* Encodes a run of plain text.  Every run starts the input or follows a
+ * special token, and each gets the dummy prefix there, as llama.cpp and the
+ * Prepend normalizer do (Metaspace "first": only the run at offset 0). */
 static int encode_run(const tc_tokenizer *t, tok_work *w, const char *s, size_t n, size_t offset,
-                      int at_start, tc_error *err)
+                      tc_error *err)
 {
     if (n == 0)
         return TC_OK;
     if (t->family == TOK_FAMILY_SPM)
-        return encode_spm_run(t, w, s, n, offset, at_start, err);
-    return tok_pretokenize(t, w, s, n, tok_bytelevel_word, err);
+        return encode_spm_run(t, w, s, n, offset, !t->prefix_first_only || offset == 0, err);
+    if (!t->nfc)
+        return tok_pretokenize(t, w, s, n, tok_bytelevel_word, err);
+    size_t m;
+    long rc = tok_nfc(s, n, &w->buf, &w->buf_cap, &m, &w->cps, &w->cps_cap);
+    if (rc < 0)
+        return tc_err(err, "%s: out of memory normalizing %lu bytes", t->source, (unsigned long)n);
+    if (rc > 0)
+        return tc_err(err, "%s: the text is not valid UTF-8 (near byte %lu)", t->source,
+                      (unsigned long)(offset + (size_t)rc - 1));
+    return tok_pretokenize(t, w, w->buf, m, tok_bytelevel_word, err);
 }
 
 int tc_tokenizer_encode(const tc_tokenizer *t, const char *text, size_t len, unsigned flags,
@@ -621,6 +698,7 @@ int tc_tokenizer_encode(const tc_tokenizer *t, const char *text, size_t len, uns
 {
     *ids = NULL;
     *n_ids = 0;
+    tc_err_clear(err); /* so that a failure below without a message reads as out of memory */
     if ((flags & TC_TOK_BOS) && t->bos < 0)
         return tc_err(err, "%s: BOS requested but the vocabulary has no BOS token", t->source);
     if ((flags & TC_TOK_EOS) && t->eos < 0)
@@ -634,22 +712,21 @@ int tc_tokenizer_encode(const tc_tokenizer *t, const char *text, size_t len, uns
     if (flags & TC_TOK_BOS)
         rc = tok_out_push(w, t->bos);
     size_t run = 0;
-    int after_special = 1;
+    int scan = t->n_user > 0 || (t->n_special > 0 && (flags & TC_TOK_PARSE_SPECIAL));
     for (size_t i = 0; i < len && rc == TC_OK;) {
-        int32_t sp = t->n_special ? special_at(t, text + i, len - i, flags) : -1;
+        int32_t sp = scan ? special_at(t, text + i, len - i, flags) : -1;
         if (sp < 0) {
             i++;
             continue;
         }
-        rc = encode_run(t, w, text + run, i - run, run, after_special || run == i, err);
+        rc = encode_run(t, w, text + run, i - run, run, err);
         if (rc == TC_OK)
             rc = tok_out_push(w, sp);
-        after_special = 1;
         i += t->text[sp].len;
         run = i;
     }
     if (rc == TC_OK)
-        rc = encode_run(t, w, text + run, len - run, run, after_special, err);
+        rc = encode_run(t, w, text + run, len - run, run, err);
     if (rc == TC_OK && (flags & TC_TOK_EOS))
         rc = tok_out_push(w, t->eos);
     if (rc == TC_OK) {
@@ -697,13 +774,14 @@ int tc_tokenizer_decode(const tc_tokenizer *t, const int32_t *ids, size_t n, cha
 {
     *text = NULL;
     *len = 0;
-    size_t total = 0;
+    uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (check_id(t, ids[i], err))
             return TC_ERR;
-        total += t->dec[ids[i]].len;
+        if (tc_add_u64(total, t->dec[ids[i]].len, &total))
+            return tc_err(err, "%s: decoded text too long", t->source);
     }
-    char *out = malloc(total + 1);
+    char *out = total < SIZE_MAX ? malloc((size_t)total + 1) : NULL;
     if (!out)
         return tc_err(err, "%s: out of memory decoding %lu tokens", t->source, (unsigned long)n);
     size_t o = 0;
@@ -771,6 +849,26 @@ void tc_tokenizer_free(tc_tokenizer *t)
     free(t);
 }
 
+/* A JSON object: '{', then (after white space) a key or '}'.  A
+ * tokenizer.bin whose max_token_length happens to be 123 also starts with
+ * '{', followed by zero bytes. */
+static int looks_like_json(const uint8_t *d, uint64_t n)
+{
+    uint64_t i = 0;
+    int seen_brace = 0;
+    for (; i < n; i++) {
+        uint8_t c = d[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+            continue;
+        if (!seen_brace && c == '{') {
+            seen_brace = 1;
+            continue;
+        }
+        return seen_brace && (c == '"' || c == '}');
+    }
+    return 0;
+}
+
 int tc_tokenizer_open(tc_tokenizer **t, const char *path, tc_error *err)
 {
     *t = NULL;
@@ -778,10 +876,6 @@ int tc_tokenizer_open(tc_tokenizer **t, const char *path, tc_error *err)
     if (tc_mapfile_open(&m, path, err))
         return TC_ERR;
     int rc;
-    size_t i = 0;
-    while (i < m.size && (m.data[i] == ' ' || m.data[i] == '\t' || m.data[i] == '\n' ||
-                          m.data[i] == '\r'))
-        i++;
     if (m.size >= 4 && memcmp(m.data, "GGUF", 4) == 0) {
         tc_gguf g;
         rc = tc_gguf_open(&g, path, err);
@@ -789,7 +883,7 @@ int tc_tokenizer_open(tc_tokenizer **t, const char *path, tc_error *err)
             rc = tc_tokenizer_from_gguf(t, &g, err);
             tc_gguf_close(&g);
         }
-    } else if (i < m.size && m.data[i] == '{') {
+    } else if (looks_like_json(m.data, m.size)) {
         rc = tok_load_hf_json_mem(t, path, (const char *)m.data, (size_t)m.size, err);
     } else {
         rc = tok_load_llama2c_mem(t, path, m.data, m.size, 0, err);

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "tc/checked.h"
+#include "tc/parallel.h"
 
 #define BUDGET_BYTES ((uint64_t)256 << 20)
 #define PRELOAD_LIMIT ((uint64_t)1 << 30)
@@ -160,6 +161,7 @@ int tc_perplexity(const tc_model *m, const int32_t *tokens, const size_t *offset
     double nll = 0.0;
     uint64_t pred = 0;
     int rc = TC_OK;
+    tc_forward_ws *ws = tc_forward_ws_new(); /* NULL only costs speed */
     for (size_t s0 = 0; s0 < n_seqs && !rc;) {
         size_t s1 = batch_end(offsets, n_seqs, s0, budget);
         tc_batch b;
@@ -171,6 +173,7 @@ int tc_perplexity(const tc_model *m, const int32_t *tokens, const size_t *offset
         fo.n_threads = opts->n_threads;
         fo.skip = opts->skip;
         fo.weights = opts->weights;
+        fo.ws = ws;
         fo.observers = &ob;
         fo.n_observers = 1;
         rc = tc_forward(m, &b, &fo, err);
@@ -181,6 +184,7 @@ int tc_perplexity(const tc_model *m, const int32_t *tokens, const size_t *offset
         s0 = s1;
     }
     free(off);
+    tc_forward_ws_free(ws);
     if (rc)
         return TC_ERR;
     out->n_tokens = n;
@@ -192,8 +196,11 @@ int tc_perplexity(const tc_model *m, const int32_t *tokens, const size_t *offset
 
 /* ---- The analysis ------------------------------------------------------------------------ */
 
+/* Running mean and sum of squared deviations (Welford): cosines of nearly
+ * redundant modules sit within 1e-6 of 1, where sum-of-squares minus the
+ * squared mean would cancel. */
 typedef struct cos_acc {
-    double sum, sumsq, min;
+    double mean, m2, min;
     uint64_t n;
 } cos_acc;
 
@@ -205,6 +212,7 @@ typedef struct analysis_run {
     tc_skip *skip;        /* [L]: the mask of the current rerun */
     uint8_t (*present)[TC_N_MODULES];
     const tc_weights *weights;
+    tc_forward_ws *ws;    /* buffers shared by every pass, or NULL */
     /* The current batch. */
     tc_batch b;
     size_t n;
@@ -222,6 +230,7 @@ typedef struct analysis_run {
     double (*nll_skip)[TC_N_MODULES], (*kl)[TC_N_MODULES];
     int cur_l;
     tc_module cur_mod;
+    double *val, *val2;   /* [Tmax] per-token values, summed in token order */
     /* Progress in token-layers. */
     double done, total;
 } analysis_run;
@@ -239,15 +248,36 @@ static double cosine(const float *a, const float *b, int n)
     return ab / sqrt(aa * bb);
 }
 
-static void cos_add(cos_acc *c, const float *a, const float *b, size_t n, int dim)
+/* Per-token work of the observers runs on every thread; per-token results
+ * land in r->val (and r->val2) and are summed in token order, so the sums do
+ * not depend on the thread count. */
+#define MIN_TOKENS_PER_THREAD 32
+
+typedef struct cos_job {
+    analysis_run *r;
+    const float *a, *b;
+} cos_job;
+
+static void cos_range(void *ctx, size_t begin, size_t end)
 {
+    cos_job *j = ctx;
+    int dim = j->r->dim;
+    for (size_t t = begin; t < end; t++)
+        j->r->val[t] = cosine(j->a + t * dim, j->b + t * dim, dim);
+}
+
+static void cos_add(analysis_run *r, cos_acc *c, const float *a, const float *b, size_t n)
+{
+    cos_job j = {r, a, b};
+    tc_parallel_for(r->o->n_threads, n, MIN_TOKENS_PER_THREAD, cos_range, &j);
     for (size_t t = 0; t < n; t++) {
-        double v = cosine(a + t * dim, b + t * dim, dim);
+        double v = r->val[t];
         if (c->n == 0 || v < c->min)
             c->min = v;
-        c->sum += v;
-        c->sumsq += v * v;
         c->n++;
+        double delta = v - c->mean;
+        c->mean += delta / (double)c->n;
+        c->m2 += delta * (v - c->mean);
     }
 }
 
@@ -268,35 +298,53 @@ static int base_hidden(void *ctx, int layer, tc_point at, const float *x, size_t
         memcpy(xs, x, bytes);
     } else if (at == TC_AT_ATTN_OUT) {
         if (pr[TC_MOD_ATTN])
-            cos_add(&r->cos[layer][TC_MOD_ATTN], xs, x, n, dim);
+            cos_add(r, &r->cos[layer][TC_MOD_ATTN], xs, x, n);
         memcpy(hs, x, bytes);
     } else {
         if (pr[TC_MOD_MLP])
-            cos_add(&r->cos[layer][TC_MOD_MLP], hs, x, n, dim);
+            cos_add(r, &r->cos[layer][TC_MOD_MLP], hs, x, n);
         if (pr[TC_MOD_BLOCK])
-            cos_add(&r->cos[layer][TC_MOD_BLOCK], xs, x, n, dim);
+            cos_add(r, &r->cos[layer][TC_MOD_BLOCK], xs, x, n);
     }
     return TC_OK;
 }
 
-static int base_logits(void *ctx, const float *logits, size_t tok0, size_t n, int vocab,
-                       tc_error *err)
+typedef struct logits_job {
+    analysis_run *r;
+    const float *logits;
+    size_t tok0;
+} logits_job;
+
+/* NLL of each predicted position into val; the log-softmax rows kept. */
+static void base_range(void *ctx, size_t begin, size_t end)
 {
-    analysis_run *r = ctx;
-    for (size_t i = 0; i < n; i++) {
-        size_t t = tok0 + i;
-        const float *row = logits + i * (size_t)vocab;
+    logits_job *j = ctx;
+    analysis_run *r = j->r;
+    int vocab = r->vocab;
+    for (size_t i = begin; i < end; i++) {
+        size_t t = j->tok0 + i;
+        const float *row = j->logits + i * (size_t)vocab;
         double lse = row_lse(row, vocab);
-        if (r->tgt[t] >= 0) {
-            r->nll += lse - row[r->tgt[t]];
-            r->n_pred++;
-        }
+        r->val[i] = r->tgt[t] >= 0 ? lse - row[r->tgt[t]] : 0.0;
         if (r->measure) {
             float *lp = r->base_lp + t * (size_t)vocab;
             for (int v = 0; v < vocab; v++)
                 lp[v] = (float)(row[v] - lse);
         }
     }
+}
+
+static int base_logits(void *ctx, const float *logits, size_t tok0, size_t n, int vocab,
+                       tc_error *err)
+{
+    analysis_run *r = ctx;
+    logits_job j = {r, logits, tok0};
+    tc_parallel_for(r->o->n_threads, n, MIN_TOKENS_PER_THREAD, base_range, &j);
+    for (size_t i = 0; i < n; i++)
+        if (r->tgt[tok0 + i] >= 0) {
+            r->nll += r->val[i];
+            r->n_pred++;
+        }
     return TC_OK;
 }
 
@@ -313,22 +361,37 @@ static int base_heads(void *ctx, int layer, const double *ent, const double *top
 }
 
 /* NLL and KL(baseline || rerun) of every predicted position of a rerun. */
-static int skip_logits(void *ctx, const float *logits, size_t tok0, size_t n, int vocab,
-                       tc_error *err)
+static void skip_range(void *ctx, size_t begin, size_t end)
 {
-    analysis_run *r = ctx;
-    double nll = 0.0, kl = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        size_t t = tok0 + i;
+    logits_job *j = ctx;
+    analysis_run *r = j->r;
+    int vocab = r->vocab;
+    for (size_t i = begin; i < end; i++) {
+        size_t t = j->tok0 + i;
+        r->val[i] = r->val2[i] = 0.0;
         if (r->tgt[t] < 0)
             continue;
-        const float *row = logits + i * (size_t)vocab, *lp = r->base_lp + t * (size_t)vocab;
-        double lse = row_lse(row, vocab);
-        nll += lse - row[r->tgt[t]];
+        const float *row = j->logits + i * (size_t)vocab, *lp = r->base_lp + t * (size_t)vocab;
+        double lse = row_lse(row, vocab), kl = 0.0;
         for (int v = 0; v < vocab; v++) {
             double lb = lp[v];
             kl += exp(lb) * (lb - ((double)row[v] - lse));
         }
+        r->val[i] = lse - row[r->tgt[t]];
+        r->val2[i] = kl;
+    }
+}
+
+static int skip_logits(void *ctx, const float *logits, size_t tok0, size_t n, int vocab,
+                       tc_error *err)
+{
+    analysis_run *r = ctx;
+    logits_job j = {r, logits, tok0};
+    tc_parallel_for(r->o->n_threads, n, MIN_TOKENS_PER_THREAD, skip_range, &j);
+    double nll = 0.0, kl = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        nll += r->val[i];
+        kl += r->val2[i];
     }
     r->nll_skip[r->cur_l][r->cur_mod] += nll;
     r->kl[r->cur_l][r->cur_mod] += kl;
@@ -355,6 +418,7 @@ static int rerun(analysis_run *r, int l, tc_module mod, int first, const float *
     fo.n_threads = r->o->n_threads;
     fo.skip = r->skip;
     fo.weights = r->weights;
+    fo.ws = r->ws;
     fo.observers = &ob;
     fo.n_observers = 1;
     r->cur_l = l;
@@ -400,6 +464,7 @@ static int baseline_batch(analysis_run *r, tc_error *err)
     fo.n_threads = r->o->n_threads;
     fo.skip = r->base_skip;
     fo.weights = r->weights;
+    fo.ws = r->ws;
     fo.observers = &ob;
     fo.n_observers = 1;
     if (tc_forward(r->m, &r->b, &fo, err))
@@ -438,6 +503,9 @@ static void run_free(analysis_run *r)
     free(r->queries);
     free(r->nll_skip);
     free(r->kl);
+    free(r->val);
+    free(r->val2);
+    tc_forward_ws_free(r->ws);
 }
 
 static int alloc_array(void **p, uint64_t a, uint64_t b, uint64_t c, const tc_model *m,
@@ -485,8 +553,11 @@ static int run_init(analysis_run *r, const tc_model *m, const tc_analyze_opts *o
         alloc_array((void **)&r->top, L, nh, sizeof(double), m, err) ||
         alloc_array((void **)&r->queries, L, sizeof(uint64_t), 1, m, err) ||
         alloc_array((void **)&r->nll_skip, L, sizeof(double) * TC_N_MODULES, 1, m, err) ||
-        alloc_array((void **)&r->kl, L, sizeof(double) * TC_N_MODULES, 1, m, err))
+        alloc_array((void **)&r->kl, L, sizeof(double) * TC_N_MODULES, 1, m, err) ||
+        alloc_array((void **)&r->val, T, sizeof(double), 1, m, err) ||
+        alloc_array((void **)&r->val2, T, sizeof(double), 1, m, err))
         return TC_ERR;
+    r->ws = tc_forward_ws_new(); /* without one each pass allocates its own */
     if (o->skip)
         memcpy(r->base_skip, o->skip, (size_t)L * sizeof *r->base_skip);
     memcpy(r->skip, r->base_skip, (size_t)L * sizeof *r->skip);
@@ -507,8 +578,8 @@ static void finish_module(const analysis_run *r, int l, tc_module mod, tc_module
     if (!st->present)
         return;
     if (c->n) {
-        double mean = c->sum / (double)c->n, var = c->sumsq / (double)c->n - mean * mean;
-        st->cos_mean = mean;
+        double var = c->m2 / (double)c->n;
+        st->cos_mean = c->mean;
         st->cos_std = var > 0.0 ? sqrt(var) : 0.0;
         st->cos_min = c->min;
     }

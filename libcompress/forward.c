@@ -12,6 +12,7 @@
 
 #include "forward_math.h"
 #include "tc/checked.h"
+#include "tc/parallel.h"
 
 /* ---- Whole-model fp32 weights ---------------------------------------------- */
 
@@ -80,64 +81,123 @@ int tc_batch_check(const tc_model *m, const tc_batch *b, const char *what, tc_er
 
 /* ---- The pass ------------------------------------------------------------------ */
 
+/* Every buffer of a pass, kept in a workspace so that callers running many
+ * passes (the analysis reruns) reuse memory instead of faulting in fresh
+ * pages each time. */
+enum {
+    BUF_ROPE, BUF_POS, BUF_X, BUF_XN, BUF_Q, BUF_K, BUF_V, BUF_ATT, BUF_G, BUF_U, BUF_LOGITS,
+    BUF_SCRATCH, BUF_ENT, BUF_TOP, BUF_HEAD_SUM, N_BUFS
+};
+
+struct tc_forward_ws {
+    void *buf[N_BUFS];
+    size_t cap[N_BUFS]; /* bytes */
+};
+
+tc_forward_ws *tc_forward_ws_new(void)
+{
+    return calloc(1, sizeof(tc_forward_ws));
+}
+
+static void ws_release(tc_forward_ws *ws)
+{
+    for (int i = 0; i < N_BUFS; i++)
+        free(ws->buf[i]);
+    memset(ws, 0, sizeof *ws);
+}
+
+void tc_forward_ws_free(tc_forward_ws *ws)
+{
+    if (!ws)
+        return;
+    ws_release(ws);
+    free(ws);
+}
+
+/* Buffer `slot` with room for a x b elements of elem bytes (contents undefined). */
+static int ws_get(tc_forward_ws *ws, int slot, size_t a, size_t b, size_t elem, void *out,
+                  const char *what, const tc_model *m, tc_error *err)
+{
+    uint64_t n;
+    if (tc_mul_u64(a, b, &n) || tc_mul_u64(n, elem, &n) || n > SIZE_MAX)
+        return tc_err(err, "%s: %s buffer of %zu x %zu elements is too large", m->path, what, a, b);
+    if (n > ws->cap[slot] || !ws->buf[slot]) {
+        free(ws->buf[slot]);
+        ws->cap[slot] = 0;
+        ws->buf[slot] = malloc(n ? (size_t)n : 1);
+        if (!ws->buf[slot])
+            return tc_err(err, "%s: out of memory for the %s buffer (%llu bytes)", m->path, what,
+                          (unsigned long long)n);
+        ws->cap[slot] = (size_t)n;
+    }
+    memcpy(out, &ws->buf[slot], sizeof(void *));
+    return TC_OK;
+}
+
 typedef struct pass {
     const tc_model *m;
     const tc_config *c;
     const tc_batch *b;
     const tc_forward_opts *o;
+    tc_forward_ws local;  /* used when the caller lends no workspace */
+    tc_forward_ws *ws;
     int n_threads;
     size_t n;          /* tokens */
     size_t max_len;    /* longest sequence */
     int qdim, kvdim;
     int want_heads;
     float *rope;       /* [max_len][head_dim/2][cos, sin] */
+    uint32_t *pos;     /* [n]: each token's position in its sequence */
     float *x;          /* residual stream [n][dim] */
     float *xn;         /* normed rows [n][dim] */
     float *q, *k, *v;  /* [n][qdim], [n][kvdim] x 2 */
     float *att;        /* attention output [n][qdim] */
-    size_t chunk;      /* tokens per MLP / logits chunk */
+    size_t chunk;      /* tokens per MLP chunk */
     float *g, *u;      /* [chunk][ffn_dim] */
-    float *logits;     /* [chunk][vocab] */
-    float *scratch;    /* per thread: 2 * max_len */
-    double *ent, *top; /* [n_seqs][n_heads] head statistics */
+    float *scratch;    /* per thread: (head_dim + 2) * max_len */
+    size_t scratch_per_thread;
+    double *ent, *top; /* [n_seqs][n_heads] head statistics, every cell written */
     double *head_sum;  /* [2][n_heads]: the batch's sums handed to observers */
 } pass;
 
 static void pass_free(pass *p)
 {
-    free(p->rope);
-    free(p->x);
-    free(p->xn);
-    free(p->q);
-    free(p->k);
-    free(p->v);
-    free(p->att);
-    free(p->g);
-    free(p->u);
-    free(p->logits);
-    free(p->scratch);
-    free(p->ent);
-    free(p->top);
-    free(p->head_sum);
-}
-
-/* malloc of a x b floats with the product checked. */
-static int alloc_floats(float **out, size_t a, size_t b, const char *what, const tc_model *m,
-                        tc_error *err)
-{
-    uint64_t n;
-    if (tc_mul_u64(a, b, &n) || tc_mul_u64(n, sizeof(float), &n) || n > SIZE_MAX)
-        return tc_err(err, "%s: %s buffer of %zu x %zu floats is too large", m->path, what, a, b);
-    *out = malloc(n ? (size_t)n : 1);
-    if (!*out)
-        return tc_err(err, "%s: out of memory for the %s buffer (%llu bytes)", m->path, what,
-                      (unsigned long long)n);
-    return TC_OK;
+    ws_release(&p->local);
 }
 
 static size_t clamp_size(size_t v, size_t lo, size_t hi)
 {
     return v < lo ? lo : v > hi ? hi : v;
+}
+
+static int pass_buffers(pass *p, tc_error *err)
+{
+    const tc_config *c = p->c;
+    const tc_model *m = p->m;
+    tc_forward_ws *ws = p->ws;
+    size_t n = p->n ? p->n : 1, ffn = (size_t)c->ffn_dim, len = p->max_len ? p->max_len : 1;
+    size_t f = sizeof(float);
+    if (ws_get(ws, BUF_ROPE, len, (size_t)c->head_dim, f, &p->rope, "rope", m, err) ||
+        ws_get(ws, BUF_POS, n, 1, sizeof(uint32_t), &p->pos, "position", m, err) ||
+        ws_get(ws, BUF_X, n, (size_t)c->dim, f, &p->x, "hidden", m, err) ||
+        ws_get(ws, BUF_XN, n, (size_t)c->dim, f, &p->xn, "norm", m, err) ||
+        ws_get(ws, BUF_Q, n, (size_t)p->qdim, f, &p->q, "query", m, err) ||
+        ws_get(ws, BUF_K, n, (size_t)p->kvdim, f, &p->k, "key", m, err) ||
+        ws_get(ws, BUF_V, n, (size_t)p->kvdim, f, &p->v, "value", m, err) ||
+        ws_get(ws, BUF_ATT, n, (size_t)p->qdim, f, &p->att, "attention", m, err) ||
+        ws_get(ws, BUF_G, p->chunk, ffn, f, &p->g, "gate", m, err) ||
+        ws_get(ws, BUF_U, p->chunk, ffn, f, &p->u, "up", m, err) ||
+        ws_get(ws, BUF_SCRATCH, (size_t)p->n_threads, p->scratch_per_thread, f, &p->scratch,
+               "scores", m, err))
+        return TC_ERR;
+    if (!p->want_heads)
+        return TC_OK;
+    size_t seqs = p->b->n_seqs ? p->b->n_seqs : 1, nh = (size_t)c->n_heads;
+    if (ws_get(ws, BUF_ENT, seqs, nh, sizeof(double), &p->ent, "head statistics", m, err) ||
+        ws_get(ws, BUF_TOP, seqs, nh, sizeof(double), &p->top, "head statistics", m, err) ||
+        ws_get(ws, BUF_HEAD_SUM, 2, nh, sizeof(double), &p->head_sum, "head statistics", m, err))
+        return TC_ERR;
+    return TC_OK;
 }
 
 static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_forward_opts *o,
@@ -149,44 +209,30 @@ static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_for
     p->c = c;
     p->b = b;
     p->o = o;
+    p->ws = o->ws ? o->ws : &p->local;
     p->n_threads = o->n_threads > 0 ? o->n_threads : 1;
     p->n = tc_batch_tokens(b);
     p->qdim = c->n_heads * c->head_dim;
     p->kvdim = c->n_kv_heads * c->head_dim;
     if (c->n_heads <= 0 || c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads || c->head_dim <= 0 ||
-        c->head_dim % 2)
-        return tc_err(err, "%s: unsupported attention shape (%d heads, %d kv heads, head_dim %d)",
-                      m->path, c->n_heads, c->n_kv_heads, c->head_dim);
+        c->head_dim % 2 || c->ffn_dim <= 0)
+        return tc_err(err, "%s: unsupported shape (%d heads, %d kv heads, head_dim %d, ffn %d)",
+                      m->path, c->n_heads, c->n_kv_heads, c->head_dim, c->ffn_dim);
     for (size_t s = 0; s < b->n_seqs; s++)
         if (b->offsets[s + 1] - b->offsets[s] > p->max_len)
             p->max_len = b->offsets[s + 1] - b->offsets[s];
     for (size_t i = 0; i < o->n_observers; i++)
         if (o->observers[i].want_head_stats && o->observers[i].head_stats)
             p->want_heads = 1;
-    size_t n = p->n ? p->n : 1, ffn = c->ffn_dim > 0 ? (size_t)c->ffn_dim : 1;
-    p->chunk = clamp_size((size_t)(1u << 23) / ffn, 16, n);
-    if (alloc_floats(&p->rope, p->max_len ? p->max_len : 1, (size_t)c->head_dim, "rope", m, err) ||
-        alloc_floats(&p->x, n, (size_t)c->dim, "hidden", m, err) ||
-        alloc_floats(&p->xn, n, (size_t)c->dim, "norm", m, err) ||
-        alloc_floats(&p->q, n, (size_t)p->qdim, "query", m, err) ||
-        alloc_floats(&p->k, n, (size_t)p->kvdim, "key", m, err) ||
-        alloc_floats(&p->v, n, (size_t)p->kvdim, "value", m, err) ||
-        alloc_floats(&p->att, n, (size_t)p->qdim, "attention", m, err) ||
-        alloc_floats(&p->g, p->chunk, ffn, "gate", m, err) ||
-        alloc_floats(&p->u, p->chunk, ffn, "up", m, err) ||
-        alloc_floats(&p->scratch, (size_t)p->n_threads, 2 * (p->max_len ? p->max_len : 1), "scores",
-                     m, err))
+    p->chunk = clamp_size((size_t)(1u << 23) / (size_t)c->ffn_dim, 16, p->n ? p->n : 1);
+    p->scratch_per_thread = ((size_t)c->head_dim + 2) * (p->max_len ? p->max_len : 1);
+    if (pass_buffers(p, err))
         return TC_ERR;
+    for (size_t s = 0; s < b->n_seqs; s++)
+        for (size_t t = b->offsets[s]; t < b->offsets[s + 1]; t++)
+            p->pos[t] = (uint32_t)(t - b->offsets[s]);
     for (size_t pos = 0; pos < p->max_len; pos++)
         tc_fm_rope_angles(pos, c->head_dim, c->rope_theta, p->rope + pos * (size_t)c->head_dim);
-    if (p->want_heads) {
-        size_t cells = (b->n_seqs ? b->n_seqs : 1) * (size_t)c->n_heads;
-        p->ent = calloc(cells, sizeof *p->ent);
-        p->top = calloc(cells, sizeof *p->top);
-        p->head_sum = calloc(2 * (size_t)c->n_heads, sizeof *p->head_sum);
-        if (!p->ent || !p->top || !p->head_sum)
-            return tc_err(err, "%s: out of memory for attention statistics", m->path);
-    }
     return TC_OK;
 }
 
@@ -234,25 +280,63 @@ static void add_bias(float *y, const float *bias, size_t n, int cols)
             y[t * cols + j] += bias[j];
 }
 
-static void rmsnorm_rows(const float *x, const float *w, float *out, size_t n, int dim, float eps)
+/* Element-wise work is split over tokens; below this many tokens per thread
+ * starting threads costs more than it saves. */
+#define MIN_TOKENS_PER_THREAD 64
+
+typedef struct norm_job {
+    const float *x, *w;
+    float *out;
+    int dim;
+    float eps;
+} norm_job;
+
+static void norm_range(void *ctx, size_t begin, size_t end)
 {
-    for (size_t t = 0; t < n; t++)
-        tc_fm_rmsnorm(x + t * dim, w, out + t * dim, dim, eps);
+    const norm_job *j = ctx;
+    for (size_t t = begin; t < end; t++)
+        tc_fm_rmsnorm(j->x + t * j->dim, j->w, j->out + t * j->dim, j->dim, j->eps);
+}
+
+static void rmsnorm_rows(const pass *p, const float *x, const float *w, float *out, size_t n)
+{
+    norm_job j = {x, w, out, p->c->dim, p->c->norm_eps};
+    tc_parallel_for(p->n_threads, n, MIN_TOKENS_PER_THREAD, norm_range, &j);
 }
 
 /* ---- Attention over (sequence, head) tasks --------------------------------------------- */
 
-/* Sum of the largest ceil(n/10) of p[0..n) (p is clobbered). */
-static int cmp_desc(const void *a, const void *b)
+static void swap_f(float *a, float *b)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x < y) - (x > y);
+    float t = *a;
+    *a = *b;
+    *b = t;
 }
 
+/* Sum of the largest ceil(n/10) of p[0..n): a three-way quickselect moves
+ * them to the front in linear expected time (p is clobbered).  A full sort
+ * per query would dominate the pass. */
 static double top10_mass(float *p, size_t n)
 {
-    size_t k = (n + 9) / 10;
-    qsort(p, n, sizeof *p, cmp_desc);
+    size_t k = (n + 9) / 10, lo = 0, hi = n;
+    while (hi - lo > 1) {
+        float pivot = p[lo + (hi - lo) / 2];
+        size_t lt = lo, i = lo, gt = hi; /* [lo,lt) > pivot, [lt,gt) == pivot, [gt,hi) < pivot */
+        while (i < gt) {
+            if (p[i] > pivot)
+                swap_f(&p[lt++], &p[i++]);
+            else if (p[i] < pivot)
+                swap_f(&p[i], &p[--gt]);
+            else
+                i++;
+        }
+        if (k <= lt)
+            hi = lt;
+        else if (k <= gt)
+            break;
+        else
+            lo = gt;
+    }
     double s = 0.0;
     for (size_t i = 0; i < k; i++)
         s += p[i];
@@ -266,12 +350,15 @@ static void attention_task(pass *p, size_t s, int h, float *scratch)
     size_t o = p->b->offsets[s], len = p->b->offsets[s + 1] - o;
     const float *kbase = p->k + o * p->kvdim + (size_t)kvh * hd;
     const float *vbase = p->v + o * p->kvdim + (size_t)kvh * hd;
-    float *probs = scratch, *sorted = scratch + p->max_len;
+    float *probs = scratch, *sorted = scratch + p->max_len, *kt = scratch + 2 * p->max_len;
+    for (size_t j = 0; j < len; j++)
+        for (int d = 0; d < hd; d++)
+            kt[(size_t)d * len + j] = kbase[j * p->kvdim + d];
     double ent = 0.0, top = 0.0;
     for (size_t i = 0; i < len; i++) {
         const float *qi = p->q + (o + i) * p->qdim + (size_t)h * hd;
         float *out = p->att + (o + i) * p->qdim + (size_t)h * hd;
-        tc_fm_attend(qi, kbase, vbase, (size_t)p->kvdim, i + 1, hd, probs, out);
+        tc_fm_attend(qi, kt, len, vbase, (size_t)p->kvdim, i + 1, hd, probs, out);
         if (!p->want_heads)
             continue;
         for (size_t j = 0; j <= i; j++)
@@ -330,7 +417,7 @@ static void attention_all(pass *p)
     int started = 0;
     for (int i = 1; i < nt; i++) {
         w[i].job = &job;
-        w[i].scratch = p->scratch + (size_t)i * 2 * (p->max_len ? p->max_len : 1);
+        w[i].scratch = p->scratch + (size_t)i * p->scratch_per_thread;
         if (pthread_create(&tid[started + 1], NULL, attention_worker, &w[i]) != 0)
             break;
         started++;
@@ -364,22 +451,20 @@ static int observe_heads(pass *p, int layer, tc_error *err)
 
 /* ---- Sub-layers -------------------------------------------------------------------------- */
 
-static size_t token_pos(const pass *p, size_t *seq, size_t t)
+static void rope_range(void *ctx, size_t begin, size_t end)
 {
-    while (t >= p->b->offsets[*seq + 1])
-        (*seq)++;
-    return t - p->b->offsets[*seq];
+    pass *p = ctx;
+    const tc_config *c = p->c;
+    for (size_t t = begin; t < end; t++) {
+        const float *cs = p->rope + (size_t)p->pos[t] * (size_t)c->head_dim;
+        tc_fm_rope(p->q + t * p->qdim, c->n_heads, c->head_dim, c->rope_layout, cs);
+        tc_fm_rope(p->k + t * p->kvdim, c->n_kv_heads, c->head_dim, c->rope_layout, cs);
+    }
 }
 
 static void apply_rope(pass *p)
 {
-    const tc_config *c = p->c;
-    size_t seq = 0;
-    for (size_t t = 0; t < p->n; t++) {
-        const float *cs = p->rope + token_pos(p, &seq, t) * (size_t)c->head_dim;
-        tc_fm_rope(p->q + t * p->qdim, c->n_heads, c->head_dim, c->rope_layout, cs);
-        tc_fm_rope(p->k + t * p->kvdim, c->n_kv_heads, c->head_dim, c->rope_layout, cs);
-    }
+    tc_parallel_for(p->n_threads, p->n, MIN_TOKENS_PER_THREAD, rope_range, p);
 }
 
 /* x += Attn(RMSNorm(x)) over every token. */
@@ -387,7 +472,7 @@ static int attention_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_erro
 {
     const tc_config *c = p->c;
     size_t n = p->n;
-    rmsnorm_rows(p->x, w->w[TC_ATTN_NORM], p->xn, n, c->dim, c->norm_eps);
+    rmsnorm_rows(p, p->x, w->w[TC_ATTN_NORM], p->xn, n);
     if (observe_input(p, layer, TC_IN_QKV, p->xn, 0, n, c->dim, err))
         return TC_ERR;
     linear(p->xn, w->w[TC_WQ], p->q, n, c->dim, p->qdim, 0);
@@ -406,6 +491,14 @@ static int attention_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_erro
     return TC_OK;
 }
 
+static void swiglu_range(void *ctx, size_t begin, size_t end)
+{
+    pass *p = ctx;
+    size_t ffn = (size_t)p->c->ffn_dim;
+    for (size_t i = begin * ffn; i < end * ffn; i++)
+        p->g[i] = tc_fm_silu(p->g[i]) * p->u[i];
+}
+
 /* x += MLP(RMSNorm(x)), chunk by chunk of tokens so that the ffn-wide
  * activations stay bounded. */
 static int mlp_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_error *err)
@@ -415,14 +508,12 @@ static int mlp_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_error *err
     for (size_t t0 = 0; t0 < p->n; t0 += p->chunk) {
         size_t cn = p->n - t0 < p->chunk ? p->n - t0 : p->chunk;
         float *x = p->x + t0 * dim, *xn = p->xn + t0 * dim;
-        rmsnorm_rows(x, w->w[TC_FFN_NORM], xn, cn, dim, c->norm_eps);
+        rmsnorm_rows(p, x, w->w[TC_FFN_NORM], xn, cn);
         if (observe_input(p, layer, TC_IN_GATE_UP, xn, t0, cn, dim, err))
             return TC_ERR;
         linear(xn, w->w[TC_W_GATE], p->g, cn, dim, ffn, 0);
         linear(xn, w->w[TC_W_UP], p->u, cn, dim, ffn, 0);
-        size_t cells = cn * (size_t)ffn;
-        for (size_t i = 0; i < cells; i++)
-            p->g[i] = tc_fm_silu(p->g[i]) * p->u[i];
+        tc_parallel_for(p->n_threads, cn, MIN_TOKENS_PER_THREAD, swiglu_range, p);
         if (observe_input(p, layer, TC_IN_DOWN, p->g, t0, cn, ffn, err))
             return TC_ERR;
         linear(p->g, w->w[TC_W_DOWN], x, cn, ffn, dim, 1);
@@ -466,7 +557,7 @@ static int run_layer(pass *p, int l, tc_error *err)
 static int run_head(pass *p, tc_error *err)
 {
     const tc_config *c = p->c;
-    float *norm = NULL, *out = NULL;
+    float *norm = NULL, *out = NULL, *logits = NULL;
     const float *normw, *outw;
     int rc = TC_ERR;
     if (p->o->weights) {
@@ -484,15 +575,16 @@ static int run_head(pass *p, tc_error *err)
                                                    8192);
     if (chunk > p->n)
         chunk = p->n ? p->n : 1;
-    if (alloc_floats(&p->logits, chunk, (size_t)c->vocab_size, "logits", p->m, err))
+    if (ws_get(p->ws, BUF_LOGITS, chunk, (size_t)c->vocab_size, sizeof(float), &logits, "logits",
+               p->m, err))
         goto done;
     for (size_t t0 = 0; t0 < p->n; t0 += chunk) {
         size_t cn = p->n - t0 < chunk ? p->n - t0 : chunk;
-        rmsnorm_rows(p->x + t0 * c->dim, normw, p->xn, cn, c->dim, c->norm_eps);
-        linear(p->xn, outw, p->logits, cn, c->dim, c->vocab_size, 0);
+        rmsnorm_rows(p, p->x + t0 * c->dim, normw, p->xn, cn);
+        linear(p->xn, outw, logits, cn, c->dim, c->vocab_size, 0);
         for (size_t i = 0; i < p->o->n_observers; i++) {
             const tc_observer *ob = &p->o->observers[i];
-            if (ob->logits && ob->logits(ob->ctx, p->logits, t0, cn, c->vocab_size, err))
+            if (ob->logits && ob->logits(ob->ctx, logits, t0, cn, c->vocab_size, err))
                 goto done;
         }
     }

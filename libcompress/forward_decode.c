@@ -17,7 +17,9 @@ struct tc_decoder {
     tc_skip *skip;        /* n_layers, a copy */
     int max_len, pos, n_threads;
     int qdim, kvdim;
-    float *kc, *vc;       /* [n_layers][max_len][kvdim] */
+    float *kc;            /* [n_layers][n_kv_heads][head_dim][max_len]: keys transposed */
+    float *vc;            /* [n_layers][max_len][kvdim] */
+    float *k;             /* this position's keys [kvdim] */
     float *x, *xn, *q, *att, *g, *u, *probs, *cs, *logits;
 };
 
@@ -32,6 +34,7 @@ void tc_decoder_free(tc_decoder *d)
     free(d->x);
     free(d->xn);
     free(d->q);
+    free(d->k);
     free(d->att);
     free(d->g);
     free(d->u);
@@ -64,6 +67,7 @@ static int alloc_buffers(tc_decoder *d, tc_error *err)
     d->x = alloc_f((size_t)c->dim, &fail);
     d->xn = alloc_f((size_t)c->dim, &fail);
     d->q = alloc_f((size_t)d->qdim, &fail);
+    d->k = alloc_f((size_t)d->kvdim, &fail);
     d->att = alloc_f((size_t)d->qdim, &fail);
     d->g = alloc_f((size_t)c->ffn_dim, &fail);
     d->u = alloc_f((size_t)c->ffn_dim, &fail);
@@ -145,21 +149,24 @@ static void attention_step(tc_decoder *d, int l, const tc_layer_f32 *w)
 {
     const tc_config *c = &d->m->cfg;
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
-    size_t layer_off = (size_t)l * (size_t)d->max_len * (size_t)d->kvdim;
+    size_t ml = (size_t)d->max_len, layer_off = (size_t)l * ml * (size_t)d->kvdim;
     float *kl = d->kc + layer_off, *vl = d->vc + layer_off;
-    float *k = kl + (size_t)d->pos * d->kvdim, *v = vl + (size_t)d->pos * d->kvdim;
+    float *v = vl + (size_t)d->pos * d->kvdim;
     tc_fm_rmsnorm(d->x, w->w[TC_ATTN_NORM], d->xn, c->dim, c->norm_eps);
     matvec(w->w[TC_WQ], d->xn, d->q, c->dim, d->qdim, 0);
-    matvec(w->w[TC_WK], d->xn, k, c->dim, d->kvdim, 0);
+    matvec(w->w[TC_WK], d->xn, d->k, c->dim, d->kvdim, 0);
     matvec(w->w[TC_WV], d->xn, v, c->dim, d->kvdim, 0);
     add_bias(d->q, w->w[TC_BQ], d->qdim);
-    add_bias(k, w->w[TC_BK], d->kvdim);
+    add_bias(d->k, w->w[TC_BK], d->kvdim);
     add_bias(v, w->w[TC_BV], d->kvdim);
     tc_fm_rope(d->q, c->n_heads, hd, c->rope_layout, d->cs);
-    tc_fm_rope(k, c->n_kv_heads, hd, c->rope_layout, d->cs);
+    tc_fm_rope(d->k, c->n_kv_heads, hd, c->rope_layout, d->cs);
+    /* Component e of kv head h's key goes to row h*hd + e of the transposed cache. */
+    for (int e = 0; e < d->kvdim; e++)
+        kl[(size_t)e * ml + (size_t)d->pos] = d->k[e];
     for (int h = 0; h < c->n_heads; h++) {
         size_t kv = (size_t)(h / group) * hd;
-        tc_fm_attend(d->q + (size_t)h * hd, kl + kv, vl + kv, (size_t)d->kvdim,
+        tc_fm_attend(d->q + (size_t)h * hd, kl + kv * ml, ml, vl + kv, (size_t)d->kvdim,
                      (size_t)d->pos + 1, hd, d->probs, d->att + (size_t)h * hd);
     }
     matvec(w->w[TC_WO], d->att, d->x, d->qdim, c->dim, 1);

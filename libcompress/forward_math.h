@@ -49,23 +49,41 @@ static inline void tc_fm_rope(float *v, int n_heads, int head_dim, tc_rope_layou
     }
 }
 
-/* One query against n_keys keys: keys and values of one kv head, row j at
- * k + j*stride.  Leaves the attention weights in p (n_keys floats) and the
- * weighted sum of values in out (head_dim floats). */
-static inline void tc_fm_attend(const float *q, const float *k, const float *v, size_t stride,
-                                size_t n_keys, int head_dim, float *p, float *out)
+/* One query against n_keys keys of one kv head.  Keys come transposed,
+ * kt[d * kt_ld + j] = component d of key j, so that every score is built by
+ * contiguous, vectorisable multiply-adds over keys in a fixed order (no
+ * horizontal sums); values are rows, v[j * v_stride + d].  Leaves the
+ * attention weights in p (n_keys floats) and their weighted sum of values in
+ * out (head_dim floats). */
+static inline void tc_fm_attend(const float *restrict q, const float *restrict kt, size_t kt_ld,
+                                const float *restrict v, size_t v_stride, size_t n_keys,
+                                int head_dim, float *restrict p, float *restrict out)
 {
+    enum { BLOCK = 16 };
     float scale = 1.0f / sqrtf((float)head_dim);
+    size_t j0 = 0;
+    /* Sixteen scores at a time stay in registers across the head dimension. */
+    for (; j0 + BLOCK <= n_keys; j0 += BLOCK) {
+        float acc[BLOCK] = {0.0f};
+        for (int d = 0; d < head_dim; d++) {
+            const float *row = kt + (size_t)d * kt_ld + j0;
+            float qd = q[d];
+            for (int j = 0; j < BLOCK; j++)
+                acc[j] += qd * row[j];
+        }
+        for (int j = 0; j < BLOCK; j++)
+            p[j0 + j] = acc[j];
+    }
+    for (size_t j = j0; j < n_keys; j++) {
+        float acc = 0.0f;
+        for (int d = 0; d < head_dim; d++)
+            acc += q[d] * kt[(size_t)d * kt_ld + j];
+        p[j] = acc;
+    }
     float mx = -INFINITY;
     for (size_t j = 0; j < n_keys; j++) {
-        const float *kj = k + j * stride;
-        float s = 0.0f;
-        for (int d = 0; d < head_dim; d++)
-            s += q[d] * kj[d];
-        s *= scale;
-        p[j] = s;
-        if (s > mx)
-            mx = s;
+        p[j] *= scale;
+        mx = p[j] > mx ? p[j] : mx;
     }
     double sum = 0.0;
     for (size_t j = 0; j < n_keys; j++) {
@@ -73,13 +91,26 @@ static inline void tc_fm_attend(const float *q, const float *k, const float *v, 
         sum += p[j];
     }
     float inv = (float)(1.0 / sum);
-    for (int d = 0; d < head_dim; d++)
-        out[d] = 0.0f;
-    for (size_t j = 0; j < n_keys; j++) {
+    for (size_t j = 0; j < n_keys; j++)
         p[j] *= inv;
-        const float *vj = v + j * stride;
-        for (int d = 0; d < head_dim; d++)
-            out[d] += p[j] * vj[d];
+    /* Likewise sixteen outputs at a time over every key. */
+    int d0 = 0;
+    for (; d0 + BLOCK <= head_dim; d0 += BLOCK) {
+        float acc[BLOCK] = {0.0f};
+        for (size_t j = 0; j < n_keys; j++) {
+            const float *vj = v + j * v_stride + d0;
+            float pj = p[j];
+            for (int d = 0; d < BLOCK; d++)
+                acc[d] += pj * vj[d];
+        }
+        for (int d = 0; d < BLOCK; d++)
+            out[d0 + d] = acc[d];
+    }
+    for (int d = d0; d < head_dim; d++) {
+        float acc = 0.0f;
+        for (size_t j = 0; j < n_keys; j++)
+            acc += p[j] * v[j * v_stride + d];
+        out[d] = acc;
     }
 }
 

@@ -54,8 +54,10 @@ int tc_synth_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_er
         return TC_OK;
     }
     /* Uniform with variance 1/fan_in keeps activations at unit scale through
-     * the layers; embeddings get unit variance. */
-    float a = layer < 0 ? sqrtf(3.0f) : sqrtf(3.0f / (float)fan_in(c, layer, which));
+     * the layers; embeddings (tied to the output head) get variance 1/dim so
+     * that logits of a normed state have unit scale rather than a near
+     * one-hot softmax. */
+    float a = sqrtf(3.0f / (float)fan_in(c, layer, which));
     if (is_bias)
         a = 0.1f;
     float scale = 1.0f;

@@ -11,6 +11,7 @@
 #include "testutil.h"
 #include "tc/analyze.h"
 #include "tc/forward.h"
+#include "tc/tokenizer.h"
 
 #define N_SEQS 4
 static const size_t seq_len[N_SEQS] = {9, 2, 16, 11};
@@ -439,6 +440,67 @@ static int test_real(void)
     return 1;
 }
 
+/* Perplexity of stories260K on real TinyStories paragraphs: the same in all
+ * three files, and that of an in-domain model. */
+static int test_real_text(void)
+{
+    char tok_path[1024], text_path[1024];
+    if (!tu_asset(tok_path, sizeof tok_path, "models/stories260K/tok512.bin") ||
+        !tu_asset(text_path, sizeof text_path, "text/tinystories_valid_1000.txt"))
+        return 0;
+    tc_tokenizer *tok = NULL;
+    tc_error err = {{0}};
+    CHECK_OK(tc_tokenizer_from_llama2c(&tok, tok_path, 512, &err), &err);
+    FILE *f = fopen(text_path, "rb");
+    static char text[16384];
+    size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f)
+        fclose(f);
+    text[len] = '\0';
+    enum { NS = 8, CAP = 128 };
+    int32_t tokens[NS * CAP];
+    size_t offsets[NS + 1] = {0}, ns = 0;
+    char *para = text;
+    while (tok && ns < NS && para && *para) {
+        char *end = strstr(para, "\n\n");
+        size_t pl = end ? (size_t)(end - para) : strlen(para);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (pl > 0 && end) { /* the last, cut paragraph is left out */
+            CHECK_OK(tc_tokenizer_encode(tok, para, pl, TC_TOK_BOS, &ids, &n, &err), &err);
+            n = n > CAP ? CAP : n;
+            memcpy(tokens + offsets[ns], ids, n * sizeof *ids);
+            offsets[ns + 1] = offsets[ns] + n;
+            ns++;
+        }
+        free(ids);
+        para = end ? end + 2 : NULL;
+    }
+    tc_tokenizer_free(tok);
+    static const char *const files[3] = {"models/stories260K/stories260K.bin",
+                                         "models/stories260K-hf",
+                                         "models/stories260K/stories260K.gguf"};
+    double ppl[3] = {0};
+    for (int i = 0; i < 3; i++) {
+        char path[1024];
+        tc_model m;
+        if (!tu_asset(path, sizeof path, files[i]))
+            continue;
+        CHECK_OK(tc_model_open(&m, path, &err), &err);
+        tc_ppl p;
+        CHECK_OK(tc_perplexity(&m, tokens, offsets, ns, NULL, &p, &err), &err);
+        ppl[i] = p.ppl;
+        tc_model_close(&m);
+    }
+    printf("stories260K on %zu TinyStories paragraphs (%zu tokens): ppl %.4f %.4f %.4f\n", ns,
+           offsets[ns], ppl[0], ppl[1], ppl[2]);
+    CHECK(ns == NS);
+    CHECK(ppl[0] > 1.5 && ppl[0] < 12.0);
+    for (int i = 1; i < 3; i++)
+        CHECK(ppl[i] == 0.0 || fabs(ppl[i] - ppl[0]) < 1e-4 * ppl[0]);
+    return 1;
+}
+
 int main(void)
 {
     test_against_direct();
@@ -446,5 +508,7 @@ int main(void)
     test_bad_input();
     if (!test_real())
         printf("stories260K absent: the real-model check was skipped\n");
+    if (!test_real_text())
+        printf("stories260K tokenizer or TinyStories text absent: the text check was skipped\n");
     return tu_finish("test_analysis");
 }

@@ -10,6 +10,7 @@
 #include "testutil.h"
 #include "tc/forward.h"
 #include "tc/model.h"
+#include "tc/tokenizer.h"
 
 /* ---- The reference: one token at a time, plain loops, fp64 ------------------ */
 
@@ -439,6 +440,68 @@ static void test_invariance(void)
     sm_free(&sm);
 }
 
+/* Enough tokens that the element-wise work is split over threads too. */
+static void test_invariance_large(void)
+{
+    tc_config c = sm_config_biased();
+    sm_model sm;
+    sm_init(&sm, &c, 12);
+    tc_model m;
+    tc_error err = {{0}};
+    CHECK_OK(sm_bind(&sm, &m, &err), &err);
+    enum { NS = 7, LEN = 61 };
+    int32_t tokens[NS * LEN];
+    size_t offsets[NS + 1];
+    uint64_t seed = 5;
+    for (size_t t = 0; t < NS * LEN; t++)
+        tokens[t] = (int32_t)(sm_rng(&seed) % (uint64_t)c.vocab_size);
+    for (int s = 0; s <= NS; s++)
+        offsets[s] = (size_t)s * LEN;
+    tc_batch b = {tokens, offsets, NS};
+    rec r1, r4;
+    CHECK_OK(run(&m, &b, 1, NULL, &r1, 1, &err), &err);
+    CHECK_OK(run(&m, &b, 4, NULL, &r4, 1, &err), &err);
+    CHECK(max_diff(r1.logits, r4.logits, (size_t)NS * LEN * c.vocab_size) < 1e-5);
+    for (int l = 0; l < c.n_layers; l++) {
+        CHECK(max_diff(r1.hidden[l][TC_AT_MLP_OUT], r4.hidden[l][TC_AT_MLP_OUT],
+                       (size_t)NS * LEN * c.dim) < 1e-5);
+        /* Sums over 427 queries; the BLAS products may round differently per thread count. */
+        for (int h = 0; h < c.n_heads; h++)
+            CHECK_NEAR(r1.top[l][h], r4.top[l][h], 1e-6 * r1.top[l][h]);
+    }
+    /* Sequences 2..6 alone give the same rows. */
+    size_t off[6] = {0, LEN, 2 * LEN, 3 * LEN, 4 * LEN, 5 * LEN};
+    tc_batch tail = {tokens + 2 * LEN, off, 5};
+    rec rt;
+    CHECK_OK(run(&m, &tail, 3, NULL, &rt, 0, &err), &err);
+    CHECK(max_diff(rt.logits, r1.logits + 2 * LEN * c.vocab_size, 5 * LEN * c.vocab_size) < 1e-5);
+    rec_free(&rt);
+    /* One workspace lent to passes of growing and shrinking size. */
+    tc_forward_ws *ws = tc_forward_ws_new();
+    CHECK(ws != NULL);
+    const tc_batch *order[3] = {&tail, &b, &tail};
+    for (int i = 0; i < 3; i++) {
+        rec rw;
+        rec_init(&rw, &m, tc_batch_tokens(order[i]));
+        tc_observer ob = rec_observer(&rw, 1);
+        tc_forward_opts o = {0};
+        o.n_threads = 1;
+        o.observers = &ob;
+        o.n_observers = 1;
+        o.logits_chunk = 5;
+        o.ws = ws;
+        CHECK_OK(tc_forward(&m, order[i], &o, &err), &err);
+        const float *want = order[i] == &b ? r1.logits : r1.logits + 2 * LEN * c.vocab_size;
+        CHECK(max_diff(rw.logits, want, tc_batch_tokens(order[i]) * c.vocab_size) < 1e-5);
+        rec_free(&rw);
+    }
+    tc_forward_ws_free(ws);
+    rec_free(&r1);
+    rec_free(&r4);
+    tc_model_close(&m);
+    sm_free(&sm);
+}
+
 /* Skipping a sub-layer equals zeroing its output projection; a layer without
  * attention behaves as skipped; skipping changes the result. */
 static void test_skip(void)
@@ -746,6 +809,44 @@ static int greedy_from_file(const char *path, int32_t *out, size_t n, float *log
     return rc;
 }
 
+/* llama2.c streams piece(prev, next) for every generated token; the same
+ * bytes must come out as its published greedy text. */
+static void check_greedy_text(const int32_t *ids, size_t n)
+{
+    char tok_path[1024], want_path[1024];
+    if (!tu_asset(tok_path, sizeof tok_path, "models/stories260K/tok512.bin") ||
+        !tu_asset(want_path, sizeof want_path, "models/stories260K/greedy200_expected.txt")) {
+        printf("tokenizer or expected text absent: text check skipped\n");
+        return;
+    }
+    tc_tokenizer *tok = NULL;
+    tc_error err = {{0}};
+    CHECK_OK(tc_tokenizer_from_llama2c(&tok, tok_path, 512, &err), &err);
+    if (!tok)
+        return;
+    char got[8192];
+    size_t len = 0;
+    int32_t prev = 1;
+    for (size_t i = 0; i < n; i++) {
+        const char *piece;
+        size_t pl;
+        CHECK_OK(tc_tokenizer_piece(tok, prev, ids[i], &piece, &pl, &err), &err);
+        if (len + pl < sizeof got) {
+            memcpy(got + len, piece, pl);
+            len += pl;
+        }
+        prev = ids[i];
+    }
+    tc_tokenizer_free(tok);
+    char want[8192];
+    FILE *f = fopen(want_path, "rb");
+    size_t wl = f ? fread(want, 1, sizeof want, f) : 0;
+    if (f)
+        fclose(f);
+    CHECK_MSG(wl == len && memcmp(want, got, len) == 0, "greedy text differs:\n%.*s", (int)len,
+              got);
+}
+
 static int test_stories260k(void)
 {
     static const char *const files[3] = {"models/stories260K/stories260K.bin",
@@ -771,6 +872,7 @@ static int test_stories260k(void)
             CHECK(max_diff(lg[0], lg[i], 512) < 1e-4);
         }
     if (have[0]) {
+        check_greedy_text(got[0], 200);
         /* Not a degenerate loop of one token. */
         int distinct = 0;
         for (int i = 1; i < 200; i++)
@@ -787,6 +889,7 @@ int main(void)
     test_rope_layouts(&small);
     test_rope_layouts(&biased);
     test_invariance();
+    test_invariance_large();
     test_skip();
     test_observers_and_resume();
     test_decoder(&small, 9);

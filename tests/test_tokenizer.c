@@ -10,6 +10,8 @@
 #include "tc/mapfile.h"
 #include "tc/tokenizer.h"
 
+#include "../calib/tok_nfc.h"
+
 static int tested_any;
 
 /* ---- case files ------------------------------------------------------- */
@@ -149,6 +151,20 @@ static void run_cases(const tc_tokenizer *t, const char *inp_rel, const char *ou
     cases_free(&c);
 }
 
+/* Large vocabularies are loaded once per run and shared by the tests. */
+static struct {
+    const char *rel;
+    tc_tokenizer *t;
+} cache[16];
+
+static tc_tokenizer *shared_asset(const char *rel);
+
+static void cache_free(void)
+{
+    for (size_t i = 0; i < sizeof cache / sizeof cache[0]; i++)
+        tc_tokenizer_free(cache[i].t);
+}
+
 static tc_tokenizer *open_asset(const char *rel)
 {
     char p[1024];
@@ -162,32 +178,47 @@ static tc_tokenizer *open_asset(const char *rel)
     return t;
 }
 
+static tc_tokenizer *shared_asset(const char *rel)
+{
+    size_t i = 0;
+    for (; i < sizeof cache / sizeof cache[0] && cache[i].rel; i++)
+        if (strcmp(cache[i].rel, rel) == 0)
+            return cache[i].t;
+    if (i == sizeof cache / sizeof cache[0])
+        return NULL;
+    cache[i].rel = rel;
+    cache[i].t = open_asset(rel);
+    return cache[i].t;
+}
+
 static void test_case_file(const char *vocab, const char *inp, const char *out)
 {
-    tc_tokenizer *t = open_asset(vocab);
-    if (!t)
-        return;
-    run_cases(t, inp, out);
-    tc_tokenizer_free(t);
+    tc_tokenizer *t = shared_asset(vocab);
+    if (t)
+        run_cases(t, inp, out);
 }
 
 static void test_case_files(void)
 {
+    static char v_names[16][256];
+    size_t nv = 0;
     static const char *ll[] = {"llama-spm", "phi-3", "gpt-2", "deepseek-coder", "falcon",
                                "llama-bpe", "qwen2"};
     char v[256], i[300], o[300];
     for (size_t k = 0; k < sizeof ll / sizeof ll[0]; k++) {
         snprintf(v, sizeof v, "tokenizers/llamacpp/ggml-vocab-%s.gguf", ll[k]);
+        strcpy(v_names[nv], v);
         snprintf(i, sizeof i, "%s.inp", v);
         snprintf(o, sizeof o, "%s.out", v);
-        test_case_file(v, i, o);
+        test_case_file(v_names[nv++], i, o);
     }
     static const char *hf[] = {"llama3", "qwen2", "mistral"};
     for (size_t k = 0; k < sizeof hf / sizeof hf[0]; k++) {
         snprintf(v, sizeof v, "tokenizers/hf/%s/tokenizer.json", hf[k]);
+        strcpy(v_names[nv], v);
         snprintf(i, sizeof i, "tokenizers/hf/%s/cases.inp", hf[k]);
         snprintf(o, sizeof o, "tokenizers/hf/%s/cases.out", hf[k]);
-        test_case_file(v, i, o);
+        test_case_file(v_names[nv++], i, o);
     }
     test_case_file("tokenizers/llama2c/llama2-tokenizer.bin", "tokenizers/llama2c/llama2-cases.inp",
                    "tokenizers/llama2c/llama2-cases.out");
@@ -411,7 +442,8 @@ static void test_forms_agree(void)
         CHECK(tc_tokenizer_bos(bin) == 1 && tc_tokenizer_bos(gg) == 1 && tc_tokenizer_bos(js) == 1);
         CHECK(tc_tokenizer_eos(bin) == 2 && tc_tokenizer_eos(gg) == 2 && tc_tokenizer_eos(js) == 2);
         /* a character outside the 512 pieces falls back to its bytes */
-        const int32_t snow[] = {1, 261 - 261 + 3 + 0x20 - 0x20 + 0xe2, 3 + 0x98, 3 + 0x83, 2};
+        /* byte tokens <0x00>.. start at id 3 */
+        const int32_t snow[] = {3 + 0xe2, 3 + 0x98, 3 + 0x83};
         for (int k = 0; k < 3; k++) {
             tc_tokenizer *t = k == 0 ? bin : k == 1 ? gg : js;
             int32_t *ids;
@@ -419,8 +451,8 @@ static void test_forms_agree(void)
             CHECK_OK(tc_tokenizer_encode(t, "\xe2\x98\x83", 3, TC_TOK_BOS | TC_TOK_EOS, &ids, &n,
                                          &err), &err);
             /* BOS, the dummy-prefix piece, three byte tokens, EOS */
-            CHECK(n == 6 && ids[0] == 1 && ids[2] == snow[1] && ids[3] == snow[2] &&
-                  ids[4] == snow[3] && ids[5] == 2);
+            CHECK(n == 6 && ids[0] == 1 && ids[2] == snow[0] && ids[3] == snow[1] &&
+                  ids[4] == snow[2] && ids[5] == 2);
             free(ids);
         }
     }
@@ -433,7 +465,7 @@ static void test_forms_agree(void)
 
 static void test_special_tokens(void)
 {
-    tc_tokenizer *t = open_asset("tokenizers/llamacpp/ggml-vocab-llama-spm.gguf");
+    tc_tokenizer *t = shared_asset("tokenizers/llamacpp/ggml-vocab-llama-spm.gguf");
     if (t) {
         tc_error err;
         /* "<s>" is text unless asked: then the BOS token, and the text after
@@ -462,9 +494,8 @@ static void test_special_tokens(void)
         CHECK(len == 6 && memcmp(piece, " Hello", 6) == 0);
         CHECK_OK(tc_tokenizer_piece(t, 15043, 3 + 0x41, &piece, &len, &err), &err);
         CHECK(len == 1 && piece[0] == 'A');
-        tc_tokenizer_free(t);
     }
-    t = open_asset("tokenizers/hf/llama3/tokenizer.json");
+    t = shared_asset("tokenizers/hf/llama3/tokenizer.json");
     if (t) {
         const char *s = "<|begin_of_text|>Hi";
         int32_t *a, *b;
@@ -483,7 +514,6 @@ static void test_special_tokens(void)
         CHECK_OK(tc_tokenizer_decode(t, ids, 3, &back, &len, &err), &err);
         CHECK(strcmp(back, "Hi world") == 0);
         free(back);
-        tc_tokenizer_free(t);
     }
 }
 
@@ -515,6 +545,124 @@ static void test_unknown_characters(void)
     }
     tc_tokenizer_free(js);
     tc_tokenizer_free(bin);
+}
+
+/* ---- arbitrary bytes ------------------------------------------------------ */
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+
+static uint32_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+
+/* With byte fallback every byte string encodes and decodes back exactly,
+ * valid UTF-8 or not (but for a literal U+2581, which decodes as a space, as
+ * in SentencePiece, and so is left out of the alphabet); byte-level BPE refuses invalid UTF-8 cleanly and
+ * restores valid text exactly. */
+static void test_arbitrary_bytes(void)
+{
+    tc_tokenizer *spm = shared_asset("tokenizers/llamacpp/ggml-vocab-llama-spm.gguf");
+    tc_tokenizer *bl = shared_asset("tokenizers/llamacpp/ggml-vocab-gpt-2.gguf");
+    static const char *const alphabet[] = {"a", "b", " ", "  ", "\n", "\t", "\xc3\xa9",
+                                           "\xf0\x9f\xa6\x99", "1", "'s", ".", "\xe4\xb8\xad", "<s>"};
+    char text[512];
+    int spm_ok = 1, bl_ok = 1, bl_refused = 1;
+    for (int round = 0; round < 300; round++) {
+        size_t n = 0;
+        int raw = round % 3 == 0;
+        while (n < 200) {
+            if (raw) {
+                text[n++] = (char)(rng() & 0xff);
+            } else {
+                const char *a = alphabet[rng() % (sizeof alphabet / sizeof alphabet[0])];
+                memcpy(text + n, a, strlen(a));
+                n += strlen(a);
+            }
+        }
+        for (int k = 0; k < 2; k++) {
+            tc_tokenizer *t = k ? bl : spm;
+            if (!t)
+                continue;
+            int32_t *ids;
+            size_t m;
+            tc_error err;
+            int rc = tc_tokenizer_encode(t, text, n, 0, &ids, &m, &err);
+            if (k && raw) {
+                bl_refused &= rc == TC_ERR && strstr(err.msg, "UTF-8") != NULL;
+                if (rc == TC_OK)
+                    free(ids);
+                continue;
+            }
+            char *back = NULL;
+            size_t blen = 0;
+            int ok = rc == TC_OK && tc_tokenizer_decode(t, ids, m, &back, &blen, &err) == TC_OK &&
+                     blen == n && memcmp(back, text, n) == 0;
+            if (k)
+                bl_ok &= ok;
+            else
+                spm_ok &= ok;
+            if (rc == TC_OK)
+                free(ids);
+            free(back);
+        }
+    }
+    CHECK(spm_ok);
+    CHECK(bl_ok);
+    CHECK(bl_refused);
+}
+
+/* ---- Unicode NFC ----------------------------------------------------------- */
+
+static int nfc_is(const char *in, const char *want)
+{
+    char *out = NULL;
+    size_t cap = 0, len;
+    uint32_t *cps = NULL;
+    size_t cps_cap = 0;
+    long rc = tok_nfc(in, strlen(in), &out, &cap, &len, &cps, &cps_cap);
+    int ok = rc == 0 && len == strlen(want) && memcmp(out, want, len) == 0;
+    free(out);
+    free(cps);
+    return ok;
+}
+
+static void test_nfc(void)
+{
+    CHECK(nfc_is("plain ASCII", "plain ASCII"));
+    CHECK(nfc_is("e\xcc\x81", "\xc3\xa9"));                     /* e + acute -> é */
+    CHECK(nfc_is("\xe2\x84\xab", "\xc3\x85"));                 /* Angstrom sign -> Å */
+    CHECK(nfc_is("\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8", "\xea\xb0\x81")); /* jamo -> 각 */
+    CHECK(nfc_is("\xe0\xa5\x98", "\xe0\xa4\x95\xe0\xa4\xbc")); /* excluded: stays apart */
+    /* marks reorder by class: dot below (220) before acute (230), then compose */
+    CHECK(nfc_is("a\xcc\x81\xcc\xa3", "\xe1\xba\xa1\xcc\x81"));
+    char *out = NULL;
+    size_t cap = 0, len;
+    uint32_t *cps = NULL;
+    size_t cps_cap = 0;
+    CHECK(tok_nfc("ab\xc3", 3, &out, &cap, &len, &cps, &cps_cap) == 1 + 2);
+    free(out);
+    free(cps);
+
+    /* Qwen's tokenizer.json declares NFC: decomposed and composed text agree */
+    tc_tokenizer *t = shared_asset("tokenizers/hf/qwen2/tokenizer.json");
+    if (t) {
+        const char *a = "Fu\xcc\x88hrer \xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8";
+        const char *b = "F\xc3\xbchrer \xea\xb0\x81";
+        int32_t *ia, *ib;
+        size_t na, nb;
+        tc_error err;
+        CHECK_OK(tc_tokenizer_encode(t, a, strlen(a), 0, &ia, &na, &err), &err);
+        CHECK_OK(tc_tokenizer_encode(t, b, strlen(b), 0, &ib, &nb, &err), &err);
+        CHECK(na == nb && memcmp(ia, ib, na * sizeof *ia) == 0);
+        free(ia);
+        free(ib);
+        CHECK(tc_tokenizer_encode(t, "ab\xff", 3, 0, &ia, &na, &err) == TC_ERR &&
+              strstr(err.msg, "UTF-8"));
+    }
 }
 
 /* ---- synthetic vocabularies: merge order, hostile files ------------------ */
@@ -583,6 +731,14 @@ static void test_synthetic_merges(const char *dir)
     /* no byte tokens: unknown characters become one <unk> per run */
     const int32_t unk[] = {3, 0, 4};
     CHECK(encode_eq(t, "xyza", 0, unk, 3));
+    tc_tokenizer_free(t);
+
+    /* a max_token_length of 123 starts the file with '{': still tokenizer.bin */
+    put_i32(buf, 123);
+    CHECK(write_file(path, buf, n) == 0);
+    CHECK_OK(tc_tokenizer_open(&t, path, &err), &err);
+    if (t)
+        CHECK(encode_eq(t, "bb", 0, bb, 2));
     tc_tokenizer_free(t);
 
     /* a vocabulary size larger than the file holds, or smaller, read exactly */
@@ -667,6 +823,30 @@ static void test_json(const char *dir)
         CHECK(tc_tokenizer_bos(t) == 1 && tc_tokenizer_eos(t) == 2 && tc_tokenizer_unk(t) == 0);
         tc_tokenizer_free(t);
     }
+    /* Metaspace: no second prefix before a space; with "first", none after
+     * a special token either */
+    static const char meta_always[] =
+        "\"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\":"
+        " \"\\u2581\", \"prepend_scheme\": \"always\", \"split\": false}}";
+    char doc[4096];
+    const char *at = strstr(good_json, "\"normalizer\"");
+    for (int first = 0; first < 2; first++) {
+        snprintf(doc, sizeof doc, "%.*s%s", (int)(at - good_json), good_json, meta_always);
+        if (first)
+            memcpy(strstr(doc, "always"), "first\" ", 7);
+        CHECK(write_file(path, doc, strlen(doc)) == 0);
+        t = NULL;
+        CHECK_OK(tc_tokenizer_open(&t, path, &err), &err);
+        if (!t)
+            continue;
+        const int32_t sp[] = {3, 7};
+        CHECK(encode_eq(t, " ab", 0, sp, 2));
+        const int32_t after_always[] = {3, 7, 1, 3, 7};
+        const int32_t after_first[] = {3, 7, 1, 7};
+        CHECK(encode_eq(t, "ab<s>ab", TC_TOK_PARSE_SPECIAL, first ? after_first : after_always,
+                        first ? 4 : 5));
+        tc_tokenizer_free(t);
+    }
     /* every truncation is invalid JSON, refused with the file's name */
     size_t n = strlen(good_json);
     int refused = 0, cuts = 0;
@@ -690,10 +870,13 @@ static void test_json(const char *dir)
         {"\"Prepend\"", "\"Lowercase\"", "unsupported normalizer"},
         {"\"unk_token\": \"<unk>\"", "\"unk_token\": \"<nope>\"", "unk_token"},
         {"\"merges\": [", "\"merges\": [17, ", "not a pair"},
+        {"\"byte_fallback\": true", "\"dropout\": 0.1", "dropout"},
+        {"\"byte_fallback\": true", "\"end_of_word_suffix\": \"</w>\"", "suffix"},
+        {"\"vocab\": {", "\"vocab\": [", "JSON"},
+        {"\"vocab\": {", "\"vocab\": 3, \"x\": {", "not an object"},
     };
     for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
-        const char *at = strstr(good_json, edits[k].from);
-        char doc[4096];
+        at = strstr(good_json, edits[k].from);
         snprintf(doc, sizeof doc, "%.*s%s%s", (int)(at - good_json), good_json, edits[k].to,
                  at + strlen(edits[k].from));
         CHECK(write_file(path, doc, strlen(doc)) == 0);
@@ -754,6 +937,13 @@ static void test_hostile_gguf(const char *dir)
     CHECK(tc_gguf_write(path, kv, 3, NULL, 0, 0, &err) == TC_OK);
     CHECK_OK(tc_tokenizer_open(&t, path, &err), &err);
     tc_tokenizer_free(t);
+    tc_gguf_writer_kv kv5[4];
+    memcpy(kv5, kv, 3 * sizeof *kv);
+    kv5[3].key = "tokenizer.ggml.bos_token_id";
+    kv5[3].value.type = TC_GGUF_U32;
+    kv5[3].value.v.u = 99;
+    CHECK(tc_gguf_write(path, kv5, 4, NULL, 0, 0, &err) == TC_OK);
+    CHECK(tc_tokenizer_open(&t, path, &err) == TC_ERR && strstr(err.msg, "BOS"));
     types[1].v.i = 9;
     CHECK(tc_gguf_write(path, kv, 3, NULL, 0, 0, &err) == TC_OK);
     CHECK(tc_tokenizer_open(&t, path, &err) == TC_ERR && strstr(err.msg, "type"));
@@ -772,11 +962,12 @@ static void test_hostile_gguf(const char *dir)
 int main(void)
 {
     if (!tu_assets())
-        return tu_skip("no assets folder (set TC_ASSETS)");
+        printf("  no assets folder (set TC_ASSETS): only synthetic vocabularies are tested\n");
     char dir[512];
     if (!tu_tmpdir(dir, sizeof dir))
         return tu_skip("no temporary directory");
     test_synthetic_merges(dir);
+    tested_any = 1;
     test_hostile_llama2c(dir);
     test_json(dir);
     test_hostile_gguf(dir);
@@ -785,6 +976,9 @@ int main(void)
     test_forms_agree();
     test_special_tokens();
     test_unknown_characters();
+    test_nfc();
+    test_arbitrary_bytes();
+    cache_free();
     if (!tested_any)
         return tu_skip("no tokenizer assets found");
     return tu_finish("test_tokenizer");

@@ -100,14 +100,23 @@ void tc_weights_free(tc_weights *w);
 /* Bytes tc_weights_load would allocate (saturates at UINT64_MAX). */
 uint64_t tc_weights_bytes(const tc_model *m);
 
+/* Buffers kept from one pass to the next, for callers that run many passes
+ * over batches of similar size (they grow to the largest).  One pass at a
+ * time per workspace. */
+typedef struct tc_forward_ws tc_forward_ws;
+
+tc_forward_ws *tc_forward_ws_new(void); /* NULL when out of memory */
+void tc_forward_ws_free(tc_forward_ws *ws);
+
 typedef struct tc_forward_opts {
-    int n_threads;                 /* <= 0: 1 */
+    int n_threads;                 /* <= 0: 1; also sets OpenBLAS's (process-wide) thread count */
     const tc_skip *skip;           /* n_layers entries, or NULL */
     const tc_observer *observers;  /* n_observers entries */
     size_t n_observers;
     const tc_weights *weights;     /* preconverted weights, or NULL: per layer */
     int no_logits;                 /* stop after the last layer */
     size_t logits_chunk;           /* tokens per logits chunk; 0: chosen by vocab */
+    tc_forward_ws *ws;             /* buffers to reuse, or NULL: the pass's own */
 } tc_forward_opts;
 
 /* Embeds the batch's tokens and runs every layer, then the head. */

@@ -71,7 +71,8 @@ int32_t tc_tokenizer_unk(const tc_tokenizer *t); /* -1 when the source has none 
 unsigned tc_tokenizer_default_flags(const tc_tokenizer *t);
 /* The raw text of a token as stored in the vocabulary (for diagnostics). */
 int tc_tokenizer_token_text(const tc_tokenizer *t, int32_t id, const char **text, size_t *len);
-/* Looks a vocabulary entry up by its stored text; -1 when absent. */
+/* Looks a vocabulary entry up by its stored text (a linear search, for
+ * tools and tests rather than inner loops); -1 when absent. */
 int32_t tc_tokenizer_find(const tc_tokenizer *t, const char *text, size_t len);
 
 #endif

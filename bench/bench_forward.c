@@ -1,0 +1,298 @@
+/* Forward-pass and analysis throughput, beside what cblas_sgemm alone
+ * achieves on the same matrix shapes in the same run.
+ *
+ *   bench_forward [--model PATH] [--threads N] [--tokens N] [--seq N]
+ *                 [--analysis-tokens N] [--json]
+ *
+ * Without --model it uses deep16 from the assets folder when present, else a
+ * random model of the same shape. */
+#include <cblas.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../tests/synthmodel.h"
+#include "tc/analyze.h"
+#include "tc/forward.h"
+
+typedef struct bench_opts {
+    const char *model;
+    int threads;
+    size_t tokens, seq, analysis_tokens;
+    int json;
+} bench_opts;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int parse(int argc, char **argv, bench_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->threads = 1;
+    o->tokens = 4096;
+    o->seq = 256;
+    o->analysis_tokens = 1024;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--json")) {
+            o->json = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "bench_forward: %s needs a value\n", a);
+            return -1;
+        }
+        if (!strcmp(a, "--model"))
+            o->model = v;
+        else if (!strcmp(a, "--threads"))
+            o->threads = atoi(v);
+        else if (!strcmp(a, "--tokens"))
+            o->tokens = (size_t)strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--seq"))
+            o->seq = (size_t)strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--analysis-tokens"))
+            o->analysis_tokens = (size_t)strtoull(v, NULL, 10);
+        else {
+            fprintf(stderr, "bench_forward: unknown option %s\n", a);
+            return -1;
+        }
+        i++;
+    }
+    if (o->threads < 1 || o->seq < 2 || o->tokens < o->seq || o->analysis_tokens < o->seq) {
+        fprintf(stderr, "bench_forward: need threads >= 1, seq >= 2, tokens >= seq\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* deep16's shape with random weights. */
+static int synthetic(tc_model *m, tc_error *err)
+{
+    tc_config c = sm_config_small();
+    c.n_layers = 8;
+    c.dim = 256;
+    c.n_heads = 8;
+    c.n_kv_heads = 4;
+    c.head_dim = 32;
+    c.ffn_dim = 688;
+    c.vocab_size = 512;
+    c.max_seq_len = 512;
+    sm_model sm;
+    sm_init(&sm, &c, 1);
+    int rc = sm_bind(&sm, m, err);
+    sm_free(&sm);
+    return rc;
+}
+
+/* deep16 in the assets folder (TC_ASSETS, else ../shared/assets), or NULL. */
+static const char *deep16_path(char *buf, size_t n)
+{
+    const char *a = getenv("TC_ASSETS");
+    snprintf(buf, n, "%s/models/deep16-hf", a && *a ? a : "../shared/assets");
+    char cfg[1100];
+    snprintf(cfg, sizeof cfg, "%s/config.json", buf);
+    FILE *f = fopen(cfg, "rb");
+    if (!f)
+        return NULL;
+    fclose(f);
+    return buf;
+}
+
+static int open_model(const bench_opts *o, tc_model *m, char *buf, size_t n, const char **name,
+                      tc_error *err)
+{
+    const char *path = o->model ? o->model : deep16_path(buf, n);
+    if (path) {
+        *name = path;
+        return tc_model_open(m, path, err);
+    }
+    *name = "synthetic (deep16 shape, 8 layers)";
+    return synthetic(m, err);
+}
+
+/* Sequences of o->seq tokens with pseudo-random ids. */
+static void make_tokens(size_t n, size_t seq, int vocab, int32_t *tok, size_t *off, size_t *n_seqs)
+{
+    uint64_t s = 77;
+    for (size_t t = 0; t < n; t++)
+        tok[t] = (int32_t)(sm_rng(&s) % (uint64_t)vocab);
+    *n_seqs = n / seq;
+    for (size_t i = 0; i <= *n_seqs; i++)
+        off[i] = i * seq;
+}
+
+typedef struct shape {
+    const char *what;
+    int m_out, k_in; /* y[T][out] = x[T][in] . w[out][in]^T */
+} shape;
+
+static int layer_shapes(const tc_config *c, shape *s)
+{
+    int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    shape all[8] = {{"wq", q, c->dim},        {"wk", kv, c->dim},
+                    {"wv", kv, c->dim},       {"wo", c->dim, q},
+                    {"w_gate", c->ffn_dim, c->dim}, {"w_up", c->ffn_dim, c->dim},
+                    {"w_down", c->dim, c->ffn_dim}, {"output", c->vocab_size, c->dim}};
+    memcpy(s, all, sizeof all);
+    return 8;
+}
+
+/* FLOPs of one forward over n_seqs sequences of seq tokens. */
+static double forward_flops(const tc_config *c, size_t n_seqs, size_t seq, double *linear)
+{
+    shape s[8];
+    layer_shapes(c, s);
+    double per_tok = 0.0;
+    for (int i = 0; i < 7; i++)
+        per_tok += 2.0 * s[i].m_out * s[i].k_in;
+    double T = (double)n_seqs * seq;
+    *linear = T * (per_tok * c->n_layers + 2.0 * s[7].m_out * s[7].k_in);
+    double attn = 4.0 * c->head_dim * c->n_heads * (double)seq * (seq + 1) / 2.0;
+    return *linear + attn * (double)n_seqs * c->n_layers;
+}
+
+/* cblas_sgemm alone on every linear shape of the pass, as many times as the
+ * pass runs it: the ceiling for the forward's matrix work. */
+static double sgemm_seconds(const tc_config *c, size_t T, int threads)
+{
+    shape s[8];
+    layer_shapes(c, s);
+    size_t maxk = 0, maxm = 0;
+    for (int i = 0; i < 8; i++) {
+        maxk = (size_t)s[i].k_in > maxk ? (size_t)s[i].k_in : maxk;
+        maxm = (size_t)s[i].m_out > maxm ? (size_t)s[i].m_out : maxm;
+    }
+    /* Logits go in chunks, as the pass computes them. */
+    size_t chunk = (size_t)(1u << 24) / (size_t)c->vocab_size;
+    chunk = chunk < 16 ? 16 : chunk > 8192 ? 8192 : chunk;
+    float *x = malloc(T * maxk * sizeof *x), *w = malloc(maxm * maxk * sizeof *w);
+    float *y = malloc(T * maxm * sizeof *y);
+    uint64_t seed = 3;
+    for (size_t i = 0; i < T * maxk; i++)
+        x[i] = sm_uniform(&seed);
+    for (size_t i = 0; i < maxm * maxk; i++)
+        w[i] = sm_uniform(&seed);
+    openblas_set_num_threads(threads);
+    double t0 = now();
+    for (int l = 0; l < c->n_layers; l++)
+        for (int i = 0; i < 7; i++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, s[i].m_out, s[i].k_in,
+                        1.0f, x, s[i].k_in, w, s[i].k_in, 0.0f, y, s[i].m_out);
+    for (size_t t0c = 0; t0c < T; t0c += chunk) {
+        size_t cn = T - t0c < chunk ? T - t0c : chunk;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)cn, s[7].m_out, s[7].k_in, 1.0f,
+                    x, s[7].k_in, w, s[7].k_in, 0.0f, y, s[7].m_out);
+    }
+    double dt = now() - t0;
+    free(x);
+    free(w);
+    free(y);
+    return dt;
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts o;
+    if (parse(argc, argv, &o))
+        return 2;
+    tc_model m;
+    tc_error err = {{0}};
+    const char *name;
+    char path[1024];
+    if (open_model(&o, &m, path, sizeof path, &name, &err)) {
+        fprintf(stderr, "bench_forward: %s\n", err.msg);
+        return 1;
+    }
+    const tc_config *c = &m.cfg;
+    if (o.seq > (size_t)c->max_seq_len && c->max_seq_len > 0)
+        o.seq = (size_t)c->max_seq_len;
+    size_t n_seqs, n_aseqs;
+    int32_t *tok = malloc(o.tokens * sizeof *tok);
+    size_t *off = malloc((o.tokens / o.seq + 1) * sizeof *off);
+    make_tokens(o.tokens, o.seq, c->vocab_size, tok, off, &n_seqs);
+    size_t T = off[n_seqs];
+    tc_batch b = {tok, off, n_seqs};
+
+    /* Warm-up, then the measured pass (weights converted per layer, as in use). */
+    tc_forward_opts fo = {0};
+    fo.n_threads = o.threads;
+    int rc = tc_forward(&m, &b, &fo, &err);
+    double t0 = now();
+    if (!rc)
+        rc = tc_forward(&m, &b, &fo, &err);
+    double t_fwd = now() - t0;
+    double t_gemm = sgemm_seconds(c, T, o.threads);
+    double lin, flops = forward_flops(c, n_seqs, o.seq, &lin);
+
+    /* Analysis: the baseline and every measured rerun. */
+    size_t at = o.analysis_tokens < T ? o.analysis_tokens : T;
+    n_aseqs = at / o.seq;
+    tc_analysis a;
+    memset(&a, 0, sizeof a);
+    tc_analyze_opts ao = {0};
+    ao.n_threads = o.threads;
+    double t_an = 0.0, t_an_cos = 0.0;
+    if (!rc) {
+        t0 = now();
+        rc = tc_analyze(&m, tok, off, n_aseqs, &ao, &a, &err);
+        t_an = now() - t0;
+        tc_analysis_free(&a);
+    }
+    if (!rc) {
+        ao.no_measure = 1;
+        t0 = now();
+        rc = tc_analyze(&m, tok, off, n_aseqs, &ao, &a, &err);
+        t_an_cos = now() - t0;
+        tc_analysis_free(&a);
+    }
+    if (rc) {
+        fprintf(stderr, "bench_forward: %s\n", err.msg);
+        free(tok);
+        free(off);
+        tc_model_close(&m);
+        return 1;
+    }
+    double an_tokens = (double)off[n_aseqs];
+    double fwd_gflops = flops / t_fwd * 1e-9, lin_gflops = lin / t_fwd * 1e-9;
+    double gemm_gflops = lin / t_gemm * 1e-9;
+    if (o.json) {
+        printf("{\"model\": \"%s\", \"threads\": %d, \"shape\": {\"layers\": %d, \"dim\": %d, "
+               "\"heads\": %d, \"kv_heads\": %d, \"head_dim\": %d, \"ffn\": %d, \"vocab\": %d, "
+               "\"seq\": %zu, \"tokens\": %zu},\n",
+               name, o.threads, c->n_layers, c->dim, c->n_heads, c->n_kv_heads, c->head_dim,
+               c->ffn_dim, c->vocab_size, o.seq, T);
+        printf(" \"forward\": {\"seconds\": %.6f, \"tokens_per_s\": %.1f, \"gflop_per_s\": %.3f, "
+               "\"linear_gflop_per_s\": %.3f},\n",
+               t_fwd, T / t_fwd, fwd_gflops, lin_gflops);
+        printf(" \"sgemm_same_shapes\": {\"seconds\": %.6f, \"gflop_per_s\": %.3f},\n", t_gemm,
+               gemm_gflops);
+        printf(" \"forward_linear_vs_sgemm\": %.3f,\n", lin_gflops / gemm_gflops);
+        printf(" \"analysis\": {\"tokens\": %.0f, \"measured_tokens_per_s\": %.1f, "
+               "\"cosine_only_tokens_per_s\": %.1f}}\n",
+               an_tokens, an_tokens / t_an, an_tokens / t_an_cos);
+    } else {
+        printf("model    %s\n", name);
+        printf("shape    %d layers, dim %d, %d/%d heads x %d, ffn %d, vocab %d; %zu sequences x %zu "
+               "tokens; %d thread(s)\n",
+               c->n_layers, c->dim, c->n_heads, c->n_kv_heads, c->head_dim, c->ffn_dim,
+               c->vocab_size, n_seqs, o.seq, o.threads);
+        printf("%-34s %12s %12s\n", "", "tokens/s", "GFLOP/s");
+        printf("%-34s %12.0f %12.2f\n", "forward (all FLOPs)", T / t_fwd, fwd_gflops);
+        printf("%-34s %12s %12.2f\n", "forward (linear FLOPs only)", "", lin_gflops);
+        printf("%-34s %12s %12.2f\n", "cblas_sgemm, same shapes", "", gemm_gflops);
+        printf("%-34s %12s %11.2fx\n", "forward linear / sgemm", "", lin_gflops / gemm_gflops);
+        printf("%-34s %12.0f\n", "analysis, measured importance", an_tokens / t_an);
+        printf("%-34s %12.0f\n", "analysis, cosines only", an_tokens / t_an_cos);
+    }
+    free(tok);
+    free(off);
+    tc_model_close(&m);
+    return 0;
+}

@@ -1,0 +1,139 @@
+/* tc-synth: write a seeded synthetic Llama-family checkpoint (tests, benchmarks, demos). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "tc/synth.h"
+
+static const char *const TOOL = "tc-synth";
+
+static void usage(void)
+{
+    printf("Usage: %s -o OUT [--format hf|gguf|llama2c] [--dtype f32|f16|bf16] [SHAPE OPTIONS]\n"
+           "\n"
+           "Writes a synthetic Llama-family checkpoint with seeded random weights, one tensor\n"
+           "at a time (a 7B-shaped F16 file needs memory for one tensor only).\n"
+           "\n"
+           "Shape (defaults in brackets):\n"
+           "  --layers N [4]  --dim N [64]  --heads N [4]  --kv-heads N [2]  --ffn N [172]\n"
+           "  --vocab N [512]  --context N [512]  --untied  --qkv-bias\n"
+           "Content:\n"
+           "  --seed S [1]\n"
+           "  --weak-attn L,L,...   layers whose attention output projection is scaled by 1e-3\n"
+           "  --weak-mlp L,L,...    layers whose MLP down projection is scaled by 1e-3\n"
+           "                        (planted redundancy: an analysis must rank these first)\n"
+           "  --ternary             linear weights already in {-g, 0, +g}\n"
+           "\n" CLI_COMMON_HELP,
+           TOOL);
+}
+
+/* "1,3,4" -> flags[1] = flags[3] = flags[4] = 1. */
+static int parse_layers(const char *s, int n_layers, uint8_t *flags)
+{
+    char *copy = strdup(s), *save = NULL;
+    int ok = copy != NULL;
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; ok && tok; tok = strtok_r(NULL, ",", &save)) {
+        long l = cli_parse_long(tok, 0, n_layers - 1);
+        if (l < 0)
+            ok = 0;
+        else
+            flags[l] = 1;
+    }
+    free(copy);
+    return ok ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_LAYERS = CLI_OPT_TOOL_BASE, OPT_DIM, OPT_HEADS, OPT_KV, OPT_FFN, OPT_VOCAB, OPT_CONTEXT,
+           OPT_UNTIED, OPT_BIAS, OPT_SEED, OPT_WEAK_ATTN, OPT_WEAK_MLP, OPT_TERNARY, OPT_FORMAT, OPT_DTYPE };
+    static const struct option opts[] = {
+        CLI_COMMON_LONG_OPTIONS,
+        {"output", required_argument, 0, 'o'},  {"layers", required_argument, 0, OPT_LAYERS},
+        {"dim", required_argument, 0, OPT_DIM}, {"heads", required_argument, 0, OPT_HEADS},
+        {"kv-heads", required_argument, 0, OPT_KV}, {"ffn", required_argument, 0, OPT_FFN},
+        {"vocab", required_argument, 0, OPT_VOCAB}, {"context", required_argument, 0, OPT_CONTEXT},
+        {"untied", no_argument, 0, OPT_UNTIED}, {"qkv-bias", no_argument, 0, OPT_BIAS},
+        {"seed", required_argument, 0, OPT_SEED}, {"weak-attn", required_argument, 0, OPT_WEAK_ATTN},
+        {"weak-mlp", required_argument, 0, OPT_WEAK_MLP}, {"ternary", no_argument, 0, OPT_TERNARY},
+        {"format", required_argument, 0, OPT_FORMAT}, {"dtype", required_argument, 0, OPT_DTYPE},
+        {0, 0, 0, 0},
+    };
+    cli_common com = {0};
+    long v[7] = {4, 64, 4, 2, 172, 512, 512}; /* layers dim heads kv ffn vocab context */
+    const char *out = NULL, *weak_attn = NULL, *weak_mlp = NULL;
+    int untied = 0, bias = 0, ternary = 0, c, code;
+    long seed = 1;
+    tc_format fmt = TC_FORMAT_GGUF;
+    tc_dtype dtype = TC_F32;
+    while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
+        int r = cli_common_option(TOOL, c, optarg, &com, usage, &code);
+        if (r == 1)
+            return code;
+        if (r == 0)
+            continue;
+        if (c >= OPT_LAYERS && c <= OPT_CONTEXT) {
+            if ((v[c - OPT_LAYERS] = cli_parse_long(optarg, 1, 1L << 24)) < 0)
+                return cli_usage_error(TOOL, "bad size '%s'", optarg);
+            continue;
+        }
+        switch (c) {
+        case 'o': out = optarg; break;
+        case OPT_UNTIED: untied = 1; break;
+        case OPT_BIAS: bias = 1; break;
+        case OPT_TERNARY: ternary = 1; break;
+        case OPT_SEED:
+            if ((seed = cli_parse_long(optarg, 0, 1L << 62)) < 0)
+                return cli_usage_error(TOOL, "bad seed '%s'", optarg);
+            break;
+        case OPT_WEAK_ATTN: weak_attn = optarg; break;
+        case OPT_WEAK_MLP: weak_mlp = optarg; break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "hf") == 0) fmt = TC_FORMAT_HF;
+            else if (strcmp(optarg, "gguf") == 0) fmt = TC_FORMAT_GGUF;
+            else if (strcmp(optarg, "llama2c") == 0) fmt = TC_FORMAT_LLAMA2C;
+            else return cli_usage_error(TOOL, "--format is hf, gguf or llama2c, not '%s'", optarg);
+            break;
+        case OPT_DTYPE:
+            if (strcmp(optarg, "f32") == 0) dtype = TC_F32;
+            else if (strcmp(optarg, "f16") == 0) dtype = TC_F16;
+            else if (strcmp(optarg, "bf16") == 0) dtype = TC_BF16;
+            else return cli_usage_error(TOOL, "--dtype is f32, f16 or bf16, not '%s'", optarg);
+            break;
+        default: return cli_usage_error(TOOL, "unknown option");
+        }
+    }
+    if (com.info && optind == argc - 1)
+        return cli_info(TOOL, argv[optind], com.json);
+    if (!out || optind != argc)
+        return cli_usage_error(TOOL, "expected -o OUT and no other arguments");
+    if (v[1] % v[2] != 0 || v[2] % v[3] != 0)
+        return cli_usage_error(TOOL, "--dim must be a multiple of --heads, and --heads of --kv-heads");
+    tc_synth_spec s = {
+        .cfg = tc_synth_config((int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5]),
+        .seed = (uint64_t)seed, .weak_scale = 1e-3f, .ternary = ternary,
+    };
+    s.cfg.max_seq_len = (int)v[6];
+    s.cfg.tied_embeddings = !untied;
+    s.cfg.qkv_bias = bias;
+    uint8_t *wa = calloc((size_t)v[0], 1), *wm = calloc((size_t)v[0], 1);
+    if (!wa || !wm || (weak_attn && parse_layers(weak_attn, (int)v[0], wa)) ||
+        (weak_mlp && parse_layers(weak_mlp, (int)v[0], wm))) {
+        free(wa);
+        free(wm);
+        return cli_usage_error(TOOL, "--weak-attn/--weak-mlp take layer indices below --layers");
+    }
+    s.weak_attn = wa;
+    s.weak_mlp = wm;
+    tc_error err = {{0}};
+    int rc = tc_synth_write(out, fmt, dtype, &s, &err);
+    free(wa);
+    free(wm);
+    if (rc)
+        return cli_fail(TOOL, &err);
+    if (!com.quiet)
+        fprintf(stderr, "%s: wrote %s\n", TOOL, out);
+    return TC_EXIT_OK;
+}
