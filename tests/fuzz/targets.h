@@ -378,15 +378,15 @@ static inline int fz_hfdir(const uint8_t *data, size_t size)
     return 0;
 }
 
-/* A llama2.c tokenizer.bin, read to its end (vocab_size 0) and, when it is
- * long enough for one, with the size the first token count suggests. */
+/* A llama2.c tokenizer.bin, read to its end (vocab_size 0) and as the 512
+ * tokens a model of that vocabulary would ask for. */
 static inline int fz_tokenizer_bin(const uint8_t *data, size_t size)
 {
     fz_setup();
     char path[300];
     fz_path(path, sizeof path, fz_s.dir, "tokenizer.bin");
     fz_write(path, data, size);
-    static const int sizes[] = {0, 3, 512};
+    static const int sizes[] = {0, 512};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         tc_tokenizer *t = NULL;
         tc_error err = {{0}};
