@@ -11,12 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
-#include "../tests/synthmodel.h"
 #include "tc/analyze.h"
 #include "tc/forward.h"
+#include "tc/synth.h"
 
 typedef struct bench_opts {
     const char *model;
@@ -72,23 +71,25 @@ static int parse(int argc, char **argv, bench_opts *o)
     return 0;
 }
 
-/* deep16's shape with random weights. */
+/* deep16's shape (8 layers) with random weights. */
 static int synthetic(tc_model *m, tc_error *err)
 {
-    tc_config c = sm_config_small();
-    c.n_layers = 8;
-    c.dim = 256;
-    c.n_heads = 8;
-    c.n_kv_heads = 4;
-    c.head_dim = 32;
-    c.ffn_dim = 688;
-    c.vocab_size = 512;
-    c.max_seq_len = 512;
-    sm_model sm;
-    sm_init(&sm, &c, 1);
-    int rc = sm_bind(&sm, m, err);
-    sm_free(&sm);
-    return rc;
+    tc_synth_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.cfg = tc_synth_config(8, 256, 8, 4, 688, 512);
+    spec.cfg.max_seq_len = 512;
+    spec.seed = 1;
+    return tc_synth_model(m, &spec, err);
+}
+
+/* Uniform in [-1, 1): splitmix64. */
+static float uniform(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 11) * (2.0 / 9007199254740992.0) - 1.0);
 }
 
 /* deep16 in the assets folder (TC_ASSETS, else ../shared/assets), or NULL. */
@@ -122,7 +123,7 @@ static void make_tokens(size_t n, size_t seq, int vocab, int32_t *tok, size_t *o
 {
     uint64_t s = 77;
     for (size_t t = 0; t < n; t++)
-        tok[t] = (int32_t)(sm_rng(&s) % (uint64_t)vocab);
+        tok[t] = (int32_t)((uniform(&s) + 1.0f) * 0.5f * (float)vocab) % vocab;
     *n_seqs = n / seq;
     for (size_t i = 0; i <= *n_seqs; i++)
         off[i] = i * seq;
@@ -176,9 +177,9 @@ static double sgemm_seconds(const tc_config *c, size_t T, int threads)
     float *y = malloc(T * maxm * sizeof *y);
     uint64_t seed = 3;
     for (size_t i = 0; i < T * maxk; i++)
-        x[i] = sm_uniform(&seed);
+        x[i] = uniform(&seed);
     for (size_t i = 0; i < maxm * maxk; i++)
-        w[i] = sm_uniform(&seed);
+        w[i] = uniform(&seed);
     openblas_set_num_threads(threads);
     double t0 = now();
     for (int l = 0; l < c->n_layers; l++)

@@ -190,7 +190,8 @@ static int bind_global(tc_model *m, const tc_naming *nm, tc_error *err)
 }
 
 /* drop_attn / drop_mlp: per-layer flags saying the sub-layer was pruned away
- * (its tensors must then be absent); NULL when none were. */
+ * (its tensors must then be absent; 2: the file holds a stand-in for it,
+ * which is not bound); NULL when none were. */
 int tc_model_bind(tc_model *m, const tc_naming *nm, const uint8_t *drop_attn, const uint8_t *drop_mlp,
                   tc_error *err)
 {
@@ -206,9 +207,11 @@ int tc_model_bind(tc_model *m, const tc_naming *nm, const uint8_t *drop_attn, co
     for (int l = 0; l < m->cfg.n_layers; l++) {
         tc_layer *L = &m->layers[l];
         char name[160];
+        /* 2: the file holds a stand-in for the dropped sub-layer, not bound. */
+        int mlp_stand_in = drop_mlp && drop_mlp[l] == 2, attn_stand_in = drop_attn && drop_attn[l] == 2;
         for (int r = 0; r < TC_N_ROLES; r++) {
             tc_naming_format(nm, (tc_role)r, l, name, sizeof name);
-            if (!name[0])
+            if (!name[0] || (mlp_stand_in && r >= TC_FFN_NORM) || (attn_stand_in && r < TC_FFN_NORM))
                 continue;
             const tc_tensor *t = tc_tensordir_find(m->dir, name);
             if (!t)

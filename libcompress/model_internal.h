@@ -18,7 +18,9 @@ void tc_naming_format(const tc_naming *nm, tc_role r, int layer, char *buf, size
 
 /* Finds every role's tensor, checks shapes against m->cfg and fills
  * m->tok_embd, m->out_norm, m->output, m->layers.  m->dir, m->path and m->cfg
- * must be set. */
+ * must be set.  Drop flags: 1 the sub-layer is absent; 2: the file holds
+ * a stand-in for the dropped sub-layer (GGUF `deci`), whose tensors are left
+ * unbound. */
 int tc_model_bind(tc_model *m, const tc_naming *nm, const uint8_t *drop_attn, const uint8_t *drop_mlp,
                   tc_error *err);
 

@@ -235,6 +235,41 @@ static int gguf_per_layer(const tc_gguf *g, const char *arch, const char *suffix
     return TC_OK;
 }
 
+/* Does layer l hold tensor `suffix` of n elements, all zero? */
+static int gguf_zero_tensor(const tc_gguf *g, int l, const char *suffix, uint64_t n)
+{
+    char name[64];
+    snprintf(name, sizeof name, "blk.%d.%s", l, suffix);
+    const tc_tensor *t = tc_tensordir_find(&g->dir, name);
+    if (!t || t->n_elements != n)
+        return 0;
+    float *v = NULL;
+    if (tc_tensor_load_f32(t, &v, NULL))
+        return 0;
+    int zero = 1;
+    for (uint64_t i = 0; i < n && zero; i++)
+        zero = v[i] == 0.0f;
+    free(v);
+    return zero;
+}
+
+/* Is layer l's MLP the stand-in tc writes for a dropped one: width 1 with a
+ * down projection of zeros, so it adds exactly 0 (see model_write.c)? */
+static int gguf_mlp_stand_in(const tc_gguf *g, int l, int dim)
+{
+    return gguf_zero_tensor(g, l, "ffn_down.weight", (uint64_t)dim);
+}
+
+/* The stand-in for a dropped attention (deci "linear attention": heads but no
+ * kv heads) with a zero [dim][dim] output projection and no Q/K/V. */
+static int gguf_attn_stand_in(const tc_gguf *g, int l, int dim)
+{
+    char name[64];
+    snprintf(name, sizeof name, "blk.%d.attn_q.weight", l);
+    return !tc_tensordir_find(&g->dir, name) &&
+           gguf_zero_tensor(g, l, "attn_output.weight", (uint64_t)dim * (uint64_t)dim);
+}
+
 static void close_gguf(void *h)
 {
     tc_gguf_close(h);
@@ -291,17 +326,43 @@ static int gguf_config(tc_model *m, const tc_gguf *g, uint8_t **drops, tc_error 
     }
     c->n_heads = heads_max;
     c->n_kv_heads = kv_max;
+    if (deci) {
+        /* The stand-ins of dropped MLPs (width 1) do not set the model's width. */
+        ffn_max = 0;
+        for (int l = 0; l < c->n_layers; l++) {
+            int stub = ffn[l] == 1 && gguf_mlp_stand_in(g, l, c->dim);
+            (*drops)[c->n_layers + l] = stub ? 2 : 0;
+            if (!stub && ffn[l] > ffn_max)
+                ffn_max = ffn[l];
+        }
+        if (ffn_max == 0)
+            ffn_max = 1;
+    }
     c->ffn_dim = ffn_max;
     for (int l = 0; l < c->n_layers; l++) {
+        if (deci && heads[l] > 0 && kv[l] == 0) {
+            if (!gguf_attn_stand_in(g, l, c->dim)) {
+                tc_err(err, "%s: layer %d uses linear attention (heads without key/value heads), which tc "
+                       "does not support", g->path, l);
+                goto done;
+            }
+            (*drops)[l] = 2;
+            continue;
+        }
+    }
+    for (int l = 0; l < c->n_layers; l++) {
         /* tc models share one head count; a sub-layer with 0 heads or 0 width is dropped. */
+        int stub = (*drops)[c->n_layers + l] == 2;
         if ((heads[l] && heads[l] != heads_max) || (kv[l] && kv[l] != kv_max) ||
-            (ffn[l] && ffn[l] != ffn_max)) {
+            (ffn[l] && ffn[l] != ffn_max && !stub)) {
             tc_err(err, "%s: layer %d has its own head count or width; tc needs them equal across layers",
                    g->path, l);
             goto done;
         }
-        (*drops)[l] = heads[l] == 0;
-        (*drops)[c->n_layers + l] = ffn[l] == 0;
+        if ((*drops)[l] != 2)
+            (*drops)[l] = heads[l] == 0;
+        if (!stub)
+            (*drops)[c->n_layers + l] = ffn[l] == 0;
     }
     if (c->n_heads <= 0) {
         tc_err(err, "%s: no layer has attention heads", g->path);

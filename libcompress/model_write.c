@@ -28,6 +28,7 @@ typedef struct out_item {
     const tc_model_src *src;
     int layer, which; /* which: a tc_role, or a tc_global when layer == -1 */
     tc_rope_layout to;
+    int stub;         /* a GGUF stand-in for a dropped sub-layer (see stand_in) */
     char name[160];
 } out_item;
 
@@ -43,7 +44,13 @@ static int fill_item(void *ctx, const tc_out_tensor *t, void *dst, tc_error *err
     float *f = malloc(bytes ? (size_t)bytes : 1);
     if (!f)
         return tc_err(err, "tensor '%s': out of memory", t->name);
-    int rc = s->fill(s->ctx, it->layer, it->which, f, n, err);
+    int rc = TC_OK;
+    if (it->stub) {
+        for (uint64_t i = 0; i < n; i++)
+            f[i] = it->which == TC_FFN_NORM || it->which == TC_ATTN_NORM ? 1.0f : 0.0f;
+    } else {
+        rc = s->fill(s->ctx, it->layer, it->which, f, n, err);
+    }
     int is_qk = it->layer >= 0 && (it->which == TC_WQ || it->which == TC_WK || it->which == TC_BQ ||
                                    it->which == TC_BK);
     if (rc == TC_OK && is_qk && s->cfg.rope_layout != it->to) {
@@ -80,6 +87,24 @@ static void role_dims(const tc_config *c, int role, int *nd, int64_t *shape)
     }
 }
 
+/* Stand-ins for llama.cpp's `deci` graph, which tc's reader recognises and
+ * reads as dropped sub-layers:
+ *  - MLP: a layer whose feed_forward_length is 0 contributes nothing at all
+ *    (its attention output is discarded too), so a dropped MLP is written as
+ *    an MLP of width 1 whose down projection is zero: it adds exactly 0.
+ *  - attention of layer 0: llama.cpp takes the head size and RoPE width from
+ *    layer 0's head count, so that layer cannot have 0 heads; its dropped
+ *    attention is written as deci's "linear attention" (heads, no kv heads:
+ *    attn_norm and a [dim][dim] attn_output) with a zero output projection. */
+static int stand_in(const tc_model_src *s, int stubs, int l, int r)
+{
+    if (!stubs)
+        return 0;
+    if (r >= TC_FFN_NORM)
+        return s->drop_mlp && s->drop_mlp[l];
+    return l == 0 && s->drop_attn && s->drop_attn[0] && (r == TC_ATTN_NORM || r == TC_WO);
+}
+
 static int role_kept(const tc_model_src *s, int l, int r)
 {
     int attn = r >= TC_ATTN_NORM && r <= TC_BV;
@@ -92,8 +117,8 @@ static int role_kept(const tc_model_src *s, int l, int r)
 
 /* Builds the output tensor list in the target's naming.  llama2.c order is
  * imposed by its writer; HF and GGUF get embeddings, layers, then head. */
-static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout to, tc_out_tensor **out,
-                      out_item **items, size_t *count, tc_error *err)
+static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout to, int stubs,
+                      tc_out_tensor **out, out_item **items, size_t *count, tc_error *err)
 {
     size_t cap = 3 + (size_t)s->cfg.n_layers * TC_N_ROLES, n = 0;
     tc_out_tensor *t = calloc(cap, sizeof *t);
@@ -132,17 +157,23 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
     }
     for (int l = 0; l < s->cfg.n_layers; l++) {
         for (int r = 0; r < TC_N_ROLES; r++) {
-            if (!role_kept(s, l, r) || !nm->role[r])
+            int stub = stand_in(s, stubs, l, r);
+            if ((!role_kept(s, l, r) && !stub) || !nm->role[r])
                 continue;
             out_item *x = &it[n];
             x->src = s;
             x->layer = l;
             x->which = r;
             x->to = to;
+            x->stub = stub;
             tc_naming_format(nm, (tc_role)r, l, x->name, sizeof x->name);
             tc_out_tensor *o = &t[n++];
             o->name = x->name;
             role_dims(&s->cfg, r, &o->n_dims, o->shape);
+            if (stub && r == TC_WO)
+                o->shape[1] = s->cfg.dim;
+            else if (stub && r >= TC_W_GATE)
+                o->shape[r == TC_W_DOWN ? 1 : 0] = 1;
             o->dtype = o->n_dims == 1 ? norm_dt : s->dtype;
             o->fill = fill_item;
             o->ctx = x;
@@ -269,13 +300,14 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
     ARCH_KV("embedding_length", gv_u32((uint32_t)c->dim));
     ARCH_KV("block_count", gv_u32((uint32_t)c->n_layers));
     if (deci) {
-        /* Per-layer arrays: 0 marks a dropped sub-layer. */
+        /* Per-layer arrays: 0 heads mark a dropped attention, 0 kv heads the
+         * stand-in of layer 0, width 1 an MLP stand-in. */
         tc_gguf_value *heads = arrays, *kvh = arrays + c->n_layers, *ffn = arrays + 2 * c->n_layers;
         for (int l = 0; l < c->n_layers; l++) {
             int da = s->drop_attn && s->drop_attn[l], dm = s->drop_mlp && s->drop_mlp[l];
-            heads[l] = gv_u32(da ? 0 : (uint32_t)c->n_heads);
+            heads[l] = gv_u32(da && l > 0 ? 0 : (uint32_t)c->n_heads); /* layer 0: see stand_in */
             kvh[l] = gv_u32(da ? 0 : (uint32_t)c->n_kv_heads);
-            ffn[l] = gv_u32(dm ? 0 : (uint32_t)c->ffn_dim);
+            ffn[l] = gv_u32(dm ? 1 : (uint32_t)c->ffn_dim); /* 1: the stand-in of mlp_stub */
         }
         tc_gguf_value a = {.type = TC_GGUF_ARRAY};
         a.v.arr.type = TC_GGUF_U32;
@@ -357,7 +389,8 @@ int tc_model_write(const char *path, tc_format fmt, const tc_model_src *s, tc_er
     tc_out_tensor *t = NULL;
     out_item *items = NULL;
     size_t n = 0;
-    if (build_list(s, nm, tc_format_rope_layout(fmt, s->cfg.arch), &t, &items, &n, err))
+    if (build_list(s, nm, tc_format_rope_layout(fmt, s->cfg.arch), fmt == TC_FORMAT_GGUF, &t, &items, &n,
+                   err))
         return TC_ERR;
     int rc = fmt == TC_FORMAT_HF     ? write_hf(path, s, t, n, err)
              : fmt == TC_FORMAT_GGUF ? write_gguf(path, s, t, n, err)

@@ -11,6 +11,7 @@
 #include "testutil.h"
 #include "tc/analyze.h"
 #include "tc/forward.h"
+#include "tc/synth.h"
 #include "tc/tokenizer.h"
 
 #define N_SEQS 4
@@ -343,6 +344,49 @@ static void test_silent_module(void)
     sm_free(&sm);
 }
 
+/* The project's synthetic checkpoints with planted weak modules: the two
+ * planted ones are the two least important by KL, in a model whose layers
+ * also include one without attention. */
+static void test_planted(void)
+{
+    uint8_t weak_attn[6] = {0, 0, 0, 1, 0, 0}, weak_mlp[6] = {0, 0, 0, 0, 1, 0};
+    tc_synth_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.cfg = tc_synth_config(6, 64, 4, 2, 96, 100);
+    spec.seed = 77;
+    spec.weak_attn = weak_attn;
+    spec.weak_mlp = weak_mlp;
+    spec.weak_scale = 1e-3f;
+    tc_model m;
+    tc_error err = {{0}};
+    if (tc_synth_model(&m, &spec, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        CHECK(0);
+        return;
+    }
+    m.layers[1].has_attn = 0; /* as a pruned checkpoint would have it */
+    corpus c;
+    make_corpus(&c, spec.cfg.vocab_size, 9);
+    tc_analysis a;
+    tc_analyze_opts ao = {0};
+    ao.n_threads = 2;
+    CHECK_OK(tc_analyze(&m, c.tokens, c.offsets, N_SEQS, &ao, &a, &err), &err);
+    CHECK(!a.layers[1].mod[TC_MOD_ATTN].present && a.layers[1].heads == NULL);
+    CHECK(a.layers[1].mod[TC_MOD_BLOCK].present);
+    CHECK_NEAR(a.layers[1].mod[TC_MOD_BLOCK].kl, a.layers[1].mod[TC_MOD_MLP].kl, 1e-12);
+    double planted = fmax(a.layers[3].mod[TC_MOD_ATTN].kl, a.layers[4].mod[TC_MOD_MLP].kl);
+    for (int l = 0; l < 6; l++)
+        for (int mod = 0; mod < TC_N_MODULES; mod++) {
+            const tc_module_stats *st = &a.layers[l].mod[mod];
+            int is_planted = (l == 3 && mod == TC_MOD_ATTN) || (l == 4 && mod == TC_MOD_MLP);
+            if (st->present && !is_planted)
+                CHECK_MSG(st->kl > planted, "layer %d %s kl %g <= planted %g", l,
+                          tc_module_name((tc_module)mod), st->kl, planted);
+        }
+    tc_analysis_free(&a);
+    tc_model_close(&m);
+}
+
 static void test_bad_input(void)
 {
     tc_config cfg = sm_config_small();
@@ -505,6 +549,7 @@ int main(void)
 {
     test_against_direct();
     test_silent_module();
+    test_planted();
     test_bad_input();
     if (!test_real())
         printf("stories260K absent: the real-model check was skipped\n");

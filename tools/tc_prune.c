@@ -1,41 +1,441 @@
 /* tc-prune: drop the most redundant attention layers, MLP layers or whole blocks. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "tc/analyze.h"
+#include "tc/calib.h"
+#include "tc/prune.h"
+#include "tc/report.h"
 
 static const char *const TOOL = "tc-prune";
 
 static void usage(void)
 {
-    printf("Usage: %s [OPTIONS] MODEL\n"
+    printf("Usage: %s [OPTIONS] MODEL -o OUT\n"
            "       %s --info MODEL [--json]\n"
            "\n"
            "Drops the most redundant attention layers, MLP layers or whole blocks and writes a\n"
-           "checkpoint that runtimes load.\n"
+           "checkpoint that runtimes load.  The plan and its predicted savings are printed before\n"
+           "anything is written (on stderr; on stdout as JSON with --json).\n"
            "\n"
            "MODEL is a Hugging Face directory (config.json + safetensors), a GGUF file or a\n"
            "llama2.c checkpoint.\n"
-           "\n" CLI_COMMON_HELP,
+           "\n"
+           "What to drop:\n"
+           "  --drop-attn K      the K most redundant attention sub-layers\n"
+           "  --drop-mlp K       the K most redundant MLP sub-layers\n"
+           "  --drop-blocks K    the K most redundant whole blocks\n"
+           "  --joint K          K sub-layers, attention and MLP ranked together\n"
+           "  --layers LIST      these modules, e.g. attn:3,attn:4,mlp:2,block:1 (ranges: attn:3-5);\n"
+           "                     counts above then choose among the rest\n"
+           "  --keep-first N     never drop anything in the first N layers\n"
+           "  --keep-last N      nor in the last N layers\n"
+           "  --criterion C      cos (default): highest cosine of a module's input and output goes\n"
+           "                     first; dnll / kl: smallest measured loss when skipped goes first\n"
+           "  --iterative        drop one module at a time, analysing the pruned model again\n"
+           "                     before each choice (needs --calib)\n"
+           "\n"
+           "Where the ranking comes from: --report FILE (a JSON report written by tc-analyze)\n"
+           "or calibration data analysed now (below).\n"
+           "\n"
+           "Output:\n"
+           "  -o, --output OUT   the pruned checkpoint (a directory for HF); never the input\n"
+           "  --format F         hf, gguf or llama2c (default: the input's format); llama2.c\n"
+           "                     holds whole-block drops only\n"
+           "  --dry-run          print the plan and stop\n"
+           "  --context N        context length the FLOPs estimate assumes (default: the model's)\n"
+           "  --eval FILE        after writing, compare the pruned checkpoint with the original on\n"
+           "                     this text: perplexity of both, mean KL(original || pruned) and\n"
+           "                     top-1 agreement over every next-token prediction of windows\n"
+           "                     sampled from it as calibration windows are (--samples,\n"
+           "                     --seq-len, --seed); with --dry-run the plan is applied virtually\n"
+           "\n"
+           "Savings: parameters and bytes as stored; FLOPs per token = 2 x parameters of the\n"
+           "linear layers (output head included) + 4 x heads x head_dim x context per attention\n"
+           "layer; KV cache per token = 2 x kv_heads x head_dim x 2 bytes (fp16) per attention\n"
+           "layer.\n"
+           "\n" CLI_CALIB_HELP "\n" CLI_COMMON_HELP,
            TOOL, TOOL);
+}
+
+enum {
+    OPT_DROP_ATTN = CLI_OPT_TOOL_BASE, OPT_DROP_MLP, OPT_DROP_BLOCKS, OPT_JOINT, OPT_LAYERS, OPT_KEEP_FIRST,
+    OPT_KEEP_LAST, OPT_CRITERION, OPT_ITERATIVE, OPT_REPORT, OPT_FORMAT, OPT_DRY_RUN, OPT_CONTEXT, OPT_EVAL,
+};
+
+typedef struct args {
+    cli_common com;
+    cli_calib cal;
+    const char *model, *output, *layers, *report, *eval, *format;
+    tc_prune_opts po;
+    int iterative, dry_run, context, have_calib;
+} args;
+
+static int parse_count(const char *opt, const char *v, int *out)
+{
+    long x = cli_parse_long(v, 0, 1 << 20);
+    if (x < 0) {
+        cli_usage_error(TOOL, "%s needs a count from 0 to %d, not '%s'", opt, 1 << 20, v);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+/* Returns -1 to go on, or an exit code. */
+static int parse_args(int argc, char **argv, args *a)
+{
+    static const struct option opts[] = {
+        CLI_COMMON_LONG_OPTIONS,
+        CLI_CALIB_LONG_OPTIONS,
+        {"output", required_argument, 0, 'o'},
+        {"drop-attn", required_argument, 0, OPT_DROP_ATTN},
+        {"drop-mlp", required_argument, 0, OPT_DROP_MLP},
+        {"drop-blocks", required_argument, 0, OPT_DROP_BLOCKS},
+        {"joint", required_argument, 0, OPT_JOINT},
+        {"layers", required_argument, 0, OPT_LAYERS},
+        {"keep-first", required_argument, 0, OPT_KEEP_FIRST},
+        {"keep-last", required_argument, 0, OPT_KEEP_LAST},
+        {"criterion", required_argument, 0, OPT_CRITERION},
+        {"iterative", no_argument, 0, OPT_ITERATIVE},
+        {"report", required_argument, 0, OPT_REPORT},
+        {"format", required_argument, 0, OPT_FORMAT},
+        {"dry-run", no_argument, 0, OPT_DRY_RUN},
+        {"context", required_argument, 0, OPT_CONTEXT},
+        {"eval", required_argument, 0, OPT_EVAL},
+        {0, 0, 0, 0},
+    };
+    int c, code;
+    while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
+        int r = cli_common_option(TOOL, c, optarg, &a->com, usage, &code);
+        if (r == 1)
+            return code;
+        if (r == 0)
+            continue;
+        r = cli_calib_option(TOOL, c, optarg, &a->cal, &code);
+        if (r == 1)
+            return code;
+        if (r == 0)
+            continue;
+        switch (c) {
+        case 'o': a->output = optarg; break;
+        case OPT_DROP_ATTN: if (parse_count("--drop-attn", optarg, &a->po.drop_attn)) return TC_EXIT_USAGE; break;
+        case OPT_DROP_MLP: if (parse_count("--drop-mlp", optarg, &a->po.drop_mlp)) return TC_EXIT_USAGE; break;
+        case OPT_DROP_BLOCKS: if (parse_count("--drop-blocks", optarg, &a->po.drop_blocks)) return TC_EXIT_USAGE; break;
+        case OPT_JOINT: if (parse_count("--joint", optarg, &a->po.joint)) return TC_EXIT_USAGE; break;
+        case OPT_KEEP_FIRST: if (parse_count("--keep-first", optarg, &a->po.keep_first)) return TC_EXIT_USAGE; break;
+        case OPT_KEEP_LAST: if (parse_count("--keep-last", optarg, &a->po.keep_last)) return TC_EXIT_USAGE; break;
+        case OPT_CONTEXT: if (parse_count("--context", optarg, &a->context)) return TC_EXIT_USAGE; break;
+        case OPT_LAYERS: a->layers = optarg; break;
+        case OPT_CRITERION:
+            if (tc_prune_criterion_parse(optarg, &a->po.criterion))
+                return cli_usage_error(TOOL, "--criterion is cos, dnll or kl, not '%s'", optarg);
+            break;
+        case OPT_ITERATIVE: a->iterative = 1; break;
+        case OPT_REPORT: a->report = optarg; break;
+        case OPT_FORMAT: a->format = optarg; break;
+        case OPT_DRY_RUN: a->dry_run = 1; break;
+        case OPT_EVAL: a->eval = optarg; break;
+        default: return cli_usage_error(TOOL, "unknown option");
+        }
+    }
+    if (optind != argc - 1)
+        return cli_usage_error(TOOL, "expected one MODEL argument");
+    a->model = argv[optind];
+    a->have_calib = a->cal.text || a->cal.tokens;
+    if (a->com.info)
+        return -1;
+    if (!a->output && !a->dry_run)
+        return cli_usage_error(TOOL, "-o OUT is required (or --dry-run)");
+    if (a->report && a->have_calib)
+        return cli_usage_error(TOOL, "give either --report or --calib, not both");
+    if (a->iterative && !a->have_calib)
+        return cli_usage_error(TOOL, "--iterative analyses the model again after each drop: it needs --calib");
+    int counts = a->po.drop_attn + a->po.drop_mlp + a->po.drop_blocks + a->po.joint;
+    if (!counts && !a->layers)
+        return cli_usage_error(TOOL, "nothing to drop: give --drop-attn, --drop-mlp, --drop-blocks, --joint "
+                               "or --layers");
+    if (counts && !a->report && !a->have_calib)
+        return cli_usage_error(TOOL, "choosing what to drop needs --report FILE or --calib FILE");
+    if (a->format && strcmp(a->format, "hf") && strcmp(a->format, "gguf") && strcmp(a->format, "llama2c"))
+        return cli_usage_error(TOOL, "--format is hf, gguf or llama2c, not '%s'", a->format);
+    return -1;
+}
+
+/* ---- Calibration windows ----------------------------------------------------------- */
+
+/* cal's windows, or with text != NULL windows of that text sampled the same way. */
+static int load_windows(const args *a, const tc_model *m, const char *text, tc_calib_set *set, tc_error *err)
+{
+    cli_calib c = a->cal;
+    if (text) {
+        c.text = text;
+        c.tokens = NULL;
+    }
+    if (cli_calib_load(&c, m, a->com.tokenizer, set, err))
+        return TC_ERR;
+    if (set->warning[0] && !a->com.quiet)
+        fprintf(stderr, "%s: %s\n", TOOL, set->warning);
+    return TC_OK;
+}
+
+/* ---- Analysis ------------------------------------------------------------------------ */
+
+typedef struct measurer {
+    const tc_model *m;
+    const tc_calib_set *set;
+    int threads, need_measure, quiet;
+    cli_progress bar;
+} measurer;
+
+static int measure(void *ctx, const tc_prune_plan *p, tc_analysis *out, tc_error *err)
+{
+    measurer *me = ctx;
+    tc_skip *skip = NULL;
+    if (p) {
+        skip = calloc((size_t)p->n_layers, sizeof *skip);
+        if (!skip)
+            return tc_err(err, "out of memory");
+        tc_prune_skip_mask(p, skip);
+    }
+    cli_progress_init(&me->bar, "analysing", me->quiet);
+    tc_analyze_opts o = {.n_threads = me->threads, .no_measure = !me->need_measure, .no_head_stats = 1,
+                         .skip = skip, .progress = cli_progress_update, .progress_ctx = &me->bar};
+    int rc = tc_analyze(me->m, me->set->tokens, me->set->offsets, me->set->n_seqs, &o, out, err);
+    cli_progress_done(&me->bar);
+    free(skip);
+    return rc;
+}
+
+/* ---- Printing the plan ------------------------------------------------------------- */
+
+static double pct(uint64_t before, uint64_t after)
+{
+    return before ? 100.0 * (double)(before - after) / (double)before : 0.0;
+}
+
+static void print_plan_text(const tc_model *m, const tc_prune_plan *p, const tc_prune_cost *c0,
+                            const tc_prune_cost *c1, int ctx)
+{
+    FILE *f = stderr;
+    fprintf(f, "plan for %s (%d layers):\n", m->path, m->cfg.n_layers);
+    int any = 0;
+    for (int l = 0; l < p->n_layers; l++) {
+        const char *what = p->drop[TC_MOD_BLOCK][l] ? "block"
+                           : p->drop[TC_MOD_ATTN][l] && p->drop[TC_MOD_MLP][l] ? "attn + mlp (whole block)"
+                           : p->drop[TC_MOD_ATTN][l] ? "attn" : p->drop[TC_MOD_MLP][l] ? "mlp" : NULL;
+        if (what) {
+            fprintf(f, "  drop layer %3d  %s\n", l, what);
+            any = 1;
+        }
+    }
+    if (!any)
+        fprintf(f, "  nothing to drop\n");
+    fprintf(f, "predicted savings:\n");
+    fprintf(f, "  parameters        %14llu -> %14llu  (-%.1f%%)\n", (unsigned long long)c0->params,
+            (unsigned long long)c1->params, pct(c0->params, c1->params));
+    fprintf(f, "  bytes             %14llu -> %14llu  (-%.1f%%)\n", (unsigned long long)c0->bytes,
+            (unsigned long long)c1->bytes, pct(c0->bytes, c1->bytes));
+    fprintf(f, "  FLOPs/token @%-5d %14llu -> %14llu  (-%.1f%%)\n", ctx, (unsigned long long)c0->flops_per_token,
+            (unsigned long long)c1->flops_per_token, pct(c0->flops_per_token, c1->flops_per_token));
+    fprintf(f, "  KV bytes/token    %14llu -> %14llu  (-%.1f%%)\n", (unsigned long long)c0->kv_bytes_per_token,
+            (unsigned long long)c1->kv_bytes_per_token, pct(c0->kv_bytes_per_token, c1->kv_bytes_per_token));
+}
+
+static cJSON *cost_json(const tc_prune_cost *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "params", (double)c->params);
+    cJSON_AddNumberToObject(o, "bytes", (double)c->bytes);
+    cJSON_AddNumberToObject(o, "flops_per_token", (double)c->flops_per_token);
+    cJSON_AddNumberToObject(o, "kv_bytes_per_token", (double)c->kv_bytes_per_token);
+    return o;
+}
+
+static cJSON *plan_json(const tc_model *m, const tc_prune_plan *p, const tc_prune_opts *po,
+                        const tc_prune_cost *c0, const tc_prune_cost *c1, int ctx)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", m->path);
+    cJSON_AddNumberToObject(o, "n_layers", m->cfg.n_layers);
+    cJSON_AddStringToObject(o, "criterion", tc_prune_criterion_name(po->criterion));
+    for (int k = 0; k < TC_N_MODULES; k++) {
+        cJSON *list = cJSON_CreateArray();
+        for (int l = 0; l < p->n_layers; l++)
+            if (p->drop[k][l] && (k == TC_MOD_BLOCK || !p->drop[TC_MOD_BLOCK][l]))
+                cJSON_AddItemToArray(list, cJSON_CreateNumber(l));
+        char key[32];
+        snprintf(key, sizeof key, "drop_%s", tc_module_name((tc_module)k));
+        cJSON_AddItemToObject(o, key, list);
+    }
+    int left = 0;
+    for (int l = 0; l < p->n_layers; l++)
+        left += tc_prune_keeps(p, m, l, TC_MOD_ATTN) || tc_prune_keeps(p, m, l, TC_MOD_MLP);
+    cJSON_AddNumberToObject(o, "n_layers_after", left);
+    cJSON_AddNumberToObject(o, "context", ctx);
+    cJSON_AddItemToObject(o, "before", cost_json(c0));
+    cJSON_AddItemToObject(o, "after", cost_json(c1));
+    return o;
+}
+
+/* ---- Main ------------------------------------------------------------------------------ */
+
+static tc_format out_format(const args *a, const tc_model *m)
+{
+    if (!a->format)
+        return m->format == TC_FORMAT_MEMORY ? TC_FORMAT_HF : m->format;
+    return !strcmp(a->format, "hf") ? TC_FORMAT_HF : !strcmp(a->format, "gguf") ? TC_FORMAT_GGUF : TC_FORMAT_LLAMA2C;
+}
+
+static int choose(const args *a, const tc_model *m, tc_prune_plan *p, tc_error *err)
+{
+    if (a->report) {
+        tc_analysis an;
+        if (tc_report_read(a->report, &an, NULL, NULL, err))
+            return TC_ERR;
+        int rc = TC_OK;
+        if (an.n_layers != m->cfg.n_layers)
+            rc = tc_err(err, "%s: the report covers %d layers but %s has %d", a->report, an.n_layers, m->path,
+                        m->cfg.n_layers);
+        if (rc == TC_OK)
+            rc = tc_prune_select(p, &an, m, &a->po, err);
+        tc_analysis_free(&an);
+        return rc;
+    }
+    if (!a->have_calib)
+        return tc_prune_select(p, NULL, m, &a->po, err);
+    tc_calib_set set;
+    memset(&set, 0, sizeof set);
+    if (load_windows(a, m, NULL, &set, err))
+        return TC_ERR;
+    measurer me = {.m = m, .set = &set, .threads = a->com.threads > 0 ? a->com.threads : cli_default_threads(), .quiet = a->com.quiet,
+                   .need_measure = a->po.criterion != TC_CRIT_COS};
+    int rc;
+    if (a->iterative) {
+        rc = tc_prune_select_iterative(p, m, &a->po, measure, &me, err);
+    } else {
+        tc_analysis an;
+        rc = measure(&me, NULL, &an, err);
+        if (rc == TC_OK) {
+            rc = tc_prune_select(p, &an, m, &a->po, err);
+            tc_analysis_free(&an);
+        }
+    }
+    tc_calib_set_free(&set);
+    return rc;
+}
+
+static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, cJSON *json, tc_error *err)
+{
+    tc_calib_set set;
+    memset(&set, 0, sizeof set);
+    if (load_windows(a, m, a->eval, &set, err))
+        return TC_ERR;
+    tc_model q;
+    tc_skip *skip = NULL;
+    const tc_model *pruned = m;
+    int rc = TC_OK;
+    if (a->dry_run) { /* nothing written: the plan is applied virtually */
+        skip = calloc((size_t)p->n_layers, sizeof *skip);
+        if (!skip)
+            rc = tc_err(err, "out of memory");
+        else
+            tc_prune_skip_mask(p, skip);
+    } else {
+        rc = tc_model_open(&q, a->output, err);
+        pruned = &q;
+    }
+    tc_prune_eval ev;
+    if (rc == TC_OK)
+        rc = tc_prune_evaluate(m, NULL, pruned, skip, set.tokens, set.offsets, set.n_seqs,
+                               a->com.threads > 0 ? a->com.threads : cli_default_threads(), &ev, err);
+    if (rc == TC_OK) {
+        if (json) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "text", a->eval);
+            cJSON_AddNumberToObject(e, "windows", (double)set.n_seqs);
+            cJSON_AddNumberToObject(e, "predictions", (double)ev.n_predicted);
+            cJSON_AddNumberToObject(e, "ppl_original", ev.ppl_ref);
+            cJSON_AddNumberToObject(e, "ppl_pruned", ev.ppl);
+            cJSON_AddNumberToObject(e, "kl", ev.kl);
+            cJSON_AddNumberToObject(e, "top1_agreement", ev.top1);
+            cJSON_AddItemToObject(json, "eval", e);
+        } else {
+            fprintf(stderr, "evaluation on %s (%zu windows, %llu predictions):\n", a->eval, set.n_seqs,
+                    (unsigned long long)ev.n_predicted);
+            fprintf(stderr, "  perplexity        %.4f -> %.4f\n", ev.ppl_ref, ev.ppl);
+            fprintf(stderr, "  mean KL           %.6f nats\n", ev.kl);
+            fprintf(stderr, "  top-1 agreement   %.2f%%\n", 100.0 * ev.top1);
+        }
+    }
+    if (pruned == &q) /* (a failed open leaves q cleared: closing it is harmless) */
+        tc_model_close(&q);
+    free(skip);
+    tc_calib_set_free(&set);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_LONG_OPTIONS, {0, 0, 0, 0}};
-    cli_common com = {0};
     cli_install_signals();
-    int c, code;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        int r = cli_common_option(TOOL, c, optarg, &com, usage, &code);
-        if (r == 1)
-            return code;
-        if (r < 0)
-            return cli_usage_error(TOOL, "unknown option");
+    args a;
+    memset(&a, 0, sizeof a);
+    a.po.criterion = TC_CRIT_COS;
+    int code = parse_args(argc, argv, &a);
+    if (code >= 0)
+        return code;
+    if (a.com.info)
+        return cli_info(TOOL, a.model, a.com.json);
+    tc_error err = {{0}};
+    tc_model m;
+    if (tc_model_open(&m, a.model, &err))
+        return cli_fail(TOOL, &err);
+    tc_prune_plan p;
+    cJSON *json = NULL;
+    int rc = tc_prune_plan_init(&p, m.cfg.n_layers, &err);
+    if (rc == TC_OK && a.layers && tc_prune_parse_list(&p, a.layers, "--layers", &err)) {
+        /* A bad list is a bad command line. */
+        tc_prune_plan_free(&p);
+        tc_model_close(&m);
+        return cli_usage_error(TOOL, "%s", err.msg);
     }
-    if (optind != argc - 1)
-        return cli_usage_error(TOOL, "expected one MODEL argument");
-    if (com.info)
-        return cli_info(TOOL, argv[optind], com.json);
-    return cli_usage_error(TOOL, "only --info is available in this version");
+    if (rc == TC_OK)
+        rc = choose(&a, &m, &p, &err);
+    if (rc == TC_OK) {
+        int ctx = a.context > 0 ? a.context : m.cfg.max_seq_len;
+        tc_prune_cost c0, c1;
+        tc_prune_cost_of(&m, NULL, ctx, 2, &c0);
+        tc_prune_cost_of(&m, &p, ctx, 2, &c1);
+        if (a.com.json)
+            json = plan_json(&m, &p, &a.po, &c0, &c1, ctx);
+        else if (!a.com.quiet)
+            print_plan_text(&m, &p, &c0, &c1, ctx);
+    }
+    if (rc == TC_OK && !a.dry_run) {
+        if (strcmp(a.output, a.model) == 0)
+            rc = tc_err(&err, "%s: the output would overwrite the input", a.output);
+        else
+            rc = tc_prune_write(&m, &p, a.output, out_format(&a, &m), &err);
+        if (rc == TC_OK && !a.com.quiet && !a.com.json)
+            fprintf(stderr, "wrote %s\n", a.output);
+        if (rc == TC_OK && json)
+            cJSON_AddStringToObject(json, "output", a.output);
+    }
+    if (rc == TC_OK && a.eval)
+        rc = evaluate(&a, &m, &p, json, &err);
+    if (rc == TC_OK && json) {
+        char *s = cJSON_Print(json);
+        if (s)
+            printf("%s\n", s);
+        free(s);
+    }
+    cJSON_Delete(json);
+    tc_prune_plan_free(&p);
+    tc_model_close(&m);
+    return rc == TC_OK ? TC_EXIT_OK : cli_fail(TOOL, &err);
 }

@@ -1,0 +1,539 @@
+/* Pruning plans: choosing what goes, costing it, and writing the result. */
+#include "tc/prune.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tc/hfdir.h"
+#include "tc/model_write.h"
+
+/* ---- Plans ------------------------------------------------------------------ */
+
+int tc_prune_plan_init(tc_prune_plan *p, int n_layers, tc_error *err)
+{
+    memset(p, 0, sizeof *p);
+    if (n_layers <= 0 || n_layers > 65536)
+        return tc_err(err, "a pruning plan needs 1 to 65536 layers, not %d", n_layers);
+    p->n_layers = n_layers;
+    for (int k = 0; k < TC_N_MODULES; k++) {
+        p->drop[k] = calloc((size_t)n_layers, 1);
+        if (!p->drop[k]) {
+            tc_prune_plan_free(p);
+            return tc_err(err, "out of memory");
+        }
+    }
+    return TC_OK;
+}
+
+void tc_prune_plan_free(tc_prune_plan *p)
+{
+    for (int k = 0; k < TC_N_MODULES; k++)
+        free(p->drop[k]);
+    memset(p, 0, sizeof *p);
+}
+
+int tc_prune_plan_count(const tc_prune_plan *p, tc_module kind)
+{
+    int n = 0;
+    for (int l = 0; l < p->n_layers; l++)
+        n += p->drop[kind][l] && (kind == TC_MOD_BLOCK || !p->drop[TC_MOD_BLOCK][l]);
+    return n;
+}
+
+static int input_has(const tc_model *m, int l, tc_module which)
+{
+    if (!m || l >= m->cfg.n_layers)
+        return 1;
+    return which == TC_MOD_ATTN ? m->layers[l].has_attn : m->layers[l].has_mlp;
+}
+
+int tc_prune_keeps(const tc_prune_plan *p, const tc_model *m, int l, tc_module which)
+{
+    if (p && (p->drop[TC_MOD_BLOCK][l] || p->drop[which][l]))
+        return 0;
+    return input_has(m, l, which);
+}
+
+void tc_prune_skip_mask(const tc_prune_plan *p, tc_skip *skip)
+{
+    for (int l = 0; l < p->n_layers; l++) {
+        skip[l].attn = p->drop[TC_MOD_BLOCK][l] || p->drop[TC_MOD_ATTN][l];
+        skip[l].mlp = p->drop[TC_MOD_BLOCK][l] || p->drop[TC_MOD_MLP][l];
+    }
+}
+
+/* ---- Explicit lists -------------------------------------------------------- */
+
+static int parse_index(const char *s, const char *end, long *out)
+{
+    if (s == end || s[0] < '0' || s[0] > '9')
+        return -1;
+    long v = 0;
+    for (; s < end; s++) {
+        if (*s < '0' || *s > '9' || v > 1000000)
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* One item "kind:i" or "kind:i-j" of length n. */
+static int parse_item(tc_prune_plan *p, const char *item, size_t n, const char *what, tc_error *err)
+{
+    const char *colon = memchr(item, ':', n), *end = item + n;
+    if (!colon)
+        return tc_err(err, "%s: '%.*s' is not KIND:LAYER (KIND is attn, mlp or block)", what, (int)n, item);
+    size_t kn = (size_t)(colon - item);
+    int kind = -1;
+    for (int k = 0; k < TC_N_MODULES; k++)
+        if (strlen(tc_module_name((tc_module)k)) == kn && memcmp(item, tc_module_name((tc_module)k), kn) == 0)
+            kind = k;
+    if (kind < 0)
+        return tc_err(err, "%s: '%.*s' names no module kind (attn, mlp or block)", what, (int)n, item);
+    const char *dash = memchr(colon + 1, '-', (size_t)(end - colon - 1));
+    long lo, hi;
+    if (parse_index(colon + 1, dash ? dash : end, &lo) || (dash && parse_index(dash + 1, end, &hi)))
+        return tc_err(err, "%s: '%.*s' needs a layer index or a range like 3-5 after the colon", what,
+                      (int)n, item);
+    if (!dash)
+        hi = lo;
+    if (hi < lo)
+        return tc_err(err, "%s: '%.*s' is an empty range", what, (int)n, item);
+    if (hi >= p->n_layers)
+        return tc_err(err, "%s: '%.*s' is beyond the model's %d layers (0 to %d)", what, (int)n, item,
+                      p->n_layers, p->n_layers - 1);
+    for (long l = lo; l <= hi; l++) {
+        if (p->drop[kind][l])
+            return tc_err(err, "%s: %s:%ld is listed twice", what, tc_module_name((tc_module)kind), l);
+        p->drop[kind][l] = 1;
+    }
+    return TC_OK;
+}
+
+int tc_prune_parse_list(tc_prune_plan *p, const char *list, const char *what, tc_error *err)
+{
+    const char *s = list;
+    if (!*s)
+        return tc_err(err, "%s: the list is empty", what);
+    for (;;) {
+        const char *comma = strchr(s, ',');
+        size_t n = comma ? (size_t)(comma - s) : strlen(s);
+        while (n && (*s == ' '))
+            s++, n--;
+        while (n && s[n - 1] == ' ')
+            n--;
+        if (n == 0)
+            return tc_err(err, "%s: empty item in '%s'", what, list);
+        if (parse_item(p, s, n, what, err))
+            return TC_ERR;
+        if (!comma)
+            return TC_OK;
+        s = comma + 1;
+    }
+}
+
+/* ---- Criteria ---------------------------------------------------------------- */
+
+const char *tc_prune_criterion_name(tc_prune_criterion c)
+{
+    return c == TC_CRIT_COS ? "cos" : c == TC_CRIT_DNLL ? "dnll" : "kl";
+}
+
+int tc_prune_criterion_parse(const char *s, tc_prune_criterion *out)
+{
+    for (int c = TC_CRIT_COS; c <= TC_CRIT_KL; c++) {
+        if (strcmp(s, tc_prune_criterion_name((tc_prune_criterion)c)) == 0) {
+            *out = (tc_prune_criterion)c;
+            return TC_OK;
+        }
+    }
+    return TC_ERR;
+}
+
+/* ---- Selection ------------------------------------------------------------------ */
+
+/* A candidate's cost of going: lower goes first. */
+typedef struct cand {
+    int layer;
+    tc_module kind;
+    double cost;
+} cand;
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->cost != y->cost)
+        return x->cost < y->cost ? -1 : 1;
+    if (x->layer != y->layer) /* ties: the deeper layer goes first (it is usually the more redundant) */
+        return x->layer > y->layer ? -1 : 1;
+    return (int)x->kind - (int)y->kind;
+}
+
+static int protected_layer(const tc_prune_opts *o, int n_layers, int l)
+{
+    return l < o->keep_first || l >= n_layers - o->keep_last;
+}
+
+/* Could `kind` of layer l still go, given what p already drops? */
+static int available(const tc_prune_plan *p, const tc_analysis *a, const tc_model *m, const tc_prune_opts *o,
+                     int l, tc_module kind)
+{
+    if (protected_layer(o, p->n_layers, l) || p->drop[TC_MOD_BLOCK][l])
+        return 0;
+    if (kind == TC_MOD_BLOCK)
+        return !a || a->layers[l].mod[TC_MOD_BLOCK].present || input_has(m, l, TC_MOD_ATTN) ||
+               input_has(m, l, TC_MOD_MLP);
+    if (p->drop[kind][l] || !input_has(m, l, kind))
+        return 0;
+    return !a || a->layers[l].mod[kind].present;
+}
+
+static int figure(const tc_analysis *a, int l, tc_module kind, tc_prune_criterion c, double *out,
+                  tc_error *err)
+{
+    const tc_module_stats *s = &a->layers[l].mod[kind];
+    if (c == TC_CRIT_COS) {
+        *out = -s->cos_mean;
+        return TC_OK;
+    }
+    if (!s->measured)
+        return tc_err(err, "the analysis did not measure %s for layer %d's %s (run it with the measured "
+                      "criteria, or use --criterion cos)", tc_prune_criterion_name(c), l,
+                      tc_module_name(kind));
+    *out = c == TC_CRIT_DNLL ? s->dnll : s->kl;
+    return TC_OK;
+}
+
+/* Drops the `count` best candidates among `kinds` (nk of them). */
+static int drop_best(tc_prune_plan *p, const tc_analysis *a, const tc_model *m, const tc_prune_opts *o,
+                     const tc_module *kinds, int nk, int count, const char *what, tc_error *err)
+{
+    if (count <= 0)
+        return TC_OK;
+    cand *c = malloc((size_t)p->n_layers * (size_t)nk * sizeof *c);
+    if (!c)
+        return tc_err(err, "out of memory");
+    int n = 0;
+    for (int l = 0; l < p->n_layers; l++) {
+        for (int k = 0; k < nk; k++) {
+            if (!available(p, a, m, o, l, kinds[k]))
+                continue;
+            c[n].layer = l;
+            c[n].kind = kinds[k];
+            if (figure(a, l, kinds[k], o->criterion, &c[n].cost, err)) {
+                free(c);
+                return TC_ERR;
+            }
+            n++;
+        }
+    }
+    if (n < count) {
+        free(c);
+        return tc_err(err, "asked to drop %d %s but only %d can go (after keep-first %d, keep-last %d and "
+                      "what is already dropped or absent)", count, what, n, o->keep_first, o->keep_last);
+    }
+    qsort(c, (size_t)n, sizeof *c, cand_cmp);
+    for (int i = 0; i < count; i++)
+        p->drop[c[i].kind][c[i].layer] = 1;
+    free(c);
+    return TC_OK;
+}
+
+static int check_opts(const tc_prune_plan *p, const tc_analysis *a, const tc_model *m, const tc_prune_opts *o,
+                      tc_error *err)
+{
+    if (o->drop_attn < 0 || o->drop_mlp < 0 || o->drop_blocks < 0 || o->joint < 0 || o->keep_first < 0 ||
+        o->keep_last < 0)
+        return tc_err(err, "pruning counts must not be negative");
+    if (a && a->n_layers != p->n_layers)
+        return tc_err(err, "the analysis covers %d layers but the model has %d", a->n_layers, p->n_layers);
+    if (m && m->cfg.n_layers != p->n_layers)
+        return tc_err(err, "%s: the plan covers %d layers but the model has %d", m->path, p->n_layers,
+                      m->cfg.n_layers);
+    for (int l = 0; l < p->n_layers; l++) {
+        for (int k = 0; k < TC_N_MODULES; k++) {
+            if (!p->drop[k][l])
+                continue;
+            if (protected_layer(o, p->n_layers, l))
+                return tc_err(err, "%s:%d is listed for dropping but keep-first %d / keep-last %d protect "
+                              "layer %d", tc_module_name((tc_module)k), l, o->keep_first, o->keep_last, l);
+            if (k != TC_MOD_BLOCK && !input_has(m, l, (tc_module)k))
+                return tc_err(err, "%s: %s:%d is listed for dropping but the model has no such sub-layer",
+                              m->path, tc_module_name((tc_module)k), l);
+        }
+    }
+    return TC_OK;
+}
+
+static const tc_module K_BLOCK[] = {TC_MOD_BLOCK}, K_ATTN[] = {TC_MOD_ATTN}, K_MLP[] = {TC_MOD_MLP},
+                       K_JOINT[] = {TC_MOD_ATTN, TC_MOD_MLP};
+
+int tc_prune_select(tc_prune_plan *p, const tc_analysis *a, const tc_model *m, const tc_prune_opts *o,
+                    tc_error *err)
+{
+    if (check_opts(p, a, m, o, err))
+        return TC_ERR;
+    int wants = o->drop_blocks + o->drop_attn + o->drop_mlp + o->joint;
+    if (wants > 0 && !a)
+        return tc_err(err, "choosing what to drop needs an analysis (a report or calibration text)");
+    if (drop_best(p, a, m, o, K_BLOCK, 1, o->drop_blocks, "blocks", err) ||
+        drop_best(p, a, m, o, K_ATTN, 1, o->drop_attn, "attention sub-layers", err) ||
+        drop_best(p, a, m, o, K_MLP, 1, o->drop_mlp, "MLP sub-layers", err) ||
+        drop_best(p, a, m, o, K_JOINT, 2, o->joint, "sub-layers (attention and MLP jointly)", err))
+        return TC_ERR;
+    return TC_OK;
+}
+
+int tc_prune_select_iterative(tc_prune_plan *p, const tc_model *m, const tc_prune_opts *o,
+                              tc_prune_measure_fn measure, void *ctx, tc_error *err)
+{
+    if (check_opts(p, NULL, m, o, err))
+        return TC_ERR;
+    struct {
+        const tc_module *kinds;
+        int nk, count;
+        const char *what;
+    } steps[] = {
+        {K_BLOCK, 1, o->drop_blocks, "blocks"},
+        {K_ATTN, 1, o->drop_attn, "attention sub-layers"},
+        {K_MLP, 1, o->drop_mlp, "MLP sub-layers"},
+        {K_JOINT, 2, o->joint, "sub-layers (attention and MLP jointly)"},
+    };
+    for (size_t s = 0; s < sizeof steps / sizeof steps[0]; s++) {
+        for (int i = 0; i < steps[s].count; i++) {
+            tc_analysis a;
+            memset(&a, 0, sizeof a);
+            if (measure(ctx, p, &a, err)) {
+                tc_analysis_free(&a);
+                return TC_ERR;
+            }
+            int rc = TC_OK;
+            if (a.n_layers != p->n_layers)
+                rc = tc_err(err, "the measurement covers %d layers but the model has %d", a.n_layers,
+                            p->n_layers);
+            if (rc == TC_OK)
+                rc = drop_best(p, &a, m, o, steps[s].kinds, steps[s].nk, 1, steps[s].what, err);
+            tc_analysis_free(&a);
+            if (rc)
+                return rc;
+        }
+    }
+    return TC_OK;
+}
+
+/* ---- Costs -------------------------------------------------------------------- */
+
+static void add_tensor(tc_prune_cost *c, const tc_tensor *t, int linear)
+{
+    if (!t)
+        return;
+    c->params += t->n_elements;
+    c->bytes += t->nbytes;
+    if (linear)
+        c->flops_per_token += 2 * t->n_elements;
+}
+
+void tc_prune_cost_of(const tc_model *m, const tc_prune_plan *p, int ctx_len, int kv_elem_bytes,
+                      tc_prune_cost *out)
+{
+    const tc_config *c = &m->cfg;
+    memset(out, 0, sizeof *out);
+    add_tensor(out, m->tok_embd, 0);
+    add_tensor(out, m->out_norm, 0);
+    if (m->output != m->tok_embd)
+        add_tensor(out, m->output, 1);
+    else /* a tied head still multiplies by the embedding */
+        out->flops_per_token += 2 * m->tok_embd->n_elements;
+    uint64_t qk_width = (uint64_t)c->n_heads * (uint64_t)c->head_dim;
+    uint64_t kv_width = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
+    for (int l = 0; l < c->n_layers; l++) {
+        const tc_layer *L = &m->layers[l];
+        int attn = tc_prune_keeps(p, m, l, TC_MOD_ATTN), mlp = tc_prune_keeps(p, m, l, TC_MOD_MLP);
+        for (int r = 0; r < TC_N_ROLES; r++) {
+            int is_attn = r <= TC_BV;
+            if (is_attn ? !attn : !mlp)
+                continue;
+            int linear = r == TC_WQ || r == TC_WK || r == TC_WV || r == TC_WO || r == TC_W_GATE ||
+                         r == TC_W_UP || r == TC_W_DOWN;
+            add_tensor(out, L->w[r], linear);
+        }
+        if (attn) {
+            /* Q.K over ctx_len keys and the weighted sum of as many values, per head. */
+            out->flops_per_token += 4 * qk_width * (uint64_t)(ctx_len > 0 ? ctx_len : 0);
+            out->kv_bytes_per_token += 2 * kv_width * (uint64_t)kv_elem_bytes;
+        }
+    }
+}
+
+/* ---- Writing ------------------------------------------------------------------ */
+
+/* The dtype matrices are written in: the input's, where a writer supports it. */
+static tc_dtype matrix_dtype(const tc_model *m)
+{
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        for (int r = TC_WQ; r < TC_N_ROLES; r++) {
+            const tc_tensor *t = m->layers[l].w[r];
+            if (t && t->n_dims == 2)
+                return t->dtype == TC_F16 || t->dtype == TC_BF16 ? t->dtype : TC_F32;
+        }
+    }
+    return m->tok_embd->dtype == TC_F16 || m->tok_embd->dtype == TC_BF16 ? m->tok_embd->dtype : TC_F32;
+}
+
+int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, tc_format fmt,
+                   tc_error *err)
+{
+    const int n = m->cfg.n_layers;
+    if (p->n_layers != n)
+        return tc_err(err, "%s: the plan covers %d layers but the model has %d", m->path, p->n_layers, n);
+    int *keep = malloc((size_t)n * sizeof *keep);
+    uint8_t *da = calloc((size_t)n, 1), *dm = calloc((size_t)n, 1);
+    if (!keep || !da || !dm) {
+        free(keep), free(da), free(dm);
+        return tc_err(err, "%s: out of memory", path);
+    }
+    /* A layer left with neither sub-layer is the identity: it goes as a whole. */
+    int k = 0, any_a = 0, any_m = 0;
+    for (int l = 0; l < n; l++) {
+        int attn = tc_prune_keeps(p, m, l, TC_MOD_ATTN), mlp = tc_prune_keeps(p, m, l, TC_MOD_MLP);
+        if (!attn && !mlp)
+            continue;
+        da[k] = !attn;
+        dm[k] = !mlp;
+        any_a |= !attn;
+        any_m |= !mlp;
+        keep[k++] = l;
+    }
+    int rc;
+    if (k == 0) {
+        rc = tc_err(err, "%s: the plan drops every layer; at least one must stay", path);
+    } else if (fmt == TC_FORMAT_LLAMA2C && (any_a || any_m)) {
+        rc = tc_err(err, "%s: llama2.c checkpoints cannot hold dropped attention or MLP sub-layers; drop "
+                    "whole blocks, or write HF (--format hf) or GGUF (--format gguf)", path);
+    } else if (fmt == TC_FORMAT_GGUF && (any_a || any_m) && (m->cfg.arch == TC_ARCH_QWEN2 || m->cfg.qkv_bias)) {
+        /* Per-layer sub-layer drops in GGUF need llama.cpp's `deci` graph, a
+         * llama (no q/k/v biases, adjacent RoPE pairs). */
+        rc = tc_err(err, "%s: GGUF can hold dropped attention or MLP sub-layers of llama models only, not of "
+                    "this %s model with q/k/v biases; drop whole blocks, or write HF (--format hf)", path,
+                    tc_arch_name(m->cfg.arch));
+    } else {
+        tc_model_copy cp = {.model = m, .keep = keep};
+        tc_model_src src = {
+            .cfg = m->cfg,
+            .drop_attn = any_a ? da : NULL,
+            .drop_mlp = any_m ? dm : NULL,
+            .dtype = matrix_dtype(m),
+            .fill = tc_model_copy_fill,
+            .ctx = &cp,
+            .gguf_vocab = tc_model_gguf(m),
+            .hf_config = tc_model_hfdir(m) ? tc_model_hfdir(m)->config : NULL,
+            .name = "tc-prune",
+        };
+        src.cfg.n_layers = k;
+        rc = tc_model_write(path, fmt, &src, err);
+    }
+    free(keep);
+    free(da);
+    free(dm);
+    return rc;
+}
+
+/* ---- Evaluation ---------------------------------------------------------------- */
+
+typedef struct logits_buf {
+    float *v;
+    size_t n;
+} logits_buf;
+
+static int keep_logits(void *ctx, const float *lg, size_t tok0, size_t n, int vocab, tc_error *err)
+{
+    (void)err;
+    logits_buf *b = ctx;
+    memcpy(b->v + tok0 * (size_t)vocab, lg, n * (size_t)vocab * sizeof *lg);
+    return TC_OK;
+}
+
+static int seq_logits(const tc_model *m, const tc_skip *skip, const int32_t *tokens, size_t n, int n_threads,
+                      float *dst, tc_error *err)
+{
+    size_t offs[2] = {0, n};
+    tc_batch b = {tokens, offs, 1};
+    logits_buf buf = {dst, n};
+    tc_observer ob = {.ctx = &buf, .logits = keep_logits};
+    tc_forward_opts fo = {.n_threads = n_threads, .skip = skip, .observers = &ob, .n_observers = 1};
+    return tc_forward(m, &b, &fo, err);
+}
+
+/* log-softmax of x into out (fp64); returns the index of the maximum. */
+static int log_softmax(const float *x, int n, double *out)
+{
+    int arg = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[arg])
+            arg = i;
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += exp((double)x[i] - x[arg]);
+    double lse = x[arg] + log(s);
+    for (int i = 0; i < n; i++)
+        out[i] = x[i] - lse;
+    return arg;
+}
+
+int tc_prune_evaluate(const tc_model *ref, const tc_skip *ref_skip, const tc_model *pruned,
+                      const tc_skip *pruned_skip, const int32_t *tokens, const size_t *offsets, size_t n_seqs,
+                      int n_threads, tc_prune_eval *out, tc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const int V = ref->cfg.vocab_size;
+    if (pruned->cfg.vocab_size != V)
+        return tc_err(err, "%s: vocabulary of %d tokens, but %s has %d", pruned->path, pruned->cfg.vocab_size,
+                      ref->path, V);
+    size_t longest = 0;
+    for (size_t s = 0; s < n_seqs; s++)
+        if (offsets[s + 1] - offsets[s] > longest)
+            longest = offsets[s + 1] - offsets[s];
+    float *a = malloc((longest ? longest : 1) * (size_t)V * sizeof *a);
+    float *b = malloc((longest ? longest : 1) * (size_t)V * sizeof *b);
+    double *la = malloc((size_t)V * sizeof *la), *lb = malloc((size_t)V * sizeof *lb);
+    int rc = TC_OK;
+    if (!a || !b || !la || !lb)
+        rc = tc_err(err, "out of memory");
+    double nll_a = 0, nll_b = 0, kl = 0;
+    uint64_t agree = 0, n_pred = 0;
+    for (size_t s = 0; s < n_seqs && rc == TC_OK; s++) {
+        const int32_t *t = tokens + offsets[s];
+        size_t n = offsets[s + 1] - offsets[s];
+        if (n < 2)
+            continue;
+        rc = seq_logits(ref, ref_skip, t, n, n_threads, a, err);
+        if (rc == TC_OK)
+            rc = seq_logits(pruned, pruned_skip, t, n, n_threads, b, err);
+        for (size_t i = 0; rc == TC_OK && i + 1 < n; i++) {
+            int ia = log_softmax(a + i * (size_t)V, V, la), ib = log_softmax(b + i * (size_t)V, V, lb);
+            nll_a -= la[t[i + 1]];
+            nll_b -= lb[t[i + 1]];
+            double d = 0;
+            for (int v = 0; v < V; v++)
+                d += exp(la[v]) * (la[v] - lb[v]);
+            kl += d;
+            agree += ia == ib;
+            n_pred++;
+        }
+    }
+    if (rc == TC_OK && n_pred == 0)
+        rc = tc_err(err, "no sequence has two tokens: nothing to evaluate");
+    if (rc == TC_OK) {
+        out->n_predicted = n_pred;
+        out->nll_ref = nll_a / (double)n_pred;
+        out->nll = nll_b / (double)n_pred;
+        out->ppl_ref = exp(out->nll_ref);
+        out->ppl = exp(out->nll);
+        out->kl = kl / (double)n_pred;
+        out->top1 = (double)agree / (double)n_pred;
+    }
+    free(a), free(b), free(la), free(lb);
+    return rc;
+}
