@@ -182,7 +182,7 @@ static int arena_append(tc_tokenizer *t, const char *s, size_t n, tok_piece *p)
 {
     if (n > UINT32_MAX || t->arena_len + n > UINT32_MAX)
         return TC_ERR;
-    if (t->arena_len + n > t->arena_cap) {
+    if (t->arena_len + n > t->arena_cap || !t->arena) { /* never NULL: pieces point into it */
         size_t cap = t->arena_cap ? t->arena_cap : 4096;
         while (cap < t->arena_len + n)
             cap *= 2;

@@ -6,6 +6,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Set once by main() before any writer runs (see tc_outfile_set_hooks), so
+ * reading it from writers needs no synchronisation. */
+static tc_outfile_hooks g_hooks;
+
+void tc_outfile_set_hooks(const tc_outfile_hooks *hooks)
+{
+    if (hooks)
+        g_hooks = *hooks;
+    else
+        memset(&g_hooks, 0, sizeof g_hooks);
+}
+
+static void tell_finished(const char *tmp)
+{
+    if (g_hooks.finished)
+        g_hooks.finished(g_hooks.ctx, tmp);
+}
+
 int tc_outfile_open(tc_outfile *o, const char *path, tc_error *err)
 {
     memset(o, 0, sizeof *o);
@@ -26,6 +44,8 @@ int tc_outfile_open(tc_outfile *o, const char *path, tc_error *err)
         tc_outfile_abort(o);
         return tc_err(err, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
     }
+    if (g_hooks.created)
+        g_hooks.created(g_hooks.ctx, o->tmp);
     fchmod(fd, 0644);
     o->f = fdopen(fd, "wb");
     if (!o->f) {
@@ -70,6 +90,7 @@ int tc_outfile_commit(tc_outfile *o, tc_error *err)
         return tc_err(err, "%s: write failed: %s", o->path, strerror(errno));
     if (rename(o->tmp, o->path) != 0)
         return tc_err(err, "%s: cannot move the finished file into place: %s", o->path, strerror(errno));
+    tell_finished(o->tmp);
     free(o->tmp);
     o->tmp = NULL;
     free(o->path);
@@ -81,8 +102,10 @@ void tc_outfile_abort(tc_outfile *o)
 {
     if (o->f)
         fclose(o->f);
-    if (o->tmp)
+    if (o->tmp) {
         unlink(o->tmp);
+        tell_finished(o->tmp);
+    }
     free(o->tmp);
     free(o->path);
     memset(o, 0, sizeof *o);

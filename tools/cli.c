@@ -1,15 +1,74 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <string.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "tc/calib.h"
 #include "tc/info.h"
 #include "tc/model_tokenizer.h"
 #include "tc/model.h"
+#include "tc/outfile.h"
+
+/* ---- Signals ----------------------------------------------------------------
+ * The temporaries open right now, in fixed slots the handler can walk without
+ * locks or allocation: a slot's path is complete before `used` is set, and
+ * the handler only reads.  A writer holds one temporary at a time, so a few
+ * slots are plenty; one that finds no free slot is simply not removed. */
+#define CLI_MAX_TEMPS 16
+#define CLI_TEMP_PATH 4096
+
+static struct cli_temp {
+    volatile sig_atomic_t used;
+    char path[CLI_TEMP_PATH];
+} cli_temps[CLI_MAX_TEMPS];
+
+static void temp_created(void *ctx, const char *tmp)
+{
+    (void)ctx;
+    if (strlen(tmp) >= CLI_TEMP_PATH)
+        return;
+    for (int i = 0; i < CLI_MAX_TEMPS; i++) {
+        if (!cli_temps[i].used) {
+            strcpy(cli_temps[i].path, tmp);
+            cli_temps[i].used = 1;
+            return;
+        }
+    }
+}
+
+static void temp_finished(void *ctx, const char *tmp)
+{
+    (void)ctx;
+    for (int i = 0; i < CLI_MAX_TEMPS; i++)
+        if (cli_temps[i].used && strcmp(cli_temps[i].path, tmp) == 0)
+            cli_temps[i].used = 0;
+}
+
+/* Only async-signal-safe calls: unlink and _exit. */
+static void on_signal(int sig)
+{
+    for (int i = 0; i < CLI_MAX_TEMPS; i++)
+        if (cli_temps[i].used)
+            unlink(cli_temps[i].path);
+    _exit(128 + sig);
+}
+
+void cli_install_signals(void)
+{
+    static const tc_outfile_hooks hooks = {temp_created, temp_finished, NULL};
+    tc_outfile_set_hooks(&hooks);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigfillset(&sa.sa_mask); /* one handler run at a time */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
 
 int cli_fail(const char *tool, const tc_error *err)
 {

@@ -13,6 +13,11 @@ enum {
     TC_EXIT_USAGE = 2, /* bad command line */
 };
 
+/* Makes SIGINT, SIGTERM and SIGHUP end the tool cleanly: every temporary
+ * file the library's writers have open is removed and the process exits with
+ * 128 + the signal number (130 for Ctrl-C).  Call first thing in main(). */
+void cli_install_signals(void);
+
 /* Prints "tool: message" on stderr and returns TC_EXIT_FAIL. */
 int cli_fail(const char *tool, const tc_error *err);
 /* Prints "tool: message" and a hint to --help; returns TC_EXIT_USAGE. */

@@ -27,6 +27,24 @@ int tc_outfile_commit(tc_outfile *o, tc_error *err);
  * zeroed struct. */
 void tc_outfile_abort(tc_outfile *o);
 
+/* Hooks told about every temporary file: `created` right after it exists,
+ * `finished` once it was renamed into place or removed.  A program uses them
+ * to remove its temporaries when a signal ends it (tools/cli.c does, for
+ * SIGINT, SIGTERM and SIGHUP).  tmp is only valid during the call.  A
+ * temporary created a few instructions before `created` runs, or one left by
+ * SIGKILL, is still left behind: the target itself is never partial. */
+typedef struct tc_outfile_hooks {
+    void (*created)(void *ctx, const char *tmp);
+    void (*finished)(void *ctx, const char *tmp);
+    void *ctx;
+} tc_outfile_hooks;
+
+/* Registers hooks for every later tc_outfile of the process (NULL: none).
+ * The library's only process-wide setting, so it is meant to be called once
+ * by main() before any thread starts or any file is written; see "Signals"
+ * in docs/ARCHITECTURE.md for why it is not a per-writer argument. */
+void tc_outfile_set_hooks(const tc_outfile_hooks *hooks);
+
 /* Whether two paths name the same existing file (so a tool can refuse to
  * overwrite its input). */
 int tc_same_file(const char *a, const char *b);

@@ -1,0 +1,9 @@
+/* libFuzzer harness: a llama2.c checkpoint, then the model view over it. */
+#include "targets.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return fz_llama2c(data, size);
+}
