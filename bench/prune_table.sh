@@ -3,7 +3,8 @@
 # calibration: stories260K, llama2xs and babyllama105 (TinyStories: the last
 # 2000 lines calibrate, the first 6000 evaluate) and deep16 (Gutenberg held-out
 # text: the first 1000 lines calibrate, the rest evaluate).
-# Prints a Markdown table; needs the assets and a build in ./build.
+# Prints a Markdown table; needs the assets and a build in ./build.  THREADS (default 1)
+# and SAMPLES (default 32) are passed to tc-prune.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${TC_BIN:-$here/build}
@@ -21,7 +22,7 @@ row() { # name model-args calib eval what k
   local name=$1 model=$2 calib=$3 eval=$4 what=$5 k=$6
   for crit in cos dnll kl; do
     # shellcheck disable=SC2086
-    "$bin/tc-prune" -q $model --calib "$calib" --samples "$samples" --seq-len 256 --criterion "$crit" \
+    "$bin/tc-prune" -q --threads "${THREADS:-1}" $model --calib "$calib" --samples "$samples" --seq-len 256 --criterion "$crit" \
         "--drop-$what" "$k" --dry-run --eval "$eval" --json > "$tmp/out.json"
     python3 - "$tmp/out.json" "$name" "$what" "$k" "$crit" <<'PY'
 import json, sys

@@ -3,37 +3,12 @@
  * clear errors with the documented exit codes. */
 #include "testutil.h"
 
-#include <sys/wait.h>
 
 #include <cjson/cJSON.h>
 
 #include "tc/model.h"
 #include "tc/report.h"
 #include "tc/synth.h"
-
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t cap = 1 << 16, len = 0, k;
-    char *buf = malloc(cap);
-    while ((k = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += k;
-        if (len + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = '\0';
-    int st = pclose(p);
-    *out = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static const char *bin(void)
-{
-    const char *b = getenv("TC_BIN");
-    return b && *b ? b : "./build";
-}
 
 static int layers_of(const char *path)
 {
@@ -74,8 +49,8 @@ static void test_report(const char *dir)
 
     /* --dry-run --json: the plan, nothing written */
     snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s' --report '%s' --drop-attn 1 --drop-blocks 1 --dry-run --json",
-             bin(), model, out, report);
-    CHECK(run(cmd, &o) == 0);
+             tu_bin(), model, out, report);
+    CHECK(tu_run(cmd, &o) == 0);
     cJSON *j = cJSON_Parse(o);
     CHECK_MSG(j != NULL, "not JSON: %s", o);
     if (j) {
@@ -94,18 +69,18 @@ static void test_report(const char *dir)
     CHECK(access(out, F_OK) != 0);
 
     /* Written: the plan on stderr first, then the file. */
-    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s' --report '%s' --drop-attn 1 --drop-blocks 1 2>&1", bin(),
+    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s' --report '%s' --drop-attn 1 --drop-blocks 1 2>&1", tu_bin(),
              model, out, report);
-    CHECK(run(cmd, &o) == 0);
+    CHECK(tu_run(cmd, &o) == 0);
     CHECK(strstr(o, "drop layer   1  block") && strstr(o, "drop layer   2  attn") && strstr(o, "KV bytes/token"));
     CHECK(strstr(o, "predicted savings") < strstr(o, "wrote"));
     free(o);
     CHECK(layers_of(out) == 3);
 
     /* A report for another model is refused. */
-    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s/x.gguf' --report '%s' --drop-attn 1 2>&1", bin(), out, dir,
+    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s/x.gguf' --report '%s' --drop-attn 1 2>&1", tu_bin(), out, dir,
              report);
-    CHECK(run(cmd, &o) == 1 && strstr(o, "covers 4 layers"));
+    CHECK(tu_run(cmd, &o) == 1 && strstr(o, "covers 4 layers"));
     free(o);
 
     /* Command-line mistakes: exit 2 with the reason. */
@@ -122,28 +97,28 @@ static void test_report(const char *dir)
         {"--iterative --drop-attn 1", "needs --calib"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s/y.gguf' %s 2>&1", bin(), model, dir, bad[i].args);
-        int rc = run(cmd, &o);
+        snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s/y.gguf' %s 2>&1", tu_bin(), model, dir, bad[i].args);
+        int rc = tu_run(cmd, &o);
         CHECK_MSG(rc == 2 && strstr(o, bad[i].needle), "'%s': exit %d, %s", bad[i].args, rc, o);
         free(o);
     }
     /* Failures of the work: exit 1, one line naming the file. */
-    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s' --layers attn:1 -q 2>&1", bin(), model, model);
-    CHECK(run(cmd, &o) == 1 && strstr(o, "overwrite the input"));
+    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s' --layers attn:1 -q 2>&1", tu_bin(), model, model);
+    CHECK(tu_run(cmd, &o) == 1 && strstr(o, "overwrite the input"));
     free(o);
-    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s/z.bin' --format llama2c --layers mlp:1 -q 2>&1", bin(), model,
+    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s/z.bin' --format llama2c --layers mlp:1 -q 2>&1", tu_bin(), model,
              dir);
-    CHECK(run(cmd, &o) == 1 && strstr(o, "llama2.c") && strstr(o, "z.bin"));
+    CHECK(tu_run(cmd, &o) == 1 && strstr(o, "llama2.c") && strstr(o, "z.bin"));
     free(o);
     /* Formats: HF keeps the drop lists, llama2.c takes a block drop. */
-    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s/h' --format hf --layers attn:0,mlp:3 -q", bin(), model, dir);
-    CHECK(run(cmd, &o) == 0);
+    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s/h' --format hf --layers attn:0,mlp:3 -q", tu_bin(), model, dir);
+    CHECK(tu_run(cmd, &o) == 0);
     free(o);
     snprintf(cmd, sizeof cmd, "%s/h", dir);
     CHECK(layers_of(cmd) == 4);
-    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s/l.bin' --format llama2c --layers block:0-1 -q", bin(), model,
+    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s/l.bin' --format llama2c --layers block:0-1 -q", tu_bin(), model,
              dir);
-    CHECK(run(cmd, &o) == 0);
+    CHECK(tu_run(cmd, &o) == 0);
     free(o);
     snprintf(cmd, sizeof cmd, "%s/l.bin", dir);
     CHECK(layers_of(cmd) == 2);
@@ -161,8 +136,8 @@ static void test_stories(const char *dir)
     snprintf(cmd, sizeof cmd,
              "%s/tc-prune '%s' -o '%s/s.gguf' --calib '%s' --samples 4 --seq-len 64 --criterion kl --drop-mlp 1 "
              "--keep-first 1 --keep-last 1 --eval '%s' --json -q",
-             bin(), model, dir, text, text);
-    CHECK(run(cmd, &o) == 0);
+             tu_bin(), model, dir, text, text);
+    CHECK(tu_run(cmd, &o) == 0);
     cJSON *j = cJSON_Parse(o);
     CHECK_MSG(j != NULL, "not JSON: %s", o);
     if (j) {
@@ -185,7 +160,7 @@ static void test_stories(const char *dir)
 int main(void)
 {
     char probe[600], dir[256];
-    snprintf(probe, sizeof probe, "%s/tc-prune", bin());
+    snprintf(probe, sizeof probe, "%s/tc-prune", tu_bin());
     if (access(probe, X_OK) != 0)
         return tu_skip("tc-prune is not built (set TC_BIN)");
     if (!tu_tmpdir(dir, sizeof dir))

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include <cjson/cJSON.h>
 
@@ -346,24 +345,6 @@ static void test_calibrated(const char *dir)
     tc_model_close(&m);
 }
 
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t cap = 1 << 16, len = 0, k;
-    char *buf = malloc(cap);
-    while ((k = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += k;
-        if (len + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = '\0';
-    int st = pclose(p);
-    *out = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void test_tool(const char *dir)
 {
     char mp[512], tp[512], cmd[2048], *out;
@@ -379,7 +360,7 @@ static void test_tool(const char *dir)
              "%s/tc-quantize %s -o %s/tool.tmodel --method calibrated --calib %s --samples 3 --seq-len 32 "
              "--group 64 --layout i2 --json -q --threads 1",
              bin, mp, dir, tp);
-    CHECK(run(cmd, &out) == 0);
+    CHECK(tu_run(cmd, &out) == 0);
     cJSON *j = cJSON_Parse(out);
     CHECK(j != NULL);
     if (j) {
@@ -393,13 +374,13 @@ static void test_tool(const char *dir)
     cJSON_Delete(j);
     free(out);
     snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/tool.tmodel --method calibrated 2>&1", bin, mp, dir);
-    CHECK(run(cmd, &out) == 2);
+    CHECK(tu_run(cmd, &out) == 2);
     free(out);
     snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/tool.gguf --format gguf-tq2 --strict -q 2>&1", bin, mp, dir);
-    CHECK(run(cmd, &out) == 1 && strstr(out, "256"));
+    CHECK(tu_run(cmd, &out) == 1 && strstr(out, "256"));
     free(out);
     snprintf(cmd, sizeof cmd, "%s/tc-quantize %s/tool.tmodel -o %s/x.tmodel 2>&1", bin, dir, dir);
-    CHECK(run(cmd, &out) == 1);
+    CHECK(tu_run(cmd, &out) == 1);
     free(out);
 }
 

@@ -4,54 +4,14 @@
  * 0.5 % for F16/BF16; the JSON report is what docs/REPORT.md promises. */
 #include "testutil.h"
 
-#include <sys/wait.h>
 
 #include <cjson/cJSON.h>
-
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t cap = 1 << 16, len = 0, k;
-    char *buf = malloc(cap);
-    while ((k = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += k;
-        if (len + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = '\0';
-    int st = pclose(p);
-    *out = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc(1, (size_t)n + 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n)
-        s[0] = '\0';
-    fclose(f);
-    return s;
-}
-
-static const char *bin(void)
-{
-    const char *b = getenv("TC_BIN");
-    return b && *b ? b : "./build";
-}
 
 static void test_greedy(const char *assets)
 {
     char expected_path[600];
     snprintf(expected_path, sizeof expected_path, "%s/models/stories260K/greedy200_expected.txt", assets);
-    char *expected = slurp(expected_path);
+    char *expected = tu_slurp(expected_path);
     if (!expected)
         return;
     const char *models[] = {
@@ -64,8 +24,8 @@ static void test_greedy(const char *assets)
         char fmt[300];
         snprintf(fmt, sizeof fmt, "%%s/%s", models[i]);
         snprintf(model, sizeof model, fmt, assets, assets);
-        snprintf(cmd, sizeof cmd, "%s/tc-run -q %s --generate '' -n 200 --temp 0", bin(), model);
-        CHECK(run(cmd, &out) == 0);
+        snprintf(cmd, sizeof cmd, "%s/tc-run -q %s --generate '' -n 200 --temp 0", tu_bin(), model);
+        CHECK(tu_run(cmd, &out) == 0);
         CHECK_MSG(strcmp(out, expected) == 0, "greedy output of %s differs:\n%s", models[i], out);
         free(out);
     }
@@ -75,10 +35,10 @@ static void test_greedy(const char *assets)
 static double ppl_of(const char *model, const char *tokenizer, const char *text)
 {
     char cmd[1500], *out;
-    snprintf(cmd, sizeof cmd, "%s/tc-run -q --json '%s' --tokenizer '%s' --ppl '%s' --seq-len 128", bin(), model,
+    snprintf(cmd, sizeof cmd, "%s/tc-run -q --json '%s' --tokenizer '%s' --ppl '%s' --seq-len 128", tu_bin(), model,
              tokenizer, text);
     double ppl = -1;
-    if (run(cmd, &out) == 0) {
+    if (tu_run(cmd, &out) == 0) {
         cJSON *j = cJSON_Parse(out);
         cJSON *p = j ? cJSON_GetObjectItem(j, "ppl") : NULL;
         if (cJSON_IsNumber(p))
@@ -128,11 +88,11 @@ static void test_analyze_report(const char *assets, const char *dir)
     snprintf(cmd, sizeof cmd,
              "%s/tc-analyze -q '%s/models/stories260K/stories260K.gguf' --calib '%s/text/tinystories_valid_1000.txt' "
              "--samples 8 --seq-len 128 --report '%s' --html '%s'",
-             bin(), assets, assets, report, html);
-    CHECK(run(cmd, &out) == 0);
+             tu_bin(), assets, assets, report, html);
+    CHECK(tu_run(cmd, &out) == 0);
     CHECK(strstr(out, "rank") != NULL);
     free(out);
-    char *text = slurp(report);
+    char *text = tu_slurp(report);
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     CHECK(j != NULL);
     if (j) {
@@ -152,7 +112,7 @@ static void test_analyze_report(const char *assets, const char *dir)
     }
     cJSON_Delete(j);
     free(text);
-    char *h = slurp(html);
+    char *h = tu_slurp(html);
     CHECK(h && strstr(h, "<svg"));
     free(h);
     unlink(report);
@@ -162,7 +122,7 @@ static void test_analyze_report(const char *assets, const char *dir)
 int main(void)
 {
     char probe[600], dir[256];
-    snprintf(probe, sizeof probe, "%s/tc-run", bin());
+    snprintf(probe, sizeof probe, "%s/tc-run", tu_bin());
     if (access(probe, X_OK) != 0)
         return tu_skip("the tools are not built (set TC_BIN)");
     const char *assets = tu_assets();

@@ -2,51 +2,25 @@
  * on every asset model, exit codes, and one clear line for a bad file. */
 #include "testutil.h"
 
-#include <sys/wait.h>
 
 #include <cjson/cJSON.h>
 
 static const char *const tools[] = {"tc-analyze", "tc-prune", "tc-quantize", "tc-run"};
 
 /* Runs a shell command; captures stdout (and stderr when merge) into a malloc'd buffer. */
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t k;
-    while ((k = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += k;
-        if (len + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = '\0';
-    int st = pclose(p);
-    *out = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static const char *bin(void)
-{
-    const char *b = getenv("TC_BIN");
-    return b && *b ? b : "./build";
-}
-
 static void test_help_and_usage(void)
 {
     char cmd[1024], *out;
     for (size_t i = 0; i < 4; i++) {
-        snprintf(cmd, sizeof cmd, "%s/%s --help", bin(), tools[i]);
-        CHECK(run(cmd, &out) == 0);
+        snprintf(cmd, sizeof cmd, "%s/%s --help", tu_bin(), tools[i]);
+        CHECK(tu_run(cmd, &out) == 0);
         CHECK(strstr(out, "Usage:") && strstr(out, "--info") && strstr(out, "Exit codes"));
         free(out);
-        snprintf(cmd, sizeof cmd, "%s/%s --no-such-option 2>&1", bin(), tools[i]);
-        CHECK(run(cmd, &out) == 2);
+        snprintf(cmd, sizeof cmd, "%s/%s --no-such-option 2>&1", tu_bin(), tools[i]);
+        CHECK(tu_run(cmd, &out) == 2);
         free(out);
-        snprintf(cmd, sizeof cmd, "%s/%s --version", bin(), tools[i]);
-        CHECK(run(cmd, &out) == 0 && strstr(out, tools[i]));
+        snprintf(cmd, sizeof cmd, "%s/%s --version", tu_bin(), tools[i]);
+        CHECK(tu_run(cmd, &out) == 0 && strstr(out, tools[i]));
         free(out);
     }
 }
@@ -74,8 +48,8 @@ static void test_info(void)
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         if (!tu_asset(path, sizeof path, models[i].rel))
             continue;
-        snprintf(cmd, sizeof cmd, "%s/tc-analyze --info --json '%s'", bin(), path);
-        CHECK(run(cmd, &out) == 0);
+        snprintf(cmd, sizeof cmd, "%s/tc-analyze --info --json '%s'", tu_bin(), path);
+        CHECK(tu_run(cmd, &out) == 0);
         cJSON *j = cJSON_Parse(out);
         CHECK_MSG(j != NULL, "%s: --json output is not JSON", models[i].rel);
         for (size_t k = 0; j && k < sizeof keys / sizeof keys[0]; k++)
@@ -88,8 +62,8 @@ static void test_info(void)
         }
         cJSON_Delete(j);
         free(out);
-        snprintf(cmd, sizeof cmd, "%s/tc-run --info '%s'", bin(), path);
-        CHECK(run(cmd, &out) == 0 && strstr(out, "bits per weight"));
+        snprintf(cmd, sizeof cmd, "%s/tc-run --info '%s'", tu_bin(), path);
+        CHECK(tu_run(cmd, &out) == 0 && strstr(out, "bits per weight"));
         free(out);
     }
 }
@@ -104,8 +78,8 @@ static void test_bad_file(void)
     fwrite("GGUF\x03\x00\x00\x00\xff\xff", 1, 10, f);
     fclose(f);
     for (size_t i = 0; i < 4; i++) {
-        snprintf(cmd, sizeof cmd, "%s/%s --info '%s' 2>&1 >/dev/null", bin(), tools[i], path);
-        CHECK(run(cmd, &out) == 1);
+        snprintf(cmd, sizeof cmd, "%s/%s --info '%s' 2>&1 >/dev/null", tu_bin(), tools[i], path);
+        CHECK(tu_run(cmd, &out) == 1);
         /* One line, naming the tool and the file. */
         char *nl = strchr(out, '\n');
         CHECK(nl && nl[1] == '\0');
@@ -119,7 +93,7 @@ static void test_bad_file(void)
 int main(void)
 {
     char probe[600];
-    snprintf(probe, sizeof probe, "%s/tc-analyze", bin());
+    snprintf(probe, sizeof probe, "%s/tc-analyze", tu_bin());
     if (access(probe, X_OK) != 0)
         return tu_skip("the tools are not built (set TC_BIN)");
     test_help_and_usage();

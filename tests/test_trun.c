@@ -16,7 +16,6 @@
 #include "testutil.h"
 
 #include <stdint.h>
-#include <sys/wait.h>
 
 #include <cjson/cJSON.h>
 
@@ -260,24 +259,6 @@ static void test_random_model(void)
 
 /* ---- the tool, on a real model ------------------------------------------- */
 
-static int run_cmd(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return -1;
-    size_t cap = 1 << 16, len = 0, k;
-    char *buf = malloc(cap);
-    while ((k = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += k;
-        if (len + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = '\0';
-    int st = pclose(p);
-    *out = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static double json_num(const char *text, const char *key)
 {
     cJSON *j = cJSON_Parse(text);
@@ -328,26 +309,26 @@ static int test_tool(void)
     tc_model_close(&m);
 
     snprintf(cmd, sizeof cmd, "%s/tc-run %s --verify --threads 2", bin, packed);
-    CHECK(run_cmd(cmd, &out) == 0);
+    CHECK(tu_run(cmd, &out) == 0);
     CHECK(strstr(out, "verify: OK") && strstr(out, " 0 mismatches"));
     free(out);
 
     snprintf(cmd, sizeof cmd, "%s/tc-run %s --compare %s --eval %s --seq-len 64 --json -q", bin,
              packed, model, eval);
-    CHECK(run_cmd(cmd, &out) == 0);
+    CHECK(tu_run(cmd, &out) == 0);
     double ppl_cmp = json_num(out, "ppl_original"), ppl_q = json_num(out, "ppl_packed");
     double kl = json_num(out, "kl_mean"), top = json_num(out, "top1_agreement");
     CHECK(ppl_q > 1 && kl >= 0 && top >= 0 && top <= 1);
     free(out);
     snprintf(cmd, sizeof cmd, "%s/tc-run %s --ppl %s --seq-len 64 --json -q", bin, model, eval);
-    CHECK(run_cmd(cmd, &out) == 0);
+    CHECK(tu_run(cmd, &out) == 0);
     double ppl_run = json_num(out, "ppl");
     free(out);
     snprintf(cmd, sizeof cmd,
              "%s/tc-analyze %s --calib %s --samples 100000 --seq-len 64 --no-measured --json -q "
              "2>/dev/null",
              bin, model, eval);
-    CHECK(run_cmd(cmd, &out) == 0);
+    CHECK(tu_run(cmd, &out) == 0);
     double ppl_an = json_num(out, "ppl");
     free(out);
     printf("stories260K fp32 perplexity: tc-run %.6f, tc-analyze %.6f, tc-run --compare %.6f; "
@@ -359,7 +340,7 @@ static int test_tool(void)
     /* A truncated packed file: exit 1 and one sentence naming it. */
     snprintf(cmd, sizeof cmd, "truncate -s 5000 %s && %s/tc-run %s --verify 2>&1", packed, bin,
              packed);
-    CHECK(run_cmd(cmd, &out) == 1);
+    CHECK(tu_run(cmd, &out) == 1);
     CHECK(strstr(out, packed) != NULL);
     free(out);
     remove(packed);

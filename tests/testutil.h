@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int tu_failures;
@@ -89,6 +90,49 @@ static inline const char *tu_tmpdir(char *buf, size_t n)
     const char *base = getenv("TMPDIR");
     snprintf(buf, n, "%s/tc-test-XXXXXX", base && *base ? base : "/tmp");
     return mkdtemp(buf);
+}
+
+/* Runs a shell command, capturing its stdout into a malloc'd string (*out,
+ * always set); returns its exit status, or -1 when it did not exit. */
+static inline int tu_run(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    size_t cap = 1 << 16, len = 0, k;
+    char *buf = malloc(cap);
+    while (p && (k = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += k;
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    *out = buf;
+    if (!p)
+        return -1;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A whole file as a malloc'd string, or NULL. */
+static inline char *tu_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = calloc(1, (size_t)(n > 0 ? n : 0) + 1);
+    if (n > 0 && fread(s, 1, (size_t)n, f) != (size_t)n)
+        s[0] = '\0';
+    fclose(f);
+    return s;
+}
+
+/* Where the built tools are (TC_BIN, set by ctest). */
+static inline const char *tu_bin(void)
+{
+    const char *b = getenv("TC_BIN");
+    return b && *b ? b : "./build";
 }
 
 static inline int tu_skip(const char *why)

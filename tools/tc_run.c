@@ -76,26 +76,38 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The prompt's ids with BOS (when the model has one) in front; malloc'd. */
+static int encode_prompt(tc_tokenizer *tok, const char *prompt, int32_t model_bos, int32_t **out, size_t *n_out,
+                         tc_error *err)
+{
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    int32_t bos = tc_tokenizer_bos(tok) >= 0 ? tc_tokenizer_bos(tok) : model_bos;
+    if (tc_tokenizer_encode(tok, prompt, strlen(prompt), 0, &ids, &n_ids, err))
+        return TC_ERR;
+    int32_t *p = malloc((n_ids + 1) * sizeof *p);
+    if (!p) {
+        free(ids);
+        return tc_err(err, "out of memory");
+    }
+    size_t n = 0;
+    if (bos >= 0)
+        p[n++] = bos;
+    memcpy(p + n, ids, n_ids * sizeof *ids);
+    free(ids);
+    *out = p;
+    *n_out = n + n_ids;
+    return TC_OK;
+}
+
 /* Streams generated text to stdout token by token. */
 static int generate(const tc_model *m, tc_tokenizer *tok, const char *prompt, long steps, float temp,
                     unsigned long long seed, const cli_common *com, tc_error *err)
 {
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
-    int32_t bos = tc_tokenizer_bos(tok) >= 0 ? tc_tokenizer_bos(tok) : m->cfg.bos_id;
-    if (tc_tokenizer_encode(tok, prompt, strlen(prompt), 0, &ids, &n_ids, err))
+    int32_t *prompt_ids;
+    size_t n_prompt;
+    if (encode_prompt(tok, prompt, m->cfg.bos_id, &prompt_ids, &n_prompt, err))
         return TC_ERR;
-    int32_t *prompt_ids = malloc((n_ids + 1) * sizeof *prompt_ids);
-    if (!prompt_ids) {
-        free(ids);
-        return tc_err(err, "out of memory");
-    }
-    size_t n_prompt = 0;
-    if (bos >= 0)
-        prompt_ids[n_prompt++] = bos;
-    memcpy(prompt_ids + n_prompt, ids, n_ids * sizeof *ids);
-    n_prompt += n_ids;
-    free(ids);
     if (n_prompt == 0) {
         free(prompt_ids);
         return tc_err(err, "the prompt is empty and the model has no BOS token");
@@ -639,22 +651,10 @@ static int generate_packed(const tc_tmodel *tm, tc_tokenizer *tok, const char *p
                            float temp, unsigned long long seed, const run_cfg *rcfg,
                            const cli_common *com, tc_error *err)
 {
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
-    int32_t bos = tc_tokenizer_bos(tok) >= 0 ? tc_tokenizer_bos(tok) : tm->cfg.bos_id;
-    if (tc_tokenizer_encode(tok, prompt, strlen(prompt), 0, &ids, &n_ids, err))
+    int32_t *pids;
+    size_t n_prompt;
+    if (encode_prompt(tok, prompt, tm->cfg.bos_id, &pids, &n_prompt, err))
         return TC_ERR;
-    int32_t *pids = malloc((n_ids + 1) * sizeof *pids);
-    if (!pids) {
-        free(ids);
-        return tc_err(err, "out of memory");
-    }
-    size_t n_prompt = 0;
-    if (bos >= 0)
-        pids[n_prompt++] = bos;
-    memcpy(pids + n_prompt, ids, n_ids * sizeof *ids);
-    n_prompt += n_ids;
-    free(ids);
     int max_len = tm->cfg.max_seq_len > 0 ? tm->cfg.max_seq_len : 2048;
     steps = steps - (long)n_prompt + 1;
     if ((long)n_prompt + steps > max_len)
