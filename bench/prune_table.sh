@@ -38,15 +38,19 @@ PY
   done
 }
 
-echo "| model | drop | criterion | modules dropped | PPL before | PPL after | ΔPPL | KL | top-1 |"
-echo "|---|---|---|---|---|---|---|---|---|"
+if [ -z "${NO_HEADER:-}" ]; then
+  echo "| model | drop | criterion | modules dropped | PPL before | PPL after | ΔPPL | KL | top-1 |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+fi
 s=$assets/models
 for spec in "stories260K|$s/stories260K/stories260K.bin --tokenizer $s/stories260K/tok512.bin" \
             "llama2xs|$s/llama2xs/llama2xs.bin --tokenizer $s/stories260K/tok512.bin" \
-            "babyllama105|$s/babyllama105-hf"; do
+            "babyllama105|$s/babyllama105/babyllama105.bin --tokenizer $s/babyllama105/tok105.bin"; do
   name=${spec%%|*}; model=${spec#*|}
+  case " ${ONLY:-$name} " in *" $name "*) ;; *) continue ;; esac
   for k in 1 2; do row "$name" "$model" "$tmp/ts_calib.txt" "$tmp/ts_eval.txt" attn "$k"; done
   row "$name" "$model" "$tmp/ts_calib.txt" "$tmp/ts_eval.txt" blocks 1
 done
+case " ${ONLY:-deep16} " in *" deep16 "*) ;; *) exit 0 ;; esac
 for k in 1 2 4; do row deep16 "$s/deep16-hf" "$tmp/gb_calib.txt" "$tmp/gb_eval.txt" attn "$k"; done
 for k in 1 2; do row deep16 "$s/deep16-hf" "$tmp/gb_calib.txt" "$tmp/gb_eval.txt" blocks "$k"; done
