@@ -4,7 +4,8 @@
 # 2000 lines calibrate, the first 6000 evaluate) and deep16 (Gutenberg held-out
 # text: the first 1000 lines calibrate, the rest evaluate).
 # Prints a Markdown table; needs the assets and a build in ./build.  THREADS (default 1)
-# and SAMPLES (default 32) are passed to tc-prune.
+# and SAMPLES (default 32) are passed to tc-prune; ONLY="name ..." runs a subset of the
+# models and NO_HEADER=1 leaves out the header (to append to an earlier table).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${TC_BIN:-$here/build}
