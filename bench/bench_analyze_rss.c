@@ -9,6 +9,7 @@
  * vocab 32000; 13.5 GB) written with the synthetic generator to
  * /tmp/tc-bench-7b.gguf (reused when present; removed unless --keep), then
  * analysed (cosines only) on 2 sequences of --tokens/2 tokens. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,9 @@ static double peak_rss_bytes(void)
 
 int main(int argc, char **argv)
 {
+    /* As the tools do (tools/cli.c): freed layers stay in the heap for the next one. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     const char *path = "/tmp/tc-bench-7b.gguf";
     int layers = 32, dim = 4096, ffn = 11008, heads = 32, vocab = 32000, tokens = 256, keep = 0, json = 0;
     for (int i = 1; i < argc; i++) {

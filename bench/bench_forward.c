@@ -8,6 +8,7 @@
  * random model of the same shape. */
 #include <cblas.h>
 #include <stdint.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,9 @@ static double sgemm_seconds(const tc_config *c, size_t T, int threads)
 
 int main(int argc, char **argv)
 {
+    /* As the tools do (tools/cli.c): freed layers stay in the heap for the next one. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     bench_opts o;
     if (parse(argc, argv, &o))
         return 2;

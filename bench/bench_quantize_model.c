@@ -12,6 +12,7 @@
  * also runs the calibration tokens through each layer and builds X^T X. */
 #include <math.h>
 #include <stdint.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,9 @@ static int fail(const tc_error *e)
 
 int main(int argc, char **argv)
 {
+    /* As the tools do (tools/cli.c): freed layers stay in the heap for the next one. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     int json = 0, layers = 22, keep = 0, skip_cal = 0;
     long calib_tokens = 128;
     const char *dir = "/tmp/tc-bench-1b";

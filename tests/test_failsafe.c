@@ -149,7 +149,7 @@ static int slow_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc
 static void child_copy(const char *input, const char *target, int with_signals)
 {
     if (with_signals)
-        cli_install_signals();
+        cli_init();
     tc_model m;
     tc_error err = {{0}};
     if (tc_model_open(&m, input, &err)) {
@@ -258,7 +258,7 @@ static void test_hooks_released(void)
 {
     char target[600];
     join(target, sizeof target, "hooked.safetensors");
-    cli_install_signals();
+    cli_init();
     tc_synth_spec s = {.cfg = tc_synth_config(1, 8, 2, 1, 8, 16), .seed = 3};
     tc_error err = {{0}};
     for (int i = 0; i < CLI_MAX_TEMPS + 2; i++)

@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -57,8 +58,10 @@ static void on_signal(int sig)
     _exit(128 + sig);
 }
 
-void cli_install_signals(void)
+void cli_init(void)
 {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     static const tc_outfile_hooks hooks = {temp_created, temp_finished, NULL};
     tc_outfile_set_hooks(&hooks);
     struct sigaction sa;

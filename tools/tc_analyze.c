@@ -67,7 +67,7 @@ int main(int argc, char **argv)
         {0, 0, 0, 0},
     };
     cli_common com = {0};
-    cli_install_signals();
+    cli_init();
     cli_calib cal = {0};
     const char *report = NULL, *html = NULL;
     int no_measured = 0, no_heads = 0, c, code;

@@ -382,7 +382,7 @@ static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, cJ
 
 int main(int argc, char **argv)
 {
-    cli_install_signals();
+    cli_init();
     args a;
     memset(&a, 0, sizeof a);
     a.po.criterion = TC_CRIT_COS;

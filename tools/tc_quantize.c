@@ -197,7 +197,7 @@ int main(int argc, char **argv)
         {0, 0, 0, 0},
     };
     cli_common com = {0};
-    cli_install_signals();
+    cli_init();
     cli_calib cal = {0};
     const char *out = NULL;
     tc_quantize_opts qo = {.q = {.method = TC_TMETHOD_OPTIMAL, .layout = TC_TPACK_TL2,

@@ -775,7 +775,7 @@ int main(int argc, char **argv)
         {0, 0, 0, 0},
     };
     cli_common com = {0};
-    cli_install_signals();
+    cli_init();
     const char *prompt = NULL, *ppl_file = NULL, *compare_path = NULL, *eval_file = NULL;
     const char *kernel = getenv("TC_KERNEL");
     int verify_flag = 0;

@@ -61,7 +61,7 @@ int main(int argc, char **argv)
         {"format", required_argument, 0, OPT_FORMAT}, {"dtype", required_argument, 0, OPT_DTYPE},
         {0, 0, 0, 0},
     };
-    cli_install_signals();
+    cli_init();
     cli_common com = {0};
     long v[7] = {4, 64, 4, 2, 172, 512, 512}; /* layers dim heads kv ffn vocab context */
     const char *out = NULL, *weak_attn = NULL, *weak_mlp = NULL;
