@@ -100,45 +100,40 @@ static int encode_prompt(tc_tokenizer *tok, const char *prompt, int32_t model_bo
     return TC_OK;
 }
 
-/* Streams generated text to stdout token by token. */
-static int generate(const tc_model *m, tc_tokenizer *tok, const char *prompt, long steps, float temp,
-                    unsigned long long seed, const cli_common *com, tc_error *err)
+/* A runner that appends tokens and leaves the next-token logits: the fp32
+ * decoder or the packed-model runner. */
+typedef int (*feed_fn)(void *runner, const int32_t *tokens, size_t n, float *logits, tc_error *err);
+
+typedef struct gen_stats {
+    long made;
+    double prompt_s, gen_s;
+} gen_stats;
+
+/* Feeds the prompt, then samples, prints and feeds one token at a time.  Like
+ * llama2.c, `steps` counts positions from the first prompt token, so "-n 200"
+ * from BOS alone generates 199 tokens. */
+static int stream_text(feed_fn feed, void *runner, tc_tokenizer *tok, const char *prompt, const int32_t *ids,
+                       size_t n_prompt, long steps, int max_len, int vocab, int32_t eos, float temp,
+                       unsigned long long seed, gen_stats *st, tc_error *err)
 {
-    int32_t *prompt_ids;
-    size_t n_prompt;
-    if (encode_prompt(tok, prompt, m->cfg.bos_id, &prompt_ids, &n_prompt, err))
-        return TC_ERR;
-    if (n_prompt == 0) {
-        free(prompt_ids);
-        return tc_err(err, "the prompt is empty and the model has no BOS token");
-    }
-    tc_decoder *d;
-    tc_decoder_opts dopts = {.n_threads = 1};
-    if (tc_decoder_new(&d, m, &dopts, err)) {
-        free(prompt_ids);
-        return TC_ERR;
-    }
-    /* Like llama2.c, -n counts positions from the first prompt token, so
-     * "-n 200" from BOS alone generates 199 tokens. */
     steps = steps - (long)n_prompt + 1;
-    if ((long)n_prompt + steps > (long)m->cfg.max_seq_len)
-        steps = m->cfg.max_seq_len - (long)n_prompt;
-    if (steps < 0)
-        steps = 0;
-    float *logits = malloc((size_t)m->cfg.vocab_size * sizeof *logits);
-    int rc = logits ? TC_OK : tc_err(err, "out of memory");
+    if ((long)n_prompt + steps > (long)max_len)
+        steps = max_len - (long)n_prompt;
+    float *logits = malloc((size_t)vocab * sizeof *logits);
+    if (!logits)
+        return tc_err(err, "out of memory");
     tc_rng rng;
     tc_rng_seed(&rng, seed);
     double t0 = now();
-    if (rc == TC_OK)
-        rc = tc_decoder_feed(d, prompt_ids, n_prompt, logits, err);
+    int rc = feed(runner, ids, n_prompt, logits, err);
     double t1 = now();
-    int32_t prev = prompt_ids[n_prompt - 1];
-    long made = 0;
-    fputs(prompt, stdout);
-    for (; rc == TC_OK && made < steps; made++) {
-        int32_t next = tc_sample(logits, m->cfg.vocab_size, temp, &rng);
-        if (next == m->cfg.eos_id || next == tc_tokenizer_eos(tok))
+    int32_t prev = ids[n_prompt - 1];
+    st->made = 0;
+    if (rc == TC_OK)
+        fputs(prompt, stdout);
+    for (; rc == TC_OK && st->made < steps; st->made++) {
+        int32_t next = tc_sample(logits, vocab, temp, &rng);
+        if (next == eos || next == tc_tokenizer_eos(tok))
             break;
         const char *piece;
         size_t len;
@@ -146,19 +141,47 @@ static int generate(const tc_model *m, tc_tokenizer *tok, const char *prompt, lo
             fwrite(piece, 1, len, stdout);
         fflush(stdout);
         prev = next;
-        if (made + 1 < steps)
-            rc = tc_decoder_step(d, next, logits, err);
+        if (st->made + 1 < steps)
+            rc = feed(runner, &next, 1, logits, err);
     }
     double t2 = now();
-    if (rc == TC_OK) {
-        if (!com->quiet)
-            fprintf(stderr, "%s: prompt %zu tokens at %.1f tokens/s; generated %ld tokens at %.1f tokens/s\n", TOOL,
-                    n_prompt, (double)n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), made,
-                    (double)made / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
-    }
+    st->prompt_s = t1 - t0 > 0 ? t1 - t0 : 1e-9;
+    st->gen_s = t2 - t1 > 0 ? t2 - t1 : 1e-9;
     free(logits);
-    free(prompt_ids);
+    return rc;
+}
+
+static int feed_decoder(void *d, const int32_t *tokens, size_t n, float *logits, tc_error *err)
+{
+    return tc_decoder_feed(d, tokens, n, logits, err);
+}
+
+static int feed_packed(void *r, const int32_t *tokens, size_t n, float *logits, tc_error *err)
+{
+    return tc_trun_feed(r, tokens, n, logits, 0, err);
+}
+
+/* Streams generated text to stdout token by token. */
+static int generate(const tc_model *m, tc_tokenizer *tok, const char *prompt, long steps, float temp,
+                    unsigned long long seed, const cli_common *com, tc_error *err)
+{
+    int32_t *ids;
+    size_t n_prompt;
+    if (encode_prompt(tok, prompt, m->cfg.bos_id, &ids, &n_prompt, err))
+        return TC_ERR;
+    tc_decoder *d = NULL;
+    tc_decoder_opts dopts = {.n_threads = 1};
+    gen_stats st = {0};
+    int rc = n_prompt == 0 ? tc_err(err, "the prompt is empty and the model has no BOS token")
+                           : tc_decoder_new(&d, m, &dopts, err);
+    if (rc == TC_OK)
+        rc = stream_text(feed_decoder, d, tok, prompt, ids, n_prompt, steps, m->cfg.max_seq_len,
+                         m->cfg.vocab_size, m->cfg.eos_id, temp, seed, &st, err);
+    if (rc == TC_OK && !com->quiet)
+        fprintf(stderr, "%s: prompt %zu tokens at %.1f tokens/s; generated %ld tokens at %.1f tokens/s\n", TOOL,
+                n_prompt, (double)n_prompt / st.prompt_s, st.made, (double)st.made / st.gen_s);
     tc_decoder_free(d);
+    free(ids);
     return rc;
 }
 
@@ -651,57 +674,27 @@ static int generate_packed(const tc_tmodel *tm, tc_tokenizer *tok, const char *p
                            float temp, unsigned long long seed, const run_cfg *rcfg,
                            const cli_common *com, tc_error *err)
 {
-    int32_t *pids;
+    int32_t *ids;
     size_t n_prompt;
-    if (encode_prompt(tok, prompt, tm->cfg.bos_id, &pids, &n_prompt, err))
+    if (encode_prompt(tok, prompt, tm->cfg.bos_id, &ids, &n_prompt, err))
         return TC_ERR;
     int max_len = tm->cfg.max_seq_len > 0 ? tm->cfg.max_seq_len : 2048;
-    steps = steps - (long)n_prompt + 1;
-    if ((long)n_prompt + steps > max_len)
-        steps = max_len - (long)n_prompt;
-    if (steps < 0)
-        steps = 0;
     tc_trun *r = NULL;
     tc_trun_opts o = {TC_TRUN_LUT, rcfg->kernel, rcfg->threads, max_len};
-    float *logits = malloc((size_t)tm->cfg.vocab_size * sizeof *logits);
+    gen_stats st = {0};
     int rc = n_prompt == 0 ? tc_err(err, "the prompt is empty and the model has no BOS token")
-             : !logits     ? tc_err(err, "out of memory")
                            : tc_trun_new(&r, tm, &o, err);
-    tc_rng rng;
-    tc_rng_seed(&rng, seed);
-    double t0 = now();
     if (rc == TC_OK)
-        rc = tc_trun_feed(r, pids, n_prompt, logits, 0, err);
-    double t1 = now();
-    long made = 0;
-    int32_t prev = n_prompt ? pids[n_prompt - 1] : 0;
-    if (rc == TC_OK)
-        fputs(prompt, stdout);
-    for (; rc == TC_OK && made < steps; made++) {
-        int32_t next = tc_sample(logits, tm->cfg.vocab_size, temp, &rng);
-        if (next == tm->cfg.eos_id || next == tc_tokenizer_eos(tok))
-            break;
-        const char *piece;
-        size_t len;
-        if (tc_tokenizer_piece(tok, prev, next, &piece, &len, err) == TC_OK)
-            fwrite(piece, 1, len, stdout);
-        fflush(stdout);
-        prev = next;
-        if (made + 1 < steps)
-            rc = tc_trun_step(r, next, logits, err);
-    }
-    double t2 = now();
+        rc = stream_text(feed_packed, r, tok, prompt, ids, n_prompt, steps, max_len, tm->cfg.vocab_size,
+                         tm->cfg.eos_id, temp, seed, &st, err);
     if (rc == TC_OK && !com->quiet)
         fprintf(stderr,
                 "\n%s: %s kernels, %d thread%s: prompt %zu tokens at %.1f tokens/s; generated %ld "
                 "tokens at %.1f tokens/s\n",
-                TOOL, tc_kpath_name(tc_trun_kernels(r)->path), rcfg->threads,
-                rcfg->threads > 1 ? "s" : "", n_prompt,
-                (double)n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), made,
-                (double)made / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
+                TOOL, tc_kpath_name(tc_trun_kernels(r)->path), rcfg->threads, rcfg->threads > 1 ? "s" : "",
+                n_prompt, (double)n_prompt / st.prompt_s, st.made, (double)st.made / st.gen_s);
     tc_trun_free(r);
-    free(logits);
-    free(pids);
+    free(ids);
     return rc;
 }
 
