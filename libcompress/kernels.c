@@ -15,7 +15,7 @@
 
 const char *tc_kpath_name(tc_kpath path)
 {
-    static const char *names[] = {"auto", "scalar", "avx2", "avx512"};
+    static const char *names[] = {"auto", "scalar", "avx2", "avx512", "avx512vnni"};
     return (unsigned)path < TC_KPATH_COUNT ? names[path] : "?";
 }
 
@@ -26,7 +26,7 @@ int tc_kpath_parse(const char *name, tc_kpath *path, tc_error *err)
             *path = (tc_kpath)p;
             return TC_OK;
         }
-    return tc_err(err, "kernel path '%s' is none of auto, scalar, avx2, avx512", name);
+    return tc_err(err, "kernel path '%s' is none of auto, scalar, avx2, avx512, avx512vnni", name);
 }
 
 int tc_kpath_available(tc_kpath path)
@@ -41,6 +41,9 @@ int tc_kpath_available(tc_kpath path)
     case TC_KPATH_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl");
+    case TC_KPATH_AVX512VNNI:
+        return tc_kpath_available(TC_KPATH_AVX512) && __builtin_cpu_supports("avx512vnni") &&
+               __builtin_cpu_supports("avx512vbmi");
 #endif
     default:
         return 0;
@@ -50,7 +53,7 @@ int tc_kpath_available(tc_kpath path)
 static void pairs_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 static void tl2_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 
-static const struct tc_kimpl kimpl_scalar = {TC_KTAB_I16, pairs_scalar, tl2_scalar};
+static const struct tc_kimpl kimpl_scalar = {TC_KTAB_I16, pairs_scalar, tl2_scalar, NULL};
 
 static const struct tc_kimpl *impl_of(tc_kpath path)
 {
@@ -60,6 +63,8 @@ static const struct tc_kimpl *impl_of(tc_kpath path)
         return &tc_kimpl_avx2;
     case TC_KPATH_AVX512:
         return &tc_kimpl_avx512;
+    case TC_KPATH_AVX512VNNI:
+        return &tc_kimpl_avx512vnni;
 #endif
     default:
         return &kimpl_scalar;
@@ -71,9 +76,10 @@ int tc_kernels_init(tc_kernels *k, tc_kpath want, tc_error *err)
     if ((unsigned)want >= TC_KPATH_COUNT)
         return tc_err(err, "kernel path %d is unknown", (int)want);
     if (want == TC_KPATH_AUTO)
-        want = tc_kpath_available(TC_KPATH_AVX512) ? TC_KPATH_AVX512
-               : tc_kpath_available(TC_KPATH_AVX2) ? TC_KPATH_AVX2
-                                                   : TC_KPATH_SCALAR;
+        want = tc_kpath_available(TC_KPATH_AVX512VNNI) ? TC_KPATH_AVX512VNNI
+               : tc_kpath_available(TC_KPATH_AVX512)   ? TC_KPATH_AVX512
+               : tc_kpath_available(TC_KPATH_AVX2)     ? TC_KPATH_AVX2
+                                                       : TC_KPATH_SCALAR;
     if (!tc_kpath_available(want))
         return tc_err(err, "kernel path %s is not supported by this CPU", tc_kpath_name(want));
     k->path = want;
@@ -262,9 +268,24 @@ static size_t tabs_per_chunk(const tc_tpack_plan *p)
     return p->layout == TC_TPACK_TL2 ? 8 : 2;
 }
 
+/* The table style a path reads for a layout. */
+static tc_ktab_style style_for(const tc_kernels *k, const tc_tpack_plan *p)
+{
+    return p->layout == TC_TPACK_I2 && k->impl->i2 ? TC_KTAB_ACT : k->impl->style;
+}
+
+static tc_kblock_fn fn_for(const tc_kernels *k, const tc_tpack_plan *p)
+{
+    if (p->layout == TC_TPACK_TL2)
+        return k->impl->tl2;
+    return p->layout == TC_TPACK_I2 && k->impl->i2 ? k->impl->i2 : k->impl->pairs;
+}
+
 /* Bytes of the tables of n chunks in a style. */
 static size_t seg_tab_bytes(tc_ktab_style style, const tc_tpack_plan *p, int64_t n)
 {
+    if (style == TC_KTAB_ACT)
+        return TC_KACT_HEADER + (size_t)(n + 15) / 16 * 64;
     size_t per = tabs_per_chunk(p) * 32;
     if (style != TC_KTAB_SPLIT_DUP)
         return (size_t)n * per;
@@ -333,10 +354,28 @@ static void emit_chunk(tc_ktab_style style, const tc_tpack_plan *p, int64_t j, i
     }
 }
 
+/* I2's multiply-add kernel reads the activations themselves and their sum. */
+static void build_act(const tc_tpack_plan *p, const kseg *s, const int8_t *x, uint8_t *dst)
+{
+    size_t n = seg_tab_bytes(TC_KTAB_ACT, p, s->n_chunks);
+    memset(dst, 0, n);
+    int64_t k0 = s->c0 * p->chunk_cols;
+    int32_t sum = 0;
+    for (int64_t k = s->k0; k < s->k1; k++) {
+        dst[TC_KACT_HEADER + (k - k0)] = (uint8_t)x[k];
+        sum += x[k];
+    }
+    memcpy(dst, &sum, sizeof sum);
+}
+
 /* Tables of one segment for one token; activations outside [k0, k1) read 0. */
 static void build_seg(tc_ktab_style style, const tc_tpack_plan *p, const kseg *s,
                       const int8_t *x, uint8_t *dst)
 {
+    if (style == TC_KTAB_ACT) {
+        build_act(p, s, x, dst);
+        return;
+    }
     if (style == TC_KTAB_SPLIT_DUP)
         memset(dst, 0, seg_tab_bytes(style, p, s->n_chunks)); /* a missing odd chunk */
     int64_t cc = p->chunk_cols;
@@ -371,7 +410,7 @@ static int make_segs(tc_kwork *w, const tc_kernels *k, const tc_tpack_plan *p, s
         s->c0 = s->k0 / cc;
         s->n_chunks = (s->k1 + cc - 1) / cc - s->c0;
         s->tab_off = off;
-        off += (seg_tab_bytes(k->impl->style, p, s->n_chunks) + 63) / 64 * 64;
+        off += (seg_tab_bytes(style_for(k, p), p, s->n_chunks) + 63) / 64 * 64;
     }
     *per_tok = off;
     return 0;
@@ -396,7 +435,7 @@ static void kjob_run(void *arg, int worker, int n_workers)
     const tc_tpack_plan *p = j->plan;
     int64_t blocks = p->rows_padded / TILE;
     int64_t b0 = blocks * worker / n_workers, b1 = blocks * (worker + 1) / n_workers;
-    tc_kblock_fn fn = p->layout == TC_TPACK_TL2 ? j->k->impl->tl2 : j->k->impl->pairs;
+    tc_kblock_fn fn = fn_for(j->k, p);
     int32_t out[TILE];
     for (int64_t rb = b0; rb < b1; rb++) {
         const uint8_t *block = j->packed + (uint64_t)rb * p->row_block_bytes;
@@ -435,7 +474,8 @@ int tc_kern_matmul_i32(const tc_kernels *k, tc_kpool *pool, tc_kwork *w,
         int64_t nt = n - t0 < TOKENS_PER_PASS ? n - t0 : TOKENS_PER_PASS;
         for (int64_t t = 0; t < nt; t++)
             for (int64_t g = 0; g < ng; g++)
-                build_seg(k->impl->style, plan, &w->segs[g], xq + (size_t)(t0 + t) * (size_t)plan->cols,
+                build_seg(style_for(k, plan), plan, &w->segs[g],
+                          xq + (size_t)(t0 + t) * (size_t)plan->cols,
                           w->tabs + (size_t)t * per_tok + w->segs[g].tab_off);
         kjob j = {k, plan, packed, w->segs, ng, nt, w->tabs, per_tok,
                   y32 + (size_t)t0 * (size_t)plan->rows * (size_t)ng};

@@ -13,8 +13,20 @@
  *              pairs: per two chunks c, c+1 and table j: low bytes
  *                     [T_c T_c T_c+1 T_c+1] then high bytes alike (256 B);
  *              TL2:   per chunk, plane pair q and nibble h: low bytes
- *                     [T_4q+h twice, T_4q+2+h twice] then high bytes (512 B). */
-typedef enum tc_ktab_style { TC_KTAB_I16, TC_KTAB_SPLIT, TC_KTAB_SPLIT_DUP } tc_ktab_style;
+ *                     [T_4q+h twice, T_4q+2+h twice] then high bytes (512 B).
+ *   ACT        no table: for I2's multiply-add kernel, a header of
+ *              TC_KACT_HEADER bytes whose first int32 is the sum of the
+ *              segment's activations, then the activations themselves (4 per
+ *              chunk), zero outside the group and padded with zeros to a
+ *              multiple of 16 chunks (64 bytes). */
+typedef enum tc_ktab_style {
+    TC_KTAB_I16,
+    TC_KTAB_SPLIT,
+    TC_KTAB_SPLIT_DUP,
+    TC_KTAB_ACT
+} tc_ktab_style;
+
+#define TC_KACT_HEADER 64
 
 /* out[r] = sums of rows 0..31 of one row block over n_chunks chunks starting
  * at w, with the tables of those chunks at tab. */
@@ -22,15 +34,17 @@ typedef void (*tc_kblock_fn)(const uint8_t *w, int64_t n_chunks, const uint8_t *
                              int32_t out[32]);
 
 struct tc_kimpl {
-    tc_ktab_style style;
-    tc_kblock_fn pairs; /* I2 and TL1: they differ only in their tables */
+    tc_ktab_style style; /* of the tables pairs and tl2 read */
+    tc_kblock_fn pairs;  /* I2 and TL1: they differ only in their tables */
     tc_kblock_fn tl2;
+    tc_kblock_fn i2;     /* if not NULL, I2 runs this on TC_KTAB_ACT tables */
 };
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define TC_KERNELS_X86 1
 extern const struct tc_kimpl tc_kimpl_avx2;
 extern const struct tc_kimpl tc_kimpl_avx512;
+extern const struct tc_kimpl tc_kimpl_avx512vnni;
 #endif
 
 /* int16 pair sums fit 63 chunks (|entry| <= 256, two per chunk and lane). */

@@ -32,10 +32,11 @@ typedef enum tc_kpath {
     TC_KPATH_SCALAR, /* portable C */
     TC_KPATH_AVX2,
     TC_KPATH_AVX512, /* AVX-512 F + BW + VL */
+    TC_KPATH_AVX512VNNI, /* the same + VNNI + VBMI: I2 by multiply-add */
     TC_KPATH_COUNT
 } tc_kpath;
 
-/* "auto", "scalar", "avx2", "avx512". */
+/* "auto", "scalar", "avx2", "avx512", "avx512vnni". */
 const char *tc_kpath_name(tc_kpath path);
 /* TC_ERR for a name that is none of those. */
 int tc_kpath_parse(const char *name, tc_kpath *path, tc_error *err);

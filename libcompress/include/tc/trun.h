@@ -57,7 +57,7 @@ void tc_trun_trace_free(tc_trun_trace *t);
  * sizes, or it fails). NULL stops. The trace must outlive its use. */
 void tc_trun_set_trace(tc_trun *r, tc_trun_trace *t, int replay);
 
-/* The kernel path in use ("scalar", "avx2", "avx512"). */
+/* The kernel path in use ("scalar", "avx2", "avx512", "avx512vnni"). */
 const tc_kernels *tc_trun_kernels(const tc_trun *r);
 
 /* Forgets every position (a new sequence). */
