@@ -7,7 +7,7 @@
  * tokens/s of a synthetic 2B-shaped ternary model (dim 2560, 30 layers,
  * ffn 6912, 20 heads, 5 kv heads) built in memory from random codes.
  *
- *   bench_kernels [--json] [--quick] [--paths LIST] [--vocab V] [--decode-tokens N]
+ *   bench_kernels [--json] [--quick] [--decode-only] [--paths LIST] [--vocab V] [--decode-tokens N]
  *
  * GB/s counts the bytes of packed weights (or fp32 / int8 weights for the
  * baselines) read per second; "of DRAM" divides by the streaming read
@@ -411,13 +411,15 @@ static void bench_decode(tc_tpack_layout layout, int vocab, int n_tokens, const 
 
 int main(int argc, char **argv)
 {
-    int json = 0, quick = 0, vocab = 1000, n_dec = 16;
-    const char *path_list = "scalar,avx2,avx512";
+    int json = 0, quick = 0, decode_only = 0, vocab = 1000, n_dec = 16;
+    const char *path_list = "scalar,avx2,avx512,avx512vnni";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             json = 1;
         else if (!strcmp(argv[i], "--quick"))
             quick = 1;
+        else if (!strcmp(argv[i], "--decode-only"))
+            decode_only = 1;
         else if (!strcmp(argv[i], "--paths") && i + 1 < argc)
             path_list = argv[++i];
         else if (!strcmp(argv[i], "--vocab") && i + 1 < argc)
@@ -426,8 +428,8 @@ int main(int argc, char **argv)
             n_dec = atoi(argv[++i]);
         else {
             fprintf(stderr,
-                    "usage: bench_kernels [--json] [--quick] [--paths scalar,avx2,avx512] "
-                    "[--vocab V] [--decode-tokens N]\n");
+                    "usage: bench_kernels [--json] [--quick] [--decode-only] "
+                    "[--paths scalar,avx2,avx512,avx512vnni] [--vocab V] [--decode-tokens N]\n");
             return 2;
         }
     }
@@ -467,7 +469,7 @@ int main(int argc, char **argv)
     printf("%-18s %15s %3s %7s %11s %8s %7s %6s\n", "kernel", "M x K", "thr", "bits/w",
            "us/matvec", "GB/s", "of DRAM", "cpu");
     static const int64_t shapes[4][2] = {{2560, 6912}, {6912, 2560}, {4096, 11008}, {11008, 4096}};
-    for (int s = 0; s < (quick ? 1 : 4); s++)
+    for (int s = 0; s < (decode_only ? 0 : quick ? 1 : 4); s++)
         bench_shape(shapes[s][0], shapes[s][1], paths, n_paths, pools, dram);
     printf("\nend-to-end decode, synthetic 2B-shaped ternary model (dim 2560, 30 layers, ffn 6912, "
            "20/5 heads, row scales, vocab %d, fp32 head)\n",
