@@ -33,11 +33,18 @@ typedef enum tc_ktab_style {
 typedef void (*tc_kblock_fn)(const uint8_t *w, int64_t n_chunks, const uint8_t *tab,
                              int32_t out[32]);
 
+/* The same for TC_KMULTI tokens at once: tabs[t] are the tables of token t,
+ * out is [TC_KMULTI][32]. */
+#define TC_KMULTI 4
+typedef void (*tc_kmulti_fn)(const uint8_t *w, int64_t n_chunks, const uint8_t *const *tabs,
+                             int32_t *out);
+
 struct tc_kimpl {
     tc_ktab_style style; /* of the tables pairs and tl2 read */
     tc_kblock_fn pairs;  /* I2 and TL1: they differ only in their tables */
     tc_kblock_fn tl2;
     tc_kblock_fn i2;     /* if not NULL, I2 runs this on TC_KTAB_ACT tables */
+    tc_kmulti_fn i2_multi; /* and this for TC_KMULTI tokens at once, if not NULL */
 };
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

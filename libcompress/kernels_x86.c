@@ -251,58 +251,85 @@ __attribute__((target(AVX512))) static void tl2_avx512(const uint8_t *w, int64_t
 /* Weights stream at DRAM speed here, so the hardware prefetcher suffices
  * (measured: a software prefetch ahead of the stream was no faster). */
 
-__attribute__((target(VNNI))) static void i2_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
-                                                  int32_t out[32])
-{
-    static const uint8_t spread[4][64] = {
+static const uint8_t vnni_spread[4][64] = {
 #define Q(k) 16 * k, 16 * k + 2, 16 * k + 4, 16 * k + 6, 16 * k + 8, 16 * k + 10, 16 * k + 12, 16 * k + 14
 #define V(k) {Q(k), Q(k), Q(k), Q(k), Q(k), Q(k), Q(k), Q(k)}
-        V(0), V(1), V(2), V(3)
+    V(0), V(1), V(2), V(3)
 #undef V
 #undef Q
-    };
-    static const int32_t pick[8][16] = {
+};
+
+static const int32_t vnni_pick[8][16] = {
 #define P(j) {2 * j, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j, \
               2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1}
-        P(0), P(1), P(2), P(3), P(4), P(5), P(6), P(7)
+    P(0), P(1), P(2), P(3), P(4), P(5), P(6), P(7)
 #undef P
-    };
+};
+
+/* NT tokens at once (a compile-time constant after inlining): the fields
+ * are spread once and multiplied with every token's activations, so a
+ * prompt pays the unpacking once per weight instead of once per token. */
+static inline __attribute__((always_inline, target(VNNI))) void
+i2_vnni_tokens(const uint8_t *w, int64_t n, const uint8_t *const *tabs, int32_t *out, const int NT)
+{
     const __m512i m3 = _mm512_set1_epi8(3);
-    const __m512i s0 = _mm512_loadu_si512(spread[0]), s1 = _mm512_loadu_si512(spread[1]);
-    const __m512i s2 = _mm512_loadu_si512(spread[2]), s3 = _mm512_loadu_si512(spread[3]);
-    const uint8_t *xd = tab + TC_KACT_HEADER;
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    const __m512i s0 = _mm512_loadu_si512(vnni_spread[0]), s1 = _mm512_loadu_si512(vnni_spread[1]);
+    const __m512i s2 = _mm512_loadu_si512(vnni_spread[2]), s3 = _mm512_loadu_si512(vnni_spread[3]);
+    __m512i acc[4][4], X[4];
+    for (int t = 0; t < NT; t++)
+        for (int k = 0; k < 4; k++)
+            acc[t][k] = _mm512_setzero_si512();
     for (int64_t c = 0; c < n; c += 16) {
-        __m512i X = _mm512_loadu_si512(xd + c * 4); /* tables are padded to 16 chunks */
+        for (int t = 0; t < NT; t++) /* tables are padded to 16 chunks */
+            X[t] = _mm512_loadu_si512(tabs[t] + TC_KACT_HEADER + c * 4);
         int64_t end = n - c < 16 ? n - c : 16;
         for (int64_t j = 0; j < end; j += 2) {
             const uint8_t *src = w + (c + j) * 32;
             /* an odd last chunk: its partner's activations are zero, its bytes not read */
             __m512i v = j + 1 < end ? _mm512_loadu_si512(src)
                                     : _mm512_maskz_loadu_epi8(0xffffffffull, src);
-            __m512i xa = _mm512_permutexvar_epi32(_mm512_loadu_si512(pick[j / 2]), X);
-            a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(_mm512_multishift_epi64_epi8(s0, v), m3), xa);
-            a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(_mm512_multishift_epi64_epi8(s1, v), m3), xa);
-            a2 = _mm512_dpbusd_epi32(a2, _mm512_and_si512(_mm512_multishift_epi64_epi8(s2, v), m3), xa);
-            a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(_mm512_multishift_epi64_epi8(s3, v), m3), xa);
+            __m512i f0 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s0, v), m3);
+            __m512i f1 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s1, v), m3);
+            __m512i f2 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s2, v), m3);
+            __m512i f3 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s3, v), m3);
+            __m512i pick = _mm512_loadu_si512(vnni_pick[j / 2]);
+            for (int t = 0; t < NT; t++) {
+                __m512i xa = _mm512_permutexvar_epi32(pick, X[t]);
+                acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], f0, xa);
+                acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], f1, xa);
+                acc[t][2] = _mm512_dpbusd_epi32(acc[t][2], f2, xa);
+                acc[t][3] = _mm512_dpbusd_epi32(acc[t][3], f3, xa);
+            }
         }
     }
-    int32_t sum_x;
-    memcpy(&sum_x, tab, sizeof sum_x);
-    int32_t r[4][16];
-    _mm512_storeu_si512(r[0], a0);
-    _mm512_storeu_si512(r[1], a1);
-    _mm512_storeu_si512(r[2], a2);
-    _mm512_storeu_si512(r[3], a3);
-    for (int k = 0; k < 4; k++)
-        for (int q = 0; q < 4; q++)
-            for (int e = 0; e < 2; e++)
-                out[8 * q + 2 * k + e] = r[k][2 * q + e] + r[k][2 * q + 8 + e] - sum_x;
+    for (int t = 0; t < NT; t++) {
+        int32_t sum_x, r[4][16];
+        memcpy(&sum_x, tabs[t], sizeof sum_x);
+        for (int k = 0; k < 4; k++)
+            _mm512_storeu_si512(r[k], acc[t][k]);
+        for (int k = 0; k < 4; k++)
+            for (int q = 0; q < 4; q++)
+                for (int e = 0; e < 2; e++)
+                    out[32 * t + 8 * q + 2 * k + e] = r[k][2 * q + e] + r[k][2 * q + 8 + e] - sum_x;
+    }
 }
 
-const struct tc_kimpl tc_kimpl_avx2 = {TC_KTAB_SPLIT, pairs_avx2, tl2_avx2, NULL};
-const struct tc_kimpl tc_kimpl_avx512 = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512, NULL};
-const struct tc_kimpl tc_kimpl_avx512vnni = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512, i2_vnni};
+__attribute__((target(VNNI))) static void i2_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
+                                                  int32_t out[32])
+{
+    i2_vnni_tokens(w, n, &tab, out, 1);
+}
+
+__attribute__((target(VNNI))) static void i2_vnni4(const uint8_t *w, int64_t n,
+                                                   const uint8_t *const *tabs, int32_t *out)
+{
+    i2_vnni_tokens(w, n, tabs, out, 4);
+}
+
+const struct tc_kimpl tc_kimpl_avx2 = {TC_KTAB_SPLIT, pairs_avx2, tl2_avx2, NULL, NULL};
+const struct tc_kimpl tc_kimpl_avx512 = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512, NULL, NULL};
+const struct tc_kimpl tc_kimpl_avx512vnni = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512, i2_vnni,
+                                             i2_vnni4};
 
 #else
 /* Not x86-64: only the scalar path exists (kernels.c). */
