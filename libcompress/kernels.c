@@ -3,6 +3,8 @@
 #include "tc/kernels.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,7 +55,7 @@ int tc_kpath_available(tc_kpath path)
 static void pairs_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 static void tl2_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 
-static const struct tc_kimpl kimpl_scalar = {TC_KTAB_I16, pairs_scalar, tl2_scalar, NULL};
+static const struct tc_kimpl kimpl_scalar = {TC_KTAB_I16, pairs_scalar, tl2_scalar, NULL, NULL};
 
 static const struct tc_kimpl *impl_of(tc_kpath path)
 {
@@ -88,6 +90,14 @@ int tc_kernels_init(tc_kernels *k, tc_kpath want, tc_error *err)
 }
 
 /* ---- thread pool --------------------------------------------------------- */
+/* A decode step runs some 200 products of well under a millisecond each, so
+ * waking a sleeping thread per product (tens of microseconds on a futex)
+ * would cost a large share of the step. Workers and the caller therefore
+ * spin for a while on the generation and pending counters before they
+ * sleep on the condition variables; the mutex only orders sleeping and
+ * waking, so no wake-up is lost. */
+
+#define POOL_SPINS 8192
 
 struct tc_kpool {
     int n;
@@ -95,8 +105,8 @@ struct tc_kpool {
     int started;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    uint64_t generation;
-    int pending, quit;
+    _Atomic uint64_t generation;
+    _Atomic int pending, quit;
     void (*fn)(void *, int, int);
     void *ctx;
 };
@@ -106,28 +116,49 @@ typedef struct pool_arg {
     int worker;
 } pool_arg;
 
+/* Spin iteration i. Every 64th gives the core away, so that on a machine
+ * with more runnable threads than cores the thread being waited for can run. */
+static void cpu_relax(int i)
+{
+    if ((i & 63) == 63) {
+        sched_yield();
+        return;
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static int pool_idle(tc_kpool *p, uint64_t seen)
+{
+    return atomic_load(&p->generation) == seen && !atomic_load(&p->quit);
+}
+
 static void *pool_main(void *arg)
 {
     tc_kpool *p = ((pool_arg *)arg)->pool;
     int w = ((pool_arg *)arg)->worker;
     free(arg);
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->quit && p->generation == seen)
-            pthread_cond_wait(&p->go, &p->mu);
-        if (p->quit)
+        for (int i = 0; i < POOL_SPINS && pool_idle(p, seen); i++)
+            cpu_relax(i);
+        if (pool_idle(p, seen)) {
+            pthread_mutex_lock(&p->mu);
+            while (pool_idle(p, seen))
+                pthread_cond_wait(&p->go, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->quit))
             break;
-        seen = p->generation;
-        void (*fn)(void *, int, int) = p->fn;
-        void *ctx = p->ctx;
-        pthread_mutex_unlock(&p->mu);
-        fn(ctx, w, p->n);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0)
+        seen = atomic_load(&p->generation);
+        p->fn(p->ctx, w, p->n);
+        if (atomic_fetch_sub(&p->pending, 1) == 1) {
+            pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -171,7 +202,7 @@ void tc_kpool_free(tc_kpool *p)
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
-    p->quit = 1;
+    atomic_store(&p->quit, 1);
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     for (int w = 1; w <= p->started; w++)
@@ -194,18 +225,22 @@ void tc_kpool_run(tc_kpool *p, void (*fn)(void *ctx, int worker, int n_workers),
         fn(ctx, 0, 1);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
-    p->pending = p->n - 1;
-    p->generation++;
+    atomic_store(&p->pending, p->n - 1);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->generation, 1); /* publishes fn and ctx */
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0)
-        pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < POOL_SPINS && atomic_load(&p->pending) > 0; i++)
+        cpu_relax(i);
+    if (atomic_load(&p->pending) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->pending) > 0)
+            pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }
 
 /* ---- activation tables --------------------------------------------------- */
@@ -429,6 +464,15 @@ typedef struct kjob {
     int32_t *y32; /* [n_tok][rows][n_segs] */
 } kjob;
 
+/* The sums of segment g for token t of one row block go to y32. */
+static void put_sums(const kjob *j, int64_t rb, int rows, int64_t t, int64_t g, const int32_t *out)
+{
+    int32_t *y = j->y32 + ((size_t)t * (size_t)j->plan->rows + (size_t)(rb * TILE)) *
+                              (size_t)j->n_segs + (size_t)g;
+    for (int r = 0; r < rows; r++)
+        y[(size_t)r * (size_t)j->n_segs] = out[r];
+}
+
 static void kjob_run(void *arg, int worker, int n_workers)
 {
     const kjob *j = arg;
@@ -436,20 +480,28 @@ static void kjob_run(void *arg, int worker, int n_workers)
     int64_t blocks = p->rows_padded / TILE;
     int64_t b0 = blocks * worker / n_workers, b1 = blocks * (worker + 1) / n_workers;
     tc_kblock_fn fn = fn_for(j->k, p);
-    int32_t out[TILE];
+    tc_kmulti_fn multi = p->layout == TC_TPACK_I2 && j->k->impl->i2 ? j->k->impl->i2_multi : NULL;
+    int32_t out[TC_KMULTI * TILE];
     for (int64_t rb = b0; rb < b1; rb++) {
         const uint8_t *block = j->packed + (uint64_t)rb * p->row_block_bytes;
         int rows = p->rows - rb * TILE < TILE ? (int)(p->rows - rb * TILE) : TILE;
-        for (int64_t t = 0; t < j->n_tok; t++)
-            for (int64_t g = 0; g < j->n_segs; g++) {
-                const kseg *s = &j->segs[g];
-                fn(block + (uint64_t)s->c0 * p->chunk_bytes, s->n_chunks,
-                   j->tabs + (size_t)t * j->per_tok + s->tab_off, out);
-                int32_t *y = j->y32 + ((size_t)t * (size_t)p->rows + (size_t)(rb * TILE)) *
-                                          (size_t)j->n_segs + (size_t)g;
-                for (int r = 0; r < rows; r++)
-                    y[(size_t)r * (size_t)j->n_segs] = out[r];
+        for (int64_t g = 0; g < j->n_segs; g++) {
+            const kseg *s = &j->segs[g];
+            const uint8_t *w = block + (uint64_t)s->c0 * p->chunk_bytes;
+            int64_t t = 0;
+            for (; multi && t + TC_KMULTI <= j->n_tok; t += TC_KMULTI) {
+                const uint8_t *tabs[TC_KMULTI];
+                for (int i = 0; i < TC_KMULTI; i++)
+                    tabs[i] = j->tabs + (size_t)(t + i) * j->per_tok + s->tab_off;
+                multi(w, s->n_chunks, tabs, out);
+                for (int i = 0; i < TC_KMULTI; i++)
+                    put_sums(j, rb, rows, t + i, g, out + TILE * i);
             }
+            for (; t < j->n_tok; t++) {
+                fn(w, s->n_chunks, j->tabs + (size_t)t * j->per_tok + s->tab_off, out);
+                put_sums(j, rb, rows, t, g, out);
+            }
+        }
     }
 }
 
