@@ -266,64 +266,94 @@ static const int32_t vnni_pick[8][16] = {
 #undef P
 };
 
-/* NT tokens at once (a compile-time constant after inlining): the fields
- * are spread once and multiplied with every token's activations, so a
- * prompt pays the unpacking once per weight instead of once per token. */
-static inline __attribute__((always_inline, target(VNNI))) void
-i2_vnni_tokens(const uint8_t *w, int64_t n, const uint8_t *const *tabs, int32_t *out, const int NT)
+/* Row r of a block is lane 2q+e of vector k (r = 8q+2k+e) for chunk c and
+ * lane 2q+8+e for chunk c+1; the fields' +1 added sum_x. */
+__attribute__((target(VNNI))) static void vnni_store(__m512i a0, __m512i a1, __m512i a2,
+                                                     __m512i a3, const uint8_t *tab, int32_t *out)
 {
-    const __m512i m3 = _mm512_set1_epi8(3);
-    const __m512i s0 = _mm512_loadu_si512(vnni_spread[0]), s1 = _mm512_loadu_si512(vnni_spread[1]);
-    const __m512i s2 = _mm512_loadu_si512(vnni_spread[2]), s3 = _mm512_loadu_si512(vnni_spread[3]);
-    __m512i acc[4][4], X[4];
-    for (int t = 0; t < NT; t++)
-        for (int k = 0; k < 4; k++)
-            acc[t][k] = _mm512_setzero_si512();
-    for (int64_t c = 0; c < n; c += 16) {
-        for (int t = 0; t < NT; t++) /* tables are padded to 16 chunks */
-            X[t] = _mm512_loadu_si512(tabs[t] + TC_KACT_HEADER + c * 4);
-        int64_t end = n - c < 16 ? n - c : 16;
-        for (int64_t j = 0; j < end; j += 2) {
-            const uint8_t *src = w + (c + j) * 32;
-            /* an odd last chunk: its partner's activations are zero, its bytes not read */
-            __m512i v = j + 1 < end ? _mm512_loadu_si512(src)
-                                    : _mm512_maskz_loadu_epi8(0xffffffffull, src);
-            __m512i f0 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s0, v), m3);
-            __m512i f1 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s1, v), m3);
-            __m512i f2 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s2, v), m3);
-            __m512i f3 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s3, v), m3);
-            __m512i pick = _mm512_loadu_si512(vnni_pick[j / 2]);
-            for (int t = 0; t < NT; t++) {
-                __m512i xa = _mm512_permutexvar_epi32(pick, X[t]);
-                acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], f0, xa);
-                acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], f1, xa);
-                acc[t][2] = _mm512_dpbusd_epi32(acc[t][2], f2, xa);
-                acc[t][3] = _mm512_dpbusd_epi32(acc[t][3], f3, xa);
-            }
-        }
-    }
-    for (int t = 0; t < NT; t++) {
-        int32_t sum_x, r[4][16];
-        memcpy(&sum_x, tabs[t], sizeof sum_x);
-        for (int k = 0; k < 4; k++)
-            _mm512_storeu_si512(r[k], acc[t][k]);
-        for (int k = 0; k < 4; k++)
-            for (int q = 0; q < 4; q++)
-                for (int e = 0; e < 2; e++)
-                    out[32 * t + 8 * q + 2 * k + e] = r[k][2 * q + e] + r[k][2 * q + 8 + e] - sum_x;
-    }
+    int32_t sum_x, r[4][16];
+    memcpy(&sum_x, tab, sizeof sum_x);
+    _mm512_storeu_si512(r[0], a0);
+    _mm512_storeu_si512(r[1], a1);
+    _mm512_storeu_si512(r[2], a2);
+    _mm512_storeu_si512(r[3], a3);
+    for (int k = 0; k < 4; k++)
+        for (int q = 0; q < 4; q++)
+            for (int e = 0; e < 2; e++)
+                out[8 * q + 2 * k + e] = r[k][2 * q + e] + r[k][2 * q + 8 + e] - sum_x;
 }
+
+/* The two kernels below share this loop skeleton: the fields of chunks c
+ * and c+1 spread into f0..f3, then multiplied with each token's dwords. */
+#define VNNI_SETUP                                                                             \
+    const __m512i m3 = _mm512_set1_epi8(3);                                                    \
+    const __m512i s0 = _mm512_loadu_si512(vnni_spread[0]);                                     \
+    const __m512i s1 = _mm512_loadu_si512(vnni_spread[1]);                                     \
+    const __m512i s2 = _mm512_loadu_si512(vnni_spread[2]);                                     \
+    const __m512i s3 = _mm512_loadu_si512(vnni_spread[3])
+
+/* an odd last chunk: its partner's activations are zero, its bytes not read */
+#define VNNI_SPREAD(src, whole)                                                                \
+    __m512i v = (whole) ? _mm512_loadu_si512(src) : _mm512_maskz_loadu_epi8(0xffffffffull, src); \
+    __m512i f0 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s0, v), m3);                    \
+    __m512i f1 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s1, v), m3);                    \
+    __m512i f2 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s2, v), m3);                    \
+    __m512i f3 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s3, v), m3)
+
+#define VNNI_DOT(X, a0, a1, a2, a3)                                                            \
+    do {                                                                                       \
+        __m512i xa = _mm512_permutexvar_epi32(pick, X);                                        \
+        a0 = _mm512_dpbusd_epi32(a0, f0, xa);                                                  \
+        a1 = _mm512_dpbusd_epi32(a1, f1, xa);                                                  \
+        a2 = _mm512_dpbusd_epi32(a2, f2, xa);                                                  \
+        a3 = _mm512_dpbusd_epi32(a3, f3, xa);                                                  \
+    } while (0)
 
 __attribute__((target(VNNI))) static void i2_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
                                                   int32_t out[32])
 {
-    i2_vnni_tokens(w, n, &tab, out, 1);
+    VNNI_SETUP;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t c = 0; c < n; c += 16) {
+        __m512i X = _mm512_loadu_si512(tab + TC_KACT_HEADER + c * 4); /* padded to 16 chunks */
+        int64_t end = n - c < 16 ? n - c : 16;
+        for (int64_t j = 0; j < end; j += 2) {
+            VNNI_SPREAD(w + (c + j) * 32, j + 1 < end);
+            __m512i pick = _mm512_loadu_si512(vnni_pick[j / 2]);
+            VNNI_DOT(X, a0, a1, a2, a3);
+        }
+    }
+    vnni_store(a0, a1, a2, a3, tab, out);
 }
 
+/* Four tokens at once: a prompt spreads each weight's fields once for all
+ * four, so the per-token cost is the permute and the multiply-adds. */
 __attribute__((target(VNNI))) static void i2_vnni4(const uint8_t *w, int64_t n,
                                                    const uint8_t *const *tabs, int32_t *out)
 {
-    i2_vnni_tokens(w, n, tabs, out, 4);
+    VNNI_SETUP;
+    __m512i z = _mm512_setzero_si512();
+    __m512i a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
+    __m512i a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
+    for (int64_t c = 0; c < n; c += 16) {
+        __m512i X0 = _mm512_loadu_si512(tabs[0] + TC_KACT_HEADER + c * 4);
+        __m512i X1 = _mm512_loadu_si512(tabs[1] + TC_KACT_HEADER + c * 4);
+        __m512i X2 = _mm512_loadu_si512(tabs[2] + TC_KACT_HEADER + c * 4);
+        __m512i X3 = _mm512_loadu_si512(tabs[3] + TC_KACT_HEADER + c * 4);
+        int64_t end = n - c < 16 ? n - c : 16;
+        for (int64_t j = 0; j < end; j += 2) {
+            VNNI_SPREAD(w + (c + j) * 32, j + 1 < end);
+            __m512i pick = _mm512_loadu_si512(vnni_pick[j / 2]);
+            VNNI_DOT(X0, a00, a01, a02, a03);
+            VNNI_DOT(X1, a10, a11, a12, a13);
+            VNNI_DOT(X2, a20, a21, a22, a23);
+            VNNI_DOT(X3, a30, a31, a32, a33);
+        }
+    }
+    vnni_store(a00, a01, a02, a03, tabs[0], out);
+    vnni_store(a10, a11, a12, a13, tabs[1], out + 32);
+    vnni_store(a20, a21, a22, a23, tabs[2], out + 64);
+    vnni_store(a30, a31, a32, a33, tabs[3], out + 96);
 }
 
 const struct tc_kimpl tc_kimpl_avx2 = {TC_KTAB_SPLIT, pairs_avx2, tl2_avx2, NULL, NULL};
