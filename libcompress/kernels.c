@@ -55,7 +55,7 @@ int tc_kpath_available(tc_kpath path)
 static void pairs_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 static void tl2_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 
-static const struct tc_kimpl kimpl_scalar = {TC_KTAB_I16, pairs_scalar, tl2_scalar, NULL, NULL};
+static const struct tc_kimpl kimpl_scalar = {TC_KTAB_I16, pairs_scalar, tl2_scalar, NULL, NULL, NULL};
 
 static const struct tc_kimpl *impl_of(tc_kpath path)
 {
@@ -303,24 +303,32 @@ static size_t tabs_per_chunk(const tc_tpack_plan *p)
     return p->layout == TC_TPACK_TL2 ? 8 : 2;
 }
 
+/* The multiply-add kernel of a layout on a path, or NULL. */
+static tc_kblock_fn madd_fn(const tc_kernels *k, const tc_tpack_plan *p)
+{
+    return p->layout == TC_TPACK_I2    ? k->impl->i2
+           : p->layout == TC_TPACK_TL2 ? k->impl->tl2_madd
+                                       : NULL;
+}
+
 /* The table style a path reads for a layout. */
 static tc_ktab_style style_for(const tc_kernels *k, const tc_tpack_plan *p)
 {
-    return p->layout == TC_TPACK_I2 && k->impl->i2 ? TC_KTAB_ACT : k->impl->style;
+    return madd_fn(k, p) ? TC_KTAB_ACT : k->impl->style;
 }
 
 static tc_kblock_fn fn_for(const tc_kernels *k, const tc_tpack_plan *p)
 {
-    if (p->layout == TC_TPACK_TL2)
-        return k->impl->tl2;
-    return p->layout == TC_TPACK_I2 && k->impl->i2 ? k->impl->i2 : k->impl->pairs;
+    if (madd_fn(k, p))
+        return madd_fn(k, p);
+    return p->layout == TC_TPACK_TL2 ? k->impl->tl2 : k->impl->pairs;
 }
 
 /* Bytes of the tables of n chunks in a style. */
 static size_t seg_tab_bytes(tc_ktab_style style, const tc_tpack_plan *p, int64_t n)
 {
-    if (style == TC_KTAB_ACT)
-        return TC_KACT_HEADER + (size_t)(n + 15) / 16 * 64;
+    if (style == TC_KTAB_ACT) /* 4 bytes per I2 chunk, 32 per TL2 chunk */
+        return TC_KACT_HEADER + ((size_t)n * (p->layout == TC_TPACK_TL2 ? 32 : 4) + 63) / 64 * 64;
     size_t per = tabs_per_chunk(p) * 32;
     if (style != TC_KTAB_SPLIT_DUP)
         return (size_t)n * per;
@@ -389,7 +397,8 @@ static void emit_chunk(tc_ktab_style style, const tc_tpack_plan *p, int64_t j, i
     }
 }
 
-/* I2's multiply-add kernel reads the activations themselves and their sum. */
+/* The multiply-add kernels read the activations themselves and their sum:
+ * I2 four per chunk as they are; TL2 one dword (x0, x1, x2, 0) per triple. */
 static void build_act(const tc_tpack_plan *p, const kseg *s, const int8_t *x, uint8_t *dst)
 {
     size_t n = seg_tab_bytes(TC_KTAB_ACT, p, s->n_chunks);
@@ -397,7 +406,8 @@ static void build_act(const tc_tpack_plan *p, const kseg *s, const int8_t *x, ui
     int64_t k0 = s->c0 * p->chunk_cols;
     int32_t sum = 0;
     for (int64_t k = s->k0; k < s->k1; k++) {
-        dst[TC_KACT_HEADER + (k - k0)] = (uint8_t)x[k];
+        int64_t i = k - k0;
+        dst[TC_KACT_HEADER + (p->layout == TC_TPACK_TL2 ? i / 3 * 4 + i % 3 : i)] = (uint8_t)x[k];
         sum += x[k];
     }
     memcpy(dst, &sum, sizeof sum);

@@ -14,11 +14,12 @@
  *                     [T_c T_c T_c+1 T_c+1] then high bytes alike (256 B);
  *              TL2:   per chunk, plane pair q and nibble h: low bytes
  *                     [T_4q+h twice, T_4q+2+h twice] then high bytes (512 B).
- *   ACT        no table: for I2's multiply-add kernel, a header of
+ *   ACT        no table: for the multiply-add kernels, a header of
  *              TC_KACT_HEADER bytes whose first int32 is the sum of the
- *              segment's activations, then the activations themselves (4 per
- *              chunk), zero outside the group and padded with zeros to a
- *              multiple of 16 chunks (64 bytes). */
+ *              segment's activations, then the activations themselves, zero
+ *              outside the group, padded with zeros to a multiple of 64
+ *              bytes: I2 4 per chunk as they are, TL2 one dword
+ *              (x0, x1, x2, 0) per triple (32 bytes per chunk). */
 typedef enum tc_ktab_style {
     TC_KTAB_I16,
     TC_KTAB_SPLIT,
@@ -45,6 +46,7 @@ struct tc_kimpl {
     tc_kblock_fn tl2;
     tc_kblock_fn i2;     /* if not NULL, I2 runs this on TC_KTAB_ACT tables */
     tc_kmulti_fn i2_multi; /* and this for TC_KMULTI tokens at once, if not NULL */
+    tc_kblock_fn tl2_madd; /* if not NULL, TL2 runs this on TC_KTAB_ACT tables */
 };
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

@@ -356,10 +356,82 @@ __attribute__((target(VNNI))) static void i2_vnni4(const uint8_t *w, int64_t n,
     vnni_store(a30, a31, a32, a33, tabs[3], out + 96);
 }
 
-const struct tc_kimpl tc_kimpl_avx2 = {TC_KTAB_SPLIT, pairs_avx2, tl2_avx2, NULL, NULL};
-const struct tc_kimpl tc_kimpl_avx512 = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512, NULL, NULL};
-const struct tc_kimpl tc_kimpl_avx512vnni = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512, i2_vnni,
-                                             i2_vnni4};
+/* TL2 by multiply-add. A triple's 4-bit index goes through a 16-byte table
+ * (one shuffle) to the byte of its three fields (a+1) | (b+1) << 2 |
+ * (c+1) << 4 for the mirrored triple; a set sign bit turns the byte into
+ * 0x2A - byte, which is 2 - f in every field (no borrow: f <= 2), i.e. the
+ * negated triple. From there the bytes are I2's with a zero fourth field,
+ * so the same four multishifts spread them into per-row dwords, multiplied
+ * by (x0, x1, x2, 0) of the triple.
+ *
+ * One 64-byte load is two nibble planes: its low nibbles are triples t and
+ * t+2 (rows 0-31 each), its high nibbles t+1 and t+3; the 64-bit sign mask of
+ * a vector is the two triples' sign words side by side. Vector k's lanes
+ * 0-7 then hold rows of the first triple and lanes 8-15 of the second, whose
+ * activation dwords one permute places there. */
+
+static const int32_t tl2_pick[4][16] = {
+#define P(a, b) {a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b}
+    P(0, 2), P(1, 3), P(4, 6), P(5, 7)
+#undef P
+};
+
+/* fields of the triple v = i + 13 (digits of v in base 3, most significant
+ * first: columns 3t, 3t+1, 3t+2); 14 and 15 are not valid indices */
+#define TL2_FIELDS(v) ((v) / 9 | (v) / 3 % 3 << 2 | (v) % 3 << 4)
+static const uint8_t tl2_fields[16] = {
+    TL2_FIELDS(13), TL2_FIELDS(14), TL2_FIELDS(15), TL2_FIELDS(16), TL2_FIELDS(17), TL2_FIELDS(18),
+    TL2_FIELDS(19), TL2_FIELDS(20), TL2_FIELDS(21), TL2_FIELDS(22), TL2_FIELDS(23), TL2_FIELDS(24),
+    TL2_FIELDS(25), TL2_FIELDS(26), TL2_FIELDS(13), TL2_FIELDS(13)};
+#undef TL2_FIELDS
+
+#define TL2_MADD(F, pk, a0, a1, a2, a3)                                                        \
+    do {                                                                                       \
+        __m512i xa = _mm512_permutexvar_epi32(_mm512_loadu_si512(tl2_pick[pk]), X);            \
+        a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(_mm512_multishift_epi64_epi8(s0, F), m3), xa); \
+        a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(_mm512_multishift_epi64_epi8(s1, F), m3), xa); \
+        a2 = _mm512_dpbusd_epi32(a2, _mm512_and_si512(_mm512_multishift_epi64_epi8(s2, F), m3), xa); \
+        a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(_mm512_multishift_epi64_epi8(s3, F), m3), xa); \
+    } while (0)
+
+__attribute__((target(VNNI))) static void tl2_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
+                                                   int32_t out[32])
+{
+    VNNI_SETUP;
+    const __m512i m15 = _mm512_set1_epi8(15), neg = _mm512_set1_epi8(0x2A);
+    const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)tl2_fields));
+    __m512i z = _mm512_setzero_si512();
+    __m512i a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;
+    for (int64_t c = 0; c < n; c++) {
+        const uint8_t *cw = w + c * 160;
+        __m512i X = _mm512_castsi256_si512(
+            _mm256_loadu_si256((const __m256i *)(const void *)(tab + TC_KACT_HEADER + c * 32)));
+        uint32_t sg[8];
+        memcpy(sg, cw + 128, sizeof sg);
+        for (int h = 0; h < 2; h++) {
+            __m512i v = _mm512_loadu_si512(cw + 64 * h);
+            __m512i lo = _mm512_shuffle_epi8(lut, _mm512_and_si512(v, m15));
+            __m512i hi = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(v, 4), m15));
+            lo = _mm512_mask_sub_epi8(lo, (__mmask64)sg[4 * h] | (__mmask64)sg[4 * h + 2] << 32, neg, lo);
+            hi = _mm512_mask_sub_epi8(hi, (__mmask64)sg[4 * h + 1] | (__mmask64)sg[4 * h + 3] << 32, neg, hi);
+            if (h == 0) {
+                TL2_MADD(lo, 0, a0, a1, a2, a3);
+                TL2_MADD(hi, 1, b0, b1, b2, b3);
+            } else {
+                TL2_MADD(lo, 2, a0, a1, a2, a3);
+                TL2_MADD(hi, 3, b0, b1, b2, b3);
+            }
+        }
+    }
+    vnni_store(_mm512_add_epi32(a0, b0), _mm512_add_epi32(a1, b1), _mm512_add_epi32(a2, b2),
+               _mm512_add_epi32(a3, b3), tab, out);
+}
+
+const struct tc_kimpl tc_kimpl_avx2 = {TC_KTAB_SPLIT, pairs_avx2, tl2_avx2, NULL, NULL, NULL};
+const struct tc_kimpl tc_kimpl_avx512 = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512,
+                                         NULL,              NULL,         NULL};
+const struct tc_kimpl tc_kimpl_avx512vnni = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512,
+                                             i2_vnni,           i2_vnni4,     tl2_vnni};
 
 #else
 /* Not x86-64: only the scalar path exists (kernels.c). */
