@@ -44,9 +44,11 @@ struct tc_kimpl {
     tc_ktab_style style; /* of the tables pairs and tl2 read */
     tc_kblock_fn pairs;  /* I2 and TL1: they differ only in their tables */
     tc_kblock_fn tl2;
-    tc_kblock_fn i2;     /* if not NULL, I2 runs this on TC_KTAB_ACT tables */
-    tc_kmulti_fn i2_multi; /* and this for TC_KMULTI tokens at once, if not NULL */
-    tc_kblock_fn tl2_madd; /* if not NULL, TL2 runs this on TC_KTAB_ACT tables */
+    /* Multiply-add kernels on TC_KTAB_ACT tables, used where not NULL:
+     * [0] I2, [1] TL1; multi for TC_KMULTI tokens at once. */
+    tc_kblock_fn pairs_madd[2];
+    tc_kmulti_fn pairs_multi[2];
+    tc_kblock_fn tl2_madd;
 };
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

@@ -283,18 +283,41 @@ __attribute__((target(VNNI))) static void vnni_store(__m512i a0, __m512i a1, __m
                 out[8 * q + 2 * k + e] = r[k][2 * q + e] + r[k][2 * q + 8 + e] - sum_x;
 }
 
-/* The two kernels below share this loop skeleton: the fields of chunks c
- * and c+1 spread into f0..f3, then multiplied with each token's dwords. */
+/* The kernels below share this loop skeleton: the fields of chunks c and
+ * c+1 spread into f0..f3, then multiplied with each token's dwords.
+ *
+ * TL1 goes the same way after one step: its pair index i = 3(a+1) + (b+1)
+ * becomes I2's nibble (a+1) | (b+1) << 2 through a 16-byte table (one
+ * shuffle per nibble), which makes the byte an I2 byte. */
 #define VNNI_SETUP                                                                             \
-    const __m512i m3 = _mm512_set1_epi8(3);                                                    \
+    const __m512i m3 = _mm512_set1_epi8(3), m15 = _mm512_set1_epi8(15);                        \
     const __m512i s0 = _mm512_loadu_si512(vnni_spread[0]);                                     \
     const __m512i s1 = _mm512_loadu_si512(vnni_spread[1]);                                     \
     const __m512i s2 = _mm512_loadu_si512(vnni_spread[2]);                                     \
-    const __m512i s3 = _mm512_loadu_si512(vnni_spread[3])
+    const __m512i s3 = _mm512_loadu_si512(vnni_spread[3]);                                     \
+    const __m512i tl1_lo = _mm512_broadcast_i32x4(                                             \
+        _mm_loadu_si128((const __m128i *)(const void *)tl1_fields[0]));                        \
+    const __m512i tl1_hi = _mm512_broadcast_i32x4(                                             \
+        _mm_loadu_si128((const __m128i *)(const void *)tl1_fields[1]))
+
+#define TL1_NIBBLE(i) ((i) < 9 ? (i) / 3 | (i) % 3 << 2 : 5) /* 5: the zero pair */
+static const uint8_t tl1_fields[2][16] = {
+    {TL1_NIBBLE(0), TL1_NIBBLE(1), TL1_NIBBLE(2), TL1_NIBBLE(3), TL1_NIBBLE(4), TL1_NIBBLE(5),
+     TL1_NIBBLE(6), TL1_NIBBLE(7), TL1_NIBBLE(8), TL1_NIBBLE(9), TL1_NIBBLE(10), TL1_NIBBLE(11),
+     TL1_NIBBLE(12), TL1_NIBBLE(13), TL1_NIBBLE(14), TL1_NIBBLE(15)},
+    {TL1_NIBBLE(0) << 4, TL1_NIBBLE(1) << 4, TL1_NIBBLE(2) << 4, TL1_NIBBLE(3) << 4,
+     TL1_NIBBLE(4) << 4, TL1_NIBBLE(5) << 4, TL1_NIBBLE(6) << 4, TL1_NIBBLE(7) << 4,
+     TL1_NIBBLE(8) << 4, TL1_NIBBLE(9) << 4, TL1_NIBBLE(10) << 4, TL1_NIBBLE(11) << 4,
+     TL1_NIBBLE(12) << 4, TL1_NIBBLE(13) << 4, TL1_NIBBLE(14) << 4, TL1_NIBBLE(15) << 4}};
+#undef TL1_NIBBLE
 
 /* an odd last chunk: its partner's activations are zero, its bytes not read */
-#define VNNI_SPREAD(src, whole)                                                                \
+#define VNNI_SPREAD(src, whole, tl1)                                                           \
     __m512i v = (whole) ? _mm512_loadu_si512(src) : _mm512_maskz_loadu_epi8(0xffffffffull, src); \
+    if (tl1)                                                                                   \
+        v = _mm512_or_si512(                                                                   \
+            _mm512_shuffle_epi8(tl1_lo, _mm512_and_si512(v, m15)),                             \
+            _mm512_shuffle_epi8(tl1_hi, _mm512_and_si512(_mm512_srli_epi16(v, 4), m15)));      \
     __m512i f0 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s0, v), m3);                    \
     __m512i f1 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s1, v), m3);                    \
     __m512i f2 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s2, v), m3);                    \
@@ -309,8 +332,9 @@ __attribute__((target(VNNI))) static void vnni_store(__m512i a0, __m512i a1, __m
         a3 = _mm512_dpbusd_epi32(a3, f3, xa);                                                  \
     } while (0)
 
-__attribute__((target(VNNI))) static void i2_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
-                                                  int32_t out[32])
+/* tl1 is a constant in every caller, so each gets its own loop. */
+static inline __attribute__((always_inline, target(VNNI))) void
+pairs_vnni(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32], const int tl1)
 {
     VNNI_SETUP;
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
@@ -318,7 +342,7 @@ __attribute__((target(VNNI))) static void i2_vnni(const uint8_t *w, int64_t n, c
         __m512i X = _mm512_loadu_si512(tab + TC_KACT_HEADER + c * 4); /* padded to 16 chunks */
         int64_t end = n - c < 16 ? n - c : 16;
         for (int64_t j = 0; j < end; j += 2) {
-            VNNI_SPREAD(w + (c + j) * 32, j + 1 < end);
+            VNNI_SPREAD(w + (c + j) * 32, j + 1 < end, tl1);
             __m512i pick = _mm512_loadu_si512(vnni_pick[j / 2]);
             VNNI_DOT(X, a0, a1, a2, a3);
         }
@@ -328,8 +352,8 @@ __attribute__((target(VNNI))) static void i2_vnni(const uint8_t *w, int64_t n, c
 
 /* Four tokens at once: a prompt spreads each weight's fields once for all
  * four, so the per-token cost is the permute and the multiply-adds. */
-__attribute__((target(VNNI))) static void i2_vnni4(const uint8_t *w, int64_t n,
-                                                   const uint8_t *const *tabs, int32_t *out)
+static inline __attribute__((always_inline, target(VNNI))) void
+pairs_vnni4(const uint8_t *w, int64_t n, const uint8_t *const *tabs, int32_t *out, const int tl1)
 {
     VNNI_SETUP;
     __m512i z = _mm512_setzero_si512();
@@ -342,7 +366,7 @@ __attribute__((target(VNNI))) static void i2_vnni4(const uint8_t *w, int64_t n,
         __m512i X3 = _mm512_loadu_si512(tabs[3] + TC_KACT_HEADER + c * 4);
         int64_t end = n - c < 16 ? n - c : 16;
         for (int64_t j = 0; j < end; j += 2) {
-            VNNI_SPREAD(w + (c + j) * 32, j + 1 < end);
+            VNNI_SPREAD(w + (c + j) * 32, j + 1 < end, tl1);
             __m512i pick = _mm512_loadu_si512(vnni_pick[j / 2]);
             VNNI_DOT(X0, a00, a01, a02, a03);
             VNNI_DOT(X1, a10, a11, a12, a13);
@@ -354,6 +378,30 @@ __attribute__((target(VNNI))) static void i2_vnni4(const uint8_t *w, int64_t n,
     vnni_store(a10, a11, a12, a13, tabs[1], out + 32);
     vnni_store(a20, a21, a22, a23, tabs[2], out + 64);
     vnni_store(a30, a31, a32, a33, tabs[3], out + 96);
+}
+
+__attribute__((target(VNNI))) static void i2_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
+                                                  int32_t out[32])
+{
+    pairs_vnni(w, n, tab, out, 0);
+}
+
+__attribute__((target(VNNI))) static void i2_vnni4(const uint8_t *w, int64_t n,
+                                                   const uint8_t *const *tabs, int32_t *out)
+{
+    pairs_vnni4(w, n, tabs, out, 0);
+}
+
+__attribute__((target(VNNI))) static void tl1_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
+                                                   int32_t out[32])
+{
+    pairs_vnni(w, n, tab, out, 1);
+}
+
+__attribute__((target(VNNI))) static void tl1_vnni4(const uint8_t *w, int64_t n,
+                                                    const uint8_t *const *tabs, int32_t *out)
+{
+    pairs_vnni4(w, n, tabs, out, 1);
 }
 
 /* TL2 by multiply-add. A triple's 4-bit index goes through a 16-byte table
@@ -398,7 +446,9 @@ __attribute__((target(VNNI))) static void tl2_vnni(const uint8_t *w, int64_t n, 
                                                    int32_t out[32])
 {
     VNNI_SETUP;
-    const __m512i m15 = _mm512_set1_epi8(15), neg = _mm512_set1_epi8(0x2A);
+    (void)tl1_lo;
+    (void)tl1_hi;
+    const __m512i neg = _mm512_set1_epi8(0x2A);
     const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)tl2_fields));
     __m512i z = _mm512_setzero_si512();
     __m512i a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;
@@ -427,11 +477,11 @@ __attribute__((target(VNNI))) static void tl2_vnni(const uint8_t *w, int64_t n, 
                _mm512_add_epi32(a3, b3), tab, out);
 }
 
-const struct tc_kimpl tc_kimpl_avx2 = {TC_KTAB_SPLIT, pairs_avx2, tl2_avx2, NULL, NULL, NULL};
-const struct tc_kimpl tc_kimpl_avx512 = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512,
-                                         NULL,              NULL,         NULL};
-const struct tc_kimpl tc_kimpl_avx512vnni = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512,
-                                             i2_vnni,           i2_vnni4,     tl2_vnni};
+const struct tc_kimpl tc_kimpl_avx2 = {TC_KTAB_SPLIT, pairs_avx2, tl2_avx2, {NULL}, {NULL}, NULL};
+const struct tc_kimpl tc_kimpl_avx512 = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512, {NULL}, {NULL},
+                                         NULL};
+const struct tc_kimpl tc_kimpl_avx512vnni = {
+    TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512, {i2_vnni, tl1_vnni}, {i2_vnni4, tl1_vnni4}, tl2_vnni};
 
 #else
 /* Not x86-64: only the scalar path exists (kernels.c). */
