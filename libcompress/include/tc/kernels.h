@@ -14,7 +14,9 @@
  * chunks as cannot overflow, then widened to int32. Groups that do not
  * start on a chunk boundary get their own tables with the activations
  * outside the group set to 0, so a group's sum never sees a neighbour's
- * columns.
+ * columns. Where AVX-512 VNNI and VBMI exist (path avx512vnni) the codes are
+ * instead spread into bytes and multiplied with the int8 activations by
+ * vpdpbusd, with no tables (docs/KERNELS.md).
  *
  * Threads split the output rows by row blocks of 32 (a tc_kpool; the caller
  * is one of its workers). Results do not depend on the thread count. */
