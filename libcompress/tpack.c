@@ -364,13 +364,21 @@ void tc_tpack_matvec_ref(const int8_t *codes, int64_t M, int64_t K, const int8_t
 
 float tc_tpack_quantize_act(const float *x, int64_t K, int8_t *xq)
 {
+    /* Runs before every ternary product, so it avoids libm calls; NaN is
+     * skipped by the comparison as fmaxf would skip it. */
     float amax = 0;
-    for (int64_t k = 0; k < K; k++)
-        amax = fmaxf(amax, fabsf(x[k]));
-    float s = 127.0f / fmaxf(amax, 1e-5f);
     for (int64_t k = 0; k < K; k++) {
-        float v = roundf(x[k] * s);
-        xq[k] = (int8_t)(v >= 127 ? 127 : v <= -128 ? -128 : v == v ? v : 0); /* NaN -> 0 */
+        float a = fabsf(x[k]);
+        amax = a > amax ? a : amax;
+    }
+    float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
+    for (int64_t k = 0; k < K; k++) {
+        float v = x[k] * s;
+        v = v >= 127 ? 127 : v <= -128 ? -128 : v == v ? v : 0; /* NaN -> 0 */
+        /* roundf: truncate, then step away from zero when the dropped
+         * fraction (exact in float) is at least one half */
+        float t = (float)(int32_t)v, d = v - t;
+        xq[k] = (int8_t)(t + (float)((d >= 0.5f) - (d <= -0.5f)));
     }
     return s;
 }
