@@ -173,7 +173,7 @@ static int alloc_buffers(tc_trun *r, tc_error *err)
     r->u = alloc_f(CHUNK * (size_t)c->ffn_dim, &fail);
     r->tmp = alloc_f(CHUNK * (size_t)c->dim, &fail);
     r->act_s = alloc_f(CHUNK, &fail);
-    r->probs = alloc_f((size_t)r->max_len, &fail);
+    r->probs = alloc_f((size_t)r->n_threads * (size_t)r->max_len, &fail); /* one per worker */
     r->cs = alloc_f((size_t)c->head_dim, &fail);
     r->logits = alloc_f(CHUNK * (size_t)c->vocab_size, &fail);
     r->xq = malloc(CHUNK * widest);
@@ -392,10 +392,34 @@ static void norm_rows(const tc_trun *r, const float *x, const float *w, float *o
                       r->c.dim, r->c.norm_eps);
 }
 
+/* Token t's heads, split over the pool's workers (each its own scores). */
+typedef struct attend_job {
+    tc_trun *r;
+    const float *kl, *vl;
+    int t, p;
+} attend_job;
+
+static void attend_heads(void *arg, int worker, int n_workers)
+{
+    const attend_job *j = arg;
+    tc_trun *r = j->r;
+    const tc_config *c = &r->c;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    int h0 = c->n_heads * worker / n_workers, h1 = c->n_heads * (worker + 1) / n_workers;
+    const float *q = r->q + (size_t)j->t * (size_t)r->qdim;
+    float *probs = r->probs + (size_t)worker * (size_t)r->max_len;
+    for (int h = h0; h < h1; h++) {
+        size_t kv = (size_t)(h / group) * (size_t)hd;
+        tc_fm_attend_rows(q + (size_t)h * (size_t)hd, j->kl + kv, j->vl + kv, (size_t)r->kvdim,
+                          (size_t)j->p + 1, hd, probs,
+                          r->att + (size_t)j->t * (size_t)r->qdim + (size_t)h * (size_t)hd);
+    }
+}
+
 static void attend_rows(tc_trun *r, int l, int T)
 {
     const tc_config *c = &r->c;
-    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    int hd = c->head_dim;
     size_t layer_off = (size_t)l * (size_t)r->max_len * (size_t)r->kvdim;
     float *kl = r->kc + layer_off, *vl = r->vc + layer_off;
     for (int t = 0; t < T; t++) {
@@ -407,12 +431,8 @@ static void attend_rows(tc_trun *r, int l, int T)
         tc_fm_rope_angles((size_t)p, hd, c->rope_theta, r->cs);
         tc_fm_rope(q, c->n_heads, hd, c->rope_layout, r->cs);
         tc_fm_rope(k, c->n_kv_heads, hd, c->rope_layout, r->cs);
-        for (int h = 0; h < c->n_heads; h++) {
-            size_t kv = (size_t)(h / group) * (size_t)hd;
-            tc_fm_attend_rows(q + (size_t)h * (size_t)hd, kl + kv, vl + kv, (size_t)r->kvdim,
-                         (size_t)p + 1, hd, r->probs,
-                         r->att + (size_t)t * (size_t)r->qdim + (size_t)h * (size_t)hd);
-        }
+        attend_job j = {r, kl, vl, t, p};
+        tc_kpool_run(r->pool, attend_heads, &j);
     }
 }
 
