@@ -249,6 +249,7 @@ typedef struct row {
     int64_t M, K;
     int threads;
     double bits_per_weight, us, gbps, of_dram, cpu_share;
+    double x_sgemv; /* sgemv's time over this row's, same shape and threads */
 } row;
 
 static row rows[512];
@@ -284,9 +285,31 @@ static decode_row drows[32];
 #define PROMPT 64
 static int n_drows;
 
+/* Every row of this shape against sgemv's at the same thread count. */
+static void speedups(int64_t M, int64_t K, int first_row)
+{
+    for (int t = 1; t <= 2; t++) {
+        double base = 0;
+        for (int i = first_row; i < n_rows; i++)
+            if (rows[i].threads == t && strncmp(rows[i].kernel, "sgemv", 5) == 0)
+                base = rows[i].us;
+        printf("  %lld x %lld, %d thread%s, speed-up over sgemv fp32:", (long long)M, (long long)K,
+               t, t > 1 ? "s" : "");
+        for (int i = first_row; i < n_rows; i++)
+            if (rows[i].threads == t && base > 0) {
+                rows[i].x_sgemv = base / rows[i].us;
+                if (strncmp(rows[i].kernel, "sgemv", 5) != 0 &&
+                    strstr(rows[i].kernel, "scalar") == NULL)
+                    printf(" %s %.1fx", rows[i].kernel, rows[i].x_sgemv);
+            }
+        printf("\n");
+    }
+}
+
 static void bench_shape(int64_t M, int64_t K, const tc_kpath *paths, int n_paths,
                         tc_kpool *pools[2], const double dram[2])
 {
+    int first_row = n_rows;
     tc_error err;
     int8_t *x = malloc((size_t)K);
     float *y = malloc((size_t)M * sizeof(float));
@@ -363,6 +386,7 @@ static void bench_shape(int64_t M, int64_t K, const tc_kpath *paths, int n_paths
     }
     free(x);
     free(y);
+    speedups(M, K, first_row);
 }
 
 static void bench_decode(tc_tpack_layout layout, int vocab, int n_tokens, const double dram[2])
@@ -508,6 +532,7 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(r, "us_per_matvec", rows[i].us);
             cJSON_AddNumberToObject(r, "weight_gbps", rows[i].gbps);
             cJSON_AddNumberToObject(r, "share_of_dram", rows[i].of_dram);
+            cJSON_AddNumberToObject(r, "speedup_over_sgemv", rows[i].x_sgemv);
             cJSON_AddNumberToObject(r, "cpu_share", rows[i].cpu_share);
             cJSON_AddItemToArray(a, r);
         }
