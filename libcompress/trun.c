@@ -51,7 +51,10 @@ struct tc_trun {
     int n_threads, max_len, pos, qdim, kvdim, max_k;
     tlayer *layers;
     float *embd, *out_norm, *output; /* output == embd when tied */
-    float *kc, *vc;                  /* [n_layers][max_len][kvdim] */
+    /* Keys transposed per kv head, [n_layers][n_kv_heads][head_dim][max_len],
+     * so that a query's scores are contiguous multiply-adds over keys (the
+     * fp32 decoder's layout); values [n_layers][max_len][kvdim]. */
+    float *kc, *vc;
     float *x, *xn, *xd, *q, *kb, *vb, *att, *g, *u, *tmp, *act_s, *probs, *cs, *logits;
     int8_t *xq;
 };
@@ -406,13 +409,14 @@ static void attend_heads(void *arg, int worker, int n_workers)
     const tc_config *c = &r->c;
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     int h0 = c->n_heads * worker / n_workers, h1 = c->n_heads * (worker + 1) / n_workers;
+    size_t ml = (size_t)r->max_len;
     const float *q = r->q + (size_t)j->t * (size_t)r->qdim;
-    float *probs = r->probs + (size_t)worker * (size_t)r->max_len;
+    float *probs = r->probs + (size_t)worker * ml;
     for (int h = h0; h < h1; h++) {
         size_t kv = (size_t)(h / group) * (size_t)hd;
-        tc_fm_attend_rows(q + (size_t)h * (size_t)hd, j->kl + kv, j->vl + kv, (size_t)r->kvdim,
-                          (size_t)j->p + 1, hd, probs,
-                          r->att + (size_t)j->t * (size_t)r->qdim + (size_t)h * (size_t)hd);
+        tc_fm_attend(q + (size_t)h * (size_t)hd, j->kl + kv * ml, ml, j->vl + kv,
+                     (size_t)r->kvdim, (size_t)j->p + 1, hd, probs,
+                     r->att + (size_t)j->t * (size_t)r->qdim + (size_t)h * (size_t)hd);
     }
 }
 
@@ -420,17 +424,20 @@ static void attend_rows(tc_trun *r, int l, int T)
 {
     const tc_config *c = &r->c;
     int hd = c->head_dim;
-    size_t layer_off = (size_t)l * (size_t)r->max_len * (size_t)r->kvdim;
+    size_t ml = (size_t)r->max_len;
+    size_t layer_off = (size_t)l * ml * (size_t)r->kvdim;
     float *kl = r->kc + layer_off, *vl = r->vc + layer_off;
     for (int t = 0; t < T; t++) {
         int p = r->pos + t;
         float *q = r->q + (size_t)t * (size_t)r->qdim;
-        float *k = kl + (size_t)p * (size_t)r->kvdim, *v = vl + (size_t)p * (size_t)r->kvdim;
-        memcpy(k, r->kb + (size_t)t * (size_t)r->kvdim, (size_t)r->kvdim * sizeof(float));
-        memcpy(v, r->vb + (size_t)t * (size_t)r->kvdim, (size_t)r->kvdim * sizeof(float));
+        float *k = r->kb + (size_t)t * (size_t)r->kvdim;
         tc_fm_rope_angles((size_t)p, hd, c->rope_theta, r->cs);
         tc_fm_rope(q, c->n_heads, hd, c->rope_layout, r->cs);
         tc_fm_rope(k, c->n_kv_heads, hd, c->rope_layout, r->cs);
+        for (int i = 0; i < r->kvdim; i++)
+            kl[(size_t)i * ml + (size_t)p] = k[i];
+        memcpy(vl + (size_t)p * (size_t)r->kvdim, r->vb + (size_t)t * (size_t)r->kvdim,
+               (size_t)r->kvdim * sizeof(float));
         attend_job j = {r, kl, vl, t, p};
         tc_kpool_run(r->pool, attend_heads, &j);
     }
