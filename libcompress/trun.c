@@ -360,6 +360,18 @@ static int quantize_rows(tc_trun *r, const float *in, int T, int K, tc_error *er
     return TC_OK;
 }
 
+/* out[T][rows] = x[T][cols] W^T for a dense fp32 W[rows][cols]. One token
+ * (every decode step) goes through sgemv: sgemm would first copy W into
+ * its packed panels, a pass over the whole matrix for one product. */
+static void dense_rows(int T, int rows, int cols, const float *x, const float *W, float *out)
+{
+    if (T == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0f, W, cols, x, 1, 0.0f, out, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, rows, cols, 1.0f, x, cols, W, cols,
+                    0.0f, out, rows);
+}
+
 /* out[T][rows] = layer(in[T][cols]); quantize_rows(in) must have run. */
 static int apply(tc_trun *r, const lin *L, const float *in, int T, float *out, tc_error *err)
 {
@@ -367,8 +379,7 @@ static int apply(tc_trun *r, const lin *L, const float *in, int T, float *out, t
         return tc_kern_matmul(&r->k, r->pool, r->work, &L->plan, L->data, L->nbytes, r->xq,
                               r->act_s, T, out, err);
     const float *x = L->ternary ? r->xd : in;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, L->rows, L->cols, 1.0f, x, L->cols,
-                L->dense, L->cols, 0.0f, out, L->rows);
+    dense_rows(T, L->rows, L->cols, x, L->dense, out);
     return TC_OK;
 }
 
@@ -511,8 +522,7 @@ static int run_chunk(tc_trun *r, const int32_t *tokens, int T, int first, float 
     if (out && first < T) {
         int n = T - first;
         norm_rows(r, r->x + (size_t)first * (size_t)c->dim, r->out_norm, r->xn, n);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, c->vocab_size, c->dim, 1.0f,
-                    r->xn, c->dim, r->output, c->dim, 0.0f, out, c->vocab_size);
+        dense_rows(n, c->vocab_size, c->dim, r->xn, r->output, out);
     }
     return TC_OK;
 }
