@@ -230,6 +230,30 @@ static void test_quantize_act(void)
     const float n[2] = {NAN, 2.0f};
     s = tc_tpack_quantize_act(n, 2, q);
     CHECK(q[0] == 0 && q[1] == 127);
+    /* The documented formula, on values whose scaled form lands on halves
+     * (127 * k / 254), next to halves (one ulp either side) and anywhere. */
+    enum { N = 4096 };
+    float *v = malloc(N * sizeof(float));
+    int8_t *got = malloc(N);
+    for (int rep = 0; rep < 8; rep++) {
+        for (int i = 0; i < N; i++) {
+            float h = (float)(i % 509 - 254) / 254.0f;
+            v[i] = rep % 3 == 0   ? h
+                   : rep % 3 == 1 ? nextafterf(h, i % 2 ? 2.0f : -2.0f)
+                                  : (float)((int64_t)(rng_next() % 2000001) - 1000000) * 1e-6f;
+        }
+        v[rep] = rep % 2 ? 1.0f : -1.0f; /* pins max|x| (and so s) to 127 */
+        float sc = tc_tpack_quantize_act(v, N, got);
+        int bad = 0;
+        for (int i = 0; i < N; i++) {
+            float r = roundf(v[i] * sc);
+            int8_t want = (int8_t)(r >= 127 ? 127 : r <= -128 ? -128 : r);
+            bad += got[i] != want;
+        }
+        CHECK(bad == 0);
+    }
+    free(v);
+    free(got);
 }
 
 int main(void)
