@@ -55,7 +55,8 @@ int tc_kpath_available(tc_kpath path)
 static void pairs_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 static void tl2_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 
-static const struct tc_kimpl kimpl_scalar = {TC_KTAB_I16, pairs_scalar, tl2_scalar, {NULL}, {NULL}, NULL};
+static const struct tc_kimpl kimpl_scalar = {TC_KTAB_I16, pairs_scalar, tl2_scalar, {NULL}, {NULL},
+                                             NULL,        NULL};
 
 static const struct tc_kimpl *impl_of(tc_kpath path)
 {
@@ -489,9 +490,9 @@ static void kjob_run(void *arg, int worker, int n_workers)
     int64_t blocks = p->rows_padded / TILE;
     int64_t b0 = blocks * worker / n_workers, b1 = blocks * (worker + 1) / n_workers;
     tc_kblock_fn fn = fn_for(j->k, p);
-    tc_kmulti_fn multi = p->layout != TC_TPACK_TL2 && madd_fn(j->k, p)
-                             ? j->k->impl->pairs_multi[p->layout == TC_TPACK_TL1]
-                             : NULL;
+    tc_kmulti_fn multi = !madd_fn(j->k, p)              ? NULL
+                         : p->layout == TC_TPACK_TL2 ? j->k->impl->tl2_multi
+                                                     : j->k->impl->pairs_multi[p->layout == TC_TPACK_TL1];
     int32_t out[TC_KMULTI * TILE];
     for (int64_t rb = b0; rb < b1; rb++) {
         const uint8_t *block = j->packed + (uint64_t)rb * p->row_block_bytes;

@@ -45,10 +45,11 @@ struct tc_kimpl {
     tc_kblock_fn pairs;  /* I2 and TL1: they differ only in their tables */
     tc_kblock_fn tl2;
     /* Multiply-add kernels on TC_KTAB_ACT tables, used where not NULL:
-     * [0] I2, [1] TL1; multi for TC_KMULTI tokens at once. */
+     * [0] I2, [1] TL1, and TL2; multi for TC_KMULTI tokens at once. */
     tc_kblock_fn pairs_madd[2];
     tc_kmulti_fn pairs_multi[2];
     tc_kblock_fn tl2_madd;
+    tc_kmulti_fn tl2_multi;
 };
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

@@ -442,46 +442,113 @@ static const uint8_t tl2_fields[16] = {
         a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(_mm512_multishift_epi64_epi8(s3, F), m3), xa); \
     } while (0)
 
+/* The field bytes of one 64-byte load of chunk cw, with signs applied:
+ * lo holds triples 4h and 4h+2, hi triples 4h+1 and 4h+3. */
+#define TL2_FIELDS_OF(cw, h, lo, hi)                                                           \
+    __m512i v = _mm512_loadu_si512((cw) + 64 * (h));                                           \
+    __m512i lo = _mm512_shuffle_epi8(lut, _mm512_and_si512(v, m15));                           \
+    __m512i hi = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(v, 4), m15));     \
+    lo = _mm512_mask_sub_epi8(lo, (__mmask64)sg[4 * (h)] | (__mmask64)sg[4 * (h) + 2] << 32, neg, lo); \
+    hi = _mm512_mask_sub_epi8(hi, (__mmask64)sg[4 * (h) + 1] | (__mmask64)sg[4 * (h) + 3] << 32, neg, hi)
+
+#define TL2_SETUP                                                                              \
+    VNNI_SETUP;                                                                                \
+    (void)tl1_lo;                                                                              \
+    (void)tl1_hi;                                                                              \
+    const __m512i neg = _mm512_set1_epi8(0x2A);                                                \
+    const __m512i lut =                                                                        \
+        _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)tl2_fields));    \
+    const __m512i z = _mm512_setzero_si512()
+
+static inline __attribute__((always_inline, target(VNNI))) __m512i tl2_act(const uint8_t *tab,
+                                                                           int64_t c)
+{
+    return _mm512_castsi256_si512(
+        _mm256_loadu_si256((const __m256i *)(const void *)(tab + TC_KACT_HEADER + c * 32)));
+}
+
 __attribute__((target(VNNI))) static void tl2_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
                                                    int32_t out[32])
 {
-    VNNI_SETUP;
-    (void)tl1_lo;
-    (void)tl1_hi;
-    const __m512i neg = _mm512_set1_epi8(0x2A);
-    const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)tl2_fields));
-    __m512i z = _mm512_setzero_si512();
+    TL2_SETUP;
     __m512i a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;
     for (int64_t c = 0; c < n; c++) {
         const uint8_t *cw = w + c * 160;
-        __m512i X = _mm512_castsi256_si512(
-            _mm256_loadu_si256((const __m256i *)(const void *)(tab + TC_KACT_HEADER + c * 32)));
+        __m512i X = tl2_act(tab, c);
         uint32_t sg[8];
         memcpy(sg, cw + 128, sizeof sg);
-        for (int h = 0; h < 2; h++) {
-            __m512i v = _mm512_loadu_si512(cw + 64 * h);
-            __m512i lo = _mm512_shuffle_epi8(lut, _mm512_and_si512(v, m15));
-            __m512i hi = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(v, 4), m15));
-            lo = _mm512_mask_sub_epi8(lo, (__mmask64)sg[4 * h] | (__mmask64)sg[4 * h + 2] << 32, neg, lo);
-            hi = _mm512_mask_sub_epi8(hi, (__mmask64)sg[4 * h + 1] | (__mmask64)sg[4 * h + 3] << 32, neg, hi);
-            if (h == 0) {
-                TL2_MADD(lo, 0, a0, a1, a2, a3);
-                TL2_MADD(hi, 1, b0, b1, b2, b3);
-            } else {
-                TL2_MADD(lo, 2, a0, a1, a2, a3);
-                TL2_MADD(hi, 3, b0, b1, b2, b3);
-            }
+        {
+            TL2_FIELDS_OF(cw, 0, lo, hi);
+            TL2_MADD(lo, 0, a0, a1, a2, a3);
+            TL2_MADD(hi, 1, b0, b1, b2, b3);
+        }
+        {
+            TL2_FIELDS_OF(cw, 1, lo, hi);
+            TL2_MADD(lo, 2, a0, a1, a2, a3);
+            TL2_MADD(hi, 3, b0, b1, b2, b3);
         }
     }
     vnni_store(_mm512_add_epi32(a0, b0), _mm512_add_epi32(a1, b1), _mm512_add_epi32(a2, b2),
                _mm512_add_epi32(a3, b3), tab, out);
 }
 
-const struct tc_kimpl tc_kimpl_avx2 = {TC_KTAB_SPLIT, pairs_avx2, tl2_avx2, {NULL}, {NULL}, NULL};
+/* Four tokens: the field bytes are spread once (f0..f3) and multiplied
+ * with each token's activations. */
+#define TL2_SPREAD(F)                                                                          \
+    __m512i f0 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s0, F), m3);                    \
+    __m512i f1 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s1, F), m3);                    \
+    __m512i f2 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s2, F), m3);                    \
+    __m512i f3 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s3, F), m3)
+
+#define TL2_DOT4(F, pk)                                                                        \
+    do {                                                                                       \
+        TL2_SPREAD(F);                                                                         \
+        __m512i pick = _mm512_loadu_si512(tl2_pick[pk]);                                       \
+        VNNI_DOT(X0, a00, a01, a02, a03);                                                      \
+        VNNI_DOT(X1, a10, a11, a12, a13);                                                      \
+        VNNI_DOT(X2, a20, a21, a22, a23);                                                      \
+        VNNI_DOT(X3, a30, a31, a32, a33);                                                      \
+    } while (0)
+
+__attribute__((target(VNNI))) static void tl2_vnni4(const uint8_t *w, int64_t n,
+                                                    const uint8_t *const *tabs, int32_t *out)
+{
+    TL2_SETUP;
+    __m512i a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
+    __m512i a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
+    for (int64_t c = 0; c < n; c++) {
+        const uint8_t *cw = w + c * 160;
+        __m512i X0 = tl2_act(tabs[0], c), X1 = tl2_act(tabs[1], c);
+        __m512i X2 = tl2_act(tabs[2], c), X3 = tl2_act(tabs[3], c);
+        uint32_t sg[8];
+        memcpy(sg, cw + 128, sizeof sg);
+        {
+            TL2_FIELDS_OF(cw, 0, lo, hi);
+            TL2_DOT4(lo, 0);
+            TL2_DOT4(hi, 1);
+        }
+        {
+            TL2_FIELDS_OF(cw, 1, lo, hi);
+            TL2_DOT4(lo, 2);
+            TL2_DOT4(hi, 3);
+        }
+    }
+    vnni_store(a00, a01, a02, a03, tabs[0], out);
+    vnni_store(a10, a11, a12, a13, tabs[1], out + 32);
+    vnni_store(a20, a21, a22, a23, tabs[2], out + 64);
+    vnni_store(a30, a31, a32, a33, tabs[3], out + 96);
+}
+
+const struct tc_kimpl tc_kimpl_avx2 = {TC_KTAB_SPLIT, pairs_avx2, tl2_avx2, {NULL}, {NULL}, NULL, NULL};
 const struct tc_kimpl tc_kimpl_avx512 = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512, {NULL}, {NULL},
-                                         NULL};
-const struct tc_kimpl tc_kimpl_avx512vnni = {
-    TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512, {i2_vnni, tl1_vnni}, {i2_vnni4, tl1_vnni4}, tl2_vnni};
+                                         NULL, NULL};
+const struct tc_kimpl tc_kimpl_avx512vnni = {TC_KTAB_SPLIT_DUP,
+                                             pairs_avx512,
+                                             tl2_avx512,
+                                             {i2_vnni, tl1_vnni},
+                                             {i2_vnni4, tl1_vnni4},
+                                             tl2_vnni,
+                                             tl2_vnni4};
 
 #else
 /* Not x86-64: only the scalar path exists (kernels.c). */
