@@ -49,12 +49,23 @@ static inline void tc_fm_rope(float *v, int n_heads, int head_dim, tc_rope_layou
     }
 }
 
-/* One query against n_keys keys of one kv head.  Keys come transposed,
- * kt[d * kt_ld + j] = component d of key j, so that every score is built by
- * contiguous, vectorisable multiply-adds over keys in a fixed order (no
- * horizontal sums); values are rows, v[j * v_stride + d].  Leaves the
- * attention weights in p (n_keys floats) and their weighted sum of values in
- * out (head_dim floats). */
+/* p = softmax(p) over n scaled scores (sum in fp64): the batched pass and
+ * the decoder normalise attention weights with this one function. */
+static inline void tc_fm_softmax(float *p, size_t n)
+{
+    float mx = -INFINITY;
+    for (size_t j = 0; j < n; j++)
+        mx = p[j] > mx ? p[j] : mx;
+    double sum = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        p[j] = expf(p[j] - mx);
+        sum += p[j];
+    }
+    float inv = (float)(1.0 / sum);
+    for (size_t j = 0; j < n; j++)
+        p[j] *= inv;
+}
+
 /* Attention of one query over keys stored row by row ([n_keys][stride]), as
  * the ternary runner's cache holds them; same result as tc_fm_attend up to
  * summation order. */
@@ -89,6 +100,13 @@ static inline void tc_fm_attend_rows(const float *q, const float *k, const float
     }
 }
 
+/* One query against n_keys keys of one kv head.  Keys come transposed,
+ * kt[d * kt_ld + j] = component d of key j, so that every score is built by
+ * contiguous, vectorisable multiply-adds over keys in a fixed order (no
+ * horizontal sums); values are rows, v[j * v_stride + d].  Leaves the
+ * attention weights in p (n_keys floats) and their weighted sum of values in
+ * out (head_dim floats).  The decoder's kernel; the batched pass computes the
+ * same function with matrix products (forward.c). */
 static inline void tc_fm_attend(const float *restrict q, const float *restrict kt, size_t kt_ld,
                                 const float *restrict v, size_t v_stride, size_t n_keys,
                                 int head_dim, float *restrict p, float *restrict out)
@@ -114,19 +132,9 @@ static inline void tc_fm_attend(const float *restrict q, const float *restrict k
             acc += q[d] * kt[(size_t)d * kt_ld + j];
         p[j] = acc;
     }
-    float mx = -INFINITY;
-    for (size_t j = 0; j < n_keys; j++) {
-        p[j] *= scale;
-        mx = p[j] > mx ? p[j] : mx;
-    }
-    double sum = 0.0;
-    for (size_t j = 0; j < n_keys; j++) {
-        p[j] = expf(p[j] - mx);
-        sum += p[j];
-    }
-    float inv = (float)(1.0 / sum);
     for (size_t j = 0; j < n_keys; j++)
-        p[j] *= inv;
+        p[j] *= scale;
+    tc_fm_softmax(p, n_keys);
     /* Likewise sixteen outputs at a time over every key. */
     int d0 = 0;
     for (; d0 + BLOCK <= head_dim; d0 += BLOCK) {
