@@ -527,8 +527,7 @@ static void swiglu_range(void *ctx, size_t begin, size_t end)
 {
     pass *p = ctx;
     size_t ffn = (size_t)p->c->ffn_dim;
-    for (size_t i = begin * ffn; i < end * ffn; i++)
-        p->g[i] = tc_fm_silu(p->g[i]) * p->u[i];
+    tc_fm_swiglu(p->g + begin * ffn, p->u + begin * ffn, (end - begin) * ffn);
 }
 
 /* x += MLP(RMSNorm(x)), chunk by chunk of tokens so that the ffn-wide
