@@ -51,6 +51,16 @@ static inline void tc_fm_rope(float *v, int n_heads, int head_dim, tc_rope_layou
     }
 }
 
+/* The vectorised functions below promise the same bits on every path
+ * (baseline, AVX2, AVX-512): no multiply-add may be fused.  GCC in ISO C mode
+ * does not fuse; clang does by default when the target has FMA (AVX-512
+ * does), so it is told not to. */
+#ifdef __clang__
+#define TC_FM_NO_CONTRACT _Pragma("STDC FP_CONTRACT OFF")
+#else
+#define TC_FM_NO_CONTRACT
+#endif
+
 /* Float bits, and a select by an all-ones/all-zeros mask: integer
  * operations, which compilers vectorise where float conditionals block
  * vectorisation (they might trap). */
@@ -81,6 +91,7 @@ static inline float tc_fm_select(int32_t mask, int32_t yes, int32_t no)
  * subnormal), above infinity; NaN stays NaN. */
 static inline float tc_fm_exp(float x)
 {
+TC_FM_NO_CONTRACT
     const float hi = 88.7228f, lo = -87.3365f;
     int32_t over = -(int32_t)(x > hi), under = -(int32_t)(x < lo), nan = -(int32_t)(x != x);
     float xc = tc_fm_select(over, tc_fm_bits(hi), tc_fm_bits(x));
@@ -111,6 +122,7 @@ static inline float tc_fm_exp(float x)
  * lanes (a fixed order, so every thread count gives the same result). */
 static inline void tc_fm_softmax(float *p, size_t n)
 {
+TC_FM_NO_CONTRACT
     enum { LANES = 8 };
     float mxl[LANES];
     for (int k = 0; k < LANES; k++)
@@ -144,6 +156,7 @@ static inline void tc_fm_softmax(float *p, size_t n)
  * vectorises (tc_fm_silu, for the ternary runner, calls expf). */
 static inline void tc_fm_swiglu(float *restrict g, const float *restrict u, size_t n)
 {
+TC_FM_NO_CONTRACT
     for (size_t i = 0; i < n; i++)
         g[i] = g[i] / (1.0f + tc_fm_exp(-g[i])) * u[i];
 }
