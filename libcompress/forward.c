@@ -613,6 +613,58 @@ static int mlp_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_error *err
     return TC_OK;
 }
 
+/* Hands a mapped tensor's whole pages back to the file (they are clean and
+ * read-only: a later read faults them in again from the page cache). */
+static void drop_mapped(const tc_tensor *t)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (!t->mapped || page <= 0)
+        return;
+    uintptr_t start = (uintptr_t)t->data, end = start + (uintptr_t)t->nbytes;
+    uintptr_t a = (start + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t z = end & ~((uintptr_t)page - 1);
+    if (z > a)
+        madvise((void *)a, z - a, MADV_DONTNEED);
+}
+
+/* This layer's weights in fp32.  Tensors already stored as fp32 (little
+ * endian, aligned) are used where they lie instead of being copied; the
+ * others are converted into `own`.  borrowed[r] marks the former. */
+static int layer_weights(const pass *p, int l, tc_layer_f32 *own, uint8_t *borrowed,
+                         tc_error *err)
+{
+    const tc_layer *lay = &p->m->layers[l];
+    memset(own, 0, sizeof *own);
+    for (int r = 0; r < TC_N_ROLES; r++) {
+        const tc_tensor *t = lay->w[r];
+        borrowed[r] = 0;
+        if (!t)
+            continue;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (t->dtype == TC_F32 && (uintptr_t)t->data % sizeof(float) == 0) {
+            memcpy(&own->w[r], &t->data, sizeof own->w[r]); /* read only, never written */
+            borrowed[r] = 1;
+            continue;
+        }
+#endif
+        if (tc_tensor_load_f32(t, &own->w[r], err))
+            return TC_ERR;
+    }
+    return TC_OK;
+}
+
+/* Frees what was converted; hands the pages of what was borrowed from a
+ * file mapping back (as converting them would have). */
+static void layer_weights_release(const pass *p, int l, tc_layer_f32 *own, const uint8_t *borrowed)
+{
+    for (int r = 0; r < TC_N_ROLES; r++)
+        if (borrowed[r]) {
+            drop_mapped(p->m->layers[l].w[r]);
+            own->w[r] = NULL;
+        }
+    tc_layer_f32_free(own);
+}
+
 static int run_layer(pass *p, int l, tc_error *err)
 {
     const tc_layer *lay = &p->m->layers[l];
@@ -620,18 +672,18 @@ static int run_layer(pass *p, int l, tc_error *err)
     int do_attn = lay->has_attn && !(sk && sk->attn);
     int do_mlp = lay->has_mlp && !(sk && sk->mlp);
     tc_layer_f32 own;
+    uint8_t borrowed[TC_N_ROLES] = {0};
     const tc_layer_f32 *w = NULL;
     memset(&own, 0, sizeof own);
+    int rc = TC_OK;
     if (do_attn || do_mlp) {
-        if (p->o->weights) {
+        if (p->o->weights)
             w = &p->o->weights->layers[l];
-        } else {
-            if (tc_model_load_layer(p->m, l, &own, err))
-                return TC_ERR;
+        else if (!(rc = layer_weights(p, l, &own, borrowed, err)))
             w = &own;
-        }
     }
-    int rc = observe_hidden(p, l, TC_AT_ATTN_IN, err);
+    if (!rc)
+        rc = observe_hidden(p, l, TC_AT_ATTN_IN, err);
     if (!rc && do_attn)
         rc = attention_sublayer(p, l, w, err);
     if (!rc)
@@ -640,7 +692,7 @@ static int run_layer(pass *p, int l, tc_error *err)
         rc = mlp_sublayer(p, l, w, err);
     if (!rc)
         rc = observe_hidden(p, l, TC_AT_MLP_OUT, err);
-    tc_layer_f32_free(&own);
+    layer_weights_release(p, l, &own, borrowed);
     return rc;
 }
 
@@ -727,20 +779,6 @@ int tc_forward_from(const tc_model *m, const tc_batch *b, int first_layer, const
     }
     pass_free(&p);
     return rc;
-}
-
-/* Hands a mapped tensor's whole pages back to the file (they are clean and
- * read-only: a later read faults them in again from the page cache). */
-static void drop_mapped(const tc_tensor *t)
-{
-    long page = sysconf(_SC_PAGESIZE);
-    if (!t->mapped || page <= 0)
-        return;
-    uintptr_t start = (uintptr_t)t->data, end = start + (uintptr_t)t->nbytes;
-    uintptr_t a = (start + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-    uintptr_t z = end & ~((uintptr_t)page - 1);
-    if (z > a)
-        madvise((void *)a, z - a, MADV_DONTNEED);
 }
 
 /* Looking up a few hundred rows of a mapped embedding table leaves far more
