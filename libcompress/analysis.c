@@ -219,6 +219,7 @@ typedef struct analysis_run {
     int32_t *tgt;         /* [Tmax] */
     float *xs, *hs;       /* [L or 1][Tmax][dim] stored X and H */
     float *base_lp;       /* [Tmax][vocab] baseline log-softmax, when measuring */
+    double *base_lz;      /* [Tmax] log of the sum of exp(base_lp) of each row */
     size_t budget;        /* tokens per batch */
     size_t tmax;          /* the largest batch */
     /* Sums over every batch. */
@@ -328,8 +329,12 @@ static void base_range(void *ctx, size_t begin, size_t end)
         r->val[i] = r->tgt[t] >= 0 ? lse - row[r->tgt[t]] : 0.0;
         if (r->measure) {
             float *lp = r->base_lp + t * (size_t)vocab;
-            for (int v = 0; v < vocab; v++)
+            double z = 0.0;
+            for (int v = 0; v < vocab; v++) {
                 lp[v] = (float)(row[v] - lse);
+                z += exp((double)lp[v]);
+            }
+            r->base_lz[t] = log(z);
         }
     }
 }
@@ -372,9 +377,13 @@ static void skip_range(void *ctx, size_t begin, size_t end)
         if (r->tgt[t] < 0)
             continue;
         const float *row = j->logits + i * (size_t)vocab, *lp = r->base_lp + t * (size_t)vocab;
-        double lse = row_lse(row, vocab), kl = 0.0;
+        /* The stored rows are log-probabilities rounded to float: renormalised
+         * by their own sum they are an exact distribution, whose KL to an
+         * identical rerun is 0 to fp64 rounding instead of the ~1e-9 that
+         * the rounding of each entry would leave. */
+        double lse = row_lse(row, vocab), lz = r->base_lz[t], kl = 0.0;
         for (int v = 0; v < vocab; v++) {
-            double lb = lp[v];
+            double lb = (double)lp[v] - lz;
             kl += exp(lb) * (lb - ((double)row[v] - lse));
         }
         r->val[i] = lse - row[r->tgt[t]];
@@ -497,6 +506,7 @@ static void run_free(analysis_run *r)
     free(r->xs);
     free(r->hs);
     free(r->base_lp);
+    free(r->base_lz);
     free(r->cos);
     free(r->ent);
     free(r->top);
@@ -534,9 +544,11 @@ static int run_init(analysis_run *r, const tc_model *m, const tc_analyze_opts *o
     r->n_heads = c->n_heads;
     r->measure = !o->no_measure;
     uint64_t L = (uint64_t)r->L, nh = (uint64_t)r->n_heads;
-    uint64_t per_token = forward_bytes_per_token(c) + 4 +
-                         4 * (r->measure ? 2 * L * (uint64_t)c->dim + (uint64_t)c->vocab_size
-                                         : 2 * (uint64_t)c->dim);
+    /* Targets, two per-token sums, the stored states and (measuring) the
+     * baseline's log-probabilities with their normalisers. */
+    uint64_t per_token = forward_bytes_per_token(c) + 4 + 16 +
+                         (r->measure ? 8 + 4 * (2 * L * (uint64_t)c->dim + (uint64_t)c->vocab_size)
+                                     : 4 * 2 * (uint64_t)c->dim);
     r->budget = o->batch_tokens ? o->batch_tokens : tokens_for_budget(per_token);
     r->tmax = largest_batch(offsets, n_seqs, r->budget);
     uint64_t slots = r->measure ? L : 1, T = r->tmax ? r->tmax : 1;
@@ -547,7 +559,8 @@ static int run_init(analysis_run *r, const tc_model *m, const tc_analyze_opts *o
         alloc_array((void **)&r->xs, slots * T, (uint64_t)c->dim, sizeof(float), m, err) ||
         alloc_array((void **)&r->hs, slots * T, (uint64_t)c->dim, sizeof(float), m, err) ||
         (r->measure &&
-         alloc_array((void **)&r->base_lp, T, (uint64_t)c->vocab_size, sizeof(float), m, err)) ||
+         (alloc_array((void **)&r->base_lp, T, (uint64_t)c->vocab_size, sizeof(float), m, err) ||
+          alloc_array((void **)&r->base_lz, T, sizeof(double), 1, m, err))) ||
         alloc_array((void **)&r->cos, L, sizeof(cos_acc) * TC_N_MODULES, 1, m, err) ||
         alloc_array((void **)&r->ent, L, nh, sizeof(double), m, err) ||
         alloc_array((void **)&r->top, L, nh, sizeof(double), m, err) ||

@@ -178,8 +178,7 @@ static void mlp_step(tc_decoder *d, const tc_layer_f32 *w)
     tc_fm_rmsnorm(d->x, w->w[TC_FFN_NORM], d->xn, c->dim, c->norm_eps);
     matvec(w->w[TC_W_GATE], d->xn, d->g, c->dim, c->ffn_dim, 0);
     matvec(w->w[TC_W_UP], d->xn, d->u, c->dim, c->ffn_dim, 0);
-    for (int i = 0; i < c->ffn_dim; i++)
-        d->g[i] = tc_fm_silu(d->g[i]) * d->u[i];
+    tc_fm_swiglu(d->g, d->u, (size_t)c->ffn_dim);
     matvec(w->w[TC_W_DOWN], d->g, d->x, c->ffn_dim, c->dim, 1);
 }
 

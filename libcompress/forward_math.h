@@ -6,17 +6,28 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "tc/model.h"
 
-/* out = x / sqrt(mean(x^2) + eps) * w over one row of n. */
+/* out = x / sqrt(mean(x^2) + eps) * w over one row of n.  The sum of
+ * squares runs in fp64 over eight fixed lanes: it vectorises, and its order
+ * does not depend on the caller. */
 static inline void tc_fm_rmsnorm(const float *x, const float *w, float *out, int n, float eps)
 {
-    double ss = 0.0;
-    for (int i = 0; i < n; i++)
+    enum { LANES = 8 };
+    double acc[LANES] = {0.0}, ss = 0.0;
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int k = 0; k < LANES; k++)
+            acc[k] += (double)x[i + k] * x[i + k];
+    for (int k = 0; k < LANES; k++)
+        ss += acc[k];
+    for (; i < n; i++)
         ss += (double)x[i] * x[i];
     float scale = (float)(1.0 / sqrt(ss / n + (double)eps));
-    for (int i = 0; i < n; i++)
+    for (i = 0; i < n; i++)
         out[i] = x[i] * scale * w[i];
 }
 
@@ -49,12 +60,116 @@ static inline void tc_fm_rope(float *v, int n_heads, int head_dim, tc_rope_layou
     }
 }
 
-/* One query against n_keys keys of one kv head.  Keys come transposed,
- * kt[d * kt_ld + j] = component d of key j, so that every score is built by
- * contiguous, vectorisable multiply-adds over keys in a fixed order (no
- * horizontal sums); values are rows, v[j * v_stride + d].  Leaves the
- * attention weights in p (n_keys floats) and their weighted sum of values in
- * out (head_dim floats). */
+/* The vectorised functions below promise the same bits on every path
+ * (baseline, AVX2, AVX-512): no multiply-add may be fused.  GCC in ISO C mode
+ * does not fuse; clang does by default when the target has FMA (AVX-512
+ * does), so it is told not to. */
+#ifdef __clang__
+#define TC_FM_NO_CONTRACT _Pragma("STDC FP_CONTRACT OFF")
+#else
+#define TC_FM_NO_CONTRACT
+#endif
+
+/* Float bits, and a select by an all-ones/all-zeros mask: integer
+ * operations, which compilers vectorise where float conditionals block
+ * vectorisation (they might trap). */
+static inline int32_t tc_fm_bits(float x)
+{
+    int32_t b;
+    memcpy(&b, &x, sizeof b);
+    return b;
+}
+
+static inline float tc_fm_float(int32_t b)
+{
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+static inline float tc_fm_select(int32_t mask, int32_t yes, int32_t no)
+{
+    return tc_fm_float((yes & mask) | (no & ~mask));
+}
+
+/* exp(x) in float without a library call, so that loops over rows
+ * vectorise: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two parts so that
+ * r is exact), exp(r) by Cephes' expf polynomial, times 2^n built in the
+ * exponent bits.  Where the result is a normal float (-87.33 <= x <= 88.72)
+ * it lies within a few ulp of exp(x); below it is 0 (expf would give a
+ * subnormal), above infinity; NaN stays NaN. */
+static inline float tc_fm_exp(float x)
+{
+TC_FM_NO_CONTRACT
+    const float hi = 88.7228f, lo = -87.3365f;
+    int32_t over = -(int32_t)(x > hi), under = -(int32_t)(x < lo), nan = -(int32_t)(x != x);
+    float xc = tc_fm_select(over, tc_fm_bits(hi), tc_fm_bits(x));
+    xc = tc_fm_select(under | nan, tc_fm_bits(under ? lo : 0.0f), tc_fm_bits(xc));
+    float fn = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = xc - fn * 0.693359375f;
+    r = r - fn * -2.12194440e-4f;
+    float r2 = r * r;
+    float poly = 1.9875691500e-4f;
+    poly = poly * r + 1.3981999507e-3f;
+    poly = poly * r + 8.3334519073e-3f;
+    poly = poly * r + 4.1665795894e-2f;
+    poly = poly * r + 1.6666665459e-1f;
+    poly = poly * r + 5.0000001201e-1f;
+    float e = poly * r2 + r + 1.0f;
+    /* 2^n in two halves: n reaches 128 just below the overflow limit. */
+    int32_t n = (int32_t)fn, half = n / 2;
+    e *= tc_fm_float((half + 127) << 23);
+    e *= tc_fm_float((n - half + 127) << 23);
+    e = tc_fm_select(over, 0x7f800000, tc_fm_bits(e));
+    e = tc_fm_select(under, 0, tc_fm_bits(e));
+    return tc_fm_select(nan, tc_fm_bits(x), tc_fm_bits(e));
+}
+
+/* p = softmax(p) over n scaled scores: the batched pass and the decoder
+ * normalise attention weights with this one function.  The exponentials
+ * are one vectorisable pass; their sum is taken in fp64 over eight fixed
+ * lanes (a fixed order, so every thread count gives the same result). */
+static inline void tc_fm_softmax(float *p, size_t n)
+{
+TC_FM_NO_CONTRACT
+    enum { LANES = 8 };
+    float mxl[LANES];
+    for (int k = 0; k < LANES; k++)
+        mxl[k] = -INFINITY;
+    size_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int k = 0; k < LANES; k++)
+            mxl[k] = p[j + k] > mxl[k] ? p[j + k] : mxl[k];
+    float mx = -INFINITY;
+    for (int k = 0; k < LANES; k++)
+        mx = mxl[k] > mx ? mxl[k] : mx;
+    for (; j < n; j++)
+        mx = p[j] > mx ? p[j] : mx;
+    for (j = 0; j < n; j++)
+        p[j] = tc_fm_exp(p[j] - mx);
+    double acc[LANES] = {0.0};
+    for (j = 0; j + LANES <= n; j += LANES)
+        for (int k = 0; k < LANES; k++)
+            acc[k] += p[j + k];
+    double sum = 0.0;
+    for (int k = 0; k < LANES; k++)
+        sum += acc[k];
+    for (; j < n; j++)
+        sum += p[j];
+    float inv = (float)(1.0 / sum);
+    for (j = 0; j < n; j++)
+        p[j] *= inv;
+}
+
+/* g = silu(g) * u over a row of n, with tc_fm_exp so that the loop
+ * vectorises (tc_fm_silu, for the ternary runner, calls expf). */
+static inline void tc_fm_swiglu(float *restrict g, const float *restrict u, size_t n)
+{
+TC_FM_NO_CONTRACT
+    for (size_t i = 0; i < n; i++)
+        g[i] = g[i] / (1.0f + tc_fm_exp(-g[i])) * u[i];
+}
+
 /* Attention of one query over keys stored row by row ([n_keys][stride]), as
  * the ternary runner's cache holds them; same result as tc_fm_attend up to
  * summation order. */
@@ -89,6 +204,13 @@ static inline void tc_fm_attend_rows(const float *q, const float *k, const float
     }
 }
 
+/* One query against n_keys keys of one kv head.  Keys come transposed,
+ * kt[d * kt_ld + j] = component d of key j, so that every score is built by
+ * contiguous, vectorisable multiply-adds over keys in a fixed order (no
+ * horizontal sums); values are rows, v[j * v_stride + d].  Leaves the
+ * attention weights in p (n_keys floats) and their weighted sum of values in
+ * out (head_dim floats).  The decoder's kernel; the batched pass computes the
+ * same function with matrix products (forward.c). */
 static inline void tc_fm_attend(const float *restrict q, const float *restrict kt, size_t kt_ld,
                                 const float *restrict v, size_t v_stride, size_t n_keys,
                                 int head_dim, float *restrict p, float *restrict out)
@@ -114,19 +236,9 @@ static inline void tc_fm_attend(const float *restrict q, const float *restrict k
             acc += q[d] * kt[(size_t)d * kt_ld + j];
         p[j] = acc;
     }
-    float mx = -INFINITY;
-    for (size_t j = 0; j < n_keys; j++) {
-        p[j] *= scale;
-        mx = p[j] > mx ? p[j] : mx;
-    }
-    double sum = 0.0;
-    for (size_t j = 0; j < n_keys; j++) {
-        p[j] = expf(p[j] - mx);
-        sum += p[j];
-    }
-    float inv = (float)(1.0 / sum);
     for (size_t j = 0; j < n_keys; j++)
-        p[j] *= inv;
+        p[j] *= scale;
+    tc_fm_softmax(p, n_keys);
     /* Likewise sixteen outputs at a time over every key. */
     int d0 = 0;
     for (; d0 + BLOCK <= head_dim; d0 += BLOCK) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../libcompress/forward_math.h"
 #include "synthmodel.h"
 #include "testutil.h"
 #include "tc/forward.h"
@@ -334,6 +335,95 @@ static void test_reference(void)
     sm_init(&sm, &c, 2);
     test_against_reference(&sm, NULL, "biased half untied");
     sm_free(&sm);
+}
+
+/* Sequences longer than one attention tile (64 queries), ending inside a
+ * tile, exactly on a tile's end and one past it, against the reference; the
+ * head statistics too (sums over every query, so relative). */
+static void test_long_sequences(void)
+{
+    tc_config c = sm_config_biased();
+    sm_model sm;
+    sm_init(&sm, &c, 21);
+    tc_model m;
+    tc_error err = {{0}};
+    CHECK_OK(sm_bind(&sm, &m, &err), &err);
+    enum { NS = 3 };
+    const size_t lens[NS] = {150, 64, 65};
+    size_t offsets[NS + 1] = {0};
+    for (int s = 0; s < NS; s++)
+        offsets[s + 1] = offsets[s] + lens[s];
+    int32_t tokens[279];
+    uint64_t seed = 17;
+    for (size_t t = 0; t < offsets[NS]; t++)
+        tokens[t] = (int32_t)(sm_rng(&seed) % (uint64_t)c.vocab_size);
+    tc_batch b = {tokens, offsets, NS};
+    rec r;
+    CHECK_OK(run(&m, &b, 2, NULL, &r, 1, &err), &err);
+    double ent[64] = {0}, top[64] = {0}, worst = 0.0;
+    for (int s = 0; s < NS; s++) {
+        double *want = malloc(lens[s] * c.vocab_size * sizeof *want);
+        ref_sequence(&sm, tokens + offsets[s], lens[s], NULL, want, ent, top);
+        for (size_t i = 0; i < lens[s] * c.vocab_size; i++) {
+            double d = fabs(want[i] - r.logits[offsets[s] * c.vocab_size + i]);
+            if (!(d <= worst))
+                worst = d;
+        }
+        free(want);
+    }
+    CHECK_MSG(worst < 1e-4, "long sequences: logits differ from the reference by %g", worst);
+    for (int l = 0; l < c.n_layers; l++)
+        for (int h = 0; h < c.n_heads; h++) {
+            double e = ent[l * c.n_heads + h], t = top[l * c.n_heads + h];
+            CHECK_NEAR(r.ent[l][h], e, 1e-5 * fabs(e) + 1e-6);
+            CHECK_NEAR(r.top[l][h], t, 1e-5 * fabs(t) + 1e-6);
+        }
+    rec_free(&r);
+    tc_model_close(&m);
+    sm_free(&sm);
+}
+
+/* The exponential behind softmax and SwiGLU: within 2 ulp of exp() where the
+ * result is a normal float, 0 below, infinity above, NaN through; softmax
+ * rows sum to 1 and match the fp64 definition. */
+static void test_exp_softmax(void)
+{
+    double worst = 0.0;
+    for (float x = -87.3f; x < 88.7f; x += 0.00731f) {
+        double want = exp((double)x);
+        double ulp = (double)nextafterf((float)want, INFINITY) - (float)want;
+        double e = fabs((double)tc_fm_exp(x) - want) / ulp;
+        worst = e > worst ? e : worst;
+    }
+    CHECK_MSG(worst <= 2.0, "tc_fm_exp is %g ulp from exp", worst);
+    CHECK(tc_fm_exp(0.0f) == 1.0f && tc_fm_exp(-0.0f) == 1.0f);
+    CHECK(tc_fm_exp(88.72f) > 3.3e38f && isfinite(tc_fm_exp(88.72f)));
+    CHECK(isinf(tc_fm_exp(88.73f)) && isinf(tc_fm_exp(1e30f)) && isinf(tc_fm_exp(INFINITY)));
+    CHECK(tc_fm_exp(-87.34f) == 0.0f && tc_fm_exp(-1e30f) == 0.0f && tc_fm_exp(-INFINITY) == 0.0f);
+    CHECK(isnan(tc_fm_exp(NAN)));
+    uint64_t seed = 3;
+    for (size_t n = 1; n < 70; n += 3) {
+        float p[70];
+        double q[70], mx = -INFINITY, sum = 0.0, got = 0.0, err = 0.0;
+        for (size_t j = 0; j < n; j++) {
+            p[j] = 30.0f * (sm_uniform(&seed) - 0.5f);
+            mx = p[j] > mx ? p[j] : mx;
+        }
+        for (size_t j = 0; j < n; j++)
+            sum += q[j] = exp(p[j] - mx);
+        tc_fm_softmax(p, n);
+        for (size_t j = 0; j < n; j++) {
+            got += p[j];
+            err = fmax(err, fabs(p[j] - q[j] / sum));
+        }
+        CHECK_NEAR(got, 1.0, 1e-5);
+        CHECK(err < 1e-6);
+    }
+    float g[5] = {-100.0f, -1.0f, 0.0f, 2.0f, 100.0f}, u[5] = {1, 1, 1, 1, 1};
+    tc_fm_swiglu(g, u, 5);
+    CHECK(g[0] == 0.0f && g[2] == 0.0f && g[4] == 100.0f);
+    CHECK_NEAR(g[1], -1.0 / (1.0 + exp(1.0)), 1e-7);
+    CHECK_NEAR(g[3], 2.0 / (1.0 + exp(-2.0)), 1e-6);
 }
 
 /* The same model with Q/K rows moved to the other RoPE layout gives the same logits. */
@@ -885,6 +975,8 @@ static int test_stories260k(void)
 int main(void)
 {
     test_reference();
+    test_long_sequences();
+    test_exp_softmax();
     tc_config small = sm_config_small(), biased = sm_config_biased();
     test_rope_layouts(&small);
     test_rope_layouts(&biased);
