@@ -162,46 +162,12 @@ TC_FM_NO_CONTRACT
 }
 
 /* g = silu(g) * u over a row of n, with tc_fm_exp so that the loop
- * vectorises (tc_fm_silu, for the ternary runner, calls expf). */
+ * vectorises. */
 static inline void tc_fm_swiglu(float *restrict g, const float *restrict u, size_t n)
 {
 TC_FM_NO_CONTRACT
     for (size_t i = 0; i < n; i++)
         g[i] = g[i] / (1.0f + tc_fm_exp(-g[i])) * u[i];
-}
-
-/* Attention of one query over keys stored row by row ([n_keys][stride]), as
- * the ternary runner's cache holds them; same result as tc_fm_attend up to
- * summation order. */
-static inline void tc_fm_attend_rows(const float *q, const float *k, const float *v, size_t stride,
-                                     size_t n_keys, int head_dim, float *p, float *out)
-{
-    float scale = 1.0f / sqrtf((float)head_dim);
-    float mx = -INFINITY;
-    for (size_t j = 0; j < n_keys; j++) {
-        const float *kj = k + j * stride;
-        float s = 0.0f;
-        for (int d = 0; d < head_dim; d++)
-            s += q[d] * kj[d];
-        s *= scale;
-        p[j] = s;
-        if (s > mx)
-            mx = s;
-    }
-    double sum = 0.0;
-    for (size_t j = 0; j < n_keys; j++) {
-        p[j] = expf(p[j] - mx);
-        sum += p[j];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int d = 0; d < head_dim; d++)
-        out[d] = 0.0f;
-    for (size_t j = 0; j < n_keys; j++) {
-        p[j] *= inv;
-        const float *vj = v + j * stride;
-        for (int d = 0; d < head_dim; d++)
-            out[d] += p[j] * vj[d];
-    }
 }
 
 /* One query against n_keys keys of one kv head.  Keys come transposed,
@@ -258,11 +224,6 @@ static inline void tc_fm_attend(const float *restrict q, const float *restrict k
             acc += p[j] * v[j * v_stride + d];
         out[d] = acc;
     }
-}
-
-static inline float tc_fm_silu(float g)
-{
-    return g / (1.0f + expf(-g));
 }
 
 #endif

@@ -486,8 +486,7 @@ static int mlp(tc_trun *r, int l, int T, tc_error *err)
     if (apply(r, &L->w[TC_W_GATE], r->xn, T, r->g, err) ||
         apply(r, &L->w[TC_W_UP], r->xn, T, r->u, err))
         return TC_ERR;
-    for (size_t i = 0; i < (size_t)T * (size_t)F; i++)
-        r->g[i] = tc_fm_silu(r->g[i]) * r->u[i];
+    tc_fm_swiglu(r->g, r->u, (size_t)T * (size_t)F);
     if (quantize_rows(r, r->g, T, F, err))
         return TC_ERR;
     if (apply(r, &L->w[TC_W_DOWN], r->g, T, r->tmp, err))
