@@ -264,21 +264,49 @@ void tc_ternary_dequantize(const int8_t *codes, const float *scales, int64_t M, 
     }
 }
 
+/* Squared error and squared weight of one scale group, in independent
+ * double lanes so that the loop vectorises. */
+static void span_errors(const float *w, const int8_t *c, size_t n, double scale, double *e2,
+                        double *r2, uint64_t *zeros)
+{
+    enum { LANES = 8 };
+    double ea[LANES] = {0}, ra[LANES] = {0};
+    uint64_t z = 0;
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            double x = w[i + j], d = x - scale * c[i + j];
+            ea[j] += d * d;
+            ra[j] += x * x;
+            z += c[i + j] == 0;
+        }
+    for (; i < n; i++) {
+        double x = w[i], d = x - scale * c[i];
+        ea[0] += d * d;
+        ra[0] += x * x;
+        z += c[i] == 0;
+    }
+    for (int j = 0; j < LANES; j++) {
+        *e2 += ea[j];
+        *r2 += ra[j];
+    }
+    *zeros += z;
+}
+
 void tc_ternary_report_make(const float *W, const int8_t *codes, const float *scales, int64_t M,
                             int64_t K, const tc_tgroup *g, tc_ternary_report *out)
 {
     double err2 = 0, ref2 = 0;
-    size_t zeros = 0;
-    for (int64_t m = 0; m < M; m++) {
-        for (int64_t k = 0; k < K; k++) {
-            size_t i = (size_t)m * (size_t)K + (size_t)k;
-            double w = W[i];
-            double d = w - (double)scales[tc_ternary_scale_index(g, K, m, k)] * codes[i];
-            err2 += d * d;
-            ref2 += w * w;
-            zeros += codes[i] == 0;
-        }
+    uint64_t zeros = 0;
+    int64_t ns = g->kind == TC_TGROUP_TENSOR ? 1 : M * tc_ternary_groups_per_row(g, K);
+    for (int64_t gi = 0; gi < ns; gi++) {
+        size_t s, n;
+        group_span(g, M, K, gi, &s, &n);
+        span_errors(W + s, codes + s, n, (double)scales[gi], &err2, &ref2, &zeros);
     }
+    out->zeros = zeros;
+    out->weight_sq = ref2;
+    out->error_sq = err2;
     out->zero_share = (double)zeros / ((double)M * (double)K);
     out->rel_weight_error = ref2 > 0 ? sqrt(err2 / ref2) : 0;
 }

@@ -11,6 +11,7 @@
 #include "tc/tpack.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tc/checked.h"
@@ -157,6 +158,65 @@ static void pack_tl2_chunk(const tc_tpack_plan *p, const int8_t *codes, int64_t 
     }
 }
 
+/* Fast paths for a chunk that lies wholly inside the weight (every chunk
+ * but those of the last row block or column chunk of a ragged shape): no
+ * bounds checks, each byte written once.  They produce exactly the bytes of
+ * the general versions above. */
+/* Pair layouts: a chunk is one byte per row, so a row is walked once,
+ * left to right, its bytes landing TILE apart. */
+static void pack_pairs_rows(tc_tpack_layout layout, const int8_t *codes, int64_t K, int64_t m0,
+                            int64_t n_chunks, uint64_t chunk_bytes, uint8_t *dst)
+{
+    for (int r = 0; r < TILE; r++) {
+        const int8_t *w = codes + (size_t)(m0 + r) * (size_t)K;
+        uint8_t *o = dst + r;
+        if (layout == TC_TPACK_I2)
+            for (int64_t c = 0; c < n_chunks; c++, w += 4)
+                o[c * chunk_bytes] = (uint8_t)(i2_nibble(w[0], w[1]) | i2_nibble(w[2], w[3]) << 4);
+        else
+            for (int64_t c = 0; c < n_chunks; c++, w += 4)
+                o[c * chunk_bytes] = (uint8_t)(tl1_index(w[0], w[1]) | tl1_index(w[2], w[3]) << 4);
+    }
+}
+
+/* With s = 9a + 3b + c, tl2_index is |s| with sign s < 0. */
+static void pack_tl2_full(const int8_t *codes, int64_t K, int64_t m0, int64_t k0, uint8_t *dst)
+{
+    uint32_t signs[TL2_TRIPLES] = {0};
+    for (int r = 0; r < TILE; r++) {
+        const int8_t *w = codes + (size_t)(m0 + r) * (size_t)K + (size_t)k0;
+        int s[TL2_TRIPLES];
+        for (int t = 0; t < TL2_TRIPLES; t++) {
+            s[t] = 9 * w[3 * t] + 3 * w[3 * t + 1] + w[3 * t + 2];
+            signs[t] |= (uint32_t)(s[t] < 0) << r;
+        }
+        for (int h = 0; h < TL2_TRIPLES / 2; h++)
+            dst[h * TILE + r] = (uint8_t)(abs(s[2 * h]) | abs(s[2 * h + 1]) << 4);
+    }
+    for (int t = 0; t < TL2_TRIPLES; t++)
+        for (int b = 0; b < 4; b++)
+            dst[TL2_SIGNS + 4 * t + b] = (uint8_t)(signs[t] >> 8 * b);
+}
+
+/* Whether every code is -1, 0 or 1; branch-free so that it vectorises. */
+static int codes_valid(const int8_t *codes, size_t n, size_t *bad_at)
+{
+    enum { SPAN = 4096 };
+    for (size_t i = 0; i < n; i += SPAN) {
+        size_t end = n - i < SPAN ? n : i + SPAN;
+        unsigned bad = 0;
+        for (size_t j = i; j < end; j++)
+            bad |= (uint8_t)(codes[j] + 1) > 2;
+        if (bad)
+            for (size_t j = i; j < end; j++)
+                if (codes[j] < -1 || codes[j] > 1) {
+                    *bad_at = j;
+                    return 0;
+                }
+    }
+    return 1;
+}
+
 static void put_f32(uint8_t *p, float f)
 {
     uint32_t u;
@@ -177,20 +237,28 @@ static float get_f32(const uint8_t *p)
 int tc_tpack_pack(const tc_tpack_plan *plan, const int8_t *codes, const float *scales,
                   uint8_t *out, tc_error *err)
 {
-    size_t n = (size_t)plan->rows * (size_t)plan->cols;
-    for (size_t i = 0; i < n; i++)
-        if (codes[i] < -1 || codes[i] > 1)
-            return tc_err(err, "tpack: code %d at weight %zu is not -1, 0 or 1", (int)codes[i],
-                          i);
+    size_t n = (size_t)plan->rows * (size_t)plan->cols, bad;
+    if (!codes_valid(codes, n, &bad))
+        return tc_err(err, "tpack: code %d at weight %zu is not -1, 0 or 1", (int)codes[bad], bad);
     int64_t blocks = plan->rows_padded / TILE, chunks = plan->cols_padded / plan->chunk_cols;
-    for (int64_t rb = 0; rb < blocks; rb++)
-        for (int64_t c = 0; c < chunks; c++) {
-            uint8_t *dst = out + chunk_off(plan, rb, c);
-            if (plan->layout == TC_TPACK_TL2)
-                pack_tl2_chunk(plan, codes, rb, c, dst);
-            else
-                pack_pairs_chunk(plan, codes, rb, c, dst);
+    int64_t full_blocks = plan->rows / TILE, full_chunks = plan->cols / plan->chunk_cols;
+    for (int64_t rb = 0; rb < blocks; rb++) {
+        int64_t c0 = 0;
+        if (rb < full_blocks && plan->layout != TC_TPACK_TL2) {
+            pack_pairs_rows(plan->layout, codes, plan->cols, rb * TILE, full_chunks, plan->chunk_bytes,
+                            out + chunk_off(plan, rb, 0));
+            c0 = full_chunks;
         }
+        for (int64_t c = c0; c < chunks; c++) {
+            uint8_t *dst = out + chunk_off(plan, rb, c);
+            if (plan->layout != TC_TPACK_TL2)
+                pack_pairs_chunk(plan, codes, rb, c, dst);
+            else if (rb < full_blocks && c < full_chunks)
+                pack_tl2_full(codes, plan->cols, rb * TILE, c * plan->chunk_cols, dst);
+            else
+                pack_tl2_chunk(plan, codes, rb, c, dst);
+        }
+    }
     for (int64_t i = 0; i < plan->n_scales; i++)
         put_f32(out + plan->scale_offset + 4 * (uint64_t)i, scales[i]);
     return TC_OK;

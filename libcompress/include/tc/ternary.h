@@ -102,6 +102,9 @@ void tc_ternary_dequantize(const int8_t *codes, const float *scales, int64_t M, 
 typedef struct tc_ternary_report {
     double zero_share;       /* share of codes equal to 0 */
     double rel_weight_error; /* ||W - W_hat|| / ||W|| (0 when W == 0) */
+    uint64_t zeros;          /* codes equal to 0 */
+    double weight_sq;        /* ||W||^2 */
+    double error_sq;         /* ||W - W_hat||^2 */
 } tc_ternary_report;
 
 void tc_ternary_report_make(const float *W, const int8_t *codes, const float *scales, int64_t M,
