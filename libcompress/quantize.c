@@ -1,6 +1,7 @@
 /* The model quantizer: one layer at a time, from the source model to a packed
  * ternary file or a ternary GGUF, with per-tensor reports and a verification
  * pass over the written file. */
+#define _DEFAULT_SOURCE /* madvise */
 #include "tc/quantize.h"
 
 #include <math.h>
@@ -8,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <zlib.h>
 
@@ -53,9 +56,8 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static uint32_t crc_bytes(const void *p, uint64_t n)
+static uLong crc_more(uLong c, const void *p, uint64_t n)
 {
-    uLong c = crc32(0L, Z_NULL, 0);
     const uint8_t *b = p;
     while (n > 0) {
         uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
@@ -63,7 +65,12 @@ static uint32_t crc_bytes(const void *p, uint64_t n)
         b += k;
         n -= k;
     }
-    return (uint32_t)c;
+    return c;
+}
+
+static uint32_t crc_bytes(const void *p, uint64_t n)
+{
+    return (uint32_t)crc_more(crc32(0L, Z_NULL, 0), p, n);
 }
 
 void tc_quantize_block_scales(const int8_t *codes, const float *scales, int64_t M, int64_t K,
@@ -332,6 +339,7 @@ typedef struct qjob {
     const double *H;
     const tc_tpack_plan *plan;  /* packed format: pack after quantizing */
     int load, quant;            /* what this run of the job does */
+    int stream;                 /* all of it, 32 rows at a time (job_stream) */
     tc_ternary_report tr;
     double t_load, t_quant, t_measure, t_pack;
     int rc;
@@ -398,8 +406,94 @@ static int job_quantize(qjob *j)
     return TC_OK;
 }
 
+/* Drops the whole pages of [p, p+n) of a mapped source from the process, as
+ * tc_tensor_to_f32 does: resident memory stays at one layer. */
+static void drop_pages(const uint8_t *p, uint64_t n)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || n < (uint64_t)page)
+        return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t b = ((uintptr_t)p + (uintptr_t)n) & ~((uintptr_t)page - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* Whether a job may run as a stream of row blocks: nothing after it needs the
+ * matrix's fp32 values or codes (packed output, no calibration), every
+ * scale group lies within a row, and rows of the source start on whole
+ * blocks of its dtype. */
+static int job_streams(const qjob *j, int calib)
+{
+    const qdrv *d = j->d;
+    uint64_t be = tc_dtype_block_elems(j->src->dtype);
+    return j->ri >= 0 && j->plan && !calib && d->group.kind != TC_TGROUP_TENSOR &&
+           d->o->q.method != TC_TMETHOD_CALIBRATED && be > 0 && (uint64_t)j->K % be == 0;
+}
+
+/* Load, quantize, measure and pack 32 rows at a time (one row block of the
+ * packed layout): the fp32 rows and their codes stay in cache between the
+ * steps, and no fp32 copy of the matrix is ever made.  Produces exactly the
+ * bytes, scales and report of the whole-matrix steps. */
+static int job_stream(qjob *j)
+{
+    qdrv *d = j->d;
+    slot *s = &d->slots[j->role];
+    const tc_tensor *t = j->src;
+    const tc_tpack_plan *p = j->plan;
+    const tc_tgroup *g = &d->group;
+    int64_t M = j->M, K = j->K, gpr = tc_ternary_groups_per_row(g, K), ns;
+    uint64_t row_bytes = (uint64_t)K / tc_dtype_block_elems(t->dtype) * tc_dtype_block_bytes(t->dtype);
+    if (tc_ternary_scale_count(g, M, K, &ns, &j->err))
+        return TC_ERR;
+    if (grow((void **)&s->w, &s->w_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K) * sizeof(float)) ||
+        grow((void **)&s->codes, &s->codes_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K)) ||
+        grow((void **)&s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float)) ||
+        grow((void **)&s->packed, &s->packed_cap, p->total_bytes))
+        return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K);
+    int fp = d->o->verify;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    memset(&j->tr, 0, sizeof j->tr);
+    for (int64_t m0 = 0; m0 < M; m0 += TC_TPACK_TILE_ROWS) {
+        int64_t rows = M - m0 < TC_TPACK_TILE_ROWS ? M - m0 : TC_TPACK_TILE_ROWS;
+        float *sc = s->scales + m0 * gpr;
+        double t0 = now_s();
+        if (tc_convert_to_f32(t->dtype, t->data + (uint64_t)m0 * row_bytes, (uint64_t)(rows * K), s->w, &j->err))
+            return tc_err_prefix(&j->err, "%s: tensor '%s'", t->file, t->name);
+        double t1 = now_s();
+        int rc = d->o->q.method == TC_TMETHOD_ABSMEAN ? tc_ternary_absmean(s->w, rows, K, g, s->codes, sc, &j->err)
+                                                      : tc_ternary_optimal(s->w, rows, K, g, s->codes, sc, &j->err);
+        if (rc)
+            return TC_ERR;
+        double t2 = now_s();
+        tc_ternary_report_add(s->w, s->codes, sc, rows, K, g, &j->tr);
+        if (fp)
+            crc = crc_more(crc, s->codes, (uint64_t)(rows * K));
+        double t3 = now_s();
+        if (tc_tpack_pack_block(p, m0 / TC_TPACK_TILE_ROWS, s->codes, s->packed, &j->err))
+            return TC_ERR;
+        j->t_load += t1 - t0;
+        j->t_quant += t2 - t1;
+        j->t_measure += t3 - t2;
+        j->t_pack += now_s() - t3;
+    }
+    if (t->mapped)
+        drop_pages(t->data, t->nbytes);
+    tc_ternary_report_finish(&j->tr, M, K);
+    tc_tpack_put_scales(p, s->scales, s->packed);
+    if (fp) {
+        d->fp[j->ri].codes = (uint32_t)crc;
+        d->fp[j->ri].scales = crc_bytes(s->scales, (uint64_t)p->n_scales * sizeof(float));
+    }
+    return TC_OK;
+}
+
 static void run_job(qjob *j)
 {
+    if (j->stream) {
+        j->rc = job_stream(j);
+        return;
+    }
     double t0 = now_s();
     if (j->load) {
         j->rc = job_load(j);
@@ -482,6 +576,7 @@ static int run_phase(qdrv *d, int l, qjob *jobs, const int *order, int n, int lo
     for (int i = 0; i < n; i++) {
         jobs[i].load = load;
         jobs[i].quant = quant && jobs[i].ri >= 0;
+        jobs[i].stream = load && quant && job_streams(&jobs[i], 0);
     }
     run_jobs(jobs, order, n, threads);
     for (int i = 0; i < n; i++) {
@@ -489,7 +584,7 @@ static int run_phase(qdrv *d, int l, qjob *jobs, const int *order, int n, int lo
         if (j->rc == TC_OK)
             continue;
         *err = j->err;
-        if (j->load && !d->w.w[j->role])
+        if (j->load && !j->stream && !d->w.w[j->role])
             return TC_ERR; /* the reader's message names the file and tensor */
         return tc_err_prefix(err, "%s: layer %d %s", d->m->path, l, tc_role_name((tc_role)j->role));
     }

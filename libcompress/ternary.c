@@ -293,22 +293,29 @@ static void span_errors(const float *w, const int8_t *c, size_t n, double scale,
     *zeros += z;
 }
 
-void tc_ternary_report_make(const float *W, const int8_t *codes, const float *scales, int64_t M,
-                            int64_t K, const tc_tgroup *g, tc_ternary_report *out)
+void tc_ternary_report_add(const float *W, const int8_t *codes, const float *scales, int64_t M,
+                           int64_t K, const tc_tgroup *g, tc_ternary_report *acc)
 {
-    double err2 = 0, ref2 = 0;
-    uint64_t zeros = 0;
     int64_t ns = g->kind == TC_TGROUP_TENSOR ? 1 : M * tc_ternary_groups_per_row(g, K);
     for (int64_t gi = 0; gi < ns; gi++) {
         size_t s, n;
         group_span(g, M, K, gi, &s, &n);
-        span_errors(W + s, codes + s, n, (double)scales[gi], &err2, &ref2, &zeros);
+        span_errors(W + s, codes + s, n, (double)scales[gi], &acc->error_sq, &acc->weight_sq, &acc->zeros);
     }
-    out->zeros = zeros;
-    out->weight_sq = ref2;
-    out->error_sq = err2;
-    out->zero_share = (double)zeros / ((double)M * (double)K);
-    out->rel_weight_error = ref2 > 0 ? sqrt(err2 / ref2) : 0;
+}
+
+void tc_ternary_report_finish(tc_ternary_report *acc, int64_t M, int64_t K)
+{
+    acc->zero_share = (double)acc->zeros / ((double)M * (double)K);
+    acc->rel_weight_error = acc->weight_sq > 0 ? sqrt(acc->error_sq / acc->weight_sq) : 0;
+}
+
+void tc_ternary_report_make(const float *W, const int8_t *codes, const float *scales, int64_t M,
+                            int64_t K, const tc_tgroup *g, tc_ternary_report *out)
+{
+    memset(out, 0, sizeof *out);
+    tc_ternary_report_add(W, codes, scales, M, K, g, out);
+    tc_ternary_report_finish(out, M, K);
 }
 
 static double sum_squares(const float *a, size_t n)

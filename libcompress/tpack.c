@@ -234,33 +234,60 @@ static float get_f32(const uint8_t *p)
     return f;
 }
 
+/* Row block rb of the weight section. */
+static void pack_block(const tc_tpack_plan *plan, const int8_t *codes, int64_t rb, uint8_t *out)
+{
+    int64_t chunks = plan->cols_padded / plan->chunk_cols;
+    int64_t full_chunks = plan->cols / plan->chunk_cols, c0 = 0;
+    int full_block = (rb + 1) * TILE <= plan->rows;
+    if (full_block && plan->layout != TC_TPACK_TL2) {
+        pack_pairs_rows(plan->layout, codes, plan->cols, rb * TILE, full_chunks, plan->chunk_bytes,
+                        out + chunk_off(plan, rb, 0));
+        c0 = full_chunks;
+    }
+    for (int64_t c = c0; c < chunks; c++) {
+        uint8_t *dst = out + chunk_off(plan, rb, c);
+        if (plan->layout != TC_TPACK_TL2)
+            pack_pairs_chunk(plan, codes, rb, c, dst);
+        else if (full_block && c < full_chunks)
+            pack_tl2_full(codes, plan->cols, rb * TILE, c * plan->chunk_cols, dst);
+        else
+            pack_tl2_chunk(plan, codes, rb, c, dst);
+    }
+}
+
+void tc_tpack_put_scales(const tc_tpack_plan *plan, const float *scales, uint8_t *out)
+{
+    for (int64_t i = 0; i < plan->n_scales; i++)
+        put_f32(out + plan->scale_offset + 4 * (uint64_t)i, scales[i]);
+}
+
 int tc_tpack_pack(const tc_tpack_plan *plan, const int8_t *codes, const float *scales,
                   uint8_t *out, tc_error *err)
 {
     size_t n = (size_t)plan->rows * (size_t)plan->cols, bad;
     if (!codes_valid(codes, n, &bad))
         return tc_err(err, "tpack: code %d at weight %zu is not -1, 0 or 1", (int)codes[bad], bad);
-    int64_t blocks = plan->rows_padded / TILE, chunks = plan->cols_padded / plan->chunk_cols;
-    int64_t full_blocks = plan->rows / TILE, full_chunks = plan->cols / plan->chunk_cols;
-    for (int64_t rb = 0; rb < blocks; rb++) {
-        int64_t c0 = 0;
-        if (rb < full_blocks && plan->layout != TC_TPACK_TL2) {
-            pack_pairs_rows(plan->layout, codes, plan->cols, rb * TILE, full_chunks, plan->chunk_bytes,
-                            out + chunk_off(plan, rb, 0));
-            c0 = full_chunks;
-        }
-        for (int64_t c = c0; c < chunks; c++) {
-            uint8_t *dst = out + chunk_off(plan, rb, c);
-            if (plan->layout != TC_TPACK_TL2)
-                pack_pairs_chunk(plan, codes, rb, c, dst);
-            else if (rb < full_blocks && c < full_chunks)
-                pack_tl2_full(codes, plan->cols, rb * TILE, c * plan->chunk_cols, dst);
-            else
-                pack_tl2_chunk(plan, codes, rb, c, dst);
-        }
-    }
-    for (int64_t i = 0; i < plan->n_scales; i++)
-        put_f32(out + plan->scale_offset + 4 * (uint64_t)i, scales[i]);
+    for (int64_t rb = 0; rb < plan->rows_padded / TILE; rb++)
+        pack_block(plan, codes, rb, out);
+    tc_tpack_put_scales(plan, scales, out);
+    return TC_OK;
+}
+
+int tc_tpack_pack_block(const tc_tpack_plan *plan, int64_t rb, const int8_t *codes, uint8_t *out,
+                        tc_error *err)
+{
+    if (rb < 0 || rb >= plan->rows_padded / TILE)
+        return tc_err(err, "tpack: row block %lld is outside the weight", (long long)rb);
+    /* The block as a weight of its own: its bytes are those of block rb. */
+    tc_tpack_plan q = *plan;
+    q.rows = plan->rows - rb * TILE < TILE ? plan->rows - rb * TILE : TILE;
+    q.rows_padded = TILE;
+    size_t n = (size_t)q.rows * (size_t)q.cols, bad;
+    if (!codes_valid(codes, n, &bad))
+        return tc_err(err, "tpack: code %d at weight %zu of row block %lld is not -1, 0 or 1",
+                      (int)codes[bad], bad, (long long)rb);
+    pack_block(&q, codes, 0, out + (uint64_t)rb * plan->row_block_bytes);
     return TC_OK;
 }
 

@@ -110,6 +110,14 @@ typedef struct tc_ternary_report {
 void tc_ternary_report_make(const float *W, const int8_t *codes, const float *scales, int64_t M,
                             int64_t K, const tc_tgroup *g, tc_ternary_report *out);
 
+/* The same in pieces: starting from a zeroed report, _add the rows of W in
+ * order (M rows at a time, scales being those rows' scales; with tensor
+ * grouping only as one piece), then _finish with the whole shape.  With row
+ * or column groups the result equals tc_ternary_report_make's bit for bit. */
+void tc_ternary_report_add(const float *W, const int8_t *codes, const float *scales, int64_t M,
+                           int64_t K, const tc_tgroup *g, tc_ternary_report *acc);
+void tc_ternary_report_finish(tc_ternary_report *acc, int64_t M, int64_t K);
+
 /* ||X W^T - X W_hat^T|| / ||X W^T|| for a sample of activations X [N][K]
  * (0 when X W^T == 0). TC_ERR only when the work buffers cannot be allocated. */
 int tc_ternary_output_error(const float *W, const int8_t *codes, const float *scales, int64_t M,
