@@ -338,9 +338,74 @@ static int unpack_tl2_chunk(const tc_tpack_plan *p, const uint8_t *src, int64_t 
     return 0;
 }
 
+/* Decoding tables for the fast paths: entry n holds the digits of index n
+ * and whether n is inside the table (built from the decoders above). */
+typedef struct dec_tables {
+    int8_t pair[16][2], triple[16][3];
+    uint8_t pair_ok[16], triple_ok[16];
+} dec_tables;
+
+static void dec_tables_make(tc_tpack_layout layout, dec_tables *d)
+{
+    memset(d, 0, sizeof *d);
+    for (int n = 0; n < 16; n++) {
+        int8_t a = 0, b = 0;
+        int bad = layout == TC_TPACK_I2 ? i2_pair(n, &a, &b) : tl1_pair(n, &a, &b);
+        if (!bad) {
+            d->pair[n][0] = a;
+            d->pair[n][1] = b;
+            d->pair_ok[n] = 1;
+        }
+        d->triple_ok[n] = tl2_triple(n, 0, d->triple[n]) == 0;
+        if (!d->triple_ok[n])
+            memset(d->triple[n], 0, 3);
+    }
+}
+
+/* A chunk wholly inside the weight: no padding to check, one table look-up
+ * per index; -1 if some index is outside its table (as the general
+ * versions). */
+static int unpack_pairs_full(const dec_tables *d, const uint8_t *src, int8_t *codes, int64_t K, int64_t m0,
+                             int64_t k0)
+{
+    unsigned ok = 1;
+    for (int r = 0; r < TILE; r++) {
+        int8_t *w = codes + (size_t)(m0 + r) * (size_t)K + (size_t)k0;
+        int lo = src[r] & 15, hi = src[r] >> 4;
+        ok &= d->pair_ok[lo] & d->pair_ok[hi];
+        w[0] = d->pair[lo][0];
+        w[1] = d->pair[lo][1];
+        w[2] = d->pair[hi][0];
+        w[3] = d->pair[hi][1];
+    }
+    return ok ? 0 : -1;
+}
+
+static int unpack_tl2_full(const dec_tables *d, const uint8_t *src, int8_t *codes, int64_t K, int64_t m0,
+                           int64_t k0)
+{
+    unsigned ok = 1;
+    for (int r = 0; r < TILE; r++) {
+        int8_t *w = codes + (size_t)(m0 + r) * (size_t)K + (size_t)k0;
+        for (int t = 0; t < TL2_TRIPLES; t++) {
+            int n = src[(t / 2) * TILE + r] >> 4 * (t % 2) & 15;
+            int sign = src[TL2_SIGNS + 4 * t + r / 8] >> (r % 8) & 1;
+            ok &= d->triple_ok[n] & !(n == 0 && sign);
+            int8_t sg = (int8_t)(1 - 2 * sign);
+            w[3 * t] = (int8_t)(sg * d->triple[n][0]);
+            w[3 * t + 1] = (int8_t)(sg * d->triple[n][1]);
+            w[3 * t + 2] = (int8_t)(sg * d->triple[n][2]);
+        }
+    }
+    return ok ? 0 : -1;
+}
+
 int tc_tpack_unpack(const tc_tpack_plan *plan, const uint8_t *packed, uint64_t len,
                     int8_t *codes, float *scales, tc_error *err)
 {
+    dec_tables dt;
+    dec_tables_make(plan->layout, &dt);
+    int64_t full_blocks = plan->rows / TILE, full_chunks = plan->cols / plan->chunk_cols;
     if (len < plan->total_bytes)
         return tc_err(err, "tpack: %s weight needs %llu bytes but has %llu",
                       tc_tpack_layout_name(plan->layout), (unsigned long long)plan->total_bytes,
@@ -349,8 +414,13 @@ int tc_tpack_unpack(const tc_tpack_plan *plan, const uint8_t *packed, uint64_t l
     for (int64_t rb = 0; rb < blocks; rb++)
         for (int64_t c = 0; c < chunks; c++) {
             const uint8_t *src = packed + chunk_off(plan, rb, c);
-            int bad = plan->layout == TC_TPACK_TL2 ? unpack_tl2_chunk(plan, src, rb, c, codes)
-                                                   : unpack_pairs_chunk(plan, src, rb, c, codes);
+            int full = rb < full_blocks && c < full_chunks, bad;
+            if (plan->layout == TC_TPACK_TL2)
+                bad = full ? unpack_tl2_full(&dt, src, codes, plan->cols, rb * TILE, c * plan->chunk_cols)
+                           : unpack_tl2_chunk(plan, src, rb, c, codes);
+            else
+                bad = full ? unpack_pairs_full(&dt, src, codes, plan->cols, rb * TILE, c * plan->chunk_cols)
+                           : unpack_pairs_chunk(plan, src, rb, c, codes);
             if (bad)
                 return tc_err(err,
                               "tpack: %s weight has an invalid index or non-zero padding in "

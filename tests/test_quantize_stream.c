@@ -1,6 +1,7 @@
 /* The quantizer's fast paths give the bytes of the plain ones: packing block
  * by block equals packing a whole weight, reports added up in pieces equal a
- * whole report, a model quantized as a stream of row blocks (packed, no
+ * whole report, unpacking whole chunks by table inverts packing and
+ * refuses bad indices, a model quantized as a stream of row blocks (packed, no
  * calibration) holds the same tensors as one quantized whole (the path taken
  * with calibration data), and a float embedding written from the source bytes
  * equals the converted one, NaN payloads included. */
@@ -60,6 +61,43 @@ static void test_pack_blocks(void)
                 free(whole);
                 free(blocks);
             }
+}
+
+/* Unpacking (whose whole chunks take a table-driven path) inverts packing,
+ * and an index outside its table inside a whole chunk is still refused. */
+static void test_unpack_full(void)
+{
+    tc_error err = {{0}};
+    const tc_tgroup row = {TC_TGROUP_ROW, 0};
+    uint32_t s = 21;
+    for (int lay = 0; lay < TC_TPACK_LAYOUT_COUNT; lay++) {
+        enum { M = 64, K = 48 };
+        tc_tpack_plan p;
+        CHECK_OK(tc_tpack_plan_make((tc_tpack_layout)lay, M, K, &row, &p, &err), &err);
+        int8_t c[M * K], back[M * K];
+        float sc[M], sb[M];
+        for (int i = 0; i < M * K; i++)
+            c[i] = (int8_t)(rng_next(&s) % 3) - 1;
+        for (int i = 0; i < M; i++)
+            sc[i] = (float)i;
+        uint8_t *buf = malloc(p.total_bytes);
+        CHECK_OK(tc_tpack_pack(&p, c, sc, buf, &err), &err);
+        CHECK_OK(tc_tpack_unpack(&p, buf, p.total_bytes, back, sb, &err), &err);
+        CHECK(memcmp(c, back, sizeof c) == 0 && memcmp(sc, sb, sizeof sc) == 0);
+        /* Second chunk of the second row block: index 15 (outside every table). */
+        uint8_t *chunk = buf + p.row_block_bytes + p.chunk_bytes;
+        uint8_t keep = chunk[3];
+        chunk[3] = 0xff;
+        CHECK(tc_tpack_unpack(&p, buf, p.total_bytes, back, sb, &err) == TC_ERR && strstr(err.msg, "chunk 1"));
+        chunk[3] = keep;
+        if (lay == TC_TPACK_TL2) {
+            /* A zero triple carrying a sign. */
+            chunk[0] &= 0xf0;
+            chunk[128] |= 1;
+            CHECK(tc_tpack_unpack(&p, buf, p.total_bytes, back, sb, &err) == TC_ERR);
+        }
+        free(buf);
+    }
 }
 
 static void test_report_pieces(void)
@@ -240,6 +278,7 @@ int main(void)
     if (!tu_tmpdir(dir, sizeof dir))
         return 1;
     test_pack_blocks();
+    test_unpack_full();
     test_report_pieces();
     test_stream_equals_whole(dir);
     test_embedding_copy(dir);
