@@ -938,37 +938,94 @@ static int packed_build(qdrv *d, tc_error *err)
     return TC_OK;
 }
 
+/* Verification of the packed file: every tensor's stored CRC, and every
+ * ternary tensor unpacked and compared with the fingerprints of what was
+ * computed.  Tensors are checked on the worker threads, each worker with its
+ * own buffers; the first failure in file order is reported. */
+typedef struct vcheck {
+    qdrv *d;
+    const tc_tmodel *r;
+    const char *path;
+    int *rc;
+    tc_error *errs;
+    size_t next;
+    pthread_mutex_t mu;
+} vcheck;
+
+static int verify_tensor(vcheck *v, size_t i, int8_t **codes, size_t *ccap, float **scales, size_t *scap,
+                         tc_error *err)
+{
+    qdrv *d = v->d;
+    const tc_tmodel_tensor *w = &d->tm.tensors[i], *t = tc_tmodel_find(v->r, w->layer, w->role);
+    char name[64];
+    tc_tmodel_tensor_name(w, name, sizeof name);
+    if (!t || t->crc32 != w->crc32)
+        return tc_err(err, "%s: verification: tensor '%s' differs from what was written", v->path, name);
+    if (!t->ternary)
+        return TC_OK;
+    int ri = report_index(d, w->layer, w->role);
+    uint64_t n = (uint64_t)(t->shape[0] * t->shape[1]), sb = (uint64_t)t->plan.n_scales * sizeof(float);
+    if (grow((void **)codes, ccap, n) || grow((void **)scales, scap, sb))
+        return tc_err(err, "%s: verification: out of memory", v->path);
+    if (tc_tmodel_tensor_unpack(t, *codes, *scales, err))
+        return tc_err_prefix(err, "%s: verification", v->path);
+    if (ri < 0 || crc_bytes(*codes, n) != d->fp[ri].codes || crc_bytes(*scales, sb) != d->fp[ri].scales)
+        return tc_err(err, "%s: verification: tensor '%s' does not unpack to the computed codes and scales",
+                      v->path, name);
+    return TC_OK;
+}
+
+static void *verify_worker(void *arg)
+{
+    vcheck *v = arg;
+    int8_t *codes = NULL;
+    float *scales = NULL;
+    size_t ccap = 0, scap = 0;
+    for (;;) {
+        pthread_mutex_lock(&v->mu);
+        size_t i = v->next < v->d->tm.n_tensors ? v->next++ : SIZE_MAX;
+        pthread_mutex_unlock(&v->mu);
+        if (i == SIZE_MAX)
+            break;
+        v->rc[i] = verify_tensor(v, i, &codes, &ccap, &scales, &scap, &v->errs[i]);
+    }
+    free(codes);
+    free(scales);
+    return NULL;
+}
+
 static int packed_verify(qdrv *d, const char *path, tc_error *err)
 {
     tc_tmodel r;
     if (tc_tmodel_open(&r, path, err))
         return tc_err_prefix(err, "verification");
+    size_t n = d->tm.n_tensors;
+    vcheck v = {.d = d, .r = &r, .path = path, .rc = calloc(n ? n : 1, sizeof *v.rc),
+                .errs = calloc(n ? n : 1, sizeof *v.errs)};
     int rc = TC_OK;
-    for (size_t i = 0; i < d->tm.n_tensors && rc == TC_OK; i++) {
-        const tc_tmodel_tensor *w = &d->tm.tensors[i], *t = tc_tmodel_find(&r, w->layer, w->role);
-        char name[64];
-        tc_tmodel_tensor_name(w, name, sizeof name);
-        if (!t || t->crc32 != w->crc32) {
-            rc = tc_err(err, "%s: verification: tensor '%s' differs from what was written", path, name);
-            break;
-        }
-        if (!t->ternary)
-            continue;
-        int ri = report_index(d, w->layer, w->role);
-        uint64_t n = (uint64_t)(t->shape[0] * t->shape[1]);
-        int8_t *codes = malloc(n);
-        float *scales = malloc((size_t)t->plan.n_scales * sizeof(float));
-        if (!codes || !scales)
-            rc = tc_err(err, "%s: verification: out of memory", path);
-        else if (tc_tmodel_tensor_unpack(t, codes, scales, err))
-            rc = tc_err_prefix(err, "%s: verification", path);
-        else if (ri < 0 || crc_bytes(codes, n) != d->fp[ri].codes ||
-                 crc_bytes(scales, (uint64_t)t->plan.n_scales * sizeof(float)) != d->fp[ri].scales)
-            rc = tc_err(err, "%s: verification: tensor '%s' does not unpack to the computed codes and "
-                        "scales", path, name);
-        free(codes);
-        free(scales);
+    if (!v.rc || !v.errs) {
+        rc = tc_err(err, "%s: verification: out of memory", path);
+    } else {
+        pthread_mutex_init(&v.mu, NULL);
+        int threads = d->o->n_threads > 1 ? d->o->n_threads : 1;
+        pthread_t th[64];
+        int started = 0;
+        for (int i = 0; i < threads - 1 && i < 64; i++)
+            if (pthread_create(&th[started], NULL, verify_worker, &v) == 0)
+                started++;
+        verify_worker(&v);
+        for (int i = 0; i < started; i++)
+            pthread_join(th[i], NULL);
+        pthread_mutex_destroy(&v.mu);
+        for (size_t i = 0; i < n && rc == TC_OK; i++)
+            if (v.rc[i]) {
+                if (err)
+                    *err = v.errs[i];
+                rc = TC_ERR;
+            }
     }
+    free(v.rc);
+    free(v.errs);
     tc_tmodel_close(&r);
     return rc;
 }
