@@ -419,15 +419,16 @@ static void drop_pages(const uint8_t *p, uint64_t n)
         madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-/* Whether a job may run as a stream of row blocks: nothing after it needs the
- * matrix's fp32 values or codes (packed output, no calibration), every
- * scale group lies within a row, and rows of the source start on whole
- * blocks of its dtype. */
-static int job_streams(const qjob *j, int calib)
+/* Whether a job that loads and quantizes in one go (no calibration: with it
+ * the layer is loaded, run, then quantized) may run as a stream of row
+ * blocks: nothing after it needs the matrix's fp32 values or codes (packed
+ * output), every scale group lies within a row, and rows of the source start
+ * on whole blocks of its dtype. */
+static int job_streams(const qjob *j)
 {
     const qdrv *d = j->d;
     uint64_t be = tc_dtype_block_elems(j->src->dtype);
-    return j->ri >= 0 && j->plan && !calib && d->group.kind != TC_TGROUP_TENSOR &&
+    return j->ri >= 0 && j->plan && d->group.kind != TC_TGROUP_TENSOR &&
            d->o->q.method != TC_TMETHOD_CALIBRATED && be > 0 && (uint64_t)j->K % be == 0;
 }
 
@@ -576,7 +577,7 @@ static int run_phase(qdrv *d, int l, qjob *jobs, const int *order, int n, int lo
     for (int i = 0; i < n; i++) {
         jobs[i].load = load;
         jobs[i].quant = quant && jobs[i].ri >= 0;
-        jobs[i].stream = load && quant && job_streams(&jobs[i], 0);
+        jobs[i].stream = load && quant && job_streams(&jobs[i]);
     }
     run_jobs(jobs, order, n, threads);
     for (int i = 0; i < n; i++) {

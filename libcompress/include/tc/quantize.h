@@ -6,9 +6,12 @@
  * TQ2_0 blocks (a GGUF file stock llama.cpp runs).  Norms, biases, the
  * embedding and the output head keep float values (F16 by default).
  *
- * Memory holds one layer of fp32 weights plus, with calibration data, the
- * hidden state of every calibration token and the X^T X statistics of one
- * layer's linear inputs.
+ * Memory holds one layer of fp32 weights (packed output without calibration:
+ * one layer of packed bytes, each matrix being converted, quantized and
+ * packed 32 rows at a time) plus, with calibration data, the hidden state of
+ * every calibration token and the X^T X statistics of one layer's linear
+ * inputs.  The tensors of a layer are processed on n_threads workers; the
+ * output does not depend on their number.
  *
  * The calibrated method needs calibration sequences: their activations are
  * run through the model layer by layer; H = X^T X of each linear input feeds
