@@ -108,16 +108,16 @@ typedef struct slot {
     size_t w_cap, codes_cap, scales_cap, packed_cap;
 } slot;
 
-static int grow(void **p, size_t *cap, uint64_t need)
+/* p with room for need bytes: p itself when it has it, else a new block (p
+ * freed, contents not kept); NULL when out of memory. */
+static void *grow(void *p, size_t *cap, uint64_t need)
 {
-    if (need > SIZE_MAX)
-        return TC_ERR;
-    if (*cap >= need && *p)
-        return TC_OK;
-    free(*p);
-    *p = malloc(need ? (size_t)need : 1);
-    *cap = *p ? (size_t)need : 0;
-    return *p ? TC_OK : TC_ERR;
+    if (p && *cap >= need)
+        return p;
+    free(p);
+    p = need <= SIZE_MAX ? malloc(need ? (size_t)need : 1) : NULL;
+    *cap = p ? (size_t)need : 0;
+    return p;
 }
 
 typedef struct qdrv {
@@ -359,7 +359,7 @@ static int job_load(qjob *j)
     slot *s = &d->slots[j->role];
     uint64_t bytes;
     if (tc_mul_u64(j->src->n_elements, sizeof(float), &bytes) ||
-        grow((void **)&s->w, &s->w_cap, bytes))
+        !(s->w = grow(s->w, &s->w_cap, bytes)))
         return tc_err(&j->err, "%s: tensor '%s': out of memory for its fp32 values", j->src->file,
                       j->src->name);
     if (tc_tensor_to_f32(j->src, s->w, &j->err))
@@ -376,8 +376,8 @@ static int job_quantize(qjob *j)
     double t0 = now_s();
     if (tc_ternary_scale_count(&d->group, j->M, j->K, &ns, &j->err))
         return TC_ERR;
-    if (grow((void **)&s->codes, &s->codes_cap, (uint64_t)(j->M * j->K)) ||
-        grow((void **)&s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float)))
+    if (!(s->codes = grow(s->codes, &s->codes_cap, (uint64_t)(j->M * j->K))) ||
+        !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))))
         return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)j->M, (long long)j->K);
     const float *W = d->w.w[j->role];
     if (quantize_matrix(d, W, j->M, j->K, d->o->q.method, j->H, s->codes, s->scales, &j->err))
@@ -395,7 +395,7 @@ static int job_quantize(qjob *j)
     j->t_measure += t2 - t1;
     if (!j->plan)
         return TC_OK;
-    if (grow((void **)&s->packed, &s->packed_cap, j->plan->total_bytes))
+    if (!(s->packed = grow(s->packed, &s->packed_cap, j->plan->total_bytes)))
         return tc_err(&j->err, "out of memory for a packed %lld x %lld weight", (long long)j->M,
                       (long long)j->K);
     if (tc_tpack_pack(j->plan, s->codes, s->scales, s->packed, &j->err))
@@ -447,10 +447,10 @@ static int job_stream(qjob *j)
     uint64_t row_bytes = (uint64_t)K / tc_dtype_block_elems(t->dtype) * tc_dtype_block_bytes(t->dtype);
     if (tc_ternary_scale_count(g, M, K, &ns, &j->err))
         return TC_ERR;
-    if (grow((void **)&s->w, &s->w_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K) * sizeof(float)) ||
-        grow((void **)&s->codes, &s->codes_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K)) ||
-        grow((void **)&s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float)) ||
-        grow((void **)&s->packed, &s->packed_cap, p->total_bytes))
+    if (!(s->w = grow(s->w, &s->w_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K) * sizeof(float))) ||
+        !(s->codes = grow(s->codes, &s->codes_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K))) ||
+        !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))) ||
+        !(s->packed = grow(s->packed, &s->packed_cap, p->total_bytes)))
         return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K);
     int fp = d->o->verify;
     uLong crc = crc32(0L, Z_NULL, 0);
@@ -966,7 +966,7 @@ static int verify_tensor(vcheck *v, size_t i, int8_t **codes, size_t *ccap, floa
         return TC_OK;
     int ri = report_index(d, w->layer, w->role);
     uint64_t n = (uint64_t)(t->shape[0] * t->shape[1]), sb = (uint64_t)t->plan.n_scales * sizeof(float);
-    if (grow((void **)codes, ccap, n) || grow((void **)scales, scap, sb))
+    if (!(*codes = grow(*codes, ccap, n)) || !(*scales = grow(*scales, scap, sb)))
         return tc_err(err, "%s: verification: out of memory", v->path);
     if (tc_tmodel_tensor_unpack(t, *codes, *scales, err))
         return tc_err_prefix(err, "%s: verification", v->path);
