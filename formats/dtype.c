@@ -153,6 +153,7 @@ static void f16_to_f32_scalar(const uint8_t *p, uint64_t n, float *dst)
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 #include <immintrin.h>
+#include <pthread.h>
 
 /* F16C converts eight halves per instruction: loading a 7B F16 checkpoint
  * is otherwise bound by the scalar conversion, not by memory. */
@@ -164,13 +165,23 @@ __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint8_t *p
     f16_to_f32_scalar(p + 2 * i, n - i, dst + i);
 }
 
-static void f16_to_f32(const uint8_t *p, uint64_t n, float *dst)
+/* Asked once per process: cpuid traps to the hypervisor in a virtual
+ * machine, costing more than converting a few thousand values. */
+static pthread_once_t f16c_once = PTHREAD_ONCE_INIT;
+static int f16c_usable;
+
+static void f16c_probe(void)
 {
     /* clang 14 knows no "f16c" for __builtin_cpu_supports: ask cpuid; "avx"
      * also checks that the OS saves the ymm registers. */
     unsigned a, b, c, d;
-    int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
-    if (f16c && __builtin_cpu_supports("avx"))
+    f16c_usable = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && __builtin_cpu_supports("avx");
+}
+
+static void f16_to_f32(const uint8_t *p, uint64_t n, float *dst)
+{
+    pthread_once(&f16c_once, f16c_probe);
+    if (f16c_usable)
         f16_to_f32_f16c(p, n, dst);
     else
         f16_to_f32_scalar(p, n, dst);

@@ -1,6 +1,7 @@
 /* The model quantizer: one layer at a time, from the source model to a packed
  * ternary file or a ternary GGUF, with per-tensor reports and a verification
  * pass over the written file. */
+#define _DEFAULT_SOURCE /* madvise */
 #include "tc/quantize.h"
 
 #include <math.h>
@@ -8,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <zlib.h>
 
@@ -53,9 +56,8 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static uint32_t crc_bytes(const void *p, uint64_t n)
+static uLong crc_more(uLong c, const void *p, uint64_t n)
 {
-    uLong c = crc32(0L, Z_NULL, 0);
     const uint8_t *b = p;
     while (n > 0) {
         uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
@@ -63,7 +65,12 @@ static uint32_t crc_bytes(const void *p, uint64_t n)
         b += k;
         n -= k;
     }
-    return (uint32_t)c;
+    return c;
+}
+
+static uint32_t crc_bytes(const void *p, uint64_t n)
+{
+    return (uint32_t)crc_more(crc32(0L, Z_NULL, 0), p, n);
 }
 
 void tc_quantize_block_scales(const int8_t *codes, const float *scales, int64_t M, int64_t K,
@@ -90,6 +97,29 @@ typedef struct fingerprint {
     uint32_t codes, scales;
 } fingerprint;
 
+/* One role's buffers, kept from layer to layer: every layer has the same
+ * shapes, so after the first one nothing is allocated and no fresh page is
+ * touched (a first touch costs more than the quantizer's own work here). */
+typedef struct slot {
+    float *w;
+    int8_t *codes;
+    float *scales;
+    uint8_t *packed;
+    size_t w_cap, codes_cap, scales_cap, packed_cap;
+} slot;
+
+/* p with room for need bytes: p itself when it has it, else a new block (p
+ * freed, contents not kept); NULL when out of memory. */
+static void *grow(void *p, size_t *cap, uint64_t need)
+{
+    if (p && *cap >= need)
+        return p;
+    free(p);
+    p = need <= SIZE_MAX ? malloc(need ? (size_t)need : 1) : NULL;
+    *cap = p ? (size_t)need : 0;
+    return p;
+}
+
 typedef struct qdrv {
     const tc_model *m;
     const tc_quantize_opts *o;
@@ -102,11 +132,12 @@ typedef struct qdrv {
     double oe_sum;
     int oe_n;
     uint64_t zeros, tern_params;
-    /* The layer in hand. */
+    /* The layer in hand: w, codes and scales point into the slots. */
     int cur;
     tc_layer_f32 w;
     int8_t *codes[TC_N_ROLES];
     float *scales[TC_N_ROLES];
+    slot slots[TC_N_ROLES];
     tc_tgroup group;
     /* Calibration. */
     size_t n_tok;
@@ -196,41 +227,27 @@ static void reset_stats(qdrv *d)
 /* ---- Quantizing one matrix ----------------------------------------------- */
 
 static int quantize_matrix(qdrv *d, const float *W, int64_t M, int64_t K, tc_tmethod method,
-                           const double *H, int8_t **codes, float **scales, tc_error *err)
+                           const double *H, int8_t *codes, float *scales, tc_error *err)
 {
-    int64_t ns;
-    if (tc_ternary_scale_count(&d->group, M, K, &ns, err))
-        return TC_ERR;
-    *codes = malloc((size_t)(M * K));
-    *scales = malloc((size_t)ns * sizeof(float));
-    if (!*codes || !*scales)
-        return tc_err(err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K);
     if (method == TC_TMETHOD_ABSMEAN)
-        return tc_ternary_absmean(W, M, K, &d->group, *codes, *scales, err);
+        return tc_ternary_absmean(W, M, K, &d->group, codes, scales, err);
     if (method == TC_TMETHOD_OPTIMAL || !H)
-        return tc_ternary_optimal(W, M, K, &d->group, *codes, *scales, err);
+        return tc_ternary_optimal(W, M, K, &d->group, codes, scales, err);
     tc_ternary_calib_opts co = {.damp_frac = d->o->q.damp_frac};
-    return tc_ternary_calibrated(W, M, K, &d->group, H, &co, *codes, *scales, err);
+    return tc_ternary_calibrated(W, M, K, &d->group, H, &co, codes, scales, err);
 }
 
-static double sumsq(const float *W, uint64_t n)
-{
-    double s = 0;
-    for (uint64_t i = 0; i < n; i++)
-        s += (double)W[i] * W[i];
-    return s;
-}
-
-/* Fills the report of a quantized matrix; X (N rows) may be NULL. */
-static int report_matrix(qdrv *d, int ri, const float *W, const int8_t *codes, const float *scales,
-                         int64_t M, int64_t K, const float *X, size_t N, double t0, tc_error *err)
+/* Enters a measured matrix into the report and the totals (calling thread);
+ * X (N rows) may be NULL. */
+static int account_matrix(qdrv *d, int ri, const tc_ternary_report *tr, const float *W, const int8_t *codes,
+                          const float *scales, int64_t M, int64_t K, const float *X, size_t N,
+                          double seconds, tc_error *err)
 {
     tc_qtensor_report *r = &d->rep.tensors[ri];
-    tc_ternary_report tr;
-    tc_ternary_report_make(W, codes, scales, M, K, &d->group, &tr);
+    double t0 = now_s();
     r->ternary = 1;
-    r->zero_share = tr.zero_share;
-    r->rel_weight_error = tr.rel_weight_error;
+    r->zero_share = tr->zero_share;
+    r->rel_weight_error = tr->rel_weight_error;
     r->rel_output_error = -1;
     if (X && N > 0) {
         if (tc_ternary_output_error(W, codes, scales, M, K, &d->group, X, (int64_t)N,
@@ -239,27 +256,37 @@ static int report_matrix(qdrv *d, int ri, const float *W, const int8_t *codes, c
         d->oe_sum += r->rel_output_error;
         d->oe_n++;
     }
-    double w2 = sumsq(W, (uint64_t)(M * K));
-    d->w2 += w2;
-    d->e2 += tr.rel_weight_error * tr.rel_weight_error * w2;
-    d->zeros += (uint64_t)llround(tr.zero_share * (double)(M * K));
+    d->w2 += tr->weight_sq;
+    d->e2 += tr->error_sq;
+    d->zeros += tr->zeros;
     d->tern_params += (uint64_t)(M * K);
-    r->seconds = now_s() - t0;
-    d->fp[ri].codes = crc_bytes(codes, (uint64_t)(M * K));
+    r->seconds = seconds + (now_s() - t0);
     return TC_OK;
 }
 
 /* ---- One layer ---------------------------------------------------------- */
 
+/* Forgets the layer in hand; its buffers stay in the slots for the next. */
 static void release_layer(qdrv *d)
 {
     for (int r = 0; r < TC_N_ROLES; r++) {
-        free(d->codes[r]);
-        free(d->scales[r]);
         d->codes[r] = NULL;
         d->scales[r] = NULL;
+        d->w.w[r] = NULL;
     }
-    tc_layer_f32_free(&d->w);
+}
+
+static void free_slots(qdrv *d)
+{
+    release_layer(d);
+    for (int r = 0; r < TC_N_ROLES; r++) {
+        slot *s = &d->slots[r];
+        free(s->w);
+        free(s->codes);
+        free(s->scales);
+        free(s->packed);
+        memset(s, 0, sizeof *s);
+    }
 }
 
 static int role_ternary(const qdrv *d, int64_t K)
@@ -299,32 +326,182 @@ static int advance_stream(qdrv *d, int l, tc_error *err)
     return TC_OK;
 }
 
-/* The seven matrices of a layer are independent: absmean and optimal run
- * them on worker threads (calibrated spends its time in OpenBLAS, which has
- * its own threads, so it runs them in turn). */
+/* The tensors of a layer are independent: each one's load, quantization,
+ * measurement and packing is one job, and the jobs run on worker threads
+ * (calibrated quantization spends its time in OpenBLAS, which has its own
+ * threads, so those run in turn).  A job touches only its own slot, report
+ * entry and fingerprint. */
 typedef struct qjob {
     qdrv *d;
-    int role, ri;
+    int role, ri;               /* ri < 0: a tensor that is only loaded */
     int64_t M, K;
+    const tc_tensor *src;
     const double *H;
-    double seconds;
+    const tc_tpack_plan *plan;  /* packed format: pack after quantizing */
+    int load, quant;            /* what this run of the job does */
+    int stream;                 /* all of it, 32 rows at a time (job_stream) */
+    tc_ternary_report tr;
+    double t_load, t_quant, t_measure, t_pack;
     int rc;
     tc_error err;
 } qjob;
 
 typedef struct qpool {
     qjob *jobs;
+    const int *order;
     int n, next;
     pthread_mutex_t mu;
 } qpool;
 
-static void run_job(qjob *j)
+static int job_load(qjob *j)
 {
     qdrv *d = j->d;
+    slot *s = &d->slots[j->role];
+    uint64_t bytes;
+    if (tc_mul_u64(j->src->n_elements, sizeof(float), &bytes) ||
+        !(s->w = grow(s->w, &s->w_cap, bytes)))
+        return tc_err(&j->err, "%s: tensor '%s': out of memory for its fp32 values", j->src->file,
+                      j->src->name);
+    if (tc_tensor_to_f32(j->src, s->w, &j->err))
+        return TC_ERR;
+    d->w.w[j->role] = s->w;
+    return TC_OK;
+}
+
+static int job_quantize(qjob *j)
+{
+    qdrv *d = j->d;
+    slot *s = &d->slots[j->role];
+    int64_t ns;
     double t0 = now_s();
-    j->rc = quantize_matrix(d, d->w.w[j->role], j->M, j->K, d->o->q.method, j->H, &d->codes[j->role],
-                            &d->scales[j->role], &j->err);
-    j->seconds = now_s() - t0;
+    if (tc_ternary_scale_count(&d->group, j->M, j->K, &ns, &j->err))
+        return TC_ERR;
+    if (!(s->codes = grow(s->codes, &s->codes_cap, (uint64_t)(j->M * j->K))) ||
+        !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))))
+        return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)j->M, (long long)j->K);
+    const float *W = d->w.w[j->role];
+    if (quantize_matrix(d, W, j->M, j->K, d->o->q.method, j->H, s->codes, s->scales, &j->err))
+        return TC_ERR;
+    d->codes[j->role] = s->codes;
+    d->scales[j->role] = s->scales;
+    double t1 = now_s();
+    tc_ternary_report_make(W, s->codes, s->scales, j->M, j->K, &d->group, &j->tr);
+    /* Fingerprints only serve verification (GGUF takes its own while encoding). */
+    int fp = d->o->verify && j->plan;
+    if (fp)
+        d->fp[j->ri].codes = crc_bytes(s->codes, (uint64_t)(j->M * j->K));
+    double t2 = now_s();
+    j->t_quant += t1 - t0;
+    j->t_measure += t2 - t1;
+    if (!j->plan)
+        return TC_OK;
+    if (!(s->packed = grow(s->packed, &s->packed_cap, j->plan->total_bytes)))
+        return tc_err(&j->err, "out of memory for a packed %lld x %lld weight", (long long)j->M,
+                      (long long)j->K);
+    if (tc_tpack_pack(j->plan, s->codes, s->scales, s->packed, &j->err))
+        return TC_ERR;
+    if (fp)
+        d->fp[j->ri].scales = crc_bytes(s->scales, (uint64_t)j->plan->n_scales * sizeof(float));
+    j->t_pack += now_s() - t2;
+    return TC_OK;
+}
+
+/* Drops the whole pages of [p, p+n) of a mapped source from the process, as
+ * tc_tensor_to_f32 does: resident memory stays at one layer. */
+static void drop_pages(const uint8_t *p, uint64_t n)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || n < (uint64_t)page)
+        return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t b = ((uintptr_t)p + (uintptr_t)n) & ~((uintptr_t)page - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* Whether a job that loads and quantizes in one go (no calibration: with it
+ * the layer is loaded, run, then quantized) may run as a stream of row
+ * blocks: nothing after it needs the matrix's fp32 values or codes (packed
+ * output), every scale group lies within a row, and rows of the source start
+ * on whole blocks of its dtype. */
+static int job_streams(const qjob *j)
+{
+    const qdrv *d = j->d;
+    uint64_t be = tc_dtype_block_elems(j->src->dtype);
+    return j->ri >= 0 && j->plan && d->group.kind != TC_TGROUP_TENSOR &&
+           d->o->q.method != TC_TMETHOD_CALIBRATED && be > 0 && (uint64_t)j->K % be == 0;
+}
+
+/* Load, quantize, measure and pack 32 rows at a time (one row block of the
+ * packed layout): the fp32 rows and their codes stay in cache between the
+ * steps, and no fp32 copy of the matrix is ever made.  Produces exactly the
+ * bytes, scales and report of the whole-matrix steps. */
+static int job_stream(qjob *j)
+{
+    qdrv *d = j->d;
+    slot *s = &d->slots[j->role];
+    const tc_tensor *t = j->src;
+    const tc_tpack_plan *p = j->plan;
+    const tc_tgroup *g = &d->group;
+    int64_t M = j->M, K = j->K, gpr = tc_ternary_groups_per_row(g, K), ns;
+    uint64_t row_bytes = (uint64_t)K / tc_dtype_block_elems(t->dtype) * tc_dtype_block_bytes(t->dtype);
+    if (tc_ternary_scale_count(g, M, K, &ns, &j->err))
+        return TC_ERR;
+    if (!(s->w = grow(s->w, &s->w_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K) * sizeof(float))) ||
+        !(s->codes = grow(s->codes, &s->codes_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K))) ||
+        !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))) ||
+        !(s->packed = grow(s->packed, &s->packed_cap, p->total_bytes)))
+        return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K);
+    int fp = d->o->verify;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    memset(&j->tr, 0, sizeof j->tr);
+    for (int64_t m0 = 0; m0 < M; m0 += TC_TPACK_TILE_ROWS) {
+        int64_t rows = M - m0 < TC_TPACK_TILE_ROWS ? M - m0 : TC_TPACK_TILE_ROWS;
+        float *sc = s->scales + m0 * gpr;
+        double t0 = now_s();
+        if (tc_convert_to_f32(t->dtype, t->data + (uint64_t)m0 * row_bytes, (uint64_t)(rows * K), s->w, &j->err))
+            return tc_err_prefix(&j->err, "%s: tensor '%s'", t->file, t->name);
+        double t1 = now_s();
+        int rc = d->o->q.method == TC_TMETHOD_ABSMEAN ? tc_ternary_absmean(s->w, rows, K, g, s->codes, sc, &j->err)
+                                                      : tc_ternary_optimal(s->w, rows, K, g, s->codes, sc, &j->err);
+        if (rc)
+            return TC_ERR;
+        double t2 = now_s();
+        tc_ternary_report_add(s->w, s->codes, sc, rows, K, g, &j->tr);
+        if (fp)
+            crc = crc_more(crc, s->codes, (uint64_t)(rows * K));
+        double t3 = now_s();
+        if (tc_tpack_pack_block(p, m0 / TC_TPACK_TILE_ROWS, s->codes, s->packed, &j->err))
+            return TC_ERR;
+        j->t_load += t1 - t0;
+        j->t_quant += t2 - t1;
+        j->t_measure += t3 - t2;
+        j->t_pack += now_s() - t3;
+    }
+    if (t->mapped)
+        drop_pages(t->data, t->nbytes);
+    tc_ternary_report_finish(&j->tr, M, K);
+    tc_tpack_put_scales(p, s->scales, s->packed);
+    if (fp) {
+        d->fp[j->ri].codes = (uint32_t)crc;
+        d->fp[j->ri].scales = crc_bytes(s->scales, (uint64_t)p->n_scales * sizeof(float));
+    }
+    return TC_OK;
+}
+
+static void run_job(qjob *j)
+{
+    if (j->stream) {
+        j->rc = job_stream(j);
+        return;
+    }
+    double t0 = now_s();
+    if (j->load) {
+        j->rc = job_load(j);
+        j->t_load += now_s() - t0;
+    }
+    if (j->rc == TC_OK && j->quant)
+        j->rc = job_quantize(j);
 }
 
 static void *pool_worker(void *arg)
@@ -332,7 +509,7 @@ static void *pool_worker(void *arg)
     qpool *p = arg;
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        int i = p->next < p->n ? p->next++ : -1;
+        int i = p->next < p->n ? p->order[p->next++] : -1;
         pthread_mutex_unlock(&p->mu);
         if (i < 0)
             return NULL;
@@ -340,18 +517,18 @@ static void *pool_worker(void *arg)
     }
 }
 
-static void run_jobs(qjob *jobs, int n, int threads)
+static void run_jobs(qjob *jobs, const int *order, int n, int threads)
 {
     if (threads > n)
         threads = n;
     if (threads <= 1) {
         for (int i = 0; i < n; i++)
-            run_job(&jobs[i]);
+            run_job(&jobs[order[i]]);
         return;
     }
-    qpool p = {.jobs = jobs, .n = n};
+    qpool p = {.jobs = jobs, .order = order, .n = n};
     pthread_mutex_init(&p.mu, NULL);
-    pthread_t th[N_LINEAR];
+    pthread_t th[TC_N_ROLES];
     int started = 0;
     for (int i = 0; i < threads - 1; i++)
         if (pthread_create(&th[started], NULL, pool_worker, &p) == 0)
@@ -362,31 +539,55 @@ static void run_jobs(qjob *jobs, int n, int threads)
     pthread_mutex_destroy(&p.mu);
 }
 
-static int quantize_matrices(qdrv *d, int l, int calib, tc_error *err)
+/* The jobs of layer l, biggest first so that the last job to start is a
+ * small one (the threads finish together). */
+static int layer_jobs(qdrv *d, int l, int calib, qjob *jobs, int *order)
 {
-    qjob jobs[N_LINEAR];
     int n = 0;
-    for (int i = 0; i < N_LINEAR; i++) {
-        int r = linear_roles[i];
+    for (int r = 0; r < TC_N_ROLES; r++) {
         const tc_tensor *t = d->m->layers[l].w[r];
-        int ri = report_index(d, l, r);
-        if (!t || !d->w.w[r] || ri < 0 || !role_ternary(d, t->shape[1]))
+        if (!t)
             continue;
-        jobs[n++] = (qjob){.d = d, .role = r, .ri = ri, .M = t->shape[0], .K = t->shape[1],
-                           .H = calib ? d->H[input_of(r)] : NULL};
+        qjob *j = &jobs[n];
+        *j = (qjob){.d = d, .role = r, .ri = -1, .src = t};
+        if (is_linear(r) && t->n_dims == 2 && role_ternary(d, t->shape[1]) &&
+            (j->ri = report_index(d, l, r)) >= 0) {
+            j->M = t->shape[0];
+            j->K = t->shape[1];
+            j->H = calib ? d->H[input_of(r)] : NULL;
+            const tc_tmodel_tensor *pt = d->gguf ? NULL : tc_tmodel_find(&d->tm, l, r);
+            j->plan = pt && pt->ternary ? &pt->plan : NULL;
+        }
+        order[n] = n;
+        n++;
     }
-    int threads = d->o->q.method == TC_TMETHOD_CALIBRATED ? 1 : d->o->n_threads;
-    run_jobs(jobs, n, threads);
+    for (int i = 1; i < n; i++)
+        for (int k = i; k > 0 && jobs[order[k]].src->n_elements > jobs[order[k - 1]].src->n_elements; k--) {
+            int t = order[k];
+            order[k] = order[k - 1];
+            order[k - 1] = t;
+        }
+    return n;
+}
+
+/* Runs the given phase of every job; the first failure (in role order) wins. */
+static int run_phase(qdrv *d, int l, qjob *jobs, const int *order, int n, int load, int quant, int threads,
+                     tc_error *err)
+{
+    for (int i = 0; i < n; i++) {
+        jobs[i].load = load;
+        jobs[i].quant = quant && jobs[i].ri >= 0;
+        jobs[i].stream = load && quant && job_streams(&jobs[i]);
+    }
+    run_jobs(jobs, order, n, threads);
     for (int i = 0; i < n; i++) {
         qjob *j = &jobs[i];
-        tc_lin_input in = input_of(j->role);
-        if (j->rc) {
-            *err = j->err;
-            return tc_err_prefix(err, "%s: layer %d %s", d->m->path, l, tc_role_name((tc_role)j->role));
-        }
-        if (report_matrix(d, j->ri, d->w.w[j->role], d->codes[j->role], d->scales[j->role], j->M, j->K,
-                          calib ? d->smp[in] : NULL, calib ? d->smp_n[in] : 0, now_s() - j->seconds, err))
-            return tc_err_prefix(err, "%s: layer %d %s", d->m->path, l, tc_role_name((tc_role)j->role));
+        if (j->rc == TC_OK)
+            continue;
+        *err = j->err;
+        if (j->load && !j->stream && !d->w.w[j->role])
+            return TC_ERR; /* the reader's message names the file and tensor */
+        return tc_err_prefix(err, "%s: layer %d %s", d->m->path, l, tc_role_name((tc_role)j->role));
     }
     return TC_OK;
 }
@@ -395,22 +596,50 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
 {
     release_layer(d);
     d->cur = l;
-    if (tc_model_load_layer(d->m, l, &d->w, err))
-        return TC_ERR;
     int calib = d->o->calib && d->n_tok > 0;
+    qjob jobs[TC_N_ROLES];
+    int order[TC_N_ROLES];
+    int n = layer_jobs(d, l, calib, jobs, order);
+    int threads = d->o->n_threads > 0 ? d->o->n_threads : 1;
     if (calib) {
+        if (run_phase(d, l, jobs, order, n, 1, 0, threads, err))
+            return TC_ERR;
+        double t0 = now_s();
         reset_stats(d);
         d->collect_h = d->o->q.method == TC_TMETHOD_CALIBRATED;
         d->collect_smp = 1;
         if (run_layer(d, l, &d->w, 1, err))
             return TC_ERR;
-    }
-    if (quantize_matrices(d, l, calib, err))
+        for (int i = 0; i < n; i++)
+            if (jobs[i].ri >= 0)
+                jobs[i].H = d->H[input_of(jobs[i].role)];
+        d->rep.times.calib += now_s() - t0;
+        if (run_phase(d, l, jobs, order, n, 0, 1, d->o->q.method == TC_TMETHOD_CALIBRATED ? 1 : threads,
+                      err))
+            return TC_ERR;
+    } else if (run_phase(d, l, jobs, order, n, 1, 1, threads, err)) {
         return TC_ERR;
+    }
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        qjob *j = &jobs[i];
+        d->rep.times.load += j->t_load;
+        d->rep.times.quantize += j->t_quant;
+        d->rep.times.measure += j->t_measure;
+        d->rep.times.pack += j->t_pack;
+        if (j->ri < 0)
+            continue;
+        tc_lin_input in = input_of(j->role);
+        if (account_matrix(d, j->ri, &j->tr, d->w.w[j->role], d->codes[j->role], d->scales[j->role], j->M,
+                           j->K, calib ? d->smp[in] : NULL, calib ? d->smp_n[in] : 0,
+                           j->t_quant + j->t_measure + j->t_pack, err))
+            return tc_err_prefix(err, "%s: layer %d %s", d->m->path, l, tc_role_name((tc_role)j->role));
+    }
     if (calib) {
         reset_stats(d);
         if (advance_stream(d, l, err))
             return TC_ERR;
+        d->rep.times.calib += now_s() - t0;
     }
     if (d->o->progress)
         d->o->progress(d->o->progress_ctx, (double)(l + 1) / d->m->cfg.n_layers);
@@ -496,7 +725,7 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
 
 static void drv_free(qdrv *d)
 {
-    release_layer(d);
+    free_slots(d);
     reset_stats(d);
     free(d->x);
     free(d->y);
@@ -518,23 +747,115 @@ static const tc_tensor *global_tensor(const tc_model *m, int which)
 static int global_ternary(qdrv *d, const tc_tmodel_tensor *t, uint8_t *dst, tc_error *err)
 {
     float *W = NULL;
-    int8_t *codes = NULL;
-    float *scales = NULL;
+    int64_t M = t->shape[0], K = t->shape[1];
+    int8_t *codes = malloc((size_t)(M * K));
+    float *scales = malloc((size_t)t->plan.n_scales * sizeof(float));
     int ri = report_index(d, -1, t->role);
     double t0 = now_s();
     tc_tmethod meth = d->o->q.method == TC_TMETHOD_ABSMEAN ? TC_TMETHOD_ABSMEAN : TC_TMETHOD_OPTIMAL;
-    int rc = tc_tensor_load_f32(global_tensor(d->m, t->role), &W, err);
+    int rc = !codes || !scales ? tc_err(err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K)
+                               : tc_tensor_load_f32(global_tensor(d->m, t->role), &W, err);
+    double t1 = now_s();
     if (rc == TC_OK)
-        rc = quantize_matrix(d, W, t->shape[0], t->shape[1], meth, NULL, &codes, &scales, err);
-    if (rc == TC_OK)
-        rc = report_matrix(d, ri, W, codes, scales, t->shape[0], t->shape[1], NULL, 0, t0, err);
+        rc = quantize_matrix(d, W, M, K, meth, NULL, codes, scales, err);
+    double t2 = now_s();
+    if (rc == TC_OK) {
+        tc_ternary_report tr;
+        tc_ternary_report_make(W, codes, scales, M, K, &d->group, &tr);
+        d->fp[ri].codes = crc_bytes(codes, (uint64_t)(M * K));
+        rc = account_matrix(d, ri, &tr, W, codes, scales, M, K, NULL, 0, now_s() - t1, err);
+    }
+    double t3 = now_s();
     if (rc == TC_OK)
         rc = tc_tpack_pack(&t->plan, codes, scales, dst, err);
     if (rc == TC_OK)
         d->fp[ri].scales = crc_bytes(scales, (uint64_t)t->plan.n_scales * sizeof(float));
+    d->rep.times.load += t1 - t0;
+    d->rep.times.quantize += t2 - t1;
+    d->rep.times.measure += t3 - t2;
+    d->rep.times.pack += now_s() - t3;
     free(W);
     free(codes);
     free(scales);
+    return rc;
+}
+
+/* What a 16-bit float value becomes through fp32 and back, for every bit
+ * pattern (NaN payloads, for one, do not survive).  0 if dt is not a 16-bit
+ * float type or the conversion fails. */
+static int roundtrip_table(tc_dtype dt, uint16_t *map)
+{
+    if (dt != TC_F16 && dt != TC_BF16)
+        return 0;
+    enum { N = 1 << 16 };
+    uint8_t *a = malloc(2 * N);
+    float *f = malloc(N * sizeof *f);
+    int ok = a && f;
+    if (ok) {
+        for (uint32_t i = 0; i < N; i++) {
+            a[2 * i] = (uint8_t)i;
+            a[2 * i + 1] = (uint8_t)(i >> 8);
+        }
+        ok = tc_convert_to_f32(dt, a, N, f, NULL) == TC_OK && tc_convert_from_f32(dt, f, N, a, NULL) == TC_OK;
+        for (uint32_t i = 0; ok && i < N; i++)
+            map[i] = (uint16_t)(a[2 * i] | a[2 * i + 1] << 8);
+    }
+    free(a);
+    free(f);
+    return ok;
+}
+
+/* Whether writing src's bytes as they are gives exactly the bytes of
+ * converting it to fp32 and back to dt (the writer's rule for float tensors). */
+static int copy_is_exact(const tc_tensor *src, tc_dtype dt, uint64_t nbytes)
+{
+    if (src->dtype != dt || src->nbytes != nbytes)
+        return 0;
+    if (dt == TC_F32)
+        return 1;
+    uint16_t *map = malloc((1u << 16) * sizeof *map);
+    int exact = map && roundtrip_table(dt, map);
+    const uint8_t *p = src->data;
+    for (uint64_t i = 0; exact && i < nbytes / 2; i += 4096) {
+        uint64_t end = nbytes / 2 - i < 4096 ? nbytes / 2 : i + 4096;
+        unsigned diff = 0;
+        for (uint64_t k = i; k < end; k++) {
+            unsigned h = (unsigned)p[2 * k] | (unsigned)p[2 * k + 1] << 8;
+            diff |= map[h] ^ h;
+        }
+        exact = diff == 0;
+    }
+    free(map);
+    return exact;
+}
+
+/* A float global tensor (embedding, head) converted to its stored dtype a
+ * few megabytes at a time: no fp32 copy of a vocab x dim matrix. */
+static int global_float(qdrv *d, const tc_tmodel_tensor *t, uint8_t *dst, uint64_t n, tc_error *err)
+{
+    const tc_tensor *src = global_tensor(d->m, t->role);
+    uint64_t be = tc_dtype_block_elems(src->dtype), bb = tc_dtype_block_bytes(src->dtype);
+    uint64_t ob = tc_dtype_block_bytes(t->dtype), chunk = (1u << 20) / be * be;
+    if (src->n_elements != n || tc_dtype_block_elems(t->dtype) != 1 || chunk == 0) {
+        float *v = NULL;
+        int rc = tc_tensor_load_f32(src, &v, err);
+        if (rc == TC_OK)
+            rc = tc_convert_from_f32(t->dtype, v, n, dst, err);
+        free(v);
+        return rc;
+    }
+    float *buf = malloc((size_t)chunk * sizeof *buf);
+    if (!buf)
+        return tc_err(err, "out of memory");
+    int rc = TC_OK;
+    for (uint64_t i = 0; i < n && rc == TC_OK; i += chunk) {
+        uint64_t k = n - i < chunk ? n - i : chunk;
+        if (tc_convert_to_f32(src->dtype, src->data + i / be * bb, k, buf, err))
+            rc = tc_err_prefix(err, "%s: tensor '%s'", src->file, src->name);
+        else
+            rc = tc_convert_from_f32(t->dtype, buf, k, dst + i * ob, err);
+    }
+    free(buf);
     return rc;
 }
 
@@ -545,24 +866,21 @@ static int packed_fill(void *ctx, size_t i, uint8_t *dst, tc_error *err)
     qdrv *d = ctx;
     const tc_tmodel_tensor *t = &d->tm.tensors[i];
     uint64_t n = t->n_dims == 2 ? (uint64_t)(t->shape[0] * t->shape[1]) : (uint64_t)t->shape[0];
+    double t0 = now_s();
+    int rc;
     if (t->layer < 0) {
-        if (t->ternary)
-            return global_ternary(d, t, dst, err);
-        float *v = NULL;
-        int rc = tc_tensor_load_f32(global_tensor(d->m, t->role), &v, err);
-        if (rc == TC_OK)
-            rc = tc_convert_from_f32(t->dtype, v, n, dst, err);
-        free(v);
-        return rc;
+        rc = t->ternary ? global_ternary(d, t, dst, err) : global_float(d, t, dst, n, err);
+    } else if (ensure_layer(d, t->layer, err)) {
+        rc = TC_ERR;
+    } else if (!t->ternary) {
+        rc = tc_convert_from_f32(t->dtype, d->w.w[t->role], n, dst, err);
+    } else {
+        d->rep.tensors[report_index(d, t->layer, t->role)].bytes = t->nbytes;
+        memcpy(dst, d->slots[t->role].packed, (size_t)t->nbytes);
+        rc = TC_OK;
     }
-    if (ensure_layer(d, t->layer, err))
-        return TC_ERR;
-    if (!t->ternary)
-        return tc_convert_from_f32(t->dtype, d->w.w[t->role], n, dst, err);
-    int ri = report_index(d, t->layer, t->role);
-    d->fp[ri].scales = crc_bytes(d->scales[t->role], (uint64_t)t->plan.n_scales * sizeof(float));
-    d->rep.tensors[ri].bytes = t->nbytes;
-    return tc_tpack_pack(&t->plan, d->codes[t->role], d->scales[t->role], dst, err);
+    d->rep.times.produce += now_s() - t0;
+    return rc;
 }
 
 static int packed_add(qdrv *d, int layer, int role, int ternary, tc_error *err)
@@ -610,7 +928,71 @@ static int packed_build(qdrv *d, tc_error *err)
         for (int r = 0; r < TC_N_ROLES; r++)
             if (m->layers[l].w[r] && packed_add(d, l, r, is_linear(r), err))
                 return TC_ERR;
+    /* A float embedding or head already in the stored dtype is written
+     * straight from the source file. */
+    for (size_t i = 0; i < d->tm.n_tensors; i++) {
+        tc_tmodel_tensor *t = &d->tm.tensors[i];
+        const tc_tensor *src = t->layer < 0 && !t->ternary ? global_tensor(m, t->role) : NULL;
+        if (src && copy_is_exact(src, t->dtype, t->nbytes))
+            t->data = src->data;
+    }
     return TC_OK;
+}
+
+/* Verification of the packed file: every tensor's stored CRC, and every
+ * ternary tensor unpacked and compared with the fingerprints of what was
+ * computed.  Tensors are checked on the worker threads, each worker with its
+ * own buffers; the first failure in file order is reported. */
+typedef struct vcheck {
+    qdrv *d;
+    const tc_tmodel *r;
+    const char *path;
+    int *rc;
+    tc_error *errs;
+    size_t next;
+    pthread_mutex_t mu;
+} vcheck;
+
+static int verify_tensor(vcheck *v, size_t i, int8_t **codes, size_t *ccap, float **scales, size_t *scap,
+                         tc_error *err)
+{
+    qdrv *d = v->d;
+    const tc_tmodel_tensor *w = &d->tm.tensors[i], *t = tc_tmodel_find(v->r, w->layer, w->role);
+    char name[64];
+    tc_tmodel_tensor_name(w, name, sizeof name);
+    if (!t || t->crc32 != w->crc32)
+        return tc_err(err, "%s: verification: tensor '%s' differs from what was written", v->path, name);
+    if (!t->ternary)
+        return TC_OK;
+    int ri = report_index(d, w->layer, w->role);
+    uint64_t n = (uint64_t)(t->shape[0] * t->shape[1]), sb = (uint64_t)t->plan.n_scales * sizeof(float);
+    if (!(*codes = grow(*codes, ccap, n)) || !(*scales = grow(*scales, scap, sb)))
+        return tc_err(err, "%s: verification: out of memory", v->path);
+    if (tc_tmodel_tensor_unpack(t, *codes, *scales, err))
+        return tc_err_prefix(err, "%s: verification", v->path);
+    if (ri < 0 || crc_bytes(*codes, n) != d->fp[ri].codes || crc_bytes(*scales, sb) != d->fp[ri].scales)
+        return tc_err(err, "%s: verification: tensor '%s' does not unpack to the computed codes and scales",
+                      v->path, name);
+    return TC_OK;
+}
+
+static void *verify_worker(void *arg)
+{
+    vcheck *v = arg;
+    int8_t *codes = NULL;
+    float *scales = NULL;
+    size_t ccap = 0, scap = 0;
+    for (;;) {
+        pthread_mutex_lock(&v->mu);
+        size_t i = v->next < v->d->tm.n_tensors ? v->next++ : SIZE_MAX;
+        pthread_mutex_unlock(&v->mu);
+        if (i == SIZE_MAX)
+            break;
+        v->rc[i] = verify_tensor(v, i, &codes, &ccap, &scales, &scap, &v->errs[i]);
+    }
+    free(codes);
+    free(scales);
+    return NULL;
 }
 
 static int packed_verify(qdrv *d, const char *path, tc_error *err)
@@ -618,40 +1000,45 @@ static int packed_verify(qdrv *d, const char *path, tc_error *err)
     tc_tmodel r;
     if (tc_tmodel_open(&r, path, err))
         return tc_err_prefix(err, "verification");
+    size_t n = d->tm.n_tensors;
+    vcheck v = {.d = d, .r = &r, .path = path, .rc = calloc(n ? n : 1, sizeof *v.rc),
+                .errs = calloc(n ? n : 1, sizeof *v.errs)};
     int rc = TC_OK;
-    for (size_t i = 0; i < d->tm.n_tensors && rc == TC_OK; i++) {
-        const tc_tmodel_tensor *w = &d->tm.tensors[i], *t = tc_tmodel_find(&r, w->layer, w->role);
-        char name[64];
-        tc_tmodel_tensor_name(w, name, sizeof name);
-        if (!t || t->crc32 != w->crc32) {
-            rc = tc_err(err, "%s: verification: tensor '%s' differs from what was written", path, name);
-            break;
-        }
-        if (!t->ternary)
-            continue;
-        int ri = report_index(d, w->layer, w->role);
-        uint64_t n = (uint64_t)(t->shape[0] * t->shape[1]);
-        int8_t *codes = malloc(n);
-        float *scales = malloc((size_t)t->plan.n_scales * sizeof(float));
-        if (!codes || !scales)
-            rc = tc_err(err, "%s: verification: out of memory", path);
-        else if (tc_tmodel_tensor_unpack(t, codes, scales, err))
-            rc = tc_err_prefix(err, "%s: verification", path);
-        else if (ri < 0 || crc_bytes(codes, n) != d->fp[ri].codes ||
-                 crc_bytes(scales, (uint64_t)t->plan.n_scales * sizeof(float)) != d->fp[ri].scales)
-            rc = tc_err(err, "%s: verification: tensor '%s' does not unpack to the computed codes and "
-                        "scales", path, name);
-        free(codes);
-        free(scales);
+    if (!v.rc || !v.errs) {
+        rc = tc_err(err, "%s: verification: out of memory", path);
+    } else {
+        pthread_mutex_init(&v.mu, NULL);
+        int threads = d->o->n_threads > 1 ? d->o->n_threads : 1;
+        pthread_t th[64];
+        int started = 0;
+        for (int i = 0; i < threads - 1 && i < 64; i++)
+            if (pthread_create(&th[started], NULL, verify_worker, &v) == 0)
+                started++;
+        verify_worker(&v);
+        for (int i = 0; i < started; i++)
+            pthread_join(th[i], NULL);
+        pthread_mutex_destroy(&v.mu);
+        for (size_t i = 0; i < n && rc == TC_OK; i++)
+            if (v.rc[i]) {
+                if (err)
+                    *err = v.errs[i];
+                rc = TC_ERR;
+            }
     }
+    free(v.rc);
+    free(v.errs);
     tc_tmodel_close(&r);
     return rc;
 }
 
 static int write_packed(qdrv *d, const char *path, tc_error *err)
 {
-    if (packed_build(d, err) || tc_tmodel_write(path, &d->tm, packed_fill, d, err))
+    if (packed_build(d, err))
         return TC_ERR;
+    double t0 = now_s();
+    if (tc_tmodel_write(path, &d->tm, packed_fill, d, err))
+        return TC_ERR;
+    d->rep.times.write = now_s() - t0 - d->rep.times.produce;
     if (ensure_layer(d, d->m->cfg.n_layers - 1, err))
         return TC_ERR;
     tc_tmodel_size sz;
@@ -671,16 +1058,18 @@ static int write_packed(qdrv *d, const char *path, tc_error *err)
         if (!d->rep.tensors[i].ternary)
             d->rep.tensors[i].why = "embedding and output head stay float (see --quantize-embeddings)";
     if (d->o->verify) {
+        double t1 = now_s();
         if (packed_verify(d, path, err))
             return TC_ERR;
         d->rep.verified = 1;
+        d->rep.times.verify = now_s() - t1;
     }
     return TC_OK;
 }
 
 /* ---- GGUF output ---------------------------------------------------------- */
 
-static int gguf_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_error *err)
+static int gguf_fill_values(void *ctx, int layer, int which, float *dst, uint64_t n, tc_error *err)
 {
     qdrv *d = ctx;
     if (layer < 0) {
@@ -734,8 +1123,8 @@ static int rope_perm(const qdrv *d, int which, int64_t M, tc_rope_layout to, int
     return rc;
 }
 
-static int gguf_encode(void *ctx, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
-                       tc_error *err)
+static int gguf_encode_codes(void *ctx, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
+                             tc_error *err)
 {
     qdrv *d = ctx;
     if (ensure_layer(d, layer, err))
@@ -776,6 +1165,26 @@ static int gguf_encode(void *ctx, int layer, int which, tc_rope_layout to, void 
     free(bs);
     free(rowc);
     free(perm);
+    return rc;
+}
+
+/* The GGUF writer's callbacks, timed as producing. */
+static int gguf_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_error *err)
+{
+    qdrv *d = ctx;
+    double t0 = now_s();
+    int rc = gguf_fill_values(ctx, layer, which, dst, n, err);
+    d->rep.times.produce += now_s() - t0;
+    return rc;
+}
+
+static int gguf_encode(void *ctx, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
+                       tc_error *err)
+{
+    qdrv *d = ctx;
+    double t0 = now_s();
+    int rc = gguf_encode_codes(ctx, layer, which, to, dst, nbytes, err);
+    d->rep.times.produce += now_s() - t0;
     return rc;
 }
 
@@ -864,7 +1273,9 @@ static int write_gguf_tq(qdrv *d, const char *path, tc_error *err)
     tc_model_src src = {.cfg = *c, .drop_attn = drop_a, .drop_mlp = drop_m, .dtype = d->fdt,
                         .fill = gguf_fill, .ctx = d, .gguf_vocab = tc_model_gguf(m), .name = "tc ternary",
                         .dtype_of = gguf_dtype_of, .encode = gguf_encode};
+    double t0 = now_s();
     int rc = tc_model_write(path, TC_FORMAT_GGUF, &src, err);
+    d->rep.times.write = now_s() - t0 - d->rep.times.produce;
     free(drop_a);
     free(drop_m);
     if (rc == TC_OK)
@@ -882,9 +1293,11 @@ static int write_gguf_tq(qdrv *d, const char *path, tc_error *err)
         }
     }
     if (d->o->verify) {
+        double t1 = now_s();
         if (gguf_verify(d, path, err))
             return TC_ERR;
         d->rep.verified = 1;
+        d->rep.times.verify = now_s() - t1;
     }
     return TC_OK;
 }

@@ -11,6 +11,7 @@
 #include "tc/tpack.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tc/checked.h"
@@ -157,6 +158,65 @@ static void pack_tl2_chunk(const tc_tpack_plan *p, const int8_t *codes, int64_t 
     }
 }
 
+/* Fast paths for a chunk that lies wholly inside the weight (every chunk
+ * but those of the last row block or column chunk of a ragged shape): no
+ * bounds checks, each byte written once.  They produce exactly the bytes of
+ * the general versions above. */
+/* Pair layouts: a chunk is one byte per row, so a row is walked once,
+ * left to right, its bytes landing TILE apart. */
+static void pack_pairs_rows(tc_tpack_layout layout, const int8_t *codes, int64_t K, int64_t m0,
+                            int64_t n_chunks, uint64_t chunk_bytes, uint8_t *dst)
+{
+    for (int r = 0; r < TILE; r++) {
+        const int8_t *w = codes + (size_t)(m0 + r) * (size_t)K;
+        uint8_t *o = dst + r;
+        if (layout == TC_TPACK_I2)
+            for (int64_t c = 0; c < n_chunks; c++, w += 4)
+                o[c * chunk_bytes] = (uint8_t)(i2_nibble(w[0], w[1]) | i2_nibble(w[2], w[3]) << 4);
+        else
+            for (int64_t c = 0; c < n_chunks; c++, w += 4)
+                o[c * chunk_bytes] = (uint8_t)(tl1_index(w[0], w[1]) | tl1_index(w[2], w[3]) << 4);
+    }
+}
+
+/* With s = 9a + 3b + c, tl2_index is |s| with sign s < 0. */
+static void pack_tl2_full(const int8_t *codes, int64_t K, int64_t m0, int64_t k0, uint8_t *dst)
+{
+    uint32_t signs[TL2_TRIPLES] = {0};
+    for (int r = 0; r < TILE; r++) {
+        const int8_t *w = codes + (size_t)(m0 + r) * (size_t)K + (size_t)k0;
+        int s[TL2_TRIPLES];
+        for (int t = 0; t < TL2_TRIPLES; t++) {
+            s[t] = 9 * w[3 * t] + 3 * w[3 * t + 1] + w[3 * t + 2];
+            signs[t] |= (uint32_t)(s[t] < 0) << r;
+        }
+        for (int h = 0; h < TL2_TRIPLES / 2; h++)
+            dst[h * TILE + r] = (uint8_t)(abs(s[2 * h]) | abs(s[2 * h + 1]) << 4);
+    }
+    for (int t = 0; t < TL2_TRIPLES; t++)
+        for (int b = 0; b < 4; b++)
+            dst[TL2_SIGNS + 4 * t + b] = (uint8_t)(signs[t] >> 8 * b);
+}
+
+/* Whether every code is -1, 0 or 1; branch-free so that it vectorises. */
+static int codes_valid(const int8_t *codes, size_t n, size_t *bad_at)
+{
+    enum { SPAN = 4096 };
+    for (size_t i = 0; i < n; i += SPAN) {
+        size_t end = n - i < SPAN ? n : i + SPAN;
+        unsigned bad = 0;
+        for (size_t j = i; j < end; j++)
+            bad |= (uint8_t)(codes[j] + 1) > 2;
+        if (bad)
+            for (size_t j = i; j < end; j++)
+                if (codes[j] < -1 || codes[j] > 1) {
+                    *bad_at = j;
+                    return 0;
+                }
+    }
+    return 1;
+}
+
 static void put_f32(uint8_t *p, float f)
 {
     uint32_t u;
@@ -174,25 +234,60 @@ static float get_f32(const uint8_t *p)
     return f;
 }
 
+/* Row block rb of the weight section. */
+static void pack_block(const tc_tpack_plan *plan, const int8_t *codes, int64_t rb, uint8_t *out)
+{
+    int64_t chunks = plan->cols_padded / plan->chunk_cols;
+    int64_t full_chunks = plan->cols / plan->chunk_cols, c0 = 0;
+    int full_block = (rb + 1) * TILE <= plan->rows;
+    if (full_block && plan->layout != TC_TPACK_TL2) {
+        pack_pairs_rows(plan->layout, codes, plan->cols, rb * TILE, full_chunks, plan->chunk_bytes,
+                        out + chunk_off(plan, rb, 0));
+        c0 = full_chunks;
+    }
+    for (int64_t c = c0; c < chunks; c++) {
+        uint8_t *dst = out + chunk_off(plan, rb, c);
+        if (plan->layout != TC_TPACK_TL2)
+            pack_pairs_chunk(plan, codes, rb, c, dst);
+        else if (full_block && c < full_chunks)
+            pack_tl2_full(codes, plan->cols, rb * TILE, c * plan->chunk_cols, dst);
+        else
+            pack_tl2_chunk(plan, codes, rb, c, dst);
+    }
+}
+
+void tc_tpack_put_scales(const tc_tpack_plan *plan, const float *scales, uint8_t *out)
+{
+    for (int64_t i = 0; i < plan->n_scales; i++)
+        put_f32(out + plan->scale_offset + 4 * (uint64_t)i, scales[i]);
+}
+
 int tc_tpack_pack(const tc_tpack_plan *plan, const int8_t *codes, const float *scales,
                   uint8_t *out, tc_error *err)
 {
-    size_t n = (size_t)plan->rows * (size_t)plan->cols;
-    for (size_t i = 0; i < n; i++)
-        if (codes[i] < -1 || codes[i] > 1)
-            return tc_err(err, "tpack: code %d at weight %zu is not -1, 0 or 1", (int)codes[i],
-                          i);
-    int64_t blocks = plan->rows_padded / TILE, chunks = plan->cols_padded / plan->chunk_cols;
-    for (int64_t rb = 0; rb < blocks; rb++)
-        for (int64_t c = 0; c < chunks; c++) {
-            uint8_t *dst = out + chunk_off(plan, rb, c);
-            if (plan->layout == TC_TPACK_TL2)
-                pack_tl2_chunk(plan, codes, rb, c, dst);
-            else
-                pack_pairs_chunk(plan, codes, rb, c, dst);
-        }
-    for (int64_t i = 0; i < plan->n_scales; i++)
-        put_f32(out + plan->scale_offset + 4 * (uint64_t)i, scales[i]);
+    size_t n = (size_t)plan->rows * (size_t)plan->cols, bad;
+    if (!codes_valid(codes, n, &bad))
+        return tc_err(err, "tpack: code %d at weight %zu is not -1, 0 or 1", (int)codes[bad], bad);
+    for (int64_t rb = 0; rb < plan->rows_padded / TILE; rb++)
+        pack_block(plan, codes, rb, out);
+    tc_tpack_put_scales(plan, scales, out);
+    return TC_OK;
+}
+
+int tc_tpack_pack_block(const tc_tpack_plan *plan, int64_t rb, const int8_t *codes, uint8_t *out,
+                        tc_error *err)
+{
+    if (rb < 0 || rb >= plan->rows_padded / TILE)
+        return tc_err(err, "tpack: row block %lld is outside the weight", (long long)rb);
+    /* The block as a weight of its own: its bytes are those of block rb. */
+    tc_tpack_plan q = *plan;
+    q.rows = plan->rows - rb * TILE < TILE ? plan->rows - rb * TILE : TILE;
+    q.rows_padded = TILE;
+    size_t n = (size_t)q.rows * (size_t)q.cols, bad;
+    if (!codes_valid(codes, n, &bad))
+        return tc_err(err, "tpack: code %d at weight %zu of row block %lld is not -1, 0 or 1",
+                      (int)codes[bad], bad, (long long)rb);
+    pack_block(&q, codes, 0, out + (uint64_t)rb * plan->row_block_bytes);
     return TC_OK;
 }
 
@@ -243,9 +338,74 @@ static int unpack_tl2_chunk(const tc_tpack_plan *p, const uint8_t *src, int64_t 
     return 0;
 }
 
+/* Decoding tables for the fast paths: entry n holds the digits of index n
+ * and whether n is inside the table (built from the decoders above). */
+typedef struct dec_tables {
+    int8_t pair[16][2], triple[16][3];
+    uint8_t pair_ok[16], triple_ok[16];
+} dec_tables;
+
+static void dec_tables_make(tc_tpack_layout layout, dec_tables *d)
+{
+    memset(d, 0, sizeof *d);
+    for (int n = 0; n < 16; n++) {
+        int8_t a = 0, b = 0;
+        int bad = layout == TC_TPACK_I2 ? i2_pair(n, &a, &b) : tl1_pair(n, &a, &b);
+        if (!bad) {
+            d->pair[n][0] = a;
+            d->pair[n][1] = b;
+            d->pair_ok[n] = 1;
+        }
+        d->triple_ok[n] = tl2_triple(n, 0, d->triple[n]) == 0;
+        if (!d->triple_ok[n])
+            memset(d->triple[n], 0, 3);
+    }
+}
+
+/* A chunk wholly inside the weight: no padding to check, one table look-up
+ * per index; -1 if some index is outside its table (as the general
+ * versions). */
+static int unpack_pairs_full(const dec_tables *d, const uint8_t *src, int8_t *codes, int64_t K, int64_t m0,
+                             int64_t k0)
+{
+    unsigned ok = 1;
+    for (int r = 0; r < TILE; r++) {
+        int8_t *w = codes + (size_t)(m0 + r) * (size_t)K + (size_t)k0;
+        int lo = src[r] & 15, hi = src[r] >> 4;
+        ok &= d->pair_ok[lo] & d->pair_ok[hi];
+        w[0] = d->pair[lo][0];
+        w[1] = d->pair[lo][1];
+        w[2] = d->pair[hi][0];
+        w[3] = d->pair[hi][1];
+    }
+    return ok ? 0 : -1;
+}
+
+static int unpack_tl2_full(const dec_tables *d, const uint8_t *src, int8_t *codes, int64_t K, int64_t m0,
+                           int64_t k0)
+{
+    unsigned ok = 1;
+    for (int r = 0; r < TILE; r++) {
+        int8_t *w = codes + (size_t)(m0 + r) * (size_t)K + (size_t)k0;
+        for (int t = 0; t < TL2_TRIPLES; t++) {
+            int n = src[(t / 2) * TILE + r] >> 4 * (t % 2) & 15;
+            int sign = src[TL2_SIGNS + 4 * t + r / 8] >> (r % 8) & 1;
+            ok &= d->triple_ok[n] & !(n == 0 && sign);
+            int8_t sg = (int8_t)(1 - 2 * sign);
+            w[3 * t] = (int8_t)(sg * d->triple[n][0]);
+            w[3 * t + 1] = (int8_t)(sg * d->triple[n][1]);
+            w[3 * t + 2] = (int8_t)(sg * d->triple[n][2]);
+        }
+    }
+    return ok ? 0 : -1;
+}
+
 int tc_tpack_unpack(const tc_tpack_plan *plan, const uint8_t *packed, uint64_t len,
                     int8_t *codes, float *scales, tc_error *err)
 {
+    dec_tables dt;
+    dec_tables_make(plan->layout, &dt);
+    int64_t full_blocks = plan->rows / TILE, full_chunks = plan->cols / plan->chunk_cols;
     if (len < plan->total_bytes)
         return tc_err(err, "tpack: %s weight needs %llu bytes but has %llu",
                       tc_tpack_layout_name(plan->layout), (unsigned long long)plan->total_bytes,
@@ -254,8 +414,13 @@ int tc_tpack_unpack(const tc_tpack_plan *plan, const uint8_t *packed, uint64_t l
     for (int64_t rb = 0; rb < blocks; rb++)
         for (int64_t c = 0; c < chunks; c++) {
             const uint8_t *src = packed + chunk_off(plan, rb, c);
-            int bad = plan->layout == TC_TPACK_TL2 ? unpack_tl2_chunk(plan, src, rb, c, codes)
-                                                   : unpack_pairs_chunk(plan, src, rb, c, codes);
+            int full = rb < full_blocks && c < full_chunks, bad;
+            if (plan->layout == TC_TPACK_TL2)
+                bad = full ? unpack_tl2_full(&dt, src, codes, plan->cols, rb * TILE, c * plan->chunk_cols)
+                           : unpack_tl2_chunk(plan, src, rb, c, codes);
+            else
+                bad = full ? unpack_pairs_full(&dt, src, codes, plan->cols, rb * TILE, c * plan->chunk_cols)
+                           : unpack_pairs_chunk(plan, src, rb, c, codes);
             if (bad)
                 return tc_err(err,
                               "tpack: %s weight has an invalid index or non-zero padding in "

@@ -135,6 +135,16 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
     cJSON_AddNumberToObject(j, "kept_float", r->n_kept_float);
     cJSON_AddBoolToObject(j, "verified", r->verified);
     cJSON_AddNumberToObject(j, "seconds", r->seconds);
+    /* Stages on worker threads in thread-seconds, the rest in wall seconds (tc/quantize.h). */
+    cJSON *tm = cJSON_AddObjectToObject(j, "times");
+    cJSON_AddNumberToObject(tm, "load", r->times.load);
+    cJSON_AddNumberToObject(tm, "quantize", r->times.quantize);
+    cJSON_AddNumberToObject(tm, "measure", r->times.measure);
+    cJSON_AddNumberToObject(tm, "pack", r->times.pack);
+    cJSON_AddNumberToObject(tm, "calib", r->times.calib);
+    cJSON_AddNumberToObject(tm, "produce", r->times.produce);
+    cJSON_AddNumberToObject(tm, "write", r->times.write);
+    cJSON_AddNumberToObject(tm, "verify", r->times.verify);
     cJSON *arr = cJSON_AddArrayToObject(j, "tensors");
     for (size_t i = 0; i < r->n_tensors; i++) {
         const tc_qtensor_report *t = &r->tensors[i];
@@ -173,7 +183,8 @@ static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o
            (unsigned long long)r->file_bytes, r->bpw_file, r->bpw_linear);
     if (r->n_kept_float)
         printf("  %d linear weights kept in float (rows not a multiple of 256)\n", r->n_kept_float);
-    printf("  %s in %.1f s\n", r->verified ? "verified" : "not verified", r->seconds);
+    printf("  %s in %.1f s (producing %.1f s, writing %.1f s, verifying %.1f s)\n",
+           r->verified ? "verified" : "not verified", r->seconds, r->times.produce, r->times.write, r->times.verify);
 }
 
 int main(int argc, char **argv)

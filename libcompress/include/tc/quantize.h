@@ -6,9 +6,12 @@
  * TQ2_0 blocks (a GGUF file stock llama.cpp runs).  Norms, biases, the
  * embedding and the output head keep float values (F16 by default).
  *
- * Memory holds one layer of fp32 weights plus, with calibration data, the
- * hidden state of every calibration token and the X^T X statistics of one
- * layer's linear inputs.
+ * Memory holds one layer of fp32 weights (packed output without calibration:
+ * one layer of packed bytes, each matrix being converted, quantized and
+ * packed 32 rows at a time) plus, with calibration data, the hidden state of
+ * every calibration token and the X^T X statistics of one layer's linear
+ * inputs.  The tensors of a layer are processed on n_threads workers; the
+ * output does not depend on their number.
  *
  * The calibrated method needs calibration sequences: their activations are
  * run through the model layer by layer; H = X^T X of each linear input feeds
@@ -74,6 +77,20 @@ typedef struct tc_qtensor_report {
     uint64_t bytes;          /* as stored */
 } tc_qtensor_report;
 
+/* Where the time of a run went.  The stages run on worker threads, so they
+ * are thread-seconds summed over workers; the last three are wall seconds of
+ * the calling thread (produce + write + verify is nearly all of `seconds`). */
+typedef struct tc_quantize_times {
+    double load;     /* source tensors read and converted to fp32 */
+    double quantize; /* codes and scales */
+    double measure;  /* weight errors, zero shares, fingerprints for verification */
+    double pack;     /* packed layout (packed format) */
+    double calib;    /* wall: calibration tokens through each layer, X^T X, output errors */
+    double produce;  /* wall: waiting for tensors to be produced (all of the above) */
+    double write;    /* wall: CRC-32, writing, syncing and renaming the file */
+    double verify;   /* wall: reopening and checking the written file */
+} tc_quantize_times;
+
 typedef struct tc_quantize_report {
     tc_qtensor_report *tensors;  /* the matrices only (linear weights, embedding, head) */
     size_t n_tensors;
@@ -89,6 +106,7 @@ typedef struct tc_quantize_report {
     uint64_t calib_tokens;
     int verified;                /* 1 when the written file was checked */
     int n_kept_float;            /* GGUF: linear weights that could not be ternary */
+    tc_quantize_times times;
 } tc_quantize_report;
 
 /* Quantizes m into out_path (written atomically).  rep may be NULL. */

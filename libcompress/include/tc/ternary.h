@@ -102,10 +102,21 @@ void tc_ternary_dequantize(const int8_t *codes, const float *scales, int64_t M, 
 typedef struct tc_ternary_report {
     double zero_share;       /* share of codes equal to 0 */
     double rel_weight_error; /* ||W - W_hat|| / ||W|| (0 when W == 0) */
+    uint64_t zeros;          /* codes equal to 0 */
+    double weight_sq;        /* ||W||^2 */
+    double error_sq;         /* ||W - W_hat||^2 */
 } tc_ternary_report;
 
 void tc_ternary_report_make(const float *W, const int8_t *codes, const float *scales, int64_t M,
                             int64_t K, const tc_tgroup *g, tc_ternary_report *out);
+
+/* The same in pieces: starting from a zeroed report, _add the rows of W in
+ * order (M rows at a time, scales being those rows' scales; with tensor
+ * grouping only as one piece), then _finish with the whole shape.  With row
+ * or column groups the result equals tc_ternary_report_make's bit for bit. */
+void tc_ternary_report_add(const float *W, const int8_t *codes, const float *scales, int64_t M,
+                           int64_t K, const tc_tgroup *g, tc_ternary_report *acc);
+void tc_ternary_report_finish(tc_ternary_report *acc, int64_t M, int64_t K);
 
 /* ||X W^T - X W_hat^T|| / ||X W^T|| for a sample of activations X [N][K]
  * (0 when X W^T == 0). TC_ERR only when the work buffers cannot be allocated. */

@@ -64,6 +64,16 @@ int tc_tpack_plan_make(tc_tpack_layout layout, int64_t M, int64_t K, const tc_tg
 int tc_tpack_pack(const tc_tpack_plan *plan, const int8_t *codes, const float *scales,
                   uint8_t *out, tc_error *err);
 
+/* Packing in pieces, for a caller that produces codes 32 rows at a time:
+ * pack_block writes row block rb (plan->row_block_bytes at out + rb *
+ * row_block_bytes) from the codes of rows 32 rb .. 32 rb + 31 only (fewer in
+ * the last block of a ragged weight; codes[0] is row 32 rb); put_scales
+ * writes the scale section.  Packing every block and the scales gives the
+ * bytes of tc_tpack_pack. */
+int tc_tpack_pack_block(const tc_tpack_plan *plan, int64_t rb, const int8_t *codes, uint8_t *out,
+                        tc_error *err);
+void tc_tpack_put_scales(const tc_tpack_plan *plan, const float *scales, uint8_t *out);
+
 /* The exact inverse of pack. The packed bytes are checked: TC_ERR if len is
  * short, an index is outside its table, a zero triple carries a sign, or
  * padding holds anything but the code 0. */
