@@ -248,8 +248,11 @@ __attribute__((target(AVX512))) static void tl2_avx512(const uint8_t *w, int64_t
 
 #define VNNI AVX512 ",avx512vnni,avx512vbmi"
 
-/* Weights stream at DRAM speed here, so the hardware prefetcher suffices
- * (measured: a software prefetch ahead of the stream was no faster). */
+/* The weights stream from memory once per token. The hardware prefetcher
+ * alone left the stream at 75-80 % of a plain streaming read on this
+ * machine (it does not cross 4 KiB pages); prefetching 4 KiB ahead brought
+ * it to 90-95 % (8 KiB was no better on every shape). */
+#define VNNI_AHEAD 4096
 
 static const uint8_t vnni_spread[4][64] = {
 #define Q(k) 16 * k, 16 * k + 2, 16 * k + 4, 16 * k + 6, 16 * k + 8, 16 * k + 10, 16 * k + 12, 16 * k + 14
@@ -313,6 +316,7 @@ static const uint8_t tl1_fields[2][16] = {
 
 /* an odd last chunk: its partner's activations are zero, its bytes not read */
 #define VNNI_SPREAD(src, whole, tl1)                                                           \
+    _mm_prefetch((const char *)(src) + VNNI_AHEAD, _MM_HINT_T0);                               \
     __m512i v = (whole) ? _mm512_loadu_si512(src) : _mm512_maskz_loadu_epi8(0xffffffffull, src); \
     if (tl1)                                                                                   \
         v = _mm512_or_si512(                                                                   \
@@ -467,6 +471,14 @@ static inline __attribute__((always_inline, target(VNNI))) __m512i tl2_act(const
         _mm256_loadu_si256((const __m256i *)(const void *)(tab + TC_KACT_HEADER + c * 32)));
 }
 
+/* A 160-byte chunk touches three cache lines at most. */
+static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw)
+{
+    _mm_prefetch((const char *)cw + VNNI_AHEAD, _MM_HINT_T0);
+    _mm_prefetch((const char *)cw + VNNI_AHEAD + 64, _MM_HINT_T0);
+    _mm_prefetch((const char *)cw + VNNI_AHEAD + 128, _MM_HINT_T0);
+}
+
 __attribute__((target(VNNI))) static void tl2_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
                                                    int32_t out[32])
 {
@@ -474,6 +486,7 @@ __attribute__((target(VNNI))) static void tl2_vnni(const uint8_t *w, int64_t n, 
     __m512i a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;
     for (int64_t c = 0; c < n; c++) {
         const uint8_t *cw = w + c * 160;
+        tl2_prefetch(cw);
         __m512i X = tl2_act(tab, c);
         uint32_t sg[8];
         memcpy(sg, cw + 128, sizeof sg);
@@ -518,6 +531,7 @@ __attribute__((target(VNNI))) static void tl2_vnni4(const uint8_t *w, int64_t n,
     __m512i a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
     for (int64_t c = 0; c < n; c++) {
         const uint8_t *cw = w + c * 160;
+        tl2_prefetch(cw);
         __m512i X0 = tl2_act(tabs[0], c), X1 = tl2_act(tabs[1], c);
         __m512i X2 = tl2_act(tabs[2], c), X3 = tl2_act(tabs[3], c);
         uint32_t sg[8];
