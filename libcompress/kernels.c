@@ -403,14 +403,25 @@ static void build_act(const tc_tpack_plan *p, const kseg *s, const int8_t *x, ui
 {
     size_t n = seg_tab_bytes(TC_KTAB_ACT, p, s->n_chunks);
     memset(dst, 0, n);
-    int64_t k0 = s->c0 * p->chunk_cols;
+    int64_t off = s->k0 - s->c0 * p->chunk_cols, len = s->k1 - s->k0;
+    const int8_t *xs = x + s->k0;
     int32_t sum = 0;
-    for (int64_t k = s->k0; k < s->k1; k++) {
-        int64_t i = k - k0;
-        dst[TC_KACT_HEADER + (p->layout == TC_TPACK_TL2 ? i / 3 * 4 + i % 3 : i)] = (uint8_t)x[k];
-        sum += x[k];
-    }
+    for (int64_t i = 0; i < len; i++)
+        sum += xs[i];
     memcpy(dst, &sum, sizeof sum);
+    uint8_t *a = dst + TC_KACT_HEADER;
+    if (p->layout != TC_TPACK_TL2) {
+        memcpy(a + off, xs, (size_t)len);
+        return;
+    }
+    /* column j of the chunk run goes to byte 4 (j / 3) + j % 3 */
+    int64_t i = 0, j = off;
+    for (; i < len && j % 3; i++, j++)
+        a[j / 3 * 4 + j % 3] = (uint8_t)xs[i];
+    for (; i + 3 <= len; i += 3, j += 3)
+        memcpy(a + j / 3 * 4, xs + i, 3);
+    for (; i < len; i++, j++)
+        a[j / 3 * 4 + j % 3] = (uint8_t)xs[i];
 }
 
 /* Tables of one segment for one token; activations outside [k0, k1) read 0. */
