@@ -99,7 +99,6 @@ int tc_kernels_init(tc_kernels *k, tc_kpath want, tc_error *err)
  * waking, so no wake-up is lost. */
 
 #define POOL_SPINS 8192
-#define POOL_PAUSES 4096
 
 struct tc_kpool {
     int n;
@@ -118,14 +117,11 @@ typedef struct pool_arg {
     int worker;
 } pool_arg;
 
-/* Spin iteration i: the first POOL_PAUSES only pause, which notices new
- * work within a fraction of a microsecond; after that every 64th turn gives
- * the core away, so that on a machine with more runnable threads than
- * cores the thread being waited for can run (a yield is a system call, and
- * in a virtual machine a slow one, so it is not the first resort). */
+/* Spin iteration i. Every 64th gives the core away, so that on a machine
+ * with more runnable threads than cores the thread being waited for can run. */
 static void cpu_relax(int i)
 {
-    if (i >= POOL_PAUSES && (i & 63) == 63) {
+    if ((i & 63) == 63) {
         sched_yield();
         return;
     }
