@@ -56,24 +56,6 @@ static void generated(void)
     }
 }
 
-static uint8_t *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(len > 0 ? (size_t)len : 1);
-    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = (size_t)len;
-    return b;
-}
-
 /* Valid files through every success path (open, --info, layers, tokenizer,
  * decoding), so the targets themselves are known to work on good input. */
 static void valid(void)
@@ -94,7 +76,7 @@ static void valid(void)
         CHECK_OK(tc_synth_write(target, files[i].fmt, files[i].fmt == TC_FORMAT_LLAMA2C ? TC_F32 : TC_F16, &s, &err),
                  &err);
         size_t n = 0;
-        uint8_t *b = slurp(path, &n);
+        uint8_t *b = tu_read_file(path, &n);
         CHECK(b != NULL);
         if (b)
             CHECK(files[i].target(b, n) == 0);

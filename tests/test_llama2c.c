@@ -10,24 +10,6 @@
 
 /* ---- Small file helpers ---------------------------------------------------- */
 
-static uint8_t *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(len > 0 ? (size_t)len : 1);
-    if (b && len > 0 && fread(b, 1, (size_t)len, f) != (size_t)len) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = (size_t)len;
-    return b;
-}
-
 static int spew(const char *path, const void *p, size_t n)
 {
     FILE *f = fopen(path, "wb");
@@ -168,7 +150,7 @@ static void check_rewrite(const tc_llama2c *c, const uint8_t *orig, size_t size,
     CHECK_OK(tc_llama2c_write(out, &c->hdr, ot, c->dir.n_tensors, &err), &err);
     free(ot);
     size_t n = 0;
-    uint8_t *w = slurp(out, &n);
+    uint8_t *w = tu_read_file(out, &n);
     CHECK(w && n == size);
     if (!w || n != size) {
         free(w);
@@ -216,7 +198,7 @@ static int test_real_models(const char *tmp)
         if (c.dir.n_maps != 1)
             continue;
         size_t size = 0;
-        uint8_t *orig = slurp(path, &size);
+        uint8_t *orig = tu_read_file(path, &size);
         CHECK(orig && size == c.dir.maps[0].size);
         check_shapes(&c, &MODELS[k]);
         check_tiling(&c, c.dir.maps[0].data, c.dir.maps[0].size);
@@ -317,7 +299,7 @@ static void test_separate_classifier(const synth *s, const char *path)
     tc_error err;
     CHECK_OK(tc_llama2c_write(path, &s->hdr, s->out, (size_t)s->n, &err), &err);
     size_t size = 0;
-    uint8_t *b = slurp(path, &size);
+    uint8_t *b = tu_read_file(path, &size);
     CHECK(b && size >= 28 && get_i32(b + 20) == -10); /* negative vocab: classifier stored */
     tc_llama2c c;
     CHECK_OK(tc_llama2c_open(&c, path, &err), &err);
@@ -441,7 +423,7 @@ static void test_hostile(const char *good_path, const char *path)
     static const char *const FIELDS[7] = {"dim",        "hidden_dim", "n_layers", "n_heads",
                                           "n_kv_heads", "vocab_size", "seq_len"};
     size_t n = 0;
-    uint8_t *good = slurp(good_path, &n);
+    uint8_t *good = tu_read_file(good_path, &n);
     uint8_t *buf = malloc(n + 16);
     CHECK(good && buf && n > 64);
     if (!good || !buf || n <= 64) {

@@ -30,25 +30,6 @@ static const char *write_text(const char *name, const char *s)
     return p;
 }
 
-static char *slurp(const char *p)
-{
-    FILE *f = fopen(p, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s)
-        s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 static uint64_t rng_state = 12345;
 
 static double urand(void)
@@ -252,7 +233,7 @@ static void test_json_roundtrip(void)
     /* Read back and written again: the same bytes. */
     const char *p2 = path_of("again.json");
     CHECK_OK(tc_report_write_json(p2, &b, m2, c2, &err), &err);
-    char *t1 = slurp(p), *t2 = slurp(p2);
+    char *t1 = tu_slurp(p), *t2 = tu_slurp(p2);
     CHECK(t1 && t2 && strcmp(t1, t2) == 0);
     free(t1);
     free(t2);
@@ -261,7 +242,7 @@ static void test_json_roundtrip(void)
     cJSON_Delete(c2);
 
     /* The documented fields are there with the documented types. */
-    char *text = slurp(p);
+    char *text = tu_slurp(p);
     CHECK(text && text[strlen(text) - 1] == '\n');
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
@@ -516,7 +497,7 @@ static void test_html(void)
     }
     const char *p = path_of("report.html");
     CHECK_OK(tc_report_write_html(p, &a, model, cal, &err), &err);
-    char *back = slurp(p);
+    char *back = tu_slurp(p);
     CHECK(back && strstr(back, "<svg"));
     free(back);
     CHECK(tc_report_write_html(path_of("no/such/dir/r.html"), &a, model, cal, &err) == TC_ERR);

@@ -21,24 +21,6 @@ static void write_bytes(const char *path, const void *p, size_t n)
     fclose(f);
 }
 
-static uint8_t *read_bytes(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *p = malloc(len ? (size_t)len : 1);
-    if (p && len && fread(p, 1, (size_t)len, f) != (size_t)len) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *n = (size_t)len;
-    return p;
-}
-
 /* A file with the given raw header (length field = strlen) and data_len
  * bytes of data. */
 static void write_st(const char *path, const char *header, uint64_t header_len, size_t data_len)
@@ -212,7 +194,7 @@ static void test_roundtrip(void)
 
     /* The data section starts on a multiple of 8, after space padding. */
     size_t n;
-    uint8_t *file = read_bytes(path, &n);
+    uint8_t *file = tu_read_file(path, &n);
     CHECK(file != NULL && n > 8);
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--)
@@ -310,7 +292,7 @@ static void test_truncation(void)
     tc_error err;
     CHECK_OK(tc_safetensors_write(path, t, 2, &md, 1, &err), &err);
     size_t n;
-    uint8_t *file = read_bytes(path, &n);
+    uint8_t *file = tu_read_file(path, &n);
     CHECK(file != NULL);
     if (!file)
         return;

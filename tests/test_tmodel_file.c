@@ -153,17 +153,8 @@ typedef struct blob {
 
 static blob slurp(const char *path)
 {
-    blob b = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return b;
-    fseek(f, 0, SEEK_END);
-    b.n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    b.p = malloc(b.n);
-    if (fread(b.p, 1, b.n, f) != b.n)
-        b.n = 0;
-    fclose(f);
+    blob b;
+    b.p = tu_read_file(path, &b.n);
     return b;
 }
 

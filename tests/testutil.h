@@ -8,6 +8,7 @@
 #define TC_TESTUTIL_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,20 +113,33 @@ static inline int tu_run(const char *cmd, char **out)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* A whole file as a malloc'd string, or NULL. */
-static inline char *tu_slurp(const char *path)
+/* A whole file as malloc'd bytes with a NUL after the last one (so text
+ * can be used as a string), its size in *n; NULL if it cannot be read. */
+static inline uint8_t *tu_read_file(const char *path, size_t *n)
 {
+    *n = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc(1, (size_t)(n > 0 ? n : 0) + 1);
-    if (n > 0 && fread(s, 1, (size_t)n, f) != (size_t)n)
-        s[0] = '\0';
+    long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    uint8_t *b = len >= 0 && fseek(f, 0, SEEK_SET) == 0 ? malloc((size_t)len + 1) : NULL;
+    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
+        free(b);
+        b = NULL;
+    }
     fclose(f);
-    return s;
+    if (!b)
+        return NULL;
+    b[len] = 0;
+    *n = (size_t)len;
+    return b;
+}
+
+/* A whole file as a malloc'd string, or NULL. */
+static inline char *tu_slurp(const char *path)
+{
+    size_t n;
+    return (char *)tu_read_file(path, &n);
 }
 
 /* Where the built tools are (TC_BIN, set by ctest). */
