@@ -16,6 +16,7 @@
 
 #include "tc/checked.h"
 #include "tc/cursor.h"
+#include "tc/info.h"
 #include "tc/outfile.h"
 
 #define PREAMBLE_BYTES 24
@@ -61,20 +62,7 @@ static cJSON *group_json(const tc_tgroup *g)
 static cJSON *config_json(const tc_config *c)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "arch", tc_arch_name(c->arch));
-    cJSON_AddNumberToObject(o, "n_layers", c->n_layers);
-    cJSON_AddNumberToObject(o, "dim", c->dim);
-    cJSON_AddNumberToObject(o, "n_heads", c->n_heads);
-    cJSON_AddNumberToObject(o, "n_kv_heads", c->n_kv_heads);
-    cJSON_AddNumberToObject(o, "head_dim", c->head_dim);
-    cJSON_AddNumberToObject(o, "ffn_dim", c->ffn_dim);
-    cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
-    cJSON_AddNumberToObject(o, "max_seq_len", c->max_seq_len);
-    cJSON_AddNumberToObject(o, "norm_eps", c->norm_eps);
-    cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
-    cJSON_AddStringToObject(o, "rope_layout", tc_rope_layout_name(c->rope_layout));
-    cJSON_AddBoolToObject(o, "tied_embeddings", c->tied_embeddings);
-    cJSON_AddBoolToObject(o, "qkv_bias", c->qkv_bias);
+    tc_config_add_json(o, c);
     cJSON_AddNumberToObject(o, "bos_id", c->bos_id);
     cJSON_AddNumberToObject(o, "eos_id", c->eos_id);
     return o;

@@ -28,17 +28,8 @@ static void model_name(const char *path, char *buf, size_t cap)
     snprintf(buf, cap, "%.*s", (int)(n - start), path + start);
 }
 
-cJSON *tc_model_info_json(const tc_model *m)
+void tc_config_add_json(cJSON *o, const tc_config *c)
 {
-    const tc_config *c = &m->cfg;
-    cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
-    cJSON_AddStringToObject(o, "format", tc_format_name(m->format));
-    cJSON_AddStringToObject(o, "path", m->path);
-    char name[256];
-    model_name(m->path, name, sizeof name);
-    cJSON_AddStringToObject(o, "name", name);
     cJSON_AddStringToObject(o, "arch", tc_arch_name(c->arch));
     cJSON_AddNumberToObject(o, "n_layers", c->n_layers);
     cJSON_AddNumberToObject(o, "dim", c->dim);
@@ -53,6 +44,20 @@ cJSON *tc_model_info_json(const tc_model *m)
     cJSON_AddStringToObject(o, "rope_layout", tc_rope_layout_name(c->rope_layout));
     cJSON_AddBoolToObject(o, "tied_embeddings", c->tied_embeddings);
     cJSON_AddBoolToObject(o, "qkv_bias", c->qkv_bias);
+}
+
+cJSON *tc_model_info_json(const tc_model *m)
+{
+    const tc_config *c = &m->cfg;
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "format", tc_format_name(m->format));
+    cJSON_AddStringToObject(o, "path", m->path);
+    char name[256];
+    model_name(m->path, name, sizeof name);
+    cJSON_AddStringToObject(o, "name", name);
+    tc_config_add_json(o, c);
     uint64_t n_params = tc_model_n_params(m);
     cJSON_AddNumberToObject(o, "n_params", (double)n_params);
     cJSON_AddNumberToObject(o, "n_params_linear", (double)linear_params(m));

@@ -13,6 +13,11 @@
  * dropped_attn [layers], dropped_mlp [layers]. */
 cJSON *tc_model_info_json(const tc_model *m);
 
+/* Adds a config's shape to o: arch, n_layers, dim, n_heads, n_kv_heads,
+ * head_dim, ffn_dim, vocab_size, max_seq_len, norm_eps, rope_theta,
+ * rope_layout, tied_embeddings, qkv_bias (in that order). */
+void tc_config_add_json(cJSON *o, const tc_config *c);
+
 /* The same as aligned text lines (malloc'd). */
 char *tc_model_info_text(const tc_model *m);
 
