@@ -311,6 +311,15 @@ static tc_kblock_fn madd_fn(const tc_kernels *k, const tc_tpack_plan *p)
                                      : k->impl->pairs_madd[p->layout == TC_TPACK_TL1];
 }
 
+/* Its TC_KMULTI-token form, or NULL. */
+static tc_kmulti_fn multi_fn(const tc_kernels *k, const tc_tpack_plan *p)
+{
+    if (!madd_fn(k, p))
+        return NULL;
+    return p->layout == TC_TPACK_TL2 ? k->impl->tl2_multi
+                                     : k->impl->pairs_multi[p->layout == TC_TPACK_TL1];
+}
+
 /* The table style a path reads for a layout. */
 static tc_ktab_style style_for(const tc_kernels *k, const tc_tpack_plan *p)
 {
@@ -501,9 +510,7 @@ static void kjob_run(void *arg, int worker, int n_workers)
     int64_t blocks = p->rows_padded / TILE;
     int64_t b0 = blocks * worker / n_workers, b1 = blocks * (worker + 1) / n_workers;
     tc_kblock_fn fn = fn_for(j->k, p);
-    tc_kmulti_fn multi = !madd_fn(j->k, p)              ? NULL
-                         : p->layout == TC_TPACK_TL2 ? j->k->impl->tl2_multi
-                                                     : j->k->impl->pairs_multi[p->layout == TC_TPACK_TL1];
+    tc_kmulti_fn multi = multi_fn(j->k, p);
     int32_t out[TC_KMULTI * TILE];
     for (int64_t rb = b0; rb < b1; rb++) {
         const uint8_t *block = j->packed + (uint64_t)rb * p->row_block_bytes;

@@ -35,6 +35,27 @@ static void store_rows(const int32_t *a, const int32_t *b, const int32_t *c, con
 
 /* ---- AVX2 ---------------------------------------------------------------- */
 
+/* int16 sums of rows (0-7, 16-23 | 8-15, 24-31) added into int32 lanes. */
+__attribute__((target("avx2"))) static inline void widen_avx2(__m256i s0, __m256i s1, __m256i *a0,
+                                                              __m256i *a1, __m256i *a2, __m256i *a3)
+{
+    *a0 = _mm256_add_epi32(*a0, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s0)));
+    *a1 = _mm256_add_epi32(*a1, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s0, 1)));
+    *a2 = _mm256_add_epi32(*a2, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s1)));
+    *a3 = _mm256_add_epi32(*a3, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s1, 1)));
+}
+
+__attribute__((target("avx2"))) static inline void store_avx2(__m256i a0, __m256i a1, __m256i a2,
+                                                              __m256i a3, int32_t out[32])
+{
+    int32_t r0[8], r1[8], r2[8], r3[8];
+    _mm256_storeu_si256((__m256i *)(void *)r0, a0);
+    _mm256_storeu_si256((__m256i *)(void *)r1, a1);
+    _mm256_storeu_si256((__m256i *)(void *)r2, a2);
+    _mm256_storeu_si256((__m256i *)(void *)r3, a3);
+    store_rows(r0, r1, r2, r3, out);
+}
+
 __attribute__((target("avx2"))) static void pairs_avx2(const uint8_t *w, int64_t n,
                                                        const uint8_t *tab, int32_t out[32])
 {
@@ -60,17 +81,9 @@ __attribute__((target("avx2"))) static void pairs_avx2(const uint8_t *w, int64_t
             s1 = _mm256_add_epi16(s1, _mm256_add_epi16(_mm256_unpackhi_epi8(l0, h0),
                                                        _mm256_unpackhi_epi8(l1, h1)));
         }
-        a0 = _mm256_add_epi32(a0, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s0)));
-        a1 = _mm256_add_epi32(a1, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s0, 1)));
-        a2 = _mm256_add_epi32(a2, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s1)));
-        a3 = _mm256_add_epi32(a3, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s1, 1)));
+        widen_avx2(s0, s1, &a0, &a1, &a2, &a3);
     }
-    int32_t r0[8], r1[8], r2[8], r3[8];
-    _mm256_storeu_si256((__m256i *)(void *)r0, a0);
-    _mm256_storeu_si256((__m256i *)(void *)r1, a1);
-    _mm256_storeu_si256((__m256i *)(void *)r2, a2);
-    _mm256_storeu_si256((__m256i *)(void *)r3, a3);
-    store_rows(r0, r1, r2, r3, out);
+    store_avx2(a0, a1, a2, a3, out);
 }
 
 static uint32_t load_u32(const uint8_t *p)
@@ -119,17 +132,9 @@ __attribute__((target("avx2"))) static void tl2_avx2(const uint8_t *w, int64_t n
                 }
             }
         }
-        a0 = _mm256_add_epi32(a0, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s0)));
-        a1 = _mm256_add_epi32(a1, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s0, 1)));
-        a2 = _mm256_add_epi32(a2, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s1)));
-        a3 = _mm256_add_epi32(a3, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s1, 1)));
+        widen_avx2(s0, s1, &a0, &a1, &a2, &a3);
     }
-    int32_t r0[8], r1[8], r2[8], r3[8];
-    _mm256_storeu_si256((__m256i *)(void *)r0, a0);
-    _mm256_storeu_si256((__m256i *)(void *)r1, a1);
-    _mm256_storeu_si256((__m256i *)(void *)r2, a2);
-    _mm256_storeu_si256((__m256i *)(void *)r3, a3);
-    store_rows(r0, r1, r2, r3, out);
+    store_avx2(a0, a1, a2, a3, out);
 }
 
 /* ---- AVX-512 ------------------------------------------------------------- */
@@ -139,6 +144,26 @@ __attribute__((target("avx2"))) static void tl2_avx2(const uint8_t *w, int64_t n
  * accumulator hold the same rows of the two planes, which are added. */
 
 #define AVX512 "avx512f,avx512bw,avx512vl"
+
+/* Both halves of each int16 accumulator (the same rows of two planes)
+ * added into int32 lanes. */
+__attribute__((target(AVX512))) static inline void widen_avx512(__m512i s0, __m512i s1, __m512i *a0,
+                                                                __m512i *a1)
+{
+    *a0 = _mm512_add_epi32(*a0, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s0)));
+    *a0 = _mm512_add_epi32(*a0, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s0, 1)));
+    *a1 = _mm512_add_epi32(*a1, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s1)));
+    *a1 = _mm512_add_epi32(*a1, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s1, 1)));
+}
+
+__attribute__((target(AVX512))) static inline void store_avx512(__m512i a0, __m512i a1,
+                                                                int32_t out[32])
+{
+    int32_t r0[16], r1[16];
+    _mm512_storeu_si512(r0, a0);
+    _mm512_storeu_si512(r1, a1);
+    store_rows(r0, r0 + 8, r1, r1 + 8, out);
+}
 
 __attribute__((target(AVX512))) static void pairs_avx512(const uint8_t *w, int64_t n,
                                                          const uint8_t *tab, int32_t out[32])
@@ -167,15 +192,9 @@ __attribute__((target(AVX512))) static void pairs_avx512(const uint8_t *w, int64
             s1 = _mm512_add_epi16(s1, _mm512_add_epi16(_mm512_unpackhi_epi8(l0, h0),
                                                        _mm512_unpackhi_epi8(l1, h1)));
         }
-        a0 = _mm512_add_epi32(a0, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s0)));
-        a0 = _mm512_add_epi32(a0, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s0, 1)));
-        a1 = _mm512_add_epi32(a1, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s1)));
-        a1 = _mm512_add_epi32(a1, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s1, 1)));
+        widen_avx512(s0, s1, &a0, &a1);
     }
-    int32_t r0[16], r1[16];
-    _mm512_storeu_si512(r0, a0);
-    _mm512_storeu_si512(r1, a1);
-    store_rows(r0, r0 + 8, r1, r1 + 8, out);
+    store_avx512(a0, a1, out);
 }
 
 __attribute__((target(AVX512))) static void tl2_avx512(const uint8_t *w, int64_t n,
@@ -219,15 +238,9 @@ __attribute__((target(AVX512))) static void tl2_avx512(const uint8_t *w, int64_t
                 }
             }
         }
-        a0 = _mm512_add_epi32(a0, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s0)));
-        a0 = _mm512_add_epi32(a0, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s0, 1)));
-        a1 = _mm512_add_epi32(a1, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s1)));
-        a1 = _mm512_add_epi32(a1, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s1, 1)));
+        widen_avx512(s0, s1, &a0, &a1);
     }
-    int32_t r0[16], r1[16];
-    _mm512_storeu_si512(r0, a0);
-    _mm512_storeu_si512(r1, a1);
-    store_rows(r0, r0 + 8, r1, r1 + 8, out);
+    store_avx512(a0, a1, out);
 }
 
 /* ---- AVX-512 VNNI: I2 by multiply-add ------------------------------------ */
@@ -297,7 +310,9 @@ __attribute__((target(VNNI))) static void vnni_store(__m512i a0, __m512i a1, __m
     const __m512i s0 = _mm512_loadu_si512(vnni_spread[0]);                                     \
     const __m512i s1 = _mm512_loadu_si512(vnni_spread[1]);                                     \
     const __m512i s2 = _mm512_loadu_si512(vnni_spread[2]);                                     \
-    const __m512i s3 = _mm512_loadu_si512(vnni_spread[3]);                                     \
+    const __m512i s3 = _mm512_loadu_si512(vnni_spread[3])
+
+#define VNNI_TL1_SETUP                                                                         \
     const __m512i tl1_lo = _mm512_broadcast_i32x4(                                             \
         _mm_loadu_si128((const __m128i *)(const void *)tl1_fields[0]));                        \
     const __m512i tl1_hi = _mm512_broadcast_i32x4(                                             \
@@ -341,6 +356,7 @@ static inline __attribute__((always_inline, target(VNNI))) void
 pairs_vnni(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32], const int tl1)
 {
     VNNI_SETUP;
+    VNNI_TL1_SETUP;
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t c = 0; c < n; c += 16) {
         __m512i X = _mm512_loadu_si512(tab + TC_KACT_HEADER + c * 4); /* padded to 16 chunks */
@@ -360,6 +376,7 @@ static inline __attribute__((always_inline, target(VNNI))) void
 pairs_vnni4(const uint8_t *w, int64_t n, const uint8_t *const *tabs, int32_t *out, const int tl1)
 {
     VNNI_SETUP;
+    VNNI_TL1_SETUP;
     __m512i z = _mm512_setzero_si512();
     __m512i a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
     __m512i a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
@@ -457,8 +474,6 @@ static const uint8_t tl2_fields[16] = {
 
 #define TL2_SETUP                                                                              \
     VNNI_SETUP;                                                                                \
-    (void)tl1_lo;                                                                              \
-    (void)tl1_hi;                                                                              \
     const __m512i neg = _mm512_set1_epi8(0x2A);                                                \
     const __m512i lut =                                                                        \
         _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)tl2_fields));    \
