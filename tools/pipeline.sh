@@ -41,7 +41,7 @@ echo "== 2. prune the two most redundant attention sub-layers (report: $out/repo
 echo "== 3. ternary quantization of the pruned model (calibrated, TL2 tiles)"
 "$bin/tc-quantize" "$out/pruned.gguf" -o "$out/quantized.tcq" --method calibrated "${calib[@]}" --samples 16 \
     --layout tl2
-echo "== 4. verify the packed model's LUT kernels against the scalar reference"
+echo "== 4. verify the packed model's fast kernels against the scalar reference"
 "$bin/tc-run" "$out/quantized.tcq" --verify
 if [ ${#evaluate[@]} -gt 0 ]; then
   echo "== 5. what compression cost, against the original"

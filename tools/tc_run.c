@@ -31,7 +31,7 @@ static void usage(void)
            "\n"
            "MODEL is a Hugging Face directory (config.json + safetensors), a GGUF file or a\n"
            "llama2.c checkpoint. PACKED is a ternary model file (.tmodel, detected from\n"
-           "its first bytes), run through the LUT kernels on int8 activations.\n"
+           "its first bytes), run through the ternary kernels on int8 activations.\n"
            "\n"
            "Generation:\n"
            "  --generate PROMPT   text to continue (\"\" starts from BOS alone)\n"
