@@ -148,7 +148,7 @@ static void add_bias(float *y, const float *b, int n)
 static void attention_step(tc_decoder *d, int l, const tc_layer_f32 *w)
 {
     const tc_config *c = &d->m->cfg;
-    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    int hd = c->head_dim;
     size_t ml = (size_t)d->max_len, layer_off = (size_t)l * ml * (size_t)d->kvdim;
     float *kl = d->kc + layer_off, *vl = d->vc + layer_off;
     float *v = vl + (size_t)d->pos * d->kvdim;
@@ -161,14 +161,8 @@ static void attention_step(tc_decoder *d, int l, const tc_layer_f32 *w)
     add_bias(v, w->w[TC_BV], d->kvdim);
     tc_fm_rope(d->q, c->n_heads, hd, c->rope_layout, d->cs);
     tc_fm_rope(d->k, c->n_kv_heads, hd, c->rope_layout, d->cs);
-    /* Component e of kv head h's key goes to row h*hd + e of the transposed cache. */
-    for (int e = 0; e < d->kvdim; e++)
-        kl[(size_t)e * ml + (size_t)d->pos] = d->k[e];
-    for (int h = 0; h < c->n_heads; h++) {
-        size_t kv = (size_t)(h / group) * hd;
-        tc_fm_attend(d->q + (size_t)h * hd, kl + kv * ml, ml, vl + kv, (size_t)d->kvdim,
-                     (size_t)d->pos + 1, hd, d->probs, d->att + (size_t)h * hd);
-    }
+    tc_fm_cache_key(kl, ml, d->k, d->kvdim, (size_t)d->pos);
+    tc_fm_attend_heads(d->q, kl, vl, ml, c, 0, c->n_heads, (size_t)d->pos + 1, d->probs, d->att);
     matvec(w->w[TC_WO], d->att, d->x, d->qdim, c->dim, 1);
 }
 

@@ -226,4 +226,29 @@ static inline void tc_fm_attend(const float *restrict q, const float *restrict k
     }
 }
 
+/* The key cache of one layer as the decoders keep it: transposed per kv
+ * head, component e of a key at row e of [kvdim][ml], so that tc_fm_attend
+ * reads each head's keys as rows of positions. Stores key k at position pos. */
+static inline void tc_fm_cache_key(float *kl, size_t ml, const float *k, int kvdim, size_t pos)
+{
+    for (int e = 0; e < kvdim; e++)
+        kl[(size_t)e * ml + pos] = k[e];
+}
+
+/* Query heads h0..h1-1 of q against positions 0..n_keys-1 of one layer's
+ * caches (keys as tc_fm_cache_key stores them, values [position][kvdim]);
+ * head h's output goes to out + h * head_dim. */
+static inline void tc_fm_attend_heads(const float *q, const float *kl, const float *vl, size_t ml,
+                                      const tc_config *c, int h0, int h1, size_t n_keys,
+                                      float *probs, float *out)
+{
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    size_t kvdim = (size_t)c->n_kv_heads * (size_t)hd;
+    for (int h = h0; h < h1; h++) {
+        size_t kv = (size_t)(h / group) * (size_t)hd;
+        tc_fm_attend(q + (size_t)h * (size_t)hd, kl + kv * ml, ml, vl + kv, kvdim, n_keys, hd,
+                     probs, out + (size_t)h * (size_t)hd);
+    }
+}
+
 #endif

@@ -418,17 +418,11 @@ static void attend_heads(void *arg, int worker, int n_workers)
     const attend_job *j = arg;
     tc_trun *r = j->r;
     const tc_config *c = &r->c;
-    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
-    int h0 = c->n_heads * worker / n_workers, h1 = c->n_heads * (worker + 1) / n_workers;
     size_t ml = (size_t)r->max_len;
-    const float *q = r->q + (size_t)j->t * (size_t)r->qdim;
-    float *probs = r->probs + (size_t)worker * ml;
-    for (int h = h0; h < h1; h++) {
-        size_t kv = (size_t)(h / group) * (size_t)hd;
-        tc_fm_attend(q + (size_t)h * (size_t)hd, j->kl + kv * ml, ml, j->vl + kv,
-                     (size_t)r->kvdim, (size_t)j->p + 1, hd, probs,
-                     r->att + (size_t)j->t * (size_t)r->qdim + (size_t)h * (size_t)hd);
-    }
+    tc_fm_attend_heads(r->q + (size_t)j->t * (size_t)r->qdim, j->kl, j->vl, ml, c,
+                       c->n_heads * worker / n_workers, c->n_heads * (worker + 1) / n_workers,
+                       (size_t)j->p + 1, r->probs + (size_t)worker * ml,
+                       r->att + (size_t)j->t * (size_t)r->qdim);
 }
 
 static void attend_rows(tc_trun *r, int l, int T)
@@ -445,8 +439,7 @@ static void attend_rows(tc_trun *r, int l, int T)
         tc_fm_rope_angles((size_t)p, hd, c->rope_theta, r->cs);
         tc_fm_rope(q, c->n_heads, hd, c->rope_layout, r->cs);
         tc_fm_rope(k, c->n_kv_heads, hd, c->rope_layout, r->cs);
-        for (int i = 0; i < r->kvdim; i++)
-            kl[(size_t)i * ml + (size_t)p] = k[i];
+        tc_fm_cache_key(kl, ml, k, r->kvdim, (size_t)p);
         memcpy(vl + (size_t)p * (size_t)r->kvdim, r->vb + (size_t)t * (size_t)r->kvdim,
                (size_t)r->kvdim * sizeof(float));
         attend_job j = {r, kl, vl, t, p};
