@@ -6,7 +6,8 @@
  * the low-byte and high-byte tables of a pair or triple (pshufb); the two
  * lookups interleave (unpacklo/hi) into int16 sums of rows 0-7 and 16-23
  * (lo) and 8-15 and 24-31 (hi) and are accumulated in int16 as long as no
- * lane can overflow, then widened to int32. */
+ * lane can overflow, then widened to int32. The AVX-512 VNNI kernels at the
+ * end read no tables: they multiply the codes themselves (see there). */
 #include "kernels_internal.h"
 
 #ifdef TC_KERNELS_X86
