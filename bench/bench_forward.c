@@ -61,6 +61,13 @@ static int parse(int argc, char **argv, bench_opts *o)
             o->json = 1;
             continue;
         }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h") || strncmp(a, "--", 2) != 0 ||
+            !strstr(" --model --threads --tokens --seq --repeat --analysis-tokens ", a)) {
+            fprintf(stderr,
+                    "usage: bench_forward [--model PATH] [--threads N] [--tokens N] [--seq N]\n"
+                    "                     [--analysis-tokens N] [--repeat N] [--json]\n");
+            return -1;
+        }
         if (!v) {
             fprintf(stderr, "bench_forward: %s needs a value\n", a);
             return -1;
