@@ -55,8 +55,9 @@ int tc_kpath_available(tc_kpath path)
 static void pairs_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 static void tl2_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 
-static const struct tc_kimpl kimpl_scalar = {TC_KTAB_I16, pairs_scalar, tl2_scalar, {NULL}, {NULL},
-                                             NULL,        NULL};
+static const struct tc_kimpl kimpl_scalar = {{{TC_KTAB_I16, pairs_scalar, NULL, NULL},
+                                              {TC_KTAB_I16, pairs_scalar, NULL, NULL},
+                                              {TC_KTAB_I16, tl2_scalar, NULL, NULL}}};
 
 static const struct tc_kimpl *impl_of(tc_kpath path)
 {
@@ -256,6 +257,8 @@ typedef struct kseg {
 struct tc_kwork {
     kseg *segs;
     size_t segs_cap;
+    int8_t *xs; /* one segment's activations, zero-padded to whole chunks */
+    size_t xs_cap;
     uint8_t *tabs;
     size_t tabs_cap;
     int32_t *y32; /* int32 sums of the float path */
@@ -272,6 +275,7 @@ void tc_kwork_free(tc_kwork *w)
     if (!w)
         return;
     free(w->segs);
+    free(w->xs);
     free(w->tabs);
     free(w->y32);
     free(w);
@@ -304,44 +308,25 @@ static size_t tabs_per_chunk(const tc_tpack_plan *p)
     return p->layout == TC_TPACK_TL2 ? 8 : 2;
 }
 
-/* The multiply-add kernel of a layout on a path, or NULL. */
-static tc_kblock_fn madd_fn(const tc_kernels *k, const tc_tpack_plan *p)
+/* What a path runs for a layout. */
+static const tc_klayout *klayout(const tc_kernels *k, const tc_tpack_plan *p)
 {
-    return p->layout == TC_TPACK_TL2 ? k->impl->tl2_madd
-                                     : k->impl->pairs_madd[p->layout == TC_TPACK_TL1];
-}
-
-/* Its TC_KMULTI-token form, or NULL. */
-static tc_kmulti_fn multi_fn(const tc_kernels *k, const tc_tpack_plan *p)
-{
-    if (!madd_fn(k, p))
-        return NULL;
-    return p->layout == TC_TPACK_TL2 ? k->impl->tl2_multi
-                                     : k->impl->pairs_multi[p->layout == TC_TPACK_TL1];
-}
-
-/* The table style a path reads for a layout. */
-static tc_ktab_style style_for(const tc_kernels *k, const tc_tpack_plan *p)
-{
-    return madd_fn(k, p) ? TC_KTAB_ACT : k->impl->style;
-}
-
-static tc_kblock_fn fn_for(const tc_kernels *k, const tc_tpack_plan *p)
-{
-    if (madd_fn(k, p))
-        return madd_fn(k, p);
-    return p->layout == TC_TPACK_TL2 ? k->impl->tl2 : k->impl->pairs;
+    return &k->impl->layout[p->layout];
 }
 
 /* Bytes of the tables of n chunks in a style. */
 static size_t seg_tab_bytes(tc_ktab_style style, const tc_tpack_plan *p, int64_t n)
 {
-    if (style == TC_KTAB_ACT) /* 4 bytes per I2 chunk, 32 per TL2 chunk */
-        return TC_KACT_HEADER + ((size_t)n * (p->layout == TC_TPACK_TL2 ? 32 : 4) + 63) / 64 * 64;
-    size_t per = tabs_per_chunk(p) * 32;
-    if (style != TC_KTAB_SPLIT_DUP)
-        return (size_t)n * per;
-    return p->layout == TC_TPACK_TL2 ? (size_t)n * 2 * per : (size_t)(n + 1) / 2 * 2 * 2 * per;
+    switch (style) {
+    case TC_KTAB_ACT4: /* 16 bytes per quad of chunks */
+        return TC_KACT_HEADER + ((size_t)(n + 3) / 4 * 16 + 63) / 64 * 64;
+    case TC_KTAB_W32:
+        return (size_t)n * 256;
+    case TC_KTAB_SPLIT_DUP: /* pairs: two chunks share 256 bytes */
+        return (size_t)(n + 1) / 2 * 256;
+    default:
+        return (size_t)n * tabs_per_chunk(p) * 32;
+    }
 }
 
 static void pair_values(tc_tpack_layout layout, int x0, int x1, int16_t t[16])
@@ -391,64 +376,61 @@ static void emit_chunk(tc_ktab_style style, const tc_tpack_plan *p, int64_t j, i
         uint8_t *d = dst + (size_t)j * (size_t)nt * 32;
         for (int t = 0; t < nt; t++)
             put_split(d + 32 * t, d + 32 * t + 16, T[t], 1);
-    } else if (p->layout != TC_TPACK_TL2) {
+    } else if (style == TC_KTAB_W32) { /* TL2: per plane the high nibble's triple first */
+        uint8_t *d = dst + (size_t)j * 256;
+        for (int q = 0; q < 4; q++) {
+            memcpy(d + 64 * q, T[2 * q + 1], 32);
+            memcpy(d + 64 * q + 32, T[2 * q], 32);
+        }
+    } else { /* SPLIT_DUP, pairs */
         uint8_t *d = dst + (size_t)(j / 2) * 256 + (size_t)(j % 2) * 32;
         for (int t = 0; t < 2; t++)
             put_split(d + 128 * t, d + 128 * t + 64, T[t], 2);
-    } else {
-        uint8_t *d = dst + (size_t)j * 512;
-        for (int q = 0; q < 2; q++)
-            for (int h = 0; h < 2; h++) {
-                uint8_t *b = d + (q * 2 + h) * 128;
-                put_split(b, b + 64, T[4 * q + h], 2);
-                put_split(b + 32, b + 96, T[4 * q + 2 + h], 2);
-            }
     }
 }
 
-/* The multiply-add kernels read the activations themselves and their sum:
- * I2 four per chunk as they are; TL2 one dword (x0, x1, x2, 0) per triple. */
-static void build_act(const tc_tpack_plan *p, const kseg *s, const int8_t *x, uint8_t *dst)
+/* The multiply-add kernels of I2 and TL1 read the activations themselves:
+ * per quad of chunks, dword e holds column e of its four chunks. */
+static void build_act4(const int8_t *xs, int64_t n_chunks, uint8_t *dst)
 {
-    size_t n = seg_tab_bytes(TC_KTAB_ACT, p, s->n_chunks);
-    memset(dst, 0, n);
-    int64_t off = s->k0 - s->c0 * p->chunk_cols, len = s->k1 - s->k0;
-    const int8_t *xs = x + s->k0;
-    int32_t sum = 0;
-    for (int64_t i = 0; i < len; i++)
-        sum += xs[i];
-    memcpy(dst, &sum, sizeof sum);
-    uint8_t *a = dst + TC_KACT_HEADER;
-    if (p->layout != TC_TPACK_TL2) {
-        memcpy(a + off, xs, (size_t)len);
-        return;
-    }
-    /* column j of the chunk run goes to byte 4 (j / 3) + j % 3 */
-    int64_t i = 0, j = off;
-    for (; i < len && j % 3; i++, j++)
-        a[j / 3 * 4 + j % 3] = (uint8_t)xs[i];
-    for (; i + 3 <= len; i += 3, j += 3)
-        memcpy(a + j / 3 * 4, xs + i, 3);
-    for (; i < len; i++, j++)
-        a[j / 3 * 4 + j % 3] = (uint8_t)xs[i];
+    for (int64_t q = 0; q < (n_chunks + 3) / 4; q++)
+        for (int e = 0; e < 4; e++)
+            for (int c = 0; c < 4; c++)
+                dst[q * 16 + e * 4 + c] = (uint8_t)xs[q * 16 + c * 4 + e];
 }
 
-/* Tables of one segment for one token; activations outside [k0, k1) read 0. */
-static void build_seg(tc_ktab_style style, const tc_tpack_plan *p, const kseg *s,
-                      const int8_t *x, uint8_t *dst)
+/* The run of segment s of token x, zero outside the segment, into xs. */
+static void gather_run(const tc_tpack_plan *p, const kseg *s, const int8_t *x, int8_t *xs)
 {
-    if (style == TC_KTAB_ACT) {
-        build_act(p, s, x, dst);
+    int64_t base = s->c0 * p->chunk_cols, len = s->n_chunks * p->chunk_cols;
+    memset(xs, 0, (size_t)len + 64);
+    memcpy(xs + (s->k0 - base), x + s->k0, (size_t)(s->k1 - s->k0));
+}
+
+/* Tables of one segment for one token. */
+static void build_seg(const tc_klayout *L, const tc_tpack_plan *p, const kseg *s,
+                      const int8_t *x, int8_t *xs, uint8_t *dst)
+{
+    gather_run(p, s, x, xs);
+    if (L->style == TC_KTAB_ACT4) {
+        size_t n = seg_tab_bytes(TC_KTAB_ACT4, p, s->n_chunks);
+        int32_t sum = 0;
+        for (int64_t k = s->k0; k < s->k1; k++)
+            sum += x[k];
+        memset(dst, 0, n);
+        memcpy(dst, &sum, sizeof sum);
+        (L->build ? L->build : build_act4)(xs, s->n_chunks, dst + TC_KACT_HEADER);
         return;
     }
-    if (style == TC_KTAB_SPLIT_DUP)
-        memset(dst, 0, seg_tab_bytes(style, p, s->n_chunks)); /* a missing odd chunk */
+    if (L->build) {
+        L->build(xs, s->n_chunks, dst);
+        return;
+    }
+    if (L->style == TC_KTAB_SPLIT_DUP)
+        memset(dst, 0, seg_tab_bytes(L->style, p, s->n_chunks)); /* a missing odd chunk */
     int64_t cc = p->chunk_cols;
     for (int64_t j = 0; j < s->n_chunks; j++) {
-        int xv[24];
-        int64_t k = (s->c0 + j) * cc;
-        for (int i = 0; i < cc; i++)
-            xv[i] = k + i >= s->k0 && k + i < s->k1 ? x[k + i] : 0;
+        const int8_t *xv = xs + j * cc;
         int16_t T[8][16];
         if (p->layout == TC_TPACK_TL2)
             for (int t = 0; t < 8; t++)
@@ -456,7 +438,7 @@ static void build_seg(tc_ktab_style style, const tc_tpack_plan *p, const kseg *s
         else
             for (int t = 0; t < 2; t++)
                 pair_values(p->layout, xv[2 * t], xv[2 * t + 1], T[t]);
-        emit_chunk(style, p, j, T, dst);
+        emit_chunk(L->style, p, j, T, dst);
     }
 }
 
@@ -466,7 +448,7 @@ static int make_segs(tc_kwork *w, const tc_kernels *k, const tc_tpack_plan *p, s
     int64_t ng = tc_kern_groups(p), cc = p->chunk_cols;
     if (grow((void **)&w->segs, &w->segs_cap, (size_t)ng * sizeof(kseg), 64))
         return -1;
-    size_t off = 0;
+    size_t off = 0, run = 0;
     for (int64_t g = 0; g < ng; g++) {
         kseg *s = &w->segs[g];
         int64_t G = p->group.kind == TC_TGROUP_COLS ? p->group.cols : p->cols;
@@ -475,13 +457,28 @@ static int make_segs(tc_kwork *w, const tc_kernels *k, const tc_tpack_plan *p, s
         s->c0 = s->k0 / cc;
         s->n_chunks = (s->k1 + cc - 1) / cc - s->c0;
         s->tab_off = off;
-        off += (seg_tab_bytes(style_for(k, p), p, s->n_chunks) + 63) / 64 * 64;
+        off += (seg_tab_bytes(klayout(k, p)->style, p, s->n_chunks) + 63) / 64 * 64;
+        if ((size_t)(s->n_chunks * cc) > run)
+            run = (size_t)(s->n_chunks * cc);
     }
     *per_tok = off;
-    return 0;
+    return grow((void **)&w->xs, &w->xs_cap, run + 64, 64);
 }
 
 /* ---- driver -------------------------------------------------------------- */
+
+static float scale_at(const uint8_t *packed, const tc_tpack_plan *p, int64_t i)
+{
+    const uint8_t *b = packed + p->scale_offset + 4 * (uint64_t)i;
+    uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Tokens whose tables are built together: enough to reuse each row block
+ * from cache, few enough that the tables stay in L2/L3. */
+#define TOKENS_PER_PASS 8
 
 typedef struct kjob {
     const tc_kernels *k;
@@ -492,6 +489,8 @@ typedef struct kjob {
     const uint8_t *tabs;
     size_t per_tok;
     int32_t *y32; /* [n_tok][rows][n_segs] */
+    float *y;     /* NULL, or [n_tok][rows]: the scaled outputs */
+    float inv_act[TOKENS_PER_PASS];
 } kjob;
 
 /* The sums of segment g for token t of one row block go to y32. */
@@ -503,14 +502,34 @@ static void put_sums(const kjob *j, int64_t rb, int rows, int64_t t, int64_t g, 
         y[(size_t)r * (size_t)j->n_segs] = out[r];
 }
 
+/* The layer's outputs of one row block, on the worker that summed it. */
+static void put_outputs(const kjob *j, int64_t rb, int rows)
+{
+    const tc_tpack_plan *p = j->plan;
+    int64_t ng = j->n_segs;
+    for (int64_t t = 0; t < j->n_tok; t++)
+        for (int64_t m = rb * TILE; m < rb * TILE + rows; m++) {
+            const int32_t *s = j->y32 + ((size_t)t * (size_t)p->rows + (size_t)m) * (size_t)ng;
+            float acc;
+            if (p->group.kind == TC_TGROUP_COLS) {
+                acc = 0;
+                for (int64_t g = 0; g < ng; g++)
+                    acc += scale_at(j->packed, p, m * ng + g) * (float)s[g];
+            } else {
+                acc = scale_at(j->packed, p, p->group.kind == TC_TGROUP_ROW ? m : 0) * (float)s[0];
+            }
+            j->y[(size_t)t * (size_t)p->rows + (size_t)m] = acc * j->inv_act[t];
+        }
+}
+
 static void kjob_run(void *arg, int worker, int n_workers)
 {
     const kjob *j = arg;
     const tc_tpack_plan *p = j->plan;
     int64_t blocks = p->rows_padded / TILE;
     int64_t b0 = blocks * worker / n_workers, b1 = blocks * (worker + 1) / n_workers;
-    tc_kblock_fn fn = fn_for(j->k, p);
-    tc_kmulti_fn multi = multi_fn(j->k, p);
+    tc_kblock_fn fn = klayout(j->k, p)->one;
+    tc_kmulti_fn multi = klayout(j->k, p)->multi;
     int32_t out[TC_KMULTI * TILE];
     for (int64_t rb = b0; rb < b1; rb++) {
         const uint8_t *block = j->packed + (uint64_t)rb * p->row_block_bytes;
@@ -532,12 +551,38 @@ static void kjob_run(void *arg, int worker, int n_workers)
                 put_sums(j, rb, rows, t, g, out);
             }
         }
+        if (j->y)
+            put_outputs(j, rb, rows);
     }
 }
 
-/* Tokens whose tables are built together: enough to reuse each row block
- * from cache, few enough that the tables stay in L2/L3. */
-#define TOKENS_PER_PASS 8
+/* The int32 sums of n tokens into y32 and, if y is not NULL, the scaled
+ * outputs into y. */
+static int kern_run(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const tc_tpack_plan *plan,
+                    const uint8_t *packed, const int8_t *xq, const float *act_scale, int64_t n,
+                    int32_t *y32, float *y, tc_error *err)
+{
+    size_t per_tok;
+    if (make_segs(w, k, plan, &per_tok) ||
+        grow((void **)&w->tabs, &w->tabs_cap, per_tok * TOKENS_PER_PASS, 64))
+        return tc_err(err, "kernels: out of memory for the activation tables");
+    int64_t ng = tc_kern_groups(plan), M = plan->rows;
+    const tc_klayout *L = klayout(k, plan);
+    for (int64_t t0 = 0; t0 < n; t0 += TOKENS_PER_PASS) {
+        int64_t nt = n - t0 < TOKENS_PER_PASS ? n - t0 : TOKENS_PER_PASS;
+        for (int64_t t = 0; t < nt; t++)
+            for (int64_t g = 0; g < ng; g++)
+                build_seg(L, plan, &w->segs[g], xq + (size_t)(t0 + t) * (size_t)plan->cols,
+                          w->xs, w->tabs + (size_t)t * per_tok + w->segs[g].tab_off);
+        kjob j = {k,  plan, packed, w->segs, ng, nt, w->tabs, per_tok,
+                  y32 + (size_t)t0 * (size_t)M * (size_t)ng,
+                  y ? y + (size_t)t0 * (size_t)M : NULL, {0}};
+        for (int64_t t = 0; y && t < nt; t++)
+            j.inv_act[t] = 1.0f / act_scale[t0 + t];
+        tc_kpool_run(pool, kjob_run, &j);
+    }
+    return TC_OK;
+}
 
 int tc_kern_matmul_i32(const tc_kernels *k, tc_kpool *pool, tc_kwork *w,
                        const tc_tpack_plan *plan, const uint8_t *packed, uint64_t len,
@@ -547,32 +592,7 @@ int tc_kern_matmul_i32(const tc_kernels *k, tc_kpool *pool, tc_kwork *w,
         return tc_err(err, "kernels: %s weight needs %llu bytes but has %llu",
                       tc_tpack_layout_name(plan->layout), (unsigned long long)plan->weight_bytes,
                       (unsigned long long)len);
-    size_t per_tok;
-    if (make_segs(w, k, plan, &per_tok) ||
-        grow((void **)&w->tabs, &w->tabs_cap, per_tok * TOKENS_PER_PASS, 64))
-        return tc_err(err, "kernels: out of memory for the activation tables");
-    int64_t ng = tc_kern_groups(plan);
-    for (int64_t t0 = 0; t0 < n; t0 += TOKENS_PER_PASS) {
-        int64_t nt = n - t0 < TOKENS_PER_PASS ? n - t0 : TOKENS_PER_PASS;
-        for (int64_t t = 0; t < nt; t++)
-            for (int64_t g = 0; g < ng; g++)
-                build_seg(style_for(k, plan), plan, &w->segs[g],
-                          xq + (size_t)(t0 + t) * (size_t)plan->cols,
-                          w->tabs + (size_t)t * per_tok + w->segs[g].tab_off);
-        kjob j = {k, plan, packed, w->segs, ng, nt, w->tabs, per_tok,
-                  y32 + (size_t)t0 * (size_t)plan->rows * (size_t)ng};
-        tc_kpool_run(pool, kjob_run, &j);
-    }
-    return TC_OK;
-}
-
-static float scale_at(const uint8_t *packed, const tc_tpack_plan *p, int64_t i)
-{
-    const uint8_t *b = packed + p->scale_offset + 4 * (uint64_t)i;
-    uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
+    return kern_run(k, pool, w, plan, packed, xq, NULL, n, y32, NULL, err);
 }
 
 int tc_kern_matmul(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const tc_tpack_plan *plan,
@@ -589,26 +609,7 @@ int tc_kern_matmul(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const tc_tp
         grow((void **)&w->y32, &w->y32_cap, (size_t)cnt, 64))
         return tc_err(err, "kernels: out of memory for %lld x %lld sums", (long long)n,
                       (long long)M);
-    int32_t *y32 = w->y32;
-    if (tc_kern_matmul_i32(k, pool, w, plan, packed, len, xq, n, y32, err))
-        return TC_ERR;
-    for (int64_t t = 0; t < n; t++) {
-        float inv = 1.0f / act_scale[t];
-        for (int64_t m = 0; m < M; m++) {
-            const int32_t *s = y32 + ((size_t)t * (size_t)M + (size_t)m) * (size_t)ng;
-            float acc;
-            if (plan->group.kind == TC_TGROUP_COLS) {
-                acc = 0;
-                for (int64_t g = 0; g < ng; g++)
-                    acc += scale_at(packed, plan, m * ng + g) * (float)s[g];
-            } else {
-                acc = scale_at(packed, plan, plan->group.kind == TC_TGROUP_ROW ? m : 0) *
-                      (float)s[0];
-            }
-            y[(size_t)t * (size_t)M + (size_t)m] = acc * inv;
-        }
-    }
-    return TC_OK;
+    return kern_run(k, pool, w, plan, packed, xq, act_scale, n, w->y32, y, err);
 }
 
 /* ---- scalar kernels ------------------------------------------------------ */

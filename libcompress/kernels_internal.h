@@ -1,30 +1,38 @@
-/* What a kernel path provides: how it wants the activation tables laid out
- * and one function per layout family that sums 32 rows over a run of chunks. */
+/* What a kernel path provides: for each layout, how it wants the
+ * activations of a token laid out (its "tables") and the functions that sum
+ * 32 rows over a run of chunks, one token or TC_KMULTI tokens at a time. */
 #ifndef TC_KERNELS_INTERNAL_H
 #define TC_KERNELS_INTERNAL_H
 
 #include <stdint.h>
 
-/* Table styles (16 entries per pair or triple of activations):
- *   I16        int16 entries, [chunk][table][16]
+#include "tc/tpack.h"
+
+/* Table styles:
+ *   I16        16 int16 entries per pair or triple of activations,
+ *              [chunk][table][16] (the scalar kernels).
  *   SPLIT      16 low bytes then 16 high bytes per table, [chunk][table]
- *   SPLIT_DUP  for 512-bit shuffles, each 16-byte table twice so one load
- *              covers two 128-bit lanes:
- *              pairs: per two chunks c, c+1 and table j: low bytes
- *                     [T_c T_c T_c+1 T_c+1] then high bytes alike (256 B);
- *              TL2:   per chunk, plane pair q and nibble h: low bytes
- *                     [T_4q+h twice, T_4q+2+h twice] then high bytes (512 B).
- *   ACT        no table: for the multiply-add kernels, a header of
- *              TC_KACT_HEADER bytes whose first int32 is the sum of the
- *              segment's activations, then the activations themselves, zero
- *              outside the group, padded with zeros to a multiple of 64
- *              bytes: I2 4 per chunk as they are, TL2 one dword
- *              (x0, x1, x2, 0) per triple (32 bytes per chunk). */
+ *              (the AVX2 table kernels).
+ *   SPLIT_DUP  pairs only, for 512-bit shuffles: per two chunks c, c+1 and
+ *              table j the low bytes [T_c T_c T_c+1 T_c+1], then the high
+ *              bytes alike (256 B), so one load covers two 128-bit lanes.
+ *   ACT4       no table, the activations themselves for the multiply-add
+ *              kernels of I2 and TL1: a header of TC_KACT_HEADER bytes whose
+ *              first int32 is the sum of the segment's activations, then per
+ *              quad of chunks (16 columns) four dwords, dword e holding
+ *              column e of each of the four chunks (byte j: x[16q + 4j + e]),
+ *              zero outside the group, padded with zeros to whole quads and
+ *              to a multiple of 64 bytes.
+ *   W32        TL2 table lookups by vpermw: per chunk, per plane p, 32
+ *              int16 sums: entries 0-15 those of triple 2p+1 (the plane's
+ *              high nibbles), entries 16-31 those of triple 2p (its low
+ *              nibbles), 256 bytes a chunk. */
 typedef enum tc_ktab_style {
     TC_KTAB_I16,
     TC_KTAB_SPLIT,
     TC_KTAB_SPLIT_DUP,
-    TC_KTAB_ACT
+    TC_KTAB_ACT4,
+    TC_KTAB_W32
 } tc_ktab_style;
 
 #define TC_KACT_HEADER 64
@@ -40,16 +48,22 @@ typedef void (*tc_kblock_fn)(const uint8_t *w, int64_t n_chunks, const uint8_t *
 typedef void (*tc_kmulti_fn)(const uint8_t *w, int64_t n_chunks, const uint8_t *const *tabs,
                              int32_t *out);
 
+/* Writes the tables of n_chunks chunks from xs, the run's activations
+ * (n_chunks times the chunk's columns, zero outside the segment, and 64
+ * more zero bytes), to dst: for ACT4 what follows the header. */
+typedef void (*tc_kbuild_fn)(const int8_t *xs, int64_t n_chunks, uint8_t *dst);
+
+/* One layout on one path; multi may be NULL (then tokens go one by one),
+ * build NULL (then portable C builds the style's tables). */
+typedef struct tc_klayout {
+    tc_ktab_style style;
+    tc_kblock_fn one;
+    tc_kmulti_fn multi;
+    tc_kbuild_fn build;
+} tc_klayout;
+
 struct tc_kimpl {
-    tc_ktab_style style; /* of the tables pairs and tl2 read */
-    tc_kblock_fn pairs;  /* I2 and TL1: they differ only in their tables */
-    tc_kblock_fn tl2;
-    /* Multiply-add kernels on TC_KTAB_ACT tables, used where not NULL:
-     * [0] I2, [1] TL1, and TL2; multi for TC_KMULTI tokens at once. */
-    tc_kblock_fn pairs_madd[2];
-    tc_kmulti_fn pairs_multi[2];
-    tc_kblock_fn tl2_madd;
-    tc_kmulti_fn tl2_multi;
+    tc_klayout layout[TC_TPACK_LAYOUT_COUNT]; /* indexed by tc_tpack_layout */
 };
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

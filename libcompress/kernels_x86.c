@@ -21,8 +21,16 @@
  * of one block this fetches the next). */
 #define PREFETCH_AHEAD 1024
 
-#define TL2_FLUSH_AVX2 10   /* 8 triples per chunk and lane, |entry| <= 384 */
-#define TL2_FLUSH_AVX512 20 /* 4 triples per chunk and lane */
+/* The LUT and multiply-add kernels below stream faster: the distance at
+ * which they prefetch (bench/bench_kernels measures it). */
+#ifndef PREFETCH_LUT
+#define PREFETCH_LUT 4096
+#endif
+#ifndef PREFETCH_VNNI
+#define PREFETCH_VNNI 4096
+#endif
+
+#define TL2_FLUSH_AVX2 10 /* 8 triples per chunk and lane, |entry| <= 384 */
 
 /* Rows of the four int32 accumulators: 0-7, 16-23, 8-15, 24-31. */
 static void store_rows(const int32_t *a, const int32_t *b, const int32_t *c, const int32_t *d,
@@ -198,208 +206,289 @@ __attribute__((target(AVX512))) static void pairs_avx512(const uint8_t *w, int64
     store_avx512(a0, a1, out);
 }
 
-__attribute__((target(AVX512))) static void tl2_avx512(const uint8_t *w, int64_t n,
-                                                       const uint8_t *tab, int32_t out[32])
+
+/* ---- TL2 by table lookups of int16 sums (vpermw) ------------------------- */
+/* One plane of a chunk holds two triples per row (low and high nibble). Its
+ * 32 bytes widen to 32 int16 lanes, one per row; vpermw looks up all 32
+ * rows at once in the plane's table of 32 sums, entries 16-31 for the low
+ * nibble (the index with bit 4 set) and 0-15 for the high one (the byte
+ * shifted right by 4). The sign words of the chunk are the masks of a
+ * masked negation, lane r being row r. Sums stay int16 for TL2_FLUSH
+ * chunks: each accumulator lane gains four triples a chunk, |sum| <= 384. */
+
+#define TL2_FLUSH 20
+
+/* The 32 int16 sums of plane q of chunk cw, signed, for table t. */
+static inline __attribute__((always_inline, target(AVX512))) __m512i
+tl2_plane(const uint8_t *cw, int q, __m512i lo_idx, __m512i hi_idx, const uint8_t *t)
 {
-    const __m512i m4 = _mm512_set1_epi8(15);
-    /* Sign masks: for plane pair q (128-bit lane q of the sign plane, words
-     * of triples 4q..4q+3), dwords [lo nibble: rows 0-7,16-23 | rows 8-15,
-     * 24-31; hi nibble: the same], each from the sign bytes of triples
-     * 4q+h and 4q+2+h. */
-    const __m256i sel = _mm256_setr_epi8(0, 2, 8, 10, 1, 3, 9, 11, 4, 6, 12, 14, 5, 7, 13, 15, 0,
-                                         2, 8, 10, 1, 3, 9, 11, 4, 6, 12, 14, 5, 7, 13, 15);
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+    uint32_t s_lo, s_hi;
+    memcpy(&s_lo, cw + 128 + 8 * q, 4);
+    memcpy(&s_hi, cw + 132 + 8 * q, 4);
+    __m512i T = _mm512_loadu_si512(t + 64 * q), z = _mm512_setzero_si512();
+    __m512i vl = _mm512_permutexvar_epi16(lo_idx, T);
+    __m512i vh = _mm512_permutexvar_epi16(hi_idx, T);
+    vl = _mm512_mask_sub_epi16(vl, (__mmask32)s_lo, z, vl);
+    vh = _mm512_mask_sub_epi16(vh, (__mmask32)s_hi, z, vh);
+    return _mm512_add_epi16(vl, vh);
+}
+
+/* The two table indices of every row of plane q. */
+#define TL2_INDICES(cw, q)                                                                     \
+    __m512i wq = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)((cw) + 32 * (q)))); \
+    __m512i lo_idx = _mm512_or_si512(wq, c16), hi_idx = _mm512_srli_epi16(wq, 4)
+
+/* int16 sums of rows 0-31 added into the int32 sums of rows 0-15 and 16-31. */
+static inline __attribute__((always_inline, target(AVX512))) void
+tl2_widen(__m512i s, __m512i *r0, __m512i *r1)
+{
+    *r0 = _mm512_add_epi32(*r0, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s)));
+    *r1 = _mm512_add_epi32(*r1, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s, 1)));
+}
+
+static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw)
+{
+    _mm_prefetch((const char *)cw + PREFETCH_LUT, _MM_HINT_T0);
+    _mm_prefetch((const char *)cw + PREFETCH_LUT + 64, _MM_HINT_T0);
+    _mm_prefetch((const char *)cw + PREFETCH_LUT + 128, _MM_HINT_T0);
+}
+
+__attribute__((target(AVX512))) static void tl2_lut(const uint8_t *w, int64_t n,
+                                                    const uint8_t *tab, int32_t out[32])
+{
+    const __m512i c16 = _mm512_set1_epi16(16), z = _mm512_setzero_si512();
+    __m512i r0 = z, r1 = z;
     for (int64_t c = 0; c < n;) {
-        int64_t end = n - c > TL2_FLUSH_AVX512 ? c + TL2_FLUSH_AVX512 : n;
-        __m512i s0 = _mm512_setzero_si512(), s1 = s0;
+        int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;
+        __m512i s0 = z, s1 = z;
         for (; c < end; c++) {
-            const uint8_t *cw = w + c * 160, *tb = tab + c * 512;
-            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD), _MM_HINT_T0);
-            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 64), _MM_HINT_T0);
-            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 128), _MM_HINT_T0);
-            uint32_t mk[8];
-            _mm256_storeu_si256(
-                (__m256i *)(void *)mk,
-                _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(const void *)(cw + 128)),
-                                    sel));
-            for (int q = 0; q < 2; q++) {
-                __m512i v = _mm512_loadu_si512(cw + 64 * q);
-                __m512i idx[2] = {_mm512_and_si512(v, m4),
-                                  _mm512_and_si512(_mm512_srli_epi16(v, 4), m4)};
-                for (int h = 0; h < 2; h++) {
-                    const uint8_t *t = tb + (q * 2 + h) * 128;
-                    __m512i L = _mm512_shuffle_epi8(_mm512_loadu_si512(t), idx[h]);
-                    __m512i H = _mm512_shuffle_epi8(_mm512_loadu_si512(t + 64), idx[h]);
-                    __m512i u0 = _mm512_unpacklo_epi8(L, H), u1 = _mm512_unpackhi_epi8(L, H);
-                    __m512i z = _mm512_setzero_si512();
-                    u0 = _mm512_mask_sub_epi16(u0, (__mmask32)mk[q * 4 + h * 2], z, u0);
-                    u1 = _mm512_mask_sub_epi16(u1, (__mmask32)mk[q * 4 + h * 2 + 1], z, u1);
-                    s0 = _mm512_add_epi16(s0, u0);
-                    s1 = _mm512_add_epi16(s1, u1);
+            const uint8_t *cw = w + c * 160, *t = tab + c * 256;
+            tl2_prefetch(cw);
+            for (int q = 0; q < 4; q += 2) {
+                {
+                    TL2_INDICES(cw, q);
+                    s0 = _mm512_add_epi16(s0, tl2_plane(cw, q, lo_idx, hi_idx, t));
+                }
+                {
+                    TL2_INDICES(cw, q + 1);
+                    s1 = _mm512_add_epi16(s1, tl2_plane(cw, q + 1, lo_idx, hi_idx, t));
                 }
             }
         }
-        widen_avx512(s0, s1, &a0, &a1);
+        tl2_widen(s0, &r0, &r1);
+        tl2_widen(s1, &r0, &r1);
     }
-    store_avx512(a0, a1, out);
+    _mm512_storeu_si512(out, r0);
+    _mm512_storeu_si512(out + 16, r1);
 }
 
-/* ---- AVX-512 VNNI: I2 by multiply-add ------------------------------------ */
-/* I2 fields are c + 1 in {0, 1, 2}, four to a byte, one byte per row and
- * chunk. vpmultishiftqb copies any 8-bit window of a qword into any byte, so
- * four of them spread each row's byte into a dword of its four fields (after
- * masking the two bits), and vpdpbusd multiplies those unsigned fields by the
- * chunk's four int8 activations and sums them into the row's int32 lane:
- * no tables, no int16 overflow to flush. The offset of +1 per field is the
- * segment's activation sum, removed at the end.
+/* Four tokens: the indices of a plane are made once for all four tables. */
+__attribute__((target(AVX512))) static void tl2_lut4(const uint8_t *w, int64_t n,
+                                                     const uint8_t *const *tabs, int32_t *out)
+{
+    const __m512i c16 = _mm512_set1_epi16(16), z = _mm512_setzero_si512();
+    __m512i r[TC_KMULTI][2];
+    for (int i = 0; i < TC_KMULTI; i++)
+        r[i][0] = r[i][1] = z;
+    for (int64_t c = 0; c < n;) {
+        int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;
+        __m512i s[TC_KMULTI][2];
+        for (int i = 0; i < TC_KMULTI; i++)
+            s[i][0] = s[i][1] = z;
+        for (; c < end; c++) {
+            const uint8_t *cw = w + c * 160;
+            tl2_prefetch(cw);
+            for (int q = 0; q < 4; q++) {
+                TL2_INDICES(cw, q);
+                for (int i = 0; i < TC_KMULTI; i++)
+                    s[i][q & 1] = _mm512_add_epi16(
+                        s[i][q & 1], tl2_plane(cw, q, lo_idx, hi_idx, tabs[i] + c * 256));
+            }
+        }
+        for (int i = 0; i < TC_KMULTI; i++) {
+            tl2_widen(s[i][0], &r[i][0], &r[i][1]);
+            tl2_widen(s[i][1], &r[i][0], &r[i][1]);
+        }
+    }
+    for (int i = 0; i < TC_KMULTI; i++) {
+        _mm512_storeu_si512(out + 32 * i, r[i][0]);
+        _mm512_storeu_si512(out + 32 * i + 16, r[i][1]);
+    }
+}
+
+/* ---- AVX-512 VNNI: I2 and TL1 by multiply-add ----------------------------- */
+/* A quad of chunks (four 32-byte planes, 16 columns of 32 rows) is two
+ * 64-byte loads. One two-source byte permute (vpermi2b) per 16 rows gathers
+ * row r's byte of each of the four chunks into dword r, so that lane r of a
+ * vector is row r. Field e of those bytes (column e of each chunk) then
+ * multiplies the quad's activation dword e, broadcast to every lane, in
+ * vpdpbusd: four products of unsigned fields by int8 activations summed into
+ * the row's int32 lane. Fields are code + 1 in {0, 1, 2}; the sum of the
+ * segment's activations is subtracted at the end.
  *
- * One 64-byte load is chunks c and c+1 (32 rows x 8 columns). Qword q holds
- * rows 8q..8q+7 of chunk c (q < 4) or of chunk c+1 (q >= 4); vector k takes
- * rows 8q+2k and 8q+2k+1 of every qword, so its dword lanes 2q+e are row
- * 8(q mod 4)+2k+e, lanes 0-7 of chunk c and 8-15 of chunk c+1, which the
- * activation vector matches with chunk c's dword in lanes 0-7 and c+1's in
- * lanes 8-15 (one permute of 16 chunks' dwords). */
+ * I2 one token at a time masks field e in place (byte & 3 << 2e) and keeps
+ * one accumulator per field, whose sum is then 4^e times the true one: no
+ * shifts in the loop, one exact arithmetic shift at the end. TL1 looks its
+ * two pair indices per byte up in two 16-byte tables (pshufb), the first
+ * and second field of each pair. */
 
 #define VNNI AVX512 ",avx512vnni,avx512vbmi"
 
-/* The weights stream from memory once per token. The hardware prefetcher
- * alone left the stream at 75-80 % of a plain streaming read on this
- * machine (it does not cross 4 KiB pages); prefetching 4 KiB ahead brought
- * it to 90-95 % (8 KiB was no better on every shape). */
-#define VNNI_AHEAD 4096
+/* Quads between folds of the scaled I2 accumulators into int32 totals:
+ * a lane gains at most 4 * 2 * 128 * 4^3 = 2^16 a quad. */
+#define VNNI_FOLD 8192
 
-static const uint8_t vnni_spread[4][64] = {
-#define Q(k) 16 * k, 16 * k + 2, 16 * k + 4, 16 * k + 6, 16 * k + 8, 16 * k + 10, 16 * k + 12, 16 * k + 14
-#define V(k) {Q(k), Q(k), Q(k), Q(k), Q(k), Q(k), Q(k), Q(k)}
-    V(0), V(1), V(2), V(3)
-#undef V
-#undef Q
-};
+#define ROWS4(v, i) 16 * (v) + (i), 32 + 16 * (v) + (i), 64 + 16 * (v) + (i), 96 + 16 * (v) + (i)
+#define ROWS16(v)                                                                              \
+    ROWS4(v, 0), ROWS4(v, 1), ROWS4(v, 2), ROWS4(v, 3), ROWS4(v, 4), ROWS4(v, 5), ROWS4(v, 6),  \
+        ROWS4(v, 7), ROWS4(v, 8), ROWS4(v, 9), ROWS4(v, 10), ROWS4(v, 11), ROWS4(v, 12),        \
+        ROWS4(v, 13), ROWS4(v, 14), ROWS4(v, 15)
+static const uint8_t vnni_rows[2][64] = {{ROWS16(0)}, {ROWS16(1)}};
+#undef ROWS16
+#undef ROWS4
 
-static const int32_t vnni_pick[8][16] = {
-#define P(j) {2 * j, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j, 2 * j, \
-              2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1, 2 * j + 1}
-    P(0), P(1), P(2), P(3), P(4), P(5), P(6), P(7)
-#undef P
-};
+/* TL1 pair index i = 3(a+1) + (b+1) -> a+1 and b+1 (the zero pair past 8). */
+#define TL1_A(i) ((i) < 9 ? (i) / 3 : 1)
+#define TL1_B(i) ((i) < 9 ? (i) % 3 : 1)
+#define TL1_ROW(F) F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), F(9), F(10), F(11),  \
+                   F(12), F(13), F(14), F(15)
+static const uint8_t tl1_fields[2][16] = {{TL1_ROW(TL1_A)}, {TL1_ROW(TL1_B)}};
+#undef TL1_ROW
+#undef TL1_B
+#undef TL1_A
 
-/* Row r of a block is lane 2q+e of vector k (r = 8q+2k+e) for chunk c and
- * lane 2q+8+e for chunk c+1; the fields' +1 added sum_x. */
-__attribute__((target(VNNI))) static void vnni_store(__m512i a0, __m512i a1, __m512i a2,
-                                                     __m512i a3, const uint8_t *tab, int32_t *out)
+/* GCC copies a loop-carried vpdpbusd accumulator through a second register
+ * on every use; an asm with the accumulator in place avoids the moves
+ * (measured: I2 one token 61 -> 78 GB/s with the weights in L2). */
+static inline __attribute__((always_inline, target(VNNI))) __m512i dp(__m512i acc, __m512i u8,
+                                                                       __m512i s8)
 {
-    int32_t sum_x, r[4][16];
-    memcpy(&sum_x, tab, sizeof sum_x);
-    _mm512_storeu_si512(r[0], a0);
-    _mm512_storeu_si512(r[1], a1);
-    _mm512_storeu_si512(r[2], a2);
-    _mm512_storeu_si512(r[3], a3);
-    for (int k = 0; k < 4; k++)
-        for (int q = 0; q < 4; q++)
-            for (int e = 0; e < 2; e++)
-                out[8 * q + 2 * k + e] = r[k][2 * q + e] + r[k][2 * q + 8 + e] - sum_x;
+#if defined(__clang__)
+    return _mm512_dpbusd_epi32(acc, u8, s8);
+#else
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u8), "v"(s8));
+    return acc;
+#endif
 }
 
-/* The kernels below share this loop skeleton: the fields of chunks c and
- * c+1 spread into f0..f3, then multiplied with each token's dwords.
- *
- * TL1 goes the same way after one step: its pair index i = 3(a+1) + (b+1)
- * becomes I2's nibble (a+1) | (b+1) << 2 through a 16-byte table (one
- * shuffle per nibble), which makes the byte an I2 byte. */
-#define VNNI_SETUP                                                                             \
-    const __m512i m3 = _mm512_set1_epi8(3), m15 = _mm512_set1_epi8(15);                        \
-    const __m512i s0 = _mm512_loadu_si512(vnni_spread[0]);                                     \
-    const __m512i s1 = _mm512_loadu_si512(vnni_spread[1]);                                     \
-    const __m512i s2 = _mm512_loadu_si512(vnni_spread[2]);                                     \
-    const __m512i s3 = _mm512_loadu_si512(vnni_spread[3])
+/* The two 64-byte halves of the quad at q: whole, or the n - q < 4 chunks
+ * left at the end of a run (the rest zero, never read). */
+static inline __attribute__((always_inline, target(VNNI))) void
+quad_load(const uint8_t *w, int64_t q, int64_t n, __m512i *z0, __m512i *z1)
+{
+    const uint8_t *p = w + q * 32;
+    _mm_prefetch((const char *)p + PREFETCH_VNNI, _MM_HINT_T0);
+    _mm_prefetch((const char *)p + PREFETCH_VNNI + 64, _MM_HINT_T0);
+    if (n - q >= 4) {
+        *z0 = _mm512_loadu_si512(p);
+        *z1 = _mm512_loadu_si512(p + 64);
+        return;
+    }
+    int64_t left = n - q;
+    *z0 = _mm512_maskz_loadu_epi8(left >= 2 ? ~0ull : 0xffffffffull, p);
+    *z1 = _mm512_maskz_loadu_epi8(left == 3 ? 0xffffffffull : 0, p + 64);
+}
 
-#define VNNI_TL1_SETUP                                                                         \
-    const __m512i tl1_lo = _mm512_broadcast_i32x4(                                             \
-        _mm_loadu_si128((const __m128i *)(const void *)tl1_fields[0]));                        \
-    const __m512i tl1_hi = _mm512_broadcast_i32x4(                                             \
-        _mm_loadu_si128((const __m128i *)(const void *)tl1_fields[1]))
+/* Field vectors f[v][e] (v: rows 0-15, 16-31; e: column within the chunks)
+ * of one quad. scaled: I2's fields in place (times 4^e); otherwise I2's
+ * shifted down, or TL1's from its tables. */
+static inline __attribute__((always_inline, target(VNNI))) void
+quad_fields(__m512i z0, __m512i z1, int tl1, int scaled, __m512i f[2][4])
+{
+    const __m512i m3 = _mm512_set1_epi8(3), m15 = _mm512_set1_epi8(15);
+    for (int v = 0; v < 2; v++) {
+        __m512i b = _mm512_permutex2var_epi8(z0, _mm512_loadu_si512(vnni_rows[v]), z1);
+        if (tl1) {
+            const __m512i ta = _mm512_broadcast_i32x4(
+                _mm_loadu_si128((const __m128i *)(const void *)tl1_fields[0]));
+            const __m512i tb = _mm512_broadcast_i32x4(
+                _mm_loadu_si128((const __m128i *)(const void *)tl1_fields[1]));
+            __m512i lo = _mm512_and_si512(b, m15);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), m15);
+            f[v][0] = _mm512_shuffle_epi8(ta, lo);
+            f[v][1] = _mm512_shuffle_epi8(tb, lo);
+            f[v][2] = _mm512_shuffle_epi8(ta, hi);
+            f[v][3] = _mm512_shuffle_epi8(tb, hi);
+        } else if (scaled) {
+            for (int e = 0; e < 4; e++)
+                f[v][e] = _mm512_and_si512(b, _mm512_set1_epi8((char)(3 << 2 * e)));
+        } else {
+            f[v][0] = _mm512_and_si512(b, m3);
+            f[v][1] = _mm512_and_si512(_mm512_srli_epi16(b, 2), m3);
+            f[v][2] = _mm512_and_si512(_mm512_srli_epi16(b, 4), m3);
+            f[v][3] = _mm512_and_si512(_mm512_srli_epi16(b, 6), m3);
+        }
+    }
+}
 
-#define TL1_NIBBLE(i) ((i) < 9 ? (i) / 3 | (i) % 3 << 2 : 5) /* 5: the zero pair */
-static const uint8_t tl1_fields[2][16] = {
-    {TL1_NIBBLE(0), TL1_NIBBLE(1), TL1_NIBBLE(2), TL1_NIBBLE(3), TL1_NIBBLE(4), TL1_NIBBLE(5),
-     TL1_NIBBLE(6), TL1_NIBBLE(7), TL1_NIBBLE(8), TL1_NIBBLE(9), TL1_NIBBLE(10), TL1_NIBBLE(11),
-     TL1_NIBBLE(12), TL1_NIBBLE(13), TL1_NIBBLE(14), TL1_NIBBLE(15)},
-    {TL1_NIBBLE(0) << 4, TL1_NIBBLE(1) << 4, TL1_NIBBLE(2) << 4, TL1_NIBBLE(3) << 4,
-     TL1_NIBBLE(4) << 4, TL1_NIBBLE(5) << 4, TL1_NIBBLE(6) << 4, TL1_NIBBLE(7) << 4,
-     TL1_NIBBLE(8) << 4, TL1_NIBBLE(9) << 4, TL1_NIBBLE(10) << 4, TL1_NIBBLE(11) << 4,
-     TL1_NIBBLE(12) << 4, TL1_NIBBLE(13) << 4, TL1_NIBBLE(14) << 4, TL1_NIBBLE(15) << 4}};
-#undef TL1_NIBBLE
+static inline __attribute__((always_inline, target(VNNI))) __m512i act_dword(const uint8_t *tab,
+                                                                              int64_t q, int e)
+{
+    int32_t x;
+    memcpy(&x, tab + TC_KACT_HEADER + q * 4 + 4 * e, 4);
+    return _mm512_set1_epi32(x);
+}
 
-/* an odd last chunk: its partner's activations are zero, its bytes not read */
-#define VNNI_SPREAD(src, whole, tl1)                                                           \
-    _mm_prefetch((const char *)(src) + VNNI_AHEAD, _MM_HINT_T0);                               \
-    __m512i v = (whole) ? _mm512_loadu_si512(src) : _mm512_maskz_loadu_epi8(0xffffffffull, src); \
-    if (tl1)                                                                                   \
-        v = _mm512_or_si512(                                                                   \
-            _mm512_shuffle_epi8(tl1_lo, _mm512_and_si512(v, m15)),                             \
-            _mm512_shuffle_epi8(tl1_hi, _mm512_and_si512(_mm512_srli_epi16(v, 4), m15)));      \
-    __m512i f0 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s0, v), m3);                    \
-    __m512i f1 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s1, v), m3);                    \
-    __m512i f2 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s2, v), m3);                    \
-    __m512i f3 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s3, v), m3)
-
-#define VNNI_DOT(X, a0, a1, a2, a3)                                                            \
-    do {                                                                                       \
-        __m512i xa = _mm512_permutexvar_epi32(pick, X);                                        \
-        a0 = _mm512_dpbusd_epi32(a0, f0, xa);                                                  \
-        a1 = _mm512_dpbusd_epi32(a1, f1, xa);                                                  \
-        a2 = _mm512_dpbusd_epi32(a2, f2, xa);                                                  \
-        a3 = _mm512_dpbusd_epi32(a3, f3, xa);                                                  \
-    } while (0)
+/* Rows 0-15 and 16-31 minus the fields' offset. */
+static inline __attribute__((always_inline, target(VNNI))) void
+vnni_store(__m512i r0, __m512i r1, const uint8_t *tab, int32_t *out)
+{
+    int32_t sum_x;
+    memcpy(&sum_x, tab, sizeof sum_x);
+    __m512i sx = _mm512_set1_epi32(sum_x);
+    _mm512_storeu_si512(out, _mm512_sub_epi32(r0, sx));
+    _mm512_storeu_si512(out + 16, _mm512_sub_epi32(r1, sx));
+}
 
 /* tl1 is a constant in every caller, so each gets its own loop. */
 static inline __attribute__((always_inline, target(VNNI))) void
 pairs_vnni(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32], const int tl1)
 {
-    VNNI_SETUP;
-    VNNI_TL1_SETUP;
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t c = 0; c < n; c += 16) {
-        __m512i X = _mm512_loadu_si512(tab + TC_KACT_HEADER + c * 4); /* padded to 16 chunks */
-        int64_t end = n - c < 16 ? n - c : 16;
-        for (int64_t j = 0; j < end; j += 2) {
-            VNNI_SPREAD(w + (c + j) * 32, j + 1 < end, tl1);
-            __m512i pick = _mm512_loadu_si512(vnni_pick[j / 2]);
-            VNNI_DOT(X, a0, a1, a2, a3);
+    const __m512i z = _mm512_setzero_si512();
+    __m512i r0 = z, r1 = z;
+    for (int64_t q0 = 0; q0 < n; q0 += 4 * VNNI_FOLD) {
+        int64_t q1 = n - q0 > 4 * VNNI_FOLD ? q0 + 4 * VNNI_FOLD : n;
+        __m512i a[2][4] = {{z, z, z, z}, {z, z, z, z}};
+        for (int64_t q = q0; q < q1; q += 4) {
+            __m512i z0, z1, f[2][4];
+            quad_load(w, q, n, &z0, &z1);
+            quad_fields(z0, z1, tl1, !tl1, f);
+            for (int e = 0; e < 4; e++) {
+                __m512i x = act_dword(tab, q, e);
+                a[0][e] = dp(a[0][e], f[0][e], x);
+                a[1][e] = dp(a[1][e], f[1][e], x);
+            }
+        }
+        for (int v = 0; v < 2; v++) {
+            __m512i *r = v ? &r1 : &r0;
+            for (int e = 0; e < 4; e++) /* I2's field e is 4^e times too large */
+                *r = _mm512_add_epi32(*r, tl1 ? a[v][e] : _mm512_srai_epi32(a[v][e], 2 * e));
         }
     }
-    vnni_store(a0, a1, a2, a3, tab, out);
+    vnni_store(r0, r1, tab, out);
 }
 
-/* Four tokens at once: a prompt spreads each weight's fields once for all
- * four, so the per-token cost is the permute and the multiply-adds. */
+/* Four tokens at once: a quad's fields are made once for all four. */
 static inline __attribute__((always_inline, target(VNNI))) void
 pairs_vnni4(const uint8_t *w, int64_t n, const uint8_t *const *tabs, int32_t *out, const int tl1)
 {
-    VNNI_SETUP;
-    VNNI_TL1_SETUP;
-    __m512i z = _mm512_setzero_si512();
-    __m512i a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
-    __m512i a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
-    for (int64_t c = 0; c < n; c += 16) {
-        __m512i X0 = _mm512_loadu_si512(tabs[0] + TC_KACT_HEADER + c * 4);
-        __m512i X1 = _mm512_loadu_si512(tabs[1] + TC_KACT_HEADER + c * 4);
-        __m512i X2 = _mm512_loadu_si512(tabs[2] + TC_KACT_HEADER + c * 4);
-        __m512i X3 = _mm512_loadu_si512(tabs[3] + TC_KACT_HEADER + c * 4);
-        int64_t end = n - c < 16 ? n - c : 16;
-        for (int64_t j = 0; j < end; j += 2) {
-            VNNI_SPREAD(w + (c + j) * 32, j + 1 < end, tl1);
-            __m512i pick = _mm512_loadu_si512(vnni_pick[j / 2]);
-            VNNI_DOT(X0, a00, a01, a02, a03);
-            VNNI_DOT(X1, a10, a11, a12, a13);
-            VNNI_DOT(X2, a20, a21, a22, a23);
-            VNNI_DOT(X3, a30, a31, a32, a33);
-        }
+    const __m512i z = _mm512_setzero_si512();
+    __m512i a[TC_KMULTI][2];
+    for (int i = 0; i < TC_KMULTI; i++)
+        a[i][0] = a[i][1] = z;
+    for (int64_t q = 0; q < n; q += 4) {
+        __m512i z0, z1, f[2][4];
+        quad_load(w, q, n, &z0, &z1);
+        quad_fields(z0, z1, tl1, 0, f);
+        for (int i = 0; i < TC_KMULTI; i++)
+            for (int e = 0; e < 4; e++) {
+                __m512i x = act_dword(tabs[i], q, e);
+                a[i][0] = dp(a[i][0], f[0][e], x);
+                a[i][1] = dp(a[i][1], f[1][e], x);
+            }
     }
-    vnni_store(a00, a01, a02, a03, tabs[0], out);
-    vnni_store(a10, a11, a12, a13, tabs[1], out + 32);
-    vnni_store(a20, a21, a22, a23, tabs[2], out + 64);
-    vnni_store(a30, a31, a32, a33, tabs[3], out + 96);
+    for (int i = 0; i < TC_KMULTI; i++)
+        vnni_store(a[i][0], a[i][1], tabs[i], out + 32 * i);
 }
 
 __attribute__((target(VNNI))) static void i2_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
@@ -426,159 +515,69 @@ __attribute__((target(VNNI))) static void tl1_vnni4(const uint8_t *w, int64_t n,
     pairs_vnni4(w, n, tabs, out, 1);
 }
 
-/* TL2 by multiply-add. A triple's 4-bit index goes through a 16-byte table
- * (one shuffle) to the byte of its three fields (a+1) | (b+1) << 2 |
- * (c+1) << 4 for the mirrored triple; a set sign bit turns the byte into
- * 0x2A - byte, which is 2 - f in every field (no borrow: f <= 2), i.e. the
- * negated triple. From there the bytes are I2's with a zero fourth field,
- * so the same four multishifts spread them into per-row dwords, multiplied
- * by (x0, x1, x2, 0) of the triple.
- *
- * One 64-byte load is two nibble planes: its low nibbles are triples t and
- * t+2 (rows 0-31 each), its high nibbles t+1 and t+3; the 64-bit sign mask of
- * a vector is the two triples' sign words side by side. Vector k's lanes
- * 0-7 then hold rows of the first triple and lanes 8-15 of the second, whose
- * activation dwords one permute places there. */
+/* ---- table builders ------------------------------------------------------ */
 
-static const int32_t tl2_pick[4][16] = {
-#define P(a, b) {a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b}
-    P(0, 2), P(1, 3), P(4, 6), P(5, 7)
-#undef P
-};
+/* W32: the plane's 32 sums are c0 * x0 + c1 * x1 + c2 * x2 per lane, the
+ * coefficients being the digits of the lane's triple minus one and the
+ * activations those of the triple the lane belongs to (lanes 0-15: the
+ * plane's second triple, 16-31: its first). */
+#define TL2_DIGIT(i, d) ((i) % 16 < 14 ? ((i) % 16 + 13) / (d == 0 ? 9 : d == 1 ? 3 : 1) % 3 - 1 : 0)
+#define C8(d, i) TL2_DIGIT(i, d), TL2_DIGIT(i + 1, d), TL2_DIGIT(i + 2, d), TL2_DIGIT(i + 3, d),    \
+                 TL2_DIGIT(i + 4, d), TL2_DIGIT(i + 5, d), TL2_DIGIT(i + 6, d), TL2_DIGIT(i + 7, d)
+#define C32(d) {C8(d, 0), C8(d, 8), C8(d, 16), C8(d, 24)}
+static const int16_t tl2_coef[3][32] = {C32(0), C32(1), C32(2)};
+#undef C32
+#undef C8
+#undef TL2_DIGIT
 
-/* fields of the triple v = i + 13 (digits of v in base 3, most significant
- * first: columns 3t, 3t+1, 3t+2); 14 and 15 are not valid indices */
-#define TL2_FIELDS(v) ((v) / 9 | (v) / 3 % 3 << 2 | (v) % 3 << 4)
-static const uint8_t tl2_fields[16] = {
-    TL2_FIELDS(13), TL2_FIELDS(14), TL2_FIELDS(15), TL2_FIELDS(16), TL2_FIELDS(17), TL2_FIELDS(18),
-    TL2_FIELDS(19), TL2_FIELDS(20), TL2_FIELDS(21), TL2_FIELDS(22), TL2_FIELDS(23), TL2_FIELDS(24),
-    TL2_FIELDS(25), TL2_FIELDS(26), TL2_FIELDS(13), TL2_FIELDS(13)};
-#undef TL2_FIELDS
-
-#define TL2_MADD(F, pk, a0, a1, a2, a3)                                                        \
-    do {                                                                                       \
-        __m512i xa = _mm512_permutexvar_epi32(_mm512_loadu_si512(tl2_pick[pk]), X);            \
-        a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(_mm512_multishift_epi64_epi8(s0, F), m3), xa); \
-        a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(_mm512_multishift_epi64_epi8(s1, F), m3), xa); \
-        a2 = _mm512_dpbusd_epi32(a2, _mm512_and_si512(_mm512_multishift_epi64_epi8(s2, F), m3), xa); \
-        a3 = _mm512_dpbusd_epi32(a3, _mm512_and_si512(_mm512_multishift_epi64_epi8(s3, F), m3), xa); \
-    } while (0)
-
-/* The field bytes of one 64-byte load of chunk cw, with signs applied:
- * lo holds triples 4h and 4h+2, hi triples 4h+1 and 4h+3. */
-#define TL2_FIELDS_OF(cw, h, lo, hi)                                                           \
-    __m512i v = _mm512_loadu_si512((cw) + 64 * (h));                                           \
-    __m512i lo = _mm512_shuffle_epi8(lut, _mm512_and_si512(v, m15));                           \
-    __m512i hi = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(v, 4), m15));     \
-    lo = _mm512_mask_sub_epi8(lo, (__mmask64)sg[4 * (h)] | (__mmask64)sg[4 * (h) + 2] << 32, neg, lo); \
-    hi = _mm512_mask_sub_epi8(hi, (__mmask64)sg[4 * (h) + 1] | (__mmask64)sg[4 * (h) + 3] << 32, neg, hi)
-
-#define TL2_SETUP                                                                              \
-    VNNI_SETUP;                                                                                \
-    const __m512i neg = _mm512_set1_epi8(0x2A);                                                \
-    const __m512i lut =                                                                        \
-        _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)tl2_fields));    \
-    const __m512i z = _mm512_setzero_si512()
-
-static inline __attribute__((always_inline, target(VNNI))) __m512i tl2_act(const uint8_t *tab,
-                                                                           int64_t c)
+__attribute__((target(AVX512))) static void build_w32(const int8_t *xs, int64_t n, uint8_t *dst)
 {
-    return _mm512_castsi256_si512(
-        _mm256_loadu_si256((const __m256i *)(const void *)(tab + TC_KACT_HEADER + c * 32)));
-}
-
-/* A 160-byte chunk touches three cache lines at most. */
-static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw)
-{
-    _mm_prefetch((const char *)cw + VNNI_AHEAD, _MM_HINT_T0);
-    _mm_prefetch((const char *)cw + VNNI_AHEAD + 64, _MM_HINT_T0);
-    _mm_prefetch((const char *)cw + VNNI_AHEAD + 128, _MM_HINT_T0);
-}
-
-__attribute__((target(VNNI))) static void tl2_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
-                                                   int32_t out[32])
-{
-    TL2_SETUP;
-    __m512i a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;
-    for (int64_t c = 0; c < n; c++) {
-        const uint8_t *cw = w + c * 160;
-        tl2_prefetch(cw);
-        __m512i X = tl2_act(tab, c);
-        uint32_t sg[8];
-        memcpy(sg, cw + 128, sizeof sg);
-        {
-            TL2_FIELDS_OF(cw, 0, lo, hi);
-            TL2_MADD(lo, 0, a0, a1, a2, a3);
-            TL2_MADD(hi, 1, b0, b1, b2, b3);
-        }
-        {
-            TL2_FIELDS_OF(cw, 1, lo, hi);
-            TL2_MADD(lo, 2, a0, a1, a2, a3);
-            TL2_MADD(hi, 3, b0, b1, b2, b3);
+    __m512i c[3], first[3];
+    for (int d = 0; d < 3; d++) {
+        c[d] = _mm512_loadu_si512(tl2_coef[d]);
+        /* lane l takes column 3 + d (l < 16) or d (l >= 16) of the plane */
+        first[d] = _mm512_mask_blend_epi16(0xffff0000u, _mm512_set1_epi16((short)(3 + d)),
+                                           _mm512_set1_epi16((short)d));
+    }
+    const __m512i six = _mm512_set1_epi16(6);
+    for (int64_t j = 0; j < n; j++) {
+        __m512i x = _mm512_cvtepi8_epi16(
+            _mm256_loadu_si256((const __m256i *)(const void *)(xs + 24 * j)));
+        __m512i idx[3] = {first[0], first[1], first[2]};
+        for (int q = 0; q < 4; q++) {
+            __m512i t = _mm512_mullo_epi16(c[0], _mm512_permutexvar_epi16(idx[0], x));
+            t = _mm512_add_epi16(t, _mm512_mullo_epi16(c[1], _mm512_permutexvar_epi16(idx[1], x)));
+            t = _mm512_add_epi16(t, _mm512_mullo_epi16(c[2], _mm512_permutexvar_epi16(idx[2], x)));
+            _mm512_storeu_si512(dst + 256 * j + 64 * q, t);
+            for (int d = 0; d < 3; d++)
+                idx[d] = _mm512_add_epi16(idx[d], six);
         }
     }
-    vnni_store(_mm512_add_epi32(a0, b0), _mm512_add_epi32(a1, b1), _mm512_add_epi32(a2, b2),
-               _mm512_add_epi32(a3, b3), tab, out);
 }
 
-/* Four tokens: the field bytes are spread once (f0..f3) and multiplied
- * with each token's activations. */
-#define TL2_SPREAD(F)                                                                          \
-    __m512i f0 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s0, F), m3);                    \
-    __m512i f1 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s1, F), m3);                    \
-    __m512i f2 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s2, F), m3);                    \
-    __m512i f3 = _mm512_and_si512(_mm512_multishift_epi64_epi8(s3, F), m3)
+/* ACT4: within every 16 columns, byte 4e + c takes column 4c + e. */
+#define T4(q, e) 16 * (q) + (e), 16 * (q) + 4 + (e), 16 * (q) + 8 + (e), 16 * (q) + 12 + (e)
+#define T16(q) T4(q, 0), T4(q, 1), T4(q, 2), T4(q, 3)
+static const uint8_t act4_order[64] = {T16(0), T16(1), T16(2), T16(3)};
+#undef T16
+#undef T4
 
-#define TL2_DOT4(F, pk)                                                                        \
-    do {                                                                                       \
-        TL2_SPREAD(F);                                                                         \
-        __m512i pick = _mm512_loadu_si512(tl2_pick[pk]);                                       \
-        VNNI_DOT(X0, a00, a01, a02, a03);                                                      \
-        VNNI_DOT(X1, a10, a11, a12, a13);                                                      \
-        VNNI_DOT(X2, a20, a21, a22, a23);                                                      \
-        VNNI_DOT(X3, a30, a31, a32, a33);                                                      \
-    } while (0)
-
-__attribute__((target(VNNI))) static void tl2_vnni4(const uint8_t *w, int64_t n,
-                                                    const uint8_t *const *tabs, int32_t *out)
+__attribute__((target(VNNI))) static void build_act4(const int8_t *xs, int64_t n, uint8_t *dst)
 {
-    TL2_SETUP;
-    __m512i a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
-    __m512i a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
-    for (int64_t c = 0; c < n; c++) {
-        const uint8_t *cw = w + c * 160;
-        tl2_prefetch(cw);
-        __m512i X0 = tl2_act(tabs[0], c), X1 = tl2_act(tabs[1], c);
-        __m512i X2 = tl2_act(tabs[2], c), X3 = tl2_act(tabs[3], c);
-        uint32_t sg[8];
-        memcpy(sg, cw + 128, sizeof sg);
-        {
-            TL2_FIELDS_OF(cw, 0, lo, hi);
-            TL2_DOT4(lo, 0);
-            TL2_DOT4(hi, 1);
-        }
-        {
-            TL2_FIELDS_OF(cw, 1, lo, hi);
-            TL2_DOT4(lo, 2);
-            TL2_DOT4(hi, 3);
-        }
-    }
-    vnni_store(a00, a01, a02, a03, tabs[0], out);
-    vnni_store(a10, a11, a12, a13, tabs[1], out + 32);
-    vnni_store(a20, a21, a22, a23, tabs[2], out + 64);
-    vnni_store(a30, a31, a32, a33, tabs[3], out + 96);
+    const __m512i order = _mm512_loadu_si512(act4_order);
+    for (int64_t c = 0; c < n; c += 16)
+        _mm512_storeu_si512(dst + 4 * c, _mm512_permutexvar_epi8(order, _mm512_loadu_si512(xs + 4 * c)));
 }
 
-const struct tc_kimpl tc_kimpl_avx2 = {TC_KTAB_SPLIT, pairs_avx2, tl2_avx2, {NULL}, {NULL}, NULL, NULL};
-const struct tc_kimpl tc_kimpl_avx512 = {TC_KTAB_SPLIT_DUP, pairs_avx512, tl2_avx512, {NULL}, {NULL},
-                                         NULL, NULL};
-const struct tc_kimpl tc_kimpl_avx512vnni = {TC_KTAB_SPLIT_DUP,
-                                             pairs_avx512,
-                                             tl2_avx512,
-                                             {i2_vnni, tl1_vnni},
-                                             {i2_vnni4, tl1_vnni4},
-                                             tl2_vnni,
-                                             tl2_vnni4};
+const struct tc_kimpl tc_kimpl_avx2 = {{{TC_KTAB_SPLIT, pairs_avx2, NULL, NULL},
+                                        {TC_KTAB_SPLIT, pairs_avx2, NULL, NULL},
+                                        {TC_KTAB_SPLIT, tl2_avx2, NULL, NULL}}};
+const struct tc_kimpl tc_kimpl_avx512 = {{{TC_KTAB_SPLIT_DUP, pairs_avx512, NULL, NULL},
+                                          {TC_KTAB_SPLIT_DUP, pairs_avx512, NULL, NULL},
+                                          {TC_KTAB_W32, tl2_lut, tl2_lut4, build_w32}}};
+const struct tc_kimpl tc_kimpl_avx512vnni = {{{TC_KTAB_ACT4, i2_vnni, i2_vnni4, build_act4},
+                                              {TC_KTAB_ACT4, tl1_vnni, tl1_vnni4, build_act4},
+                                              {TC_KTAB_W32, tl2_lut, tl2_lut4, build_w32}}};
 
 #else
 /* Not x86-64: only the scalar path exists (kernels.c). */

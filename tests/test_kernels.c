@@ -39,8 +39,10 @@ typedef struct shape {
     int64_t M, K;
 } shape;
 
-/* One layout, shape, grouping and token count on one path; extreme
- * activations (all -128, all 127) come first so int16 overflow would show. */
+/* One layout, shape, grouping and token count on one path. Modes 1-3 are
+ * extreme products, so that an int16 or int32 accumulator that can overflow
+ * shows: codes -1 with activations -128, random codes with 127, codes +1
+ * with -128. */
 static int check_case(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, tc_tpack_layout layout,
                       shape s, tc_tgroup g, int64_t n_tok, int mode)
 {
@@ -55,9 +57,9 @@ static int check_case(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, tc_tpack
     int64_t ng = tc_kern_groups(&p);
     int32_t *want = malloc((size_t)(n_tok * s.M * ng) * 4), *got = malloc((size_t)(n_tok * s.M * ng) * 4);
     for (size_t i = 0; i < MK; i++)
-        codes[i] = mode == 1 ? -1 : (int8_t)((int)(rng_next() % 3) - 1);
+        codes[i] = mode == 1 ? -1 : mode == 3 ? 1 : (int8_t)((int)(rng_next() % 3) - 1);
     for (int64_t i = 0; i < n_tok * s.K; i++)
-        x[i] = mode == 1 ? -128 : mode == 2 ? 127 : (int8_t)(rng_next() & 0xff);
+        x[i] = mode == 1 || mode == 3 ? -128 : mode == 2 ? 127 : (int8_t)(rng_next() & 0xff);
     for (int64_t i = 0; i < p.n_scales; i++)
         scales[i] = 0.5f + (float)(i % 7);
     int bad = 0;
@@ -126,14 +128,20 @@ static void test_path(tc_kpath path)
                                      groups[gi], nt, 0) != 0;
                 cases++;
             }
-    /* Overflow guards: long rows of extreme products. */
-    for (size_t l = 0; l < 3; l++)
-        for (int mode = 1; mode <= 2; mode++) {
+    /* Overflow guards: long rows of extreme products. The longest row is
+     * past where I2's scaled int32 accumulators (a quad of chunks adds up to
+     * 2^16 to a lane) would overflow without their folds. */
+    for (size_t l = 0; l < 3; l++) {
+        for (int mode = 1; mode <= 3; mode++) {
             const shape s = {33, 9000};
             failed += check_case(&k, pool1, w, LAYOUTS[l], s, groups[0], 1, mode) != 0;
             failed += check_case(&k, pool3, w, LAYOUTS[l], s, groups[5], 5, mode) != 0;
             cases += 2;
         }
+        const shape longest = {33, 4 * 131072 + 4099};
+        failed += check_case(&k, pool3, w, LAYOUTS[l], longest, groups[1], 5, 3) != 0;
+        cases++;
+    }
     printf("path %s: %d cases, %d failed\n", tc_kpath_name(path), cases, failed);
     tc_kpool_free(pool1);
     tc_kpool_free(pool3);
