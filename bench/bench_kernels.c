@@ -1,21 +1,26 @@
 /* Ternary kernels: matrix-vector speed per layout, kernel path and thread
  * count at LLM layer shapes, beside baselines measured in the same run:
  * OpenBLAS sgemv on fp32 weights, a plain int8 dot-product kernel on int8
- * weights, and this machine's DRAM read bandwidth (a streaming sum). Every
- * timed product rotates through enough copies of its weights (>= 256 MiB)
- * that no cache holds them: the figures are from DRAM (best of at least 3
- * rounds over all copies). Then decode
- * tokens/s of a synthetic 2B-shaped ternary model (dim 2560, 30 layers,
- * ffn 6912, 20 heads, 5 kv heads) built in memory from random codes.
+ * weights, and this machine's read bandwidth. Then decode tokens/s of a
+ * synthetic 2B-shaped ternary model (dim 2560, 30 layers, ffn 6912, 20
+ * heads, 5 kv heads) built in memory from random codes.
  *
  *   bench_kernels [--json] [--quick] [--decode-only] [--paths LIST] [--vocab V] [--decode-tokens N]
  *
- * GB/s counts the bytes of packed weights (or fp32 / int8 weights for the
- * baselines) read per second; "of DRAM" divides by the streaming read
- * bandwidth measured with the same thread count. The machine's load average
- * at the start is printed, and per row "cpu" is the process's CPU time over
- * wall time x threads: on a shared machine below 100 % means the figures
- * include time spent waiting for a core. */
+ * Every timed product rotates through enough copies of its weights
+ * (>= 256 MiB) that no cache holds them. The memory rate of this (shared,
+ * virtual) machine drifts by tens of percent within seconds, so each
+ * product is timed in rounds that alternate with a plain read of the same
+ * copies by the same threads (a vector sum over four streams a thread, the
+ * fastest read this program knows): one round = one pass of each over all copies. "read" is the best
+ * read round, "GB/s" the best product round (bytes of packed weights, or
+ * of fp32 / int8 weights for the baselines, per second), "share" their
+ * ratio and "median" the median of the per-round ratios, which pairs two
+ * passes measured a few milliseconds apart. "hot" is the product's rate
+ * with the weights in L2 (one copy of 256 rows, repeated): what the kernel
+ * computes when memory is not the limit. Per row "cpu" is the process's
+ * CPU time over wall time x threads: below 100 % the figures include time
+ * spent waiting for a core. */
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -35,6 +40,7 @@
 #endif
 
 #define ROTATE_BYTES (256ull << 20)
+#define TILE_HOT 256 /* rows of the in-cache product */
 
 static double now(void)
 {
@@ -52,18 +58,10 @@ static double cpu_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static double last_cpu_share; /* of the last timed loop: cpu / (wall x threads) */
-
 static void timing_start(double *w, double *c)
 {
     *w = now();
     *c = cpu_now();
-}
-
-static void timing_end(double w, double c, int threads)
-{
-    double dw = now() - w, dc = cpu_now() - c;
-    last_cpu_share = dc / (dw * threads);
 }
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -76,60 +74,100 @@ static uint64_t next(void)
 
 static volatile int64_t sink;
 
-/* ---- DRAM read bandwidth ------------------------------------------------- */
+/* ---- plain reads -------------------------------------------------------- */
 
-typedef struct stream_job {
-    const uint64_t *buf;
-    size_t n; /* uint64 words */
+/* A read pass: every buffer's first `bytes` bytes summed, the buffers one
+ * after another, each split between the workers like the rows of a product. */
+typedef struct read_job {
+    const uint8_t *const *bufs;
+    int n_bufs;
+    uint64_t bytes;
+    const uint8_t *buf; /* the one being read */
     int64_t sums[64];
-} stream_job;
+} read_job;
 
-/* A sum of every word, 8 independent accumulators; the second variant also
- * prefetches 4 KiB ahead, which on some machines streams faster than the
- * hardware prefetcher alone (it stops at page boundaries). The machine's
- * read bandwidth is taken as the faster of the two, so that no kernel
- * that prefetches looks better than the machine allows. */
-static void stream_part_pf(void *arg, int w, int nw, int prefetch)
+#if defined(__x86_64__)
+/* A 512-bit sum over four streams at once (the quarters of the range): on
+ * this machine class one core reads about 1.3x faster from four streams
+ * than from one, and faster with 512-bit loads than with scalar ones or
+ * software prefetching (all measured), so no product's share of it
+ * flatters the product. */
+__attribute__((target("avx512f"))) static int64_t sum_avx512(const uint8_t *p, uint64_t n)
 {
-    stream_job *j = arg;
-    size_t a = j->n * (size_t)w / (size_t)nw, b = j->n * (size_t)(w + 1) / (size_t)nw;
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
-    for (size_t i = a; i + 8 <= b; i += 8) {
-        if (prefetch)
-            __builtin_prefetch(j->buf + i + 512);
-        s0 += j->buf[i], s1 += j->buf[i + 1], s2 += j->buf[i + 2], s3 += j->buf[i + 3];
-        s4 += j->buf[i + 4], s5 += j->buf[i + 5], s6 += j->buf[i + 6], s7 += j->buf[i + 7];
+    uint64_t q = n / 4 / 64 * 64;
+    const uint8_t *p1 = p + q, *p2 = p + 2 * q, *p3 = p + 3 * q;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (uint64_t i = 0; i < q; i += 64) {
+        a0 = _mm512_add_epi64(a0, _mm512_loadu_si512(p + i));
+        a1 = _mm512_add_epi64(a1, _mm512_loadu_si512(p1 + i));
+        a2 = _mm512_add_epi64(a2, _mm512_loadu_si512(p2 + i));
+        a3 = _mm512_add_epi64(a3, _mm512_loadu_si512(p3 + i));
     }
-    j->sums[w] = (int64_t)(s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7);
+    int64_t s = _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1),
+                                                         _mm512_add_epi64(a2, a3)));
+    for (uint64_t i = 4 * q; i < n; i++)
+        s += p[i];
+    return s;
 }
+#endif
 
-static void stream_part(void *arg, int w, int nw)
+static int use_avx512_read;
+
+static int64_t sum_scalar(const uint8_t *p, uint64_t n)
 {
-    stream_part_pf(arg, w, nw, 0);
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0, i = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint64_t v[8];
+        memcpy(v, p + i, sizeof v);
+        s0 += v[0], s1 += v[1], s2 += v[2], s3 += v[3], s4 += v[4], s5 += v[5], s6 += v[6],
+            s7 += v[7];
+    }
+    for (; i < n; i++)
+        s0 += p[i];
+    return (int64_t)(s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7);
 }
 
-static void stream_part_prefetch(void *arg, int w, int nw)
+static void read_part(void *arg, int w, int nw)
 {
-    stream_part_pf(arg, w, nw, 1);
+    read_job *j = arg;
+    uint64_t a = j->bytes * (uint64_t)w / (uint64_t)nw / 64 * 64;
+    uint64_t b = w + 1 == nw ? j->bytes : j->bytes * (uint64_t)(w + 1) / (uint64_t)nw / 64 * 64;
+#if defined(__x86_64__)
+    if (use_avx512_read) {
+        j->sums[w] += sum_avx512(j->buf + a, b - a);
+        return;
+    }
+#endif
+    j->sums[w] += sum_scalar(j->buf + a, b - a);
 }
 
-/* Best of 8 passes over 512 MiB, half of them prefetching. */
+/* Seconds of one read pass over every buffer. */
+static double read_pass(read_job *j, tc_kpool *pool)
+{
+    double t = now();
+    for (int i = 0; i < j->n_bufs; i++) {
+        j->buf = j->bufs[i];
+        tc_kpool_run(pool, read_part, j);
+    }
+    t = now() - t;
+    sink += j->sums[0];
+    return t;
+}
+
+/* GB/s of the best of 4 read passes over a fresh 512 MiB buffer. */
 static double dram_gbps(tc_kpool *pool)
 {
-    size_t bytes = 512ull << 20;
-    uint64_t *buf = malloc(bytes);
+    uint64_t bytes = 512ull << 20;
+    uint8_t *buf = malloc(bytes);
     if (!buf)
         return NAN;
-    for (size_t i = 0; i < bytes / 8; i++)
-        buf[i] = i * 0x9e3779b97f4a7c15ull;
-    stream_job j = {buf, bytes / 8, {0}};
+    memset(buf, 1, bytes);
+    const uint8_t *bufs[1] = {buf};
+    read_job j = {bufs, 1, bytes, NULL, {0}};
     double best = 1e30;
-    for (int rep = 0; rep < 8; rep++) {
-        double t = now();
-        tc_kpool_run(pool, rep % 2 ? stream_part_prefetch : stream_part, &j);
-        t = now() - t;
+    for (int rep = 0; rep < 4; rep++) {
+        double t = read_pass(&j, pool);
         best = t < best ? t : best;
-        sink += j.sums[0];
     }
     free(buf);
     return (double)bytes / best / 1e9;
@@ -137,37 +175,60 @@ static double dram_gbps(tc_kpool *pool)
 
 /* ---- timing products on rotating copies ---------------------------------- */
 
+/* What a round measured: a pass of the product over every copy, and a read
+ * pass over the same bytes just before it. */
+typedef struct timing {
+    double op, read;   /* best seconds per copy of each */
+    double median;     /* of the rounds' read / op time ratios */
+    double cpu_share;  /* of the product passes */
+} timing;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+#define MAX_ROUNDS 64
+
+/* Rounds until >= 5 rounds and >= 0.4 s of products. */
+static timing time_rounds(void (*one)(void *ctx, int copy), void *ctx, int n_copies,
+                          read_job *rd, tc_kpool *pool, int threads)
+{
+    timing tm = {1e30, 1e30, 0, 0};
+    double ratio[MAX_ROUNDS], total = 0, cpu = 0;
+    int n = 0;
+    while (n < MAX_ROUNDS && (n < 5 || total < 0.4)) {
+        double r = read_pass(rd, pool);
+        double w0, c0;
+        timing_start(&w0, &c0);
+        for (int i = 0; i < n_copies; i++)
+            one(ctx, i);
+        double op = now() - w0;
+        cpu += (cpu_now() - c0) / (op * threads);
+        total += op;
+        ratio[n++] = r / op;
+        tm.op = op < tm.op ? op : tm.op;
+        tm.read = r < tm.read ? r : tm.read;
+    }
+    qsort(ratio, (size_t)n, sizeof ratio[0], cmp_double);
+    tm.median = n % 2 ? ratio[n / 2] : (ratio[n / 2 - 1] + ratio[n / 2]) / 2;
+    tm.op /= n_copies;
+    tm.read /= n_copies;
+    tm.cpu_share = cpu / n;
+    return tm;
+}
+
 typedef struct case_job {
     const tc_kernels *k;
     tc_kwork *w;
     const tc_tpack_plan *plan;
     uint8_t **copies;
-    int n_copies;
     const int8_t *x;
     float act;
     float *y;
     tc_kpool *pool;
 } case_job;
-
-/* Seconds per product. A round is one product on every copy; rounds run
- * until >= 0.25 s and >= 3 rounds, and the best round counts (the DRAM
- * figure is a best of passes too, so both see the machine at its least
- * disturbed). */
-static double time_rounds(void (*one)(void *ctx, int copy), void *ctx, int n_copies, int threads)
-{
-    double t0, c0, best = 1e30, total = 0;
-    timing_start(&t0, &c0);
-    for (int round = 0; round < 3 || total < 0.25; round++) {
-        double r = now();
-        for (int i = 0; i < n_copies; i++)
-            one(ctx, i);
-        r = now() - r;
-        total += r;
-        best = r < best ? r : best;
-    }
-    timing_end(t0, c0, threads);
-    return best / n_copies;
-}
 
 static void one_ternary(void *ctx, int copy)
 {
@@ -180,9 +241,18 @@ static void one_ternary(void *ctx, int copy)
     }
 }
 
-static double time_ternary(case_job *c)
+/* Best seconds of one product whose weights stay in L2. */
+static double time_hot(case_job *c)
 {
-    return time_rounds(one_ternary, c, c->n_copies, tc_kpool_threads(c->pool));
+    double best = 1e30, total = 0;
+    for (int i = 0; i < 20 || total < 0.1; i++) {
+        double t = now();
+        one_ternary(c, 0);
+        t = now() - t;
+        total += t;
+        best = t < best ? t : best;
+    }
+    return best;
 }
 
 typedef struct i8_job {
@@ -251,13 +321,6 @@ static void one_i8(void *ctx, int copy)
     tc_kpool_run(c->pool, i8_part, &j);
 }
 
-static double time_i8(int8_t **copies, int n_copies, int64_t M, int64_t K, const int8_t *x,
-                      int32_t *y, tc_kpool *pool)
-{
-    i8_case c = {copies, M, K, x, y, pool};
-    return time_rounds(one_i8, &c, n_copies, tc_kpool_threads(pool));
-}
-
 typedef struct sgemv_case {
     float **copies;
     int64_t M, K;
@@ -272,14 +335,6 @@ static void one_sgemv(void *ctx, int copy)
                 (int)c->K, c->x, 1, 0.0f, c->y, 1);
 }
 
-static double time_sgemv(float **copies, int n_copies, int64_t M, int64_t K, const float *x,
-                         float *y, int threads)
-{
-    openblas_set_num_threads(threads);
-    sgemv_case c = {copies, M, K, x, y};
-    return time_rounds(one_sgemv, &c, n_copies, threads);
-}
-
 static int copies_for(uint64_t bytes)
 {
     uint64_t n = (ROTATE_BYTES + bytes - 1) / bytes;
@@ -292,7 +347,7 @@ typedef struct row {
     char kernel[32];
     int64_t M, K;
     int threads;
-    double bits_per_weight, us, gbps, of_dram, cpu_share;
+    double bits_per_weight, us, gbps, read_gbps, share, median, hot_gbps, cpu_share;
     double x_sgemv; /* sgemv's time over this row's, same shape and threads */
 } row;
 
@@ -300,7 +355,7 @@ static row rows[512];
 static int n_rows;
 
 static void add_row(const char *kernel, int64_t M, int64_t K, int threads, double bytes,
-                    double secs, double dram)
+                    timing tm, double hot_secs)
 {
     row *r = &rows[n_rows++];
     snprintf(r->kernel, sizeof r->kernel, "%s", kernel);
@@ -308,20 +363,26 @@ static void add_row(const char *kernel, int64_t M, int64_t K, int threads, doubl
     r->K = K;
     r->threads = threads;
     r->bits_per_weight = bytes * 8 / ((double)M * (double)K);
-    r->us = secs * 1e6;
-    r->gbps = bytes / secs / 1e9;
-    r->of_dram = r->gbps / dram;
-    r->cpu_share = last_cpu_share;
-    printf("%-18s %6lld x %-6lld %2d  %6.2f  %10.1f  %7.2f  %6.1f%%  %5.0f%%\n", kernel,
-           (long long)M, (long long)K, threads, r->bits_per_weight, r->us, r->gbps,
-           100 * r->of_dram, 100 * r->cpu_share);
+    r->us = tm.op * 1e6;
+    r->gbps = bytes / tm.op / 1e9;
+    r->read_gbps = bytes / tm.read / 1e9;
+    r->share = tm.read / tm.op;
+    r->median = tm.median;
+    r->hot_gbps = hot_secs > 0 ? bytes * ((double)TILE_HOT / (double)M) / hot_secs / 1e9 : 0;
+    r->cpu_share = tm.cpu_share;
+    char hot[16] = "      -";
+    if (hot_secs > 0)
+        snprintf(hot, sizeof hot, "%7.2f", r->hot_gbps);
+    printf("%-18s %6lld x %-6lld %2d  %6.2f  %10.1f  %7.2f  %7.2f  %6.1f%%  %6.1f%%  %s  %5.0f%%\n",
+           kernel, (long long)M, (long long)K, threads, r->bits_per_weight, r->us, r->gbps,
+           r->read_gbps, 100 * r->share, 100 * r->median, hot, 100 * r->cpu_share);
     fflush(stdout);
 }
 
 typedef struct decode_row {
     char layout[8], kernel[16];
     int threads;
-    double tok_s, gbps, of_dram, prompt_tok_s;
+    double tok_s, gbps, read_gbps, share, median, prompt_tok_s;
 } decode_row;
 
 static decode_row drows[32];
@@ -351,7 +412,7 @@ static void speedups(int64_t M, int64_t K, int first_row)
 }
 
 static void bench_shape(int64_t M, int64_t K, const tc_kpath *paths, int n_paths,
-                        tc_kpool *pools[2], const double dram[2])
+                        tc_kpool *pools[2])
 {
     int first_row = n_rows;
     tc_error err;
@@ -362,8 +423,9 @@ static void bench_shape(int64_t M, int64_t K, const tc_kpath *paths, int n_paths
     tc_kwork *w = tc_kwork_new();
     tc_tgroup row_g = {TC_TGROUP_ROW, 0};
     for (int l = 0; l < TC_TPACK_LAYOUT_COUNT; l++) {
-        tc_tpack_plan plan;
-        if (tc_tpack_plan_make((tc_tpack_layout)l, M, K, &row_g, &plan, &err))
+        tc_tpack_plan plan, hot;
+        if (tc_tpack_plan_make((tc_tpack_layout)l, M, K, &row_g, &plan, &err) ||
+            tc_tpack_plan_make((tc_tpack_layout)l, TILE_HOT, K, &row_g, &hot, &err))
             exit(1);
         int nc = copies_for(plan.total_bytes);
         uint8_t **cp = malloc((size_t)nc * sizeof *cp);
@@ -372,16 +434,20 @@ static void bench_shape(int64_t M, int64_t K, const tc_kpath *paths, int n_paths
             for (uint64_t b = 0; b < plan.total_bytes; b++)
                 cp[i][b] = (uint8_t)(next() & 0x77); /* nibbles <= 7: valid in every table */
         }
+        read_job rd = {(const uint8_t *const *)cp, nc, plan.weight_bytes, NULL, {0}};
         for (int p = 0; p < n_paths; p++)
             for (int t = 0; t < 2; t++) {
                 tc_kernels k;
                 if (tc_kernels_init(&k, paths[p], &err))
                     continue;
-                case_job c = {&k, w, &plan, cp, nc, x, 1.0f, y, pools[t]};
+                case_job c = {&k, w, &plan, cp, x, 1.0f, y, pools[t]};
+                case_job ch = {&k, w, &hot, cp, x, 1.0f, y, pools[t]};
                 char name[32];
                 snprintf(name, sizeof name, "%s/%s", tc_tpack_layout_name((tc_tpack_layout)l),
                          tc_kpath_name(k.path));
-                add_row(name, M, K, t + 1, (double)plan.weight_bytes, time_ternary(&c), dram[t]);
+                double hs = time_hot(&ch);
+                timing tm = time_rounds(one_ternary, &c, nc, &rd, pools[t], t + 1);
+                add_row(name, M, K, t + 1, (double)plan.weight_bytes, tm, hs);
             }
         for (int i = 0; i < nc; i++)
             free(cp[i]);
@@ -399,9 +465,13 @@ static void bench_shape(int64_t M, int64_t K, const tc_kpath *paths, int n_paths
                 cp[i][b] = (int8_t)(next() & 0xff);
         }
         int32_t *y32 = malloc((size_t)M * 4);
-        for (int t = 0; t < 2; t++)
+        read_job rd = {(const uint8_t *const *)cp, nc, bytes, NULL, {0}};
+        for (int t = 0; t < 2; t++) {
+            i8_case c = {cp, M, K, x, y32, pools[t]};
+            timing tm = time_rounds(one_i8, &c, nc, &rd, pools[t], t + 1);
             add_row(use_avx512_dot ? "int8-dot/avx512" : "int8-dot/scalar", M, K, t + 1,
-                    (double)bytes, time_i8(cp, nc, M, K, x, y32, pools[t]), dram[t]);
+                    (double)bytes, tm, 0);
+        }
         for (int i = 0; i < nc; i++)
             free(cp[i]);
         free(cp);
@@ -420,9 +490,13 @@ static void bench_shape(int64_t M, int64_t K, const tc_kpath *paths, int n_paths
             for (uint64_t b = 0; b < bytes / 4; b++)
                 cp[i][b] = (float)((int)(next() % 3) - 1);
         }
-        for (int t = 0; t < 2; t++)
-            add_row("sgemv-f32/openblas", M, K, t + 1, (double)bytes,
-                    time_sgemv(cp, nc, M, K, xf, y, t + 1), dram[t]);
+        read_job rd = {(const uint8_t *const *)cp, nc, bytes, NULL, {0}};
+        for (int t = 0; t < 2; t++) {
+            openblas_set_num_threads(t + 1);
+            sgemv_case c = {cp, M, K, xf, y};
+            timing tm = time_rounds(one_sgemv, &c, nc, &rd, pools[t], t + 1);
+            add_row("sgemv-f32/openblas", M, K, t + 1, (double)bytes, tm, 0);
+        }
         for (int i = 0; i < nc; i++)
             free(cp[i]);
         free(cp);
@@ -433,11 +507,16 @@ static void bench_shape(int64_t M, int64_t K, const tc_kpath *paths, int n_paths
     speedups(M, K, first_row);
 }
 
-static void bench_decode(tc_tpack_layout layout, int vocab, int n_tokens, const double dram[2])
+/* Decode in rounds of DECODE_ROUND tokens, each after a read pass over a
+ * 512 MiB buffer by the same threads. */
+#define DECODE_ROUND 8
+
+static void bench_decode(tc_tpack_layout layout, int vocab, int n_tokens)
 {
     tc_error err;
     tc_config c = tc_synth_config(30, 2560, 20, 5, 6912, vocab);
-    c.max_seq_len = n_tokens + PROMPT + 8;
+    int rounds = (n_tokens + DECODE_ROUND - 1) / DECODE_ROUND;
+    c.max_seq_len = rounds * DECODE_ROUND + PROMPT + 8;
     tc_tmodel_mem mm;
     tc_tgroup row_g = {TC_TGROUP_ROW, 0};
     if (tc_tmodel_mem_random(&mm, &c, layout, &row_g, 11, &err)) {
@@ -446,6 +525,10 @@ static void bench_decode(tc_tpack_layout layout, int vocab, int n_tokens, const 
     }
     tc_tmodel_size sz;
     tc_tmodel_size_of(&mm.m, &sz);
+    uint64_t rbytes = 512ull << 20;
+    uint8_t *buf = malloc(rbytes);
+    memset(buf, 1, rbytes);
+    const uint8_t *bufs[1] = {buf};
     for (int t = 1; t <= 2; t++) {
         tc_trun *r;
         tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_AUTO, t, 0};
@@ -453,6 +536,8 @@ static void bench_decode(tc_tpack_layout layout, int vocab, int n_tokens, const 
             fprintf(stderr, "bench_kernels: %s\n", err.msg);
             break;
         }
+        tc_kpool *pool = tc_trun_pool(r);
+        read_job rd = {bufs, 1, rbytes, NULL, {0}};
         float *lg = malloc((size_t)vocab * 4);
         /* a prompt of PROMPT tokens first: the matrix-matrix path */
         int32_t prompt[PROMPT];
@@ -468,33 +553,47 @@ static void bench_decode(tc_tpack_layout layout, int vocab, int n_tokens, const 
             break;
         }
         tp = now() - tp;
-        double t0 = now();
-        for (int i = 0; i < n_tokens; i++)
-            if (tc_trun_step(r, (int32_t)(next() % (uint64_t)vocab), lg, &err))
-                break;
-        double secs = now() - t0;
+        double best_step = 1e30, best_read = 1e30, ratio[MAX_ROUNDS];
+        int n = 0;
+        for (; n < rounds && n < MAX_ROUNDS; n++) {
+            double rs = read_pass(&rd, pool) / (double)rbytes; /* seconds per byte */
+            double t0 = now();
+            for (int i = 0; i < DECODE_ROUND; i++)
+                if (tc_trun_step(r, (int32_t)(next() % (uint64_t)vocab), lg, &err))
+                    break;
+            double step = (now() - t0) / DECODE_ROUND;
+            best_step = step < best_step ? step : best_step;
+            best_read = rs < best_read ? rs : best_read;
+            ratio[n] = rs * (double)sz.ternary_bytes / step;
+        }
+        qsort(ratio, (size_t)n, sizeof ratio[0], cmp_double);
         decode_row *d = &drows[n_drows++];
         snprintf(d->layout, sizeof d->layout, "%s", tc_tpack_layout_name(layout));
         snprintf(d->kernel, sizeof d->kernel, "%s", tc_kpath_name(tc_trun_kernels(r)->path));
         d->threads = t;
-        d->tok_s = n_tokens / secs;
+        d->tok_s = 1 / best_step;
         d->prompt_tok_s = PROMPT / tp;
         d->gbps = (double)sz.ternary_bytes * d->tok_s / 1e9;
-        d->of_dram = d->gbps / dram[t - 1];
+        d->read_gbps = 1 / best_read / 1e9;
+        d->share = d->gbps / d->read_gbps;
+        d->median = n % 2 ? ratio[n / 2] : (ratio[n / 2 - 1] + ratio[n / 2]) / 2;
         printf("decode %-4s %-10s %d thread%s  %6.1f tokens/s  (%.0f MB ternary weights/token, "
-               "%.2f GB/s, %.0f%% of DRAM); prompt of %d: %.1f tokens/s\n",
+               "%.2f GB/s; read %.2f GB/s; share %.0f%%, median %.0f%%); prompt of %d: %.1f "
+               "tokens/s\n",
                d->layout, d->kernel, t, t > 1 ? "s" : " ", d->tok_s,
-               (double)sz.ternary_bytes / 1e6, d->gbps, 100 * d->of_dram, PROMPT, d->prompt_tok_s);
+               (double)sz.ternary_bytes / 1e6, d->gbps, d->read_gbps, 100 * d->share,
+               100 * d->median, PROMPT, d->prompt_tok_s);
         fflush(stdout);
         free(lg);
         tc_trun_free(r);
     }
+    free(buf);
     tc_tmodel_mem_free(&mm);
 }
 
 int main(int argc, char **argv)
 {
-    int json = 0, quick = 0, decode_only = 0, vocab = 1000, n_dec = 16;
+    int json = 0, quick = 0, decode_only = 0, vocab = 1000, n_dec = 32;
     const char *path_list = "scalar,avx2,avx512,avx512vnni";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
@@ -530,6 +629,7 @@ int main(int argc, char **argv)
     }
 #if defined(__x86_64__)
     use_avx512_dot = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    use_avx512_read = __builtin_cpu_supports("avx512f");
 #endif
     double load[3] = {0, 0, 0};
     FILE *f = fopen("/proc/loadavg", "r");
@@ -546,56 +646,42 @@ int main(int argc, char **argv)
     }
     printf("load average %.2f %.2f %.2f (1, 5, 15 min)\n", load[0], load[1], load[2]);
     double dram[2] = {dram_gbps(pools[0]), dram_gbps(pools[1])};
-    printf("DRAM read bandwidth (streaming sum of 512 MiB, best of plain and prefetching): %.2f "
-           "GB/s 1 thread, %.2f GB/s 2 threads\n\n",
-           dram[0], dram[1]);
-    printf("%-18s %15s %3s %7s %11s %8s %7s %6s\n", "kernel", "M x K", "thr", "bits/w",
-           "us/matvec", "GB/s", "of DRAM", "cpu");
+    printf("read bandwidth (%s sum of 512 MiB, four streams a thread): %.2f GB/s 1 thread, %.2f GB/s 2 threads\n\n",
+           use_avx512_read ? "AVX-512" : "scalar", dram[0], dram[1]);
+    printf("%-18s %15s %3s %7s %11s %8s %8s %7s %7s %7s %6s\n", "kernel", "M x K", "thr", "bits/w",
+           "us/matvec", "GB/s", "read", "share", "median", "hot", "cpu");
     static const int64_t shapes[4][2] = {{2560, 6912}, {6912, 2560}, {4096, 11008}, {11008, 4096}};
-    for (int s = 0; s < (decode_only ? 0 : quick ? 1 : 4); s++) {
-        if (s > 0) /* the machine's rate drifts; keep the highest seen */
-            for (int t = 0; t < 2; t++) {
-                double d = dram_gbps(pools[t]);
-                dram[t] = d > dram[t] ? d : dram[t];
-            }
-        bench_shape(shapes[s][0], shapes[s][1], paths, n_paths, pools, dram);
-    }
+    for (int s = 0; s < (decode_only ? 0 : quick ? 1 : 4); s++)
+        bench_shape(shapes[s][0], shapes[s][1], paths, n_paths, pools);
     printf("\nend-to-end decode, synthetic 2B-shaped ternary model (dim 2560, 30 layers, ffn 6912, "
            "20/5 heads, row scales, vocab %d, fp32 head)\n",
            vocab);
     for (int l = 0; l < (quick ? 1 : TC_TPACK_LAYOUT_COUNT); l++)
-        bench_decode((tc_tpack_layout)l, vocab, n_dec, dram);
-    /* The rate drifts with what else the machine runs: every share is
-     * finally taken of the highest rate measured in this run (at the start,
-     * before every shape and now), so none is flattered by a slow moment. */
+        bench_decode((tc_tpack_layout)l, vocab, n_dec);
     double again[2] = {dram_gbps(pools[0]), dram_gbps(pools[1])};
-    printf("\nDRAM read bandwidth measured again: %.2f GB/s 1 thread, %.2f GB/s 2 threads\n",
-           again[0], again[1]);
-    for (int t = 0; t < 2; t++)
-        dram[t] = again[t] > dram[t] ? again[t] : dram[t];
-    printf("shares of the highest rate measured in this run (%.2f / %.2f GB/s):\n", dram[0],
-           dram[1]);
-    for (int i = 0; i < n_rows; i++) {
-        rows[i].of_dram = rows[i].gbps / dram[rows[i].threads - 1];
+    printf("\nread bandwidth at the end: %.2f GB/s 1 thread, %.2f GB/s 2 threads\n", again[0],
+           again[1]);
+    printf("summary (share: best product round over best read round of the same copies; median: "
+           "of the paired rounds):\n");
+    for (int i = 0; i < n_rows; i++)
         if (!strstr(rows[i].kernel, "scalar"))
-            printf("  %-18s %6lld x %-6lld %d thr  %6.2f GB/s  %5.1f%% of DRAM  %5.1fx sgemv\n",
+            printf("  %-18s %6lld x %-6lld %d thr  %6.2f GB/s  share %5.1f%%  median %5.1f%%  "
+                   "%5.1fx sgemv\n",
                    rows[i].kernel, (long long)rows[i].M, (long long)rows[i].K, rows[i].threads,
-                   rows[i].gbps, 100 * rows[i].of_dram, rows[i].x_sgemv);
-    }
-    for (int i = 0; i < n_drows; i++) {
-        drows[i].of_dram = drows[i].gbps / dram[drows[i].threads - 1];
-        printf("  decode %-4s %d thr  %5.1f tokens/s  %5.1f%% of DRAM\n", drows[i].layout,
-               drows[i].threads, drows[i].tok_s, 100 * drows[i].of_dram);
-    }
+                   rows[i].gbps, 100 * rows[i].share, 100 * rows[i].median, rows[i].x_sgemv);
+    for (int i = 0; i < n_drows; i++)
+        printf("  decode %-4s %d thr  %5.1f tokens/s  share %5.1f%%  median %5.1f%%\n",
+               drows[i].layout, drows[i].threads, drows[i].tok_s, 100 * drows[i].share,
+               100 * drows[i].median);
     if (json) {
         cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "matvec");
         cJSON *la = cJSON_AddArrayToObject(o, "load_average");
         for (int i = 0; i < 3; i++)
             cJSON_AddItemToArray(la, cJSON_CreateNumber(load[i]));
-        cJSON_AddNumberToObject(o, "dram_read_gbps_1_thread", dram[0]);
-        cJSON_AddNumberToObject(o, "dram_read_gbps_2_threads", dram[1]);
-        cJSON_AddStringToObject(o, "dram_note",
-                                "highest of the measurements at the start, before every shape and at the end");
+        cJSON_AddNumberToObject(o, "read_gbps_1_thread_start", dram[0]);
+        cJSON_AddNumberToObject(o, "read_gbps_2_threads_start", dram[1]);
+        cJSON_AddNumberToObject(o, "read_gbps_1_thread_end", again[0]);
+        cJSON_AddNumberToObject(o, "read_gbps_2_threads_end", again[1]);
         for (int i = 0; i < n_rows; i++) {
             cJSON *r = cJSON_CreateObject();
             cJSON_AddStringToObject(r, "kernel", rows[i].kernel);
@@ -605,7 +691,11 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(r, "bits_per_weight", rows[i].bits_per_weight);
             cJSON_AddNumberToObject(r, "us_per_matvec", rows[i].us);
             cJSON_AddNumberToObject(r, "weight_gbps", rows[i].gbps);
-            cJSON_AddNumberToObject(r, "share_of_dram", rows[i].of_dram);
+            cJSON_AddNumberToObject(r, "read_gbps", rows[i].read_gbps);
+            cJSON_AddNumberToObject(r, "share_of_read", rows[i].share);
+            cJSON_AddNumberToObject(r, "median_share_of_read", rows[i].median);
+            if (rows[i].hot_gbps > 0)
+                cJSON_AddNumberToObject(r, "hot_gbps", rows[i].hot_gbps);
             cJSON_AddNumberToObject(r, "speedup_over_sgemv", rows[i].x_sgemv);
             cJSON_AddNumberToObject(r, "cpu_share", rows[i].cpu_share);
             cJSON_AddItemToArray(a, r);
@@ -619,7 +709,9 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(r, "vocab", vocab);
             cJSON_AddNumberToObject(r, "tokens_per_s", drows[i].tok_s);
             cJSON_AddNumberToObject(r, "weight_gbps", drows[i].gbps);
-            cJSON_AddNumberToObject(r, "share_of_dram", drows[i].of_dram);
+            cJSON_AddNumberToObject(r, "read_gbps", drows[i].read_gbps);
+            cJSON_AddNumberToObject(r, "share_of_read", drows[i].share);
+            cJSON_AddNumberToObject(r, "median_share_of_read", drows[i].median);
             cJSON_AddNumberToObject(r, "prompt_tokens", PROMPT);
             cJSON_AddNumberToObject(r, "prompt_tokens_per_s", drows[i].prompt_tok_s);
             cJSON_AddItemToArray(d, r);

@@ -55,9 +55,9 @@ int tc_kpath_available(tc_kpath path)
 static void pairs_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 static void tl2_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 
-static const struct tc_kimpl kimpl_scalar = {{{TC_KTAB_I16, pairs_scalar, NULL, NULL},
-                                              {TC_KTAB_I16, pairs_scalar, NULL, NULL},
-                                              {TC_KTAB_I16, tl2_scalar, NULL, NULL}}};
+static const struct tc_kimpl kimpl_scalar = {{{TC_KTAB_I16, pairs_scalar, NULL, NULL, NULL},
+                                              {TC_KTAB_I16, pairs_scalar, NULL, NULL, NULL},
+                                              {TC_KTAB_I16, tl2_scalar, NULL, NULL, NULL}}};
 
 static const struct tc_kimpl *impl_of(tc_kpath path)
 {
@@ -443,7 +443,8 @@ static void build_seg(const tc_klayout *L, const tc_tpack_plan *p, const kseg *s
 }
 
 /* One segment per scale group (or one for the whole row). */
-static int make_segs(tc_kwork *w, const tc_kernels *k, const tc_tpack_plan *p, size_t *per_tok)
+static int make_segs(tc_kwork *w, const tc_kernels *k, const tc_tpack_plan *p, size_t *per_tok,
+                     size_t *run_bytes)
 {
     int64_t ng = tc_kern_groups(p), cc = p->chunk_cols;
     if (grow((void **)&w->segs, &w->segs_cap, (size_t)ng * sizeof(kseg), 64))
@@ -462,7 +463,8 @@ static int make_segs(tc_kwork *w, const tc_kernels *k, const tc_tpack_plan *p, s
             run = (size_t)(s->n_chunks * cc);
     }
     *per_tok = off;
-    return grow((void **)&w->xs, &w->xs_cap, run + 64, 64);
+    *run_bytes = run + 64; /* gather_run's zero tail */
+    return 0;
 }
 
 /* ---- driver -------------------------------------------------------------- */
@@ -486,8 +488,14 @@ typedef struct kjob {
     const uint8_t *packed;
     const kseg *segs;
     int64_t n_segs, n_tok;
-    const uint8_t *tabs;
-    size_t per_tok;
+    const int8_t *xq; /* [n_tok][cols] */
+    /* Every worker builds its own tables: copying tables written by one
+     * core to another costs more than building them again (TL2's are 10.7
+     * bytes a column). Worker w's are at tabs + w * tabs_stride, its
+     * gathered activations at xs + w * xs_stride. */
+    uint8_t *tabs;
+    int8_t *xs;
+    size_t per_tok, tabs_stride, xs_stride;
     int32_t *y32; /* [n_tok][rows][n_segs] */
     float *y;     /* NULL, or [n_tok][rows]: the scaled outputs */
     float inv_act[TOKENS_PER_PASS];
@@ -522,37 +530,78 @@ static void put_outputs(const kjob *j, int64_t rb, int rows)
         }
 }
 
+static int rows_of(const tc_tpack_plan *p, int64_t rb)
+{
+    return p->rows - rb * TILE < TILE ? (int)(p->rows - rb * TILE) : TILE;
+}
+
+/* Tokens t0.. of segment g on row block rb, four at a time where the path
+ * has a multi-token kernel, else one by one. */
+static void run_block(const kjob *j, const tc_klayout *L, const uint8_t *tabs_of, int64_t rb,
+                      int64_t g, int64_t t0)
+{
+    const tc_tpack_plan *p = j->plan;
+    const kseg *s = &j->segs[g];
+    const uint8_t *w = j->packed + (uint64_t)rb * p->row_block_bytes +
+                       (uint64_t)s->c0 * p->chunk_bytes;
+    int32_t out[TC_KMULTI * TILE];
+    int64_t t = t0;
+    for (; L->multi && t + TC_KMULTI <= j->n_tok; t += TC_KMULTI) {
+        const uint8_t *tabs[TC_KMULTI];
+        for (int i = 0; i < TC_KMULTI; i++)
+            tabs[i] = tabs_of + (size_t)(t + i) * j->per_tok + s->tab_off;
+        L->multi(w, s->n_chunks, tabs, out);
+        for (int i = 0; i < TC_KMULTI; i++)
+            put_sums(j, rb, rows_of(p, rb), t + i, g, out + TILE * i);
+    }
+    for (; t < j->n_tok; t++) {
+        L->one(w, s->n_chunks, tabs_of + (size_t)t * j->per_tok + s->tab_off, out);
+        put_sums(j, rb, rows_of(p, rb), t, g, out);
+    }
+}
+
+/* Row blocks [b0, b1) of a worker. One token on a path with a four-block
+ * kernel: the range is cut into four quarters read side by side, block i
+ * of each at a time, so that each stream of weights runs through a whole
+ * quarter; blocks left over go one by one. */
 static void kjob_run(void *arg, int worker, int n_workers)
 {
     const kjob *j = arg;
     const tc_tpack_plan *p = j->plan;
+    const tc_klayout *L = klayout(j->k, p);
     int64_t blocks = p->rows_padded / TILE;
     int64_t b0 = blocks * worker / n_workers, b1 = blocks * (worker + 1) / n_workers;
-    tc_kblock_fn fn = klayout(j->k, p)->one;
-    tc_kmulti_fn multi = klayout(j->k, p)->multi;
-    int32_t out[TC_KMULTI * TILE];
-    for (int64_t rb = b0; rb < b1; rb++) {
-        const uint8_t *block = j->packed + (uint64_t)rb * p->row_block_bytes;
-        int rows = p->rows - rb * TILE < TILE ? (int)(p->rows - rb * TILE) : TILE;
+    if (b0 == b1)
+        return;
+    uint8_t *tabs = j->tabs + (size_t)worker * j->tabs_stride;
+    int8_t *xs = j->xs + (size_t)worker * j->xs_stride;
+    for (int64_t t = 0; t < j->n_tok; t++)
+        for (int64_t g = 0; g < j->n_segs; g++)
+            build_seg(L, p, &j->segs[g], j->xq + (size_t)t * (size_t)p->cols, xs,
+                      tabs + (size_t)t * j->per_tok + j->segs[g].tab_off);
+    int64_t quarter = L->blocks && j->n_tok == 1 ? (b1 - b0) / TC_KBLOCKS : 0;
+    for (int64_t i = 0; i < quarter; i++) {
+        int64_t rb[TC_KBLOCKS];
+        for (int q = 0; q < TC_KBLOCKS; q++)
+            rb[q] = b0 + q * quarter + i;
         for (int64_t g = 0; g < j->n_segs; g++) {
             const kseg *s = &j->segs[g];
-            const uint8_t *w = block + (uint64_t)s->c0 * p->chunk_bytes;
-            int64_t t = 0;
-            for (; multi && t + TC_KMULTI <= j->n_tok; t += TC_KMULTI) {
-                const uint8_t *tabs[TC_KMULTI];
-                for (int i = 0; i < TC_KMULTI; i++)
-                    tabs[i] = j->tabs + (size_t)(t + i) * j->per_tok + s->tab_off;
-                multi(w, s->n_chunks, tabs, out);
-                for (int i = 0; i < TC_KMULTI; i++)
-                    put_sums(j, rb, rows, t + i, g, out + TILE * i);
-            }
-            for (; t < j->n_tok; t++) {
-                fn(w, s->n_chunks, j->tabs + (size_t)t * j->per_tok + s->tab_off, out);
-                put_sums(j, rb, rows, t, g, out);
-            }
+            int32_t out[TC_KBLOCKS * TILE];
+            L->blocks(j->packed + (uint64_t)rb[0] * p->row_block_bytes +
+                          (uint64_t)s->c0 * p->chunk_bytes,
+                      (uint64_t)quarter * p->row_block_bytes, s->n_chunks,
+                      tabs + s->tab_off, out);
+            for (int q = 0; q < TC_KBLOCKS; q++)
+                put_sums(j, rb[q], rows_of(p, rb[q]), 0, g, out + TILE * q);
         }
+        for (int q = 0; j->y && q < TC_KBLOCKS; q++)
+            put_outputs(j, rb[q], rows_of(p, rb[q]));
+    }
+    for (int64_t rb = b0 + TC_KBLOCKS * quarter; rb < b1; rb++) {
+        for (int64_t g = 0; g < j->n_segs; g++)
+            run_block(j, L, tabs, rb, g, 0);
         if (j->y)
-            put_outputs(j, rb, rows);
+            put_outputs(j, rb, rows_of(p, rb));
     }
 }
 
@@ -562,21 +611,32 @@ static int kern_run(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const tc_t
                     const uint8_t *packed, const int8_t *xq, const float *act_scale, int64_t n,
                     int32_t *y32, float *y, tc_error *err)
 {
-    size_t per_tok;
-    if (make_segs(w, k, plan, &per_tok) ||
-        grow((void **)&w->tabs, &w->tabs_cap, per_tok * TOKENS_PER_PASS, 64))
+    size_t per_tok, run;
+    int nw = tc_kpool_threads(pool);
+    if (make_segs(w, k, plan, &per_tok, &run))
+        return tc_err(err, "kernels: out of memory for the activation tables");
+    size_t tabs_stride = (per_tok * TOKENS_PER_PASS + 63) / 64 * 64, xs_stride = (run + 127) / 64 * 64;
+    if (grow((void **)&w->tabs, &w->tabs_cap, tabs_stride * (size_t)nw, 64) ||
+        grow((void **)&w->xs, &w->xs_cap, xs_stride * (size_t)nw, 64))
         return tc_err(err, "kernels: out of memory for the activation tables");
     int64_t ng = tc_kern_groups(plan), M = plan->rows;
-    const tc_klayout *L = klayout(k, plan);
     for (int64_t t0 = 0; t0 < n; t0 += TOKENS_PER_PASS) {
         int64_t nt = n - t0 < TOKENS_PER_PASS ? n - t0 : TOKENS_PER_PASS;
-        for (int64_t t = 0; t < nt; t++)
-            for (int64_t g = 0; g < ng; g++)
-                build_seg(L, plan, &w->segs[g], xq + (size_t)(t0 + t) * (size_t)plan->cols,
-                          w->xs, w->tabs + (size_t)t * per_tok + w->segs[g].tab_off);
-        kjob j = {k,  plan, packed, w->segs, ng, nt, w->tabs, per_tok,
+        kjob j = {k,
+                  plan,
+                  packed,
+                  w->segs,
+                  ng,
+                  nt,
+                  xq + (size_t)t0 * (size_t)plan->cols,
+                  w->tabs,
+                  w->xs,
+                  per_tok,
+                  tabs_stride,
+                  xs_stride,
                   y32 + (size_t)t0 * (size_t)M * (size_t)ng,
-                  y ? y + (size_t)t0 * (size_t)M : NULL, {0}};
+                  y ? y + (size_t)t0 * (size_t)M : NULL,
+                  {0}};
         for (int64_t t = 0; y && t < nt; t++)
             j.inv_act[t] = 1.0f / act_scale[t0 + t];
         tc_kpool_run(pool, kjob_run, &j);

@@ -48,17 +48,28 @@ typedef void (*tc_kblock_fn)(const uint8_t *w, int64_t n_chunks, const uint8_t *
 typedef void (*tc_kmulti_fn)(const uint8_t *w, int64_t n_chunks, const uint8_t *const *tabs,
                              int32_t *out);
 
+/* The same for TC_KBLOCKS row blocks at once, block b at w + b * stride,
+ * one token: out is [TC_KBLOCKS][32]. A single stream of weights leaves
+ * this machine class's memory well short of its rate (the hardware
+ * prefetcher runs a limited distance ahead of each stream); four streams
+ * read as fast as a plain read does. */
+#define TC_KBLOCKS 4
+typedef void (*tc_kblocks_fn)(const uint8_t *w, uint64_t stride, int64_t n_chunks,
+                              const uint8_t *tab, int32_t *out);
+
 /* Writes the tables of n_chunks chunks from xs, the run's activations
  * (n_chunks times the chunk's columns, zero outside the segment, and 64
  * more zero bytes), to dst: for ACT4 what follows the header. */
 typedef void (*tc_kbuild_fn)(const int8_t *xs, int64_t n_chunks, uint8_t *dst);
 
-/* One layout on one path; multi may be NULL (then tokens go one by one),
- * build NULL (then portable C builds the style's tables). */
+/* One layout on one path; multi and blocks may be NULL (then tokens and
+ * row blocks go one by one), build NULL (then portable C builds the
+ * style's tables). */
 typedef struct tc_klayout {
     tc_ktab_style style;
     tc_kblock_fn one;
     tc_kmulti_fn multi;
+    tc_kblocks_fn blocks;
     tc_kbuild_fn build;
 } tc_klayout;
 

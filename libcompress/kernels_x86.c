@@ -316,6 +316,44 @@ __attribute__((target(AVX512))) static void tl2_lut4(const uint8_t *w, int64_t n
     }
 }
 
+/* Four row blocks, one token: four streams of weights, and each plane's
+ * table loaded once for all four. */
+__attribute__((target(AVX512))) static void tl2_lut_blocks(const uint8_t *w, uint64_t stride,
+                                                           int64_t n, const uint8_t *tab,
+                                                           int32_t *out)
+{
+    const __m512i c16 = _mm512_set1_epi16(16), z = _mm512_setzero_si512();
+    __m512i r[TC_KBLOCKS][2];
+    for (int b = 0; b < TC_KBLOCKS; b++)
+        r[b][0] = r[b][1] = z;
+    for (int64_t c = 0; c < n;) {
+        int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;
+        __m512i s[TC_KBLOCKS][2];
+        for (int b = 0; b < TC_KBLOCKS; b++)
+            s[b][0] = s[b][1] = z;
+        for (; c < end; c++) {
+            const uint8_t *t = tab + c * 256;
+            for (int b = 0; b < TC_KBLOCKS; b++)
+                tl2_prefetch(w + (uint64_t)b * stride + c * 160);
+            for (int q = 0; q < 4; q++)
+                for (int b = 0; b < TC_KBLOCKS; b++) {
+                    const uint8_t *cw = w + (uint64_t)b * stride + c * 160;
+                    TL2_INDICES(cw, q);
+                    s[b][q & 1] = _mm512_add_epi16(s[b][q & 1],
+                                                   tl2_plane(cw, q, lo_idx, hi_idx, t));
+                }
+        }
+        for (int b = 0; b < TC_KBLOCKS; b++) {
+            tl2_widen(s[b][0], &r[b][0], &r[b][1]);
+            tl2_widen(s[b][1], &r[b][0], &r[b][1]);
+        }
+    }
+    for (int b = 0; b < TC_KBLOCKS; b++) {
+        _mm512_storeu_si512(out + 32 * b, r[b][0]);
+        _mm512_storeu_si512(out + 32 * b + 16, r[b][1]);
+    }
+}
+
 /* ---- AVX-512 VNNI: I2 and TL1 by multiply-add ----------------------------- */
 /* A quad of chunks (four 32-byte planes, 16 columns of 32 rows) is two
  * 64-byte loads. One two-source byte permute (vpermi2b) per 16 rows gathers
@@ -491,6 +529,96 @@ pairs_vnni4(const uint8_t *w, int64_t n, const uint8_t *const *tabs, int32_t *ou
         vnni_store(a[i][0], a[i][1], tabs[i], out + 32 * i);
 }
 
+/* acc + the products of u8 with the int32 at p broadcast to every lane,
+ * the broadcast folded into the multiply-add (a register saved per
+ * activation dword). */
+typedef uint32_t u32_alias __attribute__((may_alias));
+static inline __attribute__((always_inline, target(VNNI))) __m512i dp_at(__m512i acc, __m512i u8,
+                                                                          const uint8_t *p)
+{
+#if defined(__clang__)
+    return _mm512_dpbusd_epi32(acc, u8, _mm512_set1_epi32((int)*(const u32_alias *)p));
+#else
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u8), "m"(*(const u32_alias *)p));
+    return acc;
+#endif
+}
+
+/* One quad of one row block into its four accumulators (rows 0-15, 16-31;
+ * fields 0 and 2, fields 1 and 3). For I2 fields 0 and 2 are masked after a
+ * shift of the bytes by 4 for field 2, fields 1 and 3 in place at 4 times
+ * their value (the second accumulator is shifted down at the end); TL1's
+ * four fields come from its tables unscaled. */
+static inline __attribute__((always_inline, target(VNNI))) void
+quad_blocks(__m512i z0, __m512i z1, const uint8_t *x, __m512i a[2][2], const int tl1)
+{
+    const __m512i m3 = _mm512_set1_epi8(3), m12 = _mm512_set1_epi8(12), m15 = _mm512_set1_epi8(15);
+    for (int v = 0; v < 2; v++) {
+        __m512i by = _mm512_permutex2var_epi8(z0, _mm512_loadu_si512(vnni_rows[v]), z1);
+        __m512i hi = _mm512_srli_epi16(by, 4), f0, f1, f2, f3;
+        if (tl1) {
+            const __m512i ta = _mm512_broadcast_i32x4(
+                _mm_loadu_si128((const __m128i *)(const void *)tl1_fields[0]));
+            const __m512i tb = _mm512_broadcast_i32x4(
+                _mm_loadu_si128((const __m128i *)(const void *)tl1_fields[1]));
+            __m512i nl = _mm512_and_si512(by, m15), nh = _mm512_and_si512(hi, m15);
+            f0 = _mm512_shuffle_epi8(ta, nl);
+            f1 = _mm512_shuffle_epi8(tb, nl);
+            f2 = _mm512_shuffle_epi8(ta, nh);
+            f3 = _mm512_shuffle_epi8(tb, nh);
+        } else {
+            f0 = _mm512_and_si512(by, m3);
+            f2 = _mm512_and_si512(hi, m3);
+            f1 = _mm512_and_si512(by, m12);
+            f3 = _mm512_and_si512(hi, m12);
+        }
+        a[v][0] = dp_at(dp_at(a[v][0], f0, x), f2, x + 8);
+        a[v][1] = dp_at(dp_at(a[v][1], f1, x + 4), f3, x + 12);
+    }
+}
+
+/* Four row blocks, one token: whole quads in the loop, the chunks of a
+ * last partial quad after it. */
+static inline __attribute__((always_inline, target(VNNI))) void
+pairs_vnni_blocks(const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *tab, int32_t *out,
+                  const int tl1)
+{
+    const __m512i z = _mm512_setzero_si512();
+    const uint8_t *act = tab + TC_KACT_HEADER;
+    __m512i r[TC_KBLOCKS][2];
+    for (int b = 0; b < TC_KBLOCKS; b++)
+        r[b][0] = r[b][1] = z;
+    int64_t whole = n / 4 * 4;
+    for (int64_t q0 = 0; q0 < n; q0 += 4 * VNNI_FOLD) {
+        int64_t q1 = whole - q0 > 4 * VNNI_FOLD ? q0 + 4 * VNNI_FOLD : whole;
+        __m512i a[TC_KBLOCKS][2][2];
+        for (int b = 0; b < TC_KBLOCKS; b++)
+            a[b][0][0] = a[b][0][1] = a[b][1][0] = a[b][1][1] = z;
+        int64_t q = q0;
+        for (; q < q1; q += 4)
+            for (int b = 0; b < TC_KBLOCKS; b++) {
+                const uint8_t *p = w + (uint64_t)b * stride + q * 32;
+                _mm_prefetch((const char *)p + PREFETCH_VNNI, _MM_HINT_T0);
+                _mm_prefetch((const char *)p + PREFETCH_VNNI + 64, _MM_HINT_T0);
+                quad_blocks(_mm512_loadu_si512(p), _mm512_loadu_si512(p + 64), act + q * 4, a[b],
+                            tl1);
+            }
+        if (q1 == whole && whole < n) /* the last, partial quad */
+            for (int b = 0; b < TC_KBLOCKS; b++) {
+                __m512i z0, z1;
+                quad_load(w + (uint64_t)b * stride, whole, n, &z0, &z1);
+                quad_blocks(z0, z1, act + whole * 4, a[b], tl1);
+            }
+        for (int b = 0; b < TC_KBLOCKS; b++)
+            for (int v = 0; v < 2; v++)
+                r[b][v] = _mm512_add_epi32(
+                    r[b][v], _mm512_add_epi32(a[b][v][0], tl1 ? a[b][v][1]
+                                                              : _mm512_srai_epi32(a[b][v][1], 2)));
+    }
+    for (int b = 0; b < TC_KBLOCKS; b++)
+        vnni_store(r[b][0], r[b][1], tab, out + 32 * b);
+}
+
 __attribute__((target(VNNI))) static void i2_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
                                                   int32_t out[32])
 {
@@ -501,6 +629,20 @@ __attribute__((target(VNNI))) static void i2_vnni4(const uint8_t *w, int64_t n,
                                                    const uint8_t *const *tabs, int32_t *out)
 {
     pairs_vnni4(w, n, tabs, out, 0);
+}
+
+__attribute__((target(VNNI))) static void i2_vnni_blocks(const uint8_t *w, uint64_t stride,
+                                                         int64_t n, const uint8_t *tab,
+                                                         int32_t *out)
+{
+    pairs_vnni_blocks(w, stride, n, tab, out, 0);
+}
+
+__attribute__((target(VNNI))) static void tl1_vnni_blocks(const uint8_t *w, uint64_t stride,
+                                                          int64_t n, const uint8_t *tab,
+                                                          int32_t *out)
+{
+    pairs_vnni_blocks(w, stride, n, tab, out, 1);
 }
 
 __attribute__((target(VNNI))) static void tl1_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
@@ -569,15 +711,17 @@ __attribute__((target(VNNI))) static void build_act4(const int8_t *xs, int64_t n
         _mm512_storeu_si512(dst + 4 * c, _mm512_permutexvar_epi8(order, _mm512_loadu_si512(xs + 4 * c)));
 }
 
-const struct tc_kimpl tc_kimpl_avx2 = {{{TC_KTAB_SPLIT, pairs_avx2, NULL, NULL},
-                                        {TC_KTAB_SPLIT, pairs_avx2, NULL, NULL},
-                                        {TC_KTAB_SPLIT, tl2_avx2, NULL, NULL}}};
-const struct tc_kimpl tc_kimpl_avx512 = {{{TC_KTAB_SPLIT_DUP, pairs_avx512, NULL, NULL},
-                                          {TC_KTAB_SPLIT_DUP, pairs_avx512, NULL, NULL},
-                                          {TC_KTAB_W32, tl2_lut, tl2_lut4, build_w32}}};
-const struct tc_kimpl tc_kimpl_avx512vnni = {{{TC_KTAB_ACT4, i2_vnni, i2_vnni4, build_act4},
-                                              {TC_KTAB_ACT4, tl1_vnni, tl1_vnni4, build_act4},
-                                              {TC_KTAB_W32, tl2_lut, tl2_lut4, build_w32}}};
+const struct tc_kimpl tc_kimpl_avx2 = {{{TC_KTAB_SPLIT, pairs_avx2, NULL, NULL, NULL},
+                                        {TC_KTAB_SPLIT, pairs_avx2, NULL, NULL, NULL},
+                                        {TC_KTAB_SPLIT, tl2_avx2, NULL, NULL, NULL}}};
+const struct tc_kimpl tc_kimpl_avx512 = {
+    {{TC_KTAB_SPLIT_DUP, pairs_avx512, NULL, NULL, NULL},
+     {TC_KTAB_SPLIT_DUP, pairs_avx512, NULL, NULL, NULL},
+     {TC_KTAB_W32, tl2_lut, tl2_lut4, tl2_lut_blocks, build_w32}}};
+const struct tc_kimpl tc_kimpl_avx512vnni = {
+    {{TC_KTAB_ACT4, i2_vnni, i2_vnni4, i2_vnni_blocks, build_act4},
+     {TC_KTAB_ACT4, tl1_vnni, tl1_vnni4, tl1_vnni_blocks, build_act4},
+     {TC_KTAB_W32, tl2_lut, tl2_lut4, tl2_lut_blocks, build_w32}}};
 
 #else
 /* Not x86-64: only the scalar path exists (kernels.c). */

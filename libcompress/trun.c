@@ -258,6 +258,11 @@ const tc_kernels *tc_trun_kernels(const tc_trun *r)
     return &r->k;
 }
 
+tc_kpool *tc_trun_pool(const tc_trun *r)
+{
+    return r->pool;
+}
+
 void tc_trun_reset(tc_trun *r)
 {
     r->pos = 0;

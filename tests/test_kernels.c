@@ -103,7 +103,8 @@ static int check_case(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, tc_tpack
 
 static const shape SHAPES[] = {{1, 1},   {1, 5},    {3, 7},     {31, 23},  {32, 24},
                                {33, 25}, {64, 128}, {65, 257},  {40, 300}, {7, 1000},
-                               {96, 3 * 24 * 43 + 1}, {2, 4000}, {130, 4096 + 7}};
+                               {96, 3 * 24 * 43 + 1}, {2, 4000}, {130, 4096 + 7},
+                               {200, 1000}, {257, 77}};
 
 static void test_path(tc_kpath path)
 {
@@ -138,9 +139,11 @@ static void test_path(tc_kpath path)
             failed += check_case(&k, pool3, w, LAYOUTS[l], s, groups[5], 5, mode) != 0;
             cases += 2;
         }
-        const shape longest = {33, 4 * 131072 + 4099};
-        failed += check_case(&k, pool3, w, LAYOUTS[l], longest, groups[1], 5, 3) != 0;
-        cases++;
+        /* five row blocks on one thread: the four-block kernels and one more */
+        const shape longest = {129, 4 * 131072 + 4099}, longest_few = {33, longest.K};
+        failed += check_case(&k, pool1, w, LAYOUTS[l], longest, groups[1], 1, 3) != 0;
+        failed += check_case(&k, pool3, w, LAYOUTS[l], longest_few, groups[1], 5, 3) != 0;
+        cases += 2;
     }
     printf("path %s: %d cases, %d failed\n", tc_kpath_name(path), cases, failed);
     tc_kpool_free(pool1);

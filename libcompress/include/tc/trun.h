@@ -60,6 +60,10 @@ void tc_trun_set_trace(tc_trun *r, tc_trun_trace *t, int replay);
 /* The kernel path in use ("scalar", "avx2", "avx512", "avx512vnni"). */
 const tc_kernels *tc_trun_kernels(const tc_trun *r);
 
+/* The runner's threads, for work that should run on them between steps
+ * (a benchmark's memory reads) instead of on more threads than cores. */
+tc_kpool *tc_trun_pool(const tc_trun *r);
+
 /* Forgets every position (a new sequence). */
 void tc_trun_reset(tc_trun *r);
 int tc_trun_pos(const tc_trun *r);
