@@ -514,20 +514,29 @@ static void put_sums(const kjob *j, int64_t rb, int rows, int64_t t, int64_t g, 
 static void put_outputs(const kjob *j, int64_t rb, int rows)
 {
     const tc_tpack_plan *p = j->plan;
-    int64_t ng = j->n_segs;
-    for (int64_t t = 0; t < j->n_tok; t++)
-        for (int64_t m = rb * TILE; m < rb * TILE + rows; m++) {
-            const int32_t *s = j->y32 + ((size_t)t * (size_t)p->rows + (size_t)m) * (size_t)ng;
-            float acc;
-            if (p->group.kind == TC_TGROUP_COLS) {
-                acc = 0;
+    int64_t ng = j->n_segs, m0 = rb * TILE;
+    for (int64_t t = 0; t < j->n_tok; t++) {
+        float *y = j->y + (size_t)t * (size_t)p->rows + (size_t)m0;
+        const int32_t *s = j->y32 + ((size_t)t * (size_t)p->rows + (size_t)m0) * (size_t)ng;
+        if (p->group.kind == TC_TGROUP_COLS) {
+            for (int r = 0; r < rows; r++) {
+                float acc = 0;
                 for (int64_t g = 0; g < ng; g++)
-                    acc += scale_at(j->packed, p, m * ng + g) * (float)s[g];
-            } else {
-                acc = scale_at(j->packed, p, p->group.kind == TC_TGROUP_ROW ? m : 0) * (float)s[0];
+                    acc += scale_at(j->packed, p, (m0 + r) * ng + g) * (float)s[r * ng + g];
+                y[r] = acc * j->inv_act[t];
             }
-            j->y[(size_t)t * (size_t)p->rows + (size_t)m] = acc * j->inv_act[t];
+        } else if (p->group.kind == TC_TGROUP_ROW) {
+            float sc[TILE]; /* a plain loop over them vectorises */
+            for (int r = 0; r < rows; r++)
+                sc[r] = scale_at(j->packed, p, m0 + r);
+            for (int r = 0; r < rows; r++)
+                y[r] = sc[r] * (float)s[r] * j->inv_act[t];
+        } else {
+            float sc = scale_at(j->packed, p, 0);
+            for (int r = 0; r < rows; r++)
+                y[r] = sc * (float)s[r] * j->inv_act[t];
         }
+    }
 }
 
 static int rows_of(const tc_tpack_plan *p, int64_t rb)

@@ -212,25 +212,61 @@ __attribute__((target(AVX512))) static void pairs_avx512(const uint8_t *w, int64
  * 32 bytes widen to 32 int16 lanes, one per row; vpermw looks up all 32
  * rows at once in the plane's table of 32 sums, entries 16-31 for the low
  * nibble (the index with bit 4 set) and 0-15 for the high one (the byte
- * shifted right by 4). The sign words of the chunk are the masks of a
- * masked negation, lane r being row r. Sums stay int16 for TL2_FLUSH
- * chunks: each accumulator lane gains four triples a chunk, |sum| <= 384. */
+ * shifted right by 4). Sums stay int16 for TL2_FLUSH chunks: each
+ * accumulator lane gains four triples a chunk, |sum| <= 384.
+ *
+ * Signs, two ways. AVX-512 BW: the sign words are the masks of a masked
+ * negation, lane r being row r. With VBMI: vpmultishiftqb copies sign bit r
+ * into bit 5 of lane r's index, and a two-table vpermi2w looks the negative
+ * lanes up in the negated table: merge-masked operations and mask loads
+ * were the bottleneck of the first form (one mask load and masked op pair
+ * issues about 1.4 times a cycle here), the second runs on pipes the
+ * lookups leave idle (weights in L2: 38 -> 44 GB/s). */
 
 #define TL2_FLUSH 20
 
-/* The 32 int16 sums of plane q of chunk cw, signed, for table t. */
+/* The 32 int16 sums of plane q of chunk cw, signed, from the plane's table
+ * T (and its negation Tn). */
 static inline __attribute__((always_inline, target(AVX512))) __m512i
-tl2_plane(const uint8_t *cw, int q, __m512i lo_idx, __m512i hi_idx, const uint8_t *t)
+tl2_plane_mask(const uint8_t *cw, int q, __m512i lo_idx, __m512i hi_idx, __m512i T, __m512i Tn)
 {
+    (void)Tn;
     uint32_t s_lo, s_hi;
     memcpy(&s_lo, cw + 128 + 8 * q, 4);
     memcpy(&s_hi, cw + 132 + 8 * q, 4);
-    __m512i T = _mm512_loadu_si512(t + 64 * q), z = _mm512_setzero_si512();
+    __m512i z = _mm512_setzero_si512();
     __m512i vl = _mm512_permutexvar_epi16(lo_idx, T);
     __m512i vh = _mm512_permutexvar_epi16(hi_idx, T);
     vl = _mm512_mask_sub_epi16(vl, (__mmask32)s_lo, z, vl);
     vh = _mm512_mask_sub_epi16(vh, (__mmask32)s_hi, z, vh);
     return _mm512_add_epi16(vl, vh);
+}
+
+/* Byte 2r of qword-broadcast sign words, bit 5: sign bit r of the low
+ * nibble's triple (bits 0-31), resp. of the high nibble's (bits 32-63). */
+#define SGN4(o, r) (uint8_t)(((r) + (o) - 5) & 63), 0, (uint8_t)(((r) + (o) - 4) & 63), 0,      \
+                   (uint8_t)(((r) + (o) - 3) & 63), 0, (uint8_t)(((r) + (o) - 2) & 63), 0
+#define SGN32(o) SGN4(o, 0), SGN4(o, 4), SGN4(o, 8), SGN4(o, 12), SGN4(o, 16), SGN4(o, 20),      \
+                 SGN4(o, 24), SGN4(o, 28)
+static const uint8_t tl2_sign_bits[2][64] = {{SGN32(0)}, {SGN32(32)}};
+#undef SGN32
+#undef SGN4
+
+#define VNNI AVX512 ",avx512vnni,avx512vbmi"
+
+static inline __attribute__((always_inline, target(VNNI))) __m512i
+tl2_plane_shift(const uint8_t *cw, int q, __m512i lo_idx, __m512i hi_idx, __m512i T, __m512i Tn)
+{
+    long long sq;
+    memcpy(&sq, cw + 128 + 8 * q, 8);
+    const __m512i bit5 = _mm512_set1_epi16(32), s = _mm512_set1_epi64(sq);
+    /* 0xD8: bit5 ? sign bit : index bit, written over the index */
+    __m512i il = _mm512_ternarylogic_epi32(
+        lo_idx, _mm512_multishift_epi64_epi8(_mm512_loadu_si512(tl2_sign_bits[0]), s), bit5, 0xD8);
+    __m512i ih = _mm512_ternarylogic_epi32(
+        hi_idx, _mm512_multishift_epi64_epi8(_mm512_loadu_si512(tl2_sign_bits[1]), s), bit5, 0xD8);
+    return _mm512_add_epi16(_mm512_permutex2var_epi16(T, il, Tn),
+                            _mm512_permutex2var_epi16(T, ih, Tn));
 }
 
 /* The two table indices of every row of plane q. */
@@ -253,106 +289,111 @@ static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw
     _mm_prefetch((const char *)cw + PREFETCH_LUT + 128, _MM_HINT_T0);
 }
 
-__attribute__((target(AVX512))) static void tl2_lut(const uint8_t *w, int64_t n,
-                                                    const uint8_t *tab, int32_t out[32])
-{
-    const __m512i c16 = _mm512_set1_epi16(16), z = _mm512_setzero_si512();
-    __m512i r0 = z, r1 = z;
-    for (int64_t c = 0; c < n;) {
-        int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;
-        __m512i s0 = z, s1 = z;
-        for (; c < end; c++) {
-            const uint8_t *cw = w + c * 160, *t = tab + c * 256;
-            tl2_prefetch(cw);
-            for (int q = 0; q < 4; q += 2) {
-                {
-                    TL2_INDICES(cw, q);
-                    s0 = _mm512_add_epi16(s0, tl2_plane(cw, q, lo_idx, hi_idx, t));
-                }
-                {
-                    TL2_INDICES(cw, q + 1);
-                    s1 = _mm512_add_epi16(s1, tl2_plane(cw, q + 1, lo_idx, hi_idx, t));
-                }
-            }
-        }
-        tl2_widen(s0, &r0, &r1);
-        tl2_widen(s1, &r0, &r1);
+/* The three TL2 kernels (one token, four tokens, four row blocks) for a
+ * target and a way of applying the signs. */
+#define TL2_KERNELS(suffix, TARGET, PLANE)                                                     \
+    __attribute__((target(TARGET))) static void tl2_lut##suffix(                               \
+        const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32])                      \
+    {                                                                                          \
+        const __m512i c16 = _mm512_set1_epi16(16), z = _mm512_setzero_si512();                 \
+        __m512i r0 = z, r1 = z;                                                                \
+        for (int64_t c = 0; c < n;) {                                                          \
+            int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;                               \
+            __m512i s[2] = {z, z};                                                             \
+            for (; c < end; c++) {                                                             \
+                const uint8_t *cw = w + c * 160, *t = tab + c * 256;                           \
+                tl2_prefetch(cw);                                                              \
+                for (int q = 0; q < 4; q++) {                                                  \
+                    TL2_INDICES(cw, q);                                                        \
+                    __m512i T = _mm512_loadu_si512(t + 64 * q);                                \
+                    s[q & 1] = _mm512_add_epi16(                                               \
+                        s[q & 1], PLANE(cw, q, lo_idx, hi_idx, T, _mm512_sub_epi16(z, T)));    \
+                }                                                                              \
+            }                                                                                  \
+            tl2_widen(s[0], &r0, &r1);                                                         \
+            tl2_widen(s[1], &r0, &r1);                                                         \
+        }                                                                                      \
+        _mm512_storeu_si512(out, r0);                                                          \
+        _mm512_storeu_si512(out + 16, r1);                                                     \
+    }                                                                                          \
+                                                                                               \
+    /* Four tokens: the indices of a plane are made once for all four tables. */               \
+    __attribute__((target(TARGET))) static void tl2_lut4##suffix(                              \
+        const uint8_t *w, int64_t n, const uint8_t *const *tabs, int32_t *out)                 \
+    {                                                                                          \
+        const __m512i c16 = _mm512_set1_epi16(16), z = _mm512_setzero_si512();                 \
+        __m512i r[TC_KMULTI][2];                                                               \
+        for (int i = 0; i < TC_KMULTI; i++)                                                    \
+            r[i][0] = r[i][1] = z;                                                             \
+        for (int64_t c = 0; c < n;) {                                                          \
+            int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;                               \
+            __m512i s[TC_KMULTI][2];                                                           \
+            for (int i = 0; i < TC_KMULTI; i++)                                                \
+                s[i][0] = s[i][1] = z;                                                         \
+            for (; c < end; c++) {                                                             \
+                const uint8_t *cw = w + c * 160;                                               \
+                tl2_prefetch(cw);                                                              \
+                for (int q = 0; q < 4; q++) {                                                  \
+                    TL2_INDICES(cw, q);                                                        \
+                    for (int i = 0; i < TC_KMULTI; i++) {                                      \
+                        __m512i T = _mm512_loadu_si512(tabs[i] + c * 256 + 64 * q);            \
+                        s[i][q & 1] = _mm512_add_epi16(                                        \
+                            s[i][q & 1],                                                       \
+                            PLANE(cw, q, lo_idx, hi_idx, T, _mm512_sub_epi16(z, T)));          \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+            for (int i = 0; i < TC_KMULTI; i++) {                                              \
+                tl2_widen(s[i][0], &r[i][0], &r[i][1]);                                        \
+                tl2_widen(s[i][1], &r[i][0], &r[i][1]);                                        \
+            }                                                                                  \
+        }                                                                                      \
+        for (int i = 0; i < TC_KMULTI; i++) {                                                  \
+            _mm512_storeu_si512(out + 32 * i, r[i][0]);                                        \
+            _mm512_storeu_si512(out + 32 * i + 16, r[i][1]);                                   \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    /* Four row blocks, one token: four streams of weights, and each plane's                   \
+     * table loaded (and negated) once for all four. The int32 sums wait in                    \
+     * out, so that the int16 ones have the registers. */                                     \
+    __attribute__((target(TARGET))) static void tl2_lut_blocks##suffix(                        \
+        const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *tab, int32_t *out)        \
+    {                                                                                          \
+        const __m512i c16 = _mm512_set1_epi16(16), z = _mm512_setzero_si512();                 \
+        memset(out, 0, TC_KBLOCKS * 32 * sizeof *out);                                         \
+        for (int64_t c = 0; c < n;) {                                                          \
+            int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;                               \
+            __m512i s[TC_KBLOCKS][2];                                                          \
+            for (int b = 0; b < TC_KBLOCKS; b++)                                               \
+                s[b][0] = s[b][1] = z;                                                         \
+            for (; c < end; c++) {                                                             \
+                const uint8_t *t = tab + c * 256;                                              \
+                for (int b = 0; b < TC_KBLOCKS; b++)                                           \
+                    tl2_prefetch(w + (uint64_t)b * stride + c * 160);                          \
+                for (int q = 0; q < 4; q++) {                                                  \
+                    __m512i T = _mm512_loadu_si512(t + 64 * q), Tn = _mm512_sub_epi16(z, T);   \
+                    for (int b = 0; b < TC_KBLOCKS; b++) {                                     \
+                        const uint8_t *cw = w + (uint64_t)b * stride + c * 160;                \
+                        TL2_INDICES(cw, q);                                                    \
+                        s[b][q & 1] = _mm512_add_epi16(s[b][q & 1],                            \
+                                                       PLANE(cw, q, lo_idx, hi_idx, T, Tn));   \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+            for (int b = 0; b < TC_KBLOCKS; b++) {                                             \
+                __m512i r0 = _mm512_loadu_si512(out + 32 * b);                                 \
+                __m512i r1 = _mm512_loadu_si512(out + 32 * b + 16);                            \
+                tl2_widen(s[b][0], &r0, &r1);                                                  \
+                tl2_widen(s[b][1], &r0, &r1);                                                  \
+                _mm512_storeu_si512(out + 32 * b, r0);                                         \
+                _mm512_storeu_si512(out + 32 * b + 16, r1);                                    \
+            }                                                                                  \
+        }                                                                                      \
     }
-    _mm512_storeu_si512(out, r0);
-    _mm512_storeu_si512(out + 16, r1);
-}
 
-/* Four tokens: the indices of a plane are made once for all four tables. */
-__attribute__((target(AVX512))) static void tl2_lut4(const uint8_t *w, int64_t n,
-                                                     const uint8_t *const *tabs, int32_t *out)
-{
-    const __m512i c16 = _mm512_set1_epi16(16), z = _mm512_setzero_si512();
-    __m512i r[TC_KMULTI][2];
-    for (int i = 0; i < TC_KMULTI; i++)
-        r[i][0] = r[i][1] = z;
-    for (int64_t c = 0; c < n;) {
-        int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;
-        __m512i s[TC_KMULTI][2];
-        for (int i = 0; i < TC_KMULTI; i++)
-            s[i][0] = s[i][1] = z;
-        for (; c < end; c++) {
-            const uint8_t *cw = w + c * 160;
-            tl2_prefetch(cw);
-            for (int q = 0; q < 4; q++) {
-                TL2_INDICES(cw, q);
-                for (int i = 0; i < TC_KMULTI; i++)
-                    s[i][q & 1] = _mm512_add_epi16(
-                        s[i][q & 1], tl2_plane(cw, q, lo_idx, hi_idx, tabs[i] + c * 256));
-            }
-        }
-        for (int i = 0; i < TC_KMULTI; i++) {
-            tl2_widen(s[i][0], &r[i][0], &r[i][1]);
-            tl2_widen(s[i][1], &r[i][0], &r[i][1]);
-        }
-    }
-    for (int i = 0; i < TC_KMULTI; i++) {
-        _mm512_storeu_si512(out + 32 * i, r[i][0]);
-        _mm512_storeu_si512(out + 32 * i + 16, r[i][1]);
-    }
-}
-
-/* Four row blocks, one token: four streams of weights, and each plane's
- * table loaded once for all four. */
-__attribute__((target(AVX512))) static void tl2_lut_blocks(const uint8_t *w, uint64_t stride,
-                                                           int64_t n, const uint8_t *tab,
-                                                           int32_t *out)
-{
-    const __m512i c16 = _mm512_set1_epi16(16), z = _mm512_setzero_si512();
-    __m512i r[TC_KBLOCKS][2];
-    for (int b = 0; b < TC_KBLOCKS; b++)
-        r[b][0] = r[b][1] = z;
-    for (int64_t c = 0; c < n;) {
-        int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;
-        __m512i s[TC_KBLOCKS][2];
-        for (int b = 0; b < TC_KBLOCKS; b++)
-            s[b][0] = s[b][1] = z;
-        for (; c < end; c++) {
-            const uint8_t *t = tab + c * 256;
-            for (int b = 0; b < TC_KBLOCKS; b++)
-                tl2_prefetch(w + (uint64_t)b * stride + c * 160);
-            for (int q = 0; q < 4; q++)
-                for (int b = 0; b < TC_KBLOCKS; b++) {
-                    const uint8_t *cw = w + (uint64_t)b * stride + c * 160;
-                    TL2_INDICES(cw, q);
-                    s[b][q & 1] = _mm512_add_epi16(s[b][q & 1],
-                                                   tl2_plane(cw, q, lo_idx, hi_idx, t));
-                }
-        }
-        for (int b = 0; b < TC_KBLOCKS; b++) {
-            tl2_widen(s[b][0], &r[b][0], &r[b][1]);
-            tl2_widen(s[b][1], &r[b][0], &r[b][1]);
-        }
-    }
-    for (int b = 0; b < TC_KBLOCKS; b++) {
-        _mm512_storeu_si512(out + 32 * b, r[b][0]);
-        _mm512_storeu_si512(out + 32 * b + 16, r[b][1]);
-    }
-}
+TL2_KERNELS(_mask, AVX512, tl2_plane_mask)
+TL2_KERNELS(_shift, VNNI, tl2_plane_shift)
 
 /* ---- AVX-512 VNNI: I2 and TL1 by multiply-add ----------------------------- */
 /* A quad of chunks (four 32-byte planes, 16 columns of 32 rows) is two
@@ -369,8 +410,6 @@ __attribute__((target(AVX512))) static void tl2_lut_blocks(const uint8_t *w, uin
  * shifts in the loop, one exact arithmetic shift at the end. TL1 looks its
  * two pair indices per byte up in two 16-byte tables (pshufb), the first
  * and second field of each pair. */
-
-#define VNNI AVX512 ",avx512vnni,avx512vbmi"
 
 /* Quads between folds of the scaled I2 accumulators into int32 totals:
  * a lane gains at most 4 * 2 * 128 * 4^3 = 2^16 a quad. */
@@ -717,11 +756,11 @@ const struct tc_kimpl tc_kimpl_avx2 = {{{TC_KTAB_SPLIT, pairs_avx2, NULL, NULL, 
 const struct tc_kimpl tc_kimpl_avx512 = {
     {{TC_KTAB_SPLIT_DUP, pairs_avx512, NULL, NULL, NULL},
      {TC_KTAB_SPLIT_DUP, pairs_avx512, NULL, NULL, NULL},
-     {TC_KTAB_W32, tl2_lut, tl2_lut4, tl2_lut_blocks, build_w32}}};
+     {TC_KTAB_W32, tl2_lut_mask, tl2_lut4_mask, tl2_lut_blocks_mask, build_w32}}};
 const struct tc_kimpl tc_kimpl_avx512vnni = {
     {{TC_KTAB_ACT4, i2_vnni, i2_vnni4, i2_vnni_blocks, build_act4},
      {TC_KTAB_ACT4, tl1_vnni, tl1_vnni4, tl1_vnni_blocks, build_act4},
-     {TC_KTAB_W32, tl2_lut, tl2_lut4, tl2_lut_blocks, build_w32}}};
+     {TC_KTAB_W32, tl2_lut_shift, tl2_lut4_shift, tl2_lut_blocks_shift, build_w32}}};
 
 #else
 /* Not x86-64: only the scalar path exists (kernels.c). */
