@@ -21,13 +21,15 @@
  * of one block this fetches the next). */
 #define PREFETCH_AHEAD 1024
 
-/* The LUT and multiply-add kernels below stream faster: the distance at
- * which they prefetch (bench/bench_kernels measures it). */
+/* The distance at which the LUT and multiply-add kernels below prefetch
+ * (0: not at all). Measured here with four streams of weights, one thread,
+ * 6912x2560 and 4096x11008, alternating builds: 2048 bytes beats 0 by
+ * 20-40 %, 1024 and 4096 by 5-15 %, 1536 and 3072 by 0-10 %. */
 #ifndef PREFETCH_LUT
-#define PREFETCH_LUT 4096
+#define PREFETCH_LUT 2048
 #endif
 #ifndef PREFETCH_VNNI
-#define PREFETCH_VNNI 4096
+#define PREFETCH_VNNI 2048
 #endif
 
 #define TL2_FLUSH_AVX2 10 /* 8 triples per chunk and lane, |entry| <= 384 */
@@ -225,18 +227,29 @@ __attribute__((target(AVX512))) static void pairs_avx512(const uint8_t *w, int64
 
 #define TL2_FLUSH 20
 
-/* The 32 int16 sums of plane q of chunk cw, signed, from the plane's table
- * T (and its negation Tn). */
-static inline __attribute__((always_inline, target(AVX512))) __m512i
-tl2_plane_mask(const uint8_t *cw, int q, __m512i lo_idx, __m512i hi_idx, __m512i T, __m512i Tn)
+/* A plane's table as a way of applying signs wants it. */
+typedef struct tl2_tabs {
+    __m512i t[4];
+} tl2_tabs;
+
+/* Masks: the table as it is; the low nibble's index gets bit 4. */
+static inline __attribute__((always_inline, target(AVX512))) tl2_tabs tl2_tabs_mask(__m512i T)
 {
-    (void)Tn;
+    tl2_tabs tt = {{T, T, T, T}};
+    return tt;
+}
+
+/* The 32 int16 sums of plane q of chunk cw (its bytes widened to wq),
+ * signed. */
+static inline __attribute__((always_inline, target(AVX512))) __m512i
+tl2_plane_mask(const uint8_t *cw, int q, __m512i wq, const tl2_tabs *tt)
+{
     uint32_t s_lo, s_hi;
     memcpy(&s_lo, cw + 128 + 8 * q, 4);
     memcpy(&s_hi, cw + 132 + 8 * q, 4);
     __m512i z = _mm512_setzero_si512();
-    __m512i vl = _mm512_permutexvar_epi16(lo_idx, T);
-    __m512i vh = _mm512_permutexvar_epi16(hi_idx, T);
+    __m512i vl = _mm512_permutexvar_epi16(_mm512_or_si512(wq, _mm512_set1_epi16(16)), tt->t[0]);
+    __m512i vh = _mm512_permutexvar_epi16(_mm512_srli_epi16(wq, 4), tt->t[0]);
     vl = _mm512_mask_sub_epi16(vl, (__mmask32)s_lo, z, vl);
     vh = _mm512_mask_sub_epi16(vh, (__mmask32)s_hi, z, vh);
     return _mm512_add_epi16(vl, vh);
@@ -254,25 +267,36 @@ static const uint8_t tl2_sign_bits[2][64] = {{SGN32(0)}, {SGN32(32)}};
 
 #define VNNI AVX512 ",avx512vnni,avx512vbmi"
 
+/* Shifted signs: index bit 5 picks the negated half of a two-register
+ * table. The low nibble's table is its 16 sums twice, so that bit 4 of its
+ * index (the high nibble's lowest bit) need not be cleared. */
+static inline __attribute__((always_inline, target(VNNI))) tl2_tabs tl2_tabs_shift(__m512i T)
+{
+    __m512i z = _mm512_setzero_si512(), lo = _mm512_shuffle_i64x2(T, T, 0xEE); /* 16-31 twice */
+    tl2_tabs tt = {{lo, _mm512_sub_epi16(z, lo), T, _mm512_sub_epi16(z, T)}};
+    return tt;
+}
+
 static inline __attribute__((always_inline, target(VNNI))) __m512i
-tl2_plane_shift(const uint8_t *cw, int q, __m512i lo_idx, __m512i hi_idx, __m512i T, __m512i Tn)
+tl2_plane_shift(const uint8_t *cw, int q, __m512i wq, const tl2_tabs *tt)
 {
     long long sq;
     memcpy(&sq, cw + 128 + 8 * q, 8);
     const __m512i bit5 = _mm512_set1_epi16(32), s = _mm512_set1_epi64(sq);
-    /* 0xD8: bit5 ? sign bit : index bit, written over the index */
-    __m512i il = _mm512_ternarylogic_epi32(
-        lo_idx, _mm512_multishift_epi64_epi8(_mm512_loadu_si512(tl2_sign_bits[0]), s), bit5, 0xD8);
+    /* 0xD8: bit5 ? sign bit : index bit, written over the index (the high
+     * nibble's taken first, the low one's last use overwrites wq) */
     __m512i ih = _mm512_ternarylogic_epi32(
-        hi_idx, _mm512_multishift_epi64_epi8(_mm512_loadu_si512(tl2_sign_bits[1]), s), bit5, 0xD8);
-    return _mm512_add_epi16(_mm512_permutex2var_epi16(T, il, Tn),
-                            _mm512_permutex2var_epi16(T, ih, Tn));
+        _mm512_srli_epi16(wq, 4),
+        _mm512_multishift_epi64_epi8(_mm512_loadu_si512(tl2_sign_bits[1]), s), bit5, 0xD8);
+    __m512i il = _mm512_ternarylogic_epi32(
+        wq, _mm512_multishift_epi64_epi8(_mm512_loadu_si512(tl2_sign_bits[0]), s), bit5, 0xD8);
+    return _mm512_add_epi16(_mm512_permutex2var_epi16(tt->t[0], il, tt->t[1]),
+                            _mm512_permutex2var_epi16(tt->t[2], ih, tt->t[3]));
 }
 
-/* The two table indices of every row of plane q. */
-#define TL2_INDICES(cw, q)                                                                     \
-    __m512i wq = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)((cw) + 32 * (q)))); \
-    __m512i lo_idx = _mm512_or_si512(wq, c16), hi_idx = _mm512_srli_epi16(wq, 4)
+/* The bytes of plane q, one int16 lane a row. */
+#define TL2_WIDEN(cw, q)                                                                       \
+    _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)((cw) + 32 * (q))))
 
 /* int16 sums of rows 0-31 added into the int32 sums of rows 0-15 and 16-31. */
 static inline __attribute__((always_inline, target(AVX512))) void
@@ -284,6 +308,8 @@ tl2_widen(__m512i s, __m512i *r0, __m512i *r1)
 
 static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw)
 {
+    if (PREFETCH_LUT == 0)
+        return;
     _mm_prefetch((const char *)cw + PREFETCH_LUT, _MM_HINT_T0);
     _mm_prefetch((const char *)cw + PREFETCH_LUT + 64, _MM_HINT_T0);
     _mm_prefetch((const char *)cw + PREFETCH_LUT + 128, _MM_HINT_T0);
@@ -291,11 +317,11 @@ static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw
 
 /* The three TL2 kernels (one token, four tokens, four row blocks) for a
  * target and a way of applying the signs. */
-#define TL2_KERNELS(suffix, TARGET, PLANE)                                                     \
+#define TL2_KERNELS(suffix, TARGET, TABS, PLANE)                                                     \
     __attribute__((target(TARGET))) static void tl2_lut##suffix(                               \
         const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32])                      \
     {                                                                                          \
-        const __m512i c16 = _mm512_set1_epi16(16), z = _mm512_setzero_si512();                 \
+        const __m512i z = _mm512_setzero_si512();                                              \
         __m512i r0 = z, r1 = z;                                                                \
         for (int64_t c = 0; c < n;) {                                                          \
             int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;                               \
@@ -304,10 +330,8 @@ static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw
                 const uint8_t *cw = w + c * 160, *t = tab + c * 256;                           \
                 tl2_prefetch(cw);                                                              \
                 for (int q = 0; q < 4; q++) {                                                  \
-                    TL2_INDICES(cw, q);                                                        \
-                    __m512i T = _mm512_loadu_si512(t + 64 * q);                                \
-                    s[q & 1] = _mm512_add_epi16(                                               \
-                        s[q & 1], PLANE(cw, q, lo_idx, hi_idx, T, _mm512_sub_epi16(z, T)));    \
+                    tl2_tabs tt = TABS(_mm512_loadu_si512(t + 64 * q));                        \
+                    s[q & 1] = _mm512_add_epi16(s[q & 1], PLANE(cw, q, TL2_WIDEN(cw, q), &tt)); \
                 }                                                                              \
             }                                                                                  \
             tl2_widen(s[0], &r0, &r1);                                                         \
@@ -321,7 +345,7 @@ static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw
     __attribute__((target(TARGET))) static void tl2_lut4##suffix(                              \
         const uint8_t *w, int64_t n, const uint8_t *const *tabs, int32_t *out)                 \
     {                                                                                          \
-        const __m512i c16 = _mm512_set1_epi16(16), z = _mm512_setzero_si512();                 \
+        const __m512i z = _mm512_setzero_si512();                                              \
         __m512i r[TC_KMULTI][2];                                                               \
         for (int i = 0; i < TC_KMULTI; i++)                                                    \
             r[i][0] = r[i][1] = z;                                                             \
@@ -334,12 +358,10 @@ static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw
                 const uint8_t *cw = w + c * 160;                                               \
                 tl2_prefetch(cw);                                                              \
                 for (int q = 0; q < 4; q++) {                                                  \
-                    TL2_INDICES(cw, q);                                                        \
+                    __m512i wq = TL2_WIDEN(cw, q);                                             \
                     for (int i = 0; i < TC_KMULTI; i++) {                                      \
-                        __m512i T = _mm512_loadu_si512(tabs[i] + c * 256 + 64 * q);            \
-                        s[i][q & 1] = _mm512_add_epi16(                                        \
-                            s[i][q & 1],                                                       \
-                            PLANE(cw, q, lo_idx, hi_idx, T, _mm512_sub_epi16(z, T)));          \
+                        tl2_tabs tt = TABS(_mm512_loadu_si512(tabs[i] + c * 256 + 64 * q));    \
+                        s[i][q & 1] = _mm512_add_epi16(s[i][q & 1], PLANE(cw, q, wq, &tt));    \
                     }                                                                          \
                 }                                                                              \
             }                                                                                  \
@@ -360,7 +382,7 @@ static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw
     __attribute__((target(TARGET))) static void tl2_lut_blocks##suffix(                        \
         const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *tab, int32_t *out)        \
     {                                                                                          \
-        const __m512i c16 = _mm512_set1_epi16(16), z = _mm512_setzero_si512();                 \
+        const __m512i z = _mm512_setzero_si512();                                              \
         memset(out, 0, TC_KBLOCKS * 32 * sizeof *out);                                         \
         for (int64_t c = 0; c < n;) {                                                          \
             int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;                               \
@@ -372,12 +394,11 @@ static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw
                 for (int b = 0; b < TC_KBLOCKS; b++)                                           \
                     tl2_prefetch(w + (uint64_t)b * stride + c * 160);                          \
                 for (int q = 0; q < 4; q++) {                                                  \
-                    __m512i T = _mm512_loadu_si512(t + 64 * q), Tn = _mm512_sub_epi16(z, T);   \
+                    tl2_tabs tt = TABS(_mm512_loadu_si512(t + 64 * q));                        \
                     for (int b = 0; b < TC_KBLOCKS; b++) {                                     \
                         const uint8_t *cw = w + (uint64_t)b * stride + c * 160;                \
-                        TL2_INDICES(cw, q);                                                    \
                         s[b][q & 1] = _mm512_add_epi16(s[b][q & 1],                            \
-                                                       PLANE(cw, q, lo_idx, hi_idx, T, Tn));   \
+                                                       PLANE(cw, q, TL2_WIDEN(cw, q), &tt));   \
                     }                                                                          \
                 }                                                                              \
             }                                                                                  \
@@ -392,8 +413,8 @@ static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw
         }                                                                                      \
     }
 
-TL2_KERNELS(_mask, AVX512, tl2_plane_mask)
-TL2_KERNELS(_shift, VNNI, tl2_plane_shift)
+TL2_KERNELS(_mask, AVX512, tl2_tabs_mask, tl2_plane_mask)
+TL2_KERNELS(_shift, VNNI, tl2_tabs_shift, tl2_plane_shift)
 
 /* ---- AVX-512 VNNI: I2 and TL1 by multiply-add ----------------------------- */
 /* A quad of chunks (four 32-byte planes, 16 columns of 32 rows) is two
@@ -454,8 +475,10 @@ static inline __attribute__((always_inline, target(VNNI))) void
 quad_load(const uint8_t *w, int64_t q, int64_t n, __m512i *z0, __m512i *z1)
 {
     const uint8_t *p = w + q * 32;
-    _mm_prefetch((const char *)p + PREFETCH_VNNI, _MM_HINT_T0);
-    _mm_prefetch((const char *)p + PREFETCH_VNNI + 64, _MM_HINT_T0);
+    if (PREFETCH_VNNI) {
+        _mm_prefetch((const char *)p + PREFETCH_VNNI, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + PREFETCH_VNNI + 64, _MM_HINT_T0);
+    }
     if (n - q >= 4) {
         *z0 = _mm512_loadu_si512(p);
         *z1 = _mm512_loadu_si512(p + 64);
@@ -637,8 +660,10 @@ pairs_vnni_blocks(const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *t
         for (; q < q1; q += 4)
             for (int b = 0; b < TC_KBLOCKS; b++) {
                 const uint8_t *p = w + (uint64_t)b * stride + q * 32;
-                _mm_prefetch((const char *)p + PREFETCH_VNNI, _MM_HINT_T0);
-                _mm_prefetch((const char *)p + PREFETCH_VNNI + 64, _MM_HINT_T0);
+                if (PREFETCH_VNNI) {
+                    _mm_prefetch((const char *)p + PREFETCH_VNNI, _MM_HINT_T0);
+                    _mm_prefetch((const char *)p + PREFETCH_VNNI + 64, _MM_HINT_T0);
+                }
                 quad_blocks(_mm512_loadu_si512(p), _mm512_loadu_si512(p + 64), act + q * 4, a[b],
                             tl1);
             }
