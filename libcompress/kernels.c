@@ -482,9 +482,19 @@ static float scale_at(const uint8_t *packed, const tc_tpack_plan *p, int64_t i)
  * from cache, few enough that the tables stay in L2/L3. */
 #define TOKENS_PER_PASS 8
 
+/* One of the products of a job: the inputs are shared. */
+typedef struct kmat_job {
+    const tc_tpack_plan *plan;
+    const uint8_t *packed;
+    int32_t *y32; /* [n_tok][rows][n_segs] */
+    float *y;     /* NULL, or [n_tok][rows]: the scaled outputs */
+} kmat_job;
+
+#define KMATS_MAX 8
+
 typedef struct kjob {
     const tc_kernels *k;
-    const tc_tpack_plan *plan;
+    const tc_tpack_plan *plan; /* of the current product (a worker's copy) */
     const uint8_t *packed;
     const kseg *segs;
     int64_t n_segs, n_tok;
@@ -496,9 +506,11 @@ typedef struct kjob {
     uint8_t *tabs;
     int8_t *xs;
     size_t per_tok, tabs_stride, xs_stride;
-    int32_t *y32; /* [n_tok][rows][n_segs] */
-    float *y;     /* NULL, or [n_tok][rows]: the scaled outputs */
+    int32_t *y32; /* of the current product */
+    float *y;
     float inv_act[TOKENS_PER_PASS];
+    kmat_job mats[KMATS_MAX];
+    int n_mats;
 } kjob;
 
 /* The sums of segment g for token t of one row block go to y32. */
@@ -511,30 +523,40 @@ static void put_sums(const kjob *j, int64_t rb, int rows, int64_t t, int64_t g, 
 }
 
 /* The layer's outputs of one row block, on the worker that summed it. */
+/* Scales [i, i + n) of a packed weight. */
+static void scales_at(const uint8_t *packed, const tc_tpack_plan *p, int64_t i, int n, float *out)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(out, packed + p->scale_offset + 4 * (uint64_t)i, (size_t)n * sizeof *out);
+#else
+    for (int k = 0; k < n; k++)
+        out[k] = scale_at(packed, p, i + k);
+#endif
+}
+
 static void put_outputs(const kjob *j, int64_t rb, int rows)
 {
     const tc_tpack_plan *p = j->plan;
     int64_t ng = j->n_segs, m0 = rb * TILE;
+    float sc[TILE];
+    if (p->group.kind == TC_TGROUP_ROW)
+        scales_at(j->packed, p, m0, rows, sc);
+    else if (p->group.kind == TC_TGROUP_TENSOR)
+        for (int r = 0; r < rows; r++)
+            sc[r] = scale_at(j->packed, p, 0);
     for (int64_t t = 0; t < j->n_tok; t++) {
-        float *y = j->y + (size_t)t * (size_t)p->rows + (size_t)m0;
+        float *y = j->y + (size_t)t * (size_t)p->rows + (size_t)m0, inv = j->inv_act[t];
         const int32_t *s = j->y32 + ((size_t)t * (size_t)p->rows + (size_t)m0) * (size_t)ng;
         if (p->group.kind == TC_TGROUP_COLS) {
             for (int r = 0; r < rows; r++) {
                 float acc = 0;
                 for (int64_t g = 0; g < ng; g++)
                     acc += scale_at(j->packed, p, (m0 + r) * ng + g) * (float)s[r * ng + g];
-                y[r] = acc * j->inv_act[t];
+                y[r] = acc * inv;
             }
-        } else if (p->group.kind == TC_TGROUP_ROW) {
-            float sc[TILE]; /* a plain loop over them vectorises */
-            for (int r = 0; r < rows; r++)
-                sc[r] = scale_at(j->packed, p, m0 + r);
-            for (int r = 0; r < rows; r++)
-                y[r] = sc[r] * (float)s[r] * j->inv_act[t];
         } else {
-            float sc = scale_at(j->packed, p, 0);
             for (int r = 0; r < rows; r++)
-                y[r] = sc * (float)s[r] * j->inv_act[t];
+                y[r] = sc[r] * (float)s[r] * inv;
         }
     }
 }
@@ -573,21 +595,15 @@ static void run_block(const kjob *j, const tc_klayout *L, const uint8_t *tabs_of
  * kernel: the range is cut into four quarters read side by side, block i
  * of each at a time, so that each stream of weights runs through a whole
  * quarter; blocks left over go one by one. */
-static void kjob_run(void *arg, int worker, int n_workers)
+/* Row blocks [b0, b1) of product j->plan for a worker, on its tables. One
+ * token on a path with a four-block kernel: the range is cut into four
+ * quarters read side by side, block i of each at a time, so that each
+ * stream of weights runs through a whole quarter; blocks left over go one
+ * by one. */
+static void run_blocks(const kjob *j, const tc_klayout *L, const uint8_t *tabs, int64_t b0,
+                       int64_t b1)
 {
-    const kjob *j = arg;
     const tc_tpack_plan *p = j->plan;
-    const tc_klayout *L = klayout(j->k, p);
-    int64_t blocks = p->rows_padded / TILE;
-    int64_t b0 = blocks * worker / n_workers, b1 = blocks * (worker + 1) / n_workers;
-    if (b0 == b1)
-        return;
-    uint8_t *tabs = j->tabs + (size_t)worker * j->tabs_stride;
-    int8_t *xs = j->xs + (size_t)worker * j->xs_stride;
-    for (int64_t t = 0; t < j->n_tok; t++)
-        for (int64_t g = 0; g < j->n_segs; g++)
-            build_seg(L, p, &j->segs[g], j->xq + (size_t)t * (size_t)p->cols, xs,
-                      tabs + (size_t)t * j->per_tok + j->segs[g].tab_off);
     int64_t quarter = L->blocks && j->n_tok == 1 ? (b1 - b0) / TC_KBLOCKS : 0;
     for (int64_t i = 0; i < quarter; i++) {
         int64_t rb[TC_KBLOCKS];
@@ -614,12 +630,51 @@ static void kjob_run(void *arg, int worker, int n_workers)
     }
 }
 
-/* The int32 sums of n tokens into y32 and, if y is not NULL, the scaled
- * outputs into y. */
-static int kern_run(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const tc_tpack_plan *plan,
-                    const uint8_t *packed, const int8_t *xq, const float *act_scale, int64_t n,
-                    int32_t *y32, float *y, tc_error *err)
+/* A worker builds its tables (one set serves every product of the job:
+ * they share the input, the layout and the grouping), then runs its share
+ * of the row blocks of each product. */
+static void kjob_run(void *arg, int worker, int n_workers)
 {
+    kjob j = *(const kjob *)arg;
+    int any = 0;
+    for (int m = 0; m < j.n_mats; m++) {
+        int64_t blocks = j.mats[m].plan->rows_padded / TILE;
+        any |= blocks * worker / n_workers < blocks * (worker + 1) / n_workers;
+    }
+    if (!any)
+        return;
+    const tc_klayout *L = klayout(j.k, j.mats[0].plan);
+    uint8_t *tabs = j.tabs + (size_t)worker * j.tabs_stride;
+    int8_t *xs = j.xs + (size_t)worker * j.xs_stride;
+    const tc_tpack_plan *p0 = j.mats[0].plan;
+    for (int64_t t = 0; t < j.n_tok; t++)
+        for (int64_t g = 0; g < j.n_segs; g++)
+            build_seg(L, p0, &j.segs[g], j.xq + (size_t)t * (size_t)p0->cols, xs,
+                      tabs + (size_t)t * j.per_tok + j.segs[g].tab_off);
+    for (int m = 0; m < j.n_mats; m++) {
+        j.plan = j.mats[m].plan;
+        j.packed = j.mats[m].packed;
+        j.y32 = j.mats[m].y32;
+        j.y = j.mats[m].y;
+        int64_t blocks = j.plan->rows_padded / TILE;
+        run_blocks(&j, L, tabs, blocks * worker / n_workers, blocks * (worker + 1) / n_workers);
+    }
+}
+
+/* Whether two plans can share activation tables. */
+static int same_input(const tc_tpack_plan *a, const tc_tpack_plan *b)
+{
+    return a->layout == b->layout && a->cols == b->cols && a->group.kind == b->group.kind &&
+           (a->group.kind != TC_TGROUP_COLS || a->group.cols == b->group.cols);
+}
+
+/* The int32 sums of n tokens for every product into its y32 and, where y
+ * is not NULL, the scaled outputs into y. */
+static int kern_run(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const kmat_job *mats,
+                    int n_mats, const int8_t *xq, const float *act_scale, int64_t n,
+                    tc_error *err)
+{
+    const tc_tpack_plan *plan = mats[0].plan;
     size_t per_tok, run;
     int nw = tc_kpool_threads(pool);
     if (make_segs(w, k, plan, &per_tok, &run))
@@ -628,29 +683,29 @@ static int kern_run(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const tc_t
     if (grow((void **)&w->tabs, &w->tabs_cap, tabs_stride * (size_t)nw, 64) ||
         grow((void **)&w->xs, &w->xs_cap, xs_stride * (size_t)nw, 64))
         return tc_err(err, "kernels: out of memory for the activation tables");
-    int64_t ng = tc_kern_groups(plan), M = plan->rows;
+    int64_t ng = tc_kern_groups(plan);
     for (int64_t t0 = 0; t0 < n; t0 += TOKENS_PER_PASS) {
         int64_t nt = n - t0 < TOKENS_PER_PASS ? n - t0 : TOKENS_PER_PASS;
-        kjob j = {k,
-                  plan,
-                  packed,
-                  w->segs,
-                  ng,
-                  nt,
-                  xq + (size_t)t0 * (size_t)plan->cols,
-                  w->tabs,
-                  w->xs,
-                  per_tok,
-                  tabs_stride,
-                  xs_stride,
-                  y32 + (size_t)t0 * (size_t)M * (size_t)ng,
-                  y ? y + (size_t)t0 * (size_t)M : NULL,
-                  {0}};
-        for (int64_t t = 0; y && t < nt; t++)
+        kjob j = {k, plan, NULL, w->segs, ng, nt, xq + (size_t)t0 * (size_t)plan->cols, w->tabs,
+                  w->xs, per_tok, tabs_stride, xs_stride, NULL, NULL, {0}, {{0}}, n_mats};
+        for (int m = 0; m < n_mats; m++) {
+            int64_t M = mats[m].plan->rows;
+            j.mats[m] = mats[m];
+            j.mats[m].y32 = mats[m].y32 + (size_t)t0 * (size_t)M * (size_t)ng;
+            j.mats[m].y = mats[m].y ? mats[m].y + (size_t)t0 * (size_t)M : NULL;
+        }
+        for (int64_t t = 0; mats[0].y && t < nt; t++)
             j.inv_act[t] = 1.0f / act_scale[t0 + t];
         tc_kpool_run(pool, kjob_run, &j);
     }
     return TC_OK;
+}
+
+static int short_weight(const tc_tpack_plan *p, uint64_t len, uint64_t need, tc_error *err)
+{
+    return tc_err(err, "kernels: %s weight needs %llu bytes but has %llu",
+                  tc_tpack_layout_name(p->layout), (unsigned long long)need,
+                  (unsigned long long)len);
 }
 
 int tc_kern_matmul_i32(const tc_kernels *k, tc_kpool *pool, tc_kwork *w,
@@ -658,27 +713,51 @@ int tc_kern_matmul_i32(const tc_kernels *k, tc_kpool *pool, tc_kwork *w,
                        const int8_t *xq, int64_t n, int32_t *y32, tc_error *err)
 {
     if (len < plan->weight_bytes)
-        return tc_err(err, "kernels: %s weight needs %llu bytes but has %llu",
-                      tc_tpack_layout_name(plan->layout), (unsigned long long)plan->weight_bytes,
-                      (unsigned long long)len);
-    return kern_run(k, pool, w, plan, packed, xq, NULL, n, y32, NULL, err);
+        return short_weight(plan, len, plan->weight_bytes, err);
+    kmat_job m = {plan, packed, y32, NULL};
+    return kern_run(k, pool, w, &m, 1, xq, NULL, n, err);
+}
+
+int tc_kern_matmul_set(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const tc_kmat *mats,
+                       int n_mats, const int8_t *xq, const float *act_scale, int64_t n,
+                       tc_error *err)
+{
+    if (n_mats < 1 || n_mats > KMATS_MAX)
+        return tc_err(err, "kernels: %d products in one set (1 to %d)", n_mats, KMATS_MAX);
+    kmat_job jm[KMATS_MAX];
+    uint64_t total = 0;
+    int64_t ng = tc_kern_groups(mats[0].plan);
+    for (int m = 0; m < n_mats; m++) {
+        const tc_tpack_plan *p = mats[m].plan;
+        if (mats[m].len < p->total_bytes)
+            return short_weight(p, mats[m].len, p->total_bytes, err);
+        if (!same_input(p, mats[0].plan))
+            return tc_err(err, "kernels: the products of a set differ in layout, columns or "
+                               "grouping");
+        uint64_t cnt;
+        if (tc_mul_u64((uint64_t)n * (uint64_t)p->rows, (uint64_t)ng, &cnt) ||
+            tc_add_u64(total, cnt, &total))
+            return tc_err(err, "kernels: out of memory for %lld x %lld sums", (long long)n,
+                          (long long)p->rows);
+    }
+    uint64_t bytes;
+    if (tc_mul_u64(total, sizeof(int32_t), &bytes) ||
+        grow((void **)&w->y32, &w->y32_cap, (size_t)bytes, 64))
+        return tc_err(err, "kernels: out of memory for the sums of %d products", n_mats);
+    int32_t *y32 = w->y32;
+    for (int m = 0; m < n_mats; m++) {
+        jm[m] = (kmat_job){mats[m].plan, mats[m].packed, y32, mats[m].y};
+        y32 += (size_t)n * (size_t)mats[m].plan->rows * (size_t)ng;
+    }
+    return kern_run(k, pool, w, jm, n_mats, xq, act_scale, n, err);
 }
 
 int tc_kern_matmul(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const tc_tpack_plan *plan,
                    const uint8_t *packed, uint64_t len, const int8_t *xq,
                    const float *act_scale, int64_t n, float *y, tc_error *err)
 {
-    if (len < plan->total_bytes)
-        return tc_err(err, "kernels: %s weight needs %llu bytes but has %llu",
-                      tc_tpack_layout_name(plan->layout), (unsigned long long)plan->total_bytes,
-                      (unsigned long long)len);
-    int64_t ng = tc_kern_groups(plan), M = plan->rows;
-    uint64_t cnt;
-    if (tc_mul_u64((uint64_t)n * (uint64_t)M, (uint64_t)ng * sizeof(int32_t), &cnt) ||
-        grow((void **)&w->y32, &w->y32_cap, (size_t)cnt, 64))
-        return tc_err(err, "kernels: out of memory for %lld x %lld sums", (long long)n,
-                      (long long)M);
-    return kern_run(k, pool, w, plan, packed, xq, act_scale, n, w->y32, y, err);
+    tc_kmat m = {plan, packed, len, y};
+    return tc_kern_matmul_set(k, pool, w, &m, 1, xq, act_scale, n, err);
 }
 
 /* ---- scalar kernels ------------------------------------------------------ */

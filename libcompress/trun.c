@@ -388,6 +388,27 @@ static int apply(tc_trun *r, const lin *L, const float *in, int T, float *out, t
     return TC_OK;
 }
 
+/* Layers that read the same input: one pass of the kernels' pool for all
+ * where they are ternary with one layout and grouping, else one by one. */
+static int apply_set(tc_trun *r, const lin *const *Ls, float *const *outs, int n,
+                     const float *in, int T, tc_error *err)
+{
+    int together = r->mode == TC_TRUN_LUT;
+    tc_kmat mats[3];
+    for (int i = 0; i < n; i++) {
+        const tc_tpack_plan *a = &Ls[i]->plan, *b = &Ls[0]->plan;
+        together = together && Ls[i]->ternary && a->layout == b->layout && a->cols == b->cols &&
+                   a->group.kind == b->group.kind && a->group.cols == b->group.cols;
+        mats[i] = (tc_kmat){a, Ls[i]->data, Ls[i]->nbytes, outs[i]};
+    }
+    if (together)
+        return tc_kern_matmul_set(&r->k, r->pool, r->work, mats, n, r->xq, r->act_s, T, err);
+    for (int i = 0; i < n; i++)
+        if (apply(r, Ls[i], in, T, outs[i], err))
+            return TC_ERR;
+    return TC_OK;
+}
+
 static void add_bias(float *y, const float *b, int T, int n)
 {
     if (b)
@@ -458,9 +479,9 @@ static int attention(tc_trun *r, int l, int T, tc_error *err)
     norm_rows(r, r->x, L->vec[TC_ATTN_NORM], r->xn, T);
     if (quantize_rows(r, r->xn, T, r->c.dim, err))
         return TC_ERR;
-    if (apply(r, &L->w[TC_WQ], r->xn, T, r->q, err) ||
-        apply(r, &L->w[TC_WK], r->xn, T, r->kb, err) ||
-        apply(r, &L->w[TC_WV], r->xn, T, r->vb, err))
+    const lin *qkv[3] = {&L->w[TC_WQ], &L->w[TC_WK], &L->w[TC_WV]};
+    float *const qkv_out[3] = {r->q, r->kb, r->vb};
+    if (apply_set(r, qkv, qkv_out, 3, r->xn, T, err))
         return TC_ERR;
     add_bias(r->q, L->vec[TC_BQ], T, r->qdim);
     add_bias(r->kb, L->vec[TC_BK], T, r->kvdim);
@@ -481,8 +502,9 @@ static int mlp(tc_trun *r, int l, int T, tc_error *err)
     norm_rows(r, r->x, L->vec[TC_FFN_NORM], r->xn, T);
     if (quantize_rows(r, r->xn, T, r->c.dim, err))
         return TC_ERR;
-    if (apply(r, &L->w[TC_W_GATE], r->xn, T, r->g, err) ||
-        apply(r, &L->w[TC_W_UP], r->xn, T, r->u, err))
+    const lin *gate_up[2] = {&L->w[TC_W_GATE], &L->w[TC_W_UP]};
+    float *const gate_up_out[2] = {r->g, r->u};
+    if (apply_set(r, gate_up, gate_up_out, 2, r->xn, T, err))
         return TC_ERR;
     tc_fm_swiglu(r->g, r->u, (size_t)T * (size_t)F);
     if (quantize_rows(r, r->g, T, F, err))

@@ -195,6 +195,74 @@ static void test_threads(void)
     free(yt);
 }
 
+/* A set of products of one input equals the products one by one, bit for
+ * bit, on every path and thread count; a set whose plans differ is
+ * refused. */
+static void test_set(tc_kpath path)
+{
+    tc_error err;
+    tc_kernels k;
+    CHECK_OK(tc_kernels_init(&k, path, &err), &err);
+    tc_kwork *w = tc_kwork_new();
+    tc_kpool *pool;
+    CHECK_OK(tc_kpool_new(&pool, 3, &err), &err);
+    const int64_t K = 301, rows[3] = {200, 33, 65};
+    const tc_tgroup groups[2] = {{TC_TGROUP_ROW, 0}, {TC_TGROUP_COLS, 64}};
+    for (size_t l = 0; l < 3; l++)
+        for (int gi = 0; gi < 2; gi++)
+            for (int64_t n = 1; n <= 5; n += 4) {
+                tc_tpack_plan p[3];
+                uint8_t *packed[3];
+                float *one[3], *set[3];
+                int8_t *x = malloc((size_t)(n * K));
+                for (int64_t i = 0; i < n * K; i++)
+                    x[i] = (int8_t)(rng_next() & 0xff);
+                float act[5] = {1.5f, 2, 0.25f, 3, 1};
+                tc_kmat mats[3];
+                for (int m = 0; m < 3; m++) {
+                    CHECK_OK(tc_tpack_plan_make(LAYOUTS[l], rows[m], K, &groups[gi], &p[m], &err),
+                             &err);
+                    int8_t *codes = malloc((size_t)(rows[m] * K));
+                    float *sc = malloc((size_t)p[m].n_scales * sizeof(float));
+                    for (int64_t i = 0; i < rows[m] * K; i++)
+                        codes[i] = (int8_t)((int)(rng_next() % 3) - 1);
+                    for (int64_t i = 0; i < p[m].n_scales; i++)
+                        sc[i] = 0.01f * (float)(1 + i % 13);
+                    packed[m] = malloc(p[m].total_bytes);
+                    CHECK_OK(tc_tpack_pack(&p[m], codes, sc, packed[m], &err), &err);
+                    one[m] = malloc((size_t)(n * rows[m]) * sizeof(float));
+                    set[m] = calloc((size_t)(n * rows[m]), sizeof(float));
+                    CHECK_OK(tc_kern_matmul(&k, pool, w, &p[m], packed[m], p[m].total_bytes, x,
+                                            act, n, one[m], &err),
+                             &err);
+                    mats[m] = (tc_kmat){&p[m], packed[m], p[m].total_bytes, set[m]};
+                    free(codes);
+                    free(sc);
+                }
+                CHECK_OK(tc_kern_matmul_set(&k, pool, w, mats, 3, x, act, n, &err), &err);
+                for (int m = 0; m < 3; m++) {
+                    CHECK(memcmp(one[m], set[m], (size_t)(n * rows[m]) * sizeof(float)) == 0);
+                    free(packed[m]);
+                    free(one[m]);
+                    free(set[m]);
+                }
+                free(x);
+            }
+    /* plans of different widths or layouts cannot share tables */
+    tc_tpack_plan a, b;
+    CHECK_OK(tc_tpack_plan_make(TC_TPACK_I2, 32, 64, &groups[0], &a, &err), &err);
+    CHECK_OK(tc_tpack_plan_make(TC_TPACK_I2, 32, 68, &groups[0], &b, &err), &err);
+    uint8_t *buf = calloc(1, b.total_bytes);
+    int8_t xz[68] = {0};
+    float y[64], act = 1;
+    tc_kmat bad[2] = {{&a, buf, b.total_bytes, y}, {&b, buf, b.total_bytes, y + 32}};
+    CHECK(tc_kern_matmul_set(&k, pool, w, bad, 2, xz, &act, 1, &err) == TC_ERR);
+    CHECK(strstr(err.msg, "differ") != NULL);
+    free(buf);
+    tc_kpool_free(pool);
+    tc_kwork_free(w);
+}
+
 static void test_dispatch(void)
 {
     tc_error err;
@@ -220,6 +288,7 @@ int main(void)
             continue;
         }
         test_path((tc_kpath)p);
+        test_set((tc_kpath)p);
         ran[n_ran++] = tc_kpath_name((tc_kpath)p);
     }
     printf("paths tested:");

@@ -91,4 +91,21 @@ int tc_kern_matmul(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const tc_tp
                    const uint8_t *packed, uint64_t len, const int8_t *xq,
                    const float *act_scale, int64_t n, float *y, tc_error *err);
 
+/* One of several products that read the same activations. */
+typedef struct tc_kmat {
+    const tc_tpack_plan *plan;
+    const uint8_t *packed;
+    uint64_t len;
+    float *y; /* [n][plan->rows] */
+} tc_kmat;
+
+/* tc_kern_matmul for up to 8 products of the same input (q, k and v; gate
+ * and up) in one pass of the pool: each worker builds the activation
+ * tables once and runs its share of every product's rows, so the pool is
+ * handed work once instead of once per product. Every plan must have the
+ * same layout, columns and grouping (TC_ERR otherwise). */
+int tc_kern_matmul_set(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const tc_kmat *mats,
+                       int n_mats, const int8_t *xq, const float *act_scale, int64_t n,
+                       tc_error *err);
+
 #endif
