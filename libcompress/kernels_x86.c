@@ -2,12 +2,14 @@
  * so this file builds without -mavx flags and the library still runs on any
  * x86-64: tc_kernels_init only picks a path the CPU reports.
  *
- * One chunk plane is 32 bytes = 32 rows. Its low and high nibbles index
- * the low-byte and high-byte tables of a pair or triple (pshufb); the two
- * lookups interleave (unpacklo/hi) into int16 sums of rows 0-7 and 16-23
- * (lo) and 8-15 and 24-31 (hi) and are accumulated in int16 as long as no
- * lane can overflow, then widened to int32. The AVX-512 VNNI kernels at the
- * end read no tables: they multiply the codes themselves (see there). */
+ * One chunk plane is 32 bytes = 32 rows. The table kernels (AVX2; AVX-512
+ * for pairs) look its nibbles up in the low-byte and high-byte tables of a
+ * pair or triple (pshufb); the two lookups interleave (unpacklo/hi) into
+ * int16 sums of rows 0-7 and 16-23 (lo) and 8-15 and 24-31 (hi), summed in
+ * int16 as long as no lane can overflow, then widened to int32. TL2 on
+ * AVX-512 looks 32 rows up per vpermw; I2 and TL1 on AVX-512 VNNI multiply
+ * their codes by the activations (vpdpbusd). docs/KERNELS.md says why each
+ * is shaped as it is. */
 #include "kernels_internal.h"
 
 #ifdef TC_KERNELS_X86

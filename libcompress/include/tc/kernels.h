@@ -7,19 +7,19 @@
  * which one runs is an explicit tc_kernels object (no global state),
  * chosen from the CPU's features or forced.
  *
- * How the kernels work: per token, every pair (I2, TL1) or triple (TL2) of
- * activations gets a 16-entry table of int16 sums, stored as a low-byte and
- * a high-byte table so one byte shuffle looks up 16 or 32 rows at once; the
- * two lookups interleave into int16 sums, accumulated in int16 for as many
- * chunks as cannot overflow, then widened to int32. Groups that do not
- * start on a chunk boundary get their own tables with the activations
- * outside the group set to 0, so a group's sum never sees a neighbour's
- * columns. Where AVX-512 VNNI and VBMI exist (path avx512vnni) the codes are
- * instead spread into bytes and multiplied with the int8 activations by
- * vpdpbusd, with no tables (docs/KERNELS.md).
+ * How the kernels work (docs/KERNELS.md): the table paths look pairs or
+ * triples of activations up in 16-entry tables of int16 sums, one byte
+ * shuffle for 16 or 32 rows at once; TL2 on AVX-512 looks 32 rows up per
+ * vpermw. Where AVX-512 VNNI and VBMI exist (path avx512vnni) I2 and TL1
+ * are multiplied instead: a byte transpose puts a row's codes of four
+ * chunks into one dword, and vpdpbusd multiplies them by the broadcast
+ * int8 activations. Groups that do not start on a chunk boundary get their
+ * own tables with the activations outside the group set to 0, so a group's
+ * sum never sees a neighbour's columns.
  *
  * Threads split the output rows by row blocks of 32 (a tc_kpool; the caller
- * is one of its workers). Results do not depend on the thread count. */
+ * is one of its workers); one token's rows of a worker are read as four
+ * streams at once. Results do not depend on the thread count. */
 #ifndef TC_KERNELS_H
 #define TC_KERNELS_H
 
