@@ -33,6 +33,9 @@
 #ifndef PREFETCH_VNNI
 #define PREFETCH_VNNI 2048
 #endif
+#ifndef PREFETCH_HINT
+#define PREFETCH_HINT _MM_HINT_T0
+#endif
 
 #define TL2_FLUSH_AVX2 10 /* 8 triples per chunk and lane, |entry| <= 384 */
 
@@ -312,9 +315,9 @@ static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw
 {
     if (PREFETCH_LUT == 0)
         return;
-    _mm_prefetch((const char *)cw + PREFETCH_LUT, _MM_HINT_T0);
-    _mm_prefetch((const char *)cw + PREFETCH_LUT + 64, _MM_HINT_T0);
-    _mm_prefetch((const char *)cw + PREFETCH_LUT + 128, _MM_HINT_T0);
+    _mm_prefetch((const char *)cw + PREFETCH_LUT, PREFETCH_HINT);
+    _mm_prefetch((const char *)cw + PREFETCH_LUT + 64, PREFETCH_HINT);
+    _mm_prefetch((const char *)cw + PREFETCH_LUT + 128, PREFETCH_HINT);
 }
 
 /* The three TL2 kernels (one token, four tokens, four row blocks) for a
@@ -478,8 +481,8 @@ quad_load(const uint8_t *w, int64_t q, int64_t n, __m512i *z0, __m512i *z1)
 {
     const uint8_t *p = w + q * 32;
     if (PREFETCH_VNNI) {
-        _mm_prefetch((const char *)p + PREFETCH_VNNI, _MM_HINT_T0);
-        _mm_prefetch((const char *)p + PREFETCH_VNNI + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)p + PREFETCH_VNNI, PREFETCH_HINT);
+        _mm_prefetch((const char *)p + PREFETCH_VNNI + 64, PREFETCH_HINT);
     }
     if (n - q >= 4) {
         *z0 = _mm512_loadu_si512(p);
@@ -663,8 +666,8 @@ pairs_vnni_blocks(const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *t
             for (int b = 0; b < TC_KBLOCKS; b++) {
                 const uint8_t *p = w + (uint64_t)b * stride + q * 32;
                 if (PREFETCH_VNNI) {
-                    _mm_prefetch((const char *)p + PREFETCH_VNNI, _MM_HINT_T0);
-                    _mm_prefetch((const char *)p + PREFETCH_VNNI + 64, _MM_HINT_T0);
+                    _mm_prefetch((const char *)p + PREFETCH_VNNI, PREFETCH_HINT);
+                    _mm_prefetch((const char *)p + PREFETCH_VNNI + 64, PREFETCH_HINT);
                 }
                 quad_blocks(_mm512_loadu_si512(p), _mm512_loadu_si512(p + 64), act + q * 4, a[b],
                             tl1);
