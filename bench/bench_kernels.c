@@ -170,7 +170,7 @@ static double read_pass(read_job *j, tc_kpool *pool)
 }
 
 /* GB/s of the best of 4 read passes over a fresh 512 MiB buffer. */
-static double dram_gbps(tc_kpool *pool)
+static double read_gbps(tc_kpool *pool)
 {
     uint64_t bytes = 512ull << 20;
     uint8_t *buf = malloc(bytes);
@@ -370,7 +370,7 @@ static row rows[512];
 static int n_rows;
 
 static void add_row(const char *kernel, int64_t M, int64_t K, int threads, double bytes,
-                    timing tm, double hot_secs)
+                    timing tm, double hot_bytes, double hot_secs)
 {
     row *r = &rows[n_rows++];
     snprintf(r->kernel, sizeof r->kernel, "%s", kernel);
@@ -383,7 +383,7 @@ static void add_row(const char *kernel, int64_t M, int64_t K, int threads, doubl
     r->read_gbps = bytes / tm.read / 1e9;
     r->share = tm.read / tm.op;
     r->median = tm.median;
-    r->hot_gbps = hot_secs > 0 ? bytes * ((double)TILE_HOT / (double)M) / hot_secs / 1e9 : 0;
+    r->hot_gbps = hot_secs > 0 ? hot_bytes / hot_secs / 1e9 : 0;
     r->cpu_share = tm.cpu_share;
     char hot[16] = "      -";
     if (hot_secs > 0)
@@ -462,7 +462,8 @@ static void bench_shape(int64_t M, int64_t K, const tc_kpath *paths, int n_paths
                          tc_kpath_name(k.path));
                 double hs = time_hot(&ch);
                 timing tm = time_rounds(one_ternary, &c, nc, &rd, pools[t], t + 1);
-                add_row(name, M, K, t + 1, (double)plan.weight_bytes, tm, hs);
+                add_row(name, M, K, t + 1, (double)plan.weight_bytes, tm,
+                        (double)hot.weight_bytes, hs);
             }
         for (int i = 0; i < nc; i++)
             free(cp[i]);
@@ -485,7 +486,7 @@ static void bench_shape(int64_t M, int64_t K, const tc_kpath *paths, int n_paths
             i8_case c = {cp, M, K, x, y32, pools[t]};
             timing tm = time_rounds(one_i8, &c, nc, &rd, pools[t], t + 1);
             add_row(use_avx512_dot ? "int8-dot/avx512" : "int8-dot/scalar", M, K, t + 1,
-                    (double)bytes, tm, 0);
+                    (double)bytes, tm, 0, 0);
         }
         for (int i = 0; i < nc; i++)
             free(cp[i]);
@@ -510,7 +511,7 @@ static void bench_shape(int64_t M, int64_t K, const tc_kpath *paths, int n_paths
             openblas_set_num_threads(t + 1);
             sgemv_case c = {cp, M, K, xf, y};
             timing tm = time_rounds(one_sgemv, &c, nc, &rd, pools[t], t + 1);
-            add_row("sgemv-f32/openblas", M, K, t + 1, (double)bytes, tm, 0);
+            add_row("sgemv-f32/openblas", M, K, t + 1, (double)bytes, tm, 0, 0);
         }
         for (int i = 0; i < nc; i++)
             free(cp[i]);
@@ -660,9 +661,9 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("load average %.2f %.2f %.2f (1, 5, 15 min)\n", load[0], load[1], load[2]);
-    double dram[2] = {dram_gbps(pools[0]), dram_gbps(pools[1])};
+    double rate[2] = {read_gbps(pools[0]), read_gbps(pools[1])};
     printf("read bandwidth (%s sum of 512 MiB, four streams a thread, best of plain and prefetching): %.2f GB/s 1 thread, %.2f GB/s 2 threads\n\n",
-           use_avx512_read ? "AVX-512" : "scalar", dram[0], dram[1]);
+           use_avx512_read ? "AVX-512" : "scalar", rate[0], rate[1]);
     printf("%-18s %15s %3s %7s %11s %8s %8s %7s %7s %7s %6s\n", "kernel", "M x K", "thr", "bits/w",
            "us/matvec", "GB/s", "read", "share", "median", "hot", "cpu");
     static const int64_t shapes[4][2] = {{2560, 6912}, {6912, 2560}, {4096, 11008}, {11008, 4096}};
@@ -673,7 +674,7 @@ int main(int argc, char **argv)
            vocab);
     for (int l = 0; l < (quick ? 1 : TC_TPACK_LAYOUT_COUNT); l++)
         bench_decode((tc_tpack_layout)l, vocab, n_dec);
-    double again[2] = {dram_gbps(pools[0]), dram_gbps(pools[1])};
+    double again[2] = {read_gbps(pools[0]), read_gbps(pools[1])};
     printf("\nread bandwidth at the end: %.2f GB/s 1 thread, %.2f GB/s 2 threads\n", again[0],
            again[1]);
     printf("summary (share: best product round over best read round of the same copies; median: "
@@ -693,8 +694,8 @@ int main(int argc, char **argv)
         cJSON *la = cJSON_AddArrayToObject(o, "load_average");
         for (int i = 0; i < 3; i++)
             cJSON_AddItemToArray(la, cJSON_CreateNumber(load[i]));
-        cJSON_AddNumberToObject(o, "read_gbps_1_thread_start", dram[0]);
-        cJSON_AddNumberToObject(o, "read_gbps_2_threads_start", dram[1]);
+        cJSON_AddNumberToObject(o, "read_gbps_1_thread_start", rate[0]);
+        cJSON_AddNumberToObject(o, "read_gbps_2_threads_start", rate[1]);
         cJSON_AddNumberToObject(o, "read_gbps_1_thread_end", again[0]);
         cJSON_AddNumberToObject(o, "read_gbps_2_threads_end", again[1]);
         for (int i = 0; i < n_rows; i++) {

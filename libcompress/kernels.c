@@ -377,27 +377,11 @@ static void emit_chunk(tc_ktab_style style, const tc_tpack_plan *p, int64_t j, i
         uint8_t *d = dst + (size_t)j * (size_t)nt * 32;
         for (int t = 0; t < nt; t++)
             put_split(d + 32 * t, d + 32 * t + 16, T[t], 1);
-    } else if (style == TC_KTAB_W32) { /* TL2: per plane the high nibble's triple first */
-        uint8_t *d = dst + (size_t)j * 256;
-        for (int q = 0; q < 4; q++) {
-            memcpy(d + 64 * q, T[2 * q + 1], 32);
-            memcpy(d + 64 * q + 32, T[2 * q], 32);
-        }
     } else { /* SPLIT_DUP, pairs */
         uint8_t *d = dst + (size_t)(j / 2) * 256 + (size_t)(j % 2) * 32;
         for (int t = 0; t < 2; t++)
             put_split(d + 128 * t, d + 128 * t + 64, T[t], 2);
     }
-}
-
-/* The multiply-add kernels of I2 and TL1 read the activations themselves:
- * per quad of chunks, dword e holds column e of its four chunks. */
-static void build_act4(const int8_t *xs, int64_t n_chunks, uint8_t *dst)
-{
-    for (int64_t q = 0; q < (n_chunks + 3) / 4; q++)
-        for (int e = 0; e < 4; e++)
-            for (int c = 0; c < 4; c++)
-                dst[q * 16 + e * 4 + c] = (uint8_t)xs[q * 16 + c * 4 + e];
 }
 
 /* The run of segment s of token x, zero outside the segment, into xs. */
@@ -413,14 +397,14 @@ static void build_seg(const tc_klayout *L, const tc_tpack_plan *p, const kseg *s
                       const int8_t *x, int8_t *xs, uint8_t *dst)
 {
     gather_run(p, s, x, xs);
-    if (L->style == TC_KTAB_ACT4) {
+    if (L->style == TC_KTAB_ACT4) { /* the header: the activations' sum */
         size_t n = seg_tab_bytes(TC_KTAB_ACT4, p, s->n_chunks);
         int32_t sum = 0;
         for (int64_t k = s->k0; k < s->k1; k++)
             sum += x[k];
         memset(dst, 0, n);
         memcpy(dst, &sum, sizeof sum);
-        (L->build ? L->build : build_act4)(xs, s->n_chunks, dst + TC_KACT_HEADER);
+        L->build(xs, s->n_chunks, dst + TC_KACT_HEADER);
         return;
     }
     if (L->build) {
@@ -495,8 +479,6 @@ typedef struct kmat_job {
 
 typedef struct kjob {
     const tc_kernels *k;
-    const tc_tpack_plan *plan; /* of the current product (a worker's copy) */
-    const uint8_t *packed;
     const kseg *segs;
     int64_t n_segs, n_tok;
     const int8_t *xq; /* [n_tok][cols] */
@@ -507,23 +489,22 @@ typedef struct kjob {
     uint8_t *tabs;
     int8_t *xs;
     size_t per_tok, tabs_stride, xs_stride;
-    int32_t *y32; /* of the current product */
-    float *y;
     float inv_act[TOKENS_PER_PASS];
     kmat_job mats[KMATS_MAX];
     int n_mats;
 } kjob;
 
-/* The sums of segment g for token t of one row block go to y32. */
-static void put_sums(const kjob *j, int64_t rb, int rows, int64_t t, int64_t g, const int32_t *out)
+/* The sums of segment g for token t of one row block of product m go to
+ * its y32. */
+static void put_sums(const kjob *j, const kmat_job *m, int64_t rb, int rows, int64_t t, int64_t g,
+                     const int32_t *out)
 {
-    int32_t *y = j->y32 + ((size_t)t * (size_t)j->plan->rows + (size_t)(rb * TILE)) *
+    int32_t *y = m->y32 + ((size_t)t * (size_t)m->plan->rows + (size_t)(rb * TILE)) *
                               (size_t)j->n_segs + (size_t)g;
     for (int r = 0; r < rows; r++)
         y[(size_t)r * (size_t)j->n_segs] = out[r];
 }
 
-/* The layer's outputs of one row block, on the worker that summed it. */
 /* Scales [i, i + n) of a packed weight. */
 static void scales_at(const uint8_t *packed, const tc_tpack_plan *p, int64_t i, int n, float *out)
 {
@@ -535,24 +516,28 @@ static void scales_at(const uint8_t *packed, const tc_tpack_plan *p, int64_t i, 
 #endif
 }
 
-static void put_outputs(const kjob *j, int64_t rb, int rows)
+/* The layer's outputs of one row block of product m, on the worker that
+ * summed it. */
+static void put_outputs(const kjob *j, const kmat_job *m, int64_t rb, int rows)
 {
-    const tc_tpack_plan *p = j->plan;
+    const tc_tpack_plan *p = m->plan;
     int64_t ng = j->n_segs, m0 = rb * TILE;
     float sc[TILE];
-    if (p->group.kind == TC_TGROUP_ROW)
-        scales_at(j->packed, p, m0, rows, sc);
-    else if (p->group.kind == TC_TGROUP_TENSOR)
+    if (p->group.kind == TC_TGROUP_ROW) {
+        scales_at(m->packed, p, m0, rows, sc);
+    } else if (p->group.kind == TC_TGROUP_TENSOR) {
+        float s0 = scale_at(m->packed, p, 0);
         for (int r = 0; r < rows; r++)
-            sc[r] = scale_at(j->packed, p, 0);
+            sc[r] = s0;
+    }
     for (int64_t t = 0; t < j->n_tok; t++) {
-        float *y = j->y + (size_t)t * (size_t)p->rows + (size_t)m0, inv = j->inv_act[t];
-        const int32_t *s = j->y32 + ((size_t)t * (size_t)p->rows + (size_t)m0) * (size_t)ng;
+        float *y = m->y + (size_t)t * (size_t)p->rows + (size_t)m0, inv = j->inv_act[t];
+        const int32_t *s = m->y32 + ((size_t)t * (size_t)p->rows + (size_t)m0) * (size_t)ng;
         if (p->group.kind == TC_TGROUP_COLS) {
             for (int r = 0; r < rows; r++) {
                 float acc = 0;
                 for (int64_t g = 0; g < ng; g++)
-                    acc += scale_at(j->packed, p, (m0 + r) * ng + g) * (float)s[r * ng + g];
+                    acc += scale_at(m->packed, p, (m0 + r) * ng + g) * (float)s[r * ng + g];
                 y[r] = acc * inv;
             }
         } else {
@@ -567,87 +552,82 @@ static int rows_of(const tc_tpack_plan *p, int64_t rb)
     return p->rows - rb * TILE < TILE ? (int)(p->rows - rb * TILE) : TILE;
 }
 
-/* Tokens t0.. of segment g on row block rb, four at a time where the path
- * has a multi-token kernel, else one by one. */
-static void run_block(const kjob *j, const tc_klayout *L, const uint8_t *tabs_of, int64_t rb,
-                      int64_t g, int64_t t0)
+/* The tokens of segment g on row block rb of product m, four at a time
+ * where the path has a multi-token kernel, else one by one. */
+static void run_block(const kjob *j, const kmat_job *m, const tc_klayout *L,
+                      const uint8_t *tabs_of, int64_t rb, int64_t g)
 {
-    const tc_tpack_plan *p = j->plan;
+    const tc_tpack_plan *p = m->plan;
     const kseg *s = &j->segs[g];
-    const uint8_t *w = j->packed + (uint64_t)rb * p->row_block_bytes +
+    const uint8_t *w = m->packed + (uint64_t)rb * p->row_block_bytes +
                        (uint64_t)s->c0 * p->chunk_bytes;
     int32_t out[TC_KMULTI * TILE];
-    int64_t t = t0;
+    int64_t t = 0;
     for (; L->multi && t + TC_KMULTI <= j->n_tok; t += TC_KMULTI) {
         const uint8_t *tabs[TC_KMULTI];
         for (int i = 0; i < TC_KMULTI; i++)
             tabs[i] = tabs_of + (size_t)(t + i) * j->per_tok + s->tab_off;
         L->multi(w, s->n_chunks, tabs, out);
         for (int i = 0; i < TC_KMULTI; i++)
-            put_sums(j, rb, rows_of(p, rb), t + i, g, out + TILE * i);
+            put_sums(j, m, rb, rows_of(p, rb), t + i, g, out + TILE * i);
     }
     for (; t < j->n_tok; t++) {
         L->one(w, s->n_chunks, tabs_of + (size_t)t * j->per_tok + s->tab_off, out);
-        put_sums(j, rb, rows_of(p, rb), t, g, out);
+        put_sums(j, m, rb, rows_of(p, rb), t, g, out);
     }
 }
 
-/* Row blocks [b0, b1) of a worker. One token on a path with a four-block
- * kernel: the range is cut into four quarters read side by side, block i
- * of each at a time, so that each stream of weights runs through a whole
- * quarter; blocks left over go one by one. */
-/* Row blocks [b0, b1) of product j->plan for a worker, on its tables. One
- * token on a path with a four-block kernel: the range is cut into four
- * quarters read side by side, block i of each at a time, so that each
- * stream of weights runs through a whole quarter; blocks left over go one
- * by one. */
 /* The scales of row block rb come from memory no stream has touched, 128
  * bytes when each block's outputs are scaled, and waiting for them took 9 %
  * of a 6912 x 2560 product. Prefetched one step ahead that fell to 5.6 %;
  * further ahead (2-16 steps, into L1 or L2) they were evicted again by the
  * weights streaming through (all measured). */
-static void prefetch_scales(const kjob *j, int64_t rb)
+static void prefetch_scales(const kjob *j, const kmat_job *m, int64_t rb)
 {
-    const tc_tpack_plan *p = j->plan;
-    if (!j->y || rb * TILE >= p->rows || p->group.kind == TC_TGROUP_TENSOR)
+    const tc_tpack_plan *p = m->plan;
+    if (!m->y || rb * TILE >= p->rows || p->group.kind == TC_TGROUP_TENSOR)
         return;
     int64_t ng = p->group.kind == TC_TGROUP_COLS ? j->n_segs : 1;
-    const uint8_t *a = j->packed + p->scale_offset + 4 * (uint64_t)(rb * TILE * ng);
+    const uint8_t *a = m->packed + p->scale_offset + 4 * (uint64_t)(rb * TILE * ng);
     uint64_t n = 4 * (uint64_t)(rows_of(p, rb) * ng);
     for (uint64_t o = 0; o < n; o += 64)
         __builtin_prefetch(a + o);
 }
 
-static void run_blocks(const kjob *j, const tc_klayout *L, const uint8_t *tabs, int64_t b0,
-                       int64_t b1)
+/* Row blocks [b0, b1) of product m for a worker, on its tables. One token
+ * on a path with a four-block kernel: the range is cut into four quarters
+ * read side by side, block i of each at a time, so that each stream of
+ * weights runs through a whole quarter; blocks left over go one by one. */
+static void run_blocks(const kjob *j, const kmat_job *m, const tc_klayout *L,
+                       const uint8_t *tabs, int64_t b0, int64_t b1)
 {
-    const tc_tpack_plan *p = j->plan;
+    const tc_tpack_plan *p = m->plan;
     int64_t quarter = L->blocks && j->n_tok == 1 ? (b1 - b0) / TC_KBLOCKS : 0;
     for (int64_t i = 0; i < quarter; i++) {
         int64_t rb[TC_KBLOCKS];
         for (int q = 0; q < TC_KBLOCKS; q++) {
             rb[q] = b0 + q * quarter + i;
             if (i + 1 < quarter)
-                prefetch_scales(j, rb[q] + 1);
+                prefetch_scales(j, m, rb[q] + 1);
         }
         for (int64_t g = 0; g < j->n_segs; g++) {
             const kseg *s = &j->segs[g];
             int32_t out[TC_KBLOCKS * TILE];
-            L->blocks(j->packed + (uint64_t)rb[0] * p->row_block_bytes +
+            L->blocks(m->packed + (uint64_t)rb[0] * p->row_block_bytes +
                           (uint64_t)s->c0 * p->chunk_bytes,
                       (uint64_t)quarter * p->row_block_bytes, s->n_chunks,
                       tabs + s->tab_off, out);
             for (int q = 0; q < TC_KBLOCKS; q++)
-                put_sums(j, rb[q], rows_of(p, rb[q]), 0, g, out + TILE * q);
+                put_sums(j, m, rb[q], rows_of(p, rb[q]), 0, g, out + TILE * q);
         }
-        for (int q = 0; j->y && q < TC_KBLOCKS; q++)
-            put_outputs(j, rb[q], rows_of(p, rb[q]));
+        for (int q = 0; m->y && q < TC_KBLOCKS; q++)
+            put_outputs(j, m, rb[q], rows_of(p, rb[q]));
     }
     for (int64_t rb = b0 + TC_KBLOCKS * quarter; rb < b1; rb++) {
         for (int64_t g = 0; g < j->n_segs; g++)
-            run_block(j, L, tabs, rb, g, 0);
-        if (j->y)
-            put_outputs(j, rb, rows_of(p, rb));
+            run_block(j, m, L, tabs, rb, g);
+        if (m->y)
+            put_outputs(j, m, rb, rows_of(p, rb));
     }
 }
 
@@ -656,34 +636,30 @@ static void run_blocks(const kjob *j, const tc_klayout *L, const uint8_t *tabs, 
  * of the row blocks of each product. */
 static void kjob_run(void *arg, int worker, int n_workers)
 {
-    kjob j = *(const kjob *)arg;
+    const kjob *j = arg;
     int any = 0;
-    for (int m = 0; m < j.n_mats; m++) {
-        int64_t blocks = j.mats[m].plan->rows_padded / TILE;
+    for (int m = 0; m < j->n_mats; m++) {
+        int64_t blocks = j->mats[m].plan->rows_padded / TILE;
         any |= blocks * worker / n_workers < blocks * (worker + 1) / n_workers;
     }
     if (!any)
         return;
-    const tc_klayout *L = klayout(j.k, j.mats[0].plan);
-    uint8_t *tabs = j.tabs + (size_t)worker * j.tabs_stride;
-    int8_t *xs = j.xs + (size_t)worker * j.xs_stride;
-    const tc_tpack_plan *p0 = j.mats[0].plan;
-    for (int64_t t = 0; t < j.n_tok; t++)
-        for (int64_t g = 0; g < j.n_segs; g++)
-            build_seg(L, p0, &j.segs[g], j.xq + (size_t)t * (size_t)p0->cols, xs,
-                      tabs + (size_t)t * j.per_tok + j.segs[g].tab_off);
-    for (int m = 0; m < j.n_mats; m++) {
-        j.plan = j.mats[m].plan;
-        j.packed = j.mats[m].packed;
-        j.y32 = j.mats[m].y32;
-        j.y = j.mats[m].y;
-        int64_t blocks = j.plan->rows_padded / TILE;
-        run_blocks(&j, L, tabs, blocks * worker / n_workers, blocks * (worker + 1) / n_workers);
+    const tc_tpack_plan *p0 = j->mats[0].plan;
+    const tc_klayout *L = klayout(j->k, p0);
+    uint8_t *tabs = j->tabs + (size_t)worker * j->tabs_stride;
+    int8_t *xs = j->xs + (size_t)worker * j->xs_stride;
+    for (int64_t t = 0; t < j->n_tok; t++)
+        for (int64_t g = 0; g < j->n_segs; g++)
+            build_seg(L, p0, &j->segs[g], j->xq + (size_t)t * (size_t)p0->cols, xs,
+                      tabs + (size_t)t * j->per_tok + j->segs[g].tab_off);
+    for (int m = 0; m < j->n_mats; m++) {
+        int64_t blocks = j->mats[m].plan->rows_padded / TILE;
+        run_blocks(j, &j->mats[m], L, tabs, blocks * worker / n_workers,
+                   blocks * (worker + 1) / n_workers);
     }
 }
 
-/* Whether two plans can share activation tables. */
-static int same_input(const tc_tpack_plan *a, const tc_tpack_plan *b)
+int tc_kern_same_input(const tc_tpack_plan *a, const tc_tpack_plan *b)
 {
     return a->layout == b->layout && a->cols == b->cols && a->group.kind == b->group.kind &&
            (a->group.kind != TC_TGROUP_COLS || a->group.cols == b->group.cols);
@@ -707,8 +683,17 @@ static int kern_run(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const kmat
     int64_t ng = tc_kern_groups(plan);
     for (int64_t t0 = 0; t0 < n; t0 += TOKENS_PER_PASS) {
         int64_t nt = n - t0 < TOKENS_PER_PASS ? n - t0 : TOKENS_PER_PASS;
-        kjob j = {k, plan, NULL, w->segs, ng, nt, xq + (size_t)t0 * (size_t)plan->cols, w->tabs,
-                  w->xs, per_tok, tabs_stride, xs_stride, NULL, NULL, {0}, {{0}}, n_mats};
+        kjob j = {.k = k,
+                  .segs = w->segs,
+                  .n_segs = ng,
+                  .n_tok = nt,
+                  .xq = xq + (size_t)t0 * (size_t)plan->cols,
+                  .tabs = w->tabs,
+                  .xs = w->xs,
+                  .per_tok = per_tok,
+                  .tabs_stride = tabs_stride,
+                  .xs_stride = xs_stride,
+                  .n_mats = n_mats};
         for (int m = 0; m < n_mats; m++) {
             int64_t M = mats[m].plan->rows;
             j.mats[m] = mats[m];
@@ -752,7 +737,7 @@ int tc_kern_matmul_set(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const t
         const tc_tpack_plan *p = mats[m].plan;
         if (mats[m].len < p->total_bytes)
             return short_weight(p, mats[m].len, p->total_bytes, err);
-        if (!same_input(p, mats[0].plan))
+        if (!tc_kern_same_input(p, mats[0].plan))
             return tc_err(err, "kernels: the products of a set differ in layout, columns or "
                                "grouping");
         uint64_t cnt;

@@ -63,8 +63,8 @@ typedef void (*tc_kblocks_fn)(const uint8_t *w, uint64_t stride, int64_t n_chunk
 typedef void (*tc_kbuild_fn)(const int8_t *xs, int64_t n_chunks, uint8_t *dst);
 
 /* One layout on one path; multi and blocks may be NULL (then tokens and
- * row blocks go one by one), build NULL (then portable C builds the
- * style's tables). */
+ * row blocks go one by one), build NULL for the styles portable C builds
+ * (I16, SPLIT, SPLIT_DUP; ACT4 and W32 need a build). */
 typedef struct tc_klayout {
     tc_ktab_style style;
     tc_kblock_fn one;

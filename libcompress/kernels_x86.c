@@ -228,7 +228,7 @@ __attribute__((target(AVX512))) static void pairs_avx512(const uint8_t *w, int64
  * lanes up in the negated table: merge-masked operations and mask loads
  * were the bottleneck of the first form (one mask load and masked op pair
  * issues about 1.4 times a cycle here), the second runs on pipes the
- * lookups leave idle (weights in L2: 38 -> 44 GB/s). */
+ * lookups leave idle (weights in L2, four blocks: 38 -> 41.5 GB/s). */
 
 #define TL2_FLUSH 20
 
@@ -320,30 +320,57 @@ static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw
     _mm_prefetch((const char *)cw + PREFETCH_LUT + 128, PREFETCH_HINT);
 }
 
-/* The three TL2 kernels (one token, four tokens, four row blocks) for a
+/* The TL2 kernels (one token on one or four row blocks, four tokens) for a
  * target and a way of applying the signs. */
-#define TL2_KERNELS(suffix, TARGET, TABS, PLANE)                                                     \
+#define TL2_KERNELS(suffix, TARGET, TABS, PLANE)                                                \
+    /* nb (1 or TC_KBLOCKS) row blocks at w + b * stride, one token: nb                          \
+     * streams of weights, and each plane's table prepared once for all.                       \
+     * The int32 sums wait in out, so that the int16 ones have the registers. */               \
+    static inline __attribute__((always_inline, target(TARGET))) void tl2_blocks_body##suffix( \
+        const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *tab, int32_t *out,        \
+        const int nb)                                                                          \
+    {                                                                                          \
+        const __m512i z = _mm512_setzero_si512();                                              \
+        memset(out, 0, (size_t)nb * 32 * sizeof *out);                                         \
+        for (int64_t c = 0; c < n;) {                                                          \
+            int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;                               \
+            __m512i s[TC_KBLOCKS][2];                                                          \
+            for (int b = 0; b < nb; b++)                                                       \
+                s[b][0] = s[b][1] = z;                                                         \
+            for (; c < end; c++) {                                                             \
+                const uint8_t *t = tab + c * 256;                                              \
+                for (int b = 0; b < nb; b++)                                                   \
+                    tl2_prefetch(w + (uint64_t)b * stride + c * 160);                          \
+                for (int q = 0; q < 4; q++) {                                                  \
+                    tl2_tabs tt = TABS(_mm512_loadu_si512(t + 64 * q));                        \
+                    for (int b = 0; b < nb; b++) {                                             \
+                        const uint8_t *cw = w + (uint64_t)b * stride + c * 160;                \
+                        s[b][q & 1] = _mm512_add_epi16(s[b][q & 1],                            \
+                                                       PLANE(cw, q, TL2_WIDEN(cw, q), &tt));   \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+            for (int b = 0; b < nb; b++) {                                                     \
+                __m512i r0 = _mm512_loadu_si512(out + 32 * b);                                 \
+                __m512i r1 = _mm512_loadu_si512(out + 32 * b + 16);                            \
+                tl2_widen(s[b][0], &r0, &r1);                                                  \
+                tl2_widen(s[b][1], &r0, &r1);                                                  \
+                _mm512_storeu_si512(out + 32 * b, r0);                                         \
+                _mm512_storeu_si512(out + 32 * b + 16, r1);                                    \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
     __attribute__((target(TARGET))) static void tl2_lut##suffix(                               \
         const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32])                      \
     {                                                                                          \
-        const __m512i z = _mm512_setzero_si512();                                              \
-        __m512i r0 = z, r1 = z;                                                                \
-        for (int64_t c = 0; c < n;) {                                                          \
-            int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;                               \
-            __m512i s[2] = {z, z};                                                             \
-            for (; c < end; c++) {                                                             \
-                const uint8_t *cw = w + c * 160, *t = tab + c * 256;                           \
-                tl2_prefetch(cw);                                                              \
-                for (int q = 0; q < 4; q++) {                                                  \
-                    tl2_tabs tt = TABS(_mm512_loadu_si512(t + 64 * q));                        \
-                    s[q & 1] = _mm512_add_epi16(s[q & 1], PLANE(cw, q, TL2_WIDEN(cw, q), &tt)); \
-                }                                                                              \
-            }                                                                                  \
-            tl2_widen(s[0], &r0, &r1);                                                         \
-            tl2_widen(s[1], &r0, &r1);                                                         \
-        }                                                                                      \
-        _mm512_storeu_si512(out, r0);                                                          \
-        _mm512_storeu_si512(out + 16, r1);                                                     \
+        tl2_blocks_body##suffix(w, 0, n, tab, out, 1);                                         \
+    }                                                                                          \
+                                                                                               \
+    __attribute__((target(TARGET))) static void tl2_lut_blocks##suffix(                        \
+        const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *tab, int32_t *out)        \
+    {                                                                                          \
+        tl2_blocks_body##suffix(w, stride, n, tab, out, TC_KBLOCKS);                           \
     }                                                                                          \
                                                                                                \
     /* Four tokens: the indices of a plane are made once for all four tables. */               \
@@ -379,43 +406,6 @@ static inline __attribute__((always_inline)) void tl2_prefetch(const uint8_t *cw
             _mm512_storeu_si512(out + 32 * i, r[i][0]);                                        \
             _mm512_storeu_si512(out + 32 * i + 16, r[i][1]);                                   \
         }                                                                                      \
-    }                                                                                          \
-                                                                                               \
-    /* Four row blocks, one token: four streams of weights, and each plane's                   \
-     * table loaded (and negated) once for all four. The int32 sums wait in                    \
-     * out, so that the int16 ones have the registers. */                                     \
-    __attribute__((target(TARGET))) static void tl2_lut_blocks##suffix(                        \
-        const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *tab, int32_t *out)        \
-    {                                                                                          \
-        const __m512i z = _mm512_setzero_si512();                                              \
-        memset(out, 0, TC_KBLOCKS * 32 * sizeof *out);                                         \
-        for (int64_t c = 0; c < n;) {                                                          \
-            int64_t end = n - c > TL2_FLUSH ? c + TL2_FLUSH : n;                               \
-            __m512i s[TC_KBLOCKS][2];                                                          \
-            for (int b = 0; b < TC_KBLOCKS; b++)                                               \
-                s[b][0] = s[b][1] = z;                                                         \
-            for (; c < end; c++) {                                                             \
-                const uint8_t *t = tab + c * 256;                                              \
-                for (int b = 0; b < TC_KBLOCKS; b++)                                           \
-                    tl2_prefetch(w + (uint64_t)b * stride + c * 160);                          \
-                for (int q = 0; q < 4; q++) {                                                  \
-                    tl2_tabs tt = TABS(_mm512_loadu_si512(t + 64 * q));                        \
-                    for (int b = 0; b < TC_KBLOCKS; b++) {                                     \
-                        const uint8_t *cw = w + (uint64_t)b * stride + c * 160;                \
-                        s[b][q & 1] = _mm512_add_epi16(s[b][q & 1],                            \
-                                                       PLANE(cw, q, TL2_WIDEN(cw, q), &tt));   \
-                    }                                                                          \
-                }                                                                              \
-            }                                                                                  \
-            for (int b = 0; b < TC_KBLOCKS; b++) {                                             \
-                __m512i r0 = _mm512_loadu_si512(out + 32 * b);                                 \
-                __m512i r1 = _mm512_loadu_si512(out + 32 * b + 16);                            \
-                tl2_widen(s[b][0], &r0, &r1);                                                  \
-                tl2_widen(s[b][1], &r0, &r1);                                                  \
-                _mm512_storeu_si512(out + 32 * b, r0);                                         \
-                _mm512_storeu_si512(out + 32 * b + 16, r1);                                    \
-            }                                                                                  \
-        }                                                                                      \
     }
 
 TL2_KERNELS(_mask, AVX512, tl2_tabs_mask, tl2_plane_mask)
@@ -431,14 +421,17 @@ TL2_KERNELS(_shift, VNNI, tl2_tabs_shift, tl2_plane_shift)
  * the row's int32 lane. Fields are code + 1 in {0, 1, 2}; the sum of the
  * segment's activations is subtracted at the end.
  *
- * I2 one token at a time masks field e in place (byte & 3 << 2e) and keeps
- * one accumulator per field, whose sum is then 4^e times the true one: no
- * shifts in the loop, one exact arithmetic shift at the end. TL1 looks its
+ * One token: I2's fields 0 and 2 are masked after a shift of the bytes by 4
+ * for field 2, fields 1 and 3 in place at 4 times their value, each pair in
+ * one accumulator (the second shifted down once at the end). TL1 looks its
  * two pair indices per byte up in two 16-byte tables (pshufb), the first
- * and second field of each pair. */
+ * and second field of each pair. Four tokens: the fields unscaled, made
+ * once for all four. */
 
-/* Quads between folds of the scaled I2 accumulators into int32 totals:
- * a lane gains at most 4 * 2 * 128 * 4^3 = 2^16 a quad. */
+/* Quads between folds of the scaled I2 accumulators into int32 totals: a
+ * lane gains at most 2 * 4 * 2 * 128 * 4 = 2^13 a quad, so 2^18 quads
+ * would overflow; 8192 leaves room and lets a test row of half a million
+ * columns cross several folds. */
 #define VNNI_FOLD 8192
 
 #define ROWS4(v, i) 16 * (v) + (i), 32 + 16 * (v) + (i), 64 + 16 * (v) + (i), 96 + 16 * (v) + (i)
@@ -462,7 +455,8 @@ static const uint8_t tl1_fields[2][16] = {{TL1_ROW(TL1_A)}, {TL1_ROW(TL1_B)}};
 
 /* GCC copies a loop-carried vpdpbusd accumulator through a second register
  * on every use; an asm with the accumulator in place avoids the moves
- * (measured: I2 one token 61 -> 78 GB/s with the weights in L2). */
+ * (measured in a stand-alone copy of the I2 loop, weights in L2: 61 -> 78
+ * GB/s). */
 static inline __attribute__((always_inline, target(VNNI))) __m512i dp(__m512i acc, __m512i u8,
                                                                        __m512i s8)
 {
@@ -495,10 +489,9 @@ quad_load(const uint8_t *w, int64_t q, int64_t n, __m512i *z0, __m512i *z1)
 }
 
 /* Field vectors f[v][e] (v: rows 0-15, 16-31; e: column within the chunks)
- * of one quad. scaled: I2's fields in place (times 4^e); otherwise I2's
- * shifted down, or TL1's from its tables. */
+ * of one quad, unscaled: I2's shifted down, TL1's from its tables. */
 static inline __attribute__((always_inline, target(VNNI))) void
-quad_fields(__m512i z0, __m512i z1, int tl1, int scaled, __m512i f[2][4])
+quad_fields(__m512i z0, __m512i z1, int tl1, __m512i f[2][4])
 {
     const __m512i m3 = _mm512_set1_epi8(3), m15 = _mm512_set1_epi8(15);
     for (int v = 0; v < 2; v++) {
@@ -514,9 +507,6 @@ quad_fields(__m512i z0, __m512i z1, int tl1, int scaled, __m512i f[2][4])
             f[v][1] = _mm512_shuffle_epi8(tb, lo);
             f[v][2] = _mm512_shuffle_epi8(ta, hi);
             f[v][3] = _mm512_shuffle_epi8(tb, hi);
-        } else if (scaled) {
-            for (int e = 0; e < 4; e++)
-                f[v][e] = _mm512_and_si512(b, _mm512_set1_epi8((char)(3 << 2 * e)));
         } else {
             f[v][0] = _mm512_and_si512(b, m3);
             f[v][1] = _mm512_and_si512(_mm512_srli_epi16(b, 2), m3);
@@ -545,34 +535,6 @@ vnni_store(__m512i r0, __m512i r1, const uint8_t *tab, int32_t *out)
     _mm512_storeu_si512(out + 16, _mm512_sub_epi32(r1, sx));
 }
 
-/* tl1 is a constant in every caller, so each gets its own loop. */
-static inline __attribute__((always_inline, target(VNNI))) void
-pairs_vnni(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32], const int tl1)
-{
-    const __m512i z = _mm512_setzero_si512();
-    __m512i r0 = z, r1 = z;
-    for (int64_t q0 = 0; q0 < n; q0 += 4 * VNNI_FOLD) {
-        int64_t q1 = n - q0 > 4 * VNNI_FOLD ? q0 + 4 * VNNI_FOLD : n;
-        __m512i a[2][4] = {{z, z, z, z}, {z, z, z, z}};
-        for (int64_t q = q0; q < q1; q += 4) {
-            __m512i z0, z1, f[2][4];
-            quad_load(w, q, n, &z0, &z1);
-            quad_fields(z0, z1, tl1, !tl1, f);
-            for (int e = 0; e < 4; e++) {
-                __m512i x = act_dword(tab, q, e);
-                a[0][e] = dp(a[0][e], f[0][e], x);
-                a[1][e] = dp(a[1][e], f[1][e], x);
-            }
-        }
-        for (int v = 0; v < 2; v++) {
-            __m512i *r = v ? &r1 : &r0;
-            for (int e = 0; e < 4; e++) /* I2's field e is 4^e times too large */
-                *r = _mm512_add_epi32(*r, tl1 ? a[v][e] : _mm512_srai_epi32(a[v][e], 2 * e));
-        }
-    }
-    vnni_store(r0, r1, tab, out);
-}
-
 /* Four tokens at once: a quad's fields are made once for all four. */
 static inline __attribute__((always_inline, target(VNNI))) void
 pairs_vnni4(const uint8_t *w, int64_t n, const uint8_t *const *tabs, int32_t *out, const int tl1)
@@ -584,7 +546,7 @@ pairs_vnni4(const uint8_t *w, int64_t n, const uint8_t *const *tabs, int32_t *ou
     for (int64_t q = 0; q < n; q += 4) {
         __m512i z0, z1, f[2][4];
         quad_load(w, q, n, &z0, &z1);
-        quad_fields(z0, z1, tl1, 0, f);
+        quad_fields(z0, z1, tl1, f);
         for (int i = 0; i < TC_KMULTI; i++)
             for (int e = 0; e < 4; e++) {
                 __m512i x = act_dword(tabs[i], q, e);
@@ -644,26 +606,27 @@ quad_blocks(__m512i z0, __m512i z1, const uint8_t *x, __m512i a[2][2], const int
     }
 }
 
-/* Four row blocks, one token: whole quads in the loop, the chunks of a
- * last partial quad after it. */
+/* nb (1 or TC_KBLOCKS) row blocks at w + b * stride, one token: whole
+ * quads in the loop, the chunks of a last partial quad after it. tl1 and nb
+ * are constants in every caller, so each gets its own loop. */
 static inline __attribute__((always_inline, target(VNNI))) void
 pairs_vnni_blocks(const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *tab, int32_t *out,
-                  const int tl1)
+                  const int tl1, const int nb)
 {
     const __m512i z = _mm512_setzero_si512();
     const uint8_t *act = tab + TC_KACT_HEADER;
     __m512i r[TC_KBLOCKS][2];
-    for (int b = 0; b < TC_KBLOCKS; b++)
+    for (int b = 0; b < nb; b++)
         r[b][0] = r[b][1] = z;
     int64_t whole = n / 4 * 4;
     for (int64_t q0 = 0; q0 < n; q0 += 4 * VNNI_FOLD) {
         int64_t q1 = whole - q0 > 4 * VNNI_FOLD ? q0 + 4 * VNNI_FOLD : whole;
         __m512i a[TC_KBLOCKS][2][2];
-        for (int b = 0; b < TC_KBLOCKS; b++)
+        for (int b = 0; b < nb; b++)
             a[b][0][0] = a[b][0][1] = a[b][1][0] = a[b][1][1] = z;
         int64_t q = q0;
         for (; q < q1; q += 4)
-            for (int b = 0; b < TC_KBLOCKS; b++) {
+            for (int b = 0; b < nb; b++) {
                 const uint8_t *p = w + (uint64_t)b * stride + q * 32;
                 if (PREFETCH_VNNI) {
                     _mm_prefetch((const char *)p + PREFETCH_VNNI, PREFETCH_HINT);
@@ -673,25 +636,25 @@ pairs_vnni_blocks(const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *t
                             tl1);
             }
         if (q1 == whole && whole < n) /* the last, partial quad */
-            for (int b = 0; b < TC_KBLOCKS; b++) {
+            for (int b = 0; b < nb; b++) {
                 __m512i z0, z1;
                 quad_load(w + (uint64_t)b * stride, whole, n, &z0, &z1);
                 quad_blocks(z0, z1, act + whole * 4, a[b], tl1);
             }
-        for (int b = 0; b < TC_KBLOCKS; b++)
+        for (int b = 0; b < nb; b++)
             for (int v = 0; v < 2; v++)
                 r[b][v] = _mm512_add_epi32(
                     r[b][v], _mm512_add_epi32(a[b][v][0], tl1 ? a[b][v][1]
                                                               : _mm512_srai_epi32(a[b][v][1], 2)));
     }
-    for (int b = 0; b < TC_KBLOCKS; b++)
+    for (int b = 0; b < nb; b++)
         vnni_store(r[b][0], r[b][1], tab, out + 32 * b);
 }
 
 __attribute__((target(VNNI))) static void i2_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
                                                   int32_t out[32])
 {
-    pairs_vnni(w, n, tab, out, 0);
+    pairs_vnni_blocks(w, 0, n, tab, out, 0, 1);
 }
 
 __attribute__((target(VNNI))) static void i2_vnni4(const uint8_t *w, int64_t n,
@@ -704,20 +667,20 @@ __attribute__((target(VNNI))) static void i2_vnni_blocks(const uint8_t *w, uint6
                                                          int64_t n, const uint8_t *tab,
                                                          int32_t *out)
 {
-    pairs_vnni_blocks(w, stride, n, tab, out, 0);
+    pairs_vnni_blocks(w, stride, n, tab, out, 0, TC_KBLOCKS);
 }
 
 __attribute__((target(VNNI))) static void tl1_vnni_blocks(const uint8_t *w, uint64_t stride,
                                                           int64_t n, const uint8_t *tab,
                                                           int32_t *out)
 {
-    pairs_vnni_blocks(w, stride, n, tab, out, 1);
+    pairs_vnni_blocks(w, stride, n, tab, out, 1, TC_KBLOCKS);
 }
 
 __attribute__((target(VNNI))) static void tl1_vnni(const uint8_t *w, int64_t n, const uint8_t *tab,
                                                    int32_t out[32])
 {
-    pairs_vnni(w, n, tab, out, 1);
+    pairs_vnni_blocks(w, 0, n, tab, out, 1, 1);
 }
 
 __attribute__((target(VNNI))) static void tl1_vnni4(const uint8_t *w, int64_t n,

@@ -394,12 +394,10 @@ static int apply_set(tc_trun *r, const lin *const *Ls, float *const *outs, int n
                      const float *in, int T, tc_error *err)
 {
     int together = r->mode == TC_TRUN_LUT;
-    tc_kmat mats[3];
+    tc_kmat mats[3]; /* n <= 3: q, k, v */
     for (int i = 0; i < n; i++) {
-        const tc_tpack_plan *a = &Ls[i]->plan, *b = &Ls[0]->plan;
-        together = together && Ls[i]->ternary && a->layout == b->layout && a->cols == b->cols &&
-                   a->group.kind == b->group.kind && a->group.cols == b->group.cols;
-        mats[i] = (tc_kmat){a, Ls[i]->data, Ls[i]->nbytes, outs[i]};
+        together = together && Ls[i]->ternary && tc_kern_same_input(&Ls[i]->plan, &Ls[0]->plan);
+        mats[i] = (tc_kmat){&Ls[i]->plan, Ls[i]->data, Ls[i]->nbytes, outs[i]};
     }
     if (together)
         return tc_kern_matmul_set(&r->k, r->pool, r->work, mats, n, r->xq, r->act_s, T, err);

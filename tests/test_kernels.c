@@ -129,9 +129,9 @@ static void test_path(tc_kpath path)
                                      groups[gi], nt, 0) != 0;
                 cases++;
             }
-    /* Overflow guards: long rows of extreme products. The longest row is
-     * past where I2's scaled int32 accumulators (a quad of chunks adds up to
-     * 2^16 to a lane) would overflow without their folds. */
+    /* Overflow guards: long rows of extreme products. The longest row
+     * crosses several folds of the multiply-add kernels' scaled
+     * accumulators into int32 totals (every 32768 chunks). */
     for (size_t l = 0; l < 3; l++) {
         for (int mode = 1; mode <= 3; mode++) {
             const shape s = {33, 9000};

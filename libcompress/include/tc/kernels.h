@@ -99,6 +99,10 @@ typedef struct tc_kmat {
     float *y; /* [n][plan->rows] */
 } tc_kmat;
 
+/* Whether two plans can share activation tables: same layout, columns and
+ * grouping. */
+int tc_kern_same_input(const tc_tpack_plan *a, const tc_tpack_plan *b);
+
 /* tc_kern_matmul for up to 8 products of the same input (q, k and v; gate
  * and up) in one pass of the pool: each worker builds the activation
  * tables once and runs its share of every product's rows, so the pool is
