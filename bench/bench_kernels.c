@@ -625,10 +625,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--decode-tokens") && i + 1 < argc)
             n_dec = atoi(argv[++i]);
         else {
-            fprintf(stderr,
+            int help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+            fprintf(help ? stdout : stderr,
                     "usage: bench_kernels [--json] [--quick] [--decode-only] "
                     "[--paths scalar,avx2,avx512,avx512vnni] [--vocab V] [--decode-tokens N]\n");
-            return 2;
+            return help ? 0 : 2;
         }
     }
     if (vocab < 2 || n_dec < 1)
