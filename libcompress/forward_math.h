@@ -176,55 +176,16 @@ TC_FM_NO_CONTRACT
  * horizontal sums); values are rows, v[j * v_stride + d].  Leaves the
  * attention weights in p (n_keys floats) and their weighted sum of values in
  * out (head_dim floats).  The decoder's kernel; the batched pass computes the
- * same function with matrix products (forward.c). */
-static inline void tc_fm_attend(const float *restrict q, const float *restrict kt, size_t kt_ld,
-                                const float *restrict v, size_t v_stride, size_t n_keys,
-                                int head_dim, float *restrict p, float *restrict out)
-{
-    enum { BLOCK = 16 };
-    float scale = 1.0f / sqrtf((float)head_dim);
-    size_t j0 = 0;
-    /* Sixteen scores at a time stay in registers across the head dimension. */
-    for (; j0 + BLOCK <= n_keys; j0 += BLOCK) {
-        float acc[BLOCK] = {0.0f};
-        for (int d = 0; d < head_dim; d++) {
-            const float *row = kt + (size_t)d * kt_ld + j0;
-            float qd = q[d];
-            for (int j = 0; j < BLOCK; j++)
-                acc[j] += qd * row[j];
-        }
-        for (int j = 0; j < BLOCK; j++)
-            p[j0 + j] = acc[j];
-    }
-    for (size_t j = j0; j < n_keys; j++) {
-        float acc = 0.0f;
-        for (int d = 0; d < head_dim; d++)
-            acc += q[d] * kt[(size_t)d * kt_ld + j];
-        p[j] = acc;
-    }
-    for (size_t j = 0; j < n_keys; j++)
-        p[j] *= scale;
-    tc_fm_softmax(p, n_keys);
-    /* Likewise sixteen outputs at a time over every key. */
-    int d0 = 0;
-    for (; d0 + BLOCK <= head_dim; d0 += BLOCK) {
-        float acc[BLOCK] = {0.0f};
-        for (size_t j = 0; j < n_keys; j++) {
-            const float *vj = v + j * v_stride + d0;
-            float pj = p[j];
-            for (int d = 0; d < BLOCK; d++)
-                acc[d] += pj * vj[d];
-        }
-        for (int d = 0; d < BLOCK; d++)
-            out[d0 + d] = acc[d];
-    }
-    for (int d = d0; d < head_dim; d++) {
-        float acc = 0.0f;
-        for (size_t j = 0; j < n_keys; j++)
-            acc += p[j] * v[j * v_stride + d];
-        out[d] = acc;
-    }
-}
+ * same function with matrix products (forward.c).
+ *
+ * Decoding a long context spends much of each token here, and the baseline
+ * x86-64 build has 4-lane vectors only, so attend.c compiles it once per
+ * vector width and picks by the CPU. Every version computes the same sums
+ * in the same order (nothing is fused into FMA: -ffp-contract=off), so the
+ * result does not depend on the CPU (test_forward.c checks it). */
+void tc_fm_attend(const float *restrict q, const float *restrict kt, size_t kt_ld,
+                  const float *restrict v, size_t v_stride, size_t n_keys, int head_dim,
+                  float *restrict p, float *restrict out);
 
 /* The key cache of one layer as the decoders keep it: transposed per kv
  * head, component e of a key at row e of [kvdim][ml], so that tc_fm_attend

@@ -426,6 +426,54 @@ static void test_exp_softmax(void)
     CHECK_NEAR(g[3], 2.0 / (1.0 + exp(-2.0)), 1e-6);
 }
 
+/* The decoder's attention is cloned per vector width (forward_math.h); the
+ * clone this CPU runs must give the very floats of plain loops summing in
+ * the same order, on awkward sizes (keys and head dims not multiples of the vector width). */
+static void test_attend_clone(void)
+{
+    static const size_t n_keys[] = {1, 15, 16, 17, 100, 333};
+    static const int dims[] = {8, 17, 64, 72};
+    uint64_t seed = 21;
+    size_t ld = 340;
+    for (size_t a = 0; a < sizeof n_keys / sizeof n_keys[0]; a++)
+        for (size_t b = 0; b < sizeof dims / sizeof dims[0]; b++) {
+            size_t n = n_keys[a];
+            int hd = dims[b], vs = hd + 3;
+            float *kt = malloc((size_t)hd * ld * sizeof *kt), *v = malloc(n * (size_t)vs * 4);
+            float q[72], p[340], out[72], want_p[340], want[72];
+            for (size_t i = 0; i < (size_t)hd * ld; i++)
+                kt[i] = sm_uniform(&seed) - 0.5f;
+            for (size_t i = 0; i < n * (size_t)vs; i++)
+                v[i] = sm_uniform(&seed) - 0.5f;
+            for (int d = 0; d < hd; d++)
+                q[d] = 4.0f * (sm_uniform(&seed) - 0.5f);
+            tc_fm_attend(q, kt, ld, v, (size_t)vs, n, hd, p, out);
+            float scale = 1.0f / sqrtf((float)hd);
+            for (size_t j = 0; j < n; j++) {
+                float acc = 0.0f;
+                for (int d = 0; d < hd; d++) {
+                    float t = q[d] * kt[(size_t)d * ld + j];
+                    acc += t;
+                }
+                want_p[j] = acc * scale;
+            }
+            tc_fm_softmax(want_p, n);
+            for (int d = 0; d < hd; d++) {
+                float acc = 0.0f;
+                for (size_t j = 0; j < n; j++) {
+                    float t = want_p[j] * v[j * (size_t)vs + (size_t)d];
+                    acc += t;
+                }
+                want[d] = acc;
+            }
+            CHECK_MSG(memcmp(p, want_p, n * sizeof *p) == 0 &&
+                          memcmp(out, want, (size_t)hd * sizeof *out) == 0,
+                      "attention clone differs from plain loops at %zu keys, head dim %d", n, hd);
+            free(kt);
+            free(v);
+        }
+}
+
 /* The same model with Q/K rows moved to the other RoPE layout gives the same logits. */
 static void test_rope_layouts(const tc_config *base)
 {
@@ -977,6 +1025,7 @@ int main(void)
     test_reference();
     test_long_sequences();
     test_exp_softmax();
+    test_attend_clone();
     tc_config small = sm_config_small(), biased = sm_config_biased();
     test_rope_layouts(&small);
     test_rope_layouts(&biased);
