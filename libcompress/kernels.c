@@ -323,8 +323,6 @@ static size_t seg_tab_bytes(tc_ktab_style style, const tc_tpack_plan *p, int64_t
         return TC_KACT_HEADER + ((size_t)(n + 3) / 4 * 16 + 63) / 64 * 64;
     case TC_KTAB_W32:
         return (size_t)n * 256;
-    case TC_KTAB_SPLIT_DUP: /* pairs: two chunks share 256 bytes */
-        return (size_t)(n + 1) / 2 * 256;
     default:
         return (size_t)n * tabs_per_chunk(p) * 32;
     }
@@ -355,14 +353,13 @@ static void triple_values(int x0, int x1, int x2, int16_t t[16])
     }
 }
 
-static void put_split(uint8_t *lo, uint8_t *hi, const int16_t t[16], int copies)
+static void put_split(uint8_t *lo, uint8_t *hi, const int16_t t[16])
 {
-    for (int c = 0; c < copies; c++)
-        for (int i = 0; i < 16; i++) {
-            uint16_t u = (uint16_t)t[i];
-            lo[16 * c + i] = (uint8_t)(u & 0xff);
-            hi[16 * c + i] = (uint8_t)(u >> 8);
-        }
+    for (int i = 0; i < 16; i++) {
+        uint16_t u = (uint16_t)t[i];
+        lo[i] = (uint8_t)(u & 0xff);
+        hi[i] = (uint8_t)(u >> 8);
+    }
 }
 
 /* Writes the tables of chunk j of a segment (local index) into dst, the
@@ -373,14 +370,10 @@ static void emit_chunk(tc_ktab_style style, const tc_tpack_plan *p, int64_t j, i
     int nt = (int)tabs_per_chunk(p);
     if (style == TC_KTAB_I16) {
         memcpy(dst + (size_t)j * (size_t)nt * 32, T, (size_t)nt * 32);
-    } else if (style == TC_KTAB_SPLIT) {
+    } else { /* SPLIT */
         uint8_t *d = dst + (size_t)j * (size_t)nt * 32;
         for (int t = 0; t < nt; t++)
-            put_split(d + 32 * t, d + 32 * t + 16, T[t], 1);
-    } else { /* SPLIT_DUP, pairs */
-        uint8_t *d = dst + (size_t)(j / 2) * 256 + (size_t)(j % 2) * 32;
-        for (int t = 0; t < 2; t++)
-            put_split(d + 128 * t, d + 128 * t + 64, T[t], 2);
+            put_split(d + 32 * t, d + 32 * t + 16, T[t]);
     }
 }
 
@@ -411,8 +404,6 @@ static void build_seg(const tc_klayout *L, const tc_tpack_plan *p, const kseg *s
         L->build(xs, s->n_chunks, dst);
         return;
     }
-    if (L->style == TC_KTAB_SPLIT_DUP)
-        memset(dst, 0, seg_tab_bytes(L->style, p, s->n_chunks)); /* a missing odd chunk */
     int64_t cc = p->chunk_cols;
     for (int64_t j = 0; j < s->n_chunks; j++) {
         const int8_t *xv = xs + j * cc;

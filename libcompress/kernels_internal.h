@@ -12,12 +12,9 @@
  *   I16        16 int16 entries per pair or triple of activations,
  *              [chunk][table][16] (the scalar kernels).
  *   SPLIT      16 low bytes then 16 high bytes per table, [chunk][table]
- *              (the AVX2 table kernels).
- *   SPLIT_DUP  pairs only, for 512-bit shuffles: per two chunks c, c+1 and
- *              table j the low bytes [T_c T_c T_c+1 T_c+1], then the high
- *              bytes alike (256 B), so one load covers two 128-bit lanes.
+ *              (TL2 on AVX2).
  *   ACT4       no table, the activations themselves for the multiply-add
- *              kernels of I2 and TL1: a header of TC_KACT_HEADER bytes whose
+ *              kernels of I2 and TL1 (AVX2, AVX-512 VNNI): a header of TC_KACT_HEADER bytes whose
  *              first int32 is the sum of the segment's activations, then per
  *              quad of chunks (16 columns) four dwords, dword e holding
  *              column e of each of the four chunks (byte j: x[16q + 4j + e]),
@@ -30,7 +27,6 @@
 typedef enum tc_ktab_style {
     TC_KTAB_I16,
     TC_KTAB_SPLIT,
-    TC_KTAB_SPLIT_DUP,
     TC_KTAB_ACT4,
     TC_KTAB_W32
 } tc_ktab_style;
@@ -64,7 +60,7 @@ typedef void (*tc_kbuild_fn)(const int8_t *xs, int64_t n_chunks, uint8_t *dst);
 
 /* One layout on one path; multi and blocks may be NULL (then tokens and
  * row blocks go one by one), build NULL for the styles portable C builds
- * (I16, SPLIT, SPLIT_DUP; ACT4 and W32 need a build). */
+ * (I16, SPLIT; ACT4 and W32 need a build). */
 typedef struct tc_klayout {
     tc_ktab_style style;
     tc_kblock_fn one;
@@ -83,8 +79,5 @@ extern const struct tc_kimpl tc_kimpl_avx2;
 extern const struct tc_kimpl tc_kimpl_avx512;
 extern const struct tc_kimpl tc_kimpl_avx512vnni;
 #endif
-
-/* int16 pair sums fit 63 chunks (|entry| <= 256, two per chunk and lane). */
-#define TC_KPAIR_FLUSH 63
 
 #endif

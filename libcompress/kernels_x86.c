@@ -2,14 +2,15 @@
  * so this file builds without -mavx flags and the library still runs on any
  * x86-64: tc_kernels_init only picks a path the CPU reports.
  *
- * One chunk plane is 32 bytes = 32 rows. The table kernels (AVX2; AVX-512
- * for pairs) look its nibbles up in the low-byte and high-byte tables of a
- * pair or triple (pshufb); the two lookups interleave (unpacklo/hi) into
- * int16 sums of rows 0-7 and 16-23 (lo) and 8-15 and 24-31 (hi), summed in
- * int16 as long as no lane can overflow, then widened to int32. TL2 on
- * AVX-512 looks 32 rows up per vpermw; I2 and TL1 on AVX-512 VNNI multiply
- * their codes by the activations (vpdpbusd). docs/KERNELS.md says why each
- * is shaped as it is. */
+ * One chunk plane is 32 bytes = 32 rows. I2 and TL1 multiply their codes
+ * by the activations: on AVX2 (and on AVX-512 without VNNI) two chunks'
+ * planes interleave into int16 lanes for vpmaddubsw, on AVX-512 VNNI four
+ * chunks' into int32 lanes for vpdpbusd. TL2 on AVX2 looks its nibbles up
+ * in the low-byte and high-byte tables of a triple (pshufb), the two
+ * lookups interleaved (unpacklo/hi) into int16 sums of rows 0-7 and 16-23
+ * (lo) and 8-15 and 24-31 (hi); on AVX-512 it looks 32 rows up per vpermw.
+ * Sums stay int16 as long as no lane can overflow, then widen to int32.
+ * docs/KERNELS.md says why each is shaped as it is. */
 #include "kernels_internal.h"
 
 #ifdef TC_KERNELS_X86
@@ -30,8 +31,8 @@
 #ifndef PREFETCH_LUT
 #define PREFETCH_LUT 2048
 #endif
-#ifndef PREFETCH_VNNI
-#define PREFETCH_VNNI 2048
+#ifndef PREFETCH_MADD
+#define PREFETCH_MADD 2048
 #endif
 #ifndef PREFETCH_HINT
 #define PREFETCH_HINT _MM_HINT_T0
@@ -48,6 +49,16 @@ static void store_rows(const int32_t *a, const int32_t *b, const int32_t *c, con
     memcpy(out + 8, c, 32);
     memcpy(out + 24, d, 32);
 }
+
+/* TL1 pair index i = 3(a+1) + (b+1) -> a+1 and b+1 (the zero pair past 8). */
+#define TL1_A(i) ((i) < 9 ? (i) / 3 : 1)
+#define TL1_B(i) ((i) < 9 ? (i) % 3 : 1)
+#define TL1_ROW(F) F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), F(9), F(10), F(11),  \
+                   F(12), F(13), F(14), F(15)
+static const uint8_t tl1_fields[2][16] = {{TL1_ROW(TL1_A)}, {TL1_ROW(TL1_B)}};
+#undef TL1_ROW
+#undef TL1_B
+#undef TL1_A
 
 /* ---- AVX2 ---------------------------------------------------------------- */
 
@@ -70,36 +81,6 @@ __attribute__((target("avx2"))) static inline void store_avx2(__m256i a0, __m256
     _mm256_storeu_si256((__m256i *)(void *)r2, a2);
     _mm256_storeu_si256((__m256i *)(void *)r3, a3);
     store_rows(r0, r1, r2, r3, out);
-}
-
-__attribute__((target("avx2"))) static void pairs_avx2(const uint8_t *w, int64_t n,
-                                                       const uint8_t *tab, int32_t out[32])
-{
-    const __m256i m4 = _mm256_set1_epi8(15);
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t c = 0; c < n;) {
-        int64_t end = n - c > TC_KPAIR_FLUSH ? c + TC_KPAIR_FLUSH : n;
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
-        for (; c < end; c++) {
-            _mm_prefetch((const char *)(w + c * 32 + PREFETCH_AHEAD), _MM_HINT_T0);
-            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(w + c * 32));
-            __m256i lo = _mm256_and_si256(v, m4);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            const __m128i *t = (const __m128i *)(const void *)(tab + c * 64);
-            __m256i t0l = _mm256_broadcastsi128_si256(_mm_loadu_si128(t));
-            __m256i t0h = _mm256_broadcastsi128_si256(_mm_loadu_si128(t + 1));
-            __m256i t1l = _mm256_broadcastsi128_si256(_mm_loadu_si128(t + 2));
-            __m256i t1h = _mm256_broadcastsi128_si256(_mm_loadu_si128(t + 3));
-            __m256i l0 = _mm256_shuffle_epi8(t0l, lo), h0 = _mm256_shuffle_epi8(t0h, lo);
-            __m256i l1 = _mm256_shuffle_epi8(t1l, hi), h1 = _mm256_shuffle_epi8(t1h, hi);
-            s0 = _mm256_add_epi16(s0, _mm256_add_epi16(_mm256_unpacklo_epi8(l0, h0),
-                                                       _mm256_unpacklo_epi8(l1, h1)));
-            s1 = _mm256_add_epi16(s1, _mm256_add_epi16(_mm256_unpackhi_epi8(l0, h0),
-                                                       _mm256_unpackhi_epi8(l1, h1)));
-        }
-        widen_avx2(s0, s1, &a0, &a1, &a2, &a3);
-    }
-    store_avx2(a0, a1, a2, a3, out);
 }
 
 static uint32_t load_u32(const uint8_t *p)
@@ -153,6 +134,167 @@ __attribute__((target("avx2"))) static void tl2_avx2(const uint8_t *w, int64_t n
     store_avx2(a0, a1, a2, a3, out);
 }
 
+/* ---- AVX2: I2 and TL1 by multiply-add -------------------------------------- */
+/* The planes of two chunks interleave bytewise (unpacklo/hi), so that int16
+ * lane r holds row r's byte of each (rows 0-7, 16-23 | 8-15, 24-31). Field
+ * e of those bytes is column e of both chunks; vpmaddubsw multiplies it by
+ * the two chunks' activations of that column (one word of the ACT4 table,
+ * broadcast) and adds the two products into the row's int16 lane. Fields
+ * are code + 1 in {0, 1, 2} (I2 masked from the byte, TL1 looked up in
+ * tl1_fields) and the sum of the segment's activations is subtracted at the
+ * end, as on VNNI. Against the table kernel above: one multiply-add does
+ * the work of two lookups, an interleave and an add, and the activations
+ * stay 16 bytes per 16 columns, so row blocks can share them in L1.
+ *
+ * A quad of chunks adds at most 2 pairs x 4 fields x 2 x 2 x 128 = 4096 in
+ * magnitude to an int16 lane: the lanes widen into int32 every 7 quads. */
+#define MADD_FLUSH_AVX2 7
+
+/* The four fields of interleaved bytes u, unscaled. */
+static inline __attribute__((always_inline, target("avx2"))) void
+madd_fields_avx2(__m256i u, const int tl1, __m256i f[4])
+{
+    if (tl1) {
+        const __m256i m15 = _mm256_set1_epi8(15);
+        const __m256i ta = _mm256_broadcastsi128_si256(
+            _mm_loadu_si128((const __m128i *)(const void *)tl1_fields[0]));
+        const __m256i tb = _mm256_broadcastsi128_si256(
+            _mm_loadu_si128((const __m128i *)(const void *)tl1_fields[1]));
+        __m256i nl = _mm256_and_si256(u, m15);
+        __m256i nh = _mm256_and_si256(_mm256_srli_epi16(u, 4), m15);
+        f[0] = _mm256_shuffle_epi8(ta, nl);
+        f[1] = _mm256_shuffle_epi8(tb, nl);
+        f[2] = _mm256_shuffle_epi8(ta, nh);
+        f[3] = _mm256_shuffle_epi8(tb, nh);
+    } else {
+        const __m256i m3 = _mm256_set1_epi8(3);
+        f[0] = _mm256_and_si256(u, m3);
+        f[1] = _mm256_and_si256(_mm256_srli_epi16(u, 2), m3);
+        f[2] = _mm256_and_si256(_mm256_srli_epi16(u, 4), m3);
+        f[3] = _mm256_and_si256(_mm256_srli_epi16(u, 6), m3);
+    }
+}
+
+/* u8 fields times the 32 signed bytes at p, pairs of products added: the
+ * activations as a memory operand, so that the words of a quad, shared by
+ * every row block, take no register (with them in registers GCC kept the
+ * int16 sums on the stack). */
+static inline __attribute__((always_inline, target("avx2"))) __m256i maddubs_at(__m256i f,
+                                                                               const __m256i *p)
+{
+    __m256i r;
+    __asm__("vpmaddubsw %2, %1, %0" : "=x"(r) : "x"(f), "m"(*p));
+    return r;
+}
+
+/* s + the products of u's fields with the activation words x[0..3]. */
+static inline __attribute__((always_inline, target("avx2"))) __m256i
+madd_pair_avx2(__m256i s, __m256i u, const __m256i *x, const int tl1)
+{
+    __m256i f[4];
+    madd_fields_avx2(u, tl1, f);
+    __m256i t = _mm256_add_epi16(maddubs_at(f[0], x), maddubs_at(f[1], x + 1));
+    t = _mm256_add_epi16(t, _mm256_add_epi16(maddubs_at(f[2], x + 2), maddubs_at(f[3], x + 3)));
+    return _mm256_add_epi16(s, t);
+}
+
+/* The four planes of the quad at chunk q: whole, or the n - q < 4 chunks
+ * left at the end of a run (the rest zero, never read). */
+static inline __attribute__((always_inline, target("avx2"))) void
+madd_quad_load(const uint8_t *p, int64_t left, __m256i c[4])
+{
+    for (int j = 0; j < 4; j++)
+        c[j] = j < left ? _mm256_loadu_si256((const __m256i *)(const void *)(p + 32 * j))
+                        : _mm256_setzero_si256();
+}
+
+/* int16 sums (rows 0-7, 16-23 | 8-15, 24-31) added into the int32 sums
+ * of rows 0-31 at out. */
+static inline __attribute__((always_inline, target("avx2"))) void
+madd_widen_avx2(__m256i s0, __m256i s1, int32_t *out)
+{
+    const __m256i *src[4] = {&s0, &s0, &s1, &s1};
+    static const int at[4] = {0, 16, 8, 24};
+    for (int i = 0; i < 4; i++) {
+        __m128i h = i % 2 ? _mm256_extracti128_si256(*src[i], 1) : _mm256_castsi256_si128(*src[i]);
+        __m256i *o = (__m256i *)(void *)(out + at[i]);
+        _mm256_storeu_si256(o, _mm256_add_epi32(_mm256_loadu_si256(o), _mm256_cvtepi16_epi32(h)));
+    }
+}
+
+/* nb (1 or TC_KBLOCKS) row blocks at w + b * stride, one token. The int32
+ * sums wait in out, so that the int16 ones and the activation words have
+ * the registers. */
+static inline __attribute__((always_inline, target("avx2"))) void
+madd_blocks_avx2(const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *tab, int32_t *out,
+                 const int tl1, const int nb)
+{
+    const uint8_t *act = tab + TC_KACT_HEADER;
+    memset(out, 0, (size_t)nb * 32 * sizeof *out);
+    for (int64_t q = 0; q < n;) {
+        int64_t end = n - q > 4 * MADD_FLUSH_AVX2 ? q + 4 * MADD_FLUSH_AVX2 : n;
+        __m256i s[TC_KBLOCKS][2];
+        for (int b = 0; b < nb; b++)
+            s[b][0] = s[b][1] = _mm256_setzero_si256();
+        for (; q < end; q += 4) {
+            __m256i x[2][4]; /* chunks 0 and 1, then 2 and 3; field e */
+            for (int k = 0; k < 2; k++)
+                for (int e = 0; e < 4; e++) {
+                    int16_t v;
+                    memcpy(&v, act + q * 4 + 4 * e + 2 * k, sizeof v);
+                    x[k][e] = _mm256_set1_epi16(v);
+                }
+            for (int b = 0; b < nb; b++) {
+                const uint8_t *p = w + (uint64_t)b * stride + q * 32;
+                if (PREFETCH_MADD) {
+                    _mm_prefetch((const char *)p + PREFETCH_MADD, PREFETCH_HINT);
+                    _mm_prefetch((const char *)p + PREFETCH_MADD + 64, PREFETCH_HINT);
+                }
+                __m256i c[4];
+                madd_quad_load(p, n - q, c);
+                for (int k = 0; k < 2; k++) {
+                    s[b][0] = madd_pair_avx2(s[b][0], _mm256_unpacklo_epi8(c[2 * k], c[2 * k + 1]),
+                                             x[k], tl1);
+                    s[b][1] = madd_pair_avx2(s[b][1], _mm256_unpackhi_epi8(c[2 * k], c[2 * k + 1]),
+                                             x[k], tl1);
+                }
+            }
+        }
+        for (int b = 0; b < nb; b++)
+            madd_widen_avx2(s[b][0], s[b][1], out + 32 * b);
+    }
+    int32_t sum_x;
+    memcpy(&sum_x, tab, sizeof sum_x);
+    for (int i = 0; i < nb * 32; i++)
+        out[i] -= sum_x;
+}
+
+__attribute__((target("avx2"))) static void i2_avx2(const uint8_t *w, int64_t n,
+                                                    const uint8_t *tab, int32_t out[32])
+{
+    madd_blocks_avx2(w, 0, n, tab, out, 0, 1);
+}
+
+__attribute__((target("avx2"))) static void tl1_avx2(const uint8_t *w, int64_t n,
+                                                     const uint8_t *tab, int32_t out[32])
+{
+    madd_blocks_avx2(w, 0, n, tab, out, 1, 1);
+}
+
+__attribute__((target("avx2"))) static void i2_avx2_blocks(const uint8_t *w, uint64_t stride,
+                                                           int64_t n, const uint8_t *tab,
+                                                           int32_t *out)
+{
+    madd_blocks_avx2(w, stride, n, tab, out, 0, TC_KBLOCKS);
+}
+
+__attribute__((target("avx2"))) static void tl1_avx2_blocks(const uint8_t *w, uint64_t stride,
+                                                            int64_t n, const uint8_t *tab,
+                                                            int32_t *out)
+{
+    madd_blocks_avx2(w, stride, n, tab, out, 1, TC_KBLOCKS);
+}
+
 /* ---- AVX-512 ------------------------------------------------------------- */
 /* One 512-bit vector holds two 32-byte planes (two chunks for pairs, two
  * nibble planes for TL2); the duplicated tables give each 128-bit lane its
@@ -160,58 +302,6 @@ __attribute__((target("avx2"))) static void tl2_avx2(const uint8_t *w, int64_t n
  * accumulator hold the same rows of the two planes, which are added. */
 
 #define AVX512 "avx512f,avx512bw,avx512vl"
-
-/* Both halves of each int16 accumulator (the same rows of two planes)
- * added into int32 lanes. */
-__attribute__((target(AVX512))) static inline void widen_avx512(__m512i s0, __m512i s1, __m512i *a0,
-                                                                __m512i *a1)
-{
-    *a0 = _mm512_add_epi32(*a0, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s0)));
-    *a0 = _mm512_add_epi32(*a0, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s0, 1)));
-    *a1 = _mm512_add_epi32(*a1, _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s1)));
-    *a1 = _mm512_add_epi32(*a1, _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s1, 1)));
-}
-
-__attribute__((target(AVX512))) static inline void store_avx512(__m512i a0, __m512i a1,
-                                                                int32_t out[32])
-{
-    int32_t r0[16], r1[16];
-    _mm512_storeu_si512(r0, a0);
-    _mm512_storeu_si512(r1, a1);
-    store_rows(r0, r0 + 8, r1, r1 + 8, out);
-}
-
-__attribute__((target(AVX512))) static void pairs_avx512(const uint8_t *w, int64_t n,
-                                                         const uint8_t *tab, int32_t out[32])
-{
-    const __m512i m4 = _mm512_set1_epi8(15);
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0;
-    int64_t pairs = (n + 1) / 2;
-    for (int64_t q = 0; q < pairs;) {
-        int64_t end = pairs - q > TC_KPAIR_FLUSH ? q + TC_KPAIR_FLUSH : pairs;
-        __m512i s0 = _mm512_setzero_si512(), s1 = s0;
-        for (; q < end; q++) {
-            const uint8_t *src = w + q * 64;
-            _mm_prefetch((const char *)(src + PREFETCH_AHEAD), _MM_HINT_T0);
-            /* an odd last chunk: its partner's tables are zero, its bytes not read */
-            __m512i v = 2 * q + 1 < n ? _mm512_loadu_si512(src)
-                                      : _mm512_maskz_loadu_epi8(0xffffffffull, src);
-            __m512i lo = _mm512_and_si512(v, m4);
-            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            const uint8_t *t = tab + q * 256;
-            __m512i l0 = _mm512_shuffle_epi8(_mm512_loadu_si512(t), lo);
-            __m512i h0 = _mm512_shuffle_epi8(_mm512_loadu_si512(t + 64), lo);
-            __m512i l1 = _mm512_shuffle_epi8(_mm512_loadu_si512(t + 128), hi);
-            __m512i h1 = _mm512_shuffle_epi8(_mm512_loadu_si512(t + 192), hi);
-            s0 = _mm512_add_epi16(s0, _mm512_add_epi16(_mm512_unpacklo_epi8(l0, h0),
-                                                       _mm512_unpacklo_epi8(l1, h1)));
-            s1 = _mm512_add_epi16(s1, _mm512_add_epi16(_mm512_unpackhi_epi8(l0, h0),
-                                                       _mm512_unpackhi_epi8(l1, h1)));
-        }
-        widen_avx512(s0, s1, &a0, &a1);
-    }
-    store_avx512(a0, a1, out);
-}
 
 
 /* ---- TL2 by table lookups of int16 sums (vpermw) ------------------------- */
@@ -443,16 +533,6 @@ static const uint8_t vnni_rows[2][64] = {{ROWS16(0)}, {ROWS16(1)}};
 #undef ROWS16
 #undef ROWS4
 
-/* TL1 pair index i = 3(a+1) + (b+1) -> a+1 and b+1 (the zero pair past 8). */
-#define TL1_A(i) ((i) < 9 ? (i) / 3 : 1)
-#define TL1_B(i) ((i) < 9 ? (i) % 3 : 1)
-#define TL1_ROW(F) F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), F(9), F(10), F(11),  \
-                   F(12), F(13), F(14), F(15)
-static const uint8_t tl1_fields[2][16] = {{TL1_ROW(TL1_A)}, {TL1_ROW(TL1_B)}};
-#undef TL1_ROW
-#undef TL1_B
-#undef TL1_A
-
 /* GCC copies a loop-carried vpdpbusd accumulator through a second register
  * on every use; an asm with the accumulator in place avoids the moves
  * (measured in a stand-alone copy of the I2 loop, weights in L2: 61 -> 78
@@ -474,9 +554,9 @@ static inline __attribute__((always_inline, target(VNNI))) void
 quad_load(const uint8_t *w, int64_t q, int64_t n, __m512i *z0, __m512i *z1)
 {
     const uint8_t *p = w + q * 32;
-    if (PREFETCH_VNNI) {
-        _mm_prefetch((const char *)p + PREFETCH_VNNI, PREFETCH_HINT);
-        _mm_prefetch((const char *)p + PREFETCH_VNNI + 64, PREFETCH_HINT);
+    if (PREFETCH_MADD) {
+        _mm_prefetch((const char *)p + PREFETCH_MADD, PREFETCH_HINT);
+        _mm_prefetch((const char *)p + PREFETCH_MADD + 64, PREFETCH_HINT);
     }
     if (n - q >= 4) {
         *z0 = _mm512_loadu_si512(p);
@@ -628,9 +708,9 @@ pairs_vnni_blocks(const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *t
         for (; q < q1; q += 4)
             for (int b = 0; b < nb; b++) {
                 const uint8_t *p = w + (uint64_t)b * stride + q * 32;
-                if (PREFETCH_VNNI) {
-                    _mm_prefetch((const char *)p + PREFETCH_VNNI, PREFETCH_HINT);
-                    _mm_prefetch((const char *)p + PREFETCH_VNNI + 64, PREFETCH_HINT);
+                if (PREFETCH_MADD) {
+                    _mm_prefetch((const char *)p + PREFETCH_MADD, PREFETCH_HINT);
+                    _mm_prefetch((const char *)p + PREFETCH_MADD + 64, PREFETCH_HINT);
                 }
                 quad_blocks(_mm512_loadu_si512(p), _mm512_loadu_si512(p + 64), act + q * 4, a[b],
                             tl1);
@@ -743,12 +823,24 @@ __attribute__((target(VNNI))) static void build_act4(const int8_t *xs, int64_t n
         _mm512_storeu_si512(dst + 4 * c, _mm512_permutexvar_epi8(order, _mm512_loadu_si512(xs + 4 * c)));
 }
 
-const struct tc_kimpl tc_kimpl_avx2 = {{{TC_KTAB_SPLIT, pairs_avx2, NULL, NULL, NULL},
-                                        {TC_KTAB_SPLIT, pairs_avx2, NULL, NULL, NULL},
+/* ACT4 on AVX2: the same order, one 16-byte permutation per lane. */
+__attribute__((target("avx2"))) static void build_act4_avx2(const int8_t *xs, int64_t n,
+                                                            uint8_t *dst)
+{
+    const __m256i order = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128((const __m128i *)(const void *)act4_order));
+    for (int64_t c = 0; c < n; c += 8) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(xs + 4 * c));
+        _mm256_storeu_si256((__m256i *)(void *)(dst + 4 * c), _mm256_shuffle_epi8(v, order));
+    }
+}
+
+const struct tc_kimpl tc_kimpl_avx2 = {{{TC_KTAB_ACT4, i2_avx2, NULL, i2_avx2_blocks, build_act4_avx2},
+                                        {TC_KTAB_ACT4, tl1_avx2, NULL, tl1_avx2_blocks, build_act4_avx2},
                                         {TC_KTAB_SPLIT, tl2_avx2, NULL, NULL, NULL}}};
 const struct tc_kimpl tc_kimpl_avx512 = {
-    {{TC_KTAB_SPLIT_DUP, pairs_avx512, NULL, NULL, NULL},
-     {TC_KTAB_SPLIT_DUP, pairs_avx512, NULL, NULL, NULL},
+    {{TC_KTAB_ACT4, i2_avx2, NULL, i2_avx2_blocks, build_act4_avx2},
+     {TC_KTAB_ACT4, tl1_avx2, NULL, tl1_avx2_blocks, build_act4_avx2},
      {TC_KTAB_W32, tl2_lut_mask, tl2_lut4_mask, tl2_lut_blocks_mask, build_w32}}};
 const struct tc_kimpl tc_kimpl_avx512vnni = {
     {{TC_KTAB_ACT4, i2_vnni, i2_vnni4, i2_vnni_blocks, build_act4},
