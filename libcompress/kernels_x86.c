@@ -142,9 +142,10 @@ __attribute__((target("avx2"))) static void tl2_avx2(const uint8_t *w, int64_t n
  * broadcast) and adds the two products into the row's int16 lane. Fields
  * are code + 1 in {0, 1, 2} (I2 masked from the byte, TL1 looked up in
  * tl1_fields) and the sum of the segment's activations is subtracted at the
- * end, as on VNNI. Against the table kernel above: one multiply-add does
- * the work of two lookups, an interleave and an add, and the activations
- * stay 16 bytes per 16 columns, so row blocks can share them in L1.
+ * end, as on VNNI. Against pair tables looked up by pshufb, one
+ * multiply-add does the work of two lookups, an interleave and an add, and
+ * the activations stay 16 bytes per 16 columns, so row blocks share them in
+ * L1.
  *
  * A quad of chunks adds at most 2 pairs x 4 fields x 2 x 2 x 128 = 4096 in
  * magnitude to an int16 lane: the lanes widen into int32 every 7 quads. */
@@ -223,8 +224,8 @@ madd_widen_avx2(__m256i s0, __m256i s1, int32_t *out)
 }
 
 /* nb (1 or TC_KBLOCKS) row blocks at w + b * stride, one token. The int32
- * sums wait in out, so that the int16 ones and the activation words have
- * the registers. */
+ * sums wait in out and the activation words of a quad on the stack, so
+ * that the int16 sums have the registers. */
 static inline __attribute__((always_inline, target("avx2"))) void
 madd_blocks_avx2(const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *tab, int32_t *out,
                  const int tl1, const int nb)
@@ -296,13 +297,8 @@ __attribute__((target("avx2"))) static void tl1_avx2_blocks(const uint8_t *w, ui
 }
 
 /* ---- AVX-512 ------------------------------------------------------------- */
-/* One 512-bit vector holds two 32-byte planes (two chunks for pairs, two
- * nibble planes for TL2); the duplicated tables give each 128-bit lane its
- * plane's table. After widening, lanes 0-15 and 16-31 of an int16
- * accumulator hold the same rows of the two planes, which are added. */
 
 #define AVX512 "avx512f,avx512bw,avx512vl"
-
 
 /* ---- TL2 by table lookups of int16 sums (vpermw) ------------------------- */
 /* One plane of a chunk holds two triples per row (low and high nibble). Its
