@@ -83,55 +83,17 @@ __attribute__((target("avx2"))) static inline void store_avx2(__m256i a0, __m256
     store_rows(r0, r1, r2, r3, out);
 }
 
-static uint32_t load_u32(const uint8_t *p)
+/* Sign bit r of a triple's 32-bit sign word (row r) as byte mask r: byte r
+ * of the broadcast word is its byte r / 8 (spread), tested against bit
+ * r % 8. In vector registers: the scalar expansion of the word into two
+ * 16-bit lane masks, broadcast twice, was most of the kernel's work. */
+static inline __attribute__((always_inline, target("avx2"))) __m256i
+tl2_sign_bytes_avx2(const uint8_t *p, __m256i spread, __m256i bits)
 {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-__attribute__((target("avx2"))) static void tl2_avx2(const uint8_t *w, int64_t n,
-                                                     const uint8_t *tab, int32_t out[32])
-{
-    const __m256i m4 = _mm256_set1_epi8(15);
-    /* lane i of an int16 vector tests bit i of a 16-bit sign mask */
-    const __m256i bit = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048,
-                                          4096, 8192, 16384, (short)-32768);
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t c = 0; c < n;) {
-        int64_t end = n - c > TL2_FLUSH_AVX2 ? c + TL2_FLUSH_AVX2 : n;
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0;
-        for (; c < end; c++) {
-            const uint8_t *cw = w + c * 160, *tb = tab + c * 256;
-            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD), _MM_HINT_T0);
-            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 64), _MM_HINT_T0);
-            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 128), _MM_HINT_T0);
-            for (int p = 0; p < 4; p++) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(cw + 32 * p));
-                __m256i idx[2] = {_mm256_and_si256(v, m4),
-                                  _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)};
-                for (int h = 0; h < 2; h++) {
-                    int t = 2 * p + h;
-                    const __m128i *tt = (const __m128i *)(const void *)(tb + 32 * t);
-                    __m256i L = _mm256_shuffle_epi8(
-                        _mm256_broadcastsi128_si256(_mm_loadu_si128(tt)), idx[h]);
-                    __m256i H = _mm256_shuffle_epi8(
-                        _mm256_broadcastsi128_si256(_mm_loadu_si128(tt + 1)), idx[h]);
-                    uint32_t sg = load_u32(cw + 128 + 4 * t);
-                    int m0 = (int)((sg & 0xff) | (sg >> 8 & 0xff00));
-                    int m1 = (int)((sg >> 8 & 0xff) | (sg >> 16 & 0xff00));
-                    __m256i n0 = _mm256_cmpeq_epi16(
-                        _mm256_and_si256(_mm256_set1_epi16((short)m0), bit), bit);
-                    __m256i n1 = _mm256_cmpeq_epi16(
-                        _mm256_and_si256(_mm256_set1_epi16((short)m1), bit), bit);
-                    __m256i u0 = _mm256_unpacklo_epi8(L, H), u1 = _mm256_unpackhi_epi8(L, H);
-                    /* (u ^ m) - m negates where m is all ones */
-                    s0 = _mm256_add_epi16(s0, _mm256_sub_epi16(_mm256_xor_si256(u0, n0), n0));
-                    s1 = _mm256_add_epi16(s1, _mm256_sub_epi16(_mm256_xor_si256(u1, n1), n1));
-                }
-            }
-        }
-        widen_avx2(s0, s1, &a0, &a1, &a2, &a3);
-    }
-    store_avx2(a0, a1, a2, a3, out);
+    int32_t word;
+    memcpy(&word, p, sizeof word);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32(word), spread);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(b, bits), bits);
 }
 
 /* ---- AVX2: I2 and TL1 by multiply-add -------------------------------------- */
@@ -220,6 +182,67 @@ madd_widen_avx2(__m256i s0, __m256i s1, int32_t *out)
         __m128i h = i % 2 ? _mm256_extracti128_si256(*src[i], 1) : _mm256_castsi256_si128(*src[i]);
         __m256i *o = (__m256i *)(void *)(out + at[i]);
         _mm256_storeu_si256(o, _mm256_add_epi32(_mm256_loadu_si256(o), _mm256_cvtepi16_epi32(h)));
+    }
+}
+
+/* int8 counts of rows 0-31 (row order) added into their int32 sums. */
+static inline __attribute__((always_inline, target("avx2"))) void tl2_add_counts(__m256i cnt,
+                                                                                int32_t *out)
+{
+    int8_t c[32];
+    _mm256_storeu_si256((__m256i *)(void *)c, cnt);
+    for (int i = 0; i < 4; i++) {
+        __m128i q = _mm_loadl_epi64((const __m128i *)(const void *)(c + 8 * i));
+        __m256i *o = (__m256i *)(void *)(out + 8 * i);
+        _mm256_storeu_si256(o, _mm256_add_epi32(_mm256_loadu_si256(o), _mm256_cvtepi8_epi32(q)));
+    }
+}
+
+/* Negation as (u ^ m) - m, split: the XOR on the looked-up bytes (the same
+ * mask for both bytes of a lane, so no interleaved mask is needed) and the
+ * - m counted per row in bytes, added at each flush (at most 8 triples x
+ * TL2_FLUSH_AVX2 chunks = 80 a row). */
+__attribute__((target("avx2"))) static void tl2_avx2(const uint8_t *w, int64_t n,
+                                                     const uint8_t *tab, int32_t out[32])
+{
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
+                                            2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bits = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    memset(out, 0, 32 * sizeof *out);
+    for (int64_t c = 0; c < n;) {
+        int64_t end = n - c > TL2_FLUSH_AVX2 ? c + TL2_FLUSH_AVX2 : n;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, cnt = s0;
+        for (; c < end; c++) {
+            const uint8_t *cw = w + c * 160, *tb = tab + c * 256;
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 64), _MM_HINT_T0);
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 128), _MM_HINT_T0);
+            for (int p = 0; p < 4; p++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(cw + 32 * p));
+                __m256i idx[2] = {_mm256_and_si256(v, m4),
+                                  _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)};
+                for (int h = 0; h < 2; h++) {
+                    int t = 2 * p + h;
+                    const __m128i *tt = (const __m128i *)(const void *)(tb + 32 * t);
+                    __m256i m = tl2_sign_bytes_avx2(cw + 128 + 4 * t, spread, bits);
+                    __m256i L = _mm256_xor_si256(
+                        m, _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128(tt)),
+                                               idx[h]));
+                    __m256i H = _mm256_xor_si256(
+                        m, _mm256_shuffle_epi8(
+                               _mm256_broadcastsi128_si256(_mm_loadu_si128(tt + 1)), idx[h]));
+                    s0 = _mm256_add_epi16(s0, _mm256_unpacklo_epi8(L, H));
+                    s1 = _mm256_add_epi16(s1, _mm256_unpackhi_epi8(L, H));
+                    cnt = _mm256_sub_epi8(cnt, m);
+                    /* one add at a time: reassociated into a tree of the
+                     * chunk's eight terms, the terms spilled */
+                    __asm__("" : "+x"(s0), "+x"(s1), "+x"(cnt));
+                }
+            }
+        }
+        madd_widen_avx2(s0, s1, out); /* the int32 sums wait in out: registers are few */
+        tl2_add_counts(cnt, out);
     }
 }
 
