@@ -3,9 +3,11 @@
  * OpenBLAS sgemv on fp32 weights, a plain int8 dot-product kernel on int8
  * weights, and this machine's read bandwidth. Then decode tokens/s of a
  * synthetic 2B-shaped ternary model (dim 2560, 30 layers, ffn 6912, 20
- * heads, 5 kv heads) built in memory from random codes.
+ * heads, 5 kv heads) built in memory from random codes, on the fastest
+ * kernel path this CPU runs or the one --decode-path names.
  *
- *   bench_kernels [--json] [--quick] [--decode-only] [--paths LIST] [--vocab V] [--decode-tokens N]
+ *   bench_kernels [--json] [--quick] [--decode-only] [--paths LIST] [--decode-path P]
+ *                 [--vocab V] [--decode-tokens N]
  *
  * Every timed product rotates through enough copies of its weights
  * (>= 256 MiB) that no cache holds them. The memory rate of this (shared,
@@ -527,7 +529,7 @@ static void bench_shape(int64_t M, int64_t K, const tc_kpath *paths, int n_paths
  * 512 MiB buffer by the same threads. */
 #define DECODE_ROUND 8
 
-static void bench_decode(tc_tpack_layout layout, int vocab, int n_tokens)
+static void bench_decode(tc_tpack_layout layout, tc_kpath path, int vocab, int n_tokens)
 {
     tc_error err;
     tc_config c = tc_synth_config(30, 2560, 20, 5, 6912, vocab);
@@ -547,7 +549,7 @@ static void bench_decode(tc_tpack_layout layout, int vocab, int n_tokens)
     const uint8_t *bufs[1] = {buf};
     for (int t = 1; t <= 2; t++) {
         tc_trun *r;
-        tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_AUTO, t, 0};
+        tc_trun_opts o = {TC_TRUN_LUT, path, t, 0};
         if (tc_trun_new(&r, &mm.m, &o, &err)) {
             fprintf(stderr, "bench_kernels: %s\n", err.msg);
             break;
@@ -610,6 +612,7 @@ static void bench_decode(tc_tpack_layout layout, int vocab, int n_tokens)
 int main(int argc, char **argv)
 {
     int json = 0, quick = 0, decode_only = 0, vocab = 1000, n_dec = 32;
+    tc_kpath decode_path = TC_KPATH_AUTO;
     const char *path_list = "scalar,avx2,avx512,avx512vnni";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
@@ -624,11 +627,20 @@ int main(int argc, char **argv)
             vocab = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--decode-tokens") && i + 1 < argc)
             n_dec = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--decode-path") && i + 1 < argc) {
+            tc_error err;
+            if (tc_kpath_parse(argv[++i], &decode_path, &err) || !tc_kpath_available(decode_path)) {
+                fprintf(stderr, "bench_kernels: --decode-path %s: not a path this CPU runs\n",
+                        argv[i]);
+                return 2;
+            }
+        }
         else {
             int help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
             fprintf(help ? stdout : stderr,
                     "usage: bench_kernels [--json] [--quick] [--decode-only] "
-                    "[--paths scalar,avx2,avx512,avx512vnni] [--vocab V] [--decode-tokens N]\n");
+                    "[--paths scalar,avx2,avx512,avx512vnni] [--decode-path P] [--vocab V] "
+                    "[--decode-tokens N]\n");
             return help ? 0 : 2;
         }
     }
@@ -674,7 +686,7 @@ int main(int argc, char **argv)
            "20/5 heads, row scales, vocab %d, fp32 head)\n",
            vocab);
     for (int l = 0; l < (quick ? 1 : TC_TPACK_LAYOUT_COUNT); l++)
-        bench_decode((tc_tpack_layout)l, vocab, n_dec);
+        bench_decode((tc_tpack_layout)l, decode_path, vocab, n_dec);
     double again[2] = {read_gbps(pools[0]), read_gbps(pools[1])};
     printf("\nread bandwidth at the end: %.2f GB/s 1 thread, %.2f GB/s 2 threads\n", again[0],
            again[1]);
@@ -687,8 +699,8 @@ int main(int argc, char **argv)
                    rows[i].kernel, (long long)rows[i].M, (long long)rows[i].K, rows[i].threads,
                    rows[i].gbps, 100 * rows[i].share, 100 * rows[i].median, rows[i].x_sgemv);
     for (int i = 0; i < n_drows; i++)
-        printf("  decode %-4s %d thr  %5.1f tokens/s  share %5.1f%%  median %5.1f%%\n",
-               drows[i].layout, drows[i].threads, drows[i].tok_s, 100 * drows[i].share,
+        printf("  decode %-4s %-10s %d thr  %5.1f tokens/s  share %5.1f%%  median %5.1f%%\n",
+               drows[i].layout, drows[i].kernel, drows[i].threads, drows[i].tok_s, 100 * drows[i].share,
                100 * drows[i].median);
     if (json) {
         cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "matvec");
