@@ -634,8 +634,7 @@ int main(int argc, char **argv)
                         argv[i]);
                 return 2;
             }
-        }
-        else {
+        } else {
             int help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
             fprintf(help ? stdout : stderr,
                     "usage: bench_kernels [--json] [--quick] [--decode-only] "
@@ -700,8 +699,8 @@ int main(int argc, char **argv)
                    rows[i].gbps, 100 * rows[i].share, 100 * rows[i].median, rows[i].x_sgemv);
     for (int i = 0; i < n_drows; i++)
         printf("  decode %-4s %-10s %d thr  %5.1f tokens/s  share %5.1f%%  median %5.1f%%\n",
-               drows[i].layout, drows[i].kernel, drows[i].threads, drows[i].tok_s, 100 * drows[i].share,
-               100 * drows[i].median);
+               drows[i].layout, drows[i].kernel, drows[i].threads, drows[i].tok_s,
+               100 * drows[i].share, 100 * drows[i].median);
     if (json) {
         cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "matvec");
         cJSON *la = cJSON_AddArrayToObject(o, "load_average");
