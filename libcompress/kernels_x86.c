@@ -40,16 +40,6 @@
 
 #define TL2_FLUSH_AVX2 10 /* 8 triples per chunk and lane, |entry| <= 384 */
 
-/* Rows of the four int32 accumulators: 0-7, 16-23, 8-15, 24-31. */
-static void store_rows(const int32_t *a, const int32_t *b, const int32_t *c, const int32_t *d,
-                       int32_t out[32])
-{
-    memcpy(out, a, 32);
-    memcpy(out + 16, b, 32);
-    memcpy(out + 8, c, 32);
-    memcpy(out + 24, d, 32);
-}
-
 /* TL1 pair index i = 3(a+1) + (b+1) -> a+1 and b+1 (the zero pair past 8). */
 #define TL1_A(i) ((i) < 9 ? (i) / 3 : 1)
 #define TL1_B(i) ((i) < 9 ? (i) % 3 : 1)
@@ -62,26 +52,21 @@ static const uint8_t tl1_fields[2][16] = {{TL1_ROW(TL1_A)}, {TL1_ROW(TL1_B)}};
 
 /* ---- AVX2 ---------------------------------------------------------------- */
 
-/* int16 sums of rows (0-7, 16-23 | 8-15, 24-31) added into int32 lanes. */
-__attribute__((target("avx2"))) static inline void widen_avx2(__m256i s0, __m256i s1, __m256i *a0,
-                                                              __m256i *a1, __m256i *a2, __m256i *a3)
+/* int16 sums (rows 0-7, 16-23 | 8-15, 24-31) added into the int32 sums
+ * of rows 0-31 at out. */
+static inline __attribute__((always_inline, target("avx2"))) void
+widen_avx2(__m256i s0, __m256i s1, int32_t *out)
 {
-    *a0 = _mm256_add_epi32(*a0, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s0)));
-    *a1 = _mm256_add_epi32(*a1, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s0, 1)));
-    *a2 = _mm256_add_epi32(*a2, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s1)));
-    *a3 = _mm256_add_epi32(*a3, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s1, 1)));
+    const __m256i *src[4] = {&s0, &s0, &s1, &s1};
+    static const int at[4] = {0, 16, 8, 24};
+    for (int i = 0; i < 4; i++) {
+        __m128i h = i % 2 ? _mm256_extracti128_si256(*src[i], 1) : _mm256_castsi256_si128(*src[i]);
+        __m256i *o = (__m256i *)(void *)(out + at[i]);
+        _mm256_storeu_si256(o, _mm256_add_epi32(_mm256_loadu_si256(o), _mm256_cvtepi16_epi32(h)));
+    }
 }
 
-__attribute__((target("avx2"))) static inline void store_avx2(__m256i a0, __m256i a1, __m256i a2,
-                                                              __m256i a3, int32_t out[32])
-{
-    int32_t r0[8], r1[8], r2[8], r3[8];
-    _mm256_storeu_si256((__m256i *)(void *)r0, a0);
-    _mm256_storeu_si256((__m256i *)(void *)r1, a1);
-    _mm256_storeu_si256((__m256i *)(void *)r2, a2);
-    _mm256_storeu_si256((__m256i *)(void *)r3, a3);
-    store_rows(r0, r1, r2, r3, out);
-}
+/* ---- AVX2: TL2 by pshufb tables ------------------------------------------ */
 
 /* Sign bit r of a triple's 32-bit sign word (row r) as byte mask r: byte r
  * of the broadcast word is its byte r / 8 (spread), tested against bit
@@ -94,6 +79,67 @@ tl2_sign_bytes_avx2(const uint8_t *p, __m256i spread, __m256i bits)
     memcpy(&word, p, sizeof word);
     __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32(word), spread);
     return _mm256_cmpeq_epi8(_mm256_and_si256(b, bits), bits);
+}
+
+/* int8 counts of rows 0-31 (row order) added into their int32 sums. */
+static inline __attribute__((always_inline, target("avx2"))) void tl2_add_counts(__m256i cnt,
+                                                                                int32_t *out)
+{
+    int8_t c[32];
+    _mm256_storeu_si256((__m256i *)(void *)c, cnt);
+    for (int i = 0; i < 4; i++) {
+        __m128i q = _mm_loadl_epi64((const __m128i *)(const void *)(c + 8 * i));
+        __m256i *o = (__m256i *)(void *)(out + 8 * i);
+        _mm256_storeu_si256(o, _mm256_add_epi32(_mm256_loadu_si256(o), _mm256_cvtepi8_epi32(q)));
+    }
+}
+
+/* Negation as (u ^ m) - m, split: the XOR on the looked-up bytes (the same
+ * mask for both bytes of a lane, so no interleaved mask is needed) and the
+ * - m counted per row in bytes, added at each flush (at most 8 triples x
+ * TL2_FLUSH_AVX2 chunks = 80 a row). */
+__attribute__((target("avx2"))) static void tl2_avx2(const uint8_t *w, int64_t n,
+                                                     const uint8_t *tab, int32_t out[32])
+{
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
+                                            2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bits = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    memset(out, 0, 32 * sizeof *out);
+    for (int64_t c = 0; c < n;) {
+        int64_t end = n - c > TL2_FLUSH_AVX2 ? c + TL2_FLUSH_AVX2 : n;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, cnt = s0;
+        for (; c < end; c++) {
+            const uint8_t *cw = w + c * 160, *tb = tab + c * 256;
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 64), _MM_HINT_T0);
+            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 128), _MM_HINT_T0);
+            for (int p = 0; p < 4; p++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(cw + 32 * p));
+                __m256i idx[2] = {_mm256_and_si256(v, m4),
+                                  _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)};
+                for (int h = 0; h < 2; h++) {
+                    int t = 2 * p + h;
+                    const __m128i *tt = (const __m128i *)(const void *)(tb + 32 * t);
+                    __m256i m = tl2_sign_bytes_avx2(cw + 128 + 4 * t, spread, bits);
+                    __m256i L = _mm256_xor_si256(
+                        m, _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128(tt)),
+                                               idx[h]));
+                    __m256i H = _mm256_xor_si256(
+                        m, _mm256_shuffle_epi8(
+                               _mm256_broadcastsi128_si256(_mm_loadu_si128(tt + 1)), idx[h]));
+                    s0 = _mm256_add_epi16(s0, _mm256_unpacklo_epi8(L, H));
+                    s1 = _mm256_add_epi16(s1, _mm256_unpackhi_epi8(L, H));
+                    cnt = _mm256_sub_epi8(cnt, m);
+                    /* one add at a time: reassociated into a tree of the
+                     * chunk's eight terms, the terms spilled */
+                    __asm__("" : "+x"(s0), "+x"(s1), "+x"(cnt));
+                }
+            }
+        }
+        widen_avx2(s0, s1, out); /* the int32 sums wait in out: registers are few */
+        tl2_add_counts(cnt, out);
+    }
 }
 
 /* ---- AVX2: I2 and TL1 by multiply-add -------------------------------------- */
@@ -171,81 +217,6 @@ madd_quad_load(const uint8_t *p, int64_t left, __m256i c[4])
                         : _mm256_setzero_si256();
 }
 
-/* int16 sums (rows 0-7, 16-23 | 8-15, 24-31) added into the int32 sums
- * of rows 0-31 at out. */
-static inline __attribute__((always_inline, target("avx2"))) void
-madd_widen_avx2(__m256i s0, __m256i s1, int32_t *out)
-{
-    const __m256i *src[4] = {&s0, &s0, &s1, &s1};
-    static const int at[4] = {0, 16, 8, 24};
-    for (int i = 0; i < 4; i++) {
-        __m128i h = i % 2 ? _mm256_extracti128_si256(*src[i], 1) : _mm256_castsi256_si128(*src[i]);
-        __m256i *o = (__m256i *)(void *)(out + at[i]);
-        _mm256_storeu_si256(o, _mm256_add_epi32(_mm256_loadu_si256(o), _mm256_cvtepi16_epi32(h)));
-    }
-}
-
-/* int8 counts of rows 0-31 (row order) added into their int32 sums. */
-static inline __attribute__((always_inline, target("avx2"))) void tl2_add_counts(__m256i cnt,
-                                                                                int32_t *out)
-{
-    int8_t c[32];
-    _mm256_storeu_si256((__m256i *)(void *)c, cnt);
-    for (int i = 0; i < 4; i++) {
-        __m128i q = _mm_loadl_epi64((const __m128i *)(const void *)(c + 8 * i));
-        __m256i *o = (__m256i *)(void *)(out + 8 * i);
-        _mm256_storeu_si256(o, _mm256_add_epi32(_mm256_loadu_si256(o), _mm256_cvtepi8_epi32(q)));
-    }
-}
-
-/* Negation as (u ^ m) - m, split: the XOR on the looked-up bytes (the same
- * mask for both bytes of a lane, so no interleaved mask is needed) and the
- * - m counted per row in bytes, added at each flush (at most 8 triples x
- * TL2_FLUSH_AVX2 chunks = 80 a row). */
-__attribute__((target("avx2"))) static void tl2_avx2(const uint8_t *w, int64_t n,
-                                                     const uint8_t *tab, int32_t out[32])
-{
-    const __m256i m4 = _mm256_set1_epi8(15);
-    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
-                                            2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i bits = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-    memset(out, 0, 32 * sizeof *out);
-    for (int64_t c = 0; c < n;) {
-        int64_t end = n - c > TL2_FLUSH_AVX2 ? c + TL2_FLUSH_AVX2 : n;
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, cnt = s0;
-        for (; c < end; c++) {
-            const uint8_t *cw = w + c * 160, *tb = tab + c * 256;
-            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD), _MM_HINT_T0);
-            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 64), _MM_HINT_T0);
-            _mm_prefetch((const char *)(cw + PREFETCH_AHEAD + 128), _MM_HINT_T0);
-            for (int p = 0; p < 4; p++) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(cw + 32 * p));
-                __m256i idx[2] = {_mm256_and_si256(v, m4),
-                                  _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)};
-                for (int h = 0; h < 2; h++) {
-                    int t = 2 * p + h;
-                    const __m128i *tt = (const __m128i *)(const void *)(tb + 32 * t);
-                    __m256i m = tl2_sign_bytes_avx2(cw + 128 + 4 * t, spread, bits);
-                    __m256i L = _mm256_xor_si256(
-                        m, _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128(tt)),
-                                               idx[h]));
-                    __m256i H = _mm256_xor_si256(
-                        m, _mm256_shuffle_epi8(
-                               _mm256_broadcastsi128_si256(_mm_loadu_si128(tt + 1)), idx[h]));
-                    s0 = _mm256_add_epi16(s0, _mm256_unpacklo_epi8(L, H));
-                    s1 = _mm256_add_epi16(s1, _mm256_unpackhi_epi8(L, H));
-                    cnt = _mm256_sub_epi8(cnt, m);
-                    /* one add at a time: reassociated into a tree of the
-                     * chunk's eight terms, the terms spilled */
-                    __asm__("" : "+x"(s0), "+x"(s1), "+x"(cnt));
-                }
-            }
-        }
-        madd_widen_avx2(s0, s1, out); /* the int32 sums wait in out: registers are few */
-        tl2_add_counts(cnt, out);
-    }
-}
-
 /* nb (1 or TC_KBLOCKS) row blocks at w + b * stride, one token. The int32
  * sums wait in out and the activation words of a quad on the stack, so
  * that the int16 sums have the registers. */
@@ -285,7 +256,7 @@ madd_blocks_avx2(const uint8_t *w, uint64_t stride, int64_t n, const uint8_t *ta
             }
         }
         for (int b = 0; b < nb; b++)
-            madd_widen_avx2(s[b][0], s[b][1], out + 32 * b);
+            widen_avx2(s[b][0], s[b][1], out + 32 * b);
     }
     int32_t sum_x;
     memcpy(&sum_x, tab, sizeof sum_x);
