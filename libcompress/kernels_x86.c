@@ -38,7 +38,7 @@
 #define PREFETCH_HINT _MM_HINT_T0
 #endif
 
-#define TL2_FLUSH_AVX2 10 /* 8 triples per chunk and lane, |entry| <= 384 */
+#define TL2_FLUSH_AVX2 10 /* 8 triples per chunk and lane, |entry ^ sign| <= 385 */
 
 /* TL1 pair index i = 3(a+1) + (b+1) -> a+1 and b+1 (the zero pair past 8). */
 #define TL1_A(i) ((i) < 9 ? (i) / 3 : 1)
