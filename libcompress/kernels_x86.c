@@ -799,23 +799,14 @@ __attribute__((target(AVX512))) static void build_w32(const int8_t *xs, int64_t 
     }
 }
 
-/* ACT4: within every 16 columns, byte 4e + c takes column 4c + e. */
-#define T4(q, e) 16 * (q) + (e), 16 * (q) + 4 + (e), 16 * (q) + 8 + (e), 16 * (q) + 12 + (e)
-#define T16(q) T4(q, 0), T4(q, 1), T4(q, 2), T4(q, 3)
-static const uint8_t act4_order[64] = {T16(0), T16(1), T16(2), T16(3)};
-#undef T16
+/* ACT4: within every 16 columns, byte 4e + c takes column 4c + e, a
+ * permutation inside each 16 bytes, so one pshufb per 128-bit lane builds
+ * it on every x86 path. */
+#define T4(e) (e), 4 + (e), 8 + (e), 12 + (e)
+static const uint8_t act4_order[16] = {T4(0), T4(1), T4(2), T4(3)};
 #undef T4
 
-__attribute__((target(VNNI))) static void build_act4(const int8_t *xs, int64_t n, uint8_t *dst)
-{
-    const __m512i order = _mm512_loadu_si512(act4_order);
-    for (int64_t c = 0; c < n; c += 16)
-        _mm512_storeu_si512(dst + 4 * c, _mm512_permutexvar_epi8(order, _mm512_loadu_si512(xs + 4 * c)));
-}
-
-/* ACT4 on AVX2: the same order, one 16-byte permutation per lane. */
-__attribute__((target("avx2"))) static void build_act4_avx2(const int8_t *xs, int64_t n,
-                                                            uint8_t *dst)
+__attribute__((target("avx2"))) static void build_act4(const int8_t *xs, int64_t n, uint8_t *dst)
 {
     const __m256i order = _mm256_broadcastsi128_si256(
         _mm_loadu_si128((const __m128i *)(const void *)act4_order));
@@ -826,15 +817,15 @@ __attribute__((target("avx2"))) static void build_act4_avx2(const int8_t *xs, in
 }
 
 const struct tc_kimpl tc_kimpl_avx2 = {
-    {{TC_KTAB_ACT4, i2_avx2, NULL, i2_avx2_blocks, build_act4_avx2},
-     {TC_KTAB_ACT4, tl1_avx2, NULL, tl1_avx2_blocks, build_act4_avx2},
+    {{TC_KTAB_ACT4, i2_avx2, NULL, i2_avx2_blocks, build_act4},
+     {TC_KTAB_ACT4, tl1_avx2, NULL, tl1_avx2_blocks, build_act4},
      {TC_KTAB_SPLIT, tl2_avx2, NULL, NULL, NULL}}};
 /* Without VNNI, I2 and TL1 run the AVX2 multiply-add kernels: a 512-bit
  * version of the old pair tables, one row block a call, read 12.7-13.0
  * GB/s at 6912 x 2560 on one thread against their 16.7-17.7. */
 const struct tc_kimpl tc_kimpl_avx512 = {
-    {{TC_KTAB_ACT4, i2_avx2, NULL, i2_avx2_blocks, build_act4_avx2},
-     {TC_KTAB_ACT4, tl1_avx2, NULL, tl1_avx2_blocks, build_act4_avx2},
+    {{TC_KTAB_ACT4, i2_avx2, NULL, i2_avx2_blocks, build_act4},
+     {TC_KTAB_ACT4, tl1_avx2, NULL, tl1_avx2_blocks, build_act4},
      {TC_KTAB_W32, tl2_lut_mask, tl2_lut4_mask, tl2_lut_blocks_mask, build_w32}}};
 const struct tc_kimpl tc_kimpl_avx512vnni = {
     {{TC_KTAB_ACT4, i2_vnni, i2_vnni4, i2_vnni_blocks, build_act4},
