@@ -7,6 +7,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "kernels_internal.h"
 #include "tc/checked.h"
@@ -485,6 +488,11 @@ typedef struct kjob {
     int n_mats;
 } kjob;
 
+static int rows_of(const tc_tpack_plan *p, int64_t rb)
+{
+    return p->rows - rb * TILE < TILE ? (int)(p->rows - rb * TILE) : TILE;
+}
+
 /* The sums of segment g for token t of one row block of product m go to
  * its y32. */
 static void put_sums(const kjob *j, const kmat_job *m, int64_t rb, int rows, int64_t t, int64_t g,
@@ -494,6 +502,28 @@ static void put_sums(const kjob *j, const kmat_job *m, int64_t rb, int rows, int
                               (size_t)j->n_segs + (size_t)g;
     for (int r = 0; r < rows; r++)
         y[(size_t)r * (size_t)j->n_segs] = out[r];
+}
+
+/* put_sums for one token, from the four-block loop. With one segment a
+ * block's sums are two whole lines of y32, which the stream of weights
+ * evicted long ago: ordinary stores read each line back first (from L3),
+ * and those reads wait behind the weight stream while the next blocks
+ * stall. Streaming stores write the lines without reading them (measured,
+ * alternating in one process, one thread, 6912 x 2560: TL2 83 -> 88 % of
+ * the read, I2 88 -> 92 %, TL1 86 -> 90 %). The caller fences. */
+static void put_block_sums(const kjob *j, const kmat_job *m, int64_t rb, int64_t g,
+                           const int32_t *out)
+{
+    int32_t *y = m->y32 + (size_t)(rb * TILE);
+#if defined(__SSE2__)
+    if (j->n_segs == 1 && ((uintptr_t)y & 63) == 0 && rows_of(m->plan, rb) == TILE) {
+        for (int r = 0; r < TILE; r += 4)
+            _mm_stream_si128((__m128i *)(void *)(y + r),
+                             _mm_loadu_si128((const __m128i *)(const void *)(out + r)));
+        return;
+    }
+#endif
+    put_sums(j, m, rb, rows_of(m->plan, rb), 0, g, out);
 }
 
 /* Scales [i, i + n) of a packed weight. */
@@ -536,11 +566,6 @@ static void put_outputs(const kjob *j, const kmat_job *m, int64_t rb, int rows)
                 y[r] = sc[r] * (float)s[r] * inv;
         }
     }
-}
-
-static int rows_of(const tc_tpack_plan *p, int64_t rb)
-{
-    return p->rows - rb * TILE < TILE ? (int)(p->rows - rb * TILE) : TILE;
 }
 
 /* The tokens of segment g on row block rb of product m, four at a time
@@ -596,9 +621,13 @@ static void run_blocks(const kjob *j, const kmat_job *m, const tc_klayout *L,
                       (uint64_t)quarter * p->row_block_bytes, s->n_chunks,
                       tabs + s->tab_off, out);
             for (int q = 0; q < TC_KBLOCKS; q++)
-                put_sums(j, m, rb[q], rows_of(p, rb[q]), 0, g, out + TILE * q);
+                put_block_sums(j, m, rb[q], g, out + TILE * q);
         }
     }
+#if defined(__SSE2__)
+    if (quarter > 0)
+        _mm_sfence(); /* the streaming stores before anything reads y32 */
+#endif
     for (int64_t rb = b0 + TC_KBLOCKS * quarter; rb < b1; rb++)
         for (int64_t g = 0; g < j->n_segs; g++)
             run_block(j, m, L, tabs, rb, g);
