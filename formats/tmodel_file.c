@@ -350,7 +350,7 @@ static int parse_config(const reader *r, const cJSON *o, tc_config *c)
         get_i(r, o, "eos_id", -1, c->vocab_size - 1, &c->eos_id))
         return TC_ERR;
     c->norm_eps = (float)eps;
-    c->rope_theta = (float)theta;
+    tc_traits_llama(&c->t, theta, c->head_dim);
     const char *rl = get_str(r, o, "rope_layout");
     if (!rl)
         return TC_ERR;

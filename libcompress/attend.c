@@ -4,9 +4,9 @@
 
 static inline __attribute__((always_inline)) void
 attend(const float *restrict q, const float *restrict kt, size_t kt_ld, const float *restrict v,
-       size_t v_stride, size_t n_keys, int head_dim, float *restrict p, float *restrict out)
+       size_t v_stride, size_t n_keys, int head_dim, float scale, float softcap, float *restrict p,
+       float *restrict out)
 {
-    float scale = 1.0f / sqrtf((float)head_dim);
     /* Row by row, each a contiguous run the hardware prefetcher follows
      * (every score sums over d in order, every output over keys in order). */
     for (size_t j = 0; j < n_keys; j++)
@@ -19,6 +19,8 @@ attend(const float *restrict q, const float *restrict kt, size_t kt_ld, const fl
     }
     for (size_t j = 0; j < n_keys; j++)
         p[j] *= scale;
+    if (softcap > 0.0f)
+        tc_fm_softcap(p, n_keys, softcap);
     tc_fm_softmax(p, n_keys);
     for (int d = 0; d < head_dim; d++)
         out[d] = 0.0f;
@@ -34,31 +36,32 @@ attend(const float *restrict q, const float *restrict kt, size_t kt_ld, const fl
 __attribute__((target("avx512f"))) static void
 attend_avx512(const float *restrict q, const float *restrict kt, size_t kt_ld,
               const float *restrict v, size_t v_stride, size_t n_keys, int head_dim,
-              float *restrict p, float *restrict out)
+              float scale, float softcap, float *restrict p, float *restrict out)
 {
-    attend(q, kt, kt_ld, v, v_stride, n_keys, head_dim, p, out);
+    attend(q, kt, kt_ld, v, v_stride, n_keys, head_dim, scale, softcap, p, out);
 }
 
 __attribute__((target("avx2"))) static void attend_avx2(const float *restrict q,
                                                         const float *restrict kt, size_t kt_ld,
                                                         const float *restrict v, size_t v_stride,
-                                                        size_t n_keys, int head_dim,
-                                                        float *restrict p, float *restrict out)
+                                                        size_t n_keys, int head_dim, float scale,
+                                                        float softcap, float *restrict p,
+                                                        float *restrict out)
 {
-    attend(q, kt, kt_ld, v, v_stride, n_keys, head_dim, p, out);
+    attend(q, kt, kt_ld, v, v_stride, n_keys, head_dim, scale, softcap, p, out);
 }
 #endif
 
 void tc_fm_attend(const float *restrict q, const float *restrict kt, size_t kt_ld,
-                  const float *restrict v, size_t v_stride, size_t n_keys, int head_dim,
-                  float *restrict p, float *restrict out)
+                  const float *restrict v, size_t v_stride, size_t n_keys, int head_dim, float scale,
+                  float softcap, float *restrict p, float *restrict out)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (__builtin_cpu_supports("avx512f"))
-        attend_avx512(q, kt, kt_ld, v, v_stride, n_keys, head_dim, p, out);
+        attend_avx512(q, kt, kt_ld, v, v_stride, n_keys, head_dim, scale, softcap, p, out);
     else if (__builtin_cpu_supports("avx2"))
-        attend_avx2(q, kt, kt_ld, v, v_stride, n_keys, head_dim, p, out);
+        attend_avx2(q, kt, kt_ld, v, v_stride, n_keys, head_dim, scale, softcap, p, out);
     else
 #endif
-        attend(q, kt, kt_ld, v, v_stride, n_keys, head_dim, p, out);
+        attend(q, kt, kt_ld, v, v_stride, n_keys, head_dim, scale, softcap, p, out);
 }

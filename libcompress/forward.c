@@ -147,7 +147,7 @@ int tc_batch_check(const tc_model *m, const tc_batch *b, const char *what, tc_er
  * passes (the analysis reruns) reuse memory instead of faulting in fresh
  * pages each time. */
 enum {
-    BUF_ROPE, BUF_POS, BUF_X, BUF_XN, BUF_Q, BUF_K, BUF_V, BUF_ATT, BUF_G, BUF_U, BUF_LOGITS,
+    BUF_ROPE, BUF_ROPE_LOCAL, BUF_POS, BUF_X, BUF_XN, BUF_Q, BUF_K, BUF_V, BUF_ATT, BUF_G, BUF_U, BUF_LOGITS,
     BUF_SCRATCH, BUF_ENT, BUF_TOP, BUF_HEAD_SUM, N_BUFS
 };
 
@@ -213,7 +213,11 @@ typedef struct pass {
     int want_heads;
     softmax_fn softmax;
     swiglu_fn swiglu;
-    float *rope;       /* [max_len][head_dim/2][cos, sin] */
+    /* cos/sin tables of the global and the local layers' rope: [position]
+     * [rot_dims/2][cos, sin], or [token][...] when the rope depends on the
+     * sequence's length (per_token). */
+    float *rope[2];
+    int rope_per_token[2];
     uint32_t *pos;     /* [n]: each token's position in its sequence */
     float *x;          /* residual stream [n][dim] */
     float *xn;         /* normed rows [n][dim] */
@@ -244,7 +248,11 @@ static int pass_buffers(pass *p, tc_error *err)
     tc_forward_ws *ws = p->ws;
     size_t n = p->n ? p->n : 1, ffn = (size_t)c->ffn_dim, len = p->max_len ? p->max_len : 1;
     size_t f = sizeof(float);
-    if (ws_get(ws, BUF_ROPE, len, (size_t)c->head_dim, f, &p->rope, "rope", m, err) ||
+    size_t rope_rows[2];
+    for (int k = 0; k < 2; k++)
+        rope_rows[k] = tc_rope_depends_on_length(&c->t.rope[k]) ? n : len;
+    if (ws_get(ws, BUF_ROPE, rope_rows[0], (size_t)c->head_dim, f, &p->rope[0], "rope", m, err) ||
+        ws_get(ws, BUF_ROPE_LOCAL, rope_rows[1], (size_t)c->head_dim, f, &p->rope[1], "rope", m, err) ||
         ws_get(ws, BUF_POS, n, 1, sizeof(uint32_t), &p->pos, "position", m, err) ||
         ws_get(ws, BUF_X, n, (size_t)c->dim, f, &p->x, "hidden", m, err) ||
         ws_get(ws, BUF_XN, n, (size_t)c->dim, f, &p->xn, "norm", m, err) ||
@@ -265,6 +273,36 @@ static int pass_buffers(pass *p, tc_error *err)
         ws_get(ws, BUF_HEAD_SUM, 2, nh, sizeof(double), &p->head_sum, "head statistics", m, err))
         return TC_ERR;
     return TC_OK;
+}
+
+/* The cos/sin tables every layer's rope reads.  A rope whose frequencies
+ * depend on the sequence length (dynamic, longrope) gets one row per token,
+ * from its own sequence's length, as transformers computes a sequence. */
+static void rope_tables(pass *p)
+{
+    const tc_config *c = p->c;
+    size_t hd = (size_t)c->head_dim;
+    float inv[TC_ROPE_MAX_PAIRS];
+    for (int k = 0; k < 2; k++) {
+        const tc_rope *r = &c->t.rope[k];
+        if (k == 1 && !tc_rope_depends_on_length(r) && memcmp(r, &c->t.rope[0], sizeof *r) == 0) {
+            memcpy(p->rope[1], p->rope[0], p->max_len * hd * sizeof(float));
+            continue;
+        }
+        p->rope_per_token[k] = tc_rope_depends_on_length(r);
+        if (!p->rope_per_token[k]) {
+            tc_rope_inv_freq(r, p->max_len, inv);
+            for (size_t pos = 0; pos < p->max_len; pos++)
+                tc_rope_angles(r, inv, pos, p->rope[k] + pos * hd);
+            continue;
+        }
+        for (size_t s = 0; s < p->b->n_seqs; s++) {
+            size_t o = p->b->offsets[s], len = p->b->offsets[s + 1] - o;
+            tc_rope_inv_freq(r, len, inv);
+            for (size_t t = 0; t < len; t++)
+                tc_rope_angles(r, inv, t, p->rope[k] + (o + t) * hd);
+        }
+    }
 }
 
 static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_forward_opts *o,
@@ -299,8 +337,7 @@ static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_for
     for (size_t s = 0; s < b->n_seqs; s++)
         for (size_t t = b->offsets[s]; t < b->offsets[s + 1]; t++)
             p->pos[t] = (uint32_t)(t - b->offsets[s]);
-    for (size_t pos = 0; pos < p->max_len; pos++)
-        tc_fm_rope_angles(pos, c->head_dim, c->rope_theta, p->rope + pos * (size_t)c->head_dim);
+    rope_tables(p);
     return TC_OK;
 }
 
@@ -357,19 +394,27 @@ typedef struct norm_job {
     float *out;
     int dim;
     float eps;
+    tc_norm_kind kind;
 } norm_job;
 
 static void norm_range(void *ctx, size_t begin, size_t end)
 {
     const norm_job *j = ctx;
     for (size_t t = begin; t < end; t++)
-        tc_fm_rmsnorm(j->x + t * j->dim, j->w, j->out + t * j->dim, j->dim, j->eps);
+        tc_fm_norm(j->x + t * j->dim, j->w, j->out + t * j->dim, j->dim, j->eps, j->kind);
 }
 
 static void rmsnorm_rows(const pass *p, const float *x, const float *w, float *out, size_t n)
 {
-    norm_job j = {x, w, out, p->c->dim, p->c->norm_eps};
+    norm_job j = {x, w, out, p->c->dim, p->c->norm_eps, p->c->t.norm};
     tc_parallel_for(p->n_threads, n, MIN_TOKENS_PER_THREAD, norm_range, &j);
+}
+
+/* x += y over n rows of dim (a sub-layer's output into the residual). */
+static void add_rows(float *x, const float *y, size_t n, int dim)
+{
+    for (size_t i = 0; i < n * (size_t)dim; i++)
+        x[i] += y[i];
 }
 
 /* ---- Attention over (sequence, head) tasks --------------------------------------------- */
@@ -429,7 +474,7 @@ static void head_stats_row(const float *probs, size_t n, float *sorted, double *
  * result is the one-query-at-a-time definition; only the diagonal tile does
  * work the mask throws away.  Q, K, V and the output are read and written in
  * place through their row strides. */
-static void attention_task(pass *p, size_t s, int h, float *scratch)
+static void attention_task(pass *p, int layer, size_t s, int h, float *scratch)
 {
     const tc_config *c = p->c;
     int hd = c->head_dim, kvh = h / (c->n_heads / c->n_kv_heads);
@@ -440,22 +485,28 @@ static void attention_task(pass *p, size_t s, int h, float *scratch)
     const float *v = p->v + o * (size_t)kvdim + (size_t)kvh * hd;
     float *out = p->att + o * (size_t)qdim + (size_t)h * hd;
     float *scores = scratch, *sorted = scratch + (size_t)ATT_ROWS * p->max_len;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = tc_fm_attn_scale(c), cap = c->t.attn_softcap;
     double ent = 0.0, top = 0.0;
     for (size_t i0 = 0; i0 < len; i0 += ATT_ROWS) {
-        size_t rows = len - i0 < ATT_ROWS ? len - i0 : ATT_ROWS, keys = i0 + rows;
+        /* The tile's queries see keys k0 .. i0+rows-1 at most (a sliding
+         * window starts later); each row is masked to its own range. */
+        size_t rows = len - i0 < ATT_ROWS ? len - i0 : ATT_ROWS;
+        size_t k0 = tc_fm_first_key(c, layer, i0), keys = i0 + rows - k0;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)keys, hd, scale,
-                    q + i0 * (size_t)qdim, qdim, k, kvdim, 0.0f, scores, (int)keys);
+                    q + i0 * (size_t)qdim, qdim, k + k0 * (size_t)kvdim, kvdim, 0.0f, scores, (int)keys);
         for (size_t r = 0; r < rows; r++) {
             float *row = scores + r * keys;
-            size_t n_keys = i0 + r + 1;
-            p->softmax(row, n_keys);
-            memset(row + n_keys, 0, (keys - n_keys) * sizeof *row);
+            size_t first = tc_fm_first_key(c, layer, i0 + r) - k0, last = i0 + r - k0 + 1;
+            if (cap > 0.0f)
+                tc_fm_softcap(row + first, last - first, cap);
+            p->softmax(row + first, last - first);
+            memset(row, 0, first * sizeof *row);
+            memset(row + last, 0, (keys - last) * sizeof *row);
             if (p->want_heads)
-                head_stats_row(row, n_keys, sorted, &ent, &top);
+                head_stats_row(row + first, last - first, sorted, &ent, &top);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, hd, (int)keys, 1.0f,
-                    scores, (int)keys, v, kvdim, 0.0f, out + i0 * (size_t)qdim, qdim);
+                    scores, (int)keys, v + k0 * (size_t)kvdim, kvdim, 0.0f, out + i0 * (size_t)qdim, qdim);
     }
     if (p->want_heads) {
         p->ent[s * c->n_heads + h] = ent;
@@ -465,6 +516,7 @@ static void attention_task(pass *p, size_t s, int h, float *scratch)
 
 typedef struct attn_job {
     pass *p;
+    int layer;
     atomic_size_t next;
     size_t n_tasks;
 } attn_job;
@@ -483,7 +535,7 @@ static void *attention_worker(void *arg)
         size_t t = atomic_fetch_add(&job->next, 1);
         if (t >= job->n_tasks)
             break;
-        attention_task(job->p, t / (size_t)nh, (int)(t % (size_t)nh), w->scratch);
+        attention_task(job->p, job->layer, t / (size_t)nh, (int)(t % (size_t)nh), w->scratch);
     }
     return NULL;
 }
@@ -492,11 +544,12 @@ static void *attention_worker(void *arg)
  * whichever thread runs it.  A thread that cannot be started leaves its share
  * to the others.  The tasks' small products run single-threaded inside each
  * task: the parallelism is over tasks. */
-static void attention_all(pass *p)
+static void attention_all(pass *p, int layer)
 {
     openblas_set_num_threads(1);
     attn_job job;
     job.p = p;
+    job.layer = layer;
     atomic_init(&job.next, 0);
     job.n_tasks = p->b->n_seqs * (size_t)p->c->n_heads;
     int nt = p->n_threads;
@@ -544,20 +597,36 @@ static int observe_heads(pass *p, int layer, tc_error *err)
 
 /* ---- Sub-layers -------------------------------------------------------------------------- */
 
+typedef struct rope_job {
+    pass *p;
+    const tc_layer_f32 *w;
+    int k; /* which rope: 0 global, 1 local */
+} rope_job;
+
+/* Per token: the q/k norms where the model has them, then the rotation. */
 static void rope_range(void *ctx, size_t begin, size_t end)
 {
-    pass *p = ctx;
+    const rope_job *j = ctx;
+    pass *p = j->p;
     const tc_config *c = p->c;
+    int rot = c->t.rope[j->k].rot_dims;
     for (size_t t = begin; t < end; t++) {
-        const float *cs = p->rope + (size_t)p->pos[t] * (size_t)c->head_dim;
-        tc_fm_rope(p->q + t * p->qdim, c->n_heads, c->head_dim, c->rope_layout, cs);
-        tc_fm_rope(p->k + t * p->kvdim, c->n_kv_heads, c->head_dim, c->rope_layout, cs);
+        float *q = p->q + t * p->qdim, *k = p->k + t * p->kvdim;
+        if (c->t.qk_norm) {
+            tc_fm_head_norm(q, j->w->w[TC_Q_NORM], c->n_heads, c->head_dim, c->norm_eps, c->t.norm);
+            tc_fm_head_norm(k, j->w->w[TC_K_NORM], c->n_kv_heads, c->head_dim, c->norm_eps, c->t.norm);
+        }
+        size_t row = p->rope_per_token[j->k] ? t : (size_t)p->pos[t];
+        const float *cs = p->rope[j->k] + row * (size_t)c->head_dim;
+        tc_fm_rope(q, c->n_heads, c->head_dim, rot, c->rope_layout, cs);
+        tc_fm_rope(k, c->n_kv_heads, c->head_dim, rot, c->rope_layout, cs);
     }
 }
 
-static void apply_rope(pass *p)
+static void apply_rope(pass *p, int layer, const tc_layer_f32 *w)
 {
-    tc_parallel_for(p->n_threads, p->n, MIN_TOKENS_PER_THREAD, rope_range, p);
+    rope_job j = {p, w, tc_layer_is_local(p->c, layer) ? 1 : 0};
+    tc_parallel_for(p->n_threads, p->n, MIN_TOKENS_PER_THREAD, rope_range, &j);
 }
 
 /* x += Attn(RMSNorm(x)) over every token. */
@@ -574,21 +643,41 @@ static int attention_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_erro
     add_bias(p->q, w->w[TC_BQ], n, p->qdim);
     add_bias(p->k, w->w[TC_BK], n, p->kvdim);
     add_bias(p->v, w->w[TC_BV], n, p->kvdim);
-    apply_rope(p);
-    attention_all(p);
+    apply_rope(p, layer, w);
+    attention_all(p, layer);
     if (p->want_heads && observe_heads(p, layer, err))
         return TC_ERR;
     if (observe_input(p, layer, TC_IN_WO, p->att, 0, n, p->qdim, err))
         return TC_ERR;
-    linear(p->att, w->w[TC_WO], p->x, n, p->qdim, c->dim, 1);
+    if (!w->w[TC_BO] && !c->t.post_norms) {
+        linear(p->att, w->w[TC_WO], p->x, n, p->qdim, c->dim, 1);
+        return TC_OK;
+    }
+    /* The output goes through a bias or a norm before the residual add: xn
+     * (free once q, k and v are made) holds it. */
+    linear(p->att, w->w[TC_WO], p->xn, n, p->qdim, c->dim, 0);
+    add_bias(p->xn, w->w[TC_BO], n, c->dim);
+    if (c->t.post_norms)
+        rmsnorm_rows(p, p->xn, w->w[TC_POST_ATTN_NORM], p->xn, n);
+    add_rows(p->x, p->xn, n, c->dim);
     return TC_OK;
 }
 
+/* g = act(g) * u (SiLU on the vectorised path), or g = act(u) ungated. */
 static void swiglu_range(void *ctx, size_t begin, size_t end)
 {
     pass *p = ctx;
-    size_t ffn = (size_t)p->c->ffn_dim;
-    p->swiglu(p->g + begin * ffn, p->u + begin * ffn, (end - begin) * ffn);
+    const tc_traits *t = &p->c->t;
+    size_t ffn = (size_t)p->c->ffn_dim, n = (end - begin) * ffn;
+    float *g = p->g + begin * ffn, *u = p->u + begin * ffn;
+    if (t->ungated) {
+        memcpy(g, u, n * sizeof *g);
+        tc_fm_act(g, NULL, n, t->act);
+    } else if (t->act == TC_ACT_SILU) {
+        p->swiglu(g, u, n);
+    } else {
+        tc_fm_act(g, u, n, t->act);
+    }
 }
 
 /* x += MLP(RMSNorm(x)), chunk by chunk of tokens so that the ffn-wide
@@ -603,12 +692,24 @@ static int mlp_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_error *err
         rmsnorm_rows(p, x, w->w[TC_FFN_NORM], xn, cn);
         if (observe_input(p, layer, TC_IN_GATE_UP, xn, t0, cn, dim, err))
             return TC_ERR;
-        linear(xn, w->w[TC_W_GATE], p->g, cn, dim, ffn, 0);
+        if (!c->t.ungated) {
+            linear(xn, w->w[TC_W_GATE], p->g, cn, dim, ffn, 0);
+            add_bias(p->g, w->w[TC_B_GATE], cn, ffn);
+        }
         linear(xn, w->w[TC_W_UP], p->u, cn, dim, ffn, 0);
+        add_bias(p->u, w->w[TC_B_UP], cn, ffn);
         tc_parallel_for(p->n_threads, cn, MIN_TOKENS_PER_THREAD, swiglu_range, p);
         if (observe_input(p, layer, TC_IN_DOWN, p->g, t0, cn, ffn, err))
             return TC_ERR;
-        linear(p->g, w->w[TC_W_DOWN], x, cn, ffn, dim, 1);
+        if (!w->w[TC_B_DOWN] && !c->t.post_norms) {
+            linear(p->g, w->w[TC_W_DOWN], x, cn, ffn, dim, 1);
+            continue;
+        }
+        linear(p->g, w->w[TC_W_DOWN], xn, cn, ffn, dim, 0);
+        add_bias(xn, w->w[TC_B_DOWN], cn, dim);
+        if (c->t.post_norms)
+            rmsnorm_rows(p, xn, w->w[TC_POST_FFN_NORM], xn, cn);
+        add_rows(x, xn, cn, dim);
     }
     return TC_OK;
 }
@@ -726,6 +827,8 @@ static int run_head(pass *p, tc_error *err)
         size_t cn = p->n - t0 < chunk ? p->n - t0 : chunk;
         rmsnorm_rows(p, p->x + t0 * c->dim, normw, p->xn, cn);
         linear(p->xn, outw, logits, cn, c->dim, c->vocab_size, 0);
+        if (c->t.final_softcap > 0.0f)
+            tc_fm_softcap(logits, cn * (size_t)c->vocab_size, c->t.final_softcap);
         for (size_t i = 0; i < p->o->n_observers; i++) {
             const tc_observer *ob = &p->o->observers[i];
             if (ob->logits && ob->logits(ob->ctx, logits, t0, cn, c->vocab_size, err))

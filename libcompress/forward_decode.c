@@ -21,6 +21,7 @@ struct tc_decoder {
     float *vc;            /* [n_layers][max_len][kvdim] */
     float *k;             /* this position's keys [kvdim] */
     float *x, *xn, *q, *att, *g, *u, *probs, *cs, *logits;
+    float *tmp;           /* a sub-layer's output before its norm [dim] */
 };
 
 void tc_decoder_free(tc_decoder *d)
@@ -41,6 +42,7 @@ void tc_decoder_free(tc_decoder *d)
     free(d->probs);
     free(d->cs);
     free(d->logits);
+    free(d->tmp);
     free(d);
 }
 
@@ -73,6 +75,7 @@ static int alloc_buffers(tc_decoder *d, tc_error *err)
     d->u = alloc_f((size_t)c->ffn_dim, &fail);
     d->probs = alloc_f((size_t)d->max_len, &fail);
     d->cs = alloc_f((size_t)c->head_dim, &fail);
+    d->tmp = alloc_f((size_t)c->dim, &fail);
     d->logits = alloc_f((size_t)c->vocab_size, &fail);
     d->skip = calloc(c->n_layers > 0 ? (size_t)c->n_layers : 1, sizeof *d->skip);
     if (fail || !d->skip)
@@ -145,35 +148,82 @@ static void add_bias(float *y, const float *b, int n)
             y[i] += b[i];
 }
 
+/* x += y, or x += norm(y) when the model norms sub-layer outputs. */
+static void residual_add(tc_decoder *d, const float *y, const float *post_norm)
+{
+    const tc_config *c = &d->m->cfg;
+    if (c->t.post_norms) {
+        tc_fm_norm(y, post_norm, d->xn, c->dim, c->norm_eps, c->t.norm);
+        y = d->xn;
+    }
+    for (int i = 0; i < c->dim; i++)
+        d->x[i] += y[i];
+}
+
+/* The cos/sin of this position for layer l's rope: the frequencies of a
+ * length-dependent rope are those of a sequence ending here. */
+static void rope_angles(tc_decoder *d, int l)
+{
+    const tc_rope *r = tc_layer_rope(&d->m->cfg, l);
+    float inv[TC_ROPE_MAX_PAIRS];
+    tc_rope_inv_freq(r, (size_t)d->pos + 1, inv);
+    tc_rope_angles(r, inv, (size_t)d->pos, d->cs);
+}
+
 static void attention_step(tc_decoder *d, int l, const tc_layer_f32 *w)
 {
     const tc_config *c = &d->m->cfg;
-    int hd = c->head_dim;
+    int hd = c->head_dim, rot = tc_layer_rope(c, l)->rot_dims;
     size_t ml = (size_t)d->max_len, layer_off = (size_t)l * ml * (size_t)d->kvdim;
     float *kl = d->kc + layer_off, *vl = d->vc + layer_off;
     float *v = vl + (size_t)d->pos * d->kvdim;
-    tc_fm_rmsnorm(d->x, w->w[TC_ATTN_NORM], d->xn, c->dim, c->norm_eps);
+    tc_fm_norm(d->x, w->w[TC_ATTN_NORM], d->xn, c->dim, c->norm_eps, c->t.norm);
     matvec(w->w[TC_WQ], d->xn, d->q, c->dim, d->qdim, 0);
     matvec(w->w[TC_WK], d->xn, d->k, c->dim, d->kvdim, 0);
     matvec(w->w[TC_WV], d->xn, v, c->dim, d->kvdim, 0);
     add_bias(d->q, w->w[TC_BQ], d->qdim);
     add_bias(d->k, w->w[TC_BK], d->kvdim);
     add_bias(v, w->w[TC_BV], d->kvdim);
-    tc_fm_rope(d->q, c->n_heads, hd, c->rope_layout, d->cs);
-    tc_fm_rope(d->k, c->n_kv_heads, hd, c->rope_layout, d->cs);
+    if (c->t.qk_norm) {
+        tc_fm_head_norm(d->q, w->w[TC_Q_NORM], c->n_heads, hd, c->norm_eps, c->t.norm);
+        tc_fm_head_norm(d->k, w->w[TC_K_NORM], c->n_kv_heads, hd, c->norm_eps, c->t.norm);
+    }
+    rope_angles(d, l);
+    tc_fm_rope(d->q, c->n_heads, hd, rot, c->rope_layout, d->cs);
+    tc_fm_rope(d->k, c->n_kv_heads, hd, rot, c->rope_layout, d->cs);
     tc_fm_cache_key(kl, ml, d->k, d->kvdim, (size_t)d->pos);
-    tc_fm_attend_heads(d->q, kl, vl, ml, c, 0, c->n_heads, (size_t)d->pos + 1, d->probs, d->att);
-    matvec(w->w[TC_WO], d->att, d->x, d->qdim, c->dim, 1);
+    tc_fm_attend_heads(d->q, kl, vl, ml, c, l, 0, c->n_heads, (size_t)d->pos + 1, d->probs, d->att);
+    if (!w->w[TC_BO] && !c->t.post_norms) {
+        matvec(w->w[TC_WO], d->att, d->x, d->qdim, c->dim, 1);
+        return;
+    }
+    matvec(w->w[TC_WO], d->att, d->tmp, d->qdim, c->dim, 0);
+    add_bias(d->tmp, w->w[TC_BO], c->dim);
+    residual_add(d, d->tmp, w->w[TC_POST_ATTN_NORM]);
 }
 
 static void mlp_step(tc_decoder *d, const tc_layer_f32 *w)
 {
     const tc_config *c = &d->m->cfg;
-    tc_fm_rmsnorm(d->x, w->w[TC_FFN_NORM], d->xn, c->dim, c->norm_eps);
-    matvec(w->w[TC_W_GATE], d->xn, d->g, c->dim, c->ffn_dim, 0);
+    size_t F = (size_t)c->ffn_dim;
+    tc_fm_norm(d->x, w->w[TC_FFN_NORM], d->xn, c->dim, c->norm_eps, c->t.norm);
     matvec(w->w[TC_W_UP], d->xn, d->u, c->dim, c->ffn_dim, 0);
-    tc_fm_swiglu(d->g, d->u, (size_t)c->ffn_dim);
-    matvec(w->w[TC_W_DOWN], d->g, d->x, c->ffn_dim, c->dim, 1);
+    add_bias(d->u, w->w[TC_B_UP], c->ffn_dim);
+    if (c->t.ungated) {
+        memcpy(d->g, d->u, F * sizeof *d->g);
+        tc_fm_act(d->g, NULL, F, c->t.act);
+    } else {
+        matvec(w->w[TC_W_GATE], d->xn, d->g, c->dim, c->ffn_dim, 0);
+        add_bias(d->g, w->w[TC_B_GATE], c->ffn_dim);
+        tc_fm_act(d->g, d->u, F, c->t.act);
+    }
+    if (!w->w[TC_B_DOWN] && !c->t.post_norms) {
+        matvec(w->w[TC_W_DOWN], d->g, d->x, c->ffn_dim, c->dim, 1);
+        return;
+    }
+    matvec(w->w[TC_W_DOWN], d->g, d->tmp, c->ffn_dim, c->dim, 0);
+    add_bias(d->tmp, w->w[TC_B_DOWN], c->dim);
+    residual_add(d, d->tmp, w->w[TC_POST_FFN_NORM]);
 }
 
 int tc_decoder_step(tc_decoder *d, int32_t token, float *logits, tc_error *err)
@@ -188,7 +238,6 @@ int tc_decoder_step(tc_decoder *d, int32_t token, float *logits, tc_error *err)
     if (tc_model_embed(d->m, token, d->x, err))
         return TC_ERR;
     openblas_set_num_threads(d->n_threads);
-    tc_fm_rope_angles((size_t)d->pos, c->head_dim, c->rope_theta, d->cs);
     for (int l = 0; l < c->n_layers; l++) {
         const tc_layer *lay = &d->m->layers[l];
         if (lay->has_attn && !d->skip[l].attn)
@@ -198,8 +247,10 @@ int tc_decoder_step(tc_decoder *d, int32_t token, float *logits, tc_error *err)
     }
     d->pos++;
     if (logits) {
-        tc_fm_rmsnorm(d->x, d->w->out_norm, d->xn, c->dim, c->norm_eps);
+        tc_fm_norm(d->x, d->w->out_norm, d->xn, c->dim, c->norm_eps, c->t.norm);
         matvec(d->w->output, d->xn, logits, c->dim, c->vocab_size, 0);
+        if (c->t.final_softcap > 0.0f)
+            tc_fm_softcap(logits, (size_t)c->vocab_size, c->t.final_softcap);
     }
     return TC_OK;
 }

@@ -11,10 +11,11 @@
 
 #include "tc/model.h"
 
-/* out = x / sqrt(mean(x^2) + eps) * w over one row of n.  The sum of
- * squares runs in fp64 over eight fixed lanes: it vectorises, and its order
- * does not depend on the caller. */
-static inline void tc_fm_rmsnorm(const float *x, const float *w, float *out, int n, float eps)
+/* out = x / sqrt(mean(x^2) + eps) * w (or * (1 + w): kind) over one row of
+ * n.  The sum of squares runs in fp64 over eight fixed lanes: it vectorises,
+ * and its order does not depend on the caller. */
+static inline void tc_fm_norm(const float *x, const float *w, float *out, int n, float eps,
+                              tc_norm_kind kind)
 {
     enum { LANES = 8 };
     double acc[LANES] = {0.0}, ss = 0.0;
@@ -27,27 +28,35 @@ static inline void tc_fm_rmsnorm(const float *x, const float *w, float *out, int
     for (; i < n; i++)
         ss += (double)x[i] * x[i];
     float scale = (float)(1.0 / sqrt(ss / n + (double)eps));
+    if (kind == TC_NORM_RMS_1P) {
+        for (i = 0; i < n; i++)
+            out[i] = x[i] * scale * (1.0f + w[i]);
+        return;
+    }
     for (i = 0; i < n; i++)
         out[i] = x[i] * scale * w[i];
 }
 
-/* cos/sin of pos * theta^(-2i/hd) for i < hd/2, interleaved: cs[2i], cs[2i+1]. */
-static inline void tc_fm_rope_angles(size_t pos, int head_dim, float theta, float *cs)
+static inline void tc_fm_rmsnorm(const float *x, const float *w, float *out, int n, float eps)
 {
-    for (int i = 0; i < head_dim / 2; i++) {
-        double freq = pow((double)theta, -2.0 * i / head_dim);
-        double a = (double)pos * freq;
-        cs[2 * i] = (float)cos(a);
-        cs[2 * i + 1] = (float)sin(a);
-    }
+    tc_fm_norm(x, w, out, n, eps, TC_NORM_RMS);
 }
 
-/* Rotates every head of one token's Q or K row; the layout says which two
- * rows of a head form pair i. */
-static inline void tc_fm_rope(float *v, int n_heads, int head_dim, tc_rope_layout layout,
+/* Each head of a row of n_heads * head_dim normed on its own (q/k norms). */
+static inline void tc_fm_head_norm(float *v, const float *w, int n_heads, int head_dim, float eps,
+                                   tc_norm_kind kind)
+{
+    for (int h = 0; h < n_heads; h++)
+        tc_fm_norm(v + (size_t)h * head_dim, w, v + (size_t)h * head_dim, head_dim, eps, kind);
+}
+
+/* Rotates the first rot_dims dimensions of every head of one token's Q or K
+ * row (the rest pass through); the layout says which two rows of a head
+ * form pair i: (2i, 2i+1) or (i, i + rot_dims/2). */
+static inline void tc_fm_rope(float *v, int n_heads, int head_dim, int rot_dims, tc_rope_layout layout,
                               const float *cs)
 {
-    int half = head_dim / 2;
+    int half = rot_dims / 2;
     for (int h = 0; h < n_heads; h++) {
         float *hv = v + (size_t)h * head_dim;
         for (int i = 0; i < half; i++) {
@@ -170,6 +179,54 @@ TC_FM_NO_CONTRACT
         g[i] = g[i] / (1.0f + tc_fm_exp(-g[i])) * u[i];
 }
 
+/* g = act(g) (* u when u is not NULL) for the activations other than the
+ * vectorised SiLU, in the forms transformers writes them. */
+static inline float tc_fm_act1(float x, tc_act act)
+{
+    switch (act) {
+    case TC_ACT_SILU: return x / (1.0f + tc_fm_exp(-x));
+    case TC_ACT_GELU: return (float)(0.5 * x * (1.0 + erf((double)x * M_SQRT1_2)));
+    case TC_ACT_GELU_TANH: {
+        double xd = x;
+        return (float)(0.5 * xd * (1.0 + tanh(0.7978845608028654 * (xd + 0.044715 * xd * xd * xd))));
+    }
+    case TC_ACT_RELU2: return x > 0.0f ? x * x : 0.0f;
+    case TC_ACT_COUNT: break;
+    }
+    return x;
+}
+
+static inline void tc_fm_act(float *restrict g, const float *restrict u, size_t n, tc_act act)
+{
+    if (act == TC_ACT_SILU && u) {
+        tc_fm_swiglu(g, u, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        g[i] = tc_fm_act1(g[i], act) * (u ? u[i] : 1.0f);
+}
+
+/* cap * tanh(x / cap) over n values (logit softcapping; cap > 0). */
+static inline void tc_fm_softcap(float *x, size_t n, float cap)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(cap * tanh((double)x[i] / cap));
+}
+
+/* The attention of one layer as the traits define it: the scale of q.k, the
+ * softcap of the scores, and the first key a query at position pos sees. */
+static inline float tc_fm_attn_scale(const tc_config *c)
+{
+    return c->t.attn_scale != 0.0f ? c->t.attn_scale : 1.0f / sqrtf((float)c->head_dim);
+}
+
+static inline size_t tc_fm_first_key(const tc_config *c, int layer, size_t pos)
+{
+    if (!tc_layer_is_local(c, layer) || pos + 1 <= (size_t)c->t.window)
+        return 0;
+    return pos + 1 - (size_t)c->t.window;
+}
+
 /* One query against n_keys keys of one kv head.  Keys come transposed,
  * kt[d * kt_ld + j] = component d of key j, so that every score is built by
  * contiguous, vectorisable multiply-adds over keys in a fixed order (no
@@ -184,8 +241,8 @@ TC_FM_NO_CONTRACT
  * in the same order (nothing is fused into FMA: -ffp-contract=off), so the
  * result does not depend on the CPU (test_forward.c checks it). */
 void tc_fm_attend(const float *restrict q, const float *restrict kt, size_t kt_ld,
-                  const float *restrict v, size_t v_stride, size_t n_keys, int head_dim,
-                  float *restrict p, float *restrict out);
+                  const float *restrict v, size_t v_stride, size_t n_keys, int head_dim, float scale,
+                  float softcap, float *restrict p, float *restrict out);
 
 /* The key cache of one layer as the decoders keep it: transposed per kv
  * head, component e of a key at row e of [kvdim][ml], so that tc_fm_attend
@@ -196,19 +253,22 @@ static inline void tc_fm_cache_key(float *kl, size_t ml, const float *k, int kvd
         kl[(size_t)e * ml + pos] = k[e];
 }
 
-/* Query heads h0..h1-1 of q against positions 0..n_keys-1 of one layer's
- * caches (keys as tc_fm_cache_key stores them, values [position][kvdim]);
- * head h's output goes to out + h * head_dim. */
+/* Query heads h0..h1-1 of q, at position n_keys - 1 of layer `layer`,
+ * against the positions it sees of that layer's caches (keys as
+ * tc_fm_cache_key stores them, values [position][kvdim]); head h's output
+ * goes to out + h * head_dim. */
 static inline void tc_fm_attend_heads(const float *q, const float *kl, const float *vl, size_t ml,
-                                      const tc_config *c, int h0, int h1, size_t n_keys,
+                                      const tc_config *c, int layer, int h0, int h1, size_t n_keys,
                                       float *probs, float *out)
 {
     int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     size_t kvdim = (size_t)c->n_kv_heads * (size_t)hd;
+    size_t k0 = n_keys ? tc_fm_first_key(c, layer, n_keys - 1) : 0;
+    float scale = tc_fm_attn_scale(c);
     for (int h = h0; h < h1; h++) {
         size_t kv = (size_t)(h / group) * (size_t)hd;
-        tc_fm_attend(q + (size_t)h * (size_t)hd, kl + kv * ml, ml, vl + kv, kvdim, n_keys, hd,
-                     probs, out + (size_t)h * (size_t)hd);
+        tc_fm_attend(q + (size_t)h * (size_t)hd, kl + kv * ml + k0, ml, vl + k0 * kvdim + kv, kvdim,
+                     n_keys - k0, hd, scale, c->t.attn_softcap, probs, out + (size_t)h * (size_t)hd);
     }
 }
 

@@ -1,5 +1,6 @@
 #include "tc/info.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,10 +41,81 @@ void tc_config_add_json(cJSON *o, const tc_config *c)
     cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
     cJSON_AddNumberToObject(o, "max_seq_len", c->max_seq_len);
     cJSON_AddNumberToObject(o, "norm_eps", c->norm_eps);
-    cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
+    cJSON_AddNumberToObject(o, "rope_theta", c->t.rope[0].theta);
     cJSON_AddStringToObject(o, "rope_layout", tc_rope_layout_name(c->rope_layout));
     cJSON_AddBoolToObject(o, "tied_embeddings", c->tied_embeddings);
     cJSON_AddBoolToObject(o, "qkv_bias", c->qkv_bias);
+    const tc_traits *t = &c->t;
+    cJSON *tr = cJSON_AddObjectToObject(o, "traits");
+    cJSON_AddStringToObject(tr, "norm", tc_norm_kind_name(t->norm));
+    cJSON_AddStringToObject(tr, "activation", tc_act_name(t->act));
+    cJSON_AddBoolToObject(tr, "gated", !t->ungated);
+    cJSON_AddBoolToObject(tr, "o_bias", t->o_bias);
+    cJSON_AddBoolToObject(tr, "mlp_bias", t->mlp_bias);
+    cJSON_AddBoolToObject(tr, "qk_norm", t->qk_norm);
+    cJSON_AddBoolToObject(tr, "post_norms", t->post_norms);
+    cJSON_AddNumberToObject(tr, "attn_scale", t->attn_scale != 0 ? t->attn_scale : 1.0 / sqrt(c->head_dim));
+    cJSON_AddNumberToObject(tr, "attn_softcap", t->attn_softcap);
+    cJSON_AddNumberToObject(tr, "final_softcap", t->final_softcap);
+    cJSON_AddNumberToObject(tr, "embed_scale", t->embed_scale != 0 ? t->embed_scale : 1.0);
+    cJSON_AddNumberToObject(tr, "window", t->window);
+    cJSON *loc = cJSON_AddArrayToObject(tr, "local_layers");
+    for (int l = 0; l < c->n_layers && l < TC_MAX_LAYERS; l++)
+        if (tc_layer_is_local(c, l))
+            cJSON_AddItemToArray(loc, cJSON_CreateNumber(l));
+    const char *which[2] = {"rope", "rope_local"};
+    for (int k = 0; k < 2; k++) {
+        const tc_rope *r = &t->rope[k];
+        if (k == 1 && memcmp(r, &t->rope[0], sizeof *r) == 0)
+            break;
+        cJSON *ro = cJSON_AddObjectToObject(tr, which[k]);
+        cJSON_AddStringToObject(ro, "kind", tc_rope_kind_name(r->kind));
+        cJSON_AddNumberToObject(ro, "theta", r->theta);
+        cJSON_AddNumberToObject(ro, "rot_dims", r->rot_dims);
+        if (r->kind != TC_ROPE_DEFAULT) {
+            cJSON_AddNumberToObject(ro, "factor", r->factor);
+            cJSON_AddNumberToObject(ro, "original_max_pos", r->orig_max_pos);
+            cJSON_AddNumberToObject(ro, "attn_factor", r->attn_factor);
+        }
+    }
+}
+
+void tc_traits_describe(const tc_config *c, char *buf, size_t cap)
+{
+    const tc_traits *t = &c->t;
+    size_t n = 0;
+#define PUT(...) (n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, __VA_ARGS__), n = n < cap ? n : cap)
+    buf[0] = '\0';
+    PUT("%s, %s%s", tc_norm_kind_name(t->norm), tc_act_name(t->act), t->ungated ? "" : " gated");
+    const tc_rope *r = &t->rope[0];
+    PUT(", rope %s", tc_rope_kind_name(r->kind));
+    if (r->kind != TC_ROPE_DEFAULT)
+        PUT(" x%g (orig %d)", r->factor, r->orig_max_pos);
+    if (r->rot_dims != c->head_dim)
+        PUT(", rotary %d of %d dims", r->rot_dims, c->head_dim);
+    if (t->window > 0) {
+        int n_local = 0;
+        for (int l = 0; l < c->n_layers && l < TC_MAX_LAYERS; l++)
+            n_local += tc_layer_is_local(c, l);
+        PUT(", window %d on %d of %d layers", t->window, n_local, c->n_layers);
+        if (memcmp(&t->rope[1], r, sizeof *r) != 0)
+            PUT(" (local rope %s, theta %g)", tc_rope_kind_name(t->rope[1].kind), t->rope[1].theta);
+    }
+    if (c->qkv_bias || t->o_bias || t->mlp_bias)
+        PUT(", biases%s%s%s", c->qkv_bias ? " qkv" : "", t->o_bias ? " o" : "", t->mlp_bias ? " mlp" : "");
+    if (t->qk_norm)
+        PUT(", q/k norms");
+    if (t->post_norms)
+        PUT(", post-norms");
+    if (t->attn_scale != 0)
+        PUT(", attention scale %g", t->attn_scale);
+    if (t->attn_softcap != 0)
+        PUT(", attention softcap %g", t->attn_softcap);
+    if (t->final_softcap != 0)
+        PUT(", logit softcap %g", t->final_softcap);
+    if (t->embed_scale != 0)
+        PUT(", embedding x%g", t->embed_scale);
+#undef PUT
 }
 
 cJSON *tc_model_info_json(const tc_model *m)
@@ -148,7 +220,12 @@ char *tc_model_info_text(const tc_model *m)
     sb_printf(&b, "%-18s %d\n", "vocab", c->vocab_size);
     sb_printf(&b, "%-18s %d\n", "context", c->max_seq_len);
     sb_printf(&b, "%-18s %g\n", "norm eps", c->norm_eps);
-    sb_printf(&b, "%-18s %g (%s pairs)\n", "rope theta", c->rope_theta, tc_rope_layout_name(c->rope_layout));
+    sb_printf(&b, "%-18s %g (%s pairs)\n", "rope theta", c->t.rope[0].theta, tc_rope_layout_name(c->rope_layout));
+    char traits[1024];
+    tc_traits_describe(c, traits, sizeof traits);
+    sb_printf(&b, "%-18s %s\n", "traits", traits);
+    if (m->ignored_keys)
+        sb_printf(&b, "%-18s %s\n", "ignored keys", m->ignored_keys);
     sb_printf(&b, "%-18s %s\n", "tied embeddings", c->tied_embeddings ? "yes" : "no");
     sb_printf(&b, "%-18s %s\n", "q/k/v bias", c->qkv_bias ? "yes" : "no");
     sb_printf(&b, "%-18s %llu (linear layers %llu)\n", "parameters", (unsigned long long)n_params,

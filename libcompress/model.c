@@ -2,6 +2,7 @@
  * fp32 at a time.  Opening files by format lives in model_open.c. */
 #include "tc/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,8 @@
 #include "model_internal.h"
 
 static const char *const role_names[TC_N_ROLES] = {
-    "attn_norm", "wq", "wk", "wv", "wo", "bq", "bk", "bv", "ffn_norm", "w_gate", "w_up", "w_down",
+    "attn_norm", "wq", "wk", "wv", "wo", "bq", "bk", "bv", "bo", "q_norm", "k_norm", "post_attn_norm",
+    "ffn_norm", "w_gate", "w_up", "w_down", "b_gate", "b_up", "b_down", "post_ffn_norm",
 };
 
 const char *tc_role_name(tc_role r)
@@ -29,14 +31,60 @@ const char *tc_format_name(tc_format f)
     return "?";
 }
 
+static const char *const arch_names[TC_ARCH_COUNT] = {
+    "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3",
+};
+
 const char *tc_arch_name(tc_arch a)
 {
-    switch (a) {
-    case TC_ARCH_LLAMA: return "llama";
-    case TC_ARCH_MISTRAL: return "mistral";
-    case TC_ARCH_QWEN2: return "qwen2";
-    }
-    return "?";
+    return (unsigned)a < TC_ARCH_COUNT ? arch_names[a] : "?";
+}
+
+static const char *const act_names[TC_ACT_COUNT] = {"silu", "gelu", "gelu_pytorch_tanh", "relu2"};
+
+const char *tc_act_name(tc_act a)
+{
+    return (unsigned)a < TC_ACT_COUNT ? act_names[a] : "?";
+}
+
+const char *tc_norm_kind_name(tc_norm_kind k)
+{
+    return k == TC_NORM_RMS_1P ? "rmsnorm(1+w)" : "rmsnorm(w)";
+}
+
+void tc_traits_llama(tc_traits *t, double theta, int head_dim)
+{
+    memset(t, 0, sizeof *t);
+    t->rope[0] = tc_rope_default(theta, head_dim);
+    t->rope[1] = t->rope[0];
+}
+
+const char *tc_traits_non_llama(const tc_config *c)
+{
+    const tc_traits *t = &c->t;
+    if (t->norm != TC_NORM_RMS)
+        return "(1 + w) RMSNorm";
+    if (t->act != TC_ACT_SILU)
+        return "an activation other than SiLU";
+    if (t->ungated)
+        return "an ungated MLP";
+    if (t->o_bias || t->mlp_bias)
+        return "output or MLP biases";
+    if (t->qk_norm)
+        return "q/k norms";
+    if (t->post_norms)
+        return "post-sub-layer norms";
+    if (t->attn_scale != 0.0f || t->attn_softcap != 0.0f || t->final_softcap != 0.0f)
+        return "a custom attention scale or softcapping";
+    if (t->embed_scale != 0.0f)
+        return "an embedding scale";
+    if (t->window > 0)
+        return "sliding-window attention";
+    if (t->rope[0].kind != TC_ROPE_DEFAULT)
+        return "RoPE scaling";
+    if (t->rope[0].rot_dims != c->head_dim)
+        return "partial rotary dimensions";
+    return NULL;
 }
 
 const char *tc_rope_layout_name(tc_rope_layout r)
@@ -54,8 +102,47 @@ const tc_naming tc_naming_hf = {
         "model.layers.%d.self_attn.k_proj.weight", "model.layers.%d.self_attn.v_proj.weight",
         "model.layers.%d.self_attn.o_proj.weight", "model.layers.%d.self_attn.q_proj.bias",
         "model.layers.%d.self_attn.k_proj.bias", "model.layers.%d.self_attn.v_proj.bias",
+        "model.layers.%d.self_attn.o_proj.bias", "model.layers.%d.self_attn.q_norm.weight",
+        "model.layers.%d.self_attn.k_norm.weight", NULL,
         "model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
         "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight",
+        "model.layers.%d.mlp.gate_proj.bias", "model.layers.%d.mlp.up_proj.bias",
+        "model.layers.%d.mlp.down_proj.bias", NULL,
+    },
+};
+
+/* Gemma 2/3: four norms per layer, and the name "post_attention_layernorm"
+ * means the norm of the attention's output, not the MLP's input. */
+const tc_naming tc_naming_hf_gemma = {
+    .tok_embd = "model.embed_tokens.weight",
+    .out_norm = "model.norm.weight",
+    .output = "lm_head.weight",
+    .role = {
+        "model.layers.%d.input_layernorm.weight", "model.layers.%d.self_attn.q_proj.weight",
+        "model.layers.%d.self_attn.k_proj.weight", "model.layers.%d.self_attn.v_proj.weight",
+        "model.layers.%d.self_attn.o_proj.weight", "model.layers.%d.self_attn.q_proj.bias",
+        "model.layers.%d.self_attn.k_proj.bias", "model.layers.%d.self_attn.v_proj.bias",
+        "model.layers.%d.self_attn.o_proj.bias", "model.layers.%d.self_attn.q_norm.weight",
+        "model.layers.%d.self_attn.k_norm.weight", "model.layers.%d.post_attention_layernorm.weight",
+        "model.layers.%d.pre_feedforward_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
+        "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight",
+        NULL, NULL, NULL, "model.layers.%d.post_feedforward_layernorm.weight",
+    },
+};
+
+/* Phi-3: q, k and v in one fused qkv_proj, gate and up in one gate_up_proj;
+ * bind splits them into row ranges (WQ, WK, WV; W_GATE, W_UP). */
+const tc_naming tc_naming_hf_phi3 = {
+    .tok_embd = "model.embed_tokens.weight",
+    .out_norm = "model.norm.weight",
+    .output = "lm_head.weight",
+    .fused_qkv = "model.layers.%d.self_attn.qkv_proj.weight",
+    .fused_gate_up = "model.layers.%d.mlp.gate_up_proj.weight",
+    .role = {
+        "model.layers.%d.input_layernorm.weight", NULL, NULL, NULL,
+        "model.layers.%d.self_attn.o_proj.weight", NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        "model.layers.%d.post_attention_layernorm.weight", NULL, NULL,
+        "model.layers.%d.mlp.down_proj.weight", NULL, NULL, NULL, NULL,
     },
 };
 
@@ -66,8 +153,11 @@ const tc_naming tc_naming_gguf = {
     .role = {
         "blk.%d.attn_norm.weight", "blk.%d.attn_q.weight", "blk.%d.attn_k.weight",
         "blk.%d.attn_v.weight", "blk.%d.attn_output.weight", "blk.%d.attn_q.bias",
-        "blk.%d.attn_k.bias", "blk.%d.attn_v.bias", "blk.%d.ffn_norm.weight",
-        "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight", "blk.%d.ffn_down.weight",
+        "blk.%d.attn_k.bias", "blk.%d.attn_v.bias", "blk.%d.attn_output.bias",
+        "blk.%d.attn_q_norm.weight", "blk.%d.attn_k_norm.weight", "blk.%d.post_attention_norm.weight",
+        "blk.%d.ffn_norm.weight", "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight",
+        "blk.%d.ffn_down.weight", "blk.%d.ffn_gate.bias", "blk.%d.ffn_up.bias", "blk.%d.ffn_down.bias",
+        "blk.%d.post_ffw_norm.weight",
     },
 };
 
@@ -78,11 +168,25 @@ const tc_naming tc_naming_llama2c = {
     .role = {
         "layers.%d.attention_norm.weight", "layers.%d.attention.wq.weight",
         "layers.%d.attention.wk.weight", "layers.%d.attention.wv.weight",
-        "layers.%d.attention.wo.weight", NULL, NULL, NULL, "layers.%d.ffn_norm.weight",
-        "layers.%d.feed_forward.w1.weight", "layers.%d.feed_forward.w3.weight",
-        "layers.%d.feed_forward.w2.weight",
+        "layers.%d.attention.wo.weight", NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        "layers.%d.ffn_norm.weight", "layers.%d.feed_forward.w1.weight",
+        "layers.%d.feed_forward.w3.weight", "layers.%d.feed_forward.w2.weight", NULL, NULL, NULL, NULL,
     },
 };
+
+const tc_naming *tc_naming_for(tc_format fmt, tc_arch arch)
+{
+    switch (fmt) {
+    case TC_FORMAT_HF:
+    case TC_FORMAT_MEMORY:
+        return arch == TC_ARCH_GEMMA2 || arch == TC_ARCH_GEMMA3 ? &tc_naming_hf_gemma
+               : arch == TC_ARCH_PHI3                          ? &tc_naming_hf_phi3
+                                                               : &tc_naming_hf;
+    case TC_FORMAT_GGUF: return &tc_naming_gguf;
+    case TC_FORMAT_LLAMA2C: return &tc_naming_llama2c;
+    }
+    return NULL;
+}
 
 void tc_naming_format(const tc_naming *nm, tc_role r, int layer, char *buf, size_t n)
 {
@@ -95,12 +199,20 @@ void tc_naming_format(const tc_naming *nm, tc_role r, int layer, char *buf, size
 
 /* The shape a role must have, outermost first; n_dims 0 when the role has no
  * tensor in this config. */
-static int role_shape(const tc_config *c, tc_role r, int64_t shape[2])
+int tc_role_shape(const tc_config *c, tc_role r, int64_t shape[2])
 {
     int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     switch (r) {
     case TC_ATTN_NORM:
-    case TC_FFN_NORM: shape[0] = c->dim; return 1;
+    case TC_FFN_NORM:
+    case TC_POST_ATTN_NORM:
+    case TC_POST_FFN_NORM:
+    case TC_BO:
+    case TC_B_DOWN: shape[0] = c->dim; return 1;
+    case TC_Q_NORM:
+    case TC_K_NORM: shape[0] = c->head_dim; return 1;
+    case TC_B_GATE:
+    case TC_B_UP: shape[0] = c->ffn_dim; return 1;
     case TC_WQ: shape[0] = q; shape[1] = c->dim; return 2;
     case TC_WK:
     case TC_WV: shape[0] = kv; shape[1] = c->dim; return 2;
@@ -140,6 +252,28 @@ static int check_shape(const tc_model *m, const tc_tensor *t, int n_dims, const 
                   want);
 }
 
+static int check_rope(const tc_model *m, const tc_rope *r, const char *which, tc_error *err)
+{
+    const tc_config *c = &m->cfg;
+    if (!(r->theta > 0) || !isfinite(r->theta))
+        return tc_err(err, "%s: %s rope theta must be positive", m->path, which);
+    if (r->rot_dims <= 0 || r->rot_dims > c->head_dim || r->rot_dims % 2 || r->rot_dims / 2 > TC_ROPE_MAX_PAIRS)
+        return tc_err(err, "%s: %s rope rotates %d of %d head dimensions (it needs an even count up to the "
+                      "head dimension, at most %d)", m->path, which, r->rot_dims, c->head_dim,
+                      2 * TC_ROPE_MAX_PAIRS);
+    if (r->kind != TC_ROPE_DEFAULT && (!(r->factor > 0) || !isfinite(r->factor)))
+        return tc_err(err, "%s: %s rope scaling factor must be positive", m->path, which);
+    if ((r->kind == TC_ROPE_LLAMA3 || r->kind == TC_ROPE_YARN || r->kind == TC_ROPE_LONGROPE) &&
+        r->orig_max_pos <= 0)
+        return tc_err(err, "%s: %s rope needs a positive original_max_position_embeddings", m->path, which);
+    if (r->kind == TC_ROPE_DYNAMIC && (r->max_pos <= 0 || r->rot_dims < 4))
+        return tc_err(err, "%s: dynamic rope needs max_position_embeddings and at least 4 rotated dimensions",
+                      m->path);
+    if (r->kind == TC_ROPE_LLAMA3 && !(r->high_freq_factor > r->low_freq_factor))
+        return tc_err(err, "%s: llama3 rope needs high_freq_factor above low_freq_factor", m->path);
+    return TC_OK;
+}
+
 static int check_config(const tc_model *m, tc_error *err)
 {
     const tc_config *c = &m->cfg;
@@ -148,7 +282,7 @@ static int check_config(const tc_model *m, tc_error *err)
         return tc_err(err, "%s: the config has a zero or negative size (layers %d, dim %d, heads %d, "
                       "kv heads %d, head dim %d, ffn %d, vocab %d)", m->path, c->n_layers, c->dim,
                       c->n_heads, c->n_kv_heads, c->head_dim, c->ffn_dim, c->vocab_size);
-    if (c->n_layers > 4096 || c->dim > (1 << 20) || c->ffn_dim > (1 << 22) || c->n_heads > 4096 ||
+    if (c->n_layers > TC_MAX_LAYERS || c->dim > (1 << 20) || c->ffn_dim > (1 << 22) || c->n_heads > 4096 ||
         c->head_dim > 4096 || c->vocab_size > (1 << 24))
         return tc_err(err, "%s: the config's sizes are beyond what tc supports", m->path);
     if (c->n_heads % c->n_kv_heads != 0)
@@ -156,9 +290,37 @@ static int check_config(const tc_model *m, tc_error *err)
                       c->n_heads, c->n_kv_heads);
     if (c->head_dim % 2 != 0)
         return tc_err(err, "%s: head dimension %d is odd; RoPE needs pairs", m->path, c->head_dim);
-    if (!(c->norm_eps > 0) || !(c->rope_theta > 0))
-        return tc_err(err, "%s: norm epsilon and rope theta must be positive", m->path);
+    if (!(c->norm_eps > 0))
+        return tc_err(err, "%s: norm epsilon must be positive", m->path);
+    if (check_rope(m, &c->t.rope[0], "the", err) || check_rope(m, &c->t.rope[1], "the local layers'", err))
+        return TC_ERR;
+    const tc_traits *t = &c->t;
+    if (t->window < 0 || !isfinite(t->attn_scale) || t->attn_scale < 0 || !isfinite(t->attn_softcap) ||
+        t->attn_softcap < 0 || !isfinite(t->final_softcap) || t->final_softcap < 0 ||
+        !isfinite(t->embed_scale) || t->embed_scale < 0)
+        return tc_err(err, "%s: the config's attention window, scale, softcaps or embedding scale are out "
+                      "of range", m->path);
     return TC_OK;
+}
+
+int tc_role_needed(const tc_config *c, tc_role r)
+{
+    const tc_traits *t = &c->t;
+    switch (r) {
+    case TC_BQ:
+    case TC_BK:
+    case TC_BV: return c->qkv_bias;
+    case TC_BO: return t->o_bias;
+    case TC_Q_NORM:
+    case TC_K_NORM: return t->qk_norm;
+    case TC_POST_ATTN_NORM:
+    case TC_POST_FFN_NORM: return t->post_norms;
+    case TC_W_GATE: return !t->ungated;
+    case TC_B_GATE: return t->mlp_bias && !t->ungated;
+    case TC_B_UP:
+    case TC_B_DOWN: return t->mlp_bias;
+    default: return r >= 0 && r < TC_N_ROLES;
+    }
 }
 
 static int bind_global(tc_model *m, const tc_naming *nm, tc_error *err)
@@ -189,6 +351,63 @@ static int bind_global(tc_model *m, const tc_naming *nm, tc_error *err)
     return TC_OK;
 }
 
+/* A row range of a fused 2-D tensor (Phi-3's qkv_proj, gate_up_proj) as a
+ * tensor of its own: rows are whole in every dtype, so the range is one
+ * byte span of the fused tensor. */
+static int add_split(tc_model *m, const tc_tensor *fused, int64_t row0, int64_t rows, const char *part,
+                     const tc_tensor **out, tc_error *err)
+{
+    if (m->n_split == m->cap_split)
+        return tc_err(err, "%s: internal: too many split tensors", m->path);
+    tc_tensor *t = &m->split[m->n_split];
+    uint64_t row_bytes = fused->nbytes / (uint64_t)fused->shape[0];
+    size_t n = strlen(fused->name) + strlen(part) + 2;
+    *t = *fused;
+    t->name = malloc(n);
+    if (!t->name)
+        return tc_err(err, "%s: out of memory", m->path);
+    snprintf(t->name, n, "%s#%s", fused->name, part);
+    t->shape[0] = rows;
+    t->n_elements = (uint64_t)rows * (uint64_t)fused->shape[1];
+    t->data = fused->data + row_bytes * (uint64_t)row0;
+    t->nbytes = row_bytes * (uint64_t)rows;
+    m->n_split++;
+    *out = t;
+    return TC_OK;
+}
+
+/* Splits layer l's fused projections into their roles. */
+static int bind_fused(tc_model *m, const tc_naming *nm, int l, tc_layer *L, int attn, int mlp, tc_error *err)
+{
+    const tc_config *c = &m->cfg;
+    char name[160];
+    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    if (nm->fused_qkv && attn) {
+        snprintf(name, sizeof name, nm->fused_qkv, l);
+        const tc_tensor *t = tc_tensordir_find(m->dir, name);
+        int64_t shape[2] = {q + 2 * kv, c->dim};
+        if (!t)
+            return tc_err(err, "%s: missing tensor '%s' (layer %d fused q/k/v)", m->path, name, l);
+        if (check_shape(m, t, 2, shape, err) ||
+            add_split(m, t, 0, q, "q", &L->w[TC_WQ], err) ||
+            add_split(m, t, q, kv, "k", &L->w[TC_WK], err) ||
+            add_split(m, t, q + kv, kv, "v", &L->w[TC_WV], err))
+            return TC_ERR;
+    }
+    if (nm->fused_gate_up && mlp) {
+        snprintf(name, sizeof name, nm->fused_gate_up, l);
+        const tc_tensor *t = tc_tensordir_find(m->dir, name);
+        int64_t shape[2] = {2 * (int64_t)c->ffn_dim, c->dim};
+        if (!t)
+            return tc_err(err, "%s: missing tensor '%s' (layer %d fused gate/up)", m->path, name, l);
+        if (check_shape(m, t, 2, shape, err) ||
+            add_split(m, t, 0, c->ffn_dim, "gate", &L->w[TC_W_GATE], err) ||
+            add_split(m, t, c->ffn_dim, c->ffn_dim, "up", &L->w[TC_W_UP], err))
+            return TC_ERR;
+    }
+    return TC_OK;
+}
+
 /* drop_attn / drop_mlp: per-layer flags saying the sub-layer was pruned away
  * (its tensors must then be absent; 2: the file holds a stand-in for it,
  * which is not bound); NULL when none were. */
@@ -202,8 +421,12 @@ int tc_model_bind(tc_model *m, const tc_naming *nm, const uint8_t *drop_attn, co
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
     if (!m->layers)
         return tc_err(err, "%s: out of memory", m->path);
-    static const tc_role attn_roles[] = {TC_ATTN_NORM, TC_WQ, TC_WK, TC_WV, TC_WO};
-    static const tc_role mlp_roles[] = {TC_FFN_NORM, TC_W_GATE, TC_W_UP, TC_W_DOWN};
+    if (nm->fused_qkv || nm->fused_gate_up) {
+        m->cap_split = 5 * (size_t)m->cfg.n_layers;
+        m->split = calloc(m->cap_split, sizeof *m->split);
+        if (!m->split)
+            return tc_err(err, "%s: out of memory", m->path);
+    }
     for (int l = 0; l < m->cfg.n_layers; l++) {
         tc_layer *L = &m->layers[l];
         char name[160];
@@ -211,42 +434,35 @@ int tc_model_bind(tc_model *m, const tc_naming *nm, const uint8_t *drop_attn, co
         int mlp_stand_in = drop_mlp && drop_mlp[l] == 2, attn_stand_in = drop_attn && drop_attn[l] == 2;
         for (int r = 0; r < TC_N_ROLES; r++) {
             tc_naming_format(nm, (tc_role)r, l, name, sizeof name);
-            if (!name[0] || (mlp_stand_in && r >= TC_FFN_NORM) || (attn_stand_in && r < TC_FFN_NORM))
+            if (!name[0] || (mlp_stand_in && !tc_role_is_attn(r)) || (attn_stand_in && tc_role_is_attn(r)))
                 continue;
             const tc_tensor *t = tc_tensordir_find(m->dir, name);
             if (!t)
                 continue;
+            if (!tc_role_needed(&m->cfg, (tc_role)r))
+                return tc_err(err, "%s: tensor '%s' is present but the config has no %s (tc would ignore "
+                              "it)", m->path, name, tc_role_name((tc_role)r));
             int64_t shape[2];
-            int nd = role_shape(&m->cfg, (tc_role)r, shape);
+            int nd = tc_role_shape(&m->cfg, (tc_role)r, shape);
             if (check_shape(m, t, nd, shape, err))
                 return TC_ERR;
             L->w[r] = t;
         }
         L->has_attn = !(drop_attn && drop_attn[l]);
         L->has_mlp = !(drop_mlp && drop_mlp[l]);
-        const tc_role *roles[2] = {attn_roles, mlp_roles};
-        const size_t counts[2] = {5, 4};
-        const int present[2] = {L->has_attn, L->has_mlp};
-        for (int s = 0; s < 2; s++) {
-            for (size_t i = 0; i < counts[s]; i++) {
-                tc_role r = roles[s][i];
-                tc_naming_format(nm, r, l, name, sizeof name);
-                if (present[s] && !L->w[r])
-                    return tc_err(err, "%s: missing tensor '%s' (layer %d %s)", m->path, name, l,
-                                  tc_role_name(r));
-                if (!present[s] && L->w[r])
-                    return tc_err(err, "%s: tensor '%s' is present but the config marks layer %d's %s "
-                                  "as dropped", m->path, name, l, s ? "MLP" : "attention");
-            }
-        }
-        if (m->cfg.qkv_bias && L->has_attn) {
-            for (int r = TC_BQ; r <= TC_BV; r++) {
-                if (!L->w[r]) {
-                    tc_naming_format(nm, (tc_role)r, l, name, sizeof name);
-                    return tc_err(err, "%s: missing tensor '%s' (the architecture has q/k/v biases)",
-                                  m->path, name);
-                }
-            }
+        if (bind_fused(m, nm, l, L, L->has_attn, L->has_mlp, err))
+            return TC_ERR;
+        for (int r = 0; r < TC_N_ROLES; r++) {
+            int attn = tc_role_is_attn(r), present = attn ? L->has_attn : L->has_mlp;
+            if (!tc_role_needed(&m->cfg, (tc_role)r))
+                continue;
+            tc_naming_format(nm, (tc_role)r, l, name, sizeof name);
+            if (present && !L->w[r])
+                return tc_err(err, "%s: missing tensor '%s' (layer %d %s)", m->path, name[0] ? name : "?", l,
+                              tc_role_name((tc_role)r));
+            if (!present && L->w[r])
+                return tc_err(err, "%s: tensor '%s' is present but the config marks layer %d's %s "
+                              "as dropped", m->path, name, l, attn ? "attention" : "MLP");
         }
     }
     return TC_OK;
@@ -277,7 +493,7 @@ int tc_model_from_memory(tc_model *m, tc_tensordir *dir, const tc_config *cfg, t
     m->handle = own;
     m->close_handle = free_memory_handle;
     m->dir = own;
-    if (tc_model_bind(m, &tc_naming_hf, NULL, NULL, err)) {
+    if (tc_model_bind(m, tc_naming_for(TC_FORMAT_MEMORY, cfg->arch), NULL, NULL, err)) {
         tc_model_close(m);
         return TC_ERR;
     }
@@ -288,6 +504,10 @@ void tc_model_close(tc_model *m)
 {
     if (m->close_handle && m->handle)
         m->close_handle(m->handle);
+    for (size_t i = 0; i < m->n_split; i++)
+        free(m->split[i].name);
+    free(m->split);
+    free(m->ignored_keys);
     free(m->layers);
     free(m->path);
     memset(m, 0, sizeof *m);
@@ -327,6 +547,10 @@ int tc_model_embed(const tc_model *m, int token, float *out, tc_error *err)
     uint64_t dim = (uint64_t)m->cfg.dim;
     if (tc_convert_to_f32(t->dtype, t->data + row_bytes * (uint64_t)token, dim, out, err))
         return tc_err_prefix(err, "%s: tensor '%s'", m->path, t->name);
+    float s = m->cfg.t.embed_scale;
+    if (s != 0.0f)
+        for (uint64_t i = 0; i < dim; i++)
+            out[i] *= s;
     return TC_OK;
 }
 

@@ -10,9 +10,15 @@
 typedef struct tc_naming {
     const char *tok_embd, *out_norm, *output;
     const char *role[TC_N_ROLES]; /* printf patterns with the layer index; NULL when not stored */
+    const char *fused_qkv;        /* q, k, v rows in one tensor; NULL when stored apart */
+    const char *fused_gate_up;    /* gate then up rows in one tensor */
 } tc_naming;
 
-extern const tc_naming tc_naming_hf, tc_naming_gguf, tc_naming_llama2c;
+extern const tc_naming tc_naming_hf, tc_naming_hf_gemma, tc_naming_hf_phi3, tc_naming_gguf,
+    tc_naming_llama2c;
+
+/* The tensor names a family uses in a format. */
+const tc_naming *tc_naming_for(tc_format fmt, tc_arch arch);
 
 void tc_naming_format(const tc_naming *nm, tc_role r, int layer, char *buf, size_t n);
 
@@ -23,5 +29,13 @@ void tc_naming_format(const tc_naming *nm, tc_role r, int layer, char *buf, size
  * unbound. */
 int tc_model_bind(tc_model *m, const tc_naming *nm, const uint8_t *drop_attn, const uint8_t *drop_mlp,
                   tc_error *err);
+
+/* Reads a Hugging Face config.json (hf_config.c): the config with its
+ * traits, the family's tensor names, and the keys that were ignored because
+ * transformers' class for the family does not define them (a malloc'd,
+ * space-separated list, or NULL). */
+struct cJSON;
+int tc_hf_config_read(const struct cJSON *cfg, const char *path, tc_config *c, const tc_naming **names,
+                      char **ignored, tc_error *err);
 
 #endif

@@ -16,60 +16,6 @@
 
 /* ---- Hugging Face ---------------------------------------------------------- */
 
-static int json_int(const cJSON *cfg, const char *key, int required, int fallback, int *out,
-                    const char *path, tc_error *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
-    if (!v || cJSON_IsNull(v)) {
-        if (required)
-            return tc_err(err, "%s/config.json: missing field '%s'", path, key);
-        *out = fallback;
-        return TC_OK;
-    }
-    double d = v->valuedouble;
-    if (!cJSON_IsNumber(v) || d != floor(d) || d < -1 || d > 2147483647.0)
-        return tc_err(err, "%s/config.json: field '%s' is not a non-negative integer", path, key);
-    *out = (int)d;
-    return TC_OK;
-}
-
-static int json_float(const cJSON *cfg, const char *key, double fallback, float *out, const char *path,
-                      tc_error *err)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
-    if (!v || cJSON_IsNull(v)) {
-        *out = (float)fallback;
-        return TC_OK;
-    }
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return tc_err(err, "%s/config.json: field '%s' is not a number", path, key);
-    *out = (float)v->valuedouble;
-    return TC_OK;
-}
-
-static int json_bool(const cJSON *cfg, const char *key, int fallback)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
-    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : fallback;
-}
-
-static int hf_arch(const cJSON *cfg, const char *path, tc_arch *arch, tc_error *err)
-{
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
-    if (!cJSON_IsString(mt))
-        return tc_err(err, "%s/config.json: missing field 'model_type'", path);
-    if (strcmp(mt->valuestring, "llama") == 0)
-        *arch = TC_ARCH_LLAMA;
-    else if (strcmp(mt->valuestring, "mistral") == 0)
-        *arch = TC_ARCH_MISTRAL;
-    else if (strcmp(mt->valuestring, "qwen2") == 0)
-        *arch = TC_ARCH_QWEN2;
-    else
-        return tc_err(err, "%s/config.json: unsupported architecture '%.64s' (tc reads llama, mistral "
-                      "and qwen2)", path, mt->valuestring);
-    return TC_OK;
-}
-
 /* drop_attn_list / drop_mlp_list: integer layer indices of pruned sub-layers. */
 static int hf_drop_list(const cJSON *cfg, const char *key, int n_layers, uint8_t *flags,
                         const char *path, tc_error *err)
@@ -87,51 +33,6 @@ static int hf_drop_list(const cJSON *cfg, const char *key, int n_layers, uint8_t
                           path, key, n_layers);
         flags[(int)d] = 1;
     }
-    return TC_OK;
-}
-
-static int hf_config(const cJSON *cfg, const char *path, tc_config *c, tc_error *err)
-{
-    memset(c, 0, sizeof *c);
-    if (hf_arch(cfg, path, &c->arch, err))
-        return TC_ERR;
-    if (json_int(cfg, "hidden_size", 1, 0, &c->dim, path, err) ||
-        json_int(cfg, "num_hidden_layers", 1, 0, &c->n_layers, path, err) ||
-        json_int(cfg, "num_attention_heads", 1, 0, &c->n_heads, path, err) ||
-        json_int(cfg, "intermediate_size", 1, 0, &c->ffn_dim, path, err) ||
-        json_int(cfg, "vocab_size", 1, 0, &c->vocab_size, path, err) ||
-        json_int(cfg, "num_key_value_heads", 0, c->n_heads, &c->n_kv_heads, path, err) ||
-        json_int(cfg, "max_position_embeddings", 0, 2048, &c->max_seq_len, path, err) ||
-        json_int(cfg, "bos_token_id", 0, -1, &c->bos_id, path, err) ||
-        json_int(cfg, "eos_token_id", 0, -1, &c->eos_id, path, err))
-        return TC_ERR;
-    if (c->n_heads <= 0)
-        return tc_err(err, "%s/config.json: num_attention_heads must be positive", path);
-    if (json_int(cfg, "head_dim", 0, c->dim / c->n_heads, &c->head_dim, path, err) ||
-        json_float(cfg, "rms_norm_eps", 1e-6, &c->norm_eps, path, err))
-        return TC_ERR;
-    /* Newer transformers nest rope_theta in rope_parameters. */
-    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(cfg, "rope_parameters");
-    double theta_default = c->arch == TC_ARCH_QWEN2 ? 1000000.0 : 10000.0;
-    if (cJSON_IsObject(rp) && cJSON_GetObjectItemCaseSensitive(rp, "rope_theta")) {
-        if (json_float(rp, "rope_theta", theta_default, &c->rope_theta, path, err))
-            return TC_ERR;
-    } else if (json_float(cfg, "rope_theta", theta_default, &c->rope_theta, path, err)) {
-        return TC_ERR;
-    }
-    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
-    if (scaling && !cJSON_IsNull(scaling))
-        return tc_err(err, "%s/config.json: rope_scaling is not supported yet", path);
-    c->tied_embeddings = json_bool(cfg, "tie_word_embeddings", 0);
-    /* Qwen2 biases q, k and v; Llama's attention_bias biases the output
-     * projection too, which tc's model has no role for. */
-    c->qkv_bias = c->arch == TC_ARCH_QWEN2;
-    if (c->arch != TC_ARCH_QWEN2 && json_bool(cfg, "attention_bias", 0))
-        return tc_err(err, "%s/config.json: attention_bias (biases on q, k, v and the output projection) is "
-                      "not supported for %s", path, tc_arch_name(c->arch));
-    if (json_bool(cfg, "mlp_bias", 0))
-        return tc_err(err, "%s/config.json: MLP biases are not supported", path);
-    c->rope_layout = TC_ROPE_HALF;
     return TC_OK;
 }
 
@@ -154,22 +55,17 @@ static int open_hf(tc_model *m, const char *dir, tc_error *err)
     m->handle = h;
     m->close_handle = close_hf;
     m->dir = &h->dir;
-    if (hf_config(h->config, dir, &m->cfg, err))
+    const tc_naming *names;
+    if (tc_hf_config_read(h->config, dir, &m->cfg, &names, &m->ignored_keys, err))
         return TC_ERR;
-    if (m->cfg.n_layers <= 0 || m->cfg.n_layers > 4096)
-        return tc_err(err, "%s/config.json: num_hidden_layers %d is out of range", dir, m->cfg.n_layers);
     uint8_t *drops = calloc(2 * (size_t)m->cfg.n_layers, 1);
     if (!drops)
         return tc_err(err, "%s: out of memory", dir);
     int rc = hf_drop_list(h->config, "drop_attn_list", m->cfg.n_layers, drops, dir, err);
     if (rc == TC_OK)
         rc = hf_drop_list(h->config, "drop_mlp_list", m->cfg.n_layers, drops + m->cfg.n_layers, dir, err);
-    if (rc == TC_OK) {
-        /* A tied model may still store lm_head.weight (a copy): use the embedding. */
-        if (!m->cfg.tied_embeddings && !tc_tensordir_find(m->dir, "lm_head.weight"))
-            m->cfg.tied_embeddings = 1;
-        rc = tc_model_bind(m, &tc_naming_hf, drops, drops + m->cfg.n_layers, err);
-    }
+    if (rc == TC_OK)
+        rc = tc_model_bind(m, names, drops, drops + m->cfg.n_layers, err);
     free(drops);
     return rc;
 }
@@ -273,6 +169,41 @@ static int gguf_attn_stand_in(const tc_gguf *g, int l, int dim)
     snprintf(name, sizeof name, "blk.%d.attn_q.weight", l);
     return !tc_tensordir_find(&g->dir, name) &&
            gguf_zero_tensor(g, l, "attn_output.weight", (uint64_t)dim * (uint64_t)dim);
+}
+
+/* Metadata keys and tensors that change what llama.cpp computes and that tc
+ * does not implement yet: refused by name rather than ignored. */
+static int gguf_refuse_keys(const tc_gguf *g, const char *arch, tc_error *err)
+{
+    static const char *const refused[] = {
+        "rope.scaling.type", "rope.scaling.factor", "rope.scaling.attn_factor",
+        "rope.scaling.original_context_length", "rope.scaling.finetuned", "rope.scaling.yarn_log_multiplier",
+        "attention.sliding_window", "attention.logit_softcapping", "final_logit_softcapping",
+        "expert_count", "expert_used_count", "attention.layer_norm_epsilon", "attention.causal",
+        "attention.clamp_kqv", "attention.max_alibi_bias", "logit_scale", "embedding_scale", "residual_scale",
+        "attention.scale", "rope.dimension_sections", "use_parallel_residual",
+    };
+    char key[128];
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        gguf_key(key, sizeof key, arch, refused[i]);
+        const tc_gguf_value *v = tc_gguf_find(g, key);
+        if (!v)
+            continue;
+        /* "none" scaling and a factor of 1 compute the plain rope. */
+        if (v->type == TC_GGUF_STRING && v->v.s.len == 4 && memcmp(v->v.s.ptr, "none", 4) == 0)
+            continue;
+        if (v->type == TC_GGUF_F32 && strcmp(refused[i], "rope.scaling.factor") == 0 &&
+            (v->v.f == 0.0f || v->v.f == 1.0f))
+            continue;
+        if (v->type == TC_GGUF_BOOL && strcmp(refused[i], "attention.causal") == 0 && v->v.u)
+            continue;
+        return tc_err(err, "%s: metadata key '%s' changes what the model computes and tc does not implement it",
+                      g->path, key);
+    }
+    if (tc_tensordir_find(&g->dir, "rope_freqs.weight"))
+        return tc_err(err, "%s: tensor 'rope_freqs.weight' (per-pair RoPE frequency factors, as Llama 3.1 files "
+                      "carry) is not implemented", g->path);
+    return TC_OK;
 }
 
 static void close_gguf(void *h)
@@ -382,8 +313,14 @@ static int gguf_config(tc_model *m, const tc_gguf *g, uint8_t **drops, tc_error 
     if (tc_gguf_find(g, k2) && tc_gguf_get_f32(g, k2, &c->norm_eps, err))
         goto done;
     gguf_key(k2, sizeof k2, arch, "rope.freq_base");
-    c->rope_theta = c->arch == TC_ARCH_QWEN2 ? 1000000.0f : 10000.0f;
-    if (tc_gguf_find(g, k2) && tc_gguf_get_f32(g, k2, &c->rope_theta, err))
+    float theta = 10000.0f;
+    if (tc_gguf_find(g, k2) && tc_gguf_get_f32(g, k2, &theta, err))
+        goto done;
+    int rot_dims = 0;
+    if (gguf_u32_arch(g, arch, "rope.dimension_count", 0, (uint32_t)c->head_dim, &rot_dims, err))
+        goto done;
+    tc_traits_llama(&c->t, theta, rot_dims);
+    if (gguf_refuse_keys(g, arch, err))
         goto done;
     gguf_key(k2, sizeof k2, arch, "vocab_size");
     const tc_tensor *emb = tc_tensordir_find(&g->dir, "token_embd.weight");
@@ -470,7 +407,7 @@ static int open_llama2c(tc_model *m, const char *path, tc_error *err)
     cfg->vocab_size = c->hdr.vocab_size;
     cfg->max_seq_len = c->hdr.seq_len;
     cfg->norm_eps = 1e-5f;      /* llama2.c's run.c */
-    cfg->rope_theta = 10000.0f; /* llama2.c's run.c */
+    tc_traits_llama(&cfg->t, 10000.0, cfg->head_dim); /* llama2.c's run.c: theta 10000 */
     cfg->rope_layout = TC_ROPE_ADJACENT;
     cfg->tied_embeddings = c->hdr.shared_classifier;
     cfg->bos_id = 1;

@@ -79,18 +79,7 @@ static int fill_item(void *ctx, const tc_out_tensor *t, void *dst, tc_error *err
 
 static void role_dims(const tc_config *c, int role, int *nd, int64_t *shape)
 {
-    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
-    *nd = 2;
-    switch (role) {
-    case TC_ATTN_NORM: case TC_FFN_NORM: *nd = 1; shape[0] = c->dim; break;
-    case TC_WQ: shape[0] = q; shape[1] = c->dim; break;
-    case TC_WK: case TC_WV: shape[0] = kv; shape[1] = c->dim; break;
-    case TC_WO: shape[0] = c->dim; shape[1] = q; break;
-    case TC_BQ: *nd = 1; shape[0] = q; break;
-    case TC_BK: case TC_BV: *nd = 1; shape[0] = kv; break;
-    case TC_W_GATE: case TC_W_UP: shape[0] = c->ffn_dim; shape[1] = c->dim; break;
-    case TC_W_DOWN: shape[0] = c->dim; shape[1] = c->ffn_dim; break;
-    }
+    *nd = tc_role_shape(c, (tc_role)role, shape);
 }
 
 /* Stand-ins for llama.cpp's `deci` graph, which tc's reader recognises and
@@ -106,17 +95,17 @@ static int stand_in(const tc_model_src *s, int stubs, int l, int r)
 {
     if (!stubs)
         return 0;
-    if (r >= TC_FFN_NORM)
-        return s->drop_mlp && s->drop_mlp[l];
+    if (!tc_role_is_attn(r))
+        return s->drop_mlp && s->drop_mlp[l] &&
+               (r == TC_FFN_NORM || r == TC_W_GATE || r == TC_W_UP || r == TC_W_DOWN);
     return l == 0 && s->drop_attn && s->drop_attn[0] && (r == TC_ATTN_NORM || r == TC_WO);
 }
 
 static int role_kept(const tc_model_src *s, int l, int r)
 {
-    int attn = r >= TC_ATTN_NORM && r <= TC_BV;
-    if (r >= TC_BQ && r <= TC_BV && !s->cfg.qkv_bias)
+    if (!tc_role_needed(&s->cfg, (tc_role)r))
         return 0;
-    if (attn)
+    if (tc_role_is_attn(r))
         return !(s->drop_attn && s->drop_attn[l]);
     return !(s->drop_mlp && s->drop_mlp[l]);
 }
@@ -166,8 +155,14 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
     for (int l = 0; l < s->cfg.n_layers; l++) {
         for (int r = 0; r < TC_N_ROLES; r++) {
             int stub = stand_in(s, stubs, l, r);
-            if ((!role_kept(s, l, r) && !stub) || !nm->role[r])
+            if (!role_kept(s, l, r) && !stub)
                 continue;
+            if (!nm->role[r] && !(nm->fused_qkv || nm->fused_gate_up)) {
+                free(t);
+                free(it);
+                return tc_err(err, "the target format has no tensor name for role %s of this model",
+                              tc_role_name((tc_role)r));
+            }
             out_item *x = &it[n];
             x->src = s;
             x->layer = l;
@@ -198,42 +193,93 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
 
 /* ---- HF ---- */
 
+/* The Hugging Face class of each family tc writes. */
+static const struct {
+    const char *model_type, *cls;
+} hf_classes[TC_ARCH_COUNT] = {
+    [TC_ARCH_LLAMA] = {"llama", "LlamaForCausalLM"},
+    [TC_ARCH_MISTRAL] = {"mistral", "MistralForCausalLM"},
+    [TC_ARCH_QWEN2] = {"qwen2", "Qwen2ForCausalLM"},
+    [TC_ARCH_QWEN3] = {"qwen3", "Qwen3ForCausalLM"},
+    [TC_ARCH_GEMMA2] = {"gemma2", "Gemma2ForCausalLM"},
+    [TC_ARCH_GEMMA3] = {"gemma3_text", "Gemma3ForCausalLM"},
+    [TC_ARCH_PHI3] = {"phi3", "Phi3ForCausalLM"},
+};
+
+static const char *dtype_json(tc_dtype d)
+{
+    return d == TC_F16 ? "float16" : d == TC_BF16 ? "bfloat16" : "float32";
+}
+
+/* A config written from scratch (the source was GGUF or llama2.c): every key
+ * a plain model of the family needs. */
+static cJSON *hf_config_new(const tc_model_src *s, const char *path, tc_error *err)
+{
+    const tc_config *c = &s->cfg;
+    const char *trait = tc_traits_non_llama(c);
+    if (trait) {
+        tc_err(err, "%s: writing a Hugging Face config for a model with %s from a non-Hugging Face source is "
+               "not implemented", path, trait);
+        return NULL;
+    }
+    cJSON *cfg = cJSON_CreateObject();
+    if (!cfg) {
+        tc_err(err, "%s: out of memory", path);
+        return NULL;
+    }
+    cJSON *archs = cJSON_AddArrayToObject(cfg, "architectures");
+    cJSON_AddItemToArray(archs, cJSON_CreateString(hf_classes[c->arch].cls));
+    cJSON_AddStringToObject(cfg, "model_type", hf_classes[c->arch].model_type);
+    cJSON_AddNumberToObject(cfg, "hidden_size", c->dim);
+    cJSON_AddNumberToObject(cfg, "intermediate_size", c->ffn_dim);
+    cJSON_AddNumberToObject(cfg, "num_attention_heads", c->n_heads);
+    cJSON_AddNumberToObject(cfg, "num_key_value_heads", c->n_kv_heads);
+    cJSON_AddNumberToObject(cfg, "head_dim", c->head_dim);
+    cJSON_AddNumberToObject(cfg, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(cfg, "max_position_embeddings", c->max_seq_len);
+    cJSON_AddNumberToObject(cfg, "rms_norm_eps", c->norm_eps);
+    cJSON_AddNumberToObject(cfg, "rope_theta", c->t.rope[0].theta);
+    cJSON_AddBoolToObject(cfg, "tie_word_embeddings", c->tied_embeddings);
+    cJSON_AddStringToObject(cfg, "hidden_act", "silu");
+    if (c->arch == TC_ARCH_LLAMA)
+        cJSON_AddBoolToObject(cfg, "attention_bias", 0);
+    if (c->bos_id >= 0)
+        cJSON_AddNumberToObject(cfg, "bos_token_id", c->bos_id);
+    if (c->eos_id >= 0)
+        cJSON_AddNumberToObject(cfg, "eos_token_id", c->eos_id);
+    return cfg;
+}
+
+/* The source's config with only what the change rewrites: the layer count,
+ * per-layer arrays, drop lists and the stored dtype.  Everything else (rope
+ * parameters, activations, windows, softcaps, token ids) is the model's
+ * own and is carried as it is. */
 static int write_hf(const char *path, const tc_model_src *s, const tc_out_tensor *t, size_t n, tc_error *err)
 {
-    cJSON *cfg = s->hf_config ? cJSON_Duplicate(s->hf_config, 1) : cJSON_CreateObject();
-    if (!cfg)
-        return tc_err(err, "%s: out of memory", path);
     const tc_config *c = &s->cfg;
-    const char *mt = tc_arch_name(c->arch);
-    const char *cls = c->arch == TC_ARCH_QWEN2 ? "Qwen2ForCausalLM"
-                      : c->arch == TC_ARCH_MISTRAL ? "MistralForCausalLM" : "LlamaForCausalLM";
+    if (c->arch == TC_ARCH_PHI3)
+        return tc_err(err, "%s: writing phi3 checkpoints (fused q/k/v and gate/up tensors) is not implemented",
+                      path);
+    cJSON *cfg = s->hf_config ? cJSON_Duplicate(s->hf_config, 1) : hf_config_new(s, path, err);
+    if (!cfg)
+        return s->hf_config ? tc_err(err, "%s: out of memory", path) : TC_ERR;
 #define SET(key, item) (cJSON_DeleteItemFromObjectCaseSensitive(cfg, key), cJSON_AddItemToObject(cfg, key, item))
-    cJSON *archs = cJSON_CreateArray();
-    cJSON_AddItemToArray(archs, cJSON_CreateString(cls));
-    SET("architectures", archs);
-    SET("model_type", cJSON_CreateString(mt));
-    SET("hidden_size", cJSON_CreateNumber(c->dim));
-    SET("intermediate_size", cJSON_CreateNumber(c->ffn_dim));
     SET("num_hidden_layers", cJSON_CreateNumber(c->n_layers));
-    SET("num_attention_heads", cJSON_CreateNumber(c->n_heads));
-    SET("num_key_value_heads", cJSON_CreateNumber(c->n_kv_heads));
-    SET("head_dim", cJSON_CreateNumber(c->head_dim));
-    SET("vocab_size", cJSON_CreateNumber(c->vocab_size));
-    SET("max_position_embeddings", cJSON_CreateNumber(c->max_seq_len));
-    SET("rms_norm_eps", cJSON_CreateNumber(c->norm_eps));
-    SET("rope_theta", cJSON_CreateNumber(c->rope_theta));
-    SET("tie_word_embeddings", cJSON_CreateBool(c->tied_embeddings));
-    SET("hidden_act", cJSON_CreateString("silu"));
-    if (c->arch != TC_ARCH_QWEN2)
-        SET("attention_bias", cJSON_CreateBool(0));
-    SET("torch_dtype", cJSON_CreateString(s->dtype == TC_F16 ? "float16" : s->dtype == TC_BF16 ? "bfloat16"
-                                                                                              : "float32"));
-    if (c->bos_id >= 0)
-        SET("bos_token_id", cJSON_CreateNumber(c->bos_id));
-    if (c->eos_id >= 0)
-        SET("eos_token_id", cJSON_CreateNumber(c->eos_id));
-    /* rope_parameters, when present, would shadow rope_theta in newer transformers. */
-    cJSON_DeleteItemFromObjectCaseSensitive(cfg, "rope_parameters");
+    const char *dkey = cJSON_GetObjectItemCaseSensitive(cfg, "torch_dtype") ? "torch_dtype" : "dtype";
+    SET(dkey, cJSON_CreateString(dtype_json(s->dtype)));
+    if (cJSON_GetObjectItemCaseSensitive(cfg, "layer_types") || c->t.window > 0) {
+        /* Written out in full: a rule (max_window_layers, a pattern) would
+         * put the windows on other layers once blocks are gone. */
+        cJSON *lt = cJSON_CreateArray();
+        for (int l = 0; l < c->n_layers; l++)
+            cJSON_AddItemToArray(lt, cJSON_CreateString(c->t.local[l]
+                                                            ? "sliding_attention"
+                                                            : "full_attention"));
+        if (c->arch == TC_ARCH_MISTRAL || c->arch == TC_ARCH_PHI3)
+            cJSON_Delete(lt); /* every layer slides: the family has no per-layer types */
+        else
+            SET("layer_types", lt);
+    }
     cJSON_DeleteItemFromObjectCaseSensitive(cfg, "drop_attn_list");
     cJSON_DeleteItemFromObjectCaseSensitive(cfg, "drop_mlp_list");
     const uint8_t *drops[2] = {s->drop_attn, s->drop_mlp};
@@ -284,6 +330,10 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
                       tc_error *err)
 {
     const tc_config *c = &s->cfg;
+    const char *trait = tc_traits_non_llama(c);
+    if (trait || (c->arch != TC_ARCH_LLAMA && c->arch != TC_ARCH_QWEN2 && c->arch != TC_ARCH_MISTRAL))
+        return tc_err(err, "%s: writing GGUF for a %s model%s%s is not implemented", path, tc_arch_name(c->arch),
+                      trait ? " with " : "", trait ? trait : "");
     int deci = (s->drop_attn || s->drop_mlp);
     const char *arch = c->arch == TC_ARCH_QWEN2 ? "qwen2" : deci ? "deci" : "llama";
     size_t cap = 32 + (s->gguf_vocab ? (size_t)s->gguf_vocab->n_kv : 0);
@@ -338,7 +388,7 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
     ARCH_KV("attention.key_length", gv_u32((uint32_t)c->head_dim));
     ARCH_KV("attention.value_length", gv_u32((uint32_t)c->head_dim));
     ARCH_KV("attention.layer_norm_rms_epsilon", gv_f32(c->norm_eps));
-    ARCH_KV("rope.freq_base", gv_f32(c->rope_theta));
+    ARCH_KV("rope.freq_base", gv_f32((float)c->t.rope[0].theta));
     ARCH_KV("vocab_size", gv_u32((uint32_t)c->vocab_size));
 #undef ARCH_KV
     /* llama_ftype: 0 all F32, 1 mostly F16, 32 mostly BF16, 36 mostly TQ1_0, 37 mostly TQ2_0 */
@@ -395,13 +445,9 @@ static int write_llama2c(const char *path, const tc_model_src *s, const tc_out_t
 
 int tc_model_write(const char *path, tc_format fmt, const tc_model_src *s, tc_error *err)
 {
-    const tc_naming *nm = fmt == TC_FORMAT_HF ? &tc_naming_hf
-                          : fmt == TC_FORMAT_GGUF ? &tc_naming_gguf
-                          : fmt == TC_FORMAT_LLAMA2C ? &tc_naming_llama2c : NULL;
+    const tc_naming *nm = tc_naming_for(fmt, s->cfg.arch);
     if (!nm)
         return tc_err(err, "%s: cannot write models in the %s format", path, tc_format_name(fmt));
-    if (s->cfg.qkv_bias && s->cfg.arch != TC_ARCH_QWEN2)
-        return tc_err(err, "%s: q/k/v biases are written only for qwen2 models", path);
     if (s->dtype != TC_F32 && s->dtype != TC_F16 && s->dtype != TC_BF16)
         return tc_err(err, "%s: models are written in F32, F16 or BF16, not %s", path, tc_dtype_name(s->dtype));
     tc_out_tensor *t = NULL;

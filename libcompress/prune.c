@@ -432,6 +432,10 @@ int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, 
             .name = "tc-prune",
         };
         src.cfg.n_layers = k;
+        /* Per-layer traits follow their layers. */
+        memset(src.cfg.t.local, 0, sizeof src.cfg.t.local);
+        for (int i = 0; i < k; i++)
+            src.cfg.t.local[i] = m->cfg.t.local[keep[i]];
         rc = tc_model_write(path, fmt, &src, err);
     }
     free(keep);

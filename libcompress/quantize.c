@@ -1326,6 +1326,11 @@ int tc_quantize_model(const tc_model *m, const char *out_path, const tc_quantize
         memset(rep, 0, sizeof *rep);
     if (tc_same_file(m->path, out_path))
         return tc_err(err, "%s: refusing to overwrite the input model", out_path);
+    /* The packed file and its runner hold plain Llama arithmetic only. */
+    const char *trait = tc_traits_non_llama(&m->cfg);
+    if (trait)
+        return tc_err(err, "%s: the model (%s) has %s, which ternary quantization and the packed runner do not "
+                      "implement yet", m->path, tc_arch_name(m->cfg.arch), trait);
     qdrv d;
     int rc = drv_init(&d, m, opts, err);
     if (rc == TC_OK && opts->progress)

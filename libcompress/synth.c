@@ -13,9 +13,10 @@ tc_config tc_synth_config(int n_layers, int dim, int n_heads, int n_kv_heads, in
     tc_config c = {
         .arch = TC_ARCH_LLAMA, .n_layers = n_layers, .dim = dim, .n_heads = n_heads,
         .n_kv_heads = n_kv_heads, .head_dim = dim / n_heads, .ffn_dim = ffn_dim, .vocab_size = vocab,
-        .max_seq_len = 512, .norm_eps = 1e-5f, .rope_theta = 10000.0f, .rope_layout = TC_ROPE_HALF,
+        .max_seq_len = 512, .norm_eps = 1e-5f, .rope_layout = TC_ROPE_HALF,
         .tied_embeddings = 1, .qkv_bias = 0, .bos_id = 1, .eos_id = 2,
     };
+    tc_traits_llama(&c.t, 10000.0, n_heads > 0 ? dim / n_heads : 0);
     return c;
 }
 
@@ -46,8 +47,10 @@ int tc_synth_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_er
     const tc_config *c = &s->cfg;
     uint64_t state = s->seed * 0x100000001b3ull + (uint64_t)(layer + 1) * 131 + (uint64_t)which;
     splitmix64(&state);
-    int is_norm = layer >= 0 ? (which == TC_ATTN_NORM || which == TC_FFN_NORM) : which == TC_G_OUT_NORM;
-    int is_bias = layer >= 0 && which >= TC_BQ && which <= TC_BV;
+    int is_norm = layer >= 0 ? (which == TC_ATTN_NORM || which == TC_FFN_NORM || which == TC_Q_NORM ||
+                                which == TC_K_NORM || which == TC_POST_ATTN_NORM || which == TC_POST_FFN_NORM)
+                             : which == TC_G_OUT_NORM;
+    int is_bias = layer >= 0 && !is_norm && !tc_role_is_linear(which);
     if (is_norm) {
         for (uint64_t i = 0; i < n; i++)
             dst[i] = 1.0f + 0.1f * uniform(&state);
@@ -104,25 +107,26 @@ int tc_synth_model(tc_model *m, const tc_synth_spec *s, tc_error *err)
     const tc_config *c = &s->cfg;
     tc_tensordir d;
     tc_tensordir_init(&d);
-    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     int rc = add_tensor(&d, s, tc_naming_hf.tok_embd, -1, TC_G_EMBD, 2, c->vocab_size, c->dim, err);
     if (rc == TC_OK)
         rc = add_tensor(&d, s, tc_naming_hf.out_norm, -1, TC_G_OUT_NORM, 1, c->dim, 0, err);
     if (rc == TC_OK && !c->tied_embeddings)
         rc = add_tensor(&d, s, tc_naming_hf.output, -1, TC_G_OUTPUT, 2, c->vocab_size, c->dim, err);
-    const int64_t shapes[TC_N_ROLES][2] = {
-        [TC_ATTN_NORM] = {c->dim, 0}, [TC_WQ] = {q, c->dim}, [TC_WK] = {kv, c->dim}, [TC_WV] = {kv, c->dim},
-        [TC_WO] = {c->dim, q}, [TC_BQ] = {q, 0}, [TC_BK] = {kv, 0}, [TC_BV] = {kv, 0},
-        [TC_FFN_NORM] = {c->dim, 0}, [TC_W_GATE] = {c->ffn_dim, c->dim}, [TC_W_UP] = {c->ffn_dim, c->dim},
-        [TC_W_DOWN] = {c->dim, c->ffn_dim},
-    };
+    const tc_naming *nm = tc_naming_for(TC_FORMAT_MEMORY, c->arch);
     for (int l = 0; rc == TC_OK && l < c->n_layers; l++) {
         for (int r = 0; rc == TC_OK && r < TC_N_ROLES; r++) {
-            if (r >= TC_BQ && r <= TC_BV && !c->qkv_bias)
+            if (!tc_role_needed(c, (tc_role)r))
                 continue;
             char name[160];
-            tc_naming_format(&tc_naming_hf, (tc_role)r, l, name, sizeof name);
-            rc = add_tensor(&d, s, name, l, r, shapes[r][1] ? 2 : 1, shapes[r][0], shapes[r][1], err);
+            int64_t shape[2] = {0, 0};
+            int nd = tc_role_shape(c, (tc_role)r, shape);
+            tc_naming_format(nm, (tc_role)r, l, name, sizeof name);
+            if (!name[0]) {
+                rc = tc_err(err, "synthetic %s models with role %s are not implemented", tc_arch_name(c->arch),
+                            tc_role_name((tc_role)r));
+                break;
+            }
+            rc = add_tensor(&d, s, name, l, r, nd, shape[0], nd == 2 ? shape[1] : 0, err);
         }
     }
     if (rc != TC_OK) {

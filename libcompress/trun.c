@@ -197,6 +197,10 @@ int tc_trun_new(tc_trun **out, const tc_tmodel *m, const tc_trun_opts *opts, tc_
         c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads || c->head_dim <= 0 || c->head_dim % 2)
         return tc_err(err, "%s: unsupported model shape (%d heads, %d kv heads, head_dim %d)",
                       path_of(m), c->n_heads, c->n_kv_heads, c->head_dim);
+    const char *trait = tc_traits_non_llama(c);
+    if (trait)
+        return tc_err(err, "%s: the model has %s, which the packed runner does not implement yet", path_of(m),
+                      trait);
     tc_trun *r = calloc(1, sizeof *r);
     if (!r)
         return tc_err(err, "%s: out of memory for a runner", path_of(m));
@@ -434,7 +438,7 @@ static void norm_rows(const tc_trun *r, const float *x, const float *w, float *o
 typedef struct attend_job {
     tc_trun *r;
     const float *kl, *vl;
-    int t, p;
+    int layer, t, p;
 } attend_job;
 
 static void attend_heads(void *arg, int worker, int n_workers)
@@ -443,7 +447,7 @@ static void attend_heads(void *arg, int worker, int n_workers)
     tc_trun *r = j->r;
     const tc_config *c = &r->c;
     size_t ml = (size_t)r->max_len;
-    tc_fm_attend_heads(r->q + (size_t)j->t * (size_t)r->qdim, j->kl, j->vl, ml, c,
+    tc_fm_attend_heads(r->q + (size_t)j->t * (size_t)r->qdim, j->kl, j->vl, ml, c, j->layer,
                        c->n_heads * worker / n_workers, c->n_heads * (worker + 1) / n_workers,
                        (size_t)j->p + 1, r->probs + (size_t)worker * ml,
                        r->att + (size_t)j->t * (size_t)r->qdim);
@@ -460,13 +464,16 @@ static void attend_rows(tc_trun *r, int l, int T)
         int p = r->pos + t;
         float *q = r->q + (size_t)t * (size_t)r->qdim;
         float *k = r->kb + (size_t)t * (size_t)r->kvdim;
-        tc_fm_rope_angles((size_t)p, hd, c->rope_theta, r->cs);
-        tc_fm_rope(q, c->n_heads, hd, c->rope_layout, r->cs);
-        tc_fm_rope(k, c->n_kv_heads, hd, c->rope_layout, r->cs);
+        const tc_rope *rope = tc_layer_rope(c, l);
+        float inv[TC_ROPE_MAX_PAIRS];
+        tc_rope_inv_freq(rope, (size_t)p + 1, inv);
+        tc_rope_angles(rope, inv, (size_t)p, r->cs);
+        tc_fm_rope(q, c->n_heads, hd, rope->rot_dims, c->rope_layout, r->cs);
+        tc_fm_rope(k, c->n_kv_heads, hd, rope->rot_dims, c->rope_layout, r->cs);
         tc_fm_cache_key(kl, ml, k, r->kvdim, (size_t)p);
         memcpy(vl + (size_t)p * (size_t)r->kvdim, r->vb + (size_t)t * (size_t)r->kvdim,
                (size_t)r->kvdim * sizeof(float));
-        attend_job j = {r, kl, vl, t, p};
+        attend_job j = {r, kl, vl, l, t, p};
         tc_kpool_run(r->pool, attend_heads, &j);
     }
 }

@@ -82,8 +82,8 @@ static void ref_sequence(const sm_model *sm, const int32_t *tok, size_t len, con
                 ref_matvec(w[TC_WQ], w[TC_BQ], xn, q, qd, dim);
                 ref_matvec(w[TC_WK], w[TC_BK], xn, k, kvd, dim);
                 ref_matvec(w[TC_WV], w[TC_BV], xn, v, kvd, dim);
-                ref_rope(q, c->n_heads, hd, c->rope_layout, t, c->rope_theta);
-                ref_rope(k, c->n_kv_heads, hd, c->rope_layout, t, c->rope_theta);
+                ref_rope(q, c->n_heads, hd, c->rope_layout, t, c->t.rope[0].theta);
+                ref_rope(k, c->n_kv_heads, hd, c->rope_layout, t, c->t.rope[0].theta);
                 for (int h = 0; h < c->n_heads; h++) {
                     int kh = h / group;
                     double mx = -1e300, sum = 0.0;
@@ -447,8 +447,8 @@ static void test_attend_clone(void)
                 v[i] = sm_uniform(&seed) - 0.5f;
             for (int d = 0; d < hd; d++)
                 q[d] = 4.0f * (sm_uniform(&seed) - 0.5f);
-            tc_fm_attend(q, kt, ld, v, (size_t)vs, n, hd, p, out);
             float scale = 1.0f / sqrtf((float)hd);
+            tc_fm_attend(q, kt, ld, v, (size_t)vs, n, hd, scale, 0.0f, p, out);
             for (size_t j = 0; j < n; j++) {
                 float acc = 0.0f;
                 for (int d = 0; d < hd; d++) {

@@ -261,7 +261,7 @@ static void test_bad_configs(const char *dir)
         {"\"hidden_size\": 64", "\"hidden_size\": -64", "hidden_size"},
         {"\"hidden_size\": 64", "\"hidden_size\": 64.5", "hidden_size"},
         {"\"vocab_size\": 512", "\"vocab_size\": 1e300", "vocab_size"},
-        {"\"attention_bias\": false", "\"attention_bias\": true", "attention_bias"},
+        {"\"attention_bias\": false", "\"attention_bias\": true", "q_proj.bias"},
     };
     tc_error err;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -21,4 +21,7 @@ void tc_config_add_json(cJSON *o, const tc_config *c);
 /* The same as aligned text lines (malloc'd). */
 char *tc_model_info_text(const tc_model *m);
 
+/* One line naming the model's traits ("rmsnorm(w), silu gated, rope llama3 x8 ..."). */
+void tc_traits_describe(const tc_config *c, char *buf, size_t cap);
+
 #endif

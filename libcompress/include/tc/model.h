@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "tc/error.h"
+#include "tc/rope.h"
 #include "tc/tensordir.h"
 
 typedef enum tc_format {
@@ -16,10 +17,18 @@ typedef enum tc_format {
     TC_FORMAT_MEMORY,  /* built in memory (synthetic models) */
 } tc_format;
 
+/* The family a model was read as.  It names the model in messages and picks
+ * the tensor names and config keys a writer uses; what the model computes
+ * is the traits below, never the family. */
 typedef enum tc_arch {
     TC_ARCH_LLAMA,
     TC_ARCH_MISTRAL,
     TC_ARCH_QWEN2,
+    TC_ARCH_QWEN3,
+    TC_ARCH_GEMMA2,
+    TC_ARCH_GEMMA3,
+    TC_ARCH_PHI3,
+    TC_ARCH_COUNT
 } tc_arch;
 
 /* Which rows of Q and K form a rotated pair.  ADJACENT: rows (2i, 2i+1) of
@@ -29,6 +38,44 @@ typedef enum tc_rope_layout {
     TC_ROPE_ADJACENT,
     TC_ROPE_HALF,
 } tc_rope_layout;
+
+/* Every RMSNorm of the model scales by w (Llama) or by 1 + w (Gemma). */
+typedef enum tc_norm_kind {
+    TC_NORM_RMS,
+    TC_NORM_RMS_1P,
+} tc_norm_kind;
+
+/* The MLP's activation: act(gate) * up when gated, act(up) otherwise. */
+typedef enum tc_act {
+    TC_ACT_SILU,
+    TC_ACT_GELU,      /* exact, with erf */
+    TC_ACT_GELU_TANH, /* the tanh approximation (gelu_pytorch_tanh, gelu_new) */
+    TC_ACT_RELU2,     /* relu(x)^2 */
+    TC_ACT_COUNT
+} tc_act;
+
+#define TC_MAX_LAYERS 4096
+
+/* What a model computes beyond its shapes: an architecture is one set of
+ * these, filled by the reader from the checkpoint's own keys, and read by
+ * every pass (forward, decoder, analysis, writers).  Zero is the plain Llama
+ * value of every trait, except where a comment says otherwise. */
+typedef struct tc_traits {
+    tc_norm_kind norm;
+    tc_act act;
+    int ungated;          /* the MLP is down(act(up(x))): no gate projection */
+    int o_bias;           /* the attention's output projection has a bias */
+    int mlp_bias;         /* gate, up and down projections have biases */
+    int qk_norm;          /* per-head RMSNorm of q and k before RoPE (qwen3, gemma3) */
+    int post_norms;       /* RMSNorm of each sub-layer's output before the residual add (gemma2/3) */
+    float attn_scale;     /* multiplies q.k; 0: 1 / sqrt(head_dim) */
+    float attn_softcap;   /* scores become cap * tanh(scores / cap); 0: none */
+    float final_softcap;  /* the same on the logits; 0: none */
+    float embed_scale;    /* multiplies the token embedding; 0: 1 */
+    int window;           /* keys a query of a local layer sees, itself included; 0: none */
+    uint8_t local[TC_MAX_LAYERS]; /* layer l is local (sliding window, rope[1]) */
+    tc_rope rope[2];      /* [0]: global layers, [1]: local layers */
+} tc_traits;
 
 typedef struct tc_config {
     tc_arch arch;
@@ -41,12 +88,36 @@ typedef struct tc_config {
     int vocab_size;
     int max_seq_len;      /* trained context length */
     float norm_eps;
-    float rope_theta;
     tc_rope_layout rope_layout;
     int tied_embeddings;  /* output head shares the token embedding */
     int qkv_bias;         /* q/k/v projections carry biases (qwen2) */
     int bos_id, eos_id;   /* -1 when unknown */
+    tc_traits t;
 } tc_config;
+
+/* A plain Llama config's traits: default RoPE of base theta over the whole
+ * head, no window.  Readers start from it. */
+void tc_traits_llama(tc_traits *t, double theta, int head_dim);
+
+/* Is layer l local (sliding-window) attention? */
+static inline int tc_layer_is_local(const tc_config *c, int l)
+{
+    return c->t.window > 0 && l >= 0 && l < TC_MAX_LAYERS && c->t.local[l];
+}
+
+/* The RoPE of layer l. */
+static inline const tc_rope *tc_layer_rope(const tc_config *c, int l)
+{
+    return &c->t.rope[l >= 0 && l < TC_MAX_LAYERS && c->t.local[l] ? 1 : 0];
+}
+
+/* Traits a consumer that implements only plain Llama arithmetic can check:
+ * NULL when the config is plain Llama, else the name of the first trait that
+ * is not ("rope scaling 'llama3'", "sliding window", ...). */
+const char *tc_traits_non_llama(const tc_config *c);
+
+const char *tc_act_name(tc_act a);
+const char *tc_norm_kind_name(tc_norm_kind k);
 
 typedef enum tc_role {
     TC_ATTN_NORM,
@@ -57,14 +128,43 @@ typedef enum tc_role {
     TC_BQ,
     TC_BK,
     TC_BV,
-    TC_FFN_NORM,
+    TC_BO,
+    TC_Q_NORM,          /* [head_dim], shared by every head */
+    TC_K_NORM,
+    TC_POST_ATTN_NORM,  /* [dim]: norms the attention output (gemma) */
+    TC_FFN_NORM,        /* roles from here on belong to the MLP */
     TC_W_GATE,
     TC_W_UP,
     TC_W_DOWN,
+    TC_B_GATE,
+    TC_B_UP,
+    TC_B_DOWN,
+    TC_POST_FFN_NORM,   /* [dim]: norms the MLP output (gemma) */
     TC_N_ROLES
 } tc_role;
 
 const char *tc_role_name(tc_role r); /* "attn_norm", "wq", ... */
+
+/* Does role r belong to the attention sub-layer (else to the MLP)? */
+static inline int tc_role_is_attn(int r)
+{
+    return r < TC_FFN_NORM;
+}
+
+/* Is role r a matrix of a linear layer (as opposed to a norm or a bias)? */
+static inline int tc_role_is_linear(int r)
+{
+    return r == TC_WQ || r == TC_WK || r == TC_WV || r == TC_WO || r == TC_W_GATE || r == TC_W_UP ||
+           r == TC_W_DOWN;
+}
+
+/* Does a model of this config hold role r in every layer that has the role's
+ * sub-layer? */
+int tc_role_needed(const tc_config *c, tc_role r);
+
+/* The shape role r has in this config, outermost first; returns its number
+ * of dimensions. */
+int tc_role_shape(const tc_config *c, tc_role r, int64_t shape[2]);
 
 typedef struct tc_layer {
     const tc_tensor *w[TC_N_ROLES]; /* NULL where absent */
@@ -81,6 +181,9 @@ typedef struct tc_model {
     const tc_tensor *out_norm; /* [dim] */
     const tc_tensor *output;   /* [vocab][dim]; == tok_embd when tied */
     tc_layer *layers;          /* n_layers */
+    tc_tensor *split;          /* row ranges of fused tensors (Phi-3), owned */
+    char *ignored_keys;        /* config keys the family's reference ignores too (space-separated), or NULL */
+    size_t n_split, cap_split;
     uint64_t file_bytes;       /* total size of the files read */
     void *handle;              /* the format's own reader (tc_gguf, tc_hfdir, ...) */
     void (*close_handle)(void *handle);
@@ -110,7 +213,8 @@ typedef struct tc_layer_f32 {
 int tc_model_load_layer(const tc_model *m, int layer, tc_layer_f32 *out, tc_error *err);
 void tc_layer_f32_free(tc_layer_f32 *w);
 
-/* Row `token` of the token embedding, in fp32 (dim floats). */
+/* Row `token` of the token embedding, in fp32 (dim floats), times the
+ * model's embedding scale: the first layer's input. */
 int tc_model_embed(const tc_model *m, int token, float *out, tc_error *err);
 
 /* Parameters stored in the model's tensors, and in its linear layers alone. */

@@ -1,0 +1,609 @@
+/* Reading a Hugging Face config.json into tc_config and its traits.
+ *
+ * Each family is one row below: the model_type, its tensor names, the
+ * defaults transformers' config class gives to absent keys, and the keys
+ * that class defines.  Every key of the class is either read here (and
+ * implemented exactly as transformers computes it) or refused when set to a
+ * value tc does not implement.  Keys the class does not define are ignored
+ * by transformers' modelling code too, so tc ignores them as well and lists
+ * them in --info; two keys that act on any family (quantization_config,
+ * auto_map) are refused. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "model_internal.h"
+
+/* How a family places sliding-window attention. */
+typedef enum window_rule {
+    WIN_NONE,        /* no window (the key is not the class's) */
+    WIN_ALL,         /* sliding_window, when set, on every layer (mistral, phi3) */
+    WIN_QWEN,        /* use_sliding_window: layers from max_window_layers on, or layer_types */
+    WIN_LAYER_TYPES, /* layer_types, or every pattern-th layer global (gemma) */
+} window_rule;
+
+typedef struct hf_family {
+    const char *model_type;
+    tc_arch arch;
+    const tc_naming *names;
+    const char *act_key;    /* the activation's key in this class */
+    const char *act_default;
+    int tied_default;       /* tie_word_embeddings when absent */
+    double eps_default;
+    window_rule window;
+    int window_default;     /* sliding_window when absent (0: none) */
+    int window_pattern;     /* WIN_LAYER_TYPES: every pattern-th layer is global */
+    int qkv_bias_always;    /* qwen2 */
+    int attention_bias_key; /* attention_bias biases q, k, v and o */
+    int mlp_bias_key;       /* llama's mlp_bias */
+    int qk_norm;            /* qwen3, gemma3 */
+    int gemma;              /* (1+w) norms, sqrt(dim) embedding scale, post-norms, query_pre_attn_scalar */
+    double attn_softcap_default, final_softcap_default;
+    int partial_rotary;     /* the family applies partial_rotary_factor */
+    int per_layer_rope;     /* rope_parameters may hold full_attention / sliding_attention dicts */
+    double local_theta_default;
+    double theta_default;
+    const char *const *keys; /* the class's keys that tc treats as inert */
+} hf_family;
+
+/* Keys of the generic PretrainedConfig and of the families' classes that do
+ * not change what the model computes. */
+static const char *const inert_keys[] = {
+    "architectures", "model_type", "torch_dtype", "dtype", "transformers_version", "_name_or_path",
+    "initializer_range", "use_cache", "pad_token_id", "attention_dropout", "resid_pdrop", "embd_pdrop",
+    "output_attentions", "output_hidden_states", "return_dict", "pretraining_tp", "is_encoder_decoder",
+    "id2label", "label2id", "problem_type", "tokenizer_class", "task_specific_params", "max_length",
+    "use_return_dict", "chunk_size_feed_forward", "tf_legacy_loss", "pruned_heads", "torchscript",
+    "finetuning_task", "prefix", "sep_token_id", "decoder_start_token_id", "cache_implementation",
+    "rope_theta", "rope_scaling", "rope_parameters", NULL,
+};
+
+static const hf_family families[] = {
+    {"llama", TC_ARCH_LLAMA, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_NONE, 0, 0, 0, 1, 1, 0, 0,
+     0, 0, 0, 0, 0, 10000.0, NULL},
+    {"mistral", TC_ARCH_MISTRAL, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_ALL, 4096, 0, 0, 0, 0,
+     0, 0, 0, 0, 0, 0, 0, 10000.0, NULL},
+    {"qwen2", TC_ARCH_QWEN2, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_QWEN, 4096, 0, 1, 0, 0, 0,
+     0, 0, 0, 0, 0, 0, 10000.0, NULL},
+    {"qwen3", TC_ARCH_QWEN3, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_QWEN, 4096, 0, 0, 1, 0, 1,
+     0, 0, 0, 0, 0, 0, 10000.0, NULL},
+    {"gemma2", TC_ARCH_GEMMA2, &tc_naming_hf_gemma, "hidden_activation", "gelu_pytorch_tanh", 1, 1e-6,
+     WIN_LAYER_TYPES, 4096, 2, 0, 1, 0, 0, 1, 50.0, 30.0, 0, 0, 0, 10000.0, NULL},
+    {"gemma3_text", TC_ARCH_GEMMA3, &tc_naming_hf_gemma, "hidden_activation", "gelu_pytorch_tanh", 1, 1e-6,
+     WIN_LAYER_TYPES, 4096, 6, 0, 1, 0, 1, 1, 0, 0, 0, 1, 10000.0, 1000000.0, NULL},
+    {"phi3", TC_ARCH_PHI3, &tc_naming_hf_phi3, "hidden_act", "silu", 0, 1e-5, WIN_ALL, 0, 0, 0, 0, 0, 0, 0,
+     0, 0, 1, 0, 0, 10000.0, NULL},
+};
+
+/* The keys this reader understands for every family (read below, each
+ * refused where its value is not implemented for the family). */
+static const char *const read_keys[] = {
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+    "num_key_value_heads", "max_position_embeddings", "bos_token_id", "eos_token_id", "head_dim",
+    "rms_norm_eps", "tie_word_embeddings", "hidden_act", "hidden_activation", "attention_bias", "mlp_bias",
+    "sliding_window", "use_sliding_window", "max_window_layers", "layer_types", "sliding_window_pattern",
+    "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping", "rope_local_base_freq",
+    "partial_rotary_factor", "original_max_position_embeddings", "use_bidirectional_attention",
+    "drop_attn_list", "drop_mlp_list", NULL,
+};
+
+static int in_list(const char *const *list, const char *key)
+{
+    for (; list && *list; list++)
+        if (strcmp(*list, key) == 0)
+            return 1;
+    return 0;
+}
+
+/* ---- Typed reads --------------------------------------------------------------- */
+
+typedef struct reader {
+    const cJSON *cfg;
+    const char *path; /* the model directory */
+    const hf_family *fam;
+    tc_error *err;
+} reader;
+
+static const cJSON *get(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+static int get_int(const reader *r, const cJSON *o, const char *key, int required, int fallback, int *out)
+{
+    const cJSON *v = get(o, key);
+    if (!v) {
+        if (required)
+            return tc_err(r->err, "%s/config.json: missing field '%s'", r->path, key);
+        *out = fallback;
+        return TC_OK;
+    }
+    double d = v->valuedouble;
+    if (!cJSON_IsNumber(v) || d != floor(d) || d < -1 || d > 2147483647.0)
+        return tc_err(r->err, "%s/config.json: field '%s' is not a non-negative integer", r->path, key);
+    *out = (int)d;
+    return TC_OK;
+}
+
+static int get_num(const reader *r, const cJSON *o, const char *key, double fallback, double *out)
+{
+    const cJSON *v = get(o, key);
+    if (!v) {
+        *out = fallback;
+        return TC_OK;
+    }
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return tc_err(r->err, "%s/config.json: field '%s' is not a number", r->path, key);
+    *out = v->valuedouble;
+    return TC_OK;
+}
+
+static int get_bool(const reader *r, const cJSON *o, const char *key, int fallback, int *out)
+{
+    const cJSON *v = get(o, key);
+    if (!v) {
+        *out = fallback;
+        return TC_OK;
+    }
+    if (!cJSON_IsBool(v))
+        return tc_err(r->err, "%s/config.json: field '%s' is not true or false", r->path, key);
+    *out = cJSON_IsTrue(v);
+    return TC_OK;
+}
+
+/* A key that changes the function in a way tc does not implement. */
+static int refuse(const reader *r, const char *key, const char *why)
+{
+    return tc_err(r->err, "%s/config.json: '%s' %s, which tc does not implement", r->path, key, why);
+}
+
+/* ---- RoPE ------------------------------------------------------------------------- */
+
+/* The keys a rope dict may hold, by kind; any other key is refused. */
+static int rope_key_known(tc_rope_kind k, const char *key)
+{
+    static const char *const common[] = {"rope_type", "type", "rope_theta", "partial_rotary_factor", NULL};
+    static const char *const by_kind[TC_ROPE_KIND_COUNT][9] = {
+        [TC_ROPE_DEFAULT] = {NULL},
+        [TC_ROPE_LINEAR] = {"factor", NULL},
+        [TC_ROPE_DYNAMIC] = {"factor", NULL},
+        [TC_ROPE_LLAMA3] = {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings",
+                            NULL},
+        [TC_ROPE_YARN] = {"factor", "original_max_position_embeddings", "attention_factor", "beta_fast",
+                          "beta_slow", "mscale", "mscale_all_dim", "truncate", NULL},
+        [TC_ROPE_LONGROPE] = {"factor", "original_max_position_embeddings", "attention_factor", "short_factor",
+                              "long_factor", NULL},
+    };
+    return in_list(common, key) || in_list(by_kind[k], key);
+}
+
+static int rope_factors(const reader *r, const cJSON *d, const char *key, int n, float *out)
+{
+    const cJSON *a = get(d, key);
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n)
+        return tc_err(r->err, "%s/config.json: rope '%s' must be a list of %d numbers (one per rotated pair)",
+                      r->path, key, n);
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, a) {
+        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || !(it->valuedouble > 0))
+            return tc_err(r->err, "%s/config.json: rope '%s' holds something that is not a positive number",
+                          r->path, key);
+        out[i++] = (float)it->valuedouble;
+    }
+    return TC_OK;
+}
+
+static double yarn_mscale(double scale, double m)
+{
+    return scale <= 1.0 ? 1.0 : 0.1 * m * log(scale) + 1.0;
+}
+
+/* Fills *rp from one rope dict (or from the top-level keys when d is NULL),
+ * as transformers' ROPE_INIT_FUNCTIONS compute it.  theta: the base when the
+ * dict names none; rot_dims: the rotated dimensions. */
+static int read_rope(const reader *r, const cJSON *d, double theta, int rot_dims, int max_pos, int orig_top,
+                     tc_rope *rp)
+{
+    *rp = tc_rope_default(theta, rot_dims);
+    rp->max_pos = max_pos;
+    if (!d)
+        return TC_OK;
+    if (!cJSON_IsObject(d))
+        return tc_err(r->err, "%s/config.json: the rope parameters are not an object", r->path);
+    const cJSON *ty = get(d, "rope_type");
+    if (!ty)
+        ty = get(d, "type");
+    if (ty) {
+        if (!cJSON_IsString(ty))
+            return tc_err(r->err, "%s/config.json: rope_type is not a string", r->path);
+        const char *name = ty->valuestring;
+        /* Phi-3's older names for longrope. */
+        if (r->fam->arch == TC_ARCH_PHI3 && (strcmp(name, "su") == 0 || strcmp(name, "yarn") == 0))
+            name = "longrope";
+        if (tc_rope_kind_from_name(name, &rp->kind))
+            return tc_err(r->err, "%s/config.json: rope_type '%.40s' is not implemented (tc implements default, "
+                          "linear, dynamic, llama3, yarn and longrope)", r->path, name);
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, d) {
+        if (!rope_key_known(rp->kind, it->string) && !cJSON_IsNull(it))
+            return tc_err(r->err, "%s/config.json: rope parameter '%.40s' is not implemented for rope_type '%s'",
+                          r->path, it->string, tc_rope_kind_name(rp->kind));
+    }
+    double v = 0;
+    if (get_num(r, d, "rope_theta", theta, &rp->theta))
+        return TC_ERR;
+    if (rp->kind == TC_ROPE_DEFAULT)
+        return TC_OK;
+    const cJSON *f = get(d, "factor");
+    if (f && !cJSON_IsNumber(f))
+        return tc_err(r->err, "%s/config.json: rope factor is not a number", r->path);
+    int orig = orig_top > 0 ? orig_top : max_pos;
+    if (get_int(r, d, "original_max_position_embeddings", 0, orig, &rp->orig_max_pos))
+        return TC_ERR;
+    if (orig_top > 0)
+        rp->orig_max_pos = orig_top; /* Phi-3: the top-level key wins, as in transformers */
+    switch (rp->kind) {
+    case TC_ROPE_LINEAR:
+    case TC_ROPE_DYNAMIC:
+    case TC_ROPE_LLAMA3:
+        if (!f)
+            return tc_err(r->err, "%s/config.json: rope_type '%s' needs a 'factor'", r->path,
+                          tc_rope_kind_name(rp->kind));
+        rp->factor = f->valuedouble;
+        if (rp->kind == TC_ROPE_LLAMA3 &&
+            (get_num(r, d, "low_freq_factor", NAN, &rp->low_freq_factor) ||
+             get_num(r, d, "high_freq_factor", NAN, &rp->high_freq_factor)))
+            return TC_ERR;
+        if (rp->kind == TC_ROPE_LLAMA3 && (isnan(rp->low_freq_factor) || isnan(rp->high_freq_factor)))
+            return tc_err(r->err, "%s/config.json: llama3 rope needs low_freq_factor and high_freq_factor",
+                          r->path);
+        return TC_OK;
+    case TC_ROPE_YARN: {
+        rp->factor = f ? f->valuedouble : (double)max_pos / rp->orig_max_pos;
+        double ms = 0, msa = 0, af = NAN, bf = 0, bs = 0;
+        if (get_num(r, d, "mscale", 0, &ms) || get_num(r, d, "mscale_all_dim", 0, &msa) ||
+            get_num(r, d, "attention_factor", NAN, &af) || get_num(r, d, "beta_fast", 0, &bf) ||
+            get_num(r, d, "beta_slow", 0, &bs) || get_bool(r, d, "truncate", 1, &rp->truncate))
+            return TC_ERR;
+        rp->beta_fast = bf != 0 ? bf : 32.0; /* transformers: `or 32` */
+        rp->beta_slow = bs != 0 ? bs : 1.0;
+        if (!isnan(af))
+            rp->attn_factor = af;
+        else if (ms != 0 && msa != 0)
+            rp->attn_factor = yarn_mscale(rp->factor, ms) / yarn_mscale(rp->factor, msa);
+        else
+            rp->attn_factor = yarn_mscale(rp->factor, 1.0);
+        return TC_OK;
+    }
+    case TC_ROPE_LONGROPE: {
+        rp->factor = f ? f->valuedouble : (double)max_pos / rp->orig_max_pos;
+        if (get_num(r, d, "attention_factor", NAN, &v))
+            return TC_ERR;
+        if (!isnan(v))
+            rp->attn_factor = v;
+        else
+            rp->attn_factor = rp->factor <= 1.0 ? 1.0 : sqrt(1.0 + log(rp->factor) / log(rp->orig_max_pos));
+        int pairs = rot_dims / 2;
+        if (pairs > TC_ROPE_MAX_PAIRS)
+            return tc_err(r->err, "%s/config.json: longrope over %d pairs is beyond tc's %d", r->path, pairs,
+                          TC_ROPE_MAX_PAIRS);
+        if (rope_factors(r, d, "short_factor", pairs, rp->short_factor) ||
+            rope_factors(r, d, "long_factor", pairs, rp->long_factor))
+            return TC_ERR;
+        return TC_OK;
+    }
+    default:
+        return TC_OK;
+    }
+}
+
+/* The rope dict transformers would use: rope_parameters, else the legacy
+ * rope_scaling (either may be absent). */
+static const cJSON *rope_dict(const cJSON *cfg)
+{
+    const cJSON *rp = get(cfg, "rope_parameters");
+    const cJSON *rs = get(cfg, "rope_scaling");
+    return rs ? rs : rp; /* transformers: rope_scaling or rope_parameters */
+}
+
+static int read_ropes(const reader *r, tc_config *c, int rot_dims)
+{
+    const hf_family *fam = r->fam;
+    double theta = 0;
+    int orig_top = 0;
+    if (get_num(r, r->cfg, "rope_theta", fam->theta_default, &theta))
+        return TC_ERR;
+    if (fam->arch == TC_ARCH_PHI3 && get_int(r, r->cfg, "original_max_position_embeddings", 0, 0, &orig_top))
+        return TC_ERR;
+    const cJSON *d = rope_dict(r->cfg);
+    if (fam->per_layer_rope) {
+        /* Gemma 3: {full_attention: {...}, sliding_attention: {...}}, or a
+         * legacy rope_scaling that applies to the global layers, with
+         * rope_local_base_freq the local layers' base. */
+        const cJSON *rp = get(r->cfg, "rope_parameters"), *rs = get(r->cfg, "rope_scaling");
+        const cJSON *full = rp ? get(rp, "full_attention") : NULL, *slide = rp ? get(rp, "sliding_attention") : NULL;
+        double local_theta = 0;
+        if (get_num(r, r->cfg, "rope_local_base_freq", fam->local_theta_default, &local_theta))
+            return TC_ERR;
+        if (rp && !full && !slide && !rs)
+            full = rp; /* a single dict: the global layers' */
+        if (rs)
+            full = rs;
+        if (rp && cJSON_IsObject(rp)) {
+            const cJSON *it;
+            cJSON_ArrayForEach(it, rp) {
+                if (strcmp(it->string, "full_attention") && strcmp(it->string, "sliding_attention") && full != rp)
+                    return tc_err(r->err, "%s/config.json: rope_parameters key '%.40s' is neither full_attention "
+                                  "nor sliding_attention", r->path, it->string);
+            }
+        }
+        return read_rope(r, full, theta, rot_dims, c->max_seq_len, 0, &c->t.rope[0]) ||
+               read_rope(r, slide, local_theta, rot_dims, c->max_seq_len, 0, &c->t.rope[1]);
+    }
+    if (read_rope(r, d, theta, rot_dims, c->max_seq_len, orig_top, &c->t.rope[0]))
+        return TC_ERR;
+    c->t.rope[1] = c->t.rope[0];
+    return TC_OK;
+}
+
+/* ---- Windows -------------------------------------------------------------------- */
+
+static int read_layer_types(const reader *r, const cJSON *lt, tc_config *c, int *any_local)
+{
+    if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->n_layers)
+        return tc_err(r->err, "%s/config.json: 'layer_types' must list one type for each of the %d layers",
+                      r->path, c->n_layers);
+    int l = 0;
+    const cJSON *it;
+    *any_local = 0;
+    cJSON_ArrayForEach(it, lt) {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, "full_attention") == 0)
+            c->t.local[l] = 0;
+        else if (cJSON_IsString(it) && strcmp(it->valuestring, "sliding_attention") == 0)
+            c->t.local[l] = 1, *any_local = 1;
+        else
+            return tc_err(r->err, "%s/config.json: layer_types entry %d is not 'full_attention' or "
+                          "'sliding_attention'", r->path, l);
+        l++;
+    }
+    return TC_OK;
+}
+
+static int read_window(const reader *r, tc_config *c)
+{
+    const hf_family *fam = r->fam;
+    const cJSON *cfg = r->cfg;
+    int window = 0, use = 0, any_local = 0;
+    const cJSON *sw = cJSON_GetObjectItemCaseSensitive(cfg, "sliding_window");
+    int set_null = sw && cJSON_IsNull(sw);
+    if (get_int(r, cfg, "sliding_window", 0, set_null ? 0 : fam->window_default, &window))
+        return TC_ERR;
+    const cJSON *lt = get(cfg, "layer_types");
+    switch (fam->window) {
+    case WIN_NONE:
+        return TC_OK;
+    case WIN_ALL:
+        if (lt)
+            return refuse(r, "layer_types", "asks for alternating attention in a family that has none");
+        for (int l = 0; l < c->n_layers; l++)
+            c->t.local[l] = 1;
+        break;
+    case WIN_QWEN: {
+        int max_window_layers = 0;
+        if (get_bool(r, cfg, "use_sliding_window", 0, &use) ||
+            get_int(r, cfg, "max_window_layers", 0, 28, &max_window_layers))
+            return TC_ERR;
+        if (!use)
+            window = 0;
+        if (lt) {
+            if (read_layer_types(r, lt, c, &any_local))
+                return TC_ERR;
+            if (any_local && !window)
+                return refuse(r, "layer_types", "marks sliding layers without use_sliding_window");
+        } else {
+            for (int l = 0; l < c->n_layers; l++)
+                c->t.local[l] = window > 0 && l >= max_window_layers;
+        }
+        break;
+    }
+    case WIN_LAYER_TYPES: {
+        int pattern = 0;
+        if (get_int(r, cfg, "sliding_window_pattern", 0, fam->window_pattern, &pattern))
+            return TC_ERR;
+        if (lt) {
+            if (read_layer_types(r, lt, c, &any_local))
+                return TC_ERR;
+        } else {
+            if (pattern <= 0)
+                return tc_err(r->err, "%s/config.json: sliding_window_pattern must be positive", r->path);
+            for (int l = 0; l < c->n_layers; l++)
+                c->t.local[l] = (l + 1) % pattern != 0;
+        }
+        break;
+    }
+    }
+    c->t.window = window;
+    if (!window)
+        memset(c->t.local, 0, sizeof c->t.local);
+    return TC_OK;
+}
+
+/* ---- The config ------------------------------------------------------------------ */
+
+static int read_act(const reader *r, tc_traits *t)
+{
+    const hf_family *fam = r->fam;
+    /* Only the class's own name counts: Gemma reads hidden_activation and
+     * ignores hidden_act, the others the reverse. */
+    const char *key = fam->act_key;
+    const cJSON *v = get(r->cfg, key);
+    const char *name = fam->act_default;
+    if (v) {
+        if (!cJSON_IsString(v))
+            return tc_err(r->err, "%s/config.json: '%s' is not a string", r->path, key);
+        name = v->valuestring;
+    }
+    static const struct { const char *name; tc_act act; } acts[] = {
+        {"silu", TC_ACT_SILU}, {"swish", TC_ACT_SILU}, {"gelu", TC_ACT_GELU},
+        {"gelu_pytorch_tanh", TC_ACT_GELU_TANH}, {"gelu_new", TC_ACT_GELU_TANH}, {"relu2", TC_ACT_RELU2},
+    };
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        if (strcmp(name, acts[i].name) == 0)
+            return t->act = acts[i].act, TC_OK;
+    return tc_err(r->err, "%s/config.json: '%s' is '%.40s', which tc does not implement (it implements silu, "
+                  "gelu, gelu_pytorch_tanh, gelu_new and relu2)", r->path, key, name);
+}
+
+static int read_gemma(const reader *r, tc_config *c)
+{
+    const hf_family *fam = r->fam;
+    tc_traits *t = &c->t;
+    double qpas = 256, asc = 0, fsc = 0;
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(r->cfg, "attn_logit_softcapping");
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(r->cfg, "final_logit_softcapping");
+    if (get_num(r, r->cfg, "query_pre_attn_scalar", 256, &qpas) ||
+        get_num(r, r->cfg, "attn_logit_softcapping", a ? 0 : fam->attn_softcap_default, &asc) ||
+        get_num(r, r->cfg, "final_logit_softcapping", f ? 0 : fam->final_softcap_default, &fsc))
+        return TC_ERR;
+    if (!(qpas > 0) || asc < 0 || fsc < 0)
+        return tc_err(r->err, "%s/config.json: query_pre_attn_scalar must be positive and the softcaps not "
+                      "negative", r->path);
+    t->norm = TC_NORM_RMS_1P;
+    t->post_norms = 1;
+    /* transformers keeps sqrt(hidden_size) as a float32 tensor */
+    t->embed_scale = (float)sqrt((double)c->dim);
+    t->attn_scale = (float)pow(qpas, -0.5);
+    t->attn_softcap = (float)asc;
+    t->final_softcap = (float)fsc;
+    int bidir = 0;
+    if (get_bool(r, r->cfg, "use_bidirectional_attention", 0, &bidir))
+        return TC_ERR;
+    if (bidir)
+        return refuse(r, "use_bidirectional_attention", "makes attention non-causal");
+    return TC_OK;
+}
+
+static int read_family(const cJSON *cfg, const char *path, const hf_family **out, tc_error *err)
+{
+    const cJSON *mt = get(cfg, "model_type");
+    if (!cJSON_IsString(mt))
+        return tc_err(err, "%s/config.json: missing field 'model_type'", path);
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        if (strcmp(mt->valuestring, families[i].model_type) == 0)
+            return *out = &families[i], TC_OK;
+    char names[256];
+    size_t k = 0;
+    for (size_t i = 0; i < sizeof families / sizeof families[0] && k < sizeof names; i++)
+        k += (size_t)snprintf(names + k, sizeof names - k, "%s%s", i ? ", " : "", families[i].model_type);
+    return tc_err(err, "%s/config.json: unsupported architecture '%.64s' (tc reads %s)", path, mt->valuestring,
+                  names);
+}
+
+/* Keys that act on any family's loading. */
+static int refuse_global(const reader *r)
+{
+    if (get(r->cfg, "quantization_config"))
+        return refuse(r, "quantization_config", "asks for quantized linear layers");
+    if (get(r->cfg, "auto_map"))
+        return refuse(r, "auto_map", "names custom modelling code");
+    return TC_OK;
+}
+
+int tc_hf_config_read(const cJSON *cfg, const char *path, tc_config *c, const tc_naming **names,
+                      char **ignored, tc_error *err)
+{
+    memset(c, 0, sizeof *c);
+    *ignored = NULL;
+    const hf_family *fam = NULL;
+    if (read_family(cfg, path, &fam, err))
+        return TC_ERR;
+    reader rd = {cfg, path, fam, err};
+    const reader *r = &rd;
+    c->arch = fam->arch;
+    *names = fam->names;
+    double eps = 0;
+    if (refuse_global(r) || get_int(r, cfg, "hidden_size", 1, 0, &c->dim) ||
+        get_int(r, cfg, "num_hidden_layers", 1, 0, &c->n_layers) ||
+        get_int(r, cfg, "num_attention_heads", 1, 0, &c->n_heads) ||
+        get_int(r, cfg, "intermediate_size", 1, 0, &c->ffn_dim) ||
+        get_int(r, cfg, "vocab_size", 1, 0, &c->vocab_size) ||
+        get_int(r, cfg, "num_key_value_heads", 0, c->n_heads, &c->n_kv_heads) ||
+        get_int(r, cfg, "max_position_embeddings", 0, 2048, &c->max_seq_len) ||
+        get_int(r, cfg, "bos_token_id", 0, -1, &c->bos_id) ||
+        get_num(r, cfg, "rms_norm_eps", fam->eps_default, &eps))
+        return TC_ERR;
+    /* eos_token_id may be a list (Llama 3): the first is the one tc stops at. */
+    const cJSON *eos = get(cfg, "eos_token_id");
+    if (cJSON_IsArray(eos) && cJSON_GetArraySize(eos) > 0) {
+        const cJSON *e0 = cJSON_GetArrayItem(eos, 0);
+        c->eos_id = cJSON_IsNumber(e0) ? (int)e0->valuedouble : -1;
+    } else if (get_int(r, cfg, "eos_token_id", 0, -1, &c->eos_id)) {
+        return TC_ERR;
+    }
+    c->norm_eps = (float)eps;
+    if (c->n_heads <= 0)
+        return tc_err(err, "%s/config.json: num_attention_heads must be positive", path);
+    if (c->n_layers <= 0 || c->n_layers > TC_MAX_LAYERS)
+        return tc_err(err, "%s/config.json: num_hidden_layers %d is out of range", path, c->n_layers);
+    if (get_int(r, cfg, "head_dim", 0, c->dim / c->n_heads, &c->head_dim))
+        return TC_ERR;
+    if (c->head_dim <= 0)
+        return tc_err(err, "%s/config.json: head_dim must be positive", path);
+    c->rope_layout = TC_ROPE_HALF;
+    tc_traits *t = &c->t;
+    tc_traits_llama(t, 10000.0, c->head_dim);
+
+    /* Partial rotary dimensions, where the family applies them. */
+    double prf = 1.0;
+    const cJSON *rd_dict = rope_dict(cfg);
+    if (get_num(r, cfg, "partial_rotary_factor", 1.0, &prf))
+        return TC_ERR;
+    if (rd_dict && cJSON_IsObject(rd_dict) && !fam->per_layer_rope &&
+        get_num(r, rd_dict, "partial_rotary_factor", prf, &prf))
+        return TC_ERR;
+    if (prf != 1.0 && !fam->partial_rotary)
+        return refuse(r, "partial_rotary_factor", "rotates part of each head in a family whose attention "
+                      "rotates all of it");
+    if (!(prf > 0 && prf <= 1.0))
+        return tc_err(err, "%s/config.json: partial_rotary_factor must lie in (0, 1]", path);
+    int rot_dims = (int)(c->head_dim * prf);
+    if (read_ropes(r, c, rot_dims) || read_window(r, c) || read_act(r, t))
+        return TC_ERR;
+
+    int tied = 0, ab = 0, mb = 0;
+    if (get_bool(r, cfg, "tie_word_embeddings", fam->tied_default, &tied))
+        return TC_ERR;
+    c->tied_embeddings = tied;
+    if (fam->attention_bias_key && get_bool(r, cfg, "attention_bias", 0, &ab))
+        return TC_ERR;
+    if (fam->mlp_bias_key && get_bool(r, cfg, "mlp_bias", 0, &mb))
+        return TC_ERR;
+    c->qkv_bias = fam->qkv_bias_always || ab;
+    t->o_bias = ab;
+    t->mlp_bias = mb;
+    t->qk_norm = fam->qk_norm;
+    if (fam->gemma && read_gemma(r, c))
+        return TC_ERR;
+
+    /* Keys the family's class does not define: inert in transformers too. */
+    size_t cap = 0, n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cfg) {
+        if (in_list(inert_keys, it->string) || in_list(read_keys, it->string) || in_list(fam->keys, it->string))
+            continue;
+        size_t k = strlen(it->string) + 2;
+        char *grown = realloc(*ignored, cap + k + 1);
+        if (!grown)
+            return tc_err(err, "%s: out of memory", path);
+        *ignored = grown;
+        n += (size_t)snprintf(*ignored + n, k + 1, "%s%s", n ? " " : "", it->string);
+        cap += k;
+    }
+    return TC_OK;
+}
