@@ -171,6 +171,56 @@ static void synthetic(const char *out, const char *scratch)
         closedir(d);
 }
 
+/* llama2.c versions 1 and 2 as export.py writes them, for a model of dim 8,
+ * hidden 16, 1 layer, 2/1 heads, vocab 4, seq 4: a 256-byte header (uint32
+ * magic 0x616b3432, int32 version, the 7 fields, the shared-classifier byte,
+ * for version 2 an int32 group size at byte 37, zeros), the norms in fp32,
+ * then the matrices in fp32 (version 1) or as int8 values followed by one
+ * fp32 scale per group (version 2).  Returns the size written into b. */
+static void l2c_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void l2c_f32(uint8_t *p, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    l2c_le32(p, u);
+}
+
+static size_t l2c_versioned(uint8_t b[4096], int version, int shared, int32_t group_size)
+{
+    static const int32_t fields[7] = {8, 16, 1, 2, 1, 4, 4};
+    /* tok_embeddings, wq, wk, wv, wo, w1, w2, w3, then output when not shared. */
+    static const size_t matrices[9] = {32, 64, 32, 32, 64, 128, 128, 128, 32};
+    memset(b, 0, 4096);
+    l2c_le32(b, 0x616b3432u);
+    l2c_le32(b + 4, (uint32_t)version);
+    for (int i = 0; i < 7; i++)
+        l2c_le32(b + 8 + 4 * i, (uint32_t)fields[i]);
+    b[36] = (uint8_t)shared;
+    if (version == 2)
+        l2c_le32(b + 37, (uint32_t)group_size);
+    size_t n = 256;
+    for (int i = 0; i < 3 * 8; i++, n += 4) /* attention norm, ffn norm, final norm */
+        l2c_f32(b + n, 1.0f + 0.01f * (float)i);
+    for (int m = 0; m < (shared ? 8 : 9); m++) {
+        for (size_t i = 0; i < matrices[m]; i++) {
+            if (version == 1) {
+                l2c_f32(b + n, (float)((int)((i * 37 + (size_t)m) % 17) - 8) / 16.0f);
+                n += 4;
+            } else {
+                b[n++] = (uint8_t)((i * 37 + (size_t)m) % 255);
+            }
+        }
+        for (size_t g = 0; version == 2 && g < matrices[m] / (size_t)group_size; g++, n += 4)
+            l2c_f32(b + n, 0.01f * (float)(g + 1));
+    }
+    return n;
+}
+
 static void handmade(const char *out)
 {
     /* safetensors: the smallest files of each kind of header. */
@@ -200,6 +250,13 @@ static void handmade(const char *out)
     /* llama2.c: a header alone (dim 8, hidden 8, 1 layer, 2 heads, 2 kv, vocab -4, seq 4). */
     static const int32_t l2c[7] = {8, 8, 1, 2, 2, -4, 4};
     put(out, "llama2c", "hand-header", l2c, sizeof l2c);
+    /* llama2.c versions 1 and 2: whole small files, and a version-2 header alone. */
+    static uint8_t l2cv[4096];
+    put(out, "llama2c", "hand-v1-tied", l2cv, l2c_versioned(l2cv, 1, 1, 0));
+    put(out, "llama2c", "hand-v1-untied", l2cv, l2c_versioned(l2cv, 1, 0, 0));
+    put(out, "llama2c", "hand-v2-tied-g8", l2cv, l2c_versioned(l2cv, 2, 1, 8));
+    put(out, "llama2c", "hand-v2-untied-g4", l2cv, l2c_versioned(l2cv, 2, 0, 4));
+    put(out, "llama2c", "hand-v2-header", l2cv, 256);
     /* HF configs that stop early. */
     static const char *const cfg[] = {
         "{}",
