@@ -126,7 +126,8 @@ const tc_naming tc_naming_hf_gemma = {
         "model.layers.%d.self_attn.k_norm.weight", "model.layers.%d.post_attention_layernorm.weight",
         "model.layers.%d.pre_feedforward_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
         "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight",
-        NULL, NULL, NULL, "model.layers.%d.post_feedforward_layernorm.weight",
+        "model.layers.%d.mlp.gate_proj.bias", "model.layers.%d.mlp.up_proj.bias",
+        "model.layers.%d.mlp.down_proj.bias", "model.layers.%d.post_feedforward_layernorm.weight",
     },
 };
 

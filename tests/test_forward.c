@@ -8,6 +8,7 @@
 
 #include "../libcompress/forward_math.h"
 #include "synthmodel.h"
+#include "tc/synth.h"
 #include "testutil.h"
 #include "tc/forward.h"
 #include "tc/model.h"
@@ -842,6 +843,133 @@ out:
     sm_free(&sm);
 }
 
+/* A model with every trait switched on (gemma-like norms and softcaps,
+ * biases, q/k norms, a window on alternate layers with their own rope,
+ * yarn scaling on the others, partial rotary dimensions), synthetic weights.
+ * The batched pass and the KV-cache decoder must compute the same function
+ * on it, whatever the thread count or the batching; with each trait turned
+ * off in turn the logits must move. */
+static tc_config all_traits_config(void)
+{
+    tc_config c = tc_synth_config(4, 32, 4, 2, 48, 41);
+    c.arch = TC_ARCH_GEMMA2; /* the naming that holds every role */
+    c.max_seq_len = 64;
+    c.qkv_bias = 1;
+    tc_traits *t = &c.t;
+    t->norm = TC_NORM_RMS_1P;
+    t->act = TC_ACT_GELU_TANH;
+    t->o_bias = t->mlp_bias = t->qk_norm = t->post_norms = 1;
+    t->attn_scale = 0.3f;
+    t->attn_softcap = 2.0f;
+    t->final_softcap = 3.0f;
+    t->embed_scale = 2.5f;
+    t->window = 5;
+    for (int l = 0; l < c.n_layers; l++)
+        t->local[l] = l % 2 == 0;
+    t->rope[0].kind = TC_ROPE_YARN;
+    t->rope[0].factor = 4.0;
+    t->rope[0].orig_max_pos = 8;
+    t->rope[0].beta_fast = 32.0;
+    t->rope[0].beta_slow = 1.0;
+    t->rope[0].truncate = 1;
+    t->rope[0].attn_factor = 1.1386;
+    t->rope[0].rot_dims = 6;
+    t->rope[1] = tc_rope_default(500.0, 8);
+    return c;
+}
+
+static void logits_of(const tc_config *c, const tc_batch *b, int threads, rec *r)
+{
+    tc_synth_spec spec = {.cfg = *c, .seed = 77};
+    tc_model m;
+    tc_error err = {{0}};
+    CHECK_OK(tc_synth_model(&m, &spec, &err), &err);
+    CHECK_OK(run(&m, b, threads, NULL, r, 0, &err), &err);
+    tc_model_close(&m);
+}
+
+static void test_all_traits(void)
+{
+    tc_config c = all_traits_config();
+    int32_t tokens[MAX_TOK];
+    size_t offsets[N_SEQS + 1];
+    tc_batch b;
+    make_batch(c.vocab_size, 23, tokens, offsets, &b);
+    rec r1, r2;
+    logits_of(&c, &b, 1, &r1);
+    logits_of(&c, &b, 2, &r2);
+    size_t n = offsets[N_SEQS] * (size_t)c.vocab_size;
+    CHECK_MSG(max_diff(r1.logits, r2.logits, n) < 1e-5, "threads change the traits' logits by %g",
+              max_diff(r1.logits, r2.logits, n));
+    /* One sequence at a time gives what the batch gave. */
+    double worst = 0.0;
+    for (int s = 0; s < N_SEQS; s++) {
+        if (!seq_len[s])
+            continue;
+        size_t off[2] = {0, seq_len[s]};
+        tc_batch one = {tokens + offsets[s], off, 1};
+        rec r;
+        logits_of(&c, &one, 1, &r);
+        double d = max_diff(r.logits, r1.logits + offsets[s] * c.vocab_size, seq_len[s] * (size_t)c.vocab_size);
+        worst = d > worst ? d : worst;
+        rec_free(&r);
+    }
+    CHECK_MSG(worst < 1e-5, "batching changes the traits' logits by %g", worst);
+    /* The decoder, step by step. */
+    tc_synth_spec spec = {.cfg = c, .seed = 77};
+    tc_model m;
+    tc_error err = {{0}};
+    CHECK_OK(tc_synth_model(&m, &spec, &err), &err);
+    tc_decoder *d = NULL;
+    tc_decoder_opts dopts = {.max_len = 20};
+    CHECK_OK(tc_decoder_new(&d, &m, &dopts, &err), &err);
+    float lg[64];
+    worst = 0.0;
+    for (int s = 0; d && s < N_SEQS; s++) {
+        tc_decoder_reset(d);
+        for (size_t t = 0; t < seq_len[s]; t++) {
+            CHECK_OK(tc_decoder_step(d, tokens[offsets[s] + t], lg, &err), &err);
+            double dd = max_diff(lg, r1.logits + (offsets[s] + t) * c.vocab_size, (size_t)c.vocab_size);
+            worst = dd > worst ? dd : worst;
+        }
+    }
+    CHECK_MSG(worst < 1e-5, "the decoder differs from the batch by %g on the traits model", worst);
+    printf("every trait on: batch vs decoder %.3g, 1 vs 2 threads %.3g\n", worst,
+           max_diff(r1.logits, r2.logits, n));
+    tc_decoder_free(d);
+    tc_model_close(&m);
+    /* Each trait matters: turning it off moves the logits. */
+    static const char *const names[] = {"norm (1+w)", "activation", "o bias", "q/k norm", "post norms",
+                                        "attention scale", "attention softcap", "final softcap",
+                                        "embedding scale", "window", "yarn", "local rope", "partial rotary"};
+    for (int k = 0; k < (int)(sizeof names / sizeof names[0]); k++) {
+        tc_config x = c;
+        tc_traits *t = &x.t;
+        switch (k) {
+        case 0: t->norm = TC_NORM_RMS; break;
+        case 1: t->act = TC_ACT_SILU; break;
+        case 2: t->o_bias = 0; break;
+        case 3: t->qk_norm = 0; break;
+        case 4: t->post_norms = 0; break;
+        case 5: t->attn_scale = 0.0f; break;
+        case 6: t->attn_softcap = 0.0f; break;
+        case 7: t->final_softcap = 0.0f; break;
+        case 8: t->embed_scale = 0.0f; break;
+        case 9: t->window = 0; break;
+        case 10: t->rope[0].kind = TC_ROPE_DEFAULT; t->rope[0].attn_factor = 1.0; break;
+        case 11: t->rope[1] = t->rope[0]; break;
+        case 12: t->rope[0].rot_dims = 8; t->rope[1].rot_dims = 6; break;
+        }
+        rec r;
+        logits_of(&x, &b, 1, &r);
+        double dd = max_diff(r.logits, r1.logits, n);
+        CHECK_MSG(dd > 1e-3, "turning off %s moved the logits by only %g", names[k], dd);
+        rec_free(&r);
+    }
+    rec_free(&r1);
+    rec_free(&r2);
+}
+
 static void test_sampling(void)
 {
     float lg[4] = {0.0f, logf(3.0f), -1e30f, 0.0f};
@@ -1035,6 +1163,7 @@ int main(void)
     test_observers_and_resume();
     test_decoder(&small, 9);
     test_decoder(&biased, 10);
+    test_all_traits();
     test_sampling();
     test_bad_batches();
     if (!test_stories260k())
