@@ -321,6 +321,104 @@ static int parse_group(const reader *r, const cJSON *v, tc_tgroup *g)
                   "or a column count in %d..%d)", r->path, TC_TGROUP_COLS_MIN, TC_TGROUP_COLS_MAX);
 }
 
+static int parse_rope(const reader *r, const cJSON *o, const tc_config *c, tc_rope *rp)
+{
+    if (!cJSON_IsObject(o))
+        return tc_err(r->err, "%s: header traits have no rope object", r->path);
+    const char *kind = get_str(r, o, "kind");
+    if (!kind)
+        return TC_ERR;
+    double theta = 0, dims = 0;
+    if (get_num(r, o, "theta", 1e-9, 1e15, &theta) || get_num(r, o, "rot_dims", 2, c->head_dim, &dims))
+        return TC_ERR;
+    *rp = tc_rope_default(theta, (int)dims);
+    if (tc_rope_kind_from_name(kind, &rp->kind))
+        return tc_err(r->err, "%s: unknown rope kind '%s'", r->path, kind);
+    if ((int)dims % 2 || dims != floor(dims))
+        return tc_err(r->err, "%s: rope rot_dims must be an even integer", r->path);
+    if (rp->kind == TC_ROPE_DEFAULT)
+        return TC_OK;
+    if (get_num(r, o, "factor", 1e-9, 1e9, &rp->factor) || get_i(r, o, "max_pos", 0, 1 << 30, &rp->max_pos) ||
+        get_i(r, o, "original_max_pos", 1, 1 << 30, &rp->orig_max_pos) ||
+        get_num(r, o, "attn_factor", 0, 1e9, &rp->attn_factor))
+        return TC_ERR;
+    if (rp->kind == TC_ROPE_LLAMA3 && (get_num(r, o, "low_freq_factor", 0, 1e9, &rp->low_freq_factor) ||
+                                       get_num(r, o, "high_freq_factor", 0, 1e9, &rp->high_freq_factor)))
+        return TC_ERR;
+    if (rp->kind == TC_ROPE_YARN && (get_num(r, o, "beta_fast", 0, 1e9, &rp->beta_fast) ||
+                                     get_num(r, o, "beta_slow", 0, 1e9, &rp->beta_slow) ||
+                                     get_bool(r, o, "truncate", &rp->truncate)))
+        return TC_ERR;
+    if (rp->kind == TC_ROPE_LONGROPE) {
+        const char *keys[2] = {"short_factor", "long_factor"};
+        float *dst[2] = {rp->short_factor, rp->long_factor};
+        for (int k = 0; k < 2; k++) {
+            const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, keys[k]), *it;
+            if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != rp->rot_dims / 2 || rp->rot_dims / 2 > TC_ROPE_MAX_PAIRS)
+                return tc_err(r->err, "%s: rope '%s' must hold one number per rotated pair", r->path, keys[k]);
+            int i = 0;
+            cJSON_ArrayForEach(it, a) {
+                if (!cJSON_IsNumber(it) || !(it->valuedouble > 0) || !isfinite(it->valuedouble))
+                    return tc_err(r->err, "%s: rope '%s' holds a value that is not a positive number", r->path,
+                                  keys[k]);
+                dst[k][i++] = (float)it->valuedouble;
+            }
+        }
+    }
+    return TC_OK;
+}
+
+/* The traits object (tc_traits_json); files written before traits existed
+ * have none and hold plain Llama models. */
+static int parse_traits(const reader *r, const cJSON *o, tc_config *c, double theta)
+{
+    tc_traits *t = &c->t;
+    tc_traits_llama(t, theta, c->head_dim);
+    if (!o)
+        return TC_OK;
+    if (!cJSON_IsObject(o))
+        return tc_err(r->err, "%s: header 'traits' is not an object", r->path);
+    const char *norm = get_str(r, o, "norm"), *act = norm ? get_str(r, o, "activation") : NULL;
+    if (!act)
+        return TC_ERR;
+    if (strcmp(norm, tc_norm_kind_name(TC_NORM_RMS)) == 0)
+        t->norm = TC_NORM_RMS;
+    else if (strcmp(norm, tc_norm_kind_name(TC_NORM_RMS_1P)) == 0)
+        t->norm = TC_NORM_RMS_1P;
+    else
+        return tc_err(r->err, "%s: unknown norm kind '%s'", r->path, norm);
+    int found = 0;
+    for (int a = 0; a < TC_ACT_COUNT; a++)
+        if (strcmp(act, tc_act_name((tc_act)a)) == 0)
+            t->act = (tc_act)a, found = 1;
+    if (!found)
+        return tc_err(r->err, "%s: unknown activation '%s'", r->path, act);
+    int gated = 1;
+    double as = 0, ac = 0, fc = 0, es = 0;
+    if (get_bool(r, o, "gated", &gated) || get_bool(r, o, "o_bias", &t->o_bias) ||
+        get_bool(r, o, "mlp_bias", &t->mlp_bias) || get_bool(r, o, "qk_norm", &t->qk_norm) ||
+        get_bool(r, o, "post_norms", &t->post_norms) || get_num(r, o, "attn_scale", 0, 1e6, &as) ||
+        get_num(r, o, "attn_softcap", 0, 1e9, &ac) || get_num(r, o, "final_softcap", 0, 1e9, &fc) ||
+        get_num(r, o, "embed_scale", 0, 1e9, &es) || get_i(r, o, "window", 0, 1 << 30, &t->window))
+        return TC_ERR;
+    t->ungated = !gated;
+    t->attn_scale = (float)as;
+    t->attn_softcap = (float)ac;
+    t->final_softcap = (float)fc;
+    t->embed_scale = (float)es;
+    const cJSON *loc = cJSON_GetObjectItemCaseSensitive(o, "local_layers"), *it;
+    if (!cJSON_IsArray(loc))
+        return tc_err(r->err, "%s: header traits have no 'local_layers' list", r->path);
+    cJSON_ArrayForEach(it, loc) {
+        double l = it->valuedouble;
+        if (!cJSON_IsNumber(it) || l != floor(l) || l < 0 || l >= c->n_layers)
+            return tc_err(r->err, "%s: 'local_layers' holds something that is not a layer index", r->path);
+        t->local[(int)l] = 1;
+    }
+    return parse_rope(r, cJSON_GetObjectItemCaseSensitive(o, "rope"), c, &t->rope[0]) ||
+           parse_rope(r, cJSON_GetObjectItemCaseSensitive(o, "rope_local"), c, &t->rope[1]);
+}
+
 static int parse_config(const reader *r, const cJSON *o, tc_config *c)
 {
     if (!cJSON_IsObject(o))
@@ -330,7 +428,7 @@ static int parse_config(const reader *r, const cJSON *o, tc_config *c)
     if (!arch)
         return TC_ERR;
     int found = 0;
-    for (int a = TC_ARCH_LLAMA; a <= TC_ARCH_QWEN2; a++)
+    for (int a = 0; a < TC_ARCH_COUNT; a++)
         if (strcmp(arch, tc_arch_name((tc_arch)a)) == 0)
             c->arch = (tc_arch)a, found = 1;
     if (!found)
@@ -350,7 +448,8 @@ static int parse_config(const reader *r, const cJSON *o, tc_config *c)
         get_i(r, o, "eos_id", -1, c->vocab_size - 1, &c->eos_id))
         return TC_ERR;
     c->norm_eps = (float)eps;
-    tc_traits_llama(&c->t, theta, c->head_dim);
+    if (parse_traits(r, cJSON_GetObjectItemCaseSensitive(o, "traits"), c, theta))
+        return TC_ERR;
     const char *rl = get_str(r, o, "rope_layout");
     if (!rl)
         return TC_ERR;
@@ -529,20 +628,22 @@ static int check_complete(const reader *r, const tc_tmodel *m)
         return tc_err(r->err, "%s: the output head is missing (embeddings are not tied)", r->path);
     if (c->tied_embeddings && tc_tmodel_find(m, -1, TC_G_OUTPUT))
         return tc_err(r->err, "%s: an output head is stored although embeddings are tied", r->path);
-    static const int attn[] = {TC_ATTN_NORM, TC_WQ, TC_WK, TC_WV, TC_WO};
-    static const int mlp[] = {TC_FFN_NORM, TC_W_GATE, TC_W_UP, TC_W_DOWN};
+    /* A sub-layer holds every role its config needs, or none. */
     for (int l = 0; l < c->n_layers; l++) {
-        int na = 0, nm = 0, nb = 0;
-        for (int k = 0; k < 5; k++)
-            na += tc_tmodel_find(m, l, attn[k]) != NULL;
-        for (int k = 0; k < 4; k++)
-            nm += tc_tmodel_find(m, l, mlp[k]) != NULL;
-        for (int k = TC_BQ; k <= TC_BV; k++)
-            nb += tc_tmodel_find(m, l, k) != NULL;
-        if ((na != 0 && na != 5) || (nm != 0 && nm != 4))
+        int have[2] = {0, 0}, need[2] = {0, 0};
+        for (int k = 0; k < TC_N_ROLES; k++) {
+            int s = tc_role_is_attn(k) ? 0 : 1, there = tc_tmodel_find(m, l, k) != NULL;
+            if (!tc_role_needed(c, (tc_role)k)) {
+                if (there)
+                    return tc_err(r->err, "%s: layer %d holds a %s tensor its config has no use for", r->path, l,
+                                  tc_role_name((tc_role)k));
+                continue;
+            }
+            need[s]++;
+            have[s] += there;
+        }
+        if ((have[0] != 0 && have[0] != need[0]) || (have[1] != 0 && have[1] != need[1]))
             return tc_err(r->err, "%s: layer %d has an incomplete attention or MLP", r->path, l);
-        if (nb != (c->qkv_bias && na ? 3 : 0))
-            return tc_err(r->err, "%s: layer %d's q/k/v biases do not match the config", r->path, l);
     }
     return TC_OK;
 }

@@ -892,7 +892,7 @@ static int embed_tokens(const tc_model *m, const tc_batch *b, float *x, size_t n
 {
     int rc = TC_OK;
     for (size_t t = 0; !rc && t < n; t++)
-        rc = tc_model_embed(m, b->tokens[t], x + t * (size_t)m->cfg.dim, err);
+        rc = tc_model_embed_input(m, b->tokens[t], x + t * (size_t)m->cfg.dim, err);
     if (n)
         drop_mapped(m->tok_embd);
     return rc;

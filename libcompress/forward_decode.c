@@ -235,7 +235,7 @@ int tc_decoder_step(tc_decoder *d, int32_t token, float *logits, tc_error *err)
     if (token < 0 || token >= c->vocab_size)
         return tc_err(err, "%s: token %d is outside the vocabulary of %d", d->m->path, (int)token,
                       c->vocab_size);
-    if (tc_model_embed(d->m, token, d->x, err))
+    if (tc_model_embed_input(d->m, token, d->x, err))
         return TC_ERR;
     openblas_set_num_threads(d->n_threads);
     for (int l = 0; l < c->n_layers; l++) {

@@ -45,8 +45,47 @@ void tc_config_add_json(cJSON *o, const tc_config *c)
     cJSON_AddStringToObject(o, "rope_layout", tc_rope_layout_name(c->rope_layout));
     cJSON_AddBoolToObject(o, "tied_embeddings", c->tied_embeddings);
     cJSON_AddBoolToObject(o, "qkv_bias", c->qkv_bias);
+    cJSON_AddItemToObject(o, "traits", tc_traits_json(c));
+}
+
+/* Every trait with its stored value (0 for an unset scale or cap means the
+ * default: 1 / sqrt(head_dim), none, 1), so that a reader rebuilds the
+ * same config bit for bit. */
+static cJSON *rope_json(const tc_rope *r)
+{
+    cJSON *ro = cJSON_CreateObject();
+    cJSON_AddStringToObject(ro, "kind", tc_rope_kind_name(r->kind));
+    cJSON_AddNumberToObject(ro, "theta", r->theta);
+    cJSON_AddNumberToObject(ro, "rot_dims", r->rot_dims);
+    if (r->kind == TC_ROPE_DEFAULT)
+        return ro;
+    cJSON_AddNumberToObject(ro, "factor", r->factor);
+    cJSON_AddNumberToObject(ro, "max_pos", r->max_pos);
+    cJSON_AddNumberToObject(ro, "original_max_pos", r->orig_max_pos);
+    cJSON_AddNumberToObject(ro, "attn_factor", r->attn_factor);
+    if (r->kind == TC_ROPE_LLAMA3) {
+        cJSON_AddNumberToObject(ro, "low_freq_factor", r->low_freq_factor);
+        cJSON_AddNumberToObject(ro, "high_freq_factor", r->high_freq_factor);
+    }
+    if (r->kind == TC_ROPE_YARN) {
+        cJSON_AddNumberToObject(ro, "beta_fast", r->beta_fast);
+        cJSON_AddNumberToObject(ro, "beta_slow", r->beta_slow);
+        cJSON_AddBoolToObject(ro, "truncate", r->truncate);
+    }
+    if (r->kind == TC_ROPE_LONGROPE) {
+        cJSON *sf = cJSON_AddArrayToObject(ro, "short_factor"), *lf = cJSON_AddArrayToObject(ro, "long_factor");
+        for (int i = 0; i < r->rot_dims / 2; i++) {
+            cJSON_AddItemToArray(sf, cJSON_CreateNumber(r->short_factor[i]));
+            cJSON_AddItemToArray(lf, cJSON_CreateNumber(r->long_factor[i]));
+        }
+    }
+    return ro;
+}
+
+cJSON *tc_traits_json(const tc_config *c)
+{
     const tc_traits *t = &c->t;
-    cJSON *tr = cJSON_AddObjectToObject(o, "traits");
+    cJSON *tr = cJSON_CreateObject();
     cJSON_AddStringToObject(tr, "norm", tc_norm_kind_name(t->norm));
     cJSON_AddStringToObject(tr, "activation", tc_act_name(t->act));
     cJSON_AddBoolToObject(tr, "gated", !t->ungated);
@@ -54,30 +93,18 @@ void tc_config_add_json(cJSON *o, const tc_config *c)
     cJSON_AddBoolToObject(tr, "mlp_bias", t->mlp_bias);
     cJSON_AddBoolToObject(tr, "qk_norm", t->qk_norm);
     cJSON_AddBoolToObject(tr, "post_norms", t->post_norms);
-    cJSON_AddNumberToObject(tr, "attn_scale", t->attn_scale != 0 ? t->attn_scale : 1.0 / sqrt(c->head_dim));
+    cJSON_AddNumberToObject(tr, "attn_scale", t->attn_scale);
     cJSON_AddNumberToObject(tr, "attn_softcap", t->attn_softcap);
     cJSON_AddNumberToObject(tr, "final_softcap", t->final_softcap);
-    cJSON_AddNumberToObject(tr, "embed_scale", t->embed_scale != 0 ? t->embed_scale : 1.0);
+    cJSON_AddNumberToObject(tr, "embed_scale", t->embed_scale);
     cJSON_AddNumberToObject(tr, "window", t->window);
     cJSON *loc = cJSON_AddArrayToObject(tr, "local_layers");
     for (int l = 0; l < c->n_layers && l < TC_MAX_LAYERS; l++)
         if (tc_layer_is_local(c, l))
             cJSON_AddItemToArray(loc, cJSON_CreateNumber(l));
-    const char *which[2] = {"rope", "rope_local"};
-    for (int k = 0; k < 2; k++) {
-        const tc_rope *r = &t->rope[k];
-        if (k == 1 && memcmp(r, &t->rope[0], sizeof *r) == 0)
-            break;
-        cJSON *ro = cJSON_AddObjectToObject(tr, which[k]);
-        cJSON_AddStringToObject(ro, "kind", tc_rope_kind_name(r->kind));
-        cJSON_AddNumberToObject(ro, "theta", r->theta);
-        cJSON_AddNumberToObject(ro, "rot_dims", r->rot_dims);
-        if (r->kind != TC_ROPE_DEFAULT) {
-            cJSON_AddNumberToObject(ro, "factor", r->factor);
-            cJSON_AddNumberToObject(ro, "original_max_pos", r->orig_max_pos);
-            cJSON_AddNumberToObject(ro, "attn_factor", r->attn_factor);
-        }
-    }
+    cJSON_AddItemToObject(tr, "rope", rope_json(&t->rope[0]));
+    cJSON_AddItemToObject(tr, "rope_local", rope_json(&t->rope[1]));
+    return tr;
 }
 
 void tc_traits_describe(const tc_config *c, char *buf, size_t cap)

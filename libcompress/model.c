@@ -162,6 +162,21 @@ const tc_naming tc_naming_gguf = {
     },
 };
 
+/* llama.cpp's phi3: q, k, v in one attn_qkv, gate then up rows in one ffn_up
+ * (its phi3 graph takes the first half of ffn_up's output as the gate). */
+const tc_naming tc_naming_gguf_phi3 = {
+    .tok_embd = "token_embd.weight",
+    .out_norm = "output_norm.weight",
+    .output = "output.weight",
+    .fused_qkv = "blk.%d.attn_qkv.weight",
+    .fused_gate_up = "blk.%d.ffn_up.weight",
+    .role = {
+        "blk.%d.attn_norm.weight", NULL, NULL, NULL, "blk.%d.attn_output.weight", NULL, NULL, NULL, NULL,
+        NULL, NULL, NULL, "blk.%d.ffn_norm.weight", NULL, NULL, "blk.%d.ffn_down.weight", NULL, NULL, NULL,
+        NULL,
+    },
+};
+
 const tc_naming tc_naming_llama2c = {
     .tok_embd = "tok_embeddings.weight",
     .out_norm = "norm.weight",
@@ -183,7 +198,7 @@ const tc_naming *tc_naming_for(tc_format fmt, tc_arch arch)
         return arch == TC_ARCH_GEMMA2 || arch == TC_ARCH_GEMMA3 ? &tc_naming_hf_gemma
                : arch == TC_ARCH_PHI3                          ? &tc_naming_hf_phi3
                                                                : &tc_naming_hf;
-    case TC_FORMAT_GGUF: return &tc_naming_gguf;
+    case TC_FORMAT_GGUF: return arch == TC_ARCH_PHI3 ? &tc_naming_gguf_phi3 : &tc_naming_gguf;
     case TC_FORMAT_LLAMA2C: return &tc_naming_llama2c;
     }
     return NULL;
@@ -548,9 +563,16 @@ int tc_model_embed(const tc_model *m, int token, float *out, tc_error *err)
     uint64_t dim = (uint64_t)m->cfg.dim;
     if (tc_convert_to_f32(t->dtype, t->data + row_bytes * (uint64_t)token, dim, out, err))
         return tc_err_prefix(err, "%s: tensor '%s'", m->path, t->name);
+    return TC_OK;
+}
+
+int tc_model_embed_input(const tc_model *m, int token, float *out, tc_error *err)
+{
+    if (tc_model_embed(m, token, out, err))
+        return TC_ERR;
     float s = m->cfg.t.embed_scale;
     if (s != 0.0f)
-        for (uint64_t i = 0; i < dim; i++)
+        for (int i = 0; i < m->cfg.dim; i++)
             out[i] *= s;
     return TC_OK;
 }

@@ -15,7 +15,7 @@ typedef struct tc_naming {
 } tc_naming;
 
 extern const tc_naming tc_naming_hf, tc_naming_hf_gemma, tc_naming_hf_phi3, tc_naming_gguf,
-    tc_naming_llama2c;
+    tc_naming_gguf_phi3, tc_naming_llama2c;
 
 /* The tensor names a family uses in a format. */
 const tc_naming *tc_naming_for(tc_format fmt, tc_arch arch);

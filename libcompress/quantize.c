@@ -715,7 +715,7 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
         if (!d->x || !d->y)
             return tc_err(err, "out of memory for the calibration activations");
         for (size_t t = 0; t < d->n_tok; t++)
-            if (tc_model_embed(m, o->calib->tokens[t], d->x + t * (size_t)c->dim, err))
+            if (tc_model_embed_input(m, o->calib->tokens[t], d->x + t * (size_t)c->dim, err))
                 return TC_ERR;
         d->smp_cap = o->error_sample_tokens ? o->error_sample_tokens : 256;
         d->rep.calib_tokens = d->n_tok;
@@ -1326,11 +1326,6 @@ int tc_quantize_model(const tc_model *m, const char *out_path, const tc_quantize
         memset(rep, 0, sizeof *rep);
     if (tc_same_file(m->path, out_path))
         return tc_err(err, "%s: refusing to overwrite the input model", out_path);
-    /* The packed file and its runner hold plain Llama arithmetic only. */
-    const char *trait = tc_traits_non_llama(&m->cfg);
-    if (trait)
-        return tc_err(err, "%s: the model (%s) has %s, which ternary quantization and the packed runner do not "
-                      "implement yet", m->path, tc_arch_name(m->cfg.arch), trait);
     qdrv d;
     int rc = drv_init(&d, m, opts, err);
     if (rc == TC_OK && opts->progress)

@@ -46,7 +46,6 @@ void tc_tmodel_tensor_name(const tc_tmodel_tensor *t, char *buf, size_t n)
 
 int tc_tmodel_expected_shape(const tc_config *c, int layer, int role, int64_t shape[2])
 {
-    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     shape[1] = 0;
     if (layer < 0) {
         if (role == TC_G_OUT_NORM) {
@@ -57,16 +56,7 @@ int tc_tmodel_expected_shape(const tc_config *c, int layer, int role, int64_t sh
         shape[1] = c->dim;
         return 2;
     }
-    switch (role) {
-    case TC_ATTN_NORM: case TC_FFN_NORM: shape[0] = c->dim; return 1;
-    case TC_BQ: shape[0] = q; return 1;
-    case TC_BK: case TC_BV: shape[0] = kv; return 1;
-    case TC_WQ: shape[0] = q; shape[1] = c->dim; return 2;
-    case TC_WK: case TC_WV: shape[0] = kv; shape[1] = c->dim; return 2;
-    case TC_WO: shape[0] = c->dim; shape[1] = q; return 2;
-    case TC_W_GATE: case TC_W_UP: shape[0] = c->ffn_dim; shape[1] = c->dim; return 2;
-    default: shape[0] = c->dim; shape[1] = c->ffn_dim; return 2; /* TC_W_DOWN */
-    }
+    return tc_role_shape(c, (tc_role)role, shape);
 }
 
 const tc_tmodel_tensor *tc_tmodel_find(const tc_tmodel *m, int layer, int role)

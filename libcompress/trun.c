@@ -118,8 +118,8 @@ static int load_layer(tc_trun *r, int l, tc_error *err)
     }
     L->has_attn = L->vec[TC_ATTN_NORM] && L->w[TC_WQ].present && L->w[TC_WK].present &&
                   L->w[TC_WV].present && L->w[TC_WO].present;
-    L->has_mlp = L->vec[TC_FFN_NORM] && L->w[TC_W_GATE].present && L->w[TC_W_UP].present &&
-                 L->w[TC_W_DOWN].present;
+    L->has_mlp = L->vec[TC_FFN_NORM] && (L->w[TC_W_GATE].present || r->c.t.ungated) &&
+                 L->w[TC_W_UP].present && L->w[TC_W_DOWN].present;
     return TC_OK;
 }
 
@@ -197,10 +197,6 @@ int tc_trun_new(tc_trun **out, const tc_tmodel *m, const tc_trun_opts *opts, tc_
         c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads || c->head_dim <= 0 || c->head_dim % 2)
         return tc_err(err, "%s: unsupported model shape (%d heads, %d kv heads, head_dim %d)",
                       path_of(m), c->n_heads, c->n_kv_heads, c->head_dim);
-    const char *trait = tc_traits_non_llama(c);
-    if (trait)
-        return tc_err(err, "%s: the model has %s, which the packed runner does not implement yet", path_of(m),
-                      trait);
     tc_trun *r = calloc(1, sizeof *r);
     if (!r)
         return tc_err(err, "%s: out of memory for a runner", path_of(m));
@@ -425,13 +421,25 @@ static void add_rows(float *x, const float *d, int T, int n)
         x[i] += d[i];
 }
 
+static void norm_rows(const tc_trun *r, const float *x, const float *w, float *out, int T);
+
+/* x += sub-layer output d (+ bias, then its post-norm where the model has
+ * them); d is clobbered. */
+static void residual(tc_trun *r, float *d, const float *bias, const float *post_norm, int T)
+{
+    add_bias(d, bias, T, r->c.dim);
+    if (r->c.t.post_norms)
+        norm_rows(r, d, post_norm, d, T);
+    add_rows(r->x, d, T, r->c.dim);
+}
+
 /* ---- layers -------------------------------------------------------------- */
 
 static void norm_rows(const tc_trun *r, const float *x, const float *w, float *out, int T)
 {
     for (int t = 0; t < T; t++)
-        tc_fm_rmsnorm(x + (size_t)t * (size_t)r->c.dim, w, out + (size_t)t * (size_t)r->c.dim,
-                      r->c.dim, r->c.norm_eps);
+        tc_fm_norm(x + (size_t)t * (size_t)r->c.dim, w, out + (size_t)t * (size_t)r->c.dim, r->c.dim,
+                   r->c.norm_eps, r->c.t.norm);
 }
 
 /* Token t's heads, split over the pool's workers (each its own scores). */
@@ -460,10 +468,15 @@ static void attend_rows(tc_trun *r, int l, int T)
     size_t ml = (size_t)r->max_len;
     size_t layer_off = (size_t)l * ml * (size_t)r->kvdim;
     float *kl = r->kc + layer_off, *vl = r->vc + layer_off;
+    const float *qn = r->layers[l].vec[TC_Q_NORM], *kn = r->layers[l].vec[TC_K_NORM];
     for (int t = 0; t < T; t++) {
         int p = r->pos + t;
         float *q = r->q + (size_t)t * (size_t)r->qdim;
         float *k = r->kb + (size_t)t * (size_t)r->kvdim;
+        if (c->t.qk_norm) {
+            tc_fm_head_norm(q, qn, c->n_heads, hd, c->norm_eps, c->t.norm);
+            tc_fm_head_norm(k, kn, c->n_kv_heads, hd, c->norm_eps, c->t.norm);
+        }
         const tc_rope *rope = tc_layer_rope(c, l);
         float inv[TC_ROPE_MAX_PAIRS];
         tc_rope_inv_freq(rope, (size_t)p + 1, inv);
@@ -496,7 +509,7 @@ static int attention(tc_trun *r, int l, int T, tc_error *err)
         return TC_ERR;
     if (apply(r, &L->w[TC_WO], r->att, T, r->tmp, err))
         return TC_ERR;
-    add_rows(r->x, r->tmp, T, r->c.dim);
+    residual(r, r->tmp, L->vec[TC_BO], L->vec[TC_POST_ATTN_NORM], T);
     return TC_OK;
 }
 
@@ -507,16 +520,27 @@ static int mlp(tc_trun *r, int l, int T, tc_error *err)
     norm_rows(r, r->x, L->vec[TC_FFN_NORM], r->xn, T);
     if (quantize_rows(r, r->xn, T, r->c.dim, err))
         return TC_ERR;
-    const lin *gate_up[2] = {&L->w[TC_W_GATE], &L->w[TC_W_UP]};
-    float *const gate_up_out[2] = {r->g, r->u};
-    if (apply_set(r, gate_up, gate_up_out, 2, r->xn, T, err))
-        return TC_ERR;
-    tc_fm_swiglu(r->g, r->u, (size_t)T * (size_t)F);
+    const tc_traits *tr = &r->c.t;
+    size_t n = (size_t)T * (size_t)F;
+    if (tr->ungated) {
+        if (apply(r, &L->w[TC_W_UP], r->xn, T, r->g, err))
+            return TC_ERR;
+        add_bias(r->g, L->vec[TC_B_UP], T, F);
+        tc_fm_act(r->g, NULL, n, tr->act);
+    } else {
+        const lin *gate_up[2] = {&L->w[TC_W_GATE], &L->w[TC_W_UP]};
+        float *const gate_up_out[2] = {r->g, r->u};
+        if (apply_set(r, gate_up, gate_up_out, 2, r->xn, T, err))
+            return TC_ERR;
+        add_bias(r->g, L->vec[TC_B_GATE], T, F);
+        add_bias(r->u, L->vec[TC_B_UP], T, F);
+        tc_fm_act(r->g, r->u, n, tr->act);
+    }
     if (quantize_rows(r, r->g, T, F, err))
         return TC_ERR;
     if (apply(r, &L->w[TC_W_DOWN], r->g, T, r->tmp, err))
         return TC_ERR;
-    add_rows(r->x, r->tmp, T, r->c.dim);
+    residual(r, r->tmp, L->vec[TC_B_DOWN], L->vec[TC_POST_FFN_NORM], T);
     return TC_OK;
 }
 
@@ -532,8 +556,11 @@ static int run_chunk(tc_trun *r, const int32_t *tokens, int T, int first, float 
         if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
             return tc_err(err, "%s: token %d is outside the vocabulary of %d", path_of(r->m),
                           (int)tokens[t], c->vocab_size);
-        memcpy(r->x + (size_t)t * (size_t)c->dim, r->embd + (size_t)tokens[t] * (size_t)c->dim,
-               (size_t)c->dim * sizeof(float));
+        float *x = r->x + (size_t)t * (size_t)c->dim;
+        memcpy(x, r->embd + (size_t)tokens[t] * (size_t)c->dim, (size_t)c->dim * sizeof(float));
+        if (c->t.embed_scale != 0.0f)
+            for (int i = 0; i < c->dim; i++)
+                x[i] *= c->t.embed_scale;
     }
     openblas_set_num_threads(r->n_threads);
     for (int l = 0; l < c->n_layers; l++) {
@@ -547,6 +574,8 @@ static int run_chunk(tc_trun *r, const int32_t *tokens, int T, int first, float 
         int n = T - first;
         norm_rows(r, r->x + (size_t)first * (size_t)c->dim, r->out_norm, r->xn, n);
         dense_rows(n, c->vocab_size, c->dim, r->xn, r->output, out);
+        if (c->t.final_softcap > 0.0f)
+            tc_fm_softcap(out, (size_t)n * (size_t)c->vocab_size, c->t.final_softcap);
     }
     return TC_OK;
 }

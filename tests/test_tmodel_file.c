@@ -25,11 +25,39 @@ static uint64_t rng(uint64_t *s)
     return *s >> 33;
 }
 
+/* A config with traits other than Llama's, which the header must carry
+ * exactly (the tensors stay the plain Llama set: no trait here adds one). */
+static void set_traits(tc_config *c)
+{
+    c->arch = TC_ARCH_GEMMA2;
+    tc_traits *t = &c->t;
+    t->norm = TC_NORM_RMS_1P;
+    t->act = TC_ACT_GELU_TANH;
+    t->attn_scale = 0.123456789f;
+    t->attn_softcap = 50.0f;
+    t->final_softcap = 30.0f;
+    t->embed_scale = 8.0f;
+    t->window = 7;
+    t->local[1] = 1;
+    t->rope[0].kind = TC_ROPE_LONGROPE;
+    t->rope[0].factor = 3.0;
+    t->rope[0].orig_max_pos = 64;
+    t->rope[0].max_pos = 192;
+    t->rope[0].attn_factor = 1.1180339887498949;
+    for (int i = 0; i < t->rope[0].rot_dims / 2; i++) {
+        t->rope[0].short_factor[i] = 1.0f + 0.1f * (float)i;
+        t->rope[0].long_factor[i] = 2.0f + 0.37f * (float)i;
+    }
+    t->rope[1] = tc_rope_default(10000.0, 12);
+}
+
 static int build(fixture *f, tc_tpack_layout layout, const tc_tgroup *g, int tied, tc_error *err)
 {
     memset(f, 0, sizeof *f);
     tc_config c = tc_synth_config(2, 64, 4, 2, 96, 80);
     c.tied_embeddings = tied;
+    if (!tied)
+        set_traits(&c);
     f->m.cfg = c;
     f->m.quant.method = TC_TMETHOD_OPTIMAL;
     f->m.quant.layout = layout;
@@ -112,6 +140,8 @@ static void check_round_trip(fixture *f, const char *path)
     CHECK(r.n_tensors == f->m.n_tensors);
     CHECK(r.cfg.dim == f->m.cfg.dim && r.cfg.n_layers == f->m.cfg.n_layers && r.cfg.ffn_dim == f->m.cfg.ffn_dim);
     CHECK(r.cfg.tied_embeddings == f->m.cfg.tied_embeddings && r.cfg.rope_layout == f->m.cfg.rope_layout);
+    CHECK_MSG(memcmp(&r.cfg.t, &f->m.cfg.t, sizeof r.cfg.t) == 0 && r.cfg.arch == f->m.cfg.arch,
+              "the traits read back differ from those written");
     CHECK(r.quant.layout == f->m.quant.layout && r.quant.group.kind == f->m.quant.group.kind &&
           r.quant.group.cols == f->m.quant.group.cols && r.quant.method == TC_TMETHOD_OPTIMAL);
     for (size_t i = 0; i < f->m.n_tensors && i < r.n_tensors; i++) {

@@ -90,10 +90,45 @@ static void fp32_logits(const tc_model *m, float *out)
     tc_decoder_free(d);
 }
 
+/* Every trait on (gemma-like norms, softcaps and embedding scale, biases,
+ * q/k norms, a window on alternate layers with their own rope, yarn on the
+ * others, partial rotary dimensions). */
+static tc_synth_spec spec_all_traits(void)
+{
+    tc_synth_spec s = spec_of(1);
+    s.cfg.arch = TC_ARCH_GEMMA2;
+    tc_traits *t = &s.cfg.t;
+    t->norm = TC_NORM_RMS_1P;
+    t->act = TC_ACT_GELU_TANH;
+    t->o_bias = t->mlp_bias = t->qk_norm = t->post_norms = 1;
+    t->attn_scale = 0.2f;
+    t->attn_softcap = 3.0f;
+    t->final_softcap = 4.0f;
+    t->embed_scale = 1.5f;
+    t->window = 6;
+    t->local[0] = 1;
+    t->rope[0].kind = TC_ROPE_YARN;
+    t->rope[0].factor = 4.0;
+    t->rope[0].orig_max_pos = 8;
+    t->rope[0].beta_fast = 32.0;
+    t->rope[0].beta_slow = 1.0;
+    t->rope[0].truncate = 1;
+    t->rope[0].attn_factor = 1.1386;
+    t->rope[0].rot_dims = 12;
+    t->rope[1] = tc_rope_default(500.0, 16);
+    return s;
+}
+
+static void test_model_spec(tc_synth_spec spec, const char *what, tc_tpack_layout layout, tc_tgroup g);
+
 static void test_model(int qkv_bias, tc_tpack_layout layout, tc_tgroup g)
 {
+    test_model_spec(spec_of(qkv_bias), qkv_bias ? "bias" : "plain", layout, g);
+}
+
+static void test_model_spec(tc_synth_spec spec, const char *what, tc_tpack_layout layout, tc_tgroup g)
+{
     tc_error err;
-    tc_synth_spec spec = spec_of(qkv_bias);
     tc_model m;
     CHECK_OK(tc_synth_model(&m, &spec, &err), &err);
     int V = m.cfg.vocab_size;
@@ -122,9 +157,9 @@ static void test_model(int qkv_bias, tc_tpack_layout layout, tc_tgroup g)
 
     double scale = max_abs(ref, n);
     double d_ref = max_diff(lut, ref, n) / scale, d_fp = rel_rms(lut, want, n);
-    printf("%s group %d/%d bias %d: LUT vs reference %.2e (max, relative), vs fp32 model %.2e "
+    printf("%s group %d/%d %s: LUT vs reference %.2e (max, relative), vs fp32 model %.2e "
            "(relative RMS)\n",
-           tc_tpack_layout_name(layout), (int)g.kind, g.cols, qkv_bias, d_ref, d_fp);
+           tc_tpack_layout_name(layout), (int)g.kind, g.cols, what, d_ref, d_fp);
     CHECK(d_ref <= 1e-4);
     /* int8 per-token absmax activations err by up to 1/254 of each token's
      * largest value; through 4 layers of 7 quantized products that comes to
@@ -358,6 +393,8 @@ int main(void)
         test_model(1, (tc_tpack_layout)l, cols);
     }
     test_model(0, TC_TPACK_TL1, tensor);
+    test_model_spec(spec_all_traits(), "all traits", TC_TPACK_TL2, row);
+    test_model_spec(spec_all_traits(), "all traits", TC_TPACK_I2, cols);
     test_batch_and_generate();
     test_random_model();
     if (!test_tool())

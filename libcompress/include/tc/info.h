@@ -21,6 +21,10 @@ void tc_config_add_json(cJSON *o, const tc_config *c);
 /* The same as aligned text lines (malloc'd). */
 char *tc_model_info_text(const tc_model *m);
 
+/* The traits as a JSON object (what --info --json prints and the packed
+ * file's header stores; tc_traits_from_json reads it back exactly). */
+cJSON *tc_traits_json(const tc_config *c);
+
 /* One line naming the model's traits ("rmsnorm(w), silu gated, rope llama3 x8 ..."). */
 void tc_traits_describe(const tc_config *c, char *buf, size_t cap);
 

@@ -213,9 +213,11 @@ typedef struct tc_layer_f32 {
 int tc_model_load_layer(const tc_model *m, int layer, tc_layer_f32 *out, tc_error *err);
 void tc_layer_f32_free(tc_layer_f32 *w);
 
-/* Row `token` of the token embedding, in fp32 (dim floats), times the
- * model's embedding scale: the first layer's input. */
+/* Row `token` of the token embedding, in fp32 (dim floats), as stored. */
 int tc_model_embed(const tc_model *m, int token, float *out, tc_error *err);
+
+/* The same times the model's embedding scale: the first layer's input. */
+int tc_model_embed_input(const tc_model *m, int token, float *out, tc_error *err);
 
 /* Parameters stored in the model's tensors, and in its linear layers alone. */
 uint64_t tc_model_n_params(const tc_model *m);
