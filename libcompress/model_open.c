@@ -171,38 +171,233 @@ static int gguf_attn_stand_in(const tc_gguf *g, int l, int dim)
            gguf_zero_tensor(g, l, "attn_output.weight", (uint64_t)dim * (uint64_t)dim);
 }
 
+/* ---- GGUF families -------------------------------------------------------------
+ *
+ * What llama.cpp (src/llama-model.cpp, llama-hparams, the per-arch graphs)
+ * computes for each general.architecture tc reads, as traits:
+ *
+ *   arch    rope pairs   extra
+ *   llama   adjacent     optional q/k/v/o and MLP biases; rope_freqs.weight
+ *   deci    adjacent     llama with per-layer head counts and widths
+ *   qwen2   half (NEOX)  q/k/v biases
+ *   qwen3   half         q/k norms before RoPE
+ *   gemma2  half         norms as stored (the converter stores 1 + w), post-norms, GeGLU (tanh),
+ *                        embedding * sqrt(n_embd), scale 1/sqrt(key_length) (46 layers, the 27B:
+ *                        1/sqrt(n_embd / n_head)), attention softcap (default 50), final softcap
+ *                        (default 30), sliding window (default 4096) on layers l % 2 == 0
+ *   gemma3  half         gemma2's shape plus q/k norms, no attention softcap, final softcap only if
+ *                        the key is there, window on layers l % 6 < 5 when sliding_window > 0,
+ *                        those layers' RoPE rope.freq_base_swa (default 10000) unscaled; the 27B
+ *                        has 62 layers
+ *   phi3    half         fused attn_qkv ([q; k; v] rows) and ffn_up ([gate; up] rows); longrope
+ *                        factors rope_factors_long/short.weight; llama.cpp ignores
+ *                        attention.sliding_window for phi3 (it disables Phi SWA)
+ *
+ * Keys read ({arch}.): block_count, embedding_length, context_length,
+ * feed_forward_length, attention.head_count(_kv), attention.key_length,
+ * attention.value_length (must equal key_length), attention.layer_norm_rms_epsilon,
+ * rope.dimension_count, rope.freq_base, rope.scaling.type (none, linear),
+ * rope.scaling.factor (linear: llama.cpp's freq_scale = 1 / factor),
+ * rope.scaling.attn_factor (cos and sin times it, every arch),
+ * rope.scaling.original_context_length (phi3: picks the long factors),
+ * rope.scaling.finetuned (metadata), vocab_size, and the gemma keys above.
+ * Keys in gguf_refuse_keys change the function and are refused by name. */
+
+typedef struct gguf_family {
+    const char *name;
+    tc_arch arch;
+    tc_rope_layout layout;
+    int deci, qk_norm, gemma, phi3;
+    int n_layers_27b; /* gemma: the block count llama.cpp reads as the 27B, whose scale differs */
+} gguf_family;
+
+static const gguf_family gguf_families[] = {
+    {"llama", TC_ARCH_LLAMA, TC_ROPE_ADJACENT, 0, 0, 0, 0, 0},
+    {"deci", TC_ARCH_LLAMA, TC_ROPE_ADJACENT, 1, 0, 0, 0, 0},
+    {"qwen2", TC_ARCH_QWEN2, TC_ROPE_HALF, 0, 0, 0, 0, 0},
+    {"qwen3", TC_ARCH_QWEN3, TC_ROPE_HALF, 0, 1, 0, 0, 0},
+    {"gemma2", TC_ARCH_GEMMA2, TC_ROPE_HALF, 0, 0, 2, 0, 46},
+    {"gemma3", TC_ARCH_GEMMA3, TC_ROPE_HALF, 0, 1, 3, 0, 62},
+    {"phi3", TC_ARCH_PHI3, TC_ROPE_HALF, 0, 0, 0, 1, 0},
+};
+
 /* Metadata keys and tensors that change what llama.cpp computes and that tc
- * does not implement yet: refused by name rather than ignored. */
-static int gguf_refuse_keys(const tc_gguf *g, const char *arch, tc_error *err)
+ * does not implement: refused by name rather than ignored.  `allow` lists
+ * the families that read the key (it is then handled in gguf_config). */
+static int gguf_refuse_keys(const tc_gguf *g, const char *arch, const gguf_family *f, tc_error *err)
 {
-    static const char *const refused[] = {
-        "rope.scaling.type", "rope.scaling.factor", "rope.scaling.attn_factor",
-        "rope.scaling.original_context_length", "rope.scaling.finetuned", "rope.scaling.yarn_log_multiplier",
-        "attention.sliding_window", "attention.logit_softcapping", "final_logit_softcapping",
-        "expert_count", "expert_used_count", "attention.layer_norm_epsilon", "attention.causal",
-        "attention.clamp_kqv", "attention.max_alibi_bias", "logit_scale", "embedding_scale", "residual_scale",
-        "attention.scale", "rope.dimension_sections", "use_parallel_residual",
+    static const struct {
+        const char *key;
+        int gemma2, gemma3; /* read by that family */
+    } refused[] = {
+        {"rope.scaling.yarn_log_multiplier", 0, 0}, {"rope.scaling.yarn_ext_factor", 0, 0},
+        {"rope.scaling.yarn_attn_factor", 0, 0}, {"rope.scaling.yarn_beta_fast", 0, 0},
+        {"rope.scaling.yarn_beta_slow", 0, 0}, {"rope.scaling.alpha", 0, 0}, {"rope.scale_linear", 0, 0},
+        {"rope.freq_base_per_layer", 0, 0}, {"rope.freq_base_swa", 0, 1},
+        {"attention.sliding_window", 1, 1}, {"attention.sliding_window_pattern", 0, 0},
+        {"attention.logit_softcapping", 1, 0}, {"final_logit_softcapping", 1, 1},
+        {"expert_count", 0, 0}, {"expert_used_count", 0, 0}, {"attention.layer_norm_epsilon", 0, 0},
+        {"attention.causal", 0, 0}, {"attention.clamp_kqv", 0, 0}, {"attention.max_alibi_bias", 0, 0},
+        {"logit_scale", 0, 0}, {"embedding_scale", 0, 0}, {"residual_scale", 0, 0}, {"attention.scale", 0, 0},
+        {"rope.dimension_sections", 0, 0}, {"use_parallel_residual", 0, 0}, {"attention.q_lora_rank", 0, 0},
+        {"attention.kv_lora_rank", 0, 0}, {"attention.temperature_scale", 0, 0},
+        {"attention.output_scale", 0, 0}, {"attn_logit_softcapping", 1, 0},
     };
     char key[128];
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-        gguf_key(key, sizeof key, arch, refused[i]);
+        if ((f->gemma == 2 && refused[i].gemma2) || (f->gemma == 3 && refused[i].gemma3))
+            continue;
+        /* llama.cpp ignores phi3's sliding window (Phi SWA is disabled), so tc does too. */
+        if (f->phi3 && strcmp(refused[i].key, "attention.sliding_window") == 0)
+            continue;
+        gguf_key(key, sizeof key, arch, refused[i].key);
         const tc_gguf_value *v = tc_gguf_find(g, key);
         if (!v)
             continue;
-        /* "none" scaling and a factor of 1 compute the plain rope. */
-        if (v->type == TC_GGUF_STRING && v->v.s.len == 4 && memcmp(v->v.s.ptr, "none", 4) == 0)
-            continue;
-        if (v->type == TC_GGUF_F32 && strcmp(refused[i], "rope.scaling.factor") == 0 &&
-            (v->v.f == 0.0f || v->v.f == 1.0f))
-            continue;
-        if (v->type == TC_GGUF_BOOL && strcmp(refused[i], "attention.causal") == 0 && v->v.u)
+        if (v->type == TC_GGUF_BOOL && strcmp(refused[i].key, "attention.causal") == 0 && v->v.u)
             continue;
         return tc_err(err, "%s: metadata key '%s' changes what the model computes and tc does not implement it",
                       g->path, key);
     }
-    if (tc_tensordir_find(&g->dir, "rope_freqs.weight"))
-        return tc_err(err, "%s: tensor 'rope_freqs.weight' (per-pair RoPE frequency factors, as Llama 3.1 files "
-                      "carry) is not implemented", g->path);
+    return TC_OK;
+}
+
+static int gguf_f32_arch(const tc_gguf *g, const char *arch, const char *suffix, float *out, int *found,
+                         tc_error *err)
+{
+    char key[128];
+    gguf_key(key, sizeof key, arch, suffix);
+    *found = tc_gguf_find(g, key) != NULL;
+    return *found ? tc_gguf_get_f32(g, key, out, err) : TC_OK;
+}
+
+/* A per-pair factor tensor (rope_freqs, rope_factors_*) of rot_dims / 2 floats. */
+static int gguf_rope_factors(const tc_gguf *g, const char *name, int rot_dims, float *out, tc_error *err)
+{
+    const tc_tensor *t = tc_tensordir_find(&g->dir, name);
+    if (t->n_elements != (uint64_t)(rot_dims / 2) || rot_dims / 2 > TC_ROPE_MAX_PAIRS)
+        return tc_err(err, "%s: tensor '%s' has %llu elements for %d rotated pairs", g->path, name,
+                      (unsigned long long)t->n_elements, rot_dims / 2);
+    if (tc_tensor_to_f32(t, out, err))
+        return TC_ERR;
+    for (int i = 0; i < rot_dims / 2; i++)
+        if (!(out[i] > 0) || !isfinite(out[i]))
+            return tc_err(err, "%s: tensor '%s' entry %d is not a positive factor", g->path, name, i);
+    return TC_OK;
+}
+
+/* The RoPE: base, rotated dimensions, linear scaling, attention factor and
+ * the per-pair factor tensors; and for gemma3 the local layers' rope. */
+static int gguf_rope(const tc_gguf *g, const char *arch, const gguf_family *f, tc_config *c, tc_error *err)
+{
+    char key[128];
+    float theta = 10000.0f, factor = 0.0f, attn_factor = 1.0f;
+    int found, rot_dims = 0, orig = 0;
+    if (gguf_f32_arch(g, arch, "rope.freq_base", &theta, &found, err) ||
+        gguf_u32_arch(g, arch, "rope.dimension_count", 0, (uint32_t)c->head_dim, &rot_dims, err) ||
+        gguf_f32_arch(g, arch, "rope.scaling.factor", &factor, &found, err) ||
+        gguf_f32_arch(g, arch, "rope.scaling.attn_factor", &attn_factor, &found, err) ||
+        gguf_u32_arch(g, arch, "rope.scaling.original_context_length", 0, 0, &orig, err))
+        return TC_ERR;
+    tc_traits_llama(&c->t, theta, rot_dims);
+    /* llama.cpp: the type defaults to linear; "none" never scales; factor 0 means 1. */
+    char *type = NULL;
+    gguf_key(key, sizeof key, arch, "rope.scaling.type");
+    if (tc_gguf_find(g, key) && tc_gguf_get_str(g, key, &type, err))
+        return TC_ERR;
+    int none = type && strcmp(type, "none") == 0;
+    if (type && !none && strcmp(type, "linear") != 0) {
+        tc_err(err, "%s: metadata key '%s' is '%.32s'; tc implements 'none' and 'linear' (llama.cpp's %.32s "
+               "scaling is not implemented)", g->path, key, type, type);
+        free(type);
+        return TC_ERR;
+    }
+    free(type);
+    tc_rope *r = &c->t.rope[0];
+    if (!none && factor != 0.0f && factor != 1.0f) {
+        if (!(factor > 0)) 
+            return tc_err(err, "%s: rope.scaling.factor %g is not positive", g->path, (double)factor);
+        r->kind = TC_ROPE_LINEAR;
+        r->factor = factor;
+    }
+    if (!(attn_factor > 0) || !isfinite(attn_factor))
+        return tc_err(err, "%s: rope.scaling.attn_factor %g is not positive", g->path, (double)attn_factor);
+    r->attn_factor = attn_factor;
+    int freqs = tc_tensordir_find(&g->dir, "rope_freqs.weight") != NULL;
+    int longf = tc_tensordir_find(&g->dir, "rope_factors_long.weight") != NULL;
+    int shortf = tc_tensordir_find(&g->dir, "rope_factors_short.weight") != NULL;
+    if (freqs && f->arch == TC_ARCH_LLAMA) {
+        /* Llama 3.1's scaling as llama.cpp applies it: theta_i = pos * base^(-2i/n) / freqs[i].
+         * That is tc's longrope with both factor sets the tensor and a context never
+         * outgrown (orig_max_pos INT32_MAX), the attention factor kept. */
+        if (r->kind != TC_ROPE_DEFAULT)
+            return tc_err(err, "%s: tensor 'rope_freqs.weight' together with linear rope scaling is not "
+                          "implemented", g->path);
+        if (gguf_rope_factors(g, "rope_freqs.weight", rot_dims, r->short_factor, err))
+            return TC_ERR;
+        memcpy(r->long_factor, r->short_factor, sizeof r->long_factor);
+        r->kind = TC_ROPE_LONGROPE;
+        r->orig_max_pos = 0x7fffffff;
+    }
+    if ((longf || shortf) && f->phi3) {
+        /* llama.cpp picks the long factors when the context outgrows
+         * original_context_length; tc, when the sequence does: the same as
+         * llama.cpp run with a context of the sequence's length. */
+        if (!(longf && shortf) || orig <= 0)
+            return tc_err(err, "%s: phi3 longrope needs rope_factors_long.weight, rope_factors_short.weight and "
+                          "%s.rope.scaling.original_context_length", g->path, arch);
+        if (r->kind != TC_ROPE_DEFAULT)
+            return tc_err(err, "%s: phi3 rope factors together with linear rope scaling are not implemented",
+                          g->path);
+        if (gguf_rope_factors(g, "rope_factors_long.weight", rot_dims, r->long_factor, err) ||
+            gguf_rope_factors(g, "rope_factors_short.weight", rot_dims, r->short_factor, err))
+            return TC_ERR;
+        r->kind = TC_ROPE_LONGROPE;
+        r->orig_max_pos = orig;
+    }
+    c->t.rope[1] = *r;
+    if (f->gemma == 3) {
+        /* Local layers: rope.freq_base_swa (10000 when absent), never scaled. */
+        float swa_base = 10000.0f;
+        if (gguf_f32_arch(g, arch, "rope.freq_base_swa", &swa_base, &found, err))
+            return TC_ERR;
+        if (r->kind == TC_ROPE_LONGROPE)
+            return tc_err(err, "%s: gemma3 with rope factor tensors is not implemented", g->path);
+        c->t.rope[1] = tc_rope_default(swa_base, rot_dims);
+        c->t.rope[1].attn_factor = attn_factor;
+    }
+    return TC_OK;
+}
+
+/* gemma2 / gemma3 traits (see the table above). */
+static int gguf_gemma(const tc_gguf *g, const char *arch, const gguf_family *f, tc_config *c, tc_error *err)
+{
+    tc_traits *t = &c->t;
+    t->norm = TC_NORM_RMS; /* convert_hf_to_gguf.py stores 1 + w; llama.cpp multiplies by it */
+    t->act = TC_ACT_GELU_TANH;
+    t->post_norms = 1;
+    t->embed_scale = sqrtf((float)c->dim);
+    t->attn_scale = c->n_layers == f->n_layers_27b ? 1.0f / sqrtf((float)(c->dim / c->n_heads))
+                                                    : 1.0f / sqrtf((float)c->head_dim);
+    int found, window = 0;
+    float cap = f->gemma == 2 ? 50.0f : 0.0f;
+    if (f->gemma == 2 && gguf_f32_arch(g, arch, "attn_logit_softcapping", &cap, &found, err))
+        return TC_ERR;
+    t->attn_softcap = cap;
+    cap = f->gemma == 2 ? 30.0f : 0.0f;
+    if (gguf_f32_arch(g, arch, "final_logit_softcapping", &cap, &found, err))
+        return TC_ERR;
+    t->final_softcap = cap;
+    if (!(t->attn_softcap >= 0) || !(t->final_softcap >= 0))
+        return tc_err(err, "%s: negative logit softcapping", g->path);
+    if (gguf_u32_arch(g, arch, "attention.sliding_window", 0, f->gemma == 2 ? 4096 : 0, &window, err))
+        return TC_ERR;
+    /* llama.cpp masks key p0 for query p1 when p1 - p0 >= n_swa: n_swa keys, the query's own
+     * included, as tc's window counts them. */
+    t->window = window;
+    int pattern = f->gemma == 2 ? 2 : 6;
+    for (int l = 0; l < c->n_layers && l < TC_MAX_LAYERS; l++)
+        t->local[l] = window > 0 && l % pattern < pattern - 1;
     return TC_OK;
 }
 
@@ -212,26 +407,26 @@ static void close_gguf(void *h)
     free(h);
 }
 
-static int gguf_config(tc_model *m, const tc_gguf *g, uint8_t **drops, tc_error *err)
+static int gguf_config(tc_model *m, const tc_gguf *g, const gguf_family **fam, uint8_t **drops, tc_error *err)
 {
     tc_config *c = &m->cfg;
     char *arch = NULL;
     memset(c, 0, sizeof *c);
     if (tc_gguf_get_str(g, "general.architecture", &arch, err))
         return TC_ERR;
-    int deci = 0;
-    if (strcmp(arch, "llama") == 0) {
-        c->arch = TC_ARCH_LLAMA;
-    } else if (strcmp(arch, "deci") == 0) {
-        c->arch = TC_ARCH_LLAMA;
-        deci = 1;
-    } else if (strcmp(arch, "qwen2") == 0) {
-        c->arch = TC_ARCH_QWEN2;
-    } else {
-        tc_err(err, "%s: unsupported architecture '%.64s' (tc reads llama, deci and qwen2)", g->path, arch);
+    const gguf_family *f = NULL;
+    for (size_t i = 0; i < sizeof gguf_families / sizeof gguf_families[0]; i++)
+        if (strcmp(arch, gguf_families[i].name) == 0)
+            f = &gguf_families[i];
+    if (!f) {
+        tc_err(err, "%s: unsupported architecture '%.64s' (tc reads llama, deci, qwen2, qwen3, gemma2, gemma3 "
+               "and phi3)", g->path, arch);
         free(arch);
         return TC_ERR;
     }
+    *fam = f;
+    c->arch = f->arch;
+    int deci = f->deci;
     int rc = TC_ERR, *per = NULL, heads_max = 0, kv_max = 0, ffn_max = 0;
     if (gguf_u32_arch(g, arch, "block_count", 1, 0, &c->n_layers, err) ||
         gguf_u32_arch(g, arch, "embedding_length", 1, 0, &c->dim, err) ||
@@ -299,6 +494,11 @@ static int gguf_config(tc_model *m, const tc_gguf *g, uint8_t **drops, tc_error 
             (*drops)[l] = heads[l] == 0;
         if (!stub)
             (*drops)[c->n_layers + l] = ffn[l] == 0;
+        if (!deci && ((*drops)[l] || (*drops)[c->n_layers + l])) {
+            tc_err(err, "%s: layer %d has no attention heads or no MLP width; only deci files drop sub-layers",
+                   g->path, l);
+            goto done;
+        }
     }
     if (c->n_heads <= 0) {
         tc_err(err, "%s: no layer has attention heads", g->path);
@@ -307,21 +507,24 @@ static int gguf_config(tc_model *m, const tc_gguf *g, uint8_t **drops, tc_error 
     if (gguf_u32_arch(g, arch, "attention.key_length", 0, (uint32_t)(c->dim / c->n_heads), &c->head_dim,
                       err))
         goto done;
+    int vlen = 0;
+    if (gguf_u32_arch(g, arch, "attention.value_length", 0, (uint32_t)c->head_dim, &vlen, err))
+        goto done;
+    if (vlen != c->head_dim) {
+        tc_err(err, "%s: metadata key '%s.attention.value_length' (%d) differs from the key length %d, which tc "
+               "does not implement", g->path, arch, vlen, c->head_dim);
+        goto done;
+    }
     char k2[128];
     gguf_key(k2, sizeof k2, arch, "attention.layer_norm_rms_epsilon");
     c->norm_eps = 1e-5f;
     if (tc_gguf_find(g, k2) && tc_gguf_get_f32(g, k2, &c->norm_eps, err))
         goto done;
-    gguf_key(k2, sizeof k2, arch, "rope.freq_base");
-    float theta = 10000.0f;
-    if (tc_gguf_find(g, k2) && tc_gguf_get_f32(g, k2, &theta, err))
+    if (gguf_refuse_keys(g, arch, f, err) || gguf_rope(g, arch, f, c, err))
         goto done;
-    int rot_dims = 0;
-    if (gguf_u32_arch(g, arch, "rope.dimension_count", 0, (uint32_t)c->head_dim, &rot_dims, err))
+    if (f->gemma && gguf_gemma(g, arch, f, c, err))
         goto done;
-    tc_traits_llama(&c->t, theta, rot_dims);
-    if (gguf_refuse_keys(g, arch, err))
-        goto done;
+    c->t.qk_norm = f->qk_norm;
     gguf_key(k2, sizeof k2, arch, "vocab_size");
     const tc_tensor *emb = tc_tensordir_find(&g->dir, "token_embd.weight");
     const tc_gguf_value *toks = tc_gguf_find(g, "tokenizer.ggml.tokens");
@@ -333,9 +536,20 @@ static int gguf_config(tc_model *m, const tc_gguf *g, uint8_t **drops, tc_error 
     } else if (toks && toks->type == TC_GGUF_ARRAY) {
         c->vocab_size = (int)toks->v.arr.n;
     }
-    /* llama.cpp stores llama Q/K rows in adjacent-pair order; qwen2 uses rotate-half. */
-    c->rope_layout = c->arch == TC_ARCH_QWEN2 ? TC_ROPE_HALF : TC_ROPE_ADJACENT;
-    c->qkv_bias = c->arch == TC_ARCH_QWEN2;
+    c->rope_layout = f->layout;
+    /* Biases are optional in llama.cpp's llama (q/k/v/o, MLP) and qwen2 (q/k/v): taken from the file. */
+    c->qkv_bias = tc_tensordir_find(&g->dir, "blk.0.attn_q.bias") != NULL;
+    c->t.o_bias = tc_tensordir_find(&g->dir, "blk.0.attn_output.bias") != NULL;
+    c->t.mlp_bias = tc_tensordir_find(&g->dir, "blk.0.ffn_down.bias") != NULL;
+    if (c->arch == TC_ARCH_QWEN2 && !deci) {
+        /* The first layer may be the one without the tensor in no file llama.cpp writes;
+         * any layer's bias decides. */
+        char nb[64];
+        for (int l = 0; l < c->n_layers && !c->qkv_bias; l++) {
+            snprintf(nb, sizeof nb, "blk.%d.attn_q.bias", l);
+            c->qkv_bias = tc_tensordir_find(&g->dir, nb) != NULL;
+        }
+    }
     c->tied_embeddings = tc_tensordir_find(&g->dir, "output.weight") == NULL;
     uint32_t id;
     c->bos_id = c->eos_id = -1;
@@ -345,11 +559,72 @@ static int gguf_config(tc_model *m, const tc_gguf *g, uint8_t **drops, tc_error 
     if (tc_gguf_find(g, "tokenizer.ggml.eos_token_id") &&
         tc_gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &id, NULL) == TC_OK)
         c->eos_id = (int)id;
-    (void)deci;
     rc = TC_OK;
 done:
     free(per);
     free(arch);
+    return rc;
+}
+
+/* llama.cpp refuses a file with tensors its graph does not use; so does tc:
+ * every tensor must be bound to a role, be part of a fused one, a deci
+ * stand-in, or a rope factor tensor the config consumed. */
+static int gguf_check_bound(const tc_model *m, const tc_naming *nm, const uint8_t *drops, tc_error *err)
+{
+    const tc_tensordir *d = m->dir;
+    uint8_t *used = calloc(d->n_tensors ? d->n_tensors : 1, 1);
+    if (!used)
+        return tc_err(err, "%s: out of memory", m->path);
+#define MARK(t)                                                                                \
+    do {                                                                                       \
+        const tc_tensor *mk_ = (t);                                                            \
+        if (mk_ && mk_ >= d->tensors && mk_ < d->tensors + d->n_tensors)                       \
+            used[mk_ - d->tensors] = 1;                                                        \
+    } while (0)
+    MARK(m->tok_embd);
+    MARK(m->out_norm);
+    MARK(m->output);
+    const tc_rope *r = &m->cfg.t.rope[0];
+    if (r->kind == TC_ROPE_LONGROPE) {
+        MARK(tc_tensordir_find(d, "rope_freqs.weight"));
+        MARK(tc_tensordir_find(d, "rope_factors_long.weight"));
+        MARK(tc_tensordir_find(d, "rope_factors_short.weight"));
+    }
+    char name[160];
+    int n = m->cfg.n_layers;
+    for (int l = 0; l < n; l++) {
+        for (int k = 0; k < TC_N_ROLES; k++) {
+            const tc_tensor *t = m->layers[l].w[k];
+            if (t && (t < d->tensors || t >= d->tensors + d->n_tensors)) {
+                /* A row range of a fused tensor: "<fused name>#part". */
+                const char *hash = strrchr(t->name, '#');
+                if (hash && (size_t)(hash - t->name) < sizeof name) {
+                    memcpy(name, t->name, (size_t)(hash - t->name));
+                    name[hash - t->name] = '\0';
+                    MARK(tc_tensordir_find(d, name));
+                }
+            } else {
+                MARK(t);
+            }
+            /* deci stand-ins of dropped sub-layers are consumed by being recognised. */
+            int stand_in = tc_role_is_attn(k) ? drops && drops[l] == 2 : drops && drops[n + l] == 2;
+            if (stand_in) {
+                tc_naming_format(nm, (tc_role)k, l, name, sizeof name);
+                if (name[0])
+                    MARK(tc_tensordir_find(d, name));
+            }
+        }
+    }
+#undef MARK
+    int rc = TC_OK;
+    for (size_t i = 0; i < d->n_tensors; i++) {
+        if (!used[i]) {
+            rc = tc_err(err, "%s: tensor '%s' is not part of a %s model as llama.cpp builds it (tc would ignore "
+                        "it)", m->path, d->tensors[i].name, tc_arch_name(m->cfg.arch));
+            break;
+        }
+    }
+    free(used);
     return rc;
 }
 
@@ -367,9 +642,13 @@ static int open_gguf(tc_model *m, const char *path, tc_error *err)
     m->close_handle = close_gguf;
     m->dir = &g->dir;
     uint8_t *drops = NULL;
-    int rc = gguf_config(m, g, &drops, err);
+    const gguf_family *f = NULL;
+    int rc = gguf_config(m, g, &f, &drops, err);
+    const tc_naming *nm = tc_naming_for(TC_FORMAT_GGUF, m->cfg.arch);
     if (rc == TC_OK)
-        rc = tc_model_bind(m, &tc_naming_gguf, drops, drops + m->cfg.n_layers, err);
+        rc = tc_model_bind(m, nm, drops, drops + m->cfg.n_layers, err);
+    if (rc == TC_OK)
+        rc = gguf_check_bound(m, nm, drops, err);
     free(drops);
     return rc;
 }
