@@ -29,8 +29,35 @@ typedef struct out_item {
     int layer, which; /* which: a tc_role, or a tc_global when layer == -1 */
     tc_rope_layout to;
     int stub;         /* a GGUF stand-in for a dropped sub-layer (see stand_in) */
+    int parts;        /* > 0: a fused tensor of roles which .. which+parts-1, rows one after the other */
     char name[160];
 } out_item;
+
+/* n fp32 values of one role of the item's layer into f, in the target's
+ * rope layout. */
+static int fill_role(const out_item *it, int role, float *f, uint64_t n, int cols, const char *name,
+                     tc_error *err)
+{
+    const tc_model_src *s = it->src;
+    if (it->stub) {
+        for (uint64_t i = 0; i < n; i++)
+            f[i] = role == TC_FFN_NORM || role == TC_ATTN_NORM ? 1.0f : 0.0f;
+        return TC_OK;
+    }
+    if (s->fill(s->ctx, it->layer, role, f, n, err))
+        return TC_ERR;
+    int is_qk = it->layer >= 0 && (role == TC_WQ || role == TC_WK || role == TC_BQ || role == TC_BK);
+    if (!is_qk || s->cfg.rope_layout == it->to)
+        return TC_OK;
+    float *p = malloc(n ? (size_t)n * sizeof *p : 1);
+    if (!p)
+        return tc_err(err, "tensor '%s': out of memory", name);
+    int heads = role == TC_WQ || role == TC_BQ ? s->cfg.n_heads : s->cfg.n_kv_heads;
+    tc_rope_permute_rows(f, p, heads, s->cfg.head_dim, cols, s->cfg.rope_layout, it->to);
+    memcpy(f, p, (size_t)n * sizeof *p);
+    free(p);
+    return TC_OK;
+}
 
 static int fill_item(void *ctx, const tc_out_tensor *t, void *dst, tc_error *err)
 {
@@ -50,26 +77,20 @@ static int fill_item(void *ctx, const tc_out_tensor *t, void *dst, tc_error *err
     float *f = malloc(bytes ? (size_t)bytes : 1);
     if (!f)
         return tc_err(err, "tensor '%s': out of memory", t->name);
-    int rc = TC_OK;
-    if (it->stub) {
-        for (uint64_t i = 0; i < n; i++)
-            f[i] = it->which == TC_FFN_NORM || it->which == TC_ATTN_NORM ? 1.0f : 0.0f;
-    } else {
-        rc = s->fill(s->ctx, it->layer, it->which, f, n, err);
-    }
-    int is_qk = it->layer >= 0 && (it->which == TC_WQ || it->which == TC_WK || it->which == TC_BQ ||
-                                   it->which == TC_BK);
-    if (rc == TC_OK && is_qk && s->cfg.rope_layout != it->to) {
-        float *p = malloc(bytes ? (size_t)bytes : 1);
-        if (!p) {
-            rc = tc_err(err, "tensor '%s': out of memory", t->name);
-        } else {
-            int heads = it->which == TC_WQ || it->which == TC_BQ ? s->cfg.n_heads : s->cfg.n_kv_heads;
-            int cols = t->n_dims == 2 ? (int)t->shape[1] : 1;
-            tc_rope_permute_rows(f, p, heads, s->cfg.head_dim, cols, s->cfg.rope_layout, it->to);
-            free(f);
-            f = p;
+    int rc = TC_OK, cols = t->n_dims == 2 ? (int)t->shape[1] : 1;
+    if (it->parts) {
+        /* A fused tensor: each part's rows in turn. */
+        uint64_t off = 0;
+        for (int k = 0; rc == TC_OK && k < it->parts; k++) {
+            int64_t shape[2];
+            tc_role_shape(&s->cfg, (tc_role)(it->which + k), shape);
+            uint64_t pn = (uint64_t)shape[0] * (uint64_t)cols;
+            rc = off + pn > n ? tc_err(err, "tensor '%s': internal: parts exceed the tensor", t->name)
+                              : fill_role(it, it->which + k, f + off, pn, cols, t->name, err);
+            off += pn;
         }
+    } else {
+        rc = fill_role(it, it->which, f, n, cols, t->name, err);
     }
     if (rc == TC_OK)
         rc = tc_convert_from_f32(t->dtype, f, n, dst, err);
@@ -157,7 +178,18 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
             int stub = stand_in(s, stubs, l, r);
             if (!role_kept(s, l, r) && !stub)
                 continue;
-            if (!nm->role[r] && !(nm->fused_qkv || nm->fused_gate_up)) {
+            /* Fused tensors hold q, k, v (or gate, up) as consecutive rows:
+             * written once, at their first role. */
+            int parts = nm->fused_qkv && r == TC_WQ ? 3 : nm->fused_gate_up && r == TC_W_GATE ? 2 : 0;
+            if ((nm->fused_qkv && (r == TC_WK || r == TC_WV)) || (nm->fused_gate_up && r == TC_W_UP))
+                continue;
+            if (parts && (stub || s->dtype_of)) {
+                free(t);
+                free(it);
+                return tc_err(err, "%s of fused-tensor models are not implemented",
+                              stub ? "stand-ins for dropped sub-layers" : "per-tensor types");
+            }
+            if (!nm->role[r] && !parts) {
                 free(t);
                 free(it);
                 return tc_err(err, "the target format has no tensor name for role %s of this model",
@@ -169,10 +201,19 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
             x->which = r;
             x->to = to;
             x->stub = stub;
-            tc_naming_format(nm, (tc_role)r, l, x->name, sizeof x->name);
+            x->parts = parts;
+            if (parts)
+                snprintf(x->name, sizeof x->name, r == TC_WQ ? nm->fused_qkv : nm->fused_gate_up, l);
+            else
+                tc_naming_format(nm, (tc_role)r, l, x->name, sizeof x->name);
             tc_out_tensor *o = &t[n++];
             o->name = x->name;
             role_dims(&s->cfg, r, &o->n_dims, o->shape);
+            for (int k = 1; k < parts; k++) {
+                int64_t shape[2];
+                tc_role_shape(&s->cfg, (tc_role)(r + k), shape);
+                o->shape[0] += shape[0];
+            }
             if (stub && r == TC_WO)
                 o->shape[1] = s->cfg.dim;
             else if (stub && r >= TC_W_GATE)
@@ -257,9 +298,6 @@ static cJSON *hf_config_new(const tc_model_src *s, const char *path, tc_error *e
 static int write_hf(const char *path, const tc_model_src *s, const tc_out_tensor *t, size_t n, tc_error *err)
 {
     const tc_config *c = &s->cfg;
-    if (c->arch == TC_ARCH_PHI3)
-        return tc_err(err, "%s: writing phi3 checkpoints (fused q/k/v and gate/up tensors) is not implemented",
-                      path);
     cJSON *cfg = s->hf_config ? cJSON_Duplicate(s->hf_config, 1) : hf_config_new(s, path, err);
     if (!cfg)
         return s->hf_config ? tc_err(err, "%s: out of memory", path) : TC_ERR;

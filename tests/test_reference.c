@@ -29,7 +29,9 @@
 
 #include "testutil.h"
 #include "tc/forward.h"
+#include "tc/hfdir.h"
 #include "tc/model.h"
+#include "tc/model_write.h"
 
 #define REL_TOL 1e-4      /* pass: max |diff| <= REL_TOL * max |ref| */
 #define MUTATED_REL 1e-3  /* a mutation must move the logits by more than this (or an argmax) */
@@ -230,6 +232,56 @@ done:
     tc_decoder_free(d);
     tc_model_close(&m);
     return rc;
+}
+
+/* The case written back as a Hugging Face directory by tc's writer (as
+ * tc-prune writes one), into dir. */
+static int write_hf_copy(const ref_case *c, const char *dir, tc_error *err)
+{
+    tc_model m;
+    if (tc_model_open(&m, c->dir, err))
+        return TC_ERR;
+    tc_model_copy cp = {.model = &m};
+    tc_model_src src = {
+        .cfg = m.cfg, .dtype = TC_BF16, .fill = tc_model_copy_fill, .ctx = &cp,
+        .hf_config = tc_model_hfdir(&m)->config, .name = "test",
+    };
+    int rc = tc_model_write(dir, TC_FORMAT_HF, &src, err);
+    tc_model_close(&m);
+    return rc;
+}
+
+/* Every key of the source config.json comes out with the same value, but
+ * the ones a writer rewrites. */
+static int same_config(const char *a_dir, const char *b_dir, char *why, size_t n)
+{
+    char pa[4096], pb[4096];
+    snprintf(pa, sizeof pa, "%s/config.json", a_dir);
+    snprintf(pb, sizeof pb, "%s/config.json", b_dir);
+    char *ta = tu_slurp(pa), *tb = tu_slurp(pb);
+    cJSON *a = ta ? cJSON_Parse(ta) : NULL, *b = tb ? cJSON_Parse(tb) : NULL;
+    int ok = a && b;
+    const cJSON *it;
+    if (ok) {
+        cJSON_ArrayForEach(it, a) {
+            const cJSON *o = cJSON_GetObjectItemCaseSensitive(b, it->string);
+            if (strcmp(it->string, "num_hidden_layers") == 0 || strcmp(it->string, "dtype") == 0 ||
+                strcmp(it->string, "torch_dtype") == 0)
+                continue;
+            if (!o || !cJSON_Compare(it, o, 1)) {
+                snprintf(why, n, "key '%s' is %s", it->string, o ? "changed" : "lost");
+                ok = 0;
+                break;
+            }
+        }
+    } else {
+        snprintf(why, n, "a config.json does not parse");
+    }
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    free(ta);
+    free(tb);
+    return ok;
 }
 
 /* ---- Comparing -------------------------------------------------------------------- */
@@ -531,7 +583,31 @@ int main(void)
         free(got);
     }
 
-    printf("mutations (each must fail)\n");
+    printf("written back by tc's Hugging Face writer, reread\n");
+    char tmp[1024];
+    tu_tmpdir(tmp, sizeof tmp);
+    for (size_t i = 0; i < n_dirs && cases && loaded; i++) {
+        if (!loaded[i])
+            continue;
+        char out[2048], why[256] = "";
+        snprintf(out, sizeof out, "%s/%s", tmp, names[i]);
+        tc_error err = {{0}};
+        if (write_hf_copy(&cases[i], out, &err)) {
+            CHECK_MSG(0, "case %s: writing it back failed: %s", names[i], err.msg);
+            continue;
+        }
+        CHECK_MSG(same_config(cases[i].dir, out, why, sizeof why), "case %s: the written config.json: %s",
+                  names[i], why);
+        ref_case copy = cases[i];
+        snprintf(copy.dir, sizeof copy.dir, "%s", out);
+        verdict v = evaluate(&copy, NULL);
+        print_verdict(names[i], "rewritten", &v, v.pass ? "PASS" : "FAIL");
+        CHECK_MSG(v.pass, "case %s rewritten by tc does not match transformers", names[i]);
+    }
+    char rm[1100];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", tmp);
+    CHECK(system(rm) == 0);
+
     for (size_t k = 0; k < sizeof MUTATIONS / sizeof MUTATIONS[0]; k++) {
         const mutation *mu = &MUTATIONS[k];
         size_t i = 0;
