@@ -116,8 +116,10 @@ void tc_traits_describe(const tc_config *c, char *buf, size_t cap)
     PUT("%s, %s%s", tc_norm_kind_name(t->norm), tc_act_name(t->act), t->ungated ? "" : " gated");
     const tc_rope *r = &t->rope[0];
     PUT(", rope %s", tc_rope_kind_name(r->kind));
-    if (r->kind != TC_ROPE_DEFAULT)
-        PUT(" x%g (orig %d)", r->factor, r->orig_max_pos);
+    if (r->kind == TC_ROPE_LINEAR || r->kind == TC_ROPE_DYNAMIC)
+        PUT(" x%g", r->factor);
+    else if (r->kind != TC_ROPE_DEFAULT)
+        PUT(" x%g (original context %d)", r->factor, r->orig_max_pos);
     if (r->rot_dims != c->head_dim)
         PUT(", rotary %d of %d dims", r->rot_dims, c->head_dim);
     if (t->window > 0) {
