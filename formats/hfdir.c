@@ -418,6 +418,49 @@ static int measure(const char *dir, const tc_out_tensor *t, size_t n, uint64_t *
     return rc;
 }
 
+static const char *const side_files[] = {
+    "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+    "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja", "generation_config.json",
+};
+
+int tc_hfdir_copy_side_files(const char *src, const char *dst, int *copied, tc_error *err)
+{
+    if (copied)
+        *copied = 0;
+    if (make_dir(dst, err))
+        return TC_ERR;
+    for (size_t i = 0; i < sizeof side_files / sizeof side_files[0]; i++) {
+        char *from = path_join(src, side_files[i]), *to = path_join(dst, side_files[i]);
+        int rc = from && to ? TC_OK : tc_err(err, "%s: out of memory", dst);
+        struct stat st;
+        if (rc == TC_OK && stat(from, &st) == 0 && S_ISREG(st.st_mode)) {
+            if (tc_same_file(from, to)) {
+                rc = tc_err(err, "%s: is the source's own %s", to, side_files[i]);
+            } else {
+                tc_mapfile m;
+                rc = tc_mapfile_open(&m, from, err);
+                if (rc == TC_OK) {
+                    tc_outfile o;
+                    rc = tc_outfile_open(&o, to, err);
+                    if (rc == TC_OK)
+                        rc = tc_outfile_write(&o, m.data, (size_t)m.size, err);
+                    if (rc == TC_OK)
+                        rc = tc_outfile_commit(&o, err);
+                    tc_outfile_abort(&o);
+                    tc_mapfile_close(&m);
+                }
+                if (rc == TC_OK && copied)
+                    (*copied)++;
+            }
+        }
+        free(from);
+        free(to);
+        if (rc)
+            return TC_ERR;
+    }
+    return TC_OK;
+}
+
 int tc_hfdir_write(const char *path, const cJSON *config, const tc_out_tensor *tensors, size_t n_tensors,
                    uint64_t shard_bytes, tc_error *err)
 {

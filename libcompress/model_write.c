@@ -18,7 +18,8 @@ tc_rope_layout tc_format_rope_layout(tc_format fmt, tc_arch arch)
 {
     if (fmt == TC_FORMAT_HF || fmt == TC_FORMAT_MEMORY)
         return TC_ROPE_HALF;
-    if (fmt == TC_FORMAT_GGUF && arch == TC_ARCH_QWEN2)
+    /* llama.cpp's NEOX rope type: qwen2, qwen3, gemma2, gemma3, phi3; llama and deci: NORM (adjacent). */
+    if (fmt == TC_FORMAT_GGUF && arch != TC_ARCH_LLAMA && arch != TC_ARCH_MISTRAL)
         return TC_ROPE_HALF;
     return TC_ROPE_ADJACENT;
 }
@@ -335,7 +336,9 @@ static int write_hf(const char *path, const tc_model_src *s, const tc_out_tensor
             cJSON_Delete(list);
     }
 #undef SET
-    int rc = tc_hfdir_write(path, cfg, t, n, 0, err);
+    int rc = s->hf_src_dir ? tc_hfdir_copy_side_files(s->hf_src_dir, path, NULL, err) : TC_OK;
+    if (rc == TC_OK)
+        rc = tc_hfdir_write(path, cfg, t, n, 0, err);
     cJSON_Delete(cfg);
     return rc;
 }
@@ -364,27 +367,252 @@ static tc_gguf_value gv_str(const char *s)
     return v;
 }
 
+static int near_f(double a, double b)
+{
+    return fabs(a - b) <= 1e-6 * fabs(b);
+}
+
+/* The attention scale llama.cpp's graph uses for the family: gemma2/gemma3
+ * 1/sqrt(key_length), except their 27B (46 / 62 layers) 1/sqrt(n_embd /
+ * n_head); every other family 1/sqrt(head_dim). */
+static float gguf_llamacpp_scale(const tc_config *c)
+{
+    int is27 = (c->arch == TC_ARCH_GEMMA2 && c->n_layers == 46) || (c->arch == TC_ARCH_GEMMA3 && c->n_layers == 62);
+    return is27 ? 1.0f / sqrtf((float)(c->dim / c->n_heads)) : 1.0f / sqrtf((float)c->head_dim);
+}
+
+/* NULL when llama.cpp's graph for the family computes what the model does,
+ * else the trait it cannot hold (written into why). */
+static const char *gguf_unwritable(const tc_model_src *s, char *why, size_t n)
+{
+    const tc_config *c = &s->cfg;
+    const tc_traits *t = &c->t;
+    tc_arch a = c->arch;
+    int llama = a == TC_ARCH_LLAMA || a == TC_ARCH_MISTRAL, gemma = a == TC_ARCH_GEMMA2 || a == TC_ARCH_GEMMA3;
+    int deci = s->drop_attn || s->drop_mlp;
+#define NO(...) return snprintf(why, n, __VA_ARGS__), why
+    if (deci && (!llama || c->qkv_bias || t->o_bias || t->mlp_bias))
+        NO("dropped attention or MLP sub-layers (only llama's deci graph holds them, without biases)");
+    if (t->ungated)
+        NO("an ungated MLP");
+    if (t->act != (gemma ? TC_ACT_GELU_TANH : TC_ACT_SILU))
+        NO("activation %s (llama.cpp's %s uses %s)", tc_act_name(t->act), tc_arch_name(a),
+           gemma ? "gelu_pytorch_tanh" : "silu");
+    if ((t->o_bias || t->mlp_bias) && !llama)
+        NO("output or MLP biases");
+    if (c->qkv_bias && !llama && a != TC_ARCH_QWEN2)
+        NO("q/k/v biases");
+    if (a == TC_ARCH_QWEN2 && !c->qkv_bias)
+        NO("qwen2 without q/k/v biases");
+    if (t->qk_norm != (a == TC_ARCH_QWEN3 || a == TC_ARCH_GEMMA3))
+        NO(t->qk_norm ? "q/k norms" : "no q/k norms");
+    if (t->post_norms != gemma)
+        NO(t->post_norms ? "post-sub-layer norms" : "no post-sub-layer norms");
+    if (!near_f(t->embed_scale == 0.0f ? 1.0 : t->embed_scale, gemma ? sqrtf((float)c->dim) : 1.0))
+        NO("embedding scale %g", (double)t->embed_scale);
+    double scale = t->attn_scale != 0.0f ? t->attn_scale : 1.0 / sqrt((double)c->head_dim);
+    if (!near_f(scale, gguf_llamacpp_scale(c)))
+        NO("attention scale %g (llama.cpp's %s uses %g)", scale, tc_arch_name(a), (double)gguf_llamacpp_scale(c));
+    if (t->attn_softcap != 0.0f && a != TC_ARCH_GEMMA2)
+        NO("attention logit softcapping");
+    if (a == TC_ARCH_GEMMA2 && (t->attn_softcap == 0.0f || t->final_softcap == 0.0f))
+        NO("gemma2 without %s softcapping (llama.cpp's default applies)", t->attn_softcap == 0.0f ? "attention" : "final");
+    if (t->final_softcap != 0.0f && !gemma)
+        NO("final logit softcapping");
+    int pattern = a == TC_ARCH_GEMMA2 ? 2 : a == TC_ARCH_GEMMA3 ? 6 : 0;
+    if (t->window > 0 || a == TC_ARCH_GEMMA2) {
+        if (!pattern)
+            NO("sliding-window attention (llama.cpp's %s has none)", tc_arch_name(a));
+        if (t->window <= 0)
+            NO("gemma2 without a sliding window");
+        for (int l = 0; l < c->n_layers; l++)
+            if (!!tc_layer_is_local(c, l) != (l % pattern < pattern - 1))
+                NO("sliding-window layers other than llama.cpp's pattern (layer %d %s; %s: every %d%s layer "
+                   "is global)", l, tc_layer_is_local(c, l) ? "local" : "global", tc_arch_name(a), pattern,
+                   pattern == 2 ? "nd" : "th");
+    }
+    if (c->norm_eps <= 0)
+        NO("norm epsilon");
+    if (gemma && c->tied_embeddings == 0)
+        NO("an untied output head (llama.cpp's %s ties it)", tc_arch_name(a));
+    const tc_rope *r = &t->rope[0], *lr = &t->rope[1];
+    switch (r->kind) {
+    case TC_ROPE_DEFAULT:
+    case TC_ROPE_LINEAR: break;
+    case TC_ROPE_LLAMA3:
+        if (!llama)
+            NO("rope scaling 'llama3' outside llama");
+        break;
+    case TC_ROPE_LONGROPE: {
+        int same = memcmp(r->short_factor, r->long_factor, (size_t)(r->rot_dims / 2) * sizeof(float)) == 0;
+        if (a == TC_ARCH_PHI3)
+            break;
+        if (llama && same && r->orig_max_pos == 0x7fffffff && r->attn_factor == 1.0)
+            break; /* a file's rope_freqs.weight as read */
+        NO("rope scaling 'longrope' outside phi3");
+    }
+    default: NO("rope scaling '%s'", tc_rope_kind_name(r->kind));
+    }
+    if (r->kind != TC_ROPE_LONGROPE && r->kind != TC_ROPE_LLAMA3 && r->attn_factor != 1.0 && r->kind != TC_ROPE_LINEAR &&
+        r->kind != TC_ROPE_DEFAULT)
+        NO("rope attention factor");
+    if (a == TC_ARCH_GEMMA3 && t->window > 0 &&
+        (lr->kind != TC_ROPE_DEFAULT || lr->rot_dims != r->rot_dims || lr->attn_factor != r->attn_factor))
+        NO("local layers' rope '%s' (llama.cpp's gemma3 rotates them unscaled)", tc_rope_kind_name(lr->kind));
+    if (a == TC_ARCH_GEMMA2 && memcmp(lr, r, sizeof *r) != 0)
+        NO("a separate rope for the local layers");
+    if (r->rot_dims != c->head_dim && s->cfg.rope_layout != tc_format_rope_layout(TC_FORMAT_GGUF, a))
+        NO("partial rotary dimensions with a rope layout conversion");
+    return NULL;
+#undef NO
+}
+
+/* Converter's conversions applied on the way out: (1 + w) norms stored as
+ * 1 + w, fused phi3 projections, and the parts of a fused tensor. */
+typedef struct gguf_wrap {
+    const tc_out_tensor *part[3];
+    int n_parts;
+    int add_one;
+} gguf_wrap;
+
+static int gguf_wrap_fill(void *ctx, const tc_out_tensor *t, void *dst, tc_error *err)
+{
+    const gguf_wrap *w = ctx;
+    uint8_t *p = dst;
+    for (int i = 0; i < w->n_parts; i++) {
+        uint64_t nb;
+        if (tc_out_tensor_nbytes(w->part[i], &nb, err) || tc_out_tensor_produce(w->part[i], p, err))
+            return TC_ERR;
+        p += nb;
+    }
+    if (w->add_one) {
+        if (t->dtype != TC_F32)
+            return tc_err(err, "tensor '%s': internal: norm not in F32", t->name);
+        float *f = dst;
+        for (int64_t i = 0; i < t->shape[0] * (t->n_dims == 2 ? t->shape[1] : 1); i++)
+            f[i] += 1.0f;
+    }
+    return TC_OK;
+}
+
+static int is_norm_item(const out_item *x)
+{
+    if (x->layer < 0)
+        return x->which == TC_G_OUT_NORM;
+    return x->which == TC_ATTN_NORM || x->which == TC_FFN_NORM || x->which == TC_POST_ATTN_NORM ||
+           x->which == TC_POST_FFN_NORM || x->which == TC_Q_NORM || x->which == TC_K_NORM;
+}
+
+/* Llama 3.1's per-pair divisors as convert_hf_to_gguf.py computes them (float32). */
+static void llama3_rope_freqs(const tc_rope *r, float *ff)
+{
+    tc_rope d = tc_rope_default(r->theta, r->rot_dims);
+    float inv[TC_ROPE_MAX_PAIRS];
+    tc_rope_inv_freq(&d, 0, inv);
+    float low_wl = (float)r->orig_max_pos / (float)r->low_freq_factor;
+    float high_wl = (float)r->orig_max_pos / (float)r->high_freq_factor;
+    for (int i = 0; i < r->rot_dims / 2; i++) {
+        float wl = (float)(2.0 * M_PI) / inv[i];
+        if (wl < high_wl) {
+            ff[i] = 1.0f;
+        } else if (wl > low_wl) {
+            ff[i] = (float)r->factor;
+        } else {
+            float smooth = ((float)r->orig_max_pos / wl - (float)r->low_freq_factor) /
+                           (float)(r->high_freq_factor - r->low_freq_factor);
+            ff[i] = 1.0f / ((1.0f - smooth) / (float)r->factor + smooth);
+        }
+    }
+}
+
 static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tensor *t, size_t n,
                       tc_error *err)
 {
     const tc_config *c = &s->cfg;
-    const char *trait = tc_traits_non_llama(c);
-    if (trait || (c->arch != TC_ARCH_LLAMA && c->arch != TC_ARCH_QWEN2 && c->arch != TC_ARCH_MISTRAL))
-        return tc_err(err, "%s: writing GGUF for a %s model%s%s is not implemented", path, tc_arch_name(c->arch),
-                      trait ? " with " : "", trait ? trait : "");
+    char why[256];
+    if (gguf_unwritable(s, why, sizeof why))
+        return tc_err(err, "%s: writing GGUF for a %s model with %s is not implemented", path,
+                      tc_arch_name(c->arch), why);
     int deci = (s->drop_attn || s->drop_mlp);
-    const char *arch = c->arch == TC_ARCH_QWEN2 ? "qwen2" : deci ? "deci" : "llama";
-    size_t cap = 32 + (s->gguf_vocab ? (size_t)s->gguf_vocab->n_kv : 0);
+    const char *arch = c->arch == TC_ARCH_LLAMA || c->arch == TC_ARCH_MISTRAL ? (deci ? "deci" : "llama")
+                                                                              : tc_arch_name(c->arch);
+    const tc_rope *rope = &c->t.rope[0];
+    int gemma = c->arch == TC_ARCH_GEMMA2 || c->arch == TC_ARCH_GEMMA3;
+    /* The tensors as llama.cpp names them: norms + 1 for (1 + w) models,
+     * phi3's q/k/v and gate/up concatenated, rope factor tensors added. */
+    size_t cap_t = n + 3;
+    tc_out_tensor *ot = calloc(cap_t, sizeof *ot);
+    gguf_wrap *wr = calloc(cap_t, sizeof *wr);
+    char (*names)[64] = calloc(cap_t, sizeof *names);
+    float *factors = calloc(3 * TC_ROPE_MAX_PAIRS, sizeof *factors);
+    size_t cap = 48 + (s->gguf_vocab ? (size_t)s->gguf_vocab->n_kv : 0);
     tc_gguf_writer_kv *kv = calloc(cap, sizeof *kv);
-    char (*keys)[96] = calloc(16, sizeof *keys);
+    char (*keys)[96] = calloc(32, sizeof *keys);
     tc_gguf_value *arrays = calloc(3 * (size_t)c->n_layers, sizeof *arrays);
-    if (!kv || !keys || !arrays) {
-        free(kv);
-        free(keys);
-        free(arrays);
-        return tc_err(err, "%s: out of memory", path);
+    size_t k = 0, nk = 0, no = 0;
+    int rc = TC_ERR;
+    if (!kv || !keys || !arrays || !ot || !wr || !names || !factors) {
+        tc_err(err, "%s: out of memory", path);
+        goto done;
     }
-    size_t k = 0, nk = 0;
+    int pairs = rope->rot_dims / 2;
+    if (rope->kind == TC_ROPE_LLAMA3 || (rope->kind == TC_ROPE_LONGROPE && c->arch != TC_ARCH_PHI3)) {
+        if (rope->kind == TC_ROPE_LLAMA3)
+            llama3_rope_freqs(rope, factors);
+        else
+            memcpy(factors, rope->short_factor, (size_t)pairs * sizeof *factors);
+        ot[no++] = (tc_out_tensor){.name = "rope_freqs.weight", .dtype = TC_F32, .n_dims = 1, .shape = {pairs},
+                                   .data = factors};
+    } else if (rope->kind == TC_ROPE_LONGROPE) {
+        memcpy(factors, rope->long_factor, (size_t)pairs * sizeof *factors);
+        memcpy(factors + TC_ROPE_MAX_PAIRS, rope->short_factor, (size_t)pairs * sizeof *factors);
+        ot[no++] = (tc_out_tensor){.name = "rope_factors_long.weight", .dtype = TC_F32, .n_dims = 1,
+                                   .shape = {pairs}, .data = factors};
+        ot[no++] = (tc_out_tensor){.name = "rope_factors_short.weight", .dtype = TC_F32, .n_dims = 1,
+                                   .shape = {pairs}, .data = factors + TC_ROPE_MAX_PAIRS};
+    }
+    for (size_t i = 0; i < n; i++) {
+        const out_item *x = t[i].ctx;
+        int fused_qkv = c->arch == TC_ARCH_PHI3 && x->layer >= 0 && x->which >= TC_WQ && x->which <= TC_WV;
+        int fused_up = c->arch == TC_ARCH_PHI3 && x->layer >= 0 && (x->which == TC_W_GATE || x->which == TC_W_UP);
+        if (fused_qkv || fused_up) {
+            /* Parts come in role order (q, k, v; gate, up) within the layer: the first opens the tensor. */
+            int first = x->which == TC_WQ || x->which == TC_W_GATE;
+            if (first) {
+                snprintf(names[no], sizeof names[no], fused_qkv ? "blk.%d.attn_qkv.weight" : "blk.%d.ffn_up.weight",
+                         x->layer);
+                ot[no] = t[i];
+                ot[no].name = names[no];
+                ot[no].shape[0] = 0;
+                ot[no].data = NULL;
+                ot[no].fill = gguf_wrap_fill;
+                ot[no].ctx = &wr[no];
+                no++;
+            }
+            tc_out_tensor *f = &ot[no - 1];
+            gguf_wrap *w = &wr[no - 1];
+            if (f->dtype != t[i].dtype || f->n_dims != 2 || t[i].n_dims != 2 || f->shape[1] != t[i].shape[1] ||
+                w->n_parts == 3) {
+                tc_err(err, "%s: phi3 tensor '%s' cannot be fused from parts of different types or widths", path,
+                       f->name);
+                goto done;
+            }
+            w->part[w->n_parts++] = &t[i];
+            f->shape[0] += t[i].shape[0];
+            continue;
+        }
+        ot[no] = t[i];
+        if (c->t.norm == TC_NORM_RMS_1P && is_norm_item(x)) {
+            /* convert_hf_to_gguf.py stores Gemma's norms as 1 + w; llama.cpp scales by the stored value. */
+            wr[no].part[0] = &t[i];
+            wr[no].n_parts = 1;
+            wr[no].add_one = 1;
+            ot[no].data = NULL;
+            ot[no].fill = gguf_wrap_fill;
+            ot[no].ctx = &wr[no];
+        }
+        no++;
+    }
     kv[k].key = "general.architecture";
     kv[k++].value = gv_str(arch);
     kv[k].key = "general.name";
@@ -422,12 +650,30 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
         ARCH_KV("attention.head_count", gv_u32((uint32_t)c->n_heads));
         ARCH_KV("attention.head_count_kv", gv_u32((uint32_t)c->n_kv_heads));
     }
-    ARCH_KV("rope.dimension_count", gv_u32((uint32_t)c->head_dim));
+    ARCH_KV("rope.dimension_count", gv_u32((uint32_t)rope->rot_dims));
     ARCH_KV("attention.key_length", gv_u32((uint32_t)c->head_dim));
     ARCH_KV("attention.value_length", gv_u32((uint32_t)c->head_dim));
     ARCH_KV("attention.layer_norm_rms_epsilon", gv_f32(c->norm_eps));
-    ARCH_KV("rope.freq_base", gv_f32((float)c->t.rope[0].theta));
+    ARCH_KV("rope.freq_base", gv_f32((float)rope->theta));
     ARCH_KV("vocab_size", gv_u32((uint32_t)c->vocab_size));
+    if (rope->kind == TC_ROPE_LINEAR) {
+        ARCH_KV("rope.scaling.type", gv_str("linear"));
+        ARCH_KV("rope.scaling.factor", gv_f32((float)rope->factor));
+    }
+    if (rope->attn_factor != 1.0)
+        ARCH_KV("rope.scaling.attn_factor", gv_f32((float)rope->attn_factor));
+    if (rope->kind == TC_ROPE_LONGROPE && c->arch == TC_ARCH_PHI3)
+        ARCH_KV("rope.scaling.original_context_length", gv_u32((uint32_t)rope->orig_max_pos));
+    if (gemma) {
+        if (c->t.window > 0)
+            ARCH_KV("attention.sliding_window", gv_u32((uint32_t)c->t.window));
+        if (c->arch == TC_ARCH_GEMMA2)
+            ARCH_KV("attn_logit_softcapping", gv_f32(c->t.attn_softcap));
+        if (c->t.final_softcap != 0.0f)
+            ARCH_KV("final_logit_softcapping", gv_f32(c->t.final_softcap));
+        if (c->arch == TC_ARCH_GEMMA3 && c->t.window > 0)
+            ARCH_KV("rope.freq_base_swa", gv_f32((float)c->t.rope[1].theta));
+    }
 #undef ARCH_KV
     /* llama_ftype: 0 all F32, 1 mostly F16, 32 mostly BF16, 36 mostly TQ1_0, 37 mostly TQ2_0 */
     uint32_t ftype = s->dtype == TC_F16 ? 1 : s->dtype == TC_BF16 ? 32 : 0;
@@ -436,6 +682,7 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
             ftype = t[i].dtype == TC_TQ1_0 ? 36 : 37;
     kv[k].key = "general.file_type";
     kv[k++].value = gv_u32(ftype);
+    size_t first_vocab = k;
     if (s->gguf_vocab) {
         for (uint64_t i = 0; i < s->gguf_vocab->n_kv; i++) {
             const tc_gguf_kv *src = &s->gguf_vocab->kvs[i];
@@ -451,13 +698,17 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
             }
         }
     }
-    int rc = tc_gguf_write(path, kv, k, t, n, 32, err);
-    for (size_t i = 0; i < k; i++)
-        if (kv[i].key && strncmp(kv[i].key, "tokenizer.", 10) == 0)
-            free((char *)kv[i].key);
+    rc = tc_gguf_write(path, kv, k, ot, no, 32, err);
+    for (size_t i = first_vocab; i < k; i++)
+        free((char *)kv[i].key);
+done:
     free(kv);
     free(keys);
     free(arrays);
+    free(ot);
+    free(wr);
+    free(names);
+    free(factors);
     return rc;
 }
 

@@ -429,6 +429,7 @@ int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, 
             .ctx = &cp,
             .gguf_vocab = tc_model_gguf(m),
             .hf_config = tc_model_hfdir(m) ? tc_model_hfdir(m)->config : NULL,
+            .hf_src_dir = tc_model_hfdir(m) ? tc_model_hfdir(m)->path : NULL,
             .name = "tc-prune",
         };
         src.cfg.n_layers = k;

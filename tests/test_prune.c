@@ -416,6 +416,19 @@ static void test_writers(const char *dir)
         } else {
             CHECK_MSG(0, "%s", err.msg);
         }
+        /* The tokenizer and generation config come along, byte for byte. */
+        const char *side[] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json"};
+        for (int k = 0; k < 3; k++) {
+            char pa[800], pb[800];
+            snprintf(pa, sizeof pa, "%s/%s", f16, side[k]);
+            snprintf(pb, sizeof pb, "%s/%s", o16, side[k]);
+            size_t na = 0, nb = 0;
+            uint8_t *ba = tu_read_file(pa, &na), *bb = tu_read_file(pb, &nb);
+            CHECK_MSG(ba && bb && na == nb && memcmp(ba, bb, na) == 0, "%s was not carried into the pruned model",
+                      side[k]);
+            free(ba);
+            free(bb);
+        }
     }
 
     /* q/k/v biases (qwen2) cannot go into llama.cpp's deci graph. */

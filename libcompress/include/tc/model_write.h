@@ -33,6 +33,7 @@ typedef struct tc_model_src {
     void *ctx;
     const struct tc_gguf *gguf_vocab; /* GGUF output: tokenizer.* keys copied from here (optional) */
     const cJSON *hf_config;     /* HF output: fields kept from this config.json (optional) */
+    const char *hf_src_dir;     /* HF output: tokenizer and generation config copied from here (optional) */
     const char *name;           /* general.name (optional) */
     /* Optional, for matrices the source encodes itself (ternary GGUF blocks):
      * dtype_of gives the stored dtype of a 2-D tensor (layer -1: a global), or
