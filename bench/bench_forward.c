@@ -19,7 +19,14 @@
  * on a shared machine the best run is the least disturbed one.
  *
  * Without --model it uses deep16 from the assets folder when present, else a
- * random model of the same shape. */
+ * random model of the same shape.
+ *
+ * --families LIST (comma-separated, or "all") times instead the forward of
+ * synthetic models of deep16's shape with each family's traits (llama,
+ * mistral, qwen2, qwen3, gemma2, gemma3), best of --repeat each, and prints
+ * each one's tokens/s beside llama's.  Families with sliding windows get a
+ * window of --window keys (default 128, half the default sequence) so that
+ * the window changes the work. */
 #include <cblas.h>
 #include <stdint.h>
 #include <malloc.h>
@@ -34,6 +41,8 @@
 
 typedef struct bench_opts {
     const char *model;
+    const char *families;
+    int window;
     int threads;
     size_t tokens, seq, analysis_tokens;
     int repeat;
@@ -55,6 +64,7 @@ static int parse(int argc, char **argv, bench_opts *o)
     o->seq = 256;
     o->analysis_tokens = 1024;
     o->repeat = 3;
+    o->window = 128;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) {
@@ -62,10 +72,12 @@ static int parse(int argc, char **argv, bench_opts *o)
             continue;
         }
         if (!strcmp(a, "--help") || !strcmp(a, "-h") || strncmp(a, "--", 2) != 0 ||
-            !strstr(" --model --threads --tokens --seq --repeat --analysis-tokens ", a)) {
+            !strstr(" --model --threads --tokens --seq --repeat --analysis-tokens --families --window ", a)) {
             fprintf(stderr,
                     "usage: bench_forward [--model PATH] [--threads N] [--tokens N] [--seq N]\n"
-                    "                     [--analysis-tokens N] [--repeat N] [--json]\n");
+                    "                     [--analysis-tokens N] [--repeat N] [--json]\n"
+                    "       bench_forward --families all|LIST [--window N] [--threads N] [--tokens N]\n"
+                    "                     [--seq N] [--repeat N] [--json]\n");
             return -1;
         }
         if (!v) {
@@ -84,6 +96,10 @@ static int parse(int argc, char **argv, bench_opts *o)
             o->repeat = atoi(v);
         else if (!strcmp(a, "--analysis-tokens"))
             o->analysis_tokens = (size_t)strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--families"))
+            o->families = v;
+        else if (!strcmp(a, "--window"))
+            o->window = atoi(v);
         else {
             fprintf(stderr, "bench_forward: unknown option %s\n", a);
             return -1;
@@ -108,6 +124,54 @@ static int synthetic(tc_model *m, tc_error *err)
     spec.cfg.max_seq_len = 512;
     spec.seed = 1;
     return tc_synth_model(m, &spec, err);
+}
+
+/* deep16's shape with the traits of a family, as its Hugging Face config
+ * gives them by default (windows shortened to `window` keys). */
+static int family_config(const char *name, int window, tc_config *c)
+{
+    *c = tc_synth_config(8, 256, 8, 4, 688, 512);
+    c->max_seq_len = 4096;
+    tc_traits *t = &c->t;
+    if (!strcmp(name, "llama"))
+        return 0;
+    if (!strcmp(name, "mistral")) {
+        c->arch = TC_ARCH_MISTRAL;
+        t->window = window;
+        memset(t->local, 1, (size_t)c->n_layers);
+        return 0;
+    }
+    if (!strcmp(name, "qwen2")) {
+        c->arch = TC_ARCH_QWEN2;
+        c->qkv_bias = 1;
+        return 0;
+    }
+    if (!strcmp(name, "qwen3")) {
+        c->arch = TC_ARCH_QWEN3;
+        t->qk_norm = 1;
+        return 0;
+    }
+    if (!strcmp(name, "gemma2") || !strcmp(name, "gemma3")) {
+        int g3 = name[5] == '3';
+        c->arch = g3 ? TC_ARCH_GEMMA3 : TC_ARCH_GEMMA2;
+        t->norm = TC_NORM_RMS_1P;
+        t->act = TC_ACT_GELU_TANH;
+        t->post_norms = 1;
+        t->qk_norm = g3;
+        t->attn_scale = 1.0f / 16.0f;
+        t->attn_softcap = g3 ? 0.0f : 50.0f;
+        t->final_softcap = g3 ? 0.0f : 30.0f;
+        t->embed_scale = 16.0f;
+        t->window = window;
+        for (int l = 0; l < c->n_layers; l++)
+            t->local[l] = (l + 1) % (g3 ? 6 : 2) != 0;
+        if (g3) {
+            t->rope[1] = t->rope[0];
+            t->rope[0].theta = 1e6;
+        }
+        return 0;
+    }
+    return -1;
 }
 
 /* Uniform in [-1, 1): splitmix64. */
@@ -226,6 +290,87 @@ static double sgemm_seconds(const tc_config *c, size_t T, int threads)
     return dt;
 }
 
+/* --families: each family's forward beside llama's, same shape, same tokens. */
+static int bench_families(const bench_opts *o)
+{
+    static const char *const all[] = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3"};
+    const char *names[16];
+    int n = 0;
+    char list[256];
+    snprintf(list, sizeof list, "%s", o->families);
+    if (!strcmp(list, "all")) {
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            names[n++] = all[i];
+    } else {
+        for (char *tok = strtok(list, ","); tok && n < 16; tok = strtok(NULL, ","))
+            names[n++] = tok;
+    }
+    size_t n_seqs;
+    int32_t *tok = malloc(o->tokens * sizeof *tok);
+    size_t *off = malloc((o->tokens / o->seq + 1) * sizeof *off);
+    make_tokens(o->tokens, o->seq, 512, tok, off, &n_seqs);
+    tc_batch b = {tok, off, n_seqs};
+    size_t T = off[n_seqs];
+    double llama_rate = 0.0;
+    int rc = 0;
+    if (o->json)
+        printf("{\"threads\": %d, \"repeat\": %d, \"seq\": %zu, \"tokens\": %zu, \"window\": %d, \"families\": [",
+               o->threads, o->repeat, o->seq, T, o->window);
+    else
+        printf("synthetic deep16 shape (8 layers, dim 256, 8/4 heads, ffn 688, vocab 512); %zu sequences x %zu "
+               "tokens; %d thread(s); best of %d; windows of %d keys\n%-10s %12s %10s\n",
+               n_seqs, o->seq, o->threads, o->repeat, o->window, "family", "tokens/s", "vs llama");
+    for (int i = 0; i < n && !rc; i++) {
+        tc_synth_spec spec;
+        memset(&spec, 0, sizeof spec);
+        spec.seed = 1;
+        if (family_config(names[i], o->window, &spec.cfg)) {
+            fprintf(stderr, "bench_forward: unknown family '%s' (llama, mistral, qwen2, qwen3, gemma2, gemma3)\n",
+                    names[i]);
+            rc = 2;
+            break;
+        }
+        tc_model m;
+        tc_error err = {{0}};
+        if (tc_synth_model(&m, &spec, &err)) {
+            fprintf(stderr, "bench_forward: %s\n", err.msg);
+            rc = 1;
+            break;
+        }
+        tc_forward_opts fo = {0};
+        fo.n_threads = o->threads;
+        double best = 1e300;
+        int frc = tc_forward(&m, &b, &fo, &err); /* warm-up */
+        for (int r = 0; !frc && r < o->repeat; r++) {
+            double t0 = now();
+            frc = tc_forward(&m, &b, &fo, &err);
+            double dt = now() - t0;
+            best = dt < best ? dt : best;
+        }
+        tc_model_close(&m);
+        if (frc) {
+            fprintf(stderr, "bench_forward: %s\n", err.msg);
+            rc = 1;
+            break;
+        }
+        double rate = T / best;
+        if (!strcmp(names[i], "llama"))
+            llama_rate = rate;
+        if (o->json)
+            printf("%s{\"family\": \"%s\", \"tokens_per_s\": %.1f, \"vs_llama\": %.3f}", i ? ", " : "",
+                   names[i], rate, llama_rate > 0 ? rate / llama_rate : 0.0);
+        else if (llama_rate > 0)
+            printf("%-10s %12.0f %9.2fx\n", names[i], rate, rate / llama_rate);
+        else
+            printf("%-10s %12.0f %10s\n", names[i], rate, "-");
+    }
+    if (o->json)
+        printf("]}\n");
+    free(tok);
+    free(off);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     /* As the tools do (tools/cli.c): freed layers stay in the heap for the next one. */
@@ -234,6 +379,8 @@ int main(int argc, char **argv)
     bench_opts o;
     if (parse(argc, argv, &o))
         return 2;
+    if (o.families)
+        return bench_families(&o);
     tc_model m;
     tc_error err = {{0}};
     const char *name;

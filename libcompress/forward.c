@@ -19,23 +19,23 @@
 #include "tc/parallel.h"
 
 /* ---- Wider vectors for the exponentials -----------------------------------------
- * Softmax and SwiGLU are exponentials over rows: the same source compiled for
+ * Softmax and the gated activations are exponentials over rows: the same source compiled for
  * AVX2 or AVX-512 runs two or four times as many lanes as baseline x86-64.
  * The code is element-wise IEEE arithmetic without fused multiply-adds (no
  * "fma" in the targets), and every reduction runs over fixed lanes, so each
  * path gives bit-identical results; only the speed depends on the CPU. */
 
 typedef void (*softmax_fn)(float *p, size_t n);
-typedef void (*swiglu_fn)(float *g, const float *u, size_t n);
+typedef void (*swiglu_fn)(float *g, const float *u, size_t n, tc_act act);
 
 static void softmax_base(float *p, size_t n)
 {
     tc_fm_softmax(p, n);
 }
 
-static void swiglu_base(float *g, const float *u, size_t n)
+static void swiglu_base(float *g, const float *u, size_t n, tc_act act)
 {
-    tc_fm_swiglu(g, u, n);
+    tc_fm_act(g, u, n, act);
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -45,9 +45,9 @@ __attribute__((target("avx2"))) static void softmax_avx2(float *p, size_t n)
     tc_fm_softmax(p, n);
 }
 
-__attribute__((target("avx2"))) static void swiglu_avx2(float *g, const float *u, size_t n)
+__attribute__((target("avx2"))) static void swiglu_avx2(float *g, const float *u, size_t n, tc_act act)
 {
-    tc_fm_swiglu(g, u, n);
+    tc_fm_act(g, u, n, act);
 }
 
 __attribute__((target("avx512f"))) static void softmax_avx512(float *p, size_t n)
@@ -55,9 +55,9 @@ __attribute__((target("avx512f"))) static void softmax_avx512(float *p, size_t n
     tc_fm_softmax(p, n);
 }
 
-__attribute__((target("avx512f"))) static void swiglu_avx512(float *g, const float *u, size_t n)
+__attribute__((target("avx512f"))) static void swiglu_avx512(float *g, const float *u, size_t n, tc_act act)
 {
-    tc_fm_swiglu(g, u, n);
+    tc_fm_act(g, u, n, act);
 }
 #endif
 
@@ -673,10 +673,8 @@ static void swiglu_range(void *ctx, size_t begin, size_t end)
     if (t->ungated) {
         memcpy(g, u, n * sizeof *g);
         tc_fm_act(g, NULL, n, t->act);
-    } else if (t->act == TC_ACT_SILU) {
-        p->swiglu(g, u, n);
     } else {
-        tc_fm_act(g, u, n, t->act);
+        p->swiglu(g, u, n, t->act);
     }
 }
 
