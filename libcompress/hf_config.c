@@ -27,6 +27,7 @@ typedef enum window_rule {
 
 typedef struct hf_family {
     const char *model_type;
+    const char *cls;        /* the class tc's writer names in "architectures" */
     tc_arch arch;
     const tc_naming *names;
     const char *act_key;    /* the activation's key in this class */
@@ -62,21 +63,36 @@ static const char *const inert_keys[] = {
 };
 
 static const hf_family families[] = {
-    {"llama", TC_ARCH_LLAMA, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_NONE, 0, 0, 0, 1, 1, 0, 0,
+    {"llama", "LlamaForCausalLM", TC_ARCH_LLAMA, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_NONE, 0, 0, 0, 1, 1, 0, 0,
      0, 0, 0, 0, 0, 10000.0, NULL},
-    {"mistral", TC_ARCH_MISTRAL, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_ALL, 4096, 0, 0, 0, 0,
+    {"mistral", "MistralForCausalLM", TC_ARCH_MISTRAL, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_ALL, 4096, 0, 0, 0, 0,
      0, 0, 0, 0, 0, 0, 0, 10000.0, NULL},
-    {"qwen2", TC_ARCH_QWEN2, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_QWEN, 4096, 0, 1, 0, 0, 0,
+    {"qwen2", "Qwen2ForCausalLM", TC_ARCH_QWEN2, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_QWEN, 4096, 0, 1, 0, 0, 0,
      0, 0, 0, 0, 0, 0, 10000.0, NULL},
-    {"qwen3", TC_ARCH_QWEN3, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_QWEN, 4096, 0, 0, 1, 0, 1,
+    {"qwen3", "Qwen3ForCausalLM", TC_ARCH_QWEN3, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_QWEN, 4096, 0, 0, 1, 0, 1,
      0, 0, 0, 0, 0, 0, 10000.0, NULL},
-    {"gemma2", TC_ARCH_GEMMA2, &tc_naming_hf_gemma, "hidden_activation", "gelu_pytorch_tanh", 1, 1e-6,
+    {"gemma2", "Gemma2ForCausalLM", TC_ARCH_GEMMA2, &tc_naming_hf_gemma, "hidden_activation", "gelu_pytorch_tanh", 1, 1e-6,
      WIN_LAYER_TYPES, 4096, 2, 0, 1, 0, 0, 1, 50.0, 30.0, 0, 0, 0, 10000.0, NULL},
-    {"gemma3_text", TC_ARCH_GEMMA3, &tc_naming_hf_gemma, "hidden_activation", "gelu_pytorch_tanh", 1, 1e-6,
+    {"gemma3_text", "Gemma3ForCausalLM", TC_ARCH_GEMMA3, &tc_naming_hf_gemma, "hidden_activation", "gelu_pytorch_tanh", 1, 1e-6,
      WIN_LAYER_TYPES, 4096, 6, 0, 1, 0, 1, 1, 0, 0, 0, 1, 10000.0, 1000000.0, NULL},
-    {"phi3", TC_ARCH_PHI3, &tc_naming_hf_phi3, "hidden_act", "silu", 0, 1e-5, WIN_ALL, 0, 0, 0, 0, 0, 0, 0,
+    {"phi3", "Phi3ForCausalLM", TC_ARCH_PHI3, &tc_naming_hf_phi3, "hidden_act", "silu", 0, 1e-5, WIN_ALL, 0, 0, 0, 0, 0, 0, 0,
      0, 0, 1, 0, 0, 10000.0, NULL},
 };
+
+int tc_hf_class_of(tc_arch a, tc_hf_class *out)
+{
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
+        const hf_family *f = &families[i];
+        if (f->arch != a)
+            continue;
+        out->model_type = f->model_type;
+        out->cls = f->cls;
+        out->layer_types = f->window == WIN_QWEN || f->window == WIN_LAYER_TYPES;
+        out->names = f->names;
+        return TC_OK;
+    }
+    return TC_ERR;
+}
 
 /* The keys this reader understands for every family (read below, each
  * refused where its value is not implemented for the family). */

@@ -192,13 +192,12 @@ const tc_naming tc_naming_llama2c = {
 
 const tc_naming *tc_naming_for(tc_format fmt, tc_arch arch)
 {
+    tc_hf_class hc;
+    const tc_gguf_family *gf;
     switch (fmt) {
     case TC_FORMAT_HF:
-    case TC_FORMAT_MEMORY:
-        return arch == TC_ARCH_GEMMA2 || arch == TC_ARCH_GEMMA3 ? &tc_naming_hf_gemma
-               : arch == TC_ARCH_PHI3                          ? &tc_naming_hf_phi3
-                                                               : &tc_naming_hf;
-    case TC_FORMAT_GGUF: return arch == TC_ARCH_PHI3 ? &tc_naming_gguf_phi3 : &tc_naming_gguf;
+    case TC_FORMAT_MEMORY: return tc_hf_class_of(arch, &hc) == TC_OK ? hc.names : NULL;
+    case TC_FORMAT_GGUF: return (gf = tc_gguf_family_of(arch, 0)) ? gf->names : NULL;
     case TC_FORMAT_LLAMA2C: return &tc_naming_llama2c;
     }
     return NULL;

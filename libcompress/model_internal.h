@@ -17,6 +17,40 @@ typedef struct tc_naming {
 extern const tc_naming tc_naming_hf, tc_naming_hf_gemma, tc_naming_hf_phi3, tc_naming_gguf,
     tc_naming_gguf_phi3, tc_naming_llama2c;
 
+/* What llama.cpp's graph computes for one general.architecture, as traits
+ * (gguf_family.c): the GGUF reader sets a model's traits from its row and
+ * the file's keys, the writer refuses a model whose traits the row cannot
+ * hold. */
+typedef struct tc_gguf_family {
+    const char *name;        /* general.architecture */
+    tc_arch arch;
+    tc_rope_layout layout;   /* adjacent pairs (NORM) or rotate-half (NEOX) */
+    int deci;                /* llama with per-layer head counts and widths */
+    int qk_norm, gemma, phi3;
+    int n_layers_27b;        /* gemma: the block count llama.cpp reads as the 27B, whose scale differs */
+    tc_act act;              /* the MLP's activation */
+    int qkv_bias;            /* 0: none, 1: optional, 2: required */
+    int o_mlp_bias;          /* output and MLP biases may be present */
+    int rope_freqs;          /* reads rope_freqs.weight (Llama 3.1's scaling) */
+    int window_pattern;      /* > 0: layer l is local unless l % p == p - 1 */
+    const tc_naming *names;
+} tc_gguf_family;
+
+extern const tc_gguf_family tc_gguf_families[];
+extern const size_t tc_gguf_n_families;
+
+/* The row GGUF files of family a are written as (deci: with sub-layer drops). */
+const tc_gguf_family *tc_gguf_family_of(tc_arch a, int deci);
+
+/* The Hugging Face class a family is written as (hf_config.c). */
+typedef struct tc_hf_class {
+    const char *model_type, *cls;
+    int layer_types;         /* the config may carry per-layer attention types */
+    const tc_naming *names;
+} tc_hf_class;
+
+int tc_hf_class_of(tc_arch a, tc_hf_class *out); /* TC_ERR for a family tc does not write as HF */
+
 /* The tensor names a family uses in a format. */
 const tc_naming *tc_naming_for(tc_format fmt, tc_arch arch);
 

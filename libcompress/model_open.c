@@ -203,28 +203,10 @@ static int gguf_attn_stand_in(const tc_gguf *g, int l, int dim)
  * rope.scaling.finetuned (metadata), vocab_size, and the gemma keys above.
  * Keys in gguf_refuse_keys change the function and are refused by name. */
 
-typedef struct gguf_family {
-    const char *name;
-    tc_arch arch;
-    tc_rope_layout layout;
-    int deci, qk_norm, gemma, phi3;
-    int n_layers_27b; /* gemma: the block count llama.cpp reads as the 27B, whose scale differs */
-} gguf_family;
-
-static const gguf_family gguf_families[] = {
-    {"llama", TC_ARCH_LLAMA, TC_ROPE_ADJACENT, 0, 0, 0, 0, 0},
-    {"deci", TC_ARCH_LLAMA, TC_ROPE_ADJACENT, 1, 0, 0, 0, 0},
-    {"qwen2", TC_ARCH_QWEN2, TC_ROPE_HALF, 0, 0, 0, 0, 0},
-    {"qwen3", TC_ARCH_QWEN3, TC_ROPE_HALF, 0, 1, 0, 0, 0},
-    {"gemma2", TC_ARCH_GEMMA2, TC_ROPE_HALF, 0, 0, 2, 0, 46},
-    {"gemma3", TC_ARCH_GEMMA3, TC_ROPE_HALF, 0, 1, 3, 0, 62},
-    {"phi3", TC_ARCH_PHI3, TC_ROPE_HALF, 0, 0, 0, 1, 0},
-};
-
 /* Metadata keys and tensors that change what llama.cpp computes and that tc
  * does not implement: refused by name rather than ignored.  `allow` lists
  * the families that read the key (it is then handled in gguf_config). */
-static int gguf_refuse_keys(const tc_gguf *g, const char *arch, const gguf_family *f, tc_error *err)
+static int gguf_refuse_keys(const tc_gguf *g, const char *arch, const tc_gguf_family *f, tc_error *err)
 {
     static const struct {
         const char *key;
@@ -288,7 +270,7 @@ static int gguf_rope_factors(const tc_gguf *g, const char *name, int rot_dims, f
 
 /* The RoPE: base, rotated dimensions, linear scaling, attention factor and
  * the per-pair factor tensors; and for gemma3 the local layers' rope. */
-static int gguf_rope(const tc_gguf *g, const char *arch, const gguf_family *f, tc_config *c, tc_error *err)
+static int gguf_rope(const tc_gguf *g, const char *arch, const tc_gguf_family *f, tc_config *c, tc_error *err)
 {
     char key[128];
     float theta = 10000.0f, factor = 0.0f, attn_factor = 1.0f;
@@ -326,7 +308,7 @@ static int gguf_rope(const tc_gguf *g, const char *arch, const gguf_family *f, t
     int freqs = tc_tensordir_find(&g->dir, "rope_freqs.weight") != NULL;
     int longf = tc_tensordir_find(&g->dir, "rope_factors_long.weight") != NULL;
     int shortf = tc_tensordir_find(&g->dir, "rope_factors_short.weight") != NULL;
-    if (freqs && f->arch == TC_ARCH_LLAMA) {
+    if (freqs && f->rope_freqs) {
         /* Llama 3.1's scaling as llama.cpp applies it: theta_i = pos * base^(-2i/n) / freqs[i].
          * That is tc's longrope with both factor sets the tensor and a context never
          * outgrown (orig_max_pos INT32_MAX), the attention factor kept. */
@@ -370,7 +352,7 @@ static int gguf_rope(const tc_gguf *g, const char *arch, const gguf_family *f, t
 }
 
 /* gemma2 / gemma3 traits (see the table above). */
-static int gguf_gemma(const tc_gguf *g, const char *arch, const gguf_family *f, tc_config *c, tc_error *err)
+static int gguf_gemma(const tc_gguf *g, const char *arch, const tc_gguf_family *f, tc_config *c, tc_error *err)
 {
     tc_traits *t = &c->t;
     t->norm = TC_NORM_RMS; /* convert_hf_to_gguf.py stores 1 + w; llama.cpp multiplies by it */
@@ -407,17 +389,17 @@ static void close_gguf(void *h)
     free(h);
 }
 
-static int gguf_config(tc_model *m, const tc_gguf *g, const gguf_family **fam, uint8_t **drops, tc_error *err)
+static int gguf_config(tc_model *m, const tc_gguf *g, const tc_gguf_family **fam, uint8_t **drops, tc_error *err)
 {
     tc_config *c = &m->cfg;
     char *arch = NULL;
     memset(c, 0, sizeof *c);
     if (tc_gguf_get_str(g, "general.architecture", &arch, err))
         return TC_ERR;
-    const gguf_family *f = NULL;
-    for (size_t i = 0; i < sizeof gguf_families / sizeof gguf_families[0]; i++)
-        if (strcmp(arch, gguf_families[i].name) == 0)
-            f = &gguf_families[i];
+    const tc_gguf_family *f = NULL;
+    for (size_t i = 0; i < tc_gguf_n_families && !f; i++)
+        if (strcmp(arch, tc_gguf_families[i].name) == 0)
+            f = &tc_gguf_families[i]; /* the first row of a name: "llama" reads as llama */
     if (!f) {
         tc_err(err, "%s: unsupported architecture '%.64s' (tc reads llama, deci, qwen2, qwen3, gemma2, gemma3 "
                "and phi3)", g->path, arch);
@@ -541,7 +523,7 @@ static int gguf_config(tc_model *m, const tc_gguf *g, const gguf_family **fam, u
     c->qkv_bias = tc_tensordir_find(&g->dir, "blk.0.attn_q.bias") != NULL;
     c->t.o_bias = tc_tensordir_find(&g->dir, "blk.0.attn_output.bias") != NULL;
     c->t.mlp_bias = tc_tensordir_find(&g->dir, "blk.0.ffn_down.bias") != NULL;
-    if (c->arch == TC_ARCH_QWEN2 && !deci) {
+    if (f->qkv_bias == 2 && !deci) {
         /* The first layer may be the one without the tensor in no file llama.cpp writes;
          * any layer's bias decides. */
         char nb[64];
@@ -642,7 +624,7 @@ static int open_gguf(tc_model *m, const char *path, tc_error *err)
     m->close_handle = close_gguf;
     m->dir = &g->dir;
     uint8_t *drops = NULL;
-    const gguf_family *f = NULL;
+    const tc_gguf_family *f = NULL;
     int rc = gguf_config(m, g, &f, &drops, err);
     const tc_naming *nm = tc_naming_for(TC_FORMAT_GGUF, m->cfg.arch);
     if (rc == TC_OK)

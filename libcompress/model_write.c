@@ -18,10 +18,9 @@ tc_rope_layout tc_format_rope_layout(tc_format fmt, tc_arch arch)
 {
     if (fmt == TC_FORMAT_HF || fmt == TC_FORMAT_MEMORY)
         return TC_ROPE_HALF;
-    /* llama.cpp's NEOX rope type: qwen2, qwen3, gemma2, gemma3, phi3; llama and deci: NORM (adjacent). */
-    if (fmt == TC_FORMAT_GGUF && arch != TC_ARCH_LLAMA && arch != TC_ARCH_MISTRAL)
-        return TC_ROPE_HALF;
-    return TC_ROPE_ADJACENT;
+    /* llama.cpp's rope type of the family: NEOX (rotate-half) or NORM (adjacent). */
+    const tc_gguf_family *f = fmt == TC_FORMAT_GGUF ? tc_gguf_family_of(arch, 0) : NULL;
+    return f ? f->layout : TC_ROPE_ADJACENT;
 }
 
 /* One output tensor's provenance. */
@@ -235,19 +234,6 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
 
 /* ---- HF ---- */
 
-/* The Hugging Face class of each family tc writes. */
-static const struct {
-    const char *model_type, *cls;
-} hf_classes[TC_ARCH_COUNT] = {
-    [TC_ARCH_LLAMA] = {"llama", "LlamaForCausalLM"},
-    [TC_ARCH_MISTRAL] = {"mistral", "MistralForCausalLM"},
-    [TC_ARCH_QWEN2] = {"qwen2", "Qwen2ForCausalLM"},
-    [TC_ARCH_QWEN3] = {"qwen3", "Qwen3ForCausalLM"},
-    [TC_ARCH_GEMMA2] = {"gemma2", "Gemma2ForCausalLM"},
-    [TC_ARCH_GEMMA3] = {"gemma3_text", "Gemma3ForCausalLM"},
-    [TC_ARCH_PHI3] = {"phi3", "Phi3ForCausalLM"},
-};
-
 static const char *dtype_json(tc_dtype d)
 {
     return d == TC_F16 ? "float16" : d == TC_BF16 ? "bfloat16" : "float32";
@@ -264,14 +250,19 @@ static cJSON *hf_config_new(const tc_model_src *s, const char *path, tc_error *e
                "not implemented", path, trait);
         return NULL;
     }
+    tc_hf_class hc;
+    if (tc_hf_class_of(c->arch, &hc)) {
+        tc_err(err, "%s: tc does not write %s models as Hugging Face directories", path, tc_arch_name(c->arch));
+        return NULL;
+    }
     cJSON *cfg = cJSON_CreateObject();
     if (!cfg) {
         tc_err(err, "%s: out of memory", path);
         return NULL;
     }
     cJSON *archs = cJSON_AddArrayToObject(cfg, "architectures");
-    cJSON_AddItemToArray(archs, cJSON_CreateString(hf_classes[c->arch].cls));
-    cJSON_AddStringToObject(cfg, "model_type", hf_classes[c->arch].model_type);
+    cJSON_AddItemToArray(archs, cJSON_CreateString(hc.cls));
+    cJSON_AddStringToObject(cfg, "model_type", hc.model_type);
     cJSON_AddNumberToObject(cfg, "hidden_size", c->dim);
     cJSON_AddNumberToObject(cfg, "intermediate_size", c->ffn_dim);
     cJSON_AddNumberToObject(cfg, "num_attention_heads", c->n_heads);
@@ -283,8 +274,6 @@ static cJSON *hf_config_new(const tc_model_src *s, const char *path, tc_error *e
     cJSON_AddNumberToObject(cfg, "rope_theta", c->t.rope[0].theta);
     cJSON_AddBoolToObject(cfg, "tie_word_embeddings", c->tied_embeddings);
     cJSON_AddStringToObject(cfg, "hidden_act", "silu");
-    if (c->arch == TC_ARCH_LLAMA)
-        cJSON_AddBoolToObject(cfg, "attention_bias", 0);
     if (c->bos_id >= 0)
         cJSON_AddNumberToObject(cfg, "bos_token_id", c->bos_id);
     if (c->eos_id >= 0)
@@ -299,6 +288,9 @@ static cJSON *hf_config_new(const tc_model_src *s, const char *path, tc_error *e
 static int write_hf(const char *path, const tc_model_src *s, const tc_out_tensor *t, size_t n, tc_error *err)
 {
     const tc_config *c = &s->cfg;
+    tc_hf_class hc;
+    if (tc_hf_class_of(c->arch, &hc))
+        return tc_err(err, "%s: tc does not write %s models as Hugging Face directories", path, tc_arch_name(c->arch));
     cJSON *cfg = s->hf_config ? cJSON_Duplicate(s->hf_config, 1) : hf_config_new(s, path, err);
     if (!cfg)
         return s->hf_config ? tc_err(err, "%s: out of memory", path) : TC_ERR;
@@ -306,18 +298,14 @@ static int write_hf(const char *path, const tc_model_src *s, const tc_out_tensor
     SET("num_hidden_layers", cJSON_CreateNumber(c->n_layers));
     const char *dkey = cJSON_GetObjectItemCaseSensitive(cfg, "torch_dtype") ? "torch_dtype" : "dtype";
     SET(dkey, cJSON_CreateString(dtype_json(s->dtype)));
-    if (cJSON_GetObjectItemCaseSensitive(cfg, "layer_types") || c->t.window > 0) {
+    if (hc.layer_types && (cJSON_GetObjectItemCaseSensitive(cfg, "layer_types") || c->t.window > 0)) {
         /* Written out in full: a rule (max_window_layers, a pattern) would
-         * put the windows on other layers once blocks are gone. */
+         * put the windows on other layers once blocks are gone.  (Families
+         * without layer types slide on every layer or none.) */
         cJSON *lt = cJSON_CreateArray();
         for (int l = 0; l < c->n_layers; l++)
-            cJSON_AddItemToArray(lt, cJSON_CreateString(c->t.local[l]
-                                                            ? "sliding_attention"
-                                                            : "full_attention"));
-        if (c->arch == TC_ARCH_MISTRAL || c->arch == TC_ARCH_PHI3)
-            cJSON_Delete(lt); /* every layer slides: the family has no per-layer types */
-        else
-            SET("layer_types", lt);
+            cJSON_AddItemToArray(lt, cJSON_CreateString(c->t.local[l] ? "sliding_attention" : "full_attention"));
+        SET("layer_types", lt);
     }
     cJSON_DeleteItemFromObjectCaseSensitive(cfg, "drop_attn_list");
     cJSON_DeleteItemFromObjectCaseSensitive(cfg, "drop_mlp_list");
@@ -375,93 +363,88 @@ static int near_f(double a, double b)
 /* The attention scale llama.cpp's graph uses for the family: gemma2/gemma3
  * 1/sqrt(key_length), except their 27B (46 / 62 layers) 1/sqrt(n_embd /
  * n_head); every other family 1/sqrt(head_dim). */
-static float gguf_llamacpp_scale(const tc_config *c)
+static float gguf_llamacpp_scale(const tc_config *c, const tc_gguf_family *f)
 {
-    int is27 = (c->arch == TC_ARCH_GEMMA2 && c->n_layers == 46) || (c->arch == TC_ARCH_GEMMA3 && c->n_layers == 62);
+    int is27 = f->gemma && c->n_layers == f->n_layers_27b;
     return is27 ? 1.0f / sqrtf((float)(c->dim / c->n_heads)) : 1.0f / sqrtf((float)c->head_dim);
 }
 
-/* NULL when llama.cpp's graph for the family computes what the model does,
- * else the trait it cannot hold (written into why). */
-static const char *gguf_unwritable(const tc_model_src *s, char *why, size_t n)
+/* NULL when llama.cpp's graph for the family (row f) computes what the model
+ * does, else the trait it cannot hold (written into why). */
+static const char *gguf_unwritable(const tc_model_src *s, const tc_gguf_family *f, char *why, size_t n)
 {
     const tc_config *c = &s->cfg;
     const tc_traits *t = &c->t;
-    tc_arch a = c->arch;
-    int llama = a == TC_ARCH_LLAMA || a == TC_ARCH_MISTRAL, gemma = a == TC_ARCH_GEMMA2 || a == TC_ARCH_GEMMA3;
-    int deci = s->drop_attn || s->drop_mlp;
+    const char *a = tc_arch_name(c->arch);
 #define NO(...) return snprintf(why, n, __VA_ARGS__), why
-    if (deci && (!llama || c->qkv_bias || t->o_bias || t->mlp_bias))
-        NO("dropped attention or MLP sub-layers (only llama's deci graph holds them, without biases)");
+    if (!f)
+        NO(s->drop_attn || s->drop_mlp ? "dropped attention or MLP sub-layers (only llama's deci graph holds them)"
+                                       : "a family llama.cpp has no graph for");
     if (t->ungated)
         NO("an ungated MLP");
-    if (t->act != (gemma ? TC_ACT_GELU_TANH : TC_ACT_SILU))
-        NO("activation %s (llama.cpp's %s uses %s)", tc_act_name(t->act), tc_arch_name(a),
-           gemma ? "gelu_pytorch_tanh" : "silu");
-    if ((t->o_bias || t->mlp_bias) && !llama)
+    if (t->act != f->act)
+        NO("activation %s (llama.cpp's %s uses %s)", tc_act_name(t->act), f->name, tc_act_name(f->act));
+    if ((t->o_bias || t->mlp_bias) && !f->o_mlp_bias)
         NO("output or MLP biases");
-    if (c->qkv_bias && !llama && a != TC_ARCH_QWEN2)
+    if (c->qkv_bias && !f->qkv_bias)
         NO("q/k/v biases");
-    if (a == TC_ARCH_QWEN2 && !c->qkv_bias)
-        NO("qwen2 without q/k/v biases");
-    if (t->qk_norm != (a == TC_ARCH_QWEN3 || a == TC_ARCH_GEMMA3))
+    if (!c->qkv_bias && f->qkv_bias == 2)
+        NO("%s without q/k/v biases", a);
+    if (t->qk_norm != f->qk_norm)
         NO(t->qk_norm ? "q/k norms" : "no q/k norms");
-    if (t->post_norms != gemma)
+    if (t->post_norms != (f->gemma != 0))
         NO(t->post_norms ? "post-sub-layer norms" : "no post-sub-layer norms");
-    if (!near_f(t->embed_scale == 0.0f ? 1.0 : t->embed_scale, gemma ? sqrtf((float)c->dim) : 1.0))
+    if (!near_f(t->embed_scale == 0.0f ? 1.0 : t->embed_scale, f->gemma ? sqrtf((float)c->dim) : 1.0))
         NO("embedding scale %g", (double)t->embed_scale);
     double scale = t->attn_scale != 0.0f ? t->attn_scale : 1.0 / sqrt((double)c->head_dim);
-    if (!near_f(scale, gguf_llamacpp_scale(c)))
-        NO("attention scale %g (llama.cpp's %s uses %g)", scale, tc_arch_name(a), (double)gguf_llamacpp_scale(c));
-    if (t->attn_softcap != 0.0f && a != TC_ARCH_GEMMA2)
+    if (!near_f(scale, gguf_llamacpp_scale(c, f)))
+        NO("attention scale %g (llama.cpp's %s uses %g)", scale, f->name, (double)gguf_llamacpp_scale(c, f));
+    if (t->attn_softcap != 0.0f && f->gemma != 2)
         NO("attention logit softcapping");
-    if (a == TC_ARCH_GEMMA2 && (t->attn_softcap == 0.0f || t->final_softcap == 0.0f))
+    if (f->gemma == 2 && (t->attn_softcap == 0.0f || t->final_softcap == 0.0f))
         NO("gemma2 without %s softcapping (llama.cpp's default applies)", t->attn_softcap == 0.0f ? "attention" : "final");
-    if (t->final_softcap != 0.0f && !gemma)
+    if (t->final_softcap != 0.0f && !f->gemma)
         NO("final logit softcapping");
-    int pattern = a == TC_ARCH_GEMMA2 ? 2 : a == TC_ARCH_GEMMA3 ? 6 : 0;
-    if (t->window > 0 || a == TC_ARCH_GEMMA2) {
+    int pattern = f->window_pattern;
+    if (t->window > 0 || f->gemma == 2) {
         if (!pattern)
-            NO("sliding-window attention (llama.cpp's %s has none)", tc_arch_name(a));
+            NO("sliding-window attention (llama.cpp's %s has none)", f->name);
         if (t->window <= 0)
-            NO("gemma2 without a sliding window");
+            NO("%s without a sliding window", a);
         for (int l = 0; l < c->n_layers; l++)
             if (!!tc_layer_is_local(c, l) != (l % pattern < pattern - 1))
                 NO("sliding-window layers other than llama.cpp's pattern (layer %d %s; %s: every %d%s layer "
-                   "is global)", l, tc_layer_is_local(c, l) ? "local" : "global", tc_arch_name(a), pattern,
+                   "is global)", l, tc_layer_is_local(c, l) ? "local" : "global", f->name, pattern,
                    pattern == 2 ? "nd" : "th");
     }
     if (c->norm_eps <= 0)
         NO("norm epsilon");
-    if (gemma && c->tied_embeddings == 0)
-        NO("an untied output head (llama.cpp's %s ties it)", tc_arch_name(a));
+    if (f->gemma && c->tied_embeddings == 0)
+        NO("an untied output head (llama.cpp's %s ties it)", f->name);
     const tc_rope *r = &t->rope[0], *lr = &t->rope[1];
     switch (r->kind) {
     case TC_ROPE_DEFAULT:
     case TC_ROPE_LINEAR: break;
     case TC_ROPE_LLAMA3:
-        if (!llama)
-            NO("rope scaling 'llama3' outside llama");
+        if (!f->rope_freqs)
+            NO("rope scaling 'llama3' (llama.cpp's %s reads no rope_freqs.weight)", f->name);
         break;
     case TC_ROPE_LONGROPE: {
         int same = memcmp(r->short_factor, r->long_factor, (size_t)(r->rot_dims / 2) * sizeof(float)) == 0;
-        if (a == TC_ARCH_PHI3)
+        if (f->phi3)
             break;
-        if (llama && same && r->orig_max_pos == 0x7fffffff && r->attn_factor == 1.0)
+        if (f->rope_freqs && same && r->orig_max_pos == 0x7fffffff && r->attn_factor == 1.0)
             break; /* a file's rope_freqs.weight as read */
         NO("rope scaling 'longrope' outside phi3");
     }
     default: NO("rope scaling '%s'", tc_rope_kind_name(r->kind));
     }
-    if (r->kind != TC_ROPE_LONGROPE && r->kind != TC_ROPE_LLAMA3 && r->attn_factor != 1.0 && r->kind != TC_ROPE_LINEAR &&
-        r->kind != TC_ROPE_DEFAULT)
-        NO("rope attention factor");
-    if (a == TC_ARCH_GEMMA3 && t->window > 0 &&
+    if (f->gemma == 3 && t->window > 0 &&
         (lr->kind != TC_ROPE_DEFAULT || lr->rot_dims != r->rot_dims || lr->attn_factor != r->attn_factor))
         NO("local layers' rope '%s' (llama.cpp's gemma3 rotates them unscaled)", tc_rope_kind_name(lr->kind));
-    if (a == TC_ARCH_GEMMA2 && memcmp(lr, r, sizeof *r) != 0)
+    if (f->gemma != 3 && memcmp(lr, r, sizeof *r) != 0 && t->window > 0)
         NO("a separate rope for the local layers");
-    if (r->rot_dims != c->head_dim && s->cfg.rope_layout != tc_format_rope_layout(TC_FORMAT_GGUF, a))
+    if (r->rot_dims != c->head_dim && s->cfg.rope_layout != f->layout)
         NO("partial rotary dimensions with a rope layout conversion");
     return NULL;
 #undef NO
@@ -530,14 +513,13 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
 {
     const tc_config *c = &s->cfg;
     char why[256];
-    if (gguf_unwritable(s, why, sizeof why))
+    int deci = (s->drop_attn || s->drop_mlp);
+    const tc_gguf_family *f = tc_gguf_family_of(c->arch, deci);
+    if (gguf_unwritable(s, f, why, sizeof why))
         return tc_err(err, "%s: writing GGUF for a %s model with %s is not implemented", path,
                       tc_arch_name(c->arch), why);
-    int deci = (s->drop_attn || s->drop_mlp);
-    const char *arch = c->arch == TC_ARCH_LLAMA || c->arch == TC_ARCH_MISTRAL ? (deci ? "deci" : "llama")
-                                                                              : tc_arch_name(c->arch);
+    const char *arch = f->name;
     const tc_rope *rope = &c->t.rope[0];
-    int gemma = c->arch == TC_ARCH_GEMMA2 || c->arch == TC_ARCH_GEMMA3;
     /* The tensors as llama.cpp names them: norms + 1 for (1 + w) models,
      * phi3's q/k/v and gate/up concatenated, rope factor tensors added. */
     size_t cap_t = n + 3;
@@ -556,7 +538,7 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
         goto done;
     }
     int pairs = rope->rot_dims / 2;
-    if (rope->kind == TC_ROPE_LLAMA3 || (rope->kind == TC_ROPE_LONGROPE && c->arch != TC_ARCH_PHI3)) {
+    if (rope->kind == TC_ROPE_LLAMA3 || (rope->kind == TC_ROPE_LONGROPE && !f->phi3)) {
         if (rope->kind == TC_ROPE_LLAMA3)
             llama3_rope_freqs(rope, factors);
         else
@@ -573,34 +555,6 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
     }
     for (size_t i = 0; i < n; i++) {
         const out_item *x = t[i].ctx;
-        int fused_qkv = c->arch == TC_ARCH_PHI3 && x->layer >= 0 && x->which >= TC_WQ && x->which <= TC_WV;
-        int fused_up = c->arch == TC_ARCH_PHI3 && x->layer >= 0 && (x->which == TC_W_GATE || x->which == TC_W_UP);
-        if (fused_qkv || fused_up) {
-            /* Parts come in role order (q, k, v; gate, up) within the layer: the first opens the tensor. */
-            int first = x->which == TC_WQ || x->which == TC_W_GATE;
-            if (first) {
-                snprintf(names[no], sizeof names[no], fused_qkv ? "blk.%d.attn_qkv.weight" : "blk.%d.ffn_up.weight",
-                         x->layer);
-                ot[no] = t[i];
-                ot[no].name = names[no];
-                ot[no].shape[0] = 0;
-                ot[no].data = NULL;
-                ot[no].fill = gguf_wrap_fill;
-                ot[no].ctx = &wr[no];
-                no++;
-            }
-            tc_out_tensor *f = &ot[no - 1];
-            gguf_wrap *w = &wr[no - 1];
-            if (f->dtype != t[i].dtype || f->n_dims != 2 || t[i].n_dims != 2 || f->shape[1] != t[i].shape[1] ||
-                w->n_parts == 3) {
-                tc_err(err, "%s: phi3 tensor '%s' cannot be fused from parts of different types or widths", path,
-                       f->name);
-                goto done;
-            }
-            w->part[w->n_parts++] = &t[i];
-            f->shape[0] += t[i].shape[0];
-            continue;
-        }
         ot[no] = t[i];
         if (c->t.norm == TC_NORM_RMS_1P && is_norm_item(x)) {
             /* convert_hf_to_gguf.py stores Gemma's norms as 1 + w; llama.cpp scales by the stored value. */
@@ -662,16 +616,16 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
     }
     if (rope->attn_factor != 1.0)
         ARCH_KV("rope.scaling.attn_factor", gv_f32((float)rope->attn_factor));
-    if (rope->kind == TC_ROPE_LONGROPE && c->arch == TC_ARCH_PHI3)
+    if (rope->kind == TC_ROPE_LONGROPE && f->phi3)
         ARCH_KV("rope.scaling.original_context_length", gv_u32((uint32_t)rope->orig_max_pos));
-    if (gemma) {
+    if (f->gemma) {
         if (c->t.window > 0)
             ARCH_KV("attention.sliding_window", gv_u32((uint32_t)c->t.window));
-        if (c->arch == TC_ARCH_GEMMA2)
+        if (f->gemma == 2)
             ARCH_KV("attn_logit_softcapping", gv_f32(c->t.attn_softcap));
         if (c->t.final_softcap != 0.0f)
             ARCH_KV("final_logit_softcapping", gv_f32(c->t.final_softcap));
-        if (c->arch == TC_ARCH_GEMMA3 && c->t.window > 0)
+        if (f->gemma == 3 && c->t.window > 0)
             ARCH_KV("rope.freq_base_swa", gv_f32((float)c->t.rope[1].theta));
     }
 #undef ARCH_KV
@@ -721,9 +675,13 @@ static int write_llama2c(const char *path, const tc_model_src *s, const tc_out_t
     if (s->drop_attn || s->drop_mlp)
         return tc_err(err, "%s: llama2.c checkpoints cannot hold a model with dropped attention or MLP "
                       "sub-layers; drop whole blocks, or write HF or GGUF", path);
-    if (s->dtype != TC_F32 || c->qkv_bias || c->head_dim * c->n_heads != c->dim || c->arch == TC_ARCH_QWEN2)
-        return tc_err(err, "%s: llama2.c checkpoints hold only fp32 llama models without biases and with "
-                      "head_dim * heads == dim", path);
+    /* run.c computes a plain llama with rope base 10000 and norm epsilon 1e-5. */
+    const char *trait = tc_traits_non_llama(c);
+    if (s->dtype != TC_F32 || c->qkv_bias || trait || c->head_dim * c->n_heads != c->dim ||
+        c->t.rope[0].theta != 10000.0 || c->norm_eps != 1e-5f)
+        return tc_err(err, "%s: llama2.c checkpoints hold only fp32 llama models without biases, with rope base "
+                      "10000, norm epsilon 1e-5 and head_dim * heads == dim%s%s", path, trait ? "; this one has " : "",
+                      trait ? trait : "");
     tc_llama2c_header h = {
         .dim = c->dim, .hidden_dim = c->ffn_dim, .n_layers = c->n_layers, .n_heads = c->n_heads,
         .n_kv_heads = c->n_kv_heads, .vocab_size = c->vocab_size, .seq_len = c->max_seq_len,

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model_internal.h"
 #include "tc/hfdir.h"
 #include "tc/model_write.h"
 
@@ -412,7 +413,7 @@ int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, 
     } else if (fmt == TC_FORMAT_LLAMA2C && (any_a || any_m)) {
         rc = tc_err(err, "%s: llama2.c checkpoints cannot hold dropped attention or MLP sub-layers; drop "
                     "whole blocks, or write HF (--format hf) or GGUF (--format gguf)", path);
-    } else if (fmt == TC_FORMAT_GGUF && (any_a || any_m) && (m->cfg.arch == TC_ARCH_QWEN2 || m->cfg.qkv_bias)) {
+    } else if (fmt == TC_FORMAT_GGUF && (any_a || any_m) && (!tc_gguf_family_of(m->cfg.arch, 1) || m->cfg.qkv_bias)) {
         /* Per-layer sub-layer drops in GGUF need llama.cpp's `deci` graph, a
          * llama (no q/k/v biases, adjacent RoPE pairs). */
         rc = tc_err(err, "%s: GGUF can hold dropped attention or MLP sub-layers of llama models only, not of "
