@@ -333,6 +333,13 @@ static int write_hf(const char *path, const tc_model_src *s, const tc_out_tensor
 
 /* ---- GGUF ---- */
 
+/* Is a (not NUL-terminated) GGUF string equal to s? */
+static int key_is(const tc_gguf_str *a, const char *s)
+{
+    size_t n = strlen(s);
+    return a->len == n && memcmp(a->ptr, s, n) == 0;
+}
+
 static tc_gguf_value gv_u32(uint32_t x)
 {
     tc_gguf_value v = {.type = TC_GGUF_U32};
@@ -569,8 +576,11 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
     }
     kv[k].key = "general.architecture";
     kv[k++].value = gv_str(arch);
-    kv[k].key = "general.name";
-    kv[k++].value = gv_str(s->name ? s->name : "tc");
+    /* The source's own name is carried with its other general.* keys below. */
+    if (!s->gguf_vocab || !tc_gguf_find(s->gguf_vocab, "general.name")) {
+        kv[k].key = "general.name";
+        kv[k++].value = gv_str(s->name ? s->name : "tc");
+    }
 #define ARCH_KV(suffix, val)                                                   \
     do {                                                                       \
         snprintf(keys[nk], sizeof keys[nk], "%s.%s", arch, suffix);            \
@@ -638,9 +648,16 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
     kv[k++].value = gv_u32(ftype);
     size_t first_vocab = k;
     if (s->gguf_vocab) {
+        /* Carried from the source: the tokenizer and every general.* key but
+         * those written above; the architecture's own keys are rewritten
+         * from the model as it now is. */
         for (uint64_t i = 0; i < s->gguf_vocab->n_kv; i++) {
             const tc_gguf_kv *src = &s->gguf_vocab->kvs[i];
-            if (src->key.len > 10 && memcmp(src->key.ptr, "tokenizer.", 10) == 0 && k < cap) {
+            int tok = src->key.len > 10 && memcmp(src->key.ptr, "tokenizer.", 10) == 0;
+            int gen = src->key.len > 8 && memcmp(src->key.ptr, "general.", 8) == 0 &&
+                      !key_is(&src->key, "general.architecture") && !key_is(&src->key, "general.file_type") &&
+                      !key_is(&src->key, "general.alignment");
+            if ((tok || gen) && k < cap) {
                 /* Keys in the source are not NUL-terminated: copy into the key buffer pool. */
                 char *name = malloc((size_t)src->key.len + 1);
                 if (!name)

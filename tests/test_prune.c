@@ -431,6 +431,42 @@ static void test_writers(const char *dir)
         }
     }
 
+    /* A GGUF source's general.* and tokenizer keys come along. */
+    char g260[512];
+    if (tu_asset(g260, sizeof g260, "models/stories260K/stories260K.gguf")) {
+        tc_model gm;
+        tc_prune_plan gp;
+        char go[600];
+        snprintf(go, sizeof go, "%s/carried.gguf", dir);
+        CHECK_OK(tc_model_open(&gm, g260, &err), &err);
+        CHECK_OK(tc_prune_plan_init(&gp, gm.cfg.n_layers, &err), &err);
+        gp.drop[TC_MOD_BLOCK][1] = 1;
+        CHECK_OK(tc_prune_write(&gm, &gp, go, TC_FORMAT_GGUF, &err), &err);
+        tc_prune_plan_free(&gp);
+        tc_model_close(&gm);
+        tc_gguf a, b;
+        if (tc_gguf_open(&a, g260, &err) == TC_OK && tc_gguf_open(&b, go, &err) == TC_OK) {
+            char *na = NULL, *nb = NULL;
+            CHECK(tc_gguf_get_str(&a, "general.name", &na, &err) == TC_OK &&
+                  tc_gguf_get_str(&b, "general.name", &nb, &err) == TC_OK && strcmp(na, nb) == 0);
+            free(na);
+            free(nb);
+            size_t n_tok = 0;
+            for (uint64_t i = 0; i < a.n_kv; i++)
+                if (a.kvs[i].key.len > 10 && memcmp(a.kvs[i].key.ptr, "tokenizer.", 10) == 0) {
+                    char key[128];
+                    snprintf(key, sizeof key, "%.*s", (int)a.kvs[i].key.len, a.kvs[i].key.ptr);
+                    n_tok += tc_gguf_find(&b, key) != NULL;
+                    CHECK_MSG(tc_gguf_find(&b, key) != NULL, "%s was not carried", key);
+                }
+            CHECK(n_tok >= 4);
+            tc_gguf_close(&a);
+            tc_gguf_close(&b);
+        } else {
+            CHECK_MSG(0, "%s", err.msg);
+        }
+    }
+
     /* q/k/v biases (qwen2) cannot go into llama.cpp's deci graph. */
     {
         tc_synth_spec qs = spec();
