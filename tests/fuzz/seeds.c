@@ -262,6 +262,30 @@ static void handmade(const char *out)
         "{}",
         "{\"model_type\":\"llama\"}",
         "{\"model_type\":\"qwen2\",\"num_hidden_layers\":2,\"drop_attn_list\":[0],\"drop_mlp_list\":[1]}",
+        /* The fixture's shapes (2 layers, dim 16, 4 heads over 2, ffn 24, vocab 32) in other families. */
+        "{\"model_type\":\"llama\",\"hidden_size\":16,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+        "\"num_key_value_heads\":2,\"intermediate_size\":24,\"vocab_size\":32,\"tie_word_embeddings\":true,"
+        "\"rope_parameters\":{\"rope_type\":\"llama3\",\"factor\":8,\"low_freq_factor\":1,\"high_freq_factor\":4,"
+        "\"original_max_position_embeddings\":16,\"rope_theta\":500000}}",
+        "{\"model_type\":\"llama\",\"hidden_size\":16,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+        "\"num_key_value_heads\":2,\"intermediate_size\":24,\"vocab_size\":32,\"tie_word_embeddings\":true,"
+        "\"hidden_act\":\"gelu\",\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4,"
+        "\"original_max_position_embeddings\":8,\"beta_fast\":16}}",
+        "{\"model_type\":\"qwen2\",\"hidden_size\":16,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+        "\"num_key_value_heads\":2,\"intermediate_size\":24,\"vocab_size\":32,\"tie_word_embeddings\":true,"
+        "\"use_sliding_window\":true,\"sliding_window\":4,\"max_window_layers\":1}",
+        "{\"model_type\":\"gemma2\",\"hidden_size\":16,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+        "\"num_key_value_heads\":2,\"intermediate_size\":24,\"vocab_size\":32,\"head_dim\":4,"
+        "\"sliding_window\":4,\"query_pre_attn_scalar\":8,\"attn_logit_softcapping\":5.0}",
+        "{\"model_type\":\"gemma3_text\",\"hidden_size\":16,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+        "\"num_key_value_heads\":2,\"intermediate_size\":24,\"vocab_size\":32,\"head_dim\":4,"
+        "\"layer_types\":[\"sliding_attention\",\"full_attention\"],\"rope_parameters\":{\"full_attention\":"
+        "{\"rope_type\":\"linear\",\"factor\":8,\"rope_theta\":1000000},\"sliding_attention\":"
+        "{\"rope_type\":\"default\",\"rope_theta\":10000}}}",
+        "{\"model_type\":\"phi3\",\"hidden_size\":16,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+        "\"num_key_value_heads\":2,\"intermediate_size\":24,\"vocab_size\":32,\"partial_rotary_factor\":0.5,"
+        "\"original_max_position_embeddings\":8,\"max_position_embeddings\":32,\"rope_parameters\":"
+        "{\"rope_type\":\"longrope\",\"short_factor\":[1],\"long_factor\":[2]}}",
     };
     for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) {
         char name[32];
