@@ -22,6 +22,7 @@ struct tc_decoder {
     float *k;             /* this position's keys [kvdim] */
     float *x, *xn, *q, *att, *g, *u, *probs, *cs, *logits;
     float *tmp;           /* a sub-layer's output before its norm [dim] */
+    tc_fm_rope_freqs freqs;
 };
 
 void tc_decoder_free(tc_decoder *d)
@@ -104,6 +105,7 @@ int tc_decoder_new(tc_decoder **out, const tc_model *m, const tc_decoder_opts *o
     if (d->max_len <= 0)
         d->max_len = 2048;
     d->n_threads = opts->n_threads > 0 ? opts->n_threads : 1;
+    tc_fm_rope_freqs_init(&d->freqs, c);
     d->qdim = c->n_heads * c->head_dim;
     d->kvdim = c->n_kv_heads * c->head_dim;
     if (alloc_buffers(d, err))
@@ -160,15 +162,6 @@ static void residual_add(tc_decoder *d, const float *y, const float *post_norm)
         d->x[i] += y[i];
 }
 
-/* The cos/sin of this position for layer l's rope: the frequencies of a
- * length-dependent rope are those of a sequence ending here. */
-static void rope_angles(tc_decoder *d, int l)
-{
-    const tc_rope *r = tc_layer_rope(&d->m->cfg, l);
-    float inv[TC_ROPE_MAX_PAIRS];
-    tc_rope_inv_freq(r, (size_t)d->pos + 1, inv);
-    tc_rope_angles(r, inv, (size_t)d->pos, d->cs);
-}
 
 static void attention_step(tc_decoder *d, int l, const tc_layer_f32 *w)
 {
@@ -188,7 +181,7 @@ static void attention_step(tc_decoder *d, int l, const tc_layer_f32 *w)
         tc_fm_head_norm(d->q, w->w[TC_Q_NORM], c->n_heads, hd, c->norm_eps, c->t.norm);
         tc_fm_head_norm(d->k, w->w[TC_K_NORM], c->n_kv_heads, hd, c->norm_eps, c->t.norm);
     }
-    rope_angles(d, l);
+    tc_fm_rope_at(&d->freqs, c, l, (size_t)d->pos, d->cs);
     tc_fm_rope(d->q, c->n_heads, hd, rot, c->rope_layout, d->cs);
     tc_fm_rope(d->k, c->n_kv_heads, hd, rot, c->rope_layout, d->cs);
     tc_fm_cache_key(kl, ml, d->k, d->kvdim, (size_t)d->pos);

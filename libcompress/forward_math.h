@@ -50,6 +50,34 @@ static inline void tc_fm_head_norm(float *v, const float *w, int n_heads, int he
         tc_fm_norm(v + (size_t)h * head_dim, w, v + (size_t)h * head_dim, head_dim, eps, kind);
 }
 
+/* The inverse frequencies of a model's two ropes as a decoder keeps them:
+ * computed once, except for a rope whose frequencies depend on the length
+ * (dynamic, longrope), computed at each position for a sequence ending
+ * there. */
+typedef struct tc_fm_rope_freqs {
+    float inv[2][TC_ROPE_MAX_PAIRS];
+} tc_fm_rope_freqs;
+
+static inline void tc_fm_rope_freqs_init(tc_fm_rope_freqs *f, const tc_config *c)
+{
+    for (int k = 0; k < 2; k++)
+        tc_rope_inv_freq(&c->t.rope[k], 1, f->inv[k]);
+}
+
+/* cos/sin of position pos for layer l's rope (tc_rope_angles). */
+static inline void tc_fm_rope_at(const tc_fm_rope_freqs *f, const tc_config *c, int layer, size_t pos, float *cs)
+{
+    int k = layer >= 0 && layer < TC_MAX_LAYERS && c->t.local[layer] ? 1 : 0;
+    const tc_rope *r = &c->t.rope[k];
+    if (!tc_rope_depends_on_length(r)) {
+        tc_rope_angles(r, f->inv[k], pos, cs);
+        return;
+    }
+    float inv[TC_ROPE_MAX_PAIRS];
+    tc_rope_inv_freq(r, pos + 1, inv);
+    tc_rope_angles(r, inv, pos, cs);
+}
+
 /* Rotates the first rot_dims dimensions of every head of one token's Q or K
  * row (the rest pass through); the layout says which two rows of a head
  * form pair i: (2i, 2i+1) or (i, i + rot_dims/2). */

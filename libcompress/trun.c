@@ -57,6 +57,7 @@ struct tc_trun {
     float *kc, *vc;
     float *x, *xn, *xd, *q, *kb, *vb, *att, *g, *u, *tmp, *act_s, *probs, *cs, *logits;
     int8_t *xq;
+    tc_fm_rope_freqs freqs;
 };
 
 static const char *path_of(const tc_tmodel *m)
@@ -202,6 +203,7 @@ int tc_trun_new(tc_trun **out, const tc_tmodel *m, const tc_trun_opts *opts, tc_
         return tc_err(err, "%s: out of memory for a runner", path_of(m));
     r->m = m;
     r->c = *c;
+    tc_fm_rope_freqs_init(&r->freqs, c);
     r->mode = opts->mode;
     r->n_threads = opts->n_threads > 0 ? opts->n_threads : 1;
     r->max_len = opts->max_len > 0 ? opts->max_len : c->max_seq_len > 0 ? c->max_seq_len : 2048;
@@ -477,12 +479,10 @@ static void attend_rows(tc_trun *r, int l, int T)
             tc_fm_head_norm(q, qn, c->n_heads, hd, c->norm_eps, c->t.norm);
             tc_fm_head_norm(k, kn, c->n_kv_heads, hd, c->norm_eps, c->t.norm);
         }
-        const tc_rope *rope = tc_layer_rope(c, l);
-        float inv[TC_ROPE_MAX_PAIRS];
-        tc_rope_inv_freq(rope, (size_t)p + 1, inv);
-        tc_rope_angles(rope, inv, (size_t)p, r->cs);
-        tc_fm_rope(q, c->n_heads, hd, rope->rot_dims, c->rope_layout, r->cs);
-        tc_fm_rope(k, c->n_kv_heads, hd, rope->rot_dims, c->rope_layout, r->cs);
+        int rot = tc_layer_rope(c, l)->rot_dims;
+        tc_fm_rope_at(&r->freqs, c, l, (size_t)p, r->cs);
+        tc_fm_rope(q, c->n_heads, hd, rot, c->rope_layout, r->cs);
+        tc_fm_rope(k, c->n_kv_heads, hd, rot, c->rope_layout, r->cs);
         tc_fm_cache_key(kl, ml, k, r->kvdim, (size_t)p);
         memcpy(vl + (size_t)p * (size_t)r->kvdim, r->vb + (size_t)t * (size_t)r->kvdim,
                (size_t)r->kvdim * sizeof(float));
