@@ -287,24 +287,38 @@ static int gguf_rope(const tc_gguf *g, const char *arch, const tc_gguf_family *f
     gguf_key(key, sizeof key, arch, "rope.scaling.type");
     if (tc_gguf_find(g, key) && tc_gguf_get_str(g, key, &type, err))
         return TC_ERR;
-    int none = type && strcmp(type, "none") == 0;
-    if (type && !none && strcmp(type, "linear") != 0) {
-        tc_err(err, "%s: metadata key '%s' is '%.32s'; tc implements 'none' and 'linear' (llama.cpp's %.32s "
-               "scaling is not implemented)", g->path, key, type, type);
+    int none = type && strcmp(type, "none") == 0, yarn = type && strcmp(type, "yarn") == 0;
+    if (type && !none && !yarn && strcmp(type, "linear") != 0) {
+        tc_err(err, "%s: metadata key '%s' is '%.32s'; tc implements 'none', 'linear' and 'yarn' (llama.cpp's "
+               "%.32s scaling is not implemented)", g->path, key, type, type);
         free(type);
         return TC_ERR;
     }
     free(type);
     tc_rope *r = &c->t.rope[0];
     if (!none && factor != 0.0f && factor != 1.0f) {
-        if (!(factor > 0)) 
+        if (!(factor > 0))
             return tc_err(err, "%s: rope.scaling.factor %g is not positive", g->path, (double)factor);
-        r->kind = TC_ROPE_LINEAR;
+        r->kind = yarn ? TC_ROPE_YARN : TC_ROPE_LINEAR;
         r->factor = factor;
     }
     if (!(attn_factor > 0) || !isfinite(attn_factor))
         return tc_err(err, "%s: rope.scaling.attn_factor %g is not positive", g->path, (double)attn_factor);
     r->attn_factor = attn_factor;
+    if (r->kind == TC_ROPE_YARN) {
+        /* llama.cpp's YaRN: the ramp between rotation counts beta_fast (32)
+         * and beta_slow (1) of the original context, the correction range
+         * rounded outward, and cos/sin times attn_factor * (1 + 0.1 ln
+         * factor): transformers' yarn with its default attention factor. */
+        if (orig <= 0)
+            return tc_err(err, "%s: yarn rope needs %s.rope.scaling.original_context_length", g->path, arch);
+        r->orig_max_pos = orig;
+        r->max_pos = c->max_seq_len;
+        r->beta_fast = 32.0;
+        r->beta_slow = 1.0;
+        r->truncate = 1;
+        r->attn_factor = attn_factor * (1.0 + 0.1 * log(factor));
+    }
     int freqs = tc_tensordir_find(&g->dir, "rope_freqs.weight") != NULL;
     int longf = tc_tensordir_find(&g->dir, "rope_factors_long.weight") != NULL;
     int shortf = tc_tensordir_find(&g->dir, "rope_factors_short.weight") != NULL;

@@ -432,6 +432,14 @@ static const char *gguf_unwritable(const tc_model_src *s, const tc_gguf_family *
     switch (r->kind) {
     case TC_ROPE_DEFAULT:
     case TC_ROPE_LINEAR: break;
+    case TC_ROPE_YARN:
+        /* llama.cpp's YaRN has fixed betas, a rounded range and its own attention factor. */
+        if (r->beta_fast != 32.0 || r->beta_slow != 1.0 || !r->truncate ||
+            !near_f(r->attn_factor, 1.0 + 0.1 * log(r->factor)) || !(r->factor > 1.0))
+            NO("yarn rope with betas %g/%g, %struncated range or attention factor %g (llama.cpp's yarn uses 32/1, "
+               "a truncated range and 1 + 0.1 ln factor)", r->beta_fast, r->beta_slow, r->truncate ? "" : "an un",
+               r->attn_factor);
+        break;
     case TC_ROPE_LLAMA3:
         if (!f->rope_freqs)
             NO("rope scaling 'llama3' (llama.cpp's %s reads no rope_freqs.weight)", f->name);
@@ -620,11 +628,13 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
     ARCH_KV("attention.layer_norm_rms_epsilon", gv_f32(c->norm_eps));
     ARCH_KV("rope.freq_base", gv_f32((float)rope->theta));
     ARCH_KV("vocab_size", gv_u32((uint32_t)c->vocab_size));
-    if (rope->kind == TC_ROPE_LINEAR) {
-        ARCH_KV("rope.scaling.type", gv_str("linear"));
+    if (rope->kind == TC_ROPE_LINEAR || rope->kind == TC_ROPE_YARN) {
+        ARCH_KV("rope.scaling.type", gv_str(rope->kind == TC_ROPE_YARN ? "yarn" : "linear"));
         ARCH_KV("rope.scaling.factor", gv_f32((float)rope->factor));
     }
-    if (rope->attn_factor != 1.0)
+    if (rope->kind == TC_ROPE_YARN)
+        ARCH_KV("rope.scaling.original_context_length", gv_u32((uint32_t)rope->orig_max_pos));
+    else if (rope->attn_factor != 1.0) /* yarn's is llama.cpp's own */
         ARCH_KV("rope.scaling.attn_factor", gv_f32((float)rope->attn_factor));
     if (rope->kind == TC_ROPE_LONGROPE && f->phi3)
         ARCH_KV("rope.scaling.original_context_length", gv_u32((uint32_t)rope->orig_max_pos));

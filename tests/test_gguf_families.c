@@ -42,7 +42,6 @@ static const struct {
     {"llama_gelu", "activation gelu"},
     {"llama_gelu_tanh", "activation gelu_pytorch_tanh"},
     {"llama_dynamic", "rope scaling 'dynamic'"},
-    {"llama_yarn", "rope scaling 'yarn'"},
     {"mistral_swa", "sliding-window attention"},
     {"qwen2_swa", "sliding-window attention"},
     {"qwen3_swa", "sliding-window attention"},
