@@ -26,11 +26,17 @@
  * path gives bit-identical results; only the speed depends on the CPU. */
 
 typedef void (*softmax_fn)(float *p, size_t n);
+typedef void (*softcap_fn)(float *p, size_t n, float cap);
 typedef void (*swiglu_fn)(float *g, const float *u, size_t n, tc_act act);
 
 static void softmax_base(float *p, size_t n)
 {
     tc_fm_softmax(p, n);
+}
+
+static void softcap_base(float *p, size_t n, float cap)
+{
+    tc_fm_softcap(p, n, cap);
 }
 
 static void swiglu_base(float *g, const float *u, size_t n, tc_act act)
@@ -45,6 +51,11 @@ __attribute__((target("avx2"))) static void softmax_avx2(float *p, size_t n)
     tc_fm_softmax(p, n);
 }
 
+__attribute__((target("avx2"))) static void softcap_avx2(float *p, size_t n, float cap)
+{
+    tc_fm_softcap(p, n, cap);
+}
+
 __attribute__((target("avx2"))) static void swiglu_avx2(float *g, const float *u, size_t n, tc_act act)
 {
     tc_fm_act(g, u, n, act);
@@ -55,23 +66,31 @@ __attribute__((target("avx512f"))) static void softmax_avx512(float *p, size_t n
     tc_fm_softmax(p, n);
 }
 
+__attribute__((target("avx512f"))) static void softcap_avx512(float *p, size_t n, float cap)
+{
+    tc_fm_softcap(p, n, cap);
+}
+
 __attribute__((target("avx512f"))) static void swiglu_avx512(float *g, const float *u, size_t n, tc_act act)
 {
     tc_fm_act(g, u, n, act);
 }
 #endif
 
-static void pick_vector_path(softmax_fn *sm, swiglu_fn *sw)
+static void pick_vector_path(softmax_fn *sm, swiglu_fn *sw, softcap_fn *sc)
 {
     *sm = softmax_base;
     *sw = swiglu_base;
+    *sc = softcap_base;
 #ifdef TC_FWD_X86
     if (__builtin_cpu_supports("avx512f")) {
         *sm = softmax_avx512;
         *sw = swiglu_avx512;
+        *sc = softcap_avx512;
     } else if (__builtin_cpu_supports("avx2")) {
         *sm = softmax_avx2;
         *sw = swiglu_avx2;
+        *sc = softcap_avx2;
     }
 #endif
 }
@@ -213,6 +232,7 @@ typedef struct pass {
     int want_heads;
     softmax_fn softmax;
     swiglu_fn swiglu;
+    softcap_fn softcap;
     /* cos/sin tables of the global and the local layers' rope: [position]
      * [rot_dims/2][cos, sin], or [token][...] when the rope depends on the
      * sequence's length (per_token). */
@@ -316,7 +336,7 @@ static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_for
     p->o = o;
     p->ws = o->ws ? o->ws : &p->local;
     p->n_threads = o->n_threads > 0 ? o->n_threads : 1;
-    pick_vector_path(&p->softmax, &p->swiglu);
+    pick_vector_path(&p->softmax, &p->swiglu, &p->softcap);
     p->n = tc_batch_tokens(b);
     p->qdim = c->n_heads * c->head_dim;
     p->kvdim = c->n_kv_heads * c->head_dim;
@@ -498,7 +518,7 @@ static void attention_task(pass *p, int layer, size_t s, int h, float *scratch)
             float *row = scores + r * keys;
             size_t first = tc_fm_first_key(c, layer, i0 + r) - k0, last = i0 + r - k0 + 1;
             if (cap > 0.0f)
-                tc_fm_softcap(row + first, last - first, cap);
+                p->softcap(row + first, last - first, cap);
             p->softmax(row + first, last - first);
             memset(row, 0, first * sizeof *row);
             memset(row + last, 0, (keys - last) * sizeof *row);
@@ -826,7 +846,7 @@ static int run_head(pass *p, tc_error *err)
         rmsnorm_rows(p, p->x + t0 * c->dim, normw, p->xn, cn);
         linear(p->xn, outw, logits, cn, c->dim, c->vocab_size, 0);
         if (c->t.final_softcap > 0.0f)
-            tc_fm_softcap(logits, cn * (size_t)c->vocab_size, c->t.final_softcap);
+            p->softcap(logits, cn * (size_t)c->vocab_size, c->t.final_softcap);
         for (size_t i = 0; i < p->o->n_observers; i++) {
             const tc_observer *ob = &p->o->observers[i];
             if (ob->logits && ob->logits(ob->ctx, logits, t0, cn, c->vocab_size, err))
