@@ -32,6 +32,7 @@
 #include "tc/hfdir.h"
 #include "tc/model.h"
 #include "tc/model_write.h"
+#include "tc/prune.h"
 
 #define REL_TOL 1e-4      /* pass: max |diff| <= REL_TOL * max |ref| */
 #define MUTATED_REL 1e-3  /* a mutation must move the logits by more than this (or an argmax) */
@@ -604,6 +605,69 @@ int main(void)
         print_verdict(names[i], "rewritten", &v, v.pass ? "PASS" : "FAIL");
         CHECK_MSG(v.pass, "case %s rewritten by tc does not match transformers", names[i]);
     }
+    /* Pruned as tc-prune writes it: Gemma's attention goes with its
+     * post-norm, a whole block with its local-layer type.  The written
+     * model must compute what the original does with those sub-layers
+     * skipped. */
+    static const struct { const char *name, *list; } prunes[] = {
+        {"gemma2", "attn:1,mlp:2"}, {"gemma3", "block:1,attn:2"}, {"qwen2_swa", "block:0"}, {"phi3", "mlp:0"},
+    };
+    for (size_t k = 0; k < sizeof prunes / sizeof prunes[0]; k++) {
+        size_t i = 0;
+        while (i < n_dirs && strcmp(names[i], prunes[k].name) != 0)
+            i++;
+        if (i == n_dirs || !loaded || !loaded[i]) {
+            CHECK_MSG(0, "prune check: case %s is not there", prunes[k].name);
+            continue;
+        }
+        char out[2048];
+        snprintf(out, sizeof out, "%s/pruned-%s", tmp, names[i]);
+        tc_error err = {{0}};
+        tc_model m, pm;
+        tc_prune_plan plan;
+        if (tc_model_open(&m, cases[i].dir, &err) || tc_prune_plan_init(&plan, m.cfg.n_layers, &err)) {
+            CHECK_MSG(0, "%s", err.msg);
+            continue;
+        }
+        int rc = tc_prune_parse_list(&plan, prunes[k].list, "test", &err);
+        if (!rc)
+            rc = tc_prune_write(&m, &plan, out, TC_FORMAT_HF, &err);
+        CHECK_MSG(rc == TC_OK, "%s pruned (%s): %s", names[i], prunes[k].list, err.msg);
+        if (rc == TC_OK && tc_model_open(&pm, out, &err) == TC_OK) {
+            /* The original with the plan as a skip mask, against the file. */
+            tc_skip *skip = calloc((size_t)m.cfg.n_layers, sizeof *skip);
+            for (int l = 0; l < m.cfg.n_layers; l++) {
+                skip[l].attn = !tc_prune_keeps(&plan, &m, l, TC_MOD_ATTN);
+                skip[l].mlp = !tc_prune_keeps(&plan, &m, l, TC_MOD_MLP);
+            }
+            size_t nt = (size_t)cases[i].n_tokens, V = (size_t)cases[i].vocab;
+            float *a = calloc(nt * V, sizeof *a), *b = calloc(nt * V, sizeof *b);
+            size_t offsets[2] = {0, nt};
+            tc_batch bt = {.tokens = cases[i].tokens, .offsets = offsets, .n_seqs = 1};
+            logit_sink sa = {.buf = a, .n_tokens = nt, .vocab = (int)V}, sb = {.buf = b, .n_tokens = nt, .vocab = (int)V};
+            tc_observer oa = {.ctx = &sa, .logits = sink_logits}, ob = {.ctx = &sb, .logits = sink_logits};
+            tc_forward_opts fa = {.n_threads = 1, .observers = &oa, .n_observers = 1, .skip = skip};
+            tc_forward_opts fb = {.n_threads = 1, .observers = &ob, .n_observers = 1};
+            CHECK_OK(tc_forward(&m, &bt, &fa, &err), &err);
+            CHECK_OK(tc_forward(&pm, &bt, &fb, &err), &err);
+            double worst = 0.0;
+            for (size_t j = 0; j < nt * V; j++)
+                worst = fmax(worst, fabs((double)a[j] - b[j]));
+            CHECK_MSG(worst <= 1e-5 * cases[i].max_abs, "%s pruned (%s) differs from the skipped original by %g",
+                      names[i], prunes[k].list, worst);
+            printf("%-18s pruned (%s): %d layers, max |d| vs the skipped original %.3g\n", names[i], prunes[k].list,
+                   pm.cfg.n_layers, worst);
+            free(a);
+            free(b);
+            free(skip);
+            tc_model_close(&pm);
+        } else if (rc == TC_OK) {
+            CHECK_MSG(0, "%s pruned does not reopen: %s", names[i], err.msg);
+        }
+        tc_prune_plan_free(&plan);
+        tc_model_close(&m);
+    }
+
     char rm[1100];
     snprintf(rm, sizeof rm, "rm -rf '%s'", tmp);
     CHECK(system(rm) == 0);
