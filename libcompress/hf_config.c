@@ -623,3 +623,153 @@ int tc_hf_config_read(const cJSON *cfg, const char *path, tc_config *c, const tc
     }
     return TC_OK;
 }
+
+/* ---- Writing a config from the traits ------------------------------------------------- */
+
+static cJSON *rope_dict_of(const tc_rope *r, int partial_rotary, int head_dim)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "rope_type", tc_rope_kind_name(r->kind));
+    cJSON_AddNumberToObject(d, "rope_theta", r->theta);
+    if (partial_rotary && r->rot_dims != head_dim)
+        cJSON_AddNumberToObject(d, "partial_rotary_factor", (double)r->rot_dims / head_dim);
+    if (r->kind == TC_ROPE_DEFAULT)
+        return d;
+    cJSON_AddNumberToObject(d, "factor", r->factor);
+    if (r->kind == TC_ROPE_LINEAR || r->kind == TC_ROPE_DYNAMIC)
+        return d;
+    cJSON_AddNumberToObject(d, "original_max_position_embeddings", r->orig_max_pos);
+    if (r->kind == TC_ROPE_LLAMA3) {
+        cJSON_AddNumberToObject(d, "low_freq_factor", r->low_freq_factor);
+        cJSON_AddNumberToObject(d, "high_freq_factor", r->high_freq_factor);
+        return d;
+    }
+    cJSON_AddNumberToObject(d, "attention_factor", r->attn_factor);
+    if (r->kind == TC_ROPE_YARN) {
+        cJSON_AddNumberToObject(d, "beta_fast", r->beta_fast);
+        cJSON_AddNumberToObject(d, "beta_slow", r->beta_slow);
+        cJSON_AddBoolToObject(d, "truncate", r->truncate);
+        return d;
+    }
+    cJSON *sf = cJSON_AddArrayToObject(d, "short_factor"), *lf = cJSON_AddArrayToObject(d, "long_factor");
+    for (int i = 0; i < r->rot_dims / 2; i++) {
+        cJSON_AddItemToArray(sf, cJSON_CreateNumber(r->short_factor[i]));
+        cJSON_AddItemToArray(lf, cJSON_CreateNumber(r->long_factor[i]));
+    }
+    return d;
+}
+
+/* Does config b compute what a does (read back from the config written for a)? */
+static int same_function(const tc_config *a, const tc_config *b)
+{
+    tc_config x = *a, y = *b;
+    x.bos_id = y.bos_id = x.eos_id = y.eos_id = 0;
+    for (int k = 0; k < 2; k++) /* only dynamic rope reads max_pos */
+        if (x.t.rope[k].kind != TC_ROPE_DYNAMIC)
+            x.t.rope[k].max_pos = y.t.rope[k].max_pos = 0;
+    /* An unset attention scale is 1/sqrt(head_dim); Gemma's config holds it
+     * as query_pre_attn_scalar, which gives it back to a float's rounding. */
+    float sx = x.t.attn_scale != 0.0f ? x.t.attn_scale : 1.0f / sqrtf((float)x.head_dim);
+    float sy = y.t.attn_scale != 0.0f ? y.t.attn_scale : 1.0f / sqrtf((float)y.head_dim);
+    if (fabsf(sx - sy) > 1e-6f * sx)
+        return 0;
+    x.t.attn_scale = y.t.attn_scale = 0.0f;
+    if (!x.t.window) /* the local flags mean nothing without a window */
+        memset(x.t.local, 0, sizeof x.t.local), memset(y.t.local, 0, sizeof y.t.local);
+    return memcmp(&x, &y, sizeof x) == 0;
+}
+
+cJSON *tc_hf_config_build(const tc_config *c, tc_error *err)
+{
+    const hf_family *fam = NULL;
+    for (size_t i = 0; i < sizeof families / sizeof families[0] && !fam; i++)
+        if (families[i].arch == c->arch)
+            fam = &families[i];
+    if (!fam) {
+        tc_err(err, "tc does not write %s models as Hugging Face configs", tc_arch_name(c->arch));
+        return NULL;
+    }
+    const tc_traits *t = &c->t;
+    cJSON *cfg = cJSON_CreateObject();
+    if (!cfg) {
+        tc_err(err, "out of memory");
+        return NULL;
+    }
+    cJSON *archs = cJSON_AddArrayToObject(cfg, "architectures");
+    cJSON_AddItemToArray(archs, cJSON_CreateString(fam->cls));
+    cJSON_AddStringToObject(cfg, "model_type", fam->model_type);
+    cJSON_AddNumberToObject(cfg, "hidden_size", c->dim);
+    cJSON_AddNumberToObject(cfg, "intermediate_size", c->ffn_dim);
+    cJSON_AddNumberToObject(cfg, "num_hidden_layers", c->n_layers);
+    cJSON_AddNumberToObject(cfg, "num_attention_heads", c->n_heads);
+    cJSON_AddNumberToObject(cfg, "num_key_value_heads", c->n_kv_heads);
+    cJSON_AddNumberToObject(cfg, "head_dim", c->head_dim);
+    cJSON_AddNumberToObject(cfg, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(cfg, "max_position_embeddings", c->max_seq_len);
+    cJSON_AddNumberToObject(cfg, "rms_norm_eps", c->norm_eps);
+    cJSON_AddBoolToObject(cfg, "tie_word_embeddings", c->tied_embeddings);
+    cJSON_AddStringToObject(cfg, fam->act_key, tc_act_name(t->act));
+    if (fam->attention_bias_key)
+        cJSON_AddBoolToObject(cfg, "attention_bias", t->o_bias);
+    if (fam->mlp_bias_key)
+        cJSON_AddBoolToObject(cfg, "mlp_bias", t->mlp_bias);
+    if (c->bos_id >= 0)
+        cJSON_AddNumberToObject(cfg, "bos_token_id", c->bos_id);
+    if (c->eos_id >= 0)
+        cJSON_AddNumberToObject(cfg, "eos_token_id", c->eos_id);
+    if (fam->per_layer_rope) {
+        cJSON *rp = cJSON_AddObjectToObject(cfg, "rope_parameters");
+        cJSON_AddItemToObject(rp, "full_attention", rope_dict_of(&t->rope[0], 0, c->head_dim));
+        cJSON_AddItemToObject(rp, "sliding_attention", rope_dict_of(&t->rope[1], 0, c->head_dim));
+    } else {
+        cJSON_AddItemToObject(cfg, "rope_parameters", rope_dict_of(&t->rope[0], fam->partial_rotary, c->head_dim));
+        if (fam->arch == TC_ARCH_PHI3 && t->rope[0].kind != TC_ROPE_DEFAULT && t->rope[0].kind != TC_ROPE_LINEAR &&
+            t->rope[0].kind != TC_ROPE_DYNAMIC) /* phi3 reads the top-level key first */
+            cJSON_AddNumberToObject(cfg, "original_max_position_embeddings", t->rope[0].orig_max_pos);
+    }
+    if (fam->window != WIN_NONE) {
+        if (t->window > 0)
+            cJSON_AddNumberToObject(cfg, "sliding_window", t->window);
+        else
+            cJSON_AddNullToObject(cfg, "sliding_window");
+        if (fam->window == WIN_QWEN)
+            cJSON_AddBoolToObject(cfg, "use_sliding_window", t->window > 0);
+        if (fam->window == WIN_QWEN || fam->window == WIN_LAYER_TYPES) {
+            cJSON *lt = cJSON_AddArrayToObject(cfg, "layer_types");
+            for (int l = 0; l < c->n_layers; l++)
+                cJSON_AddItemToArray(lt, cJSON_CreateString(tc_layer_is_local(c, l) ? "sliding_attention"
+                                                                                   : "full_attention"));
+        }
+    }
+    if (fam->gemma) {
+        float s = t->attn_scale != 0.0f ? t->attn_scale : 1.0f / sqrtf((float)c->head_dim);
+        cJSON_AddNumberToObject(cfg, "query_pre_attn_scalar", floor(1.0 / ((double)s * s) + 0.5));
+        if (t->attn_softcap > 0)
+            cJSON_AddNumberToObject(cfg, "attn_logit_softcapping", t->attn_softcap);
+        else
+            cJSON_AddNullToObject(cfg, "attn_logit_softcapping");
+        if (t->final_softcap > 0)
+            cJSON_AddNumberToObject(cfg, "final_logit_softcapping", t->final_softcap);
+        else
+            cJSON_AddNullToObject(cfg, "final_logit_softcapping");
+    }
+    /* The config must read back as the same function: whatever the family's
+     * class cannot say (q/k norms on llama, post-norms outside Gemma, a window
+     * on some layers of Mistral...) is refused here rather than written. */
+    tc_config back;
+    const tc_naming *names;
+    char *ignored = NULL;
+    tc_error rerr = {{0}};
+    int ok = tc_hf_config_read(cfg, "(written)", &back, &names, &ignored, &rerr) == TC_OK;
+    free(ignored);
+    tc_config want = *c;
+    want.rope_layout = TC_ROPE_HALF; /* the writer stores rotate-half rows */
+    if (!ok || !same_function(&want, &back)) {
+        const char *trait = tc_traits_non_llama(c);
+        tc_err(err, "a %s Hugging Face config cannot express this model%s%s%s%s", fam->model_type,
+               trait ? " (" : "", trait ? trait : "", trait ? ")" : "", ok ? "" : rerr.msg);
+        cJSON_Delete(cfg);
+        return NULL;
+    }
+    return cfg;
+}

@@ -72,4 +72,10 @@ struct cJSON;
 int tc_hf_config_read(const struct cJSON *cfg, const char *path, tc_config *c, const tc_naming **names,
                       char **ignored, tc_error *err);
 
+/* A config.json for a model of this config, from its traits (for sources
+ * that are not Hugging Face directories); NULL with err set when the family's
+ * class cannot express it: the written config must read back as the same
+ * function. */
+struct cJSON *tc_hf_config_build(const tc_config *c, tc_error *err);
+
 #endif

@@ -64,10 +64,27 @@ static int fill_item(void *ctx, const tc_out_tensor *t, void *dst, tc_error *err
     const out_item *it = ctx;
     const tc_model_src *s = it->src;
     if (t->dtype != s->dtype && t->n_dims == 2 && s->encode) {
-        uint64_t nb;
-        if (tc_out_tensor_nbytes(t, &nb, err))
-            return TC_ERR;
-        return s->encode(s->ctx, it->layer, it->which, it->to, dst, nb, err);
+        if (!it->parts) {
+            uint64_t nb;
+            if (tc_out_tensor_nbytes(t, &nb, err))
+                return TC_ERR;
+            return s->encode(s->ctx, it->layer, it->which, it->to, dst, nb, err);
+        }
+        /* A fused tensor of encoded rows: each part's rows in turn (every
+         * type tc encodes is whole rows of blocks). */
+        uint8_t *p = dst;
+        for (int k = 0; k < it->parts; k++) {
+            tc_out_tensor part = *t;
+            int64_t shape[2];
+            tc_role_shape(&s->cfg, (tc_role)(it->which + k), shape);
+            part.shape[0] = shape[0];
+            uint64_t nb;
+            if (tc_out_tensor_nbytes(&part, &nb, err) ||
+                s->encode(s->ctx, it->layer, it->which + k, it->to, p, nb, err))
+                return TC_ERR;
+            p += nb;
+        }
+        return TC_OK;
     }
     uint64_t n = 1, bytes;
     for (int i = 0; i < t->n_dims; i++)
@@ -183,11 +200,14 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
             int parts = nm->fused_qkv && r == TC_WQ ? 3 : nm->fused_gate_up && r == TC_W_GATE ? 2 : 0;
             if ((nm->fused_qkv && (r == TC_WK || r == TC_WV)) || (nm->fused_gate_up && r == TC_W_UP))
                 continue;
-            if (parts && (stub || s->dtype_of)) {
+            int mixed = 0; /* the parts of a fused tensor share one stored type */
+            for (int k = 1; parts && s->dtype_of && k < parts; k++)
+                mixed |= s->dtype_of(s->ctx, l, r + k) != s->dtype_of(s->ctx, l, r);
+            if (parts && (stub || mixed)) {
                 free(t);
                 free(it);
                 return tc_err(err, "%s of fused-tensor models are not implemented",
-                              stub ? "stand-ins for dropped sub-layers" : "per-tensor types");
+                              stub ? "stand-ins for dropped sub-layers" : "parts of one fused tensor in different types");
             }
             if (!nm->role[r] && !parts) {
                 free(t);
@@ -243,41 +263,9 @@ static const char *dtype_json(tc_dtype d)
  * a plain model of the family needs. */
 static cJSON *hf_config_new(const tc_model_src *s, const char *path, tc_error *err)
 {
-    const tc_config *c = &s->cfg;
-    const char *trait = tc_traits_non_llama(c);
-    if (trait) {
-        tc_err(err, "%s: writing a Hugging Face config for a model with %s from a non-Hugging Face source is "
-               "not implemented", path, trait);
-        return NULL;
-    }
-    tc_hf_class hc;
-    if (tc_hf_class_of(c->arch, &hc)) {
-        tc_err(err, "%s: tc does not write %s models as Hugging Face directories", path, tc_arch_name(c->arch));
-        return NULL;
-    }
-    cJSON *cfg = cJSON_CreateObject();
-    if (!cfg) {
-        tc_err(err, "%s: out of memory", path);
-        return NULL;
-    }
-    cJSON *archs = cJSON_AddArrayToObject(cfg, "architectures");
-    cJSON_AddItemToArray(archs, cJSON_CreateString(hc.cls));
-    cJSON_AddStringToObject(cfg, "model_type", hc.model_type);
-    cJSON_AddNumberToObject(cfg, "hidden_size", c->dim);
-    cJSON_AddNumberToObject(cfg, "intermediate_size", c->ffn_dim);
-    cJSON_AddNumberToObject(cfg, "num_attention_heads", c->n_heads);
-    cJSON_AddNumberToObject(cfg, "num_key_value_heads", c->n_kv_heads);
-    cJSON_AddNumberToObject(cfg, "head_dim", c->head_dim);
-    cJSON_AddNumberToObject(cfg, "vocab_size", c->vocab_size);
-    cJSON_AddNumberToObject(cfg, "max_position_embeddings", c->max_seq_len);
-    cJSON_AddNumberToObject(cfg, "rms_norm_eps", c->norm_eps);
-    cJSON_AddNumberToObject(cfg, "rope_theta", c->t.rope[0].theta);
-    cJSON_AddBoolToObject(cfg, "tie_word_embeddings", c->tied_embeddings);
-    cJSON_AddStringToObject(cfg, "hidden_act", "silu");
-    if (c->bos_id >= 0)
-        cJSON_AddNumberToObject(cfg, "bos_token_id", c->bos_id);
-    if (c->eos_id >= 0)
-        cJSON_AddNumberToObject(cfg, "eos_token_id", c->eos_id);
+    cJSON *cfg = tc_hf_config_build(&s->cfg, err);
+    if (!cfg)
+        tc_err_prefix(err, "%s", path);
     return cfg;
 }
 
