@@ -23,7 +23,8 @@
  *
  * --families LIST (comma-separated, or "all") times instead the forward of
  * synthetic models of deep16's shape with each family's traits (llama,
- * mistral, qwen2, qwen3, gemma2, gemma3), best of --repeat each, and prints
+ * mistral, qwen2, qwen3, gemma2, gemma3, phi3; tc_synth_family), best of
+ * --repeat each, and prints
  * each one's tokens/s beside llama's.  Families with sliding windows get a
  * window of --window keys (default 128, half the default sequence) so that
  * the window changes the work. */
@@ -124,54 +125,6 @@ static int synthetic(tc_model *m, tc_error *err)
     spec.cfg.max_seq_len = 512;
     spec.seed = 1;
     return tc_synth_model(m, &spec, err);
-}
-
-/* deep16's shape with the traits of a family, as its Hugging Face config
- * gives them by default (windows shortened to `window` keys). */
-static int family_config(const char *name, int window, tc_config *c)
-{
-    *c = tc_synth_config(8, 256, 8, 4, 688, 512);
-    c->max_seq_len = 4096;
-    tc_traits *t = &c->t;
-    if (!strcmp(name, "llama"))
-        return 0;
-    if (!strcmp(name, "mistral")) {
-        c->arch = TC_ARCH_MISTRAL;
-        t->window = window;
-        memset(t->local, 1, (size_t)c->n_layers);
-        return 0;
-    }
-    if (!strcmp(name, "qwen2")) {
-        c->arch = TC_ARCH_QWEN2;
-        c->qkv_bias = 1;
-        return 0;
-    }
-    if (!strcmp(name, "qwen3")) {
-        c->arch = TC_ARCH_QWEN3;
-        t->qk_norm = 1;
-        return 0;
-    }
-    if (!strcmp(name, "gemma2") || !strcmp(name, "gemma3")) {
-        int g3 = name[5] == '3';
-        c->arch = g3 ? TC_ARCH_GEMMA3 : TC_ARCH_GEMMA2;
-        t->norm = TC_NORM_RMS_1P;
-        t->act = TC_ACT_GELU_TANH;
-        t->post_norms = 1;
-        t->qk_norm = g3;
-        t->attn_scale = 1.0f / 16.0f;
-        t->attn_softcap = g3 ? 0.0f : 50.0f;
-        t->final_softcap = g3 ? 0.0f : 30.0f;
-        t->embed_scale = 16.0f;
-        t->window = window;
-        for (int l = 0; l < c->n_layers; l++)
-            t->local[l] = (l + 1) % (g3 ? 6 : 2) != 0;
-        if (g3) {
-            t->rope[1] = t->rope[0];
-            t->rope[0].theta = 1e6;
-        }
-        return 0;
-    }
-    return -1;
 }
 
 /* Uniform in [-1, 1): splitmix64. */
@@ -293,7 +246,7 @@ static double sgemm_seconds(const tc_config *c, size_t T, int threads)
 /* --families: each family's forward beside llama's, same shape, same tokens. */
 static int bench_families(const bench_opts *o)
 {
-    static const char *const all[] = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3"};
+    static const char *const all[] = {"llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"};
     const char *names[16];
     int n = 0;
     char list[256];
@@ -324,9 +277,11 @@ static int bench_families(const bench_opts *o)
         tc_synth_spec spec;
         memset(&spec, 0, sizeof spec);
         spec.seed = 1;
-        if (family_config(names[i], o->window, &spec.cfg)) {
-            fprintf(stderr, "bench_forward: unknown family '%s' (llama, mistral, qwen2, qwen3, gemma2, gemma3)\n",
-                    names[i]);
+        tc_error ferr = {{0}};
+        spec.cfg = tc_synth_config(8, 256, 8, 4, 688, 512);
+        spec.cfg.max_seq_len = 4096;
+        if (tc_synth_family(&spec.cfg, names[i], o->window, &ferr)) {
+            fprintf(stderr, "bench_forward: %s\n", ferr.msg);
             rc = 2;
             break;
         }

@@ -196,7 +196,12 @@ const tc_naming *tc_naming_for(tc_format fmt, tc_arch arch)
     const tc_gguf_family *gf;
     switch (fmt) {
     case TC_FORMAT_HF:
-    case TC_FORMAT_MEMORY: return tc_hf_class_of(arch, &hc) == TC_OK ? hc.names : NULL;
+    case TC_FORMAT_MEMORY: /* tc's own: every role under its own name, nothing fused */
+        if (tc_hf_class_of(arch, &hc) != TC_OK)
+            return NULL;
+        if (fmt == TC_FORMAT_MEMORY && (hc.names->fused_qkv || hc.names->fused_gate_up))
+            return &tc_naming_hf;
+        return hc.names;
     case TC_FORMAT_GGUF: return (gf = tc_gguf_family_of(arch, 0)) ? gf->names : NULL;
     case TC_FORMAT_LLAMA2C: return &tc_naming_llama2c;
     }

@@ -20,6 +20,48 @@ tc_config tc_synth_config(int n_layers, int dim, int n_heads, int n_kv_heads, in
     return c;
 }
 
+int tc_synth_family(tc_config *c, const char *family, int window, tc_error *err)
+{
+    static const struct {
+        const char *name;
+        tc_arch arch;
+        int qkv_bias, qk_norm, gemma, window, pattern;
+    } rows[] = {
+        {"llama", TC_ARCH_LLAMA, 0, 0, 0, 0, 0},    {"mistral", TC_ARCH_MISTRAL, 0, 0, 0, 4096, 1},
+        {"qwen2", TC_ARCH_QWEN2, 1, 0, 0, 0, 0},    {"qwen3", TC_ARCH_QWEN3, 0, 1, 0, 0, 0},
+        {"gemma2", TC_ARCH_GEMMA2, 0, 0, 2, 4096, 2}, {"gemma3", TC_ARCH_GEMMA3, 0, 1, 3, 4096, 6},
+        {"phi3", TC_ARCH_PHI3, 0, 0, 0, 0, 0},
+    };
+    size_t i = 0;
+    while (i < sizeof rows / sizeof rows[0] && strcmp(rows[i].name, family) != 0)
+        i++;
+    if (i == sizeof rows / sizeof rows[0])
+        return tc_err(err, "unknown family '%.40s' (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3)", family);
+    tc_traits *t = &c->t;
+    double theta = t->rope[0].theta;
+    tc_traits_llama(t, theta, c->head_dim);
+    c->arch = rows[i].arch;
+    c->qkv_bias = rows[i].qkv_bias;
+    t->qk_norm = rows[i].qk_norm;
+    t->window = rows[i].window ? (window > 0 ? window : rows[i].window) : 0;
+    for (int l = 0; t->window && l < c->n_layers && l < TC_MAX_LAYERS; l++)
+        t->local[l] = rows[i].pattern == 1 || (l + 1) % rows[i].pattern != 0;
+    if (rows[i].gemma) {
+        t->norm = TC_NORM_RMS_1P;
+        t->act = TC_ACT_GELU_TANH;
+        t->post_norms = 1;
+        t->embed_scale = (float)sqrt((double)c->dim);
+        t->attn_softcap = rows[i].gemma == 2 ? 50.0f : 0.0f;
+        t->final_softcap = rows[i].gemma == 2 ? 30.0f : 0.0f;
+        c->tied_embeddings = 1;
+        if (rows[i].gemma == 3) {
+            t->rope[0].theta = 1000000.0;
+            t->rope[1] = tc_rope_default(10000.0, c->head_dim);
+        }
+    }
+    return TC_OK;
+}
+
 static uint64_t splitmix64(uint64_t *s)
 {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);

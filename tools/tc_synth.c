@@ -19,6 +19,9 @@ static void usage(void)
            "Shape (defaults in brackets):\n"
            "  --layers N [4]  --dim N [64]  --heads N [4]  --kv-heads N [2]  --ffn N [172]\n"
            "  --vocab N [512]  --context N [512]  --untied  --qkv-bias (a qwen2 model)\n"
+           "  --family F [llama]  llama, mistral, qwen2, qwen3, gemma2, gemma3 or phi3: that family's\n"
+           "                      traits as its Hugging Face config gives them by default\n"
+           "  --window N          the sliding window of mistral and gemma (their default: 4096)\n"
            "Content:\n"
            "  --seed S [1]\n"
            "  --weak-attn L,L,...   layers whose attention output projection is scaled by 1e-3\n"
@@ -48,7 +51,8 @@ static int parse_layers(const char *s, int n_layers, uint8_t *flags)
 int main(int argc, char **argv)
 {
     enum { OPT_LAYERS = CLI_OPT_TOOL_BASE, OPT_DIM, OPT_HEADS, OPT_KV, OPT_FFN, OPT_VOCAB, OPT_CONTEXT,
-           OPT_UNTIED, OPT_BIAS, OPT_SEED, OPT_WEAK_ATTN, OPT_WEAK_MLP, OPT_TERNARY, OPT_FORMAT, OPT_DTYPE };
+           OPT_UNTIED, OPT_BIAS, OPT_SEED, OPT_WEAK_ATTN, OPT_WEAK_MLP, OPT_TERNARY, OPT_FORMAT, OPT_DTYPE,
+           OPT_FAMILY, OPT_WINDOW };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         {"output", required_argument, 0, 'o'},  {"layers", required_argument, 0, OPT_LAYERS},
@@ -59,13 +63,15 @@ int main(int argc, char **argv)
         {"seed", required_argument, 0, OPT_SEED}, {"weak-attn", required_argument, 0, OPT_WEAK_ATTN},
         {"weak-mlp", required_argument, 0, OPT_WEAK_MLP}, {"ternary", no_argument, 0, OPT_TERNARY},
         {"format", required_argument, 0, OPT_FORMAT}, {"dtype", required_argument, 0, OPT_DTYPE},
+        {"family", required_argument, 0, OPT_FAMILY}, {"window", required_argument, 0, OPT_WINDOW},
         {0, 0, 0, 0},
     };
     cli_init();
     cli_common com = {0};
     long v[7] = {4, 64, 4, 2, 172, 512, 512}; /* layers dim heads kv ffn vocab context */
-    const char *out = NULL, *weak_attn = NULL, *weak_mlp = NULL;
+    const char *out = NULL, *weak_attn = NULL, *weak_mlp = NULL, *family = "llama";
     int untied = 0, bias = 0, ternary = 0, c, code;
+    long window = 0;
     long seed = 1;
     tc_format fmt = TC_FORMAT_GGUF;
     tc_dtype dtype = TC_F32;
@@ -90,6 +96,11 @@ int main(int argc, char **argv)
                 return cli_usage_error(TOOL, "bad seed '%s'", optarg);
             break;
         case OPT_WEAK_ATTN: weak_attn = optarg; break;
+        case OPT_FAMILY: family = optarg; break;
+        case OPT_WINDOW:
+            if ((window = cli_parse_long(optarg, 1, 1L << 30)) < 0)
+                return cli_usage_error(TOOL, "bad window '%s'", optarg);
+            break;
         case OPT_WEAK_MLP: weak_mlp = optarg; break;
         case OPT_FORMAT:
             if (strcmp(optarg, "hf") == 0) fmt = TC_FORMAT_HF;
@@ -118,9 +129,11 @@ int main(int argc, char **argv)
     };
     s.cfg.max_seq_len = (int)v[6];
     s.cfg.tied_embeddings = !untied;
-    s.cfg.qkv_bias = bias;
-    if (bias) /* q/k/v biases are Qwen2's architecture */
-        s.cfg.arch = TC_ARCH_QWEN2;
+    tc_error ferr = {{0}};
+    if (tc_synth_family(&s.cfg, bias ? "qwen2" : family, (int)window, &ferr))
+        return cli_usage_error(TOOL, "--family: %s", ferr.msg);
+    if (bias && strcmp(family, "llama") && strcmp(family, "qwen2"))
+        return cli_usage_error(TOOL, "--qkv-bias makes a qwen2 model; it does not combine with --family %s", family);
     uint8_t *wa = calloc((size_t)v[0], 1), *wm = calloc((size_t)v[0], 1);
     if (!wa || !wm || (weak_attn && parse_layers(weak_attn, (int)v[0], wa)) ||
         (weak_mlp && parse_layers(weak_mlp, (int)v[0], wm))) {
