@@ -1188,11 +1188,12 @@ static int gguf_encode(void *ctx, int layer, int which, tc_rope_layout to, void 
     return rc;
 }
 
-static int gguf_verify_tensor(qdrv *d, const tc_gguf *g, const tc_qtensor_report *r, int ri, tc_error *err)
+/* The file read back as a model (its view splits fused tensors into
+ * roles): each ternary tensor decodes to what was computed. */
+static int gguf_verify_tensor(qdrv *d, const tc_model *g, const tc_qtensor_report *r, int ri, tc_error *err)
 {
-    char name[160];
-    tc_naming_format(&tc_naming_gguf, (tc_role)r->role, r->layer, name, sizeof name);
-    const tc_tensor *t = tc_tensordir_find(&g->dir, name);
+    const tc_tensor *t = r->layer >= 0 && r->layer < g->cfg.n_layers ? g->layers[r->layer].w[r->role] : NULL;
+    const char *name = t ? t->name : r->name;
     if (!t || t->dtype != d->tq || t->n_dims != 2 || t->shape[0] != r->rows || t->shape[1] != r->cols)
         return tc_err(err, "%s: verification: tensor '%s' is missing or not %s", g->path, name,
                       tc_dtype_name(d->tq));
@@ -1219,14 +1220,14 @@ static int gguf_verify_tensor(qdrv *d, const tc_gguf *g, const tc_qtensor_report
 
 static int gguf_verify(qdrv *d, const char *path, tc_error *err)
 {
-    tc_gguf g;
-    if (tc_gguf_open(&g, path, err))
+    tc_model g;
+    if (tc_model_open(&g, path, err))
         return tc_err_prefix(err, "verification");
     int rc = TC_OK;
     for (size_t i = 0; i < d->rep.n_tensors && rc == TC_OK; i++)
         if (d->rep.tensors[i].ternary)
             rc = gguf_verify_tensor(d, &g, &d->rep.tensors[i], (int)i, err);
-    tc_gguf_close(&g);
+    tc_model_close(&g);
     return rc;
 }
 
