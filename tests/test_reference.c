@@ -237,7 +237,7 @@ done:
 
 /* The case written back as a Hugging Face directory by tc's writer (as
  * tc-prune writes one), into dir. */
-static int write_hf_copy(const ref_case *c, const char *dir, tc_error *err)
+static int write_hf_copy(const ref_case *c, const char *dir, int from_traits, tc_error *err)
 {
     tc_model m;
     if (tc_model_open(&m, c->dir, err))
@@ -245,11 +245,41 @@ static int write_hf_copy(const ref_case *c, const char *dir, tc_error *err)
     tc_model_copy cp = {.model = &m};
     tc_model_src src = {
         .cfg = m.cfg, .dtype = TC_BF16, .fill = tc_model_copy_fill, .ctx = &cp,
-        .hf_config = tc_model_hfdir(&m)->config, .name = "test",
+        .hf_config = from_traits ? NULL : tc_model_hfdir(&m)->config, .name = "test",
     };
     int rc = tc_model_write(dir, TC_FORMAT_HF, &src, err);
     tc_model_close(&m);
     return rc;
+}
+
+/* Beside a written checkpoint: tc's logits on it (tc_logits.f32, [n][vocab])
+ * and the tokens (tokens.json), for check_written.py. */
+static void save_tc_logits(const ref_case *c, const char *dir)
+{
+    ref_case w = *c;
+    snprintf(w.dir, sizeof w.dir, "%s", dir);
+    size_t n = (size_t)c->n_tokens * (size_t)c->vocab;
+    float *lg = calloc(n, sizeof *lg);
+    tc_error err = {{0}};
+    char path[4200];
+    if (lg && run_tc(&w, NULL, lg, &err) == TC_OK) {
+        snprintf(path, sizeof path, "%s/tc_logits.f32", dir);
+        FILE *f = fopen(path, "wb");
+        CHECK(f && fwrite(lg, sizeof *lg, n, f) == n);
+        if (f)
+            fclose(f);
+        snprintf(path, sizeof path, "%s/tokens.json", dir);
+        f = fopen(path, "w");
+        CHECK(f != NULL);
+        if (f) {
+            fprintf(f, "{\"case\": \"%s\", \"tokens\": [", c->name);
+            for (int t = 0; t < c->n_tokens; t++)
+                fprintf(f, "%s%d", t ? ", " : "", (int)c->tokens[t]);
+            fprintf(f, "]}\n");
+            fclose(f);
+        }
+    }
+    free(lg);
 }
 
 /* Every key of the source config.json comes out with the same value, but
@@ -585,15 +615,23 @@ int main(void)
     }
 
     printf("written back by tc's Hugging Face writer, reread\n");
+    /* TC_REFERENCE_OUT keeps what tc writes, for checking it with transformers
+     * itself (tests/reference/check_written.py). */
     char tmp[1024];
-    tu_tmpdir(tmp, sizeof tmp);
+    const char *keep = getenv("TC_REFERENCE_OUT");
+    if (keep && *keep) {
+        snprintf(tmp, sizeof tmp, "%s", keep);
+        mkdir(tmp, 0755);
+    } else {
+        tu_tmpdir(tmp, sizeof tmp);
+    }
     for (size_t i = 0; i < n_dirs && cases && loaded; i++) {
         if (!loaded[i])
             continue;
         char out[2048], why[256] = "";
         snprintf(out, sizeof out, "%s/%s", tmp, names[i]);
         tc_error err = {{0}};
-        if (write_hf_copy(&cases[i], out, &err)) {
+        if (write_hf_copy(&cases[i], out, 0, &err)) {
             CHECK_MSG(0, "case %s: writing it back failed: %s", names[i], err.msg);
             continue;
         }
@@ -604,6 +642,20 @@ int main(void)
         verdict v = evaluate(&copy, NULL);
         print_verdict(names[i], "rewritten", &v, v.pass ? "PASS" : "FAIL");
         CHECK_MSG(v.pass, "case %s rewritten by tc does not match transformers", names[i]);
+        if (keep && *keep)
+            save_tc_logits(&cases[i], out);
+        /* The config written from the traits alone (as for a GGUF source). */
+        snprintf(out, sizeof out, "%s/%s-traits", tmp, names[i]);
+        if (write_hf_copy(&cases[i], out, 1, &err)) {
+            CHECK_MSG(0, "case %s: writing a config from its traits failed: %s", names[i], err.msg);
+            continue;
+        }
+        snprintf(copy.dir, sizeof copy.dir, "%s", out);
+        v = evaluate(&copy, NULL);
+        print_verdict(names[i], "from traits", &v, v.pass ? "PASS" : "FAIL");
+        CHECK_MSG(v.pass, "case %s written from its traits does not match transformers", names[i]);
+        if (keep && *keep)
+            save_tc_logits(&cases[i], out);
     }
     /* Pruned as tc-prune writes it: Gemma's attention goes with its
      * post-norm, a whole block with its local-layer type.  The written
@@ -633,6 +685,8 @@ int main(void)
         if (!rc)
             rc = tc_prune_write(&m, &plan, out, TC_FORMAT_HF, &err);
         CHECK_MSG(rc == TC_OK, "%s pruned (%s): %s", names[i], prunes[k].list, err.msg);
+        if (rc == TC_OK && keep && *keep)
+            save_tc_logits(&cases[i], out);
         if (rc == TC_OK && tc_model_open(&pm, out, &err) == TC_OK) {
             /* The original with the plan as a skip mask, against the file. */
             tc_skip *skip = calloc((size_t)m.cfg.n_layers, sizeof *skip);
@@ -670,7 +724,8 @@ int main(void)
 
     char rm[1100];
     snprintf(rm, sizeof rm, "rm -rf '%s'", tmp);
-    CHECK(system(rm) == 0);
+    if (!(keep && *keep))
+        CHECK(system(rm) == 0);
 
     for (size_t k = 0; k < sizeof MUTATIONS / sizeof MUTATIONS[0]; k++) {
         const mutation *mu = &MUTATIONS[k];
