@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/wait.h>
 
+#include "tc/forward.h"
+
 static const char *llamacpp_package(char *buf, size_t n)
 {
     const char *env = getenv("TC_NODE_LLAMA_CPP");
@@ -100,6 +102,31 @@ static int llamacpp_greedy(const char *pkg, const char *script, int n_gen, const
     }
     int st = pclose(pipe);
     return i == n_models && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* tc's greedy continuation of BOS (token 1) on the file at path: n_gen ids
+ * into out; 0 on success. */
+static inline int llamacpp_tc_greedy(const char *path, int n_gen, int32_t *out)
+{
+    tc_error err = {{0}};
+    tc_model m;
+    if (tc_model_open(&m, path, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    tc_decoder *d = NULL;
+    tc_decoder_opts o = {.max_len = n_gen + 1};
+    size_t n = 0;
+    int32_t bos = 1;
+    tc_generate_opts g = {.temperature = 0, .stop_token = -1};
+    int rc = tc_decoder_new(&d, &m, &o, &err);
+    if (rc == TC_OK)
+        rc = tc_generate(d, &bos, 1, (size_t)n_gen, &g, out, &n, &err);
+    if (rc != TC_OK)
+        fprintf(stderr, "%s\n", err.msg);
+    tc_decoder_free(d);
+    tc_model_close(&m);
+    return rc == TC_OK && n == (size_t)n_gen ? 0 : -1;
 }
 
 #endif

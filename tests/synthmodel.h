@@ -197,6 +197,38 @@ static inline int sm_bind(const sm_model *sm, tc_model *m, tc_error *err)
     return tc_model_from_memory(m, &d, c, err);
 }
 
+/* Every trait switched on, for tests of the passes that apply them:
+ * Gemma-like (1 + w) norms, tanh GELU, softcaps and embedding scale, every
+ * bias, q/k and post norms, an attention scale, a window of `window` keys on
+ * the even layers with their own default rope of rot_dims / 2 + 2 pairs...
+ * and yarn on the odd layers over rot_dims dimensions (partial rotary).  The
+ * arch is one whose tensor names hold every role. */
+static inline void sm_all_traits(tc_config *c, int window, int rot_dims)
+{
+    c->arch = TC_ARCH_GEMMA2;
+    c->qkv_bias = 1;
+    tc_traits *t = &c->t;
+    t->norm = TC_NORM_RMS_1P;
+    t->act = TC_ACT_GELU_TANH;
+    t->o_bias = t->mlp_bias = t->qk_norm = t->post_norms = 1;
+    t->attn_scale = 0.3f;
+    t->attn_softcap = 2.0f;
+    t->final_softcap = 3.0f;
+    t->embed_scale = 2.5f;
+    t->window = window;
+    for (int l = 0; l < c->n_layers; l++)
+        t->local[l] = l % 2 == 0;
+    t->rope[0].kind = TC_ROPE_YARN;
+    t->rope[0].factor = 4.0;
+    t->rope[0].orig_max_pos = 8;
+    t->rope[0].beta_fast = 32.0;
+    t->rope[0].beta_slow = 1.0;
+    t->rope[0].truncate = 1;
+    t->rope[0].attn_factor = 1.1386;
+    t->rope[0].rot_dims = rot_dims;
+    t->rope[1] = tc_rope_default(500.0, rot_dims + 2 <= c->head_dim ? rot_dims + 2 : c->head_dim);
+}
+
 /* The awkward little shapes every test uses: dim 24, 3 heads sharing 1 kv
  * head of 8, ffn 40, vocab 37. */
 static inline tc_config sm_config_small(void)

@@ -852,29 +852,8 @@ out:
 static tc_config all_traits_config(void)
 {
     tc_config c = tc_synth_config(4, 32, 4, 2, 48, 41);
-    c.arch = TC_ARCH_GEMMA2; /* the naming that holds every role */
     c.max_seq_len = 64;
-    c.qkv_bias = 1;
-    tc_traits *t = &c.t;
-    t->norm = TC_NORM_RMS_1P;
-    t->act = TC_ACT_GELU_TANH;
-    t->o_bias = t->mlp_bias = t->qk_norm = t->post_norms = 1;
-    t->attn_scale = 0.3f;
-    t->attn_softcap = 2.0f;
-    t->final_softcap = 3.0f;
-    t->embed_scale = 2.5f;
-    t->window = 5;
-    for (int l = 0; l < c.n_layers; l++)
-        t->local[l] = l % 2 == 0;
-    t->rope[0].kind = TC_ROPE_YARN;
-    t->rope[0].factor = 4.0;
-    t->rope[0].orig_max_pos = 8;
-    t->rope[0].beta_fast = 32.0;
-    t->rope[0].beta_slow = 1.0;
-    t->rope[0].truncate = 1;
-    t->rope[0].attn_factor = 1.1386;
-    t->rope[0].rot_dims = 6;
-    t->rope[1] = tc_rope_default(500.0, 8);
+    sm_all_traits(&c, 5, 6);
     return c;
 }
 

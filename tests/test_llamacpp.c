@@ -13,30 +13,6 @@
 
 #define N_GEN 32
 
-/* tc's greedy continuation of BOS on the file at path. */
-static int tc_greedy(const char *path, int32_t *out)
-{
-    tc_error err = {{0}};
-    tc_model m;
-    if (tc_model_open(&m, path, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    tc_decoder *d = NULL;
-    tc_decoder_opts o = {.max_len = 64};
-    size_t n = 0;
-    int32_t bos = 1;
-    tc_generate_opts g = {.temperature = 0, .stop_token = -1};
-    int rc = tc_decoder_new(&d, &m, &o, &err);
-    if (rc == TC_OK)
-        rc = tc_generate(d, &bos, 1, N_GEN, &g, out, &n, &err);
-    if (rc != TC_OK)
-        fprintf(stderr, "%s\n", err.msg);
-    tc_decoder_free(d);
-    tc_model_close(&m);
-    return rc == TC_OK && n == N_GEN ? 0 : -1;
-}
-
 typedef struct variant {
     const char *name, *list;
 } variant;
@@ -96,7 +72,7 @@ int main(void)
         CHECK_MSG(n_out[i] == N_GEN, "%s: llama.cpp could not run it", VARIANTS[i].name);
         if (n_out[i] != N_GEN)
             continue;
-        if (tc_greedy(paths[i], want) != 0) {
+        if (llamacpp_tc_greedy(paths[i], N_GEN, want) != 0) {
             CHECK_MSG(0, "%s: tc could not decode it", VARIANTS[i].name);
             continue;
         }

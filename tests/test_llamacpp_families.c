@@ -147,30 +147,6 @@ static int write_case(const char *root, const char *name, const tc_gguf *vocab, 
     return rc;
 }
 
-/* tc's greedy continuation of BOS on the file. */
-static int tc_greedy(const char *path, int32_t *out)
-{
-    tc_error err = {{0}};
-    tc_model m;
-    if (tc_model_open(&m, path, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    tc_decoder *d = NULL;
-    tc_decoder_opts o = {.max_len = N_GEN + 1};
-    size_t n = 0;
-    int32_t bos = 1;
-    tc_generate_opts g = {.temperature = 0, .stop_token = -1};
-    int rc = tc_decoder_new(&d, &m, &o, &err);
-    if (rc == TC_OK)
-        rc = tc_generate(d, &bos, 1, N_GEN, &g, out, &n, &err);
-    if (rc != TC_OK)
-        fprintf(stderr, "%s\n", err.msg);
-    tc_decoder_free(d);
-    tc_model_close(&m);
-    return rc == TC_OK && n == N_GEN ? 0 : -1;
-}
-
 int main(void)
 {
     char pkg[1024], script[1024], tmp[256];
@@ -209,7 +185,7 @@ int main(void)
     CHECK_MSG(llamacpp_greedy(pkg, script, N_GEN, files, n_cases, outs, n_out) == 0, "node did not run every file");
     for (size_t i = 0; i < n_cases; i++) {
         int32_t want[N_GEN];
-        if (tc_greedy(paths[i], want) != 0) {
+        if (llamacpp_tc_greedy(paths[i], N_GEN, want) != 0) {
             CHECK_MSG(0, "%s: tc could not decode its own file", cases[i]);
             continue;
         }

@@ -13,6 +13,7 @@
  *     --compare's original perplexity equals tc-run --ppl's and
  *     tc-analyze's on the same windows; a truncated file fails with exit 1
  *     and a sentence naming it). */
+#include "synthmodel.h"
 #include "testutil.h"
 
 #include <stdint.h>
@@ -96,26 +97,7 @@ static void fp32_logits(const tc_model *m, float *out)
 static tc_synth_spec spec_all_traits(void)
 {
     tc_synth_spec s = spec_of(1);
-    s.cfg.arch = TC_ARCH_GEMMA2;
-    tc_traits *t = &s.cfg.t;
-    t->norm = TC_NORM_RMS_1P;
-    t->act = TC_ACT_GELU_TANH;
-    t->o_bias = t->mlp_bias = t->qk_norm = t->post_norms = 1;
-    t->attn_scale = 0.2f;
-    t->attn_softcap = 3.0f;
-    t->final_softcap = 4.0f;
-    t->embed_scale = 1.5f;
-    t->window = 6;
-    t->local[0] = 1;
-    t->rope[0].kind = TC_ROPE_YARN;
-    t->rope[0].factor = 4.0;
-    t->rope[0].orig_max_pos = 8;
-    t->rope[0].beta_fast = 32.0;
-    t->rope[0].beta_slow = 1.0;
-    t->rope[0].truncate = 1;
-    t->rope[0].attn_factor = 1.1386;
-    t->rope[0].rot_dims = 12;
-    t->rope[1] = tc_rope_default(500.0, 16);
+    sm_all_traits(&s.cfg, 6, 12);
     return s;
 }
 
