@@ -44,10 +44,11 @@ typedef struct hf_family {
     int gemma;              /* (1+w) norms, sqrt(dim) embedding scale, post-norms, query_pre_attn_scalar */
     double attn_softcap_default, final_softcap_default;
     int partial_rotary;     /* the family applies partial_rotary_factor */
+    int phi3_rope;          /* Phi-3's rope conventions: a top-level original_max_position_embeddings that wins,
+                               and "su" / "yarn" as older names of longrope */
     int per_layer_rope;     /* rope_parameters may hold full_attention / sliding_attention dicts */
     double local_theta_default;
     double theta_default;
-    const char *const *keys; /* the class's keys that tc treats as inert */
 } hf_family;
 
 /* Keys of the generic PretrainedConfig and of the families' classes that do
@@ -62,21 +63,34 @@ static const char *const inert_keys[] = {
     "rope_theta", "rope_scaling", "rope_parameters", NULL,
 };
 
+/* Each row: what transformers' class for the family computes by default.
+ * Fields not named are 0: no bias keys, no window, no q/k norms, plain
+ * norms, no softcaps, whole-head rope of base 10000. */
 static const hf_family families[] = {
-    {"llama", "LlamaForCausalLM", TC_ARCH_LLAMA, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_NONE, 0, 0, 0, 1, 1, 0, 0,
-     0, 0, 0, 0, 0, 10000.0, NULL},
-    {"mistral", "MistralForCausalLM", TC_ARCH_MISTRAL, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_ALL, 4096, 0, 0, 0, 0,
-     0, 0, 0, 0, 0, 0, 0, 10000.0, NULL},
-    {"qwen2", "Qwen2ForCausalLM", TC_ARCH_QWEN2, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_QWEN, 4096, 0, 1, 0, 0, 0,
-     0, 0, 0, 0, 0, 0, 10000.0, NULL},
-    {"qwen3", "Qwen3ForCausalLM", TC_ARCH_QWEN3, &tc_naming_hf, "hidden_act", "silu", 0, 1e-6, WIN_QWEN, 4096, 0, 0, 1, 0, 1,
-     0, 0, 0, 0, 0, 0, 10000.0, NULL},
-    {"gemma2", "Gemma2ForCausalLM", TC_ARCH_GEMMA2, &tc_naming_hf_gemma, "hidden_activation", "gelu_pytorch_tanh", 1, 1e-6,
-     WIN_LAYER_TYPES, 4096, 2, 0, 1, 0, 0, 1, 50.0, 30.0, 0, 0, 0, 10000.0, NULL},
-    {"gemma3_text", "Gemma3ForCausalLM", TC_ARCH_GEMMA3, &tc_naming_hf_gemma, "hidden_activation", "gelu_pytorch_tanh", 1, 1e-6,
-     WIN_LAYER_TYPES, 4096, 6, 0, 1, 0, 1, 1, 0, 0, 0, 1, 10000.0, 1000000.0, NULL},
-    {"phi3", "Phi3ForCausalLM", TC_ARCH_PHI3, &tc_naming_hf_phi3, "hidden_act", "silu", 0, 1e-5, WIN_ALL, 0, 0, 0, 0, 0, 0, 0,
-     0, 0, 1, 0, 0, 10000.0, NULL},
+    {.model_type = "llama", .cls = "LlamaForCausalLM", .arch = TC_ARCH_LLAMA, .names = &tc_naming_hf,
+     .act_key = "hidden_act", .act_default = "silu", .eps_default = 1e-6, .window = WIN_NONE,
+     .attention_bias_key = 1, .mlp_bias_key = 1, .theta_default = 10000.0},
+    {.model_type = "mistral", .cls = "MistralForCausalLM", .arch = TC_ARCH_MISTRAL, .names = &tc_naming_hf,
+     .act_key = "hidden_act", .act_default = "silu", .eps_default = 1e-6, .window = WIN_ALL,
+     .window_default = 4096, .theta_default = 10000.0},
+    {.model_type = "qwen2", .cls = "Qwen2ForCausalLM", .arch = TC_ARCH_QWEN2, .names = &tc_naming_hf,
+     .act_key = "hidden_act", .act_default = "silu", .eps_default = 1e-6, .window = WIN_QWEN,
+     .window_default = 4096, .qkv_bias_always = 1, .theta_default = 10000.0},
+    {.model_type = "qwen3", .cls = "Qwen3ForCausalLM", .arch = TC_ARCH_QWEN3, .names = &tc_naming_hf,
+     .act_key = "hidden_act", .act_default = "silu", .eps_default = 1e-6, .window = WIN_QWEN,
+     .window_default = 4096, .attention_bias_key = 1, .qk_norm = 1, .theta_default = 10000.0},
+    {.model_type = "gemma2", .cls = "Gemma2ForCausalLM", .arch = TC_ARCH_GEMMA2, .names = &tc_naming_hf_gemma,
+     .act_key = "hidden_activation", .act_default = "gelu_pytorch_tanh", .tied_default = 1, .eps_default = 1e-6,
+     .window = WIN_LAYER_TYPES, .window_default = 4096, .window_pattern = 2, .attention_bias_key = 1,
+     .gemma = 1, .attn_softcap_default = 50.0, .final_softcap_default = 30.0, .theta_default = 10000.0},
+    {.model_type = "gemma3_text", .cls = "Gemma3ForCausalLM", .arch = TC_ARCH_GEMMA3,
+     .names = &tc_naming_hf_gemma, .act_key = "hidden_activation", .act_default = "gelu_pytorch_tanh",
+     .tied_default = 1, .eps_default = 1e-6, .window = WIN_LAYER_TYPES, .window_default = 4096,
+     .window_pattern = 6, .attention_bias_key = 1, .qk_norm = 1, .gemma = 1, .per_layer_rope = 1,
+     .local_theta_default = 10000.0, .theta_default = 1000000.0},
+    {.model_type = "phi3", .cls = "Phi3ForCausalLM", .arch = TC_ARCH_PHI3, .names = &tc_naming_hf_phi3,
+     .act_key = "hidden_act", .act_default = "silu", .eps_default = 1e-5, .window = WIN_ALL,
+     .partial_rotary = 1, .phi3_rope = 1, .theta_default = 10000.0},
 };
 
 int tc_hf_class_of(tc_arch a, tc_hf_class *out)
@@ -239,7 +253,7 @@ static int read_rope(const reader *r, const cJSON *d, double theta, int rot_dims
             return tc_err(r->err, "%s/config.json: rope_type is not a string", r->path);
         const char *name = ty->valuestring;
         /* Phi-3's older names for longrope. */
-        if (r->fam->arch == TC_ARCH_PHI3 && (strcmp(name, "su") == 0 || strcmp(name, "yarn") == 0))
+        if (r->fam->phi3_rope && (strcmp(name, "su") == 0 || strcmp(name, "yarn") == 0))
             name = "longrope";
         if (tc_rope_kind_from_name(name, &rp->kind))
             return tc_err(r->err, "%s/config.json: rope_type '%.40s' is not implemented (tc implements default, "
@@ -325,7 +339,8 @@ static const cJSON *rope_dict(const cJSON *cfg)
 {
     const cJSON *rp = get(cfg, "rope_parameters");
     const cJSON *rs = get(cfg, "rope_scaling");
-    return rs ? rs : rp; /* transformers: rope_scaling or rope_parameters */
+    /* transformers: `rope_scaling or rope_parameters`, an empty dict being false */
+    return rs && !(cJSON_IsObject(rs) && !rs->child) ? rs : rp;
 }
 
 static int read_ropes(const reader *r, tc_config *c, int rot_dims)
@@ -335,7 +350,7 @@ static int read_ropes(const reader *r, tc_config *c, int rot_dims)
     int orig_top = 0;
     if (get_num(r, r->cfg, "rope_theta", fam->theta_default, &theta))
         return TC_ERR;
-    if (fam->arch == TC_ARCH_PHI3 && get_int(r, r->cfg, "original_max_position_embeddings", 0, 0, &orig_top))
+    if (fam->phi3_rope && get_int(r, r->cfg, "original_max_position_embeddings", 0, 0, &orig_top))
         return TC_ERR;
     const cJSON *d = rope_dict(r->cfg);
     if (fam->per_layer_rope) {
@@ -347,20 +362,35 @@ static int read_ropes(const reader *r, tc_config *c, int rot_dims)
         double local_theta = 0;
         if (get_num(r, r->cfg, "rope_local_base_freq", fam->local_theta_default, &local_theta))
             return TC_ERR;
-        if (rp && !full && !slide && !rs)
-            full = rp; /* a single dict: the global layers' */
-        if (rs)
-            full = rs;
         if (rp && cJSON_IsObject(rp)) {
+            /* transformers reads only the two layer types' dicts of Gemma 3;
+             * anything else in rope_parameters would be silently dropped. */
             const cJSON *it;
             cJSON_ArrayForEach(it, rp) {
-                if (strcmp(it->string, "full_attention") && strcmp(it->string, "sliding_attention") && full != rp)
+                if (strcmp(it->string, "full_attention") && strcmp(it->string, "sliding_attention"))
                     return tc_err(r->err, "%s/config.json: rope_parameters key '%.40s' is neither full_attention "
-                                  "nor sliding_attention", r->path, it->string);
+                                  "nor sliding_attention, which %s reads", r->path, it->string, fam->model_type);
             }
         }
-        return read_rope(r, full, theta, rot_dims, c->max_seq_len, 0, &c->t.rope[0]) ||
-               read_rope(r, slide, local_theta, rot_dims, c->max_seq_len, 0, &c->t.rope[1]);
+        cJSON *merged = NULL;
+        if (rs && cJSON_IsObject(rs) && rs->child) {
+            /* transformers updates the global layers' dict with it. */
+            merged = full ? cJSON_Duplicate(full, 1) : cJSON_CreateObject();
+            const cJSON *it;
+            cJSON_ArrayForEach(it, rs) {
+                if (merged) {
+                    cJSON_DeleteItemFromObjectCaseSensitive(merged, it->string);
+                    cJSON_AddItemToObject(merged, it->string, cJSON_Duplicate(it, 1));
+                }
+            }
+            if (!merged)
+                return tc_err(r->err, "%s: out of memory", r->path);
+            full = merged;
+        }
+        int rc = read_rope(r, full, theta, rot_dims, c->max_seq_len, 0, &c->t.rope[0]) ||
+                 read_rope(r, slide, local_theta, rot_dims, c->max_seq_len, 0, &c->t.rope[1]);
+        cJSON_Delete(merged);
+        return rc;
     }
     if (read_rope(r, d, theta, rot_dims, c->max_seq_len, orig_top, &c->t.rope[0]))
         return TC_ERR;
@@ -611,7 +641,7 @@ int tc_hf_config_read(const cJSON *cfg, const char *path, tc_config *c, const tc
     size_t cap = 0, n = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, cfg) {
-        if (in_list(inert_keys, it->string) || in_list(read_keys, it->string) || in_list(fam->keys, it->string))
+        if (in_list(inert_keys, it->string) || in_list(read_keys, it->string))
             continue;
         size_t k = strlen(it->string) + 2;
         char *grown = realloc(*ignored, cap + k + 1);
@@ -723,7 +753,7 @@ cJSON *tc_hf_config_build(const tc_config *c, tc_error *err)
         cJSON_AddItemToObject(rp, "sliding_attention", rope_dict_of(&t->rope[1], 0, c->head_dim));
     } else {
         cJSON_AddItemToObject(cfg, "rope_parameters", rope_dict_of(&t->rope[0], fam->partial_rotary, c->head_dim));
-        if (fam->arch == TC_ARCH_PHI3 && t->rope[0].kind != TC_ROPE_DEFAULT && t->rope[0].kind != TC_ROPE_LINEAR &&
+        if (fam->phi3_rope && t->rope[0].kind != TC_ROPE_DEFAULT && t->rope[0].kind != TC_ROPE_LINEAR &&
             t->rope[0].kind != TC_ROPE_DYNAMIC) /* phi3 reads the top-level key first */
             cJSON_AddNumberToObject(cfg, "original_max_position_embeddings", t->rope[0].orig_max_pos);
     }
