@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "tc/checked.h"
+#include "tc/ggml_quants.h"
 #include "tc/ggml_ternary.h"
 
 static const struct {
@@ -15,6 +16,10 @@ static const struct {
     [TC_I16] = {"I16", 1, 2},      [TC_I32] = {"I32", 1, 4},     [TC_I64] = {"I64", 1, 8},
     [TC_BOOL] = {"BOOL", 1, 1},    [TC_Q8_0] = {"Q8_0", 32, 34}, [TC_TQ1_0] = {"TQ1_0", 256, 54},
     [TC_TQ2_0] = {"TQ2_0", 256, 66},
+    [TC_Q4_0] = {"Q4_0", 32, 18},  [TC_Q4_1] = {"Q4_1", 32, 20},  [TC_Q5_0] = {"Q5_0", 32, 22},
+    [TC_Q5_1] = {"Q5_1", 32, 24},  [TC_Q2_K] = {"Q2_K", 256, 84}, [TC_Q3_K] = {"Q3_K", 256, 110},
+    [TC_Q4_K] = {"Q4_K", 256, 144}, [TC_Q5_K] = {"Q5_K", 256, 176}, [TC_Q6_K] = {"Q6_K", 256, 210},
+    [TC_IQ4_NL] = {"IQ4_NL", 32, 18}, [TC_IQ4_XS] = {"IQ4_XS", 256, 136},
 };
 
 const char *tc_dtype_name(tc_dtype t)
@@ -59,8 +64,8 @@ int tc_dtype_span(tc_dtype t, uint64_t n, uint64_t *bytes, tc_error *err)
 
 int tc_dtype_is_float_convertible(tc_dtype t)
 {
-    return t == TC_F32 || t == TC_F16 || t == TC_BF16 || t == TC_F64 || t == TC_Q8_0 || t == TC_TQ1_0 ||
-           t == TC_TQ2_0;
+    return t == TC_F32 || t == TC_F16 || t == TC_BF16 || t == TC_F64 || t == TC_TQ1_0 || t == TC_TQ2_0 ||
+           tc_ggml_quant_is(t);
 }
 
 float tc_f16_to_f32(uint16_t h)
@@ -214,16 +219,6 @@ int tc_convert_to_f32(tc_dtype t, const void *src, uint64_t n, float *dst, tc_er
             dst[i] = (float)d;
         }
         return TC_OK;
-    case TC_Q8_0:
-        if (n % 32)
-            return tc_err(err, "Q8_0 tensor of %llu elements is not whole blocks", (unsigned long long)n);
-        for (uint64_t b = 0; b < n / 32; b++) {
-            const uint8_t *blk = p + 34 * b;
-            float d = tc_f16_to_f32(load_u16(blk));
-            for (int i = 0; i < 32; i++)
-                dst[32 * b + (uint64_t)i] = d * (float)(int8_t)blk[2 + i];
-        }
-        return TC_OK;
     case TC_TQ1_0:
     case TC_TQ2_0:
         /* Blocks are independent, so the tensor decodes as one long row. */
@@ -231,6 +226,8 @@ int tc_convert_to_f32(tc_dtype t, const void *src, uint64_t n, float *dst, tc_er
             return tc_err(err, "%s tensor is too large", tc_dtype_name(t));
         return tc_ggml_ternary_dequantize(t, p, (int64_t)n, dst, err);
     default:
+        if (tc_ggml_quant_is(t))
+            return tc_ggml_quant_dequantize(t, p, n, dst, err);
         return tc_err(err, "cannot convert %s to fp32", tc_dtype_name(t));
     }
 }

@@ -21,6 +21,18 @@ typedef enum tc_dtype {
     TC_Q8_0,  /* ggml: blocks of 32 int8 with one f16 scale (34 bytes) */
     TC_TQ1_0, /* ggml ternary, 256-weight blocks, 54 bytes */
     TC_TQ2_0, /* ggml ternary, 256-weight blocks, 66 bytes */
+    /* ggml's other block types (tc/ggml_quants.h): weights per block, bytes */
+    TC_Q4_0,   /* 32, 18 */
+    TC_Q4_1,   /* 32, 20 */
+    TC_Q5_0,   /* 32, 22 */
+    TC_Q5_1,   /* 32, 24 */
+    TC_Q2_K,   /* 256, 84 */
+    TC_Q3_K,   /* 256, 110 */
+    TC_Q4_K,   /* 256, 144 */
+    TC_Q5_K,   /* 256, 176 */
+    TC_Q6_K,   /* 256, 210 */
+    TC_IQ4_NL, /* 32, 18 */
+    TC_IQ4_XS, /* 256, 136 */
     TC_DTYPE_COUNT
 } tc_dtype;
 
