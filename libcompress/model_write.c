@@ -745,3 +745,53 @@ int tc_model_copy_fill(void *ctx, int layer, int which, float *dst, uint64_t n, 
                       (unsigned long long)t->n_elements, (unsigned long long)n);
     return tc_tensor_to_f32(t, dst, err);
 }
+
+static const tc_tensor *copy_source(const tc_model_copy *cp, int layer, int which)
+{
+    const tc_model *m = cp->model;
+    if (layer < 0)
+        return which == TC_G_EMBD ? m->tok_embd : which == TC_G_OUT_NORM ? m->out_norm : m->output;
+    int src_layer = cp->keep ? cp->keep[layer] : layer;
+    return m->layers[src_layer].w[which];
+}
+
+tc_dtype tc_model_copy_dtype(void *ctx, int layer, int which)
+{
+    const tc_model_copy *cp = ctx;
+    const tc_tensor *t = copy_source(cp, layer, which);
+    uint32_t ggml;
+    if (!t || t->n_dims != 2 || tc_gguf_ggml_from_dtype(t->dtype, &ggml) || !tc_dtype_is_float_convertible(t->dtype))
+        return cp->float_dtype;
+    return t->dtype;
+}
+
+int tc_model_copy_encode(void *ctx, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
+                         tc_error *err)
+{
+    const tc_model_copy *cp = ctx;
+    const tc_tensor *t = copy_source(cp, layer, which);
+    if (!t || t->nbytes != nbytes)
+        return tc_err(err, "%s: no source of %llu bytes for layer %d %s", cp->model->path, (unsigned long long)nbytes,
+                      layer, layer < 0 ? "global" : tc_role_name((tc_role)which));
+    const tc_config *c = &cp->model->cfg;
+    int is_qk = layer >= 0 && (which == TC_WQ || which == TC_WK);
+    if (!is_qk || c->rope_layout == to) {
+        memcpy(dst, t->data, (size_t)nbytes);
+        return TC_OK;
+    }
+    /* Rows are whole blocks: the permutation moves rows of bytes. */
+    int heads = which == TC_WQ ? c->n_heads : c->n_kv_heads;
+    uint64_t row = nbytes / (uint64_t)t->shape[0];
+    uint8_t *out = dst;
+    size_t hd = (size_t)c->head_dim, half = hd / 2;
+    for (int h = 0; h < heads; h++)
+        for (size_t i = 0; i < half; i++) {
+            size_t a0 = 2 * i, a1 = 2 * i + 1, h0 = i, h1 = i + half;
+            size_t s0 = c->rope_layout == TC_ROPE_ADJACENT ? a0 : h0, s1 = c->rope_layout == TC_ROPE_ADJACENT ? a1 : h1;
+            size_t d0 = to == TC_ROPE_ADJACENT ? a0 : h0, d1 = to == TC_ROPE_ADJACENT ? a1 : h1;
+            size_t base = (size_t)h * hd;
+            memcpy(out + (base + d0) * row, t->data + (base + s0) * row, (size_t)row);
+            memcpy(out + (base + d1) * row, t->data + (base + s1) * row, (size_t)row);
+        }
+    return TC_OK;
+}

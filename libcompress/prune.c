@@ -420,7 +420,7 @@ int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, 
                     "this %s model with q/k/v biases; drop whole blocks, or write HF (--format hf)", path,
                     tc_arch_name(m->cfg.arch));
     } else {
-        tc_model_copy cp = {.model = m, .keep = keep};
+        tc_model_copy cp = {.model = m, .keep = keep, .float_dtype = matrix_dtype(m)};
         tc_model_src src = {
             .cfg = m->cfg,
             .drop_attn = any_a ? da : NULL,
@@ -433,6 +433,12 @@ int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, 
             .hf_src_dir = tc_model_hfdir(m) ? tc_model_hfdir(m)->path : NULL,
             .name = "tc-prune",
         };
+        /* GGUF holds ggml's block types: quantized matrices go out as they
+         * came, byte for byte. */
+        if (fmt == TC_FORMAT_GGUF) {
+            src.dtype_of = tc_model_copy_dtype;
+            src.encode = tc_model_copy_encode;
+        }
         src.cfg.n_layers = k;
         /* Per-layer traits follow their layers. */
         memset(src.cfg.t.local, 0, sizeof src.cfg.t.local);

@@ -52,10 +52,21 @@ int tc_model_write(const char *path, tc_format fmt, const tc_model_src *src, tc_
  * layers: keep[i] = source layer of output layer i). */
 typedef struct tc_model_copy {
     const tc_model *model;
-    const int *keep; /* NULL: every layer */
+    const int *keep;      /* NULL: every layer */
+    tc_dtype float_dtype; /* tc_model_copy_dtype's answer for matrices not of a ggml block type */
 } tc_model_copy;
 
 int tc_model_copy_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_error *err);
+
+/* For a GGUF output: the stored type of a source matrix when GGUF can hold
+ * it (F32, F16, BF16, ggml's block types: kept as it is), else the copy's
+ * float_dtype (the float path, which must be the source's
+ * tc_model_src.dtype); and the encoder that copies such a matrix's bytes
+ * unchanged, its rows reordered only where the rope layout of Q or K
+ * differs.  Pruning a quantized GGUF therefore requantizes nothing. */
+tc_dtype tc_model_copy_dtype(void *ctx, int layer, int which);
+int tc_model_copy_encode(void *ctx, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
+                         tc_error *err);
 
 /* The rope layout a format stores Q/K rows in. */
 tc_rope_layout tc_format_rope_layout(tc_format fmt, tc_arch arch);
