@@ -248,6 +248,8 @@ int tc_convert_from_f32(tc_dtype t, const float *src, uint64_t n, void *dst, tc_
         }
         return TC_OK;
     default:
+        if (tc_ggml_quant_can_encode(t))
+            return tc_ggml_quant_quantize(t, src, n, dst, err);
         return tc_err(err, "cannot write %s from fp32", tc_dtype_name(t));
     }
 }

@@ -5,6 +5,7 @@
  * byte offsets with explicit little-endian loads, never through structs. */
 #include "tc/ggml_quants.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "tc/dtype.h"
@@ -338,5 +339,300 @@ int tc_ggml_quant_dequantize(tc_dtype t, const void *src, uint64_t n, float *dst
     for (uint64_t b = 0; b < n / be; b++)
         if (f(p + b * bb, dst + b * be))
             return tc_err(err, "%s block %llu has an infinite or NaN scale", tc_dtype_name(t), (unsigned long long)b);
+    return TC_OK;
+}
+
+/* ---- Encoding: ggml's reference quantizers (no importance matrix) ----------------
+ * The same arithmetic in the same order, so that the bytes are those
+ * llama.cpp's quantize_row_*_ref writes for the same input. */
+
+/* Round to nearest, ties to even, by the float magic number ggml uses. */
+static int nearest_int(float f)
+{
+    float v = f + 12582912.f;
+    int32_t i;
+    memcpy(&i, &v, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void enc_q8_0(const float *x, uint8_t *b)
+{
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++)
+        amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    const float d = amax / 127;
+    const float id = d ? 1.0f / d : 0.0f;
+    put16(b, tc_f32_to_f16(d));
+    for (int j = 0; j < 32; ++j)
+        b[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+}
+
+static void enc_q4_0(const float *x, uint8_t *b)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < 32; j++)
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    const float d = max / -8;
+    const float id = d ? 1.0f / d : 0.0f;
+    put16(b, tc_f32_to_f16(d));
+    for (int j = 0; j < 16; ++j) {
+        const float x0 = x[j] * id, x1 = x[16 + j] * id;
+        int8_t i0 = (int8_t)(x0 + 8.5f), i1 = (int8_t)(x1 + 8.5f);
+        const uint8_t xi0 = (uint8_t)(i0 < 15 ? i0 : 15), xi1 = (uint8_t)(i1 < 15 ? i1 : 15);
+        b[2 + j] = (uint8_t)(xi0 | xi1 << 4);
+    }
+}
+
+static int clampi(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* A scale and a min for n weights on levels 0..nmax, weighted least squares
+ * over nstep + 1 candidate scales (ggml's make_qkx2_quants). */
+static float qkx2(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, uint8_t *Laux,
+                  float rmin, float rdelta, int nstep)
+{
+    float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < n; ++i) {
+        if (x[i] < min)
+            min = x[i];
+        if (x[i] > max)
+            max = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0)
+        min = 0;
+    if (max == min) {
+        memset(L, 0, (size_t)n);
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min), scale = 1 / iscale, best_error = 0;
+    for (int i = 0; i < n; ++i) {
+        L[i] = (uint8_t)clampi(nearest_int(iscale * (x[i] - min)), 0, nmax);
+        float diff = scale * L[i] + min - x[i];
+        best_error += w[i] * (diff * diff);
+    }
+    for (int is = 0; is <= nstep; ++is) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = clampi(nearest_int(iscale * (x[i] - min)), 0, nmax);
+            Laux[i] = (uint8_t)l;
+            sum_l += w[i] * l;
+            sum_l2 += w[i] * l * l;
+            sum_xl += w[i] * l * x[i];
+        }
+        float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (!(D > 0))
+            continue;
+        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+        float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+        if (this_min > 0) {
+            this_min = 0;
+            this_scale = sum_xl / sum_l2;
+        }
+        float cur_error = 0;
+        for (int i = 0; i < n; ++i) {
+            float diff = this_scale * Laux[i] + this_min - x[i];
+            cur_error += w[i] * (diff * diff);
+        }
+        if (cur_error < best_error) {
+            memcpy(L, Laux, (size_t)n);
+            best_error = cur_error;
+            scale = this_scale;
+            min = this_min;
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+static void enc_q4_k(const float *x, uint8_t *b)
+{
+    uint8_t L[QK_K], Laux[32];
+    float weights[32], mins[QK_K / 32], scales[QK_K / 32], max_scale = 0, max_min = 0;
+    for (int j = 0; j < QK_K / 32; ++j) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; ++l)
+            sum_x2 += x[32 * j + l] * x[32 * j + l];
+        float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; ++l)
+            weights[l] = av_x + fabsf(x[32 * j + l]);
+        scales[j] = qkx2(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20);
+        max_scale = scales[j] > max_scale ? scales[j] : max_scale;
+        max_min = mins[j] > max_min ? mins[j] : max_min;
+    }
+    uint8_t *sc12 = b + 4, *q = b + 16;
+    memset(sc12, 0, 12);
+    float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f, inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    for (int j = 0; j < QK_K / 32; ++j) {
+        uint8_t ls = (uint8_t)nearest_int(inv_scale * scales[j]), lm = (uint8_t)nearest_int(inv_min * mins[j]);
+        ls = ls < 63 ? ls : 63;
+        lm = lm < 63 ? lm : 63;
+        if (j < 4) {
+            sc12[j] = ls;
+            sc12[j + 4] = lm;
+        } else {
+            sc12[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+            sc12[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            sc12[j - 0] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    uint16_t hd = tc_f32_to_f16(max_scale / 63.f), hm = tc_f32_to_f16(max_min / 63.f);
+    put16(b, hd);
+    put16(b + 2, hm);
+    for (int j = 0; j < QK_K / 32; ++j) {
+        uint8_t sc, m;
+        scale_min_k4(j, sc12, &sc, &m);
+        const float d = tc_f16_to_f32(hd) * sc;
+        if (!d)
+            continue;
+        const float dm = tc_f16_to_f32(hm) * m;
+        for (int ii = 0; ii < 32; ++ii)
+            L[32 * j + ii] = (uint8_t)clampi(nearest_int((x[32 * j + ii] + dm) / d), 0, 15);
+    }
+    for (int j = 0; j < QK_K; j += 64) {
+        for (int l = 0; l < 32; ++l)
+            q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+        q += 32;
+    }
+}
+
+/* A symmetric scale for n weights on levels -nmax..nmax-1, weighted by x^2,
+ * refined over 18 nearby scales (ggml's make_qx_quants, rmse_type 1). */
+static float qx(int n, int nmax, const float *x, int8_t *L)
+{
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; ++i)
+        if (fabsf(x[i]) > amax) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    if (amax < 1e-15f) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = -nmax / max, sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = (int8_t)(l + nmax);
+        float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 ? sumlx / suml2 : 0.0f, best = scale * sumlx;
+    for (int is = -9; is <= 9; ++is) {
+        if (is == 0)
+            continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+            float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; ++i)
+                L[i] = (int8_t)(nmax + clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1));
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+static void enc_q6_k(const float *x, uint8_t *b)
+{
+    int8_t L[QK_K];
+    float scales[QK_K / 16], max_scale = 0, max_abs_scale = 0;
+    for (int ib = 0; ib < QK_K / 16; ++ib) {
+        scales[ib] = qx(16, 32, x + 16 * ib, L + 16 * ib);
+        if (fabsf(scales[ib]) > max_abs_scale) {
+            max_abs_scale = fabsf(scales[ib]);
+            max_scale = scales[ib];
+        }
+    }
+    memset(b, 0, 210);
+    if (max_abs_scale < 1e-15f) {
+        put16(b + 208, tc_f32_to_f16(0.f));
+        return;
+    }
+    int8_t *sc = (int8_t *)(b + 192);
+    float iscale = -128.f / max_scale;
+    uint16_t hd = tc_f32_to_f16(1 / iscale);
+    put16(b + 208, hd);
+    for (int ib = 0; ib < QK_K / 16; ++ib) {
+        int v = nearest_int(iscale * scales[ib]);
+        sc[ib] = (int8_t)(v < 127 ? v : 127);
+    }
+    for (int j = 0; j < QK_K / 16; ++j) {
+        float d = tc_f16_to_f32(hd) * sc[j];
+        if (!d)
+            continue;
+        for (int ii = 0; ii < 16; ++ii)
+            L[16 * j + ii] = (int8_t)(clampi(nearest_int(x[16 * j + ii] / d), -32, 31) + 32);
+    }
+    uint8_t *ql = b, *qh = b + 128;
+    for (int j = 0; j < QK_K; j += 128) {
+        for (int l = 0; l < 32; ++l) {
+            const uint8_t q1 = L[j + l + 0] & 0xF, q2 = L[j + l + 32] & 0xF;
+            const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+            ql[l + 0] = (uint8_t)(q1 | (q3 << 4));
+            ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
+            qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
+                              ((L[j + l + 96] >> 4) << 6));
+        }
+        ql += 64;
+        qh += 32;
+    }
+}
+
+typedef void (*enc_fn)(const float *x, uint8_t *block);
+
+static enc_fn encoder(tc_dtype t)
+{
+    switch (t) {
+    case TC_Q8_0: return enc_q8_0;
+    case TC_Q4_0: return enc_q4_0;
+    case TC_Q4_K: return enc_q4_k;
+    case TC_Q6_K: return enc_q6_k;
+    default: return NULL;
+    }
+}
+
+int tc_ggml_quant_can_encode(tc_dtype t)
+{
+    return encoder(t) != NULL;
+}
+
+int tc_ggml_quant_quantize(tc_dtype t, const float *src, uint64_t n, void *dst, tc_error *err)
+{
+    enc_fn f = encoder(t);
+    uint64_t be = tc_dtype_block_elems(t), bb = tc_dtype_block_bytes(t);
+    if (!f)
+        return tc_err(err, "tc does not write %s", tc_dtype_name(t));
+    if (n % be)
+        return tc_err(err, "%llu weights are not whole %s blocks of %llu", (unsigned long long)n, tc_dtype_name(t),
+                      (unsigned long long)be);
+    for (uint64_t b = 0; b < n / be; b++) {
+        for (uint64_t i = 0; i < be; i++)
+            if (!isfinite(src[b * be + i]))
+                return tc_err(err, "a weight to write as %s is not finite (block %llu)", tc_dtype_name(t),
+                              (unsigned long long)b);
+        f(src + b * be, (uint8_t *)dst + b * bb);
+    }
     return TC_OK;
 }

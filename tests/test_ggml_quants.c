@@ -75,8 +75,40 @@ int main(void)
             free(bad);
             free(scratch);
         }
+        /* The types tc writes: ggml's reference bytes from the same inputs. */
+        const tc_tensor *in = find(&g, TYPES[i], "in");
+        if (in && tc_ggml_quant_can_encode(blocks->dtype)) {
+            uint8_t *enc = malloc(blocks->nbytes);
+            CHECK_OK(tc_convert_from_f32(blocks->dtype, (const float *)in->data, in->n_elements, enc, &err), &err);
+            uint64_t bb = tc_dtype_block_bytes(blocks->dtype), nb = blocks->nbytes / bb, same = 0;
+            for (uint64_t k = 0; k < nb; k++)
+                same += memcmp(enc + k * bb, blocks->data + k * bb, (size_t)bb) == 0;
+            CHECK_MSG(same == nb, "%s: %llu of %llu blocks differ from ggml's quantization", TYPES[i],
+                      (unsigned long long)(nb - same), (unsigned long long)nb);
+            printf("%-7s written by tc: %llu of %llu blocks equal to ggml's\n", TYPES[i], (unsigned long long)same,
+                   (unsigned long long)nb);
+            free(enc);
+        }
         free(got);
         free(want);
+    }
+    /* The written types again on 64 more varied rows (six decades of scale,
+     * all-positive, constant, outlier, sparse and all-negative rows). */
+    static const char *const WRITTEN[] = {"Q8_0", "Q4_0", "Q4_K", "Q6_K"};
+    for (size_t i = 0; i < sizeof WRITTEN / sizeof WRITTEN[0]; i++) {
+        const tc_tensor *in = find(&g, WRITTEN[i], "enc_in"), *blocks = find(&g, WRITTEN[i], "enc_blocks");
+        if (!in || !blocks)
+            continue;
+        uint8_t *enc = malloc(blocks->nbytes);
+        CHECK_OK(tc_convert_from_f32(blocks->dtype, (const float *)in->data, in->n_elements, enc, &err), &err);
+        uint64_t bb = tc_dtype_block_bytes(blocks->dtype), nb = blocks->nbytes / bb, same = 0;
+        for (uint64_t k = 0; k < nb; k++)
+            same += memcmp(enc + k * bb, blocks->data + k * bb, (size_t)bb) == 0;
+        CHECK_MSG(same == nb, "%s: %llu of %llu blocks of the varied rows differ from ggml's", WRITTEN[i],
+                  (unsigned long long)(nb - same), (unsigned long long)nb);
+        printf("%-7s written by tc, varied rows: %llu of %llu blocks equal to ggml's\n", WRITTEN[i],
+               (unsigned long long)same, (unsigned long long)nb);
+        free(enc);
     }
     tc_gguf_close(&g);
     return tu_finish("test_ggml_quants");

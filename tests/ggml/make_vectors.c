@@ -52,6 +52,37 @@ int main(int argc, char **argv) {
         gguf_add_tensor(g, tq);
         gguf_add_tensor(g, to);
     }
+    /* The types tc writes, on 64 more varied rows of 256: scales over six
+     * decades, all-positive rows, constant rows, rows with one outlier. */
+    enum ggml_type wtypes[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    const int64_t WK = 256, WR = 64;
+    float *wx = malloc(WK * WR * sizeof *wx);
+    for (int64_t r = 0; r < WR; r++) {
+        double scale = pow(10.0, -4.0 + 6.0 * (double)r / (double)(WR - 1));
+        for (int64_t k = 0; k < WK; k++) {
+            double v = (uni() + uni() + uni() + uni() - 2.0) * scale;
+            if (r % 8 == 1) v = fabs(v) + 0.1 * scale;          /* all positive */
+            if (r % 8 == 2) v = 0.37 * scale;                   /* constant */
+            if (r % 8 == 3 && k == 77) v = 50.0 * scale;        /* an outlier */
+            if (r % 8 == 4 && k % 3 == 0) v = 0.0;              /* many zeros */
+            if (r % 8 == 5) v = -fabs(v);                       /* all negative */
+            wx[r * WK + k] = (float)v;
+        }
+    }
+    for (size_t i = 0; i < sizeof wtypes / sizeof wtypes[0]; i++) {
+        enum ggml_type t = wtypes[i];
+        char name[64];
+        struct ggml_tensor *tin = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, WK, WR);
+        snprintf(name, sizeof name, "%s.enc_in", ggml_type_name(t));
+        ggml_set_name(tin, name);
+        memcpy(tin->data, wx, WK * WR * sizeof *wx);
+        struct ggml_tensor *tq = ggml_new_tensor_2d(ctx, t, WK, WR);
+        snprintf(name, sizeof name, "%s.enc_blocks", ggml_type_name(t));
+        ggml_set_name(tq, name);
+        ggml_quantize_chunk(t, wx, tq->data, 0, WR, WK, NULL);
+        gguf_add_tensor(g, tin);
+        gguf_add_tensor(g, tq);
+    }
     if (!gguf_write_to_file(g, out, false)) { fprintf(stderr, "write failed\n"); return 1; }
     printf("wrote %s\n", out);
     return 0;

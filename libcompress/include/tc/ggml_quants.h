@@ -18,4 +18,10 @@ int tc_ggml_quant_is(tc_dtype t);
  * infinite or NaN fails with a message naming it. */
 int tc_ggml_quant_dequantize(tc_dtype t, const void *src, uint64_t n, float *dst, tc_error *err);
 
+/* The types tc writes (Q8_0, Q4_0, Q4_K, Q6_K), with ggml's reference
+ * rounding and no importance matrix: the bytes llama.cpp's quantizer writes
+ * for the same floats.  Weights that are not finite are refused. */
+int tc_ggml_quant_can_encode(tc_dtype t);
+int tc_ggml_quant_quantize(tc_dtype t, const float *src, uint64_t n, void *dst, tc_error *err);
+
 #endif
