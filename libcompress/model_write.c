@@ -755,11 +755,20 @@ static const tc_tensor *copy_source(const tc_model_copy *cp, int layer, int whic
     return m->layers[src_layer].w[which];
 }
 
+/* Can a matrix of this shape be stored as type t (whole blocks per row)? */
+static int rows_fit(const tc_tensor *t, tc_dtype d)
+{
+    return t->n_dims == 2 && t->shape[1] % (int64_t)tc_dtype_block_elems(d) == 0;
+}
+
 tc_dtype tc_model_copy_dtype(void *ctx, int layer, int which)
 {
     const tc_model_copy *cp = ctx;
     const tc_tensor *t = copy_source(cp, layer, which);
     uint32_t ggml;
+    if (t && layer >= 0 && tc_role_is_linear(which) && cp->matrices != TC_DTYPE_COUNT &&
+        rows_fit(t, cp->matrices))
+        return cp->matrices;
     if (!t || t->n_dims != 2 || tc_gguf_ggml_from_dtype(t->dtype, &ggml) || !tc_dtype_is_float_convertible(t->dtype))
         return cp->float_dtype;
     return t->dtype;
@@ -770,11 +779,36 @@ int tc_model_copy_encode(void *ctx, int layer, int which, tc_rope_layout to, voi
 {
     const tc_model_copy *cp = ctx;
     const tc_tensor *t = copy_source(cp, layer, which);
-    if (!t || t->nbytes != nbytes)
+    if (!t || (t->nbytes != nbytes && tc_model_copy_dtype(ctx, layer, which) == t->dtype))
         return tc_err(err, "%s: no source of %llu bytes for layer %d %s", cp->model->path, (unsigned long long)nbytes,
                       layer, layer < 0 ? "global" : tc_role_name((tc_role)which));
     const tc_config *c = &cp->model->cfg;
     int is_qk = layer >= 0 && (which == TC_WQ || which == TC_WK);
+    tc_dtype want = tc_model_copy_dtype(ctx, layer, which);
+    if (want != t->dtype) {
+        /* Converted: the input's values, in the target's rope layout, encoded. */
+        uint64_t n = t->n_elements;
+        float *f = malloc(n ? (size_t)n * sizeof *f : 1), *p = is_qk && c->rope_layout != to ? malloc((size_t)n * sizeof *p) : NULL;
+        int rc = !f || (is_qk && c->rope_layout != to && !p) ? tc_err(err, "%s: out of memory", cp->model->path) : TC_OK;
+        if (rc == TC_OK)
+            rc = tc_tensor_to_f32(t, f, err);
+        if (rc == TC_OK && p) {
+            tc_rope_permute_rows(f, p, which == TC_WQ ? c->n_heads : c->n_kv_heads, c->head_dim, (int)t->shape[1],
+                                 c->rope_layout, to);
+            float *swap = f;
+            f = p;
+            p = swap;
+        }
+        uint64_t want_bytes = 0;
+        if (rc == TC_OK && (tc_dtype_span(want, n, &want_bytes, err) || want_bytes != nbytes))
+            rc = rc ? rc : tc_err(err, "%s: internal: %s of %llu bytes", cp->model->path, tc_dtype_name(want),
+                                  (unsigned long long)nbytes);
+        if (rc == TC_OK)
+            rc = tc_convert_from_f32(want, f, n, dst, err);
+        free(f);
+        free(p);
+        return rc;
+    }
     if (!is_qk || c->rope_layout == to) {
         memcpy(dst, t->data, (size_t)nbytes);
         return TC_OK;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "model_internal.h"
+#include "tc/ggml_quants.h"
 #include "tc/hfdir.h"
 #include "tc/model_write.h"
 
@@ -386,6 +387,18 @@ static tc_dtype matrix_dtype(const tc_model *m)
 int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, tc_format fmt,
                    tc_error *err)
 {
+    return tc_prune_write_as(m, p, path, fmt, TC_DTYPE_COUNT, err);
+}
+
+int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *path, tc_format fmt,
+                      tc_dtype matrices, tc_error *err)
+{
+    if (matrices != TC_DTYPE_COUNT && fmt != TC_FORMAT_GGUF)
+        return tc_err(err, "%s: storing the matrices as %s needs a GGUF output", path, tc_dtype_name(matrices));
+    if (matrices != TC_DTYPE_COUNT && matrices != TC_F32 && matrices != TC_F16 && matrices != TC_BF16 &&
+        !tc_ggml_quant_can_encode(matrices))
+        return tc_err(err, "%s: tc writes matrices as F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K, not %s", path,
+                      tc_dtype_name(matrices));
     const int n = m->cfg.n_layers;
     if (p->n_layers != n)
         return tc_err(err, "%s: the plan covers %d layers but the model has %d", m->path, p->n_layers, n);
@@ -420,7 +433,7 @@ int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, 
                     "this %s model with q/k/v biases; drop whole blocks, or write HF (--format hf)", path,
                     tc_arch_name(m->cfg.arch));
     } else {
-        tc_model_copy cp = {.model = m, .keep = keep, .float_dtype = matrix_dtype(m)};
+        tc_model_copy cp = {.model = m, .keep = keep, .float_dtype = matrix_dtype(m), .matrices = matrices};
         tc_model_src src = {
             .cfg = m->cfg,
             .drop_attn = any_a ? da : NULL,

@@ -104,6 +104,49 @@ static int llamacpp_greedy(const char *pkg, const char *script, int n_gen, const
     return i == n_models && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
+/* Share of positions where tc's argmax, given llama.cpp's tokens so far,
+ * equals llama.cpp's next token; *near (may be NULL) gets the share where
+ * tc's logit of llama.cpp's token is within `tie` of tc's largest (a near
+ * tie that llama.cpp's 8-bit activations can break the other way). */
+static inline double llamacpp_tc_agreement_near(const char *path, const int32_t *ids, int n, double tie,
+                                                double *near)
+{
+    tc_error err = {{0}};
+    tc_model m;
+    if (tc_model_open(&m, path, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    tc_decoder *d = NULL;
+    tc_decoder_opts o = {.max_len = n + 2};
+    float *logits = malloc((size_t)m.cfg.vocab_size * sizeof *logits);
+    int agree = 0, close = 0, rc = tc_decoder_new(&d, &m, &o, &err);
+    int32_t prev = 1;
+    for (int i = 0; rc == TC_OK && i < n; i++) {
+        rc = tc_decoder_step(d, prev, logits, &err);
+        int best = 0;
+        for (int v = 1; v < m.cfg.vocab_size; v++)
+            if (logits[v] > logits[best])
+                best = v;
+        agree += best == ids[i];
+        close += ids[i] >= 0 && ids[i] < m.cfg.vocab_size && logits[best] - logits[ids[i]] <= tie;
+        prev = ids[i];
+    }
+    if (rc != TC_OK)
+        fprintf(stderr, "%s\n", err.msg);
+    free(logits);
+    tc_decoder_free(d);
+    tc_model_close(&m);
+    if (near)
+        *near = rc == TC_OK ? (double)close / n : -1;
+    return rc == TC_OK ? (double)agree / n : -1;
+}
+
+static inline double llamacpp_tc_agreement(const char *path, const int32_t *ids, int n)
+{
+    return llamacpp_tc_agreement_near(path, ids, n, 0.0, NULL);
+}
+
 /* tc's greedy continuation of BOS (token 1) on the file at path: n_gen ids
  * into out; 0 on success. */
 static inline int llamacpp_tc_greedy(const char *path, int n_gen, int32_t *out)

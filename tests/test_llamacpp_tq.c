@@ -18,38 +18,6 @@
 
 #define N_GEN 48
 
-/* Share of positions where tc's argmax, given llama.cpp's tokens so far,
- * equals llama.cpp's next token. */
-static double agreement(const char *path, const int32_t *ids, int n)
-{
-    tc_error err = {{0}};
-    tc_model m;
-    if (tc_model_open(&m, path, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    tc_decoder *d = NULL;
-    tc_decoder_opts o = {.max_len = N_GEN + 2};
-    float *logits = malloc((size_t)m.cfg.vocab_size * sizeof *logits);
-    int agree = 0, rc = tc_decoder_new(&d, &m, &o, &err);
-    int32_t prev = 1;
-    for (int i = 0; rc == TC_OK && i < n; i++) {
-        rc = tc_decoder_step(d, prev, logits, &err);
-        int best = 0;
-        for (int v = 1; v < m.cfg.vocab_size; v++)
-            if (logits[v] > logits[best])
-                best = v;
-        agree += best == ids[i];
-        prev = ids[i];
-    }
-    if (rc != TC_OK)
-        fprintf(stderr, "%s\n", err.msg);
-    free(logits);
-    tc_decoder_free(d);
-    tc_model_close(&m);
-    return rc == TC_OK ? (double)agree / n : -1;
-}
-
 int main(void)
 {
     char vocab_path[512], pkg[1024], script[1024], dir[256];
@@ -101,7 +69,7 @@ int main(void)
         CHECK_MSG(n_out[f] == N_GEN, "TQ%d_0: llama.cpp did not run the file", f + 1);
         if (n_out[f] != N_GEN)
             continue;
-        double a = agreement(tq[f], ids[f], N_GEN);
+        double a = llamacpp_tc_agreement(tq[f], ids[f], N_GEN);
         printf("TQ%d_0: top-1 agreement of tc with llama.cpp's greedy continuation: %.1f%% of %d positions\n",
                f + 1, 100 * a, N_GEN);
         CHECK_MSG(a >= 0.9, "TQ%d_0: agreement %.3f is below 0.9", f + 1, a);

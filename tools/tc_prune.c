@@ -47,6 +47,9 @@ static void usage(void)
            "  -o, --output OUT   the pruned checkpoint (a directory for HF); never the input\n"
            "  --format F         hf, gguf or llama2c (default: the input's format); llama2.c\n"
            "                     holds whole-block drops only\n"
+           "  --type T           GGUF: store the linear layers as q8_0, q4_0, q4_k, q6_k (ggml's\n"
+           "                     reference rounding), f16, bf16 or f32 where their rows are whole\n"
+           "                     blocks of it (default: every tensor keeps its input type, byte for byte)\n"
            "  --dry-run          print the plan and stop\n"
            "  --context N        context length the FLOPs estimate assumes (default: the model's)\n"
            "  --eval FILE        after writing, compare the pruned checkpoint with the original on\n"
@@ -65,15 +68,16 @@ static void usage(void)
 
 enum {
     OPT_DROP_ATTN = CLI_OPT_TOOL_BASE, OPT_DROP_MLP, OPT_DROP_BLOCKS, OPT_JOINT, OPT_LAYERS, OPT_KEEP_FIRST,
-    OPT_KEEP_LAST, OPT_CRITERION, OPT_ITERATIVE, OPT_REPORT, OPT_FORMAT, OPT_DRY_RUN, OPT_CONTEXT, OPT_EVAL,
+    OPT_KEEP_LAST, OPT_CRITERION, OPT_ITERATIVE, OPT_REPORT, OPT_FORMAT, OPT_TYPE, OPT_DRY_RUN, OPT_CONTEXT, OPT_EVAL,
 };
 
 typedef struct args {
     cli_common com;
     cli_calib cal;
-    const char *model, *output, *layers, *report, *eval, *format;
+    const char *model, *output, *layers, *report, *eval, *format, *type;
     tc_prune_opts po;
     int iterative, dry_run, context, have_calib;
+    tc_dtype matrices; /* --type, or TC_DTYPE_COUNT */
 } args;
 
 static int parse_count(const char *opt, const char *v, int *out)
@@ -104,7 +108,7 @@ static int parse_args(int argc, char **argv, args *a)
         {"criterion", required_argument, 0, OPT_CRITERION},
         {"iterative", no_argument, 0, OPT_ITERATIVE},
         {"report", required_argument, 0, OPT_REPORT},
-        {"format", required_argument, 0, OPT_FORMAT},
+        {"format", required_argument, 0, OPT_FORMAT}, {"type", required_argument, 0, OPT_TYPE},
         {"dry-run", no_argument, 0, OPT_DRY_RUN},
         {"context", required_argument, 0, OPT_CONTEXT},
         {"eval", required_argument, 0, OPT_EVAL},
@@ -139,6 +143,7 @@ static int parse_args(int argc, char **argv, args *a)
         case OPT_ITERATIVE: a->iterative = 1; break;
         case OPT_REPORT: a->report = optarg; break;
         case OPT_FORMAT: a->format = optarg; break;
+        case OPT_TYPE: a->type = optarg; break;
         case OPT_DRY_RUN: a->dry_run = 1; break;
         case OPT_EVAL: a->eval = optarg; break;
         default: return cli_usage_error(TOOL, "unknown option");
@@ -164,6 +169,18 @@ static int parse_args(int argc, char **argv, args *a)
         return cli_usage_error(TOOL, "choosing what to drop needs --report FILE or --calib FILE");
     if (a->format && strcmp(a->format, "hf") && strcmp(a->format, "gguf") && strcmp(a->format, "llama2c"))
         return cli_usage_error(TOOL, "--format is hf, gguf or llama2c, not '%s'", a->format);
+    a->matrices = TC_DTYPE_COUNT;
+    if (a->type) {
+        char up[16];
+        size_t k = 0;
+        for (; a->type[k] && k + 1 < sizeof up; k++)
+            up[k] = (char)(a->type[k] >= 'a' && a->type[k] <= 'z' ? a->type[k] - 'a' + 'A' : a->type[k]);
+        up[k] = '\0';
+        if (tc_dtype_from_name(up, &a->matrices) ||
+            !(a->matrices == TC_F32 || a->matrices == TC_F16 || a->matrices == TC_BF16 || a->matrices == TC_Q8_0 ||
+              a->matrices == TC_Q4_0 || a->matrices == TC_Q4_K || a->matrices == TC_Q6_K))
+            return cli_usage_error(TOOL, "--type is q8_0, q4_0, q4_k, q6_k, f16, bf16 or f32, not '%s'", a->type);
+    }
     return -1;
 }
 
@@ -420,7 +437,7 @@ int main(int argc, char **argv)
         if (strcmp(a.output, a.model) == 0)
             rc = tc_err(&err, "%s: the output would overwrite the input", a.output);
         else
-            rc = tc_prune_write(&m, &p, a.output, out_format(&a, &m), &err);
+            rc = tc_prune_write_as(&m, &p, a.output, out_format(&a, &m), a.matrices, &err);
         if (rc == TC_OK && !a.com.quiet && !a.com.json)
             fprintf(stderr, "wrote %s\n", a.output);
         if (rc == TC_OK && json)

@@ -54,6 +54,8 @@ typedef struct tc_model_copy {
     const tc_model *model;
     const int *keep;      /* NULL: every layer */
     tc_dtype float_dtype; /* tc_model_copy_dtype's answer for matrices not of a ggml block type */
+    tc_dtype matrices;    /* GGUF: the linear layers' stored type (Q8_0, Q4_0, Q4_K, Q6_K, F16, ...);
+                             TC_DTYPE_COUNT keeps each one's input type */
 } tc_model_copy;
 
 int tc_model_copy_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_error *err);
@@ -63,7 +65,10 @@ int tc_model_copy_fill(void *ctx, int layer, int which, float *dst, uint64_t n, 
  * float_dtype (the float path, which must be the source's
  * tc_model_src.dtype); and the encoder that copies such a matrix's bytes
  * unchanged, its rows reordered only where the rope layout of Q or K
- * differs.  Pruning a quantized GGUF therefore requantizes nothing. */
+ * differs.  Pruning a quantized GGUF therefore requantizes nothing.  With
+ * `matrices` set, the linear layers whose rows are whole blocks of that type
+ * are stored in it instead (converted from the input's values, unless they
+ * are of that type already); the others keep the input's. */
 tc_dtype tc_model_copy_dtype(void *ctx, int layer, int which);
 int tc_model_copy_encode(void *ctx, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
                          tc_error *err);

@@ -93,6 +93,13 @@ void tc_prune_skip_mask(const tc_prune_plan *p, tc_skip *skip);
 int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, tc_format fmt,
                    tc_error *err);
 
+/* The same, GGUF only, with the linear layers stored as `matrices` (Q8_0,
+ * Q4_0, Q4_K, Q6_K with ggml's reference rounding, or F32/F16/BF16) where
+ * their rows are whole blocks of it; the rest, embeddings and head among
+ * them, keep the input's type.  TC_DTYPE_COUNT: as tc_prune_write. */
+int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *path, tc_format fmt,
+                      tc_dtype matrices, tc_error *err);
+
 /* A pruned model against its original on the same sequences: every
  * position t < n-1 of a sequence predicts token t+1. */
 typedef struct tc_prune_eval {
