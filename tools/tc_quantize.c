@@ -280,6 +280,24 @@ int main(int argc, char **argv)
     tc_model m;
     if (tc_model_open(&m, argv[optind], &err))
         return cli_fail(TOOL, &err);
+    /* A quantized input (a GGUF as people download it) is quantized again
+     * from its dequantized values: say so, naming its types. */
+    if (!com.quiet) {
+        char types[256] = "";
+        size_t k = 0;
+        for (int t = 0; t < TC_DTYPE_COUNT; t++) {
+            if (tc_dtype_block_elems((tc_dtype)t) == 1)
+                continue;
+            int used = 0;
+            for (size_t i = 0; i < m.dir->n_tensors && !used; i++)
+                used = m.dir->tensors[i].dtype == (tc_dtype)t;
+            if (used && k < sizeof types)
+                k += (size_t)snprintf(types + k, sizeof types - k, "%s%s", k ? ", " : "", tc_dtype_name((tc_dtype)t));
+        }
+        if (k)
+            fprintf(stderr, "%s: %s holds %s tensors: ternary quantization starts from their dequantized values\n",
+                    TOOL, argv[optind], types);
+    }
     tc_calib_set set = {0};
     tc_batch batch;
     int have_calib = cal.text || cal.tokens;
