@@ -96,9 +96,11 @@ int tc_gguf_get_str(const tc_gguf *g, const char *key, char **out, tc_error *err
 /* "u8", "string", "array", ... ("?" when unknown). */
 const char *tc_gguf_type_name(tc_gguf_type t);
 
-/* ggml tensor type ids and tc dtypes: F32 0, F16 1, Q8_0 8, I8 24, I16 25,
- * I32 26, I64 27, F64 28, BF16 30, TQ1_0 34, TQ2_0 35.  Each returns TC_ERR
- * when there is no counterpart. */
+/* ggml tensor type ids and tc dtypes: F32 0, F16 1, Q4_0 2, Q4_1 3, Q5_0 6,
+ * Q5_1 7, Q8_0 8, Q2_K 10, Q3_K 11, Q4_K 12, Q5_K 13, Q6_K 14, IQ4_NL 20,
+ * IQ4_XS 23, I8 24, I16 25, I32 26, I64 27, F64 28, BF16 30, TQ1_0 34,
+ * TQ2_0 35.  Each returns TC_ERR when there is no counterpart (the types
+ * ggml has and tc does not read are refused by name). */
 int tc_gguf_dtype_from_ggml(uint32_t ggml_type, tc_dtype *out);
 int tc_gguf_ggml_from_dtype(tc_dtype t, uint32_t *out);
 /* ggml's name for a type id ("Q4_K"), for messages; "?" when unknown. */
@@ -113,8 +115,7 @@ typedef struct tc_gguf_writer_kv {
 } tc_gguf_writer_kv;
 
 /* Writes a GGUF v3 file atomically (temporary beside path, then rename).
- * Tensor dtypes F32, F16, BF16, Q8_0, TQ1_0, TQ2_0 (and the plain integer
- * types and F64 ggml has ids for); shapes outermost first (the writer stores
+ * Tensor dtypes: every one with a ggml id above; shapes outermost first (the writer stores
  * ne[] innermost first); names shorter than 64 bytes, as ggml requires.
  * alignment 0 means 32; when it is not 32 the writer adds general.alignment
  * itself (a general.alignment among kvs must be a u32 equal to it).  Every
