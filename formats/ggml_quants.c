@@ -246,22 +246,23 @@ static int q6_k(const uint8_t *b, float *y)
         return -1;
     const uint8_t *ql = b, *qh = b + 128;
     const int8_t *sc = (const int8_t *)(b + 192);
-    for (int n = 0; n < QK_K; n += 128) {
-        for (int l = 0; l < 32; ++l) {
-            int is = l / 16;
-            const int8_t q1 = (int8_t)((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-            const int8_t q2 = (int8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            const int8_t q3 = (int8_t)((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-            const int8_t q4 = (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-            y[l + 0] = d * sc[is + 0] * q1;
-            y[l + 32] = d * sc[is + 2] * q2;
-            y[l + 64] = d * sc[is + 4] * q3;
-            y[l + 96] = d * sc[is + 6] * q4;
+    /* ggml computes (d * scale) * q: the products d * scale come first, one
+     * per 16 weights, then each run of 16 is one contiguous loop. */
+    float ds[16];
+    for (int k = 0; k < 16; k++)
+        ds[k] = d * sc[k];
+    for (int n = 0; n < 2; n++, ql += 64, qh += 32, y += 128) {
+        for (int part = 0; part < 4; part++) { /* weights part*32 .. part*32+31 of this half */
+            const uint8_t *lo = ql + (part & 1) * 32;
+            int shift = (part >> 1) * 4, hshift = 2 * part;
+            for (int h = 0; h < 2; h++) {
+                float s = ds[8 * n + 2 * part + h];
+                for (int l = 16 * h; l < 16 * h + 16; ++l) {
+                    int8_t q = (int8_t)(((lo[l] >> shift) & 0xF) | (((qh[l] >> hshift) & 3) << 4)) - 32;
+                    y[32 * part + l] = s * q;
+                }
+            }
         }
-        y += 128;
-        ql += 64;
-        qh += 32;
-        sc += 8;
     }
     return 0;
 }
