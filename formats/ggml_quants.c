@@ -301,47 +301,6 @@ static int iq4_xs(const uint8_t *b, float *y)
     return 0;
 }
 
-typedef int (*block_fn)(const uint8_t *block, float *out);
-
-static block_fn decoder(tc_dtype t)
-{
-    switch (t) {
-    case TC_Q4_0: return q4_0;
-    case TC_Q4_1: return q4_1;
-    case TC_Q5_0: return q5_0;
-    case TC_Q5_1: return q5_1;
-    case TC_Q8_0: return q8_0;
-    case TC_Q2_K: return q2_k;
-    case TC_Q3_K: return q3_k;
-    case TC_Q4_K: return q4_k;
-    case TC_Q5_K: return q5_k;
-    case TC_Q6_K: return q6_k;
-    case TC_IQ4_NL: return iq4_nl;
-    case TC_IQ4_XS: return iq4_xs;
-    default: return NULL;
-    }
-}
-
-int tc_ggml_quant_is(tc_dtype t)
-{
-    return decoder(t) != NULL;
-}
-
-int tc_ggml_quant_dequantize(tc_dtype t, const void *src, uint64_t n, float *dst, tc_error *err)
-{
-    block_fn f = decoder(t);
-    uint64_t be = tc_dtype_block_elems(t), bb = tc_dtype_block_bytes(t);
-    if (!f)
-        return tc_err(err, "%s is not a ggml block type", tc_dtype_name(t));
-    if (n % be)
-        return tc_err(err, "%s tensor of %llu elements is not whole blocks of %llu", tc_dtype_name(t),
-                      (unsigned long long)n, (unsigned long long)be);
-    const uint8_t *p = src;
-    for (uint64_t b = 0; b < n / be; b++)
-        if (f(p + b * bb, dst + b * be))
-            return tc_err(err, "%s block %llu has an infinite or NaN scale", tc_dtype_name(t), (unsigned long long)b);
-    return TC_OK;
-}
 
 /* ---- Encoding: ggml's reference quantizers (no importance matrix) ----------------
  * The same arithmetic in the same order, so that the bytes are those
@@ -601,27 +560,63 @@ static void enc_q6_k(const float *x, uint8_t *b)
     }
 }
 
+/* ---- The type table ------------------------------------------------------------------ */
+
+typedef int (*block_fn)(const uint8_t *block, float *out);
 typedef void (*enc_fn)(const float *x, uint8_t *block);
 
-static enc_fn encoder(tc_dtype t)
+/* One row per type: its block decoder and, for the types tc writes, its
+ * encoder.  Sizes come from tc_dtype_block_elems / _bytes (dtype.c). */
+static const struct {
+    tc_dtype type;
+    block_fn decode;
+    enc_fn encode;
+} types[] = {
+    {TC_Q4_0, q4_0, enc_q4_0}, {TC_Q4_1, q4_1, NULL}, {TC_Q5_0, q5_0, NULL},     {TC_Q5_1, q5_1, NULL},
+    {TC_Q8_0, q8_0, enc_q8_0}, {TC_Q2_K, q2_k, NULL}, {TC_Q3_K, q3_k, NULL},     {TC_Q4_K, q4_k, enc_q4_k},
+    {TC_Q5_K, q5_k, NULL},     {TC_Q6_K, q6_k, enc_q6_k}, {TC_IQ4_NL, iq4_nl, NULL}, {TC_IQ4_XS, iq4_xs, NULL},
+};
+
+static int row_of(tc_dtype t)
 {
-    switch (t) {
-    case TC_Q8_0: return enc_q8_0;
-    case TC_Q4_0: return enc_q4_0;
-    case TC_Q4_K: return enc_q4_k;
-    case TC_Q6_K: return enc_q6_k;
-    default: return NULL;
-    }
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (types[i].type == t)
+            return (int)i;
+    return -1;
+}
+
+int tc_ggml_quant_is(tc_dtype t)
+{
+    return row_of(t) >= 0;
 }
 
 int tc_ggml_quant_can_encode(tc_dtype t)
 {
-    return encoder(t) != NULL;
+    int r = row_of(t);
+    return r >= 0 && types[r].encode;
+}
+
+int tc_ggml_quant_dequantize(tc_dtype t, const void *src, uint64_t n, float *dst, tc_error *err)
+{
+    int r = row_of(t);
+    block_fn f = r >= 0 ? types[r].decode : NULL;
+    uint64_t be = tc_dtype_block_elems(t), bb = tc_dtype_block_bytes(t);
+    if (!f)
+        return tc_err(err, "%s is not a ggml block type", tc_dtype_name(t));
+    if (n % be)
+        return tc_err(err, "%s tensor of %llu elements is not whole blocks of %llu", tc_dtype_name(t),
+                      (unsigned long long)n, (unsigned long long)be);
+    const uint8_t *p = src;
+    for (uint64_t b = 0; b < n / be; b++)
+        if (f(p + b * bb, dst + b * be))
+            return tc_err(err, "%s block %llu has an infinite or NaN scale", tc_dtype_name(t), (unsigned long long)b);
+    return TC_OK;
 }
 
 int tc_ggml_quant_quantize(tc_dtype t, const float *src, uint64_t n, void *dst, tc_error *err)
 {
-    enc_fn f = encoder(t);
+    int r = row_of(t);
+    enc_fn f = r >= 0 ? types[r].encode : NULL;
     uint64_t be = tc_dtype_block_elems(t), bb = tc_dtype_block_bytes(t);
     if (!f)
         return tc_err(err, "tc does not write %s", tc_dtype_name(t));
