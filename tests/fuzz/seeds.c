@@ -381,6 +381,59 @@ static void tokenizer_seeds(const char *out)
     put(out, "calib", "hand-gzip-empty", gz, sizeof gz);
 }
 
+/* Every ggml block type tc reads, from the committed vectors of ggml's own
+ * quantizer: one GGUF whose tensors are the first row of each type's blocks,
+ * and the same file with the first Q8_0 and Q4_0 block scales made NaN, so the
+ * mutations start from valid blocks of every type and from a refused one. */
+static void ggml_type_seeds(const char *out, const char *vectors)
+{
+    tc_gguf g;
+    tc_error err = {{0}};
+    if (tc_gguf_open(&g, vectors, &err) != TC_OK) {
+        fprintf(stderr, "fuzz_seeds: %s\n", err.msg);
+        g_failed = 1;
+        return;
+    }
+    tc_out_tensor ts[32];
+    uint8_t *bufs[32];
+    size_t n = 0;
+    for (size_t i = 0; i < g.dir.n_tensors && n < 32; i++) {
+        const tc_tensor *t = &g.dir.tensors[i];
+        const char *dot = strrchr(t->name, '.');
+        uint64_t row;
+        if (!dot || strcmp(dot, ".blocks") != 0 || t->n_dims != 2 ||
+            tc_dtype_span(t->dtype, (uint64_t)t->shape[1], &row, &err) != TC_OK || row > t->nbytes)
+            continue;
+        bufs[n] = malloc(row);
+        if (!bufs[n])
+            break;
+        memcpy(bufs[n], t->data, row);
+        ts[n] = (tc_out_tensor){.name = t->name, .dtype = t->dtype, .n_dims = 1,
+                                .shape = {t->shape[1]}, .data = bufs[n]};
+        n++;
+    }
+    char p[300];
+    fz_path(p, sizeof p, fz_s.dir, "ggml-types.gguf");
+    for (int nan = 0; nan < 2; nan++) {
+        for (size_t i = 0; nan && i < n; i++)
+            if (strcmp(ts[i].name, "q8_0.blocks") == 0 || strcmp(ts[i].name, "q4_0.blocks") == 0)
+                bufs[i][0] = 0x00, bufs[i][1] = 0x7e; /* the leading f16 scale d */
+        if (tc_gguf_write(p, NULL, 0, ts, n, 0, &err) == TC_OK) {
+            put_file(out, "gguf", nan ? "ggml-types-nan-scale" : "ggml-types", p, 0);
+        } else {
+            fprintf(stderr, "fuzz_seeds: %s\n", err.msg);
+            g_failed = 1;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(bufs[i]);
+    if (n < 12) {
+        fprintf(stderr, "fuzz_seeds: %s holds %zu block types, expected 12\n", vectors, n);
+        g_failed = 1;
+    }
+    tc_gguf_close(&g);
+}
+
 static void real(const char *out, const char *assets)
 {
     static const struct { const char *harness, *name, *rel; } files[] = {
@@ -429,6 +482,7 @@ int main(int argc, char **argv)
     handmade(argv[1]);
     tokenizer_seeds(argv[1]);
     report_seed(argv[1]);
+    ggml_type_seeds(argv[1], TC_GGML_VECTORS);
     struct stat st;
     if (argc == 3 && stat(argv[2], &st) == 0 && S_ISDIR(st.st_mode))
         real(argv[1], argv[2]);
