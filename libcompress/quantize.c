@@ -18,6 +18,7 @@
 
 #include "model_internal.h"
 #include "tc/checked.h"
+#include "tc/ggml_quants.h"
 #include "tc/ggml_ternary.h"
 #include "tc/gguf.h"
 #include "tc/model_write.h"
@@ -125,6 +126,7 @@ typedef struct qdrv {
     const tc_quantize_opts *o;
     tc_dtype fdt;
     tc_dtype tq;        /* TC_TQ1_0 / TC_TQ2_0 for GGUF, else TC_F32 (unused) */
+    tc_dtype fb;        /* GGUF: the fallback block type, TC_DTYPE_COUNT for none */
     int gguf;
     tc_quantize_report rep;
     fingerprint *fp;    /* per report tensor */
@@ -687,6 +689,16 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
         return tc_err(err, "%s: the calibrated method needs calibration data", m->path);
     if (d->gguf && o->quantize_embeddings)
         return tc_err(err, "%s: ternary embeddings are only available in the packed format", m->path);
+    d->fb = TC_DTYPE_COUNT;
+    if (o->fallback != TC_F32) {
+        if (!d->gguf)
+            return tc_err(err, "%s: a fallback type (%s) needs a GGUF output; the packed format keeps the "
+                          "other tensors in float", m->path, tc_dtype_name(o->fallback));
+        if (!tc_ggml_quant_can_encode(o->fallback))
+            return tc_err(err, "%s: the fallback type must be Q8_0, Q4_0, Q4_K or Q6_K, not %s", m->path,
+                          tc_dtype_name(o->fallback));
+        d->fb = o->fallback;
+    }
     size_t cap = (size_t)c->n_layers * N_LINEAR + 2;
     d->rep.tensors = calloc(cap, sizeof *d->rep.tensors);
     d->fp = calloc(cap, sizeof *d->fp);
@@ -1055,8 +1067,10 @@ static int write_packed(qdrv *d, const char *path, tc_error *err)
         }
     }
     for (size_t i = 0; i < d->rep.n_tensors; i++)
-        if (!d->rep.tensors[i].ternary)
+        if (!d->rep.tensors[i].ternary) {
             d->rep.tensors[i].why = "embedding and output head stay float (see --quantize-embeddings)";
+            d->rep.tensors[i].dtype = d->fdt;
+        }
     if (d->o->verify) {
         double t1 = now_s();
         if (packed_verify(d, path, err))
@@ -1084,14 +1098,22 @@ static int gguf_fill_values(void *ctx, int layer, int which, float *dst, uint64_
     return TC_OK;
 }
 
+/* A matrix that is not ternary: the fallback type when its rows are whole blocks of it. */
+static tc_dtype kept_dtype(const qdrv *d, int64_t K)
+{
+    return d->fb != TC_DTYPE_COUNT && K % (int64_t)tc_dtype_block_elems(d->fb) == 0 ? d->fb : d->fdt;
+}
+
 static tc_dtype gguf_dtype_of(void *ctx, int layer, int which)
 {
     qdrv *d = ctx;
     int64_t shape[2];
-    if (layer < 0 || !is_linear(which))
+    if (layer < 0)
+        return which == TC_G_EMBD || which == TC_G_OUTPUT ? kept_dtype(d, d->m->cfg.dim) : d->fdt;
+    if (!is_linear(which))
         return d->fdt;
     tc_tmodel_expected_shape(&d->m->cfg, layer, which, shape);
-    return role_ternary(d, shape[1]) ? d->tq : d->fdt;
+    return role_ternary(d, shape[1]) ? d->tq : kept_dtype(d, shape[1]);
 }
 
 /* Row order of a Q or K weight in the target layout: out row i is source row perm[i]. */
@@ -1178,12 +1200,45 @@ static int gguf_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc
     return rc;
 }
 
+/* A matrix in the fallback type: its float values, Q/K rows in the target's
+ * rope layout, encoded with ggml's reference rounding. */
+static int gguf_encode_fallback(qdrv *d, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
+                                tc_error *err)
+{
+    const tc_config *c = &d->m->cfg;
+    int64_t shape[2] = {c->vocab_size, c->dim};
+    if (layer >= 0)
+        tc_tmodel_expected_shape(c, layer, which, shape);
+    uint64_t n = (uint64_t)shape[0] * (uint64_t)shape[1], want;
+    if (tc_dtype_span(d->fb, n, &want, err) || want != nbytes)
+        return tc_err(err, "%s: internal error: layer %d %s is not %llu bytes of %s", d->m->path, layer,
+                      layer < 0 ? "global" : tc_role_name((tc_role)which), (unsigned long long)nbytes,
+                      tc_dtype_name(d->fb));
+    int perm = layer >= 0 && (which == TC_WQ || which == TC_WK) && c->rope_layout != to;
+    float *f = malloc((size_t)n * sizeof *f), *p = perm ? malloc((size_t)n * sizeof *p) : NULL;
+    int rc = !f || (perm && !p) ? tc_err(err, "%s: out of memory", d->m->path)
+                                : gguf_fill_values(d, layer, which, f, n, err);
+    if (rc == TC_OK && perm) {
+        tc_rope_permute_rows(f, p, which == TC_WQ ? c->n_heads : c->n_kv_heads, c->head_dim, (int)shape[1],
+                             c->rope_layout, to);
+        float *swap = f;
+        f = p;
+        p = swap;
+    }
+    if (rc == TC_OK)
+        rc = tc_convert_from_f32(d->fb, f, n, dst, err);
+    free(f);
+    free(p);
+    return rc;
+}
+
 static int gguf_encode(void *ctx, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
                        tc_error *err)
 {
     qdrv *d = ctx;
     double t0 = now_s();
-    int rc = gguf_encode_codes(ctx, layer, which, to, dst, nbytes, err);
+    int rc = gguf_dtype_of(ctx, layer, which) == d->tq ? gguf_encode_codes(ctx, layer, which, to, dst, nbytes, err)
+                                                        : gguf_encode_fallback(d, layer, which, to, dst, nbytes, err);
     d->rep.times.produce += now_s() - t0;
     return rc;
 }
@@ -1240,7 +1295,7 @@ static int write_gguf_tq(qdrv *d, const char *path, tc_error *err)
     for (size_t i = 0; i < d->rep.n_tensors; i++) {
         tc_qtensor_report *r = &d->rep.tensors[i];
         if (r->layer < 0) {
-            r->why = "embedding and output head stay float in GGUF";
+            r->why = "embedding and output head are not ternary in GGUF";
             continue;
         }
         if (!role_ternary(d, r->cols)) {
@@ -1286,8 +1341,11 @@ static int write_gguf_tq(qdrv *d, const char *path, tc_error *err)
     d->rep.params = tc_model_n_params(m);
     for (size_t i = 0; i < d->rep.n_tensors; i++) {
         tc_qtensor_report *r = &d->rep.tensors[i];
-        if (!r->ternary)
-            r->bytes = (uint64_t)(r->rows * r->cols) * (d->fdt == TC_F32 ? 4u : 2u);
+        if (!r->ternary) {
+            r->dtype = gguf_dtype_of(d, r->layer, r->role);
+            if (tc_dtype_span(r->dtype, (uint64_t)(r->rows * r->cols), &r->bytes, err))
+                return TC_ERR;
+        }
         if (r->layer >= 0) {
             d->rep.linear_bytes += r->bytes;
             d->rep.linear_params += (uint64_t)(r->rows * r->cols);

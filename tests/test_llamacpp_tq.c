@@ -7,7 +7,11 @@
  * token itself from the same file (dequantized, fp32 activations).  llama.cpp
  * quantizes activations to 8 bits inside its TQ dot products, so the two can
  * disagree where the top two logits are close: the test states the agreement
- * it needs (at least 90 % of positions) and prints the figure. */
+ * it needs (at least 90 % of positions) and prints the figure.
+ *
+ * A third file has an FFN width of 352 (not a multiple of 256): its down
+ * projections, the embedding and the output head go out in the fallback type
+ * Q8_0 beside TQ2_0, the mix a user of --fallback-type q8_0 gets. */
 #include "llamacpp.h"
 
 #include "tc/forward.h"
@@ -44,6 +48,13 @@ int main(void)
                         .name = "tc-ternary-test"};
     src.cfg.rope_layout = TC_ROPE_HALF;
     CHECK_OK(tc_model_write(base, TC_FORMAT_GGUF, &src, &err), &err);
+    char base_mixed[600], mixed[600];
+    snprintf(base_mixed, sizeof base_mixed, "%s/base-352.gguf", dir);
+    snprintf(mixed, sizeof mixed, "%s/model-tq2-q8.gguf", dir);
+    tc_synth_spec s2 = {.cfg = tc_synth_config(3, 256, 4, 2, 352, 512), .seed = 22, .ternary = 1};
+    src.cfg = s2.cfg;
+    src.ctx = &s2;
+    CHECK_OK(tc_model_write(base_mixed, TC_FORMAT_GGUF, &src, &err), &err);
     tc_gguf_close(&vocab);
 
     tc_model m;
@@ -60,19 +71,39 @@ int main(void)
     }
     if (m.layers)
         tc_model_close(&m);
+    if (tc_model_open(&m, base_mixed, &err) == TC_OK) {
+        tc_quantize_opts qo = {.format = TC_QFORMAT_GGUF_TQ2, .fallback = TC_Q8_0, .float_dtype = TC_F16,
+                               .verify = 1, .n_threads = 1};
+        qo.q.method = TC_TMETHOD_OPTIMAL;
+        qo.q.group.kind = TC_TGROUP_ROW;
+        tc_quantize_report rep = {0};
+        CHECK_OK(tc_quantize_model(&m, mixed, &qo, &rep, &err), &err);
+        CHECK(rep.n_kept_float == 3);
+        tc_quantize_report_free(&rep);
+        tc_model_close(&m);
+    } else {
+        CHECK_OK(TC_ERR, &err);
+    }
+    tc_model q;
+    if (tc_model_open(&q, mixed, &err) == TC_OK) {
+        CHECK(q.tok_embd->dtype == TC_Q8_0 && q.layers[0].w[TC_W_DOWN]->dtype == TC_Q8_0 &&
+              q.layers[0].w[TC_W_UP]->dtype == TC_TQ2_0);
+        tc_model_close(&q);
+    }
 
-    int32_t ids[2][N_GEN], *outs[2] = {ids[0], ids[1]};
-    int n_out[2] = {0, 0};
-    const char *files[2] = {tq[0], tq[1]};
-    CHECK_MSG(llamacpp_greedy(pkg, script, N_GEN, files, 2, outs, n_out) == 0, "node did not run both files");
-    for (int f = 0; f < 2; f++) {
-        CHECK_MSG(n_out[f] == N_GEN, "TQ%d_0: llama.cpp did not run the file", f + 1);
+    static const char *const names[3] = {"TQ1_0", "TQ2_0", "TQ2_0 + Q8_0 fallback"};
+    int32_t ids[3][N_GEN], *outs[3] = {ids[0], ids[1], ids[2]};
+    int n_out[3] = {0, 0, 0};
+    const char *files[3] = {tq[0], tq[1], mixed};
+    CHECK_MSG(llamacpp_greedy(pkg, script, N_GEN, files, 3, outs, n_out) == 0, "node did not run the files");
+    for (int f = 0; f < 3; f++) {
+        CHECK_MSG(n_out[f] == N_GEN, "%s: llama.cpp did not run the file", names[f]);
         if (n_out[f] != N_GEN)
             continue;
-        double a = llamacpp_tc_agreement(tq[f], ids[f], N_GEN);
-        printf("TQ%d_0: top-1 agreement of tc with llama.cpp's greedy continuation: %.1f%% of %d positions\n",
-               f + 1, 100 * a, N_GEN);
-        CHECK_MSG(a >= 0.9, "TQ%d_0: agreement %.3f is below 0.9", f + 1, a);
+        double a = llamacpp_tc_agreement(files[f], ids[f], N_GEN);
+        printf("%s: top-1 agreement of tc with llama.cpp's greedy continuation: %.1f%% of %d positions\n",
+               names[f], 100 * a, N_GEN);
+        CHECK_MSG(a >= 0.9, "%s: agreement %.3f is below 0.9", names[f], a);
     }
     return tu_finish("test_llamacpp_tq");
 }

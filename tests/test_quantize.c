@@ -242,6 +242,103 @@ static void test_gguf_exact(const char *dir)
     }
 }
 
+/* The bytes a matrix should hold in the fallback type: its float values, Q/K
+ * rows in the output's rope layout, encoded by tc's (ggml-exact) encoder. */
+static int fallback_bytes_equal(const tc_tensor *t, const float *src, const tc_model *m, const tc_model *q, int role,
+                                tc_dtype want)
+{
+    int64_t M = t->shape[0], K = t->shape[1];
+    uint64_t nb;
+    tc_error err = {{0}};
+    if (t->dtype != want || tc_dtype_span(want, (uint64_t)(M * K), &nb, &err) || nb != t->nbytes)
+        return 0;
+    float *perm = NULL;
+    if (role >= 0 && m->cfg.rope_layout != q->cfg.rope_layout && (role == TC_WQ || role == TC_WK)) {
+        perm = malloc((size_t)(M * K) * sizeof *perm);
+        tc_rope_permute_rows(src, perm, role == TC_WQ ? m->cfg.n_heads : m->cfg.n_kv_heads, m->cfg.head_dim, (int)K,
+                             m->cfg.rope_layout, q->cfg.rope_layout);
+        src = perm;
+    }
+    uint8_t *b = malloc((size_t)nb);
+    int ok = b && tc_convert_from_f32(want, src, (uint64_t)(M * K), b, &err) == TC_OK &&
+             memcmp(b, t->data, (size_t)nb) == 0;
+    free(b);
+    free(perm);
+    return ok;
+}
+
+/* --fallback-type: the matrices that cannot be ternary are stored in the
+ * block type where their rows are whole blocks of it, with the reference
+ * bytes (Q and K rows reordered for GGUF), and F16 where they are not; the
+ * report names each one's type and bytes. */
+static void test_gguf_fallback(const char *dir)
+{
+    tc_error err = {{0}};
+    /* wide: dim 256 (q..up ternary), ffn 96 (down is not); narrow: nothing ternary. */
+    static const struct { int dim, heads, kv, ffn; } shapes[] = {{256, 4, 2, 96}, {64, 4, 2, 96}};
+    static const tc_dtype fbs[] = {TC_Q8_0, TC_Q4_K};
+    for (int sh = 0; sh < 2; sh++) {
+        tc_synth_spec s = {.cfg = tc_synth_config(2, shapes[sh].dim, shapes[sh].heads, shapes[sh].kv, shapes[sh].ffn, 512),
+                           .seed = 5};
+        s.cfg.tied_embeddings = 0;
+        tc_model m;
+        CHECK_OK(tc_synth_model(&m, &s, &err), &err);
+        for (int fi = 0; fi < 2; fi++) {
+            tc_dtype fb = fbs[fi];
+            char out[512];
+            snprintf(out, sizeof out, "%s/fallback_%d_%d.gguf", dir, sh, fi);
+            tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_I2, TC_TGROUP_ROW, 0, TC_QFORMAT_GGUF_TQ2);
+            o.fallback = fb;
+            o.float_dtype = TC_F16;
+            tc_quantize_report rep;
+            CHECK_OK(tc_quantize_model(&m, out, &o, &rep, &err), &err);
+            CHECK(rep.verified && rep.n_kept_float == (sh == 0 ? 2 : 14));
+            tc_model q;
+            CHECK_OK(tc_model_open(&q, out, &err), &err);
+            for (size_t i = 0; i < rep.n_tensors; i++) {
+                const tc_qtensor_report *r = &rep.tensors[i];
+                const tc_tensor *t = r->layer < 0 ? (r->role == TC_G_EMBD ? q.tok_embd : q.output)
+                                                  : q.layers[r->layer].w[r->role];
+                CHECK_MSG(t != NULL, "%s", r->name);
+                if (!t)
+                    continue;
+                int fits = r->cols % (int64_t)tc_dtype_block_elems(fb) == 0;
+                tc_dtype want = r->ternary ? TC_TQ2_0 : fits ? fb : TC_F16;
+                CHECK_MSG(t->dtype == want && (r->ternary || r->dtype == want) && r->bytes == t->nbytes,
+                          "%s: stored %s, expected %s", r->name, tc_dtype_name(t->dtype), tc_dtype_name(want));
+                if (r->ternary || !fits)
+                    continue;
+                float *src = NULL;
+                tc_layer_f32 w = {0};
+                if (r->layer < 0) {
+                    CHECK_OK(tc_tensor_load_f32(r->role == TC_G_EMBD ? m.tok_embd : m.output, &src, &err), &err);
+                } else {
+                    CHECK_OK(tc_model_load_layer(&m, r->layer, &w, &err), &err);
+                }
+                CHECK_MSG(fallback_bytes_equal(t, r->layer < 0 ? src : w.w[r->role], &m, &q, r->layer < 0 ? -1 : r->role, fb),
+                          "%s: not the reference %s bytes", r->name, tc_dtype_name(fb));
+                free(src);
+                if (r->layer >= 0)
+                    tc_layer_f32_free(&w);
+            }
+            tc_model_close(&q);
+            tc_quantize_report_free(&rep);
+        }
+        /* Only GGUF has a fallback, and only of the types tc encodes. */
+        char out[512];
+        snprintf(out, sizeof out, "%s/fallback_refused.tcq", dir);
+        tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_I2, TC_TGROUP_ROW, 0, TC_QFORMAT_PACKED);
+        o.fallback = TC_Q8_0;
+        tc_quantize_report rep;
+        CHECK(tc_quantize_model(&m, out, &o, &rep, &err) == TC_ERR && strstr(err.msg, "GGUF") != NULL);
+        o.format = TC_QFORMAT_GGUF_TQ1;
+        o.fallback = TC_Q5_K;
+        CHECK(tc_quantize_model(&m, out, &o, &rep, &err) == TC_ERR && strstr(err.msg, "Q5_K") != NULL);
+        CHECK(access(out, F_OK) != 0);
+        tc_model_close(&m);
+    }
+}
+
 /* Random input: GGUF blocks decode to the packed file's codes, with the row's scale as d. */
 static void test_gguf_matches_packed(const char *dir)
 {
@@ -402,6 +499,7 @@ int main(void)
     test_lossless(dir);
     test_gguf_exact(dir);
     test_gguf_matches_packed(dir);
+    test_gguf_fallback(dir);
     test_calibrated(dir);
     test_tool(dir);
     return tu_finish("test_quantize");

@@ -149,6 +149,16 @@ void cli_progress_done(cli_progress *p)
         fputc('\n', stderr);
 }
 
+int cli_parse_dtype(const char *s, tc_dtype *out)
+{
+    char up[16];
+    size_t k = 0;
+    for (; s[k] && k + 1 < sizeof up; k++)
+        up[k] = (char)(s[k] >= 'a' && s[k] <= 'z' ? s[k] - 'a' + 'A' : s[k]);
+    up[k] = '\0';
+    return s[k] || tc_dtype_from_name(up, out) ? -1 : 0;
+}
+
 long cli_parse_long(const char *s, long min, long max)
 {
     char *end;

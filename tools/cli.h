@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "tc/dtype.h"
 #include "tc/error.h"
 
 /* Exit codes, documented in README.md. */
@@ -130,5 +131,8 @@ int cli_default_threads(void);
 
 /* Parses a positive integer option value; returns -1 on error. */
 long cli_parse_long(const char *s, long min, long max);
+
+/* A type name in any case ("q4_k", "Q4_K", "f16"); returns -1 when it names none. */
+int cli_parse_dtype(const char *s, tc_dtype *out);
 
 #endif

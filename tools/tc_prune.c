@@ -171,12 +171,7 @@ static int parse_args(int argc, char **argv, args *a)
         return cli_usage_error(TOOL, "--format is hf, gguf or llama2c, not '%s'", a->format);
     a->matrices = TC_DTYPE_COUNT;
     if (a->type) {
-        char up[16];
-        size_t k = 0;
-        for (; a->type[k] && k + 1 < sizeof up; k++)
-            up[k] = (char)(a->type[k] >= 'a' && a->type[k] <= 'z' ? a->type[k] - 'a' + 'A' : a->type[k]);
-        up[k] = '\0';
-        if (tc_dtype_from_name(up, &a->matrices) ||
+        if (cli_parse_dtype(a->type, &a->matrices) ||
             !(a->matrices == TC_F32 || a->matrices == TC_F16 || a->matrices == TC_BF16 || a->matrices == TC_Q8_0 ||
               a->matrices == TC_Q4_0 || a->matrices == TC_Q4_K || a->matrices == TC_Q6_K))
             return cli_usage_error(TOOL, "--type is q8_0, q4_0, q4_k, q6_k, f16, bf16 or f32, not '%s'", a->type);

@@ -95,7 +95,8 @@ static void print_table(const tc_quantize_report *r)
         char shape[32];
         snprintf(shape, sizeof shape, "%lldx%lld", (long long)t->rows, (long long)t->cols);
         if (!t->ternary) {
-            fprintf(stderr, "%-16s %11s  kept in float: %s\n", t->name, shape, t->why ? t->why : "not quantized");
+            fprintf(stderr, "%-16s %11s  kept as %s: %s\n", t->name, shape, tc_dtype_name(t->dtype),
+                    t->why ? t->why : "not quantized");
             continue;
         }
         char oe[16] = "-";
@@ -133,6 +134,8 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
     cJSON_AddNumberToObject(j, "linear_bytes", (double)r->linear_bytes);
     cJSON_AddNumberToObject(j, "linear_bits_per_weight", r->bpw_linear);
     cJSON_AddNumberToObject(j, "kept_float", r->n_kept_float);
+    if (o->fallback != TC_F32)
+        cJSON_AddStringToObject(j, "fallback_type", tc_dtype_name(o->fallback));
     cJSON_AddBoolToObject(j, "verified", r->verified);
     cJSON_AddNumberToObject(j, "seconds", r->seconds);
     /* Stages on worker threads in thread-seconds, the rest in wall seconds (tc/quantize.h). */
@@ -160,8 +163,10 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
             if (t->rel_output_error >= 0)
                 cJSON_AddNumberToObject(e, "rel_output_error", t->rel_output_error);
             cJSON_AddNumberToObject(e, "seconds", t->seconds);
-        } else if (t->why) {
-            cJSON_AddStringToObject(e, "kept_float_because", t->why);
+        } else {
+            cJSON_AddStringToObject(e, "dtype", tc_dtype_name(t->dtype));
+            if (t->why)
+                cJSON_AddStringToObject(e, "not_ternary_because", t->why);
         }
         cJSON_AddNumberToObject(e, "bytes", (double)t->bytes);
         cJSON_AddItemToArray(arr, e);
@@ -182,7 +187,8 @@ static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o
     printf("\n  file %llu bytes, %.3f bits per weight; linear layers %.3f bits per weight\n",
            (unsigned long long)r->file_bytes, r->bpw_file, r->bpw_linear);
     if (r->n_kept_float)
-        printf("  %d linear weights kept in float (rows not a multiple of 256)\n", r->n_kept_float);
+        printf("  %d linear weights not ternary (rows not a multiple of 256)%s%s\n", r->n_kept_float,
+               o->fallback != TC_F32 ? ", stored as " : "", o->fallback != TC_F32 ? tc_dtype_name(o->fallback) : "");
     printf("  %s in %.1f s (producing %.1f s, writing %.1f s, verifying %.1f s)\n",
            r->verified ? "verified" : "not verified", r->seconds, r->times.produce, r->times.write, r->times.verify);
 }
@@ -190,7 +196,7 @@ static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o
 int main(int argc, char **argv)
 {
     enum { OPT_METHOD = CLI_OPT_TOOL_BASE, OPT_GROUP, OPT_LAYOUT, OPT_FORMAT, OPT_SEQ, OPT_DAMP, OPT_F32,
-           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY };
+           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         CLI_CALIB_LONG_OPTIONS,
@@ -205,6 +211,7 @@ int main(int argc, char **argv)
         {"quantize-embeddings", no_argument, 0, OPT_QEMB},
         {"strict", no_argument, 0, OPT_STRICT},
         {"no-verify", no_argument, 0, OPT_NOVERIFY},
+        {"fallback-type", required_argument, 0, OPT_FALLBACK},
         {0, 0, 0, 0},
     };
     cli_common com = {0};
@@ -260,6 +267,11 @@ int main(int argc, char **argv)
         case OPT_QEMB: qo.quantize_embeddings = 1; break;
         case OPT_STRICT: qo.strict = 1; break;
         case OPT_NOVERIFY: qo.verify = 0; break;
+        case OPT_FALLBACK:
+            if (cli_parse_dtype(optarg, &qo.fallback) ||
+                !(qo.fallback == TC_Q8_0 || qo.fallback == TC_Q4_0 || qo.fallback == TC_Q4_K || qo.fallback == TC_Q6_K))
+                return cli_usage_error(TOOL, "--fallback-type is q8_0, q4_0, q4_k or q6_k, not '%s'", optarg);
+            break;
         default: return cli_usage_error(TOOL, "unknown option");
         }
     }
@@ -275,6 +287,8 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "--sequential applies to --method calibrated only");
     if (qo.quantize_embeddings && qo.format != TC_QFORMAT_PACKED)
         return cli_usage_error(TOOL, "--quantize-embeddings is only available with --format packed");
+    if (qo.fallback != TC_F32 && qo.format == TC_QFORMAT_PACKED)
+        return cli_usage_error(TOOL, "--fallback-type needs --format gguf-tq1 or gguf-tq2");
 
     tc_error err = {{0}};
     tc_model m;

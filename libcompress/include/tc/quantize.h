@@ -49,13 +49,19 @@ const char *tc_qformat_name(tc_qformat f); /* "packed", "gguf-tq1", "gguf-tq2" *
 typedef struct tc_quantize_opts {
     tc_tquant_settings q;         /* method, layout (packed), group, damp_frac, sequential */
     tc_qformat format;
-    tc_dtype float_dtype;         /* F16 (0 means F16) or F32 for the tensors kept in float */
+    tc_dtype float_dtype;         /* TC_F16, or TC_F32 (the zero value) for the tensors kept in
+                                     float; any other value means F16 */
     int quantize_embeddings;      /* packed only: embedding and output head ternary too (optimal,
                                      or absmean with absmean) */
     const tc_batch *calib;        /* calibration sequences (required by calibrated), or NULL */
     size_t error_sample_tokens;   /* activations kept per linear input for output errors
                                      (0: 256) */
     int strict;                   /* GGUF: refuse when some linear weight cannot be ternary */
+    tc_dtype fallback;            /* GGUF: the matrices that are not ternary (linear weights whose
+                                     rows are not whole 256-blocks, the embedding, the output head)
+                                     are stored as this ggml block type where their rows are whole
+                                     blocks of it: Q8_0, Q4_0, Q4_K or Q6_K, with ggml's reference
+                                     rounding; 0 (TC_F32) keeps them in float_dtype */
     int verify;                   /* reopen the output and check every ternary tensor */
     int n_threads;
     /* Called after each layer (and once at the start with 0). */
@@ -68,7 +74,8 @@ typedef struct tc_qtensor_report {
     char name[64];           /* blk.L.role, token_embd, output */
     int layer, role;
     int64_t rows, cols;
-    int ternary;             /* 0: kept in float (why says why) */
+    int ternary;             /* 0: kept in float or the fallback type (why says why) */
+    tc_dtype dtype;          /* the stored type when not ternary */
     const char *why;         /* static text, or NULL */
     double zero_share;
     double rel_weight_error;
@@ -105,7 +112,8 @@ typedef struct tc_quantize_report {
     double bpw_linear;           /* 8 * linear_bytes / linear_params */
     uint64_t calib_tokens;
     int verified;                /* 1 when the written file was checked */
-    int n_kept_float;            /* GGUF: linear weights that could not be ternary */
+    int n_kept_float;            /* GGUF: linear weights that could not be ternary (kept in
+                                    float or the fallback type) */
     tc_quantize_times times;
 } tc_quantize_report;
 
