@@ -488,6 +488,34 @@ static void test_tool(const char *dir)
     snprintf(cmd, sizeof cmd, "%s/tc-quantize %s/tool.tmodel -o %s/x.tmodel 2>&1", bin, dir, dir);
     CHECK(tu_run(cmd, &out) == 1);
     free(out);
+    /* --fallback-type: stories260K (dim 64) has no ternary-able matrix, so every 64-long row
+     * goes out as Q8_0 (30 linear weights, the embedding, the head) and the 172-long rows of
+     * the five down projections stay F16. */
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb.gguf --format gguf-tq2 --fallback-type Q8_0 --json -q", bin, mp,
+             dir);
+    CHECK(tu_run(cmd, &out) == 0);
+    j = cJSON_Parse(out);
+    CHECK(j != NULL);
+    if (j) {
+        CHECK(strcmp(cJSON_GetObjectItem(j, "fallback_type")->valuestring, "Q8_0") == 0);
+        int q8 = 0, f16 = 0;
+        cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "tensors"))
+        {
+            const char *dt = cJSON_GetStringValue(cJSON_GetObjectItem(e, "dtype"));
+            q8 += dt && strcmp(dt, "Q8_0") == 0;
+            f16 += dt && strcmp(dt, "F16") == 0;
+        }
+        CHECK_MSG(q8 == 32 && f16 == 5, "Q8_0 %d, F16 %d", q8, f16);
+    }
+    cJSON_Delete(j);
+    free(out);
+    static const char *const bad[] = {"--fallback-type q5_k --format gguf-tq2", "--fallback-type q8_0"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb2.gguf %s 2>&1", bin, mp, dir, bad[i]);
+        CHECK(tu_run(cmd, &out) == 2 && strstr(out, "--fallback-type"));
+        free(out);
+    }
 }
 
 int main(void)
