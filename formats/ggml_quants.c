@@ -66,18 +66,42 @@ static int q4_1(const uint8_t *b, float *y)
     return 0;
 }
 
+/* Q5's fifth bits: byte k of qh expanded to eight bytes of 0 or 0x10 (byte i
+ * is bit i's), so the weights are built with byte operations alone instead
+ * of a shift by a different count for every weight: the loops below then
+ * vectorize, with the same integers and so the same floats as ggml. */
+#define X5(x) ((((x) >> 0 & 1ull) << 4) | (((x) >> 1 & 1ull) << 12) | (((x) >> 2 & 1ull) << 20) | \
+               (((x) >> 3 & 1ull) << 28) | (((x) >> 4 & 1ull) << 36) | (((x) >> 5 & 1ull) << 44) | \
+               (((x) >> 6 & 1ull) << 52) | (((x) >> 7 & 1ull) << 60))
+#define X5_4(n) X5(n), X5((n) + 1), X5((n) + 2), X5((n) + 3)
+#define X5_16(n) X5_4(n), X5_4((n) + 4), X5_4((n) + 8), X5_4((n) + 12)
+#define X5_64(n) X5_16(n), X5_16((n) + 16), X5_16((n) + 32), X5_16((n) + 48)
+static const uint64_t q5_high[256] = {X5_64(0), X5_64(64), X5_64(128), X5_64(192)};
+
+/* The 32 fifth bits of a block (qh little endian: bit j is weight j's) as bytes. */
+static void q5_bits(const uint8_t *qh, uint8_t hb[32])
+{
+    for (int k = 0; k < 4; k++) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        memcpy(hb + 8 * k, &q5_high[qh[k]], 8); /* byte i of the word is its bits i*8.. */
+#else
+        for (int i = 0; i < 8; i++)
+            hb[8 * k + i] = (uint8_t)(q5_high[qh[k]] >> (8 * i));
+#endif
+    }
+}
+
 static int q5_0(const uint8_t *b, float *y)
 {
     float d;
     if (half(b, &d))
         return -1;
-    uint32_t qh = u32(b + 2);
+    uint8_t hb[32];
+    q5_bits(b + 2, hb);
     const uint8_t *qs = b + 6;
     for (int j = 0; j < 16; ++j) {
-        const uint8_t xh_0 = (uint8_t)(((qh >> (j + 0)) << 4) & 0x10);
-        const uint8_t xh_1 = (uint8_t)((qh >> (j + 12)) & 0x10);
-        const int32_t x0 = ((qs[j] & 0x0F) | xh_0) - 16;
-        const int32_t x1 = ((qs[j] >> 4) | xh_1) - 16;
+        const int32_t x0 = ((qs[j] & 0x0F) | hb[j]) - 16;
+        const int32_t x1 = ((qs[j] >> 4) | hb[j + 16]) - 16;
         y[j] = x0 * d;
         y[j + 16] = x1 * d;
     }
@@ -89,13 +113,12 @@ static int q5_1(const uint8_t *b, float *y)
     float d, m;
     if (half(b, &d) || half(b + 2, &m))
         return -1;
-    uint32_t qh = u32(b + 4);
+    uint8_t hb[32];
+    q5_bits(b + 4, hb);
     const uint8_t *qs = b + 8;
     for (int j = 0; j < 16; ++j) {
-        const uint8_t xh_0 = (uint8_t)(((qh >> (j + 0)) << 4) & 0x10);
-        const uint8_t xh_1 = (uint8_t)((qh >> (j + 12)) & 0x10);
-        const int x0 = (qs[j] & 0x0F) | xh_0;
-        const int x1 = (qs[j] >> 4) | xh_1;
+        const int x0 = (qs[j] & 0x0F) | hb[j];
+        const int x1 = (qs[j] >> 4) | hb[j + 16];
         y[j] = x0 * d + m;
         y[j + 16] = x1 * d + m;
     }
