@@ -135,30 +135,31 @@ static int q8_0(const uint8_t *b, float *y)
     return 0;
 }
 
-/* scales[16] qs[64] d dmin */
+/* scales[16] qs[64] d dmin.  As in Q6_K below, the per-16 products come
+ * first and every run of 16 weights is one loop whose bounds depend on the
+ * half: the same floats as ggml's, in loops gcc vectorizes (with constant
+ * bounds it unrolls them whole first, and then vectorizes nothing). */
 static int q2_k(const uint8_t *b, float *y)
 {
     float d, min;
     if (half(b + 80, &d) || half(b + 82, &min))
         return -1;
     const uint8_t *scales = b, *q = b + 16;
-    int is = 0;
-    for (int n = 0; n < QK_K; n += 128) {
-        int shift = 0;
-        for (int j = 0; j < 4; ++j) {
-            uint8_t sc = scales[is++];
-            float dl = d * (sc & 0xF), ml = min * (sc >> 4);
-            for (int l = 0; l < 16; ++l)
-                *y++ = dl * ((int8_t)((q[l] >> shift) & 3)) - ml;
-            sc = scales[is++];
-            dl = d * (sc & 0xF);
-            ml = min * (sc >> 4);
-            for (int l = 0; l < 16; ++l)
-                *y++ = dl * ((int8_t)((q[l + 16] >> shift) & 3)) - ml;
-            shift += 2;
-        }
-        q += 32;
+    float dl[16], ml[16];
+    for (int k = 0; k < 16; k++) {
+        dl[k] = d * (scales[k] & 0xF);
+        ml[k] = min * (scales[k] >> 4);
     }
+    for (int n = 0; n < 2; n++)           /* 128 weights from 32 bytes */
+        for (int j = 0; j < 4; j++)       /* bit pair j of each byte */
+            for (int h = 0; h < 2; h++) { /* bytes 0..15, then 16..31 */
+                const int is = 8 * n + 2 * j + h, shift = 2 * j;
+                const uint8_t *qq = q + 32 * n;
+                const float sd = dl[is], sm = ml[is];
+                float *yy = y + 128 * n + 32 * j;
+                for (int l = 16 * h; l < 16 * h + 16; ++l)
+                    yy[l] = sd * ((int8_t)((qq[l] >> shift) & 3)) - sm;
+            }
     return 0;
 }
 
@@ -177,26 +178,21 @@ static int q3_k(const uint8_t *b, float *y)
     aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
     aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
     aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
-    int8_t scales[16];
+    float dl[16];
     for (int k = 0; k < 16; k++) /* the bytes of aux in memory order, little endian */
-        scales[k] = (int8_t)(uint8_t)(aux[k / 4] >> (8 * (k % 4)));
+        dl[k] = d_all * ((int8_t)(uint8_t)(aux[k / 4] >> (8 * (k % 4))) - 32);
     const uint8_t *q = b + 32, *hm = b;
-    uint8_t m = 1;
-    int is = 0;
-    for (int n = 0; n < QK_K; n += 128) {
-        int shift = 0;
-        for (int j = 0; j < 4; ++j) {
-            float dl = d_all * (scales[is++] - 32);
-            for (int l = 0; l < 16; ++l)
-                *y++ = dl * ((int8_t)((q[l + 0] >> shift) & 3) - ((hm[l + 0] & m) ? 0 : 4));
-            dl = d_all * (scales[is++] - 32);
-            for (int l = 0; l < 16; ++l)
-                *y++ = dl * ((int8_t)((q[l + 16] >> shift) & 3) - ((hm[l + 16] & m) ? 0 : 4));
-            shift += 2;
-            m = (uint8_t)(m << 1);
-        }
-        q += 32;
-    }
+    for (int n = 0; n < 2; n++)
+        for (int j = 0; j < 4; j++)
+            for (int h = 0; h < 2; h++) {
+                const int is = 8 * n + 2 * j + h, shift = 2 * j;
+                const uint8_t m = (uint8_t)(1u << (4 * n + j)); /* the high bit's plane */
+                const uint8_t *qq = q + 32 * n;
+                const float sd = dl[is];
+                float *yy = y + 128 * n + 32 * j;
+                for (int l = 16 * h; l < 16 * h + 16; ++l)
+                    yy[l] = sd * ((int8_t)((qq[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4));
+            }
     return 0;
 }
 
@@ -290,15 +286,24 @@ static int q6_k(const uint8_t *b, float *y)
     return 0;
 }
 
+/* ggml multiplies the scale by the table value of each weight; the 16
+ * possible products are made once per scale and the weights looked up. */
+static void iq4_products(float d, float t[16])
+{
+    for (int k = 0; k < 16; k++)
+        t[k] = d * kvalues_iq4nl[k];
+}
+
 static int iq4_nl(const uint8_t *b, float *y)
 {
-    float d;
+    float d, t[16];
     if (half(b, &d))
         return -1;
+    iq4_products(d, t);
     const uint8_t *qs = b + 2;
     for (int j = 0; j < 16; ++j) {
-        y[j + 0] = d * kvalues_iq4nl[qs[j] & 0xf];
-        y[j + 16] = d * kvalues_iq4nl[qs[j] >> 4];
+        y[j + 0] = t[qs[j] & 0xf];
+        y[j + 16] = t[qs[j] >> 4];
     }
     return 0;
 }
@@ -306,17 +311,17 @@ static int iq4_nl(const uint8_t *b, float *y)
 /* d scales_h(u16) scales_l[4] qs[128] */
 static int iq4_xs(const uint8_t *b, float *y)
 {
-    float d;
+    float d, t[16];
     if (half(b, &d))
         return -1;
     uint16_t scales_h = u16(b + 2);
     const uint8_t *scales_l = b + 4, *qs = b + 8;
     for (int ib = 0; ib < QK_K / 32; ++ib) {
         const int ls = ((scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((scales_h >> 2 * ib) & 3) << 4);
-        const float dl = d * (ls - 32);
+        iq4_products(d * (ls - 32), t);
         for (int j = 0; j < 16; ++j) {
-            y[j + 0] = dl * kvalues_iq4nl[qs[j] & 0xf];
-            y[j + 16] = dl * kvalues_iq4nl[qs[j] >> 4];
+            y[j + 0] = t[qs[j] & 0xf];
+            y[j + 16] = t[qs[j] >> 4];
         }
         y += 32;
         qs += 16;
