@@ -4,7 +4,12 @@
  * writer with its matrices as Q8_0, Q4_0, Q4_K and Q6_K.  Each file must
  * hold its linear layers in that type, and llama.cpp's greedy continuation
  * must equal tc's on it.  The llama.cpp part is skipped, said so, when node
- * or node-llama-cpp is absent (tests/llamacpp.h); the rest always runs. */
+ * or node-llama-cpp is absent (tests/llamacpp.h); the rest always runs.
+ *
+ * The random-weight model's next-token distributions are flat, so near ties
+ * decide some of its tokens.  deep16, trained and sharp, written the same way
+ * (it uses stories260K's tokenizer, so that vocabulary is its own), must give
+ * exactly tc's greedy text in every type. */
 #include "llamacpp.h"
 
 #include "tc/gguf.h"
@@ -66,6 +71,43 @@ int main(void)
     /* A type tc does not write is refused by name. */
     CHECK(tc_prune_write_as(&m, &p, base, TC_FORMAT_GGUF, TC_Q5_K, &err) == TC_ERR && strstr(err.msg, "Q5_K"));
 
+    /* deep16 in the four types: its down projections (rows of 688) are whole blocks of none
+     * and stay F32. */
+    char deep_dir[512], deep[N][600];
+    const char *deep_files[N];
+    int have_deep = tu_asset(deep_dir, sizeof deep_dir, "models/deep16-hf/config.json") != NULL;
+    if (have_deep) {
+        tu_asset(deep_dir, sizeof deep_dir, "models/deep16-hf");
+        tc_model dm;
+        CHECK_OK(tc_gguf_open(&vocab, vocab_path, &err), &err);
+        CHECK_OK(tc_model_open(&dm, deep_dir, &err), &err);
+        for (int i = 0; i < N; i++) {
+            snprintf(deep[i], sizeof deep[i], "%s/deep16-%s.gguf", dir, tc_dtype_name(TYPES[i]));
+            deep_files[i] = deep[i];
+            tc_model_copy cp = {.model = &dm, .float_dtype = TC_F32, .matrices = TYPES[i]};
+            tc_model_src ds = {.cfg = dm.cfg, .dtype = TC_F32, .fill = tc_model_copy_fill, .ctx = &cp,
+                               .gguf_vocab = &vocab, .name = "deep16", .dtype_of = tc_model_copy_dtype,
+                               .encode = tc_model_copy_encode};
+            CHECK_OK(tc_model_write(deep[i], TC_FORMAT_GGUF, &ds, &err), &err);
+            tc_model q;
+            if (tc_model_open(&q, deep[i], &err) == TC_OK) {
+                int typed = 0;
+                for (int l = 0; l < q.cfg.n_layers; l++)
+                    for (int r = 0; r < TC_N_ROLES; r++)
+                        typed += tc_role_is_linear(r) && q.layers[l].w[r] && q.layers[l].w[r]->dtype == TYPES[i];
+                CHECK_MSG(typed == 6 * q.cfg.n_layers, "deep16 %s: %d linear layers of that type, expected %d",
+                          tc_dtype_name(TYPES[i]), typed, 6 * q.cfg.n_layers);
+                tc_model_close(&q);
+            } else {
+                CHECK_MSG(0, "%s", err.msg);
+            }
+        }
+        tc_model_close(&dm);
+        tc_gguf_close(&vocab);
+    } else {
+        printf("deep16 part skipped: models/deep16-hf is not in the assets\n");
+    }
+
     char pkg[1024], script[1024];
     const char *why = llamacpp_unavailable(pkg, sizeof pkg, script, sizeof script);
     if (why) {
@@ -97,6 +139,23 @@ int main(void)
             printf("%-5s tc's top-1 is llama.cpp's next token at %.1f%% of %d positions (the rest within 0.05 "
                    "of tc's top: %.1f%% in all); the same greedy tokens for %d\n", tc_dtype_name(TYPES[i]), 100 * a,
                    N_GEN, 100 * near, first < 0 ? n_out[i] : first);
+        }
+        if (have_deep) {
+            CHECK_MSG(llamacpp_greedy(pkg, script, N_GEN, deep_files, N, outs, n_out) == 0,
+                      "node did not run every deep16 file");
+            for (int i = 0; i < N; i++) {
+                int32_t want[N_GEN];
+                if (llamacpp_tc_greedy(deep[i], N_GEN, want) != 0) {
+                    CHECK_MSG(0, "%s: tc could not decode it", deep[i]);
+                    continue;
+                }
+                int same = n_out[i] == N_GEN;
+                for (int j = 0; j < n_out[i]; j++)
+                    same &= ids[i][j] == want[j];
+                CHECK_MSG(same, "deep16 %s: llama.cpp's greedy text differs from tc's", tc_dtype_name(TYPES[i]));
+                printf("deep16 %-5s llama.cpp's %d greedy tokens %s tc's\n", tc_dtype_name(TYPES[i]), n_out[i],
+                       same ? "equal" : "differ from");
+            }
         }
     }
     char rm[300];
