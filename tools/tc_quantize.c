@@ -43,12 +43,21 @@ static void usage(void)
            "  --f32                 keep float tensors in F32 rather than F16\n"
            "  --quantize-embeddings packed format only: the embedding and output head become\n"
            "                        ternary too (optimal fit, or absmean with --method absmean)\n"
-           "  --strict              GGUF: fail when some linear weight cannot be ternary (rows\n"
-           "                        must be a multiple of 256 long) instead of keeping it F16\n"
+           "  --fallback T          GGUF: the type of the matrices that cannot be ternary (linear\n"
+           "                        weights whose rows are not whole 32-blocks, the embedding,\n"
+           "                        the output head): q8_0 (default), q4_0, q4_k, q6_k or f16;\n"
+           "                        F16 where rows are not whole blocks of T.  Naming it also\n"
+           "                        allows a file without a single TQ tensor\n"
+           "  --strict              GGUF: fail when some linear weight cannot be ternary instead\n"
+           "                        of storing it in the fallback type\n"
            "  --no-verify           skip the check of the written file\n"
            "\n"
-           "GGUF notes: each 256-weight block gets one scale, the mean of the group scales over\n"
-           "its nonzero codes (exact with --group row, tensor or 256).  Tokenizer keys are\n"
+           "GGUF notes: rows that are whole 256-weight blocks become TQ1_0 / TQ2_0; rows that\n"
+           "are whole 32-weight blocks hold the same ternary codes exactly as Q4_0 (4.5 bits per\n"
+           "weight); other rows go to the fallback type.  A file that would hold no TQ tensor\n"
+           "is refused unless --fallback is given.  Each block gets one scale, the mean of the\n"
+           "group scales over its nonzero codes (exact with --group row or tensor, or groups of\n"
+           "a multiple of the block, up to the f16 rounding of the scale).  Tokenizer keys are\n"
            "copied from a GGUF input; for Hugging Face or llama2.c inputs no vocabulary is\n"
            "written (converting tokenizer.json to GGUF keys is not supported), so llama.cpp\n"
            "cannot load the result.\n"
@@ -57,7 +66,8 @@ static void usage(void)
            "except for --method calibrated.\n"
            "\n"
            "Output: a per-tensor table on stderr (unless --quiet), a summary on stdout (JSON\n"
-           "with --json).\n"
+           "with --json) giving the bits per weight of the whole file and of its parts:\n"
+           "ternary weights, fallback, embeddings (and head), norms.\n"
            "\n" CLI_CALIB_HELP "\n" CLI_COMMON_HELP,
            TOOL, TOOL);
 }
@@ -86,10 +96,11 @@ static const char *group_text(const tc_tgroup *g, char *buf, size_t n)
     return buf;
 }
 
-static void print_table(const tc_quantize_report *r)
+static void print_table(const tc_quantize_report *r, const tc_quantize_opts *o)
 {
-    fprintf(stderr, "%-16s %11s %8s %8s %9s %9s %8s\n", "tensor", "shape", "zeros", "w.err", "out.err",
-            "bytes", "seconds");
+    int gguf = o->format != TC_QFORMAT_PACKED;
+    fprintf(stderr, "%-16s %11s %8s %8s %9s %9s %8s%s\n", "tensor", "shape", "zeros", "w.err", "out.err",
+            "bytes", "seconds", gguf ? "  type" : "");
     for (size_t i = 0; i < r->n_tensors; i++) {
         const tc_qtensor_report *t = &r->tensors[i];
         char shape[32];
@@ -102,9 +113,32 @@ static void print_table(const tc_quantize_report *r)
         char oe[16] = "-";
         if (t->rel_output_error >= 0)
             snprintf(oe, sizeof oe, "%.4f", t->rel_output_error);
-        fprintf(stderr, "%-16s %11s %7.1f%% %8.4f %9s %9llu %8.3f\n", t->name, shape, 100 * t->zero_share,
-                t->rel_weight_error, oe, (unsigned long long)t->bytes, t->seconds);
+        fprintf(stderr, "%-16s %11s %7.1f%% %8.4f %9s %9llu %8.3f%s%s\n", t->name, shape, 100 * t->zero_share,
+                t->rel_weight_error, oe, (unsigned long long)t->bytes, t->seconds, gguf ? "  " : "",
+                gguf ? tc_dtype_name(t->dtype) : "");
     }
+}
+
+static double part_bpw(const tc_qpart_size *p)
+{
+    return p->params ? 8.0 * (double)p->bytes / (double)p->params : 0;
+}
+
+/* "96 TQ2_0, 16 Q4_0": the stored types of a part's matrices. */
+static void part_types(const tc_quantize_report *r, tc_qpart part, char *buf, size_t n)
+{
+    int count[TC_DTYPE_COUNT] = {0};
+    for (size_t i = 0; i < r->n_tensors; i++) {
+        const tc_qtensor_report *t = &r->tensors[i];
+        tc_qpart p = t->layer < 0 ? TC_QPART_EMBEDDINGS : t->ternary ? TC_QPART_TERNARY : TC_QPART_FALLBACK;
+        if (p == part && t->dtype >= 0 && t->dtype < TC_DTYPE_COUNT)
+            count[t->dtype]++;
+    }
+    size_t k = 0;
+    buf[0] = '\0';
+    for (int d = 0; d < TC_DTYPE_COUNT && k < n; d++)
+        if (count[d])
+            k += (size_t)snprintf(buf + k, n - k, "%s%d %s", k ? ", " : "", count[d], tc_dtype_name((tc_dtype)d));
 }
 
 static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *o, const char *in,
@@ -133,9 +167,22 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
     cJSON_AddNumberToObject(j, "linear_params", (double)r->linear_params);
     cJSON_AddNumberToObject(j, "linear_bytes", (double)r->linear_bytes);
     cJSON_AddNumberToObject(j, "linear_bits_per_weight", r->bpw_linear);
-    cJSON_AddNumberToObject(j, "kept_float", r->n_kept_float);
-    if (o->fallback != TC_F32)
-        cJSON_AddStringToObject(j, "fallback_type", tc_dtype_name(o->fallback));
+    cJSON_AddNumberToObject(j, "tensor_bytes", (double)r->tensor_bytes);
+    if (r->fallback != TC_DTYPE_COUNT) {
+        cJSON_AddStringToObject(j, "fallback", tc_dtype_name(r->fallback));
+        cJSON_AddBoolToObject(j, "fallback_explicit", o->fallback_explicit);
+        cJSON_AddNumberToObject(j, "fallback_tensors", r->n_fallback);
+        cJSON_AddNumberToObject(j, "fallback_float_tensors", r->n_fallback_float);
+    }
+    /* Every tensor of the file is in one part: the bytes add up to tensor_bytes. */
+    cJSON *parts = cJSON_AddObjectToObject(j, "parts");
+    for (int p = 0; p < TC_QPART_COUNT; p++) {
+        const tc_qpart_size *ps = &r->parts[p];
+        cJSON *e = cJSON_AddObjectToObject(parts, tc_qpart_name((tc_qpart)p));
+        cJSON_AddNumberToObject(e, "params", (double)ps->params);
+        cJSON_AddNumberToObject(e, "bytes", (double)ps->bytes);
+        cJSON_AddNumberToObject(e, "bits_per_weight", part_bpw(ps));
+    }
     cJSON_AddBoolToObject(j, "verified", r->verified);
     cJSON_AddNumberToObject(j, "seconds", r->seconds);
     /* Stages on worker threads in thread-seconds, the rest in wall seconds (tc/quantize.h). */
@@ -157,6 +204,8 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
         cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->rows));
         cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->cols));
         cJSON_AddBoolToObject(e, "ternary", t->ternary);
+        if (t->ternary && o->format != TC_QFORMAT_PACKED)
+            cJSON_AddStringToObject(e, "dtype", tc_dtype_name(t->dtype));
         if (t->ternary) {
             cJSON_AddNumberToObject(e, "zero_share", t->zero_share);
             cJSON_AddNumberToObject(e, "rel_weight_error", t->rel_weight_error);
@@ -186,9 +235,27 @@ static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o
                (unsigned long long)r->calib_tokens);
     printf("\n  file %llu bytes, %.3f bits per weight; linear layers %.3f bits per weight\n",
            (unsigned long long)r->file_bytes, r->bpw_file, r->bpw_linear);
-    if (r->n_kept_float)
-        printf("  %d linear weights not ternary (rows not a multiple of 256)%s%s\n", r->n_kept_float,
-               o->fallback != TC_F32 ? ", stored as " : "", o->fallback != TC_F32 ? tc_dtype_name(o->fallback) : "");
+    if (r->fallback != TC_DTYPE_COUNT) {
+        printf("  fallback %s%s: %d linear weights cannot be ternary (rows not whole 32-blocks)",
+               tc_dtype_name(r->fallback), o->fallback_explicit ? "" : " (default)", r->n_fallback);
+        if (r->n_fallback_float)
+            printf("; %d matrices are %s, their rows not whole blocks of %s", r->n_fallback_float,
+                   o->float_dtype == TC_F32 ? "F32" : "F16", tc_dtype_name(r->fallback));
+        printf("\n");
+    }
+    /* The parts add up to the file's tensor bytes; the rest is header and metadata. */
+    printf("  %-10s %12s %12s %8s  %s\n", "part", "weights", "bytes", "bits/w", "stored as");
+    for (int p = 0; p < TC_QPART_COUNT; p++) {
+        const tc_qpart_size *ps = &r->parts[p];
+        char types[256] = "F32";
+        if (p != TC_QPART_NORMS)
+            part_types(r, (tc_qpart)p, types, sizeof types);
+        if (p == TC_QPART_TERNARY && o->format == TC_QFORMAT_PACKED)
+            snprintf(types, sizeof types, "%s tiles", tc_tpack_layout_name(o->q.layout));
+        printf("  %-10s %12llu %12llu %8.3f  %s\n", tc_qpart_name((tc_qpart)p), (unsigned long long)ps->params,
+               (unsigned long long)ps->bytes, part_bpw(ps), ps->params ? types : "-");
+    }
+    printf("  %-10s %12s %12llu\n", "header", "", (unsigned long long)(r->file_bytes - r->tensor_bytes));
     printf("  %s in %.1f s (producing %.1f s, writing %.1f s, verifying %.1f s)\n",
            r->verified ? "verified" : "not verified", r->seconds, r->times.produce, r->times.write, r->times.verify);
 }
@@ -211,7 +278,7 @@ int main(int argc, char **argv)
         {"quantize-embeddings", no_argument, 0, OPT_QEMB},
         {"strict", no_argument, 0, OPT_STRICT},
         {"no-verify", no_argument, 0, OPT_NOVERIFY},
-        {"fallback-type", required_argument, 0, OPT_FALLBACK},
+        {"fallback", required_argument, 0, OPT_FALLBACK},
         {0, 0, 0, 0},
     };
     cli_common com = {0};
@@ -269,8 +336,10 @@ int main(int argc, char **argv)
         case OPT_NOVERIFY: qo.verify = 0; break;
         case OPT_FALLBACK:
             if (cli_parse_dtype(optarg, &qo.fallback) ||
-                !(qo.fallback == TC_Q8_0 || qo.fallback == TC_Q4_0 || qo.fallback == TC_Q4_K || qo.fallback == TC_Q6_K))
-                return cli_usage_error(TOOL, "--fallback-type is q8_0, q4_0, q4_k or q6_k, not '%s'", optarg);
+                !(qo.fallback == TC_Q8_0 || qo.fallback == TC_Q4_0 || qo.fallback == TC_Q4_K ||
+                  qo.fallback == TC_Q6_K || qo.fallback == TC_F16))
+                return cli_usage_error(TOOL, "--fallback is q8_0, q4_0, q4_k, q6_k or f16, not '%s'", optarg);
+            qo.fallback_explicit = 1;
             break;
         default: return cli_usage_error(TOOL, "unknown option");
         }
@@ -287,8 +356,8 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "--sequential applies to --method calibrated only");
     if (qo.quantize_embeddings && qo.format != TC_QFORMAT_PACKED)
         return cli_usage_error(TOOL, "--quantize-embeddings is only available with --format packed");
-    if (qo.fallback != TC_F32 && qo.format == TC_QFORMAT_PACKED)
-        return cli_usage_error(TOOL, "--fallback-type needs --format gguf-tq1 or gguf-tq2");
+    if (qo.fallback_explicit && qo.format == TC_QFORMAT_PACKED)
+        return cli_usage_error(TOOL, "--fallback needs --format gguf-tq1 or gguf-tq2");
 
     tc_error err = {{0}};
     tc_model m;
@@ -338,7 +407,7 @@ int main(int argc, char **argv)
     cli_progress_done(&bar);
     if (rc == TC_OK) {
         if (!com.quiet)
-            print_table(&rep);
+            print_table(&rep, &qo);
         if (com.json) {
             cJSON *j = summary_json(&rep, &qo, argv[optind], out);
             char *s = cJSON_Print(j);
