@@ -12,6 +12,8 @@
 #include "tc/ggml_ternary.h"
 #include "tc/gguf.h"
 #include "tc/model.h"
+#include "tc/model_write.h"
+#include "tc/prune.h"
 #include "tc/quantize.h"
 #include "tc/synth.h"
 #include "tc/tmodel.h"
@@ -288,19 +290,24 @@ static int parts_add_up(const tc_quantize_report *rep, const char *path)
         fprintf(stderr, "%s\n", err.msg);
         return 0;
     }
-    uint64_t all = 0, vec = 0, vec_n = 0, part[TC_QPART_COUNT] = {0}, sum = 0;
+    uint64_t all = 0, mat = 0, vec = 0, vec_n = 0, part[TC_QPART_COUNT] = {0}, sum = 0, reported = 0;
     for (size_t i = 0; i < g.dir.n_tensors; i++) {
         all += g.dir.tensors[i].nbytes;
         if (g.dir.tensors[i].n_dims == 1) {
             vec += g.dir.tensors[i].nbytes;
             vec_n += g.dir.tensors[i].n_elements;
+        } else {
+            mat += g.dir.tensors[i].nbytes;
         }
     }
     tc_gguf_close(&g);
     for (size_t i = 0; i < rep->n_tensors; i++) {
         const tc_qtensor_report *r = &rep->tensors[i];
         part[r->layer < 0 ? TC_QPART_EMBEDDINGS : r->ternary ? TC_QPART_TERNARY : TC_QPART_FALLBACK] += r->bytes;
+        reported += r->bytes;
     }
+    /* The file's other matrices are the zero stand-ins of dropped sub-layers (fallback). */
+    part[TC_QPART_FALLBACK] += mat - reported;
     part[TC_QPART_NORMS] = vec;
     int ok = 1;
     for (int p = 0; p < TC_QPART_COUNT; p++) {
@@ -371,6 +378,122 @@ static void test_gguf_holders(const char *dir)
             tc_layer_f32_free(&w);
         }
         tc_model_close(&q);
+        tc_quantize_report_free(&rep);
+        tc_model_close(&m);
+    }
+}
+
+/* The largest difference between the logits of two models over a few tokens. */
+static double logits_diff(const tc_model *a, const tc_model *b)
+{
+    static const int32_t toks[] = {1, 35, 200, 17, 401, 9, 77, 300};
+    tc_error err = {{0}};
+    tc_decoder *da = NULL, *db = NULL;
+    tc_decoder_opts o = {.max_len = 16};
+    int V = a->cfg.vocab_size;
+    float *la = malloc((size_t)V * sizeof *la), *lb = malloc((size_t)V * sizeof *lb);
+    double diff = -1;
+    if (la && lb && tc_decoder_new(&da, a, &o, &err) == TC_OK && tc_decoder_new(&db, b, &o, &err) == TC_OK) {
+        diff = 0;
+        for (size_t t = 0; t < sizeof toks / sizeof toks[0] && diff >= 0; t++) {
+            if (tc_decoder_step(da, toks[t], la, &err) || tc_decoder_step(db, toks[t], lb, &err)) {
+                diff = -1;
+                break;
+            }
+            for (int v = 0; v < V; v++)
+                diff = fabs((double)la[v] - lb[v]) > diff ? fabs((double)la[v] - lb[v]) : diff;
+        }
+    }
+    if (diff < 0)
+        fprintf(stderr, "%s\n", err.msg);
+    tc_decoder_free(da);
+    tc_decoder_free(db);
+    free(la);
+    free(lb);
+    return diff;
+}
+
+/* pad_ffn: an FFN of 688 is written as 768 wide, the added rows of gate and up and
+ * columns of down zero, so that the down projections are TQ2_0 too.  The source's
+ * weights come back bit for bit beside the zeros, the file computes the source's
+ * logits, and its parts add up.  Three sources: a llama GGUF, a Phi-3 directory
+ * (fused gate/up, written as llama.cpp's ffn_up) and the llama GGUF pruned of one
+ * MLP (deci: the dropped MLP's stand-in stays width 1). */
+static void test_gguf_padding(const char *dir)
+{
+    tc_error err = {{0}};
+    char base[512];
+    snprintf(base, sizeof base, "%s/pad_base.gguf", dir);
+    tc_synth_spec s = {.cfg = tc_synth_config(2, 256, 4, 2, 688, 512), .seed = 41, .ternary = 1};
+    tc_model_src src = {.cfg = s.cfg, .dtype = TC_F16, .fill = tc_synth_fill, .ctx = &s, .name = "pad"};
+    CHECK_OK(tc_model_write(base, TC_FORMAT_GGUF, &src, &err), &err);
+    for (int k = 0; k < 3; k++) {
+        char in[512], out[512];
+        snprintf(out, sizeof out, "%s/pad_%d_tq2.gguf", dir, k);
+        if (k == 0) {
+            snprintf(in, sizeof in, "%s", base);
+        } else if (k == 1) {
+            snprintf(in, sizeof in, "%s/pad_phi3", dir);
+            tc_synth_spec p = s;
+            CHECK_OK(tc_synth_family(&p.cfg, "phi3", 0, &err), &err);
+            CHECK_OK(tc_synth_write(in, TC_FORMAT_HF, TC_F16, &p, &err), &err);
+        } else {
+            snprintf(in, sizeof in, "%s/pad_deci.gguf", dir);
+            tc_model bm;
+            tc_prune_plan plan;
+            CHECK_OK(tc_model_open(&bm, base, &err), &err);
+            CHECK_OK(tc_prune_plan_init(&plan, 2, &err), &err);
+            CHECK_OK(tc_prune_parse_list(&plan, "mlp:1", "test", &err), &err);
+            CHECK_OK(tc_prune_write(&bm, &plan, in, TC_FORMAT_GGUF, &err), &err);
+            tc_prune_plan_free(&plan);
+            tc_model_close(&bm);
+        }
+        tc_model m, q;
+        CHECK_OK(tc_model_open(&m, in, &err), &err);
+        tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_I2, TC_TGROUP_ROW, 0, TC_QFORMAT_GGUF_TQ2);
+        o.float_dtype = TC_F16;
+        o.pad_ffn = 1;
+        o.fallback = TC_F16; /* the embedding as it is, so that only the padding differs */
+        tc_quantize_report rep;
+        CHECK_OK(tc_quantize_model(&m, out, &o, &rep, &err), &err);
+        CHECK_MSG(rep.verified && rep.ffn_dim_stored == 768 && rep.n_fallback == 0, "source %d: FFN %d", k,
+                  rep.ffn_dim_stored);
+        for (size_t i = 0; i < rep.n_tensors; i++)
+            CHECK_MSG(rep.tensors[i].layer < 0 || rep.tensors[i].dtype == TC_TQ2_0, "source %d %s", k,
+                      rep.tensors[i].name);
+        CHECK_MSG(parts_add_up(&rep, out), "source %d: the parts do not add up to the file", k);
+        /* The report counts the source's weights, stored in the padded bytes. */
+        CHECK(rep.parts[TC_QPART_TERNARY].params == rep.linear_params);
+        tc_quantize_report_free(&rep);
+        CHECK_OK(tc_model_open(&q, out, &err), &err);
+        CHECK(q.cfg.ffn_dim == 768);
+        for (int l = 0; l < 2; l++) {
+            CHECK(q.layers[l].has_mlp == m.layers[l].has_mlp);
+            if (!m.layers[l].has_mlp)
+                continue;
+            tc_layer_f32 w, wq;
+            CHECK_OK(tc_model_load_layer(&m, l, &w, &err), &err);
+            CHECK_OK(tc_model_load_layer(&q, l, &wq, &err), &err);
+            int bad = 0;
+            for (int r = TC_W_GATE; r <= TC_W_DOWN; r++)
+                for (int64_t i = 0; i < (r == TC_W_DOWN ? 256 : 768); i++)
+                    for (int64_t c = 0; c < (r == TC_W_DOWN ? 768 : 256); c++) {
+                        int64_t si = r == TC_W_DOWN ? i : i < 688 ? i : -1;
+                        int64_t sc = r == TC_W_DOWN ? (c < 688 ? c : -1) : c;
+                        float want = si < 0 || sc < 0 ? 0.0f : w.w[r][si * (r == TC_W_DOWN ? 688 : 256) + sc];
+                        bad += wq.w[r][i * (r == TC_W_DOWN ? 768 : 256) + c] != want;
+                    }
+            CHECK_MSG(bad == 0, "source %d layer %d: %d FFN weights are not the source's or zero", k, l, bad);
+            tc_layer_f32_free(&w);
+            tc_layer_f32_free(&wq);
+        }
+        double diff = logits_diff(&m, &q);
+        CHECK_MSG(diff >= 0 && diff < 1e-4, "source %d: logits differ by %g", k, diff);
+        tc_model_close(&q);
+        /* Without padding the down projections go to the fallback: F16 for rows of 688. */
+        o.pad_ffn = 0;
+        CHECK_OK(tc_quantize_model(&m, out, &o, &rep, &err), &err);
+        CHECK(rep.ffn_dim_stored == 688 && rep.n_fallback == (k == 2 ? 1 : 2));
         tc_quantize_report_free(&rep);
         tc_model_close(&m);
     }
@@ -597,16 +720,33 @@ static void test_tool(const char *dir)
     snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/tool.tmodel --method calibrated 2>&1", bin, mp, dir);
     CHECK(tu_run(cmd, &out) == 2);
     free(out);
-    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/tool.gguf --format gguf-tq2 --strict --fallback q8_0 -q 2>&1",
+    snprintf(cmd, sizeof cmd,
+             "%s/tc-quantize %s -o %s/tool.gguf --format gguf-tq2 --strict --fallback q8_0 --keep-ffn-width -q 2>&1",
              bin, mp, dir);
     CHECK(tu_run(cmd, &out) == 1 && strstr(out, "172") && strstr(out, "strict"));
     free(out);
     snprintf(cmd, sizeof cmd, "%s/tc-quantize %s/tool.tmodel -o %s/x.tmodel 2>&1", bin, dir, dir);
     CHECK(tu_run(cmd, &out) == 1);
     free(out);
-    /* stories260K (dim 64, ffn 172) has no row that TQ2_0 can hold: without --fallback the
-     * file is refused with one line before anything is written. */
-    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb.gguf --format gguf-tq2 2>&1", bin, mp, dir);
+    /* stories260K (dim 64, ffn 172): by default the FFN is padded to 256 wide, so the down
+     * projections are TQ2_0 and the 64-long rows hold their codes as Q4_0: every linear
+     * weight is ternary and the file says so. */
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/pad.gguf --format gguf-tq2 --json -q", bin, mp, dir);
+    CHECK(tu_run(cmd, &out) == 0);
+    j = cJSON_Parse(out);
+    CHECK(j != NULL);
+    if (j) {
+        CHECK(cJSON_GetObjectItem(j, "ffn_dim")->valuedouble == 172 &&
+              cJSON_GetObjectItem(j, "ffn_dim_stored")->valuedouble == 256);
+        CHECK(cJSON_GetObjectItem(j, "fallback_tensors")->valuedouble == 0);
+        cJSON *ty = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "parts"), "ternary"), "types");
+        CHECK(ty && cJSON_GetObjectItem(ty, "TQ2_0")->valuedouble == 5 && cJSON_GetObjectItem(ty, "Q4_0")->valuedouble == 30);
+    }
+    cJSON_Delete(j);
+    free(out);
+    /* Kept 172 wide, it has no row that TQ2_0 can hold: without --fallback the file is
+     * refused with one line before anything is written. */
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb.gguf --format gguf-tq2 --keep-ffn-width 2>&1", bin, mp, dir);
     CHECK(tu_run(cmd, &out) == 1);
     CHECK_MSG(strstr(out, "TQ2_0") && strstr(out, "--fallback") && strchr(out, '\n') == out + strlen(out) - 1,
               "%s", out);
@@ -616,8 +756,8 @@ static void test_tool(const char *dir)
      * hold their ternary codes as Q4_0, the 172-long rows of the five down projections are
      * whole blocks of no ggml type (F16), the embedding and the head are Q8_0; the parts add
      * up to the file's tensors. */
-    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb.gguf --format gguf-tq2 --fallback Q8_0 --json -q", bin, mp,
-             dir);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb.gguf --format gguf-tq2 --fallback Q8_0 --keep-ffn-width --json -q",
+             bin, mp, dir);
     CHECK(tu_run(cmd, &out) == 0);
     j = cJSON_Parse(out);
     CHECK(j != NULL);
@@ -660,7 +800,8 @@ static void test_tool(const char *dir)
     cJSON_Delete(j);
     free(out);
     /* The summary states the fallback and the parts. */
-    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb.gguf --format gguf-tq2 --fallback f16 -q", bin, mp, dir);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb.gguf --format gguf-tq2 --fallback f16 --keep-ffn-width -q", bin,
+             mp, dir);
     CHECK(tu_run(cmd, &out) == 0);
     CHECK_MSG(strstr(out, "fallback F16: 5 linear weights") && strstr(out, "ternary") && strstr(out, "embeddings") &&
               strstr(out, "norms") && strstr(out, "30 Q4_0"), "%s", out);
@@ -683,6 +824,7 @@ int main(void)
     test_gguf_exact(dir);
     test_gguf_matches_packed(dir);
     test_gguf_holders(dir);
+    test_gguf_padding(dir);
     test_gguf_fallback(dir);
     test_calibrated(dir);
     test_tool(dir);

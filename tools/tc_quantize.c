@@ -50,6 +50,10 @@ static void usage(void)
            "                        allows a file without a single TQ tensor\n"
            "  --strict              GGUF: fail when some linear weight cannot be ternary instead\n"
            "                        of storing it in the fallback type\n"
+           "  --keep-ffn-width      GGUF: write the FFN width as it is; by default a width that\n"
+           "                        is not a multiple of 256 is padded up to one with zero rows\n"
+           "                        and columns when that makes the file smaller (the down\n"
+           "                        projections become TQ; the function does not change)\n"
            "  --no-verify           skip the check of the written file\n"
            "\n"
            "GGUF notes: rows that are whole 256-weight blocks become TQ1_0 / TQ2_0; rows that\n"
@@ -124,16 +128,23 @@ static double part_bpw(const tc_qpart_size *p)
     return p->params ? 8.0 * (double)p->bytes / (double)p->params : 0;
 }
 
-/* "96 TQ2_0, 16 Q4_0": the stored types of a part's matrices. */
-static void part_types(const tc_quantize_report *r, tc_qpart part, char *buf, size_t n)
+/* How many of a part's matrices are stored in each type. */
+static void part_counts(const tc_quantize_report *r, tc_qpart part, int *count)
 {
-    int count[TC_DTYPE_COUNT] = {0};
+    memset(count, 0, TC_DTYPE_COUNT * sizeof *count);
     for (size_t i = 0; i < r->n_tensors; i++) {
         const tc_qtensor_report *t = &r->tensors[i];
         tc_qpart p = t->layer < 0 ? TC_QPART_EMBEDDINGS : t->ternary ? TC_QPART_TERNARY : TC_QPART_FALLBACK;
         if (p == part && t->dtype >= 0 && t->dtype < TC_DTYPE_COUNT)
             count[t->dtype]++;
     }
+}
+
+/* "96 TQ2_0, 16 Q4_0": the stored types of a part's matrices. */
+static void part_types(const tc_quantize_report *r, tc_qpart part, char *buf, size_t n)
+{
+    int count[TC_DTYPE_COUNT];
+    part_counts(r, part, count);
     size_t k = 0;
     buf[0] = '\0';
     for (int d = 0; d < TC_DTYPE_COUNT && k < n; d++)
@@ -142,7 +153,7 @@ static void part_types(const tc_quantize_report *r, tc_qpart part, char *buf, si
 }
 
 static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *o, const char *in,
-                           const char *out)
+                           const char *out, int ffn_dim)
 {
     char gb[16];
     cJSON *j = cJSON_CreateObject();
@@ -173,6 +184,8 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
         cJSON_AddBoolToObject(j, "fallback_explicit", o->fallback_explicit);
         cJSON_AddNumberToObject(j, "fallback_tensors", r->n_fallback);
         cJSON_AddNumberToObject(j, "fallback_float_tensors", r->n_fallback_float);
+        cJSON_AddNumberToObject(j, "ffn_dim", ffn_dim);
+        cJSON_AddNumberToObject(j, "ffn_dim_stored", r->ffn_dim_stored);
     }
     /* Every tensor of the file is in one part: the bytes add up to tensor_bytes. */
     cJSON *parts = cJSON_AddObjectToObject(j, "parts");
@@ -182,6 +195,14 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
         cJSON_AddNumberToObject(e, "params", (double)ps->params);
         cJSON_AddNumberToObject(e, "bytes", (double)ps->bytes);
         cJSON_AddNumberToObject(e, "bits_per_weight", part_bpw(ps));
+        if (o->format != TC_QFORMAT_PACKED && p != TC_QPART_NORMS) {
+            int count[TC_DTYPE_COUNT];
+            part_counts(r, (tc_qpart)p, count);
+            cJSON *ty = cJSON_AddObjectToObject(e, "types"); /* matrices per stored type */
+            for (int d = 0; d < TC_DTYPE_COUNT; d++)
+                if (count[d])
+                    cJSON_AddNumberToObject(ty, tc_dtype_name((tc_dtype)d), count[d]);
+        }
     }
     cJSON_AddBoolToObject(j, "verified", r->verified);
     cJSON_AddNumberToObject(j, "seconds", r->seconds);
@@ -223,7 +244,7 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
     return j;
 }
 
-static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o, const char *out)
+static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o, const char *out, int ffn_dim)
 {
     char gb[16];
     printf("%s: %s, method %s, group %s%s%s\n", out, tc_qformat_name(o->format), tc_tmethod_name(o->q.method),
@@ -236,24 +257,32 @@ static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o
     printf("\n  file %llu bytes, %.3f bits per weight; linear layers %.3f bits per weight\n",
            (unsigned long long)r->file_bytes, r->bpw_file, r->bpw_linear);
     if (r->fallback != TC_DTYPE_COUNT) {
-        printf("  fallback %s%s: %d linear weights cannot be ternary (rows not whole 32-blocks)",
-               tc_dtype_name(r->fallback), o->fallback_explicit ? "" : " (default)", r->n_fallback);
+        printf("  fallback %s%s: ", tc_dtype_name(r->fallback), o->fallback_explicit ? "" : " (default)");
+        if (r->n_fallback)
+            printf("%d linear weights cannot be ternary (rows not whole 32-blocks)", r->n_fallback);
+        else
+            printf("every linear weight is ternary; the embedding and the head are in the fallback");
         if (r->n_fallback_float)
             printf("; %d matrices are %s, their rows not whole blocks of %s", r->n_fallback_float,
                    o->float_dtype == TC_F32 ? "F32" : "F16", tc_dtype_name(r->fallback));
         printf("\n");
     }
+    if (r->fallback != TC_DTYPE_COUNT && r->ffn_dim_stored != ffn_dim)
+        printf("  FFN width %d padded to %d with zero rows and columns (the same function) so that the down "
+               "projections are %s\n", ffn_dim, r->ffn_dim_stored, o->format == TC_QFORMAT_GGUF_TQ1 ? "TQ1_0" : "TQ2_0");
     /* The parts add up to the file's tensor bytes; the rest is header and metadata. */
     printf("  %-10s %12s %12s %8s  %s\n", "part", "weights", "bytes", "bits/w", "stored as");
     for (int p = 0; p < TC_QPART_COUNT; p++) {
         const tc_qpart_size *ps = &r->parts[p];
+        if (!ps->params)
+            continue;
         char types[256] = "F32";
         if (p != TC_QPART_NORMS)
             part_types(r, (tc_qpart)p, types, sizeof types);
         if (p == TC_QPART_TERNARY && o->format == TC_QFORMAT_PACKED)
             snprintf(types, sizeof types, "%s tiles", tc_tpack_layout_name(o->q.layout));
         printf("  %-10s %12llu %12llu %8.3f  %s\n", tc_qpart_name((tc_qpart)p), (unsigned long long)ps->params,
-               (unsigned long long)ps->bytes, part_bpw(ps), ps->params ? types : "-");
+               (unsigned long long)ps->bytes, part_bpw(ps), types);
     }
     printf("  %-10s %12s %12llu\n", "header", "", (unsigned long long)(r->file_bytes - r->tensor_bytes));
     printf("  %s in %.1f s (producing %.1f s, writing %.1f s, verifying %.1f s)\n",
@@ -263,7 +292,7 @@ static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o
 int main(int argc, char **argv)
 {
     enum { OPT_METHOD = CLI_OPT_TOOL_BASE, OPT_GROUP, OPT_LAYOUT, OPT_FORMAT, OPT_SEQ, OPT_DAMP, OPT_F32,
-           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK };
+           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK, OPT_KEEP_FFN };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         CLI_CALIB_LONG_OPTIONS,
@@ -279,6 +308,7 @@ int main(int argc, char **argv)
         {"strict", no_argument, 0, OPT_STRICT},
         {"no-verify", no_argument, 0, OPT_NOVERIFY},
         {"fallback", required_argument, 0, OPT_FALLBACK},
+        {"keep-ffn-width", no_argument, 0, OPT_KEEP_FFN},
         {0, 0, 0, 0},
     };
     cli_common com = {0};
@@ -287,7 +317,7 @@ int main(int argc, char **argv)
     const char *out = NULL;
     tc_quantize_opts qo = {.q = {.method = TC_TMETHOD_OPTIMAL, .layout = TC_TPACK_TL2,
                                  .group = {TC_TGROUP_ROW, 0}},
-                           .format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .verify = 1};
+                           .format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .verify = 1, .pad_ffn = 1};
     int c, code;
     while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
         int r = cli_common_option(TOOL, c, optarg, &com, usage, &code);
@@ -341,6 +371,7 @@ int main(int argc, char **argv)
                 return cli_usage_error(TOOL, "--fallback is q8_0, q4_0, q4_k, q6_k or f16, not '%s'", optarg);
             qo.fallback_explicit = 1;
             break;
+        case OPT_KEEP_FFN: qo.pad_ffn = 0; break;
         default: return cli_usage_error(TOOL, "unknown option");
         }
     }
@@ -409,14 +440,14 @@ int main(int argc, char **argv)
         if (!com.quiet)
             print_table(&rep, &qo);
         if (com.json) {
-            cJSON *j = summary_json(&rep, &qo, argv[optind], out);
+            cJSON *j = summary_json(&rep, &qo, argv[optind], out, m.cfg.ffn_dim);
             char *s = cJSON_Print(j);
             if (s)
                 printf("%s\n", s);
             free(s);
             cJSON_Delete(j);
         } else {
-            print_summary(&rep, &qo, out);
+            print_summary(&rep, &qo, out, m.cfg.ffn_dim);
         }
         tc_quantize_report_free(&rep);
     }

@@ -29,8 +29,11 @@
  * groups of a multiple of the block, the GGUF weights equal ours up to the f16
  * rounding of the scale, a relative 2^-11 at most).  A linear weight whose rows
  * are not whole 32-weight blocks cannot be ternary in any ggml type: it goes to
- * the fallback type (below), or is refused with `strict`.  A file in which no
- * linear weight is ternary is refused unless the fallback was chosen
+ * the fallback type (below), or is refused with `strict`; with `pad_ffn` the
+ * FFN width is padded with zeros to a multiple of 256 where that makes the
+ * down projections TQ (the function is unchanged; the report's shapes stay
+ * the source's and its bytes are the padded ones).  A file in which no
+ * linear weight is TQ1_0 / TQ2_0 is refused unless the fallback was chosen
  * explicitly (`fallback_explicit`). */
 #ifndef TC_QUANTIZE_H
 #define TC_QUANTIZE_H
@@ -69,7 +72,11 @@ typedef struct tc_quantize_opts {
                                      or F16; elsewhere in float_dtype (as llama.cpp's quantizer
                                      falls back to F16).  0 (TC_F32): the default, Q8_0 */
     int fallback_explicit;        /* GGUF: the caller chose the fallback: a file in which no
-                                     linear weight is ternary is written (else it is refused) */
+                                     linear weight is TQ is written (else it is refused) */
+    int pad_ffn;                  /* GGUF: an FFN width that is not a multiple of 256 is padded
+                                     up to one with zero rows (gate, up, their biases) and zero
+                                     columns (down) when that makes the file smaller, so that
+                                     the down projections are TQ too; the function is the same */
     int verify;                   /* reopen the output and check every ternary tensor */
     int n_threads;
     /* Called after each layer (and once at the start with 0). */
@@ -146,6 +153,7 @@ typedef struct tc_quantize_report {
     int n_fallback_float;        /* of those and the embedding and head: stored in float because
                                     their rows are not whole blocks of the fallback type */
     tc_dtype fallback;           /* GGUF: the fallback type; TC_DTYPE_COUNT for packed output */
+    int ffn_dim_stored;          /* GGUF: the FFN width written (the model's, or padded) */
     tc_quantize_times times;
 } tc_quantize_report;
 
