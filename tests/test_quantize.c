@@ -806,10 +806,13 @@ static void test_tool(const char *dir)
     CHECK_MSG(strstr(out, "fallback F16: 5 linear weights") && strstr(out, "ternary") && strstr(out, "embeddings") &&
               strstr(out, "norms") && strstr(out, "30 Q4_0"), "%s", out);
     free(out);
-    static const char *const bad[] = {"--fallback q5_k --format gguf-tq2", "--fallback q8_0"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb2.gguf %s 2>&1", bin, mp, dir, bad[i]);
-        CHECK(tu_run(cmd, &out) == 2 && strstr(out, "--fallback"));
+    static const char *const bad[][2] = {{"--fallback q5_k --format gguf-tq2", "--fallback"},
+                                         {"--fallback q8_0", "--fallback"},
+                                         {"--fallback-type q8_0 --format gguf-tq2", "option"},
+                                         {"--keep-ffn-width", "--keep-ffn-width"}};
+    for (int i = 0; i < 4; i++) {
+        snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb2.gguf %s 2>&1", bin, mp, dir, bad[i][0]);
+        CHECK_MSG(tu_run(cmd, &out) == 2 && strstr(out, bad[i][1]), "%s: %s", bad[i][0], out);
         free(out);
     }
 }

@@ -21,8 +21,9 @@ static void usage(void)
            "Quantizes the linear weights of every block (q, k, v, o, gate, up, down) to ternary\n"
            "values {-1, 0, +1} with scales, one layer at a time, and writes either the packed\n"
            "file (lookup-table-ready tiles, docs/PACKED_FORMAT.md) or a GGUF with ggml TQ1_0 /\n"
-           "TQ2_0 blocks that llama.cpp runs.  Norms, biases, the embedding and the output head\n"
-           "stay in float.  The written file is reopened and checked unless --no-verify.\n"
+           "TQ2_0 blocks that llama.cpp runs.  Norms and biases stay in float; the embedding and\n"
+           "the output head too (packed) or in the fallback type (GGUF, below).  The written file\n"
+           "is reopened and checked unless --no-verify.\n"
            "\n"
            "MODEL is a Hugging Face directory (config.json + safetensors), a GGUF file or a\n"
            "llama2.c checkpoint.\n"
@@ -389,6 +390,8 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "--quantize-embeddings is only available with --format packed");
     if (qo.fallback_explicit && qo.format == TC_QFORMAT_PACKED)
         return cli_usage_error(TOOL, "--fallback needs --format gguf-tq1 or gguf-tq2");
+    if (!qo.pad_ffn && qo.format == TC_QFORMAT_PACKED)
+        return cli_usage_error(TOOL, "--keep-ffn-width needs --format gguf-tq1 or gguf-tq2");
 
     tc_error err = {{0}};
     tc_model m;
