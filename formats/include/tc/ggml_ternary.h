@@ -15,6 +15,10 @@
 #include "tc/dtype.h"
 #include "tc/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TC_TQ_BLOCK_ELEMS 256
 #define TC_TQ1_0_BLOCK_BYTES 54
 #define TC_TQ2_0_BLOCK_BYTES 66
@@ -37,5 +41,9 @@ int tc_ggml_ternary_decode(tc_dtype type, const uint8_t *blocks, int64_t K, int8
 /* ggml's dequantization, bit for bit: out[K] = (trit - 1) * f16(d). */
 int tc_ggml_ternary_dequantize(tc_dtype type, const uint8_t *blocks, int64_t K, float *out,
                                tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
