@@ -13,6 +13,7 @@
 #include "tc/model_tokenizer.h"
 #include "tc/model.h"
 #include "tc/outfile.h"
+#include "tc/version.h"
 
 /* ---- Signals ----------------------------------------------------------------
  * The temporaries open right now, in fixed slots the handler can walk without
@@ -185,7 +186,7 @@ int cli_common_option(const char *tool, int code, const char *arg, cli_common *c
         }
         return 0;
     case 'h': usage(); *exit_code = TC_EXIT_OK; return 1;
-    case CLI_OPT_VERSION: printf("%s %s\n", tool, TC_VERSION); *exit_code = TC_EXIT_OK; return 1;
+    case CLI_OPT_VERSION: printf("%s %s\n", tool, tc_version()); *exit_code = TC_EXIT_OK; return 1;
     case '?': *exit_code = cli_usage_error(tool, "invalid option or missing value"); return 1;
     default: return -1;
     }

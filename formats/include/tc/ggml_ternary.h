@@ -22,6 +22,10 @@
 #include "tc/dtype.h"
 #include "tc/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TC_TQ_BLOCK_ELEMS 256
 #define TC_TQ1_0_BLOCK_BYTES 54
 #define TC_TQ2_0_BLOCK_BYTES 66
@@ -50,5 +54,9 @@ int tc_ggml_ternary_decode(tc_dtype type, const uint8_t *blocks, int64_t K, int8
  * (trit - 1) * f16(d), (q - 8) * f16(d) or q * f16(d). */
 int tc_ggml_ternary_dequantize(tc_dtype type, const uint8_t *blocks, int64_t K, float *out,
                                tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,6 +8,10 @@
 #include "tc/error.h"
 #include "tc/tensordir.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tc_hfdir {
     char *path;      /* the directory */
     cJSON *config;   /* parsed config.json (owned) */
@@ -35,5 +39,9 @@ int tc_hfdir_write(const char *path, const cJSON *config, const tc_out_tensor *t
  * Copies those present in src into dst, each atomically; *copied counts
  * them (may be NULL). */
 int tc_hfdir_copy_side_files(const char *src, const char *dst, int *copied, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

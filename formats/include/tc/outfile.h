@@ -10,6 +10,10 @@
 
 #include "tc/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tc_outfile {
     char *path;  /* the target */
     char *tmp;   /* the temporary beside it */
@@ -48,5 +52,9 @@ void tc_outfile_set_hooks(const tc_outfile_hooks *hooks);
 /* Whether two paths name the same existing file (so a tool can refuse to
  * overwrite its input). */
 int tc_same_file(const char *a, const char *b);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

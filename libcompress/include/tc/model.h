@@ -10,6 +10,10 @@
 #include "tc/rope.h"
 #include "tc/tensordir.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum tc_format {
     TC_FORMAT_HF,      /* config.json + safetensors (one file or shards) */
     TC_FORMAT_GGUF,
@@ -230,5 +234,9 @@ void tc_rope_permute_rows(const float *src, float *dst, int n_heads, int head_di
 const char *tc_format_name(tc_format f);
 const char *tc_arch_name(tc_arch a);
 const char *tc_rope_layout_name(tc_rope_layout r);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -7,6 +7,10 @@
 #include "tc/model.h"
 #include "tc/tokenizer.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* path: a tokenizer file given by the user (tokenizer.bin, tokenizer.json or
  * a GGUF), or NULL to take the checkpoint's own.  A checkpoint without one
  * and no path is an error that says which file to pass.  The tokenizer's
@@ -16,5 +20,9 @@ int tc_model_tokenizer(const tc_model *m, const char *path, tc_tokenizer **out, 
 /* A tc_encode_fn (calib.h) over a tokenizer: no BOS, no special-token parsing. */
 int tc_model_tokenizer_encode(void *tokenizer, const char *text, size_t len, int32_t **ids, size_t *n,
                               tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

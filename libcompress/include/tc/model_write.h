@@ -11,6 +11,10 @@
 #include "tc/error.h"
 #include "tc/model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct tc_gguf;
 
 /* The tensors that belong to no layer. */
@@ -75,5 +79,9 @@ int tc_model_copy_encode(void *ctx, int layer, int which, tc_rope_layout to, voi
 
 /* The rope layout a format stores Q/K rows in. */
 tc_rope_layout tc_format_rope_layout(tc_format fmt, tc_arch arch);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

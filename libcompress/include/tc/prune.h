@@ -12,6 +12,10 @@
 #include "tc/forward.h"
 #include "tc/model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tc_prune_plan {
     int n_layers;
     uint8_t *drop[TC_N_MODULES]; /* per layer, indexed by tc_module: 1 = goes */
@@ -115,5 +119,9 @@ typedef struct tc_prune_eval {
 int tc_prune_evaluate(const tc_model *ref, const tc_skip *ref_skip, const tc_model *pruned,
                       const tc_skip *pruned_skip, const int32_t *tokens, const size_t *offsets, size_t n_seqs,
                       int n_threads, tc_prune_eval *out, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -46,6 +46,10 @@
 #include "tc/model.h"
 #include "tc/tmodel.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum tc_qformat {
     TC_QFORMAT_PACKED,   /* the packed ternary file (docs/PACKED_FORMAT.md) */
     TC_QFORMAT_GGUF_TQ1, /* GGUF with TQ1_0 blocks (1.69 bits per weight) */
@@ -167,5 +171,9 @@ void tc_quantize_report_free(tc_quantize_report *r);
  * scales (the rule above): d[M][K/block].  K must be a multiple of block. */
 void tc_quantize_block_scales(const int8_t *codes, const float *scales, int64_t M, int64_t K,
                               const tc_tgroup *g, int64_t block, float *d);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -10,6 +10,10 @@
 #include "tc/model.h"
 #include "tc/model_write.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tc_synth_spec {
     tc_config cfg;          /* shapes (values are generated in rotate-half order) */
     uint64_t seed;
@@ -44,5 +48,9 @@ int tc_synth_model(tc_model *m, const tc_synth_spec *s, tc_error *err);
 /* Writes the model to disk in fmt with matrices stored as dtype, one tensor at
  * a time (a 7B-shaped F16 checkpoint needs memory for one tensor only). */
 int tc_synth_write(const char *path, tc_format fmt, tc_dtype dtype, const tc_synth_spec *s, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
