@@ -6,6 +6,7 @@
  * Slow writes are made by a fill callback that sleeps between tensors, in a
  * forked child the parent watches through the directory (the temporary
  * appears, then the parent kills or interrupts the child). */
+#define _DEFAULT_SOURCE 1 /* tools/cli.c, included below, calls syscall() */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
