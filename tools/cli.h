@@ -63,11 +63,13 @@ enum { CLI_OPT_INFO = 1000, CLI_OPT_JSON, CLI_OPT_VERSION, CLI_OPT_TOKENIZER, CL
  * their help. */
 #define CLI_FORCE_LONG_OPTION {"force", no_argument, 0, CLI_OPT_FORCE}
 
-#define CLI_FORCE_HELP                                                                     \
-    "  --force            replace an existing output (a directory as a whole: nothing of\n" \
-    "                     the old one survives); without it an existing output is refused.\n" \
-    "                     An output is never an input, nor inside an input directory, nor\n" \
-    "                     a directory holding one: these are refused even with --force.\n"
+#define CLI_FORCE_HELP                                                                       \
+    "  --force            replace an existing output: a file, or a directory as a whole\n"   \
+    "                     (nothing of the old one survives; only an empty directory or a\n" \
+    "                     checkpoint directory, one with config.json, is replaced).\n"       \
+    "                     Without it an existing output is refused.  An output is never\n"  \
+    "                     an input, nor inside an input directory, nor a directory\n"       \
+    "                     holding an input, --force or not.\n"
 
 #define CLI_COMMON_LONG_OPTIONS                                                  \
     {"info", no_argument, 0, CLI_OPT_INFO}, {"json", no_argument, 0, CLI_OPT_JSON}, \

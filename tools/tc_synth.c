@@ -29,9 +29,9 @@ static void usage(void)
            "                        (planted redundancy: an analysis must rank these first)\n"
            "  --ternary             linear weights already in {-g, 0, +g}\n"
            "Output:\n"
-           "  -o, --output OUT      the checkpoint (a directory for hf)\n"
+           "  -o, --output OUT   the checkpoint (a directory for hf)\n"
            CLI_FORCE_HELP
-           "  --json                after writing, print the written checkpoint's --info as JSON\n"
+           "  --json             after writing, print the written checkpoint's --info as JSON\n"
            "\n" CLI_COMMON_HELP,
            TOOL);
 }
