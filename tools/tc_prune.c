@@ -354,7 +354,7 @@ static int choose(const args *a, const tc_model *m, const tc_analysis *report, c
     return rc;
 }
 
-/* set: the windows of --eval, loaded before anything was written. */
+/* eval_set: the windows of --eval, loaded before anything was written. */
 static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, const tc_calib_set *eval_set,
                     cJSON *json, tc_error *err)
 {
