@@ -13,6 +13,7 @@
 #include "tc/gguf.h"
 #include "tc/hfdir.h"
 #include "tc/llama2c.h"
+#include "tc/outfile.h"
 
 tc_rope_layout tc_format_rope_layout(tc_format fmt, tc_arch arch)
 {
@@ -312,9 +313,17 @@ static int write_hf(const char *path, const tc_model_src *s, const tc_out_tensor
             cJSON_Delete(list);
     }
 #undef SET
-    int rc = s->hf_src_dir ? tc_hfdir_copy_side_files(s->hf_src_dir, path, NULL, err) : TC_OK;
+    /* The directory is written as a whole beside the target and then takes
+     * its place, so nothing of an earlier output survives in it. */
+    tc_outdir d;
+    int rc = tc_outdir_open(&d, path, err);
+    if (rc == TC_OK && s->hf_src_dir)
+        rc = tc_hfdir_copy_side_files(s->hf_src_dir, d.tmp, NULL, err);
     if (rc == TC_OK)
-        rc = tc_hfdir_write(path, cfg, t, n, 0, err);
+        rc = tc_hfdir_write(d.tmp, cfg, t, n, 0, err);
+    if (rc == TC_OK)
+        rc = tc_outdir_commit(&d, err);
+    tc_outdir_abort(&d);
     cJSON_Delete(cfg);
     return rc;
 }

@@ -269,6 +269,14 @@ static int check_opts(const tc_prune_plan *p, const tc_analysis *a, const tc_mod
     return TC_OK;
 }
 
+int tc_prune_available(const tc_prune_plan *p, const tc_model *m, const tc_prune_opts *o, tc_module kind)
+{
+    int n = 0;
+    for (int l = 0; l < p->n_layers; l++)
+        n += available(p, NULL, m, o, l, kind);
+    return n;
+}
+
 static const tc_module K_BLOCK[] = {TC_MOD_BLOCK}, K_ATTN[] = {TC_MOD_ATTN}, K_MLP[] = {TC_MOD_MLP},
                        K_JOINT[] = {TC_MOD_ATTN, TC_MOD_MLP};
 

@@ -800,7 +800,7 @@ static void test_tool(const char *dir)
     cJSON_Delete(j);
     free(out);
     /* The summary states the fallback and the parts. */
-    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb.gguf --format gguf-tq2 --fallback f16 --keep-ffn-width -q", bin,
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb.gguf --force --format gguf-tq2 --fallback f16 --keep-ffn-width -q", bin,
              mp, dir);
     CHECK(tu_run(cmd, &out) == 0);
     CHECK_MSG(strstr(out, "fallback F16: 5 linear weights") && strstr(out, "ternary") && strstr(out, "embeddings") &&

@@ -29,7 +29,9 @@ static void usage(void)
            "llama2.c checkpoint.\n"
            "\n"
            "Quantization:\n"
-           "  -o, --output OUT      the file to write (required)\n"
+           "  -o, --output OUT      the file to write (required); never an input, nor inside\n"
+           "                        an input directory\n"
+           "  --force               replace an existing OUT (refused without it)\n"
            "  --method M            absmean (BitNet b1.58 rule), optimal (least-squares fit per\n"
            "                        group; default) or calibrated (GPTQ on the ternary grid;\n"
            "                        needs --calib or --calib-tokens)\n"
@@ -310,6 +312,7 @@ int main(int argc, char **argv)
         {"no-verify", no_argument, 0, OPT_NOVERIFY},
         {"fallback", required_argument, 0, OPT_FALLBACK},
         {"keep-ffn-width", no_argument, 0, OPT_KEEP_FFN},
+        CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
     cli_common com = {0};
@@ -397,6 +400,17 @@ int main(int argc, char **argv)
     tc_model m;
     if (tc_model_open(&m, argv[optind], &err))
         return cli_fail(TOOL, &err);
+    { /* the output is checked against every input before any work */
+        const char *inputs[] = {cal.text, cal.tokens, com.tokenizer};
+        cli_output o = {out, TC_OUTPUT_FILE};
+        code = cli_guard_outputs(TOOL, &m, inputs, sizeof inputs / sizeof inputs[0], &o, 1, com.force);
+        if (code == TC_EXIT_OK && cli_tokenizer_check(&m, com.tokenizer, &err))
+            code = cli_fail(TOOL, &err);
+        if (code) {
+            tc_model_close(&m);
+            return code;
+        }
+    }
     /* A quantized input (a GGUF as people download it) is quantized again
      * from its dequantized values: say so, naming its types. */
     if (!com.quiet) {

@@ -28,6 +28,10 @@ static void usage(void)
            "  --weak-mlp L,L,...    layers whose MLP down projection is scaled by 1e-3\n"
            "                        (planted redundancy: an analysis must rank these first)\n"
            "  --ternary             linear weights already in {-g, 0, +g}\n"
+           "Output:\n"
+           "  -o, --output OUT   the checkpoint (a directory for hf)\n"
+           CLI_FORCE_HELP
+           "  --json             after writing, print the written checkpoint's --info as JSON\n"
            "\n" CLI_COMMON_HELP,
            TOOL);
 }
@@ -64,6 +68,7 @@ int main(int argc, char **argv)
         {"weak-mlp", required_argument, 0, OPT_WEAK_MLP}, {"ternary", no_argument, 0, OPT_TERNARY},
         {"format", required_argument, 0, OPT_FORMAT}, {"dtype", required_argument, 0, OPT_DTYPE},
         {"family", required_argument, 0, OPT_FAMILY}, {"window", required_argument, 0, OPT_WINDOW},
+        CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
     cli_init();
@@ -82,8 +87,11 @@ int main(int argc, char **argv)
         if (r == 0)
             continue;
         if (c >= OPT_LAYERS && c <= OPT_CONTEXT) {
+            static const char *const names[] = {"--layers", "--dim", "--heads", "--kv-heads", "--ffn", "--vocab",
+                                                "--context"};
             if ((v[c - OPT_LAYERS] = cli_parse_long(optarg, 1, 1L << 24)) < 0)
-                return cli_usage_error(TOOL, "bad size '%s'", optarg);
+                return cli_usage_error(TOOL, "%s needs a number from 1 to 16777216, not '%s'", names[c - OPT_LAYERS],
+                                       optarg);
             continue;
         }
         switch (c) {
@@ -93,13 +101,13 @@ int main(int argc, char **argv)
         case OPT_TERNARY: ternary = 1; break;
         case OPT_SEED:
             if ((seed = cli_parse_long(optarg, 0, 1L << 62)) < 0)
-                return cli_usage_error(TOOL, "bad seed '%s'", optarg);
+                return cli_usage_error(TOOL, "--seed needs a non-negative number, not '%s'", optarg);
             break;
         case OPT_WEAK_ATTN: weak_attn = optarg; break;
         case OPT_FAMILY: family = optarg; break;
         case OPT_WINDOW:
             if ((window = cli_parse_long(optarg, 1, 1L << 30)) < 0)
-                return cli_usage_error(TOOL, "bad window '%s'", optarg);
+                return cli_usage_error(TOOL, "--window needs a number from 1 to 1073741824, not '%s'", optarg);
             break;
         case OPT_WEAK_MLP: weak_mlp = optarg; break;
         case OPT_FORMAT:
@@ -143,13 +151,17 @@ int main(int argc, char **argv)
     }
     s.weak_attn = wa;
     s.weak_mlp = wm;
+    cli_output o = {out, fmt == TC_FORMAT_HF ? TC_OUTPUT_DIR : TC_OUTPUT_FILE};
+    code = cli_guard_outputs(TOOL, NULL, NULL, 0, &o, 1, com.force);
     tc_error err = {{0}};
-    int rc = tc_synth_write(out, fmt, dtype, &s, &err);
+    int rc = code ? TC_ERR : tc_synth_write(out, fmt, dtype, &s, &err);
     free(wa);
     free(wm);
+    if (code)
+        return code;
     if (rc)
         return cli_fail(TOOL, &err);
     if (!com.quiet)
         fprintf(stderr, "%s: wrote %s\n", TOOL, out);
-    return TC_EXIT_OK;
+    return com.json ? cli_info(TOOL, out, 1) : TC_EXIT_OK;
 }

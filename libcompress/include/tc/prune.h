@@ -62,6 +62,12 @@ typedef struct tc_prune_opts {
 int tc_prune_select(tc_prune_plan *p, const tc_analysis *a, const tc_model *m, const tc_prune_opts *opts,
                     tc_error *err);
 
+/* How many modules of one kind (attention, MLP or block) could go at most:
+ * those of m outside keep-first and keep-last that p does not drop yet (and,
+ * for sub-layers, that m has).  A count above it cannot be met whatever an
+ * analysis says, so a tool refuses it before analysing. */
+int tc_prune_available(const tc_prune_plan *p, const tc_model *m, const tc_prune_opts *opts, tc_module kind);
+
 /* Measures the model with plan p applied virtually (skipped sub-layers are the
  * identity), filling a fresh analysis; the caller frees it. */
 typedef int (*tc_prune_measure_fn)(void *ctx, const tc_prune_plan *p, tc_analysis *out, tc_error *err);
