@@ -126,6 +126,11 @@ struct tc_calib_set;
 int cli_calib_load(const cli_calib *c, const struct tc_model *m, const char *tokenizer_path,
                    struct tc_calib_set *set, tc_error *err);
 
+/* Gives the model the --tokenizer file (NULL: none) and, when the output is
+ * a GGUF, makes sure now, before any work, that it can carry the model's
+ * vocabulary (llama.cpp loads no GGUF without one).  TC_ERR with err filled. */
+int cli_model_tokenizer(struct tc_model *m, const char *tokenizer_path, int gguf_output, tc_error *err);
+
 /* The number of online cores (the default for --threads). */
 int cli_default_threads(void);
 

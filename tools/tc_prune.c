@@ -407,6 +407,10 @@ int main(int argc, char **argv)
     tc_model m;
     if (tc_model_open(&m, a.model, &err))
         return cli_fail(TOOL, &err);
+    if (cli_model_tokenizer(&m, a.com.tokenizer, out_format(&a, &m) == TC_FORMAT_GGUF, &err)) {
+        tc_model_close(&m);
+        return cli_fail(TOOL, &err);
+    }
     tc_prune_plan p;
     cJSON *json = NULL;
     int rc = tc_prune_plan_init(&p, m.cfg.n_layers, &err);

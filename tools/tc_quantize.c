@@ -294,6 +294,10 @@ int main(int argc, char **argv)
     tc_model m;
     if (tc_model_open(&m, argv[optind], &err))
         return cli_fail(TOOL, &err);
+    if (cli_model_tokenizer(&m, com.tokenizer, qo.format != TC_QFORMAT_PACKED, &err)) {
+        tc_model_close(&m);
+        return cli_fail(TOOL, &err);
+    }
     /* A quantized input (a GGUF as people download it) is quantized again
      * from its dequantized values: say so, naming its types. */
     if (!com.quiet) {

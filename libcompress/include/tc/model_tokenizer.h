@@ -6,12 +6,28 @@
 
 #include "tc/model.h"
 #include "tc/tokenizer.h"
+#include "tc/vocab.h"
 
 /* path: a tokenizer file given by the user (tokenizer.bin, tokenizer.json or
- * a GGUF), or NULL to take the checkpoint's own.  A checkpoint without one
- * and no path is an error that says which file to pass.  The tokenizer's
- * vocabulary must fit the model's. */
+ * a GGUF), or NULL to take the one set with tc_model_set_tokenizer, else the
+ * checkpoint's own.  A checkpoint without one and no path is an error that
+ * says which file to pass.  The tokenizer's vocabulary must fit the model's. */
 int tc_model_tokenizer(const tc_model *m, const char *path, tc_tokenizer **out, tc_error *err);
+
+/* Gives m a tokenizer file (what a tool's --tokenizer names): it is opened and
+ * checked against the model here, before anything is written, and then goes
+ * with the model: tc_model_tokenizer uses it, and a GGUF written from a
+ * checkpoint that carries no vocabulary of its own (llama2.c) carries it. */
+int tc_model_set_tokenizer(tc_model *m, const char *path, tc_error *err);
+
+/* The vocabulary a GGUF written from m carries, as llama.cpp's converters
+ * write it (tc/vocab.h): a Hugging Face directory's tokenizer.json (with the
+ * files beside it), else the tokenizer set with tc_model_set_tokenizer.  A
+ * GGUF input needs none (its tokenizer keys are copied as they are): *out is
+ * then empty (n_kvs 0), and so it is for a synthetic model without a
+ * tokenizer.  A Hugging Face or llama2.c checkpoint without either is an
+ * error: stock llama.cpp loads no GGUF without a vocabulary. */
+int tc_model_vocab(const tc_model *m, tc_vocab *out, tc_error *err);
 
 /* A tc_encode_fn (calib.h) over a tokenizer: no BOS, no special-token parsing. */
 int tc_model_tokenizer_encode(void *tokenizer, const char *text, size_t len, int32_t **ids, size_t *n,
