@@ -200,13 +200,16 @@ static int read_json_beside(const char *path, const char *name, cJSON **out, tc_
     if (stat(p, &st) == 0) {
         char *text = NULL;
         uint64_t len = 0;
+        /* messages name the file and the tokenizer it was read for */
         rc = tc_read_small_file(p, 1 << 26, &text, &len, err);
-        if (rc == TC_OK && !(*out = cJSON_ParseWithLength(text, (size_t)len)))
-            rc = tc_err(err, "%s: not valid JSON", p);
+        if (rc != TC_OK)
+            tc_err_prefix(err, "%s", path);
+        else if (!(*out = cJSON_ParseWithLength(text, (size_t)len)))
+            rc = tc_err(err, "%s: %s beside it is not valid JSON", path, p);
         if (rc == TC_OK && !cJSON_IsObject(*out)) {
             cJSON_Delete(*out);
             *out = NULL;
-            rc = tc_err(err, "%s: not a JSON object", p);
+            rc = tc_err(err, "%s: %s beside it is not a JSON object", path, p);
         }
         free(text);
     }
@@ -680,8 +683,10 @@ static int chat_template(vocab_build *b, const char *path, const cJSON *cfg, tc_
         char *text = NULL;
         uint64_t len = 0;
         rc = tc_read_small_file(jinja, 1 << 24, &text, &len, err);
-        if (rc == TC_OK && strlen(text) != len)
-            rc = tc_err(err, "%s: holds a NUL byte", jinja);
+        if (rc != TC_OK)
+            tc_err_prefix(err, "%s", path);
+        else if (strlen(text) != len)
+            rc = tc_err(err, "%s: %s beside it holds a NUL byte", path, jinja);
         if (rc == TC_OK)
             rc = set_template(b, text, err);
         free(text);

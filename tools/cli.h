@@ -66,7 +66,8 @@ enum { CLI_OPT_INFO = 1000, CLI_OPT_JSON, CLI_OPT_VERSION, CLI_OPT_TOKENIZER, CL
     "  --info             print what the checkpoint holds (shapes, parameters, bytes by\n" \
     "                     dtype, bits per weight) and exit\n"                             \
     "  --json             machine-readable output on stdout\n"                           \
-    "  --tokenizer FILE   tokenizer for a checkpoint without one (llama2.c)\n"           \
+    "  --tokenizer FILE   tokenizer for a checkpoint without one (llama2.c); a GGUF\n"    \
+    "                     output carries it as its vocabulary\n"                      \
     "  --threads N        worker threads (default: all cores)\n"                         \
     "  -q, --quiet        no progress bar or log lines on stderr\n"                      \
     "  -h, --help         this help\n"                                                   \
