@@ -20,6 +20,7 @@ typedef struct vocab_store {
     char **keys;          /* key strings built here */
     size_t n_keys;
     tc_gguf *g;           /* a copied GGUF's strings */
+    char *source;
 } vocab_store;
 
 static const char *const ID_KEYS[VB_N_IDS] = {
@@ -157,6 +158,7 @@ static void store_free(vocab_store *st)
         tc_gguf_close(st->g);
         free(st->g);
     }
+    free(st->source);
     free(st);
 }
 
@@ -278,8 +280,10 @@ int vb_finish(vocab_build *b, tc_vocab *out, tc_error *err)
     }
     if (b->has_template)
         put(st, "tokenizer.chat_template", str_value(a, b->tmpl));
+    st->source = strdup(b->source);
     out->kvs = st->kv;
     out->n_kvs = st->n_kv;
+    out->source = st->source ? st->source : "vocabulary";
     out->priv = st;
     vb_free(b);
     return TC_OK;
@@ -448,8 +452,10 @@ int tc_vocab_from_gguf(tc_vocab *v, const char *path, int32_t n_vocab, tc_error 
         store_free(st);
         return TC_ERR;
     }
+    st->source = strdup(path);
     v->kvs = st->kv;
     v->n_kvs = st->n_kv;
+    v->source = st->source ? st->source : "vocabulary";
     v->priv = st;
     return TC_OK;
 }

@@ -172,6 +172,51 @@ static const char *pre_name(const cJSON *root, const cJSON *model, char *why, si
     return name;
 }
 
+/* The tokenizer.json steps of a table row, rebuilt from its signature (the
+ * inverse of normalizer_sig and pre_sig for what the rows hold). */
+int vocab_pre_json(const char *name, cJSON **normalizer, cJSON **pre, int *ignore_merges)
+{
+    *normalizer = *pre = NULL;
+    const struct pre_row *r = NULL;
+    for (size_t i = 0; i < sizeof PRE_ROWS / sizeof PRE_ROWS[0] && !r; i++)
+        if (strcmp(PRE_ROWS[i].name, name) == 0)
+            r = &PRE_ROWS[i];
+    if (!r)
+        return TC_ERR;
+    *ignore_merges = r->ignore_merges;
+    *normalizer = r->normalizer[0] ? cJSON_CreateObject() : cJSON_CreateNull();
+    if (r->normalizer[0])
+        cJSON_AddStringToObject(*normalizer, "type", r->normalizer);
+    *pre = cJSON_CreateObject();
+    cJSON_AddStringToObject(*pre, "type", "Sequence");
+    cJSON *steps = cJSON_AddArrayToObject(*pre, "pretokenizers");
+    for (const char *line = r->steps; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        cJSON *st = cJSON_CreateObject();
+        int a, b;
+        if (n > 15 && memcmp(line, "Split Isolated ", 15) == 0) {
+            char *re = strndup(line + 15, n - 15);
+            cJSON_AddStringToObject(st, "type", "Split");
+            cJSON_AddStringToObject(cJSON_AddObjectToObject(st, "pattern"), "Regex", re ? re : "");
+            cJSON_AddStringToObject(st, "behavior", "Isolated");
+            cJSON_AddBoolToObject(st, "invert", 0);
+            free(re);
+        } else if (sscanf(line, "ByteLevel prefix=%d regex=%d", &a, &b) == 2) {
+            cJSON_AddStringToObject(st, "type", "ByteLevel");
+            cJSON_AddBoolToObject(st, "add_prefix_space", a);
+            cJSON_AddBoolToObject(st, "trim_offsets", 1);
+            cJSON_AddBoolToObject(st, "use_regex", b);
+        } else if (sscanf(line, "Digits individual=%d", &a) == 1) {
+            cJSON_AddStringToObject(st, "type", "Digits");
+            cJSON_AddBoolToObject(st, "individual_digits", a);
+        }
+        cJSON_AddItemToArray(steps, st);
+        line = nl ? nl + 1 : NULL;
+    }
+    return TC_OK;
+}
+
 /* ---- the side files --------------------------------------------------------- */
 
 /* path's directory joined with name (malloc'd). */
@@ -415,7 +460,7 @@ static size_t char_len(const unsigned char *s, size_t n)
  * llama.cpp could join two adjacent symbols into a token (two tokens, or a
  * character outside the vocabulary and a token) is a merge of the list.  A
  * list derived from a SentencePiece model has both properties. */
-static int spm_scores(vocab_build *b, const tc_tokenizer *t, tc_error *err)
+int vocab_spm_check(const tc_tokenizer *t, const char *source, float *score, tc_error *err)
 {
     const tok_pairmap *pm = &t->merges;
     size_t n = 0;
@@ -426,7 +471,7 @@ static int spm_scores(vocab_build *b, const tc_tokenizer *t, tc_error *err)
     int32_t *count = calloc((size_t)t->n_vocab, sizeof *count);
     int rc = TC_OK;
     if (!e || !first || !last || !count) {
-        rc = tc_err(err, "%s: out of memory", b->source);
+        rc = tc_err(err, "%s: out of memory", source);
         goto done;
     }
     n = 0;
@@ -452,11 +497,11 @@ static int spm_scores(vocab_build *b, const tc_tokenizer *t, tc_error *err)
             const char *s = t->arena + t->text[id].off;
             rc = tc_err(err, "%s: the merges forming token %ld (\"%.*s\") are not consecutive in the merge list, "
                         "so llama.cpp's score-ordered merging cannot reproduce it; not a SentencePiece-derived "
-                        "tokenizer", b->source, (long)id, (int)(t->text[id].len > 40 ? 40 : t->text[id].len), s);
+                        "tokenizer", source, (long)id, (int)(t->text[id].len > 40 ? 40 : t->text[id].len), s);
             break;
         }
-        if (b->score)
-            b->score[id] = -(float)e[first[id]].rank;
+        if (score)
+            score[id] = -(float)e[first[id]].rank;
     }
     /* (2): every split of a normal token into two symbols llama.cpp could hold */
     for (int32_t id = 0; id < t->n_vocab && rc == TC_OK; id++) {
@@ -474,7 +519,7 @@ static int spm_scores(vocab_build *b, const tc_tokenizer *t, tc_error *err)
                 continue;
             rc = tc_err(err, "%s: token %ld (\"%.*s\") can be joined from \"%.*s\" and \"%.*s\", which the merge "
                         "list does not join, so llama.cpp's score-ordered merging would form it where the "
-                        "tokenizer does not; not a SentencePiece-derived tokenizer", b->source, (long)id,
+                        "tokenizer does not; not a SentencePiece-derived tokenizer", source, (long)id,
                         (int)(len > 40 ? 40 : len), (const char *)s, (int)(i > 40 ? 40 : i), (const char *)s,
                         (int)(len - i > 40 ? 40 : len - i), (const char *)s + i);
             break;
@@ -827,7 +872,7 @@ static int build(vocab_build *b, const char *path, const char *json, size_t len,
             rc = tc_err(err, "%s: the pre-tokenizer splits words at spaces and some token holds a space inside, "
                         "which llama.cpp's SentencePiece-style tokenizer (no split) would form", path);
         if (rc == TC_OK)
-            rc = spm_scores(b, t, err);
+            rc = vocab_spm_check(t, b->source, b->score, err);
         /* llama.cpp adds the dummy-prefix space unless told not to */
         if (rc == TC_OK && t->prefix == TOK_PREFIX_NONE)
             b->add_space_prefix = 0;

@@ -53,6 +53,18 @@ int vb_named_template(vocab_build *b, const char *name, const char *text, tc_err
 /* Builds the keys into v; b is emptied. */
 int vb_finish(vocab_build *b, tc_vocab *v, tc_error *err);
 
+struct tc_tokenizer;
+/* Whether llama.cpp's score-ordered SentencePiece merging forms what the
+ * merge list of t (read from a tokenizer.json) forms; score (n_vocab
+ * entries, or NULL) receives the scores that make it so (vocab_hf.c). */
+int vocab_spm_check(const struct tc_tokenizer *t, const char *source, float *score, tc_error *err);
+
+struct cJSON;
+/* The normalizer and pre-tokenizer a tokenizer.json needs for llama.cpp's
+ * pre-tokenizer `name`, and its ignore_merges; TC_ERR when the table of
+ * vocab_hf.c has no such name. */
+int vocab_pre_json(const char *name, struct cJSON **normalizer, struct cJSON **pre, int *ignore_merges);
+
 /* tc_vocab_from_hf on a tokenizer.json in memory (path names it and
  * locates the files beside it). */
 int vocab_hf_mem(tc_vocab *v, const char *path, const char *json, size_t len, int32_t n_vocab, tc_error *err);

@@ -91,8 +91,10 @@ int tc_model_vocab(const tc_model *m, tc_vocab *out, tc_error *err)
     memset(out, 0, sizeof *out);
     if (m->tokenizer)
         return tc_vocab_open(out, m->tokenizer, m->cfg.vocab_size, err);
+    if (m->format == TC_FORMAT_GGUF && tc_gguf_find(tc_model_gguf(m), "tokenizer.ggml.model"))
+        return tc_vocab_from_gguf(out, m->path, m->cfg.vocab_size, err);
     if (m->format == TC_FORMAT_GGUF || m->format == TC_FORMAT_MEMORY)
-        return TC_OK; /* the source's own keys, or a synthetic model without a tokenizer */
+        return TC_OK; /* nothing to carry: a GGUF without vocabulary, a synthetic model */
     if (m->format == TC_FORMAT_HF) {
         const tc_hfdir *h = tc_model_hfdir(m);
         char json[4096];

@@ -3,10 +3,12 @@
  * conversion) and hands it to the format's container writer. */
 #include "tc/model_write.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "model_internal.h"
 #include "tc/checked.h"
@@ -313,7 +315,16 @@ static int write_hf(const char *path, const tc_model_src *s, const tc_out_tensor
             cJSON_Delete(list);
     }
 #undef SET
-    int rc = s->hf_src_dir ? tc_hfdir_copy_side_files(s->hf_src_dir, path, NULL, err) : TC_OK;
+    int rc = TC_OK;
+    if (s->hf_src_dir) {
+        rc = tc_hfdir_copy_side_files(s->hf_src_dir, path, NULL, err);
+    } else if (s->vocab && s->vocab->n_kvs) {
+        /* a GGUF's or llama2.c's vocabulary as tokenizer.json and tokenizer_config.json */
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            rc = tc_err(err, "%s: cannot create the directory: %s", path, strerror(errno));
+        if (rc == TC_OK)
+            rc = tc_vocab_write_hf(s->vocab, path, err);
+    }
     if (rc == TC_OK)
         rc = tc_hfdir_write(path, cfg, t, n, 0, err);
     cJSON_Delete(cfg);

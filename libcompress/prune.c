@@ -436,6 +436,9 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
                     tc_arch_name(m->cfg.arch));
     } else if (fmt == TC_FORMAT_GGUF && tc_model_vocab(m, &vocab, err)) {
         rc = TC_ERR; /* llama.cpp loads no GGUF without a vocabulary */
+    } else if (fmt == TC_FORMAT_HF && !tc_model_hfdir(m) && (m->tokenizer || m->format == TC_FORMAT_GGUF) &&
+               tc_model_vocab(m, &vocab, err)) {
+        rc = TC_ERR; /* a GGUF's or the given tokenizer, written as tokenizer.json */
     } else {
         tc_model_copy cp = {.model = m, .keep = keep, .float_dtype = matrix_dtype(m), .matrices = matrices};
         tc_model_src src = {

@@ -230,14 +230,16 @@ int tc_synth_write(const char *path, tc_format fmt, tc_dtype dtype, const tc_syn
         rc = tc_vocab_open(&v, s->tokenizer, src.cfg.vocab_size, err);
         src.vocab = &v;
     } else {
-        /* A Hugging Face directory carries tokenizer.json and its companions as files. */
+        /* A Hugging Face directory carries tokenizer.json and its companions
+         * as files; another tokenizer is converted into them. */
         const char *base = strrchr(s->tokenizer, '/');
         base = base ? base + 1 : s->tokenizer;
-        if (strcmp(base, "tokenizer.json") != 0)
-            rc = tc_err(err, "%s: a Hugging Face directory carries a tokenizer.json (and the files beside it); "
-                        "tc does not write other tokenizers as one", s->tokenizer);
-        else if (!(dir = dir_of(s->tokenizer)))
+        if (strcmp(base, "tokenizer.json") != 0) {
+            rc = tc_vocab_open(&v, s->tokenizer, src.cfg.vocab_size, err);
+            src.vocab = &v;
+        } else if (!(dir = dir_of(s->tokenizer))) {
             rc = tc_err(err, "%s: out of memory", path);
+        }
         src.hf_src_dir = dir;
     }
     if (rc == TC_OK)

@@ -226,6 +226,124 @@ static void refusals(void)
     }
 }
 
+/* Encodes a case file with a tokenizer; returns how many cases differ from
+ * the reference ids (-1: no cases). */
+static int cases_differ(const tc_tokenizer *t, const char *ip, const char *op, int *n_cases)
+{
+    size_t ni, no;
+    char *inp = (char *)tu_read_file(ip, &ni), *out = (char *)tu_read_file(op, &no);
+    const char *sep = "\n__ggml_vocab_test__\n";
+    int n = 0, bad = 0;
+    tc_error err = {{0}};
+    for (char *p = inp, *o = out, *q; inp && out && (q = strstr(p, sep)) != NULL; p = q + strlen(sep), n++) {
+        int32_t *ids = NULL;
+        size_t k = 0;
+        char *nl = strchr(o, '\n');
+        size_t ol = nl ? (size_t)(nl - o) : strlen(o);
+        char got[1 << 14];
+        size_t gl = 0;
+        if (tc_tokenizer_encode(t, p, (size_t)(q - p), 0, &ids, &k, &err) == TC_OK)
+            for (size_t i = 0; i < k && gl + 16 < sizeof got; i++)
+                gl += (size_t)snprintf(got + gl, sizeof got - gl, " %d", ids[i]);
+        else
+            gl = (size_t)snprintf(got, sizeof got, "error: %s", err.msg);
+        bad += gl != ol || memcmp(got, o, ol) != 0;
+        free(ids);
+        o = nl ? nl + 1 : o + ol;
+    }
+    free(inp);
+    free(out);
+    *n_cases = n;
+    return n ? bad : -1;
+}
+
+/* A GGUF's (or tokenizer.bin's) vocabulary written as tokenizer.json and
+ * tokenizer_config.json, read back by tc's tokenizer.json reader: the case
+ * file's reference ids. */
+static void hf_round_trip(const char *name, const char *vocab_rel, int32_t n_vocab, const char *inp_rel,
+                          const char *out_rel)
+{
+    char vp[512], ip[512], op[512], dir[400], json[600];
+    if (!tu_asset(vp, sizeof vp, vocab_rel) || !tu_asset(ip, sizeof ip, inp_rel) || !tu_asset(op, sizeof op, out_rel)) {
+        printf("%s: skipped (not in the assets)\n", name);
+        return;
+    }
+    snprintf(dir, sizeof dir, "%s/%s-hf", g_dir, name);
+    mkdir(dir, 0700);
+    tc_error err = {{0}};
+    tc_vocab v;
+    if (tc_vocab_open(&v, vp, n_vocab, &err)) {
+        CHECK_MSG(0, "%s", err.msg);
+        return;
+    }
+    CHECK_OK(tc_vocab_write_hf(&v, dir, &err), &err);
+    tc_vocab_free(&v);
+    snprintf(json, sizeof json, "%s/tokenizer.json", dir);
+    tc_tokenizer *t = NULL;
+    if (tc_tokenizer_from_hf_json(&t, json, &err)) {
+        CHECK_MSG(0, "%s", err.msg);
+        return;
+    }
+    int n = 0, bad = cases_differ(t, ip, op, &n);
+    CHECK_MSG(bad == 0, "%s: %d of %d cases encode otherwise through the written tokenizer.json", name, bad, n);
+    printf("%-8s %d cases encode to the reference ids through the tokenizer.json written from %s\n", name, n,
+           strrchr(vocab_rel, '/') + 1);
+    tc_tokenizer_free(t);
+}
+
+/* A SentencePiece vocabulary with two merged tokens of one score: llama.cpp
+ * merges them left to right, which no merge list says. */
+static void tied_scores(void)
+{
+    static const char *const TOK[] = {"<unk>", "<s>", "</s>", "a", "b", "ab", "ba"};
+    enum { N = 7 };
+    tc_gguf_value tok[N], score[N], type[N];
+    for (int i = 0; i < N; i++) {
+        tok[i] = (tc_gguf_value){.type = TC_GGUF_STRING};
+        tok[i].v.s.ptr = TOK[i];
+        tok[i].v.s.len = strlen(TOK[i]);
+        score[i] = (tc_gguf_value){.type = TC_GGUF_F32};
+        score[i].v.f = i >= 5 ? -1.0 : 0.0;
+        type[i] = (tc_gguf_value){.type = TC_GGUF_I32};
+        type[i].v.i = i == 0 ? 2 : i < 3 ? 3 : 1;
+    }
+    tc_gguf_writer_kv kv[4];
+    memset(kv, 0, sizeof kv);
+    kv[0].key = "tokenizer.ggml.model";
+    kv[0].value.type = TC_GGUF_STRING;
+    kv[0].value.v.s.ptr = "llama";
+    kv[0].value.v.s.len = 5;
+    const char *keys[3] = {"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"};
+    tc_gguf_value *items[3] = {tok, score, type};
+    tc_gguf_type et[3] = {TC_GGUF_STRING, TC_GGUF_F32, TC_GGUF_I32};
+    for (int k = 0; k < 3; k++) {
+        kv[1 + k].key = keys[k];
+        kv[1 + k].value.type = TC_GGUF_ARRAY;
+        kv[1 + k].value.v.arr.type = et[k];
+        kv[1 + k].value.v.arr.n = N;
+        kv[1 + k].value.v.arr.items = items[k];
+    }
+    char p[600];
+    snprintf(p, sizeof p, "%s/tied.gguf", g_dir);
+    tc_error err = {{0}};
+    CHECK_OK(tc_gguf_write(p, kv, 4, NULL, 0, 32, &err), &err);
+    tc_vocab v;
+    if (tc_vocab_from_gguf(&v, p, 0, &err) == TC_OK) {
+        CHECK(tc_vocab_write_hf(&v, g_dir, &err) == TC_ERR && strstr(err.msg, "same score") && strstr(err.msg, p));
+        printf("refused: %s\n", err.msg);
+        tc_vocab_free(&v);
+    } else {
+        CHECK_MSG(0, "%s", err.msg);
+    }
+    /* a pre-tokenizer tc has no tokenizer.json form for */
+    char dp[512];
+    if (tu_asset(dp, sizeof dp, "tokenizers/llamacpp/ggml-vocab-deepseek-coder.gguf") &&
+        tc_vocab_from_gguf(&v, dp, 0, &err) == TC_OK) {
+        CHECK(tc_vocab_write_hf(&v, g_dir, &err) == TC_ERR && strstr(err.msg, "deepseek-coder"));
+        tc_vocab_free(&v);
+    }
+}
+
 static void write_text(const char *dir, const char *name, const char *text)
 {
     char p[600];
@@ -334,6 +452,20 @@ int main(void)
                        "tokenizers/llama2c/llama2-cases.out");
     refusals();
     special_vocab();
+
+    /* The other way: GGUF (and tokenizer.bin) vocabularies as tokenizer.json. */
+    static const char *const LLAMACPP[][2] = {{"llama-bpe", "llama3"}, {"qwen2", "qwen2"}, {"llama-spm", "llama2"},
+                                              {"gpt-2", "gpt2"}, {"phi-3", "phi3"}};
+    for (size_t i = 0; i < sizeof LLAMACPP / sizeof LLAMACPP[0]; i++) {
+        char g[200], in[220], out[220];
+        snprintf(g, sizeof g, "tokenizers/llamacpp/ggml-vocab-%s.gguf", LLAMACPP[i][0]);
+        snprintf(in, sizeof in, "%s.inp", g);
+        snprintf(out, sizeof out, "%s.out", g);
+        hf_round_trip(LLAMACPP[i][1], g, 0, in, out);
+    }
+    hf_round_trip("llama2c", "tokenizers/llama2c/llama2-tokenizer.bin", 32000, "tokenizers/llama2c/llama2-cases.inp",
+                  "tokenizers/llama2c/llama2-cases.out");
+    tied_scores();
 
     char rm[300];
     snprintf(rm, sizeof rm, "rm -rf '%s'", g_dir);

@@ -39,6 +39,7 @@
 typedef struct tc_vocab {
     const tc_gguf_writer_kv *kvs; /* the keys, in the converter's order */
     size_t n_kvs;
+    const char *source;           /* the file read, for messages */
     void *priv;                   /* what the values point into */
 } tc_vocab;
 
@@ -59,6 +60,21 @@ int tc_vocab_from_gguf(tc_vocab *v, const char *path, int32_t n_vocab, tc_error 
 /* Any of the three, told apart by content (GGUF magic; a JSON object; else
  * tokenizer.bin), as tc_tokenizer_open does. */
 int tc_vocab_open(tc_vocab *v, const char *path, int32_t n_vocab, tc_error *err);
+
+/* The inverse, for a Hugging Face directory written from a GGUF or
+ * llama2.c checkpoint: tokenizer.json and tokenizer_config.json in dir (each
+ * written atomically), which transformers tokenizes with as llama.cpp does
+ * with the keys.  "llama": a byte-fallback BPE whose merges are every split
+ * of a token into two tokens, ordered by the joined token's score
+ * (transformers' SentencePiece extraction); "gpt2": the vocabulary and
+ * merges with the pre-tokenizer of the name's row in the table.  Refused,
+ * naming the source: a pre-tokenizer name the table lacks, scores that tie
+ * between tokens merges form (llama.cpp then merges left to right, which no
+ * merge list expresses; runs of one character, as Llama 2's whitespace runs,
+ * are let through, ordered by id as transformers' conversion orders them),
+ * joins llama.cpp could make that no merge list holds, tokens that are not
+ * UTF-8 text. */
+int tc_vocab_write_hf(const tc_vocab *v, const char *dir, tc_error *err);
 
 void tc_vocab_free(tc_vocab *v);
 

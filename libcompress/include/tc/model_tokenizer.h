@@ -20,13 +20,13 @@ int tc_model_tokenizer(const tc_model *m, const char *path, tc_tokenizer **out, 
  * checkpoint that carries no vocabulary of its own (llama2.c) carries it. */
 int tc_model_set_tokenizer(tc_model *m, const char *path, tc_error *err);
 
-/* The vocabulary a GGUF written from m carries, as llama.cpp's converters
- * write it (tc/vocab.h): a Hugging Face directory's tokenizer.json (with the
- * files beside it), else the tokenizer set with tc_model_set_tokenizer.  A
- * GGUF input needs none (its tokenizer keys are copied as they are): *out is
- * then empty (n_kvs 0), and so it is for a synthetic model without a
- * tokenizer.  A Hugging Face or llama2.c checkpoint without either is an
- * error: stock llama.cpp loads no GGUF without a vocabulary. */
+/* The model's vocabulary as GGUF keys (tc/vocab.h): the tokenizer set with
+ * tc_model_set_tokenizer, else a GGUF's own keys (copied), a Hugging Face
+ * directory's tokenizer.json (with the files beside it) as llama.cpp's
+ * converter writes it.  A GGUF without vocabulary and a synthetic model
+ * without tokenizer give an empty one (n_kvs 0).  A Hugging Face or llama2.c
+ * checkpoint without a tokenizer is an error: stock llama.cpp loads no GGUF
+ * without a vocabulary. */
 int tc_model_vocab(const tc_model *m, tc_vocab *out, tc_error *err);
 
 /* A tc_encode_fn (calib.h) over a tokenizer: no BOS, no special-token parsing. */

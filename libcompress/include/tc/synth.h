@@ -18,7 +18,8 @@ typedef struct tc_synth_spec {
     float weak_scale;         /* e.g. 1e-3 */
     int ternary;              /* linear weights in {-g, 0, +g}, g per output row */
     const char *tokenizer;    /* tc_synth_write: a tokenizer the checkpoint carries (a GGUF: its
-                                 vocabulary; HF: a tokenizer.json and the files beside it), or NULL */
+                                 vocabulary; HF: a tokenizer.json and the files beside it, or another
+                                 tokenizer converted to tokenizer.json), or NULL */
 } tc_synth_spec;
 
 /* A config with the given shape and sensible defaults (llama, theta 10000,
