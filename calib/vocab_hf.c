@@ -1,6 +1,7 @@
 /* A Hugging Face tokenizer.json (with tokenizer_config.json and config.json
- * beside it) as the GGUF vocabulary convert_hf_to_gguf.py writes for it.
- * See tc/vocab.h for what is written and when tc refuses. */
+ * beside it) as the GGUF vocabulary convert_hf_to_gguf.py writes for it:
+ * tokens, types, merges, SentencePiece scores.  See tc/vocab.h for what is
+ * written and when tc refuses. */
 #include "tok_internal.h"
 #include "vocab_internal.h"
 
@@ -8,259 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-#include <cjson/cJSON.h>
 
 #include "tc/mapfile.h"
-
-/* ---- llama.cpp's names of byte-level pre-tokenizers ------------------------
- * A tokenizer.json's normalizer, pre-tokenizer steps (flattened, as written
- * by signature()) and model.ignore_merges, and the name under which llama.cpp
- * applies exactly those steps: the same regular expressions in the same
- * order (llama.cpp's adaptations of the case-insensitive groups included),
- * merges ignored or not.  llama.cpp does not normalize: NFC is part of the
- * signature only where the family's tokenizer has it. */
-#define HF_RE_LLAMA3                                                                            \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
-    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define HF_RE_QWEN2                                                                             \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
-    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define STEP_BYTELEVEL_NOREGEX "ByteLevel prefix=0 regex=0"
-#define STEP_BYTELEVEL_GPT2 "ByteLevel prefix=0 regex=1"
-
-static const struct pre_row {
-    const char *name;       /* tokenizer.ggml.pre */
-    const char *normalizer; /* "" for none */
-    const char *steps;
-    int ignore_merges;
-} PRE_ROWS[] = {
-    /* Llama 3: llama.cpp's LLAMA3 type, which ignores merges */
-    {"llama-bpe", "", "Split Isolated " HF_RE_LLAMA3 "\n" STEP_BYTELEVEL_NOREGEX, 1},
-    /* the same split without ignore_merges: llama.cpp's SMAUG type */
-    {"smaug-bpe", "", "Split Isolated " HF_RE_LLAMA3 "\n" STEP_BYTELEVEL_NOREGEX, 0},
-    /* Qwen2 (and its derivatives): single digits, NFC */
-    {"qwen2", "NFC", "Split Isolated " HF_RE_QWEN2 "\n" STEP_BYTELEVEL_NOREGEX, 0},
-    /* GPT-2's own ByteLevel regex */
-    {"gpt-2", "", STEP_BYTELEVEL_GPT2, 0},
-    /* single digits first, then GPT-2's regex: llama.cpp's STARCODER type */
-    {"starcoder", "", "Digits individual=1\n" STEP_BYTELEVEL_GPT2, 0},
-};
-
-static const char *str_of(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static int bool_of(const cJSON *o, const char *key, int fallback)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : fallback;
-}
-
-/* A growing text. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s)
-{
-    size_t n = strlen(s);
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n + 1);
-    b->len += n;
-}
-
-/* The normalizer's steps ("NFC", "Prepend,Replace", ...), "" for none. */
-static void normalizer_sig(sbuf *b, const cJSON *n)
-{
-    if (!n || cJSON_IsNull(n))
-        return;
-    const char *type = str_of(n, "type");
-    if (type && strcmp(type, "Sequence") == 0) {
-        const cJSON *it;
-        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(n, "normalizers"))
-            normalizer_sig(b, it);
-        return;
-    }
-    if (b->len)
-        sb_add(b, ",");
-    sb_add(b, type ? type : "?");
-}
-
-/* One line per pre-tokenizer step, with the parameters that change ids. */
-static void pre_sig(sbuf *b, const cJSON *p)
-{
-    if (!p || cJSON_IsNull(p))
-        return;
-    const char *type = str_of(p, "type");
-    if (type && strcmp(type, "Sequence") == 0) {
-        const cJSON *it;
-        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(p, "pretokenizers"))
-            pre_sig(b, it);
-        return;
-    }
-    char tmp[64];
-    if (b->len)
-        sb_add(b, "\n");
-    if (type && strcmp(type, "Split") == 0) {
-        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(p, "pattern");
-        const char *re = str_of(pat, "Regex"), *lit = str_of(pat, "String"), *beh = str_of(p, "behavior");
-        sb_add(b, "Split ");
-        sb_add(b, beh ? beh : "?");
-        sb_add(b, bool_of(p, "invert", 0) ? " inverted " : " ");
-        if (re) {
-            sb_add(b, re);
-        } else {
-            sb_add(b, "string:");
-            sb_add(b, lit ? lit : "?");
-        }
-    } else if (type && strcmp(type, "ByteLevel") == 0) {
-        snprintf(tmp, sizeof tmp, "ByteLevel prefix=%d regex=%d", bool_of(p, "add_prefix_space", 1),
-                 bool_of(p, "use_regex", 1));
-        sb_add(b, tmp);
-    } else if (type && strcmp(type, "Digits") == 0) {
-        snprintf(tmp, sizeof tmp, "Digits individual=%d", bool_of(p, "individual_digits", 0));
-        sb_add(b, tmp);
-    } else {
-        sb_add(b, type ? type : "?");
-    }
-}
-
-/* llama.cpp's name for the byte-level pre-tokenizer of root; NULL when the
- * table has none (then *why describes it). */
-static const char *pre_name(const cJSON *root, const cJSON *model, char *why, size_t n_why)
-{
-    sbuf ns = {0}, ps = {0};
-    sb_add(&ns, "");
-    sb_add(&ps, "");
-    normalizer_sig(&ns, cJSON_GetObjectItemCaseSensitive(root, "normalizer"));
-    pre_sig(&ps, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"));
-    int ignore = bool_of(model, "ignore_merges", 0);
-    const char *name = NULL;
-    for (size_t i = 0; !ns.oom && !ps.oom && i < sizeof PRE_ROWS / sizeof PRE_ROWS[0] && !name; i++)
-        if (strcmp(PRE_ROWS[i].normalizer, ns.p) == 0 && strcmp(PRE_ROWS[i].steps, ps.p) == 0 &&
-            PRE_ROWS[i].ignore_merges == ignore)
-            name = PRE_ROWS[i].name;
-    if (!name) {
-        /* the first step, shortened, is enough to recognise the tokenizer */
-        const char *first = ps.p && ps.p[0] ? ps.p : "none";
-        size_t k = strcspn(first, "\n");
-        snprintf(why, n_why, "normalizer %s, pre-tokenizer %.*s%s%s, ignore_merges %s",
-                 ns.p && ns.p[0] ? ns.p : "none", (int)(k > 60 ? 60 : k), first, k > 60 ? "..." : "",
-                 strchr(first, '\n') ? " (and more steps)" : "", ignore ? "true" : "false");
-    }
-    free(ns.p);
-    free(ps.p);
-    return name;
-}
-
-/* The tokenizer.json steps of a table row, rebuilt from its signature (the
- * inverse of normalizer_sig and pre_sig for what the rows hold). */
-int vocab_pre_json(const char *name, cJSON **normalizer, cJSON **pre, int *ignore_merges)
-{
-    *normalizer = *pre = NULL;
-    const struct pre_row *r = NULL;
-    for (size_t i = 0; i < sizeof PRE_ROWS / sizeof PRE_ROWS[0] && !r; i++)
-        if (strcmp(PRE_ROWS[i].name, name) == 0)
-            r = &PRE_ROWS[i];
-    if (!r)
-        return TC_ERR;
-    *ignore_merges = r->ignore_merges;
-    *normalizer = r->normalizer[0] ? cJSON_CreateObject() : cJSON_CreateNull();
-    if (r->normalizer[0])
-        cJSON_AddStringToObject(*normalizer, "type", r->normalizer);
-    *pre = cJSON_CreateObject();
-    cJSON_AddStringToObject(*pre, "type", "Sequence");
-    cJSON *steps = cJSON_AddArrayToObject(*pre, "pretokenizers");
-    for (const char *line = r->steps; line && *line;) {
-        const char *nl = strchr(line, '\n');
-        size_t n = nl ? (size_t)(nl - line) : strlen(line);
-        cJSON *st = cJSON_CreateObject();
-        int a, b;
-        if (n > 15 && memcmp(line, "Split Isolated ", 15) == 0) {
-            char *re = strndup(line + 15, n - 15);
-            cJSON_AddStringToObject(st, "type", "Split");
-            cJSON_AddStringToObject(cJSON_AddObjectToObject(st, "pattern"), "Regex", re ? re : "");
-            cJSON_AddStringToObject(st, "behavior", "Isolated");
-            cJSON_AddBoolToObject(st, "invert", 0);
-            free(re);
-        } else if (sscanf(line, "ByteLevel prefix=%d regex=%d", &a, &b) == 2) {
-            cJSON_AddStringToObject(st, "type", "ByteLevel");
-            cJSON_AddBoolToObject(st, "add_prefix_space", a);
-            cJSON_AddBoolToObject(st, "trim_offsets", 1);
-            cJSON_AddBoolToObject(st, "use_regex", b);
-        } else if (sscanf(line, "Digits individual=%d", &a) == 1) {
-            cJSON_AddStringToObject(st, "type", "Digits");
-            cJSON_AddBoolToObject(st, "individual_digits", a);
-        }
-        cJSON_AddItemToArray(steps, st);
-        line = nl ? nl + 1 : NULL;
-    }
-    return TC_OK;
-}
-
-/* ---- the side files --------------------------------------------------------- */
-
-/* path's directory joined with name (malloc'd). */
-static char *beside(const char *path, const char *name)
-{
-    const char *slash = strrchr(path, '/');
-    size_t dir = slash ? (size_t)(slash - path + 1) : 0;
-    char *p = malloc(dir + strlen(name) + 1);
-    if (p) {
-        memcpy(p, path, dir);
-        strcpy(p + dir, name);
-    }
-    return p;
-}
-
-/* Parses a JSON file beside path; NULL when absent.  A present file that is
- * not valid JSON is an error. */
-static int read_json_beside(const char *path, const char *name, cJSON **out, tc_error *err)
-{
-    *out = NULL;
-    char *p = beside(path, name);
-    if (!p)
-        return tc_err(err, "%s: out of memory", path);
-    struct stat st;
-    int rc = TC_OK;
-    if (stat(p, &st) == 0) {
-        char *text = NULL;
-        uint64_t len = 0;
-        /* messages name the file and the tokenizer it was read for */
-        rc = tc_read_small_file(p, 1 << 26, &text, &len, err);
-        if (rc != TC_OK)
-            tc_err_prefix(err, "%s", path);
-        else if (!(*out = cJSON_ParseWithLength(text, (size_t)len)))
-            rc = tc_err(err, "%s: %s beside it is not valid JSON", path, p);
-        if (rc == TC_OK && !cJSON_IsObject(*out)) {
-            cJSON_Delete(*out);
-            *out = NULL;
-            rc = tc_err(err, "%s: %s beside it is not a JSON object", path, p);
-        }
-        free(text);
-    }
-    free(p);
-    return rc;
-}
 
 /* ---- tokens ----------------------------------------------------------------- */
 
@@ -305,7 +55,7 @@ static int added_special(const cJSON *tok, long id, const cJSON *cfg)
     const cJSON *sp = cJSON_GetObjectItemCaseSensitive(dec, "special");
     if (cJSON_IsBool(sp))
         return cJSON_IsTrue(sp);
-    return bool_of(tok, "special", 0);
+    return vj_bool(tok, "special", 0);
 }
 
 /* User-defined tokens are matched in raw text by llama.cpp: the converter
@@ -343,7 +93,7 @@ static int count_ids(const char *path, const cJSON *vocab, const cJSON *added, l
     }
     cJSON_ArrayForEach(e, added) {
         long id = id_of(cJSON_GetObjectItemCaseSensitive(e, "id"), limit);
-        if (id < 0 || !str_of(e, "content"))
+        if (id < 0 || !vj_str(e, "content"))
             return tc_err(err, "%s: an added token has an invalid id or no content", path);
         max_id = id > max_id ? id : max_id;
     }
@@ -358,13 +108,13 @@ static int read_tokens(vocab_build *b, const cJSON *root, const cJSON *model, co
 {
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
-    int byte_fallback = bool_of(model, "byte_fallback", 0);
+    int byte_fallback = vj_bool(model, "byte_fallback", 0);
     /* the unknown token keeps SentencePiece's type; a byte-fallback BPE may
      * name it only in tokenizer_config.json */
-    const char *unk = str_of(model, "unk_token");
+    const char *unk = vj_str(model, "unk_token");
     const cJSON *cu = cJSON_GetObjectItemCaseSensitive(cfg, "unk_token");
     if (!unk)
-        unk = cJSON_IsString(cu) ? cu->valuestring : str_of(cu, "content");
+        unk = cJSON_IsString(cu) ? cu->valuestring : vj_str(cu, "content");
     const cJSON *e;
     cJSON_ArrayForEach(e, vocab) {
         int type = spm && byte_fallback && is_byte_token(e->string) ? VB_BYTE : VB_NORMAL;
@@ -374,7 +124,7 @@ static int read_tokens(vocab_build *b, const cJSON *root, const cJSON *model, co
             return TC_ERR;
     }
     cJSON_ArrayForEach(e, added) {
-        const char *s = str_of(e, "content");
+        const char *s = vj_str(e, "content");
         long id = (long)cJSON_GetObjectItemCaseSensitive(e, "id")->valuedouble;
         int rc;
         if (spm && unk && strcmp(s, unk) == 0)
@@ -533,283 +283,6 @@ done:
     return rc;
 }
 
-/* ---- special tokens, flags, chat template (SpecialVocab) ---------------------- */
-
-/* A special token named in tokenizer_config.json: absent, a string, or
- * another value (an AddedToken object), which compares equal to nothing. */
-typedef struct named {
-    int kind; /* 0 absent, 1 string, 2 other */
-    const char *s;
-    const cJSON *obj; /* kind 2 */
-} named;
-
-static named named_of(const cJSON *cfg, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
-    named r = {0, NULL, NULL};
-    if (cJSON_IsString(v))
-        r = (named){1, v->valuestring, NULL};
-    else if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v))
-        r = (named){2, NULL, v};
-    return r;
-}
-
-static named named_str(const char *s)
-{
-    return (named){1, s, NULL};
-}
-
-static int truthy(named n)
-{
-    return n.kind == 2 || (n.kind == 1 && n.s[0]);
-}
-
-static int same(named n, const char *s)
-{
-    return n.kind == 1 && s && strcmp(n.s, s) == 0;
-}
-
-/* The types SpecialVocab looks up, with the slot each one fills (cls has no
- * GGUF key; eot and eom join when the template's last token replaces EOS). */
-static const struct {
-    const char *name;
-    int slot;
-} SPECIAL_TYPES[] = {{"bos", VB_BOS}, {"eos", VB_EOS}, {"unk", VB_UNK}, {"sep", VB_SEP},
-                     {"pad", VB_PAD}, {"cls", -1},     {"mask", VB_MASK}, {"eot", VB_EOT}, {"eom", VB_EOM}};
-enum { N_TYPES = sizeof SPECIAL_TYPES / sizeof SPECIAL_TYPES[0], BASE_TYPES = 7 };
-
-typedef struct specials {
-    named tok[N_TYPES];   /* tokenizer_config's {type}_token, as updated from the template */
-    int active[N_TYPES];  /* eot, eom only once added */
-    int set[N_TYPES];     /* id already set: the first setting wins */
-} specials;
-
-static void set_special(vocab_build *b, specials *sp, int k, long id)
-{
-    if (id < 0 || id >= b->n || sp->set[k])
-        return;
-    sp->set[k] = 1;
-    if (SPECIAL_TYPES[k].slot >= 0)
-        b->id[SPECIAL_TYPES[k].slot] = (int32_t)id;
-}
-
-static int type_index(const char *name)
-{
-    for (int k = 0; k < N_TYPES; k++)
-        if (strcmp(SPECIAL_TYPES[k].name, name) == 0)
-            return k;
-    return -1;
-}
-
-/* The first added token whose content is s, or -1. */
-static long added_id(const cJSON *root, const char *s)
-{
-    const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(root, "added_tokens")) {
-        const char *c = str_of(e, "content");
-        if (c && s && strcmp(c, s) == 0)
-            return (long)cJSON_GetObjectItemCaseSensitive(e, "id")->valuedouble;
-    }
-    return -1;
-}
-
-static const char *template_special(const cJSON *item)
-{
-    return str_of(cJSON_GetObjectItemCaseSensitive(item, "SpecialToken"), "id");
-}
-
-/* The post-processor's leading and trailing special tokens decide add-BOS
- * and add-EOS, and name BOS and EOS where the config does not. */
-static void post_processor(const cJSON *root, const cJSON *cfg, specials *sp, int *add)
-{
-    const int BOS = type_index("bos"), EOS = type_index("eos"), CLS = type_index("cls"), SEP = type_index("sep");
-    if (!truthy(sp->tok[BOS]) && truthy(sp->tok[CLS]) && cfg)
-        sp->tok[BOS] = sp->tok[CLS];
-    if (!truthy(sp->tok[EOS]) && truthy(sp->tok[SEP]) && cfg)
-        sp->tok[EOS] = sp->tok[SEP];
-    const cJSON *post = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
-    if (!cJSON_IsObject(post))
-        return;
-    const cJSON *procs = cJSON_GetObjectItemCaseSensitive(post, "processors");
-    const cJSON *p = cJSON_IsArray(procs) ? procs->child : post;
-    for (; p; p = cJSON_IsArray(procs) ? p->next : NULL) {
-        const char *type = str_of(p, "type");
-        if (type && strcmp(type, "RobertaProcessing") == 0) {
-            add[VB_ADD_BOS] = add[VB_ADD_EOS] = add[VB_ADD_SEP] = 1;
-            continue;
-        }
-        if (!type || strcmp(type, "TemplateProcessing") != 0)
-            continue;
-        const cJSON *single = cJSON_GetObjectItemCaseSensitive(p, "single");
-        int n = cJSON_GetArraySize(single);
-        if (n <= 1)
-            continue;
-        const char *first = template_special(cJSON_GetArrayItem(single, 0));
-        if (first) {
-            if (!cfg) {
-                sp->tok[BOS] = named_str(first);
-            } else if (!same(sp->tok[BOS], first) && !same(sp->tok[CLS], first)) {
-                if (!truthy(sp->tok[BOS]))
-                    sp->tok[BOS] = named_str(first);
-                if (!truthy(sp->tok[CLS]))
-                    sp->tok[CLS] = named_str(first);
-            }
-            add[VB_ADD_BOS] = same(sp->tok[BOS], first) || same(sp->tok[CLS], first);
-        }
-        const char *lastt = template_special(cJSON_GetArrayItem(single, n - 1));
-        if (lastt) {
-            if (!cfg) {
-                sp->tok[EOS] = named_str(lastt);
-            } else if (!same(sp->tok[EOS], lastt)) {
-                /* the config's EOS is kept as end of turn (or message) */
-                int k = !sp->active[type_index("eot")] ? type_index("eot")
-                        : !sp->active[type_index("eom")] ? type_index("eom") : -1;
-                if (k >= 0) {
-                    sp->active[k] = 1;
-                    sp->tok[k] = sp->tok[EOS];
-                }
-                sp->tok[EOS] = named_str(lastt);
-            }
-            add[VB_ADD_EOS] = same(sp->tok[EOS], lastt);
-        }
-    }
-}
-
-static int set_template(vocab_build *b, const char *text, tc_error *err)
-{
-    b->has_template = 1;
-    return vb_str(b, text, strlen(text), &b->tmpl, err);
-}
-
-/* tokenizer_config.json's chat_template (a string, or a list of named
- * templates), else chat_template.jinja, else chat_template.json. */
-static int chat_template(vocab_build *b, const char *path, const cJSON *cfg, tc_error *err)
-{
-    char *extra = beside(path, "additional_chat_templates");
-    struct stat st;
-    int has_extra = extra && stat(extra, &st) == 0;
-    free(extra);
-    if (has_extra)
-        return tc_err(err, "%s: additional_chat_templates/ beside it is not carried into GGUF by tc", path);
-    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
-    if (cJSON_IsString(ct))
-        return set_template(b, ct->valuestring, err);
-    if (cJSON_IsArray(ct)) {
-        const cJSON *c;
-        cJSON_ArrayForEach(c, ct) {
-            const char *name = str_of(c, "name"), *text = str_of(c, "template");
-            if (!name || !name[0] || !text)
-                continue;
-            if (strcmp(name, "default") == 0) {
-                if (set_template(b, text, err))
-                    return TC_ERR;
-                continue;
-            }
-            char clean[128];
-            size_t k = 0;
-            for (; name[k] && k + 1 < sizeof clean; k++) {
-                char ch = name[k];
-                int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
-                clean[k] = ok ? ch : '_';
-            }
-            clean[k] = '\0';
-            if (vb_named_template(b, clean, text, err))
-                return TC_ERR;
-        }
-        return TC_OK;
-    }
-    if (ct && !cJSON_IsNull(ct))
-        return TC_OK; /* the converter ignores a template of another type */
-    char *jinja = beside(path, "chat_template.jinja");
-    if (!jinja)
-        return tc_err(err, "%s: out of memory", path);
-    int rc = TC_OK;
-    if (stat(jinja, &st) == 0) {
-        char *text = NULL;
-        uint64_t len = 0;
-        rc = tc_read_small_file(jinja, 1 << 24, &text, &len, err);
-        if (rc != TC_OK)
-            tc_err_prefix(err, "%s", path);
-        else if (strlen(text) != len)
-            rc = tc_err(err, "%s: %s beside it holds a NUL byte", path, jinja);
-        if (rc == TC_OK)
-            rc = set_template(b, text, err);
-        free(text);
-        free(jinja);
-        return rc;
-    }
-    free(jinja);
-    cJSON *cj = NULL;
-    rc = read_json_beside(path, "chat_template.json", &cj, err);
-    const char *s = str_of(cj, "chat_template");
-    if (rc == TC_OK && s)
-        rc = set_template(b, s, err);
-    cJSON_Delete(cj);
-    return rc;
-}
-
-/* SpecialVocab: ids from tokenizer_config.json's token names (looked up among
- * the added tokens), then from config.json's {type}_token_id; the flags from
- * the post-processor, then tokenizer_config's add_{type}_token.  Unlike the
- * converter, add-BOS and add-EOS are always written (false when nothing adds
- * the token): llama.cpp's default when the key is absent differs by family,
- * and the tokenizer's own behaviour is what the file must say. */
-static int special_vocab(vocab_build *b, const char *path, const cJSON *root, tc_error *err)
-{
-    cJSON *cfg = NULL, *conf = NULL;
-    if (read_json_beside(path, "tokenizer_config.json", &cfg, err) ||
-        read_json_beside(path, "config.json", &conf, err)) {
-        cJSON_Delete(cfg);
-        return TC_ERR;
-    }
-    specials sp;
-    memset(&sp, 0, sizeof sp);
-    for (int k = 0; k < N_TYPES; k++) {
-        char key[32];
-        snprintf(key, sizeof key, "%s_token", SPECIAL_TYPES[k].name);
-        sp.tok[k] = k < BASE_TYPES ? named_of(cfg, key) : (named){0, NULL, NULL};
-        sp.active[k] = k < BASE_TYPES;
-    }
-    int add[VB_N_ADD] = {-1, -1, -1};
-    post_processor(root, cfg, &sp, add);
-    int rc = TC_OK;
-    if (cfg) {
-        rc = chat_template(b, path, cfg, err);
-        for (int k = 0; k < N_TYPES && rc == TC_OK; k++) {
-            if (!sp.active[k])
-                continue;
-            char key[32];
-            snprintf(key, sizeof key, "add_%s_token", SPECIAL_TYPES[k].name);
-            const cJSON *a = cJSON_GetObjectItemCaseSensitive(cfg, key);
-            int slot = k == type_index("bos") ? VB_ADD_BOS : k == type_index("eos") ? VB_ADD_EOS
-                       : k == type_index("sep") ? VB_ADD_SEP : -1;
-            if (cJSON_IsBool(a) && slot >= 0)
-                add[slot] = cJSON_IsTrue(a);
-            const char *content = sp.tok[k].kind == 1 ? sp.tok[k].s : str_of(sp.tok[k].obj, "content");
-            if (content)
-                set_special(b, &sp, k, added_id(root, content));
-        }
-    }
-    for (int k = 0; k < N_TYPES && rc == TC_OK; k++) {
-        if (!sp.active[k])
-            continue;
-        char key[40];
-        snprintf(key, sizeof key, "%s_token_id", SPECIAL_TYPES[k].name);
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(conf, key);
-        if (!v)
-            v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(conf, "text_config"), key);
-        if (cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && v->valuedouble >= 0 &&
-            v->valuedouble < 2147483648.0)
-            set_special(b, &sp, k, (long)v->valuedouble);
-    }
-    b->add[VB_ADD_BOS] = add[VB_ADD_BOS] > 0;
-    b->add[VB_ADD_EOS] = add[VB_ADD_EOS] > 0;
-    b->add[VB_ADD_SEP] = add[VB_ADD_SEP];
-    cJSON_Delete(cfg);
-    cJSON_Delete(conf);
-    return rc;
-}
-
 /* ---- the whole ------------------------------------------------------------- */
 
 static int mentions_bytelevel(const cJSON *node)
@@ -829,7 +302,7 @@ static int build(vocab_build *b, const char *path, const char *json, size_t len,
                  int32_t n_vocab, tc_error *err)
 {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    const char *type = str_of(model, "type");
+    const char *type = vj_str(model, "type");
     if (!cJSON_IsObject(model) || !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(model, "vocab")))
         return tc_err(err, "%s: no model.vocab object: not a tokenizer.json", path);
     if (type ? strcmp(type, "BPE") != 0 : !cJSON_GetObjectItemCaseSensitive(model, "merges"))
@@ -844,15 +317,15 @@ static int build(vocab_build *b, const char *path, const char *json, size_t len,
     if (n_vocab > 0 && n_ids > n_vocab)
         return tc_err(err, "%s: the tokenizer has %ld tokens but the model only %ld", path, n_ids, (long)n_vocab);
     char why[256];
-    const char *pre = spm ? "default" : pre_name(root, model, why, sizeof why);
+    const char *pre = spm ? "default" : vocab_pre_name(root, model, why, sizeof why);
     if (!pre)
         return tc_err(err, "%s: llama.cpp has no pre-tokenizer known to tc for this byte-level tokenizer (%s); "
                       "not writing a GGUF vocabulary that would tokenize differently", path, why);
-    if (spm && !bool_of(model, "byte_fallback", 0))
+    if (spm && !vj_bool(model, "byte_fallback", 0))
         return tc_err(err, "%s: a SentencePiece-style BPE without byte_fallback has no llama.cpp "
                       "equivalent (llama.cpp falls back to byte tokens)", path);
     cJSON *cfg = NULL;
-    if (read_json_beside(path, "tokenizer_config.json", &cfg, err) ||
+    if (vocab_json_beside(path, "tokenizer_config.json", &cfg, err) ||
         vb_init(b, path, n_vocab > 0 ? n_vocab : (int32_t)n_ids, spm, err)) {
         cJSON_Delete(cfg);
         return TC_ERR;
@@ -881,7 +354,7 @@ static int build(vocab_build *b, const char *path, const char *json, size_t len,
     if (rc == TC_OK)
         rc = vb_pad(b, -10000.0f, err);
     if (rc == TC_OK)
-        rc = special_vocab(b, path, root, err);
+        rc = vocab_special(b, path, root, err);
     return rc;
 }
 

@@ -1,10 +1,13 @@
-/* The builder the vocabulary readers fill (vocab.c) and the Hugging Face
- * reader (vocab_hf.c). */
+/* Shared by the vocabulary files: the builder the readers fill (vocab.c)
+ * and what the Hugging Face reader and writer share (vocab_hf.c,
+ * vocab_pre.c, vocab_special.c, vocab_hf_write.c). */
 #ifndef TC_VOCAB_INTERNAL_H
 #define TC_VOCAB_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cjson/cJSON.h>
 
 #include "tc/vocab.h"
 
@@ -54,16 +57,42 @@ int vb_named_template(vocab_build *b, const char *name, const char *text, tc_err
 int vb_finish(vocab_build *b, tc_vocab *v, tc_error *err);
 
 struct tc_tokenizer;
+/* ---- vocab_hf.c ---- */
 /* Whether llama.cpp's score-ordered SentencePiece merging forms what the
  * merge list of t (read from a tokenizer.json) forms; score (n_vocab
- * entries, or NULL) receives the scores that make it so (vocab_hf.c). */
+ * entries, or NULL) receives the scores that make it so. */
 int vocab_spm_check(const struct tc_tokenizer *t, const char *source, float *score, tc_error *err);
 
-struct cJSON;
+static inline const char *vj_str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static inline int vj_bool(const cJSON *o, const char *key, int fallback)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : fallback;
+}
+
+/* ---- vocab_pre.c ---- */
+/* llama.cpp's name for the byte-level pre-tokenizer of a tokenizer.json
+ * (root, its model); NULL when the table has none, *why then describing it. */
+const char *vocab_pre_name(const cJSON *root, const cJSON *model, char *why, size_t n_why);
 /* The normalizer and pre-tokenizer a tokenizer.json needs for llama.cpp's
- * pre-tokenizer `name`, and its ignore_merges; TC_ERR when the table of
- * vocab_hf.c has no such name. */
-int vocab_pre_json(const char *name, struct cJSON **normalizer, struct cJSON **pre, int *ignore_merges);
+ * pre-tokenizer `name`, and its ignore_merges; TC_ERR when the table has no
+ * such name. */
+int vocab_pre_json(const char *name, cJSON **normalizer, cJSON **pre, int *ignore_merges);
+
+/* ---- vocab_special.c ---- */
+/* path's directory joined with name (malloc'd). */
+char *vocab_beside(const char *path, const char *name);
+/* The JSON object in the file `name` beside path, or NULL when there is no
+ * such file; one that is not a JSON object is an error. */
+int vocab_json_beside(const char *path, const char *name, cJSON **out, tc_error *err);
+/* Special-token ids, add flags and chat template of the tokenizer.json at
+ * path (parsed: root), as SpecialVocab reads them. */
+int vocab_special(vocab_build *b, const char *path, const cJSON *root, tc_error *err);
 
 /* tc_vocab_from_hf on a tokenizer.json in memory (path names it and
  * locates the files beside it). */

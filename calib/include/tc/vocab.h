@@ -10,7 +10,7 @@
  *    or user-defined tokens, the merge list, and tokenizer.ggml.pre, the name
  *    llama.cpp gives the pre-tokenizer.  The converter finds that name by
  *    hashing the encoding of a fixed text; tc reads it off the normalizer,
- *    pre-tokenizer and ignore_merges (a table in vocab_hf.c) and refuses a
+ *    pre-tokenizer and ignore_merges (a table in vocab_pre.c) and refuses a
  *    tokenizer it cannot name rather than guess.
  *  - SentencePiece-style BPE with byte fallback (Llama 2, Mistral) becomes
  *    model "llama", whose merges llama.cpp orders by token score.  A
