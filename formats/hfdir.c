@@ -422,7 +422,8 @@ static int measure(const char *dir, const tc_out_tensor *t, size_t n, uint64_t *
 
 static const char *const side_files[] = {
     "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-    "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja", "generation_config.json",
+    "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json",
+    "generation_config.json",
 };
 
 int tc_hfdir_copy_side_files(const char *src, const char *dst, int *copied, tc_error *err)

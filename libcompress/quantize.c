@@ -21,6 +21,7 @@
 #include "tc/ggml_quants.h"
 #include "tc/ggml_ternary.h"
 #include "tc/gguf.h"
+#include "tc/model_tokenizer.h"
 #include "tc/model_write.h"
 #include "tc/outfile.h"
 
@@ -1549,6 +1550,10 @@ static int write_gguf_tq(qdrv *d, const char *path, tc_error *err)
     d->rep.ffn_dim_stored = d->out.ffn_dim;
     if (gguf_plan(d, err))
         return TC_ERR;
+    /* llama.cpp loads no GGUF without a vocabulary: the model's, converted */
+    tc_vocab vocab;
+    if (tc_model_vocab(m, &vocab, err))
+        return TC_ERR;
     uint8_t *drop_a = NULL, *drop_m = NULL;
     int any_drop = 0;
     for (int l = 0; l < c->n_layers; l++)
@@ -1559,6 +1564,7 @@ static int write_gguf_tq(qdrv *d, const char *path, tc_error *err)
         if (!drop_a || !drop_m) {
             free(drop_a);
             free(drop_m);
+            tc_vocab_free(&vocab);
             return tc_err(err, "out of memory");
         }
         for (int l = 0; l < c->n_layers; l++) {
@@ -1568,9 +1574,10 @@ static int write_gguf_tq(qdrv *d, const char *path, tc_error *err)
     }
     tc_model_src src = {.cfg = d->out, .drop_attn = drop_a, .drop_mlp = drop_m, .dtype = d->fdt,
                         .fill = gguf_fill, .ctx = d, .gguf_vocab = tc_model_gguf(m), .name = "tc ternary",
-                        .dtype_of = gguf_dtype_of, .encode = gguf_encode};
+                        .dtype_of = gguf_dtype_of, .encode = gguf_encode, .vocab = &vocab};
     double t0 = now_s();
     int rc = tc_model_write(path, TC_FORMAT_GGUF, &src, err);
+    tc_vocab_free(&vocab);
     d->rep.times.write = now_s() - t0 - d->rep.times.produce;
     free(drop_a);
     free(drop_m);

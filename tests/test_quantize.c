@@ -185,9 +185,14 @@ static void test_gguf_exact(const char *dir)
     if (src == 0) {
         CHECK_OK(tc_model_open(&m, in, &err), &err);
     } else if (src == 2) {
-        char phi[512];
+        char phi[512], tok[512];
         snprintf(phi, sizeof phi, "%s/phi3_t", dir);
-        tc_synth_spec s = {.cfg = tc_synth_config(2, 256, 4, 2, 768, 512), .seed = 11, .ternary = 1};
+        /* a GGUF written from a Hugging Face directory carries its tokenizer.json */
+        if (!tu_asset(tok, sizeof tok, "models/deep16-hf/tokenizer.json")) {
+            printf("Phi-3 directory skipped: no tokenizer.json of 512 tokens in the assets\n");
+            continue;
+        }
+        tc_synth_spec s = {.cfg = tc_synth_config(2, 256, 4, 2, 768, 512), .seed = 11, .ternary = 1, .tokenizer = tok};
         CHECK_OK(tc_synth_family(&s.cfg, "phi3", 0, &err), &err);
         CHECK_OK(tc_synth_write(phi, TC_FORMAT_HF, TC_F16, &s, &err), &err);
         CHECK_OK(tc_model_open(&m, phi, &err), &err);
@@ -433,8 +438,15 @@ static void test_gguf_padding(const char *dir)
         if (k == 0) {
             snprintf(in, sizeof in, "%s", base);
         } else if (k == 1) {
+            /* a GGUF written from a Hugging Face directory carries its tokenizer.json */
+            char tok[512];
+            if (!tu_asset(tok, sizeof tok, "models/deep16-hf/tokenizer.json")) {
+                printf("padded Phi-3 directory skipped: no tokenizer.json of 512 tokens in the assets\n");
+                continue;
+            }
             snprintf(in, sizeof in, "%s/pad_phi3", dir);
             tc_synth_spec p = s;
+            p.tokenizer = tok;
             CHECK_OK(tc_synth_family(&p.cfg, "phi3", 0, &err), &err);
             CHECK_OK(tc_synth_write(in, TC_FORMAT_HF, TC_F16, &p, &err), &err);
         } else {

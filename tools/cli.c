@@ -305,6 +305,18 @@ int cli_calib_option(const char *tool, int code, const char *arg, cli_calib *c, 
     return 1;
 }
 
+int cli_model_tokenizer(tc_model *m, const char *tokenizer_path, int gguf_output, tc_error *err)
+{
+    if (tokenizer_path && tc_model_set_tokenizer(m, tokenizer_path, err))
+        return TC_ERR;
+    tc_vocab v;
+    if (gguf_output && tc_model_vocab(m, &v, err))
+        return TC_ERR;
+    if (gguf_output)
+        tc_vocab_free(&v);
+    return TC_OK;
+}
+
 int cli_calib_load(const cli_calib *c, const tc_model *m, const char *tokenizer_path, tc_calib_set *set,
                    tc_error *err)
 {

@@ -83,7 +83,8 @@ enum { CLI_OPT_INFO = 1000, CLI_OPT_JSON, CLI_OPT_VERSION, CLI_OPT_TOKENIZER, CL
     "  --info             print what the checkpoint holds (shapes, parameters, bytes by\n" \
     "                     dtype, bits per weight) and exit\n"                             \
     "  --json             machine-readable output on stdout\n"                           \
-    "  --tokenizer FILE   tokenizer for a checkpoint without one (llama2.c)\n"           \
+    "  --tokenizer FILE   tokenizer for a checkpoint without one (llama2.c); a GGUF\n"    \
+    "                     output carries it as its vocabulary\n"                      \
     "  --threads N        worker threads (default: all cores)\n"                         \
     "  -q, --quiet        no progress bar or log lines on stderr\n"                      \
     "  -h, --help         this help\n"                                                   \
@@ -163,6 +164,11 @@ int cli_guard_outputs(const char *tool, const struct tc_model *m, const char *co
 /* Opens a --tokenizer FILE given for model m and lets it go: a bad one is
  * reported before any work, even when nothing needs it. */
 int cli_tokenizer_check(const struct tc_model *m, const char *path, tc_error *err);
+
+/* Gives the model the --tokenizer file (NULL: none) and, when the output is
+ * a GGUF, makes sure now, before any work, that it can carry the model's
+ * vocabulary (llama.cpp loads no GGUF without one).  TC_ERR with err filled. */
+int cli_model_tokenizer(struct tc_model *m, const char *tokenizer_path, int gguf_output, tc_error *err);
 
 /* The number of online cores (the default for --threads). */
 int cli_default_threads(void);

@@ -426,6 +426,12 @@ int main(int argc, char **argv)
             return code;
         }
     }
+    /* The tokenizer given, and the vocabulary a GGUF output must carry, are
+     * checked now too. */
+    if (cli_model_tokenizer(&m, a.com.tokenizer, out_format(&a, &m) == TC_FORMAT_GGUF, &err)) {
+        tc_model_close(&m);
+        return cli_fail(TOOL, &err);
+    }
     tc_prune_plan p;
     cJSON *json = NULL;
     int rc = tc_prune_plan_init(&p, m.cfg.n_layers, &err);
@@ -452,8 +458,6 @@ int main(int argc, char **argv)
         rc = load_windows(&a, &m, NULL, &calib, &err);
     if (rc == TC_OK && a.eval)
         rc = load_windows(&a, &m, a.eval, &eval, &err);
-    if (rc == TC_OK)
-        rc = cli_tokenizer_check(&m, a.com.tokenizer, &err);
     if (rc == TC_OK)
         rc = choose(&a, &m, &report, &calib, &p, &err);
     if (rc == TC_OK) {

@@ -64,10 +64,10 @@ static void usage(void)
            "weight); other rows go to the fallback type.  A file that would hold no TQ tensor\n"
            "is refused unless --fallback is given.  Each block gets one scale, the mean of the\n"
            "group scales over its nonzero codes (exact with --group row or tensor, or groups of\n"
-           "a multiple of the block, up to the f16 rounding of the scale).  Tokenizer keys are\n"
-           "copied from a GGUF input; for Hugging Face or llama2.c inputs no vocabulary is\n"
-           "written (converting tokenizer.json to GGUF keys is not supported), so llama.cpp\n"
-           "cannot load the result.\n"
+           "a multiple of the block, up to the f16 rounding of the scale).  The GGUF carries the\n"
+           "model's vocabulary: a GGUF input's, or tokenizer.json (Hugging Face) or the\n"
+           "--tokenizer file (llama2.c) as llama.cpp's converter writes it (docs/VOCAB.md);\n"
+           "an input without a tokenizer is refused.\n"
            "\n"
            "Calibration data gives every tensor its relative output error; it is optional\n"
            "except for --method calibrated.\n"
@@ -404,12 +404,15 @@ int main(int argc, char **argv)
         const char *inputs[] = {cal.text, cal.tokens, com.tokenizer};
         cli_output o = {out, TC_OUTPUT_FILE};
         code = cli_guard_outputs(TOOL, &m, inputs, sizeof inputs / sizeof inputs[0], &o, 1, com.force);
-        if (code == TC_EXIT_OK && cli_tokenizer_check(&m, com.tokenizer, &err))
-            code = cli_fail(TOOL, &err);
         if (code) {
             tc_model_close(&m);
             return code;
         }
+    }
+    /* The tokenizer given, and the vocabulary a GGUF output must carry. */
+    if (cli_model_tokenizer(&m, com.tokenizer, qo.format != TC_QFORMAT_PACKED, &err)) {
+        tc_model_close(&m);
+        return cli_fail(TOOL, &err);
     }
     /* A quantized input (a GGUF as people download it) is quantized again
      * from its dequantized values: say so, naming its types. */

@@ -32,6 +32,11 @@ static void usage(void)
            "  -o, --output OUT   the checkpoint (a directory for hf)\n"
            CLI_FORCE_HELP
            "  --json             after writing, print the written checkpoint's --info as JSON\n"
+           "Tokenizer:\n"
+           "  --tokenizer FILE      the checkpoint carries it: GGUF, its vocabulary as llama.cpp's\n"
+           "                        converter writes it (FILE: tokenizer.json, tokenizer.bin or a\n"
+           "                        GGUF); HF, tokenizer.json and the files beside it.  --vocab\n"
+           "                        defaults to its size, BOS and EOS are its own\n"
            "\n" CLI_COMMON_HELP,
            TOOL);
 }
@@ -73,7 +78,7 @@ int main(int argc, char **argv)
     };
     cli_init();
     cli_common com = {0};
-    long v[7] = {4, 64, 4, 2, 172, 512, 512}; /* layers dim heads kv ffn vocab context */
+    long v[7] = {4, 64, 4, 2, 172, 0, 512}; /* layers dim heads kv ffn vocab context (0: 512 or the tokenizer's) */
     const char *out = NULL, *weak_attn = NULL, *weak_mlp = NULL, *family = "llama";
     int untied = 0, bias = 0, ternary = 0, c, code;
     long window = 0;
@@ -131,9 +136,11 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "expected -o OUT and no other arguments");
     if (v[1] % v[2] != 0 || v[2] % v[3] != 0)
         return cli_usage_error(TOOL, "--dim must be a multiple of --heads, and --heads of --kv-heads");
+    if (!v[5] && !com.tokenizer)
+        v[5] = 512;
     tc_synth_spec s = {
         .cfg = tc_synth_config((int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5]),
-        .seed = (uint64_t)seed, .weak_scale = 1e-3f, .ternary = ternary,
+        .seed = (uint64_t)seed, .weak_scale = 1e-3f, .ternary = ternary, .tokenizer = com.tokenizer,
     };
     s.cfg.max_seq_len = (int)v[6];
     s.cfg.tied_embeddings = !untied;

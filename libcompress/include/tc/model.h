@@ -187,6 +187,7 @@ typedef struct tc_model {
     tc_layer *layers;          /* n_layers */
     tc_tensor *split;          /* row ranges of fused tensors (Phi-3), owned */
     char *ignored_keys;        /* config keys the family's reference ignores too (space-separated), or NULL */
+    char *tokenizer;           /* a tokenizer file given for the model (tc_model_set_tokenizer), or NULL */
     size_t n_split, cap_split;
     uint64_t file_bytes;       /* total size of the files read */
     void *handle;              /* the format's own reader (tc_gguf, tc_hfdir, ...) */
