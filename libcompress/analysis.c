@@ -710,7 +710,7 @@ static int finish(const analysis_run *r, tc_analysis *out, tc_error *err)
         tc_token_stats *ts = &out->layers[l].tokens;
         ts->keep[0] = ts->keep[1] = NAN;
         for (int g = 0; g < TC_TOKEN_GRID_MAX; g++)
-            ts->drop_dnll[g] = NAN;
+            ts->drop_dnll[g] = ts->drop_se[g] = NAN;
     }
     out->tokens.chosen = -1;
     out->nll = r->n_pred ? r->nll / (double)r->n_pred : NAN;

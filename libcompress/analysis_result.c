@@ -33,20 +33,20 @@ void tc_analysis_free(tc_analysis *a)
 
 typedef struct head_key {
     int id;
-    double dnll, kl;
+    double key[2];
 } head_key;
 
+/* key[0] first, then key[1]. */
 static int head_key_cmp(const void *pa, const void *pb)
 {
     const head_key *a = pa, *b = pb;
-    if (a->dnll != b->dnll)
-        return a->dnll < b->dnll ? -1 : 1;
-    if (a->kl != b->kl)
-        return a->kl < b->kl ? -1 : 1;
+    for (int k = 0; k < 2; k++)
+        if (a->key[k] != b->key[k])
+            return a->key[k] < b->key[k] ? -1 : 1;
     return a->id - b->id; /* layer, then head */
 }
 
-int tc_analysis_head_ranking(const tc_analysis *a, int **out, size_t *n, tc_error *err)
+int tc_analysis_head_ranking(const tc_analysis *a, tc_head_key by, int **out, size_t *n, tc_error *err)
 {
     *out = NULL;
     *n = 0;
@@ -59,8 +59,11 @@ int tc_analysis_head_ranking(const tc_analysis *a, int **out, size_t *n, tc_erro
     for (int l = 0; l < a->n_layers; l++)
         for (int h = 0; a->layers[l].heads && h < a->n_heads; h++) {
             const tc_head_stats *s = &a->layers[l].heads[h];
-            if (s->measured && !isnan(s->dnll))
-                k[m++] = (head_key){l * a->n_heads + h, s->dnll, isnan(s->kl) ? 0.0 : s->kl};
+            if (!s->measured || isnan(s->dnll) || isnan(s->kl))
+                continue;
+            k[m].id = l * a->n_heads + h;
+            k[m].key[0] = by == TC_HEAD_BY_KL ? s->kl : s->dnll;
+            k[m++].key[1] = by == TC_HEAD_BY_KL ? s->dnll : s->kl;
         }
     qsort(k, m, sizeof *k, head_key_cmp);
     int *ids = m ? malloc(m * sizeof *ids) : NULL;

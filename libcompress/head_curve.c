@@ -64,7 +64,7 @@ int tc_analysis_head_curve(const tc_analysis_ctx *x, const int32_t *tokens, cons
     hm->nll = base_nll / (double)base_pred;
     int *rank = NULL;
     size_t nr = 0;
-    if (tc_analysis_head_ranking(out, &rank, &nr, err))
+    if (tc_analysis_head_ranking(out, TC_HEAD_BY_KL, &rank, &nr, err))
         return TC_ERR;
     uint8_t *mask = calloc((size_t)out->n_layers * (size_t)out->n_heads + 1, 1);
     int rc = mask ? TC_OK : tc_err(err, "%s: out of memory", x->m->path);

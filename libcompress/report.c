@@ -991,6 +991,7 @@ int tc_report_html(const tc_analysis *a, const cJSON *model, const cJSON *calibr
         chart_dnll(&b, a);
         tc_sb_put(&b, "<h2>Attention entropy per head</h2>\n");
         chart_heads(&b, a);
+        tc_report_attn_html(&b, a);
     }
     tc_sb_put(&b, "<h2>Ranking, most redundant first</h2>\n");
     rank_table(&b, r, n);

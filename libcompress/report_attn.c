@@ -54,6 +54,10 @@ void tc_report_attn_layer_json(const tc_analysis *a, int l, cJSON *layer, cJSON 
     for (int g = 0; g < a->tokens.n_grid; g++)
         add_to_array(d, tc_json_num(ts->drop_dnll[g]), ok);
     tc_json_put(t, "drop_dnll", d, ok);
+    cJSON *se = cJSON_CreateArray();
+    for (int g = 0; g < a->tokens.n_grid; g++)
+        add_to_array(se, tc_json_num(ts->drop_se[g]), ok);
+    tc_json_put(t, "drop_se", se, ok);
     tc_json_put(t, "keep_1pct", tc_json_num(ts->keep[0]), ok);
     tc_json_put(t, "keep_5pct", tc_json_num(ts->keep[1]), ok);
     tc_json_put(layer, "tokens", t, ok);
@@ -78,6 +82,7 @@ static cJSON *schedule_json(const tc_analysis *a, const tc_schedule *s, int with
         add_to_array(b, cJSON_CreateNumber(s->boundary[i]), ok);
     tc_json_put(o, "boundaries", b, ok);
     tc_json_put(o, "dnll", tc_json_num(s->dnll), ok);
+    tc_json_put(o, "dnll_se", tc_json_num(s->dnll_se), ok);
     tc_json_put(o, "dnll_rel", tc_json_num(a->tokens.nll_last > 0 ? s->dnll / a->tokens.nll_last : NAN), ok);
     tc_json_put(o, "flop_saving", tc_json_num(s->flop_saving), ok);
     if (with_curve) {
@@ -100,7 +105,7 @@ void tc_report_attn_root_json(const tc_analysis *a, cJSON *root, int *ok)
         int *ids = NULL;
         size_t n = 0;
         tc_error e2;
-        if (tc_analysis_head_ranking(a, &ids, &n, &e2))
+        if (tc_analysis_head_ranking(a, TC_HEAD_BY_KL, &ids, &n, &e2))
             *ok = 0;
         for (size_t i = 0; i < n; i++) {
             int l = ids[i] / a->n_heads, h = ids[i] % a->n_heads;
@@ -227,7 +232,7 @@ int tc_report_attn_read_layer(const tc_jwhere *lw, const cJSON *layer, const tc_
 {
     ts->keep[0] = ts->keep[1] = NAN;
     for (int g = 0; g < TC_TOKEN_GRID_MAX; g++)
-        ts->drop_dnll[g] = NAN;
+        ts->drop_dnll[g] = ts->drop_se[g] = NAN;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(layer, "tokens");
     if (!a->tokens.measured) {
         if (t)
@@ -245,6 +250,7 @@ int tc_report_attn_read_layer(const tc_jwhere *lw, const cJSON *layer, const tc_
     ts->measured = cJSON_IsTrue(m);
     if (read_received(&w, t, "received_last", &ts->last, err) || read_received(&w, t, "received_mean", &ts->mean, err) ||
         read_numbers(&w, t, "drop_dnll", a->tokens.n_grid, -1e9, 1e9, ts->drop_dnll, err) ||
+        read_numbers(&w, t, "drop_se", a->tokens.n_grid, 0, 1e9, ts->drop_se, err) ||
         tc_jwant_num(&w, t, "keep_1pct", 0, 1, 1, &ts->keep[0], err) ||
         tc_jwant_num(&w, t, "keep_5pct", 0, 1, 1, &ts->keep[1], err))
         return TC_ERR;
@@ -295,6 +301,7 @@ static int read_schedule(const tc_jwhere *w, const cJSON *e, const tc_analysis *
     if (tc_jwant_int(w, e, "stages", 2, TC_SCHEDULE_MAX_STAGES, &stages, err) ||
         tc_jwant_num(w, e, "lambda", EPS, 1, 0, &s->lambda, err) ||
         tc_jwant_num(w, e, "dnll", -1e9, 1e9, 0, &s->dnll, err) ||
+        tc_jwant_num(w, e, "dnll_se", 0, 1e9, 1, &s->dnll_se, err) ||
         tc_jwant_num(w, e, "flop_saving", -1, 1, 0, &s->flop_saving, err))
         return TC_ERR;
     s->n_stages = (int)stages;

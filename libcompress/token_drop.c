@@ -355,8 +355,9 @@ static int run_plan_batch(tok_run *t, const plan *p, size_t b0, size_t b1, doubl
     return rc;
 }
 
-/* The plan's mean last-position NLL change over every window. */
-static int run_plan(tok_run *t, const plan *p, double *dnll, tc_error *err)
+/* The plan's mean last-position NLL change over every window, and its
+ * standard error. */
+static int run_plan(tok_run *t, const plan *p, double *dnll, double *se, tc_error *err)
 {
     double *nll = malloc(t->W * sizeof *nll);
     if (!nll)
@@ -367,10 +368,14 @@ static int run_plan(tok_run *t, const plan *p, double *dnll, tc_error *err)
         rc = run_plan_batch(t, p, b0, b1, nll + b0, err);
         b0 = b1;
     }
-    double d = 0.0;
+    double d = 0.0, v = 0.0;
     for (size_t s = 0; s < t->W; s++)
         d += nll[s] - t->base[s];
-    *dnll = d / (double)t->W;
+    d /= (double)t->W;
+    for (size_t s = 0; s < t->W; s++)
+        v += (nll[s] - t->base[s] - d) * (nll[s] - t->base[s] - d);
+    *dnll = d;
+    *se = t->W > 1 ? sqrt(v / (double)(t->W - 1) / (double)t->W) : NAN;
     free(nll);
     return rc;
 }
@@ -573,8 +578,8 @@ static int schedules_at(tok_run *t, int l, double budget_nll, tc_token_measure *
         for (int j = 0; j < N_LAMBDAS && tm->n_candidates < TC_SCHEDULE_MAX_CANDIDATES; j++) {
             for (int i = 1; i < S; i++)
                 p.share[i] = pow(LAMBDAS[j], i);
-            double d;
-            if (run_plan(t, &p, &d, err))
+            double d, se;
+            if (run_plan(t, &p, &d, &se, err))
                 return TC_ERR;
             tc_schedule *c = &tm->candidates[tm->n_candidates++];
             memset(c, 0, sizeof *c);
@@ -583,6 +588,7 @@ static int schedules_at(tok_run *t, int l, double budget_nll, tc_token_measure *
             for (int i = 1; i < S; i++)
                 c->boundary[i - 1] = p.start[i];
             c->dnll = d;
+            c->dnll_se = se;
             c->flop_saving = flop_saving(t, &p);
             if (d > budget_nll)
                 break;
@@ -640,9 +646,10 @@ int tc_analysis_tokens(const tc_analysis_ctx *x, const int32_t *tokens, const si
         rc = advance(&t, l, err);
         for (int g = 0; rc == TC_OK && g < N_GRID; g++) {
             plan p = {.n_stages = 2, .start = {0, l}, .share = {1.0, GRID[g]}};
-            double d = NAN;
-            rc = run_plan(&t, &p, &d, err);
+            double d = NAN, se = NAN;
+            rc = run_plan(&t, &p, &d, &se, err);
             ts->drop_dnll[g] = d;
+            ts->drop_se[g] = se;
             if (rc || d > THRESHOLDS[1] * nll_last)
                 break;
         }

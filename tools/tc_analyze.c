@@ -202,6 +202,11 @@ int main(int argc, char **argv)
             printf("%s: perplexity %.4f over %llu predicted tokens (%zu sequences)\n\n", argv[optind], a.ppl,
                    (unsigned long long)a.n_predicted, set.n_seqs);
             fputs(table, stdout);
+            free(table);
+            table = NULL;
+            rc = tc_report_summary(&a, &table, &err);
+            if (rc == TC_OK)
+                fputs(table, stdout);
         }
         free(table);
     }

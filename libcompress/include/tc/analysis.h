@@ -72,6 +72,7 @@ typedef struct tc_token_stats {
     int measured;                       /* received, drop_dnll and keep were measured */
     tc_received last, mean;
     double drop_dnll[TC_TOKEN_GRID_MAX]; /* per grid ratio: mean last-position NLL change; NaN: not run */
+    double drop_se[TC_TOKEN_GRID_MAX];   /* its standard error over windows */
     double keep[2];                     /* the smallest grid ratio at which it and every larger one stay
                                            within 1 % / 5 % of the baseline NLL; 1: none; NaN: not measured */
 } tc_token_stats;
@@ -82,7 +83,7 @@ typedef struct tc_layer_stats {
     tc_token_stats tokens;
 } tc_layer_stats;
 
-/* Masking heads: over which windows, and the k least important (by dnll)
+/* Masking heads: over which windows, and the k least important (by KL)
  * masked together. */
 typedef struct tc_head_measure {
     int measured;
@@ -102,6 +103,7 @@ typedef struct tc_schedule {
     double lambda;
     int boundary[TC_SCHEDULE_MAX_STAGES]; /* n_stages - 1 layer indices, increasing */
     double dnll;                          /* measured mean last-position NLL change */
+    double dnll_se;                       /* its standard error over windows */
     double flop_saving;                   /* 1 - FLOPs / FLOPs of the full window (layers and head) */
 } tc_schedule;
 
@@ -130,11 +132,20 @@ typedef struct tc_analysis {
     tc_token_measure tokens;
 } tc_analysis;
 
-/* Every head of every layer that has head statistics, least important first:
- * measured dnll ascending (ties: kl, then layer, then head); unmeasured heads
- * are left out.  *out holds (layer, head) pairs as layer * n_heads + head,
- * malloc'd (NULL when there are none). */
-int tc_analysis_head_ranking(const tc_analysis *a, int **out, size_t *n, tc_error *err);
+/* What ranks heads.  KL(original || masked) is zero exactly for a head that
+ * changes nothing and positive for any other; the NLL change can be negative
+ * (masking a head of an untrained model often lowers it). */
+typedef enum tc_head_key {
+    TC_HEAD_BY_KL,
+    TC_HEAD_BY_DNLL,
+} tc_head_key;
+
+/* Every measured head, least important first: by the key ascending (ties:
+ * the other figure, then layer, then head); unmeasured heads are left out.
+ * *out holds heads as layer * n_heads + head, malloc'd (NULL when there are
+ * none).  The report's head ranking and the heads masked together go by
+ * TC_HEAD_BY_KL. */
+int tc_analysis_head_ranking(const tc_analysis *a, tc_head_key by, int **out, size_t *n, tc_error *err);
 
 const char *tc_module_name(tc_module m); /* "attn", "mlp", "block" */
 
