@@ -13,6 +13,15 @@ static uint64_t linear_params(const tc_model *m)
         for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++)
             if (m->layers[l].w[linear[i]])
                 n += m->layers[l].w[linear[i]]->n_elements;
+    /* Heads a layer of the file lacks are zeros of the view, not stored. */
+    const tc_config *c = &m->cfg;
+    for (int l = 0; m->layer_heads && l < c->n_layers; l++) {
+        const tc_layer *L = &m->layers[l];
+        uint64_t q = (uint64_t)(c->n_heads - m->layer_heads[l]) * (uint64_t)c->head_dim * (uint64_t)c->dim;
+        uint64_t kv = (uint64_t)(c->n_kv_heads - m->layer_heads[c->n_layers + l]) * (uint64_t)c->head_dim * (uint64_t)c->dim;
+        if (L->has_attn)
+            n -= (L->w[TC_WQ] ? q : 0) + (L->w[TC_WO] ? q : 0) + (L->w[TC_WK] ? kv : 0) + (L->w[TC_WV] ? kv : 0);
+    }
     return n;
 }
 
@@ -159,6 +168,13 @@ cJSON *tc_model_info_json(const tc_model *m)
     model_name(m->path, name, sizeof name);
     cJSON_AddStringToObject(o, "name", name);
     tc_config_add_json(o, c);
+    if (m->layer_heads) {
+        cJSON *hq = cJSON_AddArrayToObject(o, "layer_heads"), *hkv = cJSON_AddArrayToObject(o, "layer_kv_heads");
+        for (int l = 0; l < c->n_layers; l++) {
+            cJSON_AddItemToArray(hq, cJSON_CreateNumber(m->layer_heads[l]));
+            cJSON_AddItemToArray(hkv, cJSON_CreateNumber(m->layer_heads[c->n_layers + l]));
+        }
+    }
     uint64_t n_params = tc_model_n_params(m);
     cJSON_AddNumberToObject(o, "n_params", (double)n_params);
     cJSON_AddNumberToObject(o, "n_params_linear", (double)linear_params(m));
@@ -245,6 +261,13 @@ char *tc_model_info_text(const tc_model *m)
     sb_printf(&b, "%-18s %d\n", "layers", c->n_layers);
     sb_printf(&b, "%-18s %d\n", "dim", c->dim);
     sb_printf(&b, "%-18s %d (kv %d, head dim %d)\n", "heads", c->n_heads, c->n_kv_heads, c->head_dim);
+    if (m->layer_heads) {
+        sb_printf(&b, "%-18s", "heads per layer");
+        for (int l = 0; l < c->n_layers; l++)
+            sb_printf(&b, "%s%d/%d", l ? ", " : " ", m->layer_heads[l], m->layer_heads[c->n_layers + l]);
+        sb_printf(&b, " (query/kv as stored; read as %d/%d with the missing heads zero)\n", c->n_heads,
+                  c->n_kv_heads);
+    }
     sb_printf(&b, "%-18s %d\n", "ffn dim", c->ffn_dim);
     sb_printf(&b, "%-18s %d\n", "vocab", c->vocab_size);
     sb_printf(&b, "%-18s %d\n", "context", c->max_seq_len);

@@ -529,6 +529,7 @@ void tc_model_close(tc_model *m)
     free(m->split);
     free(m->ignored_keys);
     free(m->tokenizer);
+    free(m->layer_heads);
     free(m->layers);
     free(m->path);
     memset(m, 0, sizeof *m);
@@ -587,6 +588,18 @@ uint64_t tc_model_n_params(const tc_model *m)
     uint64_t n = 0;
     for (size_t i = 0; i < m->dir->n_tensors; i++)
         n += m->dir->tensors[i].n_elements;
+    /* Heads a layer of the file lacks are zeros of the view, not stored. */
+    const tc_config *c = &m->cfg;
+    for (int l = 0; m->layer_heads && l < c->n_layers; l++) {
+        const tc_layer *L = &m->layers[l];
+        if (!L->has_attn)
+            continue;
+        uint64_t q = (uint64_t)(c->n_heads - m->layer_heads[l]) * (uint64_t)c->head_dim;
+        uint64_t kv = (uint64_t)(c->n_kv_heads - m->layer_heads[c->n_layers + l]) * (uint64_t)c->head_dim;
+        n -= (L->w[TC_WQ] ? q * (uint64_t)c->dim : 0) + (L->w[TC_WO] ? q * (uint64_t)c->dim : 0) +
+             (L->w[TC_WK] ? kv * (uint64_t)c->dim : 0) + (L->w[TC_WV] ? kv * (uint64_t)c->dim : 0) +
+             (L->w[TC_BQ] ? q : 0) + (L->w[TC_BK] ? kv : 0) + (L->w[TC_BV] ? kv : 0);
+    }
     return n;
 }
 

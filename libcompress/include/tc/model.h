@@ -192,6 +192,9 @@ typedef struct tc_model {
     uint64_t file_bytes;       /* total size of the files read */
     void *handle;              /* the format's own reader (tc_gguf, tc_hfdir, ...) */
     void (*close_handle)(void *handle);
+    int *layer_heads;          /* a file whose layers keep their own head counts (GGUF deci after dropped heads):
+                                  n_layers query counts, then n_layers key/value counts, as stored; the view holds
+                                  every layer at cfg's counts, the heads a layer lacks zero.  NULL otherwise */
 } tc_model;
 
 /* Opens a checkpoint: a Hugging Face directory (or a .safetensors file inside
