@@ -732,6 +732,8 @@ int tc_analyze(const tc_model *m, const int32_t *tokens, const size_t *offsets, 
     size_t n = offsets[n_seqs];
     if (n == 0)
         return tc_err(err, "%s: no calibration tokens to analyse", m->path);
+    if (opts->head_windows > 0 && m->cfg.t.diff_attn)
+        return tc_err(err, "%s: masking heads of differential attention (DiffLlama) is not implemented", m->path);
     analysis_run r;
     tc_weights w;
     memset(&w, 0, sizeof w);

@@ -234,6 +234,7 @@ typedef struct pass {
     int qdim, kvdim;
     int want_heads, want_recv;
     size_t rope_len;   /* positions the rope tables cover */
+    double lambda;     /* differential attention: the current layer's lambda */
     softmax_fn softmax;
     swiglu_fn swiglu;
     softcap_fn softcap;
@@ -382,7 +383,10 @@ static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_for
                                   "dropped is not implemented", m->path, c->t.window, p->rope_len - 1);
     }
     p->chunk = clamp_size((size_t)(1u << 23) / (size_t)c->ffn_dim, 16, p->n ? p->n : 1);
-    p->scratch_per_thread = ((size_t)ATT_ROWS + 1) * (p->max_len ? p->max_len : 1);
+    p->scratch_per_thread = ((c->t.diff_attn ? 2 : 1) * (size_t)ATT_ROWS + 1) * (p->max_len ? p->max_len : 1);
+    if (c->t.diff_attn && (c->n_heads % 2 || o->head_mask))
+        return tc_err(err, "%s: %s", m->path, c->n_heads % 2 ? "differential attention needs an even head count"
+                                                            : "masking heads of differential attention is not implemented");
     if (pass_buffers(p, err))
         return TC_ERR;
     for (size_t s = 0; s < b->n_seqs; s++)
@@ -633,6 +637,80 @@ static void attention_task(pass *p, int layer, size_t s, int h, float *scratch)
     }
 }
 
+/* One tile row of a softmax map, as attention_task treats it: masked to its
+ * keys, normalised, its statistics and received weights taken. */
+static void diff_row(pass *p, float *row, size_t keys, size_t first, size_t last, size_t k0, size_t i, size_t len,
+                     float *sorted, double *cell, float *rlast, float *rall)
+{
+    if (p->c->t.attn_softcap > 0.0f)
+        p->softcap(row + first, last - first, p->c->t.attn_softcap);
+    p->softmax(row + first, last - first);
+    memset(row, 0, first * sizeof *row);
+    memset(row + last, 0, (keys - last) * sizeof *row);
+    if (cell)
+        head_stats_row(row + first, last - first, k0 + first, sorted, cell);
+    if (rall) {
+        for (size_t j = first; j < last; j++)
+            rall[k0 + j] += row[j];
+        if (i == len - 1)
+            memcpy(rlast + k0 + first, row + first, (last - first) * sizeof *row);
+    }
+}
+
+/* Differential attention of pair j (heads j and j + H/2, forward_math.h)
+ * over sequence s: both maps tile by tile as attention_task makes one, their
+ * difference times each head's values into the pair's 2 * head_dim output
+ * columns, each row then normed.  The statistics are each map's. */
+static void attention_task_diff(pass *p, int layer, size_t s, int j, float *scratch)
+{
+    const tc_config *c = p->c;
+    int hd = c->head_dim, half = c->n_heads / 2, group = c->n_heads / c->n_kv_heads;
+    int hh[2] = {j, j + half}, qdim = p->qdim, kvdim = p->kvdim;
+    size_t o = p->b->offsets[s], len = p->b->offsets[s + 1] - o;
+    const float *q[2], *k[2], *v[2];
+    double *cell[2] = {NULL, NULL};
+    float *rlast[2] = {NULL, NULL}, *rall[2] = {NULL, NULL};
+    for (int m = 0; m < 2; m++) {
+        q[m] = p->q + o * (size_t)qdim + (size_t)hh[m] * hd;
+        k[m] = p->k + o * (size_t)kvdim + (size_t)(hh[m] / group) * hd;
+        v[m] = p->v + o * (size_t)kvdim + (size_t)(hh[m] / group) * hd;
+        if (p->want_heads) {
+            cell[m] = p->cells + (s * (size_t)c->n_heads + (size_t)hh[m]) * HS_N;
+            memset(cell[m], 0, HS_N * sizeof *cell[m]);
+        }
+        if (p->want_recv) {
+            rlast[m] = p->recv + (size_t)hh[m] * p->n + o;
+            rall[m] = p->recv + ((size_t)c->n_heads + (size_t)hh[m]) * p->n + o;
+            memset(rlast[m], 0, len * sizeof *rlast[m]);
+            memset(rall[m], 0, len * sizeof *rall[m]);
+        }
+    }
+    float *out = p->att + o * (size_t)qdim + (size_t)j * 2 * hd;
+    float *sc[2] = {scratch, scratch + (size_t)ATT_ROWS * p->max_len};
+    float *sorted = scratch + 2 * (size_t)ATT_ROWS * p->max_len;
+    float scale = tc_fm_attn_scale(c), lam = (float)p->lambda;
+    for (size_t i0 = 0; i0 < len; i0 += ATT_ROWS) {
+        size_t rows = len - i0 < ATT_ROWS ? len - i0 : ATT_ROWS;
+        size_t k0 = tc_fm_first_key(c, layer, i0), keys = i0 + rows - k0;
+        for (int m = 0; m < 2; m++) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)keys, hd, scale,
+                        q[m] + i0 * (size_t)qdim, qdim, k[m] + k0 * (size_t)kvdim, kvdim, 0.0f, sc[m], (int)keys);
+            for (size_t r = 0; r < rows; r++) {
+                size_t first = tc_fm_first_key(c, layer, i0 + r) - k0, last = i0 + r - k0 + 1;
+                diff_row(p, sc[m] + r * keys, keys, first, last, k0, i0 + r, len, sorted, cell[m], rlast[m], rall[m]);
+            }
+        }
+        for (size_t x = 0; x < rows * keys; x++)
+            sc[0][x] -= lam * sc[1][x];
+        for (int m = 0; m < 2; m++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, hd, (int)keys, 1.0f, sc[0], (int)keys,
+                        v[m] + k0 * (size_t)kvdim, kvdim, 0.0f, out + i0 * (size_t)qdim + (size_t)m * hd, qdim);
+    }
+    float post = (float)(1.0 - tc_fm_diff_lambda_init(layer));
+    for (size_t i = 0; i < len; i++)
+        tc_fm_diff_norm(out + i * (size_t)qdim, 2 * hd, c->norm_eps, post);
+}
+
 typedef struct attn_job {
     pass *p;
     int layer;
@@ -649,12 +727,15 @@ static void *attention_worker(void *arg)
 {
     attn_worker *w = arg;
     attn_job *job = w->job;
-    int nh = job->p->c->n_heads;
+    int diff = job->p->c->t.diff_attn, nh = diff ? job->p->c->n_heads / 2 : job->p->c->n_heads;
     for (;;) {
         size_t t = atomic_fetch_add(&job->next, 1);
         if (t >= job->n_tasks)
             break;
-        attention_task(job->p, job->layer, t / (size_t)nh, (int)(t % (size_t)nh), w->scratch);
+        if (diff)
+            attention_task_diff(job->p, job->layer, t / (size_t)nh, (int)(t % (size_t)nh), w->scratch);
+        else
+            attention_task(job->p, job->layer, t / (size_t)nh, (int)(t % (size_t)nh), w->scratch);
     }
     return NULL;
 }
@@ -670,7 +751,7 @@ static void attention_all(pass *p, int layer)
     job.p = p;
     job.layer = layer;
     atomic_init(&job.next, 0);
-    job.n_tasks = p->b->n_seqs * (size_t)p->c->n_heads;
+    job.n_tasks = p->b->n_seqs * (size_t)(p->c->t.diff_attn ? p->c->n_heads / 2 : p->c->n_heads);
     int nt = p->n_threads;
     if ((size_t)nt > job.n_tasks)
         nt = job.n_tasks ? (int)job.n_tasks : 1;
@@ -780,6 +861,9 @@ static int attention_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_erro
     add_bias(p->k, w->w[TC_BK], n, p->kvdim);
     add_bias(p->v, w->w[TC_BV], n, p->kvdim);
     apply_rope(p, layer, w);
+    if (c->t.diff_attn)
+        p->lambda = tc_fm_diff_lambda(w->w[TC_LAMBDA_Q1], w->w[TC_LAMBDA_K1], w->w[TC_LAMBDA_Q2], w->w[TC_LAMBDA_K2],
+                                      c->head_dim, layer);
     attention_all(p, layer);
     if (p->want_heads && observe_heads(p, layer, err))
         return TC_ERR;

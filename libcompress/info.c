@@ -102,6 +102,7 @@ cJSON *tc_traits_json(const tc_config *c)
     cJSON_AddBoolToObject(tr, "mlp_bias", t->mlp_bias);
     cJSON_AddBoolToObject(tr, "qk_norm", t->qk_norm);
     cJSON_AddBoolToObject(tr, "post_norms", t->post_norms);
+    cJSON_AddBoolToObject(tr, "diff_attn", t->diff_attn);
     cJSON_AddNumberToObject(tr, "attn_scale", t->attn_scale);
     cJSON_AddNumberToObject(tr, "attn_softcap", t->attn_softcap);
     cJSON_AddNumberToObject(tr, "final_softcap", t->final_softcap);
@@ -145,6 +146,8 @@ void tc_traits_describe(const tc_config *c, char *buf, size_t cap)
         PUT(", q/k norms");
     if (t->post_norms)
         PUT(", post-norms");
+    if (t->diff_attn)
+        PUT(", differential attention");
     if (t->attn_scale != 0)
         PUT(", attention scale %g", t->attn_scale);
     if (t->attn_softcap != 0)

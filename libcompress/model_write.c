@@ -852,6 +852,9 @@ static int write_llama2c(const char *path, const tc_model_src *s, const tc_out_t
 int tc_model_write(const char *path, tc_format fmt, const tc_model_src *s, tc_error *err)
 {
     const tc_naming *nm = tc_naming_for(fmt, s->cfg.arch);
+    if (s->cfg.t.diff_attn && fmt != TC_FORMAT_HF)
+        return tc_err(err, "%s: differential attention (DiffLlama) is held by Hugging Face directories only (%s has no "
+                      "such graph)", path, fmt == TC_FORMAT_GGUF ? "llama.cpp" : "llama2.c");
     if (!nm)
         return tc_err(err, "%s: cannot write models in the %s format", path, tc_format_name(fmt));
     if (s->dtype != TC_F32 && s->dtype != TC_F16 && s->dtype != TC_BF16)

@@ -386,6 +386,8 @@ static int drop_heads_best(tc_prune_plan *p, const tc_analysis *a, const tc_mode
     if (m && m->cfg.n_heads != a->n_heads)
         return tc_err(err, "%s: the analysis covers %d heads per layer but the model has %d", m->path, a->n_heads,
                       m->cfg.n_heads);
+    if (m && m->cfg.t.diff_attn)
+        return tc_err(err, "%s: dropping heads of differential attention (DiffLlama) is not implemented", m->path);
     if (tc_prune_plan_heads(p, a->n_heads, err))
         return TC_ERR;
     head_cand *c = malloc((size_t)p->n_layers * (size_t)a->n_heads * sizeof *c);
@@ -633,10 +635,18 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
         int *q = hsrc + 2 * (size_t)i * nh, *kv = hsrc + (2 * (size_t)i + 1) * nh;
         tc_prune_head_layout(&m->cfg, NULL, q, kv, &hl[i]);
     }
-    int rc;
+    int rc, renumbered = 0;
+    for (int i = 0; i < k; i++)
+        renumbered |= keep[i] != i;
     tc_vocab vocab = {0};
     if (k == 0) {
         rc = tc_err(err, "%s: the plan drops every layer; at least one must stay", path);
+    } else if (m->cfg.t.diff_attn && renumbered) {
+        /* DiffLlama's lambda_init follows the layer's index. */
+        rc = tc_err(err, "%s: dropping a block of a DiffLlama model renumbers the layers after it, whose lambda_init "
+                    "depends on their index; drop sub-layers, or only the last blocks", path);
+    } else if (m->cfg.t.diff_attn && any_h) {
+        rc = tc_err(err, "%s: dropping heads of differential attention (DiffLlama) is not implemented", path);
     } else if (fmt == TC_FORMAT_LLAMA2C && (any_a || any_m)) {
         rc = tc_err(err, "%s: llama2.c checkpoints cannot hold dropped attention or MLP sub-layers; drop "
                     "whole blocks, or write HF (--format hf) or GGUF (--format gguf)", path);

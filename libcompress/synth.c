@@ -32,19 +32,21 @@ int tc_synth_family(tc_config *c, const char *family, int window, tc_error *err)
         {"llama", TC_ARCH_LLAMA, 0, 0, 0, 0, 0},    {"mistral", TC_ARCH_MISTRAL, 0, 0, 0, 4096, 1},
         {"qwen2", TC_ARCH_QWEN2, 1, 0, 0, 0, 0},    {"qwen3", TC_ARCH_QWEN3, 0, 1, 0, 0, 0},
         {"gemma2", TC_ARCH_GEMMA2, 0, 0, 2, 4096, 2}, {"gemma3", TC_ARCH_GEMMA3, 0, 1, 3, 4096, 6},
-        {"phi3", TC_ARCH_PHI3, 0, 0, 0, 0, 0},
+        {"phi3", TC_ARCH_PHI3, 0, 0, 0, 0, 0},      {"diffllama", TC_ARCH_DIFFLLAMA, 0, 0, 0, 0, 0},
     };
     size_t i = 0;
     while (i < sizeof rows / sizeof rows[0] && strcmp(rows[i].name, family) != 0)
         i++;
     if (i == sizeof rows / sizeof rows[0])
-        return tc_err(err, "unknown family '%.40s' (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3)", family);
+        return tc_err(err, "unknown family '%.40s' (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3, diffllama)",
+                      family);
     tc_traits *t = &c->t;
     double theta = t->rope[0].theta;
     tc_traits_llama(t, theta, c->head_dim);
     c->arch = rows[i].arch;
     c->qkv_bias = rows[i].qkv_bias;
     t->qk_norm = rows[i].qk_norm;
+    t->diff_attn = rows[i].arch == TC_ARCH_DIFFLLAMA;
     t->window = rows[i].window ? (window > 0 ? window : rows[i].window) : 0;
     for (int l = 0; t->window && l < c->n_layers && l < TC_MAX_LAYERS; l++)
         t->local[l] = rows[i].pattern == 1 || (l + 1) % rows[i].pattern != 0;

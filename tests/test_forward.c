@@ -104,6 +104,62 @@ static void ref_sequence(const sm_model *sm, const int32_t *tok, size_t len, con
                 size_t pos = ro && ro->pos ? ro->pos[t] : t;
                 ref_rope(q, c->n_heads, hd, c->rope_layout, pos, c->t.rope[0].theta);
                 ref_rope(k, c->n_kv_heads, hd, c->rope_layout, pos, c->t.rope[0].theta);
+                if (c->t.diff_attn) {
+                    /* DiffLlama as transformers writes it: repeat_kv, the values of
+                     * heads j and j + H/2 side by side, both maps' difference. */
+                    int half = c->n_heads / 2;
+                    double s1 = 0, s2 = 0, lam;
+                    for (int d = 0; d < hd; d++) {
+                        s1 += (double)w[TC_LAMBDA_Q1][d] * w[TC_LAMBDA_K1][d];
+                        s2 += (double)w[TC_LAMBDA_Q2][d] * w[TC_LAMBDA_K2][d];
+                    }
+                    double init = 0.8 - 0.6 * exp(-0.3 * l);
+                    lam = exp(s1) - exp(s2) + init;
+                    double *pa = malloc((t + 1) * sizeof *pa), *pb = malloc((t + 1) * sizeof *pb);
+                    for (int j = 0; j < half; j++) {
+                        int heads[2] = {j, j + half};
+                        double *pm[2] = {pa, pb};
+                        for (int m2 = 0; m2 < 2; m2++) {
+                            int kh = heads[m2] / group;
+                            double mx = -1e300, sum = 0.0;
+                            for (size_t jj = 0; jj <= t; jj++) {
+                                const double *kj = kc + ((size_t)l * len + jj) * kvd + kh * hd;
+                                double sc = 0.0;
+                                for (int d = 0; d < hd; d++)
+                                    sc += q[heads[m2] * hd + d] * kj[d];
+                                pm[m2][jj] = sc / sqrt((double)hd);
+                                mx = pm[m2][jj] > mx ? pm[m2][jj] : mx;
+                            }
+                            for (size_t jj = 0; jj <= t; jj++)
+                                sum += (pm[m2][jj] = exp(pm[m2][jj] - mx));
+                            for (size_t jj = 0; jj <= t; jj++)
+                                pm[m2][jj] /= sum;
+                        }
+                        double *o2 = att + (size_t)j * 2 * hd, ss = 0.0;
+                        for (int d = 0; d < 2 * hd; d++)
+                            o2[d] = 0.0;
+                        for (size_t jj = 0; jj <= t; jj++) {
+                            double dd = pa[jj] - lam * pb[jj];
+                            const double *va = vc + ((size_t)l * len + jj) * kvd + (heads[0] / group) * hd;
+                            const double *vb = vc + ((size_t)l * len + jj) * kvd + (heads[1] / group) * hd;
+                            for (int d = 0; d < hd; d++) {
+                                o2[d] += dd * va[d];
+                                o2[hd + d] += dd * vb[d];
+                            }
+                        }
+                        for (int d = 0; d < 2 * hd; d++)
+                            ss += o2[d] * o2[d];
+                        double k2 = (1.0 - init) / sqrt(ss / (2 * hd) + c->norm_eps);
+                        for (int d = 0; d < 2 * hd; d++)
+                            o2[d] *= k2;
+                    }
+                    free(pa);
+                    free(pb);
+                    ref_matvec(w[TC_WO], NULL, att, o, dim, qd);
+                    for (int i = 0; i < dim; i++)
+                        x[i] += o[i];
+                    goto mlp;
+                }
                 for (int h = 0; h < c->n_heads; h++) {
                     int kh = h / group;
                     double mx = -1e300, sum = 0.0;
@@ -162,6 +218,7 @@ static void ref_sequence(const sm_model *sm, const int32_t *tok, size_t len, con
                 for (int i = 0; i < dim; i++)
                     x[i] += o[i];
             }
+        mlp:
             if (!(skip && skip[l].mlp)) {
                 ref_rmsnorm(x, w[TC_FFN_NORM], xn, dim, c->norm_eps);
                 ref_matvec(w[TC_W_GATE], NULL, xn, g, c->ffn_dim, dim);
@@ -1046,6 +1103,73 @@ static void logits_of(const tc_config *c, const tc_batch *b, int threads, rec *r
     tc_model_close(&m);
 }
 
+/* DiffLlama's differential attention against the reference, the decoder
+ * and threads against the batch, and each part of it mattering. */
+static void test_diff_attention(void)
+{
+    tc_config c = sm_config_biased();
+    c.arch = TC_ARCH_DIFFLLAMA;
+    c.n_layers = 3;
+    c.qkv_bias = 0;
+    c.t.diff_attn = 1;
+    sm_model sm;
+    sm_init(&sm, &c, 31);
+    tc_model m;
+    tc_error err = {{0}};
+    CHECK_OK(sm_bind(&sm, &m, &err), &err);
+    int32_t tokens[MAX_TOK];
+    size_t offsets[N_SEQS + 1];
+    tc_batch b;
+    make_batch(c.vocab_size, 8, tokens, offsets, &b);
+    rec r1, r2;
+    CHECK_OK(run(&m, &b, 1, NULL, &r1, 1, &err), &err);
+    CHECK_OK(run(&m, &b, 2, NULL, &r2, 0, &err), &err);
+    size_t n = offsets[N_SEQS] * (size_t)c.vocab_size;
+    double worst = 0.0, plain_moved = 0.0;
+    for (int s = 0; s < N_SEQS; s++) {
+        size_t len = seq_len[s];
+        double *want = malloc((len * c.vocab_size + 1) * sizeof *want);
+        ref_sequence(&sm, tokens + offsets[s], len, NULL, want, NULL);
+        for (size_t i = 0; i < len * c.vocab_size; i++)
+            worst = fmax(worst, fabs(want[i] - r1.logits[offsets[s] * c.vocab_size + i]));
+        free(want);
+    }
+    CHECK_MSG(worst < 1e-4, "differential attention differs from the reference by %g", worst);
+    CHECK_MSG(max_diff(r1.logits, r2.logits, n) < 1e-5, "threads change it by %g", max_diff(r1.logits, r2.logits, n));
+    /* The decoder, step by step. */
+    tc_decoder *d = NULL;
+    tc_decoder_opts dopts = {.max_len = 20};
+    CHECK_OK(tc_decoder_new(&d, &m, &dopts, &err), &err);
+    float lg[64];
+    double dec = 0.0;
+    for (int s = 0; d && s < N_SEQS; s++) {
+        tc_decoder_reset(d);
+        for (size_t t = 0; t < seq_len[s]; t++) {
+            CHECK_OK(tc_decoder_step(d, tokens[offsets[s] + t], lg, &err), &err);
+            dec = fmax(dec, max_diff(lg, r1.logits + (offsets[s] + t) * c.vocab_size, (size_t)c.vocab_size));
+        }
+    }
+    tc_decoder_free(d);
+    CHECK_MSG(dec < 1e-5, "the decoder differs from the batch by %g on differential attention", dec);
+    /* Plain attention over the same weights is another function; head masks are refused. */
+    tc_model plain = m;
+    plain.cfg.t.diff_attn = 0;
+    rec rp;
+    CHECK_OK(run(&plain, &b, 1, NULL, &rp, 0, &err), &err);
+    plain_moved = max_diff(rp.logits, r1.logits, n);
+    CHECK_MSG(plain_moved > 1e-2, "differential attention moves the logits by %g only", plain_moved);
+    uint8_t mask[3 * 4] = {1};
+    tc_forward_opts fo = {.head_mask = mask};
+    CHECK(tc_forward(&m, &b, &fo, &err) == TC_ERR && strstr(err.msg, "differential"));
+    printf("differential attention: reference %.3g, decoder %.3g, plain attention moves it %.3g\n", worst, dec,
+           plain_moved);
+    rec_free(&r1);
+    rec_free(&r2);
+    rec_free(&rp);
+    tc_model_close(&m);
+    sm_free(&sm);
+}
+
 static void test_all_traits(void)
 {
     tc_config c = all_traits_config();
@@ -1323,6 +1447,7 @@ int main(void)
     test_decoder(&small, 9);
     test_decoder(&biased, 10);
     test_all_traits();
+    test_diff_attention();
     test_sampling();
     test_bad_batches();
     if (!test_stories260k())

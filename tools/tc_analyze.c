@@ -91,7 +91,7 @@ int main(int argc, char **argv)
     cli_calib cal = {0};
     const char *report = NULL, *html = NULL;
     int no_measured = 0, no_heads = 0, c, code;
-    long head_samples = 8, token_samples = 32;
+    long head_samples = -1, token_samples = 32; /* -1: 8, or none where heads cannot be masked */
     double budget = 1.0;
     while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
         int r = cli_common_option(TOOL, c, optarg, &com, usage, &code);
@@ -162,6 +162,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s: %s\n", TOOL, set.warning);
         fprintf(stderr, "%s: %s: %zu sequences, %zu tokens\n", TOOL, argv[optind], set.n_seqs, set.n_tokens);
     }
+    if (head_samples < 0 && m.cfg.t.diff_attn && !no_heads) {
+        head_samples = 0;
+        if (!com.quiet)
+            fprintf(stderr, "%s: heads of differential attention are not masked (not implemented); the head "
+                    "statistics describe each softmax map\n", TOOL);
+    }
+    if (head_samples < 0)
+        head_samples = 8;
     cli_progress bar;
     cli_progress_init(&bar, "analyze", com.quiet);
     tc_analyze_opts ao = {
