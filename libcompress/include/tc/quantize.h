@@ -63,6 +63,8 @@ typedef struct tc_quantize_opts {
                                      blocks of it: Q8_0, Q4_0, Q4_K or Q6_K, with ggml's reference
                                      rounding; 0 (TC_F32) keeps them in float_dtype */
     int verify;                   /* reopen the output and check every ternary tensor */
+    const char *tokenizer;        /* packed: the tokenizer file to embed (tokenizer.json, GGUF,
+                                     tokenizer.bin); NULL: the model's own, when it has one */
     int n_threads;
     /* Called after each layer (and once at the start with 0). */
     void (*progress)(void *ctx, double fraction);
@@ -112,6 +114,9 @@ typedef struct tc_quantize_report {
     double bpw_linear;           /* 8 * linear_bytes / linear_params */
     uint64_t calib_tokens;
     int verified;                /* 1 when the written file was checked */
+    tc_ttok_kind tokenizer;      /* packed: the kind of tokenizer embedded (TC_TTOK_NONE: none) */
+    char tokenizer_from[512];    /* the file it was taken from */
+    char tokenizer_note[512];    /* why the model's own could not be embedded, or "" */
     int n_kept_float;            /* GGUF: linear weights that could not be ternary (kept in
                                     float or the fallback type) */
     tc_quantize_times times;
