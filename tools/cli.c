@@ -13,6 +13,7 @@
 #include "tc/model_tokenizer.h"
 #include "tc/model.h"
 #include "tc/outfile.h"
+#include "tc/tmodel.h"
 
 /* ---- Signals ----------------------------------------------------------------
  * The temporaries open right now, in fixed slots the handler can walk without
@@ -90,10 +91,34 @@ int cli_usage_error(const char *tool, const char *fmt, ...)
     return TC_EXIT_USAGE;
 }
 
+/* --info of a packed ternary model (.tcq). */
+static int info_packed(const char *tool, const char *path, int json)
+{
+    tc_tmodel m;
+    tc_error err = {{0}};
+    if (tc_tmodel_open(&m, path, &err))
+        return cli_fail(tool, &err);
+    char *s = NULL;
+    if (json) {
+        cJSON *o = tc_tmodel_info_json(&m);
+        s = o ? cJSON_Print(o) : NULL;
+        cJSON_Delete(o);
+    } else {
+        s = tc_tmodel_info_text(&m);
+    }
+    if (s)
+        printf("%s%s", s, json ? "\n" : "");
+    free(s);
+    tc_tmodel_close(&m);
+    return s ? TC_EXIT_OK : TC_EXIT_FAIL;
+}
+
 int cli_info(const char *tool, const char *model_path, int json)
 {
     tc_model m;
     tc_error err = {{0}};
+    if (tc_tmodel_is_packed(model_path))
+        return info_packed(tool, model_path, json);
     if (tc_model_open(&m, model_path, &err))
         return cli_fail(tool, &err);
     int rc = TC_EXIT_OK;
