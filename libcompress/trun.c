@@ -3,7 +3,6 @@
  * around them is forward_math.h's, shared with the fp32 forward pass. */
 #include "tc/trun.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,16 +366,32 @@ static int quantize_rows(tc_trun *r, const float *in, int T, int K, tc_error *er
     return TC_OK;
 }
 
-/* out[T][rows] = x[T][cols] W^T for a dense fp32 W[rows][cols]. One token
- * (every decode step) goes through sgemv: sgemm would first copy W into
- * its packed panels, a pass over the whole matrix for one product. */
-static void dense_rows(int T, int rows, int cols, const float *x, const float *W, float *out)
+/* out[T][rows] = x[T][cols] W^T for a dense fp32 W[rows][cols], the rows
+ * split over the pool's workers.  tc_fm_dense_rows gives every output the
+ * same bits whatever T and the split, so the runner's batched logits equal
+ * its one-token logits. */
+typedef struct dense_job {
+    const float *x, *W;
+    float *out;
+    int T, rows, cols;
+} dense_job;
+
+static void dense_part(void *arg, int worker, int n_workers)
 {
-    if (T == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0f, W, cols, x, 1, 0.0f, out, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, rows, cols, 1.0f, x, cols, W, cols,
-                    0.0f, out, rows);
+    const dense_job *j = arg;
+    /* whole blocks of 16 rows per worker */
+    int blocks = (j->rows + 15) / 16;
+    int r0 = blocks * worker / n_workers * 16, r1 = blocks * (worker + 1) / n_workers * 16;
+    if (r1 > j->rows)
+        r1 = j->rows;
+    if (r0 < r1)
+        tc_fm_dense_rows(j->x, j->T, j->W, j->cols, r0, r1, j->out, (size_t)j->rows);
+}
+
+static void dense_rows(tc_trun *r, int T, int rows, int cols, const float *x, const float *W, float *out)
+{
+    dense_job j = {x, W, out, T, rows, cols};
+    tc_kpool_run(r->pool, dense_part, &j);
 }
 
 /* out[T][rows] = layer(in[T][cols]); quantize_rows(in) must have run. */
@@ -386,7 +401,7 @@ static int apply(tc_trun *r, const lin *L, const float *in, int T, float *out, t
         return tc_kern_matmul(&r->k, r->pool, r->work, &L->plan, L->data, L->nbytes, r->xq,
                               r->act_s, T, out, err);
     const float *x = L->ternary ? r->xd : in;
-    dense_rows(T, L->rows, L->cols, x, L->dense, out);
+    dense_rows(r, T, L->rows, L->cols, x, L->dense, out);
     return TC_OK;
 }
 
@@ -444,11 +459,14 @@ static void norm_rows(const tc_trun *r, const float *x, const float *w, float *o
                    r->c.norm_eps, r->c.t.norm);
 }
 
-/* Token t's heads, split over the pool's workers (each its own scores). */
+/* The heads of T tokens, (token, head) pairs split over the pool's workers
+ * (each its own scores): one hand-over of the pool per layer.  Token t sees
+ * the keys up to its own position only, so it gets the same sums whether
+ * the tokens after it are in the cache yet or not. */
 typedef struct attend_job {
     tc_trun *r;
     const float *kl, *vl;
-    int layer, t, p;
+    int layer, T;
 } attend_job;
 
 static void attend_heads(void *arg, int worker, int n_workers)
@@ -456,11 +474,17 @@ static void attend_heads(void *arg, int worker, int n_workers)
     const attend_job *j = arg;
     tc_trun *r = j->r;
     const tc_config *c = &r->c;
-    size_t ml = (size_t)r->max_len;
-    tc_fm_attend_heads(r->q + (size_t)j->t * (size_t)r->qdim, j->kl, j->vl, ml, c, j->layer,
-                       c->n_heads * worker / n_workers, c->n_heads * (worker + 1) / n_workers,
-                       (size_t)j->p + 1, r->probs + (size_t)worker * ml,
-                       r->att + (size_t)j->t * (size_t)r->qdim);
+    size_t ml = (size_t)r->max_len, items = (size_t)j->T * (size_t)c->n_heads;
+    size_t i0 = items * (size_t)worker / (size_t)n_workers, i1 = items * (size_t)(worker + 1) / (size_t)n_workers;
+    for (size_t i = i0; i < i1;) {
+        int t = (int)(i / (size_t)c->n_heads), h0 = (int)(i % (size_t)c->n_heads);
+        size_t end = ((size_t)t + 1) * (size_t)c->n_heads;
+        int h1 = (int)((end < i1 ? end : i1) - (size_t)t * (size_t)c->n_heads);
+        tc_fm_attend_heads(r->q + (size_t)t * (size_t)r->qdim, j->kl, j->vl, ml, c, j->layer, h0, h1,
+                           (size_t)(r->pos + t) + 1, r->probs + (size_t)worker * ml,
+                           r->att + (size_t)t * (size_t)r->qdim);
+        i = (size_t)t * (size_t)c->n_heads + (size_t)h1;
+    }
 }
 
 static void attend_rows(tc_trun *r, int l, int T)
@@ -486,9 +510,9 @@ static void attend_rows(tc_trun *r, int l, int T)
         tc_fm_cache_key(kl, ml, k, r->kvdim, (size_t)p);
         memcpy(vl + (size_t)p * (size_t)r->kvdim, r->vb + (size_t)t * (size_t)r->kvdim,
                (size_t)r->kvdim * sizeof(float));
-        attend_job j = {r, kl, vl, l, t, p};
-        tc_kpool_run(r->pool, attend_heads, &j);
     }
+    attend_job j = {r, kl, vl, l, T};
+    tc_kpool_run(r->pool, attend_heads, &j);
 }
 
 static int attention(tc_trun *r, int l, int T, tc_error *err)
@@ -562,7 +586,6 @@ static int run_chunk(tc_trun *r, const int32_t *tokens, int T, int first, float 
             for (int i = 0; i < c->dim; i++)
                 x[i] *= c->t.embed_scale;
     }
-    openblas_set_num_threads(r->n_threads);
     for (int l = 0; l < c->n_layers; l++) {
         if (r->layers[l].has_attn && attention(r, l, T, err))
             return TC_ERR;
@@ -573,7 +596,7 @@ static int run_chunk(tc_trun *r, const int32_t *tokens, int T, int first, float 
     if (out && first < T) {
         int n = T - first;
         norm_rows(r, r->x + (size_t)first * (size_t)c->dim, r->out_norm, r->xn, n);
-        dense_rows(n, c->vocab_size, c->dim, r->xn, r->output, out);
+        dense_rows(r, n, c->vocab_size, c->dim, r->xn, r->output, out);
         if (c->t.final_softcap > 0.0f)
             tc_fm_softcap(out, (size_t)n * (size_t)c->vocab_size, c->t.final_softcap);
     }

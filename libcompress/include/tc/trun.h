@@ -9,7 +9,7 @@
  *
  * TC_TRUN_REF runs the same arithmetic with the ternary weights dequantized
  * to fp32 (scale x code) and multiplied by the dequantized int8 activations
- * through BLAS: the reference the LUT path is verified against. Rounding to
+ * in fp32: the reference the LUT path is verified against. Rounding to
  * int8 is discontinuous: a float difference of 1e-7 between two paths can
  * move an activation by one step and the logits by ~1e-2, so the comparison
  * feeds the reference the LUT path's own int8 activations (a trace recorded
@@ -34,7 +34,7 @@ typedef enum tc_trun_mode {
 typedef struct tc_trun_opts {
     tc_trun_mode mode;
     tc_kpath kernel; /* TC_KPATH_AUTO (0) picks from the CPU */
-    int n_threads;   /* kernel threads (and OpenBLAS threads); <= 0: 1 */
+    int n_threads;   /* the runner's threads (kernels, attention, fp32 products); <= 0: 1 */
     int max_len;     /* KV cache positions; <= 0: the model's max_seq_len */
 } tc_trun_opts;
 
