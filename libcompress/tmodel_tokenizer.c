@@ -17,6 +17,7 @@
 #include "tc/gguf.h"
 #include "tc/hfdir.h"
 #include "tc/mapfile.h"
+#include "tc/model_tokenizer.h"
 #include "tc/tokenizer.h"
 
 /* As the tokenizer.json loader reads the tokenizer_config.json beside it. */
@@ -273,6 +274,28 @@ static int load_checked(const tc_tmodel_tok *t, const char *name, int vocab_size
 int tc_tmodel_tokenizer(const tc_tmodel *m, struct tc_tokenizer **out, tc_error *err)
 {
     return load_checked(&m->tok, m->path ? m->path : "packed model", m->cfg.vocab_size, out, err);
+}
+
+int tc_tmodel_tokenizer_open(const tc_tmodel *m, const char *path, struct tc_tokenizer **out, tc_error *err)
+{
+    *out = NULL;
+    const char *name = m->path ? m->path : "packed model";
+    if (!path) {
+        if (tc_tmodel_tokenizer(m, out, err))
+            return TC_ERR;
+        return *out ? TC_OK
+                    : tc_err(err, "%s carries no tokenizer (written from a checkpoint without one, or by an "
+                             "older tc); pass --tokenizer FILE", name);
+    }
+    if (tc_tokenizer_open_for(path, m->cfg.vocab_size, out, err))
+        return TC_ERR;
+    int32_t nv = tc_tokenizer_vocab_size(*out);
+    if (nv > m->cfg.vocab_size) {
+        tc_tokenizer_free(*out);
+        *out = NULL;
+        return tc_err(err, "%s: the tokenizer has %d tokens but %s only %d", path, nv, name, m->cfg.vocab_size);
+    }
+    return TC_OK;
 }
 
 int tc_tmodel_tok_collect(tc_tmodel_tok *out, const tc_model *m, const char *path, tc_error *err)

@@ -649,6 +649,33 @@ int tc_trun_batch(tc_trun *r, const tc_batch *b, tc_trun_logits_fn cb, void *ctx
     return TC_OK;
 }
 
+int tc_trun_perplexity(tc_trun *r, const tc_batch *b, void (*progress)(void *ctx, double fraction),
+                       void *progress_ctx, tc_ppl *out, tc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = b->n_seqs ? b->offsets[b->n_seqs] : 0;
+    double nll = 0;
+    uint64_t pred = 0;
+    /* One sequence at a time, so that the progress moves with the work. */
+    for (size_t s = 0; s < b->n_seqs; s++) {
+        size_t offs[2] = {0, b->offsets[s + 1] - b->offsets[s]};
+        tc_batch one = {b->tokens + b->offsets[s], offs, 1};
+        tc_nll_observer acc;
+        tc_observer ob = tc_nll_observer_make(&acc, &one);
+        if (tc_trun_batch(r, &one, ob.logits, ob.ctx, err))
+            return TC_ERR;
+        nll += acc.nll_sum;
+        pred += acc.n_predicted;
+        if (progress && n)
+            progress(progress_ctx, (double)b->offsets[s + 1] / (double)n);
+    }
+    out->n_tokens = n;
+    out->n_predicted = pred;
+    out->nll = pred ? nll / (double)pred : NAN;
+    out->ppl = pred ? exp(out->nll) : NAN;
+    return TC_OK;
+}
+
 int tc_trun_generate(tc_trun *r, const int32_t *prompt, size_t n_prompt, size_t max_new,
                      const tc_generate_opts *opts, int32_t *out, size_t *n_out, tc_error *err)
 {

@@ -159,6 +159,11 @@ void tc_tmodel_tok_free(tc_tmodel_tok *t);
  * Checks that its vocabulary fits the model's. */
 int tc_tmodel_tokenizer(const tc_tmodel *m, struct tc_tokenizer **out, tc_error *err);
 
+/* The tokenizer to run a packed model with: the file path names (as
+ * tc_tokenizer_open_for reads it) or, path NULL, the embedded one; TC_ERR
+ * naming the model when it carries none.  Checks the vocabulary fits. */
+int tc_tmodel_tokenizer_open(const tc_tmodel *m, const char *path, struct tc_tokenizer **out, tc_error *err);
+
 /* Whether a file starts with the packed file's magic (it may still be
  * corrupt: tc_tmodel_open says). */
 int tc_tmodel_is_packed(const char *path);

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tc/analyze.h"
 #include "tc/error.h"
 #include "tc/forward.h"
 #include "tc/kernels.h"
@@ -83,6 +84,13 @@ int tc_trun_step(tc_trun *r, int32_t token, float *logits, tc_error *err);
 typedef int (*tc_trun_logits_fn)(void *ctx, const float *logits, size_t tok0, size_t n, int vocab,
                                  tc_error *err);
 int tc_trun_batch(tc_trun *r, const tc_batch *b, tc_trun_logits_fn cb, void *ctx, tc_error *err);
+
+/* Perplexity of a batch as tc_perplexity defines it (every next-token
+ * prediction within each sequence, the NLL in fp64), each sequence run
+ * whole through tc_trun_batch; progress (may be NULL) gets the fraction of
+ * tokens done after each sequence. */
+int tc_trun_perplexity(tc_trun *r, const tc_batch *b, void (*progress)(void *ctx, double fraction),
+                       void *progress_ctx, tc_ppl *out, tc_error *err);
 
 /* As tc_generate: resets, feeds the prompt, samples up to max_new tokens. */
 int tc_trun_generate(tc_trun *r, const int32_t *prompt, size_t n_prompt, size_t max_new,
