@@ -10,9 +10,11 @@
 #include "forward_math.h"
 #include "tc/checked.h"
 
-/* Tokens processed together by tc_trun_feed: each weight is streamed once
- * per group of this many tokens. */
-#define CHUNK 16
+/* Tokens processed together by tc_trun_feed: every product, the attention
+ * and the output head are handed to the pool once per chunk (the kernels
+ * read each weight once per eight of its tokens), so a window of 256
+ * tokens wakes the workers a few times per layer rather than per token. */
+#define CHUNK 64
 
 static const tc_role LINEAR[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
 #define N_LINEAR (sizeof LINEAR / sizeof LINEAR[0])
