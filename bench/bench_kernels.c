@@ -549,7 +549,7 @@ static void bench_decode(tc_tpack_layout layout, tc_kpath path, int vocab, int n
     const uint8_t *bufs[1] = {buf};
     for (int t = 1; t <= 2; t++) {
         tc_trun *r;
-        tc_trun_opts o = {TC_TRUN_LUT, path, t, 0};
+        tc_trun_opts o = {TC_TRUN_LUT, path, t, 0, 0};
         if (tc_trun_new(&r, &mm.m, &o, &err)) {
             fprintf(stderr, "bench_kernels: %s\n", err.msg);
             break;
@@ -653,7 +653,7 @@ static void bench_windows(const tc_tmodel *m, const char *name, int n_windows, i
     tc_batch first = {tok, one_off, 1};
     for (int t = 1; t <= 2; t++) {
         tc_trun *r;
-        tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_AUTO, t, seq_len};
+        tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_AUTO, t, seq_len, 0};
         if (tc_trun_new(&r, m, &o, &err)) {
             fprintf(stderr, "bench_kernels: %s\n", err.msg);
             break;

@@ -10,11 +10,17 @@
 #include "forward_math.h"
 #include "tc/checked.h"
 
-/* Tokens processed together by tc_trun_feed: every product, the attention
- * and the output head are handed to the pool once per chunk (the kernels
- * read each weight once per eight of its tokens), so a window of 256
- * tokens wakes the workers a few times per layer rather than per token. */
-#define CHUNK 64
+/* Tokens processed together by tc_trun_feed (the chunk): every product,
+ * the attention and the output head are handed to the pool once per chunk
+ * (the kernels read each weight once per eight of its tokens).  Every
+ * hand-over is a barrier, and on a machine busy with other work a barrier
+ * waits for a worker that lost its core, so a chunk is as long as the
+ * buffers allow: up to CHUNK_MAX tokens (a whole 256-token window at once:
+ * five hand-overs a layer), within CHUNK_BYTES of per-token buffers
+ * (a large vocabulary's logits shorten it), never below CHUNK_MIN. */
+#define CHUNK_MAX 256
+#define CHUNK_MIN 16
+#define CHUNK_BYTES ((size_t)64 << 20)
 
 static const tc_role LINEAR[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
 #define N_LINEAR (sizeof LINEAR / sizeof LINEAR[0])
@@ -49,7 +55,7 @@ struct tc_trun {
     tc_kernels k;
     tc_kpool *pool;
     tc_kwork *work;
-    int n_threads, max_len, pos, qdim, kvdim, max_k;
+    int n_threads, max_len, pos, qdim, kvdim, max_k, chunk;
     tlayer *layers;
     float *embd, *out_norm, *output; /* output == embd when tied */
     /* Keys transposed per kv head, [n_layers][n_kv_heads][head_dim][max_len],
@@ -165,6 +171,16 @@ static int alloc_buffers(tc_trun *r, tc_error *err)
     size_t cells = (size_t)cache / sizeof(float), widest = (size_t)r->max_k;
     if (widest < (size_t)c->dim)
         widest = (size_t)c->dim;
+    size_t per_tok = sizeof(float) * (4 * (size_t)c->dim + widest + 2 * (size_t)r->qdim + 2 * (size_t)r->kvdim +
+                                      2 * (size_t)c->ffn_dim + 1 + (size_t)c->vocab_size) + widest;
+    size_t chunk = CHUNK_BYTES / per_tok;
+    chunk = chunk > CHUNK_MAX ? CHUNK_MAX : chunk < CHUNK_MIN ? CHUNK_MIN : chunk;
+    if (r->chunk > 0)
+        chunk = (size_t)r->chunk;
+    if (chunk > (size_t)r->max_len)
+        chunk = (size_t)r->max_len;
+    r->chunk = (int)chunk;
+    const size_t CHUNK = chunk;
     r->kc = alloc_f(cells, &fail);
     r->vc = alloc_f(cells, &fail);
     r->x = alloc_f(CHUNK * (size_t)c->dim, &fail);
@@ -208,6 +224,7 @@ int tc_trun_new(tc_trun **out, const tc_tmodel *m, const tc_trun_opts *opts, tc_
     r->mode = opts->mode;
     r->n_threads = opts->n_threads > 0 ? opts->n_threads : 1;
     r->max_len = opts->max_len > 0 ? opts->max_len : c->max_seq_len > 0 ? c->max_seq_len : 2048;
+    r->chunk = opts->chunk > 0 ? (opts->chunk < (1 << 16) ? opts->chunk : 1 << 16) : 0;
     r->qdim = c->n_heads * c->head_dim;
     r->kvdim = c->n_kv_heads * c->head_dim;
     r->max_k = c->dim;
@@ -570,7 +587,7 @@ static int mlp(tc_trun *r, int l, int T, tc_error *err)
     return TC_OK;
 }
 
-/* Runs T <= CHUNK tokens; logits of rows first..T-1 go to out. */
+/* Runs T <= r->chunk tokens; logits of rows first..T-1 go to out. */
 static int run_chunk(tc_trun *r, const int32_t *tokens, int T, int first, float *out,
                      tc_error *err)
 {
@@ -609,8 +626,9 @@ int tc_trun_feed(tc_trun *r, const int32_t *tokens, size_t n, float *logits, int
                  tc_error *err)
 {
     size_t V = (size_t)r->c.vocab_size;
-    for (size_t i = 0; i < n; i += CHUNK) {
-        int T = n - i < CHUNK ? (int)(n - i) : CHUNK;
+    size_t C = (size_t)r->chunk;
+    for (size_t i = 0; i < n; i += C) {
+        int T = n - i < C ? (int)(n - i) : (int)C;
         int last = i + (size_t)T == n;
         float *out = NULL;
         int first = T;
@@ -641,8 +659,8 @@ int tc_trun_batch(tc_trun *r, const tc_batch *b, tc_trun_logits_fn cb, void *ctx
             return tc_err(err, "%s: sequence %zu has %zu tokens, more than the runner's %d",
                           path_of(r->m), s, e - a, r->max_len);
         tc_trun_reset(r);
-        for (size_t i = a; i < e; i += CHUNK) {
-            size_t n = e - i < CHUNK ? e - i : CHUNK;
+        for (size_t i = a; i < e; i += (size_t)r->chunk) {
+            size_t n = e - i < (size_t)r->chunk ? e - i : (size_t)r->chunk;
             if (tc_trun_feed(r, b->tokens + i, n, r->logits, 1, err) ||
                 (cb && cb(ctx, r->logits, i, n, V, err)))
                 return TC_ERR;

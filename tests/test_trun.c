@@ -123,7 +123,7 @@ static void test_model_spec(tc_synth_spec spec, const char *what, tc_tpack_layou
     /* The LUT run records its int8 activations; the reference replays them. */
     tc_trun *r;
     tc_trun_trace *trace = tc_trun_trace_new();
-    tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_SCALAR, 1, 0};
+    tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_SCALAR, 1, 0, 0};
     CHECK_OK(tc_trun_new(&r, &mm.m, &o, &err), &err);
     tc_trun_set_trace(r, trace, 0);
     CHECK_OK(run_steps(r, lut, V, &err), &err);
@@ -173,21 +173,24 @@ static void test_model_spec(tc_synth_spec spec, const char *what, tc_tpack_layou
      * same arithmetic per token, and the fp32 products sum in a fixed order
      * whatever the number of tokens (tc_fm_dense_rows). */
     o.kernel = TC_KPATH_AUTO;
-    for (int th = 1; th <= 3; th += 2) {
+    for (int th = 1; th <= 3; th += 2)
+        for (int ch = 0; ch <= 16; ch += 5) {
         o.n_threads = th;
+        o.chunk = ch; /* 0: one chunk here; 5, 10, 15: several, with a shorter last one */
         CHECK_OK(tc_trun_new(&r, &mm.m, &o, &err), &err);
         memset(other, 0, n * 4);
         CHECK_OK(tc_trun_feed(r, TOKENS, N_TOK, other, 1, &err), &err);
         CHECK(tc_trun_pos(r) == N_TOK);
         CHECK_MSG(memcmp(other, lut, n * 4) == 0, "%s: batched logits differ from one-token logits (%d threads, "
-                  "max |diff| %g)", what, th, max_diff(other, lut, n));
+                  "chunk %d, max |diff| %g)", what, th, ch, max_diff(other, lut, n));
         float *last = calloc((size_t)V, 4);
         tc_trun_reset(r);
         CHECK_OK(tc_trun_feed(r, TOKENS, N_TOK, last, 0, &err), &err);
         CHECK(memcmp(last, lut + n - (size_t)V, (size_t)V * 4) == 0);
         free(last);
         tc_trun_free(r);
-    }
+        }
+    o.chunk = 0;
     tc_tmodel_mem_free(&mm);
     tc_model_close(&m);
     free(want);

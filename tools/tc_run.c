@@ -88,6 +88,15 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* CPU seconds of the whole process (every thread): beside the wall clock,
+ * what a step cost on a machine shared with other work. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* The prompt's ids with BOS (when the model has one) in front; malloc'd. */
 static int encode_prompt(tc_tokenizer *tok, const char *prompt, int32_t model_bos, int32_t **out, size_t *n_out,
                          tc_error *err)
@@ -376,8 +385,8 @@ static int verify_logits(const tc_tmodel *tm, const run_cfg *rc_, double *rel, s
     float *a = malloc(n * V * sizeof(float)), *b = malloc(n * V * sizeof(float));
     tc_trun *lut = NULL, *ref = NULL;
     tc_trun_trace *trace = tc_trun_trace_new();
-    tc_trun_opts ol = {TC_TRUN_LUT, rc_->kernel, rc_->threads, (int)n};
-    tc_trun_opts orf = {TC_TRUN_REF, TC_KPATH_SCALAR, rc_->threads, (int)n};
+    tc_trun_opts ol = {TC_TRUN_LUT, rc_->kernel, rc_->threads, (int)n, 0};
+    tc_trun_opts orf = {TC_TRUN_REF, TC_KPATH_SCALAR, rc_->threads, (int)n, 0};
     int rc = a && b && trace ? TC_OK : tc_err(err, "out of memory for logits");
     if (rc == TC_OK)
         rc = tc_trun_new(&lut, tm, &ol, err);
@@ -633,23 +642,33 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
     float *base = malloc((win ? win : 1) * (size_t)V * sizeof(float));
     a.lp = malloc(2 * (size_t)V * sizeof(double));
     tc_trun *r = NULL;
-    tc_trun_opts o = {TC_TRUN_LUT, rcfg->kernel, rcfg->threads, (int)win};
+    tc_trun_opts o = {TC_TRUN_LUT, rcfg->kernel, rcfg->threads, (int)win, 0};
     if (!base || !a.lp)
         rc = tc_err(err, "out of memory for %zu x %d logits", win, V);
     if (rc == TC_OK)
         rc = tc_trun_new(&r, tm, &o, err);
+    /* The original's weights converted to fp32 once (as the analysis does,
+     * up to 1 GiB) rather than layer by layer for every window, and its
+     * pass's buffers kept from window to window. */
+    tc_weights w;
+    memset(&w, 0, sizeof w);
+    int have_w = rc == TC_OK && tc_weights_bytes(&om) <= ((uint64_t)1 << 30);
+    if (have_w && (rc = tc_weights_load(&w, &om, err)) != TC_OK)
+        have_w = 0;
+    tc_forward_ws *ws = tc_forward_ws_new();
     cli_progress bar;
     cli_progress_init(&bar, "compare", com->quiet);
-    double t_orig = 0, t_packed = 0;
+    double t_orig = 0, t_packed = 0, c_orig = 0, c_packed = 0;
     for (size_t s = 0; rc == TC_OK && s < set.n_seqs; s++) {
         size_t len = set.offsets[s + 1] - set.offsets[s], offs[2] = {0, len};
         tc_batch b = {set.tokens + set.offsets[s], offs, 1};
         base_rec br = {base};
         tc_observer ob = {.ctx = &br, .logits = on_base_logits};
-        tc_forward_opts fo = {.n_threads = rcfg->threads, .observers = &ob, .n_observers = 1};
-        double t0 = now();
+        tc_forward_opts fo = {.n_threads = rcfg->threads, .observers = &ob, .n_observers = 1,
+                              .weights = have_w ? &w : NULL, .ws = ws};
+        double t0 = now(), c0 = cpu_now();
         rc = tc_forward(&om, &b, &fo, err);
-        double t1 = now();
+        double t1 = now(), c1 = cpu_now();
         cli_progress_update(&bar, ((double)set.offsets[s] + 0.5 * (double)len) / (double)total);
         a.base = base;
         a.tokens = b.tokens;
@@ -661,6 +680,8 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
             rc = tc_trun_batch(r, &b, on_q_logits, &q, err);
         t_orig += t1 - t0;
         t_packed += now() - t1;
+        c_orig += c1 - c0;
+        c_packed += cpu_now() - c1;
         cli_progress_update(&bar, (double)set.offsets[s + 1] / (double)total);
     }
     cli_progress_done(&bar);
@@ -668,10 +689,11 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
         rc = tc_err(err, "%s: no position to score", eval);
     if (rc == TC_OK && !com->quiet)
         fprintf(stderr,
-                "%s: %zu windows, %zu tokens: original (fp32) %.1f s, packed %.1f s (%.0f tokens/s, %s kernels, %d "
-                "thread%s)\n",
-                TOOL, set.n_seqs, total, t_orig, t_packed, (double)total / (t_packed > 0 ? t_packed : 1e-9),
-                tc_kpath_name(tc_trun_kernels(r)->path), rcfg->threads, rcfg->threads > 1 ? "s" : "");
+                "%s: %zu windows, %zu tokens: original (fp32) %.1f s (CPU %.1f s), packed %.1f s (CPU %.1f s; %.0f "
+                "tokens/s, %s kernels, %d thread%s)\n",
+                TOOL, set.n_seqs, total, t_orig, c_orig, t_packed, c_packed,
+                (double)total / (t_packed > 0 ? t_packed : 1e-9), tc_kpath_name(tc_trun_kernels(r)->path),
+                rcfg->threads, rcfg->threads > 1 ? "s" : "");
     if (rc == TC_OK) {
         double sum = 0;
         for (size_t i = 0; i < a.n; i++)
@@ -705,6 +727,8 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
             cJSON_AddNumberToObject(j, "same_top_p_stderr_percent", 100 * top_se);
             cJSON_AddNumberToObject(j, "seconds_original", t_orig);
             cJSON_AddNumberToObject(j, "seconds_packed", t_packed);
+            cJSON_AddNumberToObject(j, "cpu_seconds_original", c_orig);
+            cJSON_AddNumberToObject(j, "cpu_seconds_packed", c_packed);
             cJSON_AddNumberToObject(j, "packed_tokens_per_s", (double)total / (t_packed > 0 ? t_packed : 1e-9));
             char *str = cJSON_Print(j);
             printf("%s\n", str);
@@ -722,6 +746,9 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
         }
     }
     tc_trun_free(r);
+    tc_forward_ws_free(ws);
+    if (have_w)
+        tc_weights_free(&w);
     free(base);
     free(a.lp);
     free(a.kl);
@@ -746,7 +773,7 @@ static int packed_perplexity(const tc_tmodel *tm, const packed_args *pa, const c
     for (size_t s = 0; s < set.n_seqs; s++)
         win = set.offsets[s + 1] - set.offsets[s] > win ? set.offsets[s + 1] - set.offsets[s] : win;
     tc_trun *r = NULL;
-    tc_trun_opts o = {TC_TRUN_LUT, pa->rc.kernel, pa->rc.threads, (int)(win ? win : 1)};
+    tc_trun_opts o = {TC_TRUN_LUT, pa->rc.kernel, pa->rc.threads, (int)(win ? win : 1), 0};
     rc = tc_trun_new(&r, tm, &o, err);
     cli_progress bar;
     cli_progress_init(&bar, "ppl", com->quiet);
@@ -774,7 +801,7 @@ static int generate_packed(const tc_tmodel *tm, tc_tokenizer *tok, const char *p
         return TC_ERR;
     int max_len = tm->cfg.max_seq_len > 0 ? tm->cfg.max_seq_len : 2048;
     tc_trun *r = NULL;
-    tc_trun_opts o = {TC_TRUN_LUT, rcfg->kernel, rcfg->threads, max_len};
+    tc_trun_opts o = {TC_TRUN_LUT, rcfg->kernel, rcfg->threads, max_len, 0};
     gen_stats st = {0};
     int rc = n_prompt == 0 ? tc_err(err, "the prompt is empty and the model has no BOS token")
                            : tc_trun_new(&r, tm, &o, err);

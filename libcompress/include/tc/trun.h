@@ -37,6 +37,8 @@ typedef struct tc_trun_opts {
     tc_kpath kernel; /* TC_KPATH_AUTO (0) picks from the CPU */
     int n_threads;   /* the runner's threads (kernels, attention, fp32 products); <= 0: 1 */
     int max_len;     /* KV cache positions; <= 0: the model's max_seq_len */
+    int chunk;       /* tokens run together by tc_trun_feed; <= 0: as many as 64 MiB of buffers hold,
+                        16 to 256 (the logits are the same bits whatever it is) */
 } tc_trun_opts;
 
 typedef struct tc_trun tc_trun;
