@@ -259,6 +259,8 @@ int cli_calib_load_with(const cli_calib *c, const tc_config *cfg, tc_tokenizer *
     }
     if (!c->text)
         return tc_err(err, "no calibration data: give --calib FILE or --calib-tokens FILE");
+    if (!tok)
+        return tc_err(err, "%s: text needs a tokenizer", c->text);
     tc_calib_docs docs = {0};
     int rc = tc_calib_docs_read(&docs, c->text, TC_CALIB_AUTO, c->text_field ? c->text_field : "text", err);
     if (rc == TC_OK) {
