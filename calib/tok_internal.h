@@ -183,7 +183,12 @@ int tok_pretokenize(const tc_tokenizer *t, tok_work *w, const char *s, size_t n,
 /* ---- loaders ---- */
 int tok_load_llama2c_mem(tc_tokenizer **out, const char *path, const uint8_t *data, uint64_t size,
                          int vocab_size, tc_error *err);
+/* cfg_text: the tokenizer_config.json that goes with it, or NULL. */
 int tok_load_hf_json_mem(tc_tokenizer **out, const char *path, const char *json, size_t len,
-                         tc_error *err);
+                         const char *cfg_text, size_t cfg_len, tc_error *err);
+/* The tokenizer_config.json beside a tokenizer.json (malloc'd), or TC_ERR
+ * and NULL when there is none or it cannot be read (it is optional). */
+#define TOK_CONFIG_MAX (1u << 26)
+int tok_read_config_beside(const char *path, char **text, uint64_t *len);
 
 #endif

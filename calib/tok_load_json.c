@@ -298,7 +298,7 @@ static int32_t first_present(const tc_tokenizer *t, const char *const *names)
 /* BOS and EOS: the post-processor's template says which tokens surround a
  * sequence; tokenizer_config.json beside the file, when present, has the
  * last word; failing both, the usual names. */
-static void special_ids(tc_tokenizer *t, const char *path, const cJSON *root)
+static void special_ids(tc_tokenizer *t, const cJSON *root, const char *cfg_text, size_t cfg_len)
 {
     static const char *const bos_names[] = {"<s>", "<|begin_of_text|>", "<bos>", NULL};
     static const char *const eos_names[] = {"</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>",
@@ -329,37 +329,25 @@ static void special_ids(tc_tokenizer *t, const char *path, const cJSON *root)
     if (t->eos < 0)
         t->eos = first_present(t, eos_names);
 
-    const char *slash = strrchr(path, '/');
-    size_t dir = slash ? (size_t)(slash - path + 1) : 0;
-    char *cfg_path = malloc(dir + 32);
-    char *text = NULL;
-    uint64_t len;
-    tc_error ignored;
-    if (cfg_path) {
-        memcpy(cfg_path, path, dir);
-        strcpy(cfg_path + dir, "tokenizer_config.json");
-    }
-    if (cfg_path && tc_read_small_file(cfg_path, 1 << 26, &text, &len, &ignored) == TC_OK) {
-        cJSON *cfg = cJSON_ParseWithLength(text, (size_t)len);
-        int32_t id;
-        if ((id = named_token(t, cJSON_GetObjectItemCaseSensitive(cfg, "bos_token"))) >= 0)
-            t->bos = id;
-        if ((id = named_token(t, cJSON_GetObjectItemCaseSensitive(cfg, "eos_token"))) >= 0)
-            t->eos = id;
-        const cJSON *ab = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
-        const cJSON *ae = cJSON_GetObjectItemCaseSensitive(cfg, "add_eos_token");
-        if (cJSON_IsBool(ab))
-            t->default_flags = (t->default_flags & ~TC_TOK_BOS) | (cJSON_IsTrue(ab) ? TC_TOK_BOS : 0);
-        if (cJSON_IsBool(ae))
-            t->default_flags = (t->default_flags & ~TC_TOK_EOS) | (cJSON_IsTrue(ae) ? TC_TOK_EOS : 0);
-        cJSON_Delete(cfg);
-        free(text);
-    }
-    free(cfg_path);
+    if (!cfg_text)
+        return;
+    cJSON *cfg = cJSON_ParseWithLength(cfg_text, cfg_len);
+    int32_t id;
+    if ((id = named_token(t, cJSON_GetObjectItemCaseSensitive(cfg, "bos_token"))) >= 0)
+        t->bos = id;
+    if ((id = named_token(t, cJSON_GetObjectItemCaseSensitive(cfg, "eos_token"))) >= 0)
+        t->eos = id;
+    const cJSON *ab = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
+    const cJSON *ae = cJSON_GetObjectItemCaseSensitive(cfg, "add_eos_token");
+    if (cJSON_IsBool(ab))
+        t->default_flags = (t->default_flags & ~TC_TOK_BOS) | (cJSON_IsTrue(ab) ? TC_TOK_BOS : 0);
+    if (cJSON_IsBool(ae))
+        t->default_flags = (t->default_flags & ~TC_TOK_EOS) | (cJSON_IsTrue(ae) ? TC_TOK_EOS : 0);
+    cJSON_Delete(cfg);
 }
 
 static int configure(tc_tokenizer *t, const json_setup *s, const cJSON *root, const cJSON *model,
-                     tc_error *err)
+                     const char *cfg_text, size_t cfg_len, tc_error *err)
 {
     if (t->family == TOK_FAMILY_SPM) {
         if (!s->replace_space)
@@ -393,7 +381,7 @@ static int configure(tc_tokenizer *t, const json_setup *s, const cJSON *root, co
     const char *unk = str_of(model, "unk_token");
     if (unk && (t->unk = tok_find_text(t, unk, strlen(unk))) < 0)
         return tc_err(err, "%s: unk_token \"%.64s\" is not in the vocabulary", t->source, unk);
-    special_ids(t, t->source, root);
+    special_ids(t, root, cfg_text, cfg_len);
     if (tok_finish(t, err))
         return TC_ERR;
     for (int i = 0; i < s->n_regex; i++)
@@ -403,7 +391,7 @@ static int configure(tc_tokenizer *t, const json_setup *s, const cJSON *root, co
 }
 
 int tok_load_hf_json_mem(tc_tokenizer **out, const char *path, const char *json, size_t len,
-                         tc_error *err)
+                         const char *cfg_text, size_t cfg_len, tc_error *err)
 {
     *out = NULL;
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -433,7 +421,7 @@ int tok_load_hf_json_mem(tc_tokenizer **out, const char *path, const char *json,
     if (rc == TC_OK)
         rc = read_vocab(&t, path, root, model, family, err);
     if (rc == TC_OK)
-        rc = configure(t, &s, root, model, err);
+        rc = configure(t, &s, root, model, cfg_text, cfg_len, err);
     for (int i = 0; i < s.n_regex; i++)
         free(s.owned[i]);
     cJSON_Delete(root);
@@ -445,13 +433,44 @@ int tok_load_hf_json_mem(tc_tokenizer **out, const char *path, const char *json,
     return TC_OK;
 }
 
+int tok_read_config_beside(const char *path, char **text, uint64_t *len)
+{
+    *text = NULL;
+    *len = 0;
+    const char *slash = strrchr(path, '/');
+    size_t dir = slash ? (size_t)(slash - path + 1) : 0;
+    char *cfg_path = malloc(dir + 32);
+    tc_error ignored;
+    if (!cfg_path)
+        return TC_ERR;
+    memcpy(cfg_path, path, dir);
+    strcpy(cfg_path + dir, "tokenizer_config.json");
+    int rc = tc_read_small_file(cfg_path, TOK_CONFIG_MAX, text, len, &ignored);
+    free(cfg_path);
+    if (rc != TC_OK) {
+        *text = NULL;
+        *len = 0;
+    }
+    return rc;
+}
+
 int tc_tokenizer_from_hf_json(tc_tokenizer **t, const char *path, tc_error *err)
 {
     *t = NULL;
     tc_mapfile m;
     if (tc_mapfile_open(&m, path, err))
         return TC_ERR;
-    int rc = tok_load_hf_json_mem(t, path, (const char *)m.data, (size_t)m.size, err);
+    char *cfg;
+    uint64_t cfg_len;
+    tok_read_config_beside(path, &cfg, &cfg_len);
+    int rc = tok_load_hf_json_mem(t, path, (const char *)m.data, (size_t)m.size, cfg, (size_t)cfg_len, err);
+    free(cfg);
     tc_mapfile_close(&m);
     return rc;
+}
+
+int tc_tokenizer_from_hf_json_mem(tc_tokenizer **t, const char *name, const char *json, size_t len,
+                                  const char *config, size_t config_len, tc_error *err)
+{
+    return tok_load_hf_json_mem(t, name, json, len, config, config_len, err);
 }

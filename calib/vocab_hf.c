@@ -340,7 +340,7 @@ static int build(vocab_build *b, const char *path, const char *json, size_t len,
         /* tc's own reader checks the normalizer and pre-tokenizer are ones
          * it reproduces, and gives the merge table the checks need */
         tc_tokenizer *t = NULL;
-        rc = tok_load_hf_json_mem(&t, path, json, len, err);
+        rc = tok_load_hf_json_mem(&t, path, json, len, NULL, 0, err);
         if (rc == TC_OK && t->split_on_space && !t->words_separable)
             rc = tc_err(err, "%s: the pre-tokenizer splits words at spaces and some token holds a space inside, "
                         "which llama.cpp's SentencePiece-style tokenizer (no split) would form", path);

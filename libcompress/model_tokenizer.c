@@ -25,7 +25,7 @@ static int has_gguf_magic(const char *path)
     return ok;
 }
 
-static int open_user_file(const tc_model *m, const char *path, tc_tokenizer **out, tc_error *err)
+int tc_tokenizer_open_for(const char *path, int vocab_size, tc_tokenizer **out, tc_error *err)
 {
     size_t n = strlen(path);
     if (n >= 5 && strcmp(path + n - 5, ".json") == 0)
@@ -33,7 +33,7 @@ static int open_user_file(const tc_model *m, const char *path, tc_tokenizer **ou
     if (has_gguf_magic(path))
         return tc_tokenizer_open(out, path, err);
     /* llama2.c's tokenizer.bin does not store its size: the model says it. */
-    return tc_tokenizer_from_llama2c(out, path, m->cfg.vocab_size, err);
+    return tc_tokenizer_from_llama2c(out, path, vocab_size, err);
 }
 
 int tc_model_tokenizer(const tc_model *m, const char *path, tc_tokenizer **out, tc_error *err)
@@ -43,7 +43,7 @@ int tc_model_tokenizer(const tc_model *m, const char *path, tc_tokenizer **out, 
     if (!path)
         path = m->tokenizer;
     if (path) {
-        rc = open_user_file(m, path, out, err);
+        rc = tc_tokenizer_open_for(path, m->cfg.vocab_size, out, err);
     } else if (m->format == TC_FORMAT_GGUF) {
         const tc_gguf *g = tc_model_gguf(m);
         if (!tc_gguf_find(g, "tokenizer.ggml.model"))

@@ -170,6 +170,13 @@ int cli_tokenizer_check(const struct tc_model *m, const char *path, tc_error *er
  * vocabulary (llama.cpp loads no GGUF without one).  TC_ERR with err filled. */
 int cli_model_tokenizer(struct tc_model *m, const char *tokenizer_path, int gguf_output, tc_error *err);
 
+/* The same for a model given by its config and an open tokenizer (a packed
+ * model); tok may be NULL with --calib-tokens. */
+struct tc_config;
+struct tc_tokenizer;
+int cli_calib_load_with(const cli_calib *c, const struct tc_config *cfg, struct tc_tokenizer *tok,
+                        struct tc_calib_set *set, tc_error *err);
+
 /* The number of online cores (the default for --threads). */
 int cli_default_threads(void);
 

@@ -20,10 +20,12 @@ static void usage(void)
            "\n"
            "Quantizes the linear weights of every block (q, k, v, o, gate, up, down) to ternary\n"
            "values {-1, 0, +1} with scales, one layer at a time, and writes either the packed\n"
-           "file (lookup-table-ready tiles, docs/PACKED_FORMAT.md) or a GGUF with ggml TQ1_0 /\n"
-           "TQ2_0 blocks that llama.cpp runs.  Norms and biases stay in float; the embedding and\n"
-           "the output head too (packed) or in the fallback type (GGUF, below).  The written file\n"
-           "is reopened and checked unless --no-verify.\n"
+           "file (.tcq: lookup-table-ready tiles, docs/PACKED_FORMAT.md) or a GGUF with ggml\n"
+           "TQ1_0 / TQ2_0 blocks that llama.cpp runs.  Norms and biases stay in float; the\n"
+           "embedding and the output head too (packed) or in the fallback type (GGUF, below).\n"
+           "A .tcq carries the model's tokenizer (its tokenizer.json, GGUF vocabulary, or the\n"
+           "tokenizer.bin given with --tokenizer), so tc-run needs nothing else.  The written\n"
+           "file is reopened and checked unless --no-verify.\n"
            "\n"
            "MODEL is a Hugging Face directory (config.json + safetensors), a GGUF file or a\n"
            "llama2.c checkpoint.\n"
@@ -207,6 +209,14 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
                     cJSON_AddNumberToObject(ty, tc_dtype_name((tc_dtype)d), count[d]);
         }
     }
+    if (o->format == TC_QFORMAT_PACKED) {
+        cJSON *tk = cJSON_AddObjectToObject(j, "tokenizer");
+        cJSON_AddStringToObject(tk, "kind", tc_ttok_kind_name(r->tokenizer));
+        if (r->tokenizer != TC_TTOK_NONE)
+            cJSON_AddStringToObject(tk, "from", r->tokenizer_from);
+        if (r->tokenizer_note[0])
+            cJSON_AddStringToObject(tk, "note", r->tokenizer_note);
+    }
     cJSON_AddBoolToObject(j, "verified", r->verified);
     cJSON_AddNumberToObject(j, "seconds", r->seconds);
     /* Stages on worker threads in thread-seconds, the rest in wall seconds (tc/quantize.h). */
@@ -259,6 +269,11 @@ static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o
                (unsigned long long)r->calib_tokens);
     printf("\n  file %llu bytes, %.3f bits per weight; linear layers %.3f bits per weight\n",
            (unsigned long long)r->file_bytes, r->bpw_file, r->bpw_linear);
+    if (o->format == TC_QFORMAT_PACKED && r->tokenizer != TC_TTOK_NONE)
+        printf("  tokenizer embedded from %s\n", r->tokenizer_from);
+    else if (o->format == TC_QFORMAT_PACKED)
+        printf("  no tokenizer embedded%s%s\n", r->tokenizer_note[0] ? ": " : " (pass --tokenizer FILE to embed one)",
+               r->tokenizer_note);
     if (r->fallback != TC_DTYPE_COUNT) {
         printf("  fallback %s%s: ", tc_dtype_name(r->fallback), o->fallback_explicit ? "" : " (default)");
         if (r->n_fallback)
@@ -450,6 +465,7 @@ int main(int argc, char **argv)
     }
     cli_progress bar;
     cli_progress_init(&bar, "quantize", com.quiet);
+    qo.tokenizer = com.tokenizer;
     qo.n_threads = com.threads > 0 ? com.threads : cli_default_threads();
     qo.progress = cli_progress_update;
     qo.progress_ctx = &bar;

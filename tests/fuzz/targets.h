@@ -364,8 +364,13 @@ static inline int fz_tmodel(const uint8_t *data, size_t size)
             fz_check_error(&err, "in.tcq");
         free(f);
     }
+    /* The embedded tokenizer goes through its own loader. */
+    tc_tokenizer *tok = NULL;
+    if (tc_tmodel_tokenizer(&m, &tok, &err) != TC_OK)
+        fz_check_error(&err, "in.tcq");
+    tc_tokenizer_free(tok);
     tc_trun *r = NULL;
-    tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_AUTO, 1, 8};
+    tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_AUTO, 1, 8, 0};
     if (m.cfg.vocab_size > 2 && (uint64_t)m.cfg.dim * (uint64_t)m.cfg.vocab_size < ((uint64_t)1 << 24) &&
         tc_trun_new(&r, &m, &o, &err) == TC_OK) {
         tc_trun_step(r, 1, NULL, &err);
