@@ -608,7 +608,7 @@ static size_t mark_avoided(const tc_calib_opts *o, const tc_calib_docs *docs, ui
 {
     size_t applied = 0;
     const tc_file_id *file = docs->n_files == 1 ? &docs->file : NULL;
-    for (size_t r = 0; r < o->n_avoid; r++) {
+    for (size_t r = 0; o->avoid && r < o->n_avoid; r++) {
         const tc_calib_windows *a = &o->avoid[r];
         int rel = tc_calib_windows_relation(a, file, len, fp);
         if (rel == 0)

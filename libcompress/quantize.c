@@ -932,6 +932,7 @@ static int packed_build(qdrv *d, tc_error *err)
         d->tm.quant.damp_frac = 0.01;
     }
     d->tm.source = m->path;
+    d->tm.calib = (tc_calib_windows *)d->o->calib_windows; /* borrowed: written, never freed here */
     int te = d->o->quantize_embeddings;
     if (packed_add(d, -1, TC_G_EMBD, te, err) || packed_add(d, -1, TC_G_OUT_NORM, 0, err) ||
         (!c->tied_embeddings && packed_add(d, -1, TC_G_OUTPUT, te, err)))

@@ -56,7 +56,10 @@ static void usage(void)
            "                     this text: perplexity of both, mean KL(original || pruned) and\n"
            "                     top-1 agreement over every next-token prediction of windows\n"
            "                     sampled from it as calibration windows are (--samples,\n"
-           "                     --seq-len, --seed); with --dry-run the plan is applied virtually\n"
+           "                     --seq-len, --seed); with --dry-run the plan is applied virtually.\n"
+           "                     When FILE is the calibration text (--calib, or the one the\n"
+           "                     report records), windows sharing a token with a calibration\n"
+           "                     window are left out (docs/CALIBRATION.md)\n"
            "\n"
            "Savings: parameters and bytes as stored; FLOPs per token = 2 x parameters of the\n"
            "linear layers (output head included) + 4 x heads x head_dim x context per attention\n"
@@ -70,6 +73,13 @@ enum {
     OPT_DROP_ATTN = CLI_OPT_TOOL_BASE, OPT_DROP_MLP, OPT_DROP_BLOCKS, OPT_JOINT, OPT_LAYERS, OPT_KEEP_FIRST,
     OPT_KEEP_LAST, OPT_CRITERION, OPT_ITERATIVE, OPT_REPORT, OPT_FORMAT, OPT_TYPE, OPT_DRY_RUN, OPT_CONTEXT, OPT_EVAL,
 };
+
+/* The windows that chose the drops, for an evaluation to leave out. */
+typedef struct calib_record {
+    tc_calib_windows win;
+    int known;        /* win holds them */
+    const char *from; /* where they were recorded: the report, or "--calib" */
+} calib_record;
 
 typedef struct args {
     cli_common com;
@@ -189,11 +199,7 @@ static int load_windows(const args *a, const tc_model *m, const char *text, tc_c
         c.text = text;
         c.tokens = NULL;
     }
-    if (cli_calib_load(&c, m, a->com.tokenizer, set, err))
-        return TC_ERR;
-    if (set->warning[0] && !a->com.quiet)
-        fprintf(stderr, "%s: %s\n", TOOL, set->warning);
-    return TC_OK;
+    return cli_calib_load(&c, m, a->com.tokenizer, set, err);
 }
 
 /* ---- Analysis ------------------------------------------------------------------------ */
@@ -304,13 +310,32 @@ static tc_format out_format(const args *a, const tc_model *m)
     return !strcmp(a->format, "hf") ? TC_FORMAT_HF : !strcmp(a->format, "gguf") ? TC_FORMAT_GGUF : TC_FORMAT_LLAMA2C;
 }
 
-static int choose(const args *a, const tc_model *m, tc_prune_plan *p, tc_error *err)
+/* The report's record of its calibration windows: absent in reports of an
+ * older tc-analyze (a warning says the evaluation may then overlap them). */
+static int report_record(const args *a, const cJSON *calj, calib_record *rec, tc_error *err)
+{
+    rec->from = a->report;
+    if (!cJSON_GetObjectItemCaseSensitive(calj, "windows")) {
+        if (a->eval && !a->com.quiet)
+            fprintf(stderr, "%s: %s does not record its calibration windows (an older tc-analyze wrote it): the "
+                    "evaluation may overlap them\n", TOOL, a->report);
+        return TC_OK;
+    }
+    if (tc_calib_windows_from_json(calj, a->report, &rec->win, err))
+        return TC_ERR;
+    rec->known = 1;
+    return TC_OK;
+}
+
+static int choose(const args *a, const tc_model *m, tc_prune_plan *p, calib_record *rec, tc_error *err)
 {
     if (a->report) {
         tc_analysis an;
-        if (tc_report_read(a->report, &an, NULL, NULL, err))
+        cJSON *calj = NULL;
+        if (tc_report_read(a->report, &an, NULL, &calj, err))
             return TC_ERR;
-        int rc = TC_OK;
+        int rc = report_record(a, calj, rec, err);
+        cJSON_Delete(calj);
         if (an.n_layers != m->cfg.n_layers)
             rc = tc_err(err, "%s: the report covers %d layers but %s has %d", a->report, an.n_layers, m->path,
                         m->cfg.n_layers);
@@ -319,12 +344,19 @@ static int choose(const args *a, const tc_model *m, tc_prune_plan *p, tc_error *
         tc_analysis_free(&an);
         return rc;
     }
+    rec->from = a->cal.tokens ? "--calib-tokens" : "--calib";
     if (!a->have_calib)
         return tc_prune_select(p, NULL, m, &a->po, err);
     tc_calib_set set;
     memset(&set, 0, sizeof set);
     if (load_windows(a, m, NULL, &set, err))
         return TC_ERR;
+    cli_print_windows(TOOL, "calibration", &set, a->com.quiet || a->com.json);
+    if (tc_calib_windows_copy(&rec->win, &set.win, err)) {
+        tc_calib_set_free(&set);
+        return TC_ERR;
+    }
+    rec->known = 1;
     measurer me = {.m = m, .set = &set, .threads = a->com.threads > 0 ? a->com.threads : cli_default_threads(), .quiet = a->com.quiet,
                    .need_measure = a->po.criterion != TC_CRIT_COS};
     int rc;
@@ -342,12 +374,36 @@ static int choose(const args *a, const tc_model *m, tc_prune_plan *p, tc_error *
     return rc;
 }
 
-static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, cJSON *json, tc_error *err)
+/* What the evaluation kept apart from, in words: "the 64 calibration windows
+ * recorded in r.json: none shared (66 windows left out)". */
+static void apart_text(const calib_record *rec, const tc_calib_set *set, char *buf, size_t n)
+{
+    if (!rec->from)
+        snprintf(buf, n, "none (the drops were given with --layers)");
+    else if (!rec->known)
+        snprintf(buf, n, "not recorded in %s: the windows may overlap", rec->from);
+    else if (!set->n_avoid_applied)
+        snprintf(buf, n, "another text (%s)", rec->from);
+    else
+        snprintf(buf, n, "the %zu calibration windows %s%s: none shared (%zu windows of the text left out)",
+                 rec->win.n_windows, rec->from[0] == '-' ? "of this run's " : "recorded in ", rec->from,
+                 set->n_avoided);
+}
+
+static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, const calib_record *rec, cJSON *json,
+                    tc_error *err)
 {
     tc_calib_set set;
     memset(&set, 0, sizeof set);
-    if (load_windows(a, m, a->eval, &set, err))
+    args ea = *a;
+    if (rec->known) {
+        ea.cal.avoid = &rec->win;
+        ea.cal.n_avoid = 1;
+    }
+    if (load_windows(&ea, m, a->eval, &set, err))
         return TC_ERR;
+    if (set.warning[0] && !a->com.quiet)
+        fprintf(stderr, "%s: %s\n", TOOL, set.warning);
     tc_model q;
     tc_skip *skip = NULL;
     const tc_model *pruned = m;
@@ -367,10 +423,26 @@ static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, cJ
         rc = tc_prune_evaluate(m, NULL, pruned, skip, set.tokens, set.offsets, set.n_seqs,
                                a->com.threads > 0 ? a->com.threads : cli_default_threads(), &ev, err);
     if (rc == TC_OK) {
+        char apart[TC_ERROR_MAX];
+        apart_text(rec, &set, apart, sizeof apart);
         if (json) {
             cJSON *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "text", a->eval);
             cJSON_AddNumberToObject(e, "windows", (double)set.n_seqs);
+            cJSON_AddNumberToObject(e, "seq_len", (double)set.win.seq_len);
+            cJSON_AddNumberToObject(e, "n_tokens", (double)set.n_tokens);
+            cJSON_AddItemToObject(e, "eval_windows", tc_calib_windows_to_json(&set.win));
+            cJSON *c = cJSON_AddObjectToObject(e, "calibration");
+            if (rec->from)
+                cJSON_AddStringToObject(c, "recorded_in", rec->from);
+            cJSON_AddBoolToObject(c, "known", rec->known);
+            cJSON_AddBoolToObject(c, "same_text", set.n_avoid_applied > 0);
+            cJSON_AddNumberToObject(c, "left_out", (double)set.n_avoided);
+            cJSON_AddStringToObject(c, "summary", apart);
+            if (rec->known)
+                cJSON_AddItemToObject(c, "record", tc_calib_windows_to_json(&rec->win));
+            if (set.warning[0])
+                cJSON_AddStringToObject(e, "warning", set.warning);
             cJSON_AddNumberToObject(e, "predictions", (double)ev.n_predicted);
             cJSON_AddNumberToObject(e, "ppl_original", ev.ppl_ref);
             cJSON_AddNumberToObject(e, "ppl_pruned", ev.ppl);
@@ -378,9 +450,12 @@ static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, cJ
             cJSON_AddNumberToObject(e, "top1_agreement", ev.top1);
             cJSON_AddItemToObject(json, "eval", e);
         } else {
-            fprintf(stderr, "evaluation on %s (%zu windows, %llu predictions):\n", a->eval, set.n_seqs,
-                    (unsigned long long)ev.n_predicted);
+            char *line = tc_calib_windows_describe(&set.win);
+            fprintf(stderr, "evaluation: %s\n", line ? line : "(out of memory)");
+            fprintf(stderr, "  kept apart from   %s\n", apart);
+            fprintf(stderr, "  predictions       %llu\n", (unsigned long long)ev.n_predicted);
             fprintf(stderr, "  perplexity        %.4f -> %.4f\n", ev.ppl_ref, ev.ppl);
+            free(line);
             fprintf(stderr, "  mean KL           %.6f nats\n", ev.kl);
             fprintf(stderr, "  top-1 agreement   %.2f%%\n", 100.0 * ev.top1);
         }
@@ -409,6 +484,8 @@ int main(int argc, char **argv)
         return cli_fail(TOOL, &err);
     tc_prune_plan p;
     cJSON *json = NULL;
+    calib_record rec;
+    memset(&rec, 0, sizeof rec);
     int rc = tc_prune_plan_init(&p, m.cfg.n_layers, &err);
     if (rc == TC_OK && a.layers && tc_prune_parse_list(&p, a.layers, "--layers", &err)) {
         /* A bad list is a bad command line. */
@@ -417,7 +494,7 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "%s", err.msg);
     }
     if (rc == TC_OK)
-        rc = choose(&a, &m, &p, &err);
+        rc = choose(&a, &m, &p, &rec, &err);
     if (rc == TC_OK) {
         int ctx = a.context > 0 ? a.context : m.cfg.max_seq_len;
         tc_prune_cost c0, c1;
@@ -439,7 +516,7 @@ int main(int argc, char **argv)
             cJSON_AddStringToObject(json, "output", a.output);
     }
     if (rc == TC_OK && a.eval)
-        rc = evaluate(&a, &m, &p, json, &err);
+        rc = evaluate(&a, &m, &p, &rec, json, &err);
     if (rc == TC_OK && json) {
         char *s = cJSON_Print(json);
         if (s)
@@ -447,6 +524,7 @@ int main(int argc, char **argv)
         free(s);
     }
     cJSON_Delete(json);
+    tc_calib_windows_free(&rec.win);
     tc_prune_plan_free(&p);
     tc_model_close(&m);
     return rc == TC_OK ? TC_EXIT_OK : cli_fail(TOOL, &err);

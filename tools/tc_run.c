@@ -187,7 +187,7 @@ static int generate(const tc_model *m, tc_tokenizer *tok, const char *prompt, lo
 
 static int perplexity(const tc_model *m, const char *file, long seq_len, const cli_common *com, tc_error *err)
 {
-    cli_calib c = {.text = file, .samples = 1L << 30, .seq_len = seq_len};
+    cli_calib c = {.text = file, .samples = -1, .seq_len = seq_len};
     tc_calib_set set;
     if (cli_calib_load(&c, m, com->tokenizer, &set, err))
         return TC_ERR;
@@ -217,9 +217,9 @@ static int perplexity(const tc_model *m, const char *file, long seq_len, const c
             free(s);
             cJSON_Delete(o);
         } else {
-            printf("perplexity %.6f (mean NLL %.6f) over %llu predicted tokens in %zu windows of %zu\n", r.ppl, r.nll,
-                   (unsigned long long)r.n_predicted, set.n_seqs,
-                   set.n_seqs ? set.offsets[1] - set.offsets[0] : 0);
+            printf("perplexity %.6f (mean NLL %.6f) over %llu predicted tokens in %zu windows of %zu (%zu tokens, "
+                   "every window of %s)\n",
+                   r.ppl, r.nll, (unsigned long long)r.n_predicted, set.n_seqs, set.win.seq_len, set.n_tokens, file);
         }
     }
     tc_calib_set_free(&set);
@@ -576,13 +576,26 @@ static int compare(const tc_tmodel *tm, const char *orig_path, const char *eval,
         tc_model_close(&om);
         return tc_err(err, "%s: vocabulary or width differs from the packed model's", orig_path);
     }
-    cli_calib c = {.text = eval, .samples = 1L << 30, .seq_len = seq_len};
+    /* Every window of the text but those sharing tokens with the windows that
+     * calibrated the packed model, when the file records them and the text is
+     * the same (docs/CALIBRATION.md). */
+    cli_calib c = {.text = eval, .samples = -1, .seq_len = seq_len, .avoid = tm->calib, .n_avoid = tm->calib ? 1 : 0};
     tc_calib_set set;
     memset(&set, 0, sizeof set);
     if (cli_calib_load(&c, &om, com->tokenizer, &set, err)) {
         tc_model_close(&om);
         return TC_ERR;
     }
+    if (!com->quiet && set.warning[0])
+        fprintf(stderr, "%s: %s\n", TOOL, set.warning);
+    char apart[TC_ERROR_MAX];
+    if (!tm->calib)
+        snprintf(apart, sizeof apart, "no calibration windows recorded in %s", tm->path);
+    else if (!set.n_avoid_applied)
+        snprintf(apart, sizeof apart, "calibrated on another text (%s)", tm->calib->source ? tm->calib->source : "?");
+    else
+        snprintf(apart, sizeof apart, "%zu windows left out: they share tokens with the %zu calibration windows "
+                 "recorded in %s", set.n_avoided, tm->calib->n_windows, tm->path);
     size_t win = 0;
     for (size_t s = 0; s < set.n_seqs; s++)
         win = set.offsets[s + 1] - set.offsets[s] > win ? set.offsets[s + 1] - set.offsets[s] : win;
@@ -634,6 +647,12 @@ static int compare(const tc_tmodel *tm, const char *orig_path, const char *eval,
             cJSON_AddStringToObject(j, "kernel", tc_kpath_name(tc_trun_kernels(r)->path));
             cJSON_AddNumberToObject(j, "n_windows", (double)set.n_seqs);
             cJSON_AddNumberToObject(j, "window", (double)win);
+            cJSON_AddNumberToObject(j, "n_tokens", (double)set.n_tokens);
+            cJSON_AddItemToObject(j, "eval_windows", tc_calib_windows_to_json(&set.win));
+            if (tm->calib)
+                cJSON_AddItemToObject(j, "calibration", tc_calib_windows_to_json(tm->calib));
+            cJSON_AddNumberToObject(j, "left_out", (double)set.n_avoided);
+            cJSON_AddStringToObject(j, "kept_apart", apart);
             cJSON_AddStringToObject(j, "scored", "every position but each window's first");
             cJSON_AddNumberToObject(j, "n_scored", (double)a.n);
             cJSON_AddNumberToObject(j, "ppl_original", ppl_b);
@@ -649,9 +668,13 @@ static int compare(const tc_tmodel *tm, const char *orig_path, const char *eval,
             free(str);
             cJSON_Delete(j);
         } else {
-            printf("%zu windows of %zu tokens, %zu positions scored (all but each window's "
+            char *line = tc_calib_windows_describe(&set.win);
+            printf("%zu windows of %zu tokens (%zu tokens), %zu positions scored (all but each window's "
                    "first)\n",
-                   set.n_seqs, win, a.n);
+                   set.n_seqs, win, set.n_tokens, a.n);
+            printf("windows: %s\n", line ? line : "(out of memory)");
+            printf("kept apart from calibration: %s\n", apart);
+            free(line);
             printf("perplexity: original %.6f, packed %.6f (ratio %.4f)\n", ppl_b, ppl_q,
                    ppl_q / ppl_b);
             printf("KL divergence (original || packed): mean %.6f, max %.6f, 99%% %.6f\n", mean,
