@@ -62,7 +62,10 @@ static void usage(void)
            "                      per position: mean, max, 99th percentile; top-1 agreement\n"
            "                      (same argmax, reported as \"same top p\" like\n"
            "                      llama-perplexity). Windows as for --ppl: every position but a\n"
-           "                      window's first is scored. ORIGINAL also supplies the\n"
+           "                      window's first is scored; when FILE is the text that\n"
+           "                      calibrated the packed model (recorded in it), the windows\n"
+           "                      sharing a token with its calibration windows are left out\n"
+           "                      (docs/CALIBRATION.md). ORIGINAL also supplies the\n"
            "                      tokenizer for --generate.\n"
            "  --eval FILE         the text of --compare\n"
            "\n" CLI_COMMON_HELP,
