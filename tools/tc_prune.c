@@ -383,7 +383,8 @@ static void apart_text(const calib_record *rec, const tc_calib_set *set, char *b
     else if (!rec->known)
         snprintf(buf, n, "not recorded in %s: the windows may overlap", rec->from);
     else if (!set->n_avoid_applied)
-        snprintf(buf, n, "another text (%s)", rec->from);
+        snprintf(buf, n, "nothing: calibration was on another text, %s%s%s", rec->win.source ? rec->win.source : "?",
+                 rec->from[0] == '-' ? "" : ", recorded in ", rec->from[0] == '-' ? "" : rec->from);
     else
         snprintf(buf, n, "the %zu calibration windows %s%s: none shared (%zu windows of the text left out)",
                  rec->win.n_windows, rec->from[0] == '-' ? "of this run's " : "recorded in ", rec->from,

@@ -593,9 +593,10 @@ static int compare(const tc_tmodel *tm, const char *orig_path, const char *eval,
         fprintf(stderr, "%s: %s\n", TOOL, set.warning);
     char apart[TC_ERROR_MAX];
     if (!tm->calib)
-        snprintf(apart, sizeof apart, "no calibration windows recorded in %s", tm->path);
+        snprintf(apart, sizeof apart, "nothing: %s records no calibration windows", tm->path);
     else if (!set.n_avoid_applied)
-        snprintf(apart, sizeof apart, "calibrated on another text (%s)", tm->calib->source ? tm->calib->source : "?");
+        snprintf(apart, sizeof apart, "nothing: calibration was on another text, %s, recorded in %s",
+                 tm->calib->source ? tm->calib->source : "?", tm->path);
     else
         snprintf(apart, sizeof apart, "%zu windows left out: they share tokens with the %zu calibration windows "
                  "recorded in %s", set.n_avoided, tm->calib->n_windows, tm->path);
