@@ -20,7 +20,7 @@ for spec in "stories260K|$s/stories260K/stories260K.bin|$s/stories260K/tok512.bi
             "babyllama105|$s/babyllama105/babyllama105.bin|$s/babyllama105/tok105.bin"; do
   IFS='|' read -r name model tok <<< "$spec"
   for method in absmean optimal calibrated; do
-    "$bin/tc-quantize" -q "$model" --tokenizer "$tok" -o "$tmp/q.tcq" --method "$method" --layout "$layout" \
+    "$bin/tc-quantize" -q --force "$model" --tokenizer "$tok" -o "$tmp/q.tcq" --method "$method" --layout "$layout" \
         --calib "$tmp/calib.txt" --samples 32 --json > "$tmp/q.json"
     "$bin/tc-run" -q "$tmp/q.tcq" --compare "$model" --tokenizer "$tok" --eval "$tmp/eval.txt" --json > "$tmp/c.json"
     python3 - "$tmp/q.json" "$tmp/c.json" "$name" "$method" <<'PY'

@@ -1,4 +1,5 @@
-/* TQ1_0 and TQ2_0 block coding.
+/* Ternary codes in ggml blocks: TQ1_0 and TQ2_0, and Q4_0 / Q8_0 blocks whose
+ * integers are -1, 0 or 1.
  *
  * TQ1_0 stores five trits t0..t4 (t0 most significant) of a byte as
  * ceil(v * 256 / 243) with v = sum t_n 3^(4-n): the value becomes a fixed-point
@@ -12,6 +13,7 @@
 #define QS1 48 /* TQ1_0 five-trit bytes */
 #define QH1 4  /* TQ1_0 four-trit bytes */
 #define QS2 64 /* TQ2_0 bytes */
+#define QK 32  /* Q4_0 / Q8_0 block */
 
 /* Byte and trit position of element e of a TQ1_0 block: elements 0..159 go
  * down the 32 first bytes one trit at a time, 160..239 likewise down the next
@@ -38,36 +40,6 @@ static void tq2_place(int e, int *byte, int *shift)
     *shift = 2 * ((e % 128) / 32);
 }
 
-static int block_bytes(tc_dtype type)
-{
-    return type == TC_TQ1_0 ? TC_TQ1_0_BLOCK_BYTES : TC_TQ2_0_BLOCK_BYTES;
-}
-
-int tc_ggml_ternary_row_bytes(tc_dtype type, int64_t K, uint64_t *bytes, tc_error *err)
-{
-    if (type != TC_TQ1_0 && type != TC_TQ2_0)
-        return tc_err(err, "ggml ternary: %s is not a ternary block type", tc_dtype_name(type));
-    if (K < 1 || K % TC_TQ_BLOCK_ELEMS)
-        return tc_err(err, "ggml ternary: row of %lld weights is not a whole number of %d-weight "
-                      "blocks", (long long)K, TC_TQ_BLOCK_ELEMS);
-    if ((uint64_t)K / TC_TQ_BLOCK_ELEMS > UINT64_MAX / TC_TQ2_0_BLOCK_BYTES)
-        return tc_err(err, "ggml ternary: row of %lld weights is too long", (long long)K);
-    *bytes = (uint64_t)K / TC_TQ_BLOCK_ELEMS * (uint64_t)block_bytes(type);
-    return TC_OK;
-}
-
-static void put_f16(uint8_t *p, float d)
-{
-    uint16_t h = tc_f32_to_f16(d);
-    p[0] = (uint8_t)(h & 0xff);
-    p[1] = (uint8_t)(h >> 8);
-}
-
-static float get_f16(const uint8_t *p)
-{
-    return tc_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
-}
-
 static void encode_tq1(const int8_t *c, uint8_t *blk)
 {
     static const int pow3[5] = {81, 27, 9, 3, 1};
@@ -92,66 +64,158 @@ static void encode_tq2(const int8_t *c, uint8_t *blk)
     }
 }
 
+/* Q4_0: byte j holds element j in its low nibble and j + 16 in its high one,
+ * each as value + 8 (ggml's dequantize_row_q4_0). */
+static void encode_q4_0(const int8_t *c, uint8_t *qs)
+{
+    for (int j = 0; j < QK / 2; j++)
+        qs[j] = (uint8_t)((c[j] + 8) | (c[j + QK / 2] + 8) << 4);
+}
+
+static void encode_q8_0(const int8_t *c, uint8_t *qs)
+{
+    for (int j = 0; j < QK; j++)
+        qs[j] = (uint8_t)c[j];
+}
+
+/* The integers of one block, in element order, as ggml reads them: TQ trits
+ * minus 1 (a TQ2_0 field of 3 reads as +2), Q4_0 nibbles minus 8, Q8_0 bytes. */
+static void values_tq1(const uint8_t *blk, int8_t *v)
+{
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    for (int e = 0; e < TC_TQ_BLOCK_ELEMS; e++) {
+        int byte, pos;
+        tq1_place(e, &byte, &pos);
+        uint8_t q = (uint8_t)(blk[byte] * pow3[pos]);
+        v[e] = (int8_t)((int)(((unsigned)q * 3) >> 8) - 1);
+    }
+}
+
+static void values_tq2(const uint8_t *blk, int8_t *v)
+{
+    for (int e = 0; e < TC_TQ_BLOCK_ELEMS; e++) {
+        int byte, pos;
+        tq2_place(e, &byte, &pos);
+        v[e] = (int8_t)(((blk[byte] >> pos) & 3) - 1);
+    }
+}
+
+static void values_q4_0(const uint8_t *qs, int8_t *v)
+{
+    for (int j = 0; j < QK / 2; j++) {
+        v[j] = (int8_t)((qs[j] & 0x0f) - 8);
+        v[j + QK / 2] = (int8_t)((qs[j] >> 4) - 8);
+    }
+}
+
+static void values_q8_0(const uint8_t *qs, int8_t *v)
+{
+    for (int j = 0; j < QK; j++)
+        v[j] = (int8_t)qs[j];
+}
+
+/* Each type's block: weights, bytes, where the f16 scale sits and where the
+ * integers start. */
+typedef struct tern_type {
+    tc_dtype type;
+    int elems, bytes, d_at, q_at;
+    void (*encode)(const int8_t *codes, uint8_t *q);
+    void (*values)(const uint8_t *q, int8_t *v);
+} tern_type;
+
+static const tern_type TYPES[] = {
+    {TC_TQ1_0, TC_TQ_BLOCK_ELEMS, TC_TQ1_0_BLOCK_BYTES, TC_TQ1_0_BLOCK_BYTES - 2, 0, encode_tq1, values_tq1},
+    {TC_TQ2_0, TC_TQ_BLOCK_ELEMS, TC_TQ2_0_BLOCK_BYTES, TC_TQ2_0_BLOCK_BYTES - 2, 0, encode_tq2, values_tq2},
+    {TC_Q4_0, QK, 2 + QK / 2, 0, 2, encode_q4_0, values_q4_0},
+    {TC_Q8_0, QK, 2 + QK, 0, 2, encode_q8_0, values_q8_0},
+};
+
+static const tern_type *type_of(tc_dtype type)
+{
+    for (size_t i = 0; i < sizeof TYPES / sizeof TYPES[0]; i++)
+        if (TYPES[i].type == type)
+            return &TYPES[i];
+    return NULL;
+}
+
+int tc_ggml_ternary_block_elems(tc_dtype type)
+{
+    const tern_type *t = type_of(type);
+    return t ? t->elems : 0;
+}
+
+static const tern_type *checked(tc_dtype type, int64_t K, uint64_t *bytes, tc_error *err)
+{
+    const tern_type *t = type_of(type);
+    if (!t) {
+        tc_err(err, "ggml ternary: %s cannot hold ternary codes", tc_dtype_name(type));
+        return NULL;
+    }
+    if (K < 1 || K % t->elems) {
+        tc_err(err, "ggml ternary: row of %lld weights is not a whole number of %d-weight %s blocks",
+               (long long)K, t->elems, tc_dtype_name(type));
+        return NULL;
+    }
+    if ((uint64_t)K / (uint64_t)t->elems > UINT64_MAX / (uint64_t)t->bytes) {
+        tc_err(err, "ggml ternary: row of %lld weights is too long", (long long)K);
+        return NULL;
+    }
+    *bytes = (uint64_t)K / (uint64_t)t->elems * (uint64_t)t->bytes;
+    return t;
+}
+
+int tc_ggml_ternary_row_bytes(tc_dtype type, int64_t K, uint64_t *bytes, tc_error *err)
+{
+    return checked(type, K, bytes, err) ? TC_OK : TC_ERR;
+}
+
+static void put_f16(uint8_t *p, float d)
+{
+    uint16_t h = tc_f32_to_f16(d);
+    p[0] = (uint8_t)(h & 0xff);
+    p[1] = (uint8_t)(h >> 8);
+}
+
+static float get_f16(const uint8_t *p)
+{
+    return tc_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+}
+
 int tc_ggml_ternary_encode(tc_dtype type, const int8_t *codes, const float *d, int64_t K,
                            uint8_t *out, tc_error *err)
 {
     uint64_t bytes;
-    if (tc_ggml_ternary_row_bytes(type, K, &bytes, err))
+    const tern_type *t = checked(type, K, &bytes, err);
+    if (!t)
         return TC_ERR;
     for (int64_t i = 0; i < K; i++)
         if (codes[i] < -1 || codes[i] > 1)
             return tc_err(err, "ggml ternary: code %d at weight %lld is not -1, 0 or 1",
                           (int)codes[i], (long long)i);
-    int bb = block_bytes(type);
-    for (int64_t b = 0; b < K / TC_TQ_BLOCK_ELEMS; b++) {
-        const int8_t *c = codes + b * TC_TQ_BLOCK_ELEMS;
-        uint8_t *blk = out + b * bb;
-        if (type == TC_TQ1_0)
-            encode_tq1(c, blk);
-        else
-            encode_tq2(c, blk);
-        put_f16(blk + bb - 2, d[b]);
+    for (int64_t b = 0; b < K / t->elems; b++) {
+        uint8_t *blk = out + b * t->bytes;
+        t->encode(codes + b * t->elems, blk + t->q_at);
+        put_f16(blk + t->d_at, d[b]);
     }
     return TC_OK;
-}
-
-/* Trits 0..2 of one block, in element order. Returns -1 if a TQ2_0 field
- * holds 3. */
-static int block_trits(tc_dtype type, const uint8_t *blk, int8_t *t)
-{
-    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
-    int bad = 0;
-    for (int e = 0; e < TC_TQ_BLOCK_ELEMS; e++) {
-        int byte, pos;
-        if (type == TC_TQ1_0) {
-            tq1_place(e, &byte, &pos);
-            uint8_t q = (uint8_t)(blk[byte] * pow3[pos]);
-            t[e] = (int8_t)(((unsigned)q * 3) >> 8);
-        } else {
-            tq2_place(e, &byte, &pos);
-            t[e] = (int8_t)((blk[byte] >> pos) & 3);
-            bad |= t[e] == 3;
-        }
-    }
-    return bad ? -1 : 0;
 }
 
 int tc_ggml_ternary_decode(tc_dtype type, const uint8_t *blocks, int64_t K, int8_t *codes,
                            float *d, tc_error *err)
 {
     uint64_t bytes;
-    if (tc_ggml_ternary_row_bytes(type, K, &bytes, err))
+    const tern_type *t = checked(type, K, &bytes, err);
+    if (!t)
         return TC_ERR;
-    int bb = block_bytes(type);
-    for (int64_t b = 0; b < K / TC_TQ_BLOCK_ELEMS; b++) {
-        const uint8_t *blk = blocks + b * bb;
-        int8_t *c = codes + b * TC_TQ_BLOCK_ELEMS;
-        if (block_trits(type, blk, c))
-            return tc_err(err, "ggml ternary: TQ2_0 block %lld holds the non-ternary field 3",
-                          (long long)b);
-        for (int e = 0; e < TC_TQ_BLOCK_ELEMS; e++)
-            c[e] = (int8_t)(c[e] - 1);
-        d[b] = get_f16(blk + bb - 2);
+    for (int64_t b = 0; b < K / t->elems; b++) {
+        const uint8_t *blk = blocks + b * t->bytes;
+        int8_t *c = codes + b * t->elems;
+        t->values(blk + t->q_at, c);
+        for (int e = 0; e < t->elems; e++)
+            if (c[e] < -1 || c[e] > 1)
+                return tc_err(err, "ggml ternary: %s block %lld holds the value %d, which is not -1, 0 or 1",
+                              tc_dtype_name(type), (long long)b, (int)c[e]);
+        d[b] = get_f16(blk + t->d_at);
     }
     return TC_OK;
 }
@@ -160,16 +224,16 @@ int tc_ggml_ternary_dequantize(tc_dtype type, const uint8_t *blocks, int64_t K, 
                                tc_error *err)
 {
     uint64_t bytes;
-    if (tc_ggml_ternary_row_bytes(type, K, &bytes, err))
+    const tern_type *t = checked(type, K, &bytes, err);
+    if (!t)
         return TC_ERR;
-    int bb = block_bytes(type);
-    int8_t t[TC_TQ_BLOCK_ELEMS];
-    for (int64_t b = 0; b < K / TC_TQ_BLOCK_ELEMS; b++) {
-        const uint8_t *blk = blocks + b * bb;
-        float d = get_f16(blk + bb - 2);
-        block_trits(type, blk, t); /* a TQ2_0 field of 3 reads as +2, as in ggml */
-        for (int e = 0; e < TC_TQ_BLOCK_ELEMS; e++)
-            out[b * TC_TQ_BLOCK_ELEMS + e] = (float)(t[e] - 1) * d;
+    int8_t v[TC_TQ_BLOCK_ELEMS];
+    for (int64_t b = 0; b < K / t->elems; b++) {
+        const uint8_t *blk = blocks + b * t->bytes;
+        float d = get_f16(blk + t->d_at);
+        t->values(blk + t->q_at, v); /* whatever the integers are, as ggml reads them */
+        for (int e = 0; e < t->elems; e++)
+            out[b * t->elems + e] = (float)v[e] * d;
     }
     return TC_OK;
 }

@@ -1,4 +1,5 @@
 #include "tc/hfdir.h"
+#include "tc/json_text.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -48,6 +49,7 @@ static int read_json_object(const char *path, cJSON **out, tc_error *err)
         return tc_err(err, "%s: contains a NUL byte", path);
     }
     cJSON *root = cJSON_ParseWithOpts(text, NULL, 1);
+    tc_json_mark_floats(root, text); /* so that 3.0 is written back as 3.0 */
     free(text);
     if (!root)
         return tc_err(err, "%s: not valid JSON", path);
@@ -256,9 +258,9 @@ static int make_dir(const char *path, tc_error *err)
 /* JSON text plus a final newline, atomically. */
 static int write_json(const char *path, const cJSON *json, tc_error *err)
 {
-    char *text = cJSON_Print(json);
+    char *text = tc_json_print(json);
     if (!text)
-        return tc_err(err, "%s: out of memory", path);
+        return tc_err(err, "%s: out of memory, or a number JSON cannot hold", path);
     tc_outfile o;
     int rc = tc_outfile_open(&o, path, err);
     if (rc == TC_OK)
@@ -268,7 +270,7 @@ static int write_json(const char *path, const cJSON *json, tc_error *err)
     if (rc == TC_OK)
         rc = tc_outfile_commit(&o, err);
     tc_outfile_abort(&o);
-    cJSON_free(text);
+    free(text);
     return rc;
 }
 
@@ -420,7 +422,8 @@ static int measure(const char *dir, const tc_out_tensor *t, size_t n, uint64_t *
 
 static const char *const side_files[] = {
     "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-    "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja", "generation_config.json",
+    "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json",
+    "generation_config.json",
 };
 
 int tc_hfdir_copy_side_files(const char *src, const char *dst, int *copied, tc_error *err)

@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "tc/json_text.h"
 #include "model_internal.h"
 
 /* How a family places sliding-window attention. */
@@ -660,31 +661,31 @@ static cJSON *rope_dict_of(const tc_rope *r, int partial_rotary, int head_dim)
 {
     cJSON *d = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "rope_type", tc_rope_kind_name(r->kind));
-    cJSON_AddNumberToObject(d, "rope_theta", r->theta);
+    tc_json_add_float(d, "rope_theta", r->theta);
     if (partial_rotary && r->rot_dims != head_dim)
-        cJSON_AddNumberToObject(d, "partial_rotary_factor", (double)r->rot_dims / head_dim);
+        tc_json_add_float(d, "partial_rotary_factor", (double)r->rot_dims / head_dim);
     if (r->kind == TC_ROPE_DEFAULT)
         return d;
-    cJSON_AddNumberToObject(d, "factor", r->factor);
+    tc_json_add_float(d, "factor", r->factor);
     if (r->kind == TC_ROPE_LINEAR || r->kind == TC_ROPE_DYNAMIC)
         return d;
     cJSON_AddNumberToObject(d, "original_max_position_embeddings", r->orig_max_pos);
     if (r->kind == TC_ROPE_LLAMA3) {
-        cJSON_AddNumberToObject(d, "low_freq_factor", r->low_freq_factor);
-        cJSON_AddNumberToObject(d, "high_freq_factor", r->high_freq_factor);
+        tc_json_add_float(d, "low_freq_factor", r->low_freq_factor);
+        tc_json_add_float(d, "high_freq_factor", r->high_freq_factor);
         return d;
     }
-    cJSON_AddNumberToObject(d, "attention_factor", r->attn_factor);
+    tc_json_add_float(d, "attention_factor", r->attn_factor);
     if (r->kind == TC_ROPE_YARN) {
-        cJSON_AddNumberToObject(d, "beta_fast", r->beta_fast);
-        cJSON_AddNumberToObject(d, "beta_slow", r->beta_slow);
+        tc_json_add_float(d, "beta_fast", r->beta_fast);
+        tc_json_add_float(d, "beta_slow", r->beta_slow);
         cJSON_AddBoolToObject(d, "truncate", r->truncate);
         return d;
     }
     cJSON *sf = cJSON_AddArrayToObject(d, "short_factor"), *lf = cJSON_AddArrayToObject(d, "long_factor");
     for (int i = 0; i < r->rot_dims / 2; i++) {
-        cJSON_AddItemToArray(sf, cJSON_CreateNumber(r->short_factor[i]));
-        cJSON_AddItemToArray(lf, cJSON_CreateNumber(r->long_factor[i]));
+        cJSON_AddItemToArray(sf, tc_json_float(tc_json_float32_value(r->short_factor[i])));
+        cJSON_AddItemToArray(lf, tc_json_float(tc_json_float32_value(r->long_factor[i])));
     }
     return d;
 }
@@ -736,7 +737,7 @@ cJSON *tc_hf_config_build(const tc_config *c, tc_error *err)
     cJSON_AddNumberToObject(cfg, "head_dim", c->head_dim);
     cJSON_AddNumberToObject(cfg, "vocab_size", c->vocab_size);
     cJSON_AddNumberToObject(cfg, "max_position_embeddings", c->max_seq_len);
-    cJSON_AddNumberToObject(cfg, "rms_norm_eps", c->norm_eps);
+    tc_json_add_float(cfg, "rms_norm_eps", tc_json_float32_value(c->norm_eps));
     cJSON_AddBoolToObject(cfg, "tie_word_embeddings", c->tied_embeddings);
     cJSON_AddStringToObject(cfg, fam->act_key, tc_act_name(t->act));
     if (fam->attention_bias_key)
@@ -747,6 +748,9 @@ cJSON *tc_hf_config_build(const tc_config *c, tc_error *err)
         cJSON_AddNumberToObject(cfg, "bos_token_id", c->bos_id);
     if (c->eos_id >= 0)
         cJSON_AddNumberToObject(cfg, "eos_token_id", c->eos_id);
+    /* Unknown here, and some classes default it to an id (Phi-3: 32000) that
+     * a smaller vocabulary does not hold, which transformers refuses. */
+    cJSON_AddNullToObject(cfg, "pad_token_id");
     if (fam->per_layer_rope) {
         cJSON *rp = cJSON_AddObjectToObject(cfg, "rope_parameters");
         cJSON_AddItemToObject(rp, "full_attention", rope_dict_of(&t->rope[0], 0, c->head_dim));
@@ -775,11 +779,11 @@ cJSON *tc_hf_config_build(const tc_config *c, tc_error *err)
         float s = t->attn_scale != 0.0f ? t->attn_scale : 1.0f / sqrtf((float)c->head_dim);
         cJSON_AddNumberToObject(cfg, "query_pre_attn_scalar", floor(1.0 / ((double)s * s) + 0.5));
         if (t->attn_softcap > 0)
-            cJSON_AddNumberToObject(cfg, "attn_logit_softcapping", t->attn_softcap);
+            tc_json_add_float(cfg, "attn_logit_softcapping", tc_json_float32_value(t->attn_softcap));
         else
             cJSON_AddNullToObject(cfg, "attn_logit_softcapping");
         if (t->final_softcap > 0)
-            cJSON_AddNumberToObject(cfg, "final_logit_softcapping", t->final_softcap);
+            tc_json_add_float(cfg, "final_logit_softcapping", tc_json_float32_value(t->final_softcap));
         else
             cJSON_AddNullToObject(cfg, "final_logit_softcapping");
     }

@@ -528,6 +528,7 @@ void tc_model_close(tc_model *m)
         free(m->split[i].name);
     free(m->split);
     free(m->ignored_keys);
+    free(m->tokenizer);
     free(m->layers);
     free(m->path);
     memset(m, 0, sizeof *m);

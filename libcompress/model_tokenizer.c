@@ -40,6 +40,8 @@ int tc_model_tokenizer(const tc_model *m, const char *path, tc_tokenizer **out, 
 {
     *out = NULL;
     int rc;
+    if (!path)
+        path = m->tokenizer;
     if (path) {
         rc = open_user_file(m, path, out, err);
     } else if (m->format == TC_FORMAT_GGUF) {
@@ -68,6 +70,42 @@ int tc_model_tokenizer(const tc_model *m, const char *path, tc_tokenizer **out, 
                       m->cfg.vocab_size);
     }
     return TC_OK;
+}
+
+int tc_model_set_tokenizer(tc_model *m, const char *path, tc_error *err)
+{
+    tc_tokenizer *t;
+    if (tc_model_tokenizer(m, path, &t, err))
+        return TC_ERR;
+    tc_tokenizer_free(t);
+    char *copy = strdup(path);
+    if (!copy)
+        return tc_err(err, "%s: out of memory", path);
+    free(m->tokenizer);
+    m->tokenizer = copy;
+    return TC_OK;
+}
+
+int tc_model_vocab(const tc_model *m, tc_vocab *out, tc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (m->tokenizer)
+        return tc_vocab_open(out, m->tokenizer, m->cfg.vocab_size, err);
+    if (m->format == TC_FORMAT_GGUF && tc_gguf_find(tc_model_gguf(m), "tokenizer.ggml.model"))
+        return tc_vocab_from_gguf(out, m->path, m->cfg.vocab_size, err);
+    if (m->format == TC_FORMAT_GGUF || m->format == TC_FORMAT_MEMORY)
+        return TC_OK; /* nothing to carry: a GGUF without vocabulary, a synthetic model */
+    if (m->format == TC_FORMAT_HF) {
+        const tc_hfdir *h = tc_model_hfdir(m);
+        char json[4096];
+        snprintf(json, sizeof json, "%s/tokenizer.json", h->path);
+        if (file_exists(json))
+            return tc_vocab_from_hf(out, json, m->cfg.vocab_size, err);
+        return tc_err(err, "%s: no tokenizer.json in the model directory, and llama.cpp loads no GGUF without a "
+                      "vocabulary; pass --tokenizer FILE", h->path);
+    }
+    return tc_err(err, "%s: a llama2.c checkpoint carries no tokenizer, and llama.cpp loads no GGUF without a "
+                  "vocabulary; pass --tokenizer FILE (its tokenizer.bin, e.g. tok512.bin for stories260K)", m->path);
 }
 
 int tc_model_tokenizer_encode(void *tokenizer, const char *text, size_t len, int32_t **ids, size_t *n,

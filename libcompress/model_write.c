@@ -3,16 +3,20 @@
  * conversion) and hands it to the format's container writer. */
 #include "tc/model_write.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "model_internal.h"
 #include "tc/checked.h"
 #include "tc/gguf.h"
 #include "tc/hfdir.h"
 #include "tc/llama2c.h"
+#include "tc/outfile.h"
+#include "tc/vocab.h"
 
 tc_rope_layout tc_format_rope_layout(tc_format fmt, tc_arch arch)
 {
@@ -312,9 +316,20 @@ static int write_hf(const char *path, const tc_model_src *s, const tc_out_tensor
             cJSON_Delete(list);
     }
 #undef SET
-    int rc = s->hf_src_dir ? tc_hfdir_copy_side_files(s->hf_src_dir, path, NULL, err) : TC_OK;
+    /* The directory is written as a whole beside the target and then takes
+     * its place, so nothing of an earlier output survives in it. */
+    tc_outdir d;
+    int rc = tc_outdir_open(&d, path, err);
+    if (rc == TC_OK && s->hf_src_dir)
+        rc = tc_hfdir_copy_side_files(s->hf_src_dir, d.tmp, NULL, err);
+    else if (rc == TC_OK && s->vocab && s->vocab->n_kvs)
+        /* a GGUF's or llama2.c's vocabulary as tokenizer.json and tokenizer_config.json */
+        rc = tc_vocab_write_hf(s->vocab, d.tmp, err);
     if (rc == TC_OK)
-        rc = tc_hfdir_write(path, cfg, t, n, 0, err);
+        rc = tc_hfdir_write(d.tmp, cfg, t, n, 0, err);
+    if (rc == TC_OK)
+        rc = tc_outdir_commit(&d, err);
+    tc_outdir_abort(&d);
     cJSON_Delete(cfg);
     return rc;
 }
@@ -530,7 +545,7 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
     gguf_wrap *wr = calloc(cap_t, sizeof *wr);
     char (*names)[64] = calloc(cap_t, sizeof *names);
     float *factors = calloc(3 * TC_ROPE_MAX_PAIRS, sizeof *factors);
-    size_t cap = 48 + (s->gguf_vocab ? (size_t)s->gguf_vocab->n_kv : 0);
+    size_t cap = 50 + (s->gguf_vocab ? (size_t)s->gguf_vocab->n_kv : 0) + (s->vocab ? s->vocab->n_kvs : 0);
     tc_gguf_writer_kv *kv = calloc(cap, sizeof *kv);
     char (*keys)[96] = calloc(32, sizeof *keys);
     tc_gguf_value *arrays = calloc(3 * (size_t)c->n_layers, sizeof *arrays);
@@ -644,6 +659,25 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
             ftype = t[i].dtype == TC_TQ1_0 ? 36 : 37;
     kv[k].key = "general.file_type";
     kv[k++].value = gv_u32(ftype);
+    int own_vocab = s->vocab && s->vocab->n_kvs > 0;
+    const tc_gguf_value *toks = own_vocab ? tc_vocab_find(s->vocab, "tokenizer.ggml.tokens") : NULL;
+    if (own_vocab && (!toks || toks->type != TC_GGUF_ARRAY || toks->v.arr.n != (uint64_t)c->vocab_size)) {
+        tc_err(err, "%s: the vocabulary has %llu tokens but the model %d", path,
+               toks && toks->type == TC_GGUF_ARRAY ? (unsigned long long)toks->v.arr.n : 0ull, c->vocab_size);
+        goto done;
+    }
+    for (size_t i = 0; own_vocab && i < s->vocab->n_kvs && k < cap; i++)
+        kv[k++] = s->vocab->kvs[i];
+    /* BOS and EOS the tokenizer's files leave unnamed come from the model's
+     * config, as the converter takes them from config.json */
+    static const char *const id_keys[2] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"};
+    const int ids[2] = {c->bos_id, c->eos_id};
+    for (int i = 0; own_vocab && i < 2; i++) {
+        if (ids[i] >= 0 && ids[i] < c->vocab_size && !tc_vocab_find(s->vocab, id_keys[i])) {
+            kv[k].key = id_keys[i];
+            kv[k++].value = gv_u32((uint32_t)ids[i]);
+        }
+    }
     size_t first_vocab = k;
     if (s->gguf_vocab) {
         /* Carried from the source: the tokenizer and every general.* key but
@@ -651,7 +685,7 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
          * from the model as it now is. */
         for (uint64_t i = 0; i < s->gguf_vocab->n_kv; i++) {
             const tc_gguf_kv *src = &s->gguf_vocab->kvs[i];
-            int tok = src->key.len > 10 && memcmp(src->key.ptr, "tokenizer.", 10) == 0;
+            int tok = !own_vocab && src->key.len > 10 && memcmp(src->key.ptr, "tokenizer.", 10) == 0;
             int gen = src->key.len > 8 && memcmp(src->key.ptr, "general.", 8) == 0 &&
                       !key_is(&src->key, "general.architecture") && !key_is(&src->key, "general.file_type") &&
                       !key_is(&src->key, "general.alignment");

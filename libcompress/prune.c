@@ -8,6 +8,7 @@
 #include "model_internal.h"
 #include "tc/ggml_quants.h"
 #include "tc/hfdir.h"
+#include "tc/model_tokenizer.h"
 #include "tc/model_write.h"
 
 /* ---- Plans ------------------------------------------------------------------ */
@@ -269,6 +270,14 @@ static int check_opts(const tc_prune_plan *p, const tc_analysis *a, const tc_mod
     return TC_OK;
 }
 
+int tc_prune_available(const tc_prune_plan *p, const tc_model *m, const tc_prune_opts *o, tc_module kind)
+{
+    int n = 0;
+    for (int l = 0; l < p->n_layers; l++)
+        n += available(p, NULL, m, o, l, kind);
+    return n;
+}
+
 static const tc_module K_BLOCK[] = {TC_MOD_BLOCK}, K_ATTN[] = {TC_MOD_ATTN}, K_MLP[] = {TC_MOD_MLP},
                        K_JOINT[] = {TC_MOD_ATTN, TC_MOD_MLP};
 
@@ -421,6 +430,7 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
         keep[k++] = l;
     }
     int rc;
+    tc_vocab vocab = {0};
     if (k == 0) {
         rc = tc_err(err, "%s: the plan drops every layer; at least one must stay", path);
     } else if (fmt == TC_FORMAT_LLAMA2C && (any_a || any_m)) {
@@ -432,6 +442,11 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
         rc = tc_err(err, "%s: GGUF can hold dropped attention or MLP sub-layers of llama models only, not of "
                     "this %s model with q/k/v biases; drop whole blocks, or write HF (--format hf)", path,
                     tc_arch_name(m->cfg.arch));
+    } else if (fmt == TC_FORMAT_GGUF && tc_model_vocab(m, &vocab, err)) {
+        rc = TC_ERR; /* llama.cpp loads no GGUF without a vocabulary */
+    } else if (fmt == TC_FORMAT_HF && !tc_model_hfdir(m) && (m->tokenizer || m->format == TC_FORMAT_GGUF) &&
+               tc_model_vocab(m, &vocab, err)) {
+        rc = TC_ERR; /* a GGUF's or the given tokenizer, written as tokenizer.json */
     } else {
         tc_model_copy cp = {.model = m, .keep = keep, .float_dtype = matrix_dtype(m), .matrices = matrices};
         tc_model_src src = {
@@ -444,6 +459,7 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
             .gguf_vocab = tc_model_gguf(m),
             .hf_config = tc_model_hfdir(m) ? tc_model_hfdir(m)->config : NULL,
             .hf_src_dir = tc_model_hfdir(m) ? tc_model_hfdir(m)->path : NULL,
+            .vocab = &vocab,
             .name = "tc-prune",
         };
         /* GGUF holds ggml's block types: quantized matrices go out as they
@@ -459,6 +475,7 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
             src.cfg.t.local[i] = m->cfg.t.local[keep[i]];
         rc = tc_model_write(path, fmt, &src, err);
     }
+    tc_vocab_free(&vocab);
     free(keep);
     free(da);
     free(dm);

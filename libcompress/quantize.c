@@ -21,6 +21,7 @@
 #include "tc/ggml_quants.h"
 #include "tc/ggml_ternary.h"
 #include "tc/gguf.h"
+#include "tc/model_tokenizer.h"
 #include "tc/model_write.h"
 #include "tc/outfile.h"
 
@@ -30,6 +31,12 @@ static const int linear_roles[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_U
 const char *tc_qformat_name(tc_qformat f)
 {
     return f == TC_QFORMAT_GGUF_TQ1 ? "gguf-tq1" : f == TC_QFORMAT_GGUF_TQ2 ? "gguf-tq2" : "packed";
+}
+
+const char *tc_qpart_name(tc_qpart p)
+{
+    static const char *const names[TC_QPART_COUNT] = {"ternary", "fallback", "embeddings", "norms"};
+    return p >= 0 && p < TC_QPART_COUNT ? names[p] : "?";
 }
 
 static int is_linear(int role)
@@ -74,22 +81,29 @@ static uint32_t crc_bytes(const void *p, uint64_t n)
     return (uint32_t)crc_more(crc32(0L, Z_NULL, 0), p, n);
 }
 
-void tc_quantize_block_scales(const int8_t *codes, const float *scales, int64_t M, int64_t K,
-                              const tc_tgroup *g, float *d)
+/* The block scales of row m of a K-column matrix stored as rows of Kp >= K
+ * columns (zero codes beyond K): d[Kp/block]. */
+static void block_scales_row(const int8_t *codes, const float *scales, int64_t K, int64_t Kp, int64_t m,
+                             const tc_tgroup *g, int64_t block, float *d)
 {
-    int64_t nb = K / TC_TQ_BLOCK_ELEMS;
+    for (int64_t b = 0; b < Kp / block; b++) {
+        double sum = 0;
+        int64_t nz = 0, k0 = b * block, k1 = k0 + block < K ? k0 + block : K;
+        for (int64_t k = k0; k < k1; k++)
+            if (codes[m * K + k]) {
+                sum += scales[tc_ternary_scale_index(g, K, m, k)];
+                nz++;
+            }
+        /* An all-zero block decodes to zeros whatever d is: keep its group's scale (0 past the row). */
+        d[b] = nz ? (float)(sum / (double)nz) : k0 < K ? scales[tc_ternary_scale_index(g, K, m, k0)] : 0.0f;
+    }
+}
+
+void tc_quantize_block_scales(const int8_t *codes, const float *scales, int64_t M, int64_t K,
+                              const tc_tgroup *g, int64_t block, float *d)
+{
     for (int64_t m = 0; m < M; m++)
-        for (int64_t b = 0; b < nb; b++) {
-            double sum = 0;
-            int64_t nz = 0, k0 = b * TC_TQ_BLOCK_ELEMS;
-            for (int64_t k = k0; k < k0 + TC_TQ_BLOCK_ELEMS; k++)
-                if (codes[m * K + k]) {
-                    sum += scales[tc_ternary_scale_index(g, K, m, k)];
-                    nz++;
-                }
-            /* An all-zero block decodes to zeros whatever d is: keep its group's scale. */
-            d[m * nb + b] = nz ? (float)(sum / (double)nz) : scales[tc_ternary_scale_index(g, K, m, k0)];
-        }
+        block_scales_row(codes, scales, K, K, m, g, block, d + m * (K / block));
 }
 
 /* ---- Driver state ------------------------------------------------------- */
@@ -126,7 +140,8 @@ typedef struct qdrv {
     const tc_quantize_opts *o;
     tc_dtype fdt;
     tc_dtype tq;        /* TC_TQ1_0 / TC_TQ2_0 for GGUF, else TC_F32 (unused) */
-    tc_dtype fb;        /* GGUF: the fallback block type, TC_DTYPE_COUNT for none */
+    tc_dtype fb;        /* GGUF: the fallback type, TC_DTYPE_COUNT for packed output */
+    tc_config out;      /* the model as written: GGUF may pad the FFN width (ffn_padding) */
     int gguf;
     tc_quantize_report rep;
     fingerprint *fp;    /* per report tensor */
@@ -291,9 +306,37 @@ static void free_slots(qdrv *d)
     }
 }
 
+/* GGUF: the type that holds the ternary codes of rows of K weights: TQ1_0 /
+ * TQ2_0 where they are whole 256-blocks, else Q4_0 where they are whole
+ * 32-blocks (exact, and the smallest ggml type of 32-blocks that is: Q8_0
+ * would hold the same values in 8.5 bits per weight rather than 4.5);
+ * TC_DTYPE_COUNT when no ggml block fits them. */
+static tc_dtype ternary_dtype(const qdrv *d, int64_t K)
+{
+    static const tc_dtype small = TC_Q4_0;
+    if (K > 0 && K % tc_ggml_ternary_block_elems(d->tq) == 0)
+        return d->tq;
+    if (K > 0 && K % tc_ggml_ternary_block_elems(small) == 0)
+        return small;
+    return TC_DTYPE_COUNT;
+}
+
 static int role_ternary(const qdrv *d, int64_t K)
 {
-    return !d->gguf || K % TC_TQ_BLOCK_ELEMS == 0;
+    return !d->gguf || ternary_dtype(d, K) != TC_DTYPE_COUNT;
+}
+
+/* The shape a tensor is written in (GGUF may pad the FFN width); layer -1: a global. */
+static int stored_shape(const qdrv *d, int layer, int which, int64_t shape[2])
+{
+    return tc_tmodel_expected_shape(&d->out, layer, which, shape);
+}
+
+static int64_t stored_cols(const qdrv *d, const tc_qtensor_report *r)
+{
+    int64_t shape[2];
+    stored_shape(d, r->layer, r->role, shape);
+    return shape[1];
 }
 
 /* The calibration stream moves on: through the quantized layer (sequential)
@@ -552,7 +595,9 @@ static int layer_jobs(qdrv *d, int l, int calib, qjob *jobs, int *order)
             continue;
         qjob *j = &jobs[n];
         *j = (qjob){.d = d, .role = r, .ri = -1, .src = t};
-        if (is_linear(r) && t->n_dims == 2 && role_ternary(d, t->shape[1]) &&
+        int64_t sh[2];
+        stored_shape(d, l, r, sh);
+        if (is_linear(r) && t->n_dims == 2 && role_ternary(d, sh[1]) &&
             (j->ri = report_index(d, l, r)) >= 0) {
             j->M = t->shape[0];
             j->K = t->shape[1];
@@ -684,21 +729,25 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
     d->fdt = o->float_dtype == TC_F32 ? TC_F32 : TC_F16;
     d->gguf = o->format != TC_QFORMAT_PACKED;
     d->tq = o->format == TC_QFORMAT_GGUF_TQ1 ? TC_TQ1_0 : TC_TQ2_0;
+    d->out = m->cfg;
     const tc_config *c = &m->cfg;
     if (o->q.method == TC_TMETHOD_CALIBRATED && (!o->calib || tc_batch_tokens(o->calib) == 0))
         return tc_err(err, "%s: the calibrated method needs calibration data", m->path);
     if (d->gguf && o->quantize_embeddings)
         return tc_err(err, "%s: ternary embeddings are only available in the packed format", m->path);
     d->fb = TC_DTYPE_COUNT;
-    if (o->fallback != TC_F32) {
+    if (o->fallback != TC_F32 || o->fallback_explicit) {
         if (!d->gguf)
             return tc_err(err, "%s: a fallback type (%s) needs a GGUF output; the packed format keeps the "
-                          "other tensors in float", m->path, tc_dtype_name(o->fallback));
-        if (!tc_ggml_quant_can_encode(o->fallback))
-            return tc_err(err, "%s: the fallback type must be Q8_0, Q4_0, Q4_K or Q6_K, not %s", m->path,
+                          "other tensors in float", m->path,
+                          tc_dtype_name(o->fallback == TC_F32 ? TC_Q8_0 : o->fallback));
+        if (o->fallback != TC_F32 && o->fallback != TC_F16 && !tc_ggml_quant_can_encode(o->fallback))
+            return tc_err(err, "%s: the fallback type must be Q8_0, Q4_0, Q4_K, Q6_K or F16, not %s", m->path,
                           tc_dtype_name(o->fallback));
-        d->fb = o->fallback;
     }
+    if (d->gguf)
+        d->fb = o->fallback == TC_F32 ? TC_Q8_0 : o->fallback;
+    d->rep.fallback = d->fb;
     size_t cap = (size_t)c->n_layers * N_LINEAR + 2;
     d->rep.tensors = calloc(cap, sizeof *d->rep.tensors);
     d->fp = calloc(cap, sizeof *d->fp);
@@ -869,6 +918,25 @@ static int global_float(qdrv *d, const tc_tmodel_tensor *t, uint8_t *dst, uint64
     }
     free(buf);
     return rc;
+}
+
+/* ---- Where the bytes went -------------------------------------------------- */
+
+static void part_add(qdrv *d, tc_qpart p, uint64_t params, uint64_t bytes)
+{
+    d->rep.parts[p].params += params;
+    d->rep.parts[p].bytes += bytes;
+    d->rep.tensor_bytes += bytes;
+}
+
+/* The report's matrices: ternary, fallback (linear weights that are not) and embeddings. */
+static void parts_of_matrices(qdrv *d)
+{
+    for (size_t i = 0; i < d->rep.n_tensors; i++) {
+        const tc_qtensor_report *r = &d->rep.tensors[i];
+        tc_qpart p = r->layer < 0 ? TC_QPART_EMBEDDINGS : r->ternary ? TC_QPART_TERNARY : TC_QPART_FALLBACK;
+        part_add(d, p, (uint64_t)(r->rows * r->cols), r->bytes);
+    }
 }
 
 /* ---- Packed output -------------------------------------------------------- */
@@ -1072,6 +1140,13 @@ static int write_packed(qdrv *d, const char *path, tc_error *err)
             d->rep.tensors[i].why = "embedding and output head stay float (see --quantize-embeddings)";
             d->rep.tensors[i].dtype = d->fdt;
         }
+    parts_of_matrices(d);
+    for (size_t i = 0; i < d->tm.n_tensors; i++) {
+        const tc_tmodel_tensor *t = &d->tm.tensors[i];
+        if (report_index(d, t->layer, t->role) < 0)
+            part_add(d, t->n_dims == 1 ? TC_QPART_NORMS : TC_QPART_FALLBACK,
+                     t->n_dims == 2 ? (uint64_t)(t->shape[0] * t->shape[1]) : (uint64_t)t->shape[0], t->nbytes);
+    }
     if (d->o->verify) {
         double t1 = now_s();
         if (packed_verify(d, path, err))
@@ -1095,14 +1170,41 @@ static int gguf_fill_values(void *ctx, int layer, int which, float *dst, uint64_
         return TC_ERR;
     if (!d->w.w[which])
         return tc_err(err, "%s: layer %d has no %s", d->m->path, layer, tc_role_name((tc_role)which));
-    memcpy(dst, d->w.w[which], n * sizeof(float));
+    /* The source's rows and columns, then zeros where the FFN width is padded. */
+    int64_t so[2], sp[2];
+    int nd = tc_tmodel_expected_shape(&d->m->cfg, layer, which, so);
+    stored_shape(d, layer, which, sp);
+    uint64_t ro = (uint64_t)so[0], co = nd == 2 ? (uint64_t)so[1] : 1, rp = (uint64_t)sp[0],
+             cp = nd == 2 ? (uint64_t)sp[1] : 1;
+    if (rp * cp != n || rp < ro || cp < co)
+        return tc_err(err, "%s: internal error: layer %d %s is not %llu values", d->m->path, layer,
+                      tc_role_name((tc_role)which), (unsigned long long)n);
+    if (rp == ro && cp == co) {
+        memcpy(dst, d->w.w[which], n * sizeof(float));
+        return TC_OK;
+    }
+    memset(dst, 0, n * sizeof(float));
+    for (uint64_t i = 0; i < ro; i++)
+        memcpy(dst + i * cp, d->w.w[which] + i * co, co * sizeof(float));
     return TC_OK;
 }
 
-/* A matrix that is not ternary: the fallback type when its rows are whole blocks of it. */
+/* A matrix that is not ternary: the fallback type when its rows are whole
+ * blocks of it, else float (llama.cpp's quantizer, too, stores F16 what
+ * fits no block). */
 static tc_dtype kept_dtype(const qdrv *d, int64_t K)
 {
     return d->fb != TC_DTYPE_COUNT && K % (int64_t)tc_dtype_block_elems(d->fb) == 0 ? d->fb : d->fdt;
+}
+
+/* The ternary holder of a linear weight of the blocks, TC_DTYPE_COUNT for any other tensor. */
+static tc_dtype gguf_ternary_of(const qdrv *d, int layer, int which)
+{
+    int64_t shape[2];
+    if (layer < 0 || !is_linear(which))
+        return TC_DTYPE_COUNT;
+    stored_shape(d, layer, which, shape);
+    return ternary_dtype(d, shape[1]);
 }
 
 static tc_dtype gguf_dtype_of(void *ctx, int layer, int which)
@@ -1113,8 +1215,9 @@ static tc_dtype gguf_dtype_of(void *ctx, int layer, int which)
         return which == TC_G_EMBD || which == TC_G_OUTPUT ? kept_dtype(d, d->m->cfg.dim) : d->fdt;
     if (!is_linear(which))
         return d->fdt;
-    tc_tmodel_expected_shape(&d->m->cfg, layer, which, shape);
-    return role_ternary(d, shape[1]) ? d->tq : kept_dtype(d, shape[1]);
+    tc_dtype tt = gguf_ternary_of(d, layer, which);
+    stored_shape(d, layer, which, shape);
+    return tt != TC_DTYPE_COUNT ? tt : kept_dtype(d, shape[1]);
 }
 
 /* Row order of a Q or K weight in the target layout: out row i is source row perm[i]. */
@@ -1152,31 +1255,40 @@ static int gguf_encode_codes(void *ctx, int layer, int which, tc_rope_layout to,
     qdrv *d = ctx;
     if (ensure_layer(d, layer, err))
         return TC_ERR;
+    /* The source's M x K codes, written as the stored M' x K' (FFN padding:
+     * zero rows of gate and up, zero columns of down, all-zero blocks with
+     * scale 0). */
     const tc_tensor *t = d->m->layers[layer].w[which];
-    int64_t M = t->shape[0], K = t->shape[1], nb = K / TC_TQ_BLOCK_ELEMS;
+    tc_dtype tt = gguf_ternary_of(d, layer, which);
+    int64_t sp[2];
+    stored_shape(d, layer, which, sp);
+    int64_t Mo = t->shape[0], Ko = t->shape[1], M = sp[0], K = sp[1];
+    int64_t B = tc_ggml_ternary_block_elems(tt), nb = B ? K / B : 0;
     uint64_t row_bytes;
-    if (tc_ggml_ternary_row_bytes(d->tq, K, &row_bytes, err))
+    if (tc_ggml_ternary_row_bytes(tt, K, &row_bytes, err))
         return TC_ERR;
-    if (row_bytes * (uint64_t)M != nbytes || !d->codes[which])
+    if (row_bytes * (uint64_t)M != nbytes || !d->codes[which] || M < Mo || K < Ko)
         return tc_err(err, "%s: internal error: layer %d %s has no ternary encoding", d->m->path, layer,
                       tc_role_name((tc_role)which));
-    float *bs = malloc((size_t)(M * nb) * sizeof *bs);
+    float *dr = malloc((size_t)nb * sizeof *dr);
     int8_t *rowc = malloc((size_t)K);
     int64_t *perm = NULL;
-    int rc = !bs || !rowc ? tc_err(err, "out of memory") : rope_perm(d, which, M, to, &perm, err);
+    int rc = !dr || !rowc ? tc_err(err, "out of memory") : rope_perm(d, which, Mo, to, &perm, err);
     uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0);
-    if (rc == TC_OK) {
-        tc_quantize_block_scales(d->codes[which], d->scales[which], M, K, &d->group, bs);
-        for (int64_t i = 0; i < M && rc == TC_OK; i++) {
-            int64_t sr = perm ? perm[i] : i;
-            memcpy(rowc, d->codes[which] + sr * K, (size_t)K);
-            float *dr = bs + sr * nb;
-            rc = tc_ggml_ternary_encode(d->tq, rowc, dr, K, (uint8_t *)dst + (uint64_t)i * row_bytes, err);
-            cc = crc32(cc, (const Bytef *)rowc, (uInt)K);
-            for (int64_t b = 0; b < nb; b++) {
-                float f = tc_f16_to_f32(tc_f32_to_f16(dr[b]));
-                cs = crc32(cs, (const Bytef *)&f, sizeof f);
-            }
+    for (int64_t i = 0; i < M && rc == TC_OK; i++) {
+        int64_t sr = perm ? perm[i] : i;
+        memset(rowc, 0, (size_t)K);
+        if (sr < Mo) {
+            memcpy(rowc, d->codes[which] + sr * Ko, (size_t)Ko);
+            block_scales_row(d->codes[which], d->scales[which], Ko, K, sr, &d->group, B, dr);
+        } else {
+            memset(dr, 0, (size_t)nb * sizeof *dr);
+        }
+        rc = tc_ggml_ternary_encode(tt, rowc, dr, K, (uint8_t *)dst + (uint64_t)i * row_bytes, err);
+        cc = crc32(cc, (const Bytef *)rowc, (uInt)K);
+        for (int64_t b = 0; b < nb; b++) {
+            float f = tc_f16_to_f32(tc_f32_to_f16(dr[b]));
+            cs = crc32(cs, (const Bytef *)&f, sizeof f);
         }
     }
     int ri = report_index(d, layer, which);
@@ -1185,7 +1297,7 @@ static int gguf_encode_codes(void *ctx, int layer, int which, tc_rope_layout to,
         d->fp[ri].scales = (uint32_t)cs;
         d->rep.tensors[ri].bytes = nbytes;
     }
-    free(bs);
+    free(dr);
     free(rowc);
     free(perm);
     return rc;
@@ -1202,19 +1314,19 @@ static int gguf_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc
 }
 
 /* A matrix in the fallback type: its float values, Q/K rows in the target's
- * rope layout, encoded with ggml's reference rounding. */
+ * rope layout, encoded with ggml's reference rounding (or converted, F16). */
 static int gguf_encode_fallback(qdrv *d, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
                                 tc_error *err)
 {
     const tc_config *c = &d->m->cfg;
-    int64_t shape[2] = {c->vocab_size, c->dim};
-    if (layer >= 0)
-        tc_tmodel_expected_shape(c, layer, which, shape);
+    int64_t shape[2];
+    stored_shape(d, layer, which, shape);
+    tc_dtype dt = gguf_dtype_of(d, layer, which);
     uint64_t n = (uint64_t)shape[0] * (uint64_t)shape[1], want;
-    if (tc_dtype_span(d->fb, n, &want, err) || want != nbytes)
+    if (tc_dtype_span(dt, n, &want, err) || want != nbytes)
         return tc_err(err, "%s: internal error: layer %d %s is not %llu bytes of %s", d->m->path, layer,
                       layer < 0 ? "global" : tc_role_name((tc_role)which), (unsigned long long)nbytes,
-                      tc_dtype_name(d->fb));
+                      tc_dtype_name(dt));
     int perm = layer >= 0 && (which == TC_WQ || which == TC_WK) && c->rope_layout != to;
     float *f = malloc((size_t)n * sizeof *f), *p = perm ? malloc((size_t)n * sizeof *p) : NULL;
     int rc = !f || (perm && !p) ? tc_err(err, "%s: out of memory", d->m->path)
@@ -1227,7 +1339,7 @@ static int gguf_encode_fallback(qdrv *d, int layer, int which, tc_rope_layout to
         p = swap;
     }
     if (rc == TC_OK)
-        rc = tc_convert_from_f32(d->fb, f, n, dst, err);
+        rc = tc_convert_from_f32(dt, f, n, dst, err);
     free(f);
     free(p);
     return rc;
@@ -1238,8 +1350,9 @@ static int gguf_encode(void *ctx, int layer, int which, tc_rope_layout to, void 
 {
     qdrv *d = ctx;
     double t0 = now_s();
-    int rc = gguf_dtype_of(ctx, layer, which) == d->tq ? gguf_encode_codes(ctx, layer, which, to, dst, nbytes, err)
-                                                        : gguf_encode_fallback(d, layer, which, to, dst, nbytes, err);
+    int rc = gguf_ternary_of(d, layer, which) != TC_DTYPE_COUNT
+                 ? gguf_encode_codes(ctx, layer, which, to, dst, nbytes, err)
+                 : gguf_encode_fallback(d, layer, which, to, dst, nbytes, err);
     d->rep.times.produce += now_s() - t0;
     return rc;
 }
@@ -1250,19 +1363,21 @@ static int gguf_verify_tensor(qdrv *d, const tc_model *g, const tc_qtensor_repor
 {
     const tc_tensor *t = r->layer >= 0 && r->layer < g->cfg.n_layers ? g->layers[r->layer].w[r->role] : NULL;
     const char *name = t ? t->name : r->name;
-    if (!t || t->dtype != d->tq || t->n_dims != 2 || t->shape[0] != r->rows || t->shape[1] != r->cols)
+    int64_t sp[2];
+    stored_shape(d, r->layer, r->role, sp);
+    if (!t || t->dtype != r->dtype || t->n_dims != 2 || t->shape[0] != sp[0] || t->shape[1] != sp[1])
         return tc_err(err, "%s: verification: tensor '%s' is missing or not %s", g->path, name,
-                      tc_dtype_name(d->tq));
-    int64_t K = r->cols, nb = K / TC_TQ_BLOCK_ELEMS;
+                      tc_dtype_name(r->dtype));
+    int64_t K = sp[1], nb = K / tc_ggml_ternary_block_elems(r->dtype);
     uint64_t row_bytes;
-    if (tc_ggml_ternary_row_bytes(d->tq, K, &row_bytes, err))
+    if (tc_ggml_ternary_row_bytes(r->dtype, K, &row_bytes, err))
         return TC_ERR;
     int8_t *codes = malloc((size_t)K);
     float *bs = malloc((size_t)nb * sizeof *bs);
     int rc = !codes || !bs ? tc_err(err, "out of memory") : TC_OK;
     uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0);
-    for (int64_t i = 0; i < r->rows && rc == TC_OK; i++) {
-        rc = tc_ggml_ternary_decode(d->tq, t->data + (uint64_t)i * row_bytes, K, codes, bs, err);
+    for (int64_t i = 0; i < sp[0] && rc == TC_OK; i++) {
+        rc = tc_ggml_ternary_decode(r->dtype, t->data + (uint64_t)i * row_bytes, K, codes, bs, err);
         cc = crc32(cc, (const Bytef *)codes, (uInt)K);
         cs = crc32(cs, (const Bytef *)bs, (uInt)((size_t)nb * sizeof *bs));
     }
@@ -1287,29 +1402,159 @@ static int gguf_verify(qdrv *d, const char *path, tc_error *err)
     return rc;
 }
 
+/* The parts of the written file: its matrices from the report, its vectors
+ * and anything else as the file lists them (the stand-ins of dropped
+ * sub-layers, 2-D zeros in float, count as fallback).  The file is read for
+ * its header only. */
+static int gguf_parts(qdrv *d, const char *path, tc_error *err)
+{
+    tc_gguf g;
+    if (tc_gguf_open(&g, path, err))
+        return tc_err_prefix(err, "reading back the tensor list");
+    uint64_t mat_params = 0, mat_bytes = 0;
+    parts_of_matrices(d);
+    uint64_t rep_params = 0, rep_bytes = d->rep.tensor_bytes;
+    for (size_t i = 0; i < d->rep.n_tensors; i++) {
+        int64_t sp[2];
+        stored_shape(d, d->rep.tensors[i].layer, d->rep.tensors[i].role, sp);
+        rep_params += (uint64_t)(sp[0] * sp[1]);
+    }
+    for (size_t i = 0; i < g.dir.n_tensors; i++) {
+        const tc_tensor *t = &g.dir.tensors[i];
+        if (t->n_dims == 1) {
+            part_add(d, TC_QPART_NORMS, t->n_elements, t->nbytes);
+        } else {
+            mat_params += t->n_elements;
+            mat_bytes += t->nbytes;
+        }
+    }
+    tc_gguf_close(&g);
+    if (mat_bytes < rep_bytes || mat_params < rep_params)
+        return tc_err(err, "%s: internal error: the file's matrices hold %llu bytes, fewer than the %llu reported",
+                      path, (unsigned long long)mat_bytes, (unsigned long long)rep_bytes);
+    if (mat_bytes > rep_bytes)
+        part_add(d, TC_QPART_FALLBACK, mat_params - rep_params, mat_bytes - rep_bytes);
+    return TC_OK;
+}
+
+/* "64 and 172": the distinct row lengths of the linear weights whose ternary
+ * holder is (is_it) or is not `holder` (TC_DTYPE_COUNT: none). */
+static void row_lengths(const qdrv *d, tc_dtype holder, int is_it, char *buf, size_t n)
+{
+    int64_t seen[8];
+    int k = 0, more = 0;
+    for (size_t i = 0; i < d->rep.n_tensors; i++) {
+        const tc_qtensor_report *r = &d->rep.tensors[i];
+        int64_t K = stored_cols(d, r);
+        if (r->layer < 0 || (ternary_dtype(d, K) == holder) != is_it)
+            continue;
+        int dup = 0;
+        for (int j = 0; j < k; j++)
+            dup |= seen[j] == K;
+        if (!dup && k < 8)
+            seen[k++] = K;
+        else if (!dup)
+            more = 1;
+    }
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int j = 0; j < k && at < n; j++)
+        at += (size_t)snprintf(buf + at, n - at, "%s%lld", j == 0 ? "" : j == k - 1 && !more ? " and " : ", ",
+                               (long long)seen[j]);
+    if (more && at < n)
+        snprintf(buf + at, n - at, ", ...");
+}
+
+/* Each matrix's stored type, and why one is not ternary, decided before any
+ * byte is written: a partly ternary file is refused with `strict`, and a file
+ * without a single TQ tensor (what --format asked for) unless the fallback
+ * was chosen explicitly. */
+static int gguf_plan(qdrv *d, tc_error *err)
+{
+    const char *path = d->m->path;
+    int fb = 0, tq = 0;
+    char first[64] = "", lens[96];
+    for (size_t i = 0; i < d->rep.n_tensors; i++) {
+        tc_qtensor_report *r = &d->rep.tensors[i];
+        r->dtype = gguf_dtype_of(d, r->layer, r->role);
+        if (r->layer < 0) {
+            r->why = "embedding and output head are not ternary in GGUF";
+            d->rep.n_fallback_float += r->dtype != d->fb;
+            continue;
+        }
+        tc_dtype tt = ternary_dtype(d, stored_cols(d, r));
+        tq += tt == d->tq;
+        if (tt != TC_DTYPE_COUNT)
+            continue;
+        r->why = "row length is not a multiple of 32 (ggml holds ternary codes in blocks of 256 or 32)";
+        d->rep.n_fallback_float += r->dtype != d->fb;
+        if (!fb++)
+            snprintf(first, sizeof first, "%s", r->name);
+    }
+    d->rep.n_fallback = fb;
+    if (fb && d->o->strict) {
+        row_lengths(d, TC_DTYPE_COUNT, 1, lens, sizeof lens);
+        return tc_err(err, "%s: %d linear weights (first '%s') have rows of %s weights, whole blocks of no ggml "
+                      "type that holds ternary codes; not writing a partly ternary file (strict)",
+                      path, fb, first, lens);
+    }
+    if (!tq && !d->o->fallback_explicit) {
+        row_lengths(d, d->tq, 0, lens, sizeof lens);
+        return tc_err(err, "%s: no linear weight can be %s (rows of %s weights are not whole 256-weight blocks): "
+                      "the file would hold not one %s tensor; not writing it unless a fallback type is asked "
+                      "for explicitly (--fallback)", path, tc_dtype_name(d->tq), lens[0] ? lens : "no", tc_dtype_name(d->tq));
+    }
+    return TC_OK;
+}
+
+/* Bytes of one layer's FFN matrices stored at FFN width f. */
+static uint64_t ffn_bytes(qdrv *d, int f)
+{
+    int keep = d->out.ffn_dim;
+    d->out.ffn_dim = f;
+    uint64_t total = 0;
+    for (int r = TC_W_GATE; r <= TC_W_DOWN; r++) {
+        int64_t sh[2];
+        uint64_t b = 0;
+        if (r == TC_W_GATE && d->m->cfg.t.ungated)
+            continue;
+        stored_shape(d, 0, r, sh);
+        if (tc_dtype_span(gguf_dtype_of(d, 0, r), (uint64_t)(sh[0] * sh[1]), &b, NULL) == TC_OK)
+            total += b;
+    }
+    d->out.ffn_dim = keep;
+    return total;
+}
+
+/* GGUF with pad_ffn: an FFN width that is not a multiple of 256 is padded up
+ * to one when that makes the file smaller (the down projections become TQ
+ * instead of Q4_0 or the fallback).  The added rows of gate and up (and of
+ * their biases) and columns of down are zeros: the gate and up outputs there
+ * are 0, every activation tc knows maps 0 to 0 (and a gated MLP multiplies
+ * by up's 0 anyway), and down's zero columns add nothing, so the file
+ * computes exactly what the source does. */
+static void plan_ffn_padding(qdrv *d)
+{
+    int f = d->m->cfg.ffn_dim, any_mlp = 0;
+    for (int l = 0; l < d->m->cfg.n_layers; l++)
+        any_mlp |= d->m->layers[l].has_mlp;
+    int pad = (int)(((int64_t)f + TC_TQ_BLOCK_ELEMS - 1) / TC_TQ_BLOCK_ELEMS * TC_TQ_BLOCK_ELEMS);
+    if (d->o->pad_ffn && any_mlp && pad != f && pad <= INT32_MAX / 2 && ffn_bytes(d, pad) < ffn_bytes(d, f))
+        d->out.ffn_dim = pad;
+}
+
 static int write_gguf_tq(qdrv *d, const char *path, tc_error *err)
 {
     const tc_model *m = d->m;
     const tc_config *c = &m->cfg;
-    int kept = 0;
-    char first[64] = "";
-    for (size_t i = 0; i < d->rep.n_tensors; i++) {
-        tc_qtensor_report *r = &d->rep.tensors[i];
-        if (r->layer < 0) {
-            r->why = "embedding and output head are not ternary in GGUF";
-            continue;
-        }
-        if (!role_ternary(d, r->cols)) {
-            r->why = "row length is not a multiple of 256 (ggml ternary block size)";
-            if (!kept++)
-                snprintf(first, sizeof first, "%s", r->name);
-        }
-    }
-    d->rep.n_kept_float = kept;
-    if (kept && d->o->strict)
-        return tc_err(err, "%s: %d linear weights (first '%s') have rows that are not a multiple of 256 "
-                      "long and cannot be stored as %s; not writing a partly ternary file (strict)",
-                      m->path, kept, first, tc_dtype_name(d->tq));
+    plan_ffn_padding(d);
+    d->rep.ffn_dim_stored = d->out.ffn_dim;
+    if (gguf_plan(d, err))
+        return TC_ERR;
+    /* llama.cpp loads no GGUF without a vocabulary: the model's, converted */
+    tc_vocab vocab;
+    if (tc_model_vocab(m, &vocab, err))
+        return TC_ERR;
     uint8_t *drop_a = NULL, *drop_m = NULL;
     int any_drop = 0;
     for (int l = 0; l < c->n_layers; l++)
@@ -1320,6 +1565,7 @@ static int write_gguf_tq(qdrv *d, const char *path, tc_error *err)
         if (!drop_a || !drop_m) {
             free(drop_a);
             free(drop_m);
+            tc_vocab_free(&vocab);
             return tc_err(err, "out of memory");
         }
         for (int l = 0; l < c->n_layers; l++) {
@@ -1327,11 +1573,12 @@ static int write_gguf_tq(qdrv *d, const char *path, tc_error *err)
             drop_m[l] = !m->layers[l].has_mlp;
         }
     }
-    tc_model_src src = {.cfg = *c, .drop_attn = drop_a, .drop_mlp = drop_m, .dtype = d->fdt,
+    tc_model_src src = {.cfg = d->out, .drop_attn = drop_a, .drop_mlp = drop_m, .dtype = d->fdt,
                         .fill = gguf_fill, .ctx = d, .gguf_vocab = tc_model_gguf(m), .name = "tc ternary",
-                        .dtype_of = gguf_dtype_of, .encode = gguf_encode};
+                        .dtype_of = gguf_dtype_of, .encode = gguf_encode, .vocab = &vocab};
     double t0 = now_s();
     int rc = tc_model_write(path, TC_FORMAT_GGUF, &src, err);
+    tc_vocab_free(&vocab);
     d->rep.times.write = now_s() - t0 - d->rep.times.produce;
     free(drop_a);
     free(drop_m);
@@ -1342,16 +1589,17 @@ static int write_gguf_tq(qdrv *d, const char *path, tc_error *err)
     d->rep.params = tc_model_n_params(m);
     for (size_t i = 0; i < d->rep.n_tensors; i++) {
         tc_qtensor_report *r = &d->rep.tensors[i];
-        if (!r->ternary) {
-            r->dtype = gguf_dtype_of(d, r->layer, r->role);
-            if (tc_dtype_span(r->dtype, (uint64_t)(r->rows * r->cols), &r->bytes, err))
-                return TC_ERR;
-        }
+        int64_t sp[2];
+        stored_shape(d, r->layer, r->role, sp);
+        if (!r->ternary && tc_dtype_span(r->dtype, (uint64_t)(sp[0] * sp[1]), &r->bytes, err))
+            return TC_ERR;
         if (r->layer >= 0) {
             d->rep.linear_bytes += r->bytes;
             d->rep.linear_params += (uint64_t)(r->rows * r->cols);
         }
     }
+    if (gguf_parts(d, path, err))
+        return TC_ERR;
     if (d->o->verify) {
         double t1 = now_s();
         if (gguf_verify(d, path, err))

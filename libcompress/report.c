@@ -8,6 +8,7 @@
 
 #include "tc/mapfile.h"
 #include "tc/outfile.h"
+#include "tc/version.h"
 
 /* ------------------------------------------------------------- ranking */
 
@@ -169,7 +170,7 @@ cJSON *tc_report_to_json(const tc_analysis *a, const cJSON *model, const cJSON *
     cJSON *root = cJSON_CreateObject();
     put(root, "schema", cJSON_CreateString(TC_REPORT_SCHEMA), &ok);
     put(root, "schema_version", cJSON_CreateNumber(TC_REPORT_SCHEMA_VERSION), &ok);
-    put(root, "tool_version", cJSON_CreateString(TC_VERSION), &ok);
+    put(root, "tool_version", cJSON_CreateString(tc_version()), &ok);
     put(root, "model", copy_object(model), &ok);
     put(root, "calibration", copy_object(calibration), &ok);
     put(root, "ppl", num(a->ppl), &ok);
@@ -990,7 +991,7 @@ int tc_report_html(const tc_analysis *a, const cJSON *model, const cJSON *calibr
     sb_escape(&b, title);
     sb_printf(&b, "</title>\n<style>\n%s</style>\n</head>\n<body>\n<h1>Redundancy report: ", CSS);
     sb_escape(&b, title);
-    sb_printf(&b, "</h1>\n<p class=\"sub\">tc-analyze %s, report schema %s version %d</p>\n", TC_VERSION,
+    sb_printf(&b, "</h1>\n<p class=\"sub\">tc-analyze %s, report schema %s version %d</p>\n", tc_version(),
               TC_REPORT_SCHEMA, TC_REPORT_SCHEMA_VERSION);
     info_table(&b, "Model", model);
     info_table(&b, "Calibration", calibration);

@@ -7,6 +7,8 @@
 
 #include "model_internal.h"
 #include "tc/checked.h"
+#include "tc/tokenizer.h"
+#include "tc/vocab.h"
 
 tc_config tc_synth_config(int n_layers, int dim, int n_heads, int n_kv_heads, int ffn_dim, int vocab)
 {
@@ -180,10 +182,69 @@ int tc_synth_model(tc_model *m, const tc_synth_spec *s, tc_error *err)
     return tc_model_from_memory(m, &d, &cfg, err);
 }
 
+/* The tokenizer's vocabulary size, BOS and EOS into the config. */
+static int synth_tokenizer(const tc_synth_spec *s, tc_config *c, tc_error *err)
+{
+    tc_tokenizer *t;
+    if (tc_tokenizer_open(&t, s->tokenizer, err))
+        return TC_ERR;
+    int32_t n = tc_tokenizer_vocab_size(t);
+    c->bos_id = tc_tokenizer_bos(t);
+    c->eos_id = tc_tokenizer_eos(t);
+    tc_tokenizer_free(t);
+    if (c->vocab_size <= 0)
+        c->vocab_size = n;
+    if (n > c->vocab_size)
+        return tc_err(err, "%s: the tokenizer has %ld tokens but the model only %d", s->tokenizer, (long)n,
+                      c->vocab_size);
+    return TC_OK;
+}
+
+/* A directory's files: path up to its last '/' (or "."). */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *d = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+    return d;
+}
+
 int tc_synth_write(const char *path, tc_format fmt, tc_dtype dtype, const tc_synth_spec *s, tc_error *err)
 {
     tc_model_src src = {
         .cfg = s->cfg, .dtype = dtype, .fill = tc_synth_fill, .ctx = (void *)s, .name = "tc-synthetic",
     };
-    return tc_model_write(path, fmt, &src, err);
+    if (!s->tokenizer)
+        return tc_model_write(path, fmt, &src, err);
+    if (fmt == TC_FORMAT_LLAMA2C)
+        return tc_err(err, "%s: a llama2.c checkpoint holds no tokenizer (give it to the tools with --tokenizer)",
+                      path);
+    if (synth_tokenizer(s, &src.cfg, err))
+        return TC_ERR;
+    tc_synth_spec spec = *s;
+    spec.cfg = src.cfg;
+    src.ctx = &spec;
+    tc_vocab v = {0};
+    char *dir = NULL;
+    int rc = TC_OK;
+    if (fmt == TC_FORMAT_GGUF) {
+        rc = tc_vocab_open(&v, s->tokenizer, src.cfg.vocab_size, err);
+        src.vocab = &v;
+    } else {
+        /* A Hugging Face directory carries tokenizer.json and its companions
+         * as files; another tokenizer is converted into them. */
+        const char *base = strrchr(s->tokenizer, '/');
+        base = base ? base + 1 : s->tokenizer;
+        if (strcmp(base, "tokenizer.json") != 0) {
+            rc = tc_vocab_open(&v, s->tokenizer, src.cfg.vocab_size, err);
+            src.vocab = &v;
+        } else if (!(dir = dir_of(s->tokenizer))) {
+            rc = tc_err(err, "%s: out of memory", path);
+        }
+        src.hf_src_dir = dir;
+    }
+    if (rc == TC_OK)
+        rc = tc_model_write(path, fmt, &src, err);
+    tc_vocab_free(&v);
+    free(dir);
+    return rc;
 }

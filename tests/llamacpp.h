@@ -63,7 +63,7 @@ static const char *llamacpp_unavailable(char *pkg, size_t npkg, char *script, si
 /* Greedy continuations of BOS (token 1) by llama.cpp for n_models files:
  * out[i] receives up to n_gen ids, n_out[i] how many (-1 when llama.cpp
  * refused the file; its message goes to stderr).  Returns 0 when node ran. */
-static int llamacpp_greedy(const char *pkg, const char *script, int n_gen, const char *const *models,
+static inline int llamacpp_greedy(const char *pkg, const char *script, int n_gen, const char *const *models,
                            size_t n_models, int32_t *const *out, int *n_out)
 {
     size_t cmd_len = 4096;

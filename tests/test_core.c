@@ -4,6 +4,7 @@
 
 #include "tc/cursor.h"
 #include "tc/dtype.h"
+#include "tc/json_text.h"
 #include "tc/outfile.h"
 #include "tc/tensordir.h"
 
@@ -178,6 +179,41 @@ static void test_outfile(void)
     rmdir(dir);
 }
 
+/* Configs go back to Python with their floats floats: 3.0 stays 3.0 (transformers
+ * refuses an int for some float fields), 3 stays 3, and strings holding digits
+ * do not shift the marks. */
+static void test_json_text(void)
+{
+    const char *text = "{\"a\": 3.0, \"s\": \"12 \\\" 4.5\", \"b\": 3, \"c\": [1e-05, 2, -0.5E1],"
+                       " \"d\": {\"e\": 10000.0, \"t\": true}, \"f\": 0.02}";
+    cJSON *j = cJSON_Parse(text);
+    CHECK(j != NULL);
+    tc_json_mark_floats(j, text);
+    char *out = tc_json_print(j);
+    CHECK(out != NULL);
+    static const char *const want[] = {"\"a\": 3.0,", "\"b\": 3,", "1e-05,", "\n    2,", "-5.0\n",
+                                       "\"e\": 10000.0,", "\"f\": 0.02\n", "\"s\": \"12 \\\" 4.5\""};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK_MSG(out && strstr(out, want[i]), "%s not in %s", want[i], out ? out : "(null)");
+    cJSON *back = out ? cJSON_Parse(out) : NULL;
+    CHECK(back && cJSON_Compare(j, back, 1));
+    cJSON_Delete(back);
+    free(out);
+    /* Marks survive a copy; a float setting is written as its float32. */
+    cJSON *copy = cJSON_Duplicate(j, 1);
+    tc_json_add_float(copy, "g", tc_json_float32_value(1e-5f));
+    tc_json_add_float(copy, "h", 8.0);
+    out = tc_json_print(copy);
+    CHECK(out && strstr(out, "\"a\": 3.0,") && strstr(out, "\"g\": 1e-05,") && strstr(out, "\"h\": 8.0\n"));
+    free(out);
+    cJSON_Delete(copy);
+    cJSON_Delete(j);
+    /* What JSON cannot hold is refused, not written as something else. */
+    cJSON *nan = tc_json_float(NAN);
+    CHECK(tc_json_print(nan) == NULL);
+    cJSON_Delete(nan);
+}
+
 int main(void)
 {
     test_cursor();
@@ -185,5 +221,6 @@ int main(void)
     test_q8_0();
     test_tensordir();
     test_outfile();
+    test_json_text();
     return tu_finish("test_core");
 }

@@ -6,6 +6,7 @@
  * Slow writes are made by a fill callback that sleeps between tensors, in a
  * forked child the parent watches through the directory (the temporary
  * appears, then the parent kills or interrupts the child). */
+#define _DEFAULT_SOURCE 1 /* tools/cli.c, included below, calls syscall() */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -234,6 +235,75 @@ static void test_sigint(const char *input, const char *input_copy)
     remove_temps("plain.gguf");
 }
 
+/* Does the temporary directory beside prefix hold a temporary file with
+ * bytes in it (a weights file being written)? */
+static int temp_dir_busy(const char *prefix)
+{
+    DIR *d = opendir(g_dir);
+    if (!d)
+        return 0;
+    int busy = 0;
+    struct dirent *e;
+    while (!busy && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) || !strstr(e->d_name, ".tmp."))
+            continue;
+        char sub[1024];
+        snprintf(sub, sizeof sub, "%s/%s", g_dir, e->d_name);
+        DIR *in = opendir(sub);
+        struct dirent *f;
+        while (in && !busy && (f = readdir(in)) != NULL) {
+            char p[1400];
+            struct stat st;
+            snprintf(p, sizeof p, "%s/%s", sub, f->d_name);
+            busy = strstr(f->d_name, ".tmp.") && stat(p, &st) == 0 && st.st_size > 0;
+        }
+        if (in)
+            closedir(in);
+    }
+    closedir(d);
+    return busy;
+}
+
+/* A Hugging Face directory interrupted while its weights are written: the
+ * temporary directory beside the target goes, with the temporary file inside
+ * it; the old directory at the target stays as it was. */
+static void test_sigint_dir(const char *input)
+{
+    char target[600], config[700];
+    join(target, sizeof target, "interrupted-hf");
+    mkdir(target, 0755);
+    snprintf(config, sizeof config, "%s/config.json", target);
+    put_text(config, "{\"the\": \"old one\"}\n");
+    pid_t pid = fork();
+    if (pid == 0) {
+        cli_init();
+        tc_model m;
+        tc_error err = {{0}};
+        if (tc_model_open(&m, input, &err))
+            _exit(3);
+        slow_copy sc = {.copy = {.model = &m}, .delay = 20000};
+        tc_model_src src = {.cfg = m.cfg, .dtype = TC_F32, .fill = slow_fill, .ctx = &sc};
+        int rc = tc_model_write(target, TC_FORMAT_HF, &src, &err);
+        _exit(rc == TC_OK ? 0 : 4);
+    }
+    int saw = 0;
+    for (int i = 0; i < 2000 && !saw; i++) {
+        saw = temp_dir_busy("interrupted-hf");
+        if (!saw)
+            sleep_us(10000);
+    }
+    CHECK_MSG(saw, "no temporary directory with a file being written appeared beside %s", target);
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM, "status %#x", status);
+    CHECK_MSG(count_temps(g_dir, "interrupted-hf") == 0, "SIGTERM left a temporary directory");
+    char *text = tu_slurp(config);
+    CHECK(text && strcmp(text, "{\"the\": \"old one\"}\n") == 0);
+    free(text);
+    CHECK(count_temps(target, "") == 0);
+}
+
 /* The finished file leaves no temporary and unregisters it (the handler then
  * has nothing to remove: the slots are free again). */
 static void test_hooks_released(void)
@@ -417,6 +487,7 @@ int main(void)
     test_disk_full();
     test_hooks_released();
     test_sigkill(input, input_copy);
+    test_sigint_dir(input);
     test_sigint(input, input_copy);
     test_tool_sigint();
     if (!tu_failures) {

@@ -1,10 +1,12 @@
-/* TQ1_0 / TQ2_0 block coding: hand-computed bytes pin ggml's element and trit
- * order, random rows round-trip, dequantization is code * f16(d), and bad
- * input is refused. */
+/* Ternary codes in ggml blocks (TQ1_0, TQ2_0, and Q4_0 / Q8_0 holding -1, 0,
+ * 1): hand-computed bytes pin ggml's element and trit order, random rows
+ * round-trip, dequantization is code * f16(d) (for Q4_0 / Q8_0 also through
+ * ggml's own Q4_0 / Q8_0 decoder), and bad input is refused. */
 #include "testutil.h"
 
 #include <stdint.h>
 
+#include "tc/ggml_quants.h"
 #include "tc/ggml_ternary.h"
 
 static uint64_t rng_state;
@@ -90,42 +92,78 @@ static void test_every_trit_byte(void)
 
 static void test_round_trip(void)
 {
-    static const int64_t Ks[] = {256, 512, 2560};
-    static const tc_dtype types[] = {TC_TQ1_0, TC_TQ2_0};
+    static const struct { tc_dtype type; int64_t K[3]; } cases[] = {
+        {TC_TQ1_0, {256, 512, 2560}}, {TC_TQ2_0, {256, 512, 2560}},
+        {TC_Q4_0, {32, 352, 2080}},   {TC_Q8_0, {32, 352, 2080}},
+    };
     tc_error err;
-    for (int ti = 0; ti < 2; ti++)
+    for (size_t ti = 0; ti < sizeof cases / sizeof cases[0]; ti++)
         for (int ki = 0; ki < 3; ki++) {
-            int64_t K = Ks[ki], nb = K / 256;
+            tc_dtype type = cases[ti].type;
+            int64_t K = cases[ti].K[ki], B = tc_ggml_ternary_block_elems(type), nb = K / B;
+            CHECK(B == (type == TC_Q4_0 || type == TC_Q8_0 ? 32 : 256));
             uint64_t bytes;
-            CHECK_OK(tc_ggml_ternary_row_bytes(types[ti], K, &bytes, &err), &err);
-            CHECK(bytes == (uint64_t)nb * tc_dtype_block_bytes(types[ti]));
+            CHECK_OK(tc_ggml_ternary_row_bytes(type, K, &bytes, &err), &err);
+            CHECK(bytes == (uint64_t)nb * tc_dtype_block_bytes(type));
             int8_t *c = malloc((size_t)K), *back = malloc((size_t)K);
             float *d = malloc((size_t)nb * sizeof *d), *dback = malloc((size_t)nb * sizeof *d);
-            float *w = malloc((size_t)K * sizeof *w);
+            float *w = malloc((size_t)K * sizeof *w), *g = malloc((size_t)K * sizeof *g);
             uint8_t *blk = malloc(bytes);
             for (int64_t i = 0; i < K; i++)
                 c[i] = (int8_t)(rng_next() % 3) - 1;
             for (int64_t b = 0; b < nb; b++)
                 d[b] = (float)((double)(rng_next() % 100000) * 1e-6 - 0.02);
-            CHECK_OK(tc_ggml_ternary_encode(types[ti], c, d, K, blk, &err), &err);
-            CHECK_OK(tc_ggml_ternary_decode(types[ti], blk, K, back, dback, &err), &err);
+            CHECK_OK(tc_ggml_ternary_encode(type, c, d, K, blk, &err), &err);
+            CHECK_OK(tc_ggml_ternary_decode(type, blk, K, back, dback, &err), &err);
             CHECK(memcmp(c, back, (size_t)K) == 0);
-            CHECK_OK(tc_ggml_ternary_dequantize(types[ti], blk, K, w, &err), &err);
+            CHECK_OK(tc_ggml_ternary_dequantize(type, blk, K, w, &err), &err);
+            /* Q4_0 and Q8_0 are ordinary ggml blocks: ggml's own decoder reads the same weights. */
+            int plain = tc_ggml_quant_is(type);
+            if (plain)
+                CHECK_OK(tc_ggml_quant_dequantize(type, blk, (uint64_t)K, g, &err), &err);
             int bad = 0;
             for (int64_t b = 0; b < nb; b++) {
                 float d16 = tc_f16_to_f32(tc_f32_to_f16(d[b]));
                 bad += dback[b] != d16;
-                for (int64_t i = b * 256; i < (b + 1) * 256; i++)
-                    bad += w[i] != (float)c[i] * d16;
+                for (int64_t i = b * B; i < (b + 1) * B; i++)
+                    bad += w[i] != (float)c[i] * d16 || (plain && g[i] != w[i]);
             }
-            CHECK(bad == 0);
+            CHECK_MSG(bad == 0, "%s, K %lld: %d weights differ", tc_dtype_name(type), (long long)K, bad);
             free(c);
             free(back);
             free(d);
             free(dback);
             free(w);
+            free(g);
             free(blk);
         }
+}
+
+/* Q4_0: element j in byte j's low nibble, j + 16 in its high nibble, as code + 8; Q8_0: one
+ * int8 per element; the f16 scale first. */
+static void test_q_blocks(void)
+{
+    tc_error err;
+    int8_t c[32] = {0};
+    c[0] = 1;
+    c[17] = -1;
+    float d = 0.5f;
+    uint8_t b4[18], b8[34];
+    CHECK_OK(tc_ggml_ternary_encode(TC_Q4_0, c, &d, 32, b4, &err), &err);
+    CHECK(b4[0] == 0x00 && b4[1] == 0x38); /* 0.5 as f16 */
+    CHECK(b4[2] == 0x89 && b4[3] == 0x78 && b4[4] == 0x88 && b4[17] == 0x88);
+    CHECK_OK(tc_ggml_ternary_encode(TC_Q8_0, c, &d, 32, b8, &err), &err);
+    CHECK(b8[0] == 0x00 && b8[1] == 0x38 && b8[2] == 1 && b8[19] == 0xff && b8[3] == 0);
+    /* A row that is not whole 32-blocks, and integers that are not ternary. */
+    uint64_t bytes;
+    CHECK(tc_ggml_ternary_row_bytes(TC_Q4_0, 688, &bytes, &err) == TC_ERR && strstr(err.msg, "688") != NULL);
+    CHECK(tc_ggml_ternary_row_bytes(TC_Q4_K, 256, &bytes, &err) == TC_ERR);
+    CHECK(tc_ggml_ternary_block_elems(TC_Q4_K) == 0 && tc_ggml_ternary_block_elems(TC_F16) == 0);
+    int8_t back[32];
+    b4[2] = 0x8a;
+    CHECK(tc_ggml_ternary_decode(TC_Q4_0, b4, 32, back, &d, &err) == TC_ERR && strstr(err.msg, "Q4_0 block 0"));
+    b8[5] = 2;
+    CHECK(tc_ggml_ternary_decode(TC_Q8_0, b8, 32, back, &d, &err) == TC_ERR && strstr(err.msg, "Q8_0 block 0"));
 }
 
 static void test_errors(void)
@@ -169,6 +207,7 @@ int main(void)
     test_known_bytes();
     test_every_trit_byte();
     test_round_trip();
+    test_q_blocks();
     test_errors();
     return tu_finish("test_ggml_ternary");
 }

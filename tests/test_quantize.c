@@ -12,6 +12,8 @@
 #include "tc/ggml_ternary.h"
 #include "tc/gguf.h"
 #include "tc/model.h"
+#include "tc/model_write.h"
+#include "tc/prune.h"
 #include "tc/quantize.h"
 #include "tc/synth.h"
 #include "tc/tmodel.h"
@@ -107,18 +109,24 @@ static void test_lossless(const char *dir)
     CHECK(e && e->ternary && e->plan.group.cols == 32);
     tc_tmodel_close(&t);
 
-    /* GGUF needs rows of 256: a 64-wide model keeps every linear weight float, or fails strict. */
+    /* TQ blocks need rows of 256: a 64-wide model with an FFN of 96 has not one, so its GGUF
+     * would hold no TQ2_0 tensor and is refused before anything is written, unless the
+     * fallback was chosen explicitly.  Then every row (64 or 96 long: whole 32-blocks)
+     * holds its ternary codes as Q4_0, nothing falls back, and strict has nothing to refuse. */
     snprintf(path, sizeof path, "%s/narrow.gguf", dir);
     o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_I2, TC_TGROUP_ROW, 0, TC_QFORMAT_GGUF_TQ2);
-    CHECK_OK(tc_quantize_model(&m, path, &o, &rep, &err), &err);
-    CHECK(rep.n_kept_float == 14);
-    CHECK(rep.tensors[1].why && strstr(rep.tensors[1].why, "256"));
-    tc_quantize_report_free(&rep);
-    o.strict = 1;
-    snprintf(path, sizeof path, "%s/strict.gguf", dir);
     CHECK(tc_quantize_model(&m, path, &o, &rep, &err) == TC_ERR);
-    CHECK(strstr(err.msg, "256") != NULL);
+    CHECK_MSG(strstr(err.msg, "TQ2_0") && strstr(err.msg, "64 and 96") && strstr(err.msg, "explicitly"), "%s",
+              err.msg);
     CHECK(access(path, F_OK) != 0);
+    o.fallback_explicit = 1;
+    o.strict = 1;
+    CHECK_OK(tc_quantize_model(&m, path, &o, &rep, &err), &err);
+    CHECK(rep.n_fallback == 0 && rep.fallback == TC_Q8_0 && rep.verified);
+    for (size_t i = 1; i < rep.n_tensors; i++)
+        CHECK_MSG(rep.tensors[i].ternary && rep.tensors[i].dtype == TC_Q4_0, "%s", rep.tensors[i].name);
+    CHECK(rep.rel_weight_error < 1e-7);
+    tc_quantize_report_free(&rep);
     /* Calibrated without data is refused. */
     o = opts_of(TC_TMETHOD_CALIBRATED, TC_TPACK_I2, TC_TGROUP_ROW, 0, TC_QFORMAT_PACKED);
     CHECK(tc_quantize_model(&m, path, &o, &rep, &err) == TC_ERR);
@@ -135,9 +143,13 @@ static void test_block_scales(void)
     codes[1] = -1;
     codes[130] = 1;
     tc_tgroup g = {TC_TGROUP_COLS, 128};
-    tc_quantize_block_scales(codes, scales, 1, 512, &g, d);
+    tc_quantize_block_scales(codes, scales, 1, 512, &g, 256, d);
     CHECK_NEAR(d[0], 4.0 / 3.0, 1e-6);
     CHECK(d[1] == 3.0f);
+    /* Blocks of 32 (Q4_0 holding ternary codes) lie inside groups of 128: each gets its group's scale. */
+    float d32[16];
+    tc_quantize_block_scales(codes, scales, 1, 512, &g, 32, d32);
+    CHECK(d32[0] == 1.0f && d32[4] == 2.0f && d32[8] == 3.0f && d32[15] == 4.0f);
 }
 
 /* A 256-wide synthetic checkpoint as GGUF, with the stories260K vocabulary when available. */
@@ -173,9 +185,14 @@ static void test_gguf_exact(const char *dir)
     if (src == 0) {
         CHECK_OK(tc_model_open(&m, in, &err), &err);
     } else if (src == 2) {
-        char phi[512];
+        char phi[512], tok[512];
         snprintf(phi, sizeof phi, "%s/phi3_t", dir);
-        tc_synth_spec s = {.cfg = tc_synth_config(2, 256, 4, 2, 768, 512), .seed = 11, .ternary = 1};
+        /* a GGUF written from a Hugging Face directory carries its tokenizer.json */
+        if (!tu_asset(tok, sizeof tok, "models/deep16-hf/tokenizer.json")) {
+            printf("Phi-3 directory skipped: no tokenizer.json of 512 tokens in the assets\n");
+            continue;
+        }
+        tc_synth_spec s = {.cfg = tc_synth_config(2, 256, 4, 2, 768, 512), .seed = 11, .ternary = 1, .tokenizer = tok};
         CHECK_OK(tc_synth_family(&s.cfg, "phi3", 0, &err), &err);
         CHECK_OK(tc_synth_write(phi, TC_FORMAT_HF, TC_F16, &s, &err), &err);
         CHECK_OK(tc_model_open(&m, phi, &err), &err);
@@ -188,7 +205,7 @@ static void test_gguf_exact(const char *dir)
         tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_I2, TC_TGROUP_ROW, 0, (tc_qformat)f);
         tc_quantize_report rep;
         CHECK_OK(tc_quantize_model(&m, out, &o, &rep, &err), &err);
-        CHECK(rep.verified && rep.n_kept_float == 0);
+        CHECK(rep.verified && rep.n_fallback == 0);
         CHECK(rep.bpw_linear > (f == TC_QFORMAT_GGUF_TQ1 ? 1.68 : 2.06) &&
               rep.bpw_linear < (f == TC_QFORMAT_GGUF_TQ1 ? 1.70 : 2.07));
         tc_quantize_report_free(&rep);
@@ -267,15 +284,243 @@ static int fallback_bytes_equal(const tc_tensor *t, const float *src, const tc_m
     return ok;
 }
 
-/* --fallback-type: the matrices that cannot be ternary are stored in the
- * block type where their rows are whole blocks of it, with the reference
- * bytes (Q and K rows reordered for GGUF), and F16 where they are not; the
- * report names each one's type and bytes. */
+/* The parts of a report add up to the file: every tensor's bytes in the file
+ * are in exactly one part, the report's matrices as stored, the norms the
+ * file's vectors. */
+static int parts_add_up(const tc_quantize_report *rep, const char *path)
+{
+    tc_error err = {{0}};
+    tc_gguf g;
+    if (tc_gguf_open(&g, path, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 0;
+    }
+    uint64_t all = 0, mat = 0, vec = 0, vec_n = 0, part[TC_QPART_COUNT] = {0}, sum = 0, reported = 0;
+    for (size_t i = 0; i < g.dir.n_tensors; i++) {
+        all += g.dir.tensors[i].nbytes;
+        if (g.dir.tensors[i].n_dims == 1) {
+            vec += g.dir.tensors[i].nbytes;
+            vec_n += g.dir.tensors[i].n_elements;
+        } else {
+            mat += g.dir.tensors[i].nbytes;
+        }
+    }
+    tc_gguf_close(&g);
+    for (size_t i = 0; i < rep->n_tensors; i++) {
+        const tc_qtensor_report *r = &rep->tensors[i];
+        part[r->layer < 0 ? TC_QPART_EMBEDDINGS : r->ternary ? TC_QPART_TERNARY : TC_QPART_FALLBACK] += r->bytes;
+        reported += r->bytes;
+    }
+    /* The file's other matrices are the zero stand-ins of dropped sub-layers (fallback). */
+    part[TC_QPART_FALLBACK] += mat - reported;
+    part[TC_QPART_NORMS] = vec;
+    int ok = 1;
+    for (int p = 0; p < TC_QPART_COUNT; p++) {
+        sum += rep->parts[p].bytes;
+        ok &= rep->parts[p].bytes == part[p];
+    }
+    ok &= rep->parts[TC_QPART_NORMS].params == vec_n && sum == all && rep->tensor_bytes == all &&
+          rep->file_bytes > all;
+    if (!ok)
+        fprintf(stderr, "%s: parts %llu + %llu + %llu + %llu bytes, file tensors %llu\n", path,
+                (unsigned long long)rep->parts[0].bytes, (unsigned long long)rep->parts[1].bytes,
+                (unsigned long long)rep->parts[2].bytes, (unsigned long long)rep->parts[3].bytes,
+                (unsigned long long)all);
+    return ok;
+}
+
+/* Rows that are whole 32-blocks but not 256-blocks: the codes in Q4_0, exactly.  A
+ * synthetic ternary model stored F16 (so that its scales are f16 values and the
+ * round trip can be exact to the bit) with FFN widths 352 (down projections of
+ * 352-long rows: Q4_0) and 688 (deep16's: whole blocks of no ggml type, so the
+ * declared fallback, which is float there: F16).  Everything else is TQ2_0, the
+ * embedding the default fallback Q8_0, and the report's parts add up to the file. */
+static void test_gguf_holders(const char *dir)
+{
+    tc_error err = {{0}};
+    static const int ffns[] = {352, 688};
+    for (int fi = 0; fi < 2; fi++) {
+        char in[512], out[512];
+        snprintf(in, sizeof in, "%s/holders_%d.gguf", dir, ffns[fi]);
+        snprintf(out, sizeof out, "%s/holders_%d_tq2.gguf", dir, ffns[fi]);
+        tc_synth_spec s = {.cfg = tc_synth_config(2, 256, 4, 2, ffns[fi], 512), .seed = 31, .ternary = 1};
+        tc_model_src src = {.cfg = s.cfg, .dtype = TC_F16, .fill = tc_synth_fill, .ctx = &s, .name = "holders"};
+        CHECK_OK(tc_model_write(in, TC_FORMAT_GGUF, &src, &err), &err);
+        tc_model m, q;
+        CHECK_OK(tc_model_open(&m, in, &err), &err);
+        tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_I2, TC_TGROUP_ROW, 0, TC_QFORMAT_GGUF_TQ2);
+        o.float_dtype = TC_F16;
+        tc_quantize_report rep;
+        CHECK_OK(tc_quantize_model(&m, out, &o, &rep, &err), &err);
+        CHECK(rep.verified && rep.fallback == TC_Q8_0);
+        CHECK(rep.n_fallback == (ffns[fi] == 688 ? 2 : 0) && rep.n_fallback_float == rep.n_fallback);
+        CHECK_MSG(parts_add_up(&rep, out), "ffn %d: the parts do not add up to the file", ffns[fi]);
+        CHECK(rep.parts[TC_QPART_TERNARY].params + rep.parts[TC_QPART_FALLBACK].params == rep.linear_params);
+        CHECK_OK(tc_model_open(&q, out, &err), &err);
+        CHECK(q.tok_embd->dtype == TC_Q8_0);
+        for (size_t i = 0; i < rep.n_tensors; i++) {
+            const tc_qtensor_report *r = &rep.tensors[i];
+            if (r->layer < 0)
+                continue;
+            const tc_tensor *t = q.layers[r->layer].w[r->role];
+            int down = r->role == TC_W_DOWN;
+            tc_dtype want = !down ? TC_TQ2_0 : ffns[fi] == 352 ? TC_Q4_0 : TC_F16;
+            CHECK_MSG(t && t->dtype == want && r->dtype == want && r->bytes == t->nbytes &&
+                      r->ternary == (want != TC_F16), "ffn %d %s: stored %s, expected %s", ffns[fi], r->name,
+                      t ? tc_dtype_name(t->dtype) : "nothing", tc_dtype_name(want));
+            if (!t || !down)
+                continue;
+            /* Ternary or not, the down projection decodes to the input's weights bit for bit
+             * (a ternary F16 input: its scales are f16 values, its F16 copy is itself). */
+            tc_layer_f32 w;
+            CHECK_OK(tc_model_load_layer(&m, r->layer, &w, &err), &err);
+            float *v = NULL;
+            CHECK_OK(tc_tensor_load_f32(t, &v, &err), &err);
+            CHECK_MSG(v && memcmp(v, w.w[TC_W_DOWN], (size_t)(r->rows * r->cols) * sizeof *v) == 0,
+                      "ffn %d %s: not the input's weights", ffns[fi], r->name);
+            CHECK(want != TC_F16 || (r->why && strstr(r->why, "32")));
+            free(v);
+            tc_layer_f32_free(&w);
+        }
+        tc_model_close(&q);
+        tc_quantize_report_free(&rep);
+        tc_model_close(&m);
+    }
+}
+
+/* The largest difference between the logits of two models over a few tokens. */
+static double logits_diff(const tc_model *a, const tc_model *b)
+{
+    static const int32_t toks[] = {1, 35, 200, 17, 401, 9, 77, 300};
+    tc_error err = {{0}};
+    tc_decoder *da = NULL, *db = NULL;
+    tc_decoder_opts o = {.max_len = 16};
+    int V = a->cfg.vocab_size;
+    float *la = malloc((size_t)V * sizeof *la), *lb = malloc((size_t)V * sizeof *lb);
+    double diff = -1;
+    if (la && lb && tc_decoder_new(&da, a, &o, &err) == TC_OK && tc_decoder_new(&db, b, &o, &err) == TC_OK) {
+        diff = 0;
+        for (size_t t = 0; t < sizeof toks / sizeof toks[0] && diff >= 0; t++) {
+            if (tc_decoder_step(da, toks[t], la, &err) || tc_decoder_step(db, toks[t], lb, &err)) {
+                diff = -1;
+                break;
+            }
+            for (int v = 0; v < V; v++)
+                diff = fabs((double)la[v] - lb[v]) > diff ? fabs((double)la[v] - lb[v]) : diff;
+        }
+    }
+    if (diff < 0)
+        fprintf(stderr, "%s\n", err.msg);
+    tc_decoder_free(da);
+    tc_decoder_free(db);
+    free(la);
+    free(lb);
+    return diff;
+}
+
+/* pad_ffn: an FFN of 688 is written as 768 wide, the added rows of gate and up and
+ * columns of down zero, so that the down projections are TQ2_0 too.  The source's
+ * weights come back bit for bit beside the zeros, the file computes the source's
+ * logits, and its parts add up.  Three sources: a llama GGUF, a Phi-3 directory
+ * (fused gate/up, written as llama.cpp's ffn_up) and the llama GGUF pruned of one
+ * MLP (deci: the dropped MLP's stand-in stays width 1). */
+static void test_gguf_padding(const char *dir)
+{
+    tc_error err = {{0}};
+    char base[512];
+    snprintf(base, sizeof base, "%s/pad_base.gguf", dir);
+    tc_synth_spec s = {.cfg = tc_synth_config(2, 256, 4, 2, 688, 512), .seed = 41, .ternary = 1};
+    tc_model_src src = {.cfg = s.cfg, .dtype = TC_F16, .fill = tc_synth_fill, .ctx = &s, .name = "pad"};
+    CHECK_OK(tc_model_write(base, TC_FORMAT_GGUF, &src, &err), &err);
+    for (int k = 0; k < 3; k++) {
+        char in[512], out[512];
+        snprintf(out, sizeof out, "%s/pad_%d_tq2.gguf", dir, k);
+        if (k == 0) {
+            snprintf(in, sizeof in, "%s", base);
+        } else if (k == 1) {
+            /* a GGUF written from a Hugging Face directory carries its tokenizer.json */
+            char tok[512];
+            if (!tu_asset(tok, sizeof tok, "models/deep16-hf/tokenizer.json")) {
+                printf("padded Phi-3 directory skipped: no tokenizer.json of 512 tokens in the assets\n");
+                continue;
+            }
+            snprintf(in, sizeof in, "%s/pad_phi3", dir);
+            tc_synth_spec p = s;
+            p.tokenizer = tok;
+            CHECK_OK(tc_synth_family(&p.cfg, "phi3", 0, &err), &err);
+            CHECK_OK(tc_synth_write(in, TC_FORMAT_HF, TC_F16, &p, &err), &err);
+        } else {
+            snprintf(in, sizeof in, "%s/pad_deci.gguf", dir);
+            tc_model bm;
+            tc_prune_plan plan;
+            CHECK_OK(tc_model_open(&bm, base, &err), &err);
+            CHECK_OK(tc_prune_plan_init(&plan, 2, &err), &err);
+            CHECK_OK(tc_prune_parse_list(&plan, "mlp:1", "test", &err), &err);
+            CHECK_OK(tc_prune_write(&bm, &plan, in, TC_FORMAT_GGUF, &err), &err);
+            tc_prune_plan_free(&plan);
+            tc_model_close(&bm);
+        }
+        tc_model m, q;
+        CHECK_OK(tc_model_open(&m, in, &err), &err);
+        tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_I2, TC_TGROUP_ROW, 0, TC_QFORMAT_GGUF_TQ2);
+        o.float_dtype = TC_F16;
+        o.pad_ffn = 1;
+        o.fallback = TC_F16; /* the embedding as it is, so that only the padding differs */
+        tc_quantize_report rep;
+        CHECK_OK(tc_quantize_model(&m, out, &o, &rep, &err), &err);
+        CHECK_MSG(rep.verified && rep.ffn_dim_stored == 768 && rep.n_fallback == 0, "source %d: FFN %d", k,
+                  rep.ffn_dim_stored);
+        for (size_t i = 0; i < rep.n_tensors; i++)
+            CHECK_MSG(rep.tensors[i].layer < 0 || rep.tensors[i].dtype == TC_TQ2_0, "source %d %s", k,
+                      rep.tensors[i].name);
+        CHECK_MSG(parts_add_up(&rep, out), "source %d: the parts do not add up to the file", k);
+        /* The report counts the source's weights, stored in the padded bytes. */
+        CHECK(rep.parts[TC_QPART_TERNARY].params == rep.linear_params);
+        tc_quantize_report_free(&rep);
+        CHECK_OK(tc_model_open(&q, out, &err), &err);
+        CHECK(q.cfg.ffn_dim == 768);
+        for (int l = 0; l < 2; l++) {
+            CHECK(q.layers[l].has_mlp == m.layers[l].has_mlp);
+            if (!m.layers[l].has_mlp)
+                continue;
+            tc_layer_f32 w, wq;
+            CHECK_OK(tc_model_load_layer(&m, l, &w, &err), &err);
+            CHECK_OK(tc_model_load_layer(&q, l, &wq, &err), &err);
+            int bad = 0;
+            for (int r = TC_W_GATE; r <= TC_W_DOWN; r++)
+                for (int64_t i = 0; i < (r == TC_W_DOWN ? 256 : 768); i++)
+                    for (int64_t c = 0; c < (r == TC_W_DOWN ? 768 : 256); c++) {
+                        int64_t si = r == TC_W_DOWN ? i : i < 688 ? i : -1;
+                        int64_t sc = r == TC_W_DOWN ? (c < 688 ? c : -1) : c;
+                        float want = si < 0 || sc < 0 ? 0.0f : w.w[r][si * (r == TC_W_DOWN ? 688 : 256) + sc];
+                        bad += wq.w[r][i * (r == TC_W_DOWN ? 768 : 256) + c] != want;
+                    }
+            CHECK_MSG(bad == 0, "source %d layer %d: %d FFN weights are not the source's or zero", k, l, bad);
+            tc_layer_f32_free(&w);
+            tc_layer_f32_free(&wq);
+        }
+        double diff = logits_diff(&m, &q);
+        CHECK_MSG(diff >= 0 && diff < 1e-4, "source %d: logits differ by %g", k, diff);
+        tc_model_close(&q);
+        /* Without padding the down projections go to the fallback: F16 for rows of 688. */
+        o.pad_ffn = 0;
+        CHECK_OK(tc_quantize_model(&m, out, &o, &rep, &err), &err);
+        CHECK(rep.ffn_dim_stored == 688 && rep.n_fallback == (k == 2 ? 1 : 2));
+        tc_quantize_report_free(&rep);
+        tc_model_close(&m);
+    }
+}
+
+/* --fallback: the matrices that cannot be ternary are stored in the block
+ * type where their rows are whole blocks of it, with the reference bytes (Q
+ * and K rows reordered for GGUF), and F16 where they are not; the report
+ * names each one's type and bytes. */
 static void test_gguf_fallback(const char *dir)
 {
     tc_error err = {{0}};
-    /* wide: dim 256 (q..up ternary), ffn 96 (down is not); narrow: nothing ternary. */
-    static const struct { int dim, heads, kv, ffn; } shapes[] = {{256, 4, 2, 96}, {64, 4, 2, 96}};
+    /* wide: dim 256 (q..up TQ2_0), ffn 88 (down: whole blocks of no ggml type); narrow: dim 64
+     * (q..up Q4_0, no TQ2_0 tensor: written because the fallback is explicit). */
+    static const struct { int dim, heads, kv, ffn; } shapes[] = {{256, 4, 2, 88}, {64, 4, 2, 88}};
     static const tc_dtype fbs[] = {TC_Q8_0, TC_Q4_K};
     for (int sh = 0; sh < 2; sh++) {
         tc_synth_spec s = {.cfg = tc_synth_config(2, shapes[sh].dim, shapes[sh].heads, shapes[sh].kv, shapes[sh].ffn, 512),
@@ -289,10 +534,12 @@ static void test_gguf_fallback(const char *dir)
             snprintf(out, sizeof out, "%s/fallback_%d_%d.gguf", dir, sh, fi);
             tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_I2, TC_TGROUP_ROW, 0, TC_QFORMAT_GGUF_TQ2);
             o.fallback = fb;
+            o.fallback_explicit = 1;
             o.float_dtype = TC_F16;
             tc_quantize_report rep;
             CHECK_OK(tc_quantize_model(&m, out, &o, &rep, &err), &err);
-            CHECK(rep.verified && rep.n_kept_float == (sh == 0 ? 2 : 14));
+            CHECK(rep.verified && rep.n_fallback == 2 && rep.fallback == fb);
+            CHECK(parts_add_up(&rep, out));
             tc_model q;
             CHECK_OK(tc_model_open(&q, out, &err), &err);
             for (size_t i = 0; i < rep.n_tensors; i++) {
@@ -303,10 +550,11 @@ static void test_gguf_fallback(const char *dir)
                 if (!t)
                     continue;
                 int fits = r->cols % (int64_t)tc_dtype_block_elems(fb) == 0;
-                tc_dtype want = r->ternary ? TC_TQ2_0 : fits ? fb : TC_F16;
+                tc_dtype want = r->ternary ? (r->cols % 256 == 0 ? TC_TQ2_0 : TC_Q4_0) : fits ? fb : TC_F16;
+                CHECK_MSG(r->ternary == (r->layer >= 0 && r->role != TC_W_DOWN), "%s", r->name);
                 CHECK_MSG(t->dtype == want && (r->ternary || r->dtype == want) && r->bytes == t->nbytes,
                           "%s: stored %s, expected %s", r->name, tc_dtype_name(t->dtype), tc_dtype_name(want));
-                if (r->ternary || !fits)
+                if (r->ternary)
                     continue;
                 float *src = NULL;
                 tc_layer_f32 w = {0};
@@ -315,8 +563,8 @@ static void test_gguf_fallback(const char *dir)
                 } else {
                     CHECK_OK(tc_model_load_layer(&m, r->layer, &w, &err), &err);
                 }
-                CHECK_MSG(fallback_bytes_equal(t, r->layer < 0 ? src : w.w[r->role], &m, &q, r->layer < 0 ? -1 : r->role, fb),
-                          "%s: not the reference %s bytes", r->name, tc_dtype_name(fb));
+                CHECK_MSG(fallback_bytes_equal(t, r->layer < 0 ? src : w.w[r->role], &m, &q, r->layer < 0 ? -1 : r->role, want),
+                          "%s: not the reference %s bytes", r->name, tc_dtype_name(want));
                 free(src);
                 if (r->layer >= 0)
                     tc_layer_f32_free(&w);
@@ -324,7 +572,7 @@ static void test_gguf_fallback(const char *dir)
             tc_model_close(&q);
             tc_quantize_report_free(&rep);
         }
-        /* Only GGUF has a fallback, and only of the types tc encodes. */
+        /* Only GGUF has a fallback, and only of the types tc encodes or F16. */
         char out[512];
         snprintf(out, sizeof out, "%s/fallback_refused.tcq", dir);
         tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_I2, TC_TGROUP_ROW, 0, TC_QFORMAT_PACKED);
@@ -334,6 +582,8 @@ static void test_gguf_fallback(const char *dir)
         o.format = TC_QFORMAT_GGUF_TQ1;
         o.fallback = TC_Q5_K;
         CHECK(tc_quantize_model(&m, out, &o, &rep, &err) == TC_ERR && strstr(err.msg, "Q5_K") != NULL);
+        o.fallback = TC_BF16;
+        CHECK(tc_quantize_model(&m, out, &o, &rep, &err) == TC_ERR && strstr(err.msg, "BF16") != NULL);
         CHECK(access(out, F_OK) != 0);
         tc_model_close(&m);
     }
@@ -482,38 +732,99 @@ static void test_tool(const char *dir)
     snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/tool.tmodel --method calibrated 2>&1", bin, mp, dir);
     CHECK(tu_run(cmd, &out) == 2);
     free(out);
-    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/tool.gguf --format gguf-tq2 --strict -q 2>&1", bin, mp, dir);
-    CHECK(tu_run(cmd, &out) == 1 && strstr(out, "256"));
+    snprintf(cmd, sizeof cmd,
+             "%s/tc-quantize %s -o %s/tool.gguf --format gguf-tq2 --strict --fallback q8_0 --keep-ffn-width -q 2>&1",
+             bin, mp, dir);
+    CHECK(tu_run(cmd, &out) == 1 && strstr(out, "172") && strstr(out, "strict"));
     free(out);
     snprintf(cmd, sizeof cmd, "%s/tc-quantize %s/tool.tmodel -o %s/x.tmodel 2>&1", bin, dir, dir);
     CHECK(tu_run(cmd, &out) == 1);
     free(out);
-    /* --fallback-type: stories260K (dim 64) has no ternary-able matrix, so every 64-long row
-     * goes out as Q8_0 (30 linear weights, the embedding, the head) and the 172-long rows of
-     * the five down projections stay F16. */
-    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb.gguf --format gguf-tq2 --fallback-type Q8_0 --json -q", bin, mp,
-             dir);
+    /* stories260K (dim 64, ffn 172): by default the FFN is padded to 256 wide, so the down
+     * projections are TQ2_0 and the 64-long rows hold their codes as Q4_0: every linear
+     * weight is ternary and the file says so. */
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/pad.gguf --format gguf-tq2 --json -q", bin, mp, dir);
     CHECK(tu_run(cmd, &out) == 0);
     j = cJSON_Parse(out);
     CHECK(j != NULL);
     if (j) {
-        CHECK(strcmp(cJSON_GetObjectItem(j, "fallback_type")->valuestring, "Q8_0") == 0);
-        int q8 = 0, f16 = 0;
+        CHECK(cJSON_GetObjectItem(j, "ffn_dim")->valuedouble == 172 &&
+              cJSON_GetObjectItem(j, "ffn_dim_stored")->valuedouble == 256);
+        CHECK(cJSON_GetObjectItem(j, "fallback_tensors")->valuedouble == 0);
+        cJSON *ty = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "parts"), "ternary"), "types");
+        CHECK(ty && cJSON_GetObjectItem(ty, "TQ2_0")->valuedouble == 5 && cJSON_GetObjectItem(ty, "Q4_0")->valuedouble == 30);
+    }
+    cJSON_Delete(j);
+    free(out);
+    /* Kept 172 wide, it has no row that TQ2_0 can hold: without --fallback the file is
+     * refused with one line before anything is written. */
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb.gguf --format gguf-tq2 --keep-ffn-width 2>&1", bin, mp, dir);
+    CHECK(tu_run(cmd, &out) == 1);
+    CHECK_MSG(strstr(out, "TQ2_0") && strstr(out, "--fallback") && strchr(out, '\n') == out + strlen(out) - 1,
+              "%s", out);
+    CHECK(access((snprintf(cmd, sizeof cmd, "%s/fb.gguf", dir), cmd), F_OK) != 0);
+    free(out);
+    /* With --fallback q8_0 it is written, and says so: the 64-long rows of 30 linear weights
+     * hold their ternary codes as Q4_0, the 172-long rows of the five down projections are
+     * whole blocks of no ggml type (F16), the embedding and the head are Q8_0; the parts add
+     * up to the file's tensors. */
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb.gguf --format gguf-tq2 --fallback Q8_0 --keep-ffn-width --json -q",
+             bin, mp, dir);
+    CHECK(tu_run(cmd, &out) == 0);
+    j = cJSON_Parse(out);
+    CHECK(j != NULL);
+    if (j) {
+        CHECK(strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(j, "fallback")), "Q8_0") == 0);
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "fallback_explicit")));
+        CHECK(cJSON_GetObjectItem(j, "fallback_tensors")->valuedouble == 5);
+        int q8 = 0, f16 = 0, q4t = 0;
         cJSON *e;
         cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "tensors"))
         {
             const char *dt = cJSON_GetStringValue(cJSON_GetObjectItem(e, "dtype"));
-            q8 += dt && strcmp(dt, "Q8_0") == 0;
-            f16 += dt && strcmp(dt, "F16") == 0;
+            int tern = cJSON_IsTrue(cJSON_GetObjectItem(e, "ternary"));
+            q8 += dt && strcmp(dt, "Q8_0") == 0 && !tern;
+            f16 += dt && strcmp(dt, "F16") == 0 && !tern;
+            q4t += dt && strcmp(dt, "Q4_0") == 0 && tern;
         }
-        CHECK_MSG(q8 == 32 && f16 == 5, "Q8_0 %d, F16 %d", q8, f16);
+        CHECK_MSG(q4t == 30 && q8 == 2 && f16 == 5, "ternary Q4_0 %d, Q8_0 %d, F16 %d", q4t, q8, f16);
+        double sum = 0, tb = cJSON_GetObjectItem(j, "tensor_bytes")->valuedouble;
+        static const char *const parts[] = {"ternary", "fallback", "embeddings", "norms"};
+        cJSON *ps = cJSON_GetObjectItem(j, "parts");
+        for (int p = 0; p < 4; p++) {
+            cJSON *pp = cJSON_GetObjectItem(ps, parts[p]);
+            CHECK_MSG(pp != NULL, "part %s", parts[p]);
+            if (pp)
+                sum += cJSON_GetObjectItem(pp, "bytes")->valuedouble;
+        }
+        CHECK(sum == tb && tb > 0);
+        snprintf(cmd, sizeof cmd, "%s/fb.gguf", dir);
+        tc_gguf g;
+        tc_error err = {{0}};
+        CHECK_OK(tc_gguf_open(&g, cmd, &err), &err);
+        double all = 0;
+        for (size_t i = 0; i < g.dir.n_tensors; i++)
+            all += (double)g.dir.tensors[i].nbytes;
+        CHECK_MSG(all == tb, "the file's tensors hold %.0f bytes, the report %.0f", all, tb);
+        tc_gguf_close(&g);
+        CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(ps, "ternary"), "bits_per_weight")->valuedouble == 4.5);
     }
     cJSON_Delete(j);
     free(out);
-    static const char *const bad[] = {"--fallback-type q5_k --format gguf-tq2", "--fallback-type q8_0"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb2.gguf %s 2>&1", bin, mp, dir, bad[i]);
-        CHECK(tu_run(cmd, &out) == 2 && strstr(out, "--fallback-type"));
+    /* The summary states the fallback and the parts. */
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb.gguf --force --format gguf-tq2 --fallback f16 --keep-ffn-width -q", bin,
+             mp, dir);
+    CHECK(tu_run(cmd, &out) == 0);
+    CHECK_MSG(strstr(out, "fallback F16: 5 linear weights") && strstr(out, "ternary") && strstr(out, "embeddings") &&
+              strstr(out, "norms") && strstr(out, "30 Q4_0"), "%s", out);
+    free(out);
+    static const char *const bad[][2] = {{"--fallback q5_k --format gguf-tq2", "--fallback"},
+                                         {"--fallback q8_0", "--fallback"},
+                                         {"--fallback-type q8_0 --format gguf-tq2", "option"},
+                                         {"--keep-ffn-width", "--keep-ffn-width"}};
+    for (int i = 0; i < 4; i++) {
+        snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/fb2.gguf %s 2>&1", bin, mp, dir, bad[i][0]);
+        CHECK_MSG(tu_run(cmd, &out) == 2 && strstr(out, bad[i][1]), "%s: %s", bad[i][0], out);
         free(out);
     }
 }
@@ -527,6 +838,8 @@ int main(void)
     test_lossless(dir);
     test_gguf_exact(dir);
     test_gguf_matches_packed(dir);
+    test_gguf_holders(dir);
+    test_gguf_padding(dir);
     test_gguf_fallback(dir);
     test_calibrated(dir);
     test_tool(dir);

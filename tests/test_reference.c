@@ -30,6 +30,7 @@
 #include "testutil.h"
 #include "tc/forward.h"
 #include "tc/hfdir.h"
+#include "tc/json_text.h"
 #include "tc/model.h"
 #include "tc/model_write.h"
 #include "tc/prune.h"
@@ -284,6 +285,23 @@ static void save_tc_logits(const ref_case *c, const char *dir)
 
 /* Every key of the source config.json comes out with the same value, but
  * the ones a writer rewrites. */
+/* Whether every number of a is spelled as b spells it (3.0 or 3): Python
+ * reads the two as different types, and transformers refuses an int for some
+ * float fields. */
+static const char *same_number_kinds(const cJSON *a, const cJSON *b)
+{
+    if (cJSON_IsNumber(a) && (a->type & TC_JSON_FLOAT) != (b->type & TC_JSON_FLOAT))
+        return a->string ? a->string : "(an array element)";
+    const cJSON *x = a->child, *y = b->child;
+    for (; x && y; x = x->next, y = y->next) {
+        const cJSON *o = cJSON_IsObject(a) ? cJSON_GetObjectItemCaseSensitive(b, x->string) : y;
+        const char *bad = o ? same_number_kinds(x, o) : NULL;
+        if (bad)
+            return bad;
+    }
+    return NULL;
+}
+
 static int same_config(const char *a_dir, const char *b_dir, char *why, size_t n)
 {
     char pa[4096], pb[4096];
@@ -294,6 +312,8 @@ static int same_config(const char *a_dir, const char *b_dir, char *why, size_t n
     int ok = a && b;
     const cJSON *it;
     if (ok) {
+        tc_json_mark_floats(a, ta);
+        tc_json_mark_floats(b, tb);
         cJSON_ArrayForEach(it, a) {
             const cJSON *o = cJSON_GetObjectItemCaseSensitive(b, it->string);
             if (strcmp(it->string, "num_hidden_layers") == 0 || strcmp(it->string, "dtype") == 0 ||
@@ -301,6 +321,13 @@ static int same_config(const char *a_dir, const char *b_dir, char *why, size_t n
                 continue;
             if (!o || !cJSON_Compare(it, o, 1)) {
                 snprintf(why, n, "key '%s' is %s", it->string, o ? "changed" : "lost");
+                ok = 0;
+                break;
+            }
+            const char *kind = same_number_kinds(it, o);
+            if (kind) {
+                snprintf(why, n, "key '%s' holds a number spelled as another type than the source's (3 for 3.0)",
+                         kind);
                 ok = 0;
                 break;
             }
@@ -312,6 +339,38 @@ static int same_config(const char *a_dir, const char *b_dir, char *why, size_t n
     cJSON_Delete(b);
     free(ta);
     free(tb);
+    return ok;
+}
+
+/* A config written from traits alone holds floats where transformers' class
+ * types them as floats, and no pad id a small vocabulary cannot hold (the
+ * Phi-3 class defaults it to 32000). */
+static int python_types(const char *dir, char *why, size_t n)
+{
+    static const char *const floats[] = {"rms_norm_eps", "attn_logit_softcapping", "final_logit_softcapping"};
+    char p[4096];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    char *t = tu_slurp(p);
+    cJSON *c = t ? cJSON_Parse(t) : NULL;
+    int ok = c != NULL;
+    if (ok) {
+        tc_json_mark_floats(c, t);
+        for (size_t i = 0; i < sizeof floats / sizeof floats[0] && ok; i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, floats[i]);
+            if (cJSON_IsNumber(v) && !(v->type & TC_JSON_FLOAT)) {
+                snprintf(why, n, "%s is written as an int", floats[i]);
+                ok = 0;
+            }
+        }
+        if (ok && !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(c, "pad_token_id"))) {
+            snprintf(why, n, "pad_token_id is not null");
+            ok = 0;
+        }
+    } else {
+        snprintf(why, n, "config.json does not parse");
+    }
+    cJSON_Delete(c);
+    free(t);
     return ok;
 }
 
@@ -650,6 +709,7 @@ int main(void)
             CHECK_MSG(0, "case %s: writing a config from its traits failed: %s", names[i], err.msg);
             continue;
         }
+        CHECK_MSG(python_types(out, why, sizeof why), "case %s written from its traits: %s", names[i], why);
         snprintf(copy.dir, sizeof copy.dir, "%s", out);
         v = evaluate(&copy, NULL);
         print_verdict(names[i], "from traits", &v, v.pass ? "PASS" : "FAIL");

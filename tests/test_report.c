@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "tc/report.h"
+#include "tc/version.h"
 
 static char dir[256];
 
@@ -250,7 +251,7 @@ static void test_json_roundtrip(void)
     if (root) {
         CHECK(strcmp(cJSON_GetObjectItem(root, "schema")->valuestring, "tc-analyze-report") == 0);
         CHECK(cJSON_GetObjectItem(root, "schema_version")->valueint == 1);
-        CHECK(strcmp(cJSON_GetObjectItem(root, "tool_version")->valuestring, TC_VERSION) == 0);
+        CHECK(strcmp(cJSON_GetObjectItem(root, "tool_version")->valuestring, tc_version()) == 0);
         const cJSON *l1 = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "layers"), 1);
         const cJSON *attn = cJSON_GetObjectItem(l1, "attn");
         CHECK(cJSON_IsNull(cJSON_GetObjectItem(attn, "dnll")) && cJSON_IsNull(cJSON_GetObjectItem(attn, "kl")));

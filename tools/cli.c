@@ -1,18 +1,26 @@
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE 1 /* syscall */
+#endif
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tc/calib.h"
+#include "tc/hfdir.h"
 #include "tc/info.h"
 #include "tc/model_tokenizer.h"
 #include "tc/model.h"
 #include "tc/outfile.h"
+#include "tc/version.h"
 
 /* ---- Signals ----------------------------------------------------------------
  * The temporaries open right now, in fixed slots the handler can walk without
@@ -49,12 +57,53 @@ static void temp_finished(void *ctx, const char *tmp)
             cli_temps[i].used = 0;
 }
 
-/* Only async-signal-safe calls: unlink and _exit. */
+/* Empties and removes a temporary directory (a Hugging Face output being
+ * written) with async-signal-safe calls only: open, the getdents64 system
+ * call, unlinkat, close, rmdir.  Its files are flat; a subdirectory (of an old
+ * output being removed under the temporary's name) goes only when empty. */
+static void remove_temp_dir(const char *path)
+{
+#ifdef SYS_getdents64
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    /* Rounds until a read finds nothing left to remove: entries removed
+     * while the directory is read may make a read skip others. */
+    for (int round = 0, removed = 1; removed && round < 64; round++) {
+        long n;
+        char buf[4096] __attribute__((aligned(8)));
+        removed = 0;
+        lseek(fd, 0, SEEK_SET);
+        while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+            for (long off = 0; off < n;) {
+                /* struct linux_dirent64: ino 8, off 8, reclen 2, type 1, name */
+                unsigned short reclen;
+                memcpy(&reclen, buf + off + 16, sizeof reclen);
+                const char *name = buf + off + 19;
+                if (!(name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))))
+                    if (unlinkat(fd, name, 0) == 0 || unlinkat(fd, name, AT_REMOVEDIR) == 0)
+                        removed = 1;
+                off += reclen;
+            }
+        }
+    }
+    close(fd);
+#endif
+    rmdir(path);
+}
+
+/* Only async-signal-safe calls: unlink, the directory removal above, _exit.
+ * Files first, so a temporary directory is emptied of the temporaries inside
+ * it before it goes. */
 static void on_signal(int sig)
 {
+    int dirs = 0;
     for (int i = 0; i < CLI_MAX_TEMPS; i++)
+        if (cli_temps[i].used && unlink(cli_temps[i].path) != 0 && errno != ENOENT)
+            dirs = 1;
+    for (int i = 0; dirs && i < CLI_MAX_TEMPS; i++)
         if (cli_temps[i].used)
-            unlink(cli_temps[i].path);
+            remove_temp_dir(cli_temps[i].path);
     _exit(128 + sig);
 }
 
@@ -118,11 +167,32 @@ int cli_info(const char *tool, const char *model_path, int json)
     return rc;
 }
 
+static double mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 void cli_progress_init(cli_progress *p, const char *label, int quiet)
 {
     p->label = label;
     p->enabled = !quiet && isatty(STDERR_FILENO);
     p->last_permille = -1;
+    p->last_second = -1;
+    p->start = mono_seconds();
+}
+
+/* "1:05:09", "5:09" or "9s" (up to 99999 hours). */
+static void clock_text(char *buf, size_t n, double seconds)
+{
+    int s = seconds > 0 && seconds < 3.6e8 ? (int)(seconds + 0.5) : 0;
+    if (s >= 3600)
+        snprintf(buf, n, "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60);
+    else if (s >= 60)
+        snprintf(buf, n, "%d:%02d", s / 60, s % 60);
+    else
+        snprintf(buf, n, "%ds", s);
 }
 
 void cli_progress_update(void *ctx, double fraction)
@@ -131,15 +201,23 @@ void cli_progress_update(void *ctx, double fraction)
     if (!p->enabled)
         return;
     int permille = (int)(fraction * 1000.0 + 0.5);
-    if (permille == p->last_permille)
+    double elapsed = mono_seconds() - p->start;
+    /* Redrawn when the share or the elapsed second changes. */
+    if (permille == p->last_permille && (long)elapsed == p->last_second)
         return;
     p->last_permille = permille;
-    const int width = 40;
+    p->last_second = (long)elapsed;
+    const int width = 30;
     int filled = permille * width / 1000;
+    char spent[32], left[32] = "?";
+    clock_text(spent, sizeof spent, elapsed);
+    /* The rest at the rate so far; unknown until some of it is done. */
+    if (fraction >= 0.005)
+        clock_text(left, sizeof left, elapsed * (1.0 - fraction) / fraction);
     fprintf(stderr, "\r%-10s [", p->label);
     for (int i = 0; i < width; i++)
         fputc(i < filled ? '#' : ' ', stderr);
-    fprintf(stderr, "] %5.1f%%", permille / 10.0);
+    fprintf(stderr, "] %5.1f%%  %s elapsed, ETA %s   ", permille / 10.0, spent, left);
     fflush(stderr);
 }
 
@@ -177,6 +255,7 @@ int cli_common_option(const char *tool, int code, const char *arg, cli_common *c
     case CLI_OPT_JSON: c->json = 1; return 0;
     case 'q': c->quiet = 1; return 0;
     case CLI_OPT_TOKENIZER: c->tokenizer = arg; return 0;
+    case CLI_OPT_FORCE: c->force = 1; return 0;
     case CLI_OPT_THREADS:
         c->threads = (int)cli_parse_long(arg, 1, 1024);
         if (c->threads < 0) {
@@ -185,38 +264,57 @@ int cli_common_option(const char *tool, int code, const char *arg, cli_common *c
         }
         return 0;
     case 'h': usage(); *exit_code = TC_EXIT_OK; return 1;
-    case CLI_OPT_VERSION: printf("%s %s\n", tool, TC_VERSION); *exit_code = TC_EXIT_OK; return 1;
-    case '?': *exit_code = cli_usage_error(tool, "invalid option or missing value"); return 1;
+    case CLI_OPT_VERSION: printf("%s %s\n", tool, tc_version()); *exit_code = TC_EXIT_OK; return 1;
+    case '?':
+        /* getopt has said which option, once: only the way to help follows. */
+        fprintf(stderr, "Try '%s --help'.\n", tool);
+        *exit_code = TC_EXIT_USAGE;
+        return 1;
     default: return -1;
     }
 }
 
 int cli_calib_option(const char *tool, int code, const char *arg, cli_calib *c, int *exit_code)
 {
+    const char *what = NULL;
     switch (code) {
     case CLI_OPT_CALIB: c->text = arg; return 0;
     case CLI_OPT_CALIB_TOKENS: c->tokens = arg; return 0;
     case CLI_OPT_TEXT_FIELD: c->text_field = arg; return 0;
     case CLI_OPT_SAMPLES:
         if ((c->samples = cli_parse_long(arg, 1, 1L << 30)) < 0)
-            break;
-        return 0;
+            what = "--samples needs a number from 1 to 1073741824";
+        break;
     case CLI_OPT_SEQ_LEN:
         if ((c->seq_len = cli_parse_long(arg, 2, 1L << 24)) < 0)
-            break;
-        return 0;
+            what = "--seq-len needs a number from 2 to 16777216";
+        break;
     case CLI_OPT_SEED: {
         char *end;
         errno = 0;
         c->seed = strtoull(arg, &end, 10);
         if (errno || end == arg || *end || arg[0] == '-')
-            break;
-        return 0;
+            what = "--seed needs a non-negative number";
+        break;
     }
     default: return -1;
     }
-    *exit_code = cli_usage_error(tool, "bad value '%s' for a calibration option", arg);
+    if (!what)
+        return 0;
+    *exit_code = cli_usage_error(tool, "%s, not '%s'", what, arg);
     return 1;
+}
+
+int cli_model_tokenizer(tc_model *m, const char *tokenizer_path, int gguf_output, tc_error *err)
+{
+    if (tokenizer_path && tc_model_set_tokenizer(m, tokenizer_path, err))
+        return TC_ERR;
+    tc_vocab v;
+    if (gguf_output && tc_model_vocab(m, &v, err))
+        return TC_ERR;
+    if (gguf_output)
+        tc_vocab_free(&v);
+    return TC_OK;
 }
 
 int cli_calib_load(const cli_calib *c, const tc_model *m, const char *tokenizer_path, tc_calib_set *set,
@@ -271,6 +369,41 @@ void cli_print_windows(const char *tool, const char *what, const tc_calib_set *s
     char *line = tc_calib_windows_describe(&set->win);
     fprintf(stderr, "%s: %s: %s\n", tool, what, line ? line : "(out of memory)");
     free(line);
+}
+
+int cli_guard_outputs(const char *tool, const tc_model *m, const char *const *inputs, size_t n_inputs,
+                      const cli_output *outs, size_t n_outs, int force)
+{
+    tc_pathguard g;
+    tc_pathguard_init(&g);
+    tc_error err = {{0}};
+    tc_output_verdict why = TC_OUTPUT_FREE;
+    int rc = TC_OK;
+    if (m) {
+        rc = tc_pathguard_add_input(&g, m->path, &err);
+        if (rc == TC_OK && tc_model_hfdir(m)) /* a .safetensors file named: its whole directory */
+            rc = tc_pathguard_add_input(&g, tc_model_hfdir(m)->path, &err);
+    }
+    for (size_t i = 0; rc == TC_OK && i < n_inputs; i++)
+        rc = tc_pathguard_add_input(&g, inputs[i], &err);
+    for (size_t i = 0; rc == TC_OK && i < n_outs; i++)
+        if (outs[i].path)
+            rc = tc_pathguard_check(&g, outs[i].path, outs[i].kind, force, &why, &err);
+    tc_pathguard_free(&g);
+    if (rc == TC_OK)
+        return TC_EXIT_OK;
+    fprintf(stderr, "%s: %s%s\n", tool, err.msg, why == TC_OUTPUT_EXISTS ? " (--force replaces it)" : "");
+    return TC_EXIT_USAGE;
+}
+
+int cli_tokenizer_check(const tc_model *m, const char *path, tc_error *err)
+{
+    tc_tokenizer *tok = NULL;
+    if (!path)
+        return TC_OK;
+    int rc = tc_model_tokenizer(m, path, &tok, err);
+    tc_tokenizer_free(tok);
+    return rc;
 }
 
 int cli_default_threads(void)

@@ -6,6 +6,7 @@
 
 #include "tc/dtype.h"
 #include "tc/error.h"
+#include "tc/pathguard.h"
 
 /* Exit codes, documented in README.md. */
 enum {
@@ -33,11 +34,14 @@ int cli_usage_error(const char *tool, const char *fmt, ...) __attribute__((forma
 /* --info MODEL [--json]: the shared implementation of every tool. */
 int cli_info(const char *tool, const char *model_path, int json);
 
-/* A progress bar on stderr, drawn only when stderr is a terminal and not --quiet. */
+/* A progress bar on stderr with the elapsed time and the time left at the
+ * rate so far, drawn only when stderr is a terminal and not --quiet. */
 typedef struct cli_progress {
     const char *label;
     int enabled;
     int last_permille;
+    long last_second;
+    double start; /* monotonic seconds at init: the elapsed time and the ETA */
 } cli_progress;
 
 void cli_progress_init(cli_progress *p, const char *label, int quiet);
@@ -49,10 +53,23 @@ void cli_progress_done(cli_progress *p);
 typedef struct cli_common {
     int info, json, quiet, threads;
     const char *tokenizer;
+    int force; /* --force, in the tools that write (CLI_FORCE_LONG_OPTION) */
 } cli_common;
 
-enum { CLI_OPT_INFO = 1000, CLI_OPT_JSON, CLI_OPT_VERSION, CLI_OPT_TOKENIZER, CLI_OPT_THREADS,
+enum { CLI_OPT_INFO = 1000, CLI_OPT_JSON, CLI_OPT_VERSION, CLI_OPT_TOKENIZER, CLI_OPT_THREADS, CLI_OPT_FORCE,
        CLI_OPT_TOOL_BASE = 1100 };
+
+/* The tools that write files add this to their table and CLI_FORCE_HELP to
+ * their help. */
+#define CLI_FORCE_LONG_OPTION {"force", no_argument, 0, CLI_OPT_FORCE}
+
+#define CLI_FORCE_HELP                                                                       \
+    "  --force            replace an existing output: a file, or a directory as a whole\n"   \
+    "                     (nothing of the old one survives; only an empty directory or a\n" \
+    "                     checkpoint directory, one with config.json, is replaced).\n"       \
+    "                     Without it an existing output is refused.  An output is never\n"  \
+    "                     an input, nor inside an input directory, nor a directory\n"       \
+    "                     holding an input, --force or not.\n"
 
 #define CLI_COMMON_LONG_OPTIONS                                                  \
     {"info", no_argument, 0, CLI_OPT_INFO}, {"json", no_argument, 0, CLI_OPT_JSON}, \
@@ -66,14 +83,15 @@ enum { CLI_OPT_INFO = 1000, CLI_OPT_JSON, CLI_OPT_VERSION, CLI_OPT_TOKENIZER, CL
     "  --info             print what the checkpoint holds (shapes, parameters, bytes by\n" \
     "                     dtype, bits per weight) and exit\n"                             \
     "  --json             machine-readable output on stdout\n"                           \
-    "  --tokenizer FILE   tokenizer for a checkpoint without one (llama2.c)\n"           \
+    "  --tokenizer FILE   tokenizer for a checkpoint without one (llama2.c); a GGUF\n"    \
+    "                     output carries it as its vocabulary\n"                      \
     "  --threads N        worker threads (default: all cores)\n"                         \
     "  -q, --quiet        no progress bar or log lines on stderr\n"                      \
     "  -h, --help         this help\n"                                                   \
     "      --version      print the version\n"                                           \
     "\n"                                                                                 \
     "Exit codes: 0 success, 1 the work failed (bad input file, write error, ...),\n"     \
-    "2 bad command line.\n"
+    "2 bad command line (an output that is refused included).\n"
 
 /* Handles a common option: returns 0 when handled and the tool goes on, 1
  * when it should exit with *exit_code (help, version, bad value), -1 when the
@@ -134,6 +152,32 @@ int cli_calib_load(const cli_calib *c, const struct tc_model *m, const char *tok
 /* "tool: what: 64 windows of 256 tokens (16384 tokens) of FILE: windows 3, 9,
  * ... of 1823" on stderr, and the set's warning before it (unless quiet). */
 void cli_print_windows(const char *tool, const char *what, const struct tc_calib_set *set, int quiet);
+
+/* An output a tool is about to write. */
+typedef struct cli_output {
+    const char *path; /* NULL: not asked for */
+    tc_output_kind kind;
+} cli_output;
+
+struct tc_model;
+/* Inputs are sacred, outputs deliberate: before any work, refuses outputs
+ * that are an input (or a file of an input directory), would be written inside
+ * an input directory or are a directory holding an input, outputs that exist
+ * without --force, and two outputs to one place (tc/pathguard.h).  The inputs
+ * are the model m (its file, and its directory for Hugging Face; may be NULL)
+ * and inputs[] (NULL entries skipped).  Prints one line and returns
+ * TC_EXIT_USAGE when refused, TC_EXIT_OK otherwise. */
+int cli_guard_outputs(const char *tool, const struct tc_model *m, const char *const *inputs, size_t n_inputs,
+                      const cli_output *outs, size_t n_outs, int force);
+
+/* Opens a --tokenizer FILE given for model m and lets it go: a bad one is
+ * reported before any work, even when nothing needs it. */
+int cli_tokenizer_check(const struct tc_model *m, const char *path, tc_error *err);
+
+/* Gives the model the --tokenizer file (NULL: none) and, when the output is
+ * a GGUF, makes sure now, before any work, that it can carry the model's
+ * vocabulary (llama.cpp loads no GGUF without one).  TC_ERR with err filled. */
+int cli_model_tokenizer(struct tc_model *m, const char *tokenizer_path, int gguf_output, tc_error *err);
 
 /* The number of online cores (the default for --threads). */
 int cli_default_threads(void);

@@ -4,7 +4,7 @@
 # The default model is stories260K from the test assets ($TC_ASSETS, default
 # ../shared/assets); without the assets, a synthetic checkpoint that tc generates
 # (with planted redundancy, so the analysis has a known answer).
-# Outputs go to ${OUT:-out/}.
+# Outputs go to ${OUT:-out/}; a run replaces those of the last one (--force).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${TC_BIN:-$here/build}
@@ -24,7 +24,7 @@ if [ -f "$assets/models/stories260K/stories260K.gguf" ]; then
 else
   model=$out/synthetic.gguf
   echo "== no assets at $assets: a synthetic checkpoint with planted redundancy (attention of layers 1 and 2)"
-  "$bin/tc-synth" -q -o "$model" --layers 6 --dim 128 --heads 4 --kv-heads 2 --ffn 344 --vocab 256 \
+  "$bin/tc-synth" -q --force -o "$model" --layers 6 --dim 128 --heads 4 --kv-heads 2 --ffn 344 --vocab 256 \
       --weak-attn 1,2 --seed 7
   python3 -c 'import random; r=random.Random(1); [print([r.randrange(256) for _ in range(128)]) for _ in range(16)]' \
       > "$out/tokens.jsonl"
@@ -34,12 +34,12 @@ fi
 
 "$bin/tc-analyze" --info "$model"
 echo "== 1. analysis: how much each attention, MLP and block changes the hidden state"
-"$bin/tc-analyze" "$model" "${calib[@]}" --samples 32 --report "$out/report.json" --html "$out/report.html"
+"$bin/tc-analyze" "$model" "${calib[@]}" --samples 32 --force --report "$out/report.json" --html "$out/report.html"
 echo "== 2. prune the two most redundant attention sub-layers (report: $out/report.html)"
-"$bin/tc-prune" "$model" --report "$out/report.json" --drop-attn 2 -o "$out/pruned.gguf" "${evaluate[@]}" \
+"$bin/tc-prune" "$model" --report "$out/report.json" --drop-attn 2 --force -o "$out/pruned.gguf" "${evaluate[@]}" \
     --samples 64
 echo "== 3. ternary quantization of the pruned model (calibrated, TL2 tiles)"
-"$bin/tc-quantize" "$out/pruned.gguf" -o "$out/quantized.tcq" --method calibrated "${calib[@]}" --samples 16 \
+"$bin/tc-quantize" "$out/pruned.gguf" --force -o "$out/quantized.tcq" --method calibrated "${calib[@]}" --samples 16 \
     --layout tl2
 echo "== 4. verify the packed model's fast kernels against the scalar reference"
 "$bin/tc-run" "$out/quantized.tcq" --verify
@@ -48,8 +48,6 @@ if [ ${#evaluate[@]} -gt 0 ]; then
   "$bin/tc-run" "$out/quantized.tcq" --compare "$model" "${evaluate[@]}"
   echo "== greedy generation: the original, then the pruned ternary model"
   "$bin/tc-run" "$model" --generate "Once upon a time" -n 60
-  echo
   "$bin/tc-run" "$out/quantized.tcq" --compare "$model" --generate "Once upon a time" -n 60
-  echo
 fi
 echo "== outputs in $out: report.json, report.html, pruned.gguf, quantized.tcq"

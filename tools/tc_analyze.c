@@ -33,6 +33,8 @@ static void usage(void)
            "Report:\n"
            "  --report FILE       write the JSON report (schema: docs/REPORT.md)\n"
            "  --html FILE         write a self-contained HTML report with charts\n"
+           "  --force             replace an existing report or HTML file (refused without it;\n"
+           "                      neither may be an input or lie inside an input directory)\n"
            "  --json              print the JSON report on stdout instead of the table\n"
            "  --no-measured       skip the measured loss (one pass instead of ~1.5 per layer)\n"
            "  --no-heads          skip per-head attention statistics\n"
@@ -51,6 +53,7 @@ int main(int argc, char **argv)
         {"html", required_argument, 0, OPT_HTML},
         {"no-measured", no_argument, 0, OPT_NO_MEASURED},
         {"no-heads", no_argument, 0, OPT_NO_HEADS},
+        CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
     cli_common com = {0};
@@ -90,6 +93,17 @@ int main(int argc, char **argv)
     tc_model m;
     if (tc_model_open(&m, argv[optind], &err))
         return cli_fail(TOOL, &err);
+    { /* the outputs are checked against every input (and each other) before any work */
+        const char *inputs[] = {cal.text, cal.tokens, com.tokenizer};
+        cli_output outs[] = {{report, TC_OUTPUT_FILE}, {html, TC_OUTPUT_FILE}};
+        code = cli_guard_outputs(TOOL, &m, inputs, sizeof inputs / sizeof inputs[0], outs, 2, com.force);
+        if (code == TC_EXIT_OK && cli_tokenizer_check(&m, com.tokenizer, &err))
+            code = cli_fail(TOOL, &err);
+        if (code) {
+            tc_model_close(&m);
+            return code;
+        }
+    }
     tc_calib_set set;
     if (cli_calib_load(&cal, &m, com.tokenizer, &set, &err)) {
         tc_model_close(&m);

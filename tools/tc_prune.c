@@ -44,7 +44,9 @@ static void usage(void)
            "or calibration data analysed now (below).\n"
            "\n"
            "Output:\n"
-           "  -o, --output OUT   the pruned checkpoint (a directory for HF); never the input\n"
+           "  -o, --output OUT   the pruned checkpoint (a directory for HF); never an input, nor\n"
+           "                     inside an input directory\n"
+           CLI_FORCE_HELP
            "  --format F         hf, gguf or llama2c (default: the input's format); llama2.c\n"
            "                     holds whole-block drops only\n"
            "  --type T           GGUF: store the linear layers as q8_0, q4_0, q4_k, q6_k (ggml's\n"
@@ -59,7 +61,8 @@ static void usage(void)
            "                     --seq-len, --seed); with --dry-run the plan is applied virtually.\n"
            "                     When FILE is the calibration text (--calib, or the one the\n"
            "                     report records), windows sharing a token with a calibration\n"
-           "                     window are left out (docs/CALIBRATION.md)\n"
+           "                     window are left out (docs/CALIBRATION.md).  The text is read\n"
+           "                     before anything is written\n"
            "\n"
            "Savings: parameters and bytes as stored; FLOPs per token = 2 x parameters of the\n"
            "linear layers (output head included) + 4 x heads x head_dim x context per attention\n"
@@ -122,6 +125,7 @@ static int parse_args(int argc, char **argv, args *a)
         {"dry-run", no_argument, 0, OPT_DRY_RUN},
         {"context", required_argument, 0, OPT_CONTEXT},
         {"eval", required_argument, 0, OPT_EVAL},
+        CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
     int c, code;
@@ -199,7 +203,11 @@ static int load_windows(const args *a, const tc_model *m, const char *text, tc_c
         c.text = text;
         c.tokens = NULL;
     }
-    return cli_calib_load(&c, m, a->com.tokenizer, set, err);
+    if (cli_calib_load(&c, m, a->com.tokenizer, set, err))
+        return TC_ERR;
+    if (set->warning[0] && !a->com.quiet)
+        fprintf(stderr, "%s: %s\n", TOOL, set->warning);
+    return TC_OK;
 }
 
 /* ---- Analysis ------------------------------------------------------------------------ */
@@ -303,11 +311,57 @@ static cJSON *plan_json(const tc_model *m, const tc_prune_plan *p, const tc_prun
 
 /* ---- Main ------------------------------------------------------------------------------ */
 
+/* A count above what the model has is a bad command line, told before any
+ * analysis. */
+static int counts_fit(const args *a, const tc_model *m, const tc_prune_plan *p, tc_error *err)
+{
+    int attn = tc_prune_available(p, m, &a->po, TC_MOD_ATTN), mlp = tc_prune_available(p, m, &a->po, TC_MOD_MLP);
+    const struct {
+        const char *opt;
+        int count, can;
+    } rows[] = {
+        {"--drop-blocks", a->po.drop_blocks, tc_prune_available(p, m, &a->po, TC_MOD_BLOCK)},
+        {"--drop-attn", a->po.drop_attn, attn},
+        {"--drop-mlp", a->po.drop_mlp, mlp},
+        {"--joint", a->po.joint, attn + mlp},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        if (rows[i].count > rows[i].can)
+            return tc_err(err, "%s %d: %s has %d layers, of which %d can go (keep-first %d, keep-last %d, "
+                          "sub-layers it lacks and --layers excluded)", rows[i].opt, rows[i].count, m->path,
+                          m->cfg.n_layers, rows[i].can, a->po.keep_first, a->po.keep_last);
+    return TC_OK;
+}
+
 static tc_format out_format(const args *a, const tc_model *m)
 {
     if (!a->format)
         return m->format == TC_FORMAT_MEMORY ? TC_FORMAT_HF : m->format;
     return !strcmp(a->format, "hf") ? TC_FORMAT_HF : !strcmp(a->format, "gguf") ? TC_FORMAT_GGUF : TC_FORMAT_LLAMA2C;
+}
+
+/* The report (read) or the calibration windows (loaded) give the ranking. */
+static int choose(const args *a, const tc_model *m, const tc_analysis *report, const tc_calib_set *calib,
+                  tc_prune_plan *p, tc_error *err)
+{
+    if (a->report)
+        return tc_prune_select(p, report, m, &a->po, err);
+    if (!a->have_calib)
+        return tc_prune_select(p, NULL, m, &a->po, err);
+    measurer me = {.m = m, .set = calib, .threads = a->com.threads > 0 ? a->com.threads : cli_default_threads(), .quiet = a->com.quiet,
+                   .need_measure = a->po.criterion != TC_CRIT_COS};
+    int rc;
+    if (a->iterative) {
+        rc = tc_prune_select_iterative(p, m, &a->po, measure, &me, err);
+    } else {
+        tc_analysis an;
+        rc = measure(&me, NULL, &an, err);
+        if (rc == TC_OK) {
+            rc = tc_prune_select(p, &an, m, &a->po, err);
+            tc_analysis_free(&an);
+        }
+    }
+    return rc;
 }
 
 /* The report's record of its calibration windows: absent in reports of an
@@ -327,51 +381,19 @@ static int report_record(const args *a, const cJSON *calj, calib_record *rec, tc
     return TC_OK;
 }
 
-static int choose(const args *a, const tc_model *m, tc_prune_plan *p, calib_record *rec, tc_error *err)
+/* The windows of --calib: printed, and recorded for the evaluation. */
+static int calib_windows(const args *a, const tc_calib_set *calib, calib_record *rec, tc_error *err)
 {
-    if (a->report) {
-        tc_analysis an;
-        cJSON *calj = NULL;
-        if (tc_report_read(a->report, &an, NULL, &calj, err))
-            return TC_ERR;
-        int rc = report_record(a, calj, rec, err);
-        cJSON_Delete(calj);
-        if (an.n_layers != m->cfg.n_layers)
-            rc = tc_err(err, "%s: the report covers %d layers but %s has %d", a->report, an.n_layers, m->path,
-                        m->cfg.n_layers);
-        if (rc == TC_OK)
-            rc = tc_prune_select(p, &an, m, &a->po, err);
-        tc_analysis_free(&an);
-        return rc;
-    }
     rec->from = a->cal.tokens ? "--calib-tokens" : "--calib";
-    if (!a->have_calib)
-        return tc_prune_select(p, NULL, m, &a->po, err);
-    tc_calib_set set;
-    memset(&set, 0, sizeof set);
-    if (load_windows(a, m, NULL, &set, err))
-        return TC_ERR;
-    cli_print_windows(TOOL, "calibration", &set, a->com.quiet || a->com.json);
-    if (tc_calib_windows_copy(&rec->win, &set.win, err)) {
-        tc_calib_set_free(&set);
-        return TC_ERR;
+    if (!a->com.quiet && !a->com.json) {
+        char *line = tc_calib_windows_describe(&calib->win);
+        fprintf(stderr, "%s: calibration: %s\n", TOOL, line ? line : "(out of memory)");
+        free(line);
     }
+    if (tc_calib_windows_copy(&rec->win, &calib->win, err))
+        return TC_ERR;
     rec->known = 1;
-    measurer me = {.m = m, .set = &set, .threads = a->com.threads > 0 ? a->com.threads : cli_default_threads(), .quiet = a->com.quiet,
-                   .need_measure = a->po.criterion != TC_CRIT_COS};
-    int rc;
-    if (a->iterative) {
-        rc = tc_prune_select_iterative(p, m, &a->po, measure, &me, err);
-    } else {
-        tc_analysis an;
-        rc = measure(&me, NULL, &an, err);
-        if (rc == TC_OK) {
-            rc = tc_prune_select(p, &an, m, &a->po, err);
-            tc_analysis_free(&an);
-        }
-    }
-    tc_calib_set_free(&set);
-    return rc;
+    return TC_OK;
 }
 
 /* What the evaluation kept apart from, in words: "the 64 calibration windows
@@ -391,20 +413,12 @@ static void apart_text(const calib_record *rec, const tc_calib_set *set, char *b
                  set->n_avoided);
 }
 
-static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, const calib_record *rec, cJSON *json,
-                    tc_error *err)
+/* eval_set: the windows of --eval, loaded before anything was written,
+ * clear of the windows of rec when they are of the same text. */
+static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, const tc_calib_set *eval_set,
+                    const calib_record *rec, cJSON *json, tc_error *err)
 {
-    tc_calib_set set;
-    memset(&set, 0, sizeof set);
-    args ea = *a;
-    if (rec->known) {
-        ea.cal.avoid = &rec->win;
-        ea.cal.n_avoid = 1;
-    }
-    if (load_windows(&ea, m, a->eval, &set, err))
-        return TC_ERR;
-    if (set.warning[0] && !a->com.quiet)
-        fprintf(stderr, "%s: %s\n", TOOL, set.warning);
+    const tc_calib_set set = *eval_set; /* (a view: the caller frees it) */
     tc_model q;
     tc_skip *skip = NULL;
     const tc_model *pruned = m;
@@ -464,7 +478,6 @@ static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, co
     if (pruned == &q) /* (a failed open leaves q cleared: closing it is harmless) */
         tc_model_close(&q);
     free(skip);
-    tc_calib_set_free(&set);
     return rc;
 }
 
@@ -483,19 +496,64 @@ int main(int argc, char **argv)
     tc_model m;
     if (tc_model_open(&m, a.model, &err))
         return cli_fail(TOOL, &err);
+    if (!a.dry_run) { /* the output is checked against every input before any work */
+        const char *inputs[] = {a.report, a.cal.text, a.cal.tokens, a.eval, a.com.tokenizer};
+        cli_output out = {a.output, out_format(&a, &m) == TC_FORMAT_HF ? TC_OUTPUT_DIR : TC_OUTPUT_FILE};
+        code = cli_guard_outputs(TOOL, &m, inputs, sizeof inputs / sizeof inputs[0], &out, 1, a.com.force);
+        if (code) {
+            tc_model_close(&m);
+            return code;
+        }
+    }
+    /* The tokenizer given, and the vocabulary a GGUF output must carry, are
+     * checked now too. */
+    if (cli_model_tokenizer(&m, a.com.tokenizer, out_format(&a, &m) == TC_FORMAT_GGUF, &err)) {
+        tc_model_close(&m);
+        return cli_fail(TOOL, &err);
+    }
     tc_prune_plan p;
     cJSON *json = NULL;
-    calib_record rec;
-    memset(&rec, 0, sizeof rec);
     int rc = tc_prune_plan_init(&p, m.cfg.n_layers, &err);
-    if (rc == TC_OK && a.layers && tc_prune_parse_list(&p, a.layers, "--layers", &err)) {
-        /* A bad list is a bad command line. */
+    if (rc == TC_OK && ((a.layers && tc_prune_parse_list(&p, a.layers, "--layers", &err)) ||
+                        counts_fit(&a, &m, &p, &err))) {
+        /* A bad list, or more to drop than the model has, is a bad command line. */
         tc_prune_plan_free(&p);
         tc_model_close(&m);
         return cli_usage_error(TOOL, "%s", err.msg);
     }
+    /* Every input is read before anything is analysed or written: the
+     * report, the calibration and evaluation windows, the tokenizer. */
+    tc_analysis report = {0};
+    tc_calib_set calib, eval;
+    memset(&calib, 0, sizeof calib);
+    memset(&eval, 0, sizeof eval);
+    calib_record rec; /* the calibration windows, which the evaluation leaves out */
+    memset(&rec, 0, sizeof rec);
+    if (rc == TC_OK && a.report) {
+        cJSON *calj = NULL;
+        rc = tc_report_read(a.report, &report, NULL, &calj, &err);
+        if (rc == TC_OK && report.n_layers != m.cfg.n_layers)
+            rc = tc_err(&err, "%s: the report covers %d layers but %s has %d", a.report, report.n_layers, m.path,
+                        m.cfg.n_layers);
+        if (rc == TC_OK)
+            rc = report_record(&a, calj, &rec, &err);
+        cJSON_Delete(calj);
+    }
+    if (rc == TC_OK && a.have_calib) {
+        rc = load_windows(&a, &m, NULL, &calib, &err);
+        if (rc == TC_OK)
+            rc = calib_windows(&a, &calib, &rec, &err);
+    }
+    if (rc == TC_OK && a.eval) {
+        args ea = a;
+        if (rec.known) {
+            ea.cal.avoid = &rec.win;
+            ea.cal.n_avoid = 1;
+        }
+        rc = load_windows(&ea, &m, a.eval, &eval, &err);
+    }
     if (rc == TC_OK)
-        rc = choose(&a, &m, &p, &rec, &err);
+        rc = choose(&a, &m, &report, &calib, &p, &err);
     if (rc == TC_OK) {
         int ctx = a.context > 0 ? a.context : m.cfg.max_seq_len;
         tc_prune_cost c0, c1;
@@ -507,17 +565,14 @@ int main(int argc, char **argv)
             print_plan_text(&m, &p, &c0, &c1, ctx);
     }
     if (rc == TC_OK && !a.dry_run) {
-        if (strcmp(a.output, a.model) == 0)
-            rc = tc_err(&err, "%s: the output would overwrite the input", a.output);
-        else
-            rc = tc_prune_write_as(&m, &p, a.output, out_format(&a, &m), a.matrices, &err);
+        rc = tc_prune_write_as(&m, &p, a.output, out_format(&a, &m), a.matrices, &err);
         if (rc == TC_OK && !a.com.quiet && !a.com.json)
             fprintf(stderr, "wrote %s\n", a.output);
         if (rc == TC_OK && json)
             cJSON_AddStringToObject(json, "output", a.output);
     }
     if (rc == TC_OK && a.eval)
-        rc = evaluate(&a, &m, &p, &rec, json, &err);
+        rc = evaluate(&a, &m, &p, &eval, &rec, json, &err);
     if (rc == TC_OK && json) {
         char *s = cJSON_Print(json);
         if (s)
@@ -525,6 +580,9 @@ int main(int argc, char **argv)
         free(s);
     }
     cJSON_Delete(json);
+    tc_analysis_free(&report);
+    tc_calib_set_free(&calib);
+    tc_calib_set_free(&eval);
     tc_calib_windows_free(&rec.win);
     tc_prune_plan_free(&p);
     tc_model_close(&m);

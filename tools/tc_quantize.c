@@ -21,14 +21,17 @@ static void usage(void)
            "Quantizes the linear weights of every block (q, k, v, o, gate, up, down) to ternary\n"
            "values {-1, 0, +1} with scales, one layer at a time, and writes either the packed\n"
            "file (lookup-table-ready tiles, docs/PACKED_FORMAT.md) or a GGUF with ggml TQ1_0 /\n"
-           "TQ2_0 blocks that llama.cpp runs.  Norms, biases, the embedding and the output head\n"
-           "stay in float.  The written file is reopened and checked unless --no-verify.\n"
+           "TQ2_0 blocks that llama.cpp runs.  Norms and biases stay in float; the embedding and\n"
+           "the output head too (packed) or in the fallback type (GGUF, below).  The written file\n"
+           "is reopened and checked unless --no-verify.\n"
            "\n"
            "MODEL is a Hugging Face directory (config.json + safetensors), a GGUF file or a\n"
            "llama2.c checkpoint.\n"
            "\n"
            "Quantization:\n"
-           "  -o, --output OUT      the file to write (required)\n"
+           "  -o, --output OUT      the file to write (required); never an input, nor inside\n"
+           "                        an input directory\n"
+           "  --force               replace an existing OUT (refused without it)\n"
            "  --method M            absmean (BitNet b1.58 rule), optimal (least-squares fit per\n"
            "                        group; default) or calibrated (GPTQ on the ternary grid;\n"
            "                        needs --calib or --calib-tokens)\n"
@@ -43,22 +46,36 @@ static void usage(void)
            "  --f32                 keep float tensors in F32 rather than F16\n"
            "  --quantize-embeddings packed format only: the embedding and output head become\n"
            "                        ternary too (optimal fit, or absmean with --method absmean)\n"
-           "  --strict              GGUF: fail when some linear weight cannot be ternary (rows\n"
-           "                        must be a multiple of 256 long) instead of keeping it F16\n"
+           "  --fallback T          GGUF: the type of the matrices that cannot be ternary (linear\n"
+           "                        weights whose rows are not whole 32-blocks, the embedding,\n"
+           "                        the output head): q8_0 (default), q4_0, q4_k, q6_k or f16;\n"
+           "                        F16 where rows are not whole blocks of T.  Naming it also\n"
+           "                        allows a file without a single TQ tensor\n"
+           "  --strict              GGUF: fail when some linear weight cannot be ternary instead\n"
+           "                        of storing it in the fallback type\n"
+           "  --keep-ffn-width      GGUF: write the FFN width as it is; by default a width that\n"
+           "                        is not a multiple of 256 is padded up to one with zero rows\n"
+           "                        and columns when that makes the file smaller (the down\n"
+           "                        projections become TQ; the function does not change)\n"
            "  --no-verify           skip the check of the written file\n"
            "\n"
-           "GGUF notes: each 256-weight block gets one scale, the mean of the group scales over\n"
-           "its nonzero codes (exact with --group row, tensor or 256).  Tokenizer keys are\n"
-           "copied from a GGUF input; for Hugging Face or llama2.c inputs no vocabulary is\n"
-           "written (converting tokenizer.json to GGUF keys is not supported), so llama.cpp\n"
-           "cannot load the result.\n"
+           "GGUF notes: rows that are whole 256-weight blocks become TQ1_0 / TQ2_0; rows that\n"
+           "are whole 32-weight blocks hold the same ternary codes exactly as Q4_0 (4.5 bits per\n"
+           "weight); other rows go to the fallback type.  A file that would hold no TQ tensor\n"
+           "is refused unless --fallback is given.  Each block gets one scale, the mean of the\n"
+           "group scales over its nonzero codes (exact with --group row or tensor, or groups of\n"
+           "a multiple of the block, up to the f16 rounding of the scale).  The GGUF carries the\n"
+           "model's vocabulary: a GGUF input's, or tokenizer.json (Hugging Face) or the\n"
+           "--tokenizer file (llama2.c) as llama.cpp's converter writes it (docs/VOCAB.md);\n"
+           "an input without a tokenizer is refused.\n"
            "\n"
            "Calibration data gives every tensor its relative output error; it is optional\n"
            "except for --method calibrated.  The packed file records which windows of which\n"
            "text calibrated, so that tc-run --compare on the same text leaves them out.\n"
            "\n"
            "Output: a per-tensor table on stderr (unless --quiet), a summary on stdout (JSON\n"
-           "with --json).\n"
+           "with --json) giving the bits per weight of the whole file and of its parts:\n"
+           "ternary weights, fallback, embeddings (and head), norms.\n"
            "\n" CLI_CALIB_HELP "\n" CLI_COMMON_HELP,
            TOOL, TOOL);
 }
@@ -87,10 +104,11 @@ static const char *group_text(const tc_tgroup *g, char *buf, size_t n)
     return buf;
 }
 
-static void print_table(const tc_quantize_report *r)
+static void print_table(const tc_quantize_report *r, const tc_quantize_opts *o)
 {
-    fprintf(stderr, "%-16s %11s %8s %8s %9s %9s %8s\n", "tensor", "shape", "zeros", "w.err", "out.err",
-            "bytes", "seconds");
+    int gguf = o->format != TC_QFORMAT_PACKED;
+    fprintf(stderr, "%-16s %11s %8s %8s %9s %9s %8s%s\n", "tensor", "shape", "zeros", "w.err", "out.err",
+            "bytes", "seconds", gguf ? "  type" : "");
     for (size_t i = 0; i < r->n_tensors; i++) {
         const tc_qtensor_report *t = &r->tensors[i];
         char shape[32];
@@ -103,13 +121,43 @@ static void print_table(const tc_quantize_report *r)
         char oe[16] = "-";
         if (t->rel_output_error >= 0)
             snprintf(oe, sizeof oe, "%.4f", t->rel_output_error);
-        fprintf(stderr, "%-16s %11s %7.1f%% %8.4f %9s %9llu %8.3f\n", t->name, shape, 100 * t->zero_share,
-                t->rel_weight_error, oe, (unsigned long long)t->bytes, t->seconds);
+        fprintf(stderr, "%-16s %11s %7.1f%% %8.4f %9s %9llu %8.3f%s%s\n", t->name, shape, 100 * t->zero_share,
+                t->rel_weight_error, oe, (unsigned long long)t->bytes, t->seconds, gguf ? "  " : "",
+                gguf ? tc_dtype_name(t->dtype) : "");
     }
 }
 
+static double part_bpw(const tc_qpart_size *p)
+{
+    return p->params ? 8.0 * (double)p->bytes / (double)p->params : 0;
+}
+
+/* How many of a part's matrices are stored in each type. */
+static void part_counts(const tc_quantize_report *r, tc_qpart part, int *count)
+{
+    memset(count, 0, TC_DTYPE_COUNT * sizeof *count);
+    for (size_t i = 0; i < r->n_tensors; i++) {
+        const tc_qtensor_report *t = &r->tensors[i];
+        tc_qpart p = t->layer < 0 ? TC_QPART_EMBEDDINGS : t->ternary ? TC_QPART_TERNARY : TC_QPART_FALLBACK;
+        if (p == part && t->dtype >= 0 && t->dtype < TC_DTYPE_COUNT)
+            count[t->dtype]++;
+    }
+}
+
+/* "96 TQ2_0, 16 Q4_0": the stored types of a part's matrices. */
+static void part_types(const tc_quantize_report *r, tc_qpart part, char *buf, size_t n)
+{
+    int count[TC_DTYPE_COUNT];
+    part_counts(r, part, count);
+    size_t k = 0;
+    buf[0] = '\0';
+    for (int d = 0; d < TC_DTYPE_COUNT && k < n; d++)
+        if (count[d])
+            k += (size_t)snprintf(buf + k, n - k, "%s%d %s", k ? ", " : "", count[d], tc_dtype_name((tc_dtype)d));
+}
+
 static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *o, const char *in,
-                           const char *out, const tc_calib_set *set)
+                           const char *out, int ffn_dim, const tc_calib_set *set)
 {
     char gb[16];
     cJSON *j = cJSON_CreateObject();
@@ -136,9 +184,32 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
     cJSON_AddNumberToObject(j, "linear_params", (double)r->linear_params);
     cJSON_AddNumberToObject(j, "linear_bytes", (double)r->linear_bytes);
     cJSON_AddNumberToObject(j, "linear_bits_per_weight", r->bpw_linear);
-    cJSON_AddNumberToObject(j, "kept_float", r->n_kept_float);
-    if (o->fallback != TC_F32)
-        cJSON_AddStringToObject(j, "fallback_type", tc_dtype_name(o->fallback));
+    cJSON_AddNumberToObject(j, "tensor_bytes", (double)r->tensor_bytes);
+    if (r->fallback != TC_DTYPE_COUNT) {
+        cJSON_AddStringToObject(j, "fallback", tc_dtype_name(r->fallback));
+        cJSON_AddBoolToObject(j, "fallback_explicit", o->fallback_explicit);
+        cJSON_AddNumberToObject(j, "fallback_tensors", r->n_fallback);
+        cJSON_AddNumberToObject(j, "fallback_float_tensors", r->n_fallback_float);
+        cJSON_AddNumberToObject(j, "ffn_dim", ffn_dim);
+        cJSON_AddNumberToObject(j, "ffn_dim_stored", r->ffn_dim_stored);
+    }
+    /* Every tensor of the file is in one part: the bytes add up to tensor_bytes. */
+    cJSON *parts = cJSON_AddObjectToObject(j, "parts");
+    for (int p = 0; p < TC_QPART_COUNT; p++) {
+        const tc_qpart_size *ps = &r->parts[p];
+        cJSON *e = cJSON_AddObjectToObject(parts, tc_qpart_name((tc_qpart)p));
+        cJSON_AddNumberToObject(e, "params", (double)ps->params);
+        cJSON_AddNumberToObject(e, "bytes", (double)ps->bytes);
+        cJSON_AddNumberToObject(e, "bits_per_weight", part_bpw(ps));
+        if (o->format != TC_QFORMAT_PACKED && p != TC_QPART_NORMS) {
+            int count[TC_DTYPE_COUNT];
+            part_counts(r, (tc_qpart)p, count);
+            cJSON *ty = cJSON_AddObjectToObject(e, "types"); /* matrices per stored type */
+            for (int d = 0; d < TC_DTYPE_COUNT; d++)
+                if (count[d])
+                    cJSON_AddNumberToObject(ty, tc_dtype_name((tc_dtype)d), count[d]);
+        }
+    }
     cJSON_AddBoolToObject(j, "verified", r->verified);
     cJSON_AddNumberToObject(j, "seconds", r->seconds);
     /* Stages on worker threads in thread-seconds, the rest in wall seconds (tc/quantize.h). */
@@ -160,6 +231,8 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
         cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->rows));
         cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->cols));
         cJSON_AddBoolToObject(e, "ternary", t->ternary);
+        if (t->ternary && o->format != TC_QFORMAT_PACKED)
+            cJSON_AddStringToObject(e, "dtype", tc_dtype_name(t->dtype));
         if (t->ternary) {
             cJSON_AddNumberToObject(e, "zero_share", t->zero_share);
             cJSON_AddNumberToObject(e, "rel_weight_error", t->rel_weight_error);
@@ -177,7 +250,7 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
     return j;
 }
 
-static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o, const char *out)
+static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o, const char *out, int ffn_dim)
 {
     char gb[16];
     printf("%s: %s, method %s, group %s%s%s\n", out, tc_qformat_name(o->format), tc_tmethod_name(o->q.method),
@@ -189,9 +262,35 @@ static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o
                (unsigned long long)r->calib_tokens);
     printf("\n  file %llu bytes, %.3f bits per weight; linear layers %.3f bits per weight\n",
            (unsigned long long)r->file_bytes, r->bpw_file, r->bpw_linear);
-    if (r->n_kept_float)
-        printf("  %d linear weights not ternary (rows not a multiple of 256)%s%s\n", r->n_kept_float,
-               o->fallback != TC_F32 ? ", stored as " : "", o->fallback != TC_F32 ? tc_dtype_name(o->fallback) : "");
+    if (r->fallback != TC_DTYPE_COUNT) {
+        printf("  fallback %s%s: ", tc_dtype_name(r->fallback), o->fallback_explicit ? "" : " (default)");
+        if (r->n_fallback)
+            printf("%d linear weights cannot be ternary (rows not whole 32-blocks)", r->n_fallback);
+        else
+            printf("every linear weight is ternary; the embedding and the head are in the fallback");
+        if (r->n_fallback_float)
+            printf("; %d matrices are %s, their rows not whole blocks of %s", r->n_fallback_float,
+                   o->float_dtype == TC_F32 ? "F32" : "F16", tc_dtype_name(r->fallback));
+        printf("\n");
+    }
+    if (r->fallback != TC_DTYPE_COUNT && r->ffn_dim_stored != ffn_dim)
+        printf("  FFN width %d padded to %d with zero rows and columns (the same function) so that the down "
+               "projections are %s\n", ffn_dim, r->ffn_dim_stored, o->format == TC_QFORMAT_GGUF_TQ1 ? "TQ1_0" : "TQ2_0");
+    /* The parts add up to the file's tensor bytes; the rest is header and metadata. */
+    printf("  %-10s %12s %12s %8s  %s\n", "part", "weights", "bytes", "bits/w", "stored as");
+    for (int p = 0; p < TC_QPART_COUNT; p++) {
+        const tc_qpart_size *ps = &r->parts[p];
+        if (!ps->params)
+            continue;
+        char types[256] = "F32";
+        if (p != TC_QPART_NORMS)
+            part_types(r, (tc_qpart)p, types, sizeof types);
+        if (p == TC_QPART_TERNARY && o->format == TC_QFORMAT_PACKED)
+            snprintf(types, sizeof types, "%s tiles", tc_tpack_layout_name(o->q.layout));
+        printf("  %-10s %12llu %12llu %8.3f  %s\n", tc_qpart_name((tc_qpart)p), (unsigned long long)ps->params,
+               (unsigned long long)ps->bytes, part_bpw(ps), types);
+    }
+    printf("  %-10s %12s %12llu\n", "header", "", (unsigned long long)(r->file_bytes - r->tensor_bytes));
     printf("  %s in %.1f s (producing %.1f s, writing %.1f s, verifying %.1f s)\n",
            r->verified ? "verified" : "not verified", r->seconds, r->times.produce, r->times.write, r->times.verify);
 }
@@ -199,7 +298,7 @@ static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o
 int main(int argc, char **argv)
 {
     enum { OPT_METHOD = CLI_OPT_TOOL_BASE, OPT_GROUP, OPT_LAYOUT, OPT_FORMAT, OPT_SEQ, OPT_DAMP, OPT_F32,
-           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK };
+           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK, OPT_KEEP_FFN };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         CLI_CALIB_LONG_OPTIONS,
@@ -214,7 +313,9 @@ int main(int argc, char **argv)
         {"quantize-embeddings", no_argument, 0, OPT_QEMB},
         {"strict", no_argument, 0, OPT_STRICT},
         {"no-verify", no_argument, 0, OPT_NOVERIFY},
-        {"fallback-type", required_argument, 0, OPT_FALLBACK},
+        {"fallback", required_argument, 0, OPT_FALLBACK},
+        {"keep-ffn-width", no_argument, 0, OPT_KEEP_FFN},
+        CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
     cli_common com = {0};
@@ -223,7 +324,7 @@ int main(int argc, char **argv)
     const char *out = NULL;
     tc_quantize_opts qo = {.q = {.method = TC_TMETHOD_OPTIMAL, .layout = TC_TPACK_TL2,
                                  .group = {TC_TGROUP_ROW, 0}},
-                           .format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .verify = 1};
+                           .format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .verify = 1, .pad_ffn = 1};
     int c, code;
     while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
         int r = cli_common_option(TOOL, c, optarg, &com, usage, &code);
@@ -272,9 +373,12 @@ int main(int argc, char **argv)
         case OPT_NOVERIFY: qo.verify = 0; break;
         case OPT_FALLBACK:
             if (cli_parse_dtype(optarg, &qo.fallback) ||
-                !(qo.fallback == TC_Q8_0 || qo.fallback == TC_Q4_0 || qo.fallback == TC_Q4_K || qo.fallback == TC_Q6_K))
-                return cli_usage_error(TOOL, "--fallback-type is q8_0, q4_0, q4_k or q6_k, not '%s'", optarg);
+                !(qo.fallback == TC_Q8_0 || qo.fallback == TC_Q4_0 || qo.fallback == TC_Q4_K ||
+                  qo.fallback == TC_Q6_K || qo.fallback == TC_F16))
+                return cli_usage_error(TOOL, "--fallback is q8_0, q4_0, q4_k, q6_k or f16, not '%s'", optarg);
+            qo.fallback_explicit = 1;
             break;
+        case OPT_KEEP_FFN: qo.pad_ffn = 0; break;
         default: return cli_usage_error(TOOL, "unknown option");
         }
     }
@@ -290,13 +394,29 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "--sequential applies to --method calibrated only");
     if (qo.quantize_embeddings && qo.format != TC_QFORMAT_PACKED)
         return cli_usage_error(TOOL, "--quantize-embeddings is only available with --format packed");
-    if (qo.fallback != TC_F32 && qo.format == TC_QFORMAT_PACKED)
-        return cli_usage_error(TOOL, "--fallback-type needs --format gguf-tq1 or gguf-tq2");
+    if (qo.fallback_explicit && qo.format == TC_QFORMAT_PACKED)
+        return cli_usage_error(TOOL, "--fallback needs --format gguf-tq1 or gguf-tq2");
+    if (!qo.pad_ffn && qo.format == TC_QFORMAT_PACKED)
+        return cli_usage_error(TOOL, "--keep-ffn-width needs --format gguf-tq1 or gguf-tq2");
 
     tc_error err = {{0}};
     tc_model m;
     if (tc_model_open(&m, argv[optind], &err))
         return cli_fail(TOOL, &err);
+    { /* the output is checked against every input before any work */
+        const char *inputs[] = {cal.text, cal.tokens, com.tokenizer};
+        cli_output o = {out, TC_OUTPUT_FILE};
+        code = cli_guard_outputs(TOOL, &m, inputs, sizeof inputs / sizeof inputs[0], &o, 1, com.force);
+        if (code) {
+            tc_model_close(&m);
+            return code;
+        }
+    }
+    /* The tokenizer given, and the vocabulary a GGUF output must carry. */
+    if (cli_model_tokenizer(&m, com.tokenizer, qo.format != TC_QFORMAT_PACKED, &err)) {
+        tc_model_close(&m);
+        return cli_fail(TOOL, &err);
+    }
     /* A quantized input (a GGUF as people download it) is quantized again
      * from its dequantized values: say so, naming its types. */
     if (!com.quiet) {
@@ -338,16 +458,16 @@ int main(int argc, char **argv)
     cli_progress_done(&bar);
     if (rc == TC_OK) {
         if (!com.quiet)
-            print_table(&rep);
+            print_table(&rep, &qo);
         if (com.json) {
-            cJSON *j = summary_json(&rep, &qo, argv[optind], out, have_calib ? &set : NULL);
+            cJSON *j = summary_json(&rep, &qo, argv[optind], out, m.cfg.ffn_dim, have_calib ? &set : NULL);
             char *s = cJSON_Print(j);
             if (s)
                 printf("%s\n", s);
             free(s);
             cJSON_Delete(j);
         } else {
-            print_summary(&rep, &qo, out);
+            print_summary(&rep, &qo, out, m.cfg.ffn_dim);
         }
         tc_quantize_report_free(&rep);
     }

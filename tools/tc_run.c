@@ -39,8 +39,8 @@ static void usage(void)
            "                      them (default 256)\n"
            "  --temp T            sampling temperature; 0 is greedy (default 0)\n"
            "  --seed S            sampling seed (default 0)\n"
-           "  Text goes to stdout as it is generated; tokens/s for the prompt and the\n"
-           "  generation go to stderr.\n"
+           "  Text goes to stdout as it is generated and ends with a newline; tokens/s for\n"
+           "  the prompt and the generation go to stderr.\n"
            "\n"
            "Perplexity:\n"
            "  --ppl FILE          text (or JSON Lines): every paragraph is a document that\n"
@@ -132,6 +132,8 @@ static int stream_text(feed_fn feed, void *runner, tc_tokenizer *tok, const char
     double t1 = now();
     int32_t prev = ids[n_prompt - 1];
     st->made = 0;
+    size_t plen = strlen(prompt);
+    char last = plen ? prompt[plen - 1] : '\0'; /* the last byte printed */
     if (rc == TC_OK)
         fputs(prompt, stdout);
     for (; rc == TC_OK && st->made < steps; st->made++) {
@@ -140,13 +142,20 @@ static int stream_text(feed_fn feed, void *runner, tc_tokenizer *tok, const char
             break;
         const char *piece;
         size_t len;
-        if (tc_tokenizer_piece(tok, prev, next, &piece, &len, err) == TC_OK)
+        if (tc_tokenizer_piece(tok, prev, next, &piece, &len, err) == TC_OK && len > 0) {
             fwrite(piece, 1, len, stdout);
+            last = piece[len - 1];
+        }
         fflush(stdout);
         prev = next;
         if (st->made + 1 < steps)
             rc = feed(runner, &next, 1, logits, err);
     }
+    /* The text ends its line, so that what follows on stdout or on the
+     * terminal (the statistics on stderr) starts on a line of its own. */
+    if (last && last != '\n')
+        fputc('\n', stdout);
+    fflush(stdout);
     double t2 = now();
     st->prompt_s = t1 - t0 > 0 ? t1 - t0 : 1e-9;
     st->gen_s = t2 - t1 > 0 ? t2 - t1 : 1e-9;
@@ -716,7 +725,7 @@ static int generate_packed(const tc_tmodel *tm, tc_tokenizer *tok, const char *p
                          tm->cfg.eos_id, temp, seed, &st, err);
     if (rc == TC_OK && !com->quiet)
         fprintf(stderr,
-                "\n%s: %s kernels, %d thread%s: prompt %zu tokens at %.1f tokens/s; generated %ld "
+                "%s: %s kernels, %d thread%s: prompt %zu tokens at %.1f tokens/s; generated %ld "
                 "tokens at %.1f tokens/s\n",
                 TOOL, tc_kpath_name(tc_trun_kernels(r)->path), rcfg->threads, rcfg->threads > 1 ? "s" : "",
                 n_prompt, (double)n_prompt / st.prompt_s, st.made, (double)st.made / st.gen_s);
@@ -734,6 +743,32 @@ typedef struct packed_args {
     run_cfg rc;
 } packed_args;
 
+/* Every input is opened before the first result is printed: the original
+ * and its tokenizer (or --tokenizer), the evaluation text. */
+static int check_packed_inputs(const packed_args *pa, const cli_common *com, tc_error *err)
+{
+    tc_tokenizer *tok = NULL;
+    int rc = TC_OK;
+    if (pa->compare) {
+        tc_model om;
+        rc = tc_model_open(&om, pa->compare, err);
+        if (rc == TC_OK) {
+            if (pa->eval || pa->prompt)
+                rc = tc_model_tokenizer(&om, com->tokenizer, &tok, err);
+            tc_model_close(&om);
+        }
+    } else if (com->tokenizer) {
+        rc = tc_tokenizer_open(&tok, com->tokenizer, err);
+    }
+    tc_tokenizer_free(tok);
+    if (rc == TC_OK && pa->compare && pa->eval) {
+        tc_calib_docs docs = {0};
+        rc = tc_calib_docs_read(&docs, pa->eval, TC_CALIB_AUTO, "text", err);
+        tc_calib_docs_free(&docs);
+    }
+    return rc;
+}
+
 static int run_packed(const packed_args *pa, const cli_common *com)
 {
     tc_error err = {{0}};
@@ -750,8 +785,8 @@ static int run_packed(const packed_args *pa, const cli_common *com)
     tc_tmodel tm;
     if (tc_tmodel_open(&tm, pa->path, &err))
         return cli_fail(TOOL, &err);
-    int rc = TC_OK;
-    if (pa->verify)
+    int rc = check_packed_inputs(pa, com, &err);
+    if (rc == TC_OK && pa->verify)
         rc = verify(&tm, &pa->rc, com, &err);
     if (rc == TC_OK && pa->compare && pa->eval)
         rc = compare(&tm, pa->compare, pa->eval, pa->seq_len, &pa->rc, com, &err);

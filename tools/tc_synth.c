@@ -28,6 +28,15 @@ static void usage(void)
            "  --weak-mlp L,L,...    layers whose MLP down projection is scaled by 1e-3\n"
            "                        (planted redundancy: an analysis must rank these first)\n"
            "  --ternary             linear weights already in {-g, 0, +g}\n"
+           "Output:\n"
+           "  -o, --output OUT   the checkpoint (a directory for hf)\n"
+           CLI_FORCE_HELP
+           "  --json             after writing, print the written checkpoint's --info as JSON\n"
+           "Tokenizer:\n"
+           "  --tokenizer FILE      the checkpoint carries it: GGUF, its vocabulary as llama.cpp's\n"
+           "                        converter writes it (FILE: tokenizer.json, tokenizer.bin or a\n"
+           "                        GGUF); HF, tokenizer.json and the files beside it.  --vocab\n"
+           "                        defaults to its size, BOS and EOS are its own\n"
            "\n" CLI_COMMON_HELP,
            TOOL);
 }
@@ -64,11 +73,12 @@ int main(int argc, char **argv)
         {"weak-mlp", required_argument, 0, OPT_WEAK_MLP}, {"ternary", no_argument, 0, OPT_TERNARY},
         {"format", required_argument, 0, OPT_FORMAT}, {"dtype", required_argument, 0, OPT_DTYPE},
         {"family", required_argument, 0, OPT_FAMILY}, {"window", required_argument, 0, OPT_WINDOW},
+        CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
     cli_init();
     cli_common com = {0};
-    long v[7] = {4, 64, 4, 2, 172, 512, 512}; /* layers dim heads kv ffn vocab context */
+    long v[7] = {4, 64, 4, 2, 172, 0, 512}; /* layers dim heads kv ffn vocab context (0: 512 or the tokenizer's) */
     const char *out = NULL, *weak_attn = NULL, *weak_mlp = NULL, *family = "llama";
     int untied = 0, bias = 0, ternary = 0, c, code;
     long window = 0;
@@ -82,8 +92,11 @@ int main(int argc, char **argv)
         if (r == 0)
             continue;
         if (c >= OPT_LAYERS && c <= OPT_CONTEXT) {
+            static const char *const names[] = {"--layers", "--dim", "--heads", "--kv-heads", "--ffn", "--vocab",
+                                                "--context"};
             if ((v[c - OPT_LAYERS] = cli_parse_long(optarg, 1, 1L << 24)) < 0)
-                return cli_usage_error(TOOL, "bad size '%s'", optarg);
+                return cli_usage_error(TOOL, "%s needs a number from 1 to 16777216, not '%s'", names[c - OPT_LAYERS],
+                                       optarg);
             continue;
         }
         switch (c) {
@@ -93,13 +106,13 @@ int main(int argc, char **argv)
         case OPT_TERNARY: ternary = 1; break;
         case OPT_SEED:
             if ((seed = cli_parse_long(optarg, 0, 1L << 62)) < 0)
-                return cli_usage_error(TOOL, "bad seed '%s'", optarg);
+                return cli_usage_error(TOOL, "--seed needs a non-negative number, not '%s'", optarg);
             break;
         case OPT_WEAK_ATTN: weak_attn = optarg; break;
         case OPT_FAMILY: family = optarg; break;
         case OPT_WINDOW:
             if ((window = cli_parse_long(optarg, 1, 1L << 30)) < 0)
-                return cli_usage_error(TOOL, "bad window '%s'", optarg);
+                return cli_usage_error(TOOL, "--window needs a number from 1 to 1073741824, not '%s'", optarg);
             break;
         case OPT_WEAK_MLP: weak_mlp = optarg; break;
         case OPT_FORMAT:
@@ -123,9 +136,11 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "expected -o OUT and no other arguments");
     if (v[1] % v[2] != 0 || v[2] % v[3] != 0)
         return cli_usage_error(TOOL, "--dim must be a multiple of --heads, and --heads of --kv-heads");
+    if (!v[5] && !com.tokenizer)
+        v[5] = 512;
     tc_synth_spec s = {
         .cfg = tc_synth_config((int)v[0], (int)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5]),
-        .seed = (uint64_t)seed, .weak_scale = 1e-3f, .ternary = ternary,
+        .seed = (uint64_t)seed, .weak_scale = 1e-3f, .ternary = ternary, .tokenizer = com.tokenizer,
     };
     s.cfg.max_seq_len = (int)v[6];
     s.cfg.tied_embeddings = !untied;
@@ -143,13 +158,17 @@ int main(int argc, char **argv)
     }
     s.weak_attn = wa;
     s.weak_mlp = wm;
+    cli_output o = {out, fmt == TC_FORMAT_HF ? TC_OUTPUT_DIR : TC_OUTPUT_FILE};
+    code = cli_guard_outputs(TOOL, NULL, NULL, 0, &o, 1, com.force);
     tc_error err = {{0}};
-    int rc = tc_synth_write(out, fmt, dtype, &s, &err);
+    int rc = code ? TC_ERR : tc_synth_write(out, fmt, dtype, &s, &err);
     free(wa);
     free(wm);
+    if (code)
+        return code;
     if (rc)
         return cli_fail(TOOL, &err);
     if (!com.quiet)
         fprintf(stderr, "%s: wrote %s\n", TOOL, out);
-    return TC_EXIT_OK;
+    return com.json ? cli_info(TOOL, out, 1) : TC_EXIT_OK;
 }

@@ -38,6 +38,7 @@
 #include "tc/tmodel.h"
 #include "tc/tokenizer.h"
 #include "tc/trun.h"
+#include "tc/vocab.h"
 
 /* Test-side state only: the scratch directory of this process. */
 static struct fz_scratch {
@@ -434,6 +435,12 @@ static inline int fz_tokenizer_bin(const uint8_t *data, size_t size)
         } else {
             fz_check_error(&err, "tokenizer.bin");
         }
+        /* and as the vocabulary a GGUF output carries */
+        tc_vocab v;
+        if (tc_vocab_from_llama2c(&v, path, sizes[i], &err) == TC_OK)
+            tc_vocab_free(&v);
+        else
+            fz_check_error(&err, "tokenizer.bin");
     }
     return 0;
 }
@@ -452,6 +459,12 @@ static inline int fz_tokenizer_json(const uint8_t *data, size_t size)
     } else {
         fz_check_error(&err, "tokenizer.json");
     }
+    /* and as the vocabulary a GGUF output carries */
+    tc_vocab v;
+    if (tc_vocab_from_hf(&v, path, 0, &err) == TC_OK)
+        tc_vocab_free(&v);
+    else
+        fz_check_error(&err, "tokenizer.json");
     return 0;
 }
 

@@ -47,6 +47,10 @@
 
 #include "tc/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TC_CALIB_MAX_BYTES ((uint64_t)1 << 30) /* per file, after decompression */
 
 #define TC_CALIB_DEFAULT_SAMPLES 64
@@ -199,5 +203,9 @@ void tc_calib_set_free(tc_calib_set *s);
 /* Reads a whole file, inflating it if it starts with the gzip magic; refuses
  * more than max_bytes of (decompressed) data.  *out is NUL-terminated. */
 int tc_calib_read_file(const char *path, uint64_t max_bytes, char **out, size_t *len, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -22,6 +22,10 @@
 #include "tc/error.h"
 #include "tc/gguf.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tc_tokenizer tc_tokenizer;
 
 /* Flags for tc_tokenizer_encode. */
@@ -74,5 +78,9 @@ int tc_tokenizer_token_text(const tc_tokenizer *t, int32_t id, const char **text
 /* Looks a vocabulary entry up by its stored text (a linear search, for
  * tools and tests rather than inner loops); -1 when absent. */
 int32_t tc_tokenizer_find(const tc_tokenizer *t, const char *text, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

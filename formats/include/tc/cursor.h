@@ -12,6 +12,10 @@
 
 #include "tc/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tc_cursor {
     const uint8_t *base;
     uint64_t size;
@@ -37,5 +41,9 @@ int tc_cursor_bytes(tc_cursor *c, uint64_t n, const uint8_t **p, const char *wha
 int tc_cursor_skip(tc_cursor *c, uint64_t n, const char *what, tc_error *err);
 /* Advances to the next multiple of align (a power of two or any positive value). */
 int tc_cursor_align(tc_cursor *c, uint64_t align, const char *what, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -7,6 +7,10 @@
 
 #include "tc/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum tc_dtype {
     TC_F32,
     TC_F16,
@@ -61,5 +65,9 @@ float tc_f16_to_f32(uint16_t h);
 uint16_t tc_f32_to_f16(float f);
 float tc_bf16_to_f32(uint16_t h);
 uint16_t tc_f32_to_bf16(float f);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

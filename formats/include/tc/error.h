@@ -8,6 +8,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TC_OK 0
 #define TC_ERR (-1)
 
@@ -33,5 +37,9 @@ int tc_err_prefix(tc_error *err, const char *fmt, ...)
     ;
 
 void tc_err_clear(tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -11,6 +11,10 @@
 #include "tc/dtype.h"
 #include "tc/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Is t one of the types below? */
 int tc_ggml_quant_is(tc_dtype t);
 
@@ -23,5 +27,9 @@ int tc_ggml_quant_dequantize(tc_dtype t, const void *src, uint64_t n, float *dst
  * for the same floats.  Weights that are not finite are refused. */
 int tc_ggml_quant_can_encode(tc_dtype t);
 int tc_ggml_quant_quantize(tc_dtype t, const float *src, uint64_t n, void *dst, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

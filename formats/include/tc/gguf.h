@@ -9,6 +9,10 @@
 #include "tc/error.h"
 #include "tc/tensordir.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum tc_gguf_type {
     TC_GGUF_U8 = 0,
     TC_GGUF_I8 = 1,
@@ -125,5 +129,9 @@ typedef struct tc_gguf_writer_kv {
 int tc_gguf_write(const char *path, const tc_gguf_writer_kv *kvs, size_t n_kv,
                   const tc_out_tensor *tensors, size_t n_tensors, uint32_t alignment,
                   tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

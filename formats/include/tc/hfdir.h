@@ -8,6 +8,10 @@
 #include "tc/error.h"
 #include "tc/tensordir.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tc_hfdir {
     char *path;      /* the directory */
     cJSON *config;   /* parsed config.json (owned) */
@@ -31,9 +35,14 @@ int tc_hfdir_write(const char *path, const cJSON *config, const tc_out_tensor *t
 /* The files of a model directory beside its weights and config that a
  * runtime loads with it: tokenizer (tokenizer.json, tokenizer.model,
  * tokenizer_config.json, special_tokens_map.json, added_tokens.json,
- * vocab.json, merges.txt, chat_template.jinja) and generation_config.json.
+ * vocab.json, merges.txt, chat_template.jinja, chat_template.json) and
+ * generation_config.json.
  * Copies those present in src into dst, each atomically; *copied counts
  * them (may be NULL). */
 int tc_hfdir_copy_side_files(const char *src, const char *dst, int *copied, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

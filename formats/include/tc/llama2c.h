@@ -29,6 +29,10 @@
 #include "tc/error.h"
 #include "tc/tensordir.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tc_llama2c_header {
     int32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
     int shared_classifier; /* 1 when vocab_size was positive (version 0) or the flag was set */
@@ -63,5 +67,9 @@ void tc_llama2c_close(tc_llama2c *c);
  * them. */
 int tc_llama2c_write(const char *path, const tc_llama2c_header *hdr, const tc_out_tensor *tensors,
                      size_t n_tensors, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

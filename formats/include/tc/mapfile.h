@@ -7,6 +7,10 @@
 
 #include "tc/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tc_mapfile {
     char *path;          /* owned copy, for messages */
     const uint8_t *data; /* NULL for an empty file */
@@ -20,5 +24,9 @@ void tc_mapfile_close(tc_mapfile *m);
 /* Reads a whole small text file (config.json, an index) into a NUL-terminated
  * heap buffer; refuses files larger than max_bytes. */
 int tc_read_small_file(const char *path, uint64_t max_bytes, char **out, uint64_t *len, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

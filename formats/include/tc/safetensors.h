@@ -9,6 +9,10 @@
 #include "tc/error.h"
 #include "tc/tensordir.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tc_kv_str {
     char *key;
     char *value;
@@ -32,5 +36,9 @@ void tc_safetensors_free(tc_safetensors *info);
  * multiple of 8, tensors in the given order, metadata (may be NULL/0). */
 int tc_safetensors_write(const char *path, const tc_out_tensor *tensors, size_t n_tensors,
                          const tc_kv_str *metadata, size_t n_metadata, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

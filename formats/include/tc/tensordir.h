@@ -17,6 +17,10 @@
 #include "tc/error.h"
 #include "tc/mapfile.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TC_MAX_DIMS 4
 
 typedef struct tc_tensor {
@@ -103,5 +107,9 @@ struct tc_out_tensor {
 int tc_out_tensor_nbytes(const tc_out_tensor *t, uint64_t *nbytes, tc_error *err);
 /* Produces its bytes into dst (copy or fill). */
 int tc_out_tensor_produce(const tc_out_tensor *t, void *dst, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

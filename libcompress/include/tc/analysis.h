@@ -10,6 +10,10 @@
 
 #include "tc/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum tc_module {
     TC_MOD_ATTN,
     TC_MOD_MLP,
@@ -50,5 +54,9 @@ typedef struct tc_analysis {
 const char *tc_module_name(tc_module m); /* "attn", "mlp", "block" */
 
 void tc_analysis_free(tc_analysis *a);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

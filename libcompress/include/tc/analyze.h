@@ -16,6 +16,10 @@
 #include "tc/forward.h"
 #include "tc/model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef void (*tc_progress_fn)(void *ctx, double fraction);
 
 /* Zero-initialised options are the defaults: one thread, measured importance
@@ -79,5 +83,9 @@ typedef struct tc_nll_observer {
 } tc_nll_observer;
 
 tc_observer tc_nll_observer_make(tc_nll_observer *acc, const tc_batch *b);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -24,6 +24,10 @@
 #include "tc/error.h"
 #include "tc/model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Sequences as one token array: sequence s is tokens[offsets[s] ..
  * offsets[s+1]), so offsets holds n_seqs + 1 entries with offsets[0] = 0.
  * Positions (for RoPE and causality) restart at 0 in every sequence. */
@@ -185,5 +189,9 @@ typedef struct tc_generate_opts {
  * decoder's max_len cannot hold prompt + max_new - 1 positions. */
 int tc_generate(tc_decoder *d, const int32_t *prompt, size_t n_prompt, size_t max_new,
                 const tc_generate_opts *opts, int32_t *out, size_t *n_out, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -6,6 +6,10 @@
 
 #include "tc/model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Keys: format, path, arch, n_layers, dim, n_heads, n_kv_heads, head_dim,
  * ffn_dim, vocab_size, max_seq_len, norm_eps, rope_theta, rope_layout,
  * tied_embeddings, qkv_bias, n_params, n_params_linear, file_bytes,
@@ -27,5 +31,9 @@ cJSON *tc_traits_json(const tc_config *c);
 
 /* One line naming the model's traits ("rmsnorm(w), silu gated, rope llama3 x8 ..."). */
 void tc_traits_describe(const tc_config *c, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

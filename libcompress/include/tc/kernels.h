@@ -29,6 +29,10 @@
 #include "tc/error.h"
 #include "tc/tpack.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum tc_kpath {
     TC_KPATH_AUTO,   /* the fastest this CPU runs */
     TC_KPATH_SCALAR, /* portable C */
@@ -111,5 +115,9 @@ int tc_kern_same_input(const tc_tpack_plan *a, const tc_tpack_plan *b);
 int tc_kern_matmul_set(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const tc_kmat *mats,
                        int n_mats, const int8_t *xq, const float *act_scale, int64_t n,
                        tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

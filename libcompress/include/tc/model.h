@@ -10,6 +10,10 @@
 #include "tc/rope.h"
 #include "tc/tensordir.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum tc_format {
     TC_FORMAT_HF,      /* config.json + safetensors (one file or shards) */
     TC_FORMAT_GGUF,
@@ -183,6 +187,7 @@ typedef struct tc_model {
     tc_layer *layers;          /* n_layers */
     tc_tensor *split;          /* row ranges of fused tensors (Phi-3), owned */
     char *ignored_keys;        /* config keys the family's reference ignores too (space-separated), or NULL */
+    char *tokenizer;           /* a tokenizer file given for the model (tc_model_set_tokenizer), or NULL */
     size_t n_split, cap_split;
     uint64_t file_bytes;       /* total size of the files read */
     void *handle;              /* the format's own reader (tc_gguf, tc_hfdir, ...) */
@@ -230,5 +235,9 @@ void tc_rope_permute_rows(const float *src, float *dst, int n_heads, int head_di
 const char *tc_format_name(tc_format f);
 const char *tc_arch_name(tc_arch a);
 const char *tc_rope_layout_name(tc_rope_layout r);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

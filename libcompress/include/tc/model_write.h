@@ -11,6 +11,10 @@
 #include "tc/error.h"
 #include "tc/model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct tc_gguf;
 
 /* The tensors that belong to no layer. */
@@ -32,6 +36,8 @@ typedef struct tc_model_src {
     tc_model_fill_fn fill;
     void *ctx;
     const struct tc_gguf *gguf_vocab; /* GGUF output: tokenizer.* keys copied from here (optional) */
+    const struct tc_vocab *vocab; /* GGUF output: the tokenizer.* keys written (optional; when it has keys,
+                                     gguf_vocab's tokenizer keys are not copied) */
     const cJSON *hf_config;     /* HF output: fields kept from this config.json (optional) */
     const char *hf_src_dir;     /* HF output: tokenizer and generation config copied from here (optional) */
     const char *name;           /* general.name (optional) */
@@ -75,5 +81,9 @@ int tc_model_copy_encode(void *ctx, int layer, int which, tc_rope_layout to, voi
 
 /* The rope layout a format stores Q/K rows in. */
 tc_rope_layout tc_format_rope_layout(tc_format fmt, tc_arch arch);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -7,11 +7,19 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef void (*tc_range_fn)(void *ctx, size_t begin, size_t end);
 
 /* Runs fn over [0, n) split into up to n_threads ranges of at least
  * min_items items (fewer threads when n is small; a thread that cannot be
  * started leaves its range to the calling thread). */
 void tc_parallel_for(int n_threads, size_t n, size_t min_items, tc_range_fn fn, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -12,6 +12,10 @@
 #include "tc/forward.h"
 #include "tc/model.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tc_prune_plan {
     int n_layers;
     uint8_t *drop[TC_N_MODULES]; /* per layer, indexed by tc_module: 1 = goes */
@@ -57,6 +61,12 @@ typedef struct tc_prune_opts {
  * not measured, or when an explicit drop touches a kept layer. */
 int tc_prune_select(tc_prune_plan *p, const tc_analysis *a, const tc_model *m, const tc_prune_opts *opts,
                     tc_error *err);
+
+/* How many modules of one kind (attention, MLP or block) could go at most:
+ * those of m outside keep-first and keep-last that p does not drop yet (and,
+ * for sub-layers, that m has).  A count above it cannot be met whatever an
+ * analysis says, so a tool refuses it before analysing. */
+int tc_prune_available(const tc_prune_plan *p, const tc_model *m, const tc_prune_opts *opts, tc_module kind);
 
 /* Measures the model with plan p applied virtually (skipped sub-layers are the
  * identity), filling a fresh analysis; the caller frees it. */
@@ -115,5 +125,9 @@ typedef struct tc_prune_eval {
 int tc_prune_evaluate(const tc_model *ref, const tc_skip *ref_skip, const tc_model *pruned,
                       const tc_skip *pruned_skip, const int32_t *tokens, const size_t *offsets, size_t n_seqs,
                       int n_threads, tc_prune_eval *out, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

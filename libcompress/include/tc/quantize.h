@@ -20,13 +20,21 @@
  * original model.  With any method, calibration data also yields each
  * tensor's relative output error.
  *
- * GGUF export: ggml's ternary blocks carry one f16 scale per 256 weights of a
- * row.  The codes are the quantizer's; each block's scale is the mean of the
- * quantizer's scales over the block's nonzero codes (so with tensor, row or
- * 256-column grouping the GGUF weights equal ours up to f16 rounding of the
- * scale).  A matrix whose rows are not a multiple of 256 long cannot be a
- * ternary GGUF tensor: it is kept in float (the report says so), or refused
- * with `strict`. */
+ * GGUF export: ggml's ternary blocks (TQ1_0 / TQ2_0) carry one f16 scale per
+ * 256 weights of a row.  Rows that are whole 32-weight blocks but not 256-weight
+ * ones hold their ternary codes in Q4_0 blocks instead (a nibble of code + 8
+ * and one f16 scale per 32 weights: exact, 4.5 bits per weight).  The codes
+ * are the quantizer's; each block's scale is the mean of the quantizer's
+ * scales over the block's nonzero codes (so with tensor or row grouping, or
+ * groups of a multiple of the block, the GGUF weights equal ours up to the f16
+ * rounding of the scale, a relative 2^-11 at most).  A linear weight whose rows
+ * are not whole 32-weight blocks cannot be ternary in any ggml type: it goes to
+ * the fallback type (below), or is refused with `strict`; with `pad_ffn` the
+ * FFN width is padded with zeros to a multiple of 256 where that makes the
+ * down projections TQ (the function is unchanged; the report's shapes stay
+ * the source's and its bytes are the padded ones).  A file in which no
+ * linear weight is TQ1_0 / TQ2_0 is refused unless the fallback was chosen
+ * explicitly (`fallback_explicit`). */
 #ifndef TC_QUANTIZE_H
 #define TC_QUANTIZE_H
 
@@ -37,6 +45,10 @@
 #include "tc/forward.h"
 #include "tc/model.h"
 #include "tc/tmodel.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef enum tc_qformat {
     TC_QFORMAT_PACKED,   /* the packed ternary file (docs/PACKED_FORMAT.md) */
@@ -60,10 +72,17 @@ typedef struct tc_quantize_opts {
                                      (0: 256) */
     int strict;                   /* GGUF: refuse when some linear weight cannot be ternary */
     tc_dtype fallback;            /* GGUF: the matrices that are not ternary (linear weights whose
-                                     rows are not whole 256-blocks, the embedding, the output head)
-                                     are stored as this ggml block type where their rows are whole
-                                     blocks of it: Q8_0, Q4_0, Q4_K or Q6_K, with ggml's reference
-                                     rounding; 0 (TC_F32) keeps them in float_dtype */
+                                     rows are not whole 32-blocks, the embedding, the output head)
+                                     are stored as this type where their rows are whole blocks of
+                                     it: Q8_0, Q4_0, Q4_K or Q6_K with ggml's reference rounding,
+                                     or F16; elsewhere in float_dtype (as llama.cpp's quantizer
+                                     falls back to F16).  0 (TC_F32): the default, Q8_0 */
+    int fallback_explicit;        /* GGUF: the caller chose the fallback: a file in which no
+                                     linear weight is TQ is written (else it is refused) */
+    int pad_ffn;                  /* GGUF: an FFN width that is not a multiple of 256 is padded
+                                     up to one with zero rows (gate, up, their biases) and zero
+                                     columns (down) when that makes the file smaller, so that
+                                     the down projections are TQ too; the function is the same */
     int verify;                   /* reopen the output and check every ternary tensor */
     int n_threads;
     /* Called after each layer (and once at the start with 0). */
@@ -77,7 +96,8 @@ typedef struct tc_qtensor_report {
     int layer, role;
     int64_t rows, cols;
     int ternary;             /* 0: kept in float or the fallback type (why says why) */
-    tc_dtype dtype;          /* the stored type when not ternary */
+    tc_dtype dtype;          /* the stored type: GGUF always (TQ1_0, TQ2_0 or Q4_0 when ternary),
+                                packed when not ternary */
     const char *why;         /* static text, or NULL */
     double zero_share;
     double rel_weight_error;
@@ -100,6 +120,24 @@ typedef struct tc_quantize_times {
     double verify;   /* wall: reopening and checking the written file */
 } tc_quantize_times;
 
+/* Where the bytes of the output go: every tensor of the file is in exactly
+ * one part, so the parts' bytes add up to the file's tensor bytes. */
+typedef enum tc_qpart {
+    TC_QPART_TERNARY,    /* the blocks' linear weights stored ternary */
+    TC_QPART_FALLBACK,   /* the blocks' linear weights that are not (GGUF: the fallback type, or
+                            float where rows are not whole blocks of it; stand-ins of dropped
+                            sub-layers) */
+    TC_QPART_EMBEDDINGS, /* the token embedding and the output head */
+    TC_QPART_NORMS,      /* norms, biases and other vectors */
+    TC_QPART_COUNT
+} tc_qpart;
+
+const char *tc_qpart_name(tc_qpart p); /* "ternary", "fallback", "embeddings", "norms" */
+
+typedef struct tc_qpart_size {
+    uint64_t params, bytes;
+} tc_qpart_size;
+
 typedef struct tc_quantize_report {
     tc_qtensor_report *tensors;  /* the matrices only (linear weights, embedding, head) */
     size_t n_tensors;
@@ -108,14 +146,20 @@ typedef struct tc_quantize_report {
     double rel_output_error;     /* mean over ternary tensors (-1 without calibration data) */
     double seconds;
     uint64_t file_bytes;         /* the whole output file */
+    uint64_t tensor_bytes;       /* its tensors' data (the rest: header, metadata, alignment) */
+    tc_qpart_size parts[TC_QPART_COUNT]; /* bytes add up to tensor_bytes */
     uint64_t params;             /* every parameter of the output model */
     uint64_t linear_params, linear_bytes; /* the blocks' linear weights as stored */
     double bpw_file;             /* 8 * file_bytes / params */
     double bpw_linear;           /* 8 * linear_bytes / linear_params */
     uint64_t calib_tokens;
     int verified;                /* 1 when the written file was checked */
-    int n_kept_float;            /* GGUF: linear weights that could not be ternary (kept in
-                                    float or the fallback type) */
+    int n_fallback;              /* GGUF: linear weights that cannot be ternary (rows not whole
+                                    32-blocks), stored in the fallback type or float */
+    int n_fallback_float;        /* of those and the embedding and head: stored in float because
+                                    their rows are not whole blocks of the fallback type */
+    tc_dtype fallback;           /* GGUF: the fallback type; TC_DTYPE_COUNT for packed output */
+    int ffn_dim_stored;          /* GGUF: the FFN width written (the model's, or padded) */
     tc_quantize_times times;
 } tc_quantize_report;
 
@@ -125,9 +169,13 @@ int tc_quantize_model(const tc_model *m, const char *out_path, const tc_quantize
 
 void tc_quantize_report_free(tc_quantize_report *r);
 
-/* A ggml block scale per 256 columns of each row from codes and group scales
- * (the rule above): d[M][K/256].  K must be a multiple of 256. */
+/* A ggml block scale per `block` columns of each row from codes and group
+ * scales (the rule above): d[M][K/block].  K must be a multiple of block. */
 void tc_quantize_block_scales(const int8_t *codes, const float *scales, int64_t M, int64_t K,
-                              const tc_tgroup *g, float *d);
+                              const tc_tgroup *g, int64_t block, float *d);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -15,6 +15,10 @@
 #include "tc/analysis.h"
 #include "tc/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TC_REPORT_SCHEMA "tc-analyze-report"
 #define TC_REPORT_SCHEMA_VERSION 1
 #define TC_REPORT_MAX_BYTES ((uint64_t)64 << 20) /* refuse larger report files */
@@ -59,5 +63,9 @@ int tc_report_html(const tc_analysis *a, const cJSON *model, const cJSON *calibr
                    tc_error *err);
 int tc_report_write_html(const char *path, const tc_analysis *a, const cJSON *model, const cJSON *calibration,
                          tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

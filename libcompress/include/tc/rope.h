@@ -18,6 +18,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The most rotated pairs of a head tc holds parameters for (head_dim 512). */
 #define TC_ROPE_MAX_PAIRS 256
 
@@ -62,5 +66,9 @@ void tc_rope_inv_freq(const tc_rope *r, size_t seq_len, float *inv_freq);
 /* cos and sin of position pos for every pair, interleaved: cs[2i], cs[2i+1],
  * times the attention factor. */
 void tc_rope_angles(const tc_rope *r, const float *inv_freq, size_t pos, float *cs);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -10,6 +10,10 @@
 #include "tc/model.h"
 #include "tc/model_write.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tc_synth_spec {
     tc_config cfg;          /* shapes (values are generated in rotate-half order) */
     uint64_t seed;
@@ -17,6 +21,9 @@ typedef struct tc_synth_spec {
     const uint8_t *weak_mlp;  /* per layer: scale w_down by weak_scale (NULL: none) */
     float weak_scale;         /* e.g. 1e-3 */
     int ternary;              /* linear weights in {-g, 0, +g}, g per output row */
+    const char *tokenizer;    /* tc_synth_write: a tokenizer the checkpoint carries (a GGUF: its
+                                 vocabulary; HF: a tokenizer.json and the files beside it, or another
+                                 tokenizer converted to tokenizer.json), or NULL */
 } tc_synth_spec;
 
 /* A config with the given shape and sensible defaults (llama, theta 10000,
@@ -42,7 +49,14 @@ int tc_synth_fill(void *spec, int layer, int which, float *dst, uint64_t n, tc_e
 int tc_synth_model(tc_model *m, const tc_synth_spec *s, tc_error *err);
 
 /* Writes the model to disk in fmt with matrices stored as dtype, one tensor at
- * a time (a 7B-shaped F16 checkpoint needs memory for one tensor only). */
+ * a time (a 7B-shaped F16 checkpoint needs memory for one tensor only).
+ * With a tokenizer, the config's BOS and EOS are the tokenizer's and a
+ * vocabulary size of 0 becomes the tokenizer's; a llama2.c checkpoint holds
+ * no tokenizer and is refused one. */
 int tc_synth_write(const char *path, tc_format fmt, tc_dtype dtype, const tc_synth_spec *s, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

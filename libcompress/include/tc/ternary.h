@@ -19,6 +19,10 @@
 
 #include "tc/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum tc_tgroup_kind {
     TC_TGROUP_TENSOR, /* one scale for the whole matrix */
     TC_TGROUP_ROW,    /* one scale per output row: M scales */
@@ -123,5 +127,9 @@ void tc_ternary_report_finish(tc_ternary_report *acc, int64_t M, int64_t K);
 int tc_ternary_output_error(const float *W, const int8_t *codes, const float *scales, int64_t M,
                             int64_t K, const tc_tgroup *g, const float *X, int64_t N,
                             double *rel, tc_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

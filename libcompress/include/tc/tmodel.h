@@ -25,6 +25,10 @@
 #include "tc/model_write.h"
 #include "tc/tpack.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TC_TMODEL_MAGIC "TCTMODEL" /* 8 bytes, no terminator in the file */
 #define TC_TMODEL_VERSION 1
 #define TC_TMODEL_ALIGN 64
@@ -121,5 +125,9 @@ typedef struct tc_tmodel_size {
 } tc_tmodel_size;
 
 void tc_tmodel_size_of(const tc_tmodel *m, tc_tmodel_size *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -29,6 +29,10 @@
 #include "tc/error.h"
 #include "tc/ternary.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TC_TPACK_TILE_ROWS 32
 
 typedef enum tc_tpack_layout {
@@ -94,5 +98,9 @@ void tc_tpack_matvec_ref(const int8_t *codes, int64_t M, int64_t K, const int8_t
  * xq = clamp(round(x * s), -128, 127) (halves away from zero). Returns s, so
  * x ~ xq / s. */
 float tc_tpack_quantize_act(const float *x, int64_t K, int8_t *xq);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -26,6 +26,10 @@
 #include "tc/kernels.h"
 #include "tc/tmodel.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum tc_trun_mode {
     TC_TRUN_LUT, /* packed weights through the kernels */
     TC_TRUN_REF, /* dequantized fp32 weights, same int8 activations */
@@ -110,5 +114,9 @@ int tc_tmodel_mem_random(tc_tmodel_mem *out, const tc_config *cfg, tc_tpack_layo
                          const tc_tgroup *g, uint64_t seed, tc_error *err);
 
 void tc_tmodel_mem_free(tc_tmodel_mem *mm);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
