@@ -42,7 +42,6 @@ static void usage(void)
            TOOL, TOOL);
 }
 
-
 int main(int argc, char **argv)
 {
     enum { OPT_REPORT = CLI_OPT_TOOL_BASE, OPT_HTML, OPT_NO_MEASURED, OPT_NO_HEADS };
