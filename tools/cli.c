@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -441,6 +442,18 @@ int cli_tokenizer_check(const tc_model *m, const char *path, tc_error *err)
     int rc = tc_model_tokenizer(m, path, &tok, err);
     tc_tokenizer_free(tok);
     return rc;
+}
+
+const char *cli_name_format(const char *path)
+{
+    static const char *const suffix[][2] = {{".gguf", "gguf"}, {".tcq", "tcq"}};
+    size_t n = path ? strlen(path) : 0;
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        size_t k = strlen(suffix[i][0]);
+        if (n > k && strcasecmp(path + n - k, suffix[i][0]) == 0)
+            return suffix[i][1];
+    }
+    return NULL;
 }
 
 int cli_default_threads(void)

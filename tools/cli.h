@@ -186,6 +186,12 @@ struct tc_tokenizer;
 int cli_calib_load_with(const cli_calib *c, const struct tc_config *cfg, struct tc_tokenizer *tok,
                         struct tc_calib_set *set, tc_error *err);
 
+/* The format an output's name asks for: "gguf" for a name ending in .gguf,
+ * "tcq" for .tcq (any case), NULL for any other name.  A tool infers its
+ * format from it or refuses a --format that contradicts it, so that
+ * `-o model.gguf` never writes a directory. */
+const char *cli_name_format(const char *path);
+
 /* The number of online cores (the default for --threads). */
 int cli_default_threads(void);
 

@@ -47,8 +47,8 @@ static void usage(void)
            "  -o, --output OUT   the pruned checkpoint (a directory for HF); never an input, nor\n"
            "                     inside an input directory\n"
            CLI_FORCE_HELP
-           "  --format F         hf, gguf or llama2c (default: the input's format); llama2.c\n"
-           "                     holds whole-block drops only\n"
+           "  --format F         hf, gguf or llama2c (default: gguf when OUT ends in .gguf, else\n"
+           "                     the input's format); llama2.c holds whole-block drops only\n"
            "  --type T           GGUF: store the linear layers as q8_0, q4_0, q4_k, q6_k (ggml's\n"
            "                     reference rounding), f16, bf16 or f32 where their rows are whole\n"
            "                     blocks of it (default: every tensor keeps its input type, byte for byte)\n"
@@ -183,6 +183,14 @@ static int parse_args(int argc, char **argv, args *a)
         return cli_usage_error(TOOL, "choosing what to drop needs --report FILE or --calib FILE");
     if (a->format && strcmp(a->format, "hf") && strcmp(a->format, "gguf") && strcmp(a->format, "llama2c"))
         return cli_usage_error(TOOL, "--format is hf, gguf or llama2c, not '%s'", a->format);
+    /* The output's name may say the format: model.gguf is a GGUF file. */
+    const char *named = cli_name_format(a->output);
+    if (named && !strcmp(named, "tcq"))
+        return cli_usage_error(TOOL, "-o %s names a packed ternary file, which tc-quantize writes", a->output);
+    if (named && a->format && strcmp(a->format, named))
+        return cli_usage_error(TOOL, "-o %s names a %s file, but --format is %s", a->output, named, a->format);
+    if (named)
+        a->format = named;
     a->matrices = TC_DTYPE_COUNT;
     if (a->type) {
         if (cli_parse_dtype(a->type, &a->matrices) ||

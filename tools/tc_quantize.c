@@ -32,7 +32,8 @@ static void usage(void)
            "\n"
            "Quantization:\n"
            "  -o, --output OUT      the file to write (required); never an input, nor inside\n"
-           "                        an input directory\n"
+           "                        an input directory; a name ending in .gguf needs a GGUF\n"
+           "                        --format, one ending in .tcq the packed one\n"
            "  --force               replace an existing OUT (refused without it)\n"
            "  --method M            absmean (BitNet b1.58 rule), optimal (least-squares fit per\n"
            "                        group; default) or calibrated (GPTQ on the ternary grid;\n"
@@ -413,6 +414,13 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "--fallback needs --format gguf-tq1 or gguf-tq2");
     if (!qo.pad_ffn && qo.format == TC_QFORMAT_PACKED)
         return cli_usage_error(TOOL, "--keep-ffn-width needs --format gguf-tq1 or gguf-tq2");
+    /* The output's name must not say another format than the one written. */
+    const char *named = cli_name_format(out);
+    if (named && !strcmp(named, "gguf") && qo.format == TC_QFORMAT_PACKED)
+        return cli_usage_error(TOOL, "-o %s names a GGUF file: give --format gguf-tq1 or gguf-tq2 (the packed "
+                               "format is a .tcq file)", out);
+    if (named && !strcmp(named, "tcq") && qo.format != TC_QFORMAT_PACKED)
+        return cli_usage_error(TOOL, "-o %s names a packed .tcq file, but --format asks for a GGUF", out);
 
     tc_error err = {{0}};
     tc_model m;
