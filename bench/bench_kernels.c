@@ -549,7 +549,7 @@ static void bench_decode(tc_tpack_layout layout, tc_kpath path, int vocab, int n
     const uint8_t *bufs[1] = {buf};
     for (int t = 1; t <= 2; t++) {
         tc_trun *r;
-        tc_trun_opts o = {TC_TRUN_LUT, path, t, 0};
+        tc_trun_opts o = {TC_TRUN_LUT, path, t, 0, 0};
         if (tc_trun_new(&r, &mm.m, &o, &err)) {
             fprintf(stderr, "bench_kernels: %s\n", err.msg);
             break;
@@ -609,9 +609,208 @@ static void bench_decode(tc_tpack_layout layout, tc_kpath path, int vocab, int n
     tc_tmodel_mem_free(&mm);
 }
 
+/* ---- the packed model's batched forward ----------------------------------
+ * What --compare and --ppl run: windows of L tokens, each from an empty
+ * cache, whole through tc_trun_batch (64-token chunks, the multi-token
+ * kernels, one pass of the attention per chunk), beside the same windows
+ * fed one token at a time (tc_trun_step, the decode path) in the same run.
+ * Both give the same logits bit for bit; the table says so for the first
+ * window. */
+typedef struct window_row {
+    char model[64], layout[8], kernel[16];
+    int threads, n_windows, seq_len;
+    double batched_s, step_s, batched_tok_s, step_tok_s, cpu_share, step_cpu_share;
+    int identical;
+} window_row;
+
+static window_row wrows[8];
+static int n_wrows;
+
+static int on_window_logits(void *ctx, const float *lg, size_t tok0, size_t n, int vocab, tc_error *err)
+{
+    float *dst = ctx;
+    (void)err;
+    size_t V = (size_t)vocab;
+    if (dst)
+        memcpy(dst + tok0 * V, lg, n * V * sizeof *lg);
+    return TC_OK;
+}
+
+static void bench_windows(const tc_tmodel *m, const char *name, int n_windows, int seq_len)
+{
+    tc_error err;
+    size_t n = (size_t)n_windows * (size_t)seq_len, V = (size_t)m->cfg.vocab_size;
+    int32_t *tok = malloc(n * sizeof *tok);
+    size_t *off = malloc(((size_t)n_windows + 1) * sizeof *off);
+    float *a = malloc((size_t)seq_len * V * sizeof *a), *b = malloc((size_t)seq_len * V * sizeof *b);
+    float *scratch = malloc(V * sizeof *scratch);
+    for (size_t i = 0; i < n; i++)
+        tok[i] = (int32_t)(next() % V);
+    for (int w = 0; w <= n_windows; w++)
+        off[w] = (size_t)w * (size_t)seq_len;
+    tc_batch all = {tok, off, (size_t)n_windows};
+    size_t one_off[2] = {0, (size_t)seq_len};
+    tc_batch first = {tok, one_off, 1};
+    for (int t = 1; t <= 2; t++) {
+        tc_trun *r;
+        tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_AUTO, t, seq_len, 0};
+        if (tc_trun_new(&r, m, &o, &err)) {
+            fprintf(stderr, "bench_kernels: %s\n", err.msg);
+            break;
+        }
+        window_row *wr = &wrows[n_wrows++];
+        snprintf(wr->model, sizeof wr->model, "%s", name);
+        snprintf(wr->layout, sizeof wr->layout, "%s", tc_tpack_layout_name(m->quant.layout));
+        snprintf(wr->kernel, sizeof wr->kernel, "%s", tc_kpath_name(tc_trun_kernels(r)->path));
+        wr->threads = t;
+        wr->n_windows = n_windows;
+        wr->seq_len = seq_len;
+        /* warm-up: the first window, batched, its logits kept */
+        tc_trun_batch(r, &first, on_window_logits, a, &err);
+        double w0, c0;
+        timing_start(&w0, &c0);
+        int rc = tc_trun_batch(r, &all, on_window_logits, NULL, &err);
+        wr->batched_s = now() - w0;
+        wr->cpu_share = (cpu_now() - c0) / (wr->batched_s * t);
+        timing_start(&w0, &c0);
+        for (int w = 0; rc == TC_OK && w < n_windows; w++) {
+            tc_trun_reset(r);
+            for (int i = 0; rc == TC_OK && i < seq_len; i++)
+                rc = tc_trun_step(r, tok[(size_t)w * (size_t)seq_len + (size_t)i],
+                                  w ? scratch : b + (size_t)i * V, &err);
+        }
+        wr->step_s = now() - w0;
+        wr->step_cpu_share = (cpu_now() - c0) / (wr->step_s * t);
+        if (rc != TC_OK)
+            fprintf(stderr, "bench_kernels: %s\n", err.msg);
+        wr->batched_tok_s = (double)n / wr->batched_s;
+        wr->step_tok_s = (double)n / wr->step_s;
+        wr->identical = rc == TC_OK && memcmp(a, b, (size_t)seq_len * V * sizeof *a) == 0;
+        printf("%-22s %-4s %-10s %2d  %3d x %-5d %9.0f %6.0f%%  %9.0f %6.0f%%  %6.2fx  %s\n", wr->model,
+               wr->layout, wr->kernel, t, n_windows, seq_len, wr->batched_tok_s, 100 * wr->cpu_share,
+               wr->step_tok_s, 100 * wr->step_cpu_share, wr->batched_tok_s / wr->step_tok_s,
+               wr->identical ? "yes" : "NO");
+        fflush(stdout);
+        tc_trun_free(r);
+    }
+    free(tok);
+    free(off);
+    free(a);
+    free(b);
+    free(scratch);
+}
+
+static void window_section(const char *model_path, int n_windows, int seq_len)
+{
+    tc_error err;
+    printf("\nbatched forward of the packed model: %d windows of %d tokens, each from an empty cache, "
+           "whole (tc_trun_batch) vs one token at a time (tc_trun_step); tokens/s over the wall clock, cpu = "
+           "CPU time / (wall x threads); same = the first window's logits are bit-identical\n",
+           n_windows, seq_len);
+    printf("%-22s %-4s %-10s %2s  %-11s %9s %7s  %9s %7s  %7s  %s\n", "model", "lay", "kernel", "th", "windows",
+           "batched", "cpu", "one-tok", "cpu", "speedup", "same");
+    if (model_path) {
+        tc_tmodel m;
+        if (tc_tmodel_open(&m, model_path, &err)) {
+            fprintf(stderr, "bench_kernels: %s\n", err.msg);
+            return;
+        }
+        const char *slash = strrchr(model_path, '/');
+        bench_windows(&m, slash ? slash + 1 : model_path, n_windows, seq_len);
+        tc_tmodel_close(&m);
+        return;
+    }
+    /* deep16's shape with random codes (tc-quantize of the real model gives
+     * the same shapes and speed; --model runs a file) */
+    tc_config c = tc_synth_config(16, 256, 8, 4, 688, 512);
+    c.max_seq_len = seq_len;
+    tc_tmodel_mem mm;
+    tc_tgroup row_g = {TC_TGROUP_ROW, 0};
+    if (tc_tmodel_mem_random(&mm, &c, TC_TPACK_TL2, &row_g, 5, &err)) {
+        fprintf(stderr, "bench_kernels: %s\n", err.msg);
+        return;
+    }
+    mm.m.quant.layout = TC_TPACK_TL2;
+    bench_windows(&mm.m, "deep16-shaped (random)", n_windows, seq_len);
+    tc_tmodel_mem_free(&mm);
+}
+
+static void print_json(int json, const double load[3], const double *rate, const double *again, int vocab)
+{
+    if (!json)
+        return;
+    cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "matvec");
+    cJSON *la = cJSON_AddArrayToObject(o, "load_average");
+    for (int i = 0; i < 3; i++)
+        cJSON_AddItemToArray(la, cJSON_CreateNumber(load[i]));
+    if (rate && again) {
+        cJSON_AddNumberToObject(o, "read_gbps_1_thread_start", rate[0]);
+        cJSON_AddNumberToObject(o, "read_gbps_2_threads_start", rate[1]);
+        cJSON_AddNumberToObject(o, "read_gbps_1_thread_end", again[0]);
+        cJSON_AddNumberToObject(o, "read_gbps_2_threads_end", again[1]);
+    }
+    for (int i = 0; i < n_rows; i++) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "kernel", rows[i].kernel);
+        cJSON_AddNumberToObject(r, "M", (double)rows[i].M);
+        cJSON_AddNumberToObject(r, "K", (double)rows[i].K);
+        cJSON_AddNumberToObject(r, "threads", rows[i].threads);
+        cJSON_AddNumberToObject(r, "bits_per_weight", rows[i].bits_per_weight);
+        cJSON_AddNumberToObject(r, "us_per_matvec", rows[i].us);
+        cJSON_AddNumberToObject(r, "weight_gbps", rows[i].gbps);
+        cJSON_AddNumberToObject(r, "read_gbps", rows[i].read_gbps);
+        cJSON_AddNumberToObject(r, "share_of_read", rows[i].share);
+        cJSON_AddNumberToObject(r, "median_share_of_read", rows[i].median);
+        if (rows[i].hot_gbps > 0)
+            cJSON_AddNumberToObject(r, "hot_gbps", rows[i].hot_gbps);
+        cJSON_AddNumberToObject(r, "speedup_over_sgemv", rows[i].x_sgemv);
+        cJSON_AddNumberToObject(r, "cpu_share", rows[i].cpu_share);
+        cJSON_AddItemToArray(a, r);
+    }
+    cJSON *d = cJSON_AddArrayToObject(o, "decode");
+    for (int i = 0; i < n_drows; i++) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "layout", drows[i].layout);
+        cJSON_AddStringToObject(r, "kernel", drows[i].kernel);
+        cJSON_AddNumberToObject(r, "threads", drows[i].threads);
+        cJSON_AddNumberToObject(r, "vocab", vocab);
+        cJSON_AddNumberToObject(r, "tokens_per_s", drows[i].tok_s);
+        cJSON_AddNumberToObject(r, "weight_gbps", drows[i].gbps);
+        cJSON_AddNumberToObject(r, "read_gbps", drows[i].read_gbps);
+        cJSON_AddNumberToObject(r, "share_of_read", drows[i].share);
+        cJSON_AddNumberToObject(r, "median_share_of_read", drows[i].median);
+        cJSON_AddNumberToObject(r, "prompt_tokens", PROMPT);
+        cJSON_AddNumberToObject(r, "prompt_tokens_per_s", drows[i].prompt_tok_s);
+        cJSON_AddItemToArray(d, r);
+    }
+    cJSON *wa = cJSON_AddArrayToObject(o, "windows");
+    for (int i = 0; i < n_wrows; i++) {
+        const window_row *w = &wrows[i];
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddStringToObject(r, "model", w->model);
+        cJSON_AddStringToObject(r, "layout", w->layout);
+        cJSON_AddStringToObject(r, "kernel", w->kernel);
+        cJSON_AddNumberToObject(r, "threads", w->threads);
+        cJSON_AddNumberToObject(r, "n_windows", w->n_windows);
+        cJSON_AddNumberToObject(r, "seq_len", w->seq_len);
+        cJSON_AddNumberToObject(r, "batched_tokens_per_s", w->batched_tok_s);
+        cJSON_AddNumberToObject(r, "batched_cpu_share", w->cpu_share);
+        cJSON_AddNumberToObject(r, "one_token_tokens_per_s", w->step_tok_s);
+        cJSON_AddNumberToObject(r, "one_token_cpu_share", w->step_cpu_share);
+        cJSON_AddNumberToObject(r, "speedup", w->batched_tok_s / w->step_tok_s);
+        cJSON_AddBoolToObject(r, "logits_identical", w->identical);
+        cJSON_AddItemToArray(wa, r);
+    }
+    char *s = cJSON_Print(o);
+    printf("%s\n", s);
+    free(s);
+    cJSON_Delete(o);
+    }
+
 int main(int argc, char **argv)
 {
-    int json = 0, quick = 0, decode_only = 0, vocab = 1000, n_dec = 32;
+    int json = 0, quick = 0, decode_only = 0, vocab = 1000, n_dec = 32, windows_only = 0, n_win = 8, win_len = 256;
+    const char *win_model = NULL;
     tc_kpath decode_path = TC_KPATH_AUTO;
     const char *path_list = "scalar,avx2,avx512,avx512vnni";
     for (int i = 1; i < argc; i++) {
@@ -621,6 +820,14 @@ int main(int argc, char **argv)
             quick = 1;
         else if (!strcmp(argv[i], "--decode-only"))
             decode_only = 1;
+        else if (!strcmp(argv[i], "--windows-only"))
+            windows_only = 1;
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc)
+            win_model = argv[++i];
+        else if (!strcmp(argv[i], "--windows") && i + 1 < argc)
+            n_win = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--seq-len") && i + 1 < argc)
+            win_len = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--paths") && i + 1 < argc)
             path_list = argv[++i];
         else if (!strcmp(argv[i], "--vocab") && i + 1 < argc)
@@ -637,13 +844,13 @@ int main(int argc, char **argv)
         } else {
             int help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
             fprintf(help ? stdout : stderr,
-                    "usage: bench_kernels [--json] [--quick] [--decode-only] "
+                    "usage: bench_kernels [--json] [--quick] [--decode-only] [--windows-only] "
                     "[--paths scalar,avx2,avx512,avx512vnni] [--decode-path P] [--vocab V] "
-                    "[--decode-tokens N]\n");
+                    "[--decode-tokens N] [--model FILE.tcq] [--windows N] [--seq-len L]\n");
             return help ? 0 : 2;
         }
     }
-    if (vocab < 2 || n_dec < 1)
+    if (vocab < 2 || n_dec < 1 || n_win < 1 || win_len < 2 || win_len > 1 << 16)
         return 2;
     tc_kpath paths[TC_KPATH_COUNT];
     int n_paths = 0;
@@ -673,6 +880,14 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("load average %.2f %.2f %.2f (1, 5, 15 min)\n", load[0], load[1], load[2]);
+    if (windows_only) {
+        window_section(win_model, n_win, win_len);
+        if (json)
+            print_json(json, load, NULL, NULL, vocab);
+        tc_kpool_free(pools[0]);
+        tc_kpool_free(pools[1]);
+        return 0;
+    }
     double rate[2] = {read_gbps(pools[0]), read_gbps(pools[1])};
     printf("read bandwidth (%s sum of 512 MiB, four streams a thread, best of plain and prefetching): %.2f GB/s 1 thread, %.2f GB/s 2 threads\n\n",
            use_avx512_read ? "AVX-512" : "scalar", rate[0], rate[1]);
@@ -686,6 +901,7 @@ int main(int argc, char **argv)
            vocab);
     for (int l = 0; l < (quick ? 1 : TC_TPACK_LAYOUT_COUNT); l++)
         bench_decode((tc_tpack_layout)l, decode_path, vocab, n_dec);
+    window_section(win_model, n_win, win_len);
     double again[2] = {read_gbps(pools[0]), read_gbps(pools[1])};
     printf("\nread bandwidth at the end: %.2f GB/s 1 thread, %.2f GB/s 2 threads\n", again[0],
            again[1]);
@@ -701,54 +917,7 @@ int main(int argc, char **argv)
         printf("  decode %-4s %-10s %d thr  %5.1f tokens/s  share %5.1f%%  median %5.1f%%\n",
                drows[i].layout, drows[i].kernel, drows[i].threads, drows[i].tok_s,
                100 * drows[i].share, 100 * drows[i].median);
-    if (json) {
-        cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "matvec");
-        cJSON *la = cJSON_AddArrayToObject(o, "load_average");
-        for (int i = 0; i < 3; i++)
-            cJSON_AddItemToArray(la, cJSON_CreateNumber(load[i]));
-        cJSON_AddNumberToObject(o, "read_gbps_1_thread_start", rate[0]);
-        cJSON_AddNumberToObject(o, "read_gbps_2_threads_start", rate[1]);
-        cJSON_AddNumberToObject(o, "read_gbps_1_thread_end", again[0]);
-        cJSON_AddNumberToObject(o, "read_gbps_2_threads_end", again[1]);
-        for (int i = 0; i < n_rows; i++) {
-            cJSON *r = cJSON_CreateObject();
-            cJSON_AddStringToObject(r, "kernel", rows[i].kernel);
-            cJSON_AddNumberToObject(r, "M", (double)rows[i].M);
-            cJSON_AddNumberToObject(r, "K", (double)rows[i].K);
-            cJSON_AddNumberToObject(r, "threads", rows[i].threads);
-            cJSON_AddNumberToObject(r, "bits_per_weight", rows[i].bits_per_weight);
-            cJSON_AddNumberToObject(r, "us_per_matvec", rows[i].us);
-            cJSON_AddNumberToObject(r, "weight_gbps", rows[i].gbps);
-            cJSON_AddNumberToObject(r, "read_gbps", rows[i].read_gbps);
-            cJSON_AddNumberToObject(r, "share_of_read", rows[i].share);
-            cJSON_AddNumberToObject(r, "median_share_of_read", rows[i].median);
-            if (rows[i].hot_gbps > 0)
-                cJSON_AddNumberToObject(r, "hot_gbps", rows[i].hot_gbps);
-            cJSON_AddNumberToObject(r, "speedup_over_sgemv", rows[i].x_sgemv);
-            cJSON_AddNumberToObject(r, "cpu_share", rows[i].cpu_share);
-            cJSON_AddItemToArray(a, r);
-        }
-        cJSON *d = cJSON_AddArrayToObject(o, "decode");
-        for (int i = 0; i < n_drows; i++) {
-            cJSON *r = cJSON_CreateObject();
-            cJSON_AddStringToObject(r, "layout", drows[i].layout);
-            cJSON_AddStringToObject(r, "kernel", drows[i].kernel);
-            cJSON_AddNumberToObject(r, "threads", drows[i].threads);
-            cJSON_AddNumberToObject(r, "vocab", vocab);
-            cJSON_AddNumberToObject(r, "tokens_per_s", drows[i].tok_s);
-            cJSON_AddNumberToObject(r, "weight_gbps", drows[i].gbps);
-            cJSON_AddNumberToObject(r, "read_gbps", drows[i].read_gbps);
-            cJSON_AddNumberToObject(r, "share_of_read", drows[i].share);
-            cJSON_AddNumberToObject(r, "median_share_of_read", drows[i].median);
-            cJSON_AddNumberToObject(r, "prompt_tokens", PROMPT);
-            cJSON_AddNumberToObject(r, "prompt_tokens_per_s", drows[i].prompt_tok_s);
-            cJSON_AddItemToArray(d, r);
-        }
-        char *s = cJSON_Print(o);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(o);
-    }
+    print_json(json, load, rate, again, vocab);
     tc_kpool_free(pools[0]);
     tc_kpool_free(pools[1]);
     return 0;

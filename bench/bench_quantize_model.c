@@ -272,10 +272,10 @@ int main(int argc, char **argv)
     ctx c = {.m = &m, .layout = layout, .threads = threads, .reps = reps, .verify = verify, .calib = &b, .gb = gb};
     char out[1100], fast[1100];
     if (out_dir)
-        snprintf(out, sizeof out, "%s/tc-bench-quantize.tmodel", out_dir);
+        snprintf(out, sizeof out, "%s/tc-bench-quantize.tcq", out_dir);
     else
-        snprintf(out, sizeof out, "%s.tmodel", dir);
-    snprintf(fast, sizeof fast, "%s/tc-bench-quantize.tmodel", fast_dir);
+        snprintf(out, sizeof out, "%s.tcq", dir);
+    snprintf(fast, sizeof fast, "%s/tc-bench-quantize.tcq", fast_dir);
     int use_fast = strcmp(fast_dir, "none") != 0 && stat(fast_dir, &st) == 0;
     uint64_t abs_bytes = 0;
     int rc = TC_OK;

@@ -22,7 +22,8 @@ for spec in "stories260K|$s/stories260K/stories260K.bin|$s/stories260K/tok512.bi
   for method in absmean optimal calibrated; do
     "$bin/tc-quantize" -q --force "$model" --tokenizer "$tok" -o "$tmp/q.tcq" --method "$method" --layout "$layout" \
         --calib "$tmp/calib.txt" --samples 32 --json > "$tmp/q.json"
-    "$bin/tc-run" -q "$tmp/q.tcq" --compare "$model" --tokenizer "$tok" --eval "$tmp/eval.txt" --json > "$tmp/c.json"
+    "$bin/tc-run" -q "$tmp/q.tcq" --compare "$model" --tokenizer "$tok" --eval "$tmp/eval.txt" --samples 100000 \
+        --json > "$tmp/c.json"
     python3 - "$tmp/q.json" "$tmp/c.json" "$name" "$method" <<'PY'
 import json, sys
 q = json.load(open(sys.argv[1])); c = json.load(open(sys.argv[2]))

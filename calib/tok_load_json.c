@@ -178,7 +178,7 @@ static int mentions_bytelevel(const cJSON *node)
 }
 
 /* A non-negative integral JSON number below limit, or -1. */
-static long id_of(const cJSON *v, long limit)
+long tok_json_id(const cJSON *v, long limit)
 {
     if (!cJSON_IsNumber(v))
         return -1;
@@ -188,9 +188,32 @@ static long id_of(const cJSON *v, long limit)
     return (long)d;
 }
 
-static int is_byte_token(const char *s)
+int tok_is_byte_token(const char *s)
 {
     return strlen(s) == 6 && memcmp(s, "<0x", 3) == 0 && s[5] == '>';
+}
+
+int tok_json_count_ids(const char *path, const cJSON *vocab, const cJSON *added, long *n_ids, tc_error *err)
+{
+    long n_entries = cJSON_GetArraySize(vocab) + (cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0);
+    /* ids beyond twice the entries would leave most of the table empty:
+     * refuse them rather than allocate from an unchecked number */
+    long limit = 2 * n_entries + 1024, max_id = -1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, vocab) {
+        long id = tok_json_id(e, limit);
+        if (id < 0)
+            return tc_err(err, "%s: vocabulary entry \"%.64s\" has an invalid id", path, e->string);
+        max_id = id > max_id ? id : max_id;
+    }
+    cJSON_ArrayForEach(e, added) {
+        long id = tok_json_id(cJSON_GetObjectItemCaseSensitive(e, "id"), limit);
+        if (id < 0 || !str_of(e, "content"))
+            return tc_err(err, "%s: an added token has an invalid id or no content", path);
+        max_id = id > max_id ? id : max_id;
+    }
+    *n_ids = max_id + 1;
+    return TC_OK;
 }
 
 /* The vocabulary: the model's entries, then the added tokens over them. */
@@ -201,29 +224,16 @@ static int read_vocab(tc_tokenizer **out, const char *path, const cJSON *root, c
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     if (!cJSON_IsObject(vocab))
         return tc_err(err, "%s: model.vocab is not an object", path);
-    long n_entries = cJSON_GetArraySize(vocab) + (cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0);
-    /* ids beyond twice the entries would leave most of the table empty:
-     * refuse them rather than allocate from an unchecked number */
-    long limit = 2 * n_entries + 1024, max_id = -1;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, vocab) {
-        long id = id_of(e, limit);
-        if (id < 0)
-            return tc_err(err, "%s: vocabulary entry \"%.64s\" has an invalid id", path, e->string);
-        max_id = id > max_id ? id : max_id;
-    }
-    cJSON_ArrayForEach(e, added) {
-        long id = id_of(cJSON_GetObjectItemCaseSensitive(e, "id"), limit);
-        if (id < 0 || !str_of(e, "content"))
-            return tc_err(err, "%s: an added token has an invalid id or no content", path);
-        max_id = id > max_id ? id : max_id;
-    }
-    tc_tokenizer *t = tok_new(path, family, (int32_t)(max_id + 1), err);
+    long n_ids;
+    if (tok_json_count_ids(path, vocab, added, &n_ids, err))
+        return TC_ERR;
+    tc_tokenizer *t = tok_new(path, family, (int32_t)n_ids, err);
     if (!t)
         return TC_ERR;
     int byte_fallback = bool_of(model, "byte_fallback", 0);
+    const cJSON *e;
     cJSON_ArrayForEach(e, vocab) {
-        int type = family == TOK_FAMILY_SPM && byte_fallback && is_byte_token(e->string)
+        int type = family == TOK_FAMILY_SPM && byte_fallback && tok_is_byte_token(e->string)
                        ? TOK_BYTE : TOK_NORMAL;
         if (tok_set(t, (int32_t)e->valuedouble, e->string, strlen(e->string), 0.0f, type, err))
             goto fail;
@@ -231,7 +241,7 @@ static int read_vocab(tc_tokenizer **out, const char *path, const cJSON *root, c
     cJSON_ArrayForEach(e, added) {
         const char *s = str_of(e, "content");
         int type = bool_of(e, "special", 0) ? TOK_CONTROL : TOK_USER;
-        long id = id_of(cJSON_GetObjectItemCaseSensitive(e, "id"), limit);
+        long id = tok_json_id(cJSON_GetObjectItemCaseSensitive(e, "id"), n_ids); /* checked above */
         if (tok_set(t, (int32_t)id, s, strlen(s), 0.0f, type, err))
             goto fail;
     }
@@ -298,7 +308,7 @@ static int32_t first_present(const tc_tokenizer *t, const char *const *names)
 /* BOS and EOS: the post-processor's template says which tokens surround a
  * sequence; tokenizer_config.json beside the file, when present, has the
  * last word; failing both, the usual names. */
-static void special_ids(tc_tokenizer *t, const char *path, const cJSON *root)
+static void special_ids(tc_tokenizer *t, const cJSON *root, const char *cfg_text, size_t cfg_len)
 {
     static const char *const bos_names[] = {"<s>", "<|begin_of_text|>", "<bos>", NULL};
     static const char *const eos_names[] = {"</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>",
@@ -329,37 +339,25 @@ static void special_ids(tc_tokenizer *t, const char *path, const cJSON *root)
     if (t->eos < 0)
         t->eos = first_present(t, eos_names);
 
-    const char *slash = strrchr(path, '/');
-    size_t dir = slash ? (size_t)(slash - path + 1) : 0;
-    char *cfg_path = malloc(dir + 32);
-    char *text = NULL;
-    uint64_t len;
-    tc_error ignored;
-    if (cfg_path) {
-        memcpy(cfg_path, path, dir);
-        strcpy(cfg_path + dir, "tokenizer_config.json");
-    }
-    if (cfg_path && tc_read_small_file(cfg_path, 1 << 26, &text, &len, &ignored) == TC_OK) {
-        cJSON *cfg = cJSON_ParseWithLength(text, (size_t)len);
-        int32_t id;
-        if ((id = named_token(t, cJSON_GetObjectItemCaseSensitive(cfg, "bos_token"))) >= 0)
-            t->bos = id;
-        if ((id = named_token(t, cJSON_GetObjectItemCaseSensitive(cfg, "eos_token"))) >= 0)
-            t->eos = id;
-        const cJSON *ab = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
-        const cJSON *ae = cJSON_GetObjectItemCaseSensitive(cfg, "add_eos_token");
-        if (cJSON_IsBool(ab))
-            t->default_flags = (t->default_flags & ~TC_TOK_BOS) | (cJSON_IsTrue(ab) ? TC_TOK_BOS : 0);
-        if (cJSON_IsBool(ae))
-            t->default_flags = (t->default_flags & ~TC_TOK_EOS) | (cJSON_IsTrue(ae) ? TC_TOK_EOS : 0);
-        cJSON_Delete(cfg);
-        free(text);
-    }
-    free(cfg_path);
+    if (!cfg_text)
+        return;
+    cJSON *cfg = cJSON_ParseWithLength(cfg_text, cfg_len);
+    int32_t id;
+    if ((id = named_token(t, cJSON_GetObjectItemCaseSensitive(cfg, "bos_token"))) >= 0)
+        t->bos = id;
+    if ((id = named_token(t, cJSON_GetObjectItemCaseSensitive(cfg, "eos_token"))) >= 0)
+        t->eos = id;
+    const cJSON *ab = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
+    const cJSON *ae = cJSON_GetObjectItemCaseSensitive(cfg, "add_eos_token");
+    if (cJSON_IsBool(ab))
+        t->default_flags = (t->default_flags & ~TC_TOK_BOS) | (cJSON_IsTrue(ab) ? TC_TOK_BOS : 0);
+    if (cJSON_IsBool(ae))
+        t->default_flags = (t->default_flags & ~TC_TOK_EOS) | (cJSON_IsTrue(ae) ? TC_TOK_EOS : 0);
+    cJSON_Delete(cfg);
 }
 
 static int configure(tc_tokenizer *t, const json_setup *s, const cJSON *root, const cJSON *model,
-                     tc_error *err)
+                     const char *cfg_text, size_t cfg_len, tc_error *err)
 {
     if (t->family == TOK_FAMILY_SPM) {
         if (!s->replace_space)
@@ -393,7 +391,7 @@ static int configure(tc_tokenizer *t, const json_setup *s, const cJSON *root, co
     const char *unk = str_of(model, "unk_token");
     if (unk && (t->unk = tok_find_text(t, unk, strlen(unk))) < 0)
         return tc_err(err, "%s: unk_token \"%.64s\" is not in the vocabulary", t->source, unk);
-    special_ids(t, t->source, root);
+    special_ids(t, root, cfg_text, cfg_len);
     if (tok_finish(t, err))
         return TC_ERR;
     for (int i = 0; i < s->n_regex; i++)
@@ -403,7 +401,7 @@ static int configure(tc_tokenizer *t, const json_setup *s, const cJSON *root, co
 }
 
 int tok_load_hf_json_mem(tc_tokenizer **out, const char *path, const char *json, size_t len,
-                         tc_error *err)
+                         const char *cfg_text, size_t cfg_len, tc_error *err)
 {
     *out = NULL;
     cJSON *root = cJSON_ParseWithLength(json, len);
@@ -433,7 +431,7 @@ int tok_load_hf_json_mem(tc_tokenizer **out, const char *path, const char *json,
     if (rc == TC_OK)
         rc = read_vocab(&t, path, root, model, family, err);
     if (rc == TC_OK)
-        rc = configure(t, &s, root, model, err);
+        rc = configure(t, &s, root, model, cfg_text, cfg_len, err);
     for (int i = 0; i < s.n_regex; i++)
         free(s.owned[i]);
     cJSON_Delete(root);
@@ -445,13 +443,44 @@ int tok_load_hf_json_mem(tc_tokenizer **out, const char *path, const char *json,
     return TC_OK;
 }
 
+int tok_read_config_beside(const char *path, char **text, uint64_t *len)
+{
+    *text = NULL;
+    *len = 0;
+    const char *slash = strrchr(path, '/');
+    size_t dir = slash ? (size_t)(slash - path + 1) : 0;
+    char *cfg_path = malloc(dir + 32);
+    tc_error ignored;
+    if (!cfg_path)
+        return TC_ERR;
+    memcpy(cfg_path, path, dir);
+    strcpy(cfg_path + dir, "tokenizer_config.json");
+    int rc = tc_read_small_file(cfg_path, TOK_CONFIG_MAX, text, len, &ignored);
+    free(cfg_path);
+    if (rc != TC_OK) {
+        *text = NULL;
+        *len = 0;
+    }
+    return rc;
+}
+
 int tc_tokenizer_from_hf_json(tc_tokenizer **t, const char *path, tc_error *err)
 {
     *t = NULL;
     tc_mapfile m;
     if (tc_mapfile_open(&m, path, err))
         return TC_ERR;
-    int rc = tok_load_hf_json_mem(t, path, (const char *)m.data, (size_t)m.size, err);
+    char *cfg;
+    uint64_t cfg_len;
+    tok_read_config_beside(path, &cfg, &cfg_len);
+    int rc = tok_load_hf_json_mem(t, path, (const char *)m.data, (size_t)m.size, cfg, (size_t)cfg_len, err);
+    free(cfg);
     tc_mapfile_close(&m);
     return rc;
+}
+
+int tc_tokenizer_from_hf_json_mem(tc_tokenizer **t, const char *name, const char *json, size_t len,
+                                  const char *config, size_t config_len, tc_error *err)
+{
+    return tok_load_hf_json_mem(t, name, json, len, config, config_len, err);
 }

@@ -122,3 +122,9 @@ int tc_tokenizer_from_llama2c(tc_tokenizer **t, const char *path, int vocab_size
     tc_mapfile_close(&m);
     return rc;
 }
+
+int tc_tokenizer_from_llama2c_mem(tc_tokenizer **t, const char *name, const uint8_t *data, uint64_t size,
+                                  int vocab_size, tc_error *err)
+{
+    return tok_load_llama2c_mem(t, name, data, size, vocab_size, err);
+}

@@ -884,7 +884,11 @@ int tc_tokenizer_open(tc_tokenizer **t, const char *path, tc_error *err)
             tc_gguf_close(&g);
         }
     } else if (looks_like_json(m.data, m.size)) {
-        rc = tok_load_hf_json_mem(t, path, (const char *)m.data, (size_t)m.size, err);
+        char *cfg;
+        uint64_t cfg_len;
+        tok_read_config_beside(path, &cfg, &cfg_len);
+        rc = tok_load_hf_json_mem(t, path, (const char *)m.data, (size_t)m.size, cfg, (size_t)cfg_len, err);
+        free(cfg);
     } else {
         rc = tok_load_llama2c_mem(t, path, m.data, m.size, 0, err);
     }

@@ -606,7 +606,7 @@ int tc_vocab_write_hf(const tc_vocab *v, const char *dir, tc_error *err)
         /* what the merge list forms, llama.cpp's scores must form: read the
          * file back as tc reads tokenizer.json and check it */
         tc_tokenizer *t = NULL;
-        rc = tok_load_hf_json_mem(&t, h.src, text, strlen(text), err);
+        rc = tok_load_hf_json_mem(&t, h.src, text, strlen(text), NULL, 0, err);
         if (rc == TC_OK)
             rc = vocab_spm_check(t, h.src, NULL, err);
         tc_tokenizer_free(t);

@@ -548,6 +548,33 @@ int tc_gguf_open(tc_gguf *g, const char *path, tc_error *err)
     return TC_OK;
 }
 
+int tc_gguf_open_mem(tc_gguf *g, const char *name, const uint8_t *data, uint64_t size, tc_error *err)
+{
+    memset(g, 0, sizeof *g);
+    tc_tensordir_init(&g->dir);
+    g->path = strdup(name);
+    if (!g->path)
+        return tc_err(err, "%s: out of memory", name);
+    reader r;
+    memset(&r, 0, sizeof r);
+    r.path = g->path;
+    tc_cursor_init(&r.c, data, size, g->path);
+    uint64_t n_tensors, n_kv;
+    int rc = read_header(&r, g, &n_tensors, &n_kv, err);
+    if (rc == TC_OK && n_tensors != 0)
+        rc = tc_err(err, "%s: the embedded GGUF image holds %llu tensors; only metadata is expected", g->path,
+                    (unsigned long long)n_tensors);
+    if (rc == TC_OK)
+        rc = read_kvs(&r, g, n_kv, err);
+    if (rc == TC_OK)
+        rc = read_alignment(g, err);
+    if (rc == TC_OK)
+        g->data_offset = r.c.pos;
+    if (rc != TC_OK)
+        tc_gguf_close(g);
+    return rc;
+}
+
 void tc_gguf_close(tc_gguf *g)
 {
     for (uint64_t i = 0; i < g->n_kv; i++)

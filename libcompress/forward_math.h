@@ -299,6 +299,15 @@ void tc_fm_attend(const float *restrict q, const float *restrict kt, size_t kt_l
                   const float *restrict v, size_t v_stride, size_t n_keys, int head_dim, float scale,
                   float softcap, float *restrict p, float *restrict out);
 
+/* out[t * ld + r] = x[t] . W[r] for T rows of x [T][cols] and rows r0..r1-1
+ * of W [rows][cols]: the packed runner's fp32 products (output head, linear
+ * layers stored in float).  Every dot product sums over sixteen fixed lanes
+ * in a fixed order (dense.c), so one token and a batch of tokens, any vector
+ * width and any split of the rows give the same bits: the runner's batched
+ * logits equal its one-token logits exactly, which BLAS (sgemv for one
+ * token, sgemm for several) does not promise. */
+void tc_fm_dense_rows(const float *x, int T, const float *W, int cols, int r0, int r1, float *out, size_t ld);
+
 /* The key cache of one layer as the decoders keep it: transposed per kv
  * head, component e of a key at row e of [kvdim][ml], so that tc_fm_attend
  * reads each head's keys as rows of positions. Stores key k at position pos. */

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tc/tokenizer.h"
+
 static uint64_t linear_params(const tc_model *m)
 {
     uint64_t n = 0;
@@ -252,6 +254,24 @@ static void human_bytes(double b, char *buf, size_t n)
     snprintf(buf, n, u ? "%.2f %s" : "%.0f %s", b, units[u]);
 }
 
+/* The lines of --info that say what a config computes, common to checkpoints
+ * and packed models: arch, shapes, norms, rope and the traits. */
+static void config_lines(strbuf *b, const tc_config *c)
+{
+    sb_printf(b, "%-18s %s\n", "arch", tc_arch_name(c->arch));
+    sb_printf(b, "%-18s %d\n", "layers", c->n_layers);
+    sb_printf(b, "%-18s %d\n", "dim", c->dim);
+    sb_printf(b, "%-18s %d (kv %d, head dim %d)\n", "heads", c->n_heads, c->n_kv_heads, c->head_dim);
+    sb_printf(b, "%-18s %d\n", "ffn dim", c->ffn_dim);
+    sb_printf(b, "%-18s %d\n", "vocab", c->vocab_size);
+    sb_printf(b, "%-18s %d\n", "context", c->max_seq_len);
+    sb_printf(b, "%-18s %g\n", "norm eps", c->norm_eps);
+    sb_printf(b, "%-18s %g (%s pairs)\n", "rope theta", c->t.rope[0].theta, tc_rope_layout_name(c->rope_layout));
+    char traits[1024];
+    tc_traits_describe(c, traits, sizeof traits);
+    sb_printf(b, "%-18s %s\n", "traits", traits);
+}
+
 char *tc_model_info_text(const tc_model *m)
 {
     const tc_config *c = &m->cfg;
@@ -260,10 +280,7 @@ char *tc_model_info_text(const tc_model *m)
     char hb[32];
     sb_printf(&b, "%-18s %s\n", "path", m->path);
     sb_printf(&b, "%-18s %s\n", "format", tc_format_name(m->format));
-    sb_printf(&b, "%-18s %s\n", "arch", tc_arch_name(c->arch));
-    sb_printf(&b, "%-18s %d\n", "layers", c->n_layers);
-    sb_printf(&b, "%-18s %d\n", "dim", c->dim);
-    sb_printf(&b, "%-18s %d (kv %d, head dim %d)\n", "heads", c->n_heads, c->n_kv_heads, c->head_dim);
+    config_lines(&b, c);
     if (m->layer_heads) {
         sb_printf(&b, "%-18s", "heads per layer");
         for (int l = 0; l < c->n_layers; l++)
@@ -271,14 +288,6 @@ char *tc_model_info_text(const tc_model *m)
         sb_printf(&b, " (query/kv as stored; read as %d/%d with the missing heads zero)\n", c->n_heads,
                   c->n_kv_heads);
     }
-    sb_printf(&b, "%-18s %d\n", "ffn dim", c->ffn_dim);
-    sb_printf(&b, "%-18s %d\n", "vocab", c->vocab_size);
-    sb_printf(&b, "%-18s %d\n", "context", c->max_seq_len);
-    sb_printf(&b, "%-18s %g\n", "norm eps", c->norm_eps);
-    sb_printf(&b, "%-18s %g (%s pairs)\n", "rope theta", c->t.rope[0].theta, tc_rope_layout_name(c->rope_layout));
-    char traits[1024];
-    tc_traits_describe(c, traits, sizeof traits);
-    sb_printf(&b, "%-18s %s\n", "traits", traits);
     if (m->ignored_keys)
         sb_printf(&b, "%-18s %s\n", "ignored keys", m->ignored_keys);
     sb_printf(&b, "%-18s %s\n", "tied embeddings", c->tied_embeddings ? "yes" : "no");
@@ -316,5 +325,231 @@ char *tc_model_info_text(const tc_model *m)
         if (any)
             sb_printf(&b, "\n");
     }
+    return b.p;
+}
+
+/* ---- packed ternary models (.tcq) ------------------------------------------ */
+
+/* What a packed model's tensors hold, by storage (a ternary layout, F16,
+ * F32), and which layers lack a sub-layer. */
+typedef struct tinfo {
+    uint64_t bytes[TC_TPACK_LAYOUT_COUNT + 2], params[TC_TPACK_LAYOUT_COUNT + 2];
+    uint64_t n_params, linear_params, linear_bytes;
+    int *has_attn, *has_mlp;
+} tinfo;
+
+static const char *storage_name(int s)
+{
+    return s < TC_TPACK_LAYOUT_COUNT ? tc_tpack_layout_name((tc_tpack_layout)s)
+                                     : s == TC_TPACK_LAYOUT_COUNT ? "F16" : "F32";
+}
+
+static int tinfo_of(const tc_tmodel *m, tinfo *ti)
+{
+    memset(ti, 0, sizeof *ti);
+    int n = m->cfg.n_layers > 0 ? m->cfg.n_layers : 1;
+    ti->has_attn = calloc((size_t)n, sizeof(int));
+    ti->has_mlp = calloc((size_t)n, sizeof(int));
+    if (!ti->has_attn || !ti->has_mlp)
+        return TC_ERR;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const tc_tmodel_tensor *t = &m->tensors[i];
+        uint64_t np = t->n_dims == 2 ? (uint64_t)t->shape[0] * (uint64_t)t->shape[1] : (uint64_t)t->shape[0];
+        int s = t->ternary ? (int)t->plan.layout : t->dtype == TC_F16 ? TC_TPACK_LAYOUT_COUNT : TC_TPACK_LAYOUT_COUNT + 1;
+        ti->bytes[s] += t->nbytes;
+        ti->params[s] += np;
+        ti->n_params += np;
+        if (t->layer >= 0 && tc_role_is_linear(t->role)) {
+            ti->linear_params += np;
+            ti->linear_bytes += t->nbytes;
+            (tc_role_is_attn(t->role) ? ti->has_attn : ti->has_mlp)[t->layer] = 1;
+        }
+    }
+    return TC_OK;
+}
+
+static void tinfo_free(tinfo *ti)
+{
+    free(ti->has_attn);
+    free(ti->has_mlp);
+}
+
+static void group_name(const tc_tgroup *g, char *buf, size_t n)
+{
+    if (g->kind == TC_TGROUP_TENSOR)
+        snprintf(buf, n, "tensor");
+    else if (g->kind == TC_TGROUP_ROW)
+        snprintf(buf, n, "row");
+    else
+        snprintf(buf, n, "%d", (int)g->cols);
+}
+
+/* The embedded tokenizer, loaded: its vocabulary and special ids, or why it
+ * does not load. */
+typedef struct tokinfo {
+    int loaded;
+    int32_t vocab, bos, eos;
+    char error[TC_ERROR_MAX];
+} tokinfo;
+
+static void tokinfo_of(const tc_tmodel *m, tokinfo *ki)
+{
+    memset(ki, 0, sizeof *ki);
+    tc_tokenizer *tok = NULL;
+    tc_error err = {{0}};
+    if (m->tok.kind == TC_TTOK_NONE)
+        return;
+    if (tc_tmodel_tokenizer(m, &tok, &err)) {
+        snprintf(ki->error, sizeof ki->error, "%s", err.msg);
+        return;
+    }
+    ki->loaded = 1;
+    ki->vocab = tc_tokenizer_vocab_size(tok);
+    ki->bos = tc_tokenizer_bos(tok);
+    ki->eos = tc_tokenizer_eos(tok);
+    tc_tokenizer_free(tok);
+}
+
+cJSON *tc_tmodel_info_json(const tc_tmodel *m)
+{
+    const tc_config *c = &m->cfg;
+    tinfo ti;
+    if (tinfo_of(m, &ti)) {
+        tinfo_free(&ti);
+        return NULL;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "format", "tcq");
+    cJSON_AddNumberToObject(o, "version", m->version);
+    cJSON_AddStringToObject(o, "path", m->path ? m->path : "");
+    char name[256], gb[16];
+    model_name(m->path ? m->path : "", name, sizeof name);
+    cJSON_AddStringToObject(o, "name", name);
+    if (m->source)
+        cJSON_AddStringToObject(o, "source", m->source);
+    tc_config_add_json(o, c);
+    cJSON_AddNumberToObject(o, "bos_id", c->bos_id);
+    cJSON_AddNumberToObject(o, "eos_id", c->eos_id);
+    cJSON *q = cJSON_AddObjectToObject(o, "quantization");
+    cJSON_AddStringToObject(q, "method", tc_tmethod_name(m->quant.method));
+    cJSON_AddStringToObject(q, "layout", tc_tpack_layout_name(m->quant.layout));
+    group_name(&m->quant.group, gb, sizeof gb);
+    cJSON_AddStringToObject(q, "group", gb);
+    cJSON_AddNumberToObject(q, "calib_tokens", (double)m->quant.calib_tokens);
+    cJSON_AddBoolToObject(q, "sequential", m->quant.sequential);
+    cJSON_AddNumberToObject(q, "damp_frac", m->quant.damp_frac);
+    if (m->tok.kind == TC_TTOK_NONE) {
+        cJSON_AddNullToObject(o, "tokenizer");
+    } else {
+        tokinfo ki;
+        tokinfo_of(m, &ki);
+        cJSON *tk = cJSON_AddObjectToObject(o, "tokenizer");
+        cJSON_AddStringToObject(tk, "kind", tc_ttok_kind_name(m->tok.kind));
+        cJSON *files = cJSON_AddArrayToObject(tk, "files");
+        for (int i = 0; i < m->tok.n_files; i++) {
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddStringToObject(f, "name", tc_ttok_file_name(m->tok.kind, i));
+            cJSON_AddNumberToObject(f, "bytes", (double)m->tok.files[i].nbytes);
+            cJSON_AddItemToArray(files, f);
+        }
+        if (ki.loaded) {
+            cJSON_AddNumberToObject(tk, "vocab_size", ki.vocab);
+            cJSON_AddNumberToObject(tk, "bos_id", ki.bos);
+            cJSON_AddNumberToObject(tk, "eos_id", ki.eos);
+        } else {
+            cJSON_AddStringToObject(tk, "error", ki.error);
+        }
+    }
+    uint64_t fb = m->map.size;
+    cJSON_AddNumberToObject(o, "n_params", (double)ti.n_params);
+    cJSON_AddNumberToObject(o, "n_params_linear", (double)ti.linear_params);
+    cJSON_AddNumberToObject(o, "file_bytes", (double)fb);
+    cJSON_AddNumberToObject(o, "bits_per_weight", ti.n_params ? 8.0 * (double)fb / (double)ti.n_params : 0.0);
+    cJSON_AddNumberToObject(o, "bits_per_weight_linear",
+                            ti.linear_params ? 8.0 * (double)ti.linear_bytes / (double)ti.linear_params : 0.0);
+    cJSON *bytes = cJSON_AddObjectToObject(o, "bytes_by_storage");
+    cJSON *params = cJSON_AddObjectToObject(o, "params_by_storage");
+    for (int s = 0; s < TC_TPACK_LAYOUT_COUNT + 2; s++)
+        if (ti.params[s]) {
+            cJSON_AddNumberToObject(bytes, storage_name(s), (double)ti.bytes[s]);
+            cJSON_AddNumberToObject(params, storage_name(s), (double)ti.params[s]);
+        }
+    cJSON *da = cJSON_AddArrayToObject(o, "dropped_attn");
+    cJSON *dm = cJSON_AddArrayToObject(o, "dropped_mlp");
+    for (int l = 0; l < c->n_layers; l++) {
+        if (!ti.has_attn[l])
+            cJSON_AddItemToArray(da, cJSON_CreateNumber(l));
+        if (!ti.has_mlp[l])
+            cJSON_AddItemToArray(dm, cJSON_CreateNumber(l));
+    }
+    tinfo_free(&ti);
+    return o;
+}
+
+char *tc_tmodel_info_text(const tc_tmodel *m)
+{
+    const tc_config *c = &m->cfg;
+    tinfo ti;
+    if (tinfo_of(m, &ti)) {
+        tinfo_free(&ti);
+        return NULL;
+    }
+    strbuf b = {0};
+    char hb[32], gb[16];
+    uint64_t fb = m->map.size;
+    sb_printf(&b, "%-18s %s\n", "path", m->path ? m->path : "");
+    sb_printf(&b, "%-18s tcq (packed ternary model, version %u)\n", "format", m->version);
+    if (m->source)
+        sb_printf(&b, "%-18s %s\n", "made from", m->source);
+    config_lines(&b, c);
+    sb_printf(&b, "%-18s %s\n", "tied embeddings", c->tied_embeddings ? "yes" : "no");
+    sb_printf(&b, "%-18s %s\n", "q/k/v bias", c->qkv_bias ? "yes" : "no");
+    group_name(&m->quant.group, gb, sizeof gb);
+    sb_printf(&b, "%-18s %s, layout %s, group %s", "quantization", tc_tmethod_name(m->quant.method),
+              tc_tpack_layout_name(m->quant.layout), gb);
+    if (m->quant.method == TC_TMETHOD_CALIBRATED)
+        sb_printf(&b, ", %llu calibration tokens%s, damping %g", (unsigned long long)m->quant.calib_tokens,
+                  m->quant.sequential ? " (sequential)" : "", m->quant.damp_frac);
+    sb_printf(&b, "\n");
+    if (m->tok.kind == TC_TTOK_NONE) {
+        sb_printf(&b, "%-18s none embedded (give --tokenizer FILE to generate or read text)\n", "tokenizer");
+    } else {
+        tokinfo ki;
+        tokinfo_of(m, &ki);
+        sb_printf(&b, "%-18s %s", "tokenizer", tc_ttok_kind_name(m->tok.kind));
+        for (int i = 0; i < m->tok.n_files; i++)
+            sb_printf(&b, "%s %s (%llu bytes)", i ? "," : ":", tc_ttok_file_name(m->tok.kind, i),
+                      (unsigned long long)m->tok.files[i].nbytes);
+        if (ki.loaded)
+            sb_printf(&b, "; %d tokens, BOS %d, EOS %d\n", ki.vocab, ki.bos, ki.eos);
+        else
+            sb_printf(&b, "; does not load: %s\n", ki.error);
+    }
+    sb_printf(&b, "%-18s %llu (linear layers %llu)\n", "parameters", (unsigned long long)ti.n_params,
+              (unsigned long long)ti.linear_params);
+    human_bytes((double)fb, hb, sizeof hb);
+    sb_printf(&b, "%-18s %s (%llu bytes)\n", "file size", hb, (unsigned long long)fb);
+    sb_printf(&b, "%-18s %.3f (linear layers %.3f)\n", "bits per weight",
+              ti.n_params ? 8.0 * (double)fb / (double)ti.n_params : 0.0,
+              ti.linear_params ? 8.0 * (double)ti.linear_bytes / (double)ti.linear_params : 0.0);
+    for (int s = 0; s < TC_TPACK_LAYOUT_COUNT + 2; s++)
+        if (ti.params[s]) {
+            human_bytes((double)ti.bytes[s], hb, sizeof hb);
+            sb_printf(&b, "%-18s %s in %llu weights\n", storage_name(s), hb, (unsigned long long)ti.params[s]);
+        }
+    for (int s = 0; s < 2; s++) {
+        int any = 0;
+        for (int l = 0; l < c->n_layers; l++)
+            if (!(s == 0 ? ti.has_attn : ti.has_mlp)[l]) {
+                if (any)
+                    sb_printf(&b, ",%d", l);
+                else
+                    sb_printf(&b, "%-18s %d", s == 0 ? "dropped attention" : "dropped MLP", l);
+                any = 1;
+            }
+        if (any)
+            sb_printf(&b, "\n");
+    }
+    tinfo_free(&ti);
     return b.p;
 }

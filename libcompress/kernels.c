@@ -476,6 +476,7 @@ typedef struct kjob {
     const kseg *segs;
     int64_t n_segs, n_tok;
     const int8_t *xq; /* [n_tok][cols] */
+    const float *act_scale; /* [n_tok], or NULL when only sums are wanted */
     /* Every worker builds its own tables: copying tables written by one
      * core to another costs more than building them again (TL2's are 10.7
      * bytes a column). Worker w's are at tabs + w * tabs_stride, its
@@ -638,9 +639,8 @@ static void run_blocks(const kjob *j, const kmat_job *m, const tc_klayout *L,
 /* A worker builds its tables (one set serves every product of the job:
  * they share the input, the layout and the grouping), then runs its share
  * of the row blocks of each product. */
-static void kjob_run(void *arg, int worker, int n_workers)
+static void kjob_group(const kjob *j, int worker, int n_workers)
 {
-    const kjob *j = arg;
     int any = 0;
     for (int m = 0; m < j->n_mats; m++) {
         int64_t blocks = j->mats[m].plan->rows_padded / TILE;
@@ -660,6 +660,30 @@ static void kjob_run(void *arg, int worker, int n_workers)
         int64_t blocks = j->mats[m].plan->rows_padded / TILE;
         run_blocks(j, &j->mats[m], L, tabs, blocks * worker / n_workers,
                    blocks * (worker + 1) / n_workers);
+    }
+}
+
+/* Every group of TOKENS_PER_PASS tokens in turn, on the same worker: the
+ * pool is handed the product once however many tokens there are (a
+ * window's tokens would otherwise wake the workers once per group).  A
+ * worker's rows and tables are its own, so the order of the groups changes
+ * no sum. */
+static void kjob_run(void *arg, int worker, int n_workers)
+{
+    const kjob *all = arg;
+    int64_t cols = all->mats[0].plan->cols, ng = all->n_segs;
+    for (int64_t t0 = 0; t0 < all->n_tok; t0 += TOKENS_PER_PASS) {
+        kjob j = *all;
+        j.n_tok = all->n_tok - t0 < TOKENS_PER_PASS ? all->n_tok - t0 : TOKENS_PER_PASS;
+        j.xq = all->xq + (size_t)t0 * (size_t)cols;
+        for (int m = 0; m < all->n_mats; m++) {
+            int64_t M = all->mats[m].plan->rows;
+            j.mats[m].y32 = all->mats[m].y32 + (size_t)t0 * (size_t)M * (size_t)ng;
+            j.mats[m].y = all->mats[m].y ? all->mats[m].y + (size_t)t0 * (size_t)M : NULL;
+        }
+        for (int64_t t = 0; all->act_scale && t < j.n_tok; t++)
+            j.inv_act[t] = 1.0f / all->act_scale[t0 + t];
+        kjob_group(&j, worker, n_workers);
     }
 }
 
@@ -684,30 +708,21 @@ static int kern_run(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const kmat
     if (grow((void **)&w->tabs, &w->tabs_cap, tabs_stride * (size_t)nw, 64) ||
         grow((void **)&w->xs, &w->xs_cap, xs_stride * (size_t)nw, 64))
         return tc_err(err, "kernels: out of memory for the activation tables");
-    int64_t ng = tc_kern_groups(plan);
-    for (int64_t t0 = 0; t0 < n; t0 += TOKENS_PER_PASS) {
-        int64_t nt = n - t0 < TOKENS_PER_PASS ? n - t0 : TOKENS_PER_PASS;
-        kjob j = {.k = k,
-                  .segs = w->segs,
-                  .n_segs = ng,
-                  .n_tok = nt,
-                  .xq = xq + (size_t)t0 * (size_t)plan->cols,
-                  .tabs = w->tabs,
-                  .xs = w->xs,
-                  .per_tok = per_tok,
-                  .tabs_stride = tabs_stride,
-                  .xs_stride = xs_stride,
-                  .n_mats = n_mats};
-        for (int m = 0; m < n_mats; m++) {
-            int64_t M = mats[m].plan->rows;
-            j.mats[m] = mats[m];
-            j.mats[m].y32 = mats[m].y32 + (size_t)t0 * (size_t)M * (size_t)ng;
-            j.mats[m].y = mats[m].y ? mats[m].y + (size_t)t0 * (size_t)M : NULL;
-        }
-        for (int64_t t = 0; mats[0].y && t < nt; t++)
-            j.inv_act[t] = 1.0f / act_scale[t0 + t];
-        tc_kpool_run(pool, kjob_run, &j);
-    }
+    kjob j = {.k = k,
+              .segs = w->segs,
+              .n_segs = tc_kern_groups(plan),
+              .n_tok = n,
+              .xq = xq,
+              .act_scale = mats[0].y ? act_scale : NULL,
+              .tabs = w->tabs,
+              .xs = w->xs,
+              .per_tok = per_tok,
+              .tabs_stride = tabs_stride,
+              .xs_stride = xs_stride,
+              .n_mats = n_mats};
+    for (int m = 0; m < n_mats; m++)
+        j.mats[m] = mats[m];
+    tc_kpool_run(pool, kjob_run, &j);
     return TC_OK;
 }
 

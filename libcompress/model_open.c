@@ -12,6 +12,7 @@
 #include "tc/gguf.h"
 #include "tc/hfdir.h"
 #include "tc/llama2c.h"
+#include "tc/tmodel.h"
 #include "tc/mapfile.h"
 
 /* ---- Hugging Face ---------------------------------------------------------- */
@@ -845,8 +846,13 @@ int tc_model_open(tc_model *m, const char *path, tc_error *err)
             return TC_ERR;
         }
         int gguf = f.size >= 4 && memcmp(f.data, "GGUF", 4) == 0;
+        int packed = f.size >= 8 && memcmp(f.data, TC_TMODEL_MAGIC, 8) == 0;
         tc_mapfile_close(&f);
-        rc = gguf ? open_gguf(m, path, err) : open_llama2c(m, path, err);
+        if (packed)
+            rc = tc_err(err, "%s is a packed ternary model (.tcq): tc-run runs it and --info describes it, but "
+                        "this needs a Hugging Face, GGUF or llama2.c checkpoint", path);
+        else
+            rc = gguf ? open_gguf(m, path, err) : open_llama2c(m, path, err);
     }
     if (rc != TC_OK) {
         tc_model_close(m);

@@ -24,6 +24,7 @@
 #include "tc/model_tokenizer.h"
 #include "tc/model_write.h"
 #include "tc/outfile.h"
+#include "tc/tokenizer.h"
 
 static const int linear_roles[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
 #define N_LINEAR 7
@@ -794,6 +795,7 @@ static void drv_free(qdrv *d)
     free(d->skip);
     free(d->fp);
     free(d->tm.tensors);
+    tc_tmodel_tok_free(&d->tm.tok);
     free(d->rep.tensors);
 }
 
@@ -1000,6 +1002,22 @@ static int packed_build(qdrv *d, tc_error *err)
         d->tm.quant.damp_frac = 0.01;
     }
     d->tm.source = m->path;
+    /* The tokenizer travels with the model.  One the user named must load;
+     * a checkpoint's own that tc cannot read leaves the file without one,
+     * and the report says why. */
+    tc_error terr = {{0}};
+    if (tc_tmodel_tok_collect(&d->tm.tok, m, d->o->tokenizer, &terr)) {
+        if (d->o->tokenizer) {
+            if (err)
+                *err = terr;
+            return TC_ERR;
+        }
+        snprintf(d->rep.tokenizer_note, sizeof d->rep.tokenizer_note, "%s", terr.msg);
+    }
+    d->rep.tokenizer = d->tm.tok.kind;
+    if (d->tm.tok.origin)
+        snprintf(d->rep.tokenizer_from, sizeof d->rep.tokenizer_from, "%s", d->tm.tok.origin);
+    d->tm.calib = (tc_calib_windows *)d->o->calib_windows; /* borrowed: written, never freed here */
     int te = d->o->quantize_embeddings;
     if (packed_add(d, -1, TC_G_EMBD, te, err) || packed_add(d, -1, TC_G_OUT_NORM, 0, err) ||
         (!c->tied_embeddings && packed_add(d, -1, TC_G_OUTPUT, te, err)))
@@ -1105,6 +1123,18 @@ static int packed_verify(qdrv *d, const char *path, tc_error *err)
                 rc = TC_ERR;
             }
     }
+    /* The embedded tokenizer: the same bytes, and it loads. */
+    const tc_tmodel_tok *a = &d->tm.tok, *b = &r.tok;
+    int same = a->kind == b->kind && a->n_files == b->n_files;
+    for (int i = 0; same && i < a->n_files; i++)
+        same = a->files[i].nbytes == b->files[i].nbytes &&
+               memcmp(a->files[i].data, b->files[i].data, (size_t)a->files[i].nbytes) == 0;
+    if (rc == TC_OK && !same)
+        rc = tc_err(err, "%s: verification: the embedded tokenizer differs from what was written", path);
+    struct tc_tokenizer *tok = NULL;
+    if (rc == TC_OK && tc_tmodel_tokenizer(&r, &tok, err))
+        rc = tc_err_prefix(err, "verification");
+    tc_tokenizer_free(tok);
     free(v.rc);
     free(v.errs);
     tc_tmodel_close(&r);

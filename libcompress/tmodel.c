@@ -1,5 +1,5 @@
 /* The quantized model's names, shapes and value access (the file lives in
- * formats/tmodel_file.c). */
+ * tmodel_file.c, its tokenizer in tmodel_tokenizer.c). */
 #include "tc/tmodel.h"
 
 #include <stdio.h>

@@ -1,9 +1,10 @@
-/* The packed ternary model file: preamble, JSON header, aligned tensor data.
+/* The packed ternary model file (.tcq): preamble, JSON header, aligned
+ * tensor data, then the embedded tokenizer's files.
  *
  * Preamble (24 bytes, little-endian): magic "TCTMODEL", u32 version, u32
  * flags (0), u64 header length.  The header follows, then zero padding to a
- * multiple of 64 where the data section starts.  Tensor offsets are relative
- * to the data section; see docs/PACKED_FORMAT.md. */
+ * multiple of 64 where the data section starts.  Tensor and tokenizer file
+ * offsets are relative to the data section; see docs/PACKED_FORMAT.md. */
 #include "tc/tmodel.h"
 
 #include <math.h>
@@ -102,18 +103,40 @@ static cJSON *tensor_json(const tc_tmodel_tensor *t)
     return o;
 }
 
+static cJSON *tok_json(const tc_tmodel_tok *t)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "kind", tc_ttok_kind_name(t->kind));
+    cJSON *arr = cJSON_AddArrayToObject(o, "files");
+    for (int i = 0; i < t->n_files; i++) {
+        char crc[16];
+        snprintf(crc, sizeof crc, "%08x", (unsigned)t->files[i].crc32);
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "name", tc_ttok_file_name(t->kind, i));
+        cJSON_AddNumberToObject(f, "offset", (double)t->files[i].offset);
+        cJSON_AddNumberToObject(f, "size", (double)t->files[i].nbytes);
+        cJSON_AddStringToObject(f, "crc32", crc);
+        cJSON_AddItemToArray(arr, f);
+    }
+    return o;
+}
+
 static char *header_text(const tc_tmodel *m)
 {
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "format", "tc-tmodel");
+    cJSON_AddStringToObject(root, "format", "tcq");
     cJSON_AddNumberToObject(root, "version", TC_TMODEL_VERSION);
     if (m->source)
         cJSON_AddStringToObject(root, "source", m->source);
     cJSON_AddItemToObject(root, "config", config_json(&m->cfg));
     cJSON_AddItemToObject(root, "quantization", quant_json(&m->quant));
+    if (m->calib)
+        cJSON_AddItemToObject(root, "calibration", tc_calib_windows_to_json(m->calib));
     cJSON *arr = cJSON_AddArrayToObject(root, "tensors");
     for (size_t i = 0; i < m->n_tensors; i++)
         cJSON_AddItemToArray(arr, tensor_json(&m->tensors[i]));
+    if (m->tok.kind != TC_TTOK_NONE)
+        cJSON_AddItemToObject(root, "tokenizer", tok_json(&m->tok));
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return s;
@@ -161,6 +184,22 @@ static int plan_offsets(tc_tmodel *m, tc_error *err)
         if (tc_add_u64(off, t->nbytes, &off))
             return tc_err(err, "tensor sizes overflow");
     }
+    /* The tokenizer's files follow the tensors; their bytes are at hand, so
+     * their CRCs go into the first header already. */
+    tc_tmodel_tok *tk = &m->tok;
+    if ((unsigned)tk->kind >= TC_TTOK_COUNT || tk->n_files < 0 || tk->n_files > TC_TTOK_MAX_FILES ||
+        (tk->kind == TC_TTOK_NONE) != (tk->n_files == 0))
+        return tc_err(err, "the tokenizer to embed is malformed");
+    for (int i = 0; i < tk->n_files; i++) {
+        tc_ttok_file *f = &tk->files[i];
+        if (!tc_ttok_file_name(tk->kind, i) || !f->data || f->nbytes > TC_TTOK_MAX_BYTES)
+            return tc_err(err, "the tokenizer to embed is malformed or too large");
+        off = (off + TC_TMODEL_ALIGN - 1) / TC_TMODEL_ALIGN * TC_TMODEL_ALIGN;
+        f->offset = off;
+        f->crc32 = crc_of(f->data, f->nbytes);
+        if (tc_add_u64(off, f->nbytes, &off))
+            return tc_err(err, "tensor sizes overflow");
+    }
     return TC_OK;
 }
 
@@ -195,6 +234,14 @@ static int write_tensors(tc_outfile *o, tc_tmodel *m, uint64_t data_off, tc_tmod
         }
     }
     free(buf);
+    for (int i = 0; i < m->tok.n_files && rc == TC_OK; i++) {
+        const tc_ttok_file *f = &m->tok.files[i];
+        rc = tc_outfile_pad(o, TC_TMODEL_ALIGN, err);
+        if (rc == TC_OK && o->written != data_off + f->offset)
+            rc = tc_err(err, "internal error: the tokenizer lands at the wrong offset");
+        if (rc == TC_OK)
+            rc = tc_outfile_write(o, f->data, (size_t)f->nbytes, err);
+    }
     return rc;
 }
 
@@ -532,6 +579,31 @@ static int parse_shape(const reader *r, const char *name, const cJSON *o, const 
     return TC_OK;
 }
 
+/* offset, size and crc32 of a tensor or an embedded file: aligned, inside
+ * the data section. */
+static int parse_span(const reader *r, const cJSON *o, const char *what, uint64_t data_size, uint64_t *offset,
+                      uint64_t *nbytes, uint32_t *crc32)
+{
+    int64_t off, size;
+    if (get_int(r, o, "offset", 0, JSON_INT_MAX, &off) || get_int(r, o, "size", 0, JSON_INT_MAX, &size))
+        return TC_ERR;
+    if ((uint64_t)off % TC_TMODEL_ALIGN != 0)
+        return tc_err(r->err, "%s: %s is not %d-byte aligned", r->path, what, TC_TMODEL_ALIGN);
+    if ((uint64_t)off > data_size || (uint64_t)size > data_size - (uint64_t)off)
+        return tc_err(r->err, "%s: %s extends past the end of the file (truncated?)", r->path, what);
+    *offset = (uint64_t)off;
+    *nbytes = (uint64_t)size;
+    const char *crc = get_str(r, o, "crc32");
+    char *end;
+    if (!crc)
+        return TC_ERR;
+    unsigned long v = strtoul(crc, &end, 16);
+    if (strlen(crc) != 8 || *end)
+        return tc_err(r->err, "%s: %s has a malformed crc32", r->path, what);
+    *crc32 = (uint32_t)v;
+    return TC_OK;
+}
+
 static int parse_tensor(const reader *r, const cJSON *o, const tc_config *c, uint64_t data_size,
                         tc_tmodel_tensor *t)
 {
@@ -559,8 +631,8 @@ static int parse_tensor(const reader *r, const cJSON *o, const tc_config *c, uin
         if (tc_tpack_plan_make(t->plan.layout, t->shape[0], t->shape[1], &g, &t->plan, r->err))
             return tc_err_prefix(r->err, "%s: tensor '%s'", r->path, name);
     }
-    int64_t off, size;
-    if (get_int(r, o, "offset", 0, JSON_INT_MAX, &off) || get_int(r, o, "size", 0, JSON_INT_MAX, &size))
+    int64_t size;
+    if (get_int(r, o, "size", 0, JSON_INT_MAX, &size))
         return TC_ERR;
     uint64_t want;
     if (expected_bytes(t, &want, r->err))
@@ -568,44 +640,93 @@ static int parse_tensor(const reader *r, const cJSON *o, const tc_config *c, uin
     if ((uint64_t)size != want)
         return tc_err(r->err, "%s: tensor '%s' declares %lld bytes but its shape and layout need %llu",
                       r->path, name, (long long)size, (unsigned long long)want);
-    if ((uint64_t)off % TC_TMODEL_ALIGN != 0)
-        return tc_err(r->err, "%s: tensor '%s' is not %d-byte aligned", r->path, name, TC_TMODEL_ALIGN);
-    if ((uint64_t)off > data_size || (uint64_t)size > data_size - (uint64_t)off)
-        return tc_err(r->err, "%s: tensor '%s' extends past the end of the file (truncated?)", r->path, name);
-    t->offset = (uint64_t)off;
-    t->nbytes = (uint64_t)size;
-    const char *crc = get_str(r, o, "crc32");
-    char *end;
-    if (!crc)
+    char what[80];
+    snprintf(what, sizeof what, "tensor '%s'", name);
+    return parse_span(r, o, what, data_size, &t->offset, &t->nbytes, &t->crc32);
+}
+
+/* The embedded tokenizer (version 2): its kind and files, each a span like
+ * a tensor's. */
+static int parse_tok(const reader *r, const cJSON *o, uint64_t data_size, tc_tmodel_tok *t)
+{
+    memset(t, 0, sizeof *t);
+    if (!o)
+        return TC_OK;
+    if (!cJSON_IsObject(o))
+        return tc_err(r->err, "%s: header 'tokenizer' is not an object", r->path);
+    const char *kind = get_str(r, o, "kind");
+    if (!kind)
         return TC_ERR;
-    unsigned long v = strtoul(crc, &end, 16);
-    if (strlen(crc) != 8 || *end)
-        return tc_err(r->err, "%s: tensor '%s' has a malformed crc32", r->path, name);
-    t->crc32 = (uint32_t)v;
+    for (int k = TC_TTOK_NONE + 1; k < TC_TTOK_COUNT; k++)
+        if (strcmp(kind, tc_ttok_kind_name((tc_ttok_kind)k)) == 0)
+            t->kind = (tc_ttok_kind)k;
+    if (t->kind == TC_TTOK_NONE)
+        return tc_err(r->err, "%s: unknown tokenizer kind '%s'", r->path, kind);
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, "files"), *it;
+    int n = cJSON_IsArray(arr) ? cJSON_GetArraySize(arr) : -1;
+    int need = tc_ttok_file_name(t->kind, 1) ? 2 : 1;
+    /* A tokenizer.json may come without its tokenizer_config.json. */
+    if (n < 1 || n > need || (n < need && t->kind != TC_TTOK_HF))
+        return tc_err(r->err, "%s: the '%s' tokenizer must list %d file%s", r->path, kind, need,
+                      need > 1 ? "s (or just the first)" : "");
+    cJSON_ArrayForEach(it, arr) {
+        const char *want = tc_ttok_file_name(t->kind, t->n_files), *name;
+        if (!cJSON_IsObject(it) || !(name = get_str(r, it, "name")))
+            return tc_err(r->err, "%s: a tokenizer file entry has no name", r->path);
+        if (strcmp(name, want) != 0)
+            return tc_err(r->err, "%s: tokenizer file %d is '%s', expected '%s'", r->path, t->n_files, name, want);
+        tc_ttok_file *f = &t->files[t->n_files];
+        char what[80];
+        snprintf(what, sizeof what, "tokenizer file '%s'", want);
+        if (parse_span(r, it, what, data_size, &f->offset, &f->nbytes, &f->crc32))
+            return TC_ERR;
+        if (f->nbytes > TC_TTOK_MAX_BYTES)
+            return tc_err(r->err, "%s: %s is larger than %llu bytes", r->path, what,
+                          (unsigned long long)TC_TTOK_MAX_BYTES);
+        t->n_files++;
+    }
     return TC_OK;
 }
 
+/* One stored span: a tensor or an embedded tokenizer file. */
+typedef struct span {
+    uint64_t offset, nbytes;
+    const tc_tmodel_tensor *t; /* NULL: tokenizer file `file` */
+    int file;
+} span;
+
 static int cmp_offset(const void *a, const void *b)
 {
-    const tc_tmodel_tensor *x = *(const tc_tmodel_tensor *const *)a, *y = *(const tc_tmodel_tensor *const *)b;
+    const span *x = a, *y = b;
     return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static void span_name(const tc_tmodel *m, const span *s, char *buf, size_t n)
+{
+    if (s->t)
+        tc_tmodel_tensor_name(s->t, buf, n);
+    else
+        snprintf(buf, n, "%s", tc_ttok_file_name(m->tok.kind, s->file));
 }
 
 static int check_overlaps(const reader *r, const tc_tmodel *m)
 {
-    const tc_tmodel_tensor **s = malloc((m->n_tensors ? m->n_tensors : 1) * sizeof *s);
+    size_t n = m->n_tensors + (size_t)m->tok.n_files;
+    span *s = malloc((n ? n : 1) * sizeof *s);
     if (!s)
         return tc_err(r->err, "%s: out of memory", r->path);
     for (size_t i = 0; i < m->n_tensors; i++)
-        s[i] = &m->tensors[i];
-    qsort(s, m->n_tensors, sizeof *s, cmp_offset);
+        s[i] = (span){m->tensors[i].offset, m->tensors[i].nbytes, &m->tensors[i], 0};
+    for (int i = 0; i < m->tok.n_files; i++)
+        s[m->n_tensors + (size_t)i] = (span){m->tok.files[i].offset, m->tok.files[i].nbytes, NULL, i};
+    qsort(s, n, sizeof *s, cmp_offset);
     int rc = TC_OK;
-    for (size_t i = 1; i < m->n_tensors && rc == TC_OK; i++)
-        if (s[i - 1]->offset + s[i - 1]->nbytes > s[i]->offset) {
+    for (size_t i = 1; i < n && rc == TC_OK; i++)
+        if (s[i - 1].offset + s[i - 1].nbytes > s[i].offset) {
             char a[64], b[64];
-            tc_tmodel_tensor_name(s[i - 1], a, sizeof a);
-            tc_tmodel_tensor_name(s[i], b, sizeof b);
-            rc = tc_err(r->err, "%s: tensors '%s' and '%s' overlap", r->path, a, b);
+            span_name(m, &s[i - 1], a, sizeof a);
+            span_name(m, &s[i], b, sizeof b);
+            rc = tc_err(r->err, "%s: '%s' and '%s' overlap", r->path, a, b);
         }
     free(s);
     return rc;
@@ -658,6 +779,10 @@ static int check_crcs(const reader *r, const tc_tmodel *m)
             return tc_err(r->err, "%s: tensor '%s' fails its CRC check (the file is corrupt)", r->path, n);
         }
     }
+    for (int i = 0; i < m->tok.n_files; i++)
+        if (crc_of(m->tok.files[i].data, m->tok.files[i].nbytes) != m->tok.files[i].crc32)
+            return tc_err(r->err, "%s: the embedded %s fails its CRC check (the file is corrupt)", r->path,
+                          tc_ttok_file_name(m->tok.kind, i));
     return TC_OK;
 }
 
@@ -670,9 +795,9 @@ static int parse_header(const reader *r, tc_tmodel *m, const char *text, size_t 
     }
     int64_t ver;
     int rc = get_int(r, root, "version", 0, JSON_INT_MAX, &ver);
-    if (rc == TC_OK && ver != TC_TMODEL_VERSION)
-        rc = tc_err(r->err, "%s: header version %lld is not supported (this build reads %d)", r->path,
-                    (long long)ver, TC_TMODEL_VERSION);
+    if (rc == TC_OK && ver != (int64_t)m->version)
+        rc = tc_err(r->err, "%s: header version %lld differs from the preamble's %u", r->path, (long long)ver,
+                    m->version);
     if (rc == TC_OK)
         rc = parse_config(r, cJSON_GetObjectItemCaseSensitive(root, "config"), &m->cfg);
     if (rc == TC_OK)
@@ -680,6 +805,15 @@ static int parse_header(const reader *r, tc_tmodel *m, const char *text, size_t 
     const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "source");
     if (rc == TC_OK && cJSON_IsString(src) && !(m->source = strdup(src->valuestring)))
         rc = tc_err(r->err, "%s: out of memory", r->path);
+    /* Optional: which windows of which text calibrated (an evaluation of the
+     * same text leaves them out). */
+    const cJSON *cal = cJSON_GetObjectItemCaseSensitive(root, "calibration");
+    if (rc == TC_OK && cal) {
+        if (!(m->calib = calloc(1, sizeof *m->calib)))
+            rc = tc_err(r->err, "%s: out of memory", r->path);
+        else if (tc_calib_windows_from_json(cal, r->path, m->calib, r->err))
+            rc = TC_ERR;
+    }
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "tensors");
     if (rc == TC_OK && !cJSON_IsArray(arr))
         rc = tc_err(r->err, "%s: header has no 'tensors' array", r->path);
@@ -705,6 +839,13 @@ static int parse_header(const reader *r, tc_tmodel *m, const char *text, size_t 
             }
         }
     }
+    /* Version 1 files carry no tokenizer. */
+    if (rc == TC_OK && m->version >= 2) {
+        rc = parse_tok(r, cJSON_GetObjectItemCaseSensitive(root, "tokenizer"), m->map.size - m->data_offset,
+                       &m->tok);
+        for (int i = 0; rc == TC_OK && i < m->tok.n_files; i++)
+            m->tok.files[i].data = m->map.data + m->data_offset + m->tok.files[i].offset;
+    }
     cJSON_Delete(root);
     return rc;
 }
@@ -722,16 +863,17 @@ int tc_tmodel_open(tc_tmodel *m, const char *path, tc_error *err)
     tc_cursor c;
     tc_cursor_init(&c, m->map.data, m->map.size, path);
     const uint8_t *magic, *text;
-    uint32_t ver, flags;
+    uint32_t ver = 0, flags = 0;
     uint64_t hlen;
     int rc = tc_cursor_bytes(&c, 8, &magic, "magic", err);
     if (rc == TC_OK && memcmp(magic, TC_TMODEL_MAGIC, 8) != 0)
-        rc = tc_err(err, "%s: not a packed ternary model (bad magic)", path);
+        rc = tc_err(err, "%s: not a packed ternary model (.tcq): bad magic", path);
     if (rc == TC_OK)
         rc = tc_cursor_u32(&c, &ver, "version", err);
-    if (rc == TC_OK && ver != TC_TMODEL_VERSION)
-        rc = tc_err(err, "%s: packed file version %u is not supported (this build reads %d)", path, ver,
-                    TC_TMODEL_VERSION);
+    if (rc == TC_OK && (ver < TC_TMODEL_VERSION_MIN || ver > TC_TMODEL_VERSION))
+        rc = tc_err(err, "%s: .tcq version %u is not supported (this build reads versions %d to %d%s)", path, ver,
+                    TC_TMODEL_VERSION_MIN, TC_TMODEL_VERSION, ver > TC_TMODEL_VERSION ? "; a newer tc wrote it" : "");
+    m->version = ver;
     if (rc == TC_OK)
         rc = tc_cursor_u32(&c, &flags, "flags", err);
     if (rc == TC_OK && flags != 0)
@@ -762,9 +904,13 @@ int tc_tmodel_open(tc_tmodel *m, const char *path, tc_error *err)
 
 void tc_tmodel_close(tc_tmodel *m)
 {
+    tc_tmodel_tok_free(&m->tok);
     tc_mapfile_close(&m->map);
     free(m->tensors);
     free(m->source);
     free(m->path);
+    if (m->calib)
+        tc_calib_windows_free(m->calib);
+    free(m->calib);
     memset(m, 0, sizeof *m);
 }

@@ -18,6 +18,7 @@ void tc_tmodel_mem_free(tc_tmodel_mem *mm)
     free(mm->bufs);
     free(mm->m.tensors);
     free(mm->m.source);
+    tc_tmodel_tok_free(&mm->m.tok);
     memset(mm, 0, sizeof *mm);
 }
 

@@ -10,6 +10,8 @@
  *              index = v - 13 in 0..13 with sign 0, or 13 - v with sign 1. */
 #include "tc/tpack.h"
 
+#include "forward_math.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -527,23 +529,58 @@ void tc_tpack_matvec_ref(const int8_t *codes, int64_t M, int64_t K, const int8_t
     }
 }
 
-float tc_tpack_quantize_act(const float *x, int64_t K, int8_t *xq)
+/* Runs before every ternary product, on every token, so it is written for
+ * the vectoriser: |x| as float bits (their integer order is the values'
+ * order; NaN, whose bits lie above infinity's, is skipped as the comparison
+ * `|x| > amax` would skip it), the clamps and the rounding as integer
+ * selects on comparison masks (float conditionals would block
+ * vectorisation), and compiled once per vector width.  Every version gives
+ * the same bits as the plain reading: v = x * s; NaN -> 0; clamp to
+ * [-128, 127]; roundf (truncate, then step away from zero when the dropped
+ * fraction, exact in float, is at least one half). */
+static inline __attribute__((always_inline)) float quantize_act(const float *restrict x, int64_t K,
+                                                                int8_t *restrict xq)
 {
-    /* Runs before every ternary product, so it avoids libm calls; NaN is
-     * skipped by the comparison as fmaxf would skip it. */
-    float amax = 0;
+    TC_FM_NO_CONTRACT
+    int32_t mb = 0;
     for (int64_t k = 0; k < K; k++) {
-        float a = fabsf(x[k]);
-        amax = a > amax ? a : amax;
+        int32_t b = tc_fm_bits(x[k]) & 0x7fffffff;
+        b = b > 0x7f800000 ? 0 : b;
+        mb = b > mb ? b : mb;
     }
+    float amax = tc_fm_float(mb);
     float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
     for (int64_t k = 0; k < K; k++) {
         float v = x[k] * s;
-        v = v >= 127 ? 127 : v <= -128 ? -128 : v == v ? v : 0; /* NaN -> 0 */
-        /* roundf: truncate, then step away from zero when the dropped
-         * fraction (exact in float) is at least one half */
+        int32_t hi = -(int32_t)(v >= 127.0f), lo = -(int32_t)(v <= -128.0f), nan = -(int32_t)(v != v);
+        /* hi, lo and nan exclude each other; NaN becomes +0 */
+        v = tc_fm_float((tc_fm_bits(v) & ~(hi | lo | nan)) | (tc_fm_bits(127.0f) & hi) |
+                        (tc_fm_bits(-128.0f) & lo));
         float t = (float)(int32_t)v, d = v - t;
-        xq[k] = (int8_t)(t + (float)((d >= 0.5f) - (d <= -0.5f)));
+        xq[k] = (int8_t)(int32_t)(t + (float)((int32_t)(d >= 0.5f) - (int32_t)(d <= -0.5f)));
     }
     return s;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f,avx512bw"))) static float quantize_act_avx512(const float *x, int64_t K, int8_t *xq)
+{
+    return quantize_act(x, K, xq);
+}
+
+__attribute__((target("avx2"))) static float quantize_act_avx2(const float *x, int64_t K, int8_t *xq)
+{
+    return quantize_act(x, K, xq);
+}
+#endif
+
+float tc_tpack_quantize_act(const float *x, int64_t K, int8_t *xq)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
+        return quantize_act_avx512(x, K, xq);
+    if (__builtin_cpu_supports("avx2"))
+        return quantize_act_avx2(x, K, xq);
+#endif
+    return quantize_act(x, K, xq);
 }

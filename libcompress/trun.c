@@ -3,7 +3,6 @@
  * around them is forward_math.h's, shared with the fp32 forward pass. */
 #include "tc/trun.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +10,17 @@
 #include "forward_math.h"
 #include "tc/checked.h"
 
-/* Tokens processed together by tc_trun_feed: each weight is streamed once
- * per group of this many tokens. */
-#define CHUNK 16
+/* Tokens processed together by tc_trun_feed (the chunk): every product,
+ * the attention and the output head are handed to the pool once per chunk
+ * (the kernels read each weight once per eight of its tokens).  Every
+ * hand-over is a barrier, and on a machine busy with other work a barrier
+ * waits for a worker that lost its core, so a chunk is as long as the
+ * buffers allow: up to CHUNK_MAX tokens (a whole 256-token window at once:
+ * five hand-overs a layer), within CHUNK_BYTES of per-token buffers
+ * (a large vocabulary's logits shorten it), never below CHUNK_MIN. */
+#define CHUNK_MAX 256
+#define CHUNK_MIN 16
+#define CHUNK_BYTES ((size_t)64 << 20)
 
 static const tc_role LINEAR[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
 #define N_LINEAR (sizeof LINEAR / sizeof LINEAR[0])
@@ -48,7 +55,7 @@ struct tc_trun {
     tc_kernels k;
     tc_kpool *pool;
     tc_kwork *work;
-    int n_threads, max_len, pos, qdim, kvdim, max_k;
+    int n_threads, max_len, pos, qdim, kvdim, max_k, chunk;
     tlayer *layers;
     float *embd, *out_norm, *output; /* output == embd when tied */
     /* Keys transposed per kv head, [n_layers][n_kv_heads][head_dim][max_len],
@@ -164,6 +171,16 @@ static int alloc_buffers(tc_trun *r, tc_error *err)
     size_t cells = (size_t)cache / sizeof(float), widest = (size_t)r->max_k;
     if (widest < (size_t)c->dim)
         widest = (size_t)c->dim;
+    size_t per_tok = sizeof(float) * (4 * (size_t)c->dim + widest + 2 * (size_t)r->qdim + 2 * (size_t)r->kvdim +
+                                      2 * (size_t)c->ffn_dim + 1 + (size_t)c->vocab_size) + widest;
+    size_t chunk = CHUNK_BYTES / per_tok;
+    chunk = chunk > CHUNK_MAX ? CHUNK_MAX : chunk < CHUNK_MIN ? CHUNK_MIN : chunk;
+    if (r->chunk > 0)
+        chunk = (size_t)r->chunk;
+    if (chunk > (size_t)r->max_len)
+        chunk = (size_t)r->max_len;
+    r->chunk = (int)chunk;
+    const size_t CHUNK = chunk;
     r->kc = alloc_f(cells, &fail);
     r->vc = alloc_f(cells, &fail);
     r->x = alloc_f(CHUNK * (size_t)c->dim, &fail);
@@ -207,6 +224,7 @@ int tc_trun_new(tc_trun **out, const tc_tmodel *m, const tc_trun_opts *opts, tc_
     r->mode = opts->mode;
     r->n_threads = opts->n_threads > 0 ? opts->n_threads : 1;
     r->max_len = opts->max_len > 0 ? opts->max_len : c->max_seq_len > 0 ? c->max_seq_len : 2048;
+    r->chunk = opts->chunk > 0 ? (opts->chunk < (1 << 16) ? opts->chunk : 1 << 16) : 0;
     r->qdim = c->n_heads * c->head_dim;
     r->kvdim = c->n_kv_heads * c->head_dim;
     r->max_k = c->dim;
@@ -367,16 +385,32 @@ static int quantize_rows(tc_trun *r, const float *in, int T, int K, tc_error *er
     return TC_OK;
 }
 
-/* out[T][rows] = x[T][cols] W^T for a dense fp32 W[rows][cols]. One token
- * (every decode step) goes through sgemv: sgemm would first copy W into
- * its packed panels, a pass over the whole matrix for one product. */
-static void dense_rows(int T, int rows, int cols, const float *x, const float *W, float *out)
+/* out[T][rows] = x[T][cols] W^T for a dense fp32 W[rows][cols], the rows
+ * split over the pool's workers.  tc_fm_dense_rows gives every output the
+ * same bits whatever T and the split, so the runner's batched logits equal
+ * its one-token logits. */
+typedef struct dense_job {
+    const float *x, *W;
+    float *out;
+    int T, rows, cols;
+} dense_job;
+
+static void dense_part(void *arg, int worker, int n_workers)
 {
-    if (T == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, rows, cols, 1.0f, W, cols, x, 1, 0.0f, out, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, rows, cols, 1.0f, x, cols, W, cols,
-                    0.0f, out, rows);
+    const dense_job *j = arg;
+    /* whole blocks of 16 rows per worker */
+    int blocks = (j->rows + 15) / 16;
+    int r0 = blocks * worker / n_workers * 16, r1 = blocks * (worker + 1) / n_workers * 16;
+    if (r1 > j->rows)
+        r1 = j->rows;
+    if (r0 < r1)
+        tc_fm_dense_rows(j->x, j->T, j->W, j->cols, r0, r1, j->out, (size_t)j->rows);
+}
+
+static void dense_rows(tc_trun *r, int T, int rows, int cols, const float *x, const float *W, float *out)
+{
+    dense_job j = {x, W, out, T, rows, cols};
+    tc_kpool_run(r->pool, dense_part, &j);
 }
 
 /* out[T][rows] = layer(in[T][cols]); quantize_rows(in) must have run. */
@@ -386,7 +420,7 @@ static int apply(tc_trun *r, const lin *L, const float *in, int T, float *out, t
         return tc_kern_matmul(&r->k, r->pool, r->work, &L->plan, L->data, L->nbytes, r->xq,
                               r->act_s, T, out, err);
     const float *x = L->ternary ? r->xd : in;
-    dense_rows(T, L->rows, L->cols, x, L->dense, out);
+    dense_rows(r, T, L->rows, L->cols, x, L->dense, out);
     return TC_OK;
 }
 
@@ -444,11 +478,14 @@ static void norm_rows(const tc_trun *r, const float *x, const float *w, float *o
                    r->c.norm_eps, r->c.t.norm);
 }
 
-/* Token t's heads, split over the pool's workers (each its own scores). */
+/* The heads of T tokens, (token, head) pairs split over the pool's workers
+ * (each its own scores): one hand-over of the pool per layer.  Token t sees
+ * the keys up to its own position only, so it gets the same sums whether
+ * the tokens after it are in the cache yet or not. */
 typedef struct attend_job {
     tc_trun *r;
     const float *kl, *vl;
-    int layer, t, p;
+    int layer, T;
 } attend_job;
 
 static void attend_heads(void *arg, int worker, int n_workers)
@@ -456,11 +493,17 @@ static void attend_heads(void *arg, int worker, int n_workers)
     const attend_job *j = arg;
     tc_trun *r = j->r;
     const tc_config *c = &r->c;
-    size_t ml = (size_t)r->max_len;
-    tc_fm_attend_heads(r->q + (size_t)j->t * (size_t)r->qdim, j->kl, j->vl, ml, c, j->layer,
-                       c->n_heads * worker / n_workers, c->n_heads * (worker + 1) / n_workers,
-                       (size_t)j->p + 1, r->probs + (size_t)worker * ml,
-                       r->att + (size_t)j->t * (size_t)r->qdim);
+    size_t ml = (size_t)r->max_len, items = (size_t)j->T * (size_t)c->n_heads;
+    size_t i0 = items * (size_t)worker / (size_t)n_workers, i1 = items * (size_t)(worker + 1) / (size_t)n_workers;
+    for (size_t i = i0; i < i1;) {
+        int t = (int)(i / (size_t)c->n_heads), h0 = (int)(i % (size_t)c->n_heads);
+        size_t end = ((size_t)t + 1) * (size_t)c->n_heads;
+        int h1 = (int)((end < i1 ? end : i1) - (size_t)t * (size_t)c->n_heads);
+        tc_fm_attend_heads(r->q + (size_t)t * (size_t)r->qdim, j->kl, j->vl, ml, c, j->layer, h0, h1,
+                           (size_t)(r->pos + t) + 1, r->probs + (size_t)worker * ml,
+                           r->att + (size_t)t * (size_t)r->qdim);
+        i = (size_t)t * (size_t)c->n_heads + (size_t)h1;
+    }
 }
 
 static void attend_rows(tc_trun *r, int l, int T)
@@ -486,9 +529,9 @@ static void attend_rows(tc_trun *r, int l, int T)
         tc_fm_cache_key(kl, ml, k, r->kvdim, (size_t)p);
         memcpy(vl + (size_t)p * (size_t)r->kvdim, r->vb + (size_t)t * (size_t)r->kvdim,
                (size_t)r->kvdim * sizeof(float));
-        attend_job j = {r, kl, vl, l, t, p};
-        tc_kpool_run(r->pool, attend_heads, &j);
     }
+    attend_job j = {r, kl, vl, l, T};
+    tc_kpool_run(r->pool, attend_heads, &j);
 }
 
 static int attention(tc_trun *r, int l, int T, tc_error *err)
@@ -544,7 +587,7 @@ static int mlp(tc_trun *r, int l, int T, tc_error *err)
     return TC_OK;
 }
 
-/* Runs T <= CHUNK tokens; logits of rows first..T-1 go to out. */
+/* Runs T <= r->chunk tokens; logits of rows first..T-1 go to out. */
 static int run_chunk(tc_trun *r, const int32_t *tokens, int T, int first, float *out,
                      tc_error *err)
 {
@@ -562,7 +605,6 @@ static int run_chunk(tc_trun *r, const int32_t *tokens, int T, int first, float 
             for (int i = 0; i < c->dim; i++)
                 x[i] *= c->t.embed_scale;
     }
-    openblas_set_num_threads(r->n_threads);
     for (int l = 0; l < c->n_layers; l++) {
         if (r->layers[l].has_attn && attention(r, l, T, err))
             return TC_ERR;
@@ -573,7 +615,7 @@ static int run_chunk(tc_trun *r, const int32_t *tokens, int T, int first, float 
     if (out && first < T) {
         int n = T - first;
         norm_rows(r, r->x + (size_t)first * (size_t)c->dim, r->out_norm, r->xn, n);
-        dense_rows(n, c->vocab_size, c->dim, r->xn, r->output, out);
+        dense_rows(r, n, c->vocab_size, c->dim, r->xn, r->output, out);
         if (c->t.final_softcap > 0.0f)
             tc_fm_softcap(out, (size_t)n * (size_t)c->vocab_size, c->t.final_softcap);
     }
@@ -584,8 +626,9 @@ int tc_trun_feed(tc_trun *r, const int32_t *tokens, size_t n, float *logits, int
                  tc_error *err)
 {
     size_t V = (size_t)r->c.vocab_size;
-    for (size_t i = 0; i < n; i += CHUNK) {
-        int T = n - i < CHUNK ? (int)(n - i) : CHUNK;
+    size_t C = (size_t)r->chunk;
+    for (size_t i = 0; i < n; i += C) {
+        int T = n - i < C ? (int)(n - i) : (int)C;
         int last = i + (size_t)T == n;
         float *out = NULL;
         int first = T;
@@ -616,13 +659,40 @@ int tc_trun_batch(tc_trun *r, const tc_batch *b, tc_trun_logits_fn cb, void *ctx
             return tc_err(err, "%s: sequence %zu has %zu tokens, more than the runner's %d",
                           path_of(r->m), s, e - a, r->max_len);
         tc_trun_reset(r);
-        for (size_t i = a; i < e; i += CHUNK) {
-            size_t n = e - i < CHUNK ? e - i : CHUNK;
+        for (size_t i = a; i < e; i += (size_t)r->chunk) {
+            size_t n = e - i < (size_t)r->chunk ? e - i : (size_t)r->chunk;
             if (tc_trun_feed(r, b->tokens + i, n, r->logits, 1, err) ||
                 (cb && cb(ctx, r->logits, i, n, V, err)))
                 return TC_ERR;
         }
     }
+    return TC_OK;
+}
+
+int tc_trun_perplexity(tc_trun *r, const tc_batch *b, void (*progress)(void *ctx, double fraction),
+                       void *progress_ctx, tc_ppl *out, tc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = b->n_seqs ? b->offsets[b->n_seqs] : 0;
+    double nll = 0;
+    uint64_t pred = 0;
+    /* One sequence at a time, so that the progress moves with the work. */
+    for (size_t s = 0; s < b->n_seqs; s++) {
+        size_t offs[2] = {0, b->offsets[s + 1] - b->offsets[s]};
+        tc_batch one = {b->tokens + b->offsets[s], offs, 1};
+        tc_nll_observer acc;
+        tc_observer ob = tc_nll_observer_make(&acc, &one);
+        if (tc_trun_batch(r, &one, ob.logits, ob.ctx, err))
+            return TC_ERR;
+        nll += acc.nll_sum;
+        pred += acc.n_predicted;
+        if (progress && n)
+            progress(progress_ctx, (double)b->offsets[s + 1] / (double)n);
+    }
+    out->n_tokens = n;
+    out->n_predicted = pred;
+    out->nll = pred ? nll / (double)pred : NAN;
+    out->ppl = pred ? exp(out->nll) : NAN;
     return TC_OK;
 }
 

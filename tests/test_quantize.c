@@ -35,7 +35,7 @@ static void test_lossless(const char *dir)
     tc_model m;
     CHECK_OK(tc_synth_model(&m, &s, &err), &err);
     char path[512];
-    snprintf(path, sizeof path, "%s/lossless.tmodel", dir);
+    snprintf(path, sizeof path, "%s/lossless.tcq", dir);
     for (int lay = 0; lay < TC_TPACK_LAYOUT_COUNT; lay++) {
         tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, (tc_tpack_layout)lay, TC_TGROUP_ROW, 0, TC_QFORMAT_PACKED);
         o.float_dtype = TC_F32;
@@ -78,8 +78,8 @@ static void test_lossless(const char *dir)
         tc_model rm;
         CHECK_OK(tc_synth_model(&rm, &r, &err), &err);
         char p1[600], p4[600];
-        snprintf(p1, sizeof p1, "%s/t1.tmodel", dir);
-        snprintf(p4, sizeof p4, "%s/t4.tmodel", dir);
+        snprintf(p1, sizeof p1, "%s/t1.tcq", dir);
+        snprintf(p4, sizeof p4, "%s/t4.tcq", dir);
         tc_quantize_opts o = opts_of(TC_TMETHOD_OPTIMAL, TC_TPACK_TL2, TC_TGROUP_COLS, 48, TC_QFORMAT_PACKED);
         tc_quantize_report rep;
         CHECK_OK(tc_quantize_model(&rm, p1, &o, &rep, &err), &err);
@@ -595,7 +595,7 @@ static void test_gguf_matches_packed(const char *dir)
     tc_error err = {{0}};
     char in[512], pk[512], gg[512];
     snprintf(in, sizeof in, "%s/wide_r.gguf", dir);
-    snprintf(pk, sizeof pk, "%s/wide_r.tmodel", dir);
+    snprintf(pk, sizeof pk, "%s/wide_r.tcq", dir);
     snprintf(gg, sizeof gg, "%s/wide_r_tq.gguf", dir);
     CHECK_OK(write_wide_gguf(in, 0, &err), &err);
     tc_model m;
@@ -668,7 +668,7 @@ static void test_calibrated(const char *dir)
     for (int s = 0; s <= NS; s++)
         offsets[s] = (size_t)s * L;
     tc_batch b = {tokens, offsets, NS};
-    snprintf(out, sizeof out, "%s/stories_q.tmodel", dir);
+    snprintf(out, sizeof out, "%s/stories_q.tcq", dir);
     double err_opt = 0, err_cal = 0;
     for (int k = 0; k < 3; k++) {
         tc_quantize_opts o = opts_of(k == 0 ? TC_TMETHOD_OPTIMAL : TC_TMETHOD_CALIBRATED, TC_TPACK_TL2,
@@ -713,7 +713,7 @@ static void test_tool(const char *dir)
         return;
     }
     snprintf(cmd, sizeof cmd,
-             "%s/tc-quantize %s -o %s/tool.tmodel --method calibrated --calib %s --samples 3 --seq-len 32 "
+             "%s/tc-quantize %s -o %s/tool.tcq --method calibrated --calib %s --samples 3 --seq-len 32 "
              "--group 64 --layout i2 --json -q --threads 1",
              bin, mp, dir, tp);
     CHECK(tu_run(cmd, &out) == 0);
@@ -729,7 +729,7 @@ static void test_tool(const char *dir)
     }
     cJSON_Delete(j);
     free(out);
-    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/tool.tmodel --method calibrated 2>&1", bin, mp, dir);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/tool.tcq --method calibrated 2>&1", bin, mp, dir);
     CHECK(tu_run(cmd, &out) == 2);
     free(out);
     snprintf(cmd, sizeof cmd,
@@ -737,7 +737,7 @@ static void test_tool(const char *dir)
              bin, mp, dir);
     CHECK(tu_run(cmd, &out) == 1 && strstr(out, "172") && strstr(out, "strict"));
     free(out);
-    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s/tool.tmodel -o %s/x.tmodel 2>&1", bin, dir, dir);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s/tool.tcq -o %s/x.tcq 2>&1", bin, dir, dir);
     CHECK(tu_run(cmd, &out) == 1);
     free(out);
     /* stories260K (dim 64, ffn 172): by default the FFN is padded to 256 wide, so the down

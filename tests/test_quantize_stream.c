@@ -166,8 +166,8 @@ static void test_stream_equals_whole(const char *dir)
     size_t offsets[3] = {0, 6, 12};
     tc_batch b = {tokens, offsets, 2};
     char a[512], w[512];
-    snprintf(a, sizeof a, "%s/stream.tmodel", dir);
-    snprintf(w, sizeof w, "%s/whole.tmodel", dir);
+    snprintf(a, sizeof a, "%s/stream.tcq", dir);
+    snprintf(w, sizeof w, "%s/whole.tcq", dir);
     const tc_tgroup groups[] = {{TC_TGROUP_ROW, 0}, {TC_TGROUP_COLS, 32}};
     for (int meth = 0; meth < 2; meth++)
         for (int lay = 0; lay < TC_TPACK_LAYOUT_COUNT; lay++)
@@ -229,7 +229,7 @@ static void test_embedding_copy(const char *dir)
     char src[512], st[600], out[512];
     snprintf(src, sizeof src, "%s/f16model", dir);
     snprintf(st, sizeof st, "%s/model.safetensors", src);
-    snprintf(out, sizeof out, "%s/f16.tmodel", dir);
+    snprintf(out, sizeof out, "%s/f16.tcq", dir);
     tc_synth_spec s = {.cfg = tc_synth_config(1, 64, 4, 2, 96, 64), .seed = 11};
     CHECK_OK(tc_synth_write(src, TC_FORMAT_HF, TC_F16, &s, &err), &err);
     tc_quantize_opts o = {.q = {.method = TC_TMETHOD_ABSMEAN, .layout = TC_TPACK_TL2, .group = {TC_TGROUP_ROW, 0}},

@@ -122,6 +122,69 @@ static void test_analyze_report(const char *assets, const char *dir)
     unlink(html);
 }
 
+/* A .tcq is a model on its own: written from each kind of source, it
+ * generates with the tokenizer it carries exactly the greedy text it
+ * generates with the source's own tokenizer file, and --info (text and
+ * JSON) describes it; the checkpoint tools refuse it by name. */
+static void test_packed(const char *assets, const char *dir)
+{
+    static const struct {
+        const char *model, *quant_tok, *orig_tok, *kind;
+    } srcs[] = {
+        {"models/stories260K/stories260K.gguf", NULL, "models/stories260K/stories260K.gguf", "gguf"},
+        {"models/stories260K-hf", NULL, "models/stories260K-hf/tokenizer.json", "hf"},
+        {"models/stories260K/stories260K.bin", "models/stories260K/tok512.bin", "models/stories260K/tok512.bin",
+         "llama2c"},
+    };
+    char packed[600], cmd[2400], *out, *alone, *with;
+    snprintf(packed, sizeof packed, "%s/x.tcq", dir);
+    for (size_t i = 0; i < sizeof srcs / sizeof srcs[0]; i++) {
+        char qtok[700] = "";
+        if (srcs[i].quant_tok)
+            snprintf(qtok, sizeof qtok, "--tokenizer '%s/%s'", assets, srcs[i].quant_tok);
+        remove(packed);
+        snprintf(cmd, sizeof cmd, "%s/tc-quantize -q '%s/%s' %s -o '%s' --json", tu_bin(), assets, srcs[i].model,
+                 qtok, packed);
+        CHECK(tu_run(cmd, &out) == 0);
+        CHECK_MSG(strstr(out, srcs[i].kind) != NULL, "%s: the summary names no %s tokenizer", srcs[i].model,
+                  srcs[i].kind);
+        free(out);
+        snprintf(cmd, sizeof cmd, "%s/tc-run -q '%s' --generate 'Once upon a time' -n 60 --temp 0", tu_bin(),
+                 packed);
+        CHECK(tu_run(cmd, &alone) == 0);
+        snprintf(cmd, sizeof cmd, "%s/tc-run -q '%s' --tokenizer '%s/%s' --generate 'Once upon a time' -n 60 --temp 0",
+                 tu_bin(), packed, assets, srcs[i].orig_tok);
+        CHECK(tu_run(cmd, &with) == 0);
+        CHECK_MSG(strncmp(alone, "Once upon a time", 16) == 0 && strlen(alone) > 40 && strcmp(alone, with) == 0,
+                  "%s: the .tcq alone generates\n%s\nbut with the source's tokenizer\n%s", srcs[i].model, alone,
+                  with);
+        free(alone);
+        free(with);
+
+        snprintf(cmd, sizeof cmd, "%s/tc-run --info '%s'", tu_bin(), packed);
+        CHECK(tu_run(cmd, &out) == 0);
+        CHECK(strstr(out, "tcq") && strstr(out, "512 tokens") && strstr(out, "tl2"));
+        free(out);
+        snprintf(cmd, sizeof cmd, "%s/tc-analyze --info --json '%s'", tu_bin(), packed);
+        CHECK(tu_run(cmd, &out) == 0);
+        cJSON *j = cJSON_Parse(out);
+        const cJSON *tk = cJSON_GetObjectItem(j, "tokenizer");
+        CHECK(j && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(j, "format")), "tcq") == 0);
+        CHECK(cJSON_GetObjectItem(j, "n_layers")->valuedouble == 5 &&
+              cJSON_GetObjectItem(j, "vocab_size")->valuedouble == 512);
+        CHECK(tk && strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(tk, "kind")), srcs[i].kind) == 0 &&
+              cJSON_GetObjectItem(tk, "vocab_size")->valuedouble == 512);
+        cJSON_Delete(j);
+        free(out);
+    }
+    snprintf(cmd, sizeof cmd, "%s/tc-analyze '%s' --calib '%s/text/tinystories_valid_1000.txt' 2>&1", tu_bin(),
+             packed, assets);
+    CHECK(tu_run(cmd, &out) == 1);
+    CHECK(strstr(out, "packed ternary model (.tcq)") && strstr(out, packed));
+    free(out);
+    remove(packed);
+}
+
 int main(void)
 {
     char probe[600], dir[256];
@@ -136,6 +199,7 @@ int main(void)
     test_greedy(assets);
     test_perplexity(assets, dir);
     test_analyze_report(assets, dir);
+    test_packed(assets, dir);
     rmdir(dir);
     return tu_finish("test_run_e2e");
 }

@@ -123,7 +123,7 @@ static void test_model_spec(tc_synth_spec spec, const char *what, tc_tpack_layou
     /* The LUT run records its int8 activations; the reference replays them. */
     tc_trun *r;
     tc_trun_trace *trace = tc_trun_trace_new();
-    tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_SCALAR, 1, 0};
+    tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_SCALAR, 1, 0, 0};
     CHECK_OK(tc_trun_new(&r, &mm.m, &o, &err), &err);
     tc_trun_set_trace(r, trace, 0);
     CHECK_OK(run_steps(r, lut, V, &err), &err);
@@ -167,20 +167,30 @@ static void test_model_spec(tc_synth_spec spec, const char *what, tc_tpack_layou
             tc_trun_free(r);
         }
 
-    /* All tokens at once (chunks of several tokens) == one at a time. */
+    /* All tokens at once (chunks of several tokens through the multi-token
+     * kernels, the attention of a chunk in one pass of the pool) == one at a
+     * time, bit for bit: the int32 sums are exact, every other step is the
+     * same arithmetic per token, and the fp32 products sum in a fixed order
+     * whatever the number of tokens (tc_fm_dense_rows). */
     o.kernel = TC_KPATH_AUTO;
-    o.n_threads = 2;
-    CHECK_OK(tc_trun_new(&r, &mm.m, &o, &err), &err);
-    memset(other, 0, n * 4);
-    CHECK_OK(tc_trun_feed(r, TOKENS, N_TOK, other, 1, &err), &err);
-    CHECK(tc_trun_pos(r) == N_TOK);
-    CHECK(max_diff(other, lut, n) <= 1e-5 * scale);
-    float *last = calloc((size_t)V, 4);
-    tc_trun_reset(r);
-    CHECK_OK(tc_trun_feed(r, TOKENS, N_TOK, last, 0, &err), &err);
-    CHECK(max_diff(last, lut + n - (size_t)V, (size_t)V) <= 1e-5 * scale);
-    free(last);
-    tc_trun_free(r);
+    for (int th = 1; th <= 3; th += 2)
+        for (int ch = 0; ch <= 16; ch += 5) {
+        o.n_threads = th;
+        o.chunk = ch; /* 0: one chunk here; 5, 10, 15: several, with a shorter last one */
+        CHECK_OK(tc_trun_new(&r, &mm.m, &o, &err), &err);
+        memset(other, 0, n * 4);
+        CHECK_OK(tc_trun_feed(r, TOKENS, N_TOK, other, 1, &err), &err);
+        CHECK(tc_trun_pos(r) == N_TOK);
+        CHECK_MSG(memcmp(other, lut, n * 4) == 0, "%s: batched logits differ from one-token logits (%d threads, "
+                  "chunk %d, max |diff| %g)", what, th, ch, max_diff(other, lut, n));
+        float *last = calloc((size_t)V, 4);
+        tc_trun_reset(r);
+        CHECK_OK(tc_trun_feed(r, TOKENS, N_TOK, last, 0, &err), &err);
+        CHECK(memcmp(last, lut + n - (size_t)V, (size_t)V * 4) == 0);
+        free(last);
+        tc_trun_free(r);
+        }
+    o.chunk = 0;
     tc_tmodel_mem_free(&mm);
     tc_model_close(&m);
     free(want);
@@ -219,6 +229,40 @@ static void test_batch_and_generate(void)
     seen s = {0, 1};
     CHECK_OK(tc_trun_batch(r, &b, on_logits, &s, &err), &err);
     CHECK(s.in_order && s.next == N_TOK);
+
+    /* Perplexity through the batched path equals the one computed from the
+     * one-token path's logits, to the last bit (what --ppl and --compare
+     * report is what token-by-token decoding would give). */
+    tc_ppl pp;
+    CHECK_OK(tc_trun_perplexity(r, &b, NULL, NULL, &pp, &err), &err);
+    {
+        int V = m.cfg.vocab_size;
+        float *lg = malloc((size_t)V * sizeof *lg);
+        double total = 0;
+        uint64_t pred = 0;
+        for (size_t q = 0; q < 2; q++) {
+            double seq = 0;
+            tc_trun_reset(r);
+            for (size_t t = offsets[q]; t < offsets[q + 1]; t++) {
+                CHECK_OK(tc_trun_step(r, TOKENS[t], lg, &err), &err);
+                if (t + 1 >= offsets[q + 1])
+                    continue;
+                float mx = lg[0];
+                for (int v = 1; v < V; v++)
+                    mx = lg[v] > mx ? lg[v] : mx;
+                double e = 0;
+                for (int v = 0; v < V; v++)
+                    e += exp((double)lg[v] - mx);
+                seq += mx + log(e) - lg[TOKENS[t + 1]];
+                pred++;
+            }
+            total += seq;
+        }
+        CHECK(pp.n_predicted == pred && pp.n_tokens == N_TOK);
+        CHECK_MSG(pp.nll == total / (double)pred, "batched perplexity %.17g vs one-token %.17g", pp.nll,
+                  total / (double)pred);
+        free(lg);
+    }
 
     int32_t out[10], out2[10];
     size_t n_out = 0, n2 = 0;
@@ -313,7 +357,7 @@ static int test_tool(void)
     tc_tmodel_mem mm;
     tc_tgroup g = {TC_TGROUP_COLS, 64};
     CHECK(tu_tmpdir(dir, sizeof dir) != NULL);
-    snprintf(packed, sizeof packed, "%s/s260.tmodel", dir);
+    snprintf(packed, sizeof packed, "%s/s260.tcq", dir);
     snprintf(eval, sizeof eval, "%s/eval.txt", dir);
     CHECK(write_head(text, eval) == 0);
     CHECK_OK(tc_model_open(&m, model, &err), &err);
@@ -330,12 +374,36 @@ static int test_tool(void)
     CHECK(strstr(out, "verify: OK") && strstr(out, " 0 mismatches"));
     free(out);
 
-    snprintf(cmd, sizeof cmd, "%s/tc-run %s --compare %s --eval %s --seq-len 64 --json -q", bin,
+    snprintf(cmd, sizeof cmd, "%s/tc-run %s --compare %s --eval %s --seq-len 64 --samples 100000 --json -q", bin,
              packed, model, eval);
     CHECK(tu_run(cmd, &out) == 0);
     double ppl_cmp = json_num(out, "ppl_original"), ppl_q = json_num(out, "ppl_packed");
     double kl = json_num(out, "kl_mean"), top = json_num(out, "top1_agreement");
     CHECK(ppl_q > 1 && kl >= 0 && top >= 0 && top <= 1);
+    double n_win = json_num(out, "n_windows");
+    free(out);
+    /* --ppl on the packed model scores the same windows as --compare's
+     * packed side (this file carries no tokenizer: the GGUF's is given). */
+    snprintf(cmd, sizeof cmd, "%s/tc-run %s --tokenizer %s --ppl %s --seq-len 64 --json -q", bin, packed, model,
+             eval);
+    CHECK(tu_run(cmd, &out) == 0);
+    CHECK(json_num(out, "n_windows") == n_win);
+    CHECK_NEAR(json_num(out, "ppl"), ppl_q, 1e-9 * ppl_q);
+    free(out);
+    /* --samples picks that many windows, the same for the same --seed. */
+    snprintf(cmd, sizeof cmd, "%s/tc-run %s --compare %s --eval %s --seq-len 64 --samples 3 --seed 5 --json -q",
+             bin, packed, model, eval);
+    CHECK(tu_run(cmd, &out) == 0);
+    CHECK(json_num(out, "n_windows") == 3 && json_num(out, "n_tokens") == 3 * 64);
+    double kl3 = json_num(out, "kl_mean");
+    free(out);
+    CHECK(tu_run(cmd, &out) == 0);
+    CHECK(json_num(out, "kl_mean") == kl3);
+    free(out);
+    /* Without a tokenizer of its own, generating needs one. */
+    snprintf(cmd, sizeof cmd, "%s/tc-run %s --generate '' -n 5 2>&1", bin, packed);
+    CHECK(tu_run(cmd, &out) == 1);
+    CHECK(strstr(out, "carries no tokenizer") && strstr(out, packed));
     free(out);
     snprintf(cmd, sizeof cmd, "%s/tc-run %s --ppl %s --seq-len 64 --json -q", bin, model, eval);
     CHECK(tu_run(cmd, &out) == 0);

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include "tc/model.h"
 #include "tc/outfile.h"
 #include "tc/version.h"
+#include "tc/tmodel.h"
 
 /* ---- Signals ----------------------------------------------------------------
  * The temporaries open right now, in fixed slots the handler can walk without
@@ -139,10 +141,34 @@ int cli_usage_error(const char *tool, const char *fmt, ...)
     return TC_EXIT_USAGE;
 }
 
+/* --info of a packed ternary model (.tcq). */
+static int info_packed(const char *tool, const char *path, int json)
+{
+    tc_tmodel m;
+    tc_error err = {{0}};
+    if (tc_tmodel_open(&m, path, &err))
+        return cli_fail(tool, &err);
+    char *s = NULL;
+    if (json) {
+        cJSON *o = tc_tmodel_info_json(&m);
+        s = o ? cJSON_Print(o) : NULL;
+        cJSON_Delete(o);
+    } else {
+        s = tc_tmodel_info_text(&m);
+    }
+    if (s)
+        printf("%s%s", s, json ? "\n" : "");
+    free(s);
+    tc_tmodel_close(&m);
+    return s ? TC_EXIT_OK : TC_EXIT_FAIL;
+}
+
 int cli_info(const char *tool, const char *model_path, int json)
 {
     tc_model m;
     tc_error err = {{0}};
+    if (tc_tmodel_is_packed(model_path))
+        return info_packed(tool, model_path, json);
     if (tc_model_open(&m, model_path, &err))
         return cli_fail(tool, &err);
     int rc = TC_EXIT_OK;
@@ -317,14 +343,14 @@ int cli_model_tokenizer(tc_model *m, const char *tokenizer_path, int gguf_output
     return TC_OK;
 }
 
-int cli_calib_load(const cli_calib *c, const tc_model *m, const char *tokenizer_path, tc_calib_set *set,
-                   tc_error *err)
+int cli_calib_load_with(const cli_calib *c, const tc_config *cfg, tc_tokenizer *tok, tc_calib_set *set,
+                        tc_error *err)
 {
     memset(set, 0, sizeof *set);
     if (c->tokens && c->text)
         return tc_err(err, "give either --calib or --calib-tokens, not both");
     if (c->tokens) {
-        if (tc_calib_read_tokens(c->tokens, m->cfg.vocab_size, (size_t)m->cfg.max_seq_len, set, err))
+        if (tc_calib_read_tokens(c->tokens, cfg->vocab_size, (size_t)cfg->max_seq_len, set, err))
             return TC_ERR;
         if (c->samples > 0 && (size_t)c->samples < set->n_seqs)
             return tc_calib_set_pick(set, (size_t)c->samples, c->seed, err);
@@ -332,28 +358,55 @@ int cli_calib_load(const cli_calib *c, const tc_model *m, const char *tokenizer_
     }
     if (!c->text)
         return tc_err(err, "no calibration data: give --calib FILE or --calib-tokens FILE");
-    tc_tokenizer *tok;
-    if (tc_model_tokenizer(m, tokenizer_path, &tok, err))
-        return TC_ERR;
+    if (!tok)
+        return tc_err(err, "%s: text needs a tokenizer", c->text);
     tc_calib_docs docs = {0};
     int rc = tc_calib_docs_read(&docs, c->text, TC_CALIB_AUTO, c->text_field ? c->text_field : "text", err);
     if (rc == TC_OK) {
-        int32_t bos = tc_tokenizer_bos(tok) >= 0 ? tc_tokenizer_bos(tok) : m->cfg.bos_id;
-        tc_calib_opts o = tc_calib_default_opts((size_t)m->cfg.max_seq_len, bos);
+        int32_t bos = tc_tokenizer_bos(tok) >= 0 ? tc_tokenizer_bos(tok) : cfg->bos_id;
+        tc_calib_opts o = tc_calib_default_opts((size_t)cfg->max_seq_len, bos);
         if (c->samples > 0)
             o.n_samples = (size_t)c->samples;
+        else if (c->samples < 0)
+            o.n_samples = TC_CALIB_ALL;
+        o.avoid = c->avoid;
+        o.n_avoid = c->n_avoid;
         if (c->seq_len > 0)
             o.seq_len = (size_t)c->seq_len;
         o.seed = c->seed;
-        if (o.seq_len > (size_t)m->cfg.max_seq_len)
+        if (o.seq_len > (size_t)cfg->max_seq_len)
             rc = tc_err(err, "--seq-len %zu is longer than the model's context of %d tokens", o.seq_len,
-                        m->cfg.max_seq_len);
+                        cfg->max_seq_len);
         else
             rc = tc_calib_sample(&docs, tc_model_tokenizer_encode, tok, &o, set, err);
     }
     tc_calib_docs_free(&docs);
+    return rc;
+}
+
+int cli_calib_load(const cli_calib *c, const tc_model *m, const char *tokenizer_path, tc_calib_set *set,
+                   tc_error *err)
+{
+    memset(set, 0, sizeof *set);
+    if (c->tokens || !c->text)
+        return cli_calib_load_with(c, &m->cfg, NULL, set, err);
+    tc_tokenizer *tok;
+    if (tc_model_tokenizer(m, tokenizer_path, &tok, err))
+        return TC_ERR;
+    int rc = cli_calib_load_with(c, &m->cfg, tok, set, err);
     tc_tokenizer_free(tok);
     return rc;
+}
+
+void cli_print_windows(const char *tool, const char *what, const tc_calib_set *set, int quiet)
+{
+    if (quiet)
+        return;
+    if (set->warning[0])
+        fprintf(stderr, "%s: %s\n", tool, set->warning);
+    char *line = tc_calib_windows_describe(&set->win);
+    fprintf(stderr, "%s: %s: %s\n", tool, what, line ? line : "(out of memory)");
+    free(line);
 }
 
 int cli_guard_outputs(const char *tool, const tc_model *m, const char *const *inputs, size_t n_inputs,
@@ -389,6 +442,18 @@ int cli_tokenizer_check(const tc_model *m, const char *path, tc_error *err)
     int rc = tc_model_tokenizer(m, path, &tok, err);
     tc_tokenizer_free(tok);
     return rc;
+}
+
+const char *cli_name_format(const char *path)
+{
+    static const char *const suffix[][2] = {{".gguf", "gguf"}, {".tcq", "tcq"}};
+    size_t n = path ? strlen(path) : 0;
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        size_t k = strlen(suffix[i][0]);
+        if (n > k && strcasecmp(path + n - k, suffix[i][0]) == 0)
+            return suffix[i][1];
+    }
+    return NULL;
 }
 
 int cli_default_threads(void)

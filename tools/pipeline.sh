@@ -48,6 +48,6 @@ if [ ${#evaluate[@]} -gt 0 ]; then
   "$bin/tc-run" "$out/quantized.tcq" --compare "$model" "${evaluate[@]}"
   echo "== greedy generation: the original, then the pruned ternary model"
   "$bin/tc-run" "$model" --generate "Once upon a time" -n 60
-  "$bin/tc-run" "$out/quantized.tcq" --compare "$model" --generate "Once upon a time" -n 60
+  "$bin/tc-run" "$out/quantized.tcq" --generate "Once upon a time" -n 60
 fi
 echo "== outputs in $out: report.json, report.html, pruned.gguf, quantized.tcq"

@@ -20,17 +20,20 @@ static void usage(void)
            "\n"
            "Quantizes the linear weights of every block (q, k, v, o, gate, up, down) to ternary\n"
            "values {-1, 0, +1} with scales, one layer at a time, and writes either the packed\n"
-           "file (lookup-table-ready tiles, docs/PACKED_FORMAT.md) or a GGUF with ggml TQ1_0 /\n"
-           "TQ2_0 blocks that llama.cpp runs.  Norms and biases stay in float; the embedding and\n"
-           "the output head too (packed) or in the fallback type (GGUF, below).  The written file\n"
-           "is reopened and checked unless --no-verify.\n"
+           "file (.tcq: lookup-table-ready tiles, docs/PACKED_FORMAT.md) or a GGUF with ggml\n"
+           "TQ1_0 / TQ2_0 blocks that llama.cpp runs.  Norms and biases stay in float; the\n"
+           "embedding and the output head too (packed) or in the fallback type (GGUF, below).\n"
+           "A .tcq carries the model's tokenizer (its tokenizer.json, GGUF vocabulary, or the\n"
+           "tokenizer.bin given with --tokenizer), so tc-run needs nothing else.  The written\n"
+           "file is reopened and checked unless --no-verify.\n"
            "\n"
            "MODEL is a Hugging Face directory (config.json + safetensors), a GGUF file or a\n"
            "llama2.c checkpoint.\n"
            "\n"
            "Quantization:\n"
            "  -o, --output OUT      the file to write (required); never an input, nor inside\n"
-           "                        an input directory\n"
+           "                        an input directory; a name ending in .gguf needs a GGUF\n"
+           "                        --format, one ending in .tcq the packed one\n"
            "  --force               replace an existing OUT (refused without it)\n"
            "  --method M            absmean (BitNet b1.58 rule), optimal (least-squares fit per\n"
            "                        group; default) or calibrated (GPTQ on the ternary grid;\n"
@@ -70,7 +73,8 @@ static void usage(void)
            "an input without a tokenizer is refused.\n"
            "\n"
            "Calibration data gives every tensor its relative output error; it is optional\n"
-           "except for --method calibrated.\n"
+           "except for --method calibrated.  The packed file records which windows of which\n"
+           "text calibrated, so that tc-run --compare on the same text leaves them out.\n"
            "\n"
            "Output: a per-tensor table on stderr (unless --quiet), a summary on stdout (JSON\n"
            "with --json) giving the bits per weight of the whole file and of its parts:\n"
@@ -156,7 +160,7 @@ static void part_types(const tc_quantize_report *r, tc_qpart part, char *buf, si
 }
 
 static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *o, const char *in,
-                           const char *out, int ffn_dim)
+                           const char *out, int ffn_dim, const tc_calib_set *set)
 {
     char gb[16];
     cJSON *j = cJSON_CreateObject();
@@ -168,6 +172,8 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
         cJSON_AddStringToObject(j, "layout", tc_tpack_layout_name(o->q.layout));
     cJSON_AddStringToObject(j, "group", group_text(&o->q.group, gb, sizeof gb));
     cJSON_AddNumberToObject(j, "calib_tokens", (double)r->calib_tokens);
+    if (set)
+        cJSON_AddItemToObject(j, "calibration", tc_calib_windows_to_json(&set->win));
     cJSON_AddBoolToObject(j, "sequential", o->q.sequential);
     cJSON_AddNumberToObject(j, "zero_share", r->zero_share);
     cJSON_AddNumberToObject(j, "rel_weight_error", r->rel_weight_error);
@@ -206,6 +212,14 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
                 if (count[d])
                     cJSON_AddNumberToObject(ty, tc_dtype_name((tc_dtype)d), count[d]);
         }
+    }
+    if (o->format == TC_QFORMAT_PACKED) {
+        cJSON *tk = cJSON_AddObjectToObject(j, "tokenizer");
+        cJSON_AddStringToObject(tk, "kind", tc_ttok_kind_name(r->tokenizer));
+        if (r->tokenizer != TC_TTOK_NONE)
+            cJSON_AddStringToObject(tk, "from", r->tokenizer_from);
+        if (r->tokenizer_note[0])
+            cJSON_AddStringToObject(tk, "note", r->tokenizer_note);
     }
     cJSON_AddBoolToObject(j, "verified", r->verified);
     cJSON_AddNumberToObject(j, "seconds", r->seconds);
@@ -259,6 +273,11 @@ static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o
                (unsigned long long)r->calib_tokens);
     printf("\n  file %llu bytes, %.3f bits per weight; linear layers %.3f bits per weight\n",
            (unsigned long long)r->file_bytes, r->bpw_file, r->bpw_linear);
+    if (o->format == TC_QFORMAT_PACKED && r->tokenizer != TC_TTOK_NONE)
+        printf("  tokenizer embedded from %s\n", r->tokenizer_from);
+    else if (o->format == TC_QFORMAT_PACKED)
+        printf("  no tokenizer embedded%s%s\n", r->tokenizer_note[0] ? ": " : " (pass --tokenizer FILE to embed one)",
+               r->tokenizer_note);
     if (r->fallback != TC_DTYPE_COUNT) {
         printf("  fallback %s%s: ", tc_dtype_name(r->fallback), o->fallback_explicit ? "" : " (default)");
         if (r->n_fallback)
@@ -395,6 +414,13 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "--fallback needs --format gguf-tq1 or gguf-tq2");
     if (!qo.pad_ffn && qo.format == TC_QFORMAT_PACKED)
         return cli_usage_error(TOOL, "--keep-ffn-width needs --format gguf-tq1 or gguf-tq2");
+    /* The output's name must not say another format than the one written. */
+    const char *named = cli_name_format(out);
+    if (named && !strcmp(named, "gguf") && qo.format == TC_QFORMAT_PACKED)
+        return cli_usage_error(TOOL, "-o %s names a GGUF file: give --format gguf-tq1 or gguf-tq2 (the packed "
+                               "format is a .tcq file)", out);
+    if (named && !strcmp(named, "tcq") && qo.format != TC_QFORMAT_PACKED)
+        return cli_usage_error(TOOL, "-o %s names a packed .tcq file, but --format asks for a GGUF", out);
 
     tc_error err = {{0}};
     tc_model m;
@@ -440,16 +466,14 @@ int main(int argc, char **argv)
             tc_model_close(&m);
             return cli_fail(TOOL, &err);
         }
-        if (!com.quiet) {
-            if (set.warning[0])
-                fprintf(stderr, "%s: %s\n", TOOL, set.warning);
-            fprintf(stderr, "%s: calibration: %zu sequences, %zu tokens\n", TOOL, set.n_seqs, set.n_tokens);
-        }
+        cli_print_windows(TOOL, "calibration", &set, com.quiet);
         batch = (tc_batch){set.tokens, set.offsets, set.n_seqs};
         qo.calib = &batch;
+        qo.calib_windows = &set.win;
     }
     cli_progress bar;
     cli_progress_init(&bar, "quantize", com.quiet);
+    qo.tokenizer = com.tokenizer;
     qo.n_threads = com.threads > 0 ? com.threads : cli_default_threads();
     qo.progress = cli_progress_update;
     qo.progress_ctx = &bar;
@@ -460,7 +484,7 @@ int main(int argc, char **argv)
         if (!com.quiet)
             print_table(&rep, &qo);
         if (com.json) {
-            cJSON *j = summary_json(&rep, &qo, argv[optind], out, m.cfg.ffn_dim);
+            cJSON *j = summary_json(&rep, &qo, argv[optind], out, m.cfg.ffn_dim, have_calib ? &set : NULL);
             char *s = cJSON_Print(j);
             if (s)
                 printf("%s\n", s);

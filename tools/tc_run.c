@@ -22,23 +22,27 @@ static const char *const TOOL = "tc-run";
 static void usage(void)
 {
     printf("Usage: %s MODEL --generate PROMPT [-n N] [--temp T] [--seed S]\n"
-           "       %s MODEL --ppl FILE [--seq-len L]\n"
-           "       %s PACKED --verify | --compare ORIGINAL --eval FILE | --generate PROMPT\n"
+           "       %s MODEL --ppl FILE [--seq-len L] [--samples N]\n"
+           "       %s MODEL.tcq --compare ORIGINAL --eval FILE [--samples N] [--seq-len L]\n"
+           "       %s MODEL.tcq --verify\n"
            "       %s --info MODEL [--json]\n"
            "\n"
            "Runs a model: generation from a prompt (an empty prompt starts from BOS) and\n"
            "perplexity of a text.\n"
            "\n"
-           "MODEL is a Hugging Face directory (config.json + safetensors), a GGUF file or a\n"
-           "llama2.c checkpoint. PACKED is a ternary model file (.tmodel, detected from\n"
-           "its first bytes), run through the ternary kernels on int8 activations.\n"
+           "MODEL is a Hugging Face directory (config.json + safetensors), a GGUF file, a\n"
+           "llama2.c checkpoint, or a packed ternary model (.tcq, written by tc-quantize and\n"
+           "detected from its first bytes).  A .tcq runs through the ternary kernels on int8\n"
+           "activations and carries its own tokenizer and config: --generate, --ppl and\n"
+           "--info need nothing else.\n"
            "\n"
            "Generation:\n"
            "  --generate PROMPT   text to continue (\"\" starts from BOS alone)\n"
            "  -n, --steps N       positions to run, the BOS included, as llama2.c counts\n"
            "                      them (default 256)\n"
            "  --temp T            sampling temperature; 0 is greedy (default 0)\n"
-           "  --seed S            sampling seed (default 0)\n"
+           "  --seed S            sampling seed (default 0); with --samples, also the seed\n"
+           "                      that chooses the windows\n"
            "  Text goes to stdout as it is generated and ends with a newline; tokens/s for\n"
            "  the prompt and the generation go to stderr.\n"
            "\n"
@@ -49,8 +53,10 @@ static void usage(void)
            "                      min(256, context)); every position but a window's first\n"
            "                      is scored\n"
            "  --seq-len L         window length\n"
+           "  --samples N         score N of the windows, chosen with --seed as calibration\n"
+           "                      chooses them (docs/CALIBRATION.md); default: every window\n"
            "\n"
-           "Packed ternary models:\n"
+           "Packed ternary models (.tcq):\n"
            "  --kernel PATH       scalar, avx2, avx512, avx512vnni or auto (default; also\n"
            "                      the TC_KERNEL environment variable)\n"
            "  --verify            every fast kernel's int32 sums equal the scalar kernel's on\n"
@@ -58,21 +64,40 @@ static void usage(void)
            "                      and the model's logits equal the dequantized fp32 reference\n"
            "                      (same int8 activations) within 1e-4 relative; exit 1 if not\n"
            "  --compare ORIGINAL  with --eval FILE: perplexity of ORIGINAL (fp32) and of the\n"
-           "                      packed model, and the KL divergence KL(original || packed)\n"
-           "                      per position: mean, max, 99th percentile; top-1 agreement\n"
-           "                      (same argmax, reported as \"same top p\" like\n"
-           "                      llama-perplexity). Windows as for --ppl: every position but a\n"
-           "                      window's first is scored. ORIGINAL also supplies the\n"
-           "                      tokenizer for --generate.\n"
+           "                      packed model on the same windows, and the KL divergence\n"
+           "                      KL(original || packed) per position: mean, max, 99th\n"
+           "                      percentile; top-1 agreement (same argmax, reported as \"same\n"
+           "                      top p\" like llama-perplexity).  --samples N windows (default\n"
+           "                      64; N at least their number scores every one) of --seq-len\n"
+           "                      tokens, chosen with --seed as calibration chooses them; every\n"
+           "                      position but a window's first is scored.  When FILE is the\n"
+           "                      text that calibrated the packed model (recorded in it), the\n"
+           "                      windows sharing a token with its calibration windows are left\n"
+           "                      out (docs/CALIBRATION.md).  Each window runs through the\n"
+           "                      packed model's multi-token kernels whole; a progress bar and\n"
+           "                      the time each model took go to stderr.  The text is tokenized\n"
+           "                      with --tokenizer, else the packed model's own tokenizer, else\n"
+           "                      ORIGINAL's.\n"
            "  --eval FILE         the text of --compare\n"
+           "  --tokenizer FILE    a tokenizer instead of the one the .tcq carries (needed for a\n"
+           "                      .tcq written from a llama2.c checkpoint without one)\n"
            "\n" CLI_COMMON_HELP,
-           TOOL, TOOL, TOOL, TOOL);
+           TOOL, TOOL, TOOL, TOOL, TOOL);
 }
 
 static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU seconds of the whole process (every thread): beside the wall clock,
+ * what a step cost on a machine shared with other work. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -194,9 +219,42 @@ static int generate(const tc_model *m, tc_tokenizer *tok, const char *prompt, lo
     return rc;
 }
 
-static int perplexity(const tc_model *m, const char *file, long seq_len, const cli_common *com, tc_error *err)
+/* What --ppl prints, for either kind of model. */
+static void print_ppl(const char *model, const char *file, const tc_ppl *r, const tc_calib_set *set,
+                      const cli_common *com)
 {
-    cli_calib c = {.text = file, .samples = 1L << 30, .seq_len = seq_len};
+    size_t len = set->n_seqs ? set->offsets[1] - set->offsets[0] : 0;
+    if (com->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", model);
+        cJSON_AddStringToObject(o, "text", file);
+        cJSON_AddNumberToObject(o, "ppl", r->ppl);
+        cJSON_AddNumberToObject(o, "nll", r->nll);
+        cJSON_AddNumberToObject(o, "n_windows", (double)set->n_seqs);
+        cJSON_AddNumberToObject(o, "seq_len", (double)len);
+        cJSON_AddNumberToObject(o, "n_tokens", (double)r->n_tokens);
+        cJSON_AddNumberToObject(o, "n_predicted", (double)r->n_predicted);
+        char *s = cJSON_Print(o);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(o);
+    } else {
+        printf("perplexity %.6f (mean NLL %.6f) over %llu predicted tokens in %zu windows of %zu (%zu tokens of %s)\n",
+               r->ppl, r->nll, (unsigned long long)r->n_predicted, set->n_seqs, len, set->n_tokens, file);
+    }
+}
+
+/* Windows of a text to score: every one (-1: no shortage warning), or --samples of them. */
+static cli_calib windows_of(const char *file, long samples, long seq_len, unsigned long long seed)
+{
+    cli_calib c = {.text = file, .samples = samples > 0 ? samples : -1, .seq_len = seq_len, .seed = seed};
+    return c;
+}
+
+static int perplexity(const tc_model *m, const char *file, long samples, long seq_len, unsigned long long seed,
+                      const cli_common *com, tc_error *err)
+{
+    cli_calib c = windows_of(file, samples, seq_len, seed);
     tc_calib_set set;
     if (cli_calib_load(&c, m, com->tokenizer, &set, err))
         return TC_ERR;
@@ -210,43 +268,13 @@ static int perplexity(const tc_model *m, const char *file, long seq_len, const c
     tc_ppl r;
     int rc = tc_perplexity(m, set.tokens, set.offsets, set.n_seqs, &po, &r, err);
     cli_progress_done(&bar);
-    if (rc == TC_OK) {
-        if (com->json) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "model", m->path);
-            cJSON_AddStringToObject(o, "text", file);
-            cJSON_AddNumberToObject(o, "ppl", r.ppl);
-            cJSON_AddNumberToObject(o, "nll", r.nll);
-            cJSON_AddNumberToObject(o, "n_windows", (double)set.n_seqs);
-            cJSON_AddNumberToObject(o, "seq_len", set.n_seqs ? (double)(set.offsets[1] - set.offsets[0]) : 0);
-            cJSON_AddNumberToObject(o, "n_tokens", (double)r.n_tokens);
-            cJSON_AddNumberToObject(o, "n_predicted", (double)r.n_predicted);
-            char *s = cJSON_Print(o);
-            printf("%s\n", s);
-            free(s);
-            cJSON_Delete(o);
-        } else {
-            printf("perplexity %.6f (mean NLL %.6f) over %llu predicted tokens in %zu windows of %zu\n", r.ppl, r.nll,
-                   (unsigned long long)r.n_predicted, set.n_seqs,
-                   set.n_seqs ? set.offsets[1] - set.offsets[0] : 0);
-        }
-    }
+    if (rc == TC_OK)
+        print_ppl(m->path, file, &r, &set, com);
     tc_calib_set_free(&set);
     return rc;
 }
 
 /* ---- packed ternary models ------------------------------------------------ */
-
-static int is_packed(const char *path)
-{
-    char magic[8];
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
-    size_t n = fread(magic, 1, sizeof magic, f);
-    fclose(f);
-    return n == sizeof magic && memcmp(magic, TC_TMODEL_MAGIC, sizeof magic) == 0;
-}
 
 typedef struct run_cfg {
     tc_kpath kernel;
@@ -370,8 +398,8 @@ static int verify_logits(const tc_tmodel *tm, const run_cfg *rc_, double *rel, s
     float *a = malloc(n * V * sizeof(float)), *b = malloc(n * V * sizeof(float));
     tc_trun *lut = NULL, *ref = NULL;
     tc_trun_trace *trace = tc_trun_trace_new();
-    tc_trun_opts ol = {TC_TRUN_LUT, rc_->kernel, rc_->threads, (int)n};
-    tc_trun_opts orf = {TC_TRUN_REF, TC_KPATH_SCALAR, rc_->threads, (int)n};
+    tc_trun_opts ol = {TC_TRUN_LUT, rc_->kernel, rc_->threads, (int)n, 0};
+    tc_trun_opts orf = {TC_TRUN_REF, TC_KPATH_SCALAR, rc_->threads, (int)n, 0};
     int rc = a && b && trace ? TC_OK : tc_err(err, "out of memory for logits");
     if (rc == TC_OK)
         rc = tc_trun_new(&lut, tm, &ol, err);
@@ -574,9 +602,31 @@ static int cmp_double(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
-static int compare(const tc_tmodel *tm, const char *orig_path, const char *eval, long seq_len,
-                   const run_cfg *rcfg, const cli_common *com, tc_error *err)
+typedef struct packed_args {
+    const char *path, *prompt, *compare, *eval, *ppl;
+    long steps, seq_len, samples;
+    float temp;
+    unsigned long long seed;
+    int verify;
+    run_cfg rc;
+} packed_args;
+
+/* The tokenizer of --compare: --tokenizer, else the packed model's own,
+ * else the original's. */
+static int compare_tokenizer(const tc_tmodel *tm, const tc_model *om, const cli_common *com, tc_tokenizer **tok,
+                             tc_error *err)
 {
+    if (com->tokenizer)
+        return tc_model_tokenizer(om, com->tokenizer, tok, err);
+    if (tm->tok.kind != TC_TTOK_NONE)
+        return tc_tmodel_tokenizer(tm, tok, err);
+    return tc_model_tokenizer(om, NULL, tok, err);
+}
+
+static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common *com, tc_error *err)
+{
+    const char *orig_path = pa->compare, *eval = pa->eval;
+    const run_cfg *rcfg = &pa->rc;
     tc_model om;
     if (tc_model_open(&om, orig_path, err))
         return TC_ERR;
@@ -585,14 +635,34 @@ static int compare(const tc_tmodel *tm, const char *orig_path, const char *eval,
         tc_model_close(&om);
         return tc_err(err, "%s: vocabulary or width differs from the packed model's", orig_path);
     }
-    cli_calib c = {.text = eval, .samples = 1L << 30, .seq_len = seq_len};
+    cli_calib c = windows_of(eval, pa->samples > 0 ? pa->samples : 64, pa->seq_len, pa->seed);
+    /* Not the windows that calibrated the packed model, when the file records
+     * them and the text is the same (docs/CALIBRATION.md). */
+    c.avoid = tm->calib;
+    c.n_avoid = tm->calib ? 1 : 0;
     tc_calib_set set;
     memset(&set, 0, sizeof set);
-    if (cli_calib_load(&c, &om, com->tokenizer, &set, err)) {
+    tc_tokenizer *tok = NULL;
+    rc = compare_tokenizer(tm, &om, com, &tok, err);
+    if (rc == TC_OK)
+        rc = cli_calib_load_with(&c, &om.cfg, tok, &set, err);
+    tc_tokenizer_free(tok);
+    if (rc != TC_OK) {
         tc_model_close(&om);
         return TC_ERR;
     }
-    size_t win = 0;
+    if (!com->quiet && set.warning[0])
+        fprintf(stderr, "%s: %s\n", TOOL, set.warning);
+    char apart[TC_ERROR_MAX];
+    if (!tm->calib)
+        snprintf(apart, sizeof apart, "nothing: %s records no calibration windows", tm->path);
+    else if (!set.n_avoid_applied)
+        snprintf(apart, sizeof apart, "nothing: calibration was on another text, %s, recorded in %s",
+                 tm->calib->source ? tm->calib->source : "?", tm->path);
+    else
+        snprintf(apart, sizeof apart, "%zu windows left out: they share tokens with the %zu calibration windows "
+                 "recorded in %s", set.n_avoided, tm->calib->n_windows, tm->path);
+    size_t win = 0, total = set.n_tokens;
     for (size_t s = 0; s < set.n_seqs; s++)
         win = set.offsets[s + 1] - set.offsets[s] > win ? set.offsets[s + 1] - set.offsets[s] : win;
     kl_acc a;
@@ -600,31 +670,58 @@ static int compare(const tc_tmodel *tm, const char *orig_path, const char *eval,
     float *base = malloc((win ? win : 1) * (size_t)V * sizeof(float));
     a.lp = malloc(2 * (size_t)V * sizeof(double));
     tc_trun *r = NULL;
-    tc_trun_opts o = {TC_TRUN_LUT, rcfg->kernel, rcfg->threads, (int)win};
+    tc_trun_opts o = {TC_TRUN_LUT, rcfg->kernel, rcfg->threads, (int)win, 0};
     if (!base || !a.lp)
         rc = tc_err(err, "out of memory for %zu x %d logits", win, V);
     if (rc == TC_OK)
         rc = tc_trun_new(&r, tm, &o, err);
+    /* The original's weights converted to fp32 once (as the analysis does,
+     * up to 1 GiB) rather than layer by layer for every window, and its
+     * pass's buffers kept from window to window. */
+    tc_weights w;
+    memset(&w, 0, sizeof w);
+    int have_w = rc == TC_OK && tc_weights_bytes(&om) <= ((uint64_t)1 << 30);
+    if (have_w && (rc = tc_weights_load(&w, &om, err)) != TC_OK)
+        have_w = 0;
+    tc_forward_ws *ws = tc_forward_ws_new();
     cli_progress bar;
     cli_progress_init(&bar, "compare", com->quiet);
+    double t_orig = 0, t_packed = 0, c_orig = 0, c_packed = 0;
     for (size_t s = 0; rc == TC_OK && s < set.n_seqs; s++) {
         size_t len = set.offsets[s + 1] - set.offsets[s], offs[2] = {0, len};
         tc_batch b = {set.tokens + set.offsets[s], offs, 1};
         base_rec br = {base};
         tc_observer ob = {.ctx = &br, .logits = on_base_logits};
-        tc_forward_opts fo = {.n_threads = rcfg->threads, .observers = &ob, .n_observers = 1};
+        tc_forward_opts fo = {.n_threads = rcfg->threads, .observers = &ob, .n_observers = 1,
+                              .weights = have_w ? &w : NULL, .ws = ws};
+        double t0 = now(), c0 = cpu_now();
         rc = tc_forward(&om, &b, &fo, err);
+        double t1 = now(), c1 = cpu_now();
+        cli_progress_update(&bar, ((double)set.offsets[s] + 0.5 * (double)len) / (double)total);
         a.base = base;
         a.tokens = b.tokens;
         a.len = len;
         q_rec q = {&a, 0};
+        /* The whole window at once: the multi-token kernels and one pass
+         * of the attention per chunk of tokens. */
         if (rc == TC_OK)
             rc = tc_trun_batch(r, &b, on_q_logits, &q, err);
-        cli_progress_update(&bar, (double)(s + 1) / (double)set.n_seqs);
+        t_orig += t1 - t0;
+        t_packed += now() - t1;
+        c_orig += c1 - c0;
+        c_packed += cpu_now() - c1;
+        cli_progress_update(&bar, (double)set.offsets[s + 1] / (double)total);
     }
     cli_progress_done(&bar);
     if (rc == TC_OK && a.n == 0)
         rc = tc_err(err, "%s: no position to score", eval);
+    if (rc == TC_OK && !com->quiet)
+        fprintf(stderr,
+                "%s: %zu windows, %zu tokens: original (fp32) %.1f s (CPU %.1f s), packed %.1f s (CPU %.1f s; %.0f "
+                "tokens/s, %s kernels, %d thread%s)\n",
+                TOOL, set.n_seqs, total, t_orig, c_orig, t_packed, c_packed,
+                (double)total / (t_packed > 0 ? t_packed : 1e-9), tc_kpath_name(tc_trun_kernels(r)->path),
+                rcfg->threads, rcfg->threads > 1 ? "s" : "");
     if (rc == TC_OK) {
         double sum = 0;
         for (size_t i = 0; i < a.n; i++)
@@ -641,8 +738,16 @@ static int compare(const tc_tmodel *tm, const char *orig_path, const char *eval,
             cJSON_AddStringToObject(j, "packed", tm->path ? tm->path : "");
             cJSON_AddStringToObject(j, "eval", eval);
             cJSON_AddStringToObject(j, "kernel", tc_kpath_name(tc_trun_kernels(r)->path));
+            cJSON_AddNumberToObject(j, "threads", rcfg->threads);
             cJSON_AddNumberToObject(j, "n_windows", (double)set.n_seqs);
             cJSON_AddNumberToObject(j, "window", (double)win);
+            cJSON_AddNumberToObject(j, "n_tokens", (double)total);
+            cJSON_AddNumberToObject(j, "seed", (double)pa->seed);
+            cJSON_AddItemToObject(j, "eval_windows", tc_calib_windows_to_json(&set.win));
+            if (tm->calib)
+                cJSON_AddItemToObject(j, "calibration", tc_calib_windows_to_json(tm->calib));
+            cJSON_AddNumberToObject(j, "left_out", (double)set.n_avoided);
+            cJSON_AddStringToObject(j, "kept_apart", apart);
             cJSON_AddStringToObject(j, "scored", "every position but each window's first");
             cJSON_AddNumberToObject(j, "n_scored", (double)a.n);
             cJSON_AddNumberToObject(j, "ppl_original", ppl_b);
@@ -653,14 +758,23 @@ static int compare(const tc_tmodel *tm, const char *orig_path, const char *eval,
             cJSON_AddNumberToObject(j, "top1_agreement", top);
             cJSON_AddNumberToObject(j, "same_top_p_percent", 100 * top);
             cJSON_AddNumberToObject(j, "same_top_p_stderr_percent", 100 * top_se);
+            cJSON_AddNumberToObject(j, "seconds_original", t_orig);
+            cJSON_AddNumberToObject(j, "seconds_packed", t_packed);
+            cJSON_AddNumberToObject(j, "cpu_seconds_original", c_orig);
+            cJSON_AddNumberToObject(j, "cpu_seconds_packed", c_packed);
+            cJSON_AddNumberToObject(j, "packed_tokens_per_s", (double)total / (t_packed > 0 ? t_packed : 1e-9));
             char *str = cJSON_Print(j);
             printf("%s\n", str);
             free(str);
             cJSON_Delete(j);
         } else {
-            printf("%zu windows of %zu tokens, %zu positions scored (all but each window's "
+            char *line = tc_calib_windows_describe(&set.win);
+            printf("%zu windows of %zu tokens (%zu tokens), %zu positions scored (all but each window's "
                    "first)\n",
-                   set.n_seqs, win, a.n);
+                   set.n_seqs, win, set.n_tokens, a.n);
+            printf("windows: %s\n", line ? line : "(out of memory)");
+            printf("kept apart from calibration: %s\n", apart);
+            free(line);
             printf("perplexity: original %.6f, packed %.6f (ratio %.4f)\n", ppl_b, ppl_q,
                    ppl_q / ppl_b);
             printf("KL divergence (original || packed): mean %.6f, max %.6f, 99%% %.6f\n", mean,
@@ -669,11 +783,46 @@ static int compare(const tc_tmodel *tm, const char *orig_path, const char *eval,
         }
     }
     tc_trun_free(r);
+    tc_forward_ws_free(ws);
+    if (have_w)
+        tc_weights_free(&w);
     free(base);
     free(a.lp);
     free(a.kl);
     tc_calib_set_free(&set);
     tc_model_close(&om);
+    return rc;
+}
+
+/* --ppl on a packed model: the windows of --ppl, each run whole. */
+static int packed_perplexity(const tc_tmodel *tm, const packed_args *pa, const cli_common *com, tc_error *err)
+{
+    tc_tokenizer *tok = NULL;
+    if (tc_tmodel_tokenizer_open(tm, com->tokenizer, &tok, err))
+        return TC_ERR;
+    cli_calib c = windows_of(pa->ppl, pa->samples, pa->seq_len, pa->seed);
+    tc_calib_set set;
+    int rc = cli_calib_load_with(&c, &tm->cfg, tok, &set, err);
+    tc_tokenizer_free(tok);
+    if (rc != TC_OK)
+        return TC_ERR;
+    size_t win = 0;
+    for (size_t s = 0; s < set.n_seqs; s++)
+        win = set.offsets[s + 1] - set.offsets[s] > win ? set.offsets[s + 1] - set.offsets[s] : win;
+    tc_trun *r = NULL;
+    tc_trun_opts o = {TC_TRUN_LUT, pa->rc.kernel, pa->rc.threads, (int)(win ? win : 1), 0};
+    rc = tc_trun_new(&r, tm, &o, err);
+    cli_progress bar;
+    cli_progress_init(&bar, "ppl", com->quiet);
+    tc_batch b = {set.tokens, set.offsets, set.n_seqs};
+    tc_ppl res;
+    if (rc == TC_OK)
+        rc = tc_trun_perplexity(r, &b, cli_progress_update, &bar, &res, err);
+    cli_progress_done(&bar);
+    if (rc == TC_OK)
+        print_ppl(tm->path, pa->ppl, &res, &set, com);
+    tc_trun_free(r);
+    tc_calib_set_free(&set);
     return rc;
 }
 
@@ -689,7 +838,7 @@ static int generate_packed(const tc_tmodel *tm, tc_tokenizer *tok, const char *p
         return TC_ERR;
     int max_len = tm->cfg.max_seq_len > 0 ? tm->cfg.max_seq_len : 2048;
     tc_trun *r = NULL;
-    tc_trun_opts o = {TC_TRUN_LUT, rcfg->kernel, rcfg->threads, max_len};
+    tc_trun_opts o = {TC_TRUN_LUT, rcfg->kernel, rcfg->threads, max_len, 0};
     gen_stats st = {0};
     int rc = n_prompt == 0 ? tc_err(err, "the prompt is empty and the model has no BOS token")
                            : tc_trun_new(&r, tm, &o, err);
@@ -707,36 +856,28 @@ static int generate_packed(const tc_tmodel *tm, tc_tokenizer *tok, const char *p
     return rc;
 }
 
-typedef struct packed_args {
-    const char *path, *prompt, *compare, *eval, *ppl;
-    long steps, seq_len;
-    float temp;
-    unsigned long long seed;
-    int verify;
-    run_cfg rc;
-} packed_args;
-
-/* Every input is opened before the first result is printed: the original
- * and its tokenizer (or --tokenizer), the evaluation text. */
+/* Every input is opened before the first result is printed: the original,
+ * a --tokenizer file, the evaluation and perplexity texts. */
 static int check_packed_inputs(const packed_args *pa, const cli_common *com, tc_error *err)
 {
-    tc_tokenizer *tok = NULL;
     int rc = TC_OK;
     if (pa->compare) {
         tc_model om;
         rc = tc_model_open(&om, pa->compare, err);
-        if (rc == TC_OK) {
-            if (pa->eval || pa->prompt)
-                rc = tc_model_tokenizer(&om, com->tokenizer, &tok, err);
+        if (rc == TC_OK)
             tc_model_close(&om);
-        }
-    } else if (com->tokenizer) {
-        rc = tc_tokenizer_open(&tok, com->tokenizer, err);
     }
-    tc_tokenizer_free(tok);
-    if (rc == TC_OK && pa->compare && pa->eval) {
+    if (rc == TC_OK && com->tokenizer) {
+        tc_tokenizer *tok = NULL;
+        rc = tc_tokenizer_open(&tok, com->tokenizer, err);
+        tc_tokenizer_free(tok);
+    }
+    const char *texts[2] = {pa->compare ? pa->eval : NULL, pa->ppl};
+    for (int i = 0; i < 2 && rc == TC_OK; i++) {
+        if (!texts[i])
+            continue;
         tc_calib_docs docs = {0};
-        rc = tc_calib_docs_read(&docs, pa->eval, TC_CALIB_AUTO, "text", err);
+        rc = tc_calib_docs_read(&docs, texts[i], TC_CALIB_AUTO, "text", err);
         tc_calib_docs_free(&docs);
     }
     return rc;
@@ -745,35 +886,35 @@ static int check_packed_inputs(const packed_args *pa, const cli_common *com, tc_
 static int run_packed(const packed_args *pa, const cli_common *com)
 {
     tc_error err = {{0}};
-    if (pa->ppl)
-        return cli_usage_error(TOOL, "for a packed model use --compare ORIGINAL --eval FILE");
-    if (!pa->verify && !pa->compare && !pa->prompt)
-        return cli_usage_error(TOOL, "nothing to do: give --verify, --compare ORIGINAL --eval "
-                                     "FILE or --generate PROMPT");
+    if (!pa->verify && !pa->compare && !pa->prompt && !pa->ppl)
+        return cli_usage_error(TOOL, "nothing to do: give --generate PROMPT, --ppl FILE, --compare ORIGINAL "
+                                     "--eval FILE or --verify");
     if (pa->compare && !pa->eval && !pa->prompt)
         return cli_usage_error(TOOL, "--compare needs --eval FILE");
-    if (pa->prompt && !pa->compare && !com->tokenizer)
-        return cli_usage_error(TOOL, "--generate on a packed model needs a tokenizer: "
-                                     "--compare ORIGINAL or --tokenizer FILE");
+    if (pa->eval && !pa->compare)
+        return cli_usage_error(TOOL, "--eval FILE goes with --compare ORIGINAL");
     tc_tmodel tm;
     if (tc_tmodel_open(&tm, pa->path, &err))
         return cli_fail(TOOL, &err);
     int rc = check_packed_inputs(pa, com, &err);
     if (rc == TC_OK && pa->verify)
         rc = verify(&tm, &pa->rc, com, &err);
+    if (rc == TC_OK && pa->ppl)
+        rc = packed_perplexity(&tm, pa, com, &err);
     if (rc == TC_OK && pa->compare && pa->eval)
-        rc = compare(&tm, pa->compare, pa->eval, pa->seq_len, &pa->rc, com, &err);
+        rc = compare(&tm, pa, com, &err);
     if (rc == TC_OK && pa->prompt) {
+        /* --tokenizer, else the file's own, else (older files) ORIGINAL's. */
         tc_tokenizer *tok = NULL;
-        if (pa->compare) {
+        if (!com->tokenizer && tm.tok.kind == TC_TTOK_NONE && pa->compare) {
             tc_model om;
             rc = tc_model_open(&om, pa->compare, &err);
             if (rc == TC_OK) {
-                rc = tc_model_tokenizer(&om, com->tokenizer, &tok, &err);
+                rc = tc_model_tokenizer(&om, NULL, &tok, &err);
                 tc_model_close(&om);
             }
         } else {
-            rc = tc_tokenizer_open(&tok, com->tokenizer, &err);
+            rc = tc_tmodel_tokenizer_open(&tm, com->tokenizer, &tok, &err);
         }
         if (rc == TC_OK)
             rc = generate_packed(&tm, tok, pa->prompt, pa->steps, pa->temp, pa->seed, &pa->rc, com,
@@ -787,7 +928,7 @@ static int run_packed(const packed_args *pa, const cli_common *com)
 int main(int argc, char **argv)
 {
     enum { OPT_GENERATE = CLI_OPT_TOOL_BASE, OPT_TEMP, OPT_SEED, OPT_PPL, OPT_SEQ_LEN, OPT_KERNEL,
-           OPT_VERIFY, OPT_COMPARE, OPT_EVAL };
+           OPT_VERIFY, OPT_COMPARE, OPT_EVAL, OPT_SAMPLES };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         {"generate", required_argument, 0, OPT_GENERATE},
@@ -800,6 +941,7 @@ int main(int argc, char **argv)
         {"verify", no_argument, 0, OPT_VERIFY},
         {"compare", required_argument, 0, OPT_COMPARE},
         {"eval", required_argument, 0, OPT_EVAL},
+        {"samples", required_argument, 0, OPT_SAMPLES},
         {0, 0, 0, 0},
     };
     cli_common com = {0};
@@ -807,7 +949,7 @@ int main(int argc, char **argv)
     const char *prompt = NULL, *ppl_file = NULL, *compare_path = NULL, *eval_file = NULL;
     const char *kernel = getenv("TC_KERNEL");
     int verify_flag = 0;
-    long steps = 256, seq_len = 0;
+    long steps = 256, seq_len = 0, samples = 0;
     float temp = 0.0f;
     unsigned long long seed = 0;
     int c, code;
@@ -843,6 +985,10 @@ int main(int argc, char **argv)
             if ((seq_len = cli_parse_long(optarg, 2, 1L << 24)) < 0)
                 return cli_usage_error(TOOL, "--seq-len needs a number >= 2, not '%s'", optarg);
             break;
+        case OPT_SAMPLES:
+            if ((samples = cli_parse_long(optarg, 1, 1L << 30)) < 0)
+                return cli_usage_error(TOOL, "--samples needs a number >= 1, not '%s'", optarg);
+            break;
         default: return cli_usage_error(TOOL, "unknown option");
         }
     }
@@ -856,14 +1002,14 @@ int main(int argc, char **argv)
         if (tc_kpath_parse(kernel, &kpath, &kerr))
             return cli_usage_error(TOOL, "%s", kerr.msg);
     }
-    if (is_packed(argv[optind])) {
-        packed_args pa = {argv[optind], prompt, compare_path, eval_file, ppl_file, steps, seq_len,
+    if (tc_tmodel_is_packed(argv[optind])) {
+        packed_args pa = {argv[optind], prompt, compare_path, eval_file, ppl_file, steps, seq_len, samples,
                           temp, seed, verify_flag,
                           {kpath, com.threads > 0 ? com.threads : cli_default_threads()}};
         return run_packed(&pa, &com);
     }
     if (verify_flag || compare_path || eval_file)
-        return cli_usage_error(TOOL, "--verify, --compare and --eval need a packed ternary model");
+        return cli_usage_error(TOOL, "--verify, --compare and --eval need a packed ternary model (.tcq)");
     if (!prompt && !ppl_file)
         return cli_usage_error(TOOL, "nothing to do: give --generate PROMPT or --ppl FILE");
     tc_error err = {{0}};
@@ -872,7 +1018,7 @@ int main(int argc, char **argv)
         return cli_fail(TOOL, &err);
     int rc = TC_OK;
     if (ppl_file)
-        rc = perplexity(&m, ppl_file, seq_len, &com, &err);
+        rc = perplexity(&m, ppl_file, samples, seq_len, seed, &com, &err);
     if (rc == TC_OK && prompt) {
         tc_tokenizer *tok;
         rc = tc_model_tokenizer(&m, com.tokenizer, &tok, &err);

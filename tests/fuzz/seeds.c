@@ -434,7 +434,7 @@ static void ggml_type_seeds(const char *out, const char *vectors)
     tc_gguf_close(&g);
 }
 
-static void real(const char *out, const char *assets)
+static void real(const char *out, const char *assets, const char *scratch)
 {
     static const struct { const char *harness, *name, *rel; } files[] = {
         {"safetensors", "stories260K", "models/stories260K-hf/model.safetensors"},
@@ -465,6 +465,37 @@ static void real(const char *out, const char *assets)
     snprintf(p, sizeof p, "%s/models/stories260K-hf-f16-sharded/config.json", assets);
     snprintf(q, sizeof q, "%s/models/stories260K-hf-f16-sharded/model.safetensors.index.json", assets);
     put_pair(out, "stories260K-f16-sharded", p, q);
+    /* Packed files carrying each kind of embedded tokenizer. */
+    static const struct { const char *name, *model, *tok; } packed[] = {
+        {"stories260K-tok-gguf", "models/stories260K/stories260K.gguf", NULL},
+        {"stories260K-tok-hf", "models/stories260K-hf", NULL},
+        {"stories260K-tok-llama2c", "models/stories260K/stories260K.bin", "models/stories260K/tok512.bin"},
+    };
+    for (size_t i = 0; i < sizeof packed / sizeof packed[0]; i++) {
+        tc_error err = {{0}};
+        tc_model m;
+        char tok[1024];
+        snprintf(p, sizeof p, "%s/%s", assets, packed[i].model);
+        snprintf(tok, sizeof tok, "%s/%s", assets, packed[i].tok ? packed[i].tok : "");
+        snprintf(q, sizeof q, "%s/real.tcq", scratch);
+        if (tc_model_open(&m, p, &err) != TC_OK) {
+            fprintf(stderr, "fuzz_seeds: %s\n", err.msg);
+            continue;
+        }
+        tc_quantize_opts qo = {.format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .n_threads = 1};
+        qo.q.method = TC_TMETHOD_ABSMEAN;
+        qo.q.layout = TC_TPACK_TL2;
+        qo.q.group.kind = TC_TGROUP_ROW;
+        qo.tokenizer = packed[i].tok ? tok : NULL;
+        tc_quantize_report rep = {0};
+        if (tc_quantize_model(&m, q, &qo, &rep, &err) == TC_OK)
+            put_file(out, "tmodel", packed[i].name, q, 0);
+        else
+            fprintf(stderr, "fuzz_seeds: %s\n", err.msg);
+        tc_quantize_report_free(&rep);
+        tc_model_close(&m);
+        remove(q);
+    }
 }
 
 int main(int argc, char **argv)
@@ -485,7 +516,7 @@ int main(int argc, char **argv)
     ggml_type_seeds(argv[1], TC_GGML_VECTORS);
     struct stat st;
     if (argc == 3 && stat(argv[2], &st) == 0 && S_ISDIR(st.st_mode))
-        real(argv[1], argv[2]);
+        real(argv[1], argv[2], scratch);
     else
         fprintf(stderr, "fuzz_seeds: no assets, seeds are synthetic only\n");
     return g_failed;

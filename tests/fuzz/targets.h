@@ -364,8 +364,13 @@ static inline int fz_tmodel(const uint8_t *data, size_t size)
             fz_check_error(&err, "in.tcq");
         free(f);
     }
+    /* The embedded tokenizer goes through its own loader. */
+    tc_tokenizer *tok = NULL;
+    if (tc_tmodel_tokenizer(&m, &tok, &err) != TC_OK)
+        fz_check_error(&err, "in.tcq");
+    tc_tokenizer_free(tok);
     tc_trun *r = NULL;
-    tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_AUTO, 1, 8};
+    tc_trun_opts o = {TC_TRUN_LUT, TC_KPATH_AUTO, 1, 8, 0};
     if (m.cfg.vocab_size > 2 && (uint64_t)m.cfg.dim * (uint64_t)m.cfg.vocab_size < ((uint64_t)1 << 24) &&
         tc_trun_new(&r, &m, &o, &err) == TC_OK) {
         tc_trun_step(r, 1, NULL, &err);
@@ -518,7 +523,8 @@ static inline int fz_calib(const uint8_t *data, size_t size)
     return 0;
 }
 
-/* An analysis report (JSON), then the table and the HTML page made from it. */
+/* An analysis report (JSON), then the table, the HTML page and the
+ * calibration record made from it. */
 static inline int fz_report(const uint8_t *data, size_t size)
 {
     tc_analysis a;
@@ -531,6 +537,15 @@ static inline int fz_report(const uint8_t *data, size_t size)
         out = NULL;
         if (tc_report_html(&a, model, cal, &out, &err) == TC_OK)
             free(out);
+        /* The calibration record tc-prune --eval reads from it. */
+        tc_calib_windows w;
+        if (tc_calib_windows_from_json(cal, "report.json", &w, &err) == TC_OK) {
+            char *line = tc_calib_windows_describe(&w);
+            free(line);
+            tc_calib_windows_free(&w);
+        } else {
+            fz_check_error(&err, "report.json");
+        }
         tc_analysis_free(&a);
         cJSON_Delete(model);
         cJSON_Delete(cal);

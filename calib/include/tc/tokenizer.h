@@ -43,6 +43,14 @@ int tc_tokenizer_from_llama2c(tc_tokenizer **t, const char *path, int vocab_size
 /* Hugging Face tokenizer.json (BPE model). BOS/EOS come from a
  * tokenizer_config.json beside it when present, else from the template. */
 int tc_tokenizer_from_hf_json(tc_tokenizer **t, const char *path, tc_error *err);
+/* The same two from bytes in memory, as a container file embeds them (name
+ * is used in messages): a tokenizer.json's text with the
+ * tokenizer_config.json that was beside it (config NULL: there was none),
+ * and a llama2.c tokenizer.bin. */
+int tc_tokenizer_from_hf_json_mem(tc_tokenizer **t, const char *name, const char *json, size_t len,
+                                  const char *config, size_t config_len, tc_error *err);
+int tc_tokenizer_from_llama2c_mem(tc_tokenizer **t, const char *name, const uint8_t *data, uint64_t size,
+                                  int vocab_size, tc_error *err);
 void tc_tokenizer_free(tc_tokenizer *t);
 
 /* Encodes len bytes of text (UTF-8; need not be NUL-terminated) into a new

@@ -83,6 +83,11 @@ typedef struct tc_gguf {
  * not aligned to it, spans beyond the file or overlapping each other, rows
  * that are not whole blocks, and ggml types without a tc dtype. */
 int tc_gguf_open(tc_gguf *g, const char *path, tc_error *err);
+/* A GGUF image held in memory that has metadata and no tensors (a
+ * vocabulary, as a container file embeds one), checked as tc_gguf_open
+ * checks a file; an image with tensors is refused.  Strings point into data,
+ * which must outlive g; name is used in messages. */
+int tc_gguf_open_mem(tc_gguf *g, const char *name, const uint8_t *data, uint64_t size, tc_error *err);
 void tc_gguf_close(tc_gguf *g);
 
 /* Lookup by key; NULL when absent. */

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 
 #include "tc/model.h"
+#include "tc/tmodel.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,6 +33,16 @@ cJSON *tc_traits_json(const tc_config *c);
 /* One line naming the model's traits ("rmsnorm(w), silu gated, rope llama3 x8 ..."). */
 void tc_traits_describe(const tc_config *c, char *buf, size_t cap);
 
+/* --info of a packed ternary model (.tcq): the config and traits as for a
+ * checkpoint (tc_config_add_json's keys), then format "tcq", version,
+ * source, quantization {method, layout, group, calib_tokens, sequential,
+ * damp_frac}, tokenizer ({kind, files [{name, bytes}], vocab_size, bos_id,
+ * eos_id}, or null when none is embedded), n_params, n_params_linear,
+ * file_bytes, bits_per_weight (file), bits_per_weight_linear,
+ * bytes_by_storage / params_by_storage {i2|tl1|tl2|F16|F32: n},
+ * dropped_attn, dropped_mlp.  NULL when out of memory. */
+cJSON *tc_tmodel_info_json(const tc_tmodel *m);
+char *tc_tmodel_info_text(const tc_tmodel *m);
 #ifdef __cplusplus
 }
 #endif

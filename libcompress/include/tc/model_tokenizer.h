@@ -33,6 +33,12 @@ int tc_model_set_tokenizer(tc_model *m, const char *path, tc_error *err);
  * without a vocabulary. */
 int tc_model_vocab(const tc_model *m, tc_vocab *out, tc_error *err);
 
+/* A tokenizer file the user names, for a model of vocab_size tokens: a
+ * tokenizer.json (with the tokenizer_config.json beside it), a GGUF's
+ * vocabulary, or a llama2.c tokenizer.bin (which does not store its size).
+ * Does not check the vocabulary against the model. */
+int tc_tokenizer_open_for(const char *path, int vocab_size, tc_tokenizer **out, tc_error *err);
+
 /* A tc_encode_fn (calib.h) over a tokenizer: no BOS, no special-token parsing. */
 int tc_model_tokenizer_encode(void *tokenizer, const char *text, size_t len, int32_t **ids, size_t *n,
                               tc_error *err);

@@ -66,6 +66,8 @@ typedef struct tc_quantize_opts {
     int quantize_embeddings;      /* packed only: embedding and output head ternary too (optimal,
                                      or absmean with absmean) */
     const tc_batch *calib;        /* calibration sequences (required by calibrated), or NULL */
+    const tc_calib_windows *calib_windows; /* which windows calib holds, recorded in the packed
+                                     file (docs/PACKED_FORMAT.md), or NULL */
     size_t error_sample_tokens;   /* activations kept per linear input for output errors
                                      (0: 256) */
     int strict;                   /* GGUF: refuse when some linear weight cannot be ternary */
@@ -82,6 +84,8 @@ typedef struct tc_quantize_opts {
                                      columns (down) when that makes the file smaller, so that
                                      the down projections are TQ too; the function is the same */
     int verify;                   /* reopen the output and check every ternary tensor */
+    const char *tokenizer;        /* packed: the tokenizer file to embed (tokenizer.json, GGUF,
+                                     tokenizer.bin); NULL: the model's own, when it has one */
     int n_threads;
     /* Called after each layer (and once at the start with 0). */
     void (*progress)(void *ctx, double fraction);
@@ -158,6 +162,9 @@ typedef struct tc_quantize_report {
                                     their rows are not whole blocks of the fallback type */
     tc_dtype fallback;           /* GGUF: the fallback type; TC_DTYPE_COUNT for packed output */
     int ffn_dim_stored;          /* GGUF: the FFN width written (the model's, or padded) */
+    tc_ttok_kind tokenizer;      /* packed: the kind of tokenizer embedded (TC_TTOK_NONE: none) */
+    char tokenizer_from[512];    /* the file it was taken from */
+    char tokenizer_note[512];    /* why the model's own could not be embedded, or "" */
     tc_quantize_times times;
 } tc_quantize_report;
 

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tc/calib.h"
 #include "tc/dtype.h"
 #include "tc/error.h"
 #include "tc/mapfile.h"
@@ -29,7 +30,8 @@ extern "C" {
 #endif
 
 #define TC_TMODEL_MAGIC "TCTMODEL" /* 8 bytes, no terminator in the file */
-#define TC_TMODEL_VERSION 1
+#define TC_TMODEL_VERSION 2        /* written; 1 (no tokenizer) is still read */
+#define TC_TMODEL_VERSION_MIN 1
 #define TC_TMODEL_ALIGN 64
 
 /* How the linear weights were quantized (recorded, not needed to run). */
@@ -68,12 +70,52 @@ typedef struct tc_tmodel_tensor {
     uint32_t crc32;       /* zlib CRC-32 of the bytes (filled by open/write) */
 } tc_tmodel_tensor;
 
+/* The tokenizer a packed file carries: the bytes of the source's own
+ * tokenizer files, read back by the loader that read the source, so the
+ * file encodes text exactly as its source does. */
+typedef enum tc_ttok_kind {
+    TC_TTOK_NONE,    /* the file carries no tokenizer */
+    TC_TTOK_HF,      /* tokenizer.json, then the tokenizer_config.json beside it when there was one */
+    TC_TTOK_LLAMA2C, /* a llama2.c tokenizer.bin (the config's vocab_size tokens) */
+    TC_TTOK_GGUF,    /* a GGUF image without tensors: the source's tokenizer.* keys */
+    TC_TTOK_COUNT
+} tc_ttok_kind;
+
+#define TC_TTOK_MAX_FILES 2
+#define TC_TTOK_MAX_BYTES (1ull << 30) /* per embedded file */
+
+typedef struct tc_ttok_file {
+    const uint8_t *data;   /* inside the mapping when opened, else owned or the caller's */
+    uint64_t nbytes;
+    uint64_t offset;       /* from the start of the data section (filled by open/write) */
+    uint32_t crc32;        /* filled by open/write */
+} tc_ttok_file;
+
+typedef struct tc_tmodel_tok {
+    tc_ttok_kind kind;
+    int n_files;
+    tc_ttok_file files[TC_TTOK_MAX_FILES];
+    uint8_t *owned[TC_TTOK_MAX_FILES]; /* freed by tc_tmodel_tok_free (NULL when opened) */
+    char *origin;                      /* the file it was taken from, for messages (may be NULL) */
+} tc_tmodel_tok;
+
+/* "hf", "llama2c", "gguf" ("none" for TC_TTOK_NONE). */
+const char *tc_ttok_kind_name(tc_ttok_kind k);
+/* The name of embedded file i of a kind: "tokenizer.json",
+ * "tokenizer_config.json", "tokenizer.bin", "tokenizer.gguf"; NULL past the
+ * kind's files. */
+const char *tc_ttok_file_name(tc_ttok_kind k, int i);
+
 typedef struct tc_tmodel {
     tc_config cfg;             /* rope_layout says how Q/K rows are stored */
     tc_tquant_settings quant;
     tc_tmodel_tensor *tensors; /* n_tensors */
     size_t n_tensors;
+    tc_tmodel_tok tok;         /* kind TC_TTOK_NONE when there is none */
+    uint32_t version;          /* of the file opened (set by tc_tmodel_open) */
     char *source;              /* what it was made from (may be NULL) */
+    tc_calib_windows *calib;   /* the calibration windows, when the quantizer had text (may be
+                                  NULL; owned after tc_tmodel_open, the writer's otherwise) */
     /* Set by tc_tmodel_open only: */
     char *path;
     tc_mapfile map;
@@ -106,6 +148,32 @@ typedef int (*tc_tmodel_fill_fn)(void *ctx, size_t i, uint8_t *dst, tc_error *er
  * crc32 of m's tensors. */
 int tc_tmodel_write(const char *path, tc_tmodel *m, tc_tmodel_fill_fn fill, void *ctx,
                     tc_error *err);
+
+/* ---- the tokenizer -------------------------------------------------------- */
+struct tc_tokenizer;
+
+/* The bytes of the tokenizer tc_model_tokenizer(m, path) would load, to be
+ * embedded: path (a tokenizer.json, a GGUF or a llama2.c tokenizer.bin) or
+ * the checkpoint's own (a GGUF's vocabulary, a Hugging Face directory's
+ * tokenizer.json).  A checkpoint without one and no path gives kind
+ * TC_TTOK_NONE.  The bytes are loaded once here, so what is embedded is a
+ * tokenizer tc reads and whose vocabulary fits the model; otherwise TC_ERR. */
+int tc_tmodel_tok_collect(tc_tmodel_tok *out, const tc_model *m, const char *path, tc_error *err);
+void tc_tmodel_tok_free(tc_tmodel_tok *t);
+
+/* The tokenizer of a packed model, built from its embedded bytes with the
+ * loader of its kind; *out is NULL (and TC_OK) when the file carries none.
+ * Checks that its vocabulary fits the model's. */
+int tc_tmodel_tokenizer(const tc_tmodel *m, struct tc_tokenizer **out, tc_error *err);
+
+/* The tokenizer to run a packed model with: the file path names (as
+ * tc_tokenizer_open_for reads it) or, path NULL, the embedded one; TC_ERR
+ * naming the model when it carries none.  Checks the vocabulary fits. */
+int tc_tmodel_tokenizer_open(const tc_tmodel *m, const char *path, struct tc_tokenizer **out, tc_error *err);
+
+/* Whether a file starts with the packed file's magic (it may still be
+ * corrupt: tc_tmodel_open says). */
+int tc_tmodel_is_packed(const char *path);
 
 /* A ternary tensor's codes [rows][cols] and scales [plan.n_scales]. */
 int tc_tmodel_tensor_unpack(const tc_tmodel_tensor *t, int8_t *codes, float *scales,

@@ -9,7 +9,7 @@
  *
  * TC_TRUN_REF runs the same arithmetic with the ternary weights dequantized
  * to fp32 (scale x code) and multiplied by the dequantized int8 activations
- * through BLAS: the reference the LUT path is verified against. Rounding to
+ * in fp32: the reference the LUT path is verified against. Rounding to
  * int8 is discontinuous: a float difference of 1e-7 between two paths can
  * move an activation by one step and the logits by ~1e-2, so the comparison
  * feeds the reference the LUT path's own int8 activations (a trace recorded
@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tc/analyze.h"
 #include "tc/error.h"
 #include "tc/forward.h"
 #include "tc/kernels.h"
@@ -38,8 +39,10 @@ typedef enum tc_trun_mode {
 typedef struct tc_trun_opts {
     tc_trun_mode mode;
     tc_kpath kernel; /* TC_KPATH_AUTO (0) picks from the CPU */
-    int n_threads;   /* kernel threads (and OpenBLAS threads); <= 0: 1 */
+    int n_threads;   /* the runner's threads (kernels, attention, fp32 products); <= 0: 1 */
     int max_len;     /* KV cache positions; <= 0: the model's max_seq_len */
+    int chunk;       /* tokens run together by tc_trun_feed; <= 0: as many as 64 MiB of buffers hold,
+                        16 to 256 (the logits are the same bits whatever it is) */
 } tc_trun_opts;
 
 typedef struct tc_trun tc_trun;
@@ -87,6 +90,13 @@ int tc_trun_step(tc_trun *r, int32_t token, float *logits, tc_error *err);
 typedef int (*tc_trun_logits_fn)(void *ctx, const float *logits, size_t tok0, size_t n, int vocab,
                                  tc_error *err);
 int tc_trun_batch(tc_trun *r, const tc_batch *b, tc_trun_logits_fn cb, void *ctx, tc_error *err);
+
+/* Perplexity of a batch as tc_perplexity defines it (every next-token
+ * prediction within each sequence, the NLL in fp64), each sequence run
+ * whole through tc_trun_batch; progress (may be NULL) gets the fraction of
+ * tokens done after each sequence. */
+int tc_trun_perplexity(tc_trun *r, const tc_batch *b, void (*progress)(void *ctx, double fraction),
+                       void *progress_ctx, tc_ppl *out, tc_error *err);
 
 /* As tc_generate: resets, feeds the prompt, samples up to max_new tokens. */
 int tc_trun_generate(tc_trun *r, const int32_t *prompt, size_t n_prompt, size_t max_new,
