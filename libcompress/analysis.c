@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "analysis_internal.h"
 #include "tc/checked.h"
 #include "tc/parallel.h"
 
@@ -61,19 +62,6 @@ static size_t batch_end(const size_t *offsets, size_t n_seqs, size_t s0, size_t 
     while (s1 < n_seqs && offsets[s1 + 1] - offsets[s0] <= budget)
         s1++;
     return s1;
-}
-
-/* The largest batch the splitter will form. */
-static size_t largest_batch(const size_t *offsets, size_t n_seqs, size_t budget)
-{
-    size_t most = 0;
-    for (size_t s0 = 0; s0 < n_seqs;) {
-        size_t s1 = batch_end(offsets, n_seqs, s0, budget);
-        if (offsets[s1] - offsets[s0] > most)
-            most = offsets[s1] - offsets[s0];
-        s0 = s1;
-    }
-    return most;
 }
 
 /* Fills sub with sequences [s0, s1) of the whole, offsets rebased into off. */
@@ -208,6 +196,8 @@ typedef struct analysis_run {
     const tc_model *m;
     const tc_analyze_opts *o;
     int L, dim, vocab, n_heads, measure;
+    int store;            /* X, H and log-probabilities are kept for reruns */
+    size_t head_win;      /* heads are masked over sequences [0, head_win) */
     tc_skip *base_skip;   /* [L]: the caller's mask (or none) */
     tc_skip *skip;        /* [L]: the mask of the current rerun */
     uint8_t (*present)[TC_N_MODULES];
@@ -224,13 +214,18 @@ typedef struct analysis_run {
     size_t tmax;          /* the largest batch */
     /* Sums over every batch. */
     cos_acc (*cos)[TC_N_MODULES];
-    double *ent, *top;    /* [L][n_heads] */
+    double *hsum;         /* [HSUM_N][L][n_heads] head statistics */
     uint64_t *queries;    /* [L] */
+    uint64_t *later;      /* [L]: queries at positions >= 1 */
     double nll;
     uint64_t n_pred;
     double (*nll_skip)[TC_N_MODULES], (*kl)[TC_N_MODULES];
-    int cur_l;
-    tc_module cur_mod;
+    double *acc_nll, *acc_kl; /* where the current rerun's sums go */
+    /* Masking heads. */
+    uint8_t *head_mask;   /* [L][n_heads] */
+    double *head_nll, *head_kl; /* [L][n_heads] */
+    double head_base;     /* baseline NLL summed over the head windows */
+    uint64_t head_pred;
     double *val, *val2;   /* [Tmax] per-token values, summed in token order */
     /* Progress in token-layers. */
     double done, total;
@@ -284,7 +279,7 @@ static void cos_add(analysis_run *r, cos_acc *c, const float *a, const float *b,
 
 static float *stored(const analysis_run *r, float *base, int layer)
 {
-    size_t slot = r->measure ? (size_t)layer : 0;
+    size_t slot = r->store ? (size_t)layer : 0;
     return base + slot * r->tmax * (size_t)r->dim;
 }
 
@@ -327,7 +322,7 @@ static void base_range(void *ctx, size_t begin, size_t end)
         const float *row = j->logits + i * (size_t)vocab;
         double lse = row_lse(row, vocab);
         r->val[i] = r->tgt[t] >= 0 ? lse - row[r->tgt[t]] : 0.0;
-        if (r->measure) {
+        if (r->store) {
             float *lp = r->base_lp + t * (size_t)vocab;
             double z = 0.0;
             for (int v = 0; v < vocab; v++) {
@@ -353,15 +348,22 @@ static int base_logits(void *ctx, const float *logits, size_t tok0, size_t n, in
     return TC_OK;
 }
 
-static int base_heads(void *ctx, int layer, const double *ent, const double *top, uint64_t nq,
-                      int n_heads, tc_error *err)
+enum { HSUM_ENT, HSUM_TOP, HSUM_SINK, HSUM_PREV, HSUM_DIAG, HSUM_K90, HSUM_N };
+
+static double *hsum_at(const analysis_run *r, int k, int layer)
+{
+    return r->hsum + ((size_t)k * (size_t)r->L + (size_t)layer) * (size_t)r->n_heads;
+}
+
+static int base_heads(void *ctx, int layer, const tc_head_sums *hs, tc_error *err)
 {
     analysis_run *r = ctx;
-    for (int h = 0; h < n_heads; h++) {
-        r->ent[(size_t)layer * n_heads + h] += ent[h];
-        r->top[(size_t)layer * n_heads + h] += top[h];
-    }
-    r->queries[layer] += nq;
+    const double *src[HSUM_N] = {hs->entropy, hs->top10, hs->sink, hs->prev, hs->diag, hs->k90};
+    for (int k = 0; k < HSUM_N; k++)
+        for (int h = 0; h < hs->n_heads && h < r->n_heads; h++)
+            hsum_at(r, k, layer)[h] += src[k][h];
+    r->queries[layer] += hs->n_queries;
+    r->later[layer] += hs->n_later;
     return TC_OK;
 }
 
@@ -402,9 +404,16 @@ static int skip_logits(void *ctx, const float *logits, size_t tok0, size_t n, in
         nll += r->val[i];
         kl += r->val2[i];
     }
-    r->nll_skip[r->cur_l][r->cur_mod] += nll;
-    r->kl[r->cur_l][r->cur_mod] += kl;
+    *r->acc_nll += nll;
+    *r->acc_kl += kl;
     return TC_OK;
+}
+
+void tc_analysis_progress(const tc_analysis_ctx *x, double token_layers)
+{
+    *x->done += token_layers;
+    if (x->o->progress && x->total > 0)
+        x->o->progress(x->o->progress_ctx, *x->done < x->total ? *x->done / x->total : 1.0);
 }
 
 static void report_progress(analysis_run *r, double token_layers)
@@ -414,9 +423,10 @@ static void report_progress(analysis_run *r, double token_layers)
         r->o->progress(r->o->progress_ctx, r->done < r->total ? r->done / r->total : 1.0);
 }
 
-/* Reruns the batch from hidden state x at layer `first` with module `mod` of
- * layer l skipped (the caller has set r->skip). */
-static int rerun(analysis_run *r, int l, tc_module mod, int first, const float *x, tc_error *err)
+/* Reruns the batch from hidden state x at layer `first` with r->skip and
+ * `mask` (heads; or NULL) applied, summing into *nll and *kl. */
+static int rerun_into(analysis_run *r, int first, const float *x, const uint8_t *mask, double *nll, double *kl,
+                      tc_error *err)
 {
     tc_observer ob;
     memset(&ob, 0, sizeof ob);
@@ -430,11 +440,36 @@ static int rerun(analysis_run *r, int l, tc_module mod, int first, const float *
     fo.ws = r->ws;
     fo.observers = &ob;
     fo.n_observers = 1;
-    r->cur_l = l;
-    r->cur_mod = mod;
+    fo.head_mask = mask;
+    r->acc_nll = nll;
+    r->acc_kl = kl;
     if (tc_forward_from(r->m, &r->b, first, x, &fo, err))
         return TC_ERR;
     report_progress(r, (double)r->n * (r->L - first + 1));
+    return TC_OK;
+}
+
+/* The same with module `mod` of layer l skipped (the caller has set r->skip). */
+static int rerun(analysis_run *r, int l, tc_module mod, int first, const float *x, tc_error *err)
+{
+    return rerun_into(r, first, x, NULL, &r->nll_skip[l][mod], &r->kl[l][mod], err);
+}
+
+/* Each head of each present attention masked alone, rerun from its layer's input. */
+static int measure_heads_batch(analysis_run *r, tc_error *err)
+{
+    for (int l = 0; l < r->L; l++) {
+        if (!r->present[l][TC_MOD_ATTN])
+            continue;
+        for (int h = 0; h < r->n_heads; h++) {
+            size_t id = (size_t)l * (size_t)r->n_heads + (size_t)h;
+            r->head_mask[id] = 1;
+            int rc = rerun_into(r, l, stored(r, r->xs, l), r->head_mask, &r->head_nll[id], &r->head_kl[id], err);
+            r->head_mask[id] = 0;
+            if (rc)
+                return TC_ERR;
+        }
+    }
     return TC_OK;
 }
 
@@ -482,6 +517,15 @@ static int baseline_batch(analysis_run *r, tc_error *err)
     return TC_OK;
 }
 
+/* Token-layers of work per token of a head window for masking heads. */
+static double head_work_per_token(const analysis_run *r)
+{
+    double w = 0;
+    for (int l = 0; r->head_win && l < r->L; l++)
+        w += r->present[l][TC_MOD_ATTN] ? (double)r->n_heads * (r->L - l + 1) : 0;
+    return w;
+}
+
 /* Token-layers of work per token: the baseline plus every rerun. */
 static double work_per_token(const analysis_run *r)
 {
@@ -508,9 +552,12 @@ static void run_free(analysis_run *r)
     free(r->base_lp);
     free(r->base_lz);
     free(r->cos);
-    free(r->ent);
-    free(r->top);
+    free(r->hsum);
     free(r->queries);
+    free(r->later);
+    free(r->head_mask);
+    free(r->head_nll);
+    free(r->head_kl);
     free(r->nll_skip);
     free(r->kl);
     free(r->val);
@@ -531,6 +578,13 @@ static int alloc_array(void **p, uint64_t a, uint64_t b, uint64_t c, const tc_mo
     return TC_OK;
 }
 
+/* Sequences [s0, end) form the next batch; a batch never straddles the end
+ * of the head windows, so that heads are masked over exactly those. */
+static size_t next_batch(const analysis_run *r, const size_t *offsets, size_t n_seqs, size_t s0)
+{
+    return batch_end(offsets, s0 < r->head_win ? r->head_win : n_seqs, s0, r->budget);
+}
+
 static int run_init(analysis_run *r, const tc_model *m, const tc_analyze_opts *o,
                     const size_t *offsets, size_t n_seqs, tc_error *err)
 {
@@ -543,28 +597,39 @@ static int run_init(analysis_run *r, const tc_model *m, const tc_analyze_opts *o
     r->vocab = c->vocab_size;
     r->n_heads = c->n_heads;
     r->measure = !o->no_measure;
+    r->head_win = o->head_windows < n_seqs ? o->head_windows : n_seqs;
+    r->store = r->measure || r->head_win > 0;
     uint64_t L = (uint64_t)r->L, nh = (uint64_t)r->n_heads;
     /* Targets, two per-token sums, the stored states and (measuring) the
      * baseline's log-probabilities with their normalisers. */
     uint64_t per_token = forward_bytes_per_token(c) + 4 + 16 +
-                         (r->measure ? 8 + 4 * (2 * L * (uint64_t)c->dim + (uint64_t)c->vocab_size)
-                                     : 4 * 2 * (uint64_t)c->dim);
+                         (r->store ? 8 + 4 * (2 * L * (uint64_t)c->dim + (uint64_t)c->vocab_size)
+                                   : 4 * 2 * (uint64_t)c->dim);
     r->budget = o->batch_tokens ? o->batch_tokens : tokens_for_budget(per_token);
-    r->tmax = largest_batch(offsets, n_seqs, r->budget);
-    uint64_t slots = r->measure ? L : 1, T = r->tmax ? r->tmax : 1;
+    r->tmax = 0;
+    for (size_t s0 = 0; s0 < n_seqs;) {
+        size_t s1 = next_batch(r, offsets, n_seqs, s0);
+        if (offsets[s1] - offsets[s0] > r->tmax)
+            r->tmax = offsets[s1] - offsets[s0];
+        s0 = s1;
+    }
+    uint64_t slots = r->store ? L : 1, T = r->tmax ? r->tmax : 1;
     if (alloc_array((void **)&r->base_skip, L, sizeof(tc_skip), 1, m, err) ||
         alloc_array((void **)&r->skip, L, sizeof(tc_skip), 1, m, err) ||
         alloc_array((void **)&r->present, L, TC_N_MODULES, 1, m, err) ||
         alloc_array((void **)&r->tgt, T, sizeof(int32_t), 1, m, err) ||
         alloc_array((void **)&r->xs, slots * T, (uint64_t)c->dim, sizeof(float), m, err) ||
         alloc_array((void **)&r->hs, slots * T, (uint64_t)c->dim, sizeof(float), m, err) ||
-        (r->measure &&
+        (r->store &&
          (alloc_array((void **)&r->base_lp, T, (uint64_t)c->vocab_size, sizeof(float), m, err) ||
           alloc_array((void **)&r->base_lz, T, sizeof(double), 1, m, err))) ||
         alloc_array((void **)&r->cos, L, sizeof(cos_acc) * TC_N_MODULES, 1, m, err) ||
-        alloc_array((void **)&r->ent, L, nh, sizeof(double), m, err) ||
-        alloc_array((void **)&r->top, L, nh, sizeof(double), m, err) ||
+        alloc_array((void **)&r->hsum, HSUM_N * L, nh, sizeof(double), m, err) ||
         alloc_array((void **)&r->queries, L, sizeof(uint64_t), 1, m, err) ||
+        alloc_array((void **)&r->later, L, sizeof(uint64_t), 1, m, err) ||
+        alloc_array((void **)&r->head_mask, L, nh, 1, m, err) ||
+        alloc_array((void **)&r->head_nll, L, nh, sizeof(double), m, err) ||
+        alloc_array((void **)&r->head_kl, L, nh, sizeof(double), m, err) ||
         alloc_array((void **)&r->nll_skip, L, sizeof(double) * TC_N_MODULES, 1, m, err) ||
         alloc_array((void **)&r->kl, L, sizeof(double) * TC_N_MODULES, 1, m, err) ||
         alloc_array((void **)&r->val, T, sizeof(double), 1, m, err) ||
@@ -619,18 +684,35 @@ static int finish(const analysis_run *r, tc_analysis *out, tc_error *err)
         tc_layer_stats *ls = &out->layers[l];
         for (int mod = 0; mod < TC_N_MODULES; mod++)
             finish_module(r, l, (tc_module)mod, &ls->mod[mod]);
-        if (r->o->no_head_stats || !r->present[l][TC_MOD_ATTN] || !r->queries[l])
+        if (!r->present[l][TC_MOD_ATTN] || ((r->o->no_head_stats || !r->queries[l]) && !r->head_win))
             continue;
         ls->heads = calloc((size_t)r->n_heads, sizeof *ls->heads);
         if (!ls->heads) {
             tc_analysis_free(out);
             return tc_err(err, "%s: out of memory for analysis results", r->m->path);
         }
+        double later = r->later[l] ? (double)r->later[l] : NAN, queries = r->queries[l] ? (double)r->queries[l] : NAN;
         for (int h = 0; h < r->n_heads; h++) {
-            ls->heads[h].entropy = r->ent[(size_t)l * r->n_heads + h] / (double)r->queries[l];
-            ls->heads[h].top10_mass = r->top[(size_t)l * r->n_heads + h] / (double)r->queries[l];
+            tc_head_stats *hs = &ls->heads[h];
+            size_t id = (size_t)l * (size_t)r->n_heads + (size_t)h;
+            hs->entropy = hsum_at(r, HSUM_ENT, l)[h] / queries;
+            hs->top10_mass = hsum_at(r, HSUM_TOP, l)[h] / queries;
+            hs->sink = hsum_at(r, HSUM_SINK, l)[h] / later;
+            hs->prev = hsum_at(r, HSUM_PREV, l)[h] / later;
+            hs->diag = hsum_at(r, HSUM_DIAG, l)[h] / later;
+            hs->k90 = hsum_at(r, HSUM_K90, l)[h] / later;
+            hs->measured = r->head_win > 0 && r->head_pred > 0;
+            hs->dnll = hs->measured ? (r->head_nll[id] - r->head_base) / (double)r->head_pred : NAN;
+            hs->kl = hs->measured ? r->head_kl[id] / (double)r->head_pred : NAN;
         }
     }
+    for (int l = 0; l < r->L; l++) {
+        tc_token_stats *ts = &out->layers[l].tokens;
+        ts->keep[0] = ts->keep[1] = NAN;
+        for (int g = 0; g < TC_TOKEN_GRID_MAX; g++)
+            ts->drop_dnll[g] = ts->drop_se[g] = NAN;
+    }
+    out->tokens.chosen = -1;
     out->nll = r->n_pred ? r->nll / (double)r->n_pred : NAN;
     out->ppl = r->n_pred ? exp(out->nll) : NAN;
     out->n_predicted = r->n_pred;
@@ -650,6 +732,8 @@ int tc_analyze(const tc_model *m, const int32_t *tokens, const size_t *offsets, 
     size_t n = offsets[n_seqs];
     if (n == 0)
         return tc_err(err, "%s: no calibration tokens to analyse", m->path);
+    if (opts->head_windows > 0 && m->cfg.t.diff_attn)
+        return tc_err(err, "%s: masking heads of differential attention (DiffLlama) is not implemented", m->path);
     analysis_run r;
     tc_weights w;
     memset(&w, 0, sizeof w);
@@ -658,24 +742,47 @@ int tc_analyze(const tc_model *m, const int32_t *tokens, const size_t *offsets, 
                  : tc_err(err, "%s: out of memory for batch offsets", m->path);
     if (!off)
         memset(&r, 0, sizeof r);
-    if (!rc && r.measure && tc_weights_bytes(m) <= PRELOAD_LIMIT) {
+    int extra = opts->head_windows > 0 || opts->token_windows > 0;
+    if (!rc && (r.measure || extra) && tc_weights_bytes(m) <= PRELOAD_LIMIT) {
         rc = tc_weights_load(&w, m, err);
         r.weights = rc ? NULL : &w;
     }
-    if (!rc)
-        r.total = (double)n * work_per_token(&r);
+    if (!rc) {
+        r.total = (double)n * work_per_token(&r) + (double)offsets[r.head_win] * head_work_per_token(&r);
+        r.total += tc_analysis_extra_work(m, offsets, n_seqs, opts);
+    }
     for (size_t s0 = 0; !rc && s0 < n_seqs;) {
-        size_t s1 = batch_end(offsets, n_seqs, s0, r.budget);
+        size_t s1 = next_batch(&r, offsets, n_seqs, s0);
         sub_batch(tokens, offsets, s0, s1, off, &r.b);
         r.n = tc_batch_tokens(&r.b);
         batch_targets(&r.b, r.tgt);
+        double nll0 = r.nll;
+        uint64_t pred0 = r.n_pred;
         rc = baseline_batch(&r, err);
         if (!rc && r.measure)
             rc = measure_batch(&r, err);
+        if (!rc && s0 < r.head_win) {
+            r.head_base += r.nll - nll0;
+            r.head_pred += r.n_pred - pred0;
+            rc = measure_heads_batch(&r, err);
+        }
         s0 = s1;
     }
     if (!rc)
         rc = finish(&r, out, err);
+    if (!rc && r.head_win > 0) {
+        tc_analysis_ctx ctx = {m, opts, r.weights, r.ws, &r.done, r.total};
+        rc = tc_analysis_head_curve(&ctx, tokens, offsets, r.head_win, r.head_base, r.head_pred, out, err);
+        if (rc)
+            tc_analysis_free(out);
+    }
+    if (!rc && opts->token_windows > 0) {
+        tc_analysis_ctx ctx = {m, opts, r.weights, r.ws, &r.done, r.total};
+        rc = tc_analysis_tokens(&ctx, tokens, offsets, n_seqs < opts->token_windows ? n_seqs : opts->token_windows,
+                                out, err);
+        if (rc)
+            tc_analysis_free(out);
+    }
     if (!rc) {
         out->n_tokens = n;
         out->seconds = now_seconds() - t0;

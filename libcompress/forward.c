@@ -167,7 +167,7 @@ int tc_batch_check(const tc_model *m, const tc_batch *b, const char *what, tc_er
  * pages each time. */
 enum {
     BUF_ROPE, BUF_ROPE_LOCAL, BUF_POS, BUF_X, BUF_XN, BUF_Q, BUF_K, BUF_V, BUF_ATT, BUF_G, BUF_U, BUF_LOGITS,
-    BUF_SCRATCH, BUF_ENT, BUF_TOP, BUF_HEAD_SUM, N_BUFS
+    BUF_SCRATCH, BUF_HEAD_CELLS, BUF_HEAD_SUM, BUF_RECV, N_BUFS
 };
 
 struct tc_forward_ws {
@@ -218,6 +218,9 @@ static int ws_get(tc_forward_ws *ws, int slot, size_t a, size_t b, size_t elem, 
 /* Queries per attention tile (see attention_task). */
 #define ATT_ROWS 64
 
+/* The head statistics of tc_head_sums, in the order of its fields. */
+enum { HS_ENT, HS_TOP, HS_SINK, HS_PREV, HS_DIAG, HS_K90, HS_N };
+
 typedef struct pass {
     const tc_model *m;
     const tc_config *c;
@@ -229,7 +232,9 @@ typedef struct pass {
     size_t n;          /* tokens */
     size_t max_len;    /* longest sequence */
     int qdim, kvdim;
-    int want_heads;
+    int want_heads, want_recv;
+    size_t rope_len;   /* positions the rope tables cover */
+    double lambda;     /* differential attention: the current layer's lambda */
     softmax_fn softmax;
     swiglu_fn swiglu;
     softcap_fn softcap;
@@ -247,8 +252,9 @@ typedef struct pass {
     float *g, *u;      /* [chunk][ffn_dim] */
     float *scratch;    /* per thread: (ATT_ROWS + 1) * max_len */
     size_t scratch_per_thread;
-    double *ent, *top; /* [n_seqs][n_heads] head statistics, every cell written */
-    double *head_sum;  /* [2][n_heads]: the batch's sums handed to observers */
+    double *cells;     /* [n_seqs][n_heads][HS_N] head statistics, every cell written */
+    double *head_sum;  /* [HS_N][n_heads]: the batch's sums handed to observers */
+    float *recv;       /* [2][n_heads][n]: attention received from the last query, from all */
 } pass;
 
 static void pass_free(pass *p)
@@ -266,11 +272,11 @@ static int pass_buffers(pass *p, tc_error *err)
     const tc_config *c = p->c;
     const tc_model *m = p->m;
     tc_forward_ws *ws = p->ws;
-    size_t n = p->n ? p->n : 1, ffn = (size_t)c->ffn_dim, len = p->max_len ? p->max_len : 1;
+    size_t n = p->n ? p->n : 1, ffn = (size_t)c->ffn_dim;
     size_t f = sizeof(float);
     size_t rope_rows[2];
     for (int k = 0; k < 2; k++)
-        rope_rows[k] = tc_rope_depends_on_length(&c->t.rope[k]) ? n : len;
+        rope_rows[k] = tc_rope_depends_on_length(&c->t.rope[k]) ? n : p->rope_len ? p->rope_len : 1;
     if (ws_get(ws, BUF_ROPE, rope_rows[0], (size_t)c->head_dim, f, &p->rope[0], "rope", m, err) ||
         ws_get(ws, BUF_ROPE_LOCAL, rope_rows[1], (size_t)c->head_dim, f, &p->rope[1], "rope", m, err) ||
         ws_get(ws, BUF_POS, n, 1, sizeof(uint32_t), &p->pos, "position", m, err) ||
@@ -285,12 +291,13 @@ static int pass_buffers(pass *p, tc_error *err)
         ws_get(ws, BUF_SCRATCH, (size_t)p->n_threads, p->scratch_per_thread, f, &p->scratch,
                "scores", m, err))
         return TC_ERR;
+    size_t seqs = p->b->n_seqs ? p->b->n_seqs : 1, nh = (size_t)c->n_heads;
+    if (p->want_recv && ws_get(ws, BUF_RECV, 2 * nh, n, f, &p->recv, "received attention", m, err))
+        return TC_ERR;
     if (!p->want_heads)
         return TC_OK;
-    size_t seqs = p->b->n_seqs ? p->b->n_seqs : 1, nh = (size_t)c->n_heads;
-    if (ws_get(ws, BUF_ENT, seqs, nh, sizeof(double), &p->ent, "head statistics", m, err) ||
-        ws_get(ws, BUF_TOP, seqs, nh, sizeof(double), &p->top, "head statistics", m, err) ||
-        ws_get(ws, BUF_HEAD_SUM, 2, nh, sizeof(double), &p->head_sum, "head statistics", m, err))
+    if (ws_get(ws, BUF_HEAD_CELLS, seqs * nh, HS_N, sizeof(double), &p->cells, "head statistics", m, err) ||
+        ws_get(ws, BUF_HEAD_SUM, HS_N, nh, sizeof(double), &p->head_sum, "head statistics", m, err))
         return TC_ERR;
     return TC_OK;
 }
@@ -306,21 +313,25 @@ static void rope_tables(pass *p)
     for (int k = 0; k < 2; k++) {
         const tc_rope *r = &c->t.rope[k];
         if (k == 1 && !tc_rope_depends_on_length(r) && memcmp(r, &c->t.rope[0], sizeof *r) == 0) {
-            memcpy(p->rope[1], p->rope[0], p->max_len * hd * sizeof(float));
+            memcpy(p->rope[1], p->rope[0], p->rope_len * hd * sizeof(float));
             continue;
         }
         p->rope_per_token[k] = tc_rope_depends_on_length(r);
         if (!p->rope_per_token[k]) {
-            tc_rope_inv_freq(r, p->max_len, inv);
-            for (size_t pos = 0; pos < p->max_len; pos++)
+            tc_rope_inv_freq(r, p->rope_len, inv);
+            for (size_t pos = 0; pos < p->rope_len; pos++)
                 tc_rope_angles(r, inv, pos, p->rope[k] + pos * hd);
             continue;
         }
+        /* The sequence's length is its last position + 1 (its token count
+         * unless tokens were dropped). */
         for (size_t s = 0; s < p->b->n_seqs; s++) {
             size_t o = p->b->offsets[s], len = p->b->offsets[s + 1] - o;
-            tc_rope_inv_freq(r, len, inv);
+            if (!len)
+                continue;
+            tc_rope_inv_freq(r, (size_t)p->pos[o + len - 1] + 1, inv);
             for (size_t t = 0; t < len; t++)
-                tc_rope_angles(r, inv, t, p->rope[k] + (o + t) * hd);
+                tc_rope_angles(r, inv, p->pos[o + t], p->rope[k] + (o + t) * hd);
         }
     }
 }
@@ -347,16 +358,40 @@ static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_for
     for (size_t s = 0; s < b->n_seqs; s++)
         if (b->offsets[s + 1] - b->offsets[s] > p->max_len)
             p->max_len = b->offsets[s + 1] - b->offsets[s];
-    for (size_t i = 0; i < o->n_observers; i++)
+    for (size_t i = 0; i < o->n_observers; i++) {
         if (o->observers[i].want_head_stats && o->observers[i].head_stats)
             p->want_heads = 1;
+        if (o->observers[i].want_received && o->observers[i].received)
+            p->want_recv = 1;
+    }
+    p->rope_len = p->max_len;
+    if (o->positions) {
+        for (size_t s = 0; s < b->n_seqs; s++)
+            for (size_t t = b->offsets[s]; t < b->offsets[s + 1]; t++)
+                if (t > b->offsets[s] && o->positions[t] <= o->positions[t - 1])
+                    return tc_err(err, "%s: token positions must increase within a sequence (token %zu)", m->path,
+                                  t);
+        for (size_t t = 0; t < p->n; t++)
+            if ((size_t)o->positions[t] + 1 > p->rope_len)
+                p->rope_len = (size_t)o->positions[t] + 1;
+        /* A window counts positions, the tiles count tokens: where tokens were
+         * dropped the two differ, unless the window covers every position. */
+        if (c->t.window > 0 && (size_t)c->t.window < p->rope_len)
+            for (int l = 0; l < c->n_layers; l++)
+                if (tc_layer_is_local(c, l))
+                    return tc_err(err, "%s: a sliding window of %d over positions up to %zu with tokens "
+                                  "dropped is not implemented", m->path, c->t.window, p->rope_len - 1);
+    }
     p->chunk = clamp_size((size_t)(1u << 23) / (size_t)c->ffn_dim, 16, p->n ? p->n : 1);
-    p->scratch_per_thread = ((size_t)ATT_ROWS + 1) * (p->max_len ? p->max_len : 1);
+    p->scratch_per_thread = ((c->t.diff_attn ? 2 : 1) * (size_t)ATT_ROWS + 1) * (p->max_len ? p->max_len : 1);
+    if (c->t.diff_attn && (c->n_heads % 2 || o->head_mask))
+        return tc_err(err, "%s: %s", m->path, c->n_heads % 2 ? "differential attention needs an even head count"
+                                                            : "masking heads of differential attention is not implemented");
     if (pass_buffers(p, err))
         return TC_ERR;
     for (size_t s = 0; s < b->n_seqs; s++)
         for (size_t t = b->offsets[s]; t < b->offsets[s + 1]; t++)
-            p->pos[t] = (uint32_t)(t - b->offsets[s]);
+            p->pos[t] = o->positions ? o->positions[t] : (uint32_t)(t - b->offsets[s]);
     rope_tables(p);
     return TC_OK;
 }
@@ -476,15 +511,66 @@ static double top10_mass(float *p, size_t n)
     return s;
 }
 
-/* Entropy and top-10 % mass of one query's attention weights, added to the
- * task's sums (sorted is scratch for the selection). */
-static void head_stats_row(const float *probs, size_t n, float *sorted, double *ent, double *top)
+/* The fewest of p[0..n) whose sum reaches `target`, the largest first: a
+ * three-way quickselect that keeps the mass of what it has set aside (p is
+ * clobbered).  All of them when even those fall short (rounding). */
+static size_t keys_for_mass(float *p, size_t n, double target)
 {
-    for (size_t j = 0; j < n; j++)
+    size_t lo = 0, hi = n;
+    double acc = 0.0; /* mass of p[0..lo), every one of them larger than p[lo..hi) */
+    while (lo < hi) {
+        float pivot = p[lo + (hi - lo) / 2];
+        size_t lt = lo, i = lo, gt = hi;
+        double above = 0.0;
+        while (i < gt) {
+            if (p[i] > pivot) {
+                above += p[i];
+                swap_f(&p[lt++], &p[i++]);
+            } else if (p[i] < pivot) {
+                swap_f(&p[i], &p[--gt]);
+            } else {
+                i++;
+            }
+        }
+        if (acc + above >= target) {
+            if (lt == lo) /* (only when target <= 0) */
+                return lo;
+            hi = lt;
+            continue;
+        }
+        acc += above;
+        double need = target - acc, eq = (double)(gt - lt) * pivot;
+        if (pivot > 0.0f && eq >= need) {
+            size_t k = (size_t)ceil(need / pivot);
+            return lt + (k > gt - lt ? gt - lt : k);
+        }
+        acc += eq;
+        lo = gt;
+    }
+    return hi;
+}
+
+/* One query's attention weights over its visible keys k0 .. k0+n-1, the
+ * query itself at key k0+n-1, added to the task's sums (cell[HS_*]; sorted
+ * is scratch for the selections). */
+static void head_stats_row(const float *probs, size_t n, size_t k0, float *sorted, double *cell)
+{
+    double ent = 0.0, mass = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        mass += probs[j];
         if (probs[j] > 0.0f)
-            *ent -= (double)probs[j] * log((double)probs[j]);
+            ent -= (double)probs[j] * log((double)probs[j]);
+    }
+    cell[HS_ENT] += ent;
     memcpy(sorted, probs, n * sizeof *sorted);
-    *top += top10_mass(sorted, n);
+    cell[HS_TOP] += top10_mass(sorted, n);
+    if (k0 + n < 2) /* the first query: its one weight says nothing */
+        return;
+    cell[HS_SINK] += k0 == 0 ? probs[0] : 0.0;
+    cell[HS_PREV] += n >= 2 ? probs[n - 2] : 0.0;
+    cell[HS_DIAG] += probs[n - 1];
+    memcpy(sorted, probs, n * sizeof *sorted);
+    cell[HS_K90] += (double)keys_for_mass(sorted, n, 0.9 * mass) / (double)n;
 }
 
 /* Causal attention of head h over sequence s, ATT_ROWS queries at a time:
@@ -506,7 +592,22 @@ static void attention_task(pass *p, int layer, size_t s, int h, float *scratch)
     float *out = p->att + o * (size_t)qdim + (size_t)h * hd;
     float *scores = scratch, *sorted = scratch + (size_t)ATT_ROWS * p->max_len;
     float scale = tc_fm_attn_scale(c), cap = c->t.attn_softcap;
-    double ent = 0.0, top = 0.0;
+    if (p->o->head_mask && p->o->head_mask[(size_t)layer * (size_t)c->n_heads + (size_t)h]) {
+        /* A masked head contributes nothing to the output projection. */
+        for (size_t i = 0; i < len; i++)
+            memset(out + i * (size_t)qdim, 0, (size_t)hd * sizeof *out);
+        return;
+    }
+    double *cell = p->want_heads ? p->cells + (s * (size_t)c->n_heads + (size_t)h) * HS_N : NULL;
+    float *rlast = NULL, *rall = NULL;
+    if (p->want_recv) {
+        rlast = p->recv + (size_t)h * p->n + o;
+        rall = p->recv + ((size_t)c->n_heads + (size_t)h) * p->n + o;
+        memset(rlast, 0, len * sizeof *rlast);
+        memset(rall, 0, len * sizeof *rall);
+    }
+    if (cell)
+        memset(cell, 0, HS_N * sizeof *cell);
     for (size_t i0 = 0; i0 < len; i0 += ATT_ROWS) {
         /* The tile's queries see keys k0 .. i0+rows-1 at most (a sliding
          * window starts later); each row is masked to its own range. */
@@ -522,16 +623,92 @@ static void attention_task(pass *p, int layer, size_t s, int h, float *scratch)
             p->softmax(row + first, last - first);
             memset(row, 0, first * sizeof *row);
             memset(row + last, 0, (keys - last) * sizeof *row);
-            if (p->want_heads)
-                head_stats_row(row + first, last - first, sorted, &ent, &top);
+            if (cell)
+                head_stats_row(row + first, last - first, k0 + first, sorted, cell);
+            if (rall) {
+                for (size_t j = first; j < last; j++)
+                    rall[k0 + j] += row[j];
+                if (i0 + r == len - 1)
+                    memcpy(rlast + k0 + first, row + first, (last - first) * sizeof *row);
+            }
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, hd, (int)keys, 1.0f,
                     scores, (int)keys, v + k0 * (size_t)kvdim, kvdim, 0.0f, out + i0 * (size_t)qdim, qdim);
     }
-    if (p->want_heads) {
-        p->ent[s * c->n_heads + h] = ent;
-        p->top[s * c->n_heads + h] = top;
+}
+
+/* One tile row of a softmax map, as attention_task treats it: masked to its
+ * keys, normalised, its statistics and received weights taken. */
+static void diff_row(pass *p, float *row, size_t keys, size_t first, size_t last, size_t k0, size_t i, size_t len,
+                     float *sorted, double *cell, float *rlast, float *rall)
+{
+    if (p->c->t.attn_softcap > 0.0f)
+        p->softcap(row + first, last - first, p->c->t.attn_softcap);
+    p->softmax(row + first, last - first);
+    memset(row, 0, first * sizeof *row);
+    memset(row + last, 0, (keys - last) * sizeof *row);
+    if (cell)
+        head_stats_row(row + first, last - first, k0 + first, sorted, cell);
+    if (rall) {
+        for (size_t j = first; j < last; j++)
+            rall[k0 + j] += row[j];
+        if (i == len - 1)
+            memcpy(rlast + k0 + first, row + first, (last - first) * sizeof *row);
     }
+}
+
+/* Differential attention of pair j (heads j and j + H/2, forward_math.h)
+ * over sequence s: both maps tile by tile as attention_task makes one, their
+ * difference times each head's values into the pair's 2 * head_dim output
+ * columns, each row then normed.  The statistics are each map's. */
+static void attention_task_diff(pass *p, int layer, size_t s, int j, float *scratch)
+{
+    const tc_config *c = p->c;
+    int hd = c->head_dim, half = c->n_heads / 2, group = c->n_heads / c->n_kv_heads;
+    int hh[2] = {j, j + half}, qdim = p->qdim, kvdim = p->kvdim;
+    size_t o = p->b->offsets[s], len = p->b->offsets[s + 1] - o;
+    const float *q[2], *k[2], *v[2];
+    double *cell[2] = {NULL, NULL};
+    float *rlast[2] = {NULL, NULL}, *rall[2] = {NULL, NULL};
+    for (int m = 0; m < 2; m++) {
+        q[m] = p->q + o * (size_t)qdim + (size_t)hh[m] * hd;
+        k[m] = p->k + o * (size_t)kvdim + (size_t)(hh[m] / group) * hd;
+        v[m] = p->v + o * (size_t)kvdim + (size_t)(hh[m] / group) * hd;
+        if (p->want_heads) {
+            cell[m] = p->cells + (s * (size_t)c->n_heads + (size_t)hh[m]) * HS_N;
+            memset(cell[m], 0, HS_N * sizeof *cell[m]);
+        }
+        if (p->want_recv) {
+            rlast[m] = p->recv + (size_t)hh[m] * p->n + o;
+            rall[m] = p->recv + ((size_t)c->n_heads + (size_t)hh[m]) * p->n + o;
+            memset(rlast[m], 0, len * sizeof *rlast[m]);
+            memset(rall[m], 0, len * sizeof *rall[m]);
+        }
+    }
+    float *out = p->att + o * (size_t)qdim + (size_t)j * 2 * hd;
+    float *sc[2] = {scratch, scratch + (size_t)ATT_ROWS * p->max_len};
+    float *sorted = scratch + 2 * (size_t)ATT_ROWS * p->max_len;
+    float scale = tc_fm_attn_scale(c), lam = (float)p->lambda;
+    for (size_t i0 = 0; i0 < len; i0 += ATT_ROWS) {
+        size_t rows = len - i0 < ATT_ROWS ? len - i0 : ATT_ROWS;
+        size_t k0 = tc_fm_first_key(c, layer, i0), keys = i0 + rows - k0;
+        for (int m = 0; m < 2; m++) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)keys, hd, scale,
+                        q[m] + i0 * (size_t)qdim, qdim, k[m] + k0 * (size_t)kvdim, kvdim, 0.0f, sc[m], (int)keys);
+            for (size_t r = 0; r < rows; r++) {
+                size_t first = tc_fm_first_key(c, layer, i0 + r) - k0, last = i0 + r - k0 + 1;
+                diff_row(p, sc[m] + r * keys, keys, first, last, k0, i0 + r, len, sorted, cell[m], rlast[m], rall[m]);
+            }
+        }
+        for (size_t x = 0; x < rows * keys; x++)
+            sc[0][x] -= lam * sc[1][x];
+        for (int m = 0; m < 2; m++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, hd, (int)keys, 1.0f, sc[0], (int)keys,
+                        v[m] + k0 * (size_t)kvdim, kvdim, 0.0f, out + i0 * (size_t)qdim + (size_t)m * hd, qdim);
+    }
+    float post = (float)(1.0 - tc_fm_diff_lambda_init(layer));
+    for (size_t i = 0; i < len; i++)
+        tc_fm_diff_norm(out + i * (size_t)qdim, 2 * hd, c->norm_eps, post);
 }
 
 typedef struct attn_job {
@@ -550,12 +727,15 @@ static void *attention_worker(void *arg)
 {
     attn_worker *w = arg;
     attn_job *job = w->job;
-    int nh = job->p->c->n_heads;
+    int diff = job->p->c->t.diff_attn, nh = diff ? job->p->c->n_heads / 2 : job->p->c->n_heads;
     for (;;) {
         size_t t = atomic_fetch_add(&job->next, 1);
         if (t >= job->n_tasks)
             break;
-        attention_task(job->p, job->layer, t / (size_t)nh, (int)(t % (size_t)nh), w->scratch);
+        if (diff)
+            attention_task_diff(job->p, job->layer, t / (size_t)nh, (int)(t % (size_t)nh), w->scratch);
+        else
+            attention_task(job->p, job->layer, t / (size_t)nh, (int)(t % (size_t)nh), w->scratch);
     }
     return NULL;
 }
@@ -571,7 +751,7 @@ static void attention_all(pass *p, int layer)
     job.p = p;
     job.layer = layer;
     atomic_init(&job.next, 0);
-    job.n_tasks = p->b->n_seqs * (size_t)p->c->n_heads;
+    job.n_tasks = p->b->n_seqs * (size_t)(p->c->t.diff_attn ? p->c->n_heads / 2 : p->c->n_heads);
     int nt = p->n_threads;
     if ((size_t)nt > job.n_tasks)
         nt = job.n_tasks ? (int)job.n_tasks : 1;
@@ -595,21 +775,38 @@ static void attention_all(pass *p, int layer)
     openblas_set_num_threads(p->n_threads);
 }
 
+/* The batch's sums, sequence by sequence in order (a fixed order whatever
+ * thread ran each task). */
 static int observe_heads(pass *p, int layer, tc_error *err)
 {
     int nh = p->c->n_heads;
-    double *ent = p->head_sum, *top = p->head_sum + nh;
-    for (int h = 0; h < nh; h++) {
-        ent[h] = top[h] = 0.0;
-        for (size_t s = 0; s < p->b->n_seqs; s++) {
-            ent[h] += p->ent[s * nh + h];
-            top[h] += p->top[s * nh + h];
+    double *sum = p->head_sum;
+    for (int k = 0; k < HS_N; k++)
+        for (int h = 0; h < nh; h++) {
+            sum[k * nh + h] = 0.0;
+            for (size_t s = 0; s < p->b->n_seqs; s++)
+                sum[k * nh + h] += p->cells[(s * (size_t)nh + (size_t)h) * HS_N + (size_t)k];
         }
-    }
+    uint64_t later = 0;
+    for (size_t s = 0; s < p->b->n_seqs; s++)
+        later += p->b->offsets[s + 1] - p->b->offsets[s] > 0 ? p->b->offsets[s + 1] - p->b->offsets[s] - 1 : 0;
+    tc_head_sums hs = {sum + HS_ENT * nh, sum + HS_TOP * nh, sum + HS_SINK * nh, sum + HS_PREV * nh,
+                       sum + HS_DIAG * nh, sum + HS_K90 * nh, (uint64_t)p->n, later, nh};
     for (size_t i = 0; i < p->o->n_observers; i++) {
         const tc_observer *ob = &p->o->observers[i];
-        if (ob->want_head_stats && ob->head_stats &&
-            ob->head_stats(ob->ctx, layer, ent, top, (uint64_t)p->n, nh, err))
+        if (ob->want_head_stats && ob->head_stats && ob->head_stats(ob->ctx, layer, &hs, err))
+            return TC_ERR;
+    }
+    return TC_OK;
+}
+
+static int observe_received(pass *p, int layer, tc_error *err)
+{
+    int nh = p->c->n_heads;
+    for (size_t i = 0; i < p->o->n_observers; i++) {
+        const tc_observer *ob = &p->o->observers[i];
+        if (ob->want_received && ob->received &&
+            ob->received(ob->ctx, layer, p->recv, p->recv + (size_t)nh * p->n, p->n, nh, err))
             return TC_ERR;
     }
     return TC_OK;
@@ -664,8 +861,13 @@ static int attention_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_erro
     add_bias(p->k, w->w[TC_BK], n, p->kvdim);
     add_bias(p->v, w->w[TC_BV], n, p->kvdim);
     apply_rope(p, layer, w);
+    if (c->t.diff_attn)
+        p->lambda = tc_fm_diff_lambda(w->w[TC_LAMBDA_Q1], w->w[TC_LAMBDA_K1], w->w[TC_LAMBDA_Q2], w->w[TC_LAMBDA_K2],
+                                      c->head_dim, layer);
     attention_all(p, layer);
     if (p->want_heads && observe_heads(p, layer, err))
+        return TC_ERR;
+    if (p->want_recv && observe_received(p, layer, err))
         return TC_ERR;
     if (observe_input(p, layer, TC_IN_WO, p->att, 0, n, p->qdim, err))
         return TC_ERR;
@@ -865,10 +1067,11 @@ done:
 static int run_from(pass *p, int first_layer, tc_error *err)
 {
     openblas_set_num_threads(p->n_threads);
-    for (int l = first_layer; l < p->c->n_layers; l++)
+    int end = p->o->end_layer > 0 && p->o->end_layer < p->c->n_layers ? p->o->end_layer : p->c->n_layers;
+    for (int l = first_layer; l < end; l++)
         if (run_layer(p, l, err))
             return TC_ERR;
-    if (p->o->no_logits)
+    if (p->o->no_logits || end < p->c->n_layers)
         return TC_OK;
     return run_head(p, err);
 }

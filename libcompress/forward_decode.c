@@ -74,9 +74,9 @@ static int alloc_buffers(tc_decoder *d, tc_error *err)
     d->att = alloc_f((size_t)d->qdim, &fail);
     d->g = alloc_f((size_t)c->ffn_dim, &fail);
     d->u = alloc_f((size_t)c->ffn_dim, &fail);
-    d->probs = alloc_f((size_t)d->max_len, &fail);
+    d->probs = alloc_f((size_t)d->max_len * (c->t.diff_attn ? 2 : 1), &fail);
     d->cs = alloc_f((size_t)c->head_dim, &fail);
-    d->tmp = alloc_f((size_t)c->dim, &fail);
+    d->tmp = alloc_f((size_t)(c->dim > c->head_dim ? c->dim : c->head_dim), &fail);
     d->logits = alloc_f((size_t)c->vocab_size, &fail);
     d->skip = calloc(c->n_layers > 0 ? (size_t)c->n_layers : 1, sizeof *d->skip);
     if (fail || !d->skip)
@@ -185,7 +185,13 @@ static void attention_step(tc_decoder *d, int l, const tc_layer_f32 *w)
     tc_fm_rope(d->q, c->n_heads, hd, rot, c->rope_layout, d->cs);
     tc_fm_rope(d->k, c->n_kv_heads, hd, rot, c->rope_layout, d->cs);
     tc_fm_cache_key(kl, ml, d->k, d->kvdim, (size_t)d->pos);
-    tc_fm_attend_heads(d->q, kl, vl, ml, c, l, 0, c->n_heads, (size_t)d->pos + 1, d->probs, d->att);
+    if (c->t.diff_attn)
+        tc_fm_attend_diff(d->q, kl, vl, ml, c, l,
+                          tc_fm_diff_lambda(w->w[TC_LAMBDA_Q1], w->w[TC_LAMBDA_K1], w->w[TC_LAMBDA_Q2],
+                                            w->w[TC_LAMBDA_K2], hd, l),
+                          (size_t)d->pos + 1, d->probs, d->tmp, d->att);
+    else
+        tc_fm_attend_heads(d->q, kl, vl, ml, c, l, 0, c->n_heads, (size_t)d->pos + 1, d->probs, d->att);
     if (!w->w[TC_BO] && !c->t.post_norms) {
         matvec(w->w[TC_WO], d->att, d->x, d->qdim, c->dim, 1);
         return;

@@ -336,4 +336,73 @@ static inline void tc_fm_attend_heads(const float *q, const float *kl, const flo
     }
 }
 
+/* ---- Differential attention (DiffLlama, transformers' eager DiffLlamaAttention) ----
+ * Query heads j and j + H/2 (H = n_heads) form pair j.  Each head's softmax
+ * map is the usual one over its own key/value head; the pair's map is
+ * D = A_j - lambda A_(j+H/2), and its output, 2 * head_dim wide at columns
+ * j * 2hd of the output projection's input, is D times the values of both
+ * heads' kv heads side by side, RMS-normed without a weight and multiplied
+ * by 1 - lambda_init.  lambda is the layer's: exp(lq1 . lk1) - exp(lq2 . lk2)
+ * + lambda_init, lambda_init = 0.8 - 0.6 exp(-0.3 layer). */
+static inline double tc_fm_diff_lambda_init(int layer)
+{
+    return 0.8 - 0.6 * exp(-0.3 * (double)layer);
+}
+
+/* The dot products are summed in float, as transformers does
+ * (torch.sum(..., dtype=float32)); an absent vector counts as zero. */
+static inline double tc_fm_diff_lambda(const float *lq1, const float *lk1, const float *lq2, const float *lk2,
+                                       int n, int layer)
+{
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int i = 0; lq1 && lk1 && i < n; i++)
+        s1 += lq1[i] * lk1[i];
+    for (int i = 0; lq2 && lk2 && i < n; i++)
+        s2 += lq2[i] * lk2[i];
+    return (double)expf(s1) - (double)expf(s2) + tc_fm_diff_lambda_init(layer);
+}
+
+/* The pair's output row: RMSNorm without a weight (fp64 sum), times scale. */
+static inline void tc_fm_diff_norm(float *o, int n, float eps, float scale)
+{
+    double ss = 0.0;
+    for (int i = 0; i < n; i++)
+        ss += (double)o[i] * o[i];
+    float k = (float)(1.0 / sqrt(ss / n + (double)eps)) * scale;
+    for (int i = 0; i < n; i++)
+        o[i] *= k;
+}
+
+/* The decoder's differential attention of one query (every pair) against
+ * n_keys positions of the layer's caches (as tc_fm_attend_heads);
+ * probs holds 2 * n_keys floats, tmp head_dim. */
+static inline void tc_fm_attend_diff(const float *q, const float *kl, const float *vl, size_t ml, const tc_config *c,
+                                     int layer, double lambda, size_t n_keys, float *probs, float *tmp, float *out)
+{
+    int hd = c->head_dim, half = c->n_heads / 2, group = c->n_heads / c->n_kv_heads;
+    size_t kvdim = (size_t)c->n_kv_heads * (size_t)hd;
+    size_t k0 = n_keys ? tc_fm_first_key(c, layer, n_keys - 1) : 0, n = n_keys - k0;
+    float scale = tc_fm_attn_scale(c), lam = (float)lambda;
+    for (int j = 0; j < half; j++) {
+        size_t kva = (size_t)(j / group) * (size_t)hd, kvb = (size_t)((j + half) / group) * (size_t)hd;
+        tc_fm_attend(q + (size_t)j * hd, kl + kva * ml + k0, ml, vl + k0 * kvdim + kva, kvdim, n, hd, scale,
+                     c->t.attn_softcap, probs, tmp);
+        tc_fm_attend(q + (size_t)(j + half) * hd, kl + kvb * ml + k0, ml, vl + k0 * kvdim + kvb, kvdim, n, hd, scale,
+                     c->t.attn_softcap, probs + n, tmp);
+        for (size_t k = 0; k < n; k++)
+            probs[k] -= lam * probs[n + k];
+        float *o = out + (size_t)j * 2 * hd;
+        for (int d = 0; d < 2 * hd; d++)
+            o[d] = 0.0f;
+        for (size_t k = 0; k < n; k++) {
+            const float *va = vl + (k0 + k) * kvdim + kva, *vb = vl + (k0 + k) * kvdim + kvb;
+            for (int d = 0; d < hd; d++) {
+                o[d] += probs[k] * va[d];
+                o[hd + d] += probs[k] * vb[d];
+            }
+        }
+        tc_fm_diff_norm(o, 2 * hd, c->norm_eps, (float)(1.0 - tc_fm_diff_lambda_init(layer)));
+    }
+}
+
 #endif

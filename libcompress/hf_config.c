@@ -48,6 +48,7 @@ typedef struct hf_family {
     int phi3_rope;          /* Phi-3's rope conventions: a top-level original_max_position_embeddings that wins,
                                and "su" / "yarn" as older names of longrope */
     int per_layer_rope;     /* rope_parameters may hold full_attention / sliding_attention dicts */
+    int diff_attn;          /* differential attention (DiffLlama) */
     double local_theta_default;
     double theta_default;
 } hf_family;
@@ -61,7 +62,7 @@ static const char *const inert_keys[] = {
     "id2label", "label2id", "problem_type", "tokenizer_class", "task_specific_params", "max_length",
     "use_return_dict", "chunk_size_feed_forward", "tf_legacy_loss", "pruned_heads", "torchscript",
     "finetuning_task", "prefix", "sep_token_id", "decoder_start_token_id", "cache_implementation",
-    "rope_theta", "rope_scaling", "rope_parameters", NULL,
+    "rope_theta", "rope_scaling", "rope_parameters", "lambda_std_dev", NULL,
 };
 
 /* Each row: what transformers' class for the family computes by default.
@@ -92,6 +93,11 @@ static const hf_family families[] = {
     {.model_type = "phi3", .cls = "Phi3ForCausalLM", .arch = TC_ARCH_PHI3, .names = &tc_naming_hf_phi3,
      .act_key = "hidden_act", .act_default = "silu", .eps_default = 1e-5, .window = WIN_ALL,
      .partial_rotary = 1, .phi3_rope = 1, .theta_default = 10000.0},
+    /* DiffLlamaConfig: attention_bias on q, k, v and o; no mlp_bias; lambda_std_dev
+     * only initialises. */
+    {.model_type = "diffllama", .cls = "DiffLlamaForCausalLM", .arch = TC_ARCH_DIFFLLAMA,
+     .names = &tc_naming_hf_diffllama, .act_key = "hidden_act", .act_default = "silu", .eps_default = 1e-5,
+     .window = WIN_NONE, .attention_bias_key = 1, .diff_attn = 1, .theta_default = 10000.0},
 };
 
 int tc_hf_class_of(tc_arch a, tc_hf_class *out)
@@ -635,6 +641,10 @@ int tc_hf_config_read(const cJSON *cfg, const char *path, tc_config *c, const tc
     t->o_bias = ab;
     t->mlp_bias = mb;
     t->qk_norm = fam->qk_norm;
+    t->diff_attn = fam->diff_attn;
+    if (fam->diff_attn && c->n_heads % 2)
+        return tc_err(err, "%s/config.json: differential attention pairs the first half of the heads with the "
+                      "second, which needs an even count, not %d", path, c->n_heads);
     if (fam->gemma && read_gemma(r, c))
         return TC_ERR;
 

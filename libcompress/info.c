@@ -15,6 +15,15 @@ static uint64_t linear_params(const tc_model *m)
         for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++)
             if (m->layers[l].w[linear[i]])
                 n += m->layers[l].w[linear[i]]->n_elements;
+    /* Heads a layer of the file lacks are zeros of the view, not stored. */
+    const tc_config *c = &m->cfg;
+    for (int l = 0; m->layer_heads && l < c->n_layers; l++) {
+        const tc_layer *L = &m->layers[l];
+        uint64_t q = (uint64_t)(c->n_heads - m->layer_heads[l]) * (uint64_t)c->head_dim * (uint64_t)c->dim;
+        uint64_t kv = (uint64_t)(c->n_kv_heads - m->layer_heads[c->n_layers + l]) * (uint64_t)c->head_dim * (uint64_t)c->dim;
+        if (L->has_attn)
+            n -= (L->w[TC_WQ] ? q : 0) + (L->w[TC_WO] ? q : 0) + (L->w[TC_WK] ? kv : 0) + (L->w[TC_WV] ? kv : 0);
+    }
     return n;
 }
 
@@ -95,6 +104,7 @@ cJSON *tc_traits_json(const tc_config *c)
     cJSON_AddBoolToObject(tr, "mlp_bias", t->mlp_bias);
     cJSON_AddBoolToObject(tr, "qk_norm", t->qk_norm);
     cJSON_AddBoolToObject(tr, "post_norms", t->post_norms);
+    cJSON_AddBoolToObject(tr, "diff_attn", t->diff_attn);
     cJSON_AddNumberToObject(tr, "attn_scale", t->attn_scale);
     cJSON_AddNumberToObject(tr, "attn_softcap", t->attn_softcap);
     cJSON_AddNumberToObject(tr, "final_softcap", t->final_softcap);
@@ -138,6 +148,8 @@ void tc_traits_describe(const tc_config *c, char *buf, size_t cap)
         PUT(", q/k norms");
     if (t->post_norms)
         PUT(", post-norms");
+    if (t->diff_attn)
+        PUT(", differential attention");
     if (t->attn_scale != 0)
         PUT(", attention scale %g", t->attn_scale);
     if (t->attn_softcap != 0)
@@ -161,6 +173,13 @@ cJSON *tc_model_info_json(const tc_model *m)
     model_name(m->path, name, sizeof name);
     cJSON_AddStringToObject(o, "name", name);
     tc_config_add_json(o, c);
+    if (m->layer_heads) {
+        cJSON *hq = cJSON_AddArrayToObject(o, "layer_heads"), *hkv = cJSON_AddArrayToObject(o, "layer_kv_heads");
+        for (int l = 0; l < c->n_layers; l++) {
+            cJSON_AddItemToArray(hq, cJSON_CreateNumber(m->layer_heads[l]));
+            cJSON_AddItemToArray(hkv, cJSON_CreateNumber(m->layer_heads[c->n_layers + l]));
+        }
+    }
     uint64_t n_params = tc_model_n_params(m);
     cJSON_AddNumberToObject(o, "n_params", (double)n_params);
     cJSON_AddNumberToObject(o, "n_params_linear", (double)linear_params(m));
@@ -262,6 +281,13 @@ char *tc_model_info_text(const tc_model *m)
     sb_printf(&b, "%-18s %s\n", "path", m->path);
     sb_printf(&b, "%-18s %s\n", "format", tc_format_name(m->format));
     config_lines(&b, c);
+    if (m->layer_heads) {
+        sb_printf(&b, "%-18s", "heads per layer");
+        for (int l = 0; l < c->n_layers; l++)
+            sb_printf(&b, "%s%d/%d", l ? ", " : " ", m->layer_heads[l], m->layer_heads[c->n_layers + l]);
+        sb_printf(&b, " (query/kv as stored; read as %d/%d with the missing heads zero)\n", c->n_heads,
+                  c->n_kv_heads);
+    }
     if (m->ignored_keys)
         sb_printf(&b, "%-18s %s\n", "ignored keys", m->ignored_keys);
     sb_printf(&b, "%-18s %s\n", "tied embeddings", c->tied_embeddings ? "yes" : "no");

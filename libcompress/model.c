@@ -13,6 +13,7 @@
 static const char *const role_names[TC_N_ROLES] = {
     "attn_norm", "wq", "wk", "wv", "wo", "bq", "bk", "bv", "bo", "q_norm", "k_norm", "post_attn_norm",
     "ffn_norm", "w_gate", "w_up", "w_down", "b_gate", "b_up", "b_down", "post_ffn_norm",
+    "lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2",
 };
 
 const char *tc_role_name(tc_role r)
@@ -32,7 +33,7 @@ const char *tc_format_name(tc_format f)
 }
 
 static const char *const arch_names[TC_ARCH_COUNT] = {
-    "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3",
+    "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "diffllama",
 };
 
 const char *tc_arch_name(tc_arch a)
@@ -84,6 +85,8 @@ const char *tc_traits_non_llama(const tc_config *c)
         return "RoPE scaling";
     if (t->rope[0].rot_dims != c->head_dim)
         return "partial rotary dimensions";
+    if (t->diff_attn)
+        return "differential attention";
     return NULL;
 }
 
@@ -93,6 +96,33 @@ const char *tc_rope_layout_name(tc_rope_layout r)
 }
 
 /* Tensor names of each family of files.  "%d" is the layer index. */
+
+/* DiffLlama: Llama's names, the biases of attention_bias, and the four
+ * vectors of each layer's lambda (parameters without a ".weight"). */
+const tc_naming tc_naming_hf_diffllama = {
+    .tok_embd = "model.embed_tokens.weight",
+    .out_norm = "model.norm.weight",
+    .output = "lm_head.weight",
+    .role = {
+        [TC_ATTN_NORM] = "model.layers.%d.input_layernorm.weight",
+        [TC_WQ] = "model.layers.%d.self_attn.q_proj.weight",
+        [TC_WK] = "model.layers.%d.self_attn.k_proj.weight",
+        [TC_WV] = "model.layers.%d.self_attn.v_proj.weight",
+        [TC_WO] = "model.layers.%d.self_attn.o_proj.weight",
+        [TC_BQ] = "model.layers.%d.self_attn.q_proj.bias",
+        [TC_BK] = "model.layers.%d.self_attn.k_proj.bias",
+        [TC_BV] = "model.layers.%d.self_attn.v_proj.bias",
+        [TC_BO] = "model.layers.%d.self_attn.o_proj.bias",
+        [TC_FFN_NORM] = "model.layers.%d.post_attention_layernorm.weight",
+        [TC_W_GATE] = "model.layers.%d.mlp.gate_proj.weight",
+        [TC_W_UP] = "model.layers.%d.mlp.up_proj.weight",
+        [TC_W_DOWN] = "model.layers.%d.mlp.down_proj.weight",
+        [TC_LAMBDA_Q1] = "model.layers.%d.self_attn.lambda_q1",
+        [TC_LAMBDA_K1] = "model.layers.%d.self_attn.lambda_k1",
+        [TC_LAMBDA_Q2] = "model.layers.%d.self_attn.lambda_q2",
+        [TC_LAMBDA_K2] = "model.layers.%d.self_attn.lambda_k2",
+    },
+};
 const tc_naming tc_naming_hf = {
     .tok_embd = "model.embed_tokens.weight",
     .out_norm = "model.norm.weight",
@@ -230,7 +260,11 @@ int tc_role_shape(const tc_config *c, tc_role r, int64_t shape[2])
     case TC_BO:
     case TC_B_DOWN: shape[0] = c->dim; return 1;
     case TC_Q_NORM:
-    case TC_K_NORM: shape[0] = c->head_dim; return 1;
+    case TC_K_NORM:
+    case TC_LAMBDA_Q1:
+    case TC_LAMBDA_K1:
+    case TC_LAMBDA_Q2:
+    case TC_LAMBDA_K2: shape[0] = c->head_dim; return 1;
     case TC_B_GATE:
     case TC_B_UP: shape[0] = c->ffn_dim; return 1;
     case TC_WQ: shape[0] = q; shape[1] = c->dim; return 2;
@@ -335,6 +369,10 @@ int tc_role_needed(const tc_config *c, tc_role r)
     case TC_K_NORM: return t->qk_norm;
     case TC_POST_ATTN_NORM:
     case TC_POST_FFN_NORM: return t->post_norms;
+    case TC_LAMBDA_Q1:
+    case TC_LAMBDA_K1:
+    case TC_LAMBDA_Q2:
+    case TC_LAMBDA_K2: return t->diff_attn;
     case TC_W_GATE: return !t->ungated;
     case TC_B_GATE: return t->mlp_bias && !t->ungated;
     case TC_B_UP:
@@ -529,6 +567,7 @@ void tc_model_close(tc_model *m)
     free(m->split);
     free(m->ignored_keys);
     free(m->tokenizer);
+    free(m->layer_heads);
     free(m->layers);
     free(m->path);
     memset(m, 0, sizeof *m);
@@ -587,6 +626,18 @@ uint64_t tc_model_n_params(const tc_model *m)
     uint64_t n = 0;
     for (size_t i = 0; i < m->dir->n_tensors; i++)
         n += m->dir->tensors[i].n_elements;
+    /* Heads a layer of the file lacks are zeros of the view, not stored. */
+    const tc_config *c = &m->cfg;
+    for (int l = 0; m->layer_heads && l < c->n_layers; l++) {
+        const tc_layer *L = &m->layers[l];
+        if (!L->has_attn)
+            continue;
+        uint64_t q = (uint64_t)(c->n_heads - m->layer_heads[l]) * (uint64_t)c->head_dim;
+        uint64_t kv = (uint64_t)(c->n_kv_heads - m->layer_heads[c->n_layers + l]) * (uint64_t)c->head_dim;
+        n -= (L->w[TC_WQ] ? q * (uint64_t)c->dim : 0) + (L->w[TC_WO] ? q * (uint64_t)c->dim : 0) +
+             (L->w[TC_WK] ? kv * (uint64_t)c->dim : 0) + (L->w[TC_WV] ? kv * (uint64_t)c->dim : 0) +
+             (L->w[TC_BQ] ? q : 0) + (L->w[TC_BK] ? kv : 0) + (L->w[TC_BV] ? kv : 0);
+    }
     return n;
 }
 

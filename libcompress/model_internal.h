@@ -15,7 +15,7 @@ typedef struct tc_naming {
 } tc_naming;
 
 extern const tc_naming tc_naming_hf, tc_naming_hf_gemma, tc_naming_hf_phi3, tc_naming_gguf,
-    tc_naming_gguf_phi3, tc_naming_llama2c;
+    tc_naming_gguf_phi3, tc_naming_llama2c, tc_naming_hf_diffllama;
 
 /* What llama.cpp's graph computes for one general.architecture, as traits
  * (gguf_family.c): the GGUF reader sets a model's traits from its row and

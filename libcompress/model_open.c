@@ -404,7 +404,12 @@ static void close_gguf(void *h)
     free(h);
 }
 
-static int gguf_config(tc_model *m, const tc_gguf *g, const tc_gguf_family **fam, uint8_t **drops, tc_error *err)
+/* deci layers with their own head counts (dropped heads): *layer_heads
+ * (malloc'd; NULL when every layer has the model's counts) holds each
+ * layer's query heads and then each layer's kv heads, and the config the
+ * counts every layer fits in (gguf_pad_heads). */
+static int gguf_config(tc_model *m, const tc_gguf *g, const tc_gguf_family **fam, uint8_t **drops,
+                       int **layer_heads, tc_error *err)
 {
     tc_config *c = &m->cfg;
     char *arch = NULL;
@@ -478,10 +483,37 @@ static int gguf_config(tc_model *m, const tc_gguf *g, const tc_gguf_family **fam
             continue;
         }
     }
+    /* deci layers may keep fewer heads: each is read into the counts that
+     * every layer fits, kv_max key/value heads of the largest group size,
+     * with zero weights for the heads it lacks (gguf_pad_heads). */
+    int group_max = 0, own_heads = 0;
+    for (int l = 0; deci && l < c->n_layers; l++) {
+        if (heads[l] == 0 || kv[l] == 0 || (*drops)[l] == 2)
+            continue;
+        if (heads[l] % kv[l]) {
+            tc_err(err, "%s: layer %d has %d heads, not a multiple of its %d key/value heads", g->path, l, heads[l],
+                   kv[l]);
+            goto done;
+        }
+        group_max = heads[l] / kv[l] > group_max ? heads[l] / kv[l] : group_max;
+    }
+    for (int l = 0; deci && group_max && l < c->n_layers; l++)
+        own_heads |= heads[l] && kv[l] && (*drops)[l] != 2 && (heads[l] != kv_max * group_max || kv[l] != kv_max);
+    if (own_heads) {
+        *layer_heads = malloc(2 * (size_t)c->n_layers * sizeof **layer_heads);
+        if (!*layer_heads) {
+            tc_err(err, "%s: out of memory", g->path);
+            goto done;
+        }
+        memcpy(*layer_heads, heads, (size_t)c->n_layers * sizeof *heads);
+        memcpy(*layer_heads + c->n_layers, kv, (size_t)c->n_layers * sizeof *kv);
+        c->n_kv_heads = kv_max;
+        c->n_heads = kv_max * group_max;
+    }
     for (int l = 0; l < c->n_layers; l++) {
         /* tc models share one head count; a sub-layer with 0 heads or 0 width is dropped. */
         int stub = (*drops)[c->n_layers + l] == 2;
-        if ((heads[l] && heads[l] != heads_max) || (kv[l] && kv[l] != kv_max) ||
+        if ((!own_heads && ((heads[l] && heads[l] != heads_max) || (kv[l] && kv[l] != kv_max))) ||
             (ffn[l] && ffn[l] != ffn_max && !stub)) {
             tc_err(err, "%s: layer %d has its own head count or width; tc needs them equal across layers",
                    g->path, l);
@@ -501,8 +533,9 @@ static int gguf_config(tc_model *m, const tc_gguf *g, const tc_gguf_family **fam
         tc_err(err, "%s: no layer has attention heads", g->path);
         goto done;
     }
-    if (gguf_u32_arch(g, arch, "attention.key_length", 0, (uint32_t)(c->dim / c->n_heads), &c->head_dim,
-                      err))
+    /* llama.cpp's default head size divides by layer 0's head count. */
+    if (gguf_u32_arch(g, arch, "attention.key_length", 0, (uint32_t)(c->dim / (heads[0] > 0 ? heads[0] : c->n_heads)),
+                      &c->head_dim, err))
         goto done;
     int vlen = 0;
     if (gguf_u32_arch(g, arch, "attention.value_length", 0, (uint32_t)c->head_dim, &vlen, err))
@@ -625,6 +658,77 @@ static int gguf_check_bound(const tc_model *m, const tc_naming *nm, const uint8_
     return rc;
 }
 
+/* A head's place in the model's counts: kv head j of a layer keeping
+ * `group` query heads per kv head sits at kv head j, its query heads at the
+ * start of group j of the model's group size. */
+static int padded_head(const tc_config *c, int group, int h)
+{
+    return h / group * (c->n_heads / c->n_kv_heads) + h % group;
+}
+
+/* Layers of a deci file that keep fewer heads than the model's counts are
+ * read as layers with every head, the missing ones zero: a zero query head
+ * attends uniformly and its zero output columns add exactly nothing, a zero
+ * kv head serves only zero query heads.  The layer's q/k/v weights and
+ * biases and output projection are converted to fp32 in the model's shape
+ * and take the place of the file's in the directory (the memory of those
+ * layers' attention in fp32). */
+static int gguf_pad_heads(tc_model *m, tc_gguf *g, const tc_naming *nm, const int *layer_heads, const uint8_t *drops,
+                          tc_error *err)
+{
+    const tc_config *c = &m->cfg;
+    const int *heads = layer_heads, *kv = layer_heads + c->n_layers;
+    int64_t hd = c->head_dim;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (!heads[l] || !kv[l] || drops[l] == 2 || (heads[l] == c->n_heads && kv[l] == c->n_kv_heads))
+            continue;
+        int group = heads[l] / kv[l];
+        for (int r = TC_WQ; r <= TC_BV; r++) {
+            char name[160];
+            tc_naming_format(nm, (tc_role)r, l, name, sizeof name);
+            const tc_tensor *ct = name[0] ? tc_tensordir_find(&g->dir, name) : NULL;
+            if (!ct)
+                continue;
+            tc_tensor *t = &g->dir.tensors[ct - g->dir.tensors];
+            int q = r == TC_WQ || r == TC_BQ || r == TC_WO, cols = r == TC_WO;
+            int have = q ? heads[l] : kv[l], want = q ? c->n_heads : c->n_kv_heads;
+            int64_t other = cols ? c->dim : t->n_dims == 2 ? t->shape[1] : 1;
+            int64_t shape[2] = {cols ? c->dim : (int64_t)want * hd, cols ? (int64_t)want * hd : other};
+            if ((int64_t)t->n_elements != (int64_t)have * hd * other)
+                return tc_err(err, "%s: tensor '%s' does not hold layer %d's %d heads", m->path, name, l, have);
+            float *src = NULL, *dst = calloc((size_t)(shape[0] * shape[1]), sizeof *dst);
+            if (!dst)
+                return tc_err(err, "%s: out of memory for layer %d's attention", m->path, l);
+            if (tc_tensordir_adopt_buffer(&g->dir, dst, err)) {
+                free(dst);
+                return TC_ERR;
+            }
+            if (tc_tensor_load_f32(t, &src, err))
+                return TC_ERR;
+            for (int h = 0; h < have; h++) {
+                int to = q ? padded_head(c, group, h) : h;
+                if (cols)
+                    for (int64_t row = 0; row < c->dim; row++)
+                        memcpy(dst + row * (int64_t)want * hd + to * hd, src + row * (int64_t)have * hd + h * hd,
+                               (size_t)hd * sizeof *dst);
+                else
+                    memcpy(dst + to * hd * other, src + h * hd * other, (size_t)(hd * other) * sizeof *dst);
+            }
+            free(src);
+            t->dtype = TC_F32;
+            t->n_dims = t->n_dims == 2 ? 2 : 1;
+            t->shape[0] = shape[0];
+            if (t->n_dims == 2)
+                t->shape[1] = shape[1];
+            t->n_elements = (uint64_t)(shape[0] * shape[1]);
+            t->data = (const uint8_t *)dst;
+            t->nbytes = t->n_elements * sizeof(float);
+            t->mapped = 0;
+        }
+    }
+    return TC_OK;
+}
+
 static int open_gguf(tc_model *m, const char *path, tc_error *err)
 {
     tc_gguf *g = calloc(1, sizeof *g);
@@ -639,14 +743,22 @@ static int open_gguf(tc_model *m, const char *path, tc_error *err)
     m->close_handle = close_gguf;
     m->dir = &g->dir;
     uint8_t *drops = NULL;
+    int *layer_heads = NULL;
     const tc_gguf_family *f = NULL;
-    int rc = gguf_config(m, g, &f, &drops, err);
+    int rc = gguf_config(m, g, &f, &drops, &layer_heads, err);
     const tc_naming *nm = tc_naming_for(TC_FORMAT_GGUF, m->cfg.arch);
+    if (rc == TC_OK && layer_heads)
+        rc = gguf_pad_heads(m, g, nm, layer_heads, drops, err);
+    if (rc == TC_OK && layer_heads) {
+        m->layer_heads = layer_heads; /* the model owns it now */
+        layer_heads = NULL;
+    }
     if (rc == TC_OK)
         rc = tc_model_bind(m, nm, drops, drops + m->cfg.n_layers, err);
     if (rc == TC_OK)
         rc = gguf_check_bound(m, nm, drops, err);
     free(drops);
+    free(layer_heads);
     return rc;
 }
 

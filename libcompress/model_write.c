@@ -37,6 +37,72 @@ typedef struct out_item {
     char name[160];
 } out_item;
 
+/* The heads layer l keeps, or NULL when it keeps the source's. */
+static const tc_head_layout *layer_heads(const tc_model_src *s, int l)
+{
+    return s->heads && l >= 0 ? &s->heads[l] : NULL;
+}
+
+/* Does role r of a layer keeping hl's heads hold per-head rows (q, k, v and
+ * their biases) or columns (the output projection)?  Which heads, and how
+ * many the source has. */
+static int head_role(const tc_config *c, const tc_head_layout *hl, int r, const int **src, int *n_out,
+                     int *n_src, int *cols)
+{
+    if (!hl)
+        return 0;
+    switch (r) {
+    case TC_WQ: case TC_BQ: case TC_WO:
+        *src = hl->q_src;
+        *n_out = hl->n_q;
+        *n_src = c->n_heads;
+        break;
+    case TC_WK: case TC_WV: case TC_BK: case TC_BV:
+        *src = hl->kv_src;
+        *n_out = hl->n_kv;
+        *n_src = c->n_kv_heads;
+        break;
+    default: return 0;
+    }
+    *cols = r == TC_WO;
+    return 1;
+}
+
+/* The source's whole tensor of a head role, cut to the kept heads' rows (or
+ * columns) into f (n values). */
+static int fill_heads(const out_item *it, int role, float *f, uint64_t n, const char *name, tc_error *err)
+{
+    const tc_model_src *s = it->src;
+    const tc_config *c = &s->cfg;
+    const int *src = NULL;
+    int n_out = 0, n_src = 0, by_cols = 0;
+    head_role(c, layer_heads(s, it->layer), role, &src, &n_out, &n_src, &by_cols);
+    int64_t shape[2];
+    int nd = tc_role_shape(c, (tc_role)role, shape);
+    uint64_t full = (uint64_t)shape[0] * (uint64_t)(nd == 2 ? shape[1] : 1), hd = (uint64_t)c->head_dim;
+    uint64_t other = by_cols ? (uint64_t)shape[0] : nd == 2 ? (uint64_t)shape[1] : 1;
+    if (n != (uint64_t)n_out * hd * other)
+        return tc_err(err, "tensor '%s': internal: %llu values for %d heads", name, (unsigned long long)n, n_out);
+    float *all = malloc(full ? (size_t)full * sizeof *all : 1);
+    if (!all)
+        return tc_err(err, "tensor '%s': out of memory", name);
+    int rc = s->fill(s->ctx, it->layer, role, all, full, err);
+    for (int i = 0; rc == TC_OK && i < n_out; i++) {
+        if (src[i] < 0 || src[i] >= n_src) {
+            rc = tc_err(err, "tensor '%s': head %d is not one of the source's %d", name, src[i], n_src);
+            break;
+        }
+        if (by_cols) /* [dim][heads * hd]: the head's columns of every row */
+            for (uint64_t r = 0; r < other; r++)
+                memcpy(f + r * (uint64_t)n_out * hd + (uint64_t)i * hd,
+                       all + r * (uint64_t)n_src * hd + (uint64_t)src[i] * hd, (size_t)hd * sizeof *f);
+        else /* [heads * hd][cols]: the head's rows */
+            memcpy(f + (uint64_t)i * hd * other, all + (uint64_t)src[i] * hd * other, (size_t)(hd * other) * sizeof *f);
+    }
+    free(all);
+    return rc;
+}
+
 /* n fp32 values of one role of the item's layer into f, in the target's
  * rope layout. */
 static int fill_role(const out_item *it, int role, float *f, uint64_t n, int cols, const char *name,
@@ -48,7 +114,11 @@ static int fill_role(const out_item *it, int role, float *f, uint64_t n, int col
             f[i] = role == TC_FFN_NORM || role == TC_ATTN_NORM ? 1.0f : 0.0f;
         return TC_OK;
     }
-    if (s->fill(s->ctx, it->layer, role, f, n, err))
+    const tc_head_layout *hl = layer_heads(s, it->layer);
+    const int *hsrc;
+    int hn, hs, hc;
+    if (head_role(&s->cfg, hl, role, &hsrc, &hn, &hs, &hc) ? fill_heads(it, role, f, n, name, err)
+                                                           : s->fill(s->ctx, it->layer, role, f, n, err))
         return TC_ERR;
     int is_qk = it->layer >= 0 && (role == TC_WQ || role == TC_WK || role == TC_BQ || role == TC_BK);
     if (!is_qk || s->cfg.rope_layout == it->to)
@@ -56,7 +126,7 @@ static int fill_role(const out_item *it, int role, float *f, uint64_t n, int col
     float *p = malloc(n ? (size_t)n * sizeof *p : 1);
     if (!p)
         return tc_err(err, "tensor '%s': out of memory", name);
-    int heads = role == TC_WQ || role == TC_BQ ? s->cfg.n_heads : s->cfg.n_kv_heads;
+    int heads = role == TC_WQ || role == TC_BQ ? (hl ? hl->n_q : s->cfg.n_heads) : (hl ? hl->n_kv : s->cfg.n_kv_heads);
     tc_rope_permute_rows(f, p, heads, s->cfg.head_dim, cols, s->cfg.rope_layout, it->to);
     memcpy(f, p, (size_t)n * sizeof *p);
     free(p);
@@ -119,9 +189,14 @@ static int fill_item(void *ctx, const tc_out_tensor *t, void *dst, tc_error *err
     return rc;
 }
 
-static void role_dims(const tc_config *c, int role, int *nd, int64_t *shape)
+/* A role's shape in output layer l: the config's, with the kept heads. */
+static void role_dims(const tc_model_src *s, int l, int role, int *nd, int64_t *shape)
 {
-    *nd = tc_role_shape(c, (tc_role)role, shape);
+    *nd = tc_role_shape(&s->cfg, (tc_role)role, shape);
+    const int *src;
+    int n_out, n_src, by_cols;
+    if (head_role(&s->cfg, layer_heads(s, l), role, &src, &n_out, &n_src, &by_cols))
+        shape[by_cols ? 1 : 0] = (int64_t)n_out * s->cfg.head_dim;
 }
 
 /* Stand-ins for llama.cpp's `deci` graph, which tc's reader recognises and
@@ -207,6 +282,11 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
             int mixed = 0; /* the parts of a fused tensor share one stored type */
             for (int k = 1; parts && s->dtype_of && k < parts; k++)
                 mixed |= s->dtype_of(s->ctx, l, r + k) != s->dtype_of(s->ctx, l, r);
+            if (parts && s->heads) {
+                free(t);
+                free(it);
+                return tc_err(err, "dropped heads of fused-tensor models are not implemented");
+            }
             if (parts && (stub || mixed)) {
                 free(t);
                 free(it);
@@ -232,7 +312,7 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
                 tc_naming_format(nm, (tc_role)r, l, x->name, sizeof x->name);
             tc_out_tensor *o = &t[n++];
             o->name = x->name;
-            role_dims(&s->cfg, r, &o->n_dims, o->shape);
+            role_dims(s, l, r, &o->n_dims, o->shape);
             for (int k = 1; k < parts; k++) {
                 int64_t shape[2];
                 tc_role_shape(&s->cfg, (tc_role)(r + k), shape);
@@ -242,10 +322,14 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
                 o->shape[1] = s->cfg.dim;
             else if (stub && r >= TC_W_GATE)
                 o->shape[r == TC_W_DOWN ? 1 : 0] = 1;
-            /* Stand-ins are zeros of odd shapes: always plain floats. */
-            o->dtype = o->n_dims == 1           ? norm_dt
-                       : (!stub && s->dtype_of) ? s->dtype_of(s->ctx, l, r)
-                                                : s->dtype;
+            /* Stand-ins are zeros of odd shapes, and matrices cut to their
+             * kept heads are cut in float: both always plain floats. */
+            const int *hs_src;
+            int hs_n, hs_full, hs_cols;
+            int cut = head_role(&s->cfg, layer_heads(s, l), r, &hs_src, &hs_n, &hs_full, &hs_cols);
+            o->dtype = o->n_dims == 1                  ? norm_dt
+                       : (!stub && !cut && s->dtype_of) ? s->dtype_of(s->ctx, l, r)
+                                                        : s->dtype;
             o->fill = fill_item;
             o->ctx = x;
         }
@@ -283,11 +367,32 @@ static int write_hf(const char *path, const tc_model_src *s, const tc_out_tensor
     tc_hf_class hc;
     if (tc_hf_class_of(c->arch, &hc))
         return tc_err(err, "%s: tc does not write %s models as Hugging Face directories", path, tc_arch_name(c->arch));
+    /* A config holds one head count for every layer: head drops must leave
+     * every attention with the same counts. */
+    int hq = -1, hkv = -1;
+    for (int l = 0; s->heads && l < c->n_layers; l++) {
+        if (s->drop_attn && s->drop_attn[l])
+            continue;
+        const tc_head_layout *hl = &s->heads[l];
+        if (hq >= 0 && (hl->n_q != hq || hl->n_kv != hkv))
+            return tc_err(err, "%s: a Hugging Face %s config holds one head count for every layer, but the heads "
+                          "left differ (layer %d keeps %d query / %d key-value heads, an earlier one %d / %d); write "
+                          "GGUF, whose deci architecture holds per-layer counts", path, hc.model_type, l, hl->n_q,
+                          hl->n_kv, hq, hkv);
+        hq = hl->n_q;
+        hkv = hl->n_kv;
+    }
     cJSON *cfg = s->hf_config ? cJSON_Duplicate(s->hf_config, 1) : hf_config_new(s, path, err);
     if (!cfg)
         return s->hf_config ? tc_err(err, "%s: out of memory", path) : TC_ERR;
 #define SET(key, item) (cJSON_DeleteItemFromObjectCaseSensitive(cfg, key), cJSON_AddItemToObject(cfg, key, item))
     SET("num_hidden_layers", cJSON_CreateNumber(c->n_layers));
+    if (hq > 0) {
+        /* head_dim written out: its default is hidden_size / num_attention_heads. */
+        SET("num_attention_heads", cJSON_CreateNumber(hq));
+        SET("num_key_value_heads", cJSON_CreateNumber(hkv));
+        SET("head_dim", cJSON_CreateNumber(c->head_dim));
+    }
     const char *dkey = cJSON_GetObjectItemCaseSensitive(cfg, "torch_dtype") ? "torch_dtype" : "dtype";
     SET(dkey, cJSON_CreateString(dtype_json(s->dtype)));
     if (hc.layer_types && (cJSON_GetObjectItemCaseSensitive(cfg, "layer_types") || c->t.window > 0)) {
@@ -388,8 +493,9 @@ static const char *gguf_unwritable(const tc_model_src *s, const tc_gguf_family *
     const char *a = tc_arch_name(c->arch);
 #define NO(...) return snprintf(why, n, __VA_ARGS__), why
     if (!f)
-        NO(s->drop_attn || s->drop_mlp ? "dropped attention or MLP sub-layers (only llama's deci graph holds them)"
-                                       : "a family llama.cpp has no graph for");
+        NO(s->heads ? "dropped heads (only llama's deci graph holds per-layer head counts)"
+           : s->drop_attn || s->drop_mlp ? "dropped attention or MLP sub-layers (only llama's deci graph holds them)"
+                                         : "a family llama.cpp has no graph for");
     if (t->ungated)
         NO("an ungated MLP");
     if (t->act != f->act)
@@ -531,7 +637,7 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
 {
     const tc_config *c = &s->cfg;
     char why[256];
-    int deci = (s->drop_attn || s->drop_mlp);
+    int deci = (s->drop_attn || s->drop_mlp || s->heads);
     const tc_gguf_family *f = tc_gguf_family_of(c->arch, deci);
     if (gguf_unwritable(s, f, why, sizeof why))
         return tc_err(err, "%s: writing GGUF for a %s model with %s is not implemented", path,
@@ -607,8 +713,9 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
         tc_gguf_value *heads = arrays, *kvh = arrays + c->n_layers, *ffn = arrays + 2 * c->n_layers;
         for (int l = 0; l < c->n_layers; l++) {
             int da = s->drop_attn && s->drop_attn[l], dm = s->drop_mlp && s->drop_mlp[l];
-            heads[l] = gv_u32(da && l > 0 ? 0 : (uint32_t)c->n_heads); /* layer 0: see stand_in */
-            kvh[l] = gv_u32(da ? 0 : (uint32_t)c->n_kv_heads);
+            const tc_head_layout *hl = layer_heads(s, l);
+            heads[l] = gv_u32(da && l > 0 ? 0 : da || !hl ? (uint32_t)c->n_heads : (uint32_t)hl->n_q); /* layer 0: see stand_in */
+            kvh[l] = gv_u32(da ? 0 : hl ? (uint32_t)hl->n_kv : (uint32_t)c->n_kv_heads);
             ffn[l] = gv_u32(dm ? 1 : (uint32_t)c->ffn_dim); /* 1: the stand-in of mlp_stub */
         }
         tc_gguf_value a = {.type = TC_GGUF_ARRAY};
@@ -724,6 +831,9 @@ static int write_llama2c(const char *path, const tc_model_src *s, const tc_out_t
     if (s->drop_attn || s->drop_mlp)
         return tc_err(err, "%s: llama2.c checkpoints cannot hold a model with dropped attention or MLP "
                       "sub-layers; drop whole blocks, or write HF or GGUF", path);
+    if (s->heads)
+        return tc_err(err, "%s: llama2.c checkpoints cannot hold dropped heads (their head size is dim / heads); "
+                      "write GGUF", path);
     /* run.c computes a plain llama with rope base 10000 and norm epsilon 1e-5. */
     const char *trait = tc_traits_non_llama(c);
     if (s->dtype != TC_F32 || c->qkv_bias || trait || c->head_dim * c->n_heads != c->dim ||
@@ -742,6 +852,9 @@ static int write_llama2c(const char *path, const tc_model_src *s, const tc_out_t
 int tc_model_write(const char *path, tc_format fmt, const tc_model_src *s, tc_error *err)
 {
     const tc_naming *nm = tc_naming_for(fmt, s->cfg.arch);
+    if (s->cfg.t.diff_attn && fmt != TC_FORMAT_HF)
+        return tc_err(err, "%s: differential attention (DiffLlama) is held by Hugging Face directories only (%s has no "
+                      "such graph)", path, fmt == TC_FORMAT_GGUF ? "llama.cpp" : "llama2.c");
     if (!nm)
         return tc_err(err, "%s: cannot write models in the %s format", path, tc_format_name(fmt));
     if (s->dtype != TC_F32 && s->dtype != TC_F16 && s->dtype != TC_BF16)

@@ -33,7 +33,64 @@ void tc_prune_plan_free(tc_prune_plan *p)
 {
     for (int k = 0; k < TC_N_MODULES; k++)
         free(p->drop[k]);
+    free(p->drop_heads);
     memset(p, 0, sizeof *p);
+}
+
+int tc_prune_plan_heads(tc_prune_plan *p, int n_heads, tc_error *err)
+{
+    if (p->drop_heads)
+        return p->n_heads == n_heads ? TC_OK : tc_err(err, "the plan drops heads of %d per layer, not %d", p->n_heads, n_heads);
+    if (n_heads <= 0 || n_heads > 65536)
+        return tc_err(err, "a pruning plan needs 1 to 65536 heads per layer, not %d", n_heads);
+    p->drop_heads = calloc((size_t)p->n_layers * (size_t)n_heads, 1);
+    if (!p->drop_heads)
+        return tc_err(err, "out of memory");
+    p->n_heads = n_heads;
+    return TC_OK;
+}
+
+int tc_prune_plan_count_heads(const tc_prune_plan *p)
+{
+    int n = 0;
+    for (int l = 0; p->drop_heads && l < p->n_layers; l++)
+        for (int h = 0; h < p->n_heads; h++)
+            n += p->drop_heads[(size_t)l * p->n_heads + h] && !p->drop[TC_MOD_ATTN][l] && !p->drop[TC_MOD_BLOCK][l];
+    return n;
+}
+
+static int gcd(int a, int b)
+{
+    while (b) {
+        int t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+void tc_prune_head_layout(const tc_config *c, const uint8_t *drop, int *q_src, int *kv_src, tc_head_layout *out)
+{
+    int group = c->n_heads / c->n_kv_heads, g = 0;
+    for (int j = 0; j < c->n_kv_heads; j++) {
+        int kept = 0;
+        for (int h = j * group; h < (j + 1) * group; h++)
+            kept += !(drop && drop[h]);
+        g = kept ? gcd(g, kept) : g;
+    }
+    out->n_q = out->n_kv = 0;
+    out->q_src = q_src;
+    out->kv_src = kv_src;
+    for (int j = 0; g > 0 && j < c->n_kv_heads; j++) {
+        int in_group = 0;
+        for (int h = j * group; h < (j + 1) * group; h++) {
+            if (drop && drop[h])
+                continue;
+            if (in_group++ % g == 0)
+                kv_src[out->n_kv++] = j;
+            q_src[out->n_q++] = h;
+        }
+    }
 }
 
 int tc_prune_plan_count(const tc_prune_plan *p, tc_module kind)
@@ -56,6 +113,17 @@ int tc_prune_keeps(const tc_prune_plan *p, const tc_model *m, int l, tc_module w
     if (p && (p->drop[TC_MOD_BLOCK][l] || p->drop[which][l]))
         return 0;
     return input_has(m, l, which);
+}
+
+/* Does layer l drop some of its heads (and keep its attention)? */
+static int cuts_heads(const tc_prune_plan *p, const tc_model *m, int l)
+{
+    if (!p || !p->drop_heads || !tc_prune_keeps(p, m, l, TC_MOD_ATTN))
+        return 0;
+    for (int h = 0; h < p->n_heads; h++)
+        if (p->drop_heads[(size_t)l * p->n_heads + h])
+            return 1;
+    return 0;
 }
 
 void tc_prune_skip_mask(const tc_prune_plan *p, tc_skip *skip)
@@ -248,7 +316,7 @@ static int check_opts(const tc_prune_plan *p, const tc_analysis *a, const tc_mod
                       tc_error *err)
 {
     if (o->drop_attn < 0 || o->drop_mlp < 0 || o->drop_blocks < 0 || o->joint < 0 || o->keep_first < 0 ||
-        o->keep_last < 0)
+        o->keep_last < 0 || o->drop_heads < 0)
         return tc_err(err, "pruning counts must not be negative");
     if (a && a->n_layers != p->n_layers)
         return tc_err(err, "the analysis covers %d layers but the model has %d", a->n_layers, p->n_layers);
@@ -270,6 +338,101 @@ static int check_opts(const tc_prune_plan *p, const tc_analysis *a, const tc_mod
     return TC_OK;
 }
 
+/* Heads that could go: those of attentions p and m keep, outside keep-first and keep-last. */
+static int heads_available(const tc_prune_plan *p, const tc_model *m, const tc_prune_opts *o, int n_heads)
+{
+    int n = 0;
+    for (int l = 0; l < p->n_layers; l++) {
+        if (protected_layer(o, p->n_layers, l) || !tc_prune_keeps(p, m, l, TC_MOD_ATTN))
+            continue;
+        for (int h = 0; h < n_heads; h++)
+            n += !(p->drop_heads && p->drop_heads[(size_t)l * n_heads + h]);
+    }
+    return n;
+}
+
+int tc_prune_available_heads(const tc_prune_plan *p, const tc_model *m, const tc_prune_opts *o)
+{
+    return heads_available(p, m, o, m->cfg.n_heads);
+}
+
+typedef struct head_cand {
+    int layer, head;
+    double cost, other;
+} head_cand;
+
+static int head_cand_cmp(const void *a, const void *b)
+{
+    const head_cand *x = a, *y = b;
+    if (x->cost != y->cost)
+        return x->cost < y->cost ? -1 : 1;
+    if (x->other != y->other)
+        return x->other < y->other ? -1 : 1;
+    if (x->layer != y->layer)
+        return x->layer < y->layer ? -1 : 1;
+    return x->head - y->head;
+}
+
+/* The o->drop_heads heads whose masking cost least go; a layer left without
+ * heads loses its attention (what masking every head computes, without an
+ * output bias). */
+static int drop_heads_best(tc_prune_plan *p, const tc_analysis *a, const tc_model *m, const tc_prune_opts *o,
+                           tc_error *err)
+{
+    if (o->drop_heads <= 0)
+        return TC_OK;
+    if (!a || a->n_heads <= 0)
+        return tc_err(err, "dropping heads needs an analysis that masked them (tc-analyze --head-samples)");
+    if (m && m->cfg.n_heads != a->n_heads)
+        return tc_err(err, "%s: the analysis covers %d heads per layer but the model has %d", m->path, a->n_heads,
+                      m->cfg.n_heads);
+    if (m && m->cfg.t.diff_attn)
+        return tc_err(err, "%s: dropping heads of differential attention (DiffLlama) is not implemented", m->path);
+    if (tc_prune_plan_heads(p, a->n_heads, err))
+        return TC_ERR;
+    head_cand *c = malloc((size_t)p->n_layers * (size_t)a->n_heads * sizeof *c);
+    if (!c)
+        return tc_err(err, "out of memory");
+    int n = 0;
+    for (int l = 0; l < p->n_layers; l++) {
+        if (protected_layer(o, p->n_layers, l) || !tc_prune_keeps(p, m, l, TC_MOD_ATTN))
+            continue;
+        for (int h = 0; h < a->n_heads; h++) {
+            const tc_head_stats *hs = a->layers[l].heads ? &a->layers[l].heads[h] : NULL;
+            if (p->drop_heads[(size_t)l * p->n_heads + h])
+                continue;
+            if (!hs || !hs->measured) {
+                free(c);
+                return tc_err(err, "the analysis did not mask layer %d's head %d (run it with head masking: "
+                              "tc-analyze --head-samples)", l, h);
+            }
+            int by_dnll = o->criterion == TC_CRIT_DNLL;
+            c[n++] = (head_cand){l, h, by_dnll ? hs->dnll : hs->kl, by_dnll ? hs->kl : hs->dnll};
+        }
+    }
+    if (n < o->drop_heads) {
+        free(c);
+        return tc_err(err, "asked to drop %d heads but only %d can go (after keep-first %d, keep-last %d and what "
+                      "is already dropped or absent)", o->drop_heads, n, o->keep_first, o->keep_last);
+    }
+    qsort(c, (size_t)n, sizeof *c, head_cand_cmp);
+    for (int i = 0; i < o->drop_heads; i++)
+        p->drop_heads[(size_t)c[i].layer * p->n_heads + c[i].head] = 1;
+    free(c);
+    for (int l = 0; l < p->n_layers; l++) {
+        int left = 0;
+        for (int h = 0; h < p->n_heads; h++)
+            left += !p->drop_heads[(size_t)l * p->n_heads + h];
+        if (left || !tc_prune_keeps(p, m, l, TC_MOD_ATTN))
+            continue;
+        if (m && m->cfg.t.o_bias)
+            return tc_err(err, "%s: every head of layer %d would go, which leaves its output bias: not the same "
+                          "as dropping the attention; drop fewer heads", m->path, l);
+        p->drop[TC_MOD_ATTN][l] = 1;
+    }
+    return TC_OK;
+}
+
 int tc_prune_available(const tc_prune_plan *p, const tc_model *m, const tc_prune_opts *o, tc_module kind)
 {
     int n = 0;
@@ -286,13 +449,14 @@ int tc_prune_select(tc_prune_plan *p, const tc_analysis *a, const tc_model *m, c
 {
     if (check_opts(p, a, m, o, err))
         return TC_ERR;
-    int wants = o->drop_blocks + o->drop_attn + o->drop_mlp + o->joint;
+    int wants = o->drop_blocks + o->drop_attn + o->drop_mlp + o->joint + o->drop_heads;
     if (wants > 0 && !a)
         return tc_err(err, "choosing what to drop needs an analysis (a report or calibration text)");
     if (drop_best(p, a, m, o, K_BLOCK, 1, o->drop_blocks, "blocks", err) ||
         drop_best(p, a, m, o, K_ATTN, 1, o->drop_attn, "attention sub-layers", err) ||
         drop_best(p, a, m, o, K_MLP, 1, o->drop_mlp, "MLP sub-layers", err) ||
-        drop_best(p, a, m, o, K_JOINT, 2, o->joint, "sub-layers (attention and MLP jointly)", err))
+        drop_best(p, a, m, o, K_JOINT, 2, o->joint, "sub-layers (attention and MLP jointly)", err) ||
+        drop_heads_best(p, a, m, o, err))
         return TC_ERR;
     return TC_OK;
 }
@@ -336,14 +500,21 @@ int tc_prune_select_iterative(tc_prune_plan *p, const tc_model *m, const tc_prun
 
 /* ---- Costs -------------------------------------------------------------------- */
 
+/* Adds num/den of a tensor (the rows or columns of its kept heads). */
+static void add_share(tc_prune_cost *c, const tc_tensor *t, int linear, uint64_t num, uint64_t den)
+{
+    if (!t || !den)
+        return;
+    uint64_t n = t->n_elements / den * num, b = t->nbytes / den * num;
+    c->params += n;
+    c->bytes += b;
+    if (linear)
+        c->flops_per_token += 2 * n;
+}
+
 static void add_tensor(tc_prune_cost *c, const tc_tensor *t, int linear)
 {
-    if (!t)
-        return;
-    c->params += t->n_elements;
-    c->bytes += t->nbytes;
-    if (linear)
-        c->flops_per_token += 2 * t->n_elements;
+    add_share(c, t, linear, 1, 1);
 }
 
 void tc_prune_cost_of(const tc_model *m, const tc_prune_plan *p, int ctx_len, int kv_elem_bytes,
@@ -359,23 +530,37 @@ void tc_prune_cost_of(const tc_model *m, const tc_prune_plan *p, int ctx_len, in
         out->flops_per_token += 2 * m->tok_embd->n_elements;
     uint64_t qk_width = (uint64_t)c->n_heads * (uint64_t)c->head_dim;
     uint64_t kv_width = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
+    int *q_src = malloc((size_t)(c->n_heads > 0 ? c->n_heads : 1) * sizeof *q_src);
+    int *kv_src = malloc((size_t)(c->n_heads > 0 ? c->n_heads : 1) * sizeof *kv_src);
     for (int l = 0; l < c->n_layers; l++) {
         const tc_layer *L = &m->layers[l];
         int attn = tc_prune_keeps(p, m, l, TC_MOD_ATTN), mlp = tc_prune_keeps(p, m, l, TC_MOD_MLP);
+        /* The heads kept: whole counts unless the plan cuts some. */
+        tc_head_layout hl = {c->n_heads, c->n_kv_heads, NULL, NULL};
+        if (q_src && kv_src && cuts_heads(p, m, l) && p->n_heads == c->n_heads)
+            tc_prune_head_layout(c, p->drop_heads + (size_t)l * p->n_heads, q_src, kv_src, &hl);
         for (int r = 0; r < TC_N_ROLES; r++) {
             int is_attn = r <= TC_BV;
             if (is_attn ? !attn : !mlp)
                 continue;
             int linear = r == TC_WQ || r == TC_WK || r == TC_WV || r == TC_WO || r == TC_W_GATE ||
                          r == TC_W_UP || r == TC_W_DOWN;
-            add_tensor(out, L->w[r], linear);
+            int q = r == TC_WQ || r == TC_BQ || r == TC_WO, kv = r == TC_WK || r == TC_WV || r == TC_BK || r == TC_BV;
+            if (q)
+                add_share(out, L->w[r], linear, (uint64_t)hl.n_q, (uint64_t)c->n_heads);
+            else if (kv)
+                add_share(out, L->w[r], linear, (uint64_t)hl.n_kv, (uint64_t)c->n_kv_heads);
+            else
+                add_tensor(out, L->w[r], linear);
         }
         if (attn) {
             /* Q.K over ctx_len keys and the weighted sum of as many values, per head. */
-            out->flops_per_token += 4 * qk_width * (uint64_t)(ctx_len > 0 ? ctx_len : 0);
-            out->kv_bytes_per_token += 2 * kv_width * (uint64_t)kv_elem_bytes;
+            out->flops_per_token += 4 * qk_width / (uint64_t)c->n_heads * (uint64_t)hl.n_q * (uint64_t)(ctx_len > 0 ? ctx_len : 0);
+            out->kv_bytes_per_token += 2 * kv_width / (uint64_t)c->n_kv_heads * (uint64_t)hl.n_kv * (uint64_t)kv_elem_bytes;
         }
     }
+    free(q_src);
+    free(kv_src);
 }
 
 /* ---- Writing ------------------------------------------------------------------ */
@@ -413,12 +598,20 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
         return tc_err(err, "%s: the plan covers %d layers but the model has %d", m->path, p->n_layers, n);
     int *keep = malloc((size_t)n * sizeof *keep);
     uint8_t *da = calloc((size_t)n, 1), *dm = calloc((size_t)n, 1);
-    if (!keep || !da || !dm) {
-        free(keep), free(da), free(dm);
+    size_t nh = (size_t)(m->cfg.n_heads > 0 ? m->cfg.n_heads : 1);
+    tc_head_layout *hl = calloc((size_t)n, sizeof *hl);
+    int *hsrc = malloc(2 * (size_t)n * nh * sizeof *hsrc);
+    if (!keep || !da || !dm || !hl || !hsrc) {
+        free(keep), free(da), free(dm), free(hl), free(hsrc);
         return tc_err(err, "%s: out of memory", path);
     }
+    if (p->drop_heads && p->n_heads != m->cfg.n_heads) {
+        free(keep), free(da), free(dm), free(hl), free(hsrc);
+        return tc_err(err, "%s: the plan drops heads of %d per layer but the model has %d", m->path, p->n_heads,
+                      m->cfg.n_heads);
+    }
     /* A layer left with neither sub-layer is the identity: it goes as a whole. */
-    int k = 0, any_a = 0, any_m = 0;
+    int k = 0, any_a = 0, any_m = 0, any_h = 0;
     for (int l = 0; l < n; l++) {
         int attn = tc_prune_keeps(p, m, l, TC_MOD_ATTN), mlp = tc_prune_keeps(p, m, l, TC_MOD_MLP);
         if (!attn && !mlp)
@@ -427,21 +620,45 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
         dm[k] = !mlp;
         any_a |= !attn;
         any_m |= !mlp;
+        hl[k] = (tc_head_layout){m->cfg.n_heads, m->cfg.n_kv_heads, NULL, NULL};
+        if (cuts_heads(p, m, l)) {
+            tc_prune_head_layout(&m->cfg, p->drop_heads + (size_t)l * nh, hsrc + 2 * (size_t)k * nh,
+                                 hsrc + (2 * (size_t)k + 1) * nh, &hl[k]);
+            any_h = 1;
+        }
         keep[k++] = l;
     }
-    int rc;
+    /* Layers that keep every head list them all. */
+    for (int i = 0; any_h && i < k; i++) {
+        if (hl[i].q_src)
+            continue;
+        int *q = hsrc + 2 * (size_t)i * nh, *kv = hsrc + (2 * (size_t)i + 1) * nh;
+        tc_prune_head_layout(&m->cfg, NULL, q, kv, &hl[i]);
+    }
+    int rc, renumbered = 0;
+    for (int i = 0; i < k; i++)
+        renumbered |= keep[i] != i;
     tc_vocab vocab = {0};
     if (k == 0) {
         rc = tc_err(err, "%s: the plan drops every layer; at least one must stay", path);
+    } else if (m->cfg.t.diff_attn && renumbered) {
+        /* DiffLlama's lambda_init follows the layer's index. */
+        rc = tc_err(err, "%s: dropping a block of a DiffLlama model renumbers the layers after it, whose lambda_init "
+                    "depends on their index; drop sub-layers, or only the last blocks", path);
+    } else if (m->cfg.t.diff_attn && any_h) {
+        rc = tc_err(err, "%s: dropping heads of differential attention (DiffLlama) is not implemented", path);
     } else if (fmt == TC_FORMAT_LLAMA2C && (any_a || any_m)) {
         rc = tc_err(err, "%s: llama2.c checkpoints cannot hold dropped attention or MLP sub-layers; drop "
                     "whole blocks, or write HF (--format hf) or GGUF (--format gguf)", path);
-    } else if (fmt == TC_FORMAT_GGUF && (any_a || any_m) && (!tc_gguf_family_of(m->cfg.arch, 1) || m->cfg.qkv_bias)) {
-        /* Per-layer sub-layer drops in GGUF need llama.cpp's `deci` graph, a
-         * llama (no q/k/v biases, adjacent RoPE pairs). */
-        rc = tc_err(err, "%s: GGUF can hold dropped attention or MLP sub-layers of llama models only, not of "
-                    "this %s model with q/k/v biases; drop whole blocks, or write HF (--format hf)", path,
-                    tc_arch_name(m->cfg.arch));
+    } else if (fmt == TC_FORMAT_GGUF && (any_a || any_m || any_h) &&
+               (!tc_gguf_family_of(m->cfg.arch, 1) || m->cfg.qkv_bias)) {
+        /* Per-layer sub-layer drops and head counts in GGUF need llama.cpp's
+         * `deci` graph, a llama (no q/k/v biases, adjacent RoPE pairs). */
+        rc = tc_err(err, "%s: GGUF can hold dropped %s of llama models only, not of this %s model%s; %s", path,
+                    any_h ? "heads" : "attention or MLP sub-layers", tc_arch_name(m->cfg.arch),
+                    m->cfg.qkv_bias ? " with q/k/v biases" : "",
+                    any_h ? "write HF (--format hf) where every layer keeps as many heads"
+                          : "drop whole blocks, or write HF (--format hf)");
     } else if (fmt == TC_FORMAT_GGUF && tc_model_vocab(m, &vocab, err)) {
         rc = TC_ERR; /* llama.cpp loads no GGUF without a vocabulary */
     } else if (fmt == TC_FORMAT_HF && !tc_model_hfdir(m) && (m->tokenizer || m->format == TC_FORMAT_GGUF) &&
@@ -461,6 +678,7 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
             .hf_src_dir = tc_model_hfdir(m) ? tc_model_hfdir(m)->path : NULL,
             .vocab = &vocab,
             .name = "tc-prune",
+            .heads = any_h ? hl : NULL,
         };
         /* GGUF holds ggml's block types: quantized matrices go out as they
          * came, byte for byte. */
@@ -479,6 +697,8 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
     free(keep);
     free(da);
     free(dm);
+    free(hl);
+    free(hsrc);
     return rc;
 }
 
@@ -497,14 +717,14 @@ static int keep_logits(void *ctx, const float *lg, size_t tok0, size_t n, int vo
     return TC_OK;
 }
 
-static int seq_logits(const tc_model *m, const tc_skip *skip, const int32_t *tokens, size_t n, int n_threads,
-                      float *dst, tc_error *err)
+static int seq_logits(const tc_model *m, const tc_skip *skip, const uint8_t *heads, const int32_t *tokens, size_t n,
+                      int n_threads, float *dst, tc_error *err)
 {
     size_t offs[2] = {0, n};
     tc_batch b = {tokens, offs, 1};
     logits_buf buf = {dst, n};
     tc_observer ob = {.ctx = &buf, .logits = keep_logits};
-    tc_forward_opts fo = {.n_threads = n_threads, .skip = skip, .observers = &ob, .n_observers = 1};
+    tc_forward_opts fo = {.n_threads = n_threads, .skip = skip, .observers = &ob, .n_observers = 1, .head_mask = heads};
     return tc_forward(m, &b, &fo, err);
 }
 
@@ -528,6 +748,14 @@ int tc_prune_evaluate(const tc_model *ref, const tc_skip *ref_skip, const tc_mod
                       const tc_skip *pruned_skip, const int32_t *tokens, const size_t *offsets, size_t n_seqs,
                       int n_threads, tc_prune_eval *out, tc_error *err)
 {
+    return tc_prune_evaluate_masked(ref, ref_skip, pruned, pruned_skip, NULL, tokens, offsets, n_seqs, n_threads, out,
+                                    err);
+}
+
+int tc_prune_evaluate_masked(const tc_model *ref, const tc_skip *ref_skip, const tc_model *pruned,
+                             const tc_skip *pruned_skip, const uint8_t *pruned_heads, const int32_t *tokens,
+                             const size_t *offsets, size_t n_seqs, int n_threads, tc_prune_eval *out, tc_error *err)
+{
     memset(out, 0, sizeof *out);
     const int V = ref->cfg.vocab_size;
     if (pruned->cfg.vocab_size != V)
@@ -550,9 +778,9 @@ int tc_prune_evaluate(const tc_model *ref, const tc_skip *ref_skip, const tc_mod
         size_t n = offsets[s + 1] - offsets[s];
         if (n < 2)
             continue;
-        rc = seq_logits(ref, ref_skip, t, n, n_threads, a, err);
+        rc = seq_logits(ref, ref_skip, NULL, t, n, n_threads, a, err);
         if (rc == TC_OK)
-            rc = seq_logits(pruned, pruned_skip, t, n, n_threads, b, err);
+            rc = seq_logits(pruned, pruned_skip, pruned_heads, t, n, n_threads, b, err);
         for (size_t i = 0; rc == TC_OK && i + 1 < n; i++) {
             int ia = log_softmax(a + i * (size_t)V, V, la), ib = log_softmax(b + i * (size_t)V, V, lb);
             nll_a -= la[t[i + 1]];

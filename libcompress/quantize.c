@@ -1663,6 +1663,9 @@ int tc_quantize_model(const tc_model *m, const char *out_path, const tc_quantize
         memset(rep, 0, sizeof *rep);
     if (tc_same_file(m->path, out_path))
         return tc_err(err, "%s: refusing to overwrite the input model", out_path);
+    if (m->cfg.t.diff_attn)
+        return tc_err(err, "%s: %s has differential attention (DiffLlama), which neither the packed ternary file "
+                      "nor llama.cpp's GGUF holds", out_path, m->path);
     qdrv d;
     int rc = drv_init(&d, m, opts, err);
     if (rc == TC_OK && opts->progress)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "report_internal.h"
 #include "tc/mapfile.h"
 #include "tc/outfile.h"
 #include "tc/version.h"
@@ -61,7 +62,7 @@ int tc_report_ranking(const tc_analysis *a, tc_rank_entry **out, size_t *n, tc_e
 
 /* Adds v under key; a failed allocation anywhere clears *ok, so the
  * builders read straight and check once at the end. */
-static void put(cJSON *obj, const char *key, cJSON *v, int *ok)
+void tc_json_put(cJSON *obj, const char *key, cJSON *v, int *ok)
 {
     if (!v || !obj || !cJSON_AddItemToObject(obj, key, v)) {
         cJSON_Delete(v);
@@ -72,7 +73,7 @@ static void put(cJSON *obj, const char *key, cJSON *v, int *ok)
 /* cJSON prints doubles with 15 digits and accepts an approximate match, so
  * values would not survive a round trip; this writes the shortest decimal
  * that reads back to exactly v.  Non-finite values become null. */
-static cJSON *num(double v)
+cJSON *tc_json_num(double v)
 {
     if (!isfinite(v))
         return cJSON_CreateNull();
@@ -89,13 +90,13 @@ static cJSON *module_json(const tc_module_stats *s, int *ok)
 {
     cJSON *o = cJSON_CreateObject();
     int p = s->present;
-    put(o, "present", cJSON_CreateBool(p), ok);
-    put(o, "cos", num(p ? s->cos_mean : NAN), ok);
-    put(o, "cos_std", num(p ? s->cos_std : NAN), ok);
-    put(o, "cos_min", num(p ? s->cos_min : NAN), ok);
-    put(o, "importance", num(p ? 1.0 - s->cos_mean : NAN), ok);
-    put(o, "dnll", num(p && s->measured ? s->dnll : NAN), ok);
-    put(o, "kl", num(p && s->measured ? s->kl : NAN), ok);
+    tc_json_put(o, "present", cJSON_CreateBool(p), ok);
+    tc_json_put(o, "cos", tc_json_num(p ? s->cos_mean : NAN), ok);
+    tc_json_put(o, "cos_std", tc_json_num(p ? s->cos_std : NAN), ok);
+    tc_json_put(o, "cos_min", tc_json_num(p ? s->cos_min : NAN), ok);
+    tc_json_put(o, "importance", tc_json_num(p ? 1.0 - s->cos_mean : NAN), ok);
+    tc_json_put(o, "dnll", tc_json_num(p && s->measured ? s->dnll : NAN), ok);
+    tc_json_put(o, "kl", tc_json_num(p && s->measured ? s->kl : NAN), ok);
     return o;
 }
 
@@ -103,20 +104,21 @@ static cJSON *layer_json(const tc_analysis *a, int l, int *ok)
 {
     const tc_layer_stats *ls = &a->layers[l];
     cJSON *o = cJSON_CreateObject();
-    put(o, "index", cJSON_CreateNumber(l), ok);
+    tc_json_put(o, "index", cJSON_CreateNumber(l), ok);
     for (int m = 0; m < TC_N_MODULES; m++)
-        put(o, tc_module_name((tc_module)m), module_json(&ls->mod[m], ok), ok);
+        tc_json_put(o, tc_module_name((tc_module)m), module_json(&ls->mod[m], ok), ok);
     cJSON *heads = cJSON_CreateArray();
     for (int h = 0; ls->heads && h < a->n_heads; h++) {
         cJSON *e = cJSON_CreateObject();
-        put(e, "entropy", num(ls->heads[h].entropy), ok);
-        put(e, "top10_mass", num(ls->heads[h].top10_mass), ok);
+        tc_json_put(e, "entropy", tc_json_num(ls->heads[h].entropy), ok);
+        tc_json_put(e, "top10_mass", tc_json_num(ls->heads[h].top10_mass), ok);
         if (!e || !heads || !cJSON_AddItemToArray(heads, e)) {
             cJSON_Delete(e);
             *ok = 0;
         }
     }
-    put(o, "heads", heads, ok);
+    tc_report_attn_layer_json(a, l, o, heads, ok);
+    tc_json_put(o, "heads", heads, ok);
     return o;
 }
 
@@ -125,13 +127,13 @@ static cJSON *ranking_json(const tc_rank_entry *r, size_t n, int *ok)
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; i < n; i++) {
         cJSON *e = cJSON_CreateObject();
-        put(e, "rank", cJSON_CreateNumber((double)(i + 1)), ok);
-        put(e, "layer", cJSON_CreateNumber(r[i].layer), ok);
-        put(e, "module", cJSON_CreateString(tc_module_name(r[i].module)), ok);
-        put(e, "cos", num(r[i].cos), ok);
-        put(e, "importance", num(r[i].importance), ok);
-        put(e, "dnll", num(r[i].dnll), ok);
-        put(e, "kl", num(r[i].kl), ok);
+        tc_json_put(e, "rank", cJSON_CreateNumber((double)(i + 1)), ok);
+        tc_json_put(e, "layer", cJSON_CreateNumber(r[i].layer), ok);
+        tc_json_put(e, "module", cJSON_CreateString(tc_module_name(r[i].module)), ok);
+        tc_json_put(e, "cos", tc_json_num(r[i].cos), ok);
+        tc_json_put(e, "importance", tc_json_num(r[i].importance), ok);
+        tc_json_put(e, "dnll", tc_json_num(r[i].dnll), ok);
+        tc_json_put(e, "kl", tc_json_num(r[i].kl), ok);
         if (!e || !arr || !cJSON_AddItemToArray(arr, e)) {
             cJSON_Delete(e);
             *ok = 0;
@@ -168,18 +170,18 @@ cJSON *tc_report_to_json(const tc_analysis *a, const cJSON *model, const cJSON *
         return NULL;
     int ok = 1;
     cJSON *root = cJSON_CreateObject();
-    put(root, "schema", cJSON_CreateString(TC_REPORT_SCHEMA), &ok);
-    put(root, "schema_version", cJSON_CreateNumber(TC_REPORT_SCHEMA_VERSION), &ok);
-    put(root, "tool_version", cJSON_CreateString(tc_version()), &ok);
-    put(root, "model", copy_object(model), &ok);
-    put(root, "calibration", copy_object(calibration), &ok);
-    put(root, "ppl", num(a->ppl), &ok);
-    put(root, "nll", num(a->nll), &ok);
-    put(root, "n_tokens", num((double)a->n_tokens), &ok);
-    put(root, "n_predicted", num((double)a->n_predicted), &ok);
-    put(root, "seconds", num(a->seconds), &ok);
-    put(root, "n_layers", cJSON_CreateNumber(a->n_layers), &ok);
-    put(root, "n_heads", cJSON_CreateNumber(a->n_heads), &ok);
+    tc_json_put(root, "schema", cJSON_CreateString(TC_REPORT_SCHEMA), &ok);
+    tc_json_put(root, "schema_version", cJSON_CreateNumber(TC_REPORT_SCHEMA_VERSION), &ok);
+    tc_json_put(root, "tool_version", cJSON_CreateString(tc_version()), &ok);
+    tc_json_put(root, "model", copy_object(model), &ok);
+    tc_json_put(root, "calibration", copy_object(calibration), &ok);
+    tc_json_put(root, "ppl", tc_json_num(a->ppl), &ok);
+    tc_json_put(root, "nll", tc_json_num(a->nll), &ok);
+    tc_json_put(root, "n_tokens", tc_json_num((double)a->n_tokens), &ok);
+    tc_json_put(root, "n_predicted", tc_json_num((double)a->n_predicted), &ok);
+    tc_json_put(root, "seconds", tc_json_num(a->seconds), &ok);
+    tc_json_put(root, "n_layers", cJSON_CreateNumber(a->n_layers), &ok);
+    tc_json_put(root, "n_heads", cJSON_CreateNumber(a->n_heads), &ok);
     cJSON *layers = cJSON_CreateArray();
     for (int l = 0; l < a->n_layers; l++) {
         cJSON *e = layer_json(a, l, &ok);
@@ -188,8 +190,9 @@ cJSON *tc_report_to_json(const tc_analysis *a, const cJSON *model, const cJSON *
             ok = 0;
         }
     }
-    put(root, "layers", layers, &ok);
-    put(root, "ranking", ranking_json(rank, n_rank, &ok), &ok);
+    tc_json_put(root, "layers", layers, &ok);
+    tc_json_put(root, "ranking", ranking_json(rank, n_rank, &ok), &ok);
+    tc_report_attn_root_json(a, root, &ok);
     free(rank);
     if (!ok) {
         cJSON_Delete(root);
@@ -235,13 +238,7 @@ int tc_report_write_json(const char *path, const tc_analysis *a, const cJSON *mo
 
 /* ------------------------------------------------------- JSON: reading */
 
-/* Where a value sits, for messages: "layers[3].attn". */
-typedef struct where {
-    const char *file;
-    char path[96];
-} where;
-
-static const cJSON *field(const where *w, const cJSON *obj, const char *key, tc_error *err)
+const cJSON *tc_jfield(const tc_jwhere *w, const cJSON *obj, const char *key, tc_error *err)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v && w->path[0])
@@ -252,10 +249,10 @@ static const cJSON *field(const where *w, const cJSON *obj, const char *key, tc_
 }
 
 /* A finite number in [lo, hi]; with nullable, JSON null reads as NaN. */
-static int want_num(const where *w, const cJSON *obj, const char *key, double lo, double hi, int nullable,
+int tc_jwant_num(const tc_jwhere *w, const cJSON *obj, const char *key, double lo, double hi, int nullable,
                     double *out, tc_error *err)
 {
-    const cJSON *v = field(w, obj, key, err);
+    const cJSON *v = tc_jfield(w, obj, key, err);
     if (!v)
         return TC_ERR;
     const char *dot = w->path[0] ? "." : "";
@@ -272,11 +269,11 @@ static int want_num(const where *w, const cJSON *obj, const char *key, double lo
     return TC_OK;
 }
 
-static int want_int(const where *w, const cJSON *obj, const char *key, double lo, double hi, int64_t *out,
+int tc_jwant_int(const tc_jwhere *w, const cJSON *obj, const char *key, double lo, double hi, int64_t *out,
                     tc_error *err)
 {
     double d = 0;
-    if (want_num(w, obj, key, lo, hi, 0, &d, err))
+    if (tc_jwant_num(w, obj, key, lo, hi, 0, &d, err))
         return TC_ERR;
     if (d != floor(d))
         return tc_err(err, "%s: %s%s%s must be an integer", w->file, w->path, w->path[0] ? "." : "", key);
@@ -284,10 +281,10 @@ static int want_int(const where *w, const cJSON *obj, const char *key, double lo
     return TC_OK;
 }
 
-static const cJSON *want_type(const where *w, const cJSON *obj, const char *key, int (*is)(const cJSON *),
+const cJSON *tc_jwant_type(const tc_jwhere *w, const cJSON *obj, const char *key, int (*is)(const cJSON *),
                               const char *what, tc_error *err)
 {
-    const cJSON *v = field(w, obj, key, err);
+    const cJSON *v = tc_jfield(w, obj, key, err);
     if (v && !is(v)) {
         tc_err(err, "%s: %s%s%s must be %s", w->file, w->path, w->path[0] ? "." : "", key, what);
         return NULL;
@@ -295,21 +292,21 @@ static const cJSON *want_type(const where *w, const cJSON *obj, const char *key,
     return v;
 }
 
-static int is_object(const cJSON *v) { return cJSON_IsObject(v); }
-static int is_array(const cJSON *v) { return cJSON_IsArray(v); }
-static int is_string(const cJSON *v) { return cJSON_IsString(v); }
-static int is_bool(const cJSON *v) { return cJSON_IsBool(v); }
+int tc_jis_object(const cJSON *v) { return cJSON_IsObject(v); }
+int tc_jis_array(const cJSON *v) { return cJSON_IsArray(v); }
+int tc_jis_string(const cJSON *v) { return cJSON_IsString(v); }
+int tc_jis_bool(const cJSON *v) { return cJSON_IsBool(v); }
 
 #define COS_EPS 1e-6
 
-static int read_module(const where *lw, const cJSON *layer, tc_module m, tc_module_stats *s, tc_error *err)
+static int read_module(const tc_jwhere *lw, const cJSON *layer, tc_module m, tc_module_stats *s, tc_error *err)
 {
-    where w = {.file = lw->file};
-    const cJSON *o = want_type(lw, layer, tc_module_name(m), is_object, "an object", err);
+    tc_jwhere w = {.file = lw->file};
+    const cJSON *o = tc_jwant_type(lw, layer, tc_module_name(m), tc_jis_object, "an object", err);
     if (!o)
         return TC_ERR;
     snprintf(w.path, sizeof w.path, "%s.%s", lw->path, tc_module_name(m));
-    const cJSON *present = want_type(&w, o, "present", is_bool, "true or false", err);
+    const cJSON *present = tc_jwant_type(&w, o, "present", tc_jis_bool, "true or false", err);
     if (!present)
         return TC_ERR;
     memset(s, 0, sizeof *s);
@@ -317,11 +314,11 @@ static int read_module(const where *lw, const cJSON *layer, tc_module m, tc_modu
         return TC_OK;
     s->present = 1;
     double importance = 0, dnll = 0, kl = 0;
-    if (want_num(&w, o, "cos", -1 - COS_EPS, 1 + COS_EPS, 0, &s->cos_mean, err) ||
-        want_num(&w, o, "cos_std", 0, 2 + COS_EPS, 0, &s->cos_std, err) ||
-        want_num(&w, o, "cos_min", -1 - COS_EPS, 1 + COS_EPS, 0, &s->cos_min, err) ||
-        want_num(&w, o, "importance", -COS_EPS, 2 + COS_EPS, 0, &importance, err) ||
-        want_num(&w, o, "dnll", -1e9, 1e9, 1, &dnll, err) || want_num(&w, o, "kl", -COS_EPS, 1e9, 1, &kl, err))
+    if (tc_jwant_num(&w, o, "cos", -1 - COS_EPS, 1 + COS_EPS, 0, &s->cos_mean, err) ||
+        tc_jwant_num(&w, o, "cos_std", 0, 2 + COS_EPS, 0, &s->cos_std, err) ||
+        tc_jwant_num(&w, o, "cos_min", -1 - COS_EPS, 1 + COS_EPS, 0, &s->cos_min, err) ||
+        tc_jwant_num(&w, o, "importance", -COS_EPS, 2 + COS_EPS, 0, &importance, err) ||
+        tc_jwant_num(&w, o, "dnll", -1e9, 1e9, 1, &dnll, err) || tc_jwant_num(&w, o, "kl", -COS_EPS, 1e9, 1, &kl, err))
         return TC_ERR;
     if (s->cos_min > s->cos_mean + COS_EPS)
         return tc_err(err, "%s: %s.cos_min %g is larger than its mean cos %g", w.file, w.path, s->cos_min,
@@ -337,9 +334,9 @@ static int read_module(const where *lw, const cJSON *layer, tc_module m, tc_modu
     return TC_OK;
 }
 
-static int read_heads(const where *w, const cJSON *layer, int n_heads, tc_layer_stats *ls, tc_error *err)
+static int read_heads(const tc_jwhere *w, const cJSON *layer, int n_heads, tc_layer_stats *ls, tc_error *err)
 {
-    const cJSON *heads = want_type(w, layer, "heads", is_array, "an array", err);
+    const cJSON *heads = tc_jwant_type(w, layer, "heads", tc_jis_array, "an array", err);
     if (!heads)
         return TC_ERR;
     int n = cJSON_GetArraySize(heads);
@@ -352,20 +349,21 @@ static int read_heads(const where *w, const cJSON *layer, int n_heads, tc_layer_
         return tc_err(err, "%s: out of memory", w->file);
     int h = 0;
     for (const cJSON *e = heads->child; e; e = e->next, h++) {
-        where hw = {.file = w->file};
+        tc_jwhere hw = {.file = w->file};
         snprintf(hw.path, sizeof hw.path, "%s.heads[%d]", w->path, h);
         if (!cJSON_IsObject(e))
             return tc_err(err, "%s: %s must be an object", w->file, hw.path);
-        if (want_num(&hw, e, "entropy", 0, 1e3, 0, &ls->heads[h].entropy, err) ||
-            want_num(&hw, e, "top10_mass", 0, 1 + COS_EPS, 0, &ls->heads[h].top10_mass, err))
+        if (tc_jwant_num(&hw, e, "entropy", 0, 1e3, 1, &ls->heads[h].entropy, err) ||
+            tc_jwant_num(&hw, e, "top10_mass", 0, 1 + COS_EPS, 1, &ls->heads[h].top10_mass, err) ||
+            tc_report_attn_read_head(&hw, e, &ls->heads[h], err))
             return TC_ERR;
     }
     return TC_OK;
 }
 
-static int read_layers(const where *top, const cJSON *root, tc_analysis *a, tc_error *err)
+static int read_layers(const tc_jwhere *top, const cJSON *root, tc_analysis *a, tc_error *err)
 {
-    const cJSON *layers = want_type(top, root, "layers", is_array, "an array", err);
+    const cJSON *layers = tc_jwant_type(top, root, "layers", tc_jis_array, "an array", err);
     if (!layers)
         return TC_ERR;
     if (cJSON_GetArraySize(layers) != a->n_layers)
@@ -376,12 +374,12 @@ static int read_layers(const where *top, const cJSON *root, tc_analysis *a, tc_e
         return tc_err(err, "%s: out of memory", top->file);
     int l = 0;
     for (const cJSON *e = layers->child; e; e = e->next, l++) {
-        where w = {.file = top->file};
+        tc_jwhere w = {.file = top->file};
         snprintf(w.path, sizeof w.path, "layers[%d]", l);
         int64_t index = 0;
         if (!cJSON_IsObject(e))
             return tc_err(err, "%s: %s must be an object", w.file, w.path);
-        if (want_int(&w, e, "index", 0, TC_REPORT_MAX_LAYERS, &index, err))
+        if (tc_jwant_int(&w, e, "index", 0, TC_REPORT_MAX_LAYERS, &index, err))
             return TC_ERR;
         if (index != l)
             return tc_err(err, "%s: %s has index %lld; layers must be listed in order", w.file, w.path,
@@ -389,7 +387,8 @@ static int read_layers(const where *top, const cJSON *root, tc_analysis *a, tc_e
         for (int m = 0; m < TC_N_MODULES; m++)
             if (read_module(&w, e, (tc_module)m, &a->layers[l].mod[m], err))
                 return TC_ERR;
-        if (read_heads(&w, e, a->n_heads, &a->layers[l], err))
+        if (read_heads(&w, e, a->n_heads, &a->layers[l], err) ||
+            tc_report_attn_read_layer(&w, e, a, &a->layers[l].tokens, err))
             return TC_ERR;
     }
     return TC_OK;
@@ -404,20 +403,20 @@ static int module_from_name(const char *s)
 }
 
 /* The ranking is derived data: checked for shape, then recomputed by whoever needs it. */
-static int read_ranking(const where *top, const cJSON *root, const tc_analysis *a, tc_error *err)
+static int read_ranking(const tc_jwhere *top, const cJSON *root, const tc_analysis *a, tc_error *err)
 {
-    const cJSON *r = want_type(top, root, "ranking", is_array, "an array", err);
+    const cJSON *r = tc_jwant_type(top, root, "ranking", tc_jis_array, "an array", err);
     if (!r)
         return TC_ERR;
     int i = 0;
     for (const cJSON *e = r->child; e; e = e->next, i++) {
-        where w = {.file = top->file};
+        tc_jwhere w = {.file = top->file};
         snprintf(w.path, sizeof w.path, "ranking[%d]", i);
         int64_t layer = 0;
         if (!cJSON_IsObject(e))
             return tc_err(err, "%s: %s must be an object", w.file, w.path);
-        const cJSON *mod = want_type(&w, e, "module", is_string, "a string", err);
-        if (!mod || want_int(&w, e, "layer", 0, a->n_layers - 1, &layer, err))
+        const cJSON *mod = tc_jwant_type(&w, e, "module", tc_jis_string, "a string", err);
+        if (!mod || tc_jwant_int(&w, e, "layer", 0, a->n_layers - 1, &layer, err))
             return TC_ERR;
         int m = module_from_name(mod->valuestring);
         if (m < 0)
@@ -429,34 +428,34 @@ static int read_ranking(const where *top, const cJSON *root, const tc_analysis *
     return TC_OK;
 }
 
-static int read_header(const where *top, const cJSON *root, tc_error *err)
+static int read_header(const tc_jwhere *top, const cJSON *root, tc_error *err)
 {
     const cJSON *schema = cJSON_GetObjectItemCaseSensitive(root, "schema");
     if (!cJSON_IsString(schema) || strcmp(schema->valuestring, TC_REPORT_SCHEMA) != 0)
         return tc_err(err, "%s: not a tc-analyze report (its \"schema\" field is not \"%s\")", top->file,
                       TC_REPORT_SCHEMA);
     int64_t version = 0;
-    if (want_int(top, root, "schema_version", 0, 1e9, &version, err))
+    if (tc_jwant_int(top, root, "schema_version", 0, 1e9, &version, err))
         return TC_ERR;
     if (version != TC_REPORT_SCHEMA_VERSION)
         return tc_err(err, "%s: report schema version %lld is not supported (this build reads version %d)",
                       top->file, (long long)version, TC_REPORT_SCHEMA_VERSION);
-    if (!want_type(top, root, "tool_version", is_string, "a string", err))
+    if (!tc_jwant_type(top, root, "tool_version", tc_jis_string, "a string", err))
         return TC_ERR;
     return TC_OK;
 }
 
-static int read_summary(const where *top, const cJSON *root, tc_analysis *a, tc_error *err)
+static int read_summary(const tc_jwhere *top, const cJSON *root, tc_analysis *a, tc_error *err)
 {
     const double max_count = 9007199254740992.0; /* 2^53: larger counts do not survive JSON numbers */
     int64_t n_tokens = 0, n_predicted = 0, n_layers = 0, n_heads = 0;
-    if (want_num(top, root, "ppl", 1 - COS_EPS, INFINITY, 1, &a->ppl, err) ||
-        want_num(top, root, "nll", -COS_EPS, 1e6, 1, &a->nll, err) ||
-        want_int(top, root, "n_tokens", 0, max_count, &n_tokens, err) ||
-        want_int(top, root, "n_predicted", 0, max_count, &n_predicted, err) ||
-        want_num(top, root, "seconds", 0, 1e12, 0, &a->seconds, err) ||
-        want_int(top, root, "n_layers", 1, TC_REPORT_MAX_LAYERS, &n_layers, err) ||
-        want_int(top, root, "n_heads", 0, TC_REPORT_MAX_HEADS, &n_heads, err))
+    if (tc_jwant_num(top, root, "ppl", 1 - COS_EPS, INFINITY, 1, &a->ppl, err) ||
+        tc_jwant_num(top, root, "nll", -COS_EPS, 1e6, 1, &a->nll, err) ||
+        tc_jwant_int(top, root, "n_tokens", 0, max_count, &n_tokens, err) ||
+        tc_jwant_int(top, root, "n_predicted", 0, max_count, &n_predicted, err) ||
+        tc_jwant_num(top, root, "seconds", 0, 1e12, 0, &a->seconds, err) ||
+        tc_jwant_int(top, root, "n_layers", 1, TC_REPORT_MAX_LAYERS, &n_layers, err) ||
+        tc_jwant_int(top, root, "n_heads", 0, TC_REPORT_MAX_HEADS, &n_heads, err))
         return TC_ERR;
     if (n_predicted > n_tokens)
         return tc_err(err, "%s: n_predicted (%lld) exceeds n_tokens (%lld)", top->file, (long long)n_predicted,
@@ -471,13 +470,14 @@ static int read_summary(const where *top, const cJSON *root, tc_analysis *a, tc_
 static int read_root(const char *name, const cJSON *root, tc_analysis *a, cJSON **model, cJSON **calibration,
                      tc_error *err)
 {
-    where top = {.file = name};
+    tc_jwhere top = {.file = name};
     if (!cJSON_IsObject(root))
         return tc_err(err, "%s: not a tc-analyze report (the top level is not a JSON object)", name);
     const cJSON *m, *c;
-    if (read_header(&top, root, err) || !(m = want_type(&top, root, "model", is_object, "an object", err)) ||
-        !(c = want_type(&top, root, "calibration", is_object, "an object", err)) ||
-        read_summary(&top, root, a, err) || read_layers(&top, root, a, err) || read_ranking(&top, root, a, err))
+    if (read_header(&top, root, err) || !(m = tc_jwant_type(&top, root, "model", tc_jis_object, "an object", err)) ||
+        !(c = tc_jwant_type(&top, root, "calibration", tc_jis_object, "an object", err)) ||
+        read_summary(&top, root, a, err) || tc_report_attn_read_root(&top, root, a, err) ||
+        read_layers(&top, root, a, err) || read_ranking(&top, root, a, err))
         return TC_ERR;
     if ((model && !(*model = cJSON_Duplicate(m, 1))) || (calibration && !(*calibration = cJSON_Duplicate(c, 1))))
         return tc_err(err, "%s: out of memory", name);
@@ -528,16 +528,10 @@ int tc_report_read(const char *path, tc_analysis *a, cJSON **model, cJSON **cali
 
 /* ----------------------------------------------------- growable text */
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
-static void sb_printf(sbuf *b, const char *fmt, ...)
+void tc_sb_printf(tc_sbuf *b, const char *fmt, ...)
 {
     if (b->oom)
         return;
@@ -569,31 +563,31 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
     b->n += (size_t)k;
 }
 
-static void sb_put(sbuf *b, const char *s)
+void tc_sb_put(tc_sbuf *b, const char *s)
 {
-    sb_printf(b, "%s", s);
+    tc_sb_printf(b, "%s", s);
 }
 
 /* Text from files (model names, paths) goes into the page only through here. */
-static void sb_escape(sbuf *b, const char *s)
+void tc_sb_escape(tc_sbuf *b, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '&': sb_put(b, "&amp;"); break;
-        case '<': sb_put(b, "&lt;"); break;
-        case '>': sb_put(b, "&gt;"); break;
-        case '"': sb_put(b, "&quot;"); break;
-        case '\'': sb_put(b, "&#39;"); break;
+        case '&': tc_sb_put(b, "&amp;"); break;
+        case '<': tc_sb_put(b, "&lt;"); break;
+        case '>': tc_sb_put(b, "&gt;"); break;
+        case '"': tc_sb_put(b, "&quot;"); break;
+        case '\'': tc_sb_put(b, "&#39;"); break;
         default:
             if ((unsigned char)*s < 0x20 && *s != '\n' && *s != '\t')
-                sb_put(b, " ");
+                tc_sb_put(b, " ");
             else
-                sb_printf(b, "%c", *s);
+                tc_sb_printf(b, "%c", *s);
         }
     }
 }
 
-static int sb_finish(sbuf *b, char **out, const char *what, tc_error *err)
+int tc_sb_finish(tc_sbuf *b, char **out, const char *what, tc_error *err)
 {
     if (b->oom || !b->p) {
         free(b->p);
@@ -606,7 +600,7 @@ static int sb_finish(sbuf *b, char **out, const char *what, tc_error *err)
 
 /* ------------------------------------------------------- text table */
 
-static void fmt_num(char *buf, size_t n, const char *fmt, double v)
+void tc_fmt_num(char *buf, size_t n, const char *fmt, double v)
 {
     if (isfinite(v))
         snprintf(buf, n, fmt, v);
@@ -626,23 +620,23 @@ int tc_report_table(const tc_analysis *a, char **out, tc_error *err)
     int wr = 4;
     for (size_t k = n; k >= 10000; k /= 10)
         wr++;
-    sbuf b = {0};
+    tc_sbuf b = {0};
     /* "ΔNLL" is five bytes but four columns wide, hence the hand-made padding. */
-    sb_printf(&b, "%*s  %5s  %-6s  %9s  %10s  %6sΔNLL  %9s\n", wr, "rank", "layer", "module", "cos", "importance",
+    tc_sb_printf(&b, "%*s  %5s  %-6s  %9s  %10s  %6sΔNLL  %9s\n", wr, "rank", "layer", "module", "cos", "importance",
               "", "KL");
     for (size_t i = 0; i < n; i++) {
         char cos[32], imp[32], dnll[32], kl[32];
-        fmt_num(cos, sizeof cos, "%.6f", r[i].cos);
-        fmt_num(imp, sizeof imp, "%.6f", r[i].importance);
-        fmt_num(dnll, sizeof dnll, "%+.5f", r[i].dnll);
-        fmt_num(kl, sizeof kl, "%.5f", r[i].kl);
-        sb_printf(&b, "%*zu  %5d  %-6s  %9s  %10s  %10s  %9s\n", wr, i + 1, r[i].layer, tc_module_name(r[i].module),
+        tc_fmt_num(cos, sizeof cos, "%.6f", r[i].cos);
+        tc_fmt_num(imp, sizeof imp, "%.6f", r[i].importance);
+        tc_fmt_num(dnll, sizeof dnll, "%+.5f", r[i].dnll);
+        tc_fmt_num(kl, sizeof kl, "%.5f", r[i].kl);
+        tc_sb_printf(&b, "%*zu  %5d  %-6s  %9s  %10s  %10s  %9s\n", wr, i + 1, r[i].layer, tc_module_name(r[i].module),
                   cos, imp, dnll, kl);
     }
     if (n == 0)
-        sb_put(&b, "(no modules present)\n");
+        tc_sb_put(&b, "(no modules present)\n");
     free(r);
-    return sb_finish(&b, out, "table", err);
+    return tc_sb_finish(&b, out, "table", err);
 }
 
 /* ------------------------------------------------------------- HTML */
@@ -650,19 +644,12 @@ int tc_report_table(const tc_analysis *a, char **out, tc_error *err)
 static const char *const MOD_COLOR[TC_N_MODULES] = {"#4e79a7", "#f28e2b", "#59a14f"};
 static const char *const MOD_LABEL[TC_N_MODULES] = {"attention", "MLP", "block"};
 
-/* A plot area in pixels and the value range it shows. */
-typedef struct plot {
-    double x0, y0, w, h;
-    double lo, hi;
-    int n; /* layers along x */
-} plot;
-
-static double plot_x(const plot *p, double i)
+double tc_plot_x(const tc_plot *p, double i)
 {
     return p->x0 + p->w * (i + 0.5) / p->n;
 }
 
-static double plot_y(const plot *p, double v)
+double tc_plot_y(const tc_plot *p, double v)
 {
     return p->y0 + p->h - (v - p->lo) / (p->hi - p->lo) * p->h;
 }
@@ -674,7 +661,7 @@ static double nice_step(double range)
     return mag * (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10);
 }
 
-static void nice_range(double lo, double hi, double *out_lo, double *out_hi, double *step)
+void tc_nice_range(double lo, double hi, double *out_lo, double *out_hi, double *step)
 {
     if (!(hi > lo)) {
         double pad = fabs(lo) > 0 ? fabs(lo) * 0.01 : 0.01;
@@ -686,48 +673,48 @@ static void nice_range(double lo, double hi, double *out_lo, double *out_hi, dou
     *out_hi = ceil(hi / *step) * *step;
 }
 
-static void svg_open(sbuf *b, double width, double height, const char *label)
+void tc_svg_open(tc_sbuf *b, double width, double height, const char *label)
 {
-    sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+    tc_sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
                  "viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"%s\">\n",
               width, height, width, height, label);
 }
 
-static void axes(sbuf *b, const plot *p, double step, const char *ylabel, int decimals)
+void tc_plot_axes(tc_sbuf *b, const tc_plot *p, double step, const char *ylabel, int decimals)
 {
     for (double v = p->lo; v <= p->hi + step * 1e-6; v += step) {
-        double y = plot_y(p, v);
-        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>", p->x0, y,
+        double y = tc_plot_y(p, v);
+        tc_sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>", p->x0, y,
                   p->x0 + p->w, y);
-        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"end\">%.*f</text>\n", p->x0 - 6,
+        tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"end\">%.*f</text>\n", p->x0 - 6,
                   y + 4, decimals, fabs(v) < step * 1e-6 ? 0.0 : v);
     }
     int every = 1;
     while (p->w / p->n * every < 22)
         every++;
     for (int i = 0; i < p->n; i += every)
-        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"middle\">%d</text>", plot_x(p, i),
+        tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"middle\">%d</text>", tc_plot_x(p, i),
                   p->y0 + p->h + 16, i);
-    sb_printf(b, "\n<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>", p->x0, p->y0 + p->h,
+    tc_sb_printf(b, "\n<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>", p->x0, p->y0 + p->h,
               p->x0 + p->w, p->y0 + p->h);
-    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"label\" text-anchor=\"middle\">layer</text>",
+    tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"label\" text-anchor=\"middle\">layer</text>",
               p->x0 + p->w / 2, p->y0 + p->h + 34);
-    sb_printf(b, "<text x=\"14\" y=\"%.1f\" class=\"label\" text-anchor=\"middle\" "
+    tc_sb_printf(b, "<text x=\"14\" y=\"%.1f\" class=\"label\" text-anchor=\"middle\" "
                  "transform=\"rotate(-90 14 %.1f)\">%s</text>\n",
               p->y0 + p->h / 2, p->y0 + p->h / 2, ylabel);
 }
 
-static void legend(sbuf *b, double x, double y)
+static void legend(tc_sbuf *b, double x, double y)
 {
     for (int m = 0; m < TC_N_MODULES; m++) {
-        sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>", x + m * 100.0, y - 10,
+        tc_sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"12\" fill=\"%s\"/>", x + m * 100.0, y - 10,
                   MOD_COLOR[m]);
-        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\">%s</text>", x + m * 100.0 + 17, y, MOD_LABEL[m]);
+        tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\">%s</text>", x + m * 100.0 + 17, y, MOD_LABEL[m]);
     }
-    sb_put(b, "\n");
+    tc_sb_put(b, "\n");
 }
 
-static int decimals_for(double step)
+int tc_decimals_for(double step)
 {
     int d = 0;
     while (d < 8 && step * pow(10, d) < 0.999)
@@ -736,7 +723,7 @@ static int decimals_for(double step)
 }
 
 /* Chart 1: mean cosine similarity of each module's input and output, one line per module. */
-static void chart_cos(sbuf *b, const tc_analysis *a)
+static void chart_cos(tc_sbuf *b, const tc_analysis *a)
 {
     double lo = 1, hi = -1;
     for (int l = 0; l < a->n_layers; l++)
@@ -750,13 +737,13 @@ static void chart_cos(sbuf *b, const tc_analysis *a)
     if (hi < lo)
         lo = 0, hi = 1;
     double step;
-    plot p = {.x0 = 70, .y0 = 30, .w = 820, .h = 260, .n = a->n_layers};
-    nice_range(lo, fmin(hi, 1.0), &p.lo, &p.hi, &step);
-    svg_open(b, 920, 340, "cosine similarity per layer");
-    axes(b, &p, step, "cosine similarity (input, output)", decimals_for(step));
+    tc_plot p = {.x0 = 70, .y0 = 30, .w = 820, .h = 260, .n = a->n_layers};
+    tc_nice_range(lo, fmin(hi, 1.0), &p.lo, &p.hi, &step);
+    tc_svg_open(b, 920, 340, "cosine similarity per layer");
+    tc_plot_axes(b, &p, step, "cosine similarity (input, output)", tc_decimals_for(step));
     legend(b, p.x0 + 10, 18);
     for (int m = 0; m < TC_N_MODULES; m++) {
-        sb_printf(b, "<path fill=\"none\" stroke=\"%s\" stroke-width=\"2\" d=\"", MOD_COLOR[m]);
+        tc_sb_printf(b, "<path fill=\"none\" stroke=\"%s\" stroke-width=\"2\" d=\"", MOD_COLOR[m]);
         int pen_down = 0;
         for (int l = 0; l < a->n_layers; l++) {
             const tc_module_stats *s = &a->layers[l].mod[m];
@@ -764,25 +751,25 @@ static void chart_cos(sbuf *b, const tc_analysis *a)
                 pen_down = 0;
                 continue;
             }
-            sb_printf(b, "%s%.1f %.1f ", pen_down ? "L" : "M", plot_x(&p, l), plot_y(&p, s->cos_mean));
+            tc_sb_printf(b, "%s%.1f %.1f ", pen_down ? "L" : "M", tc_plot_x(&p, l), tc_plot_y(&p, s->cos_mean));
             pen_down = 1;
         }
-        sb_put(b, "\"/>\n");
+        tc_sb_put(b, "\"/>\n");
         for (int l = 0; l < a->n_layers; l++) {
             const tc_module_stats *s = &a->layers[l].mod[m];
             if (!s->present || !isfinite(s->cos_mean))
                 continue;
-            sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>layer %d %s: cos %.6f "
+            tc_sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>layer %d %s: cos %.6f "
                          "(std %.4f, min %.4f), importance %.6f</title></circle>\n",
-                      plot_x(&p, l), plot_y(&p, s->cos_mean), MOD_COLOR[m], l, MOD_LABEL[m], s->cos_mean,
+                      tc_plot_x(&p, l), tc_plot_y(&p, s->cos_mean), MOD_COLOR[m], l, MOD_LABEL[m], s->cos_mean,
                       s->cos_std, s->cos_min, 1 - s->cos_mean);
         }
     }
-    sb_put(b, "</svg>\n");
+    tc_sb_put(b, "</svg>\n");
 }
 
 /* Chart 2: measured loss of skipping each module, grouped bars per layer. */
-static void chart_dnll(sbuf *b, const tc_analysis *a)
+static void chart_dnll(tc_sbuf *b, const tc_analysis *a)
 {
     double lo = 0, hi = 0;
     int any = 0;
@@ -796,35 +783,35 @@ static void chart_dnll(sbuf *b, const tc_analysis *a)
             }
         }
     if (!any) {
-        sb_put(b, "<p class=\"note\">The loss of skipping modules was not measured in this run.</p>\n");
+        tc_sb_put(b, "<p class=\"note\">The loss of skipping modules was not measured in this run.</p>\n");
         return;
     }
     double step;
-    plot p = {.x0 = 70, .y0 = 30, .w = 820, .h = 260, .n = a->n_layers};
-    nice_range(lo, hi, &p.lo, &p.hi, &step);
-    svg_open(b, 920, 340, "increase in loss per layer when a module is skipped");
-    axes(b, &p, step, "ΔNLL (nats per token)", decimals_for(step));
+    tc_plot p = {.x0 = 70, .y0 = 30, .w = 820, .h = 260, .n = a->n_layers};
+    tc_nice_range(lo, hi, &p.lo, &p.hi, &step);
+    tc_svg_open(b, 920, 340, "increase in loss per layer when a module is skipped");
+    tc_plot_axes(b, &p, step, "ΔNLL (nats per token)", tc_decimals_for(step));
     legend(b, p.x0 + 10, 18);
-    double band = p.w / p.n, bar = band * 0.8 / TC_N_MODULES, zero = plot_y(&p, 0);
-    sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>\n", p.x0, zero,
+    double band = p.w / p.n, bar = band * 0.8 / TC_N_MODULES, zero = tc_plot_y(&p, 0);
+    tc_sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>\n", p.x0, zero,
               p.x0 + p.w, zero);
     for (int l = 0; l < a->n_layers; l++)
         for (int m = 0; m < TC_N_MODULES; m++) {
             const tc_module_stats *s = &a->layers[l].mod[m];
             if (!s->present || !s->measured || !isfinite(s->dnll))
                 continue;
-            double x = p.x0 + band * l + band * 0.1 + bar * m, y = plot_y(&p, s->dnll);
-            sb_printf(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>layer %d "
+            double x = p.x0 + band * l + band * 0.1 + bar * m, y = tc_plot_y(&p, s->dnll);
+            tc_sb_printf(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>layer %d "
                          "%s: ΔNLL %+.5f, KL %.5f</title></rect>\n",
                       x, fmin(y, zero), bar, fmax(fabs(zero - y), 0.5), MOD_COLOR[m], l, MOD_LABEL[m], s->dnll,
                       s->kl);
         }
-    sb_put(b, "</svg>\n");
+    tc_sb_put(b, "</svg>\n");
 }
 
 /* Viridis, sampled at five points and interpolated: readable for colour-blind
  * readers and monotone in lightness. */
-static void viridis(double t, int rgb[3])
+void tc_viridis(double t, int rgb[3])
 {
     static const int stops[5][3] = {{68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
     t = isfinite(t) ? fmin(fmax(t, 0), 1) : 0;
@@ -836,7 +823,7 @@ static void viridis(double t, int rgb[3])
 }
 
 /* Chart 3: attention entropy per head, layers down, heads across. */
-static void chart_heads(sbuf *b, const tc_analysis *a)
+static void chart_heads(tc_sbuf *b, const tc_analysis *a)
 {
     double lo = INFINITY, hi = -INFINITY;
     for (int l = 0; l < a->n_layers; l++)
@@ -848,92 +835,92 @@ static void chart_heads(sbuf *b, const tc_analysis *a)
             }
         }
     if (a->n_heads == 0 || !(hi >= lo)) {
-        sb_put(b, "<p class=\"note\">Attention heads were not measured in this run.</p>\n");
+        tc_sb_put(b, "<p class=\"note\">Attention heads were not measured in this run.</p>\n");
         return;
     }
     double cw = fmin(48, fmax(10, 760.0 / a->n_heads)), ch = fmin(24, fmax(12, 600.0 / a->n_layers));
     double x0 = 70, y0 = 40, width = x0 + cw * a->n_heads + 150, height = y0 + ch * a->n_layers + 20;
-    svg_open(b, width, height, "attention entropy per head");
+    tc_svg_open(b, width, height, "attention entropy per head");
     int every = 1;
     while (cw * every < 22)
         every++;
     for (int h = 0; h < a->n_heads; h += every)
-        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"middle\">%d</text>", x0 + cw * (h + 0.5),
+        tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"middle\">%d</text>", x0 + cw * (h + 0.5),
                   y0 - 8, h);
-    sb_printf(b, "<text x=\"%.1f\" y=\"14\" class=\"label\" text-anchor=\"middle\">head</text>\n",
+    tc_sb_printf(b, "<text x=\"%.1f\" y=\"14\" class=\"label\" text-anchor=\"middle\">head</text>\n",
               x0 + cw * a->n_heads / 2);
-    sb_printf(b, "<text x=\"14\" y=\"%.1f\" class=\"label\" text-anchor=\"middle\" "
+    tc_sb_printf(b, "<text x=\"14\" y=\"%.1f\" class=\"label\" text-anchor=\"middle\" "
                  "transform=\"rotate(-90 14 %.1f)\">layer</text>\n",
               y0 + ch * a->n_layers / 2, y0 + ch * a->n_layers / 2);
     for (int l = 0; l < a->n_layers; l++) {
         double y = y0 + ch * l;
-        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"end\">%d</text>", x0 - 6,
+        tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"end\">%d</text>", x0 - 6,
                   y + ch / 2 + 4, l);
         for (int h = 0; h < a->n_heads; h++) {
             const tc_head_stats *hs = a->layers[l].heads ? &a->layers[l].heads[h] : NULL;
             double x = x0 + cw * h;
             if (!hs) {
-                sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ddd\">"
+                tc_sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ddd\">"
                              "<title>layer %d head %d: not measured</title></rect>",
                           x, y, cw - 1, ch - 1, l, h);
                 continue;
             }
             int rgb[3];
-            viridis(hi > lo ? (hs->entropy - lo) / (hi - lo) : 0.5, rgb);
-            sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"rgb(%d,%d,%d)\">"
+            tc_viridis(hi > lo ? (hs->entropy - lo) / (hi - lo) : 0.5, rgb);
+            tc_sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"rgb(%d,%d,%d)\">"
                          "<title>layer %d head %d: entropy %.4f nats, top-10%% mass %.4f</title></rect>",
                       x, y, cw - 1, ch - 1, rgb[0], rgb[1], rgb[2], l, h, hs->entropy, hs->top10_mass);
         }
-        sb_put(b, "\n");
+        tc_sb_put(b, "\n");
     }
     /* Colour scale. */
     double lx = x0 + cw * a->n_heads + 30, ly = y0, lh = fmax(ch * a->n_layers, 60);
-    sb_put(b, "<defs><linearGradient id=\"entropy-scale\" x1=\"0\" y1=\"1\" x2=\"0\" y2=\"0\">");
+    tc_sb_put(b, "<defs><linearGradient id=\"entropy-scale\" x1=\"0\" y1=\"1\" x2=\"0\" y2=\"0\">");
     for (int i = 0; i <= 8; i++) {
         int rgb[3];
-        viridis(i / 8.0, rgb);
-        sb_printf(b, "<stop offset=\"%.3f\" stop-color=\"rgb(%d,%d,%d)\"/>", i / 8.0, rgb[0], rgb[1], rgb[2]);
+        tc_viridis(i / 8.0, rgb);
+        tc_sb_printf(b, "<stop offset=\"%.3f\" stop-color=\"rgb(%d,%d,%d)\"/>", i / 8.0, rgb[0], rgb[1], rgb[2]);
     }
-    sb_put(b, "</linearGradient></defs>\n");
-    sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"%.1f\" fill=\"url(#entropy-scale)\"/>", lx, ly,
+    tc_sb_put(b, "</linearGradient></defs>\n");
+    tc_sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"%.1f\" fill=\"url(#entropy-scale)\"/>", lx, ly,
               fmin(lh, height - ly - 20));
-    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\">%.3f</text>", lx + 20, ly + 10, hi);
-    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\">%.3f</text>", lx + 20, ly + fmin(lh, height - ly - 20),
+    tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\">%.3f</text>", lx + 20, ly + 10, hi);
+    tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\">%.3f</text>", lx + 20, ly + fmin(lh, height - ly - 20),
               lo);
-    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\">nats</text>\n", lx + 20, ly + fmin(lh, height - ly - 20) / 2);
-    sb_put(b, "</svg>\n");
+    tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\">nats</text>\n", lx + 20, ly + fmin(lh, height - ly - 20) / 2);
+    tc_sb_put(b, "</svg>\n");
 }
 
-static void info_table(sbuf *b, const char *title, const cJSON *obj)
+static void info_table(tc_sbuf *b, const char *title, const cJSON *obj)
 {
-    sb_put(b, "<section class=\"info\"><h2>");
-    sb_escape(b, title);
-    sb_put(b, "</h2><table>\n");
+    tc_sb_put(b, "<section class=\"info\"><h2>");
+    tc_sb_escape(b, title);
+    tc_sb_put(b, "</h2><table>\n");
     int rows = 0;
     for (const cJSON *e = obj ? obj->child : NULL; e; e = e->next, rows++) {
-        sb_put(b, "<tr><th>");
-        sb_escape(b, e->string ? e->string : "");
-        sb_put(b, "</th><td>");
+        tc_sb_put(b, "<tr><th>");
+        tc_sb_escape(b, e->string ? e->string : "");
+        tc_sb_put(b, "</th><td>");
         if (cJSON_IsString(e)) {
-            sb_escape(b, e->valuestring);
+            tc_sb_escape(b, e->valuestring);
         } else {
             char *v = cJSON_PrintUnformatted(e);
-            sb_escape(b, v ? v : "?");
+            tc_sb_escape(b, v ? v : "?");
             free(v);
         }
-        sb_put(b, "</td></tr>\n");
+        tc_sb_put(b, "</td></tr>\n");
     }
     if (rows == 0)
-        sb_put(b, "<tr><td>(none given)</td></tr>\n");
-    sb_put(b, "</table></section>\n");
+        tc_sb_put(b, "<tr><td>(none given)</td></tr>\n");
+    tc_sb_put(b, "</table></section>\n");
 }
 
-static void summary(sbuf *b, const tc_analysis *a)
+static void summary(tc_sbuf *b, const tc_analysis *a)
 {
     char ppl[32], nll[32];
-    fmt_num(ppl, sizeof ppl, "%.4f", a->ppl);
-    fmt_num(nll, sizeof nll, "%.5f", a->nll);
-    sb_printf(b, "<section class=\"info\"><h2>Baseline</h2><table>\n"
+    tc_fmt_num(ppl, sizeof ppl, "%.4f", a->ppl);
+    tc_fmt_num(nll, sizeof nll, "%.5f", a->nll);
+    tc_sb_printf(b, "<section class=\"info\"><h2>Baseline</h2><table>\n"
                  "<tr><th>perplexity</th><td>%s</td></tr>\n<tr><th>mean NLL</th><td>%s nats/token</td></tr>\n"
                  "<tr><th>tokens</th><td>%llu</td></tr>\n<tr><th>predictions</th><td>%llu</td></tr>\n"
                  "<tr><th>layers × heads</th><td>%d × %d</td></tr>\n<tr><th>time</th><td>%.2f s</td></tr>\n"
@@ -942,21 +929,21 @@ static void summary(sbuf *b, const tc_analysis *a)
               a->seconds);
 }
 
-static void rank_table(sbuf *b, const tc_rank_entry *r, size_t n)
+static void rank_table(tc_sbuf *b, const tc_rank_entry *r, size_t n)
 {
-    sb_put(b, "<table class=\"rank\"><thead><tr><th>rank</th><th>layer</th><th>module</th><th>cos</th>"
+    tc_sb_put(b, "<table class=\"rank\"><thead><tr><th>rank</th><th>layer</th><th>module</th><th>cos</th>"
               "<th>importance</th><th>ΔNLL</th><th>KL</th></tr></thead><tbody>\n");
     for (size_t i = 0; i < n; i++) {
         char cos[32], imp[32], dnll[32], kl[32];
-        fmt_num(cos, sizeof cos, "%.6f", r[i].cos);
-        fmt_num(imp, sizeof imp, "%.6f", r[i].importance);
-        fmt_num(dnll, sizeof dnll, "%+.5f", r[i].dnll);
-        fmt_num(kl, sizeof kl, "%.5f", r[i].kl);
-        sb_printf(b, "<tr><td>%zu</td><td>%d</td><td><span class=\"dot\" style=\"background:%s\"></span>%s</td>"
+        tc_fmt_num(cos, sizeof cos, "%.6f", r[i].cos);
+        tc_fmt_num(imp, sizeof imp, "%.6f", r[i].importance);
+        tc_fmt_num(dnll, sizeof dnll, "%+.5f", r[i].dnll);
+        tc_fmt_num(kl, sizeof kl, "%.5f", r[i].kl);
+        tc_sb_printf(b, "<tr><td>%zu</td><td>%d</td><td><span class=\"dot\" style=\"background:%s\"></span>%s</td>"
                      "<td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
                   i + 1, r[i].layer, MOD_COLOR[r[i].module], tc_module_name(r[i].module), cos, imp, dnll, kl);
     }
-    sb_put(b, "</tbody></table>\n");
+    tc_sb_put(b, "</tbody></table>\n");
 }
 
 static const char *CSS =
@@ -986,30 +973,31 @@ int tc_report_html(const tc_analysis *a, const cJSON *model, const cJSON *calibr
         return TC_ERR;
     const cJSON *name = model ? cJSON_GetObjectItemCaseSensitive(model, "name") : NULL;
     const char *title = cJSON_IsString(name) ? name->valuestring : "model";
-    sbuf b = {0};
-    sb_put(&b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Redundancy report: ");
-    sb_escape(&b, title);
-    sb_printf(&b, "</title>\n<style>\n%s</style>\n</head>\n<body>\n<h1>Redundancy report: ", CSS);
-    sb_escape(&b, title);
-    sb_printf(&b, "</h1>\n<p class=\"sub\">tc-analyze %s, report schema %s version %d</p>\n", tc_version(),
+    tc_sbuf b = {0};
+    tc_sb_put(&b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Redundancy report: ");
+    tc_sb_escape(&b, title);
+    tc_sb_printf(&b, "</title>\n<style>\n%s</style>\n</head>\n<body>\n<h1>Redundancy report: ", CSS);
+    tc_sb_escape(&b, title);
+    tc_sb_printf(&b, "</h1>\n<p class=\"sub\">tc-analyze %s, report schema %s version %d</p>\n", tc_version(),
               TC_REPORT_SCHEMA, TC_REPORT_SCHEMA_VERSION);
     info_table(&b, "Model", model);
     info_table(&b, "Calibration", calibration);
     summary(&b, a);
     if (a->n_layers > 0) {
-        sb_put(&b, "<h2>Cosine similarity of each module's input and output</h2>\n<p class=\"sub\">Near 1: the "
+        tc_sb_put(&b, "<h2>Cosine similarity of each module's input and output</h2>\n<p class=\"sub\">Near 1: the "
                    "module barely changes the hidden state, so it is a candidate for removal.</p>\n");
         chart_cos(&b, a);
-        sb_put(&b, "<h2>Measured loss of skipping each module</h2>\n");
+        tc_sb_put(&b, "<h2>Measured loss of skipping each module</h2>\n");
         chart_dnll(&b, a);
-        sb_put(&b, "<h2>Attention entropy per head</h2>\n");
+        tc_sb_put(&b, "<h2>Attention entropy per head</h2>\n");
         chart_heads(&b, a);
+        tc_report_attn_html(&b, a);
     }
-    sb_put(&b, "<h2>Ranking, most redundant first</h2>\n");
+    tc_sb_put(&b, "<h2>Ranking, most redundant first</h2>\n");
     rank_table(&b, r, n);
-    sb_put(&b, "</body>\n</html>\n");
+    tc_sb_put(&b, "</body>\n</html>\n");
     free(r);
-    return sb_finish(&b, out, "HTML report", err);
+    return tc_sb_finish(&b, out, "HTML report", err);
 }
 
 int tc_report_write_html(const char *path, const tc_analysis *a, const cJSON *model, const cJSON *calibration,

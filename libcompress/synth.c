@@ -32,19 +32,21 @@ int tc_synth_family(tc_config *c, const char *family, int window, tc_error *err)
         {"llama", TC_ARCH_LLAMA, 0, 0, 0, 0, 0},    {"mistral", TC_ARCH_MISTRAL, 0, 0, 0, 4096, 1},
         {"qwen2", TC_ARCH_QWEN2, 1, 0, 0, 0, 0},    {"qwen3", TC_ARCH_QWEN3, 0, 1, 0, 0, 0},
         {"gemma2", TC_ARCH_GEMMA2, 0, 0, 2, 4096, 2}, {"gemma3", TC_ARCH_GEMMA3, 0, 1, 3, 4096, 6},
-        {"phi3", TC_ARCH_PHI3, 0, 0, 0, 0, 0},
+        {"phi3", TC_ARCH_PHI3, 0, 0, 0, 0, 0},      {"diffllama", TC_ARCH_DIFFLLAMA, 0, 0, 0, 0, 0},
     };
     size_t i = 0;
     while (i < sizeof rows / sizeof rows[0] && strcmp(rows[i].name, family) != 0)
         i++;
     if (i == sizeof rows / sizeof rows[0])
-        return tc_err(err, "unknown family '%.40s' (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3)", family);
+        return tc_err(err, "unknown family '%.40s' (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3, diffllama)",
+                      family);
     tc_traits *t = &c->t;
     double theta = t->rope[0].theta;
     tc_traits_llama(t, theta, c->head_dim);
     c->arch = rows[i].arch;
     c->qkv_bias = rows[i].qkv_bias;
     t->qk_norm = rows[i].qk_norm;
+    t->diff_attn = rows[i].arch == TC_ARCH_DIFFLLAMA;
     t->window = rows[i].window ? (window > 0 ? window : rows[i].window) : 0;
     for (int l = 0; t->window && l < c->n_layers && l < TC_MAX_LAYERS; l++)
         t->local[l] = rows[i].pattern == 1 || (l + 1) % rows[i].pattern != 0;
@@ -85,6 +87,119 @@ static int fan_in(const tc_config *c, int layer, int which)
     return which == TC_WO ? c->n_heads * c->head_dim : which == TC_W_DOWN ? c->ffn_dim : c->dim;
 }
 
+/* ---- Planted attention structure (synth.h says how sinks are built) ---- */
+
+#define SINK_GAIN 64.0f /* query and key weights of a sink head (synth.h) */
+
+static int listed(const int *ids, int n, int id)
+{
+    for (int i = 0; i < n; i++)
+        if (ids[i] == id)
+            return 1;
+    return 0;
+}
+
+static int is_sink(const tc_synth_spec *s, int layer, int head)
+{
+    return (s->sink_layers && s->sink_layers[layer]) ||
+           listed(s->sink_heads, s->n_sink_heads, layer * s->cfg.n_heads + head);
+}
+
+static int any_sinks(const tc_synth_spec *s)
+{
+    for (int l = 0; s->sink_layers && l < s->cfg.n_layers; l++)
+        if (s->sink_layers[l])
+            return 1;
+    return s->n_sink_heads > 0;
+}
+
+/* The head component a sink uses: an unrotated one when the rope leaves
+ * some, else the first of the slowest-rotating pair (rotate-half order). */
+static int sink_component(const tc_config *c, int layer)
+{
+    int rot = tc_layer_rope(c, layer)->rot_dims;
+    return rot < c->head_dim ? c->head_dim - 1 : c->head_dim / 2 - 1;
+}
+
+int tc_synth_check(const tc_synth_spec *s, tc_error *err)
+{
+    const tc_config *c = &s->cfg;
+    int total = c->n_layers * c->n_heads;
+    for (int i = 0; i < s->n_zero_heads; i++)
+        if (s->zero_heads[i] < 0 || s->zero_heads[i] >= total)
+            return tc_err(err, "planted head %d is outside the model's %d layers x %d heads", s->zero_heads[i],
+                          c->n_layers, c->n_heads);
+    for (int i = 0; i < s->n_sink_heads; i++)
+        if (s->sink_heads[i] < 0 || s->sink_heads[i] >= total)
+            return tc_err(err, "planted head %d is outside the model's %d layers x %d heads", s->sink_heads[i],
+                          c->n_layers, c->n_heads);
+    if (!any_sinks(s))
+        return TC_OK;
+    if (c->bos_id < 0 || c->bos_id >= c->vocab_size)
+        return tc_err(err, "sink heads attend to BOS, but the model's BOS id %d is not a token", c->bos_id);
+    if (c->t.qk_norm)
+        return tc_err(err, "sink heads are not planted in models with q/k norms (the norms undo their scale)");
+    if (c->dim < 2)
+        return tc_err(err, "sink heads need a hidden size of at least 2");
+    return TC_OK;
+}
+
+/* Applies the plants to a freshly generated tensor. */
+static void plant(const tc_synth_spec *s, int layer, int which, float *dst, uint64_t n)
+{
+    const tc_config *c = &s->cfg;
+    int hd = c->head_dim, nh = c->n_heads, group = c->n_kv_heads > 0 ? nh / c->n_kv_heads : 1;
+    int sinks = any_sinks(s);
+    if (layer < 0) {
+        /* Dimension 1 constant, dimension 0 the BOS flag. */
+        if (sinks && which == TC_G_EMBD && n == (uint64_t)c->vocab_size * (uint64_t)c->dim)
+            for (int v = 0; v < c->vocab_size; v++) {
+                dst[(size_t)v * c->dim] = v == c->bos_id ? 1.0f : 0.0f;
+                dst[(size_t)v * c->dim + 1] = 1.0f;
+            }
+        return;
+    }
+    if (which == TC_WO && n == (uint64_t)c->dim * (uint64_t)(nh * hd)) {
+        for (int h = 0; h < nh; h++)
+            if (listed(s->zero_heads, s->n_zero_heads, layer * nh + h))
+                for (int r = 0; r < c->dim; r++)
+                    memset(dst + (size_t)r * nh * hd + (size_t)h * hd, 0, (size_t)hd * sizeof *dst);
+    }
+    if (!sinks)
+        return;
+    /* Nothing writes dimensions 0 and 1 of the residual stream. */
+    if ((which == TC_WO || which == TC_W_DOWN) && n % (uint64_t)c->dim == 0) {
+        uint64_t cols = n / (uint64_t)c->dim;
+        memset(dst, 0, 2 * (size_t)cols * sizeof *dst);
+    }
+    int a = sink_component(c, layer);
+    if (which == TC_WK && n == (uint64_t)c->n_kv_heads * hd * (uint64_t)c->dim) {
+        for (int k = 0; k < c->n_kv_heads; k++) {
+            int planted = 0;
+            for (int h = k * group; h < (k + 1) * group; h++)
+                planted |= is_sink(s, layer, h);
+            if (!planted)
+                continue;
+            float *rows = dst + (size_t)k * hd * c->dim;
+            memset(rows, 0, (size_t)hd * c->dim * sizeof *rows);
+            rows[(size_t)a * c->dim + 0] = SINK_GAIN;
+        }
+    }
+    if (which == TC_WQ && n == (uint64_t)nh * hd * (uint64_t)c->dim) {
+        for (int k = 0; k < c->n_kv_heads; k++) {
+            int planted = 0;
+            for (int h = k * group; h < (k + 1) * group; h++)
+                planted |= is_sink(s, layer, h);
+            for (int h = k * group; planted && h < (k + 1) * group; h++) {
+                float *row = dst + ((size_t)h * hd + (size_t)a) * c->dim;
+                memset(row, 0, (size_t)c->dim * sizeof *row);
+                if (is_sink(s, layer, h))
+                    row[1] = SINK_GAIN;
+            }
+        }
+    }
+}
+
 int tc_synth_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_error *err)
 {
     const tc_synth_spec *s = ctx;
@@ -122,10 +237,12 @@ int tc_synth_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_er
                 dst[r * cols + k] = x == 0 ? 0.0f : x == 1 ? g : -g;
             }
         }
+        plant(s, layer, which, dst, n);
         return TC_OK;
     }
     for (uint64_t i = 0; i < n; i++)
         dst[i] = scale * a * uniform(&state);
+    plant(s, layer, which, dst, n);
     (void)err;
     return TC_OK;
 }
@@ -149,6 +266,8 @@ static int add_tensor(tc_tensordir *d, const tc_synth_spec *s, const char *name,
 int tc_synth_model(tc_model *m, const tc_synth_spec *s, tc_error *err)
 {
     const tc_config *c = &s->cfg;
+    if (tc_synth_check(s, err))
+        return TC_ERR;
     tc_tensordir d;
     tc_tensordir_init(&d);
     int rc = add_tensor(&d, s, tc_naming_hf.tok_embd, -1, TC_G_EMBD, 2, c->vocab_size, c->dim, err);
@@ -210,6 +329,8 @@ static char *dir_of(const char *path)
 
 int tc_synth_write(const char *path, tc_format fmt, tc_dtype dtype, const tc_synth_spec *s, tc_error *err)
 {
+    if (tc_synth_check(s, err))
+        return tc_err_prefix(err, "%s", path);
     tc_model_src src = {
         .cfg = s->cfg, .dtype = dtype, .fill = tc_synth_fill, .ctx = (void *)s, .name = "tc-synthetic",
     };

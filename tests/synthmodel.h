@@ -55,6 +55,10 @@ static inline void sm_role_shape(const tc_config *c, tc_role r, int64_t *rows, i
     case TC_W_GATE:
     case TC_W_UP: *rows = c->ffn_dim; *cols = c->dim; break;
     case TC_W_DOWN: *rows = c->dim; *cols = c->ffn_dim; break;
+    case TC_LAMBDA_Q1:
+    case TC_LAMBDA_K1:
+    case TC_LAMBDA_Q2:
+    case TC_LAMBDA_K2: *rows = c->head_dim; break;
     default: *rows = 0; break;
     }
 }
@@ -74,6 +78,11 @@ static inline int sm_is_norm(tc_role r)
 static inline int sm_is_bias(tc_role r)
 {
     return r == TC_BQ || r == TC_BK || r == TC_BV;
+}
+
+static inline int sm_is_lambda(tc_role r)
+{
+    return r >= TC_LAMBDA_Q1 && r <= TC_LAMBDA_K2;
 }
 
 static inline float *sm_fill(size_t n, float center, float spread, uint64_t *s)
@@ -103,7 +112,7 @@ static inline void sm_init(sm_model *sm, const tc_config *cfg, uint64_t seed)
             if (rows == 0)
                 continue; /* a role of traits these tests do not use */
             float spread = sm_is_norm((tc_role)r) ? 0.2f
-                         : sm_is_bias((tc_role)r) ? 0.3f
+                         : sm_is_bias((tc_role)r) || sm_is_lambda((tc_role)r) ? 0.3f
                                                   : (float)(1.7 / sqrt((double)cols));
             sm->w[l][r] = sm_fill((size_t)(rows * cols), sm_is_norm((tc_role)r) ? 1.0f : 0.0f,
                                   spread, &s);
@@ -152,6 +161,8 @@ static const char *const sm_names[TC_N_ROLES] = {
     [TC_BK] = "self_attn.k_proj.bias", [TC_BV] = "self_attn.v_proj.bias",
     [TC_FFN_NORM] = "post_attention_layernorm.weight", [TC_W_GATE] = "mlp.gate_proj.weight",
     [TC_W_UP] = "mlp.up_proj.weight", [TC_W_DOWN] = "mlp.down_proj.weight",
+    [TC_LAMBDA_Q1] = "self_attn.lambda_q1", [TC_LAMBDA_K1] = "self_attn.lambda_k1",
+    [TC_LAMBDA_Q2] = "self_attn.lambda_q2", [TC_LAMBDA_K2] = "self_attn.lambda_k2",
 };
 
 static inline int sm_add(tc_tensordir *d, const char *name, const float *src, int64_t rows, int64_t cols,

@@ -44,8 +44,8 @@ typedef struct seen {
     int dim, vocab;
     float *h[MAX_L][TC_N_POINTS];
     float *logits;
-    double ent[MAX_L][8], top[MAX_L][8];
-    uint64_t queries[MAX_L];
+    double ent[MAX_L][8], top[MAX_L][8], sink[MAX_L][8], k90[MAX_L][8];
+    uint64_t queries[MAX_L], later[MAX_L];
 } seen;
 
 static int seen_hidden(void *ctx, int layer, tc_point at, const float *x, size_t n, int dim,
@@ -65,15 +65,17 @@ static int seen_logits(void *ctx, const float *lg, size_t tok0, size_t n, int vo
     return 0;
 }
 
-static int seen_heads(void *ctx, int layer, const double *ent, const double *top, uint64_t nq,
-                      int nh, tc_error *err)
+static int seen_heads(void *ctx, int layer, const tc_head_sums *hs, tc_error *err)
 {
     seen *s = ctx;
-    for (int h = 0; h < nh; h++) {
-        s->ent[layer][h] = ent[h];
-        s->top[layer][h] = top[h];
+    for (int h = 0; h < hs->n_heads; h++) {
+        s->ent[layer][h] = hs->entropy[h];
+        s->top[layer][h] = hs->top10[h];
+        s->sink[layer][h] = hs->sink[h];
+        s->k90[layer][h] = hs->k90[h];
     }
-    s->queries[layer] = nq;
+    s->queries[layer] = hs->n_queries;
+    s->later[layer] = hs->n_later;
     return 0;
 }
 
@@ -84,7 +86,7 @@ static void seen_run(seen *s, const tc_model *m, const tc_batch *b, const tc_ski
     s->dim = m->cfg.dim;
     s->vocab = m->cfg.vocab_size;
     s->logits = calloc(s->n * s->vocab + 1, sizeof(float));
-    tc_observer ob = {s, seen_hidden, NULL, seen_logits, seen_heads, 1};
+    tc_observer ob = {s, seen_hidden, NULL, seen_logits, seen_heads, 1, NULL, 0};
     tc_forward_opts o = {0};
     o.observers = &ob;
     o.n_observers = 1;
@@ -233,6 +235,8 @@ static void test_against_direct(void)
         for (int h = 0; a.layers[l].heads && h < cfg.n_heads; h++) {
             CHECK_NEAR(a.layers[l].heads[h].entropy, base.ent[l][h] / base.queries[l], 1e-9);
             CHECK_NEAR(a.layers[l].heads[h].top10_mass, base.top[l][h] / base.queries[l], 1e-9);
+            CHECK_NEAR(a.layers[l].heads[h].sink, base.sink[l][h] / base.later[l], 1e-9);
+            CHECK_NEAR(a.layers[l].heads[h].k90, base.k90[l][h] / base.later[l], 1e-9);
             CHECK(a.layers[l].heads[h].top10_mass > 0.1 && a.layers[l].heads[h].top10_mass <= 1.0);
         }
     }

@@ -58,11 +58,29 @@ static int cmp_double_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-/* Logits [len][vocab] of one sequence; ent/top (n_layers x n_heads, may be
- * NULL) accumulate the attention entropy and top-10 % mass of every query. */
-static void ref_sequence(const sm_model *sm, const int32_t *tok, size_t len, const tc_skip *skip,
-                         double *logits, double *ent, double *top)
+/* What the reference applies: skipped sub-layers, RoPE positions (NULL: the
+ * index), masked heads ([n_layers][n_heads], NULL: none). */
+typedef struct ref_opts {
+    const tc_skip *skip;
+    const uint32_t *pos;
+    const uint8_t *mask;
+} ref_opts;
+
+/* Head statistics summed over queries, [n_layers x n_heads] each (sink, prev,
+ * diag and k90 over queries at positions >= 1), and the attention each key
+ * of the sequence receives from the last query and from all
+ * ([n_layers][n_heads][len], NULL: not wanted). */
+typedef struct ref_stats {
+    double ent[64], top[64], sink[64], prev[64], diag[64], k90[64];
+    double *last, *all;
+} ref_stats;
+
+/* Logits [len][vocab] of one sequence; st (may be NULL) accumulates the
+ * attention statistics of every query. */
+static void ref_sequence(const sm_model *sm, const int32_t *tok, size_t len, const ref_opts *ro,
+                         double *logits, ref_stats *st)
 {
+    const tc_skip *skip = ro ? ro->skip : NULL;
     const tc_config *c = &sm->cfg;
     int dim = c->dim, hd = c->head_dim, qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
     int group = c->n_heads / c->n_kv_heads;
@@ -83,8 +101,65 @@ static void ref_sequence(const sm_model *sm, const int32_t *tok, size_t len, con
                 ref_matvec(w[TC_WQ], w[TC_BQ], xn, q, qd, dim);
                 ref_matvec(w[TC_WK], w[TC_BK], xn, k, kvd, dim);
                 ref_matvec(w[TC_WV], w[TC_BV], xn, v, kvd, dim);
-                ref_rope(q, c->n_heads, hd, c->rope_layout, t, c->t.rope[0].theta);
-                ref_rope(k, c->n_kv_heads, hd, c->rope_layout, t, c->t.rope[0].theta);
+                size_t pos = ro && ro->pos ? ro->pos[t] : t;
+                ref_rope(q, c->n_heads, hd, c->rope_layout, pos, c->t.rope[0].theta);
+                ref_rope(k, c->n_kv_heads, hd, c->rope_layout, pos, c->t.rope[0].theta);
+                if (c->t.diff_attn) {
+                    /* DiffLlama as transformers writes it: repeat_kv, the values of
+                     * heads j and j + H/2 side by side, both maps' difference. */
+                    int half = c->n_heads / 2;
+                    double s1 = 0, s2 = 0, lam;
+                    for (int d = 0; d < hd; d++) {
+                        s1 += (double)w[TC_LAMBDA_Q1][d] * w[TC_LAMBDA_K1][d];
+                        s2 += (double)w[TC_LAMBDA_Q2][d] * w[TC_LAMBDA_K2][d];
+                    }
+                    double init = 0.8 - 0.6 * exp(-0.3 * l);
+                    lam = exp(s1) - exp(s2) + init;
+                    double *pa = malloc((t + 1) * sizeof *pa), *pb = malloc((t + 1) * sizeof *pb);
+                    for (int j = 0; j < half; j++) {
+                        int heads[2] = {j, j + half};
+                        double *pm[2] = {pa, pb};
+                        for (int m2 = 0; m2 < 2; m2++) {
+                            int kh = heads[m2] / group;
+                            double mx = -1e300, sum = 0.0;
+                            for (size_t jj = 0; jj <= t; jj++) {
+                                const double *kj = kc + ((size_t)l * len + jj) * kvd + kh * hd;
+                                double sc = 0.0;
+                                for (int d = 0; d < hd; d++)
+                                    sc += q[heads[m2] * hd + d] * kj[d];
+                                pm[m2][jj] = sc / sqrt((double)hd);
+                                mx = pm[m2][jj] > mx ? pm[m2][jj] : mx;
+                            }
+                            for (size_t jj = 0; jj <= t; jj++)
+                                sum += (pm[m2][jj] = exp(pm[m2][jj] - mx));
+                            for (size_t jj = 0; jj <= t; jj++)
+                                pm[m2][jj] /= sum;
+                        }
+                        double *o2 = att + (size_t)j * 2 * hd, ss = 0.0;
+                        for (int d = 0; d < 2 * hd; d++)
+                            o2[d] = 0.0;
+                        for (size_t jj = 0; jj <= t; jj++) {
+                            double dd = pa[jj] - lam * pb[jj];
+                            const double *va = vc + ((size_t)l * len + jj) * kvd + (heads[0] / group) * hd;
+                            const double *vb = vc + ((size_t)l * len + jj) * kvd + (heads[1] / group) * hd;
+                            for (int d = 0; d < hd; d++) {
+                                o2[d] += dd * va[d];
+                                o2[hd + d] += dd * vb[d];
+                            }
+                        }
+                        for (int d = 0; d < 2 * hd; d++)
+                            ss += o2[d] * o2[d];
+                        double k2 = (1.0 - init) / sqrt(ss / (2 * hd) + c->norm_eps);
+                        for (int d = 0; d < 2 * hd; d++)
+                            o2[d] *= k2;
+                    }
+                    free(pa);
+                    free(pb);
+                    ref_matvec(w[TC_WO], NULL, att, o, dim, qd);
+                    for (int i = 0; i < dim; i++)
+                        x[i] += o[i];
+                    goto mlp;
+                }
                 for (int h = 0; h < c->n_heads; h++) {
                     int kh = h / group;
                     double mx = -1e300, sum = 0.0;
@@ -107,18 +182,43 @@ static void ref_sequence(const sm_model *sm, const int32_t *tok, size_t len, con
                         for (int d = 0; d < hd; d++)
                             att[h * hd + d] += p[j] * vj[d];
                     }
-                    if (ent) {
-                        for (size_t j = 0; j <= t; j++)
-                            ent[l * c->n_heads + h] -= p[j] > 0 ? p[j] * log(p[j]) : 0.0;
+                    if (ro && ro->mask && ro->mask[l * c->n_heads + h])
+                        for (int d = 0; d < hd; d++)
+                            att[h * hd + d] = 0.0;
+                    if (st) {
+                        int id = l * c->n_heads + h;
+                        double *rl = st->last ? st->last + ((size_t)l * c->n_heads + h) * len : NULL;
+                        double *ra = st->all ? st->all + ((size_t)l * c->n_heads + h) * len : NULL;
+                        for (size_t j = 0; j <= t; j++) {
+                            st->ent[id] -= p[j] > 0 ? p[j] * log(p[j]) : 0.0;
+                            if (ra)
+                                ra[j] += p[j];
+                            if (rl && t == len - 1)
+                                rl[j] = p[j];
+                        }
+                        if (t >= 1) {
+                            st->sink[id] += p[0];
+                            st->prev[id] += p[t - 1];
+                            st->diag[id] += p[t];
+                        }
                         qsort(p, t + 1, sizeof *p, cmp_double_desc);
                         for (size_t j = 0; j < (t + 1 + 9) / 10; j++)
-                            top[l * c->n_heads + h] += p[j];
+                            st->top[id] += p[j];
+                        double mass = 0.0, acc = 0.0;
+                        size_t k90 = 0;
+                        for (size_t j = 0; j <= t; j++)
+                            mass += p[j];
+                        while (k90 <= t && acc < 0.9 * mass)
+                            acc += p[k90++];
+                        if (t >= 1)
+                            st->k90[id] += (double)k90 / (double)(t + 1);
                     }
                 }
                 ref_matvec(w[TC_WO], NULL, att, o, dim, qd);
                 for (int i = 0; i < dim; i++)
                     x[i] += o[i];
             }
+        mlp:
             if (!(skip && skip[l].mlp)) {
                 ref_rmsnorm(x, w[TC_FFN_NORM], xn, dim, c->norm_eps);
                 ref_matvec(w[TC_W_GATE], NULL, xn, g, c->ffn_dim, dim);
@@ -157,8 +257,9 @@ typedef struct rec {
     float *hidden[8][TC_N_POINTS];
     float *qkv_in[8];         /* TC_IN_QKV per layer */
     size_t in_tokens[8][TC_N_LIN_INPUTS];
-    double ent[8][8], top[8][8];
-    uint64_t head_queries[8];
+    double ent[8][8], top[8][8], sink[8][8], prev[8][8], diag[8][8], k90[8][8];
+    uint64_t head_queries[8], head_later[8];
+    float *last[8], *all[8]; /* [n_heads][n] received attention per layer */
 } rec;
 
 static void rec_init(rec *r, const tc_model *m, size_t n)
@@ -180,6 +281,8 @@ static void rec_free(rec *r)
         for (int p = 0; p < TC_N_POINTS; p++)
             free(r->hidden[l][p]);
         free(r->qkv_in[l]);
+        free(r->last[l]);
+        free(r->all[l]);
     }
 }
 
@@ -216,21 +319,37 @@ static int rec_input(void *ctx, int layer, tc_lin_input which, const float *x, s
     return 0;
 }
 
-static int rec_heads(void *ctx, int layer, const double *ent, const double *top, uint64_t nq,
-                     int n_heads, tc_error *err)
+static int rec_heads(void *ctx, int layer, const tc_head_sums *hs, tc_error *err)
 {
     rec *r = ctx;
-    for (int h = 0; h < n_heads; h++) {
-        r->ent[layer][h] = ent[h];
-        r->top[layer][h] = top[h];
+    for (int h = 0; h < hs->n_heads; h++) {
+        r->ent[layer][h] = hs->entropy[h];
+        r->top[layer][h] = hs->top10[h];
+        r->sink[layer][h] = hs->sink[h];
+        r->prev[layer][h] = hs->prev[h];
+        r->diag[layer][h] = hs->diag[h];
+        r->k90[layer][h] = hs->k90[h];
     }
-    r->head_queries[layer] = nq;
+    r->head_queries[layer] = hs->n_queries;
+    r->head_later[layer] = hs->n_later;
+    return 0;
+}
+
+static int rec_received(void *ctx, int layer, const float *last, const float *all, size_t n, int nh, tc_error *err)
+{
+    rec *r = ctx;
+    free(r->last[layer]);
+    free(r->all[layer]);
+    r->last[layer] = malloc(n * nh * sizeof *last + 1);
+    r->all[layer] = malloc(n * nh * sizeof *all + 1);
+    memcpy(r->last[layer], last, n * nh * sizeof *last);
+    memcpy(r->all[layer], all, n * nh * sizeof *all);
     return 0;
 }
 
 static tc_observer rec_observer(rec *r, int heads)
 {
-    tc_observer o = {r, rec_hidden, rec_input, rec_logits, rec_heads, heads};
+    tc_observer o = {r, rec_hidden, rec_input, rec_logits, rec_heads, heads, rec_received, heads};
     return o;
 }
 
@@ -295,26 +414,53 @@ static void test_against_reference(const sm_model *sm, const tc_skip *skip, cons
     CHECK_OK(run(&m, &b, 2, skip, &r, 1, &err), &err);
     CHECK(r.logits_in_order && r.logits_seen == offsets[N_SEQS]);
     const tc_config *c = &sm->cfg;
-    double ent[64] = {0}, top[64] = {0}, worst = 0.0;
+    ref_stats st;
+    memset(&st, 0, sizeof st);
+    double worst = 0.0, worst_recv = 0.0;
+    size_t later = 0;
     for (int s = 0; s < N_SEQS; s++) {
-        size_t len = seq_len[s];
+        size_t len = seq_len[s], nh = (size_t)c->n_heads;
         double *want = malloc((len * c->vocab_size + 1) * sizeof *want);
-        ref_sequence(sm, tokens + offsets[s], len, skip, want, ent, top);
+        st.last = calloc(c->n_layers * nh * len + 1, sizeof *st.last);
+        st.all = calloc(c->n_layers * nh * len + 1, sizeof *st.all);
+        ref_opts ro = {skip, NULL, NULL};
+        ref_sequence(sm, tokens + offsets[s], len, &ro, want, &st);
         for (size_t i = 0; i < len * c->vocab_size; i++) {
             double d = fabs(want[i] - r.logits[offsets[s] * c->vocab_size + i]);
             if (!(d <= worst))
                 worst = d;
         }
+        /* The attention each key receives, from the last query and from all. */
+        for (int l = 0; l < c->n_layers; l++)
+            for (size_t h = 0; r.last[l] && h < nh; h++)
+                for (size_t j = 0; j < len; j++) {
+                    size_t at = h * offsets[N_SEQS] + offsets[s] + j;
+                    double a = fabs(r.last[l][at] - st.last[((size_t)l * nh + h) * len + j]);
+                    double b2 = fabs(r.all[l][at] - st.all[((size_t)l * nh + h) * len + j]);
+                    worst_recv = a > worst_recv ? a : worst_recv;
+                    worst_recv = b2 > worst_recv ? b2 : worst_recv;
+                }
+        later += len ? len - 1 : 0;
+        free(st.last);
+        free(st.all);
         free(want);
     }
     CHECK_MSG(worst < 1e-4, "%s: logits differ from the reference by %g", what, worst);
+    CHECK_MSG(worst_recv < 1e-5, "%s: received attention differs from the reference by %g", what, worst_recv);
     for (int l = 0; l < c->n_layers; l++) {
-        if (skip && skip[l].attn)
+        if (skip && skip[l].attn) {
+            CHECK(r.last[l] == NULL);
             continue;
-        CHECK(r.head_queries[l] == offsets[N_SEQS]);
+        }
+        CHECK(r.head_queries[l] == offsets[N_SEQS] && r.head_later[l] == later && r.last[l]);
         for (int h = 0; h < c->n_heads; h++) {
-            CHECK_NEAR(r.ent[l][h], ent[l * c->n_heads + h], 1e-4);
-            CHECK_NEAR(r.top[l][h], top[l * c->n_heads + h], 1e-4);
+            int id = l * c->n_heads + h;
+            CHECK_NEAR(r.ent[l][h], st.ent[id], 1e-4);
+            CHECK_NEAR(r.top[l][h], st.top[id], 1e-4);
+            CHECK_NEAR(r.sink[l][h], st.sink[id], 1e-4);
+            CHECK_NEAR(r.prev[l][h], st.prev[id], 1e-4);
+            CHECK_NEAR(r.diag[l][h], st.diag[id], 1e-4);
+            CHECK_NEAR(r.k90[l][h], st.k90[id], 1e-4);
         }
     }
     printf("%s: max |logit - reference| = %.3g\n", what, worst);
@@ -335,6 +481,92 @@ static void test_reference(void)
     c = sm_config_biased();
     sm_init(&sm, &c, 2);
     test_against_reference(&sm, NULL, "biased half untied");
+    sm_free(&sm);
+}
+
+/* Heads masked, tokens at their own positions (as when tokens were dropped)
+ * and a pass stopped early, against the reference. */
+static void test_masks_positions(void)
+{
+    tc_config c = sm_config_biased();
+    sm_model sm;
+    sm_init(&sm, &c, 5);
+    tc_model m;
+    tc_error err = {{0}};
+    CHECK_OK(sm_bind(&sm, &m, &err), &err);
+    /* Two sequences: what is left of windows of 80 and 20 tokens. */
+    enum { N1 = 7, N2 = 5 };
+    const uint32_t pos1[N1] = {0, 3, 4, 9, 40, 66, 79}, pos2[N2] = {0, 1, 2, 11, 19};
+    int32_t tokens[N1 + N2];
+    uint32_t pos[N1 + N2];
+    uint64_t seed = 3;
+    for (int t = 0; t < N1 + N2; t++) {
+        tokens[t] = (int32_t)(sm_rng(&seed) % (uint64_t)c.vocab_size);
+        pos[t] = t < N1 ? pos1[t] : pos2[t - N1];
+    }
+    size_t offsets[3] = {0, N1, N1 + N2};
+    tc_batch b = {tokens, offsets, 2};
+    uint8_t mask[2 * 4] = {0};
+    mask[0 * 4 + 1] = 1;
+    mask[1 * 4 + 3] = 1;
+    rec r;
+    rec_init(&r, &m, N1 + N2);
+    tc_observer ob = rec_observer(&r, 0);
+    tc_forward_opts o = {0};
+    o.n_threads = 2;
+    o.observers = &ob;
+    o.n_observers = 1;
+    o.positions = pos;
+    o.head_mask = mask;
+    CHECK_OK(tc_forward(&m, &b, &o, &err), &err);
+    double worst = 0.0, moved = 0.0;
+    for (int s = 0; s < 2; s++) {
+        size_t len = offsets[s + 1] - offsets[s];
+        double *want = malloc(len * c.vocab_size * sizeof *want), *plain = malloc(len * c.vocab_size * sizeof *plain);
+        ref_opts ro = {NULL, pos + offsets[s], mask};
+        ref_sequence(&sm, tokens + offsets[s], len, &ro, want, NULL);
+        ref_sequence(&sm, tokens + offsets[s], len, NULL, plain, NULL);
+        for (size_t i = 0; i < len * c.vocab_size; i++) {
+            double d = fabs(want[i] - r.logits[offsets[s] * c.vocab_size + i]);
+            worst = d > worst ? d : worst;
+            moved = fabs(want[i] - plain[i]) > moved ? fabs(want[i] - plain[i]) : moved;
+        }
+        free(want);
+        free(plain);
+    }
+    CHECK_MSG(worst < 1e-4, "masked heads and positions: logits differ from the reference by %g", worst);
+    CHECK_MSG(moved > 1e-2, "masks and positions changed the logits by only %g", moved);
+    /* Stopped after layer 0: no logits, and layer 0's output as in the whole pass. */
+    rec r0;
+    rec_init(&r0, &m, N1 + N2);
+    tc_observer ob0 = rec_observer(&r0, 0);
+    o.observers = &ob0;
+    o.end_layer = 1;
+    CHECK_OK(tc_forward(&m, &b, &o, &err), &err);
+    CHECK(r0.logits_seen == 0 && r0.hidden[1][TC_AT_ATTN_IN] == NULL);
+    CHECK(r0.hidden[0][TC_AT_MLP_OUT] && r.hidden[0][TC_AT_MLP_OUT] &&
+          max_diff(r0.hidden[0][TC_AT_MLP_OUT], r.hidden[0][TC_AT_MLP_OUT], (N1 + N2) * c.dim) == 0.0);
+    /* Positions that do not increase are refused. */
+    uint32_t bad[N1 + N2];
+    memcpy(bad, pos, sizeof bad);
+    bad[2] = bad[1];
+    o.positions = bad;
+    o.end_layer = 0;
+    CHECK(tc_forward(&m, &b, &o, &err) == TC_ERR && strstr(err.msg, "positions must increase"));
+    rec_free(&r);
+    rec_free(&r0);
+    tc_model_close(&m);
+    /* A window shorter than the positions cannot be applied to dropped tokens. */
+    c.t.window = 16;
+    for (int l = 0; l < c.n_layers; l++)
+        c.t.local[l] = 1;
+    sm.cfg = c;
+    CHECK_OK(sm_bind(&sm, &m, &err), &err);
+    o.positions = pos;
+    o.observers = NULL;
+    o.n_observers = 0;
+    CHECK(tc_forward(&m, &b, &o, &err) == TC_ERR && strstr(err.msg, "sliding window"));
+    tc_model_close(&m);
     sm_free(&sm);
 }
 
@@ -361,10 +593,12 @@ static void test_long_sequences(void)
     tc_batch b = {tokens, offsets, NS};
     rec r;
     CHECK_OK(run(&m, &b, 2, NULL, &r, 1, &err), &err);
-    double ent[64] = {0}, top[64] = {0}, worst = 0.0;
+    ref_stats st;
+    memset(&st, 0, sizeof st);
+    double *ent = st.ent, *top = st.top, worst = 0.0;
     for (int s = 0; s < NS; s++) {
         double *want = malloc(lens[s] * c.vocab_size * sizeof *want);
-        ref_sequence(&sm, tokens + offsets[s], lens[s], NULL, want, ent, top);
+        ref_sequence(&sm, tokens + offsets[s], lens[s], NULL, want, &st);
         for (size_t i = 0; i < lens[s] * c.vocab_size; i++) {
             double d = fabs(want[i] - r.logits[offsets[s] * c.vocab_size + i]);
             if (!(d <= worst))
@@ -378,6 +612,8 @@ static void test_long_sequences(void)
             double e = ent[l * c.n_heads + h], t = top[l * c.n_heads + h];
             CHECK_NEAR(r.ent[l][h], e, 1e-5 * fabs(e) + 1e-6);
             CHECK_NEAR(r.top[l][h], t, 1e-5 * fabs(t) + 1e-6);
+            CHECK_NEAR(r.k90[l][h], st.k90[l * c.n_heads + h], 1e-5 * st.k90[l * c.n_heads + h] + 1e-6);
+            CHECK_NEAR(r.sink[l][h], st.sink[l * c.n_heads + h], 1e-5 * st.sink[l * c.n_heads + h] + 1e-6);
         }
     rec_free(&r);
     tc_model_close(&m);
@@ -867,6 +1103,73 @@ static void logits_of(const tc_config *c, const tc_batch *b, int threads, rec *r
     tc_model_close(&m);
 }
 
+/* DiffLlama's differential attention against the reference, the decoder
+ * and threads against the batch, and each part of it mattering. */
+static void test_diff_attention(void)
+{
+    tc_config c = sm_config_biased();
+    c.arch = TC_ARCH_DIFFLLAMA;
+    c.n_layers = 3;
+    c.qkv_bias = 0;
+    c.t.diff_attn = 1;
+    sm_model sm;
+    sm_init(&sm, &c, 31);
+    tc_model m;
+    tc_error err = {{0}};
+    CHECK_OK(sm_bind(&sm, &m, &err), &err);
+    int32_t tokens[MAX_TOK];
+    size_t offsets[N_SEQS + 1];
+    tc_batch b;
+    make_batch(c.vocab_size, 8, tokens, offsets, &b);
+    rec r1, r2;
+    CHECK_OK(run(&m, &b, 1, NULL, &r1, 1, &err), &err);
+    CHECK_OK(run(&m, &b, 2, NULL, &r2, 0, &err), &err);
+    size_t n = offsets[N_SEQS] * (size_t)c.vocab_size;
+    double worst = 0.0, plain_moved = 0.0;
+    for (int s = 0; s < N_SEQS; s++) {
+        size_t len = seq_len[s];
+        double *want = malloc((len * c.vocab_size + 1) * sizeof *want);
+        ref_sequence(&sm, tokens + offsets[s], len, NULL, want, NULL);
+        for (size_t i = 0; i < len * c.vocab_size; i++)
+            worst = fmax(worst, fabs(want[i] - r1.logits[offsets[s] * c.vocab_size + i]));
+        free(want);
+    }
+    CHECK_MSG(worst < 1e-4, "differential attention differs from the reference by %g", worst);
+    CHECK_MSG(max_diff(r1.logits, r2.logits, n) < 1e-5, "threads change it by %g", max_diff(r1.logits, r2.logits, n));
+    /* The decoder, step by step. */
+    tc_decoder *d = NULL;
+    tc_decoder_opts dopts = {.max_len = 20};
+    CHECK_OK(tc_decoder_new(&d, &m, &dopts, &err), &err);
+    float lg[64];
+    double dec = 0.0;
+    for (int s = 0; d && s < N_SEQS; s++) {
+        tc_decoder_reset(d);
+        for (size_t t = 0; t < seq_len[s]; t++) {
+            CHECK_OK(tc_decoder_step(d, tokens[offsets[s] + t], lg, &err), &err);
+            dec = fmax(dec, max_diff(lg, r1.logits + (offsets[s] + t) * c.vocab_size, (size_t)c.vocab_size));
+        }
+    }
+    tc_decoder_free(d);
+    CHECK_MSG(dec < 1e-5, "the decoder differs from the batch by %g on differential attention", dec);
+    /* Plain attention over the same weights is another function; head masks are refused. */
+    tc_model plain = m;
+    plain.cfg.t.diff_attn = 0;
+    rec rp;
+    CHECK_OK(run(&plain, &b, 1, NULL, &rp, 0, &err), &err);
+    plain_moved = max_diff(rp.logits, r1.logits, n);
+    CHECK_MSG(plain_moved > 1e-2, "differential attention moves the logits by %g only", plain_moved);
+    uint8_t mask[3 * 4] = {1};
+    tc_forward_opts fo = {.head_mask = mask};
+    CHECK(tc_forward(&m, &b, &fo, &err) == TC_ERR && strstr(err.msg, "differential"));
+    printf("differential attention: reference %.3g, decoder %.3g, plain attention moves it %.3g\n", worst, dec,
+           plain_moved);
+    rec_free(&r1);
+    rec_free(&r2);
+    rec_free(&rp);
+    tc_model_close(&m);
+    sm_free(&sm);
+}
+
 static void test_all_traits(void)
 {
     tc_config c = all_traits_config();
@@ -1130,6 +1433,7 @@ static int test_stories260k(void)
 int main(void)
 {
     test_reference();
+    test_masks_positions();
     test_long_sequences();
     test_exp_softmax();
     test_attend_clone();
@@ -1143,6 +1447,7 @@ int main(void)
     test_decoder(&small, 9);
     test_decoder(&biased, 10);
     test_all_traits();
+    test_diff_attention();
     test_sampling();
     test_bad_batches();
     if (!test_stories260k())

@@ -495,6 +495,20 @@ static void mut_long_is_short(tc_model *m)
 }
 static void mut_attn_factor(tc_model *m) { m->cfg.t.rope[0].attn_factor = 1.0; }
 
+static void mut_no_diff(tc_model *m) { m->cfg.t.diff_attn = 0; }
+static void mut_lambda_init(tc_model *m)
+{
+    for (int r = TC_LAMBDA_Q1; r <= TC_LAMBDA_K2; r++)
+        unbind(m, (tc_role)r);
+}
+
+/* DiffLlama's traits, on make_refs.py's diffllama case when its data is
+ * there (it is generated on a machine with PyTorch). */
+static const mutation DIFF_MUTATIONS[] = {
+    {"diffllama", "plain attention", mut_no_diff, 0},
+    {"diffllama", "lambda vectors absent (lambda = lambda_init)", mut_lambda_init, 0},
+};
+
 static const mutation MUTATIONS[] = {
     {"llama", "norm_eps = 0.5", mut_norm_eps, 0},
     {"llama_linear", "rope scaling off", mut_rope_plain, 0},
@@ -802,6 +816,22 @@ int main(void)
         print_verdict(mu->case_name, mu->what, &v, detected ? "DETECTED" : v.ran ? "UNDETECTED" : "REFUSED");
         CHECK_MSG(detected, "mutation \"%s\" of %s does not change the logits clearly", mu->what,
                   mu->case_name);
+    }
+
+    size_t di = 0;
+    while (di < n_dirs && names && strcmp(names[di], "diffllama") != 0)
+        di++;
+    if (di == n_dirs || !loaded || !loaded[di]) {
+        printf("SKIPPED diffllama: %s/diffllama is absent (tests/reference/make_refs.py writes it on a machine with "
+               "PyTorch); differential attention is checked only against test_forward's reference\n", root);
+    } else {
+        for (size_t k = 0; k < sizeof DIFF_MUTATIONS / sizeof DIFF_MUTATIONS[0]; k++) {
+            const mutation *mu = &DIFF_MUTATIONS[k];
+            verdict v = evaluate(&cases[di], mu->mutate);
+            int detected = v.ran && (v.rel > MUTATED_REL || v.argmax_ok < v.n_tokens);
+            print_verdict(mu->case_name, mu->what, &v, detected ? "DETECTED" : v.ran ? "UNDETECTED" : "REFUSED");
+            CHECK_MSG(detected, "mutation \"%s\" of %s does not change the logits clearly", mu->what, mu->case_name);
+        }
     }
 
     printf("%zu of %zu cases pass\n", n_pass, n_dirs);

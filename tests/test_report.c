@@ -64,11 +64,70 @@ static void make_analysis(tc_analysis *a, int n_layers, int n_heads)
         if (n_heads) {
             ls->heads = calloc((size_t)n_heads, sizeof *ls->heads);
             for (int h = 0; h < n_heads; h++) {
-                ls->heads[h].entropy = 0.3 + 3.0 * urand() * (0.3 + depth);
-                ls->heads[h].top10_mass = 0.2 + 0.7 * urand();
+                tc_head_stats *hs = &ls->heads[h];
+                hs->entropy = 0.3 + 3.0 * urand() * (0.3 + depth);
+                hs->top10_mass = 0.2 + 0.7 * urand();
+                hs->sink = h == 1 && l > 0 ? 0.95 + 0.04 * urand() : 0.3 * urand();
+                hs->prev = 0.5 * urand();
+                hs->diag = 0.3 * urand();
+                hs->k90 = 0.05 + 0.9 * urand();
+                hs->measured = 1;
+                hs->dnll = 0.05 * (1.1 - depth) * urand() - 0.002;
+                hs->kl = fabs(hs->dnll) + 0.01 * urand();
             }
         }
+        /* Tokens: droppable from the deeper layers on. */
+        tc_token_stats *ts = &ls->tokens;
+        ts->measured = 1;
+        for (int k = 0; k < 2; k++) {
+            tc_received *r = k ? &ts->mean : &ts->last;
+            r->first = 0.1 + 0.8 * depth * urand();
+            for (int b = 0; b < TC_RECV_BINS; b++)
+                r->bins[b] = (1 - r->first) / TC_RECV_BINS;
+            r->bins[0] += r->first;
+            r->keys50 = 0.1 * urand();
+            r->keys90 = 0.2 + 0.5 * urand();
+        }
+        for (int g = 0; g < TC_TOKEN_GRID_MAX; g++)
+            ts->drop_dnll[g] = ts->drop_se[g] = NAN;
+        for (int g = 0; l > 0 && g < 5; g++) {
+            ts->drop_dnll[g] = 0.004 * (g + 1) * (1.2 - depth);
+            ts->drop_se[g] = 0.003;
+        }
+        ts->keep[0] = l > 0 ? 0.9 - 0.1 * (int)(4 * depth) : NAN;
+        ts->keep[1] = l > 0 ? 0.5 - 0.1 * (int)(4 * depth) : NAN;
     }
+    a->heads.measured = n_heads > 0;
+    a->heads.windows = 8;
+    a->heads.n_predicted = 8 * 255;
+    a->heads.nll = 1.9;
+    a->heads.n_curve = 3;
+    for (int i = 0; i < 3; i++) {
+        a->heads.curve_k[i] = 1 << i;
+        a->heads.curve_dnll[i] = 0.001 * (1 << i);
+    }
+    tc_token_measure *tm = &a->tokens;
+    tm->measured = 1;
+    tm->windows = 32;
+    tm->window_len = 255;
+    tm->nll_last = 1.7;
+    tm->n_grid = 5;
+    for (int g = 0; g < 5; g++)
+        tm->grid[g] = 0.9 - 0.2 * g;
+    tm->budget = 0.01;
+    tm->n_candidates = 2;
+    for (int i = 0; i < 2; i++) {
+        tc_schedule *c = &tm->candidates[i];
+        c->n_stages = 2 + i;
+        c->lambda = 0.5 + 0.25 * i;
+        c->boundary[0] = n_layers / (2 + i);
+        if (i)
+            c->boundary[1] = 2 * n_layers / 3;
+        c->dnll = 0.01 + 0.01 * i;
+        c->dnll_se = 0.004;
+        c->flop_saving = 0.2 + 0.1 * i;
+    }
+    tm->chosen = 0;
     a->nll = 1.8623456789012345;
     a->ppl = exp(a->nll);
     a->n_tokens = 64 * 256;
@@ -87,6 +146,11 @@ static void make_small(tc_analysis *a)
     /* A tie in importance with a different layer: ranks by layer. */
     a->layers[0].mod[TC_MOD_BLOCK].cos_mean = a->layers[3].mod[TC_MOD_ATTN].cos_mean;
     a->layers[0].mod[TC_MOD_BLOCK].cos_min = a->layers[0].mod[TC_MOD_BLOCK].cos_mean - 0.1;
+}
+
+static int same_num(double a, double b)
+{
+    return a == b || (isnan(a) && isnan(b));
 }
 
 static int same_analysis(const tc_analysis *a, const tc_analysis *b)
@@ -110,10 +174,31 @@ static int same_analysis(const tc_analysis *a, const tc_analysis *b)
         }
         if ((x->heads == NULL) != (y->heads == NULL))
             return 0;
-        for (int h = 0; x->heads && h < a->n_heads; h++)
-            if (x->heads[h].entropy != y->heads[h].entropy || x->heads[h].top10_mass != y->heads[h].top10_mass)
+        for (int h = 0; x->heads && h < a->n_heads; h++) {
+            const tc_head_stats *p = &x->heads[h], *q = &y->heads[h];
+            if (p->entropy != q->entropy || p->top10_mass != q->top10_mass || p->sink != q->sink ||
+                p->prev != q->prev || p->diag != q->diag || p->k90 != q->k90 || p->measured != q->measured ||
+                (p->measured && (p->dnll != q->dnll || p->kl != q->kl)))
+                return 0;
+        }
+        const tc_token_stats *p = &x->tokens, *q = &y->tokens;
+        if (p->measured != q->measured || memcmp(&p->last, &q->last, sizeof p->last) ||
+            memcmp(&p->mean, &q->mean, sizeof p->mean) || !same_num(p->keep[0], q->keep[0]) ||
+            !same_num(p->keep[1], q->keep[1]))
+            return 0;
+        for (int g = 0; g < a->tokens.n_grid; g++)
+            if (!same_num(p->drop_dnll[g], q->drop_dnll[g]) || !same_num(p->drop_se[g], q->drop_se[g]))
                 return 0;
     }
+    const tc_token_measure *s = &a->tokens, *t = &b->tokens;
+    if (s->measured != t->measured || s->windows != t->windows || s->n_grid != t->n_grid ||
+        s->n_candidates != t->n_candidates || s->chosen != t->chosen || s->nll_last != t->nll_last ||
+        memcmp(s->grid, t->grid, sizeof s->grid) || a->heads.n_curve != b->heads.n_curve ||
+        memcmp(a->heads.curve_dnll, b->heads.curve_dnll, sizeof a->heads.curve_dnll))
+        return 0;
+    for (int i = 0; i < s->n_candidates; i++)
+        if (memcmp(&s->candidates[i], &t->candidates[i], sizeof s->candidates[i]))
+            return 0;
     return 1;
 }
 
@@ -326,6 +411,20 @@ static void m_heads_entropy(cJSON *r) { set(cJSON_GetArrayItem(layer0(r, "heads"
 static void m_head_type(cJSON *r) { cJSON_ReplaceItemInArray(layer0(r, "heads"), 0, cJSON_CreateNull()); }
 static void m_rank_mod(cJSON *r) { set(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "ranking"), 0), "module", cJSON_CreateString("ffn")); }
 static void m_rank_layer(cJSON *r) { set(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "ranking"), 2), "layer", cJSON_CreateNumber(4)); }
+static void m_sink(cJSON *r) { set(cJSON_GetArrayItem(layer0(r, "heads"), 1), "sink", cJSON_CreateNumber(1.5)); }
+static void m_head_kl(cJSON *r) { set(cJSON_GetArrayItem(layer0(r, "heads"), 2), "kl", cJSON_CreateNull()); }
+static void m_tokens_gone(cJSON *r) { cJSON_DeleteItemFromObject(layer0(r, NULL), "tokens"); }
+static void m_keep(cJSON *r) { set(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(r, "layers"), 1), "tokens"), "keep_1pct", cJSON_CreateNumber(2)); }
+static void m_drop_len(cJSON *r) { cJSON_DeleteItemFromArray(cJSON_GetObjectItem(cJSON_GetObjectItem(layer0(r, NULL), "tokens"), "drop_dnll"), 0); }
+static void m_grid(cJSON *r) { cJSON_ReplaceItemInArray(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "tokens"), "grid"), 1, cJSON_CreateNumber(0.95)); }
+static void m_chosen(cJSON *r) { set(cJSON_GetObjectItem(r, "tokens"), "chosen", cJSON_CreateNumber(7)); }
+static void m_bounds(cJSON *r)
+{
+    cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "tokens"), "candidates"), 1);
+    cJSON_ReplaceItemInArray(cJSON_GetObjectItem(c, "boundaries"), 1, cJSON_CreateNumber(0));
+}
+static void m_curve(cJSON *r) { set(cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "heads"), "drop_curve"), 1), "k", cJSON_CreateNumber(1)); }
+
 static void m_rank_absent(cJSON *r)
 {
     cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "ranking"), 0);
@@ -376,6 +475,15 @@ static void test_hostile(void)
         {"rank-mod", m_rank_mod, "module"},
         {"rank-layer", m_rank_layer, "ranking[2]"},
         {"rank-absent", m_rank_absent, "absent"},
+        {"sink", m_sink, "heads[1].sink"},
+        {"head-kl", m_head_kl, "both"},
+        {"tokens-gone", m_tokens_gone, "layers[0].tokens"},
+        {"keep", m_keep, "layers[1].tokens.keep_1pct"},
+        {"drop-len", m_drop_len, "drop_dnll"},
+        {"grid", m_grid, "grid"},
+        {"chosen", m_chosen, "chosen"},
+        {"bounds", m_bounds, "boundaries"},
+        {"curve", m_curve, "increase"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         cJSON *root = tc_report_to_json(&a, model, cal, &err);
@@ -435,15 +543,96 @@ static size_t count(const char *hay, const char *needle)
     return k;
 }
 
+static const char *find_browser(void)
+{
+    const char *browsers[] = {"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"};
+    for (size_t i = 0; i < 3; i++)
+        if (access(browsers[i], X_OK) == 0)
+            return browsers[i];
+    return NULL;
+}
+
+/* The page as the browser lays it out: a copy of it with a script (the
+ * test's, not the report's: reports hold none) that writes, for every SVG,
+ * its label, its laid-out size and how many of its shapes have a non-empty
+ * box, into the DOM that --dump-dom prints.  Returns the line
+ * "SVGCHECK label|WxH|shapes;... END" (malloc'd), or NULL (the script
+ * spells both markers in pieces, so that only its output holds them). */
+static char *laid_out(const char *browser, const char *html_path)
+{
+    char *html = tu_slurp(html_path);
+    const char *end = html ? strstr(html, "</body>") : NULL;
+    if (!end) {
+        free(html);
+        return NULL;
+    }
+    static const char script[] =
+        "<script>(function(){var s=document.querySelectorAll('svg'),o=[];"
+        "for(var i=0;i<s.length;i++){var b=s[i].getBoundingClientRect(),n=0,"
+        "e=s[i].querySelectorAll('rect,circle,path,line');"
+        "for(var j=0;j<e.length;j++){var q=e[j].getBBox();if(q.width>0||q.height>0)n++;}"
+        "o.push(s[i].getAttribute('aria-label')+'|'+Math.round(b.width)+'x'+Math.round(b.height)+'|'+n);}"
+        "var p=document.createElement('pre');p.textContent='SVG'+'CHECK '+o.join(';')+' E'+'ND';"
+        "document.body.appendChild(p);})();</script>";
+    const char *copy = path_of("laid-out.html");
+    FILE *f = fopen(copy, "wb");
+    if (!f) {
+        free(html);
+        return NULL;
+    }
+    fwrite(html, 1, (size_t)(end - html), f);
+    fputs(script, f);
+    fputs(end, f);
+    fclose(f);
+    free(html);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "timeout 120 %s --headless --no-sandbox --disable-gpu --user-data-dir=%s/chrome2 --window-size=1000,2600 "
+             "--dump-dom file://%s 2>/dev/null > %s",
+             browser, dir, copy, path_of("dom.txt"));
+    if (system(cmd) != 0)
+        return NULL;
+    char *dom = tu_slurp(path_of("dom.txt"));
+    char *at = dom ? strstr(dom, "SVGCHECK ") : NULL, *stop = at ? strstr(at, " END") : NULL;
+    char *line = NULL;
+    if (stop) {
+        line = strndup(at, (size_t)(stop - at) + 4);
+    }
+    free(dom);
+    return line;
+}
+
+/* Every chart laid out with a size and shapes of non-zero extent. */
+static void check_laid_out(const char *browser, const char *html_path, const char *const *labels, size_t n_labels)
+{
+    char *line = laid_out(browser, html_path);
+    CHECK_MSG(line != NULL, "the browser did not lay out %s", html_path);
+    if (!line)
+        return;
+    printf("laid out: %s\n", line);
+    int charts = 0;
+    for (char *item = line + 9; item && *item && strncmp(item, "END", 3);) {
+        char label[128] = "";
+        int w = 0, h = 0, shapes = 0;
+        if (sscanf(item, "%127[^|]|%dx%d|%d", label, &w, &h, &shapes) == 4) {
+            CHECK_MSG(w > 100 && h > 100 && shapes >= 5, "chart '%s' laid out %dx%d with %d shapes", label, w, h,
+                      shapes);
+            charts++;
+        }
+        item = strchr(item, ';');
+        item = item ? item + 1 : NULL;
+    }
+    for (size_t i = 0; i < n_labels; i++)
+        CHECK_MSG(strstr(line, labels[i]), "no chart '%s' in the laid-out page", labels[i]);
+    CHECK(charts == 7);
+    free(line);
+}
+
 /* Renders the page with a headless browser when one is installed; returns 0
  * when it did and the picture is more than a blank page. */
 static int screenshot(const char *html_path, const char *png_path)
 {
-    const char *browsers[] = {"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"};
-    const char *browser = NULL;
-    for (size_t i = 0; i < 3 && !browser; i++)
-        if (access(browsers[i], X_OK) == 0)
-            browser = browsers[i];
+    const char *browser = find_browser();
     if (!browser)
         return 77;
     char cmd[2048];
@@ -476,7 +665,8 @@ static void test_html(void)
     CHECK_OK(tc_report_html(&a, model, cal, &html, &err), &err);
     if (html) {
         CHECK(strncmp(html, "<!DOCTYPE html>", 15) == 0 && strstr(html, "</html>"));
-        CHECK(count(html, "<svg") == 3 && count(html, "</svg>") == 3);
+        /* Cosine, loss, entropy; head importance, sinks, keep ratio, schedule. */
+        CHECK(count(html, "<svg") == 7 && count(html, "</svg>") == 7);
         CHECK(!strstr(html, "<script") && !strstr(html, "<b>"));
         CHECK(strstr(html, "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;friends&quot;"));
         CHECK(strstr(html, "text/&lt;b&gt;bold&lt;/b&gt;.txt"));
@@ -492,8 +682,13 @@ static void test_html(void)
         /* Every head of the measured layers has a heat-map cell; layer 3's are grey. */
         CHECK(count(html, "nats, top-10% mass") == 9);
         CHECK(count(html, "not measured</title>") == 3);
-        /* Ranked table: 11 rows. */
-        CHECK(count(html, "<tr><td>") == 11);
+        /* Ranked table: 11 rows; the schedules' table: 2. */
+        CHECK(count(html, "<tr><td>") == 13);
+        /* Every head has an importance cell, layer 3's grey; each layer with a
+         * keep ratio two points (the first layer has none). */
+        CHECK(count(html, "masked alone ΔNLL") == 9 && count(html, "not masked</title>") == 3);
+        CHECK(count(html, "of the droppable tokens: NLL within") == 6);
+        CHECK(strstr(html, "(chosen)"));
         free(html);
     }
     const char *p = path_of("report.html");
@@ -512,10 +707,16 @@ static void test_html(void)
     p = path_of("deep16.html");
     CHECK_OK(tc_report_write_html(p, &a, model, cal, &err), &err);
     int rc = screenshot(p, path_of("deep16.png"));
-    if (rc == 77)
+    if (rc == 77) {
         printf("note: no headless browser installed, rendering check skipped\n");
-    else
+    } else {
         CHECK_MSG(rc == 0, "the browser did not render %s into a useful picture", p);
+        static const char *const labels[] = {
+            "cosine similarity per layer", "increase in loss per layer when a module is skipped",
+            "attention entropy per head", "measured loss of masking each head", "weight on the first token by layer",
+            "keep ratio by layer", "token schedule"};
+        check_laid_out(find_browser(), p, labels, sizeof labels / sizeof *labels);
+    }
     tc_analysis_free(&a);
     cJSON_Delete(model);
     cJSON_Delete(cal);

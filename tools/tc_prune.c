@@ -31,6 +31,16 @@ static void usage(void)
            "  --drop-mlp K       the K most redundant MLP sub-layers\n"
            "  --drop-blocks K    the K most redundant whole blocks\n"
            "  --joint K          K sub-layers, attention and MLP ranked together\n"
+           "  --drop-heads K     the K attention heads whose masking alone changes the next-token\n"
+           "                     distributions least (KL; with --criterion dnll, the NLL); a layer\n"
+           "                     left without heads loses its attention.  GGUF holds any set as\n"
+           "                     llama.cpp's deci with per-layer head counts (kept heads of a\n"
+           "                     key/value group split into groups of equal size, each with a copy\n"
+           "                     of the key/value head); a Hugging Face config holds one count for\n"
+           "                     every layer, so HF takes only drops that leave every layer the\n"
+           "                     same counts; llama2.c none\n"
+           "  --head-samples N   windows over which each head is masked when ranking them from\n"
+           "                     --calib (default 8)\n"
            "  --layers LIST      these modules, e.g. attn:3,attn:4,mlp:2,block:1 (ranges: attn:3-5);\n"
            "                     counts above then choose among the rest\n"
            "  --keep-first N     never drop anything in the first N layers\n"
@@ -75,6 +85,7 @@ static void usage(void)
 enum {
     OPT_DROP_ATTN = CLI_OPT_TOOL_BASE, OPT_DROP_MLP, OPT_DROP_BLOCKS, OPT_JOINT, OPT_LAYERS, OPT_KEEP_FIRST,
     OPT_KEEP_LAST, OPT_CRITERION, OPT_ITERATIVE, OPT_REPORT, OPT_FORMAT, OPT_TYPE, OPT_DRY_RUN, OPT_CONTEXT, OPT_EVAL,
+    OPT_DROP_HEADS, OPT_HEAD_SAMPLES,
 };
 
 /* The windows that chose the drops, for an evaluation to leave out. */
@@ -89,7 +100,7 @@ typedef struct args {
     cli_calib cal;
     const char *model, *output, *layers, *report, *eval, *format, *type;
     tc_prune_opts po;
-    int iterative, dry_run, context, have_calib;
+    int iterative, dry_run, context, have_calib, head_samples;
     tc_dtype matrices; /* --type, or TC_DTYPE_COUNT */
 } args;
 
@@ -115,6 +126,8 @@ static int parse_args(int argc, char **argv, args *a)
         {"drop-mlp", required_argument, 0, OPT_DROP_MLP},
         {"drop-blocks", required_argument, 0, OPT_DROP_BLOCKS},
         {"joint", required_argument, 0, OPT_JOINT},
+        {"drop-heads", required_argument, 0, OPT_DROP_HEADS},
+        {"head-samples", required_argument, 0, OPT_HEAD_SAMPLES},
         {"layers", required_argument, 0, OPT_LAYERS},
         {"keep-first", required_argument, 0, OPT_KEEP_FIRST},
         {"keep-last", required_argument, 0, OPT_KEEP_LAST},
@@ -146,6 +159,13 @@ static int parse_args(int argc, char **argv, args *a)
         case OPT_DROP_MLP: if (parse_count("--drop-mlp", optarg, &a->po.drop_mlp)) return TC_EXIT_USAGE; break;
         case OPT_DROP_BLOCKS: if (parse_count("--drop-blocks", optarg, &a->po.drop_blocks)) return TC_EXIT_USAGE; break;
         case OPT_JOINT: if (parse_count("--joint", optarg, &a->po.joint)) return TC_EXIT_USAGE; break;
+        case OPT_DROP_HEADS: if (parse_count("--drop-heads", optarg, &a->po.drop_heads)) return TC_EXIT_USAGE; break;
+        case OPT_HEAD_SAMPLES:
+            if (parse_count("--head-samples", optarg, &a->head_samples))
+                return TC_EXIT_USAGE;
+            if (a->head_samples == 0)
+                return cli_usage_error(TOOL, "--head-samples needs at least 1 window");
+            break;
         case OPT_KEEP_FIRST: if (parse_count("--keep-first", optarg, &a->po.keep_first)) return TC_EXIT_USAGE; break;
         case OPT_KEEP_LAST: if (parse_count("--keep-last", optarg, &a->po.keep_last)) return TC_EXIT_USAGE; break;
         case OPT_CONTEXT: if (parse_count("--context", optarg, &a->context)) return TC_EXIT_USAGE; break;
@@ -175,10 +195,12 @@ static int parse_args(int argc, char **argv, args *a)
         return cli_usage_error(TOOL, "give either --report or --calib, not both");
     if (a->iterative && !a->have_calib)
         return cli_usage_error(TOOL, "--iterative analyses the model again after each drop: it needs --calib");
-    int counts = a->po.drop_attn + a->po.drop_mlp + a->po.drop_blocks + a->po.joint;
+    int counts = a->po.drop_attn + a->po.drop_mlp + a->po.drop_blocks + a->po.joint + a->po.drop_heads;
     if (!counts && !a->layers)
-        return cli_usage_error(TOOL, "nothing to drop: give --drop-attn, --drop-mlp, --drop-blocks, --joint "
-                               "or --layers");
+        return cli_usage_error(TOOL, "nothing to drop: give --drop-attn, --drop-mlp, --drop-blocks, --joint, "
+                               "--drop-heads or --layers");
+    if (a->iterative && a->po.drop_heads)
+        return cli_usage_error(TOOL, "--iterative chooses sub-layers and blocks; it does not combine with --drop-heads");
     if (counts && !a->report && !a->have_calib)
         return cli_usage_error(TOOL, "choosing what to drop needs --report FILE or --calib FILE");
     if (a->format && strcmp(a->format, "hf") && strcmp(a->format, "gguf") && strcmp(a->format, "llama2c"))
@@ -224,6 +246,7 @@ typedef struct measurer {
     const tc_model *m;
     const tc_calib_set *set;
     int threads, need_measure, quiet;
+    size_t head_windows;
     cli_progress bar;
 } measurer;
 
@@ -239,7 +262,8 @@ static int measure(void *ctx, const tc_prune_plan *p, tc_analysis *out, tc_error
     }
     cli_progress_init(&me->bar, "analysing", me->quiet);
     tc_analyze_opts o = {.n_threads = me->threads, .no_measure = !me->need_measure, .no_head_stats = 1,
-                         .skip = skip, .progress = cli_progress_update, .progress_ctx = &me->bar};
+                         .skip = skip, .progress = cli_progress_update, .progress_ctx = &me->bar,
+                         .head_windows = me->head_windows};
     int rc = tc_analyze(me->m, me->set->tokens, me->set->offsets, me->set->n_seqs, &o, out, err);
     cli_progress_done(&me->bar);
     free(skip);
@@ -267,6 +291,21 @@ static void print_plan_text(const tc_model *m, const tc_prune_plan *p, const tc_
             fprintf(f, "  drop layer %3d  %s\n", l, what);
             any = 1;
         }
+    }
+    for (int l = 0; p->drop_heads && l < p->n_layers; l++) {
+        if (!tc_prune_keeps(p, m, l, TC_MOD_ATTN))
+            continue;
+        int k = 0;
+        for (int h = 0; h < p->n_heads; h++)
+            k += p->drop_heads[(size_t)l * p->n_heads + h];
+        if (!k)
+            continue;
+        fprintf(f, "  drop layer %3d  heads", l);
+        for (int h = 0; h < p->n_heads; h++)
+            if (p->drop_heads[(size_t)l * p->n_heads + h])
+                fprintf(f, " %d", h);
+        fprintf(f, " (%d of %d)\n", k, p->n_heads);
+        any = 1;
     }
     if (!any)
         fprintf(f, "  nothing to drop\n");
@@ -307,6 +346,19 @@ static cJSON *plan_json(const tc_model *m, const tc_prune_plan *p, const tc_prun
         snprintf(key, sizeof key, "drop_%s", tc_module_name((tc_module)k));
         cJSON_AddItemToObject(o, key, list);
     }
+    cJSON *heads = cJSON_CreateArray();
+    for (int l = 0; p->drop_heads && l < p->n_layers; l++) {
+        if (!tc_prune_keeps(p, m, l, TC_MOD_ATTN))
+            continue;
+        for (int h = 0; h < p->n_heads; h++)
+            if (p->drop_heads[(size_t)l * p->n_heads + h]) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddNumberToObject(e, "layer", l);
+                cJSON_AddNumberToObject(e, "head", h);
+                cJSON_AddItemToArray(heads, e);
+            }
+    }
+    cJSON_AddItemToObject(o, "drop_heads", heads);
     int left = 0;
     for (int l = 0; l < p->n_layers; l++)
         left += tc_prune_keeps(p, m, l, TC_MOD_ATTN) || tc_prune_keeps(p, m, l, TC_MOD_MLP);
@@ -332,12 +384,14 @@ static int counts_fit(const args *a, const tc_model *m, const tc_prune_plan *p, 
         {"--drop-attn", a->po.drop_attn, attn},
         {"--drop-mlp", a->po.drop_mlp, mlp},
         {"--joint", a->po.joint, attn + mlp},
+        {"--drop-heads", a->po.drop_heads, tc_prune_available_heads(p, m, &a->po)},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         if (rows[i].count > rows[i].can)
-            return tc_err(err, "%s %d: %s has %d layers, of which %d can go (keep-first %d, keep-last %d, "
+            return tc_err(err, "%s %d: %s has %d layers, of which %d %s can go (keep-first %d, keep-last %d, "
                           "sub-layers it lacks and --layers excluded)", rows[i].opt, rows[i].count, m->path,
-                          m->cfg.n_layers, rows[i].can, a->po.keep_first, a->po.keep_last);
+                          m->cfg.n_layers, rows[i].can, i == 4 ? "heads" : "modules", a->po.keep_first,
+                          a->po.keep_last);
     return TC_OK;
 }
 
@@ -356,8 +410,10 @@ static int choose(const args *a, const tc_model *m, const tc_analysis *report, c
         return tc_prune_select(p, report, m, &a->po, err);
     if (!a->have_calib)
         return tc_prune_select(p, NULL, m, &a->po, err);
+    int modules = a->po.drop_attn + a->po.drop_mlp + a->po.drop_blocks + a->po.joint;
     measurer me = {.m = m, .set = calib, .threads = a->com.threads > 0 ? a->com.threads : cli_default_threads(), .quiet = a->com.quiet,
-                   .need_measure = a->po.criterion != TC_CRIT_COS};
+                   .need_measure = modules > 0 && a->po.criterion != TC_CRIT_COS,
+                   .head_windows = a->po.drop_heads > 0 ? (size_t)(a->head_samples ? a->head_samples : 8) : 0};
     int rc;
     if (a->iterative) {
         rc = tc_prune_select_iterative(p, m, &a->po, measure, &me, err);
@@ -443,8 +499,9 @@ static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, co
     }
     tc_prune_eval ev;
     if (rc == TC_OK)
-        rc = tc_prune_evaluate(m, NULL, pruned, skip, set.tokens, set.offsets, set.n_seqs,
-                               a->com.threads > 0 ? a->com.threads : cli_default_threads(), &ev, err);
+        rc = tc_prune_evaluate_masked(m, NULL, pruned, skip, a->dry_run ? p->drop_heads : NULL, set.tokens,
+                                      set.offsets, set.n_seqs, a->com.threads > 0 ? a->com.threads : cli_default_threads(),
+                                      &ev, err);
     if (rc == TC_OK) {
         char apart[TC_ERROR_MAX];
         apart_text(rec, &set, apart, sizeof apart);

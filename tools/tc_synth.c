@@ -27,6 +27,12 @@ static void usage(void)
            "  --weak-attn L,L,...   layers whose attention output projection is scaled by 1e-3\n"
            "  --weak-mlp L,L,...    layers whose MLP down projection is scaled by 1e-3\n"
            "                        (planted redundancy: an analysis must rank these first)\n"
+           "  --zero-heads L:H,...  heads whose columns of the output projection are zero\n"
+           "  --sink-heads L:H,...  heads that attend only to the BOS token\n"
+           "  --sink-layers L,...   layers whose every head attends only to BOS: each position's\n"
+           "                        attention output is a copy of BOS's value, so no other token\n"
+           "                        matters from there on (planted structure for tc-analyze's heads\n"
+           "                        and tokens; BOS must start every window)\n"
            "  --ternary             linear weights already in {-g, 0, +g}\n"
            "Output:\n"
            "  -o, --output OUT   the checkpoint (a directory for hf)\n"
@@ -39,6 +45,30 @@ static void usage(void)
            "                        defaults to its size, BOS and EOS are its own\n"
            "\n" CLI_COMMON_HELP,
            TOOL);
+}
+
+/* "0:1,2:3" -> ids {0 * heads + 1, 2 * heads + 3}; the count, or -1. */
+static int parse_heads(const char *s, int n_layers, int n_heads, int **ids)
+{
+    char *copy = strdup(s), *save = NULL;
+    int n = 0, ok = copy != NULL;
+    *ids = calloc(strlen(s) + 1, sizeof **ids);
+    ok &= *ids != NULL;
+    for (char *tok = ok ? strtok_r(copy, ",", &save) : NULL; ok && tok; tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(tok, ':');
+        if (!colon) {
+            ok = 0;
+            break;
+        }
+        *colon = '\0';
+        long l = cli_parse_long(tok, 0, n_layers - 1), h = cli_parse_long(colon + 1, 0, n_heads - 1);
+        if (l < 0 || h < 0)
+            ok = 0;
+        else
+            (*ids)[n++] = (int)(l * n_heads + h);
+    }
+    free(copy);
+    return ok && n > 0 ? n : -1;
 }
 
 /* "1,3,4" -> flags[1] = flags[3] = flags[4] = 1. */
@@ -61,7 +91,7 @@ int main(int argc, char **argv)
 {
     enum { OPT_LAYERS = CLI_OPT_TOOL_BASE, OPT_DIM, OPT_HEADS, OPT_KV, OPT_FFN, OPT_VOCAB, OPT_CONTEXT,
            OPT_UNTIED, OPT_BIAS, OPT_SEED, OPT_WEAK_ATTN, OPT_WEAK_MLP, OPT_TERNARY, OPT_FORMAT, OPT_DTYPE,
-           OPT_FAMILY, OPT_WINDOW };
+           OPT_FAMILY, OPT_WINDOW, OPT_ZERO_HEADS, OPT_SINK_HEADS, OPT_SINK_LAYERS };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         {"output", required_argument, 0, 'o'},  {"layers", required_argument, 0, OPT_LAYERS},
@@ -73,6 +103,8 @@ int main(int argc, char **argv)
         {"weak-mlp", required_argument, 0, OPT_WEAK_MLP}, {"ternary", no_argument, 0, OPT_TERNARY},
         {"format", required_argument, 0, OPT_FORMAT}, {"dtype", required_argument, 0, OPT_DTYPE},
         {"family", required_argument, 0, OPT_FAMILY}, {"window", required_argument, 0, OPT_WINDOW},
+        {"zero-heads", required_argument, 0, OPT_ZERO_HEADS}, {"sink-heads", required_argument, 0, OPT_SINK_HEADS},
+        {"sink-layers", required_argument, 0, OPT_SINK_LAYERS},
         CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
@@ -80,6 +112,7 @@ int main(int argc, char **argv)
     cli_common com = {0};
     long v[7] = {4, 64, 4, 2, 172, 0, 512}; /* layers dim heads kv ffn vocab context (0: 512 or the tokenizer's) */
     const char *out = NULL, *weak_attn = NULL, *weak_mlp = NULL, *family = "llama";
+    const char *zero_heads = NULL, *sink_heads = NULL, *sink_layers = NULL;
     int untied = 0, bias = 0, ternary = 0, c, code;
     long window = 0;
     long seed = 1;
@@ -115,6 +148,9 @@ int main(int argc, char **argv)
                 return cli_usage_error(TOOL, "--window needs a number from 1 to 1073741824, not '%s'", optarg);
             break;
         case OPT_WEAK_MLP: weak_mlp = optarg; break;
+        case OPT_ZERO_HEADS: zero_heads = optarg; break;
+        case OPT_SINK_HEADS: sink_heads = optarg; break;
+        case OPT_SINK_LAYERS: sink_layers = optarg; break;
         case OPT_FORMAT:
             if (strcmp(optarg, "hf") == 0) fmt = TC_FORMAT_HF;
             else if (strcmp(optarg, "gguf") == 0) fmt = TC_FORMAT_GGUF;
@@ -158,12 +194,27 @@ int main(int argc, char **argv)
     }
     s.weak_attn = wa;
     s.weak_mlp = wm;
+    int *zh = NULL, *sh = NULL;
+    uint8_t *sl = calloc((size_t)v[0], 1);
+    if ((zero_heads && (s.n_zero_heads = parse_heads(zero_heads, (int)v[0], (int)v[2], &zh)) < 0) ||
+        (sink_heads && (s.n_sink_heads = parse_heads(sink_heads, (int)v[0], (int)v[2], &sh)) < 0) || !sl ||
+        (sink_layers && parse_layers(sink_layers, (int)v[0], sl))) {
+        free(wa), free(wm), free(zh), free(sh), free(sl);
+        return cli_usage_error(TOOL, "--zero-heads/--sink-heads take LAYER:HEAD pairs and --sink-layers layer "
+                               "indices, below --layers and --heads");
+    }
+    s.zero_heads = zh;
+    s.sink_heads = sh;
+    s.sink_layers = sl;
     cli_output o = {out, fmt == TC_FORMAT_HF ? TC_OUTPUT_DIR : TC_OUTPUT_FILE};
     code = cli_guard_outputs(TOOL, NULL, NULL, 0, &o, 1, com.force);
     tc_error err = {{0}};
     int rc = code ? TC_ERR : tc_synth_write(out, fmt, dtype, &s, &err);
     free(wa);
     free(wm);
+    free(zh);
+    free(sh);
+    free(sl);
     if (code)
         return code;
     if (rc)

@@ -109,6 +109,26 @@ def drop_qk_norm(m):
         layer.self_attn.k_norm = torch.nn.Identity()
 
 
+def diff_lambda_init(value):
+    """DiffLlama: every layer's lambda_init set to `value` (its index decides it otherwise)."""
+    def fn(m):
+        for layer in m.model.layers:
+            layer.self_attn.lambda_init = value
+    return fn
+
+
+def diff_lambda_zero(m):
+    """DiffLlama: the four lambda vectors zero, so that lambda = lambda_init."""
+    for layer in m.model.layers:
+        for n in ("lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2"):
+            getattr(layer.self_attn, n).zero_()
+
+
+def diff_no_groupnorm(m):
+    for layer in m.model.layers:
+        layer.self_attn.groupnorm = torch.nn.Identity()
+
+
 def untie_head(m):
     # The head becomes an independent copy, then is perturbed: shows the head is the embedding.
     w = m.get_input_embeddings().weight.detach().clone()
@@ -272,6 +292,24 @@ CASES = [
          ablations=[ab_cfg("long factors = short factors",
                            set_rope(rope("longrope", 10000.0, short_factor=SHORT8, long_factor=SHORT8,
                                          original_max_position_embeddings=64)))]),
+    dict(name="diffllama", family="diffllama", cls="DiffLlama", n_tokens=64,
+         cfg=dict(rope_parameters=rope(), num_hidden_layers=3, head_dim=16),
+         variants=[dict(rope_parameters=None, rope_theta=10000.0)],
+         notes="DiffLlama: differential attention. Query heads j and j+2 form pair j; the pair's map is "
+               "softmax_j - lambda * softmax_(j+2) over the values of both heads' kv heads side by side "
+               "(repeat_kv, then the heads' halves concatenated), each pair's 32-wide output RMS-normed without "
+               "a weight (eps rms_norm_eps) times 1 - lambda_init; lambda = exp(lq1.lk1) - exp(lq2.lk2) + "
+               "lambda_init, lambda_init = 0.8 - 0.6 exp(-0.3 layer) (0.2, 0.356, 0.471 over 3 layers); "
+               "lambda vectors N(0, 0.3^2)",
+         ablations=[ab_model("lambda_init 0 (plain difference, no output scale)", diff_lambda_init(0.0)),
+                    ab_model("lambda_init of layer 0 on every layer", diff_lambda_init(0.2)),
+                    ab_model("lambda vectors zero (lambda = lambda_init)", diff_lambda_zero),
+                    ab_model("no groupnorm", diff_no_groupnorm)]),
+    dict(name="diffllama_bias", family="diffllama", cls="DiffLlama", n_tokens=64,
+         cfg=dict(rope_parameters=rope(), attention_bias=True, head_dim=16),
+         variants=[dict(rope_parameters=None, rope_theta=10000.0)],
+         notes="DiffLlama with attention_bias (q, k, v and o biases)",
+         ablations=[ab_model("all biases zero", zero_biases)]),
 ]
 
 # ---- Steps ------------------------------------------------------------------------
@@ -331,6 +369,10 @@ def reinit(model, case, seed):
     for name, p in model.named_parameters():
         r = torch.randn(p.shape, generator=g, dtype=torch.float32)
         if p.ndim == 1 and name.endswith("bias"):
+            v = 0.3 * r
+        elif p.ndim == 1 and ".lambda_" in name:
+            # DiffLlama's lambda vectors: dot products of about +-0.4, so lambda
+            # moves around lambda_init without swamping it.
             v = 0.3 * r
         elif p.ndim == 1:
             v = 0.3 * r if norm_is_offset(name, case["family"]) else 1.0 + 0.3 * r
@@ -622,11 +664,22 @@ def main():
             traceback.print_exc()
             shutil.rmtree(os.path.join(a.outdir, case["name"]), ignore_errors=True)
             summary.append({"case": case["name"], "ok": False, "error": f"{type(e).__name__}: {e}"})
+    n_run = len(summary)
+    if a.only:
+        # The cases not regenerated keep their entries (in the table's order).
+        path = os.path.join(a.outdir, "summary.json")
+        try:
+            with open(path) as f:
+                old = {e["case"]: e for e in json.load(f).get("cases", [])}
+        except (OSError, ValueError):
+            old = {}
+        new = {e["case"]: e for e in summary}
+        summary = [new.get(c["name"]) or old[c["name"]] for c in CASES if c["name"] in new or c["name"] in old]
     with open(os.path.join(a.outdir, "summary.json"), "w") as f:
         json.dump({"torch": torch.__version__, "transformers": transformers.__version__, "cases": summary}, f,
                   indent=1)
         f.write("\n")
-    print(f"{len(summary) - failed} of {len(summary)} cases written to {a.outdir}")
+    print(f"{n_run - failed} of {n_run} cases written to {a.outdir}")
     return 1 if failed else 0
 
 

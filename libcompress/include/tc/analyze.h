@@ -32,15 +32,31 @@ typedef struct tc_analyze_opts {
     size_t batch_tokens;     /* tokens per batch of sequences; 0: from a 256 MiB budget */
     tc_progress_fn progress; /* called with the fraction of work done, 0 .. 1 */
     void *progress_ctx;
+    size_t head_windows;     /* > 0: each head masked alone over the first head_windows sequences */
+    size_t token_windows;    /* > 0: token dropping over the first token_windows sequences */
+    double schedule_budget;  /* relative last-position NLL increase the chosen schedule may cost; 0: 0.01 */
 } tc_analyze_opts;
 
 /* Computes, per layer, the cosine similarities of each module's input and
  * output (attention: X vs H, MLP: H vs Y, block: X vs Y; per token over the
  * hidden dimension, mean/std/min over every token, in fp64), the attention
- * heads' entropy and top-10 % mass, the calibration perplexity, and unless
- * disabled the measured importance of every module: the change in mean NLL
- * and the mean KL(original || skipped) over every predicted position when
- * that module alone is skipped.
+ * heads' statistics (entropy, top-10 % mass, weight on the first token, the
+ * previous token and the query's own, the share of keys holding 90 % of the
+ * mass), the calibration perplexity, and unless disabled the measured
+ * importance of every module: the change in mean NLL and the mean
+ * KL(original || skipped) over every predicted position when that module
+ * alone is skipped.
+ *
+ * With head_windows, each head is also masked alone (its slice of the
+ * attention output zeroed before the output projection) over the first
+ * head_windows sequences, rerunning from the stored input of its layer, and
+ * the k least important heads are masked together for k = 1, 2, 4, ...
+ * (tc_head_measure).  With token_windows, the first token_windows sequences
+ * are run without their last token, whose prediction by the last position is
+ * scored: the attention each layer's keys receive, the NLL change of
+ * dropping the lowest-ranked tokens from each layer on at every ratio of a
+ * grid, and PyramidDrop-style schedules, each measured by running with the
+ * tokens dropped (tc_token_measure; docs/FORWARD.md says how).
  *
  * Measuring runs layer by layer once, storing each layer's X and H and the
  * baseline log-softmax of every position of the batch (batches are sized so

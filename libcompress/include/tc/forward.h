@@ -65,6 +65,21 @@ typedef enum tc_lin_input {
     TC_N_LIN_INPUTS
 } tc_lin_input;
 
+/* Per head of one layer, sums over the queries of a batch of what each
+ * head's attention weights look like (arrays of n_heads).  entropy (nats) and
+ * top10 (share of mass on the top ceil(0.1 * keys) keys) are summed over
+ * every query; sink (weight on the sequence's first token), prev (on the
+ * previous token), diag (on the query itself) and k90 (the fraction of the
+ * visible keys that hold 90 % of the mass, the fewest largest weights that
+ * reach it) over the queries at positions >= 1, whose weights are not fixed
+ * by causality alone. */
+typedef struct tc_head_sums {
+    const double *entropy, *top10, *sink, *prev, *diag, *k90;
+    uint64_t n_queries; /* every query of the batch */
+    uint64_t n_later;   /* queries at positions >= 1 */
+    int n_heads;
+} tc_head_sums;
+
 /* Callbacks of one consumer; any may be NULL.  Token indices are into the
  * batch's token array.  A callback returning TC_ERR (with err filled) stops
  * the pass with that error.  Callbacks run on the calling thread. */
@@ -79,14 +94,19 @@ typedef struct tc_observer {
      * come in increasing token order. */
     int (*logits)(void *ctx, const float *logits, size_t tok0, size_t n_tokens, int vocab,
                   tc_error *err);
-    /* Per layer, per head: sums over every query of the batch of the
-     * attention entropy (nats) and of the share of attention mass on the top
-     * 10 % of keys (ceil(0.1 * n_keys) keys), and the number of queries.
-     * Computing them costs a sort per query; only done when some observer
+    /* Per layer: the heads' attention statistics (tc_head_sums).  Computing
+     * them costs two selections per query; only done when some observer
      * sets want_head_stats. */
-    int (*head_stats)(void *ctx, int layer, const double *entropy_sum, const double *top10_sum,
-                      uint64_t n_queries, int n_heads, tc_error *err);
+    int (*head_stats)(void *ctx, int layer, const tc_head_sums *sums, tc_error *err);
     int want_head_stats;
+    /* Per layer: the attention each key receives, [n_heads][n_tokens] each
+     * (token indices into the batch): last[h][t] is the weight head h of the
+     * last query of t's sequence puts on t; all[h][t] the sum over every
+     * query of t's sequence of the weights on t.  Only computed when some
+     * observer sets want_received. */
+    int (*received)(void *ctx, int layer, const float *last, const float *all, size_t n_tokens, int n_heads,
+                    tc_error *err);
+    int want_received;
 } tc_observer;
 
 /* Every weight of a model in fp32 at once: for callers that run many passes
@@ -121,6 +141,13 @@ typedef struct tc_forward_opts {
     int no_logits;                 /* stop after the last layer */
     size_t logits_chunk;           /* tokens per logits chunk; 0: chosen by vocab */
     tc_forward_ws *ws;             /* buffers to reuse, or NULL: the pass's own */
+    /* Analyses that change the function (NULL / 0: none): */
+    const uint8_t *head_mask;      /* [n_layers][n_heads]: nonzero zeroes that head's slice of the
+                                      attention output before the output projection */
+    const uint32_t *positions;     /* [n_tokens]: each token's RoPE position (increasing within a
+                                      sequence, e.g. what is left after tokens were dropped); NULL: its
+                                      index in its sequence */
+    int end_layer;                 /* > 0: stop after layer end_layer - 1 (no head) */
 } tc_forward_opts;
 
 /* Embeds the batch's tokens and runs every layer, then the head. */

@@ -32,6 +32,7 @@ typedef enum tc_arch {
     TC_ARCH_GEMMA2,
     TC_ARCH_GEMMA3,
     TC_ARCH_PHI3,
+    TC_ARCH_DIFFLLAMA,
     TC_ARCH_COUNT
 } tc_arch;
 
@@ -79,6 +80,10 @@ typedef struct tc_traits {
     int window;           /* keys a query of a local layer sees, itself included; 0: none */
     uint8_t local[TC_MAX_LAYERS]; /* layer l is local (sliding window, rope[1]) */
     tc_rope rope[2];      /* [0]: global layers, [1]: local layers */
+    int diff_attn;        /* differential attention (DiffLlama): query heads j and j + n_heads/2 form pair j,
+                             whose two softmax maps are subtracted, A_j - lambda A_(j+n/2), over both heads'
+                             values; each pair's output RMS-normed (no weight) times 1 - lambda_init
+                             (forward_math.h) */
 } tc_traits;
 
 typedef struct tc_config {
@@ -144,6 +149,10 @@ typedef enum tc_role {
     TC_B_UP,
     TC_B_DOWN,
     TC_POST_FFN_NORM,   /* [dim]: norms the MLP output (gemma) */
+    TC_LAMBDA_Q1,       /* [head_dim] each: the differential attention's lambda (attention roles) */
+    TC_LAMBDA_K1,
+    TC_LAMBDA_Q2,
+    TC_LAMBDA_K2,
     TC_N_ROLES
 } tc_role;
 
@@ -152,7 +161,7 @@ const char *tc_role_name(tc_role r); /* "attn_norm", "wq", ... */
 /* Does role r belong to the attention sub-layer (else to the MLP)? */
 static inline int tc_role_is_attn(int r)
 {
-    return r < TC_FFN_NORM;
+    return r < TC_FFN_NORM || (r >= TC_LAMBDA_Q1 && r <= TC_LAMBDA_K2);
 }
 
 /* Is role r a matrix of a linear layer (as opposed to a norm or a bias)? */
@@ -192,6 +201,9 @@ typedef struct tc_model {
     uint64_t file_bytes;       /* total size of the files read */
     void *handle;              /* the format's own reader (tc_gguf, tc_hfdir, ...) */
     void (*close_handle)(void *handle);
+    int *layer_heads;          /* a file whose layers keep their own head counts (GGUF deci after dropped heads):
+                                  n_layers query counts, then n_layers key/value counts, as stored; the view holds
+                                  every layer at cfg's counts, the heads a layer lacks zero.  NULL otherwise */
 } tc_model;
 
 /* Opens a checkpoint: a Hugging Face directory (or a .safetensors file inside

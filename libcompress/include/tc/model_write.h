@@ -24,6 +24,17 @@ typedef enum tc_global {
     TC_G_OUTPUT,   /* output head [vocab][dim] (only when not tied) */
 } tc_global;
 
+/* The attention heads one output layer keeps (head drops): its query head i
+ * is the source's query head q_src[i] and its key/value head j the source's
+ * kv head kv_src[j].  n_q is a multiple of n_kv, query head i using kv head
+ * i / (n_q / n_kv) as every format computes it; a source kv head may appear
+ * more than once (kept query heads of one group split into groups of equal
+ * size).  n_q == 0: the attention keeps no head. */
+typedef struct tc_head_layout {
+    int n_q, n_kv;
+    const int *q_src, *kv_src;
+} tc_head_layout;
+
 /* Fills n fp32 values of a tensor: a role of `layer`, or (layer == -1) the
  * global tensor `which`.  Values are in the source's rope layout. */
 typedef int (*tc_model_fill_fn)(void *ctx, int layer, int which, float *dst, uint64_t n, tc_error *err);
@@ -48,6 +59,12 @@ typedef struct tc_model_src {
     tc_dtype (*dtype_of)(void *ctx, int layer, int which);
     int (*encode)(void *ctx, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
                   tc_error *err);
+    /* Per output layer, the attention heads kept (NULL: every head).  fill
+     * still produces the source's whole tensors (cfg's head counts); the
+     * writer keeps the rows and columns of the kept heads, in float.  GGUF
+     * holds per-layer counts as llama.cpp's `deci`; a Hugging Face config
+     * only one count for every layer; llama2.c none other than its own. */
+    const tc_head_layout *heads;
 } tc_model_src;
 
 /* Writes src as fmt (TC_FORMAT_HF: a directory; TC_FORMAT_GGUF; TC_FORMAT_LLAMA2C)

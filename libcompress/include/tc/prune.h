@@ -11,6 +11,7 @@
 #include "tc/error.h"
 #include "tc/forward.h"
 #include "tc/model.h"
+#include "tc/model_write.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,7 +20,14 @@ extern "C" {
 typedef struct tc_prune_plan {
     int n_layers;
     uint8_t *drop[TC_N_MODULES]; /* per layer, indexed by tc_module: 1 = goes */
+    int n_heads;                 /* > 0 once heads are dropped: */
+    uint8_t *drop_heads;         /* [n_layers][n_heads]: 1 = the query head goes */
 } tc_prune_plan;
+
+/* Makes room for head drops (idempotent). */
+int tc_prune_plan_heads(tc_prune_plan *p, int n_heads, tc_error *err);
+/* Heads the plan drops in layers it keeps the attention of. */
+int tc_prune_plan_count_heads(const tc_prune_plan *p);
 
 int tc_prune_plan_init(tc_prune_plan *p, int n_layers, tc_error *err);
 void tc_prune_plan_free(tc_prune_plan *p);
@@ -51,6 +59,8 @@ typedef struct tc_prune_opts {
     int joint;       /* sub-layers to drop, attention and MLP ranked together */
     int keep_first;  /* layers 0 .. keep_first-1 are never dropped */
     int keep_last;   /* nor the last keep_last layers */
+    int drop_heads;  /* query heads to drop, ranked by the KL (or, with TC_CRIT_DNLL, the NLL change) of
+                        masking each alone; a layer left without heads loses its attention */
 } tc_prune_opts;
 
 /* Adds opts' drops to p (which may already hold explicit ones), ranking by
@@ -67,6 +77,9 @@ int tc_prune_select(tc_prune_plan *p, const tc_analysis *a, const tc_model *m, c
  * for sub-layers, that m has).  A count above it cannot be met whatever an
  * analysis says, so a tool refuses it before analysing. */
 int tc_prune_available(const tc_prune_plan *p, const tc_model *m, const tc_prune_opts *opts, tc_module kind);
+
+/* How many query heads could go at most (as tc_prune_available). */
+int tc_prune_available_heads(const tc_prune_plan *p, const tc_model *m, const tc_prune_opts *opts);
 
 /* Measures the model with plan p applied virtually (skipped sub-layers are the
  * identity), filling a fresh analysis; the caller frees it. */
@@ -94,12 +107,23 @@ void tc_prune_cost_of(const tc_model *m, const tc_prune_plan *p, int ctx_len, in
  * skips both sub-layers). */
 void tc_prune_skip_mask(const tc_prune_plan *p, tc_skip *skip);
 
+/* The heads layer l of a model of config c keeps under `drop` (n_heads
+ * flags, NULL: none), as written: the kept query heads in order, grouped by
+ * their key/value head; where groups keep different numbers, each group's
+ * kept heads are split into groups of the largest size that divides every
+ * count (gcd), each with its own copy of the key/value head.  q_src and
+ * kv_src hold n_heads entries. */
+void tc_prune_head_layout(const tc_config *c, const uint8_t *drop, int *q_src, int *kv_src, tc_head_layout *out);
+
 /* Writes m with p applied to path as fmt: layers whose attention and MLP both
  * go are removed and the rest renumbered; dropped sub-layers are removed
  * (HF: drop_attn_list / drop_mlp_list in config.json; GGUF: the `deci`
  * architecture with per-layer head counts and widths; llama2.c: whole blocks
- * only).  Matrices keep the input's precision (F32, F16 or BF16; F32 for
- * anything else).  The input is only read. */
+ * only).  Dropped heads lose their rows of q/k/v and columns of the output
+ * projection (GGUF: deci's per-layer head counts; HF: only when every layer
+ * keeps as many heads, written as the config's counts; llama2.c: never).
+ * Matrices keep the input's precision (F32, F16 or BF16; F32 for anything
+ * else).  The input is only read. */
 int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, tc_format fmt,
                    tc_error *err);
 
@@ -125,6 +149,10 @@ typedef struct tc_prune_eval {
 int tc_prune_evaluate(const tc_model *ref, const tc_skip *ref_skip, const tc_model *pruned,
                       const tc_skip *pruned_skip, const int32_t *tokens, const size_t *offsets, size_t n_seqs,
                       int n_threads, tc_prune_eval *out, tc_error *err);
+/* The same with heads of the pruned model masked ([n_layers][n_heads], or NULL). */
+int tc_prune_evaluate_masked(const tc_model *ref, const tc_skip *ref_skip, const tc_model *pruned,
+                             const tc_skip *pruned_skip, const uint8_t *pruned_heads, const int32_t *tokens,
+                             const size_t *offsets, size_t n_seqs, int n_threads, tc_prune_eval *out, tc_error *err);
 
 #ifdef __cplusplus
 }

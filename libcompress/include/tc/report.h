@@ -58,6 +58,12 @@ int tc_report_read(const char *path, tc_analysis *a, cJSON **model, cJSON **cali
  * rank, layer, module, cos, importance, ΔNLL, KL; "-" where not measured. */
 int tc_report_table(const tc_analysis *a, char **out, tc_error *err);
 
+/* The heads and tokens measurements for a terminal (malloc'd; empty when
+ * neither was measured): heads least important first, the least important
+ * masked together, sink heads, the keep ratio of every layer and the chosen
+ * token schedule. */
+int tc_report_summary(const tc_analysis *a, char **out, tc_error *err);
+
 /* The self-contained HTML page (malloc'd), and the same written atomically. */
 int tc_report_html(const tc_analysis *a, const cJSON *model, const cJSON *calibration, char **out,
                    tc_error *err);

@@ -24,6 +24,13 @@ typedef struct tc_synth_spec {
     const char *tokenizer;    /* tc_synth_write: a tokenizer the checkpoint carries (a GGUF: its
                                  vocabulary; HF: a tokenizer.json and the files beside it, or another
                                  tokenizer converted to tokenizer.json), or NULL */
+    /* Planted attention structure (heads as layer * n_heads + head): */
+    const int *zero_heads;    /* heads whose columns of the output projection are zero */
+    int n_zero_heads;
+    const int *sink_heads;    /* heads that attend only to the BOS token (see tc_synth_fill) */
+    int n_sink_heads;
+    const uint8_t *sink_layers; /* per layer (NULL: none): every head of the layer is a sink head, so
+                                   that every position's attention output is a copy of BOS's value */
 } tc_synth_spec;
 
 /* A config with the given shape and sensible defaults (llama, theta 10000,
@@ -42,8 +49,23 @@ int tc_synth_family(tc_config *c, const char *family, int window, tc_error *err)
 
 /* Fills one tensor's values (the tc_model_fill_fn of a synthetic source):
  * each tensor is generated from (seed, layer, role) alone, so any tensor can
- * be produced in any order without holding the others. */
+ * be produced in any order without holding the others.
+ *
+ * Sink heads are built from two dimensions of the residual stream that no
+ * layer writes (rows 0 and 1 of every output and down projection are zero):
+ * the token embedding holds a constant in dimension 1 and, for the BOS token
+ * alone, a flag in dimension 0.  The head's query reads dimension 1 and its
+ * key head dimension 0, both into one component of the slowest-rotating RoPE
+ * pair (or an unrotated one), with weights large enough that the score of
+ * BOS exceeds every other (zero) score by more than 40: the head puts all but
+ * ~e^-40 of its weight on BOS at every position, wherever BOS sits.  The key
+ * head's other components are zero, so the other query heads sharing it
+ * score every key 0 and average uniformly. */
 int tc_synth_fill(void *spec, int layer, int which, float *dst, uint64_t n, tc_error *err);
+
+/* Checks a spec's planted structure against its config: heads within range,
+ * BOS known, sinks only where q/k norms do not undo them. */
+int tc_synth_check(const tc_synth_spec *s, tc_error *err);
 
 /* The model in memory (fp32). */
 int tc_synth_model(tc_model *m, const tc_synth_spec *s, tc_error *err);
