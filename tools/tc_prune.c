@@ -272,9 +272,11 @@ static int measure(void *ctx, const tc_prune_plan *p, tc_analysis *out, tc_error
 
 /* ---- Printing the plan ------------------------------------------------------------- */
 
+/* The relative change, signed: splitting a key/value group for --drop-heads
+ * copies key/value heads, so the KV cache of a GGUF can grow. */
 static double pct(uint64_t before, uint64_t after)
 {
-    return before ? 100.0 * (double)(before - after) / (double)before : 0.0;
+    return before ? 100.0 * ((double)after - (double)before) / (double)before : 0.0;
 }
 
 static void print_plan_text(const tc_model *m, const tc_prune_plan *p, const tc_prune_cost *c0,
@@ -310,13 +312,13 @@ static void print_plan_text(const tc_model *m, const tc_prune_plan *p, const tc_
     if (!any)
         fprintf(f, "  nothing to drop\n");
     fprintf(f, "predicted savings:\n");
-    fprintf(f, "  parameters        %14llu -> %14llu  (-%.1f%%)\n", (unsigned long long)c0->params,
+    fprintf(f, "  parameters        %14llu -> %14llu  (%+.1f%%)\n", (unsigned long long)c0->params,
             (unsigned long long)c1->params, pct(c0->params, c1->params));
-    fprintf(f, "  bytes             %14llu -> %14llu  (-%.1f%%)\n", (unsigned long long)c0->bytes,
+    fprintf(f, "  bytes             %14llu -> %14llu  (%+.1f%%)\n", (unsigned long long)c0->bytes,
             (unsigned long long)c1->bytes, pct(c0->bytes, c1->bytes));
-    fprintf(f, "  FLOPs/token @%-5d %14llu -> %14llu  (-%.1f%%)\n", ctx, (unsigned long long)c0->flops_per_token,
+    fprintf(f, "  FLOPs/token @%-5d %14llu -> %14llu  (%+.1f%%)\n", ctx, (unsigned long long)c0->flops_per_token,
             (unsigned long long)c1->flops_per_token, pct(c0->flops_per_token, c1->flops_per_token));
-    fprintf(f, "  KV bytes/token    %14llu -> %14llu  (-%.1f%%)\n", (unsigned long long)c0->kv_bytes_per_token,
+    fprintf(f, "  KV bytes/token    %14llu -> %14llu  (%+.1f%%)\n", (unsigned long long)c0->kv_bytes_per_token,
             (unsigned long long)c1->kv_bytes_per_token, pct(c0->kv_bytes_per_token, c1->kv_bytes_per_token));
 }
 
