@@ -573,6 +573,26 @@ static void head_stats_row(const float *probs, size_t n, size_t k0, float *sorte
     cell[HS_K90] += (double)keys_for_mass(sorted, n, 0.9 * mass) / (double)n;
 }
 
+/* One tile row of a softmax map (standard or one of a differential pair):
+ * masked to its keys, normalised, its statistics and received weights taken. */
+static void score_row(pass *p, float *row, size_t keys, size_t first, size_t last, size_t k0, size_t i, size_t len,
+                     float *sorted, double *cell, float *rlast, float *rall)
+{
+    if (p->c->t.attn_softcap > 0.0f)
+        p->softcap(row + first, last - first, p->c->t.attn_softcap);
+    p->softmax(row + first, last - first);
+    memset(row, 0, first * sizeof *row);
+    memset(row + last, 0, (keys - last) * sizeof *row);
+    if (cell)
+        head_stats_row(row + first, last - first, k0 + first, sorted, cell);
+    if (rall) {
+        for (size_t j = first; j < last; j++)
+            rall[k0 + j] += row[j];
+        if (i == len - 1)
+            memcpy(rlast + k0 + first, row + first, (last - first) * sizeof *row);
+    }
+}
+
 /* Causal attention of head h over sequence s, ATT_ROWS queries at a time:
  * the tile's scores against every key up to its last query are one matrix
  * product, each row is masked and normalised, and the weighted sum of values
@@ -591,7 +611,7 @@ static void attention_task(pass *p, int layer, size_t s, int h, float *scratch)
     const float *v = p->v + o * (size_t)kvdim + (size_t)kvh * hd;
     float *out = p->att + o * (size_t)qdim + (size_t)h * hd;
     float *scores = scratch, *sorted = scratch + (size_t)ATT_ROWS * p->max_len;
-    float scale = tc_fm_attn_scale(c), cap = c->t.attn_softcap;
+    float scale = tc_fm_attn_scale(c);
     if (p->o->head_mask && p->o->head_mask[(size_t)layer * (size_t)c->n_heads + (size_t)h]) {
         /* A masked head contributes nothing to the output projection. */
         for (size_t i = 0; i < len; i++)
@@ -618,42 +638,10 @@ static void attention_task(pass *p, int layer, size_t s, int h, float *scratch)
         for (size_t r = 0; r < rows; r++) {
             float *row = scores + r * keys;
             size_t first = tc_fm_first_key(c, layer, i0 + r) - k0, last = i0 + r - k0 + 1;
-            if (cap > 0.0f)
-                p->softcap(row + first, last - first, cap);
-            p->softmax(row + first, last - first);
-            memset(row, 0, first * sizeof *row);
-            memset(row + last, 0, (keys - last) * sizeof *row);
-            if (cell)
-                head_stats_row(row + first, last - first, k0 + first, sorted, cell);
-            if (rall) {
-                for (size_t j = first; j < last; j++)
-                    rall[k0 + j] += row[j];
-                if (i0 + r == len - 1)
-                    memcpy(rlast + k0 + first, row + first, (last - first) * sizeof *row);
-            }
+            score_row(p, row, keys, first, last, k0, i0 + r, len, sorted, cell, rlast, rall);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, hd, (int)keys, 1.0f,
                     scores, (int)keys, v + k0 * (size_t)kvdim, kvdim, 0.0f, out + i0 * (size_t)qdim, qdim);
-    }
-}
-
-/* One tile row of a softmax map, as attention_task treats it: masked to its
- * keys, normalised, its statistics and received weights taken. */
-static void diff_row(pass *p, float *row, size_t keys, size_t first, size_t last, size_t k0, size_t i, size_t len,
-                     float *sorted, double *cell, float *rlast, float *rall)
-{
-    if (p->c->t.attn_softcap > 0.0f)
-        p->softcap(row + first, last - first, p->c->t.attn_softcap);
-    p->softmax(row + first, last - first);
-    memset(row, 0, first * sizeof *row);
-    memset(row + last, 0, (keys - last) * sizeof *row);
-    if (cell)
-        head_stats_row(row + first, last - first, k0 + first, sorted, cell);
-    if (rall) {
-        for (size_t j = first; j < last; j++)
-            rall[k0 + j] += row[j];
-        if (i == len - 1)
-            memcpy(rlast + k0 + first, row + first, (last - first) * sizeof *row);
     }
 }
 
@@ -697,7 +685,7 @@ static void attention_task_diff(pass *p, int layer, size_t s, int j, float *scra
                         q[m] + i0 * (size_t)qdim, qdim, k[m] + k0 * (size_t)kvdim, kvdim, 0.0f, sc[m], (int)keys);
             for (size_t r = 0; r < rows; r++) {
                 size_t first = tc_fm_first_key(c, layer, i0 + r) - k0, last = i0 + r - k0 + 1;
-                diff_row(p, sc[m] + r * keys, keys, first, last, k0, i0 + r, len, sorted, cell[m], rlast[m], rall[m]);
+                score_row(p, sc[m] + r * keys, keys, first, last, k0, i0 + r, len, sorted, cell[m], rlast[m], rall[m]);
             }
         }
         for (size_t x = 0; x < rows * keys; x++)
