@@ -11,9 +11,15 @@ static uint64_t linear_params(const tc_model *m)
     static const tc_role linear[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++)
-            if (m->layers[l].w[linear[i]])
-                n += m->layers[l].w[linear[i]]->n_elements;
+            n += tc_model_role_params(m, l, linear[i]);
     return n;
+}
+
+/* Weights a stored tensor holds: a bitlinear checkpoint's U8 tensors are its
+ * packed ternary codes, four to a byte. */
+static uint64_t tensor_weights(const tc_model *m, const tc_tensor *t)
+{
+    return m->cfg.t.linear == TC_LINEAR_BITLINEAR && t->dtype == TC_U8 ? 4 * t->n_elements : t->n_elements;
 }
 
 /* The last component of the path, without a trailing slash: a file name or
@@ -93,6 +99,8 @@ cJSON *tc_traits_json(const tc_config *c)
     cJSON_AddBoolToObject(tr, "mlp_bias", t->mlp_bias);
     cJSON_AddBoolToObject(tr, "qk_norm", t->qk_norm);
     cJSON_AddBoolToObject(tr, "post_norms", t->post_norms);
+    cJSON_AddBoolToObject(tr, "sub_norms", t->sub_norms);
+    cJSON_AddStringToObject(tr, "linear", tc_linear_kind_name(t->linear));
     cJSON_AddNumberToObject(tr, "attn_scale", t->attn_scale);
     cJSON_AddNumberToObject(tr, "attn_softcap", t->attn_softcap);
     cJSON_AddNumberToObject(tr, "final_softcap", t->final_softcap);
@@ -136,6 +144,14 @@ void tc_traits_describe(const tc_config *c, char *buf, size_t cap)
         PUT(", q/k norms");
     if (t->post_norms)
         PUT(", post-norms");
+    if (t->sub_norms)
+        PUT(", sub-norms (attention output, MLP product)");
+    if (t->linear == TC_LINEAR_BITLINEAR)
+        PUT(", ternary linear layers (bitlinear: packed codes, int8 per-token activations, divided by "
+            "weight_scale)");
+    else if (t->linear == TC_LINEAR_AUTOBITLINEAR)
+        PUT(", ternary linear layers (autobitlinear: absmean of float masters at load, int8 per-token "
+            "activations)");
     if (t->attn_scale != 0)
         PUT(", attention scale %g", t->attn_scale);
     if (t->attn_softcap != 0)
@@ -172,7 +188,7 @@ cJSON *tc_model_info_json(const tc_model *m)
         for (size_t i = 0; i < m->dir->n_tensors; i++) {
             if (m->dir->tensors[i].dtype == (tc_dtype)t) {
                 nb += m->dir->tensors[i].nbytes;
-                np += m->dir->tensors[i].n_elements;
+                np += tensor_weights(m, &m->dir->tensors[i]);
             }
         }
         if (np) {
@@ -267,12 +283,14 @@ char *tc_model_info_text(const tc_model *m)
         for (size_t i = 0; i < m->dir->n_tensors; i++) {
             if (m->dir->tensors[i].dtype == (tc_dtype)t) {
                 nb += m->dir->tensors[i].nbytes;
-                np += m->dir->tensors[i].n_elements;
+                np += tensor_weights(m, &m->dir->tensors[i]);
             }
         }
         if (np) {
             human_bytes((double)nb, hb, sizeof hb);
-            sb_printf(&b, "%-18s %s in %llu weights\n", tc_dtype_name((tc_dtype)t), hb, (unsigned long long)np);
+            int codes = (tc_dtype)t == TC_U8 && m->cfg.t.linear == TC_LINEAR_BITLINEAR;
+            sb_printf(&b, "%-18s %s in %llu weights%s\n", tc_dtype_name((tc_dtype)t), hb, (unsigned long long)np,
+                      codes ? " (ternary codes, four to a byte)" : "");
         }
     }
     for (int s = 0; s < 2; s++) {

@@ -12,7 +12,8 @@
 
 static const char *const role_names[TC_N_ROLES] = {
     "attn_norm", "wq", "wk", "wv", "wo", "bq", "bk", "bv", "bo", "q_norm", "k_norm", "post_attn_norm",
-    "ffn_norm", "w_gate", "w_up", "w_down", "b_gate", "b_up", "b_down", "post_ffn_norm",
+    "ffn_norm", "w_gate", "w_up", "w_down", "b_gate", "b_up", "b_down", "post_ffn_norm", "attn_sub_norm",
+    "ffn_sub_norm",
 };
 
 const char *tc_role_name(tc_role r)
@@ -32,7 +33,7 @@ const char *tc_format_name(tc_format f)
 }
 
 static const char *const arch_names[TC_ARCH_COUNT] = {
-    "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3",
+    "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "bitnet",
 };
 
 const char *tc_arch_name(tc_arch a)
@@ -50,6 +51,13 @@ const char *tc_act_name(tc_act a)
 const char *tc_norm_kind_name(tc_norm_kind k)
 {
     return k == TC_NORM_RMS_1P ? "rmsnorm(1+w)" : "rmsnorm(w)";
+}
+
+static const char *const linear_names[TC_LINEAR_COUNT] = {"float", "bitlinear", "autobitlinear"};
+
+const char *tc_linear_kind_name(tc_linear_kind k)
+{
+    return (unsigned)k < TC_LINEAR_COUNT ? linear_names[k] : "?";
 }
 
 void tc_traits_llama(tc_traits *t, double theta, int head_dim)
@@ -74,6 +82,10 @@ const char *tc_traits_non_llama(const tc_config *c)
         return "q/k norms";
     if (t->post_norms)
         return "post-sub-layer norms";
+    if (t->sub_norms)
+        return "sub-norms";
+    if (t->linear != TC_LINEAR_FLOAT)
+        return "ternary linear layers";
     if (t->attn_scale != 0.0f || t->attn_softcap != 0.0f || t->final_softcap != 0.0f)
         return "a custom attention scale or softcapping";
     if (t->embed_scale != 0.0f)
@@ -108,6 +120,23 @@ const tc_naming tc_naming_hf = {
         "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight",
         "model.layers.%d.mlp.gate_proj.bias", "model.layers.%d.mlp.up_proj.bias",
         "model.layers.%d.mlp.down_proj.bias", NULL,
+    },
+};
+
+/* BitNet: Llama's names plus the two sub-norms. */
+const tc_naming tc_naming_hf_bitnet = {
+    .tok_embd = "model.embed_tokens.weight",
+    .out_norm = "model.norm.weight",
+    .output = "lm_head.weight",
+    .role = {
+        "model.layers.%d.input_layernorm.weight", "model.layers.%d.self_attn.q_proj.weight",
+        "model.layers.%d.self_attn.k_proj.weight", "model.layers.%d.self_attn.v_proj.weight",
+        "model.layers.%d.self_attn.o_proj.weight", "model.layers.%d.self_attn.q_proj.bias",
+        "model.layers.%d.self_attn.k_proj.bias", "model.layers.%d.self_attn.v_proj.bias",
+        "model.layers.%d.self_attn.o_proj.bias", NULL, NULL, NULL,
+        "model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
+        "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight", NULL, NULL, NULL, NULL,
+        "model.layers.%d.self_attn.attn_sub_norm.weight", "model.layers.%d.mlp.ffn_sub_norm.weight",
     },
 };
 
@@ -158,7 +187,7 @@ const tc_naming tc_naming_gguf = {
         "blk.%d.attn_q_norm.weight", "blk.%d.attn_k_norm.weight", "blk.%d.post_attention_norm.weight",
         "blk.%d.ffn_norm.weight", "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight",
         "blk.%d.ffn_down.weight", "blk.%d.ffn_gate.bias", "blk.%d.ffn_up.bias", "blk.%d.ffn_down.bias",
-        "blk.%d.post_ffw_norm.weight",
+        "blk.%d.post_ffw_norm.weight", "blk.%d.attn_sub_norm.weight", "blk.%d.ffn_sub_norm.weight",
     },
 };
 
@@ -232,7 +261,9 @@ int tc_role_shape(const tc_config *c, tc_role r, int64_t shape[2])
     case TC_Q_NORM:
     case TC_K_NORM: shape[0] = c->head_dim; return 1;
     case TC_B_GATE:
-    case TC_B_UP: shape[0] = c->ffn_dim; return 1;
+    case TC_B_UP:
+    case TC_FFN_SUB_NORM: shape[0] = c->ffn_dim; return 1;
+    case TC_ATTN_SUB_NORM: shape[0] = q; return 1;
     case TC_WQ: shape[0] = q; shape[1] = c->dim; return 2;
     case TC_WK:
     case TC_WV: shape[0] = kv; shape[1] = c->dim; return 2;
@@ -335,6 +366,8 @@ int tc_role_needed(const tc_config *c, tc_role r)
     case TC_K_NORM: return t->qk_norm;
     case TC_POST_ATTN_NORM:
     case TC_POST_FFN_NORM: return t->post_norms;
+    case TC_ATTN_SUB_NORM:
+    case TC_FFN_SUB_NORM: return t->sub_norms;
     case TC_W_GATE: return !t->ungated;
     case TC_B_GATE: return t->mlp_bias && !t->ungated;
     case TC_B_UP:
@@ -428,6 +461,40 @@ static int bind_fused(tc_model *m, const tc_naming *nm, int l, tc_layer *L, int 
     return TC_OK;
 }
 
+/* A bitlinear linear (transformers' BitLinear, offline): its weight is the
+ * packed uint8 buffer [rows / 4][cols], four rows to a byte, and beside it
+ * a weight_scale of one float.  transformers sizes the buffer rows / 4, so
+ * a row count that is not a multiple of 4 cannot be loaded there either. */
+static int bind_bitlinear(tc_model *m, tc_role r, const tc_tensor *t, tc_layer *L, tc_error *err)
+{
+    int64_t shape[2];
+    tc_role_shape(&m->cfg, r, shape);
+    if (shape[0] % 4 != 0)
+        return tc_err(err, "%s: tensor '%s' has %lld rows, not a multiple of 4, which a bitlinear checkpoint "
+                      "packs four to a byte", m->path, t->name, (long long)shape[0]);
+    if (t->dtype != TC_U8)
+        return tc_err(err, "%s: tensor '%s' is %s, but a bitlinear checkpoint stores its ternary weights "
+                      "packed in U8", m->path, t->name, tc_dtype_name(t->dtype));
+    int64_t packed[2] = {shape[0] / 4, shape[1]};
+    if (check_shape(m, t, 2, packed, err))
+        return TC_ERR;
+    char name[200];
+    snprintf(name, sizeof name, "%s_scale", t->name);
+    const tc_tensor *s = tc_tensordir_find(m->dir, name);
+    if (!s)
+        return tc_err(err, "%s: missing tensor '%s' (the weight scale of '%s')", m->path, name, t->name);
+    float v = 0.0f;
+    if (s->n_elements != 1 || !tc_dtype_is_float_convertible(s->dtype))
+        return tc_err(err, "%s: tensor '%s' must hold one float", m->path, name);
+    if (tc_convert_to_f32(s->dtype, s->data, 1, &v, err))
+        return tc_err_prefix(err, "%s: tensor '%s'", m->path, name);
+    if (!(v > 0.0f) || !isfinite(v))
+        return tc_err(err, "%s: tensor '%s' is %g; a weight scale must be positive and finite", m->path, name,
+                      (double)v);
+    L->scale[r] = s;
+    return TC_OK;
+}
+
 /* drop_attn / drop_mlp: per-layer flags saying the sub-layer was pruned away
  * (its tensors must then be absent; 2: the file holds a stand-in for it,
  * which is not bound); NULL when none were. */
@@ -464,8 +531,17 @@ int tc_model_bind(tc_model *m, const tc_naming *nm, const uint8_t *drop_attn, co
                               "it)", m->path, name, tc_role_name((tc_role)r));
             int64_t shape[2];
             int nd = tc_role_shape(&m->cfg, (tc_role)r, shape);
-            if (check_shape(m, t, nd, shape, err))
-                return TC_ERR;
+            int ternary = tc_linear_is_ternary(&m->cfg) && tc_role_is_linear(r);
+            if (ternary && m->cfg.t.linear == TC_LINEAR_BITLINEAR) {
+                if (bind_bitlinear(m, (tc_role)r, t, L, err))
+                    return TC_ERR;
+            } else {
+                if (ternary && !tc_dtype_is_float_convertible(t->dtype))
+                    return tc_err(err, "%s: tensor '%s' is %s, but an autobitlinear checkpoint stores float "
+                                  "master weights", m->path, name, tc_dtype_name(t->dtype));
+                if (check_shape(m, t, nd, shape, err))
+                    return TC_ERR;
+            }
             L->w[r] = t;
         }
         L->has_attn = !(drop_attn && drop_attn[l]);
@@ -533,6 +609,115 @@ void tc_model_close(tc_model *m)
     memset(m, 0, sizeof *m);
 }
 
+/* transformers' unpack_weights: byte [i][k] of a packed [R][K] tensor holds
+ * column k of rows i, i + R, i + 2R and i + 3R in bits 0-1, 2-3, 4-5 and
+ * 6-7, each as code + 1.  The fourth value, 3, is no ternary code (transformers
+ * would read it as a weight of 2): refused. */
+static int unpack_bitlinear(const tc_model *m, const tc_tensor *t, int8_t *codes, tc_error *err)
+{
+    size_t R = (size_t)t->shape[0], K = (size_t)t->shape[1];
+    for (size_t i = 0; i < R; i++) {
+        const uint8_t *row = t->data + i * K;
+        for (int j = 0; j < 4; j++) {
+            int8_t *out = codes + ((size_t)j * R + i) * K;
+            unsigned bad = 0;
+            for (size_t k = 0; k < K; k++) {
+                unsigned v = (row[k] >> (2 * j)) & 3u;
+                bad |= v == 3u;
+                out[k] = (int8_t)((int)v - 1);
+            }
+            if (bad)
+                return tc_err(err, "%s: tensor '%s' holds the 2-bit value 3 in row %zu, which is no ternary code",
+                              m->path, t->name, (size_t)j * R + i);
+        }
+    }
+    return TC_OK;
+}
+
+/* AutoBitLinear's WeightQuant, in float32 as transformers computes it:
+ * s = 1 / max(mean|W|, 1e-5), T = clamp(round(W * s), -1, 1).  The mean is
+ * taken in double and rounded once (torch sums in float32 with its own order;
+ * both give the float nearest the mean but for a rare last-bit tie). */
+static int absmean_ternary(const tc_model *m, const tc_tensor *t, const float *w, size_t n, int8_t *codes,
+                           float *scale, tc_error *err)
+{
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        sum += fabs((double)w[i]);
+    if (!isfinite(sum))
+        return tc_err(err, "%s: tensor '%s' holds values that are not finite", m->path, t->name);
+    float mean = n ? (float)(sum / (double)n) : 0.0f, s;
+    if (!(mean >= 1e-5f))
+        mean = 1e-5f;
+    s = 1.0f / mean;
+    for (size_t i = 0; i < n; i++) {
+        float v = rintf(w[i] * s);
+        codes[i] = (int8_t)(v > 1.0f ? 1 : v < -1.0f ? -1 : (int)v);
+    }
+    *scale = s;
+    return TC_OK;
+}
+
+int tc_model_ternary_role(const tc_model *m, int layer, tc_role r, int8_t *codes, float *scale, tc_error *err)
+{
+    if (layer < 0 || layer >= m->cfg.n_layers || (unsigned)r >= TC_N_ROLES)
+        return tc_err(err, "%s: layer %d role %d out of range", m->path, layer, (int)r);
+    const tc_layer *L = &m->layers[layer];
+    const tc_tensor *t = L->w[r];
+    if (!t || !tc_linear_is_ternary(&m->cfg) || !tc_role_is_linear(r))
+        return tc_err(err, "%s: layer %d %s is not a ternary linear of this model", m->path, layer,
+                      tc_role_name(r));
+    if (m->cfg.t.linear == TC_LINEAR_BITLINEAR) {
+        if (tc_convert_to_f32(L->scale[r]->dtype, L->scale[r]->data, 1, scale, err))
+            return tc_err_prefix(err, "%s: tensor '%s'", m->path, L->scale[r]->name);
+        return unpack_bitlinear(m, t, codes, err);
+    }
+    float *w = NULL;
+    if (tc_tensor_load_f32(t, &w, err))
+        return TC_ERR;
+    int rc = absmean_ternary(m, t, w, (size_t)t->n_elements, codes, scale, err);
+    free(w);
+    return rc;
+}
+
+uint64_t tc_model_role_params(const tc_model *m, int layer, tc_role r)
+{
+    const tc_tensor *t = m->layers[layer].w[r];
+    if (!t)
+        return 0;
+    if (m->cfg.t.linear == TC_LINEAR_BITLINEAR && tc_role_is_linear(r))
+        return 4 * t->n_elements; /* four codes to a byte */
+    return t->n_elements;
+}
+
+int tc_model_load_role(const tc_model *m, int layer, tc_role r, float **out, float *scale, tc_error *err)
+{
+    *out = NULL;
+    *scale = 0.0f;
+    if (layer < 0 || layer >= m->cfg.n_layers || (unsigned)r >= TC_N_ROLES || !m->layers[layer].w[r])
+        return tc_err(err, "%s: layer %d has no %s", m->path, layer, tc_role_name(r));
+    const tc_tensor *t = m->layers[layer].w[r];
+    if (!tc_linear_is_ternary(&m->cfg) || !tc_role_is_linear(r))
+        return tc_tensor_load_f32(t, out, err);
+    uint64_t n = tc_model_role_params(m, layer, r), bytes;
+    if (tc_mul_u64(n, sizeof(float), &bytes) || bytes > SIZE_MAX)
+        return tc_err(err, "%s: tensor '%s' is too large", m->path, t->name);
+    int8_t *codes = malloc(n ? (size_t)n : 1);
+    float *f = malloc(bytes ? (size_t)bytes : 1);
+    int rc = !codes || !f ? tc_err(err, "%s: tensor '%s': out of memory", m->path, t->name)
+                          : tc_model_ternary_role(m, layer, r, codes, scale, err);
+    if (rc == TC_OK)
+        for (uint64_t i = 0; i < n; i++)
+            f[i] = (float)codes[i];
+    free(codes);
+    if (rc != TC_OK) {
+        free(f);
+        return TC_ERR;
+    }
+    *out = f;
+    return TC_OK;
+}
+
 int tc_model_load_layer(const tc_model *m, int layer, tc_layer_f32 *out, tc_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -542,7 +727,7 @@ int tc_model_load_layer(const tc_model *m, int layer, tc_layer_f32 *out, tc_erro
     for (int r = 0; r < TC_N_ROLES; r++) {
         if (!L->w[r])
             continue;
-        if (tc_tensor_load_f32(L->w[r], &out->w[r], err)) {
+        if (tc_model_load_role(m, layer, (tc_role)r, &out->w[r], &out->scale[r], err)) {
             tc_layer_f32_free(out);
             return TC_ERR;
         }
@@ -586,6 +771,12 @@ uint64_t tc_model_n_params(const tc_model *m)
     uint64_t n = 0;
     for (size_t i = 0; i < m->dir->n_tensors; i++)
         n += m->dir->tensors[i].n_elements;
+    /* Packed ternary tensors hold four weights in each stored element. */
+    if (m->cfg.t.linear == TC_LINEAR_BITLINEAR)
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            for (int r = 0; r < TC_N_ROLES; r++)
+                if (tc_role_is_linear(r) && m->layers[l].w[r])
+                    n += 3 * m->layers[l].w[r]->n_elements;
     return n;
 }
 

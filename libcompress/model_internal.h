@@ -14,7 +14,7 @@ typedef struct tc_naming {
     const char *fused_gate_up;    /* gate then up rows in one tensor */
 } tc_naming;
 
-extern const tc_naming tc_naming_hf, tc_naming_hf_gemma, tc_naming_hf_phi3, tc_naming_gguf,
+extern const tc_naming tc_naming_hf, tc_naming_hf_bitnet, tc_naming_hf_gemma, tc_naming_hf_phi3, tc_naming_gguf,
     tc_naming_gguf_phi3, tc_naming_llama2c;
 
 /* What llama.cpp's graph computes for one general.architecture, as traits
