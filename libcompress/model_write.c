@@ -398,6 +398,8 @@ static const char *gguf_unwritable(const tc_model_src *s, const tc_gguf_family *
         NO(t->qk_norm ? "q/k norms" : "no q/k norms");
     if (t->post_norms != (f->gemma != 0))
         NO(t->post_norms ? "post-sub-layer norms" : "no post-sub-layer norms");
+    if (t->sub_norms)
+        NO("sub-norms (llama.cpp's bitnet graph is not written)");
     if (!near_f(t->embed_scale == 0.0f ? 1.0 : t->embed_scale, f->gemma ? sqrtf((float)c->dim) : 1.0))
         NO("embedding scale %g", (double)t->embed_scale);
     double scale = t->attn_scale != 0.0f ? t->attn_scale : 1.0 / sqrt((double)c->head_dim);
@@ -721,6 +723,11 @@ int tc_model_write(const char *path, tc_format fmt, const tc_model_src *s, tc_er
         return tc_err(err, "%s: cannot write models in the %s format", path, tc_format_name(fmt));
     if (s->dtype != TC_F32 && s->dtype != TC_F16 && s->dtype != TC_BF16)
         return tc_err(err, "%s: models are written in F32, F16 or BF16, not %s", path, tc_dtype_name(s->dtype));
+    /* The writer produces float tensors; a ternary linear kind is its codes,
+     * scales and activation quantization, which no writer stores yet. */
+    if (tc_linear_is_ternary(&s->cfg))
+        return tc_err(err, "%s: writing a model with ternary linear layers (%s) is not implemented; tc-quantize "
+                      "converts it to the packed format", path, tc_linear_kind_name(s->cfg.t.linear));
     tc_out_tensor *t = NULL;
     out_item *items = NULL;
     size_t n = 0;

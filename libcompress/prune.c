@@ -335,14 +335,21 @@ int tc_prune_select_iterative(tc_prune_plan *p, const tc_model *m, const tc_prun
 
 /* ---- Costs -------------------------------------------------------------------- */
 
-static void add_tensor(tc_prune_cost *c, const tc_tensor *t, int linear)
+/* A tensor of n weights (a packed ternary one holds several to an element). */
+static void add_weights(tc_prune_cost *c, const tc_tensor *t, uint64_t n, int linear)
 {
     if (!t)
         return;
-    c->params += t->n_elements;
+    c->params += n;
     c->bytes += t->nbytes;
     if (linear)
-        c->flops_per_token += 2 * t->n_elements;
+        c->flops_per_token += 2 * n;
+}
+
+static void add_tensor(tc_prune_cost *c, const tc_tensor *t, int linear)
+{
+    if (t)
+        add_weights(c, t, t->n_elements, linear);
 }
 
 void tc_prune_cost_of(const tc_model *m, const tc_prune_plan *p, int ctx_len, int kv_elem_bytes,
@@ -367,7 +374,7 @@ void tc_prune_cost_of(const tc_model *m, const tc_prune_plan *p, int ctx_len, in
                 continue;
             int linear = r == TC_WQ || r == TC_WK || r == TC_WV || r == TC_WO || r == TC_W_GATE ||
                          r == TC_W_UP || r == TC_W_DOWN;
-            add_tensor(out, L->w[r], linear);
+            add_weights(out, L->w[r], tc_model_role_params(m, l, (tc_role)r), linear);
         }
         if (attn) {
             /* Q.K over ctx_len keys and the weighted sum of as many values, per head. */

@@ -322,7 +322,7 @@ int main(int argc, char **argv)
     tc_quantize_opts qo = {.q = {.method = TC_TMETHOD_OPTIMAL, .layout = TC_TPACK_TL2,
                                  .group = {TC_TGROUP_ROW, 0}},
                            .format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .verify = 1, .pad_ffn = 1};
-    int c, code;
+    int c, code, method_set = 0, group_set = 0;
     while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
         int r = cli_common_option(TOOL, c, optarg, &com, usage, &code);
         if (r < 0)
@@ -334,13 +334,15 @@ int main(int argc, char **argv)
         switch (c) {
         case 'o': out = optarg; break;
         case OPT_METHOD:
-            if (tc_tmethod_from_name(optarg, &qo.q.method))
+            if (tc_tmethod_from_name(optarg, &qo.q.method) || qo.q.method == TC_TMETHOD_SOURCE)
                 return cli_usage_error(TOOL, "--method must be absmean, optimal or calibrated");
+            method_set = 1;
             break;
         case OPT_GROUP:
             if (parse_group(optarg, &qo.q.group))
                 return cli_usage_error(TOOL, "--group must be tensor, row or a number in %d..%d",
                                        TC_TGROUP_COLS_MIN, TC_TGROUP_COLS_MAX);
+            group_set = 1;
             break;
         case OPT_LAYOUT:
             if (tc_tpack_layout_from_name(optarg, &qo.q.layout))
@@ -411,9 +413,31 @@ int main(int argc, char **argv)
             return code;
         }
     }
+    /* An already ternary model (a BitNet checkpoint) is converted: its codes
+     * and its one scale per tensor go into the tiles as they are.  Options
+     * that would requantize it are refused. */
+    if (tc_linear_is_ternary(&m.cfg)) {
+        const char *no = method_set ? "--method" : group_set ? "--group" : cal.text || cal.tokens ? "calibration data"
+                         : qo.quantize_embeddings ? "--quantize-embeddings"
+                         : qo.format != TC_QFORMAT_PACKED ? "a GGUF output" : NULL;
+        if (no) {
+            const char *kind = tc_linear_kind_name(m.cfg.t.linear);
+            tc_model_close(&m);
+            return cli_usage_error(TOOL, "%s is already ternary (%s): it is converted to the packed format as it is, "
+                                   "so %s does not apply", argv[optind], kind, no);
+        }
+        qo.q.method = TC_TMETHOD_SOURCE;
+        qo.q.group = (tc_tgroup){TC_TGROUP_TENSOR, 0};
+        if (!com.quiet)
+            fprintf(stderr, "%s: %s is already ternary (%s): its codes and scales %s are carried over as they are, "
+                    "without requantization\n", TOOL, argv[optind], tc_linear_kind_name(m.cfg.t.linear),
+                    m.cfg.t.linear == TC_LINEAR_BITLINEAR ? "(packed codes, weight_scale)"
+                                                          : "(absmean of its float masters, as its linear class "
+                                                            "derives them when it runs)");
+    }
     /* A quantized input (a GGUF as people download it) is quantized again
      * from its dequantized values: say so, naming its types. */
-    if (!com.quiet) {
+    if (!com.quiet && !tc_linear_is_ternary(&m.cfg)) {
         char types[256] = "";
         size_t k = 0;
         for (int t = 0; t < TC_DTYPE_COUNT; t++) {

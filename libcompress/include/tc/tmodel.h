@@ -37,6 +37,7 @@ typedef enum tc_tmethod {
     TC_TMETHOD_ABSMEAN,
     TC_TMETHOD_OPTIMAL,
     TC_TMETHOD_CALIBRATED,
+    TC_TMETHOD_SOURCE, /* the codes and scales of an already ternary source, carried over as they are */
     TC_TMETHOD_COUNT
 } tc_tmethod;
 
