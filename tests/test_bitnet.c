@@ -610,6 +610,40 @@ static void run_case(const char *name, tc_linear_kind kind, int sub_norms, int *
     ref_free(&c);
 }
 
+/* The tools on an asset model: --info names the traits; tc-quantize converts
+ * it (saying so), and tc-run --verify passes on the result. */
+static void check_tools(const char *asset, const char *traits[], int n_traits, const char *absent, int verify)
+{
+    char model[4096], cmd[16384], *out = NULL;
+    snprintf(cmd, sizeof cmd, "models/%s", asset);
+    if (!tu_asset(model, sizeof model, cmd))
+        return;
+    const char *bin = tu_bin();
+    snprintf(cmd, sizeof cmd, "%s/tc-run --info '%s' 2>&1", bin, model);
+    int st = tu_run(cmd, &out);
+    const char *line = out ? strstr(out, "traits") : NULL;
+    CHECK_MSG(st == 0 && line, "%s: --info failed: %s", asset, out ? out : "");
+    for (int i = 0; line && i < n_traits; i++) {
+        const char *eol = strchr(line, '\n');
+        const char *hit = strstr(line, traits[i]);
+        CHECK_MSG(hit && (!eol || hit < eol), "%s: --info's traits lack '%s'", asset, traits[i]);
+    }
+    if (line && absent) {
+        const char *eol = strchr(line, '\n'), *hit = strstr(line, absent);
+        CHECK_MSG(!hit || (eol && hit > eol), "%s: --info's traits name '%s'", asset, absent);
+    }
+    free(out);
+    if (!verify)
+        return;
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize '%s' -o '%s/%s.tcq' 2>&1 >/dev/null && %s/tc-run '%s/%s.tcq' --verify 2>&1",
+             bin, model, g_tmp, asset, bin, g_tmp, asset);
+    st = tu_run(cmd, &out);
+    printf("%s: tc-quantize, then tc-run --verify: exit %d\n", asset, st);
+    CHECK_MSG(st == 0 && strstr(out, "without requantization") && strstr(out, "verify: OK"),
+              "%s: tc-quantize + tc-run --verify: exit %d: %s", asset, st, out);
+    free(out);
+}
+
 int main(void)
 {
     int skipped = 0;
@@ -621,6 +655,12 @@ int main(void)
     run_case("asset_bitnet12", TC_LINEAR_BITLINEAR, 1, &skipped);
     run_case("asset_bitnet12_bf16", TC_LINEAR_AUTOBITLINEAR, 1, &skipped);
     run_case("asset_deep16_1_58", TC_LINEAR_BITLINEAR, 0, &skipped);
+    const char *b12[] = {"relu2", "sub-norms", "ternary linear layers (bitlinear"};
+    const char *b12bf[] = {"relu2", "sub-norms", "ternary linear layers (autobitlinear"};
+    const char *d16[] = {"silu", "ternary linear layers (bitlinear"};
+    check_tools("bitnet12", b12, 3, NULL, 1);
+    check_tools("bitnet12-bf16", b12bf, 3, NULL, 0);
+    check_tools("deep16-1.58", d16, 2, "sub-norms", 0);
     char rm[1100];
     snprintf(rm, sizeof rm, "rm -rf '%s'", g_tmp);
     CHECK(system(rm) == 0);
