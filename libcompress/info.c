@@ -147,8 +147,8 @@ void tc_traits_describe(const tc_config *c, char *buf, size_t cap)
     if (t->sub_norms)
         PUT(", sub-norms (attention output, MLP product)");
     if (t->linear == TC_LINEAR_BITLINEAR)
-        PUT(", ternary linear layers (bitlinear: packed codes, int8 per-token activations, divided by "
-            "weight_scale)");
+        PUT(", ternary linear layers (bitlinear: ternary codes, one scale per tensor, int8 per-token "
+            "activations)");
     else if (t->linear == TC_LINEAR_AUTOBITLINEAR)
         PUT(", ternary linear layers (autobitlinear: absmean of float masters at load, int8 per-token "
             "activations)");

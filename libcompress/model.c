@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tc/checked.h"
+#include "tc/ggml_ternary.h"
 #include "model_internal.h"
 
 static const char *const role_names[TC_N_ROLES] = {
@@ -495,6 +496,39 @@ static int bind_bitlinear(tc_model *m, tc_role r, const tc_tensor *t, tc_layer *
     return TC_OK;
 }
 
+/* A ternary linear of a GGUF bitnet file: its codes in a type that holds
+ * them exactly (bitnet.cpp's I2_S, ggml's TQ1_0 / TQ2_0, Q4_0 / Q8_0 blocks of
+ * -1, 0, 1, or float values 0 and +-a), and beside it an optional one-element
+ * `<name>.scale` that llama.cpp's bitnet graph multiplies the product by. */
+static int bind_ggml_ternary(const tc_model *m, tc_role r, const tc_tensor *t, tc_layer *L, tc_error *err)
+{
+    static const tc_dtype holders[] = {TC_I2_S, TC_TQ1_0, TC_TQ2_0, TC_Q4_0, TC_Q8_0, TC_F32, TC_F16, TC_BF16};
+    int ok = 0;
+    for (size_t i = 0; i < sizeof holders / sizeof holders[0]; i++)
+        ok |= t->dtype == holders[i];
+    if (!ok)
+        return tc_err(err, "%s: tensor '%s' is %s, which cannot hold the ternary codes of a bitnet model exactly "
+                      "(I2_S, TQ1_0, TQ2_0, Q4_0, Q8_0 or float values)", m->path, t->name, tc_dtype_name(t->dtype));
+    char name[200];
+    size_t len = strlen(t->name);
+    if (len < 7 || strcmp(t->name + len - 7, ".weight") != 0 || len + 1 > sizeof name)
+        return TC_OK;
+    snprintf(name, sizeof name, "%.*s.scale", (int)(len - 7), t->name);
+    const tc_tensor *s = tc_tensordir_find(m->dir, name);
+    if (!s)
+        return TC_OK;
+    float v = 0.0f;
+    if (s->n_elements != 1 || !tc_dtype_is_float_convertible(s->dtype))
+        return tc_err(err, "%s: tensor '%s' must hold one float", m->path, name);
+    if (tc_convert_to_f32(s->dtype, s->data, 1, &v, err))
+        return tc_err_prefix(err, "%s: tensor '%s'", m->path, name);
+    if (!(v > 0.0f) || !isfinite(v))
+        return tc_err(err, "%s: tensor '%s' is %g; a weight scale must be positive and finite", m->path, name,
+                      (double)v);
+    L->scale[r] = s;
+    return TC_OK;
+}
+
 /* drop_attn / drop_mlp: per-layer flags saying the sub-layer was pruned away
  * (its tensors must then be absent; 2: the file holds a stand-in for it,
  * which is not bound); NULL when none were. */
@@ -532,7 +566,10 @@ int tc_model_bind(tc_model *m, const tc_naming *nm, const uint8_t *drop_attn, co
             int64_t shape[2];
             int nd = tc_role_shape(&m->cfg, (tc_role)r, shape);
             int ternary = tc_linear_is_ternary(&m->cfg) && tc_role_is_linear(r);
-            if (ternary && m->cfg.t.linear == TC_LINEAR_BITLINEAR) {
+            if (ternary && m->cfg.t.linear == TC_LINEAR_BITLINEAR && m->format == TC_FORMAT_GGUF) {
+                if (check_shape(m, t, nd, shape, err) || bind_ggml_ternary(m, (tc_role)r, t, L, err))
+                    return TC_ERR;
+            } else if (ternary && m->cfg.t.linear == TC_LINEAR_BITLINEAR) {
                 if (bind_bitlinear(m, (tc_role)r, t, L, err))
                     return TC_ERR;
             } else {
@@ -658,7 +695,75 @@ static int absmean_ternary(const tc_model *m, const tc_tensor *t, const float *w
     return TC_OK;
 }
 
-int tc_model_ternary_role(const tc_model *m, int layer, tc_role r, int8_t *codes, float *scale, tc_error *err)
+/* The codes of a GGUF ternary tensor and the one magnitude a they stand for
+ * (a weight is code * a): I2_S's tail scale, the blocks' d (one value for
+ * every block holding a nonzero code: a ternary-trained tensor has one
+ * scale), or the float values' one nonzero magnitude.  Anything else is not
+ * the ternary tensor of a bitnet model and is refused. */
+static int ggml_ternary_codes(const tc_model *m, const tc_tensor *t, int8_t *codes, float *a, tc_error *err)
+{
+    uint64_t n = t->n_elements, cols = (uint64_t)t->shape[1], rows = (uint64_t)t->shape[0];
+    *a = 0.0f;
+    if (t->dtype == TC_I2_S) {
+        if (tc_i2s_decode(t->data, n, codes, a, err))
+            return tc_err_prefix(err, "%s: tensor '%s'", m->path, t->name);
+    } else if (tc_ggml_ternary_block_elems(t->dtype)) {
+        uint64_t be = (uint64_t)tc_ggml_ternary_block_elems(t->dtype), row_bytes;
+        float *d = malloc((size_t)(cols / be) * sizeof *d);
+        if (!d)
+            return tc_err(err, "%s: out of memory", m->path);
+        int rc = tc_ggml_ternary_row_bytes(t->dtype, (int64_t)cols, &row_bytes, err);
+        for (uint64_t i = 0; rc == TC_OK && i < rows; i++) {
+            int8_t *c = codes + i * cols;
+            if (tc_ggml_ternary_decode(t->dtype, t->data + i * row_bytes, (int64_t)cols, c, d, err)) {
+                rc = tc_err_prefix(err, "%s: tensor '%s'", m->path, t->name);
+                break;
+            }
+            for (uint64_t b = 0; rc == TC_OK && b < cols / be; b++) {
+                int any = 0;
+                for (uint64_t e = 0; e < be; e++)
+                    any |= c[b * be + e] != 0;
+                if (!any)
+                    continue;
+                if (*a == 0.0f)
+                    *a = d[b];
+                else if (d[b] != *a)
+                    rc = tc_err(err, "%s: tensor '%s' has blocks of different scales (%g and %g in row %llu), not "
+                                "the one scale per tensor of a ternary-trained model", m->path, t->name,
+                                (double)*a, (double)d[b], (unsigned long long)i);
+            }
+        }
+        free(d);
+        if (rc)
+            return TC_ERR;
+    } else {
+        float *w = NULL;
+        if (tc_tensor_load_f32(t, &w, err))
+            return TC_ERR;
+        int rc = TC_OK;
+        for (uint64_t i = 0; i < n && rc == TC_OK; i++) {
+            float v = fabsf(w[i]);
+            if (v != 0.0f && *a == 0.0f)
+                *a = v;
+            if (v != 0.0f && v != *a)
+                rc = tc_err(err, "%s: tensor '%s' holds %g and %g: its values are not 0 and +-a for one a, so "
+                            "they are no ternary codes with one scale", m->path, t->name, (double)*a, (double)w[i]);
+            codes[i] = (int8_t)(w[i] > 0.0f ? 1 : w[i] < 0.0f ? -1 : 0);
+        }
+        free(w);
+        if (rc)
+            return rc;
+    }
+    if (*a == 0.0f)
+        *a = 1.0f; /* no nonzero code: any scale computes the same zeros */
+    if (!(*a > 0.0f) || !isfinite(*a))
+        return tc_err(err, "%s: tensor '%s' has the scale %g; a weight scale must be positive and finite", m->path,
+                      t->name, (double)*a);
+    return TC_OK;
+}
+
+int tc_model_ternary_role_as(const tc_model *m, int layer, tc_role r, int8_t *codes, float *scale, int *divides,
+                             tc_error *err)
 {
     if (layer < 0 || layer >= m->cfg.n_layers || (unsigned)r >= TC_N_ROLES)
         return tc_err(err, "%s: layer %d role %d out of range", m->path, layer, (int)r);
@@ -667,6 +772,18 @@ int tc_model_ternary_role(const tc_model *m, int layer, tc_role r, int8_t *codes
     if (!t || !tc_linear_is_ternary(&m->cfg) || !tc_role_is_linear(r))
         return tc_err(err, "%s: layer %d %s is not a ternary linear of this model", m->path, layer,
                       tc_role_name(r));
+    *divides = 1;
+    if (m->cfg.t.linear == TC_LINEAR_BITLINEAR && t->dtype != TC_U8) {
+        /* GGUF: y = sum * a * .scale / s_x, as llama.cpp multiplies them. */
+        float a, s = 1.0f;
+        if (ggml_ternary_codes(m, t, codes, &a, err))
+            return TC_ERR;
+        if (L->scale[r] && tc_convert_to_f32(L->scale[r]->dtype, L->scale[r]->data, 1, &s, err))
+            return tc_err_prefix(err, "%s: tensor '%s'", m->path, L->scale[r]->name);
+        *scale = a * s;
+        *divides = 0;
+        return TC_OK;
+    }
     if (m->cfg.t.linear == TC_LINEAR_BITLINEAR) {
         if (tc_convert_to_f32(L->scale[r]->dtype, L->scale[r]->data, 1, scale, err))
             return tc_err_prefix(err, "%s: tensor '%s'", m->path, L->scale[r]->name);
@@ -680,12 +797,22 @@ int tc_model_ternary_role(const tc_model *m, int layer, tc_role r, int8_t *codes
     return rc;
 }
 
+int tc_model_ternary_role(const tc_model *m, int layer, tc_role r, int8_t *codes, float *scale, tc_error *err)
+{
+    int divides;
+    if (tc_model_ternary_role_as(m, layer, r, codes, scale, &divides, err))
+        return TC_ERR;
+    if (!divides)
+        *scale = 1.0f / *scale; /* within a float rounding of the multiplier's inverse */
+    return TC_OK;
+}
+
 uint64_t tc_model_role_params(const tc_model *m, int layer, tc_role r)
 {
     const tc_tensor *t = m->layers[layer].w[r];
     if (!t)
         return 0;
-    if (m->cfg.t.linear == TC_LINEAR_BITLINEAR && tc_role_is_linear(r))
+    if (m->cfg.t.linear == TC_LINEAR_BITLINEAR && tc_role_is_linear(r) && t->dtype == TC_U8)
         return 4 * t->n_elements; /* four codes to a byte */
     return t->n_elements;
 }
@@ -775,7 +902,7 @@ uint64_t tc_model_n_params(const tc_model *m)
     if (m->cfg.t.linear == TC_LINEAR_BITLINEAR)
         for (int l = 0; l < m->cfg.n_layers; l++)
             for (int r = 0; r < TC_N_ROLES; r++)
-                if (tc_role_is_linear(r) && m->layers[l].w[r])
+                if (tc_role_is_linear(r) && m->layers[l].w[r] && m->layers[l].w[r]->dtype == TC_U8)
                     n += 3 * m->layers[l].w[r]->n_elements;
     return n;
 }

@@ -34,6 +34,8 @@ typedef struct tc_gguf_family {
     int rope_freqs;          /* reads rope_freqs.weight (Llama 3.1's scaling) */
     int window_pattern;      /* > 0: layer l is local unless l % p == p - 1 */
     const tc_naming *names;
+    int bitnet;              /* sub-norms, ternary linears (optional `.scale` tensors), the head tied to
+                                the embedding, the activation from {arch}.hidden_activation */
 } tc_gguf_family;
 
 extern const tc_gguf_family tc_gguf_families[];

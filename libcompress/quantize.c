@@ -408,12 +408,13 @@ static int job_load_ternary(qjob *j)
     slot *s = &d->slots[j->role];
     uint64_t n = (uint64_t)(j->M * j->K);
     float w_s = 0.0f;
+    int divides = 1;
     if (!(s->w = grow(s->w, &s->w_cap, n * sizeof(float))) || !(s->codes = grow(s->codes, &s->codes_cap, n)) ||
         !(s->scales = grow(s->scales, &s->scales_cap, sizeof(float))))
         return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)j->M, (long long)j->K);
-    if (tc_model_ternary_role(d->m, d->cur, (tc_role)j->role, s->codes, &w_s, &j->err))
+    if (tc_model_ternary_role_as(d->m, d->cur, (tc_role)j->role, s->codes, &w_s, &divides, &j->err))
         return TC_ERR;
-    s->scales[0] = 1.0f / w_s;
+    s->scales[0] = divides ? 1.0f / w_s : w_s; /* a GGUF's multiplier exactly */
     for (uint64_t i = 0; i < n; i++)
         s->w[i] = (float)s->codes[i] * s->scales[0];
     d->w.w[j->role] = s->w;

@@ -208,7 +208,8 @@ typedef struct tc_layer {
     const tc_tensor *w[TC_N_ROLES]; /* NULL where absent; a bitlinear model's linear weights are its
                                        packed uint8 tensors [rows / 4][cols] (tc_model_load_role
                                        unpacks them) */
-    const tc_tensor *scale[TC_N_ROLES]; /* a bitlinear linear's weight_scale ([1]); NULL otherwise */
+    const tc_tensor *scale[TC_N_ROLES]; /* a bitlinear linear's weight_scale ([1]), or a GGUF bitnet
+                                           linear's optional `.scale` ([1]); NULL otherwise */
     int has_attn;                   /* attn_norm, wq, wk, wv, wo present */
     int has_mlp;                    /* ffn_norm, w_gate, w_up, w_down present */
 } tc_layer;
@@ -267,6 +268,14 @@ int tc_model_load_role(const tc_model *m, int layer, tc_role r, float **out, flo
  * class derives them (autobitlinear: absmean of the masters in float32).
  * TC_ERR for a model of the float kind or a role that is not a linear. */
 int tc_model_ternary_role(const tc_model *m, int layer, tc_role r, int8_t *codes, float *scale, tc_error *err);
+
+/* The same with the scale in the convention the source stores it:
+ * *divides 1: the sums are divided by *scale (w_s: BitNet checkpoints),
+ * 0: multiplied by it (GGUF bitnet files: a ternary type's scale times the
+ * optional `.scale` tensor, as llama.cpp multiplies them).
+ * tc_model_ternary_role gives 1 / *scale for the latter. */
+int tc_model_ternary_role_as(const tc_model *m, int layer, tc_role r, int8_t *codes, float *scale, int *divides,
+                             tc_error *err);
 
 /* The weights role r of a layer holds (rows x cols of a matrix, whatever
  * its storage), 0 when absent. */
