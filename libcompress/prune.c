@@ -389,7 +389,8 @@ void tc_prune_cost_of(const tc_model *m, const tc_prune_plan *p, int ctx_len, in
 /* The dtype matrices are written in: the input's, where a writer supports it. */
 static tc_dtype matrix_dtype(const tc_model *m)
 {
-    for (int l = 0; l < m->cfg.n_layers; l++) {
+    /* A ternary model's linears are codes: its float matrix is the embedding. */
+    for (int l = 0; l < m->cfg.n_layers && !tc_linear_is_ternary(&m->cfg); l++) {
         for (int r = TC_WQ; r < TC_N_ROLES; r++) {
             const tc_tensor *t = m->layers[l].w[r];
             if (t && t->n_dims == 2)
@@ -397,6 +398,19 @@ static tc_dtype matrix_dtype(const tc_model *m)
         }
     }
     return m->tok_embd->dtype == TC_F16 || m->tok_embd->dtype == TC_BF16 ? m->tok_embd->dtype : TC_F32;
+}
+
+/* The ternary type a GGUF output of a ternary model stores its linears in:
+ * the input's (I2_S, TQ1_0, TQ2_0), else TQ2_0. */
+static tc_dtype ternary_dtype_of(const tc_model *m)
+{
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int r = 0; r < TC_N_ROLES; r++) {
+            const tc_tensor *t = m->layers[l].w[r];
+            if (t && tc_role_is_linear(r) && (t->dtype == TC_I2_S || t->dtype == TC_TQ1_0 || t->dtype == TC_TQ2_0))
+                return t->dtype;
+        }
+    return TC_TQ2_0;
 }
 
 int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, tc_format fmt,
@@ -466,6 +480,13 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
         if (fmt == TC_FORMAT_GGUF) {
             src.dtype_of = tc_model_copy_dtype;
             src.encode = tc_model_copy_encode;
+        }
+        /* Ternary linears go out as their codes and scales (a GGUF's in the
+         * input's ternary type, TQ2_0 for another input's). */
+        if (tc_linear_is_ternary(&m->cfg)) {
+            src.ternary = tc_model_copy_ternary;
+            src.ternary_dtype = ternary_dtype_of(m);
+            src.scale_dtype = tc_model_scale_dtype(m);
         }
         src.cfg.n_layers = k;
         /* Per-layer traits follow their layers. */
