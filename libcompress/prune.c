@@ -459,8 +459,11 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
         /* Per-layer sub-layer drops in GGUF need llama.cpp's `deci` graph, a
          * llama (no q/k/v biases, adjacent RoPE pairs). */
         rc = tc_err(err, "%s: GGUF can hold dropped attention or MLP sub-layers of llama models only, not of "
-                    "this %s model with q/k/v biases; drop whole blocks, or write HF (--format hf)", path,
-                    tc_arch_name(m->cfg.arch));
+                    "this %s model%s; drop whole blocks, or write HF (--format hf)", path, tc_arch_name(m->cfg.arch),
+                    m->cfg.qkv_bias ? " with q/k/v biases" : "");
+    } else if (matrices != TC_DTYPE_COUNT && tc_linear_is_ternary(&m->cfg)) {
+        rc = tc_err(err, "%s: the linear layers of a ternary-trained model are written as its codes and scales; "
+                    "storing them as %s would requantize them", path, tc_dtype_name(matrices));
     } else {
         tc_model_copy cp = {.model = m, .keep = keep, .float_dtype = matrix_dtype(m), .matrices = matrices};
         tc_model_src src = {
