@@ -1052,5 +1052,8 @@ int tc_model_write_ternary(const tc_model *m, const char *path, tc_format fmt, t
         src.dtype_of = tc_model_copy_dtype;
         src.encode = tc_model_copy_encode;
     }
+    /* transformers casts weight_scale to the config's dtype: F32 scales need an F32 model. */
+    if (fmt == TC_FORMAT_HF && m->cfg.t.linear == TC_LINEAR_BITLINEAR && src.scale_dtype == TC_F32)
+        src.dtype = cp.float_dtype = TC_F32;
     return tc_model_write(path, fmt, &src, err);
 }

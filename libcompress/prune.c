@@ -490,6 +490,9 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
             src.ternary = tc_model_copy_ternary;
             src.ternary_dtype = ternary_dtype_of(m);
             src.scale_dtype = tc_model_scale_dtype(m);
+            /* transformers casts weight_scale to the config's dtype: F32 scales need an F32 model. */
+            if (fmt == TC_FORMAT_HF && m->cfg.t.linear == TC_LINEAR_BITLINEAR && src.scale_dtype == TC_F32)
+                src.dtype = cp.float_dtype = TC_F32;
         }
         src.cfg.n_layers = k;
         /* Per-layer traits follow their layers. */

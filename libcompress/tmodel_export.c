@@ -120,6 +120,9 @@ int tc_tmodel_export(const tc_tmodel *tm, const char *path, const tc_tmodel_expo
     };
     if (exact_dtype(tm, 1, &s.dtype, err))
         return tc_err_prefix(err, "%s", path);
+    /* transformers casts weight_scale to the config's dtype: F32 scales need an F32 model. */
+    if (o->format == TC_FORMAT_HF && s.scale_dtype == TC_F32)
+        s.dtype = TC_F32;
     if (o->format == TC_FORMAT_HF && exact_dtype(tm, 0, &s.norm_dtype, err))
         return tc_err_prefix(err, "%s", path);
     if (o->format == TC_FORMAT_HF && s.cfg.t.linear == TC_LINEAR_AUTOBITLINEAR)

@@ -13,7 +13,7 @@
  *     tensor or in I2_S's tail, down projections of 688 columns, no whole
  *     block of either type, as F32 values code x scale); the I2_S file
  *     converted to packed and back gives every tensor byte for byte again
- *     (GGUF -> tcq -> GGUF);
+ *     (GGUF -> tcq -> GGUF), and written as HF its codes again;
  *   - tc's function on each GGUF: the logits of 256 tokens of references.json
  *     against the checkpoint's, position 0 within 1e-5 of max |logit| (the
  *     scale is multiplied there, not divided: a float rounding apart), top-1
@@ -385,6 +385,20 @@ static void gguf_exports(const char *dir, const int32_t *ids, size_t n)
                 tc_model g2;
                 if (tc_model_open(&g2, i2s, &err) == TC_OK) {
                     CHECK_MSG(same_tensors(&g, &g2, "bitnet12: I2_S -> tcq -> I2_S"), "I2_S round trip differs");
+                    tc_model_close(&g2);
+                } else {
+                    CHECK_OK(TC_ERR, &err);
+                }
+                /* GGUF -> tcq -> HF: these multipliers are reciprocals of bitnet12's BF16
+                 * weight_scales, which come back by rounding: BF16 again (test_gguf_bitnet
+                 * writes a GGUF's own f32 scales as F32, in an F32 model). */
+                char hf[1200];
+                snprintf(hf, sizeof hf, "%s/b12-i2s-hf", g_tmp);
+                tc_tmodel_export_opts ho = {.format = TC_FORMAT_HF};
+                CHECK_OK(tc_tmodel_export(&tm2, hf, &ho, &err), &err);
+                if (tc_model_open(&g2, hf, &err) == TC_OK) {
+                    CHECK(g2.layers[0].scale[TC_WQ]->dtype == TC_BF16 && g2.tok_embd->dtype == TC_BF16);
+                    CHECK_MSG(same_codes(&g2, &tm2, "bitnet12: I2_S -> tcq -> HF"), "I2_S -> HF differs");
                     tc_model_close(&g2);
                 } else {
                     CHECK_OK(TC_ERR, &err);

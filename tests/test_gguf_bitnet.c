@@ -10,7 +10,8 @@
  *     is the weight), and bitnet.cpp's architecture name bitnet-b1.58;
  * each read back with every linear's codes the checkpoint's and its scale
  * the multiplier the file states (f16(scale) for the quantized one), and the
- * same greedy continuation as the checkpoint.  Refused by name: one block of
+ * same greedy continuation as the checkpoint; the quantized one written as
+ * HF keeps its codes, its scales as F32 weight_scales in an F32 model.  Refused by name: one block of
  * a tensor with another d, an F32 tensor holding a third magnitude, an
  * output.weight (llama.cpp's bitnet graph never reads it), a bias,
  * bitnet.hidden_activation = gelu, an I2_S byte holding the 2-bit value 3. */
@@ -309,6 +310,31 @@ int main(void)
         printf("%-24s read: %d of %d linears differ from the checkpoint's codes or the file's scale; greedy %s\n",
                VNAMES[v], bad, n, same ? "the checkpoint's" : "differs");
         CHECK_MSG(bad == 0 && same, "%s: %d linears differ, greedy %s", VNAMES[v], bad, same ? "same" : "differs");
+        if (v == V_TQ2_D) {
+            /* Written as HF: its f16 scales are no BF16 values, so the weight_scales are F32,
+             * and so is the model, since transformers casts them to the config's dtype. */
+            char hfdir[1200];
+            snprintf(hfdir, sizeof hfdir, "%s/v%d-hf", g_tmp, v);
+            CHECK_OK(tc_model_write_ternary(&m, hfdir, TC_FORMAT_HF, TC_TQ2_0, NULL, &e), &e);
+            tc_model h;
+            if (tc_model_open(&h, hfdir, &e) == TC_OK) {
+                int8_t *a = malloc((size_t)(m.cfg.dim * m.cfg.dim)), *b = malloc((size_t)(m.cfg.dim * m.cfg.dim));
+                float sa, sb;
+                int da, db;
+                CHECK_OK(tc_model_ternary_role_as(&m, 0, TC_WQ, a, &sa, &da, &e), &e);
+                CHECK_OK(tc_model_ternary_role_as(&h, 0, TC_WQ, b, &sb, &db, &e), &e);
+                printf("%-24s as HF: weight_scale %s, model %s, codes %s\n", VNAMES[v],
+                       tc_dtype_name(h.layers[0].scale[TC_WQ]->dtype), tc_dtype_name(h.tok_embd->dtype),
+                       memcmp(a, b, (size_t)(m.cfg.dim * m.cfg.dim)) ? "differ" : "equal");
+                CHECK(h.layers[0].scale[TC_WQ]->dtype == TC_F32 && h.tok_embd->dtype == TC_F32 && db && !da &&
+                      memcmp(a, b, (size_t)(m.cfg.dim * m.cfg.dim)) == 0 && sb == 1.0f / sa);
+                free(a);
+                free(b);
+                tc_model_close(&h);
+            } else {
+                CHECK_OK(TC_ERR, &e);
+            }
+        }
         if (v == V_TQ2_SPLIT) {
             char *arch = NULL;
             tc_gguf_get_str(tc_model_gguf(&m), "general.architecture", &arch, &e);
