@@ -37,7 +37,12 @@
  * back with the same logits as the original with those modules skipped,
  * bit for bit; bitnet12-bf16 likewise as HF bf16; bitnet12 with block 3
  * dropped as GGUF TQ2_0 within the GGUF bar above, and its SiLU variant in
- * llama.cpp as above. */
+ * llama.cpp as above.
+ *
+ * The tools: tc-quantize's --format conversions of a checkpoint and of a
+ * .tcq, and its refusals (a .tcq packed again, --method, --group, a float
+ * model's I2_S); tc-prune's refusals of sub-layer drops and --type for GGUF
+ * bitnet. */
 #include "llamacpp.h"
 
 #include <math.h>
@@ -602,6 +607,79 @@ static void llamacpp_case(const char *dir, const cJSON *refs)
     free(prompt);
 }
 
+/* The tools: tc-quantize converts a BitNet checkpoint and a packed file of
+ * one with --format, refuses what would requantize or does not apply; tc-prune
+ * keeps GGUF bitnet to whole blocks. */
+static void tools(const char *dir)
+{
+    const char *bin = getenv("TC_BIN");
+    char vocab[1024], deep[1024], cmd[8000];
+    if (!bin || !tu_asset(vocab, sizeof vocab, "models/stories260K/stories260K.gguf")) {
+        printf("tool checks skipped: TC_BIN or stories260K.gguf missing\n");
+        return;
+    }
+    struct {
+        const char *args;
+        int code;
+        const char *says; /* in stdout + stderr */
+    } cases[] = {
+        {"'%s' --format gguf-tq2 --vocab '%s' -o '%s/t.gguf' -q", 0, "gguf-tq2"},
+        {"'%s' -o '%s/t.tcq' -q", 0, NULL},
+        {"'%s/t.tcq' --format gguf-i2s -o '%s/t-i2s.gguf' -q", 0, "gguf-i2s"},
+        {"'%s/t.tcq' --format hf --vocab '%s' -o '%s/t-hf' -q", 0, "(hf)"},
+        {"'%s/t.tcq' -o '%s/again.tcq'", 2, "is a packed file"},
+        {"'%s/t.tcq' --format hf --method absmean -o '%s/x'", 2, "--method does not apply"},
+        {"'%s' --format gguf-tq2 --group row -o '%s/x.gguf'", 2, "--group does not apply"},
+        {"'%s' --format gguf-i2s -o '%s/x.gguf'", 2, "float model"},
+    };
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s", g_tmp);
+    int have_deep = tu_asset(deep, sizeof deep, "models/deep16-hf") != NULL;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[4400];
+        switch (i) {
+        case 0: snprintf(args, sizeof args, cases[i].args, dir, vocab, tmp); break;
+        case 1: snprintf(args, sizeof args, cases[i].args, dir, tmp); break;
+        case 3: snprintf(args, sizeof args, cases[i].args, tmp, dir, tmp); break;
+        case 6: snprintf(args, sizeof args, cases[i].args, dir, tmp); break;
+        case 7:
+            if (!have_deep)
+                continue;
+            snprintf(args, sizeof args, cases[i].args, deep, tmp);
+            break;
+        default: snprintf(args, sizeof args, cases[i].args, tmp, tmp); break;
+        }
+        snprintf(cmd, sizeof cmd, "%s/tc-quantize %s 2>&1", bin, args);
+        char *out = NULL;
+        int code = tu_run(cmd, &out);
+        int ok = code == cases[i].code && (!cases[i].says || strstr(out, cases[i].says));
+        CHECK_MSG(ok, "tc-quantize %s: exit %d, '%s'", args, code, out);
+        free(out);
+    }
+    tc_error err = {{0}};
+    tc_model m;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/t-i2s.gguf", tmp);
+    if (tc_model_open(&m, path, &err) == TC_OK) {
+        CHECK(m.layers[0].w[TC_WQ]->dtype == TC_I2_S && m.cfg.t.act == TC_ACT_RELU2);
+        tc_model_close(&m);
+    } else {
+        CHECK_OK(TC_ERR, &err);
+    }
+    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s/t.gguf' --layers attn:2 -o '%s/p.gguf' 2>&1", bin, tmp, tmp);
+    char *out = NULL;
+    int code = tu_run(cmd, &out);
+    CHECK_MSG(code == 1 && strstr(out, "llama models only"), "tc-prune, attention of GGUF bitnet: exit %d, '%s'", code,
+              out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s/t.gguf' --layers block:2 --type q8_0 -o '%s/p.gguf' 2>&1", bin, tmp,
+             tmp);
+    code = tu_run(cmd, &out);
+    CHECK_MSG(code == 1 && strstr(out, "would requantize"), "tc-prune --type of GGUF bitnet: exit %d, '%s'", code, out);
+    free(out);
+    printf("tools: tc-quantize conversions and refusals, tc-prune's GGUF bitnet limits checked\n");
+}
+
 int main(void)
 {
     (void)llamacpp_greedy; /* BOS only: llamacpp_run gives the prompt too */
@@ -628,6 +706,7 @@ int main(void)
             prune_case(bf, "bitnet12-bf16-pruned-hf", TC_FORMAT_HF, ids, n, 0);
         llamacpp_case(dir, refs);
     }
+    tools(dir);
     free(ids);
     cJSON_Delete(refs);
     char rm[1100];
