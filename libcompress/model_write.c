@@ -250,7 +250,8 @@ static int role_kept(const tc_model_src *s, int l, int r)
 
 /* A ternary linear (o, x: its item as built for the float path) stored as
  * codes, and the item of its scale (so, sx); returns 1 when a scale item
- * was made.  (tc_model_src.ternary says what goes where.) */
+ * was made, -1 when HF's packed layout cannot hold the rows.
+ * (tc_model_src.ternary says what goes where.) */
 static int ternary_item(const tc_model_src *s, tc_format fmt, tc_out_tensor *o, out_item *x, tc_out_tensor *so,
                         out_item *sx)
 {
@@ -262,6 +263,8 @@ static int ternary_item(const tc_model_src *s, tc_format fmt, tc_out_tensor *o, 
     *so = (tc_out_tensor){.name = sx->name, .dtype = TC_F32, .n_dims = 1, .shape = {1}, .fill = fill_ternary,
                           .ctx = sx};
     if (fmt == TC_FORMAT_HF) {
+        if (rows % 4 != 0)
+            return -1; /* transformers' packed layout holds four rows to a byte */
         o->dtype = TC_U8;
         o->shape[0] = rows / 4;
         so->dtype = s->scale_dtype == TC_BF16 || s->scale_dtype == TC_F16 ? s->scale_dtype : TC_F32;
@@ -386,8 +389,14 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
                                                 : s->dtype;
             o->fill = fill_item;
             o->ctx = x;
-            if (tern && tc_role_is_linear(r) && !stub && !parts && ternary_item(s, fmt, &t[n - 1], x, &t[n], &it[n]))
-                n++;
+            int made = tern && tc_role_is_linear(r) && !stub && !parts ? ternary_item(s, fmt, o, x, &t[n], &it[n]) : 0;
+            if (made < 0) {
+                free(t);
+                free(it);
+                return tc_err(err, "tensor '%s' has %lld rows, not a multiple of 4, which a BitNet checkpoint packs "
+                              "four to a byte", x->name, (long long)o->shape[0]);
+            }
+            n += (size_t)made;
         }
     }
     *out = t;
