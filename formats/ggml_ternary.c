@@ -237,3 +237,50 @@ int tc_ggml_ternary_dequantize(tc_dtype type, const uint8_t *blocks, int64_t K, 
     }
     return TC_OK;
 }
+
+int tc_i2s_encode(const int8_t *codes, uint64_t n, float scale, uint8_t *out, tc_error *err)
+{
+    if (n % TC_I2S_BLOCK)
+        return tc_err(err, "I2_S: %llu weights is not a whole number of blocks of 128", (unsigned long long)n);
+    for (uint64_t b = 0; b < n / TC_I2S_BLOCK; b++) {
+        const int8_t *c = codes + b * TC_I2S_BLOCK;
+        uint8_t *q = out + b * (TC_I2S_BLOCK / 4);
+        for (int j = 0; j < TC_I2S_BLOCK / 4; j++) {
+            unsigned v = 0;
+            for (int g = 0; g < 4; g++) {
+                int x = c[g * 32 + j];
+                if (x < -1 || x > 1)
+                    return tc_err(err, "I2_S: code %d at weight %llu is not -1, 0 or 1", x,
+                                  (unsigned long long)(b * TC_I2S_BLOCK + (uint64_t)(g * 32 + j)));
+                v |= (unsigned)(x + 1) << (6 - 2 * g);
+            }
+            q[j] = (uint8_t)v;
+        }
+    }
+    uint8_t *tail = out + n / 4;
+    memset(tail, 0, TC_I2S_TAIL);
+    memcpy(tail, &scale, sizeof scale); /* little-endian f32, as the host */
+    return TC_OK;
+}
+
+int tc_i2s_decode(const uint8_t *data, uint64_t n, int8_t *codes, float *scale, tc_error *err)
+{
+    if (n % TC_I2S_BLOCK)
+        return tc_err(err, "I2_S: %llu weights is not a whole number of blocks of 128", (unsigned long long)n);
+    for (uint64_t b = 0; b < n / TC_I2S_BLOCK; b++) {
+        const uint8_t *q = data + b * (TC_I2S_BLOCK / 4);
+        int8_t *c = codes + b * TC_I2S_BLOCK;
+        unsigned bad = 0;
+        for (int j = 0; j < TC_I2S_BLOCK / 4; j++)
+            for (int g = 0; g < 4; g++) {
+                unsigned v = (q[j] >> (6 - 2 * g)) & 3u;
+                bad |= v == 3u;
+                c[g * 32 + j] = (int8_t)((int)v - 1);
+            }
+        if (bad)
+            return tc_err(err, "I2_S: block %llu holds the 2-bit value 3, which is no ternary code",
+                          (unsigned long long)b);
+    }
+    memcpy(scale, data + n / 4, sizeof *scale);
+    return TC_OK;
+}

@@ -399,11 +399,39 @@ typedef struct qpool {
     pthread_mutex_t mu;
 } qpool;
 
+/* An already ternary source's linear (tc_linear_is_ternary): its codes and
+ * its scale as the packed layout multiplies by it (1 / w_s, so that
+ * y = scale * sum / s_x is BitLinear's sum / (w_s s_x)), taken as the model
+ * view gives them, and the weights they stand for (code * scale) for the
+ * report.  Nothing is requantized. */
+static int job_load_ternary(qjob *j)
+{
+    qdrv *d = j->d;
+    slot *s = &d->slots[j->role];
+    uint64_t n = (uint64_t)(j->M * j->K);
+    float w_s = 0.0f;
+    int divides = 1;
+    if (!(s->w = grow(s->w, &s->w_cap, n * sizeof(float))) || !(s->codes = grow(s->codes, &s->codes_cap, n)) ||
+        !(s->scales = grow(s->scales, &s->scales_cap, sizeof(float))))
+        return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)j->M, (long long)j->K);
+    if (tc_model_ternary_role_as(d->m, d->cur, (tc_role)j->role, s->codes, &w_s, &divides, &j->err))
+        return TC_ERR;
+    s->scales[0] = divides ? 1.0f / w_s : w_s; /* a GGUF's multiplier exactly */
+    for (uint64_t i = 0; i < n; i++)
+        s->w[i] = (float)s->codes[i] * s->scales[0];
+    d->w.w[j->role] = s->w;
+    d->codes[j->role] = s->codes;
+    d->scales[j->role] = s->scales;
+    return TC_OK;
+}
+
 static int job_load(qjob *j)
 {
     qdrv *d = j->d;
     slot *s = &d->slots[j->role];
     uint64_t bytes;
+    if (j->ri >= 0 && tc_linear_is_ternary(&d->m->cfg))
+        return job_load_ternary(j);
     if (tc_mul_u64(j->src->n_elements, sizeof(float), &bytes) ||
         !(s->w = grow(s->w, &s->w_cap, bytes)))
         return tc_err(&j->err, "%s: tensor '%s': out of memory for its fp32 values", j->src->file,
@@ -426,7 +454,8 @@ static int job_quantize(qjob *j)
         !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))))
         return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)j->M, (long long)j->K);
     const float *W = d->w.w[j->role];
-    if (quantize_matrix(d, W, j->M, j->K, d->o->q.method, j->H, s->codes, s->scales, &j->err))
+    if (d->o->q.method != TC_TMETHOD_SOURCE &&
+        quantize_matrix(d, W, j->M, j->K, d->o->q.method, j->H, s->codes, s->scales, &j->err))
         return TC_ERR;
     d->codes[j->role] = s->codes;
     d->scales[j->role] = s->scales;
@@ -600,8 +629,10 @@ static int layer_jobs(qdrv *d, int l, int calib, qjob *jobs, int *order)
         stored_shape(d, l, r, sh);
         if (is_linear(r) && t->n_dims == 2 && role_ternary(d, sh[1]) &&
             (j->ri = report_index(d, l, r)) >= 0) {
-            j->M = t->shape[0];
-            j->K = t->shape[1];
+            int64_t shape[2]; /* as the config has it: a packed source stores four rows to a byte */
+            tc_role_shape(&d->m->cfg, (tc_role)r, shape);
+            j->M = shape[0];
+            j->K = shape[1];
             j->H = calib ? d->H[input_of(r)] : NULL;
             const tc_tmodel_tensor *pt = d->gguf ? NULL : tc_tmodel_find(&d->tm, l, r);
             j->plan = pt && pt->ternary ? &pt->plan : NULL;
@@ -720,6 +751,26 @@ static int add_report(qdrv *d, int layer, int role, int64_t M, int64_t K)
     return TC_OK;
 }
 
+/* Whether every value of t survives F16 exactly (converted a chunk at a time). */
+static int f16_holds(const tc_tensor *t)
+{
+    enum { CHUNK = 1 << 16 };
+    uint64_t be = tc_dtype_block_elems(t->dtype), bb = tc_dtype_block_bytes(t->dtype);
+    float *a = malloc(CHUNK * sizeof *a), *b = malloc(CHUNK * sizeof *b);
+    uint16_t *h = malloc(CHUNK * sizeof *h);
+    int ok = a && b && h && be == 1;
+    for (uint64_t i = 0; ok && i < t->n_elements; i += CHUNK) {
+        uint64_t k = t->n_elements - i < CHUNK ? t->n_elements - i : CHUNK;
+        ok = tc_convert_to_f32(t->dtype, t->data + i * bb, k, a, NULL) == TC_OK &&
+             tc_convert_from_f32(TC_F16, a, k, h, NULL) == TC_OK && tc_convert_to_f32(TC_F16, h, k, b, NULL) == TC_OK &&
+             memcmp(a, b, (size_t)k * sizeof *a) == 0;
+    }
+    free(a);
+    free(b);
+    free(h);
+    return ok;
+}
+
 static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_error *err)
 {
     memset(d, 0, sizeof *d);
@@ -736,6 +787,24 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
         return tc_err(err, "%s: the calibrated method needs calibration data", m->path);
     if (d->gguf && o->quantize_embeddings)
         return tc_err(err, "%s: ternary embeddings are only available in the packed format", m->path);
+    /* An already ternary source is converted, not quantized: its codes and
+     * scales (one per tensor) go into the tiles as they are. */
+    int ternary_src = tc_linear_is_ternary(c);
+    if (ternary_src != (o->q.method == TC_TMETHOD_SOURCE))
+        return ternary_src ? tc_err(err, "%s: the model is already ternary (%s); it is converted with the method "
+                                    "'source', which carries its codes and scales over, not requantized with '%s'",
+                                    m->path, tc_linear_kind_name(c->t.linear), tc_tmethod_name(o->q.method))
+                           : tc_err(err, "%s: the method 'source' converts an already ternary model, and this one "
+                                    "is float", m->path);
+    if (ternary_src && (d->gguf || o->quantize_embeddings || o->calib || o->q.group.kind != TC_TGROUP_TENSOR))
+        return tc_err(err, "%s: an already ternary model (%s) converts to the packed format with its one scale per "
+                      "tensor only (%s is not implemented for it)", m->path, tc_linear_kind_name(c->t.linear),
+                      d->gguf ? "GGUF output" : o->quantize_embeddings ? "ternary embeddings"
+                      : o->calib ? "calibration" : "another scale grouping");
+    /* The conversion is exact: a float embedding or head that F16 cannot
+     * hold (BF16 values below F16's normal range) stays F32. */
+    if (ternary_src && d->fdt == TC_F16 && (!f16_holds(m->tok_embd) || !f16_holds(m->output)))
+        d->fdt = TC_F32;
     d->fb = TC_DTYPE_COUNT;
     if (o->fallback != TC_F32 || o->fallback_explicit) {
         if (!d->gguf)
@@ -761,9 +830,10 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
         add_report(d, -1, TC_G_OUTPUT, c->vocab_size, c->dim);
     for (int l = 0; l < c->n_layers; l++)
         for (int i = 0; i < N_LINEAR; i++) {
-            const tc_tensor *t = m->layers[l].w[linear_roles[i]];
-            if (t)
-                add_report(d, l, linear_roles[i], t->shape[0], t->shape[1]);
+            int64_t shape[2]; /* as the config has it: a packed source stores four rows to a byte */
+            tc_role_shape(c, (tc_role)linear_roles[i], shape);
+            if (m->layers[l].w[linear_roles[i]])
+                add_report(d, l, linear_roles[i], shape[0], shape[1]);
         }
     if (o->calib) {
         d->n_tok = tc_batch_tokens(o->calib);

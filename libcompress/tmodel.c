@@ -8,7 +8,7 @@
 
 #include "tc/checked.h"
 
-static const char *const method_names[TC_TMETHOD_COUNT] = {"absmean", "optimal", "calibrated"};
+static const char *const method_names[TC_TMETHOD_COUNT] = {"absmean", "optimal", "calibrated", "source"};
 
 const char *tc_tmethod_name(tc_tmethod m)
 {

@@ -449,6 +449,20 @@ static int parse_traits(const reader *r, const cJSON *o, tc_config *c, double th
         get_num(r, o, "embed_scale", 0, 1e9, &es) || get_i(r, o, "window", 0, 1 << 30, &t->window))
         return TC_ERR;
     t->ungated = !gated;
+    /* Sub-norms and the linear kind came later: absent, the plain values. */
+    const cJSON *sn = cJSON_GetObjectItemCaseSensitive(o, "sub_norms");
+    if (sn && get_bool(r, o, "sub_norms", &t->sub_norms))
+        return TC_ERR;
+    const cJSON *lk = cJSON_GetObjectItemCaseSensitive(o, "linear");
+    if (lk) {
+        const char *kind = get_str(r, o, "linear");
+        int k = 0;
+        while (kind && k < TC_LINEAR_COUNT && strcmp(kind, tc_linear_kind_name((tc_linear_kind)k)) != 0)
+            k++;
+        if (!kind || k == TC_LINEAR_COUNT)
+            return kind ? tc_err(r->err, "%s: unknown linear kind '%s'", r->path, kind) : TC_ERR;
+        t->linear = (tc_linear_kind)k;
+    }
     t->attn_scale = (float)as;
     t->attn_softcap = (float)ac;
     t->final_softcap = (float)fc;

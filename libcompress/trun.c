@@ -357,6 +357,16 @@ static int trace_get(tc_trun_trace *t, int8_t *q, float *s, size_t nq, size_t ns
 
 /* ---- one linear layer ---------------------------------------------------- */
 
+/* One token's activations to int8: as the model's ternary linear kind
+ * computes it (a ternary-trained checkpoint, forward_math.h), else tc's own
+ * rule for the models it quantized (tc_tpack_quantize_act). */
+static float quantize_act(const tc_trun *r, const float *x, int K, int8_t *q)
+{
+    if (tc_linear_is_ternary(&r->c))
+        return (float)tc_fm_act_quant_i8(x, (size_t)K, r->c.t.linear, q);
+    return tc_tpack_quantize_act(x, K, q);
+}
+
 /* Quantizes T rows of K activations to int8 per token (and, for REF, back to
  * fp32 as x_q / s): done once for every layer sharing the input. With a
  * trace, records them or takes them from it. */
@@ -369,8 +379,7 @@ static int quantize_rows(tc_trun *r, const float *in, int T, int K, tc_error *er
                           path_of(r->m));
     } else {
         for (int t = 0; t < T; t++)
-            r->act_s[t] = tc_tpack_quantize_act(in + (size_t)t * (size_t)K, K,
-                                                r->xq + (size_t)t * (size_t)K);
+            r->act_s[t] = quantize_act(r, in + (size_t)t * (size_t)K, K, r->xq + (size_t)t * (size_t)K);
         if (r->trace && trace_put(r->trace, r->xq, r->act_s, nq, (size_t)T))
             return tc_err(err, "%s: out of memory for the activation trace", path_of(r->m));
     }
@@ -478,6 +487,14 @@ static void norm_rows(const tc_trun *r, const float *x, const float *w, float *o
                    r->c.norm_eps, r->c.t.norm);
 }
 
+/* The sub-norm (bitnet) of T rows of n, in place, where the model has them. */
+static void sub_norm_rows(const tc_trun *r, float *x, const float *w, int T, int n)
+{
+    if (r->c.t.sub_norms)
+        for (int t = 0; t < T; t++)
+            tc_fm_norm(x + (size_t)t * (size_t)n, w, x + (size_t)t * (size_t)n, n, r->c.norm_eps, r->c.t.norm);
+}
+
 /* The heads of T tokens, (token, head) pairs split over the pool's workers
  * (each its own scores): one hand-over of the pool per layer.  Token t sees
  * the keys up to its own position only, so it gets the same sums whether
@@ -548,6 +565,7 @@ static int attention(tc_trun *r, int l, int T, tc_error *err)
     add_bias(r->kb, L->vec[TC_BK], T, r->kvdim);
     add_bias(r->vb, L->vec[TC_BV], T, r->kvdim);
     attend_rows(r, l, T);
+    sub_norm_rows(r, r->att, L->vec[TC_ATTN_SUB_NORM], T, r->qdim);
     if (quantize_rows(r, r->att, T, r->qdim, err))
         return TC_ERR;
     if (apply(r, &L->w[TC_WO], r->att, T, r->tmp, err))
@@ -579,6 +597,7 @@ static int mlp(tc_trun *r, int l, int T, tc_error *err)
         add_bias(r->u, L->vec[TC_B_UP], T, F);
         tc_fm_act(r->g, r->u, n, tr->act);
     }
+    sub_norm_rows(r, r->g, L->vec[TC_FFN_SUB_NORM], T, F);
     if (quantize_rows(r, r->g, T, F, err))
         return TC_ERR;
     if (apply(r, &L->w[TC_W_DOWN], r->g, T, r->tmp, err))

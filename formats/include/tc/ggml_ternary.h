@@ -55,6 +55,22 @@ int tc_ggml_ternary_decode(tc_dtype type, const uint8_t *blocks, int64_t K, int8
 int tc_ggml_ternary_dequantize(tc_dtype type, const uint8_t *blocks, int64_t K, float *out,
                                tc_error *err);
 
+/* bitnet.cpp's I2_S (its ggml type 36, x86 layout, quantize_i2_s with
+ * ACT_PARALLEL): the n weights of a whole tensor, in row-major order, in
+ * blocks of 128 stored in 32 bytes; byte j of a block holds its weights j,
+ * j + 32, j + 64 and j + 96 at bit shifts 6, 4, 2 and 0, as code + 1 (0, 1, 2
+ * for -1, 0, +1).  After the n / 4 bytes of codes, a 32-byte tail whose first
+ * 4 bytes are the tensor's one f32 scale (the rest zero): a weight is code *
+ * scale.  n must be a multiple of 128. */
+#define TC_I2S_BLOCK 128
+#define TC_I2S_TAIL 32
+
+/* Writes n codes and the scale into n / 4 + 32 bytes at out. */
+int tc_i2s_encode(const int8_t *codes, uint64_t n, float scale, uint8_t *out, tc_error *err);
+
+/* Reads them back; the 2-bit value 3 (no code) is an error. */
+int tc_i2s_decode(const uint8_t *data, uint64_t n, int8_t *codes, float *scale, tc_error *err);
+
 #ifdef __cplusplus
 }
 #endif

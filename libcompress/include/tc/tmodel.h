@@ -39,6 +39,7 @@ typedef enum tc_tmethod {
     TC_TMETHOD_ABSMEAN,
     TC_TMETHOD_OPTIMAL,
     TC_TMETHOD_CALIBRATED,
+    TC_TMETHOD_SOURCE, /* the codes and scales of an already ternary source, carried over as they are */
     TC_TMETHOD_COUNT
 } tc_tmethod;
 
@@ -182,6 +183,22 @@ int tc_tmodel_tensor_unpack(const tc_tmodel_tensor *t, int8_t *codes, float *sca
 /* Any tensor as fp32 values (shape[0] * shape[1] of a matrix): plain values
  * converted, ternary ones dequantized (scale * code). */
 int tc_tmodel_tensor_f32(const tc_tmodel_tensor *t, float *dst, tc_error *err);
+
+/* Writing a packed file of a ternary-trained model (quant.method source)
+ * back as a checkpoint, bit for bit: every linear's codes and its one scale
+ * as the tiles hold them (tc_model_src.ternary says how each format stores
+ * them), every other tensor in the narrowest of BF16, F16 and F32 that holds
+ * its values exactly (norms in F32 in GGUF).  An autobitlinear model is
+ * written as bitlinear (HF): the tiles hold its codes, not its masters. */
+typedef struct tc_tmodel_export_opts {
+    tc_format format;                 /* TC_FORMAT_HF or TC_FORMAT_GGUF */
+    tc_dtype ternary_dtype;           /* GGUF: TC_TQ1_0, TC_TQ2_0 or TC_I2_S */
+    const struct tc_gguf *gguf_vocab; /* GGUF: tokenizer keys copied from here (optional) */
+    const char *hf_src_dir;           /* HF: tokenizer files copied from here (optional) */
+    const char *name;                 /* general.name (optional) */
+} tc_tmodel_export_opts;
+
+int tc_tmodel_export(const tc_tmodel *tm, const char *path, const tc_tmodel_export_opts *o, tc_error *err);
 
 /* Bytes of the tensors, and of the ternary ones alone; weights counted likewise. */
 typedef struct tc_tmodel_size {
