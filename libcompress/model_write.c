@@ -1175,7 +1175,7 @@ int tc_model_copy_encode(void *ctx, int layer, int which, tc_rope_layout to, voi
 }
 
 int tc_model_write_ternary(const tc_model *m, const char *path, tc_format fmt, tc_dtype ternary_dtype,
-                           const struct tc_gguf *vocab, tc_error *err)
+                           const struct tc_gguf *vocab, const char *hf_vocab_dir, tc_error *err)
 {
     if (!tc_linear_is_ternary(&m->cfg))
         return tc_err(err, "%s: %s is not a ternary-trained model", path, m->path);
@@ -1189,7 +1189,7 @@ int tc_model_write_ternary(const tc_model *m, const char *path, tc_format fmt, t
         .ctx = &cp,
         .gguf_vocab = vocab ? vocab : tc_model_gguf(m),
         .hf_config = tc_model_hfdir(m) ? tc_model_hfdir(m)->config : NULL,
-        .hf_src_dir = tc_model_hfdir(m) ? tc_model_hfdir(m)->path : NULL,
+        .hf_src_dir = hf_vocab_dir ? hf_vocab_dir : tc_model_hfdir(m) ? tc_model_hfdir(m)->path : NULL,
         .name = "tc-quantize",
         .ternary = tc_model_copy_ternary,
         .ternary_dtype = ternary_dtype,

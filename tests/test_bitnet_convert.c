@@ -574,14 +574,14 @@ static void llamacpp_case(const char *dir, const cJSON *refs)
     snprintf(relu, sizeof relu, "%s/b12-relu2-tq2.gguf", g_tmp);
     snprintf(silu, sizeof silu, "%s/b12-silu-tq2.gguf", g_tmp);
     snprintf(pruned, sizeof pruned, "%s/b12-silu-pruned-tq2.gguf", g_tmp);
-    CHECK_OK(tc_model_write_ternary(&m, relu, TC_FORMAT_GGUF, TC_TQ2_0, &vocab, &err), &err);
+    CHECK_OK(tc_model_write_ternary(&m, relu, TC_FORMAT_GGUF, TC_TQ2_0, &vocab, NULL, &err), &err);
     tc_model r;
     if (tc_model_open(&r, relu, &err) == TC_OK) {
         CHECK_MSG(r.cfg.t.act == TC_ACT_RELU2, "the relu2 export reads back as %s", tc_act_name(r.cfg.t.act));
         tc_model_close(&r);
     }
     m.cfg.t.act = TC_ACT_SILU;
-    CHECK_OK(tc_model_write_ternary(&m, silu, TC_FORMAT_GGUF, TC_TQ2_0, &vocab, &err), &err);
+    CHECK_OK(tc_model_write_ternary(&m, silu, TC_FORMAT_GGUF, TC_TQ2_0, &vocab, NULL, &err), &err);
     tc_model_close(&m);
     tc_gguf_close(&vocab);
     tc_model s;

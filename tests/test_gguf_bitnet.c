@@ -252,7 +252,7 @@ int main(void)
     CHECK_OK(tc_model_open(&hf, dir, &err), &err);
     if (err.msg[0])
         return 1;
-    CHECK_OK(tc_model_write_ternary(&hf, base_path, TC_FORMAT_GGUF, TC_TQ2_0, NULL, &err), &err);
+    CHECK_OK(tc_model_write_ternary(&hf, base_path, TC_FORMAT_GGUF, TC_TQ2_0, NULL, NULL, &err), &err);
     CHECK_OK(tc_model_open(&base, base_path, &err), &err);
     if (err.msg[0])
         return 1;
@@ -315,7 +315,7 @@ int main(void)
              * and so is the model, since transformers casts them to the config's dtype. */
             char hfdir[1200];
             snprintf(hfdir, sizeof hfdir, "%s/v%d-hf", g_tmp, v);
-            CHECK_OK(tc_model_write_ternary(&m, hfdir, TC_FORMAT_HF, TC_TQ2_0, NULL, &e), &e);
+            CHECK_OK(tc_model_write_ternary(&m, hfdir, TC_FORMAT_HF, TC_TQ2_0, NULL, NULL, &e), &e);
             tc_model h;
             if (tc_model_open(&h, hfdir, &e) == TC_OK) {
                 int8_t *a = malloc((size_t)(m.cfg.dim * m.cfg.dim)), *b = malloc((size_t)(m.cfg.dim * m.cfg.dim));

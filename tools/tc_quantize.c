@@ -390,7 +390,8 @@ static int convert_ternary(const tc_model *m, const char *out, conv_format conv,
     int have_g;
     if (open_vocab(vocab, conv, &g, &have_g, &err))
         return cli_fail(TOOL, &err);
-    int rc = tc_model_write_ternary(m, out, conv_container(conv), conv_ternary(conv), have_g ? &g : NULL, &err);
+    int rc = tc_model_write_ternary(m, out, conv_container(conv), conv_ternary(conv), have_g ? &g : NULL,
+                                    conv == CONV_HF ? vocab : NULL, &err);
     if (have_g)
         tc_gguf_close(&g);
     if (rc)

@@ -122,9 +122,10 @@ int tc_model_copy_encode(void *ctx, int layer, int which, tc_rope_layout to, voi
  * codes and scales as they are (tc_model_src.ternary says how each format
  * stores them; GGUF linears as ternary_dtype: TQ1_0, TQ2_0 or I2_S): the
  * conversion of BitNet checkpoints between formats, nothing requantized.
- * GGUF tokenizer keys from vocab, else from a GGUF input. */
+ * GGUF tokenizer keys from vocab, else from a GGUF input; HF tokenizer files
+ * from hf_vocab_dir, else from an HF input's directory. */
 int tc_model_write_ternary(const tc_model *m, const char *path, tc_format fmt, tc_dtype ternary_dtype,
-                           const struct tc_gguf *vocab, tc_error *err);
+                           const struct tc_gguf *vocab, const char *hf_vocab_dir, tc_error *err);
 
 /* The rope layout a format stores Q/K rows in. */
 tc_rope_layout tc_format_rope_layout(tc_format fmt, tc_arch arch);
