@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "tc/checked.h"
+#include "ternary_internal.h"
 
 #define PANEL 64      /* columns per panel of the blocked factorisations */
 #define MAX_RETRIES 6 /* damping raised tenfold each time the factorisation fails */
@@ -114,15 +115,21 @@ static void trinv(double *a, int n)
 
 /* P (H + lambda I) P with dead inputs (zero diagonal) isolated: their row and
  * column are cleared and the diagonal set to 1, so they neither receive nor
- * pass on any correction. Returns mean(diag) after that fix. */
-static double load_reversed(const double *H, int n, double *a)
+ * pass on any correction. perm (NULL: none) orders the columns first: P H P
+ * is then taken of H[perm][perm]. Returns mean(diag) after that fix. */
+static double load_reversed(const double *H, int n, const int32_t *perm, double *a)
 {
     double diag_sum = 0;
     for (int i = 0; i < n; i++) {
-        const double *src = H + (size_t)(n - 1 - i) * n;
+        int si = perm ? perm[n - 1 - i] : n - 1 - i;
+        const double *src = H + (size_t)si * n;
         double *dst = a + (size_t)i * n;
-        for (int j = 0; j < n; j++)
-            dst[j] = src[n - 1 - j];
+        if (perm)
+            for (int j = 0; j < n; j++)
+                dst[j] = src[perm[n - 1 - j]];
+        else
+            for (int j = 0; j < n; j++)
+                dst[j] = src[n - 1 - j];
     }
     for (int i = 0; i < n; i++) {
         if (a[(size_t)i * n + i] == 0) {
@@ -135,12 +142,13 @@ static double load_reversed(const double *H, int n, double *a)
     return diag_sum / n;
 }
 
-/* Linv of the reversed, damped H, in a (n x n). */
-static int inverse_factor(const double *H, int n, double damp_frac, double *a, tc_error *err)
+/* Linv of the reversed, damped H (columns in perm's order), in a (n x n). */
+int tc_ternary_inverse_factor(const double *H, int n, const int32_t *perm, double damp_frac,
+                              double *a, tc_error *err)
 {
     double lambda = -1;
     for (int attempt = 0; attempt < MAX_RETRIES; attempt++) {
-        double mean = load_reversed(H, n, a);
+        double mean = load_reversed(H, n, perm, a);
         if (lambda < 0)
             lambda = damp_frac * mean;
         if (!(lambda > 0))
@@ -268,7 +276,7 @@ int tc_ternary_calibrated(const float *W, int64_t M, int64_t K, const tc_tgroup 
         rc = tc_err(err, "ternary: out of memory calibrating a %lld x %lld weight", (long long)M,
                     (long long)K);
     else
-        rc = inverse_factor(H, (int)K, o.damp_frac, linv, err);
+        rc = tc_ternary_inverse_factor(H, (int)K, NULL, o.damp_frac, linv, err);
     if (rc == TC_OK) {
         s.linv = linv;
         memcpy(s.work, W, nw * sizeof(float));
