@@ -110,7 +110,7 @@ void tc_quantize_block_scales(const int8_t *codes, const float *scales, int64_t 
 /* ---- Driver state ------------------------------------------------------- */
 
 typedef struct fingerprint {
-    uint32_t codes, scales;
+    uint32_t codes, scales, offsets;
 } fingerprint;
 
 /* One role's buffers, kept from layer to layer: every layer has the same
@@ -120,8 +120,9 @@ typedef struct slot {
     float *w;
     int8_t *codes;
     float *scales;
+    float *offsets; /* affine methods */
     uint8_t *packed;
-    size_t w_cap, codes_cap, scales_cap, packed_cap;
+    size_t w_cap, codes_cap, scales_cap, offsets_cap, packed_cap;
 } slot;
 
 /* p with room for need bytes: p itself when it has it, else a new block (p
@@ -155,6 +156,7 @@ typedef struct qdrv {
     tc_layer_f32 w;
     int8_t *codes[TC_N_ROLES];
     float *scales[TC_N_ROLES];
+    float *offsets[TC_N_ROLES]; /* affine methods, else NULL */
     slot slots[TC_N_ROLES];
     tc_tgroup group;
     /* Calibration. */
@@ -245,8 +247,15 @@ static void reset_stats(qdrv *d)
 /* ---- Quantizing one matrix ----------------------------------------------- */
 
 static int quantize_matrix(qdrv *d, const float *W, int64_t M, int64_t K, tc_tmethod method,
-                           const double *H, int8_t *codes, float *scales, tc_error *err)
+                           const double *H, int8_t *codes, float *scales, float *offsets, tc_error *err)
 {
+    if (method == TC_TMETHOD_AFFINE || (tc_tmethod_affine(method) && !H))
+        return tc_ternary_affine(W, M, K, &d->group, codes, scales, offsets, err);
+    if (tc_tmethod_affine(method)) {
+        tc_ternary_affine_calib_opts ao = {.damp_frac = d->o->q.damp_frac, .act_order = d->o->q.act_order,
+                                           .refit = d->o->q.refit};
+        return tc_ternary_affine_calibrated(W, M, K, &d->group, H, &ao, codes, scales, offsets, err);
+    }
     if (method == TC_TMETHOD_ABSMEAN)
         return tc_ternary_absmean(W, M, K, &d->group, codes, scales, err);
     if (method == TC_TMETHOD_OPTIMAL || !H)
@@ -258,8 +267,8 @@ static int quantize_matrix(qdrv *d, const float *W, int64_t M, int64_t K, tc_tme
 /* Enters a measured matrix into the report and the totals (calling thread);
  * X (N rows) may be NULL. */
 static int account_matrix(qdrv *d, int ri, const tc_ternary_report *tr, const float *W, const int8_t *codes,
-                          const float *scales, int64_t M, int64_t K, const float *X, size_t N,
-                          double seconds, tc_error *err)
+                          const float *scales, const float *offsets, int64_t M, int64_t K, const float *X,
+                          size_t N, double seconds, tc_error *err)
 {
     tc_qtensor_report *r = &d->rep.tensors[ri];
     double t0 = now_s();
@@ -268,8 +277,8 @@ static int account_matrix(qdrv *d, int ri, const tc_ternary_report *tr, const fl
     r->rel_weight_error = tr->rel_weight_error;
     r->rel_output_error = -1;
     if (X && N > 0) {
-        if (tc_ternary_output_error(W, codes, scales, M, K, &d->group, X, (int64_t)N,
-                                    &r->rel_output_error, err))
+        if (tc_ternary_output_error_affine(W, codes, scales, offsets, M, K, &d->group, X, (int64_t)N,
+                                           &r->rel_output_error, err))
             return TC_ERR;
         d->oe_sum += r->rel_output_error;
         d->oe_n++;
@@ -290,6 +299,7 @@ static void release_layer(qdrv *d)
     for (int r = 0; r < TC_N_ROLES; r++) {
         d->codes[r] = NULL;
         d->scales[r] = NULL;
+        d->offsets[r] = NULL;
         d->w.w[r] = NULL;
     }
 }
@@ -302,6 +312,7 @@ static void free_slots(qdrv *d)
         free(s->w);
         free(s->codes);
         free(s->scales);
+        free(s->offsets);
         free(s->packed);
         memset(s, 0, sizeof *s);
     }
@@ -344,7 +355,7 @@ static int64_t stored_cols(const qdrv *d, const tc_qtensor_report *r)
  * or the original one. */
 static int advance_stream(qdrv *d, int l, tc_error *err)
 {
-    if (d->o->q.sequential && d->o->q.method == TC_TMETHOD_CALIBRATED) {
+    if (d->o->q.sequential && tc_tmethod_calibrated(d->o->q.method)) {
         tc_layer_f32 q = d->w;
         float *own[TC_N_ROLES] = {0};
         int rc = TC_OK;
@@ -356,7 +367,7 @@ static int advance_stream(qdrv *d, int l, tc_error *err)
             if (!(own[r] = malloc((size_t)(M * K) * sizeof(float))))
                 rc = tc_err(err, "out of memory");
             else
-                tc_ternary_dequantize(d->codes[r], d->scales[r], M, K, &d->group, own[r]);
+                tc_ternary_dequantize_affine(d->codes[r], d->scales[r], d->offsets[r], M, K, &d->group, own[r]);
             q.w[r] = own[r];
         }
         if (rc == TC_OK)
@@ -422,16 +433,22 @@ static int job_quantize(qjob *j)
     double t0 = now_s();
     if (tc_ternary_scale_count(&d->group, j->M, j->K, &ns, &j->err))
         return TC_ERR;
+    int aff = tc_tmethod_affine(d->o->q.method);
     if (!(s->codes = grow(s->codes, &s->codes_cap, (uint64_t)(j->M * j->K))) ||
-        !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))))
+        !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))) ||
+        (aff && !(s->offsets = grow(s->offsets, &s->offsets_cap, (uint64_t)ns * sizeof(float)))))
         return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)j->M, (long long)j->K);
     const float *W = d->w.w[j->role];
-    if (quantize_matrix(d, W, j->M, j->K, d->o->q.method, j->H, s->codes, s->scales, &j->err))
+    float *off = aff ? s->offsets : NULL;
+    if (quantize_matrix(d, W, j->M, j->K, d->o->q.method, j->H, s->codes, s->scales, off, &j->err))
         return TC_ERR;
     d->codes[j->role] = s->codes;
     d->scales[j->role] = s->scales;
+    d->offsets[j->role] = off;
     double t1 = now_s();
-    tc_ternary_report_make(W, s->codes, s->scales, j->M, j->K, &d->group, &j->tr);
+    memset(&j->tr, 0, sizeof j->tr);
+    tc_ternary_report_add_affine(W, s->codes, s->scales, off, j->M, j->K, &d->group, &j->tr);
+    tc_ternary_report_finish(&j->tr, j->M, j->K);
     /* Fingerprints only serve verification (GGUF takes its own while encoding). */
     int fp = d->o->verify && j->plan;
     if (fp)
@@ -444,10 +461,12 @@ static int job_quantize(qjob *j)
     if (!(s->packed = grow(s->packed, &s->packed_cap, j->plan->total_bytes)))
         return tc_err(&j->err, "out of memory for a packed %lld x %lld weight", (long long)j->M,
                       (long long)j->K);
-    if (tc_tpack_pack(j->plan, s->codes, s->scales, s->packed, &j->err))
+    if (tc_tpack_pack_affine(j->plan, s->codes, s->scales, off, s->packed, &j->err))
         return TC_ERR;
-    if (fp)
+    if (fp) {
         d->fp[j->ri].scales = crc_bytes(s->scales, (uint64_t)j->plan->n_scales * sizeof(float));
+        d->fp[j->ri].offsets = off ? crc_bytes(off, (uint64_t)j->plan->n_scales * sizeof(float)) : 0;
+    }
     j->t_pack += now_s() - t2;
     return TC_OK;
 }
@@ -475,7 +494,7 @@ static int job_streams(const qjob *j)
     const qdrv *d = j->d;
     uint64_t be = tc_dtype_block_elems(j->src->dtype);
     return j->ri >= 0 && j->plan && d->group.kind != TC_TGROUP_TENSOR &&
-           d->o->q.method != TC_TMETHOD_CALIBRATED && be > 0 && (uint64_t)j->K % be == 0;
+           !tc_tmethod_calibrated(d->o->q.method) && be > 0 && (uint64_t)j->K % be == 0;
 }
 
 /* Load, quantize, measure and pack 32 rows at a time (one row block of the
@@ -493,9 +512,11 @@ static int job_stream(qjob *j)
     uint64_t row_bytes = (uint64_t)K / tc_dtype_block_elems(t->dtype) * tc_dtype_block_bytes(t->dtype);
     if (tc_ternary_scale_count(g, M, K, &ns, &j->err))
         return TC_ERR;
+    int aff = tc_tmethod_affine(d->o->q.method);
     if (!(s->w = grow(s->w, &s->w_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K) * sizeof(float))) ||
         !(s->codes = grow(s->codes, &s->codes_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K))) ||
         !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))) ||
+        (aff && !(s->offsets = grow(s->offsets, &s->offsets_cap, (uint64_t)ns * sizeof(float)))) ||
         !(s->packed = grow(s->packed, &s->packed_cap, p->total_bytes)))
         return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K);
     int fp = d->o->verify;
@@ -503,17 +524,18 @@ static int job_stream(qjob *j)
     memset(&j->tr, 0, sizeof j->tr);
     for (int64_t m0 = 0; m0 < M; m0 += TC_TPACK_TILE_ROWS) {
         int64_t rows = M - m0 < TC_TPACK_TILE_ROWS ? M - m0 : TC_TPACK_TILE_ROWS;
-        float *sc = s->scales + m0 * gpr;
+        float *sc = s->scales + m0 * gpr, *of = aff ? s->offsets + m0 * gpr : NULL;
         double t0 = now_s();
         if (tc_convert_to_f32(t->dtype, t->data + (uint64_t)m0 * row_bytes, (uint64_t)(rows * K), s->w, &j->err))
             return tc_err_prefix(&j->err, "%s: tensor '%s'", t->file, t->name);
         double t1 = now_s();
-        int rc = d->o->q.method == TC_TMETHOD_ABSMEAN ? tc_ternary_absmean(s->w, rows, K, g, s->codes, sc, &j->err)
-                                                      : tc_ternary_optimal(s->w, rows, K, g, s->codes, sc, &j->err);
+        int rc = aff ? tc_ternary_affine(s->w, rows, K, g, s->codes, sc, of, &j->err)
+                 : d->o->q.method == TC_TMETHOD_ABSMEAN ? tc_ternary_absmean(s->w, rows, K, g, s->codes, sc, &j->err)
+                                                        : tc_ternary_optimal(s->w, rows, K, g, s->codes, sc, &j->err);
         if (rc)
             return TC_ERR;
         double t2 = now_s();
-        tc_ternary_report_add(s->w, s->codes, sc, rows, K, g, &j->tr);
+        tc_ternary_report_add_affine(s->w, s->codes, sc, of, rows, K, g, &j->tr);
         if (fp)
             crc = crc_more(crc, s->codes, (uint64_t)(rows * K));
         double t3 = now_s();
@@ -527,10 +549,11 @@ static int job_stream(qjob *j)
     if (t->mapped)
         drop_pages(t->data, t->nbytes);
     tc_ternary_report_finish(&j->tr, M, K);
-    tc_tpack_put_scales(p, s->scales, s->packed);
+    tc_tpack_put_affine(p, s->scales, aff ? s->offsets : NULL, s->packed);
     if (fp) {
         d->fp[j->ri].codes = (uint32_t)crc;
         d->fp[j->ri].scales = crc_bytes(s->scales, (uint64_t)p->n_scales * sizeof(float));
+        d->fp[j->ri].offsets = aff ? crc_bytes(s->offsets, (uint64_t)p->n_scales * sizeof(float)) : 0;
     }
     return TC_OK;
 }
@@ -654,7 +677,7 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
             return TC_ERR;
         double t0 = now_s();
         reset_stats(d);
-        d->collect_h = d->o->q.method == TC_TMETHOD_CALIBRATED;
+        d->collect_h = tc_tmethod_calibrated(d->o->q.method);
         d->collect_smp = 1;
         if (run_layer(d, l, &d->w, 1, err))
             return TC_ERR;
@@ -662,7 +685,7 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
             if (jobs[i].ri >= 0)
                 jobs[i].H = d->H[input_of(jobs[i].role)];
         d->rep.times.calib += now_s() - t0;
-        if (run_phase(d, l, jobs, order, n, 0, 1, d->o->q.method == TC_TMETHOD_CALIBRATED ? 1 : threads,
+        if (run_phase(d, l, jobs, order, n, 0, 1, tc_tmethod_calibrated(d->o->q.method) ? 1 : threads,
                       err))
             return TC_ERR;
     } else if (run_phase(d, l, jobs, order, n, 1, 1, threads, err)) {
@@ -678,8 +701,8 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
         if (j->ri < 0)
             continue;
         tc_lin_input in = input_of(j->role);
-        if (account_matrix(d, j->ri, &j->tr, d->w.w[j->role], d->codes[j->role], d->scales[j->role], j->M,
-                           j->K, calib ? d->smp[in] : NULL, calib ? d->smp_n[in] : 0,
+        if (account_matrix(d, j->ri, &j->tr, d->w.w[j->role], d->codes[j->role], d->scales[j->role],
+                           d->offsets[j->role], j->M, j->K, calib ? d->smp[in] : NULL, calib ? d->smp_n[in] : 0,
                            j->t_quant + j->t_measure + j->t_pack, err))
             return tc_err_prefix(err, "%s: layer %d %s", d->m->path, l, tc_role_name((tc_role)j->role));
     }
@@ -732,8 +755,11 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
     d->tq = o->format == TC_QFORMAT_GGUF_TQ1 ? TC_TQ1_0 : TC_TQ2_0;
     d->out = m->cfg;
     const tc_config *c = &m->cfg;
-    if (o->q.method == TC_TMETHOD_CALIBRATED && (!o->calib || tc_batch_tokens(o->calib) == 0))
-        return tc_err(err, "%s: the calibrated method needs calibration data", m->path);
+    if (tc_tmethod_calibrated(o->q.method) && (!o->calib || tc_batch_tokens(o->calib) == 0))
+        return tc_err(err, "%s: the %s method needs calibration data", m->path, tc_tmethod_name(o->q.method));
+    if (d->gguf && tc_tmethod_affine(o->q.method))
+        return tc_err(err, "%s: the %s method's offsets cannot be written to GGUF yet", m->path,
+                      tc_tmethod_name(o->q.method));
     if (d->gguf && o->quantize_embeddings)
         return tc_err(err, "%s: ternary embeddings are only available in the packed format", m->path);
     d->fb = TC_DTYPE_COUNT;
@@ -820,13 +846,13 @@ static int global_ternary(qdrv *d, const tc_tmodel_tensor *t, uint8_t *dst, tc_e
                                : tc_tensor_load_f32(global_tensor(d->m, t->role), &W, err);
     double t1 = now_s();
     if (rc == TC_OK)
-        rc = quantize_matrix(d, W, M, K, meth, NULL, codes, scales, err);
+        rc = quantize_matrix(d, W, M, K, meth, NULL, codes, scales, NULL, err);
     double t2 = now_s();
     if (rc == TC_OK) {
         tc_ternary_report tr;
         tc_ternary_report_make(W, codes, scales, M, K, &d->group, &tr);
         d->fp[ri].codes = crc_bytes(codes, (uint64_t)(M * K));
-        rc = account_matrix(d, ri, &tr, W, codes, scales, M, K, NULL, 0, now_s() - t1, err);
+        rc = account_matrix(d, ri, &tr, W, codes, scales, NULL, M, K, NULL, 0, now_s() - t1, err);
     }
     double t3 = now_s();
     if (rc == TC_OK)
@@ -974,7 +1000,11 @@ static int packed_add(qdrv *d, int layer, int role, int ternary, tc_error *err)
     t->n_dims = tc_tmodel_expected_shape(&d->m->cfg, layer, role, t->shape);
     t->ternary = ternary;
     if (ternary) {
-        if (tc_tpack_plan_make(d->o->q.layout, t->shape[0], t->shape[1], &d->group, &t->plan, err))
+        /* Offsets for the blocks' linear weights of the affine methods; a
+         * ternary embedding or head keeps the symmetric fit. */
+        tc_tparam_kind pk = layer >= 0 && tc_tmethod_affine(d->o->q.method) ? TC_TPARAM_AFFINE_F16
+                                                                             : TC_TPARAM_SCALE_F32;
+        if (tc_tpack_plan_make_params(d->o->q.layout, t->shape[0], t->shape[1], &d->group, pk, &t->plan, err))
             return TC_ERR;
         t->nbytes = t->plan.total_bytes;
         return TC_OK;
@@ -995,9 +1025,10 @@ static int packed_build(qdrv *d, tc_error *err)
     d->tm.cfg = *c;
     d->tm.quant = d->o->q;
     d->tm.quant.calib_tokens = d->n_tok;
-    if (d->o->q.method != TC_TMETHOD_CALIBRATED) {
+    if (!tc_tmethod_calibrated(d->o->q.method)) {
         d->tm.quant.sequential = 0;
         d->tm.quant.damp_frac = 0;
+        d->tm.quant.act_order = d->tm.quant.refit = d->tm.quant.block_rounds = 0;
     } else if (d->tm.quant.damp_frac <= 0) {
         d->tm.quant.damp_frac = 0.01;
     }
@@ -1065,9 +1096,16 @@ static int verify_tensor(vcheck *v, size_t i, int8_t **codes, size_t *ccap, floa
     uint64_t n = (uint64_t)(t->shape[0] * t->shape[1]), sb = (uint64_t)t->plan.n_scales * sizeof(float);
     if (!(*codes = grow(*codes, ccap, n)) || !(*scales = grow(*scales, scap, sb)))
         return tc_err(err, "%s: verification: out of memory", v->path);
-    if (tc_tmodel_tensor_unpack(t, *codes, *scales, err))
+    float *off = t->plan.offset ? malloc((size_t)sb) : NULL;
+    if (t->plan.offset && !off)
+        return tc_err(err, "%s: verification: out of memory", v->path);
+    int rc = tc_tmodel_tensor_unpack_affine(t, *codes, *scales, off, err);
+    uint32_t oc = off ? crc_bytes(off, sb) : 0;
+    free(off);
+    if (rc)
         return tc_err_prefix(err, "%s: verification", v->path);
-    if (ri < 0 || crc_bytes(*codes, n) != d->fp[ri].codes || crc_bytes(*scales, sb) != d->fp[ri].scales)
+    if (ri < 0 || crc_bytes(*codes, n) != d->fp[ri].codes || crc_bytes(*scales, sb) != d->fp[ri].scales ||
+        oc != d->fp[ri].offsets)
         return tc_err(err, "%s: verification: tensor '%s' does not unpack to the computed codes and scales",
                       v->path, name);
     return TC_OK;

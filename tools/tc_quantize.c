@@ -310,7 +310,7 @@ static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o
 int main(int argc, char **argv)
 {
     enum { OPT_METHOD = CLI_OPT_TOOL_BASE, OPT_GROUP, OPT_LAYOUT, OPT_FORMAT, OPT_SEQ, OPT_DAMP, OPT_F32,
-           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK, OPT_KEEP_FFN };
+           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK, OPT_KEEP_FFN, OPT_ACT_ORDER, OPT_REFIT };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         CLI_CALIB_LONG_OPTIONS,
@@ -327,6 +327,8 @@ int main(int argc, char **argv)
         {"no-verify", no_argument, 0, OPT_NOVERIFY},
         {"fallback", required_argument, 0, OPT_FALLBACK},
         {"keep-ffn-width", no_argument, 0, OPT_KEEP_FFN},
+        {"act-order", no_argument, 0, OPT_ACT_ORDER},
+        {"refit", required_argument, 0, OPT_REFIT},
         CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
@@ -337,7 +339,7 @@ int main(int argc, char **argv)
     tc_quantize_opts qo = {.q = {.method = TC_TMETHOD_OPTIMAL, .layout = TC_TPACK_TL2,
                                  .group = {TC_TGROUP_ROW, 0}},
                            .format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .verify = 1, .pad_ffn = 1};
-    int c, code;
+    int c, code, act_order = 0, refit = -1;
     while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
         int r = cli_common_option(TOOL, c, optarg, &com, usage, &code);
         if (r < 0)
@@ -350,7 +352,8 @@ int main(int argc, char **argv)
         case 'o': out = optarg; break;
         case OPT_METHOD:
             if (tc_tmethod_from_name(optarg, &qo.q.method))
-                return cli_usage_error(TOOL, "--method must be absmean, optimal or calibrated");
+                return cli_usage_error(TOOL, "--method must be absmean, optimal, calibrated, affine, "
+                                             "affine-calibrated or affine-block");
             break;
         case OPT_GROUP:
             if (parse_group(optarg, &qo.q.group))
@@ -391,6 +394,15 @@ int main(int argc, char **argv)
             qo.fallback_explicit = 1;
             break;
         case OPT_KEEP_FFN: qo.pad_ffn = 0; break;
+        case OPT_ACT_ORDER: act_order = 1; break;
+        case OPT_REFIT: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 0 || v > 100)
+                return cli_usage_error(TOOL, "--refit must be a number of rounds in 0..100");
+            refit = (int)v;
+            break;
+        }
         default: return cli_usage_error(TOOL, "unknown option");
         }
     }
@@ -400,10 +412,18 @@ int main(int argc, char **argv)
         return cli_info(TOOL, argv[optind], com.json);
     if (!out)
         return cli_usage_error(TOOL, "no output: give -o OUT");
-    if (qo.q.method == TC_TMETHOD_CALIBRATED && !cal.text && !cal.tokens)
-        return cli_usage_error(TOOL, "--method calibrated needs --calib FILE or --calib-tokens FILE");
-    if (qo.q.sequential && qo.q.method != TC_TMETHOD_CALIBRATED)
-        return cli_usage_error(TOOL, "--sequential applies to --method calibrated only");
+    if (tc_tmethod_calibrated(qo.q.method) && !cal.text && !cal.tokens)
+        return cli_usage_error(TOOL, "--method %s needs --calib FILE or --calib-tokens FILE",
+                               tc_tmethod_name(qo.q.method));
+    if (qo.q.sequential && !tc_tmethod_calibrated(qo.q.method))
+        return cli_usage_error(TOOL, "--sequential applies to the calibrated methods only");
+    int affine_cal = qo.q.method == TC_TMETHOD_AFFINE_CALIBRATED || qo.q.method == TC_TMETHOD_AFFINE_BLOCK;
+    if ((act_order == 1 || refit >= 0) && !affine_cal)
+        return cli_usage_error(TOOL, "--act-order and --refit apply to affine-calibrated and affine-block only");
+    if (affine_cal) {
+        qo.q.act_order = act_order;
+        qo.q.refit = refit >= 0 ? refit : 2;
+    }
     if (qo.quantize_embeddings && qo.format != TC_QFORMAT_PACKED)
         return cli_usage_error(TOOL, "--quantize-embeddings is only available with --format packed");
     if (qo.fallback_explicit && qo.format == TC_QFORMAT_PACKED)
