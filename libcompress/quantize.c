@@ -169,6 +169,15 @@ typedef struct qdrv {
     int collect_h, collect_smp, observe_layer;
     tc_layer_f32 *wl;  /* n_layers, all empty except the layer run */
     tc_skip *skip;
+    /* The affine calibrated methods (quantize_layer_stages): the original
+     * model's hidden state beside the quantized one, and whole linear inputs
+     * captured on both. */
+    float *xf, *yf;
+    float *cap[TC_N_LIN_INPUTS], *capf[TC_N_LIN_INPUTS];
+    float **cap_to;     /* where obs_input copies the inputs in cap_mask */
+    unsigned cap_mask;
+    float *deq[TC_N_ROLES]; /* the quantized weights in fp32 */
+    size_t deq_cap[TC_N_ROLES];
     /* Packed output. */
     tc_tmodel tm;
 } qdrv;
@@ -186,11 +195,16 @@ static int report_index(const qdrv *d, int layer, int role)
 static int obs_input(void *ctx, int layer, tc_lin_input which, const float *x, size_t tok0,
                      size_t n, int cols, tc_error *err)
 {
-    (void)tok0;
     qdrv *d = ctx;
     if (layer != d->observe_layer)
         return TC_OK;
     d->in_cols[which] = cols;
+    if (d->cap_mask & (1u << which)) {
+        if (!d->cap_to[which] &&
+            !(d->cap_to[which] = malloc(d->n_tok * (size_t)cols * sizeof(float))))
+            return tc_err(err, "out of memory for the activations of a %d-wide input", cols);
+        memcpy(d->cap_to[which] + tok0 * (size_t)cols, x, n * (size_t)cols * sizeof(float));
+    }
     if (d->collect_h) {
         if (!d->H[which] && !(d->H[which] = calloc((size_t)cols * (size_t)cols, sizeof(double))))
             return tc_err(err, "out of memory for the statistics of a %d-wide input", cols);
@@ -663,6 +677,173 @@ static int run_phase(qdrv *d, int l, qjob *jobs, const int *order, int n, int lo
     return TC_OK;
 }
 
+/* ---- The affine calibrated methods: stage by stage within a block ---------
+ *
+ * The weights of a block are quantized in the order the block reads them:
+ * q, k and v; o; gate and up; down.  Each stage's inputs are taken by
+ * running the block on the quantized model's hidden state with the stages
+ * before it already quantized (Xq), and beside them the original model's
+ * inputs on its own hidden state (Xf).  Each weight W is replaced by the
+ * weights whose output on Xq best matches the original's output Xf W^T
+ * (tc_ternary_target_weights), which is then quantized in the norm of H =
+ * Xq^T Xq: the quantization error of everything before a weight, in this
+ * block and the earlier ones, is corrected where that weight can correct
+ * it. */
+
+typedef struct qstage {
+    tc_lin_input in;
+    int roles[3], n;
+} qstage;
+
+static const qstage STAGES[] = {{TC_IN_QKV, {TC_WQ, TC_WK, TC_WV}, 3},
+                                {TC_IN_WO, {TC_WO}, 1},
+                                {TC_IN_GATE_UP, {TC_W_GATE, TC_W_UP}, 2},
+                                {TC_IN_DOWN, {TC_W_DOWN}, 1}};
+
+static void free_captures(qdrv *d)
+{
+    for (int i = 0; i < TC_N_LIN_INPUTS; i++) {
+        free(d->cap[i]);
+        free(d->capf[i]);
+        d->cap[i] = d->capf[i] = NULL;
+    }
+}
+
+/* Runs layer l with weights w on the hidden state x (d->x or d->xf), copying
+ * the inputs in mask to `to`; the output goes to d->y. */
+static int run_capture(qdrv *d, int l, const tc_layer_f32 *w, float *x, unsigned mask, float **to, int smp,
+                       tc_error *err)
+{
+    float *keep = d->x;
+    d->x = x;
+    d->cap_mask = mask;
+    d->cap_to = to;
+    d->collect_h = 0;
+    d->collect_smp = smp;
+    int rc = run_layer(d, l, w, mask != 0 || smp, err);
+    d->x = keep;
+    d->cap_mask = 0;
+    return rc;
+}
+
+/* Quantizes role r of layer l from its target weights; packs it and enters
+ * it in the report.  H and D are the stage's statistics. */
+static int stage_matrix(qdrv *d, int l, const qjob *j, const double *H, const double *D, tc_error *err)
+{
+    slot *s = &d->slots[j->role];
+    int64_t M = j->M, K = j->K, ns;
+    double t0 = now_s();
+    if (tc_ternary_scale_count(&d->group, M, K, &ns, err))
+        return TC_ERR;
+    uint64_t nw = (uint64_t)(M * K);
+    float *Wt = malloc((size_t)nw * sizeof *Wt);
+    if (!Wt || !(s->codes = grow(s->codes, &s->codes_cap, nw)) ||
+        !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))) ||
+        !(s->offsets = grow(s->offsets, &s->offsets_cap, (uint64_t)ns * sizeof(float))) ||
+        !(d->deq[j->role] = grow(d->deq[j->role], &d->deq_cap[j->role], nw * sizeof(float)))) {
+        free(Wt);
+        return tc_err(err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K);
+    }
+    const float *W = d->w.w[j->role];
+    int rc = tc_ternary_target_weights(W, M, K, H, D, d->o->q.damp_frac, Wt, err);
+    if (rc == TC_OK)
+        rc = quantize_matrix(d, Wt, M, K, d->o->q.method, H, s->codes, s->scales, s->offsets, err);
+    free(Wt);
+    if (rc)
+        return TC_ERR;
+    d->codes[j->role] = s->codes;
+    d->scales[j->role] = s->scales;
+    d->offsets[j->role] = s->offsets;
+    tc_ternary_dequantize_affine(s->codes, s->scales, s->offsets, M, K, &d->group, d->deq[j->role]);
+    double t1 = now_s();
+    tc_ternary_report tr;
+    memset(&tr, 0, sizeof tr);
+    tc_ternary_report_add_affine(W, s->codes, s->scales, s->offsets, M, K, &d->group, &tr);
+    tc_ternary_report_finish(&tr, M, K);
+    if (j->plan) {
+        if (!(s->packed = grow(s->packed, &s->packed_cap, j->plan->total_bytes)))
+            return tc_err(err, "out of memory for a packed %lld x %lld weight", (long long)M, (long long)K);
+        if (tc_tpack_pack_affine(j->plan, s->codes, s->scales, s->offsets, s->packed, err))
+            return TC_ERR;
+        if (d->o->verify) {
+            d->fp[j->ri].codes = crc_bytes(s->codes, nw);
+            d->fp[j->ri].scales = crc_bytes(s->scales, (uint64_t)ns * sizeof(float));
+            d->fp[j->ri].offsets = crc_bytes(s->offsets, (uint64_t)ns * sizeof(float));
+        }
+    }
+    double t2 = now_s();
+    d->rep.times.quantize += t1 - t0;
+    d->rep.times.pack += t2 - t1;
+    tc_lin_input in = input_of(j->role);
+    return account_matrix(d, j->ri, &tr, W, s->codes, s->scales, s->offsets, M, K, d->smp[in], d->smp_n[in],
+                          t2 - t0, err);
+}
+
+static int quantize_layer_stages(qdrv *d, int l, qjob *jobs, int n, tc_error *err)
+{
+    const tc_model *m = d->m;
+    size_t dim = (size_t)m->cfg.dim;
+    double t0 = now_s();
+    reset_stats(d);
+    free_captures(d);
+    /* The original block on the original hidden state: its inputs, and the
+     * next original hidden state. */
+    if (run_capture(d, l, &d->w, d->xf, (1u << TC_N_LIN_INPUTS) - 1, d->capf, 1, err))
+        return TC_ERR;
+    memcpy(d->yf, d->y, d->n_tok * dim * sizeof(float));
+    d->rep.times.calib += now_s() - t0;
+    tc_layer_f32 q = d->w;
+    for (size_t st = 0; st < sizeof STAGES / sizeof STAGES[0]; st++) {
+        const qstage *sg = &STAGES[st];
+        const qjob *js[3];
+        int nj = 0;
+        for (int k = 0; k < sg->n; k++)
+            for (int i = 0; i < n; i++)
+                if (jobs[i].role == sg->roles[k] && jobs[i].ri >= 0)
+                    js[nj++] = &jobs[i];
+        if (nj == 0)
+            continue;
+        double t1 = now_s();
+        if (run_capture(d, l, &q, d->x, 1u << sg->in, d->cap, 0, err))
+            return TC_ERR;
+        int K = d->in_cols[sg->in];
+        size_t kk = (size_t)K * (size_t)K;
+        double *H = calloc(kk, sizeof *H), *D = calloc(kk, sizeof *D);
+        int rc = H && D ? TC_OK : tc_err(err, "out of memory for the statistics of a %d-wide input", K);
+        if (rc == TC_OK && !d->capf[sg->in])
+            rc = tc_err(err, "%s: layer %d: the original's %d-wide input was not seen", m->path, l, K);
+        if (rc == TC_OK)
+            rc = tc_ternary_hessian_add(d->cap[sg->in], (int64_t)d->n_tok, K, H, err);
+        if (rc == TC_OK)
+            rc = tc_ternary_cross_add(d->cap[sg->in], d->capf[sg->in], (int64_t)d->n_tok, K, D, err);
+        d->rep.times.calib += now_s() - t1;
+        for (int i = 0; rc == TC_OK && i < nj; i++) {
+            rc = stage_matrix(d, l, js[i], H, D, err);
+            if (rc)
+                tc_err_prefix(err, "%s: layer %d %s", m->path, l, tc_role_name((tc_role)js[i]->role));
+            q.w[js[i]->role] = d->deq[js[i]->role];
+        }
+        free(H);
+        free(D);
+        if (rc)
+            return TC_ERR;
+    }
+    /* The quantized block on the quantized hidden state: the next one. */
+    double t2 = now_s();
+    if (run_capture(d, l, &q, d->x, 0, NULL, 0, err))
+        return TC_ERR;
+    float *t = d->x;
+    d->x = d->y;
+    d->y = t;
+    t = d->xf;
+    d->xf = d->yf;
+    d->yf = t;
+    free_captures(d);
+    reset_stats(d);
+    d->rep.times.calib += now_s() - t2;
+    return TC_OK;
+}
+
 static int quantize_layer(qdrv *d, int l, tc_error *err)
 {
     release_layer(d);
@@ -672,6 +853,17 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
     int order[TC_N_ROLES];
     int n = layer_jobs(d, l, calib, jobs, order);
     int threads = d->o->n_threads > 0 ? d->o->n_threads : 1;
+    int stages = calib && (d->o->q.method == TC_TMETHOD_AFFINE_CALIBRATED ||
+                           d->o->q.method == TC_TMETHOD_AFFINE_BLOCK);
+    if (stages) {
+        if (run_phase(d, l, jobs, order, n, 1, 0, threads, err) || quantize_layer_stages(d, l, jobs, n, err))
+            return TC_ERR;
+        for (int i = 0; i < n; i++)
+            d->rep.times.load += jobs[i].t_load;
+        if (d->o->progress)
+            d->o->progress(d->o->progress_ctx, (double)(l + 1) / d->m->cfg.n_layers);
+        return TC_OK;
+    }
     if (calib) {
         if (run_phase(d, l, jobs, order, n, 1, 0, threads, err))
             return TC_ERR;
@@ -757,6 +949,9 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
     const tc_config *c = &m->cfg;
     if (tc_tmethod_calibrated(o->q.method) && (!o->calib || tc_batch_tokens(o->calib) == 0))
         return tc_err(err, "%s: the %s method needs calibration data", m->path, tc_tmethod_name(o->q.method));
+    if (o->q.method == TC_TMETHOD_AFFINE_BLOCK)
+        return tc_err(err, "%s: the affine-block method (block-wise reconstruction) is not implemented; "
+                      "affine-calibrated is the nearest", m->path);
     if (d->gguf && tc_tmethod_affine(o->q.method))
         return tc_err(err, "%s: the %s method's offsets cannot be written to GGUF yet", m->path,
                       tc_tmethod_name(o->q.method));
@@ -805,6 +1000,13 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
         for (size_t t = 0; t < d->n_tok; t++)
             if (tc_model_embed_input(m, o->calib->tokens[t], d->x + t * (size_t)c->dim, err))
                 return TC_ERR;
+        if (o->q.method == TC_TMETHOD_AFFINE_CALIBRATED || o->q.method == TC_TMETHOD_AFFINE_BLOCK) {
+            d->xf = malloc(nx ? (size_t)nx : 1);
+            d->yf = malloc(nx ? (size_t)nx : 1);
+            if (!d->xf || !d->yf)
+                return tc_err(err, "out of memory for the calibration activations");
+            memcpy(d->xf, d->x, (size_t)nx);
+        }
         d->smp_cap = o->error_sample_tokens ? o->error_sample_tokens : 256;
         d->rep.calib_tokens = d->n_tok;
     }
@@ -817,6 +1019,11 @@ static void drv_free(qdrv *d)
     reset_stats(d);
     free(d->x);
     free(d->y);
+    free(d->xf);
+    free(d->yf);
+    free_captures(d);
+    for (int r = 0; r < TC_N_ROLES; r++)
+        free(d->deq[r]);
     free(d->wl);
     free(d->skip);
     free(d->fp);
@@ -1032,6 +1239,8 @@ static int packed_build(qdrv *d, tc_error *err)
     } else if (d->tm.quant.damp_frac <= 0) {
         d->tm.quant.damp_frac = 0.01;
     }
+    if (d->o->q.method == TC_TMETHOD_AFFINE_CALIBRATED && d->n_tok > 0)
+        d->tm.quant.sequential = 1; /* quantize_layer_stages: inputs always through the quantized layers */
     d->tm.source = m->path;
     /* The tokenizer travels with the model.  One the user named must load;
      * a checkpoint's own that tc cannot read leaves the file without one,

@@ -701,6 +701,63 @@ static void test_calibrated(const char *dir)
     tc_model_close(&m);
 }
 
+/* The affine methods on a real model: affine-calibrated (block by block,
+ * each weight fitted to the original's outputs on the quantized model's
+ * inputs) records offsets and its sequential inputs and beats the plain
+ * affine fit; affine-block is refused, not run as something else. */
+static void test_affine_calibrated(const char *dir)
+{
+    char mp[512], out[512];
+    if (!tu_asset(mp, sizeof mp, "models/stories260K/stories260K.gguf")) {
+        printf("stories260K missing: affine calibrated test skipped\n");
+        return;
+    }
+    tc_error err = {{0}};
+    tc_model m;
+    CHECK_OK(tc_model_open(&m, mp, &err), &err);
+    enum { NS = 4, L = 48 };
+    int32_t tokens[NS * L];
+    size_t offsets[NS + 1];
+    uint64_t st = 7;
+    for (int i = 0; i < NS * L; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        tokens[i] = i % L == 0 ? 1 : (int32_t)(3 + (st >> 33) % 509);
+    }
+    for (int s = 0; s <= NS; s++)
+        offsets[s] = (size_t)s * L;
+    tc_batch b = {tokens, offsets, NS};
+    snprintf(out, sizeof out, "%s/stories_aq.tcq", dir);
+    double e[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        tc_quantize_opts o = opts_of(k == 0 ? TC_TMETHOD_AFFINE : TC_TMETHOD_AFFINE_CALIBRATED, TC_TPACK_TL2,
+                                     TC_TGROUP_COLS, 32, TC_QFORMAT_PACKED);
+        o.calib = &b;
+        o.q.refit = 1;
+        tc_quantize_report rep;
+        CHECK_OK(tc_quantize_model(&m, out, &o, &rep, &err), &err);
+        CHECK(rep.verified && rep.calib_tokens == NS * L);
+        e[k] = rep.rel_output_error;
+        size_t n_lin = 0;
+        for (size_t i = 0; i < rep.n_tensors; i++)
+            n_lin += rep.tensors[i].layer >= 0 && rep.tensors[i].ternary && rep.tensors[i].rel_output_error >= 0;
+        CHECK(n_lin == 5 * 7);
+        tc_quantize_report_free(&rep);
+        tc_tmodel t;
+        CHECK_OK(tc_tmodel_open(&t, out, &err), &err);
+        CHECK(t.version == TC_TMODEL_VERSION && t.quant.method == o.q.method);
+        CHECK(t.quant.sequential == k);
+        const tc_tmodel_tensor *wq = tc_tmodel_find(&t, 2, TC_WQ);
+        CHECK(wq && wq->ternary && wq->plan.offset == 1);
+        tc_tmodel_close(&t);
+    }
+    CHECK_MSG(e[1] < e[0], "affine-calibrated %.4f vs affine %.4f", e[1], e[0]);
+    tc_quantize_opts o = opts_of(TC_TMETHOD_AFFINE_BLOCK, TC_TPACK_TL2, TC_TGROUP_ROW, 0, TC_QFORMAT_PACKED);
+    o.calib = &b;
+    tc_quantize_report rep;
+    CHECK(tc_quantize_model(&m, out, &o, &rep, &err) == TC_ERR && strstr(err.msg, "affine-block"));
+    tc_model_close(&m);
+}
+
 static void test_tool(const char *dir)
 {
     char mp[512], tp[512], cmd[2048], *out;
@@ -842,6 +899,7 @@ int main(void)
     test_gguf_padding(dir);
     test_gguf_fallback(dir);
     test_calibrated(dir);
+    test_affine_calibrated(dir);
     test_tool(dir);
     return tu_finish("test_quantize");
 }

@@ -713,6 +713,89 @@ static void test_refit_against_reference(void)
             }
 }
 
+/* The target weights against the textbook: Wt^T = (Xq^T Xq + lambda I)^-1
+ * (Xq^T Xf + lambda I) W^T in double through an explicit inverse, from the
+ * library's D = Xq^T (Xf - Xq) checked against its definition; and with
+ * lambda -> 0 and N >> K, Xq Wt^T matches Xf W^T better than W does. */
+static void test_target_weights_against_reference(void)
+{
+    static const int64_t shapes[][3] = {{1, 1, 5}, {3, 7, 40}, {5, 33, 300}, {17, 70, 301}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int64_t M = shapes[si][0], K = shapes[si][1], N = shapes[si][2];
+        float *Xq = NULL;
+        double *Hx = make_h(K, N, &Xq);
+        float *Xf = malloc((size_t)(N * K) * sizeof *Xf);
+        for (int64_t i = 0; i < N * K; i++)
+            Xf[i] = Xq[i] + (float)(0.3 * gauss());
+        float *W = random_weight(M, K), *Wt = malloc((size_t)(M * K) * sizeof *Wt);
+        double *H = calloc((size_t)(K * K), sizeof *H), *D = calloc((size_t)(K * K), sizeof *D);
+        tc_error err;
+        CHECK_OK(tc_ternary_hessian_add(Xq, N, K, H, &err), &err);
+        CHECK_OK(tc_ternary_cross_add(Xq, Xf, N, K, D, &err), &err);
+        double dmax = 0, derr = 0;
+        for (int64_t i = 0; i < K; i++)
+            for (int64_t j = 0; j < K; j++) {
+                double r = 0;
+                for (int64_t t = 0; t < N; t++)
+                    r += (double)Xq[t * K + i] * ((double)Xf[t * K + j] - (double)Xq[t * K + j]);
+                dmax = fmax(dmax, fabs(r));
+                derr = fmax(derr, fabs(r - D[i * K + j]));
+            }
+        CHECK_MSG(derr <= 1e-9 * (dmax + 1), "K=%lld N=%lld: D off by %g", (long long)K, (long long)N, derr);
+        double damp = 0.01;
+        CHECK_OK(tc_ternary_target_weights(W, M, K, H, D, damp, Wt, &err), &err);
+        double mean = 0;
+        for (int64_t i = 0; i < K; i++)
+            mean += H[i * K + i];
+        double lambda = damp * mean / (double)K;
+        double *A = malloc((size_t)(K * K) * sizeof *A), *Ai = malloc((size_t)(K * K) * sizeof *Ai);
+        for (int64_t i = 0; i < K * K; i++)
+            A[i] = H[i];
+        for (int64_t i = 0; i < K; i++)
+            A[i * K + i] += lambda;
+        invert(A, (int)K, Ai);
+        double wmax = 0, werr = 0;
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t k = 0; k < K; k++) {
+                double r = 0;
+                for (int64_t j = 0; j < K; j++) {
+                    double b = 0; /* ((A + D) W^T)[j][m] */
+                    for (int64_t i = 0; i < K; i++)
+                        b += (A[j * K + i] + D[j * K + i]) * W[m * K + i];
+                    r += Ai[k * K + j] * b;
+                }
+                wmax = fmax(wmax, fabs(r));
+                werr = fmax(werr, fabs(r - Wt[m * K + k]));
+            }
+        CHECK_MSG(werr <= 1e-4 * (wmax + 1), "M=%lld K=%lld N=%lld: target weights off by %g (max %g)",
+                  (long long)M, (long long)K, (long long)N, werr, wmax);
+        /* The outputs it aims at: ||Xq Wt^T - Xf W^T|| below ||Xq W^T - Xf W^T||. */
+        double e_w = 0, e_t = 0;
+        for (int64_t t = 0; t < N; t++)
+            for (int64_t m = 0; m < M; m++) {
+                double yf = 0, yq = 0, yt = 0;
+                for (int64_t k = 0; k < K; k++) {
+                    yf += (double)Xf[t * K + k] * W[m * K + k];
+                    yq += (double)Xq[t * K + k] * W[m * K + k];
+                    yt += (double)Xq[t * K + k] * Wt[m * K + k];
+                }
+                e_w += (yq - yf) * (yq - yf);
+                e_t += (yt - yf) * (yt - yf);
+            }
+        CHECK_MSG(e_t < e_w, "M=%lld K=%lld N=%lld: %g not below %g", (long long)M, (long long)K, (long long)N, e_t,
+                  e_w);
+        free(A);
+        free(Ai);
+        free(H);
+        free(D);
+        free(Hx);
+        free(Xq);
+        free(Xf);
+        free(W);
+        free(Wt);
+    }
+}
+
 static void test_errors(void)
 {
     tc_error err;
@@ -737,6 +820,7 @@ int main(void)
     test_lossless();
     test_calibrated_against_reference();
     test_refit_against_reference();
+    test_target_weights_against_reference();
     test_errors();
     return tu_finish("test_ternary_affine");
 }

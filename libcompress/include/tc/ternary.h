@@ -190,6 +190,21 @@ int tc_ternary_h_error(const float *W, int64_t M, int64_t K, const tc_tgroup *g,
                        const int8_t *codes, const float *scales, const float *offsets,
                        double *out, tc_error *err);
 
+/* D += Xq^T (Xf - Xq) for a batch of N rows of two activations of the same
+ * inputs (fp32 [N][K]; D: K x K fp64): Xq as the quantized model computes
+ * it, Xf as the original does. */
+int tc_ternary_cross_add(const float *Xq, const float *Xf, int64_t N, int64_t K, double *D,
+                         tc_error *err);
+
+/* The weights whose outputs on the quantized model's inputs best match the
+ * original's outputs on its own inputs: Wt = W + W D^T (H + lambda I)^-1
+ * with H = Xq^T Xq, D = Xq^T (Xf - Xq) and lambda = damp_frac * mean(diag
+ * H) (0: 0.01), the least-squares solution of Xq Wt^T = Xf W^T pulled
+ * towards W where the inputs are weak.  Quantizing Wt in the H norm then
+ * minimises ||Xq W_hat^T - Xf W^T||. */
+int tc_ternary_target_weights(const float *W, int64_t M, int64_t K, const double *H,
+                              const double *D, double damp_frac, float *Wt, tc_error *err);
+
 /* The measurements above for weights with offsets (NULL: as without). */
 void tc_ternary_dequantize_affine(const int8_t *codes, const float *scales, const float *offsets,
                                   int64_t M, int64_t K, const tc_tgroup *g, float *W_hat);
