@@ -304,6 +304,7 @@ void tc_calib_docs_free(tc_calib_docs *d)
 {
     free(d->text);
     free(d->offsets);
+    free(d->source);
     memset(d, 0, sizeof *d);
 }
 
@@ -396,8 +397,13 @@ int tc_calib_docs_read(tc_calib_docs *d, const char *path, tc_calib_format fmt, 
 {
     char *buf;
     size_t n;
+    tc_file_id id;
     if (tc_calib_read_file(path, TC_CALIB_MAX_BYTES, &buf, &n, err))
         return TC_ERR;
+    if (tc_file_id_of(path, &id, err)) {
+        free(buf);
+        return TC_ERR;
+    }
     if (fmt == TC_CALIB_AUTO)
         fmt = is_jsonl_name(path) ? TC_CALIB_JSONL : TC_CALIB_TEXT;
     size_t before = d->n_docs;
@@ -406,6 +412,13 @@ int tc_calib_docs_read(tc_calib_docs *d, const char *path, tc_calib_format fmt, 
     free(buf);
     if (rc == TC_OK && d->n_docs == before)
         rc = tc_err(err, "%s: no calibration text in the file", path);
+    if (rc == TC_OK && d->n_files == 0) {
+        if (!(d->source = strdup(path)))
+            rc = tc_err(err, "%s: out of memory", path);
+        d->file = id;
+    }
+    if (rc == TC_OK)
+        d->n_files++;
     if (rc && d->offsets) {
         d->n_docs = before; /* a failed file adds nothing */
         if (d->text)
@@ -539,13 +552,15 @@ static int set_alloc(tc_calib_set *out, size_t n_seqs, size_t n_tokens, tc_error
         return tc_err(err, "calibration set of %zu tokens is too large", n_tokens);
     out->tokens = malloc(bytes ? (size_t)bytes : 1);
     out->offsets = malloc((n_seqs + 1) * sizeof *out->offsets);
-    if (!out->tokens || !out->offsets) {
+    out->win.index = malloc((n_seqs ? n_seqs : 1) * sizeof *out->win.index);
+    if (!out->tokens || !out->offsets || !out->win.index) {
         tc_calib_set_free(out);
         return tc_err(err, "out of memory for %zu calibration tokens", n_tokens);
     }
     out->n_seqs = n_seqs;
     out->n_tokens = n_tokens;
     out->offsets[0] = 0;
+    out->win.n_windows = n_seqs;
     return TC_OK;
 }
 
@@ -554,6 +569,85 @@ tc_calib_opts tc_calib_default_opts(size_t model_context, int32_t bos_id)
     tc_calib_opts o = {.n_samples = TC_CALIB_DEFAULT_SAMPLES, .seed = 0, .bos_id = bos_id};
     o.seq_len = model_context && model_context < TC_CALIB_DEFAULT_SEQ_LEN ? model_context : TC_CALIB_DEFAULT_SEQ_LEN;
     return o;
+}
+
+/* FNV-1a over the ids as little-endian int32: a fingerprint of the stream
+ * that is the same on every machine. */
+static uint64_t stream_fingerprint(const int32_t *ids, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)ids[i];
+        for (int k = 0; k < 4; k++) {
+            h ^= (v >> (8 * k)) & 0xffu;
+            h *= 0x100000001b3ull;
+        }
+    }
+    return h;
+}
+
+/* Appends to a warning, "; " between parts, cut at cap. */
+static void add_warning(char *w, size_t cap, const char *text)
+{
+    size_t n = strlen(w), k = strlen(text);
+    if (n && n + 2 < cap) {
+        memcpy(w + n, "; ", 2);
+        n += 2;
+    }
+    if (k > cap - 1 - n)
+        k = cap - 1 - n;
+    memcpy(w + n, text, k);
+    w[n + k] = '\0';
+}
+
+/* Marks the grid windows (W of L tokens) that share a token with a window of
+ * an avoided record of the same text, by token ranges (a record may have
+ * another L).  Returns the number of records that apply. */
+static size_t mark_avoided(const tc_calib_opts *o, const tc_calib_docs *docs, uint64_t len, uint64_t fp, size_t L,
+                           size_t W, unsigned char *blocked, char *warning, size_t cap)
+{
+    size_t applied = 0;
+    const tc_file_id *file = docs->n_files == 1 ? &docs->file : NULL;
+    for (size_t r = 0; o->avoid && r < o->n_avoid; r++) {
+        const tc_calib_windows *a = &o->avoid[r];
+        int rel = tc_calib_windows_relation(a, file, len, fp);
+        if (rel == 0)
+            continue;
+        if (rel < 0) {
+            char msg[TC_ERROR_MAX];
+            snprintf(msg, sizeof msg,
+                     "%s: its token stream (%llu tokens) is not the one the calibration windows were recorded on "
+                     "(%llu tokens; the file changed or another tokenizer encoded it): their token ranges are left "
+                     "out all the same, but they may not be the text that calibrated",
+                     docs->source, (unsigned long long)len, (unsigned long long)a->stream_tokens);
+            add_warning(warning, cap, msg);
+        }
+        applied++;
+        for (size_t k = 0; k < a->n_windows; k++) {
+            uint64_t first, end;
+            if (tc_mul_u64(a->index[k], a->seq_len, &first) || tc_add_u64(first, a->seq_len, &end) ||
+                first >= (uint64_t)W * L)
+                continue;
+            for (uint64_t i = first / L; i <= (end - 1) / L && i < W; i++)
+                blocked[i] = 1;
+        }
+    }
+    return applied;
+}
+
+static int fill_windows(tc_calib_windows *w, const tc_calib_docs *docs, const tok_buf *s, uint64_t fp,
+                        const tc_calib_opts *opts, tc_error *err)
+{
+    w->kind = TC_CALIB_KIND_TEXT;
+    w->have_file = docs->n_files == 1;
+    w->file = docs->file;
+    w->stream_tokens = s->n;
+    w->fingerprint = fp;
+    w->seq_len = opts->seq_len;
+    w->seed = opts->seed;
+    if (docs->n_files == 1 && docs->source && !(w->source = strdup(docs->source)))
+        return tc_err(err, "out of memory");
+    return TC_OK;
 }
 
 int tc_calib_sample(const tc_calib_docs *docs, tc_encode_fn encode, void *ctx, const tc_calib_opts *opts,
@@ -580,28 +674,69 @@ int tc_calib_sample(const tc_calib_docs *docs, tc_encode_fn encode, void *ctx, c
         free(s.p);
         return tc_err(err, "the calibration text has %zu tokens, fewer than one window of %zu", s.n, L);
     }
-    size_t W = s.n / L, K = N < W ? N : W;
-    unsigned char *chosen = calloc(W, 1);
-    if (!chosen || set_alloc(out, K, K * L, err)) {
+    const size_t W = s.n / L;
+    const uint64_t fp = stream_fingerprint(s.p, s.n);
+    const char *src = docs->source ? docs->source : "the text";
+    char warning[TC_ERROR_MAX] = "";
+    unsigned char *blocked = calloc(W, 1), *chosen = calloc(W, 1);
+    if (!blocked || !chosen) {
+        free(blocked);
         free(chosen);
         free(s.p);
-        return chosen ? TC_ERR : tc_err(err, "out of memory choosing calibration windows");
+        return tc_err(err, "out of memory choosing calibration windows");
     }
-    select_in_order(W, K, opts->seed, chosen);
-    size_t j = 0;
-    for (size_t w = 0; w < W; w++) {
-        if (!chosen[w])
-            continue;
-        memcpy(out->tokens + j * L, s.p + w * L, L * sizeof *s.p);
-        j++;
-        out->offsets[j] = j * L;
+    size_t applied = mark_avoided(opts, docs, s.n, fp, L, W, blocked, warning, sizeof warning);
+    size_t E = 0; /* eligible windows */
+    for (size_t w = 0; w < W; w++)
+        E += !blocked[w];
+    int rc = TC_OK;
+    if (E == 0)
+        rc = tc_err(err,
+                    "%s: every one of its %zu windows of %zu tokens shares tokens with the calibration windows "
+                    "recorded for the same text, so none is left to evaluate on: use another text, or calibrate "
+                    "on fewer windows",
+                    src, W, L);
+    size_t K = N < E ? N : E;
+    if (rc == TC_OK)
+        rc = set_alloc(out, K, K * L, err);
+    if (rc == TC_OK)
+        rc = fill_windows(&out->win, docs, &s, fp, opts, err);
+    if (rc == TC_OK) {
+        /* Chosen among the eligible windows only; with none blocked this is
+         * exactly the choice among all W. */
+        select_in_order(E, K, opts->seed, chosen);
+        size_t j = 0, e = 0;
+        for (size_t w = 0; w < W; w++) {
+            if (blocked[w] || !chosen[e++])
+                continue;
+            memcpy(out->tokens + j * L, s.p + w * L, L * sizeof *s.p);
+            out->win.index[j] = w;
+            j++;
+            out->offsets[j] = j * L;
+        }
+        out->n_grid = W;
+        out->n_avoided = W - E;
+        out->n_avoid_applied = applied;
+        char msg[TC_ERROR_MAX] = "";
+        if (K < N && N != TC_CALIB_ALL && E < W)
+            snprintf(msg, sizeof msg,
+                     "%s: only %zu of its %zu windows of %zu tokens do not overlap the calibration windows; using "
+                     "all %zu instead of %zu",
+                     src, E, W, L, E, N);
+        else if (K < N && N != TC_CALIB_ALL)
+            snprintf(msg, sizeof msg,
+                     "the calibration text holds only %zu windows of %zu tokens; using all %zu instead of %zu", W, L,
+                     W, N);
+        if (msg[0])
+            add_warning(warning, sizeof warning, msg);
+        memcpy(out->warning, warning, sizeof out->warning);
+    } else {
+        tc_calib_set_free(out);
     }
-    if (K < N)
-        snprintf(out->warning, sizeof out->warning,
-                 "the calibration text holds only %zu windows of %zu tokens; using all %zu instead of %zu", W, L, W, N);
+    free(blocked);
     free(chosen);
     free(s.p);
-    return TC_OK;
+    return rc;
 }
 
 int tc_calib_set_pick(tc_calib_set *s, size_t n, uint64_t seed, tc_error *err)
@@ -627,10 +762,14 @@ int tc_calib_set_pick(tc_calib_set *s, size_t n, uint64_t seed, tc_error *err)
             continue;
         memmove(s->tokens + at, s->tokens + a, len * sizeof *s->tokens);
         at += len;
+        if (s->win.index)
+            s->win.index[j] = s->win.index[i];
         s->offsets[++j] = at;
     }
     s->n_seqs = n;
     s->n_tokens = at;
+    s->win.n_windows = n;
+    s->win.seed = seed;
     free(chosen);
     return TC_OK;
 }
@@ -639,6 +778,7 @@ void tc_calib_set_free(tc_calib_set *s)
 {
     free(s->tokens);
     free(s->offsets);
+    tc_calib_windows_free(&s->win);
     memset(s, 0, sizeof *s);
 }
 
@@ -718,11 +858,23 @@ int tc_calib_read_tokens(const char *path, int64_t vocab_size, size_t max_seq_le
     free(buf);
     if (rc == TC_OK && n_offs == 1)
         rc = tc_err(err, "%s: no token sequences in the file", path);
+    tc_calib_windows *w = &out->win;
+    w->kind = TC_CALIB_KIND_TOKENS;
+    if (rc == TC_OK && tc_file_id_of(path, &w->file, err) == TC_OK)
+        w->have_file = 1;
+    else
+        rc = TC_ERR;
+    if (rc == TC_OK && (!(w->index = malloc((n_offs - 1) * sizeof *w->index)) || !(w->source = strdup(path))))
+        rc = tc_err(err, "%s: out of memory", path);
     if (rc) {
         free(toks.p);
         free(offs);
+        tc_calib_windows_free(w);
         return TC_ERR;
     }
+    for (size_t i = 0; i + 1 < n_offs; i++)
+        w->index[i] = i;
+    w->n_windows = n_offs - 1;
     out->tokens = toks.p;
     out->offsets = offs;
     out->n_seqs = n_offs - 1;

@@ -180,6 +180,17 @@ int tok_pretokenize(const tc_tokenizer *t, tok_work *w, const char *s, size_t n,
                     int (*fn)(const tc_tokenizer *, tok_work *, const char *, size_t, tc_error *),
                     tc_error *err);
 
+/* ---- tokenizer.json pieces the loader and the vocabulary converter share ---- */
+struct cJSON;
+/* A non-negative integral JSON number below limit, or -1. */
+long tok_json_id(const struct cJSON *v, long limit);
+/* "<0xAB>": a byte-fallback token. */
+int tok_is_byte_token(const char *s);
+/* The number of ids of model.vocab and added_tokens (the largest + 1), every
+ * id checked to be an integer below twice their count plus 1024. */
+int tok_json_count_ids(const char *path, const struct cJSON *vocab, const struct cJSON *added, long *n_ids,
+                       tc_error *err);
+
 /* ---- loaders ---- */
 int tok_load_llama2c_mem(tc_tokenizer **out, const char *path, const uint8_t *data, uint64_t size,
                          int vocab_size, tc_error *err);

@@ -178,7 +178,7 @@ static int mentions_bytelevel(const cJSON *node)
 }
 
 /* A non-negative integral JSON number below limit, or -1. */
-static long id_of(const cJSON *v, long limit)
+long tok_json_id(const cJSON *v, long limit)
 {
     if (!cJSON_IsNumber(v))
         return -1;
@@ -188,9 +188,32 @@ static long id_of(const cJSON *v, long limit)
     return (long)d;
 }
 
-static int is_byte_token(const char *s)
+int tok_is_byte_token(const char *s)
 {
     return strlen(s) == 6 && memcmp(s, "<0x", 3) == 0 && s[5] == '>';
+}
+
+int tok_json_count_ids(const char *path, const cJSON *vocab, const cJSON *added, long *n_ids, tc_error *err)
+{
+    long n_entries = cJSON_GetArraySize(vocab) + (cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0);
+    /* ids beyond twice the entries would leave most of the table empty:
+     * refuse them rather than allocate from an unchecked number */
+    long limit = 2 * n_entries + 1024, max_id = -1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, vocab) {
+        long id = tok_json_id(e, limit);
+        if (id < 0)
+            return tc_err(err, "%s: vocabulary entry \"%.64s\" has an invalid id", path, e->string);
+        max_id = id > max_id ? id : max_id;
+    }
+    cJSON_ArrayForEach(e, added) {
+        long id = tok_json_id(cJSON_GetObjectItemCaseSensitive(e, "id"), limit);
+        if (id < 0 || !str_of(e, "content"))
+            return tc_err(err, "%s: an added token has an invalid id or no content", path);
+        max_id = id > max_id ? id : max_id;
+    }
+    *n_ids = max_id + 1;
+    return TC_OK;
 }
 
 /* The vocabulary: the model's entries, then the added tokens over them. */
@@ -201,29 +224,16 @@ static int read_vocab(tc_tokenizer **out, const char *path, const cJSON *root, c
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     if (!cJSON_IsObject(vocab))
         return tc_err(err, "%s: model.vocab is not an object", path);
-    long n_entries = cJSON_GetArraySize(vocab) + (cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0);
-    /* ids beyond twice the entries would leave most of the table empty:
-     * refuse them rather than allocate from an unchecked number */
-    long limit = 2 * n_entries + 1024, max_id = -1;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, vocab) {
-        long id = id_of(e, limit);
-        if (id < 0)
-            return tc_err(err, "%s: vocabulary entry \"%.64s\" has an invalid id", path, e->string);
-        max_id = id > max_id ? id : max_id;
-    }
-    cJSON_ArrayForEach(e, added) {
-        long id = id_of(cJSON_GetObjectItemCaseSensitive(e, "id"), limit);
-        if (id < 0 || !str_of(e, "content"))
-            return tc_err(err, "%s: an added token has an invalid id or no content", path);
-        max_id = id > max_id ? id : max_id;
-    }
-    tc_tokenizer *t = tok_new(path, family, (int32_t)(max_id + 1), err);
+    long n_ids;
+    if (tok_json_count_ids(path, vocab, added, &n_ids, err))
+        return TC_ERR;
+    tc_tokenizer *t = tok_new(path, family, (int32_t)n_ids, err);
     if (!t)
         return TC_ERR;
     int byte_fallback = bool_of(model, "byte_fallback", 0);
+    const cJSON *e;
     cJSON_ArrayForEach(e, vocab) {
-        int type = family == TOK_FAMILY_SPM && byte_fallback && is_byte_token(e->string)
+        int type = family == TOK_FAMILY_SPM && byte_fallback && tok_is_byte_token(e->string)
                        ? TOK_BYTE : TOK_NORMAL;
         if (tok_set(t, (int32_t)e->valuedouble, e->string, strlen(e->string), 0.0f, type, err))
             goto fail;
@@ -231,7 +241,7 @@ static int read_vocab(tc_tokenizer **out, const char *path, const cJSON *root, c
     cJSON_ArrayForEach(e, added) {
         const char *s = str_of(e, "content");
         int type = bool_of(e, "special", 0) ? TOK_CONTROL : TOK_USER;
-        long id = id_of(cJSON_GetObjectItemCaseSensitive(e, "id"), limit);
+        long id = tok_json_id(cJSON_GetObjectItemCaseSensitive(e, "id"), n_ids); /* checked above */
         if (tok_set(t, (int32_t)id, s, strlen(s), 0.0f, type, err))
             goto fail;
     }

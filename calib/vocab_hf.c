@@ -28,21 +28,7 @@ static int looks_special(const char *s)
 #undef WRAPPED
 }
 
-static int is_byte_token(const char *s)
-{
-    return strlen(s) == 6 && memcmp(s, "<0x", 3) == 0 && s[5] == '>';
-}
 
-/* A non-negative integral JSON number below limit, or -1. */
-static long id_of(const cJSON *v, long limit)
-{
-    if (!cJSON_IsNumber(v))
-        return -1;
-    double d = v->valuedouble;
-    if (!(d >= 0 && d < (double)limit) || d != floor(d))
-        return -1;
-    return (long)d;
-}
 
 /* The added token's special flag as transformers loads it: tokenizer_config's
  * added_tokens_decoder entry, when there is one, has the last word. */
@@ -79,27 +65,6 @@ static int user_token(vocab_build *b, long id, const char *s, float score, tc_er
     return rc;
 }
 
-/* Counts the tokenizer's ids (vocabulary and added tokens). */
-static int count_ids(const char *path, const cJSON *vocab, const cJSON *added, long *n_ids, tc_error *err)
-{
-    long n_entries = cJSON_GetArraySize(vocab) + (cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0);
-    long limit = 2 * n_entries + 1024, max_id = -1; /* as the tokenizer reader bounds them */
-    const cJSON *e;
-    cJSON_ArrayForEach(e, vocab) {
-        long id = id_of(e, limit);
-        if (id < 0)
-            return tc_err(err, "%s: vocabulary entry \"%.64s\" has an invalid id", path, e->string);
-        max_id = id > max_id ? id : max_id;
-    }
-    cJSON_ArrayForEach(e, added) {
-        long id = id_of(cJSON_GetObjectItemCaseSensitive(e, "id"), limit);
-        if (id < 0 || !vj_str(e, "content"))
-            return tc_err(err, "%s: an added token has an invalid id or no content", path);
-        max_id = id > max_id ? id : max_id;
-    }
-    *n_ids = max_id + 1;
-    return TC_OK;
-}
 
 /* Every token's text and type (scores come later for SentencePiece-style
  * vocabularies). */
@@ -117,7 +82,7 @@ static int read_tokens(vocab_build *b, const cJSON *root, const cJSON *model, co
         unk = cJSON_IsString(cu) ? cu->valuestring : vj_str(cu, "content");
     const cJSON *e;
     cJSON_ArrayForEach(e, vocab) {
-        int type = spm && byte_fallback && is_byte_token(e->string) ? VB_BYTE : VB_NORMAL;
+        int type = spm && byte_fallback && tok_is_byte_token(e->string) ? VB_BYTE : VB_NORMAL;
         if (spm && unk && strcmp(e->string, unk) == 0)
             type = VB_UNKNOWN;
         if (vb_token(b, (int32_t)e->valuedouble, e->string, strlen(e->string), 0.0f, type, err))
@@ -311,7 +276,7 @@ static int build(vocab_build *b, const char *path, const char *json, size_t len,
     int spm = !mentions_bytelevel(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer")) &&
               !mentions_bytelevel(cJSON_GetObjectItemCaseSensitive(root, "decoder"));
     long n_ids = 0;
-    if (count_ids(path, cJSON_GetObjectItemCaseSensitive(model, "vocab"),
+    if (tok_json_count_ids(path, cJSON_GetObjectItemCaseSensitive(model, "vocab"),
                   cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), &n_ids, err))
         return TC_ERR;
     if (n_vocab > 0 && n_ids > n_vocab)

@@ -88,3 +88,22 @@ int tc_read_small_file(const char *path, uint64_t max_bytes, char **out, uint64_
         *len = n;
     return TC_OK;
 }
+
+int tc_file_is_regular(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int tc_file_has_magic(const char *path, const void *magic, size_t n)
+{
+    unsigned char head[16];
+    if (n > sizeof head)
+        return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t got = fread(head, 1, n, f);
+    fclose(f);
+    return got == n && memcmp(head, magic, n) == 0;
+}

@@ -235,6 +235,24 @@ static void human_bytes(double b, char *buf, size_t n)
     snprintf(buf, n, u ? "%.2f %s" : "%.0f %s", b, units[u]);
 }
 
+/* The lines of --info that say what a config computes, common to checkpoints
+ * and packed models: arch, shapes, norms, rope and the traits. */
+static void config_lines(strbuf *b, const tc_config *c)
+{
+    sb_printf(b, "%-18s %s\n", "arch", tc_arch_name(c->arch));
+    sb_printf(b, "%-18s %d\n", "layers", c->n_layers);
+    sb_printf(b, "%-18s %d\n", "dim", c->dim);
+    sb_printf(b, "%-18s %d (kv %d, head dim %d)\n", "heads", c->n_heads, c->n_kv_heads, c->head_dim);
+    sb_printf(b, "%-18s %d\n", "ffn dim", c->ffn_dim);
+    sb_printf(b, "%-18s %d\n", "vocab", c->vocab_size);
+    sb_printf(b, "%-18s %d\n", "context", c->max_seq_len);
+    sb_printf(b, "%-18s %g\n", "norm eps", c->norm_eps);
+    sb_printf(b, "%-18s %g (%s pairs)\n", "rope theta", c->t.rope[0].theta, tc_rope_layout_name(c->rope_layout));
+    char traits[1024];
+    tc_traits_describe(c, traits, sizeof traits);
+    sb_printf(b, "%-18s %s\n", "traits", traits);
+}
+
 char *tc_model_info_text(const tc_model *m)
 {
     const tc_config *c = &m->cfg;
@@ -243,18 +261,7 @@ char *tc_model_info_text(const tc_model *m)
     char hb[32];
     sb_printf(&b, "%-18s %s\n", "path", m->path);
     sb_printf(&b, "%-18s %s\n", "format", tc_format_name(m->format));
-    sb_printf(&b, "%-18s %s\n", "arch", tc_arch_name(c->arch));
-    sb_printf(&b, "%-18s %d\n", "layers", c->n_layers);
-    sb_printf(&b, "%-18s %d\n", "dim", c->dim);
-    sb_printf(&b, "%-18s %d (kv %d, head dim %d)\n", "heads", c->n_heads, c->n_kv_heads, c->head_dim);
-    sb_printf(&b, "%-18s %d\n", "ffn dim", c->ffn_dim);
-    sb_printf(&b, "%-18s %d\n", "vocab", c->vocab_size);
-    sb_printf(&b, "%-18s %d\n", "context", c->max_seq_len);
-    sb_printf(&b, "%-18s %g\n", "norm eps", c->norm_eps);
-    sb_printf(&b, "%-18s %g (%s pairs)\n", "rope theta", c->t.rope[0].theta, tc_rope_layout_name(c->rope_layout));
-    char traits[1024];
-    tc_traits_describe(c, traits, sizeof traits);
-    sb_printf(&b, "%-18s %s\n", "traits", traits);
+    config_lines(&b, c);
     if (m->ignored_keys)
         sb_printf(&b, "%-18s %s\n", "ignored keys", m->ignored_keys);
     sb_printf(&b, "%-18s %s\n", "tied embeddings", c->tied_embeddings ? "yes" : "no");
@@ -462,23 +469,13 @@ char *tc_tmodel_info_text(const tc_tmodel *m)
         return NULL;
     }
     strbuf b = {0};
-    char hb[32], gb[16], traits[1024];
+    char hb[32], gb[16];
     uint64_t fb = m->map.size;
     sb_printf(&b, "%-18s %s\n", "path", m->path ? m->path : "");
     sb_printf(&b, "%-18s tcq (packed ternary model, version %u)\n", "format", m->version);
     if (m->source)
         sb_printf(&b, "%-18s %s\n", "made from", m->source);
-    sb_printf(&b, "%-18s %s\n", "arch", tc_arch_name(c->arch));
-    sb_printf(&b, "%-18s %d\n", "layers", c->n_layers);
-    sb_printf(&b, "%-18s %d\n", "dim", c->dim);
-    sb_printf(&b, "%-18s %d (kv %d, head dim %d)\n", "heads", c->n_heads, c->n_kv_heads, c->head_dim);
-    sb_printf(&b, "%-18s %d\n", "ffn dim", c->ffn_dim);
-    sb_printf(&b, "%-18s %d\n", "vocab", c->vocab_size);
-    sb_printf(&b, "%-18s %d\n", "context", c->max_seq_len);
-    sb_printf(&b, "%-18s %g\n", "norm eps", c->norm_eps);
-    sb_printf(&b, "%-18s %g (%s pairs)\n", "rope theta", c->t.rope[0].theta, tc_rope_layout_name(c->rope_layout));
-    tc_traits_describe(c, traits, sizeof traits);
-    sb_printf(&b, "%-18s %s\n", "traits", traits);
+    config_lines(&b, c);
     sb_printf(&b, "%-18s %s\n", "tied embeddings", c->tied_embeddings ? "yes" : "no");
     sb_printf(&b, "%-18s %s\n", "q/k/v bias", c->qkv_bias ? "yes" : "no");
     group_name(&m->quant.group, gb, sizeof gb);

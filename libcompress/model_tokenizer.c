@@ -9,28 +9,12 @@
 #include "tc/hfdir.h"
 #include "tc/mapfile.h"
 
-static int file_exists(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static int has_gguf_magic(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char magic[4] = {0};
-    int ok = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-    if (f)
-        fclose(f);
-    return ok;
-}
-
 int tc_tokenizer_open_for(const char *path, int vocab_size, tc_tokenizer **out, tc_error *err)
 {
     size_t n = strlen(path);
     if (n >= 5 && strcmp(path + n - 5, ".json") == 0)
         return tc_tokenizer_from_hf_json(out, path, err);
-    if (has_gguf_magic(path))
+    if (tc_file_has_magic(path, "GGUF", 4))
         return tc_tokenizer_open(out, path, err);
     /* llama2.c's tokenizer.bin does not store its size: the model says it. */
     return tc_tokenizer_from_llama2c(out, path, vocab_size, err);
@@ -53,7 +37,7 @@ int tc_model_tokenizer(const tc_model *m, const char *path, tc_tokenizer **out, 
         const tc_hfdir *h = tc_model_hfdir(m);
         char json[4096];
         snprintf(json, sizeof json, "%s/tokenizer.json", h->path);
-        if (!file_exists(json))
+        if (!tc_file_is_regular(json))
             return tc_err(err, "%s: no tokenizer.json in the model directory; pass --tokenizer FILE", h->path);
         rc = tc_tokenizer_from_hf_json(out, json, err);
     } else {
@@ -99,7 +83,7 @@ int tc_model_vocab(const tc_model *m, tc_vocab *out, tc_error *err)
         const tc_hfdir *h = tc_model_hfdir(m);
         char json[4096];
         snprintf(json, sizeof json, "%s/tokenizer.json", h->path);
-        if (file_exists(json))
+        if (tc_file_is_regular(json))
             return tc_vocab_from_hf(out, json, m->cfg.vocab_size, err);
         return tc_err(err, "%s: no tokenizer.json in the model directory, and llama.cpp loads no GGUF without a "
                       "vocabulary; pass --tokenizer FILE", h->path);

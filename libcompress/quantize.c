@@ -1257,6 +1257,7 @@ static int packed_build(qdrv *d, tc_error *err)
     d->rep.tokenizer = d->tm.tok.kind;
     if (d->tm.tok.origin)
         snprintf(d->rep.tokenizer_from, sizeof d->rep.tokenizer_from, "%s", d->tm.tok.origin);
+    d->tm.calib = (tc_calib_windows *)d->o->calib_windows; /* borrowed: written, never freed here */
     int te = d->o->quantize_embeddings;
     if (packed_add(d, -1, TC_G_EMBD, te, err) || packed_add(d, -1, TC_G_OUT_NORM, 0, err) ||
         (!c->tied_embeddings && packed_add(d, -1, TC_G_OUTPUT, te, err)))

@@ -148,6 +148,8 @@ static char *header_text(const tc_tmodel *m)
         cJSON_AddStringToObject(root, "source", m->source);
     cJSON_AddItemToObject(root, "config", config_json(&m->cfg));
     cJSON_AddItemToObject(root, "quantization", quant_json(&m->quant));
+    if (m->calib)
+        cJSON_AddItemToObject(root, "calibration", tc_calib_windows_to_json(m->calib));
     cJSON *arr = cJSON_AddArrayToObject(root, "tensors");
     for (size_t i = 0; i < m->n_tensors; i++)
         cJSON_AddItemToArray(arr, tensor_json(&m->tensors[i]));
@@ -842,6 +844,15 @@ static int parse_header(const reader *r, tc_tmodel *m, const char *text, size_t 
     const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "source");
     if (rc == TC_OK && cJSON_IsString(src) && !(m->source = strdup(src->valuestring)))
         rc = tc_err(r->err, "%s: out of memory", r->path);
+    /* Optional: which windows of which text calibrated (an evaluation of the
+     * same text leaves them out). */
+    const cJSON *cal = cJSON_GetObjectItemCaseSensitive(root, "calibration");
+    if (rc == TC_OK && cal) {
+        if (!(m->calib = calloc(1, sizeof *m->calib)))
+            rc = tc_err(r->err, "%s: out of memory", r->path);
+        else if (tc_calib_windows_from_json(cal, r->path, m->calib, r->err))
+            rc = TC_ERR;
+    }
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "tensors");
     if (rc == TC_OK && !cJSON_IsArray(arr))
         rc = tc_err(r->err, "%s: header has no 'tensors' array", r->path);
@@ -948,5 +959,8 @@ void tc_tmodel_close(tc_tmodel *m)
     free(m->tensors);
     free(m->source);
     free(m->path);
+    if (m->calib)
+        tc_calib_windows_free(m->calib);
+    free(m->calib);
     memset(m, 0, sizeof *m);
 }

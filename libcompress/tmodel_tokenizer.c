@@ -51,32 +51,10 @@ void tc_tmodel_tok_free(tc_tmodel_tok *t)
 
 int tc_tmodel_is_packed(const char *path)
 {
-    char magic[8];
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
-    size_t n = fread(magic, 1, sizeof magic, f);
-    fclose(f);
-    return n == sizeof magic && memcmp(magic, TC_TMODEL_MAGIC, sizeof magic) == 0;
+    return tc_file_has_magic(path, TC_TMODEL_MAGIC, 8);
 }
 
 /* ---- collecting the source's bytes ---------------------------------------- */
-
-static int file_exists(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static int has_gguf_magic(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char magic[4] = {0};
-    int ok = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-    if (f)
-        fclose(f);
-    return ok;
-}
 
 static int add_file(tc_tmodel_tok *t, uint8_t *bytes, uint64_t n)
 {
@@ -309,7 +287,7 @@ int tc_tmodel_tok_collect(tc_tmodel_tok *out, const tc_model *m, const char *pat
         origin = path;
         if (n >= 5 && strcmp(path + n - 5, ".json") == 0) {
             rc = collect_hf(out, path, err);
-        } else if (has_gguf_magic(path)) {
+        } else if (tc_file_has_magic(path, "GGUF", 4)) {
             tc_gguf g;
             rc = tc_gguf_open(&g, path, err);
             if (rc == TC_OK) {
@@ -327,7 +305,7 @@ int tc_tmodel_tok_collect(tc_tmodel_tok *out, const tc_model *m, const char *pat
         rc = collect_gguf(out, tc_model_gguf(m), err);
     } else if (m->format == TC_FORMAT_HF) {
         snprintf(json, sizeof json, "%s/tokenizer.json", tc_model_hfdir(m)->path);
-        if (file_exists(json)) {
+        if (tc_file_is_regular(json)) {
             origin = json;
             rc = collect_hf(out, json, err);
         }

@@ -1,5 +1,7 @@
 /* Calibration data: reading text, JSON Lines and token lines (plain and
- * gzip), hostile variants of each, and the seeded choice of windows. */
+ * gzip), hostile variants of each, the seeded choice of windows, and
+ * evaluation windows kept disjoint from the calibration windows of the same
+ * text (by file identity or by content), with their records as JSON. */
 #include "testutil.h"
 
 #include <stdint.h>
@@ -435,6 +437,323 @@ static void test_sampling(void)
     tc_calib_docs_free(&d);
 }
 
+/* ---- Evaluation disjoint from calibration ------------------------------------- */
+
+/* Text of n paragraphs whose bytes vary with seed, so two seeds give two texts. */
+static char *make_text(size_t n_docs, unsigned seed)
+{
+    size_t cap = n_docs * 200 + 1, at = 0;
+    char *t = malloc(cap);
+    for (size_t i = 0; i < n_docs; i++) {
+        size_t len = 40 + (i * 37 + seed) % 120;
+        for (size_t j = 0; j < len; j++)
+            t[at++] = (char)('a' + (i * 11 + j * 7 + seed) % 26);
+        t[at++] = '\n';
+        t[at++] = '\n';
+    }
+    t[at] = '\0';
+    return t;
+}
+
+/* The stream positions [index * L, index * L + L) of two sets never meet. */
+static int ranges_disjoint(const tc_calib_set *a, const tc_calib_set *b)
+{
+    for (size_t i = 0; i < a->n_seqs; i++)
+        for (size_t j = 0; j < b->n_seqs; j++) {
+            uint64_t a0 = (uint64_t)a->win.index[i] * a->win.seq_len, a1 = a0 + a->win.seq_len;
+            uint64_t b0 = (uint64_t)b->win.index[j] * b->win.seq_len, b1 = b0 + b->win.seq_len;
+            if (a0 < b1 && b0 < a1)
+                return 0;
+        }
+    return 1;
+}
+
+/* With encode_counter every id is its position in the stream: two sets share
+ * a token position exactly when they share an id. */
+static int ids_disjoint(const tc_calib_set *a, const tc_calib_set *b)
+{
+    for (size_t i = 0; i < a->n_tokens; i++)
+        for (size_t j = 0; j < b->n_tokens; j++)
+            if (a->tokens[i] == b->tokens[j])
+                return 0;
+    return 1;
+}
+
+/* Each window's tokens are the stream's tokens at its recorded range. */
+static int windows_match_tokens(const tc_calib_set *s)
+{
+    int ok = s->win.n_windows == s->n_seqs;
+    for (size_t i = 0; ok && i < s->n_seqs; i++)
+        ok = s->tokens[s->offsets[i]] == (int32_t)(s->win.index[i] * s->win.seq_len);
+    return ok;
+}
+
+static void test_disjoint_in_memory(void)
+{
+    tc_error err;
+    tc_calib_docs d = {0};
+    make_docs(&d, 60, 1);
+    const size_t L = 32;
+    int32_t counter = 0;
+    tc_calib_opts o = {.n_samples = 10, .seq_len = L, .seed = 42, .bos_id = -1};
+    tc_calib_set cal, ev, again, plain;
+    CHECK_OK(tc_calib_sample(&d, encode_counter, &counter, &o, &cal, &err), &err);
+    CHECK(windows_match_tokens(&cal) && cal.n_avoided == 0 && cal.win.kind == TC_CALIB_KIND_TEXT);
+    CHECK(cal.win.stream_tokens == (uint64_t)counter && cal.n_grid == (size_t)counter / L);
+    CHECK(cal.win.source == NULL && !cal.win.have_file);
+
+    /* Same stream (documents added by hand: no file, so the fingerprint
+     * decides), same settings: the evaluation leaves out the 10 calibration
+     * windows and takes 10 others. */
+    o.avoid = &cal.win;
+    o.n_avoid = 1;
+    counter = 0;
+    CHECK_OK(tc_calib_sample(&d, encode_counter, &counter, &o, &ev, &err), &err);
+    CHECK(ev.n_seqs == 10 && ev.n_avoided == 10 && ev.n_avoid_applied == 1 && ev.warning[0] == '\0');
+    CHECK(ranges_disjoint(&cal, &ev) && ids_disjoint(&cal, &ev) && windows_match_tokens(&ev));
+    /* Deterministic for a seed. */
+    counter = 0;
+    CHECK_OK(tc_calib_sample(&d, encode_counter, &counter, &o, &again, &err), &err);
+    CHECK(same_set(&ev, &again));
+    tc_calib_set_free(&again);
+
+    /* Another window length: overlap is judged by token ranges, so a window of
+     * 48 that shares even one token with a calibration window is left out. */
+    o.seq_len = 48;
+    counter = 0;
+    CHECK_OK(tc_calib_sample(&d, encode_counter, &counter, &o, &again, &err), &err);
+    CHECK(again.n_seqs == 10 && again.n_avoided >= 10 && ranges_disjoint(&cal, &again) && ids_disjoint(&cal, &again));
+    tc_calib_set_free(&again);
+    o.seq_len = 20;
+    o.n_samples = TC_CALIB_ALL;
+    counter = 0;
+    CHECK_OK(tc_calib_sample(&d, encode_counter, &counter, &o, &again, &err), &err);
+    CHECK(again.n_seqs == again.n_grid - again.n_avoided && again.warning[0] == '\0');
+    CHECK(ranges_disjoint(&cal, &again) && ids_disjoint(&cal, &again));
+    tc_calib_set_free(&again);
+
+    /* Another text (one document more changes the stream): unaffected, the
+     * same windows as without any record. */
+    tc_calib_docs d2 = {0};
+    make_docs(&d2, 61, 1);
+    o.seq_len = L;
+    o.n_samples = 10;
+    counter = 0;
+    CHECK_OK(tc_calib_sample(&d2, encode_bytes, NULL, &o, &again, &err), &err);
+    o.avoid = NULL;
+    o.n_avoid = 0;
+    CHECK_OK(tc_calib_sample(&d2, encode_bytes, NULL, &o, &plain, &err), &err);
+    CHECK(again.n_avoided == 0 && again.n_avoid_applied == 0 && same_set(&again, &plain));
+    tc_calib_set_free(&again);
+    tc_calib_set_free(&plain);
+    tc_calib_docs_free(&d2);
+
+    /* Every window calibrated: nothing left is an error, not a silent overlap. */
+    o.n_samples = TC_CALIB_ALL;
+    counter = 0;
+    tc_calib_set all;
+    CHECK_OK(tc_calib_sample(&d, encode_counter, &counter, &o, &all, &err), &err);
+    o.avoid = &all.win;
+    o.n_avoid = 1;
+    counter = 0;
+    CHECK(tc_calib_sample(&d, encode_counter, &counter, &o, &again, &err) == TC_ERR);
+    CHECK(err_says(&err, NULL, "none is left") && again.tokens == NULL);
+    tc_calib_set_free(&all);
+    /* Fewer eligible windows than asked: all of them, and a warning saying why. */
+    o.n_samples = cal.n_grid - 4;
+    counter = 0;
+    o.avoid = &cal.win;
+    CHECK_OK(tc_calib_sample(&d, encode_counter, &counter, &o, &again, &err), &err);
+    CHECK(again.n_seqs == cal.n_grid - 10 && strstr(again.warning, "do not overlap the calibration windows"));
+    CHECK(ranges_disjoint(&cal, &again));
+    tc_calib_set_free(&again);
+    tc_calib_set_free(&ev);
+    tc_calib_set_free(&cal);
+    tc_calib_docs_free(&d);
+}
+
+static void test_disjoint_files(void)
+{
+    tc_error err;
+    char *text = make_text(300, 1), *other = make_text(300, 2);
+    const char *f = write_text("g.txt", text);
+    char spelled[600], linked[600], hard[600];
+    snprintf(spelled, sizeof spelled, "%s/./g.txt", dir);
+    snprintf(linked, sizeof linked, "%s/g-link.txt", dir);
+    snprintf(hard, sizeof hard, "%s/g-hard.txt", dir);
+    CHECK(symlink(f, linked) == 0 && link(f, hard) == 0);
+    const char *copy = write_text("g-copy.txt", text);
+    const char *diff = write_text("h.txt", other);
+
+    tc_calib_docs d = {0};
+    CHECK_OK(tc_calib_docs_read(&d, f, TC_CALIB_AUTO, NULL, &err), &err);
+    CHECK(d.n_files == 1 && d.source && strcmp(d.source, f) == 0);
+    tc_calib_opts o = {.n_samples = 16, .seq_len = 64, .seed = 0, .bos_id = 1};
+    tc_calib_set cal;
+    CHECK_OK(tc_calib_sample(&d, encode_bytes, NULL, &o, &cal, &err), &err);
+    CHECK(cal.win.have_file && cal.win.source && strcmp(cal.win.source, f) == 0 && cal.n_seqs == 16);
+    tc_calib_docs_free(&d);
+
+    /* The record goes through JSON, as it does through a report or a packed file. */
+    cJSON *j = tc_calib_windows_to_json(&cal.win);
+    char *txt = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    cJSON *back_j = cJSON_Parse(txt);
+    tc_calib_windows rec;
+    CHECK_OK(tc_calib_windows_from_json(back_j, "r.json", &rec, &err), &err);
+    cJSON_Delete(back_j);
+    free(txt);
+    CHECK(rec.n_windows == 16 && rec.seq_len == 64 && rec.fingerprint == cal.win.fingerprint &&
+          rec.stream_tokens == cal.win.stream_tokens && rec.have_file && rec.file.ino == cal.win.file.ino &&
+          memcmp(rec.index, cal.win.index, 16 * sizeof *rec.index) == 0);
+
+    /* Every spelling of the same file, a link to it, a hard link, and a copy
+     * of its bytes: the evaluation leaves the calibration windows out. */
+    const char *same[] = {f, spelled, linked, hard, copy};
+    o.avoid = &rec;
+    o.n_avoid = 1;
+    tc_calib_set first = {0};
+    for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
+        tc_calib_docs e = {0};
+        tc_calib_set ev;
+        CHECK_OK(tc_calib_docs_read(&e, same[i], TC_CALIB_AUTO, NULL, &err), &err);
+        CHECK_OK(tc_calib_sample(&e, encode_bytes, NULL, &o, &ev, &err), &err);
+        CHECK_MSG(ev.n_seqs == 16 && ev.n_avoided == 16 && ranges_disjoint(&cal, &ev) && ev.warning[0] == '\0', "%s",
+                  same[i]);
+        if (i == 0)
+            first = ev;
+        else {
+            CHECK(same_set(&first, &ev));
+            tc_calib_set_free(&ev);
+        }
+        tc_calib_docs_free(&e);
+    }
+    CHECK(first.win.index[0] != cal.win.index[0] || first.win.index[1] != cal.win.index[1]);
+    /* The relation says why: same file, or the same stream in another file. */
+    CHECK(tc_calib_windows_relation(&rec, &first.win.file, first.win.stream_tokens, first.win.fingerprint) == 2);
+    tc_file_id cid;
+    CHECK_OK(tc_file_id_of(copy, &cid, &err), &err);
+    CHECK(tc_calib_windows_relation(&rec, &cid, first.win.stream_tokens, first.win.fingerprint) == 1);
+    CHECK(tc_calib_windows_relation(&rec, &cid, first.win.stream_tokens, first.win.fingerprint ^ 1) == 0);
+
+    /* Another file: the same windows as with no record at all. */
+    tc_calib_docs e = {0};
+    tc_calib_set ev, plain;
+    tc_calib_opts none = {.n_samples = 16, .seq_len = 64, .bos_id = 1};
+    CHECK_OK(tc_calib_docs_read(&e, diff, TC_CALIB_AUTO, NULL, &err), &err);
+    CHECK_OK(tc_calib_sample(&e, encode_bytes, NULL, &o, &ev, &err), &err);
+    CHECK_OK(tc_calib_sample(&e, encode_bytes, NULL, &none, &plain, &err), &err);
+    CHECK(ev.n_avoided == 0 && ev.n_avoid_applied == 0 && same_set(&ev, &plain));
+    tc_calib_set_free(&ev);
+    tc_calib_set_free(&plain);
+    tc_calib_docs_free(&e);
+
+    /* The same file changed since (same inode, other bytes): its recorded
+     * ranges are still left out, and a warning says the texts differ. */
+    char *changed = make_text(290, 1);
+    FILE *w = fopen(f, "wb");
+    CHECK(w && fwrite(changed, 1, strlen(changed), w) == strlen(changed));
+    if (w)
+        fclose(w);
+    CHECK_OK(tc_calib_docs_read(&e, f, TC_CALIB_AUTO, NULL, &err), &err);
+    CHECK_OK(tc_calib_sample(&e, encode_bytes, NULL, &o, &ev, &err), &err);
+    CHECK(ev.n_avoid_applied == 1 && ev.n_avoided > 0 && strstr(ev.warning, "not the one") && ranges_disjoint(&cal, &ev));
+    tc_calib_set_free(&ev);
+    tc_calib_docs_free(&e);
+
+    /* A text too small for both: calibration took every window. */
+    const char *small = write_text("small.txt", "just a few words here\n\nand a few more\n");
+    tc_calib_docs sd = {0};
+    tc_calib_set sc;
+    CHECK_OK(tc_calib_docs_read(&sd, small, TC_CALIB_AUTO, NULL, &err), &err);
+    tc_calib_opts so = {.n_samples = 64, .seq_len = 8, .bos_id = 1};
+    CHECK_OK(tc_calib_sample(&sd, encode_bytes, NULL, &so, &sc, &err), &err);
+    CHECK(strstr(sc.warning, "only"));
+    so.avoid = &sc.win;
+    so.n_avoid = 1;
+    CHECK(tc_calib_sample(&sd, encode_bytes, NULL, &so, &ev, &err) == TC_ERR);
+    CHECK(err_says(&err, small, "none is left"));
+    tc_calib_set_free(&sc);
+    tc_calib_docs_free(&sd);
+
+    /* One line for a person: counts, tokens, the file and the windows as runs. */
+    char *line = tc_calib_windows_describe(&cal.win);
+    char want[700];
+    snprintf(want, sizeof want, "16 windows of 64 tokens (1024 tokens) of %s: windows ", f);
+    CHECK_MSG(line && strncmp(line, want, strlen(want)) == 0, "%s", line ? line : "(null)");
+    free(line);
+    tc_calib_windows run = {.kind = TC_CALIB_KIND_TEXT, .seq_len = 4, .stream_tokens = 40, .n_windows = 5,
+                            .index = (size_t[]){0, 1, 2, 5, 7}};
+    line = tc_calib_windows_describe(&run);
+    CHECK_MSG(line && strstr(line, ": windows 0-2, 5, 7 of 10"), "%s", line ? line : "(null)");
+    free(line);
+
+    tc_calib_set_free(&first);
+    tc_calib_windows_free(&rec);
+    tc_calib_set_free(&cal);
+    free(changed);
+    free(text);
+    free(other);
+}
+
+/* Records are untrusted (they come from report and packed files). */
+static void test_windows_json(void)
+{
+    tc_error err;
+    static const struct {
+        const char *json, *says;
+    } bad[] = {
+        {"[]", "not a JSON object"},
+        {"{\"kind\":\"text\"}", "'source'"},
+        {"{\"source\":\"t\",\"kind\":\"words\"}", "'kind'"},
+        {"{\"source\":\"t\",\"kind\":\"text\",\"stream_fnv1a64\":\"00\",\"seq_len\":4,\"seed\":0,\"samples\":0,"
+         "\"windows\":[]}", "'stream_tokens'"},
+        {"{\"source\":\"t\",\"kind\":\"text\",\"stream_tokens\":40,\"stream_fnv1a64\":\"xyz\",\"seq_len\":4,"
+         "\"seed\":0,\"samples\":0,\"windows\":[]}", "hexadecimal"},
+        {"{\"source\":\"t\",\"kind\":\"text\",\"stream_tokens\":40,\"stream_fnv1a64\":\"0a\",\"seq_len\":1,"
+         "\"seed\":0,\"samples\":0,\"windows\":[]}", "below 2"},
+        {"{\"source\":\"t\",\"kind\":\"text\",\"stream_tokens\":40,\"stream_fnv1a64\":\"0a\",\"seq_len\":4,"
+         "\"seed\":0,\"samples\":2,\"windows\":[3]}", "says 'samples'"},
+        {"{\"source\":\"t\",\"kind\":\"text\",\"stream_tokens\":40,\"stream_fnv1a64\":\"0a\",\"seq_len\":4,"
+         "\"seed\":0,\"samples\":2,\"windows\":[3,3]}", "ascending"},
+        {"{\"source\":\"t\",\"kind\":\"text\",\"stream_tokens\":40,\"stream_fnv1a64\":\"0a\",\"seq_len\":4,"
+         "\"seed\":0,\"samples\":1,\"windows\":[10]}", "below 10"},
+        {"{\"source\":\"t\",\"kind\":\"text\",\"stream_tokens\":40,\"stream_fnv1a64\":\"0a\",\"seq_len\":4,"
+         "\"seed\":0,\"samples\":1,\"windows\":[1.5]}", "below 10"},
+        {"{\"source\":\"t\",\"kind\":\"text\",\"stream_tokens\":-1,\"stream_fnv1a64\":\"0a\",\"seq_len\":4,"
+         "\"seed\":0,\"samples\":0,\"windows\":[]}", "'stream_tokens'"},
+        {"{\"source\":\"t\",\"kind\":\"text\",\"file\":{\"dev\":1,\"ino\":\"2\"},\"stream_tokens\":40,"
+         "\"stream_fnv1a64\":\"0a\",\"seq_len\":4,\"seed\":0,\"samples\":0,\"windows\":[]}", "'dev'"},
+        {"{\"source\":\"t\",\"kind\":\"tokens\",\"seed\":0,\"samples\":1}", "'windows'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cJSON *j = cJSON_Parse(bad[i].json);
+        tc_calib_windows w;
+        CHECK_MSG(tc_calib_windows_from_json(j, "r.json", &w, &err) == TC_ERR, "%s", bad[i].json);
+        CHECK_MSG(err_says(&err, "r.json", bad[i].says), "%s", bad[i].json);
+        CHECK(w.index == NULL && w.source == NULL);
+        cJSON_Delete(j);
+    }
+    /* Token files: their lines, kept through a pick. */
+    const char *p = write_text("w.tok", "[1,2]\n\n[3]\n[4,5,6]\n[7]\n");
+    tc_calib_set s;
+    CHECK_OK(tc_calib_read_tokens(p, 10, 8, &s, &err), &err);
+    CHECK(s.win.kind == TC_CALIB_KIND_TOKENS && s.win.n_windows == 4 && s.win.index[3] == 3 && s.win.have_file);
+    CHECK_OK(tc_calib_set_pick(&s, 2, 5, &err), &err);
+    CHECK(s.win.n_windows == 2 && s.win.index[0] < s.win.index[1] && s.win.index[1] <= 3);
+    static const int32_t first_id[] = {1, 3, 4, 7};
+    CHECK(s.tokens[s.offsets[1]] == first_id[s.win.index[1]]);
+    cJSON *j = tc_calib_windows_to_json(&s.win);
+    tc_calib_windows w;
+    CHECK_OK(tc_calib_windows_from_json(j, "t.json", &w, &err), &err);
+    CHECK(w.kind == TC_CALIB_KIND_TOKENS && w.n_windows == 2 && w.index[1] == s.win.index[1]);
+    /* A token record relates to no text. */
+    CHECK(tc_calib_windows_relation(&w, &w.file, 0, 0) == 0);
+    tc_calib_windows_free(&w);
+    cJSON_Delete(j);
+    tc_calib_set_free(&s);
+}
+
 static void test_bos_and_errors(void)
 {
     tc_error err;
@@ -536,6 +855,9 @@ int main(void)
     test_sampling();
     test_bos_and_errors();
     test_split();
+    test_disjoint_in_memory();
+    test_disjoint_files();
+    test_windows_json();
     test_assets();
     return tu_finish("test_calib");
 }

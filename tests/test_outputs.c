@@ -321,7 +321,7 @@ static void test_prune_over_inputs(void)
         refused(T, "m.gguf", "tc-prune m.gguf --layers attn:1 %s -o '%s/m.gguf'", F, T);
         refused("lngguf", "m.gguf", "tc-prune m.gguf --layers attn:1 %s -o lngguf", F);
         refused("hlgguf", "m.gguf", "tc-prune m.gguf --layers attn:1 %s -o hlgguf", F);
-        refused("./m.gguf", "m.gguf", "tc-prune m.gguf --layers attn:1 --format hf %s -o ./m.gguf", F);
+        refused("lngguf", "m.gguf", "tc-prune m.gguf --layers attn:1 --format hf %s -o lngguf", F);
         /* llama2.c */
         refused("./m.bin", "m.bin", "tc-prune m.bin --layers block:1 %s -o ./m.bin", F);
         refused("m.bin/", "m.bin", "tc-prune m.bin --layers block:1 %s -o m.bin/", F);
@@ -351,7 +351,8 @@ static void test_quantize_over_inputs(void)
         refused("hf/q.tcq", "hf", "tc-quantize hf %s -o hf/q.tcq", F);
         refused("lnhf/q.tcq", "hf", "tc-quantize hf %s -o lnhf/q.tcq", F);
         refused("hlst", "hf", "tc-quantize hf %s -o hlst", F);
-        refused("./m.gguf", "m.gguf", "tc-quantize m.gguf %s -o ./m.gguf", F);
+        refused("./m.gguf", "m.gguf", "tc-quantize m.gguf --format gguf-tq2 %s -o ./m.gguf", F);
+        refused("hlgguf", "m.gguf", "tc-quantize m.gguf %s -o hlgguf", F);
         refused("lngguf", "m.gguf", "tc-quantize m.gguf --format gguf-tq2 %s -o lngguf", F);
         refused("hlgguf", "m.gguf", "tc-quantize m.gguf --format gguf-tq1 %s -o hlgguf", F);
         refused("m.bin/", "m.bin", "tc-quantize m.bin %s -o m.bin/", F);

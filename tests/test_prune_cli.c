@@ -124,6 +124,29 @@ static void test_report(const char *dir)
     free(o);
     snprintf(cmd, sizeof cmd, "%s/l.bin", dir);
     CHECK(layers_of(cmd) == 2);
+    /* A name ending in .gguf is a GGUF file, from an HF directory too, and a
+     * --format that contradicts the name is refused before any work. */
+    char hf[512];
+    if (tu_asset(hf, sizeof hf, "models/stories260K-hf")) { /* a GGUF needs the tokenizer an HF directory has */
+        snprintf(cmd, sizeof cmd, "%s/tc-prune '%s' -o '%s/from_hf.gguf' --layers block:0 -q", tu_bin(), hf, dir);
+        CHECK(tu_run(cmd, &o) == 0);
+        free(o);
+        snprintf(cmd, sizeof cmd, "%s/from_hf.gguf", dir);
+        tc_model g;
+        int opened = tc_model_open(&g, cmd, &err) == TC_OK;
+        CHECK(opened && g.format == TC_FORMAT_GGUF && g.cfg.n_layers == 4);
+        if (opened)
+            tc_model_close(&g);
+    }
+    snprintf(cmd, sizeof cmd, "%s/tc-prune '%s/h' -o '%s/x.gguf' --format hf --layers block:0 -q 2>&1", tu_bin(), dir,
+             dir);
+    CHECK(tu_run(cmd, &o) == 2 && strstr(o, "x.gguf") && strstr(o, "--format is hf"));
+    free(o);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize '%s' -o '%s/q.gguf' -q 2>&1", tu_bin(), model, dir);
+    CHECK(tu_run(cmd, &o) == 2 && strstr(o, "--format gguf-tq1 or gguf-tq2"));
+    free(o);
+    snprintf(cmd, sizeof cmd, "%s/x.gguf", dir);
+    CHECK(access(cmd, F_OK) != 0);
 }
 
 /* Real text on stories260K: calibration, the measured criterion, --eval. */

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -366,6 +367,10 @@ int cli_calib_load_with(const cli_calib *c, const tc_config *cfg, tc_tokenizer *
         tc_calib_opts o = tc_calib_default_opts((size_t)cfg->max_seq_len, bos);
         if (c->samples > 0)
             o.n_samples = (size_t)c->samples;
+        else if (c->samples < 0)
+            o.n_samples = TC_CALIB_ALL;
+        o.avoid = c->avoid;
+        o.n_avoid = c->n_avoid;
         if (c->seq_len > 0)
             o.seq_len = (size_t)c->seq_len;
         o.seed = c->seed;
@@ -391,6 +396,17 @@ int cli_calib_load(const cli_calib *c, const tc_model *m, const char *tokenizer_
     int rc = cli_calib_load_with(c, &m->cfg, tok, set, err);
     tc_tokenizer_free(tok);
     return rc;
+}
+
+void cli_print_windows(const char *tool, const char *what, const tc_calib_set *set, int quiet)
+{
+    if (quiet)
+        return;
+    if (set->warning[0])
+        fprintf(stderr, "%s: %s\n", tool, set->warning);
+    char *line = tc_calib_windows_describe(&set->win);
+    fprintf(stderr, "%s: %s: %s\n", tool, what, line ? line : "(out of memory)");
+    free(line);
 }
 
 int cli_guard_outputs(const char *tool, const tc_model *m, const char *const *inputs, size_t n_inputs,
@@ -426,6 +442,18 @@ int cli_tokenizer_check(const tc_model *m, const char *path, tc_error *err)
     int rc = tc_model_tokenizer(m, path, &tok, err);
     tc_tokenizer_free(tok);
     return rc;
+}
+
+const char *cli_name_format(const char *path)
+{
+    static const char *const suffix[][2] = {{".gguf", "gguf"}, {".tcq", "tcq"}};
+    size_t n = path ? strlen(path) : 0;
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        size_t k = strlen(suffix[i][0]);
+        if (n > k && strcasecmp(path + n - k, suffix[i][0]) == 0)
+            return suffix[i][1];
+    }
+    return NULL;
 }
 
 int cli_default_threads(void)

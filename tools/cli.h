@@ -104,8 +104,12 @@ typedef struct cli_calib {
     const char *text;        /* --calib FILE (text or JSON Lines, optionally gzip) */
     const char *tokens;      /* --calib-tokens FILE (JSON Lines of id arrays) */
     const char *text_field;  /* --text-field NAME */
-    long samples, seq_len;   /* --samples N --seq-len L (0: defaults) */
+    long samples, seq_len;   /* --samples N --seq-len L (0: defaults; samples < 0: every window) */
     unsigned long long seed; /* --seed S */
+    /* Set by the tool, not an option: windows that calibrated, which an
+     * evaluation of the same text leaves out (tc/calib.h). */
+    const struct tc_calib_windows *avoid;
+    size_t n_avoid;
 } cli_calib;
 
 enum { CLI_OPT_CALIB = 1050, CLI_OPT_CALIB_TOKENS, CLI_OPT_TEXT_FIELD, CLI_OPT_SAMPLES, CLI_OPT_SEQ_LEN,
@@ -140,9 +144,14 @@ struct tc_model;
 struct tc_calib_set;
 /* Loads the calibration set for a model: pre-tokenized lines, or text through
  * the model's tokenizer (tokenizer_path overrides it).  Returns TC_ERR with
- * err filled; *warning (may be "") says when fewer samples existed. */
+ * err filled; set->warning (may be "") says when fewer samples existed or a
+ * record to avoid could not be matched. */
 int cli_calib_load(const cli_calib *c, const struct tc_model *m, const char *tokenizer_path,
                    struct tc_calib_set *set, tc_error *err);
+
+/* "tool: what: 64 windows of 256 tokens (16384 tokens) of FILE: windows 3, 9,
+ * ... of 1823" on stderr, and the set's warning before it (unless quiet). */
+void cli_print_windows(const char *tool, const char *what, const struct tc_calib_set *set, int quiet);
 
 /* An output a tool is about to write. */
 typedef struct cli_output {
@@ -176,6 +185,12 @@ struct tc_config;
 struct tc_tokenizer;
 int cli_calib_load_with(const cli_calib *c, const struct tc_config *cfg, struct tc_tokenizer *tok,
                         struct tc_calib_set *set, tc_error *err);
+
+/* The format an output's name asks for: "gguf" for a name ending in .gguf,
+ * "tcq" for .tcq (any case), NULL for any other name.  A tool infers its
+ * format from it or refuses a --format that contradicts it, so that
+ * `-o model.gguf` never writes a directory. */
+const char *cli_name_format(const char *path);
 
 /* The number of online cores (the default for --threads). */
 int cli_default_threads(void);

@@ -42,20 +42,6 @@ static void usage(void)
            TOOL, TOOL);
 }
 
-static cJSON *calibration_json(const cli_calib *c, const tc_calib_set *set)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "source", c->tokens ? c->tokens : c->text);
-    cJSON_AddStringToObject(o, "kind", c->tokens ? "tokens" : "text");
-    if (!c->tokens) {
-        cJSON_AddNumberToObject(o, "seq_len", set->n_seqs ? (double)(set->offsets[1] - set->offsets[0]) : 0);
-        cJSON_AddNumberToObject(o, "seed", (double)c->seed);
-    }
-    cJSON_AddNumberToObject(o, "samples", (double)set->n_seqs);
-    cJSON_AddNumberToObject(o, "n_tokens", (double)set->n_tokens);
-    return o;
-}
-
 int main(int argc, char **argv)
 {
     enum { OPT_REPORT = CLI_OPT_TOOL_BASE, OPT_HTML, OPT_NO_MEASURED, OPT_NO_HEADS };
@@ -122,11 +108,7 @@ int main(int argc, char **argv)
         tc_model_close(&m);
         return cli_fail(TOOL, &err);
     }
-    if (!com.quiet) {
-        if (set.warning[0])
-            fprintf(stderr, "%s: %s\n", TOOL, set.warning);
-        fprintf(stderr, "%s: %s: %zu sequences, %zu tokens\n", TOOL, argv[optind], set.n_seqs, set.n_tokens);
-    }
+    cli_print_windows(TOOL, "calibration", &set, com.quiet);
     cli_progress bar;
     cli_progress_init(&bar, "analyze", com.quiet);
     tc_analyze_opts ao = {
@@ -142,7 +124,9 @@ int main(int argc, char **argv)
     cJSON *info = NULL, *calib = NULL;
     if (rc == TC_OK) {
         info = tc_model_info_json(&m);
-        calib = calibration_json(&cal, &set);
+        /* The record of the windows: tc-prune --eval leaves them out of an
+         * evaluation of the same text. */
+        calib = tc_calib_windows_to_json(&set.win);
         if (report)
             rc = tc_report_write_json(report, &a, info, calib, &err);
         if (rc == TC_OK && html)
@@ -161,8 +145,13 @@ int main(int argc, char **argv)
         char *table = NULL;
         rc = tc_report_table(&a, &table, &err);
         if (rc == TC_OK) {
-            printf("%s: perplexity %.4f over %llu predicted tokens (%zu sequences)\n\n", argv[optind], a.ppl,
-                   (unsigned long long)a.n_predicted, set.n_seqs);
+            char what[64];
+            if (set.win.kind == TC_CALIB_KIND_TEXT)
+                snprintf(what, sizeof what, "%zu calibration windows of %zu tokens", set.n_seqs, set.win.seq_len);
+            else
+                snprintf(what, sizeof what, "%zu calibration sequences", set.n_seqs);
+            printf("%s: perplexity %.4f on %s (%zu tokens, %llu predicted)\n\n", argv[optind], a.ppl, what,
+                   set.n_tokens, (unsigned long long)a.n_predicted);
             fputs(table, stdout);
         }
         free(table);

@@ -47,8 +47,8 @@ static void usage(void)
            "  -o, --output OUT   the pruned checkpoint (a directory for HF); never an input, nor\n"
            "                     inside an input directory\n"
            CLI_FORCE_HELP
-           "  --format F         hf, gguf or llama2c (default: the input's format); llama2.c\n"
-           "                     holds whole-block drops only\n"
+           "  --format F         hf, gguf or llama2c (default: gguf when OUT ends in .gguf, else\n"
+           "                     the input's format); llama2.c holds whole-block drops only\n"
            "  --type T           GGUF: store the linear layers as q8_0, q4_0, q4_k, q6_k (ggml's\n"
            "                     reference rounding), f16, bf16 or f32 where their rows are whole\n"
            "                     blocks of it (default: every tensor keeps its input type, byte for byte)\n"
@@ -59,7 +59,10 @@ static void usage(void)
            "                     top-1 agreement over every next-token prediction of windows\n"
            "                     sampled from it as calibration windows are (--samples,\n"
            "                     --seq-len, --seed); with --dry-run the plan is applied virtually.\n"
-           "                     The text is read before anything is written\n"
+           "                     When FILE is the calibration text (--calib, or the one the\n"
+           "                     report records), windows sharing a token with a calibration\n"
+           "                     window are left out (docs/CALIBRATION.md).  The text is read\n"
+           "                     before anything is written\n"
            "\n"
            "Savings: parameters and bytes as stored; FLOPs per token = 2 x parameters of the\n"
            "linear layers (output head included) + 4 x heads x head_dim x context per attention\n"
@@ -73,6 +76,13 @@ enum {
     OPT_DROP_ATTN = CLI_OPT_TOOL_BASE, OPT_DROP_MLP, OPT_DROP_BLOCKS, OPT_JOINT, OPT_LAYERS, OPT_KEEP_FIRST,
     OPT_KEEP_LAST, OPT_CRITERION, OPT_ITERATIVE, OPT_REPORT, OPT_FORMAT, OPT_TYPE, OPT_DRY_RUN, OPT_CONTEXT, OPT_EVAL,
 };
+
+/* The windows that chose the drops, for an evaluation to leave out. */
+typedef struct calib_record {
+    tc_calib_windows win;
+    int known;        /* win holds them */
+    const char *from; /* where they were recorded: the report, or "--calib" */
+} calib_record;
 
 typedef struct args {
     cli_common com;
@@ -173,6 +183,14 @@ static int parse_args(int argc, char **argv, args *a)
         return cli_usage_error(TOOL, "choosing what to drop needs --report FILE or --calib FILE");
     if (a->format && strcmp(a->format, "hf") && strcmp(a->format, "gguf") && strcmp(a->format, "llama2c"))
         return cli_usage_error(TOOL, "--format is hf, gguf or llama2c, not '%s'", a->format);
+    /* The output's name may say the format: model.gguf is a GGUF file. */
+    const char *named = cli_name_format(a->output);
+    if (named && !strcmp(named, "tcq"))
+        return cli_usage_error(TOOL, "-o %s names a packed ternary file, which tc-quantize writes", a->output);
+    if (named && a->format && strcmp(a->format, named))
+        return cli_usage_error(TOOL, "-o %s names a %s file, but --format is %s", a->output, named, a->format);
+    if (named)
+        a->format = named;
     a->matrices = TC_DTYPE_COUNT;
     if (a->type) {
         if (cli_parse_dtype(a->type, &a->matrices) ||
@@ -354,9 +372,59 @@ static int choose(const args *a, const tc_model *m, const tc_analysis *report, c
     return rc;
 }
 
-/* eval_set: the windows of --eval, loaded before anything was written. */
+/* The report's record of its calibration windows: absent in reports of an
+ * older tc-analyze (a warning says the evaluation may then overlap them). */
+static int report_record(const args *a, const cJSON *calj, calib_record *rec, tc_error *err)
+{
+    rec->from = a->report;
+    if (!cJSON_GetObjectItemCaseSensitive(calj, "windows")) {
+        if (a->eval && !a->com.quiet)
+            fprintf(stderr, "%s: %s does not record its calibration windows (an older tc-analyze wrote it): the "
+                    "evaluation may overlap them\n", TOOL, a->report);
+        return TC_OK;
+    }
+    if (tc_calib_windows_from_json(calj, a->report, &rec->win, err))
+        return TC_ERR;
+    rec->known = 1;
+    return TC_OK;
+}
+
+/* The windows of --calib: printed, and recorded for the evaluation. */
+static int calib_windows(const args *a, const tc_calib_set *calib, calib_record *rec, tc_error *err)
+{
+    rec->from = a->cal.tokens ? "--calib-tokens" : "--calib";
+    if (!a->com.quiet && !a->com.json) {
+        char *line = tc_calib_windows_describe(&calib->win);
+        fprintf(stderr, "%s: calibration: %s\n", TOOL, line ? line : "(out of memory)");
+        free(line);
+    }
+    if (tc_calib_windows_copy(&rec->win, &calib->win, err))
+        return TC_ERR;
+    rec->known = 1;
+    return TC_OK;
+}
+
+/* What the evaluation kept apart from, in words: "the 64 calibration windows
+ * recorded in r.json: none shared (66 windows left out)". */
+static void apart_text(const calib_record *rec, const tc_calib_set *set, char *buf, size_t n)
+{
+    if (!rec->from)
+        snprintf(buf, n, "none (the drops were given with --layers)");
+    else if (!rec->known)
+        snprintf(buf, n, "not recorded in %s: the windows may overlap", rec->from);
+    else if (!set->n_avoid_applied)
+        snprintf(buf, n, "nothing: calibration was on another text, %s%s%s", rec->win.source ? rec->win.source : "?",
+                 rec->from[0] == '-' ? "" : ", recorded in ", rec->from[0] == '-' ? "" : rec->from);
+    else
+        snprintf(buf, n, "the %zu calibration windows %s%s: none shared (%zu windows of the text left out)",
+                 rec->win.n_windows, rec->from[0] == '-' ? "of this run's " : "recorded in ", rec->from,
+                 set->n_avoided);
+}
+
+/* eval_set: the windows of --eval, loaded before anything was written,
+ * clear of the windows of rec when they are of the same text. */
 static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, const tc_calib_set *eval_set,
-                    cJSON *json, tc_error *err)
+                    const calib_record *rec, cJSON *json, tc_error *err)
 {
     const tc_calib_set set = *eval_set; /* (a view: the caller frees it) */
     tc_model q;
@@ -378,10 +446,26 @@ static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, co
         rc = tc_prune_evaluate(m, NULL, pruned, skip, set.tokens, set.offsets, set.n_seqs,
                                a->com.threads > 0 ? a->com.threads : cli_default_threads(), &ev, err);
     if (rc == TC_OK) {
+        char apart[TC_ERROR_MAX];
+        apart_text(rec, &set, apart, sizeof apart);
         if (json) {
             cJSON *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "text", a->eval);
             cJSON_AddNumberToObject(e, "windows", (double)set.n_seqs);
+            cJSON_AddNumberToObject(e, "seq_len", (double)set.win.seq_len);
+            cJSON_AddNumberToObject(e, "n_tokens", (double)set.n_tokens);
+            cJSON_AddItemToObject(e, "eval_windows", tc_calib_windows_to_json(&set.win));
+            cJSON *c = cJSON_AddObjectToObject(e, "calibration");
+            if (rec->from)
+                cJSON_AddStringToObject(c, "recorded_in", rec->from);
+            cJSON_AddBoolToObject(c, "known", rec->known);
+            cJSON_AddBoolToObject(c, "same_text", set.n_avoid_applied > 0);
+            cJSON_AddNumberToObject(c, "left_out", (double)set.n_avoided);
+            cJSON_AddStringToObject(c, "summary", apart);
+            if (rec->known)
+                cJSON_AddItemToObject(c, "record", tc_calib_windows_to_json(&rec->win));
+            if (set.warning[0])
+                cJSON_AddStringToObject(e, "warning", set.warning);
             cJSON_AddNumberToObject(e, "predictions", (double)ev.n_predicted);
             cJSON_AddNumberToObject(e, "ppl_original", ev.ppl_ref);
             cJSON_AddNumberToObject(e, "ppl_pruned", ev.ppl);
@@ -389,9 +473,12 @@ static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, co
             cJSON_AddNumberToObject(e, "top1_agreement", ev.top1);
             cJSON_AddItemToObject(json, "eval", e);
         } else {
-            fprintf(stderr, "evaluation on %s (%zu windows, %llu predictions):\n", a->eval, set.n_seqs,
-                    (unsigned long long)ev.n_predicted);
+            char *line = tc_calib_windows_describe(&set.win);
+            fprintf(stderr, "evaluation: %s\n", line ? line : "(out of memory)");
+            fprintf(stderr, "  kept apart from   %s\n", apart);
+            fprintf(stderr, "  predictions       %llu\n", (unsigned long long)ev.n_predicted);
             fprintf(stderr, "  perplexity        %.4f -> %.4f\n", ev.ppl_ref, ev.ppl);
+            free(line);
             fprintf(stderr, "  mean KL           %.6f nats\n", ev.kl);
             fprintf(stderr, "  top-1 agreement   %.2f%%\n", 100.0 * ev.top1);
         }
@@ -448,16 +535,31 @@ int main(int argc, char **argv)
     tc_calib_set calib, eval;
     memset(&calib, 0, sizeof calib);
     memset(&eval, 0, sizeof eval);
+    calib_record rec; /* the calibration windows, which the evaluation leaves out */
+    memset(&rec, 0, sizeof rec);
     if (rc == TC_OK && a.report) {
-        rc = tc_report_read(a.report, &report, NULL, NULL, &err);
+        cJSON *calj = NULL;
+        rc = tc_report_read(a.report, &report, NULL, &calj, &err);
         if (rc == TC_OK && report.n_layers != m.cfg.n_layers)
             rc = tc_err(&err, "%s: the report covers %d layers but %s has %d", a.report, report.n_layers, m.path,
                         m.cfg.n_layers);
+        if (rc == TC_OK)
+            rc = report_record(&a, calj, &rec, &err);
+        cJSON_Delete(calj);
     }
-    if (rc == TC_OK && a.have_calib)
+    if (rc == TC_OK && a.have_calib) {
         rc = load_windows(&a, &m, NULL, &calib, &err);
-    if (rc == TC_OK && a.eval)
-        rc = load_windows(&a, &m, a.eval, &eval, &err);
+        if (rc == TC_OK)
+            rc = calib_windows(&a, &calib, &rec, &err);
+    }
+    if (rc == TC_OK && a.eval) {
+        args ea = a;
+        if (rec.known) {
+            ea.cal.avoid = &rec.win;
+            ea.cal.n_avoid = 1;
+        }
+        rc = load_windows(&ea, &m, a.eval, &eval, &err);
+    }
     if (rc == TC_OK)
         rc = choose(&a, &m, &report, &calib, &p, &err);
     if (rc == TC_OK) {
@@ -478,7 +580,7 @@ int main(int argc, char **argv)
             cJSON_AddStringToObject(json, "output", a.output);
     }
     if (rc == TC_OK && a.eval)
-        rc = evaluate(&a, &m, &p, &eval, json, &err);
+        rc = evaluate(&a, &m, &p, &eval, &rec, json, &err);
     if (rc == TC_OK && json) {
         char *s = cJSON_Print(json);
         if (s)
@@ -489,6 +591,7 @@ int main(int argc, char **argv)
     tc_analysis_free(&report);
     tc_calib_set_free(&calib);
     tc_calib_set_free(&eval);
+    tc_calib_windows_free(&rec.win);
     tc_prune_plan_free(&p);
     tc_model_close(&m);
     return rc == TC_OK ? TC_EXIT_OK : cli_fail(TOOL, &err);

@@ -32,7 +32,8 @@ static void usage(void)
            "\n"
            "Quantization:\n"
            "  -o, --output OUT      the file to write (required); never an input, nor inside\n"
-           "                        an input directory\n"
+           "                        an input directory; a name ending in .gguf needs a GGUF\n"
+           "                        --format, one ending in .tcq the packed one\n"
            "  --force               replace an existing OUT (refused without it)\n"
            "  --method M            absmean (BitNet b1.58 rule), optimal (least-squares fit per\n"
            "                        group; default) or calibrated (GPTQ on the ternary grid;\n"
@@ -72,7 +73,8 @@ static void usage(void)
            "an input without a tokenizer is refused.\n"
            "\n"
            "Calibration data gives every tensor its relative output error; it is optional\n"
-           "except for --method calibrated.\n"
+           "except for --method calibrated.  The packed file records which windows of which\n"
+           "text calibrated, so that tc-run --compare on the same text leaves them out.\n"
            "\n"
            "Output: a per-tensor table on stderr (unless --quiet), a summary on stdout (JSON\n"
            "with --json) giving the bits per weight of the whole file and of its parts:\n"
@@ -158,7 +160,7 @@ static void part_types(const tc_quantize_report *r, tc_qpart part, char *buf, si
 }
 
 static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *o, const char *in,
-                           const char *out, int ffn_dim)
+                           const char *out, int ffn_dim, const tc_calib_set *set)
 {
     char gb[16];
     cJSON *j = cJSON_CreateObject();
@@ -170,6 +172,8 @@ static cJSON *summary_json(const tc_quantize_report *r, const tc_quantize_opts *
         cJSON_AddStringToObject(j, "layout", tc_tpack_layout_name(o->q.layout));
     cJSON_AddStringToObject(j, "group", group_text(&o->q.group, gb, sizeof gb));
     cJSON_AddNumberToObject(j, "calib_tokens", (double)r->calib_tokens);
+    if (set)
+        cJSON_AddItemToObject(j, "calibration", tc_calib_windows_to_json(&set->win));
     cJSON_AddBoolToObject(j, "sequential", o->q.sequential);
     cJSON_AddNumberToObject(j, "zero_share", r->zero_share);
     cJSON_AddNumberToObject(j, "rel_weight_error", r->rel_weight_error);
@@ -430,6 +434,13 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "--fallback needs --format gguf-tq1 or gguf-tq2");
     if (!qo.pad_ffn && qo.format == TC_QFORMAT_PACKED)
         return cli_usage_error(TOOL, "--keep-ffn-width needs --format gguf-tq1 or gguf-tq2");
+    /* The output's name must not say another format than the one written. */
+    const char *named = cli_name_format(out);
+    if (named && !strcmp(named, "gguf") && qo.format == TC_QFORMAT_PACKED)
+        return cli_usage_error(TOOL, "-o %s names a GGUF file: give --format gguf-tq1 or gguf-tq2 (the packed "
+                               "format is a .tcq file)", out);
+    if (named && !strcmp(named, "tcq") && qo.format != TC_QFORMAT_PACKED)
+        return cli_usage_error(TOOL, "-o %s names a packed .tcq file, but --format asks for a GGUF", out);
 
     tc_error err = {{0}};
     tc_model m;
@@ -475,13 +486,10 @@ int main(int argc, char **argv)
             tc_model_close(&m);
             return cli_fail(TOOL, &err);
         }
-        if (!com.quiet) {
-            if (set.warning[0])
-                fprintf(stderr, "%s: %s\n", TOOL, set.warning);
-            fprintf(stderr, "%s: calibration: %zu sequences, %zu tokens\n", TOOL, set.n_seqs, set.n_tokens);
-        }
+        cli_print_windows(TOOL, "calibration", &set, com.quiet);
         batch = (tc_batch){set.tokens, set.offsets, set.n_seqs};
         qo.calib = &batch;
+        qo.calib_windows = &set.win;
     }
     cli_progress bar;
     cli_progress_init(&bar, "quantize", com.quiet);
@@ -496,7 +504,7 @@ int main(int argc, char **argv)
         if (!com.quiet)
             print_table(&rep, &qo);
         if (com.json) {
-            cJSON *j = summary_json(&rep, &qo, argv[optind], out, m.cfg.ffn_dim);
+            cJSON *j = summary_json(&rep, &qo, argv[optind], out, m.cfg.ffn_dim, have_calib ? &set : NULL);
             char *s = cJSON_Print(j);
             if (s)
                 printf("%s\n", s);

@@ -70,11 +70,14 @@ static void usage(void)
            "                      top p\" like llama-perplexity).  --samples N windows (default\n"
            "                      64; N at least their number scores every one) of --seq-len\n"
            "                      tokens, chosen with --seed as calibration chooses them; every\n"
-           "                      position but a window's first is scored.\n"
-           "                      Each window runs through the packed model's multi-token\n"
-           "                      kernels whole; a progress bar and the time each model took\n"
-           "                      go to stderr.  The text is tokenized with --tokenizer, else\n"
-           "                      the packed model's own tokenizer, else ORIGINAL's.\n"
+           "                      position but a window's first is scored.  When FILE is the\n"
+           "                      text that calibrated the packed model (recorded in it), the\n"
+           "                      windows sharing a token with its calibration windows are left\n"
+           "                      out (docs/CALIBRATION.md).  Each window runs through the\n"
+           "                      packed model's multi-token kernels whole; a progress bar and\n"
+           "                      the time each model took go to stderr.  The text is tokenized\n"
+           "                      with --tokenizer, else the packed model's own tokenizer, else\n"
+           "                      ORIGINAL's.\n"
            "  --eval FILE         the text of --compare\n"
            "  --tokenizer FILE    a tokenizer instead of the one the .tcq carries (needed for a\n"
            "                      .tcq written from a llama2.c checkpoint without one)\n"
@@ -236,15 +239,15 @@ static void print_ppl(const char *model, const char *file, const tc_ppl *r, cons
         free(s);
         cJSON_Delete(o);
     } else {
-        printf("perplexity %.6f (mean NLL %.6f) over %llu predicted tokens in %zu windows of %zu\n", r->ppl, r->nll,
-               (unsigned long long)r->n_predicted, set->n_seqs, len);
+        printf("perplexity %.6f (mean NLL %.6f) over %llu predicted tokens in %zu windows of %zu (%zu tokens of %s)\n",
+               r->ppl, r->nll, (unsigned long long)r->n_predicted, set->n_seqs, len, set->n_tokens, file);
     }
 }
 
-/* Windows of a text to score: every one, or --samples of them. */
+/* Windows of a text to score: every one (-1: no shortage warning), or --samples of them. */
 static cli_calib windows_of(const char *file, long samples, long seq_len, unsigned long long seed)
 {
-    cli_calib c = {.text = file, .samples = samples > 0 ? samples : 1L << 30, .seq_len = seq_len, .seed = seed};
+    cli_calib c = {.text = file, .samples = samples > 0 ? samples : -1, .seq_len = seq_len, .seed = seed};
     return c;
 }
 
@@ -633,6 +636,10 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
         return tc_err(err, "%s: vocabulary or width differs from the packed model's", orig_path);
     }
     cli_calib c = windows_of(eval, pa->samples > 0 ? pa->samples : 64, pa->seq_len, pa->seed);
+    /* Not the windows that calibrated the packed model, when the file records
+     * them and the text is the same (docs/CALIBRATION.md). */
+    c.avoid = tm->calib;
+    c.n_avoid = tm->calib ? 1 : 0;
     tc_calib_set set;
     memset(&set, 0, sizeof set);
     tc_tokenizer *tok = NULL;
@@ -644,7 +651,18 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
         tc_model_close(&om);
         return TC_ERR;
     }
-    size_t win = 0, total = set.n_seqs ? set.offsets[set.n_seqs] : 0;
+    if (!com->quiet && set.warning[0])
+        fprintf(stderr, "%s: %s\n", TOOL, set.warning);
+    char apart[TC_ERROR_MAX];
+    if (!tm->calib)
+        snprintf(apart, sizeof apart, "nothing: %s records no calibration windows", tm->path);
+    else if (!set.n_avoid_applied)
+        snprintf(apart, sizeof apart, "nothing: calibration was on another text, %s, recorded in %s",
+                 tm->calib->source ? tm->calib->source : "?", tm->path);
+    else
+        snprintf(apart, sizeof apart, "%zu windows left out: they share tokens with the %zu calibration windows "
+                 "recorded in %s", set.n_avoided, tm->calib->n_windows, tm->path);
+    size_t win = 0, total = set.n_tokens;
     for (size_t s = 0; s < set.n_seqs; s++)
         win = set.offsets[s + 1] - set.offsets[s] > win ? set.offsets[s + 1] - set.offsets[s] : win;
     kl_acc a;
@@ -725,6 +743,11 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
             cJSON_AddNumberToObject(j, "window", (double)win);
             cJSON_AddNumberToObject(j, "n_tokens", (double)total);
             cJSON_AddNumberToObject(j, "seed", (double)pa->seed);
+            cJSON_AddItemToObject(j, "eval_windows", tc_calib_windows_to_json(&set.win));
+            if (tm->calib)
+                cJSON_AddItemToObject(j, "calibration", tc_calib_windows_to_json(tm->calib));
+            cJSON_AddNumberToObject(j, "left_out", (double)set.n_avoided);
+            cJSON_AddStringToObject(j, "kept_apart", apart);
             cJSON_AddStringToObject(j, "scored", "every position but each window's first");
             cJSON_AddNumberToObject(j, "n_scored", (double)a.n);
             cJSON_AddNumberToObject(j, "ppl_original", ppl_b);
@@ -745,9 +768,13 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
             free(str);
             cJSON_Delete(j);
         } else {
-            printf("%zu windows of %zu tokens, %zu positions scored (all but each window's "
+            char *line = tc_calib_windows_describe(&set.win);
+            printf("%zu windows of %zu tokens (%zu tokens), %zu positions scored (all but each window's "
                    "first)\n",
-                   set.n_seqs, win, a.n);
+                   set.n_seqs, win, set.n_tokens, a.n);
+            printf("windows: %s\n", line ? line : "(out of memory)");
+            printf("kept apart from calibration: %s\n", apart);
+            free(line);
             printf("perplexity: original %.6f, packed %.6f (ratio %.4f)\n", ppl_b, ppl_q,
                    ppl_q / ppl_b);
             printf("KL divergence (original || packed): mean %.6f, max %.6f, 99%% %.6f\n", mean,

@@ -523,7 +523,8 @@ static inline int fz_calib(const uint8_t *data, size_t size)
     return 0;
 }
 
-/* An analysis report (JSON), then the table and the HTML page made from it. */
+/* An analysis report (JSON), then the table, the HTML page and the
+ * calibration record made from it. */
 static inline int fz_report(const uint8_t *data, size_t size)
 {
     tc_analysis a;
@@ -536,6 +537,15 @@ static inline int fz_report(const uint8_t *data, size_t size)
         out = NULL;
         if (tc_report_html(&a, model, cal, &out, &err) == TC_OK)
             free(out);
+        /* The calibration record tc-prune --eval reads from it. */
+        tc_calib_windows w;
+        if (tc_calib_windows_from_json(cal, "report.json", &w, &err) == TC_OK) {
+            char *line = tc_calib_windows_describe(&w);
+            free(line);
+            tc_calib_windows_free(&w);
+        } else {
+            fz_check_error(&err, "report.json");
+        }
         tc_analysis_free(&a);
         cJSON_Delete(model);
         cJSON_Delete(cal);

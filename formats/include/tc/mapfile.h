@@ -25,6 +25,13 @@ void tc_mapfile_close(tc_mapfile *m);
  * heap buffer; refuses files larger than max_bytes. */
 int tc_read_small_file(const char *path, uint64_t max_bytes, char **out, uint64_t *len, tc_error *err);
 
+/* Whether path is a regular file (after links). */
+int tc_file_is_regular(const char *path);
+
+/* Whether path is a file whose first n bytes are magic (a GGUF's "GGUF",
+ * a packed model's "TCTMODEL"); 0 when it cannot be read. */
+int tc_file_has_magic(const char *path, const void *magic, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

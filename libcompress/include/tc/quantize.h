@@ -66,6 +66,8 @@ typedef struct tc_quantize_opts {
     int quantize_embeddings;      /* packed only: embedding and output head ternary too (optimal,
                                      or absmean with absmean) */
     const tc_batch *calib;        /* calibration sequences (required by calibrated), or NULL */
+    const tc_calib_windows *calib_windows; /* which windows calib holds, recorded in the packed
+                                     file (docs/PACKED_FORMAT.md), or NULL */
     size_t error_sample_tokens;   /* activations kept per linear input for output errors
                                      (0: 256) */
     int strict;                   /* GGUF: refuse when some linear weight cannot be ternary */

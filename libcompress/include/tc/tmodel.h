@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tc/calib.h"
 #include "tc/dtype.h"
 #include "tc/error.h"
 #include "tc/mapfile.h"
@@ -127,6 +128,8 @@ typedef struct tc_tmodel {
     tc_tmodel_tok tok;         /* kind TC_TTOK_NONE when there is none */
     uint32_t version;          /* of the file opened (set by tc_tmodel_open) */
     char *source;              /* what it was made from (may be NULL) */
+    tc_calib_windows *calib;   /* the calibration windows, when the quantizer had text (may be
+                                  NULL; owned after tc_tmodel_open, the writer's otherwise) */
     /* Set by tc_tmodel_open only: */
     char *path;
     tc_mapfile map;
