@@ -332,14 +332,19 @@ static void free_slots(qdrv *d)
     }
 }
 
-/* GGUF: the type that holds the ternary codes of rows of K weights: TQ1_0 /
+/* GGUF: the type that holds the ternary codes of rows of K weights: with
+ * offsets (the affine methods) Q4_1 where they are whole 32-blocks; else TQ1_0 /
  * TQ2_0 where they are whole 256-blocks, else Q4_0 where they are whole
  * 32-blocks (exact, and the smallest ggml type of 32-blocks that is: Q8_0
  * would hold the same values in 8.5 bits per weight rather than 4.5);
  * TC_DTYPE_COUNT when no ggml block fits them. */
 static tc_dtype ternary_dtype(const qdrv *d, int64_t K)
 {
-    static const tc_dtype small = TC_Q4_0;
+    static const tc_dtype small = TC_Q4_0, with_offsets = TC_Q4_1;
+    /* Offsets: Q4_1 is the one ggml type of whole codes with a minimum per
+     * block (TQ1_0 / TQ2_0 have a scale alone). */
+    if (tc_tmethod_affine(d->o->q.method))
+        return K > 0 && K % tc_ggml_ternary_block_elems(with_offsets) == 0 ? with_offsets : TC_DTYPE_COUNT;
     if (K > 0 && K % tc_ggml_ternary_block_elems(d->tq) == 0)
         return d->tq;
     if (K > 0 && K % tc_ggml_ternary_block_elems(small) == 0)
@@ -952,9 +957,11 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
     if (o->q.method == TC_TMETHOD_AFFINE_BLOCK)
         return tc_err(err, "%s: the affine-block method (block-wise reconstruction) is not implemented; "
                       "affine-calibrated is the nearest", m->path);
-    if (d->gguf && tc_tmethod_affine(o->q.method))
-        return tc_err(err, "%s: the %s method's offsets cannot be written to GGUF yet", m->path,
-                      tc_tmethod_name(o->q.method));
+    /* GGUF holds one scale and one offset per 32-block: the groups must be whole blocks. */
+    if (d->gguf && tc_tmethod_affine(o->q.method) && o->q.group.kind == TC_TGROUP_COLS && o->q.group.cols % 32)
+        return tc_err(err, "%s: the %s method's groups of %d columns fit no ggml block (Q4_1 holds an offset "
+                      "per 32 columns): use --group row or a multiple of 32", m->path, tc_tmethod_name(o->q.method),
+                      o->q.group.cols);
     if (d->gguf && o->quantize_embeddings)
         return tc_err(err, "%s: ternary embeddings are only available in the packed format", m->path);
     d->fb = TC_DTYPE_COUNT;
@@ -1546,31 +1553,50 @@ static int gguf_encode_codes(void *ctx, int layer, int which, tc_rope_layout to,
     if (row_bytes * (uint64_t)M != nbytes || !d->codes[which] || M < Mo || K < Ko)
         return tc_err(err, "%s: internal error: layer %d %s has no ternary encoding", d->m->path, layer,
                       tc_role_name((tc_role)which));
-    float *dr = malloc((size_t)nb * sizeof *dr);
+    int aff = tc_ggml_ternary_has_offset(tt);
+    if (aff && !d->offsets[which])
+        return tc_err(err, "%s: internal error: layer %d %s has no offsets", d->m->path, layer,
+                      tc_role_name((tc_role)which));
+    float *dr = malloc((size_t)nb * 2 * sizeof *dr), *mr = dr ? dr + nb : NULL;
     int8_t *rowc = malloc((size_t)K);
     int64_t *perm = NULL;
     int rc = !dr || !rowc ? tc_err(err, "out of memory") : rope_perm(d, which, Mo, to, &perm, err);
-    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0);
+    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0), co = crc32(0L, Z_NULL, 0);
+    uint8_t blk[32];
     for (int64_t i = 0; i < M && rc == TC_OK; i++) {
         int64_t sr = perm ? perm[i] : i;
         memset(rowc, 0, (size_t)K);
+        memset(mr, 0, (size_t)nb * sizeof *mr);
         if (sr < Mo) {
             memcpy(rowc, d->codes[which] + sr * Ko, (size_t)Ko);
             block_scales_row(d->codes[which], d->scales[which], Ko, K, sr, &d->group, B, dr);
+            /* Groups are whole blocks here (drv_init): a block's offset is its group's. */
+            for (int64_t b = 0; aff && b * B < Ko; b++)
+                mr[b] = d->offsets[which][tc_ternary_scale_index(&d->group, Ko, sr, b * B)];
         } else {
             memset(dr, 0, (size_t)nb * sizeof *dr);
         }
-        rc = tc_ggml_ternary_encode(tt, rowc, dr, K, (uint8_t *)dst + (uint64_t)i * row_bytes, err);
+        uint8_t *out = (uint8_t *)dst + (uint64_t)i * row_bytes;
+        rc = tc_ggml_ternary_encode_affine(tt, rowc, dr, aff ? mr : NULL, K, out, err);
         cc = crc32(cc, (const Bytef *)rowc, (uInt)K);
         for (int64_t b = 0; b < nb; b++) {
             float f = tc_f16_to_f32(tc_f32_to_f16(dr[b]));
             cs = crc32(cs, (const Bytef *)&f, sizeof f);
+        }
+        /* The offsets as the file gives them back (the minimum is rounded). */
+        for (int64_t b = 0; aff && rc == TC_OK && b < nb; b++) {
+            int8_t c[32];
+            float db, mb;
+            memcpy(blk, out + (uint64_t)b * (row_bytes / (uint64_t)nb), row_bytes / (uint64_t)nb);
+            rc = tc_ggml_ternary_decode_affine(tt, blk, B, c, &db, &mb, err);
+            co = crc32(co, (const Bytef *)&mb, sizeof mb);
         }
     }
     int ri = report_index(d, layer, which);
     if (rc == TC_OK && ri >= 0) {
         d->fp[ri].codes = (uint32_t)cc;
         d->fp[ri].scales = (uint32_t)cs;
+        d->fp[ri].offsets = aff ? (uint32_t)co : 0;
         d->rep.tensors[ri].bytes = nbytes;
     }
     free(dr);
@@ -1648,17 +1674,21 @@ static int gguf_verify_tensor(qdrv *d, const tc_model *g, const tc_qtensor_repor
     uint64_t row_bytes;
     if (tc_ggml_ternary_row_bytes(r->dtype, K, &row_bytes, err))
         return TC_ERR;
+    int aff = tc_ggml_ternary_has_offset(r->dtype);
     int8_t *codes = malloc((size_t)K);
-    float *bs = malloc((size_t)nb * sizeof *bs);
+    float *bs = malloc((size_t)nb * 2 * sizeof *bs), *bm = bs ? bs + nb : NULL;
     int rc = !codes || !bs ? tc_err(err, "out of memory") : TC_OK;
-    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0);
+    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0), co = crc32(0L, Z_NULL, 0);
     for (int64_t i = 0; i < sp[0] && rc == TC_OK; i++) {
-        rc = tc_ggml_ternary_decode(r->dtype, t->data + (uint64_t)i * row_bytes, K, codes, bs, err);
+        rc = tc_ggml_ternary_decode_affine(r->dtype, t->data + (uint64_t)i * row_bytes, K, codes, bs, bm, err);
         cc = crc32(cc, (const Bytef *)codes, (uInt)K);
         cs = crc32(cs, (const Bytef *)bs, (uInt)((size_t)nb * sizeof *bs));
+        if (aff)
+            co = crc32(co, (const Bytef *)bm, (uInt)((size_t)nb * sizeof *bm));
     }
-    if (rc == TC_OK && ((uint32_t)cc != d->fp[ri].codes || (uint32_t)cs != d->fp[ri].scales))
-        rc = tc_err(err, "%s: verification: tensor '%s' does not decode to the computed codes and scales",
+    if (rc == TC_OK && ((uint32_t)cc != d->fp[ri].codes || (uint32_t)cs != d->fp[ri].scales ||
+                        (aff && (uint32_t)co != d->fp[ri].offsets)))
+        rc = tc_err(err, "%s: verification: tensor '%s' does not decode to the computed codes, scales and offsets",
                     g->path, name);
     free(codes);
     free(bs);
@@ -1759,7 +1789,8 @@ static int gguf_plan(qdrv *d, tc_error *err)
             continue;
         }
         tc_dtype tt = ternary_dtype(d, stored_cols(d, r));
-        tq += tt == d->tq;
+        /* With offsets the codes are Q4_1 or nothing: no TQ tensor is expected. */
+        tq += tt == d->tq || tc_ggml_ternary_has_offset(tt);
         if (tt != TC_DTYPE_COUNT)
             continue;
         r->why = "row length is not a multiple of 32 (ggml holds ternary codes in blocks of 256 or 32)";

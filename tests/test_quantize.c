@@ -704,7 +704,8 @@ static void test_calibrated(const char *dir)
 /* The affine methods on a real model: affine-calibrated (block by block,
  * each weight fitted to the original's outputs on the quantized model's
  * inputs) records offsets and its sequential inputs and beats the plain
- * affine fit; affine-block is refused, not run as something else. */
+ * affine fit; affine-block is refused, not run as something else; GGUF
+ * refuses groups its Q4_1 blocks cannot hold. */
 static void test_affine_calibrated(const char *dir)
 {
     char mp[512], out[512];
@@ -755,6 +756,10 @@ static void test_affine_calibrated(const char *dir)
     o.calib = &b;
     tc_quantize_report rep;
     CHECK(tc_quantize_model(&m, out, &o, &rep, &err) == TC_ERR && strstr(err.msg, "affine-block"));
+    /* GGUF keeps offsets per 32-block (Q4_1): groups of 48 columns fit none. */
+    o = opts_of(TC_TMETHOD_AFFINE, TC_TPACK_TL2, TC_TGROUP_COLS, 48, TC_QFORMAT_GGUF_TQ2);
+    snprintf(out, sizeof out, "%s/stories_aq.gguf", dir);
+    CHECK(tc_quantize_model(&m, out, &o, &rep, &err) == TC_ERR && strstr(err.msg, "48 columns"));
     tc_model_close(&m);
 }
 
