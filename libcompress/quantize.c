@@ -175,6 +175,8 @@ typedef struct qdrv {
     float *xf, *yf;
     float *cap[TC_N_LIN_INPUTS], *capf[TC_N_LIN_INPUTS];
     float **cap_to;     /* where obs_input copies the inputs in cap_mask */
+    float *hf, *hq;     /* the hidden state after attention, original and quantized */
+    float *h_to;        /* where obs_hidden copies it (NULL: nowhere) */
     unsigned cap_mask;
     float *deq[TC_N_ROLES]; /* the quantized weights in fp32 */
     size_t deq_cap[TC_N_ROLES];
@@ -227,6 +229,8 @@ static int obs_hidden(void *ctx, int layer, tc_point at, const float *x, size_t 
     qdrv *d = ctx;
     if (layer == d->observe_layer && at == TC_AT_MLP_OUT)
         memcpy(d->y, x, n * (size_t)dim * sizeof(float));
+    if (layer == d->observe_layer && at == TC_AT_ATTN_OUT && d->h_to)
+        memcpy(d->h_to, x, n * (size_t)dim * sizeof(float));
     return TC_OK;
 }
 
@@ -695,15 +699,20 @@ static int run_phase(qdrv *d, int l, qjob *jobs, const int *order, int n, int lo
  * block and the earlier ones, is corrected where that weight can correct
  * it. */
 
+/* A stage whose output is added to the residual stream also makes up what
+ * that stream lost: o the block's input, down the state after attention. */
+typedef enum { RESID_NONE, RESID_BLOCK_IN, RESID_ATTN_OUT } resid_at;
+
 typedef struct qstage {
     tc_lin_input in;
     int roles[3], n;
+    resid_at resid;
 } qstage;
 
-static const qstage STAGES[] = {{TC_IN_QKV, {TC_WQ, TC_WK, TC_WV}, 3},
-                                {TC_IN_WO, {TC_WO}, 1},
-                                {TC_IN_GATE_UP, {TC_W_GATE, TC_W_UP}, 2},
-                                {TC_IN_DOWN, {TC_W_DOWN}, 1}};
+static const qstage STAGES[] = {{TC_IN_QKV, {TC_WQ, TC_WK, TC_WV}, 3, RESID_NONE},
+                                {TC_IN_WO, {TC_WO}, 1, RESID_BLOCK_IN},
+                                {TC_IN_GATE_UP, {TC_W_GATE, TC_W_UP}, 2, RESID_NONE},
+                                {TC_IN_DOWN, {TC_W_DOWN}, 1, RESID_ATTN_OUT}};
 
 static void free_captures(qdrv *d)
 {
@@ -733,7 +742,8 @@ static int run_capture(qdrv *d, int l, const tc_layer_f32 *w, float *x, unsigned
 
 /* Quantizes role r of layer l from its target weights; packs it and enters
  * it in the report.  H and D are the stage's statistics. */
-static int stage_matrix(qdrv *d, int l, const qjob *j, const double *H, const double *D, tc_error *err)
+static int stage_matrix(qdrv *d, int l, const qjob *j, const double *H, const double *D, const double *G,
+                        tc_error *err)
 {
     slot *s = &d->slots[j->role];
     int64_t M = j->M, K = j->K, ns;
@@ -750,7 +760,7 @@ static int stage_matrix(qdrv *d, int l, const qjob *j, const double *H, const do
         return tc_err(err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K);
     }
     const float *W = d->w.w[j->role];
-    int rc = tc_ternary_target_weights(W, M, K, H, D, d->o->q.damp_frac, Wt, err);
+    int rc = tc_ternary_target_weights(W, M, K, H, D, G, d->o->q.damp_frac, Wt, err);
     if (rc == TC_OK)
         rc = quantize_matrix(d, Wt, M, K, d->o->q.method, H, s->codes, s->scales, s->offsets, err);
     free(Wt);
@@ -793,7 +803,10 @@ static int quantize_layer_stages(qdrv *d, int l, qjob *jobs, int n, tc_error *er
     free_captures(d);
     /* The original block on the original hidden state: its inputs, and the
      * next original hidden state. */
-    if (run_capture(d, l, &d->w, d->xf, (1u << TC_N_LIN_INPUTS) - 1, d->capf, 1, err))
+    d->h_to = d->hf;
+    int rc0 = run_capture(d, l, &d->w, d->xf, (1u << TC_N_LIN_INPUTS) - 1, d->capf, 1, err);
+    d->h_to = NULL;
+    if (rc0)
         return TC_ERR;
     memcpy(d->yf, d->y, d->n_tok * dim * sizeof(float));
     d->rep.times.calib += now_s() - t0;
@@ -809,27 +822,38 @@ static int quantize_layer_stages(qdrv *d, int l, qjob *jobs, int n, tc_error *er
         if (nj == 0)
             continue;
         double t1 = now_s();
-        if (run_capture(d, l, &q, d->x, 1u << sg->in, d->cap, 0, err))
+        d->h_to = sg->resid == RESID_ATTN_OUT ? d->hq : NULL;
+        int rcc = run_capture(d, l, &q, d->x, 1u << sg->in, d->cap, 0, err);
+        d->h_to = NULL;
+        if (rcc)
             return TC_ERR;
         int K = d->in_cols[sg->in];
         size_t kk = (size_t)K * (size_t)K;
         double *H = calloc(kk, sizeof *H), *D = calloc(kk, sizeof *D);
-        int rc = H && D ? TC_OK : tc_err(err, "out of memory for the statistics of a %d-wide input", K);
+        double *G = sg->resid != RESID_NONE ? calloc(dim * (size_t)K, sizeof *G) : NULL;
+        int rc = H && D && (G || sg->resid == RESID_NONE)
+                     ? TC_OK
+                     : tc_err(err, "out of memory for the statistics of a %d-wide input", K);
         if (rc == TC_OK && !d->capf[sg->in])
             rc = tc_err(err, "%s: layer %d: the original's %d-wide input was not seen", m->path, l, K);
         if (rc == TC_OK)
             rc = tc_ternary_hessian_add(d->cap[sg->in], (int64_t)d->n_tok, K, H, err);
         if (rc == TC_OK)
             rc = tc_ternary_cross_add(d->cap[sg->in], d->capf[sg->in], (int64_t)d->n_tok, K, D, err);
+        if (rc == TC_OK && G)
+            rc = tc_ternary_residual_add(sg->resid == RESID_BLOCK_IN ? d->xf : d->hf,
+                                         sg->resid == RESID_BLOCK_IN ? d->x : d->hq, d->cap[sg->in],
+                                         (int64_t)d->n_tok, (int64_t)dim, K, G, err);
         d->rep.times.calib += now_s() - t1;
         for (int i = 0; rc == TC_OK && i < nj; i++) {
-            rc = stage_matrix(d, l, js[i], H, D, err);
+            rc = stage_matrix(d, l, js[i], H, D, G, err);
             if (rc)
                 tc_err_prefix(err, "%s: layer %d %s", m->path, l, tc_role_name((tc_role)js[i]->role));
             q.w[js[i]->role] = d->deq[js[i]->role];
         }
         free(H);
         free(D);
+        free(G);
         if (rc)
             return TC_ERR;
     }
@@ -1010,7 +1034,9 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
         if (o->q.method == TC_TMETHOD_AFFINE_CALIBRATED || o->q.method == TC_TMETHOD_AFFINE_BLOCK) {
             d->xf = malloc(nx ? (size_t)nx : 1);
             d->yf = malloc(nx ? (size_t)nx : 1);
-            if (!d->xf || !d->yf)
+            d->hf = malloc(nx ? (size_t)nx : 1);
+            d->hq = malloc(nx ? (size_t)nx : 1);
+            if (!d->xf || !d->yf || !d->hf || !d->hq)
                 return tc_err(err, "out of memory for the calibration activations");
             memcpy(d->xf, d->x, (size_t)nx);
         }
@@ -1028,6 +1054,8 @@ static void drv_free(qdrv *d)
     free(d->y);
     free(d->xf);
     free(d->yf);
+    free(d->hf);
+    free(d->hq);
     free_captures(d);
     for (int r = 0; r < TC_N_ROLES; r++)
         free(d->deq[r]);

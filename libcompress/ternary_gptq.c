@@ -347,8 +347,39 @@ int tc_ternary_cross_add(const float *Xq, const float *Xf, int64_t N, int64_t K,
     return TC_OK;
 }
 
+int tc_ternary_residual_add(const float *Rf, const float *Rq, const float *Xq, int64_t N, int64_t M, int64_t K,
+                            double *G, tc_error *err)
+{
+    enum { ROWS = 256 };
+    if (N < 0 || K < 1 || M < 1 || K > INT_MAX || M > INT_MAX ||
+        (uint64_t)(K > M ? K : M) > SIZE_MAX / sizeof(double) / ROWS / 2)
+        return tc_err(err, "ternary: residual batch of %lld x %lld x %lld is unusable", (long long)N,
+                      (long long)M, (long long)K);
+    if (N == 0)
+        return TC_OK;
+    double *r = malloc((size_t)ROWS * (size_t)M * sizeof *r), *x = malloc((size_t)ROWS * (size_t)K * sizeof *x);
+    if (!r || !x) {
+        free(r);
+        free(x);
+        return tc_err(err, "ternary: out of memory accumulating a %lld x %lld residual product", (long long)M,
+                      (long long)K);
+    }
+    for (int64_t r0 = 0; r0 < N; r0 += ROWS) {
+        int rows = N - r0 < ROWS ? (int)(N - r0) : ROWS;
+        for (size_t i = 0; i < (size_t)rows * (size_t)M; i++)
+            r[i] = (double)Rf[(size_t)r0 * (size_t)M + i] - (double)Rq[(size_t)r0 * (size_t)M + i];
+        for (size_t i = 0; i < (size_t)rows * (size_t)K; i++)
+            x[i] = Xq[(size_t)r0 * (size_t)K + i];
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)M, (int)K, rows, 1.0, r, (int)M, x, (int)K, 1.0,
+                    G, (int)K);
+    }
+    free(r);
+    free(x);
+    return TC_OK;
+}
+
 int tc_ternary_target_weights(const float *W, int64_t M, int64_t K, const double *H,
-                              const double *D, double damp_frac, float *Wt, tc_error *err)
+                              const double *D, const double *G, double damp_frac, float *Wt, tc_error *err)
 {
     uint64_t hb;
     if (M < 1 || K < 1 || M > INT_MAX || K > INT_MAX || tc_mul_u64((uint64_t)K, (uint64_t)K, &hb) ||
@@ -374,9 +405,11 @@ int tc_ternary_target_weights(const float *W, int64_t M, int64_t K, const double
     double lambda = damp_frac * mean > 0 ? damp_frac * mean : damp_frac;
     for (size_t i = 0; i < (size_t)M * (size_t)K; i++)
         Wd[i] = W[i];
-    /* Z = W D^T (M x K); then Z (H + lambda I)^-1 through the Cholesky factor
+    /* Z = W D^T + G (M x K); then Z (H + lambda I)^-1 through the Cholesky factor
      * L L^T of the damped H: two triangular solves from the right. */
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, n, 1.0, Wd, n, D, n, 0.0, Z, n);
+    if (G)
+        memcpy(Z, G, (size_t)M * (size_t)K * sizeof(double));
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, n, 1.0, Wd, n, D, n, G ? 1.0 : 0.0, Z, n);
     int rc = TC_OK;
     for (int attempt = 0; attempt < MAX_RETRIES; attempt++) {
         memcpy(A, H, (size_t)hb);

@@ -714,9 +714,10 @@ static void test_refit_against_reference(void)
 }
 
 /* The target weights against the textbook: Wt^T = (Xq^T Xq + lambda I)^-1
- * (Xq^T Xf + lambda I) W^T in double through an explicit inverse, from the
- * library's D = Xq^T (Xf - Xq) checked against its definition; and with
- * lambda -> 0 and N >> K, Xq Wt^T matches Xf W^T better than W does. */
+ * ((Xq^T Xf + lambda I) W^T + Xq^T (Rf - Rq)) in double through an explicit
+ * inverse, from the library's D = Xq^T (Xf - Xq) and G = (Rf - Rq)^T Xq
+ * checked against their definitions, without and with the residual term;
+ * and Xq Wt^T matches its target better than Xq W^T does. */
 static void test_target_weights_against_reference(void)
 {
     static const int64_t shapes[][3] = {{1, 1, 5}, {3, 7, 40}, {5, 33, 300}, {17, 70, 301}};
@@ -742,8 +743,27 @@ static void test_target_weights_against_reference(void)
                 derr = fmax(derr, fabs(r - D[i * K + j]));
             }
         CHECK_MSG(derr <= 1e-9 * (dmax + 1), "K=%lld N=%lld: D off by %g", (long long)K, (long long)N, derr);
+        /* A residual stream of M features the output joins, as the original
+         * and the quantized model carry it: G = (Rf - Rq)^T Xq. */
+        float *Rf = malloc((size_t)(N * M) * sizeof *Rf), *Rq = malloc((size_t)(N * M) * sizeof *Rq);
+        double *G = calloc((size_t)(M * K), sizeof *G);
+        for (int64_t i = 0; i < N * M; i++) {
+            Rf[i] = (float)gauss();
+            Rq[i] = Rf[i] + (float)(0.5 * gauss());
+        }
+        CHECK_OK(tc_ternary_residual_add(Rf, Rq, Xq, N, M, K, G, &err), &err);
+        double gmax = 0, gerr = 0;
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t k = 0; k < K; k++) {
+                double r = 0;
+                for (int64_t t = 0; t < N; t++)
+                    r += ((double)Rf[t * M + m] - (double)Rq[t * M + m]) * (double)Xq[t * K + k];
+                gmax = fmax(gmax, fabs(r));
+                gerr = fmax(gerr, fabs(r - G[m * K + k]));
+            }
+        CHECK_MSG(gerr <= 1e-9 * (gmax + 1), "M=%lld K=%lld N=%lld: G off by %g", (long long)M, (long long)K,
+                  (long long)N, gerr);
         double damp = 0.01;
-        CHECK_OK(tc_ternary_target_weights(W, M, K, H, D, damp, Wt, &err), &err);
         double mean = 0;
         for (int64_t i = 0; i < K; i++)
             mean += H[i * K + i];
@@ -754,36 +774,44 @@ static void test_target_weights_against_reference(void)
         for (int64_t i = 0; i < K; i++)
             A[i * K + i] += lambda;
         invert(A, (int)K, Ai);
-        double wmax = 0, werr = 0;
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t k = 0; k < K; k++) {
-                double r = 0;
-                for (int64_t j = 0; j < K; j++) {
-                    double b = 0; /* ((A + D) W^T)[j][m] */
-                    for (int64_t i = 0; i < K; i++)
-                        b += (A[j * K + i] + D[j * K + i]) * W[m * K + i];
-                    r += Ai[k * K + j] * b;
-                }
-                wmax = fmax(wmax, fabs(r));
-                werr = fmax(werr, fabs(r - Wt[m * K + k]));
-            }
-        CHECK_MSG(werr <= 1e-4 * (wmax + 1), "M=%lld K=%lld N=%lld: target weights off by %g (max %g)",
-                  (long long)M, (long long)K, (long long)N, werr, wmax);
-        /* The outputs it aims at: ||Xq Wt^T - Xf W^T|| below ||Xq W^T - Xf W^T||. */
-        double e_w = 0, e_t = 0;
-        for (int64_t t = 0; t < N; t++)
-            for (int64_t m = 0; m < M; m++) {
-                double yf = 0, yq = 0, yt = 0;
+        for (int with_g = 0; with_g < 2; with_g++) {
+            CHECK_OK(tc_ternary_target_weights(W, M, K, H, D, with_g ? G : NULL, damp, Wt, &err), &err);
+            /* Wt^T = (H + lambda I)^-1 ((H + lambda I + D) W^T + G^T). */
+            double wmax = 0, werr = 0;
+            for (int64_t m = 0; m < M; m++)
                 for (int64_t k = 0; k < K; k++) {
-                    yf += (double)Xf[t * K + k] * W[m * K + k];
-                    yq += (double)Xq[t * K + k] * W[m * K + k];
-                    yt += (double)Xq[t * K + k] * Wt[m * K + k];
+                    double r = 0;
+                    for (int64_t j = 0; j < K; j++) {
+                        double b = with_g ? G[m * K + j] : 0; /* ((A + D) W^T + G^T)[j][m] */
+                        for (int64_t i = 0; i < K; i++)
+                            b += (A[j * K + i] + D[j * K + i]) * W[m * K + i];
+                        r += Ai[k * K + j] * b;
+                    }
+                    wmax = fmax(wmax, fabs(r));
+                    werr = fmax(werr, fabs(r - Wt[m * K + k]));
                 }
-                e_w += (yq - yf) * (yq - yf);
-                e_t += (yt - yf) * (yt - yf);
-            }
-        CHECK_MSG(e_t < e_w, "M=%lld K=%lld N=%lld: %g not below %g", (long long)M, (long long)K, (long long)N, e_t,
-                  e_w);
+            CHECK_MSG(werr <= 1e-4 * (wmax + 1), "M=%lld K=%lld N=%lld G %d: target weights off by %g (max %g)",
+                      (long long)M, (long long)K, (long long)N, with_g, werr, wmax);
+            /* The outputs it aims at: ||Xq Wt^T - Xf W^T - R|| below ||Xq W^T - Xf W^T - R||
+             * (R = Rf - Rq with G, else 0). */
+            double e_w = 0, e_t = 0;
+            for (int64_t t = 0; t < N; t++)
+                for (int64_t m = 0; m < M; m++) {
+                    double yf = with_g ? (double)Rf[t * M + m] - (double)Rq[t * M + m] : 0, yq = 0, yt = 0;
+                    for (int64_t k = 0; k < K; k++) {
+                        yf += (double)Xf[t * K + k] * W[m * K + k];
+                        yq += (double)Xq[t * K + k] * W[m * K + k];
+                        yt += (double)Xq[t * K + k] * Wt[m * K + k];
+                    }
+                    e_w += (yq - yf) * (yq - yf);
+                    e_t += (yt - yf) * (yt - yf);
+                }
+            CHECK_MSG(e_t < e_w, "M=%lld K=%lld N=%lld G %d: %g not below %g", (long long)M, (long long)K,
+                      (long long)N, with_g, e_t, e_w);
+        }
+        free(Rf);
+        free(Rq);
+        free(G);
         free(A);
         free(Ai);
         free(H);

@@ -196,14 +196,24 @@ int tc_ternary_h_error(const float *W, int64_t M, int64_t K, const tc_tgroup *g,
 int tc_ternary_cross_add(const float *Xq, const float *Xf, int64_t N, int64_t K, double *D,
                          tc_error *err);
 
+/* G += (Rf - Rq)^T Xq (G: M x K fp64) for N rows of a residual stream
+ * (fp32 [N][M]) in the original (Rf) and the quantized model (Rq), and the
+ * quantized model's inputs Xq [N][K] of a weight whose output is added to
+ * that stream. */
+int tc_ternary_residual_add(const float *Rf, const float *Rq, const float *Xq, int64_t N, int64_t M, int64_t K,
+                            double *G, tc_error *err);
+
 /* The weights whose outputs on the quantized model's inputs best match the
- * original's outputs on its own inputs: Wt = W + W D^T (H + lambda I)^-1
- * with H = Xq^T Xq, D = Xq^T (Xf - Xq) and lambda = damp_frac * mean(diag
- * H) (0: 0.01), the least-squares solution of Xq Wt^T = Xf W^T pulled
- * towards W where the inputs are weak.  Quantizing Wt in the H norm then
- * minimises ||Xq W_hat^T - Xf W^T||. */
+ * original's outputs on its own inputs: Wt = W + (W D^T + G) (H + lambda
+ * I)^-1 with H = Xq^T Xq, D = Xq^T (Xf - Xq) and lambda = damp_frac *
+ * mean(diag H) (0: 0.01): the least-squares solution of Xq Wt^T = Xf W^T +
+ * (Rf - Rq) pulled towards W where the inputs are weak.  G (M x K, may be
+ * NULL for none) is tc_ternary_residual_add's product for a weight whose
+ * output joins a residual stream: the weight then also makes up what the
+ * stream it is added to lost.  Quantizing Wt in the H norm then minimises
+ * ||Xq W_hat^T - Xf W^T - (Rf - Rq)||. */
 int tc_ternary_target_weights(const float *W, int64_t M, int64_t K, const double *H,
-                              const double *D, double damp_frac, float *Wt, tc_error *err);
+                              const double *D, const double *G, double damp_frac, float *Wt, tc_error *err);
 
 /* The measurements above for weights with offsets (NULL: as without). */
 void tc_ternary_dequantize_affine(const int8_t *codes, const float *scales, const float *offsets,
