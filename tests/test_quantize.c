@@ -794,6 +794,30 @@ static void test_tool(const char *dir)
     snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/tool.tcq --method calibrated 2>&1", bin, mp, dir);
     CHECK(tu_run(cmd, &out) == 2);
     free(out);
+    /* --sensitivity: every linear weight ranked, most costly first; it writes nothing. */
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s --sensitivity --method affine --calib %s --samples 2 --seq-len 32 "
+             "--json -q --threads 1", bin, mp, tp);
+    CHECK(tu_run(cmd, &out) == 0);
+    j = cJSON_Parse(out);
+    CHECK(j != NULL);
+    if (j) {
+        cJSON *a = cJSON_GetObjectItem(j, "tensors");
+        CHECK(cJSON_GetArraySize(a) == 35 && cJSON_GetObjectItem(j, "tokens")->valuedouble == 64);
+        double prev = 1e300;
+        for (int i = 0; i < cJSON_GetArraySize(a); i++) {
+            double kl = cJSON_GetObjectItem(cJSON_GetArrayItem(a, i), "kl")->valuedouble;
+            CHECK(kl > 0 && kl <= prev);
+            prev = kl;
+        }
+    }
+    cJSON_Delete(j);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s --sensitivity -o %s/s.tcq --calib %s 2>&1", bin, mp, dir, tp);
+    CHECK(tu_run(cmd, &out) == 2 && strstr(out, "-o"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s --sensitivity 2>&1", bin, mp);
+    CHECK(tu_run(cmd, &out) == 2 && strstr(out, "--calib"));
+    free(out);
     snprintf(cmd, sizeof cmd,
              "%s/tc-quantize %s -o %s/tool.gguf --format gguf-tq2 --strict --fallback q8_0 --keep-ffn-width -q 2>&1",
              bin, mp, dir);

@@ -10,6 +10,7 @@
 #include "tc/calib.h"
 #include "tc/model.h"
 #include "tc/quantize.h"
+#include "tc/sensitivity.h"
 
 static const char *const TOOL = "tc-quantize";
 
@@ -45,6 +46,9 @@ static void usage(void)
            "  --act-order           affine-calibrated: sweep columns by decreasing H[k][k]\n"
            "  --refit N             affine-calibrated: rounds of (a, mu) refitted in the\n"
            "                        Hessian norm, each followed by a sweep (default 2)\n"
+           "  --sensitivity         write nothing: quantize each linear weight alone (the\n"
+           "                        method's uncalibrated fit) and rank the weights by the\n"
+           "                        mean KL it costs on the calibration data (no -o)\n"
            "  --group G             scale groups: tensor, row (default) or N = one scale per N\n"
            "                        input columns of a row, 32 <= N <= 256\n"
            "  --layout L            packed tile layout: i2, tl1 or tl2 (default tl2)\n"
@@ -321,10 +325,79 @@ static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o
            r->verified ? "verified" : "not verified", r->seconds, r->times.produce, r->times.write, r->times.verify);
 }
 
+static int cmp_kl(const void *a, const void *b)
+{
+    double x = ((const tc_sensitivity_entry *)a)->kl, y = ((const tc_sensitivity_entry *)b)->kl;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* --sensitivity: every linear weight quantized alone, ranked by the KL it costs. */
+static int run_sensitivity(const char *path, const tc_quantize_opts *qo, cli_calib *cal, const cli_common *com,
+                           const char *out)
+{
+    if (out)
+        return cli_usage_error(TOOL, "--sensitivity writes no model: leave out -o");
+    if (!cal->text && !cal->tokens)
+        return cli_usage_error(TOOL, "--sensitivity needs --calib FILE or --calib-tokens FILE");
+    tc_error err = {{0}};
+    tc_model m;
+    if (tc_model_open(&m, path, &err))
+        return cli_fail(TOOL, &err);
+    tc_calib_set set = {0};
+    if (cli_model_tokenizer(&m, com->tokenizer, 0, &err) || cli_calib_load(cal, &m, com->tokenizer, &set, &err)) {
+        tc_model_close(&m);
+        return cli_fail(TOOL, &err);
+    }
+    cli_print_windows(TOOL, "calibration", &set, com->quiet);
+    tc_batch b = {set.tokens, set.offsets, set.n_seqs};
+    tc_sensitivity sn;
+    int rc = tc_sensitivity_measure(&m, &b, &qo->q, com->threads > 0 ? com->threads : cli_default_threads(), &sn,
+                                    &err);
+    if (rc == TC_OK) {
+        qsort(sn.entries, sn.n_entries, sizeof *sn.entries, cmp_kl);
+        if (com->json) {
+            cJSON *j = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(j, "tensors");
+            cJSON_AddStringToObject(j, "input", path);
+            cJSON_AddStringToObject(j, "method", tc_tmethod_name(sn.method));
+            cJSON_AddNumberToObject(j, "tokens", (double)sn.n_tokens);
+            for (size_t i = 0; i < sn.n_entries; i++) {
+                cJSON *e = cJSON_CreateObject();
+                char name[64];
+                tc_tmodel_tensor t = {.layer = sn.entries[i].layer, .role = sn.entries[i].role};
+                tc_tmodel_tensor_name(&t, name, sizeof name);
+                cJSON_AddStringToObject(e, "name", name);
+                cJSON_AddNumberToObject(e, "kl", sn.entries[i].kl);
+                cJSON_AddNumberToObject(e, "rel_weight_error", sn.entries[i].rel_weight_error);
+                cJSON_AddItemToArray(a, e);
+            }
+            char *s = cJSON_Print(j);
+            if (s)
+                printf("%s\n", s);
+            free(s);
+            cJSON_Delete(j);
+        } else {
+            printf("%s: each linear weight quantized alone (%s), mean KL over %llu calibration tokens, "
+                   "most sensitive first\n", path, tc_tmethod_name(sn.method), (unsigned long long)sn.n_tokens);
+            printf("  %-20s %12s %10s\n", "tensor", "KL (nats)", "rel err W");
+            for (size_t i = 0; i < sn.n_entries; i++) {
+                char name[64];
+                tc_tmodel_tensor t = {.layer = sn.entries[i].layer, .role = sn.entries[i].role};
+                tc_tmodel_tensor_name(&t, name, sizeof name);
+                printf("  %-20s %12.6f %10.4f\n", name, sn.entries[i].kl, sn.entries[i].rel_weight_error);
+            }
+        }
+        tc_sensitivity_free(&sn);
+    }
+    tc_calib_set_free(&set);
+    tc_model_close(&m);
+    return rc == TC_OK ? 0 : cli_fail(TOOL, &err);
+}
+
 int main(int argc, char **argv)
 {
     enum { OPT_METHOD = CLI_OPT_TOOL_BASE, OPT_GROUP, OPT_LAYOUT, OPT_FORMAT, OPT_SEQ, OPT_DAMP, OPT_F32,
-           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK, OPT_KEEP_FFN, OPT_ACT_ORDER, OPT_REFIT };
+           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK, OPT_KEEP_FFN, OPT_ACT_ORDER, OPT_REFIT,
+           OPT_SENS };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         CLI_CALIB_LONG_OPTIONS,
@@ -343,6 +416,7 @@ int main(int argc, char **argv)
         {"keep-ffn-width", no_argument, 0, OPT_KEEP_FFN},
         {"act-order", no_argument, 0, OPT_ACT_ORDER},
         {"refit", required_argument, 0, OPT_REFIT},
+        {"sensitivity", no_argument, 0, OPT_SENS},
         CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
@@ -353,7 +427,7 @@ int main(int argc, char **argv)
     tc_quantize_opts qo = {.q = {.method = TC_TMETHOD_OPTIMAL, .layout = TC_TPACK_TL2,
                                  .group = {TC_TGROUP_ROW, 0}},
                            .format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .verify = 1, .pad_ffn = 1};
-    int c, code, act_order = 0, refit = -1;
+    int c, code, act_order = 0, refit = -1, sensitivity = 0;
     while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
         int r = cli_common_option(TOOL, c, optarg, &com, usage, &code);
         if (r < 0)
@@ -417,6 +491,7 @@ int main(int argc, char **argv)
             refit = (int)v;
             break;
         }
+        case OPT_SENS: sensitivity = 1; break;
         default: return cli_usage_error(TOOL, "unknown option");
         }
     }
@@ -424,6 +499,8 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "expected one MODEL argument");
     if (com.info)
         return cli_info(TOOL, argv[optind], com.json);
+    if (sensitivity)
+        return run_sensitivity(argv[optind], &qo, &cal, &com, out);
     if (!out)
         return cli_usage_error(TOOL, "no output: give -o OUT");
     if (tc_tmethod_calibrated(qo.q.method) && !cal.text && !cal.tokens)
