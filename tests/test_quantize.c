@@ -794,6 +794,19 @@ static void test_tool(const char *dir)
     snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/tool.tcq --method calibrated 2>&1", bin, mp, dir);
     CHECK(tu_run(cmd, &out) == 2);
     free(out);
+    /* affine-calibrated says it took its inputs through the quantized layers; affine-block is refused. */
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/aff.tcq --method affine-calibrated --calib %s --samples 2 "
+             "--seq-len 32 --json -q --threads 1", bin, mp, dir, tp);
+    CHECK(tu_run(cmd, &out) == 0);
+    j = cJSON_Parse(out);
+    CHECK(j && cJSON_IsTrue(cJSON_GetObjectItem(j, "sequential")) &&
+          !strcmp(cJSON_GetObjectItem(j, "method")->valuestring, "affine-calibrated"));
+    cJSON_Delete(j);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/aff.tcq --force --method affine-block --calib %s --samples 2 "
+             "--seq-len 32 -q 2>&1", bin, mp, dir, tp);
+    CHECK(tu_run(cmd, &out) == 1 && strstr(out, "not implemented"));
+    free(out);
     /* --sensitivity: every linear weight ranked, most costly first; it writes nothing. */
     snprintf(cmd, sizeof cmd, "%s/tc-quantize %s --sensitivity --method affine --calib %s --samples 2 --seq-len 32 "
              "--json -q --threads 1", bin, mp, tp);

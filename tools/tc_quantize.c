@@ -54,7 +54,8 @@ static void usage(void)
            "  --layout L            packed tile layout: i2, tl1 or tl2 (default tl2)\n"
            "  --format F            packed (default), gguf-tq1 or gguf-tq2\n"
            "  --sequential          calibrated: take each layer's inputs through the layers\n"
-           "                        already quantized (default: through the original model)\n"
+           "                        already quantized (default: through the original model;\n"
+           "                        affine-calibrated always does)\n"
            "  --damp F              calibrated: damping as a fraction of mean diag(X^T X)\n"
            "                        (default 0.01)\n"
            "  --f32                 keep float tensors in F32 rather than F16\n"
@@ -514,6 +515,7 @@ int main(int argc, char **argv)
     if (affine_cal) {
         qo.q.act_order = act_order;
         qo.q.refit = refit >= 0 ? refit : 2;
+        qo.q.sequential = 1; /* its stages always take their inputs through the quantized layers */
     }
     if (qo.quantize_embeddings && qo.format != TC_QFORMAT_PACKED)
         return cli_usage_error(TOOL, "--quantize-embeddings is only available with --format packed");
