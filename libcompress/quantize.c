@@ -110,7 +110,7 @@ void tc_quantize_block_scales(const int8_t *codes, const float *scales, int64_t 
 /* ---- Driver state ------------------------------------------------------- */
 
 typedef struct fingerprint {
-    uint32_t codes, scales;
+    uint32_t codes, scales, offsets;
 } fingerprint;
 
 /* One role's buffers, kept from layer to layer: every layer has the same
@@ -120,8 +120,9 @@ typedef struct slot {
     float *w;
     int8_t *codes;
     float *scales;
+    float *offsets; /* affine methods */
     uint8_t *packed;
-    size_t w_cap, codes_cap, scales_cap, packed_cap;
+    size_t w_cap, codes_cap, scales_cap, offsets_cap, packed_cap;
 } slot;
 
 /* p with room for need bytes: p itself when it has it, else a new block (p
@@ -155,6 +156,7 @@ typedef struct qdrv {
     tc_layer_f32 w;
     int8_t *codes[TC_N_ROLES];
     float *scales[TC_N_ROLES];
+    float *offsets[TC_N_ROLES]; /* affine methods, else NULL */
     slot slots[TC_N_ROLES];
     tc_tgroup group;
     /* Calibration. */
@@ -167,6 +169,17 @@ typedef struct qdrv {
     int collect_h, collect_smp, observe_layer;
     tc_layer_f32 *wl;  /* n_layers, all empty except the layer run */
     tc_skip *skip;
+    /* The affine calibrated methods (quantize_layer_stages): the original
+     * model's hidden state beside the quantized one, and whole linear inputs
+     * captured on both. */
+    float *xf, *yf;
+    float *cap[TC_N_LIN_INPUTS], *capf[TC_N_LIN_INPUTS];
+    float **cap_to;     /* where obs_input copies the inputs in cap_mask */
+    float *hf, *hq;     /* the hidden state after attention, original and quantized */
+    float *h_to;        /* where obs_hidden copies it (NULL: nowhere) */
+    unsigned cap_mask;
+    float *deq[TC_N_ROLES]; /* the quantized weights in fp32 */
+    size_t deq_cap[TC_N_ROLES];
     /* Packed output. */
     tc_tmodel tm;
 } qdrv;
@@ -184,11 +197,16 @@ static int report_index(const qdrv *d, int layer, int role)
 static int obs_input(void *ctx, int layer, tc_lin_input which, const float *x, size_t tok0,
                      size_t n, int cols, tc_error *err)
 {
-    (void)tok0;
     qdrv *d = ctx;
     if (layer != d->observe_layer)
         return TC_OK;
     d->in_cols[which] = cols;
+    if (d->cap_mask & (1u << which)) {
+        if (!d->cap_to[which] &&
+            !(d->cap_to[which] = malloc(d->n_tok * (size_t)cols * sizeof(float))))
+            return tc_err(err, "out of memory for the activations of a %d-wide input", cols);
+        memcpy(d->cap_to[which] + tok0 * (size_t)cols, x, n * (size_t)cols * sizeof(float));
+    }
     if (d->collect_h) {
         if (!d->H[which] && !(d->H[which] = calloc((size_t)cols * (size_t)cols, sizeof(double))))
             return tc_err(err, "out of memory for the statistics of a %d-wide input", cols);
@@ -211,6 +229,8 @@ static int obs_hidden(void *ctx, int layer, tc_point at, const float *x, size_t 
     qdrv *d = ctx;
     if (layer == d->observe_layer && at == TC_AT_MLP_OUT)
         memcpy(d->y, x, n * (size_t)dim * sizeof(float));
+    if (layer == d->observe_layer && at == TC_AT_ATTN_OUT && d->h_to)
+        memcpy(d->h_to, x, n * (size_t)dim * sizeof(float));
     return TC_OK;
 }
 
@@ -245,8 +265,15 @@ static void reset_stats(qdrv *d)
 /* ---- Quantizing one matrix ----------------------------------------------- */
 
 static int quantize_matrix(qdrv *d, const float *W, int64_t M, int64_t K, tc_tmethod method,
-                           const double *H, int8_t *codes, float *scales, tc_error *err)
+                           const double *H, int8_t *codes, float *scales, float *offsets, tc_error *err)
 {
+    if (method == TC_TMETHOD_AFFINE || (tc_tmethod_affine(method) && !H))
+        return tc_ternary_affine(W, M, K, &d->group, codes, scales, offsets, err);
+    if (tc_tmethod_affine(method)) {
+        tc_ternary_affine_calib_opts ao = {.damp_frac = d->o->q.damp_frac, .act_order = d->o->q.act_order,
+                                           .refit = d->o->q.refit};
+        return tc_ternary_affine_calibrated(W, M, K, &d->group, H, &ao, codes, scales, offsets, err);
+    }
     if (method == TC_TMETHOD_ABSMEAN)
         return tc_ternary_absmean(W, M, K, &d->group, codes, scales, err);
     if (method == TC_TMETHOD_OPTIMAL || !H)
@@ -258,8 +285,8 @@ static int quantize_matrix(qdrv *d, const float *W, int64_t M, int64_t K, tc_tme
 /* Enters a measured matrix into the report and the totals (calling thread);
  * X (N rows) may be NULL. */
 static int account_matrix(qdrv *d, int ri, const tc_ternary_report *tr, const float *W, const int8_t *codes,
-                          const float *scales, int64_t M, int64_t K, const float *X, size_t N,
-                          double seconds, tc_error *err)
+                          const float *scales, const float *offsets, int64_t M, int64_t K, const float *X,
+                          size_t N, double seconds, tc_error *err)
 {
     tc_qtensor_report *r = &d->rep.tensors[ri];
     double t0 = now_s();
@@ -268,8 +295,8 @@ static int account_matrix(qdrv *d, int ri, const tc_ternary_report *tr, const fl
     r->rel_weight_error = tr->rel_weight_error;
     r->rel_output_error = -1;
     if (X && N > 0) {
-        if (tc_ternary_output_error(W, codes, scales, M, K, &d->group, X, (int64_t)N,
-                                    &r->rel_output_error, err))
+        if (tc_ternary_output_error_affine(W, codes, scales, offsets, M, K, &d->group, X, (int64_t)N,
+                                           &r->rel_output_error, err))
             return TC_ERR;
         d->oe_sum += r->rel_output_error;
         d->oe_n++;
@@ -290,6 +317,7 @@ static void release_layer(qdrv *d)
     for (int r = 0; r < TC_N_ROLES; r++) {
         d->codes[r] = NULL;
         d->scales[r] = NULL;
+        d->offsets[r] = NULL;
         d->w.w[r] = NULL;
     }
 }
@@ -302,19 +330,25 @@ static void free_slots(qdrv *d)
         free(s->w);
         free(s->codes);
         free(s->scales);
+        free(s->offsets);
         free(s->packed);
         memset(s, 0, sizeof *s);
     }
 }
 
-/* GGUF: the type that holds the ternary codes of rows of K weights: TQ1_0 /
+/* GGUF: the type that holds the ternary codes of rows of K weights: with
+ * offsets (the affine methods) Q4_1 where they are whole 32-blocks; else TQ1_0 /
  * TQ2_0 where they are whole 256-blocks, else Q4_0 where they are whole
  * 32-blocks (exact, and the smallest ggml type of 32-blocks that is: Q8_0
  * would hold the same values in 8.5 bits per weight rather than 4.5);
  * TC_DTYPE_COUNT when no ggml block fits them. */
 static tc_dtype ternary_dtype(const qdrv *d, int64_t K)
 {
-    static const tc_dtype small = TC_Q4_0;
+    static const tc_dtype small = TC_Q4_0, with_offsets = TC_Q4_1;
+    /* Offsets: Q4_1 is the one ggml type of whole codes with a minimum per
+     * block (TQ1_0 / TQ2_0 have a scale alone). */
+    if (tc_tmethod_affine(d->o->q.method))
+        return K > 0 && K % tc_ggml_ternary_block_elems(with_offsets) == 0 ? with_offsets : TC_DTYPE_COUNT;
     if (K > 0 && K % tc_ggml_ternary_block_elems(d->tq) == 0)
         return d->tq;
     if (K > 0 && K % tc_ggml_ternary_block_elems(small) == 0)
@@ -344,7 +378,7 @@ static int64_t stored_cols(const qdrv *d, const tc_qtensor_report *r)
  * or the original one. */
 static int advance_stream(qdrv *d, int l, tc_error *err)
 {
-    if (d->o->q.sequential && d->o->q.method == TC_TMETHOD_CALIBRATED) {
+    if (d->o->q.sequential && tc_tmethod_calibrated(d->o->q.method)) {
         tc_layer_f32 q = d->w;
         float *own[TC_N_ROLES] = {0};
         int rc = TC_OK;
@@ -356,7 +390,7 @@ static int advance_stream(qdrv *d, int l, tc_error *err)
             if (!(own[r] = malloc((size_t)(M * K) * sizeof(float))))
                 rc = tc_err(err, "out of memory");
             else
-                tc_ternary_dequantize(d->codes[r], d->scales[r], M, K, &d->group, own[r]);
+                tc_ternary_dequantize_affine(d->codes[r], d->scales[r], d->offsets[r], M, K, &d->group, own[r]);
             q.w[r] = own[r];
         }
         if (rc == TC_OK)
@@ -450,17 +484,23 @@ static int job_quantize(qjob *j)
     double t0 = now_s();
     if (tc_ternary_scale_count(&d->group, j->M, j->K, &ns, &j->err))
         return TC_ERR;
+    int aff = tc_tmethod_affine(d->o->q.method);
     if (!(s->codes = grow(s->codes, &s->codes_cap, (uint64_t)(j->M * j->K))) ||
-        !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))))
+        !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))) ||
+        (aff && !(s->offsets = grow(s->offsets, &s->offsets_cap, (uint64_t)ns * sizeof(float)))))
         return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)j->M, (long long)j->K);
     const float *W = d->w.w[j->role];
+    float *off = aff ? s->offsets : NULL;
     if (d->o->q.method != TC_TMETHOD_SOURCE &&
-        quantize_matrix(d, W, j->M, j->K, d->o->q.method, j->H, s->codes, s->scales, &j->err))
+        quantize_matrix(d, W, j->M, j->K, d->o->q.method, j->H, s->codes, s->scales, off, &j->err))
         return TC_ERR;
     d->codes[j->role] = s->codes;
     d->scales[j->role] = s->scales;
+    d->offsets[j->role] = off;
     double t1 = now_s();
-    tc_ternary_report_make(W, s->codes, s->scales, j->M, j->K, &d->group, &j->tr);
+    memset(&j->tr, 0, sizeof j->tr);
+    tc_ternary_report_add_affine(W, s->codes, s->scales, off, j->M, j->K, &d->group, &j->tr);
+    tc_ternary_report_finish(&j->tr, j->M, j->K);
     /* Fingerprints only serve verification (GGUF takes its own while encoding). */
     int fp = d->o->verify && j->plan;
     if (fp)
@@ -473,10 +513,12 @@ static int job_quantize(qjob *j)
     if (!(s->packed = grow(s->packed, &s->packed_cap, j->plan->total_bytes)))
         return tc_err(&j->err, "out of memory for a packed %lld x %lld weight", (long long)j->M,
                       (long long)j->K);
-    if (tc_tpack_pack(j->plan, s->codes, s->scales, s->packed, &j->err))
+    if (tc_tpack_pack_affine(j->plan, s->codes, s->scales, off, s->packed, &j->err))
         return TC_ERR;
-    if (fp)
+    if (fp) {
         d->fp[j->ri].scales = crc_bytes(s->scales, (uint64_t)j->plan->n_scales * sizeof(float));
+        d->fp[j->ri].offsets = off ? crc_bytes(off, (uint64_t)j->plan->n_scales * sizeof(float)) : 0;
+    }
     j->t_pack += now_s() - t2;
     return TC_OK;
 }
@@ -504,7 +546,7 @@ static int job_streams(const qjob *j)
     const qdrv *d = j->d;
     uint64_t be = tc_dtype_block_elems(j->src->dtype);
     return j->ri >= 0 && j->plan && d->group.kind != TC_TGROUP_TENSOR &&
-           d->o->q.method != TC_TMETHOD_CALIBRATED && be > 0 && (uint64_t)j->K % be == 0;
+           !tc_tmethod_calibrated(d->o->q.method) && be > 0 && (uint64_t)j->K % be == 0;
 }
 
 /* Load, quantize, measure and pack 32 rows at a time (one row block of the
@@ -522,9 +564,11 @@ static int job_stream(qjob *j)
     uint64_t row_bytes = (uint64_t)K / tc_dtype_block_elems(t->dtype) * tc_dtype_block_bytes(t->dtype);
     if (tc_ternary_scale_count(g, M, K, &ns, &j->err))
         return TC_ERR;
+    int aff = tc_tmethod_affine(d->o->q.method);
     if (!(s->w = grow(s->w, &s->w_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K) * sizeof(float))) ||
         !(s->codes = grow(s->codes, &s->codes_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K))) ||
         !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))) ||
+        (aff && !(s->offsets = grow(s->offsets, &s->offsets_cap, (uint64_t)ns * sizeof(float)))) ||
         !(s->packed = grow(s->packed, &s->packed_cap, p->total_bytes)))
         return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K);
     int fp = d->o->verify;
@@ -532,17 +576,18 @@ static int job_stream(qjob *j)
     memset(&j->tr, 0, sizeof j->tr);
     for (int64_t m0 = 0; m0 < M; m0 += TC_TPACK_TILE_ROWS) {
         int64_t rows = M - m0 < TC_TPACK_TILE_ROWS ? M - m0 : TC_TPACK_TILE_ROWS;
-        float *sc = s->scales + m0 * gpr;
+        float *sc = s->scales + m0 * gpr, *of = aff ? s->offsets + m0 * gpr : NULL;
         double t0 = now_s();
         if (tc_convert_to_f32(t->dtype, t->data + (uint64_t)m0 * row_bytes, (uint64_t)(rows * K), s->w, &j->err))
             return tc_err_prefix(&j->err, "%s: tensor '%s'", t->file, t->name);
         double t1 = now_s();
-        int rc = d->o->q.method == TC_TMETHOD_ABSMEAN ? tc_ternary_absmean(s->w, rows, K, g, s->codes, sc, &j->err)
-                                                      : tc_ternary_optimal(s->w, rows, K, g, s->codes, sc, &j->err);
+        int rc = aff ? tc_ternary_affine(s->w, rows, K, g, s->codes, sc, of, &j->err)
+                 : d->o->q.method == TC_TMETHOD_ABSMEAN ? tc_ternary_absmean(s->w, rows, K, g, s->codes, sc, &j->err)
+                                                        : tc_ternary_optimal(s->w, rows, K, g, s->codes, sc, &j->err);
         if (rc)
             return TC_ERR;
         double t2 = now_s();
-        tc_ternary_report_add(s->w, s->codes, sc, rows, K, g, &j->tr);
+        tc_ternary_report_add_affine(s->w, s->codes, sc, of, rows, K, g, &j->tr);
         if (fp)
             crc = crc_more(crc, s->codes, (uint64_t)(rows * K));
         double t3 = now_s();
@@ -556,10 +601,11 @@ static int job_stream(qjob *j)
     if (t->mapped)
         drop_pages(t->data, t->nbytes);
     tc_ternary_report_finish(&j->tr, M, K);
-    tc_tpack_put_scales(p, s->scales, s->packed);
+    tc_tpack_put_affine(p, s->scales, aff ? s->offsets : NULL, s->packed);
     if (fp) {
         d->fp[j->ri].codes = (uint32_t)crc;
         d->fp[j->ri].scales = crc_bytes(s->scales, (uint64_t)p->n_scales * sizeof(float));
+        d->fp[j->ri].offsets = aff ? crc_bytes(s->offsets, (uint64_t)p->n_scales * sizeof(float)) : 0;
     }
     return TC_OK;
 }
@@ -671,6 +717,193 @@ static int run_phase(qdrv *d, int l, qjob *jobs, const int *order, int n, int lo
     return TC_OK;
 }
 
+/* ---- The affine calibrated methods: stage by stage within a block ---------
+ *
+ * The weights of a block are quantized in the order the block reads them:
+ * q, k and v; o; gate and up; down.  Each stage's inputs are taken by
+ * running the block on the quantized model's hidden state with the stages
+ * before it already quantized (Xq), and beside them the original model's
+ * inputs on its own hidden state (Xf).  Each weight W is replaced by the
+ * weights whose output on Xq best matches the original's output Xf W^T
+ * (tc_ternary_target_weights), which is then quantized in the norm of H =
+ * Xq^T Xq: the quantization error of everything before a weight, in this
+ * block and the earlier ones, is corrected where that weight can correct
+ * it. */
+
+/* A stage whose output is added to the residual stream also makes up what
+ * that stream lost: o the block's input, down the state after attention. */
+typedef enum { RESID_NONE, RESID_BLOCK_IN, RESID_ATTN_OUT } resid_at;
+
+typedef struct qstage {
+    tc_lin_input in;
+    int roles[3], n;
+    resid_at resid;
+} qstage;
+
+static const qstage STAGES[] = {{TC_IN_QKV, {TC_WQ, TC_WK, TC_WV}, 3, RESID_NONE},
+                                {TC_IN_WO, {TC_WO}, 1, RESID_BLOCK_IN},
+                                {TC_IN_GATE_UP, {TC_W_GATE, TC_W_UP}, 2, RESID_NONE},
+                                {TC_IN_DOWN, {TC_W_DOWN}, 1, RESID_ATTN_OUT}};
+
+static void free_captures(qdrv *d)
+{
+    for (int i = 0; i < TC_N_LIN_INPUTS; i++) {
+        free(d->cap[i]);
+        free(d->capf[i]);
+        d->cap[i] = d->capf[i] = NULL;
+    }
+}
+
+/* Runs layer l with weights w on the hidden state x (d->x or d->xf), copying
+ * the inputs in mask to `to`; the output goes to d->y. */
+static int run_capture(qdrv *d, int l, const tc_layer_f32 *w, float *x, unsigned mask, float **to, int smp,
+                       tc_error *err)
+{
+    float *keep = d->x;
+    d->x = x;
+    d->cap_mask = mask;
+    d->cap_to = to;
+    d->collect_h = 0;
+    d->collect_smp = smp;
+    int rc = run_layer(d, l, w, mask != 0 || smp, err);
+    d->x = keep;
+    d->cap_mask = 0;
+    return rc;
+}
+
+/* Quantizes role r of layer l from its target weights; packs it and enters
+ * it in the report.  H and D are the stage's statistics. */
+static int stage_matrix(qdrv *d, int l, const qjob *j, const double *H, const double *D, const double *G,
+                        tc_error *err)
+{
+    slot *s = &d->slots[j->role];
+    int64_t M = j->M, K = j->K, ns;
+    double t0 = now_s();
+    if (tc_ternary_scale_count(&d->group, M, K, &ns, err))
+        return TC_ERR;
+    uint64_t nw = (uint64_t)(M * K);
+    float *Wt = malloc((size_t)nw * sizeof *Wt);
+    if (!Wt || !(s->codes = grow(s->codes, &s->codes_cap, nw)) ||
+        !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))) ||
+        !(s->offsets = grow(s->offsets, &s->offsets_cap, (uint64_t)ns * sizeof(float))) ||
+        !(d->deq[j->role] = grow(d->deq[j->role], &d->deq_cap[j->role], nw * sizeof(float)))) {
+        free(Wt);
+        return tc_err(err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K);
+    }
+    const float *W = d->w.w[j->role];
+    int rc = tc_ternary_target_weights(W, M, K, H, D, G, d->o->q.damp_frac, Wt, err);
+    if (rc == TC_OK)
+        rc = quantize_matrix(d, Wt, M, K, d->o->q.method, H, s->codes, s->scales, s->offsets, err);
+    free(Wt);
+    if (rc)
+        return TC_ERR;
+    d->codes[j->role] = s->codes;
+    d->scales[j->role] = s->scales;
+    d->offsets[j->role] = s->offsets;
+    tc_ternary_dequantize_affine(s->codes, s->scales, s->offsets, M, K, &d->group, d->deq[j->role]);
+    double t1 = now_s();
+    tc_ternary_report tr;
+    memset(&tr, 0, sizeof tr);
+    tc_ternary_report_add_affine(W, s->codes, s->scales, s->offsets, M, K, &d->group, &tr);
+    tc_ternary_report_finish(&tr, M, K);
+    if (j->plan) {
+        if (!(s->packed = grow(s->packed, &s->packed_cap, j->plan->total_bytes)))
+            return tc_err(err, "out of memory for a packed %lld x %lld weight", (long long)M, (long long)K);
+        if (tc_tpack_pack_affine(j->plan, s->codes, s->scales, s->offsets, s->packed, err))
+            return TC_ERR;
+        if (d->o->verify) {
+            d->fp[j->ri].codes = crc_bytes(s->codes, nw);
+            d->fp[j->ri].scales = crc_bytes(s->scales, (uint64_t)ns * sizeof(float));
+            d->fp[j->ri].offsets = crc_bytes(s->offsets, (uint64_t)ns * sizeof(float));
+        }
+    }
+    double t2 = now_s();
+    d->rep.times.quantize += t1 - t0;
+    d->rep.times.pack += t2 - t1;
+    tc_lin_input in = input_of(j->role);
+    return account_matrix(d, j->ri, &tr, W, s->codes, s->scales, s->offsets, M, K, d->smp[in], d->smp_n[in],
+                          t2 - t0, err);
+}
+
+static int quantize_layer_stages(qdrv *d, int l, qjob *jobs, int n, tc_error *err)
+{
+    const tc_model *m = d->m;
+    size_t dim = (size_t)m->cfg.dim;
+    double t0 = now_s();
+    reset_stats(d);
+    free_captures(d);
+    /* The original block on the original hidden state: its inputs, and the
+     * next original hidden state. */
+    d->h_to = d->hf;
+    int rc0 = run_capture(d, l, &d->w, d->xf, (1u << TC_N_LIN_INPUTS) - 1, d->capf, 1, err);
+    d->h_to = NULL;
+    if (rc0)
+        return TC_ERR;
+    memcpy(d->yf, d->y, d->n_tok * dim * sizeof(float));
+    d->rep.times.calib += now_s() - t0;
+    tc_layer_f32 q = d->w;
+    for (size_t st = 0; st < sizeof STAGES / sizeof STAGES[0]; st++) {
+        const qstage *sg = &STAGES[st];
+        const qjob *js[3];
+        int nj = 0;
+        for (int k = 0; k < sg->n; k++)
+            for (int i = 0; i < n; i++)
+                if (jobs[i].role == sg->roles[k] && jobs[i].ri >= 0)
+                    js[nj++] = &jobs[i];
+        if (nj == 0)
+            continue;
+        double t1 = now_s();
+        d->h_to = sg->resid == RESID_ATTN_OUT ? d->hq : NULL;
+        int rcc = run_capture(d, l, &q, d->x, 1u << sg->in, d->cap, 0, err);
+        d->h_to = NULL;
+        if (rcc)
+            return TC_ERR;
+        int K = d->in_cols[sg->in];
+        size_t kk = (size_t)K * (size_t)K;
+        double *H = calloc(kk, sizeof *H), *D = calloc(kk, sizeof *D);
+        double *G = sg->resid != RESID_NONE ? calloc(dim * (size_t)K, sizeof *G) : NULL;
+        int rc = H && D && (G || sg->resid == RESID_NONE)
+                     ? TC_OK
+                     : tc_err(err, "out of memory for the statistics of a %d-wide input", K);
+        if (rc == TC_OK && !d->capf[sg->in])
+            rc = tc_err(err, "%s: layer %d: the original's %d-wide input was not seen", m->path, l, K);
+        if (rc == TC_OK)
+            rc = tc_ternary_hessian_add(d->cap[sg->in], (int64_t)d->n_tok, K, H, err);
+        if (rc == TC_OK)
+            rc = tc_ternary_cross_add(d->cap[sg->in], d->capf[sg->in], (int64_t)d->n_tok, K, D, err);
+        if (rc == TC_OK && G)
+            rc = tc_ternary_residual_add(sg->resid == RESID_BLOCK_IN ? d->xf : d->hf,
+                                         sg->resid == RESID_BLOCK_IN ? d->x : d->hq, d->cap[sg->in],
+                                         (int64_t)d->n_tok, (int64_t)dim, K, G, err);
+        d->rep.times.calib += now_s() - t1;
+        for (int i = 0; rc == TC_OK && i < nj; i++) {
+            rc = stage_matrix(d, l, js[i], H, D, G, err);
+            if (rc)
+                tc_err_prefix(err, "%s: layer %d %s", m->path, l, tc_role_name((tc_role)js[i]->role));
+            q.w[js[i]->role] = d->deq[js[i]->role];
+        }
+        free(H);
+        free(D);
+        free(G);
+        if (rc)
+            return TC_ERR;
+    }
+    /* The quantized block on the quantized hidden state: the next one. */
+    double t2 = now_s();
+    if (run_capture(d, l, &q, d->x, 0, NULL, 0, err))
+        return TC_ERR;
+    float *t = d->x;
+    d->x = d->y;
+    d->y = t;
+    t = d->xf;
+    d->xf = d->yf;
+    d->yf = t;
+    free_captures(d);
+    reset_stats(d);
+    d->rep.times.calib += now_s() - t2;
+    return TC_OK;
+}
+
 static int quantize_layer(qdrv *d, int l, tc_error *err)
 {
     release_layer(d);
@@ -680,12 +913,23 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
     int order[TC_N_ROLES];
     int n = layer_jobs(d, l, calib, jobs, order);
     int threads = d->o->n_threads > 0 ? d->o->n_threads : 1;
+    int stages = calib && (d->o->q.method == TC_TMETHOD_AFFINE_CALIBRATED ||
+                           d->o->q.method == TC_TMETHOD_AFFINE_BLOCK);
+    if (stages) {
+        if (run_phase(d, l, jobs, order, n, 1, 0, threads, err) || quantize_layer_stages(d, l, jobs, n, err))
+            return TC_ERR;
+        for (int i = 0; i < n; i++)
+            d->rep.times.load += jobs[i].t_load;
+        if (d->o->progress)
+            d->o->progress(d->o->progress_ctx, (double)(l + 1) / d->m->cfg.n_layers);
+        return TC_OK;
+    }
     if (calib) {
         if (run_phase(d, l, jobs, order, n, 1, 0, threads, err))
             return TC_ERR;
         double t0 = now_s();
         reset_stats(d);
-        d->collect_h = d->o->q.method == TC_TMETHOD_CALIBRATED;
+        d->collect_h = tc_tmethod_calibrated(d->o->q.method);
         d->collect_smp = 1;
         if (run_layer(d, l, &d->w, 1, err))
             return TC_ERR;
@@ -693,7 +937,7 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
             if (jobs[i].ri >= 0)
                 jobs[i].H = d->H[input_of(jobs[i].role)];
         d->rep.times.calib += now_s() - t0;
-        if (run_phase(d, l, jobs, order, n, 0, 1, d->o->q.method == TC_TMETHOD_CALIBRATED ? 1 : threads,
+        if (run_phase(d, l, jobs, order, n, 0, 1, tc_tmethod_calibrated(d->o->q.method) ? 1 : threads,
                       err))
             return TC_ERR;
     } else if (run_phase(d, l, jobs, order, n, 1, 1, threads, err)) {
@@ -709,8 +953,8 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
         if (j->ri < 0)
             continue;
         tc_lin_input in = input_of(j->role);
-        if (account_matrix(d, j->ri, &j->tr, d->w.w[j->role], d->codes[j->role], d->scales[j->role], j->M,
-                           j->K, calib ? d->smp[in] : NULL, calib ? d->smp_n[in] : 0,
+        if (account_matrix(d, j->ri, &j->tr, d->w.w[j->role], d->codes[j->role], d->scales[j->role],
+                           d->offsets[j->role], j->M, j->K, calib ? d->smp[in] : NULL, calib ? d->smp_n[in] : 0,
                            j->t_quant + j->t_measure + j->t_pack, err))
             return tc_err_prefix(err, "%s: layer %d %s", d->m->path, l, tc_role_name((tc_role)j->role));
     }
@@ -783,8 +1027,16 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
     d->tq = o->format == TC_QFORMAT_GGUF_TQ1 ? TC_TQ1_0 : TC_TQ2_0;
     d->out = m->cfg;
     const tc_config *c = &m->cfg;
-    if (o->q.method == TC_TMETHOD_CALIBRATED && (!o->calib || tc_batch_tokens(o->calib) == 0))
-        return tc_err(err, "%s: the calibrated method needs calibration data", m->path);
+    if (tc_tmethod_calibrated(o->q.method) && (!o->calib || tc_batch_tokens(o->calib) == 0))
+        return tc_err(err, "%s: the %s method needs calibration data", m->path, tc_tmethod_name(o->q.method));
+    if (o->q.method == TC_TMETHOD_AFFINE_BLOCK)
+        return tc_err(err, "%s: the affine-block method (block-wise reconstruction) is not implemented; "
+                      "affine-calibrated is the nearest", m->path);
+    /* GGUF holds one scale and one offset per 32-block: the groups must be whole blocks. */
+    if (d->gguf && tc_tmethod_affine(o->q.method) && o->q.group.kind == TC_TGROUP_COLS && o->q.group.cols % 32)
+        return tc_err(err, "%s: the %s method's groups of %d columns fit no ggml block (Q4_1 holds an offset "
+                      "per 32 columns): use --group row or a multiple of 32", m->path, tc_tmethod_name(o->q.method),
+                      o->q.group.cols);
     if (d->gguf && o->quantize_embeddings)
         return tc_err(err, "%s: ternary embeddings are only available in the packed format", m->path);
     /* An already ternary source is converted, not quantized: its codes and
@@ -849,6 +1101,15 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
         for (size_t t = 0; t < d->n_tok; t++)
             if (tc_model_embed_input(m, o->calib->tokens[t], d->x + t * (size_t)c->dim, err))
                 return TC_ERR;
+        if (o->q.method == TC_TMETHOD_AFFINE_CALIBRATED || o->q.method == TC_TMETHOD_AFFINE_BLOCK) {
+            d->xf = malloc(nx ? (size_t)nx : 1);
+            d->yf = malloc(nx ? (size_t)nx : 1);
+            d->hf = malloc(nx ? (size_t)nx : 1);
+            d->hq = malloc(nx ? (size_t)nx : 1);
+            if (!d->xf || !d->yf || !d->hf || !d->hq)
+                return tc_err(err, "out of memory for the calibration activations");
+            memcpy(d->xf, d->x, (size_t)nx);
+        }
         d->smp_cap = o->error_sample_tokens ? o->error_sample_tokens : 256;
         d->rep.calib_tokens = d->n_tok;
     }
@@ -861,6 +1122,13 @@ static void drv_free(qdrv *d)
     reset_stats(d);
     free(d->x);
     free(d->y);
+    free(d->xf);
+    free(d->yf);
+    free(d->hf);
+    free(d->hq);
+    free_captures(d);
+    for (int r = 0; r < TC_N_ROLES; r++)
+        free(d->deq[r]);
     free(d->wl);
     free(d->skip);
     free(d->fp);
@@ -890,13 +1158,13 @@ static int global_ternary(qdrv *d, const tc_tmodel_tensor *t, uint8_t *dst, tc_e
                                : tc_tensor_load_f32(global_tensor(d->m, t->role), &W, err);
     double t1 = now_s();
     if (rc == TC_OK)
-        rc = quantize_matrix(d, W, M, K, meth, NULL, codes, scales, err);
+        rc = quantize_matrix(d, W, M, K, meth, NULL, codes, scales, NULL, err);
     double t2 = now_s();
     if (rc == TC_OK) {
         tc_ternary_report tr;
         tc_ternary_report_make(W, codes, scales, M, K, &d->group, &tr);
         d->fp[ri].codes = crc_bytes(codes, (uint64_t)(M * K));
-        rc = account_matrix(d, ri, &tr, W, codes, scales, M, K, NULL, 0, now_s() - t1, err);
+        rc = account_matrix(d, ri, &tr, W, codes, scales, NULL, M, K, NULL, 0, now_s() - t1, err);
     }
     double t3 = now_s();
     if (rc == TC_OK)
@@ -1044,7 +1312,11 @@ static int packed_add(qdrv *d, int layer, int role, int ternary, tc_error *err)
     t->n_dims = tc_tmodel_expected_shape(&d->m->cfg, layer, role, t->shape);
     t->ternary = ternary;
     if (ternary) {
-        if (tc_tpack_plan_make(d->o->q.layout, t->shape[0], t->shape[1], &d->group, &t->plan, err))
+        /* Offsets for the blocks' linear weights of the affine methods; a
+         * ternary embedding or head keeps the symmetric fit. */
+        tc_tparam_kind pk = layer >= 0 && tc_tmethod_affine(d->o->q.method) ? TC_TPARAM_AFFINE_F16
+                                                                             : TC_TPARAM_SCALE_F32;
+        if (tc_tpack_plan_make_params(d->o->q.layout, t->shape[0], t->shape[1], &d->group, pk, &t->plan, err))
             return TC_ERR;
         t->nbytes = t->plan.total_bytes;
         return TC_OK;
@@ -1065,12 +1337,15 @@ static int packed_build(qdrv *d, tc_error *err)
     d->tm.cfg = *c;
     d->tm.quant = d->o->q;
     d->tm.quant.calib_tokens = d->n_tok;
-    if (d->o->q.method != TC_TMETHOD_CALIBRATED) {
+    if (!tc_tmethod_calibrated(d->o->q.method)) {
         d->tm.quant.sequential = 0;
         d->tm.quant.damp_frac = 0;
+        d->tm.quant.act_order = d->tm.quant.refit = d->tm.quant.block_rounds = 0;
     } else if (d->tm.quant.damp_frac <= 0) {
         d->tm.quant.damp_frac = 0.01;
     }
+    if (d->o->q.method == TC_TMETHOD_AFFINE_CALIBRATED && d->n_tok > 0)
+        d->tm.quant.sequential = 1; /* quantize_layer_stages: inputs always through the quantized layers */
     d->tm.source = m->path;
     /* The tokenizer travels with the model.  One the user named must load;
      * a checkpoint's own that tc cannot read leaves the file without one,
@@ -1136,9 +1411,16 @@ static int verify_tensor(vcheck *v, size_t i, int8_t **codes, size_t *ccap, floa
     uint64_t n = (uint64_t)(t->shape[0] * t->shape[1]), sb = (uint64_t)t->plan.n_scales * sizeof(float);
     if (!(*codes = grow(*codes, ccap, n)) || !(*scales = grow(*scales, scap, sb)))
         return tc_err(err, "%s: verification: out of memory", v->path);
-    if (tc_tmodel_tensor_unpack(t, *codes, *scales, err))
+    float *off = t->plan.offset ? malloc((size_t)sb) : NULL;
+    if (t->plan.offset && !off)
+        return tc_err(err, "%s: verification: out of memory", v->path);
+    int rc = tc_tmodel_tensor_unpack_affine(t, *codes, *scales, off, err);
+    uint32_t oc = off ? crc_bytes(off, sb) : 0;
+    free(off);
+    if (rc)
         return tc_err_prefix(err, "%s: verification", v->path);
-    if (ri < 0 || crc_bytes(*codes, n) != d->fp[ri].codes || crc_bytes(*scales, sb) != d->fp[ri].scales)
+    if (ri < 0 || crc_bytes(*codes, n) != d->fp[ri].codes || crc_bytes(*scales, sb) != d->fp[ri].scales ||
+        oc != d->fp[ri].offsets)
         return tc_err(err, "%s: verification: tensor '%s' does not unpack to the computed codes and scales",
                       v->path, name);
     return TC_OK;
@@ -1369,31 +1651,50 @@ static int gguf_encode_codes(void *ctx, int layer, int which, tc_rope_layout to,
     if (row_bytes * (uint64_t)M != nbytes || !d->codes[which] || M < Mo || K < Ko)
         return tc_err(err, "%s: internal error: layer %d %s has no ternary encoding", d->m->path, layer,
                       tc_role_name((tc_role)which));
-    float *dr = malloc((size_t)nb * sizeof *dr);
+    int aff = tc_ggml_ternary_has_offset(tt);
+    if (aff && !d->offsets[which])
+        return tc_err(err, "%s: internal error: layer %d %s has no offsets", d->m->path, layer,
+                      tc_role_name((tc_role)which));
+    float *dr = malloc((size_t)nb * 2 * sizeof *dr), *mr = dr ? dr + nb : NULL;
     int8_t *rowc = malloc((size_t)K);
     int64_t *perm = NULL;
     int rc = !dr || !rowc ? tc_err(err, "out of memory") : rope_perm(d, which, Mo, to, &perm, err);
-    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0);
+    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0), co = crc32(0L, Z_NULL, 0);
+    uint8_t blk[32];
     for (int64_t i = 0; i < M && rc == TC_OK; i++) {
         int64_t sr = perm ? perm[i] : i;
         memset(rowc, 0, (size_t)K);
+        memset(mr, 0, (size_t)nb * sizeof *mr);
         if (sr < Mo) {
             memcpy(rowc, d->codes[which] + sr * Ko, (size_t)Ko);
             block_scales_row(d->codes[which], d->scales[which], Ko, K, sr, &d->group, B, dr);
+            /* Groups are whole blocks here (drv_init): a block's offset is its group's. */
+            for (int64_t b = 0; aff && b * B < Ko; b++)
+                mr[b] = d->offsets[which][tc_ternary_scale_index(&d->group, Ko, sr, b * B)];
         } else {
             memset(dr, 0, (size_t)nb * sizeof *dr);
         }
-        rc = tc_ggml_ternary_encode(tt, rowc, dr, K, (uint8_t *)dst + (uint64_t)i * row_bytes, err);
+        uint8_t *out = (uint8_t *)dst + (uint64_t)i * row_bytes;
+        rc = tc_ggml_ternary_encode_affine(tt, rowc, dr, aff ? mr : NULL, K, out, err);
         cc = crc32(cc, (const Bytef *)rowc, (uInt)K);
         for (int64_t b = 0; b < nb; b++) {
             float f = tc_f16_to_f32(tc_f32_to_f16(dr[b]));
             cs = crc32(cs, (const Bytef *)&f, sizeof f);
+        }
+        /* The offsets as the file gives them back (the minimum is rounded). */
+        for (int64_t b = 0; aff && rc == TC_OK && b < nb; b++) {
+            int8_t c[32];
+            float db, mb;
+            memcpy(blk, out + (uint64_t)b * (row_bytes / (uint64_t)nb), row_bytes / (uint64_t)nb);
+            rc = tc_ggml_ternary_decode_affine(tt, blk, B, c, &db, &mb, err);
+            co = crc32(co, (const Bytef *)&mb, sizeof mb);
         }
     }
     int ri = report_index(d, layer, which);
     if (rc == TC_OK && ri >= 0) {
         d->fp[ri].codes = (uint32_t)cc;
         d->fp[ri].scales = (uint32_t)cs;
+        d->fp[ri].offsets = aff ? (uint32_t)co : 0;
         d->rep.tensors[ri].bytes = nbytes;
     }
     free(dr);
@@ -1471,17 +1772,21 @@ static int gguf_verify_tensor(qdrv *d, const tc_model *g, const tc_qtensor_repor
     uint64_t row_bytes;
     if (tc_ggml_ternary_row_bytes(r->dtype, K, &row_bytes, err))
         return TC_ERR;
+    int aff = tc_ggml_ternary_has_offset(r->dtype);
     int8_t *codes = malloc((size_t)K);
-    float *bs = malloc((size_t)nb * sizeof *bs);
+    float *bs = malloc((size_t)nb * 2 * sizeof *bs), *bm = bs ? bs + nb : NULL;
     int rc = !codes || !bs ? tc_err(err, "out of memory") : TC_OK;
-    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0);
+    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0), co = crc32(0L, Z_NULL, 0);
     for (int64_t i = 0; i < sp[0] && rc == TC_OK; i++) {
-        rc = tc_ggml_ternary_decode(r->dtype, t->data + (uint64_t)i * row_bytes, K, codes, bs, err);
+        rc = tc_ggml_ternary_decode_affine(r->dtype, t->data + (uint64_t)i * row_bytes, K, codes, bs, bm, err);
         cc = crc32(cc, (const Bytef *)codes, (uInt)K);
         cs = crc32(cs, (const Bytef *)bs, (uInt)((size_t)nb * sizeof *bs));
+        if (aff)
+            co = crc32(co, (const Bytef *)bm, (uInt)((size_t)nb * sizeof *bm));
     }
-    if (rc == TC_OK && ((uint32_t)cc != d->fp[ri].codes || (uint32_t)cs != d->fp[ri].scales))
-        rc = tc_err(err, "%s: verification: tensor '%s' does not decode to the computed codes and scales",
+    if (rc == TC_OK && ((uint32_t)cc != d->fp[ri].codes || (uint32_t)cs != d->fp[ri].scales ||
+                        (aff && (uint32_t)co != d->fp[ri].offsets)))
+        rc = tc_err(err, "%s: verification: tensor '%s' does not decode to the computed codes, scales and offsets",
                     g->path, name);
     free(codes);
     free(bs);
@@ -1582,7 +1887,8 @@ static int gguf_plan(qdrv *d, tc_error *err)
             continue;
         }
         tc_dtype tt = ternary_dtype(d, stored_cols(d, r));
-        tq += tt == d->tq;
+        /* With offsets the codes are Q4_1 or nothing: no TQ tensor is expected. */
+        tq += tt == d->tq || tc_ggml_ternary_has_offset(tt);
         if (tt != TC_DTYPE_COUNT)
             continue;
         r->why = "row length is not a multiple of 32 (ggml holds ternary codes in blocks of 256 or 32)";

@@ -13,6 +13,7 @@
 #include "tc/model_write.h"
 #include "tc/quantize.h"
 #include "tc/tmodel.h"
+#include "tc/sensitivity.h"
 
 static const char *const TOOL = "tc-quantize";
 
@@ -54,8 +55,18 @@ static void usage(void)
            "                        --format, one ending in .tcq the packed one\n"
            "  --force               replace an existing OUT (refused without it)\n"
            "  --method M            absmean (BitNet b1.58 rule), optimal (least-squares fit per\n"
-           "                        group; default) or calibrated (GPTQ on the ternary grid;\n"
-           "                        needs --calib or --calib-tokens)\n"
+           "                        group; default), calibrated (GPTQ on the ternary grid;\n"
+           "                        needs --calib or --calib-tokens), affine (W ~ a*T + mu\n"
+           "                        per group, least-squares fit) or affine-calibrated (the\n"
+           "                        affine grid in GPTQ, block by block, each weight fitted\n"
+           "                        to the original's outputs on the quantized model's\n"
+           "                        inputs; needs calibration data)\n"
+           "  --act-order           affine-calibrated: sweep columns by decreasing H[k][k]\n"
+           "  --refit N             affine-calibrated: rounds of (a, mu) refitted in the\n"
+           "                        Hessian norm, each followed by a sweep (default 2)\n"
+           "  --sensitivity         write nothing: quantize each linear weight alone (the\n"
+           "                        method's uncalibrated fit) and rank the weights by the\n"
+           "                        mean KL it costs on the calibration data (no -o)\n"
            "  --group G             scale groups: tensor, row (default) or N = one scale per N\n"
            "                        input columns of a row, 32 <= N <= 256\n"
            "  --layout L            packed tile layout: i2, tl1 or tl2 (default tl2)\n"
@@ -64,7 +75,8 @@ static void usage(void)
            "  --vocab SRC           ternary-trained models' conversions: where the vocabulary\n"
            "                        comes from (a GGUF file, or an HF directory)\n"
            "  --sequential          calibrated: take each layer's inputs through the layers\n"
-           "                        already quantized (default: through the original model)\n"
+           "                        already quantized (default: through the original model;\n"
+           "                        affine-calibrated always does)\n"
            "  --damp F              calibrated: damping as a fraction of mean diag(X^T X)\n"
            "                        (default 0.01)\n"
            "  --f32                 keep float tensors in F32 rather than F16\n"
@@ -83,7 +95,10 @@ static void usage(void)
            "                        projections become TQ; the function does not change)\n"
            "  --no-verify           skip the check of the written file\n"
            "\n"
-           "GGUF notes: rows that are whole 256-weight blocks become TQ1_0 / TQ2_0; rows that\n"
+           "GGUF notes: with the affine methods every ternary weight is Q4_1 (codes, scale\n"
+           "and offset per 32 weights, 5 bits per weight; TQ1_0 / TQ2_0 hold no offset),\n"
+           "groups must be whole 32-blocks.  Otherwise rows that are whole 256-weight blocks\n"
+           "become TQ1_0 / TQ2_0; rows that\n"
            "are whole 32-weight blocks hold the same ternary codes exactly as Q4_0 (4.5 bits per\n"
            "weight); other rows go to the fallback type.  A file that would hold no TQ tensor\n"
            "is refused unless --fallback is given.  Each block gets one scale, the mean of the\n"
@@ -431,10 +446,79 @@ static int export_packed(const char *in, const char *out, conv_format conv, cons
     return TC_EXIT_OK;
 }
 
+static int cmp_kl(const void *a, const void *b)
+{
+    double x = ((const tc_sensitivity_entry *)a)->kl, y = ((const tc_sensitivity_entry *)b)->kl;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* --sensitivity: every linear weight quantized alone, ranked by the KL it costs. */
+static int run_sensitivity(const char *path, const tc_quantize_opts *qo, cli_calib *cal, const cli_common *com,
+                           const char *out)
+{
+    if (out)
+        return cli_usage_error(TOOL, "--sensitivity writes no model: leave out -o");
+    if (!cal->text && !cal->tokens)
+        return cli_usage_error(TOOL, "--sensitivity needs --calib FILE or --calib-tokens FILE");
+    tc_error err = {{0}};
+    tc_model m;
+    if (tc_model_open(&m, path, &err))
+        return cli_fail(TOOL, &err);
+    tc_calib_set set = {0};
+    if (cli_model_tokenizer(&m, com->tokenizer, 0, &err) || cli_calib_load(cal, &m, com->tokenizer, &set, &err)) {
+        tc_model_close(&m);
+        return cli_fail(TOOL, &err);
+    }
+    cli_print_windows(TOOL, "calibration", &set, com->quiet);
+    tc_batch b = {set.tokens, set.offsets, set.n_seqs};
+    tc_sensitivity sn;
+    int rc = tc_sensitivity_measure(&m, &b, &qo->q, com->threads > 0 ? com->threads : cli_default_threads(), &sn,
+                                    &err);
+    if (rc == TC_OK) {
+        qsort(sn.entries, sn.n_entries, sizeof *sn.entries, cmp_kl);
+        if (com->json) {
+            cJSON *j = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(j, "tensors");
+            cJSON_AddStringToObject(j, "input", path);
+            cJSON_AddStringToObject(j, "method", tc_tmethod_name(sn.method));
+            cJSON_AddNumberToObject(j, "tokens", (double)sn.n_tokens);
+            for (size_t i = 0; i < sn.n_entries; i++) {
+                cJSON *e = cJSON_CreateObject();
+                char name[64];
+                tc_tmodel_tensor t = {.layer = sn.entries[i].layer, .role = sn.entries[i].role};
+                tc_tmodel_tensor_name(&t, name, sizeof name);
+                cJSON_AddStringToObject(e, "name", name);
+                cJSON_AddNumberToObject(e, "kl", sn.entries[i].kl);
+                cJSON_AddNumberToObject(e, "rel_weight_error", sn.entries[i].rel_weight_error);
+                cJSON_AddItemToArray(a, e);
+            }
+            char *s = cJSON_Print(j);
+            if (s)
+                printf("%s\n", s);
+            free(s);
+            cJSON_Delete(j);
+        } else {
+            printf("%s: each linear weight quantized alone (%s), mean KL over %llu calibration tokens, "
+                   "most sensitive first\n", path, tc_tmethod_name(sn.method), (unsigned long long)sn.n_tokens);
+            printf("  %-20s %12s %10s\n", "tensor", "KL (nats)", "rel err W");
+            for (size_t i = 0; i < sn.n_entries; i++) {
+                char name[64];
+                tc_tmodel_tensor t = {.layer = sn.entries[i].layer, .role = sn.entries[i].role};
+                tc_tmodel_tensor_name(&t, name, sizeof name);
+                printf("  %-20s %12.6f %10.4f\n", name, sn.entries[i].kl, sn.entries[i].rel_weight_error);
+            }
+        }
+        tc_sensitivity_free(&sn);
+    }
+    tc_calib_set_free(&set);
+    tc_model_close(&m);
+    return rc == TC_OK ? 0 : cli_fail(TOOL, &err);
+}
+
 int main(int argc, char **argv)
 {
     enum { OPT_METHOD = CLI_OPT_TOOL_BASE, OPT_GROUP, OPT_LAYOUT, OPT_FORMAT, OPT_SEQ, OPT_DAMP, OPT_F32,
-           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK, OPT_KEEP_FFN, OPT_VOCAB };
+           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK, OPT_KEEP_FFN, OPT_VOCAB, OPT_ACT_ORDER, OPT_REFIT,
+           OPT_SENS };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         CLI_CALIB_LONG_OPTIONS,
@@ -452,6 +536,9 @@ int main(int argc, char **argv)
         {"fallback", required_argument, 0, OPT_FALLBACK},
         {"keep-ffn-width", no_argument, 0, OPT_KEEP_FFN},
         {"vocab", required_argument, 0, OPT_VOCAB},
+        {"act-order", no_argument, 0, OPT_ACT_ORDER},
+        {"refit", required_argument, 0, OPT_REFIT},
+        {"sensitivity", no_argument, 0, OPT_SENS},
         CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
@@ -462,7 +549,7 @@ int main(int argc, char **argv)
     tc_quantize_opts qo = {.q = {.method = TC_TMETHOD_OPTIMAL, .layout = TC_TPACK_TL2,
                                  .group = {TC_TGROUP_ROW, 0}},
                            .format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .verify = 1, .pad_ffn = 1};
-    int c, code, method_set = 0, group_set = 0;
+    int c, code, method_set = 0, group_set = 0, act_order = 0, refit = -1, sensitivity = 0;
     const char *vocab = NULL;
     conv_format conv = CONV_NONE;
     while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
@@ -477,7 +564,8 @@ int main(int argc, char **argv)
         case 'o': out = optarg; break;
         case OPT_METHOD:
             if (tc_tmethod_from_name(optarg, &qo.q.method) || qo.q.method == TC_TMETHOD_SOURCE)
-                return cli_usage_error(TOOL, "--method must be absmean, optimal or calibrated");
+                return cli_usage_error(TOOL, "--method must be absmean, optimal, calibrated, affine, "
+                                             "affine-calibrated or affine-block");
             method_set = 1;
             break;
         case OPT_GROUP:
@@ -525,6 +613,16 @@ int main(int argc, char **argv)
             break;
         case OPT_KEEP_FFN: qo.pad_ffn = 0; break;
         case OPT_VOCAB: vocab = optarg; break;
+        case OPT_ACT_ORDER: act_order = 1; break;
+        case OPT_REFIT: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 0 || v > 100)
+                return cli_usage_error(TOOL, "--refit must be a number of rounds in 0..100");
+            refit = (int)v;
+            break;
+        }
+        case OPT_SENS: sensitivity = 1; break;
         default: return cli_usage_error(TOOL, "unknown option");
         }
     }
@@ -532,6 +630,8 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "expected one MODEL argument");
     if (com.info)
         return cli_info(TOOL, argv[optind], com.json);
+    if (sensitivity)
+        return run_sensitivity(argv[optind], &qo, &cal, &com, out);
     if (!out)
         return cli_usage_error(TOOL, "no output: give -o OUT");
     if (conv == CONV_NONE && qo.format == TC_QFORMAT_GGUF_TQ1)
@@ -547,10 +647,19 @@ int main(int argc, char **argv)
                                    "gguf-tq2, gguf-i2s or hf), so %s does not apply", argv[optind], no);
         return export_packed(argv[optind], out, conv, vocab, &com);
     }
-    if (qo.q.method == TC_TMETHOD_CALIBRATED && !cal.text && !cal.tokens)
-        return cli_usage_error(TOOL, "--method calibrated needs --calib FILE or --calib-tokens FILE");
-    if (qo.q.sequential && qo.q.method != TC_TMETHOD_CALIBRATED)
-        return cli_usage_error(TOOL, "--sequential applies to --method calibrated only");
+    if (tc_tmethod_calibrated(qo.q.method) && !cal.text && !cal.tokens)
+        return cli_usage_error(TOOL, "--method %s needs --calib FILE or --calib-tokens FILE",
+                               tc_tmethod_name(qo.q.method));
+    if (qo.q.sequential && !tc_tmethod_calibrated(qo.q.method))
+        return cli_usage_error(TOOL, "--sequential applies to the calibrated methods only");
+    int affine_cal = qo.q.method == TC_TMETHOD_AFFINE_CALIBRATED || qo.q.method == TC_TMETHOD_AFFINE_BLOCK;
+    if ((act_order == 1 || refit >= 0) && !affine_cal)
+        return cli_usage_error(TOOL, "--act-order and --refit apply to affine-calibrated and affine-block only");
+    if (affine_cal) {
+        qo.q.act_order = act_order;
+        qo.q.refit = refit >= 0 ? refit : 2;
+        qo.q.sequential = 1; /* its stages always take their inputs through the quantized layers */
+    }
     if (qo.quantize_embeddings && qo.format != TC_QFORMAT_PACKED)
         return cli_usage_error(TOOL, "--quantize-embeddings is only available with --format packed");
     if (qo.fallback_explicit && qo.format == TC_QFORMAT_PACKED)
