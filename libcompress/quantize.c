@@ -2039,9 +2039,9 @@ int tc_quantize_model(const tc_model *m, const char *out_path, const tc_quantize
         memset(rep, 0, sizeof *rep);
     if (tc_same_file(m->path, out_path))
         return tc_err(err, "%s: refusing to overwrite the input model", out_path);
-    if (m->cfg.t.diff_attn)
-        return tc_err(err, "%s: %s has differential attention (DiffLlama), which neither the packed ternary file "
-                      "nor llama.cpp's GGUF holds", out_path, m->path);
+    if (m->cfg.t.diff_attn && opts->format != TC_QFORMAT_PACKED)
+        return tc_err(err, "%s: %s has differential attention (DiffLlama), which llama.cpp's GGUF does not hold "
+                      "(write the packed format)", out_path, m->path);
     qdrv d;
     int rc = drv_init(&d, m, opts, err);
     if (rc == TC_OK && opts->progress)

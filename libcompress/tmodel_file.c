@@ -470,6 +470,9 @@ static int parse_traits(const reader *r, const cJSON *o, tc_config *c, double th
     const cJSON *sn = cJSON_GetObjectItemCaseSensitive(o, "sub_norms");
     if (sn && get_bool(r, o, "sub_norms", &t->sub_norms))
         return TC_ERR;
+    const cJSON *da = cJSON_GetObjectItemCaseSensitive(o, "diff_attn");
+    if (da && get_bool(r, o, "diff_attn", &t->diff_attn))
+        return TC_ERR;
     const cJSON *lk = cJSON_GetObjectItemCaseSensitive(o, "linear");
     if (lk) {
         const char *kind = get_str(r, o, "linear");

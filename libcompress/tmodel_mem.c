@@ -110,8 +110,6 @@ int tc_tmodel_mem_quantize(tc_tmodel_mem *out, const tc_model *src, tc_tpack_lay
                            const tc_tgroup *g, tc_error *err)
 {
     const tc_config *c = &src->cfg;
-    if (c->t.diff_attn)
-        return tc_err(err, "%s: the packed ternary model does not hold differential attention (DiffLlama)", src->path);
     if (mem_init(out, c, err))
         return TC_ERR;
     tc_weights w;

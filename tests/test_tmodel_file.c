@@ -85,6 +85,7 @@ static void set_traits(tc_config *c, int variant)
         t->rope[1].max_pos = 2048;
         t->rope[1].orig_max_pos = 2048;
         t->rope[1].attn_factor = 1.0;
+        t->diff_attn = 1; /* a header trait like the rest (the runner reads it) */
     } else {
         c->arch = TC_ARCH_PHI3;
         t->act = TC_ACT_GELU;
