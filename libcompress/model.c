@@ -502,6 +502,21 @@ static int bind_fused(tc_model *m, const tc_naming *nm, int l, tc_layer *L, int 
     return TC_OK;
 }
 
+/* A linear's weight scale: one positive, finite float, bound to role r. */
+static int bind_scale(const tc_model *m, tc_role r, const tc_tensor *s, tc_layer *L, tc_error *err)
+{
+    float v = 0.0f;
+    if (s->n_elements != 1 || !tc_dtype_is_float_convertible(s->dtype))
+        return tc_err(err, "%s: tensor '%s' must hold one float", m->path, s->name);
+    if (tc_convert_to_f32(s->dtype, s->data, 1, &v, err))
+        return tc_err_prefix(err, "%s: tensor '%s'", m->path, s->name);
+    if (!(v > 0.0f) || !isfinite(v))
+        return tc_err(err, "%s: tensor '%s' is %g; a weight scale must be positive and finite", m->path, s->name,
+                      (double)v);
+    L->scale[r] = s;
+    return TC_OK;
+}
+
 /* A bitlinear linear (transformers' BitLinear, offline): its weight is the
  * packed uint8 buffer [rows / 4][cols], four rows to a byte, and beside it
  * a weight_scale of one float.  transformers sizes the buffer rows / 4, so
@@ -524,16 +539,7 @@ static int bind_bitlinear(tc_model *m, tc_role r, const tc_tensor *t, tc_layer *
     const tc_tensor *s = tc_tensordir_find(m->dir, name);
     if (!s)
         return tc_err(err, "%s: missing tensor '%s' (the weight scale of '%s')", m->path, name, t->name);
-    float v = 0.0f;
-    if (s->n_elements != 1 || !tc_dtype_is_float_convertible(s->dtype))
-        return tc_err(err, "%s: tensor '%s' must hold one float", m->path, name);
-    if (tc_convert_to_f32(s->dtype, s->data, 1, &v, err))
-        return tc_err_prefix(err, "%s: tensor '%s'", m->path, name);
-    if (!(v > 0.0f) || !isfinite(v))
-        return tc_err(err, "%s: tensor '%s' is %g; a weight scale must be positive and finite", m->path, name,
-                      (double)v);
-    L->scale[r] = s;
-    return TC_OK;
+    return bind_scale(m, r, s, L, err);
 }
 
 /* A ternary linear of a GGUF bitnet file: its codes in a type that holds
@@ -557,16 +563,7 @@ static int bind_ggml_ternary(const tc_model *m, tc_role r, const tc_tensor *t, t
     const tc_tensor *s = tc_tensordir_find(m->dir, name);
     if (!s)
         return TC_OK;
-    float v = 0.0f;
-    if (s->n_elements != 1 || !tc_dtype_is_float_convertible(s->dtype))
-        return tc_err(err, "%s: tensor '%s' must hold one float", m->path, name);
-    if (tc_convert_to_f32(s->dtype, s->data, 1, &v, err))
-        return tc_err_prefix(err, "%s: tensor '%s'", m->path, name);
-    if (!(v > 0.0f) || !isfinite(v))
-        return tc_err(err, "%s: tensor '%s' is %g; a weight scale must be positive and finite", m->path, name,
-                      (double)v);
-    L->scale[r] = s;
-    return TC_OK;
+    return bind_scale(m, r, s, L, err);
 }
 
 /* drop_attn / drop_mlp: per-layer flags saying the sub-layer was pruned away
