@@ -338,6 +338,20 @@ static int check_opts(const tc_prune_plan *p, const tc_analysis *a, const tc_mod
     return TC_OK;
 }
 
+/* Models whose heads tc-prune cannot drop, refused before any work:
+ * differential attention's heads come in pairs, and a ternary-trained
+ * model's linears go out as packed codes with one scale per tensor, where
+ * heads are cut from float tensors. */
+int tc_prune_heads_refused(const tc_model *m, tc_error *err)
+{
+    if (m->cfg.t.diff_attn)
+        return tc_err(err, "%s: dropping heads of differential attention (DiffLlama) is not implemented", m->path);
+    if (tc_linear_is_ternary(&m->cfg))
+        return tc_err(err, "%s: dropping heads of a ternary-trained (%s) model is not implemented; drop attention "
+                      "sub-layers or blocks", m->path, tc_linear_kind_name(m->cfg.t.linear));
+    return TC_OK;
+}
+
 /* Heads that could go: those of attentions p and m keep, outside keep-first and keep-last. */
 static int heads_available(const tc_prune_plan *p, const tc_model *m, const tc_prune_opts *o, int n_heads)
 {
@@ -662,13 +676,8 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
         /* DiffLlama's lambda_init follows the layer's index. */
         rc = tc_err(err, "%s: dropping a block of a DiffLlama model renumbers the layers after it, whose lambda_init "
                     "depends on their index; drop sub-layers, or only the last blocks", path);
-    } else if (m->cfg.t.diff_attn && any_h) {
-        rc = tc_err(err, "%s: dropping heads of differential attention (DiffLlama) is not implemented", path);
-    } else if (tc_linear_is_ternary(&m->cfg) && any_h) {
-        /* Heads are cut from float tensors; a ternary-trained model's linears
-         * go out as their packed codes and one scale per tensor. */
-        rc = tc_err(err, "%s: dropping heads of a ternary-trained (%s) model is not implemented; drop attention "
-                    "sub-layers or blocks", path, tc_linear_kind_name(m->cfg.t.linear));
+    } else if (any_h && tc_prune_heads_refused(m, err)) {
+        rc = TC_ERR;
     } else if (fmt == TC_FORMAT_LLAMA2C && (any_a || any_m)) {
         rc = tc_err(err, "%s: llama2.c checkpoints cannot hold dropped attention or MLP sub-layers; drop "
                     "whole blocks, or write HF (--format hf) or GGUF (--format gguf)", path);

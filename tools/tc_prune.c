@@ -577,8 +577,9 @@ int main(int argc, char **argv)
         }
     }
     /* The tokenizer given, and the vocabulary a GGUF output must carry, are
-     * checked now too. */
-    if (cli_model_tokenizer(&m, a.com.tokenizer, out_format(&a, &m) == TC_FORMAT_GGUF, &err)) {
+     * checked now too, and a model whose heads cannot go. */
+    if ((a.po.drop_heads && tc_prune_heads_refused(&m, &err)) ||
+        cli_model_tokenizer(&m, a.com.tokenizer, out_format(&a, &m) == TC_FORMAT_GGUF, &err)) {
         tc_model_close(&m);
         return cli_fail(TOOL, &err);
     }
