@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "tc/gguf.h"
 #include "tc/synth.h"
 
 static const char *const TOOL = "tc-synth";
@@ -19,7 +20,7 @@ static void usage(void)
            "Shape (defaults in brackets):\n"
            "  --layers N [4]  --dim N [64]  --heads N [4]  --kv-heads N [2]  --ffn N [172]\n"
            "  --vocab N [512]  --context N [512]  --untied  --qkv-bias (a qwen2 model)\n"
-           "  --family F [llama]  llama, mistral, qwen2, qwen3, gemma2, gemma3 or phi3: that family's\n"
+           "  --family F [llama]  llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3 or bitnet: that family's\n"
            "                      traits as its Hugging Face config gives them by default\n"
            "  --window N          the sliding window of mistral and gemma (their default: 4096)\n"
            "Content:\n"
@@ -31,6 +32,8 @@ static void usage(void)
            "Output:\n"
            "  -o, --output OUT   the checkpoint (a directory for hf)\n"
            CLI_FORCE_HELP
+           "  --vocab-from GGUF  GGUF output: the tokenizer keys of this GGUF file (a vocabulary\n"
+           "                     of --vocab tokens), so that llama.cpp loads the model\n"
            "  --json             after writing, print the written checkpoint's --info as JSON\n"
            "\n" CLI_COMMON_HELP,
            TOOL);
@@ -56,7 +59,7 @@ int main(int argc, char **argv)
 {
     enum { OPT_LAYERS = CLI_OPT_TOOL_BASE, OPT_DIM, OPT_HEADS, OPT_KV, OPT_FFN, OPT_VOCAB, OPT_CONTEXT,
            OPT_UNTIED, OPT_BIAS, OPT_SEED, OPT_WEAK_ATTN, OPT_WEAK_MLP, OPT_TERNARY, OPT_FORMAT, OPT_DTYPE,
-           OPT_FAMILY, OPT_WINDOW };
+           OPT_FAMILY, OPT_WINDOW, OPT_VOCAB_FROM };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         {"output", required_argument, 0, 'o'},  {"layers", required_argument, 0, OPT_LAYERS},
@@ -68,13 +71,14 @@ int main(int argc, char **argv)
         {"weak-mlp", required_argument, 0, OPT_WEAK_MLP}, {"ternary", no_argument, 0, OPT_TERNARY},
         {"format", required_argument, 0, OPT_FORMAT}, {"dtype", required_argument, 0, OPT_DTYPE},
         {"family", required_argument, 0, OPT_FAMILY}, {"window", required_argument, 0, OPT_WINDOW},
+        {"vocab-from", required_argument, 0, OPT_VOCAB_FROM},
         CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
     cli_init();
     cli_common com = {0};
     long v[7] = {4, 64, 4, 2, 172, 512, 512}; /* layers dim heads kv ffn vocab context */
-    const char *out = NULL, *weak_attn = NULL, *weak_mlp = NULL, *family = "llama";
+    const char *out = NULL, *vocab_from = NULL, *weak_attn = NULL, *weak_mlp = NULL, *family = "llama";
     int untied = 0, bias = 0, ternary = 0, c, code;
     long window = 0;
     long seed = 1;
@@ -110,6 +114,7 @@ int main(int argc, char **argv)
                 return cli_usage_error(TOOL, "--window needs a number from 1 to 1073741824, not '%s'", optarg);
             break;
         case OPT_WEAK_MLP: weak_mlp = optarg; break;
+        case OPT_VOCAB_FROM: vocab_from = optarg; break;
         case OPT_FORMAT:
             if (strcmp(optarg, "hf") == 0) fmt = TC_FORMAT_HF;
             else if (strcmp(optarg, "gguf") == 0) fmt = TC_FORMAT_GGUF;
@@ -151,10 +156,27 @@ int main(int argc, char **argv)
     }
     s.weak_attn = wa;
     s.weak_mlp = wm;
+    tc_gguf vocab;
+    if (vocab_from && fmt != TC_FORMAT_GGUF) {
+        free(wa);
+        free(wm);
+        return cli_usage_error(TOOL, "--vocab-from needs --format gguf");
+    }
+    if (vocab_from) {
+        tc_error verr = {{0}};
+        if (tc_gguf_open(&vocab, vocab_from, &verr)) {
+            free(wa);
+            free(wm);
+            return cli_fail(TOOL, &verr);
+        }
+        s.gguf_vocab = &vocab;
+    }
     cli_output o = {out, fmt == TC_FORMAT_HF ? TC_OUTPUT_DIR : TC_OUTPUT_FILE};
     code = cli_guard_outputs(TOOL, NULL, NULL, 0, &o, 1, com.force);
     tc_error err = {{0}};
     int rc = code ? TC_ERR : tc_synth_write(out, fmt, dtype, &s, &err);
+    if (vocab_from)
+        tc_gguf_close(&vocab);
     free(wa);
     free(wm);
     if (code)
