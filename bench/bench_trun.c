@@ -9,8 +9,10 @@
  * decoded one at a time from an empty cache, each token the argmax of the
  * previous logits.  Each of R repetitions (default 3) times both; reported:
  * the mean and the spread of the tokens/s, the load average before the run,
- * and the process's CPU time over wall time x threads (below 100 %: other
- * processes had the cores).  One untimed token first maps the weights in. */
+ * the process's CPU time over wall time x threads (below 100 %: other
+ * processes had the cores), and the best tokens per CPU-second x threads
+ * (what the threads compute when they have their cores; with several threads
+ * it counts the pool's spinning too).  One untimed token first maps the weights in. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +113,7 @@ int main(int argc, char **argv)
     float *logits = malloc((size_t)V * sizeof *logits);
     int32_t *toks = malloc((size_t)prompt * sizeof *toks);
     double *pp = calloc((size_t)reps, sizeof *pp), *tg = calloc((size_t)reps, sizeof *tg);
+    double pp_cpu = 0, tg_cpu = 0; /* best tokens per CPU-second x threads */
     double l0 = load1();
     if (!logits || !toks || !pp || !tg || tc_trun_new(&r, &m, &o, &err) || tc_trun_step(r, 1, logits, &err)) {
         fprintf(stderr, "bench_trun: %s\n", err.msg[0] ? err.msg : "out of memory");
@@ -124,19 +127,22 @@ int main(int argc, char **argv)
             toks[i] = (int32_t)((seed >> 33) % (uint64_t)V);
         }
         tc_trun_reset(r);
-        double t0 = now();
+        double t0 = now(), u0 = cpu_s();
         if (tc_trun_feed(r, toks, (size_t)prompt, logits, 0, &err))
             break;
         pp[k] = prompt / (now() - t0);
+        pp_cpu = fmax(pp_cpu, prompt * threads / (cpu_s() - u0));
         tc_trun_reset(r);
         int32_t tok = toks[0];
         t0 = now();
+        u0 = cpu_s();
         for (int i = 0; i < gen; i++) {
             if (tc_trun_step(r, tok, logits, &err))
                 break;
             tok = argmax(logits, V);
         }
         tg[k] = gen / (now() - t0);
+        tg_cpu = fmax(tg_cpu, gen * threads / (cpu_s() - u0));
     }
     double cpu = (cpu_s() - c0) / ((now() - w0) * threads);
     if (err.msg[0]) {
@@ -158,14 +164,14 @@ int main(int argc, char **argv)
     if (json)
         printf("{\"model\": \"%s\", \"layout\": \"%s\", \"embd\": \"%s\", \"bytes\": %llu, \"kernel\": \"%s\", "
                "\"threads\": %d, \"pp\": %d, \"pp_tps\": %.3f, \"pp_sd\": %.3f, \"tg\": %d, \"tg_tps\": %.3f, "
-               "\"tg_sd\": %.3f, \"reps\": %d, \"load1\": %.2f, \"cpu\": %.3f}\n",
+               "\"tg_sd\": %.3f, \"pp_tps_cpu\": %.3f, \"tg_tps_cpu\": %.3f, \"reps\": %d, \"load1\": %.2f, \"cpu\": %.3f}\n",
                path, lay, e ? tc_dtype_name(e->dtype) : "?", (unsigned long long)sz.bytes,
-               tc_kpath_name(tc_trun_kernels(r)->path), threads, prompt, ppm, pps, gen, tgm, tgs, reps, l0, cpu);
+               tc_kpath_name(tc_trun_kernels(r)->path), threads, prompt, ppm, pps, gen, tgm, tgs, pp_cpu, tg_cpu, reps, l0, cpu);
     else
         printf("%s (%s, embd %s, %.0f MB) %s, %d thread(s): pp%d %.2f +- %.2f t/s, tg%d %.2f +- %.2f t/s "
-               "(load %.2f, cpu %.0f %%)\n",
+               "(per CPU-second: pp %.2f, tg %.2f; load %.2f, cpu %.0f %%)\n",
                path, lay, e ? tc_dtype_name(e->dtype) : "?", sz.bytes / 1e6, tc_kpath_name(tc_trun_kernels(r)->path),
-               threads, prompt, ppm, pps, gen, tgm, tgs, l0, 100 * cpu);
+               threads, prompt, ppm, pps, gen, tgm, tgs, pp_cpu, tg_cpu, l0, 100 * cpu);
     tc_trun_free(r);
     tc_tmodel_close(&m);
     free(logits), free(toks), free(pp), free(tg);

@@ -19,7 +19,10 @@
 # REPS (default 3) repetitions each.  Each line of WORK/bitnet2b_runs.jsonl is one
 # measurement with the load average before it; WORK/bitnet2b_table.md and
 # .json give per configuration the best round (the machine is shared: the
-# best round is the one least disturbed) and the median.  bench_int8_peak
+# best round is the one least disturbed) and the median; tc's rows also give
+# tokens per CPU-second x threads (bench_trun), and the prompt's int8 share of
+# the peak both ways (wall clock; per CPU-second of each, which holds when
+# other processes share the cores).  bench_int8_peak
 # runs in every round too; prompt rates are also given as int8 operations
 # per second (two per ternary weight and token) over its peak.
 set -euo pipefail
@@ -71,38 +74,51 @@ python3 - "$runs" "$work" <<'PY'
 import json, statistics, sys, os
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 params = 30 * (2560 * 2560 * 2 + 2560 * 640 * 2 + 3 * 2560 * 6912)  # ternary weights per token
-peak = {}
+peak, peak_cpu = {}, {}
 for r in runs:
     if r["runtime"] == "peak":
         for t in r["threads"]:
             peak.setdefault(t["threads"], []).append(t["gops"])
+            if "gops_per_cpu_s" in t:
+                peak_cpu.setdefault(t["threads"], []).append(t["gops_per_cpu_s"])
 rows = {}
 for r in runs:
     if r["runtime"] == "tc":
         name = os.path.basename(r["model"])
         for what, key, n in (("pp", "pp_tps", r["pp"]), ("tg", "tg_tps", r["tg"])):
-            rows.setdefault(("tc " + r["layout"].upper(), r["embd"], r["threads"], f"{what}{n}", name), []).append((r[key], r["load1"]))
+            rows.setdefault(("tc " + r["layout"].upper(), r["embd"], r["threads"], f"{what}{n}", name), []).append(
+                (r[key], r["load1"], r.get(key + "_cpu")))
     elif r["runtime"] == "llama.cpp":
         name = os.path.basename(r["file"])
         embd = name.split("-")[-1].split(".")[0].upper()
         what = f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}"
-        rows.setdefault(("llama.cpp TQ2_0", embd, r["n_threads"], what, name), []).append((r["avg_ts"], r["load1"]))
+        rows.setdefault(("llama.cpp TQ2_0", embd, r["n_threads"], what, name), []).append((r["avg_ts"], r["load1"], None))
 out = []
 for (rt, embd, th, what, name), v in sorted(rows.items(), key=lambda kv: (kv[0][3], kv[0][2], kv[0][0], kv[0][1])):
     best = max(v)
     e = {"runtime": rt, "embd": embd, "threads": th, "test": what, "file": name,
-         "best_tps": round(best[0], 3), "load_at_best": best[1], "median_tps": round(statistics.median(x for x, _ in v), 3),
+         "best_tps": round(best[0], 3), "load_at_best": best[1], "median_tps": round(statistics.median(x[0] for x in v), 3),
          "rounds": len(v)}
+    cpu = [x[2] for x in v if x[2]]
+    if cpu:
+        e["best_tps_per_cpu_s"] = round(max(cpu), 3)
     if what.startswith("pp") and rt.startswith("tc") and th in peak:
         e["int8_share_of_peak"] = round(2 * params * best[0] / 1e9 / max(peak[th]), 4)
+        if cpu and th in peak_cpu:
+            e["int8_share_of_peak_per_cpu_s"] = round(2 * params * max(cpu) / 1e9 / max(peak_cpu[th]), 4)
     out.append(e)
-json.dump({"peak_gops": {str(k): max(v) for k, v in peak.items()}, "ternary_params": params, "rows": out},
+json.dump({"peak_gops": {str(k): max(v) for k, v in peak.items()},
+           "peak_gops_per_cpu_s": {str(k): max(v) for k, v in peak_cpu.items()}, "ternary_params": params, "rows": out},
           open(os.path.join(sys.argv[2], "bitnet2b_table.json"), "w"), indent=1)
 with open(os.path.join(sys.argv[2], "bitnet2b_table.md"), "w") as f:
-    f.write("| test | threads | runtime | embd/head | best t/s | load | median t/s | int8 share of peak |\n|---|---|---|---|---|---|---|---|\n")
+    f.write("| test | threads | runtime | embd/head | best t/s | load | median t/s | t/s per CPU-s | int8 share of peak | per CPU-s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
     for e in out:
-        share = f"{100 * e['int8_share_of_peak']:.1f} %" if "int8_share_of_peak" in e else ""
-        f.write(f"| {e['test']} | {e['threads']} | {e['runtime']} | {e['embd']} | {e['best_tps']:.2f} | {e['load_at_best']:.2f} | {e['median_tps']:.2f} | {share} |\n")
-    f.write("\nint8 peak (G ops/s): " + ", ".join(f"{k} thread(s) {max(v):.1f}" for k, v in sorted(peak.items())) + "\n")
+        pct = lambda k: f"{100 * e[k]:.1f} %" if k in e else ""
+        cps = f"{e['best_tps_per_cpu_s']:.2f}" if "best_tps_per_cpu_s" in e else ""
+        f.write(f"| {e['test']} | {e['threads']} | {e['runtime']} | {e['embd']} | {e['best_tps']:.2f} | {e['load_at_best']:.2f} | "
+                f"{e['median_tps']:.2f} | {cps} | {pct('int8_share_of_peak')} | {pct('int8_share_of_peak_per_cpu_s')} |\n")
+    f.write("\nint8 peak (G ops/s): " + ", ".join(f"{k} thread(s) {max(v):.1f}" for k, v in sorted(peak.items())) +
+            "; per CPU-second of its threads: " + ", ".join(f"{k} thread(s) {max(v):.1f}" for k, v in sorted(peak_cpu.items())) + "\n")
 print(open(os.path.join(sys.argv[2], "bitnet2b_table.md")).read())
 PY
