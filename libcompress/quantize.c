@@ -25,6 +25,7 @@
 #include "tc/model_write.h"
 #include "tc/outfile.h"
 #include "tc/tokenizer.h"
+#include "tc/qmat.h"
 
 static const int linear_roles[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
 #define N_LINEAR 7
@@ -143,6 +144,7 @@ typedef struct qdrv {
     tc_dtype fdt;
     tc_dtype tq;        /* TC_TQ1_0 / TC_TQ2_0 for GGUF, else TC_F32 (unused) */
     tc_dtype fb;        /* GGUF: the fallback type, TC_DTYPE_COUNT for packed output */
+    tc_dtype edt;       /* packed: the embedding and head's type (fdt, or a tc/qmat.h block type) */
     tc_config out;      /* the model as written: GGUF may pad the FFN width (ffn_padding) */
     int gguf;
     tc_quantize_report rep;
@@ -1057,6 +1059,18 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
      * hold (BF16 values below F16's normal range) stays F32. */
     if (ternary_src && d->fdt == TC_F16 && (!f16_holds(m->tok_embd) || !f16_holds(m->output)))
         d->fdt = TC_F32;
+    d->edt = d->fdt;
+    if (o->embd_dtype != TC_F32) {
+        if (d->gguf || o->quantize_embeddings || !tc_qmat_type_ok(o->embd_dtype))
+            return tc_err(err, "%s: an embedding type (%s) is for the packed format's float embedding and head: "
+                          "Q8_0, Q6_K or Q4_0%s", m->path, tc_dtype_name(o->embd_dtype),
+                          d->gguf ? " (GGUF output has --fallback)"
+                          : o->quantize_embeddings ? ", not with ternary embeddings" : "");
+        if (c->dim % tc_qmat_block(o->embd_dtype) != 0)
+            return tc_err(err, "%s: rows of the embedding (%d values) are not whole %s blocks of %lld", m->path,
+                          c->dim, tc_dtype_name(o->embd_dtype), (long long)tc_qmat_block(o->embd_dtype));
+        d->edt = o->embd_dtype;
+    }
     d->fb = TC_DTYPE_COUNT;
     if (o->fallback != TC_F32 || o->fallback_explicit) {
         if (!d->gguf)
@@ -1236,8 +1250,9 @@ static int global_float(qdrv *d, const tc_tmodel_tensor *t, uint8_t *dst, uint64
 {
     const tc_tensor *src = global_tensor(d->m, t->role);
     uint64_t be = tc_dtype_block_elems(src->dtype), bb = tc_dtype_block_bytes(src->dtype);
-    uint64_t ob = tc_dtype_block_bytes(t->dtype), chunk = (1u << 20) / be * be;
-    if (src->n_elements != n || tc_dtype_block_elems(t->dtype) != 1 || chunk == 0) {
+    uint64_t ob = tc_dtype_block_bytes(t->dtype), oe = tc_dtype_block_elems(t->dtype);
+    uint64_t chunk = (1u << 20) / be * be / oe * oe; /* whole blocks of both types */
+    if (src->n_elements != n || chunk == 0) {
         float *v = NULL;
         int rc = tc_tensor_load_f32(src, &v, err);
         if (rc == TC_OK)
@@ -1254,7 +1269,7 @@ static int global_float(qdrv *d, const tc_tmodel_tensor *t, uint8_t *dst, uint64
         if (tc_convert_to_f32(src->dtype, src->data + i / be * bb, k, buf, err))
             rc = tc_err_prefix(err, "%s: tensor '%s'", src->file, src->name);
         else
-            rc = tc_convert_from_f32(t->dtype, buf, k, dst + i * ob, err);
+            rc = tc_convert_from_f32(t->dtype, buf, k, dst + i / oe * ob, err);
     }
     free(buf);
     return rc;
@@ -1322,7 +1337,7 @@ static int packed_add(qdrv *d, int layer, int role, int ternary, tc_error *err)
         return TC_OK;
     }
     /* Vectors (norms, biases) are tiny: always F32. */
-    t->dtype = t->n_dims == 1 ? TC_F32 : d->fdt;
+    t->dtype = t->n_dims == 1 ? TC_F32 : layer < 0 ? d->edt : d->fdt;
     uint64_t n = t->n_dims == 2 ? (uint64_t)(t->shape[0] * t->shape[1]) : (uint64_t)t->shape[0];
     return tc_dtype_span(t->dtype, n, &t->nbytes, err);
 }
@@ -1518,8 +1533,9 @@ static int write_packed(qdrv *d, const char *path, tc_error *err)
     }
     for (size_t i = 0; i < d->rep.n_tensors; i++)
         if (!d->rep.tensors[i].ternary) {
-            d->rep.tensors[i].why = "embedding and output head stay float (see --quantize-embeddings)";
-            d->rep.tensors[i].dtype = d->fdt;
+            d->rep.tensors[i].why = d->edt != d->fdt ? "embedding and output head in a block type (--embd-type)"
+                                                     : "embedding and output head stay float (see --quantize-embeddings)";
+            d->rep.tensors[i].dtype = d->edt;
         }
     parts_of_matrices(d);
     for (size_t i = 0; i < d->tm.n_tensors; i++) {

@@ -27,19 +27,20 @@ int tc_synth_family(tc_config *c, const char *family, int window, tc_error *err)
     static const struct {
         const char *name;
         tc_arch arch;
-        int qkv_bias, qk_norm, gemma, window, pattern;
+        int qkv_bias, qk_norm, gemma, window, pattern, bitnet;
     } rows[] = {
-        {"llama", TC_ARCH_LLAMA, 0, 0, 0, 0, 0},    {"mistral", TC_ARCH_MISTRAL, 0, 0, 0, 4096, 1},
-        {"qwen2", TC_ARCH_QWEN2, 1, 0, 0, 0, 0},    {"qwen3", TC_ARCH_QWEN3, 0, 1, 0, 0, 0},
-        {"gemma2", TC_ARCH_GEMMA2, 0, 0, 2, 4096, 2}, {"gemma3", TC_ARCH_GEMMA3, 0, 1, 3, 4096, 6},
-        {"phi3", TC_ARCH_PHI3, 0, 0, 0, 0, 0},      {"diffllama", TC_ARCH_DIFFLLAMA, 0, 0, 0, 0, 0},
+        {"llama", TC_ARCH_LLAMA, 0, 0, 0, 0, 0, 0},      {"mistral", TC_ARCH_MISTRAL, 0, 0, 0, 4096, 1, 0},
+        {"qwen2", TC_ARCH_QWEN2, 1, 0, 0, 0, 0, 0},      {"qwen3", TC_ARCH_QWEN3, 0, 1, 0, 0, 0, 0},
+        {"gemma2", TC_ARCH_GEMMA2, 0, 0, 2, 4096, 2, 0}, {"gemma3", TC_ARCH_GEMMA3, 0, 1, 3, 4096, 6, 0},
+        {"phi3", TC_ARCH_PHI3, 0, 0, 0, 0, 0, 0},        {"diffllama", TC_ARCH_DIFFLLAMA, 0, 0, 0, 0, 0, 0},
+        {"bitnet", TC_ARCH_BITNET, 0, 0, 0, 0, 0, 1},
     };
     size_t i = 0;
     while (i < sizeof rows / sizeof rows[0] && strcmp(rows[i].name, family) != 0)
         i++;
     if (i == sizeof rows / sizeof rows[0])
-        return tc_err(err, "unknown family '%.40s' (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3, diffllama)",
-                      family);
+        return tc_err(err, "unknown family '%.40s' (llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3, diffllama, "
+                      "bitnet)", family);
     tc_traits *t = &c->t;
     double theta = t->rope[0].theta;
     tc_traits_llama(t, theta, c->head_dim);
@@ -50,6 +51,12 @@ int tc_synth_family(tc_config *c, const char *family, int window, tc_error *err)
     t->window = rows[i].window ? (window > 0 ? window : rows[i].window) : 0;
     for (int l = 0; t->window && l < c->n_layers && l < TC_MAX_LAYERS; l++)
         t->local[l] = rows[i].pattern == 1 || (l + 1) % rows[i].pattern != 0;
+    if (rows[i].bitnet) { /* BitNet b1.58 2B4T's: relu2, sub-norms, theta 500000, tied; plain linears */
+        tc_traits_llama(t, 500000.0, c->head_dim);
+        t->act = TC_ACT_RELU2;
+        t->sub_norms = 1;
+        c->tied_embeddings = 1;
+    }
     if (rows[i].gemma) {
         t->norm = TC_NORM_RMS_1P;
         t->act = TC_ACT_GELU_TANH;
@@ -207,7 +214,8 @@ int tc_synth_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_er
     uint64_t state = s->seed * 0x100000001b3ull + (uint64_t)(layer + 1) * 131 + (uint64_t)which;
     splitmix64(&state);
     int is_norm = layer >= 0 ? (which == TC_ATTN_NORM || which == TC_FFN_NORM || which == TC_Q_NORM ||
-                                which == TC_K_NORM || which == TC_POST_ATTN_NORM || which == TC_POST_FFN_NORM)
+                                which == TC_K_NORM || which == TC_POST_ATTN_NORM || which == TC_POST_FFN_NORM ||
+                                which == TC_ATTN_SUB_NORM || which == TC_FFN_SUB_NORM)
                              : which == TC_G_OUT_NORM;
     int is_bias = layer >= 0 && !is_norm && !tc_role_is_linear(which);
     if (is_norm) {

@@ -19,6 +19,7 @@
 #include "tc/cursor.h"
 #include "tc/info.h"
 #include "tc/outfile.h"
+#include "tc/qmat.h"
 
 #define PREAMBLE_BYTES 24
 #define HEADER_MAX (64u << 20) /* a 100k-tensor table fits comfortably */
@@ -42,11 +43,21 @@ static const char *global_role_name(int g)
     return g == TC_G_EMBD ? "token_embd" : g == TC_G_OUT_NORM ? "output_norm" : "output";
 }
 
+/* The plain layouts: float values, and ggml's block types for the embedding
+ * and head (tc/qmat.h), bytes as GGUF stores them. */
+static const struct {
+    const char *name;
+    tc_dtype dtype;
+} PLAIN[] = {{"f32", TC_F32}, {"f16", TC_F16}, {"q8_0", TC_Q8_0}, {"q6_k", TC_Q6_K}, {"q4_0", TC_Q4_0}};
+
 static const char *store_name(const tc_tmodel_tensor *t)
 {
     if (t->ternary)
         return tc_tpack_layout_name(t->plan.layout);
-    return t->dtype == TC_F16 ? "f16" : "f32";
+    for (size_t i = 0; i < sizeof PLAIN / sizeof PLAIN[0]; i++)
+        if (PLAIN[i].dtype == t->dtype)
+            return PLAIN[i].name;
+    return "f32";
 }
 
 /* ---- Header: building -------------------------------------------------- */
@@ -594,10 +605,14 @@ static int parse_role(const reader *r, const char *s, int layer, int *role)
 static int parse_store(const reader *r, const char *name, const char *s, tc_tmodel_tensor *t)
 {
     tc_tpack_layout l;
-    if (strcmp(s, "f32") == 0)
-        return t->dtype = TC_F32, TC_OK;
-    if (strcmp(s, "f16") == 0)
-        return t->dtype = TC_F16, TC_OK;
+    for (size_t i = 0; i < sizeof PLAIN / sizeof PLAIN[0]; i++)
+        if (strcmp(s, PLAIN[i].name) == 0) {
+            if (tc_qmat_type_ok(PLAIN[i].dtype) &&
+                !(t->layer < 0 && (t->role == TC_G_EMBD || t->role == TC_G_OUTPUT)))
+                return tc_err(r->err, "%s: tensor '%s' has layout '%s', which only the embedding and the output "
+                              "head may have", r->path, name, s);
+            return t->dtype = PLAIN[i].dtype, TC_OK;
+        }
     if (tc_tpack_layout_from_name(s, &l) == TC_OK)
         return t->ternary = 1, t->plan.layout = l, TC_OK;
     return tc_err(r->err, "%s: tensor '%s' has unknown layout '%s'", r->path, name, s);
@@ -621,6 +636,9 @@ static int parse_shape(const reader *r, const char *name, const cJSON *o, const 
     t->n_dims = nd;
     if (t->ternary && nd != 2)
         return tc_err(r->err, "%s: tensor '%s' is a vector and cannot be ternary", r->path, name);
+    if (!t->ternary && tc_qmat_type_ok(t->dtype) && t->shape[1] % tc_qmat_block(t->dtype) != 0)
+        return tc_err(r->err, "%s: tensor '%s' has rows of %lld values, not whole %s blocks of %lld", r->path, name,
+                      (long long)t->shape[1], tc_dtype_name(t->dtype), (long long)tc_qmat_block(t->dtype));
     return TC_OK;
 }
 

@@ -9,6 +9,7 @@
 
 #include "forward_math.h"
 #include "tc/checked.h"
+#include "tc/qmat.h"
 
 /* Tokens processed together by tc_trun_feed (the chunk): every product,
  * the attention and the output head are handed to the pool once per chunk
@@ -57,7 +58,13 @@ struct tc_trun {
     tc_kwork *work;
     int n_threads, max_len, pos, qdim, kvdim, max_k, chunk;
     tlayer *layers;
-    float *embd, *out_norm, *output; /* output == embd when tied */
+    float *embd, *out_norm, *output; /* output == embd when tied; NULL where a block type is read */
+    /* An embedding or head in a block type (tc/qmat.h): rows are converted
+     * when looked up, the head multiplies int8 activations (hq, hd) in the
+     * LUT mode and is kept dequantized in output for the REF mode. */
+    const tc_tmodel_tensor *embd_q, *out_q;
+    int8_t *hq;
+    float *hd;
     /* Keys transposed per kv head, [n_layers][n_kv_heads][head_dim][max_len],
      * so that a query's scores are contiguous multiply-adds over keys (the
      * fp32 decoder's layout); values [n_layers][max_len][kvdim]. */
@@ -139,8 +146,24 @@ static int load_globals(tc_trun *r, tc_error *err)
     if (!e || !n || (!o && !r->c.tied_embeddings))
         return tc_err(err, "%s: the token embedding, final norm or output head is missing",
                       path_of(r->m));
-    if (to_f32(e, &r->embd, err) || to_f32(n, &r->out_norm, err))
+    const tc_tmodel_tensor *h = o ? o : e;
+    if (tc_qmat_type_ok(e->dtype)) {
+        r->embd_q = e;
+        if (tc_qmat_check(e->dtype, e->data, e->shape[0], e->shape[1], err))
+            return tc_err_prefix(err, "%s: tensor 'token_embd'", path_of(r->m));
+    } else if (to_f32(e, &r->embd, err)) {
         return tc_err_prefix(err, "%s", path_of(r->m));
+    }
+    if (to_f32(n, &r->out_norm, err))
+        return tc_err_prefix(err, "%s", path_of(r->m));
+    if (tc_qmat_type_ok(h->dtype)) {
+        r->out_q = h;
+        if (o && tc_qmat_check(o->dtype, o->data, o->shape[0], o->shape[1], err))
+            return tc_err_prefix(err, "%s: tensor 'output'", path_of(r->m));
+        if (r->mode == TC_TRUN_REF && to_f32(h, &r->output, err))
+            return tc_err_prefix(err, "%s", path_of(r->m));
+        return TC_OK;
+    }
     if (!o) {
         r->output = r->embd;
         return TC_OK;
@@ -206,7 +229,9 @@ static int alloc_buffers(tc_trun *r, tc_error *err)
     r->cs = alloc_f((size_t)c->head_dim, &fail);
     r->logits = alloc_f(CHUNK * (size_t)c->vocab_size, &fail);
     r->xq = malloc(CHUNK * widest);
-    if (fail || !r->xq)
+    r->hq = malloc(CHUNK * (size_t)c->dim);
+    r->hd = alloc_f(CHUNK * (size_t)c->dim / 32 + 1, &fail);
+    if (fail || !r->xq || !r->hq)
         return tc_err(err, "%s: out of memory for the runner's buffers", path_of(r->m));
     return TC_OK;
 }
@@ -272,10 +297,11 @@ void tc_trun_free(tc_trun *r)
     free(r->embd);
     free(r->out_norm);
     float *bufs[] = {r->kc, r->vc,  r->x,  r->xn,  r->xd,    r->q,     r->kb,  r->vb,
-                     r->att, r->g,  r->u,  r->tmp, r->act_s, r->probs, r->cs, r->logits};
+                     r->att, r->g,  r->u,  r->tmp, r->act_s, r->probs, r->cs, r->logits, r->hd};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(r->xq);
+    free(r->hq);
     tc_kwork_free(r->work);
     tc_kpool_free(r->pool);
     free(r);
@@ -636,6 +662,54 @@ static int mlp(tc_trun *r, int l, int T, tc_error *err)
     return TC_OK;
 }
 
+/* Token tok's embedding row into x. */
+static int embed(const tc_trun *r, int32_t tok, float *x, tc_error *err)
+{
+    size_t dim = (size_t)r->c.dim;
+    if (!r->embd_q) {
+        memcpy(x, r->embd + (size_t)tok * dim, dim * sizeof(float));
+        return TC_OK;
+    }
+    const tc_tmodel_tensor *e = r->embd_q;
+    uint64_t rb = tc_qmat_row_bytes(e->dtype, (int64_t)dim);
+    if (tc_convert_to_f32(e->dtype, e->data + (uint64_t)tok * rb, dim, x, err))
+        return tc_err_prefix(err, "%s: tensor 'token_embd'", path_of(r->m));
+    return TC_OK;
+}
+
+/* The logits of n normed rows (r->xn) into out.  A head in a block type
+ * multiplies the rows quantized per block to int8 (recorded in and replayed
+ * from a trace as the linear layers' are); the REF mode multiplies the
+ * dequantized head by the dequantized activations through BLAS. */
+static int head(tc_trun *r, int n, float *out, tc_error *err)
+{
+    const tc_config *c = &r->c;
+    if (!r->out_q) {
+        dense_rows(r, n, c->vocab_size, c->dim, r->xn, r->output, out);
+        return TC_OK;
+    }
+    tc_dtype t = r->out_q->dtype;
+    int64_t B = tc_qmat_block(t);
+    size_t nq = (size_t)n * (size_t)c->dim, ns = nq / (size_t)B;
+    if (r->trace && r->replay) {
+        if (trace_get(r->trace, r->hq, r->hd, nq, ns))
+            return tc_err(err, "%s: the activation trace ends before this run's calls", path_of(r->m));
+    } else {
+        tc_qmat_quantize_act(t, r->xn, n, c->dim, r->hq, r->hd);
+        if (r->trace && trace_put(r->trace, r->hq, r->hd, nq, ns))
+            return tc_err(err, "%s: out of memory for the activation trace", path_of(r->m));
+    }
+    if (r->mode == TC_TRUN_LUT)
+        return tc_qmat_matmul(&r->k, r->pool, t, r->out_q->data, r->out_q->nbytes, c->vocab_size, c->dim,
+                              r->hq, r->hd, n, out, err)
+                   ? tc_err_prefix(err, "%s: the output head", path_of(r->m))
+                   : TC_OK;
+    for (size_t i = 0; i < nq; i++)
+        r->xn[i] = (float)r->hq[i] * r->hd[i / (size_t)B];
+    dense_rows(r, n, c->vocab_size, c->dim, r->xn, r->output, out);
+    return TC_OK;
+}
+
 /* Runs T <= r->chunk tokens; logits of rows first..T-1 go to out. */
 static int run_chunk(tc_trun *r, const int32_t *tokens, int T, int first, float *out,
                      tc_error *err)
@@ -649,7 +723,8 @@ static int run_chunk(tc_trun *r, const int32_t *tokens, int T, int first, float 
             return tc_err(err, "%s: token %d is outside the vocabulary of %d", path_of(r->m),
                           (int)tokens[t], c->vocab_size);
         float *x = r->x + (size_t)t * (size_t)c->dim;
-        memcpy(x, r->embd + (size_t)tokens[t] * (size_t)c->dim, (size_t)c->dim * sizeof(float));
+        if (embed(r, tokens[t], x, err))
+            return TC_ERR;
         if (c->t.embed_scale != 0.0f)
             for (int i = 0; i < c->dim; i++)
                 x[i] *= c->t.embed_scale;
@@ -664,7 +739,8 @@ static int run_chunk(tc_trun *r, const int32_t *tokens, int T, int first, float 
     if (out && first < T) {
         int n = T - first;
         norm_rows(r, r->x + (size_t)first * (size_t)c->dim, r->out_norm, r->xn, n);
-        dense_rows(r, n, c->vocab_size, c->dim, r->xn, r->output, out);
+        if (head(r, n, out, err))
+            return TC_ERR;
         if (c->t.final_softcap > 0.0f)
             tc_fm_softcap(out, (size_t)n * (size_t)c->vocab_size, c->t.final_softcap);
     }

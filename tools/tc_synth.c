@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "tc/gguf.h"
 #include "tc/synth.h"
 
 static const char *const TOOL = "tc-synth";
@@ -19,8 +20,8 @@ static void usage(void)
            "Shape (defaults in brackets):\n"
            "  --layers N [4]  --dim N [64]  --heads N [4]  --kv-heads N [2]  --ffn N [172]\n"
            "  --vocab N [512]  --context N [512]  --untied  --qkv-bias (a qwen2 model)\n"
-           "  --family F [llama]  llama, mistral, qwen2, qwen3, gemma2, gemma3 or phi3: that family's\n"
-           "                      traits as its Hugging Face config gives them by default\n"
+           "  --family F [llama]  llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3, diffllama or bitnet:\n"
+           "                      that family's traits as its Hugging Face config gives them by default\n"
            "  --window N          the sliding window of mistral and gemma (their default: 4096)\n"
            "Content:\n"
            "  --seed S [1]\n"

@@ -65,6 +65,10 @@ typedef struct tc_quantize_opts {
                                      float; any other value means F16 */
     int quantize_embeddings;      /* packed only: embedding and output head ternary too (optimal,
                                      or absmean with absmean) */
+    tc_dtype embd_dtype;          /* packed only: the embedding and output head in a block type
+                                     tc-run multiplies with int8 activations (tc/qmat.h): Q8_0,
+                                     Q6_K or Q4_0 with ggml's reference rounding; 0 (TC_F32):
+                                     kept in float_dtype */
     const tc_batch *calib;        /* calibration sequences (required by calibrated), or NULL */
     const tc_calib_windows *calib_windows; /* which windows calib holds, recorded in the packed
                                      file (docs/PACKED_FORMAT.md), or NULL */

@@ -39,11 +39,12 @@ tc_config tc_synth_config(int n_layers, int dim, int n_heads, int n_kv_heads, in
 
 /* Gives a config the traits of a family as its Hugging Face config class
  * gives them by default ("llama", "mistral", "qwen2", "qwen3", "gemma2",
- * "gemma3", "phi3"): Mistral's 4096-key window on every layer, Qwen2's q/k/v
+ * "gemma3", "phi3", "bitnet"): Mistral's 4096-key window on every layer, Qwen2's q/k/v
  * biases, Qwen3's q/k norms, Gemma's (1 + w) norms, tanh GELU, post-norms,
  * sqrt(dim) embedding scale, tied head and local layers (every other one for
  * Gemma 2 with softcaps 50 and 30, five of six for Gemma 3 with q/k norms and
- * a 10000 local rope base under a 10^6 global one), Phi-3's fused tensors.
+ * a 10000 local rope base under a 10^6 global one), Phi-3's fused tensors; BitNet b1.58's relu2, sub-norms and rope base 500000
+ * (with plain float linears).
  * window > 0 replaces the family's window size.  Shapes are kept. */
 int tc_synth_family(tc_config *c, const char *family, int window, tc_error *err);
 

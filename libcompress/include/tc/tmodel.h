@@ -4,7 +4,8 @@
  * per layer and linear role a packed ternary weight (a tc_tpack_plan and the
  * plan's bytes: tiles then fp32 scales), and every other tensor (norms,
  * biases, the token embedding, the output head) as F32 or F16 values, kept in
- * their stored type and converted when used.
+ * their stored type and converted when used; the embedding and head may also
+ * be Q8_0, Q6_K or Q4_0 blocks (tc/qmat.h).
  *
  * The packed file (docs/PACKED_FORMAT.md) is one self-describing, versioned
  * file: a fixed preamble, a JSON header (config, quantization settings, the
@@ -75,7 +76,8 @@ typedef struct tc_tmodel_tensor {
     int layer;            /* block index, or -1 for a global tensor */
     int role;             /* a tc_role when layer >= 0, a tc_global otherwise */
     int ternary;          /* 1: plan describes the bytes; 0: plain dtype values */
-    tc_dtype dtype;       /* TC_F32 or TC_F16 when !ternary */
+    tc_dtype dtype;       /* TC_F32 or TC_F16 when !ternary; the embedding and head also
+                             TC_Q8_0, TC_Q6_K or TC_Q4_0 */
     int n_dims;           /* 1 or 2 */
     int64_t shape[2];     /* outermost first: [rows][cols] of a matrix, [n] of a vector */
     tc_tpack_plan plan;   /* ternary only */

@@ -5,7 +5,8 @@
  * (BitNet b1.58 absmax, tc_tpack_quantize_act); the layer's int32 sums come
  * from the LUT kernels (tc/kernels.h) and are scaled back to fp32. Norms,
  * RoPE, attention, softmax, the SwiGLU product and the output head run in
- * fp32 (the head and any linear stored as F32/F16 take fp32 inputs).
+ * fp32 (the head and any linear stored as F32/F16 take fp32 inputs); a head
+ * stored in a ggml block type multiplies int8 activations (tc/qmat.h).
  *
  * TC_TRUN_REF runs the same arithmetic with the ternary weights dequantized
  * to fp32 (scale x code) and multiplied by the dequantized int8 activations
