@@ -44,7 +44,11 @@
  * The tools: tc-quantize's --format conversions of a checkpoint and of a
  * .tcq, and its refusals (a .tcq packed again, --method, --group, a float
  * model's I2_S); tc-prune's refusals of sub-layer drops and --type for GGUF
- * bitnet. */
+ * bitnet.
+ *
+ * TC_REFERENCE_OUT=DIR keeps the HF checkpoints written here in DIR, each
+ * with tokens.json and tc_logits.f32 (tc's logits on that checkpoint), for
+ * checking them with transformers itself (tests/reference/check_written.py). */
 #include "llamacpp.h"
 
 #include <math.h>
@@ -83,6 +87,9 @@
 #define PPL_REL 5e-4
 
 static char g_tmp[1024];
+static int g_keep; /* TC_REFERENCE_OUT: the written checkpoints stay, with tc's logits */
+static const int32_t *g_ids; /* the tokens kept beside them */
+static size_t g_n;
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -128,6 +135,39 @@ static float *logits_of(const tc_model *m, const int32_t *ids, size_t n, const t
         return NULL;
     }
     return out;
+}
+
+/* Under TC_REFERENCE_OUT: tc's logits of g_ids on the checkpoint at dir,
+ * beside it, for transformers to compute the same tokens. */
+static void keep_for_transformers(const char *dir, const char *name)
+{
+    if (!g_keep || !g_ids)
+        return;
+    tc_model m;
+    tc_error err = {{0}};
+    CHECK_OK(tc_model_open(&m, dir, &err), &err);
+    if (err.msg[0])
+        return;
+    float *lg = logits_of(&m, g_ids, g_n, NULL);
+    size_t count = g_n * (size_t)m.cfg.vocab_size;
+    char path[1300];
+    snprintf(path, sizeof path, "%s/tc_logits.f32", dir);
+    FILE *f = lg ? fopen(path, "wb") : NULL;
+    CHECK(f && fwrite(lg, sizeof *lg, count, f) == count);
+    if (f)
+        fclose(f);
+    snprintf(path, sizeof path, "%s/tokens.json", dir);
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fprintf(f, "{\"case\": \"%s\", \"tokens\": [", name);
+        for (size_t t = 0; t < g_n; t++)
+            fprintf(f, "%s%d", t ? ", " : "", (int)g_ids[t]);
+        fprintf(f, "]}\n");
+        fclose(f);
+    }
+    free(lg);
+    tc_model_close(&m);
 }
 
 /* max |a - b| / max |b| at position 0, and the share of positions with b's
@@ -344,6 +384,7 @@ static void hf_round_trip(const char *asset, int bytewise)
             CHECK_MSG(same_tensors(&m, &back, what), "%s: tensors differ", what);
         CHECK_MSG(same_codes(&back, &tm, what), "%s: codes or scales differ", what);
         tc_model_close(&back);
+        keep_for_transformers(out, asset);
     } else {
         CHECK_OK(TC_ERR, &err);
     }
@@ -539,6 +580,8 @@ static void prune_case(const char *dir, const char *name, tc_format fmt, const i
         free(a);
         free(b);
         tc_model_close(&p);
+        if (fmt == TC_FORMAT_HF)
+            keep_for_transformers(out, name);
     } else if (!err.msg[0]) {
         CHECK_OK(TC_ERR, &err);
     }
@@ -720,14 +763,22 @@ int main(void)
     char dir[1024];
     if (!tu_asset(dir, sizeof dir, "models/bitnet12"))
         return tu_skip("models/bitnet12 is not in the assets");
-    if (!tu_tmpdir(g_tmp, sizeof g_tmp))
+    const char *keep = getenv("TC_REFERENCE_OUT");
+    if (keep && *keep) {
+        snprintf(g_tmp, sizeof g_tmp, "%s", keep);
+        mkdir(g_tmp, 0755);
+        g_keep = 1;
+    } else if (!tu_tmpdir(g_tmp, sizeof g_tmp)) {
         return tu_skip("no scratch directory");
+    }
     cJSON *refs = references(dir);
     CHECK_MSG(refs != NULL, "%s/references.json: unreadable", dir);
     size_t n = 0;
     int32_t *ids = refs ? json_ids(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(refs, "windows"), 0), &n) : NULL;
     if (n > (size_t)N_TOKENS)
         n = N_TOKENS;
+    g_ids = ids;
+    g_n = n;
     hf_round_trip("bitnet12", 1);
     hf_round_trip("deep16-1.58", 1);
     hf_round_trip("bitnet12-bf16", 0);
@@ -746,7 +797,7 @@ int main(void)
     cJSON_Delete(refs);
     char rm[1100];
     snprintf(rm, sizeof rm, "rm -rf '%s'", g_tmp);
-    CHECK(system(rm) == 0);
+    CHECK(g_keep || system(rm) == 0);
     printf("%d checks, %d failures\n", tu_checks, tu_failures);
     return tu_failures ? 1 : 0;
 }

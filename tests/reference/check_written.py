@@ -13,6 +13,13 @@ logits must equal tc's within 1e-4 of max |logit|.  A config with tc-prune's
 drop_attn_list / drop_mlp_list gets those sub-layers replaced by modules that
 add zero, which is what the lists mean (tests/transformers/compare_logits.py).
 
+A ternary-trained checkpoint (quantization_config.quant_method "bitnet",
+written by TC_REFERENCE_OUT=DIR ./build/test_bitnet_convert) quantizes its
+activations to int8, where a float difference of 1e-7 can move one value
+across a rounding boundary and a later logit by ~0.1; it is judged as
+tc's BitNet tests judge it: >= 99 % of positions within 1e-3 of max |logit|
+and top-1 agreement >= 99 %.
+
 Prints one line per checkpoint and exits 1 when any differs.
 """
 import json
@@ -48,9 +55,15 @@ def check(d: pathlib.Path):
     with torch.no_grad():
         got = model(torch.tensor([tokens])).logits[0].numpy()
     want = np.fromfile(d / "tc_logits.f32", dtype="<f4").reshape(got.shape)
-    rel = float(np.abs(got - want).max() / np.abs(want).max())
+    scale = np.abs(want).max()
+    rel = float(np.abs(got - want).max() / scale)
     same_argmax = int((got.argmax(-1) == want.argmax(-1)).sum())
-    return rel, same_argmax, len(tokens)
+    n = len(tokens)
+    if cfg.get("quantization_config", {}).get("quant_method") == "bitnet":
+        near = int((np.abs(got - want).max(-1) <= 1e-3 * scale).sum())
+        ok = near >= 0.99 * n and same_argmax >= 0.99 * n
+        return rel, same_argmax, n, ok, f", {near}/{n} positions within 1e-3"
+    return rel, same_argmax, n, rel <= TOL, ""
 
 
 def main():
@@ -58,9 +71,9 @@ def main():
     bad = 0
     for d in sorted(p for p in root.iterdir() if (p / "tc_logits.f32").exists()):
         try:
-            rel, same, n = check(d)
-            ok = rel <= TOL
-            print(f"{d.name:24s} transformers vs tc {rel:.3g} of max|logit|, argmax {same}/{n}  {'PASS' if ok else 'FAIL'}")
+            rel, same, n, ok, extra = check(d)
+            print(f"{d.name:24s} transformers vs tc {rel:.3g} of max|logit|, argmax {same}/{n}{extra}  "
+                  f"{'PASS' if ok else 'FAIL'}")
         except Exception as e:  # a checkpoint transformers cannot load fails the check
             ok = False
             print(f"{d.name:24s} ERROR {type(e).__name__}: {e}")
