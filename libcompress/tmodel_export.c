@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tc/checked.h"
+#include "tc/qmat.h"
 
 typedef struct export_ctx {
     const tc_tmodel *tm;
@@ -50,14 +51,49 @@ static int export_ternary(void *ctx, int layer, int role, int8_t *codes, float *
     return tc_tmodel_tensor_unpack(t, codes, scale, err);
 }
 
+/* GGUF output: an embedding or head the packed file keeps in a ggml block
+ * type (tc-quantize --embd-type) is written in that type, its bytes as they
+ * are; every other matrix takes the float path (`fallback`). */
+typedef struct export_ctx_gguf {
+    export_ctx x;
+    tc_dtype fallback;
+} export_ctx_gguf;
+
+static const tc_tmodel_tensor *block_typed(const tc_tmodel *tm, int layer, int which)
+{
+    const tc_tmodel_tensor *t = layer < 0 ? tc_tmodel_find(tm, layer, which) : NULL;
+    return t && !t->ternary && tc_qmat_type_ok(t->dtype) ? t : NULL;
+}
+
+static tc_dtype export_dtype_of(void *ctx, int layer, int which)
+{
+    const export_ctx_gguf *g = ctx;
+    const tc_tmodel_tensor *t = block_typed(g->x.tm, layer, which);
+    return t ? t->dtype : g->fallback;
+}
+
+static int export_encode(void *ctx, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
+                         tc_error *err)
+{
+    (void)to; /* the embedding and head have no rope rows */
+    const export_ctx_gguf *g = ctx;
+    const tc_tmodel_tensor *t = block_typed(g->x.tm, layer, which);
+    if (!t || t->nbytes != nbytes)
+        return tc_err(err, "%s: the %s's block bytes do not match the GGUF tensor's size",
+                      g->x.tm->path ? g->x.tm->path : "(packed model)", which == TC_G_EMBD ? "embedding" : "head");
+    memcpy(dst, t->data, (size_t)nbytes);
+    return TC_OK;
+}
+
 /* The narrowest of BF16, F16 and F32 that holds every value of the plain
- * tensors (matrices, or norms) exactly: nothing is rounded on the way out. */
-static int exact_dtype(const tc_tmodel *tm, int matrices, tc_dtype *out, tc_error *err)
+ * tensors (matrices, or norms) exactly: nothing is rounded on the way out.
+ * skip_blocks leaves out the tensors kept in a block type (GGUF keeps them). */
+static int exact_dtype(const tc_tmodel *tm, int matrices, int skip_blocks, tc_dtype *out, tc_error *err)
 {
     int bf16 = 1, f16 = 1;
     for (size_t i = 0; i < tm->n_tensors && (bf16 || f16); i++) {
         const tc_tmodel_tensor *t = &tm->tensors[i];
-        if (t->ternary || (t->n_dims == 2) != matrices)
+        if (t->ternary || (t->n_dims == 2) != matrices || (skip_blocks && tc_qmat_type_ok(t->dtype)))
             continue;
         uint64_t n = (uint64_t)t->shape[0] * (uint64_t)(t->n_dims == 2 ? t->shape[1] : 1), bytes;
         if (tc_mul_u64(n, sizeof(float), &bytes) || bytes > SIZE_MAX)
@@ -106,11 +142,11 @@ int tc_tmodel_export(const tc_tmodel *tm, const char *path, const tc_tmodel_expo
                       "has float activations", path, tc_tmethod_name(tm->quant.method));
     if (o->format != TC_FORMAT_HF && o->format != TC_FORMAT_GGUF)
         return tc_err(err, "%s: packed models are written back as Hugging Face directories or GGUF files", path);
-    export_ctx x = {tm};
+    export_ctx_gguf x = {{tm}, 0};
     tc_model_src s = {
         .cfg = tm->cfg,
         .fill = export_fill,
-        .ctx = &x,
+        .ctx = &x, /* export_fill and export_ternary read its first member */
         .gguf_vocab = o->gguf_vocab,
         .hf_src_dir = o->hf_src_dir,
         .name = o->name,
@@ -118,12 +154,17 @@ int tc_tmodel_export(const tc_tmodel *tm, const char *path, const tc_tmodel_expo
         .ternary_dtype = o->ternary_dtype,
         .scale_dtype = scale_dtype(tm),
     };
-    if (exact_dtype(tm, 1, &s.dtype, err))
+    if (exact_dtype(tm, 1, o->format == TC_FORMAT_GGUF, &s.dtype, err))
         return tc_err_prefix(err, "%s", path);
+    x.fallback = s.dtype;
+    if (o->format == TC_FORMAT_GGUF) {
+        s.dtype_of = export_dtype_of;
+        s.encode = export_encode;
+    }
     /* transformers casts weight_scale to the config's dtype: F32 scales need an F32 model. */
     if (o->format == TC_FORMAT_HF && s.scale_dtype == TC_F32)
         s.dtype = TC_F32;
-    if (o->format == TC_FORMAT_HF && exact_dtype(tm, 0, &s.norm_dtype, err))
+    if (o->format == TC_FORMAT_HF && exact_dtype(tm, 0, 0, &s.norm_dtype, err))
         return tc_err_prefix(err, "%s", path);
     if (o->format == TC_FORMAT_HF && s.cfg.t.linear == TC_LINEAR_AUTOBITLINEAR)
         s.cfg.t.linear = TC_LINEAR_BITLINEAR; /* the masters are not in the tiles: their codes and scales are */

@@ -5,7 +5,9 @@
  * perplexity of references.json's 32 windows through the packed runner
  * within a bound of each type's measured cost over the float one
  * (docs/QUANTIZE.md gives the table); Q4_0 must cost more than the others
- * may, and a head read in the wrong layout costs far more than any bound. */
+ * may, and a head read in the wrong layout costs far more than any bound.
+ * bitnet12 written back as GGUF (TQ2_0): a block-typed embedding keeps its
+ * type and its bytes. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "testutil.h"
+#include "tc/gguf.h"
 #include "tc/model.h"
 #include "tc/quantize.h"
 #include "tc/tmodel.h"
@@ -122,6 +125,24 @@ static void check_model(const char *name)
         CHECK_OK(tc_trun_new(&r, &tm, &ro, &err), &err);
         CHECK_OK(tc_trun_batch(r, &b, nll_logits, &ns, &err), &err);
         tc_trun_free(r);
+        if (e && TYPES[i].t != TC_F16 && tm.cfg.t.sub_norms) { /* GGUF bitnet needs the sub-norms */
+            char gpath[4300];
+            snprintf(gpath, sizeof gpath, "%s.gguf", out);
+            tc_tmodel_export_opts eo = {.format = TC_FORMAT_GGUF, .ternary_dtype = TC_TQ2_0};
+            tc_gguf g;
+            CHECK_OK(tc_tmodel_export(&tm, gpath, &eo, &err), &err);
+            if (!err.msg[0] && tc_gguf_open(&g, gpath, &err) == TC_OK) {
+                const tc_tensor *ge = tc_tensordir_find(&g.dir, "token_embd.weight");
+                CHECK_MSG(ge && ge->dtype == e->dtype && ge->nbytes == e->nbytes &&
+                              memcmp(ge->data, e->data, (size_t)e->nbytes) == 0,
+                          "%s %s: the GGUF's token_embd is not the packed file's block bytes", name,
+                          tc_dtype_name(TYPES[i].t));
+                tc_gguf_close(&g);
+            } else {
+                CHECK_OK(TC_ERR, &err);
+            }
+            remove(gpath);
+        }
         tc_tmodel_close(&tm);
         remove(out);
         ppl[i] = ns.count ? exp(ns.sum / (double)ns.count) : NAN;
