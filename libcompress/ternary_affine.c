@@ -559,88 +559,53 @@ int tc_ternary_h_error(const float *W, int64_t M, int64_t K, const tc_tgroup *g,
 
 /* ---- the column sweep on the affine grid ------------------------------------ */
 
-typedef struct asweep {
-    int M, K, B;
+typedef struct agrid {
+    int M, K;
     const tc_tgroup *g;
     const int32_t *perm; /* sweep position -> column */
     float *scales, *offsets;
-    const double *linv;
-    float *work;   /* M x K, corrected weights, columns in sweep order */
-    float *wb;     /* B x M: the block transposed */
-    float *eb;     /* B x M: scaled errors */
-    float *urest;  /* B x (K - B) */
     int8_t *codes; /* M x K, columns in the weight's order */
     int dynamic;   /* fit each group's grid when the sweep reaches it */
     itf_work itf;
     int8_t *tmp_codes;
-} asweep;
+} agrid;
 
-static inline double u_at(const double *linv, int n, int i, int j)
+static void agrid_column(void *ctx, int q, const float *w, float *e, double u_qq)
 {
-    return linv[(size_t)(n - 1 - i) * n + (n - 1 - j)];
-}
-
-static void asweep_column(asweep *s, int q, int j)
-{
-    float *w = s->wb + (size_t)j * s->M, *e = s->eb + (size_t)j * s->M;
-    double inv_d = 1.0 / u_at(s->linv, s->K, q, q);
-    int k = s->perm[q];
-    for (int m = 0; m < s->M; m++) {
-        int64_t gi = tc_ternary_scale_index(s->g, s->K, m, k);
-        double a = s->scales[gi], mu = s->offsets[gi];
+    const agrid *x = ctx;
+    double inv_d = 1.0 / u_qq;
+    int k = x->perm[q];
+    for (int m = 0; m < x->M; m++) {
+        int64_t gi = tc_ternary_scale_index(x->g, x->K, m, k);
+        double a = x->scales[gi], mu = x->offsets[gi];
         int8_t t = tround(((double)w[m] - mu) / a);
-        s->codes[(size_t)m * s->K + k] = t;
+        x->codes[(size_t)m * x->K + k] = t;
         e[m] = (float)(((double)w[m] - (a * t + mu)) * inv_d);
     }
 }
 
 /* The grid of the group that starts at this block (dynamic only): fitted row
  * by row to the block's corrected weights. */
-static void asweep_fit_block(asweep *s, int q0, int nb)
+static void agrid_block(void *ctx, int q0, int nb, const float *wb, float *row)
 {
-    for (int m = 0; m < s->M; m++) {
-        float *row = (float *)s->urest; /* free until the block's update */
-        for (int j = 0; j < nb; j++)
-            row[j] = s->wb[(size_t)j * s->M + m];
-        int64_t gi = tc_ternary_scale_index(s->g, s->K, m, s->perm[q0]);
-        itf_span(row, (size_t)nb, &s->itf, s->tmp_codes, &s->scales[gi], &s->offsets[gi]);
-    }
-}
-
-static void asweep_block(asweep *s, int q0, int nb)
-{
-    for (int j = 0; j < nb; j++)
-        for (int m = 0; m < s->M; m++)
-            s->wb[(size_t)j * s->M + m] = s->work[(size_t)m * s->K + q0 + j];
-    if (s->dynamic)
-        asweep_fit_block(s, q0, nb);
-    for (int j = 0; j < nb; j++) {
-        asweep_column(s, q0 + j, j);
-        const float *e = s->eb + (size_t)j * s->M;
-        for (int jj = j + 1; jj < nb; jj++) {
-            float u = (float)u_at(s->linv, s->K, q0 + j, q0 + jj);
-            float *w = s->wb + (size_t)jj * s->M;
-            for (int m = 0; m < s->M; m++)
-                w[m] -= e[m] * u;
-        }
-    }
-    int rest = s->K - q0 - nb;
-    if (rest == 0)
+    agrid *x = ctx;
+    if (!x->dynamic)
         return;
-    for (int j = 0; j < nb; j++)
-        for (int r = 0; r < rest; r++)
-            s->urest[(size_t)j * rest + r] = (float)u_at(s->linv, s->K, q0 + j, q0 + nb + r);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->M, rest, nb, -1.0f, s->eb, s->M,
-                s->urest, rest, 1.0f, s->work + q0 + nb, s->K);
+    for (int m = 0; m < x->M; m++) {
+        for (int j = 0; j < nb; j++)
+            row[j] = wb[(size_t)j * x->M + m];
+        int64_t gi = tc_ternary_scale_index(x->g, x->K, m, x->perm[q0]);
+        itf_span(row, (size_t)nb, &x->itf, x->tmp_codes, &x->scales[gi], &x->offsets[gi]);
+    }
 }
 
-static void asweep_run(asweep *s, const float *W)
+/* One sweep of W, its columns in the order perm gives. */
+static void agrid_run(tc_gptq_sweep *s, const agrid *x, const float *W)
 {
-    for (int m = 0; m < s->M; m++)
-        for (int q = 0; q < s->K; q++)
-            s->work[(size_t)m * s->K + q] = W[(size_t)m * s->K + s->perm[q]];
-    for (int q0 = 0; q0 < s->K; q0 += s->B)
-        asweep_block(s, q0, s->K - q0 < s->B ? s->K - q0 : s->B);
+    for (int m = 0; m < x->M; m++)
+        for (int q = 0; q < x->K; q++)
+            s->work[(size_t)m * x->K + q] = W[(size_t)m * x->K + x->perm[q]];
+    tc_gptq_sweep_run(s);
 }
 
 /* Columns by decreasing H[k][k], ties by index so that the order is
@@ -688,23 +653,19 @@ int tc_ternary_affine_calibrated(const float *W, int64_t M, int64_t K, const tc_
     int dynamic = g->kind == TC_TGROUP_COLS && !o.act_order;
     int B = dynamic ? g->cols : 128;
     B = B < K ? B : (int)K;
-    asweep s = {(int)M, (int)K, B, g, NULL, scales, offsets, NULL, NULL, NULL, NULL, NULL, codes,
-                dynamic, {NULL, NULL}, NULL};
+    agrid x = {(int)M, (int)K, g, NULL, scales, offsets, codes, dynamic, {NULL, NULL}, NULL};
+    tc_gptq_sweep s = {.column = agrid_column, .block = agrid_block, .ctx = &x};
     size_t nw = (size_t)M * (size_t)K;
     double *linv = malloc((size_t)hb);
     int32_t *perm = malloc((size_t)K * sizeof *perm);
     double *diag = malloc((size_t)K * 2 * sizeof *diag);
-    s.work = malloc(nw * sizeof(float));
-    s.wb = malloc((size_t)B * (size_t)M * sizeof(float));
-    s.eb = malloc((size_t)B * (size_t)M * sizeof(float));
-    s.urest = malloc(((size_t)B * (size_t)K + (size_t)B) * sizeof(float));
-    s.tmp_codes = malloc((size_t)B);
+    int no_sweep = tc_gptq_sweep_alloc(&s, (int)M, (int)K, B);
+    x.tmp_codes = malloc((size_t)B);
     int8_t *best_codes = o.refit > 0 ? malloc(nw) : NULL;
     float *best_sc = o.refit > 0 ? malloc((size_t)ns * sizeof(float)) : NULL;
     float *best_off = o.refit > 0 ? malloc((size_t)ns * sizeof(float)) : NULL;
     int rc = TC_OK;
-    if (!linv || !perm || !diag || !s.work || !s.wb || !s.eb || !s.urest || !s.tmp_codes ||
-        itf_work_new(&s.itf, (size_t)B) ||
+    if (!linv || !perm || !diag || no_sweep || !x.tmp_codes || itf_work_new(&x.itf, (size_t)B) ||
         (o.refit > 0 && (!best_codes || !best_sc || !best_off)))
         rc = tc_err(err, "ternary: out of memory calibrating a %lld x %lld weight", (long long)M,
                     (long long)K);
@@ -714,7 +675,7 @@ int tc_ternary_affine_calibrated(const float *W, int64_t M, int64_t K, const tc_
         else
             for (int k = 0; k < K; k++)
                 perm[k] = k;
-        s.perm = perm;
+        x.perm = perm;
         rc = tc_ternary_inverse_factor(H, (int)K, perm, o.damp_frac, linv, err);
     }
     /* The static grid: each group fitted alone on the original weights. */
@@ -723,8 +684,8 @@ int tc_ternary_affine_calibrated(const float *W, int64_t M, int64_t K, const tc_
     double best = INFINITY;
     for (int round = 0; rc == TC_OK; round++) {
         s.linv = linv;
-        asweep_run(&s, W);
-        s.dynamic = 0; /* later rounds sweep on the refitted grid */
+        agrid_run(&s, &x, W);
+        x.dynamic = 0; /* later rounds sweep on the refitted grid */
         if (o.refit <= 0)
             break;
         double e;
@@ -754,15 +715,12 @@ int tc_ternary_affine_calibrated(const float *W, int64_t M, int64_t K, const tc_
         memcpy(scales, best_sc, (size_t)ns * sizeof(float));
         memcpy(offsets, best_off, (size_t)ns * sizeof(float));
     }
-    itf_work_free(&s.itf);
+    itf_work_free(&x.itf);
     free(linv);
     free(perm);
     free(diag);
-    free(s.work);
-    free(s.wb);
-    free(s.eb);
-    free(s.urest);
-    free(s.tmp_codes);
+    tc_gptq_sweep_free(&s);
+    free(x.tmp_codes);
     free(best_codes);
     free(best_sc);
     free(best_off);

@@ -167,69 +167,30 @@ int tc_ternary_inverse_factor(const double *H, int n, const int32_t *perm, doubl
                   n, n, lambda / 10);
 }
 
-/* U[i][j] for j >= i. */
-static inline double u_at(const double *linv, int n, int i, int j)
-{
-    return linv[(size_t)(n - 1 - i) * n + (n - 1 - j)];
-}
+/* ---- the column sweep on the grid {-s, 0, +s} ------------------------------ */
 
-/* ---- the column sweep ---------------------------------------------------- */
-
-typedef struct sweep {
-    int M, K, B;
+typedef struct sym_grid {
+    int M, K;
     const tc_tgroup *g;
     const float *scales;
-    const double *linv;
-    float *work;   /* M x K, the weight as corrected so far */
-    float *wb;     /* B x M, the current block transposed: one column per row */
-    float *eb;     /* B x M, scaled errors of the block's columns */
-    float *urest;  /* B x (K - B), U rows of the block right of it */
     int8_t *codes; /* M x K output */
-} sweep;
+} sym_grid;
 
 static inline int8_t ternary_round(float v)
 {
     return (int8_t)((v >= 0.5f) - (v <= -0.5f));
 }
 
-/* Quantizes column q (row j of the block) and records its scaled error. */
-static void quantize_column(sweep *s, int q, int j)
+static void sym_column(void *ctx, int q, const float *w, float *e, double u_qq)
 {
-    float *w = s->wb + (size_t)j * s->M, *e = s->eb + (size_t)j * s->M;
-    float inv_d = (float)(1.0 / u_at(s->linv, s->K, q, q));
-    for (int m = 0; m < s->M; m++) {
-        float scale = s->scales[tc_ternary_scale_index(s->g, s->K, m, q)];
+    const sym_grid *x = ctx;
+    float inv_d = (float)(1.0 / u_qq);
+    for (int m = 0; m < x->M; m++) {
+        float scale = x->scales[tc_ternary_scale_index(x->g, x->K, m, q)];
         int8_t c = ternary_round(w[m] / scale);
-        s->codes[(size_t)m * s->K + q] = c;
+        x->codes[(size_t)m * x->K + q] = c;
         e[m] = (w[m] - scale * (float)c) * inv_d;
     }
-}
-
-static void sweep_block(sweep *s, int q0, int nb)
-{
-    for (int j = 0; j < nb; j++)
-        for (int m = 0; m < s->M; m++)
-            s->wb[(size_t)j * s->M + m] = s->work[(size_t)m * s->K + q0 + j];
-    for (int j = 0; j < nb; j++) {
-        quantize_column(s, q0 + j, j);
-        const float *e = s->eb + (size_t)j * s->M;
-        for (int jj = j + 1; jj < nb; jj++) {
-            float u = (float)u_at(s->linv, s->K, q0 + j, q0 + jj);
-            float *w = s->wb + (size_t)jj * s->M;
-            for (int m = 0; m < s->M; m++)
-                w[m] -= e[m] * u;
-        }
-    }
-    /* The lazy update: all of the block's errors reach the columns to its
-     * right in one GEMM. */
-    int rest = s->K - q0 - nb;
-    if (rest == 0)
-        return;
-    for (int j = 0; j < nb; j++)
-        for (int r = 0; r < rest; r++)
-            s->urest[(size_t)j * rest + r] = (float)u_at(s->linv, s->K, q0 + j, q0 + nb + r);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->M, rest, nb, -1.0f, s->eb, s->M,
-                s->urest, rest, 1.0f, s->work + q0 + nb, s->K);
 }
 
 static int init_scales(const float *W, int64_t M, int64_t K, const tc_tgroup *g,
@@ -264,30 +225,22 @@ int tc_ternary_calibrated(const float *W, int64_t M, int64_t K, const tc_tgroup 
         return TC_ERR;
 
     int B = o.block < K ? (int)o.block : (int)K;
-    sweep s = {(int)M, (int)K, B, g, scales, NULL, NULL, NULL, NULL, NULL, codes};
-    size_t nw = (size_t)M * (size_t)K;
+    sym_grid x = {(int)M, (int)K, g, scales, codes};
+    tc_gptq_sweep s = {.column = sym_column, .ctx = &x};
     double *linv = malloc((size_t)hb);
-    s.work = malloc(nw * sizeof(float));
-    s.wb = malloc((size_t)B * (size_t)M * sizeof(float));
-    s.eb = malloc((size_t)B * (size_t)M * sizeof(float));
-    s.urest = malloc((size_t)B * (size_t)K * sizeof(float));
     int rc = TC_OK;
-    if (!linv || !s.work || !s.wb || !s.eb || !s.urest)
+    if (tc_gptq_sweep_alloc(&s, (int)M, (int)K, B) || !linv)
         rc = tc_err(err, "ternary: out of memory calibrating a %lld x %lld weight", (long long)M,
                     (long long)K);
     else
         rc = tc_ternary_inverse_factor(H, (int)K, NULL, o.damp_frac, linv, err);
     if (rc == TC_OK) {
         s.linv = linv;
-        memcpy(s.work, W, nw * sizeof(float));
-        for (int q0 = 0; q0 < s.K; q0 += B)
-            sweep_block(&s, q0, s.K - q0 < B ? s.K - q0 : B);
+        memcpy(s.work, W, (size_t)M * (size_t)K * sizeof(float));
+        tc_gptq_sweep_run(&s);
     }
     free(linv);
-    free(s.work);
-    free(s.wb);
-    free(s.eb);
-    free(s.urest);
+    tc_gptq_sweep_free(&s);
     return rc;
 }
 
