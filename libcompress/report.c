@@ -743,23 +743,64 @@ int tc_decimals_for(double step)
     return d;
 }
 
+/* When a few values dwarf the rest (a layer whose removal breaks the model),
+ * a linear axis over all of them flattens every other mark to nothing.  The
+ * axis is then cut: the largest values, at most an eighth of them and at
+ * least one, that exceed four times the next one are drawn at the cut,
+ * marked and labelled with their values.  Returns the cut, or +inf when no
+ * value stands out.  v is reordered. */
+static int desc_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+static double outlier_cut(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, desc_double);
+    size_t kmax = n / 8 > 1 ? n / 8 : 1;
+    for (size_t k = 1; k <= kmax && k < n; k++)
+        if (v[k] > 0 && v[k - 1] > 4 * v[k])
+            return 1.25 * v[k];
+    return INFINITY;
+}
+
+/* A caption under a chart: how to read it. */
+static void caption(tc_sbuf *b, const char *text)
+{
+    tc_sb_put(b, "<p class=\"caption\">");
+    tc_sb_put(b, text);
+    tc_sb_put(b, "</p>\n");
+}
+
 /* Chart 1: mean cosine similarity of each module's input and output, one line per module. */
 static void chart_cos(tc_sbuf *b, const tc_analysis *a)
 {
     double lo = 1, hi = -1;
+    double *imp = malloc(((size_t)a->n_layers * TC_N_MODULES + 1) * sizeof *imp);
+    size_t n_imp = 0;
     for (int l = 0; l < a->n_layers; l++)
         for (int m = 0; m < TC_N_MODULES; m++) {
             const tc_module_stats *s = &a->layers[l].mod[m];
             if (s->present && isfinite(s->cos_mean)) {
                 lo = fmin(lo, s->cos_mean);
                 hi = fmax(hi, s->cos_mean);
+                if (imp)
+                    imp[n_imp++] = 1 - s->cos_mean;
             }
         }
+    /* A module far less similar than the rest (importance 1 - cos far
+     * above theirs) cuts the axis from below. */
+    double cut = imp && n_imp ? outlier_cut(imp, n_imp) : INFINITY;
+    free(imp);
+    if (isfinite(cut))
+        lo = 1 - cut;
     if (hi < lo)
         lo = 0, hi = 1;
     double step;
     tc_plot p = {.x0 = 70, .y0 = 30, .w = 820, .h = 260, .n = a->n_layers};
     tc_nice_range(lo, fmin(hi, 1.0), &p.lo, &p.hi, &step);
+    int below = 0; /* points under the cut axis, drawn on it */
     tc_svg_open(b, 920, 340, "cosine similarity per layer");
     tc_plot_axes(b, &p, step, "cosine similarity (input, output)", tc_decimals_for(step));
     legend(b, p.x0 + 10, 18);
@@ -772,7 +813,8 @@ static void chart_cos(tc_sbuf *b, const tc_analysis *a)
                 pen_down = 0;
                 continue;
             }
-            tc_sb_printf(b, "%s%.1f %.1f ", pen_down ? "L" : "M", tc_plot_x(&p, l), tc_plot_y(&p, s->cos_mean));
+            tc_sb_printf(b, "%s%.1f %.1f ", pen_down ? "L" : "M", tc_plot_x(&p, l),
+                         tc_plot_y(&p, fmax(s->cos_mean, p.lo)));
             pen_down = 1;
         }
         tc_sb_put(b, "\"/>\n");
@@ -780,13 +822,34 @@ static void chart_cos(tc_sbuf *b, const tc_analysis *a)
             const tc_module_stats *s = &a->layers[l].mod[m];
             if (!s->present || !isfinite(s->cos_mean))
                 continue;
+            double x = tc_plot_x(&p, l);
+            if (s->cos_mean < p.lo) { /* below the cut: a triangle on the axis, and the value */
+                double y = p.y0 + p.h;
+                tc_sb_printf(b, "<path d=\"M%.1f %.1f l-6 -10 h12 z\" fill=\"%s\" class=\"cut\"><title>layer %d %s: "
+                             "cos %.6f (std %.4f, min %.4f), importance %.6f, below the cut axis</title></path>"
+                             "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"middle\">%.3f</text>\n",
+                             x, y, MOD_COLOR[m], l, MOD_LABEL[m], s->cos_mean, s->cos_std, s->cos_min,
+                             1 - s->cos_mean, x, y - 14 - 11 * m, s->cos_mean);
+                below++;
+                continue;
+            }
             tc_sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>layer %d %s: cos %.6f "
                          "(std %.4f, min %.4f), importance %.6f</title></circle>\n",
-                      tc_plot_x(&p, l), tc_plot_y(&p, s->cos_mean), MOD_COLOR[m], l, MOD_LABEL[m], s->cos_mean,
+                      x, tc_plot_y(&p, s->cos_mean), MOD_COLOR[m], l, MOD_LABEL[m], s->cos_mean,
                       s->cos_std, s->cos_min, 1 - s->cos_mean);
         }
     }
     tc_sb_put(b, "</svg>\n");
+    caption(b, "Each line is one kind of module; each point the mean cosine similarity, over the calibration "
+               "tokens, of the hidden state entering and leaving that module at that layer. Near 1, the module "
+               "barely changes the hidden state: a candidate for removal (importance = 1 &minus; cos). Hover a "
+               "point for its spread.");
+    if (below) {
+        char note[200];
+        snprintf(note, sizeof note, "The axis is cut at %.4g so that the other layers stay readable: the modules "
+                                    "marked &#9660; lie below it, at the values printed above them.", p.lo);
+        caption(b, note);
+    }
 }
 
 /* Chart 2: measured loss of skipping each module, grouped bars per layer. */
@@ -807,10 +870,22 @@ static void chart_dnll(tc_sbuf *b, const tc_analysis *a)
         tc_sb_put(b, "<p class=\"note\">The loss of skipping modules was not measured in this run.</p>\n");
         return;
     }
+    double *v = malloc(((size_t)a->n_layers * TC_N_MODULES + 1) * sizeof *v);
+    size_t nv = 0;
+    for (int l = 0; v && l < a->n_layers; l++)
+        for (int m = 0; m < TC_N_MODULES; m++) {
+            const tc_module_stats *s = &a->layers[l].mod[m];
+            if (s->present && s->measured && isfinite(s->dnll))
+                v[nv++] = s->dnll;
+        }
+    double cut = v && nv ? outlier_cut(v, nv) : INFINITY;
+    free(v);
+    if (isfinite(cut))
+        hi = cut;
     double step;
-    tc_plot p = {.x0 = 70, .y0 = 30, .w = 820, .h = 260, .n = a->n_layers};
+    tc_plot p = {.x0 = 70, .y0 = 44, .w = 820, .h = 260, .n = a->n_layers};
     tc_nice_range(lo, hi, &p.lo, &p.hi, &step);
-    tc_svg_open(b, 920, 340, "increase in loss per layer when a module is skipped");
+    tc_svg_open(b, 920, 354, "increase in loss per layer when a module is skipped");
     tc_plot_axes(b, &p, step, "ΔNLL (nats per token)", tc_decimals_for(step));
     legend(b, p.x0 + 10, 18);
     double band = p.w / p.n, bar = band * 0.8 / TC_N_MODULES, zero = tc_plot_y(&p, 0);
@@ -821,13 +896,28 @@ static void chart_dnll(tc_sbuf *b, const tc_analysis *a)
             const tc_module_stats *s = &a->layers[l].mod[m];
             if (!s->present || !s->measured || !isfinite(s->dnll))
                 continue;
-            double x = p.x0 + band * l + band * 0.1 + bar * m, y = tc_plot_y(&p, s->dnll);
+            int over = s->dnll > p.hi;
+            double x = p.x0 + band * l + band * 0.1 + bar * m, y = tc_plot_y(&p, over ? p.hi : s->dnll);
             tc_sb_printf(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>layer %d "
-                         "%s: ΔNLL %+.5f, KL %.5f</title></rect>\n",
+                         "%s: ΔNLL %+.5f, KL %.5f%s</title></rect>\n",
                       x, fmin(y, zero), bar, fmax(fabs(zero - y), 0.5), MOD_COLOR[m], l, MOD_LABEL[m], s->dnll,
-                      s->kl);
+                      s->kl, over ? ", above the cut axis" : "");
+            if (over) /* broken at the cut: two white strokes, and the value above */
+                tc_sb_printf(b, "<path d=\"M%.2f %.2f l%.2f -4 M%.2f %.2f l%.2f -4\" stroke=\"#fff\" stroke-width=\"2\" "
+                             "class=\"cut\"/><text x=\"%.2f\" y=\"%.2f\" class=\"tick\" text-anchor=\"middle\">%.3g"
+                             "</text>\n",
+                             x, y + 10, bar, x, y + 15, bar, x + bar / 2, y - 4, s->dnll);
         }
     tc_sb_put(b, "</svg>\n");
+    caption(b, "Bar height: how much the mean negative log-likelihood per token (nats) rises on the calibration "
+               "text when that module alone is skipped and the model is run again from there. Short bars are cheap "
+               "to remove; a bar below zero means the text was predicted better without the module.");
+    if (isfinite(cut)) {
+        char note[200];
+        snprintf(note, sizeof note, "The axis is cut at %.4g so that the other layers stay readable: the broken "
+                                    "bars go past it, to the values printed above them.", p.hi);
+        caption(b, note);
+    }
 }
 
 /* Viridis, sampled at five points and interpolated: readable for colour-blind
@@ -898,6 +988,9 @@ static void chart_heads(tc_sbuf *b, const tc_analysis *a)
               lo);
     tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\">nats</text>\n", lx + 20, ly + fmin(lh, height - ly - 20) / 2);
     tc_sb_put(b, "</svg>\n");
+    caption(b, "One cell per head, layers down and heads across: the entropy of the head's attention weights, "
+               "averaged over the positions of the calibration text. Dark cells are heads that attend to few "
+               "tokens, bright ones heads that spread their attention; grey cells were not measured.");
 }
 
 static void info_table(tc_sbuf *b, const char *title, const cJSON *obj)
@@ -965,7 +1058,7 @@ static const char *CSS =
     "word-break:break-all}\n"
     "svg{display:block;max-width:100%;height:auto}svg text{font-family:system-ui,sans-serif}\n"
     ".tick{font-size:11px;fill:#444}.label{font-size:12px;fill:#222}.grid{stroke:#e4e4e4}.axis{stroke:#888}\n"
-    ".note{color:#666;font-style:italic}\n"
+    ".note{color:#666;font-style:italic}.caption{color:#555;font-size:.9em;margin:4px 0 0 70px;max-width:820px}\n"
     "table.rank{border-collapse:collapse;font-size:.9em}table.rank th,table.rank td{padding:3px 10px;"
     "text-align:right;border-bottom:1px solid #eee}table.rank th{background:#f5f5f5}\n"
     "table.rank td:nth-child(3){text-align:left}.dot{display:inline-block;width:9px;height:9px;"

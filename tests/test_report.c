@@ -689,6 +689,33 @@ static void test_html(void)
         CHECK(count(html, "masked alone ΔNLL") == 9 && count(html, "not masked</title>") == 3);
         CHECK(count(html, "of the droppable tokens: NLL within") == 6);
         CHECK(strstr(html, "(chosen)"));
+        /* Every chart of the page has a caption; nothing here stands out, so no axis is cut. */
+        CHECK(count(html, "<p class=\"caption\">") == 3);
+        CHECK(!strstr(html, "The axis is cut"));
+        free(html);
+    }
+    tc_analysis_free(&a);
+
+    /* One layer dominating (its block costs 5 nats skipped, its attention
+     * has cosine 0.1): both axes are cut below it, so that the rest stay
+     * readable, and it is drawn broken / on the axis with its value. */
+    make_analysis(&a, 16, 8);
+    double second = 0;
+    for (int l = 1; l < a.n_layers; l++)
+        for (int m = 0; m < TC_N_MODULES; m++)
+            second = fmax(second, a.layers[l].mod[m].dnll);
+    a.layers[0].mod[TC_MOD_BLOCK].dnll = 5.0;
+    a.layers[0].mod[TC_MOD_ATTN].cos_mean = 0.1;
+    CHECK_OK(tc_report_html(&a, model, cal, &html, &err), &err);
+    if (html) {
+        CHECK(count(html, "The axis is cut at") == 2);
+        CHECK(count(html, "above the cut axis</title>") == 1 && count(html, "below the cut axis</title>") == 1);
+        const char *c = strstr(html, "the broken bars");
+        const char *at = c ? strstr(html, "The axis is cut at") : NULL;
+        at = at ? strstr(at + 1, "The axis is cut at") : NULL; /* the loss chart's, after the cosine's */
+        double cut = at ? strtod(at + strlen("The axis is cut at"), NULL) : 0;
+        CHECK_MSG(cut >= second && cut < 2 * second, "the loss axis is cut at %g; the next largest bar is %g", cut,
+                  second);
         free(html);
     }
     const char *p = path_of("report.html");
