@@ -55,6 +55,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "nll_sink.h"
 #include "testutil.h"
 #include "tc/forward.h"
 #include "tc/model.h"
@@ -430,37 +431,6 @@ static void check_ablations(const ref_case *c, float *got)
 }
 
 /* ---- The asset models' references.json ------------------------------------------ */
-
-typedef struct nll_sink {
-    const int32_t *tokens;
-    const size_t *off;
-    size_t n_seqs;
-    double sum;
-    size_t count;
-} nll_sink;
-
-/* NLL of token t + 1 of its window from position t's logits. */
-static int nll_logits(void *ctx, const float *logits, size_t tok0, size_t n, int vocab, tc_error *err)
-{
-    (void)err;
-    nll_sink *s = ctx;
-    for (size_t i = 0; i < n; i++) {
-        size_t t = tok0 + i, seq = 0;
-        while (seq + 1 < s->n_seqs && t >= s->off[seq + 1])
-            seq++;
-        if (t + 1 >= s->off[seq + 1])
-            continue; /* the last token of a window predicts nothing scored */
-        const float *x = logits + i * (size_t)vocab;
-        double mx = x[0], z = 0;
-        for (int k = 1; k < vocab; k++)
-            mx = fmax(mx, x[k]);
-        for (int k = 0; k < vocab; k++)
-            z += exp((double)x[k] - mx);
-        s->sum += mx + log(z) - x[s->tokens[t + 1]];
-        s->count++;
-    }
-    return TC_OK;
-}
 
 static int32_t *json_ids(const cJSON *a, size_t *n)
 {

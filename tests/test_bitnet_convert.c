@@ -149,23 +149,7 @@ static void keep_for_transformers(const char *dir, const char *name)
     if (err.msg[0])
         return;
     float *lg = logits_of(&m, g_ids, g_n, NULL);
-    size_t count = g_n * (size_t)m.cfg.vocab_size;
-    char path[1300];
-    snprintf(path, sizeof path, "%s/tc_logits.f32", dir);
-    FILE *f = lg ? fopen(path, "wb") : NULL;
-    CHECK(f && fwrite(lg, sizeof *lg, count, f) == count);
-    if (f)
-        fclose(f);
-    snprintf(path, sizeof path, "%s/tokens.json", dir);
-    f = fopen(path, "w");
-    CHECK(f != NULL);
-    if (f) {
-        fprintf(f, "{\"case\": \"%s\", \"tokens\": [", name);
-        for (size_t t = 0; t < g_n; t++)
-            fprintf(f, "%s%d", t ? ", " : "", (int)g_ids[t]);
-        fprintf(f, "]}\n");
-        fclose(f);
-    }
+    CHECK(lg && tu_write_logits(dir, name, g_ids, g_n, lg, (size_t)m.cfg.vocab_size) == 0);
     free(lg);
     tc_model_close(&m);
 }

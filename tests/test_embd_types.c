@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "nll_sink.h"
 #include "testutil.h"
 #include "tc/gguf.h"
 #include "tc/model.h"
@@ -30,36 +31,6 @@ static const struct {
     double min_rel, max_rel;
 } TYPES[] = {{TC_F16, 0.0, 0.0}, {TC_Q8_0, -1e-3, 1e-3}, {TC_Q6_K, -1e-3, 1e-3}, {TC_Q4_0, 2e-3, 1.5e-2}};
 #define N_TYPES (sizeof TYPES / sizeof TYPES[0])
-
-typedef struct nll_sink {
-    const int32_t *tokens;
-    const size_t *off;
-    size_t n_seqs;
-    double sum;
-    size_t count;
-} nll_sink;
-
-static int nll_logits(void *ctx, const float *logits, size_t tok0, size_t n, int vocab, tc_error *err)
-{
-    (void)err;
-    nll_sink *s = ctx;
-    for (size_t i = 0; i < n; i++) {
-        size_t t = tok0 + i, seq = 0;
-        while (seq + 1 < s->n_seqs && t >= s->off[seq + 1])
-            seq++;
-        if (t + 1 >= s->off[seq + 1])
-            continue; /* the last token of a window predicts nothing scored */
-        const float *x = logits + i * (size_t)vocab;
-        double mx = x[0], z = 0;
-        for (int k = 1; k < vocab; k++)
-            mx = fmax(mx, x[k]);
-        for (int k = 0; k < vocab; k++)
-            z += exp((double)x[k] - mx);
-        s->sum += mx + log(z) - x[s->tokens[t + 1]];
-        s->count++;
-    }
-    return TC_OK;
-}
 
 /* The windows of references.json as a batch. */
 static int load_windows(const char *model, tc_batch *b, size_t *longest)

@@ -262,24 +262,8 @@ static void save_tc_logits(const ref_case *c, const char *dir)
     size_t n = (size_t)c->n_tokens * (size_t)c->vocab;
     float *lg = calloc(n, sizeof *lg);
     tc_error err = {{0}};
-    char path[4200];
-    if (lg && run_tc(&w, NULL, lg, &err) == TC_OK) {
-        snprintf(path, sizeof path, "%s/tc_logits.f32", dir);
-        FILE *f = fopen(path, "wb");
-        CHECK(f && fwrite(lg, sizeof *lg, n, f) == n);
-        if (f)
-            fclose(f);
-        snprintf(path, sizeof path, "%s/tokens.json", dir);
-        f = fopen(path, "w");
-        CHECK(f != NULL);
-        if (f) {
-            fprintf(f, "{\"case\": \"%s\", \"tokens\": [", c->name);
-            for (int t = 0; t < c->n_tokens; t++)
-                fprintf(f, "%s%d", t ? ", " : "", (int)c->tokens[t]);
-            fprintf(f, "]}\n");
-            fclose(f);
-        }
-    }
+    if (lg && run_tc(&w, NULL, lg, &err) == TC_OK)
+        CHECK(tu_write_logits(dir, c->name, c->tokens, (size_t)c->n_tokens, lg, (size_t)c->vocab) == 0);
     free(lg);
 }
 

@@ -149,6 +149,29 @@ static inline const char *tu_bin(void)
     return b && *b ? b : "./build";
 }
 
+/* Beside a checkpoint written for tests/reference/check_written.py: tc's
+ * logits on it (tc_logits.f32, [n][vocab] float32) and the tokens they
+ * came from (tokens.json, named after the case).  0 when both were written. */
+static inline int tu_write_logits(const char *dir, const char *name, const int32_t *tokens, size_t n,
+                                  const float *logits, size_t vocab)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tc_logits.f32", dir);
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(logits, sizeof *logits, n * vocab, f) == n * vocab;
+    if (f)
+        ok &= fclose(f) == 0;
+    snprintf(path, sizeof path, "%s/tokens.json", dir);
+    f = ok ? fopen(path, "w") : NULL;
+    if (!f)
+        return -1;
+    fprintf(f, "{\"case\": \"%s\", \"tokens\": [", name);
+    for (size_t t = 0; t < n; t++)
+        fprintf(f, "%s%d", t ? ", " : "", (int)tokens[t]);
+    fprintf(f, "]}\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 static inline int tu_skip(const char *why)
 {
     printf("SKIPPED: %s\n", why);
