@@ -63,17 +63,6 @@
 #include "tc/tmodel.h"
 #include "tc/trun.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 #define EXACT_REL 1e-5 /* synthetic cases, and position 0 of the assets: max |diff| / max |ref| */
 #define POS_TOL 1e-3   /* a position agrees when max |diff| <= POS_TOL * max |ref| (reported) */
 #define FLIP_REL 3e-2  /* assets: max |diff| / max |ref| after rounding flips */

@@ -65,17 +65,6 @@
 #include "tc/quantize.h"
 #include "tc/tmodel.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 /* Under a sanitizer, where everything runs unoptimised, the logits are
  * compared over the first 64 tokens and the analysis runs on one window. */
 #define N_TOKENS (SANITIZED ? 64 : 256)

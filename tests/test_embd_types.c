@@ -7,7 +7,8 @@
  * (docs/QUANTIZE.md gives the table); Q4_0 must cost more than the others
  * may, and a head read in the wrong layout costs far more than any bound.
  * bitnet12 written back as GGUF (TQ2_0): a block-typed embedding keeps its
- * type and its bytes. */
+ * type and its bytes.  Under a sanitizer the runs take the first 2 windows
+ * and the perplexity bounds, measured on all 32, are not asserted. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +50,11 @@ static int load_windows(const char *model, tc_batch *b, size_t *longest)
     size_t *off = calloc(n_seqs + 1, sizeof *off);
     int32_t *tokens = NULL;
     *longest = 0;
+    size_t keep = SANITIZED ? 2 : n_seqs;
+    n_seqs = n_seqs < keep ? n_seqs : keep;
     cJSON_ArrayForEach(w, wins) {
+        if (s == n_seqs)
+            break;
         size_t n = (size_t)cJSON_GetArraySize(w);
         tokens = realloc(tokens, (total + n) * sizeof *tokens);
         const cJSON *t;
@@ -120,7 +125,7 @@ static void check_model(const char *name)
         double rel = (ppl[i] - ppl[0]) / ppl[0];
         printf("%-18s %-5s perplexity %.5f (%+.2e relative to float, bounds %.1e .. %.1e)\n", name,
                tc_dtype_name(TYPES[i].t), ppl[i], rel, TYPES[i].min_rel, TYPES[i].max_rel);
-        CHECK_MSG(rel >= TYPES[i].min_rel && rel <= TYPES[i].max_rel, "%s %s: perplexity %.5f, float %.5f", name,
+        CHECK_MSG(SANITIZED || (rel >= TYPES[i].min_rel && rel <= TYPES[i].max_rel), "%s %s: perplexity %.5f, float %.5f", name,
                   tc_dtype_name(TYPES[i].t), ppl[i], ppl[0]);
     }
     free((void *)b.tokens);

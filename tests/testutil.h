@@ -16,6 +16,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* SANITIZED: built with AddressSanitizer, where everything runs unoptimised
+ * and the heaviest tests run on less data. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 static int tu_failures;
 static int tu_checks;
 
