@@ -74,6 +74,8 @@ int main(int argc, char **argv)
     };
     cli_common com = {0};
     cli_init();
+    tc_dist dist;
+    cli_dist_init(&dist, &argc, &argv);
     cli_calib cal = {0};
     const char *report = NULL, *html = NULL;
     int no_measured = 0, no_heads = 0, c, code;
@@ -123,25 +125,29 @@ int main(int argc, char **argv)
     if (!cal.text && !cal.tokens)
         return cli_usage_error(TOOL, "no calibration data: give TEXT, --calib FILE or --calib-tokens FILE");
 
+    if (dist.rank != 0) { /* rank 0 writes every output and says everything */
+        report = html = NULL;
+        com.quiet = 1;
+    }
     tc_error err = {{0}};
     tc_model m;
-    if (tc_model_open(&m, argv[optind], &err))
-        return cli_fail(TOOL, &err);
+    if ((code = cli_dist_check(TOOL, &dist, tc_model_open(&m, argv[optind], &err), &err)))
+        return code;
     { /* the outputs are checked against every input (and each other) before any work */
         const char *inputs[] = {cal.text, cal.tokens, com.tokenizer};
         cli_output outs[] = {{report, TC_OUTPUT_FILE}, {html, TC_OUTPUT_FILE}};
         code = cli_guard_outputs(TOOL, &m, inputs, sizeof inputs / sizeof inputs[0], outs, 2, com.force);
         if (code == TC_EXIT_OK && cli_tokenizer_check(&m, com.tokenizer, &err))
             code = cli_fail(TOOL, &err);
-        if (code) {
+        if ((code = tc_dist_max_int(&dist, code))) {
             tc_model_close(&m);
             return code;
         }
     }
     tc_calib_set set;
-    if (cli_calib_load(&cal, &m, com.tokenizer, &set, &err)) {
+    if ((code = cli_dist_check(TOOL, &dist, cli_calib_load(&cal, &m, com.tokenizer, &set, &err), &err))) {
         tc_model_close(&m);
-        return cli_fail(TOOL, &err);
+        return code;
     }
     cli_print_windows(TOOL, "calibration", &set, com.quiet);
     if (head_samples < 0 && m.cfg.t.diff_attn && !no_heads) {
@@ -161,14 +167,18 @@ int main(int argc, char **argv)
         .head_windows = no_heads ? 0 : (size_t)head_samples,
         .token_windows = (size_t)token_samples,
         .schedule_budget = budget / 100.0,
+        .dist = &dist,
         .progress = cli_progress_update,
         .progress_ctx = &bar,
     };
     tc_analysis a = {0};
     int rc = tc_analyze(&m, set.tokens, set.offsets, set.n_seqs, &ao, &a, &err);
     cli_progress_done(&bar);
+    /* The head curve and the token analysis run on every rank alike: a
+     * failure of one rank's is every rank's. */
+    rc = tc_dist_agree(&dist, rc, &err, NULL);
     cJSON *info = NULL, *calib = NULL;
-    if (rc == TC_OK) {
+    if (rc == TC_OK && dist.rank == 0) {
         info = tc_model_info_json(&m);
         /* The record of the windows: tc-prune --eval leaves them out of an
          * evaluation of the same text. */
@@ -178,7 +188,9 @@ int main(int argc, char **argv)
         if (rc == TC_OK && html)
             rc = tc_report_write_html(html, &a, info, calib, &err);
     }
-    if (rc == TC_OK && com.json) {
+    if (dist.rank != 0) {
+        /* nothing to print */
+    } else if (rc == TC_OK && com.json) {
         cJSON *j = tc_report_to_json(&a, info, calib, &err);
         char *s = j ? cJSON_Print(j) : NULL;
         if (s)
@@ -215,5 +227,5 @@ int main(int argc, char **argv)
     tc_analysis_free(&a);
     tc_calib_set_free(&set);
     tc_model_close(&m);
-    return rc == TC_OK ? TC_EXIT_OK : cli_fail(TOOL, &err);
+    return cli_dist_check(TOOL, &dist, rc, &err);
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "tc/analysis.h"
+#include "tc/dist.h"
 #include "tc/error.h"
 #include "tc/forward.h"
 #include "tc/model.h"
@@ -29,8 +30,11 @@ typedef struct tc_analyze_opts {
     int no_measure;          /* leave dnll and kl unmeasured (one pass instead of ~1.5 L) */
     int no_head_stats;       /* leave tc_layer_stats.heads NULL */
     const tc_skip *skip;     /* analyse the model with these sub-layers already skipped */
-    size_t batch_tokens;     /* tokens per batch of sequences; 0: from a 256 MiB budget */
-    tc_progress_fn progress; /* called with the fraction of work done, 0 .. 1 */
+    size_t batch_tokens;     /* > 0: sequences grouped into passes of at most this many tokens; 0: one
+                                sequence per pass.  Results depend on the grouping (BLAS rounds a row
+                                differently in products of different heights), never on dist */
+    tc_dist *dist;           /* the MPI job the batches are spread over, or NULL: one process */
+    tc_progress_fn progress; /* called with the fraction of this rank's work done, 0 .. 1 */
     void *progress_ctx;
     size_t head_windows;     /* > 0: each head masked alone over the first head_windows sequences */
     size_t token_windows;    /* > 0: token dropping over the first token_windows sequences */
@@ -72,7 +76,9 @@ typedef struct tc_ppl_opts {
     int n_threads;
     const tc_skip *skip;       /* perplexity of the model with these sub-layers skipped */
     const tc_weights *weights; /* preconverted weights, or NULL */
-    size_t batch_tokens;       /* 0: from a 256 MiB budget */
+    size_t batch_tokens;       /* > 0: sequences grouped into passes of at most this many tokens;
+                                  0: one sequence per pass (as tc_analyze_opts) */
+    tc_dist *dist;             /* the MPI job the sequences are spread over, or NULL */
     tc_progress_fn progress;
     void *progress_ctx;
 } tc_ppl_opts;
@@ -96,6 +102,7 @@ typedef struct tc_nll_observer {
     double nll_sum;
     uint64_t n_predicted;
     size_t seq;            /* sequence of the last token seen (internal) */
+    double *per_seq;       /* NULL, or [n_seqs][2]: each sequence's NLL sum and predictions added here */
 } tc_nll_observer;
 
 tc_observer tc_nll_observer_make(tc_nll_observer *acc, const tc_batch *b);
