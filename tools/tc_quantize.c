@@ -336,6 +336,8 @@ int main(int argc, char **argv)
     };
     cli_common com = {0};
     cli_init();
+    tc_dist dist;
+    cli_dist_init(&dist, &argc, &argv);
     cli_calib cal = {0};
     const char *out = NULL;
     tc_quantize_opts qo = {.q = {.method = TC_TMETHOD_OPTIMAL, .layout = TC_TPACK_TL2,
@@ -424,21 +426,37 @@ int main(int argc, char **argv)
 
     tc_error err = {{0}};
     tc_model m;
-    if (tc_model_open(&m, argv[optind], &err))
-        return cli_fail(TOOL, &err);
+    if ((code = cli_dist_check(TOOL, &dist, tc_model_open(&m, argv[optind], &err), &err)))
+        return code;
+    /* Under mpirun, rank 0 quantizes and writes; the other ranks check that
+     * they can read every input, so that a job whose nodes see different
+     * files fails as a whole, and wait (the calibration statistics are not
+     * spread over ranks yet: docs/SCALING.md). */
+    if (dist.rank != 0) {
+        tc_calib_set set = {0};
+        int rc = TC_OK;
+        if (cal.text || cal.tokens) {
+            rc = cli_calib_load(&cal, &m, com.tokenizer, &set, &err);
+            if (rc == TC_OK)
+                tc_calib_set_free(&set);
+        }
+        code = tc_dist_max_int(&dist, 0);
+        if (!code && (code = cli_dist_check(TOOL, &dist, rc, &err)) == 0)
+            code = cli_dist_check(TOOL, &dist, TC_OK, &err);
+        tc_model_close(&m);
+        return code;
+    }
     { /* the output is checked against every input before any work */
         const char *inputs[] = {cal.text, cal.tokens, com.tokenizer};
         cli_output o = {out, TC_OUTPUT_FILE};
         code = cli_guard_outputs(TOOL, &m, inputs, sizeof inputs / sizeof inputs[0], &o, 1, com.force);
-        if (code) {
+        /* The tokenizer given, and the vocabulary a GGUF output must carry. */
+        if (!code && cli_model_tokenizer(&m, com.tokenizer, qo.format != TC_QFORMAT_PACKED, &err))
+            code = cli_fail(TOOL, &err);
+        if ((code = tc_dist_max_int(&dist, code))) {
             tc_model_close(&m);
             return code;
         }
-    }
-    /* The tokenizer given, and the vocabulary a GGUF output must carry. */
-    if (cli_model_tokenizer(&m, com.tokenizer, qo.format != TC_QFORMAT_PACKED, &err)) {
-        tc_model_close(&m);
-        return cli_fail(TOOL, &err);
     }
     /* A quantized input (a GGUF as people download it) is quantized again
      * from its dequantized values: say so, naming its types. */
@@ -461,11 +479,12 @@ int main(int argc, char **argv)
     tc_calib_set set = {0};
     tc_batch batch;
     int have_calib = cal.text || cal.tokens;
+    if ((code = cli_dist_check(TOOL, &dist, have_calib ? cli_calib_load(&cal, &m, com.tokenizer, &set, &err) : TC_OK,
+                               &err))) {
+        tc_model_close(&m);
+        return code;
+    }
     if (have_calib) {
-        if (cli_calib_load(&cal, &m, com.tokenizer, &set, &err)) {
-            tc_model_close(&m);
-            return cli_fail(TOOL, &err);
-        }
         cli_print_windows(TOOL, "calibration", &set, com.quiet);
         batch = (tc_batch){set.tokens, set.offsets, set.n_seqs};
         qo.calib = &batch;
@@ -498,5 +517,5 @@ int main(int argc, char **argv)
     if (have_calib)
         tc_calib_set_free(&set);
     tc_model_close(&m);
-    return rc == TC_OK ? TC_EXIT_OK : cli_fail(TOOL, &err);
+    return cli_dist_check(TOOL, &dist, rc, &err);
 }
