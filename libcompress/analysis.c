@@ -79,6 +79,27 @@ static void sub_batch(const int32_t *tokens, const size_t *offsets, size_t s0, s
     sub->n_seqs = s1 - s0;
 }
 
+/* What one token costs in the forward pass's own buffers. */
+static uint64_t forward_bytes_per_token(const tc_config *c)
+{
+    uint64_t f = 3 * (uint64_t)c->dim + 2 * (uint64_t)c->n_heads * c->head_dim +
+                 2 * (uint64_t)c->n_kv_heads * c->head_dim + 2;
+    return 4 * f;
+}
+
+size_t tc_analyze_batch_tokens(const tc_model *m, const tc_analyze_opts *o, uint64_t bytes)
+{
+    const tc_config *c = &m->cfg;
+    int store = !(o && o->no_measure) || (o && o->head_windows > 0);
+    /* Targets, two per-token sums, the stored states and (measuring) the
+     * baseline's log-probabilities with their normalisers. */
+    uint64_t per_token = forward_bytes_per_token(c) + 4 + 16 +
+                         (store ? 8 + 4 * (2 * (uint64_t)c->n_layers * (uint64_t)c->dim + (uint64_t)c->vocab_size)
+                                : 4 * 2 * (uint64_t)c->dim);
+    uint64_t t = bytes / per_token;
+    return t < 1 ? 1 : t > ((uint64_t)1 << 30) ? (size_t)1 << 30 : (size_t)t;
+}
+
 static int check_input(const tc_model *m, const int32_t *tokens, const size_t *offsets,
                        size_t n_seqs, tc_error *err)
 {
@@ -199,7 +220,7 @@ int tc_perplexity(const tc_model *m, const int32_t *tokens, const size_t *offset
  * squared mean would cancel. */
 typedef struct cos_acc {
     double mean, m2, min;
-    uint64_t n;
+    double n; /* a count: every field of a record is a double (sum_disjoint) */
 } cos_acc;
 
 typedef struct analysis_run {
@@ -232,10 +253,10 @@ typedef struct analysis_run {
     size_t rec_bytes;
     cos_acc (*cos)[TC_N_MODULES];
     double *hsum;         /* [HSUM_N][L][n_heads] head statistics */
-    uint64_t *queries;    /* [L] */
-    uint64_t *later;      /* [L]: queries at positions >= 1 */
+    double *queries;      /* [L] (counts, exact in a double) */
+    double *later;        /* [L]: queries at positions >= 1 */
     double *nll;
-    uint64_t *n_pred;
+    double *n_pred;
     double (*nll_skip)[TC_N_MODULES], (*kl)[TC_N_MODULES];
     double *acc_nll, *acc_kl; /* where the current rerun's sums go */
     /* Masking heads. */
@@ -379,8 +400,8 @@ static int base_heads(void *ctx, int layer, const tc_head_sums *hs, tc_error *er
     for (int k = 0; k < HSUM_N; k++)
         for (int h = 0; h < hs->n_heads && h < r->n_heads; h++)
             hsum_at(r, k, layer)[h] += src[k][h];
-    r->queries[layer] += hs->n_queries;
-    r->later[layer] += hs->n_later;
+    r->queries[layer] += (double)hs->n_queries;
+    r->later[layer] += (double)hs->n_later;
     return TC_OK;
 }
 
@@ -472,42 +493,40 @@ static int rerun(analysis_run *r, int l, tc_module mod, int first, const float *
     return rerun_into(r, first, x, NULL, &r->nll_skip[l][mod], &r->kl[l][mod], err);
 }
 
-/* Each head of each present attention masked alone, rerun from its layer's input. */
-static int measure_heads_batch(analysis_run *r, tc_error *err)
+/* Each head of layer l's attention (when present) masked alone, rerun from
+ * the layer's input. */
+static int measure_heads_layer(analysis_run *r, int l, tc_error *err)
 {
-    for (int l = 0; l < r->L; l++) {
-        if (!r->present[l][TC_MOD_ATTN])
-            continue;
-        for (int h = 0; h < r->n_heads; h++) {
-            size_t id = (size_t)l * (size_t)r->n_heads + (size_t)h;
-            r->head_mask[id] = 1;
-            int rc = rerun_into(r, l, stored(r, r->xs, l), r->head_mask, &r->head_nll[id], &r->head_kl[id], err);
-            r->head_mask[id] = 0;
-            if (rc)
-                return TC_ERR;
-        }
+    if (!r->present[l][TC_MOD_ATTN])
+        return TC_OK;
+    for (int h = 0; h < r->n_heads; h++) {
+        size_t id = (size_t)l * (size_t)r->n_heads + (size_t)h;
+        r->head_mask[id] = 1;
+        int rc = rerun_into(r, l, stored(r, r->xs, l), r->head_mask, &r->head_nll[id], &r->head_kl[id], err);
+        r->head_mask[id] = 0;
+        if (rc)
+            return TC_ERR;
     }
     return TC_OK;
 }
 
-static int measure_batch(analysis_run *r, tc_error *err)
+/* Layer l's modules skipped one at a time. */
+static int measure_layer(analysis_run *r, int l, tc_error *err)
 {
-    for (int l = 0; l < r->L; l++) {
-        const uint8_t *pr = r->present[l];
-        float *xs = stored(r, r->xs, l), *hs = stored(r, r->hs, l);
-        if (pr[TC_MOD_ATTN]) {
-            r->skip[l].attn = 1;
-            int rc = rerun(r, l, TC_MOD_ATTN, l, xs, err);
-            r->skip[l].attn = r->base_skip[l].attn;
-            if (rc)
-                return TC_ERR;
-        }
-        if (pr[TC_MOD_MLP] && rerun(r, l, TC_MOD_MLP, l + 1, hs, err))
-            return TC_ERR;
-        /* With one module present the block is that module: no rerun needed. */
-        if (pr[TC_MOD_ATTN] && pr[TC_MOD_MLP] && rerun(r, l, TC_MOD_BLOCK, l + 1, xs, err))
+    const uint8_t *pr = r->present[l];
+    float *xs = stored(r, r->xs, l), *hs = stored(r, r->hs, l);
+    if (pr[TC_MOD_ATTN]) {
+        r->skip[l].attn = 1;
+        int rc = rerun(r, l, TC_MOD_ATTN, l, xs, err);
+        r->skip[l].attn = r->base_skip[l].attn;
+        if (rc)
             return TC_ERR;
     }
+    if (pr[TC_MOD_MLP] && rerun(r, l, TC_MOD_MLP, l + 1, hs, err))
+        return TC_ERR;
+    /* With one module present the block is that module: no rerun needed. */
+    if (pr[TC_MOD_ATTN] && pr[TC_MOD_MLP] && rerun(r, l, TC_MOD_BLOCK, l + 1, xs, err))
+        return TC_ERR;
     return TC_OK;
 }
 
@@ -534,27 +553,19 @@ static int baseline_batch(analysis_run *r, tc_error *err)
     return TC_OK;
 }
 
-/* Token-layers of work per token of a head window for masking heads. */
-static double head_work_per_token(const analysis_run *r)
+/* Token-layers of work per token of layer l's reruns: its modules skipped
+ * (when measuring) and, in a head window, its heads masked. */
+static double layer_work(const analysis_run *r, int l, int head_window)
 {
+    const uint8_t *pr = r->present[l];
     double w = 0;
-    for (int l = 0; r->head_win && l < r->L; l++)
-        w += r->present[l][TC_MOD_ATTN] ? (double)r->n_heads * (r->L - l + 1) : 0;
-    return w;
-}
-
-/* Token-layers of work per token: the baseline plus every rerun. */
-static double work_per_token(const analysis_run *r)
-{
-    double w = r->L + 1;
-    if (!r->measure)
-        return w;
-    for (int l = 0; l < r->L; l++) {
-        const uint8_t *pr = r->present[l];
+    if (r->measure) {
         w += pr[TC_MOD_ATTN] ? r->L - l + 1 : 0;
         w += pr[TC_MOD_MLP] ? r->L - l : 0;
         w += pr[TC_MOD_ATTN] && pr[TC_MOD_MLP] ? r->L - l : 0;
     }
+    if (head_window && pr[TC_MOD_ATTN])
+        w += (double)r->n_heads * (r->L - l + 1);
     return w;
 }
 
@@ -616,10 +627,10 @@ static size_t bind_record(analysis_run *r, unsigned char *base)
     } while (0)
     TC_FIELD(r->cos, L * TC_N_MODULES * sizeof(cos_acc));
     TC_FIELD(r->hsum, HSUM_N * L * nh * sizeof(double));
-    TC_FIELD(r->queries, L * sizeof(uint64_t));
-    TC_FIELD(r->later, L * sizeof(uint64_t));
+    TC_FIELD(r->queries, L * sizeof(double));
+    TC_FIELD(r->later, L * sizeof(double));
     TC_FIELD(r->nll, sizeof(double));
-    TC_FIELD(r->n_pred, sizeof(uint64_t));
+    TC_FIELD(r->n_pred, sizeof(double));
     TC_FIELD(r->nll_skip, L * TC_N_MODULES * sizeof(double));
     TC_FIELD(r->kl, L * TC_N_MODULES * sizeof(double));
     TC_FIELD(r->head_nll, L * nh * sizeof(double));
@@ -637,9 +648,9 @@ static void cos_merge(cos_acc *t, const cos_acc *a)
         *t = *a;
         return;
     }
-    double n = (double)(t->n + a->n), delta = a->mean - t->mean;
-    t->mean += delta * ((double)a->n / n);
-    t->m2 += a->m2 + delta * delta * ((double)t->n * (double)a->n / n);
+    double n = t->n + a->n, delta = a->mean - t->mean;
+    t->mean += delta * (a->n / n);
+    t->m2 += a->m2 + delta * delta * (t->n * a->n / n);
     if (a->min < t->min)
         t->min = a->min;
     t->n += a->n;
@@ -675,7 +686,7 @@ static void sum_records(analysis_run *r)
         *t.n_pred += *b.n_pred;
         if (r->bseq[i] < r->head_win) {
             r->head_base += *b.nll;
-            r->head_pred += *b.n_pred;
+            r->head_pred += (uint64_t)*b.n_pred;
         }
     }
     bind_record(r, r->totals);
@@ -780,7 +791,7 @@ static int finish(const analysis_run *r, tc_analysis *out, tc_error *err)
             tc_analysis_free(out);
             return tc_err(err, "%s: out of memory for analysis results", r->m->path);
         }
-        double later = r->later[l] ? (double)r->later[l] : NAN, queries = r->queries[l] ? (double)r->queries[l] : NAN;
+        double later = r->later[l] ? r->later[l] : NAN, queries = r->queries[l] ? r->queries[l] : NAN;
         for (int h = 0; h < r->n_heads; h++) {
             tc_head_stats *hs = &ls->heads[h];
             size_t id = (size_t)l * (size_t)r->n_heads + (size_t)h;
@@ -804,7 +815,7 @@ static int finish(const analysis_run *r, tc_analysis *out, tc_error *err)
     out->tokens.chosen = -1;
     out->nll = *r->n_pred ? *r->nll / (double)*r->n_pred : NAN;
     out->ppl = *r->n_pred ? exp(out->nll) : NAN;
-    out->n_predicted = *r->n_pred;
+    out->n_predicted = (uint64_t)*r->n_pred;
     return TC_OK;
 }
 
@@ -836,30 +847,80 @@ int tc_analyze(const tc_model *m, const int32_t *tokens, const size_t *offsets, 
         rc = tc_weights_load(&w, m, err);
         r.weights = rc ? NULL : &w;
     }
-    /* This rank's batches; a job of one owns them all. */
-    size_t b0 = 0, b1 = 0;
+    /* The work items: per batch, its baseline (the cosines, head sums and
+     * NLL) and each layer's reruns (its modules skipped, and in the head
+     * windows its heads masked).  Items go to ranks in order by weight, so a
+     * batch's layers may be spread over several ranks, each of which runs
+     * the batch's baseline to get the stored states; only the owner of the
+     * baseline item keeps its sums.  A job of one owns every item. */
+    size_t L = (size_t)r.L, n_items = rc ? 0 : r.n_batches * (L + 1);
+    int *owner = rc ? NULL : malloc((n_items ? n_items : 1) * sizeof *owner);
+    unsigned char *scratch = rc ? NULL : calloc(1, r.rec_bytes);
+    if (!rc && (!owner || !scratch))
+        rc = tc_err(err, "%s: out of memory for the analysis's work list", m->path);
+    int me = opts->dist ? opts->dist->rank : 0;
     if (!rc) {
-        tc_dist_range(opts->dist, opts->dist ? opts->dist->rank : 0, r.n_batches, &b0, &b1);
-        size_t k0 = offsets[r.bseq[b0]], k1 = offsets[r.bseq[b1]];
-        size_t h1 = offsets[r.head_win] < k1 ? offsets[r.head_win] : k1;
-        r.total = (double)(k1 - k0) * work_per_token(&r) + (h1 > k0 ? (double)(h1 - k0) : 0.0) * head_work_per_token(&r);
+        double all = 0.0, before = 0.0;
+        for (int pass = 0; pass < 2; pass++) {
+            for (size_t b = 0; b < r.n_batches; b++) {
+                double T = (double)(offsets[r.bseq[b + 1]] - offsets[r.bseq[b]]);
+                int heads = r.bseq[b] < r.head_win;
+                for (size_t k = 0; k <= L; k++) {
+                    double wt = k == 0 ? T * (r.L + 1) : T * layer_work(&r, (int)k - 1, heads);
+                    if (pass == 1) {
+                        owner[b * (L + 1) + k] = tc_dist_owner(opts->dist, before, wt, all);
+                        before += wt;
+                    } else {
+                        all += wt;
+                    }
+                }
+            }
+        }
+        /* Progress: this rank's items, and the baselines it runs for them. */
+        for (size_t b = 0; b < r.n_batches; b++) {
+            double T = (double)(offsets[r.bseq[b + 1]] - offsets[r.bseq[b]]);
+            int any = 0;
+            for (size_t k = 0; k <= L; k++)
+                if (owner[b * (L + 1) + k] == me) {
+                    any = 1;
+                    if (k > 0)
+                        r.total += T * layer_work(&r, (int)k - 1, r.bseq[b] < r.head_win);
+                }
+            r.total += any ? T * (r.L + 1) : 0.0;
+        }
         r.total += tc_analysis_extra_work(m, offsets, n_seqs, opts);
     }
-    for (size_t i = b0; !rc && i < b1; i++) {
+    for (size_t i = 0; !rc && i < r.n_batches; i++) {
+        const int *own = owner + i * (L + 1);
+        int any = 0;
+        for (size_t k = 0; k <= L; k++)
+            any |= own[k] == me && (k == 0 || layer_work(&r, (int)k - 1, r.bseq[i] < r.head_win) > 0);
+        if (!any)
+            continue;
         size_t s0 = r.bseq[i], s1 = r.bseq[i + 1];
-        bind_record(&r, r.recs + i * r.rec_bytes);
         sub_batch(tokens, offsets, s0, s1, off, &r.b);
         r.n = tc_batch_tokens(&r.b);
         batch_targets(&r.b, r.tgt);
+        bind_record(&r, own[0] == me ? r.recs + i * r.rec_bytes : scratch);
         rc = baseline_batch(&r, err);
-        if (!rc && r.measure)
-            rc = measure_batch(&r, err);
-        if (!rc && s0 < r.head_win)
-            rc = measure_heads_batch(&r, err);
+        bind_record(&r, r.recs + i * r.rec_bytes);
+        for (int l = 0; !rc && l < r.L; l++) {
+            if (own[l + 1] != me)
+                continue;
+            if (r.measure)
+                rc = measure_layer(&r, l, err);
+            if (!rc && s0 < r.head_win)
+                rc = measure_heads_layer(&r, l, err);
+        }
     }
-    /* Every rank gets every record, and every rank adds them in the same
-     * order: the totals are the same bits whatever the number of ranks. */
-    rc = tc_dist_allgather(opts->dist, rc, r.recs, r.n_batches, r.rec_bytes, err);
+    free(owner);
+    free(scratch);
+    /* Every field of every record was set by one rank: summed over the
+     * ranks they are on every rank, and every rank adds the records in the
+     * same order, so the totals are the same bits whatever the number of
+     * ranks. */
+    rc = tc_dist_sum_disjoint(opts->dist, rc, (double *)(void *)r.recs, rc ? 0 : r.n_batches * r.rec_bytes / sizeof(double),
+                              err);
     if (!rc) {
         sum_records(&r);
         rc = finish(&r, out, err);

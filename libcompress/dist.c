@@ -89,6 +89,16 @@ void tc_dist_range(const tc_dist *d, int rank, size_t n, size_t *begin, size_t *
     *end = *begin + q + (r < rem ? 1 : 0);
 }
 
+int tc_dist_owner(const tc_dist *d, double before, double w, double total)
+{
+    int size = d && d->size > 1 ? d->size : 1;
+    if (size == 1 || !(total > 0))
+        return 0;
+    double mid = (before + 0.5 * w) / total * (double)size;
+    int r = (int)mid;
+    return r < 0 ? 0 : r >= size ? size - 1 : r;
+}
+
 int tc_dist_agree(tc_dist *d, int rc, tc_error *err, int *failed_rank)
 {
     if (failed_rank)
@@ -158,6 +168,31 @@ int tc_dist_allgather(tc_dist *d, int rc, void *buf, size_t n, size_t item_bytes
 #else
     return TC_OK;
 #endif
+}
+
+int tc_dist_sum_disjoint(tc_dist *d, int rc, double *buf, size_t n, tc_error *err)
+{
+    if (tc_dist_agree(d, rc, err, NULL))
+        return TC_ERR;
+#ifdef TC_HAVE_MPI
+    if (d && d->mpi && d->size > 1) {
+        /* In pieces that an int counts. */
+        for (size_t at = 0; at < n;) {
+            size_t k = n - at < (size_t)1 << 28 ? n - at : (size_t)1 << 28;
+            int e = MPI_Allreduce(MPI_IN_PLACE, buf + at, (int)k, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+            if (e != MPI_SUCCESS)
+                return mpi_fail(err, "MPI_Allreduce", e);
+            d->n_collectives++;
+            /* A ring allreduce sends and receives about twice the buffer. */
+            d->bytes_out += 2 * (uint64_t)k * sizeof *buf * (uint64_t)(d->size - 1) / (uint64_t)d->size;
+            d->bytes_in += 2 * (uint64_t)k * sizeof *buf * (uint64_t)(d->size - 1) / (uint64_t)d->size;
+            at += k;
+        }
+    }
+#endif
+    for (size_t i = 0; i < n; i++)
+        buf[i] += 0.0;
+    return TC_OK;
 }
 
 int tc_dist_max_int(tc_dist *d, int v)

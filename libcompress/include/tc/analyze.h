@@ -63,14 +63,18 @@ typedef struct tc_analyze_opts {
  * tokens dropped (tc_token_measure; docs/FORWARD.md says how).
  *
  * Measuring runs layer by layer once, storing each layer's X and H and the
- * baseline log-softmax of every position of the batch (batches are sized so
- * that this fits the budget); skipping attention at layer l then reruns layers
+ * baseline log-softmax of every position of the batch (a batch is one
+ * sequence, or batch_tokens' group); skipping attention at layer l then reruns layers
  * l .. L-1 from the stored X_l, skipping the MLP or the block reruns l+1 ..
  * L-1 from H_l or X_l.  When every weight fits in 1 GiB as fp32 they are
  * converted once for all reruns.  out is filled only on success; free it with
  * tc_analysis_free. */
 int tc_analyze(const tc_model *m, const int32_t *tokens, const size_t *offsets, size_t n_seqs,
                const tc_analyze_opts *opts, tc_analysis *out, tc_error *err);
+
+/* batch_tokens for tc_analyze_opts such that a pass's stored hidden states,
+ * baseline log-probabilities and buffers take about `bytes` (at least 1). */
+size_t tc_analyze_batch_tokens(const tc_model *m, const tc_analyze_opts *opts, uint64_t bytes);
 
 typedef struct tc_ppl_opts {
     int n_threads;

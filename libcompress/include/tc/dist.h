@@ -43,6 +43,11 @@ void tc_dist_finish(tc_dist *d);
 /* The contiguous, balanced share [*begin, *end) of n items that rank owns. */
 void tc_dist_range(const tc_dist *d, int rank, size_t n, size_t *begin, size_t *end);
 
+/* The rank that owns an item of weight w whose predecessors weigh `before`,
+ * out of `total`: items in order go to ranks in order, each rank taking about
+ * total / size of the weight (the rank under the item's midpoint). */
+int tc_dist_owner(const tc_dist *d, double before, double w, double total);
+
 /* Agreement after a step that may fail on some ranks: rc is this rank's
  * result (TC_OK or TC_ERR, err filled on failure).  Returns TC_ERR on every
  * rank when any rank failed; err then holds the lowest failing rank's
@@ -55,6 +60,13 @@ int tc_dist_agree(tc_dist *d, int rc, tc_error *err, int *failed_rank);
  * result so far: the exchange happens only when every rank succeeded
  * (tc_dist_agree's rule), so a failure on one rank never blocks the others. */
 int tc_dist_allgather(tc_dist *d, int rc, void *buf, size_t n, size_t item_bytes, tc_error *err);
+
+/* buf holds n doubles, each of which at most one rank has set (the others
+ * hold 0): afterwards every rank holds them all.  Adding zeros is exact, so
+ * the result does not depend on the order of the reduction; every element
+ * is x + 0.0 (a -0.0 becomes +0.0), on one rank as on many.  rc as for
+ * tc_dist_allgather. */
+int tc_dist_sum_disjoint(tc_dist *d, int rc, double *buf, size_t n, tc_error *err);
 
 /* The largest of every rank's v (an exit status), on every rank. */
 int tc_dist_max_int(tc_dist *d, int v);
