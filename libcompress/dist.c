@@ -195,6 +195,78 @@ int tc_dist_sum_disjoint(tc_dist *d, int rc, double *buf, size_t n, tc_error *er
     return TC_OK;
 }
 
+#ifdef TC_HAVE_MPI
+/* bytes at p to or from rank peer, in pieces that an int counts. */
+static int move_bytes(tc_dist *d, int send, void *p, size_t bytes, int peer)
+{
+    unsigned char *b = p;
+    for (size_t at = 0; at < bytes;) {
+        size_t k = bytes - at < ((size_t)1 << 30) ? bytes - at : ((size_t)1 << 30);
+        int e = send ? MPI_Send(b + at, (int)k, MPI_BYTE, peer, 1, MPI_COMM_WORLD)
+                     : MPI_Recv(b + at, (int)k, MPI_BYTE, peer, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        if (e != MPI_SUCCESS)
+            return e;
+        if (send)
+            d->bytes_out += k;
+        else
+            d->bytes_in += k;
+        at += k;
+    }
+    return MPI_SUCCESS;
+}
+#endif
+
+int tc_dist_chain(tc_dist *d, int rc, void *buf, size_t bytes, tc_dist_fold_fn fold, void *ctx, tc_error *err)
+{
+    if (!d || !d->mpi || d->size < 2)
+        return rc ? TC_ERR : fold(ctx, buf, err);
+#ifdef TC_HAVE_MPI
+    if (tc_dist_agree(d, rc, err, NULL))
+        return TC_ERR;
+    /* ok travels with buf: once a fold fails the rest only pass it on. */
+    int ok = 1, e = MPI_SUCCESS;
+    d->n_collectives++;
+    if (d->rank > 0) {
+        e = MPI_Recv(&ok, 1, MPI_INT, d->rank - 1, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        if (e == MPI_SUCCESS && ok)
+            e = move_bytes(d, 0, buf, bytes, d->rank - 1);
+    }
+    if (e == MPI_SUCCESS && ok && (rc = fold(ctx, buf, err)) != TC_OK)
+        ok = 0;
+    if (e == MPI_SUCCESS && d->rank < d->size - 1) {
+        e = MPI_Send(&ok, 1, MPI_INT, d->rank + 1, 0, MPI_COMM_WORLD);
+        if (e == MPI_SUCCESS && ok)
+            e = move_bytes(d, 1, buf, bytes, d->rank + 1);
+    }
+    if (e == MPI_SUCCESS)
+        e = MPI_Bcast(&ok, 1, MPI_INT, d->size - 1, MPI_COMM_WORLD);
+    for (size_t at = 0; e == MPI_SUCCESS && ok && at < bytes;) {
+        size_t k = bytes - at < ((size_t)1 << 30) ? bytes - at : ((size_t)1 << 30);
+        e = MPI_Bcast((unsigned char *)buf + at, (int)k, MPI_BYTE, d->size - 1, MPI_COMM_WORLD);
+        if (d->rank != d->size - 1)
+            d->bytes_in += k;
+        at += k;
+    }
+    if (e != MPI_SUCCESS)
+        return mpi_fail(err, "the ordered fold", e);
+    /* The failing rank's sentence, on every rank. */
+    return tc_dist_agree(d, rc, err, NULL);
+#else
+    return TC_OK;
+#endif
+}
+
+void tc_dist_abort(tc_dist *d, int code)
+{
+#ifdef TC_HAVE_MPI
+    if (d && d->mpi && d->size > 1)
+        MPI_Abort(MPI_COMM_WORLD, code);
+#else
+    (void)d;
+    (void)code;
+#endif
+}
+
 int tc_dist_max_int(tc_dist *d, int v)
 {
 #ifdef TC_HAVE_MPI

@@ -157,9 +157,16 @@ typedef struct qdrv {
     float *scales[TC_N_ROLES];
     slot slots[TC_N_ROLES];
     tc_tgroup group;
-    /* Calibration. */
+    /* Calibration: the windows [q0, q1) of o->calib are this rank's (all of
+     * them in a job of one); x and y hold their tokens, from offsets[q0]. */
     size_t n_tok;
-    float *x, *y;
+    int writer;          /* rank 0 (or a job of one): quantizes, measures and writes */
+    size_t q0, q1, tok0;
+    float *x, *y, *cur_y;
+    /* The linear inputs of this rank's windows in the layer at hand, in
+     * window order: folded into H and the samples window by window. */
+    float *xin[TC_N_LIN_INPUTS];
+    size_t xin_n[TC_N_LIN_INPUTS], xin_cap[TC_N_LIN_INPUTS];
     double *H[TC_N_LIN_INPUTS];
     float *smp[TC_N_LIN_INPUTS];
     size_t smp_n[TC_N_LIN_INPUTS], smp_cap;
@@ -189,19 +196,19 @@ static int obs_input(void *ctx, int layer, tc_lin_input which, const float *x, s
     if (layer != d->observe_layer)
         return TC_OK;
     d->in_cols[which] = cols;
-    if (d->collect_h) {
-        if (!d->H[which] && !(d->H[which] = calloc((size_t)cols * (size_t)cols, sizeof(double))))
-            return tc_err(err, "out of memory for the statistics of a %d-wide input", cols);
-        if (tc_ternary_hessian_add(x, (int64_t)n, cols, d->H[which], err))
-            return TC_ERR;
+    /* Kept, to be folded into X^T X and the samples in window order
+     * (fold_inputs): one window's rows per pass. */
+    size_t need = (d->xin_n[which] + n) * (size_t)cols;
+    if (need > d->xin_cap[which]) {
+        size_t cap = need > 2 * d->xin_cap[which] ? need : 2 * d->xin_cap[which];
+        float *p = realloc(d->xin[which], cap * sizeof *p);
+        if (!p)
+            return tc_err(err, "out of memory for the activations of a %d-wide input", cols);
+        d->xin[which] = p;
+        d->xin_cap[which] = cap;
     }
-    if (d->collect_smp && d->smp_n[which] < d->smp_cap) {
-        if (!d->smp[which] && !(d->smp[which] = malloc(d->smp_cap * (size_t)cols * sizeof(float))))
-            return tc_err(err, "out of memory for activation samples");
-        size_t k = d->smp_cap - d->smp_n[which] < n ? d->smp_cap - d->smp_n[which] : n;
-        memcpy(d->smp[which] + d->smp_n[which] * (size_t)cols, x, k * (size_t)cols * sizeof(float));
-        d->smp_n[which] += k;
-    }
+    memcpy(d->xin[which] + d->xin_n[which] * (size_t)cols, x, n * (size_t)cols * sizeof(float));
+    d->xin_n[which] += n;
     return TC_OK;
 }
 
@@ -210,7 +217,7 @@ static int obs_hidden(void *ctx, int layer, tc_point at, const float *x, size_t 
     (void)err;
     qdrv *d = ctx;
     if (layer == d->observe_layer && at == TC_AT_MLP_OUT)
-        memcpy(d->y, x, n * (size_t)dim * sizeof(float));
+        memcpy(d->cur_y, x, n * (size_t)dim * sizeof(float));
     return TC_OK;
 }
 
@@ -226,8 +233,93 @@ static int run_layer(qdrv *d, int l, const tc_layer_f32 *w, int collect, tc_erro
     tc_forward_opts fo = {.n_threads = d->o->n_threads, .skip = d->skip, .observers = &ob,
                           .n_observers = 1, .weights = &wts, .no_logits = 1};
     d->observe_layer = l;
-    int rc = tc_forward_from(m, d->o->calib, l, d->x, &fo, err);
+    /* Each window a pass of its own: a window's rows then do not depend on
+     * its neighbours (BLAS rounds products of other heights differently), so
+     * the statistics are the same bits however the windows are spread over
+     * ranks. */
+    const tc_batch *b = d->o->calib;
+    int rc = TC_OK;
+    for (size_t s = d->q0; rc == TC_OK && s < d->q1; s++) {
+        size_t offs[2] = {0, b->offsets[s + 1] - b->offsets[s]}, at = (b->offsets[s] - d->tok0) * (size_t)m->cfg.dim;
+        tc_batch one = {b->tokens + b->offsets[s], offs, 1};
+        d->cur_y = d->y + at;
+        rc = tc_forward_from(m, &one, l, d->x + at, &fo, err);
+    }
     memset(&d->wl[l], 0, sizeof d->wl[l]);
+    return rc;
+}
+
+/* One linear input's statistics as they travel over the ranks: X^T X (when
+ * collected), then the count of sample rows and the rows. */
+typedef struct fold_job {
+    qdrv *d;
+    int which, cols;
+    size_t h_bytes;
+} fold_job;
+
+static int fold_rows(void *ctx, void *buf, tc_error *err)
+{
+    fold_job *f = ctx;
+    qdrv *d = f->d;
+    const tc_batch *b = d->o->calib;
+    unsigned char *p = buf;
+    double *H = (double *)(void *)p, *smp_n = (double *)(void *)(p + f->h_bytes);
+    float *smp = (float *)(void *)(p + f->h_bytes + sizeof(double));
+    const float *x = d->xin[f->which];
+    size_t have = (size_t)*smp_n, row = 0;
+    for (size_t s = d->q0; s < d->q1; s++) {
+        size_t n = b->offsets[s + 1] - b->offsets[s];
+        if (row + n > d->xin_n[f->which])
+            return tc_err(err, "internal: a window's activations are missing");
+        const float *xs = x + row * (size_t)f->cols;
+        if (f->h_bytes && tc_ternary_hessian_add(xs, (int64_t)n, f->cols, H, err))
+            return TC_ERR;
+        size_t k = d->smp_cap - have < n ? d->smp_cap - have : n;
+        memcpy(smp + have * (size_t)f->cols, xs, k * (size_t)f->cols * sizeof(float));
+        have += k;
+        row += n;
+    }
+    *smp_n = (double)have;
+    return TC_OK;
+}
+
+/* H and the samples of every linear input of the layer just run: each
+ * window's rows added in window order, over the ranks in turn. */
+static int fold_inputs(qdrv *d, int rc, tc_error *err)
+{
+    for (int which = 0; which < TC_N_LIN_INPUTS; which++) {
+        /* A rank without windows saw no input: the widest is the width. */
+        int cols = tc_dist_max_int(d->o->dist, rc ? -1 : d->in_cols[which]);
+        if (cols < 0)
+            rc = TC_ERR;
+        if (cols <= 0 && !rc)
+            continue;
+        fold_job f = {d, which, cols, d->collect_h ? (size_t)cols * (size_t)cols * sizeof(double) : 0};
+        size_t bytes = rc ? 0 : f.h_bytes + sizeof(double) + d->smp_cap * (size_t)cols * sizeof(float);
+        unsigned char *buf = rc ? NULL : calloc(1, bytes);
+        if (!rc && !buf)
+            rc = tc_err(err, "out of memory for the statistics of a %d-wide input", cols);
+        rc = tc_dist_chain(d->o->dist, rc, buf, bytes, fold_rows, &f, err);
+        if (rc == TC_OK) {
+            d->smp_n[which] = (size_t)*(double *)(void *)(buf + f.h_bytes);
+            d->smp[which] = malloc(d->smp_cap * (size_t)cols * sizeof(float) + 1);
+            if (d->collect_h)
+                d->H[which] = malloc(f.h_bytes);
+            if (!d->smp[which] || (d->collect_h && !d->H[which])) {
+                rc = tc_err(err, "out of memory for the statistics of a %d-wide input", cols);
+            } else {
+                memcpy(d->smp[which], buf + f.h_bytes + sizeof(double), d->smp_n[which] * (size_t)cols * sizeof(float));
+                if (d->collect_h)
+                    memcpy(d->H[which], buf, f.h_bytes);
+            }
+        }
+        free(buf);
+        free(d->xin[which]);
+        d->xin[which] = NULL;
+        d->xin_n[which] = d->xin_cap[which] = 0;
+        if (rc)
+            return TC_ERR;
+    }
     return rc;
 }
 
@@ -236,9 +328,12 @@ static void reset_stats(qdrv *d)
     for (int i = 0; i < TC_N_LIN_INPUTS; i++) {
         free(d->H[i]);
         free(d->smp[i]);
+        free(d->xin[i]);
         d->H[i] = NULL;
         d->smp[i] = NULL;
-        d->smp_n[i] = 0;
+        d->xin[i] = NULL;
+        d->smp_n[i] = d->xin_n[i] = d->xin_cap[i] = 0;
+        d->in_cols[i] = 0;
     }
 }
 
@@ -656,12 +751,18 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
         reset_stats(d);
         d->collect_h = d->o->q.method == TC_TMETHOD_CALIBRATED;
         d->collect_smp = 1;
-        if (run_layer(d, l, &d->w, 1, err))
+        if (fold_inputs(d, run_layer(d, l, &d->w, 1, err), err))
             return TC_ERR;
         for (int i = 0; i < n; i++)
             if (jobs[i].ri >= 0)
                 jobs[i].H = d->H[input_of(jobs[i].role)];
         d->rep.times.calib += now_s() - t0;
+        /* A rank that does not write needs the codes only to move a
+         * sequential stream through the quantized layer. */
+        if (!d->writer && !(d->o->q.sequential && d->o->q.method == TC_TMETHOD_CALIBRATED)) {
+            reset_stats(d);
+            return advance_stream(d, l, err);
+        }
         if (run_phase(d, l, jobs, order, n, 0, 1, d->o->q.method == TC_TMETHOD_CALIBRATED ? 1 : threads,
                       err))
             return TC_ERR;
@@ -769,15 +870,19 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
         d->n_tok = tc_batch_tokens(o->calib);
         if (tc_batch_check(m, o->calib, "calibration data", err))
             return TC_ERR;
+        /* This rank's windows; a job of one has them all. */
+        tc_dist_range(o->dist, o->dist ? o->dist->rank : 0, o->calib->n_seqs, &d->q0, &d->q1);
+        d->tok0 = o->calib->offsets[d->q0];
+        size_t own = o->calib->offsets[d->q1] - d->tok0;
         uint64_t nx;
-        if (tc_mul_u64((uint64_t)d->n_tok, (uint64_t)c->dim * sizeof(float), &nx) || nx > SIZE_MAX / 2)
+        if (tc_mul_u64((uint64_t)own, (uint64_t)c->dim * sizeof(float), &nx) || nx > SIZE_MAX / 2)
             return tc_err(err, "calibration data too large");
         d->x = malloc(nx ? (size_t)nx : 1);
         d->y = malloc(nx ? (size_t)nx : 1);
         if (!d->x || !d->y)
             return tc_err(err, "out of memory for the calibration activations");
-        for (size_t t = 0; t < d->n_tok; t++)
-            if (tc_model_embed_input(m, o->calib->tokens[t], d->x + t * (size_t)c->dim, err))
+        for (size_t t = 0; t < own; t++)
+            if (tc_model_embed_input(m, o->calib->tokens[d->tok0 + t], d->x + t * (size_t)c->dim, err))
                 return TC_ERR;
         d->smp_cap = o->error_sample_tokens ? o->error_sample_tokens : 256;
         d->rep.calib_tokens = d->n_tok;
@@ -1667,11 +1772,30 @@ int tc_quantize_model(const tc_model *m, const char *out_path, const tc_quantize
         return tc_err(err, "%s: %s has differential attention (DiffLlama), which neither the packed ternary file "
                       "nor llama.cpp's GGUF holds", out_path, m->path);
     qdrv d;
-    int rc = drv_init(&d, m, opts, err);
+    int rc = tc_dist_agree(opts->dist, drv_init(&d, m, opts, err), err, NULL);
+    int writer = !opts->dist || opts->dist->rank == 0;
+    d.writer = writer;
+    /* What the GGUF writer decides before it asks for a layer (the FFN
+     * padding, which tensors are ternary) decides the stream of a sequential
+     * quantization too: the other ranks decide it alike. */
+    if (rc == TC_OK && !writer && d.gguf) {
+        plan_ffn_padding(&d);
+        d.rep.ffn_dim_stored = d.out.ffn_dim;
+        rc = gguf_plan(&d, err);
+    }
     if (rc == TC_OK && opts->progress)
         opts->progress(opts->progress_ctx, 0.0);
-    if (rc == TC_OK)
+    if (rc == TC_OK && writer)
         rc = d.gguf ? write_gguf_tq(&d, out_path, err) : write_packed(&d, out_path, err);
+    /* Every rank takes part in every layer's statistics: the writer asks for
+     * the layers it writes, the others run them all, and the writer any it
+     * did not ask for. */
+    if (rc == TC_OK && d.n_tok > 0 && m->cfg.n_layers > 0)
+        rc = ensure_layer(&d, m->cfg.n_layers - 1, err);
+    if (rc == TC_OK && !writer) {
+        drv_free(&d);
+        return TC_OK;
+    }
     if (rc == TC_OK) {
         finish_report(&d, out_path, t0);
         if (rep) {

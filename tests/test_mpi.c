@@ -288,6 +288,11 @@ int main(void)
              "%s --method calibrated --calib %s --samples 6 --seq-len 48 --threads 1 -o %%s --force -q", A_gguf,
              A_stories);
     identical("q.tcq", "tc-quantize", args, 0, 0); /* its summary states the seconds */
+    snprintf(args, sizeof args,
+             "%s --method calibrated --sequential --format gguf-tq2 --calib %s --samples 5 --seq-len 40 --threads 1 "
+             "-o %%s --force -q",
+             A_gguf, A_stories);
+    identical("q.gguf", "tc-quantize", args, 0, 0);
     snprintf(args, sizeof args, "%s/n0/q.tcq --compare %s --eval %s --samples 7 --seq-len 64 --threads 1 -q", dir,
              A_gguf, A_stories);
     identical("compare", "tc-run", args, 0, 1);

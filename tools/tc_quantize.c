@@ -428,35 +428,21 @@ int main(int argc, char **argv)
     tc_model m;
     if ((code = cli_dist_check(TOOL, &dist, tc_model_open(&m, argv[optind], &err), &err)))
         return code;
-    /* Under mpirun, rank 0 quantizes and writes; the other ranks check that
-     * they can read every input, so that a job whose nodes see different
-     * files fails as a whole, and wait (the calibration statistics are not
-     * spread over ranks yet: docs/SCALING.md). */
-    if (dist.rank != 0) {
-        tc_calib_set set = {0};
-        int rc = TC_OK;
-        if (cal.text || cal.tokens) {
-            rc = cli_calib_load(&cal, &m, com.tokenizer, &set, &err);
-            if (rc == TC_OK)
-                tc_calib_set_free(&set);
-        }
-        code = tc_dist_max_int(&dist, 0);
-        if (!code && (code = cli_dist_check(TOOL, &dist, rc, &err)) == 0)
-            code = cli_dist_check(TOOL, &dist, TC_OK, &err);
-        tc_model_close(&m);
-        return code;
-    }
-    { /* the output is checked against every input before any work */
+    /* Under mpirun every rank runs its share of the calibration windows
+     * through each layer; rank 0 alone checks and writes the output. */
+    if (dist.rank != 0)
+        com.quiet = 1;
+    if (dist.rank == 0) { /* the output is checked against every input before any work */
         const char *inputs[] = {cal.text, cal.tokens, com.tokenizer};
         cli_output o = {out, TC_OUTPUT_FILE};
         code = cli_guard_outputs(TOOL, &m, inputs, sizeof inputs / sizeof inputs[0], &o, 1, com.force);
         /* The tokenizer given, and the vocabulary a GGUF output must carry. */
         if (!code && cli_model_tokenizer(&m, com.tokenizer, qo.format != TC_QFORMAT_PACKED, &err))
             code = cli_fail(TOOL, &err);
-        if ((code = tc_dist_max_int(&dist, code))) {
-            tc_model_close(&m);
-            return code;
-        }
+    }
+    if ((code = tc_dist_max_int(&dist, code))) {
+        tc_model_close(&m);
+        return code;
     }
     /* A quantized input (a GGUF as people download it) is quantized again
      * from its dequantized values: say so, naming its types. */
@@ -496,10 +482,17 @@ int main(int argc, char **argv)
     qo.n_threads = com.threads > 0 ? com.threads : cli_default_threads();
     qo.progress = cli_progress_update;
     qo.progress_ctx = &bar;
+    qo.dist = &dist;
     tc_quantize_report rep;
     int rc = tc_quantize_model(&m, out, &qo, &rep, &err);
     cli_progress_done(&bar);
-    if (rc == TC_OK) {
+    if (rc != TC_OK && dist.size > 1 && dist.rank == 0) {
+        /* The others may be waiting for a layer rank 0 will not reach:
+         * say why, and end the job (its temporary is already gone). */
+        cli_fail(TOOL, &err);
+        tc_dist_abort(&dist, TC_EXIT_FAIL);
+    }
+    if (rc == TC_OK && dist.rank == 0) {
         if (!com.quiet)
             print_table(&rep, &qo);
         if (com.json) {

@@ -68,6 +68,20 @@ int tc_dist_allgather(tc_dist *d, int rc, void *buf, size_t n, size_t item_bytes
  * tc_dist_allgather. */
 int tc_dist_sum_disjoint(tc_dist *d, int rc, double *buf, size_t n, tc_error *err);
 
+/* An ordered fold over the ranks: rank 0 applies fold to buf (bytes, which
+ * the caller has zeroed), passes buf to rank 1, which applies its fold, and so
+ * on; the last rank's buf then reaches every rank.  Each rank folds its items
+ * in order, so the additions happen in item order whatever the number of
+ * ranks — for sums too large to gather per item (a K x K matrix per window).
+ * rc as for tc_dist_allgather; a fold that fails fails every rank. */
+typedef int (*tc_dist_fold_fn)(void *ctx, void *buf, tc_error *err);
+int tc_dist_chain(tc_dist *d, int rc, void *buf, size_t bytes, tc_dist_fold_fn fold, void *ctx, tc_error *err);
+
+/* Ends the whole job now (MPI_Abort with code), for a failure that leaves the
+ * other ranks waiting in a step this rank will not reach; a no-op in a job
+ * of one. */
+void tc_dist_abort(tc_dist *d, int code);
+
 /* The largest of every rank's v (an exit status), on every rank. */
 int tc_dist_max_int(tc_dist *d, int v);
 
