@@ -20,6 +20,7 @@ static const struct {
     [TC_Q5_1] = {"Q5_1", 32, 24},  [TC_Q2_K] = {"Q2_K", 256, 84}, [TC_Q3_K] = {"Q3_K", 256, 110},
     [TC_Q4_K] = {"Q4_K", 256, 144}, [TC_Q5_K] = {"Q5_K", 256, 176}, [TC_Q6_K] = {"Q6_K", 256, 210},
     [TC_IQ4_NL] = {"IQ4_NL", 32, 18}, [TC_IQ4_XS] = {"IQ4_XS", 256, 136},
+    [TC_I2_S] = {"I2_S", 4, 1}, /* plus the 32-byte tail (tc_dtype_span) */
 };
 
 const char *tc_dtype_name(tc_dtype t)
@@ -56,9 +57,13 @@ int tc_dtype_span(tc_dtype t, uint64_t n, uint64_t *bytes, tc_error *err)
     if (n % be != 0)
         return tc_err(err, "%llu elements is not a whole number of %s blocks of %llu",
                       (unsigned long long)n, info[t].name, (unsigned long long)be);
+    if (t == TC_I2_S && n % 128 != 0)
+        return tc_err(err, "%llu elements is not a whole number of I2_S blocks of 128", (unsigned long long)n);
     if (tc_mul_u64(n / be, info[t].block_bytes, bytes))
         return tc_err(err, "%llu elements of %s overflow a 64-bit byte count", (unsigned long long)n,
                       info[t].name);
+    if (t == TC_I2_S)
+        *bytes += 32; /* the scale's tail, as bitnet.cpp's ggml sizes the tensor */
     return TC_OK;
 }
 

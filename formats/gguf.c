@@ -58,6 +58,7 @@ static const struct {
     {27, TC_I64},  {28, TC_F64},  {30, TC_BF16}, {34, TC_TQ1_0}, {35, TC_TQ2_0},
     {2, TC_Q4_0},  {3, TC_Q4_1},  {6, TC_Q5_0},  {7, TC_Q5_1},   {10, TC_Q2_K},  {11, TC_Q3_K},
     {12, TC_Q4_K}, {13, TC_Q5_K}, {14, TC_Q6_K}, {20, TC_IQ4_NL}, {23, TC_IQ4_XS},
+    {36, TC_I2_S}, /* bitnet.cpp's ggml (ggml.h: GGML_TYPE_I2_S = 36); stock ggml has no type 36 */
 };
 
 int tc_gguf_dtype_from_ggml(uint32_t ggml_type, tc_dtype *out)

@@ -102,7 +102,7 @@ uint64_t tc_weights_bytes(const tc_model *m)
     uint64_t total = 0, elems;
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (int r = 0; r < TC_N_ROLES; r++)
-            if (m->layers[l].w[r] && tc_add_u64(total, m->layers[l].w[r]->n_elements, &total))
+            if (tc_add_u64(total, tc_model_role_params(m, l, (tc_role)r), &total))
                 return UINT64_MAX;
     if (tc_add_u64(total, m->out_norm->n_elements, &total) ||
         tc_add_u64(total, m->output->n_elements, &total) ||
@@ -167,7 +167,7 @@ int tc_batch_check(const tc_model *m, const tc_batch *b, const char *what, tc_er
  * pages each time. */
 enum {
     BUF_ROPE, BUF_ROPE_LOCAL, BUF_POS, BUF_X, BUF_XN, BUF_Q, BUF_K, BUF_V, BUF_ATT, BUF_G, BUF_U, BUF_LOGITS,
-    BUF_SCRATCH, BUF_HEAD_CELLS, BUF_HEAD_SUM, BUF_RECV, N_BUFS
+    BUF_SCRATCH, BUF_HEAD_CELLS, BUF_HEAD_SUM, BUF_RECV, BUF_SX, N_BUFS
 };
 
 struct tc_forward_ws {
@@ -255,6 +255,8 @@ typedef struct pass {
     double *cells;     /* [n_seqs][n_heads][HS_N] head statistics, every cell written */
     double *head_sum;  /* [HS_N][n_heads]: the batch's sums handed to observers */
     float *recv;       /* [2][n_heads][n]: attention received from the last query, from all */
+    int ternary;       /* the linear layers quantize their inputs (tc_linear_kind) */
+    double *sx;        /* [n]: each row's activation scale s_x for a ternary linear */
 } pass;
 
 static void pass_free(pass *p)
@@ -293,6 +295,8 @@ static int pass_buffers(pass *p, tc_error *err)
         return TC_ERR;
     size_t seqs = p->b->n_seqs ? p->b->n_seqs : 1, nh = (size_t)c->n_heads;
     if (p->want_recv && ws_get(ws, BUF_RECV, 2 * nh, n, f, &p->recv, "received attention", m, err))
+        return TC_ERR;
+    if (p->ternary && ws_get(ws, BUF_SX, n, 1, sizeof(double), &p->sx, "activation scale", m, err))
         return TC_ERR;
     if (!p->want_heads)
         return TC_OK;
@@ -351,6 +355,7 @@ static int pass_init(pass *p, const tc_model *m, const tc_batch *b, const tc_for
     p->n = tc_batch_tokens(b);
     p->qdim = c->n_heads * c->head_dim;
     p->kvdim = c->n_kv_heads * c->head_dim;
+    p->ternary = tc_linear_is_ternary(c);
     if (c->n_heads <= 0 || c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads || c->head_dim <= 0 ||
         c->head_dim % 2 || c->ffn_dim <= 0)
         return tc_err(err, "%s: unsupported shape (%d heads, %d kv heads, head_dim %d, ffn %d)",
@@ -459,10 +464,49 @@ static void norm_range(void *ctx, size_t begin, size_t end)
         tc_fm_norm(j->x + t * j->dim, j->w, j->out + t * j->dim, j->dim, j->eps, j->kind);
 }
 
+/* n rows of `width` normed (in place when out == x). */
+static void norm_rows(const pass *p, const float *x, const float *w, float *out, size_t n, int width)
+{
+    norm_job j = {x, w, out, width, p->c->norm_eps, p->c->t.norm};
+    tc_parallel_for(p->n_threads, n, MIN_TOKENS_PER_THREAD, norm_range, &j);
+}
+
 static void rmsnorm_rows(const pass *p, const float *x, const float *w, float *out, size_t n)
 {
-    norm_job j = {x, w, out, p->c->dim, p->c->norm_eps, p->c->t.norm};
-    tc_parallel_for(p->n_threads, n, MIN_TOKENS_PER_THREAD, norm_range, &j);
+    norm_rows(p, x, w, out, n, p->c->dim);
+}
+
+/* ---- Ternary linear layers -------------------------------------------------------- */
+
+typedef struct quant_job {
+    const pass *p;
+    float *x;
+    int cols;
+} quant_job;
+
+static void quant_range(void *ctx, size_t begin, size_t end)
+{
+    const quant_job *j = ctx;
+    for (size_t t = begin; t < end; t++)
+        j->p->sx[t] = tc_fm_act_quant_f32(j->x + t * (size_t)j->cols, (size_t)j->cols, j->p->c->t.linear);
+}
+
+/* The input of a ternary linear layer, n rows of cols, quantized in place to
+ * int8 values, each row's s_x in p->sx: the products with the codes are then
+ * sums of integers, exact in fp32 whatever BLAS's order (|sum| <= 128 cols
+ * stays below 2^24). */
+static void quant_rows(const pass *p, float *x, size_t n, int cols)
+{
+    quant_job j = {p, x, cols};
+    tc_parallel_for(p->n_threads, n, MIN_TOKENS_PER_THREAD, quant_range, &j);
+}
+
+/* y[n][cols]: the integer sums of the rows quant_rows made, to the layer's
+ * outputs (divided by w_s * s_x). */
+static void unscale_rows(const pass *p, float *y, size_t n, int cols, float w_scale)
+{
+    for (size_t t = 0; t < n; t++)
+        tc_fm_unscale(y + t * (size_t)cols, (size_t)cols, w_scale, p->sx[t]);
 }
 
 /* x += y over n rows of dim (a sub-layer's output into the residual). */
@@ -573,6 +617,26 @@ static void head_stats_row(const float *probs, size_t n, size_t k0, float *sorte
     cell[HS_K90] += (double)keys_for_mass(sorted, n, 0.9 * mass) / (double)n;
 }
 
+/* One tile row of a softmax map (standard or one of a differential pair):
+ * masked to its keys, normalised, its statistics and received weights taken. */
+static void score_row(pass *p, float *row, size_t keys, size_t first, size_t last, size_t k0, size_t i, size_t len,
+                     float *sorted, double *cell, float *rlast, float *rall)
+{
+    if (p->c->t.attn_softcap > 0.0f)
+        p->softcap(row + first, last - first, p->c->t.attn_softcap);
+    p->softmax(row + first, last - first);
+    memset(row, 0, first * sizeof *row);
+    memset(row + last, 0, (keys - last) * sizeof *row);
+    if (cell)
+        head_stats_row(row + first, last - first, k0 + first, sorted, cell);
+    if (rall) {
+        for (size_t j = first; j < last; j++)
+            rall[k0 + j] += row[j];
+        if (i == len - 1)
+            memcpy(rlast + k0 + first, row + first, (last - first) * sizeof *row);
+    }
+}
+
 /* Causal attention of head h over sequence s, ATT_ROWS queries at a time:
  * the tile's scores against every key up to its last query are one matrix
  * product, each row is masked and normalised, and the weighted sum of values
@@ -591,7 +655,7 @@ static void attention_task(pass *p, int layer, size_t s, int h, float *scratch)
     const float *v = p->v + o * (size_t)kvdim + (size_t)kvh * hd;
     float *out = p->att + o * (size_t)qdim + (size_t)h * hd;
     float *scores = scratch, *sorted = scratch + (size_t)ATT_ROWS * p->max_len;
-    float scale = tc_fm_attn_scale(c), cap = c->t.attn_softcap;
+    float scale = tc_fm_attn_scale(c);
     if (p->o->head_mask && p->o->head_mask[(size_t)layer * (size_t)c->n_heads + (size_t)h]) {
         /* A masked head contributes nothing to the output projection. */
         for (size_t i = 0; i < len; i++)
@@ -618,42 +682,10 @@ static void attention_task(pass *p, int layer, size_t s, int h, float *scratch)
         for (size_t r = 0; r < rows; r++) {
             float *row = scores + r * keys;
             size_t first = tc_fm_first_key(c, layer, i0 + r) - k0, last = i0 + r - k0 + 1;
-            if (cap > 0.0f)
-                p->softcap(row + first, last - first, cap);
-            p->softmax(row + first, last - first);
-            memset(row, 0, first * sizeof *row);
-            memset(row + last, 0, (keys - last) * sizeof *row);
-            if (cell)
-                head_stats_row(row + first, last - first, k0 + first, sorted, cell);
-            if (rall) {
-                for (size_t j = first; j < last; j++)
-                    rall[k0 + j] += row[j];
-                if (i0 + r == len - 1)
-                    memcpy(rlast + k0 + first, row + first, (last - first) * sizeof *row);
-            }
+            score_row(p, row, keys, first, last, k0, i0 + r, len, sorted, cell, rlast, rall);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, hd, (int)keys, 1.0f,
                     scores, (int)keys, v + k0 * (size_t)kvdim, kvdim, 0.0f, out + i0 * (size_t)qdim, qdim);
-    }
-}
-
-/* One tile row of a softmax map, as attention_task treats it: masked to its
- * keys, normalised, its statistics and received weights taken. */
-static void diff_row(pass *p, float *row, size_t keys, size_t first, size_t last, size_t k0, size_t i, size_t len,
-                     float *sorted, double *cell, float *rlast, float *rall)
-{
-    if (p->c->t.attn_softcap > 0.0f)
-        p->softcap(row + first, last - first, p->c->t.attn_softcap);
-    p->softmax(row + first, last - first);
-    memset(row, 0, first * sizeof *row);
-    memset(row + last, 0, (keys - last) * sizeof *row);
-    if (cell)
-        head_stats_row(row + first, last - first, k0 + first, sorted, cell);
-    if (rall) {
-        for (size_t j = first; j < last; j++)
-            rall[k0 + j] += row[j];
-        if (i == len - 1)
-            memcpy(rlast + k0 + first, row + first, (last - first) * sizeof *row);
     }
 }
 
@@ -697,7 +729,7 @@ static void attention_task_diff(pass *p, int layer, size_t s, int j, float *scra
                         q[m] + i0 * (size_t)qdim, qdim, k[m] + k0 * (size_t)kvdim, kvdim, 0.0f, sc[m], (int)keys);
             for (size_t r = 0; r < rows; r++) {
                 size_t first = tc_fm_first_key(c, layer, i0 + r) - k0, last = i0 + r - k0 + 1;
-                diff_row(p, sc[m] + r * keys, keys, first, last, k0, i0 + r, len, sorted, cell[m], rlast[m], rall[m]);
+                score_row(p, sc[m] + r * keys, keys, first, last, k0, i0 + r, len, sorted, cell[m], rlast[m], rall[m]);
             }
         }
         for (size_t x = 0; x < rows * keys; x++)
@@ -854,9 +886,16 @@ static int attention_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_erro
     rmsnorm_rows(p, p->x, w->w[TC_ATTN_NORM], p->xn, n);
     if (observe_input(p, layer, TC_IN_QKV, p->xn, 0, n, c->dim, err))
         return TC_ERR;
+    if (p->ternary)
+        quant_rows(p, p->xn, n, c->dim);
     linear(p->xn, w->w[TC_WQ], p->q, n, c->dim, p->qdim, 0);
     linear(p->xn, w->w[TC_WK], p->k, n, c->dim, p->kvdim, 0);
     linear(p->xn, w->w[TC_WV], p->v, n, c->dim, p->kvdim, 0);
+    if (p->ternary) {
+        unscale_rows(p, p->q, n, p->qdim, w->scale[TC_WQ]);
+        unscale_rows(p, p->k, n, p->kvdim, w->scale[TC_WK]);
+        unscale_rows(p, p->v, n, p->kvdim, w->scale[TC_WV]);
+    }
     add_bias(p->q, w->w[TC_BQ], n, p->qdim);
     add_bias(p->k, w->w[TC_BK], n, p->kvdim);
     add_bias(p->v, w->w[TC_BV], n, p->kvdim);
@@ -869,15 +908,21 @@ static int attention_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_erro
         return TC_ERR;
     if (p->want_recv && observe_received(p, layer, err))
         return TC_ERR;
+    if (c->t.sub_norms)
+        norm_rows(p, p->att, w->w[TC_ATTN_SUB_NORM], p->att, n, p->qdim);
     if (observe_input(p, layer, TC_IN_WO, p->att, 0, n, p->qdim, err))
         return TC_ERR;
-    if (!w->w[TC_BO] && !c->t.post_norms) {
+    if (!w->w[TC_BO] && !c->t.post_norms && !p->ternary) {
         linear(p->att, w->w[TC_WO], p->x, n, p->qdim, c->dim, 1);
         return TC_OK;
     }
-    /* The output goes through a bias or a norm before the residual add: xn
-     * (free once q, k and v are made) holds it. */
+    /* The output goes through a scale, a bias or a norm before the residual
+     * add: xn (free once q, k and v are made) holds it. */
+    if (p->ternary)
+        quant_rows(p, p->att, n, p->qdim);
     linear(p->att, w->w[TC_WO], p->xn, n, p->qdim, c->dim, 0);
+    if (p->ternary)
+        unscale_rows(p, p->xn, n, c->dim, w->scale[TC_WO]);
     add_bias(p->xn, w->w[TC_BO], n, c->dim);
     if (c->t.post_norms)
         rmsnorm_rows(p, p->xn, w->w[TC_POST_ATTN_NORM], p->xn, n);
@@ -912,20 +957,32 @@ static int mlp_sublayer(pass *p, int layer, const tc_layer_f32 *w, tc_error *err
         rmsnorm_rows(p, x, w->w[TC_FFN_NORM], xn, cn);
         if (observe_input(p, layer, TC_IN_GATE_UP, xn, t0, cn, dim, err))
             return TC_ERR;
+        if (p->ternary)
+            quant_rows(p, xn, cn, dim);
         if (!c->t.ungated) {
             linear(xn, w->w[TC_W_GATE], p->g, cn, dim, ffn, 0);
+            if (p->ternary)
+                unscale_rows(p, p->g, cn, ffn, w->scale[TC_W_GATE]);
             add_bias(p->g, w->w[TC_B_GATE], cn, ffn);
         }
         linear(xn, w->w[TC_W_UP], p->u, cn, dim, ffn, 0);
+        if (p->ternary)
+            unscale_rows(p, p->u, cn, ffn, w->scale[TC_W_UP]);
         add_bias(p->u, w->w[TC_B_UP], cn, ffn);
         tc_parallel_for(p->n_threads, cn, MIN_TOKENS_PER_THREAD, swiglu_range, p);
+        if (c->t.sub_norms)
+            norm_rows(p, p->g, w->w[TC_FFN_SUB_NORM], p->g, cn, ffn);
         if (observe_input(p, layer, TC_IN_DOWN, p->g, t0, cn, ffn, err))
             return TC_ERR;
-        if (!w->w[TC_B_DOWN] && !c->t.post_norms) {
+        if (!w->w[TC_B_DOWN] && !c->t.post_norms && !p->ternary) {
             linear(p->g, w->w[TC_W_DOWN], x, cn, ffn, dim, 1);
             continue;
         }
+        if (p->ternary)
+            quant_rows(p, p->g, cn, ffn);
         linear(p->g, w->w[TC_W_DOWN], xn, cn, ffn, dim, 0);
+        if (p->ternary)
+            unscale_rows(p, xn, cn, dim, w->scale[TC_W_DOWN]);
         add_bias(xn, w->w[TC_B_DOWN], cn, dim);
         if (c->t.post_norms)
             rmsnorm_rows(p, xn, w->w[TC_POST_FFN_NORM], xn, cn);
@@ -961,6 +1018,14 @@ static int layer_weights(const pass *p, int l, tc_layer_f32 *own, uint8_t *borro
         borrowed[r] = 0;
         if (!t)
             continue;
+        if (p->ternary && tc_role_is_linear(r)) {
+            /* codes, unpacked or derived from the masters */
+            if (tc_model_load_role(p->m, l, (tc_role)r, &own->w[r], &own->scale[r], err))
+                return TC_ERR;
+            if (t->mapped)
+                drop_mapped(t);
+            continue;
+        }
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
         if (t->dtype == TC_F32 && (uintptr_t)t->data % sizeof(float) == 0) {
             memcpy(&own->w[r], &t->data, sizeof own->w[r]); /* read only, never written */

@@ -143,6 +143,22 @@ static void matvec(const float *w, const float *x, float *y, int in, int out, in
                 accumulate ? 1.0f : 0.0f, y, 1);
 }
 
+/* x quantized in place for a ternary linear kind (its s_x returned), or
+ * left as it is (0). */
+static double quant(const tc_decoder *d, float *x, int n)
+{
+    const tc_config *c = &d->m->cfg;
+    return tc_linear_is_ternary(c) ? tc_fm_act_quant_f32(x, (size_t)n, c->t.linear) : 0.0;
+}
+
+/* The output of a ternary linear from its integer sums (nothing to do for
+ * a float one: s_x is 0). */
+static void unscale(float *y, int n, float w_scale, double s_x)
+{
+    if (s_x != 0.0)
+        tc_fm_unscale(y, (size_t)n, w_scale, s_x);
+}
+
 static void add_bias(float *y, const float *b, int n)
 {
     if (b)
@@ -171,9 +187,13 @@ static void attention_step(tc_decoder *d, int l, const tc_layer_f32 *w)
     float *kl = d->kc + layer_off, *vl = d->vc + layer_off;
     float *v = vl + (size_t)d->pos * d->kvdim;
     tc_fm_norm(d->x, w->w[TC_ATTN_NORM], d->xn, c->dim, c->norm_eps, c->t.norm);
+    double sx = quant(d, d->xn, c->dim);
     matvec(w->w[TC_WQ], d->xn, d->q, c->dim, d->qdim, 0);
     matvec(w->w[TC_WK], d->xn, d->k, c->dim, d->kvdim, 0);
     matvec(w->w[TC_WV], d->xn, v, c->dim, d->kvdim, 0);
+    unscale(d->q, d->qdim, w->scale[TC_WQ], sx);
+    unscale(d->k, d->kvdim, w->scale[TC_WK], sx);
+    unscale(v, d->kvdim, w->scale[TC_WV], sx);
     add_bias(d->q, w->w[TC_BQ], d->qdim);
     add_bias(d->k, w->w[TC_BK], d->kvdim);
     add_bias(v, w->w[TC_BV], d->kvdim);
@@ -192,11 +212,15 @@ static void attention_step(tc_decoder *d, int l, const tc_layer_f32 *w)
                           (size_t)d->pos + 1, d->probs, d->tmp, d->att);
     else
         tc_fm_attend_heads(d->q, kl, vl, ml, c, l, 0, c->n_heads, (size_t)d->pos + 1, d->probs, d->att);
-    if (!w->w[TC_BO] && !c->t.post_norms) {
+    if (c->t.sub_norms)
+        tc_fm_norm(d->att, w->w[TC_ATTN_SUB_NORM], d->att, d->qdim, c->norm_eps, c->t.norm);
+    if (!w->w[TC_BO] && !c->t.post_norms && !tc_linear_is_ternary(c)) {
         matvec(w->w[TC_WO], d->att, d->x, d->qdim, c->dim, 1);
         return;
     }
+    sx = quant(d, d->att, d->qdim);
     matvec(w->w[TC_WO], d->att, d->tmp, d->qdim, c->dim, 0);
+    unscale(d->tmp, c->dim, w->scale[TC_WO], sx);
     add_bias(d->tmp, w->w[TC_BO], c->dim);
     residual_add(d, d->tmp, w->w[TC_POST_ATTN_NORM]);
 }
@@ -206,21 +230,28 @@ static void mlp_step(tc_decoder *d, const tc_layer_f32 *w)
     const tc_config *c = &d->m->cfg;
     size_t F = (size_t)c->ffn_dim;
     tc_fm_norm(d->x, w->w[TC_FFN_NORM], d->xn, c->dim, c->norm_eps, c->t.norm);
+    double sx = quant(d, d->xn, c->dim);
     matvec(w->w[TC_W_UP], d->xn, d->u, c->dim, c->ffn_dim, 0);
+    unscale(d->u, c->ffn_dim, w->scale[TC_W_UP], sx);
     add_bias(d->u, w->w[TC_B_UP], c->ffn_dim);
     if (c->t.ungated) {
         memcpy(d->g, d->u, F * sizeof *d->g);
         tc_fm_act(d->g, NULL, F, c->t.act);
     } else {
         matvec(w->w[TC_W_GATE], d->xn, d->g, c->dim, c->ffn_dim, 0);
+        unscale(d->g, c->ffn_dim, w->scale[TC_W_GATE], sx);
         add_bias(d->g, w->w[TC_B_GATE], c->ffn_dim);
         tc_fm_act(d->g, d->u, F, c->t.act);
     }
-    if (!w->w[TC_B_DOWN] && !c->t.post_norms) {
+    if (c->t.sub_norms)
+        tc_fm_norm(d->g, w->w[TC_FFN_SUB_NORM], d->g, c->ffn_dim, c->norm_eps, c->t.norm);
+    if (!w->w[TC_B_DOWN] && !c->t.post_norms && !tc_linear_is_ternary(c)) {
         matvec(w->w[TC_W_DOWN], d->g, d->x, c->ffn_dim, c->dim, 1);
         return;
     }
+    sx = quant(d, d->g, c->ffn_dim);
     matvec(w->w[TC_W_DOWN], d->g, d->tmp, c->ffn_dim, c->dim, 0);
+    unscale(d->tmp, c->dim, w->scale[TC_W_DOWN], sx);
     add_bias(d->tmp, w->w[TC_B_DOWN], c->dim);
     residual_add(d, d->tmp, w->w[TC_POST_FFN_NORM]);
 }

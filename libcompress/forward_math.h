@@ -268,6 +268,85 @@ TC_FM_NO_CONTRACT
     }
 }
 
+/* ---- Ternary linear layers (tc_linear_kind) --------------------------------
+ * The input of every ternary linear layer is quantized per token to int8 as
+ * transformers' BitNet layers do it: s_x = 127 / max(max|x|, 1e-5),
+ * x_q = clamp(round(x s_x), -128, 127) with halves rounded to even (torch's
+ * round).  BitLinear computes in the model's precision, which the float64
+ * reference makes double here; AutoBitLinear's ActQuant casts to float32 and
+ * computes there.  Rounding is (v + 1.5 2^k) - 1.5 2^k after the clamp
+ * (the same as clamping after it, the bounds being integers): exact
+ * round-half-even in the default rounding mode, and it vectorises where a
+ * call to rint would not.  NaN becomes 0. */
+static inline double tc_fm_act_scale(const float *x, size_t n, tc_linear_kind kind)
+{
+    float amax = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
+    if (kind == TC_LINEAR_AUTOBITLINEAR)
+        return (double)(127.0f / (amax > 1e-5f ? amax : 1e-5f));
+    return 127.0 / ((double)amax > 1e-5 ? (double)amax : 1e-5);
+}
+
+static inline float tc_fm_act_code_f64(float x, double s)
+{
+TC_FM_NO_CONTRACT
+    double v = (double)x * s;
+    v = v > 127.0 ? 127.0 : v < -128.0 ? -128.0 : v == v ? v : 0.0;
+    return (float)((v + 6755399441055744.0) - 6755399441055744.0);
+}
+
+static inline float tc_fm_act_code_f32(float x, float s)
+{
+TC_FM_NO_CONTRACT
+    float v = x * s;
+    v = v > 127.0f ? 127.0f : v < -128.0f ? -128.0f : v == v ? v : 0.0f;
+    return (v + 12582912.0f) - 12582912.0f;
+}
+
+/* One token's input of n values in place: x[i] becomes its int8 value (an
+ * integer in float, so that products with ternary codes sum exactly); returns
+ * s_x. */
+static inline double tc_fm_act_quant_f32(float *x, size_t n, tc_linear_kind kind)
+{
+    double s = tc_fm_act_scale(x, n, kind);
+    if (kind == TC_LINEAR_AUTOBITLINEAR) {
+        float sf = (float)s;
+        for (size_t i = 0; i < n; i++)
+            x[i] = tc_fm_act_code_f32(x[i], sf);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            x[i] = tc_fm_act_code_f64(x[i], s);
+    }
+    return s;
+}
+
+/* The same into int8 codes (the packed runner's kernels take them). */
+static inline double tc_fm_act_quant_i8(const float *x, size_t n, tc_linear_kind kind, int8_t *q)
+{
+    double s = tc_fm_act_scale(x, n, kind);
+    if (kind == TC_LINEAR_AUTOBITLINEAR) {
+        float sf = (float)s;
+        for (size_t i = 0; i < n; i++)
+            q[i] = (int8_t)tc_fm_act_code_f32(x[i], sf);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            q[i] = (int8_t)tc_fm_act_code_f64(x[i], s);
+    }
+    return s;
+}
+
+/* A ternary layer's output from its exact integer sums y[i]: divided by
+ * w_s * s_x in double (BitLinear's post_quant_process), rounded once. */
+static inline void tc_fm_unscale(float *y, size_t n, float w_scale, double s_x)
+{
+    double inv = 1.0 / ((double)w_scale * s_x);
+    for (size_t i = 0; i < n; i++)
+        y[i] = (float)((double)y[i] * inv);
+}
+
 /* The attention of one layer as the traits define it: the scale of q.k, the
  * softcap of the scores, and the first key a query at position pos sees. */
 static inline float tc_fm_attn_scale(const tc_config *c)

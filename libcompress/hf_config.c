@@ -6,8 +6,9 @@
  * implemented exactly as transformers computes it) or refused when set to a
  * value tc does not implement.  Keys the class does not define are ignored
  * by transformers' modelling code too, so tc ignores them as well and lists
- * them in --info; two keys that act on any family (quantization_config,
- * auto_map) are refused. */
+ * them in --info.  Two keys act on any family: auto_map is refused, and
+ * quantization_config is read when it asks for transformers' BitNet linear
+ * layers (read_quant) and refused otherwise. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,7 @@ typedef struct hf_family {
     int diff_attn;          /* differential attention (DiffLlama) */
     double local_theta_default;
     double theta_default;
+    int sub_norms;          /* bitnet: attn_sub_norm and ffn_sub_norm */
 } hf_family;
 
 /* Keys of the generic PretrainedConfig and of the families' classes that do
@@ -98,6 +100,9 @@ static const hf_family families[] = {
     {.model_type = "diffllama", .cls = "DiffLlamaForCausalLM", .arch = TC_ARCH_DIFFLLAMA,
      .names = &tc_naming_hf_diffllama, .act_key = "hidden_act", .act_default = "silu", .eps_default = 1e-5,
      .window = WIN_NONE, .attention_bias_key = 1, .diff_attn = 1, .theta_default = 10000.0},
+    {.model_type = "bitnet", .cls = "BitNetForCausalLM", .arch = TC_ARCH_BITNET, .names = &tc_naming_hf_bitnet,
+     .act_key = "hidden_act", .act_default = "relu2", .eps_default = 1e-5, .window = WIN_NONE,
+     .attention_bias_key = 1, .theta_default = 500000.0, .sub_norms = 1},
 };
 
 int tc_hf_class_of(tc_arch a, tc_hf_class *out)
@@ -124,7 +129,7 @@ static const char *const read_keys[] = {
     "sliding_window", "use_sliding_window", "max_window_layers", "layer_types", "sliding_window_pattern",
     "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping", "rope_local_base_freq",
     "partial_rotary_factor", "original_max_position_embeddings", "use_bidirectional_attention",
-    "drop_attn_list", "drop_mlp_list", NULL,
+    "drop_attn_list", "drop_mlp_list", "quantization_config", NULL,
 };
 
 static int in_list(const char *const *list, const char *key)
@@ -561,10 +566,85 @@ static int read_family(const cJSON *cfg, const char *path, const hf_family **out
 /* Keys that act on any family's loading. */
 static int refuse_global(const reader *r)
 {
-    if (get(r->cfg, "quantization_config"))
-        return refuse(r, "quantization_config", "asks for quantized linear layers");
     if (get(r->cfg, "auto_map"))
         return refuse(r, "auto_map", "names custom modelling code");
+    return TC_OK;
+}
+
+static int quant_string(const reader *r, const cJSON *q, const char *key, const char *fallback, const char **out)
+{
+    const cJSON *v = get(q, key);
+    if (v && !cJSON_IsString(v))
+        return tc_err(r->err, "%s/config.json: quantization_config '%s' is not a string", r->path, key);
+    *out = v ? v->valuestring : fallback;
+    return TC_OK;
+}
+
+/* quantization_config with quant_method "bitnet" (transformers'
+ * BitNetQuantConfig): every nn.Linear of the blocks becomes a BitNet layer,
+ * the output head excepted (integrations/bitnet.py).  tc implements the two
+ * pairings checkpoints use: bitlinear offline (packed codes and an inverse
+ * weight_scale: y = x_q.T / (weight_scale s_x)) and autobitlinear online
+ * (float masters ternary at run time).  Every key of the class is read; any
+ * other method or key, and the settings tc does not implement, are refused
+ * by name. */
+static int read_quant(const reader *r, tc_config *c)
+{
+    const cJSON *q = get(r->cfg, "quantization_config");
+    if (!q)
+        return TC_OK;
+    if (!cJSON_IsObject(q))
+        return tc_err(r->err, "%s/config.json: 'quantization_config' is not an object", r->path);
+    const char *method = NULL, *cls = NULL, *mode = NULL;
+    if (quant_string(r, q, "quant_method", "", &method))
+        return TC_ERR;
+    if (strcmp(method, "bitnet") != 0)
+        return tc_err(r->err, "%s/config.json: 'quantization_config' asks for quant_method '%.40s', which tc does "
+                      "not implement (it reads bitnet)", r->path, method);
+    static const char *const keys[] = {"quant_method", "linear_class", "quantization_mode", "use_rms_norm",
+                                       "rms_norm_eps", "modules_to_not_convert", NULL};
+    const cJSON *it;
+    cJSON_ArrayForEach(it, q) {
+        if (!in_list(keys, it->string))
+            return tc_err(r->err, "%s/config.json: quantization_config key '%.40s' is not one of BitNet's, and tc "
+                          "does not know what it does", r->path, it->string);
+    }
+    int rms = 0;
+    if (quant_string(r, q, "linear_class", "bitlinear", &cls) ||
+        quant_string(r, q, "quantization_mode", "offline", &mode) || get_bool(r, q, "use_rms_norm", 0, &rms))
+        return TC_ERR;
+    if (strcmp(cls, "bitlinear") && strcmp(cls, "autobitlinear"))
+        return tc_err(r->err, "%s/config.json: quantization_config linear_class '%.40s' is neither bitlinear nor "
+                      "autobitlinear", r->path, cls);
+    if (strcmp(mode, "offline") && strcmp(mode, "online"))
+        return tc_err(r->err, "%s/config.json: quantization_config quantization_mode '%.40s' is neither offline "
+                      "nor online", r->path, mode);
+    if (rms)
+        return tc_err(r->err, "%s/config.json: quantization_config 'use_rms_norm' puts an RMSNorm inside every "
+                      "linear layer, which tc does not implement", r->path);
+    /* Substrings of module names stay float; the head always does. */
+    const cJSON *keep = get(q, "modules_to_not_convert");
+    if (keep && !cJSON_IsArray(keep))
+        return tc_err(r->err, "%s/config.json: quantization_config 'modules_to_not_convert' is not a list",
+                      r->path);
+    cJSON_ArrayForEach(it, keep) {
+        if (!cJSON_IsString(it) || strcmp(it->valuestring, "lm_head") != 0)
+            return tc_err(r->err, "%s/config.json: quantization_config 'modules_to_not_convert' keeps modules "
+                          "other than lm_head in float, which tc does not implement", r->path);
+    }
+    if (r->fam->names->fused_qkv || r->fam->names->fused_gate_up)
+        return tc_err(r->err, "%s/config.json: 'quantization_config' makes %s's fused projections ternary, which "
+                      "tc does not implement", r->path, r->fam->model_type);
+    if (strcmp(cls, "bitlinear") == 0 && strcmp(mode, "offline") == 0)
+        c->t.linear = TC_LINEAR_BITLINEAR;
+    else if (strcmp(cls, "autobitlinear") == 0 && strcmp(mode, "online") == 0)
+        c->t.linear = TC_LINEAR_AUTOBITLINEAR;
+    else if (strcmp(cls, "autobitlinear") == 0)
+        return tc_err(r->err, "%s/config.json: quantization_config autobitlinear offline multiplies by "
+                      "weight_scale (not bitlinear's division), which tc does not implement", r->path);
+    else
+        return tc_err(r->err, "%s/config.json: quantization_config bitlinear online is not a pairing tc "
+                      "implements (it reads bitlinear offline and autobitlinear online)", r->path);
     return TC_OK;
 }
 
@@ -646,6 +726,15 @@ int tc_hf_config_read(const cJSON *cfg, const char *path, tc_config *c, const tc
         return tc_err(err, "%s/config.json: differential attention pairs the first half of the heads with the "
                       "second, which needs an even count, not %d", path, c->n_heads);
     if (fam->gemma && read_gemma(r, c))
+        return TC_ERR;
+    /* BitNet's attn_sub_norm is hidden_size wide and norms the heads'
+     * output: transformers cannot build the model otherwise. */
+    t->sub_norms = fam->sub_norms;
+    if (t->sub_norms && c->n_heads * c->head_dim != c->dim)
+        return tc_err(err, "%s/config.json: %s needs num_attention_heads x head_dim (%d x %d) equal to "
+                      "hidden_size (%d) for its attn_sub_norm", path, fam->model_type, c->n_heads, c->head_dim,
+                      c->dim);
+    if (read_quant(r, c))
         return TC_ERR;
 
     /* Keys the family's class does not define: inert in transformers too. */
@@ -784,6 +873,13 @@ cJSON *tc_hf_config_build(const tc_config *c, tc_error *err)
                 cJSON_AddItemToArray(lt, cJSON_CreateString(tc_layer_is_local(c, l) ? "sliding_attention"
                                                                                    : "full_attention"));
         }
+    }
+    if (t->linear != TC_LINEAR_FLOAT) {
+        cJSON *q = cJSON_AddObjectToObject(cfg, "quantization_config");
+        int offline = t->linear == TC_LINEAR_BITLINEAR;
+        cJSON_AddStringToObject(q, "quant_method", "bitnet");
+        cJSON_AddStringToObject(q, "linear_class", offline ? "bitlinear" : "autobitlinear");
+        cJSON_AddStringToObject(q, "quantization_mode", offline ? "offline" : "online");
     }
     if (fam->gemma) {
         float s = t->attn_scale != 0.0f ? t->attn_scale : 1.0f / sqrtf((float)c->head_dim);

@@ -13,8 +13,7 @@ static uint64_t linear_params(const tc_model *m)
     static const tc_role linear[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++)
-            if (m->layers[l].w[linear[i]])
-                n += m->layers[l].w[linear[i]]->n_elements;
+            n += tc_model_role_params(m, l, linear[i]);
     /* Heads a layer of the file lacks are zeros of the view, not stored. */
     const tc_config *c = &m->cfg;
     for (int l = 0; m->layer_heads && l < c->n_layers; l++) {
@@ -25,6 +24,13 @@ static uint64_t linear_params(const tc_model *m)
             n -= (L->w[TC_WQ] ? q : 0) + (L->w[TC_WO] ? q : 0) + (L->w[TC_WK] ? kv : 0) + (L->w[TC_WV] ? kv : 0);
     }
     return n;
+}
+
+/* Weights a stored tensor holds: a bitlinear checkpoint's U8 tensors are its
+ * packed ternary codes, four to a byte. */
+static uint64_t tensor_weights(const tc_model *m, const tc_tensor *t)
+{
+    return m->cfg.t.linear == TC_LINEAR_BITLINEAR && t->dtype == TC_U8 ? 4 * t->n_elements : t->n_elements;
 }
 
 /* The last component of the path, without a trailing slash: a file name or
@@ -105,6 +111,8 @@ cJSON *tc_traits_json(const tc_config *c)
     cJSON_AddBoolToObject(tr, "qk_norm", t->qk_norm);
     cJSON_AddBoolToObject(tr, "post_norms", t->post_norms);
     cJSON_AddBoolToObject(tr, "diff_attn", t->diff_attn);
+    cJSON_AddBoolToObject(tr, "sub_norms", t->sub_norms);
+    cJSON_AddStringToObject(tr, "linear", tc_linear_kind_name(t->linear));
     cJSON_AddNumberToObject(tr, "attn_scale", t->attn_scale);
     cJSON_AddNumberToObject(tr, "attn_softcap", t->attn_softcap);
     cJSON_AddNumberToObject(tr, "final_softcap", t->final_softcap);
@@ -150,6 +158,14 @@ void tc_traits_describe(const tc_config *c, char *buf, size_t cap)
         PUT(", post-norms");
     if (t->diff_attn)
         PUT(", differential attention");
+    if (t->sub_norms)
+        PUT(", sub-norms (attention output, MLP product)");
+    if (t->linear == TC_LINEAR_BITLINEAR)
+        PUT(", ternary linear layers (bitlinear: ternary codes, one scale per tensor, int8 per-token "
+            "activations)");
+    else if (t->linear == TC_LINEAR_AUTOBITLINEAR)
+        PUT(", ternary linear layers (autobitlinear: absmean of float masters at load, int8 per-token "
+            "activations)");
     if (t->attn_scale != 0)
         PUT(", attention scale %g", t->attn_scale);
     if (t->attn_softcap != 0)
@@ -193,7 +209,7 @@ cJSON *tc_model_info_json(const tc_model *m)
         for (size_t i = 0; i < m->dir->n_tensors; i++) {
             if (m->dir->tensors[i].dtype == (tc_dtype)t) {
                 nb += m->dir->tensors[i].nbytes;
-                np += m->dir->tensors[i].n_elements;
+                np += tensor_weights(m, &m->dir->tensors[i]);
             }
         }
         if (np) {
@@ -302,12 +318,14 @@ char *tc_model_info_text(const tc_model *m)
         for (size_t i = 0; i < m->dir->n_tensors; i++) {
             if (m->dir->tensors[i].dtype == (tc_dtype)t) {
                 nb += m->dir->tensors[i].nbytes;
-                np += m->dir->tensors[i].n_elements;
+                np += tensor_weights(m, &m->dir->tensors[i]);
             }
         }
         if (np) {
             human_bytes((double)nb, hb, sizeof hb);
-            sb_printf(&b, "%-18s %s in %llu weights\n", tc_dtype_name((tc_dtype)t), hb, (unsigned long long)np);
+            int codes = (tc_dtype)t == TC_U8 && m->cfg.t.linear == TC_LINEAR_BITLINEAR;
+            sb_printf(&b, "%-18s %s in %llu weights%s\n", tc_dtype_name((tc_dtype)t), hb, (unsigned long long)np,
+                      codes ? " (ternary codes, four to a byte)" : "");
         }
     }
     for (int s = 0; s < 2; s++) {

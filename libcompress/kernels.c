@@ -13,6 +13,7 @@
 
 #include "kernels_internal.h"
 #include "tc/checked.h"
+#include "tc/dtype.h"
 
 #define TILE TC_TPACK_TILE_ROWS
 
@@ -267,6 +268,8 @@ struct tc_kwork {
     size_t tabs_cap;
     int32_t *y32; /* int32 sums of the float path */
     size_t y32_cap;
+    int32_t *xsum; /* per worker, the activation sums of each token's groups (offsets) */
+    size_t xsum_cap;
 };
 
 tc_kwork *tc_kwork_new(void)
@@ -282,6 +285,7 @@ void tc_kwork_free(tc_kwork *w)
     free(w->xs);
     free(w->tabs);
     free(w->y32);
+    free(w->xsum);
     free(w);
 }
 
@@ -484,6 +488,11 @@ typedef struct kjob {
     uint8_t *tabs;
     int8_t *xs;
     size_t per_tok, tabs_stride, xs_stride;
+    /* Products with offsets add mu times the sum of the group's int8
+     * activations: worker w's sums, [token][segment], at xsum + w *
+     * xsum_stride (NULL when no product has offsets). */
+    int32_t *xsum;
+    size_t xsum_stride;
     float inv_act[TOKENS_PER_PASS];
     kmat_job mats[KMATS_MAX];
     int n_mats;
@@ -538,11 +547,59 @@ static void scales_at(const uint8_t *packed, const tc_tpack_plan *p, int64_t i, 
 #endif
 }
 
-/* The layer's outputs of one row block of product m, on the worker that
- * summed it. */
-static void put_outputs(const kjob *j, const kmat_job *m, int64_t rb, int rows)
+/* f16 parameter i of a packed weight (its group's scale: 2 i, offset: 2 i + 1). */
+static float half_at(const uint8_t *packed, const tc_tpack_plan *p, int64_t i)
+{
+    const uint8_t *b = packed + p->scale_offset + 2 * (uint64_t)i;
+    return tc_f16_to_f32((uint16_t)(b[0] | b[1] << 8));
+}
+
+/* Outputs of a weight with offsets: per group s * sum + mu * xsum, the
+ * groups added in order, then divided by the activation scale.  Shared by
+ * every path, so their outputs are equal whenever their sums are. */
+static void put_outputs_affine(const kjob *j, const kmat_job *m, int64_t rb, int rows,
+                               const int32_t *xsum)
 {
     const tc_tpack_plan *p = m->plan;
+    int64_t ng = j->n_segs, m0 = rb * TILE;
+    int tensor = p->group.kind == TC_TGROUP_TENSOR;
+    float a[TILE], mu[TILE];
+    if (ng == 1)
+        for (int r = 0; r < rows; r++) {
+            int64_t gi = tensor ? 0 : m0 + r;
+            a[r] = half_at(m->packed, p, 2 * gi);
+            mu[r] = half_at(m->packed, p, 2 * gi + 1);
+        }
+    for (int64_t t = 0; t < j->n_tok; t++) {
+        float *y = m->y + (size_t)t * (size_t)p->rows + (size_t)m0, inv = j->inv_act[t];
+        const int32_t *s = m->y32 + ((size_t)t * (size_t)p->rows + (size_t)m0) * (size_t)ng;
+        const int32_t *xs = xsum + t * ng;
+        if (ng == 1) {
+            for (int r = 0; r < rows; r++)
+                y[r] = (a[r] * (float)s[r] + mu[r] * (float)xs[0]) * inv;
+            continue;
+        }
+        for (int r = 0; r < rows; r++) {
+            float acc = 0;
+            for (int64_t g = 0; g < ng; g++) {
+                int64_t gi = (m0 + r) * ng + g;
+                acc += half_at(m->packed, p, 2 * gi) * (float)s[r * ng + g] +
+                       half_at(m->packed, p, 2 * gi + 1) * (float)xs[g];
+            }
+            y[r] = acc * inv;
+        }
+    }
+}
+
+/* The layer's outputs of one row block of product m, on the worker that
+ * summed it. */
+static void put_outputs(const kjob *j, const kmat_job *m, int64_t rb, int rows, const int32_t *xsum)
+{
+    const tc_tpack_plan *p = m->plan;
+    if (p->params == TC_TPARAM_AFFINE_F16) {
+        put_outputs_affine(j, m, rb, rows, xsum);
+        return;
+    }
     int64_t ng = j->n_segs, m0 = rb * TILE;
     float sc[TILE];
     if (p->group.kind == TC_TGROUP_ROW) {
@@ -606,7 +663,7 @@ static void run_block(const kjob *j, const kmat_job *m, const tc_klayout *L,
  * of weights once a step. In row order the scales are one sequential read
  * the hardware prefetcher follows, and the int32 sums come back from L2. */
 static void run_blocks(const kjob *j, const kmat_job *m, const tc_klayout *L,
-                       const uint8_t *tabs, int64_t b0, int64_t b1)
+                       const uint8_t *tabs, const int32_t *xsum, int64_t b0, int64_t b1)
 {
     const tc_tpack_plan *p = m->plan;
     int64_t quarter = L->blocks && j->n_tok == 1 ? (b1 - b0) / TC_KBLOCKS : 0;
@@ -633,7 +690,7 @@ static void run_blocks(const kjob *j, const kmat_job *m, const tc_klayout *L,
         for (int64_t g = 0; g < j->n_segs; g++)
             run_block(j, m, L, tabs, rb, g);
     for (int64_t rb = b0; m->y && rb < b1; rb++)
-        put_outputs(j, m, rb, rows_of(p, rb));
+        put_outputs(j, m, rb, rows_of(p, rb), xsum);
 }
 
 /* A worker builds its tables (one set serves every product of the job:
@@ -656,9 +713,18 @@ static void kjob_group(const kjob *j, int worker, int n_workers)
         for (int64_t g = 0; g < j->n_segs; g++)
             build_seg(L, p0, &j->segs[g], j->xq + (size_t)t * (size_t)p0->cols, xs,
                       tabs + (size_t)t * j->per_tok + j->segs[g].tab_off);
+    int32_t *xsum = j->xsum ? j->xsum + (size_t)worker * j->xsum_stride : NULL;
+    for (int64_t t = 0; xsum && t < j->n_tok; t++)
+        for (int64_t g = 0; g < j->n_segs; g++) {
+            const int8_t *x = j->xq + (size_t)t * (size_t)p0->cols;
+            int32_t sum = 0;
+            for (int64_t k = j->segs[g].k0; k < j->segs[g].k1; k++)
+                sum += x[k];
+            xsum[t * j->n_segs + g] = sum;
+        }
     for (int m = 0; m < j->n_mats; m++) {
         int64_t blocks = j->mats[m].plan->rows_padded / TILE;
-        run_blocks(j, &j->mats[m], L, tabs, blocks * worker / n_workers,
+        run_blocks(j, &j->mats[m], L, tabs, xsum, blocks * worker / n_workers,
                    blocks * (worker + 1) / n_workers);
     }
 }
@@ -705,8 +771,13 @@ static int kern_run(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const kmat
     if (make_segs(w, k, plan, &per_tok, &run))
         return tc_err(err, "kernels: out of memory for the activation tables");
     size_t tabs_stride = (per_tok * TOKENS_PER_PASS + 63) / 64 * 64, xs_stride = (run + 127) / 64 * 64;
+    int offsets = 0;
+    for (int m = 0; m < n_mats; m++)
+        offsets |= mats[m].y && mats[m].plan->offset;
+    size_t ng = (size_t)tc_kern_groups(plan), xsum_stride = (TOKENS_PER_PASS * ng + 15) / 16 * 16;
     if (grow((void **)&w->tabs, &w->tabs_cap, tabs_stride * (size_t)nw, 64) ||
-        grow((void **)&w->xs, &w->xs_cap, xs_stride * (size_t)nw, 64))
+        grow((void **)&w->xs, &w->xs_cap, xs_stride * (size_t)nw, 64) ||
+        (offsets && grow((void **)&w->xsum, &w->xsum_cap, xsum_stride * (size_t)nw * sizeof(int32_t), 64)))
         return tc_err(err, "kernels: out of memory for the activation tables");
     kjob j = {.k = k,
               .segs = w->segs,
@@ -719,6 +790,8 @@ static int kern_run(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const kmat
               .per_tok = per_tok,
               .tabs_stride = tabs_stride,
               .xs_stride = xs_stride,
+              .xsum = offsets ? w->xsum : NULL,
+              .xsum_stride = xsum_stride,
               .n_mats = n_mats};
     for (int m = 0; m < n_mats; m++)
         j.mats[m] = mats[m];

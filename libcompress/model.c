@@ -8,12 +8,14 @@
 #include <string.h>
 
 #include "tc/checked.h"
+#include "tc/ggml_ternary.h"
 #include "model_internal.h"
 
 static const char *const role_names[TC_N_ROLES] = {
     "attn_norm", "wq", "wk", "wv", "wo", "bq", "bk", "bv", "bo", "q_norm", "k_norm", "post_attn_norm",
     "ffn_norm", "w_gate", "w_up", "w_down", "b_gate", "b_up", "b_down", "post_ffn_norm",
     "lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2",
+    "attn_sub_norm", "ffn_sub_norm",
 };
 
 const char *tc_role_name(tc_role r)
@@ -33,7 +35,7 @@ const char *tc_format_name(tc_format f)
 }
 
 static const char *const arch_names[TC_ARCH_COUNT] = {
-    "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "diffllama",
+    "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "diffllama", "bitnet",
 };
 
 const char *tc_arch_name(tc_arch a)
@@ -51,6 +53,13 @@ const char *tc_act_name(tc_act a)
 const char *tc_norm_kind_name(tc_norm_kind k)
 {
     return k == TC_NORM_RMS_1P ? "rmsnorm(1+w)" : "rmsnorm(w)";
+}
+
+static const char *const linear_names[TC_LINEAR_COUNT] = {"float", "bitlinear", "autobitlinear"};
+
+const char *tc_linear_kind_name(tc_linear_kind k)
+{
+    return (unsigned)k < TC_LINEAR_COUNT ? linear_names[k] : "?";
 }
 
 void tc_traits_llama(tc_traits *t, double theta, int head_dim)
@@ -75,6 +84,10 @@ const char *tc_traits_non_llama(const tc_config *c)
         return "q/k norms";
     if (t->post_norms)
         return "post-sub-layer norms";
+    if (t->sub_norms)
+        return "sub-norms";
+    if (t->linear != TC_LINEAR_FLOAT)
+        return "ternary linear layers";
     if (t->attn_scale != 0.0f || t->attn_softcap != 0.0f || t->final_softcap != 0.0f)
         return "a custom attention scale or softcapping";
     if (t->embed_scale != 0.0f)
@@ -141,6 +154,24 @@ const tc_naming tc_naming_hf = {
     },
 };
 
+/* BitNet: Llama's names plus the two sub-norms. */
+const tc_naming tc_naming_hf_bitnet = {
+    .tok_embd = "model.embed_tokens.weight",
+    .out_norm = "model.norm.weight",
+    .output = "lm_head.weight",
+    .role = {
+        "model.layers.%d.input_layernorm.weight", "model.layers.%d.self_attn.q_proj.weight",
+        "model.layers.%d.self_attn.k_proj.weight", "model.layers.%d.self_attn.v_proj.weight",
+        "model.layers.%d.self_attn.o_proj.weight", "model.layers.%d.self_attn.q_proj.bias",
+        "model.layers.%d.self_attn.k_proj.bias", "model.layers.%d.self_attn.v_proj.bias",
+        "model.layers.%d.self_attn.o_proj.bias", NULL, NULL, NULL,
+        "model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
+        "model.layers.%d.mlp.up_proj.weight", "model.layers.%d.mlp.down_proj.weight",
+        [TC_ATTN_SUB_NORM] = "model.layers.%d.self_attn.attn_sub_norm.weight",
+        [TC_FFN_SUB_NORM] = "model.layers.%d.mlp.ffn_sub_norm.weight",
+    },
+};
+
 /* Gemma 2/3: four norms per layer, and the name "post_attention_layernorm"
  * means the norm of the attention's output, not the MLP's input. */
 const tc_naming tc_naming_hf_gemma = {
@@ -189,6 +220,7 @@ const tc_naming tc_naming_gguf = {
         "blk.%d.ffn_norm.weight", "blk.%d.ffn_gate.weight", "blk.%d.ffn_up.weight",
         "blk.%d.ffn_down.weight", "blk.%d.ffn_gate.bias", "blk.%d.ffn_up.bias", "blk.%d.ffn_down.bias",
         "blk.%d.post_ffw_norm.weight",
+        [TC_ATTN_SUB_NORM] = "blk.%d.attn_sub_norm.weight", [TC_FFN_SUB_NORM] = "blk.%d.ffn_sub_norm.weight",
     },
 };
 
@@ -266,7 +298,9 @@ int tc_role_shape(const tc_config *c, tc_role r, int64_t shape[2])
     case TC_LAMBDA_Q2:
     case TC_LAMBDA_K2: shape[0] = c->head_dim; return 1;
     case TC_B_GATE:
-    case TC_B_UP: shape[0] = c->ffn_dim; return 1;
+    case TC_B_UP:
+    case TC_FFN_SUB_NORM: shape[0] = c->ffn_dim; return 1;
+    case TC_ATTN_SUB_NORM: shape[0] = q; return 1;
     case TC_WQ: shape[0] = q; shape[1] = c->dim; return 2;
     case TC_WK:
     case TC_WV: shape[0] = kv; shape[1] = c->dim; return 2;
@@ -373,6 +407,8 @@ int tc_role_needed(const tc_config *c, tc_role r)
     case TC_LAMBDA_K1:
     case TC_LAMBDA_Q2:
     case TC_LAMBDA_K2: return t->diff_attn;
+    case TC_ATTN_SUB_NORM:
+    case TC_FFN_SUB_NORM: return t->sub_norms;
     case TC_W_GATE: return !t->ungated;
     case TC_B_GATE: return t->mlp_bias && !t->ungated;
     case TC_B_UP:
@@ -466,6 +502,70 @@ static int bind_fused(tc_model *m, const tc_naming *nm, int l, tc_layer *L, int 
     return TC_OK;
 }
 
+/* A linear's weight scale: one positive, finite float, bound to role r. */
+static int bind_scale(const tc_model *m, tc_role r, const tc_tensor *s, tc_layer *L, tc_error *err)
+{
+    float v = 0.0f;
+    if (s->n_elements != 1 || !tc_dtype_is_float_convertible(s->dtype))
+        return tc_err(err, "%s: tensor '%s' must hold one float", m->path, s->name);
+    if (tc_convert_to_f32(s->dtype, s->data, 1, &v, err))
+        return tc_err_prefix(err, "%s: tensor '%s'", m->path, s->name);
+    if (!(v > 0.0f) || !isfinite(v))
+        return tc_err(err, "%s: tensor '%s' is %g; a weight scale must be positive and finite", m->path, s->name,
+                      (double)v);
+    L->scale[r] = s;
+    return TC_OK;
+}
+
+/* A bitlinear linear (transformers' BitLinear, offline): its weight is the
+ * packed uint8 buffer [rows / 4][cols], four rows to a byte, and beside it
+ * a weight_scale of one float.  transformers sizes the buffer rows / 4, so
+ * a row count that is not a multiple of 4 cannot be loaded there either. */
+static int bind_bitlinear(tc_model *m, tc_role r, const tc_tensor *t, tc_layer *L, tc_error *err)
+{
+    int64_t shape[2];
+    tc_role_shape(&m->cfg, r, shape);
+    if (shape[0] % 4 != 0)
+        return tc_err(err, "%s: tensor '%s' has %lld rows, not a multiple of 4, which a bitlinear checkpoint "
+                      "packs four to a byte", m->path, t->name, (long long)shape[0]);
+    if (t->dtype != TC_U8)
+        return tc_err(err, "%s: tensor '%s' is %s, but a bitlinear checkpoint stores its ternary weights "
+                      "packed in U8", m->path, t->name, tc_dtype_name(t->dtype));
+    int64_t packed[2] = {shape[0] / 4, shape[1]};
+    if (check_shape(m, t, 2, packed, err))
+        return TC_ERR;
+    char name[200];
+    snprintf(name, sizeof name, "%s_scale", t->name);
+    const tc_tensor *s = tc_tensordir_find(m->dir, name);
+    if (!s)
+        return tc_err(err, "%s: missing tensor '%s' (the weight scale of '%s')", m->path, name, t->name);
+    return bind_scale(m, r, s, L, err);
+}
+
+/* A ternary linear of a GGUF bitnet file: its codes in a type that holds
+ * them exactly (bitnet.cpp's I2_S, ggml's TQ1_0 / TQ2_0, Q4_0 / Q8_0 blocks of
+ * -1, 0, 1, or float values 0 and +-a), and beside it an optional one-element
+ * `<name>.scale` that llama.cpp's bitnet graph multiplies the product by. */
+static int bind_ggml_ternary(const tc_model *m, tc_role r, const tc_tensor *t, tc_layer *L, tc_error *err)
+{
+    static const tc_dtype holders[] = {TC_I2_S, TC_TQ1_0, TC_TQ2_0, TC_Q4_0, TC_Q8_0, TC_F32, TC_F16, TC_BF16};
+    int ok = 0;
+    for (size_t i = 0; i < sizeof holders / sizeof holders[0]; i++)
+        ok |= t->dtype == holders[i];
+    if (!ok)
+        return tc_err(err, "%s: tensor '%s' is %s, which cannot hold the ternary codes of a bitnet model exactly "
+                      "(I2_S, TQ1_0, TQ2_0, Q4_0, Q8_0 or float values)", m->path, t->name, tc_dtype_name(t->dtype));
+    char name[200];
+    size_t len = strlen(t->name);
+    if (len < 7 || strcmp(t->name + len - 7, ".weight") != 0 || len + 1 > sizeof name)
+        return TC_OK;
+    snprintf(name, sizeof name, "%.*s.scale", (int)(len - 7), t->name);
+    const tc_tensor *s = tc_tensordir_find(m->dir, name);
+    if (!s)
+        return TC_OK;
+    return bind_scale(m, r, s, L, err);
+}
+
 /* drop_attn / drop_mlp: per-layer flags saying the sub-layer was pruned away
  * (its tensors must then be absent; 2: the file holds a stand-in for it,
  * which is not bound); NULL when none were. */
@@ -502,8 +602,20 @@ int tc_model_bind(tc_model *m, const tc_naming *nm, const uint8_t *drop_attn, co
                               "it)", m->path, name, tc_role_name((tc_role)r));
             int64_t shape[2];
             int nd = tc_role_shape(&m->cfg, (tc_role)r, shape);
-            if (check_shape(m, t, nd, shape, err))
-                return TC_ERR;
+            int ternary = tc_linear_is_ternary(&m->cfg) && tc_role_is_linear(r);
+            if (ternary && m->cfg.t.linear == TC_LINEAR_BITLINEAR && m->format == TC_FORMAT_GGUF) {
+                if (check_shape(m, t, nd, shape, err) || bind_ggml_ternary(m, (tc_role)r, t, L, err))
+                    return TC_ERR;
+            } else if (ternary && m->cfg.t.linear == TC_LINEAR_BITLINEAR) {
+                if (bind_bitlinear(m, (tc_role)r, t, L, err))
+                    return TC_ERR;
+            } else {
+                if (ternary && !tc_dtype_is_float_convertible(t->dtype))
+                    return tc_err(err, "%s: tensor '%s' is %s, but an autobitlinear checkpoint stores float "
+                                  "master weights", m->path, name, tc_dtype_name(t->dtype));
+                if (check_shape(m, t, nd, shape, err))
+                    return TC_ERR;
+            }
             L->w[r] = t;
         }
         L->has_attn = !(drop_attn && drop_attn[l]);
@@ -573,6 +685,205 @@ void tc_model_close(tc_model *m)
     memset(m, 0, sizeof *m);
 }
 
+/* transformers' unpack_weights: byte [i][k] of a packed [R][K] tensor holds
+ * column k of rows i, i + R, i + 2R and i + 3R in bits 0-1, 2-3, 4-5 and
+ * 6-7, each as code + 1.  The fourth value, 3, is no ternary code (transformers
+ * would read it as a weight of 2): refused. */
+static int unpack_bitlinear(const tc_model *m, const tc_tensor *t, int8_t *codes, tc_error *err)
+{
+    size_t R = (size_t)t->shape[0], K = (size_t)t->shape[1];
+    for (size_t i = 0; i < R; i++) {
+        const uint8_t *row = t->data + i * K;
+        for (int j = 0; j < 4; j++) {
+            int8_t *out = codes + ((size_t)j * R + i) * K;
+            unsigned bad = 0;
+            for (size_t k = 0; k < K; k++) {
+                unsigned v = (row[k] >> (2 * j)) & 3u;
+                bad |= v == 3u;
+                out[k] = (int8_t)((int)v - 1);
+            }
+            if (bad)
+                return tc_err(err, "%s: tensor '%s' holds the 2-bit value 3 in row %zu, which is no ternary code",
+                              m->path, t->name, (size_t)j * R + i);
+        }
+    }
+    return TC_OK;
+}
+
+/* AutoBitLinear's WeightQuant, in float32 as transformers computes it:
+ * s = 1 / max(mean|W|, 1e-5), T = clamp(round(W * s), -1, 1).  The mean is
+ * taken in double and rounded once (torch sums in float32 with its own order;
+ * both give the float nearest the mean but for a rare last-bit tie). */
+static int absmean_ternary(const tc_model *m, const tc_tensor *t, const float *w, size_t n, int8_t *codes,
+                           float *scale, tc_error *err)
+{
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        sum += fabs((double)w[i]);
+    if (!isfinite(sum))
+        return tc_err(err, "%s: tensor '%s' holds values that are not finite", m->path, t->name);
+    float mean = n ? (float)(sum / (double)n) : 0.0f, s;
+    if (!(mean >= 1e-5f))
+        mean = 1e-5f;
+    s = 1.0f / mean;
+    for (size_t i = 0; i < n; i++) {
+        float v = rintf(w[i] * s);
+        codes[i] = (int8_t)(v > 1.0f ? 1 : v < -1.0f ? -1 : (int)v);
+    }
+    *scale = s;
+    return TC_OK;
+}
+
+/* The codes of a GGUF ternary tensor and the one magnitude a they stand for
+ * (a weight is code * a): I2_S's tail scale, the blocks' d (one value for
+ * every block holding a nonzero code: a ternary-trained tensor has one
+ * scale), or the float values' one nonzero magnitude.  Anything else is not
+ * the ternary tensor of a bitnet model and is refused. */
+static int ggml_ternary_codes(const tc_model *m, const tc_tensor *t, int8_t *codes, float *a, tc_error *err)
+{
+    uint64_t n = t->n_elements, cols = (uint64_t)t->shape[1], rows = (uint64_t)t->shape[0];
+    *a = 0.0f;
+    if (t->dtype == TC_I2_S) {
+        if (tc_i2s_decode(t->data, n, codes, a, err))
+            return tc_err_prefix(err, "%s: tensor '%s'", m->path, t->name);
+    } else if (tc_ggml_ternary_block_elems(t->dtype)) {
+        uint64_t be = (uint64_t)tc_ggml_ternary_block_elems(t->dtype), row_bytes;
+        float *d = malloc((size_t)(cols / be) * sizeof *d);
+        if (!d)
+            return tc_err(err, "%s: out of memory", m->path);
+        int rc = tc_ggml_ternary_row_bytes(t->dtype, (int64_t)cols, &row_bytes, err);
+        for (uint64_t i = 0; rc == TC_OK && i < rows; i++) {
+            int8_t *c = codes + i * cols;
+            if (tc_ggml_ternary_decode(t->dtype, t->data + i * row_bytes, (int64_t)cols, c, d, err)) {
+                rc = tc_err_prefix(err, "%s: tensor '%s'", m->path, t->name);
+                break;
+            }
+            for (uint64_t b = 0; rc == TC_OK && b < cols / be; b++) {
+                int any = 0;
+                for (uint64_t e = 0; e < be; e++)
+                    any |= c[b * be + e] != 0;
+                if (!any)
+                    continue;
+                if (*a == 0.0f)
+                    *a = d[b];
+                else if (d[b] != *a)
+                    rc = tc_err(err, "%s: tensor '%s' has blocks of different scales (%g and %g in row %llu), not "
+                                "the one scale per tensor of a ternary-trained model", m->path, t->name,
+                                (double)*a, (double)d[b], (unsigned long long)i);
+            }
+        }
+        free(d);
+        if (rc)
+            return TC_ERR;
+    } else {
+        float *w = NULL;
+        if (tc_tensor_load_f32(t, &w, err))
+            return TC_ERR;
+        int rc = TC_OK;
+        for (uint64_t i = 0; i < n && rc == TC_OK; i++) {
+            float v = fabsf(w[i]);
+            if (v != 0.0f && *a == 0.0f)
+                *a = v;
+            if (v != 0.0f && v != *a)
+                rc = tc_err(err, "%s: tensor '%s' holds %g and %g: its values are not 0 and +-a for one a, so "
+                            "they are no ternary codes with one scale", m->path, t->name, (double)*a, (double)w[i]);
+            codes[i] = (int8_t)(w[i] > 0.0f ? 1 : w[i] < 0.0f ? -1 : 0);
+        }
+        free(w);
+        if (rc)
+            return rc;
+    }
+    if (*a == 0.0f)
+        *a = 1.0f; /* no nonzero code: any scale computes the same zeros */
+    if (!(*a > 0.0f) || !isfinite(*a))
+        return tc_err(err, "%s: tensor '%s' has the scale %g; a weight scale must be positive and finite", m->path,
+                      t->name, (double)*a);
+    return TC_OK;
+}
+
+int tc_model_ternary_role_as(const tc_model *m, int layer, tc_role r, int8_t *codes, float *scale, int *divides,
+                             tc_error *err)
+{
+    if (layer < 0 || layer >= m->cfg.n_layers || (unsigned)r >= TC_N_ROLES)
+        return tc_err(err, "%s: layer %d role %d out of range", m->path, layer, (int)r);
+    const tc_layer *L = &m->layers[layer];
+    const tc_tensor *t = L->w[r];
+    if (!t || !tc_linear_is_ternary(&m->cfg) || !tc_role_is_linear(r))
+        return tc_err(err, "%s: layer %d %s is not a ternary linear of this model", m->path, layer,
+                      tc_role_name(r));
+    *divides = 1;
+    if (m->cfg.t.linear == TC_LINEAR_BITLINEAR && t->dtype != TC_U8) {
+        /* GGUF: y = sum * a * .scale / s_x, as llama.cpp multiplies them. */
+        float a, s = 1.0f;
+        if (ggml_ternary_codes(m, t, codes, &a, err))
+            return TC_ERR;
+        if (L->scale[r] && tc_convert_to_f32(L->scale[r]->dtype, L->scale[r]->data, 1, &s, err))
+            return tc_err_prefix(err, "%s: tensor '%s'", m->path, L->scale[r]->name);
+        *scale = a * s;
+        *divides = 0;
+        return TC_OK;
+    }
+    if (m->cfg.t.linear == TC_LINEAR_BITLINEAR) {
+        if (tc_convert_to_f32(L->scale[r]->dtype, L->scale[r]->data, 1, scale, err))
+            return tc_err_prefix(err, "%s: tensor '%s'", m->path, L->scale[r]->name);
+        return unpack_bitlinear(m, t, codes, err);
+    }
+    float *w = NULL;
+    if (tc_tensor_load_f32(t, &w, err))
+        return TC_ERR;
+    int rc = absmean_ternary(m, t, w, (size_t)t->n_elements, codes, scale, err);
+    free(w);
+    return rc;
+}
+
+int tc_model_ternary_role(const tc_model *m, int layer, tc_role r, int8_t *codes, float *scale, tc_error *err)
+{
+    int divides;
+    if (tc_model_ternary_role_as(m, layer, r, codes, scale, &divides, err))
+        return TC_ERR;
+    if (!divides)
+        *scale = 1.0f / *scale; /* within a float rounding of the multiplier's inverse */
+    return TC_OK;
+}
+
+uint64_t tc_model_role_params(const tc_model *m, int layer, tc_role r)
+{
+    const tc_tensor *t = m->layers[layer].w[r];
+    if (!t)
+        return 0;
+    if (m->cfg.t.linear == TC_LINEAR_BITLINEAR && tc_role_is_linear(r) && t->dtype == TC_U8)
+        return 4 * t->n_elements; /* four codes to a byte */
+    return t->n_elements;
+}
+
+int tc_model_load_role(const tc_model *m, int layer, tc_role r, float **out, float *scale, tc_error *err)
+{
+    *out = NULL;
+    *scale = 0.0f;
+    if (layer < 0 || layer >= m->cfg.n_layers || (unsigned)r >= TC_N_ROLES || !m->layers[layer].w[r])
+        return tc_err(err, "%s: layer %d has no %s", m->path, layer, tc_role_name(r));
+    const tc_tensor *t = m->layers[layer].w[r];
+    if (!tc_linear_is_ternary(&m->cfg) || !tc_role_is_linear(r))
+        return tc_tensor_load_f32(t, out, err);
+    uint64_t n = tc_model_role_params(m, layer, r), bytes;
+    if (tc_mul_u64(n, sizeof(float), &bytes) || bytes > SIZE_MAX)
+        return tc_err(err, "%s: tensor '%s' is too large", m->path, t->name);
+    int8_t *codes = malloc(n ? (size_t)n : 1);
+    float *f = malloc(bytes ? (size_t)bytes : 1);
+    int rc = !codes || !f ? tc_err(err, "%s: tensor '%s': out of memory", m->path, t->name)
+                          : tc_model_ternary_role(m, layer, r, codes, scale, err);
+    if (rc == TC_OK)
+        for (uint64_t i = 0; i < n; i++)
+            f[i] = (float)codes[i];
+    free(codes);
+    if (rc != TC_OK) {
+        free(f);
+        return TC_ERR;
+    }
+    *out = f;
+    return TC_OK;
+}
+
 int tc_model_load_layer(const tc_model *m, int layer, tc_layer_f32 *out, tc_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -582,7 +893,7 @@ int tc_model_load_layer(const tc_model *m, int layer, tc_layer_f32 *out, tc_erro
     for (int r = 0; r < TC_N_ROLES; r++) {
         if (!L->w[r])
             continue;
-        if (tc_tensor_load_f32(L->w[r], &out->w[r], err)) {
+        if (tc_model_load_role(m, layer, (tc_role)r, &out->w[r], &out->scale[r], err)) {
             tc_layer_f32_free(out);
             return TC_ERR;
         }
@@ -626,6 +937,12 @@ uint64_t tc_model_n_params(const tc_model *m)
     uint64_t n = 0;
     for (size_t i = 0; i < m->dir->n_tensors; i++)
         n += m->dir->tensors[i].n_elements;
+    /* Packed ternary tensors hold four weights in each stored element. */
+    if (m->cfg.t.linear == TC_LINEAR_BITLINEAR)
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            for (int r = 0; r < TC_N_ROLES; r++)
+                if (tc_role_is_linear(r) && m->layers[l].w[r] && m->layers[l].w[r]->dtype == TC_U8)
+                    n += 3 * m->layers[l].w[r]->n_elements;
     /* Heads a layer of the file lacks are zeros of the view, not stored. */
     const tc_config *c = &m->cfg;
     for (int l = 0; m->layer_heads && l < c->n_layers; l++) {

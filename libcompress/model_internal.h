@@ -14,7 +14,7 @@ typedef struct tc_naming {
     const char *fused_gate_up;    /* gate then up rows in one tensor */
 } tc_naming;
 
-extern const tc_naming tc_naming_hf, tc_naming_hf_gemma, tc_naming_hf_phi3, tc_naming_gguf,
+extern const tc_naming tc_naming_hf, tc_naming_hf_bitnet, tc_naming_hf_gemma, tc_naming_hf_phi3, tc_naming_gguf,
     tc_naming_gguf_phi3, tc_naming_llama2c, tc_naming_hf_diffllama;
 
 /* What llama.cpp's graph computes for one general.architecture, as traits
@@ -34,6 +34,8 @@ typedef struct tc_gguf_family {
     int rope_freqs;          /* reads rope_freqs.weight (Llama 3.1's scaling) */
     int window_pattern;      /* > 0: layer l is local unless l % p == p - 1 */
     const tc_naming *names;
+    int bitnet;              /* sub-norms, ternary linears (optional `.scale` tensors), the head tied to
+                                the embedding, the activation from {arch}.hidden_activation */
 } tc_gguf_family;
 
 extern const tc_gguf_family tc_gguf_families[];

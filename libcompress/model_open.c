@@ -398,6 +398,34 @@ static int gguf_gemma(const tc_gguf *g, const char *arch, const tc_gguf_family *
     return TC_OK;
 }
 
+/* llama.cpp's bitnet graph (gguf_family.c): sub-norms, ternary linears with
+ * int8 activations as the reference model computes them, no biases, the
+ * head tied; the activation SiLU unless {arch}.hidden_activation names relu2. */
+static int gguf_bitnet(const tc_gguf *g, const char *arch, tc_config *c, tc_error *err)
+{
+    c->t.sub_norms = 1;
+    c->t.linear = TC_LINEAR_BITLINEAR;
+    c->qkv_bias = c->t.o_bias = c->t.mlp_bias = 0; /* a bias tensor is then refused as unread */
+    if (!c->tied_embeddings)
+        return tc_err(err, "%s: tensor 'output.weight' is present, but llama.cpp's %s graph takes the head from the "
+                      "token embedding and never reads it", g->path, arch);
+    char key[128];
+    gguf_key(key, sizeof key, arch, "hidden_activation");
+    if (!tc_gguf_find(g, key))
+        return TC_OK;
+    char *act = NULL;
+    if (tc_gguf_get_str(g, key, &act, err))
+        return TC_ERR;
+    int rc = TC_OK;
+    if (strcmp(act, "relu2") == 0)
+        c->t.act = TC_ACT_RELU2;
+    else if (strcmp(act, "silu") != 0 && strcmp(act, "swiglu") != 0)
+        rc = tc_err(err, "%s: metadata key '%s' is '%.32s'; tc implements silu and relu2 for %s", g->path, key, act,
+                    arch);
+    free(act);
+    return rc;
+}
+
 static void close_gguf(void *h)
 {
     tc_gguf_close(h);
@@ -421,8 +449,8 @@ static int gguf_config(tc_model *m, const tc_gguf *g, const tc_gguf_family **fam
         if (strcmp(arch, tc_gguf_families[i].name) == 0)
             f = &tc_gguf_families[i]; /* the first row of a name: "llama" reads as llama */
     if (!f) {
-        tc_err(err, "%s: unsupported architecture '%.64s' (tc reads llama, deci, qwen2, qwen3, gemma2, gemma3 "
-               "and phi3)", g->path, arch);
+        tc_err(err, "%s: unsupported architecture '%.64s' (tc reads llama, deci, qwen2, qwen3, gemma2, gemma3, "
+               "phi3, bitnet and bitnet-b1.58)", g->path, arch);
         free(arch);
         return TC_ERR;
     }
@@ -581,6 +609,8 @@ static int gguf_config(tc_model *m, const tc_gguf *g, const tc_gguf_family **fam
         }
     }
     c->tied_embeddings = tc_tensordir_find(&g->dir, "output.weight") == NULL;
+    if (f->bitnet && gguf_bitnet(g, arch, c, err))
+        goto done;
     uint32_t id;
     c->bos_id = c->eos_id = -1;
     if (tc_gguf_find(g, "tokenizer.ggml.bos_token_id") &&
@@ -636,6 +666,7 @@ static int gguf_check_bound(const tc_model *m, const tc_naming *nm, const uint8_
             } else {
                 MARK(t);
             }
+            MARK(m->layers[l].scale[k]);
             /* deci stand-ins of dropped sub-layers are consumed by being recognised. */
             int stand_in = tc_role_is_attn(k) ? drops && drops[l] == 2 : drops && drops[n + l] == 2;
             if (stand_in) {

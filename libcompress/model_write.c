@@ -12,6 +12,7 @@
 
 #include "model_internal.h"
 #include "tc/checked.h"
+#include "tc/ggml_ternary.h"
 #include "tc/gguf.h"
 #include "tc/hfdir.h"
 #include "tc/llama2c.h"
@@ -34,6 +35,7 @@ typedef struct out_item {
     tc_rope_layout to;
     int stub;         /* a GGUF stand-in for a dropped sub-layer (see stand_in) */
     int parts;        /* > 0: a fused tensor of roles which .. which+parts-1, rows one after the other */
+    int tern;         /* 1: a ternary linear's codes, 2: its scale (tc_model_src.ternary) */
     char name[160];
 } out_item;
 
@@ -100,6 +102,103 @@ static int fill_heads(const out_item *it, int role, float *f, uint64_t n, const 
             memcpy(f + (uint64_t)i * hd * other, all + (uint64_t)src[i] * hd * other, (size_t)(hd * other) * sizeof *f);
     }
     free(all);
+    return rc;
+}
+
+/* ---- Ternary linears ---- */
+
+/* The codes of a ternary role in the target's rope layout, and its scale
+ * as a multiplier (GGUF) or a divisor (HF's weight_scale). */
+static int ternary_codes(const out_item *it, int8_t **codes, float *mul, float *div, tc_error *err)
+{
+    const tc_model_src *s = it->src;
+    int64_t shape[2];
+    tc_role_shape(&s->cfg, (tc_role)it->which, shape);
+    size_t n = (size_t)(shape[0] * shape[1]);
+    int8_t *c = malloc(n ? n : 1);
+    float scale = 0.0f;
+    int divides = 1;
+    if (!c)
+        return tc_err(err, "tensor '%s': out of memory", it->name);
+    if (s->ternary(s->ctx, it->layer, it->which, c, &scale, &divides, err)) {
+        free(c);
+        return TC_ERR;
+    }
+    *mul = divides ? 1.0f / scale : scale;
+    *div = divides ? scale : 1.0f / scale;
+    int is_qk = it->which == TC_WQ || it->which == TC_WK;
+    if (is_qk && s->cfg.rope_layout != it->to) {
+        float *f = malloc(2 * n * sizeof *f);
+        if (!f) {
+            free(c);
+            return tc_err(err, "tensor '%s': out of memory", it->name);
+        }
+        for (size_t i = 0; i < n; i++)
+            f[i] = c[i];
+        tc_rope_permute_rows(f, f + n, it->which == TC_WQ ? s->cfg.n_heads : s->cfg.n_kv_heads, s->cfg.head_dim,
+                             (int)shape[1], s->cfg.rope_layout, it->to);
+        for (size_t i = 0; i < n; i++)
+            c[i] = (int8_t)f[n + i];
+        free(f);
+    }
+    *codes = c;
+    return TC_OK;
+}
+
+static int fill_ternary(void *ctx, const tc_out_tensor *t, void *dst, tc_error *err)
+{
+    const out_item *it = ctx;
+    int8_t *c = NULL;
+    float mul = 0.0f, div = 0.0f;
+    if (ternary_codes(it, &c, &mul, &div, err))
+        return TC_ERR;
+    int64_t shape[2];
+    tc_role_shape(&it->src->cfg, (tc_role)it->which, shape);
+    size_t rows = (size_t)shape[0], cols = (size_t)shape[1], n = rows * cols;
+    int rc = TC_OK;
+    if (it->tern == 2) {
+        /* HF: weight_scale, the divisor; GGUF: `.scale`, the multiplier. */
+        size_t len = strlen(t->name);
+        int gguf = len > 6 && strcmp(t->name + len - 6, ".scale") == 0;
+        float v = gguf ? mul : div;
+        rc = tc_convert_from_f32(t->dtype, &v, 1, dst, err);
+    } else if (t->dtype == TC_U8) {
+        /* transformers' pack_weights: byte [i][k] holds rows i, i + R, i + 2R,
+         * i + 3R (R = rows / 4) in bits 0-1 .. 6-7, each as code + 1. */
+        size_t R = rows / 4;
+        uint8_t *o = dst;
+        for (size_t i = 0; i < R; i++)
+            for (size_t k = 0; k < cols; k++) {
+                unsigned v = 0;
+                for (size_t j = 0; j < 4; j++)
+                    v |= (unsigned)(c[(j * R + i) * cols + k] + 1) << (2 * j);
+                o[i * cols + k] = (uint8_t)v;
+            }
+    } else if (t->dtype == TC_I2_S) {
+        rc = tc_i2s_encode(c, n, mul, dst, err);
+    } else if (t->dtype == TC_TQ1_0 || t->dtype == TC_TQ2_0) {
+        /* d = 1 in every block: the scale is the `.scale` tensor's, exactly. */
+        uint64_t row_bytes;
+        size_t nb = cols / TC_TQ_BLOCK_ELEMS;
+        float *ones = malloc((nb ? nb : 1) * sizeof *ones);
+        rc = ones ? tc_ggml_ternary_row_bytes(t->dtype, (int64_t)cols, &row_bytes, err)
+                  : tc_err(err, "tensor '%s': out of memory", t->name);
+        for (size_t b = 0; rc == TC_OK && b < nb; b++)
+            ones[b] = 1.0f;
+        for (size_t i = 0; rc == TC_OK && i < rows; i++)
+            rc = tc_ggml_ternary_encode(t->dtype, c + i * cols, ones, (int64_t)cols, (uint8_t *)dst + i * row_bytes,
+                                        err);
+        free(ones);
+    } else if (t->dtype == TC_F32) {
+        float *o = dst;
+        for (size_t i = 0; i < n; i++)
+            o[i] = (float)c[i] * mul;
+    } else {
+        rc = tc_err(err, "tensor '%s': internal: ternary codes as %s", t->name, tc_dtype_name(t->dtype));
+    }
+    free(c);
+    if (rc)
+        tc_err_prefix(err, "tensor '%s'", t->name);
     return rc;
 }
 
@@ -227,12 +326,54 @@ static int role_kept(const tc_model_src *s, int l, int r)
     return !(s->drop_mlp && s->drop_mlp[l]);
 }
 
+/* A ternary linear (o, x: its item as built for the float path) stored as
+ * codes, and the item of its scale (so, sx); returns 1 when a scale item
+ * was made, -1 when HF's packed layout cannot hold the rows.
+ * (tc_model_src.ternary says what goes where.) */
+static int ternary_item(const tc_model_src *s, tc_format fmt, tc_out_tensor *o, out_item *x, tc_out_tensor *so,
+                        out_item *sx)
+{
+    int64_t rows = o->shape[0], cols = o->shape[1];
+    x->tern = 1;
+    o->fill = fill_ternary;
+    *sx = *x;
+    sx->tern = 2;
+    *so = (tc_out_tensor){.name = sx->name, .dtype = TC_F32, .n_dims = 1, .shape = {1}, .fill = fill_ternary,
+                          .ctx = sx};
+    if (fmt == TC_FORMAT_HF) {
+        if (rows % 4 != 0)
+            return -1; /* transformers' packed layout holds four rows to a byte */
+        o->dtype = TC_U8;
+        o->shape[0] = rows / 4;
+        so->dtype = s->scale_dtype == TC_BF16 || s->scale_dtype == TC_F16 ? s->scale_dtype : TC_F32;
+        snprintf(sx->name, sizeof sx->name, "%s_scale", x->name);
+        return 1;
+    }
+    tc_dtype want = s->ternary_dtype;
+    int64_t block = want == TC_I2_S ? TC_I2S_BLOCK : TC_TQ_BLOCK_ELEMS;
+    if (cols % block != 0) {
+        o->dtype = TC_F32; /* code * scale, exactly */
+        return 0;
+    }
+    o->dtype = want;
+    if (want == TC_I2_S)
+        return 0; /* the scale is in the tensor's tail */
+    size_t len = strlen(x->name);
+    if (len > 7 && strcmp(x->name + len - 7, ".weight") == 0)
+        snprintf(sx->name, sizeof sx->name, "%.*s.scale", (int)(len - 7), x->name);
+    return 1;
+}
+
 /* Builds the output tensor list in the target's naming.  llama2.c order is
  * imposed by its writer; HF and GGUF get embeddings, layers, then head. */
-static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout to, int stubs,
+static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout to, tc_format fmt,
                       tc_out_tensor **out, out_item **items, size_t *count, tc_error *err)
 {
-    size_t cap = 3 + (size_t)s->cfg.n_layers * TC_N_ROLES, n = 0;
+    int stubs = fmt == TC_FORMAT_GGUF;
+    /* Ternary linears written as codes: every one of a GGUF, a bitlinear's of an HF directory. */
+    int tern = s->ternary && tc_linear_is_ternary(&s->cfg) &&
+               (fmt == TC_FORMAT_GGUF || s->cfg.t.linear == TC_LINEAR_BITLINEAR);
+    size_t cap = 3 + (size_t)s->cfg.n_layers * TC_N_ROLES * 2, n = 0;
     tc_out_tensor *t = calloc(cap, sizeof *t);
     out_item *it = calloc(cap, sizeof *it);
     if (!t || !it) {
@@ -240,8 +381,11 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
         free(it);
         return tc_err(err, "out of memory");
     }
-    /* Norms stay fp32 in every format: llama.cpp and transformers both accept it. */
-    const tc_dtype norm_dt = TC_F32;
+    /* Norms stay fp32 (llama.cpp and transformers both accept it) unless an
+     * HF source asks for its own. */
+    const tc_dtype norm_dt = fmt == TC_FORMAT_HF && (s->norm_dtype == TC_BF16 || s->norm_dtype == TC_F16)
+                                 ? s->norm_dtype
+                                 : TC_F32;
     /* Globals first. */
     for (int g = TC_G_EMBD; g <= TC_G_OUTPUT; g++) {
         if (g == TC_G_OUTPUT && s->cfg.tied_embeddings)
@@ -332,6 +476,14 @@ static int build_list(const tc_model_src *s, const tc_naming *nm, tc_rope_layout
                                                         : s->dtype;
             o->fill = fill_item;
             o->ctx = x;
+            int made = tern && tc_role_is_linear(r) && !stub && !parts ? ternary_item(s, fmt, o, x, &t[n], &it[n]) : 0;
+            if (made < 0) {
+                free(t);
+                free(it);
+                return tc_err(err, "tensor '%s' has %lld rows, not a multiple of 4, which a BitNet checkpoint packs "
+                              "four to a byte", x->name, (long long)o->shape[0]);
+            }
+            n += (size_t)made;
         }
     }
     *out = t;
@@ -498,8 +650,16 @@ static const char *gguf_unwritable(const tc_model_src *s, const tc_gguf_family *
                                          : "a family llama.cpp has no graph for");
     if (t->ungated)
         NO("an ungated MLP");
-    if (t->act != f->act)
+    if (t->act != f->act && !(f->bitnet && t->act == TC_ACT_RELU2))
         NO("activation %s (llama.cpp's %s uses %s)", tc_act_name(t->act), f->name, tc_act_name(f->act));
+    if (tc_linear_is_ternary(c) != f->bitnet)
+        NO(f->bitnet ? "float linear layers (llama.cpp's bitnet graph is for ternary ones)"
+                     : "ternary linear layers outside llama.cpp's bitnet graph, which needs sub-norms");
+    if (f->bitnet && !c->tied_embeddings)
+        NO("an untied head (llama.cpp's bitnet graph takes the head from the token embedding)");
+    if (f->bitnet && c->n_heads * c->head_dim != c->dim)
+        NO("heads x head_dim %d other than the width %d (llama.cpp's bitnet graph sizes attn_sub_norm by the width)",
+           c->n_heads * c->head_dim, c->dim);
     if ((t->o_bias || t->mlp_bias) && !f->o_mlp_bias)
         NO("output or MLP biases");
     if (c->qkv_bias && !f->qkv_bias)
@@ -510,6 +670,8 @@ static const char *gguf_unwritable(const tc_model_src *s, const tc_gguf_family *
         NO(t->qk_norm ? "q/k norms" : "no q/k norms");
     if (t->post_norms != (f->gemma != 0))
         NO(t->post_norms ? "post-sub-layer norms" : "no post-sub-layer norms");
+    if (t->sub_norms != f->bitnet)
+        NO(t->sub_norms ? "sub-norms outside llama.cpp's bitnet graph" : "bitnet without sub-norms");
     if (!near_f(t->embed_scale == 0.0f ? 1.0 : t->embed_scale, f->gemma ? sqrtf((float)c->dim) : 1.0))
         NO("embedding scale %g", (double)t->embed_scale);
     double scale = t->attn_scale != 0.0f ? t->attn_scale : 1.0 / sqrt((double)c->head_dim);
@@ -643,6 +805,9 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
         return tc_err(err, "%s: writing GGUF for a %s model with %s is not implemented", path,
                       tc_arch_name(c->arch), why);
     const char *arch = f->name;
+    for (size_t i = 0; f->bitnet && i < n; i++)
+        if (t[i].dtype == TC_I2_S)
+            arch = "bitnet-b1.58"; /* bitnet.cpp's name for the graph that reads I2_S */
     const tc_rope *rope = &c->t.rope[0];
     /* The tensors as llama.cpp names them: norms + 1 for (1 + w) models,
      * phi3's q/k/v and gate/up concatenated, rope factor tensors added. */
@@ -758,12 +923,17 @@ static int write_gguf(const char *path, const tc_model_src *s, const tc_out_tens
         if (f->gemma == 3 && c->t.window > 0)
             ARCH_KV("rope.freq_base_swa", gv_f32((float)c->t.rope[1].theta));
     }
+    /* llama.cpp's bitnet graph computes SiLU whatever this says; tc (and graphs
+     * that read the key) compute relu2, the model's own (docs/FORWARD.md). */
+    if (f->bitnet && c->t.act == TC_ACT_RELU2)
+        ARCH_KV("hidden_activation", gv_str("relu2"));
 #undef ARCH_KV
-    /* llama_ftype: 0 all F32, 1 mostly F16, 32 mostly BF16, 36 mostly TQ1_0, 37 mostly TQ2_0 */
+    /* llama_ftype: 0 all F32, 1 mostly F16, 32 mostly BF16, 36 mostly TQ1_0, 37 mostly TQ2_0,
+     * 40 mostly I2_S (bitnet.cpp) */
     uint32_t ftype = s->dtype == TC_F16 ? 1 : s->dtype == TC_BF16 ? 32 : 0;
     for (size_t i = 0; i < n; i++)
-        if (t[i].dtype == TC_TQ1_0 || t[i].dtype == TC_TQ2_0)
-            ftype = t[i].dtype == TC_TQ1_0 ? 36 : 37;
+        if (t[i].dtype == TC_TQ1_0 || t[i].dtype == TC_TQ2_0 || t[i].dtype == TC_I2_S)
+            ftype = t[i].dtype == TC_TQ1_0 ? 36 : t[i].dtype == TC_TQ2_0 ? 37 : 40;
     kv[k].key = "general.file_type";
     kv[k++].value = gv_u32(ftype);
     int own_vocab = s->vocab && s->vocab->n_kvs > 0;
@@ -859,11 +1029,20 @@ int tc_model_write(const char *path, tc_format fmt, const tc_model_src *s, tc_er
         return tc_err(err, "%s: cannot write models in the %s format", path, tc_format_name(fmt));
     if (s->dtype != TC_F32 && s->dtype != TC_F16 && s->dtype != TC_BF16)
         return tc_err(err, "%s: models are written in F32, F16 or BF16, not %s", path, tc_dtype_name(s->dtype));
+    /* A ternary linear kind is written as its codes and scales (or, HF
+     * autobitlinear, its float masters); llama2.c has no place for them. */
+    int masters = fmt == TC_FORMAT_HF && s->cfg.t.linear == TC_LINEAR_AUTOBITLINEAR;
+    if (tc_linear_is_ternary(&s->cfg) && (fmt == TC_FORMAT_LLAMA2C || (!s->ternary && !masters)))
+        return tc_err(err, "%s: writing a model with ternary linear layers (%s) as %s is not implemented", path,
+                      tc_linear_kind_name(s->cfg.t.linear), tc_format_name(fmt));
+    if (tc_linear_is_ternary(&s->cfg) && fmt == TC_FORMAT_GGUF && s->ternary_dtype != TC_TQ1_0 &&
+        s->ternary_dtype != TC_TQ2_0 && s->ternary_dtype != TC_I2_S)
+        return tc_err(err, "%s: ternary linears are written to GGUF as TQ1_0, TQ2_0 or I2_S, not %s", path,
+                      tc_dtype_name(s->ternary_dtype));
     tc_out_tensor *t = NULL;
     out_item *items = NULL;
     size_t n = 0;
-    if (build_list(s, nm, tc_format_rope_layout(fmt, s->cfg.arch), fmt == TC_FORMAT_GGUF, &t, &items, &n,
-                   err))
+    if (build_list(s, nm, tc_format_rope_layout(fmt, s->cfg.arch), fmt, &t, &items, &n, err))
         return TC_ERR;
     int rc = fmt == TC_FORMAT_HF     ? write_hf(path, s, t, n, err)
              : fmt == TC_FORMAT_GGUF ? write_gguf(path, s, t, n, err)
@@ -891,6 +1070,24 @@ int tc_model_copy_fill(void *ctx, int layer, int which, float *dst, uint64_t n, 
         return tc_err(err, "%s: tensor '%s' has %llu elements, expected %llu", m->path, t->name,
                       (unsigned long long)t->n_elements, (unsigned long long)n);
     return tc_tensor_to_f32(t, dst, err);
+}
+
+int tc_model_copy_ternary(void *ctx, int layer, int role, int8_t *codes, float *scale, int *divides, tc_error *err)
+{
+    const tc_model_copy *cp = ctx;
+    return tc_model_ternary_role_as(cp->model, cp->keep ? cp->keep[layer] : layer, (tc_role)role, codes, scale,
+                                    divides, err);
+}
+
+tc_dtype tc_model_scale_dtype(const tc_model *m)
+{
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int r = 0; r < TC_N_ROLES; r++) {
+            const tc_tensor *t = m->layers[l].scale[r];
+            if (t && m->layers[l].w[r] && m->layers[l].w[r]->dtype == TC_U8)
+                return t->dtype == TC_BF16 || t->dtype == TC_F16 ? t->dtype : TC_F32;
+        }
+    return TC_F32;
 }
 
 static const tc_tensor *copy_source(const tc_model_copy *cp, int layer, int which)
@@ -975,4 +1172,35 @@ int tc_model_copy_encode(void *ctx, int layer, int which, tc_rope_layout to, voi
             memcpy(out + (base + d1) * row, t->data + (base + s1) * row, (size_t)row);
         }
     return TC_OK;
+}
+
+int tc_model_write_ternary(const tc_model *m, const char *path, tc_format fmt, tc_dtype ternary_dtype,
+                           const struct tc_gguf *vocab, const char *hf_vocab_dir, tc_error *err)
+{
+    if (!tc_linear_is_ternary(&m->cfg))
+        return tc_err(err, "%s: %s is not a ternary-trained model", path, m->path);
+    tc_dtype emb = m->tok_embd->dtype;
+    tc_dtype dt = emb == TC_F16 || emb == TC_BF16 ? emb : TC_F32;
+    tc_model_copy cp = {.model = m, .float_dtype = dt, .matrices = TC_DTYPE_COUNT};
+    tc_model_src src = {
+        .cfg = m->cfg,
+        .dtype = dt,
+        .fill = tc_model_copy_fill,
+        .ctx = &cp,
+        .gguf_vocab = vocab ? vocab : tc_model_gguf(m),
+        .hf_config = tc_model_hfdir(m) ? tc_model_hfdir(m)->config : NULL,
+        .hf_src_dir = hf_vocab_dir ? hf_vocab_dir : tc_model_hfdir(m) ? tc_model_hfdir(m)->path : NULL,
+        .name = "tc-quantize",
+        .ternary = tc_model_copy_ternary,
+        .ternary_dtype = ternary_dtype,
+        .scale_dtype = tc_model_scale_dtype(m),
+    };
+    if (fmt == TC_FORMAT_GGUF) {
+        src.dtype_of = tc_model_copy_dtype;
+        src.encode = tc_model_copy_encode;
+    }
+    /* transformers casts weight_scale to the config's dtype: F32 scales need an F32 model. */
+    if (fmt == TC_FORMAT_HF && m->cfg.t.linear == TC_LINEAR_BITLINEAR && src.scale_dtype == TC_F32)
+        src.dtype = cp.float_dtype = TC_F32;
+    return tc_model_write(path, fmt, &src, err);
 }

@@ -338,6 +338,20 @@ static int check_opts(const tc_prune_plan *p, const tc_analysis *a, const tc_mod
     return TC_OK;
 }
 
+/* Models whose heads tc-prune cannot drop, refused before any work:
+ * differential attention's heads come in pairs, and a ternary-trained
+ * model's linears go out as packed codes with one scale per tensor, where
+ * heads are cut from float tensors. */
+int tc_prune_heads_refused(const tc_model *m, tc_error *err)
+{
+    if (m->cfg.t.diff_attn)
+        return tc_err(err, "%s: dropping heads of differential attention (DiffLlama) is not implemented", m->path);
+    if (tc_linear_is_ternary(&m->cfg))
+        return tc_err(err, "%s: dropping heads of a ternary-trained (%s) model is not implemented; drop attention "
+                      "sub-layers or blocks", m->path, tc_linear_kind_name(m->cfg.t.linear));
+    return TC_OK;
+}
+
 /* Heads that could go: those of attentions p and m keep, outside keep-first and keep-last. */
 static int heads_available(const tc_prune_plan *p, const tc_model *m, const tc_prune_opts *o, int n_heads)
 {
@@ -500,21 +514,23 @@ int tc_prune_select_iterative(tc_prune_plan *p, const tc_model *m, const tc_prun
 
 /* ---- Costs -------------------------------------------------------------------- */
 
-/* Adds num/den of a tensor (the rows or columns of its kept heads). */
-static void add_share(tc_prune_cost *c, const tc_tensor *t, int linear, uint64_t num, uint64_t den)
+/* Adds num/den of a tensor of n weights (the rows or columns of its kept
+ * heads; a packed ternary tensor holds several weights to an element). */
+static void add_share(tc_prune_cost *c, const tc_tensor *t, uint64_t n, int linear, uint64_t num, uint64_t den)
 {
     if (!t || !den)
         return;
-    uint64_t n = t->n_elements / den * num, b = t->nbytes / den * num;
-    c->params += n;
+    uint64_t w = n / den * num, b = t->nbytes / den * num;
+    c->params += w;
     c->bytes += b;
     if (linear)
-        c->flops_per_token += 2 * n;
+        c->flops_per_token += 2 * w;
 }
 
 static void add_tensor(tc_prune_cost *c, const tc_tensor *t, int linear)
 {
-    add_share(c, t, linear, 1, 1);
+    if (t)
+        add_share(c, t, t->n_elements, linear, 1, 1);
 }
 
 void tc_prune_cost_of(const tc_model *m, const tc_prune_plan *p, int ctx_len, int kv_elem_bytes,
@@ -545,13 +561,14 @@ void tc_prune_cost_of(const tc_model *m, const tc_prune_plan *p, int ctx_len, in
                 continue;
             int linear = r == TC_WQ || r == TC_WK || r == TC_WV || r == TC_WO || r == TC_W_GATE ||
                          r == TC_W_UP || r == TC_W_DOWN;
+            uint64_t n = tc_model_role_params(m, l, (tc_role)r);
             int q = r == TC_WQ || r == TC_BQ || r == TC_WO, kv = r == TC_WK || r == TC_WV || r == TC_BK || r == TC_BV;
             if (q)
-                add_share(out, L->w[r], linear, (uint64_t)hl.n_q, (uint64_t)c->n_heads);
+                add_share(out, L->w[r], n, linear, (uint64_t)hl.n_q, (uint64_t)c->n_heads);
             else if (kv)
-                add_share(out, L->w[r], linear, (uint64_t)hl.n_kv, (uint64_t)c->n_kv_heads);
+                add_share(out, L->w[r], n, linear, (uint64_t)hl.n_kv, (uint64_t)c->n_kv_heads);
             else
-                add_tensor(out, L->w[r], linear);
+                add_share(out, L->w[r], n, linear, 1, 1);
         }
         if (attn) {
             /* Q.K over ctx_len keys and the weighted sum of as many values, per head. */
@@ -568,7 +585,8 @@ void tc_prune_cost_of(const tc_model *m, const tc_prune_plan *p, int ctx_len, in
 /* The dtype matrices are written in: the input's, where a writer supports it. */
 static tc_dtype matrix_dtype(const tc_model *m)
 {
-    for (int l = 0; l < m->cfg.n_layers; l++) {
+    /* A ternary model's linears are codes: its float matrix is the embedding. */
+    for (int l = 0; l < m->cfg.n_layers && !tc_linear_is_ternary(&m->cfg); l++) {
         for (int r = TC_WQ; r < TC_N_ROLES; r++) {
             const tc_tensor *t = m->layers[l].w[r];
             if (t && t->n_dims == 2)
@@ -576,6 +594,19 @@ static tc_dtype matrix_dtype(const tc_model *m)
         }
     }
     return m->tok_embd->dtype == TC_F16 || m->tok_embd->dtype == TC_BF16 ? m->tok_embd->dtype : TC_F32;
+}
+
+/* The ternary type a GGUF output of a ternary model stores its linears in:
+ * the input's (I2_S, TQ1_0, TQ2_0), else TQ2_0. */
+static tc_dtype ternary_dtype_of(const tc_model *m)
+{
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int r = 0; r < TC_N_ROLES; r++) {
+            const tc_tensor *t = m->layers[l].w[r];
+            if (t && tc_role_is_linear(r) && (t->dtype == TC_I2_S || t->dtype == TC_TQ1_0 || t->dtype == TC_TQ2_0))
+                return t->dtype;
+        }
+    return TC_TQ2_0;
 }
 
 int tc_prune_write(const tc_model *m, const tc_prune_plan *p, const char *path, tc_format fmt,
@@ -645,8 +676,8 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
         /* DiffLlama's lambda_init follows the layer's index. */
         rc = tc_err(err, "%s: dropping a block of a DiffLlama model renumbers the layers after it, whose lambda_init "
                     "depends on their index; drop sub-layers, or only the last blocks", path);
-    } else if (m->cfg.t.diff_attn && any_h) {
-        rc = tc_err(err, "%s: dropping heads of differential attention (DiffLlama) is not implemented", path);
+    } else if (any_h && tc_prune_heads_refused(m, err)) {
+        rc = TC_ERR;
     } else if (fmt == TC_FORMAT_LLAMA2C && (any_a || any_m)) {
         rc = tc_err(err, "%s: llama2.c checkpoints cannot hold dropped attention or MLP sub-layers; drop "
                     "whole blocks, or write HF (--format hf) or GGUF (--format gguf)", path);
@@ -659,6 +690,9 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
                     m->cfg.qkv_bias ? " with q/k/v biases" : "",
                     any_h ? "write HF (--format hf) where every layer keeps as many heads"
                           : "drop whole blocks, or write HF (--format hf)");
+    } else if (matrices != TC_DTYPE_COUNT && tc_linear_is_ternary(&m->cfg)) {
+        rc = tc_err(err, "%s: the linear layers of a ternary-trained model are written as its codes and scales; "
+                    "storing them as %s would requantize them", path, tc_dtype_name(matrices));
     } else if (fmt == TC_FORMAT_GGUF && tc_model_vocab(m, &vocab, err)) {
         rc = TC_ERR; /* llama.cpp loads no GGUF without a vocabulary */
     } else if (fmt == TC_FORMAT_HF && !tc_model_hfdir(m) && (m->tokenizer || m->format == TC_FORMAT_GGUF) &&
@@ -685,6 +719,16 @@ int tc_prune_write_as(const tc_model *m, const tc_prune_plan *p, const char *pat
         if (fmt == TC_FORMAT_GGUF) {
             src.dtype_of = tc_model_copy_dtype;
             src.encode = tc_model_copy_encode;
+        }
+        /* Ternary linears go out as their codes and scales (a GGUF's in the
+         * input's ternary type, TQ2_0 for another input's). */
+        if (tc_linear_is_ternary(&m->cfg)) {
+            src.ternary = tc_model_copy_ternary;
+            src.ternary_dtype = ternary_dtype_of(m);
+            src.scale_dtype = tc_model_scale_dtype(m);
+            /* transformers casts weight_scale to the config's dtype: F32 scales need an F32 model. */
+            if (fmt == TC_FORMAT_HF && m->cfg.t.linear == TC_LINEAR_BITLINEAR && src.scale_dtype == TC_F32)
+                src.dtype = cp.float_dtype = TC_F32;
         }
         src.cfg.n_layers = k;
         /* Per-layer traits follow their layers. */

@@ -110,7 +110,7 @@ void tc_quantize_block_scales(const int8_t *codes, const float *scales, int64_t 
 /* ---- Driver state ------------------------------------------------------- */
 
 typedef struct fingerprint {
-    uint32_t codes, scales;
+    uint32_t codes, scales, offsets;
 } fingerprint;
 
 /* One role's buffers, kept from layer to layer: every layer has the same
@@ -120,8 +120,9 @@ typedef struct slot {
     float *w;
     int8_t *codes;
     float *scales;
+    float *offsets; /* affine methods */
     uint8_t *packed;
-    size_t w_cap, codes_cap, scales_cap, packed_cap;
+    size_t w_cap, codes_cap, scales_cap, offsets_cap, packed_cap;
 } slot;
 
 /* p with room for need bytes: p itself when it has it, else a new block (p
@@ -155,14 +156,16 @@ typedef struct qdrv {
     tc_layer_f32 w;
     int8_t *codes[TC_N_ROLES];
     float *scales[TC_N_ROLES];
+    float *offsets[TC_N_ROLES]; /* affine methods, else NULL */
     slot slots[TC_N_ROLES];
     tc_tgroup group;
     /* Calibration: the windows [q0, q1) of o->calib are this rank's (all of
      * them in a job of one); x and y hold their tokens, from offsets[q0]. */
     size_t n_tok;
     int writer;          /* rank 0 (or a job of one): quantizes, measures and writes */
-    size_t q0, q1, tok0;
-    float *x, *y, *cur_y;
+    size_t q0, q1, tok0, own_tok;
+    size_t cur_row;      /* the first row of the window in the pass at hand, in x and y */
+    float *x, *y;
     /* The linear inputs of this rank's windows in the layer at hand, in
      * window order: folded into H and the samples window by window. */
     float *xin[TC_N_LIN_INPUTS];
@@ -174,6 +177,17 @@ typedef struct qdrv {
     int collect_h, collect_smp, observe_layer;
     tc_layer_f32 *wl;  /* n_layers, all empty except the layer run */
     tc_skip *skip;
+    /* The affine calibrated methods (quantize_layer_stages): the original
+     * model's hidden state beside the quantized one, and whole linear inputs
+     * captured on both. */
+    float *xf, *yf;
+    float *cap[TC_N_LIN_INPUTS], *capf[TC_N_LIN_INPUTS];
+    float **cap_to;     /* where obs_input copies the inputs in cap_mask */
+    float *hf, *hq;     /* the hidden state after attention, original and quantized */
+    float *h_to;        /* where obs_hidden copies it (NULL: nowhere) */
+    unsigned cap_mask;
+    float *deq[TC_N_ROLES]; /* the quantized weights in fp32 */
+    size_t deq_cap[TC_N_ROLES];
     /* Packed output. */
     tc_tmodel tm;
 } qdrv;
@@ -191,11 +205,19 @@ static int report_index(const qdrv *d, int layer, int role)
 static int obs_input(void *ctx, int layer, tc_lin_input which, const float *x, size_t tok0,
                      size_t n, int cols, tc_error *err)
 {
-    (void)tok0;
     qdrv *d = ctx;
     if (layer != d->observe_layer)
         return TC_OK;
     d->in_cols[which] = cols;
+    /* Whole inputs for the affine calibrated stages, at this window's rows. */
+    if (d->cap_mask & (1u << which)) {
+        if (!d->cap_to[which] &&
+            !(d->cap_to[which] = malloc((d->own_tok ? d->own_tok : 1) * (size_t)cols * sizeof(float))))
+            return tc_err(err, "out of memory for the activations of a %d-wide input", cols);
+        memcpy(d->cap_to[which] + (d->cur_row + tok0) * (size_t)cols, x, n * (size_t)cols * sizeof(float));
+    }
+    if (!d->collect_h && !d->collect_smp)
+        return TC_OK;
     /* Kept, to be folded into X^T X and the samples in window order
      * (fold_inputs): one window's rows per pass. */
     size_t need = (d->xin_n[which] + n) * (size_t)cols;
@@ -217,7 +239,9 @@ static int obs_hidden(void *ctx, int layer, tc_point at, const float *x, size_t 
     (void)err;
     qdrv *d = ctx;
     if (layer == d->observe_layer && at == TC_AT_MLP_OUT)
-        memcpy(d->cur_y, x, n * (size_t)dim * sizeof(float));
+        memcpy(d->y + d->cur_row * (size_t)dim, x, n * (size_t)dim * sizeof(float));
+    if (layer == d->observe_layer && at == TC_AT_ATTN_OUT && d->h_to)
+        memcpy(d->h_to + d->cur_row * (size_t)dim, x, n * (size_t)dim * sizeof(float));
     return TC_OK;
 }
 
@@ -240,10 +264,10 @@ static int run_layer(qdrv *d, int l, const tc_layer_f32 *w, int collect, tc_erro
     const tc_batch *b = d->o->calib;
     int rc = TC_OK;
     for (size_t s = d->q0; rc == TC_OK && s < d->q1; s++) {
-        size_t offs[2] = {0, b->offsets[s + 1] - b->offsets[s]}, at = (b->offsets[s] - d->tok0) * (size_t)m->cfg.dim;
+        size_t offs[2] = {0, b->offsets[s + 1] - b->offsets[s]};
         tc_batch one = {b->tokens + b->offsets[s], offs, 1};
-        d->cur_y = d->y + at;
-        rc = tc_forward_from(m, &one, l, d->x + at, &fo, err);
+        d->cur_row = b->offsets[s] - d->tok0;
+        rc = tc_forward_from(m, &one, l, d->x + d->cur_row * (size_t)m->cfg.dim, &fo, err);
     }
     memset(&d->wl[l], 0, sizeof d->wl[l]);
     return rc;
@@ -340,8 +364,15 @@ static void reset_stats(qdrv *d)
 /* ---- Quantizing one matrix ----------------------------------------------- */
 
 static int quantize_matrix(qdrv *d, const float *W, int64_t M, int64_t K, tc_tmethod method,
-                           const double *H, int8_t *codes, float *scales, tc_error *err)
+                           const double *H, int8_t *codes, float *scales, float *offsets, tc_error *err)
 {
+    if (method == TC_TMETHOD_AFFINE || (tc_tmethod_affine(method) && !H))
+        return tc_ternary_affine(W, M, K, &d->group, codes, scales, offsets, err);
+    if (tc_tmethod_affine(method)) {
+        tc_ternary_affine_calib_opts ao = {.damp_frac = d->o->q.damp_frac, .act_order = d->o->q.act_order,
+                                           .refit = d->o->q.refit};
+        return tc_ternary_affine_calibrated(W, M, K, &d->group, H, &ao, codes, scales, offsets, err);
+    }
     if (method == TC_TMETHOD_ABSMEAN)
         return tc_ternary_absmean(W, M, K, &d->group, codes, scales, err);
     if (method == TC_TMETHOD_OPTIMAL || !H)
@@ -353,8 +384,8 @@ static int quantize_matrix(qdrv *d, const float *W, int64_t M, int64_t K, tc_tme
 /* Enters a measured matrix into the report and the totals (calling thread);
  * X (N rows) may be NULL. */
 static int account_matrix(qdrv *d, int ri, const tc_ternary_report *tr, const float *W, const int8_t *codes,
-                          const float *scales, int64_t M, int64_t K, const float *X, size_t N,
-                          double seconds, tc_error *err)
+                          const float *scales, const float *offsets, int64_t M, int64_t K, const float *X,
+                          size_t N, double seconds, tc_error *err)
 {
     tc_qtensor_report *r = &d->rep.tensors[ri];
     double t0 = now_s();
@@ -363,8 +394,8 @@ static int account_matrix(qdrv *d, int ri, const tc_ternary_report *tr, const fl
     r->rel_weight_error = tr->rel_weight_error;
     r->rel_output_error = -1;
     if (X && N > 0) {
-        if (tc_ternary_output_error(W, codes, scales, M, K, &d->group, X, (int64_t)N,
-                                    &r->rel_output_error, err))
+        if (tc_ternary_output_error_affine(W, codes, scales, offsets, M, K, &d->group, X, (int64_t)N,
+                                           &r->rel_output_error, err))
             return TC_ERR;
         d->oe_sum += r->rel_output_error;
         d->oe_n++;
@@ -385,6 +416,7 @@ static void release_layer(qdrv *d)
     for (int r = 0; r < TC_N_ROLES; r++) {
         d->codes[r] = NULL;
         d->scales[r] = NULL;
+        d->offsets[r] = NULL;
         d->w.w[r] = NULL;
     }
 }
@@ -397,19 +429,25 @@ static void free_slots(qdrv *d)
         free(s->w);
         free(s->codes);
         free(s->scales);
+        free(s->offsets);
         free(s->packed);
         memset(s, 0, sizeof *s);
     }
 }
 
-/* GGUF: the type that holds the ternary codes of rows of K weights: TQ1_0 /
+/* GGUF: the type that holds the ternary codes of rows of K weights: with
+ * offsets (the affine methods) Q4_1 where they are whole 32-blocks; else TQ1_0 /
  * TQ2_0 where they are whole 256-blocks, else Q4_0 where they are whole
  * 32-blocks (exact, and the smallest ggml type of 32-blocks that is: Q8_0
  * would hold the same values in 8.5 bits per weight rather than 4.5);
  * TC_DTYPE_COUNT when no ggml block fits them. */
 static tc_dtype ternary_dtype(const qdrv *d, int64_t K)
 {
-    static const tc_dtype small = TC_Q4_0;
+    static const tc_dtype small = TC_Q4_0, with_offsets = TC_Q4_1;
+    /* Offsets: Q4_1 is the one ggml type of whole codes with a minimum per
+     * block (TQ1_0 / TQ2_0 have a scale alone). */
+    if (tc_tmethod_affine(d->o->q.method))
+        return K > 0 && K % tc_ggml_ternary_block_elems(with_offsets) == 0 ? with_offsets : TC_DTYPE_COUNT;
     if (K > 0 && K % tc_ggml_ternary_block_elems(d->tq) == 0)
         return d->tq;
     if (K > 0 && K % tc_ggml_ternary_block_elems(small) == 0)
@@ -439,7 +477,7 @@ static int64_t stored_cols(const qdrv *d, const tc_qtensor_report *r)
  * or the original one. */
 static int advance_stream(qdrv *d, int l, tc_error *err)
 {
-    if (d->o->q.sequential && d->o->q.method == TC_TMETHOD_CALIBRATED) {
+    if (d->o->q.sequential && tc_tmethod_calibrated(d->o->q.method)) {
         tc_layer_f32 q = d->w;
         float *own[TC_N_ROLES] = {0};
         int rc = TC_OK;
@@ -451,7 +489,7 @@ static int advance_stream(qdrv *d, int l, tc_error *err)
             if (!(own[r] = malloc((size_t)(M * K) * sizeof(float))))
                 rc = tc_err(err, "out of memory");
             else
-                tc_ternary_dequantize(d->codes[r], d->scales[r], M, K, &d->group, own[r]);
+                tc_ternary_dequantize_affine(d->codes[r], d->scales[r], d->offsets[r], M, K, &d->group, own[r]);
             q.w[r] = own[r];
         }
         if (rc == TC_OK)
@@ -494,11 +532,39 @@ typedef struct qpool {
     pthread_mutex_t mu;
 } qpool;
 
+/* An already ternary source's linear (tc_linear_is_ternary): its codes and
+ * its scale as the packed layout multiplies by it (1 / w_s, so that
+ * y = scale * sum / s_x is BitLinear's sum / (w_s s_x)), taken as the model
+ * view gives them, and the weights they stand for (code * scale) for the
+ * report.  Nothing is requantized. */
+static int job_load_ternary(qjob *j)
+{
+    qdrv *d = j->d;
+    slot *s = &d->slots[j->role];
+    uint64_t n = (uint64_t)(j->M * j->K);
+    float w_s = 0.0f;
+    int divides = 1;
+    if (!(s->w = grow(s->w, &s->w_cap, n * sizeof(float))) || !(s->codes = grow(s->codes, &s->codes_cap, n)) ||
+        !(s->scales = grow(s->scales, &s->scales_cap, sizeof(float))))
+        return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)j->M, (long long)j->K);
+    if (tc_model_ternary_role_as(d->m, d->cur, (tc_role)j->role, s->codes, &w_s, &divides, &j->err))
+        return TC_ERR;
+    s->scales[0] = divides ? 1.0f / w_s : w_s; /* a GGUF's multiplier exactly */
+    for (uint64_t i = 0; i < n; i++)
+        s->w[i] = (float)s->codes[i] * s->scales[0];
+    d->w.w[j->role] = s->w;
+    d->codes[j->role] = s->codes;
+    d->scales[j->role] = s->scales;
+    return TC_OK;
+}
+
 static int job_load(qjob *j)
 {
     qdrv *d = j->d;
     slot *s = &d->slots[j->role];
     uint64_t bytes;
+    if (j->ri >= 0 && tc_linear_is_ternary(&d->m->cfg))
+        return job_load_ternary(j);
     if (tc_mul_u64(j->src->n_elements, sizeof(float), &bytes) ||
         !(s->w = grow(s->w, &s->w_cap, bytes)))
         return tc_err(&j->err, "%s: tensor '%s': out of memory for its fp32 values", j->src->file,
@@ -517,16 +583,23 @@ static int job_quantize(qjob *j)
     double t0 = now_s();
     if (tc_ternary_scale_count(&d->group, j->M, j->K, &ns, &j->err))
         return TC_ERR;
+    int aff = tc_tmethod_affine(d->o->q.method);
     if (!(s->codes = grow(s->codes, &s->codes_cap, (uint64_t)(j->M * j->K))) ||
-        !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))))
+        !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))) ||
+        (aff && !(s->offsets = grow(s->offsets, &s->offsets_cap, (uint64_t)ns * sizeof(float)))))
         return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)j->M, (long long)j->K);
     const float *W = d->w.w[j->role];
-    if (quantize_matrix(d, W, j->M, j->K, d->o->q.method, j->H, s->codes, s->scales, &j->err))
+    float *off = aff ? s->offsets : NULL;
+    if (d->o->q.method != TC_TMETHOD_SOURCE &&
+        quantize_matrix(d, W, j->M, j->K, d->o->q.method, j->H, s->codes, s->scales, off, &j->err))
         return TC_ERR;
     d->codes[j->role] = s->codes;
     d->scales[j->role] = s->scales;
+    d->offsets[j->role] = off;
     double t1 = now_s();
-    tc_ternary_report_make(W, s->codes, s->scales, j->M, j->K, &d->group, &j->tr);
+    memset(&j->tr, 0, sizeof j->tr);
+    tc_ternary_report_add_affine(W, s->codes, s->scales, off, j->M, j->K, &d->group, &j->tr);
+    tc_ternary_report_finish(&j->tr, j->M, j->K);
     /* Fingerprints only serve verification (GGUF takes its own while encoding). */
     int fp = d->o->verify && j->plan;
     if (fp)
@@ -539,10 +612,12 @@ static int job_quantize(qjob *j)
     if (!(s->packed = grow(s->packed, &s->packed_cap, j->plan->total_bytes)))
         return tc_err(&j->err, "out of memory for a packed %lld x %lld weight", (long long)j->M,
                       (long long)j->K);
-    if (tc_tpack_pack(j->plan, s->codes, s->scales, s->packed, &j->err))
+    if (tc_tpack_pack_affine(j->plan, s->codes, s->scales, off, s->packed, &j->err))
         return TC_ERR;
-    if (fp)
+    if (fp) {
         d->fp[j->ri].scales = crc_bytes(s->scales, (uint64_t)j->plan->n_scales * sizeof(float));
+        d->fp[j->ri].offsets = off ? crc_bytes(off, (uint64_t)j->plan->n_scales * sizeof(float)) : 0;
+    }
     j->t_pack += now_s() - t2;
     return TC_OK;
 }
@@ -570,7 +645,7 @@ static int job_streams(const qjob *j)
     const qdrv *d = j->d;
     uint64_t be = tc_dtype_block_elems(j->src->dtype);
     return j->ri >= 0 && j->plan && d->group.kind != TC_TGROUP_TENSOR &&
-           d->o->q.method != TC_TMETHOD_CALIBRATED && be > 0 && (uint64_t)j->K % be == 0;
+           !tc_tmethod_calibrated(d->o->q.method) && be > 0 && (uint64_t)j->K % be == 0;
 }
 
 /* Load, quantize, measure and pack 32 rows at a time (one row block of the
@@ -588,9 +663,11 @@ static int job_stream(qjob *j)
     uint64_t row_bytes = (uint64_t)K / tc_dtype_block_elems(t->dtype) * tc_dtype_block_bytes(t->dtype);
     if (tc_ternary_scale_count(g, M, K, &ns, &j->err))
         return TC_ERR;
+    int aff = tc_tmethod_affine(d->o->q.method);
     if (!(s->w = grow(s->w, &s->w_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K) * sizeof(float))) ||
         !(s->codes = grow(s->codes, &s->codes_cap, (uint64_t)(TC_TPACK_TILE_ROWS * K))) ||
         !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))) ||
+        (aff && !(s->offsets = grow(s->offsets, &s->offsets_cap, (uint64_t)ns * sizeof(float)))) ||
         !(s->packed = grow(s->packed, &s->packed_cap, p->total_bytes)))
         return tc_err(&j->err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K);
     int fp = d->o->verify;
@@ -598,17 +675,18 @@ static int job_stream(qjob *j)
     memset(&j->tr, 0, sizeof j->tr);
     for (int64_t m0 = 0; m0 < M; m0 += TC_TPACK_TILE_ROWS) {
         int64_t rows = M - m0 < TC_TPACK_TILE_ROWS ? M - m0 : TC_TPACK_TILE_ROWS;
-        float *sc = s->scales + m0 * gpr;
+        float *sc = s->scales + m0 * gpr, *of = aff ? s->offsets + m0 * gpr : NULL;
         double t0 = now_s();
         if (tc_convert_to_f32(t->dtype, t->data + (uint64_t)m0 * row_bytes, (uint64_t)(rows * K), s->w, &j->err))
             return tc_err_prefix(&j->err, "%s: tensor '%s'", t->file, t->name);
         double t1 = now_s();
-        int rc = d->o->q.method == TC_TMETHOD_ABSMEAN ? tc_ternary_absmean(s->w, rows, K, g, s->codes, sc, &j->err)
-                                                      : tc_ternary_optimal(s->w, rows, K, g, s->codes, sc, &j->err);
+        int rc = aff ? tc_ternary_affine(s->w, rows, K, g, s->codes, sc, of, &j->err)
+                 : d->o->q.method == TC_TMETHOD_ABSMEAN ? tc_ternary_absmean(s->w, rows, K, g, s->codes, sc, &j->err)
+                                                        : tc_ternary_optimal(s->w, rows, K, g, s->codes, sc, &j->err);
         if (rc)
             return TC_ERR;
         double t2 = now_s();
-        tc_ternary_report_add(s->w, s->codes, sc, rows, K, g, &j->tr);
+        tc_ternary_report_add_affine(s->w, s->codes, sc, of, rows, K, g, &j->tr);
         if (fp)
             crc = crc_more(crc, s->codes, (uint64_t)(rows * K));
         double t3 = now_s();
@@ -622,10 +700,11 @@ static int job_stream(qjob *j)
     if (t->mapped)
         drop_pages(t->data, t->nbytes);
     tc_ternary_report_finish(&j->tr, M, K);
-    tc_tpack_put_scales(p, s->scales, s->packed);
+    tc_tpack_put_affine(p, s->scales, aff ? s->offsets : NULL, s->packed);
     if (fp) {
         d->fp[j->ri].codes = (uint32_t)crc;
         d->fp[j->ri].scales = crc_bytes(s->scales, (uint64_t)p->n_scales * sizeof(float));
+        d->fp[j->ri].offsets = aff ? crc_bytes(s->offsets, (uint64_t)p->n_scales * sizeof(float)) : 0;
     }
     return TC_OK;
 }
@@ -695,8 +774,10 @@ static int layer_jobs(qdrv *d, int l, int calib, qjob *jobs, int *order)
         stored_shape(d, l, r, sh);
         if (is_linear(r) && t->n_dims == 2 && role_ternary(d, sh[1]) &&
             (j->ri = report_index(d, l, r)) >= 0) {
-            j->M = t->shape[0];
-            j->K = t->shape[1];
+            int64_t shape[2]; /* as the config has it: a packed source stores four rows to a byte */
+            tc_role_shape(&d->m->cfg, (tc_role)r, shape);
+            j->M = shape[0];
+            j->K = shape[1];
             j->H = calib ? d->H[input_of(r)] : NULL;
             const tc_tmodel_tensor *pt = d->gguf ? NULL : tc_tmodel_find(&d->tm, l, r);
             j->plan = pt && pt->ternary ? &pt->plan : NULL;
@@ -735,6 +816,228 @@ static int run_phase(qdrv *d, int l, qjob *jobs, const int *order, int n, int lo
     return TC_OK;
 }
 
+/* ---- The affine calibrated methods: stage by stage within a block ---------
+ *
+ * The weights of a block are quantized in the order the block reads them:
+ * q, k and v; o; gate and up; down.  Each stage's inputs are taken by
+ * running the block on the quantized model's hidden state with the stages
+ * before it already quantized (Xq), and beside them the original model's
+ * inputs on its own hidden state (Xf).  Each weight W is replaced by the
+ * weights whose output on Xq best matches the original's output Xf W^T
+ * (tc_ternary_target_weights), which is then quantized in the norm of H =
+ * Xq^T Xq: the quantization error of everything before a weight, in this
+ * block and the earlier ones, is corrected where that weight can correct
+ * it. */
+
+/* A stage whose output is added to the residual stream also makes up what
+ * that stream lost: o the block's input, down the state after attention. */
+typedef enum { RESID_NONE, RESID_BLOCK_IN, RESID_ATTN_OUT } resid_at;
+
+typedef struct qstage {
+    tc_lin_input in;
+    int roles[3], n;
+    resid_at resid;
+} qstage;
+
+static const qstage STAGES[] = {{TC_IN_QKV, {TC_WQ, TC_WK, TC_WV}, 3, RESID_NONE},
+                                {TC_IN_WO, {TC_WO}, 1, RESID_BLOCK_IN},
+                                {TC_IN_GATE_UP, {TC_W_GATE, TC_W_UP}, 2, RESID_NONE},
+                                {TC_IN_DOWN, {TC_W_DOWN}, 1, RESID_ATTN_OUT}};
+
+static void free_captures(qdrv *d)
+{
+    for (int i = 0; i < TC_N_LIN_INPUTS; i++) {
+        free(d->cap[i]);
+        free(d->capf[i]);
+        d->cap[i] = d->capf[i] = NULL;
+    }
+}
+
+/* Runs layer l with weights w on the hidden state x (d->x or d->xf), copying
+ * the inputs in mask to `to`; the output goes to d->y. */
+static int run_capture(qdrv *d, int l, const tc_layer_f32 *w, float *x, unsigned mask, float **to, int smp,
+                       tc_error *err)
+{
+    float *keep = d->x;
+    d->x = x;
+    d->cap_mask = mask;
+    d->cap_to = to;
+    d->collect_h = 0;
+    d->collect_smp = smp;
+    int rc = run_layer(d, l, w, mask != 0 || smp, err);
+    d->x = keep;
+    d->cap_mask = 0;
+    return rc;
+}
+
+/* Quantizes role r of layer l from its target weights; packs it and enters
+ * it in the report.  H and D are the stage's statistics. */
+static int stage_matrix(qdrv *d, int l, const qjob *j, const double *H, const double *D, const double *G,
+                        tc_error *err)
+{
+    slot *s = &d->slots[j->role];
+    int64_t M = j->M, K = j->K, ns;
+    double t0 = now_s();
+    if (tc_ternary_scale_count(&d->group, M, K, &ns, err))
+        return TC_ERR;
+    uint64_t nw = (uint64_t)(M * K);
+    float *Wt = malloc((size_t)nw * sizeof *Wt);
+    if (!Wt || !(s->codes = grow(s->codes, &s->codes_cap, nw)) ||
+        !(s->scales = grow(s->scales, &s->scales_cap, (uint64_t)ns * sizeof(float))) ||
+        !(s->offsets = grow(s->offsets, &s->offsets_cap, (uint64_t)ns * sizeof(float))) ||
+        !(d->deq[j->role] = grow(d->deq[j->role], &d->deq_cap[j->role], nw * sizeof(float)))) {
+        free(Wt);
+        return tc_err(err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K);
+    }
+    const float *W = d->w.w[j->role];
+    int rc = tc_ternary_target_weights(W, M, K, H, D, G, d->o->q.damp_frac, Wt, err);
+    if (rc == TC_OK)
+        rc = quantize_matrix(d, Wt, M, K, d->o->q.method, H, s->codes, s->scales, s->offsets, err);
+    free(Wt);
+    if (rc)
+        return TC_ERR;
+    d->codes[j->role] = s->codes;
+    d->scales[j->role] = s->scales;
+    d->offsets[j->role] = s->offsets;
+    tc_ternary_dequantize_affine(s->codes, s->scales, s->offsets, M, K, &d->group, d->deq[j->role]);
+    double t1 = now_s();
+    tc_ternary_report tr;
+    memset(&tr, 0, sizeof tr);
+    tc_ternary_report_add_affine(W, s->codes, s->scales, s->offsets, M, K, &d->group, &tr);
+    tc_ternary_report_finish(&tr, M, K);
+    if (j->plan) {
+        if (!(s->packed = grow(s->packed, &s->packed_cap, j->plan->total_bytes)))
+            return tc_err(err, "out of memory for a packed %lld x %lld weight", (long long)M, (long long)K);
+        if (tc_tpack_pack_affine(j->plan, s->codes, s->scales, s->offsets, s->packed, err))
+            return TC_ERR;
+        if (d->o->verify) {
+            d->fp[j->ri].codes = crc_bytes(s->codes, nw);
+            d->fp[j->ri].scales = crc_bytes(s->scales, (uint64_t)ns * sizeof(float));
+            d->fp[j->ri].offsets = crc_bytes(s->offsets, (uint64_t)ns * sizeof(float));
+        }
+    }
+    double t2 = now_s();
+    d->rep.times.quantize += t1 - t0;
+    d->rep.times.pack += t2 - t1;
+    tc_lin_input in = input_of(j->role);
+    if (!d->writer) /* its codes serve this rank's next stages only */
+        return TC_OK;
+    return account_matrix(d, j->ri, &tr, W, s->codes, s->scales, s->offsets, M, K, d->smp[in], d->smp_n[in],
+                          t2 - t0, err);
+}
+
+/* One stage's statistics as they travel over the ranks, in one buffer: H =
+ * Xq^T Xq and D = Xq^T (Xf - Xq) (K x K each), then G = (Rf - Rq)^T Xq (dim x
+ * K) for a stage whose output joins the residual stream.  Each rank adds its
+ * windows' rows one window at a time, in window order, as a job of one adds
+ * them all: the sums are the same bits for any number of ranks. */
+typedef struct stage_fold {
+    qdrv *d;
+    const qstage *sg;
+    int K;
+} stage_fold;
+
+static int fold_stage(void *ctx, void *buf, tc_error *err)
+{
+    const stage_fold *f = ctx;
+    const qdrv *d = f->d;
+    const tc_batch *b = d->o->calib;
+    size_t dim = (size_t)d->m->cfg.dim, K = (size_t)f->K;
+    double *H = buf, *D = H + K * K, *G = D + K * K;
+    const float *xq = d->cap[f->sg->in], *xf = d->capf[f->sg->in];
+    const float *rf = f->sg->resid == RESID_BLOCK_IN ? d->xf : d->hf;
+    const float *rq = f->sg->resid == RESID_BLOCK_IN ? d->x : d->hq;
+    for (size_t s = d->q0; s < d->q1; s++) {
+        size_t row = b->offsets[s] - d->tok0;
+        int64_t n = (int64_t)(b->offsets[s + 1] - b->offsets[s]);
+        if (tc_ternary_hessian_add(xq + row * K, n, f->K, H, err) ||
+            tc_ternary_cross_add(xq + row * K, xf + row * K, n, f->K, D, err) ||
+            (f->sg->resid != RESID_NONE &&
+             tc_ternary_residual_add(rf + row * dim, rq + row * dim, xq + row * K, n, (int64_t)dim, f->K, G, err)))
+            return TC_ERR;
+    }
+    return TC_OK;
+}
+
+/* Every rank runs the stages on its own windows and quantizes every weight
+ * itself from the statistics folded over all of them (the same bits on every
+ * rank), since its next stage's inputs run through those weights; rank 0
+ * alone packs and reports.  A step that fails on one rank fails every rank
+ * at the next exchange. */
+static int quantize_layer_stages(qdrv *d, int l, qjob *jobs, int n, tc_error *err)
+{
+    const tc_model *m = d->m;
+    tc_dist *dist = d->o->dist;
+    size_t dim = (size_t)m->cfg.dim, own = d->own_tok;
+    double t0 = now_s();
+    reset_stats(d);
+    free_captures(d);
+    /* The original block on the original hidden state: its inputs, and the
+     * next original hidden state; the samples for the report in window order. */
+    d->h_to = d->hf;
+    int rc0 = run_capture(d, l, &d->w, d->xf, (1u << TC_N_LIN_INPUTS) - 1, d->capf, 1, err);
+    d->h_to = NULL;
+    if (fold_inputs(d, rc0, err))
+        return TC_ERR;
+    memcpy(d->yf, d->y, own * dim * sizeof(float));
+    d->rep.times.calib += now_s() - t0;
+    tc_layer_f32 q = d->w;
+    for (size_t st = 0; st < sizeof STAGES / sizeof STAGES[0]; st++) {
+        const qstage *sg = &STAGES[st];
+        const qjob *js[3];
+        int nj = 0;
+        for (int k = 0; k < sg->n; k++)
+            for (int i = 0; i < n; i++)
+                if (jobs[i].role == sg->roles[k] && jobs[i].ri >= 0)
+                    js[nj++] = &jobs[i];
+        if (nj == 0)
+            continue;
+        double t1 = now_s();
+        d->h_to = sg->resid == RESID_ATTN_OUT ? d->hq : NULL;
+        int rc = run_capture(d, l, &q, d->x, 1u << sg->in, d->cap, 0, err);
+        d->h_to = NULL;
+        /* A rank without windows saw no input: the widest is the width. */
+        int K = tc_dist_max_int(dist, rc ? -1 : d->in_cols[sg->in]);
+        if (rc == TC_OK && K <= 0)
+            rc = tc_err(err, "%s: layer %d: the input of %s was not seen", m->path, l,
+                        tc_role_name((tc_role)sg->roles[0]));
+        if (rc == TC_OK && d->q1 > d->q0 && (!d->capf[sg->in] || !d->cap[sg->in] || d->in_cols[sg->in] != K))
+            rc = tc_err(err, "%s: layer %d: the original's %d-wide input was not seen", m->path, l, K);
+        size_t kk = K > 0 ? (size_t)K * (size_t)K : 0;
+        size_t bytes = (2 * kk + (sg->resid != RESID_NONE ? dim * (size_t)(K > 0 ? K : 0) : 0)) * sizeof(double);
+        double *buf = rc ? NULL : calloc(1, bytes);
+        if (rc == TC_OK && !buf)
+            rc = tc_err(err, "out of memory for the statistics of a %d-wide input", K);
+        stage_fold f = {d, sg, K};
+        rc = tc_dist_chain(dist, rc, buf, rc ? 0 : bytes, fold_stage, &f, err);
+        d->rep.times.calib += now_s() - t1;
+        const double *H = buf, *D = buf ? buf + kk : NULL, *G = buf && sg->resid != RESID_NONE ? buf + 2 * kk : NULL;
+        for (int i = 0; rc == TC_OK && i < nj; i++) {
+            rc = stage_matrix(d, l, js[i], H, D, G, err);
+            if (rc)
+                tc_err_prefix(err, "%s: layer %d %s", m->path, l, tc_role_name((tc_role)js[i]->role));
+            q.w[js[i]->role] = d->deq[js[i]->role];
+        }
+        free(buf);
+        if (tc_dist_agree(dist, rc, err, NULL))
+            return TC_ERR;
+    }
+    /* The quantized block on the quantized hidden state: the next one. */
+    double t2 = now_s();
+    if (tc_dist_agree(dist, run_capture(d, l, &q, d->x, 0, NULL, 0, err), err, NULL))
+        return TC_ERR;
+    float *t = d->x;
+    d->x = d->y;
+    d->y = t;
+    t = d->xf;
+    d->xf = d->yf;
+    d->yf = t;
+    free_captures(d);
+    reset_stats(d);
+    d->rep.times.calib += now_s() - t2;
+    return TC_OK;
+}
+
 static int quantize_layer(qdrv *d, int l, tc_error *err)
 {
     release_layer(d);
@@ -744,12 +1047,23 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
     int order[TC_N_ROLES];
     int n = layer_jobs(d, l, calib, jobs, order);
     int threads = d->o->n_threads > 0 ? d->o->n_threads : 1;
+    int stages = calib && (d->o->q.method == TC_TMETHOD_AFFINE_CALIBRATED ||
+                           d->o->q.method == TC_TMETHOD_AFFINE_BLOCK);
+    if (stages) {
+        if (run_phase(d, l, jobs, order, n, 1, 0, threads, err) || quantize_layer_stages(d, l, jobs, n, err))
+            return TC_ERR;
+        for (int i = 0; i < n; i++)
+            d->rep.times.load += jobs[i].t_load;
+        if (d->o->progress)
+            d->o->progress(d->o->progress_ctx, (double)(l + 1) / d->m->cfg.n_layers);
+        return TC_OK;
+    }
     if (calib) {
         if (run_phase(d, l, jobs, order, n, 1, 0, threads, err))
             return TC_ERR;
         double t0 = now_s();
         reset_stats(d);
-        d->collect_h = d->o->q.method == TC_TMETHOD_CALIBRATED;
+        d->collect_h = tc_tmethod_calibrated(d->o->q.method);
         d->collect_smp = 1;
         if (fold_inputs(d, run_layer(d, l, &d->w, 1, err), err))
             return TC_ERR;
@@ -759,11 +1073,11 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
         d->rep.times.calib += now_s() - t0;
         /* A rank that does not write needs the codes only to move a
          * sequential stream through the quantized layer. */
-        if (!d->writer && !(d->o->q.sequential && d->o->q.method == TC_TMETHOD_CALIBRATED)) {
+        if (!d->writer && !(d->o->q.sequential && tc_tmethod_calibrated(d->o->q.method))) {
             reset_stats(d);
             return advance_stream(d, l, err);
         }
-        if (run_phase(d, l, jobs, order, n, 0, 1, d->o->q.method == TC_TMETHOD_CALIBRATED ? 1 : threads,
+        if (run_phase(d, l, jobs, order, n, 0, 1, tc_tmethod_calibrated(d->o->q.method) ? 1 : threads,
                       err))
             return TC_ERR;
     } else if (run_phase(d, l, jobs, order, n, 1, 1, threads, err)) {
@@ -779,8 +1093,8 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
         if (j->ri < 0)
             continue;
         tc_lin_input in = input_of(j->role);
-        if (account_matrix(d, j->ri, &j->tr, d->w.w[j->role], d->codes[j->role], d->scales[j->role], j->M,
-                           j->K, calib ? d->smp[in] : NULL, calib ? d->smp_n[in] : 0,
+        if (account_matrix(d, j->ri, &j->tr, d->w.w[j->role], d->codes[j->role], d->scales[j->role],
+                           d->offsets[j->role], j->M, j->K, calib ? d->smp[in] : NULL, calib ? d->smp_n[in] : 0,
                            j->t_quant + j->t_measure + j->t_pack, err))
             return tc_err_prefix(err, "%s: layer %d %s", d->m->path, l, tc_role_name((tc_role)j->role));
     }
@@ -821,6 +1135,26 @@ static int add_report(qdrv *d, int layer, int role, int64_t M, int64_t K)
     return TC_OK;
 }
 
+/* Whether every value of t survives F16 exactly (converted a chunk at a time). */
+static int f16_holds(const tc_tensor *t)
+{
+    enum { CHUNK = 1 << 16 };
+    uint64_t be = tc_dtype_block_elems(t->dtype), bb = tc_dtype_block_bytes(t->dtype);
+    float *a = malloc(CHUNK * sizeof *a), *b = malloc(CHUNK * sizeof *b);
+    uint16_t *h = malloc(CHUNK * sizeof *h);
+    int ok = a && b && h && be == 1;
+    for (uint64_t i = 0; ok && i < t->n_elements; i += CHUNK) {
+        uint64_t k = t->n_elements - i < CHUNK ? t->n_elements - i : CHUNK;
+        ok = tc_convert_to_f32(t->dtype, t->data + i * bb, k, a, NULL) == TC_OK &&
+             tc_convert_from_f32(TC_F16, a, k, h, NULL) == TC_OK && tc_convert_to_f32(TC_F16, h, k, b, NULL) == TC_OK &&
+             memcmp(a, b, (size_t)k * sizeof *a) == 0;
+    }
+    free(a);
+    free(b);
+    free(h);
+    return ok;
+}
+
 static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_error *err)
 {
     memset(d, 0, sizeof *d);
@@ -833,10 +1167,36 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
     d->tq = o->format == TC_QFORMAT_GGUF_TQ1 ? TC_TQ1_0 : TC_TQ2_0;
     d->out = m->cfg;
     const tc_config *c = &m->cfg;
-    if (o->q.method == TC_TMETHOD_CALIBRATED && (!o->calib || tc_batch_tokens(o->calib) == 0))
-        return tc_err(err, "%s: the calibrated method needs calibration data", m->path);
+    if (tc_tmethod_calibrated(o->q.method) && (!o->calib || tc_batch_tokens(o->calib) == 0))
+        return tc_err(err, "%s: the %s method needs calibration data", m->path, tc_tmethod_name(o->q.method));
+    if (o->q.method == TC_TMETHOD_AFFINE_BLOCK)
+        return tc_err(err, "%s: the affine-block method (block-wise reconstruction) is not implemented; "
+                      "affine-calibrated is the nearest", m->path);
+    /* GGUF holds one scale and one offset per 32-block: the groups must be whole blocks. */
+    if (d->gguf && tc_tmethod_affine(o->q.method) && o->q.group.kind == TC_TGROUP_COLS && o->q.group.cols % 32)
+        return tc_err(err, "%s: the %s method's groups of %d columns fit no ggml block (Q4_1 holds an offset "
+                      "per 32 columns): use --group row or a multiple of 32", m->path, tc_tmethod_name(o->q.method),
+                      o->q.group.cols);
     if (d->gguf && o->quantize_embeddings)
         return tc_err(err, "%s: ternary embeddings are only available in the packed format", m->path);
+    /* An already ternary source is converted, not quantized: its codes and
+     * scales (one per tensor) go into the tiles as they are. */
+    int ternary_src = tc_linear_is_ternary(c);
+    if (ternary_src != (o->q.method == TC_TMETHOD_SOURCE))
+        return ternary_src ? tc_err(err, "%s: the model is already ternary (%s); it is converted with the method "
+                                    "'source', which carries its codes and scales over, not requantized with '%s'",
+                                    m->path, tc_linear_kind_name(c->t.linear), tc_tmethod_name(o->q.method))
+                           : tc_err(err, "%s: the method 'source' converts an already ternary model, and this one "
+                                    "is float", m->path);
+    if (ternary_src && (d->gguf || o->quantize_embeddings || o->calib || o->q.group.kind != TC_TGROUP_TENSOR))
+        return tc_err(err, "%s: an already ternary model (%s) converts to the packed format with its one scale per "
+                      "tensor only (%s is not implemented for it)", m->path, tc_linear_kind_name(c->t.linear),
+                      d->gguf ? "GGUF output" : o->quantize_embeddings ? "ternary embeddings"
+                      : o->calib ? "calibration" : "another scale grouping");
+    /* The conversion is exact: a float embedding or head that F16 cannot
+     * hold (BF16 values below F16's normal range) stays F32. */
+    if (ternary_src && d->fdt == TC_F16 && (!f16_holds(m->tok_embd) || !f16_holds(m->output)))
+        d->fdt = TC_F32;
     d->fb = TC_DTYPE_COUNT;
     if (o->fallback != TC_F32 || o->fallback_explicit) {
         if (!d->gguf)
@@ -862,9 +1222,10 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
         add_report(d, -1, TC_G_OUTPUT, c->vocab_size, c->dim);
     for (int l = 0; l < c->n_layers; l++)
         for (int i = 0; i < N_LINEAR; i++) {
-            const tc_tensor *t = m->layers[l].w[linear_roles[i]];
-            if (t)
-                add_report(d, l, linear_roles[i], t->shape[0], t->shape[1]);
+            int64_t shape[2]; /* as the config has it: a packed source stores four rows to a byte */
+            tc_role_shape(c, (tc_role)linear_roles[i], shape);
+            if (m->layers[l].w[linear_roles[i]])
+                add_report(d, l, linear_roles[i], shape[0], shape[1]);
         }
     if (o->calib) {
         d->n_tok = tc_batch_tokens(o->calib);
@@ -873,7 +1234,7 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
         /* This rank's windows; a job of one has them all. */
         tc_dist_range(o->dist, o->dist ? o->dist->rank : 0, o->calib->n_seqs, &d->q0, &d->q1);
         d->tok0 = o->calib->offsets[d->q0];
-        size_t own = o->calib->offsets[d->q1] - d->tok0;
+        size_t own = d->own_tok = o->calib->offsets[d->q1] - d->tok0;
         uint64_t nx;
         if (tc_mul_u64((uint64_t)own, (uint64_t)c->dim * sizeof(float), &nx) || nx > SIZE_MAX / 2)
             return tc_err(err, "calibration data too large");
@@ -884,6 +1245,15 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
         for (size_t t = 0; t < own; t++)
             if (tc_model_embed_input(m, o->calib->tokens[d->tok0 + t], d->x + t * (size_t)c->dim, err))
                 return TC_ERR;
+        if (o->q.method == TC_TMETHOD_AFFINE_CALIBRATED || o->q.method == TC_TMETHOD_AFFINE_BLOCK) {
+            d->xf = malloc(nx ? (size_t)nx : 1);
+            d->yf = malloc(nx ? (size_t)nx : 1);
+            d->hf = malloc(nx ? (size_t)nx : 1);
+            d->hq = malloc(nx ? (size_t)nx : 1);
+            if (!d->xf || !d->yf || !d->hf || !d->hq)
+                return tc_err(err, "out of memory for the calibration activations");
+            memcpy(d->xf, d->x, (size_t)nx);
+        }
         d->smp_cap = o->error_sample_tokens ? o->error_sample_tokens : 256;
         d->rep.calib_tokens = d->n_tok;
     }
@@ -896,6 +1266,13 @@ static void drv_free(qdrv *d)
     reset_stats(d);
     free(d->x);
     free(d->y);
+    free(d->xf);
+    free(d->yf);
+    free(d->hf);
+    free(d->hq);
+    free_captures(d);
+    for (int r = 0; r < TC_N_ROLES; r++)
+        free(d->deq[r]);
     free(d->wl);
     free(d->skip);
     free(d->fp);
@@ -925,13 +1302,13 @@ static int global_ternary(qdrv *d, const tc_tmodel_tensor *t, uint8_t *dst, tc_e
                                : tc_tensor_load_f32(global_tensor(d->m, t->role), &W, err);
     double t1 = now_s();
     if (rc == TC_OK)
-        rc = quantize_matrix(d, W, M, K, meth, NULL, codes, scales, err);
+        rc = quantize_matrix(d, W, M, K, meth, NULL, codes, scales, NULL, err);
     double t2 = now_s();
     if (rc == TC_OK) {
         tc_ternary_report tr;
         tc_ternary_report_make(W, codes, scales, M, K, &d->group, &tr);
         d->fp[ri].codes = crc_bytes(codes, (uint64_t)(M * K));
-        rc = account_matrix(d, ri, &tr, W, codes, scales, M, K, NULL, 0, now_s() - t1, err);
+        rc = account_matrix(d, ri, &tr, W, codes, scales, NULL, M, K, NULL, 0, now_s() - t1, err);
     }
     double t3 = now_s();
     if (rc == TC_OK)
@@ -1079,7 +1456,11 @@ static int packed_add(qdrv *d, int layer, int role, int ternary, tc_error *err)
     t->n_dims = tc_tmodel_expected_shape(&d->m->cfg, layer, role, t->shape);
     t->ternary = ternary;
     if (ternary) {
-        if (tc_tpack_plan_make(d->o->q.layout, t->shape[0], t->shape[1], &d->group, &t->plan, err))
+        /* Offsets for the blocks' linear weights of the affine methods; a
+         * ternary embedding or head keeps the symmetric fit. */
+        tc_tparam_kind pk = layer >= 0 && tc_tmethod_affine(d->o->q.method) ? TC_TPARAM_AFFINE_F16
+                                                                             : TC_TPARAM_SCALE_F32;
+        if (tc_tpack_plan_make_params(d->o->q.layout, t->shape[0], t->shape[1], &d->group, pk, &t->plan, err))
             return TC_ERR;
         t->nbytes = t->plan.total_bytes;
         return TC_OK;
@@ -1100,12 +1481,15 @@ static int packed_build(qdrv *d, tc_error *err)
     d->tm.cfg = *c;
     d->tm.quant = d->o->q;
     d->tm.quant.calib_tokens = d->n_tok;
-    if (d->o->q.method != TC_TMETHOD_CALIBRATED) {
+    if (!tc_tmethod_calibrated(d->o->q.method)) {
         d->tm.quant.sequential = 0;
         d->tm.quant.damp_frac = 0;
+        d->tm.quant.act_order = d->tm.quant.refit = d->tm.quant.block_rounds = 0;
     } else if (d->tm.quant.damp_frac <= 0) {
         d->tm.quant.damp_frac = 0.01;
     }
+    if (d->o->q.method == TC_TMETHOD_AFFINE_CALIBRATED && d->n_tok > 0)
+        d->tm.quant.sequential = 1; /* quantize_layer_stages: inputs always through the quantized layers */
     d->tm.source = m->path;
     /* The tokenizer travels with the model.  One the user named must load;
      * a checkpoint's own that tc cannot read leaves the file without one,
@@ -1171,9 +1555,16 @@ static int verify_tensor(vcheck *v, size_t i, int8_t **codes, size_t *ccap, floa
     uint64_t n = (uint64_t)(t->shape[0] * t->shape[1]), sb = (uint64_t)t->plan.n_scales * sizeof(float);
     if (!(*codes = grow(*codes, ccap, n)) || !(*scales = grow(*scales, scap, sb)))
         return tc_err(err, "%s: verification: out of memory", v->path);
-    if (tc_tmodel_tensor_unpack(t, *codes, *scales, err))
+    float *off = t->plan.offset ? malloc((size_t)sb) : NULL;
+    if (t->plan.offset && !off)
+        return tc_err(err, "%s: verification: out of memory", v->path);
+    int rc = tc_tmodel_tensor_unpack_affine(t, *codes, *scales, off, err);
+    uint32_t oc = off ? crc_bytes(off, sb) : 0;
+    free(off);
+    if (rc)
         return tc_err_prefix(err, "%s: verification", v->path);
-    if (ri < 0 || crc_bytes(*codes, n) != d->fp[ri].codes || crc_bytes(*scales, sb) != d->fp[ri].scales)
+    if (ri < 0 || crc_bytes(*codes, n) != d->fp[ri].codes || crc_bytes(*scales, sb) != d->fp[ri].scales ||
+        oc != d->fp[ri].offsets)
         return tc_err(err, "%s: verification: tensor '%s' does not unpack to the computed codes and scales",
                       v->path, name);
     return TC_OK;
@@ -1404,31 +1795,50 @@ static int gguf_encode_codes(void *ctx, int layer, int which, tc_rope_layout to,
     if (row_bytes * (uint64_t)M != nbytes || !d->codes[which] || M < Mo || K < Ko)
         return tc_err(err, "%s: internal error: layer %d %s has no ternary encoding", d->m->path, layer,
                       tc_role_name((tc_role)which));
-    float *dr = malloc((size_t)nb * sizeof *dr);
+    int aff = tc_ggml_ternary_has_offset(tt);
+    if (aff && !d->offsets[which])
+        return tc_err(err, "%s: internal error: layer %d %s has no offsets", d->m->path, layer,
+                      tc_role_name((tc_role)which));
+    float *dr = malloc((size_t)nb * 2 * sizeof *dr), *mr = dr ? dr + nb : NULL;
     int8_t *rowc = malloc((size_t)K);
     int64_t *perm = NULL;
     int rc = !dr || !rowc ? tc_err(err, "out of memory") : rope_perm(d, which, Mo, to, &perm, err);
-    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0);
+    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0), co = crc32(0L, Z_NULL, 0);
+    uint8_t blk[32];
     for (int64_t i = 0; i < M && rc == TC_OK; i++) {
         int64_t sr = perm ? perm[i] : i;
         memset(rowc, 0, (size_t)K);
+        memset(mr, 0, (size_t)nb * sizeof *mr);
         if (sr < Mo) {
             memcpy(rowc, d->codes[which] + sr * Ko, (size_t)Ko);
             block_scales_row(d->codes[which], d->scales[which], Ko, K, sr, &d->group, B, dr);
+            /* Groups are whole blocks here (drv_init): a block's offset is its group's. */
+            for (int64_t b = 0; aff && b * B < Ko; b++)
+                mr[b] = d->offsets[which][tc_ternary_scale_index(&d->group, Ko, sr, b * B)];
         } else {
             memset(dr, 0, (size_t)nb * sizeof *dr);
         }
-        rc = tc_ggml_ternary_encode(tt, rowc, dr, K, (uint8_t *)dst + (uint64_t)i * row_bytes, err);
+        uint8_t *out = (uint8_t *)dst + (uint64_t)i * row_bytes;
+        rc = tc_ggml_ternary_encode_affine(tt, rowc, dr, aff ? mr : NULL, K, out, err);
         cc = crc32(cc, (const Bytef *)rowc, (uInt)K);
         for (int64_t b = 0; b < nb; b++) {
             float f = tc_f16_to_f32(tc_f32_to_f16(dr[b]));
             cs = crc32(cs, (const Bytef *)&f, sizeof f);
+        }
+        /* The offsets as the file gives them back (the minimum is rounded). */
+        for (int64_t b = 0; aff && rc == TC_OK && b < nb; b++) {
+            int8_t c[32];
+            float db, mb;
+            memcpy(blk, out + (uint64_t)b * (row_bytes / (uint64_t)nb), row_bytes / (uint64_t)nb);
+            rc = tc_ggml_ternary_decode_affine(tt, blk, B, c, &db, &mb, err);
+            co = crc32(co, (const Bytef *)&mb, sizeof mb);
         }
     }
     int ri = report_index(d, layer, which);
     if (rc == TC_OK && ri >= 0) {
         d->fp[ri].codes = (uint32_t)cc;
         d->fp[ri].scales = (uint32_t)cs;
+        d->fp[ri].offsets = aff ? (uint32_t)co : 0;
         d->rep.tensors[ri].bytes = nbytes;
     }
     free(dr);
@@ -1506,17 +1916,21 @@ static int gguf_verify_tensor(qdrv *d, const tc_model *g, const tc_qtensor_repor
     uint64_t row_bytes;
     if (tc_ggml_ternary_row_bytes(r->dtype, K, &row_bytes, err))
         return TC_ERR;
+    int aff = tc_ggml_ternary_has_offset(r->dtype);
     int8_t *codes = malloc((size_t)K);
-    float *bs = malloc((size_t)nb * sizeof *bs);
+    float *bs = malloc((size_t)nb * 2 * sizeof *bs), *bm = bs ? bs + nb : NULL;
     int rc = !codes || !bs ? tc_err(err, "out of memory") : TC_OK;
-    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0);
+    uLong cc = crc32(0L, Z_NULL, 0), cs = crc32(0L, Z_NULL, 0), co = crc32(0L, Z_NULL, 0);
     for (int64_t i = 0; i < sp[0] && rc == TC_OK; i++) {
-        rc = tc_ggml_ternary_decode(r->dtype, t->data + (uint64_t)i * row_bytes, K, codes, bs, err);
+        rc = tc_ggml_ternary_decode_affine(r->dtype, t->data + (uint64_t)i * row_bytes, K, codes, bs, bm, err);
         cc = crc32(cc, (const Bytef *)codes, (uInt)K);
         cs = crc32(cs, (const Bytef *)bs, (uInt)((size_t)nb * sizeof *bs));
+        if (aff)
+            co = crc32(co, (const Bytef *)bm, (uInt)((size_t)nb * sizeof *bm));
     }
-    if (rc == TC_OK && ((uint32_t)cc != d->fp[ri].codes || (uint32_t)cs != d->fp[ri].scales))
-        rc = tc_err(err, "%s: verification: tensor '%s' does not decode to the computed codes and scales",
+    if (rc == TC_OK && ((uint32_t)cc != d->fp[ri].codes || (uint32_t)cs != d->fp[ri].scales ||
+                        (aff && (uint32_t)co != d->fp[ri].offsets)))
+        rc = tc_err(err, "%s: verification: tensor '%s' does not decode to the computed codes, scales and offsets",
                     g->path, name);
     free(codes);
     free(bs);
@@ -1617,7 +2031,8 @@ static int gguf_plan(qdrv *d, tc_error *err)
             continue;
         }
         tc_dtype tt = ternary_dtype(d, stored_cols(d, r));
-        tq += tt == d->tq;
+        /* With offsets the codes are Q4_1 or nothing: no TQ tensor is expected. */
+        tq += tt == d->tq || tc_ggml_ternary_has_offset(tt);
         if (tt != TC_DTYPE_COUNT)
             continue;
         r->why = "row length is not a multiple of 32 (ggml holds ternary codes in blocks of 256 or 32)";
@@ -1768,9 +2183,9 @@ int tc_quantize_model(const tc_model *m, const char *out_path, const tc_quantize
         memset(rep, 0, sizeof *rep);
     if (tc_same_file(m->path, out_path))
         return tc_err(err, "%s: refusing to overwrite the input model", out_path);
-    if (m->cfg.t.diff_attn)
-        return tc_err(err, "%s: %s has differential attention (DiffLlama), which neither the packed ternary file "
-                      "nor llama.cpp's GGUF holds", out_path, m->path);
+    if (m->cfg.t.diff_attn && opts->format != TC_QFORMAT_PACKED)
+        return tc_err(err, "%s: %s has differential attention (DiffLlama), which llama.cpp's GGUF does not hold "
+                      "(write the packed format)", out_path, m->path);
     qdrv d;
     int rc = tc_dist_agree(opts->dist, drv_init(&d, m, opts, err), err, NULL);
     int writer = !opts->dist || opts->dist->rank == 0;

@@ -673,6 +673,27 @@ void tc_nice_range(double lo, double hi, double *out_lo, double *out_hi, double 
     *out_hi = ceil(hi / *step) * *step;
 }
 
+/* The axes of a layer-by-head heat map whose cells are cw x ch from (x0, y0):
+ * head numbers along the top (thinned to stay legible), layer numbers down
+ * the left, and the two axis labels. */
+void tc_svg_heat_axes(tc_sbuf *b, int n_heads, int n_layers, double x0, double y0, double cw, double ch)
+{
+    int every = 1;
+    while (cw * every < 22)
+        every++;
+    for (int h = 0; h < n_heads; h += every)
+        tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"middle\">%d</text>", x0 + cw * (h + 0.5),
+                     y0 - 8, h);
+    tc_sb_printf(b, "<text x=\"%.1f\" y=\"14\" class=\"label\" text-anchor=\"middle\">head</text>\n",
+                 x0 + cw * n_heads / 2);
+    tc_sb_printf(b, "<text x=\"14\" y=\"%.1f\" class=\"label\" text-anchor=\"middle\" "
+                    "transform=\"rotate(-90 14 %.1f)\">layer</text>\n",
+                 y0 + ch * n_layers / 2, y0 + ch * n_layers / 2);
+    for (int l = 0; l < n_layers; l++)
+        tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"end\">%d</text>", x0 - 6,
+                     y0 + ch * l + ch / 2 + 4, l);
+}
+
 void tc_svg_open(tc_sbuf *b, double width, double height, const char *label)
 {
     tc_sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
@@ -841,21 +862,9 @@ static void chart_heads(tc_sbuf *b, const tc_analysis *a)
     double cw = fmin(48, fmax(10, 760.0 / a->n_heads)), ch = fmin(24, fmax(12, 600.0 / a->n_layers));
     double x0 = 70, y0 = 40, width = x0 + cw * a->n_heads + 150, height = y0 + ch * a->n_layers + 20;
     tc_svg_open(b, width, height, "attention entropy per head");
-    int every = 1;
-    while (cw * every < 22)
-        every++;
-    for (int h = 0; h < a->n_heads; h += every)
-        tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"middle\">%d</text>", x0 + cw * (h + 0.5),
-                  y0 - 8, h);
-    tc_sb_printf(b, "<text x=\"%.1f\" y=\"14\" class=\"label\" text-anchor=\"middle\">head</text>\n",
-              x0 + cw * a->n_heads / 2);
-    tc_sb_printf(b, "<text x=\"14\" y=\"%.1f\" class=\"label\" text-anchor=\"middle\" "
-                 "transform=\"rotate(-90 14 %.1f)\">layer</text>\n",
-              y0 + ch * a->n_layers / 2, y0 + ch * a->n_layers / 2);
+    tc_svg_heat_axes(b, a->n_heads, a->n_layers, x0, y0, cw, ch);
     for (int l = 0; l < a->n_layers; l++) {
         double y = y0 + ch * l;
-        tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"end\">%d</text>", x0 - 6,
-                  y + ch / 2 + 4, l);
         for (int h = 0; h < a->n_heads; h++) {
             const tc_head_stats *hs = a->layers[l].heads ? &a->layers[l].heads[h] : NULL;
             double x = x0 + cw * h;

@@ -135,19 +135,9 @@ static void chart_head_importance(tc_sbuf *b, const tc_analysis *a)
     double cw = fmin(48, fmax(10, 760.0 / a->n_heads)), ch = fmin(24, fmax(12, 600.0 / a->n_layers));
     double x0 = 70, y0 = 40, width = x0 + cw * a->n_heads + 170, height = y0 + ch * a->n_layers + 20;
     tc_svg_open(b, width, height, "measured loss of masking each head");
-    for (int h = 0; h < a->n_heads; h++)
-        if (cw >= 22 || h % (int)ceil(22 / cw) == 0)
-            tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"middle\">%d</text>",
-                         x0 + cw * (h + 0.5), y0 - 8, h);
-    tc_sb_printf(b, "<text x=\"%.1f\" y=\"14\" class=\"label\" text-anchor=\"middle\">head</text>\n",
-                 x0 + cw * a->n_heads / 2);
-    tc_sb_printf(b, "<text x=\"14\" y=\"%.1f\" class=\"label\" text-anchor=\"middle\" "
-                    "transform=\"rotate(-90 14 %.1f)\">layer</text>\n",
-                 y0 + ch * a->n_layers / 2, y0 + ch * a->n_layers / 2);
+    tc_svg_heat_axes(b, a->n_heads, a->n_layers, x0, y0, cw, ch);
     for (int l = 0; l < a->n_layers; l++) {
         double y = y0 + ch * l;
-        tc_sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"tick\" text-anchor=\"end\">%d</text>", x0 - 6,
-                     y + ch / 2 + 4, l);
         for (int h = 0; h < a->n_heads; h++) {
             const tc_head_stats *hs = a->layers[l].heads ? &a->layers[l].heads[h] : NULL;
             double x = x0 + cw * h;

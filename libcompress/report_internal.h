@@ -64,6 +64,7 @@ double tc_plot_x(const tc_plot *p, double i);
 double tc_plot_y(const tc_plot *p, double v);
 void tc_nice_range(double lo, double hi, double *out_lo, double *out_hi, double *step);
 void tc_svg_open(tc_sbuf *b, double width, double height, const char *label);
+void tc_svg_heat_axes(tc_sbuf *b, int n_heads, int n_layers, double x0, double y0, double cw, double ch);
 /* Grid lines, tick labels, the layer axis and the y label. */
 void tc_plot_axes(tc_sbuf *b, const tc_plot *p, double step, const char *ylabel, int decimals);
 int tc_decimals_for(double step);

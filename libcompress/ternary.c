@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "tc/checked.h"
+#include "ternary_internal.h"
 
 #define SCALE_FLOOR 1e-5f
 
@@ -171,7 +172,7 @@ int tc_ternary_absmean(const float *W, int64_t M, int64_t K, const tc_tgroup *g,
  * like the floats). LSD radix, 8 bits a pass, with all four histograms taken
  * in one read and passes skipped where every key shares the digit; insertion
  * sort for short spans. */
-static void sort_keys(uint32_t *a, uint32_t *tmp, size_t n)
+void tc_ternary_sort_keys(uint32_t *a, uint32_t *tmp, size_t n)
 {
     if (n < 64) {
         for (size_t i = 1; i < n; i++) {
@@ -228,12 +229,12 @@ static float bits_float(uint32_t u)
  * ||w||^2 - S_k^2 / k, so the best threshold maximises S_k^2 / k. Only k that
  * end a run of equal magnitudes are candidates, so that the chosen set is
  * exactly {|w| >= threshold}. Returns the threshold (+inf for none). */
-static float best_threshold(const float *w, size_t n, uint32_t *keys, uint32_t *tmp,
-                            double *alpha)
+float tc_ternary_best_threshold(const float *w, size_t n, uint32_t *keys, uint32_t *tmp,
+                                double *alpha)
 {
     for (size_t i = 0; i < n; i++)
         keys[i] = abs_bits(w[i]);
-    sort_keys(keys, tmp, n);
+    tc_ternary_sort_keys(keys, tmp, n);
     /* v_k = S_k^2 / k compared as S_k^2 * k_best > S_best^2 * k: no division
      * in the scan. */
     double sum = 0, best_sum = 0, best_sq = 0, best_k = 1;
@@ -280,7 +281,7 @@ int tc_ternary_optimal(const float *W, int64_t M, int64_t K, const tc_tgroup *g,
         size_t n;
         double alpha;
         group_span(g, M, K, gi, &s, &n);
-        float thr = best_threshold(W + s, n, keys, keys + longest, &alpha);
+        float thr = tc_ternary_best_threshold(W + s, n, keys, keys + longest, &alpha);
         float scale = (float)alpha;
         scales[gi] = scale >= SCALE_FLOOR ? scale : SCALE_FLOOR;
         threshold_span(W + s, n, thr, codes + s);
@@ -291,8 +292,8 @@ int tc_ternary_optimal(const float *W, int64_t M, int64_t K, const tc_tgroup *g,
 
 /* ---- measurements ------------------------------------------------------- */
 
-void tc_ternary_dequantize(const int8_t *codes, const float *scales, int64_t M, int64_t K,
-                           const tc_tgroup *g, float *W_hat)
+void tc_ternary_dequantize_affine(const int8_t *codes, const float *scales, const float *offsets,
+                                  int64_t M, int64_t K, const tc_tgroup *g, float *W_hat)
 {
     int64_t per_row = tc_ternary_groups_per_row(g, K);
     for (int64_t m = 0; m < M; m++) {
@@ -301,17 +302,30 @@ void tc_ternary_dequantize(const int8_t *codes, const float *scales, int64_t M, 
         for (int64_t j = 0; j < per_row; j++) {
             int64_t k0 = g->kind == TC_TGROUP_COLS ? j * g->cols : 0;
             int64_t k1 = g->kind == TC_TGROUP_COLS && k0 + g->cols < K ? k0 + g->cols : K;
-            float s = scales[tc_ternary_scale_index(g, K, m, k0)];
-            for (int64_t k = k0; k < k1; k++)
-                o[k] = s * (float)c[k];
+            int64_t gi = tc_ternary_scale_index(g, K, m, k0);
+            float s = scales[gi];
+            if (offsets) {
+                float mu = offsets[gi];
+                for (int64_t k = k0; k < k1; k++)
+                    o[k] = s * (float)c[k] + mu;
+            } else {
+                for (int64_t k = k0; k < k1; k++)
+                    o[k] = s * (float)c[k];
+            }
         }
     }
 }
 
+void tc_ternary_dequantize(const int8_t *codes, const float *scales, int64_t M, int64_t K,
+                           const tc_tgroup *g, float *W_hat)
+{
+    tc_ternary_dequantize_affine(codes, scales, NULL, M, K, g, W_hat);
+}
+
 /* Squared error and squared weight of one scale group, in independent
  * double lanes so that the loop vectorises. */
-TC_BODY void span_errors_body(const float *w, const int8_t *c, size_t n, double scale, double *e2,
-                             double *r2, uint64_t *zeros)
+TC_BODY void span_errors_body(const float *w, const int8_t *c, size_t n, double scale, double off,
+                             double *e2, double *r2, uint64_t *zeros)
 {
     enum { LANES = 8 };
     double ea[LANES] = {0}, ra[LANES] = {0};
@@ -319,13 +333,13 @@ TC_BODY void span_errors_body(const float *w, const int8_t *c, size_t n, double 
     size_t i = 0;
     for (; i + LANES <= n; i += LANES)
         for (int j = 0; j < LANES; j++) {
-            double x = w[i + j], d = x - scale * c[i + j];
+            double x = w[i + j], d = x - (scale * c[i + j] + off);
             ea[j] += d * d;
             ra[j] += x * x;
             z += c[i + j] == 0;
         }
     for (; i < n; i++) {
-        double x = w[i], d = x - scale * c[i];
+        double x = w[i], d = x - (scale * c[i] + off);
         ea[0] += d * d;
         ra[0] += x * x;
         z += c[i] == 0;
@@ -338,34 +352,43 @@ TC_BODY void span_errors_body(const float *w, const int8_t *c, size_t n, double 
 }
 
 #ifdef TC_DISPATCH
-TC_AVX2 static void span_errors_avx2(const float *w, const int8_t *c, size_t n, double scale, double *e2,
-                                     double *r2, uint64_t *zeros)
+TC_AVX2 static void span_errors_avx2(const float *w, const int8_t *c, size_t n, double scale, double off,
+                                     double *e2, double *r2, uint64_t *zeros)
 {
-    span_errors_body(w, c, n, scale, e2, r2, zeros);
+    span_errors_body(w, c, n, scale, off, e2, r2, zeros);
 }
 #endif
 
-static void span_errors(const float *w, const int8_t *c, size_t n, double scale, double *e2, double *r2,
-                        uint64_t *zeros)
+static void span_errors(const float *w, const int8_t *c, size_t n, double scale, double off, double *e2,
+                        double *r2, uint64_t *zeros)
 {
 #ifdef TC_DISPATCH
     if (__builtin_cpu_supports("avx2")) {
-        span_errors_avx2(w, c, n, scale, e2, r2, zeros);
+        span_errors_avx2(w, c, n, scale, off, e2, r2, zeros);
         return;
     }
 #endif
-    span_errors_body(w, c, n, scale, e2, r2, zeros);
+    span_errors_body(w, c, n, scale, off, e2, r2, zeros);
 }
 
-void tc_ternary_report_add(const float *W, const int8_t *codes, const float *scales, int64_t M,
-                           int64_t K, const tc_tgroup *g, tc_ternary_report *acc)
+void tc_ternary_report_add_affine(const float *W, const int8_t *codes, const float *scales,
+                                  const float *offsets, int64_t M, int64_t K, const tc_tgroup *g,
+                                  tc_ternary_report *acc)
 {
     int64_t ns = g->kind == TC_TGROUP_TENSOR ? 1 : M * tc_ternary_groups_per_row(g, K);
     for (int64_t gi = 0; gi < ns; gi++) {
         size_t s, n;
         group_span(g, M, K, gi, &s, &n);
-        span_errors(W + s, codes + s, n, (double)scales[gi], &acc->error_sq, &acc->weight_sq, &acc->zeros);
+        /* + 0.0 leaves scale * code exact: the symmetric sums are unchanged. */
+        span_errors(W + s, codes + s, n, (double)scales[gi], offsets ? (double)offsets[gi] : 0.0,
+                    &acc->error_sq, &acc->weight_sq, &acc->zeros);
     }
+}
+
+void tc_ternary_report_add(const float *W, const int8_t *codes, const float *scales, int64_t M,
+                           int64_t K, const tc_tgroup *g, tc_ternary_report *acc)
+{
+    tc_ternary_report_add_affine(W, codes, scales, NULL, M, K, g, acc);
 }
 
 void tc_ternary_report_finish(tc_ternary_report *acc, int64_t M, int64_t K)
@@ -394,6 +417,13 @@ int tc_ternary_output_error(const float *W, const int8_t *codes, const float *sc
                             int64_t K, const tc_tgroup *g, const float *X, int64_t N,
                             double *rel, tc_error *err)
 {
+    return tc_ternary_output_error_affine(W, codes, scales, NULL, M, K, g, X, N, rel, err);
+}
+
+int tc_ternary_output_error_affine(const float *W, const int8_t *codes, const float *scales,
+                                   const float *offsets, int64_t M, int64_t K, const tc_tgroup *g,
+                                   const float *X, int64_t N, double *rel, tc_error *err)
+{
     int64_t ns;
     uint64_t ny;
     if (tc_ternary_scale_count(g, M, K, &ns, err))
@@ -414,7 +444,7 @@ int tc_ternary_output_error(const float *W, const int8_t *codes, const float *sc
     }
     /* X (W - W_hat)^T directly: the difference of two large products would
      * cancel most of its digits. */
-    tc_ternary_dequantize(codes, scales, M, K, g, D);
+    tc_ternary_dequantize_affine(codes, scales, offsets, M, K, g, D);
     for (size_t i = 0; i < nw; i++)
         D[i] = W[i] - D[i];
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)M, (int)K, 1.0f, X, (int)K,

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "tc/checked.h"
+#include "ternary_internal.h"
 
 #define PANEL 64      /* columns per panel of the blocked factorisations */
 #define MAX_RETRIES 6 /* damping raised tenfold each time the factorisation fails */
@@ -114,15 +115,21 @@ static void trinv(double *a, int n)
 
 /* P (H + lambda I) P with dead inputs (zero diagonal) isolated: their row and
  * column are cleared and the diagonal set to 1, so they neither receive nor
- * pass on any correction. Returns mean(diag) after that fix. */
-static double load_reversed(const double *H, int n, double *a)
+ * pass on any correction. perm (NULL: none) orders the columns first: P H P
+ * is then taken of H[perm][perm]. Returns mean(diag) after that fix. */
+static double load_reversed(const double *H, int n, const int32_t *perm, double *a)
 {
     double diag_sum = 0;
     for (int i = 0; i < n; i++) {
-        const double *src = H + (size_t)(n - 1 - i) * n;
+        int si = perm ? perm[n - 1 - i] : n - 1 - i;
+        const double *src = H + (size_t)si * n;
         double *dst = a + (size_t)i * n;
-        for (int j = 0; j < n; j++)
-            dst[j] = src[n - 1 - j];
+        if (perm)
+            for (int j = 0; j < n; j++)
+                dst[j] = src[perm[n - 1 - j]];
+        else
+            for (int j = 0; j < n; j++)
+                dst[j] = src[n - 1 - j];
     }
     for (int i = 0; i < n; i++) {
         if (a[(size_t)i * n + i] == 0) {
@@ -135,12 +142,13 @@ static double load_reversed(const double *H, int n, double *a)
     return diag_sum / n;
 }
 
-/* Linv of the reversed, damped H, in a (n x n). */
-static int inverse_factor(const double *H, int n, double damp_frac, double *a, tc_error *err)
+/* Linv of the reversed, damped H (columns in perm's order), in a (n x n). */
+int tc_ternary_inverse_factor(const double *H, int n, const int32_t *perm, double damp_frac,
+                              double *a, tc_error *err)
 {
     double lambda = -1;
     for (int attempt = 0; attempt < MAX_RETRIES; attempt++) {
-        double mean = load_reversed(H, n, a);
+        double mean = load_reversed(H, n, perm, a);
         if (lambda < 0)
             lambda = damp_frac * mean;
         if (!(lambda > 0))
@@ -268,7 +276,7 @@ int tc_ternary_calibrated(const float *W, int64_t M, int64_t K, const tc_tgroup 
         rc = tc_err(err, "ternary: out of memory calibrating a %lld x %lld weight", (long long)M,
                     (long long)K);
     else
-        rc = inverse_factor(H, (int)K, o.damp_frac, linv, err);
+        rc = tc_ternary_inverse_factor(H, (int)K, NULL, o.damp_frac, linv, err);
     if (rc == TC_OK) {
         s.linv = linv;
         memcpy(s.work, W, nw * sizeof(float));
@@ -309,4 +317,121 @@ int tc_ternary_hessian_add(const float *X, int64_t N, int64_t K, double *H, tc_e
         for (int64_t j = 0; j < i; j++)
             H[(size_t)i * (size_t)K + (size_t)j] = H[(size_t)j * (size_t)K + (size_t)i];
     return TC_OK;
+}
+
+int tc_ternary_cross_add(const float *Xq, const float *Xf, int64_t N, int64_t K, double *D,
+                         tc_error *err)
+{
+    enum { ROWS = 256 };
+    if (N < 0 || K < 1 || K > INT_MAX || (uint64_t)K > SIZE_MAX / sizeof(double) / ROWS / 2)
+        return tc_err(err, "ternary: activation batch of %lld x %lld is unusable", (long long)N,
+                      (long long)K);
+    if (N == 0)
+        return TC_OK;
+    double *a = malloc((size_t)ROWS * (size_t)K * 2 * sizeof *a);
+    if (!a)
+        return tc_err(err, "ternary: out of memory accumulating a %lld x %lld cross product",
+                      (long long)K, (long long)K);
+    double *b = a + (size_t)ROWS * (size_t)K;
+    for (int64_t r0 = 0; r0 < N; r0 += ROWS) {
+        int rows = N - r0 < ROWS ? (int)(N - r0) : ROWS;
+        size_t off = (size_t)r0 * (size_t)K, n = (size_t)rows * (size_t)K;
+        for (size_t i = 0; i < n; i++) {
+            a[i] = Xq[off + i];
+            b[i] = (double)Xf[off + i] - (double)Xq[off + i];
+        }
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)K, rows, 1.0, a, (int)K, b,
+                    (int)K, 1.0, D, (int)K);
+    }
+    free(a);
+    return TC_OK;
+}
+
+int tc_ternary_residual_add(const float *Rf, const float *Rq, const float *Xq, int64_t N, int64_t M, int64_t K,
+                            double *G, tc_error *err)
+{
+    enum { ROWS = 256 };
+    if (N < 0 || K < 1 || M < 1 || K > INT_MAX || M > INT_MAX ||
+        (uint64_t)(K > M ? K : M) > SIZE_MAX / sizeof(double) / ROWS / 2)
+        return tc_err(err, "ternary: residual batch of %lld x %lld x %lld is unusable", (long long)N,
+                      (long long)M, (long long)K);
+    if (N == 0)
+        return TC_OK;
+    double *r = malloc((size_t)ROWS * (size_t)M * sizeof *r), *x = malloc((size_t)ROWS * (size_t)K * sizeof *x);
+    if (!r || !x) {
+        free(r);
+        free(x);
+        return tc_err(err, "ternary: out of memory accumulating a %lld x %lld residual product", (long long)M,
+                      (long long)K);
+    }
+    for (int64_t r0 = 0; r0 < N; r0 += ROWS) {
+        int rows = N - r0 < ROWS ? (int)(N - r0) : ROWS;
+        for (size_t i = 0; i < (size_t)rows * (size_t)M; i++)
+            r[i] = (double)Rf[(size_t)r0 * (size_t)M + i] - (double)Rq[(size_t)r0 * (size_t)M + i];
+        for (size_t i = 0; i < (size_t)rows * (size_t)K; i++)
+            x[i] = Xq[(size_t)r0 * (size_t)K + i];
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)M, (int)K, rows, 1.0, r, (int)M, x, (int)K, 1.0,
+                    G, (int)K);
+    }
+    free(r);
+    free(x);
+    return TC_OK;
+}
+
+int tc_ternary_target_weights(const float *W, int64_t M, int64_t K, const double *H,
+                              const double *D, const double *G, double damp_frac, float *Wt, tc_error *err)
+{
+    uint64_t hb;
+    if (M < 1 || K < 1 || M > INT_MAX || K > INT_MAX || tc_mul_u64((uint64_t)K, (uint64_t)K, &hb) ||
+        tc_mul_u64(hb, sizeof(double), &hb) || hb > SIZE_MAX / 4)
+        return tc_err(err, "ternary: weight %lld x %lld is too large for target weights", (long long)M,
+                      (long long)K);
+    if (!(damp_frac > 0))
+        damp_frac = 0.01;
+    int n = (int)K, m = (int)M;
+    double *A = malloc((size_t)hb), *Wd = malloc((size_t)M * (size_t)K * sizeof(double));
+    double *Z = malloc((size_t)M * (size_t)K * sizeof(double));
+    if (!A || !Wd || !Z) {
+        free(A);
+        free(Wd);
+        free(Z);
+        return tc_err(err, "ternary: out of memory for the target weights of a %lld x %lld weight",
+                      (long long)M, (long long)K);
+    }
+    double mean = 0;
+    for (int i = 0; i < n; i++)
+        mean += H[(size_t)i * n + i];
+    mean /= n;
+    double lambda = damp_frac * mean > 0 ? damp_frac * mean : damp_frac;
+    for (size_t i = 0; i < (size_t)M * (size_t)K; i++)
+        Wd[i] = W[i];
+    /* Z = W D^T + G (M x K); then Z (H + lambda I)^-1 through the Cholesky factor
+     * L L^T of the damped H: two triangular solves from the right. */
+    if (G)
+        memcpy(Z, G, (size_t)M * (size_t)K * sizeof(double));
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, n, 1.0, Wd, n, D, n, G ? 1.0 : 0.0, Z, n);
+    int rc = TC_OK;
+    for (int attempt = 0; attempt < MAX_RETRIES; attempt++) {
+        memcpy(A, H, (size_t)hb);
+        for (int i = 0; i < n; i++)
+            A[(size_t)i * n + i] += lambda;
+        if (chol(A, n) == 0)
+            break;
+        lambda *= 10;
+        if (attempt == MAX_RETRIES - 1)
+            rc = tc_err(err, "ternary: calibration Hessian (%d x %d) is not positive definite even "
+                             "with damping %g",
+                        n, n, lambda / 10);
+    }
+    if (rc == TC_OK) {
+        /* Z L^-T L^-1: solve X L^T = Z, then Y L = X. */
+        cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, m, n, 1.0, A, n, Z, n);
+        cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, m, n, 1.0, A, n, Z, n);
+        for (size_t i = 0; i < (size_t)M * (size_t)K; i++)
+            Wt[i] = (float)(Wd[i] + Z[i]);
+    }
+    free(A);
+    free(Wd);
+    free(Z);
+    return rc;
 }

@@ -8,7 +8,20 @@
 
 #include "tc/checked.h"
 
-static const char *const method_names[TC_TMETHOD_COUNT] = {"absmean", "optimal", "calibrated"};
+static const char *const method_names[TC_TMETHOD_COUNT] = {
+    "absmean", "optimal", "calibrated", "source", "affine", "affine-calibrated", "affine-block"};
+
+int tc_tmethod_calibrated(tc_tmethod m)
+{
+    return m == TC_TMETHOD_CALIBRATED || m == TC_TMETHOD_AFFINE_CALIBRATED ||
+           m == TC_TMETHOD_AFFINE_BLOCK;
+}
+
+int tc_tmethod_affine(tc_tmethod m)
+{
+    return m == TC_TMETHOD_AFFINE || m == TC_TMETHOD_AFFINE_CALIBRATED ||
+           m == TC_TMETHOD_AFFINE_BLOCK;
+}
 
 const char *tc_tmethod_name(tc_tmethod m)
 {
@@ -72,15 +85,21 @@ static uint64_t tensor_elems(const tc_tmodel_tensor *t)
     return t->n_dims == 2 ? (uint64_t)t->shape[0] * (uint64_t)t->shape[1] : (uint64_t)t->shape[0];
 }
 
-int tc_tmodel_tensor_unpack(const tc_tmodel_tensor *t, int8_t *codes, float *scales, tc_error *err)
+int tc_tmodel_tensor_unpack_affine(const tc_tmodel_tensor *t, int8_t *codes, float *scales,
+                                   float *offsets, tc_error *err)
 {
     char name[64];
     tc_tmodel_tensor_name(t, name, sizeof name);
     if (!t->ternary)
         return tc_err(err, "tensor '%s' is not ternary", name);
-    if (tc_tpack_unpack(&t->plan, t->data, t->nbytes, codes, scales, err))
+    if (tc_tpack_unpack_affine(&t->plan, t->data, t->nbytes, codes, scales, offsets, err))
         return tc_err_prefix(err, "tensor '%s'", name);
     return TC_OK;
+}
+
+int tc_tmodel_tensor_unpack(const tc_tmodel_tensor *t, int8_t *codes, float *scales, tc_error *err)
+{
+    return tc_tmodel_tensor_unpack_affine(t, codes, scales, NULL, err);
 }
 
 int tc_tmodel_tensor_f32(const tc_tmodel_tensor *t, float *dst, tc_error *err)
@@ -90,15 +109,17 @@ int tc_tmodel_tensor_f32(const tc_tmodel_tensor *t, float *dst, tc_error *err)
         return tc_convert_to_f32(t->dtype, t->data, n, dst, err);
     int8_t *codes = malloc(n ? (size_t)n : 1);
     float *scales = malloc((size_t)t->plan.n_scales * sizeof *scales);
+    float *offsets = t->plan.offset ? malloc((size_t)t->plan.n_scales * sizeof *offsets) : NULL;
     int rc = TC_ERR;
-    if (!codes || !scales)
+    if (!codes || !scales || (t->plan.offset && !offsets))
         tc_err(err, "out of memory unpacking a ternary tensor");
-    else if (tc_tmodel_tensor_unpack(t, codes, scales, err) == TC_OK) {
-        tc_ternary_dequantize(codes, scales, t->shape[0], t->shape[1], &t->plan.group, dst);
+    else if (tc_tmodel_tensor_unpack_affine(t, codes, scales, offsets, err) == TC_OK) {
+        tc_ternary_dequantize_affine(codes, scales, offsets, t->shape[0], t->shape[1], &t->plan.group, dst);
         rc = TC_OK;
     }
     free(codes);
     free(scales);
+    free(offsets);
     return rc;
 }
 

@@ -78,6 +78,11 @@ static cJSON *quant_json(const tc_tquant_settings *q)
     cJSON_AddNumberToObject(o, "calib_tokens", (double)q->calib_tokens);
     cJSON_AddBoolToObject(o, "sequential", q->sequential);
     cJSON_AddNumberToObject(o, "damp_frac", q->damp_frac);
+    if (tc_tmethod_affine(q->method)) { /* version 3 */
+        cJSON_AddBoolToObject(o, "act_order", q->act_order);
+        cJSON_AddNumberToObject(o, "refit", q->refit);
+        cJSON_AddNumberToObject(o, "block_rounds", q->block_rounds);
+    }
     return o;
 }
 
@@ -97,6 +102,8 @@ static cJSON *tensor_json(const tc_tmodel_tensor *t)
         cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
     if (t->ternary)
         cJSON_AddItemToObject(o, "group", group_json(&t->plan.group));
+    if (t->ternary && t->plan.params != TC_TPARAM_SCALE_F32) /* version 3 */
+        cJSON_AddStringToObject(o, "params", tc_tparam_kind_name(t->plan.params));
     cJSON_AddNumberToObject(o, "offset", (double)t->offset);
     cJSON_AddNumberToObject(o, "size", (double)t->nbytes);
     cJSON_AddStringToObject(o, "crc32", crc);
@@ -121,11 +128,22 @@ static cJSON *tok_json(const tc_tmodel_tok *t)
     return o;
 }
 
+/* Version 3 only where it is needed: a file older builds can read otherwise. */
+static uint32_t version_of(const tc_tmodel *m)
+{
+    if (tc_tmethod_affine(m->quant.method))
+        return TC_TMODEL_VERSION;
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].ternary && m->tensors[i].plan.params != TC_TPARAM_SCALE_F32)
+            return TC_TMODEL_VERSION;
+    return TC_TMODEL_VERSION_PLAIN;
+}
+
 static char *header_text(const tc_tmodel *m)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "format", "tcq");
-    cJSON_AddNumberToObject(root, "version", TC_TMODEL_VERSION);
+    cJSON_AddNumberToObject(root, "version", version_of(m));
     if (m->source)
         cJSON_AddStringToObject(root, "source", m->source);
     cJSON_AddItemToObject(root, "config", config_json(&m->cfg));
@@ -152,11 +170,10 @@ static int expected_bytes(const tc_tmodel_tensor *t, uint64_t *bytes, tc_error *
     return tc_dtype_span(t->dtype, n, bytes, err);
 }
 
-static int write_preamble(tc_outfile *o, uint64_t header_len, tc_error *err)
+static int write_preamble(tc_outfile *o, uint32_t v, uint64_t header_len, tc_error *err)
 {
     uint8_t p[PREAMBLE_BYTES];
     memcpy(p, TC_TMODEL_MAGIC, 8);
-    uint32_t v = TC_TMODEL_VERSION;
     for (int i = 0; i < 4; i++)
         p[8 + i] = (uint8_t)(v >> (8 * i)), p[12 + i] = 0;
     for (int i = 0; i < 8; i++)
@@ -271,7 +288,7 @@ int tc_tmodel_write(const char *path, tc_tmodel *m, tc_tmodel_fill_fn fill, void
     tc_outfile o;
     int rc = tc_outfile_open(&o, path, err);
     if (rc == TC_OK)
-        rc = write_preamble(&o, len, err);
+        rc = write_preamble(&o, version_of(m), len, err);
     if (rc == TC_OK)
         rc = tc_outfile_write(&o, h0, len, err);
     free(h0);
@@ -449,6 +466,23 @@ static int parse_traits(const reader *r, const cJSON *o, tc_config *c, double th
         get_num(r, o, "embed_scale", 0, 1e9, &es) || get_i(r, o, "window", 0, 1 << 30, &t->window))
         return TC_ERR;
     t->ungated = !gated;
+    /* Sub-norms and the linear kind came later: absent, the plain values. */
+    const cJSON *sn = cJSON_GetObjectItemCaseSensitive(o, "sub_norms");
+    if (sn && get_bool(r, o, "sub_norms", &t->sub_norms))
+        return TC_ERR;
+    const cJSON *da = cJSON_GetObjectItemCaseSensitive(o, "diff_attn");
+    if (da && get_bool(r, o, "diff_attn", &t->diff_attn))
+        return TC_ERR;
+    const cJSON *lk = cJSON_GetObjectItemCaseSensitive(o, "linear");
+    if (lk) {
+        const char *kind = get_str(r, o, "linear");
+        int k = 0;
+        while (kind && k < TC_LINEAR_COUNT && strcmp(kind, tc_linear_kind_name((tc_linear_kind)k)) != 0)
+            k++;
+        if (!kind || k == TC_LINEAR_COUNT)
+            return kind ? tc_err(r->err, "%s: unknown linear kind '%s'", r->path, kind) : TC_ERR;
+        t->linear = (tc_linear_kind)k;
+    }
     t->attn_scale = (float)as;
     t->attn_softcap = (float)ac;
     t->final_softcap = (float)fc;
@@ -512,7 +546,7 @@ static int parse_config(const reader *r, const cJSON *o, tc_config *c)
     return TC_OK;
 }
 
-static int parse_quant(const reader *r, const cJSON *o, tc_tquant_settings *q)
+static int parse_quant(const reader *r, const cJSON *o, uint32_t version, tc_tquant_settings *q)
 {
     if (!cJSON_IsObject(o))
         return tc_err(r->err, "%s: header has no 'quantization' object", r->path);
@@ -529,6 +563,17 @@ static int parse_quant(const reader *r, const cJSON *o, tc_tquant_settings *q)
         get_num(r, o, "damp_frac", 0, 1e6, &q->damp_frac))
         return TC_ERR;
     q->calib_tokens = (uint64_t)ct;
+    if (tc_tmethod_affine(q->method)) {
+        if (version < 3)
+            return tc_err(r->err, "%s: method '%s' in a version %u file (it needs version 3)", r->path, meth,
+                          version);
+        int64_t refit, rounds;
+        if (get_bool(r, o, "act_order", &q->act_order) || get_int(r, o, "refit", 0, 1000, &refit) ||
+            get_int(r, o, "block_rounds", 0, 1000000, &rounds))
+            return TC_ERR;
+        q->refit = (int)refit;
+        q->block_rounds = (int)rounds;
+    }
     return TC_OK;
 }
 
@@ -605,7 +650,7 @@ static int parse_span(const reader *r, const cJSON *o, const char *what, uint64_
 }
 
 static int parse_tensor(const reader *r, const cJSON *o, const tc_config *c, uint64_t data_size,
-                        tc_tmodel_tensor *t)
+                        uint32_t version, tc_tmodel_tensor *t)
 {
     if (!cJSON_IsObject(o))
         return tc_err(r->err, "%s: a tensor table entry is not an object", r->path);
@@ -628,8 +673,19 @@ static int parse_tensor(const reader *r, const cJSON *o, const tc_config *c, uin
         tc_tgroup g;
         if (parse_group(r, cJSON_GetObjectItemCaseSensitive(o, "group"), &g))
             return TC_ERR;
-        if (tc_tpack_plan_make(t->plan.layout, t->shape[0], t->shape[1], &g, &t->plan, r->err))
+        /* Version 3: how the groups' parameters are stored (absent: fp32 scales). */
+        tc_tparam_kind pk = TC_TPARAM_SCALE_F32;
+        const cJSON *pv = cJSON_GetObjectItemCaseSensitive(o, "params");
+        if (pv && version < 3)
+            return tc_err(r->err, "%s: tensor '%s' has 'params', which version %u files do not have", r->path,
+                          name, version);
+        if (pv && (!cJSON_IsString(pv) || tc_tparam_kind_from_name(pv->valuestring, &pk)))
+            return tc_err(r->err, "%s: tensor '%s' has unknown params (expected \"f32-scale\" or \"f16-affine\")",
+                          r->path, name);
+        if (tc_tpack_plan_make_params(t->plan.layout, t->shape[0], t->shape[1], &g, pk, &t->plan, r->err))
             return tc_err_prefix(r->err, "%s: tensor '%s'", r->path, name);
+    } else if (cJSON_GetObjectItemCaseSensitive(o, "params")) {
+        return tc_err(r->err, "%s: tensor '%s' is not ternary but has 'params'", r->path, name);
     }
     int64_t size;
     if (get_int(r, o, "size", 0, JSON_INT_MAX, &size))
@@ -801,7 +857,7 @@ static int parse_header(const reader *r, tc_tmodel *m, const char *text, size_t 
     if (rc == TC_OK)
         rc = parse_config(r, cJSON_GetObjectItemCaseSensitive(root, "config"), &m->cfg);
     if (rc == TC_OK)
-        rc = parse_quant(r, cJSON_GetObjectItemCaseSensitive(root, "quantization"), &m->quant);
+        rc = parse_quant(r, cJSON_GetObjectItemCaseSensitive(root, "quantization"), m->version, &m->quant);
     const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "source");
     if (rc == TC_OK && cJSON_IsString(src) && !(m->source = strdup(src->valuestring)))
         rc = tc_err(r->err, "%s: out of memory", r->path);
@@ -832,11 +888,22 @@ static int parse_header(const reader *r, tc_tmodel *m, const char *text, size_t 
             if (rc != TC_OK)
                 break;
             tc_tmodel_tensor *t = &m->tensors[m->n_tensors];
-            rc = parse_tensor(r, it, &m->cfg, data_size, t);
+            rc = parse_tensor(r, it, &m->cfg, data_size, m->version, t);
             if (rc == TC_OK) {
                 t->data = m->map.data + m->data_offset + t->offset;
                 m->n_tensors++;
             }
+        }
+    }
+    /* The affine methods store every block weight with its offsets: a header
+     * that says otherwise would read their bytes as fp32 scales. */
+    for (size_t i = 0; rc == TC_OK && tc_tmethod_affine(m->quant.method) && i < m->n_tensors; i++) {
+        const tc_tmodel_tensor *t = &m->tensors[i];
+        if (t->ternary && t->layer >= 0 && !t->plan.offset) {
+            char name[64];
+            tc_tmodel_tensor_name(t, name, sizeof name);
+            rc = tc_err(r->err, "%s: tensor '%s' has no offsets (params) although method '%s' gives them", r->path,
+                        name, tc_tmethod_name(m->quant.method));
         }
     }
     /* Version 1 files carry no tokenizer. */

@@ -110,8 +110,6 @@ int tc_tmodel_mem_quantize(tc_tmodel_mem *out, const tc_model *src, tc_tpack_lay
                            const tc_tgroup *g, tc_error *err)
 {
     const tc_config *c = &src->cfg;
-    if (c->t.diff_attn)
-        return tc_err(err, "%s: the packed ternary model does not hold differential attention (DiffLlama)", src->path);
     if (mem_init(out, c, err))
         return TC_ERR;
     tc_weights w;
@@ -130,9 +128,18 @@ int tc_tmodel_mem_quantize(tc_tmodel_mem *out, const tc_model *src, tc_tpack_lay
         rc = add_f32(out, -1, TC_G_OUTPUT, w.output, err);
     for (int l = 0; rc == TC_OK && l < c->n_layers; l++)
         for (int role = 0; rc == TC_OK && role < TC_N_ROLES; role++) {
-            const float *v = w.layers[l].w[role];
+            float *v = w.layers[l].w[role];
             if (!v)
                 continue;
+            /* A ternary linear kind hands out codes and w_s: the weights are
+             * code / w_s, which the optimal fit takes back exactly. */
+            if (tc_linear_is_ternary(c) && is_linear_role(role)) {
+                int64_t shape[2];
+                tc_role_shape(c, (tc_role)role, shape);
+                float inv = 1.0f / w.layers[l].scale[role];
+                for (int64_t k = 0; k < shape[0] * shape[1]; k++)
+                    v[k] *= inv;
+            }
             rc = is_linear_role(role) ? add_ternary(out, l, role, v, layout, g, err)
                                       : add_f32(out, l, role, v, err);
         }

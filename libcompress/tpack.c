@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "tc/checked.h"
+#include "tc/dtype.h"
 
 #define TILE TC_TPACK_TILE_ROWS
 #define TL2_TRIPLES 8 /* triples per TL2 chunk */
@@ -36,13 +37,40 @@ const char *tc_tpack_layout_name(tc_tpack_layout layout)
     }
 }
 
+const char *tc_tparam_kind_name(tc_tparam_kind k)
+{
+    static const char *const names[TC_TPARAM_KIND_COUNT] = {"f32-scale", "f16-affine"};
+    return (unsigned)k < TC_TPARAM_KIND_COUNT ? names[k] : "?";
+}
+
+int tc_tparam_kind_from_name(const char *s, tc_tparam_kind *out)
+{
+    for (int k = 0; k < TC_TPARAM_KIND_COUNT; k++)
+        if (s && strcmp(s, tc_tparam_kind_name((tc_tparam_kind)k)) == 0) {
+            *out = (tc_tparam_kind)k;
+            return TC_OK;
+        }
+    return TC_ERR;
+}
+
 int tc_tpack_plan_make(tc_tpack_layout layout, int64_t M, int64_t K, const tc_tgroup *g,
                        tc_tpack_plan *plan, tc_error *err)
+{
+    return tc_tpack_plan_make_params(layout, M, K, g, TC_TPARAM_SCALE_F32, plan, err);
+}
+
+int tc_tpack_plan_make_params(tc_tpack_layout layout, int64_t M, int64_t K, const tc_tgroup *g,
+                              tc_tparam_kind params, tc_tpack_plan *plan, tc_error *err)
 {
     tc_tpack_plan p;
     memset(&p, 0, sizeof p);
     if ((unsigned)layout >= TC_TPACK_LAYOUT_COUNT)
         return tc_err(err, "tpack: unknown layout %d", (int)layout);
+    if ((unsigned)params >= TC_TPARAM_KIND_COUNT)
+        return tc_err(err, "tpack: unknown parameter kind %d", (int)params);
+    p.params = params;
+    p.offset = params == TC_TPARAM_AFFINE_F16;
+    p.group_bytes = 4;
     if (tc_ternary_scale_count(g, M, K, &p.n_scales, err))
         return TC_ERR;
     p.layout = layout;
@@ -58,7 +86,7 @@ int tc_tpack_plan_make(tc_tpack_layout layout, int64_t M, int64_t K, const tc_tg
     uint64_t chunks = (uint64_t)(p.cols_padded / p.chunk_cols), scale_bytes;
     if (tc_mul_u64(chunks, p.chunk_bytes, &p.row_block_bytes) ||
         tc_mul_u64(p.row_block_bytes, (uint64_t)(p.rows_padded / TILE), &p.weight_bytes) ||
-        tc_mul_u64((uint64_t)p.n_scales, 4, &scale_bytes) ||
+        tc_mul_u64((uint64_t)p.n_scales, p.group_bytes, &scale_bytes) ||
         tc_add_u64(p.weight_bytes, scale_bytes, &p.total_bytes))
         return tc_err(err, "tpack: packed size of a %lld x %lld weight overflows", (long long)M,
                       (long long)K);
@@ -258,22 +286,54 @@ static void pack_block(const tc_tpack_plan *plan, const int8_t *codes, int64_t r
     }
 }
 
-void tc_tpack_put_scales(const tc_tpack_plan *plan, const float *scales, uint8_t *out)
+static void put_f16(uint8_t *p, float f)
 {
-    for (int64_t i = 0; i < plan->n_scales; i++)
-        put_f32(out + plan->scale_offset + 4 * (uint64_t)i, scales[i]);
+    uint16_t h = tc_f32_to_f16(f);
+    p[0] = (uint8_t)h;
+    p[1] = (uint8_t)(h >> 8);
 }
 
-int tc_tpack_pack(const tc_tpack_plan *plan, const int8_t *codes, const float *scales,
-                  uint8_t *out, tc_error *err)
+static float get_f16(const uint8_t *p)
+{
+    return tc_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+}
+
+void tc_tpack_put_affine(const tc_tpack_plan *plan, const float *scales, const float *offsets,
+                         uint8_t *out)
+{
+    uint8_t *dst = out + plan->scale_offset;
+    if (plan->params == TC_TPARAM_SCALE_F32) {
+        for (int64_t i = 0; i < plan->n_scales; i++)
+            put_f32(dst + 4 * (uint64_t)i, scales[i]);
+        return;
+    }
+    for (int64_t i = 0; i < plan->n_scales; i++) {
+        put_f16(dst + 4 * (uint64_t)i, scales[i]);
+        put_f16(dst + 4 * (uint64_t)i + 2, offsets ? offsets[i] : 0.0f);
+    }
+}
+
+void tc_tpack_put_scales(const tc_tpack_plan *plan, const float *scales, uint8_t *out)
+{
+    tc_tpack_put_affine(plan, scales, NULL, out);
+}
+
+int tc_tpack_pack_affine(const tc_tpack_plan *plan, const int8_t *codes, const float *scales,
+                         const float *offsets, uint8_t *out, tc_error *err)
 {
     size_t n = (size_t)plan->rows * (size_t)plan->cols, bad;
     if (!codes_valid(codes, n, &bad))
         return tc_err(err, "tpack: code %d at weight %zu is not -1, 0 or 1", (int)codes[bad], bad);
     for (int64_t rb = 0; rb < plan->rows_padded / TILE; rb++)
         pack_block(plan, codes, rb, out);
-    tc_tpack_put_scales(plan, scales, out);
+    tc_tpack_put_affine(plan, scales, offsets, out);
     return TC_OK;
+}
+
+int tc_tpack_pack(const tc_tpack_plan *plan, const int8_t *codes, const float *scales,
+                  uint8_t *out, tc_error *err)
+{
+    return tc_tpack_pack_affine(plan, codes, scales, NULL, out, err);
 }
 
 int tc_tpack_pack_block(const tc_tpack_plan *plan, int64_t rb, const int8_t *codes, uint8_t *out,
@@ -405,6 +465,12 @@ static int unpack_tl2_full(const dec_tables *d, const uint8_t *src, int8_t *code
 int tc_tpack_unpack(const tc_tpack_plan *plan, const uint8_t *packed, uint64_t len,
                     int8_t *codes, float *scales, tc_error *err)
 {
+    return tc_tpack_unpack_affine(plan, packed, len, codes, scales, NULL, err);
+}
+
+int tc_tpack_unpack_affine(const tc_tpack_plan *plan, const uint8_t *packed, uint64_t len,
+                           int8_t *codes, float *scales, float *offsets, tc_error *err)
+{
     dec_tables dt;
     dec_tables_make(plan->layout, &dt);
     int64_t full_blocks = plan->rows / TILE, full_chunks = plan->cols / plan->chunk_cols;
@@ -430,8 +496,13 @@ int tc_tpack_unpack(const tc_tpack_plan *plan, const uint8_t *packed, uint64_t l
                               tc_tpack_layout_name(plan->layout), (long long)(rb * TILE),
                               (long long)(rb * TILE + TILE - 1), (long long)c);
         }
-    for (int64_t i = 0; i < plan->n_scales; i++)
-        scales[i] = get_f32(packed + plan->scale_offset + 4 * (uint64_t)i);
+    const uint8_t *src = packed + plan->scale_offset;
+    for (int64_t i = 0; i < plan->n_scales; i++) {
+        int aff = plan->params == TC_TPARAM_AFFINE_F16;
+        scales[i] = aff ? get_f16(src + 4 * (uint64_t)i) : get_f32(src + 4 * (uint64_t)i);
+        if (offsets)
+            offsets[i] = aff ? get_f16(src + 4 * (uint64_t)i + 2) : 0.0f;
+    }
     return TC_OK;
 }
 

@@ -150,6 +150,14 @@ static int load_globals(tc_trun *r, tc_error *err)
     return TC_OK;
 }
 
+/* A worker's attention scratch: the scores of one head, or for
+ * differential attention both maps of a pair and a head's output. */
+static size_t probs_stride(const tc_trun *r)
+{
+    size_t ml = (size_t)r->max_len;
+    return r->c.t.diff_attn ? 2 * ml + (size_t)r->c.head_dim : ml;
+}
+
 static float *alloc_f(size_t n, int *fail)
 {
     float *p = calloc(n ? n : 1, sizeof(float));
@@ -194,7 +202,7 @@ static int alloc_buffers(tc_trun *r, tc_error *err)
     r->u = alloc_f(CHUNK * (size_t)c->ffn_dim, &fail);
     r->tmp = alloc_f(CHUNK * (size_t)c->dim, &fail);
     r->act_s = alloc_f(CHUNK, &fail);
-    r->probs = alloc_f((size_t)r->n_threads * (size_t)r->max_len, &fail); /* one per worker */
+    r->probs = alloc_f((size_t)r->n_threads * probs_stride(r), &fail); /* one per worker */
     r->cs = alloc_f((size_t)c->head_dim, &fail);
     r->logits = alloc_f(CHUNK * (size_t)c->vocab_size, &fail);
     r->xq = malloc(CHUNK * widest);
@@ -357,6 +365,16 @@ static int trace_get(tc_trun_trace *t, int8_t *q, float *s, size_t nq, size_t ns
 
 /* ---- one linear layer ---------------------------------------------------- */
 
+/* One token's activations to int8: as the model's ternary linear kind
+ * computes it (a ternary-trained checkpoint, forward_math.h), else tc's own
+ * rule for the models it quantized (tc_tpack_quantize_act). */
+static float quantize_act(const tc_trun *r, const float *x, int K, int8_t *q)
+{
+    if (tc_linear_is_ternary(&r->c))
+        return (float)tc_fm_act_quant_i8(x, (size_t)K, r->c.t.linear, q);
+    return tc_tpack_quantize_act(x, K, q);
+}
+
 /* Quantizes T rows of K activations to int8 per token (and, for REF, back to
  * fp32 as x_q / s): done once for every layer sharing the input. With a
  * trace, records them or takes them from it. */
@@ -369,8 +387,7 @@ static int quantize_rows(tc_trun *r, const float *in, int T, int K, tc_error *er
                           path_of(r->m));
     } else {
         for (int t = 0; t < T; t++)
-            r->act_s[t] = tc_tpack_quantize_act(in + (size_t)t * (size_t)K, K,
-                                                r->xq + (size_t)t * (size_t)K);
+            r->act_s[t] = quantize_act(r, in + (size_t)t * (size_t)K, K, r->xq + (size_t)t * (size_t)K);
         if (r->trace && trace_put(r->trace, r->xq, r->act_s, nq, (size_t)T))
             return tc_err(err, "%s: out of memory for the activation trace", path_of(r->m));
     }
@@ -478,6 +495,14 @@ static void norm_rows(const tc_trun *r, const float *x, const float *w, float *o
                    r->c.norm_eps, r->c.t.norm);
 }
 
+/* The sub-norm (bitnet) of T rows of n, in place, where the model has them. */
+static void sub_norm_rows(const tc_trun *r, float *x, const float *w, int T, int n)
+{
+    if (r->c.t.sub_norms)
+        for (int t = 0; t < T; t++)
+            tc_fm_norm(x + (size_t)t * (size_t)n, w, x + (size_t)t * (size_t)n, n, r->c.norm_eps, r->c.t.norm);
+}
+
 /* The heads of T tokens, (token, head) pairs split over the pool's workers
  * (each its own scores): one hand-over of the pool per layer.  Token t sees
  * the keys up to its own position only, so it gets the same sums whether
@@ -486,11 +511,29 @@ typedef struct attend_job {
     tc_trun *r;
     const float *kl, *vl;
     int layer, T;
+    double lambda; /* differential attention: the layer's lambda */
 } attend_job;
+
+/* Differential attention (DiffLlama): each token's pairs of softmax maps at
+ * once, as the decoder computes them (tc_fm_attend_diff), tokens split over
+ * the workers. */
+static void attend_diff(const attend_job *j, int worker, int n_workers)
+{
+    tc_trun *r = j->r;
+    size_t ml = (size_t)r->max_len;
+    float *probs = r->probs + (size_t)worker * probs_stride(r);
+    for (int t = j->T * worker / n_workers; t < j->T * (worker + 1) / n_workers; t++)
+        tc_fm_attend_diff(r->q + (size_t)t * (size_t)r->qdim, j->kl, j->vl, ml, &r->c, j->layer, j->lambda,
+                          (size_t)(r->pos + t) + 1, probs, probs + 2 * ml, r->att + (size_t)t * (size_t)r->qdim);
+}
 
 static void attend_heads(void *arg, int worker, int n_workers)
 {
     const attend_job *j = arg;
+    if (j->r->c.t.diff_attn) {
+        attend_diff(j, worker, n_workers);
+        return;
+    }
     tc_trun *r = j->r;
     const tc_config *c = &r->c;
     size_t ml = (size_t)r->max_len, items = (size_t)j->T * (size_t)c->n_heads;
@@ -500,7 +543,7 @@ static void attend_heads(void *arg, int worker, int n_workers)
         size_t end = ((size_t)t + 1) * (size_t)c->n_heads;
         int h1 = (int)((end < i1 ? end : i1) - (size_t)t * (size_t)c->n_heads);
         tc_fm_attend_heads(r->q + (size_t)t * (size_t)r->qdim, j->kl, j->vl, ml, c, j->layer, h0, h1,
-                           (size_t)(r->pos + t) + 1, r->probs + (size_t)worker * ml,
+                           (size_t)(r->pos + t) + 1, r->probs + (size_t)worker * probs_stride(r),
                            r->att + (size_t)t * (size_t)r->qdim);
         i = (size_t)t * (size_t)c->n_heads + (size_t)h1;
     }
@@ -530,7 +573,11 @@ static void attend_rows(tc_trun *r, int l, int T)
         memcpy(vl + (size_t)p * (size_t)r->kvdim, r->vb + (size_t)t * (size_t)r->kvdim,
                (size_t)r->kvdim * sizeof(float));
     }
-    attend_job j = {r, kl, vl, l, T};
+    const tlayer *L = &r->layers[l];
+    double lambda = c->t.diff_attn ? tc_fm_diff_lambda(L->vec[TC_LAMBDA_Q1], L->vec[TC_LAMBDA_K1], L->vec[TC_LAMBDA_Q2],
+                                                       L->vec[TC_LAMBDA_K2], hd, l)
+                                   : 0.0;
+    attend_job j = {r, kl, vl, l, T, lambda};
     tc_kpool_run(r->pool, attend_heads, &j);
 }
 
@@ -548,6 +595,7 @@ static int attention(tc_trun *r, int l, int T, tc_error *err)
     add_bias(r->kb, L->vec[TC_BK], T, r->kvdim);
     add_bias(r->vb, L->vec[TC_BV], T, r->kvdim);
     attend_rows(r, l, T);
+    sub_norm_rows(r, r->att, L->vec[TC_ATTN_SUB_NORM], T, r->qdim);
     if (quantize_rows(r, r->att, T, r->qdim, err))
         return TC_ERR;
     if (apply(r, &L->w[TC_WO], r->att, T, r->tmp, err))
@@ -579,6 +627,7 @@ static int mlp(tc_trun *r, int l, int T, tc_error *err)
         add_bias(r->u, L->vec[TC_B_UP], T, F);
         tc_fm_act(r->g, r->u, n, tr->act);
     }
+    sub_norm_rows(r, r->g, L->vec[TC_FFN_SUB_NORM], T, F);
     if (quantize_rows(r, r->g, T, F, err))
         return TC_ERR;
     if (apply(r, &L->w[TC_W_DOWN], r->g, T, r->tmp, err))

@@ -91,9 +91,14 @@ int main(void)
     free(html);
 
     /* The zero head goes: layer 1's groups keep 2 and 1 heads, so the file holds 3 groups of one. */
-    snprintf(cmd, sizeof cmd, "'%s/tc-prune' '%s' --report '%s' --drop-heads 1 -o '%s' -q 2>&1", bin,
+    snprintf(cmd, sizeof cmd, "'%s/tc-prune' '%s' --report '%s' --drop-heads 1 -o '%s' 2>&1", bin,
              path_of("planted.gguf"), path_of("r.json"), path_of("pruned.gguf"));
     CHECK_MSG(tu_run(cmd, &out) == 0, "tc-prune: %s", out);
+    /* The copied key/value head makes the cache grow, and the plan says so. */
+    const char *kvline = out ? strstr(out, "KV bytes/token") : NULL;
+    const char *eol = kvline ? strchr(kvline, '\n') : NULL;
+    const char *grow = kvline ? strstr(kvline, "(+") : NULL;
+    CHECK_MSG(grow && eol && grow < eol, "the plan's KV line: %s", out);
     free(out);
     snprintf(cmd, sizeof cmd, "'%s/tc-analyze' --info '%s' --json 2>&1", bin, path_of("pruned.gguf"));
     rc = tu_run(cmd, &out);

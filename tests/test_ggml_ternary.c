@@ -1,7 +1,9 @@
 /* Ternary codes in ggml blocks (TQ1_0, TQ2_0, and Q4_0 / Q8_0 holding -1, 0,
- * 1): hand-computed bytes pin ggml's element and trit order, random rows
- * round-trip, dequantization is code * f16(d) (for Q4_0 / Q8_0 also through
- * ggml's own Q4_0 / Q8_0 decoder), and bad input is refused. */
+ * 1; Q4_1 holding codes with an offset): hand-computed bytes pin ggml's
+ * element and trit order, random rows round-trip, dequantization is code *
+ * f16(d) (for Q4_0 / Q8_0 also through ggml's own Q4_0 / Q8_0 decoder; Q4_1
+ * code * d + mu up to the f16 rounding of the minimum, through ggml's Q4_1
+ * decoder), and bad input is refused. */
 #include "testutil.h"
 
 #include <stdint.h>
@@ -166,6 +168,62 @@ static void test_q_blocks(void)
     CHECK(tc_ggml_ternary_decode(TC_Q8_0, b8, 32, back, &d, &err) == TC_ERR && strstr(err.msg, "Q8_0 block 0"));
 }
 
+/* Q4_1: codes with an offset per block.  Hand-computed bytes; random rows
+ * round-trip (codes, d and the offset as stored); ggml's Q4_1 decoder reads
+ * code * d + mu within the f16 rounding of the minimum m = mu - d. */
+static void test_q4_1_offsets(void)
+{
+    tc_error err;
+    int8_t c[32] = {0};
+    c[0] = 1;
+    c[17] = -1;
+    float d = 0.5f, mu = 0.25f;
+    uint8_t b[20];
+    CHECK(tc_ggml_ternary_has_offset(TC_Q4_1) && !tc_ggml_ternary_has_offset(TC_Q4_0) &&
+          !tc_ggml_ternary_has_offset(TC_TQ2_0) && tc_ggml_ternary_block_elems(TC_Q4_1) == 32);
+    CHECK_OK(tc_ggml_ternary_encode_affine(TC_Q4_1, c, &d, &mu, 32, b, &err), &err);
+    CHECK(b[0] == 0x00 && b[1] == 0x38); /* d = 0.5 */
+    CHECK(b[2] == 0x00 && b[3] == 0xb4); /* m = 0.25 - 0.5 = -0.25 */
+    CHECK(b[4] == 0x12 && b[5] == 0x01 && b[6] == 0x11 && b[19] == 0x11);
+    CHECK(tc_ggml_ternary_encode_affine(TC_Q4_0, c, &d, &mu, 32, b, &err) == TC_ERR &&
+          strstr(err.msg, "offset") != NULL);
+    enum { K = 32 * 7 };
+    int8_t codes[K], back[K];
+    float ds[K / 32], mus[K / 32], d2[K / 32], mu2[K / 32], w[K], wg[K];
+    uint8_t row[20 * (K / 32)];
+    uint64_t bytes;
+    CHECK_OK(tc_ggml_ternary_row_bytes(TC_Q4_1, K, &bytes, &err), &err);
+    CHECK(bytes == sizeof row);
+    for (int round = 0; round < 50; round++) {
+        for (int i = 0; i < K; i++)
+            codes[i] = (int8_t)((int)(rng_next() % 3) - 1);
+        for (int b2 = 0; b2 < K / 32; b2++) {
+            ds[b2] = (float)((double)(rng_next() % 10000) / 7919.0 + 1e-3);
+            mus[b2] = (float)(((double)(rng_next() % 20001) - 10000.0) / 13001.0);
+        }
+        CHECK_OK(tc_ggml_ternary_encode_affine(TC_Q4_1, codes, ds, mus, K, row, &err), &err);
+        CHECK_OK(tc_ggml_ternary_decode_affine(TC_Q4_1, row, K, back, d2, mu2, &err), &err);
+        CHECK(memcmp(codes, back, K) == 0);
+        CHECK_OK(tc_ggml_ternary_dequantize(TC_Q4_1, row, K, w, &err), &err);
+        CHECK_OK(tc_ggml_quant_dequantize(TC_Q4_1, row, K, wg, &err), &err);
+        int bad = 0, far = 0;
+        for (int i = 0; i < K; i++) {
+            int b2 = i / 32;
+            bad += w[i] != wg[i];
+            double want = (double)codes[i] * d2[b2] + mus[b2];
+            /* d2 is f16(d); the minimum's rounding is at most half an f16 ulp of |mu - d|. */
+            far += fabs((double)w[i] - want) > fabs((double)mus[b2] - d2[b2]) * 0x1p-11 + 1e-6 * fabs(want) + 1e-7;
+            far += fabs((double)d2[b2] - ds[b2]) > fabs((double)ds[b2]) * 0x1p-11;
+            far += fabs((double)mu2[b2] - mus[b2]) > fabs((double)mus[b2] - d2[b2]) * 0x1p-11 + 1e-7;
+        }
+        CHECK(bad == 0 && far == 0);
+    }
+    /* A nibble beyond 2 is not a ternary code. */
+    row[4] = 0x13;
+    CHECK(tc_ggml_ternary_decode_affine(TC_Q4_1, row, K, back, d2, mu2, &err) == TC_ERR &&
+          strstr(err.msg, "Q4_1 block 0"));
+}
+
 static void test_errors(void)
 {
     tc_error err;
@@ -208,6 +266,7 @@ int main(void)
     test_every_trit_byte();
     test_round_trip();
     test_q_blocks();
+    test_q4_1_offsets();
     test_errors();
     return tu_finish("test_ggml_ternary");
 }

@@ -47,6 +47,8 @@ static const struct {
     {"qwen3_swa", "sliding-window attention"},
     {"gemma2", "attention scale"},
     {"gemma3", "attention scale"},
+    {"diffllama", "differential attention"},
+    {"diffllama_bias", "differential attention"},
 };
 
 static const char *refusal_for(const char *name)

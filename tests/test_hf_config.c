@@ -4,7 +4,11 @@
  * not define are listed as ignored, as transformers ignores them.
  *
  * Each case edits the config.json of a committed reference checkpoint
- * (tests/reference/data) in a scratch copy and opens it. */
+ * (tests/reference/data, and tests/reference/bitnet for the ternary-trained
+ * ones) in a scratch copy and opens it.  quantization_config is read when it
+ * asks for transformers' BitNet layers in a pairing tc implements (bitlinear
+ * offline, autobitlinear online); every other method, key or setting is
+ * refused by name. */
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
@@ -59,7 +63,23 @@ static cJSON *rope(cJSON *cfg)
     return cJSON_GetObjectItemCaseSensitive(cfg, "rope_parameters");
 }
 
-static void e_quant(cJSON *c) { set(c, "quantization_config", cJSON_Parse("{\"quant_method\": \"bitnet\"}")); }
+static void quant(cJSON *c, const char *json) { set(c, "quantization_config", cJSON_Parse(json)); }
+static void e_quant(cJSON *c) { quant(c, "{\"quant_method\": \"awq\", \"bits\": 4}"); }
+static void e_quant_float(cJSON *c) { quant(c, "{\"quant_method\": \"bitnet\"}"); }
+static void e_quant_auto_offline(cJSON *c)
+{
+    quant(c, "{\"quant_method\": \"bitnet\", \"linear_class\": \"autobitlinear\", \"quantization_mode\": \"offline\"}");
+}
+static void e_quant_bit_online(cJSON *c) { quant(c, "{\"quant_method\": \"bitnet\", \"quantization_mode\": \"online\"}"); }
+static void e_quant_rms(cJSON *c) { quant(c, "{\"quant_method\": \"bitnet\", \"use_rms_norm\": true}"); }
+static void e_quant_keep(cJSON *c) { quant(c, "{\"quant_method\": \"bitnet\", \"modules_to_not_convert\": [\"mlp\"]}"); }
+static void e_quant_key(cJSON *c) { quant(c, "{\"quant_method\": \"bitnet\", \"group_size\": 128}"); }
+static void e_quant_class(cJSON *c) { quant(c, "{\"quant_method\": \"bitnet\", \"linear_class\": \"bitlinear2\"}"); }
+static void e_quant_online(cJSON *c)
+{
+    quant(c, "{\"quant_method\": \"bitnet\", \"linear_class\": \"autobitlinear\", \"quantization_mode\": \"online\"}");
+}
+static void e_bitnet_heads(cJSON *c) { set(c, "head_dim", cJSON_CreateNumber(16)); }
 static void e_auto_map(cJSON *c) { set(c, "auto_map", cJSON_Parse("{\"AutoModel\": \"x.Y\"}")); }
 static void e_rope_type(cJSON *c) { set(rope(c), "rope_type", cJSON_CreateString("mrope")); }
 static void e_rope_key(cJSON *c) { set(rope(c), "mrope_section", cJSON_Parse("[2, 2]")); }
@@ -86,8 +106,20 @@ typedef struct refusal {
     const char *needle; /* the message must name this */
 } refusal;
 
+#define BITNET "../bitnet/" /* the ternary-trained references */
+
 static const refusal REFUSED[] = {
-    {"llama", e_quant, "quantization_config"},
+    {"llama", e_quant, "quant_method 'awq'"},
+    {"llama", e_quant_float, "packed in U8"},
+    {"llama", e_quant_auto_offline, "autobitlinear offline"},
+    {"llama", e_quant_bit_online, "bitlinear online"},
+    {"llama", e_quant_rms, "use_rms_norm"},
+    {"llama", e_quant_keep, "modules_to_not_convert"},
+    {"llama", e_quant_key, "group_size"},
+    {"llama", e_quant_class, "bitlinear2"},
+    {"phi3", e_quant_float, "fused projections"},
+    {BITNET "bitnet_packed", e_quant_online, "float master weights"},
+    {BITNET "bitnet_packed", e_bitnet_heads, "attn_sub_norm"},
     {"llama", e_auto_map, "auto_map"},
     {"llama", e_rope_type, "rope_type 'mrope'"},
     {"llama", e_rope_key, "mrope_section"},

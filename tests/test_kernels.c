@@ -1,7 +1,9 @@
 /* Kernels: every path this CPU runs (forced one at a time) gives int32 sums
  * per row and scale group exactly equal to the plain integer matvec on the
  * codes, for every layout and grouping, at awkward shapes; the thread count
- * changes nothing; the float product applies the scales as documented. */
+ * changes nothing; the float product applies the scales as documented, and
+ * the offsets of affine weights (mu times the group's activation sum) give
+ * the same bits on every path. */
 #include "testutil.h"
 
 #include <stdint.h>
@@ -263,6 +265,121 @@ static void test_set(tc_kpath path)
     tc_kwork_free(w);
 }
 
+/* Weights with offsets (f16 scale and offset per group): the float outputs
+ * of every path equal the scalar path's bit for bit (the sums are equal and
+ * the offsets are applied by one shared routine) and the fp64 value of
+ * sum over groups of (s * codes.x + mu * sum x) / act; a set mixing
+ * products with and without offsets equals them one by one. */
+static void test_affine(tc_kpath path)
+{
+    tc_error err;
+    tc_kernels k, ks;
+    CHECK_OK(tc_kernels_init(&k, path, &err), &err);
+    CHECK_OK(tc_kernels_init(&ks, TC_KPATH_SCALAR, &err), &err);
+    tc_kwork *w = tc_kwork_new();
+    tc_kpool *pool;
+    CHECK_OK(tc_kpool_new(&pool, 3, &err), &err);
+    const tc_tgroup groups[] = {{TC_TGROUP_TENSOR, 0}, {TC_TGROUP_ROW, 0}, {TC_TGROUP_COLS, 32},
+                                {TC_TGROUP_COLS, 100}, {TC_TGROUP_COLS, 256}};
+    int cases = 0, failed = 0;
+    for (size_t l = 0; l < 3; l++)
+        for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++)
+            for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
+                shape s = SHAPES[si];
+                if (s.K > 2000 && gi != 1)
+                    continue;
+                int64_t n = 1 + (int64_t)((si + gi + l) % 9), ng;
+                tc_tpack_plan p;
+                CHECK_OK(tc_tpack_plan_make_params(LAYOUTS[l], s.M, s.K, &groups[gi],
+                                                   TC_TPARAM_AFFINE_F16, &p, &err),
+                         &err);
+                ng = tc_kern_groups(&p);
+                size_t MK = (size_t)(s.M * s.K);
+                int8_t *codes = malloc(MK), *x = malloc((size_t)(n * s.K));
+                float *sc = malloc((size_t)p.n_scales * sizeof(float)), *mu = malloc((size_t)p.n_scales * sizeof(float));
+                float *act = malloc((size_t)n * sizeof(float));
+                float *y = malloc((size_t)(n * s.M) * sizeof(float)), *ys = malloc((size_t)(n * s.M) * sizeof(float));
+                uint8_t *packed = malloc(p.total_bytes);
+                for (size_t i = 0; i < MK; i++)
+                    codes[i] = (int8_t)((int)(rng_next() % 3) - 1);
+                for (int64_t i = 0; i < n * s.K; i++)
+                    x[i] = (int8_t)(rng_next() & 0xff);
+                for (int64_t t = 0; t < n; t++)
+                    act[t] = 0.5f + (float)t;
+                for (int64_t i = 0; i < p.n_scales; i++) {
+                    /* f16 values, so that the fp64 reference sees what is stored */
+                    sc[i] = (float)(1 + rng_next() % 1000) / 1024.0f;
+                    mu[i] = ((float)(rng_next() % 512) - 256.0f) / 4096.0f;
+                }
+                CHECK_OK(tc_tpack_pack_affine(&p, codes, sc, mu, packed, &err), &err);
+                CHECK_OK(tc_kern_matmul(&k, pool, w, &p, packed, p.total_bytes, x, act, n, y, &err), &err);
+                CHECK_OK(tc_kern_matmul(&ks, NULL, w, &p, packed, p.total_bytes, x, act, n, ys, &err), &err);
+                int bad = memcmp(y, ys, (size_t)(n * s.M) * sizeof(float)) != 0;
+                int64_t G = groups[gi].kind == TC_TGROUP_COLS ? groups[gi].cols : s.K;
+                for (int64_t t = 0; t < n && !bad; t++)
+                    for (int64_t m = 0; m < s.M; m++) {
+                        double e = 0, mag = 0;
+                        for (int64_t j = 0; j < ng; j++) {
+                            int64_t gix = groups[gi].kind == TC_TGROUP_TENSOR ? 0
+                                          : groups[gi].kind == TC_TGROUP_ROW ? m : m * ng + j;
+                            double cx = 0, xs = 0;
+                            for (int64_t kk = j * G; kk < s.K && kk < (j + 1) * G; kk++) {
+                                cx += codes[m * s.K + kk] * x[t * s.K + kk];
+                                xs += x[t * s.K + kk];
+                            }
+                            e += sc[gix] * cx + mu[gix] * xs;
+                            mag += fabs(sc[gix] * cx) + fabs(mu[gix] * xs);
+                        }
+                        e /= act[t];
+                        mag /= act[t];
+                        if (!(fabs(y[t * s.M + m] - e) <= 1e-5 * (mag + 1)))
+                            bad = 1;
+                    }
+                if (bad)
+                    fprintf(stderr, "%s %s %lldx%lld group %d/%d tokens %lld: outputs with offsets differ\n",
+                            tc_kpath_name(path), tc_tpack_layout_name(LAYOUTS[l]), (long long)s.M,
+                            (long long)s.K, (int)groups[gi].kind, groups[gi].cols, (long long)n);
+                failed += bad;
+                cases++;
+                /* With the offsets of a symmetric plan's codes and scales:
+                 * the same products in one set, bit for bit. */
+                tc_tpack_plan q;
+                CHECK_OK(tc_tpack_plan_make(LAYOUTS[l], s.M, s.K, &groups[gi], &q, &err), &err);
+                uint8_t *qp = malloc(q.total_bytes);
+                CHECK_OK(tc_tpack_pack(&q, codes, sc, qp, &err), &err);
+                float *y2 = malloc((size_t)(n * s.M) * sizeof(float)), *y3 = malloc((size_t)(n * s.M) * sizeof(float));
+                CHECK_OK(tc_kern_matmul(&k, pool, w, &q, qp, q.total_bytes, x, act, n, y2, &err), &err);
+                tc_kmat mats[2] = {{&p, packed, p.total_bytes, ys}, {&q, qp, q.total_bytes, y3}};
+                CHECK_OK(tc_kern_matmul_set(&k, pool, w, mats, 2, x, act, n, &err), &err);
+                CHECK(memcmp(y, ys, (size_t)(n * s.M) * sizeof(float)) == 0);
+                CHECK(memcmp(y2, y3, (size_t)(n * s.M) * sizeof(float)) == 0);
+                /* Unpacking gives back the codes and the f16 parameters. */
+                int8_t *c2 = malloc(MK);
+                float *s2 = malloc((size_t)p.n_scales * sizeof(float)), *m2 = malloc((size_t)p.n_scales * sizeof(float));
+                CHECK_OK(tc_tpack_unpack_affine(&p, packed, p.total_bytes, c2, s2, m2, &err), &err);
+                CHECK(memcmp(c2, codes, MK) == 0 && memcmp(s2, sc, (size_t)p.n_scales * 4) == 0 &&
+                      memcmp(m2, mu, (size_t)p.n_scales * 4) == 0);
+                free(c2);
+                free(s2);
+                free(m2);
+                free(qp);
+                free(y2);
+                free(y3);
+                free(codes);
+                free(x);
+                free(sc);
+                free(mu);
+                free(act);
+                free(y);
+                free(ys);
+                free(packed);
+            }
+    printf("path %s: %d cases with offsets, %d failed\n", tc_kpath_name(path), cases, failed);
+    CHECK(failed == 0);
+    tc_kpool_free(pool);
+    tc_kwork_free(w);
+}
+
 static void test_dispatch(void)
 {
     tc_error err;
@@ -289,6 +406,7 @@ int main(void)
         }
         test_path((tc_kpath)p);
         test_set((tc_kpath)p);
+        test_affine((tc_kpath)p);
         ran[n_ran++] = tc_kpath_name((tc_kpath)p);
     }
     printf("paths tested:");

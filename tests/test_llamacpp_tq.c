@@ -23,7 +23,11 @@
  * tc's best.  llama.cpp rounds activations to 8 bits
  * for TQ2_0 and Q8_0 and to f16 for F16 weights, sixteen layers deep, and
  * ternary quantization leaves deep16 with flatter distributions than its
- * float self, whose greedy text test_llamacpp_types requires exactly. */
+ * float self, whose greedy text test_llamacpp_types requires exactly.
+ *
+ * deep16 again with --method affine (a scale and an offset per row), FFN
+ * padded: every linear weight is Q4_1 holding the codes and offsets, which
+ * llama.cpp must run to the same near-tie standard. */
 #include "llamacpp.h"
 
 #include "tc/forward.h"
@@ -33,7 +37,7 @@
 #include "tc/synth.h"
 
 #define N_GEN 48
-#define N_FILES 5
+#define N_FILES 6
 #define NEAR 0.15 /* measured: one near tie, tc's two best logits 7.623 and 7.531 */
 
 /* The largest gap, over the positions of llama.cpp's continuation, between
@@ -94,7 +98,7 @@ int main(void)
                         .name = "tc-ternary-test"};
     src.cfg.rope_layout = TC_ROPE_HALF;
     CHECK_OK(tc_model_write(base, TC_FORMAT_GGUF, &src, &err), &err);
-    char base_mixed[600], mixed[600], deep[600] = "", deep_pad[600] = "";
+    char base_mixed[600], mixed[600], deep[600] = "", deep_pad[600] = "", deep_aff[600] = "";
     snprintf(base_mixed, sizeof base_mixed, "%s/base-352.gguf", dir);
     snprintf(mixed, sizeof mixed, "%s/model-tq2-q8.gguf", dir);
     tc_synth_spec s2 = {.cfg = tc_synth_config(3, 256, 4, 2, 352, 512), .seed = 22, .ternary = 1};
@@ -160,6 +164,15 @@ int main(void)
         tc_quantize_report pad = {0};
         qo.pad_ffn = 1;
         CHECK_OK(tc_quantize_model(&dm, deep_pad, &qo, &pad, &err), &err);
+        snprintf(deep_aff, sizeof deep_aff, "%s/deep16-q4_1-affine.gguf", dir);
+        tc_quantize_report aff = {0};
+        qo.q.method = TC_TMETHOD_AFFINE;
+        CHECK_OK(tc_quantize_model(&dm, deep_aff, &qo, &aff, &err), &err);
+        int q41 = 0;
+        for (size_t i = 0; i < aff.n_tensors; i++)
+            q41 += aff.tensors[i].layer >= 0 && aff.tensors[i].ternary && aff.tensors[i].dtype == TC_Q4_1;
+        CHECK_MSG(q41 == 7 * 16 && aff.verified, "deep16 affine: %d Q4_1", q41);
+        tc_quantize_report_free(&aff);
         tc_model_close(&dm);
         int tq2_pad = 0;
         for (size_t i = 0; i < pad.n_tensors; i++)
@@ -182,11 +195,11 @@ int main(void)
     }
 
     static const char *const names[N_FILES] = {"TQ1_0", "TQ2_0", "TQ2_0 + Q4_0 + Q8_0", "deep16 TQ2_0 + fallback",
-                                               "deep16 TQ2_0, FFN padded"};
-    int32_t ids[N_FILES][N_GEN], *outs[N_FILES] = {ids[0], ids[1], ids[2], ids[3], ids[4]};
-    int n_out[N_FILES] = {0, 0, 0, 0, 0};
-    const char *files[N_FILES] = {tq[0], tq[1], mixed, deep, deep_pad};
-    int n_files = deep[0] ? N_FILES : N_FILES - 2;
+                                               "deep16 TQ2_0, FFN padded", "deep16 affine Q4_1, FFN padded"};
+    int32_t ids[N_FILES][N_GEN], *outs[N_FILES] = {ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]};
+    int n_out[N_FILES] = {0, 0, 0, 0, 0, 0};
+    const char *files[N_FILES] = {tq[0], tq[1], mixed, deep, deep_pad, deep_aff};
+    int n_files = deep[0] ? N_FILES : N_FILES - 3;
     CHECK_MSG(llamacpp_greedy(pkg, script, N_GEN, files, (size_t)n_files, outs, n_out) == 0,
               "node did not run the files");
     for (int f = 0; f < n_files; f++) {

@@ -701,6 +701,68 @@ static void test_calibrated(const char *dir)
     tc_model_close(&m);
 }
 
+/* The affine methods on a real model: affine-calibrated (block by block,
+ * each weight fitted to the original's outputs on the quantized model's
+ * inputs) records offsets and its sequential inputs and beats the plain
+ * affine fit; affine-block is refused, not run as something else; GGUF
+ * refuses groups its Q4_1 blocks cannot hold. */
+static void test_affine_calibrated(const char *dir)
+{
+    char mp[512], out[512];
+    if (!tu_asset(mp, sizeof mp, "models/stories260K/stories260K.gguf")) {
+        printf("stories260K missing: affine calibrated test skipped\n");
+        return;
+    }
+    tc_error err = {{0}};
+    tc_model m;
+    CHECK_OK(tc_model_open(&m, mp, &err), &err);
+    enum { NS = 4, L = 48 };
+    int32_t tokens[NS * L];
+    size_t offsets[NS + 1];
+    uint64_t st = 7;
+    for (int i = 0; i < NS * L; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        tokens[i] = i % L == 0 ? 1 : (int32_t)(3 + (st >> 33) % 509);
+    }
+    for (int s = 0; s <= NS; s++)
+        offsets[s] = (size_t)s * L;
+    tc_batch b = {tokens, offsets, NS};
+    snprintf(out, sizeof out, "%s/stories_aq.tcq", dir);
+    double e[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        tc_quantize_opts o = opts_of(k == 0 ? TC_TMETHOD_AFFINE : TC_TMETHOD_AFFINE_CALIBRATED, TC_TPACK_TL2,
+                                     TC_TGROUP_COLS, 32, TC_QFORMAT_PACKED);
+        o.calib = &b;
+        o.q.refit = 1;
+        tc_quantize_report rep;
+        CHECK_OK(tc_quantize_model(&m, out, &o, &rep, &err), &err);
+        CHECK(rep.verified && rep.calib_tokens == NS * L);
+        e[k] = rep.rel_output_error;
+        size_t n_lin = 0;
+        for (size_t i = 0; i < rep.n_tensors; i++)
+            n_lin += rep.tensors[i].layer >= 0 && rep.tensors[i].ternary && rep.tensors[i].rel_output_error >= 0;
+        CHECK(n_lin == 5 * 7);
+        tc_quantize_report_free(&rep);
+        tc_tmodel t;
+        CHECK_OK(tc_tmodel_open(&t, out, &err), &err);
+        CHECK(t.version == TC_TMODEL_VERSION && t.quant.method == o.q.method);
+        CHECK(t.quant.sequential == k);
+        const tc_tmodel_tensor *wq = tc_tmodel_find(&t, 2, TC_WQ);
+        CHECK(wq && wq->ternary && wq->plan.offset == 1);
+        tc_tmodel_close(&t);
+    }
+    CHECK_MSG(e[1] < e[0], "affine-calibrated %.4f vs affine %.4f", e[1], e[0]);
+    tc_quantize_opts o = opts_of(TC_TMETHOD_AFFINE_BLOCK, TC_TPACK_TL2, TC_TGROUP_ROW, 0, TC_QFORMAT_PACKED);
+    o.calib = &b;
+    tc_quantize_report rep;
+    CHECK(tc_quantize_model(&m, out, &o, &rep, &err) == TC_ERR && strstr(err.msg, "affine-block"));
+    /* GGUF keeps offsets per 32-block (Q4_1): groups of 48 columns fit none. */
+    o = opts_of(TC_TMETHOD_AFFINE, TC_TPACK_TL2, TC_TGROUP_COLS, 48, TC_QFORMAT_GGUF_TQ2);
+    snprintf(out, sizeof out, "%s/stories_aq.gguf", dir);
+    CHECK(tc_quantize_model(&m, out, &o, &rep, &err) == TC_ERR && strstr(err.msg, "48 columns"));
+    tc_model_close(&m);
+}
+
 static void test_tool(const char *dir)
 {
     char mp[512], tp[512], cmd[2048], *out;
@@ -732,13 +794,51 @@ static void test_tool(const char *dir)
     snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/tool.tcq --method calibrated 2>&1", bin, mp, dir);
     CHECK(tu_run(cmd, &out) == 2);
     free(out);
+    /* affine-calibrated says it took its inputs through the quantized layers; affine-block is refused. */
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/aff.tcq --method affine-calibrated --calib %s --samples 2 "
+             "--seq-len 32 --json -q --threads 1", bin, mp, dir, tp);
+    CHECK(tu_run(cmd, &out) == 0);
+    j = cJSON_Parse(out);
+    CHECK(j && cJSON_IsTrue(cJSON_GetObjectItem(j, "sequential")) &&
+          !strcmp(cJSON_GetObjectItem(j, "method")->valuestring, "affine-calibrated"));
+    cJSON_Delete(j);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s -o %s/aff.tcq --force --method affine-block --calib %s --samples 2 "
+             "--seq-len 32 -q 2>&1", bin, mp, dir, tp);
+    CHECK(tu_run(cmd, &out) == 1 && strstr(out, "not implemented"));
+    free(out);
+    /* --sensitivity: every linear weight ranked, most costly first; it writes nothing. */
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s --sensitivity --method affine --calib %s --samples 2 --seq-len 32 "
+             "--json -q --threads 1", bin, mp, tp);
+    CHECK(tu_run(cmd, &out) == 0);
+    j = cJSON_Parse(out);
+    CHECK(j != NULL);
+    if (j) {
+        cJSON *a = cJSON_GetObjectItem(j, "tensors");
+        CHECK(cJSON_GetArraySize(a) == 35 && cJSON_GetObjectItem(j, "tokens")->valuedouble == 64);
+        double prev = 1e300;
+        for (int i = 0; i < cJSON_GetArraySize(a); i++) {
+            double kl = cJSON_GetObjectItem(cJSON_GetArrayItem(a, i), "kl")->valuedouble;
+            CHECK(kl > 0 && kl <= prev);
+            prev = kl;
+        }
+    }
+    cJSON_Delete(j);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s --sensitivity -o %s/s.tcq --calib %s 2>&1", bin, mp, dir, tp);
+    CHECK(tu_run(cmd, &out) == 2 && strstr(out, "-o"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/tc-quantize %s --sensitivity 2>&1", bin, mp);
+    CHECK(tu_run(cmd, &out) == 2 && strstr(out, "--calib"));
+    free(out);
     snprintf(cmd, sizeof cmd,
              "%s/tc-quantize %s -o %s/tool.gguf --format gguf-tq2 --strict --fallback q8_0 --keep-ffn-width -q 2>&1",
              bin, mp, dir);
     CHECK(tu_run(cmd, &out) == 1 && strstr(out, "172") && strstr(out, "strict"));
     free(out);
+    /* A packed file is written back as a checkpoint only (--format), never packed again. */
     snprintf(cmd, sizeof cmd, "%s/tc-quantize %s/tool.tcq -o %s/x.tcq 2>&1", bin, dir, dir);
-    CHECK(tu_run(cmd, &out) == 1);
+    CHECK(tu_run(cmd, &out) == 2 && strstr(out, "is a packed file"));
     free(out);
     /* stories260K (dim 64, ffn 172): by default the FFN is padded to 256 wide, so the down
      * projections are TQ2_0 and the 64-long rows hold their codes as Q4_0: every linear
@@ -842,6 +942,7 @@ int main(void)
     test_gguf_padding(dir);
     test_gguf_fallback(dir);
     test_calibrated(dir);
+    test_affine_calibrated(dir);
     test_tool(dir);
     return tu_finish("test_quantize");
 }

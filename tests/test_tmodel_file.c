@@ -20,6 +20,7 @@ typedef struct fixture {
     uint8_t **bufs;
     int8_t **codes;
     float **scales;
+    float **offsets; /* affine fixtures (version 3) */
 } fixture;
 
 static uint64_t rng(uint64_t *s)
@@ -84,6 +85,7 @@ static void set_traits(tc_config *c, int variant)
         t->rope[1].max_pos = 2048;
         t->rope[1].orig_max_pos = 2048;
         t->rope[1].attn_factor = 1.0;
+        t->diff_attn = 1; /* a header trait like the rest (the runner reads it) */
     } else {
         c->arch = TC_ARCH_PHI3;
         t->act = TC_ACT_GELU;
@@ -106,7 +108,8 @@ static void set_traits(tc_config *c, int variant)
     }
 }
 
-static int build(fixture *f, tc_tpack_layout layout, const tc_tgroup *g, int tied, int variant, tc_error *err)
+static int build2(fixture *f, tc_tpack_layout layout, const tc_tgroup *g, int tied, int variant, int affine,
+                  tc_error *err)
 {
     memset(f, 0, sizeof *f);
     tc_config c = tc_synth_config(2, 64, 4, 2, 96, 80);
@@ -114,7 +117,9 @@ static int build(fixture *f, tc_tpack_layout layout, const tc_tgroup *g, int tie
     if (!tied)
         set_traits(&c, variant);
     f->m.cfg = c;
-    f->m.quant.method = TC_TMETHOD_OPTIMAL;
+    f->m.quant.method = affine ? TC_TMETHOD_AFFINE_CALIBRATED : TC_TMETHOD_OPTIMAL;
+    f->m.quant.act_order = affine;
+    f->m.quant.refit = 2 * affine;
     f->m.quant.layout = layout;
     f->m.quant.group = *g;
     size_t cap = (size_t)c.n_layers * TC_N_ROLES + 3;
@@ -122,6 +127,7 @@ static int build(fixture *f, tc_tpack_layout layout, const tc_tgroup *g, int tie
     f->bufs = calloc(cap, sizeof *f->bufs);
     f->codes = calloc(cap, sizeof *f->codes);
     f->scales = calloc(cap, sizeof *f->scales);
+    f->offsets = calloc(cap, sizeof *f->offsets);
     uint64_t seed = 42;
     for (int l = -1; l < c.n_layers; l++) {
         int nr = l < 0 ? (tied ? 2 : 3) : TC_N_ROLES;
@@ -136,16 +142,24 @@ static int build(fixture *f, tc_tpack_layout layout, const tc_tgroup *g, int tie
             uint64_t n = t->n_dims == 2 ? (uint64_t)(t->shape[0] * t->shape[1]) : (uint64_t)t->shape[0];
             if (t->n_dims == 2 && l >= 0) {
                 t->ternary = 1;
-                if (tc_tpack_plan_make(layout, t->shape[0], t->shape[1], g, &t->plan, err))
+                if (tc_tpack_plan_make_params(layout, t->shape[0], t->shape[1], g,
+                                              affine ? TC_TPARAM_AFFINE_F16 : TC_TPARAM_SCALE_F32, &t->plan, err))
                     return TC_ERR;
                 f->codes[i] = malloc(n);
                 f->scales[i] = malloc((size_t)t->plan.n_scales * sizeof(float));
+                f->offsets[i] = calloc((size_t)t->plan.n_scales, sizeof(float));
                 for (uint64_t e = 0; e < n; e++)
                     f->codes[i][e] = (int8_t)((int)(rng(&seed) % 3) - 1);
-                for (int64_t s = 0; s < t->plan.n_scales; s++)
+                for (int64_t s = 0; s < t->plan.n_scales; s++) {
                     f->scales[i][s] = 0.01f + (float)(rng(&seed) % 1000) * 1e-4f;
+                    if (affine) { /* f16 values: what the file stores */
+                        f->offsets[i][s] = ((float)(rng(&seed) % 1000) - 500.0f) * 1e-5f;
+                        tc_ternary_affine_round(&f->scales[i][s], &f->offsets[i][s]);
+                    }
+                }
                 f->bufs[i] = malloc(t->plan.total_bytes);
-                if (tc_tpack_pack(&t->plan, f->codes[i], f->scales[i], f->bufs[i], err))
+                if (tc_tpack_pack_affine(&t->plan, f->codes[i], f->scales[i], affine ? f->offsets[i] : NULL,
+                                         f->bufs[i], err))
                     return TC_ERR;
                 t->nbytes = t->plan.total_bytes;
             } else {
@@ -166,6 +180,11 @@ static int build(fixture *f, tc_tpack_layout layout, const tc_tgroup *g, int tie
     return TC_OK;
 }
 
+static int build(fixture *f, tc_tpack_layout layout, const tc_tgroup *g, int tied, int variant, tc_error *err)
+{
+    return build2(f, layout, g, tied, variant, 0, err);
+}
+
 /* Every field of the config, the traits bit for bit. */
 static int same_config(const tc_config *a, const tc_config *b)
 {
@@ -183,10 +202,12 @@ static void fixture_free(fixture *f)
         free(f->bufs[i]);
         free(f->codes[i]);
         free(f->scales[i]);
+        free(f->offsets[i]);
     }
     free(f->bufs);
     free(f->codes);
     free(f->scales);
+    free(f->offsets);
     free(f->m.tensors);
 }
 
@@ -207,12 +228,15 @@ static void check_round_trip(fixture *f, const char *path)
     CHECK(r.n_tensors == f->m.n_tensors);
     CHECK_MSG(same_config(&r.cfg, &f->m.cfg), "the config read back differs from the one written (%s)",
               tc_arch_name(f->m.cfg.arch));
-    CHECK(r.version == TC_TMODEL_VERSION && r.tok.kind == f->m.tok.kind && r.tok.n_files == f->m.tok.n_files);
+    int affine = f->m.quant.method == TC_TMETHOD_AFFINE_CALIBRATED;
+    CHECK(r.version == (affine ? TC_TMODEL_VERSION : TC_TMODEL_VERSION_PLAIN) && r.tok.kind == f->m.tok.kind &&
+          r.tok.n_files == f->m.tok.n_files);
     for (int i = 0; i < r.tok.n_files && i < f->m.tok.n_files; i++)
         CHECK(r.tok.files[i].nbytes == f->m.tok.files[i].nbytes && r.tok.files[i].offset % TC_TMODEL_ALIGN == 0 &&
               memcmp(r.tok.files[i].data, f->m.tok.files[i].data, (size_t)r.tok.files[i].nbytes) == 0);
     CHECK(r.quant.layout == f->m.quant.layout && r.quant.group.kind == f->m.quant.group.kind &&
-          r.quant.group.cols == f->m.quant.group.cols && r.quant.method == TC_TMETHOD_OPTIMAL);
+          r.quant.group.cols == f->m.quant.group.cols && r.quant.method == f->m.quant.method &&
+          r.quant.act_order == f->m.quant.act_order && r.quant.refit == f->m.quant.refit);
     for (size_t i = 0; i < f->m.n_tensors && i < r.n_tensors; i++) {
         const tc_tmodel_tensor *a = &f->m.tensors[i], *b = tc_tmodel_find(&r, a->layer, a->role);
         CHECK(b != NULL);
@@ -225,16 +249,20 @@ static void check_round_trip(fixture *f, const char *path)
             uint64_t n = (uint64_t)(a->shape[0] * a->shape[1]);
             int8_t *codes = malloc(n);
             float *scales = malloc((size_t)a->plan.n_scales * sizeof(float));
-            CHECK_OK(tc_tmodel_tensor_unpack(b, codes, scales, &err), &err);
+            float *offsets = malloc((size_t)a->plan.n_scales * sizeof(float));
+            CHECK(b->plan.params == a->plan.params && b->plan.total_bytes == a->plan.total_bytes);
+            CHECK_OK(tc_tmodel_tensor_unpack_affine(b, codes, scales, offsets, &err), &err);
             CHECK(memcmp(codes, f->codes[i], n) == 0);
             CHECK(memcmp(scales, f->scales[i], (size_t)a->plan.n_scales * sizeof(float)) == 0);
+            CHECK(memcmp(offsets, f->offsets[i], (size_t)a->plan.n_scales * sizeof(float)) == 0);
             float *w = malloc(n * sizeof *w);
             CHECK_OK(tc_tmodel_tensor_f32(b, w, &err), &err);
-            int64_t K = a->shape[1];
-            CHECK(w[K + 1] == f->codes[i][K + 1] * f->scales[i][tc_ternary_scale_index(&a->plan.group, K, 1, 1)]);
+            int64_t K = a->shape[1], gi = tc_ternary_scale_index(&a->plan.group, K, 1, 1);
+            CHECK(w[K + 1] == f->codes[i][K + 1] * f->scales[i][gi] + f->offsets[i][gi]);
             free(w);
             free(codes);
             free(scales);
+            free(offsets);
         }
     }
     tc_tmodel_size sz;
@@ -524,13 +552,76 @@ static void version_tests(const char *dir, const char *good)
     CHECK_OK(tc_tmodel_tokenizer(&r, &none, &err), &err);
     CHECK(none == NULL);
     tc_tmodel_close(&r);
-    b.p[8] = 3;
+    b.p[8] = 4;
     write_with_header(path, &b, text);
-    expect_refused(path, "version 3", "version 3");
+    expect_refused(path, "version 4", "version 4");
     free(text);
     cJSON_Delete(h);
     free(b.p);
     remove(path);
+}
+
+static void drop_params(cJSON *root)
+{
+    cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(root, "tensors"))
+        cJSON_DeleteItemFromObjectCaseSensitive(t, "params");
+}
+
+static void bad_params(cJSON *root)
+{
+    cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(root, "tensors"))
+        if (cJSON_GetObjectItemCaseSensitive(t, "params"))
+            cJSON_ReplaceItemInObjectCaseSensitive(t, "params", cJSON_CreateString("f8-affine"));
+}
+
+static void params_on_float(cJSON *root)
+{
+    cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "tensors"), 0);
+    cJSON_AddStringToObject(t, "params", "f16-affine");
+}
+
+static void no_refit(cJSON *root)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "quantization"), "refit");
+}
+
+/* Version 3: tensors with an f16 scale and offset per group round-trip in
+ * every layout and grouping (codes, scales, offsets, the dequantized
+ * weights); their parameters are declared per tensor and checked; the same
+ * header in a version 2 file is refused, as is an unknown parameter kind,
+ * one on a float tensor, or a size that is the symmetric plan's. */
+static void affine_tests(const char *dir, const char *path)
+{
+    tc_error err = {{0}};
+    const tc_tgroup groups[] = {{TC_TGROUP_TENSOR, 0}, {TC_TGROUP_ROW, 0}, {TC_TGROUP_COLS, 48}};
+    for (int l = 0; l < TC_TPACK_LAYOUT_COUNT; l++)
+        for (int g = 0; g < 3; g++) {
+            fixture f;
+            CHECK_OK(build2(&f, (tc_tpack_layout)l, &groups[g], (l + g) % 2, (l + g) % 3, 1, &err), &err);
+            CHECK_OK(tc_tmodel_write(path, &f.m, NULL, NULL, &err), &err);
+            check_round_trip(&f, path);
+            fixture_free(&f);
+        }
+    blob b = slurp(path);
+    CHECK(b.p && b.p[8] == 3);
+    variant(dir, &b, "affine tensors without params", drop_params, "offsets");
+    variant(dir, &b, "unknown params", bad_params, "params");
+    variant(dir, &b, "params on a float tensor", params_on_float, "params");
+    variant(dir, &b, "affine settings missing", no_refit, "refit");
+    char p2[600];
+    snprintf(p2, sizeof p2, "%s/v2.tcq", dir);
+    cJSON *h = header_json(&b);
+    set_num(h, "version", 2);
+    char *text = cJSON_PrintUnformatted(h);
+    b.p[8] = 2;
+    write_with_header(p2, &b, text);
+    expect_refused(p2, "an affine method in version 2", "version 2");
+    free(text);
+    cJSON_Delete(h);
+    free(b.p);
+    remove(p2);
 }
 
 /* The tokenizer of a real model, embedded and read back, encodes and
@@ -640,6 +731,7 @@ int main(void)
     }
     corrupt_tests(dir, path);
     version_tests(dir, path);
+    affine_tests(dir, path);
     const char *text = "Once upon a time, Lily met a dragon named \"Zoe\" -- 42 times!\n\xc3\xa9\xe4\xb8\xad  end";
     real_tokenizer(dir, "models/stories260K-hf", NULL, TC_TTOK_HF, 2, text);
     real_tokenizer(dir, "models/deep16-hf", NULL, TC_TTOK_HF, 2, text);

@@ -101,6 +101,17 @@ static tc_synth_spec spec_all_traits(void)
     return s;
 }
 
+/* DiffLlama: differential attention (pairs of softmax maps subtracted with
+ * the layer's lambda, per-head RMS norm); the fp32 decoder that the LUT
+ * logits are held to is the one checked against transformers. */
+static tc_synth_spec spec_diff(void)
+{
+    tc_synth_spec s = spec_of(0);
+    s.cfg.arch = TC_ARCH_DIFFLLAMA;
+    s.cfg.t.diff_attn = 1;
+    return s;
+}
+
 static void test_model_spec(tc_synth_spec spec, const char *what, tc_tpack_layout layout, tc_tgroup g);
 
 static void test_model(int qkv_bias, tc_tpack_layout layout, tc_tgroup g)
@@ -445,6 +456,8 @@ int main(void)
     test_model(0, TC_TPACK_TL1, tensor);
     test_model_spec(spec_all_traits(), "all traits", TC_TPACK_TL2, row);
     test_model_spec(spec_all_traits(), "all traits", TC_TPACK_I2, cols);
+    test_model_spec(spec_diff(), "differential attention", TC_TPACK_TL2, row);
+    test_model_spec(spec_diff(), "differential attention", TC_TPACK_I2, cols);
     test_batch_and_generate();
     test_random_model();
     if (!test_tool())

@@ -62,6 +62,10 @@ static void usage(void)
            "  --type T           GGUF: store the linear layers as q8_0, q4_0, q4_k, q6_k (ggml's\n"
            "                     reference rounding), f16, bf16 or f32 where their rows are whole\n"
            "                     blocks of it (default: every tensor keeps its input type, byte for byte)\n"
+           "                     A ternary-trained model (BitNet) keeps its codes and scales whatever\n"
+           "                     the format: HF packed or bf16 as its input, GGUF bitnet in the input's\n"
+           "                     ternary type (TQ2_0 for an HF input); GGUF holds whole-block drops\n"
+           "                     only for it, and --type does not apply\n"
            "  --dry-run          print the plan and stop\n"
            "  --context N        context length the FLOPs estimate assumes (default: the model's)\n"
            "  --eval FILE        after writing, compare the pruned checkpoint with the original on\n"
@@ -274,9 +278,11 @@ static int measure(void *ctx, const tc_prune_plan *p, tc_analysis *out, tc_error
 
 /* ---- Printing the plan ------------------------------------------------------------- */
 
+/* The relative change, signed: splitting a key/value group for --drop-heads
+ * copies key/value heads, so the KV cache of a GGUF can grow. */
 static double pct(uint64_t before, uint64_t after)
 {
-    return before ? 100.0 * (double)(before - after) / (double)before : 0.0;
+    return before ? 100.0 * ((double)after - (double)before) / (double)before : 0.0;
 }
 
 static void print_plan_text(const tc_model *m, const tc_prune_plan *p, const tc_prune_cost *c0,
@@ -312,13 +318,13 @@ static void print_plan_text(const tc_model *m, const tc_prune_plan *p, const tc_
     if (!any)
         fprintf(f, "  nothing to drop\n");
     fprintf(f, "predicted savings:\n");
-    fprintf(f, "  parameters        %14llu -> %14llu  (-%.1f%%)\n", (unsigned long long)c0->params,
+    fprintf(f, "  parameters        %14llu -> %14llu  (%+.1f%%)\n", (unsigned long long)c0->params,
             (unsigned long long)c1->params, pct(c0->params, c1->params));
-    fprintf(f, "  bytes             %14llu -> %14llu  (-%.1f%%)\n", (unsigned long long)c0->bytes,
+    fprintf(f, "  bytes             %14llu -> %14llu  (%+.1f%%)\n", (unsigned long long)c0->bytes,
             (unsigned long long)c1->bytes, pct(c0->bytes, c1->bytes));
-    fprintf(f, "  FLOPs/token @%-5d %14llu -> %14llu  (-%.1f%%)\n", ctx, (unsigned long long)c0->flops_per_token,
+    fprintf(f, "  FLOPs/token @%-5d %14llu -> %14llu  (%+.1f%%)\n", ctx, (unsigned long long)c0->flops_per_token,
             (unsigned long long)c1->flops_per_token, pct(c0->flops_per_token, c1->flops_per_token));
-    fprintf(f, "  KV bytes/token    %14llu -> %14llu  (-%.1f%%)\n", (unsigned long long)c0->kv_bytes_per_token,
+    fprintf(f, "  KV bytes/token    %14llu -> %14llu  (%+.1f%%)\n", (unsigned long long)c0->kv_bytes_per_token,
             (unsigned long long)c1->kv_bytes_per_token, pct(c0->kv_bytes_per_token, c1->kv_bytes_per_token));
 }
 
@@ -582,9 +588,12 @@ int main(int argc, char **argv)
         return code;
     }
     /* The tokenizer given, and the vocabulary a GGUF output must carry, are
-     * checked now too. */
-    if ((code = cli_dist_check(TOOL, &dist, cli_model_tokenizer(&m, a.com.tokenizer, out_format(&a, &m) == TC_FORMAT_GGUF, &err),
-                               &err))) {
+     * checked now too, and a model whose heads cannot go. */
+    int rc_in = (a.po.drop_heads && tc_prune_heads_refused(&m, &err)) ||
+                     cli_model_tokenizer(&m, a.com.tokenizer, out_format(&a, &m) == TC_FORMAT_GGUF, &err)
+                 ? TC_ERR
+                 : TC_OK;
+    if ((code = cli_dist_check(TOOL, &dist, rc_in, &err))) {
         tc_model_close(&m);
         return code;
     }

@@ -8,8 +8,12 @@
 
 #include "cli.h"
 #include "tc/calib.h"
+#include "tc/gguf.h"
 #include "tc/model.h"
+#include "tc/model_write.h"
 #include "tc/quantize.h"
+#include "tc/tmodel.h"
+#include "tc/sensitivity.h"
 
 static const char *const TOOL = "tc-quantize";
 
@@ -30,20 +34,49 @@ static void usage(void)
            "MODEL is a Hugging Face directory (config.json + safetensors), a GGUF file or a\n"
            "llama2.c checkpoint.\n"
            "\n"
+           "A model that is already ternary (a BitNet checkpoint, a bitnet quantization config,\n"
+           "a GGUF bitnet file; --info names its linear kind) is converted instead, nothing\n"
+           "requantized: to the packed format (its codes and its one scale per tensor go into\n"
+           "the tiles as they are: method source, group tensor), or with --format to another\n"
+           "checkpoint format: gguf-tq1 / gguf-tq2 (llama.cpp's bitnet graph: TQ blocks with\n"
+           "d = 1 and the scale in each projection's .scale tensor), gguf-i2s (bitnet.cpp's\n"
+           "bitnet-b1.58 with I2_S tensors) or hf (BitNetForCausalLM packed: uint8 codes four\n"
+           "to a byte and a weight_scale).  Rows that are not whole blocks of the GGUF type are\n"
+           "stored as F32 values code x scale.  --method, --group, calibration data and\n"
+           "--quantize-embeddings are refused for it.  A packed file of such a model (MODEL a\n"
+           ".tcq) is written back the same ways, bit for bit; --vocab SRC copies a GGUF's\n"
+           "tokenizer keys (GGUF output) or an HF directory's tokenizer files (hf output).\n"
+           "llama.cpp's bitnet graph computes SiLU: a relu2 model (BitNet b1.58) is written with\n"
+           "bitnet.hidden_activation = relu2, which tc reads and stock llama.cpp ignores.\n"
+           "\n"
            "Quantization:\n"
            "  -o, --output OUT      the file to write (required); never an input, nor inside\n"
            "                        an input directory; a name ending in .gguf needs a GGUF\n"
            "                        --format, one ending in .tcq the packed one\n"
            "  --force               replace an existing OUT (refused without it)\n"
            "  --method M            absmean (BitNet b1.58 rule), optimal (least-squares fit per\n"
-           "                        group; default) or calibrated (GPTQ on the ternary grid;\n"
-           "                        needs --calib or --calib-tokens)\n"
+           "                        group; default), calibrated (GPTQ on the ternary grid;\n"
+           "                        needs --calib or --calib-tokens), affine (W ~ a*T + mu\n"
+           "                        per group, least-squares fit) or affine-calibrated (the\n"
+           "                        affine grid in GPTQ, block by block, each weight fitted\n"
+           "                        to the original's outputs on the quantized model's\n"
+           "                        inputs; needs calibration data)\n"
+           "  --act-order           affine-calibrated: sweep columns by decreasing H[k][k]\n"
+           "  --refit N             affine-calibrated: rounds of (a, mu) refitted in the\n"
+           "                        Hessian norm, each followed by a sweep (default 2)\n"
+           "  --sensitivity         write nothing: quantize each linear weight alone (the\n"
+           "                        method's uncalibrated fit) and rank the weights by the\n"
+           "                        mean KL it costs on the calibration data (no -o)\n"
            "  --group G             scale groups: tensor, row (default) or N = one scale per N\n"
            "                        input columns of a row, 32 <= N <= 256\n"
            "  --layout L            packed tile layout: i2, tl1 or tl2 (default tl2)\n"
-           "  --format F            packed (default), gguf-tq1 or gguf-tq2\n"
+           "  --format F            packed (default), gguf-tq1 or gguf-tq2; for ternary-trained\n"
+           "                        models also gguf-i2s and hf\n"
+           "  --vocab SRC           ternary-trained models' conversions: where the vocabulary\n"
+           "                        comes from (a GGUF file, or an HF directory)\n"
            "  --sequential          calibrated: take each layer's inputs through the layers\n"
-           "                        already quantized (default: through the original model)\n"
+           "                        already quantized (default: through the original model;\n"
+           "                        affine-calibrated always does)\n"
            "  --damp F              calibrated: damping as a fraction of mean diag(X^T X)\n"
            "                        (default 0.01)\n"
            "  --f32                 keep float tensors in F32 rather than F16\n"
@@ -62,7 +95,10 @@ static void usage(void)
            "                        projections become TQ; the function does not change)\n"
            "  --no-verify           skip the check of the written file\n"
            "\n"
-           "GGUF notes: rows that are whole 256-weight blocks become TQ1_0 / TQ2_0; rows that\n"
+           "GGUF notes: with the affine methods every ternary weight is Q4_1 (codes, scale\n"
+           "and offset per 32 weights, 5 bits per weight; TQ1_0 / TQ2_0 hold no offset),\n"
+           "groups must be whole 32-blocks.  Otherwise rows that are whole 256-weight blocks\n"
+           "become TQ1_0 / TQ2_0; rows that\n"
            "are whole 32-weight blocks hold the same ternary codes exactly as Q4_0 (4.5 bits per\n"
            "weight); other rows go to the fallback type.  A file that would hold no TQ tensor\n"
            "is refused unless --fallback is given.  Each block gets one scale, the mean of the\n"
@@ -311,10 +347,178 @@ static void print_summary(const tc_quantize_report *r, const tc_quantize_opts *o
            r->verified ? "verified" : "not verified", r->seconds, r->times.produce, r->times.write, r->times.verify);
 }
 
+/* Conversions of ternary-trained models (and of their packed files) to
+ * checkpoint formats: codes and scales as they are. */
+typedef enum conv_format { CONV_NONE, CONV_GGUF_TQ1, CONV_GGUF_TQ2, CONV_GGUF_I2S, CONV_HF } conv_format;
+
+static tc_format conv_container(conv_format f)
+{
+    return f == CONV_HF ? TC_FORMAT_HF : TC_FORMAT_GGUF;
+}
+
+static tc_dtype conv_ternary(conv_format f)
+{
+    return f == CONV_GGUF_TQ1 ? TC_TQ1_0 : f == CONV_GGUF_I2S ? TC_I2_S : TC_TQ2_0;
+}
+
+static const char *conv_name(conv_format f)
+{
+    static const char *const names[] = {"packed", "gguf-tq1", "gguf-tq2", "gguf-i2s", "hf"};
+    return names[f];
+}
+
+static int is_packed_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char magic[8];
+    size_t n = f ? fread(magic, 1, sizeof magic, f) : 0;
+    if (f)
+        fclose(f);
+    return n == sizeof magic && memcmp(magic, TC_TMODEL_MAGIC, sizeof magic) == 0;
+}
+
+/* The vocabulary source of a conversion: a GGUF file's keys (GGUF output) or
+ * an HF directory (its tokenizer files, hf output). */
+static int open_vocab(const char *vocab, conv_format conv, tc_gguf *g, int *have_g, tc_error *err)
+{
+    *have_g = 0;
+    if (!vocab || conv == CONV_HF)
+        return TC_OK;
+    if (tc_gguf_open(g, vocab, err))
+        return TC_ERR;
+    *have_g = 1;
+    return TC_OK;
+}
+
+static void print_converted(const char *out, conv_format conv, const char *what, const cli_common *com)
+{
+    if (!com->quiet)
+        fprintf(stderr, "%s: %s: its codes and scales carried over as they are, nothing requantized\n", TOOL, what);
+    printf("wrote %s (%s)\n", out, conv_name(conv));
+}
+
+static int convert_ternary(const tc_model *m, const char *out, conv_format conv, const char *vocab,
+                           const cli_common *com)
+{
+    tc_error err = {{0}};
+    tc_gguf g;
+    int have_g;
+    if (open_vocab(vocab, conv, &g, &have_g, &err))
+        return cli_fail(TOOL, &err);
+    int rc = tc_model_write_ternary(m, out, conv_container(conv), conv_ternary(conv), have_g ? &g : NULL,
+                                    conv == CONV_HF ? vocab : NULL, &err);
+    if (have_g)
+        tc_gguf_close(&g);
+    if (rc)
+        return cli_fail(TOOL, &err);
+    print_converted(out, conv, m->path, com);
+    return TC_EXIT_OK;
+}
+
+static int export_packed(const char *in, const char *out, conv_format conv, const char *vocab,
+                         const cli_common *com)
+{
+    const char *inputs[] = {in, vocab};
+    cli_output o = {out, conv == CONV_HF ? TC_OUTPUT_DIR : TC_OUTPUT_FILE};
+    int code = cli_guard_outputs(TOOL, NULL, inputs, 2, &o, 1, com->force);
+    if (code)
+        return code;
+    tc_error err = {{0}};
+    tc_tmodel tm;
+    if (tc_tmodel_open(&tm, in, &err))
+        return cli_fail(TOOL, &err);
+    tc_gguf g;
+    int have_g;
+    if (open_vocab(vocab, conv, &g, &have_g, &err)) {
+        tc_tmodel_close(&tm);
+        return cli_fail(TOOL, &err);
+    }
+    tc_tmodel_export_opts eo = {.format = conv_container(conv), .ternary_dtype = conv_ternary(conv),
+                                .gguf_vocab = have_g ? &g : NULL, .hf_src_dir = conv == CONV_HF ? vocab : NULL,
+                                .name = "tc-quantize"};
+    int rc = tc_tmodel_export(&tm, out, &eo, &err);
+    if (have_g)
+        tc_gguf_close(&g);
+    tc_tmodel_close(&tm);
+    if (rc)
+        return cli_fail(TOOL, &err);
+    print_converted(out, conv, in, com);
+    return TC_EXIT_OK;
+}
+
+static int cmp_kl(const void *a, const void *b)
+{
+    double x = ((const tc_sensitivity_entry *)a)->kl, y = ((const tc_sensitivity_entry *)b)->kl;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* --sensitivity: every linear weight quantized alone, ranked by the KL it costs. */
+static int run_sensitivity(const char *path, const tc_quantize_opts *qo, cli_calib *cal, const cli_common *com,
+                           const char *out)
+{
+    if (out)
+        return cli_usage_error(TOOL, "--sensitivity writes no model: leave out -o");
+    if (!cal->text && !cal->tokens)
+        return cli_usage_error(TOOL, "--sensitivity needs --calib FILE or --calib-tokens FILE");
+    tc_error err = {{0}};
+    tc_model m;
+    if (tc_model_open(&m, path, &err))
+        return cli_fail(TOOL, &err);
+    tc_calib_set set = {0};
+    if (cli_model_tokenizer(&m, com->tokenizer, 0, &err) || cli_calib_load(cal, &m, com->tokenizer, &set, &err)) {
+        tc_model_close(&m);
+        return cli_fail(TOOL, &err);
+    }
+    cli_print_windows(TOOL, "calibration", &set, com->quiet);
+    tc_batch b = {set.tokens, set.offsets, set.n_seqs};
+    tc_sensitivity sn;
+    int rc = tc_sensitivity_measure(&m, &b, &qo->q, com->threads > 0 ? com->threads : cli_default_threads(), &sn,
+                                    &err);
+    if (rc == TC_OK) {
+        qsort(sn.entries, sn.n_entries, sizeof *sn.entries, cmp_kl);
+        if (com->json) {
+            cJSON *j = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(j, "tensors");
+            cJSON_AddStringToObject(j, "input", path);
+            cJSON_AddStringToObject(j, "method", tc_tmethod_name(sn.method));
+            cJSON_AddNumberToObject(j, "tokens", (double)sn.n_tokens);
+            for (size_t i = 0; i < sn.n_entries; i++) {
+                cJSON *e = cJSON_CreateObject();
+                char name[64];
+                tc_tmodel_tensor t = {.layer = sn.entries[i].layer, .role = sn.entries[i].role};
+                tc_tmodel_tensor_name(&t, name, sizeof name);
+                cJSON_AddStringToObject(e, "name", name);
+                cJSON_AddNumberToObject(e, "kl", sn.entries[i].kl);
+                cJSON_AddNumberToObject(e, "rel_weight_error", sn.entries[i].rel_weight_error);
+                cJSON_AddItemToArray(a, e);
+            }
+            char *s = cJSON_Print(j);
+            if (s)
+                printf("%s\n", s);
+            free(s);
+            cJSON_Delete(j);
+        } else {
+            printf("%s: each linear weight quantized alone (%s), mean KL over %llu calibration tokens, "
+                   "most sensitive first\n", path, tc_tmethod_name(sn.method), (unsigned long long)sn.n_tokens);
+            printf("  %-20s %12s %10s\n", "tensor", "KL (nats)", "rel err W");
+            for (size_t i = 0; i < sn.n_entries; i++) {
+                char name[64];
+                tc_tmodel_tensor t = {.layer = sn.entries[i].layer, .role = sn.entries[i].role};
+                tc_tmodel_tensor_name(&t, name, sizeof name);
+                printf("  %-20s %12.6f %10.4f\n", name, sn.entries[i].kl, sn.entries[i].rel_weight_error);
+            }
+        }
+        tc_sensitivity_free(&sn);
+    }
+    tc_calib_set_free(&set);
+    tc_model_close(&m);
+    return rc == TC_OK ? 0 : cli_fail(TOOL, &err);
+}
+
 int main(int argc, char **argv)
 {
     enum { OPT_METHOD = CLI_OPT_TOOL_BASE, OPT_GROUP, OPT_LAYOUT, OPT_FORMAT, OPT_SEQ, OPT_DAMP, OPT_F32,
-           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK, OPT_KEEP_FFN };
+           OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK, OPT_KEEP_FFN, OPT_VOCAB, OPT_ACT_ORDER, OPT_REFIT,
+           OPT_SENS };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         CLI_CALIB_LONG_OPTIONS,
@@ -331,6 +535,10 @@ int main(int argc, char **argv)
         {"no-verify", no_argument, 0, OPT_NOVERIFY},
         {"fallback", required_argument, 0, OPT_FALLBACK},
         {"keep-ffn-width", no_argument, 0, OPT_KEEP_FFN},
+        {"vocab", required_argument, 0, OPT_VOCAB},
+        {"act-order", no_argument, 0, OPT_ACT_ORDER},
+        {"refit", required_argument, 0, OPT_REFIT},
+        {"sensitivity", no_argument, 0, OPT_SENS},
         CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
@@ -343,7 +551,9 @@ int main(int argc, char **argv)
     tc_quantize_opts qo = {.q = {.method = TC_TMETHOD_OPTIMAL, .layout = TC_TPACK_TL2,
                                  .group = {TC_TGROUP_ROW, 0}},
                            .format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .verify = 1, .pad_ffn = 1};
-    int c, code;
+    int c, code, method_set = 0, group_set = 0, act_order = 0, refit = -1, sensitivity = 0;
+    const char *vocab = NULL;
+    conv_format conv = CONV_NONE;
     while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
         int r = cli_common_option(TOOL, c, optarg, &com, usage, &code);
         if (r < 0)
@@ -355,13 +565,16 @@ int main(int argc, char **argv)
         switch (c) {
         case 'o': out = optarg; break;
         case OPT_METHOD:
-            if (tc_tmethod_from_name(optarg, &qo.q.method))
-                return cli_usage_error(TOOL, "--method must be absmean, optimal or calibrated");
+            if (tc_tmethod_from_name(optarg, &qo.q.method) || qo.q.method == TC_TMETHOD_SOURCE)
+                return cli_usage_error(TOOL, "--method must be absmean, optimal, calibrated, affine, "
+                                             "affine-calibrated or affine-block");
+            method_set = 1;
             break;
         case OPT_GROUP:
             if (parse_group(optarg, &qo.q.group))
                 return cli_usage_error(TOOL, "--group must be tensor, row or a number in %d..%d",
                                        TC_TGROUP_COLS_MIN, TC_TGROUP_COLS_MAX);
+            group_set = 1;
             break;
         case OPT_LAYOUT:
             if (tc_tpack_layout_from_name(optarg, &qo.q.layout))
@@ -374,8 +587,12 @@ int main(int argc, char **argv)
                 qo.format = TC_QFORMAT_GGUF_TQ1;
             else if (strcmp(optarg, "gguf-tq2") == 0)
                 qo.format = TC_QFORMAT_GGUF_TQ2;
+            else if (strcmp(optarg, "gguf-i2s") == 0)
+                conv = CONV_GGUF_I2S;
+            else if (strcmp(optarg, "hf") == 0)
+                conv = CONV_HF;
             else
-                return cli_usage_error(TOOL, "--format must be packed, gguf-tq1 or gguf-tq2");
+                return cli_usage_error(TOOL, "--format must be packed, gguf-tq1, gguf-tq2, gguf-i2s or hf");
             break;
         case OPT_SEQ: qo.q.sequential = 1; break;
         case OPT_DAMP: {
@@ -397,6 +614,17 @@ int main(int argc, char **argv)
             qo.fallback_explicit = 1;
             break;
         case OPT_KEEP_FFN: qo.pad_ffn = 0; break;
+        case OPT_VOCAB: vocab = optarg; break;
+        case OPT_ACT_ORDER: act_order = 1; break;
+        case OPT_REFIT: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 0 || v > 100)
+                return cli_usage_error(TOOL, "--refit must be a number of rounds in 0..100");
+            refit = (int)v;
+            break;
+        }
+        case OPT_SENS: sensitivity = 1; break;
         default: return cli_usage_error(TOOL, "unknown option");
         }
     }
@@ -404,12 +632,38 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "expected one MODEL argument");
     if (com.info)
         return cli_info(TOOL, argv[optind], com.json);
+    if (sensitivity)
+        return run_sensitivity(argv[optind], &qo, &cal, &com, out);
     if (!out)
         return cli_usage_error(TOOL, "no output: give -o OUT");
-    if (qo.q.method == TC_TMETHOD_CALIBRATED && !cal.text && !cal.tokens)
-        return cli_usage_error(TOOL, "--method calibrated needs --calib FILE or --calib-tokens FILE");
-    if (qo.q.sequential && qo.q.method != TC_TMETHOD_CALIBRATED)
-        return cli_usage_error(TOOL, "--sequential applies to --method calibrated only");
+    if (conv == CONV_NONE && qo.format == TC_QFORMAT_GGUF_TQ1)
+        conv = CONV_GGUF_TQ1;
+    if (conv == CONV_NONE && qo.format == TC_QFORMAT_GGUF_TQ2)
+        conv = CONV_GGUF_TQ2;
+    if (is_packed_file(argv[optind])) {
+        const char *no = method_set ? "--method" : group_set ? "--group" : cal.text || cal.tokens ? "calibration data"
+                         : qo.quantize_embeddings ? "--quantize-embeddings" : qo.fallback_explicit ? "--fallback"
+                         : conv == CONV_NONE ? "the packed format" : NULL;
+        if (no)
+            return cli_usage_error(TOOL, "%s is a packed file: it is written back as a checkpoint (--format gguf-tq1, "
+                                   "gguf-tq2, gguf-i2s or hf), so %s does not apply", argv[optind], no);
+        /* Nothing to spread: rank 0 writes, the others wait for its status. */
+        return tc_dist_max_int(&dist, dist.rank == 0 ? export_packed(argv[optind], out, conv, vocab, &com)
+                                                     : TC_EXIT_OK);
+    }
+    if (tc_tmethod_calibrated(qo.q.method) && !cal.text && !cal.tokens)
+        return cli_usage_error(TOOL, "--method %s needs --calib FILE or --calib-tokens FILE",
+                               tc_tmethod_name(qo.q.method));
+    if (qo.q.sequential && !tc_tmethod_calibrated(qo.q.method))
+        return cli_usage_error(TOOL, "--sequential applies to the calibrated methods only");
+    int affine_cal = qo.q.method == TC_TMETHOD_AFFINE_CALIBRATED || qo.q.method == TC_TMETHOD_AFFINE_BLOCK;
+    if ((act_order == 1 || refit >= 0) && !affine_cal)
+        return cli_usage_error(TOOL, "--act-order and --refit apply to affine-calibrated and affine-block only");
+    if (affine_cal) {
+        qo.q.act_order = act_order;
+        qo.q.refit = refit >= 0 ? refit : 2;
+        qo.q.sequential = 1; /* its stages always take their inputs through the quantized layers */
+    }
     if (qo.quantize_embeddings && qo.format != TC_QFORMAT_PACKED)
         return cli_usage_error(TOOL, "--quantize-embeddings is only available with --format packed");
     if (qo.fallback_explicit && qo.format == TC_QFORMAT_PACKED)
@@ -418,11 +672,14 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "--keep-ffn-width needs --format gguf-tq1 or gguf-tq2");
     /* The output's name must not say another format than the one written. */
     const char *named = cli_name_format(out);
-    if (named && !strcmp(named, "gguf") && qo.format == TC_QFORMAT_PACKED)
+    int writes_gguf = qo.format != TC_QFORMAT_PACKED || conv == CONV_GGUF_I2S;
+    int writes_tcq = qo.format == TC_QFORMAT_PACKED && conv == CONV_NONE;
+    if (named && !strcmp(named, "gguf") && !writes_gguf)
         return cli_usage_error(TOOL, "-o %s names a GGUF file: give --format gguf-tq1 or gguf-tq2 (the packed "
                                "format is a .tcq file)", out);
-    if (named && !strcmp(named, "tcq") && qo.format != TC_QFORMAT_PACKED)
-        return cli_usage_error(TOOL, "-o %s names a packed .tcq file, but --format asks for a GGUF", out);
+    if (named && !strcmp(named, "tcq") && !writes_tcq)
+        return cli_usage_error(TOOL, "-o %s names a packed .tcq file, but --format asks for %s", out,
+                               conv == CONV_HF ? "a Hugging Face directory" : "a GGUF");
 
     tc_error err = {{0}};
     tc_model m;
@@ -433,20 +690,55 @@ int main(int argc, char **argv)
     if (dist.rank != 0)
         com.quiet = 1;
     if (dist.rank == 0) { /* the output is checked against every input before any work */
-        const char *inputs[] = {cal.text, cal.tokens, com.tokenizer};
-        cli_output o = {out, TC_OUTPUT_FILE};
+        const char *inputs[] = {cal.text, cal.tokens, com.tokenizer, vocab};
+        cli_output o = {out, conv == CONV_HF ? TC_OUTPUT_DIR : TC_OUTPUT_FILE};
         code = cli_guard_outputs(TOOL, &m, inputs, sizeof inputs / sizeof inputs[0], &o, 1, com.force);
-        /* The tokenizer given, and the vocabulary a GGUF output must carry. */
-        if (!code && cli_model_tokenizer(&m, com.tokenizer, qo.format != TC_QFORMAT_PACKED, &err))
-            code = cli_fail(TOOL, &err);
     }
     if ((code = tc_dist_max_int(&dist, code))) {
         tc_model_close(&m);
         return code;
     }
+    /* An already ternary model (a BitNet checkpoint) is converted: its codes
+     * and its one scale per tensor go into the tiles as they are.  Options
+     * that would requantize it are refused. */
+    if (!tc_linear_is_ternary(&m.cfg) && (conv == CONV_GGUF_I2S || conv == CONV_HF || vocab)) {
+        tc_model_close(&m);
+        return cli_usage_error(TOOL, "%s is a float model: %s applies to ternary-trained models only", argv[optind],
+                               vocab ? "--vocab" : conv == CONV_HF ? "--format hf" : "--format gguf-i2s");
+    }
+    if (tc_linear_is_ternary(&m.cfg)) {
+        const char *no = method_set ? "--method" : group_set ? "--group" : cal.text || cal.tokens ? "calibration data"
+                         : qo.quantize_embeddings ? "--quantize-embeddings"
+                         : qo.fallback_explicit ? "--fallback" : NULL;
+        if (no) {
+            const char *kind = tc_linear_kind_name(m.cfg.t.linear);
+            tc_model_close(&m);
+            return cli_usage_error(TOOL, "%s is already ternary (%s): it is converted as it is, so %s does not "
+                                   "apply", argv[optind], kind, no);
+        }
+        if (conv != CONV_NONE) { /* nothing to spread: rank 0 converts, the others wait for its status */
+            code = dist.rank == 0 ? convert_ternary(&m, out, conv, vocab, &com) : TC_EXIT_OK;
+            tc_model_close(&m);
+            return tc_dist_max_int(&dist, code);
+        }
+        qo.q.method = TC_TMETHOD_SOURCE;
+        qo.q.group = (tc_tgroup){TC_TGROUP_TENSOR, 0};
+        if (!com.quiet)
+            fprintf(stderr, "%s: %s is already ternary (%s): its codes and scales %s are carried over as they are, "
+                    "without requantization\n", TOOL, argv[optind], tc_linear_kind_name(m.cfg.t.linear),
+                    m.cfg.t.linear == TC_LINEAR_BITLINEAR ? "(packed codes, weight_scale)"
+                                                          : "(absmean of its float masters, as its linear class "
+                                                            "derives them when it runs)");
+    }
+    /* The tokenizer given, and the vocabulary a GGUF output must carry. */
+    if ((code = cli_dist_check(TOOL, &dist, cli_model_tokenizer(&m, com.tokenizer, qo.format != TC_QFORMAT_PACKED, &err),
+                               &err))) {
+        tc_model_close(&m);
+        return code;
+    }
     /* A quantized input (a GGUF as people download it) is quantized again
      * from its dequantized values: say so, naming its types. */
-    if (!com.quiet) {
+    if (!com.quiet && !tc_linear_is_ternary(&m.cfg)) {
         char types[256] = "";
         size_t k = 0;
         for (int t = 0; t < TC_DTYPE_COUNT; t++) {

@@ -37,6 +37,9 @@ typedef enum tc_dtype {
     TC_Q6_K,   /* 256, 210 */
     TC_IQ4_NL, /* 32, 18 */
     TC_IQ4_XS, /* 256, 136 */
+    TC_I2_S,   /* bitnet.cpp's ternary type: 2 bits a weight in blocks of 128 over the whole tensor,
+                  then one f32 scale in a 32-byte tail (tc/ggml_ternary.h); a tensor's bytes are
+                  n / 4 + 32, so it is never read in part */
     TC_DTYPE_COUNT
 } tc_dtype;
 

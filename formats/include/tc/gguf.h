@@ -108,7 +108,8 @@ const char *tc_gguf_type_name(tc_gguf_type t);
 /* ggml tensor type ids and tc dtypes: F32 0, F16 1, Q4_0 2, Q4_1 3, Q5_0 6,
  * Q5_1 7, Q8_0 8, Q2_K 10, Q3_K 11, Q4_K 12, Q5_K 13, Q6_K 14, IQ4_NL 20,
  * IQ4_XS 23, I8 24, I16 25, I32 26, I64 27, F64 28, BF16 30, TQ1_0 34,
- * TQ2_0 35.  Each returns TC_ERR when there is no counterpart (the types
+ * TQ2_0 35, and bitnet.cpp's I2_S 36 (its own ggml; stock ggml has no type 36).
+ * Each returns TC_ERR when there is no counterpart (the types
  * ggml has and tc does not read are refused by name). */
 int tc_gguf_dtype_from_ggml(uint32_t ggml_type, tc_dtype *out);
 int tc_gguf_ggml_from_dtype(tc_dtype t, uint32_t *out);

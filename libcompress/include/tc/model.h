@@ -33,6 +33,7 @@ typedef enum tc_arch {
     TC_ARCH_GEMMA3,
     TC_ARCH_PHI3,
     TC_ARCH_DIFFLLAMA,
+    TC_ARCH_BITNET,
     TC_ARCH_COUNT
 } tc_arch;
 
@@ -59,6 +60,26 @@ typedef enum tc_act {
     TC_ACT_COUNT
 } tc_act;
 
+/* What a linear layer of the blocks (q, k, v, o, gate, up, down) computes;
+ * the embedding and the output head are always float.  The ternary kinds
+ * are transformers' BitNet layers (integrations/bitnet.py): per tensor,
+ * ternary codes T in {-1, 0, 1} and a scale w_s, and before every product
+ * the input of each token quantized to int8 by its absmax,
+ * s_x = 127 / max(max|x|, 1e-5), x_q = clamp(round_half_even(x s_x), -128, 127);
+ * then y = (x_q . T) / (w_s s_x), the sum over integers exact.  The two kinds
+ * differ in where w_s comes from and in the precision of the activations'
+ * quantization, as the reference computes them. */
+typedef enum tc_linear_kind {
+    TC_LINEAR_FLOAT,         /* y = W x */
+    TC_LINEAR_BITLINEAR,     /* BitLinear (linear_class bitlinear, offline): codes packed 4 to a byte and
+                                w_s = weight_scale as stored; the activations quantized in the model's
+                                precision (double here, as the float64 reference) */
+    TC_LINEAR_AUTOBITLINEAR, /* AutoBitLinear (autobitlinear, online): float master weights W, ternary at
+                                load by absmean in float32: w_s = 1 / max(mean|W|, 1e-5),
+                                T = clamp(round(W w_s), -1, 1); the activations quantized in float32 */
+    TC_LINEAR_COUNT
+} tc_linear_kind;
+
 #define TC_MAX_LAYERS 4096
 
 /* What a model computes beyond its shapes: an architecture is one set of
@@ -73,6 +94,9 @@ typedef struct tc_traits {
     int mlp_bias;         /* gate, up and down projections have biases */
     int qk_norm;          /* per-head RMSNorm of q and k before RoPE (qwen3, gemma3) */
     int post_norms;       /* RMSNorm of each sub-layer's output before the residual add (gemma2/3) */
+    int sub_norms;        /* RMSNorm of the attention output before o and of act(gate) * up before
+                             down (bitnet: attn_sub_norm, ffn_sub_norm) */
+    tc_linear_kind linear; /* what the blocks' linear layers compute */
     float attn_scale;     /* multiplies q.k; 0: 1 / sqrt(head_dim) */
     float attn_softcap;   /* scores become cap * tanh(scores / cap); 0: none */
     float final_softcap;  /* the same on the logits; 0: none */
@@ -127,6 +151,14 @@ const char *tc_traits_non_llama(const tc_config *c);
 
 const char *tc_act_name(tc_act a);
 const char *tc_norm_kind_name(tc_norm_kind k);
+const char *tc_linear_kind_name(tc_linear_kind k); /* "float", "bitlinear", "autobitlinear" */
+
+/* Do the model's linear layers quantize their inputs to int8 and hold
+ * ternary codes (a ternary linear kind)? */
+static inline int tc_linear_is_ternary(const tc_config *c)
+{
+    return c->t.linear != TC_LINEAR_FLOAT;
+}
 
 typedef enum tc_role {
     TC_ATTN_NORM,
@@ -153,6 +185,8 @@ typedef enum tc_role {
     TC_LAMBDA_K1,
     TC_LAMBDA_Q2,
     TC_LAMBDA_K2,
+    TC_ATTN_SUB_NORM,   /* [n_heads * head_dim]: norms the attention output before wo (bitnet) */
+    TC_FFN_SUB_NORM,    /* [ffn_dim]: norms act(gate) * up before w_down (bitnet) */
     TC_N_ROLES
 } tc_role;
 
@@ -161,7 +195,7 @@ const char *tc_role_name(tc_role r); /* "attn_norm", "wq", ... */
 /* Does role r belong to the attention sub-layer (else to the MLP)? */
 static inline int tc_role_is_attn(int r)
 {
-    return r < TC_FFN_NORM || (r >= TC_LAMBDA_Q1 && r <= TC_LAMBDA_K2);
+    return r < TC_FFN_NORM || (r >= TC_LAMBDA_Q1 && r <= TC_LAMBDA_K2) || r == TC_ATTN_SUB_NORM;
 }
 
 /* Is role r a matrix of a linear layer (as opposed to a norm or a bias)? */
@@ -180,7 +214,11 @@ int tc_role_needed(const tc_config *c, tc_role r);
 int tc_role_shape(const tc_config *c, tc_role r, int64_t shape[2]);
 
 typedef struct tc_layer {
-    const tc_tensor *w[TC_N_ROLES]; /* NULL where absent */
+    const tc_tensor *w[TC_N_ROLES]; /* NULL where absent; a bitlinear model's linear weights are its
+                                       packed uint8 tensors [rows / 4][cols] (tc_model_load_role
+                                       unpacks them) */
+    const tc_tensor *scale[TC_N_ROLES]; /* a bitlinear linear's weight_scale ([1]), or a GGUF bitnet
+                                           linear's optional `.scale` ([1]); NULL otherwise */
     int has_attn;                   /* attn_norm, wq, wk, wv, wo present */
     int has_mlp;                    /* ffn_norm, w_gate, w_up, w_down present */
 } tc_layer;
@@ -222,13 +260,39 @@ struct tc_gguf *tc_model_gguf(const tc_model *m);
 struct tc_hfdir *tc_model_hfdir(const tc_model *m);
 
 /* One layer's weights in fp32, converted on demand: memory grows with one
- * layer, not with the model.  Absent roles stay NULL. */
+ * layer, not with the model.  Absent roles stay NULL.  With a ternary linear
+ * kind a linear role holds its codes (-1, 0, 1 as floats, [rows][cols]) and
+ * scale[] its w_s: the layer's integer sums are divided by scale * s_x. */
 typedef struct tc_layer_f32 {
     float *w[TC_N_ROLES];
+    float scale[TC_N_ROLES]; /* w_s of a ternary linear role; 0 elsewhere */
 } tc_layer_f32;
 
 int tc_model_load_layer(const tc_model *m, int layer, tc_layer_f32 *out, tc_error *err);
 void tc_layer_f32_free(tc_layer_f32 *w);
+
+/* One role of a layer in fp32 into a new array (as tc_model_load_layer):
+ * a ternary linear's codes with *scale its w_s, anything else its values with
+ * *scale 0.  TC_ERR when the role is absent. */
+int tc_model_load_role(const tc_model *m, int layer, tc_role r, float **out, float *scale, tc_error *err);
+
+/* A ternary linear's codes [rows][cols] and w_s exactly as the checkpoint
+ * holds them (bitlinear: unpacked, weight_scale as stored) or as its linear
+ * class derives them (autobitlinear: absmean of the masters in float32).
+ * TC_ERR for a model of the float kind or a role that is not a linear. */
+int tc_model_ternary_role(const tc_model *m, int layer, tc_role r, int8_t *codes, float *scale, tc_error *err);
+
+/* The same with the scale in the convention the source stores it:
+ * *divides 1: the sums are divided by *scale (w_s: BitNet checkpoints),
+ * 0: multiplied by it (GGUF bitnet files: a ternary type's scale times the
+ * optional `.scale` tensor, as llama.cpp multiplies them).
+ * tc_model_ternary_role gives 1 / *scale for the latter. */
+int tc_model_ternary_role_as(const tc_model *m, int layer, tc_role r, int8_t *codes, float *scale, int *divides,
+                             tc_error *err);
+
+/* The weights role r of a layer holds (rows x cols of a matrix, whatever
+ * its storage), 0 when absent. */
+uint64_t tc_model_role_params(const tc_model *m, int layer, tc_role r);
 
 /* Row `token` of the token embedding, in fp32 (dim floats), as stored. */
 int tc_model_embed(const tc_model *m, int token, float *out, tc_error *err);

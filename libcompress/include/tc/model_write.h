@@ -43,7 +43,8 @@ typedef struct tc_model_src {
     tc_config cfg;              /* the model as written (n_layers after any block drop) */
     const uint8_t *drop_attn;   /* per layer: attention pruned away (NULL: none) */
     const uint8_t *drop_mlp;    /* per layer: MLP pruned away (NULL: none) */
-    tc_dtype dtype;             /* matrices: F32, F16 or BF16; norms and biases stay F32 */
+    tc_dtype dtype;             /* matrices: F32, F16 or BF16 */
+    tc_dtype norm_dtype;        /* HF: norms and biases (0: F32); GGUF's are always F32 */
     tc_model_fill_fn fill;
     void *ctx;
     const struct tc_gguf *gguf_vocab; /* GGUF output: tokenizer.* keys copied from here (optional) */
@@ -65,6 +66,20 @@ typedef struct tc_model_src {
      * holds per-layer counts as llama.cpp's `deci`; a Hugging Face config
      * only one count for every layer; llama2.c none other than its own. */
     const tc_head_layout *heads;
+    /* Ternary linear kinds (cfg.t.linear not float): the codes [rows][cols]
+     * of a linear role of a layer (in cfg.rope_layout) and its one scale,
+     * which the sums are divided by (*divides 1, a BitNet checkpoint's w_s) or
+     * multiplied by (0).  Written as they are: HF bitlinear as packed uint8
+     * with a weight_scale (of scale_dtype: F32, F16 or BF16), GGUF as
+     * `ternary_dtype` (TQ1_0 or TQ2_0 blocks whose d is 1 with the scale in the
+     * projection's `.scale` tensor, as llama.cpp's bitnet graph multiplies
+     * it; I2_S with the scale in its tail, general.architecture bitnet-b1.58
+     * for bitnet.cpp) where rows are whole blocks of it, else F32 values
+     * code * scale.  An autobitlinear model written as HF keeps its float
+     * masters (fill) instead. */
+    int (*ternary)(void *ctx, int layer, int role, int8_t *codes, float *scale, int *divides, tc_error *err);
+    tc_dtype ternary_dtype;
+    tc_dtype scale_dtype; /* HF: the weight_scale tensors' dtype (0: F32) */
 } tc_model_src;
 
 /* Writes src as fmt (TC_FORMAT_HF: a directory; TC_FORMAT_GGUF; TC_FORMAT_LLAMA2C)
@@ -83,6 +98,13 @@ typedef struct tc_model_copy {
 
 int tc_model_copy_fill(void *ctx, int layer, int which, float *dst, uint64_t n, tc_error *err);
 
+/* The ternary callback of a copy: tc_model_ternary_role_as of the kept layer. */
+int tc_model_copy_ternary(void *ctx, int layer, int role, int8_t *codes, float *scale, int *divides, tc_error *err);
+
+/* The dtype of a ternary model's stored weight scales (a BitNet checkpoint's
+ * weight_scale: BF16 as bitnet-b1.58-2B-4T), F32 for any other source. */
+tc_dtype tc_model_scale_dtype(const tc_model *m);
+
 /* For a GGUF output: the stored type of a source matrix when GGUF can hold
  * it (F32, F16, BF16, ggml's block types: kept as it is), else the copy's
  * float_dtype (the float path, which must be the source's
@@ -95,6 +117,15 @@ int tc_model_copy_fill(void *ctx, int layer, int which, float *dst, uint64_t n, 
 tc_dtype tc_model_copy_dtype(void *ctx, int layer, int which);
 int tc_model_copy_encode(void *ctx, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
                          tc_error *err);
+
+/* A ternary-trained model (tc_linear_is_ternary) written whole as fmt, its
+ * codes and scales as they are (tc_model_src.ternary says how each format
+ * stores them; GGUF linears as ternary_dtype: TQ1_0, TQ2_0 or I2_S): the
+ * conversion of BitNet checkpoints between formats, nothing requantized.
+ * GGUF tokenizer keys from vocab, else from a GGUF input; HF tokenizer files
+ * from hf_vocab_dir, else from an HF input's directory. */
+int tc_model_write_ternary(const tc_model *m, const char *path, tc_format fmt, tc_dtype ternary_dtype,
+                           const struct tc_gguf *vocab, const char *hf_vocab_dir, tc_error *err);
 
 /* The rope layout a format stores Q/K rows in. */
 tc_rope_layout tc_format_rope_layout(tc_format fmt, tc_arch arch);

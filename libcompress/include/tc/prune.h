@@ -78,6 +78,9 @@ int tc_prune_select(tc_prune_plan *p, const tc_analysis *a, const tc_model *m, c
  * analysis says, so a tool refuses it before analysing. */
 int tc_prune_available(const tc_prune_plan *p, const tc_model *m, const tc_prune_opts *opts, tc_module kind);
 
+/* TC_ERR, with the reason, for a model whose heads cannot be dropped. */
+int tc_prune_heads_refused(const tc_model *m, tc_error *err);
+
 /* How many query heads could go at most (as tc_prune_available). */
 int tc_prune_available_heads(const tc_prune_plan *p, const tc_model *m, const tc_prune_opts *opts);
 

@@ -30,8 +30,9 @@ extern "C" {
 #endif
 
 #define TC_TMODEL_MAGIC "TCTMODEL" /* 8 bytes, no terminator in the file */
-#define TC_TMODEL_VERSION 2        /* written; 1 (no tokenizer) is still read */
-#define TC_TMODEL_VERSION_MIN 1
+#define TC_TMODEL_VERSION 3        /* the newest read and written: tensors with offsets */
+#define TC_TMODEL_VERSION_PLAIN 2  /* written when no tensor has offsets (older builds read it) */
+#define TC_TMODEL_VERSION_MIN 1    /* 1 (no tokenizer) is still read */
 #define TC_TMODEL_ALIGN 64
 
 /* How the linear weights were quantized (recorded, not needed to run). */
@@ -39,10 +40,20 @@ typedef enum tc_tmethod {
     TC_TMETHOD_ABSMEAN,
     TC_TMETHOD_OPTIMAL,
     TC_TMETHOD_CALIBRATED,
+    TC_TMETHOD_SOURCE, /* the codes and scales of an already ternary source, carried over as they are */
+    /* Asymmetric (W ~ alpha * T + mu per group, f16 parameters: version 3). */
+    TC_TMETHOD_AFFINE,            /* least-squares fit of each group */
+    TC_TMETHOD_AFFINE_CALIBRATED, /* GPTQ sweep on the affine grid, grid refits in the H norm */
+    TC_TMETHOD_AFFINE_BLOCK,      /* the same, then each block's scales and offsets tuned to
+                                     its float output on the calibration data */
     TC_TMETHOD_COUNT
 } tc_tmethod;
 
-const char *tc_tmethod_name(tc_tmethod m); /* "absmean", "optimal", "calibrated" */
+/* "absmean", "optimal", "calibrated", "affine", "affine-calibrated", "affine-block". */
+const char *tc_tmethod_name(tc_tmethod m);
+/* Whether a method needs calibration data; whether its weights have offsets. */
+int tc_tmethod_calibrated(tc_tmethod m);
+int tc_tmethod_affine(tc_tmethod m);
 int tc_tmethod_from_name(const char *s, tc_tmethod *out);
 int tc_tpack_layout_from_name(const char *s, tc_tpack_layout *out); /* "i2", "tl1", "tl2" */
 
@@ -53,6 +64,10 @@ typedef struct tc_tquant_settings {
     uint64_t calib_tokens; /* calibrated: tokens the statistics came from (0 otherwise) */
     int sequential;        /* calibrated: inputs taken through the already quantized layers */
     double damp_frac;      /* calibrated: GPTQ damping (0 otherwise) */
+    /* The affine calibrated methods (version 3; 0 otherwise): */
+    int act_order;         /* columns swept by decreasing H[k][k] */
+    int refit;             /* rounds of grid refits, each followed by a sweep */
+    int block_rounds;      /* affine-block: rounds of tuning each block's parameters */
 } tc_tquant_settings;
 
 /* One stored tensor. */
@@ -179,9 +194,31 @@ int tc_tmodel_is_packed(const char *path);
 int tc_tmodel_tensor_unpack(const tc_tmodel_tensor *t, int8_t *codes, float *scales,
                             tc_error *err);
 
+/* The same with a ternary tensor's offsets [plan.n_scales] (0 where the plan
+ * has none); offsets may be NULL. */
+int tc_tmodel_tensor_unpack_affine(const tc_tmodel_tensor *t, int8_t *codes, float *scales,
+                                   float *offsets, tc_error *err);
+
 /* Any tensor as fp32 values (shape[0] * shape[1] of a matrix): plain values
- * converted, ternary ones dequantized (scale * code). */
+ * converted, ternary ones dequantized (scale * code, plus the offset where
+ * the plan has one). */
 int tc_tmodel_tensor_f32(const tc_tmodel_tensor *t, float *dst, tc_error *err);
+
+/* Writing a packed file of a ternary-trained model (quant.method source)
+ * back as a checkpoint, bit for bit: every linear's codes and its one scale
+ * as the tiles hold them (tc_model_src.ternary says how each format stores
+ * them), every other tensor in the narrowest of BF16, F16 and F32 that holds
+ * its values exactly (norms in F32 in GGUF).  An autobitlinear model is
+ * written as bitlinear (HF): the tiles hold its codes, not its masters. */
+typedef struct tc_tmodel_export_opts {
+    tc_format format;                 /* TC_FORMAT_HF or TC_FORMAT_GGUF */
+    tc_dtype ternary_dtype;           /* GGUF: TC_TQ1_0, TC_TQ2_0 or TC_I2_S */
+    const struct tc_gguf *gguf_vocab; /* GGUF: tokenizer keys copied from here (optional) */
+    const char *hf_src_dir;           /* HF: tokenizer files copied from here (optional) */
+    const char *name;                 /* general.name (optional) */
+} tc_tmodel_export_opts;
+
+int tc_tmodel_export(const tc_tmodel *tm, const char *path, const tc_tmodel_export_opts *o, tc_error *err);
 
 /* Bytes of the tensors, and of the ternary ones alone; weights counted likewise. */
 typedef struct tc_tmodel_size {

@@ -6,7 +6,10 @@
  *            columns); one chunk holds the same columns of all 32 rows,
  *            interleaved so one 32-byte vector of index nibbles feeds one
  *            table lookup for 32 output rows;
- *   scales:  the quantizer's fp32 scales, little-endian, in its order.
+ *   params:  each scale group's parameters, in the quantizer's order, as the
+ *            plan's parameter kind says: an fp32 scale (W = s * c), or an
+ *            f16 scale and an f16 offset (W = s * c + mu; the kernels add
+ *            mu times the group's activation sum).
  * Layouts (byte diagrams in docs/LAYOUTS.md):
  *   I2   2 bits per weight (code + 1), columns in pairs -> one nibble;
  *        chunk = 4 columns x 32 rows = 32 bytes.
@@ -42,6 +45,17 @@ typedef enum tc_tpack_layout {
     TC_TPACK_LAYOUT_COUNT
 } tc_tpack_layout;
 
+/* How each scale group's parameters follow the tiles (little-endian). */
+typedef enum tc_tparam_kind {
+    TC_TPARAM_SCALE_F32 = 0, /* one fp32 scale per group: W = s * c (4 bytes) */
+    TC_TPARAM_AFFINE_F16,    /* an f16 scale, then an f16 offset: W = s * c + mu (4 bytes) */
+    TC_TPARAM_KIND_COUNT
+} tc_tparam_kind;
+
+/* "f32-scale", "f16-affine"; TC_ERR for another name. */
+const char *tc_tparam_kind_name(tc_tparam_kind k);
+int tc_tparam_kind_from_name(const char *s, tc_tparam_kind *out);
+
 typedef struct tc_tpack_plan {
     tc_tpack_layout layout;
     int64_t rows, cols;               /* M, K of the weight */
@@ -50,10 +64,13 @@ typedef struct tc_tpack_plan {
     uint64_t chunk_bytes;             /* 32 or 160 */
     uint64_t row_block_bytes;         /* bytes of one 32-row block of weights */
     tc_tgroup group;
-    int64_t n_scales;
+    int64_t n_scales;      /* scale groups */
+    tc_tparam_kind params; /* how each group's parameters are stored */
+    int offset;            /* 1: each group has an offset (TC_TPARAM_AFFINE_F16) */
+    uint32_t group_bytes;  /* bytes of one group's parameters (4) */
     uint64_t weight_bytes; /* the weight section, from offset 0 */
-    uint64_t scale_offset; /* == weight_bytes */
-    uint64_t total_bytes;  /* weights + 4 * n_scales */
+    uint64_t scale_offset; /* == weight_bytes: where the parameters start */
+    uint64_t total_bytes;  /* weights + group_bytes * n_scales */
 } tc_tpack_plan;
 
 /* "i2", "tl1", "tl2". */
@@ -64,9 +81,18 @@ const char *tc_tpack_layout_name(tc_tpack_layout layout);
 int tc_tpack_plan_make(tc_tpack_layout layout, int64_t M, int64_t K, const tc_tgroup *g,
                        tc_tpack_plan *plan, tc_error *err);
 
-/* Writes plan->total_bytes bytes at out. Codes must be in {-1, 0, 1}. */
+/* The same with the parameters stored as `params` (tc_tpack_plan_make: fp32
+ * scales). */
+int tc_tpack_plan_make_params(tc_tpack_layout layout, int64_t M, int64_t K, const tc_tgroup *g,
+                              tc_tparam_kind params, tc_tpack_plan *plan, tc_error *err);
+
+/* Writes plan->total_bytes bytes at out. Codes must be in {-1, 0, 1}.
+ * Offsets (n_scales of them) are stored where the plan has them (NULL: 0);
+ * f16 parameters are rounded to f16. */
 int tc_tpack_pack(const tc_tpack_plan *plan, const int8_t *codes, const float *scales,
                   uint8_t *out, tc_error *err);
+int tc_tpack_pack_affine(const tc_tpack_plan *plan, const int8_t *codes, const float *scales,
+                         const float *offsets, uint8_t *out, tc_error *err);
 
 /* Packing in pieces, for a caller that produces codes 32 rows at a time:
  * pack_block writes row block rb (plan->row_block_bytes at out + rb *
@@ -77,12 +103,17 @@ int tc_tpack_pack(const tc_tpack_plan *plan, const int8_t *codes, const float *s
 int tc_tpack_pack_block(const tc_tpack_plan *plan, int64_t rb, const int8_t *codes, uint8_t *out,
                         tc_error *err);
 void tc_tpack_put_scales(const tc_tpack_plan *plan, const float *scales, uint8_t *out);
+void tc_tpack_put_affine(const tc_tpack_plan *plan, const float *scales, const float *offsets,
+                         uint8_t *out);
 
 /* The exact inverse of pack. The packed bytes are checked: TC_ERR if len is
  * short, an index is outside its table, a zero triple carries a sign, or
  * padding holds anything but the code 0. */
 int tc_tpack_unpack(const tc_tpack_plan *plan, const uint8_t *packed, uint64_t len,
                     int8_t *codes, float *scales, tc_error *err);
+/* With the offsets too (0 where the plan has none); offsets may be NULL. */
+int tc_tpack_unpack_affine(const tc_tpack_plan *plan, const uint8_t *packed, uint64_t len,
+                           int8_t *codes, float *scales, float *offsets, tc_error *err);
 
 /* y[m] = sum_k code[m][k] * x[k] through the layout's lookup tables, one
  * table per pair (I2, TL1) or triple (TL2) of activations. x has plan->cols

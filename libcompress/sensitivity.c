@@ -1,0 +1,189 @@
+/* Per-weight sensitivity: the KL of quantizing one linear weight alone. */
+#include "tc/sensitivity.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tc/checked.h"
+#include "tc/ternary.h"
+
+static const int linear_roles[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
+#define N_LINEAR 7
+
+typedef struct sens_ctx {
+    int n_layers, dim;
+    size_t n_tok;
+    float **xs;        /* [n_layers][n_tok][dim]: each layer's input in the original model */
+    double *logp;      /* [n_tok][vocab]: the original's log-probabilities */
+    int vocab;
+    double kl_sum;     /* of the pass being scored */
+    int scoring;       /* 0: the original pass (keep), 1: compare */
+} sens_ctx;
+
+static int obs_hidden(void *ctx, int layer, tc_point at, const float *x, size_t n, int dim, tc_error *err)
+{
+    sens_ctx *c = ctx;
+    if (c->scoring || at != TC_AT_ATTN_IN || layer < 0 || layer >= c->n_layers)
+        return TC_OK;
+    if (n != c->n_tok || dim != c->dim)
+        return tc_err(err, "sensitivity: layer %d's input came as %zu x %d, not %zu x %d", layer, n, dim, c->n_tok,
+                      c->dim);
+    memcpy(c->xs[layer], x, n * (size_t)dim * sizeof(float));
+    return TC_OK;
+}
+
+/* log-softmax of one row, in double (float would leave KL noise of 1e-8). */
+static void log_softmax(const float *z, int v, double *out)
+{
+    double mx = z[0];
+    for (int i = 1; i < v; i++)
+        mx = z[i] > mx ? z[i] : mx;
+    double s = 0;
+    for (int i = 0; i < v; i++)
+        s += exp((double)z[i] - mx);
+    double lse = mx + log(s);
+    for (int i = 0; i < v; i++)
+        out[i] = (double)z[i] - lse;
+}
+
+static int obs_logits(void *ctx, const float *logits, size_t tok0, size_t n, int vocab, tc_error *err)
+{
+    sens_ctx *c = ctx;
+    double *row = malloc((size_t)vocab * sizeof *row);
+    if (!row)
+        return tc_err(err, "out of memory for a row of %d logits", vocab);
+    for (size_t t = 0; t < n; t++) {
+        log_softmax(logits + t * (size_t)vocab, vocab, row);
+        double *ref = c->logp + (tok0 + t) * (size_t)vocab;
+        if (!c->scoring) {
+            memcpy(ref, row, (size_t)vocab * sizeof *row);
+            continue;
+        }
+        double kl = 0;
+        for (int i = 0; i < vocab; i++)
+            kl += exp(ref[i]) * (ref[i] - row[i]);
+        c->kl_sum += kl > 0 ? kl : 0;
+    }
+    free(row);
+    return TC_OK;
+}
+
+/* The quantizer measured for a method, and W_hat = its dequantized fit of W. */
+static int quantize_alone(tc_tmethod meth, const tc_tgroup *g, const float *W, int64_t M, int64_t K, float *W_hat,
+                          tc_error *err)
+{
+    int64_t ns;
+    if (tc_ternary_scale_count(g, M, K, &ns, err))
+        return TC_ERR;
+    int8_t *codes = malloc((size_t)(M * K));
+    float *sc = malloc((size_t)ns * sizeof *sc), *off = malloc((size_t)ns * sizeof *off);
+    int rc = codes && sc && off ? TC_OK : tc_err(err, "out of memory for a %lld x %lld weight", (long long)M,
+                                                 (long long)K);
+    int aff = tc_tmethod_affine(meth);
+    if (rc == TC_OK)
+        rc = aff ? tc_ternary_affine(W, M, K, g, codes, sc, off, err)
+             : meth == TC_TMETHOD_ABSMEAN ? tc_ternary_absmean(W, M, K, g, codes, sc, err)
+                                          : tc_ternary_optimal(W, M, K, g, codes, sc, err);
+    if (rc == TC_OK)
+        tc_ternary_dequantize_affine(codes, sc, aff ? off : NULL, M, K, g, W_hat);
+    free(codes);
+    free(sc);
+    free(off);
+    return rc;
+}
+
+void tc_sensitivity_free(tc_sensitivity *s)
+{
+    if (!s)
+        return;
+    free(s->entries);
+    memset(s, 0, sizeof *s);
+}
+
+int tc_sensitivity_measure(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q, int n_threads,
+                           tc_sensitivity *out, tc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const tc_config *cfg = &m->cfg;
+    size_t n_tok = tc_batch_tokens(b);
+    if (n_tok == 0)
+        return tc_err(err, "%s: sensitivity needs calibration tokens", m->path);
+    if (tc_batch_check(m, b, "calibration data", err))
+        return TC_ERR;
+    uint64_t hs, lp;
+    if (tc_mul_u64((uint64_t)n_tok, (uint64_t)cfg->dim * sizeof(float), &hs) ||
+        tc_mul_u64((uint64_t)n_tok, (uint64_t)cfg->vocab_size * sizeof(double), &lp) || hs > SIZE_MAX ||
+        lp > SIZE_MAX)
+        return tc_err(err, "%s: %zu calibration tokens are too many to measure sensitivity", m->path, n_tok);
+    tc_tmethod meth = q->method == TC_TMETHOD_CALIBRATED ? TC_TMETHOD_OPTIMAL
+                      : tc_tmethod_affine(q->method) ? TC_TMETHOD_AFFINE
+                                                     : q->method;
+    tc_weights w;
+    if (tc_weights_load(&w, m, err))
+        return TC_ERR;
+    sens_ctx c = {.n_layers = cfg->n_layers, .dim = cfg->dim, .n_tok = n_tok, .vocab = cfg->vocab_size};
+    c.xs = calloc((size_t)cfg->n_layers, sizeof *c.xs);
+    c.logp = malloc((size_t)lp);
+    out->entries = calloc((size_t)cfg->n_layers * N_LINEAR, sizeof *out->entries);
+    int rc = c.xs && c.logp && out->entries ? TC_OK : tc_err(err, "%s: out of memory measuring sensitivity", m->path);
+    for (int l = 0; rc == TC_OK && l < cfg->n_layers; l++)
+        if (!(c.xs[l] = malloc((size_t)hs)))
+            rc = tc_err(err, "%s: out of memory for the hidden states", m->path);
+    tc_observer ob = {.ctx = &c, .hidden = obs_hidden, .logits = obs_logits};
+    tc_forward_opts fo = {.n_threads = n_threads, .observers = &ob, .n_observers = 1, .weights = &w};
+    if (rc == TC_OK)
+        rc = tc_forward(m, b, &fo, err);
+    ob.hidden = NULL;
+    c.scoring = 1;
+    float *buf = NULL;
+    size_t buf_cap = 0;
+    for (int l = 0; rc == TC_OK && l < cfg->n_layers; l++)
+        for (int i = 0; rc == TC_OK && i < N_LINEAR; i++) {
+            int r = linear_roles[i];
+            const tc_tensor *t = m->layers[l].w[r];
+            float *W = w.layers[l].w[r];
+            if (!t || !W || t->n_dims != 2)
+                continue;
+            int64_t M = t->shape[0], K = t->shape[1];
+            size_t need = (size_t)(M * K) * sizeof(float);
+            if (need > buf_cap) {
+                free(buf);
+                buf_cap = 0;
+                if (!(buf = malloc(need))) {
+                    rc = tc_err(err, "%s: out of memory", m->path);
+                    break;
+                }
+                buf_cap = need;
+            }
+            rc = quantize_alone(meth, &q->group, W, M, K, buf, err);
+            if (rc)
+                break;
+            double e2 = 0, w2 = 0;
+            for (int64_t k = 0; k < M * K; k++) {
+                double dlt = (double)W[k] - buf[k];
+                e2 += dlt * dlt;
+                w2 += (double)W[k] * W[k];
+            }
+            w.layers[l].w[r] = buf;
+            c.kl_sum = 0;
+            rc = tc_forward_from(m, b, l, c.xs[l], &fo, err);
+            w.layers[l].w[r] = W;
+            tc_sensitivity_entry *e = &out->entries[out->n_entries++];
+            e->layer = l;
+            e->role = r;
+            e->kl = c.kl_sum / (double)n_tok;
+            e->rel_weight_error = w2 > 0 ? sqrt(e2 / w2) : 0;
+        }
+    out->n_tokens = n_tok;
+    out->method = meth;
+    free(buf);
+    for (int l = 0; c.xs && l < cfg->n_layers; l++)
+        free(c.xs[l]);
+    free(c.xs);
+    free(c.logp);
+    tc_weights_free(&w);
+    if (rc)
+        tc_sensitivity_free(out);
+    return rc;
+}
