@@ -454,27 +454,36 @@ static int cmp_kl(const void *a, const void *b)
 
 /* --sensitivity: every linear weight quantized alone, ranked by the KL it costs. */
 static int run_sensitivity(const char *path, const tc_quantize_opts *qo, cli_calib *cal, const cli_common *com,
-                           const char *out)
+                           const char *out, tc_dist *dist)
 {
     if (out)
         return cli_usage_error(TOOL, "--sensitivity writes no model: leave out -o");
     if (!cal->text && !cal->tokens)
         return cli_usage_error(TOOL, "--sensitivity needs --calib FILE or --calib-tokens FILE");
+    /* Under mpirun every rank measures on its share of the windows; rank 0
+     * prints the figures, which are those of one process. */
     tc_error err = {{0}};
     tc_model m;
-    if (tc_model_open(&m, path, &err))
-        return cli_fail(TOOL, &err);
+    int code = cli_dist_check(TOOL, dist, tc_model_open(&m, path, &err), &err);
+    if (code)
+        return code;
     tc_calib_set set = {0};
-    if (cli_model_tokenizer(&m, com->tokenizer, 0, &err) || cli_calib_load(cal, &m, com->tokenizer, &set, &err)) {
+    if ((code = cli_dist_check(TOOL, dist,
+                               cli_model_tokenizer(&m, com->tokenizer, 0, &err) ||
+                                       cli_calib_load(cal, &m, com->tokenizer, &set, &err)
+                                   ? TC_ERR
+                                   : TC_OK,
+                               &err))) {
         tc_model_close(&m);
-        return cli_fail(TOOL, &err);
+        return code;
     }
-    cli_print_windows(TOOL, "calibration", &set, com->quiet);
+    int writer = dist->rank == 0;
+    cli_print_windows(TOOL, "calibration", &set, com->quiet || !writer);
     tc_batch b = {set.tokens, set.offsets, set.n_seqs};
     tc_sensitivity sn;
-    int rc = tc_sensitivity_measure(&m, &b, &qo->q, com->threads > 0 ? com->threads : cli_default_threads(), &sn,
-                                    &err);
-    if (rc == TC_OK) {
+    int rc = tc_sensitivity_measure_dist(&m, &b, &qo->q, com->threads > 0 ? com->threads : cli_default_threads(),
+                                         dist, &sn, &err);
+    if (rc == TC_OK && writer) {
         qsort(sn.entries, sn.n_entries, sizeof *sn.entries, cmp_kl);
         if (com->json) {
             cJSON *j = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(j, "tensors");
@@ -507,11 +516,12 @@ static int run_sensitivity(const char *path, const tc_quantize_opts *qo, cli_cal
                 printf("  %-20s %12.6f %10.4f\n", name, sn.entries[i].kl, sn.entries[i].rel_weight_error);
             }
         }
-        tc_sensitivity_free(&sn);
     }
+    if (rc == TC_OK)
+        tc_sensitivity_free(&sn);
     tc_calib_set_free(&set);
     tc_model_close(&m);
-    return rc == TC_OK ? 0 : cli_fail(TOOL, &err);
+    return cli_dist_check(TOOL, dist, rc, &err);
 }
 
 int main(int argc, char **argv)
@@ -633,7 +643,7 @@ int main(int argc, char **argv)
     if (com.info)
         return cli_info(TOOL, argv[optind], com.json);
     if (sensitivity)
-        return run_sensitivity(argv[optind], &qo, &cal, &com, out);
+        return run_sensitivity(argv[optind], &qo, &cal, &com, out, &dist);
     if (!out)
         return cli_usage_error(TOOL, "no output: give -o OUT");
     if (conv == CONV_NONE && qo.format == TC_QFORMAT_GGUF_TQ1)
