@@ -1,11 +1,11 @@
 /* The tools under mpirun (-DTC_MPI=ON): with 1, 2, 3 and 4 ranks on this
  * machine (--oversubscribe), the analysis report, the pruned checkpoint, the
- * quantized file, the perplexity and --compare's figures are the same bytes
- * as those of the tools built without MPI (tc-*-one).  And the faults: a rank
- * that cannot open the model fails the whole job with one line naming it; a
- * rank killed with SIGKILL, or mpirun interrupted with SIGINT, leaves no
- * output and no temporary file.  Skipped when mpirun or the assets are
- * absent. */
+ * quantized files (calibrated and affine-calibrated), --sensitivity's ranking,
+ * the perplexity and --compare's figures are the same bytes as those of the
+ * tools built without MPI (tc-*-one).  And the faults: a rank that cannot
+ * open the model fails the whole job with one line naming it; a rank killed
+ * with SIGKILL, or mpirun interrupted with SIGINT, leaves no output and no
+ * temporary file.  Skipped when mpirun or the assets are absent. */
 #include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
@@ -293,6 +293,25 @@ int main(void)
              "-o %%s --force -q",
              A_gguf, A_stories);
     identical("q.gguf", "tc-quantize", args, 0, 0);
+    /* affine-calibrated: its stages' H, D and G folded window by window, on
+     * 3 windows so that 4 ranks leave one without any; groups of 32 and
+     * --act-order, and a GGUF (Q4_1 offsets). */
+    snprintf(args, sizeof args,
+             "%s --method affine-calibrated --group 32 --act-order --calib %s --samples 3 --seq-len 40 --threads 1 "
+             "-o %%s --force -q",
+             A_gguf, A_stories);
+    identical("qa.tcq", "tc-quantize", args, 0, 0);
+    snprintf(args, sizeof args,
+             "%s --method affine-calibrated --group 32 --format gguf-tq2 --calib %s --samples 5 --seq-len 32 "
+             "--threads 1 -o %%s --force -q",
+             A_gguf, A_stories);
+    identical("qa.gguf", "tc-quantize", args, 0, 0);
+    /* --sensitivity: each weight's KL summed over windows in window order;
+     * its JSON on stdout is all it writes. */
+    snprintf(args, sizeof args, "%s --sensitivity --method affine --calib %s --samples 3 --seq-len 40 --threads 1 "
+             "--json -q",
+             A_gguf, A_stories);
+    identical("sensitivity", "tc-quantize", args, 0, 1);
     snprintf(args, sizeof args, "%s/n0/q.tcq --compare %s --eval %s --samples 7 --seq-len 64 --threads 1 -q", dir,
              A_gguf, A_stories);
     identical("compare", "tc-run", args, 0, 1);
