@@ -7,7 +7,7 @@
  * The original model's hidden state at every layer's input and its log-
  * probabilities are kept, so a weight of layer l costs one pass from layer l
  * to the head.  Memory: every weight in fp32, n_layers + 1 hidden states and
- * [tokens][vocab] doubles. */
+ * [tokens][vocab] doubles (of this rank's windows under MPI). */
 #ifndef TC_SENSITIVITY_H
 #define TC_SENSITIVITY_H
 
