@@ -115,6 +115,10 @@ static void usage(void)
            "Output: a per-tensor table on stderr (unless --quiet), a summary on stdout (JSON\n"
            "with --json) giving the bits per weight of the whole file and of its parts:\n"
            "ternary weights, fallback, embeddings (and head), norms.\n"
+           "\n"
+           "Under mpirun (a build with -DTC_MPI=ON) the calibration windows, and those of\n"
+           "--sensitivity, are spread over the ranks; the file and the figures are those a\n"
+           "single process computes, bit for bit, given the same --threads.  Rank 0 writes.\n"
            "\n" CLI_CALIB_HELP "\n" CLI_COMMON_HELP,
            TOOL, TOOL);
 }
@@ -741,8 +745,8 @@ int main(int argc, char **argv)
                                                             "derives them when it runs)");
     }
     /* The tokenizer given, and the vocabulary a GGUF output must carry. */
-    if ((code = cli_dist_check(TOOL, &dist, cli_model_tokenizer(&m, com.tokenizer, qo.format != TC_QFORMAT_PACKED, &err),
-                               &err))) {
+    if ((code = cli_dist_check(TOOL, &dist,
+                               cli_model_tokenizer(&m, com.tokenizer, qo.format != TC_QFORMAT_PACKED, &err), &err))) {
         tc_model_close(&m);
         return code;
     }
