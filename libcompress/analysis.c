@@ -4,10 +4,14 @@
  * module's input and output, the attention statistics and the NLL.  Measured
  * importance then reruns the model from stored layer inputs with one module
  * skipped and compares its next-token distributions with the baseline's,
- * which are kept as log-softmax rows: a batch holds T x vocab floats of them,
- * and batches are sized to keep that (and the stored hidden states) within
- * the memory budget.  Recomputing the baseline beside every rerun would halve
- * the memory but double the work. */
+ * which are kept as log-softmax rows: a batch holds T x vocab floats of them.
+ * Recomputing the baseline beside every rerun would halve the memory but
+ * double the work.
+ *
+ * A batch is one sequence (or a fixed group, with batch_tokens) and sums into
+ * a record of its own; the records are added in batch order at the end.  That
+ * order is the same in one process and spread over MPI ranks (tc/dist.h), so
+ * the results are the same bits. */
 #include "tc/analyze.h"
 
 #include <math.h>
@@ -17,9 +21,9 @@
 
 #include "analysis_internal.h"
 #include "tc/checked.h"
+#include "tc/dist.h"
 #include "tc/parallel.h"
 
-#define BUDGET_BYTES ((uint64_t)256 << 20)
 #define PRELOAD_LIMIT ((uint64_t)1 << 30)
 
 /* tc_module_name and tc_analysis_free live in analysis_result.c. */
@@ -75,18 +79,25 @@ static void sub_batch(const int32_t *tokens, const size_t *offsets, size_t s0, s
     sub->n_seqs = s1 - s0;
 }
 
-static size_t tokens_for_budget(uint64_t bytes_per_token)
-{
-    uint64_t t = BUDGET_BYTES / (bytes_per_token ? bytes_per_token : 1);
-    return t < 1 ? 1 : t > (1u << 30) ? (size_t)1 << 30 : (size_t)t;
-}
-
 /* What one token costs in the forward pass's own buffers. */
 static uint64_t forward_bytes_per_token(const tc_config *c)
 {
     uint64_t f = 3 * (uint64_t)c->dim + 2 * (uint64_t)c->n_heads * c->head_dim +
                  2 * (uint64_t)c->n_kv_heads * c->head_dim + 2;
     return 4 * f;
+}
+
+size_t tc_analyze_batch_tokens(const tc_model *m, const tc_analyze_opts *o, uint64_t bytes)
+{
+    const tc_config *c = &m->cfg;
+    int store = !(o && o->no_measure) || (o && o->head_windows > 0);
+    /* Targets, two per-token sums, the stored states and (measuring) the
+     * baseline's log-probabilities with their normalisers. */
+    uint64_t per_token = forward_bytes_per_token(c) + 4 + 16 +
+                         (store ? 8 + 4 * (2 * (uint64_t)c->n_layers * (uint64_t)c->dim + (uint64_t)c->vocab_size)
+                                : 4 * 2 * (uint64_t)c->dim);
+    uint64_t t = bytes / per_token;
+    return t < 1 ? 1 : t > ((uint64_t)1 << 30) ? (size_t)1 << 30 : (size_t)t;
 }
 
 static int check_input(const tc_model *m, const int32_t *tokens, const size_t *offsets,
@@ -114,8 +125,13 @@ static int nll_logits(void *ctx, const float *logits, size_t tok0, size_t n, int
         if (t + 1 >= b->offsets[acc->seq + 1])
             continue;
         const float *row = logits + i * (size_t)vocab;
-        acc->nll_sum += row_lse(row, vocab) - row[b->tokens[t + 1]];
+        double v = row_lse(row, vocab) - row[b->tokens[t + 1]];
+        acc->nll_sum += v;
         acc->n_predicted++;
+        if (acc->per_seq) {
+            acc->per_seq[2 * acc->seq] += v;
+            acc->per_seq[2 * acc->seq + 1] += 1.0;
+        }
     }
     return TC_OK;
 }
@@ -141,21 +157,30 @@ int tc_perplexity(const tc_model *m, const int32_t *tokens, const size_t *offset
     if (check_input(m, tokens, offsets, n_seqs, err))
         return TC_ERR;
     size_t n = offsets[n_seqs];
-    size_t budget = opts->batch_tokens ? opts->batch_tokens
-                                       : tokens_for_budget(forward_bytes_per_token(&m->cfg));
-    size_t *off = malloc((n_seqs + 1) * sizeof *off);
-    if (!off)
-        return tc_err(err, "%s: out of memory for batch offsets", m->path);
-    double nll = 0.0;
-    uint64_t pred = 0;
-    int rc = TC_OK;
+    /* One sequence per pass unless batch_tokens groups them: each sequence's
+     * NLL is summed on its own and the sums are added in sequence order, so
+     * that the result does not depend on how the sequences are spread over
+     * ranks (tc/dist.h). */
+    size_t *off = malloc((n_seqs + 1) * sizeof *off), *bseq = malloc((n_seqs + 1) * sizeof *bseq), nb = 0;
+    double *rec = calloc(n_seqs ? 2 * n_seqs : 1, sizeof *rec); /* per sequence: NLL, predictions */
+    int rc = off && bseq && rec ? TC_OK : tc_err(err, "%s: out of memory for batch offsets", m->path);
+    for (size_t s0 = 0; !rc && s0 < n_seqs; nb++) {
+        bseq[nb] = s0;
+        s0 = opts->batch_tokens ? batch_end(offsets, n_seqs, s0, opts->batch_tokens) : s0 + 1;
+    }
+    if (!rc)
+        bseq[nb] = n_seqs;
+    size_t b0 = 0, b1 = 0;
+    tc_dist_range(opts->dist, opts->dist ? opts->dist->rank : 0, nb, &b0, &b1);
+    size_t t0 = rc ? 0 : offsets[bseq[b0]], t1 = rc ? 0 : offsets[bseq[b1]];
     tc_forward_ws *ws = tc_forward_ws_new(); /* NULL only costs speed */
-    for (size_t s0 = 0; s0 < n_seqs && !rc;) {
-        size_t s1 = batch_end(offsets, n_seqs, s0, budget);
+    for (size_t i = b0; i < b1 && !rc; i++) {
+        size_t s0 = bseq[i], s1 = bseq[i + 1];
         tc_batch b;
         sub_batch(tokens, offsets, s0, s1, off, &b);
         tc_nll_observer acc;
         tc_observer ob = tc_nll_observer_make(&acc, &b);
+        acc.per_seq = rec + 2 * s0;
         tc_forward_opts fo;
         memset(&fo, 0, sizeof fo);
         fo.n_threads = opts->n_threads;
@@ -165,14 +190,20 @@ int tc_perplexity(const tc_model *m, const int32_t *tokens, const size_t *offset
         fo.observers = &ob;
         fo.n_observers = 1;
         rc = tc_forward(m, &b, &fo, err);
-        nll += acc.nll_sum;
-        pred += acc.n_predicted;
-        if (opts->progress && n)
-            opts->progress(opts->progress_ctx, (double)offsets[s1] / (double)n);
-        s0 = s1;
+        if (opts->progress && t1 > t0)
+            opts->progress(opts->progress_ctx, (double)(offsets[s1] - t0) / (double)(t1 - t0));
+    }
+    tc_forward_ws_free(ws);
+    rc = tc_dist_allgather(opts->dist, rc, rec, n_seqs, 2 * sizeof *rec, err);
+    double nll = 0.0;
+    uint64_t pred = 0;
+    for (size_t s = 0; !rc && s < n_seqs; s++) {
+        nll += rec[2 * s];
+        pred += (uint64_t)rec[2 * s + 1];
     }
     free(off);
-    tc_forward_ws_free(ws);
+    free(bseq);
+    free(rec);
     if (rc)
         return TC_ERR;
     out->n_tokens = n;
@@ -189,7 +220,7 @@ int tc_perplexity(const tc_model *m, const int32_t *tokens, const size_t *offset
  * squared mean would cancel. */
 typedef struct cos_acc {
     double mean, m2, min;
-    uint64_t n;
+    double n; /* a count: every field of a record is a double (sum_disjoint) */
 } cos_acc;
 
 typedef struct analysis_run {
@@ -210,15 +241,22 @@ typedef struct analysis_run {
     float *xs, *hs;       /* [L or 1][Tmax][dim] stored X and H */
     float *base_lp;       /* [Tmax][vocab] baseline log-softmax, when measuring */
     double *base_lz;      /* [Tmax] log of the sum of exp(base_lp) of each row */
-    size_t budget;        /* tokens per batch */
     size_t tmax;          /* the largest batch */
-    /* Sums over every batch. */
+    /* Batches: batch i is sequences [bseq[i], bseq[i + 1]), fixed by the
+     * sequences alone, never by the number of ranks. */
+    size_t *bseq, n_batches;
+    /* Every batch sums into a record of its own (rec_bytes at recs + i *
+     * rec_bytes); the totals are the records added in batch order.  The
+     * pointers below point into the record in hand: a batch's while it runs,
+     * the totals' when the results are made. */
+    unsigned char *recs, *totals;
+    size_t rec_bytes;
     cos_acc (*cos)[TC_N_MODULES];
     double *hsum;         /* [HSUM_N][L][n_heads] head statistics */
-    uint64_t *queries;    /* [L] */
-    uint64_t *later;      /* [L]: queries at positions >= 1 */
-    double nll;
-    uint64_t n_pred;
+    double *queries;      /* [L] (counts, exact in a double) */
+    double *later;        /* [L]: queries at positions >= 1 */
+    double *nll;
+    double *n_pred;
     double (*nll_skip)[TC_N_MODULES], (*kl)[TC_N_MODULES];
     double *acc_nll, *acc_kl; /* where the current rerun's sums go */
     /* Masking heads. */
@@ -342,8 +380,8 @@ static int base_logits(void *ctx, const float *logits, size_t tok0, size_t n, in
     tc_parallel_for(r->o->n_threads, n, MIN_TOKENS_PER_THREAD, base_range, &j);
     for (size_t i = 0; i < n; i++)
         if (r->tgt[tok0 + i] >= 0) {
-            r->nll += r->val[i];
-            r->n_pred++;
+            *r->nll += r->val[i];
+            (*r->n_pred)++;
         }
     return TC_OK;
 }
@@ -362,8 +400,8 @@ static int base_heads(void *ctx, int layer, const tc_head_sums *hs, tc_error *er
     for (int k = 0; k < HSUM_N; k++)
         for (int h = 0; h < hs->n_heads && h < r->n_heads; h++)
             hsum_at(r, k, layer)[h] += src[k][h];
-    r->queries[layer] += hs->n_queries;
-    r->later[layer] += hs->n_later;
+    r->queries[layer] += (double)hs->n_queries;
+    r->later[layer] += (double)hs->n_later;
     return TC_OK;
 }
 
@@ -455,42 +493,40 @@ static int rerun(analysis_run *r, int l, tc_module mod, int first, const float *
     return rerun_into(r, first, x, NULL, &r->nll_skip[l][mod], &r->kl[l][mod], err);
 }
 
-/* Each head of each present attention masked alone, rerun from its layer's input. */
-static int measure_heads_batch(analysis_run *r, tc_error *err)
+/* Each head of layer l's attention (when present) masked alone, rerun from
+ * the layer's input. */
+static int measure_heads_layer(analysis_run *r, int l, tc_error *err)
 {
-    for (int l = 0; l < r->L; l++) {
-        if (!r->present[l][TC_MOD_ATTN])
-            continue;
-        for (int h = 0; h < r->n_heads; h++) {
-            size_t id = (size_t)l * (size_t)r->n_heads + (size_t)h;
-            r->head_mask[id] = 1;
-            int rc = rerun_into(r, l, stored(r, r->xs, l), r->head_mask, &r->head_nll[id], &r->head_kl[id], err);
-            r->head_mask[id] = 0;
-            if (rc)
-                return TC_ERR;
-        }
+    if (!r->present[l][TC_MOD_ATTN])
+        return TC_OK;
+    for (int h = 0; h < r->n_heads; h++) {
+        size_t id = (size_t)l * (size_t)r->n_heads + (size_t)h;
+        r->head_mask[id] = 1;
+        int rc = rerun_into(r, l, stored(r, r->xs, l), r->head_mask, &r->head_nll[id], &r->head_kl[id], err);
+        r->head_mask[id] = 0;
+        if (rc)
+            return TC_ERR;
     }
     return TC_OK;
 }
 
-static int measure_batch(analysis_run *r, tc_error *err)
+/* Layer l's modules skipped one at a time. */
+static int measure_layer(analysis_run *r, int l, tc_error *err)
 {
-    for (int l = 0; l < r->L; l++) {
-        const uint8_t *pr = r->present[l];
-        float *xs = stored(r, r->xs, l), *hs = stored(r, r->hs, l);
-        if (pr[TC_MOD_ATTN]) {
-            r->skip[l].attn = 1;
-            int rc = rerun(r, l, TC_MOD_ATTN, l, xs, err);
-            r->skip[l].attn = r->base_skip[l].attn;
-            if (rc)
-                return TC_ERR;
-        }
-        if (pr[TC_MOD_MLP] && rerun(r, l, TC_MOD_MLP, l + 1, hs, err))
-            return TC_ERR;
-        /* With one module present the block is that module: no rerun needed. */
-        if (pr[TC_MOD_ATTN] && pr[TC_MOD_MLP] && rerun(r, l, TC_MOD_BLOCK, l + 1, xs, err))
+    const uint8_t *pr = r->present[l];
+    float *xs = stored(r, r->xs, l), *hs = stored(r, r->hs, l);
+    if (pr[TC_MOD_ATTN]) {
+        r->skip[l].attn = 1;
+        int rc = rerun(r, l, TC_MOD_ATTN, l, xs, err);
+        r->skip[l].attn = r->base_skip[l].attn;
+        if (rc)
             return TC_ERR;
     }
+    if (pr[TC_MOD_MLP] && rerun(r, l, TC_MOD_MLP, l + 1, hs, err))
+        return TC_ERR;
+    /* With one module present the block is that module: no rerun needed. */
+    if (pr[TC_MOD_ATTN] && pr[TC_MOD_MLP] && rerun(r, l, TC_MOD_BLOCK, l + 1, xs, err))
+        return TC_ERR;
     return TC_OK;
 }
 
@@ -517,27 +553,19 @@ static int baseline_batch(analysis_run *r, tc_error *err)
     return TC_OK;
 }
 
-/* Token-layers of work per token of a head window for masking heads. */
-static double head_work_per_token(const analysis_run *r)
+/* Token-layers of work per token of layer l's reruns: its modules skipped
+ * (when measuring) and, in a head window, its heads masked. */
+static double layer_work(const analysis_run *r, int l, int head_window)
 {
+    const uint8_t *pr = r->present[l];
     double w = 0;
-    for (int l = 0; r->head_win && l < r->L; l++)
-        w += r->present[l][TC_MOD_ATTN] ? (double)r->n_heads * (r->L - l + 1) : 0;
-    return w;
-}
-
-/* Token-layers of work per token: the baseline plus every rerun. */
-static double work_per_token(const analysis_run *r)
-{
-    double w = r->L + 1;
-    if (!r->measure)
-        return w;
-    for (int l = 0; l < r->L; l++) {
-        const uint8_t *pr = r->present[l];
+    if (r->measure) {
         w += pr[TC_MOD_ATTN] ? r->L - l + 1 : 0;
         w += pr[TC_MOD_MLP] ? r->L - l : 0;
         w += pr[TC_MOD_ATTN] && pr[TC_MOD_MLP] ? r->L - l : 0;
     }
+    if (head_window && pr[TC_MOD_ATTN])
+        w += (double)r->n_heads * (r->L - l + 1);
     return w;
 }
 
@@ -551,15 +579,10 @@ static void run_free(analysis_run *r)
     free(r->hs);
     free(r->base_lp);
     free(r->base_lz);
-    free(r->cos);
-    free(r->hsum);
-    free(r->queries);
-    free(r->later);
+    free(r->bseq);
+    free(r->recs);
+    free(r->totals);
     free(r->head_mask);
-    free(r->head_nll);
-    free(r->head_kl);
-    free(r->nll_skip);
-    free(r->kl);
     free(r->val);
     free(r->val2);
     tc_forward_ws_free(r->ws);
@@ -578,11 +601,95 @@ static int alloc_array(void **p, uint64_t a, uint64_t b, uint64_t c, const tc_mo
     return TC_OK;
 }
 
-/* Sequences [s0, end) form the next batch; a batch never straddles the end
- * of the head windows, so that heads are masked over exactly those. */
+/* Sequences [s0, end) form the next batch: one sequence, or as many as
+ * batch_tokens holds when that is set.  A batch never straddles the end of
+ * the head windows, so that heads are masked over exactly those.  Batches are
+ * the unit of distribution and of summation, and BLAS rounds a row
+ * differently in products of different heights, so their bounds depend on
+ * the sequences and the options alone. */
 static size_t next_batch(const analysis_run *r, const size_t *offsets, size_t n_seqs, size_t s0)
 {
-    return batch_end(offsets, s0 < r->head_win ? r->head_win : n_seqs, s0, r->budget);
+    if (!r->o->batch_tokens)
+        return s0 + 1;
+    return batch_end(offsets, s0 < r->head_win ? r->head_win : n_seqs, s0, r->o->batch_tokens);
+}
+
+/* The record layout: every field 8-byte aligned, so that a record moves as
+ * bytes between ranks and is read back in place. */
+static size_t bind_record(analysis_run *r, unsigned char *base)
+{
+    size_t L = (size_t)r->L, nh = (size_t)r->n_heads, at = 0;
+#define TC_FIELD(ptr, bytes)                                  \
+    do {                                                      \
+        if (base)                                             \
+            ptr = (void *)(base + at);                        \
+        at += (bytes);                                        \
+    } while (0)
+    TC_FIELD(r->cos, L * TC_N_MODULES * sizeof(cos_acc));
+    TC_FIELD(r->hsum, HSUM_N * L * nh * sizeof(double));
+    TC_FIELD(r->queries, L * sizeof(double));
+    TC_FIELD(r->later, L * sizeof(double));
+    TC_FIELD(r->nll, sizeof(double));
+    TC_FIELD(r->n_pred, sizeof(double));
+    TC_FIELD(r->nll_skip, L * TC_N_MODULES * sizeof(double));
+    TC_FIELD(r->kl, L * TC_N_MODULES * sizeof(double));
+    TC_FIELD(r->head_nll, L * nh * sizeof(double));
+    TC_FIELD(r->head_kl, L * nh * sizeof(double));
+#undef TC_FIELD
+    return at;
+}
+
+/* Chan et al.'s combination of two Welford accumulators. */
+static void cos_merge(cos_acc *t, const cos_acc *a)
+{
+    if (a->n == 0)
+        return;
+    if (t->n == 0) {
+        *t = *a;
+        return;
+    }
+    double n = t->n + a->n, delta = a->mean - t->mean;
+    t->mean += delta * (a->n / n);
+    t->m2 += a->m2 + delta * delta * (t->n * a->n / n);
+    if (a->min < t->min)
+        t->min = a->min;
+    t->n += a->n;
+}
+
+/* The totals: every batch's record added in batch order; the baseline NLL of
+ * the head windows on the side. */
+static void sum_records(analysis_run *r)
+{
+    analysis_run t = *r, b = *r;
+    memset(r->totals, 0, r->rec_bytes);
+    bind_record(&t, r->totals);
+    size_t L = (size_t)r->L, nh = (size_t)r->n_heads;
+    for (size_t i = 0; i < r->n_batches; i++) {
+        bind_record(&b, r->recs + i * r->rec_bytes);
+        for (size_t l = 0; l < L; l++)
+            for (int mod = 0; mod < TC_N_MODULES; mod++) {
+                cos_merge(&t.cos[l][mod], &b.cos[l][mod]);
+                t.nll_skip[l][mod] += b.nll_skip[l][mod];
+                t.kl[l][mod] += b.kl[l][mod];
+            }
+        for (size_t k = 0; k < HSUM_N * L * nh; k++)
+            t.hsum[k] += b.hsum[k];
+        for (size_t l = 0; l < L; l++) {
+            t.queries[l] += b.queries[l];
+            t.later[l] += b.later[l];
+        }
+        for (size_t k = 0; k < L * nh; k++) {
+            t.head_nll[k] += b.head_nll[k];
+            t.head_kl[k] += b.head_kl[k];
+        }
+        *t.nll += *b.nll;
+        *t.n_pred += *b.n_pred;
+        if (r->bseq[i] < r->head_win) {
+            r->head_base += *b.nll;
+            r->head_pred += (uint64_t)*b.n_pred;
+        }
+    }
+    bind_record(r, r->totals);
 }
 
 static int run_init(analysis_run *r, const tc_model *m, const tc_analyze_opts *o,
@@ -600,19 +707,18 @@ static int run_init(analysis_run *r, const tc_model *m, const tc_analyze_opts *o
     r->head_win = o->head_windows < n_seqs ? o->head_windows : n_seqs;
     r->store = r->measure || r->head_win > 0;
     uint64_t L = (uint64_t)r->L, nh = (uint64_t)r->n_heads;
-    /* Targets, two per-token sums, the stored states and (measuring) the
-     * baseline's log-probabilities with their normalisers. */
-    uint64_t per_token = forward_bytes_per_token(c) + 4 + 16 +
-                         (r->store ? 8 + 4 * (2 * L * (uint64_t)c->dim + (uint64_t)c->vocab_size)
-                                   : 4 * 2 * (uint64_t)c->dim);
-    r->budget = o->batch_tokens ? o->batch_tokens : tokens_for_budget(per_token);
     r->tmax = 0;
+    if (alloc_array((void **)&r->bseq, (uint64_t)n_seqs + 1, sizeof(size_t), 1, m, err))
+        return TC_ERR;
     for (size_t s0 = 0; s0 < n_seqs;) {
         size_t s1 = next_batch(r, offsets, n_seqs, s0);
         if (offsets[s1] - offsets[s0] > r->tmax)
             r->tmax = offsets[s1] - offsets[s0];
+        r->bseq[r->n_batches++] = s0;
         s0 = s1;
     }
+    r->bseq[r->n_batches] = n_seqs;
+    r->rec_bytes = bind_record(r, NULL);
     uint64_t slots = r->store ? L : 1, T = r->tmax ? r->tmax : 1;
     if (alloc_array((void **)&r->base_skip, L, sizeof(tc_skip), 1, m, err) ||
         alloc_array((void **)&r->skip, L, sizeof(tc_skip), 1, m, err) ||
@@ -623,15 +729,9 @@ static int run_init(analysis_run *r, const tc_model *m, const tc_analyze_opts *o
         (r->store &&
          (alloc_array((void **)&r->base_lp, T, (uint64_t)c->vocab_size, sizeof(float), m, err) ||
           alloc_array((void **)&r->base_lz, T, sizeof(double), 1, m, err))) ||
-        alloc_array((void **)&r->cos, L, sizeof(cos_acc) * TC_N_MODULES, 1, m, err) ||
-        alloc_array((void **)&r->hsum, HSUM_N * L, nh, sizeof(double), m, err) ||
-        alloc_array((void **)&r->queries, L, sizeof(uint64_t), 1, m, err) ||
-        alloc_array((void **)&r->later, L, sizeof(uint64_t), 1, m, err) ||
+        alloc_array((void **)&r->recs, r->n_batches, r->rec_bytes, 1, m, err) ||
+        alloc_array((void **)&r->totals, r->rec_bytes, 1, 1, m, err) ||
         alloc_array((void **)&r->head_mask, L, nh, 1, m, err) ||
-        alloc_array((void **)&r->head_nll, L, nh, sizeof(double), m, err) ||
-        alloc_array((void **)&r->head_kl, L, nh, sizeof(double), m, err) ||
-        alloc_array((void **)&r->nll_skip, L, sizeof(double) * TC_N_MODULES, 1, m, err) ||
-        alloc_array((void **)&r->kl, L, sizeof(double) * TC_N_MODULES, 1, m, err) ||
         alloc_array((void **)&r->val, T, sizeof(double), 1, m, err) ||
         alloc_array((void **)&r->val2, T, sizeof(double), 1, m, err))
         return TC_ERR;
@@ -661,15 +761,15 @@ static void finish_module(const analysis_run *r, int l, tc_module mod, tc_module
         st->cos_std = var > 0.0 ? sqrt(var) : 0.0;
         st->cos_min = c->min;
     }
-    if (!r->measure || !r->n_pred)
+    if (!r->measure || !*r->n_pred)
         return;
     /* The block of a layer with a single module is that module. */
     tc_module src = mod;
     if (mod == TC_MOD_BLOCK && !(r->present[l][TC_MOD_ATTN] && r->present[l][TC_MOD_MLP]))
         src = r->present[l][TC_MOD_ATTN] ? TC_MOD_ATTN : TC_MOD_MLP;
     st->measured = 1;
-    st->dnll = (r->nll_skip[l][src] - r->nll) / (double)r->n_pred;
-    st->kl = r->kl[l][src] / (double)r->n_pred;
+    st->dnll = (r->nll_skip[l][src] - *r->nll) / (double)*r->n_pred;
+    st->kl = r->kl[l][src] / (double)*r->n_pred;
 }
 
 static int finish(const analysis_run *r, tc_analysis *out, tc_error *err)
@@ -691,7 +791,7 @@ static int finish(const analysis_run *r, tc_analysis *out, tc_error *err)
             tc_analysis_free(out);
             return tc_err(err, "%s: out of memory for analysis results", r->m->path);
         }
-        double later = r->later[l] ? (double)r->later[l] : NAN, queries = r->queries[l] ? (double)r->queries[l] : NAN;
+        double later = r->later[l] ? r->later[l] : NAN, queries = r->queries[l] ? r->queries[l] : NAN;
         for (int h = 0; h < r->n_heads; h++) {
             tc_head_stats *hs = &ls->heads[h];
             size_t id = (size_t)l * (size_t)r->n_heads + (size_t)h;
@@ -713,9 +813,9 @@ static int finish(const analysis_run *r, tc_analysis *out, tc_error *err)
             ts->drop_dnll[g] = ts->drop_se[g] = NAN;
     }
     out->tokens.chosen = -1;
-    out->nll = r->n_pred ? r->nll / (double)r->n_pred : NAN;
-    out->ppl = r->n_pred ? exp(out->nll) : NAN;
-    out->n_predicted = r->n_pred;
+    out->nll = *r->n_pred ? *r->nll / (double)*r->n_pred : NAN;
+    out->ppl = *r->n_pred ? exp(out->nll) : NAN;
+    out->n_predicted = (uint64_t)*r->n_pred;
     return TC_OK;
 }
 
@@ -747,29 +847,84 @@ int tc_analyze(const tc_model *m, const int32_t *tokens, const size_t *offsets, 
         rc = tc_weights_load(&w, m, err);
         r.weights = rc ? NULL : &w;
     }
+    /* The work items: per batch, its baseline (the cosines, head sums and
+     * NLL) and each layer's reruns (its modules skipped, and in the head
+     * windows its heads masked).  Items go to ranks in order by weight, so a
+     * batch's layers may be spread over several ranks, each of which runs
+     * the batch's baseline to get the stored states; only the owner of the
+     * baseline item keeps its sums.  A job of one owns every item. */
+    size_t L = (size_t)r.L, n_items = rc ? 0 : r.n_batches * (L + 1);
+    int *owner = rc ? NULL : malloc((n_items ? n_items : 1) * sizeof *owner);
+    unsigned char *scratch = rc ? NULL : calloc(1, r.rec_bytes);
+    if (!rc && (!owner || !scratch))
+        rc = tc_err(err, "%s: out of memory for the analysis's work list", m->path);
+    int me = opts->dist ? opts->dist->rank : 0;
     if (!rc) {
-        r.total = (double)n * work_per_token(&r) + (double)offsets[r.head_win] * head_work_per_token(&r);
+        double all = 0.0, before = 0.0;
+        for (int pass = 0; pass < 2; pass++) {
+            for (size_t b = 0; b < r.n_batches; b++) {
+                double T = (double)(offsets[r.bseq[b + 1]] - offsets[r.bseq[b]]);
+                int heads = r.bseq[b] < r.head_win;
+                for (size_t k = 0; k <= L; k++) {
+                    double wt = k == 0 ? T * (r.L + 1) : T * layer_work(&r, (int)k - 1, heads);
+                    if (pass == 1) {
+                        owner[b * (L + 1) + k] = tc_dist_owner(opts->dist, before, wt, all);
+                        before += wt;
+                    } else {
+                        all += wt;
+                    }
+                }
+            }
+        }
+        /* Progress: this rank's items, and the baselines it runs for them. */
+        for (size_t b = 0; b < r.n_batches; b++) {
+            double T = (double)(offsets[r.bseq[b + 1]] - offsets[r.bseq[b]]);
+            int any = 0;
+            for (size_t k = 0; k <= L; k++)
+                if (owner[b * (L + 1) + k] == me) {
+                    any = 1;
+                    if (k > 0)
+                        r.total += T * layer_work(&r, (int)k - 1, r.bseq[b] < r.head_win);
+                }
+            r.total += any ? T * (r.L + 1) : 0.0;
+        }
         r.total += tc_analysis_extra_work(m, offsets, n_seqs, opts);
     }
-    for (size_t s0 = 0; !rc && s0 < n_seqs;) {
-        size_t s1 = next_batch(&r, offsets, n_seqs, s0);
+    for (size_t i = 0; !rc && i < r.n_batches; i++) {
+        const int *own = owner + i * (L + 1);
+        int any = 0;
+        for (size_t k = 0; k <= L; k++)
+            any |= own[k] == me && (k == 0 || layer_work(&r, (int)k - 1, r.bseq[i] < r.head_win) > 0);
+        if (!any)
+            continue;
+        size_t s0 = r.bseq[i], s1 = r.bseq[i + 1];
         sub_batch(tokens, offsets, s0, s1, off, &r.b);
         r.n = tc_batch_tokens(&r.b);
         batch_targets(&r.b, r.tgt);
-        double nll0 = r.nll;
-        uint64_t pred0 = r.n_pred;
+        bind_record(&r, own[0] == me ? r.recs + i * r.rec_bytes : scratch);
         rc = baseline_batch(&r, err);
-        if (!rc && r.measure)
-            rc = measure_batch(&r, err);
-        if (!rc && s0 < r.head_win) {
-            r.head_base += r.nll - nll0;
-            r.head_pred += r.n_pred - pred0;
-            rc = measure_heads_batch(&r, err);
+        bind_record(&r, r.recs + i * r.rec_bytes);
+        for (int l = 0; !rc && l < r.L; l++) {
+            if (own[l + 1] != me)
+                continue;
+            if (r.measure)
+                rc = measure_layer(&r, l, err);
+            if (!rc && s0 < r.head_win)
+                rc = measure_heads_layer(&r, l, err);
         }
-        s0 = s1;
     }
-    if (!rc)
+    free(owner);
+    free(scratch);
+    /* Every field of every record was set by one rank: summed over the
+     * ranks they are on every rank, and every rank adds the records in the
+     * same order, so the totals are the same bits whatever the number of
+     * ranks. */
+    rc = tc_dist_sum_disjoint(opts->dist, rc, (double *)(void *)r.recs, rc ? 0 : r.n_batches * r.rec_bytes / sizeof(double),
+                              err);
+    if (!rc) {
+        sum_records(&r);
         rc = finish(&r, out, err);
+    }
     if (!rc && r.head_win > 0) {
         tc_analysis_ctx ctx = {m, opts, r.weights, r.ws, &r.done, r.total};
         rc = tc_analysis_head_curve(&ctx, tokens, offsets, r.head_win, r.head_base, r.head_pred, out, err);

@@ -9,24 +9,30 @@
 
 #include "analysis_internal.h"
 
-/* Tokens per pass: enough for the small models the curve runs on, bounded so
- * that a large vocabulary's logits chunking keeps memory flat. */
-#define CURVE_BATCH_TOKENS 8192
-
-/* Summed NLL of every prediction of sequences [0, n_win) with `mask` applied. */
+/* Summed NLL of every prediction of sequences [0, n_win) with `mask` applied.
+ * The passes are grouped as the analysis groups them (one sequence, or
+ * batch_tokens), so that masking nothing gives the baseline's bits; each
+ * pass's sum is kept apart, the passes are spread over the ranks of
+ * o->dist, and the sums are added in sequence order. */
 static int masked_nll(const tc_analysis_ctx *x, const int32_t *tokens, const size_t *offsets, size_t n_win,
                       const uint8_t *mask, double *nll, uint64_t *pred, tc_error *err)
 {
-    size_t *off = malloc((n_win + 1) * sizeof *off);
-    if (!off)
-        return tc_err(err, "%s: out of memory", x->m->path);
-    *nll = 0.0;
-    *pred = 0;
-    int rc = TC_OK;
-    for (size_t s0 = 0; s0 < n_win && !rc;) {
+    size_t *off = malloc((n_win + 1) * sizeof *off), *bseq = malloc((n_win + 1) * sizeof *bseq), nb = 0;
+    double *rec = calloc(2 * n_win + 1, sizeof *rec); /* per pass: NLL sum, predictions */
+    int rc = off && bseq && rec ? TC_OK : tc_err(err, "%s: out of memory", x->m->path);
+    for (size_t s0 = 0; !rc && s0 < n_win; nb++) {
+        bseq[nb] = s0;
         size_t s1 = s0 + 1;
-        while (s1 < n_win && offsets[s1 + 1] - offsets[s0] <= CURVE_BATCH_TOKENS)
+        while (x->o->batch_tokens && s1 < n_win && offsets[s1 + 1] - offsets[s0] <= x->o->batch_tokens)
             s1++;
+        s0 = s1;
+    }
+    if (!rc)
+        bseq[nb] = n_win;
+    size_t b0 = 0, b1 = 0;
+    tc_dist_range(x->o->dist, x->o->dist ? x->o->dist->rank : 0, nb, &b0, &b1);
+    for (size_t i = b0; i < b1 && !rc; i++) {
+        size_t s0 = bseq[i], s1 = bseq[i + 1];
         for (size_t s = s0; s <= s1; s++)
             off[s - s0] = offsets[s] - offsets[s0];
         tc_batch b = {tokens + offsets[s0], off, s1 - s0};
@@ -42,12 +48,20 @@ static int masked_nll(const tc_analysis_ctx *x, const int32_t *tokens, const siz
         fo.n_observers = 1;
         fo.head_mask = mask;
         rc = tc_forward(x->m, &b, &fo, err);
-        *nll += acc.nll_sum;
-        *pred += acc.n_predicted;
+        rec[2 * i] = acc.nll_sum;
+        rec[2 * i + 1] = (double)acc.n_predicted;
         tc_analysis_progress(x, (double)(offsets[s1] - offsets[s0]) * (x->m->cfg.n_layers + 1));
-        s0 = s1;
+    }
+    rc = tc_dist_allgather(x->o->dist, rc, rec, nb, 2 * sizeof *rec, err);
+    *nll = 0.0;
+    *pred = 0;
+    for (size_t i = 0; !rc && i < nb; i++) {
+        *nll += rec[2 * i];
+        *pred += (uint64_t)rec[2 * i + 1];
     }
     free(off);
+    free(bseq);
+    free(rec);
     return rc;
 }
 

@@ -161,9 +161,17 @@ typedef struct qdrv {
     float *offsets[TC_N_ROLES]; /* affine methods, else NULL */
     slot slots[TC_N_ROLES];
     tc_tgroup group;
-    /* Calibration. */
+    /* Calibration: the windows [q0, q1) of o->calib are this rank's (all of
+     * them in a job of one); x and y hold their tokens, from offsets[q0]. */
     size_t n_tok;
+    int writer;          /* rank 0 (or a job of one): quantizes, measures and writes */
+    size_t q0, q1, tok0, own_tok;
+    size_t cur_row;      /* the first row of the window in the pass at hand, in x and y */
     float *x, *y;
+    /* The linear inputs of this rank's windows in the layer at hand, in
+     * window order: folded into H and the samples window by window. */
+    float *xin[TC_N_LIN_INPUTS];
+    size_t xin_n[TC_N_LIN_INPUTS], xin_cap[TC_N_LIN_INPUTS];
     double *H[TC_N_LIN_INPUTS];
     float *smp[TC_N_LIN_INPUTS];
     size_t smp_n[TC_N_LIN_INPUTS], smp_cap;
@@ -203,25 +211,28 @@ static int obs_input(void *ctx, int layer, tc_lin_input which, const float *x, s
     if (layer != d->observe_layer)
         return TC_OK;
     d->in_cols[which] = cols;
+    /* Whole inputs for the affine calibrated stages, at this window's rows. */
     if (d->cap_mask & (1u << which)) {
         if (!d->cap_to[which] &&
-            !(d->cap_to[which] = malloc(d->n_tok * (size_t)cols * sizeof(float))))
+            !(d->cap_to[which] = malloc((d->own_tok ? d->own_tok : 1) * (size_t)cols * sizeof(float))))
             return tc_err(err, "out of memory for the activations of a %d-wide input", cols);
-        memcpy(d->cap_to[which] + tok0 * (size_t)cols, x, n * (size_t)cols * sizeof(float));
+        memcpy(d->cap_to[which] + (d->cur_row + tok0) * (size_t)cols, x, n * (size_t)cols * sizeof(float));
     }
-    if (d->collect_h) {
-        if (!d->H[which] && !(d->H[which] = calloc((size_t)cols * (size_t)cols, sizeof(double))))
-            return tc_err(err, "out of memory for the statistics of a %d-wide input", cols);
-        if (tc_ternary_hessian_add(x, (int64_t)n, cols, d->H[which], err))
-            return TC_ERR;
+    if (!d->collect_h && !d->collect_smp)
+        return TC_OK;
+    /* Kept, to be folded into X^T X and the samples in window order
+     * (fold_inputs): one window's rows per pass. */
+    size_t need = (d->xin_n[which] + n) * (size_t)cols;
+    if (need > d->xin_cap[which]) {
+        size_t cap = need > 2 * d->xin_cap[which] ? need : 2 * d->xin_cap[which];
+        float *p = realloc(d->xin[which], cap * sizeof *p);
+        if (!p)
+            return tc_err(err, "out of memory for the activations of a %d-wide input", cols);
+        d->xin[which] = p;
+        d->xin_cap[which] = cap;
     }
-    if (d->collect_smp && d->smp_n[which] < d->smp_cap) {
-        if (!d->smp[which] && !(d->smp[which] = malloc(d->smp_cap * (size_t)cols * sizeof(float))))
-            return tc_err(err, "out of memory for activation samples");
-        size_t k = d->smp_cap - d->smp_n[which] < n ? d->smp_cap - d->smp_n[which] : n;
-        memcpy(d->smp[which] + d->smp_n[which] * (size_t)cols, x, k * (size_t)cols * sizeof(float));
-        d->smp_n[which] += k;
-    }
+    memcpy(d->xin[which] + d->xin_n[which] * (size_t)cols, x, n * (size_t)cols * sizeof(float));
+    d->xin_n[which] += n;
     return TC_OK;
 }
 
@@ -230,9 +241,9 @@ static int obs_hidden(void *ctx, int layer, tc_point at, const float *x, size_t 
     (void)err;
     qdrv *d = ctx;
     if (layer == d->observe_layer && at == TC_AT_MLP_OUT)
-        memcpy(d->y, x, n * (size_t)dim * sizeof(float));
+        memcpy(d->y + d->cur_row * (size_t)dim, x, n * (size_t)dim * sizeof(float));
     if (layer == d->observe_layer && at == TC_AT_ATTN_OUT && d->h_to)
-        memcpy(d->h_to, x, n * (size_t)dim * sizeof(float));
+        memcpy(d->h_to + d->cur_row * (size_t)dim, x, n * (size_t)dim * sizeof(float));
     return TC_OK;
 }
 
@@ -248,8 +259,93 @@ static int run_layer(qdrv *d, int l, const tc_layer_f32 *w, int collect, tc_erro
     tc_forward_opts fo = {.n_threads = d->o->n_threads, .skip = d->skip, .observers = &ob,
                           .n_observers = 1, .weights = &wts, .no_logits = 1};
     d->observe_layer = l;
-    int rc = tc_forward_from(m, d->o->calib, l, d->x, &fo, err);
+    /* Each window a pass of its own: a window's rows then do not depend on
+     * its neighbours (BLAS rounds products of other heights differently), so
+     * the statistics are the same bits however the windows are spread over
+     * ranks. */
+    const tc_batch *b = d->o->calib;
+    int rc = TC_OK;
+    for (size_t s = d->q0; rc == TC_OK && s < d->q1; s++) {
+        size_t offs[2] = {0, b->offsets[s + 1] - b->offsets[s]};
+        tc_batch one = {b->tokens + b->offsets[s], offs, 1};
+        d->cur_row = b->offsets[s] - d->tok0;
+        rc = tc_forward_from(m, &one, l, d->x + d->cur_row * (size_t)m->cfg.dim, &fo, err);
+    }
     memset(&d->wl[l], 0, sizeof d->wl[l]);
+    return rc;
+}
+
+/* One linear input's statistics as they travel over the ranks: X^T X (when
+ * collected), then the count of sample rows and the rows. */
+typedef struct fold_job {
+    qdrv *d;
+    int which, cols;
+    size_t h_bytes;
+} fold_job;
+
+static int fold_rows(void *ctx, void *buf, tc_error *err)
+{
+    fold_job *f = ctx;
+    qdrv *d = f->d;
+    const tc_batch *b = d->o->calib;
+    unsigned char *p = buf;
+    double *H = (double *)(void *)p, *smp_n = (double *)(void *)(p + f->h_bytes);
+    float *smp = (float *)(void *)(p + f->h_bytes + sizeof(double));
+    const float *x = d->xin[f->which];
+    size_t have = (size_t)*smp_n, row = 0;
+    for (size_t s = d->q0; s < d->q1; s++) {
+        size_t n = b->offsets[s + 1] - b->offsets[s];
+        if (row + n > d->xin_n[f->which])
+            return tc_err(err, "internal: a window's activations are missing");
+        const float *xs = x + row * (size_t)f->cols;
+        if (f->h_bytes && tc_ternary_hessian_add(xs, (int64_t)n, f->cols, H, err))
+            return TC_ERR;
+        size_t k = d->smp_cap - have < n ? d->smp_cap - have : n;
+        memcpy(smp + have * (size_t)f->cols, xs, k * (size_t)f->cols * sizeof(float));
+        have += k;
+        row += n;
+    }
+    *smp_n = (double)have;
+    return TC_OK;
+}
+
+/* H and the samples of every linear input of the layer just run: each
+ * window's rows added in window order, over the ranks in turn. */
+static int fold_inputs(qdrv *d, int rc, tc_error *err)
+{
+    for (int which = 0; which < TC_N_LIN_INPUTS; which++) {
+        /* A rank without windows saw no input: the widest is the width. */
+        int cols = tc_dist_max_int(d->o->dist, rc ? -1 : d->in_cols[which]);
+        if (cols < 0)
+            rc = TC_ERR;
+        if (cols <= 0 && !rc)
+            continue;
+        fold_job f = {d, which, cols, d->collect_h ? (size_t)cols * (size_t)cols * sizeof(double) : 0};
+        size_t bytes = rc ? 0 : f.h_bytes + sizeof(double) + d->smp_cap * (size_t)cols * sizeof(float);
+        unsigned char *buf = rc ? NULL : calloc(1, bytes);
+        if (!rc && !buf)
+            rc = tc_err(err, "out of memory for the statistics of a %d-wide input", cols);
+        rc = tc_dist_chain(d->o->dist, rc, buf, bytes, fold_rows, &f, err);
+        if (rc == TC_OK) {
+            d->smp_n[which] = (size_t)*(double *)(void *)(buf + f.h_bytes);
+            d->smp[which] = malloc(d->smp_cap * (size_t)cols * sizeof(float) + 1);
+            if (d->collect_h)
+                d->H[which] = malloc(f.h_bytes);
+            if (!d->smp[which] || (d->collect_h && !d->H[which])) {
+                rc = tc_err(err, "out of memory for the statistics of a %d-wide input", cols);
+            } else {
+                memcpy(d->smp[which], buf + f.h_bytes + sizeof(double), d->smp_n[which] * (size_t)cols * sizeof(float));
+                if (d->collect_h)
+                    memcpy(d->H[which], buf, f.h_bytes);
+            }
+        }
+        free(buf);
+        free(d->xin[which]);
+        d->xin[which] = NULL;
+        d->xin_n[which] = d->xin_cap[which] = 0;
+        if (rc)
+            return TC_ERR;
+    }
     return rc;
 }
 
@@ -258,9 +354,12 @@ static void reset_stats(qdrv *d)
     for (int i = 0; i < TC_N_LIN_INPUTS; i++) {
         free(d->H[i]);
         free(d->smp[i]);
+        free(d->xin[i]);
         d->H[i] = NULL;
         d->smp[i] = NULL;
-        d->smp_n[i] = 0;
+        d->xin[i] = NULL;
+        d->smp_n[i] = d->xin_n[i] = d->xin_cap[i] = 0;
+        d->in_cols[i] = 0;
     }
 }
 
@@ -823,25 +922,66 @@ static int stage_matrix(qdrv *d, int l, const qjob *j, const double *H, const do
     d->rep.times.quantize += t1 - t0;
     d->rep.times.pack += t2 - t1;
     tc_lin_input in = input_of(j->role);
+    if (!d->writer) /* its codes serve this rank's next stages only */
+        return TC_OK;
     return account_matrix(d, j->ri, &tr, W, s->codes, s->scales, s->offsets, M, K, d->smp[in], d->smp_n[in],
                           t2 - t0, err);
 }
 
+/* One stage's statistics as they travel over the ranks, in one buffer: H =
+ * Xq^T Xq and D = Xq^T (Xf - Xq) (K x K each), then G = (Rf - Rq)^T Xq (dim x
+ * K) for a stage whose output joins the residual stream.  Each rank adds its
+ * windows' rows one window at a time, in window order, as a job of one adds
+ * them all: the sums are the same bits for any number of ranks. */
+typedef struct stage_fold {
+    qdrv *d;
+    const qstage *sg;
+    int K;
+} stage_fold;
+
+static int fold_stage(void *ctx, void *buf, tc_error *err)
+{
+    const stage_fold *f = ctx;
+    const qdrv *d = f->d;
+    const tc_batch *b = d->o->calib;
+    size_t dim = (size_t)d->m->cfg.dim, K = (size_t)f->K;
+    double *H = buf, *D = H + K * K, *G = D + K * K;
+    const float *xq = d->cap[f->sg->in], *xf = d->capf[f->sg->in];
+    const float *rf = f->sg->resid == RESID_BLOCK_IN ? d->xf : d->hf;
+    const float *rq = f->sg->resid == RESID_BLOCK_IN ? d->x : d->hq;
+    for (size_t s = d->q0; s < d->q1; s++) {
+        size_t row = b->offsets[s] - d->tok0;
+        int64_t n = (int64_t)(b->offsets[s + 1] - b->offsets[s]);
+        if (tc_ternary_hessian_add(xq + row * K, n, f->K, H, err) ||
+            tc_ternary_cross_add(xq + row * K, xf + row * K, n, f->K, D, err) ||
+            (f->sg->resid != RESID_NONE &&
+             tc_ternary_residual_add(rf + row * dim, rq + row * dim, xq + row * K, n, (int64_t)dim, f->K, G, err)))
+            return TC_ERR;
+    }
+    return TC_OK;
+}
+
+/* Every rank runs the stages on its own windows and quantizes every weight
+ * itself from the statistics folded over all of them (the same bits on every
+ * rank), since its next stage's inputs run through those weights; rank 0
+ * alone packs and reports.  A step that fails on one rank fails every rank
+ * at the next exchange. */
 static int quantize_layer_stages(qdrv *d, int l, qjob *jobs, int n, tc_error *err)
 {
     const tc_model *m = d->m;
-    size_t dim = (size_t)m->cfg.dim;
+    tc_dist *dist = d->o->dist;
+    size_t dim = (size_t)m->cfg.dim, own = d->own_tok;
     double t0 = now_s();
     reset_stats(d);
     free_captures(d);
     /* The original block on the original hidden state: its inputs, and the
-     * next original hidden state. */
+     * next original hidden state; the samples for the report in window order. */
     d->h_to = d->hf;
     int rc0 = run_capture(d, l, &d->w, d->xf, (1u << TC_N_LIN_INPUTS) - 1, d->capf, 1, err);
     d->h_to = NULL;
-    if (rc0)
+    if (fold_inputs(d, rc0, err))
         return TC_ERR;
-    memcpy(d->yf, d->y, d->n_tok * dim * sizeof(float));
+    memcpy(d->yf, d->y, own * dim * sizeof(float));
     d->rep.times.calib += now_s() - t0;
     tc_layer_f32 q = d->w;
     for (size_t st = 0; st < sizeof STAGES / sizeof STAGES[0]; st++) {
@@ -856,43 +996,37 @@ static int quantize_layer_stages(qdrv *d, int l, qjob *jobs, int n, tc_error *er
             continue;
         double t1 = now_s();
         d->h_to = sg->resid == RESID_ATTN_OUT ? d->hq : NULL;
-        int rcc = run_capture(d, l, &q, d->x, 1u << sg->in, d->cap, 0, err);
+        int rc = run_capture(d, l, &q, d->x, 1u << sg->in, d->cap, 0, err);
         d->h_to = NULL;
-        if (rcc)
-            return TC_ERR;
-        int K = d->in_cols[sg->in];
-        size_t kk = (size_t)K * (size_t)K;
-        double *H = calloc(kk, sizeof *H), *D = calloc(kk, sizeof *D);
-        double *G = sg->resid != RESID_NONE ? calloc(dim * (size_t)K, sizeof *G) : NULL;
-        int rc = H && D && (G || sg->resid == RESID_NONE)
-                     ? TC_OK
-                     : tc_err(err, "out of memory for the statistics of a %d-wide input", K);
-        if (rc == TC_OK && !d->capf[sg->in])
+        /* A rank without windows saw no input: the widest is the width. */
+        int K = tc_dist_max_int(dist, rc ? -1 : d->in_cols[sg->in]);
+        if (rc == TC_OK && K <= 0)
+            rc = tc_err(err, "%s: layer %d: the input of %s was not seen", m->path, l,
+                        tc_role_name((tc_role)sg->roles[0]));
+        if (rc == TC_OK && d->q1 > d->q0 && (!d->capf[sg->in] || !d->cap[sg->in] || d->in_cols[sg->in] != K))
             rc = tc_err(err, "%s: layer %d: the original's %d-wide input was not seen", m->path, l, K);
-        if (rc == TC_OK)
-            rc = tc_ternary_hessian_add(d->cap[sg->in], (int64_t)d->n_tok, K, H, err);
-        if (rc == TC_OK)
-            rc = tc_ternary_cross_add(d->cap[sg->in], d->capf[sg->in], (int64_t)d->n_tok, K, D, err);
-        if (rc == TC_OK && G)
-            rc = tc_ternary_residual_add(sg->resid == RESID_BLOCK_IN ? d->xf : d->hf,
-                                         sg->resid == RESID_BLOCK_IN ? d->x : d->hq, d->cap[sg->in],
-                                         (int64_t)d->n_tok, (int64_t)dim, K, G, err);
+        size_t kk = K > 0 ? (size_t)K * (size_t)K : 0;
+        size_t bytes = (2 * kk + (sg->resid != RESID_NONE ? dim * (size_t)(K > 0 ? K : 0) : 0)) * sizeof(double);
+        double *buf = rc ? NULL : calloc(1, bytes);
+        if (rc == TC_OK && !buf)
+            rc = tc_err(err, "out of memory for the statistics of a %d-wide input", K);
+        stage_fold f = {d, sg, K};
+        rc = tc_dist_chain(dist, rc, buf, rc ? 0 : bytes, fold_stage, &f, err);
         d->rep.times.calib += now_s() - t1;
+        const double *H = buf, *D = buf ? buf + kk : NULL, *G = buf && sg->resid != RESID_NONE ? buf + 2 * kk : NULL;
         for (int i = 0; rc == TC_OK && i < nj; i++) {
             rc = stage_matrix(d, l, js[i], H, D, G, err);
             if (rc)
                 tc_err_prefix(err, "%s: layer %d %s", m->path, l, tc_role_name((tc_role)js[i]->role));
             q.w[js[i]->role] = d->deq[js[i]->role];
         }
-        free(H);
-        free(D);
-        free(G);
-        if (rc)
+        free(buf);
+        if (tc_dist_agree(dist, rc, err, NULL))
             return TC_ERR;
     }
     /* The quantized block on the quantized hidden state: the next one. */
     double t2 = now_s();
-    if (run_capture(d, l, &q, d->x, 0, NULL, 0, err))
+    if (tc_dist_agree(dist, run_capture(d, l, &q, d->x, 0, NULL, 0, err), err, NULL))
         return TC_ERR;
     float *t = d->x;
     d->x = d->y;
@@ -933,12 +1067,18 @@ static int quantize_layer(qdrv *d, int l, tc_error *err)
         reset_stats(d);
         d->collect_h = tc_tmethod_calibrated(d->o->q.method);
         d->collect_smp = 1;
-        if (run_layer(d, l, &d->w, 1, err))
+        if (fold_inputs(d, run_layer(d, l, &d->w, 1, err), err))
             return TC_ERR;
         for (int i = 0; i < n; i++)
             if (jobs[i].ri >= 0)
                 jobs[i].H = d->H[input_of(jobs[i].role)];
         d->rep.times.calib += now_s() - t0;
+        /* A rank that does not write needs the codes only to move a
+         * sequential stream through the quantized layer. */
+        if (!d->writer && !(d->o->q.sequential && tc_tmethod_calibrated(d->o->q.method))) {
+            reset_stats(d);
+            return advance_stream(d, l, err);
+        }
         if (run_phase(d, l, jobs, order, n, 0, 1, tc_tmethod_calibrated(d->o->q.method) ? 1 : threads,
                       err))
             return TC_ERR;
@@ -1105,15 +1245,19 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
         d->n_tok = tc_batch_tokens(o->calib);
         if (tc_batch_check(m, o->calib, "calibration data", err))
             return TC_ERR;
+        /* This rank's windows; a job of one has them all. */
+        tc_dist_range(o->dist, o->dist ? o->dist->rank : 0, o->calib->n_seqs, &d->q0, &d->q1);
+        d->tok0 = o->calib->offsets[d->q0];
+        size_t own = d->own_tok = o->calib->offsets[d->q1] - d->tok0;
         uint64_t nx;
-        if (tc_mul_u64((uint64_t)d->n_tok, (uint64_t)c->dim * sizeof(float), &nx) || nx > SIZE_MAX / 2)
+        if (tc_mul_u64((uint64_t)own, (uint64_t)c->dim * sizeof(float), &nx) || nx > SIZE_MAX / 2)
             return tc_err(err, "calibration data too large");
         d->x = malloc(nx ? (size_t)nx : 1);
         d->y = malloc(nx ? (size_t)nx : 1);
         if (!d->x || !d->y)
             return tc_err(err, "out of memory for the calibration activations");
-        for (size_t t = 0; t < d->n_tok; t++)
-            if (tc_model_embed_input(m, o->calib->tokens[t], d->x + t * (size_t)c->dim, err))
+        for (size_t t = 0; t < own; t++)
+            if (tc_model_embed_input(m, o->calib->tokens[d->tok0 + t], d->x + t * (size_t)c->dim, err))
                 return TC_ERR;
         if (o->q.method == TC_TMETHOD_AFFINE_CALIBRATED || o->q.method == TC_TMETHOD_AFFINE_BLOCK) {
             d->xf = malloc(nx ? (size_t)nx : 1);
@@ -2059,11 +2203,30 @@ int tc_quantize_model(const tc_model *m, const char *out_path, const tc_quantize
         return tc_err(err, "%s: %s has differential attention (DiffLlama), which llama.cpp's GGUF does not hold "
                       "(write the packed format)", out_path, m->path);
     qdrv d;
-    int rc = drv_init(&d, m, opts, err);
+    int rc = tc_dist_agree(opts->dist, drv_init(&d, m, opts, err), err, NULL);
+    int writer = !opts->dist || opts->dist->rank == 0;
+    d.writer = writer;
+    /* What the GGUF writer decides before it asks for a layer (the FFN
+     * padding, which tensors are ternary) decides the stream of a sequential
+     * quantization too: the other ranks decide it alike. */
+    if (rc == TC_OK && !writer && d.gguf) {
+        plan_ffn_padding(&d);
+        d.rep.ffn_dim_stored = d.out.ffn_dim;
+        rc = gguf_plan(&d, err);
+    }
     if (rc == TC_OK && opts->progress)
         opts->progress(opts->progress_ctx, 0.0);
-    if (rc == TC_OK)
+    if (rc == TC_OK && writer)
         rc = d.gguf ? write_gguf_tq(&d, out_path, err) : write_packed(&d, out_path, err);
+    /* Every rank takes part in every layer's statistics: the writer asks for
+     * the layers it writes, the others run them all, and the writer any it
+     * did not ask for. */
+    if (rc == TC_OK && d.n_tok > 0 && m->cfg.n_layers > 0)
+        rc = ensure_layer(&d, m->cfg.n_layers - 1, err);
+    if (rc == TC_OK && !writer) {
+        drv_free(&d);
+        return TC_OK;
+    }
     if (rc == TC_OK) {
         finish_report(&d, out_path, t0);
         if (rep) {

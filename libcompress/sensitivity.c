@@ -13,7 +13,8 @@ static const int linear_roles[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_U
 
 typedef struct sens_ctx {
     int n_layers, dim;
-    size_t n_tok;
+    size_t n_tok;      /* this rank's tokens (all of them in a job of one) */
+    size_t row, win_n; /* the rows of the window in the pass at hand */
     float **xs;        /* [n_layers][n_tok][dim]: each layer's input in the original model */
     double *logp;      /* [n_tok][vocab]: the original's log-probabilities */
     int vocab;
@@ -26,10 +27,10 @@ static int obs_hidden(void *ctx, int layer, tc_point at, const float *x, size_t 
     sens_ctx *c = ctx;
     if (c->scoring || at != TC_AT_ATTN_IN || layer < 0 || layer >= c->n_layers)
         return TC_OK;
-    if (n != c->n_tok || dim != c->dim)
-        return tc_err(err, "sensitivity: layer %d's input came as %zu x %d, not %zu x %d", layer, n, dim, c->n_tok,
+    if (n != c->win_n || dim != c->dim)
+        return tc_err(err, "sensitivity: layer %d's input came as %zu x %d, not %zu x %d", layer, n, dim, c->win_n,
                       c->dim);
-    memcpy(c->xs[layer], x, n * (size_t)dim * sizeof(float));
+    memcpy(c->xs[layer] + c->row * (size_t)dim, x, n * (size_t)dim * sizeof(float));
     return TC_OK;
 }
 
@@ -55,7 +56,7 @@ static int obs_logits(void *ctx, const float *logits, size_t tok0, size_t n, int
         return tc_err(err, "out of memory for a row of %d logits", vocab);
     for (size_t t = 0; t < n; t++) {
         log_softmax(logits + t * (size_t)vocab, vocab, row);
-        double *ref = c->logp + (tok0 + t) * (size_t)vocab;
+        double *ref = c->logp + (c->row + tok0 + t) * (size_t)vocab;
         if (!c->scoring) {
             memcpy(ref, row, (size_t)vocab * sizeof *row);
             continue;
@@ -104,36 +105,57 @@ void tc_sensitivity_free(tc_sensitivity *s)
 int tc_sensitivity_measure(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q, int n_threads,
                            tc_sensitivity *out, tc_error *err)
 {
+    return tc_sensitivity_measure_dist(m, b, q, n_threads, NULL, out, err);
+}
+
+/* The windows [q0, q1) of b are this rank's; each window is a pass of its
+ * own (its rows then do not depend on its neighbours'), and each weight's KL
+ * is kept per window, so that the sums over windows are added in window order
+ * whatever the number of ranks. */
+int tc_sensitivity_measure_dist(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q, int n_threads,
+                                tc_dist *dist, tc_sensitivity *out, tc_error *err)
+{
     memset(out, 0, sizeof *out);
     const tc_config *cfg = &m->cfg;
-    size_t n_tok = tc_batch_tokens(b);
+    size_t n_tok = tc_batch_tokens(b), q0, q1;
     if (n_tok == 0)
         return tc_err(err, "%s: sensitivity needs calibration tokens", m->path);
     if (tc_batch_check(m, b, "calibration data", err))
         return TC_ERR;
-    uint64_t hs, lp;
-    if (tc_mul_u64((uint64_t)n_tok, (uint64_t)cfg->dim * sizeof(float), &hs) ||
-        tc_mul_u64((uint64_t)n_tok, (uint64_t)cfg->vocab_size * sizeof(double), &lp) || hs > SIZE_MAX ||
-        lp > SIZE_MAX)
+    tc_dist_range(dist, dist ? dist->rank : 0, b->n_seqs, &q0, &q1);
+    size_t tok0 = b->offsets[q0], own = b->offsets[q1] - tok0, n_win = b->n_seqs;
+    uint64_t hs, lp, kl_bytes;
+    if (tc_mul_u64((uint64_t)own, (uint64_t)cfg->dim * sizeof(float), &hs) ||
+        tc_mul_u64((uint64_t)own, (uint64_t)cfg->vocab_size * sizeof(double), &lp) ||
+        tc_mul_u64((uint64_t)cfg->n_layers * N_LINEAR, (uint64_t)n_win * sizeof(double), &kl_bytes) || hs > SIZE_MAX ||
+        lp > SIZE_MAX || kl_bytes > SIZE_MAX)
         return tc_err(err, "%s: %zu calibration tokens are too many to measure sensitivity", m->path, n_tok);
     tc_tmethod meth = q->method == TC_TMETHOD_CALIBRATED ? TC_TMETHOD_OPTIMAL
                       : tc_tmethod_affine(q->method) ? TC_TMETHOD_AFFINE
                                                      : q->method;
+    /* From here a failure on one rank reaches the others at the exchange. */
     tc_weights w;
-    if (tc_weights_load(&w, m, err))
-        return TC_ERR;
-    sens_ctx c = {.n_layers = cfg->n_layers, .dim = cfg->dim, .n_tok = n_tok, .vocab = cfg->vocab_size};
+    int rc = tc_weights_load(&w, m, err);
+    sens_ctx c = {.n_layers = cfg->n_layers, .dim = cfg->dim, .n_tok = own, .vocab = cfg->vocab_size};
     c.xs = calloc((size_t)cfg->n_layers, sizeof *c.xs);
-    c.logp = malloc((size_t)lp);
+    c.logp = malloc(lp ? (size_t)lp : 1);
+    /* [entry][window]: each set by the rank that owns the window. */
+    double *kl = calloc(1, kl_bytes ? (size_t)kl_bytes : 1);
     out->entries = calloc((size_t)cfg->n_layers * N_LINEAR, sizeof *out->entries);
-    int rc = c.xs && c.logp && out->entries ? TC_OK : tc_err(err, "%s: out of memory measuring sensitivity", m->path);
+    if (rc == TC_OK && !(c.xs && c.logp && kl && out->entries))
+        rc = tc_err(err, "%s: out of memory measuring sensitivity", m->path);
     for (int l = 0; rc == TC_OK && l < cfg->n_layers; l++)
-        if (!(c.xs[l] = malloc((size_t)hs)))
+        if (!(c.xs[l] = malloc(hs ? (size_t)hs : 1)))
             rc = tc_err(err, "%s: out of memory for the hidden states", m->path);
     tc_observer ob = {.ctx = &c, .hidden = obs_hidden, .logits = obs_logits};
     tc_forward_opts fo = {.n_threads = n_threads, .observers = &ob, .n_observers = 1, .weights = &w};
-    if (rc == TC_OK)
-        rc = tc_forward(m, b, &fo, err);
+    for (size_t s = q0; rc == TC_OK && s < q1; s++) {
+        size_t offs[2] = {0, b->offsets[s + 1] - b->offsets[s]};
+        tc_batch one = {b->tokens + b->offsets[s], offs, 1};
+        c.row = b->offsets[s] - tok0;
+        c.win_n = offs[1];
+        rc = tc_forward(m, &one, &fo, err);
+    }
     ob.hidden = NULL;
     c.scoring = 1;
     float *buf = NULL;
@@ -166,18 +188,33 @@ int tc_sensitivity_measure(const tc_model *m, const tc_batch *b, const tc_tquant
                 w2 += (double)W[k] * W[k];
             }
             w.layers[l].w[r] = buf;
-            c.kl_sum = 0;
-            rc = tc_forward_from(m, b, l, c.xs[l], &fo, err);
+            double *kw = kl + out->n_entries * n_win;
+            for (size_t s = q0; rc == TC_OK && s < q1; s++) {
+                size_t offs[2] = {0, b->offsets[s + 1] - b->offsets[s]};
+                tc_batch one = {b->tokens + b->offsets[s], offs, 1};
+                c.row = b->offsets[s] - tok0;
+                c.kl_sum = 0;
+                rc = tc_forward_from(m, &one, l, c.xs[l] + c.row * (size_t)cfg->dim, &fo, err);
+                kw[s] = c.kl_sum;
+            }
             w.layers[l].w[r] = W;
             tc_sensitivity_entry *e = &out->entries[out->n_entries++];
             e->layer = l;
             e->role = r;
-            e->kl = c.kl_sum / (double)n_tok;
             e->rel_weight_error = w2 > 0 ? sqrt(e2 / w2) : 0;
         }
+    /* Every rank has measured the same weights; the windows' sums meet. */
+    rc = tc_dist_sum_disjoint(dist, rc, kl, rc ? 0 : out->n_entries * n_win, err);
+    for (size_t i = 0; rc == TC_OK && i < out->n_entries; i++) {
+        double sum = 0;
+        for (size_t s = 0; s < n_win; s++)
+            sum += kl[i * n_win + s];
+        out->entries[i].kl = sum / (double)n_tok;
+    }
     out->n_tokens = n_tok;
     out->method = meth;
     free(buf);
+    free(kl);
     for (int l = 0; c.xs && l < cfg->n_layers; l++)
         free(c.xs[l]);
     free(c.xs);

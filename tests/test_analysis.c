@@ -189,6 +189,7 @@ static void test_against_direct(void)
     double prog[2] = {0.0, 0.0};
     tc_analyze_opts ao = {0};
     ao.n_threads = 2;
+    ao.batch_tokens = n; /* one pass over every sequence, as the direct run below */
     ao.progress = progress_cb;
     ao.progress_ctx = prog;
     CHECK_OK(tc_analyze(&m, c.tokens, c.offsets, N_SEQS, &ao, &a, &err), &err);

@@ -109,12 +109,8 @@ static void on_signal(int sig)
     _exit(128 + sig);
 }
 
-void cli_init(void)
+static void catch_signals(void)
 {
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    static const tc_outfile_hooks hooks = {temp_created, temp_finished, NULL};
-    tc_outfile_set_hooks(&hooks);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -122,6 +118,53 @@ void cli_init(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+}
+
+void cli_init(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    static const tc_outfile_hooks hooks = {temp_created, temp_finished, NULL};
+    tc_outfile_set_hooks(&hooks);
+    catch_signals();
+}
+
+/* The job to leave at exit: every return from a tool's main() after the ranks
+ * agreed, on every rank alike. */
+static tc_dist *cli_job;
+
+static void leave_job(void)
+{
+    tc_dist_finish(cli_job);
+}
+
+void cli_dist_init(tc_dist *d, int *argc, char ***argv)
+{
+    tc_error err = {{0}};
+    if (tc_dist_init(d, argc, argv, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(TC_EXIT_FAIL);
+    }
+    if (!d->mpi)
+        return;
+    cli_job = d;
+    atexit(leave_job);
+    catch_signals(); /* ours again, whatever MPI set up */
+    if (d->rank != 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+    }
+}
+
+int cli_dist_check(const char *tool, tc_dist *d, int rc, tc_error *err)
+{
+    if (tc_dist_agree(d, rc, err, NULL) == TC_OK)
+        return TC_EXIT_OK;
+    return cli_fail(tool, err); /* on ranks other than 0, into /dev/null */
 }
 
 int cli_fail(const char *tool, const tc_error *err)

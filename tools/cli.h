@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "tc/dist.h"
 #include "tc/dtype.h"
 #include "tc/error.h"
 #include "tc/pathguard.h"
@@ -25,6 +26,19 @@ enum {
  *   faster on virtual machines, where page faults are dear); the peak is
  *   still one layer. */
 void cli_init(void);
+
+/* Joins the MPI job when started by mpirun (tc/dist.h; a job of one
+ * otherwise), after cli_init.  Ranks other than 0 write nothing: their stdout
+ * and stderr go to /dev/null, and what must be said (a failure on any rank)
+ * rank 0 says.  The job is left when the process exits. */
+void cli_dist_init(tc_dist *d, int *argc, char ***argv);
+
+/* After a step that may fail on some ranks and not others (opening the model,
+ * reading the calibration text, the work): rc is this rank's TC_OK or TC_ERR
+ * with err.  Returns TC_EXIT_OK when every rank succeeded; otherwise rank 0
+ * prints one line, "tool: rank R: reason" for the lowest failing rank (as
+ * cli_fail in a job of one), and every rank returns TC_EXIT_FAIL. */
+int cli_dist_check(const char *tool, tc_dist *d, int rc, tc_error *err);
 
 /* Prints "tool: message" on stderr and returns TC_EXIT_FAIL. */
 int cli_fail(const char *tool, const tc_error *err);

@@ -51,6 +51,14 @@ static void usage(void)
            "  --token-samples N   windows for the token analysis (default 32; 0: none)\n"
            "  --schedule-budget P relative NLL increase, in percent, that the chosen token\n"
            "                      schedule may cost (default 1)\n"
+           "  --batch-memory MIB  run as many windows together as the stored states of the\n"
+           "                      measured loss fit in MIB MiB (default: one window per pass).\n"
+           "                      Fewer, larger passes; the figures depend on the grouping\n"
+           "                      in the last bits (BLAS rounds products of other heights\n"
+           "                      differently), never on the number of MPI ranks\n"
+           "\n"
+           "Under mpirun (a build with -DTC_MPI=ON) the windows are spread over the ranks and\n"
+           "every figure is the one a single process computes, bit for bit; rank 0 writes.\n"
            "\n" CLI_CALIB_HELP "\n" CLI_COMMON_HELP,
            TOOL, TOOL);
 }
@@ -58,7 +66,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     enum { OPT_REPORT = CLI_OPT_TOOL_BASE, OPT_HTML, OPT_NO_MEASURED, OPT_NO_HEADS, OPT_HEAD_SAMPLES,
-           OPT_TOKEN_SAMPLES, OPT_BUDGET };
+           OPT_TOKEN_SAMPLES, OPT_BUDGET, OPT_BATCH_MEMORY };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         CLI_CALIB_LONG_OPTIONS,
@@ -69,16 +77,20 @@ int main(int argc, char **argv)
         {"head-samples", required_argument, 0, OPT_HEAD_SAMPLES},
         {"token-samples", required_argument, 0, OPT_TOKEN_SAMPLES},
         {"schedule-budget", required_argument, 0, OPT_BUDGET},
+        {"batch-memory", required_argument, 0, OPT_BATCH_MEMORY},
         CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
     cli_common com = {0};
     cli_init();
+    tc_dist dist;
+    cli_dist_init(&dist, &argc, &argv);
     cli_calib cal = {0};
     const char *report = NULL, *html = NULL;
     int no_measured = 0, no_heads = 0, c, code;
     long head_samples = -1, token_samples = 32; /* -1: 8, or none where heads cannot be masked */
     double budget = 1.0;
+    long batch_mib = 0;
     while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
         int r = cli_common_option(TOOL, c, optarg, &com, usage, &code);
         if (r < 0)
@@ -108,6 +120,10 @@ int main(int argc, char **argv)
                                        optarg);
             break;
         }
+        case OPT_BATCH_MEMORY:
+            if ((batch_mib = cli_parse_long(optarg, 1, 1L << 30)) < 0)
+                return cli_usage_error(TOOL, "--batch-memory needs MiB from 1 to %ld, not '%s'", 1L << 30, optarg);
+            break;
         default: return cli_usage_error(TOOL, "unknown option");
         }
     }
@@ -123,25 +139,29 @@ int main(int argc, char **argv)
     if (!cal.text && !cal.tokens)
         return cli_usage_error(TOOL, "no calibration data: give TEXT, --calib FILE or --calib-tokens FILE");
 
+    if (dist.rank != 0) { /* rank 0 writes every output and says everything */
+        report = html = NULL;
+        com.quiet = 1;
+    }
     tc_error err = {{0}};
     tc_model m;
-    if (tc_model_open(&m, argv[optind], &err))
-        return cli_fail(TOOL, &err);
+    if ((code = cli_dist_check(TOOL, &dist, tc_model_open(&m, argv[optind], &err), &err)))
+        return code;
     { /* the outputs are checked against every input (and each other) before any work */
         const char *inputs[] = {cal.text, cal.tokens, com.tokenizer};
         cli_output outs[] = {{report, TC_OUTPUT_FILE}, {html, TC_OUTPUT_FILE}};
         code = cli_guard_outputs(TOOL, &m, inputs, sizeof inputs / sizeof inputs[0], outs, 2, com.force);
         if (code == TC_EXIT_OK && cli_tokenizer_check(&m, com.tokenizer, &err))
             code = cli_fail(TOOL, &err);
-        if (code) {
+        if ((code = tc_dist_max_int(&dist, code))) {
             tc_model_close(&m);
             return code;
         }
     }
     tc_calib_set set;
-    if (cli_calib_load(&cal, &m, com.tokenizer, &set, &err)) {
+    if ((code = cli_dist_check(TOOL, &dist, cli_calib_load(&cal, &m, com.tokenizer, &set, &err), &err))) {
         tc_model_close(&m);
-        return cli_fail(TOOL, &err);
+        return code;
     }
     cli_print_windows(TOOL, "calibration", &set, com.quiet);
     if (head_samples < 0 && m.cfg.t.diff_attn && !no_heads) {
@@ -161,14 +181,20 @@ int main(int argc, char **argv)
         .head_windows = no_heads ? 0 : (size_t)head_samples,
         .token_windows = (size_t)token_samples,
         .schedule_budget = budget / 100.0,
+        .dist = &dist,
         .progress = cli_progress_update,
         .progress_ctx = &bar,
     };
+    if (batch_mib > 0)
+        ao.batch_tokens = tc_analyze_batch_tokens(&m, &ao, (uint64_t)batch_mib << 20);
     tc_analysis a = {0};
     int rc = tc_analyze(&m, set.tokens, set.offsets, set.n_seqs, &ao, &a, &err);
     cli_progress_done(&bar);
+    /* The head curve and the token analysis run on every rank alike: a
+     * failure of one rank's is every rank's. */
+    rc = tc_dist_agree(&dist, rc, &err, NULL);
     cJSON *info = NULL, *calib = NULL;
-    if (rc == TC_OK) {
+    if (rc == TC_OK && dist.rank == 0) {
         info = tc_model_info_json(&m);
         /* The record of the windows: tc-prune --eval leaves them out of an
          * evaluation of the same text. */
@@ -178,7 +204,9 @@ int main(int argc, char **argv)
         if (rc == TC_OK && html)
             rc = tc_report_write_html(html, &a, info, calib, &err);
     }
-    if (rc == TC_OK && com.json) {
+    if (dist.rank != 0) {
+        /* nothing to print */
+    } else if (rc == TC_OK && com.json) {
         cJSON *j = tc_report_to_json(&a, info, calib, &err);
         char *s = j ? cJSON_Print(j) : NULL;
         if (s)
@@ -215,5 +243,5 @@ int main(int argc, char **argv)
     tc_analysis_free(&a);
     tc_calib_set_free(&set);
     tc_model_close(&m);
-    return rc == TC_OK ? TC_EXIT_OK : cli_fail(TOOL, &err);
+    return cli_dist_check(TOOL, &dist, rc, &err);
 }

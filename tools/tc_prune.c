@@ -106,6 +106,7 @@ typedef struct args {
     tc_prune_opts po;
     int iterative, dry_run, context, have_calib, head_samples;
     tc_dtype matrices; /* --type, or TC_DTYPE_COUNT */
+    tc_dist *dist;     /* the MPI job (rank 0 writes), or a job of one */
 } args;
 
 static int parse_count(const char *opt, const char *v, int *out)
@@ -251,6 +252,7 @@ typedef struct measurer {
     const tc_calib_set *set;
     int threads, need_measure, quiet;
     size_t head_windows;
+    tc_dist *dist;
     cli_progress bar;
 } measurer;
 
@@ -267,7 +269,7 @@ static int measure(void *ctx, const tc_prune_plan *p, tc_analysis *out, tc_error
     cli_progress_init(&me->bar, "analysing", me->quiet);
     tc_analyze_opts o = {.n_threads = me->threads, .no_measure = !me->need_measure, .no_head_stats = 1,
                          .skip = skip, .progress = cli_progress_update, .progress_ctx = &me->bar,
-                         .head_windows = me->head_windows};
+                         .head_windows = me->head_windows, .dist = me->dist};
     int rc = tc_analyze(me->m, me->set->tokens, me->set->offsets, me->set->n_seqs, &o, out, err);
     cli_progress_done(&me->bar);
     free(skip);
@@ -419,7 +421,8 @@ static int choose(const args *a, const tc_model *m, const tc_analysis *report, c
     int modules = a->po.drop_attn + a->po.drop_mlp + a->po.drop_blocks + a->po.joint;
     measurer me = {.m = m, .set = calib, .threads = a->com.threads > 0 ? a->com.threads : cli_default_threads(), .quiet = a->com.quiet,
                    .need_measure = modules > 0 && a->po.criterion != TC_CRIT_COS,
-                   .head_windows = a->po.drop_heads > 0 ? (size_t)(a->head_samples ? a->head_samples : 8) : 0};
+                   .head_windows = a->po.drop_heads > 0 ? (size_t)(a->head_samples ? a->head_samples : 8) : 0,
+                   .dist = a->dist};
     int rc;
     if (a->iterative) {
         rc = tc_prune_select_iterative(p, m, &a->po, measure, &me, err);
@@ -555,33 +558,44 @@ static int evaluate(const args *a, const tc_model *m, const tc_prune_plan *p, co
 int main(int argc, char **argv)
 {
     cli_init();
+    tc_dist dist;
+    cli_dist_init(&dist, &argc, &argv);
     args a;
     memset(&a, 0, sizeof a);
     a.po.criterion = TC_CRIT_COS;
+    a.dist = &dist;
     int code = parse_args(argc, argv, &a);
     if (code >= 0)
         return code;
     if (a.com.info)
         return cli_info(TOOL, a.model, a.com.json);
+    /* Under mpirun every rank analyses its share; rank 0 alone writes,
+     * evaluates and says what happened. */
+    int writer = dist.rank == 0;
+    if (!writer)
+        a.com.quiet = 1;
     tc_error err = {{0}};
     tc_model m;
-    if (tc_model_open(&m, a.model, &err))
-        return cli_fail(TOOL, &err);
-    if (!a.dry_run) { /* the output is checked against every input before any work */
+    if ((code = cli_dist_check(TOOL, &dist, tc_model_open(&m, a.model, &err), &err)))
+        return code;
+    if (!a.dry_run && writer) { /* the output is checked against every input before any work */
         const char *inputs[] = {a.report, a.cal.text, a.cal.tokens, a.eval, a.com.tokenizer};
         cli_output out = {a.output, out_format(&a, &m) == TC_FORMAT_HF ? TC_OUTPUT_DIR : TC_OUTPUT_FILE};
         code = cli_guard_outputs(TOOL, &m, inputs, sizeof inputs / sizeof inputs[0], &out, 1, a.com.force);
-        if (code) {
-            tc_model_close(&m);
-            return code;
-        }
+    }
+    if ((code = tc_dist_max_int(&dist, code))) {
+        tc_model_close(&m);
+        return code;
     }
     /* The tokenizer given, and the vocabulary a GGUF output must carry, are
      * checked now too, and a model whose heads cannot go. */
-    if ((a.po.drop_heads && tc_prune_heads_refused(&m, &err)) ||
-        cli_model_tokenizer(&m, a.com.tokenizer, out_format(&a, &m) == TC_FORMAT_GGUF, &err)) {
+    int rc_in = (a.po.drop_heads && tc_prune_heads_refused(&m, &err)) ||
+                     cli_model_tokenizer(&m, a.com.tokenizer, out_format(&a, &m) == TC_FORMAT_GGUF, &err)
+                 ? TC_ERR
+                 : TC_OK;
+    if ((code = cli_dist_check(TOOL, &dist, rc_in, &err))) {
         tc_model_close(&m);
-        return cli_fail(TOOL, &err);
+        return code;
     }
     tc_prune_plan p;
     cJSON *json = NULL;
@@ -624,8 +638,10 @@ int main(int argc, char **argv)
         }
         rc = load_windows(&ea, &m, a.eval, &eval, &err);
     }
+    rc = tc_dist_agree(&dist, rc, &err, NULL); /* every rank read its inputs before the work together */
     if (rc == TC_OK)
         rc = choose(&a, &m, &report, &calib, &p, &err);
+    rc = tc_dist_agree(&dist, rc, &err, NULL);
     if (rc == TC_OK) {
         int ctx = a.context > 0 ? a.context : m.cfg.max_seq_len;
         tc_prune_cost c0, c1;
@@ -636,14 +652,14 @@ int main(int argc, char **argv)
         else if (!a.com.quiet)
             print_plan_text(&m, &p, &c0, &c1, ctx);
     }
-    if (rc == TC_OK && !a.dry_run) {
+    if (rc == TC_OK && !a.dry_run && writer) {
         rc = tc_prune_write_as(&m, &p, a.output, out_format(&a, &m), a.matrices, &err);
         if (rc == TC_OK && !a.com.quiet && !a.com.json)
             fprintf(stderr, "wrote %s\n", a.output);
         if (rc == TC_OK && json)
             cJSON_AddStringToObject(json, "output", a.output);
     }
-    if (rc == TC_OK && a.eval)
+    if (rc == TC_OK && a.eval && writer) /* on the file written, which rank 0 alone has */
         rc = evaluate(&a, &m, &p, &eval, &rec, json, &err);
     if (rc == TC_OK && json) {
         char *s = cJSON_Print(json);
@@ -658,5 +674,5 @@ int main(int argc, char **argv)
     tc_calib_windows_free(&rec.win);
     tc_prune_plan_free(&p);
     tc_model_close(&m);
-    return rc == TC_OK ? TC_EXIT_OK : cli_fail(TOOL, &err);
+    return cli_dist_check(TOOL, &dist, rc, &err);
 }

@@ -124,6 +124,10 @@ static void usage(void)
            "Output: a per-tensor table on stderr (unless --quiet), a summary on stdout (JSON\n"
            "with --json) giving the bits per weight of the whole file and of its parts:\n"
            "ternary weights, fallback, embeddings (and head), norms.\n"
+           "\n"
+           "Under mpirun (a build with -DTC_MPI=ON) the calibration windows, and those of\n"
+           "--sensitivity, are spread over the ranks; the file and the figures are those a\n"
+           "single process computes, bit for bit, given the same --threads.  Rank 0 writes.\n"
            "\n" CLI_CALIB_HELP "\n" CLI_COMMON_HELP,
            TOOL, TOOL);
 }
@@ -463,27 +467,36 @@ static int cmp_kl(const void *a, const void *b)
 
 /* --sensitivity: every linear weight quantized alone, ranked by the KL it costs. */
 static int run_sensitivity(const char *path, const tc_quantize_opts *qo, cli_calib *cal, const cli_common *com,
-                           const char *out)
+                           const char *out, tc_dist *dist)
 {
     if (out)
         return cli_usage_error(TOOL, "--sensitivity writes no model: leave out -o");
     if (!cal->text && !cal->tokens)
         return cli_usage_error(TOOL, "--sensitivity needs --calib FILE or --calib-tokens FILE");
+    /* Under mpirun every rank measures on its share of the windows; rank 0
+     * prints the figures, which are those of one process. */
     tc_error err = {{0}};
     tc_model m;
-    if (tc_model_open(&m, path, &err))
-        return cli_fail(TOOL, &err);
+    int code = cli_dist_check(TOOL, dist, tc_model_open(&m, path, &err), &err);
+    if (code)
+        return code;
     tc_calib_set set = {0};
-    if (cli_model_tokenizer(&m, com->tokenizer, 0, &err) || cli_calib_load(cal, &m, com->tokenizer, &set, &err)) {
+    if ((code = cli_dist_check(TOOL, dist,
+                               cli_model_tokenizer(&m, com->tokenizer, 0, &err) ||
+                                       cli_calib_load(cal, &m, com->tokenizer, &set, &err)
+                                   ? TC_ERR
+                                   : TC_OK,
+                               &err))) {
         tc_model_close(&m);
-        return cli_fail(TOOL, &err);
+        return code;
     }
-    cli_print_windows(TOOL, "calibration", &set, com->quiet);
+    int writer = dist->rank == 0;
+    cli_print_windows(TOOL, "calibration", &set, com->quiet || !writer);
     tc_batch b = {set.tokens, set.offsets, set.n_seqs};
     tc_sensitivity sn;
-    int rc = tc_sensitivity_measure(&m, &b, &qo->q, com->threads > 0 ? com->threads : cli_default_threads(), &sn,
-                                    &err);
-    if (rc == TC_OK) {
+    int rc = tc_sensitivity_measure_dist(&m, &b, &qo->q, com->threads > 0 ? com->threads : cli_default_threads(),
+                                         dist, &sn, &err);
+    if (rc == TC_OK && writer) {
         qsort(sn.entries, sn.n_entries, sizeof *sn.entries, cmp_kl);
         if (com->json) {
             cJSON *j = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(j, "tensors");
@@ -516,11 +529,12 @@ static int run_sensitivity(const char *path, const tc_quantize_opts *qo, cli_cal
                 printf("  %-20s %12.6f %10.4f\n", name, sn.entries[i].kl, sn.entries[i].rel_weight_error);
             }
         }
-        tc_sensitivity_free(&sn);
     }
+    if (rc == TC_OK)
+        tc_sensitivity_free(&sn);
     tc_calib_set_free(&set);
     tc_model_close(&m);
-    return rc == TC_OK ? 0 : cli_fail(TOOL, &err);
+    return cli_dist_check(TOOL, dist, rc, &err);
 }
 
 int main(int argc, char **argv)
@@ -554,6 +568,8 @@ int main(int argc, char **argv)
     };
     cli_common com = {0};
     cli_init();
+    tc_dist dist;
+    cli_dist_init(&dist, &argc, &argv);
     cli_calib cal = {0};
     const char *out = NULL;
     tc_quantize_opts qo = {.q = {.method = TC_TMETHOD_OPTIMAL, .layout = TC_TPACK_TL2,
@@ -647,7 +663,7 @@ int main(int argc, char **argv)
     if (com.info)
         return cli_info(TOOL, argv[optind], com.json);
     if (sensitivity)
-        return run_sensitivity(argv[optind], &qo, &cal, &com, out);
+        return run_sensitivity(argv[optind], &qo, &cal, &com, out, &dist);
     if (!out)
         return cli_usage_error(TOOL, "no output: give -o OUT");
     if (conv == CONV_NONE && qo.format == TC_QFORMAT_GGUF_TQ1)
@@ -661,7 +677,9 @@ int main(int argc, char **argv)
         if (no)
             return cli_usage_error(TOOL, "%s is a packed file: it is written back as a checkpoint (--format gguf-tq1, "
                                    "gguf-tq2, gguf-i2s or hf), so %s does not apply", argv[optind], no);
-        return export_packed(argv[optind], out, conv, vocab, &com);
+        /* Nothing to spread: rank 0 writes, the others wait for its status. */
+        return tc_dist_max_int(&dist, dist.rank == 0 ? export_packed(argv[optind], out, conv, vocab, &com)
+                                                     : TC_EXIT_OK);
     }
     if (tc_tmethod_calibrated(qo.q.method) && !cal.text && !cal.tokens)
         return cli_usage_error(TOOL, "--method %s needs --calib FILE or --calib-tokens FILE",
@@ -699,16 +717,20 @@ int main(int argc, char **argv)
 
     tc_error err = {{0}};
     tc_model m;
-    if (tc_model_open(&m, argv[optind], &err))
-        return cli_fail(TOOL, &err);
-    { /* the output is checked against every input before any work */
+    if ((code = cli_dist_check(TOOL, &dist, tc_model_open(&m, argv[optind], &err), &err)))
+        return code;
+    /* Under mpirun every rank runs its share of the calibration windows
+     * through each layer; rank 0 alone checks and writes the output. */
+    if (dist.rank != 0)
+        com.quiet = 1;
+    if (dist.rank == 0) { /* the output is checked against every input before any work */
         const char *inputs[] = {cal.text, cal.tokens, com.tokenizer, vocab};
         cli_output o = {out, conv == CONV_HF ? TC_OUTPUT_DIR : TC_OUTPUT_FILE};
         code = cli_guard_outputs(TOOL, &m, inputs, sizeof inputs / sizeof inputs[0], &o, 1, com.force);
-        if (code) {
-            tc_model_close(&m);
-            return code;
-        }
+    }
+    if ((code = tc_dist_max_int(&dist, code))) {
+        tc_model_close(&m);
+        return code;
     }
     /* An already ternary model (a BitNet checkpoint) is converted: its codes
      * and its one scale per tensor go into the tiles as they are.  Options
@@ -728,10 +750,10 @@ int main(int argc, char **argv)
             return cli_usage_error(TOOL, "%s is already ternary (%s): it is converted as it is, so %s does not "
                                    "apply", argv[optind], kind, no);
         }
-        if (conv != CONV_NONE) {
-            code = convert_ternary(&m, out, conv, vocab, &com);
+        if (conv != CONV_NONE) { /* nothing to spread: rank 0 converts, the others wait for its status */
+            code = dist.rank == 0 ? convert_ternary(&m, out, conv, vocab, &com) : TC_EXIT_OK;
             tc_model_close(&m);
-            return code;
+            return tc_dist_max_int(&dist, code);
         }
         qo.q.method = TC_TMETHOD_SOURCE;
         qo.q.group = (tc_tgroup){TC_TGROUP_TENSOR, 0};
@@ -743,9 +765,10 @@ int main(int argc, char **argv)
                                                             "derives them when it runs)");
     }
     /* The tokenizer given, and the vocabulary a GGUF output must carry. */
-    if (cli_model_tokenizer(&m, com.tokenizer, qo.format != TC_QFORMAT_PACKED, &err)) {
+    if ((code = cli_dist_check(TOOL, &dist,
+                               cli_model_tokenizer(&m, com.tokenizer, qo.format != TC_QFORMAT_PACKED, &err), &err))) {
         tc_model_close(&m);
-        return cli_fail(TOOL, &err);
+        return code;
     }
     /* A quantized input (a GGUF as people download it) is quantized again
      * from its dequantized values: say so, naming its types. */
@@ -768,11 +791,12 @@ int main(int argc, char **argv)
     tc_calib_set set = {0};
     tc_batch batch;
     int have_calib = cal.text || cal.tokens;
+    if ((code = cli_dist_check(TOOL, &dist, have_calib ? cli_calib_load(&cal, &m, com.tokenizer, &set, &err) : TC_OK,
+                               &err))) {
+        tc_model_close(&m);
+        return code;
+    }
     if (have_calib) {
-        if (cli_calib_load(&cal, &m, com.tokenizer, &set, &err)) {
-            tc_model_close(&m);
-            return cli_fail(TOOL, &err);
-        }
         cli_print_windows(TOOL, "calibration", &set, com.quiet);
         batch = (tc_batch){set.tokens, set.offsets, set.n_seqs};
         qo.calib = &batch;
@@ -784,10 +808,17 @@ int main(int argc, char **argv)
     qo.n_threads = com.threads > 0 ? com.threads : cli_default_threads();
     qo.progress = cli_progress_update;
     qo.progress_ctx = &bar;
+    qo.dist = &dist;
     tc_quantize_report rep;
     int rc = tc_quantize_model(&m, out, &qo, &rep, &err);
     cli_progress_done(&bar);
-    if (rc == TC_OK) {
+    if (rc != TC_OK && dist.size > 1 && dist.rank == 0) {
+        /* The others may be waiting for a layer rank 0 will not reach:
+         * say why, and end the job (its temporary is already gone). */
+        cli_fail(TOOL, &err);
+        tc_dist_abort(&dist, TC_EXIT_FAIL);
+    }
+    if (rc == TC_OK && dist.rank == 0) {
         if (!com.quiet)
             print_table(&rep, &qo);
         if (com.json) {
@@ -805,5 +836,5 @@ int main(int argc, char **argv)
     if (have_calib)
         tc_calib_set_free(&set);
     tc_model_close(&m);
-    return rc == TC_OK ? TC_EXIT_OK : cli_fail(TOOL, &err);
+    return cli_dist_check(TOOL, &dist, rc, &err);
 }

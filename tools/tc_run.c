@@ -252,7 +252,7 @@ static cli_calib windows_of(const char *file, long samples, long seq_len, unsign
 }
 
 static int perplexity(const tc_model *m, const char *file, long samples, long seq_len, unsigned long long seed,
-                      const cli_common *com, tc_error *err)
+                      const cli_common *com, tc_dist *dist, tc_error *err)
 {
     cli_calib c = windows_of(file, samples, seq_len, seed);
     tc_calib_set set;
@@ -262,6 +262,7 @@ static int perplexity(const tc_model *m, const char *file, long samples, long se
     cli_progress_init(&bar, "ppl", com->quiet);
     tc_ppl_opts po = {
         .n_threads = com->threads > 0 ? com->threads : cli_default_threads(),
+        .dist = dist,
         .progress = cli_progress_update,
         .progress_ctx = &bar,
     };
@@ -609,6 +610,7 @@ typedef struct packed_args {
     unsigned long long seed;
     int verify;
     run_cfg rc;
+    tc_dist *dist; /* --compare's windows are spread over its ranks */
 } packed_args;
 
 /* The tokenizer of --compare: --tokenizer, else the packed model's own,
@@ -687,7 +689,16 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
     cli_progress bar;
     cli_progress_init(&bar, "compare", com->quiet);
     double t_orig = 0, t_packed = 0, c_orig = 0, c_packed = 0;
-    for (size_t s = 0; rc == TC_OK && s < set.n_seqs; s++) {
+    /* Each window scores into a record of its own (NLLs, agreements, its
+     * KL values); the windows are spread over the ranks of pa->dist and the
+     * records added in window order, so that every figure is the same bits
+     * in one process and in many. */
+    size_t q0 = 0, q1 = 0, rec_n = 4 + (win ? win : 1);
+    tc_dist_range(pa->dist, pa->dist ? pa->dist->rank : 0, set.n_seqs, &q0, &q1);
+    double *recs = calloc(set.n_seqs ? set.n_seqs * rec_n : 1, sizeof *recs);
+    if (rc == TC_OK && !recs)
+        rc = tc_err(err, "out of memory for the windows' scores");
+    for (size_t s = q0; rc == TC_OK && s < q1; s++) {
         size_t len = set.offsets[s + 1] - set.offsets[s], offs[2] = {0, len};
         tc_batch b = {set.tokens + set.offsets[s], offs, 1};
         base_rec br = {base};
@@ -702,10 +713,21 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
         a.tokens = b.tokens;
         a.len = len;
         q_rec q = {&a, 0};
+        a.nll_b = a.nll_q = 0;
+        a.same_top = 0;
+        a.n = 0;
         /* The whole window at once: the multi-token kernels and one pass
          * of the attention per chunk of tokens. */
         if (rc == TC_OK)
             rc = tc_trun_batch(r, &b, on_q_logits, &q, err);
+        if (rc == TC_OK) {
+            double *rec = recs + s * rec_n;
+            rec[0] = a.nll_b;
+            rec[1] = a.nll_q;
+            rec[2] = (double)a.same_top;
+            rec[3] = (double)a.n;
+            memcpy(rec + 4, a.kl, a.n * sizeof *a.kl);
+        }
         t_orig += t1 - t0;
         t_packed += now() - t1;
         c_orig += c1 - c0;
@@ -713,6 +735,29 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
         cli_progress_update(&bar, (double)set.offsets[s + 1] / (double)total);
     }
     cli_progress_done(&bar);
+    rc = tc_dist_allgather(pa->dist, rc, recs, set.n_seqs, rec_n * sizeof *recs, err);
+    a.nll_b = a.nll_q = 0;
+    a.same_top = 0;
+    a.n = 0;
+    for (size_t s = 0; rc == TC_OK && s < set.n_seqs; s++) {
+        const double *rec = recs + s * rec_n;
+        size_t k = (size_t)rec[3];
+        if (a.cap < a.n + k) {
+            double *p = realloc(a.kl, (a.n + k) * sizeof *p);
+            if (!p) {
+                rc = tc_err(err, "out of memory for KL values");
+                break;
+            }
+            a.kl = p;
+            a.cap = a.n + k;
+        }
+        a.nll_b += rec[0];
+        a.nll_q += rec[1];
+        a.same_top += (uint64_t)rec[2];
+        memcpy(a.kl + a.n, rec + 4, k * sizeof *a.kl);
+        a.n += k;
+    }
+    free(recs);
     if (rc == TC_OK && a.n == 0)
         rc = tc_err(err, "%s: no position to score", eval);
     if (rc == TC_OK && !com->quiet)
@@ -894,9 +939,10 @@ static int run_packed(const packed_args *pa, const cli_common *com)
     if (pa->eval && !pa->compare)
         return cli_usage_error(TOOL, "--eval FILE goes with --compare ORIGINAL");
     tc_tmodel tm;
-    if (tc_tmodel_open(&tm, pa->path, &err))
-        return cli_fail(TOOL, &err);
-    int rc = check_packed_inputs(pa, com, &err);
+    int code = cli_dist_check(TOOL, pa->dist, tc_tmodel_open(&tm, pa->path, &err), &err);
+    if (code)
+        return code;
+    int rc = tc_dist_agree(pa->dist, check_packed_inputs(pa, com, &err), &err, NULL);
     if (rc == TC_OK && pa->verify)
         rc = verify(&tm, &pa->rc, com, &err);
     if (rc == TC_OK && pa->ppl)
@@ -922,7 +968,7 @@ static int run_packed(const packed_args *pa, const cli_common *com)
         tc_tokenizer_free(tok);
     }
     tc_tmodel_close(&tm);
-    return rc == TC_OK ? TC_EXIT_OK : cli_fail(TOOL, &err);
+    return cli_dist_check(TOOL, pa->dist, rc, &err);
 }
 
 int main(int argc, char **argv)
@@ -946,6 +992,8 @@ int main(int argc, char **argv)
     };
     cli_common com = {0};
     cli_init();
+    tc_dist dist;
+    cli_dist_init(&dist, &argc, &argv);
     const char *prompt = NULL, *ppl_file = NULL, *compare_path = NULL, *eval_file = NULL;
     const char *kernel = getenv("TC_KERNEL");
     int verify_flag = 0;
@@ -1005,7 +1053,7 @@ int main(int argc, char **argv)
     if (tc_tmodel_is_packed(argv[optind])) {
         packed_args pa = {argv[optind], prompt, compare_path, eval_file, ppl_file, steps, seq_len, samples,
                           temp, seed, verify_flag,
-                          {kpath, com.threads > 0 ? com.threads : cli_default_threads()}};
+                          {kpath, com.threads > 0 ? com.threads : cli_default_threads()}, &dist};
         return run_packed(&pa, &com);
     }
     if (verify_flag || compare_path || eval_file)
@@ -1014,11 +1062,11 @@ int main(int argc, char **argv)
         return cli_usage_error(TOOL, "nothing to do: give --generate PROMPT or --ppl FILE");
     tc_error err = {{0}};
     tc_model m;
-    if (tc_model_open(&m, argv[optind], &err))
-        return cli_fail(TOOL, &err);
+    if ((code = cli_dist_check(TOOL, &dist, tc_model_open(&m, argv[optind], &err), &err)))
+        return code;
     int rc = TC_OK;
     if (ppl_file)
-        rc = perplexity(&m, ppl_file, samples, seq_len, seed, &com, &err);
+        rc = perplexity(&m, ppl_file, samples, seq_len, seed, &com, &dist, &err);
     if (rc == TC_OK && prompt) {
         tc_tokenizer *tok;
         rc = tc_model_tokenizer(&m, com.tokenizer, &tok, &err);
@@ -1028,5 +1076,5 @@ int main(int argc, char **argv)
         }
     }
     tc_model_close(&m);
-    return rc == TC_OK ? TC_EXIT_OK : cli_fail(TOOL, &err);
+    return cli_dist_check(TOOL, &dist, rc, &err);
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "tc/analysis.h"
+#include "tc/dist.h"
 #include "tc/error.h"
 #include "tc/forward.h"
 #include "tc/model.h"
@@ -29,8 +30,11 @@ typedef struct tc_analyze_opts {
     int no_measure;          /* leave dnll and kl unmeasured (one pass instead of ~1.5 L) */
     int no_head_stats;       /* leave tc_layer_stats.heads NULL */
     const tc_skip *skip;     /* analyse the model with these sub-layers already skipped */
-    size_t batch_tokens;     /* tokens per batch of sequences; 0: from a 256 MiB budget */
-    tc_progress_fn progress; /* called with the fraction of work done, 0 .. 1 */
+    size_t batch_tokens;     /* > 0: sequences grouped into passes of at most this many tokens; 0: one
+                                sequence per pass.  Results depend on the grouping (BLAS rounds a row
+                                differently in products of different heights), never on dist */
+    tc_dist *dist;           /* the MPI job the batches are spread over, or NULL: one process */
+    tc_progress_fn progress; /* called with the fraction of this rank's work done, 0 .. 1 */
     void *progress_ctx;
     size_t head_windows;     /* > 0: each head masked alone over the first head_windows sequences */
     size_t token_windows;    /* > 0: token dropping over the first token_windows sequences */
@@ -59,8 +63,8 @@ typedef struct tc_analyze_opts {
  * tokens dropped (tc_token_measure; docs/FORWARD.md says how).
  *
  * Measuring runs layer by layer once, storing each layer's X and H and the
- * baseline log-softmax of every position of the batch (batches are sized so
- * that this fits the budget); skipping attention at layer l then reruns layers
+ * baseline log-softmax of every position of the batch (a batch is one
+ * sequence, or batch_tokens' group); skipping attention at layer l then reruns layers
  * l .. L-1 from the stored X_l, skipping the MLP or the block reruns l+1 ..
  * L-1 from H_l or X_l.  When every weight fits in 1 GiB as fp32 they are
  * converted once for all reruns.  out is filled only on success; free it with
@@ -68,11 +72,17 @@ typedef struct tc_analyze_opts {
 int tc_analyze(const tc_model *m, const int32_t *tokens, const size_t *offsets, size_t n_seqs,
                const tc_analyze_opts *opts, tc_analysis *out, tc_error *err);
 
+/* batch_tokens for tc_analyze_opts such that a pass's stored hidden states,
+ * baseline log-probabilities and buffers take about `bytes` (at least 1). */
+size_t tc_analyze_batch_tokens(const tc_model *m, const tc_analyze_opts *opts, uint64_t bytes);
+
 typedef struct tc_ppl_opts {
     int n_threads;
     const tc_skip *skip;       /* perplexity of the model with these sub-layers skipped */
     const tc_weights *weights; /* preconverted weights, or NULL */
-    size_t batch_tokens;       /* 0: from a 256 MiB budget */
+    size_t batch_tokens;       /* > 0: sequences grouped into passes of at most this many tokens;
+                                  0: one sequence per pass (as tc_analyze_opts) */
+    tc_dist *dist;             /* the MPI job the sequences are spread over, or NULL */
     tc_progress_fn progress;
     void *progress_ctx;
 } tc_ppl_opts;
@@ -96,6 +106,7 @@ typedef struct tc_nll_observer {
     double nll_sum;
     uint64_t n_predicted;
     size_t seq;            /* sequence of the last token seen (internal) */
+    double *per_seq;       /* NULL, or [n_seqs][2]: each sequence's NLL sum and predictions added here */
 } tc_nll_observer;
 
 tc_observer tc_nll_observer_make(tc_nll_observer *acc, const tc_batch *b);

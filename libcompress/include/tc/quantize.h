@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tc/dist.h"
 #include "tc/error.h"
 #include "tc/forward.h"
 #include "tc/model.h"
@@ -94,6 +95,8 @@ typedef struct tc_quantize_opts {
     /* Called after each layer (and once at the start with 0). */
     void (*progress)(void *ctx, double fraction);
     void *progress_ctx;
+    tc_dist *dist;                /* the MPI job the calibration windows are spread over, or NULL; rank 0
+                                     alone writes out_path, the others compute their share and write nothing */
 } tc_quantize_opts;
 
 /* One quantized (or kept) tensor. */

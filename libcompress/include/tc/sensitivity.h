@@ -7,12 +7,13 @@
  * The original model's hidden state at every layer's input and its log-
  * probabilities are kept, so a weight of layer l costs one pass from layer l
  * to the head.  Memory: every weight in fp32, n_layers + 1 hidden states and
- * [tokens][vocab] doubles. */
+ * [tokens][vocab] doubles (of this rank's windows under MPI). */
 #ifndef TC_SENSITIVITY_H
 #define TC_SENSITIVITY_H
 
 #include <stdint.h>
 
+#include "tc/dist.h"
 #include "tc/error.h"
 #include "tc/forward.h"
 #include "tc/model.h"
@@ -40,6 +41,12 @@ typedef struct tc_sensitivity {
  * calibrated, affine for affine-calibrated) on the tokens of b. */
 int tc_sensitivity_measure(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q, int n_threads,
                            tc_sensitivity *out, tc_error *err);
+/* The same under an MPI job (dist, NULL for one process): every rank
+ * measures every weight on its share of b's windows, and each weight's KL is
+ * summed over windows in window order, so every rank gets the figures of a
+ * job of one, bit for bit. */
+int tc_sensitivity_measure_dist(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q, int n_threads,
+                                tc_dist *dist, tc_sensitivity *out, tc_error *err);
 void tc_sensitivity_free(tc_sensitivity *s);
 
 #ifdef __cplusplus
