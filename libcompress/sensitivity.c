@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tc/checked.h"
+#include "tc/qmat.h"
 #include "tc/ternary.h"
 
 static const int linear_roles[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
@@ -104,7 +105,22 @@ void tc_sensitivity_free(tc_sensitivity *s)
 int tc_sensitivity_measure(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q, int n_threads,
                            tc_sensitivity *out, tc_error *err)
 {
-    memset(out, 0, sizeof *out);
+    static const tc_dtype ternary = TC_F32;
+    return tc_sensitivity_measure_types(m, b, q, &ternary, 1, n_threads, out, err);
+}
+
+int tc_sensitivity_measure_types(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q,
+                                 const tc_dtype *types, int n_types, int n_threads, tc_sensitivity *outs,
+                                 tc_error *err)
+{
+    if (n_types < 1)
+        return tc_err(err, "%s: sensitivity of no type", m->path);
+    for (int k = 0; k < n_types; k++) {
+        memset(&outs[k], 0, sizeof outs[k]);
+        if (types[k] != TC_F32 && !tc_qmat_linear_type_ok(types[k]))
+            return tc_err(err, "%s: sensitivity of %s weights is not measured (ternary, Q8_0 or Q4_0)", m->path,
+                          tc_dtype_name(types[k]));
+    }
     const tc_config *cfg = &m->cfg;
     size_t n_tok = tc_batch_tokens(b);
     if (n_tok == 0)
@@ -125,8 +141,10 @@ int tc_sensitivity_measure(const tc_model *m, const tc_batch *b, const tc_tquant
     sens_ctx c = {.n_layers = cfg->n_layers, .dim = cfg->dim, .n_tok = n_tok, .vocab = cfg->vocab_size};
     c.xs = calloc((size_t)cfg->n_layers, sizeof *c.xs);
     c.logp = malloc((size_t)lp);
-    out->entries = calloc((size_t)cfg->n_layers * N_LINEAR, sizeof *out->entries);
-    int rc = c.xs && c.logp && out->entries ? TC_OK : tc_err(err, "%s: out of memory measuring sensitivity", m->path);
+    int rc = c.xs && c.logp ? TC_OK : tc_err(err, "%s: out of memory measuring sensitivity", m->path);
+    for (int k = 0; rc == TC_OK && k < n_types; k++)
+        if (!(outs[k].entries = calloc((size_t)cfg->n_layers * N_LINEAR, sizeof *outs[k].entries)))
+            rc = tc_err(err, "%s: out of memory measuring sensitivity", m->path);
     for (int l = 0; rc == TC_OK && l < cfg->n_layers; l++)
         if (!(c.xs[l] = malloc((size_t)hs)))
             rc = tc_err(err, "%s: out of memory for the hidden states", m->path);
@@ -156,34 +174,43 @@ int tc_sensitivity_measure(const tc_model *m, const tc_batch *b, const tc_tquant
                 }
                 buf_cap = need;
             }
-            rc = quantize_alone(meth, &q->group, W, M, K, buf, err);
-            if (rc)
-                break;
-            double e2 = 0, w2 = 0;
-            for (int64_t k = 0; k < M * K; k++) {
-                double dlt = (double)W[k] - buf[k];
-                e2 += dlt * dlt;
-                w2 += (double)W[k] * W[k];
+            for (int k = 0; rc == TC_OK && k < n_types; k++) {
+                tc_sensitivity_entry *e = &outs[k].entries[outs[k].n_entries++];
+                e->layer = l;
+                e->role = r;
+                if (types[k] != TC_F32 && K % tc_qmat_block(types[k]) != 0) {
+                    e->kl = e->rel_weight_error = NAN; /* not a candidate: no pass */
+                    continue;
+                }
+                rc = types[k] == TC_F32 ? quantize_alone(meth, &q->group, W, M, K, buf, err)
+                                        : tc_qmat_round(types[k], W, M, K, buf, err);
+                if (rc)
+                    break;
+                double e2 = 0, w2 = 0;
+                for (int64_t j = 0; j < M * K; j++) {
+                    double dlt = (double)W[j] - buf[j];
+                    e2 += dlt * dlt;
+                    w2 += (double)W[j] * W[j];
+                }
+                w.layers[l].w[r] = buf;
+                c.kl_sum = 0;
+                rc = tc_forward_from(m, b, l, c.xs[l], &fo, err);
+                w.layers[l].w[r] = W;
+                e->kl = c.kl_sum / (double)n_tok;
+                e->rel_weight_error = w2 > 0 ? sqrt(e2 / w2) : 0;
             }
-            w.layers[l].w[r] = buf;
-            c.kl_sum = 0;
-            rc = tc_forward_from(m, b, l, c.xs[l], &fo, err);
-            w.layers[l].w[r] = W;
-            tc_sensitivity_entry *e = &out->entries[out->n_entries++];
-            e->layer = l;
-            e->role = r;
-            e->kl = c.kl_sum / (double)n_tok;
-            e->rel_weight_error = w2 > 0 ? sqrt(e2 / w2) : 0;
         }
-    out->n_tokens = n_tok;
-    out->method = meth;
+    for (int k = 0; k < n_types; k++) {
+        outs[k].n_tokens = n_tok;
+        outs[k].method = meth;
+    }
     free(buf);
     for (int l = 0; c.xs && l < cfg->n_layers; l++)
         free(c.xs[l]);
     free(c.xs);
     free(c.logp);
     tc_weights_free(&w);
-    if (rc)
-        tc_sensitivity_free(out);
+    for (int k = 0; rc && k < n_types; k++)
+        tc_sensitivity_free(&outs[k]);
     return rc;
 }

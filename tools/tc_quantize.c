@@ -14,6 +14,7 @@
 #include "tc/qmat.h"
 #include "tc/quantize.h"
 #include "tc/tmodel.h"
+#include "tc/mixed.h"
 #include "tc/sensitivity.h"
 
 static const char *const TOOL = "tc-quantize";
@@ -523,11 +524,29 @@ static int run_sensitivity(const char *path, const tc_quantize_opts *qo, cli_cal
     return rc == TC_OK ? 0 : cli_fail(TOOL, &err);
 }
 
+/* --target-bpw: each linear weight's type from its measured cost (tc/mixed.h);
+ * the assignment goes to stderr. */
+static int plan_mixed(const tc_model *m, const tc_batch *b, const tc_quantize_opts *qo, double target,
+                      const cli_common *com, tc_mixed *mx, tc_error *err)
+{
+    tc_mixed_opts mo = {.target_bpw = target, .q = qo->q, .format = qo->format, .n_threads = qo->n_threads};
+    if (!com->quiet)
+        fprintf(stderr, "%s: measuring each linear weight alone as ternary, Q4_0 and Q8_0 on the calibration "
+                "tokens\n", TOOL);
+    if (tc_mixed_plan(mx, m, b, &mo, err))
+        return TC_ERR;
+    char *t = com->quiet ? NULL : tc_mixed_table(mx);
+    if (t)
+        fprintf(stderr, "%s", t);
+    free(t);
+    return TC_OK;
+}
+
 int main(int argc, char **argv)
 {
     enum { OPT_METHOD = CLI_OPT_TOOL_BASE, OPT_GROUP, OPT_LAYOUT, OPT_FORMAT, OPT_SEQ, OPT_DAMP, OPT_F32,
            OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK, OPT_KEEP_FFN, OPT_VOCAB, OPT_ACT_ORDER, OPT_REFIT,
-           OPT_SENS, OPT_EMBD_TYPE };
+           OPT_SENS, OPT_EMBD_TYPE, OPT_TARGET_BPW };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         CLI_CALIB_LONG_OPTIONS,
@@ -549,6 +568,7 @@ int main(int argc, char **argv)
         {"refit", required_argument, 0, OPT_REFIT},
         {"sensitivity", no_argument, 0, OPT_SENS},
         {"embd-type", required_argument, 0, OPT_EMBD_TYPE},
+        {"target-bpw", required_argument, 0, OPT_TARGET_BPW},
         CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
@@ -560,6 +580,7 @@ int main(int argc, char **argv)
                                  .group = {TC_TGROUP_ROW, 0}},
                            .format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .verify = 1, .pad_ffn = 1};
     int c, code, method_set = 0, group_set = 0, act_order = 0, refit = -1, sensitivity = 0;
+    double target_bpw = 0;
     const char *vocab = NULL;
     conv_format conv = CONV_NONE;
     while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
@@ -639,9 +660,20 @@ int main(int argc, char **argv)
             else if (cli_parse_dtype(optarg, &qo.embd_dtype) || !tc_qmat_type_ok(qo.embd_dtype))
                 return cli_usage_error(TOOL, "--embd-type is f16, q8_0, q6_k or q4_0, not '%s'", optarg);
             break;
+        case OPT_TARGET_BPW: {
+            char *end;
+            target_bpw = strtod(optarg, &end);
+            if (*end || !(target_bpw > 0) || target_bpw > 64)
+                return cli_usage_error(TOOL, "--target-bpw is a number of bits per linear weight, not '%s'", optarg);
+            break;
+        }
         default: return cli_usage_error(TOOL, "unknown option");
         }
     }
+    if (target_bpw > 0 && (sensitivity || !(cal.text || cal.tokens)))
+        return cli_usage_error(TOOL, "--target-bpw %s", sensitivity ? "writes a model: not with --sensitivity"
+                                                                     : "measures each weight's cost: it needs --calib "
+                                                                       "FILE or --calib-tokens FILE");
     if (optind != argc - 1)
         return cli_usage_error(TOOL, "expected one MODEL argument");
     if (com.info)
@@ -784,14 +816,23 @@ int main(int argc, char **argv)
     qo.n_threads = com.threads > 0 ? com.threads : cli_default_threads();
     qo.progress = cli_progress_update;
     qo.progress_ctx = &bar;
+    tc_mixed mx = {0};
+    int rc = TC_OK;
+    if (target_bpw > 0 && (rc = plan_mixed(&m, &batch, &qo, target_bpw, &com, &mx, &err)) == TC_OK) {
+        qo.linear_types = mx.types;
+        qo.mixed = &mx.record;
+    }
     tc_quantize_report rep;
-    int rc = tc_quantize_model(&m, out, &qo, &rep, &err);
+    if (rc == TC_OK)
+        rc = tc_quantize_model(&m, out, &qo, &rep, &err);
     cli_progress_done(&bar);
     if (rc == TC_OK) {
         if (!com.quiet)
             print_table(&rep, &qo);
         if (com.json) {
             cJSON *j = summary_json(&rep, &qo, argv[optind], out, m.cfg.ffn_dim, have_calib ? &set : NULL);
+            if (target_bpw > 0)
+                cJSON_AddItemToObject(j, "mixed", tc_mixed_json(&mx));
             char *s = cJSON_Print(j);
             if (s)
                 printf("%s\n", s);
@@ -802,6 +843,7 @@ int main(int argc, char **argv)
         }
         tc_quantize_report_free(&rep);
     }
+    tc_mixed_free(&mx);
     if (have_calib)
         tc_calib_set_free(&set);
     tc_model_close(&m);
