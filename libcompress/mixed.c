@@ -116,7 +116,10 @@ int tc_mixed_measure(tc_mixed *x, const tc_model *m, const tc_batch *b, const tc
 {
     static const tc_dtype types[TC_TMIXED_NTYPES] = {TC_F32, TC_Q4_0, TC_Q8_0};
     tc_sensitivity s[TC_TMIXED_NTYPES];
-    if (tc_sensitivity_measure_types(m, b, &o->q, types, TC_TMIXED_NTYPES, o->n_threads, s, err))
+    tc_batch first = *b;
+    if (first.n_seqs > TC_MIXED_MEASURE_SEQS)
+        first.n_seqs = TC_MIXED_MEASURE_SEQS;
+    if (tc_sensitivity_measure_types(m, &first, &o->q, types, TC_TMIXED_NTYPES, o->n_threads, s, err))
         return TC_ERR;
     int rc = TC_OK;
     for (size_t i = 0; i < x->n && rc == TC_OK; i++) {
@@ -137,6 +140,32 @@ int tc_mixed_measure(tc_mixed *x, const tc_model *m, const tc_batch *b, const tc
     for (int k = 0; k < TC_TMIXED_NTYPES; k++)
         tc_sensitivity_free(&s[k]);
     return rc;
+}
+
+int tc_mixed_costs_from(tc_mixed *x, const tc_tmixed *rec, const tc_mixed_opts *o, const char *from,
+                        tc_error *err)
+{
+    tc_tmethod want = o->q.method == TC_TMETHOD_CALIBRATED ? TC_TMETHOD_OPTIMAL
+                      : tc_tmethod_affine(o->q.method) ? TC_TMETHOD_AFFINE
+                                                       : o->q.method;
+    if (rec->measured != want)
+        return tc_err(err, "%s: its costs were measured with the %s fit, and --method %s measures %s", from,
+                      tc_tmethod_name(rec->measured), tc_tmethod_name(o->q.method), tc_tmethod_name(want));
+    for (size_t i = 0; i < x->n; i++) {
+        tc_mixed_choice *c = &x->t[i];
+        const tc_tmixed_entry *e = NULL;
+        for (size_t k = 0; k < rec->n_entries && !e; k++)
+            if (rec->entries[k].layer == c->layer && rec->entries[k].role == c->role)
+                e = &rec->entries[k];
+        if (!e || !isfinite(e->kl[TC_TMIXED_TERNARY]))
+            return tc_err(err, "%s: its record has no cost for layer %d %s", from, c->layer,
+                          tc_role_name((tc_role)c->role));
+        for (int k = 0; k < TC_TMIXED_NTYPES; k++)
+            c->kl[k] = k == TC_TMIXED_TERNARY || c->bits[k] > 0 ? e->kl[k] : NAN;
+    }
+    x->record.measured = rec->measured;
+    x->record.tokens = rec->tokens;
+    return TC_OK;
 }
 
 int tc_mixed_assign(tc_mixed *x, tc_error *err)

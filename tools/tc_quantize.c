@@ -527,13 +527,28 @@ static int run_sensitivity(const char *path, const tc_quantize_opts *qo, cli_cal
 /* --target-bpw: each linear weight's type from its measured cost (tc/mixed.h);
  * the assignment goes to stderr. */
 static int plan_mixed(const tc_model *m, const tc_batch *b, const tc_quantize_opts *qo, double target,
-                      const cli_common *com, tc_mixed *mx, tc_error *err)
+                      const char *costs_from, const cli_common *com, tc_mixed *mx, tc_error *err)
 {
     tc_mixed_opts mo = {.target_bpw = target, .q = qo->q, .format = qo->format, .n_threads = qo->n_threads};
-    if (!com->quiet)
-        fprintf(stderr, "%s: measuring each linear weight alone as ternary, Q4_0 and Q8_0 on the calibration "
-                "tokens\n", TOOL);
-    if (tc_mixed_plan(mx, m, b, &mo, err))
+    if (tc_mixed_init(mx, m, &mo, err))
+        return TC_ERR;
+    if (costs_from) {
+        tc_tmodel prev;
+        if (tc_tmodel_open(&prev, costs_from, err))
+            return TC_ERR;
+        int rc = prev.mixed ? tc_mixed_costs_from(mx, prev.mixed, &mo, costs_from, err)
+                            : tc_err(err, "%s: the file has no mixed-precision record to take costs from", costs_from);
+        tc_tmodel_close(&prev);
+        if (rc)
+            return TC_ERR;
+    } else {
+        if (!com->quiet)
+            fprintf(stderr, "%s: measuring each linear weight alone as ternary, Q4_0 and Q8_0 on the first %d "
+                    "calibration windows\n", TOOL, TC_MIXED_MEASURE_SEQS);
+        if (tc_mixed_measure(mx, m, b, &mo, err))
+            return TC_ERR;
+    }
+    if (tc_mixed_assign(mx, err))
         return TC_ERR;
     char *t = com->quiet ? NULL : tc_mixed_table(mx);
     if (t)
@@ -546,7 +561,7 @@ int main(int argc, char **argv)
 {
     enum { OPT_METHOD = CLI_OPT_TOOL_BASE, OPT_GROUP, OPT_LAYOUT, OPT_FORMAT, OPT_SEQ, OPT_DAMP, OPT_F32,
            OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK, OPT_KEEP_FFN, OPT_VOCAB, OPT_ACT_ORDER, OPT_REFIT,
-           OPT_SENS, OPT_EMBD_TYPE, OPT_TARGET_BPW };
+           OPT_SENS, OPT_EMBD_TYPE, OPT_TARGET_BPW, OPT_COSTS_FROM };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         CLI_CALIB_LONG_OPTIONS,
@@ -569,6 +584,7 @@ int main(int argc, char **argv)
         {"sensitivity", no_argument, 0, OPT_SENS},
         {"embd-type", required_argument, 0, OPT_EMBD_TYPE},
         {"target-bpw", required_argument, 0, OPT_TARGET_BPW},
+        {"costs-from", required_argument, 0, OPT_COSTS_FROM},
         CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
@@ -581,6 +597,7 @@ int main(int argc, char **argv)
                            .format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .verify = 1, .pad_ffn = 1};
     int c, code, method_set = 0, group_set = 0, act_order = 0, refit = -1, sensitivity = 0;
     double target_bpw = 0;
+    const char *costs_from = NULL;
     const char *vocab = NULL;
     conv_format conv = CONV_NONE;
     while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
@@ -667,9 +684,12 @@ int main(int argc, char **argv)
                 return cli_usage_error(TOOL, "--target-bpw is a number of bits per linear weight, not '%s'", optarg);
             break;
         }
+        case OPT_COSTS_FROM: costs_from = optarg; break;
         default: return cli_usage_error(TOOL, "unknown option");
         }
     }
+    if (costs_from && !(target_bpw > 0))
+        return cli_usage_error(TOOL, "--costs-from goes with --target-bpw");
     if (target_bpw > 0 && (sensitivity || !(cal.text || cal.tokens)))
         return cli_usage_error(TOOL, "--target-bpw %s", sensitivity ? "writes a model: not with --sensitivity"
                                                                      : "measures each weight's cost: it needs --calib "
@@ -818,7 +838,7 @@ int main(int argc, char **argv)
     qo.progress_ctx = &bar;
     tc_mixed mx = {0};
     int rc = TC_OK;
-    if (target_bpw > 0 && (rc = plan_mixed(&m, &batch, &qo, target_bpw, &com, &mx, &err)) == TC_OK) {
+    if (target_bpw > 0 && (rc = plan_mixed(&m, &batch, &qo, target_bpw, costs_from, &com, &mx, &err)) == TC_OK) {
         qo.linear_types = mx.types;
         qo.mixed = &mx.record;
     }

@@ -32,6 +32,10 @@ extern "C" {
 #endif
 
 #define TC_MIXED_MAX_BPW 8.5 /* every weight Q8_0 */
+/* Calibration windows the costs are measured on (the first ones): each
+ * weight in each type costs a pass from its layer to the head, so a
+ * 16-layer model's 300 candidates on 4 windows of 256 tokens take minutes. */
+#define TC_MIXED_MEASURE_SEQS 4
 
 typedef struct tc_mixed_opts {
     double target_bpw;   /* bits per linear weight of the blocks, as stored */
@@ -78,8 +82,15 @@ tc_dtype tc_mixed_dtype(int type);
  * above TC_MIXED_MAX_BPW, with one sentence giving the range. */
 int tc_mixed_init(tc_mixed *x, const tc_model *m, const tc_mixed_opts *o, tc_error *err);
 
-/* Measures every candidate's KL on the calibration tokens of b. */
+/* Measures every candidate's KL on the first TC_MIXED_MEASURE_SEQS
+ * sequences of b. */
 int tc_mixed_measure(tc_mixed *x, const tc_model *m, const tc_batch *b, const tc_mixed_opts *o, tc_error *err);
+
+/* Takes the costs from an earlier assignment's record instead (a packed
+ * file's `mixed`): every weight of x must be there, measured with the fit
+ * o's method measures (else TC_ERR naming what differs). */
+int tc_mixed_costs_from(tc_mixed *x, const tc_tmixed *rec, const tc_mixed_opts *o, const char *from,
+                        tc_error *err);
 
 /* The greedy assignment under x->target_bpw from the measured KL (which a
  * caller may also fill itself); fills bpw, kl_est, types and record. */
