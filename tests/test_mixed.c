@@ -241,6 +241,41 @@ static void test_runner(const char *dir)
     free(all);
 }
 
+/* Copies a file, replacing the first occurrence of `from` by `to` (same
+ * length) in it; 0 when it was found. */
+static int edit_copy(const char *src, const char *dst, const char *from, const char *to)
+{
+    size_t n;
+    uint8_t *b = tu_read_file(src, &n);
+    char *at = b ? strstr((char *)b + 24, from) : NULL; /* the header is text after the preamble */
+    if (at)
+        memcpy(at, to, strlen(to));
+    FILE *f = at ? fopen(dst, "wb") : NULL;
+    int ok = f && fwrite(b, 1, n, f) == n;
+    if (f)
+        fclose(f);
+    free(b);
+    return ok ? 0 : -1;
+}
+
+/* A block layout where it does not belong, and a malformed record: refused. */
+static void test_refusals(const char *dir)
+{
+    char pm[512], bad[512];
+    tc_error err;
+    tc_tmodel tm;
+    snprintf(pm, sizeof pm, "%s/mix.tcq", dir);
+    snprintf(bad, sizeof bad, "%s/bad.tcq", dir);
+    CHECK(edit_copy(pm, bad, "\"role\":\"wq\",\"layout\":\"q8_0\"", "\"role\":\"wq\",\"layout\":\"q6_k\"") == 0);
+    CHECK(tc_tmodel_open(&tm, bad, &err) == TC_ERR && strstr(err.msg, "blk.0.wq") && strstr(err.msg, "q6_k"));
+    CHECK(edit_copy(pm, bad, "\"name\":\"blk.1.w_down\",\"ternary\"", "\"name\":\"blk.7.w_down\",\"ternary\"") == 0);
+    CHECK(tc_tmodel_open(&tm, bad, &err) == TC_ERR && strstr(err.msg, "blk.7.w_down"));
+    CHECK(edit_copy(pm, bad, "\"name\":\"blk.1.w_down\",\"ternary\"", "\"name\":\"blk.0.wq\",    \"ternary\"") == 0);
+    CHECK(tc_tmodel_open(&tm, bad, &err) == TC_ERR && strstr(err.msg, "twice"));
+    CHECK(edit_copy(pm, bad, "\"ternary\":0.25", "\"ternary\":\"x1\"") == 0);
+    CHECK(tc_tmodel_open(&tm, bad, &err) == TC_ERR && strstr(err.msg, "ternary KL"));
+}
+
 /* The greedy assignment on given costs. */
 static void test_assign(void)
 {
@@ -380,6 +415,7 @@ int main(void)
         return tu_skip("no temporary directory");
     test_assign();
     test_runner(dir);
+    test_refusals(dir);
     test_measure();
     test_tool(dir);
     return tu_finish("test_mixed");
