@@ -34,7 +34,8 @@ tc_dtype tc_mixed_dtype(int type)
 /* Bits per weight of an M x K weight stored ternary: the packed plan's
  * bytes, or what the GGUF writer uses (TQ1_0 / TQ2_0 where rows are whole
  * 256-blocks, Q4_0 where they are whole 32-blocks, Q4_1 with offsets, else
- * F16). */
+ * TQ over the padded width).  The padded rows of gate and up are not
+ * counted: the GGUF's bits per weight may exceed the plan's by that much. */
 static int ternary_bits(const tc_mixed_opts *o, int64_t M, int64_t K, double *bits, tc_error *err)
 {
     int aff = tc_tmethod_affine(o->q.method);
@@ -48,8 +49,12 @@ static int ternary_bits(const tc_mixed_opts *o, int64_t M, int64_t K, double *bi
     }
     tc_dtype tq = o->format == TC_QFORMAT_GGUF_TQ1 ? TC_TQ1_0 : TC_TQ2_0;
     tc_dtype t = aff ? (K % 32 == 0 ? TC_Q4_1 : TC_F16)
-                     : K % TC_TQ_BLOCK_ELEMS == 0 ? tq : K % 32 == 0 ? TC_Q4_0 : TC_F16;
+                     : K % TC_TQ_BLOCK_ELEMS == 0 ? tq : K % 32 == 0 ? TC_Q4_0 : tq;
     *bits = 8.0 * (double)tc_dtype_block_bytes(t) / (double)tc_dtype_block_elems(t);
+    /* Rows of no block: the writer pads the FFN width to whole 256-blocks
+     * (the down projections' rows; the default), so they are TQ with zeros. */
+    if (t == tq && K % TC_TQ_BLOCK_ELEMS != 0)
+        *bits *= (double)((K + TC_TQ_BLOCK_ELEMS - 1) / TC_TQ_BLOCK_ELEMS * TC_TQ_BLOCK_ELEMS) / (double)K;
     return TC_OK;
 }
 
