@@ -13,6 +13,10 @@
 #   EVAL_SAMPLES=N      evaluation windows per model (default: every window
 #                       of the TinyStories text, 128 of deep16's)
 #   NO_HEADER=1         leave out the header (to append to an earlier table)
+# Rows may carry --target-bpw B (mixed precision): the first such row of a
+# model and method measures each weight's costs, later ones reuse them
+# (--costs-from), so a row's quantize seconds include the measurement only
+# on the first.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${TC_BIN:-$here/build}
@@ -39,9 +43,15 @@ for spec in "stories260K|$s/stories260K/stories260K.bin --tokenizer $s/stories26
   case " $only " in *" $name "*) ;; *) continue ;; esac
   IFS=';' read -r -a rows <<< "$methods"
   for row in "${rows[@]}"; do
+    # Rows with --target-bpw measure each weight's costs once per model and
+    # method (the first such row) and take them from that file after.
+    extra=()
+    costs="$tmp/costs_${name}_${row%% *}.tcq"
+    case " $row " in *" --target-bpw "*) [ -f "$costs" ] && extra=(--costs-from "$costs") ;; esac
     # shellcheck disable=SC2086
     "$bin/tc-quantize" -q --force $model -o "$tmp/q.tcq" --layout "$layout" \
-        --calib "$tmp/${text}_calib.txt" --samples 32 --json --method $row > "$tmp/q.json"
+        --calib "$tmp/${text}_calib.txt" --samples 32 --json --method $row "${extra[@]}" > "$tmp/q.json"
+    case " $row " in *" --target-bpw "*) [ -f "$costs" ] || cp "$tmp/q.tcq" "$costs" ;; esac
     # shellcheck disable=SC2086
     "$bin/tc-run" -q "$tmp/q.tcq" --compare $model --eval "$tmp/${text}_eval.txt" \
         --samples "${EVAL_SAMPLES:-$n_eval}" --json > "$tmp/c.json"

@@ -349,9 +349,11 @@ char *tc_model_info_text(const tc_model *m)
 /* ---- packed ternary models (.tcq) ------------------------------------------ */
 
 /* What a packed model's tensors hold, by storage (a ternary layout, F16,
- * F32), and which layers lack a sub-layer. */
+ * F32, a block type), and which layers lack a sub-layer. */
+static const tc_dtype PLAIN_STORE[] = {TC_F16, TC_F32, TC_Q8_0, TC_Q6_K, TC_Q4_0};
+#define N_STORAGE (TC_TPACK_LAYOUT_COUNT + (int)(sizeof PLAIN_STORE / sizeof PLAIN_STORE[0]))
 typedef struct tinfo {
-    uint64_t bytes[TC_TPACK_LAYOUT_COUNT + 2], params[TC_TPACK_LAYOUT_COUNT + 2];
+    uint64_t bytes[N_STORAGE], params[N_STORAGE];
     uint64_t n_params, linear_params, linear_bytes;
     int *has_attn, *has_mlp;
 } tinfo;
@@ -359,7 +361,17 @@ typedef struct tinfo {
 static const char *storage_name(int s)
 {
     return s < TC_TPACK_LAYOUT_COUNT ? tc_tpack_layout_name((tc_tpack_layout)s)
-                                     : s == TC_TPACK_LAYOUT_COUNT ? "F16" : "F32";
+                                     : tc_dtype_name(PLAIN_STORE[s - TC_TPACK_LAYOUT_COUNT]);
+}
+
+static int storage_of(const tc_tmodel_tensor *t)
+{
+    if (t->ternary)
+        return (int)t->plan.layout;
+    for (int i = 0; i < N_STORAGE - TC_TPACK_LAYOUT_COUNT; i++)
+        if (PLAIN_STORE[i] == t->dtype)
+            return TC_TPACK_LAYOUT_COUNT + i;
+    return TC_TPACK_LAYOUT_COUNT + 1; /* F32 */
 }
 
 static int tinfo_of(const tc_tmodel *m, tinfo *ti)
@@ -373,7 +385,7 @@ static int tinfo_of(const tc_tmodel *m, tinfo *ti)
     for (size_t i = 0; i < m->n_tensors; i++) {
         const tc_tmodel_tensor *t = &m->tensors[i];
         uint64_t np = t->n_dims == 2 ? (uint64_t)t->shape[0] * (uint64_t)t->shape[1] : (uint64_t)t->shape[0];
-        int s = t->ternary ? (int)t->plan.layout : t->dtype == TC_F16 ? TC_TPACK_LAYOUT_COUNT : TC_TPACK_LAYOUT_COUNT + 1;
+        int s = storage_of(t);
         ti->bytes[s] += t->nbytes;
         ti->params[s] += np;
         ti->n_params += np;
@@ -487,7 +499,7 @@ cJSON *tc_tmodel_info_json(const tc_tmodel *m)
                             ti.linear_params ? 8.0 * (double)ti.linear_bytes / (double)ti.linear_params : 0.0);
     cJSON *bytes = cJSON_AddObjectToObject(o, "bytes_by_storage");
     cJSON *params = cJSON_AddObjectToObject(o, "params_by_storage");
-    for (int s = 0; s < TC_TPACK_LAYOUT_COUNT + 2; s++)
+    for (int s = 0; s < N_STORAGE; s++)
         if (ti.params[s]) {
             cJSON_AddNumberToObject(bytes, storage_name(s), (double)ti.bytes[s]);
             cJSON_AddNumberToObject(params, storage_name(s), (double)ti.params[s]);
@@ -550,7 +562,7 @@ char *tc_tmodel_info_text(const tc_tmodel *m)
     sb_printf(&b, "%-18s %.3f (linear layers %.3f)\n", "bits per weight",
               ti.n_params ? 8.0 * (double)fb / (double)ti.n_params : 0.0,
               ti.linear_params ? 8.0 * (double)ti.linear_bytes / (double)ti.linear_params : 0.0);
-    for (int s = 0; s < TC_TPACK_LAYOUT_COUNT + 2; s++)
+    for (int s = 0; s < N_STORAGE; s++)
         if (ti.params[s]) {
             human_bytes((double)ti.bytes[s], hb, sizeof hb);
             sb_printf(&b, "%-18s %s in %llu weights\n", storage_name(s), hb, (unsigned long long)ti.params[s]);

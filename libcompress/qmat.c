@@ -4,16 +4,41 @@
 #include "tc/qmat.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
 #endif
 
 #include "qmat_internal.h"
+#include "tc/ggml_quants.h"
 
 int tc_qmat_type_ok(tc_dtype t)
 {
     return t == TC_Q8_0 || t == TC_Q6_K || t == TC_Q4_0;
+}
+
+int tc_qmat_linear_type_ok(tc_dtype t)
+{
+    return t == TC_Q8_0 || t == TC_Q4_0;
+}
+
+int tc_qmat_round(tc_dtype t, const float *W, int64_t rows, int64_t cols, float *out, tc_error *err)
+{
+    if (!tc_qmat_type_ok(t) || cols <= 0 || rows < 0 || cols % tc_qmat_block(t) != 0)
+        return tc_err(err, "a %s matrix of %lld columns is not whole blocks", tc_dtype_name(t), (long long)cols);
+    uint64_t rb = tc_qmat_row_bytes(t, cols);
+    uint8_t *row = malloc((size_t)rb);
+    if (!row)
+        return tc_err(err, "out of memory");
+    int rc = TC_OK;
+    for (int64_t i = 0; i < rows && rc == TC_OK; i++) {
+        rc = tc_ggml_quant_quantize(t, W + i * cols, (uint64_t)cols, row, err);
+        if (rc == TC_OK)
+            rc = tc_ggml_quant_dequantize(t, row, (uint64_t)cols, out + i * cols, err);
+    }
+    free(row);
+    return rc;
 }
 
 int64_t tc_qmat_block(tc_dtype t)

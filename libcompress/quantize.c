@@ -25,6 +25,7 @@
 #include "tc/model_write.h"
 #include "tc/outfile.h"
 #include "tc/tokenizer.h"
+#include "tc/mixed.h"
 #include "tc/qmat.h"
 
 static const int linear_roles[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
@@ -200,6 +201,13 @@ static int report_index(const qdrv *d, int layer, int role)
         if (d->rep.tensors[i].layer == layer && d->rep.tensors[i].role == role)
             return (int)i;
     return -1;
+}
+
+/* The block type a linear weight of the blocks is stored in (mixed
+ * precision, tc/mixed.h), TC_F32 where it is ternary. */
+static tc_dtype linear_type(const qdrv *d, int layer, int role)
+{
+    return tc_mixed_linear_type(d->o->linear_types, d->m->cfg.n_layers, layer, role);
 }
 
 /* ---- Running one layer over the calibration tokens ---------------------- */
@@ -484,12 +492,15 @@ static int advance_stream(qdrv *d, int l, tc_error *err)
         float *own[TC_N_ROLES] = {0};
         int rc = TC_OK;
         for (int r = 0; r < TC_N_ROLES && rc == TC_OK; r++) {
-            if (!d->codes[r])
+            tc_dtype bt = linear_type(d, l, r);
+            if (!d->codes[r] && (bt == TC_F32 || !d->w.w[r]))
                 continue;
             const tc_tensor *t = d->m->layers[l].w[r];
             int64_t M = t->shape[0], K = t->shape[1];
             if (!(own[r] = malloc((size_t)(M * K) * sizeof(float))))
                 rc = tc_err(err, "out of memory");
+            else if (bt != TC_F32)
+                rc = tc_qmat_round(bt, d->w.w[r], M, K, own[r], err);
             else
                 tc_ternary_dequantize_affine(d->codes[r], d->scales[r], d->offsets[r], M, K, &d->group, own[r]);
             q.w[r] = own[r];
@@ -774,7 +785,7 @@ static int layer_jobs(qdrv *d, int l, int calib, qjob *jobs, int *order)
         *j = (qjob){.d = d, .role = r, .ri = -1, .src = t};
         int64_t sh[2];
         stored_shape(d, l, r, sh);
-        if (is_linear(r) && t->n_dims == 2 && role_ternary(d, sh[1]) &&
+        if (is_linear(r) && t->n_dims == 2 && role_ternary(d, sh[1]) && linear_type(d, l, r) == TC_F32 &&
             (j->ri = report_index(d, l, r)) >= 0) {
             int64_t shape[2]; /* as the config has it: a packed source stores four rows to a byte */
             tc_role_shape(&d->m->cfg, (tc_role)r, shape);
@@ -984,6 +995,20 @@ static int quantize_layer_stages(qdrv *d, int l, qjob *jobs, int n, tc_error *er
     memcpy(d->yf, d->y, own * dim * sizeof(float));
     d->rep.times.calib += now_s() - t0;
     tc_layer_f32 q = d->w;
+    /* Weights stored in a block type (mixed precision) are the rounded ones
+     * in the quantized block: the ternary stages after them see their error. */
+    for (int r = 0; r < TC_N_ROLES; r++) {
+        tc_dtype bt = linear_type(d, l, r);
+        const tc_tensor *t = m->layers[l].w[r];
+        if (bt == TC_F32 || !t || !d->w.w[r])
+            continue;
+        int64_t M = t->shape[0], K = t->shape[1];
+        if (!(d->deq[r] = grow(d->deq[r], &d->deq_cap[r], (uint64_t)(M * K) * sizeof(float))))
+            return tc_err(err, "out of memory for a %lld x %lld weight", (long long)M, (long long)K);
+        if (tc_qmat_round(bt, d->w.w[r], M, K, d->deq[r], err))
+            return tc_err_prefix(err, "%s: layer %d %s", m->path, l, tc_role_name((tc_role)r));
+        q.w[r] = d->deq[r];
+    }
     for (size_t st = 0; st < sizeof STAGES / sizeof STAGES[0]; st++) {
         const qstage *sg = &STAGES[st];
         const qjob *js[3];
@@ -1211,6 +1236,18 @@ static int drv_init(qdrv *d, const tc_model *m, const tc_quantize_opts *o, tc_er
                           c->dim, tc_dtype_name(o->embd_dtype), (long long)tc_qmat_block(o->embd_dtype));
         d->edt = o->embd_dtype;
     }
+    if (o->linear_types && (ternary_src || o->q.method == TC_TMETHOD_SOURCE))
+        return tc_err(err, "%s: mixed precision applies to float models (this one is already ternary)", m->path);
+    for (int l = 0; o->linear_types && l < c->n_layers; l++)
+        for (int i = 0; i < N_LINEAR; i++) {
+            tc_dtype bt = tc_mixed_linear_type(o->linear_types, c->n_layers, l, linear_roles[i]);
+            int64_t shape[2];
+            tc_role_shape(c, (tc_role)linear_roles[i], shape);
+            if (bt != TC_F32 && shape[1] % tc_qmat_block(bt) != 0)
+                return tc_err(err, "%s: layer %d %s has rows of %lld weights, not whole %s blocks of %lld", m->path,
+                              l, tc_role_name((tc_role)linear_roles[i]), (long long)shape[1], tc_dtype_name(bt),
+                              (long long)tc_qmat_block(bt));
+        }
     d->fb = TC_DTYPE_COUNT;
     if (o->fallback != TC_F32 || o->fallback_explicit) {
         if (!d->gguf)
@@ -1481,7 +1518,7 @@ static int packed_add(qdrv *d, int layer, int role, int ternary, tc_error *err)
         return TC_OK;
     }
     /* Vectors (norms, biases) are tiny: always F32. */
-    t->dtype = t->n_dims == 1 ? TC_F32 : layer < 0 ? d->edt : d->fdt;
+    t->dtype = t->n_dims == 1 ? TC_F32 : layer < 0 ? d->edt : linear_type(d, layer, role) != TC_F32 ? linear_type(d, layer, role) : d->fdt;
     uint64_t n = t->n_dims == 2 ? (uint64_t)(t->shape[0] * t->shape[1]) : (uint64_t)t->shape[0];
     return tc_dtype_span(t->dtype, n, &t->nbytes, err);
 }
@@ -1522,13 +1559,14 @@ static int packed_build(qdrv *d, tc_error *err)
     if (d->tm.tok.origin)
         snprintf(d->rep.tokenizer_from, sizeof d->rep.tokenizer_from, "%s", d->tm.tok.origin);
     d->tm.calib = (tc_calib_windows *)d->o->calib_windows; /* borrowed: written, never freed here */
+    d->tm.mixed = (tc_tmixed *)d->o->mixed;                 /* borrowed likewise */
     int te = d->o->quantize_embeddings;
     if (packed_add(d, -1, TC_G_EMBD, te, err) || packed_add(d, -1, TC_G_OUT_NORM, 0, err) ||
         (!c->tied_embeddings && packed_add(d, -1, TC_G_OUTPUT, te, err)))
         return TC_ERR;
     for (int l = 0; l < c->n_layers; l++)
         for (int r = 0; r < TC_N_ROLES; r++)
-            if (m->layers[l].w[r] && packed_add(d, l, r, is_linear(r), err))
+            if (m->layers[l].w[r] && packed_add(d, l, r, is_linear(r) && linear_type(d, l, r) == TC_F32, err))
                 return TC_ERR;
     /* A float embedding or head already in the stored dtype is written
      * straight from the source file. */
@@ -1676,7 +1714,10 @@ static int write_packed(qdrv *d, const char *path, tc_error *err)
         }
     }
     for (size_t i = 0; i < d->rep.n_tensors; i++)
-        if (!d->rep.tensors[i].ternary) {
+        if (!d->rep.tensors[i].ternary && d->rep.tensors[i].layer >= 0) {
+            d->rep.tensors[i].why = "mixed precision: a block type (--target-bpw)";
+            d->rep.tensors[i].dtype = linear_type(d, d->rep.tensors[i].layer, d->rep.tensors[i].role);
+        } else if (!d->rep.tensors[i].ternary) {
             d->rep.tensors[i].why = d->edt != d->fdt ? "embedding and output head in a block type (--embd-type)"
                                                      : "embedding and output head stay float (see --quantize-embeddings)";
             d->rep.tensors[i].dtype = d->edt;
@@ -1742,7 +1783,7 @@ static tc_dtype kept_dtype(const qdrv *d, int64_t K)
 static tc_dtype gguf_ternary_of(const qdrv *d, int layer, int which)
 {
     int64_t shape[2];
-    if (layer < 0 || !is_linear(which))
+    if (layer < 0 || !is_linear(which) || linear_type(d, layer, which) != TC_F32)
         return TC_DTYPE_COUNT;
     stored_shape(d, layer, which, shape);
     return ternary_dtype(d, shape[1]);
@@ -1756,6 +1797,8 @@ static tc_dtype gguf_dtype_of(void *ctx, int layer, int which)
         return which == TC_G_EMBD || which == TC_G_OUTPUT ? kept_dtype(d, d->m->cfg.dim) : d->fdt;
     if (!is_linear(which))
         return d->fdt;
+    if (linear_type(d, layer, which) != TC_F32)
+        return linear_type(d, layer, which); /* mixed precision: the same ggml type */
     tc_dtype tt = gguf_ternary_of(d, layer, which);
     stored_shape(d, layer, which, shape);
     return tt != TC_DTYPE_COUNT ? tt : kept_dtype(d, shape[1]);
@@ -2044,6 +2087,10 @@ static int gguf_plan(qdrv *d, tc_error *err)
         if (r->layer < 0) {
             r->why = "embedding and output head are not ternary in GGUF";
             d->rep.n_fallback_float += r->dtype != d->fb;
+            continue;
+        }
+        if (linear_type(d, r->layer, r->role) != TC_F32) {
+            r->why = "mixed precision: a block type (--target-bpw)";
             continue;
         }
         tc_dtype tt = ternary_dtype(d, stored_cols(d, r));

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tc/checked.h"
+#include "tc/qmat.h"
 #include "tc/ternary.h"
 
 static const int linear_roles[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP, TC_W_DOWN};
@@ -108,14 +109,36 @@ int tc_sensitivity_measure(const tc_model *m, const tc_batch *b, const tc_tquant
     return tc_sensitivity_measure_dist(m, b, q, n_threads, NULL, out, err);
 }
 
+int tc_sensitivity_measure_dist(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q, int n_threads,
+                                tc_dist *dist, tc_sensitivity *out, tc_error *err)
+{
+    static const tc_dtype ternary = TC_F32;
+    return tc_sensitivity_measure_types_dist(m, b, q, &ternary, 1, n_threads, dist, out, err);
+}
+
+int tc_sensitivity_measure_types(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q,
+                                 const tc_dtype *types, int n_types, int n_threads, tc_sensitivity *outs,
+                                 tc_error *err)
+{
+    return tc_sensitivity_measure_types_dist(m, b, q, types, n_types, n_threads, NULL, outs, err);
+}
+
 /* The windows [q0, q1) of b are this rank's; each window is a pass of its
  * own (its rows then do not depend on its neighbours'), and each weight's KL
  * is kept per window, so that the sums over windows are added in window order
  * whatever the number of ranks. */
-int tc_sensitivity_measure_dist(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q, int n_threads,
-                                tc_dist *dist, tc_sensitivity *out, tc_error *err)
+int tc_sensitivity_measure_types_dist(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q,
+                                      const tc_dtype *types, int n_types, int n_threads, tc_dist *dist,
+                                      tc_sensitivity *outs, tc_error *err)
 {
-    memset(out, 0, sizeof *out);
+    if (n_types < 1)
+        return tc_err(err, "%s: sensitivity of no type", m->path);
+    for (int k = 0; k < n_types; k++) {
+        memset(&outs[k], 0, sizeof outs[k]);
+        if (types[k] != TC_F32 && !tc_qmat_linear_type_ok(types[k]))
+            return tc_err(err, "%s: sensitivity of %s weights is not measured (ternary, Q8_0 or Q4_0)", m->path,
+                          tc_dtype_name(types[k]));
+    }
     const tc_config *cfg = &m->cfg;
     size_t n_tok = tc_batch_tokens(b), q0, q1;
     if (n_tok == 0)
@@ -124,11 +147,12 @@ int tc_sensitivity_measure_dist(const tc_model *m, const tc_batch *b, const tc_t
         return TC_ERR;
     tc_dist_range(dist, dist ? dist->rank : 0, b->n_seqs, &q0, &q1);
     size_t tok0 = b->offsets[q0], own = b->offsets[q1] - tok0, n_win = b->n_seqs;
+    size_t per_type = (size_t)cfg->n_layers * N_LINEAR;
     uint64_t hs, lp, kl_bytes;
     if (tc_mul_u64((uint64_t)own, (uint64_t)cfg->dim * sizeof(float), &hs) ||
         tc_mul_u64((uint64_t)own, (uint64_t)cfg->vocab_size * sizeof(double), &lp) ||
-        tc_mul_u64((uint64_t)cfg->n_layers * N_LINEAR, (uint64_t)n_win * sizeof(double), &kl_bytes) || hs > SIZE_MAX ||
-        lp > SIZE_MAX || kl_bytes > SIZE_MAX)
+        tc_mul_u64((uint64_t)per_type * (uint64_t)n_types, (uint64_t)n_win * sizeof(double), &kl_bytes) ||
+        hs > SIZE_MAX || lp > SIZE_MAX || kl_bytes > SIZE_MAX)
         return tc_err(err, "%s: %zu calibration tokens are too many to measure sensitivity", m->path, n_tok);
     tc_tmethod meth = q->method == TC_TMETHOD_CALIBRATED ? TC_TMETHOD_OPTIMAL
                       : tc_tmethod_affine(q->method) ? TC_TMETHOD_AFFINE
@@ -139,11 +163,13 @@ int tc_sensitivity_measure_dist(const tc_model *m, const tc_batch *b, const tc_t
     sens_ctx c = {.n_layers = cfg->n_layers, .dim = cfg->dim, .n_tok = own, .vocab = cfg->vocab_size};
     c.xs = calloc((size_t)cfg->n_layers, sizeof *c.xs);
     c.logp = malloc(lp ? (size_t)lp : 1);
-    /* [entry][window]: each set by the rank that owns the window. */
+    /* [type][entry][window]: each set by the rank that owns the window. */
     double *kl = calloc(1, kl_bytes ? (size_t)kl_bytes : 1);
-    out->entries = calloc((size_t)cfg->n_layers * N_LINEAR, sizeof *out->entries);
-    if (rc == TC_OK && !(c.xs && c.logp && kl && out->entries))
+    if (rc == TC_OK && !(c.xs && c.logp && kl))
         rc = tc_err(err, "%s: out of memory measuring sensitivity", m->path);
+    for (int k = 0; rc == TC_OK && k < n_types; k++)
+        if (!(outs[k].entries = calloc(per_type, sizeof *outs[k].entries)))
+            rc = tc_err(err, "%s: out of memory measuring sensitivity", m->path);
     for (int l = 0; rc == TC_OK && l < cfg->n_layers; l++)
         if (!(c.xs[l] = malloc(hs ? (size_t)hs : 1)))
             rc = tc_err(err, "%s: out of memory for the hidden states", m->path);
@@ -178,41 +204,54 @@ int tc_sensitivity_measure_dist(const tc_model *m, const tc_batch *b, const tc_t
                 }
                 buf_cap = need;
             }
-            rc = quantize_alone(meth, &q->group, W, M, K, buf, err);
-            if (rc)
-                break;
-            double e2 = 0, w2 = 0;
-            for (int64_t k = 0; k < M * K; k++) {
-                double dlt = (double)W[k] - buf[k];
-                e2 += dlt * dlt;
-                w2 += (double)W[k] * W[k];
+            for (int k = 0; rc == TC_OK && k < n_types; k++) {
+                tc_sensitivity_entry *e = &outs[k].entries[outs[k].n_entries];
+                double *kw = kl + ((size_t)k * per_type + outs[k].n_entries) * n_win;
+                outs[k].n_entries++;
+                e->layer = l;
+                e->role = r;
+                if (types[k] != TC_F32 && K % tc_qmat_block(types[k]) != 0) {
+                    e->kl = e->rel_weight_error = NAN; /* not a candidate: no pass */
+                    continue;
+                }
+                rc = types[k] == TC_F32 ? quantize_alone(meth, &q->group, W, M, K, buf, err)
+                                        : tc_qmat_round(types[k], W, M, K, buf, err);
+                if (rc)
+                    break;
+                double e2 = 0, w2 = 0;
+                for (int64_t j = 0; j < M * K; j++) {
+                    double dlt = (double)W[j] - buf[j];
+                    e2 += dlt * dlt;
+                    w2 += (double)W[j] * W[j];
+                }
+                w.layers[l].w[r] = buf;
+                for (size_t s = q0; rc == TC_OK && s < q1; s++) {
+                    size_t offs[2] = {0, b->offsets[s + 1] - b->offsets[s]};
+                    tc_batch one = {b->tokens + b->offsets[s], offs, 1};
+                    c.row = b->offsets[s] - tok0;
+                    c.kl_sum = 0;
+                    rc = tc_forward_from(m, &one, l, c.xs[l] + c.row * (size_t)cfg->dim, &fo, err);
+                    kw[s] = c.kl_sum;
+                }
+                w.layers[l].w[r] = W;
+                e->rel_weight_error = w2 > 0 ? sqrt(e2 / w2) : 0;
             }
-            w.layers[l].w[r] = buf;
-            double *kw = kl + out->n_entries * n_win;
-            for (size_t s = q0; rc == TC_OK && s < q1; s++) {
-                size_t offs[2] = {0, b->offsets[s + 1] - b->offsets[s]};
-                tc_batch one = {b->tokens + b->offsets[s], offs, 1};
-                c.row = b->offsets[s] - tok0;
-                c.kl_sum = 0;
-                rc = tc_forward_from(m, &one, l, c.xs[l] + c.row * (size_t)cfg->dim, &fo, err);
-                kw[s] = c.kl_sum;
-            }
-            w.layers[l].w[r] = W;
-            tc_sensitivity_entry *e = &out->entries[out->n_entries++];
-            e->layer = l;
-            e->role = r;
-            e->rel_weight_error = w2 > 0 ? sqrt(e2 / w2) : 0;
         }
     /* Every rank has measured the same weights; the windows' sums meet. */
-    rc = tc_dist_sum_disjoint(dist, rc, kl, rc ? 0 : out->n_entries * n_win, err);
-    for (size_t i = 0; rc == TC_OK && i < out->n_entries; i++) {
-        double sum = 0;
-        for (size_t s = 0; s < n_win; s++)
-            sum += kl[i * n_win + s];
-        out->entries[i].kl = sum / (double)n_tok;
+    rc = tc_dist_sum_disjoint(dist, rc, kl, rc ? 0 : per_type * (size_t)n_types * n_win, err);
+    for (int k = 0; rc == TC_OK && k < n_types; k++) {
+        for (size_t i = 0; i < outs[k].n_entries; i++) {
+            if (isnan(outs[k].entries[i].rel_weight_error))
+                continue; /* not a candidate of this type */
+            const double *kw = kl + ((size_t)k * per_type + i) * n_win;
+            double sum = 0;
+            for (size_t s = 0; s < n_win; s++)
+                sum += kw[s];
+            outs[k].entries[i].kl = sum / (double)n_tok;
+        }
+        outs[k].n_tokens = n_tok;
+        outs[k].method = meth;
     }
-    out->n_tokens = n_tok;
-    out->method = meth;
     free(buf);
     free(kl);
     for (int l = 0; c.xs && l < cfg->n_layers; l++)
@@ -220,7 +259,7 @@ int tc_sensitivity_measure_dist(const tc_model *m, const tc_batch *b, const tc_t
     free(c.xs);
     free(c.logp);
     tc_weights_free(&w);
-    if (rc)
-        tc_sensitivity_free(out);
+    for (int k = 0; rc && k < n_types; k++)
+        tc_sensitivity_free(&outs[k]);
     return rc;
 }

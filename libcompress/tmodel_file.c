@@ -44,7 +44,8 @@ static const char *global_role_name(int g)
 }
 
 /* The plain layouts: float values, and ggml's block types for the embedding
- * and head (tc/qmat.h), bytes as GGUF stores them. */
+ * and head and (Q8_0, Q4_0) the blocks' linear weights (tc/qmat.h), bytes as
+ * GGUF stores them. */
 static const struct {
     const char *name;
     tc_dtype dtype;
@@ -150,6 +151,36 @@ static uint32_t version_of(const tc_tmodel *m)
     return TC_TMODEL_VERSION_PLAIN;
 }
 
+const char *tc_tmixed_type_name(int i)
+{
+    static const char *const names[TC_TMIXED_NTYPES] = {"ternary", "q4_0", "q8_0"};
+    return i >= 0 && i < TC_TMIXED_NTYPES ? names[i] : "?";
+}
+
+/* The mixed-precision record: a KL that was not measured (NaN) is null. */
+static cJSON *mixed_json(const tc_tmixed *x)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "target_bpw", x->target_bpw);
+    cJSON_AddNumberToObject(o, "bpw", x->bpw);
+    cJSON_AddStringToObject(o, "measured", tc_tmethod_name(x->measured));
+    cJSON_AddNumberToObject(o, "tokens", (double)x->tokens);
+    cJSON *a = cJSON_AddArrayToObject(o, "kl");
+    for (size_t i = 0; i < x->n_entries; i++) {
+        const tc_tmixed_entry *e = &x->entries[i];
+        tc_tmodel_tensor t = {.layer = e->layer, .role = e->role};
+        char name[64];
+        tc_tmodel_tensor_name(&t, name, sizeof name);
+        cJSON *k = cJSON_CreateObject();
+        cJSON_AddStringToObject(k, "name", name);
+        for (int j = 0; j < TC_TMIXED_NTYPES; j++)
+            cJSON_AddItemToObject(k, tc_tmixed_type_name(j),
+                                  isfinite(e->kl[j]) ? cJSON_CreateNumber(e->kl[j]) : cJSON_CreateNull());
+        cJSON_AddItemToArray(a, k);
+    }
+    return o;
+}
+
 static char *header_text(const tc_tmodel *m)
 {
     cJSON *root = cJSON_CreateObject();
@@ -161,6 +192,8 @@ static char *header_text(const tc_tmodel *m)
     cJSON_AddItemToObject(root, "quantization", quant_json(&m->quant));
     if (m->calib)
         cJSON_AddItemToObject(root, "calibration", tc_calib_windows_to_json(m->calib));
+    if (m->mixed)
+        cJSON_AddItemToObject(root, "mixed", mixed_json(m->mixed));
     cJSON *arr = cJSON_AddArrayToObject(root, "tensors");
     for (size_t i = 0; i < m->n_tensors; i++)
         cJSON_AddItemToArray(arr, tensor_json(&m->tensors[i]));
@@ -607,10 +640,13 @@ static int parse_store(const reader *r, const char *name, const char *s, tc_tmod
     tc_tpack_layout l;
     for (size_t i = 0; i < sizeof PLAIN / sizeof PLAIN[0]; i++)
         if (strcmp(s, PLAIN[i].name) == 0) {
-            if (tc_qmat_type_ok(PLAIN[i].dtype) &&
-                !(t->layer < 0 && (t->role == TC_G_EMBD || t->role == TC_G_OUTPUT)))
-                return tc_err(r->err, "%s: tensor '%s' has layout '%s', which only the embedding and the output "
-                              "head may have", r->path, name, s);
+            /* Block types: the embedding and head (any of them), a block's
+             * linear weight (Q8_0, Q4_0: mixed precision); nothing else. */
+            int global = t->layer < 0 && (t->role == TC_G_EMBD || t->role == TC_G_OUTPUT);
+            int linear = t->layer >= 0 && tc_role_is_linear(t->role) && tc_qmat_linear_type_ok(PLAIN[i].dtype);
+            if (tc_qmat_type_ok(PLAIN[i].dtype) && !global && !linear)
+                return tc_err(r->err, "%s: tensor '%s' has layout '%s', which only the embedding, the output "
+                              "head and (q8_0, q4_0) a block's linear weights may have", r->path, name, s);
             return t->dtype = PLAIN[i].dtype, TC_OK;
         }
     if (tc_tpack_layout_from_name(s, &l) == TC_OK)
@@ -860,6 +896,60 @@ static int check_crcs(const reader *r, const tc_tmodel *m)
     return TC_OK;
 }
 
+/* The mixed-precision record (optional, informative): every field checked
+ * like the rest; a tensor must be a linear weight of a layer the config has,
+ * listed once. */
+static int parse_mixed(const reader *r, const cJSON *o, const tc_config *c, tc_tmixed *x)
+{
+    if (!cJSON_IsObject(o))
+        return tc_err(r->err, "%s: header field 'mixed' is not an object", r->path);
+    int64_t tok;
+    const char *meth;
+    if (get_num(r, o, "target_bpw", 0, 64, &x->target_bpw) || get_num(r, o, "bpw", 0, 64, &x->bpw) ||
+        get_int(r, o, "tokens", 0, JSON_INT_MAX, &tok) || !(meth = get_str(r, o, "measured")))
+        return TC_ERR;
+    x->tokens = (uint64_t)tok;
+    if (tc_tmethod_from_name(meth, &x->measured))
+        return tc_err(r->err, "%s: the mixed record names an unknown method '%s'", r->path, meth);
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "kl");
+    int n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
+    if (n < 0 || (int64_t)n > (int64_t)c->n_layers * TC_N_ROLES)
+        return tc_err(r->err, "%s: the mixed record's 'kl' is not an array of at most one entry per linear weight",
+                      r->path);
+    if (n > 0 && !(x->entries = calloc((size_t)n, sizeof *x->entries)))
+        return tc_err(r->err, "%s: out of memory", r->path);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, a)
+    {
+        tc_tmixed_entry *e = &x->entries[x->n_entries];
+        const char *name = cJSON_IsObject(it) ? get_str(r, it, "name") : NULL;
+        char role[32] = "";
+        int layer = -1, used = 0;
+        if (!name || sscanf(name, "blk.%d.%31[a-z_]%n", &layer, role, &used) != 2 || name[used] != '\0' ||
+            layer < 0 || layer >= c->n_layers || parse_role(r, role, layer, &e->role) ||
+            !tc_role_is_linear(e->role))
+            return tc_err(r->err, "%s: the mixed record lists '%s', not a linear weight of the model's blocks",
+                          r->path, name ? name : "(no name)");
+        e->layer = layer;
+        for (size_t k = 0; k < x->n_entries; k++)
+            if (x->entries[k].layer == e->layer && x->entries[k].role == e->role)
+                return tc_err(r->err, "%s: the mixed record lists '%s' twice", r->path, name);
+        for (int j = 0; j < TC_TMIXED_NTYPES; j++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, tc_tmixed_type_name(j));
+            if (cJSON_IsNull(v)) {
+                e->kl[j] = NAN;
+            } else if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0) {
+                return tc_err(r->err, "%s: the mixed record's %s KL of '%s' is not a non-negative number or null",
+                              r->path, tc_tmixed_type_name(j), name);
+            } else {
+                e->kl[j] = v->valuedouble;
+            }
+        }
+        x->n_entries++;
+    }
+    return TC_OK;
+}
+
 static int parse_header(const reader *r, tc_tmodel *m, const char *text, size_t len)
 {
     cJSON *root = cJSON_ParseWithLength(text, len);
@@ -887,6 +977,13 @@ static int parse_header(const reader *r, tc_tmodel *m, const char *text, size_t 
             rc = tc_err(r->err, "%s: out of memory", r->path);
         else if (tc_calib_windows_from_json(cal, r->path, m->calib, r->err))
             rc = TC_ERR;
+    }
+    const cJSON *mix = cJSON_GetObjectItemCaseSensitive(root, "mixed");
+    if (rc == TC_OK && mix) {
+        if (!(m->mixed = calloc(1, sizeof *m->mixed)))
+            rc = tc_err(r->err, "%s: out of memory", r->path);
+        else
+            rc = parse_mixed(r, mix, &m->cfg, m->mixed);
     }
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "tensors");
     if (rc == TC_OK && !cJSON_IsArray(arr))
@@ -997,5 +1094,8 @@ void tc_tmodel_close(tc_tmodel *m)
     if (m->calib)
         tc_calib_windows_free(m->calib);
     free(m->calib);
+    if (m->mixed)
+        free(m->mixed->entries);
+    free(m->mixed);
     memset(m, 0, sizeof *m);
 }

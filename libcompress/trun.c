@@ -28,10 +28,11 @@ static const tc_role LINEAR[] = {TC_WQ, TC_WK, TC_WV, TC_WO, TC_W_GATE, TC_W_UP,
 
 typedef struct lin {
     int present, ternary, rows, cols;
+    tc_dtype qt;  /* a block type (tc/qmat.h: Q8_0, Q4_0) the weight is stored in, else TC_F32 */
     tc_tpack_plan plan;
     const uint8_t *data;
     uint64_t nbytes;
-    float *dense; /* fp32 [rows][cols]: plain weights, or ternary ones in REF mode */
+    float *dense; /* fp32 [rows][cols]: plain weights, or ternary and block ones in REF mode */
 } lin;
 
 typedef struct tlayer {
@@ -65,6 +66,11 @@ struct tc_trun {
     const tc_tmodel_tensor *embd_q, *out_q;
     int8_t *hq;
     float *hd;
+    /* Linear weights in a block type read their input quantized per 32
+     * columns (hq, hd, made once per input: bq_valid); the REF mode
+     * multiplies it dequantized (bxd). */
+    int bq_valid;
+    float *bxd;
     /* Keys transposed per kv head, [n_layers][n_kv_heads][head_dim][max_len],
      * so that a query's scores are contiguous multiply-adds over keys (the
      * fp32 decoder's layout); values [n_layers][max_len][kvdim]. */
@@ -105,14 +111,17 @@ static int load_linear(tc_trun *r, const tc_tmodel_tensor *t, lin *L, tc_error *
     L->ternary = t->ternary;
     L->rows = (int)t->shape[0];
     L->cols = (int)t->shape[1];
-    if (t->ternary) {
+    L->qt = !t->ternary && tc_qmat_linear_type_ok(t->dtype) ? t->dtype : TC_F32;
+    if (t->ternary || L->qt != TC_F32) {
         L->plan = t->plan;
         L->data = t->data;
         L->nbytes = t->nbytes;
     }
     if (L->cols > r->max_k)
         r->max_k = L->cols;
-    if (!t->ternary || r->mode == TC_TRUN_REF)
+    if (L->qt != TC_F32 && tc_qmat_check(L->qt, t->data, t->shape[0], t->shape[1], err))
+        return TC_ERR;
+    if ((!t->ternary && L->qt == TC_F32) || r->mode == TC_TRUN_REF)
         return to_f32(t, &L->dense, err);
     return TC_OK;
 }
@@ -229,8 +238,9 @@ static int alloc_buffers(tc_trun *r, tc_error *err)
     r->cs = alloc_f((size_t)c->head_dim, &fail);
     r->logits = alloc_f(CHUNK * (size_t)c->vocab_size, &fail);
     r->xq = malloc(CHUNK * widest);
-    r->hq = malloc(CHUNK * (size_t)c->dim);
-    r->hd = alloc_f(CHUNK * (size_t)c->dim / 32 + 1, &fail);
+    r->hq = malloc(CHUNK * widest);
+    r->hd = alloc_f(CHUNK * widest / 32 + 1, &fail);
+    r->bxd = alloc_f(CHUNK * widest, &fail);
     if (fail || !r->xq || !r->hq)
         return tc_err(err, "%s: out of memory for the runner's buffers", path_of(r->m));
     return TC_OK;
@@ -297,7 +307,7 @@ void tc_trun_free(tc_trun *r)
     free(r->embd);
     free(r->out_norm);
     float *bufs[] = {r->kc, r->vc,  r->x,  r->xn,  r->xd,    r->q,     r->kb,  r->vb,
-                     r->att, r->g,  r->u,  r->tmp, r->act_s, r->probs, r->cs, r->logits, r->hd};
+                     r->att, r->g,  r->u,  r->tmp, r->act_s, r->probs, r->cs, r->logits, r->hd, r->bxd};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(r->xq);
@@ -417,6 +427,7 @@ static int quantize_rows(tc_trun *r, const float *in, int T, int K, tc_error *er
         if (r->trace && trace_put(r->trace, r->xq, r->act_s, nq, (size_t)T))
             return tc_err(err, "%s: out of memory for the activation trace", path_of(r->m));
     }
+    r->bq_valid = 0;
     for (int t = 0; t < T; t++) {
         int8_t *xq = r->xq + (size_t)t * (size_t)K;
         if (r->mode == TC_TRUN_REF) {
@@ -456,9 +467,44 @@ static void dense_rows(tc_trun *r, int T, int rows, int cols, const float *x, co
     tc_kpool_run(r->pool, dense_part, &j);
 }
 
+/* T rows of K activations quantized per 32 columns for block-type weights
+ * (hq, hd), recorded in or taken from the trace as the per-token ones are:
+ * once per input (quantize_rows clears bq_valid), however many of the
+ * weights reading it are in a block type.  Q8_0 and Q4_0 share the 32-column
+ * activation blocks.  REF also makes them fp32 again (bxd). */
+static int quantize_blocks(tc_trun *r, const float *in, int T, int K, tc_error *err)
+{
+    if (r->bq_valid)
+        return TC_OK;
+    size_t nq = (size_t)T * (size_t)K, ns = nq / 32;
+    if (r->trace && r->replay) {
+        if (trace_get(r->trace, r->hq, r->hd, nq, ns))
+            return tc_err(err, "%s: the activation trace ends before this run's calls", path_of(r->m));
+    } else {
+        tc_qmat_quantize_act(TC_Q8_0, in, T, K, r->hq, r->hd);
+        if (r->trace && trace_put(r->trace, r->hq, r->hd, nq, ns))
+            return tc_err(err, "%s: out of memory for the activation trace", path_of(r->m));
+    }
+    if (r->mode == TC_TRUN_REF)
+        for (size_t i = 0; i < nq; i++)
+            r->bxd[i] = (float)r->hq[i] * r->hd[i / 32];
+    r->bq_valid = 1;
+    return TC_OK;
+}
+
 /* out[T][rows] = layer(in[T][cols]); quantize_rows(in) must have run. */
 static int apply(tc_trun *r, const lin *L, const float *in, int T, float *out, tc_error *err)
 {
+    if (L->qt != TC_F32) {
+        if (quantize_blocks(r, in, T, L->cols, err))
+            return TC_ERR;
+        if (r->mode == TC_TRUN_REF) {
+            dense_rows(r, T, L->rows, L->cols, r->bxd, L->dense, out);
+            return TC_OK;
+        }
+        return tc_qmat_matmul(&r->k, r->pool, L->qt, L->data, L->nbytes, L->rows, L->cols, r->hq, r->hd, T, out,
+                              err);
+    }
     if (L->ternary && r->mode == TC_TRUN_LUT)
         return tc_kern_matmul(&r->k, r->pool, r->work, &L->plan, L->data, L->nbytes, r->xq,
                               r->act_s, T, out, err);

@@ -14,6 +14,7 @@
 #include "tc/qmat.h"
 #include "tc/quantize.h"
 #include "tc/tmodel.h"
+#include "tc/mixed.h"
 #include "tc/sensitivity.h"
 
 static const char *const TOOL = "tc-quantize";
@@ -68,6 +69,16 @@ static void usage(void)
            "  --sensitivity         write nothing: quantize each linear weight alone (the\n"
            "                        method's uncalibrated fit) and rank the weights by the\n"
            "                        mean KL it costs on the calibration data (no -o)\n"
+           "  --target-bpw B        mixed precision: each linear weight ternary (--method), Q4_0\n"
+           "                        or Q8_0 so that the linear weights average at most B bits\n"
+           "                        per weight as stored (embedding and head apart); each\n"
+           "                        weight's KL alone in each type is measured on the first 4\n"
+           "                        calibration windows and the upgrades saving the most KL\n"
+           "                        per extra bit are made greedily (docs/QUANTIZE.md).  B\n"
+           "                        from the all-ternary bits to 8.5; needs calibration data;\n"
+           "                        the assignment goes to stderr, --json and the file\n"
+           "  --costs-from X.tcq    --target-bpw: take the measured costs from an earlier\n"
+           "                        --target-bpw file of the same model and method\n"
            "  --group G             scale groups: tensor, row (default) or N = one scale per N\n"
            "                        input columns of a row, 32 <= N <= 256\n"
            "  --layout L            packed tile layout: i2, tl1 or tl2 (default tl2)\n"
@@ -104,7 +115,8 @@ static void usage(void)
            "                        projections become TQ; the function does not change)\n"
            "  --no-verify           skip the check of the written file\n"
            "\n"
-           "GGUF notes: with the affine methods every ternary weight is Q4_1 (codes, scale\n"
+           "GGUF notes: with --target-bpw, Q4_0 and Q8_0 weights are written as those ggml\n"
+           "types (the same bytes).  With the affine methods every ternary weight is Q4_1 (codes, scale\n"
            "and offset per 32 weights, 5 bits per weight; TQ1_0 / TQ2_0 hold no offset),\n"
            "groups must be whole 32-blocks.  Otherwise rows that are whole 256-weight blocks\n"
            "become TQ1_0 / TQ2_0; rows that\n"
@@ -537,11 +549,46 @@ static int run_sensitivity(const char *path, const tc_quantize_opts *qo, cli_cal
     return cli_dist_check(TOOL, dist, rc, &err);
 }
 
+/* --target-bpw: each linear weight's type from its measured cost (tc/mixed.h);
+ * the assignment goes to stderr. */
+static int plan_mixed(const tc_model *m, const tc_batch *b, const tc_quantize_opts *qo, double target,
+                      const char *costs_from, const cli_common *com, tc_mixed *mx, tc_error *err)
+{
+    tc_mixed_opts mo = {.target_bpw = target, .q = qo->q, .format = qo->format, .n_threads = qo->n_threads,
+                        .dist = qo->dist};
+    int quiet = com->quiet || (qo->dist && qo->dist->rank > 0); /* rank 0 speaks for the job */
+    if (tc_mixed_init(mx, m, &mo, err))
+        return TC_ERR;
+    if (costs_from) {
+        tc_tmodel prev;
+        if (tc_tmodel_open(&prev, costs_from, err))
+            return TC_ERR;
+        int rc = prev.mixed ? tc_mixed_costs_from(mx, prev.mixed, &mo, costs_from, err)
+                            : tc_err(err, "%s: the file has no mixed-precision record to take costs from", costs_from);
+        tc_tmodel_close(&prev);
+        if (rc)
+            return TC_ERR;
+    } else {
+        if (!quiet)
+            fprintf(stderr, "%s: measuring each linear weight alone as ternary, Q4_0 and Q8_0 on the first %d "
+                    "calibration windows\n", TOOL, TC_MIXED_MEASURE_SEQS);
+        if (tc_mixed_measure(mx, m, b, &mo, err))
+            return TC_ERR;
+    }
+    if (tc_mixed_assign(mx, err))
+        return TC_ERR;
+    char *t = quiet ? NULL : tc_mixed_table(mx);
+    if (t)
+        fprintf(stderr, "%s", t);
+    free(t);
+    return TC_OK;
+}
+
 int main(int argc, char **argv)
 {
     enum { OPT_METHOD = CLI_OPT_TOOL_BASE, OPT_GROUP, OPT_LAYOUT, OPT_FORMAT, OPT_SEQ, OPT_DAMP, OPT_F32,
            OPT_QEMB, OPT_STRICT, OPT_NOVERIFY, OPT_FALLBACK, OPT_KEEP_FFN, OPT_VOCAB, OPT_ACT_ORDER, OPT_REFIT,
-           OPT_SENS, OPT_EMBD_TYPE };
+           OPT_SENS, OPT_EMBD_TYPE, OPT_TARGET_BPW, OPT_COSTS_FROM };
     static const struct option opts[] = {
         CLI_COMMON_LONG_OPTIONS,
         CLI_CALIB_LONG_OPTIONS,
@@ -563,6 +610,8 @@ int main(int argc, char **argv)
         {"refit", required_argument, 0, OPT_REFIT},
         {"sensitivity", no_argument, 0, OPT_SENS},
         {"embd-type", required_argument, 0, OPT_EMBD_TYPE},
+        {"target-bpw", required_argument, 0, OPT_TARGET_BPW},
+        {"costs-from", required_argument, 0, OPT_COSTS_FROM},
         CLI_FORCE_LONG_OPTION,
         {0, 0, 0, 0},
     };
@@ -576,6 +625,8 @@ int main(int argc, char **argv)
                                  .group = {TC_TGROUP_ROW, 0}},
                            .format = TC_QFORMAT_PACKED, .float_dtype = TC_F16, .verify = 1, .pad_ffn = 1};
     int c, code, method_set = 0, group_set = 0, act_order = 0, refit = -1, sensitivity = 0;
+    double target_bpw = 0;
+    const char *costs_from = NULL;
     const char *vocab = NULL;
     conv_format conv = CONV_NONE;
     while ((c = getopt_long(argc, argv, "qho:", opts, NULL)) != -1) {
@@ -655,9 +706,23 @@ int main(int argc, char **argv)
             else if (cli_parse_dtype(optarg, &qo.embd_dtype) || !tc_qmat_type_ok(qo.embd_dtype))
                 return cli_usage_error(TOOL, "--embd-type is f16, q8_0, q6_k or q4_0, not '%s'", optarg);
             break;
+        case OPT_TARGET_BPW: {
+            char *end;
+            target_bpw = strtod(optarg, &end);
+            if (*end || !(target_bpw > 0) || target_bpw > 64)
+                return cli_usage_error(TOOL, "--target-bpw is a number of bits per linear weight, not '%s'", optarg);
+            break;
+        }
+        case OPT_COSTS_FROM: costs_from = optarg; break;
         default: return cli_usage_error(TOOL, "unknown option");
         }
     }
+    if (costs_from && !(target_bpw > 0))
+        return cli_usage_error(TOOL, "--costs-from goes with --target-bpw");
+    if (target_bpw > 0 && (sensitivity || !(cal.text || cal.tokens)))
+        return cli_usage_error(TOOL, "--target-bpw %s", sensitivity ? "writes a model: not with --sensitivity"
+                                                                     : "measures each weight's cost: it needs --calib "
+                                                                       "FILE or --calib-tokens FILE");
     if (optind != argc - 1)
         return cli_usage_error(TOOL, "expected one MODEL argument");
     if (com.info)
@@ -809,8 +874,15 @@ int main(int argc, char **argv)
     qo.progress = cli_progress_update;
     qo.progress_ctx = &bar;
     qo.dist = &dist;
+    tc_mixed mx = {0};
+    int rc = TC_OK;
+    if (target_bpw > 0 && (rc = plan_mixed(&m, &batch, &qo, target_bpw, costs_from, &com, &mx, &err)) == TC_OK) {
+        qo.linear_types = mx.types;
+        qo.mixed = &mx.record;
+    }
     tc_quantize_report rep;
-    int rc = tc_quantize_model(&m, out, &qo, &rep, &err);
+    if (rc == TC_OK)
+        rc = tc_quantize_model(&m, out, &qo, &rep, &err);
     cli_progress_done(&bar);
     if (rc != TC_OK && dist.size > 1 && dist.rank == 0) {
         /* The others may be waiting for a layer rank 0 will not reach:
@@ -823,6 +895,8 @@ int main(int argc, char **argv)
             print_table(&rep, &qo);
         if (com.json) {
             cJSON *j = summary_json(&rep, &qo, argv[optind], out, m.cfg.ffn_dim, have_calib ? &set : NULL);
+            if (target_bpw > 0)
+                cJSON_AddItemToObject(j, "mixed", tc_mixed_json(&mx));
             char *s = cJSON_Print(j);
             if (s)
                 printf("%s\n", s);
@@ -833,6 +907,7 @@ int main(int argc, char **argv)
         }
         tc_quantize_report_free(&rep);
     }
+    tc_mixed_free(&mx);
     if (have_calib)
         tc_calib_set_free(&set);
     tc_model_close(&m);

@@ -33,6 +33,15 @@ extern "C" {
 /* Whether t is a type the embedding and head may have: Q8_0, Q6_K, Q4_0. */
 int tc_qmat_type_ok(tc_dtype t);
 
+/* Whether t is a type a block's linear weight may have (mixed precision,
+ * tc/mixed.h): the 32-column types Q8_0 and Q4_0. */
+int tc_qmat_linear_type_ok(tc_dtype t);
+
+/* W[rows][cols] as block type t stores it: encoded with ggml's reference
+ * rounding (tc_ggml_quant_quantize) and decoded again into out; cols must be
+ * whole blocks. */
+int tc_qmat_round(tc_dtype t, const float *W, int64_t rows, int64_t cols, float *out, tc_error *err);
+
 /* Columns per activation scale for type t: 32 (Q8_0, Q4_0) or 256 (Q6_K);
  * also the columns of one weight block, which rows must be whole blocks of. */
 int64_t tc_qmat_block(tc_dtype t);

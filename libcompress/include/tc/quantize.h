@@ -88,6 +88,12 @@ typedef struct tc_quantize_opts {
                                      up to one with zero rows (gate, up, their biases) and zero
                                      columns (down) when that makes the file smaller, so that
                                      the down projections are TQ too; the function is the same */
+    const tc_dtype *linear_types; /* mixed precision (tc/mixed.h): per layer and role, [n_layers]
+                                     [TC_N_ROLES], TC_Q8_0 or TC_Q4_0 stores that linear weight of
+                                     the blocks in the block type (ggml's reference rounding; in
+                                     GGUF the same type), anything else leaves it ternary; NULL:
+                                     every one ternary */
+    const struct tc_tmixed *mixed; /* packed: the assignment's record for the header, or NULL */
     int verify;                   /* reopen the output and check every ternary tensor */
     const char *tokenizer;        /* packed: the tokenizer file to embed (tokenizer.json, GGUF,
                                      tokenizer.bin); NULL: the model's own, when it has one */

@@ -47,6 +47,22 @@ int tc_sensitivity_measure(const tc_model *m, const tc_batch *b, const tc_tquant
  * job of one, bit for bit. */
 int tc_sensitivity_measure_dist(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q, int n_threads,
                                 tc_dist *dist, tc_sensitivity *out, tc_error *err);
+
+/* The same for several candidate types at once, from one pass of the
+ * original model: types[i] TC_F32 is q's ternary fit as above, TC_Q8_0 or
+ * TC_Q4_0 that block type with ggml's reference rounding (tc_qmat_round).
+ * out[i] (n_types of them) lists the same weights in the same order; a
+ * weight whose rows are not whole blocks of a type gets kl = NaN there and
+ * costs no pass. */
+int tc_sensitivity_measure_types(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q,
+                                 const tc_dtype *types, int n_types, int n_threads, tc_sensitivity *out,
+                                 tc_error *err);
+
+/* tc_sensitivity_measure_types under an MPI job (dist, NULL for one
+ * process), every type's KL summed over windows in window order. */
+int tc_sensitivity_measure_types_dist(const tc_model *m, const tc_batch *b, const tc_tquant_settings *q,
+                                      const tc_dtype *types, int n_types, int n_threads, tc_dist *dist,
+                                      tc_sensitivity *outs, tc_error *err);
 void tc_sensitivity_free(tc_sensitivity *s);
 
 #ifdef __cplusplus

@@ -123,6 +123,30 @@ const char *tc_ttok_kind_name(tc_ttok_kind k);
  * kind's files. */
 const char *tc_ttok_file_name(tc_ttok_kind k, int i);
 
+/* The record of a mixed-precision assignment (tc-quantize --target-bpw,
+ * tc/mixed.h), kept in the header: informative, as `quantization` is (each
+ * tensor's layout already says how it is stored).  Per linear weight of the
+ * blocks, the measured KL (nats per calibration token) of that weight alone
+ * in each candidate type; NaN where the type was not a candidate. */
+enum { TC_TMIXED_TERNARY, TC_TMIXED_Q4_0, TC_TMIXED_Q8_0, TC_TMIXED_NTYPES };
+
+typedef struct tc_tmixed_entry {
+    int layer, role;
+    double kl[TC_TMIXED_NTYPES];
+} tc_tmixed_entry;
+
+typedef struct tc_tmixed {
+    double target_bpw;      /* the budget asked for, bits per linear weight */
+    double bpw;             /* the linear weights' bits per weight as stored */
+    tc_tmethod measured;    /* the ternary fit whose KL was measured */
+    uint64_t tokens;        /* calibration tokens of the measurement */
+    tc_tmixed_entry *entries;
+    size_t n_entries;
+} tc_tmixed;
+
+/* "ternary", "q4_0", "q8_0". */
+const char *tc_tmixed_type_name(int i);
+
 typedef struct tc_tmodel {
     tc_config cfg;             /* rope_layout says how Q/K rows are stored */
     tc_tquant_settings quant;
@@ -131,6 +155,8 @@ typedef struct tc_tmodel {
     tc_tmodel_tok tok;         /* kind TC_TTOK_NONE when there is none */
     uint32_t version;          /* of the file opened (set by tc_tmodel_open) */
     char *source;              /* what it was made from (may be NULL) */
+    tc_tmixed *mixed;          /* the mixed-precision record (may be NULL; owned after
+                                  tc_tmodel_open, the writer's otherwise) */
     tc_calib_windows *calib;   /* the calibration windows, when the quantizer had text (may be
                                   NULL; owned after tc_tmodel_open, the writer's otherwise) */
     /* Set by tc_tmodel_open only: */
