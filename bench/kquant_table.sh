@@ -28,6 +28,9 @@
 #   PADDED_TYPES="T ...", PADDED_IMATRIX_TYPES="T ..." the same for the padded
 #                       FFN (default below)
 #   EVAL_SAMPLES=N      evaluation windows per model (default: as quant_table.sh)
+#   THREADS=N           threads of every tool (default 1: on a shared machine
+#                       whose cores are oversubscribed, threads that meet at
+#                       barriers run several times slower than one)
 #   KEEP=DIR            keep the GGUF files there
 #   NO_HEADER=1         leave out the header
 # Columns: the linear layers' types as stored, with their share of the linear
@@ -45,7 +48,7 @@ types=${TYPES:-"F16 Q8_0 Q4_0 Q4_K_M Q3_K_M Q3_K_S Q2_K"}
 imatrix_types=${IMATRIX_TYPES-"Q4_K_M Q3_K_S Q2_K"}
 padded_types=${PADDED_TYPES-"Q4_K_M Q3_K_S Q2_K"}
 padded_imatrix_types=${PADDED_IMATRIX_TYPES-"Q3_K_S Q2_K"}
-threads=${THREADS:-2}
+threads=${THREADS:-1}
 for t in "$bin/float_gguf" "$bin/tc-run" "$llama/llama-quantize"; do
   [ -x "$t" ] || { echo "kquant_table.sh: $t is missing" >&2; exit 1; }
 done
@@ -191,7 +194,7 @@ PY
     fi
     [ -n "$pad" ] && label="$label, FFN padded to $(( (ffn + 255) / 256 * 256 ))"
     compare() {
-      "$bin/tc-run" -q "$q" --compare "$model" "${tokarg[@]}" --eval "$tmp/${text}_eval.txt" \
+      "$bin/tc-run" -q "$q" --compare "$model" "${tokarg[@]}" --eval "$tmp/${text}_eval.txt" --threads "$threads" \
           --samples "${EVAL_SAMPLES:-$n_eval}" --json > "$tmp/c.json" 2> "$tmp/c.err"
     }
     if ! compare; then
