@@ -5,8 +5,8 @@
 # the first 1200) and deep16 (gutenberg_heldout.txt: calibrated on the first
 # 1000 lines, evaluated on 128 windows of the rest); windows of 256, every
 # position but a window's first scored.  For each model: an F16 GGUF written by
-# tc (build/float_gguf: F16 matrices, F32 embedding and norms, as
-# convert_hf_to_gguf.py --outtype auto writes an fp32 checkpoint), then
+# tc (build/float_gguf: F16 matrices and embedding, F32 norms, as
+# convert_hf_to_gguf.py --outtype f16 writes a checkpoint), then
 # llama-quantize into each type as llama.cpp mixes it, with and without an
 # importance matrix that llama-imatrix computes on the calibration text
 # (32 chunks of 256 tokens: as many tokens as quant_table.sh's 32 calibration
