@@ -699,7 +699,7 @@ static int compare(const tc_tmodel *tm, const tc_model *qm, const packed_args *p
     if (have_qw && (rc = tc_weights_load(&qw, qm, err)) != TC_OK)
         have_qw = 0;
     tc_forward_ws *ws = tc_forward_ws_new();
-    const char *kname = tm ? tc_kpath_name(tc_trun_kernels(r)->path) : "fp32 decoder";
+    const char *kname = !tm ? "fp32 decoder" : r ? tc_kpath_name(tc_trun_kernels(r)->path) : "";
     cli_progress bar;
     cli_progress_init(&bar, "compare", com->quiet);
     double t_orig = 0, t_packed = 0, c_orig = 0, c_packed = 0;
