@@ -23,7 +23,7 @@ static void usage(void)
 {
     printf("Usage: %s MODEL --generate PROMPT [-n N] [--temp T] [--seed S]\n"
            "       %s MODEL --ppl FILE [--seq-len L] [--samples N]\n"
-           "       %s MODEL.tcq --compare ORIGINAL --eval FILE [--samples N] [--seq-len L]\n"
+           "       %s MODEL --compare ORIGINAL --eval FILE [--samples N] [--seq-len L]\n"
            "       %s MODEL.tcq --verify\n"
            "       %s --info MODEL [--json]\n"
            "\n"
@@ -78,7 +78,10 @@ static void usage(void)
            "                      packed model's multi-token kernels whole; a progress bar and\n"
            "                      the time each model took go to stderr.  The text is tokenized\n"
            "                      with --tokenizer, else the packed model's own tokenizer, else\n"
-           "                      ORIGINAL's.\n"
+           "                      ORIGINAL's.  MODEL may also be a checkpoint (a GGUF of\n"
+           "                      llama.cpp's block types, say): it runs through the fp32\n"
+           "                      decoder on its dequantized weights, its text tokenized with\n"
+           "                      --tokenizer, else ORIGINAL's tokenizer\n"
            "  --eval FILE         the text of --compare\n"
            "  --tokenizer FILE    a tokenizer instead of the one the .tcq carries (needed for a\n"
            "                      .tcq written from a llama2.c checkpoint without one)\n"
@@ -615,34 +618,41 @@ typedef struct packed_args {
 } packed_args;
 
 /* The tokenizer of --compare: --tokenizer, else the packed model's own,
- * else the original's. */
+ * else the original's.  A checkpoint compared (tm NULL) is tokenized as its
+ * original. */
 static int compare_tokenizer(const tc_tmodel *tm, const tc_model *om, const cli_common *com, tc_tokenizer **tok,
                              tc_error *err)
 {
     if (com->tokenizer)
         return tc_model_tokenizer(om, com->tokenizer, tok, err);
-    if (tm->tok.kind != TC_TTOK_NONE)
+    if (tm && tm->tok.kind != TC_TTOK_NONE)
         return tc_tmodel_tokenizer(tm, tok, err);
     return tc_model_tokenizer(om, NULL, tok, err);
 }
 
-static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common *com, tc_error *err)
+/* Compares a packed model tm, or (tm NULL) a checkpoint qm run through the
+ * fp32 decoder, with the original. */
+static int compare(const tc_tmodel *tm, const tc_model *qm, const packed_args *pa, const cli_common *com,
+                   tc_error *err)
 {
     const char *orig_path = pa->compare, *eval = pa->eval;
+    const char *path = tm ? tm->path : qm->path;
+    const tc_config *qcfg = tm ? &tm->cfg : &qm->cfg;
+    const tc_calib_windows *calib = tm ? tm->calib : NULL;
     const run_cfg *rcfg = &pa->rc;
     tc_model om;
     if (tc_model_open(&om, orig_path, err))
         return TC_ERR;
     int V = om.cfg.vocab_size, rc = TC_OK;
-    if (V != tm->cfg.vocab_size || om.cfg.dim != tm->cfg.dim) {
+    if (V != qcfg->vocab_size || om.cfg.dim != qcfg->dim) {
         tc_model_close(&om);
-        return tc_err(err, "%s: vocabulary or width differs from the packed model's", orig_path);
+        return tc_err(err, "%s: vocabulary or width differs from %s's", orig_path, path ? path : "the model");
     }
     cli_calib c = windows_of(eval, pa->samples > 0 ? pa->samples : 64, pa->seq_len, pa->seed);
     /* Not the windows that calibrated the packed model, when the file records
      * them and the text is the same (docs/CALIBRATION.md). */
-    c.avoid = tm->calib;
-    c.n_avoid = tm->calib ? 1 : 0;
+    c.avoid = calib;
+    c.n_avoid = calib ? 1 : 0;
     tc_calib_set set;
     memset(&set, 0, sizeof set);
     tc_tokenizer *tok = NULL;
@@ -657,14 +667,14 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
     if (!com->quiet && set.warning[0])
         fprintf(stderr, "%s: %s\n", TOOL, set.warning);
     char apart[TC_ERROR_MAX];
-    if (!tm->calib)
-        snprintf(apart, sizeof apart, "nothing: %s records no calibration windows", tm->path);
+    if (!calib)
+        snprintf(apart, sizeof apart, "nothing: %s records no calibration windows", path);
     else if (!set.n_avoid_applied)
         snprintf(apart, sizeof apart, "nothing: calibration was on another text, %s, recorded in %s",
-                 tm->calib->source ? tm->calib->source : "?", tm->path);
+                 calib->source ? calib->source : "?", path);
     else
         snprintf(apart, sizeof apart, "%zu windows left out: they share tokens with the %zu calibration windows "
-                 "recorded in %s", set.n_avoided, tm->calib->n_windows, tm->path);
+                 "recorded in %s", set.n_avoided, calib->n_windows, path);
     size_t win = 0, total = set.n_tokens;
     for (size_t s = 0; s < set.n_seqs; s++)
         win = set.offsets[s + 1] - set.offsets[s] > win ? set.offsets[s + 1] - set.offsets[s] : win;
@@ -676,17 +686,23 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
     tc_trun_opts o = {TC_TRUN_LUT, rcfg->kernel, rcfg->threads, (int)win, 0};
     if (!base || !a.lp)
         rc = tc_err(err, "out of memory for %zu x %d logits", win, V);
-    if (rc == TC_OK)
+    if (rc == TC_OK && tm)
         rc = tc_trun_new(&r, tm, &o, err);
     /* The original's weights converted to fp32 once (as the analysis does,
      * up to 1 GiB) rather than layer by layer for every window, and its
-     * pass's buffers kept from window to window. */
-    tc_weights w;
+     * pass's buffers kept from window to window; a compared checkpoint's
+     * too (dequantized). */
+    tc_weights w, qw;
     memset(&w, 0, sizeof w);
+    memset(&qw, 0, sizeof qw);
     int have_w = rc == TC_OK && tc_weights_bytes(&om) <= ((uint64_t)1 << 30);
     if (have_w && (rc = tc_weights_load(&w, &om, err)) != TC_OK)
         have_w = 0;
+    int have_qw = rc == TC_OK && qm && tc_weights_bytes(qm) <= ((uint64_t)1 << 30);
+    if (have_qw && (rc = tc_weights_load(&qw, qm, err)) != TC_OK)
+        have_qw = 0;
     tc_forward_ws *ws = tc_forward_ws_new();
+    const char *kname = !tm ? "fp32 decoder" : r ? tc_kpath_name(tc_trun_kernels(r)->path) : "";
     cli_progress bar;
     cli_progress_init(&bar, "compare", com->quiet);
     double t_orig = 0, t_packed = 0, c_orig = 0, c_packed = 0;
@@ -719,8 +735,14 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
         a.n = 0;
         /* The whole window at once: the multi-token kernels and one pass
          * of the attention per chunk of tokens. */
-        if (rc == TC_OK)
+        if (rc == TC_OK && tm)
             rc = tc_trun_batch(r, &b, on_q_logits, &q, err);
+        if (rc == TC_OK && qm) {
+            tc_observer qo = {.ctx = &q, .logits = on_q_logits};
+            tc_forward_opts qf = {.n_threads = rcfg->threads, .observers = &qo, .n_observers = 1,
+                                  .weights = have_qw ? &qw : NULL, .ws = ws};
+            rc = tc_forward(qm, &b, &qf, err);
+        }
         if (rc == TC_OK) {
             double *rec = recs + s * rec_n;
             rec[0] = a.nll_b;
@@ -763,10 +785,10 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
         rc = tc_err(err, "%s: no position to score", eval);
     if (rc == TC_OK && !com->quiet)
         fprintf(stderr,
-                "%s: %zu windows, %zu tokens: original (fp32) %.1f s (CPU %.1f s), packed %.1f s (CPU %.1f s; %.0f "
+                "%s: %zu windows, %zu tokens: original (fp32) %.1f s (CPU %.1f s), %s %.1f s (CPU %.1f s; %.0f "
                 "tokens/s, %s kernels, %d thread%s)\n",
-                TOOL, set.n_seqs, total, t_orig, c_orig, t_packed, c_packed,
-                (double)total / (t_packed > 0 ? t_packed : 1e-9), tc_kpath_name(tc_trun_kernels(r)->path),
+                TOOL, set.n_seqs, total, t_orig, c_orig, tm ? "packed" : "model", t_packed, c_packed,
+                (double)total / (t_packed > 0 ? t_packed : 1e-9), kname,
                 rcfg->threads, rcfg->threads > 1 ? "s" : "");
     if (rc == TC_OK) {
         double sum = 0;
@@ -781,17 +803,17 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
         if (com->json) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "original", orig_path);
-            cJSON_AddStringToObject(j, "packed", tm->path ? tm->path : "");
+            cJSON_AddStringToObject(j, "packed", path ? path : "");
             cJSON_AddStringToObject(j, "eval", eval);
-            cJSON_AddStringToObject(j, "kernel", tc_kpath_name(tc_trun_kernels(r)->path));
+            cJSON_AddStringToObject(j, "kernel", kname);
             cJSON_AddNumberToObject(j, "threads", rcfg->threads);
             cJSON_AddNumberToObject(j, "n_windows", (double)set.n_seqs);
             cJSON_AddNumberToObject(j, "window", (double)win);
             cJSON_AddNumberToObject(j, "n_tokens", (double)total);
             cJSON_AddNumberToObject(j, "seed", (double)pa->seed);
             cJSON_AddItemToObject(j, "eval_windows", tc_calib_windows_to_json(&set.win));
-            if (tm->calib)
-                cJSON_AddItemToObject(j, "calibration", tc_calib_windows_to_json(tm->calib));
+            if (calib)
+                cJSON_AddItemToObject(j, "calibration", tc_calib_windows_to_json(calib));
             cJSON_AddNumberToObject(j, "left_out", (double)set.n_avoided);
             cJSON_AddStringToObject(j, "kept_apart", apart);
             cJSON_AddStringToObject(j, "scored", "every position but each window's first");
@@ -821,9 +843,10 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
             printf("windows: %s\n", line ? line : "(out of memory)");
             printf("kept apart from calibration: %s\n", apart);
             free(line);
-            printf("perplexity: original %.6f, packed %.6f (ratio %.4f)\n", ppl_b, ppl_q,
+            const char *label = tm ? "packed" : "model";
+            printf("perplexity: original %.6f, %s %.6f (ratio %.4f)\n", ppl_b, label, ppl_q,
                    ppl_q / ppl_b);
-            printf("KL divergence (original || packed): mean %.6f, max %.6f, 99%% %.6f\n", mean,
+            printf("KL divergence (original || %s): mean %.6f, max %.6f, 99%% %.6f\n", label, mean,
                    mx, p99);
             printf("top-1 agreement (same top p): %.3f +- %.3f %%\n", 100 * top, 100 * top_se);
         }
@@ -832,6 +855,8 @@ static int compare(const tc_tmodel *tm, const packed_args *pa, const cli_common 
     tc_forward_ws_free(ws);
     if (have_w)
         tc_weights_free(&w);
+    if (have_qw)
+        tc_weights_free(&qw);
     free(base);
     free(a.lp);
     free(a.kl);
@@ -949,7 +974,7 @@ static int run_packed(const packed_args *pa, const cli_common *com)
     if (rc == TC_OK && pa->ppl)
         rc = packed_perplexity(&tm, pa, com, &err);
     if (rc == TC_OK && pa->compare && pa->eval)
-        rc = compare(&tm, pa, com, &err);
+        rc = compare(&tm, NULL, pa, com, &err);
     if (rc == TC_OK && pa->prompt) {
         /* --tokenizer, else the file's own, else (older files) ORIGINAL's. */
         tc_tokenizer *tok = NULL;
@@ -1057,17 +1082,26 @@ int main(int argc, char **argv)
                           {kpath, com.threads > 0 ? com.threads : cli_default_threads()}, &dist};
         return run_packed(&pa, &com);
     }
-    if (verify_flag || compare_path || eval_file)
-        return cli_usage_error(TOOL, "--verify, --compare and --eval need a packed ternary model (.tcq)");
-    if (!prompt && !ppl_file)
-        return cli_usage_error(TOOL, "nothing to do: give --generate PROMPT or --ppl FILE");
+    if (verify_flag)
+        return cli_usage_error(TOOL, "--verify needs a packed ternary model (.tcq)");
+    if (compare_path && !eval_file)
+        return cli_usage_error(TOOL, "--compare needs --eval FILE");
+    if (eval_file && !compare_path)
+        return cli_usage_error(TOOL, "--eval FILE goes with --compare ORIGINAL");
+    if (!prompt && !ppl_file && !compare_path)
+        return cli_usage_error(TOOL, "nothing to do: give --generate PROMPT, --ppl FILE or --compare ORIGINAL "
+                                     "--eval FILE");
     tc_error err = {{0}};
     tc_model m;
     if ((code = cli_dist_check(TOOL, &dist, tc_model_open(&m, argv[optind], &err), &err)))
         return code;
-    int rc = TC_OK;
-    if (ppl_file)
+    packed_args pa = {argv[optind], prompt, compare_path, eval_file, NULL, steps, seq_len, samples,
+                      temp, seed, 0, {kpath, com.threads > 0 ? com.threads : cli_default_threads()}, &dist};
+    int rc = compare_path ? check_packed_inputs(&pa, &com, &err) : TC_OK;
+    if (rc == TC_OK && ppl_file)
         rc = perplexity(&m, ppl_file, samples, seq_len, seed, &com, &dist, &err);
+    if (rc == TC_OK && compare_path)
+        rc = compare(NULL, &m, &pa, &com, &err);
     if (rc == TC_OK && prompt) {
         tc_tokenizer *tok;
         rc = tc_model_tokenizer(&m, com.tokenizer, &tok, &err);
