@@ -1,0 +1,234 @@
+/* The prompt path: products of many tokens (TC_KGEMM_MIN_TOKENS or more).
+ *
+ * The table kernels read every row block once per pass of a few tokens and
+ * rebuild their fields from the packed bytes each time. Here each tile of
+ * a row block (32 rows x up to 64 quads of 4 columns) is decoded once, for
+ * any layout, into a panel of fields c + 1 in {0, 1, 2}, a row's four
+ * fields of a quad to a dword (kernels_internal.h gives the order), and the
+ * panel is multiplied with every token of the call: per quad, two panel
+ * vectors (16 rows) stay in registers while the activations of six tokens
+ * are broadcast (four bytes each) and vpmaddubsw multiplies them in, twelve
+ * int16 accumulators. The decode is thus shared by all the tokens, and the
+ * weights are read once per call instead of once per eight tokens.
+ *
+ * Exactness: |pair| <= 2 * 2 * 128 = 512 per quad and accumulator lane, so
+ * 64 quads (one tile) fit int16 (64 * 512 = 32768 only when every product
+ * is 2 * -128: -32768 is an int16); the sums widen into int32 per tile
+ * (vpmaddwd with ones), and the caller subtracts each token's activation
+ * sum over the group (the + 1 of the fields). Columns of a tile outside the
+ * group (groups that do not start or end on a quad) are zeroed in the
+ * panel, so they add nothing whatever the activations there. Integer sums
+ * throughout, so they equal the scalar kernels' bit for bit. */
+#include "kernels_internal.h"
+
+#include <string.h>
+
+/* Keeps only columns [lo, hi) of local quad q of a panel. */
+static void mask_quad(uint8_t *panel, int64_t q, int lo, int hi)
+{
+    for (int h = 0; h < 2; h++) {
+        uint8_t *b = panel + h * TC_KGEMM_HALF + q * 64;
+        for (int i = 0; i < 64; i++)
+            if (i % 4 < lo || i % 4 >= hi)
+                b[i] = 0;
+    }
+}
+
+void tc_kgemm_block(const struct tc_kimpl *impl, const tc_tpack_plan *p, const uint8_t *w,
+                    const kseg *s, const int8_t *xa, size_t x_stride, int64_t n_tok,
+                    uint8_t *panel, int32_t *sums)
+{
+    const tc_klayout *L = &impl->layout[p->layout];
+    int64_t qpc = p->chunk_cols / 4, tile = TC_KGEMM_QUADS / qpc;
+    int64_t Q0 = s->k0 / 4, Q1 = (s->k1 + 3) / 4;
+    memset(sums, 0, (size_t)n_tok * 32 * sizeof *sums);
+    for (int64_t ca = s->c0; ca < s->c0 + s->n_chunks; ca += tile) {
+        int64_t cb = ca + tile < s->c0 + s->n_chunks ? ca + tile : s->c0 + s->n_chunks;
+        L->decode(w + (uint64_t)(ca - s->c0) * p->chunk_bytes, cb - ca, panel);
+        int64_t base = ca * qpc;
+        int64_t qa = base > Q0 ? base : Q0, qb = cb * qpc < Q1 ? cb * qpc : Q1;
+        if (qa >= qb)
+            continue;
+        int lo = s->k0 > 4 * qa ? (int)(s->k0 - 4 * qa) : 0;
+        int hi_first = s->k1 < 4 * qa + 4 ? (int)(s->k1 - 4 * qa) : 4;
+        if (lo > 0 || hi_first < 4)
+            mask_quad(panel, qa - base, lo, hi_first);
+        if (qb - 1 > qa && s->k1 < 4 * qb)
+            mask_quad(panel, qb - 1 - base, 0, (int)(s->k1 - 4 * (qb - 1)));
+        for (int64_t t0 = 0; t0 < n_tok; t0 += TC_KGEMM_TOKENS) {
+            int nt = n_tok - t0 < TC_KGEMM_TOKENS ? (int)(n_tok - t0) : TC_KGEMM_TOKENS;
+            impl->gemm(panel + (qa - base) * 64, qb - qa, xa + (size_t)t0 * x_stride + 4 * qa,
+                       x_stride, nt, sums + 32 * t0);
+        }
+    }
+}
+
+#ifdef TC_KERNELS_X86
+
+#include <immintrin.h>
+
+/* ---- decode -------------------------------------------------------------- */
+
+/* Four vectors of 32 rows' fields (row r in byte r), columns 0-3 of a quad,
+ * into the panel's four octets of local quad q. The byte interleave puts
+ * rows 0-7 and 16-23 (lo) and 8-15 and 24-31 (hi) as pairs of columns, the
+ * word interleave makes them dwords of four: rows 0-3 | 16-19, 4-7 | 20-23,
+ * 8-11 | 24-27, 12-15 | 28-31. */
+static inline __attribute__((always_inline, target("avx2"))) void
+put_quad(__m256i f0, __m256i f1, __m256i f2, __m256i f3, uint8_t *panel, int64_t q)
+{
+    __m256i a = _mm256_unpacklo_epi8(f0, f1), b = _mm256_unpackhi_epi8(f0, f1);
+    __m256i c = _mm256_unpacklo_epi8(f2, f3), d = _mm256_unpackhi_epi8(f2, f3);
+    uint8_t *h0 = panel + q * 64, *h1 = h0 + TC_KGEMM_HALF;
+    _mm256_storeu_si256((__m256i *)(void *)h0, _mm256_unpacklo_epi16(a, c));
+    _mm256_storeu_si256((__m256i *)(void *)(h0 + 32), _mm256_unpackhi_epi16(a, c));
+    _mm256_storeu_si256((__m256i *)(void *)h1, _mm256_unpacklo_epi16(b, d));
+    _mm256_storeu_si256((__m256i *)(void *)(h1 + 32), _mm256_unpackhi_epi16(b, d));
+}
+
+/* I2 and TL1: a chunk is a quad, byte r row r, each nibble two columns;
+ * ta and tb give a nibble's first and second field. I2's nibble is
+ * (a+1) | (b+1) << 2, TL1's 3(a+1) + (b+1) (indices past 8: the zero pair,
+ * as the other kernels read them). */
+static const uint8_t pair_fields[2][2][16] = {
+    {{0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3}, {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3}},
+    {{0, 0, 0, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1}, {0, 1, 2, 0, 1, 2, 0, 1, 2, 1, 1, 1, 1, 1, 1, 1}}};
+
+static inline __attribute__((always_inline, target("avx2"))) void
+decode_pairs(const uint8_t *w, int64_t n, uint8_t *panel, const uint8_t tab[2][16])
+{
+    const __m256i m15 = _mm256_set1_epi8(15);
+    const __m256i ta = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)tab[0]));
+    const __m256i tb = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)tab[1]));
+    for (int64_t c = 0; c < n; c++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32 * c));
+        __m256i lo = _mm256_and_si256(v, m15), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m15);
+        put_quad(_mm256_shuffle_epi8(ta, lo), _mm256_shuffle_epi8(tb, lo), _mm256_shuffle_epi8(ta, hi),
+                 _mm256_shuffle_epi8(tb, hi), panel, c);
+    }
+}
+
+__attribute__((target("avx2"))) void tc_kdecode_i2_avx2(const uint8_t *w, int64_t n, uint8_t *panel)
+{
+    decode_pairs(w, n, panel, pair_fields[0]);
+}
+
+__attribute__((target("avx2"))) void tc_kdecode_tl1_avx2(const uint8_t *w, int64_t n, uint8_t *panel)
+{
+    decode_pairs(w, n, panel, pair_fields[1]);
+}
+
+/* TL2: digit d of v = index + 13 is field d of a positive triple, 2 minus
+ * it of a negative one; indices 14 and 15 read as the zero triple, as the
+ * tables of the other kernels give them. */
+#define TL2_D(n, d) ((n) < 14 ? ((n) + 13) / ((d) == 0 ? 9 : (d) == 1 ? 3 : 1) % 3 : 1)
+#define TL2_ROW(d, s)                                                                              \
+    {(s) ? 2 - TL2_D(0, d) : TL2_D(0, d), (s) ? 2 - TL2_D(1, d) : TL2_D(1, d),                       \
+     (s) ? 2 - TL2_D(2, d) : TL2_D(2, d), (s) ? 2 - TL2_D(3, d) : TL2_D(3, d),                       \
+     (s) ? 2 - TL2_D(4, d) : TL2_D(4, d), (s) ? 2 - TL2_D(5, d) : TL2_D(5, d),                       \
+     (s) ? 2 - TL2_D(6, d) : TL2_D(6, d), (s) ? 2 - TL2_D(7, d) : TL2_D(7, d),                       \
+     (s) ? 2 - TL2_D(8, d) : TL2_D(8, d), (s) ? 2 - TL2_D(9, d) : TL2_D(9, d),                       \
+     (s) ? 2 - TL2_D(10, d) : TL2_D(10, d), (s) ? 2 - TL2_D(11, d) : TL2_D(11, d),                   \
+     (s) ? 2 - TL2_D(12, d) : TL2_D(12, d), (s) ? 2 - TL2_D(13, d) : TL2_D(13, d),                   \
+     (s) ? 2 - TL2_D(14, d) : TL2_D(14, d), (s) ? 2 - TL2_D(15, d) : TL2_D(15, d)}
+static const uint8_t tl2_fields[2][3][16] = {{TL2_ROW(0, 0), TL2_ROW(1, 0), TL2_ROW(2, 0)},
+                                             {TL2_ROW(0, 1), TL2_ROW(1, 1), TL2_ROW(2, 1)}};
+#undef TL2_ROW
+#undef TL2_D
+
+__attribute__((target("avx2"))) void tc_kdecode_tl2_avx2(const uint8_t *w, int64_t n, uint8_t *panel)
+{
+    const __m256i m15 = _mm256_set1_epi8(15);
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
+                                            2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bits = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i pos[3], neg[3];
+    for (int d = 0; d < 3; d++) {
+        pos[d] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)tl2_fields[0][d]));
+        neg[d] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)tl2_fields[1][d]));
+    }
+    for (int64_t c = 0; c < n; c++) {
+        const uint8_t *cw = w + 160 * c;
+        __m256i f[24];
+        for (int t = 0; t < 8; t++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(cw + 32 * (t / 2)));
+            __m256i idx = _mm256_and_si256(t % 2 ? _mm256_srli_epi16(v, 4) : v, m15);
+            int32_t word; /* sign bit r of the triple: row r */
+            memcpy(&word, cw + 128 + 4 * t, sizeof word);
+            __m256i sb = _mm256_shuffle_epi8(_mm256_set1_epi32(word), spread);
+            __m256i m = _mm256_cmpeq_epi8(_mm256_and_si256(sb, bits), bits);
+            for (int d = 0; d < 3; d++)
+                f[3 * t + d] = _mm256_blendv_epi8(_mm256_shuffle_epi8(pos[d], idx),
+                                                  _mm256_shuffle_epi8(neg[d], idx), m);
+        }
+        for (int j = 0; j < 6; j++)
+            put_quad(f[4 * j], f[4 * j + 1], f[4 * j + 2], f[4 * j + 3], panel, 6 * c + j);
+    }
+}
+
+/* ---- the microkernel ----------------------------------------------------- */
+
+/* Half h of the panel (octets 2h and 2h + 1) times nt tokens. */
+static inline __attribute__((always_inline, target("avx2"))) void
+gemm_half(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, int32_t *sums, int h,
+          const int nt)
+{
+    __m256i acc[TC_KGEMM_TOKENS][2];
+    for (int t = 0; t < nt; t++)
+        acc[t][0] = acc[t][1] = _mm256_setzero_si256();
+    for (int64_t q = 0; q < nq; q++) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)(ph + 64 * q));
+        __m256i w1 = _mm256_loadu_si256((const __m256i *)(const void *)(ph + 64 * q + 32));
+        for (int t = 0; t < nt; t++) {
+            int32_t v;
+            memcpy(&v, x + (size_t)t * xs + 4 * q, sizeof v);
+            __m256i xb = _mm256_set1_epi32(v);
+            acc[t][0] = _mm256_add_epi16(acc[t][0], _mm256_maddubs_epi16(w0, xb));
+            acc[t][1] = _mm256_add_epi16(acc[t][1], _mm256_maddubs_epi16(w1, xb));
+        }
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int t = 0; t < nt; t++)
+        for (int o = 0; o < 2; o++) {
+            int i = 2 * h + o; /* octet: rows 4i.. in dwords 0-3, 16 + 4i.. in 4-7 */
+            __m256i v = _mm256_madd_epi16(acc[t][o], ones);
+            __m128i *lo = (__m128i *)(void *)(sums + 32 * t + 4 * i);
+            __m128i *hi = (__m128i *)(void *)(sums + 32 * t + 16 + 4 * i);
+            _mm_storeu_si128(lo, _mm_add_epi32(_mm_loadu_si128(lo), _mm256_castsi256_si128(v)));
+            _mm_storeu_si128(hi, _mm_add_epi32(_mm_loadu_si128(hi), _mm256_extracti128_si256(v, 1)));
+        }
+}
+
+static inline __attribute__((always_inline, target("avx2"))) void
+gemm_tokens(const uint8_t *panel, int64_t nq, const int8_t *x, size_t xs, int32_t *sums, const int nt)
+{
+    gemm_half(panel, nq, x, xs, sums, 0, nt);
+    gemm_half(panel + TC_KGEMM_HALF, nq, x, xs, sums, 1, nt);
+}
+
+__attribute__((target("avx2"))) void tc_kgemm_avx2(const uint8_t *panel, int64_t nq, const int8_t *x,
+                                                   size_t xs, int nt, int32_t *sums)
+{
+    switch (nt) {
+    case 6:
+        gemm_tokens(panel, nq, x, xs, sums, 6);
+        break;
+    case 5:
+        gemm_tokens(panel, nq, x, xs, sums, 5);
+        break;
+    case 4:
+        gemm_tokens(panel, nq, x, xs, sums, 4);
+        break;
+    case 3:
+        gemm_tokens(panel, nq, x, xs, sums, 3);
+        break;
+    case 2:
+        gemm_tokens(panel, nq, x, xs, sums, 2);
+        break;
+    default:
+        gemm_tokens(panel, nq, x, xs, sums, 1);
+        break;
+    }
+}
+
+#endif
