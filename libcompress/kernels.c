@@ -781,16 +781,16 @@ static void kgemm_run(void *arg, int worker, int n_workers)
         for (int64_t rb = b0; rb < b1; rb++)
             for (int64_t s = 0; s < ng; s++) {
                 const kseg *sg = &all->segs[s];
+                /* one group and whole blocks: straight into the product's sums */
+                int direct = ng == 1 && rows_of(p, rb) == TILE;
                 tc_kgemm_block(all->k->impl, p,
                                m->packed + (uint64_t)rb * p->row_block_bytes +
                                    (uint64_t)sg->c0 * p->chunk_bytes,
-                               sg, g->xa, g->x_stride, n, panel, sums);
-                for (int64_t t = 0; t < n; t++) {
-                    int32_t *st = sums + 32 * t, off = g->gsum[t * ng + s];
-                    for (int r = 0; r < TILE; r++)
-                        st[r] -= off;
-                    put_sums(all, m, rb, rows_of(p, rb), t, s, st);
-                }
+                               sg, g->xa, g->x_stride, n, g->gsum + s, (size_t)ng, panel,
+                               direct ? m->y32 + rb * TILE : sums,
+                               direct ? (size_t)p->rows : TILE);
+                for (int64_t t = 0; !direct && t < n; t++)
+                    put_sums(all, m, rb, rows_of(p, rb), t, s, sums + TILE * t);
             }
         for (int64_t t0 = 0; m->y && t0 < n; t0 += TOKENS_PER_PASS) {
             kjob j = *all;

@@ -36,12 +36,15 @@ static void mask_quad(uint8_t *panel, int64_t q, int lo, int hi)
 
 void tc_kgemm_block(const struct tc_kimpl *impl, const tc_tpack_plan *p, const uint8_t *w,
                     const kseg *s, const int8_t *xa, size_t x_stride, int64_t n_tok,
-                    uint8_t *panel, int32_t *sums)
+                    const int32_t *xsum, size_t xsum_stride, uint8_t *panel, int32_t *sums,
+                    size_t s_stride)
 {
     const tc_klayout *L = &impl->layout[p->layout];
     int64_t qpc = p->chunk_cols / 4, tile = TC_KGEMM_QUADS / qpc;
     int64_t Q0 = s->k0 / 4, Q1 = (s->k1 + 3) / 4;
-    memset(sums, 0, (size_t)n_tok * 32 * sizeof *sums);
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int r = 0; r < 32; r++)
+            sums[(size_t)t * s_stride + (size_t)r] = -xsum[(size_t)t * xsum_stride];
     for (int64_t ca = s->c0; ca < s->c0 + s->n_chunks; ca += tile) {
         int64_t cb = ca + tile < s->c0 + s->n_chunks ? ca + tile : s->c0 + s->n_chunks;
         L->decode(w + (uint64_t)(ca - s->c0) * p->chunk_bytes, cb - ca, panel);
@@ -55,10 +58,14 @@ void tc_kgemm_block(const struct tc_kimpl *impl, const tc_tpack_plan *p, const u
             mask_quad(panel, qa - base, lo, hi_first);
         if (qb - 1 > qa && s->k1 < 4 * qb)
             mask_quad(panel, qb - 1 - base, 0, (int)(s->k1 - 4 * (qb - 1)));
-        for (int64_t t0 = 0; t0 < n_tok; t0 += TC_KGEMM_TOKENS) {
-            int nt = n_tok - t0 < TC_KGEMM_TOKENS ? (int)(n_tok - t0) : TC_KGEMM_TOKENS;
+        /* tokens in groups as even as they go (128: 18 x 6 + 4 x 5): a short
+         * last group would run at a fraction of the rate */
+        int64_t groups = (n_tok + TC_KGEMM_TOKENS - 1) / TC_KGEMM_TOKENS;
+        for (int64_t gi = 0, t0 = 0; gi < groups; gi++) {
+            int nt = (int)(n_tok / groups + (gi < n_tok % groups));
             impl->gemm(panel + (qa - base) * 64, qb - qa, xa + (size_t)t0 * x_stride + 4 * qa,
-                       x_stride, nt, sums + 32 * t0);
+                       x_stride, nt, sums + (size_t)t0 * s_stride, s_stride);
+            t0 += nt;
         }
     }
 }
@@ -168,10 +175,26 @@ __attribute__((target("avx2"))) void tc_kdecode_tl2_avx2(const uint8_t *w, int64
 
 /* ---- the microkernel ----------------------------------------------------- */
 
-/* Half h of the panel (octets 2h and 2h + 1) times nt tokens. */
+/* The int16 sums of half h of the panel (octets 2h and 2h + 1) for token
+ * t, widened and added into its int32 sums: octet i holds rows 4i.. in
+ * dwords 0-3, 16 + 4i.. in 4-7. */
 static inline __attribute__((always_inline, target("avx2"))) void
-gemm_half(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, int32_t *sums, int h,
-          const int nt)
+gemm_store(__m256i a0, __m256i a1, int32_t *st, int h)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int o = 0; o < 2; o++) {
+        int i = 2 * h + o;
+        __m256i v = _mm256_madd_epi16(o ? a1 : a0, ones);
+        __m128i *lo = (__m128i *)(void *)(st + 4 * i), *hi = (__m128i *)(void *)(st + 16 + 4 * i);
+        _mm_storeu_si128(lo, _mm_add_epi32(_mm_loadu_si128(lo), _mm256_castsi256_si128(v)));
+        _mm_storeu_si128(hi, _mm_add_epi32(_mm_loadu_si128(hi), _mm256_extracti128_si256(v, 1)));
+    }
+}
+
+/* Half h times nt < 4 tokens (calls of fewer than 16 tokens). */
+static inline __attribute__((always_inline, target("avx2"))) void
+gemm_half(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, int32_t *sums, size_t ss,
+          int h, const int nt)
 {
     __m256i acc[TC_KGEMM_TOKENS][2];
     for (int t = 0; t < nt; t++)
@@ -187,46 +210,100 @@ gemm_half(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, int32_t *su
             acc[t][1] = _mm256_add_epi16(acc[t][1], _mm256_maddubs_epi16(w1, xb));
         }
     }
-    const __m256i ones = _mm256_set1_epi16(1);
     for (int t = 0; t < nt; t++)
-        for (int o = 0; o < 2; o++) {
-            int i = 2 * h + o; /* octet: rows 4i.. in dwords 0-3, 16 + 4i.. in 4-7 */
-            __m256i v = _mm256_madd_epi16(acc[t][o], ones);
-            __m128i *lo = (__m128i *)(void *)(sums + 32 * t + 4 * i);
-            __m128i *hi = (__m128i *)(void *)(sums + 32 * t + 16 + 4 * i);
-            _mm_storeu_si128(lo, _mm_add_epi32(_mm_loadu_si128(lo), _mm256_castsi256_si128(v)));
-            _mm_storeu_si128(hi, _mm_add_epi32(_mm_loadu_si128(hi), _mm256_extracti128_si256(v, 1)));
-        }
+        gemm_store(acc[t][0], acc[t][1], sums + (size_t)t * ss, h);
 }
 
+/* Half h times nt = 4, 5 or 6 tokens: up to twelve int16 accumulators, the
+ * two weight vectors, a broadcast and a product take all sixteen
+ * registers, and GCC spilled accumulators when this was written with
+ * intrinsics, so the loop is assembly (one vpaddw per vpmaddubsw, as it
+ * must be). The accumulators go to acc at the end. */
+#define GEMM_ZERO(i) "vmovdqa %%ymm0, %%ymm" #i "\n\t"
+#define GEMM_TOKEN(a, b, addr)                                                                     \
+    "vpbroadcastd " addr ", %%ymm14\n\t"                                                           \
+    "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"                                                     \
+    "vpaddw %%ymm15, %%ymm" a ", %%ymm" a "\n\t"                                                   \
+    "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"                                                     \
+    "vpaddw %%ymm15, %%ymm" b ", %%ymm" b "\n\t"
+#define GEMM_PUT(i) "vmovdqu %%ymm" #i ", " #i "*32(%[acc])\n\t"
+#define GEMM_HEAD                                                                                  \
+    "vpxor %%xmm0, %%xmm0, %%xmm0\n\t" GEMM_ZERO(1) GEMM_ZERO(2) GEMM_ZERO(3) GEMM_ZERO(4)         \
+        GEMM_ZERO(5) GEMM_ZERO(6) GEMM_ZERO(7) GEMM_ZERO(8) GEMM_ZERO(9) GEMM_ZERO(10)             \
+            GEMM_ZERO(11) "1:\n\t"                                                                 \
+                          "vmovdqu (%[w]), %%ymm12\n\t"                                            \
+                          "vmovdqu 32(%[w]), %%ymm13\n\t" GEMM_TOKEN("0", "1", "(%[xa])")          \
+                              GEMM_TOKEN("2", "3", "(%[xa],%[s],1)")                               \
+                                  GEMM_TOKEN("4", "5", "(%[xa],%[s],2)")                           \
+                                      GEMM_TOKEN("6", "7", "(%[xb])")
+#define GEMM_TAIL                                                                                  \
+    "add $64, %[w]\n\t"                                                                            \
+    "add $4, %[xa]\n\t"                                                                            \
+    "add $4, %[xb]\n\t"                                                                            \
+    "dec %[n]\n\t"                                                                                 \
+    "jnz 1b\n\t" GEMM_PUT(0) GEMM_PUT(1) GEMM_PUT(2) GEMM_PUT(3) GEMM_PUT(4) GEMM_PUT(5)           \
+        GEMM_PUT(6) GEMM_PUT(7) GEMM_PUT(8) GEMM_PUT(9) GEMM_PUT(10) GEMM_PUT(11)
+#define GEMM_OPERANDS                                                                              \
+    : [w] "+r"(ph), [xa] "+r"(xa), [xb] "+r"(xb), [n] "+r"(nq)                                      \
+    : [s] "r"(xs), [acc] "r"(acc)                                                                  \
+    : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",      \
+      "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory"
+
 static inline __attribute__((always_inline, target("avx2"))) void
-gemm_tokens(const uint8_t *panel, int64_t nq, const int8_t *x, size_t xs, int32_t *sums, const int nt)
+gemm_half_asm(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, int32_t *sums,
+              size_t ss, int h, const int nt)
 {
-    gemm_half(panel, nq, x, xs, sums, 0, nt);
-    gemm_half(panel + TC_KGEMM_HALF, nq, x, xs, sums, 1, nt);
+    __m256i acc[12];
+    const int8_t *xa = x, *xb = x + 3 * xs;
+    if (nt == 6)
+        __asm__ volatile(GEMM_HEAD GEMM_TOKEN("8", "9", "(%[xb],%[s],1)")
+                             GEMM_TOKEN("10", "11", "(%[xb],%[s],2)") GEMM_TAIL GEMM_OPERANDS);
+    else if (nt == 5)
+        __asm__ volatile(GEMM_HEAD GEMM_TOKEN("8", "9", "(%[xb],%[s],1)") GEMM_TAIL GEMM_OPERANDS);
+    else
+        __asm__ volatile(GEMM_HEAD GEMM_TAIL GEMM_OPERANDS);
+    for (int t = 0; t < nt; t++)
+        gemm_store(acc[2 * t], acc[2 * t + 1], sums + (size_t)t * ss, h);
+}
+#undef GEMM_OPERANDS
+#undef GEMM_TAIL
+#undef GEMM_HEAD
+#undef GEMM_PUT
+#undef GEMM_TOKEN
+#undef GEMM_ZERO
+
+static inline __attribute__((always_inline, target("avx2"))) void
+gemm_tokens(const uint8_t *panel, int64_t nq, const int8_t *x, size_t xs, int32_t *sums,
+            size_t ss, const int nt)
+{
+    for (int h = 0; h < 2; h++)
+        if (nt >= 4)
+            gemm_half_asm(panel + h * TC_KGEMM_HALF, nq, x, xs, sums, ss, h, nt);
+        else
+            gemm_half(panel + h * TC_KGEMM_HALF, nq, x, xs, sums, ss, h, nt);
 }
 
 __attribute__((target("avx2"))) void tc_kgemm_avx2(const uint8_t *panel, int64_t nq, const int8_t *x,
-                                                   size_t xs, int nt, int32_t *sums)
+                                                   size_t xs, int nt, int32_t *sums, size_t ss)
 {
     switch (nt) {
     case 6:
-        gemm_tokens(panel, nq, x, xs, sums, 6);
+        gemm_tokens(panel, nq, x, xs, sums, ss, 6);
         break;
     case 5:
-        gemm_tokens(panel, nq, x, xs, sums, 5);
+        gemm_tokens(panel, nq, x, xs, sums, ss, 5);
         break;
     case 4:
-        gemm_tokens(panel, nq, x, xs, sums, 4);
+        gemm_tokens(panel, nq, x, xs, sums, ss, 4);
         break;
     case 3:
-        gemm_tokens(panel, nq, x, xs, sums, 3);
+        gemm_tokens(panel, nq, x, xs, sums, ss, 3);
         break;
     case 2:
-        gemm_tokens(panel, nq, x, xs, sums, 2);
+        gemm_tokens(panel, nq, x, xs, sums, ss, 2);
         break;
     default:
-        gemm_tokens(panel, nq, x, xs, sums, 1);
+        gemm_tokens(panel, nq, x, xs, sums, ss, 1);
         break;
     }
 }

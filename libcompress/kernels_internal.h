@@ -75,11 +75,11 @@ typedef void (*tc_kbuild_fn)(const int8_t *xs, int64_t n_chunks, uint8_t *dst);
 /* Decodes n_chunks chunks of one row block at w into quads 0.. of panel. */
 typedef void (*tc_kdecode_fn)(const uint8_t *w, int64_t n_chunks, uint8_t *panel);
 
-/* sums[t][r] += the products of quads 0..nq-1 of panel with the
- * activations of token t (t < nt <= TC_KGEMM_TOKENS) at x + t * x_stride,
- * four bytes a quad; the fields' + 1 is not subtracted. */
+/* sums[t * s_stride + r] += the products of quads 0..nq-1 of panel with
+ * the activations of token t (t < nt <= TC_KGEMM_TOKENS) at x + t *
+ * x_stride, four bytes a quad; the fields' + 1 is not subtracted. */
 typedef void (*tc_kgemm_fn)(const uint8_t *panel, int64_t nq, const int8_t *x, size_t x_stride,
-                            int nt, int32_t *sums);
+                            int nt, int32_t *sums, size_t s_stride);
 
 /* One layout on one path; multi and blocks may be NULL (then tokens and
  * row blocks go one by one), build NULL for the styles portable C builds
@@ -107,12 +107,14 @@ typedef struct kseg {
 } kseg;
 
 /* The sums of segment s of one row block (w: its first chunk) for n_tok
- * tokens, before the fields' + 1 is taken off, into sums [n_tok][32]: xa is
- * [n_tok][x_stride] activations, zero past the columns; panel is
+ * tokens into sums[t * s_stride + r] (r < 32): xa is [n_tok][x_stride]
+ * activations, zero past the columns, and xsum[t * xsum_stride] token t's
+ * sum over the segment's columns (the fields' + 1, subtracted); panel is
  * TC_KGEMM_PANEL bytes of scratch. */
 void tc_kgemm_block(const struct tc_kimpl *impl, const tc_tpack_plan *p, const uint8_t *w,
                     const kseg *s, const int8_t *xa, size_t x_stride, int64_t n_tok,
-                    uint8_t *panel, int32_t *sums);
+                    const int32_t *xsum, size_t xsum_stride, uint8_t *panel, int32_t *sums,
+                    size_t s_stride);
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define TC_KERNELS_X86 1
@@ -124,7 +126,7 @@ void tc_kdecode_i2_avx2(const uint8_t *w, int64_t n_chunks, uint8_t *panel);
 void tc_kdecode_tl1_avx2(const uint8_t *w, int64_t n_chunks, uint8_t *panel);
 void tc_kdecode_tl2_avx2(const uint8_t *w, int64_t n_chunks, uint8_t *panel);
 void tc_kgemm_avx2(const uint8_t *panel, int64_t nq, const int8_t *x, size_t x_stride, int nt,
-                   int32_t *sums);
+                   int32_t *sums, size_t s_stride);
 #endif
 
 #endif
