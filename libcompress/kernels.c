@@ -762,8 +762,8 @@ typedef struct kgemm_job {
     const int8_t *xa;
     size_t x_stride;
     const int32_t *gsum; /* [n_tok][n_segs] */
-    uint8_t *scratch;    /* per worker: a panel, then [n_tok][32] sums */
-    size_t scratch_stride;
+    uint8_t *scratch;    /* per worker: a panel of two halves, then [n_tok][32] sums */
+    size_t half, scratch_stride;
 } kgemm_job;
 
 static void kgemm_run(void *arg, int worker, int n_workers)
@@ -771,7 +771,7 @@ static void kgemm_run(void *arg, int worker, int n_workers)
     const kgemm_job *g = arg;
     const kjob *all = &g->all;
     uint8_t *panel = g->scratch + (size_t)worker * g->scratch_stride;
-    int32_t *sums = (int32_t *)(void *)(panel + TC_KGEMM_PANEL);
+    int32_t *sums = (int32_t *)(void *)(panel + 2 * g->half);
     int64_t n = all->n_tok, ng = all->n_segs;
     for (int mi = 0; mi < all->n_mats; mi++) {
         const kmat_job *m = &all->mats[mi];
@@ -786,7 +786,7 @@ static void kgemm_run(void *arg, int worker, int n_workers)
                 tc_kgemm_block(all->k->impl, p,
                                m->packed + (uint64_t)rb * p->row_block_bytes +
                                    (uint64_t)sg->c0 * p->chunk_bytes,
-                               sg, g->xa, g->x_stride, n, g->gsum + s, (size_t)ng, panel,
+                               sg, g->xa, g->x_stride, n, g->gsum + s, (size_t)ng, panel, g->half,
                                direct ? m->y32 + rb * TILE : sums,
                                direct ? (size_t)p->rows : TILE);
                 for (int64_t t = 0; !direct && t < n; t++)
@@ -813,7 +813,11 @@ static int kern_run_gemm(kjob *j, tc_kpool *pool, tc_kwork *w, tc_error *err)
     size_t x_stride = (size_t)p->cols_padded, nw = (size_t)tc_kpool_threads(pool);
     size_t xa_bytes = ((size_t)n * x_stride + 63) / 64 * 64;
     size_t gs_bytes = ((size_t)n * (size_t)ng * sizeof(int32_t) + 63) / 64 * 64;
-    size_t stride = TC_KGEMM_PANEL + ((size_t)n * 32 * sizeof(int32_t) + 63) / 64 * 64;
+    int64_t quads = 0; /* the most of a segment: a panel holds a row block's segment */
+    for (int64_t s = 0; s < ng; s++)
+        quads = j->segs[s].n_chunks > quads ? j->segs[s].n_chunks : quads;
+    size_t half = (size_t)quads * (size_t)(p->chunk_cols / 4) * 64;
+    size_t stride = 2 * half + ((size_t)n * 32 * sizeof(int32_t) + 63) / 64 * 64;
     uint64_t need;
     if (tc_mul_u64(stride, nw, &need) || tc_add_u64(need, xa_bytes + gs_bytes, &need) ||
         grow((void **)&w->gemm, &w->gemm_cap, (size_t)need, 64))
@@ -832,7 +836,7 @@ static int kern_run_gemm(kjob *j, tc_kpool *pool, tc_kwork *w, tc_error *err)
             gsum[t * ng + s] = sum;
         }
     }
-    kgemm_job g = {*j, xa, x_stride, gsum, w->gemm + xa_bytes + gs_bytes, stride};
+    kgemm_job g = {*j, xa, x_stride, gsum, w->gemm + xa_bytes + gs_bytes, half, stride};
     tc_kpool_run(pool, kgemm_run, &g);
     return TC_OK;
 }

@@ -1,33 +1,33 @@
 /* The prompt path: products of many tokens (TC_KGEMM_MIN_TOKENS or more).
  *
  * The table kernels read every row block once per pass of a few tokens and
- * rebuild their fields from the packed bytes each time. Here each tile of
- * a row block (32 rows x up to 64 quads of 4 columns) is decoded once, for
- * any layout, into a panel of fields c + 1 in {0, 1, 2}, a row's four
- * fields of a quad to a dword (kernels_internal.h gives the order), and the
- * panel is multiplied with every token of the call: per quad, two panel
- * vectors (16 rows) stay in registers while the activations of six tokens
- * are broadcast (four bytes each) and vpmaddubsw multiplies them in, twelve
+ * rebuild their fields from the packed bytes each time. Here each row
+ * block's run of chunks (one scale group's) is decoded once, for any
+ * layout, into a panel of fields c + 1 in {0, 1, 2}, a row's four fields of
+ * a quad to a dword (kernels_internal.h gives the order), and the panel is
+ * multiplied with every token of the call: per quad, two panel vectors (16
+ * rows) stay in registers while the activations of six tokens are
+ * broadcast (four bytes each) and vpmaddubsw multiplies them in, twelve
  * int16 accumulators. The decode is thus shared by all the tokens, and the
  * weights are read once per call instead of once per eight tokens.
  *
  * Exactness: |pair| <= 2 * 2 * 128 = 512 per quad and accumulator lane, so
- * 64 quads (one tile) fit int16 (64 * 512 = 32768 only when every product
- * is 2 * -128: -32768 is an int16); the sums widen into int32 per tile
- * (vpmaddwd with ones), and the caller subtracts each token's activation
- * sum over the group (the + 1 of the fields). Columns of a tile outside the
- * group (groups that do not start or end on a quad) are zeroed in the
- * panel, so they add nothing whatever the activations there. Integer sums
- * throughout, so they equal the scalar kernels' bit for bit. */
+ * 64 quads fit int16 (64 * 512 = 32768 only when every product is
+ * 2 * -128: -32768 is an int16); the sums widen into int32 every 64 quads
+ * (vpmaddwd with ones), and each token's activation sum over the group
+ * (the + 1 of the fields) is subtracted at the end. Columns of the run
+ * outside the group (groups that do not start or end on a quad) are zeroed
+ * in the panel, so they add nothing whatever the activations there.
+ * Integer sums throughout, so they equal the scalar kernels' bit for bit. */
 #include "kernels_internal.h"
 
 #include <string.h>
 
-/* Keeps only columns [lo, hi) of local quad q of a panel. */
-static void mask_quad(uint8_t *panel, int64_t q, int lo, int hi)
+/* Keeps only columns [lo, hi) of quad q of a panel. */
+static void mask_quad(uint8_t *panel, size_t half, int64_t q, int lo, int hi)
 {
     for (int h = 0; h < 2; h++) {
-        uint8_t *b = panel + h * TC_KGEMM_HALF + q * 64;
+        uint8_t *b = panel + h * half + q * 64;
         for (int i = 0; i < 64; i++)
             if (i % 4 < lo || i % 4 >= hi)
                 b[i] = 0;
@@ -36,37 +36,26 @@ static void mask_quad(uint8_t *panel, int64_t q, int lo, int hi)
 
 void tc_kgemm_block(const struct tc_kimpl *impl, const tc_tpack_plan *p, const uint8_t *w,
                     const kseg *s, const int8_t *xa, size_t x_stride, int64_t n_tok,
-                    const int32_t *xsum, size_t xsum_stride, uint8_t *panel, int32_t *sums,
-                    size_t s_stride)
+                    const int32_t *xsum, size_t xsum_stride, uint8_t *panel, size_t half,
+                    int32_t *sums, size_t s_stride)
 {
-    const tc_klayout *L = &impl->layout[p->layout];
-    int64_t qpc = p->chunk_cols / 4, tile = TC_KGEMM_QUADS / qpc;
-    int64_t Q0 = s->k0 / 4, Q1 = (s->k1 + 3) / 4;
-    for (int64_t t = 0; t < n_tok; t++)
-        for (int r = 0; r < 32; r++)
-            sums[(size_t)t * s_stride + (size_t)r] = -xsum[(size_t)t * xsum_stride];
-    for (int64_t ca = s->c0; ca < s->c0 + s->n_chunks; ca += tile) {
-        int64_t cb = ca + tile < s->c0 + s->n_chunks ? ca + tile : s->c0 + s->n_chunks;
-        L->decode(w + (uint64_t)(ca - s->c0) * p->chunk_bytes, cb - ca, panel);
-        int64_t base = ca * qpc;
-        int64_t qa = base > Q0 ? base : Q0, qb = cb * qpc < Q1 ? cb * qpc : Q1;
-        if (qa >= qb)
-            continue;
-        int lo = s->k0 > 4 * qa ? (int)(s->k0 - 4 * qa) : 0;
-        int hi_first = s->k1 < 4 * qa + 4 ? (int)(s->k1 - 4 * qa) : 4;
-        if (lo > 0 || hi_first < 4)
-            mask_quad(panel, qa - base, lo, hi_first);
-        if (qb - 1 > qa && s->k1 < 4 * qb)
-            mask_quad(panel, qb - 1 - base, 0, (int)(s->k1 - 4 * (qb - 1)));
-        /* tokens in groups as even as they go (128: 18 x 6 + 4 x 5): a short
-         * last group would run at a fraction of the rate */
-        int64_t groups = (n_tok + TC_KGEMM_TOKENS - 1) / TC_KGEMM_TOKENS;
-        for (int64_t gi = 0, t0 = 0; gi < groups; gi++) {
-            int nt = (int)(n_tok / groups + (gi < n_tok % groups));
-            impl->gemm(panel + (qa - base) * 64, qb - qa, xa + (size_t)t0 * x_stride + 4 * qa,
-                       x_stride, nt, sums + (size_t)t0 * s_stride, s_stride);
-            t0 += nt;
-        }
+    int64_t base = s->c0 * (p->chunk_cols / 4), Q0 = s->k0 / 4, Q1 = (s->k1 + 3) / 4;
+    impl->layout[p->layout].decode(w, s->n_chunks, panel, half);
+    int64_t qa = Q0 - base, nq = Q1 - Q0; /* the group's quads in the panel */
+    int lo = (int)(s->k0 - 4 * Q0), hi = s->k1 < 4 * Q0 + 4 ? (int)(s->k1 - 4 * Q0) : 4;
+    if (lo > 0 || hi < 4)
+        mask_quad(panel, half, qa, lo, hi);
+    if (nq > 1 && s->k1 < 4 * Q1)
+        mask_quad(panel, half, qa + nq - 1, 0, (int)(s->k1 - 4 * (Q1 - 1)));
+    /* tokens in groups as even as they go (128: 18 x 6 + 4 x 5): a short
+     * last group would run at a fraction of the rate */
+    int64_t groups = (n_tok + TC_KGEMM_TOKENS - 1) / TC_KGEMM_TOKENS;
+    for (int64_t gi = 0, t0 = 0; gi < groups; gi++) {
+        int nt = (int)(n_tok / groups + (gi < n_tok % groups));
+        impl->gemm(panel + qa * 64, half, nq, xa + (size_t)t0 * x_stride + 4 * Q0, x_stride, nt,
+                   xsum + (size_t)t0 * xsum_stride, xsum_stride, sums + (size_t)t0 * s_stride,
+                   s_stride);
+        t0 += nt;
     }
 }
 
@@ -82,11 +71,11 @@ void tc_kgemm_block(const struct tc_kimpl *impl, const tc_tpack_plan *p, const u
  * word interleave makes them dwords of four: rows 0-3 | 16-19, 4-7 | 20-23,
  * 8-11 | 24-27, 12-15 | 28-31. */
 static inline __attribute__((always_inline, target("avx2"))) void
-put_quad(__m256i f0, __m256i f1, __m256i f2, __m256i f3, uint8_t *panel, int64_t q)
+put_quad(__m256i f0, __m256i f1, __m256i f2, __m256i f3, uint8_t *panel, size_t half, int64_t q)
 {
     __m256i a = _mm256_unpacklo_epi8(f0, f1), b = _mm256_unpackhi_epi8(f0, f1);
     __m256i c = _mm256_unpacklo_epi8(f2, f3), d = _mm256_unpackhi_epi8(f2, f3);
-    uint8_t *h0 = panel + q * 64, *h1 = h0 + TC_KGEMM_HALF;
+    uint8_t *h0 = panel + q * 64, *h1 = h0 + half;
     _mm256_storeu_si256((__m256i *)(void *)h0, _mm256_unpacklo_epi16(a, c));
     _mm256_storeu_si256((__m256i *)(void *)(h0 + 32), _mm256_unpackhi_epi16(a, c));
     _mm256_storeu_si256((__m256i *)(void *)h1, _mm256_unpacklo_epi16(b, d));
@@ -102,7 +91,7 @@ static const uint8_t pair_fields[2][2][16] = {
     {{0, 0, 0, 1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1}, {0, 1, 2, 0, 1, 2, 0, 1, 2, 1, 1, 1, 1, 1, 1, 1}}};
 
 static inline __attribute__((always_inline, target("avx2"))) void
-decode_pairs(const uint8_t *w, int64_t n, uint8_t *panel, const uint8_t tab[2][16])
+decode_pairs(const uint8_t *w, int64_t n, uint8_t *panel, size_t half, const uint8_t tab[2][16])
 {
     const __m256i m15 = _mm256_set1_epi8(15);
     const __m256i ta = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)tab[0]));
@@ -111,18 +100,20 @@ decode_pairs(const uint8_t *w, int64_t n, uint8_t *panel, const uint8_t tab[2][1
         __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(w + 32 * c));
         __m256i lo = _mm256_and_si256(v, m15), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m15);
         put_quad(_mm256_shuffle_epi8(ta, lo), _mm256_shuffle_epi8(tb, lo), _mm256_shuffle_epi8(ta, hi),
-                 _mm256_shuffle_epi8(tb, hi), panel, c);
+                 _mm256_shuffle_epi8(tb, hi), panel, half, c);
     }
 }
 
-__attribute__((target("avx2"))) void tc_kdecode_i2_avx2(const uint8_t *w, int64_t n, uint8_t *panel)
+__attribute__((target("avx2"))) void tc_kdecode_i2_avx2(const uint8_t *w, int64_t n, uint8_t *panel,
+                                                        size_t half)
 {
-    decode_pairs(w, n, panel, pair_fields[0]);
+    decode_pairs(w, n, panel, half, pair_fields[0]);
 }
 
-__attribute__((target("avx2"))) void tc_kdecode_tl1_avx2(const uint8_t *w, int64_t n, uint8_t *panel)
+__attribute__((target("avx2"))) void tc_kdecode_tl1_avx2(const uint8_t *w, int64_t n, uint8_t *panel,
+                                                        size_t half)
 {
-    decode_pairs(w, n, panel, pair_fields[1]);
+    decode_pairs(w, n, panel, half, pair_fields[1]);
 }
 
 /* TL2: digit d of v = index + 13 is field d of a positive triple, 2 minus
@@ -143,7 +134,8 @@ static const uint8_t tl2_fields[2][3][16] = {{TL2_ROW(0, 0), TL2_ROW(1, 0), TL2_
 #undef TL2_ROW
 #undef TL2_D
 
-__attribute__((target("avx2"))) void tc_kdecode_tl2_avx2(const uint8_t *w, int64_t n, uint8_t *panel)
+__attribute__((target("avx2"))) void tc_kdecode_tl2_avx2(const uint8_t *w, int64_t n, uint8_t *panel,
+                                                        size_t half)
 {
     const __m256i m15 = _mm256_set1_epi8(15);
     const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
@@ -169,36 +161,19 @@ __attribute__((target("avx2"))) void tc_kdecode_tl2_avx2(const uint8_t *w, int64
                                                   _mm256_shuffle_epi8(neg[d], idx), m);
         }
         for (int j = 0; j < 6; j++)
-            put_quad(f[4 * j], f[4 * j + 1], f[4 * j + 2], f[4 * j + 3], panel, 6 * c + j);
+            put_quad(f[4 * j], f[4 * j + 1], f[4 * j + 2], f[4 * j + 3], panel, half, 6 * c + j);
     }
 }
 
 /* ---- the microkernel ----------------------------------------------------- */
 
-/* The int16 sums of half h of the panel (octets 2h and 2h + 1) for token
- * t, widened and added into its int32 sums: octet i holds rows 4i.. in
- * dwords 0-3, 16 + 4i.. in 4-7. */
+/* Half h times nt < 4 tokens (calls of fewer than 16 tokens): the int16
+ * sums of nq <= 64 quads into acc[2t], acc[2t + 1]. */
 static inline __attribute__((always_inline, target("avx2"))) void
-gemm_store(__m256i a0, __m256i a1, int32_t *st, int h)
+gemm_half(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, __m256i *acc, const int nt)
 {
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int o = 0; o < 2; o++) {
-        int i = 2 * h + o;
-        __m256i v = _mm256_madd_epi16(o ? a1 : a0, ones);
-        __m128i *lo = (__m128i *)(void *)(st + 4 * i), *hi = (__m128i *)(void *)(st + 16 + 4 * i);
-        _mm_storeu_si128(lo, _mm_add_epi32(_mm_loadu_si128(lo), _mm256_castsi256_si128(v)));
-        _mm_storeu_si128(hi, _mm_add_epi32(_mm_loadu_si128(hi), _mm256_extracti128_si256(v, 1)));
-    }
-}
-
-/* Half h times nt < 4 tokens (calls of fewer than 16 tokens). */
-static inline __attribute__((always_inline, target("avx2"))) void
-gemm_half(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, int32_t *sums, size_t ss,
-          int h, const int nt)
-{
-    __m256i acc[TC_KGEMM_TOKENS][2];
     for (int t = 0; t < nt; t++)
-        acc[t][0] = acc[t][1] = _mm256_setzero_si256();
+        acc[2 * t] = acc[2 * t + 1] = _mm256_setzero_si256();
     for (int64_t q = 0; q < nq; q++) {
         __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)(ph + 64 * q));
         __m256i w1 = _mm256_loadu_si256((const __m256i *)(const void *)(ph + 64 * q + 32));
@@ -206,12 +181,10 @@ gemm_half(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, int32_t *su
             int32_t v;
             memcpy(&v, x + (size_t)t * xs + 4 * q, sizeof v);
             __m256i xb = _mm256_set1_epi32(v);
-            acc[t][0] = _mm256_add_epi16(acc[t][0], _mm256_maddubs_epi16(w0, xb));
-            acc[t][1] = _mm256_add_epi16(acc[t][1], _mm256_maddubs_epi16(w1, xb));
+            acc[2 * t] = _mm256_add_epi16(acc[2 * t], _mm256_maddubs_epi16(w0, xb));
+            acc[2 * t + 1] = _mm256_add_epi16(acc[2 * t + 1], _mm256_maddubs_epi16(w1, xb));
         }
     }
-    for (int t = 0; t < nt; t++)
-        gemm_store(acc[t][0], acc[t][1], sums + (size_t)t * ss, h);
 }
 
 /* Half h times nt = 4, 5 or 6 tokens: up to twelve int16 accumulators, the
@@ -250,10 +223,8 @@ gemm_half(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, int32_t *su
       "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory"
 
 static inline __attribute__((always_inline, target("avx2"))) void
-gemm_half_asm(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, int32_t *sums,
-              size_t ss, int h, const int nt)
+gemm_half_asm(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, __m256i *acc, const int nt)
 {
-    __m256i acc[12];
     const int8_t *xa = x, *xb = x + 3 * xs;
     if (nt == 6)
         __asm__ volatile(GEMM_HEAD GEMM_TOKEN("8", "9", "(%[xb],%[s],1)")
@@ -262,8 +233,6 @@ gemm_half_asm(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, int32_t
         __asm__ volatile(GEMM_HEAD GEMM_TOKEN("8", "9", "(%[xb],%[s],1)") GEMM_TAIL GEMM_OPERANDS);
     else
         __asm__ volatile(GEMM_HEAD GEMM_TAIL GEMM_OPERANDS);
-    for (int t = 0; t < nt; t++)
-        gemm_store(acc[2 * t], acc[2 * t + 1], sums + (size_t)t * ss, h);
 }
 #undef GEMM_OPERANDS
 #undef GEMM_TAIL
@@ -272,38 +241,64 @@ gemm_half_asm(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, int32_t
 #undef GEMM_TOKEN
 #undef GEMM_ZERO
 
+/* Both halves, nt tokens: int16 sums of up to 64 quads at a time, widened
+ * into int32 (vpmaddwd with ones), then stored by row: octet i holds rows
+ * 4i.. in dwords 0-3 and 16 + 4i.. in 4-7. */
 static inline __attribute__((always_inline, target("avx2"))) void
-gemm_tokens(const uint8_t *panel, int64_t nq, const int8_t *x, size_t xs, int32_t *sums,
-            size_t ss, const int nt)
+gemm_tokens(const uint8_t *panel, size_t half, int64_t nq, const int8_t *x, size_t xs,
+            const int32_t *xsum, size_t xss, int32_t *sums, size_t ss, const int nt)
 {
-    for (int h = 0; h < 2; h++)
-        if (nt >= 4)
-            gemm_half_asm(panel + h * TC_KGEMM_HALF, nq, x, xs, sums, ss, h, nt);
-        else
-            gemm_half(panel + h * TC_KGEMM_HALF, nq, x, xs, sums, ss, h, nt);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ph = panel + (size_t)h * half;
+        __m256i wide[2 * TC_KGEMM_TOKENS], acc[2 * TC_KGEMM_TOKENS];
+        for (int i = 0; i < 2 * nt; i++)
+            wide[i] = _mm256_setzero_si256();
+        for (int64_t q = 0; q < nq; q += TC_KGEMM_QUADS) {
+            int64_t m = nq - q < TC_KGEMM_QUADS ? nq - q : TC_KGEMM_QUADS;
+            if (nt >= 4)
+                gemm_half_asm(ph + 64 * q, m, x + 4 * q, xs, acc, nt);
+            else
+                gemm_half(ph + 64 * q, m, x + 4 * q, xs, acc, nt);
+            for (int i = 0; i < 2 * nt; i++)
+                wide[i] = _mm256_add_epi32(wide[i], _mm256_madd_epi16(acc[i], ones));
+        }
+        for (int t = 0; t < nt; t++) {
+            __m256i off = _mm256_set1_epi32(xsum[(size_t)t * xss]);
+            int32_t *st = sums + (size_t)t * ss;
+            for (int o = 0; o < 2; o++) {
+                int i = 2 * h + o;
+                __m256i v = _mm256_sub_epi32(wide[2 * t + o], off);
+                _mm_storeu_si128((__m128i *)(void *)(st + 4 * i), _mm256_castsi256_si128(v));
+                _mm_storeu_si128((__m128i *)(void *)(st + 16 + 4 * i), _mm256_extracti128_si256(v, 1));
+            }
+        }
+    }
 }
 
-__attribute__((target("avx2"))) void tc_kgemm_avx2(const uint8_t *panel, int64_t nq, const int8_t *x,
-                                                   size_t xs, int nt, int32_t *sums, size_t ss)
+__attribute__((target("avx2"))) void tc_kgemm_avx2(const uint8_t *panel, size_t half, int64_t nq,
+                                                   const int8_t *x, size_t xs, int nt,
+                                                   const int32_t *xsum, size_t xss, int32_t *sums,
+                                                   size_t ss)
 {
     switch (nt) {
     case 6:
-        gemm_tokens(panel, nq, x, xs, sums, ss, 6);
+        gemm_tokens(panel, half, nq, x, xs, xsum, xss, sums, ss, 6);
         break;
     case 5:
-        gemm_tokens(panel, nq, x, xs, sums, ss, 5);
+        gemm_tokens(panel, half, nq, x, xs, xsum, xss, sums, ss, 5);
         break;
     case 4:
-        gemm_tokens(panel, nq, x, xs, sums, ss, 4);
+        gemm_tokens(panel, half, nq, x, xs, xsum, xss, sums, ss, 4);
         break;
     case 3:
-        gemm_tokens(panel, nq, x, xs, sums, ss, 3);
+        gemm_tokens(panel, half, nq, x, xs, xsum, xss, sums, ss, 3);
         break;
     case 2:
-        gemm_tokens(panel, nq, x, xs, sums, ss, 2);
+        gemm_tokens(panel, half, nq, x, xs, xsum, xss, sums, ss, 2);
         break;
     default:
-        gemm_tokens(panel, nq, x, xs, sums, ss, 1);
+        gemm_tokens(panel, half, nq, x, xs, xsum, xss, sums, ss, 1);
         break;
     }
 }
