@@ -811,16 +811,24 @@ static int kern_run_gemm(kjob *j, tc_kpool *pool, tc_kwork *w, tc_error *err)
     const tc_tpack_plan *p = j->mats[0].plan;
     int64_t n = j->n_tok, ng = j->n_segs, K = p->cols;
     size_t x_stride = (size_t)p->cols_padded, nw = (size_t)tc_kpool_threads(pool);
-    size_t xa_bytes = ((size_t)n * x_stride + 63) / 64 * 64;
-    size_t gs_bytes = ((size_t)n * (size_t)ng * sizeof(int32_t) + 63) / 64 * 64;
-    int64_t quads = 0; /* the most of a segment: a panel holds a row block's segment */
+    int64_t chunks = 0; /* a panel holds one row block's longest segment */
     for (int64_t s = 0; s < ng; s++)
-        quads = j->segs[s].n_chunks > quads ? j->segs[s].n_chunks : quads;
-    size_t half = (size_t)quads * (size_t)(p->chunk_cols / 4) * 64;
-    size_t stride = 2 * half + ((size_t)n * 32 * sizeof(int32_t) + 63) / 64 * 64;
-    uint64_t need;
-    if (tc_mul_u64(stride, nw, &need) || tc_add_u64(need, xa_bytes + gs_bytes, &need) ||
-        grow((void **)&w->gemm, &w->gemm_cap, (size_t)need, 64))
+        chunks = j->segs[s].n_chunks > chunks ? j->segs[s].n_chunks : chunks;
+    size_t half = (size_t)chunks * (size_t)(p->chunk_cols / 4) * 64;
+    uint64_t xa_bytes, gs_bytes, sums_bytes, stride, need;
+    if (tc_mul_u64((uint64_t)n, x_stride + 64, &xa_bytes) ||
+        tc_mul_u64((uint64_t)n, (uint64_t)ng * sizeof(int32_t) + 64, &gs_bytes) ||
+        tc_mul_u64((uint64_t)n, 32 * sizeof(int32_t), &sums_bytes) ||
+        tc_add_u64(2 * (uint64_t)half, sums_bytes + 64, &stride) ||
+        tc_mul_u64(stride, nw, &need) || tc_add_u64(need, xa_bytes + gs_bytes, &need) ||
+        need > SIZE_MAX)
+        return tc_err(err, "kernels: out of memory for the activations of %lld tokens",
+                      (long long)n);
+    /* each part on a 64-byte boundary (the + 64s above leave room) */
+    xa_bytes = ((uint64_t)n * x_stride + 63) / 64 * 64;
+    gs_bytes = ((uint64_t)n * (uint64_t)ng * sizeof(int32_t) + 63) / 64 * 64;
+    stride = 2 * (uint64_t)half + (sums_bytes + 63) / 64 * 64;
+    if (grow((void **)&w->gemm, &w->gemm_cap, (size_t)need, 64))
         return tc_err(err, "kernels: out of memory for the activations of %lld tokens",
                       (long long)n);
     int8_t *xa = (int8_t *)w->gemm;
@@ -836,7 +844,7 @@ static int kern_run_gemm(kjob *j, tc_kpool *pool, tc_kwork *w, tc_error *err)
             gsum[t * ng + s] = sum;
         }
     }
-    kgemm_job g = {*j, xa, x_stride, gsum, w->gemm + xa_bytes + gs_bytes, half, stride};
+    kgemm_job g = {*j, xa, x_stride, gsum, w->gemm + xa_bytes + gs_bytes, half, (size_t)stride};
     tc_kpool_run(pool, kgemm_run, &g);
     return TC_OK;
 }
