@@ -866,6 +866,8 @@ static int kern_run(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const kmat
     int nw = tc_kpool_threads(pool);
     if (make_segs(w, k, plan, &per_tok, &run))
         return tc_err(err, "kernels: out of memory for the activation tables");
+    /* Many tokens (a prompt, a window): decode the weights once for all of
+     * them rather than read them once per TOKENS_PER_PASS (the same sums). */
     if (k->impl->gemm && klayout(k, plan)->decode && n >= TC_KGEMM_MIN_TOKENS) {
         kjob j = {.k = k,
                   .segs = w->segs,
