@@ -167,7 +167,7 @@ __attribute__((target("avx2"))) void tc_kdecode_tl2_avx2(const uint8_t *w, int64
 
 /* ---- the microkernel ----------------------------------------------------- */
 
-/* Half h times nt < 4 tokens (calls of fewer than 16 tokens): the int16
+/* Half h times nt < 4 tokens (calls of fewer than 12 tokens, or groups of a call of 7): the int16
  * sums of nq <= 64 quads into acc[2t], acc[2t + 1]. */
 static inline __attribute__((always_inline, target("avx2"))) void
 gemm_half(const uint8_t *ph, int64_t nq, const int8_t *x, size_t xs, __m256i *acc, const int nt)

@@ -380,7 +380,7 @@ static void test_affine(tc_kpath path)
     tc_kwork_free(w);
 }
 
-/* The prompt path (a product of 16 tokens or more on a path that has one;
+/* The prompt path (a product of 12 tokens or more on a path that has one;
  * on the others the same cases run the table kernels): int32 sums equal the
  * plain integer matvec, and the outputs, with plain scales or with offsets,
  * equal the scalar path's bit for bit, alone and in a set. Ragged rows and
@@ -467,7 +467,7 @@ static void test_gemm(tc_kpath path)
                                    {70, 1000}, {32, 24 * 11 + 1}, {65, 256 + 24 + 3}, {9, 4}};
     const tc_tgroup groups[] = {{TC_TGROUP_TENSOR, 0}, {TC_TGROUP_ROW, 0}, {TC_TGROUP_COLS, 32},
                                 {TC_TGROUP_COLS, 33}, {TC_TGROUP_COLS, 100}, {TC_TGROUP_COLS, 256}};
-    static const int64_t tokens[] = {15, 16, 17, 18, 19, 20, 21, 22, 23, 40};
+    static const int64_t tokens[] = {11, 12, 13, 15, 16, 17, 19, 20, 22, 23, 40};
     int cases = 0, failed = 0, c = 0;
     for (size_t l = 0; l < 3; l++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)

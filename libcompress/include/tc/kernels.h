@@ -17,7 +17,7 @@
  * own tables with the activations outside the group set to 0, so a group's
  * sum never sees a neighbour's columns.
  *
- * Products of 16 tokens or more (prompts) on avx2 decode each row block's
+ * Products of 12 tokens or more (prompts) on avx2 decode each row block's
  * codes once into bytes c + 1 and multiply every token with them
  * (vpmaddubsw), whatever the layout: the same sums, exactly.
  *
