@@ -59,9 +59,10 @@ int tc_kpath_available(tc_kpath path)
 static void pairs_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 static void tl2_scalar(const uint8_t *w, int64_t n, const uint8_t *tab, int32_t out[32]);
 
-static const struct tc_kimpl kimpl_scalar = {{{TC_KTAB_I16, pairs_scalar, NULL, NULL, NULL},
-                                              {TC_KTAB_I16, pairs_scalar, NULL, NULL, NULL},
-                                              {TC_KTAB_I16, tl2_scalar, NULL, NULL, NULL}}};
+static const struct tc_kimpl kimpl_scalar = {{{TC_KTAB_I16, pairs_scalar, NULL, NULL, NULL, NULL},
+                                              {TC_KTAB_I16, pairs_scalar, NULL, NULL, NULL, NULL},
+                                              {TC_KTAB_I16, tl2_scalar, NULL, NULL, NULL, NULL}},
+                                             NULL};
 
 static const struct tc_kimpl *impl_of(tc_kpath path)
 {
@@ -252,13 +253,6 @@ void tc_kpool_run(tc_kpool *p, void (*fn)(void *ctx, int worker, int n_workers),
 
 /* ---- activation tables --------------------------------------------------- */
 
-/* A run of chunks whose sums form one scale group of every row. */
-typedef struct kseg {
-    int64_t c0, n_chunks; /* chunk range */
-    int64_t k0, k1;       /* the group's columns */
-    size_t tab_off;       /* offset of its tables within one token's tables */
-} kseg;
-
 struct tc_kwork {
     kseg *segs;
     size_t segs_cap;
@@ -270,6 +264,8 @@ struct tc_kwork {
     size_t y32_cap;
     int32_t *xsum; /* per worker, the activation sums of each token's groups (offsets) */
     size_t xsum_cap;
+    uint8_t *gemm; /* the prompt path: activations, their group sums, per-worker panels */
+    size_t gemm_cap;
 };
 
 tc_kwork *tc_kwork_new(void)
@@ -286,6 +282,7 @@ void tc_kwork_free(tc_kwork *w)
     free(w->tabs);
     free(w->y32);
     free(w->xsum);
+    free(w->gemm);
     free(w);
 }
 
@@ -753,6 +750,105 @@ static void kjob_run(void *arg, int worker, int n_workers)
     }
 }
 
+/* ---- the prompt path ----------------------------------------------------- */
+
+/* A product of many tokens (kernels_gemm.c): the caller lays the
+ * activations out once, [n_tok][x_stride] and zero past the columns, with
+ * each token's sum over each group; every worker sums its row blocks of
+ * every product for all the tokens, then makes their outputs, as the
+ * table path does, TOKENS_PER_PASS tokens at a time. */
+typedef struct kgemm_job {
+    kjob all;
+    const int8_t *xa;
+    size_t x_stride;
+    const int32_t *gsum; /* [n_tok][n_segs] */
+    uint8_t *scratch;    /* per worker: a panel of two halves, then [n_tok][32] sums */
+    size_t half, scratch_stride;
+} kgemm_job;
+
+static void kgemm_run(void *arg, int worker, int n_workers)
+{
+    const kgemm_job *g = arg;
+    const kjob *all = &g->all;
+    uint8_t *panel = g->scratch + (size_t)worker * g->scratch_stride;
+    int32_t *sums = (int32_t *)(void *)(panel + 2 * g->half);
+    int64_t n = all->n_tok, ng = all->n_segs;
+    for (int mi = 0; mi < all->n_mats; mi++) {
+        const kmat_job *m = &all->mats[mi];
+        const tc_tpack_plan *p = m->plan;
+        int64_t blocks = p->rows_padded / TILE;
+        int64_t b0 = blocks * worker / n_workers, b1 = blocks * (worker + 1) / n_workers;
+        for (int64_t rb = b0; rb < b1; rb++)
+            for (int64_t s = 0; s < ng; s++) {
+                const kseg *sg = &all->segs[s];
+                /* one group and whole blocks: straight into the product's sums */
+                int direct = ng == 1 && rows_of(p, rb) == TILE;
+                tc_kgemm_block(all->k->impl, p,
+                               m->packed + (uint64_t)rb * p->row_block_bytes +
+                                   (uint64_t)sg->c0 * p->chunk_bytes,
+                               sg, g->xa, g->x_stride, n, g->gsum + s, (size_t)ng, panel, g->half,
+                               direct ? m->y32 + rb * TILE : sums,
+                               direct ? (size_t)p->rows : TILE);
+                for (int64_t t = 0; !direct && t < n; t++)
+                    put_sums(all, m, rb, rows_of(p, rb), t, s, sums + TILE * t);
+            }
+        for (int64_t t0 = 0; m->y && t0 < n; t0 += TOKENS_PER_PASS) {
+            kjob j = *all;
+            kmat_job mj = *m;
+            j.n_tok = n - t0 < TOKENS_PER_PASS ? n - t0 : TOKENS_PER_PASS;
+            mj.y32 = m->y32 + (size_t)t0 * (size_t)p->rows * (size_t)ng;
+            mj.y = m->y + (size_t)t0 * (size_t)p->rows;
+            for (int64_t t = 0; t < j.n_tok; t++)
+                j.inv_act[t] = 1.0f / all->act_scale[t0 + t];
+            for (int64_t rb = b0; rb < b1; rb++)
+                put_outputs(&j, &mj, rb, rows_of(p, rb), g->gsum + t0 * ng);
+        }
+    }
+}
+
+static int kern_run_gemm(kjob *j, tc_kpool *pool, tc_kwork *w, tc_error *err)
+{
+    const tc_tpack_plan *p = j->mats[0].plan;
+    int64_t n = j->n_tok, ng = j->n_segs, K = p->cols;
+    size_t x_stride = (size_t)p->cols_padded, nw = (size_t)tc_kpool_threads(pool);
+    int64_t chunks = 0; /* a panel holds one row block's longest segment */
+    for (int64_t s = 0; s < ng; s++)
+        chunks = j->segs[s].n_chunks > chunks ? j->segs[s].n_chunks : chunks;
+    size_t half = (size_t)chunks * (size_t)(p->chunk_cols / 4) * 64;
+    uint64_t xa_bytes, gs_bytes, sums_bytes, stride, need;
+    if (tc_mul_u64((uint64_t)n, x_stride + 64, &xa_bytes) ||
+        tc_mul_u64((uint64_t)n, (uint64_t)ng * sizeof(int32_t) + 64, &gs_bytes) ||
+        tc_mul_u64((uint64_t)n, 32 * sizeof(int32_t), &sums_bytes) ||
+        tc_add_u64(2 * (uint64_t)half, sums_bytes + 64, &stride) ||
+        tc_mul_u64(stride, nw, &need) || tc_add_u64(need, xa_bytes + gs_bytes, &need) ||
+        need > SIZE_MAX)
+        return tc_err(err, "kernels: out of memory for the activations of %lld tokens",
+                      (long long)n);
+    /* each part on a 64-byte boundary (the + 64s above leave room) */
+    xa_bytes = ((uint64_t)n * x_stride + 63) / 64 * 64;
+    gs_bytes = ((uint64_t)n * (uint64_t)ng * sizeof(int32_t) + 63) / 64 * 64;
+    stride = 2 * (uint64_t)half + (sums_bytes + 63) / 64 * 64;
+    if (grow((void **)&w->gemm, &w->gemm_cap, (size_t)need, 64))
+        return tc_err(err, "kernels: out of memory for the activations of %lld tokens",
+                      (long long)n);
+    int8_t *xa = (int8_t *)w->gemm;
+    int32_t *gsum = (int32_t *)(void *)(w->gemm + xa_bytes);
+    for (int64_t t = 0; t < n; t++) {
+        const int8_t *x = j->xq + (size_t)t * (size_t)K;
+        memcpy(xa + (size_t)t * x_stride, x, (size_t)K);
+        memset(xa + (size_t)t * x_stride + K, 0, x_stride - (size_t)K);
+        for (int64_t s = 0; s < ng; s++) {
+            int32_t sum = 0;
+            for (int64_t k = j->segs[s].k0; k < j->segs[s].k1; k++)
+                sum += x[k];
+            gsum[t * ng + s] = sum;
+        }
+    }
+    kgemm_job g = {*j, xa, x_stride, gsum, w->gemm + xa_bytes + gs_bytes, half, (size_t)stride};
+    tc_kpool_run(pool, kgemm_run, &g);
+    return TC_OK;
+}
+
 int tc_kern_same_input(const tc_tpack_plan *a, const tc_tpack_plan *b)
 {
     return a->layout == b->layout && a->cols == b->cols && a->group.kind == b->group.kind &&
@@ -770,6 +866,20 @@ static int kern_run(const tc_kernels *k, tc_kpool *pool, tc_kwork *w, const kmat
     int nw = tc_kpool_threads(pool);
     if (make_segs(w, k, plan, &per_tok, &run))
         return tc_err(err, "kernels: out of memory for the activation tables");
+    /* Many tokens (a prompt, a window): decode the weights once for all of
+     * them rather than read them once per TOKENS_PER_PASS (the same sums). */
+    if (k->impl->gemm && klayout(k, plan)->decode && n >= TC_KGEMM_MIN_TOKENS) {
+        kjob j = {.k = k,
+                  .segs = w->segs,
+                  .n_segs = tc_kern_groups(plan),
+                  .n_tok = n,
+                  .xq = xq,
+                  .act_scale = mats[0].y ? act_scale : NULL,
+                  .n_mats = n_mats};
+        for (int m = 0; m < n_mats; m++)
+            j.mats[m] = mats[m];
+        return kern_run_gemm(&j, pool, w, err);
+    }
     size_t tabs_stride = (per_tok * TOKENS_PER_PASS + 63) / 64 * 64, xs_stride = (run + 127) / 64 * 64;
     int offsets = 0;
     for (int m = 0; m < n_mats; m++)

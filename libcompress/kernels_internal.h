@@ -58,26 +58,75 @@ typedef void (*tc_kblocks_fn)(const uint8_t *w, uint64_t stride, int64_t n_chunk
  * more zero bytes), to dst: for ACT4 what follows the header. */
 typedef void (*tc_kbuild_fn)(const int8_t *xs, int64_t n_chunks, uint8_t *dst);
 
+/* ---- the prompt path (kernels_gemm.c) ----------------------------------
+ * With many tokens a product decodes each row block's codes once into a
+ * panel of fields c + 1 in {0, 1, 2} and multiplies every token with it.
+ * A panel holds a run of quads (4 columns) of one 32-row block as two
+ * halves, `half` bytes apart, each 64 bytes a quad: two 8-row octets of 32
+ * bytes, dword l of an octet being the quad's four fields of one row.
+ * Octet i (0-3; half i / 2) holds rows 4i..4i+3 in dwords 0-3 and
+ * 16+4i..16+4i+3 in dwords 4-7. */
+#define TC_KGEMM_MIN_TOKENS 12 /* fewer tokens: the table path (faster below 8, even at 8) */
+#define TC_KGEMM_QUADS 64      /* int16 sums hold 64 quads: |pair| <= 2 * 2 * 128 */
+#define TC_KGEMM_TOKENS 6      /* most tokens of one microkernel call */
+
+/* Decodes n_chunks chunks of one row block at w into quads 0.. of panel. */
+typedef void (*tc_kdecode_fn)(const uint8_t *w, int64_t n_chunks, uint8_t *panel, size_t half);
+
+/* sums[t * s_stride + r] = the products of quads 0..nq-1 of panel with the
+ * activations of token t (t < nt <= TC_KGEMM_TOKENS) at x + t * x_stride,
+ * four bytes a quad, minus xsum[t * xsum_stride] (the fields' + 1). */
+typedef void (*tc_kgemm_fn)(const uint8_t *panel, size_t half, int64_t nq, const int8_t *x,
+                            size_t x_stride, int nt, const int32_t *xsum, size_t xsum_stride,
+                            int32_t *sums, size_t s_stride);
+
 /* One layout on one path; multi and blocks may be NULL (then tokens and
  * row blocks go one by one), build NULL for the styles portable C builds
- * (I16, SPLIT; ACT4 and W32 need a build). */
+ * (I16, SPLIT; ACT4 and W32 need a build), decode NULL where the path has
+ * no prompt path. */
 typedef struct tc_klayout {
     tc_ktab_style style;
     tc_kblock_fn one;
     tc_kmulti_fn multi;
     tc_kblocks_fn blocks;
     tc_kbuild_fn build;
+    tc_kdecode_fn decode;
 } tc_klayout;
 
 struct tc_kimpl {
     tc_klayout layout[TC_TPACK_LAYOUT_COUNT]; /* indexed by tc_tpack_layout */
+    tc_kgemm_fn gemm;                         /* NULL: no prompt path */
 };
+
+/* A run of chunks whose sums form one scale group of every row. */
+typedef struct kseg {
+    int64_t c0, n_chunks; /* chunk range */
+    int64_t k0, k1;       /* the group's columns */
+    size_t tab_off;       /* offset of its tables within one token's tables */
+} kseg;
+
+/* The sums of segment s of one row block (w: its first chunk) for n_tok
+ * tokens into sums[t * s_stride + r] (r < 32): xa is [n_tok][x_stride]
+ * activations, zero past the columns, and xsum[t * xsum_stride] token t's
+ * sum over the segment's columns; panel is scratch of two halves of
+ * `half` >= 64 * 4 * s->n_chunks * p->chunk_cols / 16 bytes. */
+void tc_kgemm_block(const struct tc_kimpl *impl, const tc_tpack_plan *p, const uint8_t *w,
+                    const kseg *s, const int8_t *xa, size_t x_stride, int64_t n_tok,
+                    const int32_t *xsum, size_t xsum_stride, uint8_t *panel, size_t half,
+                    int32_t *sums, size_t s_stride);
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define TC_KERNELS_X86 1
 extern const struct tc_kimpl tc_kimpl_avx2;
 extern const struct tc_kimpl tc_kimpl_avx512;
 extern const struct tc_kimpl tc_kimpl_avx512vnni;
+/* The prompt path on AVX2 (kernels_gemm.c). */
+void tc_kdecode_i2_avx2(const uint8_t *w, int64_t n_chunks, uint8_t *panel, size_t half);
+void tc_kdecode_tl1_avx2(const uint8_t *w, int64_t n_chunks, uint8_t *panel, size_t half);
+void tc_kdecode_tl2_avx2(const uint8_t *w, int64_t n_chunks, uint8_t *panel, size_t half);
+void tc_kgemm_avx2(const uint8_t *panel, size_t half, int64_t nq, const int8_t *x, size_t x_stride,
+                   int nt, const int32_t *xsum, size_t xsum_stride, int32_t *sums,
+                   size_t s_stride);
 #endif
 
 #endif

@@ -886,20 +886,23 @@ __attribute__((target("avx2"))) static void build_act4(const int8_t *xs, int64_t
 }
 
 const struct tc_kimpl tc_kimpl_avx2 = {
-    {{TC_KTAB_ACT4, i2_avx2, i2_avx2_multi, i2_avx2_blocks, build_act4},
-     {TC_KTAB_ACT4, tl1_avx2, tl1_avx2_multi, tl1_avx2_blocks, build_act4},
-     {TC_KTAB_SPLIT, tl2_avx2, NULL, NULL, NULL}}};
+    {{TC_KTAB_ACT4, i2_avx2, i2_avx2_multi, i2_avx2_blocks, build_act4, tc_kdecode_i2_avx2},
+     {TC_KTAB_ACT4, tl1_avx2, tl1_avx2_multi, tl1_avx2_blocks, build_act4, tc_kdecode_tl1_avx2},
+     {TC_KTAB_SPLIT, tl2_avx2, NULL, NULL, NULL, tc_kdecode_tl2_avx2}},
+    tc_kgemm_avx2};
 /* Without VNNI, I2 and TL1 run the AVX2 multiply-add kernels: a 512-bit
  * version of the old pair tables, one row block a call, read 12.7-13.0
  * GB/s at 6912 x 2560 on one thread against their 16.7-17.7. */
 const struct tc_kimpl tc_kimpl_avx512 = {
-    {{TC_KTAB_ACT4, i2_avx2, i2_avx2_multi, i2_avx2_blocks, build_act4},
-     {TC_KTAB_ACT4, tl1_avx2, tl1_avx2_multi, tl1_avx2_blocks, build_act4},
-     {TC_KTAB_W32, tl2_lut_mask, tl2_lut4_mask, tl2_lut_blocks_mask, build_w32}}};
+    {{TC_KTAB_ACT4, i2_avx2, i2_avx2_multi, i2_avx2_blocks, build_act4, NULL},
+     {TC_KTAB_ACT4, tl1_avx2, tl1_avx2_multi, tl1_avx2_blocks, build_act4, NULL},
+     {TC_KTAB_W32, tl2_lut_mask, tl2_lut4_mask, tl2_lut_blocks_mask, build_w32, NULL}},
+    NULL};
 const struct tc_kimpl tc_kimpl_avx512vnni = {
-    {{TC_KTAB_ACT4, i2_vnni, i2_vnni4, i2_vnni_blocks, build_act4},
-     {TC_KTAB_ACT4, tl1_vnni, tl1_vnni4, tl1_vnni_blocks, build_act4},
-     {TC_KTAB_W32, tl2_lut_shift, tl2_lut4_shift, tl2_lut_blocks_shift, build_w32}}};
+    {{TC_KTAB_ACT4, i2_vnni, i2_vnni4, i2_vnni_blocks, build_act4, NULL},
+     {TC_KTAB_ACT4, tl1_vnni, tl1_vnni4, tl1_vnni_blocks, build_act4, NULL},
+     {TC_KTAB_W32, tl2_lut_shift, tl2_lut4_shift, tl2_lut_blocks_shift, build_w32, NULL}},
+    NULL};
 
 #else
 /* Not x86-64: only the scalar path exists (kernels.c). */

@@ -380,6 +380,120 @@ static void test_affine(tc_kpath path)
     tc_kwork_free(w);
 }
 
+/* The prompt path (a product of 12 tokens or more on a path that has one;
+ * on the others the same cases run the table kernels): int32 sums equal the
+ * plain integer matvec, and the outputs, with plain scales or with offsets,
+ * equal the scalar path's bit for bit, alone and in a set. Ragged rows and
+ * columns (not multiples of 32 rows, of a 256-column tile or of the chunk),
+ * every grouping, groups that start inside a quad or a TL2 chunk, token
+ * counts on both sides of the threshold and every remainder of the six-token
+ * microkernel, 1 to 3 threads; extreme products over whole tiles (an int16
+ * accumulator at its limit, -32768) and rows of many tiles. */
+static int gemm_case(const tc_kernels *k, const tc_kernels *ks, tc_kpool *pool, tc_kwork *w,
+                     tc_tpack_layout layout, shape s, tc_tgroup g, tc_tparam_kind params, int64_t n,
+                     int mode)
+{
+    tc_error err;
+    tc_tpack_plan p, p2;
+    CHECK_OK(tc_tpack_plan_make_params(layout, s.M, s.K, &g, params, &p, &err), &err);
+    CHECK_OK(tc_tpack_plan_make_params(layout, s.M + 7, s.K, &g, params, &p2, &err), &err);
+    int64_t ng = tc_kern_groups(&p), M2 = s.M + 7;
+    size_t MK = (size_t)(M2 * s.K);
+    int8_t *codes = malloc(MK), *x = malloc((size_t)(n * s.K));
+    float *sc = malloc((size_t)p2.n_scales * sizeof(float)), *mu = malloc((size_t)p2.n_scales * sizeof(float));
+    float *act = malloc((size_t)n * sizeof(float));
+    uint8_t *packed = malloc(p.total_bytes), *packed2 = malloc(p2.total_bytes);
+    int32_t *want = malloc((size_t)(n * s.M * ng) * 4), *got = malloc((size_t)(n * s.M * ng) * 4);
+    float *y = malloc((size_t)(n * M2) * sizeof(float)), *ys = malloc((size_t)(n * M2) * sizeof(float));
+    float *y2 = malloc((size_t)(n * M2) * sizeof(float)), *y2s = malloc((size_t)(n * M2) * sizeof(float));
+    for (size_t i = 0; i < MK; i++)
+        codes[i] = mode == 1 ? -1 : mode == 3 ? 1 : (int8_t)((int)(rng_next() % 3) - 1);
+    for (int64_t i = 0; i < n * s.K; i++)
+        x[i] = mode == 1 || mode == 3 ? -128 : mode == 2 ? 127 : (int8_t)(rng_next() & 0xff);
+    for (int64_t t = 0; t < n; t++)
+        act[t] = 0.5f + (float)t;
+    for (int64_t i = 0; i < p2.n_scales; i++) {
+        sc[i] = (float)(1 + rng_next() % 1000) / 1024.0f;
+        mu[i] = ((float)(rng_next() % 512) - 256.0f) / 4096.0f;
+    }
+    CHECK_OK(tc_tpack_pack_affine(&p, codes, sc, mu, packed, &err), &err);
+    CHECK_OK(tc_tpack_pack_affine(&p2, codes, sc, mu, packed2, &err), &err);
+    for (int64_t t = 0; t < n; t++)
+        ref_groups(codes, s.M, s.K, &g, x + t * s.K, want + t * s.M * ng);
+    memset(got, 0x5a, (size_t)(n * s.M * ng) * 4);
+    CHECK_OK(tc_kern_matmul_i32(k, pool, w, &p, packed, p.total_bytes, x, n, got, &err), &err);
+    int bad = memcmp(want, got, (size_t)(n * s.M * ng) * 4) != 0;
+    CHECK_OK(tc_kern_matmul(k, pool, w, &p, packed, p.total_bytes, x, act, n, y, &err), &err);
+    CHECK_OK(tc_kern_matmul(ks, NULL, w, &p, packed, p.total_bytes, x, act, n, ys, &err), &err);
+    bad |= (memcmp(y, ys, (size_t)(n * s.M) * sizeof(float)) != 0) << 1;
+    /* a set of two products of different heights, against the scalar path */
+    CHECK_OK(tc_kern_matmul(ks, NULL, w, &p2, packed2, p2.total_bytes, x, act, n, y2s, &err), &err);
+    tc_kmat mats[2] = {{&p2, packed2, p2.total_bytes, y2}, {&p, packed, p.total_bytes, y}};
+    CHECK_OK(tc_kern_matmul_set(k, pool, w, mats, 2, x, act, n, &err), &err);
+    bad |= (memcmp(y2, y2s, (size_t)(n * M2) * sizeof(float)) != 0 ||
+            memcmp(y, ys, (size_t)(n * s.M) * sizeof(float)) != 0) << 2;
+    if (bad)
+        fprintf(stderr, "%s %s %lldx%lld group %d/%d %s tokens %lld mode %d threads %d: differ (%d)\n",
+                tc_kpath_name(k->path), tc_tpack_layout_name(layout), (long long)s.M, (long long)s.K,
+                (int)g.kind, g.cols, tc_tparam_kind_name(params), (long long)n, mode,
+                tc_kpool_threads(pool), bad);
+    free(codes);
+    free(x);
+    free(sc);
+    free(mu);
+    free(act);
+    free(packed);
+    free(packed2);
+    free(want);
+    free(got);
+    free(y);
+    free(ys);
+    free(y2);
+    free(y2s);
+    return bad != 0;
+}
+
+static void test_gemm(tc_kpath path)
+{
+    tc_error err;
+    tc_kernels k, ks;
+    CHECK_OK(tc_kernels_init(&k, path, &err), &err);
+    CHECK_OK(tc_kernels_init(&ks, TC_KPATH_SCALAR, &err), &err);
+    tc_kwork *w = tc_kwork_new();
+    tc_kpool *pools[3];
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(tc_kpool_new(&pools[i], i + 1, &err), &err);
+    static const shape shapes[] = {{1, 5},   {31, 23},  {33, 257},          {47, 300},
+                                   {70, 1000}, {32, 24 * 11 + 1}, {65, 256 + 24 + 3}, {9, 4}};
+    const tc_tgroup groups[] = {{TC_TGROUP_TENSOR, 0}, {TC_TGROUP_ROW, 0}, {TC_TGROUP_COLS, 32},
+                                {TC_TGROUP_COLS, 33}, {TC_TGROUP_COLS, 100}, {TC_TGROUP_COLS, 256}};
+    static const int64_t tokens[] = {11, 12, 13, 15, 16, 17, 19, 20, 22, 23, 40};
+    int cases = 0, failed = 0, c = 0;
+    for (size_t l = 0; l < 3; l++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+            for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
+                for (int pk = 0; pk < TC_TPARAM_KIND_COUNT; pk++, c++) {
+                    int64_t n = tokens[c % (sizeof tokens / sizeof tokens[0])];
+                    failed += gemm_case(&k, &ks, pools[c % 3], w, LAYOUTS[l], shapes[si], groups[gi],
+                                        (tc_tparam_kind)pk, n, 0);
+                    cases++;
+                }
+    /* Extreme products: codes +1 (fields 2) with -128 reach -32768 in an
+     * int16 lane after a whole tile; rows of many tiles. */
+    for (size_t l = 0; l < 3; l++)
+        for (int mode = 1; mode <= 3; mode++) {
+            const shape s = {40, 3000};
+            failed += gemm_case(&k, &ks, pools[mode % 3], w, LAYOUTS[l], s, groups[mode == 2 ? 4 : 0],
+                                TC_TPARAM_SCALE_F32, 16 + mode, mode);
+            cases++;
+        }
+    printf("path %s: %d cases of many tokens, %d failed\n", tc_kpath_name(path), cases, failed);
+    CHECK(failed == 0);
+    for (int i = 0; i < 3; i++)
+        tc_kpool_free(pools[i]);
+    tc_kwork_free(w);
+}
+
 static void test_dispatch(void)
 {
     tc_error err;
@@ -407,6 +521,7 @@ int main(void)
         test_path((tc_kpath)p);
         test_set((tc_kpath)p);
         test_affine((tc_kpath)p);
+        test_gemm((tc_kpath)p);
         ran[n_ran++] = tc_kpath_name((tc_kpath)p);
     }
     printf("paths tested:");

@@ -17,6 +17,10 @@
  * own tables with the activations outside the group set to 0, so a group's
  * sum never sees a neighbour's columns.
  *
+ * Products of 12 tokens or more (prompts) on avx2 decode each row block's
+ * codes once into bytes c + 1 and multiply every token with them
+ * (vpmaddubsw), whatever the layout: the same sums, exactly.
+ *
  * Threads split the output rows by row blocks of 32 (a tc_kpool; the caller
  * is one of its workers); one token's rows of a worker are read as four
  * streams at once. Results do not depend on the thread count. */
