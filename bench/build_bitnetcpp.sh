@@ -15,7 +15,8 @@
 # gitlink names; when the fork's mirror lacks it, FORK_REV (default
 # merge-dev, the branch .gitmodules names) is used and a line says so.
 # The fork's vocabulary GGUFs under models/ are left out (not needed to
-# build; a mirror may lack them).
+# build; a mirror may lack them, and git archive then names one it cannot
+# read, though the rest of the tree is written).
 #
 # setup_env.py for x86: -DBITNET_X86_TL2=OFF (I2_S) or ON (TL2), clang, a
 # Release build.  Its gen_code() always runs utils/codegen_tl2.py; the
