@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Speed at BitNet b1.58 2B4T's shape (dim 2560, 30 layers, ffn 6912, 20/5
-# heads, vocab 128256, tied): tc-run beside llama.cpp, interleaved in one run.
+# heads, vocab 128256, tied): tc-run beside llama.cpp and bitnet.cpp,
+# interleaved in one run.
 #
 #   bench/bitnet2b_table.sh WORK [LLAMA_BENCH] [ROUNDS]
+#   BITNETCPP=DIR (a bitnet.cpp build's bin folder, bench/build_bitnetcpp.sh)
 #
 # Makes once, under WORK (never in the repository: about 12 GB), with
 # tc-synth and tc-quantize:
@@ -13,8 +15,14 @@
 #                             bitnet architecture is not written by this build) with
 #                             llama.cpp's LLaMA-3 vocabulary (--tokenizer), F16
 #   llama2b-tq2-T.gguf        TQ2_0 blocks, embedding and head in T (q4_0 q6_k q8_0)
+#   llama2b-i2s-T.gguf        with BITNETCPP: bitnet.cpp's I2_S (its llama-quantize, one
+#                             thread as its setup_env.py runs it, from llama2b-f16.gguf),
+#                             embedding and head in T (q4_0 q6_k q8_0); the llama graph,
+#                             as llama.cpp's rows: the fork's bitnet graph reads the same
+#                             I2_S tensors and differs by the sub-norms and SiLU
 # then ROUNDS (default 3) rounds, each running every configuration once, at 1
-# and 2 threads: bench_trun (tc) and llama-bench (LLAMA_BENCH, if given):
+# and 2 threads: bench_trun (tc), llama-bench (LLAMA_BENCH, if given) and
+# bitnet.cpp's llama-bench (BITNETCPP/llama-bench, if given):
 # pp128 (a 128-token prompt) and tg32 (32 tokens decoded from an empty cache),
 # REPS (default 3) repetitions each.  Each line of WORK/bitnet2b_runs.jsonl is one
 # measurement with the load average before it; WORK/bitnet2b_table.md and
@@ -30,6 +38,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${TC_BIN:-$here/build}
 work=${1:?usage: bitnet2b_table.sh WORK [LLAMA_BENCH] [ROUNDS]}
 llama=${2:-}
+bitnetcpp=${BITNETCPP:-}
 rounds=${3:-3}
 reps=${REPS:-3}          # repetitions of each test within a round
 vocab=${TC_LLAMA_VOCAB:-/work/scratch/llama.cpp/models/ggml-vocab-llama-bpe.gguf}
@@ -42,11 +51,18 @@ for t in q4_0 q6_k q8_0 f16; do
 done
 f=$work/bitnet2b-tl2-q4_0.tcq
 [ -f "$f" ] || "$bin/tc-quantize" -q "$work/bitnet2b-hf" --method absmean --layout tl2 --embd-type q4_0 --no-verify -o "$f" > /dev/null
-if [ -n "$llama" ]; then
+if [ -n "$llama$bitnetcpp" ]; then
   [ -f "$work/llama2b-f16.gguf" ] || "$bin/tc-synth" -q $shape --family llama --format gguf --tokenizer "$vocab" -o "$work/llama2b-f16.gguf"
   for t in q4_0 q6_k q8_0; do
     f=$work/llama2b-tq2-$t.gguf
-    [ -f "$f" ] || "$bin/tc-quantize" -q "$work/llama2b-f16.gguf" --method absmean --format gguf-tq2 --fallback $t --no-verify -o "$f" > /dev/null
+    if [ -n "$llama" ] && [ ! -f "$f" ]; then
+      "$bin/tc-quantize" -q "$work/llama2b-f16.gguf" --method absmean --format gguf-tq2 --fallback $t --no-verify -o "$f" > /dev/null
+    fi
+    f=$work/llama2b-i2s-$t.gguf
+    if [ -n "$bitnetcpp" ] && [ ! -f "$f" ]; then
+      "$bitnetcpp/llama-quantize" --token-embedding-type $t "$work/llama2b-f16.gguf" "$f.part" I2_S 1 > "$f.log" 2>&1
+      mv "$f.part" "$f"
+    fi
   done
 fi
 
@@ -65,6 +81,13 @@ for round in $(seq 1 "$rounds"); do
         l=$(load)
         "$llama" -m "$f" -p 128 -n 32 -t $th -r "$reps" -o jsonl 2>/dev/null |
           sed "s|^{|{\"round\": $round, \"runtime\": \"llama.cpp\", \"load1\": $l, \"file\": \"$f\", |" >> "$runs"
+      done
+    fi
+    if [ -n "$bitnetcpp" ]; then
+      for f in "$work"/llama2b-i2s-*.gguf; do
+        l=$(load)
+        "$bitnetcpp/llama-bench" -m "$f" -p 128 -n 32 -t $th -r "$reps" -o jsonl 2>/dev/null |
+          sed "s|^{|{\"round\": $round, \"runtime\": \"bitnet.cpp\", \"load1\": $l, \"file\": \"$f\", |" >> "$runs"
       done
     fi
   done
@@ -88,11 +111,12 @@ for r in runs:
         for what, key, n in (("pp", "pp_tps", r["pp"]), ("tg", "tg_tps", r["tg"])):
             rows.setdefault(("tc " + r["layout"].upper(), r["embd"], r["threads"], f"{what}{n}", name), []).append(
                 (r[key], r["load1"], r.get(key + "_cpu")))
-    elif r["runtime"] == "llama.cpp":
+    elif r["runtime"] in ("llama.cpp", "bitnet.cpp"):
         name = os.path.basename(r["file"])
         embd = name.split("-")[-1].split(".")[0].upper()
         what = f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}"
-        rows.setdefault(("llama.cpp TQ2_0", embd, r["n_threads"], what, name), []).append((r["avg_ts"], r["load1"], None))
+        rt = "llama.cpp TQ2_0" if r["runtime"] == "llama.cpp" else "bitnet.cpp I2_S"
+        rows.setdefault((rt, embd, r["n_threads"], what, name), []).append((r["avg_ts"], r["load1"], None))
 out = []
 for (rt, embd, th, what, name), v in sorted(rows.items(), key=lambda kv: (kv[0][3], kv[0][2], kv[0][0], kv[0][1])):
     best = max(v)
