@@ -104,6 +104,38 @@ static inline int llamacpp_greedy(const char *pkg, const char *script, int n_gen
     return i == n_models && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
+/* The largest gap, over the positions of llama.cpp's continuation, between
+ * tc's best logit and its logit for llama.cpp's token (tc reading llama.cpp's
+ * tokens so far); -1 on failure. */
+static inline double llamacpp_tc_max_gap(const char *path, const int32_t *ids, int n)
+{
+    tc_error err = {{0}};
+    tc_model m;
+    if (tc_model_open(&m, path, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    tc_decoder *d = NULL;
+    tc_decoder_opts o = {.max_len = n + 2};
+    float *logits = malloc((size_t)m.cfg.vocab_size * sizeof *logits);
+    double gap = 0;
+    int rc = logits ? tc_decoder_new(&d, &m, &o, &err) : TC_ERR;
+    int32_t prev = 1;
+    for (int i = 0; rc == TC_OK && i < n; i++) {
+        rc = tc_decoder_step(d, prev, logits, &err);
+        float best = logits[0];
+        for (int v = 1; v < m.cfg.vocab_size; v++)
+            best = logits[v] > best ? logits[v] : best;
+        if (ids[i] >= 0 && ids[i] < m.cfg.vocab_size && best - logits[ids[i]] > gap)
+            gap = best - logits[ids[i]];
+        prev = ids[i];
+    }
+    free(logits);
+    tc_decoder_free(d);
+    tc_model_close(&m);
+    return rc == TC_OK ? gap : -1;
+}
+
 /* Share of positions where tc's argmax, given llama.cpp's tokens so far,
  * equals llama.cpp's next token; *near (may be NULL) gets the share where
  * tc's logit of llama.cpp's token is within `tie` of tc's largest (a near

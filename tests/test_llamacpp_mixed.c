@@ -26,35 +26,6 @@
 #define N_GEN 48
 #define NEAR 0.15 /* test_llamacpp_tq's bound for deep16 in TQ2_0 */
 
-static double tc_max_gap(const char *path, const int32_t *ids, int n)
-{
-    tc_error err = {{0}};
-    tc_model m;
-    if (tc_model_open(&m, path, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
-    tc_decoder *d = NULL;
-    tc_decoder_opts o = {.max_len = n + 2};
-    float *logits = malloc((size_t)m.cfg.vocab_size * sizeof *logits);
-    double gap = 0;
-    int rc = logits ? tc_decoder_new(&d, &m, &o, &err) : TC_ERR;
-    int32_t prev = 1;
-    for (int i = 0; rc == TC_OK && i < n; i++) {
-        rc = tc_decoder_step(d, prev, logits, &err);
-        float best = logits[0];
-        for (int v = 1; v < m.cfg.vocab_size; v++)
-            best = logits[v] > best ? logits[v] : best;
-        if (ids[i] >= 0 && ids[i] < m.cfg.vocab_size && best - logits[ids[i]] > gap)
-            gap = best - logits[ids[i]];
-        prev = ids[i];
-    }
-    free(logits);
-    tc_decoder_free(d);
-    tc_model_close(&m);
-    return rc == TC_OK ? gap : -1;
-}
-
 /* The fixed assignment: per layer, q and v Q8_0 in the first four layers,
  * o and gate Q4_0 in the last four, up Q4_0 in every other layer. */
 static tc_dtype type_of(int l, int role, int n_layers)
@@ -170,7 +141,7 @@ int main(void)
         for (int j = 0; j < N_GEN && first < 0; j++)
             if (ids[j] != want[j])
                 first = j;
-        double gap = tc_max_gap(mixed, ids, N_GEN);
+        double gap = llamacpp_tc_max_gap(mixed, ids, N_GEN);
         printf("deep16 mixed: llama.cpp's %d greedy tokens %s tc's", N_GEN, first < 0 ? "equal" : "differ from");
         if (first >= 0)
             printf(" from token %d", first);
