@@ -12,6 +12,7 @@
 
 typedef struct export_ctx {
     const tc_tmodel *tm;
+    tc_dtype fallback; /* GGUF: the stored type of matrices not kept in a block type */
 } export_ctx;
 
 static const tc_tmodel_tensor *find(const tc_tmodel *tm, int layer, int which, tc_error *err)
@@ -54,11 +55,6 @@ static int export_ternary(void *ctx, int layer, int role, int8_t *codes, float *
 /* GGUF output: an embedding or head the packed file keeps in a ggml block
  * type (tc-quantize --embd-type) is written in that type, its bytes as they
  * are; every other matrix takes the float path (`fallback`). */
-typedef struct export_ctx_gguf {
-    export_ctx x;
-    tc_dtype fallback;
-} export_ctx_gguf;
-
 static const tc_tmodel_tensor *block_typed(const tc_tmodel *tm, int layer, int which)
 {
     const tc_tmodel_tensor *t = layer < 0 ? tc_tmodel_find(tm, layer, which) : NULL;
@@ -67,20 +63,20 @@ static const tc_tmodel_tensor *block_typed(const tc_tmodel *tm, int layer, int w
 
 static tc_dtype export_dtype_of(void *ctx, int layer, int which)
 {
-    const export_ctx_gguf *g = ctx;
-    const tc_tmodel_tensor *t = block_typed(g->x.tm, layer, which);
-    return t ? t->dtype : g->fallback;
+    const export_ctx *x = ctx;
+    const tc_tmodel_tensor *t = block_typed(x->tm, layer, which);
+    return t ? t->dtype : x->fallback;
 }
 
 static int export_encode(void *ctx, int layer, int which, tc_rope_layout to, void *dst, uint64_t nbytes,
                          tc_error *err)
 {
     (void)to; /* the embedding and head have no rope rows */
-    const export_ctx_gguf *g = ctx;
-    const tc_tmodel_tensor *t = block_typed(g->x.tm, layer, which);
+    const export_ctx *x = ctx;
+    const tc_tmodel_tensor *t = block_typed(x->tm, layer, which);
     if (!t || t->nbytes != nbytes)
         return tc_err(err, "%s: the %s's block bytes do not match the GGUF tensor's size",
-                      g->x.tm->path ? g->x.tm->path : "(packed model)", which == TC_G_EMBD ? "embedding" : "head");
+                      x->tm->path ? x->tm->path : "(packed model)", which == TC_G_EMBD ? "embedding" : "head");
     memcpy(dst, t->data, (size_t)nbytes);
     return TC_OK;
 }
@@ -142,11 +138,11 @@ int tc_tmodel_export(const tc_tmodel *tm, const char *path, const tc_tmodel_expo
                       "has float activations", path, tc_tmethod_name(tm->quant.method));
     if (o->format != TC_FORMAT_HF && o->format != TC_FORMAT_GGUF)
         return tc_err(err, "%s: packed models are written back as Hugging Face directories or GGUF files", path);
-    export_ctx_gguf x = {{tm}, 0};
+    export_ctx x = {tm, 0};
     tc_model_src s = {
         .cfg = tm->cfg,
         .fill = export_fill,
-        .ctx = &x, /* export_fill and export_ternary read its first member */
+        .ctx = &x,
         .gguf_vocab = o->gguf_vocab,
         .hf_src_dir = o->hf_src_dir,
         .name = o->name,
