@@ -150,9 +150,7 @@ int tc_mixed_measure(tc_mixed *x, const tc_model *m, const tc_batch *b, const tc
 int tc_mixed_costs_from(tc_mixed *x, const tc_tmixed *rec, const tc_mixed_opts *o, const char *from,
                         tc_error *err)
 {
-    tc_tmethod want = o->q.method == TC_TMETHOD_CALIBRATED ? TC_TMETHOD_OPTIMAL
-                      : tc_tmethod_affine(o->q.method) ? TC_TMETHOD_AFFINE
-                                                       : o->q.method;
+    tc_tmethod want = tc_sensitivity_fit(o->q.method);
     if (rec->measured != want)
         return tc_err(err, "%s: its costs were measured with the %s fit, and --method %s measures %s", from,
                       tc_tmethod_name(rec->measured), tc_tmethod_name(o->q.method), tc_tmethod_name(want));

@@ -95,6 +95,13 @@ static int quantize_alone(tc_tmethod meth, const tc_tgroup *g, const float *W, i
     return rc;
 }
 
+tc_tmethod tc_sensitivity_fit(tc_tmethod method)
+{
+    return method == TC_TMETHOD_CALIBRATED ? TC_TMETHOD_OPTIMAL
+           : tc_tmethod_affine(method)     ? TC_TMETHOD_AFFINE
+                                           : method;
+}
+
 void tc_sensitivity_free(tc_sensitivity *s)
 {
     if (!s)
@@ -154,9 +161,7 @@ int tc_sensitivity_measure_types_dist(const tc_model *m, const tc_batch *b, cons
         tc_mul_u64((uint64_t)per_type * (uint64_t)n_types, (uint64_t)n_win * sizeof(double), &kl_bytes) ||
         hs > SIZE_MAX || lp > SIZE_MAX || kl_bytes > SIZE_MAX)
         return tc_err(err, "%s: %zu calibration tokens are too many to measure sensitivity", m->path, n_tok);
-    tc_tmethod meth = q->method == TC_TMETHOD_CALIBRATED ? TC_TMETHOD_OPTIMAL
-                      : tc_tmethod_affine(q->method) ? TC_TMETHOD_AFFINE
-                                                     : q->method;
+    tc_tmethod meth = tc_sensitivity_fit(q->method);
     /* From here a failure on one rank reaches the others at the exchange. */
     tc_weights w;
     int rc = tc_weights_load(&w, m, err);

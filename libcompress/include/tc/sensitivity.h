@@ -36,6 +36,11 @@ typedef struct tc_sensitivity {
     tc_tmethod method; /* the quantizer measured (the calibrated methods' uncalibrated fit) */
 } tc_sensitivity;
 
+/* The fit a method's costs are measured with: a calibrated method's
+ * uncalibrated fit (optimal for calibrated, affine for affine-calibrated),
+ * any other method itself. */
+tc_tmethod tc_sensitivity_fit(tc_tmethod method);
+
 /* Measures every linear weight of m's blocks quantized with q->method and
  * q->group (calibrated methods measure their uncalibrated fit: optimal for
  * calibrated, affine for affine-calibrated) on the tokens of b. */
